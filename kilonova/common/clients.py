@@ -1,0 +1,113 @@
+"""HTTP clients one service uses to reach another's public API.
+
+Services never import each other's internals; they talk HTTP. ``Endpoints``
+knows where each service type lives. In the all-in-one process it can also hold
+the service's ASGI app, in which case requests go straight into the app
+(httpx's ASGI transport: the same HTTP semantics, no socket). In a distributed
+deployment only URLs are known and real connections are used.
+
+``ServiceClient`` authenticates as the service user (``[service_user]``) to the
+identity service and re-authenticates once when a token is refused.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class Endpoints:
+    urls: dict[str, str] = field(default_factory=dict)
+    apps: dict[str, Any] = field(default_factory=dict)
+
+    def http_client(self, service_type: str, *, timeout: float = 60.0) -> httpx.AsyncClient:
+        """A client for ``service_type``; it may be made before that service's app exists."""
+        return httpx.AsyncClient(transport=_EndpointTransport(self, service_type),
+                                 base_url=self.urls[service_type], timeout=timeout)
+
+
+class _EndpointTransport(httpx.AsyncBaseTransport):
+    """Sends into the service's in-process app when there is one, else over the network.
+
+    Decided per request, so clients can be built while the process is still
+    assembling its services.
+    """
+
+    def __init__(self, endpoints: Endpoints, service_type: str):
+        self._endpoints = endpoints
+        self._service_type = service_type
+        self._asgi: httpx.ASGITransport | None = None
+        self._network: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        app = self._endpoints.apps.get(self._service_type)
+        if app is not None:
+            if self._asgi is None:
+                self._asgi = httpx.ASGITransport(app=app)
+            return await self._asgi.handle_async_request(request)
+        if self._network is None:
+            self._network = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+        return await self._network.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._network is not None:
+            await self._network.aclose()
+
+
+class ServiceAuth:
+    """Holds a project-scoped token for the service user, shared by all clients of a process."""
+
+    def __init__(self, identity: httpx.AsyncClient, username: str, password: str, project_name: str,
+                 domain: str = "default"):
+        self._identity = identity
+        self._body = {"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": username, "password": password, "domain": {"id": domain}}}},
+            "scope": {"project": {"name": project_name, "domain": {"id": domain}}},
+        }}
+        self._token: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def token(self, refresh: bool = False) -> str:
+        async with self._lock:
+            if self._token is None or refresh:
+                response = await self._identity.post("/v3/auth/tokens", json=self._body)
+                if response.status_code != 201:
+                    raise RuntimeError(f"service user could not authenticate: {response.status_code} {response.text}")
+                self._token = response.headers["X-Subject-Token"]
+            return self._token
+
+
+class ServiceClient:
+    """A JSON client to one service, authenticated as the service user."""
+
+    def __init__(self, http: httpx.AsyncClient, auth: ServiceAuth, default_headers: dict[str, str] | None = None):
+        self.http = http
+        self.auth = auth
+        self.default_headers = default_headers or {}
+
+    async def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                      **kwargs: Any) -> httpx.Response:
+        merged = {**self.default_headers, **(headers or {})}
+        merged["X-Auth-Token"] = await self.auth.token()
+        response = await self.http.request(method, path, headers=merged, **kwargs)
+        if response.status_code == 401:
+            merged["X-Auth-Token"] = await self.auth.token(refresh=True)
+            response = await self.http.request(method, path, headers=merged, **kwargs)
+        return response
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("DELETE", path, **kwargs)

@@ -1,0 +1,153 @@
+"""Database access for every service: SQLAlchemy 2 sessions run in a bounded thread pool.
+
+Concurrency model (see DESIGN.md): one asyncio loop per process, and blocking
+database work runs in a small pool of worker threads. A data-layer function is
+plain synchronous SQLAlchemy code taking a ``Session``; the service awaits it::
+
+    server = await db.read(instances.get, uuid)
+    await db.write(instances.create, values)
+
+``write`` runs the function inside one transaction (on SQLite it takes the
+write lock up front with ``BEGIN IMMEDIATE`` so that concurrent read-then-write
+transactions queue instead of failing with "database is locked").
+
+Each service owns its schema and migrates it with Alembic: ``migrate`` upgrades
+a database to the head of the service's ``migrations`` directory.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import DeclarativeBase, Session
+
+T = TypeVar("T")
+
+
+class DBError(Exception):
+    """Base of the domain errors data-layer functions raise."""
+
+
+class NotFound(DBError):
+    pass
+
+
+class Conflict(DBError):
+    pass
+
+
+def _make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  pool_size=8, max_overflow=8)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every test
+            # Let SQLAlchemy (not pysqlite) decide when transactions begin.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover
+            mode = conn.info.get("begin_mode", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+class Database:
+    """One database (API, cell, Placement, identity, ...) and its worker threads.
+
+    ``Database.shared(url)`` returns the process-wide instance for a URL, so
+    services running in one process share one engine and pool per database.
+    """
+
+    _shared: dict[str, "Database"] = {}
+
+    @classmethod
+    def shared(cls, url: str, *, name: str = "db", workers: int = 4) -> "Database":
+        database = cls._shared.get(url)
+        if database is None:
+            database = cls._shared[url] = cls(url, workers=workers, name=name)
+        return database
+
+    def __init__(self, url: str, *, workers: int = 4, name: str = "db"):
+        self.url = url
+        self.name = name
+        self.engine = _make_engine(url)
+        self.is_sqlite = url.startswith("sqlite")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"db-{name}")
+
+    def _run(self, write: bool, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        with self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection.info["begin_mode"] = "IMMEDIATE" if write else "DEFERRED"
+            with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                return fn(session, *args, **kwargs)
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: self._run(False, fn, args, kwargs))
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: self._run(True, fn, args, kwargs))
+
+    def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True, **kwargs: Any) -> T:
+        """For start-up code and admin commands that run before the loop."""
+        return self._run(write, fn, args, kwargs)
+
+    def close(self) -> None:
+        if Database._shared.get(self.url) is self:
+            del Database._shared[self.url]
+        self._pool.shutdown(wait=True)
+        self.engine.dispose()
+
+
+class Base(DeclarativeBase):
+    """Each service declares its own subclass so metadata stays per database."""
+
+
+def migrate(database: Database, migrations_dir: str | os.PathLike, metadata: sa.MetaData) -> None:
+    """Upgrade ``database`` to the newest Alembic revision in ``migrations_dir``."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", database.url.replace("%", "%%"))
+    with database.engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        cfg.attributes["target_metadata"] = metadata
+        command.upgrade(cfg, "head")
+
+
+def run_migrations_from_env() -> None:
+    """Body of every service's Alembic ``env.py``: migrate on the connection we were handed."""
+    from alembic import context
+
+    cfg = context.config
+    connection = cfg.attributes.get("connection")
+    metadata = cfg.attributes.get("target_metadata")
+    if connection is None:
+        engine = sa.create_engine(cfg.get_main_option("sqlalchemy.url"))
+        with engine.begin() as connection:
+            context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+            context.run_migrations()
+        return
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.run_migrations()

@@ -1,0 +1,170 @@
+"""The internal RPC layer: ``call`` and ``cast`` to named targets.
+
+Targets are plain strings: ``conductor``, ``scheduler``, ``compute.<host>``.
+A server exposes an *endpoint* object at a target; every public ``async``
+method of the endpoint can be invoked remotely with keyword arguments.
+
+The transport is chosen by ``[DEFAULT] transport_url``. ``inproc://`` (the
+all-in-one default) delivers messages through asyncio queues inside the
+process; a RabbitMQ transport implements the same ``Transport`` interface.
+Payloads and results are round-tripped through JSON even in-process, so code
+that works here cannot depend on sharing Python objects and will work over a
+real broker unchanged.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Protocol
+
+LOG = logging.getLogger(__name__)
+
+
+class RPCError(Exception):
+    pass
+
+
+class RPCTimeout(RPCError):
+    pass
+
+
+class NoSuchTarget(RPCError):
+    pass
+
+
+class RemoteError(RPCError):
+    """An exception raised by the remote endpoint, carried back to the caller."""
+
+    def __init__(self, exc_type: str, message: str, data: dict | None = None):
+        super().__init__(f"{exc_type}: {message}")
+        self.exc_type = exc_type
+        self.message = message
+        self.data = data or {}
+
+
+class ExpectedError(Exception):
+    """Base for domain errors an endpoint raises on purpose; ``data`` travels to the caller."""
+
+    def __init__(self, message: str, **data: Any):
+        super().__init__(message)
+        self.data = data
+
+
+def _roundtrip(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+class Transport(Protocol):
+    async def call(self, target: str, method: str, kwargs: dict, timeout: float) -> Any: ...
+    async def cast(self, target: str, method: str, kwargs: dict) -> None: ...
+    async def serve(self, target: str, endpoint: object, *, concurrency: int = 64) -> None: ...
+    async def stop_serving(self, target: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+async def dispatch(endpoint: object, method: str, kwargs: dict) -> Any:
+    """Invoke ``endpoint.method(**kwargs)``; shared by every transport's server side."""
+    if method.startswith("_"):
+        raise RemoteError("NoSuchMethod", f"{method} is not a remote method")
+    func = getattr(endpoint, method, None)
+    if func is None or not asyncio.iscoroutinefunction(func):
+        raise RemoteError("NoSuchMethod", f"{type(endpoint).__name__} has no remote method {method}")
+    return await func(**kwargs)
+
+
+def error_payload(exc: BaseException) -> dict:
+    if isinstance(exc, RemoteError):
+        return {"type": exc.exc_type, "message": exc.message, "data": exc.data}
+    return {"type": type(exc).__name__, "message": str(exc), "data": getattr(exc, "data", {}) or {}}
+
+
+class InProcessTransport:
+    """Queues per target, a bounded set of worker tasks per served target."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, asyncio.Queue] = {}
+        self._workers: dict[str, list[asyncio.Task]] = {}
+        self._background: set[asyncio.Task] = set()
+
+    async def serve(self, target: str, endpoint: object, *, concurrency: int = 64) -> None:
+        if target in self._queues:
+            raise RPCError(f"target {target} is already served in this process")
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queues[target] = queue
+        self._workers[target] = [asyncio.create_task(self._worker(target, endpoint, queue),
+                                                     name=f"rpc-{target}-{i}") for i in range(concurrency)]
+
+    async def stop_serving(self, target: str) -> None:
+        for task in self._workers.pop(target, []):
+            task.cancel()
+        queue = self._queues.pop(target, None)
+        if queue is not None:
+            while not queue.empty():
+                _method, _kwargs, future = queue.get_nowait()
+                if future is not None and not future.done():
+                    future.set_exception(NoSuchTarget(f"{target} stopped serving"))
+
+    async def _worker(self, target: str, endpoint: object, queue: asyncio.Queue) -> None:
+        while True:
+            method, kwargs, future = await queue.get()
+            try:
+                result = _roundtrip(await dispatch(endpoint, method, kwargs))
+            except asyncio.CancelledError:
+                if future is not None and not future.done():
+                    future.set_exception(NoSuchTarget(f"{target} stopped serving"))
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+                if future is None:
+                    LOG.exception("cast %s.%s failed", target, method)
+                elif not future.done():
+                    payload = error_payload(exc)
+                    future.set_exception(RemoteError(payload["type"], payload["message"], payload["data"]))
+                continue
+            if future is not None and not future.done():
+                future.set_result(result)
+
+    def _queue(self, target: str) -> asyncio.Queue:
+        queue = self._queues.get(target)
+        if queue is None:
+            raise NoSuchTarget(f"no server listens on RPC target {target}")
+        return queue
+
+    async def call(self, target: str, method: str, kwargs: dict, timeout: float) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._queue(target).put_nowait((method, _roundtrip(kwargs), future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise RPCTimeout(f"no reply from {target}.{method} within {timeout}s") from None
+
+    async def cast(self, target: str, method: str, kwargs: dict) -> None:
+        self._queue(target).put_nowait((method, _roundtrip(kwargs), None))
+
+    async def close(self) -> None:
+        for target in list(self._queues):
+            await self.stop_serving(target)
+
+
+class RPCClient:
+    """A handle on one target: ``await client.call("method", arg=...)``."""
+
+    def __init__(self, transport: Transport, target: str, timeout: float = 60.0):
+        self.transport = transport
+        self.target = target
+        self.timeout = timeout
+
+    def prepare(self, target: str | None = None, timeout: float | None = None) -> "RPCClient":
+        return RPCClient(self.transport, target or self.target, timeout or self.timeout)
+
+    async def call(self, method: str, **kwargs: Any) -> Any:
+        return await self.transport.call(self.target, method, kwargs, self.timeout)
+
+    async def cast(self, method: str, **kwargs: Any) -> None:
+        await self.transport.cast(self.target, method, kwargs)
+
+
+def get_transport(url: str) -> Transport:
+    if url.startswith("inproc"):
+        return InProcessTransport()
+    raise RPCError(f"unsupported transport_url {url!r}: only inproc:// is available in this build")

@@ -1,0 +1,225 @@
+"""The compute agent of one host: builds, powers and deletes the servers placed on it.
+
+It never opens a database: state goes through the conductor, capacity to
+Placement, ports to the network service. Operations on one instance are
+serialised by a per-instance lock, so a delete that arrives during a build runs
+after it and cleans up everything the build created.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from kilonova.common.rpc import RemoteError, RPCClient, RPCError
+from kilonova.compute.agent.network import PortBinder
+from kilonova.compute.agent.resources import ProviderReporter
+from kilonova.compute.heartbeat import Heartbeat
+from kilonova.compute.virt import driver as power
+from kilonova.compute.virt.driver import ComputeDriver
+
+LOG = logging.getLogger(__name__)
+
+# action -> (driver method, vm_state after, power_state after)
+POWER_OPERATIONS = {
+    "stop_instance": ("power_off", "stopped", power.SHUTDOWN),
+    "start_instance": ("power_on", "active", power.RUNNING),
+    "pause_instance": ("pause", "paused", power.PAUSED),
+    "unpause_instance": ("unpause", "active", power.RUNNING),
+    "suspend_instance": ("suspend", "suspended", power.SUSPENDED),
+    "resume_instance": ("resume", "active", power.RUNNING),
+}
+
+
+class ComputeManager:
+    def __init__(self, host: str, driver: ComputeDriver, conductor: RPCClient, placement, network, conf):
+        self.host = host
+        self.driver = driver
+        self.conductor = conductor
+        self.conf = conf
+        self.ports = PortBinder(network, host, conf.get("compute", "default_availability_zone"))
+        self.reporter = ProviderReporter(placement, conf)
+        self.heartbeat = Heartbeat(conductor, host, "nova-compute", conf.getfloat("DEFAULT", "report_interval"))
+        self.node_uuid: str | None = None
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._flavors: dict[str, dict] = {}  # instance uuid -> flavor, for usage reports
+        self._usage_dirty = True
+        self._task: asyncio.Task | None = None
+        self.started_at = datetime.utcnow().isoformat(timespec="microseconds")
+
+    # ------------------------------------------------------------------ life
+
+    async def init_host(self) -> None:
+        service = await self.heartbeat.beat()
+        resources = self.driver.get_available_resource()
+        self.node_uuid = await self.conductor.call(
+            "compute_node_update", host=self.host, nodename=self.host,
+            values={**resources, "hypervisor_hostname": self.host}, service_id=(service or {}).get("id"))
+        await self.reporter.sync(self.node_uuid, self.host, resources, self.driver.get_traits())
+        for instance in await self.conductor.call("instances_on_host", host=self.host):
+            if instance["vm_state"] == "building" and instance["created_at"] < self.started_at:
+                await self._fail_interrupted_build(instance)
+                continue
+            self._flavors[instance["uuid"]] = instance["flavor"]
+            if instance["vm_state"] in ("active", "stopped", "paused", "suspended"):
+                await self._restore_guest(instance)
+        await self._report_usage()
+        self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")
+
+    async def _fail_interrupted_build(self, instance: dict) -> None:
+        """A build this host was running when its agent stopped cannot resume: ERROR, and free what it held."""
+        uuid = instance["uuid"]
+        await self.driver.destroy(instance)
+        await self.ports.release(uuid, instance.get("network_info") or [])
+        await self.reporter.release(uuid)
+        await self._update(uuid, {"vm_state": "error", "task_state": None, "power_state": power.NOSTATE})
+        await self.conductor.call("add_fault", instance_uuid=uuid, code=500, host=self.host,
+                                  message="Build was interrupted by a restart of the compute service.")
+
+    async def _restore_guest(self, instance: dict) -> None:
+        """After an agent restart the hypervisor's guests are still there; the fake driver recreates them."""
+        if instance["uuid"] not in self.driver.list_instance_uuids():
+            with contextlib.suppress(Exception):
+                await self.driver.power_on(instance)
+                if instance["vm_state"] == "stopped":
+                    await self.driver.power_off(instance)
+
+    async def _periodic(self) -> None:
+        interval = self.conf.getfloat("DEFAULT", "report_interval")
+        while True:
+            await asyncio.sleep(interval)
+            await self.heartbeat.beat()
+            if self._usage_dirty:
+                with contextlib.suppress(RPCError):
+                    await self._report_usage()
+
+    async def _report_usage(self) -> None:
+        self._usage_dirty = False
+        flavors = list(self._flavors.values())
+        values = {"vcpus_used": sum(f["vcpus"] for f in flavors),
+                  "memory_mb_used": sum(f["memory_mb"] for f in flavors),
+                  "local_gb_used": sum(f["root_gb"] + f.get("ephemeral_gb", 0) for f in flavors),
+                  "running_vms": len(flavors)}
+        await self.conductor.call("compute_node_update", host=self.host, nodename=self.host, values=values,
+                                  service_id=None)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _update(self, uuid: str, values: dict, expected_task_state: list | None = None) -> dict | None:
+        try:
+            return await self.conductor.call("instance_update", instance_uuid=uuid, values=values,
+                                              expected_task_state=expected_task_state)
+        except RemoteError as exc:
+            if exc.exc_type in ("NotFound", "UnexpectedTaskState"):
+                LOG.info("instance %s changed under %s: %s", uuid, self.host, exc.message)
+                return None
+            raise
+
+    # ------------------------------------------------------------------ RPC: build / delete
+
+    async def build_and_run_instance(self, instance: dict, request_spec: dict, alternates: list,
+                                     attempt: int = 1) -> None:
+        uuid = instance["uuid"]
+        async with self._locks[uuid]:
+            if await self._update(uuid, {"task_state": "spawning"}, expected_task_state=[None]) is None:
+                return  # deleted before we started
+            network_info: list[dict] = []
+            try:
+                network_info = await self.ports.allocate(instance, request_spec.get("requested_networks") or [])
+                await self.driver.spawn(instance, request_spec.get("image") or {}, network_info)
+            except Exception as exc:  # noqa: BLE001 - any failure here is a failed build to report
+                LOG.info("build of %s failed on %s: %s", uuid, self.host, exc)
+                await self.ports.release(uuid, network_info)
+                await self.driver.destroy(instance)
+                await self.conductor.cast("build_failed", instance_uuid=uuid, host=self.host, reason=str(exc),
+                                          request_spec=request_spec, alternates=alternates, attempt=attempt)
+                return
+            done = await self._update(uuid, {
+                "vm_state": "active", "task_state": None, "power_state": await self.driver.get_power_state(instance),
+                "launched_at": datetime.utcnow().isoformat(timespec="microseconds"), "network_info": network_info,
+            }, expected_task_state=["spawning"])
+            if done is None:  # deleted while spawning: undo
+                await self.driver.destroy(instance)
+                await self.ports.release(uuid, network_info)
+                return
+            self._flavors[uuid] = instance["flavor"]
+            self._usage_dirty = True
+
+    async def terminate_instance(self, instance: dict) -> None:
+        uuid = instance["uuid"]
+        async with self._locks[uuid]:
+            await self.driver.destroy(instance)
+            current = await self._current(uuid) or instance
+            await self.ports.release(uuid, current.get("network_info") or [])
+            await self.reporter.release(uuid)
+            await self.conductor.call("instance_destroy", instance_uuid=uuid)
+            self._flavors.pop(uuid, None)
+            self._usage_dirty = True
+        self._locks.pop(uuid, None)
+
+    async def _current(self, uuid: str) -> dict | None:
+        try:
+            return await self.conductor.call("instance_get", instance_uuid=uuid)
+        except RemoteError:
+            return None
+
+    # ------------------------------------------------------------------ RPC: power
+
+    async def _power(self, method: str, instance: dict) -> None:
+        driver_method, vm_state, power_state = POWER_OPERATIONS[method]
+        uuid = instance["uuid"]
+        async with self._locks[uuid]:
+            try:
+                await getattr(self.driver, driver_method)(instance)
+            except Exception as exc:  # noqa: BLE001 - report and leave the server usable
+                LOG.warning("%s of %s failed on %s: %s", method, uuid, self.host, exc)
+                await self._update(uuid, {"task_state": None})
+                await self.conductor.call("add_fault", instance_uuid=uuid, code=500, message=str(exc)[:255],
+                                          host=self.host)
+                return
+            await self._update(uuid, {"vm_state": vm_state, "power_state": power_state, "task_state": None})
+
+    async def stop_instance(self, instance: dict) -> None:
+        await self._power("stop_instance", instance)
+
+    async def start_instance(self, instance: dict) -> None:
+        await self._power("start_instance", instance)
+
+    async def pause_instance(self, instance: dict) -> None:
+        await self._power("pause_instance", instance)
+
+    async def unpause_instance(self, instance: dict) -> None:
+        await self._power("unpause_instance", instance)
+
+    async def suspend_instance(self, instance: dict) -> None:
+        await self._power("suspend_instance", instance)
+
+    async def resume_instance(self, instance: dict) -> None:
+        await self._power("resume_instance", instance)
+
+    async def reboot_instance(self, instance: dict, reboot_type: str = "SOFT") -> None:
+        uuid = instance["uuid"]
+        async with self._locks[uuid]:
+            try:
+                if uuid not in self.driver.list_instance_uuids():
+                    await self.driver.power_on(instance)
+                await self.driver.reboot(instance, reboot_type)
+            except Exception as exc:  # noqa: BLE001
+                LOG.warning("reboot of %s failed on %s: %s", uuid, self.host, exc)
+                await self._update(uuid, {"task_state": None})
+                return
+            await self._update(uuid, {"vm_state": "active", "power_state": power.RUNNING, "task_state": None})
+
+    async def get_console_output(self, instance: dict, length: int | None = None) -> str:
+        output = await self.driver.get_console_output(instance)
+        if length is not None and length >= 0:
+            lines = output.splitlines(keepends=True)
+            output = "".join(lines[-length:]) if length else ""
+        return output

@@ -1,0 +1,74 @@
+"""Ports for the servers of one host, through the network service's API (as the service user)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kilonova.compute.virt.driver import BuildFailure
+
+LOG = logging.getLogger(__name__)
+
+
+class PortBinder:
+    def __init__(self, network, host: str, zone: str):
+        self.network = network
+        self.host = host
+        self.zone = zone
+        self._network_names: dict[str, str] = {}
+
+    async def _network_name(self, network_id: str) -> str:
+        if network_id not in self._network_names:
+            response = await self.network.get(f"/v2.0/networks/{network_id}")
+            if response.status_code != 200:
+                raise BuildFailure(f"Network {network_id} could not be found.")
+            self._network_names[network_id] = response.json()["network"]["name"] or network_id
+        return self._network_names[network_id]
+
+    def _binding(self, instance: dict) -> dict[str, Any]:
+        return {"device_id": instance["uuid"], "device_owner": f"compute:{self.zone}", "binding:host_id": self.host}
+
+    async def allocate(self, instance: dict, requested: list[dict]) -> list[dict]:
+        """Create (or bind pre-created) ports; returns the instance's network_info."""
+        network_info: list[dict] = []
+        try:
+            for request in requested:
+                if request.get("port_id"):
+                    response = await self.network.put(f"/v2.0/ports/{request['port_id']}",
+                                                      json={"port": self._binding(instance)})
+                    preexisting = True
+                else:
+                    port: dict[str, Any] = {"network_id": request["network_id"], "project_id": instance["project_id"],
+                                            **self._binding(instance)}
+                    if request.get("fixed_ip"):
+                        port["fixed_ips"] = [{"ip_address": request["fixed_ip"]}]
+                    response = await self.network.post("/v2.0/ports", json={"port": port})
+                    preexisting = False
+                if response.status_code not in (200, 201):
+                    raise BuildFailure(f"Port allocation failed: {response.status_code} {response.text[:200]}")
+                network_info.append(await self._vif(response.json()["port"], preexisting))
+        except Exception:
+            await self.release(instance["uuid"], network_info)
+            raise
+        return network_info
+
+    async def _vif(self, port: dict, preexisting: bool) -> dict:
+        return {"port_id": port["id"], "network_id": port["network_id"], "mac_address": port["mac_address"],
+                "network_label": await self._network_name(port["network_id"]), "preexisting": preexisting,
+                "fixed_ips": [{"ip_address": ip["ip_address"], "subnet_id": ip.get("subnet_id"),
+                               "version": 6 if ":" in ip["ip_address"] else 4} for ip in port.get("fixed_ips", [])]}
+
+    async def release(self, instance_uuid: str, network_info: list[dict]) -> None:
+        """Delete the ports this server created, unbind the ones the user brought; find strays by device_id."""
+        preexisting = {vif["port_id"] for vif in network_info if vif.get("preexisting")}
+        response = await self.network.get("/v2.0/ports", params={"device_id": instance_uuid})
+        port_ids = {vif["port_id"] for vif in network_info}
+        if response.status_code == 200:
+            port_ids |= {port["id"] for port in response.json().get("ports", [])}
+        for port_id in port_ids:
+            if port_id in preexisting:
+                reply = await self.network.put(f"/v2.0/ports/{port_id}", json={"port": {
+                    "device_id": "", "device_owner": "", "binding:host_id": ""}})
+            else:
+                reply = await self.network.delete(f"/v2.0/ports/{port_id}")
+            if reply.status_code not in (200, 204, 404):
+                LOG.error("could not release port %s of %s: %s", port_id, instance_uuid, reply.text[:200])

@@ -1,0 +1,62 @@
+"""Keeps one compute node's resource provider in Placement current: inventory and traits."""
+from __future__ import annotations
+
+import logging
+
+LOG = logging.getLogger(__name__)
+
+
+class ProviderReporter:
+    def __init__(self, placement, conf):
+        self.placement = placement
+        self.conf = conf
+
+    def inventory(self, resources: dict) -> dict[str, dict]:
+        conf = self.conf
+        return {
+            "VCPU": {"total": resources["vcpus"], "reserved": conf.getint("DEFAULT", "reserved_host_cpus"),
+                     "min_unit": 1, "max_unit": resources["vcpus"], "step_size": 1,
+                     "allocation_ratio": conf.getfloat("DEFAULT", "cpu_allocation_ratio")},
+            "MEMORY_MB": {"total": resources["memory_mb"],
+                          "reserved": conf.getint("DEFAULT", "reserved_host_memory_mb"),
+                          "min_unit": 1, "max_unit": resources["memory_mb"], "step_size": 1,
+                          "allocation_ratio": conf.getfloat("DEFAULT", "ram_allocation_ratio")},
+            "DISK_GB": {"total": resources["local_gb"],
+                        "reserved": conf.getint("DEFAULT", "reserved_host_disk_mb") // 1024,
+                        "min_unit": 1, "max_unit": resources["local_gb"], "step_size": 1,
+                        "allocation_ratio": conf.getfloat("DEFAULT", "disk_allocation_ratio")},
+        }
+
+    async def _generation(self, uuid: str, name: str) -> int:
+        response = await self.placement.get(f"/resource_providers/{uuid}")
+        if response.status_code == 200:
+            return response.json()["generation"]
+        response = await self.placement.post("/resource_providers", json={"name": name, "uuid": uuid})
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"could not create resource provider {name}: {response.status_code} {response.text}")
+        return response.json()["generation"]
+
+    async def sync(self, uuid: str, name: str, resources: dict, traits: list[str], attempts: int = 5) -> None:
+        """Make the provider's inventory and traits match the host, retrying on generation conflicts."""
+        for _ in range(attempts):
+            generation = await self._generation(uuid, name)
+            response = await self.placement.put(f"/resource_providers/{uuid}/inventories", json={
+                "resource_provider_generation": generation, "inventories": self.inventory(resources)})
+            if response.status_code == 409:
+                continue
+            if response.status_code != 200:
+                raise RuntimeError(f"inventory update of {name} refused: {response.status_code} {response.text}")
+            generation = response.json()["resource_provider_generation"]
+            response = await self.placement.put(f"/resource_providers/{uuid}/traits", json={
+                "resource_provider_generation": generation, "traits": sorted(traits)})
+            if response.status_code == 409:
+                continue
+            if response.status_code != 200:
+                raise RuntimeError(f"traits update of {name} refused: {response.status_code} {response.text}")
+            return
+        raise RuntimeError(f"could not update resource provider {name}: too many concurrent changes")
+
+    async def release(self, consumer_uuid: str) -> None:
+        response = await self.placement.delete(f"/allocations/{consumer_uuid}")
+        if response.status_code not in (204, 404):
+            LOG.error("could not release allocations of %s: %s", consumer_uuid, response.text[:200])

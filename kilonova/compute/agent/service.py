@@ -1,0 +1,51 @@
+"""The compute agent service: one ComputeManager per host, each on RPC target ``compute.<host>``.
+
+With the fake driver one process runs ``[fake_driver] hosts`` simulated hosts.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from kilonova.common.clients import ServiceAuth, ServiceClient
+from kilonova.common.rpc import RPCClient
+from kilonova.common.service import Service, ServiceEnv
+from kilonova.compute.agent.manager import ComputeManager
+from kilonova.compute.virt.fake import FakeDriver
+
+
+def fake_host_names(conf) -> list[str]:
+    prefix = conf.get("fake_driver", "host_prefix")
+    return [f"{prefix}{i}" for i in range(1, conf.getint("fake_driver", "hosts") + 1)]
+
+
+class ComputeAgentService(Service):
+    name = "compute"
+
+    def __init__(self, env: ServiceEnv):
+        super().__init__(env)
+        conf = env.conf
+        auth = ServiceAuth(env.endpoints.http_client("identity"), conf.get("service_user", "username"),
+                           conf.get("service_user", "password"), conf.get("service_user", "project_name"))
+        placement = ServiceClient(env.endpoints.http_client("placement"), auth,
+                                  {"OpenStack-API-Version": "placement 1.36"})
+        network = ServiceClient(env.endpoints.http_client("network"), auth)
+        conductor = RPCClient(env.transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout"))
+        self.managers = [ComputeManager(host, FakeDriver(host, conf), conductor, placement, network, conf)
+                         for host in fake_host_names(conf)]
+
+    async def start(self) -> None:
+        for manager in self.managers:
+            await self.env.transport.serve(f"compute.{manager.host}", manager)
+        # Hosts register concurrently, a few at a time, so a large fake fleet starts quickly.
+        limit = asyncio.Semaphore(16)
+
+        async def init(manager: ComputeManager) -> None:
+            async with limit:
+                await manager.init_host()
+
+        await asyncio.gather(*(init(manager) for manager in self.managers))
+
+    async def stop(self) -> None:
+        for manager in self.managers:
+            await manager.stop()
+            await self.env.transport.stop_serving(f"compute.{manager.host}")

@@ -1,0 +1,70 @@
+"""The compute API's ASGI application: routes from each resource module, auth, microversions."""
+from __future__ import annotations
+
+import importlib
+import re
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilonova.common.auth import TokenValidator, make_auth_hook
+from kilonova.common.http import Handler, Router, ServiceApp
+from kilonova.compute.api import microversions
+from kilonova.compute.api.errors import format_error
+
+# Each module defines ``register(router)``; order does not matter.
+RESOURCE_MODULES = [
+    "versions", "servers", "server_actions", "server_metadata", "flavors", "keypairs",
+    "services", "hypervisors", "availability_zones", "limits", "quota_sets",
+]
+
+_PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/(?:[0-9a-f]{32}|[0-9a-f-]{36})(?=/|$)")
+
+
+def build_router() -> Router:
+    router = Router()
+    for name in RESOURCE_MODULES:
+        try:
+            module = importlib.import_module(f"kilonova.compute.api.{name}")
+        except ModuleNotFoundError as exc:
+            # Development scaffolding while resource modules are being written.
+            if exc.name == f"kilonova.compute.api.{name}":
+                continue
+            raise
+        module.register(router)
+    return router
+
+
+class ComputeApp(ServiceApp):
+    """Strips the optional ``/{project_id}`` URL segment (allowed since 2.18) before routing."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = scope["path"]
+            match = _PROJECT_IN_URL.match(path)
+            if match and not path.startswith("/v2.1/os-") :
+                prefix = "/v2.1" if path.startswith("/v2.1") else "/v2"
+                scope = dict(scope, path=prefix + path[match.end():])
+        await super().__call__(scope, receive, send)
+
+
+def create_app(validator: TokenValidator, compute_api: object) -> ComputeApp:
+    async def negotiate(request: Request, handler: Handler) -> None:
+        request.state.version = microversions.MIN
+        request.state.version = microversions.negotiate(request)
+
+    def add_version_headers(request: Request, response: Response) -> None:
+        version = microversions.version_text(getattr(request.state, "version", microversions.MIN))
+        response.headers["OpenStack-API-Version"] = f"compute {version}"
+        response.headers["X-OpenStack-Nova-API-Version"] = version
+        response.headers["Vary"] = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
+
+    app = ComputeApp("compute", build_router(), error_formatter=format_error,
+                     before=make_auth_hook(validator, extra=negotiate), after=add_version_headers)
+    app.state["compute_api"] = compute_api
+    return app
+
+
+def compute_api(request: Request):
+    """The ComputeAPI object behind this app (databases, clients, RPC)."""
+    return request.state.app.state["compute_api"]

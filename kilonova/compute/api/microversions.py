@@ -1,0 +1,121 @@
+"""Compute API microversions: negotiation, and the list that doubles as a changelog.
+
+Every version up to MAX is implemented with upstream Nova's request and
+response shapes; a handler branches with ``want(request, "2.47")``.
+"""
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+
+from kilonova.common.http import HTTPError
+
+VERSIONS = {
+    "2.1": "Base: the v2.1 API.",
+    "2.2": "Keypair type (ssh/x509).",
+    "2.3": "Extended server attributes (reservation_id, launch_index, hostname, ...) for admins.",
+    "2.4": "Reserved flag in fixed IPs (no server body change).",
+    "2.5": "Allow IPv6 filter for admins.",
+    "2.6": "Remote consoles API.",
+    "2.7": "Flavor access check on private flavors.",
+    "2.8": "MKS console.",
+    "2.9": "Server 'locked' attribute.",
+    "2.10": "Admin may manage another user's keypairs (user_id parameter).",
+    "2.11": "Service forced_down.",
+    "2.12": "VIF net_id.",
+    "2.13": "Server group project/user id.",
+    "2.14": "Evacuate without on_shared_storage.",
+    "2.15": "Soft affinity policies.",
+    "2.16": "Server host_status.",
+    "2.17": "Trigger crash dump.",
+    "2.18": "Optional project id in URLs.",
+    "2.19": "Server description.",
+    "2.20": "Volume ops on shelved servers.",
+    "2.21": "Deleted instance actions.",
+    "2.22": "Force live migration completion.",
+    "2.23": "Migration type and id in list.",
+    "2.24": "Abort live migration.",
+    "2.25": "Block migration auto.",
+    "2.26": "Server tags.",
+    "2.27": "OpenStack-API-Version header.",
+    "2.28": "Hypervisor cpu_info as an object.",
+    "2.29": "Evacuate force.",
+    "2.30": "Live migrate force.",
+    "2.31": "Serial console URL fix.",
+    "2.32": "Device tags in create.",
+    "2.33": "Hypervisor pagination.",
+    "2.34": "Async live migration checks.",
+    "2.35": "Keypair pagination.",
+    "2.36": "Proxy APIs deprecated (images, networks, ... return 404).",
+    "2.37": "'networks' is required: a list, 'auto' or 'none'.",
+    "2.38": "Invalid status filter answers 400.",
+    "2.39": "Image metadata quota removed from limits.",
+    "2.40": "Simple tenant usage pagination.",
+    "2.41": "Aggregate uuid.",
+    "2.42": "Device tags restored.",
+    "2.43": "os-hosts deprecated.",
+    "2.44": "Network proxy actions deprecated.",
+    "2.45": "createImage returns image_id in the body.",
+    "2.46": "Request id in instance action events.",
+    "2.47": "Embedded flavor details in servers.",
+    "2.48": "Diagnostics standardised.",
+    "2.49": "Tagged volume attach.",
+    "2.50": "Server group quotas in quota-class-sets.",
+    "2.51": "Volume extend events.",
+    "2.52": "Tags at server create.",
+    "2.53": "Service and hypervisor ids are UUIDs.",
+    "2.54": "Keypair on rebuild.",
+    "2.55": "Flavor description.",
+    "2.56": "Cold migrate to a host.",
+    "2.57": "Personality files removed; user_data on rebuild.",
+    "2.58": "Instance actions pagination and changes-since.",
+    "2.59": "Migrations pagination.",
+    "2.60": "Multiattach volumes.",
+}
+
+MIN_VERSION = "2.1"
+MAX_VERSION = "2.60"
+_FORMAT = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
+
+
+def parse(text: str) -> tuple[int, int]:
+    match = _FORMAT.match(text.strip())
+    if not match:
+        raise HTTPError(400, f"Invalid format for the microversion '{text}'.")
+    return int(match.group(1)), int(match.group(2))
+
+
+MIN = parse(MIN_VERSION)
+MAX = parse(MAX_VERSION)
+
+
+def negotiate(request: Request) -> tuple[int, int]:
+    """The version a request asked for; 406 outside [MIN, MAX], 400 when malformed."""
+    requested = None
+    header = request.headers.get("openstack-api-version")
+    if header:
+        for item in header.split(","):
+            parts = item.strip().split()
+            if len(parts) == 2 and parts[0].lower() == "compute":
+                requested = parts[1]
+    if requested is None:
+        requested = request.headers.get("x-openstack-nova-api-version")
+    if requested is None:
+        return MIN
+    if requested.strip().lower() == "latest":
+        return MAX
+    version = parse(requested)
+    if not MIN <= version <= MAX:
+        raise HTTPError(406, f"Version {requested} is not supported by the API. "
+                             f"Minimum is {MIN_VERSION} and maximum is {MAX_VERSION}.")
+    return version
+
+
+def want(request: Request, version: str) -> bool:
+    """True when the request's microversion is at least ``version``."""
+    return request.state.version >= parse(version)
+
+
+def version_text(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"

@@ -1,0 +1,304 @@
+"""/v2.1/servers: list, show, create, update, delete."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid as uuidlib
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+
+from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
+from kilonova.compute.api import create as create_mod
+from kilonova.compute.api import lookup, validation, views
+from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.microversions import want
+from kilonova.compute.db import build_requests, instances, mappings
+
+_NETWORK_ITEM = {"type": "object", "properties": {
+    "uuid": {"type": "string"}, "port": {"type": ["string", "null"]},
+    "fixed_ip": {"type": "string"}, "tag": {"type": "string"}}, "additionalProperties": False}
+_CREATE_SERVER = {
+    "type": "object",
+    "properties": {
+        "name": validation.NAME_WITH_SPACES,
+        "imageRef": {"type": "string"},
+        "flavorRef": {"type": ["string", "integer"], "minLength": 1},
+        "adminPass": {"type": "string"},
+        "metadata": validation.METADATA,
+        "networks": {"oneOf": [{"type": "array", "items": _NETWORK_ITEM},
+                               {"type": "string", "enum": ["none", "auto"]}]},
+        "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]},
+        "accessIPv4": {"type": "string", "format": "ipv4"},
+        "accessIPv6": {"type": "string", "format": "ipv6"},
+        "key_name": validation.NAME_WITH_SPACES,
+        "availability_zone": {"type": "string"},
+        "min_count": validation.POSITIVE_INT,
+        "max_count": validation.POSITIVE_INT,
+        "return_reservation_id": {"type": ["boolean", "string"]},
+        "security_groups": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}}, "additionalProperties": False}},
+        "user_data": {"type": "string", "maxLength": 65535},
+        "config_drive": {"type": ["boolean", "string"]},
+        "description": validation.DESCRIPTION,
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 60, "pattern": "^[^,/]*$"},
+                 "maxItems": 50},
+        "personality": {"type": "array"},
+        "block_device_mapping_v2": {"type": "array"},
+    },
+    "required": ["name", "flavorRef"],
+    "additionalProperties": False,
+}
+_UPDATE_SERVER = {
+    "type": "object",
+    "properties": {"name": validation.NAME_WITH_SPACES, "accessIPv4": {"type": "string", "format": "ipv4"},
+                   "accessIPv6": {"type": "string", "format": "ipv6"},
+                   "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]},
+                   "description": validation.DESCRIPTION, "hostname": {"type": "string"}},
+    "additionalProperties": False,
+}
+
+
+def _create_schema(request: Request) -> dict:
+    schema = copy.deepcopy(_CREATE_SERVER)
+    props = schema["properties"]
+    if not want(request, "2.19"):
+        props.pop("description")
+    if not want(request, "2.52"):
+        props.pop("tags")
+    if want(request, "2.57"):
+        props.pop("personality")
+    if want(request, "2.37"):
+        schema["required"] = ["name", "flavorRef", "networks"]
+    return {"type": "object", "properties": {"server": schema, "os:scheduler_hints": {"type": "object"},
+                                             "OS-SCH-HNT:scheduler_hints": {"type": "object"}},
+            "required": ["server"], "additionalProperties": False}
+
+
+def _update_schema(request: Request) -> dict:
+    schema = copy.deepcopy(_UPDATE_SERVER)
+    if not want(request, "2.19"):
+        schema["properties"].pop("description")
+    schema["properties"].pop("hostname")
+    return {"type": "object", "properties": {"server": schema}, "required": ["server"], "additionalProperties": False}
+
+
+# ---------------------------------------------------------------- list / show
+
+
+def _list_filters(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(filters the database applies, filters applied after rendering)."""
+    params = request.query_params
+    db_filters: dict[str, Any] = {}
+    post: dict[str, Any] = {}
+    if params.get("name"):
+        db_filters["name"] = params["name"]
+    if params.get("image"):
+        db_filters["image_ref"] = params["image"].rstrip("/").rsplit("/", 1)[-1]
+    if params.get("flavor"):
+        post["flavor"] = params["flavor"]
+    if params.get("status"):
+        status = params["status"].upper()
+        if status not in views.STATUS_TO_VM_STATES:
+            if want(request, "2.38"):
+                raise HTTPError(400, f"Invalid status value")
+            return db_filters, {"nothing": True}
+        db_filters["vm_state"] = views.STATUS_TO_VM_STATES[status]
+        post["status"] = status
+    if params.get("changes-since"):
+        try:
+            db_filters["changes-since"] = datetime.fromisoformat(params["changes-since"].replace("Z", "+00:00")
+                                                                 ).replace(tzinfo=None)
+        except ValueError:
+            raise HTTPError(400, "Invalid filter field: changes-since.") from None
+    if params.get("host") and request.state.context.is_admin:
+        db_filters["host"] = params["host"]
+    if params.get("ip"):
+        post["ip"] = params["ip"]
+    if params.get("uuid"):
+        db_filters["uuid"] = params["uuid"]
+    return db_filters, post
+
+
+def _post_filter(server: dict[str, Any], post: dict[str, Any]) -> bool:
+    if post.get("nothing"):
+        return False
+    if "flavor" in post and server["flavor"]["id"] != post["flavor"]:
+        return False
+    if "status" in post and views.status_of(server["vm_state"], server.get("task_state")) != post["status"]:
+        return False
+    if "ip" in post:
+        ips = [ip["ip_address"] for vif in server.get("network_info") or [] for ip in vif.get("fixed_ips", [])]
+        if not any(post["ip"] in ip for ip in ips):
+            return False
+    return True
+
+
+def _limit(request: Request) -> int | None:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise HTTPError(400, "limit param must be an integer")
+    return min(int(raw), 1000)
+
+
+async def _list(request: Request, detailed: bool):
+    svc = compute_api(request)
+    ctx = request.state.context
+    params = request.query_params
+    all_tenants = params.get("all_tenants", params.get("all_projects"))
+    project_id = ctx.project_id
+    if all_tenants is not None and all_tenants.lower() not in ("0", "false", "off", "no"):
+        if not ctx.is_admin:
+            raise HTTPError(403, "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed.")
+        project_id = params.get("tenant_id") or params.get("project_id")
+    elif ctx.is_admin and (params.get("tenant_id") or params.get("project_id")):
+        project_id = params.get("tenant_id") or params.get("project_id")
+    db_filters, post = _list_filters(request)
+    read_deleted = ctx.is_admin and params.get("deleted", "").lower() in ("true", "1")
+    limit = _limit(request)
+    refs = await lookup.page(svc, project_id=project_id, filters=db_filters, limit=None if post else limit,
+                             marker=params.get("marker"), ctx=ctx, read_deleted=read_deleted,
+                             include_build_requests=not read_deleted and "host" not in db_filters)
+    refs = [ref for ref in refs if _post_filter(ref.server, post)]
+    if limit is not None:
+        refs = refs[:limit]
+    if detailed:
+        faults = await _faults(refs)
+        body = [views.detail(request, ref.server, fault=faults.get(ref.uuid)) for ref in refs]
+    else:
+        body = [views.minimal(request, ref.server) for ref in refs]
+    result: dict[str, Any] = {"servers": body}
+    if limit is not None and len(refs) == limit and refs:
+        base = str(request.url).split("?")[0]
+        query = "&".join(f"{k}={v}" for k, v in params.items() if k != "marker")
+        result["servers_links"] = [{"rel": "next", "href": f"{base}?{query}&marker={refs[-1].uuid}"}]
+    return json_response(result)
+
+
+async def _faults(refs: list[lookup.ServerRef]) -> dict[str, dict]:
+    by_cell: dict[Any, list[str]] = {}
+    for ref in refs:
+        if ref.cell is not None and ref.server["vm_state"] in ("error", "deleted"):
+            by_cell.setdefault(ref.cell, []).append(ref.uuid)
+    faults: dict[str, dict] = {}
+    for cell, uuids in by_cell.items():
+        faults.update(await cell.db.read(instances.latest_faults, uuids))
+    return faults
+
+
+async def list_servers(request: Request):
+    return await _list(request, detailed=False)
+
+
+async def list_servers_detail(request: Request):
+    return await _list(request, detailed=True)
+
+
+async def show_server(request: Request, server_id: str):
+    svc = compute_api(request)
+    ref = await lookup.find(svc, request.state.context, server_id)
+    faults = await _faults([ref])
+    return json_response({"server": views.detail(request, ref.server, fault=faults.get(ref.uuid))})
+
+
+# ---------------------------------------------------------------- create
+
+
+async def create_server(request: Request):
+    svc = compute_api(request)
+    ctx = request.state.context
+    if not ctx.can_write:
+        raise HTTPError(403, "Policy doesn't allow os_compute_api:servers:create to be performed.")
+    body = await read_json(request)
+    validation.validate(_create_schema(request), body)
+    server = body["server"]
+    hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
+    min_count = int(server.get("min_count", 1))
+    max_count = int(server.get("max_count", min_count))
+    if min_count > max_count:
+        raise HTTPError(400, "min_count must be <= max_count")
+    if not server.get("imageRef"):
+        raise HTTPError(400, "Block Device Mapping is Invalid: Boot sequence for the instance and image/block "
+                             "device mapping combination is not valid.")
+    create_mod.check_user_data(server.get("user_data"))
+    az = server.get("availability_zone") or None
+    if az is not None:
+        az = az.split(":", 1)[0] or None
+        if az is not None and az not in await svc_zones(svc):
+            raise HTTPError(400, "The requested availability zone is not available")
+    flavor = await create_mod.load_flavor(svc, server["flavorRef"])
+    image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
+    keypair = await create_mod.load_keypair(svc, ctx, server.get("key_name"))
+    networks = await create_mod.resolve_networks(svc, ctx, request, server.get("networks"))
+    if len([n for n in networks if "port_id" in n]) and max_count > 1:
+        raise HTTPError(400, "Unable to launch multiple instances with a single configured port ID. "
+                             "Please launch your instance one by one with different ports.")
+    count = await create_mod.allowed_count(svc, ctx, flavor, min_count, max_count)
+    reservation_id = "r-" + uuidlib.uuid4().hex[:8]
+    servers = [create_mod.build_instance(ctx, server, flavor, image, keypair, index=i, count=count,
+                                         reservation_id=reservation_id, az=az) for i in range(count)]
+    spec = create_mod.request_spec(ctx, flavor, image, networks, az, count, hints)
+    await svc.api_db.write(_record_build_requests, servers, spec)
+    await svc.conductor.cast("schedule_and_build_instances", instance_uuids=[s["uuid"] for s in servers],
+                             request_spec=spec)
+    if server.get("return_reservation_id") in (True, "true", "True", "1"):
+        return json_response({"reservation_id": reservation_id}, status=202)
+    first = servers[0]
+    response = {"id": first["uuid"], "links": views.links(request, "servers", first["uuid"]),
+                "OS-DCF:diskConfig": server.get("OS-DCF:diskConfig", "MANUAL"),
+                "security_groups": [{"name": name} for name in first["security_groups"]]}
+    response["adminPass"] = create_mod.admin_password(server)
+    return json_response({"server": response}, status=202,
+                         headers={"Location": views.links(request, "servers", first["uuid"])[0]["href"]})
+
+
+def _record_build_requests(session, servers: list[dict], spec: dict) -> None:
+    for server in servers:
+        build_requests.create(session, server, spec)
+
+
+async def svc_zones(svc) -> set[str]:
+    return {svc.conf.get("compute", "default_availability_zone")}
+
+
+# ---------------------------------------------------------------- update / delete
+
+
+async def update_server(request: Request, server_id: str):
+    svc = compute_api(request)
+    ctx = request.state.context
+    body = await read_json(request)
+    validation.validate(_update_schema(request), body)
+    ref = await lookup.find(svc, ctx, server_id)
+    if ref.cell is None:
+        raise HTTPError(409, f"Instance {server_id} is still being scheduled; try again in a moment.")
+    changes = {}
+    fields = {"name": "display_name", "description": "display_description",
+              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
+    for key, column in fields.items():
+        if key in body["server"]:
+            changes[column] = body["server"][key]
+    server = await ref.cell.db.write(instances.update, server_id, changes) if changes else ref.server
+    return json_response({"server": views.detail(request, server)})
+
+
+async def delete_server(request: Request, server_id: str):
+    svc = compute_api(request)
+    ctx = request.state.context
+    ref = await lookup.find(svc, ctx, server_id)
+    if ref.server.get("locked") and not ctx.is_admin:
+        raise HTTPError(409, f"Instance {server_id} is locked")
+    await svc.deleter.delete(ctx, ref)
+    return empty_response(204)
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/v2.1/servers", list_servers)
+    router.add("POST", "/v2.1/servers", create_server)
+    router.add("GET", "/v2.1/servers/detail", list_servers_detail)
+    router.add("GET", "/v2.1/servers/{server_id}", show_server)
+    router.add("PUT", "/v2.1/servers/{server_id}", update_server)
+    router.add("DELETE", "/v2.1/servers/{server_id}", delete_server)

@@ -1,0 +1,253 @@
+"""The conductor: the build flow, and the only way compute agents reach a database.
+
+RPC methods (target ``conductor``):
+
+* ``schedule_and_build_instances`` — ask the scheduler, write each server into
+  its cell, hand it to its host; bury it in cell0 with a fault when no host fits.
+* ``build_failed`` — a host could not spawn: release its claim, claim the next
+  alternate and retry there, or put the server in ERROR when none is left.
+* ``instance_update`` / ``instance_destroy`` / ``add_fault`` / ``service_report`` /
+  ``compute_node_update`` / ``instances_on_host`` — state reported by agents.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from kilonova.common.db import NotFound
+from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
+from kilonova.compute.cells import Cell, Cells
+from kilonova.compute.db import build_requests, compute_nodes, instances, mappings, services
+
+LOG = logging.getLogger(__name__)
+
+
+class ConductorManager:
+    def __init__(self, conf, cells: Cells, scheduler, compute_rpc, placement):
+        self.conf = conf
+        self.cells = cells
+        self.scheduler = scheduler
+        self.compute_rpc = compute_rpc  # host -> RPCClient
+        self.placement = placement
+        self._cell_of: dict[str, Cell] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _cell_for_instance(self, uuid: str) -> Cell:
+        cell = self._cell_of.get(uuid)
+        if cell is None:
+            mapping = await self.cells.api_db.read(mappings.get_instance_mapping, uuid)
+            if mapping is None or mapping.cell_id is None:
+                raise NotFound(f"Instance {uuid} is not mapped to a cell.")
+            cell = self.cells.by_id(mapping.cell_id)
+            if len(self._cell_of) > 100000:
+                self._cell_of.clear()
+            self._cell_of[uuid] = cell
+        return cell
+
+    async def _release(self, uuid: str) -> None:
+        response = await self.placement.delete(f"/allocations/{uuid}")
+        if response.status_code not in (204, 404):
+            LOG.error("could not release allocations of %s: %s", uuid, response.text)
+
+    async def _cell_for_host(self, host: str) -> Cell:
+        mapping_cell = await self.cells.api_db.read(_host_cell_uuid, host)
+        if mapping_cell is None:
+            # Automatic host discovery: a new compute host joins the default cell.
+            cell = self.cells.default
+            await self.cells.api_db.write(mappings.map_host, host, cell.uuid)
+            return cell
+        return self.cells.get(mapping_cell)
+
+    # ------------------------------------------------------------------ build flow
+
+    async def schedule_and_build_instances(self, instance_uuids: list[str], request_spec: dict) -> None:
+        try:
+            selections = await self.scheduler.call("select_destinations", request_spec=request_spec,
+                                                   instance_uuids=instance_uuids)
+        except (RemoteError, RPCError) as exc:
+            reason = exc.message if isinstance(exc, RemoteError) else str(exc)
+            LOG.info("no host for %s: %s", instance_uuids, reason)
+            for uuid in instance_uuids:
+                await self._bury_in_cell0(uuid, reason)
+            return
+        for uuid, hosts in zip(instance_uuids, selections):
+            await self._create_and_build(uuid, hosts, request_spec)
+
+    async def _create_and_build(self, uuid: str, hosts: list[dict], spec: dict) -> None:
+        chosen, alternates = hosts[0], hosts[1:]
+        pending = await self.cells.api_db.read(build_requests.get, uuid)
+        if pending is None:  # deleted by the user while it was being scheduled
+            await self._release(uuid)
+            return
+        cell = self.cells.get(chosen["cell_uuid"])
+        values = {k: v for k, v in pending.items() if not k.startswith("_")}
+        values.update(host=chosen["host"], node=chosen["nodename"], task_state=None)
+        values["availability_zone"] = values.get("availability_zone") or \
+            self.conf.get("compute", "default_availability_zone")
+        instance = await cell.db.write(_create_with_action, values, spec)
+        if not await self.cells.api_db.write(_promote_build_request, uuid, cell.uuid):
+            await cell.db.write(instances.soft_delete, uuid)
+            await self._release(uuid)
+            return
+        self._cell_of[uuid] = cell
+        await self._send_build(instance, spec, alternates, attempt=1)
+
+    async def _send_build(self, instance: dict, spec: dict, alternates: list[dict], attempt: int) -> None:
+        try:
+            await self.compute_rpc(instance["host"]).cast(
+                "build_and_run_instance", instance=instance, request_spec=spec,
+                alternates=alternates, attempt=attempt)
+        except NoSuchTarget:
+            await self.build_failed(instance["uuid"], instance["host"], f"compute host {instance['host']} "
+                                    "is not reachable", spec, alternates, attempt)
+
+    async def _bury_in_cell0(self, uuid: str, reason: str) -> None:
+        pending = await self.cells.api_db.read(build_requests.get, uuid)
+        if pending is None:
+            return
+        values = {k: v for k, v in pending.items() if not k.startswith("_")}
+        values.update(vm_state="error", task_state=None)
+        cell0 = self.cells.cell0
+        await cell0.db.write(_create_with_fault, values, 500, reason[:255], reason)
+        await self.cells.api_db.write(_promote_build_request, uuid, cell0.uuid)
+        await self._release(uuid)
+
+    async def build_failed(self, instance_uuid: str, host: str, reason: str, request_spec: dict,
+                           alternates: list[dict], attempt: int) -> None:
+        """A host could not build the server: retry on an alternate, or ERROR when none is left."""
+        await self._release(instance_uuid)
+        cell = await self._cell_for_instance(instance_uuid)
+        max_attempts = self.conf.getint("filter_scheduler", "max_attempts")
+        remaining = list(alternates)
+        while remaining and attempt < max_attempts:
+            alternate = remaining.pop(0)
+            body = {"allocations": alternate["allocation_request"]["allocations"],
+                    "project_id": request_spec["project_id"], "user_id": request_spec["user_id"],
+                    "consumer_generation": None}
+            response = await self.placement.put(f"/allocations/{instance_uuid}", json=body)
+            if response.status_code != 204:
+                continue
+            try:
+                instance = await cell.db.write(instances.update, instance_uuid, {
+                    "host": alternate["host"], "node": alternate["nodename"], "task_state": None})
+            except NotFound:
+                await self._release(instance_uuid)
+                return
+            LOG.info("rescheduling %s from %s to %s: %s", instance_uuid, host, alternate["host"], reason)
+            await self._send_build(instance, request_spec, remaining, attempt + 1)
+            return
+        message = ("Exceeded maximum number of retries. Exhausted all hosts available for retrying build "
+                   f"failures for instance {instance_uuid}.") if attempt > 1 or alternates else \
+            f"Build of instance {instance_uuid} failed on host {host}."
+        try:
+            await cell.db.write(_set_error, instance_uuid, 500, message, f"Last failure on {host}: {reason}", host)
+        except NotFound:
+            pass
+
+    async def recover_build_requests(self) -> int:
+        """Schedule again the build requests whose cast was lost (a restart of an in-process deployment)."""
+        pending = await self.cells.api_db.read(build_requests.list_for, None)
+        for server in pending:
+            spec = await self.cells.api_db.read(build_requests.get_spec, server["uuid"])
+            if spec is None:
+                continue
+            await self._release(server["uuid"])  # a claim made before the restart would block a new one
+            await self.schedule_and_build_instances([server["uuid"]], dict(spec, num_instances=1))
+        return len(pending)
+
+    async def reconcile_stuck_builds(self) -> int:
+        """Servers still building past ``[compute] build_timeout`` go to ERROR and give back their claim."""
+        timeout = self.conf.getfloat("compute", "build_timeout")
+        horizon = datetime.utcnow() - timedelta(seconds=timeout)
+        healed = 0
+        for cell in self.cells.real():
+            for instance in await cell.db.read(instances.find_stuck, "building", horizon):
+                try:
+                    await cell.db.write(_set_error, instance["uuid"], 500,
+                                        f"Build did not finish within {timeout:.0f} seconds.",
+                                        "The compute host did not report the build as finished.", instance["host"])
+                except NotFound:
+                    continue
+                await self._release(instance["uuid"])
+                healed += 1
+        for server in await self.cells.api_db.read(build_requests.list_for, None):
+            if datetime.fromisoformat(server["created_at"]) < horizon:
+                await self._bury_in_cell0(server["uuid"], f"Build request was not scheduled within {timeout:.0f} "
+                                                          "seconds.")
+                healed += 1
+        return healed
+
+    # ------------------------------------------------------------------ agent reports
+
+    async def instance_update(self, instance_uuid: str, values: dict,
+                              expected_task_state: list | None = None) -> dict:
+        cell = await self._cell_for_instance(instance_uuid)
+        return await cell.db.write(instances.update, instance_uuid, values, expected_task_state=expected_task_state)
+
+    async def instance_get(self, instance_uuid: str) -> dict:
+        cell = await self._cell_for_instance(instance_uuid)
+        return await cell.db.read(instances.get, instance_uuid)
+
+    async def instance_destroy(self, instance_uuid: str) -> None:
+        cell = await self._cell_for_instance(instance_uuid)
+        try:
+            await cell.db.write(instances.soft_delete, instance_uuid)
+        except NotFound:
+            pass
+        await cell.db.write(instances.finish_action, instance_uuid, "delete")
+        self._cell_of.pop(instance_uuid, None)
+
+    async def add_fault(self, instance_uuid: str, code: int, message: str, details: str | None = None,
+                        host: str | None = None) -> None:
+        cell = await self._cell_for_instance(instance_uuid)
+        await cell.db.write(instances.add_fault, instance_uuid, code, message, details, host)
+
+    async def service_report(self, host: str, binary: str, topic: str | None = None) -> dict:
+        cell = await self._cell_for_host(host) if binary == "nova-compute" else self.cells.default
+        return await cell.db.write(services.report, host, binary, topic)
+
+    async def compute_node_update(self, host: str, nodename: str, values: dict, service_id: int | None) -> str:
+        cell = await self._cell_for_host(host)
+        return await cell.db.write(compute_nodes.upsert, host, nodename, values, service_id)
+
+    async def instances_on_host(self, host: str) -> list[dict]:
+        cell = await self._cell_for_host(host)
+        return await cell.db.read(instances.list_by_host, host)
+
+
+def _host_cell_uuid(session, host: str) -> str | None:
+    from kilonova.compute.db.api_models import CellMapping, HostMapping
+    import sqlalchemy as sa
+
+    return session.scalar(sa.select(CellMapping.uuid).join(HostMapping, HostMapping.cell_id == CellMapping.id)
+                          .where(HostMapping.host == host))
+
+
+def _promote_build_request(session, uuid: str, cell_uuid: str) -> bool:
+    """Point the mapping at the cell and drop the build request; False when the user deleted it."""
+    if not build_requests.delete(session, uuid):
+        return False
+    mappings.set_instance_cell(session, uuid, cell_uuid)
+    return True
+
+
+def _create_with_action(session, values: dict, spec: dict) -> dict:
+    instance = instances.create(session, values)
+    ctx = spec.get("context") or {}
+    instances.start_action(session, values["uuid"], "create", ctx.get("request_id"), ctx.get("user_id"),
+                           ctx.get("project_id"))
+    return instance
+
+
+def _create_with_fault(session, values: dict, code: int, message: str, details: str) -> dict:
+    instance = instances.create(session, values)
+    instances.add_fault(session, values["uuid"], code, message, details)
+    return instance
+
+
+def _set_error(session, uuid: str, code: int, message: str, details: str, host: str) -> None:
+    instances.update(session, uuid, {"vm_state": "error", "task_state": None, "power_state": 0})
+    instances.add_fault(session, uuid, code, message, details, host)
+    instances.finish_action(session, uuid, "create", "Error")
+

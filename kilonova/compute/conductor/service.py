@@ -1,0 +1,65 @@
+"""The conductor service: serves the ``conductor`` RPC target."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kilonova.common.clients import ServiceAuth, ServiceClient
+from kilonova.common.db import Database
+from kilonova.common.rpc import RPCClient
+from kilonova.common.service import Service, ServiceEnv
+from kilonova.compute.cells import Cells
+from kilonova.compute.conductor.manager import ConductorManager
+from kilonova.compute.heartbeat import Heartbeat
+
+LOG = logging.getLogger(__name__)
+
+
+class ConductorService(Service):
+    name = "conductor"
+
+    def __init__(self, env: ServiceEnv):
+        super().__init__(env)
+        conf = env.conf
+        timeout = conf.getfloat("DEFAULT", "rpc_response_timeout")
+        self.cells = Cells(Database.shared(conf.get("api_database", "connection"), name="nova_api"))
+        auth = ServiceAuth(env.endpoints.http_client("identity"), conf.get("service_user", "username"),
+                           conf.get("service_user", "password"), conf.get("service_user", "project_name"))
+        placement = ServiceClient(env.endpoints.http_client("placement"), auth,
+                                  {"OpenStack-API-Version": "placement 1.36"})
+        scheduler = RPCClient(env.transport, "scheduler", timeout)
+        self.manager = ConductorManager(conf, self.cells, scheduler,
+                                        lambda host: RPCClient(env.transport, f"compute.{host}", timeout),
+                                        placement)
+        self.heartbeat: Heartbeat | None = None
+        self._reconciler: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.cells.load()
+        await self.env.transport.serve("conductor", self.manager)
+        conductor = RPCClient(self.env.transport, "conductor", self.conf.getfloat("DEFAULT", "rpc_response_timeout"))
+        self.heartbeat = Heartbeat(conductor, self.conf.get("DEFAULT", "host"), "nova-conductor",
+                                   self.conf.getfloat("DEFAULT", "report_interval"))
+        await self.heartbeat.start()
+
+    async def _reconcile_forever(self) -> None:
+        interval = self.conf.getfloat("conductor", "reconcile_interval")
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.manager.reconcile_stuck_builds()
+            except Exception:  # noqa: BLE001 - the loop must survive a bad pass and try again
+                LOG.exception("reconciling stuck builds failed; retrying in %ss", interval)
+
+    async def after_start(self) -> None:
+        self._reconciler = asyncio.create_task(self._reconcile_forever(), name="conductor-reconcile")
+        if self.conf.get("DEFAULT", "transport_url").startswith("inproc"):
+            # In one process no other conductor can own them: every build request left is an orphan.
+            await self.manager.recover_build_requests()
+
+    async def stop(self) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+        await self.env.transport.stop_serving("conductor")

@@ -1,0 +1,125 @@
+"""Tables of the compute API database: flavors, keypairs, cell and instance mappings, build requests."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class APIBase(DeclarativeBase):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.utcnow().replace(microsecond=0)
+
+
+class CellMapping(APIBase):
+    __tablename__ = "cell_mappings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    name: Mapped[str | None] = mapped_column(sa.String(255))
+    transport_url: Mapped[str] = mapped_column(sa.Text)
+    database_connection: Mapped[str] = mapped_column(sa.Text)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class HostMapping(APIBase):
+    __tablename__ = "host_mappings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cell_id: Mapped[int] = mapped_column(sa.ForeignKey("cell_mappings.id"))
+    host: Mapped[str] = mapped_column(sa.String(255), unique=True)
+
+
+class InstanceMapping(APIBase):
+    __tablename__ = "instance_mappings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    cell_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cell_mappings.id"), index=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    user_id: Mapped[str | None] = mapped_column(sa.String(255))
+    queued_for_delete: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class BuildRequest(APIBase):
+    """A server accepted by the API but not yet written to a cell (Nova's build_requests)."""
+    __tablename__ = "build_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    instance: Mapped[dict] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class RequestSpec(APIBase):
+    __tablename__ = "request_specs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    spec: Mapped[dict] = mapped_column(sa.JSON)
+
+
+class Flavor(APIBase):
+    __tablename__ = "flavors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flavorid: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    memory_mb: Mapped[int]
+    vcpus: Mapped[int]
+    root_gb: Mapped[int] = mapped_column(default=0)
+    ephemeral_gb: Mapped[int] = mapped_column(default=0)
+    swap: Mapped[int] = mapped_column(default=0)
+    rxtx_factor: Mapped[float] = mapped_column(default=1.0)
+    vcpu_weight: Mapped[int | None]
+    disabled: Mapped[bool] = mapped_column(default=False)
+    is_public: Mapped[bool] = mapped_column(default=True)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime | None]
+    extra_specs: Mapped[list["FlavorExtraSpec"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", back_populates="flavor")
+    projects: Mapped[list["FlavorProject"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", back_populates="flavor")
+
+
+class FlavorExtraSpec(APIBase):
+    __tablename__ = "flavor_extra_specs"
+    __table_args__ = (sa.UniqueConstraint("flavor_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flavor_id: Mapped[int] = mapped_column(sa.ForeignKey("flavors.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    value: Mapped[str | None] = mapped_column(sa.String(255))
+    flavor: Mapped[Flavor] = relationship(back_populates="extra_specs")
+
+
+class FlavorProject(APIBase):
+    __tablename__ = "flavor_projects"
+    __table_args__ = (sa.UniqueConstraint("flavor_id", "project_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flavor_id: Mapped[int] = mapped_column(sa.ForeignKey("flavors.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(sa.String(255))
+    flavor: Mapped[Flavor] = relationship(back_populates="projects")
+
+
+class KeyPair(APIBase):
+    __tablename__ = "key_pairs"
+    __table_args__ = (sa.UniqueConstraint("user_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    user_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(255))
+    public_key: Mapped[str] = mapped_column(sa.Text)
+    type: Mapped[str] = mapped_column(sa.String(16), default="ssh")
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class Quota(APIBase):
+    """Per-project overrides of the configured default limits."""
+    __tablename__ = "quotas"
+    __table_args__ = (sa.UniqueConstraint("project_id", "resource"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255))
+    resource: Mapped[str] = mapped_column(sa.String(255))
+    hard_limit: Mapped[int]

@@ -1,0 +1,50 @@
+"""Build requests and request specs: a server between the API's 202 and its first cell row."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.compute.db import mappings
+from kilonova.compute.db.api_models import BuildRequest, RequestSpec
+
+
+def create(session: Session, instance: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Record the build request, its request spec and its instance mapping together."""
+    session.add(BuildRequest(instance_uuid=instance["uuid"], project_id=instance["project_id"], instance=instance,
+                             created_at=datetime.fromisoformat(instance["created_at"])))
+    session.add(RequestSpec(instance_uuid=instance["uuid"], spec=spec))
+    mappings.create_instance_mapping(session, instance["uuid"], instance["project_id"], instance["user_id"])
+
+
+def get(session: Session, instance_uuid: str) -> dict[str, Any] | None:
+    row = session.scalar(sa.select(BuildRequest).where(BuildRequest.instance_uuid == instance_uuid))
+    return None if row is None else dict(row.instance, _build_request_id=row.id)
+
+
+def exists(session: Session, instance_uuid: str) -> bool:
+    return session.scalar(sa.select(BuildRequest.id).where(BuildRequest.instance_uuid == instance_uuid)) is not None
+
+
+def delete(session: Session, instance_uuid: str) -> bool:
+    """True when this call removed it (so the caller owns the server's fate)."""
+    result = session.execute(sa.delete(BuildRequest).where(BuildRequest.instance_uuid == instance_uuid))
+    return result.rowcount > 0
+
+
+def list_for(session: Session, project_id: str | None) -> list[dict[str, Any]]:
+    stmt = sa.select(BuildRequest)
+    if project_id is not None:
+        stmt = stmt.where(BuildRequest.project_id == project_id)
+    return [dict(row.instance, _build_request_id=row.id) for row in session.scalars(stmt)]
+
+
+def get_spec(session: Session, instance_uuid: str) -> dict[str, Any] | None:
+    row = session.scalar(sa.select(RequestSpec).where(RequestSpec.instance_uuid == instance_uuid))
+    return None if row is None else row.spec
+
+
+def delete_spec(session: Session, instance_uuid: str) -> None:
+    session.execute(sa.delete(RequestSpec).where(RequestSpec.instance_uuid == instance_uuid))

@@ -1,0 +1,126 @@
+"""Tables of a cell database (cell0 and every cellN): instances and the hosts that run them."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class CellBase(DeclarativeBase):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.utcnow()
+
+
+class Instance(CellBase):
+    __tablename__ = "instances"
+    __table_args__ = (sa.Index("ix_instances_project_deleted", "project_id", "deleted"),
+                      sa.Index("ix_instances_host_deleted", "host", "deleted"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    display_name: Mapped[str | None] = mapped_column(sa.String(255))
+    display_description: Mapped[str | None] = mapped_column(sa.Text)
+    project_id: Mapped[str] = mapped_column(sa.String(255))
+    user_id: Mapped[str] = mapped_column(sa.String(255))
+    hostname: Mapped[str | None] = mapped_column(sa.String(255))
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    node: Mapped[str | None] = mapped_column(sa.String(255))
+    availability_zone: Mapped[str | None] = mapped_column(sa.String(255))
+    flavor: Mapped[dict] = mapped_column(sa.JSON)
+    image_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    vm_state: Mapped[str] = mapped_column(sa.String(255))
+    task_state: Mapped[str | None] = mapped_column(sa.String(255))
+    power_state: Mapped[int] = mapped_column(default=0)
+    key_name: Mapped[str | None] = mapped_column(sa.String(255))
+    key_data: Mapped[str | None] = mapped_column(sa.Text)
+    user_data: Mapped[str | None] = mapped_column(sa.Text)
+    config_drive: Mapped[str | None] = mapped_column(sa.String(255))
+    access_ip_v4: Mapped[str | None] = mapped_column(sa.String(39))
+    access_ip_v6: Mapped[str | None] = mapped_column(sa.String(39))
+    reservation_id: Mapped[str | None] = mapped_column(sa.String(255))
+    launch_index: Mapped[int | None]
+    locked: Mapped[bool] = mapped_column(default=False)
+    locked_by: Mapped[str | None] = mapped_column(sa.String(16))
+    progress: Mapped[int | None]
+    metadata_: Mapped[dict] = mapped_column("metadata", sa.JSON, default=dict)
+    system_metadata: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    network_info: Mapped[list] = mapped_column(sa.JSON, default=list)
+    security_groups: Mapped[list] = mapped_column(sa.JSON, default=list)
+    tags: Mapped[list] = mapped_column(sa.JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime | None] = mapped_column(index=True)
+    launched_at: Mapped[datetime | None]
+    terminated_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    # 0 while the instance exists; its id once soft-deleted (Nova's convention keeps uniqueness simple).
+    deleted: Mapped[int] = mapped_column(default=0)
+
+
+class InstanceFault(CellBase):
+    __tablename__ = "instance_faults"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), index=True)
+    code: Mapped[int]
+    message: Mapped[str] = mapped_column(sa.String(255))
+    details: Mapped[str | None] = mapped_column(sa.Text)
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class InstanceAction(CellBase):
+    __tablename__ = "instance_actions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(sa.String(255))
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), index=True)
+    request_id: Mapped[str | None] = mapped_column(sa.String(255))
+    user_id: Mapped[str | None] = mapped_column(sa.String(255))
+    project_id: Mapped[str | None] = mapped_column(sa.String(255))
+    start_time: Mapped[datetime] = mapped_column(default=_now)
+    finish_time: Mapped[datetime | None]
+    message: Mapped[str | None] = mapped_column(sa.String(255))
+    updated_at: Mapped[datetime | None]
+
+
+class Service(CellBase):
+    __tablename__ = "services"
+    __table_args__ = (sa.UniqueConstraint("host", "binary", "deleted"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    binary: Mapped[str] = mapped_column(sa.String(255))
+    topic: Mapped[str | None] = mapped_column(sa.String(255))
+    report_count: Mapped[int] = mapped_column(default=0)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(sa.String(255))
+    forced_down: Mapped[bool] = mapped_column(default=False)
+    last_seen_up: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime | None]
+    deleted: Mapped[int] = mapped_column(default=0)
+
+
+class ComputeNode(CellBase):
+    __tablename__ = "compute_nodes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    service_id: Mapped[int | None] = mapped_column(sa.ForeignKey("services.id"))
+    host: Mapped[str] = mapped_column(sa.String(255), index=True)
+    hypervisor_hostname: Mapped[str] = mapped_column(sa.String(255))
+    hypervisor_type: Mapped[str] = mapped_column(sa.String(255))
+    hypervisor_version: Mapped[int] = mapped_column(default=1000)
+    host_ip: Mapped[str | None] = mapped_column(sa.String(39))
+    vcpus: Mapped[int]
+    memory_mb: Mapped[int]
+    local_gb: Mapped[int]
+    vcpus_used: Mapped[int] = mapped_column(default=0)
+    memory_mb_used: Mapped[int] = mapped_column(default=0)
+    local_gb_used: Mapped[int] = mapped_column(default=0)
+    running_vms: Mapped[int] = mapped_column(default=0)
+    cpu_info: Mapped[str] = mapped_column(sa.Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime | None]
+    deleted: Mapped[int] = mapped_column(default=0)

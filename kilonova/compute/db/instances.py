@@ -1,0 +1,179 @@
+"""Instances, their faults and actions in a cell database.
+
+Rows leave this module as plain dicts (``to_dict``) so they can travel over RPC
+and be rendered by the API without an open session.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.common.db import Conflict, NotFound
+from kilonova.compute.db.cell_models import Instance, InstanceAction, InstanceFault
+
+_COLUMNS = [c.key for c in sa.inspect(Instance).column_attrs]
+
+
+class UnexpectedTaskState(Conflict):
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.utcnow()
+
+
+def to_dict(instance: Instance) -> dict[str, Any]:
+    values = {key: getattr(instance, key) for key in _COLUMNS}
+    values["metadata"] = values.pop("metadata_") or {}
+    for key, value in values.items():
+        if isinstance(value, datetime):
+            values[key] = value.isoformat(timespec="microseconds")
+    return values
+
+
+def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
+    values = dict(values)
+    values["metadata_"] = values.pop("metadata", {}) or {}
+    for key in ("created_at", "updated_at", "launched_at"):
+        if isinstance(values.get(key), str):
+            values[key] = datetime.fromisoformat(values[key])
+    instance = Instance(**{k: v for k, v in values.items() if k in _COLUMNS})
+    session.add(instance)
+    session.flush()
+    return to_dict(instance)
+
+
+def _get_row(session: Session, uuid: str, read_deleted: bool = False) -> Instance:
+    query = sa.select(Instance).where(Instance.uuid == uuid)
+    if not read_deleted:
+        query = query.where(Instance.deleted == 0)
+    instance = session.scalar(query)
+    if instance is None:
+        raise NotFound(f"Instance {uuid} could not be found.")
+    return instance
+
+
+def get(session: Session, uuid: str, read_deleted: bool = False) -> dict[str, Any]:
+    return to_dict(_get_row(session, uuid, read_deleted))
+
+
+def update(session: Session, uuid: str, values: dict[str, Any],
+           expected_task_state: list | None = None, expected_vm_state: list | None = None) -> dict[str, Any]:
+    """Update an instance; with ``expected_*`` the update is a compare-and-swap."""
+    instance = _get_row(session, uuid)
+    if expected_task_state is not None and instance.task_state not in expected_task_state:
+        raise UnexpectedTaskState(f"Conflict updating instance {uuid}. Expected task_state "
+                                  f"{expected_task_state}, actual {instance.task_state}")
+    if expected_vm_state is not None and instance.vm_state not in expected_vm_state:
+        raise UnexpectedTaskState(f"Conflict updating instance {uuid}. Expected vm_state "
+                                  f"{expected_vm_state}, actual {instance.vm_state}")
+    for key, value in values.items():
+        if key == "metadata":
+            key = "metadata_"
+        if key in ("launched_at", "terminated_at") and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        setattr(instance, key, value)
+    instance.updated_at = utcnow()
+    session.flush()
+    return to_dict(instance)
+
+
+def soft_delete(session: Session, uuid: str) -> dict[str, Any]:
+    instance = _get_row(session, uuid)
+    now = utcnow()
+    instance.deleted = instance.id
+    instance.deleted_at = now
+    instance.terminated_at = instance.terminated_at or now
+    instance.updated_at = now
+    instance.vm_state = "deleted"
+    instance.task_state = None
+    instance.power_state = 0
+    session.flush()
+    return to_dict(instance)
+
+
+def query(session: Session, *, project_id: str | None, filters: dict[str, Any], limit: int | None,
+          after: tuple[str, str] | None = None, read_deleted: bool = False) -> list[dict[str, Any]]:
+    """Instances newest first (created_at, then uuid, descending), optionally strictly after a marker.
+
+    The order is the same in every cell and for build requests, so the API can
+    merge cells' pages into one sorted page.
+    """
+    stmt = sa.select(Instance)
+    if project_id is not None:
+        stmt = stmt.where(Instance.project_id == project_id)
+    if not read_deleted:
+        stmt = stmt.where(Instance.deleted == 0)
+    for key, value in filters.items():
+        if key == "name":
+            stmt = stmt.where(Instance.display_name.contains(value))
+        elif key == "changes-since":
+            stmt = stmt.where(Instance.updated_at >= value)
+        elif key == "uuid_in":
+            stmt = stmt.where(Instance.uuid.in_(value))
+        elif key in ("vm_state", "task_state") and isinstance(value, list):
+            stmt = stmt.where(getattr(Instance, key).in_(value))
+        else:
+            stmt = stmt.where(getattr(Instance, key) == value)
+    if after is not None:
+        created, marker_uuid = datetime.fromisoformat(after[0]), after[1]
+        stmt = stmt.where(sa.or_(Instance.created_at < created,
+                                 sa.and_(Instance.created_at == created, Instance.uuid < marker_uuid)))
+    stmt = stmt.order_by(Instance.created_at.desc(), Instance.uuid.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [to_dict(row) for row in session.scalars(stmt)]
+
+
+def add_fault(session: Session, uuid: str, code: int, message: str, details: str | None = None,
+              host: str | None = None) -> None:
+    session.add(InstanceFault(instance_uuid=uuid, code=code, message=message[:255], details=details, host=host))
+
+
+def latest_faults(session: Session, uuids: list[str]) -> dict[str, dict[str, Any]]:
+    if not uuids:
+        return {}
+    rows = session.scalars(sa.select(InstanceFault).where(InstanceFault.instance_uuid.in_(uuids))
+                           .order_by(InstanceFault.id))
+    faults = {}
+    for row in rows:
+        faults[row.instance_uuid] = {"code": row.code, "message": row.message, "details": row.details,
+                                     "created": row.created_at.replace(microsecond=0).isoformat() + "Z"}
+    return faults
+
+
+def start_action(session: Session, uuid: str, action: str, request_id: str | None, user_id: str | None,
+                 project_id: str | None) -> None:
+    session.add(InstanceAction(action=action, instance_uuid=uuid, request_id=request_id, user_id=user_id,
+                               project_id=project_id))
+
+
+def finish_action(session: Session, uuid: str, action: str, message: str | None = None) -> None:
+    row = session.scalar(sa.select(InstanceAction).where(InstanceAction.instance_uuid == uuid,
+                                                         InstanceAction.action == action,
+                                                         InstanceAction.finish_time.is_(None))
+                         .order_by(InstanceAction.id.desc()).limit(1))
+    if row is not None:
+        row.finish_time = utcnow()
+        row.updated_at = row.finish_time
+        if message:
+            row.message = message[:255]
+
+
+def list_by_host(session: Session, host: str) -> list[dict[str, Any]]:
+    return [to_dict(row) for row in session.scalars(
+        sa.select(Instance).where(Instance.host == host, Instance.deleted == 0))]
+
+
+def find_stuck(session: Session, vm_state: str, older_than: datetime) -> list[dict[str, Any]]:
+    return [to_dict(row) for row in session.scalars(
+        sa.select(Instance).where(Instance.vm_state == vm_state, Instance.deleted == 0,
+                                  sa.func.coalesce(Instance.updated_at, Instance.created_at) < older_than))]
+
+
+def assert_exists(session: Session, uuid: str) -> None:
+    if session.scalar(sa.select(Instance.id).where(Instance.uuid == uuid, Instance.deleted == 0)) is None:
+        raise NotFound(f"Instance {uuid} could not be found.")

@@ -1,0 +1,59 @@
+"""Cell, host and instance mappings in the API database (cells v2)."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.compute.db.api_models import CellMapping, HostMapping, InstanceMapping
+
+CELL0_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def list_cells(session: Session) -> list[CellMapping]:
+    return list(session.scalars(sa.select(CellMapping).order_by(CellMapping.id)))
+
+
+def ensure_cell(session: Session, uuid: str, name: str, transport_url: str, database_connection: str) -> CellMapping:
+    cell = session.scalar(sa.select(CellMapping).where(CellMapping.uuid == uuid))
+    if cell is None:
+        cell = CellMapping(uuid=uuid, name=name, transport_url=transport_url,
+                           database_connection=database_connection)
+        session.add(cell)
+    else:
+        cell.transport_url = transport_url
+        cell.database_connection = database_connection
+    session.flush()
+    return cell
+
+
+def map_host(session: Session, host: str, cell_uuid: str) -> None:
+    cell = session.scalar(sa.select(CellMapping).where(CellMapping.uuid == cell_uuid))
+    existing = session.scalar(sa.select(HostMapping).where(HostMapping.host == host))
+    if existing is None:
+        session.add(HostMapping(host=host, cell_id=cell.id))
+    else:
+        existing.cell_id = cell.id
+
+
+def create_instance_mapping(session: Session, instance_uuid: str, project_id: str, user_id: str) -> None:
+    session.add(InstanceMapping(instance_uuid=instance_uuid, project_id=project_id, user_id=user_id))
+
+
+def get_instance_mapping(session: Session, instance_uuid: str) -> InstanceMapping | None:
+    return session.scalar(sa.select(InstanceMapping).where(InstanceMapping.instance_uuid == instance_uuid))
+
+
+def set_instance_cell(session: Session, instance_uuid: str, cell_uuid: str) -> None:
+    cell_id = session.scalar(sa.select(CellMapping.id).where(CellMapping.uuid == cell_uuid))
+    session.execute(sa.update(InstanceMapping).where(InstanceMapping.instance_uuid == instance_uuid)
+                    .values(cell_id=cell_id))
+
+
+def delete_instance_mapping(session: Session, instance_uuid: str) -> None:
+    session.execute(sa.delete(InstanceMapping).where(InstanceMapping.instance_uuid == instance_uuid))
+
+
+def count_instance_mappings(session: Session, project_id: str) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(InstanceMapping)
+                          .where(InstanceMapping.project_id == project_id,
+                                 InstanceMapping.queued_for_delete.is_(False))) or 0

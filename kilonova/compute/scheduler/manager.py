@@ -1,0 +1,184 @@
+"""The scheduler: Placement candidates -> filters -> weighers -> claim in Placement.
+
+``select_destinations`` is an RPC call from the conductor. For each server it
+returns the chosen host (already claimed in Placement) followed by alternates
+(not claimed; the conductor claims one if the build must be retried there).
+When nothing fits it raises ``NoValidHost`` saying what ruled the hosts out.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from typing import Any
+
+from kilonova.common.rpc import ExpectedError
+from kilonova.compute.db import host_view
+from kilonova.compute.scheduler import weighers as weighers_mod
+from kilonova.compute.scheduler.filters import all_filters
+from kilonova.compute.scheduler.host_state import HostState
+
+LOG = logging.getLogger(__name__)
+
+
+class NoValidHost(ExpectedError):
+    pass
+
+
+def resources_from_spec(spec: dict[str, Any]) -> dict[str, int]:
+    flavor = spec["flavor"]
+    resources = {"VCPU": flavor["vcpus"], "MEMORY_MB": flavor["memory_mb"],
+                 "DISK_GB": flavor["root_gb"] + flavor.get("ephemeral_gb", 0) + math.ceil(flavor.get("swap", 0) / 1024)}
+    for key, value in (flavor.get("extra_specs") or {}).items():
+        if key.startswith("resources:"):
+            try:
+                resources[key.split(":", 1)[1]] = int(value)
+            except ValueError:
+                raise NoValidHost(f"Invalid flavor extra spec {key}={value}") from None
+    return {rc: amount for rc, amount in resources.items() if amount > 0}
+
+
+def traits_from_spec(spec: dict[str, Any]) -> list[str]:
+    """required=... entries: TRAIT for required, !TRAIT for forbidden."""
+    wanted: dict[str, str] = {}
+    sources = [(spec["flavor"].get("extra_specs") or {}), ((spec.get("image") or {}).get("properties") or {})]
+    for source in sources:
+        for key, value in source.items():
+            if key.startswith("trait:") and value in ("required", "forbidden"):
+                wanted[key.split(":", 1)[1]] = value
+    return sorted(name if how == "required" else "!" + name for name, how in wanted.items())
+
+
+def describe(resources: dict[str, int]) -> str:
+    return ", ".join(f"{rc}:{amount}" for rc, amount in sorted(resources.items()))
+
+
+class SchedulerManager:
+    def __init__(self, conf, placement, cells):
+        self.conf = conf
+        self.placement = placement
+        self.cells = cells
+        enabled = conf.getlist("filter_scheduler", "enabled_filters")
+        known = all_filters()
+        self.filters = [known[name](conf) for name in enabled if name in known]
+        self.weighers = [cls(conf) for cls in weighers_mod.ALL_WEIGHERS]
+        self.max_attempts = max(1, conf.getint("filter_scheduler", "max_attempts"))
+        self.subset_size = max(1, conf.getint("filter_scheduler", "host_subset_size"))
+        self.down_time = conf.getfloat("DEFAULT", "service_down_time")
+
+    # ------------------------------------------------------------------ RPC
+
+    async def select_destinations(self, request_spec: dict, instance_uuids: list[str],
+                                  ignore_hosts: list[str] | None = None) -> list[list[dict]]:
+        resources = resources_from_spec(request_spec)
+        hosts, provider_summaries = await self._candidates(request_spec, resources)
+        hosts = [h for h in hosts if h.host not in set(ignore_hosts or [])]
+        passing = self._filter(hosts, request_spec, resources)
+        results = []
+        for uuid in instance_uuids:
+            ordered = self._order(passing, request_spec)
+            chosen = await self._claim_first(ordered, uuid, request_spec)
+            if chosen is None:
+                raise NoValidHost("No valid host was found. There are not enough hosts available "
+                                  f"(every candidate host was claimed by other requests for {describe(resources)}).")
+            alternates = [h for h in ordered if h.host != chosen.host][: self.max_attempts - 1]
+            results.append([self._selection(chosen)] + [self._selection(h) for h in alternates])
+            self._consume(chosen, resources)
+        return results
+
+    # ------------------------------------------------------------------ steps
+
+    async def _candidates(self, spec: dict, resources: dict[str, int]) -> tuple[list[HostState], dict]:
+        params = {"resources": ",".join(f"{rc}:{n}" for rc, n in sorted(resources.items())),
+                  "limit": str(self.conf.getint("filter_scheduler", "max_placement_results"))}
+        traits = traits_from_spec(spec)
+        if traits:
+            params["required"] = ",".join(traits)
+        response = await self.placement.get("/allocation_candidates", params=params)
+        if response.status_code != 200:
+            raise NoValidHost(f"No valid host was found. Placement refused the query for {describe(resources)}: "
+                              f"{response.status_code} {response.text[:200]}")
+        body = response.json()
+        requests = body.get("allocation_requests", [])
+        if not requests:
+            detail = f" with traits {', '.join(traits)}" if traits else ""
+            raise NoValidHost(f"No valid host was found. Placement has no resource provider with "
+                              f"{describe(resources)}{detail} available.")
+        summaries = body.get("provider_summaries", {})
+        by_provider: dict[str, dict] = {}
+        for request in requests:
+            providers = list(request["allocations"])
+            root = providers[0]
+            by_provider.setdefault(root, request)
+        return await self._host_states(by_provider, summaries), summaries
+
+    async def _host_states(self, by_provider: dict[str, dict], summaries: dict) -> list[HostState]:
+        states = []
+        for cell in self.cells.real():
+            rows = await cell.db.read(host_view.compute_hosts, self.down_time, list(by_provider))
+            for row in rows:
+                summary = summaries.get(row["uuid"], {}).get("resources", {})
+                states.append(HostState(
+                    uuid=row["uuid"], host=row["host"], nodename=row["nodename"], cell_uuid=cell.uuid,
+                    availability_zone=self.conf.get("compute", "default_availability_zone"),
+                    service_up=row["service_up"], service_disabled=row["service_disabled"],
+                    hypervisor_type=row["hypervisor_type"],
+                    supported_instances=[tuple(x) for x in _supported(row["cpu_info"])],
+                    capacity={rc: v["capacity"] for rc, v in summary.items()},
+                    used={rc: v["used"] for rc, v in summary.items()},
+                    allocation_request=by_provider[row["uuid"]]))
+        return states
+
+    def _filter(self, hosts: list[HostState], spec: dict, resources: dict[str, int]) -> list[HostState]:
+        remaining = hosts
+        removed: list[str] = []
+        for flt in self.filters:
+            kept = [h for h in remaining if flt.host_passes(h, spec)]
+            if len(kept) < len(remaining):
+                removed.append(f"{type(flt).__name__} removed {len(remaining) - len(kept)} of "
+                               f"{len(remaining)} hosts ({flt.reason})")
+            remaining = kept
+            if not remaining:
+                break
+        if not remaining:
+            found = f"Placement found {len(hosts)} host(s) with {describe(resources)}"
+            raise NoValidHost("No valid host was found. " + found + "; " + "; ".join(removed) + ".")
+        return remaining
+
+    def _order(self, hosts: list[HostState], spec: dict) -> list[HostState]:
+        ordered = weighers_mod.weigh_hosts(self.weighers, hosts, spec)
+        if self.subset_size > 1:
+            # Pick randomly among the best few so concurrent schedulers collide less.
+            subset = ordered[: self.subset_size]
+            first = random.choice(subset)
+            ordered = [first] + [h for h in ordered if h is not first]
+        return ordered
+
+    async def _claim_first(self, ordered: list[HostState], instance_uuid: str, spec: dict) -> HostState | None:
+        for host in ordered:
+            body = {"allocations": host.allocation_request["allocations"], "project_id": spec["project_id"],
+                    "user_id": spec["user_id"], "consumer_generation": None}
+            response = await self.placement.put(f"/allocations/{instance_uuid}", json=body)
+            if response.status_code == 204:
+                return host
+            LOG.info("claim of %s on %s refused (%s); trying the next host", instance_uuid, host.host,
+                     response.status_code)
+        return None
+
+    @staticmethod
+    def _consume(host: HostState, resources: dict[str, int]) -> None:
+        for rc, amount in resources.items():
+            host.used[rc] = host.used.get(rc, 0) + amount
+
+    @staticmethod
+    def _selection(host: HostState) -> dict:
+        return {"host": host.host, "nodename": host.nodename, "compute_node_uuid": host.uuid,
+                "cell_uuid": host.cell_uuid, "allocation_request": host.allocation_request}
+
+
+def _supported(cpu_info: str) -> list:
+    try:
+        return json.loads(cpu_info or "{}").get("supported_instances", [])
+    except ValueError:
+        return []

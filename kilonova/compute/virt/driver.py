@@ -1,0 +1,61 @@
+"""The interface every virt driver implements (fake now, libvirt later).
+
+Methods are async; a driver whose hypervisor calls block runs them in worker threads.
+Power states are Nova's integers.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+NOSTATE, RUNNING, PAUSED, SHUTDOWN, CRASHED, SUSPENDED = 0, 1, 3, 4, 6, 7
+
+
+class BuildFailure(Exception):
+    """The driver could not spawn the instance on this host (the conductor may retry elsewhere)."""
+
+
+class ComputeDriver:
+    hypervisor_type = "unknown"
+
+    async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
+        raise NotImplementedError
+
+    async def destroy(self, instance: dict) -> None:
+        raise NotImplementedError
+
+    async def reboot(self, instance: dict, reboot_type: str) -> None:
+        raise NotImplementedError
+
+    async def power_off(self, instance: dict) -> None:
+        raise NotImplementedError
+
+    async def power_on(self, instance: dict) -> None:
+        raise NotImplementedError
+
+    async def pause(self, instance: dict) -> None:
+        raise NotImplementedError
+
+    async def unpause(self, instance: dict) -> None:
+        raise NotImplementedError
+
+    async def suspend(self, instance: dict) -> None:
+        raise NotImplementedError
+
+    async def resume(self, instance: dict) -> None:
+        raise NotImplementedError
+
+    async def get_console_output(self, instance: dict) -> str:
+        raise NotImplementedError
+
+    async def get_power_state(self, instance: dict) -> int:
+        raise NotImplementedError
+
+    def list_instance_uuids(self) -> list[str]:
+        raise NotImplementedError
+
+    def get_available_resource(self) -> dict[str, Any]:
+        """vcpus, memory_mb, local_gb, hypervisor_type/version, supported_instances, ..."""
+        raise NotImplementedError
+
+    def get_traits(self) -> list[str]:
+        return []

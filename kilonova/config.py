@@ -1,0 +1,171 @@
+"""One INI configuration file, nova.conf style, with defaults for everything.
+
+No file is needed for the all-in-one: every option has a default, and the
+state directory decides where the SQLite databases, keys and images live.
+Options are declared once in ``DEFAULTS`` so an operator can read the full
+list in one place (``kilonova config-sample`` prints it).
+"""
+from __future__ import annotations
+
+import configparser
+import os
+import socket
+from pathlib import Path
+
+import platformdirs
+
+# section -> option -> default (as a string, the way it would be written in the file).
+# "{state_dir}" is substituted with the resolved state directory.
+DEFAULTS: dict[str, dict[str, str]] = {
+    "DEFAULT": {
+        "state_dir": "",
+        # This node's name in service records (nova.conf's [DEFAULT] host); empty = the hostname.
+        "host": "",
+        # The address the APIs listen on and publish in the catalog.
+        "my_ip": "127.0.0.1",
+        # "inproc://" keeps RPC inside the process; rabbit:// comes with the distributed issue.
+        "transport_url": "inproc://",
+        "region_name": "RegionOne",
+        "rpc_response_timeout": "60",
+        "service_down_time": "60",
+        "report_interval": "10",
+        "debug": "false",
+        # Capacity a compute host reports to Placement (nova.conf's names).
+        "cpu_allocation_ratio": "4.0",
+        "ram_allocation_ratio": "1.0",
+        "disk_allocation_ratio": "1.0",
+        "reserved_host_cpus": "0",
+        "reserved_host_memory_mb": "512",
+        "reserved_host_disk_mb": "0",
+    },
+    "ports": {
+        "identity": "5000",
+        "compute": "8774",
+        "placement": "8778",
+        "image": "9292",
+        "network": "9696",
+    },
+    "database": {"connection": "sqlite:///{state_dir}/cell1.sqlite"},
+    "cell0_database": {"connection": "sqlite:///{state_dir}/cell0.sqlite"},
+    "api_database": {"connection": "sqlite:///{state_dir}/nova_api.sqlite"},
+    "placement_database": {"connection": "sqlite:///{state_dir}/placement.sqlite"},
+    "identity_database": {"connection": "sqlite:///{state_dir}/keystone.sqlite"},
+    "image_database": {"connection": "sqlite:///{state_dir}/glance.sqlite"},
+    "network_database": {"connection": "sqlite:///{state_dir}/neutron.sqlite"},
+    "identity": {
+        "token_expiration": "3600",
+        "key_repository": "{state_dir}/fernet-keys",
+        # scrypt work factor (2**N); lower only for tests.
+        "password_hash_rounds": "14",
+    },
+    "keystone_authtoken": {
+        # How long a validated token is trusted by the other services before
+        # asking the identity service again (keystonemiddleware's token_cache_time).
+        "token_cache_time": "30",
+    },
+    "service_user": {
+        "username": "kilonova",
+        "password": "",
+        "project_name": "service",
+    },
+    "image": {"filesystem_store_datadir": "{state_dir}/images"},
+    "placement": {"max_allocation_candidates": "1000"},
+    "quota": {
+        "instances": "10",
+        "cores": "20",
+        "ram": "51200",
+        "key_pairs": "100",
+        "metadata_items": "128",
+        "server_groups": "10",
+        "server_group_members": "10",
+    },
+    "filter_scheduler": {
+        "enabled_filters": "ComputeFilter,AvailabilityZoneFilter,ImagePropertiesFilter",
+        "ram_weight_multiplier": "1.0",
+        "cpu_weight_multiplier": "1.0",
+        "disk_weight_multiplier": "1.0",
+        "host_subset_size": "1",
+        "max_attempts": "3",
+        "max_placement_results": "1000",
+    },
+    "conductor": {
+        # How often the conductor looks for builds stuck past [compute] build_timeout.
+        "reconcile_interval": "60",
+    },
+    "compute": {
+        "default_availability_zone": "nova",
+        "build_timeout": "600",
+    },
+    "fake_driver": {
+        "hosts": "4",
+        "host_prefix": "compute",
+        "vcpus": "32",
+        "memory_mb": "131072",
+        "disk_gb": "2048",
+        "spawn_delay": "0.0",
+        # Comma-separated host names whose spawns fail (failure injection for tests).
+        "fail_spawn_hosts": "",
+    },
+}
+
+
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_data_dir("kilonova"))
+
+
+class Config:
+    """Typed read access to the merged defaults + file + overrides."""
+
+    def __init__(self, parser: configparser.ConfigParser, state_dir: Path):
+        self._parser = parser
+        self.state_dir = state_dir
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, state_dir: str | os.PathLike | None = None,
+             overrides: dict[str, dict[str, str]] | None = None) -> "Config":
+        parser = configparser.ConfigParser(interpolation=None)
+        for section, options in DEFAULTS.items():
+            if section != "DEFAULT" and not parser.has_section(section):
+                parser.add_section(section)
+            for key, value in options.items():
+                parser.set(section, key, value)
+        if path:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"configuration file {path} does not exist")
+            parser.read(path)
+        for section, options in (overrides or {}).items():
+            if section != "DEFAULT" and not parser.has_section(section):
+                parser.add_section(section)
+            for key, value in options.items():
+                parser.set(section, key, str(value))
+        chosen = state_dir or parser.get("DEFAULT", "state_dir") or os.environ.get("KILONOVA_STATE_DIR")
+        resolved = Path(chosen).expanduser().resolve() if chosen else default_state_dir()
+        parser.set("DEFAULT", "state_dir", str(resolved))
+        if not parser.get("DEFAULT", "host"):
+            parser.set("DEFAULT", "host", socket.gethostname())
+        return cls(parser, resolved)
+
+    def get(self, section: str, key: str) -> str:
+        value = self._parser.get(section, key)
+        return value.replace("{state_dir}", str(self.state_dir))
+
+    def getint(self, section: str, key: str) -> int:
+        return int(self.get(section, key))
+
+    def getfloat(self, section: str, key: str) -> float:
+        return float(self.get(section, key))
+
+    def getbool(self, section: str, key: str) -> bool:
+        return self.get(section, key).strip().lower() in ("1", "true", "yes", "on")
+
+    def getlist(self, section: str, key: str) -> list[str]:
+        return [item.strip() for item in self.get(section, key).split(",") if item.strip()]
+
+    def set(self, section: str, key: str, value: str) -> None:
+        if section != "DEFAULT" and not self._parser.has_section(section):
+            self._parser.add_section(section)
+        self._parser.set(section, key, str(value))
+
+    def write(self, path: Path) -> None:
+        with open(path, "w") as fh:
+            self._parser.write(fh)
