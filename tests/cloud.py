@@ -142,6 +142,25 @@ class Cloud:
             raise AssertionError(f"nova {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
 
+    def token(self, cloud: str = "kilonova") -> str:
+        """A project-scoped token for ``cloud``'s user, straight from the identity API."""
+        import httpx
+
+        auth = self.auth(cloud)
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": auth["username"], "password": auth["password"], "domain": {"id": "default"}}}},
+            "scope": {"project": {"name": auth["project_name"], "domain": {"id": "default"}}}}}
+        response = httpx.post(self.urls["identity"] + "/auth/tokens", json=body, timeout=30)
+        response.raise_for_status()
+        return response.headers["X-Subject-Token"]
+
+    def http(self, service: str, cloud: str | None = "kilonova"):
+        """An httpx client on ``service``'s catalog URL, authenticated as ``cloud`` (None: no token)."""
+        import httpx
+
+        headers = {"X-Auth-Token": self.token(cloud)} if cloud else {}
+        return httpx.Client(base_url=self.urls[service], headers=headers, timeout=30)
+
     def sdk(self, cloud: str = "kilonova"):
         import openstack
 
