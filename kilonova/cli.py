@@ -30,6 +30,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_sample(args: argparse.Namespace) -> int:
+    """Print every option with its default, as an INI file an operator can start from."""
+    from kilonova.config import DEFAULTS
+
+    for section, options in DEFAULTS.items():
+        print(f"[{section}]")
+        for key, value in options.items():
+            print(f"#{key} = {value}")
+        print()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kilonova", description="An OpenStack-compatible compute cloud.")
     parser.add_argument("--config", help="INI configuration file (nova.conf style); optional")
@@ -46,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--clouds-yaml", help="clouds.yaml to add the 'kilonova' clouds to "
                     "(default ~/.config/openstack/clouds.yaml)")
     up.set_defaults(func=cmd_up)
+
+    sample = sub.add_parser("config-sample", help="print every configuration option with its default")
+    sample.set_defaults(func=cmd_config_sample)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
