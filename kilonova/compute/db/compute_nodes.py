@@ -1,0 +1,59 @@
+"""The compute_nodes table of a cell: each hypervisor's resources and usage, as its agent reports them."""
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.common.db import NotFound
+from kilonova.compute.db.cell_models import ComputeNode, Service
+
+FIELDS = ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "host_ip", "vcpus", "memory_mb",
+          "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used", "running_vms", "cpu_info")
+# What a first report must carry at least; a partial usage report creates a node with these blanks.
+_BLANKS = {"hypervisor_type": "unknown", "vcpus": 0, "memory_mb": 0, "local_gb": 0}
+
+
+def upsert(session: Session, host: str, nodename: str, values: dict[str, Any], service_id: int | None) -> str:
+    """Create or update the node (host, nodename) from a full or partial report; its uuid."""
+    node = session.scalar(sa.select(ComputeNode).where(ComputeNode.host == host,
+                                                       ComputeNode.hypervisor_hostname == nodename,
+                                                       ComputeNode.deleted == 0))
+    clean = {k: v for k, v in values.items() if k in FIELDS}
+    if isinstance(clean.get("cpu_info"), (dict, list)):
+        clean["cpu_info"] = json.dumps(clean["cpu_info"])
+    if node is None:
+        node = ComputeNode(uuid=str(uuidlib.uuid4()), host=host,
+                           **{**_BLANKS, **clean, "hypervisor_hostname": nodename})
+        session.add(node)
+    else:
+        clean.pop("hypervisor_hostname", None)
+        for key, value in clean.items():
+            setattr(node, key, value)
+    if service_id is not None:
+        node.service_id = service_id
+    node.updated_at = datetime.utcnow()
+    session.flush()
+    return node.uuid
+
+
+def list_with_services(session: Session) -> list[tuple[ComputeNode, Service | None]]:
+    """Every live node with its nova-compute service record (None if the service is gone)."""
+    stmt = (sa.select(ComputeNode, Service)
+            .outerjoin(Service, sa.and_(Service.host == ComputeNode.host, Service.binary == "nova-compute",
+                                        Service.deleted == 0))
+            .where(ComputeNode.deleted == 0).order_by(ComputeNode.id))
+    return [(node, service) for node, service in session.execute(stmt)]
+
+
+def get_with_service(session: Session, ident: int | str) -> tuple[ComputeNode, Service | None]:
+    """One node by integer id or uuid."""
+    column = ComputeNode.id if isinstance(ident, int) else ComputeNode.uuid
+    for node, service in list_with_services(session):
+        if getattr(node, column.key) == ident:
+            return node, service
+    raise NotFound(f"Hypervisor {ident} could not be found.")

@@ -1,0 +1,67 @@
+"""Quota limits (API database: per-project overrides of [quota]) and usage counted from a cell."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.compute.db.api_models import Quota
+from kilonova.compute.db.cell_models import Instance
+
+# Every resource Nova's quota-sets API knows, with upstream's default when [quota] does not name it.
+RESOURCES: dict[str, int] = {
+    "instances": 10, "cores": 20, "ram": 51200, "metadata_items": 128, "key_pairs": 100,
+    "server_groups": 10, "server_group_members": 10, "injected_files": 5,
+    "injected_file_content_bytes": 10240, "injected_file_path_bytes": 255,
+    "floating_ips": 10, "fixed_ips": -1, "security_groups": 10, "security_group_rules": 20,
+}
+# [quota] option names that differ from the resource name.
+_CONF_NAMES = {"injected_file_path_bytes": "injected_file_path_length"}
+
+
+def get_defaults(conf) -> dict[str, int]:
+    defaults = {}
+    for resource, fallback in RESOURCES.items():
+        try:
+            defaults[resource] = conf.getint("quota", _CONF_NAMES.get(resource, resource))
+        except Exception:  # noqa: BLE001 - option absent from the configuration
+            defaults[resource] = fallback
+    return defaults
+
+
+def get_overrides(session: Session, project_id: str) -> dict[str, int]:
+    rows = session.scalars(sa.select(Quota).where(Quota.project_id == project_id))
+    return {row.resource: row.hard_limit for row in rows}
+
+
+def get_limits(session: Session, project_id: str, conf) -> dict[str, int]:
+    """resource -> limit (-1 = unlimited) for a project: the defaults with its overrides applied."""
+    return {**get_defaults(conf), **get_overrides(session, project_id)}
+
+
+def set_limits(session: Session, project_id: str, limits: dict[str, int]) -> None:
+    existing = {row.resource: row for row in session.scalars(sa.select(Quota).where(Quota.project_id == project_id))}
+    for resource, limit in limits.items():
+        if resource in existing:
+            existing[resource].hard_limit = limit
+        else:
+            session.add(Quota(project_id=project_id, resource=resource, hard_limit=limit))
+    session.flush()
+
+
+def delete_limits(session: Session, project_id: str) -> None:
+    """Drop a project's overrides: it is back on the defaults."""
+    session.execute(sa.delete(Quota).where(Quota.project_id == project_id))
+
+
+def count_usage(session: Session, project_id: str) -> dict[str, Any]:
+    """instances, cores and ram used by a project's non-deleted instances in this cell."""
+    flavors = session.scalars(sa.select(Instance.flavor).where(Instance.project_id == project_id,
+                                                               Instance.deleted == 0))
+    usage = {"instances": 0, "cores": 0, "ram": 0}
+    for flavor in flavors:
+        usage["instances"] += 1
+        usage["cores"] += int((flavor or {}).get("vcpus") or 0)
+        usage["ram"] += int((flavor or {}).get("memory_mb") or 0)
+    return usage
