@@ -1,0 +1,1 @@
+"""The identity service: a Keystone v3 API (tokens, projects, users, roles, catalog)."""

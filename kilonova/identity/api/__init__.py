@@ -1,0 +1,1 @@
+"""The identity HTTP API: one module per resource, each with ``register(router)``."""

@@ -1,0 +1,63 @@
+"""What the identity API handlers share: the database, the token formatter and revocations."""
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+from kilonova.common.db import Database
+from kilonova.config import Config
+from kilonova.identity import keys, passwords
+from kilonova.identity.revocation import RevocationList
+from kilonova.identity.token_data import TokenInvalid, build
+from kilonova.identity.tokens import Payload, TokenError, TokenFormatter
+
+T = TypeVar("T")
+
+
+class IdentityCore:
+    def __init__(self, conf: Config, db: Database):
+        self.conf = conf
+        self.db = db
+        self.revocations = RevocationList()
+        self._formatter: TokenFormatter | None = None
+
+    @property
+    def token_lifetime(self) -> float:
+        return self.conf.getfloat("identity", "token_expiration")
+
+    @property
+    def formatter(self) -> TokenFormatter:
+        if self._formatter is None:
+            self.load_keys()
+        assert self._formatter is not None
+        return self._formatter
+
+    def load_keys(self) -> None:
+        repository = self.conf.get("identity", "key_repository")
+        keys.ensure_keys(repository)
+        self._formatter = TokenFormatter(keys.load_keys(repository))
+
+    def hash_password(self, password: str) -> str:
+        return passwords.hash_password(password, self.conf.getint("identity", "password_hash_rounds"))
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self.db.read(fn, *args, **kwargs)
+
+    async def write(self, fn: Callable[..., T], *args: Any, revokes: bool = False, **kwargs: Any) -> T:
+        """Run ``fn`` in a write transaction; ``revokes``: it recorded revocation events."""
+        try:
+            return await self.db.write(fn, *args, **kwargs)
+        finally:
+            if revokes:
+                self.revocations.invalidate()
+
+    def open(self, token: str) -> Payload:
+        return self.formatter.open(token)
+
+    async def validate(self, token: str, *, include_catalog: bool = True) -> tuple[Payload, dict]:
+        """The payload and token document of a valid token; ``TokenError``/``TokenInvalid`` otherwise."""
+        payload = self.formatter.open(token)
+        body = await self.db.read(build, payload, self.revocations, include_catalog=include_catalog)
+        return payload, body
+
+
+__all__ = ["IdentityCore", "TokenError", "TokenInvalid"]
