@@ -29,15 +29,16 @@ from kilonova.config import Config
 
 LOG = logging.getLogger(__name__)
 
-# Start order matters only for prepare(): identity first (everyone validates tokens with it).
+# Identity prepares first (everyone validates tokens with it); the conductor starts before the
+# services that heartbeat through it.
 SERVICE_CLASSES = [
     "kilonova.identity.service:IdentityService",
     "kilonova.placement.service:PlacementService",
     "kilonova.image.service:ImageService",
     "kilonova.network.service:NetworkService",
     "kilonova.compute.api.service:ComputeAPIService",
-    "kilonova.compute.scheduler.service:SchedulerService",
     "kilonova.compute.conductor.service:ConductorService",
+    "kilonova.compute.scheduler.service:SchedulerService",
     "kilonova.compute.agent.service:ComputeAgentService",
 ]
 
