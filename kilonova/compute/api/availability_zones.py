@@ -1,0 +1,57 @@
+"""/v2.1/os-availability-zone: zones derived from the service records of every cell."""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from kilonova.common.http import Router, json_response
+from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.flavors import require_admin
+from kilonova.compute.api.services import INTERNAL_ZONE, all_services, iso, zone_of
+from kilonova.compute.db import services as services_db
+
+
+async def _zones(request: Request) -> tuple[list[str], list[str], list[tuple[str, Any]]]:
+    """(available zones, unavailable zones, [(zone, enabled service)]) as Nova's get_availability_zones."""
+    svc = compute_api(request)
+    available: list[str] = []
+    unavailable: list[str] = []
+    enabled = []
+    for _cell, service in await all_services(svc):
+        zone = zone_of(svc.conf, service)
+        if service.disabled:
+            if zone not in unavailable:
+                unavailable.append(zone)
+            continue
+        enabled.append((zone, service))
+        if zone not in available:
+            available.append(zone)
+    return available, [z for z in unavailable if z not in available], enabled
+
+
+async def list_zones(request: Request):
+    available, unavailable, _ = await _zones(request)
+    info = [{"zoneName": zone, "zoneState": {"available": state}, "hosts": None}
+            for zones, state in ((available, True), (unavailable, False)) for zone in zones
+            if zone != INTERNAL_ZONE]
+    return json_response({"availabilityZoneInfo": info})
+
+
+async def list_zones_detail(request: Request):
+    require_admin(request, "os_compute_api:os-availability-zone:detail")
+    available, unavailable, enabled = await _zones(request)
+    down_time = compute_api(request).conf.getfloat("DEFAULT", "service_down_time")
+    hosts: dict[str, dict[str, dict[str, Any]]] = {zone: {} for zone in available}
+    for zone, service in enabled:
+        hosts[zone].setdefault(service.host, {})[service.binary] = {
+            "available": services_db.is_up(service, down_time), "active": not service.disabled,
+            "updated_at": iso(service.updated_at)}
+    info = [{"zoneName": zone, "zoneState": {"available": True}, "hosts": hosts[zone]} for zone in available]
+    info += [{"zoneName": zone, "zoneState": {"available": False}, "hosts": None} for zone in unavailable]
+    return json_response({"availabilityZoneInfo": info})
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/v2.1/os-availability-zone", list_zones)
+    router.add("GET", "/v2.1/os-availability-zone/detail", list_zones_detail)
