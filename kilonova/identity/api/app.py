@@ -14,7 +14,8 @@ from kilonova.common.http import Handler, Router, ServiceApp, unauthorized
 from kilonova.identity.core import IdentityCore, TokenError, TokenInvalid
 from kilonova.identity.errors import format_error
 
-RESOURCE_MODULES = ["versions", "auth_tokens", "domains", "projects", "users"]
+RESOURCE_MODULES = ["versions", "auth_tokens", "auth_scopes", "domains", "projects", "users", "roles",
+                    "implied_roles", "grants", "role_assignments", "regions", "services", "endpoints"]
 
 
 def build_router() -> Router:

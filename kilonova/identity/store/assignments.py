@@ -30,9 +30,13 @@ def grant(session: Session, user_id: str, target_type: str, target_id: str, role
 def revoke(session: Session, user_id: str, target_type: str, target_id: str, role_id: str) -> None:
     assignment = session.get(Assignment, (target_type, target_id, user_id, role_id))
     if assignment is None:
-        raise NotFound(f"Could not find role assignment with role: {role_id}, user or group: {user_id}, "
-                       f"project, domain, or system: {target_id}.")
+        raise missing(user_id, target_id, role_id)
     session.delete(assignment)
+
+
+def missing(user_id: str, target_id: str, role_id: str) -> NotFound:
+    return NotFound(f"Could not find role assignment with role: {role_id}, user or group: {user_id}, "
+                    f"project, domain, or system: {target_id}.")
 
 
 def roles_of(session: Session, user_id: str, target_type: str, target_id: str) -> list[Role]:
