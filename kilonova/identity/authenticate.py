@@ -13,6 +13,7 @@ from kilonova.identity.store import assignments, domains, projects, users
 from kilonova.identity.tokens import Payload, new_payload
 from kilonova.identity.validation import validate
 
+_REF = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}
 SCHEMA = {
     "type": "object", "required": ["auth"],
     "properties": {"auth": {
@@ -27,7 +28,11 @@ SCHEMA = {
                         "domain": {"type": "object", "properties": {
                             "id": {"type": "string"}, "name": {"type": "string"}}}}}}},
                 "token": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}}},
-            "scope": {"type": ["object", "string"]},
+            "scope": {"type": ["object", "string"], "properties": {
+                "project": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"}, "domain": _REF}},
+                "domain": _REF,
+                "system": {"type": "object"}}},
         }}},
 }
 SUPPORTED_METHODS = {"password", "token"}

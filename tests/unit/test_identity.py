@@ -261,13 +261,13 @@ async def test_disabling_user_or_project_invalidates_tokens(client):
 
 
 async def test_tokens_expire(tmp_path):
-    service = make_service(make_conf(tmp_path, token_expiration="1"))
+    service = make_service(make_conf(tmp_path, token_expiration="0.5"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://identity") as c:
         token, body = await issue(c, "admin", "admin")
         headers = {"X-Auth-Token": token, "X-Subject-Token": token}
         assert (await c.get("/v3/auth/tokens", headers=headers)).status_code == 200
         import asyncio
-        await asyncio.sleep(1.1)
+        await asyncio.sleep(0.6)
         assert (await c.get("/v3/auth/tokens", headers=headers)).status_code == 401
         other, _ = await issue(c, "admin", "admin")
         response = await c.get("/v3/auth/tokens", headers={"X-Auth-Token": other, "X-Subject-Token": token})

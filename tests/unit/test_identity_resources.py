@@ -237,3 +237,25 @@ async def test_unknown_paths_and_methods_use_keystone_errors(client, admin):  # 
     response = await client.put("/v3/users", headers=admin)
     error_of(response, 405, "Method Not Allowed")
     assert "GET" in response.headers["Allow"]
+
+
+async def test_immutable_fields_and_odd_bodies_are_400(client, admin):  # noqa: F811
+    demo_project = (await client.get("/v3/projects?name=demo", headers=admin)).json()["projects"][0]
+    other = (await client.post("/v3/domains", headers=admin, json={"domain": {"name": "elsewhere"}})).json()["domain"]
+    error_of(await client.patch(f"/v3/projects/{demo_project['id']}", headers=admin,
+                                json={"project": {"domain_id": other["id"]}}), 400, "Bad Request")
+    error_of(await client.patch(f"/v3/projects/{demo_project['id']}", headers=admin,
+                                json={"project": {"id": "new-id"}}), 400, "Bad Request")
+    same = await client.patch(f"/v3/projects/{demo_project['id']}", headers=admin,
+                              json={"project": {"domain_id": "default", "name": "demo"}})
+    assert same.status_code == 200
+    demo_user = (await client.get("/v3/users?name=demo", headers=admin)).json()["users"][0]
+    error_of(await client.patch(f"/v3/users/{demo_user['id']}", headers=admin,
+                                json={"user": {"domain_id": other["id"]}}), 400, "Bad Request")
+    error_of(await client.patch(f"/v3/users/{demo_user['id']}", headers=admin, json={"user": {}}), 400, "Bad Request")
+    error_of(await client.patch(f"/v3/users/{demo_user['id']}", headers=admin, content=b"[1, 2"), 400, "Bad Request")
+    error_of(await client.post("/v3/auth/tokens", json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": "x",
+                                                                     "domain": {"id": 5}}}}}}), 400, "Bad Request")
+    error_of(await client.post("/v3/auth/tokens", json={"auth": {
+        **password_auth("admin")["auth"], "scope": {"project": {"id": ["x"]}}}}), 400, "Bad Request")

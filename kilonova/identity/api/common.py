@@ -11,7 +11,7 @@ from kilonova.common.db import Conflict, NotFound
 from kilonova.common.http import HTTPError, bad_request, conflict, forbidden, not_found, read_json
 from kilonova.identity import policy
 from kilonova.identity.core import IdentityCore
-from kilonova.identity.store import NotAllowed
+from kilonova.identity.store import Invalid, NotAllowed
 from kilonova.identity.validation import validate
 
 T = TypeVar("T")
@@ -34,6 +34,8 @@ def _translate(exc: Exception) -> HTTPError:
         return not_found(str(exc))
     if isinstance(exc, NotAllowed):
         return forbidden(str(exc))
+    if isinstance(exc, Invalid):
+        return bad_request(str(exc))
     if isinstance(exc, Conflict):
         return conflict(str(exc))
     return conflict("Conflict occurred attempting to store the resource: it conflicts with an existing one.")
@@ -42,14 +44,14 @@ def _translate(exc: Exception) -> HTTPError:
 async def read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return await core(request).read(fn, *args, **kwargs)
-    except (NotFound, NotAllowed, Conflict) as exc:
+    except (NotFound, NotAllowed, Conflict, Invalid) as exc:
         raise _translate(exc) from None
 
 
 async def write(request: Request, fn: Callable[..., T], *args: Any, revokes: bool = False, **kwargs: Any) -> T:
     try:
         return await core(request).write(fn, *args, revokes=revokes, **kwargs)
-    except (NotFound, NotAllowed, Conflict, IntegrityError) as exc:
+    except (NotFound, NotAllowed, Conflict, Invalid, IntegrityError) as exc:
         raise _translate(exc) from None
 
 
@@ -85,15 +87,15 @@ def present(request: Request, name: str) -> bool:
     return value is not None and value.strip().lower() not in ("0", "false", "no", "off")
 
 
-def split_extra(values: dict[str, Any], known: tuple[str, ...], ignored: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Known columns as they are, anything else (email, ...) under ``extra``, as Keystone stores them."""
-    result = {key: values[key] for key in known if key in values}
+def split_extra(values: dict[str, Any], known: tuple[str, ...], ignored: tuple[str, ...] = (),
+                immutable: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Known columns as they are, anything else (email, ...) under ``extra``, as Keystone stores them.
+
+    ``immutable`` fields are passed on so that the data layer can refuse to change them."""
+    result = {key: values[key] for key in known + immutable if key in values}
     extra = {key: value for key, value in values.items() if key not in known and key not in ignored}
     if extra:
         result["extra"] = extra
     return result
 
 
-def require_scope_field(value: Any, message: str) -> None:
-    if value is None:
-        raise bad_request(message)

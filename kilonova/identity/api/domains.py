@@ -41,7 +41,7 @@ async def create(request: Request):
 
 async def update(request: Request, domain_id: str):
     enforce(request, "identity:update_domain", domain_id=domain_id)
-    values = split_extra((await body(request, UPDATE))["domain"], KNOWN, IGNORED)
+    values = split_extra((await body(request, UPDATE))["domain"], KNOWN, IGNORED, ("id",))
     return json_response({"domain": view(request, await write(request, domains.update, domain_id, values))})
 
 

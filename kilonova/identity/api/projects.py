@@ -17,7 +17,7 @@ IGNORED = ("id", "links", "is_domain", "options")
 PROPERTIES = {"name": NAME, "domain_id": ID, "parent_id": NULLABLE_ID, "description": DESCRIPTION,
               "enabled": ENABLED, "tags": TAGS, "is_domain": {"type": "boolean"}, "options": {"type": "object"}}
 CREATE = entity("project", PROPERTIES, ["name"])
-UPDATE = entity("project", {k: v for k, v in PROPERTIES.items() if k not in ("domain_id", "parent_id")})
+UPDATE = entity("project", PROPERTIES)
 
 
 def view(request: Request, project: Project) -> dict:
@@ -59,7 +59,7 @@ def _update(session: Session, project_id: str, values: dict) -> Project:
 
 async def update(request: Request, project_id: str):
     enforce(request, "identity:update_project", project_id=project_id)
-    values = split_extra((await body(request, UPDATE))["project"], KNOWN, IGNORED)
+    values = split_extra((await body(request, UPDATE))["project"], KNOWN, IGNORED, ("id",))
     project = await write(request, _update, project_id, values, revokes=values.get("enabled") is False)
     return json_response({"project": view(request, project)})
 

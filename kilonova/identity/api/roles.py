@@ -14,7 +14,7 @@ IGNORED = ("id", "links", "options")
 PROPERTIES = {"name": LONG_NAME, "description": DESCRIPTION, "domain_id": NULLABLE_ID,
               "options": {"type": "object"}}
 CREATE = entity("role", PROPERTIES, ["name"])
-UPDATE = entity("role", {k: v for k, v in PROPERTIES.items() if k != "domain_id"})
+UPDATE = entity("role", PROPERTIES)
 
 
 def view(request: Request, role: Role) -> dict:
@@ -41,7 +41,7 @@ async def create(request: Request):
 
 async def update(request: Request, role_id: str):
     enforce(request, "identity:update_role")
-    values = split_extra((await body(request, UPDATE))["role"], KNOWN, IGNORED)
+    values = split_extra((await body(request, UPDATE))["role"], KNOWN, IGNORED, ("id",))
     return json_response({"role": view(request, await write(request, roles.update, role_id, values))})
 
 

@@ -23,7 +23,7 @@ PASSWORD = {"type": ["string", "null"], "maxLength": 4096}
 PROPERTIES = {"name": LONG_NAME, "domain_id": ID, "enabled": ENABLED, "default_project_id": NULLABLE_ID,
               "password": PASSWORD, "options": {"type": "object"}}
 CREATE = entity("user", PROPERTIES, ["name"])
-UPDATE = entity("user", {k: v for k, v in PROPERTIES.items() if k != "domain_id"})
+UPDATE = entity("user", PROPERTIES)
 CHANGE_PASSWORD = entity("user", {"password": {"type": "string", "maxLength": 4096},
                                   "original_password": {"type": "string", "maxLength": 4096}},
                          ["password", "original_password"], extra=False)
@@ -74,7 +74,7 @@ def _update(session: Session, user_id: str, values: dict, revoke: bool) -> User:
 async def update(request: Request, user_id: str):
     enforce(request, "identity:update_user", user_id=user_id)
     document = (await body(request, UPDATE))["user"]
-    values = split_extra(document, KNOWN, IGNORED)
+    values = split_extra(document, KNOWN, IGNORED, ("id",))
     if "extra" in values:
         current = await read(request, users.get, user_id)
         values["extra"] = {**(current.extra or {}), **values["extra"]}

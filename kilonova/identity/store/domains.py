@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.identity.models import Domain, Project, User
-from kilonova.identity.store import NotAllowed, new_id
+from kilonova.identity.store import NotAllowed, check_immutable, new_id
 
 FIELDS = ("name", "description", "enabled", "extra")
 
@@ -50,6 +50,7 @@ def create(session: Session, values: dict[str, Any], domain_id: str | None = Non
 
 def update(session: Session, domain_id: str, values: dict[str, Any]) -> Domain:
     domain = get(session, domain_id)
+    check_immutable("domain", domain, values, ("id",))
     if "name" in values:
         _check_name(session, values["name"], domain_id)
     for key in FIELDS:

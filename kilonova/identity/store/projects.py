@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.identity.models import Assignment, Project
-from kilonova.identity.store import domains, new_id
+from kilonova.identity.store import check_immutable, domains, new_id
 
 FIELDS = ("name", "description", "enabled", "tags", "extra")
 
@@ -70,6 +70,7 @@ def create(session: Session, values: dict[str, Any], project_id: str | None = No
 
 def update(session: Session, project_id: str, values: dict[str, Any]) -> Project:
     project = get(session, project_id)
+    check_immutable("project", project, values, ("id", "domain_id", "parent_id"))
     if "name" in values:
         _check_name(session, values["name"], project.domain_id, project_id)
     for key in FIELDS:

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.identity.models import ImpliedRole, Role
-from kilonova.identity.store import new_id
+from kilonova.identity.store import check_immutable, new_id
 
 FIELDS = ("name", "description", "extra")
 
@@ -52,6 +52,7 @@ def create(session: Session, values: dict[str, Any]) -> Role:
 
 def update(session: Session, role_id: str, values: dict[str, Any]) -> Role:
     role = get(session, role_id)
+    check_immutable("role", role, values, ("id", "domain_id"))
     if "name" in values:
         _check_name(session, values["name"], role_id)
     for key in FIELDS:

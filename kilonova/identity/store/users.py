@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.identity.models import Assignment, User
-from kilonova.identity.store import domains, new_id
+from kilonova.identity.store import check_immutable, domains, new_id
 
 FIELDS = ("name", "enabled", "default_project_id", "extra")
 
@@ -57,6 +57,7 @@ def create(session: Session, values: dict[str, Any], password_hash: str | None,
 
 def update(session: Session, user_id: str, values: dict[str, Any]) -> User:
     user = get(session, user_id)
+    check_immutable("user", user, values, ("id", "domain_id"))
     if "name" in values:
         _check_name(session, values["name"], user.domain_id, user_id)
     for key in FIELDS:
