@@ -158,3 +158,11 @@ async def test_availability_zones(api, hosts):
         await api.put("/os-services/disable", {"host": host, "binary": "nova-compute"})
     zones = (await api.get("/os-availability-zone")).json()["availabilityZoneInfo"]
     assert zones == [{"zoneName": "nova", "zoneState": {"available": False}, "hosts": None}]
+
+
+async def test_internal_zone_comes_last_whatever_reported_first(api, stub):
+    db = stub.cells.default.db
+    db.run_sync(services.report, "controller", "nova-conductor", "conductor")
+    db.run_sync(services.report, "compute1", "nova-compute", "compute")
+    zones = (await api.get("/os-availability-zone/detail")).json()["availabilityZoneInfo"]
+    assert [z["zoneName"] for z in zones] == ["nova", "internal"]

@@ -27,7 +27,12 @@ async def _zones(request: Request) -> tuple[list[str], list[str], list[tuple[str
         enabled.append((zone, service))
         if zone not in available:
             available.append(zone)
-    return available, [z for z in unavailable if z not in available], enabled
+    return _ordered(available), _ordered([z for z in unavailable if z not in available]), enabled
+
+
+def _ordered(zones: list[str]) -> list[str]:
+    """Zones by name, the internal zone of the control services last."""
+    return sorted(zones, key=lambda zone: (zone == INTERNAL_ZONE, zone))
 
 
 async def list_zones(request: Request):
