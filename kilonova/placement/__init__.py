@@ -1,0 +1,1 @@
+"""Placement: the inventory and allocation service (upstream openstack-placement's API)."""

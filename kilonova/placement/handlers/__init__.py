@@ -1,0 +1,1 @@
+"""One module per Placement resource; each defines ``register(router)``."""

@@ -1,0 +1,185 @@
+"""/allocations/{consumer_uuid}, POST /allocations and /resource_providers/{uuid}/allocations."""
+from __future__ import annotations
+
+import copy
+
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilonova.common.http import HTTPError, Router
+from kilonova.placement import errors
+from kilonova.placement.handlers import util
+from kilonova.placement.handlers.util import CONSUMER_TYPE_PATTERN, RC_PATTERN, UUID_PATTERN, policy, want
+from kilonova.placement.microversion import versioned
+from kilonova.placement.objects import allocations as allocs
+from kilonova.placement.objects import exceptions as exc
+from kilonova.placement.objects.consumers import MISSING, ConsumerRequest
+
+RETRIES = 10
+_RESOURCES = {"type": "object", "minProperties": 1, "additionalProperties": False,
+              "patternProperties": {RC_PATTERN: {"type": "integer", "minimum": 1}}}
+_ID = {"type": "string", "minLength": 1, "maxLength": 255}
+SCHEMA_1_0 = {
+    "type": "object", "additionalProperties": False, "required": ["allocations"],
+    "properties": {"allocations": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "additionalProperties": False, "required": ["resource_provider", "resources"],
+        "properties": {"resource_provider": {"type": "object", "additionalProperties": False, "required": ["uuid"],
+                                             "properties": {"uuid": {"type": "string", "format": "uuid"}}},
+                       "resources": _RESOURCES}}}},
+}
+SCHEMA_1_8 = copy.deepcopy(SCHEMA_1_0)
+SCHEMA_1_8["properties"].update(project_id=_ID, user_id=_ID)
+SCHEMA_1_8["required"] += ["project_id", "user_id"]
+SCHEMA_1_12 = {
+    "type": "object", "additionalProperties": False, "required": ["allocations", "project_id", "user_id"],
+    "properties": {
+        "allocations": {"type": "object", "minProperties": 1, "additionalProperties": False, "patternProperties": {
+            UUID_PATTERN: {"type": "object", "additionalProperties": False, "required": ["resources"],
+                           "properties": {"generation": {"type": "integer"}, "resources": _RESOURCES}}}},
+        "project_id": _ID, "user_id": _ID,
+    },
+}
+DELETABLE = copy.deepcopy(SCHEMA_1_12)
+DELETABLE["properties"]["allocations"]["minProperties"] = 0
+SCHEMA_1_28 = copy.deepcopy(DELETABLE)
+SCHEMA_1_28["properties"]["consumer_generation"] = {"type": ["integer", "null"]}
+SCHEMA_1_28["required"].append("consumer_generation")
+SCHEMA_1_34 = copy.deepcopy(SCHEMA_1_28)
+SCHEMA_1_34["properties"]["mappings"] = {"type": "object", "patternProperties": {
+    "^([a-zA-Z0-9_-]{1,64})?$": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "uuid"}}}}
+SCHEMA_1_38 = copy.deepcopy(SCHEMA_1_34)
+SCHEMA_1_38["properties"]["consumer_type"] = {"type": "string", "pattern": CONSUMER_TYPE_PATTERN,
+                                              "minLength": 1, "maxLength": 255}
+SCHEMA_1_38["required"].append("consumer_type")
+
+
+def _post_schema(entry: dict) -> dict:
+    return {"type": "object", "minProperties": 1, "additionalProperties": False,
+            "patternProperties": {UUID_PATTERN: entry}}
+
+
+POST_1_13 = _post_schema(DELETABLE)
+POST_1_28 = _post_schema(SCHEMA_1_28)
+POST_1_34 = _post_schema(SCHEMA_1_34)
+POST_1_38 = _post_schema(SCHEMA_1_38)
+
+
+def put_schema(request: Request) -> dict:
+    for version, schema in (("1.38", SCHEMA_1_38), ("1.34", SCHEMA_1_34), ("1.28", SCHEMA_1_28),
+                            ("1.12", SCHEMA_1_12), ("1.8", SCHEMA_1_8)):
+        if want(request, version):
+            return schema
+    return SCHEMA_1_0
+
+
+def post_schema(request: Request) -> dict:
+    for version, schema in (("1.38", POST_1_38), ("1.34", POST_1_34), ("1.28", POST_1_28)):
+        if want(request, version):
+            return schema
+    return POST_1_13
+
+
+def consumer_request(request: Request, consumer: str, data: dict) -> ConsumerRequest:
+    allocations = data["allocations"]
+    if isinstance(allocations, list):
+        allocations = {a["resource_provider"]["uuid"]: {"resources": a["resources"]} for a in allocations}
+    return ConsumerRequest(
+        uuid=consumer, project_id=data.get("project_id"), user_id=data.get("user_id"),
+        allocations={util.normalize_uuid(rp): dict(a["resources"]) for rp, a in allocations.items()},
+        generation=data.get("consumer_generation") if want(request, "1.28") else MISSING,
+        consumer_type=data.get("consumer_type"))
+
+
+async def write_allocations(request: Request, requests: list[ConsumerRequest], what: str) -> None:
+    """The claim, retried while only provider generations moved under it (as upstream does)."""
+    for attempt in range(RETRIES):
+        try:
+            await util.db(request).write(allocs.replace, requests)
+            return
+        except exc.ProviderConcurrentUpdate as error:
+            if attempt == RETRIES - 1:
+                raise HTTPError(409, f"Inventory and/or allocations changed while attempting to allocate: {error}",
+                                code=errors.CONCURRENT_UPDATE) from None
+        except exc.ConcurrentUpdate as error:
+            raise HTTPError(409, str(error), code=errors.CONCURRENT_UPDATE) from None
+        except IntegrityError:
+            raise HTTPError(409, "Inventory and/or allocations changed while attempting to allocate: a consumer "
+                                 "was created concurrently", code=errors.CONCURRENT_UPDATE) from None
+        except exc.Invalid as error:
+            raise HTTPError(400, str(error)) from None
+        except exc.NotFound as error:
+            raise HTTPError(400, f"Unable to allocate inventory {what}: {error}") from None
+        except exc.InvalidInventory as error:
+            raise HTTPError(409, f"Unable to allocate inventory: {error}") from None
+
+
+@policy("placement:allocations:list")
+async def list_for_consumer(request: Request, consumer_uuid: str) -> Response:
+    util.check_accept(request)
+    consumer, allocations, modified, type_name = await util.db(request).read(allocs.for_consumer, consumer_uuid)
+    if not want(request, "1.12"):
+        body = {"allocations": {rp: {"generation": a["generation"], "resources": a["resources"]}
+                                for rp, a in allocations.items()}}
+    else:
+        body = {"allocations": allocations}
+        if allocations and consumer is not None:
+            body["project_id"] = consumer.project_id
+            body["user_id"] = consumer.user_id
+            if want(request, "1.28"):
+                body["consumer_generation"] = consumer.generation
+            if want(request, "1.38"):
+                body["consumer_type"] = type_name or "unknown"
+    return util.json_response(request, body, modified=modified)
+
+
+@policy("placement:allocations:update")
+async def set_for_consumer(request: Request, consumer_uuid: str) -> Response:
+    if not util.is_uuid(consumer_uuid):
+        raise HTTPError(400, f"Malformed consumer_uuid: {consumer_uuid}")
+    consumer_uuid = util.normalize_uuid(consumer_uuid)
+    data = await util.body(request, put_schema(request))
+    await write_allocations(request, [consumer_request(request, consumer_uuid, data)],
+                            f"for consumer {consumer_uuid}")
+    return util.no_content()
+
+
+@versioned("1.13")
+@policy("placement:allocations:manage")
+async def set_allocations(request: Request) -> Response:
+    data = await util.body(request, post_schema(request))
+    requests = [consumer_request(request, util.normalize_uuid(c), d) for c, d in data.items()]
+    await write_allocations(request, requests, "")
+    return util.no_content()
+
+
+@policy("placement:allocations:delete")
+async def delete_for_consumer(request: Request, consumer_uuid: str) -> Response:
+    try:
+        await util.db(request).write(allocs.delete_consumer, consumer_uuid)
+    except exc.NotFound as error:
+        raise HTTPError(404, str(error)) from None
+    except exc.ConcurrentUpdate as error:
+        raise HTTPError(409, str(error), code=errors.CONCURRENT_UPDATE) from None
+    return util.no_content()
+
+
+@policy("placement:resource_providers:allocations:list")
+async def list_for_provider(request: Request, uuid: str) -> Response:
+    util.check_accept(request)
+    try:
+        provider, allocations, modified = await util.db(request).read(allocs.for_provider, uuid)
+    except exc.ProviderNotFound as error:
+        raise HTTPError(404, f"Resource provider '{uuid}' not found: {error}") from None
+    if not want(request, "1.28"):
+        allocations = {c: {"resources": a["resources"]} for c, a in allocations.items()}
+    body = {"allocations": allocations, "resource_provider_generation": provider.generation}
+    return util.json_response(request, body, modified=modified)
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/allocations/{consumer_uuid}", list_for_consumer)
+    router.add("PUT", "/allocations/{consumer_uuid}", set_for_consumer)
+    router.add("DELETE", "/allocations/{consumer_uuid}", delete_for_consumer)
+    router.add("POST", "/allocations", set_allocations)
+    router.add("GET", "/resource_providers/{uuid}/allocations", list_for_provider)

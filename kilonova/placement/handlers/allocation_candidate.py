@@ -1,0 +1,159 @@
+"""GET /allocation_candidates: request groups parsed here, the search in objects.candidates."""
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilonova.common.http import HTTPError, Router
+from kilonova.placement import errors
+from kilonova.placement.handlers import query as qs
+from kilonova.placement.handlers import util
+from kilonova.placement.handlers.util import policy, want
+from kilonova.placement.microversion import versioned
+from kilonova.placement.objects import candidates as cands
+from kilonova.placement.objects import exceptions as exc
+from kilonova.placement.objects import resource_classes as rcs
+
+GROUP_KEYS = ("resources", "required", "member_of", "in_tree")
+
+
+def _suffix_pattern(request: Request) -> str:
+    if want(request, "1.33"):
+        return "[a-zA-Z0-9_-]{1,64}"
+    return "[1-9][0-9]*" if want(request, "1.25") else "(?!)"
+
+
+def query_schema(request: Request) -> dict:
+    keys = {"resources": {"type": "string"}}
+    for version, key, spec in (
+            ("1.16", "limit", {"type": "string", "pattern": "^[1-9][0-9]*$"}),
+            ("1.17", "required", {"type": "string"}), ("1.21", "member_of", {"type": "string"}),
+            ("1.25", "group_policy", {"type": "string", "enum": ["none", "isolate"]}),
+            ("1.31", "in_tree", {"type": "string"}), ("1.35", "root_required", {"type": "string"}),
+            ("1.36", "same_subtree", {"type": "string"})):
+        if want(request, version):
+            keys[key] = spec
+    schema = {"type": "object", "properties": keys, "additionalProperties": False}
+    if want(request, "1.25"):
+        allowed = [k for k in GROUP_KEYS if k in keys]
+        schema["patternProperties"] = {f"^({'|'.join(allowed)}){_suffix_pattern(request)}$": {"type": "string"}}
+    else:
+        schema["required"] = ["resources"]
+    return schema
+
+
+def parse_groups(request: Request) -> list[cands.RequestGroup]:
+    pattern = re.compile(f"^({'|'.join(GROUP_KEYS)})({_suffix_pattern(request)})?$")
+    groups: dict[str, cands.RequestGroup] = {}
+    seen: dict[str, set[str]] = {}
+    params = request.query_params
+    for key in dict.fromkeys(params.keys()):
+        match = pattern.match(key)
+        if not match:
+            continue
+        kind, suffix = match.group(1), match.group(2) or ""
+        group = groups.setdefault(suffix, cands.RequestGroup(suffix=suffix))
+        seen.setdefault(kind, set()).add(key)
+        if kind == "resources":
+            group.resources = qs.resources(params[key])
+        elif kind == "required":
+            group.required, group.forbidden = qs.traits(params.getlist(key), request, key)
+        elif kind == "member_of":
+            group.member_of, group.forbidden_aggregates = qs.member_of(params.getlist(key), request, suffix)
+        else:
+            if not util.is_uuid(params[key]):
+                raise HTTPError(400, f"Invalid query string parameters: Expected '{key}' parameter to be a "
+                                     f"format of uuid. Got: {params[key]}", code=errors.QUERYPARAM_BAD_VALUE)
+            group.in_tree = util.normalize_uuid(params[key])
+    _check_groups(request, groups)
+    return [groups[s] for s in sorted(groups, key=lambda s: (s != "", s))]
+
+
+def _check_groups(request: Request, groups: dict[str, cands.RequestGroup]) -> None:
+    if not any(g.resources for g in groups.values()):
+        raise HTTPError(400, "At least one request group (`resources` or `resources{$S}`) is required.",
+                        code=errors.QUERYPARAM_MISSING_VALUE)
+    if not want(request, "1.36"):
+        for label, test in (("traits", lambda g: g.required or g.forbidden),
+                            ("member_of", lambda g: g.member_of or g.forbidden_aggregates),
+                            ("in_tree", lambda g: g.in_tree)):
+            orphans = sorted(s for s, g in groups.items() if s and not g.resources and test(g))
+            if orphans:
+                key = "required" if label == "traits" else label
+                names = ", ".join(f"{key}{s}" for s in orphans)
+                raise HTTPError(400, f"All {label} parameters must be associated with resources. Found the "
+                                     f"following orphaned {label} keys: {names}")
+    suffixed = [s for s in groups if s]
+    if len(suffixed) > 1 and "group_policy" not in request.query_params:
+        raise HTTPError(400, 'The "group_policy" parameter is required when specifying more than one '
+                             '"resources{$S}" parameter.', code=errors.QUERYPARAM_MISSING_VALUE)
+
+
+def search_request(request: Request) -> cands.SearchRequest:
+    params = util.query(request, query_schema(request))
+    search = cands.SearchRequest(groups=parse_groups(request), group_policy=params.get("group_policy"),
+                                 nested=want(request, "1.29"), all_summary_classes=want(request, "1.27"),
+                                 max_candidates=util.state(request).max_candidates)
+    if "limit" in params:
+        search.limit = qs.integer(params["limit"], "limit")
+    if "root_required" in params:
+        search.root_required, search.root_forbidden = qs.traits(
+            request.query_params.getlist("root_required"), request, "root_required")
+    for value in request.query_params.getlist("same_subtree"):
+        suffixes = [s.strip() for s in value.split(",")]
+        unknown = [s for s in suffixes if s not in {g.suffix for g in search.groups} or not s]
+        if unknown:
+            raise HTTPError(400, f"Real suffixes should be specified in same_subtree: {unknown} not found in "
+                                 f"{sorted(g.suffix for g in search.groups if g.suffix)}.",
+                            code=errors.QUERYPARAM_BAD_VALUE)
+        search.same_subtree.append(suffixes)
+    return search
+
+
+def _search(session, search: cands.SearchRequest):
+    names = {rc for g in search.groups for rc in g.resources}
+    unknown = sorted(names - set(rcs.ids_by_name(session, names)))
+    if unknown:
+        raise HTTPError(400, f"Invalid resource class in resources parameter: No such resource class "
+                             f"{unknown[0]}.")
+    try:
+        return cands.search(session, search)
+    except exc.TraitNotFound as error:
+        raise HTTPError(400, f"Invalid query string parameters: {error}") from None
+
+
+def render_request(request: Request, candidate: cands.Candidate) -> dict:
+    if not want(request, "1.12"):
+        return {"allocations": [{"resource_provider": {"uuid": rp}, "resources": resources}
+                                for rp, resources in candidate.allocations.items()]}
+    body = {"allocations": {rp: {"resources": resources} for rp, resources in candidate.allocations.items()}}
+    if want(request, "1.34"):
+        body["mappings"] = candidate.mappings
+    return body
+
+
+def render_summary(request: Request, summary: dict) -> dict:
+    body = {"resources": summary["resources"]}
+    if want(request, "1.17"):
+        body["traits"] = summary["traits"]
+    if want(request, "1.29"):
+        body["parent_provider_uuid"] = summary["parent_provider_uuid"]
+        body["root_provider_uuid"] = summary["root_provider_uuid"]
+    return body
+
+
+@versioned("1.10")
+@policy("placement:allocation_candidates:list")
+async def list_allocation_candidates(request: Request) -> Response:
+    util.check_accept(request)
+    search = search_request(request)
+    result = await util.db(request).read(_search, search)
+    body = {"allocation_requests": [render_request(request, c) for c in result.candidates],
+            "provider_summaries": {rp: render_summary(request, s) for rp, s in result.summaries.items()}}
+    return util.json_response(request, body)
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/allocation_candidates", list_allocation_candidates)

@@ -1,0 +1,192 @@
+"""/resource_providers/{uuid}/inventories[/{resource_class}]."""
+from __future__ import annotations
+
+import copy
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilonova.common.http import HTTPError, Router
+from kilonova.placement import errors
+from kilonova.placement.handlers import util
+from kilonova.placement.handlers.resource_provider import provider_not_found
+from kilonova.placement.handlers.util import MAX_INT, RC_PATTERN, SQL_SP_FLOAT_MAX, policy, want
+from kilonova.placement.microversion import versioned
+from kilonova.placement.objects import exceptions as exc
+from kilonova.placement.objects import inventories as inv
+
+DEFAULTS = {"reserved": 0, "min_unit": 1, "max_unit": MAX_INT, "step_size": 1, "allocation_ratio": 1.0}
+_INT = {"type": "integer", "maximum": MAX_INT}
+BASE_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["total", "resource_provider_generation"],
+    "properties": {
+        "resource_provider_generation": {"type": "integer"},
+        "total": dict(_INT, minimum=1), "reserved": dict(_INT, minimum=0), "min_unit": dict(_INT, minimum=1),
+        "max_unit": dict(_INT, minimum=1), "step_size": dict(_INT, minimum=1),
+        "allocation_ratio": {"type": "number", "maximum": SQL_SP_FLOAT_MAX, "minimum": 0},
+    },
+}
+POST_SCHEMA = copy.deepcopy(BASE_SCHEMA)
+POST_SCHEMA["properties"]["resource_class"] = {"type": "string", "pattern": RC_PATTERN}
+POST_SCHEMA["required"] = ["total", "resource_class"]
+del POST_SCHEMA["properties"]["resource_provider_generation"]
+RECORD_SCHEMA = copy.deepcopy(BASE_SCHEMA)
+RECORD_SCHEMA["required"] = ["total"]
+del RECORD_SCHEMA["properties"]["resource_provider_generation"]
+PUT_ALL_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["resource_provider_generation", "inventories"],
+    "properties": {"resource_provider_generation": {"type": "integer"},
+                   "inventories": {"type": "object", "patternProperties": {RC_PATTERN: RECORD_SCHEMA},
+                                   "additionalProperties": False}},
+}
+
+
+def _values(data: dict) -> dict:
+    values = dict(DEFAULTS)
+    values.update({k: v for k, v in data.items() if k in inv.FIELDS})
+    values["allocation_ratio"] = float(values["allocation_ratio"])
+    return values
+
+
+def _check_capacity(request: Request, uuid: str, inventories: dict[str, dict], action: str) -> None:
+    """Before 1.26 reserved must stay below total; from 1.26 it may equal it."""
+    for name, values in inventories.items():
+        capacity = (values["total"] - values["reserved"]) * values["allocation_ratio"]
+        if want(request, "1.26") and capacity < 0:
+            detail = "The reserved value is greater than total."
+        elif not want(request, "1.26") and capacity <= 0:
+            detail = "The reserved value is greater than or equal to total."
+        else:
+            continue
+        raise HTTPError(400, f"Unable to {action} inventory for resource provider {uuid}: Invalid inventory for "
+                             f"'{name}' on resource provider '{uuid}'. {detail}")
+
+
+def _serialize_all(provider, records: dict[str, inv.InventoryRecord]) -> dict:
+    return {"resource_provider_generation": provider.generation,
+            "inventories": {name: record.as_dict() for name, record in records.items()}}
+
+
+def _one(request: Request, provider, record: inv.InventoryRecord, status: int = 200,
+         headers: dict | None = None) -> Response:
+    body = dict(record.as_dict(), resource_provider_generation=provider.generation)
+    return util.json_response(request, body, status, modified=record.updated_at or record.created_at,
+                              headers=headers)
+
+
+@policy("placement:resource_providers:inventories:list")
+async def get_inventories(request: Request, uuid: str) -> Response:
+    util.check_accept(request)
+    try:
+        provider, records = await util.db(request).read(inv.of_provider, uuid)
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    modified = util.newest(*(r.updated_at or r.created_at for r in records.values()))
+    return util.json_response(request, _serialize_all(provider, records), modified=modified)
+
+
+@policy("placement:resource_providers:inventories:update")
+async def set_inventories(request: Request, uuid: str) -> Response:
+    data = await util.body(request, PUT_ALL_SCHEMA)
+    inventories = {name: _values(values) for name, values in data["inventories"].items()}
+    _check_capacity(request, uuid, inventories, "update")
+    try:
+        provider, records = await util.db(request).write(inv.replace_all, uuid, data["resource_provider_generation"],
+                                                         inventories)
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    except exc.ResourceClassNotFound as error:
+        raise HTTPError(400, f"Unknown resource class in inventory for resource provider {uuid}: {error}") from None
+    except exc.ConcurrentUpdate:
+        raise HTTPError(409, "resource provider generation conflict", code=errors.CONCURRENT_UPDATE) from None
+    except exc.InUse as error:
+        raise HTTPError(409, f"update conflict: {error}", code=errors.INVENTORY_INUSE) from None
+    return util.json_response(request, _serialize_all(provider, records), modified=provider.updated_at)
+
+
+@versioned("1.5", status=405)
+@policy("placement:resource_providers:inventories:delete")
+async def delete_inventories(request: Request, uuid: str) -> Response:
+    try:
+        await util.db(request).write(inv.delete_all, uuid)
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    except exc.InUse as error:
+        raise HTTPError(409, str(error), code=errors.INVENTORY_INUSE) from None
+    except exc.ConcurrentUpdate:
+        raise HTTPError(409, f"Unable to delete inventory for resource provider {uuid} because the inventory "
+                             f"was updated by another process. Please retry your request.",
+                        code=errors.CONCURRENT_UPDATE) from None
+    return util.no_content()
+
+
+@policy("placement:resource_providers:inventories:create")
+async def create_inventory(request: Request, uuid: str) -> Response:
+    data = await util.body(request, POST_SCHEMA)
+    name = data["resource_class"]
+    values = _values(data)
+    _check_capacity(request, uuid, {name: values}, "create")
+    try:
+        provider, record = await util.db(request).write(inv.create_one, uuid, name, values)
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    except exc.ResourceClassNotFound as error:
+        raise HTTPError(400, f"Unable to create inventory for resource provider {uuid}: {error}") from None
+    except exc.ConcurrentUpdate as error:
+        raise HTTPError(409, f"Update conflict: {error}", code=errors.CONCURRENT_UPDATE) from None
+    location = {"location": f"/resource_providers/{uuid}/inventories/{name}"}
+    return _one(request, provider, record, 201, headers=location)
+
+
+@policy("placement:resource_providers:inventories:show")
+async def get_inventory(request: Request, uuid: str, resource_class: str) -> Response:
+    util.check_accept(request)
+    try:
+        provider, records = await util.db(request).read(inv.of_provider, uuid)
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    if resource_class not in records:
+        raise HTTPError(404, f"No inventory of class {resource_class} for {uuid}")
+    return _one(request, provider, records[resource_class])
+
+
+@policy("placement:resource_providers:inventories:update")
+async def update_inventory(request: Request, uuid: str, resource_class: str) -> Response:
+    data = await util.body(request, BASE_SCHEMA)
+    values = _values(data)
+    _check_capacity(request, uuid, {resource_class: values}, "update")
+    try:
+        provider, record = await util.db(request).write(inv.update_one, uuid, resource_class,
+                                                        data["resource_provider_generation"], values)
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    except (exc.ResourceClassNotFound, exc.InventoryNotFound) as error:
+        raise HTTPError(400, str(error)) from None
+    except exc.ConcurrentUpdate:
+        raise HTTPError(409, "resource provider generation conflict", code=errors.CONCURRENT_UPDATE) from None
+    return _one(request, provider, record)
+
+
+@policy("placement:resource_providers:inventories:delete")
+async def delete_inventory(request: Request, uuid: str, resource_class: str) -> Response:
+    try:
+        await util.db(request).write(inv.delete_one, uuid, resource_class)
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    except exc.InventoryNotFound as error:
+        raise HTTPError(404, str(error)) from None
+    except (exc.InUse, exc.ConcurrentUpdate) as error:
+        raise HTTPError(409, f"Unable to delete inventory of class {resource_class}: {error}",
+                        code=errors.CONCURRENT_UPDATE) from None
+    return util.no_content()
+
+
+def register(router: Router) -> None:
+    base = "/resource_providers/{uuid}/inventories"
+    router.add("GET", base, get_inventories)
+    router.add("PUT", base, set_inventories)
+    router.add("POST", base, create_inventory)
+    router.add("DELETE", base, delete_inventories)
+    router.add("GET", base + "/{resource_class}", get_inventory)
+    router.add("PUT", base + "/{resource_class}", update_inventory)
+    router.add("DELETE", base + "/{resource_class}", delete_inventory)

@@ -1,0 +1,160 @@
+"""/resource_providers and /resource_providers/{uuid}."""
+from __future__ import annotations
+
+import copy
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilonova.common.http import HTTPError, Router
+from kilonova.placement import errors
+from kilonova.placement.handlers import query as qs
+from kilonova.placement.handlers import util
+from kilonova.placement.handlers.util import policy, want
+from kilonova.placement.objects import exceptions as exc
+from kilonova.placement.objects import resource_classes as rcs
+from kilonova.placement.objects import resource_providers as rps
+from kilonova.placement.objects import traits as traits_mod
+
+_PARENT = {"anyOf": [{"type": "string", "format": "uuid"}, {"type": "null"}]}
+POST_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["name"],
+               "properties": {"name": {"type": "string", "maxLength": 200},
+                              "uuid": {"type": "string", "format": "uuid"}}}
+POST_SCHEMA_1_14 = copy.deepcopy(POST_SCHEMA)
+POST_SCHEMA_1_14["properties"]["parent_provider_uuid"] = _PARENT
+PUT_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["name"],
+              "properties": {"name": {"type": "string", "maxLength": 200}}}
+PUT_SCHEMA_1_14 = copy.deepcopy(PUT_SCHEMA)
+PUT_SCHEMA_1_14["properties"]["parent_provider_uuid"] = _PARENT
+
+
+def list_query_schema(request: Request) -> dict:
+    properties = {"name": {"type": "string"}, "uuid": {"type": "string", "format": "uuid"}}
+    for version, key, spec in (("1.3", "member_of", {"type": "string"}), ("1.4", "resources", {"type": "string"}),
+                               ("1.14", "in_tree", {"type": "string", "format": "uuid"}),
+                               ("1.18", "required", {"type": "string"})):
+        if want(request, version):
+            properties[key] = spec
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def serialize(request: Request, provider: rps.Provider) -> dict:
+    base = f"/resource_providers/{provider.uuid}"
+    links = [{"rel": "self", "href": base}, {"rel": "inventories", "href": f"{base}/inventories"},
+             {"rel": "usages", "href": f"{base}/usages"}]
+    for version, rel in (("1.1", "aggregates"), ("1.6", "traits"), ("1.11", "allocations")):
+        if want(request, version):
+            links.append({"rel": rel, "href": f"{base}/{rel}"})
+    data = {"uuid": provider.uuid, "name": provider.name, "generation": provider.generation, "links": links}
+    if want(request, "1.14"):
+        data["parent_provider_uuid"] = provider.parent_uuid
+        data["root_provider_uuid"] = provider.root_uuid
+    return data
+
+
+def _modified(provider: rps.Provider):
+    return provider.updated_at or provider.created_at
+
+
+def provider_not_found(uuid: str) -> HTTPError:
+    return HTTPError(404, f"No resource provider with uuid {uuid} found")
+
+
+@policy("placement:resource_providers:create")
+async def create_resource_provider(request: Request) -> Response:
+    data = await util.body(request, POST_SCHEMA_1_14 if want(request, "1.14") else POST_SCHEMA)
+    uuid = util.normalize_uuid(data["uuid"]) if data.get("uuid") else None
+    try:
+        provider = await util.db(request).write(rps.create, data["name"], uuid, data.get("parent_provider_uuid"))
+    except exc.Duplicate as error:
+        raise HTTPError(409, str(error), code=errors.DUPLICATE_NAME) from None
+    except exc.Invalid as error:
+        raise HTTPError(400, str(error)) from None
+    location = {"location": f"/resource_providers/{provider.uuid}"}
+    if want(request, "1.20"):
+        return util.json_response(request, serialize(request, provider), modified=_modified(provider),
+                                  headers=location)
+    return Response(status_code=201, headers=location)
+
+
+@policy("placement:resource_providers:show")
+async def get_resource_provider(request: Request, uuid: str) -> Response:
+    util.check_accept(request)
+    try:
+        provider = await util.db(request).read(rps.get, uuid)
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    return util.json_response(request, serialize(request, provider), modified=_modified(provider))
+
+
+@policy("placement:resource_providers:update")
+async def update_resource_provider(request: Request, uuid: str) -> Response:
+    data = await util.body(request, PUT_SCHEMA_1_14 if want(request, "1.14") else PUT_SCHEMA)
+    parent = data.get("parent_provider_uuid", rps.UNSET)
+    try:
+        provider = await util.db(request).write(rps.update, uuid, data["name"], parent,
+                                                allow_reparent=want(request, "1.37"))
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    except exc.Duplicate as error:
+        raise HTTPError(409, str(error), code=errors.DUPLICATE_NAME) from None
+    except exc.Invalid as error:
+        raise HTTPError(400, str(error)) from None
+    return util.json_response(request, serialize(request, provider), modified=_modified(provider))
+
+
+@policy("placement:resource_providers:delete")
+async def delete_resource_provider(request: Request, uuid: str) -> Response:
+    try:
+        await util.db(request).write(rps.delete, uuid)
+    except exc.ProviderNotFound:
+        raise HTTPError(404, f"No resource provider with uuid {uuid} found for delete") from None
+    except exc.CannotDeleteParent as error:
+        raise HTTPError(409, str(error), code=errors.PROVIDER_CANNOT_DELETE_PARENT) from None
+    except exc.InUse as error:
+        raise HTTPError(409, str(error), code=errors.PROVIDER_IN_USE) from None
+    return util.no_content()
+
+
+@policy("placement:resource_providers:list")
+async def list_resource_providers(request: Request) -> Response:
+    util.check_accept(request)
+    params = util.query(request, list_query_schema(request))
+    filters = rps.ListFilters(name=params.get("name"), uuid=params.get("uuid"), in_tree=params.get("in_tree"))
+    if "member_of" in params:
+        filters.member_of, filters.forbidden_aggregates = qs.member_of(
+            request.query_params.getlist("member_of"), request)
+    resources = qs.resources(params["resources"]) if "resources" in params else None
+    required = qs.traits(request.query_params.getlist("required"), request) if "required" in params else None
+    providers = await util.db(request).read(_list, filters, resources, required)
+    body = {"resource_providers": [serialize(request, p) for p in providers]}
+    return util.json_response(request, body, modified=util.newest(*(_modified(p) for p in providers)))
+
+
+def _list(session, filters: rps.ListFilters, resources, required):
+    """Resolve class and trait names, then list (one read transaction)."""
+    if resources is not None:
+        ids = rcs.ids_by_name(session, list(resources))
+        unknown = sorted(set(resources) - set(ids))
+        if unknown:
+            raise HTTPError(400, f"Invalid resource class in resources parameter: No such resource class "
+                                 f"{unknown[0]}.")
+        filters.resources = {ids[name]: amount for name, amount in resources.items()}
+    if required is not None:
+        any_of, forbidden = required
+        names = set(forbidden).union(*any_of) if any_of else set(forbidden)
+        try:
+            ids = traits_mod.require(session, names)
+        except exc.TraitNotFound as error:
+            raise HTTPError(400, str(error)) from None
+        filters.required_traits = [{ids[t] for t in group} for group in any_of]
+        filters.forbidden_traits = {ids[t] for t in forbidden}
+    return rps.list_providers(session, filters)
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/resource_providers", list_resource_providers)
+    router.add("POST", "/resource_providers", create_resource_provider)
+    router.add("GET", "/resource_providers/{uuid}", get_resource_provider)
+    router.add("PUT", "/resource_providers/{uuid}", update_resource_provider)
+    router.add("DELETE", "/resource_providers/{uuid}", delete_resource_provider)

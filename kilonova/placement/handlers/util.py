@@ -1,0 +1,131 @@
+"""What every Placement handler shares: body and query validation, policy marks, headers."""
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from typing import Any, Callable
+
+import jsonschema
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilonova.common.http import MAX_BODY_BYTES, Handler, HTTPError
+from kilonova.placement import microversion
+
+UUID_PATTERN = "^[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}$"
+RC_PATTERN = "^[A-Z0-9_]+$"
+CUSTOM_RC_PATTERN = "^CUSTOM_[A-Z0-9_]+$"
+CUSTOM_TRAIT_PATTERN = "^CUSTOM_[A-Z0-9_]+$"
+CONSUMER_TYPE_PATTERN = "^[A-Z0-9_]+$"
+MAX_INT = 2147483647
+SQL_SP_FLOAT_MAX = 3.40282e38
+
+_checker = jsonschema.FormatChecker()
+
+
+@_checker.checks("uuid")
+def _is_uuid(value: object) -> bool:
+    return not isinstance(value, str) or is_uuid(value)
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuidlib.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return len(value.replace("-", "")) == 32
+
+
+def normalize_uuid(value: str) -> str:
+    return str(uuidlib.UUID(value))
+
+
+def policy(name: str) -> Callable[[Handler], Handler]:
+    """Name the policy rule a handler enforces (admin or service role, upstream's default)."""
+    def decorator(handler: Handler) -> Handler:
+        handler.policy = name  # type: ignore[attr-defined]
+        return handler
+    return decorator
+
+
+def state(request: Request):
+    """The PlacementService behind this app (its database and configuration)."""
+    return request.state.app.state["placement"]
+
+
+def db(request: Request):
+    return state(request).db
+
+
+def want(request: Request, version: str) -> bool:
+    return microversion.want(request, version)
+
+
+async def body(request: Request, schema: dict) -> Any:
+    """The validated JSON body: 415 for another media type, 400 for malformed or invalid JSON."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        shown = content_type or "None"
+        raise HTTPError(415, f"The media type {shown} is not supported, use application/json")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise HTTPError(413, "Request is too large.")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise HTTPError(400, f"Malformed JSON: {error}") from None
+    validate(data, schema, "JSON does not validate")
+    return data
+
+
+def validate(data: Any, schema: dict, prefix: str) -> None:
+    try:
+        jsonschema.validate(data, schema, format_checker=_checker)
+    except jsonschema.ValidationError as error:
+        raise HTTPError(400, f"{prefix}: {error.message}") from None
+
+
+def query(request: Request, schema: dict) -> dict[str, str]:
+    """Query parameters (last value of each) validated against ``schema``."""
+    params = dict(request.query_params)
+    validate(params, schema, "Invalid query string parameters")
+    return params
+
+
+def check_accept(request: Request) -> None:
+    accept = request.headers.get("accept")
+    if not accept:
+        return
+    for item in accept.split(","):
+        kind = item.split(";")[0].strip().lower()
+        if kind in ("application/json", "application/*", "*/*", "*"):
+            return
+    raise HTTPError(406, "Only application/json is provided")
+
+
+def json_response(request: Request, data: Any, status: int = 200, *, modified: datetime | None = None,
+                  headers: dict[str, str] | None = None) -> Response:
+    response = Response(json.dumps(data), status_code=status, media_type="application/json", headers=headers)
+    if request.method in ("GET", "HEAD") or modified is not None:
+        cache_headers(request, response, modified)
+    return response
+
+
+def cache_headers(request: Request, response: Response, modified: datetime | None) -> None:
+    """From 1.15: Last-Modified (the newest change, else now) and Cache-Control: no-cache."""
+    if not want(request, "1.15"):
+        return
+    when = modified.replace(tzinfo=timezone.utc) if modified else datetime.now(timezone.utc)
+    response.headers["last-modified"] = format_datetime(when, usegmt=True)
+    response.headers["cache-control"] = "no-cache"
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def newest(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None

@@ -1,0 +1,145 @@
+"""The allocations table: claims of consumers on providers, written capacity-checked.
+
+``replace`` is the claim. In one write transaction it checks consumer
+generations, drops the consumers' old allocations, checks every requested
+amount against min_unit/max_unit/step_size and the capacity left
+((total - reserved) * allocation_ratio - used), inserts the new rows and bumps
+the generation of every provider involved with a compare-and-swap. On SQLite
+the transaction holds the write lock from its start; on PostgreSQL/MariaDB a
+concurrent claim on the same provider makes the swap fail, and the caller
+retries the whole transaction (``ProviderConcurrentUpdate``).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.placement.objects import consumers as consumers_mod
+from kilonova.placement.objects import exceptions as exc
+from kilonova.placement.objects import resource_classes as rcs
+from kilonova.placement.objects import resource_providers as rps
+from kilonova.placement.objects.consumers import ConsumerRequest
+from kilonova.placement.objects.models import Allocation, Consumer, Inventory
+
+
+def replace(session: Session, requests: list[ConsumerRequest]) -> None:
+    existing = {r.uuid: consumers_mod.get(session, r.uuid) for r in requests}
+    for request in requests:
+        consumers_mod.check_generation(existing[request.uuid], request)
+    wanted = {p for r in requests for p in r.allocations}
+    providers = rps.get_many(session, wanted)
+    for uuid in wanted:
+        if uuid not in providers:
+            raise exc.Invalid(f"Allocation for resource provider '{uuid}' that does not exist.")
+    class_ids = rcs.ids_by_name(session, {rc for r in requests for res in r.allocations.values() for rc in res})
+    for request in requests:
+        for resources in request.allocations.values():
+            for rc in resources:
+                if rc not in class_ids:
+                    raise exc.ResourceClassNotFound(f"No such resource class {rc}.")
+    uuids = [r.uuid for r in requests]
+    old_provider_ids = set(session.scalars(sa.select(Allocation.resource_provider_id).distinct()
+                                           .where(Allocation.consumer_id.in_(uuids))))
+    session.execute(sa.delete(Allocation).where(Allocation.consumer_id.in_(uuids)))
+    _check_capacity(session, requests, providers, class_ids)
+    for request in requests:
+        for rp_uuid, resources in request.allocations.items():
+            for rc, amount in resources.items():
+                session.add(Allocation(resource_provider_id=providers[rp_uuid].id, consumer_id=request.uuid,
+                                       resource_class_id=class_ids[rc], used=amount))
+        if request.allocations:
+            consumers_mod.save(session, existing[request.uuid], request)
+        elif existing[request.uuid] is not None:
+            consumers_mod.delete(session, [request.uuid])
+    touched = {p.id: p for p in providers.values()}
+    touched.update(rps.by_ids(session, old_provider_ids - set(touched)))
+    for provider in touched.values():
+        rps.bump_generation(session, provider)
+    session.flush()
+
+
+def _check_capacity(session: Session, requests: list[ConsumerRequest], providers: dict[str, rps.Provider],
+                    class_ids: dict[str, int]) -> None:
+    needed: dict[tuple[int, int], int] = defaultdict(int)
+    for request in requests:
+        for rp_uuid, resources in request.allocations.items():
+            for rc, amount in resources.items():
+                needed[(providers[rp_uuid].id, class_ids[rc])] += amount
+    if not needed:
+        return
+    rp_ids = {key[0] for key in needed}
+    inventories = {(row.resource_provider_id, row.resource_class_id): row for row in session.scalars(
+        sa.select(Inventory).where(Inventory.resource_provider_id.in_(rp_ids)))}
+    usage = rps.usage_subquery({key[1] for key in needed})
+    used = {(row.rp_id, row.rc_id): row.used for row in session.execute(
+        sa.select(usage).where(usage.c.rp_id.in_(rp_ids)))}
+    by_id = {p.id: p for p in providers.values()}
+    names = {rc_id: name for name, rc_id in class_ids.items()}
+    for request in requests:
+        for rp_uuid, resources in request.allocations.items():
+            for rc, amount in resources.items():
+                inventory = inventories.get((providers[rp_uuid].id, class_ids[rc]))
+                if inventory is None:
+                    raise exc.InvalidInventory(f"Inventory for '{rc}' on resource provider '{rp_uuid}' invalid.")
+                if (amount < inventory.min_unit or amount > inventory.max_unit
+                        or amount % inventory.step_size):
+                    raise exc.InvalidInventory(
+                        f"Unable to allocate inventory: Allocation for {rc} on resource provider {rp_uuid} "
+                        f"violates min_unit, max_unit, or step_size. Requested: {amount}, "
+                        f"min_unit: {inventory.min_unit}, max_unit: {inventory.max_unit}, "
+                        f"step_size: {inventory.step_size}")
+    for (rp_id, rc_id), amount in needed.items():
+        inventory = inventories[(rp_id, rc_id)]
+        capacity = (inventory.total - inventory.reserved) * inventory.allocation_ratio
+        if used.get((rp_id, rc_id), 0) + amount > capacity:
+            raise exc.InvalidInventory(f"Unable to create allocation for '{names[rc_id]}' on resource provider "
+                                       f"'{by_id[rp_id].uuid}'. The requested amount would exceed the capacity.")
+
+
+def for_consumer(session: Session, uuid: str) -> tuple[Consumer | None, dict, datetime | None, str | None]:
+    """(consumer, {provider uuid: {generation, resources}}, last modified, consumer type name)."""
+    rows = session.execute(
+        sa.select(Allocation.resource_class_id, Allocation.used, Allocation.created_at, Allocation.resource_provider_id)
+        .where(Allocation.consumer_id == uuid)).all()
+    if not rows:
+        return None, {}, None, None
+    providers = rps.by_ids(session, {row.resource_provider_id for row in rows})
+    result: dict[str, dict] = {}
+    for row in rows:
+        provider = providers[row.resource_provider_id]
+        entry = result.setdefault(provider.uuid, {"generation": provider.generation, "resources": {}})
+        entry["resources"][rcs.name_of(session, row.resource_class_id)] = row.used
+    consumer = consumers_mod.get(session, uuid)
+    type_name = None
+    if consumer is not None and consumer.consumer_type_id is not None:
+        type_name = consumers_mod.type_names(session).get(consumer.consumer_type_id)
+    return consumer, result, max(row.created_at for row in rows), type_name
+
+
+def for_provider(session: Session, uuid: str) -> tuple[rps.Provider, dict, datetime | None]:
+    """(provider, {consumer uuid: {resources, consumer_generation}}, last modified)."""
+    provider = rps.get(session, uuid)
+    rows = session.execute(
+        sa.select(Allocation.consumer_id, Allocation.resource_class_id, Allocation.used, Allocation.created_at,
+                  Consumer.generation)
+        .outerjoin(Consumer, Consumer.uuid == Allocation.consumer_id)
+        .where(Allocation.resource_provider_id == provider.id)).all()
+    result: dict[str, dict] = {}
+    for row in rows:
+        entry = result.setdefault(row.consumer_id, {"resources": {}, "consumer_generation": row.generation})
+        entry["resources"][rcs.name_of(session, row.resource_class_id)] = row.used
+    return provider, result, max((row.created_at for row in rows), default=None)
+
+
+def delete_consumer(session: Session, uuid: str) -> None:
+    provider_ids = set(session.scalars(sa.select(Allocation.resource_provider_id).distinct()
+                                       .where(Allocation.consumer_id == uuid)))
+    if not provider_ids:
+        raise exc.NotFound(f"No allocations for consumer '{uuid}'")
+    session.execute(sa.delete(Allocation).where(Allocation.consumer_id == uuid))
+    consumers_mod.delete(session, [uuid])
+    for provider in rps.by_ids(session, provider_ids).values():
+        rps.bump_generation(session, provider)

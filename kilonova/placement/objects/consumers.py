@@ -1,0 +1,77 @@
+"""The consumers and consumer_types tables: who holds allocations, with a generation each."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.placement.objects import exceptions as exc
+from kilonova.placement.objects.models import Consumer, ConsumerType, now
+
+# Upstream's [placement] incomplete_consumer_project_id / _user_id defaults (allocations before 1.8).
+INCOMPLETE_PROJECT = "00000000-0000-0000-0000-000000000000"
+INCOMPLETE_USER = "00000000-0000-0000-0000-000000000000"
+MISSING = object()  # no consumer generation given: microversion below 1.28, nothing to compare
+
+
+@dataclass
+class ConsumerRequest:
+    uuid: str
+    project_id: str | None
+    user_id: str | None
+    allocations: dict[str, dict[str, int]]      # provider uuid -> class -> amount
+    generation: object = MISSING                 # int, None (expected new) or MISSING
+    consumer_type: str | None = None
+
+
+def get(session: Session, uuid: str) -> Consumer | None:
+    return session.scalar(sa.select(Consumer).where(Consumer.uuid == uuid))
+
+
+def type_id(session: Session, name: str | None, create: bool = True) -> int | None:
+    if name is None:
+        return None
+    found = session.scalar(sa.select(ConsumerType.id).where(ConsumerType.name == name))
+    if found is None and create:
+        row = ConsumerType(name=name)
+        session.add(row)
+        session.flush()
+        found = row.id
+    return found
+
+
+def type_names(session: Session) -> dict[int, str]:
+    return dict(session.execute(sa.select(ConsumerType.id, ConsumerType.name)).all())
+
+
+def check_generation(existing: Consumer | None, request: ConsumerRequest) -> None:
+    if request.generation is MISSING:
+        return
+    if existing is None and request.generation is not None:
+        raise exc.ConcurrentUpdate(f"consumer generation conflict - expected null but got {request.generation}")
+    if existing is not None and existing.generation != request.generation:
+        raise exc.ConcurrentUpdate(f"consumer generation conflict - expected {existing.generation} "
+                                   f"but got {request.generation}")
+
+
+def save(session: Session, existing: Consumer | None, request: ConsumerRequest) -> None:
+    """Create the consumer or update it, bumping its generation (compare-and-swap)."""
+    project = request.project_id or INCOMPLETE_PROJECT
+    user = request.user_id or INCOMPLETE_USER
+    values = {"project_id": project, "user_id": user}
+    if request.consumer_type is not None:
+        values["consumer_type_id"] = type_id(session, request.consumer_type)
+    if existing is None:
+        session.add(Consumer(uuid=request.uuid, generation=1, **values))
+        session.flush()
+        return
+    result = session.execute(sa.update(Consumer).where(Consumer.id == existing.id,
+                                                       Consumer.generation == existing.generation)
+                             .values(generation=existing.generation + 1, updated_at=now(), **values))
+    if result.rowcount != 1:
+        raise exc.ConcurrentUpdate(f"consumer generation conflict for consumer {request.uuid}")
+
+
+def delete(session: Session, uuids) -> None:
+    session.execute(sa.delete(Consumer).where(Consumer.uuid.in_(list(uuids))))

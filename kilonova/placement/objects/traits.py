@@ -1,0 +1,133 @@
+"""The traits table (standard traits from os_traits plus CUSTOM_*) and provider traits."""
+from __future__ import annotations
+
+import os_traits
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.placement.objects import exceptions as exc
+from kilonova.placement.objects import resource_providers as rps
+from kilonova.placement.objects.models import ProviderTrait, Trait
+
+STANDARD = frozenset(os_traits.get_traits())
+
+_caches: dict[str, dict[str, int]] = {}
+
+
+def _cache(session: Session) -> dict[str, int]:
+    return _caches.setdefault(str(session.get_bind().engine.url), {})
+
+
+def sync_standard(session: Session) -> None:
+    """Insert the standard traits this os_traits release knows and the table lacks."""
+    present = set(session.scalars(sa.select(Trait.name)))
+    for name in sorted(STANDARD - present):
+        session.add(Trait(name=name))
+    session.flush()
+    _cache(session).clear()
+
+
+def ids_by_name(session: Session, names) -> dict[str, int]:
+    """Ids of the traits among ``names`` that exist (unknown names are left out)."""
+    cache = _cache(session)
+    missing = [name for name in names if name not in cache]
+    if missing:
+        for row in session.execute(sa.select(Trait.name, Trait.id).where(Trait.name.in_(missing))):
+            cache[row.name] = row.id
+    return {name: cache[name] for name in names if name in cache}
+
+
+def require(session: Session, names) -> dict[str, int]:
+    """Ids of ``names``; ``TraitNotFound`` naming every unknown one."""
+    found = ids_by_name(session, names)
+    unknown = sorted(set(names) - set(found))
+    if unknown:
+        raise exc.TraitNotFound(f"No such trait(s): {', '.join(unknown)}.")
+    return found
+
+
+def list_names(session: Session, *, exact: list[str] | None = None, prefix: str | None = None,
+               associated: bool | None = None) -> list[Trait]:
+    query = sa.select(Trait)
+    if exact is not None:
+        query = query.where(Trait.name.in_(exact))
+    if prefix is not None:
+        query = query.where(Trait.name.startswith(prefix, autoescape=True))
+    used = sa.select(ProviderTrait.trait_id)
+    if associated is True:
+        query = query.where(Trait.id.in_(used))
+    elif associated is False:
+        query = query.where(Trait.id.not_in(used))
+    return list(session.scalars(query.order_by(Trait.name)))
+
+
+def get(session: Session, name: str) -> Trait:
+    row = session.scalar(sa.select(Trait).where(Trait.name == name))
+    if row is None:
+        raise exc.TraitNotFound(f"No such trait(s): {name}")
+    return row
+
+
+def ensure(session: Session, name: str) -> bool:
+    """Create a custom trait unless it exists; True when it was created."""
+    if session.scalar(sa.select(Trait.id).where(Trait.name == name)) is not None:
+        return False
+    session.add(Trait(name=name))
+    session.flush()
+    return True
+
+
+def delete(session: Session, name: str) -> None:
+    if name in STANDARD or not name.startswith("CUSTOM_"):
+        raise exc.Invalid(f"Cannot delete standard trait {name}.")
+    row = get(session, name)
+    if session.scalar(sa.select(ProviderTrait.trait_id).where(ProviderTrait.trait_id == row.id).limit(1)):
+        raise exc.InUse(f"The trait {name} is in use by a resource provider.")
+    session.delete(row)
+    session.flush()
+    _cache(session).pop(name, None)
+
+
+def of_provider(session: Session, uuid: str) -> tuple[rps.Provider, list[str]]:
+    provider = rps.get(session, uuid)
+    return provider, names_of(session, [provider.id]).get(provider.id, [])
+
+
+def names_of(session: Session, provider_ids) -> dict[int, list[str]]:
+    """Sorted trait names of each provider id."""
+    result: dict[int, list[str]] = {}
+    query = (sa.select(ProviderTrait.resource_provider_id, Trait.name)
+             .join(Trait, Trait.id == ProviderTrait.trait_id)
+             .where(ProviderTrait.resource_provider_id.in_(list(provider_ids))).order_by(Trait.name))
+    for rp_id, name in session.execute(query):
+        result.setdefault(rp_id, []).append(name)
+    return result
+
+
+def set_for_provider(session: Session, uuid: str, generation: int, names: list[str]) -> tuple[rps.Provider, list[str]]:
+    """Replace a provider's traits (all must exist), bumping its generation."""
+    provider = rps.get(session, uuid)
+    if provider.generation != generation:
+        raise exc.ConcurrentUpdate(f"Resource provider's generation already changed. Please update the "
+                                   f"generation and try again.")
+    ids = require(session, names)
+    _replace(session, provider.id, set(ids.values()))
+    provider = rps.bump_generation(session, provider)
+    return provider, sorted(ids)
+
+
+def _replace(session: Session, provider_id: int, trait_ids: set[int]) -> None:
+    current = set(session.scalars(sa.select(ProviderTrait.trait_id)
+                                  .where(ProviderTrait.resource_provider_id == provider_id)))
+    if current - trait_ids:
+        session.execute(sa.delete(ProviderTrait).where(ProviderTrait.resource_provider_id == provider_id,
+                                                       ProviderTrait.trait_id.in_(current - trait_ids)))
+    for trait_id in trait_ids - current:
+        session.add(ProviderTrait(resource_provider_id=provider_id, trait_id=trait_id))
+    session.flush()
+
+
+def clear_for_provider(session: Session, uuid: str) -> None:
+    provider = rps.get(session, uuid)
+    _replace(session, provider.id, set())
+    rps.bump_generation(session, provider)

@@ -1,0 +1,516 @@
+"""Placement API behaviour, driven through the ASGI app with a fake token validator."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from kilonova.common.clients import Endpoints
+from kilonova.common.http import HTTPError
+from kilonova.common.service import ServiceEnv
+from kilonova.config import Config
+from kilonova.placement.service import PlacementService
+
+ADMIN = "admin-token"
+MEMBER = "member-token"
+SERVICE = "service-token"
+
+
+class FakeValidator:
+    """Stands in for the identity service: three known tokens."""
+
+    ROLES = {ADMIN: ["admin", "member"], MEMBER: ["member"], SERVICE: ["service"]}
+
+    async def validate(self, token: str) -> dict:
+        if token not in self.ROLES:
+            raise HTTPError(401, "The request you have made requires authentication.")
+        return {"token": {"user": {"id": "u1", "name": "user"}, "project": {"id": "p1", "name": "project"},
+                          "roles": [{"name": r} for r in self.ROLES[token]],
+                          "expires_at": "2099-01-01T00:00:00Z"}}
+
+
+@pytest.fixture
+async def service(tmp_path):
+    conf = Config.load(state_dir=tmp_path)
+    svc = PlacementService(ServiceEnv(conf=conf, endpoints=Endpoints(), transport=None), validator=FakeValidator())
+    svc.prepare()
+    yield svc
+    svc.db.close()
+
+
+class Client:
+    def __init__(self, http: httpx.AsyncClient):
+        self.http = http
+
+    async def request(self, method, path, version="1.39", token=ADMIN, **kw):
+        headers = dict(kw.pop("headers", {}))
+        if token:
+            headers["X-Auth-Token"] = token
+        if version:
+            headers["OpenStack-API-Version"] = f"placement {version}"
+        return await self.http.request(method, path, headers=headers, **kw)
+
+    async def get(self, path, **kw):
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path, **kw):
+        return await self.request("POST", path, **kw)
+
+    async def put(self, path, **kw):
+        return await self.request("PUT", path, **kw)
+
+    async def delete(self, path, **kw):
+        return await self.request("DELETE", path, **kw)
+
+    async def provider(self, name, *, inventory=None, traits=None, parent=None, aggregates=None):
+        body = {"name": name}
+        if parent:
+            body["parent_provider_uuid"] = parent
+        response = await self.post("/resource_providers", json=body)
+        assert response.status_code == 200, response.text
+        rp = response.json()
+        if inventory:
+            response = await self.put(f"/resource_providers/{rp['uuid']}/inventories", json={
+                "resource_provider_generation": rp["generation"], "inventories": inventory})
+            assert response.status_code == 200, response.text
+            rp["generation"] = response.json()["resource_provider_generation"]
+        if traits:
+            for trait in traits:
+                if trait.startswith("CUSTOM_"):
+                    await self.put(f"/traits/{trait}")
+            response = await self.put(f"/resource_providers/{rp['uuid']}/traits", json={
+                "resource_provider_generation": rp["generation"], "traits": traits})
+            assert response.status_code == 200, response.text
+            rp["generation"] = response.json()["resource_provider_generation"]
+        if aggregates:
+            response = await self.put(f"/resource_providers/{rp['uuid']}/aggregates", json={
+                "resource_provider_generation": rp["generation"], "aggregates": aggregates})
+            assert response.status_code == 200, response.text
+            rp["generation"] = response.json()["resource_provider_generation"]
+        return rp
+
+
+@pytest.fixture
+async def client(service):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://placement") as http:
+        yield Client(http)
+
+
+def compute_inventory(vcpu=8, ram=4096, disk=100, **extra):
+    inv = {"VCPU": {"total": vcpu, "allocation_ratio": 1.0}, "MEMORY_MB": {"total": ram},
+           "DISK_GB": {"total": disk}}
+    inv.update(extra)
+    return inv
+
+
+def error_of(response):
+    return response.json()["errors"][0]
+
+
+# ---------------------------------------------------------------- root, auth, versions
+
+async def test_root_is_public_and_advertises_versions(client):
+    response = await client.get("/", token=None, version=None)
+    assert response.status_code == 200
+    version = response.json()["versions"][0]
+    assert version["id"] == "v1.0" and version["min_version"] == "1.0" and version["status"] == "CURRENT"
+    assert tuple(map(int, version["max_version"].split("."))) >= (1, 36)
+    assert response.headers["openstack-api-version"] == "placement 1.0"
+    assert "openstack-api-version" in response.headers["vary"].lower()
+
+
+async def test_latest_and_out_of_range_versions(client):
+    root = (await client.get("/", token=None, version=None)).json()["versions"][0]
+    response = await client.get("/resource_providers", version="latest")
+    assert response.headers["openstack-api-version"] == f"placement {root['max_version']}"
+    response = await client.get("/resource_providers", version="1.99")
+    assert response.status_code == 406
+    error = error_of(response)
+    assert error["max_version"] == root["max_version"] and error["min_version"] == "1.0"
+    response = await client.get("/resource_providers", version="1.a")
+    assert response.status_code == 400
+
+
+async def test_missing_token_is_401_and_member_is_403(client):
+    response = await client.get("/resource_providers", token=None)
+    assert response.status_code == 401
+    response = await client.get("/resource_providers", token="bogus")
+    assert response.status_code == 401
+    response = await client.get("/resource_providers", token=MEMBER)
+    assert response.status_code == 403
+    error = error_of(response)
+    assert error["title"] == "Forbidden" and error["code"] == "placement.undefined_code"
+    assert (await client.get("/resource_providers", token=SERVICE)).status_code == 200
+
+
+async def test_error_body_format_and_code_from_1_23(client):
+    missing = str(uuid.uuid4())
+    response = await client.get(f"/resource_providers/{missing}")
+    assert response.status_code == 404
+    error = error_of(response)
+    assert error["status"] == 404 and error["title"] == "Not Found"
+    assert missing in error["detail"] and error["code"] == "placement.undefined_code"
+    assert error["request_id"].startswith("req-")
+    old = error_of(await client.get(f"/resource_providers/{missing}", version="1.22"))
+    assert "code" not in old
+
+
+async def test_405_with_allow_and_version_gated_routes(client):
+    response = await client.request("PATCH", "/resource_providers")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    assert (await client.get("/traits", version="1.5")).status_code == 404
+    assert (await client.get("/allocation_candidates?resources=VCPU:1", version="1.9")).status_code == 404
+    rp = await client.provider("gate")
+    response = await client.delete(f"/resource_providers/{rp['uuid']}/inventories", version="1.4")
+    assert response.status_code == 405
+
+
+async def test_bad_bodies(client):
+    response = await client.post("/resource_providers", content=b"{nope", headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "Malformed JSON" in error_of(response)["detail"]
+    response = await client.post("/resource_providers", json={"name": "x", "color": "blue"})
+    assert response.status_code == 400 and "JSON does not validate" in error_of(response)["detail"]
+    response = await client.post("/resource_providers", json={"name": "x", "uuid": "not-a-uuid"})
+    assert response.status_code == 400
+    response = await client.post("/resource_providers", content=b"name=x", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    response = await client.get("/resource_providers?color=blue")
+    assert response.status_code == 400
+
+
+# ---------------------------------------------------------------- providers
+
+async def test_provider_crud_and_versions(client):
+    response = await client.post("/resource_providers", json={"name": "cn1"}, version="1.19")
+    assert response.status_code == 201 and response.content == b""
+    location = response.headers["location"]
+    rp = (await client.get(location)).json()
+    assert rp["name"] == "cn1" and rp["generation"] == 0 and rp["root_provider_uuid"] == rp["uuid"]
+    assert rp["parent_provider_uuid"] is None
+    assert {link["rel"] for link in rp["links"]} == {"self", "inventories", "usages", "aggregates", "traits",
+                                                     "allocations"}
+    old = (await client.get(location, version="1.0")).json()
+    assert "root_provider_uuid" not in old and {link["rel"] for link in old["links"]} == {
+        "self", "inventories", "usages"}
+    assert "last-modified" in (await client.get(location, version="1.15")).headers
+    dup = await client.post("/resource_providers", json={"name": "cn1"})
+    assert dup.status_code == 409 and error_of(dup)["code"] == "placement.duplicate_name"
+    response = await client.put(location, json={"name": "cn1-renamed"})
+    assert response.status_code == 200 and response.json()["name"] == "cn1-renamed"
+    assert (await client.delete(location)).status_code == 204
+    assert (await client.get(location)).status_code == 404
+
+
+async def test_provider_trees_and_list_filters(client):
+    root = await client.provider("root", inventory=compute_inventory())
+    child = await client.provider("child", parent=root["uuid"], inventory={"VGPU": {"total": 4}})
+    other = await client.provider("other", inventory=compute_inventory(vcpu=2))
+    assert child["root_provider_uuid"] == root["uuid"] and child["parent_provider_uuid"] == root["uuid"]
+    names = lambda r: sorted(p["name"] for p in r.json()["resource_providers"])  # noqa: E731
+    assert names(await client.get(f"/resource_providers?in_tree={child['uuid']}")) == ["child", "root"]
+    assert names(await client.get("/resource_providers?resources=VCPU:4")) == ["root"]
+    assert names(await client.get("/resource_providers?name=other")) == ["other"]
+    assert names(await client.get(f"/resource_providers?uuid={other['uuid']}")) == ["other"]
+    response = await client.get("/resource_providers?resources=CUSTOM_NOPE:1")
+    assert response.status_code == 400
+    # a parent cannot go while it has children; re-parenting needs 1.37
+    response = await client.delete(f"/resource_providers/{root['uuid']}")
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "placement.resource_provider.cannot_delete_parent"
+    response = await client.put(f"/resource_providers/{child['uuid']}", version="1.36",
+                                json={"name": "child", "parent_provider_uuid": other["uuid"]})
+    assert response.status_code == 400
+    response = await client.put(f"/resource_providers/{child['uuid']}", version="1.37",
+                                json={"name": "child", "parent_provider_uuid": other["uuid"]})
+    assert response.status_code == 200 and response.json()["root_provider_uuid"] == other["uuid"]
+    response = await client.put(f"/resource_providers/{other['uuid']}", version="1.37",
+                                json={"name": "other", "parent_provider_uuid": child["uuid"]})
+    assert response.status_code == 400
+
+
+# ---------------------------------------------------------------- inventories
+
+async def test_inventories_roundtrip_and_validation(client):
+    rp = await client.provider("inv")
+    base = f"/resource_providers/{rp['uuid']}/inventories"
+    response = await client.put(base, json={"resource_provider_generation": 0, "inventories": {
+        "VCPU": {"total": 16, "reserved": 2, "max_unit": 8, "allocation_ratio": 2.0}}})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["resource_provider_generation"] == 1
+    assert body["inventories"]["VCPU"] == {"total": 16, "reserved": 2, "min_unit": 1, "max_unit": 8,
+                                           "step_size": 1, "allocation_ratio": 2.0}
+    stale = await client.put(base, json={"resource_provider_generation": 0, "inventories": {}})
+    assert stale.status_code == 409 and error_of(stale)["code"] == "placement.concurrent_update"
+    bad = await client.put(base, json={"resource_provider_generation": 1, "inventories": {
+        "VCPU": {"total": 4, "reserved": 4}}}, version="1.25")
+    assert bad.status_code == 400
+    ok = await client.put(base, json={"resource_provider_generation": 1, "inventories": {
+        "VCPU": {"total": 4, "reserved": 4}}}, version="1.26")
+    assert ok.status_code == 200
+    for invalid in ({"total": 0}, {"total": 4, "step_size": 0}, {"total": 4, "min_unit": 0},
+                    {"total": 4, "reserved": -1}, {"total": 4, "allocation_ratio": "x"}, {"total": 4, "bogus": 1}):
+        response = await client.put(base, json={"resource_provider_generation": 2, "inventories": {"VCPU": invalid}})
+        assert response.status_code == 400, invalid
+    unknown = await client.put(base, json={"resource_provider_generation": 2, "inventories": {
+        "CUSTOM_UNKNOWN": {"total": 1}}})
+    assert unknown.status_code == 400
+    created = await client.post(base, json={"resource_class": "DISK_GB", "total": 100})
+    assert created.status_code == 201 and created.json()["resource_provider_generation"] == 3
+    assert created.headers["location"].endswith("/inventories/DISK_GB")
+    one = await client.get(f"{base}/DISK_GB")
+    assert one.status_code == 200 and one.json()["total"] == 100
+    updated = await client.put(f"{base}/DISK_GB", json={"resource_provider_generation": 3, "total": 200})
+    assert updated.status_code == 200 and updated.json()["total"] == 200
+    assert (await client.delete(f"{base}/DISK_GB")).status_code == 204
+    assert (await client.get(f"{base}/DISK_GB")).status_code == 404
+    assert (await client.delete(base)).status_code == 204
+    assert (await client.get(base)).json()["inventories"] == {}
+
+
+async def test_inventory_in_use_cannot_be_removed(client):
+    rp = await client.provider("busy", inventory=compute_inventory())
+    consumer = str(uuid.uuid4())
+    await claim(client, consumer, rp["uuid"], {"VCPU": 2})
+    gen = (await client.get(f"/resource_providers/{rp['uuid']}")).json()["generation"]
+    response = await client.put(f"/resource_providers/{rp['uuid']}/inventories", json={
+        "resource_provider_generation": gen, "inventories": {"MEMORY_MB": {"total": 1024}}})
+    assert response.status_code == 409 and error_of(response)["code"] == "placement.inventory.inuse"
+    response = await client.delete(f"/resource_providers/{rp['uuid']}/inventories")
+    assert response.status_code == 409 and error_of(response)["code"] == "placement.inventory.inuse"
+    response = await client.delete(f"/resource_providers/{rp['uuid']}")
+    assert response.status_code == 409 and error_of(response)["code"] == "placement.resource_provider.inuse"
+
+
+# ---------------------------------------------------------------- allocations
+
+async def claim(client, consumer, rp_uuid, resources, generation=None, version="1.39", **extra):
+    body = {"allocations": {rp_uuid: {"resources": resources}}, "project_id": "p1", "user_id": "u1",
+            "consumer_generation": generation, **extra}
+    if version == "1.39":
+        body.setdefault("consumer_type", "INSTANCE")
+    return await client.put(f"/allocations/{consumer}", json=body, version=version)
+
+
+async def test_allocations_with_generations(client):
+    rp = await client.provider("alloc", inventory=compute_inventory(vcpu=4))
+    consumer = str(uuid.uuid4())
+    response = await claim(client, consumer, rp["uuid"], {"VCPU": 2, "MEMORY_MB": 512})
+    assert response.status_code == 204, response.text
+    body = (await client.get(f"/allocations/{consumer}")).json()
+    assert body["allocations"][rp["uuid"]]["resources"] == {"VCPU": 2, "MEMORY_MB": 512}
+    assert body["consumer_generation"] == 1 and body["project_id"] == "p1" and body["consumer_type"] == "INSTANCE"
+    # a new consumer must say null, an existing one its generation
+    stale = await claim(client, consumer, rp["uuid"], {"VCPU": 1}, generation=None)
+    assert stale.status_code == 409 and error_of(stale)["code"] == "placement.concurrent_update"
+    assert (await claim(client, consumer, rp["uuid"], {"VCPU": 1}, generation=1)).status_code == 204
+    # over capacity, and min/max/step violations, are conflicts
+    other = str(uuid.uuid4())
+    over = await claim(client, other, rp["uuid"], {"VCPU": 4})
+    assert over.status_code == 409 and "capacity" in error_of(over)["detail"]
+    assert (await claim(client, other, rp["uuid"], {"VCPU": 3})).status_code == 204
+    by_rp = (await client.get(f"/resource_providers/{rp['uuid']}/allocations")).json()
+    assert set(by_rp["allocations"]) == {consumer, other}
+    usages = (await client.get(f"/resource_providers/{rp['uuid']}/usages")).json()
+    assert usages["usages"] == {"VCPU": 4, "MEMORY_MB": 0, "DISK_GB": 0}
+    assert usages["resource_provider_generation"] == by_rp["resource_provider_generation"]
+    # an allocation on a provider that does not exist is a 400
+    assert (await claim(client, str(uuid.uuid4()), str(uuid.uuid4()), {"VCPU": 1})).status_code == 400
+    assert (await client.delete(f"/allocations/{consumer}")).status_code == 204
+    assert (await client.delete(f"/allocations/{consumer}")).status_code == 404
+    assert (await client.get(f"/allocations/{consumer}")).json() == {"allocations": {}}
+
+
+async def test_old_microversion_allocation_formats(client):
+    rp = await client.provider("old", inventory=compute_inventory())
+    consumer = str(uuid.uuid4())
+    response = await client.put(f"/allocations/{consumer}", version="1.0", json={"allocations": [
+        {"resource_provider": {"uuid": rp["uuid"]}, "resources": {"VCPU": 1}}]})
+    assert response.status_code == 204
+    body = (await client.get(f"/allocations/{consumer}", version="1.11")).json()
+    assert set(body) == {"allocations"} and body["allocations"][rp["uuid"]]["resources"] == {"VCPU": 1}
+    response = await client.put(f"/allocations/{consumer}", version="1.12", json={
+        "allocations": {rp["uuid"]: {"resources": {"VCPU": 2}}}, "project_id": "p", "user_id": "u"})
+    assert response.status_code == 204
+    response = await client.put(f"/allocations/{consumer}", version="1.12", json={
+        "allocations": {rp["uuid"]: {"resources": {"VCPU": 2}}}})
+    assert response.status_code == 400
+
+
+async def test_post_allocations_moves_consumers_atomically(client):
+    rp = await client.provider("post", inventory=compute_inventory(vcpu=2))
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    assert (await claim(client, first, rp["uuid"], {"VCPU": 2})).status_code == 204
+    body = {first: {"allocations": {}, "project_id": "p1", "user_id": "u1", "consumer_generation": 1,
+                    "consumer_type": "INSTANCE"},
+            second: {"allocations": {rp["uuid"]: {"resources": {"VCPU": 2}}}, "project_id": "p1", "user_id": "u1",
+                     "consumer_generation": None, "consumer_type": "MIGRATION"}}
+    response = await client.post("/allocations", json=body)
+    assert response.status_code == 204, response.text
+    assert (await client.get(f"/allocations/{first}")).json()["allocations"] == {}
+    assert (await client.get(f"/allocations/{second}")).json()["consumer_type"] == "MIGRATION"
+
+
+async def test_usages_by_project_and_consumer_type(client):
+    rp = await client.provider("usage", inventory=compute_inventory())
+    await claim(client, str(uuid.uuid4()), rp["uuid"], {"VCPU": 1, "MEMORY_MB": 128})
+    await claim(client, str(uuid.uuid4()), rp["uuid"], {"VCPU": 2}, consumer_type="MIGRATION")
+    response = await client.get("/usages?project_id=p1", version="1.37")
+    assert response.json() == {"usages": {"VCPU": 3, "MEMORY_MB": 128}}
+    response = await client.get("/usages?project_id=p1&user_id=nobody", version="1.9")
+    assert response.json() == {"usages": {}}
+    grouped = (await client.get("/usages?project_id=p1")).json()["usages"]
+    assert grouped == {"INSTANCE": {"VCPU": 1, "MEMORY_MB": 128, "consumer_count": 1},
+                       "MIGRATION": {"VCPU": 2, "consumer_count": 1}}
+    all_of = (await client.get("/usages?project_id=p1&consumer_type=all")).json()["usages"]
+    assert all_of == {"all": {"VCPU": 3, "MEMORY_MB": 128, "consumer_count": 2}}
+    assert (await client.get("/usages")).status_code == 400
+
+
+async def test_fifty_concurrent_claims_never_overcommit(client):
+    rp = await client.provider("contended", inventory=compute_inventory(vcpu=10))
+    results = await asyncio.gather(*(claim(client, str(uuid.uuid4()), rp["uuid"], {"VCPU": 1})
+                                     for _ in range(50)))
+    statuses = [r.status_code for r in results]
+    assert statuses.count(204) == 10 and statuses.count(409) == 40
+    usages = (await client.get(f"/resource_providers/{rp['uuid']}/usages")).json()["usages"]
+    assert usages["VCPU"] == 10
+
+
+# ---------------------------------------------------------------- traits, aggregates, classes
+
+async def test_traits(client):
+    assert (await client.put("/traits/CUSTOM_GOLD")).status_code == 201
+    assert (await client.put("/traits/CUSTOM_GOLD")).status_code == 204
+    assert (await client.put("/traits/NOT_CUSTOM")).status_code == 400
+    assert (await client.get("/traits/CUSTOM_GOLD")).status_code == 204
+    assert (await client.get("/traits/CUSTOM_NOPE")).status_code == 404
+    listed = (await client.get("/traits?name=startswith:CUSTOM_")).json()["traits"]
+    assert listed == ["CUSTOM_GOLD"]
+    listed = (await client.get("/traits?name=in:CUSTOM_GOLD,HW_CPU_X86_AVX2")).json()["traits"]
+    assert listed == ["CUSTOM_GOLD", "HW_CPU_X86_AVX2"]
+    rp = await client.provider("traited")
+    base = f"/resource_providers/{rp['uuid']}/traits"
+    response = await client.put(base, json={"resource_provider_generation": 0, "traits": ["CUSTOM_GOLD"]})
+    assert response.status_code == 200 and response.json() == {"traits": ["CUSTOM_GOLD"],
+                                                                 "resource_provider_generation": 1}
+    stale = await client.put(base, json={"resource_provider_generation": 0, "traits": []})
+    assert stale.status_code == 409 and error_of(stale)["code"] == "placement.concurrent_update"
+    unknown = await client.put(base, json={"resource_provider_generation": 1, "traits": ["CUSTOM_NOPE"]})
+    assert unknown.status_code == 400
+    assert (await client.get("/traits?associated=true")).json()["traits"] == ["CUSTOM_GOLD"]
+    assert (await client.delete("/traits/CUSTOM_GOLD")).status_code == 409
+    assert (await client.delete("/traits/HW_CPU_X86_AVX2")).status_code == 400
+    assert (await client.delete(base)).status_code == 204
+    assert (await client.delete("/traits/CUSTOM_GOLD")).status_code == 204
+
+
+async def test_aggregates_with_generation(client):
+    rp = await client.provider("agg")
+    base = f"/resource_providers/{rp['uuid']}/aggregates"
+    agg = str(uuid.uuid4())
+    response = await client.put(base, json={"resource_provider_generation": 0, "aggregates": [agg]})
+    assert response.status_code == 200
+    assert response.json() == {"aggregates": [agg], "resource_provider_generation": 1}
+    stale = await client.put(base, json={"resource_provider_generation": 0, "aggregates": []})
+    assert stale.status_code == 409 and error_of(stale)["code"] == "placement.concurrent_update"
+    old = await client.put(base, json=[agg], version="1.18")
+    assert old.status_code == 200 and old.json() == {"aggregates": [agg]}
+    listed = (await client.get(f"/resource_providers?member_of={agg}")).json()["resource_providers"]
+    assert [p["uuid"] for p in listed] == [rp["uuid"]]
+    listed = (await client.get(f"/resource_providers?member_of=!{agg}")).json()["resource_providers"]
+    assert listed == []
+
+
+async def test_resource_classes(client):
+    listed = (await client.get("/resource_classes")).json()["resource_classes"]
+    assert {"name": "VCPU", "links": [{"rel": "self", "href": "/resource_classes/VCPU"}]} in listed
+    assert (await client.post("/resource_classes", json={"name": "CUSTOM_FPGA"})).status_code == 201
+    dup = await client.post("/resource_classes", json={"name": "CUSTOM_FPGA"})
+    assert dup.status_code == 409 and error_of(dup)["code"] == "placement.duplicate_name"
+    assert (await client.post("/resource_classes", json={"name": "FPGA"})).status_code == 400
+    assert (await client.put("/resource_classes/CUSTOM_FPGA")).status_code == 204
+    assert (await client.put("/resource_classes/CUSTOM_NEW")).status_code == 201
+    assert (await client.get("/resource_classes/CUSTOM_NEW")).json()["name"] == "CUSTOM_NEW"
+    assert (await client.delete("/resource_classes/VCPU")).status_code == 400
+    assert (await client.delete("/resource_classes/CUSTOM_NEW")).status_code == 204
+    assert (await client.get("/resource_classes/CUSTOM_NEW")).status_code == 404
+
+
+# ---------------------------------------------------------------- allocation candidates
+
+async def test_allocation_candidates_basic(client):
+    big = await client.provider("big", inventory=compute_inventory(vcpu=16), traits=["HW_CPU_X86_AVX2"])
+    small = await client.provider("small", inventory=compute_inventory(vcpu=2))
+    response = await client.get("/allocation_candidates?resources=VCPU:1,MEMORY_MB:512&limit=10")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    providers = {next(iter(r["allocations"])) for r in body["allocation_requests"]}
+    assert providers == {big["uuid"], small["uuid"]}
+    request = next(r for r in body["allocation_requests"] if big["uuid"] in r["allocations"])
+    assert request["allocations"][big["uuid"]]["resources"] == {"VCPU": 1, "MEMORY_MB": 512}
+    assert request["mappings"] == {"": [big["uuid"]]}
+    summary = body["provider_summaries"][big["uuid"]]
+    assert summary["resources"]["VCPU"] == {"capacity": 16, "used": 0}
+    assert summary["resources"]["DISK_GB"] == {"capacity": 100, "used": 0}
+    assert summary["traits"] == ["HW_CPU_X86_AVX2"] and summary["root_provider_uuid"] == big["uuid"]
+    too_big = (await client.get("/allocation_candidates?resources=VCPU:4")).json()
+    assert [next(iter(r["allocations"])) for r in too_big["allocation_requests"]] == [big["uuid"]]
+    required = (await client.get("/allocation_candidates?resources=VCPU:1&required=HW_CPU_X86_AVX2")).json()
+    assert list(required["provider_summaries"]) == [big["uuid"]]
+    forbidden = (await client.get("/allocation_candidates?resources=VCPU:1&required=!HW_CPU_X86_AVX2")).json()
+    assert list(forbidden["provider_summaries"]) == [small["uuid"]]
+    limited = (await client.get("/allocation_candidates?resources=VCPU:1&limit=1")).json()
+    assert len(limited["allocation_requests"]) == 1 and len(limited["provider_summaries"]) == 1
+    old = (await client.get("/allocation_candidates?resources=VCPU:1", version="1.11")).json()
+    assert isinstance(old["allocation_requests"][0]["allocations"], list)
+    assert "traits" not in old["provider_summaries"][big["uuid"]]
+
+
+async def test_allocation_candidates_member_of_and_errors(client):
+    agg = str(uuid.uuid4())
+    inside = await client.provider("inside", inventory=compute_inventory(), aggregates=[agg])
+    await client.provider("outside", inventory=compute_inventory())
+    body = (await client.get(f"/allocation_candidates?resources=VCPU:1&member_of={agg}")).json()
+    assert list(body["provider_summaries"]) == [inside["uuid"]]
+    body = (await client.get(f"/allocation_candidates?resources=VCPU:1&member_of=in:{agg},{uuid.uuid4()}")).json()
+    assert list(body["provider_summaries"]) == [inside["uuid"]]
+    for bad in ("resources=VCPU:0", "resources=VCPU", "resources=CUSTOM_NOPE:1", "resources=VCPU:1&required=NOPE",
+                "resources=VCPU:1&member_of=nope", "required=HW_CPU_X86_AVX2", "resources=VCPU:1&bogus=1"):
+        response = await client.get(f"/allocation_candidates?{bad}")
+        assert response.status_code == 400, bad
+    response = await client.get("/allocation_candidates?resources1=VCPU:1&resources2=MEMORY_MB:1")
+    assert response.status_code == 400 and error_of(response)["code"] == "placement.query.missing_value"
+
+
+async def test_allocation_candidates_nested_granular(client):
+    root = await client.provider("host", inventory=compute_inventory(vcpu=8))
+    gpu1 = await client.provider("gpu1", parent=root["uuid"], inventory={"VGPU": {"total": 1}},
+                                 traits=["CUSTOM_FAST"])
+    gpu2 = await client.provider("gpu2", parent=root["uuid"], inventory={"VGPU": {"total": 1}})
+    body = (await client.get("/allocation_candidates?resources=VCPU:1&resources1=VGPU:1&required1=CUSTOM_FAST"
+                             "&group_policy=none")).json()
+    assert len(body["allocation_requests"]) == 1
+    request = body["allocation_requests"][0]
+    assert request["allocations"] == {root["uuid"]: {"resources": {"VCPU": 1}},
+                                      gpu1["uuid"]: {"resources": {"VGPU": 1}}}
+    assert request["mappings"] == {"": [root["uuid"]], "1": [gpu1["uuid"]]}
+    assert set(body["provider_summaries"]) == {root["uuid"], gpu1["uuid"], gpu2["uuid"]}
+    isolated = (await client.get("/allocation_candidates?resources1=VGPU:1&resources2=VGPU:1"
+                                 "&group_policy=isolate")).json()
+    assert len(isolated["allocation_requests"]) == 2
+    together = (await client.get("/allocation_candidates?resources1=VGPU:1&resources2=VGPU:1"
+                                 "&group_policy=none")).json()
+    assert len(together["allocation_requests"]) == 2   # each GPU holds one only: never both groups on one
+    flat = (await client.get("/allocation_candidates?resources=VCPU:1,VGPU:1", version="1.28")).json()
+    assert flat["allocation_requests"] == []
+    nested = (await client.get("/allocation_candidates?resources=VCPU:1,VGPU:1")).json()
+    assert len(nested["allocation_requests"]) == 2
+    rooted = (await client.get("/allocation_candidates?resources1=VGPU:1&root_required=!CUSTOM_FAST")).json()
+    assert len(rooted["allocation_requests"]) == 2
+    subtree = (await client.get("/allocation_candidates?resources_G=VGPU:1&required_T=CUSTOM_FAST"
+                                "&same_subtree=_G,_T&group_policy=none")).json()
+    assert [list(r["allocations"]) for r in subtree["allocation_requests"]] == [[gpu1["uuid"]]]
