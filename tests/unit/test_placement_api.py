@@ -514,3 +514,29 @@ async def test_allocation_candidates_nested_granular(client):
     subtree = (await client.get("/allocation_candidates?resources_G=VGPU:1&required_T=CUSTOM_FAST"
                                 "&same_subtree=_G,_T&group_policy=none")).json()
     assert [list(r["allocations"]) for r in subtree["allocation_requests"]] == [[gpu1["uuid"]]]
+
+
+async def test_reshaper_moves_inventory_and_allocations_to_a_child(client):
+    root = await client.provider("reshape-root", inventory=compute_inventory(VGPU={"total": 2}))
+    child = await client.provider("reshape-gpu", parent=root["uuid"])
+    consumer = str(uuid.uuid4())
+    assert (await claim(client, consumer, root["uuid"], {"VCPU": 1, "VGPU": 1})).status_code == 204
+    root_gen = (await client.get(f"/resource_providers/{root['uuid']}")).json()["generation"]
+    body = {
+        "inventories": {
+            root["uuid"]: {"resource_provider_generation": root_gen, "inventories": compute_inventory()},
+            child["uuid"]: {"resource_provider_generation": 0, "inventories": {"VGPU": {"total": 2}}}},
+        "allocations": {consumer: {
+            "allocations": {root["uuid"]: {"resources": {"VCPU": 1}}, child["uuid"]: {"resources": {"VGPU": 1}}},
+            "project_id": "p1", "user_id": "u1", "consumer_generation": 1, "consumer_type": "INSTANCE"}},
+    }
+    assert (await client.post("/reshaper", json=body, version="1.29")).status_code == 404
+    response = await client.post("/reshaper", json=body)
+    assert response.status_code == 204, response.text
+    allocations = (await client.get(f"/allocations/{consumer}")).json()["allocations"]
+    assert allocations[child["uuid"]]["resources"] == {"VGPU": 1}
+    # dropping inventory that is still allocated fails as a whole
+    gen = (await client.get(f"/resource_providers/{child['uuid']}")).json()["generation"]
+    response = await client.post("/reshaper", json={
+        "inventories": {child["uuid"]: {"resource_provider_generation": gen, "inventories": {}}}, "allocations": {}})
+    assert response.status_code == 409 and error_of(response)["code"] == "placement.inventory.inuse"

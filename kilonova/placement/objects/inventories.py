@@ -83,21 +83,39 @@ def replace_all(session: Session, uuid: str, generation: int | None,
     """Make the provider's inventory exactly ``inventories``; refuses to drop classes in use."""
     provider = rps.get(session, uuid)
     _check_generation(provider, generation)
+    write_all(session, provider, inventories)
+    provider = rps.bump_generation(session, provider)
+    return provider, _records(session, provider.id)
+
+
+def write_all(session: Session, provider: rps.Provider, inventories: dict[str, dict], *,
+              check_in_use: bool = True) -> None:
+    """Replace the inventory rows (no generation change); the reshaper checks use at the end instead."""
     ids = rcs.ids_by_name(session, list(inventories))
     unknown = sorted(set(inventories) - set(ids))
     if unknown:
         raise exc.ResourceClassNotFound(f"No such resource class {unknown[0]}.")
     current = _records(session, provider.id)
     removed = {name: rcs.id_of(session, name) for name in current if name not in inventories}
-    _in_use(session, provider, removed)
+    if check_in_use:
+        _in_use(session, provider, removed)
     if removed:
         session.execute(sa.delete(Inventory).where(Inventory.resource_provider_id == provider.id,
                                                    Inventory.resource_class_id.in_(list(removed.values()))))
     for name, values in inventories.items():
         _write(session, provider, ids[name], values, name in current)
     _warn_if_overcommitted(session, provider, ids)
-    provider = rps.bump_generation(session, provider)
-    return provider, _records(session, provider.id)
+
+
+def check_allocations_covered(session: Session, provider: rps.Provider) -> None:
+    """Every class allocated on the provider still has inventory (``InUse`` otherwise)."""
+    allocated = set(session.scalars(sa.select(Allocation.resource_class_id).distinct()
+                                    .where(Allocation.resource_provider_id == provider.id)))
+    offered = set(session.scalars(sa.select(Inventory.resource_class_id)
+                                  .where(Inventory.resource_provider_id == provider.id)))
+    missing = sorted(rcs.name_of(session, rc_id) for rc_id in allocated - offered)
+    if missing:
+        raise exc.InUse(f"Inventory for '{', '.join(missing)}' on resource provider '{provider.uuid}' in use.")
 
 
 def _warn_if_overcommitted(session: Session, provider: rps.Provider, ids: dict[str, int]) -> None:
