@@ -16,6 +16,8 @@ from kilonova.compute.db import services
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 INTERNAL_ZONE = "internal"
+# API services do not heartbeat through the service group, so upstream leaves them out of the list.
+API_BINARIES = ("nova-osapi_compute", "nova-metadata")
 _BOOLEAN = {"type": ["boolean", "string"], "enum": [True, False, "True", "False", "true", "false", "1", "0",
                                                     "t", "f", "yes", "no", "y", "n", "on", "off"]}
 
@@ -55,7 +57,8 @@ async def all_services(svc, *, host: str | None = None, binary: str | None = Non
     found = []
     for cell in svc.cells.all():
         for service in await cell.db.read(services.list_services, host=host, binary=binary):
-            found.append((cell, service))
+            if service.binary not in API_BINARIES:
+                found.append((cell, service))
     return found
 
 
