@@ -46,7 +46,7 @@ def _domain(session: Session, ref: dict[str, Any] | None, what: str) -> Domain |
     return domain if domain is not None and domain.enabled else None
 
 
-def check_password(session: Session, ref: dict[str, Any]) -> str:
+def check_password(session: Session, ref: dict[str, Any], dummy_hash: str) -> str:
     """The id of the user the password method names, if the password is right; else 401."""
     if "id" not in ref and "name" not in ref:
         raise bad_request("Expecting to find id or name in user. The server could not comply with the request "
@@ -59,7 +59,8 @@ def check_password(session: Session, ref: dict[str, Any]) -> str:
     else:
         domain = _domain(session, ref.get("domain"), "user")
         user = users.find_by_name(session, ref["name"], domain.id) if domain else None
-    if user is None or not user.enabled or not passwords.verify_password(ref["password"], user.password_hash):
+    stored = user.password_hash if user is not None else dummy_hash
+    if not passwords.verify_password(ref["password"], stored) or user is None or not user.enabled:
         raise unauthorized()
     domain = session.get(Domain, user.domain_id)
     if domain is None or not domain.enabled:
@@ -127,7 +128,7 @@ async def authenticate(identity: IdentityCore, document: Any) -> Payload:
             raise bad_request(f"Expecting to find {method} in identity.")
     scope = auth.get("scope")
     if "password" in methods:
-        user_id = await identity.read(check_password, auth["identity"]["password"]["user"])
+        user_id = await identity.read(check_password, auth["identity"]["password"]["user"], identity.dummy_hash)
         scope_type, scope_id = await identity.read(resolve_scope, user_id, scope)
         return new_payload(user_id, ["password"], scope_type, scope_id, identity.token_lifetime)
     try:

@@ -1,6 +1,7 @@
 """What the identity API handlers share: the database, the token formatter and revocations."""
 from __future__ import annotations
 
+import secrets
 from typing import Any, Callable, TypeVar
 
 from kilonova.common.db import Database
@@ -19,6 +20,7 @@ class IdentityCore:
         self.db = db
         self.revocations = RevocationList()
         self._formatter: TokenFormatter | None = None
+        self._dummy_hash: str | None = None
 
     @property
     def token_lifetime(self) -> float:
@@ -38,6 +40,13 @@ class IdentityCore:
 
     def hash_password(self, password: str) -> str:
         return passwords.hash_password(password, self.conf.getint("identity", "password_hash_rounds"))
+
+    @property
+    def dummy_hash(self) -> str:
+        """A hash nobody knows the password of: unknown users cost as much to refuse as known ones."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hash_password(secrets.token_urlsafe(16))
+        return self._dummy_hash
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self.db.read(fn, *args, **kwargs)

@@ -300,3 +300,8 @@ async def test_restart_keeps_users_keys_and_tokens(tmp_path):
         assert names == ["admin", "bob", "demo", "kilonova"]
         projects = [p["name"] for p in (await c.get("/v3/projects", headers=auth(new_admin))).json()["projects"]]
         assert projects == ["admin", "demo", "service"]
+
+
+async def test_start_and_stop(service):
+    await service.start()
+    await service.stop()
