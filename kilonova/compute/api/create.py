@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.context import RequestContext
+from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
 from kilonova.compute.api.microversions import want
 from kilonova.compute.db import build_requests, flavors, keypairs, quotas
@@ -33,8 +34,8 @@ def hostname_for(name: str) -> str:
     return host or "server"
 
 
-async def load_flavor(svc, flavor_ref: str) -> dict[str, Any]:
-    flavor = await svc.api_db.read(lambda s: _flavor_snapshot(s, _ref_id(str(flavor_ref))))
+async def load_flavor(svc, ctx: RequestContext, flavor_ref: str) -> dict[str, Any]:
+    flavor = await svc.api_db.read(lambda s: _flavor_snapshot(s, ctx, _ref_id(str(flavor_ref))))
     if flavor is None:
         raise HTTPError(400, f"Flavor {flavor_ref} could not be found.")
     if flavor.get("disabled"):
@@ -42,9 +43,12 @@ async def load_flavor(svc, flavor_ref: str) -> dict[str, Any]:
     return flavor
 
 
-def _flavor_snapshot(session, flavorid: str) -> dict[str, Any] | None:
-    row = flavors.get_by_flavorid(session, flavorid)
-    return None if row is None else flavors.snapshot(row)
+def _flavor_snapshot(session, ctx: RequestContext, flavorid: str) -> dict[str, Any] | None:
+    try:
+        row = flavors.get_by_flavorid(session, flavorid, project_id=ctx.project_id, is_admin=ctx.is_admin)
+    except NotFound:
+        return None
+    return flavors.snapshot(row)
 
 
 async def load_image(svc, ctx: RequestContext, image_ref: str, flavor: dict[str, Any]) -> dict[str, Any]:
@@ -118,8 +122,11 @@ async def load_keypair(svc, ctx: RequestContext, key_name: str | None) -> dict[s
 
 
 def _keypair_values(session, user_id: str, name: str) -> dict[str, Any] | None:
-    row = keypairs.get(session, user_id, name)
-    return None if row is None else {"name": row.name, "public_key": row.public_key}
+    try:
+        row = keypairs.get(session, user_id, name)
+    except NotFound:
+        return None
+    return {"name": row.name, "public_key": row.public_key}
 
 
 def check_user_data(user_data: str | None) -> None:

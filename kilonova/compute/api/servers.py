@@ -229,7 +229,7 @@ async def create_server(request: Request):
         az = az.split(":", 1)[0] or None
         if az is not None and az not in await svc_zones(svc):
             raise HTTPError(400, "The requested availability zone is not available")
-    flavor = await create_mod.load_flavor(svc, server["flavorRef"])
+    flavor = await create_mod.load_flavor(svc, ctx, server["flavorRef"])
     image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
     keypair = await create_mod.load_keypair(svc, ctx, server.get("key_name"))
     networks = await create_mod.resolve_networks(svc, ctx, request, server.get("networks"))
