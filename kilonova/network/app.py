@@ -1,0 +1,28 @@
+"""The network API's ASGI application: routes from each resource module, Neutron errors, auth."""
+from __future__ import annotations
+
+from kilonova.common.auth import make_auth_hook
+from kilonova.common.http import Router, ServiceApp
+from kilonova.network import networks, ports, quotas, subnets, tags, versions
+from kilonova.network.errors import format_error
+
+RESOURCE_MODULES = (versions, networks, subnets, ports, quotas, tags)
+
+
+class NetworkApp(ServiceApp):
+    """Neutron accepts an optional ``.json`` suffix on every path (``/v2.0/networks.json``)."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].endswith(".json"):
+            scope = dict(scope, path=scope["path"][:-5])
+        await super().__call__(scope, receive, send)
+
+
+def create_app(validator, network_service) -> NetworkApp:
+    """``validator`` is anything with ``async validate(token) -> token document``."""
+    router = Router()
+    for module in RESOURCE_MODULES:
+        module.register(router)
+    app = NetworkApp("network", router, error_formatter=format_error, before=make_auth_hook(validator))
+    app.state["service"] = network_service
+    return app

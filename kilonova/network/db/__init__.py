@@ -1,0 +1,1 @@
+"""The network data layer: one module per table group; rows leave as dicts."""

@@ -1,0 +1,79 @@
+"""The ``networks`` table: create, read, list, update, delete (with its automatic ports)."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.network import errors
+from kilonova.network.models import Network, Port, utcnow
+
+COLUMNS = ("id", "project_id", "name", "status", "admin_state_up", "shared", "external", "mtu",
+           "port_security_enabled", "network_type", "physical_network", "segmentation_id",
+           "availability_zone_hints", "description", "tags", "created_at", "updated_at", "revision_number")
+AUTO_DELETED_OWNERS = "network:"
+
+
+def to_dict(network: Network) -> dict[str, Any]:
+    values = {column: getattr(network, column) for column in COLUMNS}
+    values["subnets"] = [subnet.id for subnet in network.subnets]
+    return values
+
+
+def load(session: Session, network_id: str) -> Network:
+    network = session.get(Network, network_id)
+    if network is None:
+        raise errors.not_found("network", network_id)
+    return network
+
+
+def get(session: Session, network_id: str) -> dict[str, Any]:
+    return to_dict(load(session, network_id))
+
+
+def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
+    network = Network(**values)
+    session.add(network)
+    session.flush()
+    return to_dict(network)
+
+
+def list_networks(session: Session, visible_to: str | None, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Networks ``visible_to`` a project (None: all), narrowed by the filters SQL can answer."""
+    query = sa.select(Network).order_by(Network.created_at, Network.id)
+    if visible_to is not None:
+        query = query.where(sa.or_(Network.project_id == visible_to, Network.shared, Network.external))
+    for key in ("id", "name", "project_id"):
+        if key in filters:
+            query = query.where(getattr(Network, key).in_(filters[key]))
+    return [to_dict(network) for network in session.scalars(query)]
+
+
+def update(session: Session, network_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    network = load(session, network_id)
+    for key, value in values.items():
+        setattr(network, key, value)
+    network.revision_number += 1
+    network.updated_at = utcnow()
+    return to_dict(network)
+
+
+def delete(session: Session, network_id: str) -> None:
+    """Delete the network, its subnets and its ``network:*`` ports; NetworkInUse if other ports remain."""
+    network = load(session, network_id)
+    ports = session.scalars(sa.select(Port).where(Port.network_id == network_id)).all()
+    if any(not port.device_owner.startswith(AUTO_DELETED_OWNERS) for port in ports):
+        raise errors.network_in_use(network_id)
+    for port in ports:
+        session.delete(port)
+    session.flush()
+    for subnet in list(network.subnets):
+        session.delete(subnet)
+    session.delete(network)
+
+
+def find(session: Session, name: str, project_id: str) -> dict[str, Any] | None:
+    network = session.scalars(sa.select(Network).where(Network.name == name, Network.project_id == project_id)
+                              .order_by(Network.created_at)).first()
+    return to_dict(network) if network else None

@@ -1,0 +1,118 @@
+"""The ``ports`` table and its IP allocations."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.network import errors, mac
+from kilonova.network.db import allocation, networks
+from kilonova.network.models import IPAllocation, Network, Port, utcnow
+
+COLUMNS = ("id", "network_id", "project_id", "name", "mac_address", "admin_state_up", "status", "device_id",
+           "device_owner", "binding_host_id", "binding_profile", "binding_vnic_type", "port_security_enabled",
+           "description", "tags", "created_at", "updated_at", "revision_number")
+SQL_FILTERS = ("id", "network_id", "device_id", "device_owner", "project_id", "name", "mac_address", "status")
+
+
+def to_dict(port: Port) -> dict[str, Any]:
+    values = {column: getattr(port, column) for column in COLUMNS}
+    values["fixed_ips"] = [{"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in port.fixed_ips]
+    return values
+
+
+def load(session: Session, port_id: str) -> Port:
+    port = session.get(Port, port_id)
+    if port is None:
+        raise errors.not_found("port", port_id)
+    return port
+
+
+def get(session: Session, port_id: str) -> dict[str, Any]:
+    return to_dict(load(session, port_id))
+
+
+def get_with_network(session: Session, port_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    port = load(session, port_id)
+    return to_dict(port), networks.get(session, port.network_id)
+
+
+def status_for(binding_host_id: str) -> str:
+    return "ACTIVE" if binding_host_id else "DOWN"
+
+
+def _mac(session: Session, network_id: str, wanted: str | None) -> str:
+    def in_use(address: str) -> bool:
+        return session.scalar(sa.select(Port.id).where(Port.mac_address == address)) is not None
+
+    if wanted is not None:
+        if in_use(wanted):
+            raise errors.mac_in_use(network_id, wanted)
+        return wanted
+    for _ in range(16):
+        candidate = mac.random_mac()
+        if not in_use(candidate):
+            return candidate
+    raise errors.fault(409, "MacAddressGenerationFailure",
+                       f"Unable to generate unique mac on network {network_id}.")
+
+
+def create(session: Session, values: dict[str, Any], fixed_ips: list | None, mac_address: str | None
+           ) -> dict[str, Any]:
+    network = networks.load(session, values["network_id"])
+    values.setdefault("port_security_enabled", network.port_security_enabled)
+    port = Port(**values, mac_address=_mac(session, network.id, mac_address),
+                status=status_for(values.get("binding_host_id", "")))
+    chosen = allocation.choose(session, network.id, list(network.subnets), fixed_ips, values.get("device_owner", ""))
+    port.fixed_ips = [IPAllocation(subnet_id=s, network_id=network.id, ip_address=ip) for s, ip in chosen]
+    session.add(port)
+    session.flush()
+    return to_dict(port)
+
+
+def update(session: Session, port_id: str, values: dict[str, Any], fixed_ips: list | None,
+           mac_address: str | None) -> dict[str, Any]:
+    port = load(session, port_id)
+    for key, value in values.items():
+        setattr(port, key, value)
+    if mac_address is not None and mac_address != port.mac_address:
+        port.mac_address = _mac(session, port.network_id, mac_address)
+    if fixed_ips is not None:
+        network = networks.load(session, port.network_id)
+        chosen = allocation.choose(session, network.id, list(network.subnets), fixed_ips, port.device_owner,
+                                   current=list(port.fixed_ips))
+        port.fixed_ips.clear()
+        session.flush()
+        port.fixed_ips.extend(IPAllocation(subnet_id=s, network_id=network.id, ip_address=ip) for s, ip in chosen)
+    port.status = status_for(port.binding_host_id)
+    port.revision_number += 1
+    port.updated_at = utcnow()
+    session.flush()
+    return to_dict(port)
+
+
+def delete(session: Session, port_id: str) -> None:
+    session.delete(load(session, port_id))
+
+
+def list_ports(session: Session, visible_to: str | None, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Ports of project ``visible_to`` or on its networks (None: all), narrowed in SQL where possible."""
+    query = sa.select(Port).order_by(Port.created_at, Port.id)
+    if visible_to is not None:
+        owned_networks = sa.select(Network.id).where(Network.project_id == visible_to)
+        query = query.where(sa.or_(Port.project_id == visible_to, Port.network_id.in_(owned_networks)))
+    for key in SQL_FILTERS:
+        if key in filters:
+            query = query.where(getattr(Port, key).in_(filters[key]))
+    for spec in filters.get("fixed_ips", []):
+        key, _, value = spec.partition("=")
+        if key not in ("ip_address", "subnet_id"):
+            raise errors.bad_request(f"Invalid input for fixed_ips filter: '{spec}'")
+        query = query.where(Port.id.in_(sa.select(IPAllocation.port_id)
+                                        .where(getattr(IPAllocation, key) == value)))
+    return [to_dict(port) for port in session.scalars(query)]
+
+
+def network_owner(session: Session, network_id: str) -> str | None:
+    return session.scalar(sa.select(Network.project_id).where(Network.id == network_id))

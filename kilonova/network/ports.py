@@ -1,0 +1,156 @@
+"""``/v2.0/ports``: create with MAC and fixed-IP allocation, bind, list with filters, update, delete."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy.exc
+from starlette.requests import Request
+
+from kilonova.common.http import Router, empty_response, read_json
+from kilonova.network import attributes as A
+from kilonova.network import mac, policy, query, views
+from kilonova.network.db import ports
+from kilonova.network.errors import bad_request, not_found, policy_denied
+from kilonova.network.lookup import context, creation_response, respond_list, respond_one, service, visible_network
+
+ATTRS = {
+    "name": A.Attr(A.to_string), "network_id": A.Attr(A.to_string, allow_put=False),
+    "admin_state_up": A.Attr(A.to_bool), "mac_address": A.Attr(), "fixed_ips": A.Attr(),
+    "device_id": A.Attr(A.to_string), "device_owner": A.Attr(A.to_string), "description": A.Attr(A.to_string),
+    "binding:host_id": A.Attr(A.to_string), "binding:profile": A.Attr(A.to_dict),
+    "binding:vnic_type": A.Attr(A.to_string), "port_security_enabled": A.Attr(A.to_bool),
+    "security_groups": A.Attr(A.to_string_list), "allowed_address_pairs": A.Attr(),
+    "tags": A.Attr(A.to_string_list), "project_id": A.Attr(A.to_string, allow_put=False),
+    "tenant_id": A.Attr(A.to_string, allow_put=False),
+}
+ADMIN_ONLY = ("binding:host_id", "binding:profile")
+VNIC_TYPES = ("normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder", "smart-nic",
+              "vdpa", "remote-managed")
+RENAMED = {"binding:host_id": "binding_host_id", "binding:profile": "binding_profile",
+           "binding:vnic_type": "binding_vnic_type"}
+NOT_COLUMNS = ("project_id", "tenant_id", "network_id", "mac_address", "fixed_ips", "security_groups",
+               "allowed_address_pairs")
+RETRIES = 3
+
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    return {RENAMED.get(k, k): v for k, v in values.items() if k not in NOT_COLUMNS}
+
+
+def _check_values(ctx, action: str, values: dict[str, Any], network: dict[str, Any]) -> str | None:
+    """Policy and format checks shared by create and update; returns the wanted MAC, if any."""
+    policy.check_admin_attributes(ctx, action, values, ADMIN_ONLY)
+    owns_network = policy.privileged(ctx) or network["project_id"] == ctx.project_id
+    if values.get("device_owner", "").startswith("network:") and not owns_network:
+        raise policy_denied(f"rule:{action}:device_owner")
+    if any(isinstance(ip, dict) and "ip_address" in ip for ip in values.get("fixed_ips") or []) and not owns_network:
+        raise policy_denied(f"rule:{action}:fixed_ips:ip_address")
+    if values.get("binding:vnic_type", "normal") not in VNIC_TYPES:
+        raise bad_request(f"Invalid input for binding:vnic_type. Reason: '{values['binding:vnic_type']}' is not "
+                          f"in {list(VNIC_TYPES)}.")
+    if values.get("security_groups"):
+        raise bad_request("Security groups are not supported by this cloud; leave security_groups empty.")
+    if values.get("allowed_address_pairs"):
+        raise bad_request("Allowed address pairs are not supported by this cloud.")
+    if "mac_address" not in values:
+        return None
+    if not owns_network:
+        raise policy_denied(f"rule:{action}:mac_address")
+    wanted = mac.normalize(values["mac_address"])
+    if wanted is None:
+        raise bad_request(f"Invalid input for mac_address. Reason: '{values['mac_address']}' is not a valid MAC "
+                          "address.")
+    return wanted
+
+
+async def _write(request: Request, fn, *args):
+    """Run an allocating write, retrying when a concurrent writer took the same address or MAC."""
+    for attempt in range(RETRIES):
+        try:
+            return await service(request).db.write(fn, *args)
+        except sqlalchemy.exc.IntegrityError:
+            if attempt + 1 == RETRIES:
+                raise
+
+
+async def _new_port(request: Request, values: dict[str, Any]) -> tuple[dict[str, Any], list | None, str | None]:
+    ctx = context(request)
+    if "network_id" not in values:
+        raise bad_request("Failed to parse request. Required attribute 'network_id' not specified")
+    network = await visible_network(request, values["network_id"])
+    if network["external"] and not policy.privileged(ctx) and network["project_id"] != ctx.project_id:
+        raise policy_denied("rule:create_port:network")
+    wanted_mac = _check_values(ctx, "create_port", values, network)
+    row = {"id": str(uuid.uuid4()), "network_id": network["id"], "project_id": policy.project_for(ctx, values),
+           **_columns(values)}
+    return row, values.get("fixed_ips"), wanted_mac
+
+
+async def create(request: Request):
+    ctx = context(request)
+    body = await read_json(request)
+    policy.check_can_write(ctx, "rule:create_port")
+    specs = [await _new_port(request, A.parse(item, "port", ATTRS)) for item in A.bulk_items(body, "port", "ports")]
+
+    def create_all(session):
+        return [ports.create(session, dict(row), fixed_ips, wanted) for row, fixed_ips, wanted in specs]
+
+    created = await _write(request, create_all)
+    shown = [views.port(p, policy.privileged(ctx)) for p in created]
+    return creation_response("port", "ports", shown, bulk="ports" in body)
+
+
+async def _visible_port(request: Request, port_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    port, network = await service(request).db.read(ports.get_with_network, port_id)
+    if not policy.can_see_port(context(request), port, network["project_id"]):
+        raise not_found("port", port_id)
+    return port, network
+
+
+async def index(request: Request):
+    ctx = context(request)
+    q = query.parse(request)
+    visible_to = None if policy.privileged(ctx) else ctx.project_id
+    rows = await service(request).db.read(ports.list_ports, visible_to, q.filters)
+    return respond_list(request, "ports", [views.port(p, policy.privileged(ctx)) for p in rows], q,
+                        special={"fixed_ips"})
+
+
+async def show(request: Request, port_id: str):
+    port, _ = await _visible_port(request, port_id)
+    return respond_one(request, "port", views.port(port, policy.privileged(context(request))))
+
+
+def _check_port_owner(ctx, port: dict[str, Any], network: dict[str, Any], rule: str) -> None:
+    """Changes: an admin, or a member of the port's project or of its network's project."""
+    if policy.privileged(ctx):
+        return
+    if not ctx.can_write or ctx.project_id not in (port["project_id"], network["project_id"]):
+        raise policy_denied(rule)
+
+
+async def update(request: Request, port_id: str):
+    ctx = context(request)
+    values = A.parse(await read_json(request), "port", ATTRS, update=True)
+    port, network = await _visible_port(request, port_id)
+    _check_port_owner(ctx, port, network, "rule:update_port")
+    wanted_mac = _check_values(ctx, "update_port", values, network)
+    updated = await _write(request, ports.update, port_id, _columns(values), values.get("fixed_ips"), wanted_mac)
+    return respond_one(request, "port", views.port(updated, policy.privileged(ctx)))
+
+
+async def delete(request: Request, port_id: str):
+    ctx = context(request)
+    port, network = await _visible_port(request, port_id)
+    _check_port_owner(ctx, port, network, "rule:delete_port")
+    await service(request).db.write(ports.delete, port_id)
+    return empty_response(204)
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/v2.0/ports", create)
+    router.add("GET", "/v2.0/ports", index)
+    router.add("GET", "/v2.0/ports/{port_id}", show)
+    router.add("PUT", "/v2.0/ports/{port_id}", update)
+    router.add("DELETE", "/v2.0/ports/{port_id}", delete)

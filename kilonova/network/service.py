@@ -1,0 +1,44 @@
+"""The network service: owns the network database, serves Neutron's v2.0 API."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from kilonova.common.auth import TokenValidator
+from kilonova.common.db import Database, migrate
+from kilonova.common.projects import ProjectLookupError, identity_service_client, project_id_by_name
+from kilonova.common.service import Service, ServiceEnv
+from kilonova.network import bootstrap
+from kilonova.network.app import create_app
+from kilonova.network.models import NetworkBase
+
+LOG = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class NetworkService(Service):
+    name = "network"
+    service_type = "network"
+
+    def __init__(self, env: ServiceEnv, validator=None):
+        super().__init__(env)
+        conf = env.conf
+        self.db = Database.shared(conf.get("network_database", "connection"), name="neutron")
+        self.validator = validator or TokenValidator(
+            env.endpoints.http_client("identity"),
+            cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))
+        self.app = create_app(self.validator, self)
+
+    def prepare(self) -> None:
+        migrate(self.db, MIGRATIONS, NetworkBase.metadata)
+
+    async def after_start(self) -> None:
+        try:
+            owner = await project_id_by_name(identity_service_client(self.conf, self.env.endpoints), "admin")
+        except ProjectLookupError as exc:
+            LOG.error("the default network %s was not created: %s", bootstrap.NETWORK_NAME, exc)
+            return
+        await self.ensure_default_network(owner)
+
+    async def ensure_default_network(self, owner: str) -> dict:
+        return await self.db.write(bootstrap.ensure_default_network, owner)
