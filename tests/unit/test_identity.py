@@ -305,3 +305,34 @@ async def test_restart_keeps_users_keys_and_tokens(tmp_path):
 async def test_start_and_stop(service):
     await service.start()
     await service.stop()
+
+
+async def test_key_rotation_keeps_earlier_tokens_valid(service, client):
+    from kilonova.identity.keys import rotate_keys
+    token, _ = await issue(client, "admin", "admin")
+    repository = service.conf.get("identity", "key_repository")
+    rotate_keys(repository)
+    service.core.load_keys()
+    headers = {"X-Auth-Token": token, "X-Subject-Token": token}
+    assert (await client.get("/v3/auth/tokens", headers=headers)).status_code == 200
+    new_token, _ = await issue(client, "admin", "admin")
+    rotate_keys(repository)
+    rotate_keys(repository)
+    service.core.load_keys()
+    import os
+    assert sorted(os.listdir(repository)) == ["0", "3", "4"]
+    # the token was sealed with key 1, which three rotations have retired
+    assert (await client.get("/v3/auth/tokens", headers=headers)).status_code == 401
+
+
+async def test_domain_scoped_token(client):
+    admin_token, _ = await issue(client, "admin", "admin")
+    users = (await client.get("/v3/users?name=demo", headers=auth(admin_token))).json()["users"]
+    reader = (await client.get("/v3/roles?name=reader", headers=auth(admin_token))).json()["roles"][0]["id"]
+    grant = f"/v3/domains/default/users/{users[0]['id']}/roles/{reader}"
+    assert (await client.put(grant, headers=auth(admin_token))).status_code == 204
+    token, body = await issue(client, "demo", domain={"name": "Default"})
+    assert body["domain"] == {"id": "default", "name": "Default"} and "project" not in body
+    assert [r["name"] for r in body["roles"]] == ["reader"]
+    domains = (await client.get("/v3/auth/domains", headers=auth(token))).json()["domains"]
+    assert [d["id"] for d in domains] == ["default"]
