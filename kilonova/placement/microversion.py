@@ -5,6 +5,7 @@ default is 1.0. Handlers branch with ``want(request, "1.20")``.
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Callable
 
@@ -62,6 +63,7 @@ _FORMAT = re.compile(r"^([1-9]\d*|0)\.([1-9]\d*|0)$")
 SERVICE = "placement"
 
 
+@functools.lru_cache(maxsize=256)
 def parse(text: str) -> tuple[int, int]:
     match = _FORMAT.match(text.strip())
     if not match:

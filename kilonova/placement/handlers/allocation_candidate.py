@@ -124,24 +124,25 @@ def _search(session, search: cands.SearchRequest):
         raise HTTPError(400, f"Invalid query string parameters: {error}") from None
 
 
-def render_request(request: Request, candidate: cands.Candidate) -> dict:
+def render_requests(request: Request, candidates: list[cands.Candidate]) -> list[dict]:
     if not want(request, "1.12"):
-        return {"allocations": [{"resource_provider": {"uuid": rp}, "resources": resources}
-                                for rp, resources in candidate.allocations.items()]}
-    body = {"allocations": {rp: {"resources": resources} for rp, resources in candidate.allocations.items()}}
+        return [{"allocations": [{"resource_provider": {"uuid": rp}, "resources": resources}
+                                 for rp, resources in c.allocations.items()]} for c in candidates]
+    rendered = [{"allocations": {rp: {"resources": resources} for rp, resources in c.allocations.items()}}
+                for c in candidates]
     if want(request, "1.34"):
-        body["mappings"] = candidate.mappings
-    return body
+        for body, candidate in zip(rendered, candidates):
+            body["mappings"] = candidate.mappings
+    return rendered
 
 
-def render_summary(request: Request, summary: dict) -> dict:
-    body = {"resources": summary["resources"]}
+def render_summaries(request: Request, summaries: dict[str, dict]) -> dict[str, dict]:
+    keys = ["resources"]
     if want(request, "1.17"):
-        body["traits"] = summary["traits"]
+        keys.append("traits")
     if want(request, "1.29"):
-        body["parent_provider_uuid"] = summary["parent_provider_uuid"]
-        body["root_provider_uuid"] = summary["root_provider_uuid"]
-    return body
+        keys += ["parent_provider_uuid", "root_provider_uuid"]
+    return {rp: {key: summary[key] for key in keys} for rp, summary in summaries.items()}
 
 
 @versioned("1.10")
@@ -150,8 +151,8 @@ async def list_allocation_candidates(request: Request) -> Response:
     util.check_accept(request)
     search = search_request(request)
     result = await util.db(request).read(_search, search)
-    body = {"allocation_requests": [render_request(request, c) for c in result.candidates],
-            "provider_summaries": {rp: render_summary(request, s) for rp, s in result.summaries.items()}}
+    body = {"allocation_requests": render_requests(request, result.candidates),
+            "provider_summaries": render_summaries(request, result.summaries)}
     return util.json_response(request, body)
 
 

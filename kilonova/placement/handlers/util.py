@@ -80,11 +80,20 @@ async def body(request: Request, schema: dict) -> Any:
     return data
 
 
+_validators: dict[str, jsonschema.protocols.Validator] = {}
+
+
 def validate(data: Any, schema: dict, prefix: str) -> None:
-    try:
-        jsonschema.validate(data, schema, format_checker=_checker)
-    except jsonschema.ValidationError as error:
-        raise HTTPError(400, f"{prefix}: {error.message}") from None
+    """Validate with a cached validator (building one costs far more than using it)."""
+    key = json.dumps(schema, sort_keys=True)
+    validator = _validators.get(key)
+    if validator is None:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        validator = _validators[key] = cls(schema, format_checker=_checker)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        raise HTTPError(400, f"{prefix}: {error.message}")
 
 
 def query(request: Request, schema: dict) -> dict[str, str]:

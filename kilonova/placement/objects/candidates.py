@@ -21,7 +21,7 @@ from kilonova.placement.objects import resource_classes as rcs
 from kilonova.placement.objects import resource_providers as rps
 from kilonova.placement.objects import traits as traits_mod
 from kilonova.placement.objects.models import (Aggregate, Inventory, ProviderAggregate, ProviderTrait,
-                                               ResourceProvider)
+                                               ResourceProvider, Trait)
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _free_space(session: Session, class_ids: set[int]) -> dict[tuple[int, int], 
                                        usage.c.rc_id == Inventory.resource_class_id))
              .where(Inventory.resource_class_id.in_(list(class_ids))))
     result = {}
-    for rp_id, rc_id, total, reserved, ratio, min_unit, max_unit, step, used in session.execute(query):
+    for rp_id, rc_id, total, reserved, ratio, min_unit, max_unit, step, used in session.connection().execute(query):
         result[(rp_id, rc_id)] = _Space((total - reserved) * ratio - (used or 0), min_unit, max_unit, step)
     return result
 
@@ -133,14 +133,14 @@ def _providers(session: Session, capable: set[int], nested: bool) -> dict[int, t
     query = sa.select(rp.id, rp.uuid, rp.parent_provider_id, rp.root_provider_id).where(rp.root_provider_id.in_(roots))
     if not nested:
         query = query.where(rp.parent_provider_id.is_(None))
-    return {row[0]: (row[1], row[2], row[3]) for row in session.execute(query.order_by(rp.id))}
+    return {row[0]: (row[1], row[2], row[3]) for row in session.connection().execute(query.order_by(rp.id))}
 
 
 def _traits(session: Session, providers: dict[int, tuple], trait_ids: set[int]) -> dict[int, set[int]]:
     result: dict[int, set[int]] = {}
     query = (sa.select(ProviderTrait.resource_provider_id, ProviderTrait.trait_id)
              .where(ProviderTrait.trait_id.in_(list(trait_ids))))
-    for rp_id, trait_id in session.execute(query):
+    for rp_id, trait_id in session.connection().execute(query):
         if rp_id in providers:
             result.setdefault(rp_id, set()).add(trait_id)
     return result
@@ -158,7 +158,7 @@ def _aggregates(session: Session, providers: dict[int, tuple], request: SearchRe
     query = (sa.select(ProviderAggregate.resource_provider_id, Aggregate.uuid)
              .join(Aggregate, Aggregate.id == ProviderAggregate.aggregate_id)
              .where(Aggregate.uuid.in_(list(wanted))))
-    for rp_id, agg in session.execute(query):
+    for rp_id, agg in session.connection().execute(query):
         if rp_id in providers:
             result.setdefault(rp_id, set()).add(agg)
     return result
@@ -171,7 +171,7 @@ def _tree_roots(session: Session, request: SearchRequest) -> dict[str, int | Non
     if uuids:
         query = sa.select(ResourceProvider.uuid, ResourceProvider.root_provider_id).where(
             ResourceProvider.uuid.in_(list(uuids)))
-        found.update(dict(session.execute(query).all()))
+        found.update(dict(session.connection().execute(query).all()))
     return found
 
 
@@ -354,10 +354,13 @@ def _summaries(session: Session, request: SearchRequest, candidates, providers: 
         result[uuid] = {"resources": {}, "traits": [],
                         "parent_provider_uuid": providers[parent][0] if parent in providers else None,
                         "root_provider_uuid": providers[root][0]}
-    for rp_id, rc_id, total, reserved, ratio, used in session.execute(query):
+    for rp_id, rc_id, total, reserved, ratio, used in session.connection().execute(query):
         name = names.get(rc_id) or rcs.name_of(session, rc_id)
         result[providers[rp_id][0]]["resources"][name] = {"capacity": int((total - reserved) * ratio),
                                                           "used": int(used or 0)}
-    for rp_id, trait_names in traits_mod.names_of(session, wanted).items():
-        result[providers[rp_id][0]]["traits"] = trait_names
+    trait_query = (sa.select(ProviderTrait.resource_provider_id, Trait.name)
+                   .join(Trait, Trait.id == ProviderTrait.trait_id)
+                   .where(ProviderTrait.resource_provider_id.in_(list(wanted))).order_by(Trait.name))
+    for rp_id, name in session.connection().execute(trait_query):
+        result[providers[rp_id][0]]["traits"].append(name)
     return result
