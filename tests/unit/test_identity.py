@@ -37,7 +37,9 @@ def password_auth(user: str, password: str | None = None, project: str | None = 
 
 @pytest.fixture
 def service(tmp_path):
-    return make_service(make_conf(tmp_path))
+    service = make_service(make_conf(tmp_path))
+    yield service
+    service.db.close()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.test_identity import PASSWORDS, auth, client, issue, password_auth, service  # noqa: F401
+from tests.unit.test_identity import auth, client, issue, password_auth, service  # noqa: F401
 
 
 @pytest.fixture
