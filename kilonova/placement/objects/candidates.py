@@ -72,14 +72,6 @@ class _Space:
                 and amount % self.step_size == 0)
 
 
-class _Tree:
-    """The providers (ids) of one tree, each with its parent."""
-
-    def __init__(self, root: int):
-        self.root = root
-        self.members: list[int] = []
-
-
 def search(session: Session, request: SearchRequest) -> SearchResult:
     class_ids = rcs.ids_by_name(session, {rc for g in request.groups for rc in g.resources})
     trait_ids = _trait_ids(session, request)

@@ -108,8 +108,8 @@ def set_for_provider(session: Session, uuid: str, generation: int, names: list[s
     """Replace a provider's traits (all must exist), bumping its generation."""
     provider = rps.get(session, uuid)
     if provider.generation != generation:
-        raise exc.ConcurrentUpdate(f"Resource provider's generation already changed. Please update the "
-                                   f"generation and try again.")
+        raise exc.ConcurrentUpdate("Resource provider's generation already changed. Please update the "
+                                   "generation and try again.")
     ids = require(session, names)
     _replace(session, provider.id, set(ids.values()))
     provider = rps.bump_generation(session, provider)
