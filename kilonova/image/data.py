@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError, Router, empty_response
@@ -77,6 +77,8 @@ async def download(request: Request, image_id: str):
     headers = {"Content-Length": str(image["size"])}
     if image["checksum"]:
         headers["Content-MD5"] = image["checksum"]
+    if request.method == "HEAD":
+        return Response(status_code=200, headers=headers, media_type="application/octet-stream")
     return StreamingResponse(svc.store.read(image_id), media_type="application/octet-stream", headers=headers)
 
 

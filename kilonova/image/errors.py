@@ -1,8 +1,9 @@
 """Errors as Glance renders them (webob's error pages).
 
 With ``Accept: application/json`` the body is
-``{"message": "...", "code": "404 Not Found", "title": "Not Found"}``; otherwise
-webob's plain-text page (or its HTML page when HTML is asked for).
+``{"message": "...", "code": "404 Not Found", "title": "Not Found"}``; with only
+``text/plain`` acceptable, webob's plain-text page; otherwise (no Accept, ``*/*``,
+HTML) its HTML page, whose lines openstacksdk joins into "403 Forbidden: why".
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def format_error(request: Request, error: HTTPError) -> Response:
     if "json" in accept:
         return JSONResponse({"message": error.message, "code": status, "title": title},
                             status_code=error.status, headers=headers)
-    if "html" in accept:
+    if "text/plain" not in accept or "html" in accept or "*/*" in accept:
         body = (f"<html>\n <head>\n  <title>{status}</title>\n </head>\n <body>\n  <h1>{status}</h1>\n"
                 f"  {html.escape(error.message)}<br /><br />\n\n\n\n </body>\n</html>")
         return Response(body, status_code=error.status, headers=headers, media_type="text/html")

@@ -57,9 +57,12 @@ async def test_token_required_and_errors_rendered_like_glance(api):
     assert response.status_code == 404
     assert response.json() == {"message": "No image found with ID 00000000-0000-0000-0000-000000000000",
                                "code": "404 Not Found", "title": "Not Found"}
-    plain = await api.get("/v2/images/nope", headers={"X-Auth-Token": "alice"})
+    plain = await api.get("/v2/images/nope", headers={"X-Auth-Token": "alice", "Accept": "text/plain"})
     assert plain.headers["content-type"].startswith("text/plain")
     assert plain.text.startswith("404 Not Found\n\nNo image found with ID nope")
+    page = await api.get("/v2/images/nope", headers={"X-Auth-Token": "alice", "Accept": "*/*"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h1>404 Not Found</h1>" in page.text and "No image found with ID nope" in page.text
 
 
 async def test_create_shows_glance_fields(api):
@@ -108,6 +111,9 @@ async def test_upload_download_and_checksums(api):
     assert download.status_code == 200
     assert download.content == payload
     assert download.headers["Content-MD5"] == shown["checksum"]
+    head = await api.head(url, headers=ALICE)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == str(len(payload))
     again = await api.put(url, content=b"x", headers={**ALICE, "Content-Type": "application/octet-stream"})
     assert again.status_code == 409
 
