@@ -15,7 +15,7 @@ from kilonova.compute.api.errors import format_error
 # Each module defines ``register(router)``; order does not matter.
 RESOURCE_MODULES = [
     "versions", "servers", "server_actions", "server_metadata", "flavors", "keypairs",
-    "services", "hypervisors", "availability_zones", "limits", "quota_sets",
+    "services", "hypervisors", "availability_zones", "limits", "quota_sets", "aggregates",
 ]
 
 _PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/(?:[0-9a-f]{32}|[0-9a-f-]{36})(?=/|$)")

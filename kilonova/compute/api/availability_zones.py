@@ -1,4 +1,4 @@
-"""/v2.1/os-availability-zone: zones derived from the service records of every cell."""
+"""/v2.1/os-availability-zone: zones of the service records of every cell, compute hosts' from aggregates."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,18 +8,22 @@ from starlette.requests import Request
 from kilonova.common.http import Router, json_response
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.flavors import require_admin
-from kilonova.compute.api.services import INTERNAL_ZONE, all_services, iso, zone_of
+from kilonova.compute.api.services import INTERNAL_ZONE, all_services, host_zones, iso, zone_of
 from kilonova.compute.db import services as services_db
 
 
 async def _zones(request: Request) -> tuple[list[str], list[str], list[tuple[str, Any]]]:
+    return await _zones_of(compute_api(request))
+
+
+async def _zones_of(svc) -> tuple[list[str], list[str], list[tuple[str, Any]]]:
     """(available zones, unavailable zones, [(zone, enabled service)]) as Nova's get_availability_zones."""
-    svc = compute_api(request)
     available: list[str] = []
     unavailable: list[str] = []
     enabled = []
+    zones = await host_zones(svc)
     for _cell, service in await all_services(svc):
-        zone = zone_of(svc.conf, service)
+        zone = zone_of(svc.conf, service, zones)
         if service.disabled:
             if zone not in unavailable:
                 unavailable.append(zone)
@@ -28,6 +32,12 @@ async def _zones(request: Request) -> tuple[list[str], list[str], list[tuple[str
         if zone not in available:
             available.append(zone)
     return _ordered(available), _ordered([z for z in unavailable if z not in available]), enabled
+
+
+async def available_zones(svc) -> list[str]:
+    """The zones a server may ask for: those with an enabled compute service (Nova's get_only_available)."""
+    available, _, _ = await _zones_of(svc)
+    return [zone for zone in available if zone != INTERNAL_ZONE]
 
 
 def _ordered(zones: list[str]) -> list[str]:

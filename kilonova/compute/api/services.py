@@ -12,7 +12,7 @@ from kilonova.compute.api import validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.flavors import require_admin
 from kilonova.compute.api.microversions import want
-from kilonova.compute.db import services
+from kilonova.compute.db import aggregates, mappings, services
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 INTERNAL_ZONE = "internal"
@@ -42,10 +42,16 @@ def _bool(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("1", "t", "true", "on", "y", "yes")
 
 
-def zone_of(conf, service) -> str:
+def zone_of(conf, service, zones: dict[str, str] | None = None) -> str:
+    """A compute service is in its host's aggregate zone (``zones``: host -> zone), else the default."""
     if service.binary == "nova-compute":
-        return conf.get("compute", "default_availability_zone")
+        return (zones or {}).get(service.host) or conf.get("compute", "default_availability_zone")
     return INTERNAL_ZONE
+
+
+async def host_zones(svc) -> dict[str, str]:
+    """host -> availability zone, for the hosts in aggregates that define one."""
+    return await svc.api_db.read(aggregates.host_zones)
 
 
 def iso(value) -> str | None:
@@ -62,12 +68,12 @@ async def all_services(svc, *, host: str | None = None, binary: str | None = Non
     return found
 
 
-def view(request: Request, service, *, forced_down: bool) -> dict[str, Any]:
+def view(request: Request, service, *, forced_down: bool, zones: dict[str, str]) -> dict[str, Any]:
     svc = compute_api(request)
     down_time = svc.conf.getfloat("DEFAULT", "service_down_time")
     body = {"binary": service.binary, "host": service.host,
             "id": service.uuid if want(request, "2.53") else service.id,
-            "zone": zone_of(svc.conf, service), "status": "disabled" if service.disabled else "enabled",
+            "zone": zone_of(svc.conf, service, zones), "status": "disabled" if service.disabled else "enabled",
             "state": "up" if services.is_up(service, down_time) else "down",
             "updated_at": iso(service.updated_at), "disabled_reason": service.disabled_reason}
     if forced_down:
@@ -78,9 +84,11 @@ def view(request: Request, service, *, forced_down: bool) -> dict[str, Any]:
 async def list_services(request: Request):
     require_admin(request, "os_compute_api:os-services:list")
     params = request.query_params
-    found = await all_services(compute_api(request), host=params.get("host") or None,
-                               binary=params.get("binary") or None)
-    return json_response({"services": [view(request, s, forced_down=want(request, "2.11")) for _, s in found]})
+    svc = compute_api(request)
+    found = await all_services(svc, host=params.get("host") or None, binary=params.get("binary") or None)
+    zones = await host_zones(svc)
+    return json_response({"services": [view(request, s, forced_down=want(request, "2.11"), zones=zones)
+                                       for _, s in found]})
 
 
 async def _by_id(request: Request, service_id: str):
@@ -163,7 +171,8 @@ async def update_service(request: Request, service_id: str):
     if not values:
         raise HTTPError(400, "No updates were requested. Fields 'status' or 'forced_down' should be specified.")
     service = await cell.db.write(services.update, service.id, values)
-    return json_response({"service": view(request, service, forced_down=True)})
+    zones = await host_zones(compute_api(request))
+    return json_response({"service": view(request, service, forced_down=True, zones=zones)})
 
 
 async def delete_service(request: Request, service_id: str):
@@ -175,7 +184,18 @@ async def delete_service(request: Request, service_id: str):
         raise HTTPError(409, str(exc)) from None
     except NotFound:
         raise HTTPError(404, f"Service {service_id} not found.") from None
+    if service.binary == "nova-compute":
+        await _forget_host(compute_api(request), service.host)
     return empty_response(204)
+
+
+async def _forget_host(svc, host: str) -> None:
+    """A deleted compute service leaves its aggregates (in Placement too) and its cell mapping."""
+    from kilonova.compute.api.aggregates import mirror_membership
+
+    left = await svc.api_db.write(aggregates.remove_host_everywhere, host)
+    await mirror_membership(svc, host, left, add=False)
+    await svc.api_db.write(mappings.delete_host_mapping, host)
 
 
 def register(router: Router) -> None:

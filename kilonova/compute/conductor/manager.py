@@ -83,7 +83,7 @@ class ConductorManager:
         cell = self.cells.get(chosen["cell_uuid"])
         values = {k: v for k, v in pending.items() if not k.startswith("_")}
         values.update(host=chosen["host"], node=chosen["nodename"], task_state=None)
-        values["availability_zone"] = values.get("availability_zone") or \
+        values["availability_zone"] = chosen.get("availability_zone") or values.get("availability_zone") or \
             self.conf.get("compute", "default_availability_zone")
         instance = await cell.db.write(_create_with_action, values, spec)
         if not await self.cells.api_db.write(_promote_build_request, uuid, cell.uuid):

@@ -1,4 +1,4 @@
-"""Tables of the compute API database: flavors, keypairs, cell and instance mappings, build requests."""
+"""Tables of the compute API database: flavors, keypairs, cell and instance mappings, build requests, aggregates."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -123,3 +123,36 @@ class Quota(APIBase):
     project_id: Mapped[str] = mapped_column(sa.String(255))
     resource: Mapped[str] = mapped_column(sa.String(255))
     hard_limit: Mapped[int]
+
+
+class Aggregate(APIBase):
+    """A host aggregate; its ``availability_zone`` metadata makes it an availability zone."""
+    __tablename__ = "aggregates"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime | None]
+    hosts: Mapped[list["AggregateHost"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="AggregateHost.id")
+    items: Mapped[list["AggregateMetadata"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="AggregateMetadata.key")
+
+
+class AggregateHost(APIBase):
+    __tablename__ = "aggregate_hosts"
+    __table_args__ = (sa.UniqueConstraint("host", "aggregate_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255), index=True)
+    aggregate_id: Mapped[int] = mapped_column(sa.ForeignKey("aggregates.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class AggregateMetadata(APIBase):
+    __tablename__ = "aggregate_metadata"
+    __table_args__ = (sa.UniqueConstraint("aggregate_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    aggregate_id: Mapped[int] = mapped_column(sa.ForeignKey("aggregates.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(255), index=True)
+    value: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(default=_now)

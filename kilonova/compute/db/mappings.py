@@ -57,3 +57,12 @@ def count_instance_mappings(session: Session, project_id: str) -> int:
     return session.scalar(sa.select(sa.func.count()).select_from(InstanceMapping)
                           .where(InstanceMapping.project_id == project_id,
                                  InstanceMapping.queued_for_delete.is_(False))) or 0
+
+
+def get_host_mapping(session: Session, host: str) -> HostMapping | None:
+    return session.scalar(sa.select(HostMapping).where(HostMapping.host == host))
+
+
+def delete_host_mapping(session: Session, host: str) -> bool:
+    """Forget which cell a host is in (its compute service was deleted); False if it was not mapped."""
+    return session.execute(sa.delete(HostMapping).where(HostMapping.host == host)).rowcount > 0

@@ -14,7 +14,7 @@ import random
 from typing import Any
 
 from kilonova.common.rpc import ExpectedError
-from kilonova.compute.db import host_view
+from kilonova.compute.db import aggregates, host_view
 from kilonova.compute.scheduler import weighers as weighers_mod
 from kilonova.compute.scheduler.filters import all_filters
 from kilonova.compute.scheduler.host_state import HostState
@@ -115,13 +115,15 @@ class SchedulerManager:
 
     async def _host_states(self, by_provider: dict[str, dict], summaries: dict) -> list[HostState]:
         states = []
+        zones = await self.cells.api_db.read(aggregates.host_zones)
+        default_zone = self.conf.get("compute", "default_availability_zone")
         for cell in self.cells.real():
             rows = await cell.db.read(host_view.compute_hosts, self.down_time, list(by_provider))
             for row in rows:
                 summary = summaries.get(row["uuid"], {}).get("resources", {})
                 states.append(HostState(
                     uuid=row["uuid"], host=row["host"], nodename=row["nodename"], cell_uuid=cell.uuid,
-                    availability_zone=self.conf.get("compute", "default_availability_zone"),
+                    availability_zone=zones.get(row["host"], default_zone),
                     service_up=row["service_up"], service_disabled=row["service_disabled"],
                     hypervisor_type=row["hypervisor_type"],
                     supported_instances=[tuple(x) for x in _supported(row["cpu_info"])],
@@ -174,7 +176,8 @@ class SchedulerManager:
     @staticmethod
     def _selection(host: HostState) -> dict:
         return {"host": host.host, "nodename": host.nodename, "compute_node_uuid": host.uuid,
-                "cell_uuid": host.cell_uuid, "allocation_request": host.allocation_request}
+                "cell_uuid": host.cell_uuid, "availability_zone": host.availability_zone,
+                "allocation_request": host.allocation_request}
 
 
 def _supported(cpu_info: str) -> list:
