@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from kilonova.common.auth import make_auth_hook
 from kilonova.common.http import Router, ServiceApp
-from kilonova.image import data, images, members, schemas, tags, versions
+from kilonova.image import actions, data, images, members, schemas, tags, versions
 from kilonova.image.errors import format_error
 
-RESOURCE_MODULES = (versions, images, data, tags, members, schemas)
+RESOURCE_MODULES = (versions, images, data, tags, members, schemas, actions)
 
 
 def create_app(validator, image_service) -> ServiceApp:

@@ -72,7 +72,7 @@ async def download(request: Request, image_id: str):
     image, _ = await visible_image(request, image_id)
     if image["status"] == "deactivated" and not context(request).is_admin:
         raise HTTPError(403, "The requested image has been deactivated. Image data download is forbidden.")
-    if image["status"] != "active" or not svc.store.exists(image_id):
+    if image["status"] not in ("active", "deactivated") or not svc.store.exists(image_id):
         return empty_response(204)
     headers = {"Content-Length": str(image["size"])}
     if image["checksum"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
@@ -34,7 +35,7 @@ class StoredData:
 class _Writer:
     def __init__(self, path: Path, limit: int):
         self.path = path
-        self.tmp = path.with_name(path.name + ".part")
+        self.tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.part")
         self.limit = limit
         self.size = 0
         self.md5 = hashlib.md5(usedforsecurity=False)

@@ -280,3 +280,20 @@ async def test_schemas(api):
 async def test_unknown_method_is_405(api):
     response = await api.post("/v2/images/abc", headers=ALICE)
     assert response.status_code == 405
+
+
+async def test_deactivate_and_reactivate(api):
+    image = await create(api, name="deact")
+    await api.put(f"/v2/images/{image['id']}/file", content=b"data",
+                  headers={**ALICE, "Content-Type": "application/octet-stream"})
+    url = f"/v2/images/{image['id']}/actions"
+    assert (await api.post(f"{url}/deactivate", headers=ALICE)).status_code == 403
+    assert (await api.post(f"{url}/deactivate", headers=ADMIN)).status_code == 204
+    assert (await api.get(f"/v2/images/{image['id']}", headers=ALICE)).json()["status"] == "deactivated"
+    assert (await api.get(f"/v2/images/{image['id']}/file", headers=ALICE)).status_code == 403
+    assert (await api.get(f"/v2/images/{image['id']}/file", headers=ADMIN)).content == b"data"
+    assert (await api.post(f"{url}/reactivate", headers=ADMIN)).status_code == 204
+    assert (await api.get(f"/v2/images/{image['id']}/file", headers=ALICE)).content == b"data"
+    assert (await api.post(f"{url}/reactivate", headers=ADMIN)).status_code == 204
+    queued = await create(api, name="never-uploaded")
+    assert (await api.post(f"/v2/images/{queued['id']}/actions/deactivate", headers=ADMIN)).status_code == 403

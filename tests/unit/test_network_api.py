@@ -104,6 +104,9 @@ async def test_network_policy(api):
     assert response.status_code == 403
     assert response.json()["NeutronError"]["type"] == "PolicyNotAuthorized"
     assert (await api.delete(f"/v2.0/networks/{alice_net['id']}", headers=BOB)).status_code == 404
+    await post(api, "port", BOB, network_id=shared["id"])
+    unshare = await api.put(f"/v2.0/networks/{shared['id']}", json={"network": {"shared": False}}, headers=ADMIN)
+    assert unshare.status_code == 409 and unshare.json()["NeutronError"]["type"] == "InvalidSharedSetting"
     assert (await api.delete(f"/v2.0/networks/{alice_net['id']}", headers=READER)).status_code == 403
     assert (await api.delete(f"/v2.0/networks/{alice_net['id']}", headers=ALICE)).status_code == 204
 

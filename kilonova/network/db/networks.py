@@ -52,11 +52,22 @@ def list_networks(session: Session, visible_to: str | None, filters: dict[str, l
 
 def update(session: Session, network_id: str, values: dict[str, Any]) -> dict[str, Any]:
     network = load(session, network_id)
+    if values.get("shared") is False and network.shared:
+        _check_unshare(session, network)
     for key, value in values.items():
         setattr(network, key, value)
     network.revision_number += 1
     network.updated_at = utcnow()
     return to_dict(network)
+
+
+def _check_unshare(session: Session, network: Network) -> None:
+    """A network other projects have ports on stays shared (Neutron's InvalidSharedSetting)."""
+    others = session.scalars(sa.select(Port.device_owner).where(Port.network_id == network.id,
+                                                                Port.project_id != network.project_id)).all()
+    if any(not owner.startswith(AUTO_DELETED_OWNERS) for owner in others):
+        raise errors.fault(409, "InvalidSharedSetting", f"Unable to reconfigure sharing settings for network "
+                                                        f"{network.id}. Multiple tenants are using it.")
 
 
 def delete(session: Session, network_id: str) -> None:
