@@ -34,7 +34,7 @@ async def project_id_by_name(client: ServiceClient, name: str, *, domain_id: str
     for attempt in range(attempts):
         try:
             response = await client.get("/v3/projects", params={"name": name, "domain_id": domain_id})
-        except Exception as exc:  # noqa: BLE001 - identity may not be reachable yet
+        except Exception as exc:  # noqa: BLE001 - identity may not be reachable yet (or refused the service user)
             last = f"{type(exc).__name__}: {exc}"
         else:
             if response.status_code == 200:
@@ -44,6 +44,8 @@ async def project_id_by_name(client: ServiceClient, name: str, *, domain_id: str
                 raise ProjectLookupError(f"the identity service has no project named {name!r} "
                                          f"in domain {domain_id!r}")
             last = f"HTTP {response.status_code}: {response.text[:200]}"
+            if response.status_code < 500:  # refused, not warming up: retrying will not help
+                break
         if attempt + 1 < attempts:
             await asyncio.sleep(delay * (2 ** attempt))
     raise ProjectLookupError(f"could not look up project {name!r} through the identity service ({last}); "

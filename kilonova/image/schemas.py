@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+from kilonova.common.http import HTTPError, json_response
+
 DISK_FORMATS = ["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"]
 CONTAINER_FORMATS = ["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"]
 VISIBILITIES = ["community", "public", "private", "shared"]
@@ -138,7 +140,6 @@ CORE_WRITABLE = {"name", "visibility", "protected", "os_hidden", "owner", "conta
 
 
 async def show_schema(request, name: str):
-    from kilonova.common.http import HTTPError, json_response
     if name not in SCHEMAS:
         raise HTTPError(404, "The resource could not be found.")
     return json_response(SCHEMAS[name]())
