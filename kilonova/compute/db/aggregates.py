@@ -59,6 +59,14 @@ def _check_name(session: Session, name: str, aggregate_id: int | None = None) ->
         raise Conflict(f"Aggregate {name} already exists.")
 
 
+def _flush(session: Session, conflict: str) -> None:
+    """Flush; a unique constraint hit by a concurrent writer is the same Conflict the checks raise."""
+    try:
+        session.flush()
+    except sa.exc.IntegrityError:
+        raise Conflict(conflict) from None
+
+
 def _check_zone(session: Session, agg: Aggregate, metadata: dict[str, Any], hosts: list[str],
                 action: str) -> None:
     """Nova's is_safe_to_update_az: no empty zone, and no host ending up in two zones."""
@@ -98,7 +106,7 @@ def create(session: Session, name: str, availability_zone: str | None = None) ->
     if availability_zone:
         agg.items.append(AggregateMetadata(key=AZ_KEY, value=availability_zone))
     session.add(agg)
-    session.flush()
+    _flush(session, f"Aggregate {name} already exists.")
     return snapshot(agg)
 
 
@@ -121,7 +129,7 @@ def update(session: Session, aggregate_id: int, values: dict[str, Any]) -> dict[
         agg.name = values["name"]
     _apply_metadata(agg, zone)
     agg.updated_at = _now()
-    session.flush()
+    _flush(session, f"Aggregate {agg.name} already exists.")
     return snapshot(agg)
 
 
@@ -151,7 +159,7 @@ def add_host(session: Session, aggregate_id: int, host: str) -> dict[str, Any]:
     if any(h.host == host for h in agg.hosts):
         raise Conflict(f"Aggregate {aggregate_id} already has host {host}.")
     agg.hosts.append(AggregateHost(host=host))
-    session.flush()
+    _flush(session, f"Aggregate {aggregate_id} already has host {host}.")
     return snapshot(agg)
 
 
