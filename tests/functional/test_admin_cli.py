@@ -29,10 +29,11 @@ def test_availability_zone_list(cloud):
 def test_limits_show_absolute(cloud):
     limits = {row["Name"]: row["Value"] for row in
               cloud.openstack("limits", "show", "--absolute", fmt_json=True)}
-    assert limits["maxTotalInstances"] == 10
-    assert limits["maxTotalCores"] == 20
-    assert limits["maxTotalRAMSize"] == 51200
-    assert limits["totalInstancesUsed"] >= 0
+    # python-openstackclient prints openstacksdk's names for Nova's absolute limits.
+    assert limits["instances"] == 10
+    assert limits["total_cores"] == 20
+    assert limits["total_ram"] == 51200
+    assert limits["instances_used"] >= 0
 
 
 def test_resource_providers_inventory_and_usage(cloud):

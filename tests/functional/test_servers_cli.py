@@ -29,7 +29,7 @@ def usage(cloud) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def server(cloud):
-    cloud.openstack("keypair", "create", "boot-key", fmt_json=True)
+    cloud.openstack("keypair", "create", "boot-key")
     created = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
                               "--network", "private", "--key-name", "boot-key", "--property", "role=web",
                               "--wait", "vm-cli", fmt_json=True)
@@ -142,14 +142,15 @@ def test_bad_requests_name_what_is_wrong(cloud):
 
 
 def test_no_valid_host_fault_says_why(cloud):
-    cloud.openstack("flavor", "create", "--ram", "10000000", "--vcpus", "1", "--disk", "1", "huge")
+    # More disk than any host has (disk is not a quota resource, so the quota check lets it through).
+    cloud.openstack("flavor", "create", "--ram", "512", "--vcpus", "1", "--disk", "5000", "huge")
     try:
         result = cloud.openstack("server", "create", "--flavor", "huge", "--image", "kilonova-tiny",
                                  "--network", "private", "--wait", "too-big", check=False)
         assert result.returncode != 0
         shown = wait_status(cloud, "too-big", "ERROR")
         assert "No valid host was found" in shown["fault"]["message"]
-        assert "MEMORY_MB:10000000" in shown["fault"]["message"]
+        assert "DISK_GB:5000" in shown["fault"]["message"]
         cloud.openstack("server", "delete", "--wait", "too-big")
     finally:
         cloud.openstack("flavor", "delete", "huge")

@@ -179,13 +179,15 @@ async def _list(request: Request, detailed: bool):
 
 
 async def _faults(refs: list[lookup.ServerRef]) -> dict[str, dict]:
-    by_cell: dict[Any, list[str]] = {}
+    cells: dict[str, Any] = {}
+    by_cell: dict[str, list[str]] = {}
     for ref in refs:
         if ref.cell is not None and ref.server["vm_state"] in ("error", "deleted"):
-            by_cell.setdefault(ref.cell, []).append(ref.uuid)
+            cells[ref.cell.uuid] = ref.cell
+            by_cell.setdefault(ref.cell.uuid, []).append(ref.uuid)
     faults: dict[str, dict] = {}
-    for cell, uuids in by_cell.items():
-        faults.update(await cell.db.read(instances.latest_faults, uuids))
+    for cell_uuid, uuids in by_cell.items():
+        faults.update(await cells[cell_uuid].db.read(instances.latest_faults, uuids))
     return faults
 
 
@@ -261,7 +263,9 @@ def _record_build_requests(session, servers: list[dict], spec: dict) -> None:
 
 
 async def svc_zones(svc) -> set[str]:
-    return {svc.conf.get("compute", "default_availability_zone")}
+    """Zones a server may be created in: those with an enabled compute service."""
+    from kilonova.compute.api.availability_zones import available_zones
+    return set(await available_zones(svc))
 
 
 # ---------------------------------------------------------------- update / delete
