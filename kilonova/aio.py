@@ -42,16 +42,9 @@ SERVICE_CLASSES = [
     "kilonova.compute.agent.service:ComputeAgentService",
 ]
 
-def load_class(spec: str) -> type[Service] | None:
+def load_class(spec: str) -> type[Service]:
     module, name = spec.split(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as exc:
-        # Development scaffolding while the services are being written; removed once all exist.
-        if exc.name and exc.name.startswith("kilonova."):
-            LOG.warning("service %s is not available in this tree yet; skipping", spec)
-            return None
-        raise
+    return getattr(importlib.import_module(module), name)
 
 
 def ensure_secrets(state_dir: Path) -> dict[str, str]:
@@ -78,7 +71,7 @@ class AllInOne:
         self.endpoints = Endpoints(urls=root_urls(conf))
         self.transport = get_transport(conf.get("DEFAULT", "transport_url"))
         env = ServiceEnv(conf=conf, endpoints=self.endpoints, transport=self.transport)
-        self.services = [cls(env) for cls in map(load_class, SERVICE_CLASSES) if cls is not None]
+        self.services = [load_class(spec)(env) for spec in SERVICE_CLASSES]
         for service in self.services:
             if service.app is not None and service.service_type:
                 self.endpoints.apps[service.service_type] = service.app

@@ -57,6 +57,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "key_repository": "{state_dir}/fernet-keys",
         # scrypt work factor (2**N); lower only for tests.
         "password_hash_rounds": "14",
+        # Passwords of the bootstrap users; `kilonova up` generates them into secrets.json.
+        "admin_password": "",
+        "demo_password": "",
     },
     "keystone_authtoken": {
         # How long a validated token is trusted by the other services before
@@ -68,7 +71,11 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "password": "",
         "project_name": "service",
     },
-    "image": {"filesystem_store_datadir": "{state_dir}/images"},
+    "image": {
+        "filesystem_store_datadir": "{state_dir}/images",
+        # Largest image upload accepted, in bytes (Glance's image_size_cap; 1 TiB).
+        "image_size_cap": "1099511627776",
+    },
     "placement": {"max_allocation_candidates": "1000"},
     "quota": {
         "instances": "10",

@@ -1,7 +1,6 @@
 """The image service: owns the image database and the filesystem store, serves Glance's v2 API."""
 from __future__ import annotations
 
-import configparser
 import logging
 from pathlib import Path
 
@@ -16,14 +15,10 @@ from kilonova.image.store import FilesystemStore
 
 LOG = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-DEFAULT_SIZE_CAP = 1 << 40  # Glance's image_size_cap default: 1 TiB
 
 
 def _size_cap(conf) -> int:
-    try:
-        return conf.getint("image", "image_size_cap")
-    except (configparser.NoOptionError, configparser.NoSectionError):
-        return DEFAULT_SIZE_CAP
+    return conf.getint("image", "image_size_cap")
 
 
 class ImageService(Service):

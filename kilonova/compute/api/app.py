@@ -24,14 +24,7 @@ _PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/(?:[0-9a-f]{32}|[0-9a-f-]{36})(?=/|$
 def build_router() -> Router:
     router = Router()
     for name in RESOURCE_MODULES:
-        try:
-            module = importlib.import_module(f"kilonova.compute.api.{name}")
-        except ModuleNotFoundError as exc:
-            # Development scaffolding while resource modules are being written.
-            if exc.name == f"kilonova.compute.api.{name}":
-                continue
-            raise
-        module.register(router)
+        importlib.import_module(f"kilonova.compute.api.{name}").register(router)
     return router
 
 
