@@ -31,16 +31,17 @@ LOG = logging.getLogger(__name__)
 
 # Identity prepares first (everyone validates tokens with it); the conductor starts before the
 # services that heartbeat through it.
-SERVICE_CLASSES = [
-    "kilonova.identity.service:IdentityService",
-    "kilonova.placement.service:PlacementService",
-    "kilonova.image.service:ImageService",
-    "kilonova.network.service:NetworkService",
-    "kilonova.compute.api.service:ComputeAPIService",
-    "kilonova.compute.conductor.service:ConductorService",
-    "kilonova.compute.scheduler.service:SchedulerService",
-    "kilonova.compute.agent.service:ComputeAgentService",
-]
+SERVICE_CLASSES = {
+    "identity": "kilonova.identity.service:IdentityService",
+    "placement": "kilonova.placement.service:PlacementService",
+    "image": "kilonova.image.service:ImageService",
+    "network": "kilonova.network.service:NetworkService",
+    "api": "kilonova.compute.api.service:ComputeAPIService",
+    "conductor": "kilonova.compute.conductor.service:ConductorService",
+    "scheduler": "kilonova.compute.scheduler.service:SchedulerService",
+    "compute": "kilonova.compute.agent.service:ComputeAgentService",
+}
+
 
 def load_class(spec: str) -> type[Service]:
     module, name = spec.split(":")
@@ -61,17 +62,26 @@ def ensure_secrets(state_dir: Path) -> dict[str, str]:
 
 
 class AllInOne:
-    def __init__(self, conf: Config):
+    """Some or all of the services in this process (``names`` in ``SERVICE_CLASSES`` order)."""
+
+    def __init__(self, conf: Config, names: list[str] | None = None):
         self.conf = conf
         values = ensure_secrets(conf.state_dir)
-        conf.set("identity", "admin_password", values["admin_password"])
-        conf.set("identity", "demo_password", values["demo_password"])
-        if not conf.get("service_user", "password"):
-            conf.set("service_user", "password", values["service_password"])
+        # Passwords set in the configuration file win; the generated ones fill the gaps.
+        for section, option, generated in (("identity", "admin_password", "admin_password"),
+                                           ("identity", "demo_password", "demo_password"),
+                                           ("service_user", "password", "service_password")):
+            if not conf.get(section, option):
+                conf.set(section, option, values[generated])
         self.endpoints = Endpoints(urls=root_urls(conf))
         self.transport = get_transport(conf.get("DEFAULT", "transport_url"))
         env = ServiceEnv(conf=conf, endpoints=self.endpoints, transport=self.transport)
-        self.services = [load_class(spec)(env) for spec in SERVICE_CLASSES]
+        chosen = set(names or SERVICE_CLASSES)
+        unknown = chosen - set(SERVICE_CLASSES)
+        if unknown:
+            raise SystemExit(f"unknown service(s): {', '.join(sorted(unknown))}; "
+                             f"choose from {', '.join(SERVICE_CLASSES)}")
+        self.services = [load_class(spec)(env) for name, spec in SERVICE_CLASSES.items() if name in chosen]
         for service in self.services:
             if service.app is not None and service.service_type:
                 self.endpoints.apps[service.service_type] = service.app
@@ -185,6 +195,27 @@ def up(conf: Config, clouds_yaml: Path) -> None:
         lines.append(f"  clouds.yaml: {clouds_path} (clouds 'kilonova' = admin, 'kilonova-demo' = demo)")
         lines.append(f"  openrc: {openrc}")
         lines.append("Try: OS_CLOUD=kilonova openstack server list   (Ctrl-C stops)")
+        print("\n".join(lines), flush=True)
+
+    try:
+        asyncio.run(cloud.run(on_ready=announce))
+    except KeyboardInterrupt:
+        pass
+    print("Kilonova stopped.", file=sys.stderr, flush=True)
+
+
+def serve(conf: Config, names: list[str]) -> None:
+    """``kilonova serve NAME...``: only the named services, each API on its configured port."""
+    started = time.monotonic()
+    cloud = AllInOne(conf, names)
+    cloud.prepare()
+
+    def announce() -> None:
+        urls = root_urls(conf)
+        lines = [f"Kilonova is serving {', '.join(names)} (ready in {time.monotonic() - started:.1f}s)"]
+        for service in cloud.services:
+            if service.app is not None and service.service_type:
+                lines.append(f"  {service.service_type:<10} {urls[service.service_type]}")
         print("\n".join(lines), flush=True)
 
     try:

@@ -30,6 +30,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from kilonova import aio
+
+    aio.serve(_config_from_args(args), args.services)
+    return 0
+
+
 def cmd_config_sample(args: argparse.Namespace) -> int:
     """Print every option with its default, as an INI file an operator can start from."""
     from kilonova.config import DEFAULTS
@@ -58,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--clouds-yaml", help="clouds.yaml to add the 'kilonova' clouds to "
                     "(default ~/.config/openstack/clouds.yaml)")
     up.set_defaults(func=cmd_up)
+
+    serve = sub.add_parser("serve", help="run only the named services in this process "
+                           "(identity, placement, image, network, api, conductor, scheduler, compute)")
+    serve.add_argument("services", nargs="+", metavar="SERVICE")
+    serve.add_argument("--base-port", type=int, help="as for 'up'")
+    serve.set_defaults(func=cmd_serve)
 
     sample = sub.add_parser("config-sample", help="print every configuration option with its default")
     sample.set_defaults(func=cmd_config_sample)
