@@ -76,7 +76,29 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Largest image upload accepted, in bytes (Glance's image_size_cap; 1 TiB).
         "image_size_cap": "1099511627776",
     },
-    "placement": {"max_allocation_candidates": "1000"},
+    "placement": {
+        # Cap on the allocation requests one GET /allocation_candidates computes
+        # (without ``limit``): guards against combinatorial blow-up in nested trees.
+        "max_allocation_candidates": "1000",
+        # keystone (tokens validated by the identity service) or noauth2
+        # (testing: the token is "user[:project]", user "admin" has the admin role).
+        "auth_strategy": "keystone",
+    },
+    "oslo_policy": {
+        # A YAML/JSON file overriding Placement's default policy rules (relative: to the state dir).
+        "policy_file": "policy.yaml",
+        "enforce_scope": "true",
+        "enforce_new_defaults": "true",
+    },
+    "cors": {
+        # Comma-separated origins allowed to make cross-origin requests (empty: CORS off).
+        "allowed_origin": "",
+        "allow_credentials": "true",
+        "expose_headers": "",
+        "max_age": "3600",
+        "allow_methods": "GET,PUT,POST,DELETE,PATCH,HEAD",
+        "allow_headers": "",
+    },
     "quota": {
         "instances": "10",
         "cores": "20",
