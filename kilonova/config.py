@@ -96,7 +96,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "allow_credentials": "true",
         "expose_headers": "",
         "max_age": "3600",
-        "allow_methods": "GET,PUT,POST,DELETE,PATCH,HEAD",
+        "allow_methods": "OPTIONS,GET,HEAD,POST,PUT,DELETE,TRACE,PATCH",
         "allow_headers": "",
     },
     "quota": {
