@@ -58,6 +58,7 @@ def _roundtrip(value: Any) -> Any:
 class Transport(Protocol):
     async def call(self, target: str, method: str, kwargs: dict, timeout: float) -> Any: ...
     async def cast(self, target: str, method: str, kwargs: dict) -> None: ...
+    async def fanout_cast(self, target: str, method: str, kwargs: dict) -> None: ...
     async def serve(self, target: str, endpoint: object, *, concurrency: int = 64) -> None: ...
     async def stop_serving(self, target: str) -> None: ...
     async def close(self) -> None: ...
@@ -141,6 +142,12 @@ class InProcessTransport:
     async def cast(self, target: str, method: str, kwargs: dict) -> None:
         self._queue(target).put_nowait((method, _roundtrip(kwargs), None))
 
+    async def fanout_cast(self, target: str, method: str, kwargs: dict) -> None:
+        """Every server of ``target``: in one process there is at most one; none is not an error."""
+        queue = self._queues.get(target)
+        if queue is not None:
+            queue.put_nowait((method, _roundtrip(kwargs), None))
+
     async def close(self) -> None:
         for target in list(self._queues):
             await self.stop_serving(target)
@@ -163,8 +170,16 @@ class RPCClient:
     async def cast(self, method: str, **kwargs: Any) -> None:
         await self.transport.cast(self.target, method, kwargs)
 
+    async def fanout_cast(self, method: str, **kwargs: Any) -> None:
+        """A cast to every server of the target (e.g. all schedulers), not just one of them."""
+        await self.transport.fanout_cast(self.target, method, kwargs)
+
 
 def get_transport(url: str) -> Transport:
     if url.startswith("inproc"):
         return InProcessTransport()
-    raise RPCError(f"unsupported transport_url {url!r}: only inproc:// is available in this build")
+    if url.startswith(("rabbit://", "amqp://")):
+        from kilonova.common.rpc_rabbit import RabbitTransport
+
+        return RabbitTransport(url)
+    raise RPCError(f"unsupported transport_url {url!r}: use inproc:// or rabbit://user:pass@host:port/vhost")

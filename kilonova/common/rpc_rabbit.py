@@ -1,0 +1,337 @@
+"""The RabbitMQ transport: the ``Transport`` interface of ``kilonova.common.rpc`` over AMQP 0-9-1.
+
+Selected by ``[DEFAULT] transport_url = rabbit://user:pass@host:port/vhost``.
+
+Topology (every name starts with ``kilonova.``, so several deployments can
+share a vhost only if they do not share that prefix):
+
+* one queue per target — ``kilonova.conductor``, ``kilonova.scheduler``,
+  ``kilonova.compute.<host>`` — on the default exchange. Queues and cast
+  messages are durable/persistent: a cast to a conductor that is restarting
+  waits in its queue instead of being lost. Several servers on one target
+  (two conductors) are competing consumers: each message goes to one of them.
+* one fan-out exchange per target, ``kilonova.<target>.fanout``; every server
+  of the target binds its own exclusive queue to it, so ``fanout_cast``
+  reaches all of them (e.g. every scheduler).
+* one exclusive reply queue per transport, ``kilonova.reply.<uuid>``. A call
+  carries ``reply_to`` and a ``correlation_id``; the caller waits for the
+  reply with a timeout, and the request itself expires in the queue after
+  that timeout, so a server that comes back late does not run stale calls.
+
+Delivery: a call is acknowledged as soon as it is received (the caller's
+timeout decides its fate); a cast is acknowledged only after its handler has
+returned, so a server killed mid-way leaves the message to be delivered again
+to another (or the restarted) server — casts are at-least-once and their
+handlers must be idempotent.
+
+Envelopes are JSON with a version: ``{"v": "1.0", "method": ..., "args": {...}}``.
+A server accepts every 1.x envelope and ignores fields it does not know; a
+newer sender's unknown arguments are dropped with a warning (tolerant reader),
+so a newer conductor can still talk to an older compute. A different major
+version is refused with an error reply.
+
+Connections are aio-pika's robust connections: after the broker restarts they
+reconnect with back-off and re-declare queues, bindings and consumers; a
+publish attempted while disconnected is retried until it succeeds or its
+deadline passes.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import aio_pika
+from aio_pika import exceptions as amqp_errors
+from yarl import URL
+
+from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, RPCTimeout, dispatch, error_payload
+
+LOG = logging.getLogger(__name__)
+
+ENVELOPE_VERSION = "1.0"
+PREFIX = "kilonova."
+# Waits between reconnection attempts grow from the first to the last value.
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 4.0)
+# How long a cast waits for the broker to come back before it fails.
+CAST_DEADLINE = 60.0
+
+_RETRYABLE = (amqp_errors.AMQPConnectionError, amqp_errors.ChannelInvalidStateError,
+              amqp_errors.ChannelClosed, ConnectionError, asyncio.TimeoutError, RuntimeError)
+
+
+def amqp_url(transport_url: str) -> str:
+    """``rabbit://`` (oslo.messaging's scheme) -> ``amqp://``; of several hosts, the first one."""
+    scheme, sep, rest = transport_url.partition("://")
+    if not sep or scheme not in ("rabbit", "amqp"):
+        raise RPCError(f"not a RabbitMQ transport_url: {transport_url!r}")
+    authority, slash, tail = rest.partition("/")
+    return f"amqp://{authority.split(',')[0]}/{tail if slash else ''}"
+
+
+def _accepted_kwargs(func, kwargs: dict) -> dict:
+    """Drop the arguments ``func`` does not take (a newer sender), unless it takes ``**kwargs``."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    unknown = set(kwargs) - set(params)
+    if unknown:
+        LOG.warning("ignoring arguments %s of %s not known to this version", sorted(unknown), func.__name__)
+        return {k: v for k, v in kwargs.items() if k not in unknown}
+    return kwargs
+
+
+def encode(method: str, kwargs: dict) -> bytes:
+    return json.dumps({"v": ENVELOPE_VERSION, "method": method, "args": kwargs}).encode()
+
+
+def decode(body: bytes) -> tuple[str, dict]:
+    envelope = json.loads(body)
+    major = str(envelope.get("v", "1.0")).split(".")[0]
+    if major != ENVELOPE_VERSION.split(".")[0]:
+        raise RemoteError("IncompatibleVersion",
+                          f"message envelope version {envelope.get('v')} is not supported "
+                          f"(this server speaks {ENVELOPE_VERSION})")
+    return envelope["method"], envelope.get("args") or {}
+
+
+class RabbitTransport:
+    def __init__(self, transport_url: str, *, prefix: str = PREFIX):
+        self.url = amqp_url(transport_url)
+        self.prefix = prefix
+        self.reply_queue_name = f"{prefix}reply.{uuid.uuid4().hex}"
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._publish_channel: aio_pika.abc.AbstractChannel | None = None
+        self._serve_channel: aio_pika.abc.AbstractChannel | None = None
+        self._connect_lock = asyncio.Lock()
+        self._pending: dict[str, asyncio.Future] = {}
+        self._reply_ready = False
+        self._consumers: dict[str, list[tuple[aio_pika.abc.AbstractQueue, str]]] = {}
+        self._tasks: dict[str, set[asyncio.Task]] = {}
+        self._fanout_declared: set[str] = set()
+        self._closing = False
+
+    # ------------------------------------------------------------------ connection
+
+    async def _connect(self) -> None:
+        if self._connection is not None:
+            return
+        async with self._connect_lock:
+            if self._connection is not None:
+                return
+            attempt = 0
+            while True:
+                try:
+                    connection = await aio_pika.connect_robust(
+                        self.url, reconnect_interval=1.0, client_properties={"connection_name": "kilonova"})
+                    break
+                except (amqp_errors.AMQPConnectionError, ConnectionError, OSError) as exc:
+                    wait = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                    attempt += 1
+                    if attempt > 8:
+                        raise RPCError(f"cannot connect to RabbitMQ at {URL(self.url).with_password(None)}: "
+                                       f"{exc}") from exc
+                    LOG.warning("RabbitMQ not reachable (%s); retrying in %.1fs", exc, wait)
+                    await asyncio.sleep(wait)
+            self._publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._serve_channel = await connection.channel(publisher_confirms=False)
+            self._connection = connection
+
+    async def _ensure_reply_queue(self) -> None:
+        if self._reply_ready:
+            return
+        await self._connect()
+        async with self._connect_lock:
+            if self._reply_ready:
+                return
+            assert self._serve_channel is not None
+            queue = await self._serve_channel.declare_queue(self.reply_queue_name, exclusive=True,
+                                                            auto_delete=True)
+            await queue.consume(self._on_reply, no_ack=True)
+            self._reply_ready = True
+
+    async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        future = self._pending.pop(message.correlation_id or "", None)
+        if future is None or future.done():
+            return  # the caller gave up already
+        try:
+            reply = json.loads(message.body)
+        except ValueError:
+            future.set_exception(RPCError("unreadable reply"))
+            return
+        if "error" in reply:
+            error = reply["error"]
+            future.set_exception(RemoteError(error.get("type", "Exception"), error.get("message", ""),
+                                             error.get("data")))
+        else:
+            future.set_result(reply.get("result"))
+
+    async def _publish(self, message: aio_pika.Message, routing_key: str, *, exchange: str = "",
+                       deadline: float) -> None:
+        """Publish with retries while the broker is away; NoSuchTarget when nobody has the queue."""
+        await self._connect()
+        attempt = 0
+        while True:
+            try:
+                assert self._publish_channel is not None
+                target = (self._publish_channel.default_exchange if not exchange
+                          else await self._publish_channel.get_exchange(exchange, ensure=False))
+                await target.publish(message, routing_key=routing_key, mandatory=not exchange, timeout=10)
+                return
+            except amqp_errors.PublishError as exc:
+                raise NoSuchTarget(f"no server listens on RPC target {routing_key[len(self.prefix):]}") from exc
+            except amqp_errors.DeliveryError as exc:
+                raise RPCError(f"the broker refused a message to {routing_key}: {exc}") from exc
+            except _RETRYABLE as exc:
+                if self._closing or time.monotonic() >= deadline:
+                    raise RPCError(f"could not publish to {routing_key}: {exc!r}") from exc
+                wait = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                attempt += 1
+                LOG.warning("publishing to %s failed (%r); retrying in %.1fs", routing_key, exc, wait)
+                await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+
+    # ------------------------------------------------------------------ client side
+
+    async def call(self, target: str, method: str, kwargs: dict, timeout: float) -> Any:
+        await self._ensure_reply_queue()
+        correlation_id = uuid.uuid4().hex
+        future = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        body = encode(method, kwargs)
+        deadline = time.monotonic() + timeout
+        try:
+            message = aio_pika.Message(body, content_type="application/json", correlation_id=correlation_id,
+                                       reply_to=self.reply_queue_name, expiration=max(timeout, 0.001),
+                                       delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
+            await asyncio.wait_for(self._publish(message, self.prefix + target, deadline=deadline), timeout)
+            remaining = max(0.0, deadline - time.monotonic())
+            return await asyncio.wait_for(future, remaining)
+        except asyncio.TimeoutError:
+            raise RPCTimeout(f"no reply from {target}.{method} within {timeout}s") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    async def cast(self, target: str, method: str, kwargs: dict) -> None:
+        message = aio_pika.Message(encode(method, kwargs), content_type="application/json",
+                                   delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await self._publish(message, self.prefix + target, deadline=time.monotonic() + CAST_DEADLINE)
+
+    async def fanout_cast(self, target: str, method: str, kwargs: dict) -> None:
+        exchange = await self._declare_fanout(target)
+        message = aio_pika.Message(encode(method, kwargs), content_type="application/json")
+        await self._publish(message, "", exchange=exchange, deadline=time.monotonic() + CAST_DEADLINE)
+
+    async def _declare_fanout(self, target: str) -> str:
+        name = f"{self.prefix}{target}.fanout"
+        if name not in self._fanout_declared:
+            await self._connect()
+            assert self._publish_channel is not None
+            await self._publish_channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
+            self._fanout_declared.add(name)
+        return name
+
+    # ------------------------------------------------------------------ server side
+
+    async def serve(self, target: str, endpoint: object, *, concurrency: int = 64) -> None:
+        if target in self._consumers:
+            raise RPCError(f"target {target} is already served in this process")
+        await self._connect()
+        assert self._serve_channel is not None
+        channel = await self._connection.channel(publisher_confirms=False)  # type: ignore[union-attr]
+        await channel.set_qos(prefetch_count=concurrency)
+        queue = await channel.declare_queue(self.prefix + target, durable=True)
+        exchange_name = await self._declare_fanout(target)
+        fanout_queue = await channel.declare_queue(f"{self.prefix}{target}.fanout.{uuid.uuid4().hex[:12]}",
+                                                   exclusive=True, auto_delete=True)
+        await fanout_queue.bind(exchange_name)
+        self._tasks[target] = set()
+        handler = self._make_handler(target, endpoint)
+        self._consumers[target] = [(queue, await queue.consume(handler)),
+                                   (fanout_queue, await fanout_queue.consume(handler))]
+        self._consumers[target].append((channel, ""))  # type: ignore[arg-type]
+
+    def _make_handler(self, target: str, endpoint: object):
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            task = asyncio.create_task(self._handle(target, endpoint, message), name=f"rpc-{target}")
+            tasks = self._tasks.setdefault(target, set())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        return on_message
+
+    async def _handle(self, target: str, endpoint: object, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        is_call = bool(message.reply_to)
+        if is_call:
+            await message.ack()
+        try:
+            try:
+                method, kwargs = decode(message.body)
+                func = getattr(endpoint, method, None) if not method.startswith("_") else None
+                if func is not None:
+                    kwargs = _accepted_kwargs(func, kwargs)
+                result = await dispatch(endpoint, method, kwargs)
+                reply = {"v": ENVELOPE_VERSION, "result": result}
+                json.dumps(reply)
+            except asyncio.CancelledError:
+                if not is_call:
+                    with contextlib.suppress(Exception):
+                        await message.nack(requeue=True)
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+                if not is_call:
+                    LOG.exception("cast %s failed", target)
+                reply = {"v": ENVELOPE_VERSION, "error": error_payload(exc)}
+            if is_call:
+                await self._reply(message, reply)
+            else:
+                await message.ack()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a broken channel must not kill the consumer
+            LOG.exception("handling a message for %s failed", target)
+
+    async def _reply(self, message: aio_pika.abc.AbstractIncomingMessage, reply: dict) -> None:
+        body = json.dumps(reply).encode()
+        out = aio_pika.Message(body, content_type="application/json", correlation_id=message.correlation_id,
+                               delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
+        try:
+            await self._publish(out, message.reply_to or "", deadline=time.monotonic() + 10)
+        except NoSuchTarget:
+            LOG.info("caller of %s went away before the reply", message.correlation_id)
+
+    async def stop_serving(self, target: str) -> None:
+        consumers = self._consumers.pop(target, [])
+        channel = None
+        for queue, tag in consumers:
+            if not tag:
+                channel = queue
+                continue
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        tasks = self._tasks.pop(target, set())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def close(self) -> None:
+        self._closing = True
+        for target in list(self._consumers):
+            await self.stop_serving(target)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(RPCError("transport closed"))
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = None

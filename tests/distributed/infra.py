@@ -1,0 +1,119 @@
+"""The machine's RabbitMQ, PostgreSQL and MariaDB for tests: started if down, throw-away vhosts and databases.
+
+Each helper returns a URL to use and cleans up after itself when used as a
+context manager. Nothing here is needed for the all-in-one tests.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+RABBIT = ("127.0.0.1", 5672)
+POSTGRES = ("127.0.0.1", 5432)
+MARIADB = ("127.0.0.1", 3306)
+
+
+def _port_open(address: tuple[str, int]) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(address) == 0
+
+
+def _wait_port(address: tuple[str, int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _port_open(address):
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _start(address: tuple[str, int], command: list[str], timeout: float = 60) -> None:
+    if _port_open(address):
+        return
+    subprocess.run(command, check=False, capture_output=True, timeout=120)
+    if not _wait_port(address, timeout):
+        raise RuntimeError(f"{' '.join(command)} did not bring up {address[0]}:{address[1]}")
+
+
+def ensure_rabbitmq() -> None:
+    _start(RABBIT, ["rabbitmq-server", "-detached"], timeout=90)
+    # The port opens before the broker accepts vhost commands; wait for the app.
+    subprocess.run(["rabbitmqctl", "await_startup", "--timeout", "60"], check=False, capture_output=True,
+                   timeout=90)
+
+
+def ensure_postgres() -> None:
+    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir()) if Path("/etc/postgresql").exists() else []
+    if versions:
+        _start(POSTGRES, ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"])
+
+
+def ensure_mariadb() -> None:
+    _start(MARIADB, ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"])
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+@contextlib.contextmanager
+def rabbit_vhost(prefix: str = "kn-test") -> Iterator[str]:
+    """A fresh vhost on the local broker; yields its ``rabbit://`` transport URL."""
+    ensure_rabbitmq()
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    subprocess.run(["rabbitmqctl", "add_vhost", name], check=True, capture_output=True, timeout=60)
+    subprocess.run(["rabbitmqctl", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True,
+                   capture_output=True, timeout=60)
+    try:
+        yield f"rabbit://guest:guest@127.0.0.1:5672/{name}"
+    finally:
+        subprocess.run(["rabbitmqctl", "delete_vhost", name], check=False, capture_output=True, timeout=60)
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+                    "-q", "-c", sql], check=True, capture_output=True, timeout=60)
+
+
+def _mysql(sql: str) -> None:
+    subprocess.run(["mysql", "-h", "127.0.0.1", "-uroot", "-e", sql], check=True, capture_output=True, timeout=60)
+
+
+class Databases:
+    """Throw-away databases on one server; ``url(name)`` creates one and returns its SQLAlchemy URL."""
+
+    def __init__(self, kind: str):
+        assert kind in ("postgresql", "mysql")
+        self.kind = kind
+        self.tag = uuid.uuid4().hex[:8]
+        self.created: list[str] = []
+        if kind == "postgresql":
+            ensure_postgres()
+        else:
+            ensure_mariadb()
+
+    def url(self, name: str) -> str:
+        db = f"kn_{self.tag}_{name}"
+        if self.kind == "postgresql":
+            _psql(f'CREATE DATABASE "{db}"')
+            self.created.append(db)
+            return f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+        _mysql(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        self.created.append(db)
+        return f"mysql+pymysql://root@127.0.0.1:3306/{db}?charset=utf8mb4"
+
+    def drop_all(self) -> None:
+        for db in self.created:
+            with contextlib.suppress(Exception):
+                if self.kind == "postgresql":
+                    _psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                else:
+                    _mysql(f"DROP DATABASE IF EXISTS `{db}`")
+        self.created.clear()

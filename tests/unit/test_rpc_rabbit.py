@@ -1,0 +1,89 @@
+"""What only the RabbitMQ transport has to show: durable queues, competing servers, versions, reconnection."""
+import asyncio
+import json
+import subprocess
+
+import aio_pika
+import pytest
+
+from kilonova.common.rpc import RemoteError, RPCClient, get_transport
+from kilonova.common.rpc_rabbit import amqp_url
+from tests.unit.test_rpc import Endpoint, _eventually, rabbit_url  # noqa: F401 - fixture reused
+
+
+@pytest.fixture
+async def transports(rabbit_url):  # noqa: F811
+    made = []
+
+    def make():
+        made.append(get_transport(rabbit_url))
+        return made[-1]
+
+    yield make
+    for transport in made:
+        await transport.close()
+
+
+def test_transport_urls():
+    assert amqp_url("rabbit://u:p@h:5672/vh") == "amqp://u:p@h:5672/vh"
+    assert amqp_url("rabbit://u:p@h1:5672,u:p@h2:5672/") == "amqp://u:p@h1:5672/"
+
+
+async def test_a_cast_waits_in_its_durable_queue_for_a_server(transports):
+    first, caller = transports(), transports()
+    await first.serve("conductor", Endpoint())
+    await first.stop_serving("conductor")          # the queue stays, nobody consumes it
+    await RPCClient(caller, "conductor").cast("record", value="while-away")
+    endpoint = Endpoint()
+    await transports().serve("conductor", endpoint)  # a conductor (re)starts
+    await _eventually(lambda: endpoint.casts)
+    assert endpoint.casts == ["while-away"]
+
+
+async def test_servers_of_one_target_share_the_work(transports):
+    endpoints = [Endpoint(), Endpoint()]
+    for endpoint in endpoints:
+        await transports().serve("scheduler", endpoint)
+    client = RPCClient(transports(), "scheduler", timeout=5)
+    for i in range(20):
+        await client.cast("record", value=i)
+    await _eventually(lambda: sum(len(e.casts) for e in endpoints) == 20)
+    assert sorted(endpoints[0].casts + endpoints[1].casts) == list(range(20))
+    assert all(e.casts for e in endpoints), "both servers should have taken some of the casts"
+
+
+async def test_newer_callers_extra_arguments_are_ignored_and_other_majors_refused(transports, rabbit_url):  # noqa: F811
+    server = transports()
+    await server.serve("compute.old", Endpoint())
+    connection = await aio_pika.connect(amqp_url(rabbit_url))
+    try:
+        channel = await connection.channel()
+        replies = await channel.declare_queue(exclusive=True)
+        answers: asyncio.Queue = asyncio.Queue()
+
+        async def collect(message):
+            answers.put_nowait(json.loads(message.body))
+
+        await replies.consume(collect, no_ack=True)
+        for version, args in (("1.7", {"a": 1, "b": 2, "added_in_1_7": True}), ("2.0", {"a": 1, "b": 2})):
+            body = json.dumps({"v": version, "method": "add", "args": args, "trace": "x"}).encode()
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, reply_to=replies.name, correlation_id=version), routing_key="kilonova.compute.old")
+        first = await asyncio.wait_for(answers.get(), 5)
+        second = await asyncio.wait_for(answers.get(), 5)
+    finally:
+        await connection.close()
+    assert first == {"v": "1.0", "result": 3}
+    assert second["error"]["type"] == "IncompatibleVersion"
+
+
+async def test_calls_work_again_after_the_broker_drops_every_connection(transports):
+    server, caller = transports(), transports()
+    await server.serve("conductor", Endpoint())
+    client = RPCClient(caller, "conductor", timeout=20)
+    assert await client.call("add", a=1, b=1) == 2
+    subprocess.run(["rabbitmqctl", "close_all_connections", "test: broker restart"], check=True,
+                   capture_output=True, timeout=60)
+    assert await client.call("add", a=2, b=2) == 4
+    with pytest.raises(RemoteError):
+        await client.call("fail")
