@@ -13,6 +13,7 @@ import shutil
 import statistics
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -74,8 +75,14 @@ async def run(args) -> None:
                     submitted[response.json()["server"]["id"]] = sent
 
             async def watcher() -> None:
+                # Ask only for servers changed since the previous poll (Nova's changes-since filter),
+                # so watching costs the cloud little while it boots.
+                since = None
                 while len(active) < args.servers:
-                    response = await client.get("/servers/detail")
+                    polled_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+                    params = {"changes-since": since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")} if since else {}
+                    response = await client.get("/servers/detail", params=params)
+                    since = polled_at
                     now = time.monotonic()
                     for server in response.json()["servers"]:
                         if server["status"] == "ACTIVE" and server["id"] not in active:
