@@ -1,4 +1,10 @@
-"""Placement's ASGI application: routes from each handler module, auth, policy, microversions."""
+"""Placement's ASGI application: routes from each handler module, auth, policy, microversions, CORS.
+
+The request path, outermost first, as upstream's pipeline: CORS, authentication
+(keystone tokens or noauth2), then route matching, microversion negotiation and
+the policy check. An unknown path or method therefore answers 401 to a request
+without a token, and 404/405 (with the version header and error code) to one with.
+"""
 from __future__ import annotations
 
 import importlib
@@ -6,39 +12,84 @@ import importlib
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kilonova.common.auth import make_auth_hook
+from kilonova.common.context import RequestContext
 from kilonova.common.http import Handler, HTTPError, Router, ServiceApp
 from kilonova.placement import microversion
+from kilonova.placement.cors import CORS
 from kilonova.placement.errors import format_error
+from kilonova.placement.policy import Enforcer
 
 # Each module defines ``register(router)``.
 HANDLER_MODULES = ["root", "resource_provider", "inventory", "usage", "aggregate", "trait", "resource_class",
                    "allocation", "allocation_candidate", "reshaper"]
-# Upstream's default policy: admin, or the "service" role, for everything but GET /.
-ALLOWED_ROLES = {"admin", "service"}
+
+UNAUTHORIZED_TEXT = ("This server could not verify that you are authorized to access the document you requested. "
+                     "Either you supplied the wrong credentials (e.g., bad password), or your browser does not "
+                     "understand how to supply the credentials required.")
+
+
+class PlacementRouter(Router):
+    """Defers 404/405 to a handler, so that authentication answers first, as upstream."""
+
+    def match(self, method: str, path: str):
+        try:
+            return super().match(method, path)
+        except HTTPError as caught:
+            error = caught
+
+            async def refuse(request: Request) -> Response:
+                raise error
+            refuse.no_policy = True  # type: ignore[attr-defined]
+            return refuse, {}
 
 
 def build_router() -> Router:
-    router = Router()
+    router = PlacementRouter()
     for name in HANDLER_MODULES:
-        try:
-            module = importlib.import_module(f"kilonova.placement.handlers.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"kilonova.placement.handlers.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"kilonova.placement.handlers.{name}")
         module.register(router)
     return router
 
 
-async def negotiate_and_authorize(request: Request, handler: Handler) -> None:
-    request.state.version = microversion.negotiate(request)
-    if getattr(handler, "public", False):
-        return
-    context = request.state.context
-    if not ALLOWED_ROLES & set(context.roles):
+def noauth2_context(request: Request) -> RequestContext:
+    """upstream's NoAuthMiddleware: the token is ``user[:project]``; user ``admin`` is an admin."""
+    token = request.headers.get("x-auth-token")
+    if token is None:
+        raise HTTPError(401, UNAUTHORIZED_TEXT, noauth=True)
+    user, _, project = token.partition(":")
+    project = project or user
+    if "x-roles" in request.headers:
+        roles = [r.strip() for r in request.headers["x-roles"].split(",") if r.strip()]
+    else:
+        roles = ["admin"] if user == "admin" else []
+    system_scope = request.headers.get("openstack-system-scope") or None
+    return RequestContext(user_id=user, project_id=None if system_scope else project, roles=roles,
+                          token=token, request_id=request.state.request_id, system_scope=system_scope)
+
+
+def make_before(validator, enforcer: Enforcer, auth_strategy: str):
+    async def before(request: Request, handler: Handler) -> None:
+        if not getattr(handler, "public", False):
+            if auth_strategy == "noauth2":
+                request.state.context = noauth2_context(request)
+            else:
+                token = request.headers.get("x-auth-token")
+                if not token:
+                    raise HTTPError(401, "The request you have made requires authentication.",
+                                    headers={"WWW-Authenticate": "Keystone uri=\"\""})
+                body = await validator.validate(token)
+                request.state.context = RequestContext.from_token(body, token, request.state.request_id)
+        request.state.version = microversion.negotiate(request)
+        if getattr(handler, "public", False) or getattr(handler, "no_policy", False):
+            return
         rule = getattr(handler, "policy", "placement")
-        raise HTTPError(403, f"Policy does not allow {rule} to be performed.")
+        context = request.state.context
+        target = {"project_id": context.project_id, "user_id": context.user_id}
+        if rule == "placement:usages":
+            target = {"project_id": request.query_params.get("project_id")}
+        if not enforcer.authorize(rule, target, context):
+            raise HTTPError(403, f"Policy does not allow {rule} to be performed.")
+    return before
 
 
 def add_version_headers(request: Request, response: Response) -> None:
@@ -49,9 +100,15 @@ def add_version_headers(request: Request, response: Response) -> None:
     response.headers["vary"] = "openstack-api-version"
 
 
-def create_app(validator, placement: object) -> ServiceApp:
-    """``validator``: anything with ``async validate(token) -> token document`` (a TokenValidator)."""
+def create_app(validator, placement: object, *, auth_strategy: str = "keystone", enforcer: Enforcer | None = None,
+               cors: dict | None = None):
+    """``validator``: anything with ``async validate(token) -> token document`` (a TokenValidator);
+    unused with ``auth_strategy="noauth2"``. ``cors``: the [cors] options (CORS is on with an allowed_origin)."""
+    if auth_strategy not in ("keystone", "noauth2"):
+        raise ValueError(f"[placement] auth_strategy must be keystone or noauth2, not {auth_strategy!r}")
     app = ServiceApp("placement", build_router(), error_formatter=format_error,
-                     before=make_auth_hook(validator, extra=negotiate_and_authorize), after=add_version_headers)
+                     before=make_before(validator, enforcer or Enforcer(), auth_strategy), after=add_version_headers)
     app.state["placement"] = placement
+    if cors and cors.get("allowed_origin"):
+        return CORS(app, **cors)
     return app

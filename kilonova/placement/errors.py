@@ -12,7 +12,7 @@ keystonemiddleware's own shape, as upstream (the middleware answers it).
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from kilonova.common.http import HTTPError
 
@@ -58,6 +58,8 @@ def detail_text(status: int, message: str) -> str:
 
 
 def format_error(request: Request, error: HTTPError) -> Response:
+    if error.status == 401 and error.extra.get("noauth"):
+        return _webob_unauthorized(request, error)
     if error.status == 401:
         body = {"error": {"code": 401, "title": "Unauthorized", "message": error.message}}
         return JSONResponse(body, status_code=401, headers=error.headers)
@@ -71,3 +73,11 @@ def format_error(request: Request, error: HTTPError) -> Response:
         entry["max_version"] = error.extra["max_version"]
         entry["min_version"] = error.extra["min_version"]
     return JSONResponse({"errors": [entry]}, status_code=error.status, headers=error.headers)
+
+
+def _webob_unauthorized(request: Request, error: HTTPError) -> Response:
+    """The 401 upstream's noauth2 middleware answers: webob's own page, JSON when asked for."""
+    if "application/json" in request.headers.get("accept", ""):
+        body = {"message": error.message + "<br /><br />\n\n\n", "code": "401 Unauthorized", "title": "Unauthorized"}
+        return JSONResponse(body, status_code=401)
+    return PlainTextResponse(f"401 Unauthorized\n\n{error.message}\n\n   ", status_code=401)

@@ -1,6 +1,7 @@
 """The Placement service: owns the Placement database and serves the Placement API at its root."""
 from __future__ import annotations
 
+import configparser
 from pathlib import Path
 
 from kilonova.common.auth import TokenValidator
@@ -9,8 +10,26 @@ from kilonova.common.service import Service, ServiceEnv
 from kilonova.placement.app import create_app
 from kilonova.placement.objects import resource_classes, traits
 from kilonova.placement.objects.models import PlacementBase
+from kilonova.placement.policy import Enforcer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+CORS_OPTIONS = ("allowed_origin", "allow_credentials", "expose_headers", "max_age", "allow_methods", "allow_headers")
+
+
+def auth_strategy(conf) -> str:
+    """[placement] auth_strategy; upstream's own spelling, [api] auth_strategy, wins when present."""
+    try:
+        return conf.get("api", "auth_strategy").strip()
+    except (configparser.NoSectionError, configparser.NoOptionError):
+        return conf.get("placement", "auth_strategy").strip()
+
+
+def enforcer(conf) -> Enforcer:
+    path = Path(conf.get("oslo_policy", "policy_file"))
+    if not path.is_absolute():
+        path = Path(conf.state_dir) / path
+    return Enforcer(path, enforce_scope=conf.getbool("oslo_policy", "enforce_scope"),
+                    enforce_new_defaults=conf.getbool("oslo_policy", "enforce_new_defaults"))
 
 
 def sync_standards(session) -> None:
@@ -28,11 +47,13 @@ class PlacementService(Service):
         conf = env.conf
         self.db = Database.shared(conf.get("placement_database", "connection"), name="placement")
         self.max_candidates = conf.getint("placement", "max_allocation_candidates")
-        if validator is None:
+        self.auth_strategy = auth_strategy(conf)
+        if validator is None and self.auth_strategy == "keystone":
             validator = TokenValidator(env.endpoints.http_client("identity"),
                                        cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))
         self.validator = validator
-        self.app = create_app(validator, self)
+        self.app = create_app(validator, self, auth_strategy=self.auth_strategy, enforcer=enforcer(conf),
+                              cors={key: conf.get("cors", key) for key in CORS_OPTIONS})
 
     def prepare(self) -> None:
         migrate(self.db, MIGRATIONS, PlacementBase.metadata)
