@@ -94,10 +94,12 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Comma-separated origins allowed to make cross-origin requests (empty: CORS off).
         "allowed_origin": "",
         "allow_credentials": "true",
-        "expose_headers": "",
+        # Upstream Placement's own defaults for these (it sets oslo.middleware's).
+        "expose_headers": "X-Auth-Token,X-Openstack-Request-Id,X-Subject-Token,X-Service-Token,OpenStack-API-Version",
         "max_age": "3600",
-        "allow_methods": "OPTIONS,GET,HEAD,POST,PUT,DELETE,TRACE,PATCH",
-        "allow_headers": "",
+        "allow_methods": "GET,PUT,POST,DELETE,PATCH",
+        "allow_headers": "X-Auth-Token,X-Openstack-Request-Id,X-Identity-Status,X-Roles,X-Service-Catalog,"
+                         "X-User-Id,X-Tenant-Id,OpenStack-API-Version",
     },
     "quota": {
         "instances": "10",
