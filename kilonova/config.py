@@ -126,6 +126,38 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "compute": {
         "default_availability_zone": "nova",
         "build_timeout": "600",
+        # fake: simulated hosts ([fake_driver]); libvirt: this machine is one host named [DEFAULT] host.
+        "compute_driver": "fake",
+        # How often the agent compares each guest's power state with the database (0 = never).
+        "sync_power_state_interval": "10",
+        # Give every server a config drive, asked for or not (nova.conf's [DEFAULT] force_config_drive).
+        "force_config_drive": "false",
+        "mkisofs_cmd": "genisoimage",
+    },
+    "libvirt": {
+        # kvm or qemu; empty = kvm when a KVM guest can run on this host, else qemu (TCG).
+        "virt_type": "",
+        # host-model, host-passthrough, custom, none; empty = host-model for kvm, none for qemu.
+        "cpu_mode": "",
+        "cpu_models": "",
+        # Empty = qemu:///system.
+        "connection_uri": "",
+        "instances_path": "{state_dir}/instances",
+        # qcow2: a copy-on-write overlay per instance on the cached base; raw: a full copy.
+        "images_type": "qcow2",
+        # Convert cached base images to raw (nova.conf's [DEFAULT] force_raw_images).
+        "force_raw_images": "true",
+        # Cached base images no instance uses are removed once older than this.
+        "remove_unused_original_minimum_age_seconds": "86400",
+        "image_cache_manager_interval": "2400",
+        # Seconds a guest gets to shut down on ACPI before it is destroyed (stop, soft reboot).
+        "shutdown_timeout": "60",
+        "wait_soft_reboot_seconds": "120",
+        "machine_type": "pc",
+    },
+    "vnc": {
+        "enabled": "true",
+        "server_listen": "127.0.0.1",
     },
     "fake_driver": {
         "hosts": "4",
