@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     sample = sub.add_parser("config-sample", help="print every configuration option with its default")
     sample.set_defaults(func=cmd_config_sample)
 
+    from kilonova.manage import register as register_manage
+    register_manage(sub)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
