@@ -37,6 +37,7 @@ class Cells:
         self._by_id: dict[int, Cell] = {}
 
     def load(self) -> None:
+        """Read the cell mappings; called again it adds cells created since (``create_cell``)."""
         for mapping in self.api_db.run_sync(mappings.list_cells, write=False):
             cell = Cell(mapping.uuid, mapping.name or mapping.uuid,
                         Database.shared(mapping.database_connection, name=f"cell-{mapping.name}"))
@@ -59,6 +60,9 @@ class Cells:
     def real(self) -> list[Cell]:
         return [cell for cell in self._cells.values() if not cell.is_cell0]
 
+    def named(self, name: str) -> Cell | None:
+        return next((cell for cell in self._cells.values() if cell.name == name or cell.uuid == name), None)
+
     @property
     def default(self) -> Cell:
         """Where new hosts are mapped in the all-in-one deployment."""
@@ -70,6 +74,28 @@ def setup_cells(conf: Config, api_db: Database) -> None:
     transport_url = conf.get("DEFAULT", "transport_url")
     specs = [(CELL0_UUID, "cell0", "none:///", conf.get("cell0_database", "connection")),
              (CELL1_UUID, "cell1", transport_url, conf.get("database", "connection"))]
+    existing = {cell.database_connection: cell.uuid for cell in api_db.run_sync(mappings.list_cells, write=False)}
     for uuid, name, url, connection in specs:
+        if existing.get(connection, uuid) != uuid:
+            continue  # the operator mapped this database already (cell_v2 create_cell)
         api_db.run_sync(mappings.ensure_cell, uuid, name, url, connection)
         migrate(Database.shared(connection, name=f"cell-{name}"), CELL_MIGRATIONS, CellBase.metadata)
+
+
+def discover_hosts(api_db: Database, cells: list[Cell]) -> list[tuple[str, Cell]]:
+    """Map every compute host found in a cell's services table that no host mapping names yet.
+
+    ``nova-manage cell_v2 discover_hosts`` by service: returns the (host, cell) pairs it mapped.
+    """
+    from kilonova.compute.db import services
+
+    mapped = []
+    for cell in cells:
+        if cell.is_cell0:
+            continue
+        hosts = {row.host for row in cell.db.run_sync(services.list_services, binary="nova-compute", write=False)}
+        for host in sorted(hosts):
+            if api_db.run_sync(mappings.get_host_mapping, host, write=False) is None:
+                api_db.run_sync(mappings.map_host, host, cell.uuid)
+                mapped.append((host, cell))
+    return mapped

@@ -1,0 +1,194 @@
+"""``kilonova manage placement audit [--heal]``: Placement allocations against the instances that exist.
+
+Finds (like ``nova-manage placement audit``, plus the reverse direction):
+
+* orphaned allocations — a consumer that is no server (never was, or deleted);
+* allocations of a server on a provider that is not its node;
+* servers on a host that hold no allocation at all.
+
+``--heal`` deletes orphaned allocations and gives servers without allocations
+the ones their flavor needs on their node. Exit code: 0 nothing found, 3
+problems found (and not all healed), 4 everything found was healed, 1 error.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+
+import httpx
+
+from kilonova.common.catalog import root_urls
+from kilonova.common.clients import ServiceAuth, ServiceClient
+from kilonova.common.db import Database, NotFound
+from kilonova.compute import cells as cells_mod
+from kilonova.compute.db import build_requests, instances, mappings
+from kilonova.manage import load_conf
+
+# States in which a server holds resources on its host.
+HOLDS_RESOURCES = ("active", "stopped", "paused", "suspended", "rescued", "resized", "building")
+
+
+def register(groups) -> None:
+    placement = groups.add_parser("placement", help="Placement checks").add_subparsers(dest="action", required=True)
+    audit = placement.add_parser("audit", help="compare Placement allocations with the instances that exist")
+    audit.add_argument("--heal", "--delete", dest="heal", action="store_true",
+                       help="delete orphaned allocations and recreate missing ones")
+    audit.add_argument("--verbose", action="store_true")
+    audit.add_argument("--resource_provider", "--resource-provider", dest="provider",
+                       help="only this provider (uuid)")
+    audit.set_defaults(func=run)
+
+
+@dataclass
+class Findings:
+    orphaned: list[tuple[str, str, str]] = field(default_factory=list)     # consumer, provider, why
+    misplaced: list[tuple[str, str, str]] = field(default_factory=list)    # consumer, provider, node
+    missing: list[tuple[str, dict]] = field(default_factory=list)          # instance uuid, instance
+    healed: int = 0
+
+    @property
+    def problems(self) -> int:
+        return len(self.orphaned) + len(self.misplaced) + len(self.missing)
+
+
+def resources_of(flavor: dict) -> dict[str, int]:
+    resources = {"VCPU": flavor["vcpus"], "MEMORY_MB": flavor["memory_mb"],
+                 "DISK_GB": flavor.get("root_gb", 0) + flavor.get("ephemeral_gb", 0)
+                 + math.ceil(flavor.get("swap", 0) / 1024)}
+    return {rc: n for rc, n in resources.items() if n > 0}
+
+
+def service_password(conf) -> str:
+    password = conf.get("service_user", "password")
+    if not password:
+        secrets = conf.state_dir / "secrets.json"
+        if secrets.exists():
+            password = json.loads(secrets.read_text()).get("service_password", "")
+    if not password:
+        raise SystemExit("no service user password: set [service_user] password in the configuration file")
+    return password
+
+
+class Auditor:
+    def __init__(self, conf, placement: ServiceClient, verbose: bool = False):
+        self.conf = conf
+        self.placement = placement
+        self.verbose = verbose
+        self.api_db = Database(conf.get("api_database", "connection"), name="nova_api", workers=2)
+        self.cells = cells_mod.Cells(self.api_db)
+
+    def close(self) -> None:
+        for cell in self.cells.all():
+            cell.db.close()
+        self.api_db.close()
+
+    def say(self, text: str) -> None:
+        if self.verbose:
+            print(text)
+
+    async def _json(self, path: str) -> dict:
+        response = await self.placement.get(path)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {path}: {response.status_code} {response.text[:200]}")
+        return response.json()
+
+    async def _instance(self, uuid: str) -> dict | None:
+        """The live server with this uuid (a build request counts), or None."""
+        mapping = await self.api_db.read(mappings.get_instance_mapping, uuid)
+        if mapping is None:
+            return None
+        if mapping.cell_id is None:
+            pending = await self.api_db.read(build_requests.get, uuid)
+            return None if pending is None else {**pending, "node": None}
+        cell = self.cells.by_id(mapping.cell_id)
+        if cell is None:
+            return None
+        try:
+            return await cell.db.read(instances.get, uuid)
+        except NotFound:
+            return None
+
+    async def audit(self, only_provider: str | None = None) -> Findings:
+        self.cells.load()
+        findings = Findings()
+        providers = (await self._json("/resource_providers"))["resource_providers"]
+        by_name = {p["name"]: p["uuid"] for p in providers}
+        seen: set[str] = set()
+        for provider in providers:
+            if only_provider and provider["uuid"] != only_provider:
+                continue
+            allocations = (await self._json(f"/resource_providers/{provider['uuid']}/allocations"))["allocations"]
+            for consumer in sorted(allocations):
+                seen.add(consumer)
+                instance = await self._instance(consumer)
+                if instance is None:
+                    findings.orphaned.append((consumer, provider["uuid"], "no such server"))
+                    self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
+                             f"{provider['uuid']} can be deleted: no server uses them")
+                elif instance.get("node") and instance["node"] != provider["name"]:
+                    findings.misplaced.append((consumer, provider["uuid"], instance["node"]))
+                    self.say(f"Allocations for server {consumer} are on {provider['name']} but it runs on "
+                             f"{instance['node']}")
+        if not only_provider:
+            for cell in self.cells.real():
+                rows = await cell.db.read(instances.query, project_id=None, filters={}, limit=None)
+                for row in rows:
+                    if row["uuid"] in seen or not row.get("node") or row["vm_state"] not in HOLDS_RESOURCES:
+                        continue
+                    findings.missing.append((row["uuid"], {**row, "_provider": by_name.get(row["node"])}))
+                    self.say(f"Server {row['uuid']} on {row['node']} holds no allocation")
+        return findings
+
+    async def heal(self, findings: Findings) -> None:
+        for consumer, _provider, _why in findings.orphaned:
+            response = await self.placement.delete(f"/allocations/{consumer}")
+            if response.status_code in (204, 404):
+                findings.healed += 1
+                self.say(f"Deleted allocations for consumer UUID {consumer}")
+        for uuid, row in findings.missing:
+            if row["_provider"] is None:
+                continue
+            body = {"allocations": {row["_provider"]: {"resources": resources_of(row["flavor"])}},
+                    "project_id": row["project_id"], "user_id": row["user_id"], "consumer_generation": None}
+            response = await self.placement.put(f"/allocations/{uuid}", json=body)
+            if response.status_code == 204:
+                findings.healed += 1
+                self.say(f"Created allocations for server {uuid} on {row['node']}")
+
+
+async def _run(args: argparse.Namespace) -> int:
+    conf = load_conf(args)
+    urls = root_urls(conf)
+    identity = httpx.AsyncClient(base_url=urls["identity"], timeout=30)
+    auth = ServiceAuth(identity, conf.get("service_user", "username"), service_password(conf),
+                       conf.get("service_user", "project_name"))
+    placement = ServiceClient(httpx.AsyncClient(base_url=urls["placement"], timeout=30), auth,
+                              {"OpenStack-API-Version": "placement 1.36"})
+    auditor = Auditor(conf, placement, verbose=args.verbose)
+    try:
+        findings = await auditor.audit(args.provider)
+        if args.heal and findings.problems:
+            await auditor.heal(findings)
+    finally:
+        auditor.close()
+        await identity.aclose()
+        await placement.http.aclose()
+    print(f"Processed allocations: {len(findings.orphaned)} orphaned, {len(findings.misplaced)} on the wrong "
+          f"provider, {len(findings.missing)} servers without allocations"
+          + (f"; healed {findings.healed}" if args.heal else ""))
+    if not findings.problems:
+        return 0
+    return 4 if args.heal and findings.healed == len(findings.orphaned) + len(findings.missing) \
+        and not findings.misplaced else 3
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except (RuntimeError, httpx.HTTPError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
