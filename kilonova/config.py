@@ -119,6 +119,10 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "max_attempts": "3",
         "max_placement_results": "1000",
     },
+    "scheduler": {
+        # Seconds between mappings of new compute hosts to their cells (cell_v2 discover_hosts); -1: never.
+        "discover_hosts_in_cells_interval": "-1",
+    },
     "conductor": {
         # How often the conductor looks for builds stuck past [compute] build_timeout.
         "reconcile_interval": "60",
@@ -126,6 +130,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "compute": {
         "default_availability_zone": "nova",
         "build_timeout": "600",
+        # The cell (name or uuid) a new compute host of this process joins; empty: the first cell.
+        "cell": "",
         # fake: simulated hosts ([fake_driver]); libvirt: this machine is one host named [DEFAULT] host.
         "compute_driver": "fake",
         # How often the agent compares each guest's power state with the database (0 = never).
