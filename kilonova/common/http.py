@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -210,7 +211,9 @@ async def read_json(request: Request, *, max_bytes: int = MAX_BODY_BYTES, requir
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status_code=status, headers=headers)
+    # orjson: the same compact UTF-8 JSON as json.dumps, several times faster on big lists.
+    return Response(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status_code=status, headers=headers,
+                    media_type="application/json")
 
 
 def empty_response(status: int = 204, headers: dict[str, str] | None = None) -> Response:

@@ -5,6 +5,8 @@ response shapes; a handler branches with ``want(request, "2.47")``.
 """
 from __future__ import annotations
 
+import functools
+
 import re
 
 from starlette.requests import Request
@@ -79,6 +81,7 @@ MAX_VERSION = "2.60"
 _FORMAT = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
 
 
+@functools.lru_cache(maxsize=256)
 def parse(text: str) -> tuple[int, int]:
     match = _FORMAT.match(text.strip())
     if not match:

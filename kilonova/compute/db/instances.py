@@ -26,12 +26,19 @@ def utcnow() -> datetime:
 
 
 def to_dict(instance: Instance) -> dict[str, Any]:
-    values = {key: getattr(instance, key) for key in _COLUMNS}
+    return _plain({key: getattr(instance, key) for key in _COLUMNS})
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
     values["metadata"] = values.pop("metadata_") or {}
     for key, value in values.items():
         if isinstance(value, datetime):
             values[key] = value.isoformat(timespec="microseconds")
     return values
+
+
+# Listing reads plain rows (no ORM identity map): the detail view of many servers is hot.
+_LIST_COLUMNS = [sa.inspect(Instance).column_attrs[key].columns[0].label(key) for key in _COLUMNS]
 
 
 def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +132,8 @@ def query(session: Session, *, project_id: str | None, filters: dict[str, Any], 
     stmt = stmt.order_by(Instance.created_at.desc(), Instance.uuid.desc())
     if limit is not None:
         stmt = stmt.limit(limit)
-    return [to_dict(row) for row in session.scalars(stmt)]
+    stmt = stmt.with_only_columns(*_LIST_COLUMNS)
+    return [_plain(dict(row)) for row in session.execute(stmt).mappings()]
 
 
 def add_fault(session: Session, uuid: str, code: int, message: str, details: str | None = None,
