@@ -9,6 +9,14 @@ from kilonova.common.rpc import RPCClient, RPCError
 
 LOG = logging.getLogger(__name__)
 
+# The cell a new compute host of this process asks to join ([compute] cell); set by the process runner.
+_cell_hint: str | None = None
+
+
+def set_cell_hint(cell: str | None) -> None:
+    global _cell_hint
+    _cell_hint = cell or None
+
 
 class Heartbeat:
     def __init__(self, conductor: RPCClient, host: str, binary: str, interval: float):
@@ -21,8 +29,9 @@ class Heartbeat:
 
     async def beat(self) -> dict | None:
         try:
+            extra = {"cell": _cell_hint} if _cell_hint and self.binary == "nova-compute" else {}
             self.service = await self.conductor.call("service_report", host=self.host, binary=self.binary,
-                                                     topic=self.binary.replace("nova-", ""))
+                                                     topic=self.binary.replace("nova-", ""), **extra)
         except RPCError as exc:
             LOG.warning("%s on %s could not report its heartbeat: %s", self.binary, self.host, exc)
         return self.service

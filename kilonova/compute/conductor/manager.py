@@ -50,14 +50,26 @@ class ConductorManager:
         if response.status_code not in (204, 404):
             LOG.error("could not release allocations of %s: %s", uuid, response.text)
 
-    async def _cell_for_host(self, host: str) -> Cell:
+    async def _cell_for_host(self, host: str, wanted: str | None = None) -> Cell:
         mapping_cell = await self.cells.api_db.read(_host_cell_uuid, host)
         if mapping_cell is None:
-            # Automatic host discovery: a new compute host joins the default cell.
-            cell = self.cells.default
+            # Automatic host discovery: a new compute host joins the cell it asks for, else the default one.
+            cell = self._named_cell(wanted) if wanted else self.cells.default
             await self.cells.api_db.write(mappings.map_host, host, cell.uuid)
             return cell
+        if mapping_cell not in {c.uuid for c in self.cells.all()}:
+            self.cells.load()  # a cell mapped after this conductor started
         return self.cells.get(mapping_cell)
+
+    def _named_cell(self, name: str) -> Cell:
+        cell = self.cells.named(name)
+        if cell is None:
+            self.cells.load()
+            cell = self.cells.named(name)
+        if cell is None or cell.is_cell0:
+            LOG.warning("a host asked for cell %r, which is not mapped; using %s", name, self.cells.default.name)
+            return self.cells.default
+        return cell
 
     # ------------------------------------------------------------------ build flow
 
@@ -203,8 +215,8 @@ class ConductorManager:
         cell = await self._cell_for_instance(instance_uuid)
         await cell.db.write(instances.add_fault, instance_uuid, code, message, details, host)
 
-    async def service_report(self, host: str, binary: str, topic: str | None = None) -> dict:
-        cell = await self._cell_for_host(host) if binary == "nova-compute" else self.cells.default
+    async def service_report(self, host: str, binary: str, topic: str | None = None, cell: str | None = None) -> dict:
+        cell = await self._cell_for_host(host, cell) if binary == "nova-compute" else self.cells.default
         return await cell.db.write(services.report, host, binary, topic)
 
     async def compute_node_update(self, host: str, nodename: str, values: dict, service_id: int | None) -> str:
