@@ -73,6 +73,8 @@ class AllInOne:
                                            ("service_user", "password", "service_password")):
             if not conf.get(section, option):
                 conf.set(section, option, values[generated])
+        from kilonova.compute import heartbeat
+        heartbeat.set_cell_hint(conf.get("compute", "cell"))
         self.endpoints = Endpoints(urls=root_urls(conf))
         self.transport = get_transport(conf.get("DEFAULT", "transport_url"))
         env = ServiceEnv(conf=conf, endpoints=self.endpoints, transport=self.transport)
