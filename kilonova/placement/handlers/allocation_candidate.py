@@ -1,6 +1,7 @@
 """GET /allocation_candidates: request groups parsed here, the search in objects.candidates."""
 from __future__ import annotations
 
+import json
 import re
 
 from starlette.requests import Request
@@ -124,25 +125,59 @@ def _search(session, search: cands.SearchRequest):
         raise HTTPError(400, f"Invalid query string parameters: {error}") from None
 
 
-def render_requests(request: Request, candidates: list[cands.Candidate]) -> list[dict]:
-    if not want(request, "1.12"):
-        return [{"allocations": [{"resource_provider": {"uuid": rp}, "resources": resources}
-                                 for rp, resources in c.allocations.items()]} for c in candidates]
-    rendered = [{"allocations": {rp: {"resources": resources} for rp, resources in c.allocations.items()}}
-                for c in candidates]
-    if want(request, "1.34"):
-        for body, candidate in zip(rendered, candidates):
-            body["mappings"] = candidate.mappings
-    return rendered
+def render_requests(request: Request, result: cands.SearchResult) -> str:
+    """The allocation_requests list as JSON text; lone-provider candidates through one template."""
+    dumps = json.dumps
+    old = not want(request, "1.12")
+    mappings = want(request, "1.34")
+    template = None
+    if result.single_resources:
+        resources = dumps(dict(sorted(result.single_resources.items())))
+        if old:
+            template = '{"allocations": [{"resource_provider": {"uuid": "%s"}, "resources": ' + resources + '}]}'
+        elif mappings:
+            template = '{"allocations": {"%s": {"resources": ' + resources + '}}, "mappings": {"": ["%s"]}}'
+        else:
+            template = '{"allocations": {"%s": {"resources": ' + resources + '}}}'
+    parts = []
+    for candidate in result.candidates:
+        if isinstance(candidate, str):
+            parts.append(template % ((candidate, candidate) if mappings and not old else candidate))
+        elif old:
+            parts.append(dumps({"allocations": [{"resource_provider": {"uuid": rp}, "resources": resources}
+                                                for rp, resources in candidate.allocations.items()]}))
+        else:
+            body = {"allocations": {rp: {"resources": res} for rp, res in candidate.allocations.items()}}
+            if mappings:
+                body["mappings"] = candidate.mappings
+            parts.append(dumps(body))
+    return "[" + ", ".join(parts) + "]"
 
 
-def render_summaries(request: Request, summaries: dict[str, dict]) -> dict[str, dict]:
-    keys = ["resources"]
-    if want(request, "1.17"):
-        keys.append("traits")
-    if want(request, "1.29"):
-        keys += ["parent_provider_uuid", "root_provider_uuid"]
-    return {rp: {key: summary[key] for key in keys} for rp, summary in summaries.items()}
+def render_summaries(request: Request, result: cands.SearchResult) -> str:
+    """provider_summaries as JSON text, each provider's fragment cached on it per rendering flavour."""
+    traits, tree, every_class = want(request, "1.17"), want(request, "1.29"), want(request, "1.27")
+    requested = None if every_class else frozenset(result.class_ids.values())
+    flavour = (traits, tree, requested)
+    providers = result.view.providers if result.view else {}
+    parts = []
+    for provider in result.summaries:
+        fragment = provider.rendered.get(flavour)
+        if fragment is None:
+            resources = {}
+            for rc_id, record in sorted(provider.inventory.items()):
+                if requested is None or rc_id in requested:
+                    resources[result.class_names[rc_id]] = {"capacity": record.capacity, "used": record.used}
+            summary: dict = {"resources": resources}
+            if traits:
+                summary["traits"] = sorted(result.trait_names[t] for t in provider.traits)
+            if tree:
+                parent = providers.get(provider.parent) if provider.parent is not None else None
+                summary["parent_provider_uuid"] = parent.uuid if parent else None
+                summary["root_provider_uuid"] = providers[provider.root].uuid
+            fragment = provider.rendered[flavour] = f'"{provider.uuid}": {json.dumps(summary)}'
+        parts.append(fragment)
+    return "{" + ", ".join(parts) + "}"
 
 
 @versioned("1.10")
@@ -151,9 +186,11 @@ async def list_allocation_candidates(request: Request) -> Response:
     util.check_accept(request)
     search = search_request(request)
     result = await util.db(request).read(_search, search)
-    body = {"allocation_requests": render_requests(request, result.candidates),
-            "provider_summaries": render_summaries(request, result.summaries)}
-    return util.json_response(request, body)
+    body = ('{"allocation_requests": ' + render_requests(request, result)
+            + ', "provider_summaries": ' + render_summaries(request, result) + "}")
+    response = Response(body, media_type="application/json")
+    util.cache_headers(request, response, None)
+    return response
 
 
 def register(router: Router) -> None:

@@ -1,13 +1,20 @@
-"""GET /allocation_candidates: the search, in few SQL round-trips and plain Python.
+"""GET /allocation_candidates: the search, over the in-memory capacity index (objects.capacity).
 
-1. One query reads, for the requested resource classes only, every inventory
-   with its current usage; free space per (provider, class) is computed here.
-2. One query reads the providers of every tree that has such an inventory.
-3. One query each reads the requested traits and aggregates of those providers
-   (only when the request names any).
-4. Python combines, tree by tree, the providers able to satisfy each request
-   group, then applies group_policy, same_subtree and root_required.
-5. After ``limit``, the summaries of the providers kept are read in two queries.
+1. The index is checked against the database (one aggregate query when nothing
+   changed) and gives every provider's inventories with usage, traits,
+   aggregates and place in its tree.
+2. Trees are visited in root id order. A tree that is a lone provider with no
+   sharing provider anchored to it, asked for by a single unsuffixed group (the
+   scheduler's everyday query), is decided with set operations (fast path).
+   Every other tree -- nested providers, sharing providers
+   (MISC_SHARES_VIA_AGGREGATE, anchored to each tree one of whose providers is
+   in one of their aggregates), several request groups -- goes through the
+   general search, which combines the providers able to satisfy each group, then
+   applies group_policy, same_subtree and root_required.
+3. The search stops at ``limit`` or ``[placement] max_allocation_candidates``
+   (-1: no cap), whichever is lower; candidates are deduplicated (a sharing
+   provider can be reached from several trees).
+4. Provider summaries are JSON fragments cached per provider and generation.
 """
 from __future__ import annotations
 
@@ -17,11 +24,12 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.placement.objects import capacity
 from kilonova.placement.objects import resource_classes as rcs
-from kilonova.placement.objects import resource_providers as rps
 from kilonova.placement.objects import traits as traits_mod
-from kilonova.placement.objects.models import (Aggregate, Inventory, ProviderAggregate, ProviderTrait,
-                                               ResourceProvider, Trait)
+from kilonova.placement.objects.models import Trait
+
+SHARING_TRAIT = "MISC_SHARES_VIA_AGGREGATE"
 
 
 @dataclass
@@ -56,39 +64,48 @@ class Candidate:
 
 @dataclass
 class SearchResult:
-    candidates: list[Candidate]
-    summaries: dict[str, dict]   # provider uuid -> {resources, traits, parent/root uuids}
-
-
-@dataclass
-class _Space:
-    free: float
-    min_unit: int
-    max_unit: int
-    step_size: int
-
-    def fits(self, amount: int) -> bool:
-        return (self.free >= amount and self.min_unit <= amount <= self.max_unit
-                and amount % self.step_size == 0)
+    """``candidates``: a Candidate, or (fast path) the uuid of the lone provider that takes all of
+    ``single_resources`` (the only group, unsuffixed). ``summaries``: providers to summarize, in order."""
+    candidates: list
+    summaries: list[capacity.Provider]
+    view: capacity.View | None = None
+    single_resources: dict[str, int] = field(default_factory=dict)
+    class_names: dict[int, str] = field(default_factory=dict)
+    trait_names: dict[int, str] = field(default_factory=dict)
+    class_ids: dict[str, int] = field(default_factory=dict)
 
 
 def search(session: Session, request: SearchRequest) -> SearchResult:
     class_ids = rcs.ids_by_name(session, {rc for g in request.groups for rc in g.resources})
     trait_ids = _trait_ids(session, request)
-    space = _free_space(session, set(class_ids.values()))
-    capable = {rp_id for rp_id, _ in space}
-    if not capable:
-        return SearchResult([], {})
-    providers = _providers(session, capable, request.nested)
-    traits = _traits(session, providers, set(trait_ids.values())) if trait_ids else {}
-    aggregates = _aggregates(session, providers, request)
-    finder = _Finder(request, class_ids, trait_ids, space, providers, traits, aggregates,
-                     _tree_roots(session, request))
-    candidates = finder.run()
-    if request.limit is not None:
-        candidates = candidates[: request.limit]
-    return SearchResult([finder.render(c) for c in candidates],
-                        _summaries(session, request, candidates, providers, class_ids))
+    sharing_trait = traits_mod.ids_by_name(session, [SHARING_TRAIT]).get(SHARING_TRAIT)
+    view = capacity.current(session, sharing_trait)
+    finder = _Finder(request, class_ids, trait_ids, view)
+    found = finder.run()
+    wanted: dict[int, capacity.Provider] = {}
+    for item in found:
+        ids = [item] if isinstance(item, int) else [rp for _, option in item for rp in option.values()]
+        for rp in ids:
+            if request.nested:
+                for member in finder.tree_members(view.providers[rp].root):
+                    wanted.setdefault(member, view.providers[member])
+            else:
+                wanted.setdefault(rp, view.providers[rp])
+    single = request.groups[0].resources if len(request.groups) == 1 else {}
+    candidates = [view.providers[item].uuid if isinstance(item, int) else finder.render(item) for item in found]
+    return SearchResult(candidates, [wanted[k] for k in sorted(wanted)], view, single,
+                        rcs.names_by_id(session), _trait_names(session, wanted.values()), class_ids)
+
+
+_trait_name_cache: dict[str, dict[int, str]] = {}
+
+
+def _trait_names(session: Session, providers) -> dict[int, str]:
+    cache = _trait_name_cache.setdefault(str(session.get_bind().engine.url), {})
+    missing = {t for p in providers for t in p.traits if t not in cache}
+    if missing:
+        cache.update(session.connection().execute(sa.select(Trait.id, Trait.name)).all())
+    return cache
 
 
 def _trait_ids(session: Session, request: SearchRequest) -> dict[str, int]:
@@ -102,91 +119,26 @@ def _trait_ids(session: Session, request: SearchRequest) -> dict[str, int]:
     return traits_mod.require(session, names) if names else {}
 
 
-def _free_space(session: Session, class_ids: set[int]) -> dict[tuple[int, int], _Space]:
-    if not class_ids:
-        return {}
-    usage = rps.usage_subquery(class_ids)
-    query = (sa.select(Inventory.resource_provider_id, Inventory.resource_class_id, Inventory.total,
-                       Inventory.reserved, Inventory.allocation_ratio, Inventory.min_unit, Inventory.max_unit,
-                       Inventory.step_size, usage.c.used)
-             .outerjoin(usage, sa.and_(usage.c.rp_id == Inventory.resource_provider_id,
-                                       usage.c.rc_id == Inventory.resource_class_id))
-             .where(Inventory.resource_class_id.in_(list(class_ids))))
-    result = {}
-    for rp_id, rc_id, total, reserved, ratio, min_unit, max_unit, step, used in session.connection().execute(query):
-        result[(rp_id, rc_id)] = _Space((total - reserved) * ratio - (used or 0), min_unit, max_unit, step)
-    return result
-
-
-def _providers(session: Session, capable: set[int], nested: bool) -> dict[int, tuple]:
-    """id -> (uuid, parent id, root id) for every provider of the trees holding a capable provider."""
-    rp = ResourceProvider
-    roots = sa.select(rp.root_provider_id).where(rp.id.in_(list(capable)))
-    query = sa.select(rp.id, rp.uuid, rp.parent_provider_id, rp.root_provider_id).where(rp.root_provider_id.in_(roots))
-    if not nested:
-        query = query.where(rp.parent_provider_id.is_(None))
-    return {row[0]: (row[1], row[2], row[3]) for row in session.connection().execute(query.order_by(rp.id))}
-
-
-def _traits(session: Session, providers: dict[int, tuple], trait_ids: set[int]) -> dict[int, set[int]]:
-    result: dict[int, set[int]] = {}
-    query = (sa.select(ProviderTrait.resource_provider_id, ProviderTrait.trait_id)
-             .where(ProviderTrait.trait_id.in_(list(trait_ids))))
-    for rp_id, trait_id in session.connection().execute(query):
-        if rp_id in providers:
-            result.setdefault(rp_id, set()).add(trait_id)
-    return result
-
-
-def _aggregates(session: Session, providers: dict[int, tuple], request: SearchRequest) -> dict[int, set[str]]:
-    wanted: set[str] = set()
-    for group in request.groups:
-        wanted |= group.forbidden_aggregates
-        for any_of in group.member_of:
-            wanted |= any_of
-    if not wanted:
-        return {}
-    result: dict[int, set[str]] = {}
-    query = (sa.select(ProviderAggregate.resource_provider_id, Aggregate.uuid)
-             .join(Aggregate, Aggregate.id == ProviderAggregate.aggregate_id)
-             .where(Aggregate.uuid.in_(list(wanted))))
-    for rp_id, agg in session.connection().execute(query):
-        if rp_id in providers:
-            result.setdefault(rp_id, set()).add(agg)
-    return result
-
-
-def _tree_roots(session: Session, request: SearchRequest) -> dict[str, int | None]:
-    """in_tree uuids -> the root id of their tree (None when there is no such provider)."""
-    uuids = {g.in_tree for g in request.groups if g.in_tree}
-    found = {uuid: None for uuid in uuids}
-    if uuids:
-        query = sa.select(ResourceProvider.uuid, ResourceProvider.root_provider_id).where(
-            ResourceProvider.uuid.in_(list(uuids)))
-        found.update(dict(session.connection().execute(query).all()))
-    return found
-
-
 class _Finder:
     """Combines, per tree, the providers that satisfy each group (ids internally)."""
 
-    def __init__(self, request, class_ids, trait_ids, space, providers, traits, aggregates, tree_roots):
+    def __init__(self, request: SearchRequest, class_ids, trait_ids, view: capacity.View):
         self.request = request
         self.class_ids = class_ids
         self.trait_ids = trait_ids
-        self.space = space
-        self.providers = providers
-        self.traits = traits
-        self.aggregates = aggregates
-        self.tree_roots = tree_roots
-        self.trees: dict[int, list[int]] = {}
-        for rp_id, (_, _, root) in providers.items():
-            self.trees.setdefault(root, []).append(rp_id)
+        self.view = view
+        self.providers = view.providers
         self.groups = [self._prepare(g) for g in request.groups]
         self.root_required = [{trait_ids[t] for t in s} for s in request.root_required]
         self.root_forbidden = {trait_ids[t] for t in request.root_forbidden}
+        self._members: dict[int, list[int]] | None = None
+        self.anchors = self._anchors()
 
     def _prepare(self, group: RequestGroup) -> dict:
+        in_tree = None
+        if group.in_tree:
+            found = next((p for p in self.providers.values() if p.uuid == group.in_tree), None)
+            in_tree = found.root if found else -1
         return {
             "suffix": group.suffix,
             "resources": [(self.class_ids.get(rc), amount) for rc, amount in sorted(group.resources.items())],
@@ -195,26 +147,129 @@ class _Finder:
             "forbidden": {self.trait_ids[t] for t in group.forbidden},
             "member_of": group.member_of,
             "forbidden_aggregates": group.forbidden_aggregates,
-            "in_tree": (self.tree_roots.get(group.in_tree) or -1) if group.in_tree else None,
+            "in_tree": in_tree,
         }
 
-    def run(self) -> list[list[tuple]]:
-        """Each candidate: a list of (group index, {class id: provider id}) pairs."""
-        results: list[list[tuple]] = []
-        for root, members in self.trees.items():
-            per_group = []
-            for index, group in enumerate(self.groups):
-                options = self._group_options(group, root, members)
-                if not options:
-                    break
-                per_group.append([(index, option) for option in options])
+    # ------------------------------------------------------------ trees
+
+    def tree_members(self, root: int) -> list[int]:
+        if self.view.tree_size.get(root, 1) == 1:
+            return [root]
+        if self._members is None:
+            self._members = {}
+            for rp_id, provider in self.providers.items():
+                if self.view.tree_size[provider.root] > 1:
+                    self._members.setdefault(provider.root, []).append(rp_id)
+        return self._members[root]
+
+    def _anchors(self) -> dict[int, list[int]]:
+        """root id -> sharing providers (outside that tree) sharing an aggregate with one of its providers."""
+        sharing = self.view.sharing()
+        if not sharing:
+            return {}
+        by_aggregate: dict[str, list[int]] = {}
+        for share in sharing:
+            for agg in share.aggregates:
+                by_aggregate.setdefault(agg, []).append(share.id)
+        anchors: dict[int, set[int]] = {}
+        for provider in self.providers.values():
+            for agg in provider.aggregates:
+                for share in by_aggregate.get(agg, ()):
+                    if self.providers[share].root != provider.root:
+                        anchors.setdefault(provider.root, set()).add(share)
+        return {root: sorted(shares) for root, shares in anchors.items()}
+
+    def _roots(self) -> list[int]:
+        """Roots of the trees that hold (or are anchored to) an inventory of a requested class."""
+        roots: set[int] = set()
+        providers = self.providers
+        for group in self.groups:
+            for rc, _ in group["resources"]:
+                for rp in self.view.by_class.get(rc, ()):
+                    roots.add(providers[rp].root)
+        if self.anchors:
+            wanted = {rc for g in self.groups for rc, _ in g["resources"]}
+            for root, shares in self.anchors.items():
+                if any(wanted & providers[s].inventory.keys() for s in shares):
+                    roots.add(root)
+        return sorted(roots)
+
+    # ------------------------------------------------------------ the search
+
+    def run(self) -> list:
+        """Each candidate: a provider id (fast path) or a list of (group index, {class id: provider id})."""
+        cap = self.request.max_candidates if self.request.max_candidates and self.request.max_candidates > 0 else None
+        if self.request.limit is not None:
+            cap = min(cap, self.request.limit) if cap else self.request.limit
+        fast = self._fast_set()
+        results: list = []
+        seen: set = set()
+        for root in self._roots():
+            if fast is not None and root in fast:
+                if fast[root]:
+                    results.append(root)
             else:
-                for combination in itertools.product(*per_group):
-                    if self._acceptable(root, combination):
-                        results.append(list(combination))
-                        if len(results) >= self.request.max_candidates:
-                            return results
+                for combination in self._tree_candidates(root):
+                    key = self._key(combination)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    results.append(combination)
+                    if cap and len(results) >= cap:
+                        return results
+            if cap and len(results) >= cap:
+                return results
         return results
+
+    def _key(self, combination) -> tuple:
+        return tuple(sorted((index, rc or 0, rp) for index, option in combination for rc, rp in option.items()))
+
+    def _fast_set(self) -> dict[int, bool] | None:
+        """For lone-provider trees without sharing anchors: root -> whether it is a candidate (one
+        unsuffixed group only); None when the fast path does not apply to this request."""
+        if len(self.groups) != 1 or self.groups[0]["suffix"] or self.request.same_subtree:
+            return None
+        group = self.groups[0]
+        providers, sizes, anchors = self.providers, self.view.tree_size, self.anchors
+        result: dict[int, bool] = {}
+        fitting: set[int] | None = None
+        for rc, amount in group["resources"]:
+            members = self.view.by_class.get(rc, ())
+            able = {rp for rp in members if providers[rp].inventory[rc].fits(amount)}
+            fitting = able if fitting is None else fitting & able
+        for rc, _ in group["resources"]:
+            for rp in self.view.by_class.get(rc, ()):
+                if sizes[providers[rp].root] == 1 and rp not in anchors:
+                    result[rp] = False
+        checks = bool(group["required"] or group["forbidden"] or group["member_of"] or group["forbidden_aggregates"]
+                      or group["in_tree"] is not None or self.root_required or self.root_forbidden)
+        for rp in fitting or ():
+            if rp in result:
+                result[rp] = not checks or self._lone_ok(group, providers[rp])
+        return result
+
+    def _lone_ok(self, group: dict, provider: capacity.Provider) -> bool:
+        traits, aggs = provider.traits, provider.aggregates
+        if group["in_tree"] is not None and group["in_tree"] != provider.root:
+            return False
+        if traits & group["forbidden"] or not all(traits & s for s in group["required"]):
+            return False
+        if group["forbidden_aggregates"] & aggs or not all(aggs & s for s in group["member_of"]):
+            return False
+        return not (traits & self.root_forbidden) and all(traits & s for s in self.root_required)
+
+    def _tree_candidates(self, root: int):
+        members = [m for m in self.tree_members(root) if self.request.nested or self.providers[m].parent is None]
+        members += self.anchors.get(root, [])
+        per_group = []
+        for index, group in enumerate(self.groups):
+            options = self._group_options(group, root, members)
+            if not options:
+                return
+            per_group.append([(index, option) for option in options])
+        for combination in itertools.product(*per_group):
+            if self._acceptable(root, combination):
+                yield list(combination)
 
     def _group_options(self, group: dict, root: int, members: list[int]) -> list[dict]:
         if group["in_tree"] is not None and group["in_tree"] != root:
@@ -237,12 +292,12 @@ class _Finder:
         return options
 
     def _fits(self, rp: int, rc: int | None, amount: int) -> bool:
-        space = self.space.get((rp, rc))
-        return space is not None and space.fits(amount)
+        record = self.providers[rp].inventory.get(rc)
+        return record is not None and record.fits(amount)
 
     def _provider_ok(self, group: dict, rp: int) -> bool:
-        root = self.providers[rp][2]
-        aggs = self.aggregates.get(rp, set()) | self.aggregates.get(root, set())
+        provider = self.providers[rp]
+        aggs = provider.aggregates | self.providers[provider.root].aggregates
         for any_of in group["member_of"]:
             if not aggs & any_of:
                 return False
@@ -250,19 +305,19 @@ class _Finder:
             return False
         if group["suffix"] or not group["resources"] or not self.request.nested:
             return self._traits_ok(group, {rp})
-        return not (self.traits.get(rp, set()) & group["forbidden"])
+        return not (provider.traits & group["forbidden"])
 
     def _traits_ok(self, group: dict, rps_used: set[int]) -> bool:
         have: set[int] = set()
         for rp in rps_used:
-            have |= self.traits.get(rp, set())
+            have |= self.providers[rp].traits
         if have & group["forbidden"]:
             return False
         return all(have & any_of for any_of in group["required"])
 
     def _acceptable(self, root: int, combination) -> bool:
         if self.root_required or self.root_forbidden:
-            have = self.traits.get(root, set())
+            have = self.providers[root].traits
             if have & self.root_forbidden or not all(have & s for s in self.root_required):
                 return False
         used: dict[tuple[int, int], int] = {}
@@ -270,7 +325,8 @@ class _Finder:
             for rc, amount in self.groups[index]["resources"]:
                 key = (option[rc], rc)
                 used[key] = used.get(key, 0) + amount
-        if len(combination) > 1 and any(self.space[key].free < amount for key, amount in used.items()):
+        if len(combination) > 1 and any(self.providers[rp].inventory[rc].free < amount
+                                        for (rp, rc), amount in used.items()):
             return False
         if self.request.group_policy == "isolate" and not self._isolated(combination):
             return False
@@ -292,14 +348,7 @@ class _Finder:
         for index, option in combination:
             if self.groups[index]["suffix"] in suffixes:
                 chosen |= set(option.values())
-        return any(all(self._is_ancestor(top, rp) for rp in chosen) for top in chosen)
-
-    def _is_ancestor(self, top: int, rp: int | None) -> bool:
-        while rp is not None:
-            if rp == top:
-                return True
-            rp = self.providers[rp][1]
-        return False
+        return any(all(self.view.is_ancestor(top, rp) for rp in chosen) for top in chosen)
 
     def render(self, combination) -> Candidate:
         allocations: dict[str, dict[str, int]] = {}
@@ -308,51 +357,13 @@ class _Finder:
             group = self.groups[index]
             uuids = []
             for (rc, amount), name in zip(group["resources"], group["names"]):
-                uuid = self.providers[option[rc]][0]
+                uuid = self.providers[option[rc]].uuid
                 resources = allocations.setdefault(uuid, {})
                 resources[name] = resources.get(name, 0) + amount
                 if uuid not in uuids:
                     uuids.append(uuid)
             if not group["resources"]:
-                uuids.append(self.providers[option[None]][0])
+                uuids.append(self.providers[option[None]].uuid)
             mappings.setdefault(group["suffix"], [])
             mappings[group["suffix"]] += [u for u in uuids if u not in mappings[group["suffix"]]]
         return Candidate(allocations, mappings)
-
-
-def _summaries(session: Session, request: SearchRequest, candidates, providers: dict[int, tuple],
-               class_ids: dict[str, int]) -> dict[str, dict]:
-    wanted: set[int] = set()
-    for combination in candidates:
-        for _, option in combination:
-            wanted |= set(option.values())
-    if request.nested:
-        roots = {providers[rp][2] for rp in wanted}
-        wanted = {rp for rp, row in providers.items() if row[2] in roots}
-    if not wanted:
-        return {}
-    usage = rps.usage_subquery(None if request.all_summary_classes else set(class_ids.values()))
-    query = (sa.select(Inventory.resource_provider_id, Inventory.resource_class_id, Inventory.total,
-                       Inventory.reserved, Inventory.allocation_ratio, usage.c.used)
-             .outerjoin(usage, sa.and_(usage.c.rp_id == Inventory.resource_provider_id,
-                                       usage.c.rc_id == Inventory.resource_class_id))
-             .where(Inventory.resource_provider_id.in_(list(wanted))))
-    if not request.all_summary_classes:
-        query = query.where(Inventory.resource_class_id.in_(list(class_ids.values())))
-    names = rcs.names_by_id(session)
-    result: dict[str, dict] = {}
-    for rp in sorted(wanted):
-        uuid, parent, root = providers[rp]
-        result[uuid] = {"resources": {}, "traits": [],
-                        "parent_provider_uuid": providers[parent][0] if parent in providers else None,
-                        "root_provider_uuid": providers[root][0]}
-    for rp_id, rc_id, total, reserved, ratio, used in session.connection().execute(query):
-        name = names.get(rc_id) or rcs.name_of(session, rc_id)
-        result[providers[rp_id][0]]["resources"][name] = {"capacity": int((total - reserved) * ratio),
-                                                          "used": int(used or 0)}
-    trait_query = (sa.select(ProviderTrait.resource_provider_id, Trait.name)
-                   .join(Trait, Trait.id == ProviderTrait.trait_id)
-                   .where(ProviderTrait.resource_provider_id.in_(list(wanted))).order_by(Trait.name))
-    for rp_id, name in session.connection().execute(trait_query):
-        result[providers[rp_id][0]]["traits"].append(name)
-    return result

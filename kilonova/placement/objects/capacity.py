@@ -1,0 +1,195 @@
+"""An in-memory index of every provider's capacity, kept coherent with the database by generations.
+
+The allocation candidate search reads providers, inventories, usages, traits and
+aggregates from here instead of the database. Every write that changes any of
+them bumps the provider's generation (inventories, allocations, traits,
+aggregates, re-parenting, reshapes), so the index is checked, on every search,
+against the database -- which may be shared by several placement processes:
+
+1. One aggregate query over ``resource_providers`` (count, sums of ids,
+   generations, parents and roots, newest update): unchanged means nothing of
+   interest changed anywhere, and the index is used as is.
+2. Otherwise ``(id, generation, parent, root)`` of every provider is read and
+   compared; only the providers that are new or whose row changed are re-read
+   (inventories, usages, traits, aggregates), and deleted ones are dropped.
+
+Generations are recorded before the data they describe is read, so a write
+landing in between is seen as a change on the next search. Candidates are
+advisory anyway: claims are checked in the database with generation
+compare-and-swap.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.placement.objects.models import (Aggregate, Allocation, Inventory, ProviderAggregate, ProviderTrait,
+                                               ResourceProvider)
+
+EMPTY: frozenset = frozenset()
+
+
+@dataclass(slots=True)
+class Record:
+    """One inventory: capacity = (total - reserved) * ratio; free = capacity - used."""
+    total: int
+    reserved: int
+    min_unit: int
+    max_unit: int
+    step_size: int
+    ratio: float
+    used: int = 0
+
+    @property
+    def capacity(self) -> int:
+        return int((self.total - self.reserved) * self.ratio)
+
+    @property
+    def free(self) -> float:
+        return (self.total - self.reserved) * self.ratio - self.used
+
+    def fits(self, amount: int) -> bool:
+        return (self.min_unit <= amount <= self.max_unit and amount % self.step_size == 0
+                and (self.total - self.reserved) * self.ratio - self.used >= amount)
+
+
+@dataclass(slots=True)
+class Provider:
+    id: int
+    uuid: str
+    parent: int | None
+    root: int
+    generation: int
+    inventory: dict[int, Record] = field(default_factory=dict)
+    traits: frozenset = EMPTY
+    aggregates: frozenset = EMPTY
+    # rendered provider-summary JSON fragments, by rendering flavour (see candidates.summary_json)
+    rendered: dict = field(default_factory=dict)
+
+
+@dataclass
+class View:
+    """One coherent state of the index; never changed once published (searches keep using theirs)."""
+    providers: dict[int, Provider] = field(default_factory=dict)
+    by_class: dict[int, set[int]] = field(default_factory=dict)   # class id -> providers with inventory of it
+    children: dict[int, set[int]] = field(default_factory=dict)
+    tree_size: dict[int, int] = field(default_factory=dict)       # root id -> providers in the tree
+    sharing_trait: int | None = None
+
+    def sharing(self) -> list[Provider]:
+        if self.sharing_trait is None:
+            return []
+        return [p for p in self.providers.values() if self.sharing_trait in p.traits]
+
+    def is_ancestor(self, top: int, rp_id: int | None) -> bool:
+        while rp_id is not None:
+            if rp_id == top:
+                return True
+            rp_id = self.providers[rp_id].parent
+        return False
+
+
+class Index:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fingerprint: tuple | None = None
+        self.view = View()
+
+    def refresh(self, session: Session, sharing_trait: int | None) -> View:
+        conn = session.connection()
+        rp = ResourceProvider
+        fingerprint = tuple(conn.execute(sa.select(
+            sa.func.count(), sa.func.sum(rp.id), sa.func.sum(rp.generation),
+            sa.func.sum(sa.func.coalesce(rp.parent_provider_id, 0)), sa.func.sum(rp.root_provider_id),
+            sa.func.max(rp.updated_at), sa.func.max(rp.created_at))).one())
+        with self.lock:
+            old = self.view
+            if fingerprint == self.fingerprint and sharing_trait == old.sharing_trait:
+                return old
+            rows = conn.execute(sa.select(rp.id, rp.uuid, rp.generation, rp.parent_provider_id,
+                                          rp.root_provider_id)).all()
+            providers: dict[int, Provider] = {}
+            changed: list[int] = []
+            for rp_id, uuid, generation, parent, root in rows:
+                known = old.providers.get(rp_id)
+                if known is not None and (known.generation, known.parent, known.root, known.uuid) == (
+                        generation, parent, root or rp_id, uuid):
+                    providers[rp_id] = known
+                else:
+                    providers[rp_id] = Provider(rp_id, uuid, parent, root or rp_id, generation)
+                    changed.append(rp_id)
+            if changed:
+                _load(conn, providers, changed, everything=len(changed) == len(providers))
+            view = View(providers=providers, sharing_trait=sharing_trait)
+            for provider in providers.values():
+                for rc in provider.inventory:
+                    view.by_class.setdefault(rc, set()).add(provider.id)
+                if provider.parent is not None:
+                    view.children.setdefault(provider.parent, set()).add(provider.id)
+                view.tree_size[provider.root] = view.tree_size.get(provider.root, 0) + 1
+            self.view = view
+            self.fingerprint = fingerprint
+            return view
+
+
+def _load(conn, providers: dict[int, Provider], ids: list[int], everything: bool) -> None:
+    """Read inventories, usages, traits and aggregates of ``ids`` into their (new) Provider objects."""
+    inv = sa.select(Inventory.resource_provider_id, Inventory.resource_class_id, Inventory.total,
+                    Inventory.reserved, Inventory.min_unit, Inventory.max_unit, Inventory.step_size,
+                    Inventory.allocation_ratio)
+    used = (sa.select(Allocation.resource_provider_id, Allocation.resource_class_id, sa.func.sum(Allocation.used))
+            .group_by(Allocation.resource_provider_id, Allocation.resource_class_id))
+    traits = sa.select(ProviderTrait.resource_provider_id, ProviderTrait.trait_id)
+    aggs = (sa.select(ProviderAggregate.resource_provider_id, Aggregate.uuid)
+            .join(Aggregate, Aggregate.id == ProviderAggregate.aggregate_id))
+    chunks = [None] if everything else list(_chunks(ids, 2000))
+    wanted = set(ids)
+    for chunk in chunks:
+        queries = [inv, used, traits, aggs]
+        if chunk is not None:
+            queries = [inv.where(Inventory.resource_provider_id.in_(chunk)),
+                       used.where(Allocation.resource_provider_id.in_(chunk)),
+                       traits.where(ProviderTrait.resource_provider_id.in_(chunk)),
+                       aggs.where(ProviderAggregate.resource_provider_id.in_(chunk))]
+        for rp_id, rc_id, total, reserved, min_unit, max_unit, step, ratio in conn.execute(queries[0]):
+            if rp_id in wanted:
+                providers[rp_id].inventory[rc_id] = Record(total, reserved, min_unit, max_unit, step, ratio)
+        for rp_id, rc_id, amount in conn.execute(queries[1]):
+            if rp_id in wanted:
+                record = providers[rp_id].inventory.get(rc_id)
+                if record is not None:
+                    record.used = int(amount or 0)
+        trait_sets: dict[int, set[int]] = {}
+        for rp_id, trait_id in conn.execute(queries[2]):
+            if rp_id in wanted:
+                trait_sets.setdefault(rp_id, set()).add(trait_id)
+        for rp_id, found in trait_sets.items():
+            providers[rp_id].traits = frozenset(found)
+        agg_sets: dict[int, set[str]] = {}
+        for rp_id, agg in conn.execute(queries[3]):
+            if rp_id in wanted:
+                agg_sets.setdefault(rp_id, set()).add(agg)
+        for rp_id, found in agg_sets.items():
+            providers[rp_id].aggregates = frozenset(found)
+
+
+def _chunks(values: list[int], size: int):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+_indexes: dict[str, Index] = {}
+_indexes_lock = threading.Lock()
+
+
+def current(session: Session, sharing_trait: int | None) -> View:
+    """The index for this session's database, brought up to date."""
+    key = str(session.get_bind().engine.url)
+    with _indexes_lock:
+        index = _indexes.get(key)
+        if index is None:
+            index = _indexes[key] = Index()
+    return index.refresh(session, sharing_trait)
