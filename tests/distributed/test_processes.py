@@ -1,0 +1,151 @@
+"""Each service in its own OS process, over RabbitMQ and PostgreSQL or MariaDB, with two cells.
+
+Set-up follows an operator's order: ``api_db sync``, ``cell_v2 map_cell0``,
+``create_cell`` for cell1 and cell2, ``db sync``; then identity, the other
+APIs, conductor and scheduler, and two compute processes (two fake hosts in
+cell1, two in cell2). The scenarios are the all-in-one's, with the real
+``openstack`` CLI.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.distributed.cluster import Cluster
+from tests.distributed.infra import Databases, rabbit_vhost
+
+SECTIONS = ("database", "cell0_database", "api_database", "placement_database", "identity_database",
+            "image_database", "network_database")
+
+
+@pytest.fixture(scope="module", params=["postgresql", "mysql"])
+def cluster(request):
+    workdir = Path(tempfile.mkdtemp(prefix="kilonova-dist-"))
+    databases = Databases(request.param)
+    with rabbit_vhost("kn-dist") as transport_url:
+        urls = {section: databases.url(section.replace("_database", "") if section != "database" else "cell1")
+                for section in SECTIONS}
+        cell2 = databases.url("cell2")
+        cluster = Cluster(workdir, transport_url, urls)
+        try:
+            cluster.manage("api_db", "sync")
+            cluster.manage("cell_v2", "map_cell0")
+            cluster.manage("cell_v2", "create_cell", "--name", "cell1")
+            cluster.manage("cell_v2", "create_cell", "--name", "cell2", "--database_connection", cell2,
+                           "--transport-url", transport_url)
+            cluster.manage("db", "sync")
+
+            def compute(name: str, cell: str) -> Path:
+                return cluster.variant(name, {"compute": {"cell": cell},
+                                              "fake_driver": {"hosts": "2", "host_prefix": f"{cell}-host"}})
+
+            cluster.start_all([
+                [("identity", ["identity"], None)],
+                [("placement", ["placement"], None), ("image", ["image"], None), ("network", ["network"], None)],
+                [("api", ["api"], None), ("conductor", ["conductor"], None), ("scheduler", ["scheduler"], None)],
+                [("compute-cell1", ["compute"], compute("compute-cell1", "cell1")),
+                 ("compute-cell2", ["compute"], compute("compute-cell2", "cell2"))],
+            ])
+            cluster.write_clouds_yaml()
+            yield cluster
+        except BaseException:
+            print(cluster.logs())
+            raise
+        finally:
+            cluster.stop()
+            databases.drop_all()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def usage(cluster) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for provider in cluster.openstack("resource", "provider", "list", fmt_json=True):
+        for row in cluster.openstack("resource", "provider", "usage", "show", provider["uuid"], fmt_json=True):
+            totals[row["resource_class"]] = totals.get(row["resource_class"], 0) + row["usage"]
+    return totals
+
+
+def test_cells_are_listed_and_the_deployment_passes_its_checks(cluster):
+    listed = cluster.manage("cell_v2", "list_cells").stdout
+    for name in ("cell0", "cell1", "cell2"):
+        assert f"| {name} " in listed
+    assert "guest:****@" in listed
+    result = cluster.manage("status", "upgrade", "check", check=False)
+    assert result.returncode == 0, result.stdout
+    hosts = {s["Host"] for s in cluster.openstack("compute", "service", "list", "--service", "nova-compute",
+                                                  fmt_json=True)}
+    assert hosts == {"cell1-host1", "cell1-host2", "cell2-host1", "cell2-host2"}
+
+
+def test_boot_list_delete_over_separate_processes(cluster):
+    created = cluster.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
+                                "--network", "private", "--wait", "dist-vm", fmt_json=True, timeout=90)
+    assert created["status"] == "ACTIVE"
+    assert "10.0.0." in str(created["addresses"])
+    listed = cluster.openstack("server", "list", fmt_json=True)
+    assert [row["Name"] for row in listed if row["ID"] == created["id"]] == ["dist-vm"]
+    assert usage(cluster)["MEMORY_MB"] == 512
+    cluster.openstack("server", "delete", "--wait", created["id"], timeout=90)
+    assert usage(cluster).get("MEMORY_MB", 0) == 0
+    assert cluster.manage("placement", "audit", check=False).returncode == 0
+
+
+def test_servers_in_two_cells_are_listed_merged_and_paged(cluster):
+    for i in range(4):
+        cluster.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
+                          "--network", "private", f"cells-{i}")
+    servers = wait_for(lambda: (lambda rows: rows if len(rows) == 4 and all(r["Status"] == "ACTIVE" for r in rows)
+                                else None)([r for r in cluster.openstack("server", "list", "--long", fmt_json=True)
+                                            if r["Name"].startswith("cells-")]),
+                       60, "four ACTIVE servers")
+    hosts = {row["Host"] for row in servers}
+    assert any(h.startswith("cell1-") for h in hosts) and any(h.startswith("cell2-") for h in hosts), hosts
+    with cluster.compute_api() as api:
+        everything = [s["id"] for s in api.get("/servers").json()["servers"]]
+        first = api.get("/servers", params={"limit": 2}).json()["servers"]
+        rest = api.get("/servers", params={"limit": 10, "marker": first[-1]["id"]}).json()["servers"]
+    assert [s["id"] for s in first + rest] == everything
+    assert len(everything) == 4
+    for row in servers:
+        cluster.openstack("server", "delete", "--wait", row["ID"], timeout=90)
+    assert usage(cluster).get("MEMORY_MB", 0) == 0
+
+
+def test_audit_reports_and_heals_an_orphaned_allocation(cluster):
+    provider = cluster.openstack("resource", "provider", "list", "--name", "cell1-host1", fmt_json=True)[0]
+    consumer = str(uuid.uuid4())
+    cluster.openstack("--os-placement-api-version", "1.8", "resource", "provider", "allocation", "set",
+                      consumer, "--allocation", f"rp={provider['uuid']},MEMORY_MB=64",
+                      "--project-id", str(uuid.uuid4()), "--user-id", str(uuid.uuid4()))
+    found = cluster.manage("placement", "audit", "--verbose", check=False)
+    assert found.returncode == 3 and consumer in found.stdout, found.stdout
+    assert cluster.manage("placement", "audit", "--heal", check=False).returncode == 4
+    assert cluster.manage("placement", "audit", check=False).returncode == 0
+
+
+def test_a_killed_compute_shows_down_within_the_service_down_time(cluster):
+    def states():
+        rows = cluster.openstack("compute", "service", "list", "--service", "nova-compute", fmt_json=True)
+        return {row["Host"]: row["State"] for row in rows}
+
+    assert set(states().values()) == {"up"}
+    cluster.processes["compute-cell2"].kill()
+    killed = time.monotonic()
+    wait_for(lambda: states() == {"cell1-host1": "up", "cell1-host2": "up",
+                                  "cell2-host1": "down", "cell2-host2": "down"}, 20, "cell2's hosts down")
+    assert time.monotonic() - killed < 6 + 1 + 5  # service_down_time + report_interval + CLI latency
