@@ -109,16 +109,36 @@ class Cluster:
                 process.wait_ready()
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(self.config), "manage",
-                                 *args], capture_output=True, text=True, timeout=120)
+        """``kilonova --config F manage ...`` run in this process (saves an interpreter start per command)."""
+        import contextlib
+        import io
+
+        from kilonova.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(["--config", str(self.config), "manage", *args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+        result = subprocess.CompletedProcess(["manage", *args], code, out.getvalue(), err.getvalue())
         if check and result.returncode != 0:
             raise AssertionError(f"manage {' '.join(args)} failed ({result.returncode}):\n"
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
-    def stop(self) -> None:
-        for process in reversed(list(self.processes.values())):
-            process.kill(signal.SIGTERM)
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM to every process; whatever has not stopped after ``grace`` seconds is killed."""
+        for process in self.processes.values():
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in self.processes.values():
+            try:
+                process.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"{process.name} did not stop within {grace}s of SIGTERM; killing it")
+            process.kill()
 
     def logs(self) -> str:
         return "\n".join(f"===== {name}\n{p.log.read_text()[-3000:]}" for name, p in self.processes.items())
@@ -157,9 +177,26 @@ class Cluster:
         response.raise_for_status()
         return response.headers["X-Subject-Token"]
 
-    def compute_api(self):
+    def compute_api(self, version: str = "2.1"):
         import httpx
 
         return httpx.Client(base_url=f"http://127.0.0.1:{self.base_port + 1}/v2.1",
-                            headers={"X-Auth-Token": self.token(), "OpenStack-API-Version": "compute 2.1"},
+                            headers={"X-Auth-Token": self.token(), "OpenStack-API-Version": f"compute {version}"},
                             timeout=30)
+
+    def placement_api(self):
+        import httpx
+
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.base_port + 2}",
+                            headers={"X-Auth-Token": self.token(), "OpenStack-API-Version": "placement 1.36"},
+                            timeout=30)
+
+    def usage(self) -> dict[str, int]:
+        """Total Placement usage over every provider, by resource class."""
+        totals: dict[str, int] = {}
+        with self.placement_api() as placement:
+            for provider in placement.get("/resource_providers").json()["resource_providers"]:
+                usages = placement.get(f"/resource_providers/{provider['uuid']}/usages").json()["usages"]
+                for rc, used in usages.items():
+                    totals[rc] = totals.get(rc, 0) + used
+        return totals
