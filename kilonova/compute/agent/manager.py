@@ -48,11 +48,13 @@ class ComputeManager:
         self._flavors: dict[str, dict] = {}  # instance uuid -> flavor, for usage reports
         self._usage_dirty = True
         self._task: asyncio.Task | None = None
+        self._sync_task: asyncio.Task | None = None
         self.started_at = datetime.utcnow().isoformat(timespec="microseconds")
 
     # ------------------------------------------------------------------ life
 
     async def init_host(self) -> None:
+        await self.driver.init_host()
         service = await self.heartbeat.beat()
         resources = self.driver.get_available_resource()
         self.node_uuid = await self.conductor.call(
@@ -68,6 +70,9 @@ class ComputeManager:
                 await self._restore_guest(instance)
         await self._report_usage()
         self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")
+        interval = self.conf.getfloat("compute", "sync_power_state_interval")
+        if self.driver.syncs_power_state and interval > 0:
+            self._sync_task = asyncio.create_task(self._sync_loop(interval), name=f"compute-{self.host}-sync")
 
     async def _fail_interrupted_build(self, instance: dict) -> None:
         """A build this host was running when its agent stopped cannot resume: ERROR, and free what it held."""
@@ -106,11 +111,46 @@ class ComputeManager:
         await self.conductor.call("compute_node_update", host=self.host, nodename=self.host, values=values,
                                   service_id=None)
 
+    async def _sync_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sync_power_states()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                LOG.exception("power state sync on %s failed", self.host)
+
+    async def sync_power_states(self) -> int:
+        """Make the database follow the hypervisor: a guest that shut down or crashed by itself is stopped.
+
+        Instances with a task under way are left alone (their operation will report). Returns how
+        many instances changed.
+        """
+        changed = 0
+        for instance in await self.conductor.call("instances_on_host", host=self.host):
+            uuid = instance["uuid"]
+            if instance["task_state"] is not None or instance["vm_state"] in ("building", "error", "deleted"):
+                continue
+            if self._locks[uuid].locked():
+                continue
+            async with self._locks[uuid]:
+                actual = await self.driver.get_power_state(instance)
+                values: dict[str, Any] = {}
+                if actual != instance["power_state"]:
+                    values["power_state"] = actual
+                if instance["vm_state"] == "active" and actual in (power.SHUTDOWN, power.CRASHED, power.NOSTATE):
+                    LOG.warning("instance %s on %s is no longer running (power state %s): stopped",
+                                uuid, self.host, actual)
+                    values["vm_state"] = "stopped"
+                if values and await self._update(uuid, values, expected_task_state=[None]) is not None:
+                    changed += 1
+        return changed
+
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._sync_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _update(self, uuid: str, values: dict, expected_task_state: list | None = None) -> dict | None:
         try:

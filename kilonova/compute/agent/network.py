@@ -15,6 +15,7 @@ class PortBinder:
         self.host = host
         self.zone = zone
         self._network_names: dict[str, str] = {}
+        self._subnets: dict[str, dict] = {}
 
     async def _network_name(self, network_id: str) -> str:
         if network_id not in self._network_names:
@@ -51,11 +52,31 @@ class PortBinder:
             raise
         return network_info
 
+    async def _subnet(self, subnet_id: str | None) -> dict | None:
+        """What a dataplane and a config drive need of a subnet (cached: subnets rarely change)."""
+        if not subnet_id:
+            return None
+        if subnet_id not in self._subnets:
+            response = await self.network.get(f"/v2.0/subnets/{subnet_id}")
+            if response.status_code != 200:
+                return None
+            subnet = response.json()["subnet"]
+            self._subnets[subnet_id] = {key: subnet.get(key) for key in (
+                "id", "cidr", "gateway_ip", "ip_version", "dns_nameservers", "enable_dhcp")}
+        return self._subnets[subnet_id]
+
     async def _vif(self, port: dict, preexisting: bool) -> dict:
+        fixed_ips = port.get("fixed_ips", [])
+        subnets = []
+        for subnet_id in dict.fromkeys(ip.get("subnet_id") for ip in fixed_ips):
+            subnet = await self._subnet(subnet_id)
+            if subnet is not None:
+                subnets.append(subnet)
         return {"port_id": port["id"], "network_id": port["network_id"], "mac_address": port["mac_address"],
                 "network_label": await self._network_name(port["network_id"]), "preexisting": preexisting,
                 "fixed_ips": [{"ip_address": ip["ip_address"], "subnet_id": ip.get("subnet_id"),
-                               "version": 6 if ":" in ip["ip_address"] else 4} for ip in port.get("fixed_ips", [])]}
+                               "version": 6 if ":" in ip["ip_address"] else 4} for ip in fixed_ips],
+                "subnets": subnets}
 
     async def release(self, instance_uuid: str, network_info: list[dict]) -> None:
         """Delete the ports this server created, unbind the ones the user brought; find strays by device_id."""

@@ -1,6 +1,7 @@
 """The compute agent service: one ComputeManager per host, each on RPC target ``compute.<host>``.
 
-With the fake driver one process runs ``[fake_driver] hosts`` simulated hosts.
+With the fake driver one process runs ``[fake_driver] hosts`` simulated hosts; with
+``[compute] compute_driver = libvirt`` it runs one real host named ``[DEFAULT] host``.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.rpc import RPCClient
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.compute.agent.manager import ComputeManager
+from kilonova.compute.virt.driver import ComputeDriver
 from kilonova.compute.virt.fake import FakeDriver
 
 
@@ -30,8 +32,22 @@ class ComputeAgentService(Service):
                                   {"OpenStack-API-Version": "placement 1.36"})
         network = ServiceClient(env.endpoints.http_client("network"), auth)
         conductor = RPCClient(env.transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout"))
-        self.managers = [ComputeManager(host, FakeDriver(host, conf), conductor, placement, network, conf)
-                         for host in fake_host_names(conf)]
+        self.managers = [ComputeManager(host, driver, conductor, placement, network, conf)
+                         for host, driver in self._drivers(conf, env, auth)]
+
+    @staticmethod
+    def _drivers(conf, env: ServiceEnv, auth: ServiceAuth) -> list[tuple[str, ComputeDriver]]:
+        """(host, driver) pairs: many simulated hosts, or this machine as one libvirt host."""
+        choice = conf.get("compute", "compute_driver")
+        if choice == "fake":
+            return [(host, FakeDriver(host, conf)) for host in fake_host_names(conf)]
+        if choice == "libvirt":
+            from kilonova.compute.virt.libvirt.driver import LibvirtDriver
+
+            images = ServiceClient(env.endpoints.http_client("image", timeout=600.0), auth)
+            host = conf.get("DEFAULT", "host")
+            return [(host, LibvirtDriver(host, conf, images))]
+        raise SystemExit(f"[compute] compute_driver must be fake or libvirt, not {choice!r}")
 
     async def start(self) -> None:
         for manager in self.managers:

@@ -16,6 +16,16 @@ class BuildFailure(Exception):
 
 class ComputeDriver:
     hypervisor_type = "unknown"
+    # Guests can change power state by themselves (a shutdown inside the guest, a crash):
+    # the agent then compares the hypervisor with the database every sync interval.
+    syncs_power_state = True
+
+    async def init_host(self) -> None:
+        """Connect to the hypervisor and check the host, before the agent reports anything."""
+
+    def describe(self) -> str:
+        """One line for start-up messages: which driver, and how it runs guests."""
+        return self.hypervisor_type
 
     async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
         raise NotImplementedError

@@ -29,6 +29,7 @@ class _Guest:
 
 class FakeDriver(ComputeDriver):
     hypervisor_type = "fake"
+    syncs_power_state = False  # simulated guests only change when told to
 
     def __init__(self, host: str, conf):
         self.host = host

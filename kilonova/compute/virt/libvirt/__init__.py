@@ -1,0 +1,1 @@
+"""The libvirt driver: real QEMU/KVM guests (``[compute] compute_driver = libvirt``)."""

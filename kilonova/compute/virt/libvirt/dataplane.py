@@ -1,0 +1,198 @@
+"""The network dataplane of one host: a Linux bridge per network, DHCP for exactly the IPAM addresses.
+
+For network N (id prefix ``X`` = its first 11 characters):
+
+* bridge ``kbr-X`` in the host namespace; libvirt adds a tap ``tap<port id[:11]>`` per port to it;
+* network namespace ``kilonova-dhcp-N`` holding the veth ``kns-X`` (peer ``kve-X`` on the bridge)
+  with the subnet's gateway address, so the host side reaches guests from there
+  (``ip netns exec kilonova-dhcp-N ping <guest>``) without touching the host's own routes;
+* ``dnsmasq`` in that namespace answering DHCP with static ``dhcp-host`` entries only
+  (MAC -> IPAM address); it re-reads them on SIGHUP.
+
+The bridge, veth, namespace and dnsmasq exist while a port of the network is plugged on this
+host and are removed with its last port. Every name is one this service creates itself.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+LOG = logging.getLogger(__name__)
+
+
+class DataplaneError(RuntimeError):
+    pass
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if check and result.returncode != 0:
+        raise DataplaneError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def bridge_name(network_id: str) -> str:
+    return f"kbr-{network_id[:11]}"
+
+
+def tap_name(port_id: str) -> str:
+    return f"tap{port_id[:11]}"
+
+
+def namespace_name(network_id: str) -> str:
+    return f"kilonova-dhcp-{network_id}"
+
+
+def _link_exists(name: str, netns: str | None = None) -> bool:
+    args = ["-n", netns] if netns else []
+    return _ip(*args, "link", "show", name, check=False).returncode == 0
+
+
+def _namespace_exists(name: str) -> bool:
+    return Path("/run/netns", name).exists()
+
+
+class Dataplane:
+    def __init__(self, state_dir: Path, dnsmasq: str = "dnsmasq"):
+        self.state_dir = state_dir          # <instances_path>/_networks/<network id>/
+        self.dnsmasq = dnsmasq
+        self._lock = threading.Lock()       # bridges and host files are changed from worker threads
+
+    def _dir(self, network_id: str) -> Path:
+        return self.state_dir / network_id
+
+    # ------------------------------------------------------------------ ports
+
+    def plug(self, vif: dict) -> None:
+        """Make ``vif``'s network ready on this host and let DHCP hand out its address."""
+        network_id = vif["network_id"]
+        subnets = [s for s in vif.get("subnets") or [] if s.get("ip_version", 4) == 4 and s.get("cidr")]
+        with self._lock:
+            directory = self._dir(network_id)
+            directory.mkdir(parents=True, exist_ok=True)
+            ports = self._ports(network_id)
+            ports[vif["port_id"]] = {"mac": vif["mac_address"], "ips": [
+                ip["ip_address"] for ip in vif.get("fixed_ips", []) if ip.get("version", 4) == 4]}
+            (directory / "ports.json").write_text(json.dumps(ports))
+            self._ensure_bridge(network_id)
+            if subnets:
+                self._ensure_dhcp(network_id, subnets[0])
+                self._write_hosts(network_id, ports)
+                self._reload_dhcp(network_id)
+
+    def unplug(self, vif: dict) -> None:
+        """Forget ``vif``; the last port of a network takes the network's dataplane with it."""
+        network_id = vif["network_id"]
+        with self._lock:
+            ports = self._ports(network_id)
+            ports.pop(vif["port_id"], None)
+            _ip("link", "del", tap_name(vif["port_id"]), check=False)  # libvirt normally removed it already
+            if ports:
+                (self._dir(network_id) / "ports.json").write_text(json.dumps(ports))
+                self._write_hosts(network_id, ports)
+                self._reload_dhcp(network_id)
+            else:
+                self._teardown(network_id)
+
+    def _ports(self, network_id: str) -> dict:
+        path = self._dir(network_id) / "ports.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    # ------------------------------------------------------------------ bridge and namespace
+
+    def _ensure_bridge(self, network_id: str) -> None:
+        bridge = bridge_name(network_id)
+        if not _link_exists(bridge):
+            _ip("link", "add", bridge, "type", "bridge")
+            _ip("link", "set", bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0", check=False)
+        _ip("link", "set", bridge, "up")
+
+    def _ensure_dhcp(self, network_id: str, subnet: dict) -> None:
+        namespace = namespace_name(network_id)
+        outside, inside = f"kve-{network_id[:11]}", f"kns-{network_id[:11]}"
+        if not _namespace_exists(namespace):
+            _ip("netns", "add", namespace)
+        _ip("-n", namespace, "link", "set", "lo", "up")
+        if not _link_exists(outside):
+            _ip("link", "add", outside, "type", "veth", "peer", "name", inside, "netns", namespace)
+        _ip("link", "set", outside, "master", bridge_name(network_id), "up")
+        network = ipaddress.ip_network(subnet["cidr"])
+        gateway = subnet.get("gateway_ip") or str(next(network.hosts()))
+        address = f"{gateway}/{network.prefixlen}"
+        if address not in _ip("-n", namespace, "-o", "addr", "show", "dev", inside).stdout:
+            _ip("-n", namespace, "addr", "add", address, "dev", inside)
+        _ip("-n", namespace, "link", "set", inside, "up")
+        if self._dnsmasq_pid(network_id) is None:
+            self._start_dnsmasq(network_id, inside, network, gateway, subnet)
+
+    def _start_dnsmasq(self, network_id: str, interface: str, network, gateway: str, subnet: dict) -> None:
+        directory = self._dir(network_id)
+        hosts, opts, pid = directory / "hosts", directory / "opts", directory / "dnsmasq.pid"
+        hosts.touch()
+        options = [f"option:router,{gateway}"]
+        if subnet.get("dns_nameservers"):
+            options.append("option:dns-server," + ",".join(subnet["dns_nameservers"]))
+        opts.write_text("\n".join(options) + "\n")
+        for path in (directory, hosts, opts):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        command = ["ip", "netns", "exec", namespace_name(network_id), self.dnsmasq,
+                   "--conf-file=/dev/null", "--no-hosts", "--no-resolv", "--port=0", "--bind-interfaces",
+                   f"--interface={interface}", "--except-interface=lo", f"--pid-file={pid}",
+                   f"--dhcp-hostsfile={hosts}", f"--dhcp-optsfile={opts}", "--dhcp-authoritative",
+                   "--leasefile-ro", "--dhcp-no-override", "--user=root",  # reads its files under the state dir
+                   f"--dhcp-range={network.network_address},static,{network.netmask},86400s"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise DataplaneError(f"dnsmasq for network {network_id} did not start: {result.stderr.strip()}")
+        for _ in range(50):
+            if self._dnsmasq_pid(network_id):
+                return
+            time.sleep(0.05)
+        raise DataplaneError(f"dnsmasq for network {network_id} wrote no pid file")
+
+    def _dnsmasq_pid(self, network_id: str) -> int | None:
+        path = self._dir(network_id) / "dnsmasq.pid"
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if b"dnsmasq" in cmdline and str(path).encode() in cmdline else None
+
+    def _write_hosts(self, network_id: str, ports: dict) -> None:
+        lines = [f"{port['mac']},{ip}" for port in ports.values() for ip in port["ips"]]
+        path = self._dir(network_id) / "hosts"
+        partial = path.with_suffix(".new")
+        partial.write_text("\n".join(lines) + "\n")
+        os.chmod(partial, 0o644)
+        partial.rename(path)
+
+    def _reload_dhcp(self, network_id: str) -> None:
+        pid = self._dnsmasq_pid(network_id)
+        if pid:
+            os.kill(pid, signal.SIGHUP)
+
+    def _teardown(self, network_id: str) -> None:
+        pid = self._dnsmasq_pid(network_id)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.02)
+        _ip("link", "del", f"kve-{network_id[:11]}", check=False)
+        if _namespace_exists(namespace_name(network_id)):
+            _ip("netns", "del", namespace_name(network_id), check=False)
+        _ip("link", "del", bridge_name(network_id), check=False)
+        shutil.rmtree(self._dir(network_id), ignore_errors=True)

@@ -1,0 +1,245 @@
+"""Domain XML from a flavor, the image's properties and the instance's disks and ports.
+
+``DomainSpec`` holds everything the XML depends on; ``build_xml`` is a pure function
+of it, so it is unit-tested without libvirt. Flavor extra specs the host cannot
+honour raise ``Unsupported`` with the reason (the agent turns it into a build failure).
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any
+
+NAMESPACE = "https://kilonova.dev/xmlns/libvirt/instance/1.0"
+
+# quota:* extra specs -> (element under the domain, child element)
+_CPU_TUNABLES = {"quota:cpu_shares": "shares", "quota:cpu_period": "period", "quota:cpu_quota": "quota"}
+_DISK_TUNABLES = {"quota:disk_read_bytes_sec": "read_bytes_sec", "quota:disk_write_bytes_sec": "write_bytes_sec",
+                  "quota:disk_total_bytes_sec": "total_bytes_sec", "quota:disk_read_iops_sec": "read_iops_sec",
+                  "quota:disk_write_iops_sec": "write_iops_sec", "quota:disk_total_iops_sec": "total_iops_sec"}
+
+
+class Unsupported(Exception):
+    """The flavor or image asks for something this host cannot give."""
+
+
+@dataclass
+class Disk:
+    path: str
+    target: str                 # vda, vdb, ...
+    format: str = "qcow2"       # qcow2 | raw
+    readonly: bool = False
+    cache: str = "none"
+
+
+@dataclass
+class Nic:
+    mac: str
+    bridge: str
+    tap: str
+    model: str = "virtio"
+
+
+@dataclass
+class DomainSpec:
+    uuid: str
+    name: str
+    virt_type: str                        # kvm | qemu
+    memory_mb: int
+    vcpus: int
+    disks: list[Disk]
+    nics: list[Nic]
+    console_log: str
+    cpu_mode: str = ""                    # host-model | host-passthrough | custom | none | ""
+    cpu_model: str = ""
+    machine_type: str = "pc"
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+    vnc_listen: str | None = "127.0.0.1"
+    extra_specs: dict[str, str] = field(default_factory=dict)
+    image_properties: dict[str, Any] = field(default_factory=dict)
+    host_cpus: int = 1
+    free_hugepages_kb: dict[int, int] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _sub(parent: ET.Element, tag: str, text: str | int | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, {k.rstrip("_"): str(v) for k, v in attrs.items()})
+    if text is not None:
+        element.text = str(text)
+    return element
+
+
+def _spec(spec: DomainSpec, key: str) -> str | None:
+    """A flavor extra spec, else the matching image property (hw:cpu_cores <- hw_cpu_cores)."""
+    if key in spec.extra_specs:
+        return str(spec.extra_specs[key])
+    value = spec.image_properties.get(key.replace(":", "_"))
+    return None if value is None else str(value)
+
+
+def _int_spec(spec: DomainSpec, key: str) -> int | None:
+    value = _spec(spec, key)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise Unsupported(f"{key}={value!r} is not a whole number") from exc
+    if number < 1:
+        raise Unsupported(f"{key}={value!r} must be at least 1")
+    return number
+
+
+def topology(spec: DomainSpec) -> tuple[int, int, int] | None:
+    """(sockets, cores, threads) from hw:cpu_sockets/cores/threads, or None when none is given."""
+    sockets, cores, threads = (_int_spec(spec, f"hw:cpu_{part}") for part in ("sockets", "cores", "threads"))
+    if sockets is None and cores is None and threads is None:
+        return None
+    threads = threads or 1
+    if cores is None and sockets is None:
+        sockets, cores = 1, max(1, spec.vcpus // threads)
+    elif cores is None:
+        cores = max(1, spec.vcpus // (sockets * threads))
+    elif sockets is None:
+        sockets = max(1, spec.vcpus // (cores * threads))
+    if sockets * cores * threads != spec.vcpus:
+        raise Unsupported(f"CPU topology {sockets} sockets x {cores} cores x {threads} threads does not give "
+                          f"the flavor's {spec.vcpus} vCPUs")
+    return sockets, cores, threads
+
+
+def _cpu(domain: ET.Element, spec: DomainSpec) -> None:
+    mode = spec.cpu_mode or ("host-model" if spec.virt_type == "kvm" else "none")
+    if spec.virt_type == "qemu" and mode in ("host-model", "host-passthrough"):
+        raise Unsupported(f"cpu_mode {mode} needs KVM; this host runs guests with software emulation")
+    shape = topology(spec)
+    numa_nodes = _int_spec(spec, "hw:numa_nodes")
+    if mode == "none" and shape is None and not numa_nodes:
+        return
+    attrs = {"mode": mode} if mode != "none" else {}
+    cpu = _sub(domain, "cpu", **attrs)
+    if mode == "custom":
+        if not spec.cpu_model:
+            raise Unsupported("[libvirt] cpu_mode = custom needs [libvirt] cpu_models")
+        _sub(cpu, "model", spec.cpu_model, fallback="allow")
+    if shape:
+        _sub(cpu, "topology", sockets=shape[0], cores=shape[1], threads=shape[2])
+    if numa_nodes:
+        if numa_nodes > spec.vcpus:
+            raise Unsupported(f"hw:numa_nodes={numa_nodes} is more than the flavor's {spec.vcpus} vCPUs")
+        if spec.memory_mb % numa_nodes:
+            raise Unsupported(f"hw:numa_nodes={numa_nodes} does not divide the flavor's {spec.memory_mb} MB")
+        numa = _sub(cpu, "numa")
+        per_cell, extra = divmod(spec.vcpus, numa_nodes)
+        first = 0
+        for cell in range(numa_nodes):
+            count = per_cell + (1 if cell < extra else 0)
+            cpus = f"{first}-{first + count - 1}" if count > 1 else str(first)
+            _sub(numa, "cell", id=cell, cpus=cpus, memory=spec.memory_mb // numa_nodes * 1024, unit="KiB")
+            first += count
+
+
+def _pinning(domain: ET.Element, spec: DomainSpec) -> None:
+    policy = _spec(spec, "hw:cpu_policy") or "shared"
+    cputune = ET.Element("cputune")
+    if policy == "dedicated":
+        if spec.vcpus > spec.host_cpus:
+            raise Unsupported(f"hw:cpu_policy=dedicated needs {spec.vcpus} host CPUs; this host has "
+                              f"{spec.host_cpus}")
+        for vcpu in range(spec.vcpus):
+            _sub(cputune, "vcpupin", vcpu=vcpu, cpuset=vcpu)
+    elif policy not in ("shared", "mixed"):
+        raise Unsupported(f"hw:cpu_policy={policy!r} is not one of shared, dedicated")
+    for key, tag in _CPU_TUNABLES.items():
+        if key in spec.extra_specs:
+            _sub(cputune, tag, int(spec.extra_specs[key]))
+    if len(cputune):
+        domain.append(cputune)
+
+
+def _memory_backing(domain: ET.Element, spec: DomainSpec) -> None:
+    size = _spec(spec, "hw:mem_page_size")
+    if size in (None, "small", "any"):
+        return
+    wanted_kb = {"large": None, "2MB": 2048, "2048": 2048, "1GB": 1048576, "1048576": 1048576}
+    if size not in wanted_kb:
+        raise Unsupported(f"hw:mem_page_size={size!r} is not one of small, large, any, 2MB, 1GB")
+    sizes = [wanted_kb[size]] if wanted_kb[size] else sorted(spec.free_hugepages_kb, reverse=True)
+    for page_kb in sizes:
+        if page_kb and spec.free_hugepages_kb.get(page_kb, 0) * page_kb >= spec.memory_mb * 1024:
+            backing = _sub(domain, "memoryBacking")
+            pages = _sub(backing, "hugepages")
+            _sub(pages, "page", size=page_kb, unit="KiB")
+            return
+    raise Unsupported(f"hw:mem_page_size={size} needs {spec.memory_mb} MB of free huge pages; this host has "
+                      + (", ".join(f"{n} x {kb} KiB" for kb, n in sorted(spec.free_hugepages_kb.items()))
+                         or "none"))
+
+
+def build_xml(spec: DomainSpec) -> str:
+    domain = ET.Element("domain", {"type": spec.virt_type})
+    _sub(domain, "uuid", spec.uuid)
+    _sub(domain, "name", spec.name)
+    metadata = _sub(domain, "metadata")
+    ET.register_namespace("kilonova", NAMESPACE)
+    owned = ET.SubElement(metadata, f"{{{NAMESPACE}}}instance")
+    for key, value in spec.metadata.items():
+        ET.SubElement(owned, f"{{{NAMESPACE}}}{key}").text = str(value)
+    _sub(domain, "memory", spec.memory_mb, unit="MiB")
+    _sub(domain, "currentMemory", spec.memory_mb, unit="MiB")
+    _sub(domain, "vcpu", spec.vcpus, placement="static")
+    _memory_backing(domain, spec)
+    _pinning(domain, spec)
+    disk_quota = {tag: spec.extra_specs[key] for key, tag in _DISK_TUNABLES.items() if key in spec.extra_specs}
+    if "quota:disk_weight" in spec.extra_specs:
+        _sub(_sub(domain, "blkiotune"), "weight", int(spec.extra_specs["quota:disk_weight"]))
+
+    os_ = _sub(domain, "os")
+    _sub(os_, "type", "hvm", arch="x86_64", machine=spec.machine_type)
+    if spec.kernel:
+        _sub(os_, "kernel", spec.kernel)
+        if spec.initrd:
+            _sub(os_, "initrd", spec.initrd)
+        if spec.cmdline:
+            _sub(os_, "cmdline", spec.cmdline)
+    else:
+        _sub(os_, "boot", dev="hd")
+    features = _sub(domain, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    _cpu(domain, spec)
+    _sub(domain, "clock", offset="utc")
+    _sub(domain, "on_poweroff", "destroy")
+    _sub(domain, "on_reboot", "restart")
+    _sub(domain, "on_crash", "destroy")
+
+    devices = _sub(domain, "devices")
+    for disk in spec.disks:
+        element = _sub(devices, "disk", type="file", device="disk")
+        _sub(element, "driver", name="qemu", type=disk.format, cache=disk.cache)
+        _sub(element, "source", file=disk.path)
+        _sub(element, "target", dev=disk.target, bus="virtio")
+        if disk.readonly:
+            _sub(element, "readonly")
+        if disk_quota and not disk.readonly:
+            tune = _sub(element, "iotune")
+            for tag, value in disk_quota.items():
+                _sub(tune, tag, int(value))
+    for nic in spec.nics:
+        element = _sub(devices, "interface", type="bridge")
+        _sub(element, "mac", address=nic.mac)
+        _sub(element, "source", bridge=nic.bridge)
+        _sub(element, "target", dev=nic.tap)
+        _sub(element, "model", type=nic.model)
+    serial = _sub(devices, "serial", type="pty")
+    _sub(serial, "log", file=spec.console_log, append="off")
+    _sub(serial, "target", port=0)
+    console = _sub(devices, "console", type="pty")
+    _sub(console, "target", type="serial", port=0)
+    if spec.vnc_listen:
+        _sub(devices, "graphics", type="vnc", autoport="yes", listen=spec.vnc_listen)
+        _sub(_sub(devices, "video"), "model", type="cirrus")
+    _sub(devices, "memballoon", model="virtio")
+    return ET.tostring(domain, encoding="unicode")

@@ -1,0 +1,358 @@
+"""The libvirt driver: real QEMU/KVM guests on this host.
+
+Each instance lives in ``<instances_path>/<uuid>/``: ``disk`` (qcow2 overlay on
+the cached base, or a raw copy), ``disk.eph0``, ``disk.swap``, ``disk.config``
+(the config drive), ``kernel``/``ramdisk`` for images booted that way, and
+``console.log`` (the serial console, written by virtlogd). The domain is
+persistent (defined), so power operations keep its XML; ``destroy`` removes the
+domain, its managed-save image, its files and its ports' dataplane.
+
+Every libvirt and qemu-img call runs in a worker thread; the event loop never blocks.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from kilonova.compute.virt import driver as power
+from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
+from kilonova.compute.virt.libvirt import configdrive, host
+from kilonova.compute.virt.libvirt.dataplane import Dataplane, bridge_name, tap_name
+from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml
+from kilonova.compute.virt.libvirt.imagecache import ImageCache
+
+LOG = logging.getLogger(__name__)
+MAX_CONSOLE_BYTES = 100 * 1024
+
+try:  # libvirt-python is the optional "libvirt" extra; the fake driver never needs it
+    import libvirt
+except ImportError:  # pragma: no cover - reported when the driver is chosen
+    libvirt = None
+
+
+def _power_state(state: int, has_managed_save: bool) -> int:
+    if libvirt is None:
+        return power.NOSTATE
+    mapping = {libvirt.VIR_DOMAIN_NOSTATE: power.NOSTATE, libvirt.VIR_DOMAIN_RUNNING: power.RUNNING,
+               libvirt.VIR_DOMAIN_BLOCKED: power.RUNNING, libvirt.VIR_DOMAIN_PAUSED: power.PAUSED,
+               libvirt.VIR_DOMAIN_SHUTDOWN: power.SHUTDOWN, libvirt.VIR_DOMAIN_SHUTOFF: power.SHUTDOWN,
+               libvirt.VIR_DOMAIN_CRASHED: power.CRASHED, libvirt.VIR_DOMAIN_PMSUSPENDED: power.SUSPENDED}
+    if state == libvirt.VIR_DOMAIN_SHUTOFF and has_managed_save:
+        return power.SUSPENDED
+    return mapping.get(state, power.NOSTATE)
+
+
+def _direct_io_supported(path: Path) -> bool:
+    probe = path / ".directio.test"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | getattr(os, "O_DIRECT", 0), 0o600)
+        os.close(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+class LibvirtDriver(ComputeDriver):
+    hypervisor_type = "QEMU"
+
+    def __init__(self, host_name: str, conf, images):
+        if libvirt is None:
+            raise RuntimeError("[compute] compute_driver = libvirt needs libvirt-python "
+                               "(pip install 'kilonova[libvirt]'; it builds against Debian's libvirt-dev)")
+        self.host = host_name
+        self.conf = conf
+        self.uri = conf.get("libvirt", "connection_uri") or "qemu:///system"
+        self.instances_path = Path(conf.get("libvirt", "instances_path"))
+        self.images_type = conf.get("libvirt", "images_type")
+        if self.images_type not in ("qcow2", "raw"):
+            raise ValueError(f"[libvirt] images_type must be qcow2 or raw, not {self.images_type!r}")
+        self.virt_type, self.virt_type_reason = host.choose_virt_type(conf.get("libvirt", "virt_type"))
+        self.cache = ImageCache(images, self.instances_path, conf.getbool("libvirt", "force_raw_images"))
+        self.dataplane = Dataplane(self.instances_path / "_networks")
+        self._conn = None
+        self._version = 0
+        self._disk_cache = "none"
+        self._flags = host.cpu_flags()
+
+    # ------------------------------------------------------------------ connection and host
+
+    def _connection(self):
+        if self._conn is None or not self._conn.isAlive():
+            self._conn = libvirt.open(self.uri)
+        return self._conn
+
+    async def _call(self, function, *args):
+        return await asyncio.to_thread(function, *args)
+
+    async def init_host(self) -> None:
+        self.instances_path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.instances_path, 0o755)
+        conn = await self._call(self._connection)
+        self._version = await self._call(conn.getVersion)
+        self._disk_cache = "none" if _direct_io_supported(self.instances_path) else "writeback"
+        LOG.warning("libvirt driver on %s: virt_type=%s (%s), %s, instances in %s", self.host, self.virt_type,
+                    self.virt_type_reason, self.uri, self.instances_path)
+
+    def describe(self) -> str:
+        return f"libvirt {self.virt_type} ({self.virt_type_reason})"
+
+    def get_available_resource(self) -> dict[str, Any]:
+        vcpus = os.cpu_count() or 1
+        return {
+            "vcpus": vcpus, "memory_mb": host.memory_mb(), "local_gb": host.disk_gb(self.instances_path),
+            "hypervisor_type": self.hypervisor_type, "hypervisor_version": self._version,
+            "host_ip": self.conf.get("DEFAULT", "my_ip"),
+            "cpu_info": json.dumps({"arch": "x86_64", "model": "host", "vendor": "unknown",
+                                    "topology": {"sockets": 1, "cores": vcpus, "threads": 1},
+                                    "features": sorted(self._flags),
+                                    "supported_instances": [["x86_64", self.virt_type, "hvm"]]}),
+        }
+
+    def get_traits(self) -> list[str]:
+        return host.cpu_traits(self._flags) + host.compute_traits()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _dir(self, instance: dict) -> Path:
+        return self.instances_path / instance["uuid"]
+
+    def _lookup(self, uuid: str):
+        try:
+            return self._connection().lookupByUUIDString(uuid)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _domain(self, instance: dict):
+        domain = self._lookup(instance["uuid"])
+        if domain is None:
+            raise BuildFailure(f"Instance {instance['uuid']} has no domain on {self.host}.")
+        return domain
+
+    def _network_info(self, instance: dict) -> list[dict]:
+        saved = self._dir(instance) / "network_info.json"
+        if saved.exists():
+            return json.loads(saved.read_text())
+        return instance.get("network_info") or []
+
+    # ------------------------------------------------------------------ spawn
+
+    async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
+        directory = self._dir(instance)
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o755)
+        (directory / "network_info.json").write_text(json.dumps(network_info))
+        image_id = instance.get("image_ref") or image_meta.get("id")
+        base, meta = await self.cache.fetch(image_id)
+        properties = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}
+        kernel = initrd = None
+        if meta.get("kernel_id"):
+            kernel_base, _ = await self.cache.fetch(meta["kernel_id"])
+            kernel = directory / "kernel"
+            await self._call(shutil.copyfile, kernel_base, kernel)
+            if meta.get("ramdisk_id"):
+                ramdisk_base, _ = await self.cache.fetch(meta["ramdisk_id"])
+                initrd = directory / "ramdisk"
+                await self._call(shutil.copyfile, ramdisk_base, initrd)
+        flavor = instance["flavor"]
+        disks = await self._call(self._create_disks, instance, directory, base, flavor)
+        if kernel is not None:  # the kernel and ramdisk bases are in use too
+            info = json.loads((directory / "disk.info").read_text())
+            info["bases"] += [str(self.cache.base_path(meta[key])) for key in ("kernel_id", "ramdisk_id")
+                              if meta.get(key)]
+            (directory / "disk.info").write_text(json.dumps(info))
+        if configdrive.wanted(instance, self.conf.getbool("compute", "force_config_drive")):
+            path = await self._call(configdrive.build, instance, network_info, directory / "disk.config",
+                                    self.conf.get("compute", "mkisofs_cmd"))
+            disks.append(Disk(str(path), f"vd{chr(ord('a') + len(disks))}", "raw", readonly=True,
+                              cache=self._disk_cache))
+        cmdline = None
+        if kernel is not None:
+            cmdline = meta.get("os_command_line") or "root=/dev/vda console=tty0 console=ttyS0"
+        spec = DomainSpec(
+            uuid=instance["uuid"], name=f"instance-{instance['uuid']}", virt_type=self.virt_type,
+            memory_mb=flavor["memory_mb"], vcpus=flavor["vcpus"], disks=disks,
+            nics=[Nic(vif["mac_address"], bridge_name(vif["network_id"]), tap_name(vif["port_id"]),
+                      properties.get("hw_vif_model", "virtio")) for vif in network_info],
+            console_log=str(directory / "console.log"), cpu_mode=self.conf.get("libvirt", "cpu_mode"),
+            cpu_model=(self.conf.getlist("libvirt", "cpu_models") or [""])[0],
+            machine_type=properties.get("hw_machine_type") or self.conf.get("libvirt", "machine_type"),
+            kernel=str(kernel) if kernel else None, initrd=str(initrd) if initrd else None, cmdline=cmdline,
+            vnc_listen=self.conf.get("vnc", "server_listen") if self.conf.getbool("vnc", "enabled") else None,
+            extra_specs=flavor.get("extra_specs") or {}, image_properties=properties,
+            host_cpus=os.cpu_count() or 1, free_hugepages_kb=host.free_hugepages(),
+            metadata={"name": instance.get("display_name") or "", "flavor": flavor.get("name") or "",
+                      "project": instance.get("project_id") or "", "user": instance.get("user_id") or "",
+                      "image": image_id or ""})
+        try:
+            xml = build_xml(spec)
+        except Unsupported as exc:
+            raise BuildFailure(f"Host {self.host} cannot honour the flavor or image: {exc}") from exc
+        for vif in network_info:
+            await self._call(self.dataplane.plug, vif)
+        try:
+            await self._call(self._define_and_start, xml)
+        except libvirt.libvirtError as exc:
+            raise BuildFailure(f"libvirt could not start the guest: {exc}") from exc
+
+    def _create_disks(self, instance: dict, directory: Path, base: Path, flavor: dict) -> list[Disk]:
+        root_format = self.cache.create_root(base, directory / "disk", flavor.get("root_gb") or 0,
+                                             self.images_type)
+        disks = [Disk(str(directory / "disk"), "vda", root_format, cache=self._disk_cache)]
+        extra = []
+        if flavor.get("ephemeral_gb"):
+            extra.append(("disk.eph0", self.cache.blank_base("ephemeral", flavor["ephemeral_gb"] * 1024)))
+        if flavor.get("swap"):
+            extra.append(("disk.swap", self.cache.blank_base("swap", flavor["swap"])))
+        for name, blank in extra:
+            self.cache.create_root(blank, directory / name, 0, "qcow2")
+            disks.append(Disk(str(directory / name), f"vd{chr(ord('a') + len(disks))}", "qcow2",
+                              cache=self._disk_cache))
+        (directory / "disk.info").write_text(json.dumps({"bases": [str(base)] + [str(b) for _, b in extra]}))
+        return disks
+
+    def _define_and_start(self, xml: str) -> None:
+        conn = self._connection()
+        domain = conn.defineXML(xml)
+        try:
+            domain.create()
+        except libvirt.libvirtError:
+            domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+            raise
+
+    # ------------------------------------------------------------------ destroy
+
+    async def destroy(self, instance: dict) -> None:
+        await self._call(self._destroy, instance)
+
+    def _destroy(self, instance: dict) -> None:
+        domain = self._lookup(instance["uuid"])
+        if domain is not None:
+            if domain.isActive():
+                try:
+                    domain.destroy()
+                except libvirt.libvirtError as exc:
+                    if domain.isActive():
+                        raise BuildFailure(f"Could not destroy the guest: {exc}") from exc
+            flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+            domain.undefineFlags(flags)
+        for vif in self._network_info(instance):
+            self.dataplane.unplug(vif)
+        shutil.rmtree(self._dir(instance), ignore_errors=True)
+
+    # ------------------------------------------------------------------ power
+
+    def _plug_all(self, instance: dict) -> None:
+        for vif in self._network_info(instance):
+            self.dataplane.plug(vif)
+
+    def _shutdown(self, domain, timeout: float) -> bool:
+        """ACPI shutdown; True when the guest went off within ``timeout`` seconds."""
+        try:
+            domain.shutdown()
+        except libvirt.libvirtError:
+            return not domain.isActive()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not domain.isActive():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def _power_off(self, instance: dict, timeout: float) -> None:
+        domain = self._domain(instance)
+        if domain.isActive() and not self._shutdown(domain, timeout):
+            LOG.info("%s did not shut down within %.0fs; destroying it", instance["uuid"], timeout)
+            if domain.isActive():
+                domain.destroy()
+
+    def _start(self, instance: dict) -> None:
+        domain = self._domain(instance)
+        self._plug_all(instance)
+        if not domain.isActive():
+            domain.create()
+
+    async def power_off(self, instance: dict) -> None:
+        await self._call(self._power_off, instance, self.conf.getfloat("libvirt", "shutdown_timeout"))
+
+    async def power_on(self, instance: dict) -> None:
+        await self._call(self._start, instance)
+
+    async def reboot(self, instance: dict, reboot_type: str) -> None:
+        await self._call(self._reboot, instance, reboot_type)
+
+    def _reboot(self, instance: dict, reboot_type: str) -> None:
+        domain = self._domain(instance)
+        if reboot_type != "HARD" and domain.isActive():
+            state = domain.state()[0]
+            if state == libvirt.VIR_DOMAIN_RUNNING and \
+                    self._shutdown(domain, self.conf.getfloat("libvirt", "wait_soft_reboot_seconds")):
+                self._start(instance)
+                return
+            LOG.info("soft reboot of %s did not complete; rebooting hard", instance["uuid"])
+        if domain.isActive():
+            domain.destroy()
+        if domain.hasManagedSaveImage():
+            domain.managedSaveRemove()
+        self._start(instance)
+
+    async def pause(self, instance: dict) -> None:
+        await self._call(lambda: self._domain(instance).suspend())
+
+    async def unpause(self, instance: dict) -> None:
+        await self._call(lambda: self._domain(instance).resume())
+
+    async def suspend(self, instance: dict) -> None:
+        await self._call(lambda: self._domain(instance).managedSave())
+
+    async def resume(self, instance: dict) -> None:
+        await self._call(self._start, instance)
+
+    async def get_power_state(self, instance: dict) -> int:
+        return await self._call(self._state, instance["uuid"])
+
+    def _state(self, uuid: str) -> int:
+        domain = self._lookup(uuid)
+        if domain is None:
+            return power.NOSTATE
+        return _power_state(domain.state()[0], bool(domain.hasManagedSaveImage()))
+
+    def list_instance_uuids(self) -> list[str]:
+        return [domain.UUIDString() for domain in self._connection().listAllDomains()
+                if domain.name().startswith("instance-")]
+
+    async def get_console_output(self, instance: dict) -> str:
+        path = self._dir(instance) / "console.log"
+
+        def read() -> str:
+            if not path.exists():
+                return ""
+            with open(path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - MAX_CONSOLE_BYTES))
+                return fh.read().decode("utf-8", "replace")
+        return await self._call(read)
+
+    # ------------------------------------------------------------------ image cache
+
+    def in_use_bases(self) -> set[Path]:
+        used: set[Path] = set()
+        for info in self.instances_path.glob("*/disk.info"):
+            try:
+                used.update(Path(p) for p in json.loads(info.read_text()).get("bases", []))
+            except (OSError, ValueError):
+                continue
+        return used
+
+    async def age_image_cache(self) -> list[Path]:
+        min_age = self.conf.getfloat("libvirt", "remove_unused_original_minimum_age_seconds")
+        return await self._call(lambda: self.cache.age_out(self.in_use_bases(), min_age))

@@ -1,0 +1,221 @@
+"""A real guest under QEMU through `kilonova up` with the libvirt driver, driven by the `openstack` CLI.
+
+The guest is the tiny one ``hostsetup`` builds from Debian's cloud kernel and busybox: it prints
+``KILONOVA-GUEST-MARKER`` lines on its serial console, takes its address by DHCP and prints what it
+read from its config drive.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cloud import new_cloud
+from tests.libvirt import hostsetup
+from tests.libvirt.hostsetup import MARKER
+
+HOST = "kilonova-libvirt-test"
+
+
+@pytest.fixture(scope="module")
+def guest():
+    try:
+        return hostsetup.prepare()
+    except hostsetup.HostSetupError as exc:
+        pytest.skip(f"cannot run real guests here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def cloud(guest):
+    instance = new_cloud(hosts=1, config={
+        "DEFAULT": {"host": HOST},
+        "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "2"},
+        "libvirt": {"shutdown_timeout": "20", "wait_soft_reboot_seconds": "20"},
+    })
+    os.chmod(instance.workdir, 0o755)  # qemu runs as libvirt-qemu and must reach the instance files
+    instance.start(timeout=120)
+    yield instance
+    instance.stop()
+    remove_leftovers(instance.state_dir)
+    shutil.rmtree(instance.workdir, ignore_errors=True)
+
+
+def remove_leftovers(state_dir: Path) -> None:
+    """What a failed test may leave behind of this cloud: domains, dnsmasq, namespaces, bridges."""
+    virsh = ["virsh", "-c", "qemu:///system"]
+    names = subprocess.run([*virsh, "list", "--all", "--name"], capture_output=True, text=True).stdout.split()
+    for name in names:
+        xml = subprocess.run([*virsh, "dumpxml", name], capture_output=True, text=True).stdout
+        if str(state_dir) in xml:
+            subprocess.run([*virsh, "destroy", name], capture_output=True)
+            subprocess.run([*virsh, "undefine", "--managed-save", name], capture_output=True)
+    networks = Path(state_dir, "instances", "_networks")
+    for directory in networks.glob("*") if networks.exists() else []:
+        pid_file = directory / "dnsmasq.pid"
+        if pid_file.exists():
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        subprocess.run(["ip", "netns", "del", f"kilonova-dhcp-{directory.name}"], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"kbr-{directory.name[:11]}"], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"kve-{directory.name[:11]}"], capture_output=True)
+
+
+def wait_status(cloud, server: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    shown = None
+    while time.monotonic() < deadline:
+        shown = cloud.openstack("server", "show", server, fmt_json=True)
+        if shown["status"] == status and shown.get("OS-EXT-STS:task_state") is None:
+            return shown
+        if shown["status"] == "ERROR":
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"{server} did not reach {status}: {shown}\n{''.join(cloud.output[-30:])}")
+
+
+def wait_console(cloud, server: str, text: str, timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    log = ""
+    while time.monotonic() < deadline:
+        log = cloud.openstack("console", "log", "show", server).stdout
+        if text in log:
+            return log
+        time.sleep(1)
+    raise AssertionError(f"{text!r} never appeared on the console of {server}:\n{log}")
+
+
+def ping(namespace: str, address: str, attempts: int = 10) -> None:
+    for _ in range(attempts):
+        result = subprocess.run(["ip", "netns", "exec", namespace, "ping", "-c", "1", "-W", "1", address],
+                                capture_output=True, text=True, timeout=10)
+        if result.returncode == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{address} does not answer ping from {namespace}: {result.stdout}{result.stderr}")
+
+
+def qemu_processes(uuid: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if uuid.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_real_guest_lifecycle(cloud, guest, tmp_path):
+    os_ = cloud.openstack
+    kernel = os_("image", "create", "--disk-format", "aki", "--container-format", "aki", "--public",
+                 "--file", str(guest.kernel), "guest-kernel", fmt_json=True)
+    ramdisk = os_("image", "create", "--disk-format", "ari", "--container-format", "ari", "--public",
+                  "--file", str(guest.initrd), "guest-ramdisk", fmt_json=True)
+    image = os_("image", "create", "--disk-format", "qcow2", "--container-format", "bare", "--public",
+                "--file", str(guest.root), "--property", f"kernel_id={kernel['id']}",
+                "--property", f"ramdisk_id={ramdisk['id']}", "--property", f"os_command_line={guest.cmdline}",
+                "guest", fmt_json=True)
+    os_("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "--ephemeral", "1", "--swap", "16",
+        "real.tiny")
+    os_("keypair", "create", "--public-key", str(_public_key(tmp_path)), "real-key")
+    user_data = tmp_path / "user-data"
+    user_data.write_text("hello-from-user-data\n")
+
+    started = time.monotonic()
+    server = os_("server", "create", "--flavor", "real.tiny", "--image", image["id"], "--network", "private",
+                 "--key-name", "real-key", "--user-data", str(user_data), "--config-drive", "True",
+                 "--wait", "real-vm", fmt_json=True, timeout=180)
+    uuid = server["id"]
+    assert server["status"] == "ACTIVE", server
+    assert server["OS-EXT-SRV-ATTR:host"] == HOST
+    address = re.search(r"10\.0\.0\.\d+", json.dumps(server["addresses"])).group(0)
+    log = wait_console(cloud, uuid, f"{MARKER} ready")
+    print(f"ACTIVE and marker after {time.monotonic() - started:.1f}s")
+    assert f"{MARKER} booted" in log
+    assert f"{MARKER} dhcp eth0 {address}/24 router 10.0.0.1" in log
+    meta_line = next(line for line in log.splitlines() if f"{MARKER} meta_data" in line)
+    meta = json.loads(meta_line.split("meta_data ", 1)[1])
+    assert meta["uuid"] == uuid and meta["name"] == "real-vm"
+    assert meta["public_keys"]["real-key"].startswith("ssh-ed25519 ")
+    assert f"{MARKER} user_data hello-from-user-data" in log
+
+    network_id = os_("network", "show", "private", fmt_json=True)["id"]
+    namespace = f"kilonova-dhcp-{network_id}"
+    ping(namespace, address)
+    port = os_("port", "list", "--device-id", uuid, fmt_json=True)[0]
+    tap = f"tap{port['ID'][:11]}"
+    assert subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode == 0
+
+    hosts_file = Path(cloud.state_dir, "instances", "_networks", network_id, "hosts").read_text()
+    assert f"{port['MAC Address']},{address}" in hosts_file
+
+    # Soft reboot: ACPI shutdown, start again; the console log starts over.
+    os_("server", "reboot", "--wait", uuid, timeout=120)
+    wait_console(cloud, uuid, f"{MARKER} ready")
+    os_("server", "reboot", "--hard", "--wait", uuid, timeout=120)
+    wait_console(cloud, uuid, f"{MARKER} ready")
+
+    os_("server", "stop", uuid)
+    stopped = wait_status(cloud, uuid, "SHUTOFF")
+    assert stopped["OS-EXT-STS:power_state"] in ("Shutdown", 4)
+    assert not qemu_processes(uuid)
+    os_("server", "start", uuid)
+    wait_status(cloud, uuid, "ACTIVE")
+    wait_console(cloud, uuid, f"{MARKER} ready")
+
+    os_("server", "pause", uuid)
+    assert wait_status(cloud, uuid, "PAUSED")["OS-EXT-STS:power_state"] in ("Paused", 3)
+    os_("server", "unpause", uuid)
+    wait_status(cloud, uuid, "ACTIVE")
+
+    os_("server", "suspend", uuid)
+    wait_status(cloud, uuid, "SUSPENDED")
+    assert not qemu_processes(uuid)
+    os_("server", "resume", uuid)
+    wait_status(cloud, uuid, "ACTIVE")
+    ping(namespace, address)
+
+    # The guest powers itself off (ACPI from outside the API): the power-state sync notices.
+    subprocess.run(["virsh", "-c", "qemu:///system", "shutdown", uuid], check=True, capture_output=True)
+    wait_status(cloud, uuid, "SHUTOFF", timeout=60)
+    os_("server", "start", uuid)
+    wait_status(cloud, uuid, "ACTIVE")
+
+    os_("server", "delete", "--wait", uuid, timeout=120)
+    assert not qemu_processes(uuid)
+    assert not Path(cloud.state_dir, "instances", uuid).exists()
+    assert subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode != 0
+    assert not Path("/run/netns", namespace).exists()
+    assert not Path(cloud.state_dir, "instances", "_networks", network_id).exists()
+    assert not any(b"dnsmasq" in p.read_bytes() and network_id.encode() in p.read_bytes()
+                   for p in Path("/proc").glob("[0-9]*/cmdline") if _readable(p))
+    allocations = os_("resource", "provider", "allocation", "show", uuid, fmt_json=True)
+    assert allocations == []
+    listed = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--uuid"], capture_output=True,
+                            text=True).stdout
+    assert uuid not in listed
+
+
+def _readable(path: Path) -> bool:
+    try:
+        path.read_bytes()
+        return True
+    except OSError:
+        return False
+
+
+def _public_key(tmp_path: Path) -> Path:
+    key = tmp_path / "id_ed25519.pub"
+    body = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode()
+    key.write_text(f"ssh-ed25519 {body} test@kilonova\n")
+    return key
