@@ -7,4 +7,13 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+# libvirt-python (the libvirt driver's extra) builds against libvirt-dev: install it where apt can.
+if [ ! -e /usr/include/libvirt/libvirt.h ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        libvirt-dev pkg-config gcc; } >/dev/null || echo "bootstrap: could not install libvirt-dev" >&2
+fi
+EXTRAS=test
+if [ -e /usr/include/libvirt/libvirt.h ]; then
+    EXTRAS=test,libvirt
+fi
+.venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"
