@@ -140,6 +140,23 @@ def test_audit_reports_and_heals_an_orphaned_allocation(cluster):
     assert cluster.manage("placement", "audit", check=False).returncode == 0
 
 
+def test_a_boot_sent_while_the_conductor_is_dead_finishes_when_it_restarts(cluster):
+    cluster.processes["conductor"].kill()
+    with cluster.compute_api() as api:
+        flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
+        image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
+        response = api.post("/servers", json={"server": {"name": "waits-for-conductor", "flavorRef": flavor,
+                                                         "imageRef": image, "networks": "auto"}})
+        assert response.status_code == 202, response.text
+        uuid_ = response.json()["server"]["id"]
+        time.sleep(1)
+        assert api.get(f"/servers/{uuid_}").json()["server"]["status"] == "BUILD"
+        cluster.start_all([[("conductor-restarted", ["conductor"], None)]])
+        wait_for(lambda: api.get(f"/servers/{uuid_}").json()["server"]["status"] == "ACTIVE", 30, "ACTIVE")
+    cluster.openstack("server", "delete", "--wait", uuid_, timeout=90)
+    assert cluster.manage("placement", "audit", check=False).returncode == 0
+
+
 def test_a_killed_compute_shows_down_within_the_service_down_time(cluster):
     def states(api):
         rows = api.get("/os-services", params={"binary": "nova-compute"}).json()["services"]
