@@ -193,7 +193,10 @@ def up(conf: Config, clouds_yaml: Path) -> None:
         lines = [f"Kilonova is up in {time.monotonic() - started:.1f}s (state in {conf.state_dir})"]
         for service in ("identity", "compute", "placement", "image", "network"):
             lines.append(f"  {service:<10} {urls[service]}")
-        lines.append(f"  compute hosts: {conf.getint('fake_driver', 'hosts')} (fake driver)")
+        if conf.get("compute", "compute_driver") == "libvirt":
+            lines.append(f"  compute host: {conf.get('DEFAULT', 'host')} (libvirt driver, real guests)")
+        else:
+            lines.append(f"  compute hosts: {conf.getint('fake_driver', 'hosts')} (fake driver)")
         lines.append(f"  clouds.yaml: {clouds_path} (clouds 'kilonova' = admin, 'kilonova-demo' = demo)")
         lines.append(f"  openrc: {openrc}")
         lines.append("Try: OS_CLOUD=kilonova openstack server list   (Ctrl-C stops)")
