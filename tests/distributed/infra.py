@@ -77,13 +77,16 @@ def rabbit_vhost(prefix: str = "kn-test") -> Iterator[str]:
         subprocess.run(["rabbitmqctl", "delete_vhost", name], check=False, capture_output=True, timeout=60)
 
 
-def _psql(sql: str) -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
-                    "-q", "-c", sql], check=True, capture_output=True, timeout=60)
+def _psql(*statements: str) -> None:
+    args = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
+    for sql in statements:
+        args += ["-c", sql]  # each -c runs on its own (CREATE/DROP DATABASE refuse transaction blocks)
+    subprocess.run(args, check=True, capture_output=True, timeout=120)
 
 
-def _mysql(sql: str) -> None:
-    subprocess.run(["mysql", "-h", "127.0.0.1", "-uroot", "-e", sql], check=True, capture_output=True, timeout=60)
+def _mysql(*statements: str) -> None:
+    subprocess.run(["mysql", "-h", "127.0.0.1", "-uroot", "-e", ";".join(statements)], check=True,
+                   capture_output=True, timeout=120)
 
 
 class Databases:
@@ -100,20 +103,26 @@ class Databases:
             ensure_mariadb()
 
     def url(self, name: str) -> str:
-        db = f"kn_{self.tag}_{name}"
+        return self.urls([name])[name]
+
+    def urls(self, names: list[str]) -> dict[str, str]:
+        """Create one database per name (in one client run) and return their SQLAlchemy URLs."""
+        dbs = {name: f"kn_{self.tag}_{name}" for name in names}
         if self.kind == "postgresql":
-            _psql(f'CREATE DATABASE "{db}"')
-            self.created.append(db)
-            return f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
-        _mysql(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-        self.created.append(db)
-        return f"mysql+pymysql://root@127.0.0.1:3306/{db}?charset=utf8mb4"
+            _psql(*(f'CREATE DATABASE "{db}"' for db in dbs.values()))
+        else:
+            _mysql(*(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" for db in dbs.values()))
+        self.created.extend(dbs.values())
+        if self.kind == "postgresql":
+            return {name: f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}" for name, db in dbs.items()}
+        return {name: f"mysql+pymysql://root@127.0.0.1:3306/{db}?charset=utf8mb4" for name, db in dbs.items()}
 
     def drop_all(self) -> None:
-        for db in self.created:
-            with contextlib.suppress(Exception):
-                if self.kind == "postgresql":
-                    _psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-                else:
-                    _mysql(f"DROP DATABASE IF EXISTS `{db}`")
+        if not self.created:
+            return
+        with contextlib.suppress(Exception):
+            if self.kind == "postgresql":
+                _psql(*(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)' for db in self.created))
+            else:
+                _mysql(*(f"DROP DATABASE IF EXISTS `{db}`" for db in self.created))
         self.created.clear()

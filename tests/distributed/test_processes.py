@@ -28,9 +28,11 @@ def cluster(request):
     workdir = Path(tempfile.mkdtemp(prefix="kilonova-dist-"))
     databases = Databases(request.param)
     with rabbit_vhost("kn-dist") as transport_url:
-        urls = {section: databases.url(section.replace("_database", "") if section != "database" else "cell1")
-                for section in SECTIONS}
-        cell2 = databases.url("cell2")
+        names = {section: section.replace("_database", "") if section != "database" else "cell1"
+                 for section in SECTIONS}
+        created = databases.urls([*names.values(), "cell2"])
+        urls = {section: created[name] for section, name in names.items()}
+        cell2 = created["cell2"]
         cluster = Cluster(workdir, transport_url, urls)
         try:
             cluster.manage("api_db", "sync")
