@@ -49,6 +49,7 @@ class ComputeManager:
         self._usage_dirty = True
         self._task: asyncio.Task | None = None
         self._sync_task: asyncio.Task | None = None
+        self._sync_now = asyncio.Event()
         self.started_at = datetime.utcnow().isoformat(timespec="microseconds")
 
     # ------------------------------------------------------------------ life
@@ -72,6 +73,8 @@ class ComputeManager:
         self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")
         interval = self.conf.getfloat("compute", "sync_power_state_interval")
         if self.driver.syncs_power_state and interval > 0:
+            loop = asyncio.get_running_loop()
+            self.driver.set_event_handler(lambda uuid: loop.call_soon_threadsafe(self._sync_now.set))
             self._sync_task = asyncio.create_task(self._sync_loop(interval), name=f"compute-{self.host}-sync")
 
     async def _fail_interrupted_build(self, instance: dict) -> None:
@@ -112,8 +115,13 @@ class ComputeManager:
                                   service_id=None)
 
     async def _sync_loop(self, interval: float) -> None:
+        """Every interval, and soon after the hypervisor reports a guest's state change."""
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._sync_now.wait(), interval)
+            if self._sync_now.is_set():
+                await asyncio.sleep(0.5)  # let the operation that caused the event report first
+                self._sync_now.clear()
             try:
                 await self.sync_power_states()
             except Exception:  # noqa: BLE001 - the next round tries again
@@ -146,11 +154,13 @@ class ComputeManager:
         return changed
 
     async def stop(self) -> None:
+        self.driver.set_event_handler(None)
         for task in (self._task, self._sync_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.driver.cleanup_host()
 
     async def _update(self, uuid: str, values: dict, expected_task_state: list | None = None) -> dict | None:
         try:

@@ -23,6 +23,12 @@ class ComputeDriver:
     async def init_host(self) -> None:
         """Connect to the hypervisor and check the host, before the agent reports anything."""
 
+    def set_event_handler(self, handler) -> None:
+        """``handler(instance_uuid)`` is called, from any thread, when a guest changes state by itself."""
+
+    async def cleanup_host(self) -> None:
+        """Stop the driver's own background work (the agent is stopping; guests keep running)."""
+
     def describe(self) -> str:
         """One line for start-up messages: which driver, and how it runs guests."""
         return self.hypervisor_type

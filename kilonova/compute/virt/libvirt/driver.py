@@ -12,10 +12,12 @@ Every libvirt and qemu-img call runs in a worker thread; the event loop never bl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,26 @@ def _direct_io_supported(path: Path) -> bool:
         probe.unlink(missing_ok=True)
 
 
+_EVENT_LOOP_LOCK = threading.Lock()
+_event_loop_started = False
+
+
+def _start_event_loop() -> None:
+    """libvirt's default event loop in a daemon thread (once per process), so lifecycle events arrive."""
+    global _event_loop_started
+    with _EVENT_LOOP_LOCK:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
 class LibvirtDriver(ComputeDriver):
     hypervisor_type = "QEMU"
 
@@ -78,6 +100,8 @@ class LibvirtDriver(ComputeDriver):
         self.cache = ImageCache(images, self.instances_path, conf.getbool("libvirt", "force_raw_images"))
         self.dataplane = Dataplane(self.instances_path / "_networks")
         self._conn = None
+        self._event_handler = None
+        self._cache_task: asyncio.Task | None = None
         self._version = 0
         self._disk_cache = "none"
         self._flags = host.cpu_flags()
@@ -86,8 +110,18 @@ class LibvirtDriver(ComputeDriver):
 
     def _connection(self):
         if self._conn is None or not self._conn.isAlive():
+            _start_event_loop()
             self._conn = libvirt.open(self.uri)
+            self._conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)
         return self._conn
+
+    def _on_lifecycle(self, conn, domain, event, detail, opaque) -> None:
+        handler = self._event_handler
+        if handler is not None and domain.name().startswith("instance-"):
+            handler(domain.UUIDString())
+
+    def set_event_handler(self, handler) -> None:
+        self._event_handler = handler
 
     async def _call(self, function, *args):
         return await asyncio.to_thread(function, *args)
@@ -100,6 +134,24 @@ class LibvirtDriver(ComputeDriver):
         self._disk_cache = "none" if _direct_io_supported(self.instances_path) else "writeback"
         LOG.warning("libvirt driver on %s: virt_type=%s (%s), %s, instances in %s", self.host, self.virt_type,
                     self.virt_type_reason, self.uri, self.instances_path)
+        interval = self.conf.getfloat("libvirt", "image_cache_manager_interval")
+        if interval > 0:
+            self._cache_task = asyncio.create_task(self._age_cache_periodically(interval),
+                                                   name=f"libvirt-image-cache-{self.host}")
+
+    async def _age_cache_periodically(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.age_image_cache()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                LOG.exception("ageing the image cache of %s failed", self.host)
+
+    async def cleanup_host(self) -> None:
+        if self._cache_task is not None:
+            self._cache_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cache_task
 
     def describe(self) -> str:
         return f"libvirt {self.virt_type} ({self.virt_type_reason})"
