@@ -267,6 +267,19 @@ class ComputeManager:
                 return
             await self._update(uuid, {"vm_state": "active", "power_state": power.RUNNING, "task_state": None})
 
+    async def snapshot_instance(self, instance: dict, image_id: str) -> None:
+        """createImage: the API made image ``image_id`` (queued) and set task_state image_snapshot."""
+        uuid = instance["uuid"]
+        async with self._locks[uuid]:
+            await self._update(uuid, {"task_state": "image_uploading"})
+            try:
+                await self.driver.snapshot(instance, image_id)
+            except Exception as exc:  # noqa: BLE001 - report, and leave the server as it was
+                LOG.warning("snapshot of %s to image %s failed on %s: %s", uuid, image_id, self.host, exc)
+                await self.conductor.call("add_fault", instance_uuid=uuid, code=500, message=str(exc)[:255],
+                                          host=self.host)
+            await self._update(uuid, {"task_state": None})
+
     async def get_console_output(self, instance: dict, length: int | None = None) -> str:
         output = await self.driver.get_console_output(instance)
         if length is not None and length >= 0:

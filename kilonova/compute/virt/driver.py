@@ -63,6 +63,10 @@ class ComputeDriver:
     async def get_console_output(self, instance: dict) -> str:
         raise NotImplementedError
 
+    async def snapshot(self, instance: dict, image_id: str) -> None:
+        """Upload the instance's root disk as the data of image ``image_id`` (created, queued, by the API)."""
+        raise NotImplementedError
+
     async def get_power_state(self, instance: dict) -> int:
         raise NotImplementedError
 

@@ -92,6 +92,9 @@ class FakeDriver(ComputeDriver):
     async def resume(self, instance):
         self._guest(instance).power_state = driver.RUNNING
 
+    async def snapshot(self, instance, image_id):
+        self._guest(instance).log(f"Snapshot to image {image_id}")
+
     async def get_console_output(self, instance):
         return "\n".join(self._guest(instance).console) + "\n"
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
-from kilonova.compute.virt.libvirt import configdrive, host
+from kilonova.compute.virt.libvirt import configdrive, host, imagecache
 from kilonova.compute.virt.libvirt.dataplane import Dataplane, bridge_name, tap_name
 from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml
 from kilonova.compute.virt.libvirt.imagecache import ImageCache
@@ -393,6 +393,57 @@ class LibvirtDriver(ComputeDriver):
                 fh.seek(max(0, size - MAX_CONSOLE_BYTES))
                 return fh.read().decode("utf-8", "replace")
         return await self._call(read)
+
+    # ------------------------------------------------------------------ snapshot
+
+    async def snapshot(self, instance: dict, image_id: str) -> None:
+        """Flatten the root disk (overlay + base) into a qcow2 and upload it as ``image_id``'s data.
+
+        A running guest is paused while its disk is copied (crash-consistent), then resumed.
+        """
+        directory = self._dir(instance)
+        target = directory / f"snapshot-{image_id}.qcow2"
+        try:
+            await self._call(self._copy_root, instance, target)
+            await self._describe_snapshot(instance, image_id)
+            await self.cache.upload(image_id, target)
+        finally:
+            target.unlink(missing_ok=True)
+
+    def _copy_root(self, instance: dict, target: Path) -> None:
+        domain = self._lookup(instance["uuid"])
+        paused = False
+        if domain is not None and domain.isActive() and domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
+            domain.suspend()
+            paused = True
+        try:
+            source = self._dir(instance) / "disk"
+            imagecache._run("qemu-img", "convert", "-U", "-O", "qcow2", str(source), str(target))
+        finally:
+            if paused:
+                domain.resume()
+
+    async def _describe_snapshot(self, instance: dict, image_id: str) -> None:
+        """Formats (needed before data is accepted) and the boot properties of the source image."""
+        snapshot = await self.cache.image_meta(image_id)
+        operations = []
+        for key, value in (("disk_format", "qcow2"), ("container_format", "bare")):
+            if not snapshot.get(key):
+                operations.append({"op": "replace", "path": f"/{key}", "value": value})
+        try:
+            source = await self.cache.image_meta(instance.get("image_ref") or "")
+        except BuildFailure:
+            source = {}
+        for key in ("kernel_id", "ramdisk_id", "os_command_line"):
+            if source.get(key) and key not in snapshot:
+                operations.append({"op": "add", "path": f"/{key}", "value": source[key]})
+        if operations:
+            response = await self.cache.images.request(
+                "PATCH", f"/v2/images/{image_id}", json=operations,
+                headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
+            if response.status_code != 200:
+                raise BuildFailure(f"Snapshot image {image_id} could not be described: {response.status_code} "
+                                   f"{response.text[:200]}")
 
     # ------------------------------------------------------------------ image cache
 

@@ -70,11 +70,12 @@ class ImageCache:
                 raise BuildFailure(f"Image {image_id} is {meta.get('status')}, not active.")
             self.base_dir.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".part")
-            await self._download(image_id, meta, partial)
             try:
+                await self._download(image_id, meta, partial)
                 await asyncio.to_thread(self._prepare, partial, path, meta)
             finally:
                 partial.unlink(missing_ok=True)
+                path.with_suffix(".converted").unlink(missing_ok=True)
             return path, meta
 
     async def _download(self, image_id: str, meta: dict, target: Path) -> None:
@@ -96,6 +97,22 @@ class ImageCache:
                                f"{meta['checksum']}")
         if meta.get("os_hash_value") and multihash.hexdigest() != meta["os_hash_value"]:
             raise BuildFailure(f"Image {image_id} failed verification: {algo} does not match os_hash_value")
+
+    async def upload(self, image_id: str, path: Path) -> None:
+        """Stream ``path`` as the data of image ``image_id``."""
+        async def chunks():
+            with open(path, "rb") as fh:
+                while True:
+                    chunk = await asyncio.to_thread(fh.read, 1 << 20)
+                    if not chunk:
+                        return
+                    yield chunk
+
+        token = await self.images.auth.token()
+        response = await self.images.http.put(f"/v2/images/{image_id}/file", content=chunks(), headers={
+            "X-Auth-Token": token, "Content-Type": "application/octet-stream"})
+        if response.status_code != 204:
+            raise BuildFailure(f"Upload of snapshot {image_id} failed: {response.status_code} {response.text[:200]}")
 
     def _prepare(self, partial: Path, path: Path, meta: dict) -> None:
         disk_format = meta.get("disk_format") or "raw"
@@ -144,9 +161,9 @@ class ImageCache:
         partial = path.with_suffix(".part")
         with open(partial, "wb") as fh:
             fh.truncate(size_mb * 1024 * 1024)
-        if kind == "swap":
-            _run("mkswap", "-q", str(partial)) if _has("mkswap") else None
-        elif _has("mkfs.ext4"):
+        if kind == "swap" and _has("mkswap"):
+            _run("mkswap", "-q", str(partial))
+        elif kind != "swap" and _has("mkfs.ext4"):
             _run("mkfs.ext4", "-q", "-F", "-L", "ephemeral0", str(partial))
         os.chmod(partial, 0o644)
         partial.rename(path)
