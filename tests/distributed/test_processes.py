@@ -50,6 +50,9 @@ def cluster(request):
                 [("identity", ["identity"], None)],
                 [("placement", ["placement"], None), ("image", ["image"], None), ("network", ["network"], None)],
                 [("api", ["api"], None), ("conductor", ["conductor"], None), ("scheduler", ["scheduler"], None)],
+                # A second conductor and scheduler on another "host": active/active on the same queues.
+                [("controller2", ["conductor", "scheduler"],
+                  cluster.variant("controller2", {"DEFAULT": {"host": "controller2"}}))],
                 [("compute-cell1", ["compute"], compute("compute-cell1", "cell1")),
                  ("compute-cell2", ["compute"], compute("compute-cell2", "cell2"))],
             ])
@@ -81,9 +84,12 @@ def test_cells_are_listed_and_the_deployment_passes_its_checks(cluster):
     assert "guest:****@" in listed
     result = cluster.manage("status", "upgrade", "check", check=False)
     assert result.returncode == 0, result.stdout
-    hosts = {s["Host"] for s in cluster.openstack("compute", "service", "list", "--service", "nova-compute",
-                                                  fmt_json=True)}
-    assert hosts == {"cell1-host1", "cell1-host2", "cell2-host1", "cell2-host2"}
+    services = cluster.openstack("compute", "service", "list", fmt_json=True)
+    assert {s["Host"] for s in services if s["Binary"] == "nova-compute"} == {
+        "cell1-host1", "cell1-host2", "cell2-host1", "cell2-host2"}
+    for binary in ("nova-conductor", "nova-scheduler"):
+        assert {s["Host"] for s in services if s["Binary"] == binary} == {"controller", "controller2"}
+    assert {s["State"] for s in services} == {"up"}
 
 
 def test_boot_list_delete_over_separate_processes(cluster):
@@ -144,6 +150,7 @@ def test_audit_reports_and_heals_an_orphaned_allocation(cluster):
 
 def test_a_boot_sent_while_the_conductor_is_dead_finishes_when_it_restarts(cluster):
     cluster.processes["conductor"].kill()
+    cluster.processes["controller2"].kill()  # the other conductor (and a scheduler)
     with cluster.compute_api() as api:
         flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
         image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
