@@ -114,7 +114,8 @@ def start_kilonova(workdir: Path) -> tuple[subprocess.Popen, str]:
             break
         except OSError:
             base = free_port()
-    (workdir / "kilonova.conf").write_text("[placement]\nauth_strategy = noauth2\n")
+    # No cap on candidates, as upstream's default (max_allocation_candidates = -1): the same work.
+    (workdir / "kilonova.conf").write_text("[placement]\nauth_strategy = noauth2\nmax_allocation_candidates = -1\n")
     process = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "kilonova"), "--config", str(workdir / "kilonova.conf"),
          "--state-dir", str(workdir), "serve", "placement", "--base-port", str(base)],
@@ -207,7 +208,8 @@ def allocation_writes(url: str, providers: list[str], total: int = 1000, clients
         with httpx.Client(base_url=url, timeout=120) as client:
             for target in targets[index::clients]:
                 body = {"allocations": {target: {"resources": {"VCPU": 1, "MEMORY_MB": 64}}},
-                        "project_id": "bench", "user_id": "bench", "consumer_generation": None}
+                        "project_id": "bench", "user_id": "bench", "consumer_generation": None,
+                        "consumer_type": "INSTANCE"}
                 call(client, "PUT", f"/allocations/{uuid.uuid4()}", json=body, expect=(204,))
                 with lock:
                     done += 1
@@ -255,9 +257,9 @@ def report(size: int, results: dict[str, dict]) -> None:
         print(text)
 
     for label in QUERIES:
-        count = results[names[0]]["queries"][label][2]
-        row(f"GET a_c {label} p50 ms ({count})", [results[n]["queries"][label][0] for n in names])
-        row(f"GET a_c {label} p95 ms", [results[n]["queries"][label][1] for n in names])
+        count = "/".join(str(results[n]["queries"][label][2]) for n in names)
+        row(f"a_c {label} p50 ms [{count}]", [results[n]["queries"][label][0] for n in names])
+        row(f"a_c {label} p95 ms", [results[n]["queries"][label][1] for n in names])
     row("allocation writes/s (10 clients)", [results[n]["writes_per_s"] for n in names], better_low=False)
     row("providers created/s (6 clients)", [results[n]["create_per_s"] for n in names], better_low=False)
 

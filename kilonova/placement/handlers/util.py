@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from kilonova.common.http import MAX_BODY_BYTES, Handler, HTTPError
 from kilonova.placement import microversion
+from kilonova.placement.objects import capacity
 
 UUID_PATTERN = "^[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}$"
 RC_PATTERN = "^[A-Z0-9_]+$"
@@ -55,8 +56,24 @@ def state(request: Request):
     return request.state.app.state["placement"]
 
 
-def db(request: Request):
-    return state(request).db
+class _TrackedDatabase:
+    """The Placement database, telling the capacity index about every write made in this process."""
+
+    def __init__(self, database):
+        self.database = database
+
+    async def read(self, fn, *args, **kwargs):
+        return await self.database.read(fn, *args, **kwargs)
+
+    async def write(self, fn, *args, **kwargs):
+        try:
+            return await self.database.write(fn, *args, **kwargs)
+        finally:
+            capacity.written(self.database.engine)
+
+
+def db(request: Request) -> _TrackedDatabase:
+    return _TrackedDatabase(state(request).db)
 
 
 def want(request: Request, version: str) -> bool:

@@ -181,17 +181,13 @@ class _Finder:
 
     def _roots(self) -> list[int]:
         """Roots of the trees that hold (or are anchored to) an inventory of a requested class."""
-        roots: set[int] = set()
-        providers = self.providers
-        for group in self.groups:
-            for rc, _ in group["resources"]:
-                for rp in self.view.by_class.get(rc, ()):
-                    roots.add(providers[rp].root)
-        if self.anchors:
-            wanted = {rc for g in self.groups for rc, _ in g["resources"]}
-            for root, shares in self.anchors.items():
-                if any(wanted & providers[s].inventory.keys() for s in shares):
-                    roots.add(root)
+        providers, lone = self.providers, self.view.lone
+        wanted = {rc for g in self.groups for rc, _ in g["resources"]}
+        holding = set().union(*(self.view.by_class.get(rc, ()) for rc in wanted))
+        roots = (holding & lone) | {providers[rp].root for rp in holding - lone}
+        for root, shares in self.anchors.items():
+            if any(wanted & providers[s].inventory.keys() for s in shares):
+                roots.add(root)
         return sorted(roots)
 
     # ------------------------------------------------------------ the search
@@ -204,9 +200,17 @@ class _Finder:
         fast = self._fast_set()
         results: list = []
         seen: set = set()
+        decided, good = fast if fast is not None else ((), ())
+        # with sharing providers, a lone sharing provider's own candidate may also come from a tree it anchors
+        fast_keys = {rp: self._key([(0, {rc: rp for rc, _ in self.groups[0]["resources"]})])
+                     for shares in self.anchors.values() for rp in shares if rp in good} if fast else {}
         for root in self._roots():
-            if fast is not None and root in fast:
-                if fast[root]:
+            if root in decided:
+                if root in good:
+                    if root in fast_keys:
+                        if fast_keys[root] in seen:
+                            continue
+                        seen.add(fast_keys[root])
                     results.append(root)
             else:
                 for combination in self._tree_candidates(root):
@@ -224,29 +228,23 @@ class _Finder:
     def _key(self, combination) -> tuple:
         return tuple(sorted((index, rc or 0, rp) for index, option in combination for rc, rp in option.items()))
 
-    def _fast_set(self) -> dict[int, bool] | None:
-        """For lone-provider trees without sharing anchors: root -> whether it is a candidate (one
-        unsuffixed group only); None when the fast path does not apply to this request."""
+    def _fast_set(self) -> tuple[set[int], set[int]] | None:
+        """(lone-provider trees decided here, those of them that are candidates) for a request of one
+        unsuffixed group; None when the fast path does not apply to this request."""
         if len(self.groups) != 1 or self.groups[0]["suffix"] or self.request.same_subtree:
             return None
         group = self.groups[0]
-        providers, sizes, anchors = self.providers, self.view.tree_size, self.anchors
-        result: dict[int, bool] = {}
         fitting: set[int] | None = None
         for rc, amount in group["resources"]:
-            members = self.view.by_class.get(rc, ())
-            able = {rp for rp in members if providers[rp].inventory[rc].fits(amount)}
+            able = {rp for rp, free, low, high, step in self.view.rows(rc)
+                    if free >= amount and low <= amount <= high and not amount % step}
             fitting = able if fitting is None else fitting & able
-        for rc, _ in group["resources"]:
-            for rp in self.view.by_class.get(rc, ()):
-                if sizes[providers[rp].root] == 1 and rp not in anchors:
-                    result[rp] = False
-        checks = bool(group["required"] or group["forbidden"] or group["member_of"] or group["forbidden_aggregates"]
-                      or group["in_tree"] is not None or self.root_required or self.root_forbidden)
-        for rp in fitting or ():
-            if rp in result:
-                result[rp] = not checks or self._lone_ok(group, providers[rp])
-        return result
+        decided = self.view.lone - self.anchors.keys() if self.anchors else self.view.lone
+        good = (fitting or set()) & decided
+        if (group["required"] or group["forbidden"] or group["member_of"] or group["forbidden_aggregates"]
+                or group["in_tree"] is not None or self.root_required or self.root_forbidden):
+            good = {rp for rp in good if self._lone_ok(group, self.providers[rp])}
+        return decided, good
 
     def _lone_ok(self, group: dict, provider: capacity.Provider) -> bool:
         traits, aggs = provider.traits, provider.aggregates

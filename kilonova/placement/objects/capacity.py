@@ -7,8 +7,13 @@ aggregates, re-parenting, reshapes), so the index is checked, on every search,
 against the database -- which may be shared by several placement processes:
 
 1. One aggregate query over ``resource_providers`` (count, sums of ids,
-   generations, parents and roots, newest update): unchanged means nothing of
-   interest changed anywhere, and the index is used as is.
+   generations, parents and roots, newest update): unchanged -- and no write
+   made by this process since (a counter that every Placement write bumps) --
+   means nothing of interest changed, and the index is used as is. Provider ids
+   only grow on PostgreSQL and MariaDB, so a new provider always changes the
+   sum of ids (or the count); generations only grow. SQLite may reuse the
+   highest id after a delete, which the local write counter covers for the
+   usual single-process SQLite deployment.
 2. Otherwise ``(id, generation, parent, root)`` of every provider is read and
    compared; only the providers that are new or whose row changed are re-read
    (inventories, usages, traits, aggregates), and deleted ones are dropped.
@@ -77,7 +82,20 @@ class View:
     by_class: dict[int, set[int]] = field(default_factory=dict)   # class id -> providers with inventory of it
     children: dict[int, set[int]] = field(default_factory=dict)
     tree_size: dict[int, int] = field(default_factory=dict)       # root id -> providers in the tree
+    lone: set[int] = field(default_factory=set)                   # providers alone in their tree
     sharing_trait: int | None = None
+    _rows: dict = field(default_factory=dict)
+
+    def rows(self, rc: int) -> list[tuple]:
+        """(provider id, free, min_unit, max_unit, step_size) of every inventory of ``rc`` (built once)."""
+        found = self._rows.get(rc)
+        if found is None:
+            found = []
+            for rp in self.by_class.get(rc, ()):
+                record = self.providers[rp].inventory[rc]
+                found.append((rp, record.free, record.min_unit, record.max_unit, record.step_size))
+            self._rows[rc] = found
+        return found
 
     def sharing(self) -> list[Provider]:
         if self.sharing_trait is None:
@@ -92,6 +110,19 @@ class View:
         return False
 
 
+_writes: dict[str, int] = {}
+
+
+def _key(url) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def written(engine) -> None:
+    """A write transaction on ``engine``'s database ended (called after every Placement write)."""
+    key = _key(engine.url)
+    _writes[key] = _writes.get(key, 0) + 1
+
+
 class Index:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -101,7 +132,8 @@ class Index:
     def refresh(self, session: Session, sharing_trait: int | None) -> View:
         conn = session.connection()
         rp = ResourceProvider
-        fingerprint = tuple(conn.execute(sa.select(
+        local = _writes.get(_key(session.get_bind().engine.url), 0)
+        fingerprint = (local,) + tuple(conn.execute(sa.select(
             sa.func.count(), sa.func.sum(rp.id), sa.func.sum(rp.generation),
             sa.func.sum(sa.func.coalesce(rp.parent_provider_id, 0)), sa.func.sum(rp.root_provider_id),
             sa.func.max(rp.updated_at), sa.func.max(rp.created_at))).one())
@@ -130,6 +162,7 @@ class Index:
                 if provider.parent is not None:
                     view.children.setdefault(provider.parent, set()).add(provider.id)
                 view.tree_size[provider.root] = view.tree_size.get(provider.root, 0) + 1
+            view.lone = {root for root, size in view.tree_size.items() if size == 1}
             self.view = view
             self.fingerprint = fingerprint
             return view
@@ -187,7 +220,7 @@ _indexes_lock = threading.Lock()
 
 def current(session: Session, sharing_trait: int | None) -> View:
     """The index for this session's database, brought up to date."""
-    key = str(session.get_bind().engine.url)
+    key = _key(session.get_bind().engine.url)
     with _indexes_lock:
         index = _indexes.get(key)
         if index is None:
