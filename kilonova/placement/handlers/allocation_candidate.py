@@ -139,6 +139,12 @@ def render_requests(request: Request, result: cands.SearchResult) -> str:
             template = '{"allocations": {"%s": {"resources": ' + resources + '}}, "mappings": {"": ["%s"]}}'
         else:
             template = '{"allocations": {"%s": {"resources": ' + resources + '}}}'
+    if template is not None and all(isinstance(c, str) for c in result.candidates):
+        if mappings and not old:
+            parts = [template % (uuid, uuid) for uuid in result.candidates]
+        else:
+            parts = [template % uuid for uuid in result.candidates]
+        return "[" + ", ".join(parts) + "]"
     parts = []
     for candidate in result.candidates:
         if isinstance(candidate, str):
@@ -160,6 +166,9 @@ def render_summaries(request: Request, result: cands.SearchResult) -> str:
     requested = None if every_class else frozenset(result.class_ids.values())
     flavour = (traits, tree, requested)
     providers = result.view.providers if result.view else {}
+    parts = [provider.rendered.get(flavour) for provider in result.summaries]
+    if None not in parts:
+        return "{" + ", ".join(parts) + "}"
     parts = []
     for provider in result.summaries:
         fragment = provider.rendered.get(flavour)

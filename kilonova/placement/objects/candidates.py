@@ -82,28 +82,32 @@ def search(session: Session, request: SearchRequest) -> SearchResult:
     view = capacity.current(session, sharing_trait)
     finder = _Finder(request, class_ids, trait_ids, view)
     found = finder.run()
+    providers = view.providers
     wanted: dict[int, capacity.Provider] = {}
-    for item in found:
-        ids = [item] if isinstance(item, int) else [rp for _, option in item for rp in option.values()]
-        for rp in ids:
-            if request.nested:
-                for member in finder.tree_members(view.providers[rp].root):
-                    wanted.setdefault(member, view.providers[member])
-            else:
-                wanted.setdefault(rp, view.providers[rp])
+    general = [item for item in found if not isinstance(item, int)]
+    if general:
+        for item in found:
+            ids = [item] if isinstance(item, int) else [rp for _, option in item for rp in option.values()]
+            for rp in ids:
+                members = finder.tree_members(providers[rp].root) if request.nested else [rp]
+                for member in members:
+                    wanted.setdefault(member, providers[member])
+        summaries = [wanted[k] for k in sorted(wanted)]
+        candidates = [providers[item].uuid if isinstance(item, int) else finder.render(item) for item in found]
+    else:   # only lone providers (the fast path), already in id order
+        summaries = [providers[rp] for rp in found]
+        candidates = [p.uuid for p in summaries]
     single = request.groups[0].resources if len(request.groups) == 1 else {}
-    candidates = [view.providers[item].uuid if isinstance(item, int) else finder.render(item) for item in found]
-    return SearchResult(candidates, [wanted[k] for k in sorted(wanted)], view, single,
-                        rcs.names_by_id(session), _trait_names(session, wanted.values()), class_ids)
+    return SearchResult(candidates, summaries, view, single, rcs.names_by_id(session), _trait_names(session, view),
+                        class_ids)
 
 
 _trait_name_cache: dict[str, dict[int, str]] = {}
 
 
-def _trait_names(session: Session, providers) -> dict[int, str]:
-    cache = _trait_name_cache.setdefault(str(session.get_bind().engine.url), {})
-    missing = {t for p in providers for t in p.traits if t not in cache}
-    if missing:
+def _trait_names(session: Session, view: capacity.View) -> dict[int, str]:
+    cache = _trait_name_cache.setdefault(capacity.key(session), {})
+    if not view.trait_ids <= cache.keys():
         cache.update(session.connection().execute(sa.select(Trait.id, Trait.name)).all())
     return cache
 

@@ -83,6 +83,7 @@ class View:
     children: dict[int, set[int]] = field(default_factory=dict)
     tree_size: dict[int, int] = field(default_factory=dict)       # root id -> providers in the tree
     lone: set[int] = field(default_factory=set)                   # providers alone in their tree
+    trait_ids: set[int] = field(default_factory=set)              # every trait some provider has
     sharing_trait: int | None = None
     _rows: dict = field(default_factory=dict)
 
@@ -162,6 +163,7 @@ class Index:
                 if provider.parent is not None:
                     view.children.setdefault(provider.parent, set()).add(provider.id)
                 view.tree_size[provider.root] = view.tree_size.get(provider.root, 0) + 1
+                view.trait_ids |= provider.traits
             view.lone = {root for root, size in view.tree_size.items() if size == 1}
             self.view = view
             self.fingerprint = fingerprint
@@ -207,6 +209,11 @@ def _load(conn, providers: dict[int, Provider], ids: list[int], everything: bool
                 agg_sets.setdefault(rp_id, set()).add(agg)
         for rp_id, found in agg_sets.items():
             providers[rp_id].aggregates = frozenset(found)
+
+
+def key(session: Session) -> str:
+    """Which database a session is on (caches are per database)."""
+    return _key(session.get_bind().engine.url)
 
 
 def _chunks(values: list[int], size: int):
