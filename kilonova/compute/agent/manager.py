@@ -267,6 +267,10 @@ class ComputeManager:
                 return
             await self._update(uuid, {"vm_state": "active", "power_state": power.RUNNING, "task_state": None})
 
+    async def get_vnc_console(self, instance: dict) -> dict:
+        """{"host", "port"} of the guest's VNC server, for a console proxy to connect to."""
+        return await self.driver.get_vnc_console(instance)
+
     async def snapshot_instance(self, instance: dict, image_id: str) -> None:
         """createImage: the API made image ``image_id`` (queued) and set task_state image_snapshot."""
         uuid = instance["uuid"]

@@ -63,6 +63,10 @@ class ComputeDriver:
     async def get_console_output(self, instance: dict) -> str:
         raise NotImplementedError
 
+    async def get_vnc_console(self, instance: dict) -> dict:
+        """Where the guest's VNC server listens: {"host": ..., "port": ...}."""
+        raise NotImplementedError
+
     async def snapshot(self, instance: dict, image_id: str) -> None:
         """Upload the instance's root disk as the data of image ``image_id`` (created, queued, by the API)."""
         raise NotImplementedError

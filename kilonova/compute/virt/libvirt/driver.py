@@ -19,6 +19,7 @@ import os
 import shutil
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -393,6 +394,15 @@ class LibvirtDriver(ComputeDriver):
                 fh.seek(max(0, size - MAX_CONSOLE_BYTES))
                 return fh.read().decode("utf-8", "replace")
         return await self._call(read)
+
+    async def get_vnc_console(self, instance: dict) -> dict:
+        def find() -> dict:
+            domain = self._domain(instance)
+            graphics = ET.fromstring(domain.XMLDesc(0)).find("devices/graphics[@type='vnc']")
+            if graphics is None or not domain.isActive() or int(graphics.get("port", "-1")) < 0:
+                raise BuildFailure(f"Instance {instance['uuid']} has no VNC console (is it running?).")
+            return {"host": graphics.get("listen") or "127.0.0.1", "port": int(graphics.get("port"))}
+        return await self._call(find)
 
     # ------------------------------------------------------------------ snapshot
 
