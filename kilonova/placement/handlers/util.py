@@ -1,13 +1,16 @@
 """What every Placement handler shares: body and query validation, policy marks, headers."""
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import uuid as uuidlib
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any, Callable
 
 import jsonschema
+from sqlalchemy import exc as sa_exc
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -66,10 +69,29 @@ class _TrackedDatabase:
         return await self.database.read(fn, *args, **kwargs)
 
     async def write(self, fn, *args, **kwargs):
+        """One write transaction, tried again (as oslo.db's retry does upstream) on a deadlock."""
         try:
-            return await self.database.write(fn, *args, **kwargs)
+            for attempt in range(DEADLOCK_RETRIES):
+                try:
+                    return await self.database.write(fn, *args, **kwargs)
+                except sa_exc.DBAPIError as error:
+                    if not _deadlock(error) or attempt == DEADLOCK_RETRIES - 1:
+                        raise
+                await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
         finally:
             capacity.written(self.database.engine)
+
+
+DEADLOCK_RETRIES = 10
+
+
+def _deadlock(error: Exception) -> bool:
+    """MySQL/MariaDB 1213 (deadlock) or 1205 (lock wait timeout); PostgreSQL 40P01 or 40001."""
+    orig = getattr(error, "orig", None)
+    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] in (1213, 1205)
 
 
 def db(request: Request) -> _TrackedDatabase:
