@@ -14,6 +14,7 @@ real broker unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from typing import Any, Protocol
@@ -49,6 +50,16 @@ class ExpectedError(Exception):
     def __init__(self, message: str, **data: Any):
         super().__init__(message)
         self.data = data
+
+
+# True while an endpoint handles a message the broker delivered before (its first server died
+# before acknowledging it): handlers that are not naturally idempotent clean up first.
+_redelivered: contextvars.ContextVar[bool] = contextvars.ContextVar("rpc_redelivered", default=False)
+
+
+def redelivered() -> bool:
+    """Whether the message being handled was delivered before, to a server that died."""
+    return _redelivered.get()
 
 
 def _roundtrip(value: Any) -> Any:

@@ -50,7 +50,8 @@ import aio_pika
 from aio_pika import exceptions as amqp_errors
 from yarl import URL
 
-from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, RPCTimeout, dispatch, error_payload
+from kilonova.common.rpc import (NoSuchTarget, RemoteError, RPCError, RPCTimeout, _redelivered, dispatch,
+                                 error_payload)
 
 LOG = logging.getLogger(__name__)
 
@@ -276,6 +277,7 @@ class RabbitTransport:
                 func = getattr(endpoint, method, None) if not method.startswith("_") else None
                 if func is not None:
                     kwargs = _accepted_kwargs(func, kwargs)
+                _redelivered.set(bool(message.redelivered) and not is_call)
                 result = await dispatch(endpoint, method, kwargs)
                 reply = {"v": ENVELOPE_VERSION, "result": result}
                 json.dumps(reply)

@@ -72,7 +72,7 @@ class Cluster:
         names = ("identity", "compute", "placement", "image", "network")
         sections: dict[str, dict[str, str]] = {
             "DEFAULT": {"state_dir": str(workdir / "state"), "host": "controller", "my_ip": "127.0.0.1",
-                        "transport_url": transport_url, "rpc_response_timeout": "30",
+                        "transport_url": transport_url, "rpc_response_timeout": "10",
                         "report_interval": "1", "service_down_time": "6"},
             "ports": {name: str(self.base_port + i) for i, name in enumerate(names)},
             "identity": {"admin_password": "admin-secret", "demo_password": "demo-secret",

@@ -6,7 +6,7 @@ import subprocess
 import aio_pika
 import pytest
 
-from kilonova.common.rpc import RemoteError, RPCClient, get_transport
+from kilonova.common.rpc import RemoteError, RPCClient, get_transport, redelivered
 from kilonova.common.rpc_rabbit import amqp_url
 from tests.unit.test_rpc import Endpoint, _eventually, rabbit_url  # noqa: F401 - fixture reused
 
@@ -87,3 +87,26 @@ async def test_calls_work_again_after_the_broker_drops_every_connection(transpor
     assert await client.call("add", a=2, b=2) == 4
     with pytest.raises(RemoteError):
         await client.call("fail")
+
+
+class Interrupted:
+    def __init__(self):
+        self.started = asyncio.Event()
+        self.seen = []
+
+    async def build(self, n):
+        self.seen.append((n, redelivered()))
+        self.started.set()
+        await asyncio.sleep(30)
+
+
+async def test_a_cast_whose_server_dies_is_redelivered_and_says_so(transports):
+    first, second = Interrupted(), Interrupted()
+    dying = transports()
+    await dying.serve("conductor", first)
+    await RPCClient(transports(), "conductor").cast("build", n=1)
+    await asyncio.wait_for(first.started.wait(), 5)
+    await dying.close()                       # dies before acknowledging the cast
+    await transports().serve("conductor", second)
+    await asyncio.wait_for(second.started.wait(), 5)
+    assert first.seen == [(1, False)] and second.seen == [(1, True)]

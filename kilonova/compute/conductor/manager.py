@@ -15,7 +15,7 @@ import logging
 from datetime import datetime, timedelta
 
 from kilonova.common.db import NotFound
-from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
+from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, redelivered
 from kilonova.compute.cells import Cell, Cells
 from kilonova.compute.db import build_requests, compute_nodes, instances, mappings, services
 
@@ -74,6 +74,10 @@ class ConductorManager:
     # ------------------------------------------------------------------ build flow
 
     async def schedule_and_build_instances(self, instance_uuids: list[str], request_spec: dict) -> None:
+        if redelivered():
+            instance_uuids = await self._restart_builds(instance_uuids)
+            if not instance_uuids:
+                return
         try:
             selections = await self.scheduler.call("select_destinations", request_spec=request_spec,
                                                    instance_uuids=instance_uuids)
@@ -85,6 +89,24 @@ class ConductorManager:
             return
         for uuid, hosts in zip(instance_uuids, selections):
             await self._create_and_build(uuid, hosts, request_spec)
+
+    async def _restart_builds(self, instance_uuids: list[str]) -> list[str]:
+        """A conductor died while building these: undo what it did for the ones still pending.
+
+        A server still a build request is scheduled again from scratch (its claim released, rows it
+        may have written to a cell before dying removed). One already promoted to a cell is left
+        to its host, or to the stuck-build reconciler if the cast to the host was lost.
+        """
+        pending = []
+        for uuid in instance_uuids:
+            if await self.cells.api_db.read(build_requests.get, uuid) is None:
+                continue
+            await self._release(uuid)
+            for cell in self.cells.all():
+                await cell.db.write(instances.purge, uuid)
+            pending.append(uuid)
+        LOG.info("restarting the builds of %s after a conductor failure", pending)
+        return pending
 
     async def _create_and_build(self, uuid: str, hosts: list[dict], spec: dict) -> None:
         chosen, alternates = hosts[0], hosts[1:]

@@ -185,3 +185,10 @@ def find_stuck(session: Session, vm_state: str, older_than: datetime) -> list[di
 def assert_exists(session: Session, uuid: str) -> None:
     if session.scalar(sa.select(Instance.id).where(Instance.uuid == uuid, Instance.deleted == 0)) is None:
         raise NotFound(f"Instance {uuid} could not be found.")
+
+
+def purge(session: Session, uuid: str) -> int:
+    """Remove every row of an instance that was never handed to the user (a build retried from scratch)."""
+    for model in (InstanceFault, InstanceAction):
+        session.execute(sa.delete(model).where(model.instance_uuid == uuid))
+    return session.execute(sa.delete(Instance).where(Instance.uuid == uuid)).rowcount
