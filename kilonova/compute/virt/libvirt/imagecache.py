@@ -41,6 +41,20 @@ def qemu_img_info(path: Path, fmt: str | None = None) -> dict:
     return json.loads(_run(*args, str(path)))
 
 
+_base_info: dict[tuple[str, int, int], dict] = {}
+
+
+def base_info(path: Path) -> dict:
+    """``qemu-img info`` of a cached base, remembered while the file is the same (bases never change)."""
+    stat = path.stat()
+    key = (str(path), stat.st_ino, stat.st_size)
+    if key not in _base_info:
+        if len(_base_info) > 256:
+            _base_info.clear()
+        _base_info[key] = qemu_img_info(path)
+    return _base_info[key]
+
+
 class ImageCache:
     def __init__(self, images, instances_path: Path, force_raw: bool = True):
         self.images = images            # a ServiceClient on the image service
@@ -140,7 +154,7 @@ class ImageCache:
     @staticmethod
     def create_root(base: Path, target: Path, size_gb: int, images_type: str) -> str:
         """The instance's root disk on ``base``; returns its format."""
-        info = qemu_img_info(base)
+        info = base_info(base)
         size = max(size_gb * GiB, info["virtual-size"])
         if images_type == "raw":
             _run("qemu-img", "convert", "-f", info["format"], "-O", "raw", str(base), str(target))

@@ -1,0 +1,167 @@
+"""Real-guest boot benchmark: Kilonova's control plane around QEMU, against a plain qemu-system boot.
+
+Boots the tiny test guest (tests/libvirt/hostsetup.py: Debian's cloud kernel + a busybox
+initramfs) N times through ``POST /servers`` on a ``kilonova up`` with the libvirt driver, and
+measures the time to ACTIVE and to the guest's first marker line on its serial console (read
+from the console log file, so API polling adds nothing). Then it boots the same kernel and
+initramfs with a plain ``qemu-system-x86_64`` it starts itself (same accelerator, memory and
+vCPUs) and prints the control-plane overhead (difference and ratio).
+
+    .venv/bin/python benchmarks/real_boot.py [--runs 3]
+
+Needs root (it installs QEMU/libvirt from Debian packages when missing and starts the daemons).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from kilonova.compute.virt.libvirt import host  # noqa: E402
+from tests.cloud import new_cloud  # noqa: E402
+from tests.libvirt import hostsetup  # noqa: E402
+
+FIRST_MARKER = f"{hostsetup.MARKER} booted"
+MEMORY_MB = 128
+
+
+def plain_boot(guest: hostsetup.Guest, virt_type: str, workdir: Path, timeout: float = 60) -> float:
+    """Seconds from starting qemu-system to the first marker on its serial console.
+
+    The guest gets what Kilonova gives it: a qcow2 overlay root disk on virtio and a virtio NIC (on an
+    isolated QEMU hub: nothing leaves the process).
+    """
+    accel = "kvm" if virt_type == "kvm" else "tcg"
+    overlay = workdir / "plain-disk.qcow2"
+    overlay.unlink(missing_ok=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(guest.root), str(overlay)],
+                   check=True)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        ["qemu-system-x86_64", "-machine", "pc", "-accel", accel, "-m", str(MEMORY_MB), "-smp", "1",
+         "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none",
+         "-drive", f"file={overlay},if=virtio,format=qcow2,cache=none",
+         "-netdev", "hubport,id=n0,hubid=0", "-device", "virtio-net-pci,netdev=n0",
+         "-kernel", str(guest.kernel), "-initrd", str(guest.initrd), "-append", guest.cmdline],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        buffer = b""
+        while time.monotonic() - started < timeout:
+            chunk = proc.stdout.read1(4096)
+            if not chunk:
+                break
+            buffer += chunk
+            if FIRST_MARKER.encode() in buffer:
+                return time.monotonic() - started
+        raise RuntimeError(f"plain qemu boot printed no marker:\n{buffer.decode(errors='replace')[-2000:]}")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def upload(images: httpx.Client, name: str, path: Path, disk_format: str, **properties: str) -> str:
+    container = disk_format if disk_format in ("aki", "ari") else "bare"
+    created = images.post("/v2/images", json={"name": name, "disk_format": disk_format,
+                                              "container_format": container, "visibility": "public",
+                                              **properties})
+    created.raise_for_status()
+    image_id = created.json()["id"]
+    images.put(f"/v2/images/{image_id}/file", content=path.read_bytes(),
+               headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+    return image_id
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError
+
+
+def kilonova_boots(guest: hostsetup.Guest, runs: int) -> list[tuple[float, float, float]]:
+    """(seconds to QEMU started, to ACTIVE, to the first marker) for each boot, all from POST /servers."""
+    cloud = new_cloud(hosts=1, config={"compute": {"compute_driver": "libvirt"},
+                                       "DEFAULT": {"host": "kilonova-bench"}})
+    os.chmod(cloud.workdir, 0o755)
+    results = []
+    try:
+        cloud.start(timeout=120)
+        images, compute, network = cloud.http("image"), cloud.http("compute"), cloud.http("network")
+        kernel = upload(images, "bench-kernel", guest.kernel, "aki")
+        ramdisk = upload(images, "bench-ramdisk", guest.initrd, "ari")
+        image = upload(images, "bench-guest", guest.root, "qcow2", kernel_id=kernel, ramdisk_id=ramdisk,
+                       os_command_line=guest.cmdline)
+        compute.post("/flavors", json={"flavor": {"name": "bench.tiny", "ram": MEMORY_MB, "vcpus": 1, "disk": 1,
+                                                  "id": "bench.tiny"}}).raise_for_status()
+        net = network.get("/v2.0/networks", params={"name": "private"}).json()["networks"][0]["id"]
+        for run in range(runs):
+            started = time.monotonic()
+            response = compute.post("/servers", json={"server": {
+                "name": f"bench-{run}", "flavorRef": "bench.tiny", "imageRef": image, "networks": [{"uuid": net}]}})
+            response.raise_for_status()
+            uuid = response.json()["server"]["id"]
+
+            def active() -> bool:
+                status = compute.get(f"/servers/{uuid}").json()["server"]["status"]
+                if status == "ERROR":
+                    raise RuntimeError(compute.get(f"/servers/{uuid}").text)
+                return status == "ACTIVE"
+
+            log = cloud.state_dir / "instances" / uuid / "console.log"
+            wait_for(log.exists, 120, 0.005)  # virtlogd opens it as QEMU starts
+            to_qemu = time.monotonic() - started
+            wait_for(active, 120)
+            to_active = time.monotonic() - started
+            wait_for(lambda: FIRST_MARKER.encode() in log.read_bytes(), 120)
+            to_marker = time.monotonic() - started
+            results.append((to_qemu, to_active, to_marker))
+            print(f"  boot {run + 1}: QEMU started {to_qemu:.2f}s, ACTIVE {to_active:.2f}s, marker {to_marker:.2f}s"
+                  + ("  (first: image download + cache)" if run == 0 else ""), flush=True)
+            compute.delete(f"/servers/{uuid}").raise_for_status()
+            wait_for(lambda: compute.get(f"/servers/{uuid}").status_code == 404, 120, 0.1)
+    finally:
+        cloud.stop()
+        shutil.rmtree(cloud.workdir, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="boots through Kilonova (and plain ones)")
+    args = parser.parse_args()
+    guest = hostsetup.prepare()
+    virt_type, why = host.choose_virt_type("")
+    print(f"guest: {guest.kernel.parent.name}; accelerator: {virt_type} ({why})")
+    boots = kilonova_boots(guest, args.runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = [plain_boot(guest, virt_type, Path(tmp)) for _ in range(args.runs)]
+    for run, seconds in enumerate(plain):
+        print(f"  plain qemu-system boot {run + 1}: marker {seconds:.2f}s")
+    warm = boots[1:] or boots
+    to_qemu = statistics.median(b[0] for b in warm)
+    active = statistics.median(b[1] for b in warm)
+    marker = statistics.median(b[2] for b in warm)
+    baseline = statistics.median(plain)
+    print(f"Kilonova (warm cache, median of {len(warm)}): POST /servers -> QEMU started {to_qemu:.2f}s, "
+          f"-> ACTIVE {active:.2f}s, -> first marker {marker:.2f}s")
+    print(f"plain qemu-system (median of {len(plain)}): start -> first marker {baseline:.2f}s")
+    print(f"control-plane overhead: {marker - baseline:+.2f}s ({marker / baseline:.2f}x); "
+          f"POST -> QEMU started alone: {to_qemu:.2f}s")
+    print(f"first boot (image download, verification and conversion): marker {boots[0][2]:.2f}s")
+
+
+if __name__ == "__main__":
+    main()
