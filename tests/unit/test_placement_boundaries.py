@@ -1,0 +1,129 @@
+"""Microversion boundaries of GET /allocation_candidates and friends, error cases, and the candidate cap."""
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from kilonova.common.clients import Endpoints
+from kilonova.common.service import ServiceEnv
+from kilonova.config import Config
+from kilonova.placement.service import PlacementService
+from tests.unit.test_placement_api import Client, compute_inventory, error_of
+
+AC = "/allocation_candidates?resources=VCPU:1"
+
+
+class AdminClient(Client):
+    """noauth2: the token "admin" is the admin user."""
+
+    async def request(self, method, path, version="1.39", token="admin", **kw):
+        return await super().request(method, path, version=version, token=token, **kw)
+
+
+@pytest.fixture
+async def world(tmp_path):
+    conf = Config.load(state_dir=tmp_path, overrides={"placement": {"auth_strategy": "noauth2",
+                                                                    "max_allocation_candidates": "5"}})
+    svc = PlacementService(ServiceEnv(conf=conf, endpoints=Endpoints(), transport=None))
+    svc.prepare()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=svc.app), base_url="http://p") as http:
+        client = AdminClient(http)
+        root = await client.provider("host", inventory=compute_inventory(), traits=["HW_CPU_X86_AVX2"])
+        for i in range(8):
+            await client.provider(f"host-pf{i}", parent=root["uuid"],
+                                  inventory={"SRIOV_NET_VF": {"total": 8}})
+        yield client, root
+    svc.db.close()
+
+
+@pytest.mark.parametrize("query, below, at", [
+    (AC + "&limit=1", "1.15", "1.16"),
+    (AC + "&required=HW_CPU_X86_AVX2", "1.16", "1.17"),
+    (AC + "&required=!HW_CPU_X86_AVX2", "1.21", "1.22"),
+    (AC + f"&member_of={uuid.uuid4()}", "1.20", "1.21"),
+    (AC + "&resources1=SRIOV_NET_VF:1", "1.24", "1.25"),
+    (AC + "&resources_NIC=SRIOV_NET_VF:1", "1.32", "1.33"),
+    (AC + f"&in_tree={uuid.uuid4()}", "1.30", "1.31"),
+    (AC + f"&member_of=!{uuid.uuid4()}", "1.31", "1.32"),
+    (AC + "&root_required=HW_CPU_X86_AVX2", "1.34", "1.35"),
+    (AC + "&resources_A=SRIOV_NET_VF:1&same_subtree=_A&group_policy=none", "1.35", "1.36"),
+    (AC + "&required=in:HW_CPU_X86_AVX2,HW_CPU_X86_SSE", "1.38", "1.39"),
+])
+async def test_query_parameters_appear_at_their_version(world, query, below, at):
+    client, _ = world
+    response = await client.get(query, version=below, token="admin")
+    assert response.status_code == 400, response.text
+    response = await client.get(query, version=at, token="admin")
+    assert response.status_code == 200, response.text
+
+
+async def test_candidate_shapes_across_versions(world):
+    client, root = world
+    old = (await client.get(AC, version="1.11", token="admin")).json()
+    assert isinstance(old["allocation_requests"][0]["allocations"], list)
+    assert "traits" not in old["provider_summaries"][root["uuid"]]
+    body = (await client.get(AC, version="1.17", token="admin")).json()
+    assert body["provider_summaries"][root["uuid"]]["traits"] == ["HW_CPU_X86_AVX2"]
+    assert "parent_provider_uuid" not in body["provider_summaries"][root["uuid"]]
+    assert "mappings" not in body["allocation_requests"][0]
+    body = (await client.get(AC, version="1.34", token="admin")).json()
+    assert body["allocation_requests"][0]["mappings"] == {"": [root["uuid"]]}
+    summary = body["provider_summaries"][root["uuid"]]
+    assert summary["root_provider_uuid"] == root["uuid"] and summary["parent_provider_uuid"] is None
+    # 1.27: every inventoried class is summarized; before, only the requested ones
+    assert set(summary["resources"]) == {"VCPU", "MEMORY_MB", "DISK_GB"}
+    before = (await client.get(AC, version="1.26", token="admin")).json()
+    assert set(before["provider_summaries"][root["uuid"]]["resources"]) == {"VCPU"}
+    response = await client.get(AC, version="1.15", token="admin")
+    assert response.headers["cache-control"] == "no-cache" and "last-modified" in response.headers
+
+
+async def test_max_allocation_candidates_caps_combinatorial_blow_up(world):
+    client, root = world
+    query = ("/allocation_candidates?resources=VCPU:1&resources1=SRIOV_NET_VF:1&resources2=SRIOV_NET_VF:1"
+             "&group_policy=isolate")
+    body = (await client.get(query, token="admin")).json()
+    assert len(body["allocation_requests"]) == 5      # 8 * 7 = 56 without the cap
+    body = (await client.get(query + "&limit=3", token="admin")).json()
+    assert len(body["allocation_requests"]) == 3
+    pairs = {tuple(c["mappings"]["1"] + c["mappings"]["2"]) for c in body["allocation_requests"]}
+    assert len(pairs) == 3 and all(a != b for a, b in pairs)
+
+
+@pytest.mark.parametrize("query, status, code", [
+    ("/allocation_candidates", 400, None),
+    ("/allocation_candidates?resources=VCPU:0", 400, None),
+    ("/allocation_candidates?resources=VCPU:-1", 400, None),
+    ("/allocation_candidates?resources=NOPE:1", 400, None),
+    ("/allocation_candidates?resources=VCPU:1&required=CUSTOM_NOPE", 400, None),
+    ("/allocation_candidates?resources=VCPU:1&limit=0", 400, None),
+    ("/allocation_candidates?resources=VCPU:1&in_tree=not-a-uuid", 400, "placement.query.bad_value"),
+    ("/allocation_candidates?resources1=VCPU:1&resources2=VCPU:1", 400, "placement.query.missing_value"),
+    ("/allocation_candidates?resources=VCPU:1&group_policy=sometimes", 400, None),
+    ("/allocation_candidates?resources=VCPU:1&same_subtree=_X", 400, "placement.query.bad_value"),
+])
+async def test_bad_candidate_queries(world, query, status, code):
+    client, _ = world
+    response = await client.get(query, token="admin")
+    assert response.status_code == status, response.text
+    if code:
+        assert error_of(response)["code"] == code
+
+
+async def test_routes_absent_below_their_version(world):
+    client, root = world
+    assert (await client.get("/usages?project_id=p", version="1.8", token="admin")).status_code == 404
+    response = await client.post("/reshaper", json={}, version="1.29", token="admin")
+    assert response.status_code == 404
+    assert (await client.get("/resource_classes", version="1.1", token="admin")).status_code == 404
+    consumer = str(uuid.uuid4())
+    body = {"allocations": {root["uuid"]: {"resources": {"VCPU": 1}}}, "project_id": "p", "user_id": "u",
+            "consumer_generation": None, "consumer_type": "INSTANCE"}
+    response = await client.put(f"/allocations/{consumer}", json=body, version="1.37", token="admin")
+    assert response.status_code == 400
+    response = await client.put(f"/allocations/{consumer}", json=body, version="1.38", token="admin")
+    assert response.status_code == 204
+    response = await client.request("OPTIONS", "/resource_providers", token="admin")
+    assert response.status_code == 405
