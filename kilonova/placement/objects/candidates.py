@@ -218,10 +218,11 @@ class _Finder:
                     results.append(root)
             else:
                 for combination in self._tree_candidates(root):
-                    key = self._key(combination)
-                    if key in seen:
-                        continue
-                    seen.add(key)
+                    if self.anchors:   # only sharing providers can make one candidate twice
+                        key = self._key(combination)
+                        if key in seen:
+                            continue
+                        seen.add(key)
                     results.append(combination)
                     if cap and len(results) >= cap:
                         return results
@@ -322,14 +323,14 @@ class _Finder:
             have = self.providers[root].traits
             if have & self.root_forbidden or not all(have & s for s in self.root_required):
                 return False
-        used: dict[tuple[int, int], int] = {}
-        for index, option in combination:
-            for rc, amount in self.groups[index]["resources"]:
-                key = (option[rc], rc)
-                used[key] = used.get(key, 0) + amount
-        if len(combination) > 1 and any(self.providers[rp].inventory[rc].free < amount
-                                        for (rp, rc), amount in used.items()):
-            return False
+        if len(combination) > 1:
+            used: dict[tuple[int, int], int] = {}
+            for index, option in combination:
+                for rc, amount in self.groups[index]["resources"]:
+                    key = (option[rc], rc)
+                    used[key] = used.get(key, 0) + amount
+            if any(self.providers[rp].inventory[rc].free < amount for (rp, rc), amount in used.items()):
+                return False
         if self.request.group_policy == "isolate" and not self._isolated(combination):
             return False
         return all(self._same_subtree(combination, suffixes) for suffixes in self.request.same_subtree)
