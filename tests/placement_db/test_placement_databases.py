@@ -162,3 +162,17 @@ async def _scenario(svc) -> None:
         assert (await http.delete(f"/resource_providers/{hosts[0]}")).status_code == 204
         listing = (await http.get("/resource_providers")).json()["resource_providers"]
         assert sorted(p["uuid"] for p in listing) == sorted(hosts[1:])
+
+        # another placement process sharing the database changes an inventory (and, as every
+        # Placement write does, the provider's generation): the capacity index must follow
+        query = "/allocation_candidates?resources=CUSTOM_GPU:1"
+        assert len((await http.get(query)).json()["allocation_requests"]) == 2
+        with svc.db.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE inventories SET total = 0 WHERE resource_class_id = "
+                                 "(SELECT id FROM resource_classes WHERE name = 'CUSTOM_GPU') AND "
+                                 "resource_provider_id = (SELECT id FROM resource_providers WHERE uuid = :u)"),
+                         {"u": hosts[2]})
+            conn.execute(sa.text("UPDATE resource_providers SET generation = generation + 1 WHERE uuid = :u"),
+                         {"u": hosts[2]})
+        body = (await http.get(query)).json()
+        assert [list(c["allocations"]) for c in body["allocation_requests"]] == [[hosts[1]]]
