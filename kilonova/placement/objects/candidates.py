@@ -287,12 +287,11 @@ class _Finder:
             return [{rc: rp for rc, _ in resources} for rp in usable
                     if all(self._fits(rp, rc, amount) for rc, amount in resources)]
         choices = [[rp for rp in usable if self._fits(rp, rc, amount)] for rc, amount in resources]
-        options = []
-        for picked in itertools.product(*choices):
-            option = {rc: rp for (rc, _), rp in zip(resources, picked)}
-            if self._traits_ok(group, set(picked)):
-                options.append(option)
-        return options
+        classes = [rc for rc, _ in resources]
+        if not group["required"] and not group["forbidden"]:
+            return [dict(zip(classes, picked)) for picked in itertools.product(*choices)]
+        return [dict(zip(classes, picked)) for picked in itertools.product(*choices)
+                if self._traits_ok(group, set(picked))]
 
     def _fits(self, rp: int, rc: int | None, amount: int) -> bool:
         record = self.providers[rp].inventory.get(rc)
@@ -311,6 +310,8 @@ class _Finder:
         return not (provider.traits & group["forbidden"])
 
     def _traits_ok(self, group: dict, rps_used: set[int]) -> bool:
+        if not group["required"] and not group["forbidden"]:
+            return True
         have: set[int] = set()
         for rp in rps_used:
             have |= self.providers[rp].traits
@@ -333,6 +334,8 @@ class _Finder:
                 return False
         if self.request.group_policy == "isolate" and not self._isolated(combination):
             return False
+        if not self.request.same_subtree:
+            return True
         return all(self._same_subtree(combination, suffixes) for suffixes in self.request.same_subtree)
 
     def _isolated(self, combination) -> bool:
