@@ -147,6 +147,10 @@ if [ -n "$dev" ] && mount -t iso9660 -o ro "$dev" /mnt/config; then
 else
     echo "@MARKER@ no config drive"
 fi
+# busybox-static's wget resolves names through glibc NSS and crashes without it: plain HTTP over nc.
+meta=$(printf 'GET /openstack/latest/meta_data.json HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' \
+    | nc -w 5 169.254.169.254 80 | sed '1,/^\r*$/d')
+echo "@MARKER@ metadata-api ${meta:-unreachable}"
 echo "@MARKER@ ready"
 while true; do sleep 3600; done
 """

@@ -119,7 +119,10 @@ def test_config_drive_contents():
 
 def test_config_drive_iso(tmp_path):
     if not configdrive.shutil.which("genisoimage"):
-        pytest.skip("genisoimage is not installed (the real-guest tests install it)")
+        try:
+            hostsetup.ensure_packages()
+        except hostsetup.HostSetupError as exc:
+            pytest.skip(f"genisoimage is missing: {exc}")
     target = configdrive.build({"uuid": "u-2", "user_data": base64.b64encode(b"data").decode()}, [],
                                tmp_path / "disk.config")
     blob = target.read_bytes()
@@ -132,3 +135,36 @@ def test_guest_initramfs_is_a_newc_archive():
     assert b"init\0" in archive and b"lib/modules/virtio.ko\0" in archive and b"TRAILER!!!" in archive
     assert hostsetup.MARKER.encode() in archive
     json.dumps(hostsetup.GUEST_MODULES)
+
+
+def test_metadata_api_answers_by_source_address(tmp_path):
+    import threading
+    import urllib.request
+
+    from kilonova.compute.virt.libvirt import metadata
+
+    instance = {"uuid": "u-3", "hostname": "vm3", "key_name": "k", "key_data": "ssh-ed25519 AAAA x",
+                "user_data": base64.b64encode(b"ud").decode()}
+    configdrive.write_tree(instance, [], tmp_path / "u-3" / "metadata")
+    (tmp_path / "_networks" / "net").mkdir(parents=True)
+    (tmp_path / "_networks" / "net" / "ports.json").write_text(json.dumps(
+        {"p": {"mac": "m", "device_id": "u-3", "ips": ["127.0.0.1"]}}))
+    server = metadata.MetadataServer(("127.0.0.1", 0), tmp_path, "net")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        def get(path: str) -> bytes:
+            with urllib.request.urlopen(base + path, timeout=5) as response:
+                return response.read()
+
+        assert json.loads(get("/openstack/latest/meta_data.json"))["uuid"] == "u-3"
+        assert get("/openstack/latest/user_data") == b"ud"
+        assert b"latest" in get("/openstack").split(b"\n")
+        assert get("/latest/meta-data/instance-id") == b"u-3"
+        assert get("/latest/meta-data/public-keys/0/openssh-key") == b"ssh-ed25519 AAAA x"
+        (tmp_path / "_networks" / "net" / "ports.json").write_text("{}")
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            get("/openstack/latest/meta_data.json")
+    finally:
+        server.shutdown()
+        server.server_close()

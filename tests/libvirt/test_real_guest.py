@@ -61,10 +61,10 @@ def remove_leftovers(state_dir: Path) -> None:
             subprocess.run([*virsh, "undefine", "--managed-save", name], capture_output=True)
     networks = Path(state_dir, "instances", "_networks")
     for directory in networks.glob("*") if networks.exists() else []:
-        pid_file = directory / "dnsmasq.pid"
-        if pid_file.exists():
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        for pid_file in (directory / "dnsmasq.pid", directory / "metadata.pid"):
+            if pid_file.exists():
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(pid_file.read_text()), signal.SIGTERM)
         subprocess.run(["ip", "netns", "del", f"kilonova-dhcp-{directory.name}"], capture_output=True)
         subprocess.run(["ip", "link", "del", f"kbr-{directory.name[:11]}"], capture_output=True)
         subprocess.run(["ip", "link", "del", f"kve-{directory.name[:11]}"], capture_output=True)
@@ -137,6 +137,13 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     user_data.write_text("hello-from-user-data\n")
 
     started = time.monotonic()
+    last = [started]
+
+    def lap(label: str) -> None:
+        now = time.monotonic()
+        print(f"{label}: {now - last[0]:.1f}s")
+        last[0] = now
+
     server = os_("server", "create", "--flavor", "real.tiny", "--image", image["id"], "--network", "private",
                  "--key-name", "real-key", "--user-data", str(user_data), "--config-drive", "True",
                  "--wait", "real-vm", fmt_json=True, timeout=180)
@@ -153,6 +160,8 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     assert meta["uuid"] == uuid and meta["name"] == "real-vm"
     assert meta["public_keys"]["real-key"].startswith("ssh-ed25519 ")
     assert f"{MARKER} user_data hello-from-user-data" in log
+    api_line = next(line for line in log.splitlines() if f"{MARKER} metadata-api" in line)
+    assert json.loads(api_line.split("metadata-api ", 1)[1])["uuid"] == uuid  # the metadata API, by address
 
     network_id = os_("network", "show", "private", fmt_json=True)["id"]
     namespace = f"kilonova-dhcp-{network_id}"
@@ -170,12 +179,15 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     hosts_file = Path(cloud.state_dir, "instances", "_networks", network_id, "hosts").read_text()
     assert f"{port['MAC Address']},{address}" in hosts_file
 
+    lap("boot+checks")
     # Soft reboot: ACPI shutdown, start again; the console log starts over.
     os_("server", "reboot", "--wait", uuid, timeout=120)
     wait_console(cloud, uuid, f"{MARKER} ready")
+    lap("soft reboot")
     os_("server", "reboot", "--hard", "--wait", uuid, timeout=120)
     wait_console(cloud, uuid, f"{MARKER} ready")
 
+    lap("hard reboot")
     os_("server", "stop", uuid)
     stopped = wait_status(cloud, uuid, "SHUTOFF")
     assert stopped["OS-EXT-STS:power_state"] in ("Shutdown", 4)
@@ -184,11 +196,13 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     wait_status(cloud, uuid, "ACTIVE")
     wait_console(cloud, uuid, f"{MARKER} ready")
 
+    lap("stop/start")
     os_("server", "pause", uuid)
     assert wait_status(cloud, uuid, "PAUSED")["OS-EXT-STS:power_state"] in ("Paused", 3)
     os_("server", "unpause", uuid)
     wait_status(cloud, uuid, "ACTIVE")
 
+    lap("pause/unpause")
     os_("server", "suspend", uuid)
     wait_status(cloud, uuid, "SUSPENDED")
     assert not qemu_processes(uuid)
@@ -196,6 +210,7 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     wait_status(cloud, uuid, "ACTIVE")
     ping(namespace, address)
 
+    lap("suspend/resume")
     # The guest powers itself off (ACPI from outside the API): libvirt's lifecycle event makes the agent
     # sync at once, long before its 120 s periodic check.
     subprocess.run(["virsh", "-c", "qemu:///system", "shutdown", uuid], check=True, capture_output=True)
@@ -203,13 +218,15 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     os_("server", "start", uuid)
     wait_status(cloud, uuid, "ACTIVE")
 
+    lap("guest shutdown sync + start")
     os_("server", "delete", "--wait", uuid, timeout=120)
     assert not qemu_processes(uuid)
     assert not Path(cloud.state_dir, "instances", uuid).exists()
     assert subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode != 0
     assert not Path("/run/netns", namespace).exists()
     assert not Path(cloud.state_dir, "instances", "_networks", network_id).exists()
-    assert not any(b"dnsmasq" in p.read_bytes() and network_id.encode() in p.read_bytes()
+    assert not any((b"dnsmasq" in p.read_bytes() or b"libvirt.metadata" in p.read_bytes())
+                   and network_id.encode() in p.read_bytes()
                    for p in Path("/proc").glob("[0-9]*/cmdline") if _readable(p))
     allocations = os_("resource", "provider", "allocation", "show", uuid, fmt_json=True)
     assert allocations == []

@@ -77,24 +77,29 @@ def user_data(instance: dict) -> bytes | None:
         return raw.encode() if isinstance(raw, str) else raw
 
 
+def write_tree(instance: dict, network_info: list[dict], root: Path) -> Path:
+    """The config drive's files under ``root/openstack/<version>/`` (also what the metadata API serves)."""
+    files = {"meta_data.json": json.dumps(meta_data(instance)).encode(),
+             "network_data.json": json.dumps(network_data(network_info)).encode(),
+             "vendor_data.json": b"{}", "vendor_data2.json": b"{}"}
+    data = user_data(instance)
+    if data is not None:
+        files["user_data"] = data
+    for version in VERSIONS:
+        directory = root / "openstack" / version
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (directory / name).write_bytes(content)
+    return root
+
+
 def build(instance: dict, network_info: list[dict], target: Path, mkisofs: str = "genisoimage") -> Path:
     """Write the ISO for ``instance`` to ``target``."""
     if shutil.which(mkisofs) is None:
         raise BuildFailure(f"A config drive was requested but {mkisofs} is not installed on this host "
                            "(set [compute] mkisofs_cmd, or install genisoimage).")
     with tempfile.TemporaryDirectory(prefix="configdrive-") as tmp:
-        root = Path(tmp)
-        files = {"meta_data.json": json.dumps(meta_data(instance)).encode(),
-                 "network_data.json": json.dumps(network_data(network_info)).encode(),
-                 "vendor_data.json": b"{}", "vendor_data2.json": b"{}"}
-        data = user_data(instance)
-        if data is not None:
-            files["user_data"] = data
-        for version in VERSIONS:
-            directory = root / "openstack" / version
-            directory.mkdir(parents=True)
-            for name, content in files.items():
-                (directory / name).write_bytes(content)
+        root = write_tree(instance, network_info, Path(tmp))
         result = subprocess.run([mkisofs, "-o", str(target), "-ldots", "-allow-lowercase", "-allow-multidot",
                                  "-l", "-publisher", "Kilonova", "-quiet", "-J", "-r", "-V", "config-2", str(root)],
                                 capture_output=True, text=True, timeout=120)

@@ -7,13 +7,15 @@ For network N (id prefix ``X`` = its first 11 characters):
   with the subnet's gateway address, so the host side reaches guests from there
   (``ip netns exec kilonova-dhcp-N ping <guest>``) without touching the host's own routes;
 * ``dnsmasq`` in that namespace answering DHCP with static ``dhcp-host`` entries only
-  (MAC -> IPAM address); it re-reads them on SIGHUP.
+  (MAC -> IPAM address); it re-reads them on SIGHUP;
+* the metadata API (``metadata.py``) on 169.254.169.254:80 in that namespace.
 
 The bridge, veth, namespace and dnsmasq exist while a port of the network is plugged on this
 host and are removed with its last port. Every name is one this service creates itself.
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -21,11 +23,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 LOG = logging.getLogger(__name__)
+METADATA_ADDRESS = "169.254.169.254"
+METADATA_MODULE = "kilonova.compute.virt.libvirt.metadata"
 
 
 class DataplaneError(RuntimeError):
@@ -61,9 +66,11 @@ def _namespace_exists(name: str) -> bool:
 
 
 class Dataplane:
-    def __init__(self, state_dir: Path, dnsmasq: str = "dnsmasq"):
+    def __init__(self, state_dir: Path, dnsmasq: str = "dnsmasq", metadata: bool = True):
         self.state_dir = state_dir          # <instances_path>/_networks/<network id>/
         self.dnsmasq = dnsmasq
+        self.metadata = metadata            # serve the metadata API in each network's namespace
+        self._children: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()       # bridges and host files are changed from worker threads
 
     def _dir(self, network_id: str) -> Path:
@@ -71,7 +78,7 @@ class Dataplane:
 
     # ------------------------------------------------------------------ ports
 
-    def plug(self, vif: dict) -> None:
+    def plug(self, vif: dict, instance_uuid: str | None = None) -> None:
         """Make ``vif``'s network ready on this host and let DHCP hand out its address."""
         network_id = vif["network_id"]
         subnets = [s for s in vif.get("subnets") or [] if s.get("ip_version", 4) == 4 and s.get("cidr")]
@@ -79,7 +86,7 @@ class Dataplane:
             directory = self._dir(network_id)
             directory.mkdir(parents=True, exist_ok=True)
             ports = self._ports(network_id)
-            ports[vif["port_id"]] = {"mac": vif["mac_address"], "ips": [
+            ports[vif["port_id"]] = {"mac": vif["mac_address"], "device_id": instance_uuid, "ips": [
                 ip["ip_address"] for ip in vif.get("fixed_ips", []) if ip.get("version", 4) == 4]}
             (directory / "ports.json").write_text(json.dumps(ports))
             self._ensure_bridge(network_id)
@@ -132,6 +139,20 @@ class Dataplane:
         _ip("-n", namespace, "link", "set", inside, "up")
         if self._dnsmasq_pid(network_id) is None:
             self._start_dnsmasq(network_id, inside, network, gateway, subnet)
+        if self.metadata and self._pid(network_id, "metadata.pid", METADATA_MODULE.encode()) is None:
+            self._start_metadata(network_id)
+
+    def _start_metadata(self, network_id: str) -> None:
+        """The metadata API on 169.254.169.254:80 in the namespace (guests reach it via their gateway)."""
+        namespace = namespace_name(network_id)
+        if METADATA_ADDRESS not in _ip("-n", namespace, "-o", "addr", "show", "dev", "lo").stdout:
+            _ip("-n", namespace, "addr", "add", f"{METADATA_ADDRESS}/32", "dev", "lo")
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, sys.executable, "-m", METADATA_MODULE,
+             str(self.state_dir.parent), network_id],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        (self._dir(network_id) / "metadata.pid").write_text(str(process.pid))
+        self._children[network_id] = process  # reaped on teardown
 
     def _start_dnsmasq(self, network_id: str, interface: str, network, gateway: str, subnet: dict) -> None:
         directory = self._dir(network_id)
@@ -160,15 +181,16 @@ class Dataplane:
 
     def _dnsmasq_pid(self, network_id: str) -> int | None:
         path = self._dir(network_id) / "dnsmasq.pid"
+        return self._pid(network_id, "dnsmasq.pid", str(path).encode())
+
+    def _pid(self, network_id: str, pid_file: str, marker: bytes) -> int | None:
+        """The pid in ``pid_file`` when that process is alive and is ours (its command line has ``marker``)."""
         try:
-            pid = int(path.read_text().strip())
+            pid = int((self._dir(network_id) / pid_file).read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        return pid if b"dnsmasq" in cmdline and str(path).encode() in cmdline else None
+        return pid if marker in cmdline and network_id.encode() in cmdline else None
 
     def _write_hosts(self, network_id: str, ports: dict) -> None:
         lines = [f"{port['mac']},{ip}" for port in ports.values() for ip in port["ips"]]
@@ -184,13 +206,18 @@ class Dataplane:
             os.kill(pid, signal.SIGHUP)
 
     def _teardown(self, network_id: str) -> None:
-        pid = self._dnsmasq_pid(network_id)
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(100):
-                if not Path(f"/proc/{pid}").exists():
-                    break
-                time.sleep(0.02)
+        for pid in (self._dnsmasq_pid(network_id),
+                    self._pid(network_id, "metadata.pid", METADATA_MODULE.encode())):
+            if pid:
+                os.kill(pid, signal.SIGTERM)
+                child = self._children.pop(network_id, None)
+                if child is not None and child.pid == pid:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(2)
+                for _ in range(100):
+                    if not Path(f"/proc/{pid}").exists():
+                        break
+                    time.sleep(0.02)
         _ip("link", "del", f"kve-{network_id[:11]}", check=False)
         if _namespace_exists(namespace_name(network_id)):
             _ip("netns", "del", namespace_name(network_id), check=False)

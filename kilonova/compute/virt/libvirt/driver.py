@@ -218,8 +218,9 @@ class LibvirtDriver(ComputeDriver):
         wants_drive = configdrive.wanted(instance, self.conf.getbool("compute", "force_config_drive"))
 
         def plug_all() -> None:
+            configdrive.write_tree(instance, network_info, directory / "metadata")  # for the metadata API
             for vif in network_info:
-                self.dataplane.plug(vif)
+                self.dataplane.plug(vif, instance["uuid"])
 
         disks, drive, _ = await asyncio.gather(
             self._call(self._create_disks, directory, base, flavor, boot_files),
@@ -315,7 +316,7 @@ class LibvirtDriver(ComputeDriver):
 
     def _plug_all(self, instance: dict) -> None:
         for vif in self._network_info(instance):
-            self.dataplane.plug(vif)
+            self.dataplane.plug(vif, instance["uuid"])
 
     def _shutdown(self, domain, timeout: float) -> bool:
         """ACPI shutdown; True when the guest went off within ``timeout`` seconds."""
