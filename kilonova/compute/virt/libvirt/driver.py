@@ -130,8 +130,12 @@ class LibvirtDriver(ComputeDriver):
     async def init_host(self) -> None:
         self.instances_path.mkdir(parents=True, exist_ok=True)
         os.chmod(self.instances_path, 0o755)
-        conn = await self._call(self._connection)
-        self._version = await self._call(conn.getVersion)
+        try:
+            conn = await self._call(self._connection)
+            self._version = await self._call(conn.getVersion)
+        except libvirt.libvirtError as exc:
+            raise RuntimeError(f"the libvirt driver cannot reach {self.uri}: {exc}. Is libvirtd running "
+                               "(libvirtd -d, with virtlogd -d) and is this user allowed to use it?") from exc
         self._disk_cache = "none" if _direct_io_supported(self.instances_path) else "writeback"
         LOG.warning("libvirt driver on %s: virt_type=%s (%s), %s, instances in %s", self.host, self.virt_type,
                     self.virt_type_reason, self.uri, self.instances_path)
