@@ -152,12 +152,20 @@ def render_requests(request: Request, result: cands.SearchResult) -> str:
         elif old:
             parts.append(dumps({"allocations": [{"resource_provider": {"uuid": rp}, "resources": resources}
                                                 for rp, resources in candidate.allocations.items()]}))
-        else:
-            body = {"allocations": {rp: {"resources": res} for rp, res in candidate.allocations.items()}}
+        else:   # uuids, class names and suffixes need no JSON escaping: built as text
+            allocations = ", ".join(f'"{rp}": {{"resources": {_amounts(res)}}}'
+                                    for rp, res in candidate.allocations.items())
+            text = '{"allocations": {' + allocations + "}"
             if mappings:
-                body["mappings"] = candidate.mappings
-            parts.append(dumps(body))
+                text += ', "mappings": {' + ", ".join(
+                    f'"{suffix}": [' + ", ".join(f'"{rp}"' for rp in rps) + "]"
+                    for suffix, rps in candidate.mappings.items()) + "}"
+            parts.append(text + "}")
     return "[" + ", ".join(parts) + "]"
+
+
+def _amounts(resources: dict[str, int]) -> str:
+    return "{" + ", ".join(f'"{rc}": {amount}' for rc, amount in resources.items()) + "}"
 
 
 def render_summaries(request: Request, result: cands.SearchResult) -> str:
