@@ -50,7 +50,9 @@ class _EndpointTransport(httpx.AsyncBaseTransport):
             return await self._asgi.handle_async_request(request)
         if self._network is None:
             self._network = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+                # Drop idle connections before uvicorn does (its keep-alive timeout is 5 s): reusing a
+                # connection the server is closing fails with "Server disconnected".
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=3.0))
         return await self._network.handle_async_request(request)
 
     async def aclose(self) -> None:
