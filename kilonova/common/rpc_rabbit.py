@@ -185,7 +185,7 @@ class RabbitTransport:
                 assert self._publish_channel is not None
                 target = (self._publish_channel.default_exchange if not exchange
                           else await self._publish_channel.get_exchange(exchange, ensure=False))
-                await target.publish(message, routing_key=routing_key, mandatory=not exchange, timeout=10)
+                await target.publish(message, routing_key=routing_key, mandatory=not exchange, timeout=30)
                 return
             except amqp_errors.PublishError as exc:
                 raise NoSuchTarget(f"no server listens on RPC target {routing_key[len(self.prefix):]}") from exc
@@ -300,13 +300,16 @@ class RabbitTransport:
             LOG.exception("handling a message for %s failed", target)
 
     async def _reply(self, message: aio_pika.abc.AbstractIncomingMessage, reply: dict) -> None:
+        """Replies go without publisher confirms: a lost reply is the caller's timeout, nothing more."""
         body = json.dumps(reply).encode()
         out = aio_pika.Message(body, content_type="application/json", correlation_id=message.correlation_id,
                                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
         try:
-            await self._publish(out, message.reply_to or "", deadline=time.monotonic() + 10)
-        except NoSuchTarget:
-            LOG.info("caller of %s went away before the reply", message.correlation_id)
+            assert self._serve_channel is not None
+            await self._serve_channel.default_exchange.publish(out, routing_key=message.reply_to or "",
+                                                               mandatory=False)
+        except _RETRYABLE as exc:
+            LOG.warning("reply to %s lost: %r", message.correlation_id, exc)
 
     async def stop_serving(self, target: str) -> None:
         consumers = self._consumers.pop(target, [])

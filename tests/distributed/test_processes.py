@@ -69,13 +69,14 @@ def cluster(request):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def wait_for(check, timeout: float, what: str):
+def wait_for(check, timeout: float, what: str, cluster=None):
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}" + (f"\n{cluster.logs()}" if cluster else ""))
         time.sleep(0.5)
 
 
@@ -182,7 +183,8 @@ def test_a_boot_sent_while_the_conductor_is_dead_finishes_when_it_restarts(clust
         time.sleep(1)
         assert api.get(f"/servers/{uuid_}").json()["server"]["status"] == "BUILD"
         cluster.start_all([[("conductor-restarted", ["conductor"], None)]])
-        wait_for(lambda: api.get(f"/servers/{uuid_}").json()["server"]["status"] == "ACTIVE", 30, "ACTIVE")
+        wait_for(lambda: api.get(f"/servers/{uuid_}").json()["server"]["status"] == "ACTIVE", 60, "ACTIVE",
+                 cluster)
     cluster.openstack("server", "delete", "--wait", uuid_, timeout=90)
     assert cluster.manage("placement", "audit", check=False).returncode == 0
 
@@ -206,7 +208,7 @@ def test_a_conductor_killed_mid_boot_is_replaced_and_the_boot_completes(cluster)
         cluster.start_all([[("scheduler-restarted", ["scheduler"], None),
                             ("conductor-third", ["conductor"], None)]])
         shown = wait_for(lambda: (lambda s: s if s["status"] in ("ACTIVE", "ERROR") else None)(
-            api.get(f"/servers/{uuid_}").json()["server"]), 40, "the boot to finish")
+            api.get(f"/servers/{uuid_}").json()["server"]), 60, "the boot to finish", cluster)
         assert shown["status"] == "ACTIVE", shown
     cluster.openstack("server", "delete", "--wait", uuid_, timeout=90)
     assert cluster.usage().get("MEMORY_MB", 0) == 0
@@ -232,7 +234,7 @@ def test_a_broker_restart_during_a_burst_of_boots_loses_nothing(cluster):
             rows = [s for s in api.get("/servers/detail").json()["servers"] if s["id"] in ids]
             return rows if len(rows) == 6 and all(s["status"] in ("ACTIVE", "ERROR") for s in rows) else None
 
-        servers = wait_for(settled, 60, "every server ACTIVE or ERROR")
+        servers = wait_for(settled, 90, "every server ACTIVE or ERROR", cluster)
     for server in servers:
         if server["status"] == "ERROR":
             assert server.get("fault", {}).get("message"), server
@@ -258,3 +260,16 @@ def test_a_killed_compute_shows_down_within_the_service_down_time(cluster):
         assert time.monotonic() - killed < 6 + 1 + 2  # service_down_time + report_interval + polling
     listed = cluster.openstack("compute", "service", "list", "--service", "nova-compute", fmt_json=True)
     assert {row["Host"]: row["State"] for row in listed} == expected
+    # The scheduler no longer chooses the dead hosts: zone2 (cell2's hosts) has no valid host left.
+    with cluster.compute_api() as api:
+        flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
+        image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
+        response = api.post("/servers", json={"server": {"name": "to-a-dead-zone", "flavorRef": flavor,
+                                                         "imageRef": image, "networks": "auto",
+                                                         "availability_zone": "zone2"}})
+        assert response.status_code == 202, response.text
+        uuid_ = response.json()["server"]["id"]
+        shown = wait_for(lambda: (lambda s: s if s["status"] == "ERROR" else None)(
+            api.get(f"/servers/{uuid_}").json()["server"]), 30, "ERROR")
+        assert "No valid host" in shown["fault"]["message"], shown["fault"]
+        assert api.delete(f"/servers/{uuid_}").status_code == 204

@@ -12,6 +12,8 @@ RPC methods (target ``conductor``):
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from datetime import datetime, timedelta
 
 from kilonova.common.db import NotFound
@@ -30,6 +32,8 @@ class ConductorManager:
         self.compute_rpc = compute_rpc  # host -> RPCClient
         self.placement = placement
         self._cell_of: dict[str, Cell] = {}
+        # Seconds each select_destinations call took, per server (for benchmarks: get_stats).
+        self._decisions: deque[float] = deque(maxlen=100000)
 
     # ------------------------------------------------------------------ helpers
 
@@ -79,8 +83,10 @@ class ConductorManager:
             if not instance_uuids:
                 return
         try:
+            asked = time.monotonic()
             selections = await self.scheduler.call("select_destinations", request_spec=request_spec,
                                                    instance_uuids=instance_uuids)
+            self._decisions.append((time.monotonic() - asked) / max(1, len(instance_uuids)))
         except (RemoteError, RPCError) as exc:
             reason = exc.message if isinstance(exc, RemoteError) else str(exc)
             LOG.info("no host for %s: %s", instance_uuids, reason)
@@ -211,6 +217,10 @@ class ConductorManager:
                                                           "seconds.")
                 healed += 1
         return healed
+
+    async def get_stats(self) -> dict:
+        """What this conductor measured: scheduler decision times in seconds (most recent last)."""
+        return {"select_destinations": list(self._decisions)}
 
     # ------------------------------------------------------------------ agent reports
 
