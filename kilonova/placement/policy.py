@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import yaml
@@ -70,17 +71,43 @@ class Enforcer:
     def __init__(self, policy_file: str | os.PathLike | None = None, *, enforce_scope: bool = True,
                  enforce_new_defaults: bool = True):
         self.enforce_scope = enforce_scope
+        self.enforce_new_defaults = enforce_new_defaults
+        self.policy_file = Path(policy_file) if policy_file else None
         self.defaults = default_rules()
-        self.rules = dict(self.defaults)
-        overrides = load_file(policy_file) if policy_file else {}
-        self.rules.update(overrides)
-        if not enforce_new_defaults:
+        self._stamp: float | None = None
+        self._checked = 0.0
+        self._load()
+
+    def _load(self) -> None:
+        overrides = load_file(self.policy_file) if self.policy_file else {}
+        rules = dict(self.defaults)
+        rules.update(overrides)
+        if not self.enforce_new_defaults:
             for name in DEPRECATED_BASE - set(overrides):
-                self.rules[name] = f"({self.defaults[name]}) or ({DEPRECATED_ADMIN})"
+                rules[name] = f"({self.defaults[name]}) or ({DEPRECATED_ADMIN})"
+        self.rules = rules
         self._parsed: dict[str, object] = {}
+
+    def _reload_if_changed(self) -> None:
+        """As oslo.policy: a changed policy file takes effect without a restart (checked once a second)."""
+        now = time.monotonic()
+        if self.policy_file is None or now - self._checked < 1.0:
+            return
+        self._checked = now
+        try:
+            stamp = self.policy_file.stat().st_mtime
+        except OSError:
+            stamp = None
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._load()
+            except (ValueError, yaml.YAMLError) as error:
+                LOG.error("policy file %s not loaded, keeping the rules in force: %s", self.policy_file, error)
 
     def authorize(self, action: str, target: dict, context: RequestContext) -> bool:
         """Whether ``context`` may do ``action`` on ``target`` (unknown rules are refused)."""
+        self._reload_if_changed()
         if action not in self.rules:
             return False
         if self.enforce_scope and action in self.defaults and context.system_scope and not context.project_id:

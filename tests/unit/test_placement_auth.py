@@ -143,3 +143,17 @@ async def test_cors_preflight_and_simple_requests(tmp_path):
         assert response.headers["access-control-expose-headers"] == "X-Foo"
         assert "Origin" in response.headers["vary"]
     svc.db.close()
+
+
+def test_policy_file_changes_take_effect(tmp_path):
+    from kilonova.common.context import RequestContext
+    path = tmp_path / "policy.yaml"
+    enforcer = policy.Enforcer(path)
+    reader = RequestContext(user_id="u", project_id="p", roles=["reader"])
+    assert not enforcer.authorize("placement:traits:list", {}, reader)
+    path.write_text('"placement:traits:list": "role:reader"\n')
+    enforcer._checked = 0.0   # skip the once-a-second wait
+    assert enforcer.authorize("placement:traits:list", {}, reader)
+    path.write_text(": not yaml [")
+    enforcer._checked = 0.0
+    assert enforcer.authorize("placement:traits:list", {}, reader)   # a broken file keeps the rules in force
