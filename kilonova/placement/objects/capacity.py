@@ -25,6 +25,7 @@ compare-and-swap.
 """
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass, field
 
@@ -167,6 +168,11 @@ class Index:
             view.lone = {root for root, size in view.tree_size.items() if size == 1}
             self.view = view
             self.fingerprint = fingerprint
+            if len(changed) > 1000:
+                # A large index makes every full garbage collection walk it; the index holds no
+                # reference cycles, so leave it (and whatever else lives now) out of later collections.
+                gc.collect()
+                gc.freeze()
             return view
 
 
