@@ -136,3 +136,13 @@ def test_snapshot_uploads_a_flat_qcow2(tmp_path):
     assert operations == {"/disk_format": "qcow2", "/container_format": "bare", "/kernel_id": "k",
                           "/ramdisk_id": "r"}
     assert not list((driver.instances_path / "u-1").glob("snapshot-*"))
+
+
+def test_raw_images_type_copies_and_grows(tmp_path):
+    base = tmp_path / "base"
+    base.write_bytes(b"RAW-BASE".ljust(1024 * 1024, b"\0"))
+    target = tmp_path / "disk"
+    assert ImageCache.create_root(base, target, 1, "raw") == "raw"
+    assert target.stat().st_size == 1024 ** 3
+    with open(target, "rb") as fh:
+        assert fh.read(8) == b"RAW-BASE"

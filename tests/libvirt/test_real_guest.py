@@ -108,6 +108,16 @@ def ping(namespace: str, address: str, attempts: int = 10) -> None:
     raise AssertionError(f"{address} does not answer ping from {namespace}: {result.stdout}{result.stderr}")
 
 
+def no_qemu_left(uuid: str, timeout: float = 10) -> bool:
+    """True once no process mentions ``uuid`` (QEMU may take a moment to exit after libvirt says so)."""
+    deadline = time.monotonic() + timeout
+    while qemu_processes(uuid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def qemu_processes(uuid: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -191,7 +201,7 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     os_("server", "stop", uuid)
     stopped = wait_status(cloud, uuid, "SHUTOFF")
     assert stopped["OS-EXT-STS:power_state"] in ("Shutdown", 4)
-    assert not qemu_processes(uuid)
+    assert no_qemu_left(uuid)
     os_("server", "start", uuid)
     wait_status(cloud, uuid, "ACTIVE")
     wait_console(cloud, uuid, f"{MARKER} ready")
@@ -205,7 +215,7 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     lap("pause/unpause")
     os_("server", "suspend", uuid)
     wait_status(cloud, uuid, "SUSPENDED")
-    assert not qemu_processes(uuid)
+    assert no_qemu_left(uuid)
     os_("server", "resume", uuid)
     wait_status(cloud, uuid, "ACTIVE")
     ping(namespace, address)
@@ -220,7 +230,7 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
 
     lap("guest shutdown sync + start")
     os_("server", "delete", "--wait", uuid, timeout=120)
-    assert not qemu_processes(uuid)
+    assert no_qemu_left(uuid)
     assert not Path(cloud.state_dir, "instances", uuid).exists()
     assert subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode != 0
     assert not Path("/run/netns", namespace).exists()

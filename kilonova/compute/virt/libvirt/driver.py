@@ -51,6 +51,17 @@ def _power_state(state: int, has_managed_save: bool) -> int:
     return mapping.get(state, power.NOSTATE)
 
 
+def _closed_parent(path: Path) -> Path | None:
+    """The first directory on the way to ``path`` that other users (QEMU's) cannot search, if any."""
+    for directory in [*reversed(path.parents), path]:
+        try:
+            if not directory.stat().st_mode & 0o001:
+                return directory
+        except OSError:
+            return directory
+    return None
+
+
 def _direct_io_supported(path: Path) -> bool:
     probe = path / ".directio.test"
     try:
@@ -137,6 +148,11 @@ class LibvirtDriver(ComputeDriver):
             raise RuntimeError(f"the libvirt driver cannot reach {self.uri}: {exc}. Is libvirtd running "
                                "(libvirtd -d, with virtlogd -d) and is this user allowed to use it?") from exc
         self._disk_cache = "none" if _direct_io_supported(self.instances_path) else "writeback"
+        closed = _closed_parent(self.instances_path)
+        if closed is not None:
+            LOG.warning("QEMU (user libvirt-qemu) cannot reach %s: %s is not searchable by others. Guests "
+                        "will fail to start; set [libvirt] instances_path elsewhere (e.g. /var/lib/kilonova/"
+                        "instances) or chmod o+x %s", self.instances_path, closed, closed)
         LOG.warning("libvirt driver on %s: virt_type=%s (%s), %s, instances in %s", self.host, self.virt_type,
                     self.virt_type_reason, self.uri, self.instances_path)
         interval = self.conf.getfloat("libvirt", "image_cache_manager_interval")
@@ -260,7 +276,11 @@ class LibvirtDriver(ComputeDriver):
         try:
             await self._call(self._define_and_start, xml)
         except libvirt.libvirtError as exc:
-            raise BuildFailure(f"libvirt could not start the guest: {exc}") from exc
+            hint = ""
+            if "ermission denied" in str(exc) and _closed_parent(self.instances_path) is not None:
+                hint = (f" ({_closed_parent(self.instances_path)} is not searchable by the QEMU user: "
+                        "move [libvirt] instances_path or chmod o+x it)")
+            raise BuildFailure(f"libvirt could not start the guest: {exc}{hint}") from exc
         done = time.monotonic()
         LOG.info("spawned %s in %.2fs: image %.2fs, disks/config drive/network %.2fs, libvirt start %.2fs",
                  instance["uuid"], done - started, fetched - started, prepared - fetched, done - prepared)
