@@ -12,8 +12,8 @@ if [ ! -e /usr/include/libvirt/libvirt.h ] && command -v apt-get >/dev/null && [
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         libvirt-dev pkg-config gcc; } >/dev/null || echo "bootstrap: could not install libvirt-dev" >&2
 fi
-EXTRAS=test
-if [ -e /usr/include/libvirt/libvirt.h ]; then
-    EXTRAS=test,libvirt
+if [ -e /usr/include/libvirt/libvirt.h ] && .venv/bin/python -m pip install --quiet -e '.[test,libvirt]'; then
+    :
+else
+    .venv/bin/python -m pip install --quiet -e '.[test]'
 fi
-.venv/bin/python -m pip install --quiet -e ".[$EXTRAS]"
