@@ -18,7 +18,7 @@ import uuid as uuidlib
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -197,6 +197,17 @@ def _query_string(q: dict) -> str:
 @settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(data=world, q=query)
+# lone providers with sharing providers anchored to them (the sharing fast path), then a nested one
+@example(data={"trees": [({"inventory": {"VCPU": (4, 0), "DISK_GB": (4, 2)}, "traits": set(), "in_aggregate": True},
+                          []),
+                         ({"inventory": {"VCPU": (4, 4)}, "traits": set(), "in_aggregate": True}, [])],
+               "sharing": [{"DISK_GB": (8, 0)}, {"DISK_GB": (8, 1), "VCPU": (2, 0)}]},
+         q={"resources": {"VCPU": 1, "DISK_GB": 2}, "granular": None, "policy": "none", "required": None})
+@example(data={"trees": [({"inventory": {"VCPU": (4, 0)}, "traits": {"CUSTOM_GOLD"}, "in_aggregate": False},
+                          [{"inventory": {"DISK_GB": (4, 0)}, "traits": set(), "in_aggregate": True}])],
+               "sharing": [{"DISK_GB": (8, 0)}]},
+         q={"resources": {"VCPU": 1, "DISK_GB": 2}, "granular": {"DISK_GB": 1}, "policy": "isolate",
+            "required": "CUSTOM_GOLD"})
 def test_candidates_match_brute_force(placement, data, q):
     async def run():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=placement.app), base_url="http://p",

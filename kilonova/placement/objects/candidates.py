@@ -136,6 +136,8 @@ class _Finder:
         self.root_required = [{trait_ids[t] for t in s} for s in request.root_required]
         self.root_forbidden = {trait_ids[t] for t in request.root_forbidden}
         self._members: dict[int, list[int]] | None = None
+        self._able: dict[int, set[int]] = {}     # fast path: class id -> providers that fit the amount
+        self._shared_fast = False
         self.anchors = self._anchors()
 
     def _prepare(self, group: RequestGroup) -> dict:
@@ -217,7 +219,8 @@ class _Finder:
                         seen.add(fast_keys[root])
                     results.append(root)
             else:
-                for combination in self._tree_candidates(root):
+                lone_shared = self._shared_fast and root in self.view.lone
+                for combination in (self._lone_with_sharing(root) if lone_shared else self._tree_candidates(root)):
                     if self.anchors:   # only sharing providers can make one candidate twice
                         key = self._key(combination)
                         if key in seen:
@@ -243,13 +246,32 @@ class _Finder:
         for rc, amount in group["resources"]:
             able = {rp for rp, free, low, high, step in self.view.rows(rc)
                     if free >= amount and low <= amount <= high and not amount % step}
+            self._able[rc] = able
             fitting = able if fitting is None else fitting & able
         decided = self.view.lone - self.anchors.keys() if self.anchors else self.view.lone
         good = (fitting or set()) & decided
-        if (group["required"] or group["forbidden"] or group["member_of"] or group["forbidden_aggregates"]
-                or group["in_tree"] is not None or self.root_required or self.root_forbidden):
+        filtered = bool(group["required"] or group["forbidden"] or group["member_of"]
+                        or group["forbidden_aggregates"] or group["in_tree"] is not None or self.root_required
+                        or self.root_forbidden)
+        if filtered:
             good = {rp for rp in good if self._lone_ok(group, self.providers[rp])}
+        self._shared_fast = self.request.nested and not filtered
         return decided, good
+
+    def _lone_with_sharing(self, root: int):
+        """Candidates of a lone provider with anchored sharing providers, for one unsuffixed group
+        without trait or aggregate filters: each class from the provider or any sharing provider."""
+        group = self.groups[0]
+        choices = []
+        for rc, _ in group["resources"]:
+            able = self._able[rc]
+            options = ([root] if root in able else []) + [s for s in self.anchors[root] if s in able]
+            if not options:
+                return
+            choices.append(options)
+        classes = [rc for rc, _ in group["resources"]]
+        for picked in itertools.product(*choices):
+            yield [(0, dict(zip(classes, picked)))]
 
     def _lone_ok(self, group: dict, provider: capacity.Provider) -> bool:
         traits, aggs = provider.traits, provider.aggregates
