@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.network import errors, ipam
@@ -46,6 +47,11 @@ def _check_request(item: Any) -> tuple[str | None, str | None]:
 def choose(session: Session, network_id: str, subnets: list[Subnet], requested: list | None,
            device_owner: str, current: list[IPAllocation] = ()) -> list[tuple[str, str]]:
     """(subnet id, address) pairs for a port. ``current`` are the port's own allocations (updates)."""
+    if subnets:
+        # Concurrent allocations on a subnet queue here on PostgreSQL/MariaDB (SQLite already runs one
+        # writer at a time); without the lock they all pick the same first free address and collide.
+        session.execute(sa.select(Subnet.id).where(Subnet.id.in_(sorted(s.id for s in subnets)))
+                        .order_by(Subnet.id).with_for_update())
     taken = {s.id: allocated(session, s.id) - {a.ip_address for a in current if a.subnet_id == s.id}
              for s in subnets}
     chosen: list[tuple[str, str]] = []
