@@ -169,7 +169,9 @@ def main() -> None:
             names = {s: s.replace("_database", "") if s != "database" else "cell1" for s in SECTIONS}
             created = databases.urls([*names.values(), "cell2"])
             cluster = Cluster(workdir, transport_url, {s: created[n] for s, n in names.items()}, extra={
-                "DEFAULT": {"report_interval": "10", "service_down_time": "60", "rpc_response_timeout": "120"},
+                # Heartbeats of a large fake fleet are one conductor write each: keep them to ~10/s.
+                "DEFAULT": {"report_interval": str(max(10, args.hosts // 10)),
+                            "service_down_time": str(max(60, args.hosts // 10 * 6)), "rpc_response_timeout": "120"},
                 "quota": {"instances": "-1", "cores": "-1", "ram": "-1"},
                 "conductor": {"reconcile_interval": "60"},
                 "fake_driver": {"spawn_delay": "0"},

@@ -72,7 +72,10 @@ def _make_engine(url: str) -> sa.Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
+    # READ COMMITTED on every server (PostgreSQL's default; MariaDB's is REPEATABLE READ): a statement
+    # after a row lock sees what the previous lock holder committed, on both.
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                            isolation_level="READ COMMITTED",
                             json_serializer=_json_dumps, json_deserializer=orjson.loads)
 
 
