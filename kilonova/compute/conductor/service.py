@@ -36,7 +36,9 @@ class ConductorService(Service):
 
     async def start(self) -> None:
         self.cells.load()
-        await self.env.transport.serve("conductor", self.manager)
+        # Builds hold a worker while they wait for the scheduler; agents' short calls (heartbeats,
+        # state updates) share the queue and must still find a free worker behind a burst of builds.
+        await self.env.transport.serve("conductor", self.manager, concurrency=256)
         conductor = RPCClient(self.env.transport, "conductor", self.conf.getfloat("DEFAULT", "rpc_response_timeout"))
         self.heartbeat = Heartbeat(conductor, self.conf.get("DEFAULT", "host"), "nova-conductor",
                                    self.conf.getfloat("DEFAULT", "report_interval"))
