@@ -15,7 +15,7 @@ from kilonova.common.db import Conflict, NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import validation
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.api.flavors import require_admin
+from kilonova.compute.api.common import require_admin
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.services import iso
 from kilonova.compute.db import aggregates, mappings, services

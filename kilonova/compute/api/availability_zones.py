@@ -7,7 +7,7 @@ from starlette.requests import Request
 
 from kilonova.common.http import Router, json_response
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.api.flavors import require_admin
+from kilonova.compute.api.common import require_admin
 from kilonova.compute.api.services import INTERNAL_ZONE, all_services, host_zones, iso, zone_of
 from kilonova.compute.db import services as services_db
 

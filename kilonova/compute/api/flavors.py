@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.requests import Request
 
@@ -10,14 +9,12 @@ from kilonova.common.db import Conflict, NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import validation
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.common import limit_and_marker, next_links, parse_bool, require_admin
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.views import links
 from kilonova.compute.db import flavors
 
-MAX_LIMIT = 1000
 MAX_INT = 0x7FFFFFFF
-_TRUE = ("1", "t", "true", "on", "y", "yes")
-_FALSE = ("0", "f", "false", "off", "n", "no")
 
 _BOOLEAN = {"type": ["boolean", "string"], "enum": [True, False, "True", "False", "true", "false", "1", "0",
                                                     "t", "f", "yes", "no", "y", "n", "on", "off", "TRUE", "FALSE"]}
@@ -57,46 +54,6 @@ _SPECS_BODY = {"type": "object", "properties": {"extra_specs": _SPECS}, "require
 _SPEC_ITEM = dict(_SPECS, minProperties=1, maxProperties=1)
 _TENANT = {"type": "object", "properties": {"tenant": {"type": "string", "minLength": 1, "maxLength": 255}},
            "required": ["tenant"], "additionalProperties": False}
-
-
-# ---------------------------------------------------------------- shared helpers (also used by other resources)
-
-def require_admin(request: Request, rule: str) -> None:
-    if not request.state.context.is_admin:
-        raise HTTPError(403, f"Policy doesn't allow {rule} to be performed.")
-
-
-def limit_and_marker(request: Request) -> tuple[int, str | None]:
-    """Nova's common.get_limit_and_marker: limit capped at 1000, 400 when not a non-negative integer."""
-    raw = request.query_params.get("limit")
-    limit = MAX_LIMIT
-    if raw is not None:
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise HTTPError(400, "limit param must be an integer") from None
-        if limit < 0:
-            raise HTTPError(400, "limit param must be positive")
-    return min(limit, MAX_LIMIT), request.query_params.get("marker")
-
-
-def next_links(request: Request, collection: str, ids: list[Any], limit: int) -> list[dict[str, str]]:
-    """A "next" link when the page is full, as Nova's _get_collection_links builds it."""
-    if not ids or len(ids) != limit:
-        return []
-    params = dict(request.query_params)
-    params["marker"] = str(ids[-1])
-    base = str(request.base_url).rstrip("/")
-    return [{"rel": "next", "href": f"{base}/v2.1/{collection}?{urlencode(params)}"}]
-
-
-def parse_bool(value: Any, what: str) -> bool:
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise HTTPError(400, f"Invalid {what} [{value}]")
 
 
 # ---------------------------------------------------------------- views

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError, Router, json_response
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.api.flavors import limit_and_marker, next_links, parse_bool, require_admin
+from kilonova.compute.api.common import limit_and_marker, next_links, parse_bool, require_admin
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.services import UUID_RE
 from kilonova.compute.db import compute_nodes, instances, services

@@ -18,7 +18,7 @@ from kilonova.common.db import Conflict, NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import validation
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.api.flavors import limit_and_marker, next_links
+from kilonova.compute.api.common import limit_and_marker, next_links
 from kilonova.compute.api.microversions import want
 from kilonova.compute.db import keypairs, quotas
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import validation
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.api.flavors import parse_bool, require_admin
+from kilonova.compute.api.common import parse_bool, require_admin
 from kilonova.compute.api.limits import project_usage
 from kilonova.compute.api.microversions import want
 from kilonova.compute.db import quotas

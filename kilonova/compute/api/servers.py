@@ -1,7 +1,6 @@
 """/v2.1/servers: list, show, create, update, delete."""
 from __future__ import annotations
 
-import asyncio
 import copy
 import uuid as uuidlib
 from datetime import datetime
@@ -14,7 +13,7 @@ from kilonova.compute.api import create as create_mod
 from kilonova.compute.api import lookup, validation, views
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
-from kilonova.compute.db import build_requests, instances, mappings
+from kilonova.compute.db import build_requests, instances
 
 _NETWORK_ITEM = {"type": "object", "properties": {
     "uuid": {"type": "string"}, "port": {"type": ["string", "null"]},
@@ -102,7 +101,7 @@ def _list_filters(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         status = params["status"].upper()
         if status not in views.STATUS_TO_VM_STATES:
             if want(request, "2.38"):
-                raise HTTPError(400, f"Invalid status value")
+                raise HTTPError(400, "Invalid status value")
             return db_filters, {"nothing": True}
         db_filters["vm_state"] = views.STATUS_TO_VM_STATES[status]
         post["status"] = status

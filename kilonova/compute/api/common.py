@@ -1,0 +1,51 @@
+"""Helpers the compute API's resource modules share: admin checks, paging, boolean query values."""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+
+from kilonova.common.http import HTTPError
+
+MAX_LIMIT = 1000  # Nova's [api] max_limit
+_TRUE = ("1", "t", "true", "on", "y", "yes")
+_FALSE = ("0", "f", "false", "off", "n", "no")
+
+
+def require_admin(request: Request, rule: str) -> None:
+    if not request.state.context.is_admin:
+        raise HTTPError(403, f"Policy doesn't allow {rule} to be performed.")
+
+
+def limit_and_marker(request: Request) -> tuple[int, str | None]:
+    """Nova's common.get_limit_and_marker: limit capped at 1000, 400 when not a non-negative integer."""
+    raw = request.query_params.get("limit")
+    limit = MAX_LIMIT
+    if raw is not None:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise HTTPError(400, "limit param must be an integer") from None
+        if limit < 0:
+            raise HTTPError(400, "limit param must be positive")
+    return min(limit, MAX_LIMIT), request.query_params.get("marker")
+
+
+def next_links(request: Request, collection: str, ids: list[Any], limit: int) -> list[dict[str, str]]:
+    """A "next" link when the page is full, as Nova's _get_collection_links builds it."""
+    if not ids or len(ids) != limit:
+        return []
+    params = dict(request.query_params)
+    params["marker"] = str(ids[-1])
+    base = str(request.base_url).rstrip("/")
+    return [{"rel": "next", "href": f"{base}/v2.1/{collection}?{urlencode(params)}"}]
+
+
+def parse_bool(value: Any, what: str) -> bool:
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise HTTPError(400, f"Invalid {what} [{value}]")
