@@ -37,6 +37,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "reserved_host_cpus": "0",
         "reserved_host_memory_mb": "512",
         "reserved_host_disk_mb": "0",
+        # When the compute agent starts and a guest the database says is running has no running domain
+        # (the host rebooted): start it again (true) or record it as stopped (false, Nova's default).
+        "resume_guests_state_on_host_boot": "false",
     },
     "ports": {
         "identity": "5000",
