@@ -3,13 +3,16 @@
 Prints servers/s to ACTIVE, p50/p95 time-to-ACTIVE, GET /servers/detail p50/p95
 with every server present, `kilonova up` time-to-ready and its resident memory.
 
-    .venv/bin/python benchmarks/boot.py [--servers 200] [--hosts 10] [--concurrency 16]
+    .venv/bin/python benchmarks/boot.py [--servers 200] [--hosts 10] [--concurrency 16] [--profile FILE]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
+import signal
+import subprocess
 import statistics
 import sys
 import time
@@ -25,6 +28,26 @@ from tests.cloud import new_cloud  # noqa: E402
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_profiler(output: str | None, pid: int) -> subprocess.Popen | None:
+    """py-spy (from PATH) sampling the cloud while it boots, written to ``output`` in its raw format."""
+    if not output:
+        return None
+    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+                             "--nonblocking", "--gil", "--output", output], stdout=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler: subprocess.Popen | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(30)
 
 
 def rss_mb(pid: int) -> float:
@@ -63,6 +86,8 @@ async def run(args) -> None:
             submitted: dict[str, float] = {}
             active: dict[str, float] = {}
             queue = list(range(args.servers))
+            profiler = start_profiler(args.profile, cloud.proc.pid)
+            cpu_before = cpu_seconds(cloud.proc.pid)
             started = time.monotonic()
 
             async def creator() -> None:
@@ -82,6 +107,8 @@ async def run(args) -> None:
                     polled_at = datetime.now(timezone.utc) - timedelta(seconds=1)
                     params = {"changes-since": since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")} if since else {}
                     response = await client.get("/servers/detail", params=params)
+                    if response.status_code != 200:
+                        raise RuntimeError(f"GET /servers/detail: {response.status_code} {response.text}")
                     since = polled_at
                     now = time.monotonic()
                     for server in response.json()["servers"]:
@@ -97,6 +124,8 @@ async def run(args) -> None:
             await asyncio.gather(*(creator() for _ in range(args.concurrency)))
             await watch
             elapsed = max(active.values()) - started
+            boot_cpu = cpu_seconds(cloud.proc.pid) - cpu_before
+            stop_profiler(profiler)
             to_active = [active[uuid] - submitted[uuid] for uuid in active]
 
             detail_times = []
@@ -110,6 +139,8 @@ async def run(args) -> None:
               f"{args.concurrency} concurrent clients, spawn delay 0")
         print(f"  kilonova up time-to-ready:        {ready:.2f} s")
         print(f"  servers/s to ACTIVE:              {args.servers / elapsed:.1f}")
+        print(f"  cloud CPU per boot:               {boot_cpu / args.servers * 1000:.1f} ms "
+              f"({boot_cpu:.1f} s for {args.servers}, load {os.getloadavg()[0]:.2f})")
         print(f"  time-to-ACTIVE p50 / p95:         {statistics.median(to_active) * 1000:.0f} ms / "
               f"{percentile(to_active, 95) * 1000:.0f} ms")
         print(f"  GET /servers/detail ({args.servers}) p50 / p95: {statistics.median(detail_times):.1f} ms / "
@@ -126,6 +157,8 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--detail-samples", type=int, default=50)
+    parser.add_argument("--profile", metavar="FILE",
+                        help="sample the cloud with py-spy during the boots and write its raw stacks here")
     asyncio.run(run(parser.parse_args()))
 
 
