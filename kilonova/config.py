@@ -167,6 +167,18 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "vnc": {
         "enabled": "true",
         "server_listen": "127.0.0.1",
+        # The noVNC proxy (service novncproxy); empty host = [DEFAULT] my_ip. Port 0: any free port
+        # (all-in-one only: the compute API in the same process learns which one).
+        "novncproxy_host": "",
+        "novncproxy_port": "6080",
+        # The URL users are given, before "?path=..."; empty = http://<host>:<port>/vnc_lite.html.
+        "novncproxy_base_url": "",
+        # noVNC's HTML/JS client (Debian's novnc package puts it here).
+        "novnc_web": "/usr/share/novnc",
+    },
+    "consoleauth": {
+        # Seconds a console URL's token stays valid; each token opens one connection only.
+        "token_ttl": "600",
     },
     "fake_driver": {
         "hosts": "4",
