@@ -1,4 +1,5 @@
-"""Tables of the compute API database: flavors, keypairs, cell and instance mappings, build requests, aggregates."""
+"""Tables of the compute API database: flavors, keypairs, cell and instance mappings, build requests, aggregates,
+console tokens."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -155,4 +156,18 @@ class AggregateMetadata(APIBase):
     aggregate_id: Mapped[int] = mapped_column(sa.ForeignKey("aggregates.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(sa.String(255), index=True)
     value: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class ConsoleAuthToken(APIBase):
+    """A console URL's token: only its SHA-256 is kept; it opens one connection, until ``expires``."""
+    __tablename__ = "console_auth_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    console_type: Mapped[str] = mapped_column(sa.String(255))
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), index=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    port: Mapped[int]
+    expires: Mapped[int] = mapped_column(index=True)  # unix time, as upstream
+    used_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=_now)
