@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from kilonova.compute.virt import driver
+from kilonova.compute.virt import driver, fake_vnc
 from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
 
 
@@ -97,6 +97,11 @@ class FakeDriver(ComputeDriver):
 
     async def get_console_output(self, instance):
         return "\n".join(self._guest(instance).console) + "\n"
+
+    async def get_vnc_console(self, instance):
+        self._guest(instance)  # only a running guest has a console
+        host, port = await fake_vnc.address()
+        return {"host": host, "port": port}
 
     async def get_power_state(self, instance):
         guest = self.guests.get(instance["uuid"])
