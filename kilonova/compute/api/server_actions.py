@@ -14,6 +14,7 @@ from kilonova.common.http import HTTPError, Router, empty_response, json_respons
 from kilonova.common.rpc import NoSuchTarget, RPCError
 from kilonova.compute.api import lookup
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.remote_consoles import get_vnc_console
 from kilonova.compute.db import instances
 from kilonova.compute.db.instances import UnexpectedTaskState
 
@@ -119,6 +120,7 @@ async def lock(request: Request, ref: lookup.ServerRef, key: str, body: dict):
 
 
 ACTIONS = {**{key: power_action for key in POWER_ACTIONS}, "reboot": reboot,
+           "os-getVNCConsole": get_vnc_console,
            "os-getConsoleOutput": console_output, "lock": lock, "unlock": lock}
 
 

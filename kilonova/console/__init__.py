@@ -1,0 +1,1 @@
+"""Remote consoles: the noVNC proxy service (``kilonova serve novncproxy``) and console URLs."""
