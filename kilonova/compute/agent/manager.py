@@ -34,11 +34,17 @@ POWER_OPERATIONS = {
 }
 
 
+class SnapshotAborted(Exception):
+    """The snapshot cannot finish: the server changed under it or the image did not become active."""
+
+
 class ComputeManager:
-    def __init__(self, host: str, driver: ComputeDriver, conductor: RPCClient, placement, network, conf):
+    def __init__(self, host: str, driver: ComputeDriver, conductor: RPCClient, placement, network, conf,
+                 images=None):
         self.host = host
         self.driver = driver
         self.conductor = conductor
+        self.images = images  # the image service as the service user: snapshot checks and clean-up
         self.conf = conf
         self.ports = PortBinder(network, host, conf.get("compute", "default_availability_zone"))
         self.reporter = ProviderReporter(placement, conf)
@@ -272,17 +278,60 @@ class ComputeManager:
         return await self.driver.get_vnc_console(instance)
 
     async def snapshot_instance(self, instance: dict, image_id: str) -> None:
-        """createImage: the API made image ``image_id`` (queued) and set task_state image_snapshot."""
+        """createImage: the API made image ``image_id`` (queued) and set task_state image_snapshot_pending.
+
+        Task states follow Nova: image_snapshot, image_pending_upload (the disk is copied),
+        image_uploading, then None. A failure (or the server being deleted meanwhile) removes
+        the image unless it became active, clears the task state and records a fault.
+        """
         uuid = instance["uuid"]
         async with self._locks[uuid]:
-            await self._update(uuid, {"task_state": "image_uploading"})
+            if await self._update(uuid, {"task_state": "image_snapshot"},
+                                  expected_task_state=["image_snapshot_pending"]) is None:
+                await self._discard_image(image_id)
+                return
+            current = ["image_snapshot"]
+
+            async def progress(task_state: str) -> None:
+                if await self._update(uuid, {"task_state": task_state}, expected_task_state=current) is None:
+                    raise SnapshotAborted(f"instance {uuid} changed (deleted?) during its snapshot")
+                current[:] = [task_state]
+
             try:
-                await self.driver.snapshot(instance, image_id)
+                await progress("image_pending_upload")
+                await self.driver.snapshot(instance, image_id, progress)
+                await self._check_image_active(image_id)
             except Exception as exc:  # noqa: BLE001 - report, and leave the server as it was
-                LOG.warning("snapshot of %s to image %s failed on %s: %s", uuid, image_id, self.host, exc)
-                await self.conductor.call("add_fault", instance_uuid=uuid, code=500, message=str(exc)[:255],
-                                          host=self.host)
-            await self._update(uuid, {"task_state": None})
+                LOG.warning("event=compute.instance.snapshot.error instance=%s image=%s host=%s: %s",
+                            uuid, image_id, self.host, exc)
+                await self._discard_image(image_id)
+                await self._update(uuid, {"task_state": None}, expected_task_state=current)
+                if not isinstance(exc, SnapshotAborted):
+                    with contextlib.suppress(RemoteError):
+                        await self.conductor.call("add_fault", instance_uuid=uuid, code=500, host=self.host,
+                                                  message=f"Snapshot to image {image_id} failed: {exc}"[:255])
+                return
+            await self._update(uuid, {"task_state": None}, expected_task_state=current)
+            LOG.info("event=compute.instance.snapshot.end instance=%s image=%s host=%s", uuid, image_id, self.host)
+
+    async def _check_image_active(self, image_id: str) -> None:
+        if self.images is None:
+            return
+        response = await self.images.get(f"/v2/images/{image_id}")
+        status = response.json().get("status") if response.status_code == 200 else f"gone ({response.status_code})"
+        if status != "active":
+            raise RuntimeError(f"image {image_id} is {status} after its upload, not active")
+
+    async def _discard_image(self, image_id: str) -> None:
+        """Delete a snapshot image that did not become active (nothing usable is in it)."""
+        if self.images is None:
+            return
+        try:
+            response = await self.images.get(f"/v2/images/{image_id}")
+            if response.status_code == 200 and response.json().get("status") != "active":
+                await self.images.delete(f"/v2/images/{image_id}")
+        except Exception:  # noqa: BLE001 - an orphan queued image is harmless; say so and go on
+            LOG.warning("could not delete the failed snapshot image %s", image_id, exc_info=True)
 
     async def get_console_output(self, instance: dict, length: int | None = None) -> str:
         output = await self.driver.get_console_output(instance)

@@ -32,19 +32,20 @@ class ComputeAgentService(Service):
                                   {"OpenStack-API-Version": "placement 1.36"})
         network = ServiceClient(env.endpoints.http_client("network"), auth)
         conductor = RPCClient(env.transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout"))
-        self.managers = [ComputeManager(host, driver, conductor, placement, network, conf)
+        images = ServiceClient(env.endpoints.http_client("image"), auth)
+        self.managers = [ComputeManager(host, driver, conductor, placement, network, conf, images=images)
                          for host, driver in self._drivers(conf, env, auth)]
 
     @staticmethod
     def _drivers(conf, env: ServiceEnv, auth: ServiceAuth) -> list[tuple[str, ComputeDriver]]:
         """(host, driver) pairs: many simulated hosts, or this machine as one libvirt host."""
         choice = conf.get("compute", "compute_driver")
+        images = ServiceClient(env.endpoints.http_client("image", timeout=600.0), auth)
         if choice == "fake":
-            return [(host, FakeDriver(host, conf)) for host in fake_host_names(conf)]
+            return [(host, FakeDriver(host, conf, images)) for host in fake_host_names(conf)]
         if choice == "libvirt":
             from kilonova.compute.virt.libvirt.driver import LibvirtDriver
 
-            images = ServiceClient(env.endpoints.http_client("image", timeout=600.0), auth)
             host = conf.get("DEFAULT", "host")
             return [(host, LibvirtDriver(host, conf, images))]
         raise SystemExit(f"[compute] compute_driver must be fake or libvirt, not {choice!r}")

@@ -15,6 +15,7 @@ from kilonova.common.rpc import NoSuchTarget, RPCError
 from kilonova.compute.api import lookup
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.remote_consoles import get_vnc_console
+from kilonova.compute.api.create_image import create_image
 from kilonova.compute.db import instances
 from kilonova.compute.db.instances import UnexpectedTaskState
 
@@ -121,7 +122,7 @@ async def lock(request: Request, ref: lookup.ServerRef, key: str, body: dict):
 
 ACTIONS = {**{key: power_action for key in POWER_ACTIONS}, "reboot": reboot,
            "os-getVNCConsole": get_vnc_console,
-           "os-getConsoleOutput": console_output, "lock": lock, "unlock": lock}
+           "os-getConsoleOutput": console_output, "lock": lock, "unlock": lock, "createImage": create_image}
 
 
 async def server_action(request: Request, server_id: str):

@@ -67,9 +67,21 @@ class ComputeDriver:
         """Where the guest's VNC server listens: {"host": ..., "port": ...}."""
         raise NotImplementedError
 
-    async def snapshot(self, instance: dict, image_id: str) -> None:
-        """Upload the instance's root disk as the data of image ``image_id`` (created, queued, by the API)."""
+    async def snapshot(self, instance: dict, image_id: str, progress=None) -> None:
+        """Upload the instance's root disk as the data of image ``image_id`` (created, queued, by the API).
+
+        The driver sets the image's disk and container formats (it knows what it uploads) and awaits
+        ``progress("image_uploading")``, when given, once the disk is copied and the upload starts.
+        """
         raise NotImplementedError
+
+    async def resume_state_on_host_boot(self, instance: dict) -> None:
+        """Start a guest the host lost (it rebooted): plug its network, define and start its domain."""
+        await self.power_on(instance)
+
+    async def cleanup_orphans(self, known_uuids: set[str]) -> list[str]:
+        """Remove guests (and their files) of this host's instances that no longer exist; their uuids."""
+        return []
 
     async def get_power_state(self, instance: dict) -> int:
         raise NotImplementedError

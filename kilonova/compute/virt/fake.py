@@ -13,6 +13,7 @@ from typing import Any
 
 from kilonova.compute.virt import driver, fake_vnc
 from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
+from kilonova.image import qcow2
 
 
 class _Guest:
@@ -31,8 +32,9 @@ class FakeDriver(ComputeDriver):
     hypervisor_type = "fake"
     syncs_power_state = False  # simulated guests only change when told to
 
-    def __init__(self, host: str, conf):
+    def __init__(self, host: str, conf, images=None):
         self.host = host
+        self.images = images  # a ServiceClient on the image service, for snapshots
         self.vcpus = conf.getint("fake_driver", "vcpus")
         self.memory_mb = conf.getint("fake_driver", "memory_mb")
         self.disk_gb = conf.getint("fake_driver", "disk_gb")
@@ -92,8 +94,26 @@ class FakeDriver(ComputeDriver):
     async def resume(self, instance):
         self._guest(instance).power_state = driver.RUNNING
 
-    async def snapshot(self, instance, image_id):
-        self._guest(instance).log(f"Snapshot to image {image_id}")
+    async def snapshot(self, instance, image_id, progress=None):
+        """Upload an empty qcow2 the size of the flavor's root disk: a real, bootable-shaped image."""
+        guest = self._guest(instance)
+        if self.images is None:
+            raise BuildFailure(f"Host {self.host} has no image service to upload snapshots to")
+        size_gb = max(1, int((instance.get("flavor") or {}).get("root_gb") or 0))
+        formats = [{"op": "replace", "path": "/disk_format", "value": "qcow2"},
+                   {"op": "replace", "path": "/container_format", "value": "bare"}]
+        response = await self.images.request(
+            "PATCH", f"/v2/images/{image_id}", json=formats,
+            headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
+        if response.status_code != 200:
+            raise BuildFailure(f"Snapshot image {image_id} could not be described: {response.status_code}")
+        if progress is not None:
+            await progress("image_uploading")
+        response = await self.images.put(f"/v2/images/{image_id}/file", content=qcow2.empty_image(size_gb << 30),
+                                         headers={"Content-Type": "application/octet-stream"})
+        if response.status_code != 204:
+            raise BuildFailure(f"Upload of snapshot {image_id} failed: {response.status_code} {response.text[:200]}")
+        guest.log(f"Snapshot to image {image_id}")
 
     async def get_console_output(self, instance):
         return "\n".join(self._guest(instance).console) + "\n"

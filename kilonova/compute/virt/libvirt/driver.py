@@ -440,7 +440,7 @@ class LibvirtDriver(ComputeDriver):
 
     # ------------------------------------------------------------------ snapshot
 
-    async def snapshot(self, instance: dict, image_id: str) -> None:
+    async def snapshot(self, instance: dict, image_id: str, progress=None) -> None:
         """Flatten the root disk (overlay + base) into a qcow2 and upload it as ``image_id``'s data.
 
         A running guest is paused while its disk is copied (crash-consistent), then resumed.
@@ -450,6 +450,8 @@ class LibvirtDriver(ComputeDriver):
         try:
             await self._call(self._copy_root, instance, target)
             await self._describe_snapshot(instance, image_id)
+            if progress is not None:
+                await progress("image_uploading")
             await self.cache.upload(image_id, target)
         finally:
             target.unlink(missing_ok=True)
