@@ -26,6 +26,7 @@ from kilonova.common.clients import Endpoints
 from kilonova.common.rpc import get_transport
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.config import Config
+from kilonova.console.urls import base_url as console_base_url
 
 LOG = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ SERVICE_CLASSES = {
     "conductor": "kilonova.compute.conductor.service:ConductorService",
     "scheduler": "kilonova.compute.scheduler.service:SchedulerService",
     "compute": "kilonova.compute.agent.service:ComputeAgentService",
+    "novncproxy": "kilonova.console.service:NoVNCProxyService",
 }
 
 
@@ -197,6 +199,7 @@ def up(conf: Config, clouds_yaml: Path) -> None:
             lines.append(f"  compute host: {conf.get('DEFAULT', 'host')} (libvirt driver, real guests)")
         else:
             lines.append(f"  compute hosts: {conf.getint('fake_driver', 'hosts')} (fake driver)")
+        lines.append(f"  {'consoles':<10} {console_base_url(conf)}")
         lines.append(f"  clouds.yaml: {clouds_path} (clouds 'kilonova' = admin, 'kilonova-demo' = demo)")
         lines.append(f"  openrc: {openrc}")
         lines.append("Try: OS_CLOUD=kilonova openstack server list   (Ctrl-C stops)")
@@ -221,6 +224,8 @@ def serve(conf: Config, names: list[str]) -> None:
         for service in cloud.services:
             if service.app is not None and service.service_type:
                 lines.append(f"  {service.service_type:<10} {urls[service.service_type]}")
+            elif service.name == "novncproxy":
+                lines.append(f"  {'consoles':<10} {console_base_url(conf)}")
         print("\n".join(lines), flush=True)
 
     try:
