@@ -7,19 +7,26 @@ When nothing fits it raises ``NoValidHost`` saying what ruled the hosts out.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import random
 from typing import Any
 
+import orjson
+
 from kilonova.common.rpc import ExpectedError
-from kilonova.compute.db import aggregates, host_view
 from kilonova.compute.scheduler import weighers as weighers_mod
 from kilonova.compute.scheduler.filters import all_filters
+from kilonova.compute.scheduler.host_cache import HostCache
 from kilonova.compute.scheduler.host_state import HostState
 
 LOG = logging.getLogger(__name__)
+
+
+# How often a claim on one host is retried after the instance's existing claim changed under it.
+CLAIM_CONFLICT_RETRIES = 3
 
 
 class NoValidHost(ExpectedError):
@@ -66,6 +73,7 @@ class SchedulerManager:
         self.max_attempts = max(1, conf.getint("filter_scheduler", "max_attempts"))
         self.subset_size = max(1, conf.getint("filter_scheduler", "host_subset_size"))
         self.down_time = conf.getfloat("DEFAULT", "service_down_time")
+        self.host_cache = HostCache(cells, self.down_time)
 
     # ------------------------------------------------------------------ RPC
 
@@ -99,7 +107,7 @@ class SchedulerManager:
         if response.status_code != 200:
             raise NoValidHost(f"No valid host was found. Placement refused the query for {describe(resources)}: "
                               f"{response.status_code} {response.text[:200]}")
-        body = response.json()
+        body = orjson.loads(response.content)  # up to max_placement_results candidates: parse fast
         requests = body.get("allocation_requests", [])
         if not requests:
             detail = f" with traits {', '.join(traits)}" if traits else ""
@@ -115,18 +123,19 @@ class SchedulerManager:
 
     async def _host_states(self, by_provider: dict[str, dict], summaries: dict) -> list[HostState]:
         states = []
-        zones = await self.cells.api_db.read(aggregates.host_zones)
+        zones = await self.host_cache.zones()
         default_zone = self.conf.get("compute", "default_availability_zone")
         for cell in self.cells.real():
-            rows = await cell.db.read(host_view.compute_hosts, self.down_time, list(by_provider))
-            for row in rows:
+            for row in await self.host_cache.hosts(cell):
+                if row["uuid"] not in by_provider:
+                    continue
                 summary = summaries.get(row["uuid"], {}).get("resources", {})
                 states.append(HostState(
                     uuid=row["uuid"], host=row["host"], nodename=row["nodename"], cell_uuid=cell.uuid,
                     availability_zone=zones.get(row["host"], default_zone),
                     service_up=row["service_up"], service_disabled=row["service_disabled"],
                     hypervisor_type=row["hypervisor_type"],
-                    supported_instances=[tuple(x) for x in _supported(row["cpu_info"])],
+                    supported_instances=list(_supported(row["cpu_info"])),
                     capacity={rc: v["capacity"] for rc, v in summary.items()},
                     used={rc: v["used"] for rc, v in summary.items()},
                     allocation_request=by_provider[row["uuid"]]))
@@ -158,15 +167,35 @@ class SchedulerManager:
         return ordered
 
     async def _claim_first(self, ordered: list[HostState], instance_uuid: str, spec: dict) -> HostState | None:
+        """Claim on the first host that takes it; a claim the instance already holds is replaced.
+
+        An earlier attempt for the same instance (a conductor that died waiting for this answer,
+        a redelivered build) may have claimed already. Placement swaps a consumer's allocations in
+        one capacity-checked transaction when given its current generation, so the retry moves
+        that claim instead of failing on it: never two claims, never an overcommit.
+        """
+        generation = None  # the usual case: the instance holds nothing yet
         for host in ordered:
-            body = {"allocations": host.allocation_request["allocations"], "project_id": spec["project_id"],
-                    "user_id": spec["user_id"], "consumer_generation": None}
-            response = await self.placement.put(f"/allocations/{instance_uuid}", json=body)
-            if response.status_code == 204:
-                return host
+            for _ in range(CLAIM_CONFLICT_RETRIES):
+                body = {"allocations": host.allocation_request["allocations"], "project_id": spec["project_id"],
+                        "user_id": spec["user_id"], "consumer_generation": generation}
+                response = await self.placement.put(f"/allocations/{instance_uuid}", json=body)
+                if response.status_code == 204:
+                    return host
+                if not _consumer_conflict(response):
+                    break  # the host is full (or changed): the next one
+                generation = await self._consumer_generation(instance_uuid)
+                LOG.info("instance %s already holds a claim (generation %s); replacing it", instance_uuid,
+                         generation)
             LOG.info("claim of %s on %s refused (%s); trying the next host", instance_uuid, host.host,
                      response.status_code)
         return None
+
+    async def _consumer_generation(self, instance_uuid: str) -> int | None:
+        response = await self.placement.get(f"/allocations/{instance_uuid}")
+        if response.status_code != 200:
+            return None
+        return response.json().get("consumer_generation")
 
     @staticmethod
     def _consume(host: HostState, resources: dict[str, int]) -> None:
@@ -180,8 +209,20 @@ class SchedulerManager:
                 "allocation_request": host.allocation_request}
 
 
-def _supported(cpu_info: str) -> list:
+def _consumer_conflict(response) -> bool:
+    """A 409 about generations (the consumer's, or a race Placement gave up retrying), not capacity."""
+    if response.status_code != 409:
+        return False
     try:
-        return json.loads(cpu_info or "{}").get("supported_instances", [])
+        return any(e.get("code") == "placement.concurrent_update" for e in response.json().get("errors", []))
     except ValueError:
-        return []
+        return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _supported(cpu_info: str) -> tuple:
+    """(arch, hypervisor type, vm mode) triples; cached: a fleet's hosts report few distinct cpu_info."""
+    try:
+        return tuple(tuple(x) for x in json.loads(cpu_info or "{}").get("supported_instances", []))
+    except (ValueError, TypeError, AttributeError):
+        return ()

@@ -1,0 +1,76 @@
+"""Shared reads of what the scheduler needs from the databases: compute hosts per cell, host zones.
+
+With many requests deciding at once, each used to read every compute node of
+every cell for itself, and the scheduler spent its time waiting on the
+database. A ``FreshRead`` lets concurrent requests share one read, without ever
+giving a request data read before it asked: a request that arrives while a
+read is running waits for the next one, which starts as soon as the running
+one ends and serves every request that arrived in the meantime.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, Generic, TypeVar
+
+from kilonova.compute.db import aggregates, host_view
+
+T = TypeVar("T")
+
+
+class FreshRead(Generic[T]):
+    def __init__(self, read: Callable[[], Awaitable[T]]):
+        self._read = read
+        self._running: asyncio.Future | None = None   # the read under way
+        self._next: asyncio.Future | None = None      # the one that starts after it
+        self.reads = 0                                 # how many reads ran (for tests and stats)
+
+    async def get(self) -> T:
+        if self._next is not None:       # not started yet: it will read after this call
+            future = self._next
+        elif self._running is None:
+            future = self._start()
+        else:                            # began before this call: wait for the one after it
+            self._next = asyncio.ensure_future(self._after(self._running))
+            future = self._next
+        # shield: a caller that gives up must not cancel the read other callers wait for
+        return await asyncio.shield(future)
+
+    def _start(self) -> asyncio.Future:
+        self.reads += 1
+        task = asyncio.ensure_future(self._read())
+        self._running = task
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Future) -> None:
+        if self._running is task:
+            self._running = None
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone
+
+    async def _after(self, previous: asyncio.Future) -> T:
+        await asyncio.wait([previous])
+        self._next = None
+        return await self._start()
+
+
+class HostCache:
+    """The scheduler's view of compute hosts (per cell) and of host zones, read fresh but shared."""
+
+    def __init__(self, cells, down_time: float):
+        self.cells = cells
+        self.down_time = down_time
+        self._hosts: dict[str, tuple[Any, FreshRead[list[dict[str, Any]]]]] = {}  # cell uuid -> (db, reader)
+        self._zones = FreshRead(lambda: self.cells.api_db.read(aggregates.host_zones))
+
+    async def zones(self) -> dict[str, str]:
+        return await self._zones.get()
+
+    async def hosts(self, cell) -> list[dict[str, Any]]:
+        """Every compute node of ``cell`` with its service's state (host_view.compute_hosts rows)."""
+        db = cell.db
+        known = self._hosts.get(cell.uuid)
+        if known is None or known[0] is not db:
+            known = self._hosts[cell.uuid] = (db, FreshRead(lambda: db.read(host_view.compute_hosts,
+                                                                            self.down_time)))
+        return await known[1].get()
