@@ -138,18 +138,18 @@ def check_user_data(user_data: str | None) -> None:
         raise HTTPError(400, "User data needs to be valid base 64.") from None
 
 
+def _limits_and_pending(session, project_id: str, conf) -> tuple[dict[str, int], dict[str, int]]:
+    """The project's limits and what its build requests (servers not yet in a cell) use, in one read."""
+    return quotas.get_limits(session, project_id, conf), build_requests.usage(session, project_id)
+
+
 async def allowed_count(svc, ctx: RequestContext, flavor: dict[str, Any], min_count: int, max_count: int) -> int:
     """How many of the requested servers fit in the project's quota; 403 when not even min_count do."""
-    limits = await svc.api_db.read(quotas.get_limits, ctx.project_id, svc.conf)
-    used = {"instances": 0, "cores": 0, "ram": 0}
+    limits, used = await svc.api_db.read(_limits_and_pending, ctx.project_id, svc.conf)
     for cell in svc.cells.all():
         usage = await cell.db.read(quotas.count_usage, ctx.project_id)
         for key in used:
             used[key] += usage.get(key, 0)
-    for pending in await svc.api_db.read(build_requests.list_for, ctx.project_id):
-        used["instances"] += 1
-        used["cores"] += pending["flavor"]["vcpus"]
-        used["ram"] += pending["flavor"]["memory_mb"]
     per_server = {"instances": 1, "cores": flavor["vcpus"], "ram": flavor["memory_mb"]}
     fits = max_count
     for resource, need in per_server.items():

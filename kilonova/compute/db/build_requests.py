@@ -41,6 +41,16 @@ def list_for(session: Session, project_id: str | None) -> list[dict[str, Any]]:
     return [dict(row.instance, _build_request_id=row.id) for row in session.scalars(stmt)]
 
 
+def usage(session: Session, project_id: str) -> dict[str, int]:
+    """instances, cores and ram of a project's build requests (quota usage not yet counted in a cell)."""
+    used = {"instances": 0, "cores": 0, "ram": 0}
+    for instance in session.scalars(sa.select(BuildRequest.instance).where(BuildRequest.project_id == project_id)):
+        used["instances"] += 1
+        used["cores"] += instance["flavor"]["vcpus"]
+        used["ram"] += instance["flavor"]["memory_mb"]
+    return used
+
+
 def get_spec(session: Session, instance_uuid: str) -> dict[str, Any] | None:
     row = session.scalar(sa.select(RequestSpec).where(RequestSpec.instance_uuid == instance_uuid))
     return None if row is None else row.spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 
 class CellBase(DeclarativeBase):
@@ -30,6 +30,9 @@ class Instance(CellBase):
     node: Mapped[str | None] = mapped_column(sa.String(255))
     availability_zone: Mapped[str | None] = mapped_column(sa.String(255))
     flavor: Mapped[dict] = mapped_column(sa.JSON)
+    # The flavor's size again, kept in step with ``flavor``: quota usage is a SUM over these.
+    vcpus: Mapped[int] = mapped_column(default=0, server_default="0")
+    memory_mb: Mapped[int] = mapped_column(default=0, server_default="0")
     image_ref: Mapped[str | None] = mapped_column(sa.String(255))
     vm_state: Mapped[str] = mapped_column(sa.String(255))
     task_state: Mapped[str | None] = mapped_column(sa.String(255))
@@ -57,6 +60,12 @@ class Instance(CellBase):
     deleted_at: Mapped[datetime | None]
     # 0 while the instance exists; its id once soft-deleted (Nova's convention keeps uniqueness simple).
     deleted: Mapped[int] = mapped_column(default=0)
+
+    @validates("flavor")
+    def _sizes_from_flavor(self, _key: str, flavor: dict | None) -> dict | None:
+        self.vcpus = int((flavor or {}).get("vcpus") or 0)
+        self.memory_mb = int((flavor or {}).get("memory_mb") or 0)
+        return flavor
 
 
 class InstanceFault(CellBase):

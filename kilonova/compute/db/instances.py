@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from kilonova.common.db import Conflict, NotFound
 from kilonova.compute.db.cell_models import Instance, InstanceAction, InstanceFault
 
-_COLUMNS = [c.key for c in sa.inspect(Instance).column_attrs]
+# vcpus/memory_mb only mirror the flavor for quota sums; instance dicts carry the flavor itself.
+_COLUMNS = [c.key for c in sa.inspect(Instance).column_attrs if c.key not in ("vcpus", "memory_mb")]
 
 
 class UnexpectedTaskState(Conflict):

@@ -57,11 +57,7 @@ def delete_limits(session: Session, project_id: str) -> None:
 
 def count_usage(session: Session, project_id: str) -> dict[str, Any]:
     """instances, cores and ram used by a project's non-deleted instances in this cell."""
-    flavors = session.scalars(sa.select(Instance.flavor).where(Instance.project_id == project_id,
-                                                               Instance.deleted == 0))
-    usage = {"instances": 0, "cores": 0, "ram": 0}
-    for flavor in flavors:
-        usage["instances"] += 1
-        usage["cores"] += int((flavor or {}).get("vcpus") or 0)
-        usage["ram"] += int((flavor or {}).get("memory_mb") or 0)
-    return usage
+    row = session.execute(sa.select(sa.func.count(Instance.id), sa.func.coalesce(sa.func.sum(Instance.vcpus), 0),
+                                    sa.func.coalesce(sa.func.sum(Instance.memory_mb), 0))
+                          .where(Instance.project_id == project_id, Instance.deleted == 0)).one()
+    return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
