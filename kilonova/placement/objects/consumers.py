@@ -62,12 +62,13 @@ def save(session: Session, existing: Consumer | None, request: ConsumerRequest) 
     values = {"project_id": project, "user_id": user}
     if request.consumer_type is not None:
         values["consumer_type_id"] = type_id(session, request.consumer_type)
+    # Table-level statements: this runs in every claim, the ORM's unit of work is not needed here.
+    table = Consumer.__table__
     if existing is None:
-        session.add(Consumer(uuid=request.uuid, generation=1, **values))
-        session.flush()
+        session.execute(table.insert().values(uuid=request.uuid, generation=1, created_at=now(), **values))
         return
-    result = session.execute(sa.update(Consumer).where(Consumer.id == existing.id,
-                                                       Consumer.generation == existing.generation)
+    result = session.execute(table.update().where(table.c.id == existing.id,
+                                                  table.c.generation == existing.generation)
                              .values(generation=existing.generation + 1, updated_at=now(), **values))
     if result.rowcount != 1:
         raise exc.ConcurrentUpdate(f"consumer generation conflict for consumer {request.uuid}")
