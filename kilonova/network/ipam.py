@@ -5,7 +5,6 @@ Pure functions on ``ipaddress`` objects; errors are Neutron's 400 faults.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Iterator
 
 from kilonova.network.errors import bad_request, fault, invalid_input
 
@@ -104,19 +103,17 @@ def check_pools(network: IPNetwork, pools: object, gateway: str | None) -> list[
     return [{"start": str(s), "end": str(e)} for s, e in ranges]
 
 
-def _addresses(pools: Iterable[dict[str, str]]) -> Iterator[IPAddress]:
-    for pool in pools:
-        current, end = ipaddress.ip_address(pool["start"]), ipaddress.ip_address(pool["end"])
-        while current <= end:
-            yield current
-            current += 1
-
-
 def first_free(pools: list[dict[str, str]], allocated: set[str]) -> str | None:
     """The lowest address of the pools that is not in ``allocated``."""
-    for ip in _addresses(pools):
-        if str(ip) not in allocated:
-            return str(ip)
+    # Walk plain integers and build an address object only for the answer: this runs per port,
+    # over every address already taken.
+    for pool in pools:
+        start, end = ipaddress.ip_address(pool["start"]), ipaddress.ip_address(pool["end"])
+        make = type(start)
+        for value in range(int(start), int(end) + 1):
+            text = str(make(value))
+            if text not in allocated:
+                return text
     return None
 
 

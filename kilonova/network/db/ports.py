@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from kilonova.network import errors, mac
 from kilonova.network.db import allocation, networks
-from kilonova.network.models import IPAllocation, Network, Port, utcnow
+from kilonova.network.models import IPAllocation, Network, Port, Subnet, utcnow
 
 COLUMNS = ("id", "network_id", "project_id", "name", "mac_address", "admin_state_up", "status", "device_id",
            "device_owner", "binding_host_id", "binding_profile", "binding_vnic_type", "port_security_enabled",
@@ -58,14 +58,29 @@ def _mac(session: Session, network_id: str, wanted: str | None) -> str:
                        f"Unable to generate unique mac on network {network_id}.")
 
 
+_SUBNET_COLUMNS = [Subnet.__table__.c[name] for name in ("id", "ip_version", "cidr", "gateway_ip", "allocation_pools")]
+
+
+def _network_for_port(session: Session, network_id: str) -> tuple[str, bool, list]:
+    """(id, port_security_enabled, subnets) of a network: plain rows, as every port creation reads them."""
+    table = Network.__table__
+    found = session.execute(sa.select(table.c.id, table.c.port_security_enabled)
+                            .where(table.c.id == network_id)).first()
+    if found is None:
+        raise errors.not_found("network", network_id)
+    subnets = session.execute(sa.select(*_SUBNET_COLUMNS).where(Subnet.__table__.c.network_id == network_id)
+                              .order_by(Subnet.__table__.c.created_at, Subnet.__table__.c.id)).all()
+    return found.id, found.port_security_enabled, subnets
+
+
 def create(session: Session, values: dict[str, Any], fixed_ips: list | None, mac_address: str | None
            ) -> dict[str, Any]:
-    network = networks.load(session, values["network_id"])
-    values.setdefault("port_security_enabled", network.port_security_enabled)
-    port = Port(**values, mac_address=_mac(session, network.id, mac_address),
+    network_id, port_security, subnets = _network_for_port(session, values["network_id"])
+    values.setdefault("port_security_enabled", port_security)
+    port = Port(**values, mac_address=_mac(session, network_id, mac_address),
                 status=status_for(values.get("binding_host_id", "")))
-    chosen = allocation.choose(session, network.id, list(network.subnets), fixed_ips, values.get("device_owner", ""))
-    port.fixed_ips = [IPAllocation(subnet_id=s, network_id=network.id, ip_address=ip) for s, ip in chosen]
+    chosen = allocation.choose(session, network_id, subnets, fixed_ips, values.get("device_owner", ""))
+    port.fixed_ips = [IPAllocation(subnet_id=s, network_id=network_id, ip_address=ip) for s, ip in chosen]
     session.add(port)
     session.flush()
     return to_dict(port)
