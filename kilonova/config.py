@@ -119,6 +119,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "cpu_weight_multiplier": "1.0",
         "disk_weight_multiplier": "1.0",
         "host_subset_size": "1",
+        # Choose at random among the hosts that share the best weight (concurrent requests spread).
+        "shuffle_best_same_weighed_hosts": "false",
         "max_attempts": "3",
         "max_placement_results": "1000",
     },
