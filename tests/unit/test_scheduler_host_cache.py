@@ -79,3 +79,26 @@ async def test_a_failed_read_fails_its_callers_and_the_next_call_reads_again():
     assert all(isinstance(r, RuntimeError) for r in results)
     source.fail = False
     assert await reader.get() == source.started
+
+
+# ---------------------------------------------------------------- spreading concurrent requests over equal hosts
+
+def test_shuffle_best_same_weighed_hosts_spreads_over_equal_hosts_only(tmp_path):
+    from kilonova.compute.scheduler.host_state import HostState
+    from kilonova.compute.scheduler.manager import SchedulerManager
+    from kilonova.config import Config
+
+    def host(name, free_ram):
+        return HostState(uuid=name, host=name, nodename=name, cell_uuid="c", availability_zone="nova",
+                         service_up=True, service_disabled=False,
+                         capacity={"MEMORY_MB": 4096, "VCPU": 8}, used={"MEMORY_MB": 4096 - free_ram, "VCPU": 0})
+
+    hosts = [host(f"empty{i}", 4096) for i in range(10)] + [host("busy", 1024)]
+    conf = Config.load(state_dir=tmp_path)
+    fixed = SchedulerManager(conf, placement=None, cells=None)
+    assert {fixed._order(hosts, {})[0].host for _ in range(50)} == {"empty0"}  # the default: Nova's
+    conf.set("filter_scheduler", "shuffle_best_same_weighed_hosts", "true")
+    shuffled = SchedulerManager(conf, placement=None, cells=None)
+    firsts = {shuffled._order(hosts, {})[0].host for _ in range(200)}
+    assert len(firsts) > 5 and "busy" not in firsts
+    assert shuffled._order(hosts, {})[-1].host == "busy"

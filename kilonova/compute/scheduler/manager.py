@@ -72,6 +72,7 @@ class SchedulerManager:
         self.weighers = [cls(conf) for cls in weighers_mod.ALL_WEIGHERS]
         self.max_attempts = max(1, conf.getint("filter_scheduler", "max_attempts"))
         self.subset_size = max(1, conf.getint("filter_scheduler", "host_subset_size"))
+        self.shuffle_best = conf.getbool("filter_scheduler", "shuffle_best_same_weighed_hosts")
         self.down_time = conf.getfloat("DEFAULT", "service_down_time")
         self.host_cache = HostCache(cells, self.down_time)
 
@@ -159,12 +160,29 @@ class SchedulerManager:
 
     def _order(self, hosts: list[HostState], spec: dict) -> list[HostState]:
         ordered = weighers_mod.weigh_hosts(self.weighers, hosts, spec)
+        if self.shuffle_best and self.subset_size == 1 and len(ordered) > 1:
+            # Equal hosts (a fresh fleet) in a fixed order send every concurrent request to the first one.
+            best = self._tied_with_first(ordered, spec)
+            if best > 1:
+                first = ordered[random.randrange(best)]
+                ordered = [first] + [h for h in ordered if h is not first]
         if self.subset_size > 1:
             # Pick randomly among the best few so concurrent schedulers collide less.
             subset = ordered[: self.subset_size]
             first = random.choice(subset)
             ordered = [first] + [h for h in ordered if h is not first]
         return ordered
+
+    def _tied_with_first(self, ordered: list[HostState], spec: dict) -> int:
+        """How many hosts at the head of ``ordered`` every weigher rates exactly as the first."""
+        active = [w for w in self.weighers if w.multiplier != 0]
+        first = [w.weigh(ordered[0], spec) for w in active]
+        count = 1
+        for host in ordered[1:]:
+            if [w.weigh(host, spec) for w in active] != first:
+                break
+            count += 1
+        return count
 
     async def _claim_first(self, ordered: list[HostState], instance_uuid: str, spec: dict) -> HostState | None:
         """Claim on the first host that takes it; a claim the instance already holds is replaced.
