@@ -540,3 +540,17 @@ async def test_reshaper_moves_inventory_and_allocations_to_a_child(client):
     response = await client.post("/reshaper", json={
         "inventories": {child["uuid"]: {"resource_provider_generation": gen, "inventories": {}}}, "allocations": {}})
     assert response.status_code == 409 and error_of(response)["code"] == "placement.inventory.inuse"
+
+
+async def test_candidates_after_a_restart_summarize_classes_not_asked_for(client):
+    """A fresh process knows no class names yet: the summaries of a tree (1.27+: every class of every
+    provider of the tree) must still name the child's class that the query did not ask for."""
+    from kilonova.placement.objects import resource_classes
+    root = await client.provider("restart-host", inventory=compute_inventory(vcpu=4))
+    nic = await client.provider("restart-nic", parent=root["uuid"], inventory={"SRIOV_NET_VF": {"total": 8}})
+    resource_classes._caches.clear()   # what a restarted Placement process starts from
+    response = await client.get("/allocation_candidates?resources=VCPU:1")
+    assert response.status_code == 200, response.text
+    summaries = response.json()["provider_summaries"]
+    assert summaries[nic["uuid"]]["resources"] == {"SRIOV_NET_VF": {"capacity": 8, "used": 0}}
+    assert summaries[root["uuid"]]["resources"]["VCPU"] == {"capacity": 4, "used": 0}

@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 from dataclasses import dataclass, field
 
@@ -83,22 +84,28 @@ def search(session: Session, request: SearchRequest) -> SearchResult:
     finder = _Finder(request, class_ids, trait_ids, view)
     found = finder.run()
     providers = view.providers
-    wanted: dict[int, capacity.Provider] = {}
-    general = [item for item in found if not isinstance(item, int)]
-    if general:
+    lone = view.lone
+    if finder.only_ids:   # each candidate: one provider taking the whole request
+        used = set(found)
+        candidates = [providers[rp].uuid for rp in found]
+    else:
+        used = set()
         for item in found:
-            ids = [item] if isinstance(item, int) else [rp for _, option in item for rp in option.values()]
-            for rp in ids:
-                members = finder.tree_members(providers[rp].root) if request.nested else [rp]
-                for member in members:
-                    wanted.setdefault(member, providers[member])
-        summaries = [wanted[k] for k in sorted(wanted)]
+            if isinstance(item, int):
+                used.add(item)
+            else:
+                used.update(rp for _, option in item for rp in option.values())
         candidates = [providers[item].uuid if isinstance(item, int) else finder.render(item) for item in found]
-    else:   # only lone providers (the fast path), already in id order
-        summaries = [providers[rp] for rp in found]
-        candidates = [p.uuid for p in summaries]
+    # summaries: the providers used and, from 1.29, every provider of their trees; in id order
+    nested = used - lone
+    if nested and request.nested:
+        used = used & lone
+        for root in {providers[rp].root for rp in nested}:
+            used.update(finder.tree_members(root))
+    summaries = [providers[rp] for rp in sorted(used)]
     single = request.groups[0].resources if len(request.groups) == 1 else {}
-    return SearchResult(candidates, summaries, view, single, rcs.names_by_id(session), _trait_names(session, view),
+    return SearchResult(candidates, summaries, view, single, rcs.names_by_id(session, view.by_class.keys()),
+                        _trait_names(session, view),
                         class_ids)
 
 
@@ -135,10 +142,16 @@ class _Finder:
         self.groups = [self._prepare(g) for g in request.groups]
         self.root_required = [{trait_ids[t] for t in s} for s in request.root_required]
         self.root_forbidden = {trait_ids[t] for t in request.root_forbidden}
-        self._members: dict[int, list[int]] | None = None
+        self.only_ids = True    # every candidate found so far is a provider id (see run)
         self._able: dict[int, set[int]] = {}     # fast path: class id -> providers that fit the amount
         self._shared_fast = False
-        self.anchors = self._anchors()
+        # a candidate of the only (unsuffixed) group taken wholly by one provider is kept as that
+        # provider's id: rendered through one template, like the fast path's
+        self._compact = len(self.groups) == 1 and not self.groups[0]["suffix"] and bool(self.groups[0]["resources"])
+        memo = view.memo
+        if "anchors" not in memo:   # computed once per view; concurrent searches may both compute it
+            memo["anchors"] = self._anchors()
+        self.anchors: dict[int, list[int]] = memo["anchors"]
 
     def _prepare(self, group: RequestGroup) -> dict:
         in_tree = None
@@ -161,12 +174,26 @@ class _Finder:
     def tree_members(self, root: int) -> list[int]:
         if self.view.tree_size.get(root, 1) == 1:
             return [root]
-        if self._members is None:
-            self._members = {}
+        members = self.view.memo.get("members")
+        if members is None:
+            members = {}
             for rp_id, provider in self.providers.items():
                 if self.view.tree_size[provider.root] > 1:
-                    self._members.setdefault(provider.root, []).append(rp_id)
-        return self._members[root]
+                    members.setdefault(provider.root, []).append(rp_id)
+            self.view.memo["members"] = members
+        return members[root]
+
+    def able(self, rc: int | None, amount: int) -> frozenset[int]:
+        """Providers with an inventory of ``rc`` that can take ``amount`` (memoized on the view)."""
+        cache = self.view.memo.setdefault("able", {})
+        found = cache.get((rc, amount))
+        if found is None:
+            found = frozenset(rp for rp, free, low, high, step in self.view.rows(rc)
+                              if free >= amount and low <= amount <= high and not amount % step)
+            if len(cache) >= 64:   # a view lives until the next write; bound what it keeps meanwhile
+                cache.clear()
+            cache[(rc, amount)] = found
+        return found
 
     def _anchors(self) -> dict[int, list[int]]:
         """root id -> sharing providers (outside that tree) sharing an aggregate with one of its providers."""
@@ -185,16 +212,33 @@ class _Finder:
                         anchors.setdefault(provider.root, set()).add(share)
         return {root: sorted(shares) for root, shares in anchors.items()}
 
-    def _roots(self) -> list[int]:
-        """Roots of the trees that hold (or are anchored to) an inventory of a requested class."""
+    def _anchored(self) -> dict[int, list[int]]:
+        """sharing provider -> roots of the trees it is anchored to (memoized on the view)."""
+        anchored = self.view.memo.get("anchored")
+        if anchored is None:
+            anchored = {}
+            for root, shares in self.anchors.items():
+                for share in shares:
+                    anchored.setdefault(share, []).append(root)
+            self.view.memo["anchored"] = anchored
+        return anchored
+
+    def _roots(self) -> set[int]:
+        """Roots of the trees where every requested (class, amount) fits some provider of the tree or
+        a sharing provider anchored to it: a necessary condition, so other trees need no search."""
         providers, lone = self.providers, self.view.lone
-        wanted = {rc for g in self.groups for rc, _ in g["resources"]}
-        holding = set().union(*(self.view.by_class.get(rc, ()) for rc in wanted))
-        roots = (holding & lone) | {providers[rp].root for rp in holding - lone}
-        for root, shares in self.anchors.items():
-            if any(wanted & providers[s].inventory.keys() for s in shares):
-                roots.add(root)
-        return sorted(roots)
+        anchored = self._anchored()
+        roots: set[int] | None = None
+        for rc, amount in {pair for g in self.groups for pair in g["resources"]}:
+            able = self.able(rc, amount)
+            found = set(able & lone)
+            found.update(providers[rp].root for rp in able - lone)
+            for share in anchored.keys() & able:
+                found.update(anchored[share])
+            roots = found if roots is None else roots & found
+            if not roots:
+                return set()
+        return roots or set()
 
     # ------------------------------------------------------------ the search
 
@@ -206,32 +250,49 @@ class _Finder:
         fast = self._fast_set()
         results: list = []
         seen: set = set()
-        decided, good = fast if fast is not None else ((), ())
+        decided, good = fast if fast is not None else (frozenset(), frozenset())
         # with sharing providers, a lone sharing provider's own candidate may also come from a tree it anchors
         fast_keys = {rp: self._key([(0, {rc: rp for rc, _ in self.groups[0]["resources"]})])
-                     for shares in self.anchors.values() for rp in shares if rp in good} if fast else {}
-        for root in self._roots():
+                     for rp in self._anchored() if rp in good} if fast else {}
+        sharing = self.view.memo.get("sharing_ids")
+        if sharing is None:
+            sharing = self.view.memo["sharing_ids"] = frozenset(p.id for p in self.view.sharing())
+        roots = self._roots()
+        # Trees are visited in root id order. The fast path's candidates (one each, its root's id) are
+        # spliced in between the trees searched one by one, instead of looping over them in Python.
+        bulk = sorted(good - fast_keys.keys())
+        done = 0
+        for root in sorted((roots - decided) | fast_keys.keys()):
+            upto = bisect.bisect_left(bulk, root, done)
+            if upto > done:
+                results += bulk[done:upto]
+                done = upto
+                if cap and len(results) >= cap:
+                    return results[:cap]
             if root in decided:
-                if root in good:
-                    if root in fast_keys:
-                        if fast_keys[root] in seen:
-                            continue
-                        seen.add(fast_keys[root])
-                    results.append(root)
+                if fast_keys[root] in seen:
+                    continue
+                seen.add(fast_keys[root])
+                results.append(root)
             else:
-                lone_shared = self._shared_fast and root in self.view.lone
-                for combination in (self._lone_with_sharing(root) if lone_shared else self._tree_candidates(root)):
-                    if self.anchors:   # only sharing providers can make one candidate twice
+                for combination in (self._single_group(root) if self._shared_fast else self._tree_candidates(root)):
+                    # only a candidate made of sharing providers alone can come from several trees
+                    if self.anchors and all(rp in sharing for _, option in combination for rp in option.values()):
                         key = self._key(combination)
                         if key in seen:
                             continue
                         seen.add(key)
-                    results.append(combination)
+                    if self._compact and len(set(combination[0][1].values())) == 1:
+                        results.append(next(iter(combination[0][1].values())))
+                    else:
+                        results.append(combination)
+                        self.only_ids = False
                     if cap and len(results) >= cap:
                         return results
             if cap and len(results) >= cap:
                 return results
-        return results
+        results += bulk[done:]
+        return results[:cap] if cap else results
 
     def _key(self, combination) -> tuple:
         return tuple(sorted((index, rc or 0, rp) for index, option in combination for rc, rp in option.items()))
@@ -244,11 +305,17 @@ class _Finder:
         group = self.groups[0]
         fitting: set[int] | None = None
         for rc, amount in group["resources"]:
-            able = {rp for rp, free, low, high, step in self.view.rows(rc)
-                    if free >= amount and low <= amount <= high and not amount % step}
+            able = self.able(rc, amount)
             self._able[rc] = able
             fitting = able if fitting is None else fitting & able
-        decided = self.view.lone - self.anchors.keys() if self.anchors else self.view.lone
+        # a lone provider is decided here unless a sharing provider anchored to it can take one of the
+        # requested classes (sharing providers of other classes cannot be part of its candidates)
+        decided = self.view.lone
+        anchored = self._anchored()
+        if anchored:
+            relevant = [share for share in anchored if any(share in able for able in self._able.values())]
+            if relevant:
+                decided = decided - set().union(*(anchored[share] for share in relevant))
         good = (fitting or set()) & decided
         filtered = bool(group["required"] or group["forbidden"] or group["member_of"]
                         or group["forbidden_aggregates"] or group["in_tree"] is not None or self.root_required
@@ -258,14 +325,19 @@ class _Finder:
         self._shared_fast = self.request.nested and not filtered
         return decided, good
 
-    def _lone_with_sharing(self, root: int):
-        """Candidates of a lone provider with anchored sharing providers, for one unsuffixed group
-        without trait or aggregate filters: each class from the provider or any sharing provider."""
+    def _single_group(self, root: int):
+        """Candidates of a tree (with its anchored sharing providers) for one unsuffixed group without
+        trait or aggregate filters: each class from any member that can take it. The same candidates,
+        in the same order, as the general search (_tree_candidates) gives for such a request."""
         group = self.groups[0]
+        members = self.tree_members(root)
+        shares = self.anchors.get(root)
+        if shares:
+            members = members + shares
         choices = []
         for rc, _ in group["resources"]:
             able = self._able[rc]
-            options = ([root] if root in able else []) + [s for s in self.anchors[root] if s in able]
+            options = [rp for rp in members if rp in able]
             if not options:
                 return
             choices.append(options)

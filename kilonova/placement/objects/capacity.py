@@ -87,6 +87,8 @@ class View:
     trait_ids: set[int] = field(default_factory=set)              # every trait some provider has
     sharing_trait: int | None = None
     _rows: dict = field(default_factory=dict)
+    # derived data the candidate search computes once per view (anchors, tree members, fitting sets)
+    memo: dict = field(default_factory=dict)
 
     def rows(self, rc: int) -> list[tuple]:
         """(provider id, free, min_unit, max_unit, step_size) of every inventory of ``rc`` (built once)."""

@@ -55,12 +55,17 @@ def id_of(session: Session, name: str) -> int:
     return found[name]
 
 
-def names_by_id(session: Session) -> dict[int, str]:
+def names_by_id(session: Session, needed=()) -> dict[int, str]:
+    """Names of the cached classes; the whole table is read when the cache is empty or lacks one
+    of ``needed`` (the cache may hold only the names looked up so far, or miss another process's)."""
     cache = _cache(session)
-    if not cache:
+    names = {rc_id: name for name, rc_id in cache.items()}
+    if not cache or any(rc_id not in names for rc_id in needed):
+        cache.clear()
         for row in session.execute(sa.select(ResourceClass.name, ResourceClass.id)):
             cache[row.name] = row.id
-    return {rc_id: name for name, rc_id in cache.items()}
+        names = {rc_id: name for name, rc_id in cache.items()}
+    return names
 
 
 def name_of(session: Session, rc_id: int) -> str:
