@@ -12,6 +12,11 @@ if [ ! -e /usr/include/libvirt/libvirt.h ] && command -v apt-get >/dev/null && [
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         libvirt-dev pkg-config gcc; } >/dev/null || echo "bootstrap: could not install libvirt-dev" >&2
 fi
+# noVNC's HTML/JS client, which the novncproxy service serves ([vnc] novnc_web = /usr/share/novnc).
+if [ ! -e /usr/share/novnc/vnc_lite.html ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        novnc; } >/dev/null || echo "bootstrap: could not install novnc (console pages will be missing)" >&2
+fi
 if [ -e /usr/include/libvirt/libvirt.h ] && .venv/bin/python -m pip install --quiet -e '.[test,libvirt]'; then
     :
 else
