@@ -6,7 +6,13 @@ database (API, conductor, scheduler) resolves it here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import sqlalchemy as sa
 
 from kilonova.common.db import Database, migrate
 from kilonova.compute.db import mappings
@@ -18,16 +24,79 @@ CELL0_UUID = mappings.CELL0_UUID
 CELL1_UUID = "5a3e8c1e-0c2b-4e55-9a57-3f0d2c0b0c01"
 CELL_MIGRATIONS = __import__("pathlib").Path(__file__).parent / "db" / "cell_migrations"
 
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A cell database that does not answer must not make every request slow: connecting gives up
+# after CONNECT_TIMEOUT, a query after QUERY_TIMEOUT, and a cell found unreachable is reported
+# down without trying again for DOWN_SECONDS.
+CONNECT_TIMEOUT = 3
+QUERY_TIMEOUT = 20.0
+DOWN_SECONDS = 10.0
+
+
+class CellDown(Exception):
+    """The cell's database cannot be reached (now, or it failed a moment ago)."""
+
+    def __init__(self, cell: "Cell", reason: str):
+        super().__init__(f"cell {cell.name} ({cell.uuid}) is not responding: {reason}")
+        self.cell = cell
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a database error means "cannot reach the database" rather than "bad statement"."""
+    if isinstance(exc, (asyncio.TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return "locked" not in str(exc.orig)  # SQLite's busy lock is contention, not an outage
+    return False
+
+
+def with_connect_timeout(url: str) -> str:
+    """The URL with a short connect timeout for PostgreSQL and MySQL, unless it sets one already."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() not in ("postgresql", "mysql") or "connect_timeout" in parsed.query:
+        return url
+    return parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT)}).render_as_string(
+        hide_password=False)
+
 
 @dataclass
 class Cell:
     uuid: str
     name: str
     db: Database
+    transport_url: str = "none:///"
+    _down_until: float = field(default=0.0, compare=False, repr=False)
 
     @property
     def is_cell0(self) -> bool:
         return self.uuid == CELL0_UUID
+
+    @property
+    def is_down(self) -> bool:
+        """Known unreachable a moment ago (the next ``read`` fails fast instead of waiting again)."""
+        return time.monotonic() < self._down_until
+
+    def mark_down(self, reason: str) -> None:
+        if not self.is_down:
+            LOG.warning("cell %s is down: %s", self.name, reason)
+        self._down_until = time.monotonic() + DOWN_SECONDS
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``db.read`` that raises ``CellDown`` when the cell's database cannot be reached."""
+        if self.is_down:
+            raise CellDown(self, "it failed less than a few seconds ago")
+        try:
+            return await asyncio.wait_for(self.db.read(fn, *args, **kwargs), QUERY_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - classified below; others propagate unchanged
+            if not _unreachable(exc):
+                raise
+            reason = str(getattr(exc, "orig", None) or exc or type(exc).__name__).strip().splitlines()[0]
+            self.mark_down(reason)
+            raise CellDown(self, reason) from exc
 
 
 class Cells:
@@ -39,8 +108,14 @@ class Cells:
     def load(self) -> None:
         """Read the cell mappings; called again it adds cells created since (``create_cell``)."""
         for mapping in self.api_db.run_sync(mappings.list_cells, write=False):
-            cell = Cell(mapping.uuid, mapping.name or mapping.uuid,
-                        Database.shared(mapping.database_connection, name=f"cell-{mapping.name}"))
+            url = with_connect_timeout(mapping.database_connection)
+            cell = self._cells.get(mapping.uuid)
+            if cell is None or cell.db.url != url:
+                cell = Cell(mapping.uuid, mapping.name or mapping.uuid,
+                            Database.shared(url, name=f"cell-{mapping.name}"), mapping.transport_url)
+            else:  # keep the object (and what is known of its health), refresh what may have changed
+                cell.name = mapping.name or mapping.uuid
+                cell.transport_url = mapping.transport_url
             self._cells[mapping.uuid] = cell
             self._by_id[mapping.id] = cell
 
@@ -49,6 +124,11 @@ class Cells:
 
     def by_id(self, cell_id: int | None) -> Cell | None:
         return None if cell_id is None else self._by_id.get(cell_id)
+
+    def ids_of(self, cells: list[Cell]) -> list[int]:
+        """The API database ids of these cells' mappings."""
+        wanted = {cell.uuid for cell in cells}
+        return [cell_id for cell_id, cell in self._by_id.items() if cell.uuid in wanted]
 
     @property
     def cell0(self) -> Cell:

@@ -1,14 +1,20 @@
-"""Finding servers for the API: one by uuid, or a sorted page across build requests and cells."""
+"""Finding servers for the API: one by uuid, or a sorted page across build requests and cells.
+
+A cell whose database cannot be reached does not fail the request: its servers
+are known from the API database (instance mappings, request specs) and come
+back as partial records marked ``down`` for the caller to render as upstream
+does from microversion 2.69 (status ``UNKNOWN``), or to leave out before it.
+"""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kilonova.common.context import RequestContext
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
-from kilonova.compute.cells import Cell
+from kilonova.compute.cells import Cell, CellDown
 from kilonova.compute.db import build_requests, instances, mappings
 
 
@@ -16,18 +22,32 @@ from kilonova.compute.db import build_requests, instances, mappings
 class ServerRef:
     server: dict[str, Any]
     cell: Cell | None  # None while the server is only a build request
+    down: bool = False  # the cell is unreachable: ``server`` holds only what the API database knows
 
     @property
     def uuid(self) -> str:
         return self.server["uuid"]
 
 
+@dataclass
+class Page:
+    refs: list[ServerRef]
+    down_cells: list[Cell] = field(default_factory=list)
+
+
 def not_found(uuid: str) -> HTTPError:
     return HTTPError(404, f"Instance {uuid} could not be found.")
 
 
-async def find(svc, ctx: RequestContext, uuid: str) -> ServerRef:
-    """The server, or 404 when it does not exist or belongs to another project (for non-admins)."""
+def cell_unavailable(cell: Cell) -> HTTPError:
+    return HTTPError(503, f"Cell {cell.uuid} is not responding and hence instance info is not available.")
+
+
+async def find(svc, ctx: RequestContext, uuid: str, *, allow_down: bool = False) -> ServerRef:
+    """The server, or 404 when it does not exist or belongs to another project (for non-admins).
+
+    When its cell is down: a partial record (``down=True``) if ``allow_down``, else 503.
+    """
     for _attempt in range(3):
         mapping = await svc.api_db.read(mappings.get_instance_mapping, uuid)
         if mapping is None:
@@ -40,11 +60,29 @@ async def find(svc, ctx: RequestContext, uuid: str) -> ServerRef:
                 return ServerRef(pending, None)
             continue  # scheduled meanwhile: the mapping now names its cell
         cell = svc.cells.by_id(mapping.cell_id)
+        if cell is None:
+            svc.cells.load()  # a cell mapped after this API started
+            cell = svc.cells.by_id(mapping.cell_id)
         try:
-            return ServerRef(await cell.db.read(instances.get, uuid), cell)
+            return ServerRef(await cell.read(instances.get, uuid), cell)
         except NotFound:
             raise not_found(uuid) from None
+        except CellDown:
+            if not allow_down:
+                raise cell_unavailable(cell) from None
+            spec = await svc.api_db.read(build_requests.get_spec, uuid) or {}
+            return ServerRef(_partial_from_spec(mapping, spec), cell, down=True)
     raise not_found(uuid)
+
+
+def _partial_from_spec(mapping, spec: dict[str, Any]) -> dict[str, Any]:
+    """What the API database knows of a server whose cell is down (mapping + request spec)."""
+    image = spec.get("image") or {}
+    return {"uuid": mapping.instance_uuid, "project_id": mapping.project_id,
+            "user_id": mapping.user_id or spec.get("user_id"),
+            "created_at": mapping.created_at.isoformat(timespec="microseconds"),
+            "flavor": spec.get("flavor"), "image_ref": image.get("id"),
+            "availability_zone": spec.get("availability_zone"), "power_state": 0}
 
 
 def _sort_key(server: dict[str, Any]) -> tuple[str, str]:
@@ -53,24 +91,38 @@ def _sort_key(server: dict[str, Any]) -> tuple[str, str]:
 
 async def page(svc, *, project_id: str | None, filters: dict[str, Any], limit: int | None,
                marker: str | None, ctx: RequestContext, read_deleted: bool = False,
-               include_build_requests: bool = True) -> list[ServerRef]:
-    """Servers newest first, merged from build requests and every cell, after ``marker``."""
+               include_build_requests: bool = True, include_down: bool = False) -> Page:
+    """Servers newest first, merged from build requests and every cell, after ``marker``.
+
+    Cells that cannot be reached are listed in ``down_cells``; with ``include_down`` their
+    servers (from the API database's instance mappings) are merged in as partial records.
+    """
     after = None
     if marker is not None:
         try:
-            ref = await find(svc, ctx, marker)
+            ref = await find(svc, ctx, marker, allow_down=True)
         except HTTPError:
             raise HTTPError(400, f"marker [{marker}] not found") from None
         after = _sort_key(ref.server)
 
+    down: list[Cell] = []
+
     async def from_cell(cell: Cell) -> list[ServerRef]:
-        rows = await cell.db.read(instances.query, project_id=project_id, filters=filters, limit=limit,
-                                  after=after, read_deleted=read_deleted)
+        try:
+            rows = await cell.read(instances.query, project_id=project_id, filters=filters, limit=limit,
+                                   after=after, read_deleted=read_deleted)
+        except CellDown:
+            down.append(cell)
+            return []
         return [ServerRef(row, cell) for row in rows]
 
     results: list[ServerRef] = []
     for chunk in await asyncio.gather(*(from_cell(cell) for cell in svc.cells.all())):
         results.extend(chunk)
+    if down and include_down:
+        known = await svc.api_db.read(mappings.list_in_cells, svc.cells.ids_of(down), project_id, after, limit)
+        for server in known:
+            results.append(ServerRef(server, svc.cells.by_id(server.pop("_cell_id")), down=True))
     if include_build_requests:
         pending = await svc.api_db.read(build_requests.list_for, project_id)
         for server in pending:
@@ -82,4 +134,5 @@ async def page(svc, *, project_id: str | None, filters: dict[str, Any], limit: i
         if ref.uuid not in unique or unique[ref.uuid].cell is None:
             unique[ref.uuid] = ref
     ordered = sorted(unique.values(), key=lambda ref: _sort_key(ref.server), reverse=True)
-    return ordered if limit is None else ordered[:limit]
+    return Page(ordered if limit is None else ordered[:limit], down)
+

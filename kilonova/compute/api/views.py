@@ -166,3 +166,30 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
             shown["details"] = fault.get("details") or ""
         body["fault"] = shown
     return body
+
+
+# ---------------------------------------------------------------- servers of a cell that is down
+# From microversion 2.69 upstream renders what the API database knows of them, with status UNKNOWN.
+
+CELL_DOWN_VERSION = "2.69"
+
+
+def minimal_down(request: Request, server: dict[str, Any]) -> dict[str, Any]:
+    return {"id": server["uuid"], "status": "UNKNOWN", "links": links(request, "servers", server["uuid"])}
+
+
+def detail_down(request: Request, server: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
+    """A listing shows id, status, tenant, creation time and links; ``full`` (one server) adds
+    what its request spec recorded: flavor, image, zone, power state and user."""
+    body: dict[str, Any] = {"id": server["uuid"], "status": "UNKNOWN", "tenant_id": server["project_id"],
+                            "created": _iso(server["created_at"]), "links": links(request, "servers", server["uuid"])}
+    if full:
+        flavor = server.get("flavor")
+        body.update({
+            "image": _image(request, server.get("image_ref")),
+            "flavor": _flavor(request, flavor) if flavor else {},
+            "OS-EXT-AZ:availability_zone": server.get("availability_zone") or "UNKNOWN",
+            "OS-EXT-STS:power_state": server.get("power_state") or 0,
+            "user_id": server.get("user_id") or "UNKNOWN",
+        })
+    return body

@@ -1,6 +1,8 @@
 """Cell, host and instance mappings in the API database (cells v2)."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -66,3 +68,27 @@ def get_host_mapping(session: Session, host: str) -> HostMapping | None:
 def delete_host_mapping(session: Session, host: str) -> bool:
     """Forget which cell a host is in (its compute service was deleted); False if it was not mapped."""
     return session.execute(sa.delete(HostMapping).where(HostMapping.host == host)).rowcount > 0
+
+
+def list_in_cells(session: Session, cell_ids: list[int], project_id: str | None,
+                  after: tuple[str, str] | None = None, limit: int | None = None) -> list[dict]:
+    """Servers the API database knows in these cells (for cells that are down), newest first.
+
+    What a down cell's server looks like from the API database alone: uuid, project,
+    user and creation time. ``after`` is a (created_at, uuid) marker, as for cell queries.
+    """
+    stmt = sa.select(InstanceMapping).where(InstanceMapping.cell_id.in_(cell_ids),
+                                            InstanceMapping.queued_for_delete.is_(False))
+    if project_id is not None:
+        stmt = stmt.where(InstanceMapping.project_id == project_id)
+    if after is not None:
+        created = datetime.fromisoformat(after[0])
+        stmt = stmt.where(sa.or_(InstanceMapping.created_at < created,
+                                 sa.and_(InstanceMapping.created_at == created,
+                                         InstanceMapping.instance_uuid < after[1])))
+    stmt = stmt.order_by(InstanceMapping.created_at.desc(), InstanceMapping.instance_uuid.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [{"uuid": row.instance_uuid, "project_id": row.project_id, "user_id": row.user_id,
+             "created_at": row.created_at.isoformat(timespec="microseconds"), "_cell_id": row.cell_id}
+            for row in session.scalars(stmt)]
