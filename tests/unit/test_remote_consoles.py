@@ -44,47 +44,69 @@ def api_db(tmp_path):
     database.close()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mysql"])
+def store_db(request, tmp_path_factory):
+    """The token store's database on each backend Kilonova runs on (PostgreSQL/MariaDB: throw-away ones)."""
+    from tests.distributed.infra import Databases
+
+    servers = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('tokens')}/nova_api.sqlite"
+    else:
+        servers = Databases(request.param)
+        url = servers.url("nova_api")
+    database = Database(url, name=f"tokens-{request.param}")
+    migrate(database, API_MIGRATIONS, APIBase.metadata)
+    yield database
+    database.close()
+    if servers is not None:
+        servers.drop_all()
+
+
 def _record(api_db, *, ttl=600, now=None, instance="inst-1", host="127.0.0.1", port=5900) -> str:
+    """A token for ``instance`` (a server that exists: it has an instance mapping)."""
+    if api_db.run_sync(mappings.get_instance_mapping, instance, write=False) is None:
+        api_db.run_sync(mappings.create_instance_mapping, instance, "p", "u")
     token = console_tokens.new_token()
     api_db.run_sync(console_tokens.create, token, instance_uuid=instance, console_type="novnc", host=host,
                     port=port, ttl=ttl, now=now)
     return token
 
 
-def test_a_token_opens_its_guest_once(api_db):
-    token = _record(api_db, port=5901)
-    assert api_db.run_sync(console_tokens.peek, token, write=False).port == 5901  # peeking does not use it
-    target = api_db.run_sync(console_tokens.consume, token)
+def test_a_token_opens_its_guest_once(store_db):
+    token = _record(store_db, port=5901)
+    assert store_db.run_sync(console_tokens.peek, token, write=False).port == 5901  # peeking does not use it
+    target = store_db.run_sync(console_tokens.consume, token)
     assert (target.instance_uuid, target.host, target.port) == ("inst-1", "127.0.0.1", 5901)
-    assert api_db.run_sync(console_tokens.consume, token) is None
-    assert api_db.run_sync(console_tokens.peek, token, write=False) is None
+    assert store_db.run_sync(console_tokens.consume, token) is None
+    assert store_db.run_sync(console_tokens.peek, token, write=False) is None
 
 
-def test_a_token_expires_after_token_ttl(api_db):
+def test_a_token_expires_after_token_ttl(store_db):
     start = time.time()
-    token = _record(api_db, ttl=600, now=start)
-    assert api_db.run_sync(console_tokens.peek, token, now=start + 599, write=False) is not None
-    assert api_db.run_sync(console_tokens.consume, token, now=start + 600) is None
-    assert api_db.run_sync(console_tokens.consume, token, now=start + 599) is not None
+    token = _record(store_db, ttl=600, now=start)
+    assert store_db.run_sync(console_tokens.peek, token, now=start + 599, write=False) is not None
+    assert store_db.run_sync(console_tokens.consume, token, now=start + 600) is None
+    assert store_db.run_sync(console_tokens.consume, token, now=start + 599) is not None
 
 
-def test_unknown_tokens_and_only_hashes_are_stored(api_db):
-    token = _record(api_db)
-    assert api_db.run_sync(console_tokens.consume, token + "x") is None
-    assert api_db.run_sync(console_tokens.consume, "") is None
-    rows = api_db.run_sync(lambda s: [r[0] for r in s.execute(
+def test_unknown_tokens_and_only_hashes_are_stored(store_db):
+    token = _record(store_db)
+    assert store_db.run_sync(console_tokens.consume, token + "x") is None
+    assert store_db.run_sync(console_tokens.consume, "") is None
+    rows = store_db.run_sync(lambda s: [r[0] for r in s.execute(
         console_tokens.sa.select(console_tokens.ConsoleAuthToken.token_hash))], write=False)
-    assert rows == [console_tokens.hash_token(token)] and token not in rows
+    assert console_tokens.hash_token(token) in rows and token not in rows
 
 
-def test_concurrent_uses_of_one_token_let_exactly_one_through(api_db):
-    token = _record(api_db)
+def test_concurrent_uses_of_one_token_let_exactly_one_through(store_db):
+    token = _record(store_db)
     results: list = []
     barrier = threading.Barrier(8)
 
     def use():
         barrier.wait()
-        results.append(api_db.run_sync(console_tokens.consume, token))
+        results.append(store_db.run_sync(console_tokens.consume, token))
 
     threads = [threading.Thread(target=use) for _ in range(8)]
     for thread in threads:
@@ -94,15 +116,28 @@ def test_concurrent_uses_of_one_token_let_exactly_one_through(api_db):
     assert sum(result is not None for result in results) == 1
 
 
-def test_expired_rows_are_dropped_and_deleted_servers_lose_their_tokens(api_db):
+def test_a_deleted_servers_tokens_open_nothing(store_db):
+    token = _record(store_db, instance="doomed")
+
+    def queue_for_delete(session):
+        mappings.get_instance_mapping(session, "doomed").queued_for_delete = True
+
+    store_db.run_sync(queue_for_delete)
+    assert store_db.run_sync(console_tokens.peek, token, write=False) is None
+    assert store_db.run_sync(console_tokens.consume, token) is None
+
+
+def test_expired_rows_are_dropped_and_deleted_servers_lose_their_tokens(store_db):
     start = time.time()
-    _record(api_db, ttl=10, now=start - 100, instance="old")
-    kept = _record(api_db, instance="gone")
-    _record(api_db, instance="other")
-    count = api_db.run_sync(lambda s: s.query(console_tokens.ConsoleAuthToken).count(), write=False)
+    _record(store_db, ttl=10, now=start - 100, instance="old")
+    kept = _record(store_db, instance="gone")
+    _record(store_db, instance="other")
+    table = console_tokens.ConsoleAuthToken
+    count = store_db.run_sync(lambda s: s.query(table).filter(table.instance_uuid.in_(["old", "gone", "other"]))
+                              .count(), write=False)
     assert count == 2  # the expired one went when a new one was recorded
-    assert api_db.run_sync(console_tokens.delete_for_instance, "gone") == 1
-    assert api_db.run_sync(console_tokens.consume, kept) is None
+    assert store_db.run_sync(console_tokens.delete_for_instance, "gone") == 1
+    assert store_db.run_sync(console_tokens.consume, kept) is None
 
 
 # ---------------------------------------------------------------------- URLs and token parsing
@@ -455,6 +490,7 @@ async def test_service_checks_tokens_through_its_event_loop_and_moves_off_a_take
 
 
 def _create_token(session, port):
+    mappings.create_instance_mapping(session, "i", "p", "u")
     token = console_tokens.new_token()
     console_tokens.create(session, token, instance_uuid="i", console_type="novnc", host="127.0.0.1", port=port,
                           ttl=60)

@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from kilonova.compute.db.api_models import ConsoleAuthToken
+from kilonova.compute.db.api_models import ConsoleAuthToken, InstanceMapping
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,11 @@ def create(session: Session, token: str, *, instance_uuid: str, console_type: st
 
 
 def _valid(token: str, now: float):
+    # A deleted server's guest is gone and its VNC port may come to another guest: its tokens die with it.
+    server_exists = sa.exists().where(InstanceMapping.instance_uuid == ConsoleAuthToken.instance_uuid,
+                                      InstanceMapping.queued_for_delete.is_(False))
     return (ConsoleAuthToken.token_hash == hash_token(token), ConsoleAuthToken.expires > now,
-            ConsoleAuthToken.used_at.is_(None))
+            ConsoleAuthToken.used_at.is_(None), server_exists)
 
 
 def peek(session: Session, token: str, now: float | None = None) -> Target | None:
