@@ -34,6 +34,9 @@ POWER_OPERATIONS = {
 }
 
 
+SNAPSHOT_TASK_STATES = ("image_snapshot_pending", "image_snapshot", "image_pending_upload", "image_uploading")
+
+
 class SnapshotAborted(Exception):
     """The snapshot cannot finish: the server changed under it or the image did not become active."""
 
@@ -73,8 +76,13 @@ class ComputeManager:
                 await self._fail_interrupted_build(instance)
                 continue
             self._flavors[instance["uuid"]] = instance["flavor"]
-            if instance["vm_state"] in ("active", "stopped", "paused", "suspended"):
+            if instance["vm_state"] not in ("active", "stopped", "paused", "suspended"):
+                continue
+            if self.driver.syncs_power_state:
+                await self._recover_guest(instance)
+            else:
                 await self._restore_guest(instance)
+        await self._remove_orphans()
         await self._report_usage()
         self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")
         interval = self.conf.getfloat("compute", "sync_power_state_interval")
@@ -92,6 +100,54 @@ class ComputeManager:
         await self._update(uuid, {"vm_state": "error", "task_state": None, "power_state": power.NOSTATE})
         await self.conductor.call("add_fault", instance_uuid=uuid, code=500, host=self.host,
                                   message="Build was interrupted by a restart of the compute service.")
+
+    async def _recover_guest(self, instance: dict) -> None:
+        """After a restart of the agent (or of the whole host), make guest and database agree again.
+
+        A guest the database says is running but that has no running domain (the host rebooted,
+        libvirtd lost it) is started again when ``resume_guests_state_on_host_boot`` says so, else
+        recorded as stopped (Nova's default). A snapshot the restart interrupted is abandoned.
+        """
+        uuid = instance["uuid"]
+        async with self._locks[uuid]:
+            values: dict[str, Any] = {}
+            if instance["task_state"] in SNAPSHOT_TASK_STATES:
+                LOG.warning("snapshot of %s was interrupted by the restart of %s", uuid, self.host)
+                values["task_state"] = None
+            elif instance["task_state"] is not None:
+                return  # the operation under way reports, or its own recovery applies
+            actual = await self.driver.get_power_state(instance)
+            if instance["vm_state"] == "active" and actual in (power.NOSTATE, power.SHUTDOWN, power.CRASHED):
+                if self.conf.getbool("DEFAULT", "resume_guests_state_on_host_boot"):
+                    LOG.warning("instance %s on %s was running before the restart: starting it again", uuid,
+                                self.host)
+                    try:
+                        await self.driver.resume_state_on_host_boot(instance)
+                        values.update(power_state=power.RUNNING)
+                    except Exception as exc:  # noqa: BLE001 - the guest cannot come back: say so
+                        LOG.warning("instance %s could not be started again: %s", uuid, exc)
+                        values.update(vm_state="error", power_state=await self.driver.get_power_state(instance))
+                        with contextlib.suppress(RemoteError):
+                            await self.conductor.call("add_fault", instance_uuid=uuid, code=500, host=self.host,
+                                                      message=f"Could not resume the guest after a host "
+                                                              f"restart: {exc}"[:255])
+                else:
+                    LOG.warning("instance %s on %s is no longer running after the restart: stopped", uuid, self.host)
+                    values.update(vm_state="stopped", power_state=power.SHUTDOWN)
+            elif actual != instance["power_state"]:
+                values["power_state"] = actual
+            if values:
+                await self._update(uuid, values)
+
+    async def _remove_orphans(self) -> None:
+        """Guests of instances deleted while this agent was down: destroy them and remove their files."""
+        try:
+            known = {i["uuid"] for i in await self.conductor.call("instances_on_host", host=self.host)}
+            known |= {uuid for uuid, lock in self._locks.items() if lock.locked()}
+            for uuid in await self.driver.cleanup_orphans(known):
+                LOG.warning("removed the guest of deleted instance %s from %s", uuid, self.host)
+        except Exception:  # noqa: BLE001 - leftovers are untidy, not fatal; the next start tries again
+            LOG.exception("removing deleted instances' guests on %s failed", self.host)
 
     async def _restore_guest(self, instance: dict) -> None:
         """After an agent restart the hypervisor's guests are still there; the fake driver recreates them."""

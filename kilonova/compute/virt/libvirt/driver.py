@@ -19,7 +19,9 @@ import os
 import shutil
 import threading
 import time
+import uuid as uuid_mod
 import xml.etree.ElementTree as ET
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from kilonova.compute.virt.libvirt.imagecache import ImageCache
 
 LOG = logging.getLogger(__name__)
 MAX_CONSOLE_BYTES = 100 * 1024
+LAYOUT_FILE = "domain.json"
 
 try:  # libvirt-python is the optional "libvirt" extra; the fake driver never needs it
     import libvirt
@@ -72,6 +75,13 @@ def _direct_io_supported(path: Path) -> bool:
         return False
     finally:
         probe.unlink(missing_ok=True)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid_mod.UUID(text)) == text.lower()
+    except ValueError:
+        return False
 
 
 _EVENT_LOOP_LOCK = threading.Lock()
@@ -217,6 +227,36 @@ class LibvirtDriver(ComputeDriver):
             return json.loads(saved.read_text())
         return instance.get("network_info") or []
 
+    def _layout(self, instance: dict) -> dict | None:
+        path = self._dir(instance) / LAYOUT_FILE
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _spec(self, instance: dict, network_info: list[dict], layout: dict) -> DomainSpec:
+        """The domain of ``instance`` from its flavor, ports and saved disk/image layout."""
+        directory = self._dir(instance)
+        flavor = instance["flavor"]
+        properties = layout.get("properties") or {}
+        return DomainSpec(
+            uuid=instance["uuid"], name=f"instance-{instance['uuid']}", virt_type=self.virt_type,
+            memory_mb=flavor["memory_mb"], vcpus=flavor["vcpus"], disks=[Disk(**d) for d in layout["disks"]],
+            nics=[Nic(vif["mac_address"], bridge_name(vif["network_id"]), tap_name(vif["port_id"]),
+                      properties.get("hw_vif_model", "virtio")) for vif in network_info],
+            console_log=str(directory / "console.log"), cpu_mode=self.conf.get("libvirt", "cpu_mode"),
+            cpu_model=(self.conf.getlist("libvirt", "cpu_models") or [""])[0],
+            machine_type=properties.get("hw_machine_type") or self.conf.get("libvirt", "machine_type"),
+            kernel=str(directory / "kernel") if layout.get("kernel") else None,
+            initrd=str(directory / "ramdisk") if layout.get("initrd") else None,
+            cmdline=layout.get("cmdline"),
+            vnc_listen=self.conf.get("vnc", "server_listen") if self.conf.getbool("vnc", "enabled") else None,
+            extra_specs=flavor.get("extra_specs") or {}, image_properties=properties,
+            host_cpus=os.cpu_count() or 1, free_hugepages_kb=host.free_hugepages(),
+            metadata={"name": instance.get("display_name") or "", "flavor": flavor.get("name") or "",
+                      "project": instance.get("project_id") or "", "user": instance.get("user_id") or "",
+                      "image": layout.get("image_id") or ""})
+
     # ------------------------------------------------------------------ spawn
 
     async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
@@ -251,24 +291,15 @@ class LibvirtDriver(ComputeDriver):
             disks.append(Disk(str(drive), f"vd{chr(ord('a') + len(disks))}", "raw", readonly=True,
                               cache=self._disk_cache))
         prepared = time.monotonic()
-        spec = DomainSpec(
-            uuid=instance["uuid"], name=f"instance-{instance['uuid']}", virt_type=self.virt_type,
-            memory_mb=flavor["memory_mb"], vcpus=flavor["vcpus"], disks=disks,
-            nics=[Nic(vif["mac_address"], bridge_name(vif["network_id"]), tap_name(vif["port_id"]),
-                      properties.get("hw_vif_model", "virtio")) for vif in network_info],
-            console_log=str(directory / "console.log"), cpu_mode=self.conf.get("libvirt", "cpu_mode"),
-            cpu_model=(self.conf.getlist("libvirt", "cpu_models") or [""])[0],
-            machine_type=properties.get("hw_machine_type") or self.conf.get("libvirt", "machine_type"),
-            kernel=str(directory / "kernel") if "kernel" in boot_files else None,
-            initrd=str(directory / "ramdisk") if "ramdisk" in boot_files else None,
-            cmdline=(meta.get("os_command_line") or "root=/dev/vda console=tty0 console=ttyS0")
-            if "kernel" in boot_files else None,
-            vnc_listen=self.conf.get("vnc", "server_listen") if self.conf.getbool("vnc", "enabled") else None,
-            extra_specs=flavor.get("extra_specs") or {}, image_properties=properties,
-            host_cpus=os.cpu_count() or 1, free_hugepages_kb=host.free_hugepages(),
-            metadata={"name": instance.get("display_name") or "", "flavor": flavor.get("name") or "",
-                      "project": instance.get("project_id") or "", "user": instance.get("user_id") or "",
-                      "image": image_id or ""})
+        # What the domain XML needs beyond the instance and its ports, kept so that a hard reboot or a
+        # start after a host restart can regenerate the XML (as Nova does from the instance's image meta).
+        layout = {"image_id": image_id or "", "properties": properties,
+                  "kernel": "kernel" in boot_files, "initrd": "ramdisk" in boot_files,
+                  "cmdline": (meta.get("os_command_line") or "root=/dev/vda console=tty0 console=ttyS0")
+                  if "kernel" in boot_files else None,
+                  "disks": [asdict(disk) for disk in disks]}
+        (directory / LAYOUT_FILE).write_text(json.dumps(layout))
+        spec = self._spec(instance, network_info, layout)
         try:
             xml = build_xml(spec)
         except Unsupported as exc:
@@ -336,6 +367,40 @@ class LibvirtDriver(ComputeDriver):
             self.dataplane.unplug(vif)
         shutil.rmtree(self._dir(instance), ignore_errors=True)
 
+    async def cleanup_orphans(self, known_uuids: set[str]) -> list[str]:
+        return await self._call(self._cleanup_orphans, known_uuids)
+
+    def _cleanup_orphans(self, known_uuids: set[str]) -> list[str]:
+        """Destroy this driver's guests whose instance is gone (deleted while the agent was down).
+
+        Only domains whose files live under our instances path count: other clouds (or people)
+        may share this libvirt, and their guests are none of our business.
+        """
+        removed = []
+        mine = str(self.instances_path) + "/"
+        for domain in self._connection().listAllDomains():
+            uuid = domain.UUIDString()
+            if not domain.name().startswith("instance-") or uuid in known_uuids:
+                continue
+            try:
+                if mine not in domain.XMLDesc(0):
+                    continue
+            except libvirt.libvirtError:
+                continue
+            LOG.warning("destroying guest %s on %s: its instance no longer exists", uuid, self.host)
+            self._destroy({"uuid": uuid})
+            removed.append(uuid)
+        for directory in self.instances_path.iterdir():
+            name = directory.name
+            if name in known_uuids or name in removed or not directory.is_dir() or not _is_uuid(name):
+                continue
+            if self._lookup(name) is not None:
+                continue
+            LOG.warning("removing the files of deleted instance %s on %s", name, self.host)
+            self._destroy({"uuid": name})
+            removed.append(name)
+        return removed
+
     # ------------------------------------------------------------------ power
 
     def _plug_all(self, instance: dict) -> None:
@@ -363,34 +428,71 @@ class LibvirtDriver(ComputeDriver):
                 domain.destroy()
 
     def _start(self, instance: dict) -> None:
-        domain = self._domain(instance)
+        """Start the domain as defined (resume from a managed save keeps its XML); rebuild it if it is gone."""
+        domain = self._lookup(instance["uuid"])
+        if domain is None:
+            self._rebuild(instance)
+            return
         self._plug_all(instance)
         if not domain.isActive():
             domain.create()
+
+    def _rebuild(self, instance: dict) -> None:
+        """Hard reboot, as Nova does it: destroy the guest, regenerate its XML, re-plug its ports, start it.
+
+        The XML comes from the flavor, the ports and the disk/image layout saved at spawn, so a
+        hand-edited or lost definition (the host restarted, libvirtd forgot it) is put right.
+        """
+        layout = self._layout(instance)
+        domain = self._lookup(instance["uuid"])
+        if layout is None:  # spawned before layouts were kept: restart what libvirt has
+            if domain is None:
+                raise BuildFailure(f"Instance {instance['uuid']} has neither a domain nor a saved layout on "
+                                   f"{self.host}; it cannot be started.")
+            if domain.isActive():
+                domain.destroy()
+            self._start(instance)
+            return
+        missing = [d["path"] for d in layout["disks"] if not os.path.exists(d["path"])]
+        if missing:
+            raise BuildFailure(f"Instance {instance['uuid']} cannot start: its disk {missing[0]} is missing.")
+        if domain is not None:
+            if domain.isActive():
+                domain.destroy()
+            if domain.hasManagedSaveImage():
+                domain.managedSaveRemove()
+        network_info = self._network_info(instance)
+        try:
+            xml = build_xml(self._spec(instance, network_info, layout))
+        except Unsupported as exc:
+            raise BuildFailure(f"Host {self.host} cannot honour the flavor or image: {exc}") from exc
+        for vif in network_info:
+            self.dataplane.plug(vif, instance["uuid"])
+        self._connection().defineXML(xml).create()
 
     async def power_off(self, instance: dict) -> None:
         await self._call(self._power_off, instance, self.conf.getfloat("libvirt", "shutdown_timeout"))
 
     async def power_on(self, instance: dict) -> None:
-        await self._call(self._start, instance)
+        """Like Nova's libvirt driver, starting a stopped guest regenerates its domain (a hard reboot)."""
+        await self._call(self._rebuild, instance)
+
+    async def resume_state_on_host_boot(self, instance: dict) -> None:
+        await self._call(self._rebuild, instance)
 
     async def reboot(self, instance: dict, reboot_type: str) -> None:
         await self._call(self._reboot, instance, reboot_type)
 
     def _reboot(self, instance: dict, reboot_type: str) -> None:
-        domain = self._domain(instance)
-        if reboot_type != "HARD" and domain.isActive():
+        domain = self._lookup(instance["uuid"])
+        if reboot_type != "HARD" and domain is not None and domain.isActive():
             state = domain.state()[0]
             if state == libvirt.VIR_DOMAIN_RUNNING and \
                     self._shutdown(domain, self.conf.getfloat("libvirt", "wait_soft_reboot_seconds")):
                 self._start(instance)
                 return
             LOG.info("soft reboot of %s did not complete; rebooting hard", instance["uuid"])
-        if domain.isActive():
-            domain.destroy()
-        if domain.hasManagedSaveImage():
-            domain.managedSaveRemove()
-        self._start(instance)
+        self._rebuild(instance)
 
     async def pause(self, instance: dict) -> None:
         await self._call(lambda: self._domain(instance).suspend())
