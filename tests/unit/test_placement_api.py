@@ -554,3 +554,49 @@ async def test_candidates_after_a_restart_summarize_classes_not_asked_for(client
     summaries = response.json()["provider_summaries"]
     assert summaries[nic["uuid"]]["resources"] == {"SRIOV_NET_VF": {"capacity": 8, "used": 0}}
     assert summaries[root["uuid"]]["resources"]["VCPU"] == {"capacity": 4, "used": 0}
+
+
+async def test_large_candidate_bodies_are_sent_in_slices(client, monkeypatch):
+    from kilonova.placement.handlers import allocation_candidate
+    for i in range(4):
+        await client.provider(f"slice-{i}", inventory=compute_inventory())
+    whole = await client.get("/allocation_candidates?resources=VCPU:1")
+    monkeypatch.setattr(allocation_candidate.SlicedResponse, "SLICE", 100)
+    sliced = await client.get("/allocation_candidates?resources=VCPU:1")
+    assert sliced.status_code == 200 and len(sliced.content) > 400
+    assert sliced.content == whole.content
+    assert int(sliced.headers["content-length"]) == len(sliced.content)
+    assert len(sliced.json()["allocation_requests"]) == 4
+
+
+async def test_candidates_split_between_a_host_and_a_sharing_provider_at_each_format(client):
+    agg = str(uuid.uuid4())
+    host = await client.provider("share-host", inventory=compute_inventory(), aggregates=[agg])
+    pool = await client.provider("ip-pool", inventory={"IPV4_ADDRESS": {"total": 16}}, aggregates=[agg],
+                                 traits=["MISC_SHARES_VIA_AGGREGATE"])
+    query = "/allocation_candidates?resources=VCPU:2,IPV4_ADDRESS:1,MEMORY_MB:64"
+    latest = (await client.get(query)).json()["allocation_requests"]
+    assert latest == [{"allocations": {pool["uuid"]: {"resources": {"IPV4_ADDRESS": 1}},
+                                       host["uuid"]: {"resources": {"MEMORY_MB": 64, "VCPU": 2}}},
+                       "mappings": {"": [pool["uuid"], host["uuid"]]}}]
+    no_mappings = (await client.get(query, version="1.33")).json()["allocation_requests"]
+    assert no_mappings == [{"allocations": latest[0]["allocations"]}]
+    listed = (await client.get(query, version="1.11")).json()["allocation_requests"]
+    assert listed == [{"allocations": [
+        {"resource_provider": {"uuid": pool["uuid"]}, "resources": {"IPV4_ADDRESS": 1}},
+        {"resource_provider": {"uuid": host["uuid"]}, "resources": {"MEMORY_MB": 64, "VCPU": 2}}]}]
+
+
+async def test_below_1_29_candidates_use_at_most_one_provider_of_a_tree(client):
+    """As upstream: before 1.29 the search still sees the trees, then drops every candidate that uses
+    two providers of one tree; summaries list only the providers the candidates use."""
+    root = await client.provider("flat-host", inventory=compute_inventory(vcpu=8))
+    gpu = await client.provider("flat-gpu", parent=root["uuid"], inventory={"VGPU": {"total": 2}})
+    alone = (await client.get("/allocation_candidates?resources=VGPU:1", version="1.28")).json()
+    assert alone["allocation_requests"] == [{"allocations": {gpu["uuid"]: {"resources": {"VGPU": 1}}}}]
+    assert list(alone["provider_summaries"]) == [gpu["uuid"]]
+    assert "root_provider_uuid" not in alone["provider_summaries"][gpu["uuid"]]
+    both = (await client.get("/allocation_candidates?resources=VCPU:1,VGPU:1", version="1.28")).json()
+    assert both == {"allocation_requests": [], "provider_summaries": {}}
+    nested = (await client.get("/allocation_candidates?resources=VGPU:1", version="1.29")).json()
+    assert set(nested["provider_summaries"]) == {root["uuid"], gpu["uuid"]}

@@ -125,8 +125,8 @@ def _search(session, search: cands.SearchRequest):
         raise HTTPError(400, f"Invalid query string parameters: {error}") from None
 
 
-def render_requests(request: Request, result: cands.SearchResult) -> str:
-    """The allocation_requests list as JSON text; lone-provider candidates through one template."""
+def render_requests(request: Request, result: cands.SearchResult) -> list[bytes]:
+    """Each allocation request as JSON bytes; one-provider candidates through one template."""
     dumps = json.dumps
     old = not want(request, "1.12")
     mappings = want(request, "1.34")
@@ -139,19 +139,26 @@ def render_requests(request: Request, result: cands.SearchResult) -> str:
             template = '{"allocations": {"%s": {"resources": ' + resources + '}}, "mappings": {"": ["%s"]}}'
         else:
             template = '{"allocations": {"%s": {"resources": ' + resources + '}}}'
+    twice = mappings and not old
     if template is not None and all(isinstance(c, str) for c in result.candidates):
-        if mappings and not old:
-            parts = [template % (uuid, uuid) for uuid in result.candidates]
-        else:
-            parts = [template % uuid for uuid in result.candidates]
-        return "[" + ", ".join(parts) + "]"
+        if twice:
+            return [(template % (uuid, uuid)).encode() for uuid in result.candidates]
+        return [(template % uuid).encode() for uuid in result.candidates]
     parts = []
+    patterns: dict[tuple, str] = {}
     for candidate in result.candidates:
         if isinstance(candidate, str):
-            parts.append(template % ((candidate, candidate) if mappings and not old else candidate))
+            text = template % ((candidate, candidate) if twice else candidate)
+        elif isinstance(candidate, tuple):
+            distinct = list(dict.fromkeys(candidate))
+            shape = tuple(distinct.index(uuid) for uuid in candidate)
+            pattern = patterns.get(shape)
+            if pattern is None:
+                pattern = patterns[shape] = _pattern(request, result.single_resources, shape)
+            text = pattern % (tuple(distinct) * 2 if mappings and not old else tuple(distinct))
         elif old:
-            parts.append(dumps({"allocations": [{"resource_provider": {"uuid": rp}, "resources": resources}
-                                                for rp, resources in candidate.allocations.items()]}))
+            text = dumps({"allocations": [{"resource_provider": {"uuid": rp}, "resources": resources}
+                                          for rp, resources in candidate.allocations.items()]})
         else:   # uuids, class names and suffixes need no JSON escaping: built as text
             allocations = ", ".join(f'"{rp}": {{"resources": {_amounts(res)}}}'
                                     for rp, res in candidate.allocations.items())
@@ -160,23 +167,42 @@ def render_requests(request: Request, result: cands.SearchResult) -> str:
                 text += ', "mappings": {' + ", ".join(
                     f'"{suffix}": [' + ", ".join(f'"{rp}"' for rp in rps) + "]"
                     for suffix, rps in candidate.mappings.items()) + "}"
-            parts.append(text + "}")
-    return "[" + ", ".join(parts) + "]"
+            text += "}"
+        parts.append(text.encode())
+    return parts
+
+
+def _pattern(request: Request, resources: dict[str, int], shape: tuple[int, ...]) -> str:
+    """The text of a one-group candidate whose classes (in name order) go to the providers numbered
+    by ``shape``, with ``%s`` for each provider's uuid (then each again for the mappings)."""
+    names = sorted(resources)
+    per_provider: list[dict[str, int]] = [{} for _ in range(max(shape) + 1)]
+    for name, index in zip(names, shape):
+        per_provider[index][name] = resources[name]
+    if not want(request, "1.12"):
+        return json.dumps({"allocations": [{"resource_provider": {"uuid": "%s"}, "resources": amounts}
+                                           for amounts in per_provider]})
+    text = '{"allocations": {' + ", ".join(f'"%s": {{"resources": {_amounts(amounts)}}}'
+                                           for amounts in per_provider) + "}"
+    if want(request, "1.34"):
+        text += ', "mappings": {"": [' + ", ".join('"%s"' for _ in per_provider) + "]}"
+    return text + "}"
 
 
 def _amounts(resources: dict[str, int]) -> str:
     return "{" + ", ".join(f'"{rc}": {amount}' for rc, amount in resources.items()) + "}"
 
 
-def render_summaries(request: Request, result: cands.SearchResult) -> str:
-    """provider_summaries as JSON text, each provider's fragment cached on it per rendering flavour."""
+def render_summaries(request: Request, result: cands.SearchResult) -> list[bytes]:
+    """Each provider summary as a JSON ``"uuid": {...}`` member in bytes, cached on the provider per
+    rendering flavour (a provider whose data changes is a new object with a new generation)."""
     traits, tree, every_class = want(request, "1.17"), want(request, "1.29"), want(request, "1.27")
     requested = None if every_class else frozenset(result.class_ids.values())
     flavour = (traits, tree, requested)
     providers = result.view.providers if result.view else {}
     parts = [provider.rendered.get(flavour) for provider in result.summaries]
     if None not in parts:
-        return "{" + ", ".join(parts) + "}"
+        return parts
     parts = []
     for provider in result.summaries:
         fragment = provider.rendered.get(flavour)
@@ -192,9 +218,36 @@ def render_summaries(request: Request, result: cands.SearchResult) -> str:
                 parent = providers.get(provider.parent) if provider.parent is not None else None
                 summary["parent_provider_uuid"] = parent.uuid if parent else None
                 summary["root_provider_uuid"] = providers[provider.root].uuid
-            fragment = provider.rendered[flavour] = f'"{provider.uuid}": {json.dumps(summary)}'
+            fragment = provider.rendered[flavour] = f'"{provider.uuid}": {json.dumps(summary)}'.encode()
         parts.append(fragment)
-    return "{" + ", ".join(parts) + "}"
+    return parts
+
+
+def _separated(parts: list[bytes]) -> list[bytes]:
+    """``parts`` with ``b", "`` between them, for one final join (no intermediate multi-MB strings)."""
+    if len(parts) < 2:
+        return parts
+    out: list = [b", "] * (2 * len(parts) - 1)
+    out[0::2] = parts
+    return out
+
+
+class SlicedResponse(Response):
+    """A large body handed to the server in slices: it is written to the socket as the client reads
+    instead of being copied whole into the transport's buffer (10,000 candidates are about 5 MB)."""
+
+    SLICE = 256 * 1024
+
+    async def __call__(self, scope, receive, send) -> None:
+        body = self.body
+        if len(body) <= self.SLICE:
+            await super().__call__(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        view = memoryview(body)
+        for start in range(0, len(body), self.SLICE):
+            await send({"type": "http.response.body", "body": bytes(view[start:start + self.SLICE]),
+                        "more_body": start + self.SLICE < len(body)})
 
 
 @versioned("1.10")
@@ -203,9 +256,9 @@ async def list_allocation_candidates(request: Request) -> Response:
     util.check_accept(request)
     search = search_request(request)
     result = await util.db(request).read(_search, search)
-    body = ('{"allocation_requests": ' + render_requests(request, result)
-            + ', "provider_summaries": ' + render_summaries(request, result) + "}")
-    response = Response(body, media_type="application/json")
+    body = b"".join([b'{"allocation_requests": [', *_separated(render_requests(request, result)),
+                     b'], "provider_summaries": {', *_separated(render_summaries(request, result)), b"}}"])
+    response = SlicedResponse(body, media_type="application/json")
     util.cache_headers(request, response, None)
     return response
 

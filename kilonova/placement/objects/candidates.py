@@ -52,7 +52,9 @@ class SearchRequest:
     root_required: list[set[str]] = field(default_factory=list)
     root_forbidden: set[str] = field(default_factory=set)
     same_subtree: list[list[str]] = field(default_factory=list)
-    nested: bool = True            # 1.29+: providers below a root take part
+    # 1.29+; below, as upstream, a candidate using two providers of one tree is left out (a sharing
+    # provider is in a tree of its own) and summaries list only the providers candidates use
+    nested: bool = True
     all_summary_classes: bool = True  # 1.27+: summaries list every inventoried class
     max_candidates: int = 1000
 
@@ -65,8 +67,9 @@ class Candidate:
 
 @dataclass
 class SearchResult:
-    """``candidates``: a Candidate, or (fast path) the uuid of the lone provider that takes all of
-    ``single_resources`` (the only group, unsuffixed). ``summaries``: providers to summarize, in order."""
+    """``candidates``: a Candidate; or, when the request is one unsuffixed group (``single_resources``),
+    the uuid of the provider that takes it all, or a tuple of the uuids that take each of its classes
+    (in class name order). ``summaries``: providers to summarize, in order."""
     candidates: list
     summaries: list[capacity.Provider]
     view: capacity.View | None = None
@@ -90,12 +93,17 @@ def search(session: Session, request: SearchRequest) -> SearchResult:
         candidates = [providers[rp].uuid for rp in found]
     else:
         used = set()
+        candidates = []
         for item in found:
-            if isinstance(item, int):
+            if type(item) is int:
                 used.add(item)
+                candidates.append(providers[item].uuid)
+            elif type(item) is tuple:
+                used.update(item)
+                candidates.append(tuple(providers[rp].uuid for rp in item))
             else:
                 used.update(rp for _, option in item for rp in option.values())
-        candidates = [providers[item].uuid if isinstance(item, int) else finder.render(item) for item in found]
+                candidates.append(finder.render(item))
     # summaries: the providers used and, from 1.29, every provider of their trees; in id order
     nested = used - lone
     if nested and request.nested:
@@ -243,7 +251,9 @@ class _Finder:
     # ------------------------------------------------------------ the search
 
     def run(self) -> list:
-        """Each candidate: a provider id (fast path) or a list of (group index, {class id: provider id})."""
+        """Each candidate, for a request of one unsuffixed group: a provider id (one provider takes it
+        all) or a tuple of provider ids, one per requested class in class name order; otherwise a list
+        of (group index, {class id: provider id})."""
         cap = self.request.max_candidates if self.request.max_candidates and self.request.max_candidates > 0 else None
         if self.request.limit is not None:
             cap = min(cap, self.request.limit) if cap else self.request.limit
@@ -252,12 +262,14 @@ class _Finder:
         seen: set = set()
         decided, good = fast if fast is not None else (frozenset(), frozenset())
         # with sharing providers, a lone sharing provider's own candidate may also come from a tree it anchors
-        fast_keys = {rp: self._key([(0, {rc: rp for rc, _ in self.groups[0]["resources"]})])
-                     for rp in self._anchored() if rp in good} if fast else {}
+        compact = self._compact   # always so when the fast path applies
+        width = len(self.groups[0]["resources"]) if compact else 0
+        fast_keys = {rp: (rp,) * width for rp in self._anchored() if rp in good} if fast else {}
         sharing = self.view.memo.get("sharing_ids")
         if sharing is None:
             sharing = self.view.memo["sharing_ids"] = frozenset(p.id for p in self.view.sharing())
         roots = self._roots()
+        flat = not self.request.nested and bool(self.view.children)
         # Trees are visited in root id order. The fast path's candidates (one each, its root's id) are
         # spliced in between the trees searched one by one, instead of looping over them in Python.
         bulk = sorted(good - fast_keys.keys())
@@ -276,15 +288,26 @@ class _Finder:
                 results.append(root)
             else:
                 for combination in (self._single_group(root) if self._shared_fast else self._tree_candidates(root)):
-                    # only a candidate made of sharing providers alone can come from several trees
-                    if self.anchors and all(rp in sharing for _, option in combination for rp in option.values()):
-                        key = self._key(combination)
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                    if self._compact and len(set(combination[0][1].values())) == 1:
-                        results.append(next(iter(combination[0][1].values())))
+                    if flat and not self._one_per_tree(combination):
+                        continue
+                    if compact:
+                        picked = combination if type(combination) is tuple else tuple(combination[0][1].values())
+                        # only a candidate made of sharing providers alone can come from several trees
+                        if self.anchors and all(rp in sharing for rp in picked):
+                            if picked in seen:
+                                continue
+                            seen.add(picked)
+                        if picked.count(picked[0]) == width:
+                            results.append(picked[0])
+                        else:
+                            results.append(picked)
+                            self.only_ids = False
                     else:
+                        if self.anchors and all(rp in sharing for _, option in combination for rp in option.values()):
+                            key = self._key(combination)
+                            if key in seen:
+                                continue
+                            seen.add(key)
                         results.append(combination)
                         self.only_ids = False
                     if cap and len(results) >= cap:
@@ -293,6 +316,14 @@ class _Finder:
                 return results
         results += bulk[done:]
         return results[:cap] if cap else results
+
+    def _one_per_tree(self, combination) -> bool:
+        """Below 1.29: no two providers of a candidate in one tree."""
+        if type(combination) is tuple:
+            used = set(combination)
+        else:
+            used = {rp for _, option in combination for rp in option.values()}
+        return len(used) == len({self.providers[rp].root for rp in used})
 
     def _key(self, combination) -> tuple:
         return tuple(sorted((index, rc or 0, rp) for index, option in combination for rc, rp in option.items()))
@@ -322,13 +353,14 @@ class _Finder:
                         or self.root_forbidden)
         if filtered:
             good = {rp for rp in good if self._lone_ok(group, self.providers[rp])}
-        self._shared_fast = self.request.nested and not filtered
+        self._shared_fast = not filtered
         return decided, good
 
     def _single_group(self, root: int):
         """Candidates of a tree (with its anchored sharing providers) for one unsuffixed group without
         trait or aggregate filters: each class from any member that can take it. The same candidates,
-        in the same order, as the general search (_tree_candidates) gives for such a request."""
+        in the same order, as the general search (_tree_candidates) gives for such a request, each as
+        the tuple of the providers picked for the group's classes (in class name order)."""
         group = self.groups[0]
         members = self.tree_members(root)
         shares = self.anchors.get(root)
@@ -341,9 +373,7 @@ class _Finder:
             if not options:
                 return
             choices.append(options)
-        classes = [rc for rc, _ in group["resources"]]
-        for picked in itertools.product(*choices):
-            yield [(0, dict(zip(classes, picked)))]
+        yield from itertools.product(*choices)
 
     def _lone_ok(self, group: dict, provider: capacity.Provider) -> bool:
         traits, aggs = provider.traits, provider.aggregates
@@ -356,7 +386,7 @@ class _Finder:
         return not (traits & self.root_forbidden) and all(traits & s for s in self.root_required)
 
     def _tree_candidates(self, root: int):
-        members = [m for m in self.tree_members(root) if self.request.nested or self.providers[m].parent is None]
+        members = list(self.tree_members(root))
         members += self.anchors.get(root, [])
         per_group = []
         for index, group in enumerate(self.groups):
@@ -377,7 +407,7 @@ class _Finder:
         resources = group["resources"]
         if not resources:
             return [{None: rp} for rp in usable]
-        if group["suffix"] or not self.request.nested:
+        if group["suffix"]:
             return [{rc: rp for rc, _ in resources} for rp in usable
                     if all(self._fits(rp, rc, amount) for rc, amount in resources)]
         choices = [[rp for rp in usable if self._fits(rp, rc, amount)] for rc, amount in resources]
@@ -399,7 +429,7 @@ class _Finder:
                 return False
         if group["forbidden_aggregates"] & aggs:
             return False
-        if group["suffix"] or not group["resources"] or not self.request.nested:
+        if group["suffix"] or not group["resources"]:
             return self._traits_ok(group, {rp})
         return not (provider.traits & group["forbidden"])
 
