@@ -194,3 +194,41 @@ def get_transport(url: str) -> Transport:
 
         return RabbitTransport(url)
     raise RPCError(f"unsupported transport_url {url!r}: use inproc:// or rabbit://user:pass@host:port/vhost")
+
+
+def _same_transport(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+class TransportPool:
+    """The process's own transport, plus one per other transport URL, created on first use.
+
+    Cells v2: every cell has its own ``transport_url`` (its compute hosts listen on that broker
+    or vhost). Services at the top (API, conductor) reach a host through its cell's transport;
+    a URL that is the process's own, empty, ``none:///`` (cell0) or in-process maps to the
+    process's transport.
+    """
+
+    def __init__(self, default: Transport, default_url: str):
+        self.default = default
+        self.default_url = default_url
+        self._others: dict[str, Transport] = {}
+
+    def is_default(self, url: str | None) -> bool:
+        return (not url or _same_transport(url, self.default_url) or url.startswith(("none:", "inproc"))
+                or self.default_url.startswith("inproc"))
+
+    def get(self, url: str | None) -> Transport:
+        if self.is_default(url):
+            return self.default
+        key = url.rstrip("/")
+        transport = self._others.get(key)
+        if transport is None:
+            transport = self._others[key] = get_transport(url)
+        return transport
+
+    async def close(self) -> None:
+        """Close the transports this pool created (the process's own belongs to its runner)."""
+        others, self._others = list(self._others.values()), {}
+        for transport in others:
+            await transport.close()

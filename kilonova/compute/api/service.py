@@ -6,11 +6,12 @@ from pathlib import Path
 from kilonova.common.auth import TokenValidator
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
-from kilonova.common.rpc import RPCClient
+from kilonova.common.rpc import RPCClient, TransportPool
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.compute import cells as cells_mod
 from kilonova.compute.api.app import create_app
 from kilonova.compute.api.deleting import ServerDeleter
+from kilonova.compute.cell_rpc import CellRouter, HostClient
 from kilonova.compute.db import flavors
 from kilonova.compute.db.api_models import APIBase
 
@@ -36,14 +37,20 @@ class ComputeAPIService(Service):
         self.network = env.endpoints.http_client("network")
         self.network_admin = ServiceClient(env.endpoints.http_client("network"), auth)
         self.conductor = RPCClient(env.transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout"))
+        # Actions go to a compute host over the transport of its cell.
+        self.transports = TransportPool(env.transport, conf.get("DEFAULT", "transport_url"))
+        self.router = CellRouter(self.cells, self.transports, conf.getfloat("DEFAULT", "rpc_response_timeout"))
         self.deleter = ServerDeleter(self)
         self.app = create_app(self.validator, self)
 
-    def compute_rpc(self, host: str) -> RPCClient:
-        return self.conductor.prepare(target=f"compute.{host}")
+    def compute_rpc(self, host: str) -> HostClient:
+        return self.router.client(host)
 
     def prepare(self) -> None:
         migrate(self.api_db, API_MIGRATIONS, APIBase.metadata)
         cells_mod.setup_cells(self.conf, self.api_db)
         self.cells.load()
         self.api_db.run_sync(flavors.ensure_defaults)
+
+    async def stop(self) -> None:
+        await self.transports.close()

@@ -6,8 +6,9 @@ import logging
 
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database
-from kilonova.common.rpc import RPCClient
+from kilonova.common.rpc import RPCClient, TransportPool
 from kilonova.common.service import Service, ServiceEnv
+from kilonova.compute.cell_rpc import CellRouter
 from kilonova.compute.cells import Cells
 from kilonova.compute.conductor.manager import ConductorManager
 from kilonova.compute.heartbeat import Heartbeat
@@ -28,14 +29,31 @@ class ConductorService(Service):
         placement = ServiceClient(env.endpoints.http_client("placement"), auth,
                                   {"OpenStack-API-Version": "placement 1.36"})
         scheduler = RPCClient(env.transport, "scheduler", timeout)
-        self.manager = ConductorManager(conf, self.cells, scheduler,
-                                        lambda host: RPCClient(env.transport, f"compute.{host}", timeout),
-                                        placement)
+        # Builds go to a host over its cell's transport; the scheduler stays on the top-level one.
+        self.transports = TransportPool(env.transport, conf.get("DEFAULT", "transport_url"))
+        self.router = CellRouter(self.cells, self.transports, timeout)
+        self.manager = ConductorManager(conf, self.cells, scheduler, self.router.client, placement)
         self.heartbeat: Heartbeat | None = None
         self._reconciler: asyncio.Task | None = None
+        self._cell_transports: set[str] = set()  # cell transport URLs this conductor also serves on
+
+    async def _serve_cell_transports(self) -> None:
+        """Serve ``conductor`` on every cell's own transport too, where that cell's hosts report.
+
+        The conductor plays both roles of upstream's split: super-conductor on the top-level
+        transport (builds from the API) and cell conductor on each cell's (agents' reports).
+        """
+        for cell in self.cells.real():
+            url = cell.transport_url
+            if self.transports.is_default(url) or url.rstrip("/") in self._cell_transports:
+                continue
+            await self.transports.get(url).serve("conductor", self.manager, concurrency=256)
+            self._cell_transports.add(url.rstrip("/"))
+            LOG.info("conductor also serves cell %s on its transport", cell.name)
 
     async def start(self) -> None:
         self.cells.load()
+        await self._serve_cell_transports()
         # Builds hold a worker while they wait for the scheduler; agents' short calls (heartbeats,
         # state updates) share the queue and must still find a free worker behind a burst of builds.
         await self.env.transport.serve("conductor", self.manager, concurrency=256)
@@ -49,6 +67,8 @@ class ConductorService(Service):
         while True:
             await asyncio.sleep(interval)
             try:
+                self.cells.load()  # cells created since: serve their transports too
+                await self._serve_cell_transports()
                 await self.manager.reconcile_stuck_builds()
             except Exception:  # noqa: BLE001 - the loop must survive a bad pass and try again
                 LOG.exception("reconciling stuck builds failed; retrying in %ss", interval)
@@ -65,3 +85,4 @@ class ConductorService(Service):
         if self._reconciler is not None:
             self._reconciler.cancel()
         await self.env.transport.stop_serving("conductor")
+        await self.transports.close()
