@@ -7,6 +7,9 @@ module has short-lived tokens to show expiry.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -114,3 +117,28 @@ def test_a_stopped_server_has_no_console(console_cloud):
     assert result.returncode != 0
     assert "vm_state stopped" in result.stderr and "409" in result.stderr
     console_cloud.openstack("server", "delete", "--wait", created["id"])
+
+
+def test_kilonova_serve_novncproxy_alone_shares_the_tokens(console_cloud, vm):
+    """A proxy in its own process (as in a split deployment) checks the tokens the API recorded."""
+    proc = subprocess.Popen([sys.executable, "-m", "kilonova.cli", "--config", str(console_cloud.config_file),
+                             "--state-dir", str(console_cloud.state_dir), "serve", "novncproxy"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(120, proc.kill)  # a proxy that never gets ready must not hang the suite
+    watchdog.start()
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.split()[:1] == ["consoles"]:
+                break
+        assert lines and lines[-1].split()[:1] == ["consoles"], "".join(lines)
+        standalone = urlsplit(lines[-1].split()[1]).netloc
+        url = console_cloud.openstack("console", "url", "show", "--novnc", vm["id"], fmt_json=True)["url"]
+        through_standalone = urlsplit(url)._replace(netloc=standalone).geturl()
+        assert rfb_greeting(through_standalone) == GREETING
+        assert refused_status(url) == 403  # used up, whichever proxy it went through
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.wait(20)
