@@ -105,6 +105,10 @@ async def test_lists_leave_a_down_cell_out_and_answer_fast(api, two_cells):
     deleted = await api.delete(f"/servers/{servers['vm3'][0]}", token="demo-token")
     assert deleted.status_code == 503, deleted.text
     assert (await api.get("/os-services")).status_code == 200
+    # Quota usage counts what can be counted: the live cell's two servers.
+    limits = await api.get("/limits", token="demo-token")
+    assert limits.status_code == 200, limits.text
+    assert limits.json()["limits"]["absolute"]["totalInstancesUsed"] == 2
 
 
 async def test_from_2_69_a_down_cell_servers_are_unknown(api, two_cells, monkeypatch):

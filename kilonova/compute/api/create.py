@@ -19,6 +19,7 @@ from kilonova.common.context import RequestContext
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
 from kilonova.compute.api.microversions import want
+from kilonova.compute.cells import CellDown
 from kilonova.compute.db import build_requests, flavors, keypairs, quotas
 
 GiB = 1024 ** 3
@@ -147,7 +148,10 @@ async def allowed_count(svc, ctx: RequestContext, flavor: dict[str, Any], min_co
     """How many of the requested servers fit in the project's quota; 403 when not even min_count do."""
     limits, used = await svc.api_db.read(_limits_and_pending, ctx.project_id, svc.conf)
     for cell in svc.cells.all():
-        usage = await cell.db.read(quotas.count_usage, ctx.project_id)
+        try:
+            usage = await cell.read(quotas.count_usage, ctx.project_id)
+        except CellDown:
+            continue  # as upstream counting from cells: a cell that is down is not counted
         for key in used:
             used[key] += usage.get(key, 0)
     per_server = {"instances": 1, "cores": flavor["vcpus"], "ram": flavor["memory_mb"]}

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from kilonova.common.http import HTTPError, Router, json_response
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
+from kilonova.compute.cells import CellDown
 from kilonova.compute.db import build_requests, quotas
 
 # quota resource -> names in the "absolute" limits document.
@@ -29,7 +30,10 @@ async def project_usage(svc, project_id: str) -> dict[str, int]:
     """What a project uses: its instances, cores and RAM in every cell and in pending build requests."""
     usage = dict.fromkeys(quotas.RESOURCES, 0)
     for cell in svc.cells.all():
-        counted = await cell.db.read(quotas.count_usage, project_id)
+        try:
+            counted = await cell.read(quotas.count_usage, project_id)
+        except CellDown:
+            continue  # a cell that is down is not counted (as upstream when counting from cells)
         for key in ("instances", "cores", "ram"):
             usage[key] += counted.get(key, 0)
     for pending in await svc.api_db.read(build_requests.list_for, project_id):
