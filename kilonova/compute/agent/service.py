@@ -11,6 +11,7 @@ from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.rpc import RPCClient
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.compute.agent.manager import ComputeManager
+from kilonova.compute.agent.reports import ReportBatcher
 from kilonova.compute.virt.driver import ComputeDriver
 from kilonova.compute.virt.fake import FakeDriver
 
@@ -32,6 +33,9 @@ class ComputeAgentService(Service):
                                   {"OpenStack-API-Version": "placement 1.36"})
         network = ServiceClient(env.endpoints.http_client("network"), auth)
         conductor = RPCClient(env.transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout"))
+        if conf.get("compute", "compute_driver") == "fake" and conf.getint("fake_driver", "hosts") > 1:
+            # Many hosts in one process: their heartbeats and usage reports go to the conductor together.
+            conductor = ReportBatcher(conductor, window=min(1.0, conf.getfloat("DEFAULT", "report_interval") / 4))
         images = ServiceClient(env.endpoints.http_client("image"), auth)
         self.managers = [ComputeManager(host, driver, conductor, placement, network, conf, images=images)
                          for host, driver in self._drivers(conf, env, auth)]
@@ -53,8 +57,9 @@ class ComputeAgentService(Service):
     async def start(self) -> None:
         for manager in self.managers:
             await self.env.transport.serve(f"compute.{manager.host}", manager)
-        # Hosts register concurrently, a few at a time, so a large fake fleet starts quickly.
-        limit = asyncio.Semaphore(16)
+        # Hosts register concurrently, a few at a time, so a large fake fleet starts quickly (more at once
+        # when their reports are batched: each waits for its batch).
+        limit = asyncio.Semaphore(48 if isinstance(self.managers[0].conductor, ReportBatcher) else 16)
 
         async def init(manager: ComputeManager) -> None:
             async with limit:

@@ -11,17 +11,20 @@ RPC methods (target ``conductor``):
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
 from datetime import datetime, timedelta
 
 from kilonova.common.db import NotFound
-from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, redelivered
+from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, error_payload, redelivered
 from kilonova.compute.cells import Cell, Cells
 from kilonova.compute.db import build_requests, compute_nodes, instances, mappings, services
 
 LOG = logging.getLogger(__name__)
+# select_destinations calls one conductor has under way at once.
+SCHEDULING_CALLS = 8
 
 
 class ConductorManager:
@@ -34,6 +37,7 @@ class ConductorManager:
         self._cell_of: dict[str, Cell] = {}
         # Seconds each select_destinations call took, per server (for benchmarks: get_stats).
         self._decisions: deque[float] = deque(maxlen=100000)
+        self._scheduling = asyncio.Semaphore(SCHEDULING_CALLS)
 
     # ------------------------------------------------------------------ helpers
 
@@ -83,9 +87,12 @@ class ConductorManager:
             if not instance_uuids:
                 return
         try:
-            asked = time.monotonic()
-            selections = await self.scheduler.call("select_destinations", request_spec=request_spec,
-                                                   instance_uuids=instance_uuids)
+            # A burst of builds waits here, not inside the RPC call: the scheduler answers a few at a
+            # time anyway, and a call queued behind hundreds of others would outlive its timeout.
+            async with self._scheduling:
+                asked = time.monotonic()
+                selections = await self.scheduler.call("select_destinations", request_spec=request_spec,
+                                                       instance_uuids=instance_uuids)
             self._decisions.append((time.monotonic() - asked) / max(1, len(instance_uuids)))
         except (RemoteError, RPCError) as exc:
             reason = exc.message if isinstance(exc, RemoteError) else str(exc)
@@ -255,6 +262,47 @@ class ConductorManager:
         cell = await self._cell_for_host(host)
         return await cell.db.write(compute_nodes.upsert, host, nodename, values, service_id)
 
+    async def report_many(self, reports: list[dict]) -> list[dict]:
+        """Heartbeats and usage reports of many hosts of one compute process, in one call.
+
+        ``reports``: [{"method": "service_report" | "compute_node_update", "args": {...}}]. Replies
+        in the same order, each {"result": ...} or {"error": {...}}. The hosts' cells are looked up
+        in one query and each cell's reports are written in one transaction (one by one if that fails).
+        """
+        replies: list[dict | None] = [None] * len(reports)
+        by_cell: dict[str, list[int]] = {}
+        cells_of = await self.cells.api_db.read(_host_cells, sorted({r["args"]["host"] for r in reports}))
+        for index, report in enumerate(reports):
+            method, args = report.get("method"), report.get("args") or {}
+            if method not in ("service_report", "compute_node_update"):
+                replies[index] = {"error": {"type": "NoSuchMethod", "message": f"{method} cannot be batched"}}
+            elif args["host"] not in cells_of or (method == "service_report" and args.get("binary") != "nova-compute"):
+                replies[index] = await self._one_report(method, args)  # a new host: maps it to its cell
+            else:
+                by_cell.setdefault(cells_of[args["host"]], []).append(index)
+        for cell_uuid, indexes in by_cell.items():
+            try:
+                cell = self.cells.get(cell_uuid)
+            except KeyError:  # a cell mapped after this conductor started
+                self.cells.load()
+                cell = self.cells.get(cell_uuid)
+            try:
+                results = await cell.db.write(_apply_reports, [reports[i] for i in indexes])
+                for index, result in zip(indexes, results):
+                    replies[index] = {"result": result}
+            except Exception:  # noqa: BLE001 - find which one fails, keep the others
+                LOG.warning("a batch of %d reports failed in cell %s; writing them one by one", len(indexes),
+                            cell.name, exc_info=True)
+                for index in indexes:
+                    replies[index] = await self._one_report(reports[index]["method"], reports[index]["args"])
+        return replies  # type: ignore[return-value]
+
+    async def _one_report(self, method: str, args: dict) -> dict:
+        try:
+            return {"result": await getattr(self, method)(**args)}
+        except Exception as exc:  # noqa: BLE001 - goes back to that host's caller
+            return {"error": error_payload(exc)}
+
     async def instances_on_host(self, host: str) -> list[dict]:
         cell = await self._cell_for_host(host)
         return await cell.db.read(instances.list_by_host, host)
@@ -266,6 +314,30 @@ def _host_cell_uuid(session, host: str) -> str | None:
 
     return session.scalar(sa.select(CellMapping.uuid).join(HostMapping, HostMapping.cell_id == CellMapping.id)
                           .where(HostMapping.host == host))
+
+
+def _host_cells(session, hosts: list[str]) -> dict[str, str]:
+    """host -> cell uuid for the mapped ones among ``hosts``."""
+    from kilonova.compute.db.api_models import CellMapping, HostMapping
+    import sqlalchemy as sa
+
+    rows = session.execute(sa.select(HostMapping.host, CellMapping.uuid)
+                           .join(CellMapping, HostMapping.cell_id == CellMapping.id)
+                           .where(HostMapping.host.in_(hosts)))
+    return {host: cell_uuid for host, cell_uuid in rows}
+
+
+def _apply_reports(session, reports: list[dict]) -> list:
+    """service_report / compute_node_update of hosts of one cell, in the caller's transaction."""
+    results = []
+    for report in reports:
+        args = report["args"]
+        if report["method"] == "service_report":
+            results.append(services.report(session, args["host"], args["binary"], args.get("topic")))
+        else:
+            results.append(compute_nodes.upsert(session, args["host"], args["nodename"], args["values"],
+                                                args.get("service_id")))
+    return results
 
 
 def _promote_build_request(session, uuid: str, cell_uuid: str) -> bool:

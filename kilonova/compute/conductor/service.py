@@ -54,9 +54,12 @@ class ConductorService(Service):
     async def start(self) -> None:
         self.cells.load()
         await self._serve_cell_transports()
-        # Builds hold a worker while they wait for the scheduler; agents' short calls (heartbeats,
-        # state updates) share the queue and must still find a free worker behind a burst of builds.
-        await self.env.transport.serve("conductor", self.manager, concurrency=256)
+        # Builds hold a worker while they wait for their turn at the scheduler (the manager runs a few
+        # select_destinations at once); agents' short calls (heartbeats, state updates) share the queue
+        # and must still find a free worker behind a burst of thousands of builds.
+        # (In one process, the in-process transport runs one task per worker: fewer.)
+        inproc = self.conf.get("DEFAULT", "transport_url").startswith("inproc")
+        await self.env.transport.serve("conductor", self.manager, concurrency=256 if inproc else 4096)
         conductor = RPCClient(self.env.transport, "conductor", self.conf.getfloat("DEFAULT", "rpc_response_timeout"))
         self.heartbeat = Heartbeat(conductor, self.conf.get("DEFAULT", "host"), "nova-conductor",
                                    self.conf.getfloat("DEFAULT", "report_interval"))
