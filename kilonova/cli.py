@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run only the named services in this process "
-                           "(identity, placement, image, network, api, conductor, scheduler, compute)")
+                           "(identity, placement, image, network, api, conductor, scheduler, compute, "
+                           "novncproxy)")
     serve.add_argument("services", nargs="+", metavar="SERVICE")
     serve.add_argument("--base-port", type=int, help="as for 'up'")
     serve.set_defaults(func=cmd_serve)
