@@ -134,3 +134,18 @@ async def test_report_many_keeps_the_good_reports_when_one_fails(stub, conductor
     assert "error" in replies[1]
     service = stub.cells.default.db.run_sync(services.find, "a", "nova-compute", write=False)
     assert service.report_count == 2
+
+
+async def test_report_many_heartbeats_of_many_registered_hosts_each_count_once(stub, conductor):  # noqa: F811
+    hosts = [f"h{i}" for i in range(30)]
+    first = {h: await conductor.service_report(host=h, binary="nova-compute", topic="compute") for h in hosts}
+    cell = stub.cells.default
+    cell.db.run_sync(lambda s: setattr(services.find(s, "h3", "nova-compute"), "disabled", True))
+    replies = await conductor.report_many(reports=[
+        {"method": "service_report", "args": {"host": h, "binary": "nova-compute", "topic": "compute"}}
+        for h in hosts])
+    assert [r["result"]["id"] for r in replies] == [first[h]["id"] for h in hosts]
+    assert [r["result"]["disabled"] for r in replies] == [h == "h3" for h in hosts]
+    counts = cell.db.run_sync(lambda s: {h: services.find(s, h, "nova-compute").report_count for h in hosts},
+                              write=False)
+    assert set(counts.values()) == {2}

@@ -328,15 +328,35 @@ def _host_cells(session, hosts: list[str]) -> dict[str, str]:
 
 
 def _apply_reports(session, reports: list[dict]) -> list:
-    """service_report / compute_node_update of hosts of one cell, in the caller's transaction."""
-    results = []
-    for report in reports:
-        args = report["args"]
-        if report["method"] == "service_report":
-            results.append(services.report(session, args["host"], args["binary"], args.get("topic")))
-        else:
-            results.append(compute_nodes.upsert(session, args["host"], args["nodename"], args["values"],
-                                                args.get("service_id")))
+    """service_report (nova-compute) / compute_node_update of hosts of one cell, in the caller's transaction.
+
+    The heartbeats of services already registered are one UPDATE and one SELECT for all of them.
+    """
+    import sqlalchemy as sa
+
+    from kilonova.compute.db.cell_models import Service
+
+    results: list = [None] * len(reports)
+    beats = {i: r["args"] for i, r in enumerate(reports) if r["method"] == "service_report"}
+    if beats:
+        hosts = sorted({args["host"] for args in beats.values()})
+        now = datetime.utcnow()
+        registered = sa.and_(Service.host.in_(hosts), Service.binary == "nova-compute", Service.deleted == 0)
+        session.execute(sa.update(Service).where(registered)
+                        .values(report_count=Service.report_count + 1, updated_at=now, last_seen_up=now)
+                        .execution_options(synchronize_session=False))
+        found = {row.host: row for row in session.execute(
+            sa.select(Service.id, Service.uuid, Service.host, Service.disabled, Service.forced_down).where(registered))}
+        for index, args in beats.items():
+            row = found.get(args["host"])
+            results[index] = services.report(session, args["host"], args["binary"], args.get("topic")) \
+                if row is None else {"id": row.id, "uuid": row.uuid, "disabled": bool(row.disabled),
+                                     "forced_down": bool(row.forced_down)}
+    for index, report in enumerate(reports):
+        if report["method"] != "service_report":
+            args = report["args"]
+            results[index] = compute_nodes.upsert(session, args["host"], args["nodename"], args["values"],
+                                                  args.get("service_id"))
     return results
 
 
