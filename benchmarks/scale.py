@@ -9,12 +9,22 @@ scheduler's decision time p50/p95 (as the conductor measured its
 
     .venv/bin/python benchmarks/scale.py [--hosts 1000] [--compute-processes 4] [--servers 5000]
                                          [--clients 8] [--db postgresql|mysql]
+                                         [--schedulers 2] [--conductors 2] [--shared-broker]
+
+By default the deployment gets a RabbitMQ node of its own (another node of the
+machine's RabbitMQ installation, on free ports, deleted afterwards): the
+distributed tests restart the machine's broker, which would disturb a run.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import shutil
+import signal
+import socket
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -26,6 +36,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.distributed.cluster import Cluster  # noqa: E402
+from tests.cloud import free_port_block  # noqa: E402
 from tests.distributed.infra import Databases, rabbit_vhost  # noqa: E402
 
 SECTIONS = ("database", "cell0_database", "api_database", "placement_database", "identity_database",
@@ -45,6 +56,79 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+@contextlib.contextmanager
+def private_broker(workdir: Path):
+    """A throw-away RabbitMQ node (run as the rabbitmq user, as the packaged one is); yields its URL."""
+    base = workdir / "rabbitmq"
+    base.mkdir()
+    port = free_port_block(2)
+    node = f"knscale{port}@localhost"
+    (base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{port}\n")
+    (base / "enabled_plugins").write_text("[].\n")
+    (base / "env.conf").write_text("")
+    workdir.chmod(0o755)
+    for path in [base, *base.iterdir()]:
+        shutil.chown(path, "rabbitmq")
+    env = {"RABBITMQ_CONF_ENV_FILE": base / "env.conf", "RABBITMQ_NODENAME": node,
+           "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": port, "RABBITMQ_DIST_PORT": port + 1,
+           "RABBITMQ_CONFIG_FILE": base / "rabbitmq.conf", "RABBITMQ_MNESIA_BASE": base / "mnesia",
+           "RABBITMQ_LOG_BASE": base / "log", "RABBITMQ_ENABLED_PLUGINS_FILE": base / "enabled_plugins",
+           "RABBITMQ_PID_FILE": base / "pid", "ERL_EPMD_ADDRESS": "127.0.0.1"}
+    assignments = " ".join(f"{k}={v}" for k, v in env.items())
+    subprocess.run(["su", "rabbitmq", "-s", "/bin/sh", "-c",
+                    f"{assignments} /usr/lib/rabbitmq/bin/rabbitmq-server -detached"], check=True, timeout=60)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the private RabbitMQ node did not open port {port}")
+            time.sleep(0.5)
+        yield f"rabbit://guest:guest@127.0.0.1:{port}/"
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((base / "pid").read_text().strip()), 15)
+
+
+@contextlib.contextmanager
+def private_postgres(workdir: Path):
+    """A throw-away PostgreSQL server (initdb as the postgres user); yields a function: names -> URLs.
+
+    The machine's server allows 100 connections, which other users of the machine share; a
+    deployment of a dozen processes with connection pools needs more.
+    """
+    bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    base = workdir / "postgres"
+    base.mkdir()
+    workdir.chmod(0o755)
+    shutil.chown(base, "postgres")
+    data = base / "data"
+    port = free_port_block(1)
+
+    def as_postgres(command: str) -> None:
+        subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", command], check=True, timeout=120,
+                       capture_output=True)
+
+    as_postgres(f"{bindir}/initdb -D {data} -A trust -U postgres")
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=600 -c shared_buffers=256MB"
+    as_postgres(f"{bindir}/pg_ctl -D {data} -l {base}/postgres.log -w -o '{options}' start")
+
+    def urls(names: list[str]) -> dict[str, str]:
+        args = ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres", "-q"]
+        for name in names:
+            args += ["-c", f'CREATE DATABASE "{name}"']
+        subprocess.run(args, check=True, capture_output=True, timeout=120)
+        return {name: f"postgresql+psycopg://postgres@127.0.0.1:{port}/{name}" for name in names}
+
+    try:
+        yield urls
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            as_postgres(f"{bindir}/pg_ctl -D {data} -m immediate stop")
 
 
 def deploy(cluster: Cluster, transport_url: str, cell2_url: str, args) -> float:
@@ -68,7 +152,13 @@ def deploy(cluster: Cluster, transport_url: str, cell2_url: str, args) -> float:
     cluster.start_all([
         [("identity", ["identity"], None)],
         [("placement", ["placement"], None), ("image", ["image"], None), ("network", ["network"], None)],
-        [("api", ["api"], None), ("conductor", ["conductor"], None), ("scheduler", ["scheduler"], None)],
+        [("api", ["api"], None)]
+        + [(f"conductor-{i + 1}", ["conductor"], cluster.variant(f"conductor-{i + 1}",
+                                                                 {"DEFAULT": {"host": f"conductor-{i + 1}"}}))
+           for i in range(args.conductors)]
+        + [(f"scheduler-{i + 1}", ["scheduler"], cluster.variant(f"scheduler-{i + 1}",
+                                                                 {"DEFAULT": {"host": f"scheduler-{i + 1}"}}))
+           for i in range(args.schedulers)],
     ])
     for process in [cluster.start(name, services, config) for name, services, config in computes]:
         process.wait_ready(timeout=1800)
@@ -76,13 +166,25 @@ def deploy(cluster: Cluster, transport_url: str, cell2_url: str, args) -> float:
     return time.monotonic() - started
 
 
+def scale_network(cluster: Cluster, token: str, servers: int) -> str:
+    """A shared network with a subnet big enough for every server (the default one is a /24)."""
+    network_api = f"http://127.0.0.1:{cluster.base_port + 4}/v2.0"
+    headers = {"X-Auth-Token": token}
+    prefix = min(24, 32 - max(servers + 16, 256).bit_length())
+    network = httpx.post(f"{network_api}/networks", headers=headers,
+                         json={"network": {"name": "scale", "shared": True}}).json()["network"]
+    response = httpx.post(f"{network_api}/subnets", headers=headers, json={"subnet": {
+        "name": "scale-subnet", "network_id": network["id"], "ip_version": 4, "cidr": f"10.64.0.0/{prefix}"}})
+    assert response.status_code == 201, response.text
+    return network["id"]
+
+
 async def boot(cluster: Cluster, args) -> dict:
     token = cluster.token()
     headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.60"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cluster.base_port + 1}/v2.1", headers=headers,
                                  timeout=300, limits=httpx.Limits(max_connections=64)) as client:
-        net = httpx.get(f"http://127.0.0.1:{cluster.base_port + 4}/v2.0/networks?name=private",
-                        headers={"X-Auth-Token": token}).json()["networks"][0]["id"]
+        net = scale_network(cluster, token, args.servers)
         image = httpx.get(f"http://127.0.0.1:{cluster.base_port + 3}/v2/images?name=kilonova-tiny",
                           headers={"X-Auth-Token": token}).json()["images"][0]["id"]
         submitted: dict[str, float] = {}
@@ -140,15 +242,21 @@ async def boot(cluster: Cluster, args) -> dict:
             "to_active": to_active, "detail": detail}
 
 
-async def scheduler_times(transport_url: str) -> list[float]:
+async def scheduler_times(transport_url: str, conductors: int) -> list[float]:
+    """Every conductor's measurements (a call reaches one of them: ask until each has answered)."""
     from kilonova.common.rpc import RPCClient, get_transport
 
     transport = get_transport(transport_url)
+    seen: dict[tuple, list[float]] = {}
     try:
-        stats = await RPCClient(transport, "conductor", timeout=30).call("get_stats")
+        for _ in range(conductors * 20):
+            stats = await RPCClient(transport, "conductor", timeout=30).call("get_stats")
+            seen.setdefault(tuple(stats["select_destinations"][:5]), stats["select_destinations"])
+            if len(seen) >= conductors:
+                break
     finally:
         await transport.close()
-    return stats["select_destinations"]
+    return [t for times in seen.values() for t in times]
 
 
 def main() -> None:
@@ -160,18 +268,31 @@ def main() -> None:
     parser.add_argument("--db", choices=("postgresql", "mysql"), default="postgresql")
     parser.add_argument("--detail-samples", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--schedulers", type=int, default=2)
+    parser.add_argument("--conductors", type=int, default=2)
+    parser.add_argument("--shared-broker", action="store_true",
+                        help="a vhost on the machine's RabbitMQ instead of a node of the run's own")
+    parser.add_argument("--shared-db", action="store_true",
+                        help="databases on the machine's PostgreSQL instead of a server of the run's own")
     args = parser.parse_args()
+    # A run stopped with SIGTERM (e.g. by timeout) still stops its processes and drops its databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     workdir = Path(tempfile.mkdtemp(prefix="kilonova-scale-"))
-    databases = Databases(args.db)
+    databases = Databases(args.db) if args.shared_db or args.db == "mysql" else None
     try:
-        with rabbit_vhost("kn-scale") as transport_url:
+        with contextlib.ExitStack() as stack:
+            transport_url = stack.enter_context(
+                rabbit_vhost("kn-scale") if args.shared_broker else private_broker(workdir))
+            make_dbs = databases.urls if databases else stack.enter_context(private_postgres(workdir))
             names = {s: s.replace("_database", "") if s != "database" else "cell1" for s in SECTIONS}
-            created = databases.urls([*names.values(), "cell2"])
+            created = make_dbs([*names.values(), "cell2"])
             cluster = Cluster(workdir, transport_url, {s: created[n] for s, n in names.items()}, extra={
-                # Heartbeats of a large fake fleet are one conductor write each: keep them to ~10/s.
-                "DEFAULT": {"report_interval": str(max(10, args.hosts // 10)),
-                            "service_down_time": str(max(60, args.hosts // 10 * 6)), "rpc_response_timeout": "120"},
+                # Each compute process batches its hosts' heartbeats: Nova's default interval. A down time
+                # above Nova's 60 s: the machine is shared, and a report can wait behind a burst of builds.
+                "DEFAULT": {"report_interval": "10", "service_down_time": "120", "rpc_response_timeout": "120"},
+                # Equally weighed hosts (a fresh fleet): spread concurrent requests over them.
+                "filter_scheduler": {"shuffle_best_same_weighed_hosts": "true"},
                 "quota": {"instances": "-1", "cores": "-1", "ram": "-1"},
                 "conductor": {"reconcile_interval": "60"},
                 "fake_driver": {"spawn_delay": "0"},
@@ -179,7 +300,7 @@ def main() -> None:
             try:
                 ready = deploy(cluster, transport_url, created["cell2"], args)
                 result = asyncio.run(boot(cluster, args))
-                decisions = asyncio.run(scheduler_times(transport_url))
+                decisions = asyncio.run(scheduler_times(transport_url, args.conductors))
                 rss = {name: rss_mb(p.popen.pid) for name, p in cluster.processes.items()}
             except BaseException:
                 print(cluster.logs())
@@ -187,12 +308,15 @@ def main() -> None:
             finally:
                 cluster.stop()
     finally:
-        databases.drop_all()
+        if databases:
+            databases.drop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
     to_active, detail = result["to_active"], result["detail"]
     print(f"kilonova scale benchmark: {args.hosts} fake hosts in {args.compute_processes} compute processes, "
-          f"2 cells, {args.servers} servers, {args.clients} clients, RabbitMQ + {args.db}")
+          f"2 cells, {args.servers} servers, {args.clients} clients, {args.schedulers} schedulers, "
+          f"{args.conductors} conductors, RabbitMQ + {args.db}")
+    print(f"  load average at the end (1/5/15 min):      {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"  deployment ready (syncs + every process):  {ready:.1f} s")
     print(f"  servers ACTIVE / ERROR / refused by API:   {result['active']} / {len(result['failed'])} / "
           f"{len(result['refused'])}")
