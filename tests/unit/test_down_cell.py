@@ -44,6 +44,7 @@ def two_cells(stub, postgres):
     migrate(setup, cells_mod.CELL_MIGRATIONS, CellBase.metadata)
     setup.close()
     stub.api_db.run_sync(mappings.ensure_cell, CELL2_UUID, "cell2", "none:///", cell2_url)
+    stub.api_db.run_sync(mappings.map_host, "cell2-compute", CELL2_UUID)
     stub.cells.load()
     start = datetime.utcnow() - timedelta(minutes=10)
     servers = {}
@@ -105,6 +106,7 @@ async def test_lists_leave_a_down_cell_out_and_answer_fast(api, two_cells):
     deleted = await api.delete(f"/servers/{servers['vm3'][0]}", token="demo-token")
     assert deleted.status_code == 503, deleted.text
     assert (await api.get("/os-services")).status_code == 200
+    assert (await api.get("/os-hypervisors/detail")).status_code == 200
     # Quota usage counts what can be counted: the live cell's two servers.
     limits = await api.get("/limits", token="demo-token")
     assert limits.status_code == 200, limits.text
@@ -154,6 +156,12 @@ async def test_from_2_69_a_down_cell_servers_are_unknown(api, two_cells, monkeyp
     assert body["OS-EXT-AZ:availability_zone"] == "UNKNOWN" and body["OS-EXT-STS:power_state"] == 0
     assert "name" not in body and "addresses" not in body
     assert (await api.get(f"/servers/{servers['vm1'][0]}", token="admin-token", version="2.68")).status_code == 503
+
+    # os-services: the down cell's compute hosts from their host mappings, status UNKNOWN.
+    listed = (await api.get("/os-services", version="2.69")).json()["services"]
+    assert {"binary": "nova-compute", "host": "cell2-compute", "status": "UNKNOWN"} in listed
+    before = (await api.get("/os-services", version="2.68")).json()["services"]
+    assert "cell2-compute" not in {row["host"] for row in before}
 
 
 async def test_a_cell_that_comes_back_is_read_again(api, two_cells, monkeypatch):

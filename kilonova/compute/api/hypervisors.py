@@ -12,6 +12,7 @@ from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.common import limit_and_marker, next_links, parse_bool, require_admin
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.services import UUID_RE
+from kilonova.compute.cells import CellDown
 from kilonova.compute.db import compute_nodes, instances, services
 
 _USAGE_FIELDS = ("vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used", "running_vms")
@@ -53,7 +54,11 @@ async def _nodes(request: Request) -> list[tuple[Any, Any, Any]]:
     """(cell, node, service) for every compute node whose service still exists, ordered by id."""
     found = []
     for cell in compute_api(request).cells.all():
-        for node, service in await cell.db.read(compute_nodes.list_with_services):
+        try:
+            rows = await cell.read(compute_nodes.list_with_services)
+        except CellDown:
+            continue  # a cell that is down is left out, as upstream does
+        for node, service in rows:
             if service is not None:
                 found.append((cell, node, service))
     return found
@@ -133,8 +138,8 @@ async def _find(request: Request, hypervisor_id: str) -> tuple[Any, Any, Any]:
             raise missing from None
     for cell in compute_api(request).cells.all():
         try:
-            node, service = await cell.db.read(compute_nodes.get_with_service, ident)
-        except NotFound:
+            node, service = await cell.read(compute_nodes.get_with_service, ident)
+        except (NotFound, CellDown):
             continue
         if service is None:
             break

@@ -92,8 +92,20 @@ async def list_services(request: Request):
     svc = compute_api(request)
     found = await all_services(svc, host=params.get("host") or None, binary=params.get("binary") or None)
     zones = await host_zones(svc)
-    return json_response({"services": [view(request, s, forced_down=want(request, "2.11"), zones=zones)
-                                       for _, s in found]})
+    listed = [view(request, s, forced_down=want(request, "2.11"), zones=zones) for _, s in found]
+    if want(request, "2.69"):
+        listed += await _down_cell_computes(svc, host=params.get("host") or None, binary=params.get("binary") or None)
+    return json_response({"services": listed})
+
+
+async def _down_cell_computes(svc, *, host: str | None, binary: str | None) -> list[dict[str, Any]]:
+    """From 2.69, the compute services of cells that are down, as their host mappings know them."""
+    down = [cell for cell in svc.cells.all() if cell.is_down]
+    if not down or binary not in (None, "nova-compute"):
+        return []
+    hosts = await svc.api_db.read(mappings.hosts_in_cells, svc.cells.ids_of(down))
+    return [{"binary": "nova-compute", "host": name, "status": "UNKNOWN"}
+            for name in hosts if host is None or name == host]
 
 
 async def _by_id(request: Request, service_id: str):

@@ -92,3 +92,9 @@ def list_in_cells(session: Session, cell_ids: list[int], project_id: str | None,
     return [{"uuid": row.instance_uuid, "project_id": row.project_id, "user_id": row.user_id,
              "created_at": row.created_at.isoformat(timespec="microseconds"), "_cell_id": row.cell_id}
             for row in session.scalars(stmt)]
+
+
+def hosts_in_cells(session: Session, cell_ids: list[int]) -> list[str]:
+    """The compute hosts mapped to these cells, by name."""
+    return list(session.scalars(sa.select(HostMapping.host).where(HostMapping.cell_id.in_(cell_ids))
+                                .order_by(HostMapping.host)))
