@@ -80,9 +80,18 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "image_size_cap": "1099511627776",
     },
     "placement": {
-        # Cap on the allocation requests one GET /allocation_candidates computes
-        # (without ``limit``): guards against combinatorial blow-up in nested trees.
-        "max_allocation_candidates": "1000",
+        # As upstream: the most allocation requests one GET /allocation_candidates
+        # generates, before ``limit`` is applied (-1: no cap, upstream's default).
+        "max_allocation_candidates": "-1",
+        # As upstream: depth-first (every candidate of one tree, then the next tree)
+        # or breadth-first (one candidate of each tree per round; with a cap, the
+        # candidates are spread over all trees).
+        "allocation_candidates_generation_strategy": "depth-first",
+        # Kilonova's guard against combinatorial blow-up (e.g. 8 child providers
+        # asked for by 6 request groups: 8^6 combinations): the search stops
+        # after looking at this many combinations of providers and returns what
+        # it found, with a warning in the log (-1: no guard).
+        "max_candidate_combinations": "1000000",
         # keystone (tokens validated by the identity service) or noauth2
         # (testing: the token is "user[:project]", user "admin" has the admin role).
         "auth_strategy": "keystone",
