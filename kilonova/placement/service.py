@@ -47,6 +47,11 @@ class PlacementService(Service):
         conf = env.conf
         self.db = Database.shared(conf.get("placement_database", "connection"), name="placement")
         self.max_candidates = conf.getint("placement", "max_allocation_candidates")
+        self.max_combinations = conf.getint("placement", "max_candidate_combinations")
+        self.generation_strategy = conf.get("placement", "allocation_candidates_generation_strategy").strip()
+        if self.generation_strategy not in ("depth-first", "breadth-first"):
+            raise ValueError("[placement] allocation_candidates_generation_strategy must be depth-first or "
+                             f"breadth-first, not {self.generation_strategy!r}")
         self.auth_strategy = auth_strategy(conf)
         if validator is None and self.auth_strategy == "keystone":
             validator = TokenValidator(env.endpoints.http_client("identity"),

@@ -96,7 +96,9 @@ def search_request(request: Request) -> cands.SearchRequest:
     params = util.query(request, query_schema(request))
     search = cands.SearchRequest(groups=parse_groups(request), group_policy=params.get("group_policy"),
                                  nested=want(request, "1.29"), all_summary_classes=want(request, "1.27"),
-                                 max_candidates=util.state(request).max_candidates)
+                                 max_candidates=util.state(request).max_candidates,
+                                 strategy=util.state(request).generation_strategy,
+                                 max_combinations=util.state(request).max_combinations)
     if "limit" in params:
         search.limit = qs.integer(params["limit"], "limit")
     if "root_required" in params:

@@ -3,23 +3,33 @@
 1. The index is checked against the database (one aggregate query when nothing
    changed) and gives every provider's inventories with usage, traits,
    aggregates and place in its tree.
-2. Trees are visited in root id order. A tree that is a lone provider with no
-   sharing provider anchored to it, asked for by a single unsuffixed group (the
-   scheduler's everyday query), is decided with set operations (fast path).
-   Every other tree -- nested providers, sharing providers
-   (MISC_SHARES_VIA_AGGREGATE, anchored to each tree one of whose providers is
-   in one of their aggregates), several request groups -- goes through the
-   general search, which combines the providers able to satisfy each group, then
-   applies group_policy, same_subtree and root_required.
-3. The search stops at ``limit`` or ``[placement] max_allocation_candidates``
-   (-1: no cap), whichever is lower; candidates are deduplicated (a sharing
-   provider can be reached from several trees).
-4. Provider summaries are JSON fragments cached per provider and generation.
+2. Only trees where every requested (class, amount) fits some provider of the
+   tree or an anchored sharing provider are searched. Trees are visited in root
+   id order. A lone provider with no anchored sharing provider holding a
+   requested class, asked for by a single unsuffixed group (the scheduler's
+   everyday query), is decided with set operations (fast path). Every other
+   tree -- nested providers, sharing providers (MISC_SHARES_VIA_AGGREGATE,
+   anchored to each tree one of whose providers is in one of their
+   aggregates), several request groups -- goes through the general search,
+   which combines the providers able to satisfy each group, then applies
+   group_policy, same_subtree and root_required.
+3. As upstream: ``[placement] allocation_candidates_generation_strategy``
+   depth-first (default) takes every candidate of a tree before the next tree,
+   breadth-first one candidate of each tree per round; the search stops at
+   ``limit`` or ``[placement] max_allocation_candidates`` (-1, the default: no
+   cap), whichever is lower. Candidates are deduplicated (a sharing provider
+   can be reached from several trees).
+4. Kilonova's own guard, ``[placement] max_candidate_combinations``: the search
+   also stops (with a warning in the log) once it has looked at that many
+   combinations of providers, so that a wide tree asked for by many groups
+   cannot hold a worker for minutes.
+5. Provider summaries are JSON fragments cached per provider and generation.
 """
 from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -31,6 +41,7 @@ from kilonova.placement.objects import traits as traits_mod
 from kilonova.placement.objects.models import Trait
 
 SHARING_TRAIT = "MISC_SHARES_VIA_AGGREGATE"
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,7 +67,9 @@ class SearchRequest:
     # provider is in a tree of its own) and summaries list only the providers candidates use
     nested: bool = True
     all_summary_classes: bool = True  # 1.27+: summaries list every inventoried class
-    max_candidates: int = 1000
+    max_candidates: int = -1       # [placement] max_allocation_candidates (-1: no cap)
+    strategy: str = "depth-first"  # [placement] allocation_candidates_generation_strategy
+    max_combinations: int = -1     # [placement] max_candidate_combinations (-1: no guard)
 
 
 @dataclass
@@ -86,6 +99,10 @@ def search(session: Session, request: SearchRequest) -> SearchResult:
     view = capacity.current(session, sharing_trait)
     finder = _Finder(request, class_ids, trait_ids, view)
     found = finder.run()
+    if finder.exhausted:
+        LOG.warning("allocation candidate search stopped after %d combinations of providers "
+                    "([placement] max_candidate_combinations); %d candidates returned",
+                    finder.examined, len(found))
     providers = view.providers
     lone = view.lone
     if finder.only_ids:   # each candidate: one provider taking the whole request
@@ -151,6 +168,8 @@ class _Finder:
         self.root_required = [{trait_ids[t] for t in s} for s in request.root_required]
         self.root_forbidden = {trait_ids[t] for t in request.root_forbidden}
         self.only_ids = True    # every candidate found so far is a provider id (see run)
+        self.examined = 0       # combinations of providers looked at (see _spend)
+        self.exhausted = False  # the search stopped at [placement] max_candidate_combinations
         self._able: dict[int, set[int]] = {}     # fast path: class id -> providers that fit the amount
         self._shared_fast = False
         # a candidate of the only (unsuffixed) group taken wholly by one provider is kept as that
@@ -258,64 +277,112 @@ class _Finder:
         if self.request.limit is not None:
             cap = min(cap, self.request.limit) if cap else self.request.limit
         fast = self._fast_set()
-        results: list = []
-        seen: set = set()
         decided, good = fast if fast is not None else (frozenset(), frozenset())
+        self._compact_width = len(self.groups[0]["resources"]) if self._compact else 0   # always so on the fast path
         # with sharing providers, a lone sharing provider's own candidate may also come from a tree it anchors
-        compact = self._compact   # always so when the fast path applies
-        width = len(self.groups[0]["resources"]) if compact else 0
-        fast_keys = {rp: (rp,) * width for rp in self._anchored() if rp in good} if fast else {}
+        self._fast_keys = {rp: (rp,) * self._compact_width for rp in self._anchored() if rp in good} if fast else {}
         sharing = self.view.memo.get("sharing_ids")
         if sharing is None:
             sharing = self.view.memo["sharing_ids"] = frozenset(p.id for p in self.view.sharing())
+        self._sharing = sharing
+        self._flat = not self.request.nested and bool(self.view.children)
+        self._seen: set = set()
+        self._decided = decided
         roots = self._roots()
-        flat = not self.request.nested and bool(self.view.children)
-        # Trees are visited in root id order. The fast path's candidates (one each, its root's id) are
-        # spliced in between the trees searched one by one, instead of looping over them in Python.
-        bulk = sorted(good - fast_keys.keys())
+        # Fast-path candidates (one each: its root's id), in id order; the other trees are searched one by one.
+        bulk = sorted(good - self._fast_keys.keys())
+        others = sorted((roots - decided) | self._fast_keys.keys())
+        if self.request.strategy == "breadth-first":
+            return self._breadth_first(bulk, others, cap)
+        results: list = []
         done = 0
-        for root in sorted((roots - decided) | fast_keys.keys()):
+        for root in others:
+            # trees are visited in root id order: splice in the fast-path candidates of smaller roots
             upto = bisect.bisect_left(bulk, root, done)
             if upto > done:
                 results += bulk[done:upto]
                 done = upto
                 if cap and len(results) >= cap:
                     return results[:cap]
-            if root in decided:
-                if fast_keys[root] in seen:
-                    continue
-                seen.add(fast_keys[root])
-                results.append(root)
-            else:
-                for combination in (self._single_group(root) if self._shared_fast else self._tree_candidates(root)):
-                    if flat and not self._one_per_tree(combination):
-                        continue
-                    if compact:
-                        picked = combination if type(combination) is tuple else tuple(combination[0][1].values())
-                        # only a candidate made of sharing providers alone can come from several trees
-                        if self.anchors and all(rp in sharing for rp in picked):
-                            if picked in seen:
-                                continue
-                            seen.add(picked)
-                        if picked.count(picked[0]) == width:
-                            results.append(picked[0])
-                        else:
-                            results.append(picked)
-                            self.only_ids = False
-                    else:
-                        if self.anchors and all(rp in sharing for _, option in combination for rp in option.values()):
-                            key = self._key(combination)
-                            if key in seen:
-                                continue
-                            seen.add(key)
-                        results.append(combination)
-                        self.only_ids = False
-                    if cap and len(results) >= cap:
-                        return results
-            if cap and len(results) >= cap:
+            results.extend(itertools.islice(self._tree_items(root), cap - len(results)) if cap
+                           else self._tree_items(root))
+            if (cap and len(results) >= cap) or self.exhausted:
                 return results
         results += bulk[done:]
         return results[:cap] if cap else results
+
+    def _breadth_first(self, bulk: list[int], others: list[int], cap: int | None) -> list:
+        """upstream's breadth-first strategy: one candidate of every tree (in root id order), then a
+        second one of every tree that has more, and so on."""
+        results: list = []
+        live = []
+        fast = set(bulk)
+        for root in sorted(fast.union(others)):
+            if root in fast:
+                results.append(root)
+            else:
+                items = self._tree_items(root)
+                item = next(items, None)
+                if item is not None:
+                    results.append(item)
+                    live.append(items)
+            if (cap and len(results) >= cap) or self.exhausted:
+                return results
+        while live:
+            still = []
+            for items in live:
+                item = next(items, None)
+                if item is not None:
+                    results.append(item)
+                    still.append(items)
+                if (cap and len(results) >= cap) or self.exhausted:
+                    return results
+            live = still
+        return results
+
+    def _tree_items(self, root: int):
+        """The candidates of one tree, as run() returns them, without those found already."""
+        seen = self._seen
+        if root in self._decided:   # a lone sharing provider taking the request alone
+            key = self._fast_keys[root]
+            if key not in seen:
+                seen.add(key)
+                yield root
+            return
+        compact, width, sharing, flat = self._compact, self._compact_width, self._sharing, self._flat
+        for combination in (self._single_group(root) if self._shared_fast else self._tree_candidates(root)):
+            if flat and not self._one_per_tree(combination):
+                continue
+            if compact:
+                picked = combination if type(combination) is tuple else tuple(combination[0][1].values())
+                # only a candidate made of sharing providers alone can come from several trees
+                if self.anchors and all(rp in sharing for rp in picked):
+                    if picked in seen:
+                        continue
+                    seen.add(picked)
+                if picked.count(picked[0]) == width:
+                    yield picked[0]
+                else:
+                    self.only_ids = False
+                    yield picked
+            else:
+                if self.anchors and all(rp in sharing for _, option in combination for rp in option.values()):
+                    key = self._key(combination)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                self.only_ids = False
+                yield combination
+
+    def _spend(self, combinations: int) -> bool:
+        """Count combinations examined against [placement] max_candidate_combinations; False (and
+        ``exhausted`` set) once the budget is spent."""
+        self.examined += combinations
+        budget = self.request.max_combinations
+        if budget and budget > 0 and self.examined > budget:
+            self.exhausted = True
+            return False
+        return True
 
     def _one_per_tree(self, combination) -> bool:
         """Below 1.29: no two providers of a candidate in one tree."""
@@ -373,7 +440,10 @@ class _Finder:
             if not options:
                 return
             choices.append(options)
-        yield from itertools.product(*choices)
+        for picked in itertools.product(*choices):
+            if not self._spend(1):
+                return
+            yield picked
 
     def _lone_ok(self, group: dict, provider: capacity.Provider) -> bool:
         traits, aggs = provider.traits, provider.aggregates
@@ -386,6 +456,13 @@ class _Finder:
         return not (traits & self.root_forbidden) and all(traits & s for s in self.root_required)
 
     def _tree_candidates(self, root: int):
+        """The combinations (one option per group) valid for this tree, in itertools.product order,
+        built group by group: a partial combination that already exceeds a provider's free capacity
+        or breaks group_policy=isolate is not extended (both only get worse with more groups)."""
+        if self.root_required or self.root_forbidden:
+            have = self.providers[root].traits
+            if have & self.root_forbidden or not all(have & s for s in self.root_required):
+                return
         members = list(self.tree_members(root))
         members += self.anchors.get(root, [])
         per_group = []
@@ -393,10 +470,47 @@ class _Finder:
             options = self._group_options(group, root, members)
             if not options:
                 return
-            per_group.append([(index, option) for option in options])
-        for combination in itertools.product(*per_group):
-            if self._acceptable(root, combination):
-                yield list(combination)
+            per_group.append(options)
+        yield from self._combine(per_group, 0, [None] * len(per_group), {}, set())
+
+    def _combine(self, per_group: list[list[dict]], index: int, chosen: list, used: dict, isolated: set):
+        group = self.groups[index]
+        last = index + 1 == len(per_group)
+        several = len(per_group) > 1   # one group alone: each option already fits on its own
+        isolate = self.request.group_policy == "isolate" and bool(group["suffix"])
+        providers = self.providers
+        for option in per_group[index]:
+            if not self._spend(1):
+                return
+            added = []
+            fits = True
+            if several:
+                for rc, amount in group["resources"]:
+                    key = (option[rc], rc)
+                    total = used.get(key, 0) + amount
+                    if providers[key[0]].inventory[rc].free < total:
+                        fits = False
+                        break
+                    used[key] = total
+                    added.append((key, amount))
+            mine = set(option.values()) if isolate and fits else None
+            if mine is not None and mine & isolated:
+                fits = False
+            if fits:
+                if mine:
+                    isolated |= mine
+                chosen[index] = (index, option)
+                if not last:
+                    yield from self._combine(per_group, index + 1, chosen, used, isolated)
+                elif not self.request.same_subtree or all(self._same_subtree(chosen, suffixes)
+                                                          for suffixes in self.request.same_subtree):
+                    yield list(chosen)
+                if mine:
+                    isolated -= mine
+            for key, amount in added:
+                used[key] -= amount
+            if self.exhausted:
+                return
 
     def _group_options(self, group: dict, root: int, members: list[int]) -> list[dict]:
         if group["in_tree"] is not None and group["in_tree"] != root:
@@ -412,10 +526,14 @@ class _Finder:
                     if all(self._fits(rp, rc, amount) for rc, amount in resources)]
         choices = [[rp for rp in usable if self._fits(rp, rc, amount)] for rc, amount in resources]
         classes = [rc for rc, _ in resources]
-        if not group["required"] and not group["forbidden"]:
-            return [dict(zip(classes, picked)) for picked in itertools.product(*choices)]
-        return [dict(zip(classes, picked)) for picked in itertools.product(*choices)
-                if self._traits_ok(group, set(picked))]
+        options = []
+        check = bool(group["required"] or group["forbidden"])
+        for picked in itertools.product(*choices):
+            if not self._spend(1):
+                break
+            if not check or self._traits_ok(group, set(picked)):
+                options.append(dict(zip(classes, picked)))
+        return options
 
     def _fits(self, rp: int, rc: int | None, amount: int) -> bool:
         record = self.providers[rp].inventory.get(rc)
@@ -442,36 +560,6 @@ class _Finder:
         if have & group["forbidden"]:
             return False
         return all(have & any_of for any_of in group["required"])
-
-    def _acceptable(self, root: int, combination) -> bool:
-        if self.root_required or self.root_forbidden:
-            have = self.providers[root].traits
-            if have & self.root_forbidden or not all(have & s for s in self.root_required):
-                return False
-        if len(combination) > 1:
-            used: dict[tuple[int, int], int] = {}
-            for index, option in combination:
-                for rc, amount in self.groups[index]["resources"]:
-                    key = (option[rc], rc)
-                    used[key] = used.get(key, 0) + amount
-            if any(self.providers[rp].inventory[rc].free < amount for (rp, rc), amount in used.items()):
-                return False
-        if self.request.group_policy == "isolate" and not self._isolated(combination):
-            return False
-        if not self.request.same_subtree:
-            return True
-        return all(self._same_subtree(combination, suffixes) for suffixes in self.request.same_subtree)
-
-    def _isolated(self, combination) -> bool:
-        seen: set[int] = set()
-        for index, option in combination:
-            if not self.groups[index]["suffix"]:
-                continue
-            providers = set(option.values())
-            if providers & seen:
-                return False
-            seen |= providers
-        return True
 
     def _same_subtree(self, combination, suffixes: list[str]) -> bool:
         chosen: set[int] = set()
