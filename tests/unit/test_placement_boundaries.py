@@ -1,4 +1,5 @@
-"""Microversion boundaries of GET /allocation_candidates and friends, error cases, and the candidate cap."""
+"""Microversion boundaries of GET /allocation_candidates and friends, error cases, the candidate cap, the
+generation strategies and the combination guard."""
 from __future__ import annotations
 
 import uuid
@@ -90,6 +91,88 @@ async def test_max_allocation_candidates_caps_combinatorial_blow_up(world):
     assert len(body["allocation_requests"]) == 3
     pairs = {tuple(c["mappings"]["1"] + c["mappings"]["2"]) for c in body["allocation_requests"]}
     assert len(pairs) == 3 and all(a != b for a, b in pairs)
+
+
+async def _wide_world(tmp_path, overrides: dict, hosts: int = 1, children: int = 8, vfs: int = 1):
+    """``hosts`` roots with ``children`` child providers each holding ``vfs`` SRIOV_NET_VF."""
+    conf = Config.load(state_dir=tmp_path, overrides={"placement": {"auth_strategy": "noauth2", **overrides}})
+    svc = PlacementService(ServiceEnv(conf=conf, endpoints=Endpoints(), transport=None))
+    svc.prepare()
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=svc.app), base_url="http://p")
+    client = AdminClient(http)
+    roots = []
+    for h in range(hosts):
+        root = await client.provider(f"wide-{h}", inventory=compute_inventory())
+        for i in range(children):
+            await client.provider(f"wide-{h}-pf{i}", parent=root["uuid"], inventory={"SRIOV_NET_VF": {"total": vfs}})
+        roots.append(root["uuid"])
+    return svc, http, client, roots
+
+
+def _groups(count: int, policy: str = "isolate") -> str:
+    return ("/allocation_candidates?" + "&".join(f"resources{g}=SRIOV_NET_VF:1" for g in range(1, count + 1))
+            + f"&group_policy={policy}")
+
+
+async def test_no_candidate_cap_by_default_as_upstream(tmp_path):
+    """Upstream's default max_allocation_candidates is -1: every candidate (8 * 7 * 6 = 336 here)."""
+    svc, http, client, _ = await _wide_world(tmp_path, {})
+    try:
+        body = (await client.get(_groups(3))).json()
+        assert len(body["allocation_requests"]) == 336
+        pairs = {tuple(c["mappings"][str(g)][0] for g in (1, 2, 3)) for c in body["allocation_requests"]}
+        assert len(pairs) == 336 and all(len(set(p)) == 3 for p in pairs)
+    finally:
+        await http.aclose()
+        svc.db.close()
+
+
+async def test_generation_strategies_spread_a_capped_result_differently(tmp_path):
+    """depth-first fills the cap from the first tree; breadth-first takes one candidate per tree per round."""
+    first, second = tmp_path / "depth", tmp_path / "breadth"
+    first.mkdir()
+    second.mkdir()
+    for state, strategy in ((first, "depth-first"), (second, "breadth-first")):
+        svc, http, client, roots = await _wide_world(state, {"max_allocation_candidates": "4",
+                                                             "allocation_candidates_generation_strategy": strategy},
+                                                     hosts=2, children=3)
+        try:
+            body = (await client.get(_groups(2))).json()
+            summaries = body["provider_summaries"]
+            used_roots = [summaries[c["mappings"]["1"][0]]["root_provider_uuid"] for c in body["allocation_requests"]]
+            assert len(used_roots) == 4
+            if strategy == "depth-first":
+                assert used_roots == [roots[0]] * 4          # 3 * 2 = 6 candidates in the first tree
+            else:
+                assert used_roots == [roots[0], roots[1]] * 2
+        finally:
+            await http.aclose()
+            svc.db.close()
+
+
+def test_unknown_generation_strategy_is_refused(tmp_path):
+    conf = Config.load(state_dir=tmp_path, overrides={"placement": {
+        "auth_strategy": "noauth2", "allocation_candidates_generation_strategy": "sideways"}})
+    with pytest.raises(ValueError, match="depth-first or breadth-first"):
+        PlacementService(ServiceEnv(conf=conf, endpoints=Endpoints(), transport=None))
+
+
+async def test_combination_guard_stops_a_blow_up_and_says_so(tmp_path, caplog):
+    """8 children asked for by 6 isolated groups: 20,160 candidates (upstream's example). With a small
+    max_candidate_combinations the search stops early, returns what it found, and logs a warning."""
+    svc, http, client, _ = await _wide_world(tmp_path, {"max_candidate_combinations": "500"})
+    try:
+        with caplog.at_level("WARNING", logger="kilonova.placement.objects.candidates"):
+            body = (await client.get(_groups(6))).json()
+        found = body["allocation_requests"]
+        assert 0 < len(found) < 500
+        assert all(len({c["mappings"][str(g)][0] for g in range(1, 7)}) == 6 for c in found)
+        assert any("max_candidate_combinations" in record.getMessage() for record in caplog.records)
+        # an everyday query stays far below the guard
+        assert len((await client.get("/allocation_candidates?resources=VCPU:1")).json()["allocation_requests"]) == 1
+    finally:
+        await http.aclose()
+        svc.db.close()
 
 
 @pytest.mark.parametrize("query, status, code", [
