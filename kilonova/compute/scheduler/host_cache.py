@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
+from kilonova.compute.cells import CellDown
 from kilonova.compute.db import aggregates, host_view
 
 T = TypeVar("T")
@@ -71,6 +72,9 @@ class HostCache:
         db = cell.db
         known = self._hosts.get(cell.uuid)
         if known is None or known[0] is not db:
-            known = self._hosts[cell.uuid] = (db, FreshRead(lambda: db.read(host_view.compute_hosts,
-                                                                            self.down_time)))
-        return await known[1].get()
+            known = self._hosts[cell.uuid] = (db, FreshRead(lambda: cell.read(host_view.compute_hosts,
+                                                                              self.down_time)))
+        try:
+            return await known[1].get()
+        except CellDown:
+            return []  # a cell whose database is down offers no host, as upstream's host manager skips it
