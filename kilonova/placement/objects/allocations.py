@@ -31,17 +31,31 @@ _ALLOCATIONS = Allocation.__table__
 _INVENTORIES = Inventory.__table__
 _PROVIDERS = ResourceProvider.__table__
 _CONSUMERS = Consumer.__table__
+# Built once, with bound (expanding) parameters: SQLAlchemy reuses their cache keys and compiled SQL.
+_CONSUMER_ROWS = sa.select(_CONSUMERS.c.id, _CONSUMERS.c.uuid, _CONSUMERS.c.generation).where(
+    _CONSUMERS.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
+_PROVIDER_ROWS = sa.select(_PROVIDERS.c.id, _PROVIDERS.c.uuid, _PROVIDERS.c.generation)
+_PROVIDERS_BY_UUID = _PROVIDER_ROWS.where(_PROVIDERS.c.uuid.in_(sa.bindparam("keys", expanding=True)))
+_PROVIDERS_BY_ID = _PROVIDER_ROWS.where(_PROVIDERS.c.id.in_(sa.bindparam("keys", expanding=True)))
+_DELETE_FOR_CONSUMERS = _ALLOCATIONS.delete().where(
+    _ALLOCATIONS.c.consumer_id.in_(sa.bindparam("uuids", expanding=True)))
+_PROVIDERS_OF_CONSUMERS = sa.select(_ALLOCATIONS.c.resource_provider_id).distinct().where(
+    _ALLOCATIONS.c.consumer_id.in_(sa.bindparam("uuids", expanding=True)))
+_DELETE_RETURNING = _DELETE_FOR_CONSUMERS.returning(_ALLOCATIONS.c.resource_provider_id)
+_INSERT_ALLOCATION = _ALLOCATIONS.insert()
+_BUMP_GENERATION = _PROVIDERS.update().where(
+    _PROVIDERS.c.id == sa.bindparam("rp_id"), _PROVIDERS.c.generation == sa.bindparam("seen")
+).values(generation=sa.bindparam("next"), updated_at=sa.bindparam("now"))
 
 
 def replace(session: Session, requests: list[ConsumerRequest]) -> None:
     uuids = [r.uuid for r in requests]
-    found = {row.uuid: row for row in session.execute(
-        sa.select(_CONSUMERS.c.id, _CONSUMERS.c.uuid, _CONSUMERS.c.generation).where(_CONSUMERS.c.uuid.in_(uuids)))}
+    found = {row.uuid: row for row in session.execute(_CONSUMER_ROWS, {"uuids": uuids})}
     existing = {uuid: found.get(uuid) for uuid in uuids}
     for request in requests:
         consumers_mod.check_generation(existing[request.uuid], request)
     wanted = {p for r in requests for p in r.allocations}
-    providers = _providers(session, _PROVIDERS.c.uuid.in_(list(wanted))) if wanted else {}
+    providers = _providers(session, _PROVIDERS_BY_UUID, wanted) if wanted else {}
     for uuid in wanted:
         if uuid not in providers:
             raise exc.Invalid(f"Allocation for resource provider '{uuid}' that does not exist.")
@@ -58,7 +72,7 @@ def replace(session: Session, requests: list[ConsumerRequest]) -> None:
             for request in requests for rp_uuid, resources in request.allocations.items()
             for rc, amount in resources.items()]
     if rows:
-        session.execute(_ALLOCATIONS.insert(), rows)
+        session.execute(_INSERT_ALLOCATION, rows)
     for request in requests:
         if request.allocations:
             consumers_mod.save(session, existing[request.uuid], request)
@@ -67,35 +81,47 @@ def replace(session: Session, requests: list[ConsumerRequest]) -> None:
     touched = {p.id: p for p in providers.values()}
     others = old_provider_ids - set(touched)
     if others:
-        touched.update({p.id: p for p in _providers(session, _PROVIDERS.c.id.in_(list(others))).values()})
+        touched.update({p.id: p for p in _providers(session, _PROVIDERS_BY_ID, others).values()})
     for provider in touched.values():
         _bump_generation(session, provider)
 
 
-def _providers(session: Session, where) -> dict[str, sa.Row]:
-    """uuid -> (id, uuid, generation) of the providers matching ``where``."""
-    return {row.uuid: row for row in session.execute(
-        sa.select(_PROVIDERS.c.id, _PROVIDERS.c.uuid, _PROVIDERS.c.generation).where(where))}
+def _providers(session: Session, statement, keys) -> dict[str, sa.Row]:
+    """uuid -> (id, uuid, generation) of the providers with these uuids or ids."""
+    return {row.uuid: row for row in session.execute(statement, {"keys": list(keys)})}
 
 
 def _delete_allocations(session: Session, consumer_uuids: list[str]) -> set[int]:
     """Drop the consumers' allocations; the ids of the providers they were on."""
-    delete = _ALLOCATIONS.delete().where(_ALLOCATIONS.c.consumer_id.in_(consumer_uuids))
+    params = {"uuids": consumer_uuids}
     if session.get_bind().dialect.delete_returning:
-        return set(session.scalars(delete.returning(_ALLOCATIONS.c.resource_provider_id)))
-    provider_ids = set(session.scalars(sa.select(_ALLOCATIONS.c.resource_provider_id).distinct()
-                                       .where(_ALLOCATIONS.c.consumer_id.in_(consumer_uuids))))
-    session.execute(delete)
+        return set(session.scalars(_DELETE_RETURNING, params))
+    provider_ids = set(session.scalars(_PROVIDERS_OF_CONSUMERS, params))
+    session.execute(_DELETE_FOR_CONSUMERS, params)
     return provider_ids
 
 
 def _bump_generation(session: Session, provider) -> None:
     """Compare-and-swap the provider's generation (``rps.bump_generation`` without the ORM)."""
-    result = session.execute(_PROVIDERS.update()
-                             .where(_PROVIDERS.c.id == provider.id, _PROVIDERS.c.generation == provider.generation)
-                             .values(generation=provider.generation + 1, updated_at=now()))
+    result = session.execute(_BUMP_GENERATION, {"rp_id": provider.id, "seen": provider.generation,
+                                                "next": provider.generation + 1, "now": now()})
     if result.rowcount != 1:
         raise exc.ProviderConcurrentUpdate(f"resource provider generation conflict for provider {provider.uuid}")
+
+
+def _inventories_with_usage():
+    """Each inventory (of the given providers and classes) with what is already allocated from it."""
+    inv, alloc = _INVENTORIES.c, _ALLOCATIONS.c
+    used_now = (sa.select(sa.func.coalesce(sa.func.sum(alloc.used), 0))
+                .where(alloc.resource_provider_id == inv.resource_provider_id,
+                       alloc.resource_class_id == inv.resource_class_id).scalar_subquery())
+    return (sa.select(inv.resource_provider_id, inv.resource_class_id, inv.total, inv.reserved, inv.min_unit,
+                      inv.max_unit, inv.step_size, inv.allocation_ratio, used_now.label("used"))
+            .where(inv.resource_provider_id.in_(sa.bindparam("rp_ids", expanding=True)),
+                   inv.resource_class_id.in_(sa.bindparam("rc_ids", expanding=True))))
+
+
+_INVENTORIES_WITH_USAGE = _inventories_with_usage()
 
 
 def _check_capacity(session: Session, requests: list[ConsumerRequest], providers: dict,
@@ -107,17 +133,9 @@ def _check_capacity(session: Session, requests: list[ConsumerRequest], providers
                 needed[(providers[rp_uuid].id, class_ids[rc])] += amount
     if not needed:
         return
-    rp_ids = {key[0] for key in needed}
-    rc_ids = {key[1] for key in needed}
-    # Each inventory with what is already allocated from it, in one statement.
-    inv, alloc = _INVENTORIES.c, _ALLOCATIONS.c
-    used_now = (sa.select(sa.func.coalesce(sa.func.sum(alloc.used), 0))
-                .where(alloc.resource_provider_id == inv.resource_provider_id,
-                       alloc.resource_class_id == inv.resource_class_id).scalar_subquery())
-    inventories = {(row.resource_provider_id, row.resource_class_id): row for row in session.execute(
-        sa.select(inv.resource_provider_id, inv.resource_class_id, inv.total, inv.reserved, inv.min_unit,
-                  inv.max_unit, inv.step_size, inv.allocation_ratio, used_now.label("used"))
-        .where(inv.resource_provider_id.in_(list(rp_ids)), inv.resource_class_id.in_(list(rc_ids))))}
+    params = {"rp_ids": list({key[0] for key in needed}), "rc_ids": list({key[1] for key in needed})}
+    inventories = {(row.resource_provider_id, row.resource_class_id): row
+                   for row in session.execute(_INVENTORIES_WITH_USAGE, params)}
     by_id = {p.id: p for p in providers.values()}
     names = {rc_id: name for name, rc_id in class_ids.items()}
     for request in requests:

@@ -25,6 +25,12 @@ class ConsumerRequest:
     consumer_type: str | None = None
 
 
+_INSERT = Consumer.__table__.insert()
+# The SET clause comes from the execute() parameters other than the two of the WHERE clause.
+_UPDATE = Consumer.__table__.update().where(Consumer.__table__.c.id == sa.bindparam("c_id"),
+                                            Consumer.__table__.c.generation == sa.bindparam("c_seen"))
+
+
 def get(session: Session, uuid: str) -> Consumer | None:
     return session.scalar(sa.select(Consumer).where(Consumer.uuid == uuid))
 
@@ -62,14 +68,12 @@ def save(session: Session, existing: Consumer | None, request: ConsumerRequest) 
     values = {"project_id": project, "user_id": user}
     if request.consumer_type is not None:
         values["consumer_type_id"] = type_id(session, request.consumer_type)
-    # Table-level statements: this runs in every claim, the ORM's unit of work is not needed here.
-    table = Consumer.__table__
+    # Prebuilt table-level statements: this runs in every claim, the ORM's unit of work is not needed.
     if existing is None:
-        session.execute(table.insert().values(uuid=request.uuid, generation=1, created_at=now(), **values))
+        session.execute(_INSERT, {"uuid": request.uuid, "generation": 1, "created_at": now(), **values})
         return
-    result = session.execute(table.update().where(table.c.id == existing.id,
-                                                  table.c.generation == existing.generation)
-                             .values(generation=existing.generation + 1, updated_at=now(), **values))
+    result = session.execute(_UPDATE, {"c_id": existing.id, "c_seen": existing.generation,
+                                       "generation": existing.generation + 1, "updated_at": now(), **values})
     if result.rowcount != 1:
         raise exc.ConcurrentUpdate(f"consumer generation conflict for consumer {request.uuid}")
 
