@@ -17,9 +17,11 @@ from kilonova.config import Config
 
 
 class FakeValidator:
-    def __init__(self, tokens: dict[str, tuple[str, str, list[str]]] | None = None):
-        """``tokens``: token -> (user name, project id, role names)."""
+    def __init__(self, tokens: dict[str, tuple[str, str, list[str]]] | None = None, *, id_suffix: str = "-id"):
+        """``tokens``: token -> (user name, project id, role names); a user's id is its name followed
+        by ``id_suffix``."""
         self.tokens = dict(tokens or {})
+        self.id_suffix = id_suffix
 
     def add(self, token: str, user: str, project_id: str, roles: list[str]) -> str:
         self.tokens[token] = (user, project_id, roles)
@@ -31,7 +33,7 @@ class FakeValidator:
                             headers={"WWW-Authenticate": 'Keystone uri=""'})
         user, project_id, roles = self.tokens[token]
         expires = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
-        return {"token": {"user": {"id": f"{user}-id", "name": user, "domain": {"id": "default"}},
+        return {"token": {"user": {"id": user + self.id_suffix, "name": user, "domain": {"id": "default"}},
                           "project": {"id": project_id, "name": project_id, "domain": {"id": "default"}},
                           "roles": [{"id": f"{r}-id", "name": r} for r in roles], "expires_at": expires}}
 

@@ -5,6 +5,7 @@ import httpx
 import pytest
 
 from kilonova.common.db import Database, migrate
+from kilonova.common.testing import FakeValidator
 from kilonova.compute import cells as cells_mod
 from kilonova.compute.api.app import create_app
 from kilonova.compute.api.service import API_MIGRATIONS
@@ -16,17 +17,6 @@ TOKENS = {
     "admin-token": ("admin-user", "admin-project", ["admin", "member", "reader"]),
     "demo-token": ("demo-user", "demo-project", ["member", "reader"]),
 }
-
-
-class FakeValidator:
-    async def validate(self, token: str) -> dict:
-        from kilonova.common.http import HTTPError
-
-        if token not in TOKENS:
-            raise HTTPError(401, "The request you have made requires authentication.")
-        user, project, roles = TOKENS[token]
-        return {"token": {"user": {"id": user, "name": user}, "project": {"id": project, "name": project},
-                          "roles": [{"name": r} for r in roles], "expires_at": "2099-01-01T00:00:00.000000Z"}}
 
 
 class StubComputeAPI:
@@ -84,6 +74,6 @@ class Client:
 
 @pytest.fixture
 async def api(stub):
-    client = Client(create_app(FakeValidator(), stub))
+    client = Client(create_app(FakeValidator(TOKENS, id_suffix=""), stub))
     yield client
     await client.aclose()

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from kilonova.common.clients import Endpoints
-from kilonova.common.http import HTTPError
 from kilonova.common.service import ServiceEnv
+from kilonova.common.testing import FakeValidator
 from kilonova.config import Config
 from kilonova.placement.service import PlacementService
 
@@ -18,23 +18,16 @@ MEMBER = "member-token"
 SERVICE = "service-token"
 
 
-class FakeValidator:
-    """Stands in for the identity service: three known tokens."""
-
-    ROLES = {ADMIN: ["admin", "member"], MEMBER: ["member"], SERVICE: ["service"]}
-
-    async def validate(self, token: str) -> dict:
-        if token not in self.ROLES:
-            raise HTTPError(401, "The request you have made requires authentication.")
-        return {"token": {"user": {"id": "u1", "name": "user"}, "project": {"id": "p1", "name": "project"},
-                          "roles": [{"name": r} for r in self.ROLES[token]],
-                          "expires_at": "2099-01-01T00:00:00Z"}}
+# token -> (user, project, roles), for kilonova.common.testing.FakeValidator
+TOKENS = {ADMIN: ("user", "p1", ["admin", "member"]), MEMBER: ("user", "p1", ["member"]),
+          SERVICE: ("user", "p1", ["service"])}
 
 
 @pytest.fixture
 async def service(tmp_path):
     conf = Config.load(state_dir=tmp_path)
-    svc = PlacementService(ServiceEnv(conf=conf, endpoints=Endpoints(), transport=None), validator=FakeValidator())
+    svc = PlacementService(ServiceEnv(conf=conf, endpoints=Endpoints(), transport=None),
+                           validator=FakeValidator(TOKENS))
     svc.prepare()
     yield svc
     svc.db.close()

@@ -10,7 +10,8 @@ from kilonova.common.service import ServiceEnv
 from kilonova.config import Config
 from kilonova.placement import policy
 from kilonova.placement.service import PlacementService
-from tests.unit.test_placement_api import FakeValidator
+from kilonova.common.testing import FakeValidator
+from tests.unit.test_placement_api import TOKENS
 
 V = {"OpenStack-API-Version": "placement 1.39"}
 
@@ -95,7 +96,7 @@ async def test_policy_file_overrides_a_rule(tmp_path):
 
 
 async def test_keystone_strategy_uses_the_validator(tmp_path):
-    svc = await _app(tmp_path, validator=FakeValidator())
+    svc = await _app(tmp_path, validator=FakeValidator(TOKENS))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=svc.app), base_url="http://p") as http:
         assert (await http.get("/traits", headers={"X-Auth-Token": "member-token", **V})).status_code == 403
         assert (await http.get("/traits", headers={"X-Auth-Token": "service-token", **V})).status_code == 200
