@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.network import errors
-from kilonova.network.models import Network, Port, utcnow
+from kilonova.network.models import Network, Port, Subnet, utcnow
 
 COLUMNS = ("id", "project_id", "name", "status", "admin_state_up", "shared", "external", "mtu",
            "port_security_enabled", "network_type", "physical_network", "segmentation_id",
@@ -28,8 +28,21 @@ def load(session: Session, network_id: str) -> Network:
     return network
 
 
+# Every server boot reads its network two or three times (API checks, port creation, binding): plain
+# rows from statements built once, not ORM objects.
+_ROW = sa.select(*(Network.__table__.c[column] for column in COLUMNS)).where(
+    Network.__table__.c.id == sa.bindparam("network_id"))
+_SUBNET_IDS = sa.select(Subnet.__table__.c.id).where(Subnet.__table__.c.network_id == sa.bindparam("network_id")
+                                                     ).order_by(Subnet.__table__.c.created_at, Subnet.__table__.c.id)
+
+
 def get(session: Session, network_id: str) -> dict[str, Any]:
-    return to_dict(load(session, network_id))
+    row = session.execute(_ROW, {"network_id": network_id}).mappings().first()
+    if row is None:
+        raise errors.not_found("network", network_id)
+    values = dict(row)
+    values["subnets"] = list(session.scalars(_SUBNET_IDS, {"network_id": network_id}))
+    return values
 
 
 def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
