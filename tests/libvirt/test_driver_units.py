@@ -168,3 +168,16 @@ def test_metadata_api_answers_by_source_address(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_two_clouds_on_one_machine_get_their_own_bridge_and_namespace(tmp_path):
+    from kilonova.compute.virt.libvirt.dataplane import Dataplane
+
+    network = "d4cb1a78-feac-5e0b-af95-859aa86b5cc9"  # default networks of two clouds share their id
+    first, second = Dataplane(tmp_path / "a" / "_networks"), Dataplane(tmp_path / "b" / "_networks")
+    assert first.bridge(network) != second.bridge(network)
+    assert first.namespace(network) != second.namespace(network)
+    assert first.veth(network) != second.veth(network)
+    assert first.bridge(network) == Dataplane(tmp_path / "a" / "_networks").bridge(network)  # stable
+    for name in (first.bridge(network), *first.veth(network)):
+        assert len(name) <= 15  # Linux interface names

@@ -15,11 +15,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+import uuid as uuid_mod
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from kilonova.compute.virt.libvirt.dataplane import Dataplane
 from tests.cloud import new_cloud
 from tests.libvirt import hostsetup
 from tests.libvirt.hostsetup import MARKER
@@ -60,14 +64,15 @@ def remove_leftovers(state_dir: Path) -> None:
             subprocess.run([*virsh, "destroy", name], capture_output=True)
             subprocess.run([*virsh, "undefine", "--managed-save", name], capture_output=True)
     networks = Path(state_dir, "instances", "_networks")
+    dataplane = Dataplane(networks)
     for directory in networks.glob("*") if networks.exists() else []:
         for pid_file in (directory / "dnsmasq.pid", directory / "metadata.pid"):
             if pid_file.exists():
                 with contextlib.suppress(OSError, ValueError):
                     os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        subprocess.run(["ip", "netns", "del", f"kilonova-dhcp-{directory.name}"], capture_output=True)
-        subprocess.run(["ip", "link", "del", f"kbr-{directory.name[:11]}"], capture_output=True)
-        subprocess.run(["ip", "link", "del", f"kve-{directory.name[:11]}"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", dataplane.namespace(directory.name)], capture_output=True)
+        subprocess.run(["ip", "link", "del", dataplane.bridge(directory.name)], capture_output=True)
+        subprocess.run(["ip", "link", "del", dataplane.veth(directory.name)[0]], capture_output=True)
 
 
 def wait_status(cloud, server: str, status: str, timeout: float = 60) -> dict:
@@ -174,7 +179,8 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     assert json.loads(api_line.split("metadata-api ", 1)[1])["uuid"] == uuid  # the metadata API, by address
 
     network_id = os_("network", "show", "private", fmt_json=True)["id"]
-    namespace = f"kilonova-dhcp-{network_id}"
+    dataplane = Dataplane(Path(cloud.state_dir, "instances", "_networks"))
+    namespace = dataplane.namespace(network_id)
     ping(namespace, address)
     port = os_("port", "list", "--device-id", uuid, fmt_json=True)[0]
     tap = f"tap{port['ID'][:11]}"
@@ -194,8 +200,17 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     os_("server", "reboot", "--wait", uuid, timeout=120)
     wait_console(cloud, uuid, f"{MARKER} ready")
     lap("soft reboot")
+    # Hard reboot regenerates the domain: spoil its definition (less memory, no NIC) and remove the
+    # network's bridge, as a careless operator or a host restart might; the reboot puts all of it right.
+    spoil_definition(uuid)
+    subprocess.run(["ip", "link", "del", dataplane.bridge(network_id)], check=True, capture_output=True)
     os_("server", "reboot", "--hard", "--wait", uuid, timeout=120)
-    wait_console(cloud, uuid, f"{MARKER} ready")
+    log = wait_console(cloud, uuid, f"{MARKER} ready")
+    assert f"{MARKER} dhcp eth0 {address}/24" in log
+    restored = ET.fromstring(virsh("dumpxml", "--inactive", uuid))
+    assert int(restored.findtext("memory")) == 128 * 1024
+    assert restored.find("devices/interface/target").get("dev") == tap
+    ping(namespace, address)
 
     lap("hard reboot")
     os_("server", "stop", uuid)
@@ -207,6 +222,8 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     wait_console(cloud, uuid, f"{MARKER} ready")
 
     lap("stop/start")
+    snapshot_vm = snapshot_and_boot(cloud, uuid, guest, tmp_path)
+    lap("snapshot + boot from it")
     os_("server", "pause", uuid)
     assert wait_status(cloud, uuid, "PAUSED")["OS-EXT-STS:power_state"] in ("Paused", 3)
     os_("server", "unpause", uuid)
@@ -229,6 +246,10 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     wait_status(cloud, uuid, "ACTIVE")
 
     lap("guest shutdown sync + start")
+    host_restart(cloud, uuid, snapshot_vm)
+    lap("host restart (stopped, then resumed)")
+    os_("server", "delete", "--wait", snapshot_vm, timeout=120)
+    os_("image", "delete", "real-snap")
     os_("server", "delete", "--wait", uuid, timeout=120)
     assert no_qemu_left(uuid)
     assert not Path(cloud.state_dir, "instances", uuid).exists()
@@ -243,6 +264,125 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     listed = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--uuid"], capture_output=True,
                             text=True).stdout
     assert uuid not in listed
+
+
+def virsh(*args: str) -> str:
+    return subprocess.run(["virsh", "-c", "qemu:///system", *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def spoil_definition(uuid: str) -> None:
+    """Redefine the domain by hand with 96 MiB and without its NIC (applies at its next start)."""
+    root = ET.fromstring(virsh("dumpxml", "--inactive", uuid))
+    for tag in ("memory", "currentMemory"):
+        element = root.find(tag)
+        element.text, element.attrib = str(96 * 1024), {"unit": "KiB"}
+    devices = root.find("devices")
+    for nic in devices.findall("interface"):
+        devices.remove(nic)
+    with tempfile.NamedTemporaryFile("w", suffix=".xml") as fh:
+        fh.write(ET.tostring(root, encoding="unicode"))
+        fh.flush()
+        virsh("define", fh.name)
+    spoiled = ET.fromstring(virsh("dumpxml", "--inactive", uuid))
+    assert int(spoiled.findtext("memory")) == 96 * 1024 and spoiled.find("devices/interface") is None
+
+
+def snapshot_and_boot(cloud, uuid: str, guest, tmp_path: Path) -> str:
+    """createImage of the running guest: an active qcow2 holding its disk, which boots a new server."""
+    os_ = cloud.openstack
+    os_("server", "image", "create", "--name", "real-snap", "--wait", uuid, timeout=300)
+    image = os_("image", "show", "real-snap", fmt_json=True)
+    assert image["status"] == "active" and image["disk_format"] == "qcow2"
+    assert image["properties"]["image_type"] == "snapshot" and image["properties"]["instance_uuid"] == uuid
+    saved = tmp_path / "snap.qcow2"
+    os_("image", "save", "--file", str(saved), image["id"])
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output", "json", str(saved)], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert info["format"] == "qcow2" and "backing-filename" not in info
+    assert info["virtual-size"] == 1 << 30            # the flavor's 1 GB root disk, flattened
+    assert 64 * 1024 <= image["size"] <= 64 * 1024 * 1024
+    # Its data is the guest's disk: the same content as the image the guest booted from.
+    compared = subprocess.run(["qemu-img", "compare", str(saved), str(guest.root)], capture_output=True, text=True)
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert wait_status(cloud, uuid, "ACTIVE")["OS-EXT-STS:task_state"] is None
+    booted = os_("server", "create", "--flavor", "real.tiny", "--image", image["id"], "--network", "private",
+                 "--wait", "real-from-snap", fmt_json=True, timeout=180)
+    assert booted["status"] == "ACTIVE"
+    wait_console(cloud, booted["id"], f"{MARKER} ready")
+    return booted["id"]
+
+
+def restart_cloud(cloud, resume: bool) -> None:
+    cloud.stop()
+    text = re.sub(r"\nresume_guests_state_on_host_boot = \w+", "", cloud.config_file.read_text())
+    text = text.replace("[DEFAULT]\n", f"[DEFAULT]\nresume_guests_state_on_host_boot = {str(resume).lower()}\n")
+    cloud.config_file.write_text(text)
+    cloud.start(timeout=180)
+
+
+def host_restart(cloud, uuid: str, survivor: str) -> None:
+    """The host "reboots" under the agent: the guest's domain is gone when the agent starts again.
+
+    While the agent is down the domain of ``uuid`` is destroyed and undefined, a domain of an
+    instance that no longer exists is left in our instances path, and a domain of someone else
+    (outside our instances path) is defined too. ``survivor`` keeps running throughout.
+    """
+    instances = Path(cloud.state_dir, "instances")
+    orphan_uuid, foreign_uuid = str(uuid_mod.uuid4()), str(uuid_mod.uuid4())
+    orphan = ET.fromstring(virsh("dumpxml", "--inactive", survivor))
+    orphan.find("uuid").text, orphan.find("name").text = orphan_uuid, f"instance-{orphan_uuid}"
+    devices = orphan.find("devices")
+    for nic in devices.findall("interface"):
+        devices.remove(nic)
+    (instances / orphan_uuid).mkdir()
+    (instances / orphan_uuid / "console.log").write_text("left behind\n")
+    foreign = (f"<domain type='qemu'><name>instance-{foreign_uuid}</name><uuid>{foreign_uuid}</uuid>"
+               "<memory unit='MiB'>16</memory><os><type arch='x86_64'>hvm</type></os></domain>")
+
+    cloud.stop()
+    virsh("destroy", uuid)
+    virsh("undefine", "--managed-save", uuid)
+    for xml in (ET.tostring(orphan, encoding="unicode"), foreign):
+        with tempfile.NamedTemporaryFile("w", suffix=".xml") as fh:
+            fh.write(xml)
+            fh.flush()
+            virsh("define", fh.name)
+    try:
+        restart_cloud(cloud, resume=False)
+        # Nova's default: a guest that is not running after the restart is recorded as stopped...
+        stopped = wait_status(cloud, uuid, "SHUTOFF", timeout=60)
+        assert stopped["OS-EXT-STS:power_state"] in ("Shutdown", 4)
+        # ...the deleted instance's guest and files are gone, someone else's domain is untouched...
+        listed = virsh("list", "--all", "--uuid")
+        assert orphan_uuid not in listed and not (instances / orphan_uuid).exists()
+        assert foreign_uuid in listed
+        assert wait_status(cloud, survivor, "ACTIVE")["OS-EXT-STS:power_state"] in ("Running", 1)
+        # ...and starting it rebuilds the domain from the flavor, image and ports.
+        cloud.openstack("server", "start", uuid)
+        wait_status(cloud, uuid, "ACTIVE", timeout=60)
+        log = wait_console(cloud, uuid, f"{MARKER} ready")
+        assert f"{MARKER} dhcp eth0" in log, network_state(cloud, log)
+
+        cloud.stop()
+        virsh("destroy", uuid)
+        virsh("undefine", "--managed-save", uuid)
+        restart_cloud(cloud, resume=True)
+        # With resume_guests_state_on_host_boot the agent starts the guest by itself.
+        assert wait_status(cloud, uuid, "ACTIVE", timeout=60)["OS-EXT-STS:power_state"] in ("Running", 1)
+        assert uuid in virsh("list", "--uuid")
+        log = wait_console(cloud, uuid, f"{MARKER} ready")
+        assert f"{MARKER} dhcp eth0" in log, network_state(cloud, log)
+    finally:
+        subprocess.run(["virsh", "-c", "qemu:///system", "undefine", foreign_uuid], capture_output=True)
+
+
+def network_state(cloud, log: str) -> str:
+    """What to look at when a guest got no DHCP answer."""
+    shell = ("bridge link; ip -br link; ip netns; ps -eo pid,args | grep -E 'dnsmasq|metadata' | grep -v grep; "
+             f"cat {cloud.state_dir}/instances/_networks/*/hosts")
+    state = subprocess.run(shell, shell=True, capture_output=True, text=True).stdout
+    return f"{log}\n{state}\n{''.join(cloud.output[-40:])}"
 
 
 def _readable(path: Path) -> bool:

@@ -1,9 +1,10 @@
 """The network dataplane of one host: a Linux bridge per network, DHCP for exactly the IPAM addresses.
 
-For network N (id prefix ``X`` = its first 11 characters):
+For network N (``X`` = its id's first 7 characters + this service's 4-digit scope, ``S``, from its
+state directory, so that several clouds on one machine keep apart):
 
 * bridge ``kbr-X`` in the host namespace; libvirt adds a tap ``tap<port id[:11]>`` per port to it;
-* network namespace ``kilonova-dhcp-N`` holding the veth ``kns-X`` (peer ``kve-X`` on the bridge)
+* network namespace ``kilonova-dhcp-N-S`` holding the veth ``kns-X`` (peer ``kve-X`` on the bridge)
   with the subnet's gateway address, so the host side reaches guests from there
   (``ip netns exec kilonova-dhcp-N ping <guest>``) without touching the host's own routes;
 * ``dnsmasq`` in that namespace answering DHCP with static ``dhcp-host`` entries only
@@ -16,6 +17,7 @@ host and are removed with its last port. Every name is one this service creates 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
@@ -44,16 +46,26 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-def bridge_name(network_id: str) -> str:
-    return f"kbr-{network_id[:11]}"
+def scope_of(state_dir: Path) -> str:
+    """4 hex digits naming this service's dataplane: two clouds on one machine (test clouds do that, and
+    their default networks share an id) must not share bridges, namespaces or DHCP servers."""
+    return hashlib.sha1(str(Path(state_dir).resolve()).encode()).hexdigest()[:4]
+
+
+def _key(network_id: str, scope: str) -> str:
+    return f"{network_id[:7]}{scope}"  # 11 characters: interface names are at most 15
+
+
+def bridge_name(network_id: str, scope: str = "") -> str:
+    return f"kbr-{_key(network_id, scope)}"
 
 
 def tap_name(port_id: str) -> str:
     return f"tap{port_id[:11]}"
 
 
-def namespace_name(network_id: str) -> str:
-    return f"kilonova-dhcp-{network_id}"
+def namespace_name(network_id: str, scope: str = "") -> str:
+    return f"kilonova-dhcp-{network_id}-{scope}" if scope else f"kilonova-dhcp-{network_id}"
 
 
 def _link_exists(name: str, netns: str | None = None) -> bool:
@@ -72,6 +84,18 @@ class Dataplane:
         self.metadata = metadata            # serve the metadata API in each network's namespace
         self._children: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()       # bridges and host files are changed from worker threads
+        self.scope = scope_of(state_dir)
+
+    def bridge(self, network_id: str) -> str:
+        return bridge_name(network_id, self.scope)
+
+    def namespace(self, network_id: str) -> str:
+        return namespace_name(network_id, self.scope)
+
+    def veth(self, network_id: str) -> tuple[str, str]:
+        """(the end on the bridge, the end in the namespace)."""
+        key = _key(network_id, self.scope)
+        return f"kve-{key}", f"kns-{key}"
 
     def _dir(self, network_id: str) -> Path:
         return self.state_dir / network_id
@@ -116,21 +140,21 @@ class Dataplane:
     # ------------------------------------------------------------------ bridge and namespace
 
     def _ensure_bridge(self, network_id: str) -> None:
-        bridge = bridge_name(network_id)
+        bridge = self.bridge(network_id)
         if not _link_exists(bridge):
             _ip("link", "add", bridge, "type", "bridge")
             _ip("link", "set", bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0", check=False)
         _ip("link", "set", bridge, "up")
 
     def _ensure_dhcp(self, network_id: str, subnet: dict) -> None:
-        namespace = namespace_name(network_id)
-        outside, inside = f"kve-{network_id[:11]}", f"kns-{network_id[:11]}"
+        namespace = self.namespace(network_id)
+        outside, inside = self.veth(network_id)
         if not _namespace_exists(namespace):
             _ip("netns", "add", namespace)
         _ip("-n", namespace, "link", "set", "lo", "up")
         if not _link_exists(outside):
             _ip("link", "add", outside, "type", "veth", "peer", "name", inside, "netns", namespace)
-        _ip("link", "set", outside, "master", bridge_name(network_id), "up")
+        _ip("link", "set", outside, "master", self.bridge(network_id), "up")
         network = ipaddress.ip_network(subnet["cidr"])
         gateway = subnet.get("gateway_ip") or str(next(network.hosts()))
         address = f"{gateway}/{network.prefixlen}"
@@ -144,7 +168,7 @@ class Dataplane:
 
     def _start_metadata(self, network_id: str) -> None:
         """The metadata API on 169.254.169.254:80 in the namespace (guests reach it via their gateway)."""
-        namespace = namespace_name(network_id)
+        namespace = self.namespace(network_id)
         if METADATA_ADDRESS not in _ip("-n", namespace, "-o", "addr", "show", "dev", "lo").stdout:
             _ip("-n", namespace, "addr", "add", f"{METADATA_ADDRESS}/32", "dev", "lo")
         process = subprocess.Popen(
@@ -164,7 +188,7 @@ class Dataplane:
         opts.write_text("\n".join(options) + "\n")
         for path in (directory, hosts, opts):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        command = ["ip", "netns", "exec", namespace_name(network_id), self.dnsmasq,
+        command = ["ip", "netns", "exec", self.namespace(network_id), self.dnsmasq,
                    "--conf-file=/dev/null", "--no-hosts", "--no-resolv", "--port=0", "--bind-interfaces",
                    f"--interface={interface}", "--except-interface=lo", f"--pid-file={pid}",
                    f"--dhcp-hostsfile={hosts}", f"--dhcp-optsfile={opts}", "--dhcp-authoritative",
@@ -218,8 +242,8 @@ class Dataplane:
                     if not Path(f"/proc/{pid}").exists():
                         break
                     time.sleep(0.02)
-        _ip("link", "del", f"kve-{network_id[:11]}", check=False)
-        if _namespace_exists(namespace_name(network_id)):
-            _ip("netns", "del", namespace_name(network_id), check=False)
-        _ip("link", "del", bridge_name(network_id), check=False)
+        _ip("link", "del", self.veth(network_id)[0], check=False)
+        if _namespace_exists(self.namespace(network_id)):
+            _ip("netns", "del", self.namespace(network_id), check=False)
+        _ip("link", "del", self.bridge(network_id), check=False)
         shutil.rmtree(self._dir(network_id), ignore_errors=True)

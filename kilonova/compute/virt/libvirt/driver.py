@@ -28,7 +28,7 @@ from typing import Any
 from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
 from kilonova.compute.virt.libvirt import configdrive, host, imagecache
-from kilonova.compute.virt.libvirt.dataplane import Dataplane, bridge_name, tap_name
+from kilonova.compute.virt.libvirt.dataplane import Dataplane, tap_name
 from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml
 from kilonova.compute.virt.libvirt.imagecache import ImageCache
 
@@ -95,6 +95,9 @@ def _start_event_loop() -> None:
         if _event_loop_started:
             return
         libvirt.virEventRegisterDefaultImpl()
+        # libvirt also prints every error to stderr ("Domain not found" on each lookup of a missing guest);
+        # the exceptions carry them already.
+        libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
 
         def run() -> None:
             while True:
@@ -242,7 +245,7 @@ class LibvirtDriver(ComputeDriver):
         return DomainSpec(
             uuid=instance["uuid"], name=f"instance-{instance['uuid']}", virt_type=self.virt_type,
             memory_mb=flavor["memory_mb"], vcpus=flavor["vcpus"], disks=[Disk(**d) for d in layout["disks"]],
-            nics=[Nic(vif["mac_address"], bridge_name(vif["network_id"]), tap_name(vif["port_id"]),
+            nics=[Nic(vif["mac_address"], self.dataplane.bridge(vif["network_id"]), tap_name(vif["port_id"]),
                       properties.get("hw_vif_model", "virtio")) for vif in network_info],
             console_log=str(directory / "console.log"), cpu_mode=self.conf.get("libvirt", "cpu_mode"),
             cpu_model=(self.conf.getlist("libvirt", "cpu_models") or [""])[0],

@@ -6,7 +6,7 @@ leads there. It knows a guest by its source address: the network's ``ports.json`
 maps each port's addresses to its instance, and each instance directory holds the
 same files as its config drive under ``metadata/openstack/<version>/``.
 
-    ip netns exec kilonova-dhcp-<network> python -m kilonova.compute.virt.libvirt.metadata \\
+    ip netns exec kilonova-dhcp-<network>-<scope> python -m kilonova.compute.virt.libvirt.metadata \\
         <instances_path> <network_id>
 
 Served: ``/openstack`` (versions), ``/openstack/<version>/{meta_data.json,user_data,
