@@ -41,10 +41,14 @@ def list_for(session: Session, project_id: str | None) -> list[dict[str, Any]]:
     return [dict(row.instance, _build_request_id=row.id) for row in session.scalars(stmt)]
 
 
+_PENDING = sa.select(BuildRequest.__table__.c.instance).where(
+    BuildRequest.__table__.c.project_id == sa.bindparam("project_id"))
+
+
 def usage(session: Session, project_id: str) -> dict[str, int]:
     """instances, cores and ram of a project's build requests (quota usage not yet counted in a cell)."""
     used = {"instances": 0, "cores": 0, "ram": 0}
-    for instance in session.scalars(sa.select(BuildRequest.instance).where(BuildRequest.project_id == project_id)):
+    for instance in session.scalars(_PENDING, {"project_id": project_id}):
         used["instances"] += 1
         used["cores"] += instance["flavor"]["vcpus"]
         used["ram"] += instance["flavor"]["memory_mb"]

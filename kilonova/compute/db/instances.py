@@ -68,25 +68,49 @@ def get(session: Session, uuid: str, read_deleted: bool = False) -> dict[str, An
     return to_dict(_get_row(session, uuid, read_deleted))
 
 
+_TABLE = Instance.__table__
+_COLUMN_NAMES = {key: sa.inspect(Instance).column_attrs[key].columns[0].name for key in _COLUMNS}
+# Built once with bound parameters: SQLAlchemy then reuses their cache keys and compiled forms.
+_LIVE_ROW = sa.select(*_LIST_COLUMNS).where(_TABLE.c.uuid == sa.bindparam("uuid"), _TABLE.c.deleted == 0)
+_UPDATE_BY_ID = _TABLE.update().where(_TABLE.c.id == sa.bindparam("row_id"))  # SET: the execute() params
+
+
 def update(session: Session, uuid: str, values: dict[str, Any],
            expected_task_state: list | None = None, expected_vm_state: list | None = None) -> dict[str, Any]:
-    """Update an instance; with ``expected_*`` the update is a compare-and-swap."""
-    instance = _get_row(session, uuid)
-    if expected_task_state is not None and instance.task_state not in expected_task_state:
+    """Update an instance; with ``expected_*`` the update is a compare-and-swap.
+
+    Runs on every state change of every server: plain row read and table-level UPDATE, no ORM objects.
+    """
+    row = session.execute(_LIVE_ROW, {"uuid": uuid}).mappings().first()
+    if row is None:
+        raise NotFound(f"Instance {uuid} could not be found.")
+    current = dict(row)
+    if expected_task_state is not None and current["task_state"] not in expected_task_state:
         raise UnexpectedTaskState(f"Conflict updating instance {uuid}. Expected task_state "
-                                  f"{expected_task_state}, actual {instance.task_state}")
-    if expected_vm_state is not None and instance.vm_state not in expected_vm_state:
+                                  f"{expected_task_state}, actual {current['task_state']}")
+    if expected_vm_state is not None and current["vm_state"] not in expected_vm_state:
         raise UnexpectedTaskState(f"Conflict updating instance {uuid}. Expected vm_state "
-                                  f"{expected_vm_state}, actual {instance.vm_state}")
+                                  f"{expected_vm_state}, actual {current['vm_state']}")
+    changes: dict[str, Any] = {}
     for key, value in values.items():
         if key == "metadata":
             key = "metadata_"
         if key in ("launched_at", "terminated_at") and isinstance(value, str):
             value = datetime.fromisoformat(value)
-        setattr(instance, key, value)
-    instance.updated_at = utcnow()
-    session.flush()
-    return to_dict(instance)
+        if key in _COLUMN_NAMES:  # anything else never reached the row before either
+            changes[key] = value
+    changes["updated_at"] = utcnow()
+    columns = {_COLUMN_NAMES[key]: value for key, value in changes.items()}
+    if "flavor" in changes:
+        flavor = changes["flavor"] or {}
+        columns.update(vcpus=int(flavor.get("vcpus") or 0), memory_mb=int(flavor.get("memory_mb") or 0))
+    session.execute(_UPDATE_BY_ID, {"row_id": current["id"], **columns})
+    # An ORM copy loaded earlier in this transaction would now be stale.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Instance) and obj.uuid == uuid:
+            session.expire(obj)
+    current.update(changes)
+    return _plain(current)
 
 
 def soft_delete(session: Session, uuid: str) -> dict[str, Any]:

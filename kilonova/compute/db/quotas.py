@@ -30,9 +30,16 @@ def get_defaults(conf) -> dict[str, int]:
     return defaults
 
 
+# Read on every server create: statements built once, plain rows.
+_OVERRIDES = sa.select(Quota.__table__.c.resource, Quota.__table__.c.hard_limit).where(
+    Quota.__table__.c.project_id == sa.bindparam("project_id"))
+_USAGE = sa.select(sa.func.count(Instance.id), sa.func.coalesce(sa.func.sum(Instance.vcpus), 0),
+                   sa.func.coalesce(sa.func.sum(Instance.memory_mb), 0)).where(
+    Instance.project_id == sa.bindparam("project_id"), Instance.deleted == 0)
+
+
 def get_overrides(session: Session, project_id: str) -> dict[str, int]:
-    rows = session.scalars(sa.select(Quota).where(Quota.project_id == project_id))
-    return {row.resource: row.hard_limit for row in rows}
+    return {row.resource: row.hard_limit for row in session.execute(_OVERRIDES, {"project_id": project_id})}
 
 
 def get_limits(session: Session, project_id: str, conf) -> dict[str, int]:
@@ -57,7 +64,5 @@ def delete_limits(session: Session, project_id: str) -> None:
 
 def count_usage(session: Session, project_id: str) -> dict[str, Any]:
     """instances, cores and ram used by a project's non-deleted instances in this cell."""
-    row = session.execute(sa.select(sa.func.count(Instance.id), sa.func.coalesce(sa.func.sum(Instance.vcpus), 0),
-                                    sa.func.coalesce(sa.func.sum(Instance.memory_mb), 0))
-                          .where(Instance.project_id == project_id, Instance.deleted == 0)).one()
+    row = session.execute(_USAGE, {"project_id": project_id}).one()
     return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
