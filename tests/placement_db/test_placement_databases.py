@@ -11,6 +11,7 @@ deletes) and drops the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -65,24 +66,30 @@ def _mariadb() -> str:
     return "mysql+pymysql://root@127.0.0.1:3306/"
 
 
-@pytest.fixture(params=["postgresql", "mariadb"])
-def database_url(request):
-    server = _postgres() if request.param == "postgresql" else _mariadb()
+@contextlib.contextmanager
+def scratch_database(kind: str):
+    """The URL of a new, empty database on the machine's PostgreSQL or MariaDB, dropped afterwards."""
+    server = _postgres() if kind == "postgresql" else _mariadb()
     name = f"kn_placement_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server + ("postgres" if request.param == "postgresql" else ""),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(server + ("postgres" if kind == "postgresql" else ""), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    suffix = "?charset=utf8mb4" if request.param == "mariadb" else ""
+    suffix = "?charset=utf8mb4" if kind == "mariadb" else ""
     try:
         yield server + name + suffix
     finally:
         with admin.connect() as conn:
-            if request.param == "postgresql":
+            if kind == "postgresql":
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             else:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
         admin.dispose()
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def database_url(request):
+    with scratch_database(request.param) as url:
+        yield url
 
 
 def test_placement_api_on_a_real_database(tmp_path, database_url):
