@@ -43,15 +43,28 @@ class CellDown(Exception):
         self.cell = cell
 
 
+# MySQL client errors that mean the server cannot be reached (can't connect, gone away, lost
+# connection, too many connections, shutting down).
+_MYSQL_UNREACHABLE = {1040, 1053, 2002, 2003, 2005, 2006, 2013}
+
+
 def _unreachable(exc: BaseException) -> bool:
     """Whether a database error means "cannot reach the database" rather than "bad statement"."""
     if isinstance(exc, (asyncio.TimeoutError, ConnectionError)):
         return True
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
         return True
-    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate:  # PostgreSQL: connection exceptions, server shutting down or starting up
+        return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+    args = getattr(exc.orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in _MYSQL_UNREACHABLE
+    if isinstance(exc, sa.exc.OperationalError):  # psycopg's failed connect, SQLite's unopenable file
         return "locked" not in str(exc.orig)  # SQLite's busy lock is contention, not an outage
-    return False
+    return isinstance(exc, sa.exc.InterfaceError)
 
 
 def with_connect_timeout(url: str) -> str:

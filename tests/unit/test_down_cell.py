@@ -173,3 +173,17 @@ async def test_a_cell_that_comes_back_is_read_again(api, two_cells, monkeypatch)
     with Forwarder(POSTGRES, ("127.0.0.1", port)):
         time.sleep(0.6)
         assert [s["name"] for s in await _names(api)] == ["vm3", "vm2", "vm1", "vm0"]
+
+
+async def test_a_failing_statement_does_not_mark_the_cell_down(two_cells):
+    import sqlalchemy as sa
+
+    stub, forwarder, servers = two_cells
+    cell2 = stub.cells.get(CELL2_UUID)
+    with pytest.raises(sa.exc.ProgrammingError):
+        await cell2.read(lambda session: session.execute(sa.text("SELECT * FROM no_such_table")).all())
+    assert not cell2.is_down
+    forwarder.stop()
+    with pytest.raises(cells_mod.CellDown):
+        await cell2.read(instances.get, servers["vm1"][0])
+    assert cell2.is_down
