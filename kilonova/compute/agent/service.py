@@ -15,6 +15,9 @@ from kilonova.compute.agent.reports import ReportBatcher
 from kilonova.compute.virt.driver import ComputeDriver
 from kilonova.compute.virt.fake import FakeDriver
 
+# Seconds a host's report waits for others to join its batch while the hosts register.
+STARTUP_WINDOW = 0.05
+
 
 def fake_host_names(conf) -> list[str]:
     prefix = conf.get("fake_driver", "host_prefix")
@@ -35,7 +38,10 @@ class ComputeAgentService(Service):
         conductor = RPCClient(env.transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout"))
         if conf.get("compute", "compute_driver") == "fake" and conf.getint("fake_driver", "hosts") > 1:
             # Many hosts in one process: their heartbeats and usage reports go to the conductor together.
-            conductor = ReportBatcher(conductor, window=min(1.0, conf.getfloat("DEFAULT", "report_interval") / 4))
+            # A short window while the hosts register (start-up waits on each of their reports), a
+            # longer one for the periodic reports after that.
+            conductor = ReportBatcher(conductor, window=STARTUP_WINDOW)
+        self._report_window = min(1.0, conf.getfloat("DEFAULT", "report_interval") / 4)
         images = ServiceClient(env.endpoints.http_client("image"), auth)
         self.managers = [ComputeManager(host, driver, conductor, placement, network, conf, images=images)
                          for host, driver in self._drivers(conf, env, auth)]
@@ -59,13 +65,17 @@ class ComputeAgentService(Service):
             await self.env.transport.serve(f"compute.{manager.host}", manager)
         # Hosts register concurrently, a few at a time, so a large fake fleet starts quickly (more at once
         # when their reports are batched: each waits for its batch).
-        limit = asyncio.Semaphore(48 if isinstance(self.managers[0].conductor, ReportBatcher) else 16)
+        limit = asyncio.Semaphore(48 if self.managers and isinstance(self.managers[0].conductor, ReportBatcher)
+                                  else 16)
 
         async def init(manager: ComputeManager) -> None:
             async with limit:
                 await manager.init_host()
 
         await asyncio.gather(*(init(manager) for manager in self.managers))
+        batcher = self.managers[0].conductor if self.managers else None
+        if isinstance(batcher, ReportBatcher):
+            batcher.window = self._report_window
 
     async def stop(self) -> None:
         for manager in self.managers:
