@@ -61,6 +61,10 @@ def _mac(session: Session, network_id: str, wanted: str | None) -> str:
 _SUBNET_COLUMNS = [Subnet.__table__.c[name] for name in ("id", "ip_version", "cidr", "gateway_ip", "allocation_pools")]
 
 
+_INSERT_PORT = Port.__table__.insert()
+_INSERT_IP = IPAllocation.__table__.insert()
+
+
 def _network_for_port(session: Session, network_id: str) -> tuple[str, bool, list]:
     """(id, port_security_enabled, subnets) of a network: plain rows, as every port creation reads them."""
     table = Network.__table__
@@ -77,13 +81,18 @@ def create(session: Session, values: dict[str, Any], fixed_ips: list | None, mac
            ) -> dict[str, Any]:
     network_id, port_security, subnets = _network_for_port(session, values["network_id"])
     values.setdefault("port_security_enabled", port_security)
-    port = Port(**values, mac_address=_mac(session, network_id, mac_address),
-                status=status_for(values.get("binding_host_id", "")))
+    row = {**values, "mac_address": _mac(session, network_id, mac_address),
+           "status": status_for(values.get("binding_host_id", ""))}
     chosen = allocation.choose(session, network_id, subnets, fixed_ips, values.get("device_owner", ""))
-    port.fixed_ips = [IPAllocation(subnet_id=s, network_id=network_id, ip_address=ip) for s, ip in chosen]
-    session.add(port)
-    session.flush()
-    return to_dict(port)
+    # Table-level inserts (one per server boot): the inserted parameters, column defaults included,
+    # are the new port's columns.
+    port = session.execute(_INSERT_PORT, row).last_inserted_params()
+    if chosen:
+        session.execute(_INSERT_IP, [{"port_id": port["id"], "subnet_id": s, "network_id": network_id,
+                                      "ip_address": ip} for s, ip in chosen])
+    created = {column: port.get(column) for column in COLUMNS}
+    created["fixed_ips"] = [{"subnet_id": s, "ip_address": ip} for s, ip in chosen]
+    return created
 
 
 def update(session: Session, port_id: str, values: dict[str, Any], fixed_ips: list | None,
