@@ -47,7 +47,11 @@ class ConductorService(Service):
             url = cell.transport_url
             if self.transports.is_default(url) or url.rstrip("/") in self._cell_transports:
                 continue
-            await self.transports.get(url).serve("conductor", self.manager, concurrency=256)
+            try:
+                await self.transports.get(url).serve("conductor", self.manager, concurrency=256)
+            except Exception as exc:  # noqa: BLE001 - one cell's broker being away must not stop the others
+                LOG.warning("cannot serve cell %s on its transport yet (%s); retrying later", cell.name, exc)
+                continue
             self._cell_transports.add(url.rstrip("/"))
             LOG.info("conductor also serves cell %s on its transport", cell.name)
 
