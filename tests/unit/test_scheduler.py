@@ -1,4 +1,6 @@
 """Scheduler logic: what Placement is asked, which hosts filters keep, how weighers order them."""
+import uuid
+
 import pytest
 
 from kilonova.compute.scheduler.filters.availability_zone import AvailabilityZoneFilter
@@ -87,3 +89,88 @@ def test_no_valid_host_explains_which_filter_removed_hosts(conf):
     assert "AvailabilityZoneFilter removed 1 of 1 hosts" in message
     kept = manager._filter(hosts[2:], {"availability_zone": "other"}, {"VCPU": 1})
     assert [h.host for h in kept] == ["c"]
+
+
+# ---------------------------------------------------------------- claims, against the real Placement app
+
+class _Placement:
+    """The scheduler's Placement client, talking to the real Placement ASGI app (SQLite)."""
+
+    def __init__(self, http):
+        self.http = http
+
+    async def get(self, path, **kw):
+        return await self.http.get(path, **kw)
+
+    async def put(self, path, **kw):
+        return await self.http.put(path, **kw)
+
+
+@pytest.fixture
+async def placement(tmp_path):
+    import httpx
+
+    from kilonova.common.clients import Endpoints
+    from kilonova.common.service import ServiceEnv
+    from kilonova.common.testing import FakeValidator
+    from kilonova.placement.service import PlacementService
+
+    svc = PlacementService(ServiceEnv(conf=Config.load(state_dir=tmp_path / "placement"), endpoints=Endpoints(),
+                                      transport=None),
+                           validator=FakeValidator({"scheduler-token": ("scheduler", "service", ["service"])}))
+    svc.prepare()
+    headers = {"X-Auth-Token": "scheduler-token", "OpenStack-API-Version": "placement 1.36"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=svc.app), base_url="http://placement",
+                                 headers=headers) as http:
+        yield _Placement(http)
+    svc.db.close()
+
+
+async def _host_with_memory(placement, name, memory_mb):
+    created = await placement.http.post("/resource_providers", json={"name": name})
+    assert created.status_code == 200, created.text
+    provider = created.json()
+    response = await placement.put(f"/resource_providers/{provider['uuid']}/inventories", json={
+        "resource_provider_generation": provider["generation"],
+        "inventories": {"MEMORY_MB": {"total": memory_mb}}})
+    assert response.status_code == 200, response.text
+    return HostState(uuid=provider["uuid"], host=name, nodename=name, cell_uuid="cell1", availability_zone="nova",
+                     service_up=True, service_disabled=False,
+                     allocation_request={"allocations": {provider["uuid"]: {"resources": {"MEMORY_MB": 512}}}})
+
+
+async def _claims_of(placement, consumer):
+    return (await placement.get(f"/allocations/{consumer}")).json()["allocations"]
+
+
+INST_1, INST_2, OWNER = (str(uuid.UUID(int=n)) for n in (1, 2, 3))
+SPEC = {"project_id": "p1", "user_id": "u1", "flavor": FLAVOR}
+
+
+async def test_a_retried_claim_keeps_or_moves_the_instance_s_earlier_claim(conf, placement):
+    """A dead conductor's claim is still there when the build is scheduled again: it moves, never doubles."""
+    first = await _host_with_memory(placement, "first", 1024)
+    second = await _host_with_memory(placement, "second", 1024)
+    manager = SchedulerManager(conf, placement=placement, cells=None)
+    assert await manager._claim_first([first], INST_1, SPEC) is first
+    # Scheduled again with the held host among those that fit: the claim is kept, the answer is that host.
+    assert await manager._claim_first([second, first], INST_1, SPEC) is first
+    assert list(await _claims_of(placement, INST_1)) == [first.uuid]
+    # The held host no longer fits (filtered out): the claim moves in one swap.
+    assert await manager._claim_first([second], INST_1, SPEC) is second
+    assert list(await _claims_of(placement, INST_1)) == [second.uuid]
+    for provider, used in ((first, 0), (second, 512)):
+        usages = (await placement.get(f"/resource_providers/{provider.uuid}/usages")).json()["usages"]
+        assert usages["MEMORY_MB"] == used
+
+
+async def test_a_retried_claim_never_overcommits_a_full_host(conf, placement):
+    full = await _host_with_memory(placement, "full", 512)
+    other = await _host_with_memory(placement, "other", 512)
+    manager = SchedulerManager(conf, placement=placement, cells=None)
+    assert await manager._claim_first([full], OWNER, SPEC) is full
+    assert await manager._claim_first([other], INST_2, SPEC) is other
+    # inst-2 retried: the full host refuses it, and its earlier claim stays where it was.
+    assert await manager._claim_first([full], INST_2, SPEC) is None
+    assert list(await _claims_of(placement, INST_2)) == [other.uuid]
+    assert list(await _claims_of(placement, OWNER)) == [full.uuid]

@@ -185,12 +185,13 @@ class SchedulerManager:
         return count
 
     async def _claim_first(self, ordered: list[HostState], instance_uuid: str, spec: dict) -> HostState | None:
-        """Claim on the first host that takes it; a claim the instance already holds is replaced.
+        """Claim on the first host that takes it, minding a claim the instance may hold already.
 
         An earlier attempt for the same instance (a conductor that died waiting for this answer,
-        a redelivered build) may have claimed already. Placement swaps a consumer's allocations in
-        one capacity-checked transaction when given its current generation, so the retry moves
-        that claim instead of failing on it: never two claims, never an overcommit.
+        a redelivered build) may have claimed before us. When that claim is on one of the hosts
+        that fit, it is kept and that host is the answer, so both attempts name the same host.
+        Otherwise it is replaced: Placement swaps a consumer's allocations in one capacity-checked
+        transaction when given its generation. Never two claims, never an overcommit.
         """
         generation = None  # the usual case: the instance holds nothing yet
         for host in ordered:
@@ -202,18 +203,25 @@ class SchedulerManager:
                     return host
                 if not _consumer_conflict(response):
                     break  # the host is full (or changed): the next one
-                generation = await self._consumer_generation(instance_uuid)
-                LOG.info("instance %s already holds a claim (generation %s); replacing it", instance_uuid,
+                held, generation = await self._held_claim(instance_uuid)
+                holder = next((h for h in ordered if _claims(h) == held), None)
+                if holder is not None:
+                    LOG.warning("instance %s already holds a claim on %s; keeping it", instance_uuid, holder.host)
+                    return holder
+                LOG.warning("instance %s holds a claim elsewhere (generation %s); replacing it", instance_uuid,
                          generation)
             LOG.info("claim of %s on %s refused (%s); trying the next host", instance_uuid, host.host,
                      response.status_code)
         return None
 
-    async def _consumer_generation(self, instance_uuid: str) -> int | None:
+    async def _held_claim(self, instance_uuid: str) -> tuple[dict, int | None]:
+        """({provider: resources}, consumer generation) of what the instance holds now."""
         response = await self.placement.get(f"/allocations/{instance_uuid}")
         if response.status_code != 200:
-            return None
-        return response.json().get("consumer_generation")
+            return {}, None
+        body = response.json()
+        held = {rp: a["resources"] for rp, a in body.get("allocations", {}).items()}
+        return held, body.get("consumer_generation") if held else None
 
     @staticmethod
     def _consume(host: HostState, resources: dict[str, int]) -> None:
@@ -225,6 +233,10 @@ class SchedulerManager:
         return {"host": host.host, "nodename": host.nodename, "compute_node_uuid": host.uuid,
                 "cell_uuid": host.cell_uuid, "availability_zone": host.availability_zone,
                 "allocation_request": host.allocation_request}
+
+
+def _claims(host: HostState) -> dict:
+    return {rp: a["resources"] for rp, a in host.allocation_request["allocations"].items()}
 
 
 def _consumer_conflict(response) -> bool:
