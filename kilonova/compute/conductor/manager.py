@@ -37,6 +37,9 @@ class ConductorManager:
         self._cell_of: dict[str, Cell] = {}
         # Seconds each select_destinations call took, per server (for benchmarks: get_stats).
         self._decisions: deque[float] = deque(maxlen=100000)
+        # Servers whose build this process is scheduling right now: after a broker restart the
+        # broker hands their unacknowledged cast back while the first delivery is still running here.
+        self._in_flight: set[str] = set()
         self._scheduling = asyncio.Semaphore(SCHEDULING_CALLS)
 
     # ------------------------------------------------------------------ helpers
@@ -83,9 +86,19 @@ class ConductorManager:
 
     async def schedule_and_build_instances(self, instance_uuids: list[str], request_spec: dict) -> None:
         if redelivered():
-            instance_uuids = await self._restart_builds(instance_uuids)
-            if not instance_uuids:
-                return
+            mine = [uuid for uuid in instance_uuids if uuid in self._in_flight]
+            if mine:
+                LOG.info("%s are still being scheduled by this conductor; ignoring their redelivery", mine)
+            instance_uuids = await self._restart_builds([u for u in instance_uuids if u not in mine])
+        if not instance_uuids:
+            return
+        self._in_flight.update(instance_uuids)
+        try:
+            await self._schedule_and_build(instance_uuids, request_spec)
+        finally:
+            self._in_flight.difference_update(instance_uuids)
+
+    async def _schedule_and_build(self, instance_uuids: list[str], request_spec: dict) -> None:
         try:
             # A burst of builds waits here, not inside the RPC call: the scheduler answers a few at a
             # time anyway, and a call queued behind hundreds of others would outlive its timeout.
