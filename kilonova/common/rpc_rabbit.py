@@ -22,7 +22,10 @@ Delivery: a call is acknowledged as soon as it is received (the caller's
 timeout decides its fate); a cast is acknowledged only after its handler has
 returned, so a server killed mid-way leaves the message to be delivered again
 to another (or the restarted) server — casts are at-least-once and their
-handlers must be idempotent.
+handlers must be idempotent. A cast whose handler fails because something it
+needed was briefly unreachable (an RPC timeout, a dropped database connection)
+is queued again with back-off, for up to CAST_RETRY_WINDOW after its first
+failure; other failures are logged and dropped.
 
 Envelopes are JSON with a version: ``{"v": "1.0", "method": ..., "args": {...}}``.
 A server accepts every 1.x envelope and ignores fields it does not know; a
@@ -62,6 +65,16 @@ BACKOFF = (0.2, 0.5, 1.0, 2.0, 4.0)
 # How long a cast waits for the broker to come back before it fails.
 CAST_DEADLINE = 60.0
 
+# A cast whose handler failed only because something it needed was briefly unreachable (an RPC
+# call timed out, a database connection dropped) is run again, with back-off, for this long after
+# its first failure; then it fails for good (and the periodic reconcilers take over).
+CAST_RETRY_WINDOW = 120.0
+FIRST_FAILURE = "x-kilonova-first-failure"
+RETRIES = "x-kilonova-retries"
+# Exception type names that mean "try again later", also when raised by the remote end (SQLAlchemy's
+# are matched by name: this module does not depend on the database layer).
+TRANSIENT = frozenset({"RPCTimeout", "RPCError", "NoSuchTarget", "OperationalError", "InterfaceError"})
+
 _RETRYABLE = (amqp_errors.AMQPConnectionError, amqp_errors.ChannelInvalidStateError,
               amqp_errors.ChannelClosed, ConnectionError, asyncio.TimeoutError, RuntimeError)
 
@@ -88,6 +101,13 @@ def _accepted_kwargs(func, kwargs: dict) -> dict:
         LOG.warning("ignoring arguments %s of %s not known to this version", sorted(unknown), func.__name__)
         return {k: v for k, v in kwargs.items() if k not in unknown}
     return kwargs
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a failed cast is worth running again: a lost call or connection, not a refusal."""
+    if isinstance(exc, RemoteError):
+        return exc.exc_type in TRANSIENT
+    return isinstance(exc, RPCError) or type(exc).__name__ in TRANSIENT
 
 
 def encode(method: str, kwargs: dict) -> bytes:
@@ -288,6 +308,8 @@ class RabbitTransport:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
                 if not is_call:
+                    if transient(exc) and await self._retry_later(target, message, exc):
+                        return
                     LOG.exception("cast %s failed", target)
                 reply = {"v": ENVELOPE_VERSION, "error": error_payload(exc)}
             if is_call:
@@ -298,6 +320,34 @@ class RabbitTransport:
             raise
         except Exception:  # noqa: BLE001 - a broken channel must not kill the consumer
             LOG.exception("handling a message for %s failed", target)
+
+    async def _retry_later(self, target: str, message: aio_pika.abc.AbstractIncomingMessage,
+                           exc: Exception) -> bool:
+        """Queue a copy of a failed cast after a back-off and acknowledge this delivery.
+
+        False when the cast has been failing for longer than CAST_RETRY_WINDOW (or is a fan-out,
+        which is not retried): the caller then gives up on it.
+        """
+        headers = dict(message.headers or {})
+        now = time.time()
+        first = float(headers.get(FIRST_FAILURE) or now)
+        retries = int(headers.get(RETRIES) or 0)
+        if message.exchange or now - first > CAST_RETRY_WINDOW:
+            return False
+        wait = BACKOFF[min(retries, len(BACKOFF) - 1)]
+        LOG.warning("cast to %s failed (%r); running it again in %.1fs", target, exc, wait)
+        await asyncio.sleep(wait)
+        headers.update({FIRST_FAILURE: int(first), RETRIES: retries + 1})
+        copy = aio_pika.Message(message.body, content_type=message.content_type, headers=headers,
+                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        try:
+            await self._publish(copy, message.routing_key or self.prefix + target,
+                                deadline=time.monotonic() + CAST_DEADLINE)
+        except RPCError:
+            await message.nack(requeue=True)  # keep it: the broker hands it out again
+            return True
+        await message.ack()
+        return True
 
     async def _reply(self, message: aio_pika.abc.AbstractIncomingMessage, reply: dict) -> None:
         """Replies go without publisher confirms: a lost reply is the caller's timeout, nothing more."""

@@ -6,7 +6,7 @@ import subprocess
 import aio_pika
 import pytest
 
-from kilonova.common.rpc import RemoteError, RPCClient, get_transport, redelivered
+from kilonova.common.rpc import RemoteError, RPCClient, RPCTimeout, get_transport, redelivered
 from kilonova.common.rpc_rabbit import amqp_url
 from tests.unit.test_rpc import Endpoint, _eventually, rabbit_url  # noqa: F401 - fixture reused
 
@@ -110,3 +110,42 @@ async def test_a_cast_whose_server_dies_is_redelivered_and_says_so(transports):
     await transports().serve("conductor", second)
     await asyncio.wait_for(second.started.wait(), 5)
     assert first.seen == [(1, False)] and second.seen == [(1, True)]
+
+
+class Flaky:
+    """A cast that fails ``failures`` times the way a lost dependency does, then succeeds."""
+
+    def __init__(self, failures, error):
+        self.failures = failures
+        self.error = error
+        self.attempts = 0
+        self.done = []
+
+    async def work(self, n):
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise self.error
+        self.done.append(n)
+
+
+async def test_a_cast_that_lost_a_dependency_runs_again_until_it_succeeds(transports):
+    # e.g. a compute's terminate_instance whose call to a restarting conductor timed out
+    flaky = Flaky(2, RPCTimeout("no reply from conductor.instance_get within 10s"))
+    await transports().serve("compute.h1", flaky)
+    await RPCClient(transports(), "compute.h1").cast("work", n=7)
+    await _eventually(lambda: flaky.done, timeout=15)
+    assert flaky.done == [7] and flaky.attempts == 3
+    remote_db = Flaky(1, RemoteError("OperationalError", "server closed the connection unexpectedly"))
+    await transports().serve("compute.h2", remote_db)
+    await RPCClient(transports(), "compute.h2").cast("work", n=8)
+    await _eventually(lambda: remote_db.done, timeout=15)
+    assert remote_db.attempts == 2
+
+
+async def test_a_cast_refused_for_a_reason_is_not_run_again(transports):
+    refused = Flaky(1, RemoteError("NotFound", "Instance x could not be found."))
+    await transports().serve("compute.h3", refused)
+    await RPCClient(transports(), "compute.h3").cast("work", n=9)
+    await _eventually(lambda: refused.attempts, timeout=5)
+    await asyncio.sleep(2)
+    assert refused.attempts == 1 and refused.done == []
