@@ -82,7 +82,8 @@ class ComputeManager:
                 await self._recover_guest(instance)
             else:
                 await self._restore_guest(instance)
-        await self._remove_orphans()
+        if self.driver.syncs_power_state:  # a real hypervisor: its guests outlive the agent
+            await self._remove_orphans()
         await self._report_usage()
         self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")
         interval = self.conf.getfloat("compute", "sync_power_state_interval")
