@@ -321,7 +321,9 @@ class ComputeManager:
         uuid = instance["uuid"]
         async with self._locks[uuid]:
             try:
-                if uuid not in self.driver.list_instance_uuids():
+                # A simulated guest lost with its agent is recreated first; a real hypervisor's reboot
+                # rebuilds a missing domain itself.
+                if not self.driver.syncs_power_state and uuid not in self.driver.list_instance_uuids():
                     await self.driver.power_on(instance)
                 await self.driver.reboot(instance, reboot_type)
             except Exception as exc:  # noqa: BLE001
