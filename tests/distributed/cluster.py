@@ -7,15 +7,20 @@ the real ``openstack`` CLI, exactly as the all-in-one tests do.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from tests.cloud import free_port_block
+from tests.distributed.infra import Databases, rabbit_vhost
 
 READY = "Kilonova is serving"
 BIN = Path(sys.executable).parent
@@ -31,18 +36,33 @@ def write_ini(path: Path, sections: dict[str, dict[str, str]]) -> Path:
     return path
 
 
+def wait_for(check, timeout: float, what: str, cluster: "Cluster | None" = None):
+    """Poll ``check`` until it returns something true (returned), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}" + (f"\n{cluster.logs()}" if cluster else ""))
+        time.sleep(0.5)
+
+
 class Process:
     def __init__(self, name: str, args: list[str], log: Path):
         self.name = name
+        self.args = args
         self.log = log
-        self._fh = open(log, "w")
+        # Appended to: a process restarted under the same name keeps its earlier life in the log.
+        self._start_offset = log.stat().st_size if log.exists() else 0
+        self._fh = open(log, "a")
         self.popen = subprocess.Popen([sys.executable, "-m", "kilonova.cli", *args], stdout=self._fh,
                                       stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if READY in self.log.read_text():
+            if READY in self.log.read_text(errors="replace")[self._start_offset:]:
                 return
             if self.popen.poll() is not None:
                 break
@@ -100,6 +120,17 @@ class Cluster:
                           self.workdir / f"{name}.log")
         self.processes[name] = process
         return process
+
+    def restart(self, *names: str, sig: int = signal.SIGKILL) -> None:
+        """Kill processes (``kill -9`` by default), start them again together as they were; returns
+        when they all serve."""
+        for name in names:
+            self.processes[name].kill(sig)
+        started = [Process(name, self.processes[name].args, self.processes[name].log) for name in names]
+        for process in started:
+            self.processes[process.name] = process
+        for process in started:
+            process.wait_ready()
 
     def start_all(self, groups: list[list[tuple[str, list[str], Path | None]]]) -> None:
         """Start groups one after another; the processes of a group start together."""
@@ -200,3 +231,68 @@ class Cluster:
                 for rc, used in usages.items():
                     totals[rc] = totals.get(rc, 0) + used
         return totals
+
+
+SECTIONS = ("database", "cell0_database", "api_database", "placement_database", "identity_database",
+            "image_database", "network_database")
+
+
+@contextlib.contextmanager
+def two_cell_deployment(kind: str, *, second_controller: bool = True,
+                        extra: dict[str, dict[str, str]] | None = None) -> Iterator[Cluster]:
+    """The operator's order: ``api_db sync``, ``cell_v2 map_cell0``, ``create_cell`` for cell1 and cell2,
+    ``db sync``; then identity, the other APIs, conductor and scheduler, and two compute processes
+    (two fake hosts in cell1, two in cell2). ``kind``: "postgresql" or "mysql".
+
+    With ``second_controller`` a second conductor and scheduler run on "controller2" (active/active
+    on the same queues). Set KILONOVA_KEEP_DIST_LOGS=1 to keep the processes' logs after the run.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="kilonova-dist-"))
+    databases = Databases(kind)
+    with rabbit_vhost("kn-dist") as transport_url:
+        names = {section: section.replace("_database", "") if section != "database" else "cell1"
+                 for section in SECTIONS}
+        created = databases.urls([*names.values(), "cell2"])
+        urls = {section: created[name] for section, name in names.items()}
+        cell2 = created["cell2"]
+        options = {"compute": {"build_timeout": "30"}}
+        for section, values in (extra or {}).items():
+            options.setdefault(section, {}).update(values)
+        cluster = Cluster(workdir, transport_url, urls, extra=options)
+        cluster.kind = kind
+        cluster.databases = databases
+        try:
+            cluster.manage("api_db", "sync")
+            cluster.manage("cell_v2", "map_cell0")
+            cluster.manage("cell_v2", "create_cell", "--name", "cell1")
+            cluster.manage("cell_v2", "create_cell", "--name", "cell2", "--database_connection", cell2,
+                           "--transport-url", transport_url)
+            cluster.manage("db", "sync")
+
+            def compute(name: str, cell: str) -> Path:
+                return cluster.variant(name, {"compute": {"cell": cell},
+                                              "fake_driver": {"hosts": "2", "host_prefix": f"{cell}-host"}})
+
+            groups = [
+                [("identity", ["identity"], None)],
+                [("placement", ["placement"], None), ("image", ["image"], None), ("network", ["network"], None)],
+                [("api", ["api"], None), ("conductor", ["conductor"], None), ("scheduler", ["scheduler"], None)],
+            ]
+            if second_controller:
+                groups.append([("controller2", ["conductor", "scheduler"],
+                                cluster.variant("controller2", {"DEFAULT": {"host": "controller2"}}))])
+            groups.append([("compute-cell1", ["compute"], compute("compute-cell1", "cell1")),
+                           ("compute-cell2", ["compute"], compute("compute-cell2", "cell2"))])
+            cluster.start_all(groups)
+            cluster.write_clouds_yaml()
+            yield cluster
+        except BaseException:
+            print(cluster.logs())
+            raise
+        finally:
+            cluster.stop()
+            databases.drop_all()
+            if os.environ.get("KILONOVA_KEEP_DIST_LOGS"):
+                print(f"distributed test logs kept in {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)

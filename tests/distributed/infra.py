@@ -63,14 +63,25 @@ def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 
 
+def _rabbitmqctl(*args: str, attempts: int = 5) -> None:
+    """Run rabbitmqctl, waiting for the broker's app when a test elsewhere has just restarted it."""
+    for attempt in range(attempts):
+        result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+        if result.returncode == 0 or "already exists" in result.stderr:
+            return
+        if attempt == attempts - 1:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr or result.stdout}")
+        subprocess.run(["rabbitmqctl", "await_startup", "--timeout", "60"], capture_output=True, timeout=90)
+        time.sleep(1)
+
+
 @contextlib.contextmanager
 def rabbit_vhost(prefix: str = "kn-test") -> Iterator[str]:
     """A fresh vhost on the local broker; yields its ``rabbit://`` transport URL."""
     ensure_rabbitmq()
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    subprocess.run(["rabbitmqctl", "add_vhost", name], check=True, capture_output=True, timeout=60)
-    subprocess.run(["rabbitmqctl", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True,
-                   capture_output=True, timeout=60)
+    _rabbitmqctl("add_vhost", name)
+    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     try:
         yield f"rabbit://guest:guest@127.0.0.1:5672/{name}"
     finally:
@@ -116,6 +127,20 @@ class Databases:
         if self.kind == "postgresql":
             return {name: f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}" for name, db in dbs.items()}
         return {name: f"mysql+pymysql://root@127.0.0.1:3306/{db}?charset=utf8mb4" for name, db in dbs.items()}
+
+    def cut_connections(self) -> int:
+        """Close every client connection to these databases from the server side (PostgreSQL only).
+
+        What clients see when the database server restarts or a proxy drops them: the next query on
+        each open connection fails. Returns how many connections were cut.
+        """
+        assert self.kind == "postgresql", "cut_connections needs PostgreSQL (pg_terminate_backend)"
+        result = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-At", "-c",
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+             f"WHERE datname LIKE 'kn\\_{self.tag}\\_%' AND pid <> pg_backend_pid()"],
+            check=True, capture_output=True, text=True, timeout=60)
+        return int(result.stdout.strip() or 0)
 
     def drop_all(self) -> None:
         if not self.created:
