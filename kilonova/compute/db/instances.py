@@ -42,16 +42,29 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 _LIST_COLUMNS = [sa.inspect(Instance).column_attrs[key].columns[0].label(key) for key in _COLUMNS]
 
 
+_TABLE = Instance.__table__
+_COLUMN_NAMES = {key: sa.inspect(Instance).column_attrs[key].columns[0].name for key in _COLUMNS}
+# Built once with bound parameters: SQLAlchemy then reuses their cache keys and compiled forms.
+_LIVE_ROW = sa.select(*_LIST_COLUMNS).where(_TABLE.c.uuid == sa.bindparam("uuid"), _TABLE.c.deleted == 0)
+_UPDATE_BY_ID = _TABLE.update().where(_TABLE.c.id == sa.bindparam("row_id"))  # SET: the execute() params
+_INSERT = _TABLE.insert()
+
+
 def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     values = dict(values)
     values["metadata_"] = values.pop("metadata", {}) or {}
     for key in ("created_at", "updated_at", "launched_at"):
         if isinstance(values.get(key), str):
             values[key] = datetime.fromisoformat(values[key])
-    instance = Instance(**{k: v for k, v in values.items() if k in _COLUMNS})
-    session.add(instance)
-    session.flush()
-    return to_dict(instance)
+    # A table-level insert (one per server): the inserted parameters, column defaults included, and
+    # the new primary key are the row.
+    row = {_COLUMN_NAMES[key]: value for key, value in values.items() if key in _COLUMN_NAMES}
+    flavor = row.get("flavor") or {}
+    row.update(vcpus=int(flavor.get("vcpus") or 0), memory_mb=int(flavor.get("memory_mb") or 0))
+    result = session.execute(_INSERT, row)
+    inserted = result.last_inserted_params()
+    inserted["id"] = result.inserted_primary_key[0]
+    return _plain({key: inserted.get(_COLUMN_NAMES[key]) for key in _COLUMNS})
 
 
 def _get_row(session: Session, uuid: str, read_deleted: bool = False) -> Instance:
@@ -66,13 +79,6 @@ def _get_row(session: Session, uuid: str, read_deleted: bool = False) -> Instanc
 
 def get(session: Session, uuid: str, read_deleted: bool = False) -> dict[str, Any]:
     return to_dict(_get_row(session, uuid, read_deleted))
-
-
-_TABLE = Instance.__table__
-_COLUMN_NAMES = {key: sa.inspect(Instance).column_attrs[key].columns[0].name for key in _COLUMNS}
-# Built once with bound parameters: SQLAlchemy then reuses their cache keys and compiled forms.
-_LIVE_ROW = sa.select(*_LIST_COLUMNS).where(_TABLE.c.uuid == sa.bindparam("uuid"), _TABLE.c.deleted == 0)
-_UPDATE_BY_ID = _TABLE.update().where(_TABLE.c.id == sa.bindparam("row_id"))  # SET: the execute() params
 
 
 def update(session: Session, uuid: str, values: dict[str, Any],
