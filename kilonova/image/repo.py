@@ -38,8 +38,25 @@ def _load(session: Session, image_id: str) -> Image:
     return image
 
 
+# GET of one image (every server boot reads its image): plain rows from statements built once, not an
+# ORM object with two lazily loaded relationships. Same dict as ``to_dict``.
+_IMAGE_ROW = sa.select(*(Image.__table__.c[column] for column in CORE_COLUMNS)).where(
+    Image.__table__.c.id == sa.bindparam("image_id"))
+_PROPERTY_ROWS = sa.select(ImageProperty.__table__.c.name, ImageProperty.__table__.c.value).where(
+    ImageProperty.__table__.c.image_id == sa.bindparam("image_id")).order_by(ImageProperty.__table__.c.name)
+_TAG_ROWS = sa.select(ImageTag.__table__.c.value).where(
+    ImageTag.__table__.c.image_id == sa.bindparam("image_id")).order_by(ImageTag.__table__.c.id)
+
+
 def get(session: Session, image_id: str) -> dict[str, Any]:
-    return to_dict(_load(session, image_id))
+    params = {"image_id": image_id}
+    row = session.execute(_IMAGE_ROW, params).first()
+    if row is None:
+        raise NotFound(image_id)
+    values = row._asdict()
+    values["properties"] = dict(session.execute(_PROPERTY_ROWS, params).all())
+    values["tags"] = session.execute(_TAG_ROWS, params).scalars().all()
+    return values
 
 
 def create(session: Session, values: dict[str, Any], properties: dict[str, str], tags: list[str]) -> dict:
