@@ -30,10 +30,15 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time the process has used so far (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far (all threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split(pid))
 
 
 def start_profiler(output: str | None, pid: int) -> subprocess.Popen | None:
@@ -93,6 +98,7 @@ async def run(args) -> None:
             idle_rate = (cpu_seconds(cloud.proc.pid) - idle_from) / 2
             profiler = start_profiler(args.profile, cloud.proc.pid)
             cpu_before = cpu_seconds(cloud.proc.pid)
+            split_before = cpu_split(cloud.proc.pid)
             started = time.monotonic()
 
             async def creator() -> None:
@@ -130,6 +136,7 @@ async def run(args) -> None:
             await watch
             elapsed = max(active.values()) - started
             boot_cpu = cpu_seconds(cloud.proc.pid) - cpu_before
+            user_cpu, sys_cpu = (after - before for after, before in zip(cpu_split(cloud.proc.pid), split_before))
             stop_profiler(profiler)
             to_active = [active[uuid] - submitted[uuid] for uuid in active]
 
@@ -147,7 +154,7 @@ async def run(args) -> None:
         net_cpu = boot_cpu - idle_rate * elapsed
         print(f"  cloud CPU per boot:               {net_cpu / args.servers * 1000:.1f} ms "
               f"({boot_cpu:.1f} s for {args.servers} less {idle_rate * elapsed:.1f} s idle, "
-              f"load {os.getloadavg()[0]:.2f})")
+              f"load {os.getloadavg()[0]:.2f}; user {user_cpu:.1f} s, system {sys_cpu:.1f} s)")
         print(f"  time-to-ACTIVE p50 / p95:         {statistics.median(to_active) * 1000:.0f} ms / "
               f"{percentile(to_active, 95) * 1000:.0f} ms")
         print(f"  GET /servers/detail ({args.servers}) p50 / p95: {statistics.median(detail_times):.1f} ms / "
