@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -116,16 +117,28 @@ class Database:
         # steps of milliseconds. Other databases take concurrent writes from the pool.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{name}-w") \
             if self.is_sqlite else self._pool
-        # Connections for running on the event loop itself: they never wait for a lock (see the module doc).
+        # For running on the event loop itself: connections that never wait for a lock (see the module
+        # doc), one per loop thread, kept open between transactions (a pool checkout and its reset cost
+        # as much as a small query).
         self._loop_engine = _make_engine(url, busy_timeout_ms=0) if self.is_sqlite else None
+        self._loop_connections = threading.local()
 
-    def _run(self, write: bool, fn: Callable[..., T], args: tuple, kwargs: dict,
-             engine: sa.Engine | None = None) -> T:
-        with (engine or self.engine).connect() as connection:
-            if self.is_sqlite:
-                connection.info["begin_mode"] = "IMMEDIATE" if write else "DEFERRED"
-            with Session(bind=connection, expire_on_commit=False) as session, session.begin():
-                return fn(session, *args, **kwargs)
+    def _run(self, write: bool, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        with self.engine.connect() as connection:
+            return self._transaction(connection, write, fn, args, kwargs)
+
+    def _transaction(self, connection: sa.Connection, write: bool, fn: Callable[..., T], args: tuple,
+                     kwargs: dict) -> T:
+        if self.is_sqlite:
+            connection.info["begin_mode"] = "IMMEDIATE" if write else "DEFERRED"
+        with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+            return fn(session, *args, **kwargs)
+
+    def _loop_connection(self) -> sa.Connection:
+        connection = getattr(self._loop_connections, "connection", None)
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self._loop_connections.connection = self._loop_engine.connect()
+        return connection
 
     def _run_on_loop(self, write: bool, fn: Callable[..., T], args: tuple, kwargs: dict) -> tuple[bool, Any]:
         """(True, result) when SQLite ran ``fn`` without waiting; (False, None) when the file was locked.
@@ -135,12 +148,15 @@ class Database:
         """
         if self._loop_engine is None:
             return False, None
+        connection = self._loop_connection()
         try:
-            return True, self._run(write, fn, args, kwargs, self._loop_engine)
-        except sa.exc.OperationalError as exc:
-            if "database is locked" not in str(exc.orig):
-                raise
-            return False, None
+            return True, self._transaction(connection, write, fn, args, kwargs)
+        except sa.exc.DBAPIError as exc:
+            if "database is locked" in str(exc.orig):
+                return False, None
+            self._loop_connections.connection = None  # start the next transaction on a fresh connection
+            connection.close()
+            raise
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         done, result = self._run_on_loop(False, fn, args, kwargs)
@@ -167,6 +183,9 @@ class Database:
         self._writer.shutdown(wait=True)
         self.engine.dispose()
         if self._loop_engine is not None:
+            connection = getattr(self._loop_connections, "connection", None)
+            if connection is not None:
+                connection.close()
             self._loop_engine.dispose()
 
 

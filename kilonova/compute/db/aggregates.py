@@ -185,12 +185,16 @@ def remove_host_everywhere(session: Session, host: str) -> list[str]:
 
 # ---------------------------------------------------------------- availability zones
 
+# Built once: the scheduler reads every host's zone for each scheduling pass.
+_HOST_ZONES = (sa.select(AggregateHost.host, AggregateMetadata.value)
+               .join(AggregateMetadata, AggregateMetadata.aggregate_id == AggregateHost.aggregate_id)
+               .where(AggregateMetadata.key == AZ_KEY))
+
+
 def host_zones(session: Session, hosts: list[str] | None = None) -> dict[str, str]:
     """host -> zone for every host (of ``hosts``, if given) in an aggregate with an availability zone."""
     found: dict[str, set[str]] = {}
-    stmt = (sa.select(AggregateHost.host, AggregateMetadata.value)
-            .join(AggregateMetadata, AggregateMetadata.aggregate_id == AggregateHost.aggregate_id)
-            .where(AggregateMetadata.key == AZ_KEY))
+    stmt = _HOST_ZONES
     if hosts is not None:
         stmt = stmt.where(AggregateHost.host.in_(hosts))
     for host, zone in session.execute(stmt):
