@@ -11,16 +11,25 @@ from kilonova.compute.db import mappings
 from kilonova.compute.db.api_models import BuildRequest, RequestSpec
 
 
+# Every server boot writes, reads and deletes its build request: table-level statements built once.
+_BUILD_REQUESTS = BuildRequest.__table__
+_INSERT = _BUILD_REQUESTS.insert()
+_INSERT_SPEC = RequestSpec.__table__.insert()
+_ROW = sa.select(_BUILD_REQUESTS.c.id, _BUILD_REQUESTS.c.instance).where(
+    _BUILD_REQUESTS.c.instance_uuid == sa.bindparam("instance_uuid"))
+_DELETE = _BUILD_REQUESTS.delete().where(_BUILD_REQUESTS.c.instance_uuid == sa.bindparam("instance_uuid"))
+
+
 def create(session: Session, instance: dict[str, Any], spec: dict[str, Any]) -> None:
     """Record the build request, its request spec and its instance mapping together."""
-    session.add(BuildRequest(instance_uuid=instance["uuid"], project_id=instance["project_id"], instance=instance,
-                             created_at=datetime.fromisoformat(instance["created_at"])))
-    session.add(RequestSpec(instance_uuid=instance["uuid"], spec=spec))
+    session.execute(_INSERT, {"instance_uuid": instance["uuid"], "project_id": instance["project_id"],
+                              "instance": instance, "created_at": datetime.fromisoformat(instance["created_at"])})
+    session.execute(_INSERT_SPEC, {"instance_uuid": instance["uuid"], "spec": spec})
     mappings.create_instance_mapping(session, instance["uuid"], instance["project_id"], instance["user_id"])
 
 
 def get(session: Session, instance_uuid: str) -> dict[str, Any] | None:
-    row = session.scalar(sa.select(BuildRequest).where(BuildRequest.instance_uuid == instance_uuid))
+    row = session.execute(_ROW, {"instance_uuid": instance_uuid}).first()
     return None if row is None else dict(row.instance, _build_request_id=row.id)
 
 
@@ -30,8 +39,7 @@ def exists(session: Session, instance_uuid: str) -> bool:
 
 def delete(session: Session, instance_uuid: str) -> bool:
     """True when this call removed it (so the caller owns the server's fate)."""
-    result = session.execute(sa.delete(BuildRequest).where(BuildRequest.instance_uuid == instance_uuid))
-    return result.rowcount > 0
+    return session.execute(_DELETE, {"instance_uuid": instance_uuid}).rowcount > 0
 
 
 def list_for(session: Session, project_id: str | None) -> list[dict[str, Any]]:

@@ -37,8 +37,17 @@ def map_host(session: Session, host: str, cell_uuid: str) -> None:
         existing.cell_id = cell.id
 
 
+# Written on every server boot (created, then pointed at its cell): statements built once.
+_INSERT_INSTANCE_MAPPING = InstanceMapping.__table__.insert()
+_CELL_ID = sa.select(CellMapping.__table__.c.id).where(CellMapping.__table__.c.uuid == sa.bindparam("cell_uuid"))
+_SET_INSTANCE_CELL = InstanceMapping.__table__.update().where(
+    InstanceMapping.__table__.c.instance_uuid == sa.bindparam("mapped_uuid")).values(
+    cell_id=sa.bindparam("mapped_cell_id"))
+
+
 def create_instance_mapping(session: Session, instance_uuid: str, project_id: str, user_id: str) -> None:
-    session.add(InstanceMapping(instance_uuid=instance_uuid, project_id=project_id, user_id=user_id))
+    session.execute(_INSERT_INSTANCE_MAPPING,
+                    {"instance_uuid": instance_uuid, "project_id": project_id, "user_id": user_id})
 
 
 def get_instance_mapping(session: Session, instance_uuid: str) -> InstanceMapping | None:
@@ -46,9 +55,8 @@ def get_instance_mapping(session: Session, instance_uuid: str) -> InstanceMappin
 
 
 def set_instance_cell(session: Session, instance_uuid: str, cell_uuid: str) -> None:
-    cell_id = session.scalar(sa.select(CellMapping.id).where(CellMapping.uuid == cell_uuid))
-    session.execute(sa.update(InstanceMapping).where(InstanceMapping.instance_uuid == instance_uuid)
-                    .values(cell_id=cell_id))
+    cell_id = session.execute(_CELL_ID, {"cell_uuid": cell_uuid}).scalar()
+    session.execute(_SET_INSTANCE_CELL, {"mapped_uuid": instance_uuid, "mapped_cell_id": cell_id})
 
 
 def delete_instance_mapping(session: Session, instance_uuid: str) -> None:

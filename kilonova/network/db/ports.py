@@ -42,9 +42,12 @@ def status_for(binding_host_id: str) -> str:
     return "ACTIVE" if binding_host_id else "DOWN"
 
 
+_PORT_WITH_MAC = sa.select(Port.__table__.c.id).where(Port.__table__.c.mac_address == sa.bindparam("mac"))
+
+
 def _mac(session: Session, network_id: str, wanted: str | None) -> str:
     def in_use(address: str) -> bool:
-        return session.scalar(sa.select(Port.id).where(Port.mac_address == address)) is not None
+        return session.execute(_PORT_WITH_MAC, {"mac": address}).first() is not None
 
     if wanted is not None:
         if in_use(wanted):
@@ -65,16 +68,19 @@ _INSERT_PORT = Port.__table__.insert()
 _INSERT_IP = IPAllocation.__table__.insert()
 
 
+_PORT_NETWORK = sa.select(Network.__table__.c.id, Network.__table__.c.port_security_enabled).where(
+    Network.__table__.c.id == sa.bindparam("network_id"))
+_PORT_SUBNETS = sa.select(*_SUBNET_COLUMNS).where(Subnet.__table__.c.network_id == sa.bindparam("network_id")
+                                                  ).order_by(Subnet.__table__.c.created_at, Subnet.__table__.c.id)
+
+
 def _network_for_port(session: Session, network_id: str) -> tuple[str, bool, list]:
     """(id, port_security_enabled, subnets) of a network: plain rows, as every port creation reads them."""
-    table = Network.__table__
-    found = session.execute(sa.select(table.c.id, table.c.port_security_enabled)
-                            .where(table.c.id == network_id)).first()
+    params = {"network_id": network_id}
+    found = session.execute(_PORT_NETWORK, params).first()
     if found is None:
         raise errors.not_found("network", network_id)
-    subnets = session.execute(sa.select(*_SUBNET_COLUMNS).where(Subnet.__table__.c.network_id == network_id)
-                              .order_by(Subnet.__table__.c.created_at, Subnet.__table__.c.id)).all()
-    return found.id, found.port_security_enabled, subnets
+    return found.id, found.port_security_enabled, session.execute(_PORT_SUBNETS, params).all()
 
 
 def create(session: Session, values: dict[str, Any], fixed_ips: list | None, mac_address: str | None

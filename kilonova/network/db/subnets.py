@@ -82,8 +82,12 @@ def delete(session: Session, subnet_id: str) -> None:
     session.delete(subnet)
 
 
+_ALLOCATED = sa.select(IPAllocation.__table__.c.ip_address).where(
+    IPAllocation.__table__.c.subnet_id == sa.bindparam("subnet_id"))
+
+
 def allocated(session: Session, subnet_id: str) -> set[str]:
-    return set(session.scalars(sa.select(IPAllocation.ip_address).where(IPAllocation.subnet_id == subnet_id)))
+    return set(session.execute(_ALLOCATED, {"subnet_id": subnet_id}).scalars())
 
 
 def find(session: Session, network_id: str, name: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ compare-and-swap.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ class View:
 _writes: dict[str, int] = {}
 
 
+@functools.lru_cache(maxsize=64)
 def _key(url) -> str:
     return url.render_as_string(hide_password=False)
 
@@ -127,6 +129,16 @@ def written(engine) -> None:
     _writes[key] = _writes.get(key, 0) + 1
 
 
+_rp = ResourceProvider
+# What changes when any provider's inventory, usage, traits, aggregates or tree change (generations bump):
+# compared on every candidate search, so built once.
+_FINGERPRINT = sa.select(
+    sa.func.count(), sa.func.sum(_rp.id), sa.func.sum(_rp.generation),
+    sa.func.sum(sa.func.coalesce(_rp.parent_provider_id, 0)), sa.func.sum(_rp.root_provider_id),
+    sa.func.max(_rp.updated_at), sa.func.max(_rp.created_at))
+_PROVIDER_ROWS = sa.select(_rp.id, _rp.uuid, _rp.generation, _rp.parent_provider_id, _rp.root_provider_id)
+
+
 class Index:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -135,18 +147,13 @@ class Index:
 
     def refresh(self, session: Session, sharing_trait: int | None) -> View:
         conn = session.connection()
-        rp = ResourceProvider
         local = _writes.get(_key(session.get_bind().engine.url), 0)
-        fingerprint = (local,) + tuple(conn.execute(sa.select(
-            sa.func.count(), sa.func.sum(rp.id), sa.func.sum(rp.generation),
-            sa.func.sum(sa.func.coalesce(rp.parent_provider_id, 0)), sa.func.sum(rp.root_provider_id),
-            sa.func.max(rp.updated_at), sa.func.max(rp.created_at))).one())
+        fingerprint = (local,) + tuple(conn.execute(_FINGERPRINT).one())
         with self.lock:
             old = self.view
             if fingerprint == self.fingerprint and sharing_trait == old.sharing_trait:
                 return old
-            rows = conn.execute(sa.select(rp.id, rp.uuid, rp.generation, rp.parent_provider_id,
-                                          rp.root_provider_id)).all()
+            rows = conn.execute(_PROVIDER_ROWS).all()
             providers: dict[int, Provider] = {}
             changed: list[int] = []
             for rp_id, uuid, generation, parent, root in rows:
