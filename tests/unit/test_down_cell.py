@@ -14,7 +14,6 @@ import pytest
 
 from kilonova.common.db import Database, migrate
 from kilonova.compute import cells as cells_mod
-from kilonova.compute.api import microversions
 from kilonova.compute.db import build_requests, instances, mappings
 from kilonova.compute.db.cell_models import CellBase
 from tests.distributed.forwarder import Forwarder
@@ -113,9 +112,7 @@ async def test_lists_leave_a_down_cell_out_and_answer_fast(api, two_cells):
     assert limits.json()["limits"]["absolute"]["totalInstancesUsed"] == 2
 
 
-async def test_from_2_69_a_down_cell_servers_are_unknown(api, two_cells, monkeypatch):
-    # The API's ceiling is below 2.69 today; lift it for this test to see the 2.69 behaviour.
-    monkeypatch.setattr(microversions, "MAX", (2, 69))
+async def test_from_2_69_a_down_cell_servers_are_unknown(api, two_cells):
     stub, forwarder, servers = two_cells
     forwarder.stop()
     down_ids = {servers["vm1"][0], servers["vm3"][0]}

@@ -36,8 +36,9 @@ def next_links(request: Request, collection: str, ids: list[Any], limit: int) ->
     """A "next" link when the page is full, as Nova's _get_collection_links builds it."""
     if not ids or len(ids) != limit:
         return []
-    params = dict(request.query_params)
-    params["marker"] = str(ids[-1])
+    # Every parameter kept, repeated ones (sort_key, sort_dir) too, with the marker replaced.
+    params = [(key, value) for key, value in request.query_params.multi_items() if key != "marker"]
+    params.append(("marker", str(ids[-1])))
     base = str(request.base_url).rstrip("/")
     return [{"rel": "next", "href": f"{base}/v2.1/{collection}?{urlencode(params)}"}]
 

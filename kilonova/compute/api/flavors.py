@@ -65,14 +65,19 @@ def _basic(request: Request, flavor) -> dict[str, Any]:
     return body
 
 
-def _detail(request: Request, flavor) -> dict[str, Any]:
+def _detail(request: Request, flavor, *, new: bool = False) -> dict[str, Any]:
+    """The full flavor; ``new``: just created, so it has no extra specs yet (none are loaded)."""
+    # Before 2.75 a swap of 0 shows as the empty string, as upstream's legacy view did.
+    swap = flavor.swap if (flavor.swap or want(request, "2.75")) else ""
     body = {"id": flavor.flavorid, "name": flavor.name, "ram": flavor.memory_mb, "disk": flavor.root_gb,
-            "swap": flavor.swap or "", "OS-FLV-EXT-DATA:ephemeral": flavor.ephemeral_gb,
+            "swap": swap, "OS-FLV-EXT-DATA:ephemeral": flavor.ephemeral_gb,
             "OS-FLV-DISABLED:disabled": flavor.disabled, "vcpus": flavor.vcpus,
             "os-flavor-access:is_public": flavor.is_public, "rxtx_factor": flavor.rxtx_factor or "",
             "links": links(request, "flavors", flavor.flavorid)}
     if want(request, "2.55"):
         body["description"] = flavor.description
+    if want(request, "2.61"):
+        body["extra_specs"] = {} if new else {spec.key: spec.value for spec in flavor.extra_specs}
     return body
 
 
@@ -184,7 +189,7 @@ async def create_flavor(request: Request):
         flavor = await compute_api(request).api_db.write(flavors.create, values)
     except Conflict as exc:
         raise HTTPError(409, str(exc)) from None
-    return json_response({"flavor": _detail(request, flavor)})
+    return json_response({"flavor": _detail(request, flavor, new=True)})
 
 
 async def update_flavor(request: Request, flavor_id: str):

@@ -45,7 +45,7 @@ def view(request: Request, node, service, *, detail: bool, servers: list | None 
                     cpu_info=_cpu_info(request, node.cpu_info),
                     service={"id": service.uuid if want(request, "2.53") else service.id, "host": node.host,
                              "disabled_reason": service.disabled_reason})
-    if servers:
+    if servers or (servers is not None and want(request, "2.75")):  # from 2.75 even when there are none
         body["servers"] = servers
     return body
 

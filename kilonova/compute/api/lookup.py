@@ -14,6 +14,7 @@ from typing import Any
 from kilonova.common.context import RequestContext
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
+from kilonova.compute.api import server_sort
 from kilonova.compute.cells import Cell, CellDown
 from kilonova.compute.db import build_requests, instances, mappings
 
@@ -85,17 +86,16 @@ def _partial_from_spec(mapping, spec: dict[str, Any]) -> dict[str, Any]:
             "availability_zone": spec.get("availability_zone"), "power_state": 0}
 
 
-def _sort_key(server: dict[str, Any]) -> tuple[str, str]:
-    return server["created_at"], server["uuid"]
-
-
 async def page(svc, *, project_id: str | None, filters: dict[str, Any], limit: int | None,
                marker: str | None, ctx: RequestContext, read_deleted: bool = False,
-               include_build_requests: bool = True, include_down: bool = False) -> Page:
-    """Servers newest first, merged from build requests and every cell, after ``marker``.
+               include_build_requests: bool = True, include_down: bool = False,
+               order: tuple[tuple[str, str], ...] = server_sort.DEFAULT,
+               pending_filter=None) -> Page:
+    """Servers in ``order`` (newest first by default), merged from build requests and every cell, after ``marker``.
 
     Cells that cannot be reached are listed in ``down_cells``; with ``include_down`` their
     servers (from the API database's instance mappings) are merged in as partial records.
+    ``pending_filter`` decides which build requests match the filters (all of them when None).
     """
     after = None
     if marker is not None:
@@ -103,14 +103,14 @@ async def page(svc, *, project_id: str | None, filters: dict[str, Any], limit: i
             ref = await find(svc, ctx, marker, allow_down=True)
         except HTTPError:
             raise HTTPError(400, f"marker [{marker}] not found") from None
-        after = _sort_key(ref.server)
+        after = ref.server
 
     down: list[Cell] = []
 
     async def from_cell(cell: Cell) -> list[ServerRef]:
         try:
             rows = await cell.read(instances.query, project_id=project_id, filters=filters, limit=limit,
-                                   after=after, read_deleted=read_deleted)
+                                   order=order, marker=after, read_deleted=read_deleted)
         except CellDown:
             down.append(cell)
             return []
@@ -120,19 +120,34 @@ async def page(svc, *, project_id: str | None, filters: dict[str, Any], limit: i
     for chunk in await asyncio.gather(*(from_cell(cell) for cell in svc.cells.all())):
         results.extend(chunk)
     if down and include_down:
-        known = await svc.api_db.read(mappings.list_in_cells, svc.cells.ids_of(down), project_id, after, limit)
-        for server in known:
-            results.append(ServerRef(server, svc.cells.by_id(server.pop("_cell_id")), down=True))
+        results.extend(await _down_records(svc, down, project_id, order, after, limit))
     if include_build_requests:
         pending = await svc.api_db.read(build_requests.list_for, project_id)
         for server in pending:
-            if after is None or _sort_key(server) < after:
+            if (after is None or server_sort.is_after(order, server, after)) and \
+                    (pending_filter is None or pending_filter(server)):
                 results.append(ServerRef(server, None))
     # A server can briefly appear both as build request and cell row; keep the cell row.
     unique: dict[str, ServerRef] = {}
     for ref in results:
         if ref.uuid not in unique or unique[ref.uuid].cell is None:
             unique[ref.uuid] = ref
-    ordered = sorted(unique.values(), key=lambda ref: _sort_key(ref.server), reverse=True)
+    sort_key, reverse = server_sort.sort_args(order)
+    ordered = sorted(unique.values(), key=lambda ref: sort_key(ref.server), reverse=reverse)
     return Page(ordered if limit is None else ordered[:limit], down)
 
+
+async def _down_records(svc, down: list[Cell], project_id: str | None, order: tuple[tuple[str, str], ...],
+                        after: dict[str, Any] | None, limit: int | None) -> list[ServerRef]:
+    """A down cell's servers as the API database knows them. Only their creation time and uuid are
+    known, so in any other order they sort as servers whose other fields are empty (NULL)."""
+    default = order == server_sort.DEFAULT
+    marker = (after["created_at"], after["uuid"]) if default and after is not None else None
+    known = await svc.api_db.read(mappings.list_in_cells, svc.cells.ids_of(down), project_id, marker,
+                                  limit if default else None)
+    refs = []
+    for server in known:
+        cell = svc.cells.by_id(server.pop("_cell_id"))
+        if default or after is None or server_sort.is_after(order, server, after):
+            refs.append(ServerRef(server, cell, down=True))
+    return refs

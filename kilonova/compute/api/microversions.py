@@ -74,10 +74,19 @@ VERSIONS = {
     "2.58": "Instance actions pagination and changes-since.",
     "2.59": "Migrations pagination.",
     "2.60": "Multiattach volumes.",
+    "2.61": "Flavor extra_specs in flavor show, detail list, create and update.",
+    "2.62": "Instance action event host/hostId (no os-instance-actions API here: no change).",
+    "2.63": "trusted_image_certificates at server create and in server show, detail list and update.",
+    "2.64": "Server group policy/rules (no os-server-groups API here: no change).",
+    "2.65": "Abort queued live migrations (no live migration here: no change).",
+    "2.66": "changes-before filter on the server lists.",
+    "2.67": "volume_type in block_device_mapping_v2 at server create.",
+    "2.68": "Forced live migration and evacuate removed (neither exists here: no change).",
+    "2.69": "Servers of a cell that is down as UNKNOWN records (lists, show, os-services).",
 }
 
 MIN_VERSION = "2.1"
-MAX_VERSION = "2.60"
+MAX_VERSION = "2.69"
 _FORMAT = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
 
 

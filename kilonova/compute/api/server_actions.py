@@ -12,10 +12,11 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.common.rpc import NoSuchTarget, RPCError
-from kilonova.compute.api import lookup
+from kilonova.compute.api import lookup, server_records, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.remote_consoles import get_vnc_console
 from kilonova.compute.api.create_image import create_image
+from kilonova.compute.api.microversions import want
 from kilonova.compute.db import instances
 from kilonova.compute.db.instances import UnexpectedTaskState
 
@@ -110,13 +111,28 @@ async def console_output(request: Request, ref: lookup.ServerRef, key: str, body
     return json_response({"output": output})
 
 
+# From 2.73 a lock may say why (before, the body of "lock" is not looked at).
+LOCK_2_73 = {"type": "object", "properties": {"lock": {
+    "type": ["object", "null"], "properties": {"locked_reason": {"type": "string", "minLength": 1, "maxLength": 255}},
+    "additionalProperties": False}}, "required": ["lock"], "additionalProperties": False}
+
+
 async def lock(request: Request, ref: lookup.ServerRef, key: str, body: dict):
+    ctx = request.state.context
+    if key == "lock" and want(request, "2.73"):
+        validation.validate(LOCK_2_73, body)
     if ref.cell is None:
         raise HTTPError(409, f"Instance {ref.uuid} is still being scheduled.")
     locked = key == "lock"
+    if locked and ref.server.get("locked") and ctx.project_id == ref.server["project_id"]:
+        return empty_response(202)  # the owner locking again changes nothing, as upstream
+    if not locked and ref.server.get("locked_by") == "admin" and not ctx.is_admin:
+        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-lock-server:unlock:unlock_override "
+                             "to be performed.")
+    reason = (body.get("lock") or {}).get("locked_reason") if locked and want(request, "2.73") else None
     await ref.cell.db.write(instances.update, ref.uuid,
-                            {"locked": locked, "locked_by": ("admin" if request.state.context.is_admin else "owner")
-                             if locked else None})
+                            {"locked": locked, "locked_by": ("admin" if ctx.is_admin else "owner") if locked else None,
+                             "system_metadata": server_records.with_locked_reason(ref.server, reason)})
     return empty_response(202)
 
 

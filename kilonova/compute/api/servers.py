@@ -1,88 +1,19 @@
 """/v2.1/servers: list, show, create, update, delete."""
 from __future__ import annotations
 
-import copy
 import uuid as uuidlib
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import create as create_mod
-from kilonova.compute.api import common, lookup, validation, views
+from kilonova.compute.api import common, lookup, server_query, server_schemas, server_sort, validation, views
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.destination import requested as requested_destination
 from kilonova.compute.api.microversions import want
 from kilonova.compute.cells import CellDown
 from kilonova.compute.db import build_requests, instances
-
-_NETWORK_ITEM = {"type": "object", "properties": {
-    "uuid": {"type": "string"}, "port": {"type": ["string", "null"]},
-    "fixed_ip": {"type": "string"}, "tag": {"type": "string"}}, "additionalProperties": False}
-_CREATE_SERVER = {
-    "type": "object",
-    "properties": {
-        "name": validation.NAME_WITH_SPACES,
-        "imageRef": {"type": "string"},
-        "flavorRef": {"type": ["string", "integer"], "minLength": 1},
-        "adminPass": {"type": "string"},
-        "metadata": validation.METADATA,
-        "networks": {"oneOf": [{"type": "array", "items": _NETWORK_ITEM},
-                               {"type": "string", "enum": ["none", "auto"]}]},
-        "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]},
-        "accessIPv4": {"type": "string", "format": "ipv4"},
-        "accessIPv6": {"type": "string", "format": "ipv6"},
-        "key_name": validation.NAME_WITH_SPACES,
-        "availability_zone": {"type": "string"},
-        "min_count": validation.POSITIVE_INT,
-        "max_count": validation.POSITIVE_INT,
-        "return_reservation_id": {"type": ["boolean", "string"]},
-        "security_groups": {"type": "array", "items": {"type": "object", "properties": {
-            "name": {"type": "string"}}, "additionalProperties": False}},
-        "user_data": {"type": "string", "maxLength": 65535},
-        "config_drive": {"type": ["boolean", "string"]},
-        "description": validation.DESCRIPTION,
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 60, "pattern": "^[^,/]*$"},
-                 "maxItems": 50},
-        "personality": {"type": "array"},
-        "block_device_mapping_v2": {"type": "array"},
-    },
-    "required": ["name", "flavorRef"],
-    "additionalProperties": False,
-}
-_UPDATE_SERVER = {
-    "type": "object",
-    "properties": {"name": validation.NAME_WITH_SPACES, "accessIPv4": {"type": "string", "format": "ipv4"},
-                   "accessIPv6": {"type": "string", "format": "ipv6"},
-                   "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]},
-                   "description": validation.DESCRIPTION, "hostname": {"type": "string"}},
-    "additionalProperties": False,
-}
-
-
-def _create_schema(request: Request) -> dict:
-    schema = copy.deepcopy(_CREATE_SERVER)
-    props = schema["properties"]
-    if not want(request, "2.19"):
-        props.pop("description")
-    if not want(request, "2.52"):
-        props.pop("tags")
-    if want(request, "2.57"):
-        props.pop("personality")
-    if want(request, "2.37"):
-        schema["required"] = ["name", "flavorRef", "networks"]
-    return {"type": "object", "properties": {"server": schema, "os:scheduler_hints": {"type": "object"},
-                                             "OS-SCH-HNT:scheduler_hints": {"type": "object"}},
-            "required": ["server"], "additionalProperties": False}
-
-
-def _update_schema(request: Request) -> dict:
-    schema = copy.deepcopy(_UPDATE_SERVER)
-    if not want(request, "2.19"):
-        schema["properties"].pop("description")
-    schema["properties"].pop("hostname")
-    return {"type": "object", "properties": {"server": schema}, "required": ["server"], "additionalProperties": False}
-
 
 # ---------------------------------------------------------------- list / show
 
@@ -106,12 +37,21 @@ def _list_filters(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
             return db_filters, {"nothing": True}
         db_filters["vm_state"] = views.STATUS_TO_VM_STATES[status]
         post["status"] = status
-    if params.get("changes-since"):
-        try:
-            db_filters["changes-since"] = datetime.fromisoformat(params["changes-since"].replace("Z", "+00:00")
-                                                                 ).replace(tzinfo=None)
-        except ValueError:
-            raise HTTPError(400, "Invalid filter field: changes-since.") from None
+    since, before = server_query.timestamp(request, "changes-since"), None
+    if want(request, "2.66"):
+        before = server_query.timestamp(request, "changes-before")
+    if since is not None and before is not None and before < since:
+        raise HTTPError(400, "The value of changes-since must be less than or equal to changes-before.")
+    if since is not None:
+        db_filters["changes-since"] = since
+    if before is not None:
+        db_filters["changes-before"] = before
+    if want(request, "2.73"):
+        locked = server_query.strict_bool(request, "locked")
+        if locked is not None:
+            db_filters["locked"] = locked
+    if request.state.context.is_admin or want(request, "2.83"):  # from 2.83 not only for admins
+        _add_column_filters(params, db_filters)
     if params.get("host") and request.state.context.is_admin:
         db_filters["host"] = params["host"]
     if params.get("ip"):
@@ -119,6 +59,51 @@ def _list_filters(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     if params.get("uuid"):
         db_filters["uuid"] = params["uuid"]
     return db_filters, post
+
+
+# Filters on one column: exact matches, and the ones upstream matches as a pattern (a substring here,
+# as upstream on SQLite).
+_EXACT_FILTERS = ("user_id", "task_state")
+_PATTERN_FILTERS = ("availability_zone", "config_drive", "key_name", "created_at", "launched_at",
+                    "terminated_at", "power_state", "progress")
+
+
+def _add_column_filters(params, db_filters: dict[str, Any]) -> None:
+    for name in _EXACT_FILTERS:
+        if params.get(name):
+            db_filters[name] = params[name]
+    for name in _PATTERN_FILTERS:
+        if params.get(name):
+            db_filters["like:" + name] = params[name]
+    if params.get("vm_state"):
+        wanted = params["vm_state"]
+        by_status = db_filters.get("vm_state")
+        db_filters["vm_state"] = [wanted] if by_status is None or wanted in by_status else []
+
+
+def _pending_filter(db_filters: dict[str, Any]):
+    """The database filters applied to a build request (a server not yet in a cell) in Python."""
+    def matches(server: dict[str, Any]) -> bool:
+        for key, value in db_filters.items():
+            if key == "name":
+                if value.lower() not in (server.get("display_name") or "").lower():
+                    return False
+            elif key in ("changes-since", "changes-before", "host"):
+                return False  # never updated, never on a host yet
+            elif key.startswith("like:"):
+                found = server.get(key[5:])
+                if found is None or str(value) not in str(found):
+                    return False
+            elif isinstance(value, list):
+                if server.get(key) not in value:
+                    return False
+            elif key == "locked":
+                if bool(server.get("locked")) != value:
+                    return False
+            elif server.get(key) != value:
+                return False
+        return True
+    return matches
 
 
 def _post_filter(server: dict[str, Any], post: dict[str, Any]) -> bool:
@@ -156,16 +141,20 @@ async def _list(request: Request, detailed: bool):
         project_id = params.get("tenant_id") or params.get("project_id")
     elif ctx.is_admin and (params.get("tenant_id") or params.get("project_id")):
         project_id = params.get("tenant_id") or params.get("project_id")
+    server_query.check_unknown(request)
+    order = server_sort.parse(request)
     db_filters, post = _list_filters(request)
-    read_deleted = ctx.is_admin and params.get("deleted", "").lower() in ("true", "1")
+    # A time window also shows the servers deleted in it, as upstream does (the way to see deletions).
+    timed = "changes-since" in db_filters or "changes-before" in db_filters
+    read_deleted = (ctx.is_admin and params.get("deleted", "").lower() in ("true", "1")) or timed
     limit = _limit(request)
     # A cell that is down: its servers come as UNKNOWN partial records from 2.69 (when nothing but
     # the project narrows the list, since no other filter can be checked), and are left out before.
     show_down = want(request, views.CELL_DOWN_VERSION) and not db_filters and not post and not read_deleted
     found = await lookup.page(svc, project_id=project_id, filters=db_filters, limit=None if post else limit,
                               marker=params.get("marker"), ctx=ctx, read_deleted=read_deleted,
-                              include_build_requests=not read_deleted and "host" not in db_filters,
-                              include_down=show_down)
+                              include_build_requests=not read_deleted, include_down=show_down,
+                              order=order, pending_filter=_pending_filter(db_filters) if db_filters else None)
     refs = [ref for ref in found.refs if ref.down or _post_filter(ref.server, post)]
     if limit is not None:
         refs = refs[:limit]
@@ -216,7 +205,7 @@ async def show_server(request: Request, server_id: str):
     if ref.down:
         return json_response({"server": views.detail_down(request, ref.server, full=True)})
     faults = await _faults([ref])
-    return json_response({"server": views.detail(request, ref.server, fault=faults.get(ref.uuid))})
+    return json_response({"server": views.detail(request, ref.server, fault=faults.get(ref.uuid), shape="show")})
 
 
 # ---------------------------------------------------------------- create
@@ -228,7 +217,7 @@ async def create_server(request: Request):
     if not ctx.can_write:
         raise HTTPError(403, "Policy doesn't allow os_compute_api:servers:create to be performed.")
     body = await read_json(request)
-    validation.validate(_create_schema(request), body)
+    validation.validate(server_schemas.create(request.state.version), body)
     server = body["server"]
     hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
     min_count = int(server.get("min_count", 1))
@@ -244,6 +233,7 @@ async def create_server(request: Request):
         az = az.split(":", 1)[0] or None
         if az is not None and az not in await svc_zones(svc):
             raise HTTPError(400, "The requested availability zone is not available")
+    destination = await requested_destination(svc, ctx, server)
     flavor = await create_mod.load_flavor(svc, ctx, server["flavorRef"])
     image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
     keypair = await create_mod.load_keypair(svc, ctx, server.get("key_name"))
@@ -256,6 +246,8 @@ async def create_server(request: Request):
     servers = [create_mod.build_instance(ctx, server, flavor, image, keypair, index=i, count=count,
                                          reservation_id=reservation_id, az=az) for i in range(count)]
     spec = create_mod.request_spec(ctx, flavor, image, networks, az, count, hints)
+    if destination:
+        spec["requested_destination"] = destination
     await svc.api_db.write(_record_build_requests, servers, spec)
     await svc.conductor.cast("schedule_and_build_instances", instance_uuids=[s["uuid"] for s in servers],
                              request_spec=spec)
@@ -288,7 +280,7 @@ async def update_server(request: Request, server_id: str):
     svc = compute_api(request)
     ctx = request.state.context
     body = await read_json(request)
-    validation.validate(_update_schema(request), body)
+    validation.validate(server_schemas.update(request.state.version), body)
     ref = await lookup.find(svc, ctx, server_id)
     if ref.cell is None:
         raise HTTPError(409, f"Instance {server_id} is still being scheduled; try again in a moment.")
@@ -299,7 +291,7 @@ async def update_server(request: Request, server_id: str):
         if key in body["server"]:
             changes[column] = body["server"][key]
     server = await ref.cell.db.write(instances.update, server_id, changes) if changes else ref.server
-    return json_response({"server": views.detail(request, server)})
+    return json_response({"server": views.detail(request, server, shape="update")})
 
 
 async def delete_server(request: Request, server_id: str):

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from kilonova.compute.api import server_records
 from kilonova.compute.api.microversions import want
 
 # vm_state -> (default status, {task_state: status}), as Nova's API reports them.
@@ -105,7 +106,9 @@ def minimal(request: Request, server: dict[str, Any]) -> dict[str, Any]:
 
 
 def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | None = None,
-           host_status: str | None = None) -> dict[str, Any]:
+           host_status: str | None = None, shape: str = "list") -> dict[str, Any]:
+    """A server as in GET /servers/detail (``shape`` "list"), GET /servers/{id} ("show") or the answer
+    to PUT /servers/{id} ("update"), which before 2.75 leaves out the extended attributes."""
     ctx = request.state.context
     status = status_of(server["vm_state"], server.get("task_state"))
     body: dict[str, Any] = {
@@ -165,7 +168,31 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
         if ctx.is_admin or fault["code"] != 500:
             shown["details"] = fault.get("details") or ""
         body["fault"] = shown
+    if want(request, "2.63"):
+        body["trusted_image_certificates"] = server_records.trusted_certs(server)
+    if shape != "list" and want(request, "2.71"):
+        body["server_groups"] = []  # no server groups exist here
+    if want(request, "2.73"):
+        body["locked_reason"] = server_records.locked_reason(server)
+    if shape == "update" and not want(request, "2.75"):
+        _legacy_update(body)
     return body
+
+
+# What PUT /servers/{id} answered before 2.75 left out of the server.
+_NOT_IN_LEGACY_UPDATE = ("key_name", "config_drive", "OS-EXT-AZ:availability_zone", "OS-EXT-STS:power_state",
+                         "OS-EXT-STS:task_state", "OS-EXT-STS:vm_state", "OS-SRV-USG:launched_at",
+                         "OS-SRV-USG:terminated_at", "os-extended-volumes:volumes_attached", "security_groups",
+                         "host_status")
+
+
+def _legacy_update(body: dict[str, Any]) -> None:
+    for key in _NOT_IN_LEGACY_UPDATE:
+        body.pop(key, None)
+    for key in [key for key in body if key.startswith("OS-EXT-SRV-ATTR:")]:
+        del body[key]
+    body["addresses"] = {net: [{"version": ip["version"], "addr": ip["addr"]} for ip in ips]
+                         for net, ips in body["addresses"].items()}
 
 
 # ---------------------------------------------------------------- servers of a cell that is down
@@ -192,4 +219,6 @@ def detail_down(request: Request, server: dict[str, Any], *, full: bool = False)
             "OS-EXT-STS:power_state": server.get("power_state") or 0,
             "user_id": server.get("user_id") or "UNKNOWN",
         })
+        if want(request, "2.71"):
+            body["server_groups"] = []
     return body

@@ -133,9 +133,16 @@ def soft_delete(session: Session, uuid: str) -> dict[str, Any]:
     return to_dict(instance)
 
 
+DEFAULT_ORDER = (("created_at", "desc"), ("uuid", "desc"))
+_NOT_NULL = {"created_at", "uuid", "project_id", "user_id", "vm_state", "locked", "power_state"}
+_DATETIMES = {"created_at", "updated_at", "launched_at", "terminated_at"}
+
+
 def query(session: Session, *, project_id: str | None, filters: dict[str, Any], limit: int | None,
-          after: tuple[str, str] | None = None, read_deleted: bool = False) -> list[dict[str, Any]]:
-    """Instances newest first (created_at, then uuid, descending), optionally strictly after a marker.
+          order: tuple[tuple[str, str], ...] = DEFAULT_ORDER, marker: dict[str, Any] | None = None,
+          read_deleted: bool = False) -> list[dict[str, Any]]:
+    """Instances in ``order`` ((column, "asc"|"desc") pairs ending with a unique one), strictly after the
+    ``marker`` instance's values when given. NULL sorts first, as the API merges cells' pages in Python.
 
     The order is the same in every cell and for build requests, so the API can
     merge cells' pages into one sorted page.
@@ -150,21 +157,54 @@ def query(session: Session, *, project_id: str | None, filters: dict[str, Any], 
             stmt = stmt.where(Instance.display_name.contains(value))
         elif key == "changes-since":
             stmt = stmt.where(Instance.updated_at >= value)
+        elif key == "changes-before":
+            stmt = stmt.where(Instance.updated_at <= value)
+        elif key.startswith("like:"):  # a substring of the column's text
+            stmt = stmt.where(sa.cast(getattr(Instance, key[5:]), sa.String).contains(value))
         elif key == "uuid_in":
             stmt = stmt.where(Instance.uuid.in_(value))
         elif key in ("vm_state", "task_state") and isinstance(value, list):
             stmt = stmt.where(getattr(Instance, key).in_(value))
         else:
             stmt = stmt.where(getattr(Instance, key) == value)
-    if after is not None:
-        created, marker_uuid = datetime.fromisoformat(after[0]), after[1]
-        stmt = stmt.where(sa.or_(Instance.created_at < created,
-                                 sa.and_(Instance.created_at == created, Instance.uuid < marker_uuid)))
-    stmt = stmt.order_by(Instance.created_at.desc(), Instance.uuid.desc())
+    if marker is not None:
+        stmt = stmt.where(_after(order, marker))
+    stmt = stmt.order_by(*_order_by(order))
     if limit is not None:
         stmt = stmt.limit(limit)
     stmt = stmt.with_only_columns(*_LIST_COLUMNS)
     return [_plain(dict(row)) for row in session.execute(stmt).mappings()]
+
+
+def _order_by(order: tuple[tuple[str, str], ...]) -> list:
+    clauses = []
+    for key, direction in order:
+        column = getattr(Instance, key)
+        if key not in _NOT_NULL:  # NULL first when ascending, last when descending, in every database
+            clauses.append(column.is_not(None).asc() if direction == "asc" else column.is_not(None).desc())
+        clauses.append(column.asc() if direction == "asc" else column.desc())
+    return clauses
+
+
+def _after(order: tuple[tuple[str, str], ...], marker: dict[str, Any]):
+    """Rows strictly after the marker's values in ``order``: equal on the leading keys, beyond on the next."""
+    alternatives = []
+    equal_so_far: list = []
+    for key, direction in order:
+        column, value = getattr(Instance, key), marker.get(key)
+        if key in _DATETIMES and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        elif key == "locked":  # a build request marker: not locked yet
+            value = bool(value)
+        if value is None:
+            beyond = column.is_not(None) if direction == "asc" else sa.false()
+            equal = column.is_(None)
+        else:
+            beyond = column > value if direction == "asc" else sa.or_(column < value, column.is_(None))
+            equal = column == value
+        alternatives.append(sa.and_(*equal_so_far, beyond))
+        equal_so_far.append(equal)
+    return sa.or_(*alternatives)
 
 
 def add_fault(session: Session, uuid: str, code: int, message: str, details: str | None = None,

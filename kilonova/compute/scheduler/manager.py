@@ -104,6 +104,8 @@ class SchedulerManager:
         traits = traits_from_spec(spec)
         if traits:
             params["required"] = ",".join(traits)
+        if spec.get("requested_destination"):  # a create that named its host/node (API 2.74)
+            params["in_tree"] = await self._destination_provider(spec["requested_destination"])
         response = await self.placement.get("/allocation_candidates", params=params)
         if response.status_code != 200:
             raise NoValidHost(f"No valid host was found. Placement refused the query for {describe(resources)}: "
@@ -121,6 +123,16 @@ class SchedulerManager:
             root = providers[0]
             by_provider.setdefault(root, request)
         return await self._host_states(by_provider, summaries), summaries
+
+    async def _destination_provider(self, destination: dict) -> str:
+        """The provider of the compute node a request named: its candidates come from that tree alone."""
+        for cell in self.cells.real():
+            for row in await self.host_cache.hosts(cell):
+                if destination.get("host", row["host"]) == row["host"] and \
+                        destination.get("node", row["nodename"]) == row["nodename"]:
+                    return row["uuid"]
+        named = ", ".join(f"{key} {value}" for key, value in sorted(destination.items()))
+        raise NoValidHost(f"No valid host was found. The requested destination ({named}) is not a known compute node.")
 
     async def _host_states(self, by_provider: dict[str, dict], summaries: dict) -> list[HostState]:
         states = []

@@ -1,0 +1,225 @@
+"""Microversions 2.61 and later at their boundaries: below N a field is refused or absent, from N it is there.
+
+Servers are written straight into the harness's two cell databases (cell0 and cell1) and the API
+database, as the conductor would leave them, so lists really merge across cells.
+"""
+from __future__ import annotations
+
+import uuid as uuidlib
+from datetime import datetime, timedelta
+
+import pytest
+
+from kilonova.compute.db import build_requests, flavors, instances, mappings
+from tests.unit.test_compute_admin_harness import api, stub  # noqa: F401 - fixtures
+
+FLAVOR = {"id": "1", "name": "m1.tiny", "vcpus": 1, "memory_mb": 512, "root_gb": 1, "ephemeral_gb": 0,
+          "swap": 0, "extra_specs": {}}
+IMAGE = "0b6f3c55-2d4e-4a7b-9c1d-5e8f7a6b4c3d"
+START = datetime.utcnow() - timedelta(hours=1)
+
+
+def add_server(stub, name: str, *, cell=None, minutes: int = 0, **values) -> dict:
+    """A demo-project server in ``cell`` (cell1 by default), created ``minutes`` after START."""
+    cell = cell or stub.cells.default
+    created = START + timedelta(minutes=minutes)
+    server = {"uuid": str(uuidlib.uuid4()), "display_name": name, "project_id": "demo-project",
+              "user_id": "demo-user", "flavor": FLAVOR, "image_ref": IMAGE, "vm_state": "active",
+              "power_state": 1, "host": "h1", "node": "h1", "availability_zone": "nova",
+              "created_at": created.isoformat(timespec="microseconds"), **values}
+
+    def record(session):
+        build_requests.create(session, server, {"flavor": FLAVOR})
+        build_requests.delete(session, server["uuid"])
+        mappings.set_instance_cell(session, server["uuid"], cell.uuid)
+
+    stub.api_db.run_sync(record)
+    cell.db.run_sync(instances.create, server)
+    return server
+
+
+def add_build_request(stub, name: str, minutes: int) -> dict:
+    created = START + timedelta(minutes=minutes)
+    server = {"uuid": str(uuidlib.uuid4()), "display_name": name, "project_id": "demo-project",
+              "user_id": "demo-user", "flavor": FLAVOR, "image_ref": IMAGE, "vm_state": "building",
+              "task_state": "scheduling", "power_state": 0, "created_at": created.isoformat(timespec="microseconds")}
+    stub.api_db.run_sync(build_requests.create, server, {"flavor": FLAVOR})
+    return server
+
+
+async def names(api, path="/servers", version="2.69", token="demo-token", **params):
+    response = await api.get(path, token=token, version=version, params=params)
+    assert response.status_code == 200, response.text
+    return [s["name"] for s in response.json()["servers"]]
+
+
+# ---------------------------------------------------------------- 2.61 flavor extra_specs
+
+async def test_2_61_flavors_show_their_extra_specs(api, stub):
+    stub.api_db.run_sync(flavors.set_extra_specs, "1", {"hw:cpu_policy": "shared"})
+    assert "extra_specs" not in (await api.get("/flavors/1", version="2.60")).json()["flavor"]
+    shown = (await api.get("/flavors/1", version="2.61", token="demo-token")).json()["flavor"]
+    assert shown["extra_specs"] == {"hw:cpu_policy": "shared"}
+    detail = (await api.get("/flavors/detail", version="2.61")).json()["flavors"]
+    assert next(f for f in detail if f["id"] == "1")["extra_specs"] == {"hw:cpu_policy": "shared"}
+    assert all("extra_specs" not in f for f in (await api.get("/flavors", version="2.61")).json()["flavors"])
+    created = await api.post("/flavors", {"flavor": {"name": "f61", "ram": 64, "vcpus": 1, "disk": 0}},
+                             version="2.61")
+    assert created.status_code == 200, created.text
+    assert created.json()["flavor"]["extra_specs"] == {}
+    updated = await api.put("/flavors/1", {"flavor": {"description": "tiny"}}, version="2.61")
+    assert updated.json()["flavor"]["extra_specs"] == {"hw:cpu_policy": "shared"}
+
+
+# ---------------------------------------------------------------- 2.63 / 2.67 create fields
+
+@pytest.mark.parametrize("field, value, first", [
+    ("trusted_image_certificates", ["cert-1"], "2.63"),
+    ("block_device_mapping_v2", [{"boot_index": 0, "uuid": IMAGE, "source_type": "image",
+                                  "destination_type": "volume", "volume_size": 1, "volume_type": "ssd"}], "2.67"),
+])
+async def test_create_refuses_a_field_before_its_microversion(api, field, value, first):
+    major, minor = first.split(".")
+    before = f"{major}.{int(minor) - 1}"
+    body = {"server": {"name": "vm", "flavorRef": "1", "imageRef": IMAGE, "networks": "none", field: value}}
+    refused = await api.post("/servers", body, token="demo-token", version=before)
+    assert refused.status_code == 400, refused.text
+    assert "Additional properties are not allowed" in refused.json()["badRequest"]["message"]
+
+
+@pytest.mark.parametrize("certs", [[], ["a", "a"], ["x"] * 51, [""]])
+async def test_trusted_certificates_are_checked_as_upstream(api, certs):
+    body = {"server": {"name": "vm", "flavorRef": "1", "imageRef": IMAGE, "networks": "none",
+                       "trusted_image_certificates": certs}}
+    refused = await api.post("/servers", body, token="demo-token", version="2.63")
+    assert refused.status_code == 400, refused.text
+    assert "trusted_image_certificates" in refused.json()["badRequest"]["message"]
+
+
+async def test_2_63_trusted_certificates_show_in_show_and_detail(api, stub):
+    plain = add_server(stub, "plain")
+    signed = add_server(stub, "signed", minutes=1, system_metadata={"trusted_image_certificates": ["c1", "c2"]})
+    for version, expected in (("2.62", None), ("2.63", ["c1", "c2"])):
+        shown = (await api.get(f"/servers/{signed['uuid']}", token="demo-token", version=version)).json()["server"]
+        if expected is None:
+            assert "trusted_image_certificates" not in shown
+        else:
+            assert shown["trusted_image_certificates"] == expected
+    detail = (await api.get("/servers/detail", token="demo-token", version="2.63")).json()["servers"]
+    assert {s["id"]: s["trusted_image_certificates"] for s in detail} == {signed["uuid"]: ["c1", "c2"],
+                                                                         plain["uuid"]: None}
+
+
+# ---------------------------------------------------------------- PUT /servers before 2.75
+
+async def test_update_answers_the_short_server_before_2_75(api, stub):
+    server = add_server(stub, "vm", key_name="k1", network_info=[{
+        "network_label": "private", "mac_address": "fa:16:3e:00:00:01",
+        "fixed_ips": [{"ip_address": "10.0.0.5", "version": 4}]}])
+    response = await api.put(f"/servers/{server['uuid']}", {"server": {"name": "vm2"}}, version="2.69")
+    assert response.status_code == 200, response.text
+    body = response.json()["server"]
+    assert body["name"] == "vm2" and body["locked"] is False and "trusted_image_certificates" in body
+    for absent in ("key_name", "OS-EXT-STS:vm_state", "OS-EXT-SRV-ATTR:host", "security_groups",
+                   "OS-EXT-AZ:availability_zone", "os-extended-volumes:volumes_attached"):
+        assert absent not in body
+    assert body["addresses"] == {"private": [{"version": 4, "addr": "10.0.0.5"}]}
+    shown = (await api.get(f"/servers/{server['uuid']}", version="2.69")).json()["server"]
+    assert shown["key_name"] == "k1" and shown["name"] == "vm2"
+
+
+# ---------------------------------------------------------------- 2.66 changes-before
+
+async def test_2_66_changes_before_filters_and_includes_deleted(api, stub):
+    old = add_server(stub, "old")
+    new = add_server(stub, "new", minutes=1)
+    gone = add_server(stub, "gone", minutes=2)
+    cell = stub.cells.default
+    now = datetime.utcnow()
+    for server, updated in ((old, now - timedelta(minutes=30)), (new, now - timedelta(minutes=5)),
+                            (gone, now - timedelta(minutes=20))):
+        cell.db.run_sync(lambda s, u=server["uuid"], t=updated: s.execute(
+            instances._TABLE.update().where(instances._TABLE.c.uuid == u).values(updated_at=t)))
+    cell.db.run_sync(instances.soft_delete, gone["uuid"])
+    cell.db.run_sync(lambda s: s.execute(instances._TABLE.update().where(
+        instances._TABLE.c.uuid == gone["uuid"]).values(updated_at=now - timedelta(minutes=20))))
+    cutoff = (now - timedelta(minutes=10)).isoformat() + "Z"
+    # Before 2.66 the parameter is not known and changes nothing.
+    assert await names(api, version="2.65", **{"changes-before": cutoff}) == ["new", "old"]
+    assert await names(api, version="2.66", **{"changes-before": cutoff}) == ["gone", "old"]
+    since = (now - timedelta(minutes=25)).isoformat() + "Z"
+    assert await names(api, version="2.66", **{"changes-since": since, "changes-before": cutoff}) == ["gone"]
+    detail = (await api.get("/servers/detail", token="demo-token", version="2.66",
+                            params={"changes-before": cutoff})).json()["servers"]
+    assert {s["name"]: s["status"] for s in detail} == {"gone": "DELETED", "old": "ACTIVE"}
+    backwards = await api.get("/servers", token="demo-token", version="2.66",
+                              params={"changes-since": cutoff, "changes-before": since})
+    assert backwards.status_code == 400
+    assert "changes-since must be less than or equal to changes-before" in backwards.text
+    garbage = await api.get("/servers", token="demo-token", version="2.66", params={"changes-before": "soon"})
+    assert garbage.status_code == 400 and "changes-before" in garbage.text
+
+
+# ---------------------------------------------------------------- sort_key / sort_dir
+
+@pytest.fixture
+def spread(stub):
+    """Five servers over cell0, cell1 and a build request, names out of creation order."""
+    cell0 = stub.cells.cell0
+    made = [add_server(stub, "delta", minutes=0, host="h2"), add_server(stub, "alpha", cell=cell0, minutes=1,
+                                                                        host=None, vm_state="error"),
+            add_server(stub, "echo", minutes=2, host="h1"), add_server(stub, "bravo", cell=cell0, minutes=3,
+                                                                       host=None, vm_state="error"),
+            add_build_request(stub, "charlie", minutes=4)]
+    return {server["display_name"]: server for server in made}
+
+
+async def test_default_order_is_newest_first_across_cells_and_build_requests(api, spread):
+    assert await names(api) == ["charlie", "bravo", "echo", "alpha", "delta"]
+
+
+async def test_sort_by_name_merges_cells_and_pages_with_a_marker(api, spread):
+    assert await names(api, sort_key="display_name", sort_dir="asc") == \
+        ["alpha", "bravo", "charlie", "delta", "echo"]
+    assert await names(api, sort_key="display_name", sort_dir="desc") == \
+        ["echo", "delta", "charlie", "bravo", "alpha"]
+    first = await api.get("/servers", token="demo-token", version="2.69",
+                          params={"sort_key": "display_name", "sort_dir": "asc", "limit": 2})
+    page = first.json()
+    assert [s["name"] for s in page["servers"]] == ["alpha", "bravo"]
+    assert "sort_key=display_name" in page["servers_links"][0]["href"]
+    marker = page["servers"][-1]["id"]
+    assert await names(api, sort_key="display_name", sort_dir="asc", limit=2, marker=marker) == ["charlie", "delta"]
+    assert await names(api, sort_key="display_name", sort_dir="asc", limit=2,
+                       marker=spread["delta"]["uuid"]) == ["echo"]
+
+
+async def test_sort_with_nulls_and_several_keys(api, spread):
+    # host: the build request and the cell0 servers have none, and none sorts first.
+    order = await names(api, token="admin-token", all_tenants="1", sort_key=["host", "display_name"],
+                        sort_dir=["asc", "desc"])
+    assert order == ["charlie", "bravo", "alpha", "echo", "delta"]
+    paged = await names(api, token="admin-token", all_tenants="1", sort_key=["host", "display_name"],
+                        sort_dir=["asc", "desc"], marker=spread["alpha"]["uuid"])
+    assert paged == ["echo", "delta"]
+    # One direction for two keys: the second key takes the first direction.
+    assert await names(api, sort_key=["vm_state", "display_name"], sort_dir="desc") == \
+        ["bravo", "alpha", "charlie", "echo", "delta"]
+
+
+async def test_invalid_sort_parameters_are_refused(api, spread):
+    bad = await api.get("/servers", token="demo-token", version="2.69", params={"sort_key": "flavor"})
+    assert bad.status_code == 400
+    assert "Invalid input for query parameters sort_key. Value: flavor." in bad.json()["badRequest"]["message"]
+    direction = await api.get("/servers", token="demo-token", version="2.69",
+                              params={"sort_key": "display_name", "sort_dir": "up"})
+    assert direction.status_code == 400 and "Unknown sort direction" in direction.text
+    extra = await api.get("/servers", token="demo-token", version="2.69",
+                          params={"sort_key": "display_name", "sort_dir": ["asc", "desc"]})
+    assert extra.status_code == 400 and "Sort direction size exceeds sort key size" in extra.text
+    host = await api.get("/servers", token="demo-token", version="2.69", params={"sort_key": "host"})
+    assert host.status_code == 403 and "Only administrators can sort servers by host" in host.text
+    # Keys upstream always ignored are still accepted (and ignored) before 2.75.
+    assert await names(api, sort_key="vcpus") == ["charlie", "bravo", "echo", "alpha", "delta"]
+    assert await names(api, sort_key=["vcpus", "display_name"], sort_dir=["desc", "asc"]) == \
+        ["alpha", "bravo", "charlie", "delta", "echo"]
