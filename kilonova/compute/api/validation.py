@@ -8,13 +8,25 @@ from jsonschema import Draft4Validator
 
 from kilonova.common.http import HTTPError
 
-_CACHE: dict[int, Draft4Validator] = {}
+# Validators of the schemas seen, by identity. Bounded: a handler that builds its schema per request
+# must not make the cache (and the schemas it keeps alive) grow with every request.
+_CACHE: dict[int, tuple[dict, Draft4Validator]] = {}
+_CACHE_SIZE = 256
+
+
+def _validator(schema: dict) -> Draft4Validator:
+    cached = _CACHE.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    validator = Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[id(schema)] = (schema, validator)
+    return validator
 
 
 def validate(schema: dict, body: Any) -> None:
-    validator = _CACHE.get(id(schema))
-    if validator is None:
-        validator = _CACHE[id(schema)] = Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+    validator = _validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(body))
     if error is None:
         return
