@@ -22,13 +22,20 @@ over the GIL (futex storms: 2-3x the CPU per server boot). PostgreSQL and
 MariaDB always use the worker threads.
 
 Each service owns its schema and migrates it with Alembic: ``migrate`` upgrades
-a database to the head of the service's ``migrations`` directory.
+a database to the head of the service's ``migrations`` directory. Several
+processes may start at once against one database: each migration runs under a
+lock of that database (a PostgreSQL advisory lock, a MariaDB named lock, a file
+lock beside a SQLite file), so the later ones find it migrated and do nothing.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import threading
+import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -193,18 +200,81 @@ class Base(DeclarativeBase):
     """Each service declares its own subclass so metadata stays per database."""
 
 
-def migrate(database: Database, migrations_dir: str | os.PathLike, metadata: sa.MetaData) -> None:
-    """Upgrade ``database`` to the newest Alembic revision in ``migrations_dir``."""
+# How long a process waits for another one's migration of the same database before it gives up.
+MIGRATION_LOCK_TIMEOUT = 300.0
+# PostgreSQL advisory locks are per database: one key serves every store.
+_PG_MIGRATION_LOCK = zlib.crc32(b"kilonova-migrate")
+
+
+@contextlib.contextmanager
+def migration_lock(connection: sa.Connection, timeout: float = MIGRATION_LOCK_TIMEOUT):
+    """Hold this database's migration lock for the ``with`` block.
+
+    ``connection`` must have no transaction open: the lock is taken and released outside the
+    migration's transaction, so the next holder reads what the migration committed.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.exec_driver_sql(f"SET lock_timeout = '{int(timeout * 1000)}ms'")
+        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        connection.exec_driver_sql("RESET lock_timeout")
+        release = sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK}
+    elif dialect in ("mysql", "mariadb"):
+        # Named locks are server-wide: the database's name makes the lock this database's own.
+        name = f"kilonova.migrate.{connection.exec_driver_sql('SELECT DATABASE()').scalar()}"[:64]
+        if connection.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
+                              {"name": name, "timeout": int(timeout)}).scalar() != 1:
+            raise DBError(f"another process has been migrating this database for over {timeout:.0f}s")
+        release = sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name}
+    else:
+        path = connection.engine.url.database
+        with _file_lock(Path(path + ".migrate-lock"), timeout) if path not in (None, "", ":memory:") \
+                else contextlib.nullcontext():
+            yield
+        return
+    connection.commit()
+    try:
+        yield
+    finally:
+        try:
+            connection.rollback()
+            connection.execute(*release)
+            connection.commit()
+        except Exception:  # noqa: BLE001 - a session lock goes with its connection: drop it, do not pool it
+            connection.invalidate()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout: float):
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DBError(f"another process has held {path} for over {timeout:.0f}s") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def migrate(database: Database, migrations_dir: str | os.PathLike, metadata: sa.MetaData,
+            revision: str = "head") -> None:
+    """Upgrade ``database`` to ``revision`` (the newest in ``migrations_dir`` by default), under its lock."""
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(migrations_dir))
     cfg.set_main_option("sqlalchemy.url", database.url.replace("%", "%%"))
-    with database.engine.begin() as connection:
+    with database.engine.connect() as connection, migration_lock(connection), connection.begin():
         cfg.attributes["connection"] = connection
         cfg.attributes["target_metadata"] = metadata
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 def run_migrations_from_env() -> None:

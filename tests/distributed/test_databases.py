@@ -1,13 +1,23 @@
-"""Every store migrates on PostgreSQL and MariaDB (throw-away databases) and ends up matching its models."""
+"""Every store migrates on PostgreSQL and MariaDB (throw-away databases) and ends up matching its models.
+
+A database of the previous release (the revision before head, with rows in it) upgrades on
+SQLite, PostgreSQL and MariaDB and keeps its data; processes migrating one database at once
+take turns.
+"""
 from __future__ import annotations
 
 import importlib
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from kilonova.common.db import Database, migrate
+from kilonova.common.db import Database, migrate, migration_lock
 from tests.distributed.infra import Databases
 
 # store -> (migrations directory, "module:Base")
@@ -57,3 +67,163 @@ def test_migrations_run_and_match_the_models(server, store):
         assert schema_differences(database, metadata) == []
     finally:
         database.close()
+
+
+# ---------------------------------------------------------------------------- upgrades from the last release
+
+T0 = datetime(2026, 11, 23, 10, 0, 0)
+CELL = "0f0e0d0c-0000-4000-8000-00000000c311"
+INSTANCE = "5e7a1b2c-0000-4000-8000-0000000000a1"
+
+# What an operator's database holds at the revision before head, table by table in insertion order.
+PREVIOUS_RELEASE_ROWS = {
+    "nova_api": {
+        "cell_mappings": [{"id": 1, "uuid": CELL, "name": "cell1", "transport_url": "rabbit://u:p@h:5672/",
+                           "database_connection": "sqlite:///cell1.sqlite", "disabled": False, "created_at": T0}],
+        "host_mappings": [{"id": 1, "cell_id": 1, "host": "host1"}],
+        "instance_mappings": [{"id": 1, "instance_uuid": INSTANCE, "cell_id": 1, "project_id": "p1",
+                               "queued_for_delete": False, "created_at": T0}],
+        "flavors": [{"id": 1, "flavorid": "42", "name": "m1.kept", "memory_mb": 2048, "vcpus": 2, "root_gb": 20,
+                     "ephemeral_gb": 0, "swap": 0, "rxtx_factor": 1.0, "disabled": False, "is_public": True,
+                     "created_at": T0}],
+        "flavor_extra_specs": [{"id": 1, "flavor_id": 1, "key": "hw:cpu_policy", "value": "dedicated"}],
+        "key_pairs": [{"id": 1, "name": "k1", "user_id": "u1", "fingerprint": "aa:bb", "public_key": "ssh-ed25519 A",
+                       "type": "ssh", "created_at": T0}],
+        "aggregates": [{"id": 1, "uuid": "a9e1c0de-0000-4000-8000-0000000000a9", "name": "rack1", "created_at": T0}],
+        "aggregate_hosts": [{"id": 1, "host": "host1", "aggregate_id": 1, "created_at": T0}],
+        "aggregate_metadata": [{"id": 1, "aggregate_id": 1, "key": "availability_zone", "value": "zone1",
+                                "created_at": T0}],
+    },
+    "cell": {
+        "services": [{"id": 1, "uuid": "5e000000-0000-4000-8000-000000000001", "host": "host1",
+                      "binary": "nova-compute", "topic": "compute", "report_count": 7, "disabled": False,
+                      "forced_down": False, "version": 1, "created_at": T0, "deleted": 0}],
+        "compute_nodes": [{"id": 1, "uuid": "c0000000-0000-4000-8000-000000000001", "service_id": 1,
+                           "host": "host1", "hypervisor_hostname": "host1", "hypervisor_type": "fake",
+                           "hypervisor_version": 1000, "vcpus": 8, "memory_mb": 16384, "local_gb": 100,
+                           "vcpus_used": 2, "memory_mb_used": 2048, "local_gb_used": 20, "running_vms": 1,
+                           "cpu_info": "{}", "created_at": T0, "deleted": 0}],
+        "instances": [{"id": 1, "uuid": INSTANCE, "project_id": "p1", "user_id": "u1", "host": "host1",
+                       "vm_state": "active", "power_state": 1, "locked": False,
+                       "flavor": {"name": "m1.kept", "vcpus": 2, "memory_mb": 2048, "root_gb": 20},
+                       "metadata": {"k": "v"}, "system_metadata": {}, "network_info": [], "security_groups": [],
+                       "tags": [], "created_at": T0, "deleted": 0}],
+    },
+}
+
+
+def _api_head_has_console_tokens(database: Database) -> None:
+    from kilonova.compute.db import console_tokens
+
+    database.run_sync(console_tokens.create, "t0k", instance_uuid=INSTANCE, console_type="novnc", host="host1",
+                      port=5900, ttl=600)
+    assert database.run_sync(console_tokens.peek, "t0k", write=False).port == 5900
+
+
+def _cell_head_has_flavor_sizes(database: Database) -> None:
+    with database.engine.connect() as connection:
+        sizes = connection.execute(sa.text("SELECT vcpus, memory_mb FROM instances WHERE id = 1")).one()
+    assert tuple(sizes) == (2, 2048)  # copied out of the flavor JSON by 0002
+
+
+# What each store's head adds, checked on the upgraded database.
+AT_HEAD = {"nova_api": _api_head_has_console_tokens, "cell": _cell_head_has_flavor_sizes}
+
+
+def _revisions(migrations: str) -> list[str]:
+    """Oldest first."""
+    from alembic.script import ScriptDirectory
+
+    return [script.revision for script in reversed(list(ScriptDirectory(str(ROOT / migrations)).walk_revisions()))]
+
+
+def _columns_of(table: sa.Table, row: dict) -> sa.TableClause:
+    """Only the columns in ``row``, typed as the model types them (no model defaults for newer columns)."""
+    return sa.table(table.name, *(sa.column(name, table.c[name].type) for name in row))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mysql"])
+def new_url(request, tmp_path_factory):
+    """A factory of URLs of new, empty databases on one kind of server."""
+    if request.param == "sqlite":
+        root = tmp_path_factory.mktemp("sqlite")
+        yield lambda name: f"sqlite:///{root}/{name}-{uuid.uuid4().hex[:6]}.sqlite"
+        return
+    databases = Databases(request.param)
+    yield lambda name: databases.url(f"{name}_{uuid.uuid4().hex[:6]}")
+    databases.drop_all()
+
+
+def test_every_store_with_several_revisions_has_an_upgrade_test():
+    several = {store for store, (migrations, _base) in STORES.items() if len(_revisions(migrations)) > 1}
+    assert several == set(PREVIOUS_RELEASE_ROWS) == set(AT_HEAD)
+
+
+@pytest.mark.parametrize("store", sorted(PREVIOUS_RELEASE_ROWS))
+def test_a_previous_release_database_upgrades_and_keeps_its_data(new_url, store):
+    migrations, base = STORES[store]
+    metadata = _metadata(base)
+    database = Database(new_url(store), name=store, workers=1)
+    rows = PREVIOUS_RELEASE_ROWS[store]
+    try:
+        migrate(database, ROOT / migrations, metadata, revision=_revisions(migrations)[-2])
+        with database.engine.begin() as connection:
+            for name, table_rows in rows.items():
+                connection.execute(sa.insert(_columns_of(metadata.tables[name], table_rows[0])), table_rows)
+        migrate(database, ROOT / migrations, metadata)
+        with database.engine.connect() as connection:
+            for name, table_rows in rows.items():
+                columns = _columns_of(metadata.tables[name], table_rows[0])
+                kept = [dict(r._mapping) for r in connection.execute(sa.select(columns).order_by(columns.c.id))]
+                assert kept == table_rows, name
+        AT_HEAD[store](database)
+        assert schema_differences(database, metadata) == []  # the same schema as a fresh database's
+    finally:
+        database.close()
+
+
+# ---------------------------------------------------------------------------- processes starting together
+
+CELL_STORE = STORES["cell"]
+
+
+def test_migrations_started_together_run_once_and_both_succeed(new_url):
+    url = new_url("racing")
+    racers = [Database(url, name=f"racer{i}", workers=1) for i in range(2)]  # two engines, like two processes
+    barrier = threading.Barrier(len(racers))
+    metadata = _metadata(CELL_STORE[1])
+
+    def start(database: Database) -> None:
+        barrier.wait()
+        migrate(database, ROOT / CELL_STORE[0], metadata)
+
+    pool = ThreadPoolExecutor(len(racers))
+    try:
+        for future in [pool.submit(start, database) for database in racers]:
+            future.result(timeout=60)
+        with racers[0].engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [
+                _revisions(CELL_STORE[0])[-1]]
+        assert schema_differences(racers[0], metadata) == []
+    finally:
+        pool.shutdown(wait=False)  # without the lock a racer may hang on the other's table locks: fail, not hang
+        for database in racers:
+            database.close()
+
+
+def test_a_migration_waits_while_another_process_holds_the_lock(new_url):
+    url = new_url("waiting")
+    holder, waiter = Database(url, name="holder", workers=1), Database(url, name="waiter", workers=1)
+    pool = ThreadPoolExecutor(1)
+    try:
+        with holder.engine.connect() as connection, migration_lock(connection):
+            started = pool.submit(migrate, waiter, ROOT / CELL_STORE[0], _metadata(CELL_STORE[1]))
+            with pytest.raises(FutureTimeout):
+                started.result(timeout=0.5)
+            assert not sa.inspect(holder.engine).has_table("instances")
+        assert started.result(timeout=60) is None  # the lock is free: the waiting migration ran
+        assert sa.inspect(holder.engine).has_table("instances")
+    finally:
+        pool.shutdown()
+        holder.close()
+        waiter.close()
