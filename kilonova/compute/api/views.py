@@ -68,8 +68,17 @@ def host_id(project_id: str, host: str | None) -> str:
     return hashlib.sha224((project_id + host).encode()).hexdigest()
 
 
+def base_url(request: Request) -> str:
+    """The request's base URL without its trailing slash, worked out once per request (lists of many
+    servers use it three times per server)."""
+    base = getattr(request.state, "base_url_text", None)
+    if base is None:
+        base = request.state.base_url_text = str(request.base_url).rstrip("/")
+    return base
+
+
 def links(request: Request, collection: str, item_id: str) -> list[dict[str, str]]:
-    base = str(request.base_url).rstrip("/")
+    base = base_url(request)
     return [{"rel": "self", "href": f"{base}/v2.1/{collection}/{item_id}"},
             {"rel": "bookmark", "href": f"{base}/{collection}/{item_id}"}]
 
@@ -90,14 +99,14 @@ def _flavor(request: Request, flavor: dict[str, Any]) -> dict[str, Any]:
                 "ephemeral": flavor.get("ephemeral_gb", 0), "swap": flavor.get("swap", 0),
                 "original_name": flavor["name"], "extra_specs": flavor.get("extra_specs", {})}
     return {"id": flavor["id"], "links": [{"rel": "bookmark",
-                                           "href": str(request.base_url).rstrip("/") + f"/flavors/{flavor['id']}"}]}
+                                           "href": base_url(request) + f"/flavors/{flavor['id']}"}]}
 
 
 def _image(request: Request, image_ref: str | None) -> Any:
     if not image_ref:
         return ""
     return {"id": image_ref, "links": [{"rel": "bookmark",
-                                        "href": str(request.base_url).rstrip("/") + f"/images/{image_ref}"}]}
+                                        "href": base_url(request) + f"/images/{image_ref}"}]}
 
 
 def minimal(request: Request, server: dict[str, Any]) -> dict[str, Any]:
