@@ -457,7 +457,7 @@ class _Finder:
 
     def _tree_candidates(self, root: int):
         """The combinations (one option per group) valid for this tree, in itertools.product order,
-        built group by group: a partial combination that already exceeds a provider's free capacity
+        built group by group: a partial combination that already exceeds a provider's free capacity or max_unit
         or breaks group_policy=isolate is not extended (both only get worse with more groups)."""
         if self.root_required or self.root_forbidden:
             have = self.providers[root].traits
@@ -488,7 +488,10 @@ class _Finder:
                 for rc, amount in group["resources"]:
                     key = (option[rc], rc)
                     total = used.get(key, 0) + amount
-                    if providers[key[0]].inventory[rc].free < total:
+                    record = providers[key[0]].inventory[rc]
+                    # as upstream, amounts of several groups summed on one provider must fit both its
+                    # free capacity and its max_unit (min_unit and step_size hold per group)
+                    if record.free < total or record.max_unit < total:
                         fits = False
                         break
                     used[key] = total
@@ -513,8 +516,11 @@ class _Finder:
                 return
 
     def _group_options(self, group: dict, root: int, members: list[int]) -> list[dict]:
-        if group["in_tree"] is not None and group["in_tree"] != root:
-            return []
+        if group["in_tree"] is not None:
+            if group["in_tree"] != root:
+                return []
+            # as upstream, in_tree confines the group to the tree: no sharing provider from outside it
+            members = [rp for rp in members if self.providers[rp].root == root]
         usable = [rp for rp in members if self._provider_ok(group, rp)]
         if not usable:
             return []
