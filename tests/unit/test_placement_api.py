@@ -102,6 +102,12 @@ def error_of(response):
     return response.json()["errors"][0]
 
 
+def detail_of(response) -> str:
+    """The message of an error, without the status explanation upstream (webob) puts before it."""
+    detail = error_of(response)["detail"]
+    return detail.split("\n\n ", 1)[1][:-2] if "\n\n " in detail else detail
+
+
 # ---------------------------------------------------------------- root, auth, versions
 
 async def test_root_is_public_and_advertises_versions(client):
@@ -471,12 +477,27 @@ async def test_allocation_candidates_member_of_and_errors(client):
     assert list(body["provider_summaries"]) == [inside["uuid"]]
     body = (await client.get(f"/allocation_candidates?resources=VCPU:1&member_of=in:{agg},{uuid.uuid4()}")).json()
     assert list(body["provider_summaries"]) == [inside["uuid"]]
-    for bad in ("resources=VCPU:0", "resources=VCPU", "resources=CUSTOM_NOPE:1", "resources=VCPU:1&required=NOPE",
-                "resources=VCPU:1&member_of=nope", "required=HW_CPU_X86_AVX2", "resources=VCPU:1&bogus=1"):
+    for bad, detail in (
+            ("resources=VCPU:0", "Requested resource VCPU requires amount >= 1. Got: 0."),
+            ("resources=VCPU", "Badly formed resources parameter. Expected resources query string parameter in "
+                               "form: ?resources=VCPU:2,MEMORY_MB:1024. Got: VCPU."),
+            ("resources=CUSTOM_NOPE:1", "Invalid resource class in resources parameter: No such resource class "
+                                        "CUSTOM_NOPE."),
+            ("resources=VCPU:1&required=NOPE", "No such trait(s): NOPE."),
+            ("resources=VCPU:1&member_of=nope", "Invalid query string parameters: Expected 'member_of' parameter "
+                                                "to contain valid UUID(s). Got: nope"),
+            ("required=HW_CPU_X86_AVX2", "There must be at least one resources or resources[$S] parameter."),
+            ("resources=VCPU:1&bogus=1", "Invalid query string parameters: 'bogus' does not match any of the "
+                                         "regexes: '^in_tree([a-zA-Z0-9_-]{1,64})?$', "
+                                         "'^member_of([a-zA-Z0-9_-]{1,64})?$', '^required([a-zA-Z0-9_-]{1,64})?$', "
+                                         "'^resources([a-zA-Z0-9_-]{1,64})?$'")):
         response = await client.get(f"/allocation_candidates?{bad}")
         assert response.status_code == 400, bad
+        assert detail_of(response) == detail, bad
     response = await client.get("/allocation_candidates?resources1=VCPU:1&resources2=MEMORY_MB:1")
-    assert response.status_code == 400 and error_of(response)["code"] == "placement.query.missing_value"
+    assert response.status_code == 400 and error_of(response)["code"] == "placement.undefined_code"
+    assert detail_of(response) == ('The "group_policy" parameter is required when specifying more than one '
+                                   '"resources{N}" parameter.')
 
 
 async def test_allocation_candidates_nested_granular(client):

@@ -182,8 +182,8 @@ async def test_combination_guard_stops_a_blow_up_and_says_so(tmp_path, caplog):
     ("/allocation_candidates?resources=NOPE:1", 400, None),
     ("/allocation_candidates?resources=VCPU:1&required=CUSTOM_NOPE", 400, None),
     ("/allocation_candidates?resources=VCPU:1&limit=0", 400, None),
-    ("/allocation_candidates?resources=VCPU:1&in_tree=not-a-uuid", 400, "placement.query.bad_value"),
-    ("/allocation_candidates?resources1=VCPU:1&resources2=VCPU:1", 400, "placement.query.missing_value"),
+    ("/allocation_candidates?resources=VCPU:1&in_tree=not-a-uuid", 400, "placement.undefined_code"),
+    ("/allocation_candidates?resources1=VCPU:1&resources2=VCPU:1", 400, "placement.undefined_code"),
     ("/allocation_candidates?resources=VCPU:1&group_policy=sometimes", 400, None),
     ("/allocation_candidates?resources=VCPU:1&same_subtree=_X", 400, "placement.query.bad_value"),
 ])

@@ -39,79 +39,113 @@ def query_schema(request: Request) -> dict:
     schema = {"type": "object", "properties": keys, "additionalProperties": False}
     if want(request, "1.25"):
         allowed = [k for k in GROUP_KEYS if k in keys]
-        schema["patternProperties"] = {f"^({'|'.join(allowed)}){_suffix_pattern(request)}$": {"type": "string"}}
+        schema["patternProperties"] = {f"^{k}({_suffix_pattern(request)})?$": {"type": "string"} for k in allowed}
     else:
         schema["required"] = ["resources"]
     return schema
 
 
-def parse_groups(request: Request) -> list[cands.RequestGroup]:
+def parse_groups(request: Request, same_subtree: list[list[str]]) -> list[cands.RequestGroup]:
+    """The request groups by suffix, checked as upstream (in query order, so the first bad key is named)."""
     pattern = re.compile(f"^({'|'.join(GROUP_KEYS)})({_suffix_pattern(request)})?$")
     groups: dict[str, cands.RequestGroup] = {}
-    seen: dict[str, set[str]] = {}
     params = request.query_params
-    for key in dict.fromkeys(params.keys()):
+    for key, value in params.multi_items():
         match = pattern.match(key)
         if not match:
             continue
         kind, suffix = match.group(1), match.group(2) or ""
         group = groups.setdefault(suffix, cands.RequestGroup(suffix=suffix))
-        seen.setdefault(kind, set()).add(key)
         if kind == "resources":
-            group.resources = qs.resources(params[key])
+            group.resources = qs.resources(value)
         elif kind == "required":
-            group.required, group.forbidden = qs.traits(params.getlist(key), request, key)
+            group.required, group.forbidden = qs.traits(params.getlist(key), request)
         elif kind == "member_of":
             group.member_of, group.forbidden_aggregates = qs.member_of(params.getlist(key), request, suffix)
         else:
-            if not util.is_uuid(params[key]):
-                raise HTTPError(400, f"Invalid query string parameters: Expected '{key}' parameter to be a "
-                                     f"format of uuid. Got: {params[key]}", code=errors.QUERYPARAM_BAD_VALUE)
-            group.in_tree = util.normalize_uuid(params[key])
-    _check_groups(request, groups)
+            if not util.is_uuid(value.strip()):
+                raise HTTPError(400, f"Invalid query string parameters: Expected 'in_tree' parameter to be a "
+                                     f"format of uuid. Got: {value}")
+            group.in_tree = util.normalize_uuid(value.strip())
+    if want(request, "1.36"):
+        _check_subtree_groups(groups, same_subtree)
+    else:
+        _check_orphans(groups)
+    clashes = [f"required{s}: ({names})" for s, g in groups.items() if want(request, "1.22")
+               for names in qs.conflicts(g.required, g.forbidden)]
+    if clashes:
+        raise HTTPError(400, "Conflicting required and forbidden traits found in the following traits keys: "
+                             + ", ".join(sorted(clashes)))
+    if "group_policy" not in params and sum(1 for s in groups if s) > 1:
+        raise HTTPError(400, 'The "group_policy" parameter is required when specifying more than one '
+                             '"resources{N}" parameter.')
     return [groups[s] for s in sorted(groups, key=lambda s: (s != "", s))]
 
 
-def _check_groups(request: Request, groups: dict[str, cands.RequestGroup]) -> None:
-    if not any(g.resources for g in groups.values()):
-        raise HTTPError(400, "At least one request group (`resources` or `resources{$S}`) is required.",
+def _check_orphans(groups: dict[str, cands.RequestGroup]) -> None:
+    """Below 1.36 every group, the unsuffixed one included, needs resources."""
+    for label, key, test in (("traits", "required", lambda g: g.required or g.forbidden),
+                             ("member_of", "member_of", lambda g: g.member_of or g.forbidden_aggregates)):
+        orphans = [f"{key}{s}" for s, g in groups.items() if not g.resources and test(g)]
+        if orphans:
+            gap = "  " if label == "traits" else " "   # upstream's spacing
+            raise HTTPError(400, f"All {label} parameters must be associated with resources.{gap}Found the "
+                                 f"following orphaned {label} keys: {', '.join(orphans)}")
+    if not all(g.resources for g in groups.values()):
+        raise HTTPError(400, "All request groups must specify resources.")
+    if not groups:
+        raise HTTPError(400, "At least one request group (`resources` or `resources{$S}`) is required.")
+
+
+def _check_subtree_groups(groups: dict[str, cands.RequestGroup], same_subtree: list[list[str]]) -> None:
+    """From 1.36 a group without resources must be named in same_subtree, and same_subtree names only
+    groups that exist."""
+    resourceless = [s for s, g in groups.items() if not g.resources]
+    if len(resourceless) == len(groups):
+        raise HTTPError(400, "There must be at least one resources or resources[$S] parameter.",
                         code=errors.QUERYPARAM_MISSING_VALUE)
-    if not want(request, "1.36"):
-        for label, test in (("traits", lambda g: g.required or g.forbidden),
-                            ("member_of", lambda g: g.member_of or g.forbidden_aggregates),
-                            ("in_tree", lambda g: g.in_tree)):
-            orphans = sorted(s for s, g in groups.items() if s and not g.resources and test(g))
-            if orphans:
-                key = "required" if label == "traits" else label
-                names = ", ".join(f"{key}{s}" for s in orphans)
-                raise HTTPError(400, f"All {label} parameters must be associated with resources. Found the "
-                                     f"following orphaned {label} keys: {names}")
-    suffixed = [s for s in groups if s]
-    if len(suffixed) > 1 and "group_policy" not in request.query_params:
-        raise HTTPError(400, 'The "group_policy" parameter is required when specifying more than one '
-                             '"resources{$S}" parameter.', code=errors.QUERYPARAM_MISSING_VALUE)
+    named = {s for suffixes in same_subtree for s in suffixes}
+    bad = [s for s in resourceless if s not in named]
+    if bad:
+        raise HTTPError(400, f"Resourceless suffixed group request should be specified in `same_subtree` "
+                             f"query param: bad group(s) - {bad}.", code=errors.QUERYPARAM_BAD_VALUE)
+    bad = sorted(s for s in named if s not in groups)
+    if bad:
+        raise HTTPError(400, f"Real suffixes should be specified in `same_subtree`: {bad} not found in "
+                             f"{list(groups)}.", code=errors.QUERYPARAM_BAD_VALUE)
+
+
+def _same_subtree(request: Request) -> list[list[str]]:
+    found = []
+    for value in request.query_params.getlist("same_subtree"):
+        suffixes = sorted({s.strip() for s in value.split(",")})
+        if "" in suffixes:
+            raise HTTPError(400, "Empty string (unsuffixed group) can not be specified in `same_subtree` ",
+                            code=errors.QUERYPARAM_BAD_VALUE)
+        found.append(suffixes)
+    return found
 
 
 def search_request(request: Request) -> cands.SearchRequest:
-    params = util.query(request, query_schema(request))
-    search = cands.SearchRequest(groups=parse_groups(request), group_policy=params.get("group_policy"),
+    util.query(request, query_schema(request))
+    params = request.query_params
+    search = cands.SearchRequest(groups=[], group_policy=params.getlist("group_policy")[0]
+                                 if "group_policy" in params else None,
                                  nested=want(request, "1.29"), all_summary_classes=want(request, "1.27"),
                                  max_candidates=util.state(request).max_candidates,
                                  strategy=util.state(request).generation_strategy,
                                  max_combinations=util.state(request).max_combinations)
     if "limit" in params:
-        search.limit = qs.integer(params["limit"], "limit")
-    if "root_required" in params:
-        search.root_required, search.root_forbidden = qs.traits(
-            request.query_params.getlist("root_required"), request, "root_required")
-    for value in request.query_params.getlist("same_subtree"):
-        suffixes = [s.strip() for s in value.split(",")]
-        unknown = [s for s in suffixes if s not in {g.suffix for g in search.groups} or not s]
-        if unknown:
-            raise HTTPError(400, f"Real suffixes should be specified in same_subtree: {unknown} not found in "
-                                 f"{sorted(g.suffix for g in search.groups if g.suffix)}.",
-                            code=errors.QUERYPARAM_BAD_VALUE)
-        search.same_subtree.append(suffixes)
+        search.limit = qs.first_limit(params.getlist("limit"))
+    roots = params.getlist("root_required")
+    if len(roots) > 1:
+        raise HTTPError(400, "Query parameter 'root_required' may be specified only once.",
+                        code=errors.ILLEGAL_DUPLICATE_QUERYPARAM)
+    if roots:
+        required, search.root_forbidden = qs.root_traits(roots[0])
+        search.root_required = [{t} for t in sorted(required)]
+    search.same_subtree = _same_subtree(request)
+    search.groups = parse_groups(request, search.same_subtree)
     return search
 
 
@@ -124,7 +158,7 @@ def _search(session, search: cands.SearchRequest):
     try:
         return cands.search(session, search)
     except exc.TraitNotFound as error:
-        raise HTTPError(400, f"Invalid query string parameters: {error}") from None
+        raise HTTPError(400, str(error)) from None
 
 
 def render_requests(request: Request, result: cands.SearchResult) -> list[bytes]:

@@ -30,75 +30,98 @@ def resources(value: str) -> dict[str, int]:
     return result
 
 
-def traits(values: list[str], request: Request, name: str = "required") -> tuple[list[set[str]], set[str]]:
-    """Required trait groups (any-of sets) and forbidden traits from one or more ``required`` values.
+def trait_value(value: str, allow_forbidden: bool, allow_any: bool) -> tuple[list[set[str]], set[str]]:
+    """One ``required`` value: ``A,!B`` (each name its own any-of set) or ``in:A,B`` (one any-of set).
+    As upstream, any number of leading ``!`` mark a forbidden trait, and messages name ``required``."""
+    bad = "Invalid query string parameters: "
+    if value.startswith("in:"):
+        if not allow_any:
+            raise HTTPError(400, f"{bad}The format 'in:HW_CPU_X86_VMX,CUSTOM_MAGIC' only supported since "
+                                 f"microversion 1.39. Got: {value}")
+        any_of = {t.strip() for t in value[3:].split(",")}
+        if not all(any_of):
+            raise HTTPError(400, f"{bad}Expected 'required' parameter value of the form: "
+                                 f"in:HW_CPU_X86_VMX,CUSTOM_MAGIC. Got an empty trait in: {value}")
+        if any(t.startswith("!") for t in any_of):
+            raise HTTPError(400, f"{bad}The format 'in:HW_CPU_X86_VMX,CUSTOM_MAGIC' does not support "
+                                 f"forbidden traits. Got: {value}")
+        return [any_of], set()
+    names = [t.strip() for t in value.split(",")]
+    forbidden = {t.lstrip("!") for t in names if t.startswith("!")}
+    if not all(names) or not all(forbidden):
+        form = "HW_CPU_X86_VMX,!CUSTOM_MAGIC" if allow_forbidden else "HW_CPU_X86_VMX,CUSTOM_MAGIC"
+        raise HTTPError(400, f"{bad}Expected 'required' parameter value of the form: {form}. "
+                             f"Got an empty trait in: {value}")
+    if forbidden and not allow_forbidden:
+        raise HTTPError(400, f"{bad}Expected 'required' parameter value of the form: "
+                             f"HW_CPU_X86_VMX,CUSTOM_MAGIC. Got: {value}")
+    return [{t} for t in names if not t.startswith("!")], forbidden
 
-    ``!T`` (forbidden) needs 1.22; ``in:A,B`` (any of) and repeating the parameter need 1.39.
-    """
-    allow_forbidden = want(request, "1.22")
-    allow_any = want(request, "1.39")
-    if len(values) > 1 and not allow_any:
+
+def traits(values: list[str], request: Request) -> tuple[list[set[str]], set[str]]:
+    """Required any-of sets and forbidden traits from the values of one ``required{suffix}`` key.
+
+    ``!T`` (forbidden) needs 1.22; ``in:A,B`` and repeating the key need 1.39 (below, the last value
+    counts, as upstream)."""
+    allow_forbidden, allow_any = want(request, "1.22"), want(request, "1.39")
+    if not allow_any:
         values = values[-1:]
     required: list[set[str]] = []
     forbidden: set[str] = set()
-    form = "HW_CPU_X86_VMX,!CUSTOM_MAGIC" if allow_forbidden else "HW_CPU_X86_VMX,CUSTOM_MAGIC"
-    if allow_any:
-        form = "HW_CPU_X86_VMX,!CUSTOM_MAGIC or in:HW_CPU_X86_VMX,CUSTOM_MAGIC"
     for value in values:
-        if allow_any and value.startswith("in:"):
-            names = [t.strip() for t in value[3:].split(",")]
-            if not all(names) or any(t.startswith("!") for t in names):
-                raise HTTPError(400, f"Invalid query string parameters: Expected '{name}' parameter value of "
-                                     f"the form: {form}. Got: {value}")
-            required.append(set(names))
-            continue
-        names = [t.strip() for t in value.split(",")]
-        if not all(names) or (not allow_forbidden and any(t.startswith("!") for t in names)) \
-                or any(t == "!" for t in names):
-            raise HTTPError(400, f"Invalid query string parameters: Expected '{name}' parameter value of "
-                                 f"the form: {form}. Got: {value}")
-        for trait in names:
-            if trait.startswith("!"):
-                forbidden.add(trait[1:])
-            else:
-                required.append({trait})
-    conflicting = {t for s in required if len(s) == 1 for t in s} & forbidden
-    if conflicting:
-        raise HTTPError(400, f"Conflicting required and forbidden traits found in the following traits "
-                             f"keys: {name}: ({', '.join(sorted(conflicting))})")
+        any_of, none_of = trait_value(value, allow_forbidden, allow_any)
+        required += any_of
+        forbidden |= none_of
+    return required, forbidden
+
+
+def conflicts(required: list[set[str]], forbidden: set[str]) -> list[str]:
+    """The required any-of sets that forbidden traits rule out entirely, each as ``A, B``."""
+    return [", ".join(sorted(any_of)) for any_of in required if any_of <= forbidden]
+
+
+def root_traits(value: str) -> tuple[set[str], set[str]]:
+    """``root_required``: ``A,!B`` only (no ``in:``, even at 1.39, as upstream)."""
+    any_of, forbidden = trait_value(value, allow_forbidden=True, allow_any=False)
+    required = {t for s in any_of for t in s}
+    clash = required & forbidden
+    if clash:
+        raise HTTPError(400, "Conflicting required and forbidden traits found in root_required: "
+                             + ", ".join(sorted(clash)), code=errors.QUERYPARAM_BAD_VALUE)
     return required, forbidden
 
 
 def member_of(values: list[str], request: Request, suffix: str = "") -> tuple[list[set[str]], set[str]]:
-    """Aggregate filters: a list of any-of sets, and (1.32) forbidden aggregates."""
+    """Aggregate filters: a list of any-of sets and, from 1.32, forbidden aggregates (``!U``, ``!in:U,V``).
+    Repeating the key needs 1.24."""
     if len(values) > 1 and not want(request, "1.24"):
         raise HTTPError(400, f"Multiple member_of{suffix} parameters are not supported")
     allow_forbidden = want(request, "1.32")
     required: list[set[str]] = []
     forbidden: set[str] = set()
     for value in values:
-        negative = allow_forbidden and value.startswith("!")
-        if negative:
-            value = value[1:]
-        if "," in value and not value.startswith("in:"):
-            keyword = "'in:' or '!in:'" if allow_forbidden else "'in:'"
-            raise HTTPError(400, f"Multiple values for 'member_of' must be prefixed with the {keyword} "
-                                 f"keyword. Got: {value}")
-        uuids = set(value[3:].split(",")) if value.startswith("in:") else {value}
+        if "," in value and not value.startswith(("in:", "!in:")):
+            raise HTTPError(400, f"Multiple values for 'member_of' must be prefixed with the 'in:' or '!in:' "
+                                 f"keyword using the valid microversion. Got: {value}")
+        negative = value.startswith("!")
+        body = value[1:] if negative else value
+        uuids = set(body[3:].split(",")) if body.startswith("in:") else {body}
         for agg in uuids:
             if not is_uuid(agg):
                 raise HTTPError(400, f"Invalid query string parameters: Expected 'member_of' parameter to "
                                      f"contain valid UUID(s). Got: {agg}")
-        if negative:
-            forbidden |= uuids
-        else:
+        if not negative:
             required.append(uuids)
+        elif not allow_forbidden:
+            raise HTTPError(400, f"Forbidden member_of{suffix} parameters are not supported in the specified "
+                                 f"microversion")
+        else:
+            forbidden |= uuids
     return required, forbidden
 
 
-def integer(value: str, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise HTTPError(400, f"Invalid query string parameters: '{value}' does not match '^[1-9][0-9]*$'",
-                        code=errors.QUERYPARAM_BAD_VALUE) from None
+def first_limit(values: list[str]) -> int:
+    """``limit``: the schema checked the last value; as upstream, the first one counts."""
+    if not values[0].isdigit():
+        raise HTTPError(400, f"Invalid query string parameters: '{values[0]}' does not match '^[1-9][0-9]*$'")
+    return int(values[0])

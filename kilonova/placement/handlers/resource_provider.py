@@ -146,7 +146,7 @@ def _list(session, filters: rps.ListFilters, resources, required):
         try:
             ids = traits_mod.require(session, names)
         except exc.TraitNotFound as error:
-            raise HTTPError(400, str(error)) from None
+            raise HTTPError(400, f'Invalid trait(s) in "required" parameter: {error}') from None
         filters.required_traits = [{ids[t] for t in group} for group in any_of]
         filters.forbidden_traits = {ids[t] for t in forbidden}
     return rps.list_providers(session, filters)
