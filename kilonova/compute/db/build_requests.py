@@ -42,11 +42,14 @@ def delete(session: Session, instance_uuid: str) -> bool:
     return session.execute(_DELETE, {"instance_uuid": instance_uuid}).rowcount > 0
 
 
+# Every server list reads the caller's build requests (servers not yet in a cell): plain rows.
+_ALL = sa.select(_BUILD_REQUESTS.c.id, _BUILD_REQUESTS.c.instance).order_by(_BUILD_REQUESTS.c.id)
+_OF_PROJECT = _ALL.where(_BUILD_REQUESTS.c.project_id == sa.bindparam("project_id"))
+
+
 def list_for(session: Session, project_id: str | None) -> list[dict[str, Any]]:
-    stmt = sa.select(BuildRequest)
-    if project_id is not None:
-        stmt = stmt.where(BuildRequest.project_id == project_id)
-    return [dict(row.instance, _build_request_id=row.id) for row in session.scalars(stmt)]
+    rows = session.execute(_ALL) if project_id is None else session.execute(_OF_PROJECT, {"project_id": project_id})
+    return [dict(row.instance, _build_request_id=row.id) for row in rows]
 
 
 _PENDING = sa.select(BuildRequest.__table__.c.instance).where(
