@@ -109,6 +109,10 @@ PREVIOUS_RELEASE_ROWS = {
                        "metadata": {"k": "v"}, "system_metadata": {}, "network_info": [], "security_groups": [],
                        "tags": [], "created_at": T0, "deleted": 0}],
     },
+    "placement": {
+        "resource_providers": [{"id": 1, "uuid": "c0000000-0000-4000-8000-000000000001", "name": "host1",
+                                "generation": 3, "root_provider_id": 1, "created_at": T0}],
+    },
 }
 
 
@@ -126,8 +130,15 @@ def _cell_head_has_flavor_sizes(database: Database) -> None:
     assert tuple(sizes) == (2, 2048)  # copied out of the flavor JSON by 0002
 
 
+def _placement_head_has_usage_serials(database: Database) -> None:
+    with database.engine.connect() as connection:
+        serial = connection.execute(sa.text("SELECT usage_serial FROM resource_providers WHERE id = 1")).scalar()
+    assert serial == 0
+
+
 # What each store's head adds, checked on the upgraded database.
-AT_HEAD = {"nova_api": _api_head_has_console_tokens, "cell": _cell_head_has_flavor_sizes}
+AT_HEAD = {"nova_api": _api_head_has_console_tokens, "cell": _cell_head_has_flavor_sizes,
+           "placement": _placement_head_has_usage_serials}
 
 
 def _revisions(migrations: str) -> list[str]:

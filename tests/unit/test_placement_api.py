@@ -323,6 +323,36 @@ async def test_allocations_with_generations(client):
     assert (await client.get(f"/allocations/{consumer}")).json() == {"allocations": {}}
 
 
+async def test_only_providers_of_the_new_allocations_get_a_generation_bump(client):
+    a = await client.provider("gen-a", inventory={"VCPU": {"total": 2, "max_unit": 2}})
+    b = await client.provider("gen-b", inventory={"VCPU": {"total": 2, "step_size": 2}})
+
+    async def generation(rp):
+        return (await client.get(f"/resource_providers/{rp['uuid']}")).json()["generation"]
+
+    async def candidates():
+        body = (await client.get("/allocation_candidates?resources=VCPU:2")).json()
+        return sorted(next(iter(r["allocations"])) for r in body["allocation_requests"])
+
+    consumer = str(uuid.uuid4())
+    assert (await claim(client, consumer, a["uuid"], {"VCPU": 2})).status_code == 204
+    before_a, before_b = await generation(a), await generation(b)
+    assert await candidates() == [b["uuid"]]
+    # moving the consumer off A: only B (in the new allocations) is bumped, as upstream
+    assert (await claim(client, consumer, b["uuid"], {"VCPU": 2}, generation=1)).status_code == 204
+    assert (await generation(a), await generation(b)) == (before_a, before_b + 1)
+    assert await candidates() == [a["uuid"]]   # the capacity index still saw A freed
+    # deleting a consumer's allocations bumps nothing
+    assert (await client.delete(f"/allocations/{consumer}")).status_code == 204
+    assert (await generation(a), await generation(b)) == (before_a, before_b + 1)
+    assert await candidates() == sorted([a["uuid"], b["uuid"]])
+    response = await claim(client, str(uuid.uuid4()), b["uuid"], {"VCPU": 1})
+    assert response.status_code == 409
+    assert detail_of(response) == (f"Unable to allocate inventory: Unable to create allocation for 'VCPU' on "
+                                   f"resource provider '{b['uuid']}'. The requested amount would violate "
+                                   f"inventory constraints.")
+
+
 async def test_old_microversion_allocation_formats(client):
     rp = await client.provider("old", inventory=compute_inventory())
     consumer = str(uuid.uuid4())

@@ -155,19 +155,11 @@ async def set_allocations(request: Request) -> Response:
 
 @policy("placement:allocations:delete")
 async def delete_for_consumer(request: Request, consumer_uuid: str) -> Response:
-    # Servers of one host deleted together race on the provider's generation; only that is retried,
-    # as for a claim: failing would leave the claim behind for good.
-    for attempt in range(1, RETRIES + 1):
-        try:
-            await util.db(request).write(allocs.delete_consumer, consumer_uuid)
-            break
-        except exc.NotFound as error:
-            raise HTTPError(404, str(error)) from None
-        except exc.ProviderConcurrentUpdate as error:
-            if attempt == RETRIES:
-                raise HTTPError(409, str(error), code=errors.CONCURRENT_UPDATE) from None
-        except exc.ConcurrentUpdate as error:
-            raise HTTPError(409, str(error), code=errors.CONCURRENT_UPDATE) from None
+    # no provider generation changes (as upstream): nothing to conflict with
+    try:
+        await util.db(request).write(allocs.delete_consumer, consumer_uuid)
+    except exc.NotFound as error:
+        raise HTTPError(404, str(error)) from None
     return util.no_content()
 
 

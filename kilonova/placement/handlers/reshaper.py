@@ -39,12 +39,14 @@ async def reshape(request: Request) -> Response:
         raise HTTPError(400, str(error), code=errors.RESOURCE_PROVIDER_NOT_FOUND) from None
     except exc.InUse as error:
         raise HTTPError(409, f"update conflict: {error}", code=errors.INVENTORY_INUSE) from None
-    except exc.ConcurrentUpdate as error:
+    except exc.ProviderConcurrentUpdate as error:
+        raise HTTPError(409, f"update conflict: {error}", code=errors.CONCURRENT_UPDATE) from None
+    except exc.ConcurrentUpdate as error:   # a consumer generation
         raise HTTPError(409, str(error), code=errors.CONCURRENT_UPDATE) from None
     except exc.Invalid as error:
         raise HTTPError(400, str(error)) from None
     except exc.NotFound as error:
-        raise HTTPError(400, f"Unable to allocate inventory: {error}") from None
+        raise HTTPError(400, f"malformed reshaper data: {error}") from None
     except exc.InvalidInventory as error:
         raise HTTPError(409, f"Unable to allocate inventory: {error}") from None
     return util.no_content()

@@ -8,6 +8,11 @@ the generation of every provider involved with a compare-and-swap. On SQLite
 the transaction holds the write lock from its start; on PostgreSQL/MariaDB a
 concurrent claim on the same provider makes the swap fail, and the caller
 retries the whole transaction (``ProviderConcurrentUpdate``).
+
+As upstream, only the providers of the new allocations get a generation bump
+(and, for a consumer whose allocations are emptied, the providers it leaves);
+providers that a consumer moves off, and those of a deleted consumer, keep
+their generation -- their ``usage_serial`` tells the capacity index instead.
 """
 from __future__ import annotations
 
@@ -43,6 +48,8 @@ _PROVIDERS_OF_CONSUMERS = sa.select(_ALLOCATIONS.c.resource_provider_id).distinc
     _ALLOCATIONS.c.consumer_id.in_(sa.bindparam("uuids", expanding=True)))
 _DELETE_RETURNING = _DELETE_FOR_CONSUMERS.returning(_ALLOCATIONS.c.resource_provider_id)
 _INSERT_ALLOCATION = _ALLOCATIONS.insert()
+_USAGE_CHANGED = _PROVIDERS.update().where(_PROVIDERS.c.id.in_(sa.bindparam("keys", expanding=True))).values(
+    usage_serial=_PROVIDERS.c.usage_serial + 1)
 _BUMP_GENERATION = _PROVIDERS.update().where(
     _PROVIDERS.c.id == sa.bindparam("rp_id"), _PROVIDERS.c.generation == sa.bindparam("seen")
 ).values(generation=sa.bindparam("next"), updated_at=sa.bindparam("now"))
@@ -65,6 +72,9 @@ def replace(session: Session, requests: list[ConsumerRequest]) -> None:
             for rc in resources:
                 if rc not in class_ids:
                     raise exc.ResourceClassNotFound(f"No such resource class {rc}.")
+    # upstream hands an emptied consumer's allocations in again with amount 0: their providers are bumped
+    emptied = [r.uuid for r in requests if not r.allocations]
+    emptied_on = set(session.scalars(_PROVIDERS_OF_CONSUMERS, {"uuids": emptied})) if emptied else set()
     old_provider_ids = _delete_allocations(session, uuids)
     _check_capacity(session, requests, providers, class_ids)
     rows = [{"resource_provider_id": providers[rp_uuid].id, "consumer_id": request.uuid,
@@ -79,11 +89,14 @@ def replace(session: Session, requests: list[ConsumerRequest]) -> None:
         elif existing[request.uuid] is not None:
             consumers_mod.delete(session, [request.uuid])
     touched = {p.id: p for p in providers.values()}
-    others = old_provider_ids - set(touched)
+    others = emptied_on - set(touched)
     if others:
         touched.update({p.id: p for p in _providers(session, _PROVIDERS_BY_ID, others).values()})
     for provider in touched.values():
         _bump_generation(session, provider)
+    left = old_provider_ids - set(touched)
+    if left:
+        session.execute(_USAGE_CHANGED, {"keys": list(left)})
 
 
 def _providers(session: Session, statement, keys) -> dict[str, sa.Row]:
@@ -147,10 +160,8 @@ def _check_capacity(session: Session, requests: list[ConsumerRequest], providers
                 if (amount < inventory.min_unit or amount > inventory.max_unit
                         or amount % inventory.step_size):
                     raise exc.InvalidInventory(
-                        f"Unable to allocate inventory: Allocation for {rc} on resource provider {rp_uuid} "
-                        f"violates min_unit, max_unit, or step_size. Requested: {amount}, "
-                        f"min_unit: {inventory.min_unit}, max_unit: {inventory.max_unit}, "
-                        f"step_size: {inventory.step_size}")
+                        f"Unable to create allocation for '{rc}' on resource provider '{rp_uuid}'. The requested "
+                        f"amount would violate inventory constraints.")
     for (rp_id, rc_id), amount in needed.items():
         inventory = inventories[(rp_id, rc_id)]
         capacity = (inventory.total - inventory.reserved) * inventory.allocation_ratio
@@ -195,11 +206,9 @@ def for_provider(session: Session, uuid: str) -> tuple[rps.Provider, dict, datet
 
 
 def delete_consumer(session: Session, uuid: str) -> None:
-    provider_ids = set(session.scalars(sa.select(Allocation.resource_provider_id).distinct()
-                                       .where(Allocation.consumer_id == uuid)))
+    """Drop a consumer's allocations; as upstream, no provider generation changes (nor can conflict)."""
+    provider_ids = _delete_allocations(session, [uuid])
     if not provider_ids:
         raise exc.NotFound(f"No allocations for consumer '{uuid}'")
-    session.execute(sa.delete(Allocation).where(Allocation.consumer_id == uuid))
     consumers_mod.delete(session, [uuid])
-    for provider in rps.by_ids(session, provider_ids).values():
-        rps.bump_generation(session, provider)
+    session.execute(_USAGE_CHANGED, {"keys": list(provider_ids)})

@@ -3,18 +3,20 @@
 The allocation candidate search reads providers, inventories, usages, traits and
 aggregates from here instead of the database. Every write that changes any of
 them bumps the provider's generation (inventories, allocations, traits,
-aggregates, re-parenting, reshapes), so the index is checked, on every search,
-against the database -- which may be shared by several placement processes:
+aggregates, re-parenting, reshapes) -- or, where upstream leaves the generation
+alone (allocations moved off a provider or deleted), its ``usage_serial`` -- so
+the index is checked, on every search, against the database, which may be
+shared by several placement processes:
 
 1. One aggregate query over ``resource_providers`` (count, sums of ids,
-   generations, parents and roots, newest update): unchanged -- and no write
+   generations, usage serials, parents and roots, newest update): unchanged -- and no write
    made by this process since (a counter that every Placement write bumps) --
    means nothing of interest changed, and the index is used as is. Provider ids
    only grow on PostgreSQL and MariaDB, so a new provider always changes the
    sum of ids (or the count); generations only grow. SQLite may reuse the
    highest id after a delete, which the local write counter covers for the
    usual single-process SQLite deployment.
-2. Otherwise ``(id, generation, parent, root)`` of every provider is read and
+2. Otherwise ``(id, generation, usage serial, parent, root)`` of every provider is read and
    compared; only the providers that are new or whose row changed are re-read
    (inventories, usages, traits, aggregates), and deleted ones are dropped.
 
@@ -70,6 +72,7 @@ class Provider:
     parent: int | None
     root: int
     generation: int
+    serial: int = 0   # usage_serial
     inventory: dict[int, Record] = field(default_factory=dict)
     traits: frozenset = EMPTY
     aggregates: frozenset = EMPTY
@@ -133,10 +136,11 @@ _rp = ResourceProvider
 # What changes when any provider's inventory, usage, traits, aggregates or tree change (generations bump):
 # compared on every candidate search, so built once.
 _FINGERPRINT = sa.select(
-    sa.func.count(), sa.func.sum(_rp.id), sa.func.sum(_rp.generation),
+    sa.func.count(), sa.func.sum(_rp.id), sa.func.sum(_rp.generation), sa.func.sum(_rp.usage_serial),
     sa.func.sum(sa.func.coalesce(_rp.parent_provider_id, 0)), sa.func.sum(_rp.root_provider_id),
     sa.func.max(_rp.updated_at), sa.func.max(_rp.created_at))
-_PROVIDER_ROWS = sa.select(_rp.id, _rp.uuid, _rp.generation, _rp.parent_provider_id, _rp.root_provider_id)
+_PROVIDER_ROWS = sa.select(_rp.id, _rp.uuid, _rp.generation, _rp.usage_serial, _rp.parent_provider_id,
+                           _rp.root_provider_id)
 
 
 class Index:
@@ -156,13 +160,13 @@ class Index:
             rows = conn.execute(_PROVIDER_ROWS).all()
             providers: dict[int, Provider] = {}
             changed: list[int] = []
-            for rp_id, uuid, generation, parent, root in rows:
+            for rp_id, uuid, generation, serial, parent, root in rows:
                 known = old.providers.get(rp_id)
-                if known is not None and (known.generation, known.parent, known.root, known.uuid) == (
-                        generation, parent, root or rp_id, uuid):
+                if known is not None and (known.generation, known.serial, known.parent, known.root, known.uuid) == (
+                        generation, serial, parent, root or rp_id, uuid):
                     providers[rp_id] = known
                 else:
-                    providers[rp_id] = Provider(rp_id, uuid, parent, root or rp_id, generation)
+                    providers[rp_id] = Provider(rp_id, uuid, parent, root or rp_id, generation, serial)
                     changed.append(rp_id)
             if changed:
                 _load(conn, providers, changed, everything=len(changed) == len(providers))

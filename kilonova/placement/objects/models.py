@@ -40,6 +40,8 @@ class ResourceProvider(PlacementBase):
     uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200), unique=True)
     generation: Mapped[int] = mapped_column(default=0)
+    # bumped when the provider's usage drops without a generation bump (see objects.capacity)
+    usage_serial: Mapped[int] = mapped_column(default=0, server_default="0")
     root_provider_id: Mapped[int | None] = mapped_column(sa.Integer)
     parent_provider_id: Mapped[int | None] = mapped_column(sa.Integer)
     created_at: Mapped[datetime] = mapped_column(default=now)
