@@ -29,13 +29,23 @@ UNAUTHORIZED_TEXT = ("This server could not verify that you are authorized to ac
 
 
 class PlacementRouter(Router):
-    """Defers 404/405 to a handler, so that authentication answers first, as upstream."""
+    """Defers 404/405 to a handler, so that authentication answers first, as upstream. As upstream's
+    routes map: no implicit HEAD for a GET, and ``Allow`` lists the methods in the order declared."""
+
+    def add(self, method: str, template: str, handler) -> None:
+        super().add(method, template, handler)
+        if method.upper() == "GET":
+            self._by_template[template].handlers.pop("HEAD", None)
 
     def match(self, method: str, path: str):
         try:
             return super().match(method, path)
         except HTTPError as caught:
             error = caught
+            if error.status == 405:
+                path = path.rstrip("/") or "/"
+                declared = [m for route in self._routes if route.pattern.match(path) for m in route.handlers]
+                error = HTTPError(405, "The method specified is not allowed for this resource.", headers={"Allow": ", ".join(dict.fromkeys(declared))})
 
             async def refuse(request: Request) -> Response:
                 raise error

@@ -63,8 +63,11 @@ def format_error(request: Request, error: HTTPError) -> Response:
     if error.status == 401:
         body = {"error": {"code": 401, "title": "Unauthorized", "message": error.message}}
         return JSONResponse(body, status_code=401, headers=error.headers)
-    entry = {"status": error.status, "title": TITLES.get(error.status, "Error"),
-             "detail": detail_text(error.status, error.message)}
+    if error.status == 405:   # webob's own 405 text names the method
+        detail = f"The method {request.method} is not allowed for this resource. \n\n {error.message}"
+    else:
+        detail = detail_text(error.status, error.message)
+    entry = {"status": error.status, "title": TITLES.get(error.status, "Error"), "detail": detail}
     version = getattr(request.state, "version", None)
     if version is not None and version >= ERROR_CODE_VERSION:
         entry["code"] = error.code or DEFAULT

@@ -122,7 +122,7 @@ def versioned(min_version: str, max_version: str | None = None, status: int = 40
             version = request.state.version
             if version < low or (high is not None and version > high):
                 if status == 405:
-                    raise HTTPError(405, f"The method {request.method} is not allowed for this resource.")
+                    raise HTTPError(405, "")   # webob's 405 without a detail, as upstream
                 raise HTTPError(404, "The resource could not be found.")
             return await handler(request, **params)
         wrapper.__name__ = handler.__name__

@@ -184,8 +184,8 @@ async def delete_inventory(request: Request, uuid: str, resource_class: str) -> 
 def register(router: Router) -> None:
     base = "/resource_providers/{uuid}/inventories"
     router.add("GET", base, get_inventories)
-    router.add("PUT", base, set_inventories)
     router.add("POST", base, create_inventory)
+    router.add("PUT", base, set_inventories)
     router.add("DELETE", base, delete_inventories)
     router.add("GET", base + "/{resource_class}", get_inventory)
     router.add("PUT", base + "/{resource_class}", update_inventory)

@@ -156,5 +156,5 @@ def register(router: Router) -> None:
     router.add("GET", "/resource_providers", list_resource_providers)
     router.add("POST", "/resource_providers", create_resource_provider)
     router.add("GET", "/resource_providers/{uuid}", get_resource_provider)
-    router.add("PUT", "/resource_providers/{uuid}", update_resource_provider)
     router.add("DELETE", "/resource_providers/{uuid}", delete_resource_provider)
+    router.add("PUT", "/resource_providers/{uuid}", update_resource_provider)
