@@ -43,9 +43,35 @@ def test_nova_list_sorted_by_the_api(cloud, pair):
     assert bad.returncode != 0 and "sort_key" in bad.stderr
 
 
+def test_lock_with_a_reason_and_the_locked_filter(cloud, pair):
+    server = pair[0]["id"]
+    cloud.openstack("--os-compute-api-version", "2.73", "server", "lock", "--reason", "maintenance", server)
+    try:
+        shown = cloud.openstack("server", "show", server, fmt_json=True)
+        assert shown["locked"] is True and shown["locked_reason"] == "maintenance"
+        locked = cloud.openstack("--os-compute-api-version", "2.73", "server", "list", "--locked", fmt_json=True)
+        assert [s["ID"] for s in locked] == [server]
+    finally:
+        cloud.openstack("server", "unlock", server)
+    assert cloud.openstack("server", "show", server, fmt_json=True)["locked_reason"] is None
+
+
+def test_create_on_a_named_host(cloud):
+    created = cloud.openstack("--os-compute-api-version", "2.74", "server", "create", *BOOT, "--host", "compute3",
+                              "--wait", "mv-pinned", fmt_json=True)
+    try:
+        assert created["OS-EXT-SRV-ATTR:host"] == "compute3"
+    finally:
+        cloud.openstack("server", "delete", "--wait", created["id"])
+    missing = cloud.openstack("--os-compute-api-version", "2.74", "server", "create", *BOOT, "--host", "nowhere",
+                              "mv-nowhere", check=False)
+    assert missing.returncode != 0 and "Compute host nowhere could not be found" in missing.stderr
+
+
 def test_nova_show_at_the_maximum(cloud, pair):
     shown = cloud.nova("show", pair[1]["id"]).stdout
     assert "trusted_image_certificates" in shown and "cert-a" in shown
+    assert "locked_reason" in shown
 
 
 def test_sdk_at_the_maximum(cloud, pair):

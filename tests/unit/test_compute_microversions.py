@@ -12,6 +12,7 @@ import pytest
 
 from kilonova.compute.db import build_requests, flavors, instances, mappings
 from tests.unit.test_compute_admin_harness import api, stub  # noqa: F401 - fixtures
+from tests.unit.test_compute_admin_hosts import hosts  # noqa: F401 - fixture
 
 FLAVOR = {"id": "1", "name": "m1.tiny", "vcpus": 1, "memory_mb": 512, "root_gb": 1, "ephemeral_gb": 0,
           "swap": 0, "extra_specs": {}}
@@ -223,3 +224,144 @@ async def test_invalid_sort_parameters_are_refused(api, spread):
     assert await names(api, sort_key="vcpus") == ["charlie", "bravo", "echo", "alpha", "delta"]
     assert await names(api, sort_key=["vcpus", "display_name"], sort_dir=["desc", "asc"]) == \
         ["alpha", "bravo", "charlie", "delta", "echo"]
+
+
+# ---------------------------------------------------------------- 2.71 server_groups, 2.73 locked_reason
+
+async def test_2_71_server_groups_in_show_and_update_not_in_detail(api, stub):
+    server = add_server(stub, "vm")
+    path = f"/servers/{server['uuid']}"
+    assert "server_groups" not in (await api.get(path, version="2.70")).json()["server"]
+    assert (await api.get(path, version="2.71")).json()["server"]["server_groups"] == []
+    updated = await api.put(path, {"server": {"name": "vm"}}, version="2.71")
+    assert updated.json()["server"]["server_groups"] == []
+    detail = (await api.get("/servers/detail", token="demo-token", version="2.71")).json()["servers"]
+    assert "server_groups" not in detail[0]
+
+
+async def test_2_73_lock_with_a_reason(api, stub):
+    server = add_server(stub, "vm")
+    path = f"/servers/{server['uuid']}"
+    # Before 2.73 the lock body is not looked at and no reason is kept.
+    lock = await api.post(path + "/action", {"lock": {"locked_reason": "ignored"}}, token="demo-token",
+                          version="2.72")
+    assert lock.status_code == 202, lock.text
+    shown = (await api.get(path, token="demo-token", version="2.73")).json()["server"]
+    assert shown["locked"] is True and shown["locked_reason"] is None
+    assert "locked_reason" not in (await api.get(path, token="demo-token", version="2.72")).json()["server"]
+    bad = await api.post(path + "/action", {"lock": {"reason": "x"}}, token="demo-token", version="2.73")
+    assert bad.status_code == 400
+    assert (await api.post(path + "/action", {"lock": {"locked_reason": "maintenance"}},
+                           version="2.73")).status_code == 202
+    detail = (await api.get("/servers/detail", token="demo-token", version="2.73")).json()["servers"]
+    assert detail[0]["locked_reason"] == "maintenance"
+    # The owner cannot lift an administrator's lock; the administrator can, and the reason goes with it.
+    denied = await api.post(path + "/action", {"unlock": None}, token="demo-token", version="2.73")
+    assert denied.status_code == 403
+    assert (await api.post(path + "/action", {"unlock": None}, version="2.73")).status_code == 202
+    shown = (await api.get(path, token="demo-token", version="2.73")).json()["server"]
+    assert shown["locked"] is False and shown["locked_reason"] is None
+
+
+async def test_2_73_locked_filter_and_sort_key(api, stub):
+    add_server(stub, "free")
+    held = add_server(stub, "held", minutes=1)
+    await api.post(f"/servers/{held['uuid']}/action", {"lock": None}, token="demo-token", version="2.73")
+    assert await names(api, version="2.72", locked="true") == ["held", "free"]
+    assert await names(api, version="2.73", locked="true") == ["held"]
+    assert await names(api, version="2.73", locked="0") == ["free"]
+    bad = await api.get("/servers", token="demo-token", version="2.73", params={"locked": "maybe"})
+    assert bad.status_code == 400 and "Unrecognized value 'maybe'" in bad.text
+    # "locked" is ignored as a sort key before 2.73, a real one from 2.73.
+    assert await names(api, version="2.72", sort_key="locked", sort_dir="desc") == ["held", "free"]
+    assert await names(api, version="2.73", sort_key="locked", sort_dir="asc") == ["free", "held"]
+
+
+# ---------------------------------------------------------------- 2.74 requested destination
+
+async def test_2_74_host_at_create_is_for_admins_and_must_exist(api, stub):
+    body = {"server": {"name": "vm", "flavorRef": "1", "imageRef": IMAGE, "networks": "none", "host": "compute1"}}
+    refused = await api.post("/servers", body, version="2.73")
+    assert refused.status_code == 400 and "Additional properties" in refused.text
+    forbidden = await api.post("/servers", body, token="demo-token", version="2.74")
+    assert forbidden.status_code == 403
+    assert "compute:servers:create:requested_destination" in forbidden.json()["forbidden"]["message"]
+    missing = await api.post("/servers", body, version="2.74")
+    assert missing.status_code == 400, missing.text
+    assert missing.json()["badRequest"]["message"] == "Compute host compute1 could not be found."
+    node = dict(body["server"], host=None, hypervisor_hostname="node9")
+    del node["host"]
+    missing_node = await api.post("/servers", {"server": node}, version="2.74")
+    assert missing_node.status_code == 400 and "node9 could not be found" in missing_node.text
+
+
+# ---------------------------------------------------------------- 2.75 cleanups
+
+async def test_2_75_unknown_query_parameters_are_refused(api, stub):
+    add_server(stub, "vm")
+    assert await names(api, version="2.74", colour="blue") == ["vm"]
+    refused = await api.get("/servers/detail", token="demo-token", version="2.75", params={"colour": "blue"})
+    assert refused.status_code == 400
+    assert refused.json()["badRequest"]["message"] == "Additional properties are not allowed ('colour' was unexpected)"
+    ignored_key = await api.get("/servers", token="demo-token", version="2.75", params={"sort_key": "vcpus"})
+    assert ignored_key.status_code == 400 and "sort_key" in ignored_key.text
+    assert await names(api, version="2.75", sort_key="display_name", limit="5", locked="false") == ["vm"]
+
+
+async def test_2_75_update_answers_the_full_server_and_flavor_swap_is_an_integer(api, stub):
+    server = add_server(stub, "vm", key_name="k1")
+    body = (await api.put(f"/servers/{server['uuid']}", {"server": {"name": "vm"}}, version="2.75")).json()["server"]
+    assert body["key_name"] == "k1" and body["OS-EXT-STS:vm_state"] == "active"
+    assert body["OS-EXT-SRV-ATTR:host"] == "h1" and "security_groups" in body
+    assert (await api.get("/flavors/1", version="2.74")).json()["flavor"]["swap"] == ""
+    assert (await api.get("/flavors/1", version="2.75")).json()["flavor"]["swap"] == 0
+
+
+async def test_2_75_hypervisors_with_servers_always_have_the_field(api, hosts):
+    async def hypervisors(version):
+        response = await api.get("/os-hypervisors", version=version, params={"with_servers": "true"})
+        return response.json()["hypervisors"]
+
+    before = {h["hypervisor_hostname"]: h.get("servers") for h in await hypervisors("2.74")}
+    after = {h["hypervisor_hostname"]: h.get("servers") for h in await hypervisors("2.75")}
+    assert before["compute2"] is None and after["compute2"] == []
+    assert before["compute1"] == after["compute1"] == [{"name": "vm1", "uuid": "11111111-1111-1111-1111-111111111111"}]
+
+
+# ---------------------------------------------------------------- 2.78 topology, 2.81 image cache
+
+async def test_2_78_server_topology(api, stub):
+    server = add_server(stub, "vm")
+    path = f"/servers/{server['uuid']}/topology"
+    assert (await api.get(path, token="demo-token", version="2.77")).status_code == 404
+    shown = await api.get(path, token="demo-token", version="2.78")
+    assert shown.status_code == 200 and shown.json() == {"nodes": [], "pagesize_kb": None}
+    assert (await api.get(f"/servers/{uuidlib.uuid4()}/topology", version="2.78")).status_code == 404
+
+
+async def test_2_81_aggregate_image_cache_requests(api, stub):
+    created = await api.post("/os-aggregates", {"aggregate": {"name": "agg1"}}, version="2.81")
+    agg = created.json()["aggregate"]["id"]
+    body = {"cache": [{"id": IMAGE}]}
+    assert (await api.post(f"/os-aggregates/{agg}/images", body, version="2.80")).status_code == 404
+    assert (await api.post(f"/os-aggregates/{agg}/images", body, version="2.81")).status_code == 202
+    assert (await api.post(f"/os-aggregates/{agg}/images", body, token="demo-token",
+                           version="2.81")).status_code == 403
+    twice = await api.post(f"/os-aggregates/{agg}/images", {"cache": [{"id": IMAGE}] * 2}, version="2.81")
+    assert twice.status_code == 400 and "Duplicate images" in twice.text
+    assert (await api.post(f"/os-aggregates/{agg}/images", {"cache": []}, version="2.81")).status_code == 400
+    assert (await api.post("/os-aggregates/999/images", body, version="2.81")).status_code == 404
+
+
+# ---------------------------------------------------------------- 2.83 filters for everyone
+
+async def test_2_83_more_filters_for_non_admins(api, stub):
+    add_server(stub, "with-key", key_name="k1")
+    add_server(stub, "no-key", minutes=1, vm_state="stopped", power_state=4)
+    assert await names(api, version="2.82", key_name="k1") == ["no-key", "with-key"]
+    assert await names(api, version="2.83", key_name="k1") == ["with-key"]
+    assert await names(api, version="2.83", vm_state="stopped") == ["no-key"]
+    assert await names(api, version="2.83", power_state="4") == ["no-key"]
+    assert await names(api, version="2.83", user_id="someone-else") == []
+    # Administrators could always use them.
+    assert await names(api, token="admin-token", version="2.1", all_tenants="1", key_name="k1") == ["with-key"]

@@ -83,10 +83,26 @@ VERSIONS = {
     "2.67": "volume_type in block_device_mapping_v2 at server create.",
     "2.68": "Forced live migration and evacuate removed (neither exists here: no change).",
     "2.69": "Servers of a cell that is down as UNKNOWN records (lists, show, os-services).",
+    "2.70": "Device tags in os-volume_attachments and os-interface (neither API exists here: no change).",
+    "2.71": "server_groups in server show and update (always empty: there are no server groups here).",
+    "2.72": "Ports with a resource request at create (the network service has no QoS: no change).",
+    "2.73": "Lock with a locked_reason; locked_reason in server views; locked filter and sort key.",
+    "2.74": "host / hypervisor_hostname at server create (admins), honoured by the scheduler.",
+    "2.75": "Unknown server-list parameters are 400; PUT answers the full server; flavor swap 0; hypervisor servers always listed.",
+    "2.76": "power-update external event (no os-server-external-events API here: no change).",
+    "2.77": "Availability zone at unshelve (no shelve here: no change).",
+    "2.78": "GET /servers/{id}/topology (no NUMA topologies here: always empty).",
+    "2.79": "delete_on_termination at volume attach (no volume attachments here: no change).",
+    "2.80": "user_id/project_id in os-migrations (no os-migrations API here: no change).",
+    "2.81": "POST /os-aggregates/{id}/images (accepted; no driver here pre-caches, so hosts skip it).",
+    "2.82": "accelerator-request-bound external event (no such API here: no change).",
+    "2.83": "More server-list filters for non-admins (availability_zone, key_name, vm_state, user_id, ...).",
+    "2.84": "Instance action event details (no os-instance-actions API here: no change).",
+    "2.85": "delete_on_termination in PUT volume attachments (no volume attachments here: no change).",
 }
 
 MIN_VERSION = "2.1"
-MAX_VERSION = "2.69"
+MAX_VERSION = "2.85"
 _FORMAT = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
 
 
