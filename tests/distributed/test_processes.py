@@ -56,7 +56,7 @@ def test_boot_list_delete_over_separate_processes(cluster):
 
 
 def test_servers_in_two_cells_are_listed_merged_and_paged(cluster):
-    with cluster.compute_api() as api:
+    with cluster.compute_api("2.37") as api:
         flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
         image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
         # cell2's hosts form availability zone "zone2"; the others stay in "nova": two servers in each cell.
@@ -129,7 +129,7 @@ def test_concurrent_releases_on_one_provider_all_succeed(cluster):
 def test_a_boot_sent_while_the_conductor_is_dead_finishes_when_it_restarts(cluster):
     cluster.processes["conductor"].kill()
     cluster.processes["controller2"].kill()  # the other conductor (and a scheduler)
-    with cluster.compute_api() as api:
+    with cluster.compute_api("2.37") as api:
         flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
         image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
         response = api.post("/servers", json={"server": {"name": "waits-for-conductor", "flavorRef": flavor,
@@ -161,7 +161,7 @@ def test_a_killed_compute_shows_down_within_the_service_down_time(cluster):
     listed = cluster.openstack("compute", "service", "list", "--service", "nova-compute", fmt_json=True)
     assert {row["Host"]: row["State"] for row in listed} == expected
     # The scheduler no longer chooses the dead hosts: zone2 (cell2's hosts) has no valid host left.
-    with cluster.compute_api() as api:
+    with cluster.compute_api("2.37") as api:
         flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
         image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
         response = api.post("/servers", json={"server": {"name": "to-a-dead-zone", "flavorRef": flavor,
