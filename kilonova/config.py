@@ -141,6 +141,14 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # How often the conductor looks for builds stuck past [compute] build_timeout.
         "reconcile_interval": "60",
     },
+    "upgrade_levels": {
+        # The compute RPC version written for compute hosts during a rolling upgrade: auto = what each
+        # host's service record announces; X.Y = at most X.Y (on a compute host: it speaks and announces X.Y).
+        "compute": "auto",
+        # Caps of what is sent to the conductor and the scheduler (X.Y); empty = this release's own.
+        "conductor": "",
+        "scheduler": "",
+    },
     "compute": {
         "default_availability_zone": "nova",
         "build_timeout": "600",

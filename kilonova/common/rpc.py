@@ -10,6 +10,11 @@ process; a RabbitMQ transport implements the same ``Transport`` interface.
 Payloads and results are round-tripped through JSON even in-process, so code
 that works here cannot depend on sharing Python objects and will work over a
 real broker unchanged.
+
+Messages carry the version "X.Y" of the target's RPC interface they were written
+for (``kilonova.common.rpc_versions``); a server that serves a target at a
+version refuses, with ``UnsupportedVersion``, a message of another major or of
+a newer minor than its own.
 """
 from __future__ import annotations
 
@@ -32,6 +37,10 @@ class RPCTimeout(RPCError):
 
 class NoSuchTarget(RPCError):
     pass
+
+
+class UnsupportedVersion(RPCError):
+    """A message or a version cap that the other side's interface version cannot carry."""
 
 
 class RemoteError(RPCError):
@@ -62,15 +71,48 @@ def redelivered() -> bool:
     return _redelivered.get()
 
 
+def parse_version(text: str) -> tuple[int, int]:
+    """ "X.Y" -> (X, Y); ValueError for anything else."""
+    major, dot, minor = str(text).strip().partition(".")
+    if not dot or not major.isdigit() or not minor.isdigit():
+        raise ValueError(f"{text!r} is not an RPC version (X.Y)")
+    return int(major), int(minor)
+
+
+def check_version(target: str, speaks: str | None, method: str, version: str | None) -> None:
+    """Refuse a message this server cannot understand: another major, or a newer minor than its own.
+
+    A message without a version comes from a sender older than versioning: 1.0.
+    """
+    if speaks is None:
+        return
+    try:
+        have, got = parse_version(speaks), parse_version(version or "1.0")
+    except ValueError as exc:
+        raise RemoteError("UnsupportedVersion", f"{target}: {method} at version {version!r}: {exc}") from None
+    if got[0] != have[0]:
+        raise RemoteError("UnsupportedVersion", f"{target} speaks RPC version {speaks}: {method} at version "
+                                                f"{got[0]}.{got[1]} is of another major version it does not speak")
+    if got[1] > have[1]:
+        raise RemoteError("UnsupportedVersion", f"{target} speaks RPC version {speaks}: {method} at version "
+                                                f"{got[0]}.{got[1]} is newer. Upgrade it, or cap what is sent to it "
+                                                f"([upgrade_levels] in the sender's configuration)")
+
+
 def _roundtrip(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
 class Transport(Protocol):
-    async def call(self, target: str, method: str, kwargs: dict, timeout: float) -> Any: ...
-    async def cast(self, target: str, method: str, kwargs: dict) -> None: ...
-    async def fanout_cast(self, target: str, method: str, kwargs: dict) -> None: ...
-    async def serve(self, target: str, endpoint: object, *, concurrency: int = 64) -> None: ...
+    """``version``: the interface version a message is written for (None: unversioned, read as 1.0);
+    ``serve(..., version=)``: the version the endpoint speaks (None: it accepts every version)."""
+
+    async def call(self, target: str, method: str, kwargs: dict, timeout: float, *,
+                   version: str | None = None) -> Any: ...
+    async def cast(self, target: str, method: str, kwargs: dict, *, version: str | None = None) -> None: ...
+    async def fanout_cast(self, target: str, method: str, kwargs: dict, *, version: str | None = None) -> None: ...
+    async def serve(self, target: str, endpoint: object, *, concurrency: int = 64,
+                    version: str | None = None) -> None: ...
     async def stop_serving(self, target: str) -> None: ...
     async def close(self) -> None: ...
 
@@ -99,12 +141,13 @@ class InProcessTransport:
         self._workers: dict[str, list[asyncio.Task]] = {}
         self._background: set[asyncio.Task] = set()
 
-    async def serve(self, target: str, endpoint: object, *, concurrency: int = 64) -> None:
+    async def serve(self, target: str, endpoint: object, *, concurrency: int = 64,
+                    version: str | None = None) -> None:
         if target in self._queues:
             raise RPCError(f"target {target} is already served in this process")
         queue: asyncio.Queue = asyncio.Queue()
         self._queues[target] = queue
-        self._workers[target] = [asyncio.create_task(self._worker(target, endpoint, queue),
+        self._workers[target] = [asyncio.create_task(self._worker(target, endpoint, queue, version),
                                                      name=f"rpc-{target}-{i}") for i in range(concurrency)]
 
     async def stop_serving(self, target: str) -> None:
@@ -113,14 +156,15 @@ class InProcessTransport:
         queue = self._queues.pop(target, None)
         if queue is not None:
             while not queue.empty():
-                _method, _kwargs, future = queue.get_nowait()
+                _method, _kwargs, _version, future = queue.get_nowait()
                 if future is not None and not future.done():
                     future.set_exception(NoSuchTarget(f"{target} stopped serving"))
 
-    async def _worker(self, target: str, endpoint: object, queue: asyncio.Queue) -> None:
+    async def _worker(self, target: str, endpoint: object, queue: asyncio.Queue, speaks: str | None) -> None:
         while True:
-            method, kwargs, future = await queue.get()
+            method, kwargs, version, future = await queue.get()
             try:
+                check_version(target, speaks, method, version)
                 result = _roundtrip(await dispatch(endpoint, method, kwargs))
             except asyncio.CancelledError:
                 if future is not None and not future.done():
@@ -142,22 +186,23 @@ class InProcessTransport:
             raise NoSuchTarget(f"no server listens on RPC target {target}")
         return queue
 
-    async def call(self, target: str, method: str, kwargs: dict, timeout: float) -> Any:
+    async def call(self, target: str, method: str, kwargs: dict, timeout: float, *,
+                   version: str | None = None) -> Any:
         future = asyncio.get_running_loop().create_future()
-        self._queue(target).put_nowait((method, _roundtrip(kwargs), future))
+        self._queue(target).put_nowait((method, _roundtrip(kwargs), version, future))
         try:
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             raise RPCTimeout(f"no reply from {target}.{method} within {timeout}s") from None
 
-    async def cast(self, target: str, method: str, kwargs: dict) -> None:
-        self._queue(target).put_nowait((method, _roundtrip(kwargs), None))
+    async def cast(self, target: str, method: str, kwargs: dict, *, version: str | None = None) -> None:
+        self._queue(target).put_nowait((method, _roundtrip(kwargs), version, None))
 
-    async def fanout_cast(self, target: str, method: str, kwargs: dict) -> None:
+    async def fanout_cast(self, target: str, method: str, kwargs: dict, *, version: str | None = None) -> None:
         """Every server of ``target``: in one process there is at most one; none is not an error."""
         queue = self._queues.get(target)
         if queue is not None:
-            queue.put_nowait((method, _roundtrip(kwargs), None))
+            queue.put_nowait((method, _roundtrip(kwargs), version, None))
 
     async def close(self) -> None:
         for target in list(self._queues):
@@ -165,25 +210,43 @@ class InProcessTransport:
 
 
 class RPCClient:
-    """A handle on one target: ``await client.call("method", arg=...)``."""
+    """A handle on one target: ``await client.call("method", arg=...)``.
 
-    def __init__(self, transport: Transport, target: str, timeout: float = 60.0):
+    With an ``interface`` (``kilonova.common.rpc_versions.Interface``) every message is stamped
+    with its version, and written down to ``version_cap`` when the target runs an older release.
+    """
+
+    def __init__(self, transport: Transport, target: str, timeout: float = 60.0, *, interface=None,
+                 version_cap: str | None = None):
         self.transport = transport
         self.target = target
         self.timeout = timeout
+        self.interface = interface
+        self.version_cap = version_cap
+        if interface is not None:
+            interface.cap(version_cap)  # a bad pin fails here, when the service starts
 
     def prepare(self, target: str | None = None, timeout: float | None = None) -> "RPCClient":
-        return RPCClient(self.transport, target or self.target, timeout or self.timeout)
+        return RPCClient(self.transport, target or self.target, timeout or self.timeout, interface=self.interface,
+                         version_cap=self.version_cap)
+
+    def _message(self, method: str, kwargs: dict) -> tuple[str | None, dict]:
+        if self.interface is None:
+            return None, kwargs
+        return self.interface.prepare(method, kwargs, self.version_cap)
 
     async def call(self, method: str, **kwargs: Any) -> Any:
-        return await self.transport.call(self.target, method, kwargs, self.timeout)
+        version, kwargs = self._message(method, kwargs)
+        return await self.transport.call(self.target, method, kwargs, self.timeout, version=version)
 
     async def cast(self, method: str, **kwargs: Any) -> None:
-        await self.transport.cast(self.target, method, kwargs)
+        version, kwargs = self._message(method, kwargs)
+        await self.transport.cast(self.target, method, kwargs, version=version)
 
     async def fanout_cast(self, method: str, **kwargs: Any) -> None:
         """A cast to every server of the target (e.g. all schedulers), not just one of them."""
-        await self.transport.fanout_cast(self.target, method, kwargs)
+        version, kwargs = self._message(method, kwargs)
+        await self.transport.fanout_cast(self.target, method, kwargs, version=version)
 
 
 def get_transport(url: str) -> Transport:

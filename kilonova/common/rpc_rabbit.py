@@ -27,11 +27,13 @@ needed was briefly unreachable (an RPC timeout, a dropped database connection)
 is queued again with back-off, for up to CAST_RETRY_WINDOW after its first
 failure; other failures are logged and dropped.
 
-Envelopes are JSON with a version: ``{"v": "1.0", "method": ..., "args": {...}}``.
-A server accepts every 1.x envelope and ignores fields it does not know; a
-newer sender's unknown arguments are dropped with a warning (tolerant reader),
-so a newer conductor can still talk to an older compute. A different major
-version is refused with an error reply.
+Envelopes are JSON: ``{"v": "1.0", "version": "1.1", "method": ..., "args": {...}}``.
+``v`` is the envelope's own format (a server accepts every 1.x and ignores
+fields it does not know; another major is refused with an error reply);
+``version`` is the version of the target's interface the message is written
+for, checked against the version the server serves the target at
+(``kilonova.common.rpc.check_version``): a newer sender writes for an older
+server by capping and backporting (``kilonova.common.rpc_versions``).
 
 Connections are aio-pika's robust connections: after the broker restarts they
 reconnect with back-off and re-declare queues, bindings and consumers; a
@@ -42,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import time
@@ -53,8 +54,8 @@ import aio_pika
 from aio_pika import exceptions as amqp_errors
 from yarl import URL
 
-from kilonova.common.rpc import (NoSuchTarget, RemoteError, RPCError, RPCTimeout, _redelivered, dispatch,
-                                 error_payload)
+from kilonova.common.rpc import (NoSuchTarget, RemoteError, RPCError, RPCTimeout, _redelivered, check_version,
+                                 dispatch, error_payload)
 
 LOG = logging.getLogger(__name__)
 
@@ -88,21 +89,6 @@ def amqp_url(transport_url: str) -> str:
     return f"amqp://{authority.split(',')[0]}/{tail if slash else ''}"
 
 
-def _accepted_kwargs(func, kwargs: dict) -> dict:
-    """Drop the arguments ``func`` does not take (a newer sender), unless it takes ``**kwargs``."""
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return kwargs
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    unknown = set(kwargs) - set(params)
-    if unknown:
-        LOG.warning("ignoring arguments %s of %s not known to this version", sorted(unknown), func.__name__)
-        return {k: v for k, v in kwargs.items() if k not in unknown}
-    return kwargs
-
-
 def transient(exc: BaseException) -> bool:
     """Whether a failed cast is worth running again: a lost call or connection, not a refusal."""
     if isinstance(exc, RemoteError):
@@ -110,18 +96,22 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, RPCError) or type(exc).__name__ in TRANSIENT
 
 
-def encode(method: str, kwargs: dict) -> bytes:
-    return json.dumps({"v": ENVELOPE_VERSION, "method": method, "args": kwargs}).encode()
+def encode(method: str, kwargs: dict, version: str | None = None) -> bytes:
+    envelope = {"v": ENVELOPE_VERSION, "method": method, "args": kwargs}
+    if version is not None:
+        envelope["version"] = version
+    return json.dumps(envelope).encode()
 
 
-def decode(body: bytes) -> tuple[str, dict]:
+def decode(body: bytes) -> tuple[str, dict, str | None]:
+    """(method, arguments, interface version) of a message."""
     envelope = json.loads(body)
     major = str(envelope.get("v", "1.0")).split(".")[0]
     if major != ENVELOPE_VERSION.split(".")[0]:
         raise RemoteError("IncompatibleVersion",
                           f"message envelope version {envelope.get('v')} is not supported "
                           f"(this server speaks {ENVELOPE_VERSION})")
-    return envelope["method"], envelope.get("args") or {}
+    return envelope["method"], envelope.get("args") or {}, envelope.get("version")
 
 
 class RabbitTransport:
@@ -137,6 +127,7 @@ class RabbitTransport:
         self._reply_ready = False
         self._consumers: dict[str, list[tuple[aio_pika.abc.AbstractQueue, str]]] = {}
         self._tasks: dict[str, set[asyncio.Task]] = {}
+        self._speaks: dict[str, str | None] = {}  # target -> the interface version it is served at
         self._fanout_declared: set[str] = set()
         self._closing = False
 
@@ -221,12 +212,13 @@ class RabbitTransport:
 
     # ------------------------------------------------------------------ client side
 
-    async def call(self, target: str, method: str, kwargs: dict, timeout: float) -> Any:
+    async def call(self, target: str, method: str, kwargs: dict, timeout: float, *,
+                   version: str | None = None) -> Any:
         await self._ensure_reply_queue()
         correlation_id = uuid.uuid4().hex
         future = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
-        body = encode(method, kwargs)
+        body = encode(method, kwargs, version)
         deadline = time.monotonic() + timeout
         try:
             message = aio_pika.Message(body, content_type="application/json", correlation_id=correlation_id,
@@ -240,14 +232,14 @@ class RabbitTransport:
         finally:
             self._pending.pop(correlation_id, None)
 
-    async def cast(self, target: str, method: str, kwargs: dict) -> None:
-        message = aio_pika.Message(encode(method, kwargs), content_type="application/json",
+    async def cast(self, target: str, method: str, kwargs: dict, *, version: str | None = None) -> None:
+        message = aio_pika.Message(encode(method, kwargs, version), content_type="application/json",
                                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         await self._publish(message, self.prefix + target, deadline=time.monotonic() + CAST_DEADLINE)
 
-    async def fanout_cast(self, target: str, method: str, kwargs: dict) -> None:
+    async def fanout_cast(self, target: str, method: str, kwargs: dict, *, version: str | None = None) -> None:
         exchange = await self._declare_fanout(target)
-        message = aio_pika.Message(encode(method, kwargs), content_type="application/json")
+        message = aio_pika.Message(encode(method, kwargs, version), content_type="application/json")
         await self._publish(message, "", exchange=exchange, deadline=time.monotonic() + CAST_DEADLINE)
 
     async def _declare_fanout(self, target: str) -> str:
@@ -261,9 +253,11 @@ class RabbitTransport:
 
     # ------------------------------------------------------------------ server side
 
-    async def serve(self, target: str, endpoint: object, *, concurrency: int = 64) -> None:
+    async def serve(self, target: str, endpoint: object, *, concurrency: int = 64,
+                    version: str | None = None) -> None:
         if target in self._consumers:
             raise RPCError(f"target {target} is already served in this process")
+        self._speaks[target] = version
         await self._connect()
         assert self._serve_channel is not None
         channel = await self._connection.channel(publisher_confirms=False)  # type: ignore[union-attr]
@@ -293,10 +287,8 @@ class RabbitTransport:
             await message.ack()
         try:
             try:
-                method, kwargs = decode(message.body)
-                func = getattr(endpoint, method, None) if not method.startswith("_") else None
-                if func is not None:
-                    kwargs = _accepted_kwargs(func, kwargs)
+                method, kwargs, version = decode(message.body)
+                check_version(target, self._speaks.get(target), method, version)
                 _redelivered.set(bool(message.redelivered) and not is_call)
                 result = await dispatch(endpoint, method, kwargs)
                 reply = {"v": ENVELOPE_VERSION, "result": result}

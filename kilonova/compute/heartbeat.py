@@ -6,6 +6,7 @@ import contextlib
 import logging
 
 from kilonova.common.rpc import RPCClient, RPCError
+from kilonova.compute.versions import SERVICE_VERSION
 
 LOG = logging.getLogger(__name__)
 
@@ -19,8 +20,10 @@ def set_cell_hint(cell: str | None) -> None:
 
 
 class Heartbeat:
-    def __init__(self, conductor: RPCClient, host: str, binary: str, interval: float):
+    def __init__(self, conductor: RPCClient, host: str, binary: str, interval: float, *,
+                 version: int = SERVICE_VERSION):
         self.conductor = conductor
+        self.version = version  # the service version announced in the service record
         self.host = host
         self.binary = binary
         self.interval = interval
@@ -31,7 +34,8 @@ class Heartbeat:
         try:
             extra = {"cell": _cell_hint} if _cell_hint and self.binary == "nova-compute" else {}
             self.service = await self.conductor.call("service_report", host=self.host, binary=self.binary,
-                                                     topic=self.binary.replace("nova-", ""), **extra)
+                                                     topic=self.binary.replace("nova-", ""), version=self.version,
+                                                     **extra)
         except RPCError as exc:
             LOG.warning("%s on %s could not report its heartbeat: %s", self.binary, self.host, exc)
         return self.service

@@ -9,6 +9,10 @@ which do not depend on the database, are in test_faults.py.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import subprocess
 import time
 import uuid
 
@@ -173,3 +177,72 @@ def test_a_killed_compute_shows_down_within_the_service_down_time(cluster):
             api.get(f"/servers/{uuid_}").json()["server"]), 30, "ERROR")
         assert "No valid host" in shown["fault"]["message"], shown["fault"]
         assert api.delete(f"/servers/{uuid_}").status_code == 204
+
+
+@contextlib.contextmanager
+def firehose(transport_url: str, queue: str):
+    """The messages the broker delivers from ``queue`` meanwhile (RabbitMQ's firehose tracer), as envelopes.
+
+    The list is filled when the block ends.
+    """
+    import aio_pika
+
+    from kilonova.common.rpc_rabbit import amqp_url
+
+    vhost, tap = transport_url.rsplit("/", 1)[-1], f"kn-firehose-{uuid.uuid4().hex[:8]}"
+
+    async def bind() -> None:
+        async with await aio_pika.connect(amqp_url(transport_url)) as connection:
+            channel = await connection.channel()
+            await (await channel.declare_queue(tap)).bind("amq.rabbitmq.trace", routing_key=f"deliver.{queue}")
+
+    async def drain() -> list[dict]:
+        async with await aio_pika.connect(amqp_url(transport_url)) as connection:
+            channel = await connection.channel()
+            tapped = await channel.declare_queue(tap)
+            bodies = []
+            while (message := await tapped.get(no_ack=True, fail=False)) is not None:
+                bodies.append(json.loads(message.body))
+            await tapped.delete(if_unused=False, if_empty=False)
+            return bodies
+
+    subprocess.run(["rabbitmqctl", "trace_on", "-p", vhost], check=True, capture_output=True, timeout=60)
+    delivered: list[dict] = []
+    try:
+        asyncio.run(bind())
+        yield delivered
+        delivered.extend(asyncio.run(drain()))
+    finally:
+        subprocess.run(["rabbitmqctl", "trace_off", "-p", vhost], check=False, capture_output=True, timeout=60)
+
+
+def test_a_compute_host_of_the_previous_release_boots_and_deletes(cluster):
+    """A rolling upgrade half done: the API and the conductor are new, a compute host still speaks compute RPC
+    1.0 (``[upgrade_levels] compute = 1.0`` on that host; it announces so in its service record). What its
+    queue delivered was written for 1.0 (the build without the deadline of 1.1), and a boot and a delete work."""
+    config = cluster.variant("compute-old", {"compute": {"cell": "cell1"}, "upgrade_levels": {"compute": "1.0"},
+                                             "fake_driver": {"hosts": "1", "host_prefix": "old-host"}})
+    with firehose(cluster.sections["DEFAULT"]["transport_url"], "kilonova.compute.old-host1") as delivered:
+        cluster.start_all([[("compute-old", ["compute"], config)]])
+        with cluster.compute_api("2.37") as api:
+            aggregate = api.post("/os-aggregates", json={"aggregate": {"name": "previous-release",
+                                                                       "availability_zone": "old"}})
+            added = api.post(f"/os-aggregates/{aggregate.json()['aggregate']['id']}/action",
+                             json={"add_host": {"host": "old-host1"}})
+            assert added.status_code == 200, added.text
+            flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
+            image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True)
+                         if i["Name"] == "kilonova-tiny")
+            response = api.post("/servers", json={"server": {"name": "on-the-old-host", "flavorRef": flavor,
+                                                             "imageRef": image, "networks": "auto",
+                                                             "availability_zone": "old"}})
+            assert response.status_code == 202, response.text
+            uuid_ = response.json()["server"]["id"]
+            shown = wait_for(lambda: (lambda s: s if s["status"] in ("ACTIVE", "ERROR") else None)(
+                api.get(f"/servers/{uuid_}").json()["server"]), 60, "the boot to finish", cluster)
+            assert (shown["status"], shown["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "old-host1"), shown.get("fault")
+            assert api.delete(f"/servers/{uuid_}").status_code == 204
+            wait_for(lambda: api.get(f"/servers/{uuid_}").status_code == 404, 60, "the delete", cluster)
+    assert [(m["method"], m.get("version")) for m in delivered] == [("build_and_run_instance", "1.0"),
+                                                                    ("terminate_instance", "1.0")]
+    assert "deadline" not in delivered[0]["args"]

@@ -8,6 +8,7 @@ import pytest
 
 from kilonova.common.rpc import RemoteError, RPCClient, RPCTimeout, get_transport, redelivered
 from kilonova.common.rpc_rabbit import amqp_url
+from kilonova.compute import versions
 from tests.unit.test_rpc import Endpoint, _eventually, rabbit_url  # noqa: F401 - fixture reused
 
 
@@ -52,29 +53,46 @@ async def test_servers_of_one_target_share_the_work(transports):
     assert all(e.casts for e in endpoints), "both servers should have taken some of the casts"
 
 
-async def test_newer_callers_extra_arguments_are_ignored_and_other_majors_refused(transports, rabbit_url):  # noqa: F811
+async def test_a_server_refuses_versions_it_does_not_speak_and_a_capped_caller_backports(transports, rabbit_url):  # noqa: F811
     server = transports()
-    await server.serve("compute.old", Endpoint())
+    await server.serve("compute.old", Endpoint(), version="1.0")
     connection = await aio_pika.connect(amqp_url(rabbit_url))
     try:
         channel = await connection.channel()
         replies = await channel.declare_queue(exclusive=True)
-        answers: asyncio.Queue = asyncio.Queue()
+        answers: dict = {}
 
         async def collect(message):
-            answers.put_nowait(json.loads(message.body))
+            answers[message.correlation_id] = json.loads(message.body)
 
         await replies.consume(collect, no_ack=True)
-        for version, args in (("1.7", {"a": 1, "b": 2, "added_in_1_7": True}), ("2.0", {"a": 1, "b": 2})):
-            body = json.dumps({"v": version, "method": "add", "args": args, "trace": "x"}).encode()
+        sent = {"1.0": {"v": "1.0", "version": "1.0"}, "1.1": {"v": "1.0", "version": "1.1"},
+                "2.0": {"v": "1.0", "version": "2.0"}, "envelope 2.0": {"v": "2.0", "version": "1.0"},
+                "unversioned": {"v": "1.0"}}
+        for name, stamps in sent.items():
+            body = json.dumps({**stamps, "method": "add", "args": {"a": 1, "b": 2}, "trace": "x"}).encode()
             await channel.default_exchange.publish(
-                aio_pika.Message(body, reply_to=replies.name, correlation_id=version), routing_key="kilonova.compute.old")
-        first = await asyncio.wait_for(answers.get(), 5)
-        second = await asyncio.wait_for(answers.get(), 5)
+                aio_pika.Message(body, reply_to=replies.name, correlation_id=name), routing_key="kilonova.compute.old")
+        await _eventually(lambda: len(answers) == len(sent))
+
+        # What a conductor capped at compute RPC 1.0 puts on the wire: a 1.0 build without the deadline.
+        spy = await channel.declare_queue("kilonova.compute.spy", durable=True)
+        capped = RPCClient(transports(), "compute.spy", interface=versions.COMPUTE, version_cap="1.0")
+        await capped.cast("build_and_run_instance", instance={"uuid": "u1"}, request_spec={}, alternates=[],
+                          attempt=1, deadline=1.0)
+        message = await spy.get(timeout=5)
+        await message.ack()
     finally:
         await connection.close()
-    assert first == {"v": "1.0", "result": 3}
-    assert second["error"]["type"] == "IncompatibleVersion"
+    assert answers["1.0"] == answers["unversioned"] == {"v": "1.0", "result": 3}  # extra envelope fields ignored
+    assert answers["1.1"]["error"]["type"] == "UnsupportedVersion"
+    assert "speaks RPC version 1.0: add at version 1.1 is newer" in answers["1.1"]["error"]["message"]
+    assert answers["2.0"]["error"]["type"] == "UnsupportedVersion"
+    assert "another major version" in answers["2.0"]["error"]["message"]
+    assert answers["envelope 2.0"]["error"]["type"] == "IncompatibleVersion"
+    envelope = json.loads(message.body)
+    assert (envelope["version"], envelope["method"]) == ("1.0", "build_and_run_instance")
+    assert sorted(envelope["args"]) == ["alternates", "attempt", "instance", "request_spec"]
 
 
 async def test_calls_work_again_after_the_broker_drops_every_connection(transports):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from kilonova.common.rpc import RemoteError, RPCClient, RPCError
 from kilonova.compute.agent.network import PortBinder
 from kilonova.compute.agent.resources import ProviderReporter
+from kilonova.compute import versions
 from kilonova.compute.heartbeat import Heartbeat
 from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import ComputeDriver
@@ -51,7 +53,8 @@ class ComputeManager:
         self.conf = conf
         self.ports = PortBinder(network, host, conf.get("compute", "default_availability_zone"))
         self.reporter = ProviderReporter(placement, conf)
-        self.heartbeat = Heartbeat(conductor, host, "nova-compute", conf.getfloat("DEFAULT", "report_interval"))
+        self.heartbeat = Heartbeat(conductor, host, "nova-compute", conf.getfloat("DEFAULT", "report_interval"),
+                                   version=versions.compute_service_version(conf))
         self.node_uuid: str | None = None
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._flavors: dict[str, dict] = {}  # instance uuid -> flavor, for usage reports
@@ -238,8 +241,11 @@ class ComputeManager:
     # ------------------------------------------------------------------ RPC: build / delete
 
     async def build_and_run_instance(self, instance: dict, request_spec: dict, alternates: list,
-                                     attempt: int = 1) -> None:
+                                     attempt: int = 1, deadline: float | None = None) -> None:
         uuid = instance["uuid"]
+        if deadline is not None and time.time() > deadline:
+            LOG.warning("the build of %s reached %s after its deadline: left to the conductor", uuid, self.host)
+            return
         async with self._locks[uuid]:
             if await self._update(uuid, {"task_state": "spawning"}, expected_task_state=[None]) is None:
                 return  # deleted before we started

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 
 from kilonova.common.clients import ServiceAuth, ServiceClient
-from kilonova.common.rpc import RPCClient
 from kilonova.common.service import Service, ServiceEnv
+from kilonova.compute import versions
 from kilonova.compute.agent.manager import ComputeManager
 from kilonova.compute.agent.reports import ReportBatcher
 from kilonova.compute.virt.driver import ComputeDriver
@@ -35,7 +35,7 @@ class ComputeAgentService(Service):
         placement = ServiceClient(env.endpoints.http_client("placement"), auth,
                                   {"OpenStack-API-Version": "placement 1.36"})
         network = ServiceClient(env.endpoints.http_client("network"), auth)
-        conductor = RPCClient(env.transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout"))
+        conductor = versions.conductor_client(env.transport, conf)
         if conf.get("compute", "compute_driver") == "fake" and conf.getint("fake_driver", "hosts") > 1:
             # Many hosts in one process: their heartbeats and usage reports go to the conductor together.
             # A short window while the hosts register (start-up waits on each of their reports), a
@@ -62,7 +62,8 @@ class ComputeAgentService(Service):
 
     async def start(self) -> None:
         for manager in self.managers:
-            await self.env.transport.serve(f"compute.{manager.host}", manager)
+            await self.env.transport.serve(f"compute.{manager.host}", manager,
+                                           version=versions.compute_speaks(self.conf))
         # Hosts register concurrently, a few at a time, so a large fake fleet starts quickly (more at once
         # when their reports are batched: each waits for its batch).
         limit = asyncio.Semaphore(48 if self.managers and isinstance(self.managers[0].conductor, ReportBatcher)

@@ -6,9 +6,10 @@ from pathlib import Path
 from kilonova.common.auth import TokenValidator
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
-from kilonova.common.rpc import RPCClient, TransportPool
+from kilonova.common.rpc import TransportPool
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.compute import cells as cells_mod
+from kilonova.compute import versions
 from kilonova.compute.api.app import create_app
 from kilonova.compute.api.deleting import ServerDeleter
 from kilonova.compute.cell_rpc import CellRouter, HostClient
@@ -36,10 +37,11 @@ class ComputeAPIService(Service):
         self.image = env.endpoints.http_client("image")
         self.network = env.endpoints.http_client("network")
         self.network_admin = ServiceClient(env.endpoints.http_client("network"), auth)
-        self.conductor = RPCClient(env.transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout"))
+        self.conductor = versions.conductor_client(env.transport, conf)
         # Actions go to a compute host over the transport of its cell.
         self.transports = TransportPool(env.transport, conf.get("DEFAULT", "transport_url"))
-        self.router = CellRouter(self.cells, self.transports, conf.getfloat("DEFAULT", "rpc_response_timeout"))
+        self.router = CellRouter(self.cells, self.transports, conf.getfloat("DEFAULT", "rpc_response_timeout"),
+                                 compute_pin=versions.compute_pin(conf))
         self.deleter = ServerDeleter(self)
         self.app = create_app(self.validator, self)
 

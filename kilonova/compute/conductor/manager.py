@@ -156,8 +156,8 @@ class ConductorManager:
     async def _send_build(self, instance: dict, spec: dict, alternates: list[dict], attempt: int) -> None:
         try:
             await self.compute_rpc(instance["host"]).cast(
-                "build_and_run_instance", instance=instance, request_spec=spec,
-                alternates=alternates, attempt=attempt)
+                "build_and_run_instance", instance=instance, request_spec=spec, alternates=alternates,
+                attempt=attempt, deadline=time.time() + self.conf.getfloat("compute", "build_timeout"))
         except NoSuchTarget:
             await self.build_failed(instance["uuid"], instance["host"], f"compute host {instance['host']} "
                                     "is not reachable", spec, alternates, attempt)
@@ -267,9 +267,10 @@ class ConductorManager:
         cell = await self._cell_for_instance(instance_uuid)
         await cell.db.write(instances.add_fault, instance_uuid, code, message, details, host)
 
-    async def service_report(self, host: str, binary: str, topic: str | None = None, cell: str | None = None) -> dict:
+    async def service_report(self, host: str, binary: str, topic: str | None = None, cell: str | None = None,
+                             version: int = 1) -> dict:
         cell = await self._cell_for_host(host, cell) if binary == "nova-compute" else self.cells.default
-        return await cell.db.write(services.report, host, binary, topic)
+        return await cell.db.write(services.report, host, binary, topic, version)
 
     async def compute_node_update(self, host: str, nodename: str, values: dict, service_id: int | None) -> str:
         cell = await self._cell_for_host(host)
@@ -359,12 +360,17 @@ def _apply_reports(session, reports: list[dict]) -> list:
                         .values(report_count=Service.report_count + 1, updated_at=now, last_seen_up=now)
                         .execution_options(synchronize_session=False))
         found = {row.host: row for row in session.execute(
-            sa.select(Service.id, Service.uuid, Service.host, Service.disabled, Service.forced_down).where(registered))}
+            sa.select(Service.id, Service.uuid, Service.host, Service.disabled, Service.forced_down,
+                      Service.version).where(registered))}
         for index, args in beats.items():
-            row = found.get(args["host"])
-            results[index] = services.report(session, args["host"], args["binary"], args.get("topic")) \
-                if row is None else {"id": row.id, "uuid": row.uuid, "disabled": bool(row.disabled),
-                                     "forced_down": bool(row.forced_down)}
+            row, version = found.get(args["host"]), args.get("version", 1)
+            if row is None:
+                results[index] = services.report(session, args["host"], args["binary"], args.get("topic"), version)
+                continue
+            if row.version != version:  # the host was upgraded (or pinned) since its last heartbeat
+                session.execute(sa.update(Service).where(Service.id == row.id).values(version=version))
+            results[index] = {"id": row.id, "uuid": row.uuid, "disabled": bool(row.disabled),
+                              "forced_down": bool(row.forced_down)}
     for index, report in enumerate(reports):
         if report["method"] != "service_report":
             args = report["args"]

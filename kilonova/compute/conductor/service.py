@@ -6,9 +6,10 @@ import logging
 
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database
-from kilonova.common.rpc import RPCClient, TransportPool
+from kilonova.common.rpc import TransportPool
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.compute.cell_rpc import CellRouter
+from kilonova.compute import versions
 from kilonova.compute.cells import Cells
 from kilonova.compute.conductor.manager import ConductorManager
 from kilonova.compute.heartbeat import Heartbeat
@@ -28,10 +29,10 @@ class ConductorService(Service):
                            conf.get("service_user", "password"), conf.get("service_user", "project_name"))
         placement = ServiceClient(env.endpoints.http_client("placement"), auth,
                                   {"OpenStack-API-Version": "placement 1.36"})
-        scheduler = RPCClient(env.transport, "scheduler", timeout)
+        scheduler = versions.scheduler_client(env.transport, conf)
         # Builds go to a host over its cell's transport; the scheduler stays on the top-level one.
         self.transports = TransportPool(env.transport, conf.get("DEFAULT", "transport_url"))
-        self.router = CellRouter(self.cells, self.transports, timeout)
+        self.router = CellRouter(self.cells, self.transports, timeout, compute_pin=versions.compute_pin(conf))
         self.manager = ConductorManager(conf, self.cells, scheduler, self.router.client, placement)
         self.heartbeat: Heartbeat | None = None
         self._reconciler: asyncio.Task | None = None
@@ -48,7 +49,8 @@ class ConductorService(Service):
             if self.transports.is_default(url) or url.rstrip("/") in self._cell_transports:
                 continue
             try:
-                await self.transports.get(url).serve("conductor", self.manager, concurrency=256)
+                await self.transports.get(url).serve("conductor", self.manager, concurrency=256,
+                                                     version=versions.CONDUCTOR.latest)
             except Exception as exc:  # noqa: BLE001 - one cell's broker being away must not stop the others
                 LOG.warning("cannot serve cell %s on its transport yet (%s); retrying later", cell.name, exc)
                 continue
@@ -63,8 +65,9 @@ class ConductorService(Service):
         # and must still find a free worker behind a burst of thousands of builds.
         # (In one process, the in-process transport runs one task per worker: fewer.)
         inproc = self.conf.get("DEFAULT", "transport_url").startswith("inproc")
-        await self.env.transport.serve("conductor", self.manager, concurrency=256 if inproc else 4096)
-        conductor = RPCClient(self.env.transport, "conductor", self.conf.getfloat("DEFAULT", "rpc_response_timeout"))
+        await self.env.transport.serve("conductor", self.manager, concurrency=256 if inproc else 4096,
+                                       version=versions.CONDUCTOR.latest)
+        conductor = versions.conductor_client(self.env.transport, self.conf)
         self.heartbeat = Heartbeat(conductor, self.conf.get("DEFAULT", "host"), "nova-conductor",
                                    self.conf.getfloat("DEFAULT", "report_interval"))
         await self.heartbeat.start()

@@ -18,8 +18,12 @@ def _now() -> datetime:
     return datetime.utcnow()
 
 
-def report(session: Session, host: str, binary: str, topic: str | None) -> dict[str, Any]:
-    """A heartbeat: create the service record if needed, bump updated_at and report_count."""
+def report(session: Session, host: str, binary: str, topic: str | None, version: int = 1) -> dict[str, Any]:
+    """A heartbeat: create the service record if needed, bump updated_at and report_count, keep its version.
+
+    ``version``: the service version the service runs (``kilonova.compute.versions``); one that does
+    not say is of the first release.
+    """
     service = find(session, host, binary)
     now = _now()
     if service is None:
@@ -29,6 +33,7 @@ def report(session: Session, host: str, binary: str, topic: str | None) -> dict[
     service.report_count = (service.report_count or 0) + 1
     service.updated_at = now
     service.last_seen_up = now
+    service.version = version
     if topic is not None:
         service.topic = topic
     session.flush()
@@ -39,6 +44,12 @@ def report(session: Session, host: str, binary: str, topic: str | None) -> dict[
 def find(session: Session, host: str, binary: str) -> Service | None:
     return session.scalar(sa.select(Service).where(Service.host == host, Service.binary == binary,
                                                    Service.deleted == 0))
+
+
+def version_of(session: Session, host: str, binary: str) -> int | None:
+    """The service version ``host``'s ``binary`` last announced; None when it has no record."""
+    return session.scalar(sa.select(Service.version).where(Service.host == host, Service.binary == binary,
+                                                           Service.deleted == 0))
 
 
 def list_services(session: Session, *, host: str | None = None, binary: str | None = None) -> list[Service]:

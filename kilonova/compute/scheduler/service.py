@@ -7,8 +7,8 @@ import logging
 
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database
-from kilonova.common.rpc import RPCClient
 from kilonova.common.service import Service, ServiceEnv
+from kilonova.compute import versions
 from kilonova.compute.heartbeat import Heartbeat
 from kilonova.compute.cells import Cells, discover_hosts
 from kilonova.compute.scheduler.manager import SchedulerManager
@@ -30,14 +30,14 @@ class SchedulerService(Service):
                                   {"OpenStack-API-Version": PLACEMENT_VERSION})
         self.manager = SchedulerManager(conf, placement, self.cells)
 
-        self.heartbeat = Heartbeat(RPCClient(env.transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout")),
+        self.heartbeat = Heartbeat(versions.conductor_client(env.transport, conf),
                                    conf.get("DEFAULT", "host"), "nova-scheduler", conf.getfloat("DEFAULT", "report_interval"))
 
         self._discovery: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.cells.load()
-        await self.env.transport.serve("scheduler", self.manager)
+        await self.env.transport.serve("scheduler", self.manager, version=versions.SCHEDULER.latest)
         await self.heartbeat.start()
         interval = self.conf.getfloat("scheduler", "discover_hosts_in_cells_interval")
         if interval > 0:

@@ -1,0 +1,82 @@
+"""The compute services' RPC interfaces, their histories, and the service versions.
+
+Each history doubles as the changelog: a new method or optional argument is a
+new minor version, one line here (see ``kilonova.common.rpc_versions``).
+
+Every service announces its *service version* with its heartbeat, and the
+conductor keeps it in the service record (``services.version``). A service
+version says which compute RPC version a compute host of that release speaks:
+the API and the conductor read a host's record and write their messages for
+it, so during a rolling upgrade (controllers first, then the compute hosts one
+by one) new controllers keep talking to old hosts. ``[upgrade_levels] compute``
+pins the compute RPC version instead (``auto``: each host's own record); on a
+compute host the same pin makes it speak and announce that older version.
+"""
+from __future__ import annotations
+
+from kilonova.common.rpc import RPCClient, Transport, parse_version
+from kilonova.common.rpc_versions import Change, Interface
+
+COMPUTE = Interface("compute", [
+    Change("1.0", "build_and_run_instance, terminate_instance, stop/start/pause/unpause/suspend/resume/"
+                  "reboot_instance, snapshot_instance, get_vnc_console, get_console_output."),
+    Change("1.1", "build_and_run_instance takes deadline (epoch seconds): a build delivered after it is left to "
+                  "the conductor's stuck-build reconciler.", arguments={"build_and_run_instance": ("deadline",)}),
+])
+
+CONDUCTOR = Interface("conductor", [
+    Change("1.0", "schedule_and_build_instances, build_failed, instance_update/get/destroy, add_fault, "
+                  "service_report, compute_node_update, report_many, instances_on_host, get_stats."),
+    Change("1.1", "service_report takes version (the reporting service's version).",
+           arguments={"service_report": ("version",)}),
+])
+
+SCHEDULER = Interface("scheduler", [
+    Change("1.0", "select_destinations."),
+])
+
+# Service version N (the list's N-th entry) -> the compute RPC version a compute host of that version speaks.
+SERVICE_VERSIONS = (
+    "1.0",  # 1: the first release (records written before versions were reported say 1)
+    "1.1",  # 2: build deadlines
+)
+SERVICE_VERSION = len(SERVICE_VERSIONS)
+# The oldest compute service this release's API and conductor still write for (backports reach down to it).
+OLDEST_COMPUTE_SERVICE_VERSION = 1
+
+
+def compute_rpc_of(service_version: int | None) -> str:
+    """The compute RPC version of a service record's version (one newer than this code: ours)."""
+    if not service_version or service_version < 1:
+        return SERVICE_VERSIONS[0]
+    return SERVICE_VERSIONS[min(service_version, SERVICE_VERSION) - 1]
+
+
+def compute_pin(conf) -> str | None:
+    """``[upgrade_levels] compute`` as a version, or None for ``auto`` (each host's own record)."""
+    value = conf.get("upgrade_levels", "compute").strip()
+    if value.lower() in ("", "auto"):
+        return None
+    major, minor = COMPUTE.cap(value)  # refuses what this release cannot speak
+    return f"{major}.{minor}"
+
+
+def compute_speaks(conf) -> str:
+    """The compute RPC version a compute host of this process serves: the pin, or the newest."""
+    return compute_pin(conf) or COMPUTE.latest
+
+
+def compute_service_version(conf) -> int:
+    """The service version a compute host of this process announces: the newest that speaks no more than its pin."""
+    speaks = parse_version(compute_speaks(conf))
+    return max(n for n, rpc in enumerate(SERVICE_VERSIONS, 1) if parse_version(rpc) <= speaks)
+
+
+def conductor_client(transport: Transport, conf) -> RPCClient:
+    return RPCClient(transport, "conductor", conf.getfloat("DEFAULT", "rpc_response_timeout"), interface=CONDUCTOR,
+                     version_cap=conf.get("upgrade_levels", "conductor").strip() or None)
+
+
+def scheduler_client(transport: Transport, conf) -> RPCClient:
+    return RPCClient(transport, "scheduler", conf.getfloat("DEFAULT", "rpc_response_timeout"), interface=SCHEDULER,
+                     version_cap=conf.get("upgrade_levels", "scheduler").strip() or None)
