@@ -2,9 +2,13 @@
 import contextlib
 import io
 
+import sqlite3
+
 from kilonova.cli import main
 from kilonova.common.db import Database
+from kilonova.compute import versions
 from kilonova.compute.db import services
+from kilonova.manage import status
 from kilonova.manage.cells import mask
 
 
@@ -44,6 +48,50 @@ def test_upgrade_check_names_what_to_run(tmp_path):
     code, report = run(tmp_path, "status", "upgrade", "check")
     assert code == 2
     assert "kilonova manage api_db sync" in report
+
+
+def _deployed_with_services(tmp_path, monkeypatch, records: dict[tuple[str, str], int]) -> None:
+    """Synced databases, one cell, the given (host, binary) -> version service records, hosts mapped.
+
+    The Placement API check needs a running Placement: left out here (the distributed tests run it).
+    """
+    for command in (("api_db", "sync"), ("cell_v2", "map_cell0"), ("cell_v2", "create_cell", "--name", "cell1"),
+                    ("db", "sync")):
+        assert run(tmp_path, *command)[0] == 0
+    cell1 = Database(f"sqlite:///{tmp_path}/cell1.sqlite", name="cell1", workers=1)
+    try:
+        for (host, binary), version in records.items():
+            cell1.run_sync(services.report, host, binary, binary.replace("nova-", ""), version)
+    finally:
+        cell1.close()
+    assert run(tmp_path, "cell_v2", "discover_hosts")[0] == 0
+    monkeypatch.setattr(status, "CHECKS", tuple(c for c in status.CHECKS if c[0] != "Placement API"))
+
+
+def test_upgrade_check_passes_mid_upgrade_and_warns_about_computes_too_old_to_talk_to(tmp_path, monkeypatch):
+    _deployed_with_services(tmp_path, monkeypatch, {("ctl", "nova-conductor"): versions.SERVICE_VERSION,
+                                                    ("new-host", "nova-compute"): versions.SERVICE_VERSION,
+                                                    ("old-host", "nova-compute"): 1})
+    code, report = run(tmp_path, "status", "upgrade", "check")
+    assert code == 0, report
+    assert "still run an older version" in report and "old-host" in report
+    # A later release that no longer writes for service version 1: the old host needs upgrading first.
+    monkeypatch.setattr(versions, "OLDEST_COMPUTE_SERVICE_VERSION", 2)
+    code, report = run(tmp_path, "status", "upgrade", "check")
+    assert code == 1, report
+    assert "Result: Warning" in report and "the oldest this release talks to: old-host" in report
+
+
+def test_upgrade_check_fails_on_computes_newer_than_the_conductors_and_on_unmigrated_stores(tmp_path, monkeypatch):
+    _deployed_with_services(tmp_path, monkeypatch, {("ctl", "nova-conductor"): 1,
+                                                    ("early-host", "nova-compute"): versions.SERVICE_VERSION})
+    code, report = run(tmp_path, "status", "upgrade", "check")
+    assert code == 2, report
+    assert "than every conductor (version 1): early-host" in report and "Upgrade the conductors first" in report
+    assert "Placement database" not in report  # no Placement database here: not checked
+    sqlite3.connect(tmp_path / "placement.sqlite").close()  # one that was never migrated
+    code, report = run(tmp_path, "status", "upgrade", "check")
+    assert code == 2 and "Placement database behind the code" in report, report
 
 
 def test_passwords_are_masked():
