@@ -49,22 +49,17 @@ class CellRouter:
             cell = self.cells.by_id(mapping.cell_id)
         if cell is None:
             return None, self.compute_pin or versions.COMPUTE.latest
-        cap = await self._version_for(cell, host)
-        self._hosts[host] = (cell.transport_url, cap, time.monotonic() + HOST_CACHE_SECONDS)
-        return cell.transport_url, cap
-
-    async def _version_for(self, cell, host: str) -> str:
-        """The host's own version (from its service record), at most the pin; no record: the pin or ours."""
+        pin = versions.COMPUTE.cap(self.compute_pin)
         try:
             announced = await cell.db.read(services.version_of, host, "nova-compute")
         except Exception:  # noqa: BLE001 - the cell's database is away: the message may still get through
-            LOG.warning("cannot read the service version of %s; writing for the newest", host, exc_info=True)
-            announced = None
-        pin = versions.COMPUTE.cap(self.compute_pin)
-        if announced is None:
-            return f"{pin[0]}.{pin[1]}"
-        major, minor = min(pin, versions.COMPUTE.cap(versions.compute_rpc_of(announced)))
-        return f"{major}.{minor}"
+            LOG.warning("cannot read the service version of %s; writing for %d.%d this time", host, *pin)
+            return cell.transport_url, f"{pin[0]}.{pin[1]}"
+        if announced is not None:  # no record: nothing to respect but the pin
+            pin = min(pin, versions.COMPUTE.cap(versions.compute_rpc_of(announced)))
+        cap = f"{pin[0]}.{pin[1]}"
+        self._hosts[host] = (cell.transport_url, cap, time.monotonic() + HOST_CACHE_SECONDS)
+        return cell.transport_url, cap
 
     def forget(self, host: str) -> None:
         self._hosts.pop(host, None)
