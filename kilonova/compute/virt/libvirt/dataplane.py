@@ -8,7 +8,8 @@ state directory, so that several clouds on one machine keep apart):
   with the subnet's gateway address, so the host side reaches guests from there
   (``ip netns exec kilonova-dhcp-N ping <guest>``) without touching the host's own routes;
 * ``dnsmasq`` in that namespace answering DHCP with static ``dhcp-host`` entries only
-  (MAC -> IPAM address); it re-reads them on SIGHUP;
+  (MAC -> IPAM address); it re-reads them on SIGHUP. A subnet with ``enable_dhcp`` false gets none
+  (its guests configure themselves, e.g. from the config drive's network_data.json);
 * the metadata API (``metadata.py``) on 169.254.169.254:80 in that namespace.
 
 The bridge, veth, namespace and dnsmasq exist while a port of the network is plugged on this
@@ -115,7 +116,10 @@ class Dataplane:
             (directory / "ports.json").write_text(json.dumps(ports))
             self._ensure_bridge(network_id)
             if subnets:
-                self._ensure_dhcp(network_id, subnets[0])
+                self._ensure_gateway(network_id, subnets[0])
+            dhcp = [s for s in subnets if s.get("enable_dhcp") is not False]  # enable_dhcp=False: no dnsmasq
+            if dhcp:
+                self._ensure_dnsmasq(network_id, dhcp[0])
                 self._write_hosts(network_id, ports)
                 self._reload_dhcp(network_id)
 
@@ -146,7 +150,8 @@ class Dataplane:
             _ip("link", "set", bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0", check=False)
         _ip("link", "set", bridge, "up")
 
-    def _ensure_dhcp(self, network_id: str, subnet: dict) -> None:
+    def _ensure_gateway(self, network_id: str, subnet: dict) -> None:
+        """The namespace on the bridge holding the subnet's gateway address, and the metadata API in it."""
         namespace = self.namespace(network_id)
         outside, inside = self.veth(network_id)
         if not _namespace_exists(namespace):
@@ -161,10 +166,14 @@ class Dataplane:
         if address not in _ip("-n", namespace, "-o", "addr", "show", "dev", inside).stdout:
             _ip("-n", namespace, "addr", "add", address, "dev", inside)
         _ip("-n", namespace, "link", "set", inside, "up")
-        if self._dnsmasq_pid(network_id) is None:
-            self._start_dnsmasq(network_id, inside, network, gateway, subnet)
         if self.metadata and self._pid(network_id, "metadata.pid", METADATA_MODULE.encode()) is None:
             self._start_metadata(network_id)
+
+    def _ensure_dnsmasq(self, network_id: str, subnet: dict) -> None:
+        if self._dnsmasq_pid(network_id) is None:
+            network = ipaddress.ip_network(subnet["cidr"])
+            gateway = subnet.get("gateway_ip") or str(next(network.hosts()))
+            self._start_dnsmasq(network_id, self.veth(network_id)[1], network, gateway, subnet)
 
     def _start_metadata(self, network_id: str) -> None:
         """The metadata API on 169.254.169.254:80 in the namespace (guests reach it via their gateway)."""

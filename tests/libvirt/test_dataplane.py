@@ -1,0 +1,41 @@
+"""The network dataplane on the real host (root): what a port of a subnet without DHCP gets."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kilonova.compute.virt.libvirt.dataplane import Dataplane
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                                reason="needs root and iproute2 (bridges and namespaces)")
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+def test_a_subnet_with_dhcp_disabled_gets_a_gateway_but_no_dnsmasq(tmp_path):
+    dataplane = Dataplane(tmp_path / "_networks", metadata=False)
+    network = str(uuid.uuid4())
+    vif = {"port_id": str(uuid.uuid4()), "network_id": network, "mac_address": "fa:16:3e:00:00:09",
+           "fixed_ips": [{"ip_address": "10.209.0.5", "version": 4}],
+           "subnets": [{"id": "s", "cidr": "10.209.0.0/24", "gateway_ip": "10.209.0.1", "ip_version": 4,
+                        "enable_dhcp": False}]}
+    namespace, bridge = dataplane.namespace(network), dataplane.bridge(network)
+    try:
+        dataplane.plug(vif, "instance-1")
+        assert _link_exists(bridge)
+        addresses = subprocess.run(["ip", "-n", namespace, "-o", "addr", "show"], capture_output=True,
+                                   text=True).stdout
+        assert "10.209.0.1/24" in addresses  # the host still reaches the network's guests
+        assert dataplane._dnsmasq_pid(network) is None
+        assert not (tmp_path / "_networks" / network / "dnsmasq.pid").exists()
+    finally:
+        dataplane.unplug(vif)
+    assert not _link_exists(bridge) and not _link_exists(dataplane.veth(network)[0])
+    assert not Path("/run/netns", namespace).exists()
