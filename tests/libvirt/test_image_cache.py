@@ -90,6 +90,10 @@ def test_fetch_refuses_bad_checksums_and_lying_formats(tmp_path):
     cache = ImageCache(images.client(), tmp_path / "instances")
     with pytest.raises(BuildFailure, match="failed verification: md5"):
         asyncio.run(cache.fetch("bad"))
+    images.add("bad-hash", b"data", "raw")
+    images.images["bad-hash"]["os_hash_value"] = "0" * 128  # md5 matches; the sha512 does not
+    with pytest.raises(BuildFailure, match="failed verification: sha512 does not match os_hash_value"):
+        asyncio.run(cache.fetch("bad-hash"))
     images.add("liar", b"plain bytes, not qcow2", "qcow2")
     with pytest.raises(BuildFailure, match="declared qcow2 but its data is raw"):
         asyncio.run(cache.fetch("liar"))
@@ -107,6 +111,36 @@ def test_age_out_keeps_what_is_in_use(tmp_path):
         os.utime(path, (old, old))
     assert cache.age_out({used}, 3600) == [unused]
     assert used.exists() and fresh.exists() and not unused.exists()
+
+
+def test_periodic_ageing_keeps_the_bases_instances_use(tmp_path):
+    """The driver's periodic task: bases named in an instance's disk.info stay, old unused ones go."""
+    pytest.importorskip("libvirt")
+    from kilonova.compute.virt.libvirt.driver import LibvirtDriver
+
+    conf = Config.load(state_dir=tmp_path, overrides={"libvirt": {
+        "virt_type": "qemu", "remove_unused_original_minimum_age_seconds": "3600"}})
+    driver = LibvirtDriver("h", conf, images=None)
+    driver.cache.base_dir.mkdir(parents=True)
+    used, unused, kernel = (driver.cache.base_dir / name for name in ("used", "unused", "kernel"))
+    old = time.time() - 7200
+    for path in (used, unused, kernel):
+        path.write_bytes(b"x")
+        os.utime(path, (old, old))
+    (driver.instances_path / "u-1").mkdir()
+    (driver.instances_path / "u-1" / "disk.info").write_text(json.dumps({"bases": [str(used), str(kernel)]}))
+    assert driver.in_use_bases() == {used, kernel}
+
+    async def run() -> None:
+        task = asyncio.create_task(driver._age_cache_periodically(0.05))
+        try:
+            while unused.exists():
+                await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    assert used.exists() and kernel.exists()
 
 
 def test_snapshot_uploads_a_flat_qcow2(tmp_path):
