@@ -161,6 +161,11 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Give every server a config drive, asked for or not (nova.conf's [DEFAULT] force_config_drive).
         "force_config_drive": "false",
         "mkisofs_cmd": "genisoimage",
+        # libvirt: host CPUs (e.g. "2-7,^4") reserved for hw:cpu_policy=dedicated guests, one guest per CPU,
+        # reported to Placement as PCPU; and the CPUs every other guest floats over (VCPU). Both empty:
+        # every CPU is shared. Only a dedicated set: no VCPU inventory, as in Nova.
+        "cpu_dedicated_set": "",
+        "cpu_shared_set": "",
     },
     "libvirt": {
         # kvm or qemu; empty = kvm when a KVM guest can run on this host, else qemu (TCG).
@@ -186,6 +191,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "vnc": {
         "enabled": "true",
         "server_listen": "127.0.0.1",
+        # The address the noVNC proxy (maybe on another host) connects to for this host's guests' VNC
+        # servers; empty = server_listen (or [DEFAULT] my_ip when that is 0.0.0.0 or ::).
+        "server_proxyclient_address": "",
         # The noVNC proxy (service novncproxy); empty host = [DEFAULT] my_ip. Port 0: any free port
         # (all-in-one only: the compute API in the same process learns which one).
         "novncproxy_host": "",

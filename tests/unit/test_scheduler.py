@@ -7,7 +7,9 @@ from kilonova.compute.scheduler.filters.availability_zone import AvailabilityZon
 from kilonova.compute.scheduler.filters.compute import ComputeFilter
 from kilonova.compute.scheduler.filters.image_properties import ImagePropertiesFilter
 from kilonova.compute.scheduler.host_state import HostState
-from kilonova.compute.scheduler.manager import NoValidHost, SchedulerManager, resources_from_spec, traits_from_spec
+from kilonova.compute.agent.resources import ProviderReporter
+from kilonova.compute.scheduler.manager import (NoValidHost, SchedulerManager, candidate_query, resources_from_spec,
+                                                traits_from_spec)
 from kilonova.compute.scheduler.weighers import CPUWeigher, RAMWeigher, weigh_hosts
 from kilonova.config import Config
 
@@ -32,6 +34,15 @@ def test_resources_include_ephemeral_and_swap_and_overrides():
     flavor = dict(FLAVOR, root_gb=10, ephemeral_gb=5, swap=1500,
                   extra_specs={"resources:VCPU": "0", "resources:CUSTOM_FPGA": "2"})
     assert resources_from_spec({"flavor": flavor}) == {"MEMORY_MB": 512, "DISK_GB": 17, "CUSTOM_FPGA": 2}
+
+
+def test_dedicated_cpus_are_asked_for_as_pcpu():
+    dedicated = dict(FLAVOR, vcpus=2, extra_specs={"hw:cpu_policy": "dedicated"})
+    assert resources_from_spec({"flavor": dedicated}) == {"PCPU": 2, "MEMORY_MB": 512, "DISK_GB": 1}
+    from_image = {"flavor": FLAVOR, "image": {"properties": {"hw_cpu_policy": "dedicated"}}}
+    assert resources_from_spec(from_image)["PCPU"] == 1 and "VCPU" not in resources_from_spec(from_image)
+    shared = dict(FLAVOR, extra_specs={"hw:cpu_policy": "shared"})
+    assert resources_from_spec({"flavor": shared})["VCPU"] == 1
 
 
 def test_traits_from_flavor_and_image():
@@ -174,3 +185,28 @@ async def test_a_retried_claim_never_overcommits_a_full_host(conf, placement):
     assert await manager._claim_first([full], INST_2, SPEC) is None
     assert list(await _claims_of(placement, INST_2)) == [other.uuid]
     assert list(await _claims_of(placement, OWNER)) == [full.uuid]
+
+
+async def test_only_a_host_with_a_dedicated_cpu_set_offers_pinned_guests(conf, placement):
+    """The libvirt host's report (PCPU from [compute] cpu_dedicated_set) against the scheduler's query."""
+    reporter = ProviderReporter(placement, conf)
+    hosts = {"pinning": {"vcpus": 2, "pcpus": 2}, "shared-only": {"vcpus": 4, "pcpus": 0},
+             "all-dedicated": {"vcpus": 0, "pcpus": 4}}
+    names = {}
+    for name, cpu in hosts.items():
+        created = (await placement.http.post("/resource_providers", json={"name": name})).json()
+        inventory = reporter.inventory({**cpu, "memory_mb": 4096, "local_gb": 20})
+        response = await placement.put(f"/resource_providers/{created['uuid']}/inventories", json={
+            "resource_provider_generation": created["generation"], "inventories": inventory})
+        assert response.status_code == 200, response.text
+        names[created["uuid"]] = name
+
+    async def hosts_for(extra_specs: dict, vcpus: int = 1) -> set[str]:
+        spec = {"flavor": dict(FLAVOR, vcpus=vcpus, extra_specs=extra_specs)}
+        response = await placement.get("/allocation_candidates",
+                                       params=candidate_query(spec, resources_from_spec(spec), 100))
+        return {names[uuid] for uuid in response.json()["provider_summaries"]}
+
+    assert await hosts_for({"hw:cpu_policy": "dedicated"}, vcpus=2) == {"pinning", "all-dedicated"}
+    assert await hosts_for({"hw:cpu_policy": "dedicated"}, vcpus=3) == {"all-dedicated"}
+    assert await hosts_for({}) == {"pinning", "shared-only"}  # a host of dedicated CPUs only has no VCPU

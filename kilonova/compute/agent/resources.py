@@ -12,6 +12,20 @@ class ProviderReporter:
         self.conf = conf
 
     def inventory(self, resources: dict) -> dict[str, dict]:
+        """VCPU, MEMORY_MB, DISK_GB; PCPU (pinned CPUs, never overcommitted) when the host has any.
+
+        A host whose CPUs are all dedicated reports no VCPU, as Nova does.
+        """
+        inventory = self._inventory(resources)
+        pcpus = resources.get("pcpus") or 0
+        if pcpus:
+            inventory["PCPU"] = {"total": pcpus, "reserved": 0, "min_unit": 1, "max_unit": pcpus, "step_size": 1,
+                                 "allocation_ratio": 1.0}
+        if not resources["vcpus"]:
+            del inventory["VCPU"]
+        return inventory
+
+    def _inventory(self, resources: dict) -> dict[str, dict]:
         conf = self.conf
         return {
             "VCPU": {"total": resources["vcpus"], "reserved": conf.getint("DEFAULT", "reserved_host_cpus"),

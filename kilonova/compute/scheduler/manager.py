@@ -33,9 +33,16 @@ class NoValidHost(ExpectedError):
     pass
 
 
+def _cpu_class(spec: dict[str, Any]) -> str:
+    """PCPU for hw:cpu_policy=dedicated (flavor, else image property hw_cpu_policy), as Nova asks; else VCPU."""
+    policy = (spec["flavor"].get("extra_specs") or {}).get("hw:cpu_policy") or \
+        ((spec.get("image") or {}).get("properties") or {}).get("hw_cpu_policy")
+    return "PCPU" if policy == "dedicated" else "VCPU"
+
+
 def resources_from_spec(spec: dict[str, Any]) -> dict[str, int]:
     flavor = spec["flavor"]
-    resources = {"VCPU": flavor["vcpus"], "MEMORY_MB": flavor["memory_mb"],
+    resources = {_cpu_class(spec): flavor["vcpus"], "MEMORY_MB": flavor["memory_mb"],
                  "DISK_GB": flavor["root_gb"] + flavor.get("ephemeral_gb", 0) + math.ceil(flavor.get("swap", 0) / 1024)}
     for key, value in (flavor.get("extra_specs") or {}).items():
         if key.startswith("resources:"):
@@ -55,6 +62,15 @@ def traits_from_spec(spec: dict[str, Any]) -> list[str]:
             if key.startswith("trait:") and value in ("required", "forbidden"):
                 wanted[key.split(":", 1)[1]] = value
     return sorted(name if how == "required" else "!" + name for name, how in wanted.items())
+
+
+def candidate_query(spec: dict[str, Any], resources: dict[str, int], limit: int) -> dict[str, str]:
+    """The GET /allocation_candidates parameters for a request spec."""
+    params = {"resources": ",".join(f"{rc}:{n}" for rc, n in sorted(resources.items())), "limit": str(limit)}
+    traits = traits_from_spec(spec)
+    if traits:
+        params["required"] = ",".join(traits)
+    return params
 
 
 def describe(resources: dict[str, int]) -> str:
@@ -99,11 +115,8 @@ class SchedulerManager:
     # ------------------------------------------------------------------ steps
 
     async def _candidates(self, spec: dict, resources: dict[str, int]) -> tuple[list[HostState], dict]:
-        params = {"resources": ",".join(f"{rc}:{n}" for rc, n in sorted(resources.items())),
-                  "limit": str(self.conf.getint("filter_scheduler", "max_placement_results"))}
+        params = candidate_query(spec, resources, self.conf.getint("filter_scheduler", "max_placement_results"))
         traits = traits_from_spec(spec)
-        if traits:
-            params["required"] = ",".join(traits)
         if spec.get("requested_destination"):  # a create that named its host/node (API 2.74)
             params["in_tree"] = await self._destination_provider(spec["requested_destination"])
         response = await self.placement.get("/allocation_candidates", params=params)

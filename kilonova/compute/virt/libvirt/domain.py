@@ -12,11 +12,16 @@ from typing import Any
 
 NAMESPACE = "https://kilonova.dev/xmlns/libvirt/instance/1.0"
 
-# quota:* extra specs -> (element under the domain, child element)
+# quota:* extra specs -> the XML element that carries them (<cputune>, each disk's <iotune>, <blkiotune>,
+# each interface's <bandwidth>); any other quota:* key is refused rather than silently ignored.
 _CPU_TUNABLES = {"quota:cpu_shares": "shares", "quota:cpu_period": "period", "quota:cpu_quota": "quota"}
 _DISK_TUNABLES = {"quota:disk_read_bytes_sec": "read_bytes_sec", "quota:disk_write_bytes_sec": "write_bytes_sec",
                   "quota:disk_total_bytes_sec": "total_bytes_sec", "quota:disk_read_iops_sec": "read_iops_sec",
                   "quota:disk_write_iops_sec": "write_iops_sec", "quota:disk_total_iops_sec": "total_iops_sec"}
+_VIF_TUNABLES = {f"quota:vif_{direction}_{kind}": (direction, kind)
+                 for direction in ("inbound", "outbound") for kind in ("average", "peak", "burst")}
+_KNOWN_QUOTAS = {*_CPU_TUNABLES, *_DISK_TUNABLES, *_VIF_TUNABLES, "quota:disk_weight"}
+_VIDEO_MODELS = ("cirrus", "vga")
 
 
 class Unsupported(Exception):
@@ -59,7 +64,9 @@ class DomainSpec:
     vnc_listen: str | None = "127.0.0.1"
     extra_specs: dict[str, str] = field(default_factory=dict)
     image_properties: dict[str, Any] = field(default_factory=dict)
-    host_cpus: int = 1
+    pinned_cpus: list[int] = field(default_factory=list)   # host CPU of each vCPU (hw:cpu_policy=dedicated)
+    shared_cpus: str = ""                                   # cpuset unpinned guests float over; "" = any
+    host_numa_nodes: list[int] = field(default_factory=lambda: [0])
     free_hugepages_kb: dict[int, int] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -77,6 +84,32 @@ def _spec(spec: DomainSpec, key: str) -> str | None:
         return str(spec.extra_specs[key])
     value = spec.image_properties.get(key.replace(":", "_"))
     return None if value is None else str(value)
+
+
+def cpu_policy(extra_specs: dict, image_properties: dict) -> str:
+    """hw:cpu_policy of the flavor, else the image's hw_cpu_policy; shared by default."""
+    return str(extra_specs.get("hw:cpu_policy") or image_properties.get("hw_cpu_policy") or "shared")
+
+
+def _quota(spec: DomainSpec, key: str, minimum: int = 0) -> int | None:
+    """A quota:* extra spec as a whole number of at least ``minimum``, or None when it is not given."""
+    if key not in spec.extra_specs:
+        return None
+    value = spec.extra_specs[key]
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise Unsupported(f"{key}={value!r} is not a whole number") from None
+    if number < minimum:
+        raise Unsupported(f"{key}={value!r} must be at least {minimum}")
+    return number
+
+
+def _check_quota_keys(spec: DomainSpec) -> None:
+    unknown = sorted(key for key in spec.extra_specs if key.startswith("quota:") and key not in _KNOWN_QUOTAS)
+    if unknown:
+        raise Unsupported(f"{', '.join(unknown)}: not a quota this host can apply (it knows "
+                          f"{', '.join(sorted(_KNOWN_QUOTAS))})")
 
 
 def _int_spec(spec: DomainSpec, key: str) -> int | None:
@@ -110,12 +143,39 @@ def topology(spec: DomainSpec) -> tuple[int, int, int] | None:
     return sockets, cores, threads
 
 
+def _numa_nodes(spec: DomainSpec) -> int | None:
+    """hw:numa_nodes, checked against the flavor and the host (each guest node on a host node of its own)."""
+    numa_nodes = _int_spec(spec, "hw:numa_nodes")
+    if not numa_nodes:
+        return None
+    if numa_nodes > spec.vcpus:
+        raise Unsupported(f"hw:numa_nodes={numa_nodes} is more than the flavor's {spec.vcpus} vCPUs")
+    if spec.memory_mb % numa_nodes:
+        raise Unsupported(f"hw:numa_nodes={numa_nodes} does not divide the flavor's {spec.memory_mb} MB")
+    if numa_nodes > len(spec.host_numa_nodes):
+        raise Unsupported(f"hw:numa_nodes={numa_nodes} needs {numa_nodes} host NUMA nodes; this host has "
+                          f"{len(spec.host_numa_nodes)}")
+    return numa_nodes
+
+
+def _numatune(domain: ET.Element, spec: DomainSpec) -> None:
+    """Guest NUMA node i takes its memory from host node i only (strict), as Nova does for NUMA guests."""
+    numa_nodes = _numa_nodes(spec)
+    if not numa_nodes:
+        return
+    hosts = spec.host_numa_nodes[:numa_nodes]
+    tune = _sub(domain, "numatune")
+    _sub(tune, "memory", mode="strict", nodeset=",".join(str(node) for node in hosts))
+    for cell, node in enumerate(hosts):
+        _sub(tune, "memnode", cellid=cell, mode="strict", nodeset=node)
+
+
 def _cpu(domain: ET.Element, spec: DomainSpec) -> None:
     mode = spec.cpu_mode or ("host-model" if spec.virt_type == "kvm" else "none")
     if spec.virt_type == "qemu" and mode in ("host-model", "host-passthrough"):
         raise Unsupported(f"cpu_mode {mode} needs KVM; this host runs guests with software emulation")
     shape = topology(spec)
-    numa_nodes = _int_spec(spec, "hw:numa_nodes")
+    numa_nodes = _numa_nodes(spec)
     if mode == "none" and shape is None and not numa_nodes:
         return
     attrs = {"mode": mode} if mode != "none" else {}
@@ -127,10 +187,6 @@ def _cpu(domain: ET.Element, spec: DomainSpec) -> None:
     if shape:
         _sub(cpu, "topology", sockets=shape[0], cores=shape[1], threads=shape[2])
     if numa_nodes:
-        if numa_nodes > spec.vcpus:
-            raise Unsupported(f"hw:numa_nodes={numa_nodes} is more than the flavor's {spec.vcpus} vCPUs")
-        if spec.memory_mb % numa_nodes:
-            raise Unsupported(f"hw:numa_nodes={numa_nodes} does not divide the flavor's {spec.memory_mb} MB")
         numa = _sub(cpu, "numa")
         per_cell, extra = divmod(spec.vcpus, numa_nodes)
         first = 0
@@ -141,22 +197,47 @@ def _cpu(domain: ET.Element, spec: DomainSpec) -> None:
             first += count
 
 
-def _pinning(domain: ET.Element, spec: DomainSpec) -> None:
-    policy = _spec(spec, "hw:cpu_policy") or "shared"
+def _vcpus(domain: ET.Element, spec: DomainSpec) -> None:
+    """<vcpu>, and <cputune>: each vCPU of a dedicated guest on a host CPU of its own, then CPU quotas.
+
+    The driver chose ``pinned_cpus`` from [compute] cpu_dedicated_set; an unpinned guest floats over
+    cpu_shared_set (``shared_cpus``) when one is configured.
+    """
+    policy = cpu_policy(spec.extra_specs, spec.image_properties)
+    if policy not in ("shared", "dedicated"):
+        raise Unsupported(f"hw:cpu_policy={policy!r} is not one of shared, dedicated")
+    cpuset = {} if policy == "dedicated" or not spec.shared_cpus else {"cpuset": spec.shared_cpus}
+    _sub(domain, "vcpu", spec.vcpus, placement="static", **cpuset)
     cputune = ET.Element("cputune")
     if policy == "dedicated":
-        if spec.vcpus > spec.host_cpus:
-            raise Unsupported(f"hw:cpu_policy=dedicated needs {spec.vcpus} host CPUs; this host has "
-                              f"{spec.host_cpus}")
-        for vcpu in range(spec.vcpus):
-            _sub(cputune, "vcpupin", vcpu=vcpu, cpuset=vcpu)
-    elif policy not in ("shared", "mixed"):
-        raise Unsupported(f"hw:cpu_policy={policy!r} is not one of shared, dedicated")
+        if len(spec.pinned_cpus) != spec.vcpus:
+            raise Unsupported(f"hw:cpu_policy=dedicated needs {spec.vcpus} host CPUs; "
+                              f"{len(spec.pinned_cpus)} were set aside for this guest")
+        for vcpu, host_cpu in enumerate(spec.pinned_cpus):
+            _sub(cputune, "vcpupin", vcpu=vcpu, cpuset=host_cpu)
+        _sub(cputune, "emulatorpin", cpuset=",".join(str(cpu) for cpu in spec.pinned_cpus))
     for key, tag in _CPU_TUNABLES.items():
-        if key in spec.extra_specs:
-            _sub(cputune, tag, int(spec.extra_specs[key]))
+        value = _quota(spec, key, minimum=-1 if key == "quota:cpu_quota" else 0)
+        if value is not None:
+            _sub(cputune, tag, value)
     if len(cputune):
         domain.append(cputune)
+
+
+def _bandwidth(interface: ET.Element, spec: DomainSpec) -> None:
+    """quota:vif_{inbound,outbound}_{average,peak,burst} (KB/s, KB) -> the interface's <bandwidth>."""
+    limits: dict[str, dict[str, int]] = {}
+    for key, (direction, kind) in _VIF_TUNABLES.items():
+        value = _quota(spec, key)
+        if value is not None:
+            limits.setdefault(direction, {})[kind] = value
+    if not limits:
+        return
+    bandwidth = _sub(interface, "bandwidth")
+    for direction, values in limits.items():
+        if "average" not in values:
+            raise Unsupported(f"quota:vif_{direction}_{next(iter(values))} needs quota:vif_{direction}_average")
+        _sub(bandwidth, direction, **{kind: str(value) for kind, value in values.items()})
 
 
 def _memory_backing(domain: ET.Element, spec: DomainSpec) -> None:
@@ -189,12 +270,14 @@ def build_xml(spec: DomainSpec) -> str:
         ET.SubElement(owned, f"{{{NAMESPACE}}}{key}").text = str(value)
     _sub(domain, "memory", spec.memory_mb, unit="MiB")
     _sub(domain, "currentMemory", spec.memory_mb, unit="MiB")
-    _sub(domain, "vcpu", spec.vcpus, placement="static")
+    _check_quota_keys(spec)
+    _vcpus(domain, spec)
     _memory_backing(domain, spec)
-    _pinning(domain, spec)
-    disk_quota = {tag: spec.extra_specs[key] for key, tag in _DISK_TUNABLES.items() if key in spec.extra_specs}
-    if "quota:disk_weight" in spec.extra_specs:
-        _sub(_sub(domain, "blkiotune"), "weight", int(spec.extra_specs["quota:disk_weight"]))
+    _numatune(domain, spec)
+    disk_quota = {tag: value for key, tag in _DISK_TUNABLES.items() if (value := _quota(spec, key)) is not None}
+    weight = _quota(spec, "quota:disk_weight", minimum=1)
+    if weight is not None:
+        _sub(_sub(domain, "blkiotune"), "weight", weight)
 
     os_ = _sub(domain, "os")
     _sub(os_, "type", "hvm", arch="x86_64", machine=spec.machine_type)
@@ -226,20 +309,24 @@ def build_xml(spec: DomainSpec) -> str:
         if disk_quota and not disk.readonly:
             tune = _sub(element, "iotune")
             for tag, value in disk_quota.items():
-                _sub(tune, tag, int(value))
+                _sub(tune, tag, value)
     for nic in spec.nics:
         element = _sub(devices, "interface", type="bridge")
         _sub(element, "mac", address=nic.mac)
         _sub(element, "source", bridge=nic.bridge)
         _sub(element, "target", dev=nic.tap)
         _sub(element, "model", type=nic.model)
+        _bandwidth(element, spec)
     serial = _sub(devices, "serial", type="pty")
     _sub(serial, "log", file=spec.console_log, append="off")
     _sub(serial, "target", port=0)
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port=0)
+    video = str(spec.image_properties.get("hw_video_model") or "cirrus")
+    if video not in _VIDEO_MODELS:
+        raise Unsupported(f"hw_video_model={video!r} is not one of {', '.join(_VIDEO_MODELS)}")
     if spec.vnc_listen:
         _sub(devices, "graphics", type="vnc", autoport="yes", listen=spec.vnc_listen)
-        _sub(_sub(devices, "video"), "model", type="cirrus")
+        _sub(_sub(devices, "video"), "model", type=video)
     _sub(devices, "memballoon", model="virtio")
     return ET.tostring(domain, encoding="unicode")

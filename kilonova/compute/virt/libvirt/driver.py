@@ -2,8 +2,9 @@
 
 Each instance lives in ``<instances_path>/<uuid>/``: ``disk`` (qcow2 overlay on
 the cached base, or a raw copy), ``disk.eph0``, ``disk.swap``, ``disk.config``
-(the config drive), ``kernel``/``ramdisk`` for images booted that way, and
-``console.log`` (the serial console, written by virtlogd). The domain is
+(the config drive), ``kernel``/``ramdisk`` for images booted that way,
+``console.log`` (the serial console, written by virtlogd) and ``cpus.json`` (the host CPUs of
+``[compute] cpu_dedicated_set`` a pinned guest holds). The domain is
 persistent (defined), so power operations keep its XML; ``destroy`` removes the
 domain, its managed-save image, its files and its ports' dataplane.
 
@@ -27,14 +28,15 @@ from typing import Any
 
 from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
-from kilonova.compute.virt.libvirt import configdrive, host, imagecache
+from kilonova.compute.virt.libvirt import configdrive, cpus, host, imagecache
 from kilonova.compute.virt.libvirt.dataplane import Dataplane, tap_name
-from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml
+from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml, cpu_policy
 from kilonova.compute.virt.libvirt.imagecache import ImageCache
 
 LOG = logging.getLogger(__name__)
 MAX_CONSOLE_BYTES = 100 * 1024
 LAYOUT_FILE = "domain.json"
+PINNING_FILE = "cpus.json"     # the host CPUs a dedicated guest holds, read by every later choice
 
 try:  # libvirt-python is the optional "libvirt" extra; the fake driver never needs it
     import libvirt
@@ -130,6 +132,10 @@ class LibvirtDriver(ComputeDriver):
         self._version = 0
         self._disk_cache = "none"
         self._flags = host.cpu_flags()
+        self.host_cpus = cpus.online()
+        self.dedicated_cpus, self.shared_cpus = cpus.host_sets(
+            conf.get("compute", "cpu_dedicated_set"), conf.get("compute", "cpu_shared_set"), self.host_cpus)
+        self._pinning_lock = threading.Lock()
 
     # ------------------------------------------------------------------ connection and host
 
@@ -191,9 +197,11 @@ class LibvirtDriver(ComputeDriver):
         return f"libvirt {self.virt_type} ({self.virt_type_reason})"
 
     def get_available_resource(self) -> dict[str, Any]:
-        vcpus = os.cpu_count() or 1
+        vcpus = len(self.host_cpus)
         return {
-            "vcpus": vcpus, "memory_mb": host.memory_mb(), "local_gb": host.disk_gb(self.instances_path),
+            "vcpus": cpus.unpinned_count(self.dedicated_cpus, self.shared_cpus, self.host_cpus),
+            "pcpus": len(self.dedicated_cpus),
+            "memory_mb": host.memory_mb(), "local_gb": host.disk_gb(self.instances_path),
             "hypervisor_type": self.hypervisor_type, "hypervisor_version": self._version,
             "host_ip": self.conf.get("DEFAULT", "my_ip"),
             "cpu_info": json.dumps({"arch": "x86_64", "model": "host", "vendor": "unknown",
@@ -255,10 +263,43 @@ class LibvirtDriver(ComputeDriver):
             cmdline=layout.get("cmdline"),
             vnc_listen=self.conf.get("vnc", "server_listen") if self.conf.getbool("vnc", "enabled") else None,
             extra_specs=flavor.get("extra_specs") or {}, image_properties=properties,
-            host_cpus=os.cpu_count() or 1, free_hugepages_kb=host.free_hugepages(),
+            pinned_cpus=self._pinned(instance), shared_cpus=cpus.format_set(self.shared_cpus),
+            host_numa_nodes=sorted(cpus.numa_nodes()), free_hugepages_kb=host.free_hugepages(),
             metadata={"name": instance.get("display_name") or "", "flavor": flavor.get("name") or "",
                       "project": instance.get("project_id") or "", "user": instance.get("user_id") or "",
                       "image": layout.get("image_id") or ""})
+
+    def _pinned(self, instance: dict) -> list[int]:
+        try:
+            return json.loads((self._dir(instance) / PINNING_FILE).read_text())
+        except (OSError, ValueError):
+            return []
+
+    def _pin(self, instance: dict, properties: dict) -> None:
+        """Set aside host CPUs of cpu_dedicated_set for a dedicated guest: ones no other guest here holds.
+
+        Placement counted them (PCPU); which ones is this host's business, kept in each instance's
+        directory so that a hard reboot or a start keeps them and a delete frees them.
+        """
+        flavor = instance["flavor"]
+        if cpu_policy(flavor.get("extra_specs") or {}, properties) != "dedicated" or self._pinned(instance):
+            return
+        with self._pinning_lock:
+            taken: set[int] = set()
+            for other in self.instances_path.glob(f"*/{PINNING_FILE}"):
+                if other.parent.name != instance["uuid"]:
+                    with contextlib.suppress(OSError, ValueError):
+                        taken.update(json.loads(other.read_text()))
+            chosen = cpus.pick_dedicated(flavor["vcpus"], self.dedicated_cpus, taken)
+            (self._dir(instance) / PINNING_FILE).write_text(json.dumps(chosen))
+
+    def _check_honoured(self, instance: dict, properties: dict, network_info: list[dict], kernel: bool) -> None:
+        """Refuse, before any disk is made, a flavor or image this host cannot honour (saying why)."""
+        try:
+            self._pin(instance, properties)
+            build_xml(self._spec(instance, network_info, {"properties": properties, "disks": [], "kernel": kernel}))
+        except Unsupported as exc:
+            raise BuildFailure(f"Host {self.host} cannot honour the flavor or image: {exc}") from exc
 
     # ------------------------------------------------------------------ spawn
 
@@ -270,8 +311,10 @@ class LibvirtDriver(ComputeDriver):
         os.chmod(directory, 0o755)
         (directory / "network_info.json").write_text(json.dumps(network_info))
         image_id = instance.get("image_ref") or image_meta.get("id")
-        base, meta = await self.cache.fetch(image_id)
+        meta = await self.cache.image_meta(image_id)
         properties = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}
+        await self._call(self._check_honoured, instance, properties, network_info, bool(meta.get("kernel_id")))
+        base, meta = await self.cache.fetch(image_id, meta)
         boot_files = {}
         for key, name in (("kernel_id", "kernel"), ("ramdisk_id", "ramdisk")):
             if meta.get("kernel_id") and meta.get(key):
@@ -466,6 +509,7 @@ class LibvirtDriver(ComputeDriver):
                 domain.managedSaveRemove()
         network_info = self._network_info(instance)
         try:
+            self._pin(instance, layout.get("properties") or {})  # keeps the CPUs it has (or, if none, picks)
             xml = build_xml(self._spec(instance, network_info, layout))
         except Unsupported as exc:
             raise BuildFailure(f"Host {self.host} cannot honour the flavor or image: {exc}") from exc
@@ -540,8 +584,20 @@ class LibvirtDriver(ComputeDriver):
             graphics = ET.fromstring(domain.XMLDesc(0)).find("devices/graphics[@type='vnc']")
             if graphics is None or not domain.isActive() or int(graphics.get("port", "-1")) < 0:
                 raise BuildFailure(f"Instance {instance['uuid']} has no VNC console (is it running?).")
-            return {"host": graphics.get("listen") or "127.0.0.1", "port": int(graphics.get("port"))}
+            return {"host": self._vnc_proxyclient_address(graphics.get("listen")), "port": int(graphics.get("port"))}
         return await self._call(find)
+
+    def _vnc_proxyclient_address(self, listen: str | None) -> str:
+        """Where the noVNC proxy connects to reach this host's VNC servers ([vnc] server_proxyclient_address).
+
+        Unset: the address VNC listens on, or [DEFAULT] my_ip when it listens on every address.
+        """
+        configured = self.conf.get("vnc", "server_proxyclient_address").strip()
+        if configured:
+            return configured
+        if not listen or listen in ("0.0.0.0", "::"):
+            return self.conf.get("DEFAULT", "my_ip") or "127.0.0.1"
+        return listen
 
     # ------------------------------------------------------------------ snapshot
 

@@ -15,12 +15,14 @@ KVM_CREATE_VCPU = 0xAE41
 _FLAG_TRAITS = {"pni": "SSE3", "sse4_1": "SSE41", "sse4_2": "SSE42", "aes": "AESNI", "lm": "LM",
                 "avx512f": "AVX512F", "sha_ni": "SHA", "fma": "FMA3", "abm": "ABM", "bmi1": "BMI"}
 
-# Capabilities every libvirt host of this driver has.
+# Capabilities every libvirt host of this driver has, and only those it implements: virtio NICs and disks,
+# hw_video_model cirrus or vga, qcow2/raw/ami disk images and aki/ari kernels and ramdisks. (No interface
+# attach, no ISO boot, no config drive regeneration: those traits would draw requests it cannot serve.)
 COMPUTE_TRAITS = [
-    "COMPUTE_NODE", "COMPUTE_NET_ATTACH_INTERFACE", "COMPUTE_NET_VIF_MODEL_VIRTIO",
-    "COMPUTE_STORAGE_BUS_VIRTIO", "COMPUTE_GRAPHICS_MODEL_VGA", "COMPUTE_GRAPHICS_MODEL_CIRRUS",
+    "COMPUTE_NODE", "COMPUTE_NET_VIF_MODEL_VIRTIO", "COMPUTE_STORAGE_BUS_VIRTIO",
+    "COMPUTE_GRAPHICS_MODEL_VGA", "COMPUTE_GRAPHICS_MODEL_CIRRUS",
     "COMPUTE_IMAGE_TYPE_QCOW2", "COMPUTE_IMAGE_TYPE_RAW", "COMPUTE_IMAGE_TYPE_AKI", "COMPUTE_IMAGE_TYPE_ARI",
-    "COMPUTE_IMAGE_TYPE_AMI", "COMPUTE_IMAGE_TYPE_ISO", "COMPUTE_CONFIG_DRIVE_REGENERATION",
+    "COMPUTE_IMAGE_TYPE_AMI",
 ]
 
 
