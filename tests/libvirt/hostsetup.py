@@ -132,6 +132,11 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /etc/modules); do insmod /lib/modules/$m.ko || echo "@MARKER@ insmod $m failed"; done
 echo "@MARKER@ booted kernel $(uname -r)"
+# A note at 1 MiB into the root disk says how the previous boot ended: the power button handler writes
+# "acpi <mac>" just before it powers off; each boot writes "unclean <mac>" first (so a destroy leaves that).
+note=$(dd if=/dev/vda bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000' | head -n 1)
+echo "@MARKER@ disk-note ${note:-empty}"
+/etc/note.sh unclean
 hostname kilonova-guest
 acpid -c /etc/acpi -l /var/log/acpid.log -p /var/run/acpid.pid || echo "@MARKER@ acpid failed"
 ip link set lo up
@@ -144,6 +149,7 @@ if [ -n "$dev" ] && mount -t iso9660 -o ro "$dev" /mnt/config; then
     echo "@MARKER@ meta_data $(cat /mnt/config/openstack/latest/meta_data.json)"
     [ -f /mnt/config/openstack/latest/user_data ] && \
         echo "@MARKER@ user_data $(cat /mnt/config/openstack/latest/user_data)"
+    echo "@MARKER@ network_data $(cat /mnt/config/openstack/latest/network_data.json)"
 else
     echo "@MARKER@ no config drive"
 fi
@@ -151,6 +157,14 @@ fi
 meta=$(printf 'GET /openstack/latest/meta_data.json HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' \
     | nc -w 5 169.254.169.254 80 | sed '1,/^\r*$/d')
 echo "@MARKER@ metadata-api ${meta:-unreachable}"
+# Every disk: its size in 512-byte sectors and the swap signature where there is one; and which disk
+# holds the file system labelled ephemeral0 (busybox-static has findfs but no blkid).
+for d in /sys/block/vd*; do
+    n=${d##*/}
+    sig=$(dd if=/dev/$n bs=1 skip=4086 count=10 2>/dev/null | tr -dc 'A-Z0-9')
+    echo "@MARKER@ disk $n sectors=$(cat $d/size) signature=${sig:-none}"
+done
+echo "@MARKER@ label ephemeral0 $(findfs LABEL=ephemeral0 2>/dev/null || echo none)"
 echo "@MARKER@ ready"
 while true; do sleep 3600; done
 """
@@ -169,8 +183,15 @@ exit 0
 
 POWER_BUTTON = """#!/bin/sh
 echo "@MARKER@ power button: shutting down" > /dev/console
-sync
+/etc/note.sh acpi
 poweroff -f
+"""
+
+# Writes "<word> <eth0's MAC>" as the first line at 1 MiB into the root disk, and flushes it.
+DISK_NOTE = """#!/bin/sh
+printf '%s %s\\n' "$1" "$(cat /sys/class/net/eth0/address 2>/dev/null)" > /tmp/note
+dd if=/tmp/note of=/dev/vda bs=512 seek=2048 2>/dev/null
+sync
 """
 
 
@@ -247,6 +268,7 @@ def _build_initrd(busybox: bytes, modules: list[tuple[str, bytes]]) -> bytes:
     entries.append(("bin/sh", link, b"busybox"))
     entries.append(("init", regular, GUEST_INIT.replace("@MARKER@", MARKER).encode()))
     entries.append(("etc/udhcpc.sh", regular, UDHCPC_SCRIPT.replace("@MARKER@", MARKER).encode()))
+    entries.append(("etc/note.sh", regular, DISK_NOTE.encode()))
     entries.append(("etc/acpi/PWRF/00000080", regular, POWER_BUTTON.replace("@MARKER@", MARKER).encode()))
     entries.append(("etc/modules", stat.S_IFREG | 0o644, "\n".join(name for name, _ in modules).encode() + b"\n"))
     for name, data in modules:

@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.libvirt.test_real_guest import cloud, guest, no_qemu_left  # noqa: F401 - fixtures
+from tests.libvirt.test_real_guest import cloud, guest, no_qemu_left, upload_guest  # noqa: F401 - fixtures
 
 
 class RFBStream:
@@ -37,14 +37,7 @@ def websocket_url(console_url: str) -> str:
 
 def test_novnc_console_reaches_the_real_guests_vnc_server_once(cloud, guest):  # noqa: F811 - fixtures
     os_ = cloud.openstack
-    kernel = os_("image", "create", "--disk-format", "aki", "--container-format", "aki", "--public",
-                 "--file", str(guest.kernel), "console-kernel", fmt_json=True)
-    ramdisk = os_("image", "create", "--disk-format", "ari", "--container-format", "ari", "--public",
-                  "--file", str(guest.initrd), "console-ramdisk", fmt_json=True)
-    image = os_("image", "create", "--disk-format", "qcow2", "--container-format", "bare", "--public",
-                "--file", str(guest.root), "--property", f"kernel_id={kernel['id']}",
-                "--property", f"ramdisk_id={ramdisk['id']}", "--property", f"os_command_line={guest.cmdline}",
-                "console-guest", fmt_json=True)
+    image = upload_guest(cloud, guest, "console-guest")
     os_("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "console.tiny")
     server = os_("server", "create", "--flavor", "console.tiny", "--image", image["id"], "--network", "private",
                  "--wait", "console-vm", fmt_json=True, timeout=180)
