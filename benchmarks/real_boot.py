@@ -1,13 +1,15 @@
 """Real-guest boot benchmark: Kilonova's control plane around QEMU, against a plain qemu-system boot.
 
 Boots the tiny test guest (tests/libvirt/hostsetup.py: Debian's cloud kernel + a busybox
-initramfs) N times through ``POST /servers`` on a ``kilonova up`` with the libvirt driver, and
-measures the time to ACTIVE and to the guest's first marker line on its serial console (read
-from the console log file, so API polling adds nothing). Then it boots the same kernel and
-initramfs with a plain ``qemu-system-x86_64`` it starts itself (same accelerator, memory and
-vCPUs) and prints the control-plane overhead (difference and ratio).
+initramfs) through ``POST /servers`` on a ``kilonova up`` with the libvirt driver, and measures the
+time to QEMU started (its console log appears), to ACTIVE and to the guest's first marker line on
+its serial console (read from the console log file, so API polling adds nothing). Between those
+boots it boots the same kernel and initramfs with a plain ``qemu-system-x86_64`` it starts itself
+(same accelerator, memory and vCPUs): plain, Kilonova, plain, Kilonova, ... so that both see the
+same machine load. A first Kilonova boot (image download and cache) is reported on its own. It
+prints medians with their spread (min-max) and the control-plane overhead (difference and ratio).
 
-    .venv/bin/python benchmarks/real_boot.py [--runs 3]
+    .venv/bin/python benchmarks/real_boot.py [--runs 5]
 
 Needs root (it installs QEMU/libvirt from Debian packages when missing and starts the daemons).
 """
@@ -91,76 +93,100 @@ def wait_for(predicate, timeout: float, interval: float = 0.02):
     raise TimeoutError
 
 
-def kilonova_boots(guest: hostsetup.Guest, runs: int) -> list[tuple[float, float, float]]:
-    """(seconds to QEMU started, to ACTIVE, to the first marker) for each boot, all from POST /servers."""
-    cloud = new_cloud(hosts=1, config={"compute": {"compute_driver": "libvirt"},
-                                       "DEFAULT": {"host": "kilonova-bench"}})
-    os.chmod(cloud.workdir, 0o755)
-    results = []
-    try:
-        cloud.start(timeout=120)
-        images, compute, network = cloud.http("image"), cloud.http("compute"), cloud.http("network")
-        kernel = upload(images, "bench-kernel", guest.kernel, "aki")
-        ramdisk = upload(images, "bench-ramdisk", guest.initrd, "ari")
-        image = upload(images, "bench-guest", guest.root, "qcow2", kernel_id=kernel, ramdisk_id=ramdisk,
-                       os_command_line=guest.cmdline)
-        compute.post("/flavors", json={"flavor": {"name": "bench.tiny", "ram": MEMORY_MB, "vcpus": 1, "disk": 1,
-                                                  "id": "bench.tiny"}}).raise_for_status()
-        net = network.get("/v2.0/networks", params={"name": "private"}).json()["networks"][0]["id"]
-        for run in range(runs):
-            started = time.monotonic()
-            response = compute.post("/servers", json={"server": {
-                "name": f"bench-{run}", "flavorRef": "bench.tiny", "imageRef": image, "networks": [{"uuid": net}]}})
-            response.raise_for_status()
-            uuid = response.json()["server"]["id"]
+class KilonovaBoots:
+    """A ``kilonova up`` with the libvirt driver and the guest's images, booting one server at a time."""
 
-            def active() -> bool:
-                status = compute.get(f"/servers/{uuid}").json()["server"]["status"]
-                if status == "ERROR":
-                    raise RuntimeError(compute.get(f"/servers/{uuid}").text)
-                return status == "ACTIVE"
+    def __init__(self, guest: hostsetup.Guest):
+        self.cloud = new_cloud(hosts=1, config={"compute": {"compute_driver": "libvirt"},
+                                                "DEFAULT": {"host": "kilonova-bench"}})
+        os.chmod(self.cloud.workdir, 0o755)
+        self.guest = guest
 
-            log = cloud.state_dir / "instances" / uuid / "console.log"
-            wait_for(log.exists, 120, 0.005)  # virtlogd opens it as QEMU starts
-            to_qemu = time.monotonic() - started
-            wait_for(active, 120)
-            to_active = time.monotonic() - started
-            wait_for(lambda: FIRST_MARKER.encode() in log.read_bytes(), 120)
-            to_marker = time.monotonic() - started
-            results.append((to_qemu, to_active, to_marker))
-            print(f"  boot {run + 1}: QEMU started {to_qemu:.2f}s, ACTIVE {to_active:.2f}s, marker {to_marker:.2f}s"
-                  + ("  (first: image download + cache)" if run == 0 else ""), flush=True)
-            compute.delete(f"/servers/{uuid}").raise_for_status()
-            wait_for(lambda: compute.get(f"/servers/{uuid}").status_code == 404, 120, 0.1)
-    finally:
-        cloud.stop()
-        shutil.rmtree(cloud.workdir, ignore_errors=True)
-    return results
+    def __enter__(self) -> "KilonovaBoots":
+        cloud, guest = self.cloud, self.guest
+        try:
+            cloud.start(timeout=120)
+            images, self.compute = cloud.http("image"), cloud.http("compute")
+            kernel = upload(images, "bench-kernel", guest.kernel, "aki")
+            ramdisk = upload(images, "bench-ramdisk", guest.initrd, "ari")
+            self.image = upload(images, "bench-guest", guest.root, "qcow2", kernel_id=kernel, ramdisk_id=ramdisk,
+                                os_command_line=guest.cmdline)
+            self.compute.post("/flavors", json={"flavor": {"name": "bench.tiny", "ram": MEMORY_MB, "vcpus": 1,
+                                                           "disk": 1, "id": "bench.tiny"}}).raise_for_status()
+            self.net = cloud.http("network").get("/v2.0/networks", params={"name": "private"}).json()[
+                "networks"][0]["id"]
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cloud.stop()
+        shutil.rmtree(self.cloud.workdir, ignore_errors=True)
+
+    def boot(self, name: str) -> tuple[float, float, float]:
+        """(seconds to QEMU started, to ACTIVE, to the first marker), all from POST /servers; then delete."""
+        compute = self.compute
+        started = time.monotonic()
+        response = compute.post("/servers", json={"server": {
+            "name": name, "flavorRef": "bench.tiny", "imageRef": self.image, "networks": [{"uuid": self.net}]}})
+        response.raise_for_status()
+        uuid = response.json()["server"]["id"]
+
+        def active() -> bool:
+            status = compute.get(f"/servers/{uuid}").json()["server"]["status"]
+            if status == "ERROR":
+                raise RuntimeError(compute.get(f"/servers/{uuid}").text)
+            return status == "ACTIVE"
+
+        log = self.cloud.state_dir / "instances" / uuid / "console.log"
+        wait_for(log.exists, 120, 0.005)  # virtlogd opens it as QEMU starts
+        to_qemu = time.monotonic() - started
+        wait_for(active, 120)
+        to_active = time.monotonic() - started
+        wait_for(lambda: FIRST_MARKER.encode() in log.read_bytes(), 120)
+        to_marker = time.monotonic() - started
+        compute.delete(f"/servers/{uuid}").raise_for_status()
+        wait_for(lambda: compute.get(f"/servers/{uuid}").status_code == 404, 120, 0.1)
+        return to_qemu, to_active, to_marker
+
+
+def spread(values: list[float]) -> str:
+    """median (min-max)"""
+    return f"{statistics.median(values):.2f}s ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="boots through Kilonova (and plain ones)")
+    parser.add_argument("--runs", type=int, default=5, help="pairs of boots: one plain, one through Kilonova")
     args = parser.parse_args()
     guest = hostsetup.prepare()
     virt_type, why = host.choose_virt_type("")
-    print(f"guest: {guest.kernel.parent.name}; accelerator: {virt_type} ({why})")
-    boots = kilonova_boots(guest, args.runs)
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = [plain_boot(guest, virt_type, Path(tmp)) for _ in range(args.runs)]
-    for run, seconds in enumerate(plain):
-        print(f"  plain qemu-system boot {run + 1}: marker {seconds:.2f}s")
-    warm = boots[1:] or boots
-    to_qemu = statistics.median(b[0] for b in warm)
-    active = statistics.median(b[1] for b in warm)
-    marker = statistics.median(b[2] for b in warm)
+    print(f"guest: {guest.kernel.parent.name}; accelerator: {virt_type} ({why}); load {os.getloadavg()[0]:.1f}")
+    plain: list[float] = []
+    boots: list[tuple[float, float, float]] = []
+    with KilonovaBoots(guest) as kilonova, tempfile.TemporaryDirectory() as tmp:
+        first = kilonova.boot("bench-first")
+        print(f"  first Kilonova boot (image download, verification and conversion): QEMU started {first[0]:.2f}s, "
+              f"ACTIVE {first[1]:.2f}s, marker {first[2]:.2f}s", flush=True)
+        for run in range(1, args.runs + 1):
+            plain.append(plain_boot(guest, virt_type, Path(tmp)))
+            boots.append(kilonova.boot(f"bench-{run}"))
+            to_qemu, to_active, to_marker = boots[-1]
+            print(f"  pair {run}: plain marker {plain[-1]:.2f}s | Kilonova QEMU started {to_qemu:.2f}s, "
+                  f"ACTIVE {to_active:.2f}s, marker {to_marker:.2f}s", flush=True)
+    markers = [b[2] for b in boots]
+    overheads = [kilonova - baseline for kilonova, baseline in zip(markers, plain)]
+    print(f"Kilonova, warm cache, median (min-max) of {len(boots)}: POST /servers -> QEMU started "
+          f"{spread([b[0] for b in boots])}, -> ACTIVE {spread([b[1] for b in boots])}, "
+          f"-> first marker {spread(markers)}")
+    print(f"plain qemu-system, median (min-max) of {len(plain)}: start -> first marker {spread(plain)}")
     baseline = statistics.median(plain)
-    print(f"Kilonova (warm cache, median of {len(warm)}): POST /servers -> QEMU started {to_qemu:.2f}s, "
-          f"-> ACTIVE {active:.2f}s, -> first marker {marker:.2f}s")
-    print(f"plain qemu-system (median of {len(plain)}): start -> first marker {baseline:.2f}s")
-    print(f"control-plane overhead: {marker - baseline:+.2f}s ({marker / baseline:.2f}x); "
-          f"POST -> QEMU started alone: {to_qemu:.2f}s")
-    print(f"first boot (image download, verification and conversion): marker {boots[0][2]:.2f}s")
+    print(f"control-plane overhead (Kilonova marker - plain marker): median {statistics.median(overheads):+.2f}s "
+          f"(pairs: {min(overheads):+.2f} to {max(overheads):+.2f}); ratio of medians "
+          f"{statistics.median(markers) / baseline:.2f}x; of which POST -> QEMU started "
+          f"{statistics.median(b[0] for b in boots):.2f}s")
+    print(f"load after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
