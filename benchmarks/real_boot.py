@@ -176,7 +176,7 @@ def main() -> None:
             print(f"  pair {run}: plain marker {plain[-1]:.2f}s | Kilonova QEMU started {to_qemu:.2f}s, "
                   f"ACTIVE {to_active:.2f}s, marker {to_marker:.2f}s", flush=True)
     markers = [b[2] for b in boots]
-    overheads = [kilonova - baseline for kilonova, baseline in zip(markers, plain)]
+    overheads = [ours - theirs for ours, theirs in zip(markers, plain)]
     print(f"Kilonova, warm cache, median (min-max) of {len(boots)}: POST /servers -> QEMU started "
           f"{spread([b[0] for b in boots])}, -> ACTIVE {spread([b[1] for b in boots])}, "
           f"-> first marker {spread(markers)}")
