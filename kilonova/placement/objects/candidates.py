@@ -521,7 +521,7 @@ class _Finder:
                 return []
             # as upstream, in_tree confines the group to the tree: no sharing provider from outside it
             members = [rp for rp in members if self.providers[rp].root == root]
-        usable = [rp for rp in members if self._provider_ok(group, rp)]
+        usable = [rp for rp in members if self._provider_ok(group, rp, root)]
         if not usable:
             return []
         resources = group["resources"]
@@ -545,14 +545,22 @@ class _Finder:
         record = self.providers[rp].inventory.get(rc)
         return record is not None and record.fits(amount)
 
-    def _provider_ok(self, group: dict, rp: int) -> bool:
+    def _provider_ok(self, group: dict, rp: int, root: int) -> bool:
+        """Whether ``rp`` may serve ``group`` in the tree of ``root``. Aggregates as upstream: a provider
+        that takes a group alone (suffixed) must itself be in them; for the unsuffixed group, a provider
+        of the tree is in them itself or through its root (either wholly), a sharing provider itself."""
         provider = self.providers[rp]
-        aggs = provider.aggregates | self.providers[provider.root].aggregates
-        for any_of in group["member_of"]:
-            if not aggs & any_of:
+        member_of, forbidden = group["member_of"], group["forbidden_aggregates"]
+        own = provider.aggregates
+        if group["suffix"] or not group["resources"] or provider.root != root:
+            if forbidden & own or not all(own & any_of for any_of in member_of):
                 return False
-        if group["forbidden_aggregates"] & aggs:
-            return False
+        else:
+            top = self.providers[root].aggregates
+            if forbidden & (own | top):
+                return False
+            if member_of and not (all(own & s for s in member_of) or all(top & s for s in member_of)):
+                return False
         if group["suffix"] or not group["resources"]:
             return self._traits_ok(group, {rp})
         return not (provider.traits & group["forbidden"])
