@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 from typing import Any, Protocol
+
+import orjson
 
 LOG = logging.getLogger(__name__)
 
@@ -99,8 +100,17 @@ def check_version(target: str, speaks: str | None, method: str, version: str | N
                                                 f"([upgrade_levels] in the sender's configuration)")
 
 
+def dumps(value: Any) -> bytes:
+    """An RPC payload as JSON, the same for every transport (orjson; non-string keys become strings, as
+    the json module makes them)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+loads = orjson.loads
+
+
 def _roundtrip(value: Any) -> Any:
-    return json.loads(json.dumps(value))
+    return loads(dumps(value))
 
 
 class Transport(Protocol):

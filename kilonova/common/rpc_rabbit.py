@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -55,7 +54,7 @@ from aio_pika import exceptions as amqp_errors
 from yarl import URL
 
 from kilonova.common.rpc import (NoSuchTarget, RemoteError, RPCError, RPCTimeout, _redelivered, check_version,
-                                 dispatch, error_payload)
+                                 dispatch, dumps, error_payload, loads)
 
 LOG = logging.getLogger(__name__)
 
@@ -100,12 +99,12 @@ def encode(method: str, kwargs: dict, version: str | None = None) -> bytes:
     envelope = {"v": ENVELOPE_VERSION, "method": method, "args": kwargs}
     if version is not None:
         envelope["version"] = version
-    return json.dumps(envelope).encode()
+    return dumps(envelope)
 
 
 def decode(body: bytes) -> tuple[str, dict, str | None]:
     """(method, arguments, interface version) of a message."""
-    envelope = json.loads(body)
+    envelope = loads(body)
     major = str(envelope.get("v", "1.0")).split(".")[0]
     if major != ENVELOPE_VERSION.split(".")[0]:
         raise RemoteError("IncompatibleVersion",
@@ -175,7 +174,7 @@ class RabbitTransport:
         if future is None or future.done():
             return  # the caller gave up already
         try:
-            reply = json.loads(message.body)
+            reply = loads(message.body)
         except ValueError:
             future.set_exception(RPCError("unreadable reply"))
             return
@@ -292,7 +291,7 @@ class RabbitTransport:
                 _redelivered.set(bool(message.redelivered) and not is_call)
                 result = await dispatch(endpoint, method, kwargs)
                 reply = {"v": ENVELOPE_VERSION, "result": result}
-                json.dumps(reply)
+                dumps(reply)
             except asyncio.CancelledError:
                 if not is_call:
                     with contextlib.suppress(Exception):
@@ -343,7 +342,7 @@ class RabbitTransport:
 
     async def _reply(self, message: aio_pika.abc.AbstractIncomingMessage, reply: dict) -> None:
         """Replies go without publisher confirms: a lost reply is the caller's timeout, nothing more."""
-        body = json.dumps(reply).encode()
+        body = dumps(reply)
         out = aio_pika.Message(body, content_type="application/json", correlation_id=message.correlation_id,
                                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
         try:
