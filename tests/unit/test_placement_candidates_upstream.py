@@ -111,3 +111,144 @@ async def test_first_limit_and_group_policy_count(client):
         "allocation_requests"] == []
     assert len((await client.get(f"{query}&group_policy=none&group_policy=isolate")).json()[
         "allocation_requests"]) == 2
+
+
+# ---------------------------------------------------------------- upstream's NUMA and network world
+
+async def _numa_network(client) -> dict[str, str]:
+    """The provider world of upstream's NUMANetworkFixture (rebuilt here): name -> uuid.
+
+    ss1 (sharing DISK_GB 2000, aggA); cn1 (MULTI_ATTACH, aggA, no inventory) with numa0 (NUMA_ROOT;
+    VCPU 4, 2 used; MEMORY_MB 2048 min 512 step 256; children fpga0 CUSTOM_FPGA 1, pgpu0 VGPU 8) and
+    numa1 (NUMA_ROOT, FOO; VCPU 4; MEMORY_MB 2048 min 256 max 1024; children fpga1_0/fpga1_1), an sriov
+    agent (esn1/esn2 bandwidth) and an ovs agent (br_int); cn2 (FOO, aggA; VCPU 8, 3 used; MEMORY_MB 2048
+    min 1024 step 128; DISK_GB 1000) with nic1 (pf1_1 NET1 VF 4, pf1_2 NET2 VF 4), nic2 (pf2_1..pf2_4
+    alternating NET1/NET2, VF 2 each) and nic3 (pf3_1 NET1 VF 8), each nic with CUSTOM_HW_NIC_ROOT."""
+    for name in ("CUSTOM_FPGA", "CUSTOM_VF"):
+        await client.post("/resource_classes", json={"name": name})
+    ids: dict[str, str] = {}
+
+    def inv(total, **extra):
+        return {"total": total, "max_unit": total, **extra}
+
+    async def make(name, parent=None, inventory=None, traits=(), aggregates=None):
+        rp = await client.provider(name, parent=ids.get(parent), inventory=inventory, traits=list(traits) or None,
+                                   aggregates=aggregates)
+        ids[name] = rp["uuid"]
+
+    agg = [AGG]
+    await make("ss1", inventory={"DISK_GB": inv(2000)}, traits=["MISC_SHARES_VIA_AGGREGATE"], aggregates=agg)
+    await make("cn1", traits=["COMPUTE_VOLUME_MULTI_ATTACH"], aggregates=agg)
+    await make("numa0", "cn1", {"VCPU": inv(4), "MEMORY_MB": inv(2048, min_unit=512, step_size=256)},
+               ["HW_NUMA_ROOT"])
+    await make("numa1", "cn1", {"VCPU": inv(4), "MEMORY_MB": inv(2048, min_unit=256, max_unit=1024)},
+               ["HW_NUMA_ROOT", "CUSTOM_FOO"])
+    await make("fpga0", "numa0", {"CUSTOM_FPGA": inv(1)})
+    await make("pgpu0", "numa0", {"VGPU": inv(8)})
+    await make("fpga1_0", "numa1", {"CUSTOM_FPGA": inv(1)})
+    await make("fpga1_1", "numa1", {"CUSTOM_FPGA": inv(1)})
+    await make("sriov_agent", "cn1", traits=["CUSTOM_VNIC_TYPE_DIRECT"])
+    for i in (1, 2):
+        await make(f"esn{i}", "sriov_agent", {"NET_BW_EGR_KILOBIT_PER_SEC": inv(10000 * i)}, [f"CUSTOM_PHYSNET{i}"])
+    await make("ovs_agent", "cn1", traits=["CUSTOM_VNIC_TYPE_NORMAL"])
+    await make("br_int", "ovs_agent", {"NET_BW_EGR_KILOBIT_PER_SEC": inv(1000)}, ["CUSTOM_PHYSNET0"])
+    await make("cn2", inventory={"VCPU": inv(8), "MEMORY_MB": inv(2048, min_unit=1024, step_size=128),
+                                 "DISK_GB": inv(1000)}, traits=["CUSTOM_FOO"], aggregates=agg)
+    for i in (1, 2, 3):
+        await make(f"nic{i}", "cn2", traits=["CUSTOM_HW_NIC_ROOT"])
+    for i in (1, 2):
+        await make(f"pf1_{i}", "nic1", {"CUSTOM_VF": inv(4)}, [f"CUSTOM_PHYSNET{i}"])
+    for i in range(4):
+        await make(f"pf2_{i + 1}", "nic2", {"CUSTOM_VF": inv(2)}, [f"CUSTOM_PHYSNET{i % 2 + 1}"])
+    await make("pf3_1", "nic3", {"CUSTOM_VF": inv(8)}, ["CUSTOM_PHYSNET1"])
+    for name, vcpus in (("numa0", 2), ("cn2", 3)):
+        response = await client.put(f"/allocations/{uuid.uuid4()}", json={
+            "allocations": {ids[name]: {"resources": {"VCPU": vcpus}}}, "project_id": "p", "user_id": "u",
+            "consumer_generation": None, "consumer_type": "INSTANCE"})
+        assert response.status_code == 204, response.text
+    return ids
+
+
+def _named(body, ids: dict[str, str]) -> list[dict]:
+    """Candidates as sorted lists of (provider name, class, amount), sorted."""
+    names = {uuid_: name for name, uuid_ in ids.items()}
+    return sorted(sorted((names[rp], rc, n) for rp, res in candidate.items() for rc, n in res.items())
+                  for candidate in picks(body))
+
+
+# (query, version, expected candidates as lists of (provider, class, amount))
+NUMA_CASES = [
+    # allocation-candidates-root-required.yaml
+    ("resources=VCPU:1&root_required=HW_NUMA_ROOT", "1.35", []),
+    ("resources=VCPU:1,MEMORY_MB:1024,DISK_GB:100&root_required=MISC_SHARES_VIA_AGGREGATE", "1.35", []),
+    ("resources=VCPU:1,MEMORY_MB:1024&root_required=COMPUTE_VOLUME_MULTI_ATTACH", "1.35", [
+        [("numa0", "MEMORY_MB", 1024), ("numa0", "VCPU", 1)],
+        [("numa0", "MEMORY_MB", 1024), ("numa1", "VCPU", 1)],
+        [("numa0", "VCPU", 1), ("numa1", "MEMORY_MB", 1024)],
+        [("numa1", "MEMORY_MB", 1024), ("numa1", "VCPU", 1)]]),
+    ("resources1=VCPU:1&resources2=MEMORY_MB:1024&group_policy=isolate"
+     "&root_required=COMPUTE_VOLUME_MULTI_ATTACH", "1.35", [
+        [("numa0", "MEMORY_MB", 1024), ("numa1", "VCPU", 1)],
+        [("numa0", "VCPU", 1), ("numa1", "MEMORY_MB", 1024)]]),
+    ("resources1=VCPU:1,MEMORY_MB:1024&resources2=DISK_GB:100&group_policy=none"
+     "&root_required=COMPUTE_VOLUME_MULTI_ATTACH", "1.35", [
+        [("numa0", "MEMORY_MB", 1024), ("numa0", "VCPU", 1), ("ss1", "DISK_GB", 100)],
+        [("numa1", "MEMORY_MB", 1024), ("numa1", "VCPU", 1), ("ss1", "DISK_GB", 100)]]),
+    ("resources=VCPU:1,DISK_GB:100&required=CUSTOM_FOO", "1.35", [
+        [("cn2", "DISK_GB", 100), ("cn2", "VCPU", 1)],
+        [("cn2", "VCPU", 1), ("ss1", "DISK_GB", 100)],
+        [("numa1", "VCPU", 1), ("ss1", "DISK_GB", 100)]]),
+    ("resources=VCPU:1,DISK_GB:100&root_required=CUSTOM_FOO", "1.35", [
+        [("cn2", "DISK_GB", 100), ("cn2", "VCPU", 1)],
+        [("cn2", "VCPU", 1), ("ss1", "DISK_GB", 100)]]),
+    ("resources=VCPU:3&root_required=!HW_NUMA_ROOT", "1.35", [[("cn2", "VCPU", 3)], [("numa1", "VCPU", 3)]]),
+    ("resources=VCPU:1,MEMORY_MB:1024,DISK_GB:100&root_required=!CUSTOM_FOO,!COMPUTE_VOLUME_MULTI_ATTACH",
+     "1.35", []),
+    ("resources=VCPU:1&required=CUSTOM_FOO&root_required=CUSTOM_FOO", "1.35", [[("cn2", "VCPU", 1)]]),
+    ("resources1=VCPU:1&required1=CUSTOM_FOO&root_required=!CUSTOM_FOO", "1.35", [[("numa1", "VCPU", 1)]]),
+    ("resources1=VCPU:1&required1=!CUSTOM_FOO&root_required=CUSTOM_FOO", "1.35", []),
+    # granular-same-subtree.yaml
+    ("resources_COMPUTE=VCPU:1&resources_ACCEL=CUSTOM_FPGA:1&same_subtree=_COMPUTE,_ACCEL&group_policy=none",
+     "1.36", [[("fpga0", "CUSTOM_FPGA", 1), ("numa0", "VCPU", 1)],
+              [("fpga1_0", "CUSTOM_FPGA", 1), ("numa1", "VCPU", 1)],
+              [("fpga1_1", "CUSTOM_FPGA", 1), ("numa1", "VCPU", 1)]]),
+    ("resources_COMPUTE1=VCPU:1&resources_COMPUTE2=MEMORY_MB:1024&same_subtree=_COMPUTE1,_COMPUTE2"
+     "&group_policy=isolate", "1.36", []),
+    ("resources=VCPU:1&required_NIC=CUSTOM_HW_NIC_ROOT&resources_PORT1=CUSTOM_VF:4&required_PORT1=CUSTOM_PHYSNET1"
+     "&resources_PORT2=CUSTOM_VF:4&required_PORT2=CUSTOM_PHYSNET2&same_subtree=_NIC,_PORT1,_PORT2&group_policy=none",
+     "1.36", [[("cn2", "VCPU", 1), ("pf1_1", "CUSTOM_VF", 4), ("pf1_2", "CUSTOM_VF", 4)]]),
+    ("resources_PORT1=CUSTOM_VF:8&required_PORT2=CUSTOM_PHYSNET1&same_subtree=_PORT1,_PORT2&group_policy=none",
+     "1.36", [[("pf3_1", "CUSTOM_VF", 8)]]),
+    ("resources_COMPUTE1=VCPU:1&required_COMPUTE2=CUSTOM_FOO&required_COMPUTE3=HW_NUMA_ROOT"
+     "&same_subtree=_COMPUTE1,_COMPUTE2,_COMPUTE3&group_policy=none", "1.36", [[("numa1", "VCPU", 1)]]),
+]
+
+NUMA_COUNTS = [
+    ("resources=VCPU:1,MEMORY_MB:1024,DISK_GB:100&root_required=!MISC_SHARES_VIA_AGGREGATE", 6),
+    ("resources=VCPU:1&required_NIC=CUSTOM_HW_NIC_ROOT&resources_PORT1=CUSTOM_VF:2&required_PORT1=CUSTOM_PHYSNET1"
+     "&resources_PORT2=CUSTOM_VF:2&required_PORT2=CUSTOM_PHYSNET2&same_subtree=_NIC,_PORT1,_PORT2"
+     "&group_policy=isolate", 5),
+    ("resources=VCPU:1&required_NIC=CUSTOM_HW_NIC_ROOT&resources_PORT1=CUSTOM_VF:2&required_PORT1=CUSTOM_PHYSNET1"
+     "&resources_PORT2A=CUSTOM_VF:1&required_PORT2A=CUSTOM_PHYSNET2&resources_PORT2B=CUSTOM_VF:1"
+     "&required_PORT2B=CUSTOM_PHYSNET2&same_subtree=_NIC,_PORT1,_PORT2A,_PORT2B&group_policy=none", 9),
+    ("resources=VCPU:1&required_NIC=CUSTOM_HW_NIC_ROOT&resources_PORT1=CUSTOM_VF:2&required_PORT1=CUSTOM_PHYSNET1"
+     "&resources_PORT2A=CUSTOM_VF:1&required_PORT2A=CUSTOM_PHYSNET2&resources_PORT2B=CUSTOM_VF:1"
+     "&required_PORT2B=CUSTOM_PHYSNET2&same_subtree=_NIC,_PORT1,_PORT2A,_PORT2B&group_policy=isolate", 4),
+    ("resources_COMPUTE=VCPU:1&resources_ACCEL=CUSTOM_FPGA:1&group_policy=none", 6),
+]
+
+
+async def test_numa_network_scenarios_of_upstream(client):
+    ids = await _numa_network(client)
+    wrong = []
+    for query, version, expected in NUMA_CASES:
+        response = await client.get(f"/allocation_candidates?{query}", version=version)
+        assert response.status_code == 200, (query, response.text)
+        got = _named(response.json(), ids)
+        if got != sorted(sorted(c) for c in expected):
+            wrong.append((query, got))
+    for query, count in NUMA_COUNTS:
+        got = len((await client.get(f"/allocation_candidates?{query}", version="1.36")).json()["allocation_requests"])
+        if got != count:
+            wrong.append((query, got, count))
+    assert wrong == []
