@@ -36,7 +36,7 @@ AGGREGATES = ["1e4b8a1e-7f41-4a55-9d8a-3c4f5f2b1a00", "2e4b8a1e-7f41-4a55-9d8a-3
 H = {"X-Auth-Token": "admin", "OpenStack-API-Version": "placement 1.39"}
 
 # class -> (total, used, max_unit, step_size)
-record = st.tuples(st.integers(1, 8), st.integers(0, 8), st.integers(1, 8), st.sampled_from([1, 1, 2]))
+record = st.tuples(st.integers(1, 10), st.integers(0, 4), st.integers(1, 6), st.sampled_from([1, 1, 2]))
 inventory = st.dictionaries(st.sampled_from(CLASSES), record, max_size=3)
 node = st.fixed_dictionaries({"inventory": inventory, "traits": st.sets(st.sampled_from(TRAITS), max_size=2),
                               "aggregates": st.sets(st.sampled_from([0, 1]), max_size=2)})

@@ -252,3 +252,113 @@ async def test_numa_network_scenarios_of_upstream(client):
         if got != count:
             wrong.append((query, got, count))
     assert wrong == []
+
+
+async def test_shared_resources_scenario_of_upstream(client):
+    """shared-resources.yaml: a provider shares only once it has both the aggregate and the trait."""
+    await client.put("/resource_classes/CUSTOM_MAGIC")
+    cn1 = await client.provider("cn1", inventory={"VCPU": {"total": 20}, "MEMORY_MB": {"total": 100000}})
+    await client.provider("cn2", inventory={"VCPU": {"total": 20}, "MEMORY_MB": {"total": 100000},
+                                            "DISK_GB": {"total": 100000}})
+    share = await client.provider("custom magic share", inventory={"CUSTOM_MAGIC": {"total": 5}})
+    query = "resources=VCPU:1,CUSTOM_MAGIC:1"
+
+    async def seen():
+        listed = (await client.get(f"/resource_providers?{query}")).json()["resource_providers"]
+        body = (await client.get(f"/allocation_candidates?{query}")).json()
+        return len(listed), len(body["allocation_requests"]), len(body["provider_summaries"])
+
+    assert await seen() == (0, 0, 0)
+    for rp in (share, cn1):
+        response = await client.put(f"/resource_providers/{rp['uuid']}/aggregates", json={
+            "aggregates": [AGG], "resource_provider_generation": 1})
+        assert response.status_code == 200, response.text
+    assert await seen() == (0, 0, 0)   # no MISC_SHARES_VIA_AGGREGATE yet
+    response = await client.put(f"/resource_providers/{share['uuid']}/traits", json={
+        "traits": ["MISC_SHARES_VIA_AGGREGATE"], "resource_provider_generation": 2})
+    assert response.status_code == 200, response.text
+    # the provider list wants one provider with everything; candidates combine cn1 with the share
+    assert await seen() == (0, 1, 2)
+
+
+# ---------------------------------------------------------------- upstream's granular world
+
+AGG_A, AGG_B, AGG_C = (f"{n}a0c0e1e-5d1f-4b7a-9c2e-3f4a5b6c7d8e" for n in "abc")
+
+
+async def _granular_world(client) -> dict[str, str]:
+    """The providers of upstream's GranularFixture (rebuilt here): name -> uuid.
+
+    cn_left (aggA; VCPU 8, MEMORY_MB 4096, DISK_GB 500, VGPU 8, SRIOV_NET_VF 8, CUSTOM_NET_MBPS 4000;
+    AVX, AVX2, DXVA, DCB_PFC, CUSTOM_FOO); cn_middle (aggA, aggB; VCPU 8, MEMORY_MB 4096, SRIOV_NET_VF 8,
+    CUSTOM_NET_MBPS 4000; AVX, AVX2, SSE, NIC_ACCEL_TLS); cn_right (aggB, aggC; VCPU 8, MEMORY_MB 4096,
+    DISK_GB 500, VGPU 8 max_unit 2; MMX, DXVA, CUSTOM_DISK_SSD); sharing shr_disk_1 (aggA; DISK_GB 1000;
+    SSD), shr_disk_2 (aggA, aggB; DISK_GB 1000), shr_net (aggC; SRIOV_NET_VF 16, CUSTOM_NET_MBPS 40000)."""
+    for name in ("CUSTOM_NET_MBPS",):
+        await client.post("/resource_classes", json={"name": name})
+    share = "MISC_SHARES_VIA_AGGREGATE"
+    worlds = {
+        "cn_left": ({"VCPU": 8, "MEMORY_MB": 4096, "DISK_GB": 500, "VGPU": 8, "SRIOV_NET_VF": 8,
+                     "CUSTOM_NET_MBPS": 4000},
+                    ["HW_CPU_X86_AVX", "HW_CPU_X86_AVX2", "HW_GPU_API_DXVA", "HW_NIC_DCB_PFC", "CUSTOM_FOO"], [AGG_A]),
+        "cn_middle": ({"VCPU": 8, "MEMORY_MB": 4096, "SRIOV_NET_VF": 8, "CUSTOM_NET_MBPS": 4000},
+                      ["HW_CPU_X86_AVX", "HW_CPU_X86_AVX2", "HW_CPU_X86_SSE", "HW_NIC_ACCEL_TLS"], [AGG_A, AGG_B]),
+        "cn_right": ({"VCPU": 8, "MEMORY_MB": 4096, "DISK_GB": 500, "VGPU": (8, 2)},
+                     ["HW_CPU_X86_MMX", "HW_GPU_API_DXVA", "CUSTOM_DISK_SSD"], [AGG_B, AGG_C]),
+        "shr_disk_1": ({"DISK_GB": 1000}, [share, "CUSTOM_DISK_SSD"], [AGG_A]),
+        "shr_disk_2": ({"DISK_GB": 1000}, [share], [AGG_A, AGG_B]),
+        "shr_net": ({"SRIOV_NET_VF": 16, "CUSTOM_NET_MBPS": 40000}, [share], [AGG_C]),
+    }
+    ids = {}
+    for name, (inventory, traits, aggregates) in worlds.items():
+        records = {rc: ({"total": v[0], "max_unit": v[1]} if isinstance(v, tuple) else {"total": v})
+                   for rc, v in inventory.items()}
+        ids[name] = (await client.provider(name, inventory=records, traits=traits, aggregates=aggregates))["uuid"]
+    return ids
+
+
+# (query at 1.25, candidates, provider summaries)
+GRANULAR_CASES = [
+    ("resources1=VCPU:1&resources2=MEMORY_MB:1024&group_policy=none", 3, 3),
+    ("resources1=VCPU:1&resources2=MEMORY_MB:1024&group_policy=isolate", 0, 0),
+    ("resources1=VCPU:1&resources2=MEMORY_MB:1024&group_policy=isolate&group_policy=none", 0, 0),
+    ("resources=VCPU:3,MEMORY_MB:512&resources1=VCPU:1,MEMORY_MB:1024&resources2=VCPU:2&group_policy=none", 3, 3),
+    ("resources=VCPU:1&resources1=MEMORY_MB:2048", 3, 3),
+    ("resources1=VCPU:1,MEMORY_MB:1024&resources2=DISK_GB:100&group_policy=isolate", 5, 5),
+    ("resources1=VCPU:1,MEMORY_MB:1024&resources2=DISK_GB:100&group_policy=none", 7, 5),
+    ("resources1=DISK_GB:800", 2, 2),
+    ("resources=DISK_GB:800", 2, 2),
+    ("resources1=VCPU:1,MEMORY_MB:1024&resources2=DISK_GB:100&required2=CUSTOM_DISK_SSD&group_policy=isolate",
+     2, 3),
+    ("resources1=VCPU:1&resources2=DISK_GB:100&required2=!CUSTOM_DISK_SSD&group_policy=none", 4, 4),
+    (f"resources1=VCPU:1&resources2=DISK_GB:100&member_of2={AGG_C}&group_policy=none", 1, 1),
+    (f"resources1=VCPU:1&required1=!HW_CPU_X86_SSE&resources2=DISK_GB:100&required2=CUSTOM_DISK_SSD"
+     f"&member_of2=in:{AGG_A},{AGG_C}&group_policy=none", 2, 3),
+    (f"resources1=VCPU:1&resources2=DISK_GB:100&member_of2={AGG_A}&member_of2=in:{AGG_B},{AGG_C}"
+     f"&group_policy=isolate", 3, 4),
+    ("resources1=VCPU:1&resources2=VGPU:1&required2=HW_GPU_API_DXVA&resources3=MEMORY_MB:1024"
+     "&resources4=DISK_GB:100&required4=CUSTOM_DISK_SSD&resources5=DISK_GB:50&required5=!CUSTOM_DISK_SSD"
+     "&resources6=SRIOV_NET_VF:1,CUSTOM_NET_MBPS:1000&resources7=SRIOV_NET_VF:2,CUSTOM_NET_MBPS:2000"
+     "&group_policy=none", 3, None),
+]
+
+
+async def test_granular_scenarios_of_upstream(client):
+    ids = await _granular_world(client)
+    wrong = []
+    for query, count, summaries in GRANULAR_CASES:
+        response = await client.get(f"/allocation_candidates?{query}", version="1.25")
+        assert response.status_code == 200, (query, response.text)
+        body = response.json()
+        got = (len(body["allocation_requests"]), len(body["provider_summaries"]) if summaries is not None else None)
+        if got != (count, summaries):
+            wrong.append((query, got))
+    assert wrong == []
+    # summed groups on one provider: cn_* give VCPU 6 and MEMORY_MB 1536 each
+    body = (await client.get("/allocation_candidates?resources=VCPU:3,MEMORY_MB:512&resources1=VCPU:1,MEMORY_MB:1024"
+                             "&resources2=VCPU:2&group_policy=none", version="1.25")).json()
+    assert [list(p.values()) for p in picks(body)] == [[{"MEMORY_MB": 1536, "VCPU": 6}]] * 3
+    # cn_right's VGPU max_unit of 2 holds for the sum of groups too
+    body = (await client.get("/allocation_candidates?resources1=VGPU:2&resources2=VGPU:1&group_policy=none",
+                             version="1.25")).json()
+    assert sorted(next(iter(p)) for p in picks(body)) == [ids["cn_left"]]
