@@ -138,7 +138,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "discover_hosts_in_cells_interval": "-1",
     },
     "conductor": {
-        # How often the conductor looks for builds stuck past [compute] build_timeout.
+        # How often the conductor looks for builds and deletes stuck past [compute] build_timeout / delete_timeout.
         "reconcile_interval": "60",
     },
     "upgrade_levels": {
@@ -152,6 +152,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "compute": {
         "default_availability_zone": "nova",
         "build_timeout": "600",
+        # Seconds a delete may stay DELETING before a conductor finishes it without the compute host
+        # (at once when the host's service is down).
+        "delete_timeout": "600",
         # The cell (name or uuid) a new compute host of this process joins; empty: the first cell.
         "cell": "",
         # fake: simulated hosts ([fake_driver]); libvirt: this machine is one host named [DEFAULT] host.

@@ -29,6 +29,8 @@ CONDUCTOR = Interface("conductor", [
                   "service_report, compute_node_update, report_many, instances_on_host, get_stats."),
     Change("1.1", "service_report takes version (the reporting service's version).",
            arguments={"service_report": ("version",)}),
+    Change("1.2", "instance_update takes expected_vm_state and expected_host (compare-and-set on them too).",
+           arguments={"instance_update": ("expected_vm_state", "expected_host")}),
 ])
 
 SCHEDULER = Interface("scheduler", [

@@ -63,6 +63,7 @@ class ComputeManager:
         self._sync_task: asyncio.Task | None = None
         self._sync_now = asyncio.Event()
         self.started_at = datetime.utcnow().isoformat(timespec="microseconds")
+        self._started_builds: set[str] | None = set()  # builds this life took, until start-up is over
 
     # ------------------------------------------------------------------ life
 
@@ -75,7 +76,7 @@ class ComputeManager:
             values={**resources, "hypervisor_hostname": self.host}, service_id=(service or {}).get("id"))
         await self.reporter.sync(self.node_uuid, self.host, resources, self.driver.get_traits())
         for instance in await self.conductor.call("instances_on_host", host=self.host):
-            if instance["vm_state"] == "building" and instance["created_at"] < self.started_at:
+            if self._interrupted_build(instance):
                 await self._fail_interrupted_build(instance)
                 continue
             self._flavors[instance["uuid"]] = instance["flavor"]
@@ -87,6 +88,7 @@ class ComputeManager:
                 await self._restore_guest(instance)
         if self.driver.syncs_power_state:  # a real hypervisor: its guests outlive the agent
             await self._remove_orphans()
+        self._started_builds = None  # only needed to tell this life's builds from a previous one's
         await self._report_usage()
         self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")
         interval = self.conf.getfloat("compute", "sync_power_state_interval")
@@ -95,15 +97,35 @@ class ComputeManager:
             self.driver.set_event_handler(lambda uuid: loop.call_soon_threadsafe(self._sync_now.set))
             self._sync_task = asyncio.create_task(self._sync_loop(interval), name=f"compute-{self.host}-sync")
 
+    def _interrupted_build(self, instance: dict) -> bool:
+        """A build of an earlier life of this agent that will not finish: it was spawning, or (in one
+        process, whose queues died with it) its message is lost. Over RabbitMQ a build not yet started
+        still has its message queued: it is left to it."""
+        if instance["vm_state"] != "building" or instance["created_at"] >= self.started_at:
+            return False
+        messages_lost = self.conf.get("DEFAULT", "transport_url").startswith("inproc")
+        return instance["task_state"] == "spawning" or (instance["task_state"] is None and messages_lost)
+
     async def _fail_interrupted_build(self, instance: dict) -> None:
-        """A build this host was running when its agent stopped cannot resume: ERROR, and free what it held."""
+        """A build this host was running when its agent stopped cannot resume: ERROR, and free what it held.
+
+        The build message of that build comes back (it was never acknowledged) and finds the server
+        spawning: it is dropped. A build this agent's new life has started meanwhile is left alone.
+        """
         uuid = instance["uuid"]
-        await self.driver.destroy(instance)
-        await self.ports.release(uuid, instance.get("network_info") or [])
-        await self.reporter.release(uuid)
-        await self._update(uuid, {"vm_state": "error", "task_state": None, "power_state": power.NOSTATE})
-        await self.conductor.call("add_fault", instance_uuid=uuid, code=500, host=self.host,
-                                  message="Build was interrupted by a restart of the compute service.")
+        async with self._locks[uuid]:
+            if uuid in (self._started_builds or ()):
+                return
+            failed = await self._update(uuid, {"vm_state": "error", "task_state": None, "power_state": power.NOSTATE},
+                                        expected_task_state=[instance["task_state"]], expected_vm_state=["building"],
+                                        expected_host=self.host)
+            if failed is None:  # finished, moved or deleted meanwhile
+                return
+            await self.driver.destroy(instance)
+            await self.ports.release(uuid, failed.get("network_info") or [])
+            await self.reporter.release(uuid)
+            await self.conductor.call("add_fault", instance_uuid=uuid, code=500, host=self.host,
+                                      message="Build was interrupted by a restart of the compute service.")
 
     async def _recover_guest(self, instance: dict) -> None:
         """After a restart of the agent (or of the whole host), make guest and database agree again.
@@ -228,10 +250,16 @@ class ComputeManager:
                     await task
         await self.driver.cleanup_host()
 
-    async def _update(self, uuid: str, values: dict, expected_task_state: list | None = None) -> dict | None:
+    async def _update(self, uuid: str, values: dict, expected_task_state: list | None = None,
+                      **expected: Any) -> dict | None:
+        """Report a change through the conductor; None when the instance is not in the expected state.
+
+        ``expected``: ``expected_vm_state`` (a list) and ``expected_host``, compare-and-set as
+        ``expected_task_state`` is.
+        """
         try:
             return await self.conductor.call("instance_update", instance_uuid=uuid, values=values,
-                                              expected_task_state=expected_task_state)
+                                              expected_task_state=expected_task_state, **expected)
         except RemoteError as exc:
             if exc.exc_type in ("NotFound", "UnexpectedTaskState"):
                 LOG.info("instance %s changed under %s: %s", uuid, self.host, exc.message)
@@ -247,8 +275,15 @@ class ComputeManager:
             LOG.warning("the build of %s reached %s after its deadline: left to the conductor", uuid, self.host)
             return
         async with self._locks[uuid]:
-            if await self._update(uuid, {"task_state": "spawning"}, expected_task_state=[None]) is None:
-                return  # deleted before we started
+            # Only a server still waiting for this host is built: a late or repeated message (the server
+            # timed out to ERROR and gave back its claim, is ACTIVE already, was rescheduled elsewhere or
+            # deleted) finds it in another state and is dropped.
+            if await self._update(uuid, {"task_state": "spawning"}, expected_task_state=[None],
+                                  expected_vm_state=["building"], expected_host=self.host) is None:
+                LOG.info("build of %s on %s dropped: the server no longer waits for this build", uuid, self.host)
+                return
+            if self._started_builds is not None:
+                self._started_builds.add(uuid)
             network_info: list[dict] = []
             try:
                 network_info = await self.ports.allocate(instance, request_spec.get("requested_networks") or [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kilonova.compute.cleanup import release_ports
 from kilonova.compute.virt.driver import BuildFailure
 
 LOG = logging.getLogger(__name__)
@@ -79,17 +80,4 @@ class PortBinder:
                 "subnets": subnets}
 
     async def release(self, instance_uuid: str, network_info: list[dict]) -> None:
-        """Delete the ports this server created, unbind the ones the user brought; find strays by device_id."""
-        preexisting = {vif["port_id"] for vif in network_info if vif.get("preexisting")}
-        response = await self.network.get("/v2.0/ports", params={"device_id": instance_uuid})
-        port_ids = {vif["port_id"] for vif in network_info}
-        if response.status_code == 200:
-            port_ids |= {port["id"] for port in response.json().get("ports", [])}
-        for port_id in port_ids:
-            if port_id in preexisting:
-                reply = await self.network.put(f"/v2.0/ports/{port_id}", json={"port": {
-                    "device_id": "", "device_owner": "", "binding:host_id": ""}})
-            else:
-                reply = await self.network.delete(f"/v2.0/ports/{port_id}")
-            if reply.status_code not in (200, 204, 404):
-                LOG.error("could not release port %s of %s: %s", port_id, instance_uuid, reply.text[:200])
+        await release_ports(self.network, instance_uuid, network_info)

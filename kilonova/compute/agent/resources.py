@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+from kilonova.compute.cleanup import release_allocations
+
 LOG = logging.getLogger(__name__)
 
 
@@ -71,6 +73,4 @@ class ProviderReporter:
         raise RuntimeError(f"could not update resource provider {name}: too many concurrent changes")
 
     async def release(self, consumer_uuid: str) -> None:
-        response = await self.placement.delete(f"/allocations/{consumer_uuid}")
-        if response.status_code not in (204, 404):
-            LOG.error("could not release allocations of %s: %s", consumer_uuid, response.text[:200])
+        await release_allocations(self.placement, consumer_uuid)

@@ -7,8 +7,8 @@ from kilonova.common.context import RequestContext
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget
 from kilonova.compute.api import lookup
-from kilonova.compute.db import build_requests, instances, mappings
-from kilonova.compute.db.instances import UnexpectedTaskState
+from kilonova.compute.cleanup import delete_locally, release_allocations
+from kilonova.compute.db import build_requests, instances, mappings, services
 
 LOG = logging.getLogger(__name__)
 
@@ -20,38 +20,34 @@ class ServerDeleter:
     async def delete(self, ctx: RequestContext, ref: lookup.ServerRef) -> None:
         if ref.cell is None:
             if await self.svc.api_db.write(_forget_build_request, ref.uuid):
-                await self.release_allocations(ref.uuid)
+                await release_allocations(self.svc.placement, ref.uuid)
                 return
             ref = await lookup.find(self.svc, ctx, ref.uuid)  # the conductor created it meanwhile
         await self.svc.api_db.write(_queue_for_delete, ref.uuid)
         server = ref.server
         if ref.cell.is_cell0 or not server.get("host"):
-            await self.local_delete(ref)
+            await self.local_delete(ref.cell, server)
             return
         try:
             server = await ref.cell.db.write(instances.update, ref.uuid, {"task_state": "deleting"})
-        except (UnexpectedTaskState, NotFound):
+        except NotFound:
+            return
+        down_time = self.svc.conf.getfloat("DEFAULT", "service_down_time")
+        if not await ref.cell.db.read(services.compute_is_up, server["host"], down_time):
+            # As Nova does: a message to a dead host would wait for it; the guest of a host that comes
+            # back is removed by its agent's start-up clean-up.
+            LOG.warning("compute service of %s is down; deleting %s locally", server["host"], ref.uuid)
+            await self.local_delete(ref.cell, server)
             return
         try:
             await self.svc.compute_rpc(server["host"]).cast("terminate_instance", instance=server)
         except NoSuchTarget:
             LOG.warning("compute host %s is not reachable; deleting %s locally", server["host"], ref.uuid)
-            await self.local_delete(ref)
+            await self.local_delete(ref.cell, server)
 
-    async def local_delete(self, ref: lookup.ServerRef) -> None:
-        """Delete without the compute agent: records, ports and allocations."""
-        for vif in ref.server.get("network_info") or []:
-            await self.svc.network_admin.delete(f"/v2.0/ports/{vif['port_id']}")
-        try:
-            await ref.cell.db.write(instances.soft_delete, ref.uuid)
-        except NotFound:
-            pass
-        await self.release_allocations(ref.uuid)
-
-    async def release_allocations(self, uuid: str) -> None:
-        response = await self.svc.placement.delete(f"/allocations/{uuid}")
-        if response.status_code not in (204, 404):
-            LOG.error("could not release allocations of %s: %s %s", uuid, response.status_code, response.text)
+    async def local_delete(self, cell, server: dict) -> None:
+        """Delete without the compute agent: ports, allocations and the instance record."""
+        await delete_locally(cell, self.svc.placement, self.svc.network_admin, server)
 
 
 def _forget_build_request(session, uuid: str) -> bool:

@@ -8,19 +8,28 @@ RPC methods (target ``conductor``):
   alternate and retry there, or put the server in ERROR when none is left.
 * ``instance_update`` / ``instance_destroy`` / ``add_fault`` / ``service_report`` /
   ``compute_node_update`` / ``instances_on_host`` — state reported by agents.
+
+Reconcile passes (``reconcile_stuck_builds``, ``reconcile_stuck_deletes``) give every
+build and delete a deadline. Several conductors may run them at once: each change
+they make is a compare-and-set on the instance's state, so only one of them acts.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
+
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, error_payload, redelivered
 from kilonova.compute.cells import Cell, Cells
+from kilonova.compute.cleanup import delete_locally, release_allocations
 from kilonova.compute.db import build_requests, compute_nodes, instances, mappings, services
+from kilonova.compute.db.instances import UnexpectedTaskState
 
 LOG = logging.getLogger(__name__)
 # select_destinations calls one conductor has under way at once.
@@ -28,12 +37,13 @@ SCHEDULING_CALLS = 8
 
 
 class ConductorManager:
-    def __init__(self, conf, cells: Cells, scheduler, compute_rpc, placement):
+    def __init__(self, conf, cells: Cells, scheduler, compute_rpc, placement, network=None):
         self.conf = conf
         self.cells = cells
         self.scheduler = scheduler
         self.compute_rpc = compute_rpc  # host -> RPCClient
         self.placement = placement
+        self.network = network  # the network service as the service user: ports of deletes finished here
         self._cell_of: dict[str, Cell] = {}
         # Seconds each select_destinations call took, per server (for benchmarks: get_stats).
         self._decisions: deque[float] = deque(maxlen=100000)
@@ -57,9 +67,7 @@ class ConductorManager:
         return cell
 
     async def _release(self, uuid: str) -> None:
-        response = await self.placement.delete(f"/allocations/{uuid}")
-        if response.status_code not in (204, 404):
-            LOG.error("could not release allocations of %s: %s", uuid, response.text)
+        await release_allocations(self.placement, uuid)
 
     async def _cell_for_host(self, host: str, wanted: str | None = None) -> Cell:
         mapping_cell = await self.cells.api_db.read(_host_cell_uuid, host)
@@ -162,22 +170,48 @@ class ConductorManager:
             await self.build_failed(instance["uuid"], instance["host"], f"compute host {instance['host']} "
                                     "is not reachable", spec, alternates, attempt)
 
-    async def _bury_in_cell0(self, uuid: str, reason: str) -> None:
+    async def _bury_in_cell0(self, uuid: str, reason: str) -> bool:
+        """Put a build request that cannot be scheduled into cell0 with a fault; False if not ours to bury.
+
+        Safe beside another conductor burying it too, and after a crash half-way: the cell0 row is
+        written once (its uuid is unique) and only the caller that removes the build request owns
+        the server's fate.
+        """
         pending = await self.cells.api_db.read(build_requests.get, uuid)
         if pending is None:
-            return
+            return False
         values = {k: v for k, v in pending.items() if not k.startswith("_")}
         values.update(vm_state="error", task_state=None)
         cell0 = self.cells.cell0
-        await cell0.db.write(_create_with_fault, values, 500, reason[:255], reason)
-        await self.cells.api_db.write(_promote_build_request, uuid, cell0.uuid)
-        await self._release(uuid)
+        try:
+            await cell0.db.write(_create_with_fault, values, 500, reason[:255], reason)
+        except sa.exc.IntegrityError:
+            pass  # written by another conductor burying it now, or by one that died before the next step
+        if await self.cells.api_db.write(_promote_build_request, uuid, cell0.uuid):
+            await self._release(uuid)
+            return True
+        mapping = await self.cells.api_db.read(mappings.get_instance_mapping, uuid)
+        if mapping is None or self.cells.by_id(mapping.cell_id) is not cell0:
+            await cell0.db.write(instances.purge, uuid)  # scheduled to a host or deleted meanwhile
+        return False
 
     async def build_failed(self, instance_uuid: str, host: str, reason: str, request_spec: dict,
                            alternates: list[dict], attempt: int) -> None:
-        """A host could not build the server: retry on an alternate, or ERROR when none is left."""
-        await self._release(instance_uuid)
+        """A host could not build the server: retry on an alternate, or ERROR when none is left.
+
+        A report that no longer matches the server (it was rescheduled, timed out to ERROR, or this
+        is a repeated delivery) is ignored: releasing now would take a claim that is not that host's.
+        """
         cell = await self._cell_for_instance(instance_uuid)
+        try:
+            current = await cell.db.read(instances.get, instance_uuid)
+        except NotFound:
+            await self._release(instance_uuid)
+            return
+        if current["vm_state"] != "building" or current["host"] != host:
+            LOG.info("ignoring a stale build failure of %s on %s", instance_uuid, host)
+            return
+        await self._release(instance_uuid)
         max_attempts = self.conf.getint("filter_scheduler", "max_attempts")
         remaining = list(alternates)
         while remaining and attempt < max_attempts:
@@ -190,8 +224,9 @@ class ConductorManager:
                 continue
             try:
                 instance = await cell.db.write(instances.update, instance_uuid, {
-                    "host": alternate["host"], "node": alternate["nodename"], "task_state": None})
-            except NotFound:
+                    "host": alternate["host"], "node": alternate["nodename"], "task_state": None},
+                    expected_vm_state=["building"], expected_host=host)
+            except (NotFound, UnexpectedTaskState):  # deleted, or timed out, meanwhile
                 await self._release(instance_uuid)
                 return
             LOG.info("rescheduling %s from %s to %s: %s", instance_uuid, host, alternate["host"], reason)
@@ -202,7 +237,7 @@ class ConductorManager:
             f"Build of instance {instance_uuid} failed on host {host}."
         try:
             await cell.db.write(_set_error, instance_uuid, 500, message, f"Last failure on {host}: {reason}", host)
-        except NotFound:
+        except (NotFound, UnexpectedTaskState):
             pass
 
     async def recover_build_requests(self) -> int:
@@ -223,20 +258,59 @@ class ConductorManager:
         healed = 0
         for cell in self.cells.real():
             for instance in await cell.db.read(instances.find_stuck, "building", horizon):
+                if instance["task_state"] == "deleting":
+                    continue  # being deleted: the stuck-delete sweep's, not a failed build
                 try:
                     await cell.db.write(_set_error, instance["uuid"], 500,
                                         f"Build did not finish within {timeout:.0f} seconds.",
                                         "The compute host did not report the build as finished.", instance["host"])
-                except NotFound:
-                    continue
+                except (NotFound, UnexpectedTaskState):
+                    continue  # finished, deleted, or timed out by another conductor meanwhile
                 await self._release(instance["uuid"])
                 healed += 1
         for server in await self.cells.api_db.read(build_requests.list_for, None):
-            if datetime.fromisoformat(server["created_at"]) < horizon:
-                await self._bury_in_cell0(server["uuid"], f"Build request was not scheduled within {timeout:.0f} "
-                                                          "seconds.")
+            if datetime.fromisoformat(server["created_at"]) < horizon and await self._bury_in_cell0(
+                    server["uuid"], f"Build request was not scheduled within {timeout:.0f} seconds."):
                 healed += 1
         return healed
+
+    async def reconcile_stuck_deletes(self) -> int:
+        """Finish here the deletes no compute agent finishes: its host is down, or ``[compute] delete_timeout``
+        has passed (the message was lost, the agent gave up on a dead conductor, the API died before
+        sending it). Ports, claims, then the row, as the agent would; a live host is told again, so
+        that it destroys the guest when it can."""
+        finished = 0
+        for cell in self.cells.real():
+            try:
+                finished += await self._finish_stuck_deletes(cell)
+            except Exception:  # noqa: BLE001 - a cell that is down must not hold up the others
+                LOG.warning("finishing stuck deletes in cell %s failed; next pass retries", cell.name, exc_info=True)
+        return finished
+
+    async def _finish_stuck_deletes(self, cell: Cell) -> int:
+        timeout = self.conf.getfloat("compute", "delete_timeout")
+        down_time = self.conf.getfloat("DEFAULT", "service_down_time")
+        now = datetime.utcnow()
+        deadline = now - timedelta(seconds=timeout)
+        quiet = now - timedelta(seconds=min(timeout, down_time))  # a down host had this long to report
+        finished = 0
+        for instance in await cell.db.read(instances.find_stuck, None, quiet, task_state="deleting"):
+            uuid, host = instance["uuid"], instance["host"]
+            overdue = datetime.fromisoformat(instance["updated_at"] or instance["created_at"]) < deadline
+            host_up = bool(host) and await cell.db.read(services.compute_is_up, host, down_time)
+            if host_up and not overdue:
+                continue
+            if not await cell.db.write(instances.claim_stale, uuid, "deleting", quiet):
+                continue  # another conductor is finishing it
+            LOG.warning("finishing the delete of %s without its compute host %s (%s)", uuid, host,
+                        "past its deadline" if host_up else "the host is down")
+            if host_up:
+                with contextlib.suppress(RPCError):
+                    await self.compute_rpc(host).cast("terminate_instance", instance=instance)
+            if await delete_locally(cell, self.placement, self.network, instance):
+                finished += 1
+            self._cell_of.pop(uuid, None)
+        return finished
 
     async def get_stats(self) -> dict:
         """What this conductor measured: scheduler decision times in seconds (most recent last)."""
@@ -244,10 +318,12 @@ class ConductorManager:
 
     # ------------------------------------------------------------------ agent reports
 
-    async def instance_update(self, instance_uuid: str, values: dict,
-                              expected_task_state: list | None = None) -> dict:
+    async def instance_update(self, instance_uuid: str, values: dict, expected_task_state: list | None = None,
+                              expected_vm_state: list | None = None, expected_host: str | None = None) -> dict:
+        """An agent's state change; with ``expected_*`` an atomic compare-and-set (UnexpectedTaskState if not)."""
         cell = await self._cell_for_instance(instance_uuid)
-        return await cell.db.write(instances.update, instance_uuid, values, expected_task_state=expected_task_state)
+        return await cell.db.write(instances.update, instance_uuid, values, expected_task_state=expected_task_state,
+                                   expected_vm_state=expected_vm_state, expected_host=expected_host)
 
     async def instance_get(self, instance_uuid: str) -> dict:
         cell = await self._cell_for_instance(instance_uuid)
@@ -402,7 +478,9 @@ def _create_with_fault(session, values: dict, code: int, message: str, details: 
 
 
 def _set_error(session, uuid: str, code: int, message: str, details: str, host: str) -> None:
-    instances.update(session, uuid, {"vm_state": "error", "task_state": None, "power_state": 0})
+    """A build that failed for good: ERROR with a fault, once (UnexpectedTaskState if no longer building)."""
+    instances.update(session, uuid, {"vm_state": "error", "task_state": None, "power_state": 0},
+                     expected_vm_state=["building"])
     instances.add_fault(session, uuid, code, message, details, host)
     instances.finish_action(session, uuid, "create", "Error")
 

@@ -33,7 +33,8 @@ class ConductorService(Service):
         # Builds go to a host over its cell's transport; the scheduler stays on the top-level one.
         self.transports = TransportPool(env.transport, conf.get("DEFAULT", "transport_url"))
         self.router = CellRouter(self.cells, self.transports, timeout, compute_pin=versions.compute_pin(conf))
-        self.manager = ConductorManager(conf, self.cells, scheduler, self.router.client, placement)
+        network = ServiceClient(env.endpoints.http_client("network"), auth)
+        self.manager = ConductorManager(conf, self.cells, scheduler, self.router.client, placement, network)
         self.heartbeat: Heartbeat | None = None
         self._reconciler: asyncio.Task | None = None
         self._cell_transports: set[str] = set()  # cell transport URLs this conductor also serves on
@@ -74,14 +75,18 @@ class ConductorService(Service):
 
     async def _reconcile_forever(self) -> None:
         interval = self.conf.getfloat("conductor", "reconcile_interval")
+        steps = (self._refresh_cells, self.manager.reconcile_stuck_builds, self.manager.reconcile_stuck_deletes)
         while True:
             await asyncio.sleep(interval)
-            try:
-                self.cells.load()  # cells created since: serve their transports too
-                await self._serve_cell_transports()
-                await self.manager.reconcile_stuck_builds()
-            except Exception:  # noqa: BLE001 - the loop must survive a bad pass and try again
-                LOG.exception("reconciling stuck builds failed; retrying in %ss", interval)
+            for step in steps:  # one failing step does not hold up the others
+                try:
+                    await step()
+                except Exception:  # noqa: BLE001 - the loop must survive a bad pass and try again
+                    LOG.exception("reconcile step %s failed; retrying in %ss", step.__name__, interval)
+
+    async def _refresh_cells(self) -> None:
+        self.cells.load()  # cells created since: serve their transports too
+        await self._serve_cell_transports()
 
     async def after_start(self) -> None:
         self._reconciler = asyncio.create_task(self._reconcile_forever(), name="conductor-reconcile")

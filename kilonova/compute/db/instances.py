@@ -81,10 +81,12 @@ def get(session: Session, uuid: str, read_deleted: bool = False) -> dict[str, An
     return to_dict(_get_row(session, uuid, read_deleted))
 
 
-def update(session: Session, uuid: str, values: dict[str, Any],
-           expected_task_state: list | None = None, expected_vm_state: list | None = None) -> dict[str, Any]:
+def update(session: Session, uuid: str, values: dict[str, Any], expected_task_state: list | None = None,
+           expected_vm_state: list | None = None, expected_host: str | None = None) -> dict[str, Any]:
     """Update an instance; with ``expected_*`` the update is a compare-and-swap.
 
+    The expectations are checked again by the UPDATE itself, so of two writers racing on the same
+    state (an agent starting a build, a conductor timing it out) exactly one wins.
     Runs on every state change of every server: plain row read and table-level UPDATE, no ORM objects.
     """
     row = session.execute(_LIVE_ROW, {"uuid": uuid}).mappings().first()
@@ -97,6 +99,9 @@ def update(session: Session, uuid: str, values: dict[str, Any],
     if expected_vm_state is not None and current["vm_state"] not in expected_vm_state:
         raise UnexpectedTaskState(f"Conflict updating instance {uuid}. Expected vm_state "
                                   f"{expected_vm_state}, actual {current['vm_state']}")
+    if expected_host is not None and current["host"] != expected_host:
+        raise UnexpectedTaskState(f"Conflict updating instance {uuid}. Expected host "
+                                  f"{expected_host}, actual {current['host']}")
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key == "metadata":
@@ -110,13 +115,44 @@ def update(session: Session, uuid: str, values: dict[str, Any],
     if "flavor" in changes:
         flavor = changes["flavor"] or {}
         columns.update(vcpus=int(flavor.get("vcpus") or 0), memory_mb=int(flavor.get("memory_mb") or 0))
-    session.execute(_UPDATE_BY_ID, {"row_id": current["id"], **columns})
+    guards = _guards(expected_task_state, expected_vm_state, expected_host)
+    if not guards:
+        session.execute(_UPDATE_BY_ID, {"row_id": current["id"], **columns})
+    elif session.execute(_UPDATE_BY_ID.where(_TABLE.c.deleted == 0, *guards),
+                         {"row_id": current["id"], **columns}).rowcount != 1:
+        raise UnexpectedTaskState(f"Conflict updating instance {uuid}: its state changed during the update")
     # An ORM copy loaded earlier in this transaction would now be stale.
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Instance) and obj.uuid == uuid:
             session.expire(obj)
     current.update(changes)
     return _plain(current)
+
+
+def _guards(expected_task_state: list | None, expected_vm_state: list | None,
+            expected_host: str | None) -> list:
+    guards = []
+    for column, expected in ((_TABLE.c.task_state, expected_task_state), (_TABLE.c.vm_state, expected_vm_state)):
+        if expected is not None:
+            values = [value for value in expected if value is not None]
+            guard = column.in_(values)
+            guards.append(sa.or_(guard, column.is_(None)) if None in expected else guard)
+    if expected_host is not None:
+        guards.append(_TABLE.c.host == expected_host)
+    return guards
+
+
+def claim_stale(session: Session, uuid: str, task_state: str, older_than: datetime) -> bool:
+    """Take over an operation nobody has moved for a while: True for the one caller that gets it.
+
+    Bumps ``updated_at``, so another conductor sweeping at the same moment (or this one's next
+    pass) sees the operation as recently handled and leaves it alone.
+    """
+    stale = sa.func.coalesce(_TABLE.c.updated_at, _TABLE.c.created_at) < older_than
+    taken = session.execute(_TABLE.update().where(_TABLE.c.uuid == uuid, _TABLE.c.deleted == 0,
+                                                  _TABLE.c.task_state == task_state, stale)
+                            .values(updated_at=utcnow()))
+    return taken.rowcount == 1
 
 
 def soft_delete(session: Session, uuid: str) -> dict[str, Any]:
@@ -247,10 +283,16 @@ def list_by_host(session: Session, host: str) -> list[dict[str, Any]]:
         sa.select(Instance).where(Instance.host == host, Instance.deleted == 0))]
 
 
-def find_stuck(session: Session, vm_state: str, older_than: datetime) -> list[dict[str, Any]]:
-    return [to_dict(row) for row in session.scalars(
-        sa.select(Instance).where(Instance.vm_state == vm_state, Instance.deleted == 0,
-                                  sa.func.coalesce(Instance.updated_at, Instance.created_at) < older_than))]
+def find_stuck(session: Session, vm_state: str | None, older_than: datetime,
+               task_state: str | None = None) -> list[dict[str, Any]]:
+    """Live instances in ``vm_state`` (and/or ``task_state``) that nothing has updated since ``older_than``."""
+    stmt = sa.select(Instance).where(Instance.deleted == 0,
+                                     sa.func.coalesce(Instance.updated_at, Instance.created_at) < older_than)
+    if vm_state is not None:
+        stmt = stmt.where(Instance.vm_state == vm_state)
+    if task_state is not None:
+        stmt = stmt.where(Instance.task_state == task_state)
+    return [to_dict(row) for row in session.scalars(stmt)]
 
 
 def assert_exists(session: Session, uuid: str) -> None:

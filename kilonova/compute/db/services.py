@@ -104,3 +104,9 @@ def delete(session: Session, ident: int | str) -> Service:
     service.deleted = service.id
     session.flush()
     return service
+
+
+def compute_is_up(session: Session, host: str, down_time: float) -> bool:
+    """Whether the compute service of ``host`` heartbeats (False when it never registered)."""
+    service = find(session, host, "nova-compute")
+    return service is not None and is_up(service, down_time)

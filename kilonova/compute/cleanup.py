@@ -1,0 +1,61 @@
+"""What a server holds outside its cell database, given back: its ports and its Placement claims.
+
+Used by the compute agent when it deletes a server, and by the API and the
+conductor when they have to finish a delete without it (its host is down, or
+the delete is past its deadline). Every step may run twice: a port or a claim
+already gone is not an error.
+"""
+from __future__ import annotations
+
+import logging
+
+from kilonova.common.db import NotFound
+from kilonova.compute.db import instances
+
+LOG = logging.getLogger(__name__)
+
+
+async def release_ports(network, instance_uuid: str, network_info: list[dict]) -> None:
+    """Delete the ports the server created, unbind the ones the user brought; find strays by device_id."""
+    preexisting = {vif["port_id"] for vif in network_info if vif.get("preexisting")}
+    response = await network.get("/v2.0/ports", params={"device_id": instance_uuid})
+    port_ids = {vif["port_id"] for vif in network_info}
+    if response.status_code == 200:
+        port_ids |= {port["id"] for port in response.json().get("ports", [])}
+    for port_id in port_ids:
+        if port_id in preexisting:
+            reply = await network.put(f"/v2.0/ports/{port_id}", json={"port": {
+                "device_id": "", "device_owner": "", "binding:host_id": ""}})
+        else:
+            reply = await network.delete(f"/v2.0/ports/{port_id}")
+        if reply.status_code not in (200, 204, 404):
+            LOG.error("could not release port %s of %s: %s", port_id, instance_uuid, reply.text[:200])
+
+
+async def release_allocations(placement, consumer: str) -> None:
+    response = await placement.delete(f"/allocations/{consumer}")
+    if response.status_code not in (204, 404):
+        LOG.error("could not release allocations of %s: %s %s", consumer, response.status_code, response.text[:200])
+
+
+async def delete_locally(cell, placement, network, instance: dict) -> bool:
+    """Finish a delete without the compute agent: ports, claims, then the instance row.
+
+    The row goes last, so a crash half-way leaves the server DELETING for the next attempt
+    (the stuck-delete sweep) instead of a deleted server still holding ports or capacity.
+    False when the instance was already gone.
+    """
+    uuid = instance["uuid"]
+    if network is not None:
+        await release_ports(network, uuid, instance.get("network_info") or [])
+    await release_allocations(placement, uuid)
+    try:
+        await cell.db.write(_soft_delete_finished, uuid)
+    except NotFound:
+        return False
+    return True
+
+
+def _soft_delete_finished(session, uuid: str) -> None:
+    instances.soft_delete(session, uuid)
+    instances.finish_action(session, uuid, "delete")
