@@ -7,8 +7,10 @@ Finds (like ``nova-manage placement audit``, plus the reverse direction):
 * servers on a host that hold no allocation at all.
 
 ``--heal`` deletes orphaned allocations and gives servers without allocations
-the ones their flavor needs on their node. Exit code: 0 nothing found, 3
-problems found (and not all healed), 4 everything found was healed, 1 error.
+the ones their flavor needs on their node. A cell whose database cannot be read
+is reported (its servers' allocations are neither judged nor healed) and the
+audit ends with 1. Exit code: 0 nothing found, 3 problems found (and not all
+healed), 4 everything found was healed, 1 error or a cell not audited.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 
 import httpx
+import sqlalchemy as sa
 
 from kilonova.common.catalog import root_urls
 from kilonova.common.clients import ServiceAuth, ServiceClient
@@ -48,6 +51,7 @@ class Findings:
     orphaned: list[tuple[str, str, str]] = field(default_factory=list)     # consumer, provider, why
     misplaced: list[tuple[str, str, str]] = field(default_factory=list)    # consumer, provider, node
     missing: list[tuple[str, dict]] = field(default_factory=list)          # instance uuid, instance
+    unaudited: dict[str, str] = field(default_factory=dict)                # cell name -> why not
     healed: int = 0
 
     @property
@@ -97,7 +101,7 @@ class Auditor:
         return response.json()
 
     async def _instance(self, uuid: str) -> dict | None:
-        """The live server with this uuid (a build request counts), or None."""
+        """The live server with this uuid (a build request counts), or None; CellUnreadable if its cell fails."""
         mapping = await self.api_db.read(mappings.get_instance_mapping, uuid)
         if mapping is None:
             return None
@@ -108,7 +112,7 @@ class Auditor:
         if cell is None:
             return None
         try:
-            return await cell.db.read(instances.get, uuid)
+            return await _read_cell(cell, instances.get, uuid)
         except NotFound:
             return None
 
@@ -124,7 +128,11 @@ class Auditor:
             allocations = (await self._json(f"/resource_providers/{provider['uuid']}/allocations"))["allocations"]
             for consumer in sorted(allocations):
                 seen.add(consumer)
-                instance = await self._instance(consumer)
+                try:
+                    instance = await self._instance(consumer)
+                except CellUnreadable as exc:  # its server cannot be looked at: leave its claim alone
+                    findings.unaudited.setdefault(exc.cell, exc.reason)
+                    continue
                 if instance is None:
                     findings.orphaned.append((consumer, provider["uuid"], "no such server"))
                     self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
@@ -135,7 +143,11 @@ class Auditor:
                              f"{instance['node']}")
         if not only_provider:
             for cell in self.cells.real():
-                rows = await cell.db.read(instances.query, project_id=None, filters={}, limit=None)
+                try:
+                    rows = await _read_cell(cell, instances.query, project_id=None, filters={}, limit=None)
+                except CellUnreadable as exc:
+                    findings.unaudited.setdefault(exc.cell, exc.reason)
+                    continue
                 for row in rows:
                     if row["uuid"] in seen or not row.get("node") or row["vm_state"] not in HOLDS_RESOURCES:
                         continue
@@ -160,6 +172,22 @@ class Auditor:
                 self.say(f"Created allocations for server {uuid} on {row['node']}")
 
 
+class CellUnreadable(Exception):
+    def __init__(self, cell: str, reason: str):
+        super().__init__(f"cell {cell}: {reason}")
+        self.cell = cell
+        self.reason = reason
+
+
+async def _read_cell(cell: cells_mod.Cell, fn, *args, **kwargs):
+    """A read of a cell database; its failure (down, not migrated, ...) becomes CellUnreadable."""
+    try:
+        return await cell.read(fn, *args, **kwargs)
+    except (cells_mod.CellDown, sa.exc.SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise CellUnreadable(cell.name, reason) from exc
+
+
 async def _run(args: argparse.Namespace) -> int:
     conf = load_conf(args)
     urls = root_urls(conf)
@@ -177,18 +205,27 @@ async def _run(args: argparse.Namespace) -> int:
         auditor.close()
         await identity.aclose()
         await placement.http.aclose()
+    return report(findings, args.heal)
+
+
+def report(findings: Findings, heal: bool) -> int:
+    """Print the summary of an audit (``heal``: whether healing was asked for); returns its exit code."""
     print(f"Processed allocations: {len(findings.orphaned)} orphaned, {len(findings.misplaced)} on the wrong "
           f"provider, {len(findings.missing)} servers without allocations"
-          + (f"; healed {findings.healed}" if args.heal else ""))
+          + (f"; healed {findings.healed}" if heal else ""))
+    for cell, reason in sorted(findings.unaudited.items()):
+        print(f"Cell {cell} could not be audited (its servers' allocations were left alone): {reason}")
+    if findings.unaudited:
+        return 1
     if not findings.problems:
         return 0
-    return 4 if args.heal and findings.healed == len(findings.orphaned) + len(findings.missing) \
+    return 4 if heal and findings.healed == len(findings.orphaned) + len(findings.missing) \
         and not findings.misplaced else 3
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(args))
-    except (RuntimeError, httpx.HTTPError) as exc:
+    except (RuntimeError, httpx.HTTPError, sa.exc.SQLAlchemyError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
