@@ -217,6 +217,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "memory_mb": "131072",
         "disk_gb": "2048",
         "spawn_delay": "0.0",
+        # Seconds each guest's destroy takes (to hold a delete mid-way in tests).
+        "destroy_delay": "0.0",
         # Comma-separated host names whose spawns fail (failure injection for tests).
         "fail_spawn_hosts": "",
     },

@@ -115,6 +115,12 @@ class Cluster:
             sections.setdefault(section, {}).update(options)
         return write_ini(self.workdir / f"{name}.conf", sections)
 
+    def compute_config(self, name: str, cell: str, **fake_driver: str) -> Path:
+        """The configuration of compute process ``name``: two fake hosts ``<cell>-host1/2`` in ``cell``;
+        ``fake_driver`` overrides options of ``[fake_driver]`` (a restart applies them)."""
+        return self.variant(name, {"compute": {"cell": cell}, "fake_driver": {
+            "hosts": "2", "host_prefix": f"{cell}-host", **fake_driver}})
+
     def start(self, name: str, services: list[str], config: Path | None = None) -> Process:
         process = Process(name, ["--config", str(config or self.config), "serve", *services],
                           self.workdir / f"{name}.log")
@@ -222,6 +228,12 @@ class Cluster:
                             headers={"X-Auth-Token": self.token(), "OpenStack-API-Version": "placement 1.36"},
                             timeout=30)
 
+    def network_api(self):
+        import httpx
+
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.base_port + 4}",
+                            headers={"X-Auth-Token": self.token()}, timeout=30)
+
     def usage(self) -> dict[str, int]:
         """Total Placement usage over every provider, by resource class."""
         totals: dict[str, int] = {}
@@ -269,10 +281,6 @@ def two_cell_deployment(kind: str, *, second_controller: bool = True,
                            "--transport-url", transport_url)
             cluster.manage("db", "sync")
 
-            def compute(name: str, cell: str) -> Path:
-                return cluster.variant(name, {"compute": {"cell": cell},
-                                              "fake_driver": {"hosts": "2", "host_prefix": f"{cell}-host"}})
-
             groups = [
                 [("identity", ["identity"], None)],
                 [("placement", ["placement"], None), ("image", ["image"], None), ("network", ["network"], None)],
@@ -281,8 +289,8 @@ def two_cell_deployment(kind: str, *, second_controller: bool = True,
             if second_controller:
                 groups.append([("controller2", ["conductor", "scheduler"],
                                 cluster.variant("controller2", {"DEFAULT": {"host": "controller2"}}))])
-            groups.append([("compute-cell1", ["compute"], compute("compute-cell1", "cell1")),
-                           ("compute-cell2", ["compute"], compute("compute-cell2", "cell2"))])
+            groups.append([("compute-cell1", ["compute"], cluster.compute_config("compute-cell1", "cell1")),
+                           ("compute-cell2", ["compute"], cluster.compute_config("compute-cell2", "cell2"))])
             cluster.start_all(groups)
             cluster.write_clouds_yaml()
             yield cluster

@@ -7,6 +7,10 @@ checks what a user and an operator would see afterwards: each server ACTIVE,
 or ERROR with a fault saying why, within a deadline; Placement holding exactly
 the claims of the servers that exist, each on the server's own host; and
 ``kilonova manage placement audit`` clean.
+
+A compute is caught mid-boot or mid-delete by holding the fake hypervisor in ``spawn`` or
+``destroy`` (``[fake_driver] spawn_delay`` / ``destroy_delay``, set by restarting it) and
+waiting until RabbitMQ shows the message in its hands (delivered, not acknowledged).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from tests.distributed.cluster import two_cell_deployment, wait_for
 
 TINY_MB = 512
 RPC_TIMEOUT = 20
+CELL1_HOSTS = ("cell1-host1", "cell1-host2")
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +45,26 @@ def image(cluster):
     return next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
 
 
-def boot(api, image: str, name: str) -> str:
+@pytest.fixture(scope="module")
+def zone1(cluster):
+    """cell1's hosts as availability zone "zone1": a server booted there runs on compute-cell1."""
+    with cluster.compute_api("2.60") as api:
+        aggregate = api.post("/os-aggregates", json={"aggregate": {"name": "cell1-hosts",
+                                                                   "availability_zone": "zone1"}})
+        assert aggregate.status_code == 200, aggregate.text
+        for host in CELL1_HOSTS:
+            added = api.post(f"/os-aggregates/{aggregate.json()['aggregate']['id']}/action",
+                             json={"add_host": {"host": host}})
+            assert added.status_code == 200, added.text
+    return "zone1"
+
+
+def boot(api, image: str, name: str, zone: str | None = None) -> str:
     flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
-    response = api.post("/servers", json={"server": {"name": name, "flavorRef": flavor, "imageRef": image,
-                                                     "networks": "auto"}})
+    server = {"name": name, "flavorRef": flavor, "imageRef": image, "networks": "auto"}
+    if zone:
+        server["availability_zone"] = zone
+    response = api.post("/servers", json={"server": server})
     assert response.status_code == 202, response.text
     return response.json()["server"]["id"]
 
@@ -88,13 +109,39 @@ def delete_all(cluster, api, ids: list[str]) -> None:
     assert audit.returncode == 0, audit.stdout
 
 
-def queued(cluster, queue: str) -> int:
-    """Messages waiting in one of the deployment's RabbitMQ queues."""
+def queue_counts(cluster, column: str = "messages") -> dict[str, int]:
+    """One column of ``rabbitmqctl list_queues`` for each of the deployment's queues."""
     vhost = cluster.sections["DEFAULT"]["transport_url"].rsplit("/", 1)[1]
-    listed = subprocess.run(["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name", "messages"],
+    listed = subprocess.run(["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name", column],
                             check=True, capture_output=True, text=True, timeout=60).stdout
-    return sum(int(count) for name, count in (line.split() for line in listed.splitlines() if line.strip())
-               if name == queue)
+    rows = (line.split() for line in listed.splitlines() if line.strip())
+    return {name: int(count) for name, count in rows if count.isdigit()}  # (-q still prints a header)
+
+
+def queued(cluster, queue: str) -> int:
+    """Messages waiting (or in a server's hands) in one of the deployment's RabbitMQ queues."""
+    return queue_counts(cluster).get(queue, 0)
+
+
+def in_hand(cluster, hosts) -> int:
+    """Messages these compute hosts have received and not acknowledged: operations under way there."""
+    counts = queue_counts(cluster, "messages_unacknowledged")
+    return sum(counts.get(f"kilonova.compute.{host}", 0) for host in hosts)
+
+
+def restart_compute_cell1(cluster, **fake_driver: str) -> None:
+    """``kill -9`` compute-cell1 (if it still runs) and start it with these ``[fake_driver]`` options."""
+    cluster.compute_config("compute-cell1", "cell1", **fake_driver)
+    cluster.restart("compute-cell1")
+
+
+def task_state(api, uuid: str) -> str | None:
+    return api.get(f"/servers/{uuid}").json()["server"]["OS-EXT-STS:task_state"]
+
+
+def ports_of(cluster, uuid: str) -> list[dict]:
+    with cluster.network_api() as network:
+        return network.get("/v2.0/ports", params={"device_id": uuid}).json()["ports"]
 
 
 def test_a_conductor_killed_mid_boot_is_replaced_and_the_boot_completes(cluster, api, image):
@@ -141,21 +188,52 @@ def test_a_scheduler_killed_mid_boot_leaves_no_claim_behind(cluster, api, image)
     delete_all(cluster, api, ids)
 
 
-def _one_active(cluster, api, image, name: str) -> dict:
-    [server] = settled(cluster, api, [boot(api, image, name)])
+def _one_active(cluster, api, image, name: str, zone: str | None = None) -> dict:
+    [server] = settled(cluster, api, [boot(api, image, name, zone)])
     assert server["status"] == "ACTIVE", server
     return server
 
 
-def _compute_of(server: dict) -> str:
-    return "compute-" + server["OS-EXT-SRV-ATTR:host"].split("-")[0]  # cell1-host2 -> compute-cell1
+def test_a_compute_killed_mid_boot_and_mid_delete_converges_after_its_restart(cluster, api, image, zone1):
+    """``kill -9`` of a compute while it spawns one server and destroys another, then its restart.
+
+    The delete it was running finishes (its message comes back); the boot ends in ERROR with a fault,
+    its port and claim given back, and its returning build message is dropped.
+    """
+    doomed = _one_active(cluster, api, image, "deleted-mid-way", zone1)
+    restart_compute_cell1(cluster, spawn_delay="60", destroy_delay="60")
+    booting = boot(api, image, "killed-mid-boot", zone1)
+    wait_for(lambda: task_state(api, booting) == "spawning", 30, "the spawn to start", cluster)
+    assert api.delete(f"/servers/{doomed['id']}").status_code == 204
+    wait_for(lambda: in_hand(cluster, CELL1_HOSTS) == 2, 30, "compute-cell1 to hold the spawn and the destroy",
+             cluster)
+    cluster.processes["compute-cell1"].kill()
+    restart_compute_cell1(cluster)  # at normal speed again
+    gone(cluster, api, [doomed["id"]], timeout=60)
+    [server] = settled(cluster, api, [booting], timeout=60)
+    assert server["status"] == "ERROR" and "interrupted" in server["fault"]["message"], server
+    assert ports_of(cluster, booting) == []
+    claims_match(cluster, [server])
+    delete_all(cluster, api, [booting])
 
 
-def test_a_compute_killed_during_a_delete_finishes_it_after_its_restart(cluster, api, image):
-    server = _one_active(cluster, api, image, "compute-dies")
+def test_a_delete_sent_to_a_compute_that_just_died_is_finished_without_it(cluster, api, image, zone1):
+    """compute-cell1 dies; a delete sent before it shows down waits in its queue, the server DELETING.
+
+    Once the host is down the conductor finishes the delete (port, claim, record) while the compute
+    is still dead; when the compute comes back its queued delete changes nothing.
+    (A build message that arrives after the build deadline: tests/unit/test_recovery.py.)
+    """
+    server = _one_active(cluster, api, image, "deleted-while-host-dead", zone1)
+    cluster.processes["compute-cell1"].kill()
     assert api.delete(f"/servers/{server['id']}").status_code == 204
-    cluster.restart(_compute_of(server))
-    gone(cluster, api, [server["id"]], timeout=60)
+    assert task_state(api, server["id"]) == "deleting"  # the API still saw the host up: the delete waits
+    gone(cluster, api, [server["id"]], timeout=30)
+    assert ports_of(cluster, server["id"]) == []
+    claims_match(cluster, [])
+    restart_compute_cell1(cluster)
+    wait_for(lambda: sum(queued(cluster, f"kilonova.compute.{host}") for host in CELL1_HOSTS) == 0, 30,
+             "compute-cell1 to take its queued delete", cluster)
     claims_match(cluster, [])
 
 

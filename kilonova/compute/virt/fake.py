@@ -1,6 +1,6 @@
 """A simulated hypervisor: many of them run in one process, one per fake host.
 
-Spawning takes ``[fake_driver] spawn_delay`` seconds and fails on the hosts
+Spawning takes ``[fake_driver] spawn_delay`` seconds (destroying ``destroy_delay``) and fails on the hosts
 listed in ``[fake_driver] fail_spawn_hosts`` (failure injection for tests).
 Guests keep a power state and a console log, nothing else.
 """
@@ -39,6 +39,7 @@ class FakeDriver(ComputeDriver):
         self.memory_mb = conf.getint("fake_driver", "memory_mb")
         self.disk_gb = conf.getint("fake_driver", "disk_gb")
         self.spawn_delay = conf.getfloat("fake_driver", "spawn_delay")
+        self.destroy_delay = conf.getfloat("fake_driver", "destroy_delay")
         self.failing = host in conf.getlist("fake_driver", "fail_spawn_hosts")
         self.guests: dict[str, _Guest] = {}
 
@@ -63,6 +64,8 @@ class FakeDriver(ComputeDriver):
         self.guests[guest.uuid] = guest
 
     async def destroy(self, instance):
+        if self.destroy_delay:
+            await asyncio.sleep(self.destroy_delay)
         self.guests.pop(instance["uuid"], None)
 
     async def reboot(self, instance, reboot_type):
