@@ -286,6 +286,9 @@ async def test_2_74_host_at_create_is_for_admins_and_must_exist(api, stub):
     forbidden = await api.post("/servers", body, token="demo-token", version="2.74")
     assert forbidden.status_code == 403
     assert "compute:servers:create:requested_destination" in forbidden.json()["forbidden"]["message"]
+    forced = await api.post("/servers", {"server": dict(body["server"], availability_zone="nova:compute1")},
+                            version="2.74")
+    assert forced.status_code == 400 and "mutually exclusive" in forced.text
     missing = await api.post("/servers", body, version="2.74")
     assert missing.status_code == 400, missing.text
     assert missing.json()["badRequest"]["message"] == "Compute host compute1 could not be found."
@@ -365,3 +368,92 @@ async def test_2_83_more_filters_for_non_admins(api, stub):
     assert await names(api, version="2.83", user_id="someone-else") == []
     # Administrators could always use them.
     assert await names(api, token="admin-token", version="2.1", all_tenants="1", key_name="k1") == ["with-key"]
+
+
+# ---------------------------------------------------------------- 2.86 extra spec validation
+
+@pytest.mark.parametrize("key, value, message", [
+    ("hw:cpu_policy", "sometimes", "'sometimes' is not one of: dedicated, shared, mixed."),
+    ("hw:numa_nodes", "0", "'0' is less than the min value of '1'."),
+    ("hw:no_such_thing", "1", "extra spec 'hw:no_such_thing' does not appear to be a valid extra spec."),
+    ("trait:NOT_A_TRAIT", "required", "extra spec 'trait:NOT_A_TRAIT' does not appear to be a valid extra spec."),
+    ("resources1:CUSTOM_GPU", "many", "'many' is not a valid integer value."),
+    ("hw_rng:allowed", "perhaps", "'perhaps' is not a valid boolean-like value."),
+])
+async def test_2_86_known_extra_specs_are_validated(api, key, value, message):
+    body = {"extra_specs": {key: value}}
+    assert (await api.post("/flavors/1/os-extra_specs", body, version="2.85")).status_code == 200
+    refused = await api.post("/flavors/1/os-extra_specs", body, version="2.86")
+    assert refused.status_code == 400
+    assert refused.json()["badRequest"]["message"] == "Validation failed; " + message
+    item = await api.put(f"/flavors/1/os-extra_specs/{key}", {key: value}, version="2.86")
+    assert item.status_code == 400
+
+
+async def test_2_86_valid_and_unknown_namespace_specs_pass(api):
+    specs = {"hw:cpu_policy": "dedicated", "hw:numa_cpus.0": "0-1", "trait:HW_CPU_X86_AVX2": "required",
+             "resources:VCPU": "2", "trait_group1:CUSTOM_FAST": "forbidden", "quota:disk_read_bytes_sec": 10,
+             "my_own:thing": "anything", "capabilities:cpu_info:arch": "x86_64", "hw:boot_menu": True}
+    response = await api.post("/flavors/1/os-extra_specs", {"extra_specs": specs}, version="2.86")
+    assert response.status_code == 200, response.text
+
+
+# ---------------------------------------------------------------- 2.88 hypervisors
+
+async def test_2_88_hypervisors_lose_usage_fields_and_gain_uptime(api, hosts):
+    listed = (await api.get("/os-hypervisors/detail", version="2.87")).json()["hypervisors"]
+    assert "vcpus" in listed[0] and "cpu_info" in listed[0] and "uptime" not in listed[0]
+    node = listed[0]["id"]
+    assert (await api.get("/os-hypervisors/statistics", version="2.87")).status_code == 200
+    assert (await api.get(f"/os-hypervisors/{node}/uptime", version="2.87")).status_code == 501
+    shown = (await api.get(f"/os-hypervisors/{node}", version="2.88")).json()["hypervisor"]
+    assert set(shown) == {"id", "hypervisor_hostname", "state", "status", "hypervisor_type", "hypervisor_version",
+                          "host_ip", "service", "uptime"}
+    assert shown["uptime"] is None
+    assert (await api.get("/os-hypervisors/statistics", version="2.88")).status_code == 404
+    assert (await api.get(f"/os-hypervisors/{node}/uptime", version="2.88")).status_code == 404
+
+
+# ---------------------------------------------------------------- 2.90 hostname (and 2.94 beyond the maximum)
+
+async def test_2_90_hostname_is_shown_to_everyone_and_can_be_changed(api, stub):
+    server = add_server(stub, "vm", hostname="vm-host")
+    path = f"/servers/{server['uuid']}"
+    assert "OS-EXT-SRV-ATTR:hostname" not in (await api.get(path, token="demo-token", version="2.89")).json()["server"]
+    shown = (await api.get(path, token="demo-token", version="2.90")).json()["server"]
+    assert shown["OS-EXT-SRV-ATTR:hostname"] == "vm-host"
+    refused = await api.put(path, {"server": {"hostname": "new-host"}}, token="demo-token", version="2.89")
+    assert refused.status_code == 400
+    changed = await api.put(path, {"server": {"hostname": "new-host"}}, token="demo-token", version="2.90")
+    assert changed.status_code == 200 and changed.json()["server"]["OS-EXT-SRV-ATTR:hostname"] == "new-host"
+    fqdn = await api.put(path, {"server": {"hostname": "new.example.org"}}, token="demo-token", version="2.90")
+    assert fqdn.status_code == 400  # a single label until 2.94
+    assert await names(api, version="2.89", hostname="new") == ["vm"] and \
+        await names(api, version="2.90", hostname="other") == []
+
+
+async def test_2_90_one_hostname_cannot_name_several_servers(api):
+    body = {"server": {"name": "vm", "flavorRef": "1", "imageRef": IMAGE, "networks": "none", "hostname": "vm1",
+                       "min_count": 2}}
+    refused = await api.post("/servers", body, token="demo-token", version="2.90")
+    assert refused.status_code == 400
+    assert refused.json()["badRequest"]["message"] == "Unable to allocate a single hostname to multiple instances"
+
+
+async def test_handlers_of_2_92_to_2_96_beyond_the_maximum(api, stub, monkeypatch):
+    """The maximum stays below 2.92 (nova keypair-add would stop generating keys); what is built for the
+    next versions already answers as upstream does."""
+    from kilonova.compute.api import microversions
+    monkeypatch.setattr(microversions, "MAX", (2, 96))
+    server = add_server(stub, "vm", system_metadata={"pinned_availability_zone": "nova"})
+    shown = (await api.get(f"/servers/{server['uuid']}", token="demo-token", version="2.96")).json()["server"]
+    assert shown["pinned_availability_zone"] == "nova"
+    assert "pinned_availability_zone" not in (await api.get(f"/servers/{server['uuid']}", token="demo-token",
+                                                            version="2.95")).json()["server"]
+    fqdn = await api.put(f"/servers/{server['uuid']}", {"server": {"hostname": "vm.example.org"}},
+                         token="demo-token", version="2.94")
+    assert fqdn.status_code == 200
+    generated = await api.post("/os-keypairs", {"keypair": {"name": "k1"}}, token="demo-token", version="2.92")
+    assert generated.status_code == 400 and "public_key" in generated.text
+    with_at = await api.post("/os-keypairs", {"keypair": {"name": "me@host.k"}}, token="demo-token", version="2.91")
+    assert with_at.status_code == 400

@@ -19,7 +19,6 @@ from starlette.requests import Request
 from kilonova.common.context import RequestContext
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
-from kilonova.compute.api import server_records
 from kilonova.compute.api.microversions import want
 from kilonova.compute.cells import CellDown
 from kilonova.compute.db import build_requests, keypairs, quotas
@@ -229,7 +228,6 @@ def build_instance(ctx: RequestContext, server: dict[str, Any], flavor: dict[str
         "metadata": server.get("metadata") or {},
         "security_groups": [g["name"] for g in server.get("security_groups") or []] or ["default"],
         "tags": server.get("tags") or [],
-        "system_metadata": server_records.system_metadata(server),
         "network_info": [],
         "created_at": datetime.utcnow().isoformat(timespec="microseconds"),
     }

@@ -19,6 +19,10 @@ async def requested(svc, ctx: RequestContext, server: dict[str, Any]) -> dict[st
         return None
     if not ctx.is_admin:
         raise HTTPError(403, "Policy doesn't allow compute:servers:create:requested_destination to be performed.")
+    forced = (server.get("availability_zone") or "").split(":")[1:]  # the zone:host:node form
+    if any(forced):
+        raise HTTPError(400, "One mechanism with host and/or hypervisor_hostname and another mechanism with "
+                             "zone:host:node are mutually exclusive.")
     if host and await svc.api_db.read(mappings.get_host_mapping, host) is None:
         raise HTTPError(400, f"Compute host {host} could not be found.")
     if node and not await _node_exists(svc, host, node):

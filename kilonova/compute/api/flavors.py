@@ -7,7 +7,7 @@ from starlette.requests import Request
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.compute.api import validation
+from kilonova.compute.api import extra_spec_rules, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.common import limit_and_marker, next_links, parse_bool, require_admin
 from kilonova.compute.api.microversions import want
@@ -259,13 +259,15 @@ async def flavor_action(request: Request, flavor_id: str):
 
 # ---------------------------------------------------------------- os-extra_specs
 
-def _spec_values(specs: dict[str, Any]) -> dict[str, str]:
+def _spec_values(request: Request, specs: dict[str, Any]) -> dict[str, str]:
     out = {}
     for key, value in specs.items():
         text = str(value)
         if len(text) > 255:
             raise HTTPError(400, f"Invalid input received: extra_specs value has {len(text)} characters, "
                                  "more than 255.")
+        if want(request, "2.86"):  # the specs upstream knows must be well-formed
+            extra_spec_rules.check(key, text)
         out[key] = text
     return out
 
@@ -279,7 +281,7 @@ async def create_specs(request: Request, flavor_id: str):
     require_admin(request, "os_compute_api:os-flavor-extra-specs:create")
     body = await read_json(request)
     validation.validate(_SPECS_BODY, body)
-    specs = _spec_values(body["extra_specs"])
+    specs = _spec_values(request, body["extra_specs"])
     await _get(request, flavor_id)
     await compute_api(request).api_db.write(flavors.set_extra_specs, flavor_id, specs)
     return json_response(body)
@@ -300,7 +302,7 @@ async def update_spec(request: Request, flavor_id: str, key: str):
     if key not in body:
         raise HTTPError(400, "Request body and URI mismatch")
     await _get(request, flavor_id)
-    await compute_api(request).api_db.write(flavors.set_extra_specs, flavor_id, _spec_values(body))
+    await compute_api(request).api_db.write(flavors.set_extra_specs, flavor_id, _spec_values(request, body))
     return json_response(body)
 
 

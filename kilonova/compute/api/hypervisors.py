@@ -37,14 +37,20 @@ def view(request: Request, node, service, *, detail: bool, servers: list | None 
                             "state": "up" if services.is_up(service, down_time) else "down",
                             "status": "disabled" if service.disabled else "enabled"}
     if detail:
-        body.update({field: getattr(node, field) for field in _USAGE_FIELDS})
-        free_disk = node.local_gb - node.local_gb_used
         body.update(hypervisor_type=node.hypervisor_type, hypervisor_version=node.hypervisor_version,
-                    free_ram_mb=node.memory_mb - node.memory_mb_used, free_disk_gb=free_disk,
-                    current_workload=0, disk_available_least=free_disk, host_ip=node.host_ip,
-                    cpu_info=_cpu_info(request, node.cpu_info),
+                    host_ip=node.host_ip,
                     service={"id": service.uuid if want(request, "2.53") else service.id, "host": node.host,
                              "disabled_reason": service.disabled_reason})
+        if want(request, "2.88"):
+            # The usage fields are gone (Placement has them); uptime would need the host's driver to
+            # answer it, which no driver here does, so it is null as upstream shows it then.
+            body["uptime"] = None
+        else:
+            body.update({field: getattr(node, field) for field in _USAGE_FIELDS})
+            free_disk = node.local_gb - node.local_gb_used
+            body.update(free_ram_mb=node.memory_mb - node.memory_mb_used, free_disk_gb=free_disk,
+                        current_workload=0, disk_available_least=free_disk,
+                        cpu_info=_cpu_info(request, node.cpu_info))
     if servers or (servers is not None and want(request, "2.75")):  # from 2.75 even when there are none
         body["servers"] = servers
     return body
@@ -158,6 +164,8 @@ async def show_hypervisor(request: Request, hypervisor_id: str):
 
 async def hypervisor_uptime(request: Request, hypervisor_id: str):
     """The host's uptime needs a call to its compute agent, which no driver here answers: 501 as upstream."""
+    if want(request, "2.88"):
+        raise HTTPError(404, "The resource could not be found.")
     require_admin(request, "os_compute_api:os-hypervisors:uptime")
     await _find(request, hypervisor_id)
     raise HTTPError(501, "Feature not supported.")
@@ -183,6 +191,8 @@ async def hypervisor_servers(request: Request, pattern: str):
 
 
 async def statistics(request: Request):
+    if want(request, "2.88"):
+        raise HTTPError(404, "The resource could not be found.")
     require_admin(request, "os_compute_api:os-hypervisors:statistics")
     stats = dict.fromkeys(("count", "vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used",
                            "local_gb_used", "free_ram_mb", "free_disk_gb", "current_workload", "running_vms",

@@ -39,6 +39,13 @@ def _create_schema(*, typed: bool, with_user: bool) -> dict:
 _CREATE = _create_schema(typed=False, with_user=False)
 _CREATE_22 = _create_schema(typed=True, with_user=False)
 _CREATE_210 = _create_schema(typed=True, with_user=True)
+# 2.92: keys are imported only (no more generated private keys), and names may hold '@' and '.'.
+_CREATE_292 = _create_schema(typed=True, with_user=True)
+_CREATE_292["properties"]["keypair"]["required"] = ["name", "public_key"]
+_CREATE_292["properties"]["keypair"]["properties"]["name"] = {
+    "allOf": [validation.NAME, {"type": "string", "pattern": r"^[_\-\@\. a-zA-Z0-9]+$", "minLength": 1,
+                                "maxLength": 255}]}
+_SAFE_292 = _SAFE | set("@.")
 
 
 def _invalid(reason: str) -> HTTPError:
@@ -118,8 +125,8 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
-def _check_name(name: str) -> None:
-    if set(name) - _SAFE:
+def _check_name(name: str, safe: set[str] = _SAFE) -> None:
+    if set(name) - safe:
         raise _invalid("Keypair name contains unsafe characters")
     if not 1 <= len(name) <= 255:
         raise _invalid("Keypair name must be string and between 1 and 255 characters long")
@@ -135,13 +142,14 @@ def _create_in_db(session, values: dict[str, Any], limit: int):
 
 async def create_keypair(request: Request):
     body = await read_json(request)
-    schema = _CREATE_210 if want(request, "2.10") else _CREATE_22 if want(request, "2.2") else _CREATE
+    schema = _CREATE_292 if want(request, "2.92") else _CREATE_210 if want(request, "2.10") else \
+        _CREATE_22 if want(request, "2.2") else _CREATE
     validation.validate(schema, body)
     params = body["keypair"]
     ctx = request.state.context
     user_id = _target_user(request, "create", params.get("user_id"))
     name, key_type = params["name"], params.get("type", "ssh")
-    _check_name(name)
+    _check_name(name, _SAFE_292 if want(request, "2.92") else _SAFE)
     private_key = None
     if "public_key" in params:
         public_key = params["public_key"]

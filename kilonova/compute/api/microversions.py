@@ -88,7 +88,8 @@ VERSIONS = {
     "2.72": "Ports with a resource request at create (the network service has no QoS: no change).",
     "2.73": "Lock with a locked_reason; locked_reason in server views; locked filter and sort key.",
     "2.74": "host / hypervisor_hostname at server create (admins), honoured by the scheduler.",
-    "2.75": "Unknown server-list parameters are 400; PUT answers the full server; flavor swap 0; hypervisor servers always listed.",
+    "2.75": "Unknown server-list parameters are 400; PUT answers the full server; flavor swap 0; hypervisor "
+            "servers always listed.",
     "2.76": "power-update external event (no os-server-external-events API here: no change).",
     "2.77": "Availability zone at unshelve (no shelve here: no change).",
     "2.78": "GET /servers/{id}/topology (no NUMA topologies here: always empty).",
@@ -99,10 +100,19 @@ VERSIONS = {
     "2.83": "More server-list filters for non-admins (availability_zone, key_name, vm_state, user_id, ...).",
     "2.84": "Instance action event details (no os-instance-actions API here: no change).",
     "2.85": "delete_on_termination in PUT volume attachments (no volume attachments here: no change).",
+    "2.86": "Flavor extra specs that upstream knows are validated when set (os-extra_specs create/update).",
+    "2.87": "Rescue of volume-backed servers (no rescue here: no change).",
+    "2.88": "os-hypervisors: usage fields, /statistics and /uptime gone; uptime in the detail (null: no driver "
+            "here reports it).",
+    "2.89": "attachment_id/bdm_uuid in volume attachments (no volume attachments here: no change).",
+    "2.90": "hostname at server create and update; OS-EXT-SRV-ATTR:hostname shown to every user.",
+    "2.91": "Unshelve to a host, zone pinning at unshelve (no shelve here: no change).",
 }
 
+# Not 2.92 yet: from 2.92 a keypair must be imported, and `nova keypair-add NAME` (which negotiates the
+# highest version) would stop generating keys. The gated 2.92-2.96 handlers are tested beyond the maximum.
 MIN_VERSION = "2.1"
-MAX_VERSION = "2.85"
+MAX_VERSION = "2.91"
 _FORMAT = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
 
 

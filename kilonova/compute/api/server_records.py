@@ -11,12 +11,23 @@ TRUSTED_CERTS = "trusted_image_certificates"
 LOCKED_REASON = "locked_reason"
 
 
-def system_metadata(server: dict[str, Any]) -> dict[str, Any]:
-    """The system_metadata of a new instance from the create request's ``server`` body."""
+PINNED_AZ = "pinned_availability_zone"
+
+
+def system_metadata(server: dict[str, Any], *, az: str | None) -> dict[str, Any]:
+    """The system_metadata of a new instance from the create request: its ``server`` body and the
+    availability zone it asked for."""
     recorded: dict[str, Any] = {}
     if server.get(TRUSTED_CERTS):
         recorded[TRUSTED_CERTS] = list(server[TRUSTED_CERTS])
+    if az:
+        recorded[PINNED_AZ] = az
     return recorded
+
+
+def pinned_az(server: dict[str, Any]) -> str | None:
+    """The zone the server asked for at create, where moves would keep it (2.96)."""
+    return (server.get("system_metadata") or {}).get(PINNED_AZ)
 
 
 def trusted_certs(server: dict[str, Any]) -> list[str] | None:

@@ -17,10 +17,10 @@ _BOOLEAN = {"type": ["boolean", "string"], "enum": [True, False, "True", "False"
 # At most 50 distinct certificate ids (2.63).
 TRUSTED_CERTS = {"type": ["array", "null"], "minItems": 1, "maxItems": 50, "uniqueItems": True,
                  "items": {"type": "string", "minLength": 1}}
-# A host or node name as an FQDN (2.74 host/hypervisor_hostname).
-FQDN = {"type": "string", "minLength": 1, "maxLength": 255,
-        "pattern": r"^[a-zA-Z0-9]([a-zA-Z0-9\-_]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9\-_]{0,61}"
-                   r"[a-zA-Z0-9])?)*$"}
+# A host, node or (from 2.94) server hostname as an FQDN; underscores allowed, as upstream allows them.
+FQDN = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[a-zA-Z0-9-._]*$"}
+# A server hostname (2.90): one DNS label.
+HOSTNAME = {"type": "string", "minLength": 2, "maxLength": 63, "pattern": "^[a-zA-Z0-9]+[a-zA-Z0-9-]*[a-zA-Z0-9]+$"}
 # One block device of block_device_mapping_v2 (legacy fields plus the v2 ones), as upstream lists them.
 _BDM_V2 = {
     "virtual_name": {"type": "string", "maxLength": 255},
@@ -99,6 +99,8 @@ def create(version: tuple[int, int]) -> dict:
     if version >= (2, 74):
         props["host"] = FQDN
         props["hypervisor_hostname"] = FQDN
+    if version >= (2, 90):
+        props["hostname"] = FQDN if version >= (2, 94) else HOSTNAME
     required = ["name", "flavorRef"] + (["networks"] if version >= (2, 37) else [])
     server = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
     return {"type": "object", "properties": {"server": server, "os:scheduler_hints": {"type": "object"},
@@ -114,5 +116,7 @@ def update(version: tuple[int, int]) -> dict:
                              "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]}}
     if version >= (2, 19):
         props["description"] = validation.DESCRIPTION
+    if version >= (2, 90):
+        props["hostname"] = FQDN if version >= (2, 94) else HOSTNAME
     server = {"type": "object", "properties": props, "additionalProperties": False}
     return {"type": "object", "properties": {"server": server}, "required": ["server"], "additionalProperties": False}

@@ -8,7 +8,8 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import create as create_mod
-from kilonova.compute.api import common, lookup, server_query, server_schemas, server_sort, validation, views
+from kilonova.compute.api import (common, lookup, server_query, server_records, server_schemas, server_sort,
+                                  validation, views)
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.destination import requested as requested_destination
 from kilonova.compute.api.microversions import want
@@ -52,6 +53,8 @@ def _list_filters(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
             db_filters["locked"] = locked
     if request.state.context.is_admin or want(request, "2.83"):  # from 2.83 not only for admins
         _add_column_filters(params, db_filters)
+    if params.get("hostname") and (request.state.context.is_admin or want(request, "2.90")):
+        db_filters["like:hostname"] = params["hostname"]
     if params.get("host") and request.state.context.is_admin:
         db_filters["host"] = params["host"]
     if params.get("ip"):
@@ -224,16 +227,18 @@ async def create_server(request: Request):
     max_count = int(server.get("max_count", min_count))
     if min_count > max_count:
         raise HTTPError(400, "min_count must be <= max_count")
+    if server.get("hostname") and max_count > 1:
+        raise HTTPError(400, "Unable to allocate a single hostname to multiple instances")
     if not server.get("imageRef"):
         raise HTTPError(400, "Block Device Mapping is Invalid: Boot sequence for the instance and image/block "
                              "device mapping combination is not valid.")
     create_mod.check_user_data(server.get("user_data"))
+    destination = await requested_destination(svc, ctx, server)
     az = server.get("availability_zone") or None
     if az is not None:
         az = az.split(":", 1)[0] or None
         if az is not None and az not in await svc_zones(svc):
             raise HTTPError(400, "The requested availability zone is not available")
-    destination = await requested_destination(svc, ctx, server)
     flavor = await create_mod.load_flavor(svc, ctx, server["flavorRef"])
     image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
     keypair = await create_mod.load_keypair(svc, ctx, server.get("key_name"))
@@ -245,6 +250,11 @@ async def create_server(request: Request):
     reservation_id = "r-" + uuidlib.uuid4().hex[:8]
     servers = [create_mod.build_instance(ctx, server, flavor, image, keypair, index=i, count=count,
                                          reservation_id=reservation_id, az=az) for i in range(count)]
+    recorded = server_records.system_metadata(server, az=az)
+    for built in servers:
+        built["system_metadata"] = dict(recorded)
+        if server.get("hostname"):  # 2.90: the user's own hostname instead of one made from the name
+            built["hostname"] = server["hostname"]
     spec = create_mod.request_spec(ctx, flavor, image, networks, az, count, hints)
     if destination:
         spec["requested_destination"] = destination
@@ -286,7 +296,7 @@ async def update_server(request: Request, server_id: str):
         raise HTTPError(409, f"Instance {server_id} is still being scheduled; try again in a moment.")
     changes = {}
     fields = {"name": "display_name", "description": "display_description",
-              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
+              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6", "hostname": "hostname"}
     for key, column in fields.items():
         if key in body["server"]:
             changes[column] = body["server"][key]

@@ -183,6 +183,10 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
         body["server_groups"] = []  # no server groups exist here
     if want(request, "2.73"):
         body["locked_reason"] = server_records.locked_reason(server)
+    if want(request, "2.90"):  # visible to every user from 2.90
+        body["OS-EXT-SRV-ATTR:hostname"] = server.get("hostname")
+    if want(request, "2.96"):
+        body["pinned_availability_zone"] = server_records.pinned_az(server)
     if shape == "update" and not want(request, "2.75"):
         _legacy_update(body)
     return body
