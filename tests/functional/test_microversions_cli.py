@@ -80,3 +80,19 @@ def test_sdk_at_the_maximum(cloud, pair):
     assert server.trusted_image_certificates == ["cert-a", "cert-b"] and server.status == "ACTIVE"
     names = [s.name for s in conn.compute.servers(name="mv-", sort_key="display_name", sort_dir="asc")]
     assert names == ["mv-alpha", "mv-zulu"]
+
+
+def test_hostname_at_create(cloud):
+    created = cloud.openstack("--os-compute-api-version", "2.90", "server", "create", *BOOT,
+                              "--hostname", "custom-host", "--wait", "mv-hostname", fmt_json=True)
+    try:
+        assert created["OS-EXT-SRV-ATTR:hostname"] == "custom-host"
+    finally:
+        cloud.openstack("server", "delete", "--wait", created["id"])
+
+
+def test_nova_flavor_key_validated_at_the_maximum(cloud):
+    refused = cloud.nova("flavor-key", "m1.tiny", "set", "hw:cpu_policy=sometimes", check=False)
+    assert refused.returncode != 0 and "is not one of: dedicated, shared, mixed" in refused.stderr
+    cloud.nova("flavor-key", "m1.tiny", "set", "hw:cpu_policy=shared")
+    cloud.nova("flavor-key", "m1.tiny", "unset", "hw:cpu_policy")
