@@ -18,19 +18,24 @@ def test_version_document_advertises_the_maximum(cloud):
 
 @pytest.fixture(scope="module")
 def pair(cloud):
-    """Two servers named out of creation order, the second with trusted certificates (2.63)."""
+    """Two servers named out of creation order; the second asks for trusted certificates (2.63), its own
+    hostname (2.90) and a host (2.74)."""
     first = cloud.openstack("server", "create", *BOOT, "--wait", "mv-zulu", fmt_json=True)
-    second = cloud.openstack("--os-compute-api-version", "2.63", "server", "create", *BOOT,
+    second = cloud.openstack("--os-compute-api-version", "2.90", "server", "create", *BOOT,
                              "--trusted-image-cert", "cert-a", "--trusted-image-cert", "cert-b",
-                             "--wait", "mv-alpha", fmt_json=True)
+                             "--hostname", "custom-host", "--host", "compute3", "--wait", "mv-alpha", fmt_json=True)
     yield first, second
     cloud.openstack("server", "delete", "--wait", first["id"], second["id"], check=False)
 
 
-def test_trusted_certificates_round_trip(cloud, pair):
+def test_create_fields_round_trip(cloud, pair):
     shown = cloud.openstack("server", "show", pair[1]["id"], fmt_json=True)
     assert shown["trusted_image_certificates"] == ["cert-a", "cert-b"]
+    assert shown["OS-EXT-SRV-ATTR:hostname"] == "custom-host" and shown["OS-EXT-SRV-ATTR:host"] == "compute3"
     assert cloud.openstack("server", "show", pair[0]["id"], fmt_json=True)["trusted_image_certificates"] is None
+    missing = cloud.openstack("--os-compute-api-version", "2.74", "server", "create", *BOOT, "--host", "nowhere",
+                              "mv-nowhere", check=False)
+    assert missing.returncode != 0 and "Compute host nowhere could not be found" in missing.stderr
 
 
 def test_nova_list_sorted_by_the_api(cloud, pair):
@@ -56,18 +61,6 @@ def test_lock_with_a_reason_and_the_locked_filter(cloud, pair):
     assert cloud.openstack("server", "show", server, fmt_json=True)["locked_reason"] is None
 
 
-def test_create_on_a_named_host(cloud):
-    created = cloud.openstack("--os-compute-api-version", "2.74", "server", "create", *BOOT, "--host", "compute3",
-                              "--wait", "mv-pinned", fmt_json=True)
-    try:
-        assert created["OS-EXT-SRV-ATTR:host"] == "compute3"
-    finally:
-        cloud.openstack("server", "delete", "--wait", created["id"])
-    missing = cloud.openstack("--os-compute-api-version", "2.74", "server", "create", *BOOT, "--host", "nowhere",
-                              "mv-nowhere", check=False)
-    assert missing.returncode != 0 and "Compute host nowhere could not be found" in missing.stderr
-
-
 def test_nova_show_at_the_maximum(cloud, pair):
     shown = cloud.nova("show", pair[1]["id"]).stdout
     assert "trusted_image_certificates" in shown and "cert-a" in shown
@@ -80,15 +73,6 @@ def test_sdk_at_the_maximum(cloud, pair):
     assert server.trusted_image_certificates == ["cert-a", "cert-b"] and server.status == "ACTIVE"
     names = [s.name for s in conn.compute.servers(name="mv-", sort_key="display_name", sort_dir="asc")]
     assert names == ["mv-alpha", "mv-zulu"]
-
-
-def test_hostname_at_create(cloud):
-    created = cloud.openstack("--os-compute-api-version", "2.90", "server", "create", *BOOT,
-                              "--hostname", "custom-host", "--wait", "mv-hostname", fmt_json=True)
-    try:
-        assert created["OS-EXT-SRV-ATTR:hostname"] == "custom-host"
-    finally:
-        cloud.openstack("server", "delete", "--wait", created["id"])
 
 
 def test_nova_flavor_key_validated_at_the_maximum(cloud):
