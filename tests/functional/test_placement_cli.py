@@ -36,6 +36,10 @@ def test_osc_placement_every_command(cloud):
         classes.append(rclass)
         assert osc(cloud, "resource", "class", "show", rclass)["name"] == rclass
         assert rclass in {c["name"] for c in osc(cloud, "resource", "class", "list")}
+        for _ in range(2):   # create, then confirm (PUT from 1.7): both succeed
+            osc(cloud, "resource", "class", "set", f"{rclass}_SET", fmt_json=False)
+        classes.append(f"{rclass}_SET")
+        assert osc(cloud, "resource", "class", "show", f"{rclass}_SET")["name"] == f"{rclass}_SET"
         osc(cloud, "trait", "create", trait, fmt_json=False)
         traits.append(trait)
         assert osc(cloud, "trait", "show", trait)["name"] == trait
@@ -108,6 +112,9 @@ def test_osc_placement_every_command(cloud):
         totals = {r["resource_class"]: r["usage"] for r in cloud.openstack(
             "--os-placement-api-version", "1.37", "resource", "usage", "show", "kn-cli-project", fmt_json=True)}
         assert totals["VCPU"] == 2
+        by_type = {r["resource_class"]: r["usage"] for r in cloud.openstack(
+            "--os-placement-api-version", "1.38", "resource", "usage", "show", "kn-cli-project", fmt_json=True)}
+        assert by_type == {"INSTANCE": {"consumer_count": 1, "VCPU": 2, "MEMORY_MB": 512}}
         shown = osc(cloud, "resource", "provider", "show", root["uuid"], "--allocations")
         assert consumer in shown["allocations"]
         osc(cloud, "resource", "provider", "allocation", "delete", consumer, fmt_json=False)

@@ -36,7 +36,7 @@ AGGREGATES = ["1e4b8a1e-7f41-4a55-9d8a-3c4f5f2b1a00", "2e4b8a1e-7f41-4a55-9d8a-3
 H = {"X-Auth-Token": "admin", "OpenStack-API-Version": "placement 1.39"}
 
 # class -> (total, used, max_unit, step_size)
-record = st.tuples(st.integers(1, 10), st.integers(0, 4), st.integers(1, 6), st.sampled_from([1, 1, 2]))
+record = st.tuples(st.integers(1, 10), st.integers(0, 4), st.integers(1, 5), st.sampled_from([1, 1, 2]))
 inventory = st.dictionaries(st.sampled_from(CLASSES), record, max_size=3)
 node = st.fixed_dictionaries({"inventory": inventory, "traits": st.sets(st.sampled_from(TRAITS), max_size=2),
                               "aggregates": st.sets(st.sampled_from([0, 1]), max_size=2)})
@@ -54,7 +54,19 @@ member_of = st.one_of(st.none(), st.sampled_from(["0", "1", "!0", "!1", "in:0,1"
 in_tree = st.one_of(st.none(), st.none(), st.integers(0, 20))
 granular = st.fixed_dictionaries({
     "resources": st.dictionaries(st.sampled_from(CLASSES), st.integers(1, 3), min_size=1, max_size=1),
-    "required": required, "member_of": member_of, "in_tree": in_tree})
+    "required": required, "member_of": member_of, "in_tree": in_tree, "reuse": st.booleans()})
+
+
+def _overlap(q: dict) -> dict:
+    """A granular group marked ``reuse`` asks for a class of the unsuffixed group (so that groups add up
+    on one provider, where capacity and max_unit hold for the sum)."""
+    first = min(q["resources"])
+    for group in q["granular"]:
+        if group.pop("reuse", False):
+            group["resources"] = {first: next(iter(group["resources"].values()))}
+    return q
+
+
 query = st.fixed_dictionaries({
     "resources": st.dictionaries(st.sampled_from(CLASSES), st.integers(1, 4), min_size=1, max_size=2),
     "required": required, "member_of": member_of, "in_tree": in_tree,
@@ -62,7 +74,7 @@ query = st.fixed_dictionaries({
     "policy": st.sampled_from(["none", "isolate"]),
     "root_required": st.one_of(st.none(), st.sampled_from(TRAITS), st.sampled_from(["!" + t for t in TRAITS])),
     "same_subtree": st.booleans(),
-})
+}).map(_overlap)
 
 
 @pytest.fixture(scope="module")
