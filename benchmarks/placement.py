@@ -125,12 +125,18 @@ def start_kilonova(workdir: Path) -> tuple[subprocess.Popen, str]:
 
 # ---------------------------------------------------------------- the workload
 
+class ServerError(RuntimeError):
+    """A 500: a failure of the service measured, never retried."""
+
+
 def call(client: httpx.Client, method: str, path: str, expect=(200, 201, 204), **kw) -> httpx.Response:
     for _ in range(20):
         response = client.request(method, path, headers=VERSION, **kw)
         if response.status_code in expect:
             return response
-        if response.status_code in (409, 500, 503):   # generation race or SQLite busy: retry
+        if response.status_code == 500:
+            raise ServerError(f"{method} {path}: 500 {response.text[:300]}")
+        if response.status_code in (409, 503):   # generation race or SQLite busy: retry
             time.sleep(0.05)
             continue
         break
@@ -199,6 +205,7 @@ def time_queries(url: str, samples: int) -> dict[str, tuple[float, float, int]]:
 
 def allocation_writes(url: str, providers: list[str], total: int = 1000, clients: int = 10) -> float:
     done = failed = 0
+    errors: list[str] = []   # 500s, each counted as a failure and printed
     lock = threading.Lock()
     rng = random.Random(7)
     targets = [rng.choice(providers) for _ in range(total)]
@@ -212,6 +219,11 @@ def allocation_writes(url: str, providers: list[str], total: int = 1000, clients
                         "consumer_type": "INSTANCE"}
                 try:
                     call(client, "PUT", f"/allocations/{uuid.uuid4()}", json=body, expect=(204,))
+                except ServerError as error:
+                    with lock:
+                        failed += 1
+                        errors.append(str(error))
+                    continue
                 except RuntimeError:   # e.g. upstream's "database is locked" on SQLite, 20 times over
                     with lock:
                         failed += 1
@@ -226,7 +238,10 @@ def allocation_writes(url: str, providers: list[str], total: int = 1000, clients
     for thread in threads:
         thread.join()
     if failed:
-        print(f"    {failed} of {total} allocation writes failed even after retries", flush=True)
+        print(f"    {failed} of {total} allocation writes failed ({len(errors)} of them 500s, not retried)",
+              flush=True)
+    for error in errors[:5]:
+        print(f"      {error}", flush=True)
     return done / (time.monotonic() - started)
 
 
