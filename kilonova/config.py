@@ -92,6 +92,11 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # after looking at this many combinations of providers and returns what
         # it found, with a warning in the log (-1: no guard).
         "max_candidate_combinations": "1000000",
+        # As upstream: shuffle the candidates (with ``limit``, a random sample of all of them).
+        "randomize_allocation_candidates": "false",
+        # As upstream: how many times an allocation write is tried again when a provider
+        # generation moved under it, before answering 409.
+        "allocation_conflict_retry_count": "10",
         # keystone (tokens validated by the identity service) or noauth2
         # (testing: the token is "user[:project]", user "admin" has the admin role).
         "auth_strategy": "keystone",

@@ -48,6 +48,8 @@ class PlacementService(Service):
         self.db = Database.shared(conf.get("placement_database", "connection"), name="placement")
         self.max_candidates = conf.getint("placement", "max_allocation_candidates")
         self.max_combinations = conf.getint("placement", "max_candidate_combinations")
+        self.randomize = conf.getbool("placement", "randomize_allocation_candidates")
+        self.conflict_retries = max(1, conf.getint("placement", "allocation_conflict_retry_count"))
         self.generation_strategy = conf.get("placement", "allocation_candidates_generation_strategy").strip()
         if self.generation_strategy not in ("depth-first", "breadth-first"):
             raise ValueError("[placement] allocation_candidates_generation_strategy must be depth-first or "

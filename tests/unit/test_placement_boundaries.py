@@ -150,6 +150,26 @@ async def test_generation_strategies_spread_a_capped_result_differently(tmp_path
             svc.db.close()
 
 
+async def test_randomized_candidates_sample_every_tree(tmp_path):
+    """[placement] randomize_allocation_candidates: with a limit, a random sample of all candidates (as
+    upstream), so candidates of the later trees turn up too; summaries follow the sample."""
+    svc, http, client, roots = await _wide_world(tmp_path, {"randomize_allocation_candidates": "true"},
+                                                 hosts=4, children=0)
+    try:
+        seen = set()
+        for _ in range(20):
+            body = (await client.get("/allocation_candidates?resources=VCPU:1&limit=1")).json()
+            (picked,) = [next(iter(c["allocations"])) for c in body["allocation_requests"]]
+            assert list(body["provider_summaries"]) == [picked]
+            seen.add(picked)
+        assert len(seen) > 1 and seen <= set(roots)
+        body = (await client.get("/allocation_candidates?resources=VCPU:1")).json()
+        assert sorted(next(iter(c["allocations"])) for c in body["allocation_requests"]) == sorted(roots)
+    finally:
+        await http.aclose()
+        svc.db.close()
+
+
 def test_unknown_generation_strategy_is_refused(tmp_path):
     conf = Config.load(state_dir=tmp_path, overrides={"placement": {
         "auth_strategy": "noauth2", "allocation_candidates_generation_strategy": "sideways"}})

@@ -16,7 +16,6 @@ from kilonova.placement.objects import allocations as allocs
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects.consumers import MISSING, ConsumerRequest
 
-RETRIES = 10
 _RESOURCES = {"type": "object", "minProperties": 1, "additionalProperties": False,
               "patternProperties": {RC_PATTERN: {"type": "integer", "minimum": 1}}}
 _ID = {"type": "string", "minLength": 1, "maxLength": 255}
@@ -93,12 +92,13 @@ def consumer_request(request: Request, consumer: str, data: dict) -> ConsumerReq
 
 async def write_allocations(request: Request, requests: list[ConsumerRequest], what: str) -> None:
     """The claim, retried while only provider generations moved under it (as upstream does)."""
-    for attempt in range(RETRIES):
+    retries = util.state(request).conflict_retries   # [placement] allocation_conflict_retry_count
+    for attempt in range(retries):
         try:
             await util.db(request).write(allocs.replace, requests)
             return
         except exc.ProviderConcurrentUpdate as error:
-            if attempt == RETRIES - 1:
+            if attempt == retries - 1:
                 raise HTTPError(409, f"Inventory and/or allocations changed while attempting to allocate: {error}",
                                 code=errors.CONCURRENT_UPDATE) from None
         except exc.ConcurrentUpdate as error:

@@ -134,7 +134,8 @@ def search_request(request: Request) -> cands.SearchRequest:
                                  nested=want(request, "1.29"), all_summary_classes=want(request, "1.27"),
                                  max_candidates=util.state(request).max_candidates,
                                  strategy=util.state(request).generation_strategy,
-                                 max_combinations=util.state(request).max_combinations)
+                                 max_combinations=util.state(request).max_combinations,
+                                 randomize=util.state(request).randomize)
     if "limit" in params:
         search.limit = qs.first_limit(params.getlist("limit"))
     roots = params.getlist("root_required")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
+import random
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -70,6 +71,7 @@ class SearchRequest:
     max_candidates: int = -1       # [placement] max_allocation_candidates (-1: no cap)
     strategy: str = "depth-first"  # [placement] allocation_candidates_generation_strategy
     max_combinations: int = -1     # [placement] max_candidate_combinations (-1: no guard)
+    randomize: bool = False        # [placement] randomize_allocation_candidates
 
 
 @dataclass
@@ -274,8 +276,18 @@ class _Finder:
         all) or a tuple of provider ids, one per requested class in class name order; otherwise a list
         of (group index, {class id: provider id})."""
         cap = self.request.max_candidates if self.request.max_candidates and self.request.max_candidates > 0 else None
+        if self.request.randomize:   # as upstream: all candidates, then a random sample of ``limit``
+            found = self._run(cap)
+            limit = self.request.limit
+            if limit and limit < len(found):
+                return random.sample(found, limit)
+            random.shuffle(found)
+            return found
         if self.request.limit is not None:
             cap = min(cap, self.request.limit) if cap else self.request.limit
+        return self._run(cap)
+
+    def _run(self, cap: int | None) -> list:
         fast = self._fast_set()
         decided, good = fast if fast is not None else (frozenset(), frozenset())
         self._compact_width = len(self.groups[0]["resources"]) if self._compact else 0   # always so on the fast path
