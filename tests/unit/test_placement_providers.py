@@ -136,3 +136,23 @@ async def test_accept_and_amounts(client):  # noqa: F811
         assert detail_of(response) == f"Requested resource VCPU requires amount >= 1. Got: {amount}."
         response = await claim(client, str(uuid.uuid4()), rp["uuid"], {"VCPU": amount})
         assert response.status_code == 400, response.text
+
+
+async def test_provider_write_errors_as_upstream(client):  # noqa: F811
+    a = await client.provider("err-a")
+    b = await client.provider("err-b", parent=a["uuid"])
+    response = await client.put(f"/resource_providers/{b['uuid']}", json={"name": "err-a"})
+    assert response.status_code == 409 and error_of(response)["code"] == "placement.duplicate_name"
+    assert detail_of(response) == "Conflicting resource provider err-a already exists."
+    response = await client.post("/resource_providers", json={"name": "err-a"})
+    assert detail_of(response) == "Conflicting resource provider name: err-a already exists."
+    response = await client.put(f"/resource_providers/{a['uuid']}", json={"name": "err-a",
+                                                                          "parent_provider_uuid": b["uuid"]})
+    assert response.status_code == 400
+    assert detail_of(response) == (f"Unable to save resource provider {a['uuid']}: Object action update failed "
+                                   f"because: creating loop in the provider tree is not allowed.")
+    missing, new = str(uuid.uuid4()), str(uuid.uuid4())
+    response = await client.post("/resource_providers", json={"name": "err-c", "uuid": new,
+                                                              "parent_provider_uuid": missing})
+    assert detail_of(response) == (f'Unable to create resource provider "err-c", {new}: Object action create '
+                                   f'failed because: parent provider UUID does not exist.')

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import uuid as uuidlib
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -63,13 +64,14 @@ def provider_not_found(uuid: str) -> HTTPError:
 @policy("placement:resource_providers:create")
 async def create_resource_provider(request: Request) -> Response:
     data = await util.body(request, POST_SCHEMA_1_14 if want(request, "1.14") else POST_SCHEMA)
-    uuid = util.normalize_uuid(data["uuid"]) if data.get("uuid") else None
+    uuid = util.normalize_uuid(data["uuid"]) if data.get("uuid") else str(uuidlib.uuid4())
     try:
         provider = await util.db(request).write(rps.create, data["name"], uuid, data.get("parent_provider_uuid"))
     except exc.Duplicate as error:
         raise HTTPError(409, str(error), code=errors.DUPLICATE_NAME) from None
     except exc.Invalid as error:
-        raise HTTPError(400, str(error)) from None
+        raise HTTPError(400, f'Unable to create resource provider "{data["name"]}", {uuid}: Object action create '
+                             f'failed because: {error}') from None
     location = {"location": f"/resource_providers/{provider.uuid}"}
     if want(request, "1.20"):
         return util.json_response(request, serialize(request, provider), modified=_modified(provider),
@@ -96,10 +98,12 @@ async def update_resource_provider(request: Request, uuid: str) -> Response:
                                                 allow_reparent=want(request, "1.37"))
     except exc.ProviderNotFound:
         raise provider_not_found(uuid) from None
-    except exc.Duplicate as error:
-        raise HTTPError(409, str(error), code=errors.DUPLICATE_NAME) from None
+    except exc.Duplicate:
+        raise HTTPError(409, f"Conflicting resource provider {data['name']} already exists.",
+                        code=errors.DUPLICATE_NAME) from None
     except exc.Invalid as error:
-        raise HTTPError(400, str(error)) from None
+        raise HTTPError(400, f"Unable to save resource provider {uuid}: Object action update failed because: "
+                             f"{error}") from None
     return util.json_response(request, serialize(request, provider), modified=_modified(provider))
 
 
