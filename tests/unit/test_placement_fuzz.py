@@ -33,7 +33,7 @@ value = st.lists(st.sampled_from(WORDS) | st.text(max_size=4), max_size=4).map("
 key = st.tuples(st.sampled_from(KEYS), st.sampled_from(["", "", "1", "_A", "!", "-x"])).map("".join)
 queries = st.lists(st.tuples(key, value), max_size=6)
 versions = st.sampled_from(["1.0", "1.10", "1.17", "1.21", "1.25", "1.31", "1.33", "1.36", "1.38", "1.39", "latest"])
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False),
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False, allow_infinity=False),
                       st.sampled_from(WORDS))
 json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
                           | st.dictionaries(st.sampled_from(WORDS + ["allocations", "resources", "total",
