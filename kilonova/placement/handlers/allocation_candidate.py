@@ -188,7 +188,7 @@ def render_requests(request: Request, result: cands.SearchResult) -> list[bytes]
             text = template % ((candidate, candidate) if twice else candidate)
         elif isinstance(candidate, tuple):
             distinct = list(dict.fromkeys(candidate))
-            shape = tuple(distinct.index(uuid) for uuid in candidate)
+            shape = tuple(map(distinct.index, candidate))
             pattern = patterns.get(shape)
             if pattern is None:
                 pattern = patterns[shape] = _pattern(request, result.single_resources, shape)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -119,7 +120,7 @@ def search(session: Session, request: SearchRequest) -> SearchResult:
                 candidates.append(providers[item].uuid)
             elif type(item) is tuple:
                 used.update(item)
-                candidates.append(tuple(providers[rp].uuid for rp in item))
+                candidates.append(tuple([providers[rp].uuid for rp in item]))
             else:
                 used.update(rp for _, option in item for rp in option.values())
                 candidates.append(finder.render(item))
@@ -362,13 +363,14 @@ class _Finder:
                 yield root
             return
         compact, width, sharing, flat = self._compact, self._compact_width, self._sharing, self._flat
+        anchors = bool(self.anchors)
         for combination in (self._single_group(root) if self._shared_fast else self._tree_candidates(root)):
             if flat and not self._one_per_tree(combination):
                 continue
             if compact:
                 picked = combination if type(combination) is tuple else tuple(combination[0][1].values())
                 # only a candidate made of sharing providers alone can come from several trees
-                if self.anchors and all(rp in sharing for rp in picked):
+                if anchors and sharing.issuperset(picked):
                     if picked in seen:
                         continue
                     seen.add(picked)
@@ -394,6 +396,14 @@ class _Finder:
         if budget and budget > 0 and self.examined > budget:
             self.exhausted = True
             return False
+        return True
+
+    def _spend_all(self, combinations: int) -> bool:
+        """Count ``combinations`` at once when the budget holds them all (else count nothing)."""
+        budget = self.request.max_combinations
+        if budget and budget > 0 and self.examined + combinations > budget:
+            return False
+        self.examined += combinations
         return True
 
     def _one_per_tree(self, combination) -> bool:
@@ -452,7 +462,10 @@ class _Finder:
             if not options:
                 return
             choices.append(options)
-        for picked in itertools.product(*choices):
+        if self._spend_all(math.prod(map(len, choices))):
+            yield from itertools.product(*choices)
+            return
+        for picked in itertools.product(*choices):   # the budget runs out within this tree
             if not self._spend(1):
                 return
             yield picked
