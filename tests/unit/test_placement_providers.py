@@ -156,3 +156,16 @@ async def test_provider_write_errors_as_upstream(client):  # noqa: F811
                                                               "parent_provider_uuid": missing})
     assert detail_of(response) == (f'Unable to create resource provider "err-c", {new}: Object action create '
                                    f'failed because: parent provider UUID does not exist.')
+
+
+async def test_not_found_details_as_upstream(client):  # noqa: F811
+    missing = str(uuid.uuid4())
+    for path, detail in ((f"/resource_providers/{missing}", f"No resource provider with uuid {missing} found"),
+                         ("/resource_classes/CUSTOM_MISSING", "No such resource class CUSTOM_MISSING."),
+                         ("/traits/CUSTOM_MISSING", "No such trait(s): CUSTOM_MISSING.")):
+        response = await client.get(path)
+        assert response.status_code == 404 and detail_of(response) == detail, path
+    response = await client.delete(f"/resource_providers/{missing}")
+    assert detail_of(response) == f"No resource provider with uuid {missing} found for delete"
+    response = await client.delete(f"/allocations/{missing}")
+    assert detail_of(response) == f"No allocations for consumer '{missing}'"

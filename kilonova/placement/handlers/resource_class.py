@@ -47,7 +47,7 @@ async def get_resource_class(request: Request, name: str) -> Response:
     try:
         row = await util.db(request).read(rcs.get, name)
     except exc.ResourceClassNotFound:
-        raise HTTPError(404, f"No such resource class {name}") from None
+        raise HTTPError(404, f"No such resource class {name}.") from None
     return util.json_response(request, serialize(row.name), modified=row.updated_at or row.created_at)
 
 
@@ -66,7 +66,7 @@ async def update_resource_class(request: Request, name: str) -> Response:
     except exc.Invalid as error:
         raise HTTPError(400, str(error)) from None
     except exc.ResourceClassNotFound:
-        raise HTTPError(404, f"No such resource class {name}") from None
+        raise HTTPError(404, f"No such resource class {name}.") from None
     except exc.Duplicate as error:
         raise HTTPError(409, str(error), code=errors.DUPLICATE_NAME) from None
     return util.json_response(request, serialize(row.name))
@@ -80,7 +80,7 @@ async def delete_resource_class(request: Request, name: str) -> Response:
     except exc.Invalid as error:
         raise HTTPError(400, str(error)) from None
     except exc.ResourceClassNotFound:
-        raise HTTPError(404, f"No such resource class {name}") from None
+        raise HTTPError(404, f"No such resource class {name}.") from None
     except exc.InUse as error:
         raise HTTPError(409, str(error)) from None
     return util.no_content()

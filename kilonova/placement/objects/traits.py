@@ -64,7 +64,7 @@ def list_names(session: Session, *, exact: list[str] | None = None, prefix: str 
 def get(session: Session, name: str) -> Trait:
     row = session.scalar(sa.select(Trait).where(Trait.name == name))
     if row is None:
-        raise exc.TraitNotFound(f"No such trait(s): {name}")
+        raise exc.TraitNotFound(f"No such trait(s): {name}.")
     return row
 
 
