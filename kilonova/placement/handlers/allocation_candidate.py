@@ -182,17 +182,20 @@ def render_requests(request: Request, result: cands.SearchResult) -> list[bytes]
             return [(template % (uuid, uuid)).encode() for uuid in result.candidates]
         return [(template % uuid).encode() for uuid in result.candidates]
     parts = []
+    append = parts.append
     patterns: dict[tuple, str] = {}
     for candidate in result.candidates:
-        if isinstance(candidate, str):
-            text = template % ((candidate, candidate) if twice else candidate)
-        elif isinstance(candidate, tuple):
+        kind = type(candidate)
+        if kind is tuple:   # the sharing-provider everyday case: thousands of these
             distinct = list(dict.fromkeys(candidate))
             shape = tuple(map(distinct.index, candidate))
             pattern = patterns.get(shape)
             if pattern is None:
                 pattern = patterns[shape] = _pattern(request, result.single_resources, shape)
-            text = pattern % (tuple(distinct) * 2 if mappings and not old else tuple(distinct))
+            append((pattern % tuple(distinct + distinct if twice else distinct)).encode())
+            continue
+        if kind is str:
+            text = template % ((candidate, candidate) if twice else candidate)
         elif old:
             text = dumps({"allocations": [{"resource_provider": {"uuid": rp}, "resources": resources}
                                           for rp, resources in candidate.allocations.items()]})
@@ -205,7 +208,7 @@ def render_requests(request: Request, result: cands.SearchResult) -> list[bytes]
                     f'"{suffix}": [' + ", ".join(f'"{rp}"' for rp in rps) + "]"
                     for suffix, rps in candidate.mappings.items()) + "}"
             text += "}"
-        parts.append(text.encode())
+        append(text.encode())
     return parts
 
 
