@@ -324,6 +324,12 @@ def _n(inventory=None, traits=(), aggregates=()) -> dict:
                "sharing": [_n({"DISK_GB": (8, 0, 8, 1)}, aggregates=[0]),
                            _n({"DISK_GB": (8, 1, 8, 1), "VCPU": (2, 0, 8, 1)}, aggregates=[0])]},
          q=_q(resources={"VCPU": 1, "DISK_GB": 2}))
+# a nested tree and a sharing provider, one unfiltered group (candidates built per tree in one go)
+@example(data={"trees": [(_n({"VCPU": (4, 0, 8, 1), "DISK_GB": (4, 0, 8, 1)}, aggregates=[0]),
+                          [_n({"DISK_GB": (4, 1, 8, 1), "VCPU": (2, 0, 8, 1)})]),
+                         (_n({"VCPU": (4, 0, 8, 1)}, aggregates=[0]), [])],
+               "sharing": [_n({"DISK_GB": (8, 0, 8, 1)}, aggregates=[0])]},
+         q=_q(resources={"VCPU": 1, "DISK_GB": 2}))
 # in_tree with a sharing provider outside the tree (none may be used)
 @example(data={"trees": [(_n({"VCPU": (4, 0, 8, 1)}, aggregates=[0]), [])],
                "sharing": [_n({"DISK_GB": (8, 0, 8, 1)}, aggregates=[0])]},

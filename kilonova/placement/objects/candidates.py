@@ -354,7 +354,14 @@ class _Finder:
         return results
 
     def _tree_items(self, root: int):
-        """The candidates of one tree, as run() returns them, without those found already."""
+        """The candidates of one tree, as run() returns them, without those found already (an iterator)."""
+        if self._shared_fast and self._compact and not self._flat and root not in self._decided:
+            found = self._bulk(root)
+            if found is not None:
+                return iter(found)
+        return self._tree_items_one_by_one(root)
+
+    def _tree_items_one_by_one(self, root: int):
         seen = self._seen
         if root in self._decided:   # a lone sharing provider taking the request alone
             key = self._fast_keys[root]
@@ -445,23 +452,29 @@ class _Finder:
         self._shared_fast = not filtered
         return decided, good
 
-    def _single_group(self, root: int):
-        """Candidates of a tree (with its anchored sharing providers) for one unsuffixed group without
-        trait or aggregate filters: each class from any member that can take it. The same candidates,
-        in the same order, as the general search (_tree_candidates) gives for such a request, each as
-        the tuple of the providers picked for the group's classes (in class name order)."""
-        group = self.groups[0]
+    def _choices(self, root: int) -> list[list[int]] | None:
+        """For one unsuffixed group without trait or aggregate filters: per requested class (in class
+        name order), the members of the tree and its anchored sharing providers that can take it."""
         members = self.tree_members(root)
         shares = self.anchors.get(root)
         if shares:
             members = members + shares
         choices = []
-        for rc, _ in group["resources"]:
+        for rc, _ in self.groups[0]["resources"]:
             able = self._able[rc]
             options = [rp for rp in members if rp in able]
             if not options:
-                return
+                return None
             choices.append(options)
+        return choices
+
+    def _single_group(self, root: int):
+        """Candidates of a tree for such a group: each class from any provider that can take it. The same
+        candidates, in the same order, as the general search (_tree_candidates) gives for such a request,
+        each as the tuple of the providers picked for the group's classes (in class name order)."""
+        choices = self._choices(root)
+        if choices is None:
+            return
         if self._spend_all(math.prod(map(len, choices))):
             yield from itertools.product(*choices)
             return
@@ -469,6 +482,24 @@ class _Finder:
             if not self._spend(1):
                 return
             yield picked
+
+    def _bulk(self, root: int) -> list | None:
+        """_tree_items of such a tree built in one go, when none of its candidates can be made of sharing
+        providers alone (no deduplication needed) and the combination budget holds them all; else None."""
+        choices = self._choices(root)
+        if choices is None:
+            return []
+        sharing = self._sharing
+        if self.anchors and all(not sharing.isdisjoint(options) for options in choices):
+            return None
+        if not self._spend_all(math.prod(map(len, choices))):
+            return None
+        width = self._compact_width
+        found = [picked[0] if picked.count(picked[0]) == width else picked
+                 for picked in itertools.product(*choices)]
+        if self.only_ids and any(type(item) is tuple for item in found):
+            self.only_ids = False
+        return found
 
     def _lone_ok(self, group: dict, provider: capacity.Provider) -> bool:
         traits, aggs = provider.traits, provider.aggregates
