@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 
@@ -29,6 +28,7 @@ from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, NotFound
 from kilonova.compute import cells as cells_mod
 from kilonova.compute.db import build_requests, instances, mappings
+from kilonova.compute.scheduler.manager import resources_from_spec
 from kilonova.manage import load_conf
 
 # States in which a server holds resources on its host.
@@ -60,10 +60,9 @@ class Findings:
 
 
 def resources_of(flavor: dict) -> dict[str, int]:
-    resources = {"VCPU": flavor["vcpus"], "MEMORY_MB": flavor["memory_mb"],
-                 "DISK_GB": flavor.get("root_gb", 0) + flavor.get("ephemeral_gb", 0)
-                 + math.ceil(flavor.get("swap", 0) / 1024)}
-    return {rc: n for rc, n in resources.items() if n > 0}
+    """What a server of ``flavor`` claims: the scheduler's own reckoning (PCPU for dedicated CPUs,
+    ``resources:*`` overrides), so a healed claim is the one a boot would have made."""
+    return resources_from_spec({"flavor": {"root_gb": 0, **flavor}})
 
 
 def service_password(conf) -> str:

@@ -53,3 +53,11 @@ async def test_audit_reports_a_cell_it_cannot_read_and_leaves_its_claims(stub, p
     assert audit.report(findings, heal=True) == 1
     assert "Cell broken could not be audited" in capsys.readouterr().out
     assert list(await claims(placement, uuid)) == [provider]  # not taken for an orphan
+
+
+def test_a_healed_claim_is_the_one_a_boot_makes():
+    dedicated = {**FLAVOR, "extra_specs": {"hw:cpu_policy": "dedicated", "resources:VGPU": "1"}}
+    resources = audit.resources_of(dedicated)
+    assert resources["PCPU"] == dedicated["vcpus"] and "VCPU" not in resources
+    assert resources["VGPU"] == 1
+    assert "VCPU" in audit.resources_of(FLAVOR) and "PCPU" not in audit.resources_of(FLAVOR)
