@@ -161,8 +161,9 @@ class Database:
         except sa.exc.DBAPIError as exc:
             if "database is locked" in str(exc.orig):
                 return False, None
-            self._loop_connections.connection = None  # start the next transaction on a fresh connection
-            connection.close()
+            if not isinstance(exc, sa.exc.IntegrityError):  # a constraint violation leaves it healthy
+                self._loop_connections.connection = None  # start the next transaction on a fresh connection
+                connection.close()
             raise
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
