@@ -21,9 +21,10 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "state_dir": "",
         # This node's name in service records (nova.conf's [DEFAULT] host); empty = the hostname.
         "host": "",
-        # The address the APIs listen on and publish in the catalog.
+        # This host's address: the APIs of this process listen on it, and it is where every service is
+        # found unless [endpoints] says otherwise.
         "my_ip": "127.0.0.1",
-        # "inproc://" keeps RPC inside the process; rabbit:// comes with the distributed issue.
+        # "inproc://" keeps RPC inside the process; rabbit://user:password@host:5672/vhost: RabbitMQ.
         "transport_url": "inproc://",
         "region_name": "RegionOne",
         "rpc_response_timeout": "60",
@@ -47,6 +48,23 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "placement": "8778",
         "image": "9292",
         "network": "9696",
+    },
+    "endpoints": {
+        # Services on separate hosts: the host name or address each service's API is reached at by
+        # the other services and published at in the catalog's internal and admin entries
+        # (http://<host>:<[ports] port>); empty = [DEFAULT] my_ip.
+        "identity_host": "",
+        "compute_host": "",
+        "placement_host": "",
+        "image_host": "",
+        "network_host": "",
+        # The full URL users are given in the catalog's public entries (e.g. a TLS proxy in front,
+        # ending in /v3 for identity and /v2.1 for compute); empty = the internal URL.
+        "identity_public_url": "",
+        "compute_public_url": "",
+        "placement_public_url": "",
+        "image_public_url": "",
+        "network_public_url": "",
     },
     "database": {"connection": "sqlite:///{state_dir}/cell1.sqlite"},
     "cell0_database": {"connection": "sqlite:///{state_dir}/cell0.sqlite"},
@@ -228,6 +246,22 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "fail_spawn_hosts": "",
     },
 }
+
+
+def option_comments() -> dict[tuple[str, str], list[str]]:
+    """(section, option) -> the comment lines written above that option in ``DEFAULTS`` (for config-sample)."""
+    import re
+
+    comments: dict[tuple[str, str], list[str]] = {}
+    section, pending = "", []
+    for line in Path(__file__).read_text().split("DEFAULTS: dict", 1)[1].split("\n}\n", 1)[0].splitlines():
+        if match := re.match(r'^    "(\w+)": \{', line):
+            section, pending = match.group(1), []
+        elif match := re.match(r"^        # ?(.*)$", line):
+            pending.append(match.group(1))
+        elif (match := re.match(r'^        "(\w+)":', line)) and pending:
+            comments[(section, match.group(1))], pending = pending, []
+    return comments
 
 
 def default_state_dir() -> Path:

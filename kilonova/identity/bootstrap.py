@@ -81,7 +81,7 @@ def run(session: Session, conf: Config, hasher: Callable[[str], str]) -> None:
     for user_id, target_type, target_id, role in grants:
         assignments.grant(session, user_id, target_type, target_id, role_ids[role])
     region = conf.get("DEFAULT", "region_name")
-    for service_type, url in catalog_urls(conf).items():
-        for interface in INTERFACES:
+    for interface in INTERFACES:
+        for service_type, url in catalog_urls(conf, interface).items():
             catalog.ensure_endpoint(session, service_type, SERVICES[service_type], region, interface, url)
     revocation.prune(session, time.time() - conf.getfloat("identity", "token_expiration") - 3600)

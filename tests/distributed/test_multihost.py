@@ -7,9 +7,11 @@ listen on the bridge address; each compute process runs inside its namespace
 (``ip netns exec``) and reaches the controller only over the bridge: the APIs at the
 controller's address, RabbitMQ through a forwarder the test binds on that address (the
 broker listens on 127.0.0.1 only; the machine's configuration is left alone). host1 is in
-cell1 and host2 in cell2, each cell with its own vhost. Servers booted with the openstack CLI
-and openstacksdk land on both hosts and are deleted. Namespaces, veths and the bridge are
-removed at the end, also when the test fails.
+cell1 and host2 in cell2, each cell with its own vhost. The image API runs on a host of its
+own (a third namespace, .13, reaching its database through a forwarder too): ``[endpoints]``
+says where each API is, so the catalog and the other services find it there. Servers booted
+with the openstack CLI and openstacksdk land on both hosts and are deleted. Namespaces, veths
+and the bridge are removed at the end, also when the test fails.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import pytest
 
 from tests.distributed.cluster import READY, Cluster
 from tests.distributed.forwarder import Forwarder
-from tests.distributed.infra import RABBIT, Databases, rabbit_vhost
+from tests.distributed.infra import POSTGRES, RABBIT, Databases, rabbit_vhost
 
 SECTIONS = ("database", "cell0_database", "api_database", "placement_database", "identity_database",
             "image_database", "network_database")
@@ -148,7 +150,7 @@ def deployment():
     workdir = Path(tempfile.mkdtemp(prefix="kilonova-multihost-"))
     databases = Databases("postgresql")
     with contextlib.ExitStack() as stack:
-        network = Network(["host1", "host2"])
+        network = Network(["host1", "host2", "imagehost"])
         stack.callback(network.close)
         top = stack.enter_context(rabbit_vhost("kn-mh-top"))
         vhosts = {cell: stack.enter_context(rabbit_vhost(f"kn-mh-{cell}")) for cell in ("cell1", "cell2")}
@@ -159,8 +161,12 @@ def deployment():
         names = {section: section.replace("_database", "") if section != "database" else "cell1"
                  for section in SECTIONS}
         created = databases.urls([*names.values(), "cell2"])
+        # Every API on the controller except the image API, on a host of its own.
+        endpoints = {f"{service}_host": network.controller_ip
+                     for service in ("identity", "compute", "placement", "network")}
+        endpoints["image_host"] = network.addresses["imagehost"]
         cluster = Cluster(workdir, top, {section: created[name] for section, name in names.items()},
-                          extra={"DEFAULT": {"my_ip": network.controller_ip}})
+                          extra={"DEFAULT": {"my_ip": network.controller_ip}, "endpoints": endpoints})
         try:
             cluster.manage("api_db", "sync")
             cluster.manage("cell_v2", "map_cell0")
@@ -170,15 +176,26 @@ def deployment():
             cluster.manage("cell_v2", "create_cell", "--name", "cell2", "--database_connection", created["cell2"],
                            "--transport-url", vhosts["cell2"])
             cluster.manage("db", "sync")
+            cluster.start_all([[("identity", ["identity"], None)]])
+            database = stack.enter_context(Forwarder(POSTGRES, (network.controller_ip, 0)))
+            image_config = cluster.variant("imagehost", {
+                "DEFAULT": {"host": "imagehost", "my_ip": network.addresses["imagehost"],
+                            "transport_url": top.replace(f"@{RABBIT[0]}:{RABBIT[1]}/",
+                                                         f"@{network.controller_ip}:{broker.port}/")},
+                "image_database": {"connection": created["image"].replace(
+                    f"@{POSTGRES[0]}:{POSTGRES[1]}/", f"@{network.controller_ip}:{database.port}/")}})
+            image = NamespacedProcess("image", network.namespaces["imagehost"],
+                                      ["--config", str(image_config), "serve", "image"], workdir / "image.log")
+            cluster.processes[image.name] = image
+            cluster.start_all([[("placement", ["placement"], None), ("network", ["network"], None)]])
+            image.wait_ready(90)
             cluster.start_all([
-                [("identity", ["identity"], None)],
-                [("placement", ["placement"], None), ("image", ["image"], None), ("network", ["network"], None)],
                 [("api", ["api"], None), ("conductor", ["conductor"], None), ("scheduler", ["scheduler"], None)],
             ])
             for host, cell in (("host1", "cell1"), ("host2", "cell2")):
-                # my_ip names where this host finds the APIs: Kilonova derives every endpoint from it.
+                # my_ip is the host's own address; [endpoints] (shared) says where the APIs are.
                 config = cluster.variant(f"compute-{host}", {
-                    "DEFAULT": {"transport_url": outside[cell], "host": host, "my_ip": network.controller_ip},
+                    "DEFAULT": {"transport_url": outside[cell], "host": host, "my_ip": network.addresses[host]},
                     "compute": {"cell": cell}, "fake_driver": {"hosts": "1", "host_prefix": f"{host}-node"}})
                 process = NamespacedProcess(f"compute-{host}", network.namespaces[host],
                                             ["--config", str(config), "serve", "compute"],
@@ -226,6 +243,18 @@ def test_hosts_in_namespaces_only_reach_the_controller_over_the_bridge(deploymen
     assert {row["Host"] for row in services} == {"host1-node1", "host2-node1"}
     listed = deployment.manage("cell_v2", "list_cells").stdout
     assert "| cell1 " in listed and "| cell2 " in listed
+
+
+def test_the_catalog_points_at_the_host_each_api_runs_on(deployment):
+    network = deployment.network
+    endpoints = deployment.openstack("endpoint", "list", fmt_json=True)
+    hosts = {(row["Service Type"], row["Interface"]): row["URL"].split("//", 1)[1].rsplit(":", 1)[0]
+             for row in endpoints}
+    assert len(hosts) == 15
+    for (service_type, _), host in hosts.items():
+        assert host == (network.addresses["imagehost"] if service_type == "image" else network.controller_ip)
+    # The CLI finds the image API through the catalog, on its own host.
+    assert "kilonova-tiny" in {row["Name"] for row in deployment.openstack("image", "list", fmt_json=True)}
 
 
 def test_servers_land_on_both_hosts_and_are_deleted(deployment):
