@@ -204,9 +204,11 @@ def _groups(q: dict, providers: list[Provider]) -> list[dict]:
 def _options(group: dict, root: str, pool: list[Provider], by_uuid: dict) -> list[tuple]:
     """Each way one group can be served in this tree: ((provider, class, amount), ...)."""
     if group["in_tree"] is not None:
-        if group["in_tree"] != root:
+        # a suffixed group: a provider of in_tree's tree (a sharing one there still serves the trees it is
+        # anchored to); the unsuffixed group: only this tree, when it is in_tree's
+        if not group["suffix"] and group["in_tree"] != root:
             return []
-        pool = [p for p in pool if p.root == root]
+        pool = [p for p in pool if p.root == group["in_tree"]]
     top = by_uuid[root].aggregates
     classes = sorted(group["resources"])
     found = []
@@ -334,6 +336,10 @@ def _n(inventory=None, traits=(), aggregates=()) -> dict:
 @example(data={"trees": [(_n({"VCPU": (4, 0, 8, 1)}, aggregates=[0]), [])],
                "sharing": [_n({"DISK_GB": (8, 0, 8, 1)}, aggregates=[0])]},
          q=_q(resources={"VCPU": 1, "DISK_GB": 2}, in_tree=0))
+# a granular group's in_tree naming a sharing provider (it still serves the tree anchored to it)
+@example(data={"trees": [(_n({"VCPU": (4, 0, 8, 1)}, aggregates=[0]), [])],
+               "sharing": [_n({"DISK_GB": (8, 0, 8, 1)}, aggregates=[0])]},
+         q=_q(resources={"VCPU": 1}, granular=[_g({"DISK_GB": 2}, in_tree=1)]))
 # two groups summed on one provider beyond its max_unit
 @example(data={"trees": [(_n({"VCPU": (8, 0, 4, 1)}), [])], "sharing": []},
          q=_q(resources={"VCPU": 3}, granular=[_g({"VCPU": 3})]))

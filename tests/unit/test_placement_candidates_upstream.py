@@ -31,6 +31,58 @@ async def test_in_tree_leaves_out_sharing_providers_of_other_trees(client):
     assert len(body["allocation_requests"]) == 1
 
 
+async def test_in_tree_of_a_granular_group_and_of_a_resourceless_group(client):
+    """As upstream 16.0.0 answers (checked side by side): a granular group's in_tree may name a sharing
+    provider, which still serves the trees anchored to it; a resourceless group's in_tree only has to
+    name an existing provider, and such a group matches only through required traits or member_of."""
+    host = await client.provider("cn", inventory={"VCPU": {"total": 4}}, aggregates=[AGG], traits=["CUSTOM_A"])
+    nic = await client.provider("nic", inventory={"SRIOV_NET_VF": {"total": 4}}, parent=host["uuid"],
+                                traits=["CUSTOM_B"])
+    other = await client.provider("cn2", inventory={"VCPU": {"total": 4}}, traits=["CUSTOM_B"])
+    nfs = await client.provider("nfs", inventory={"DISK_GB": {"total": 100}}, aggregates=[AGG],
+                                traits=["MISC_SHARES_VIA_AGGREGATE"])
+
+    async def mapped(query):
+        body = (await client.get(f"/allocation_candidates?{query}&group_policy=none")).json()
+        return sorted(tuple(sorted((s, tuple(rps)) for s, rps in r["mappings"].items()))
+                      for r in body["allocation_requests"])
+    assert await mapped(f"resources=VCPU:1&resources1=DISK_GB:10&in_tree1={nfs['uuid']}") == [
+        (("", (host["uuid"],)), ("1", (nfs["uuid"],)))]
+    assert await mapped(f"resources=VCPU:1&resources1=DISK_GB:10&in_tree1={host['uuid']}") == []
+    # in_tree of a resourceless group naming another tree changes nothing
+    everywhere = sorted([(("", (host["uuid"],)), ("1", (nic["uuid"],))),
+                         (("", (other["uuid"],)), ("1", (other["uuid"],)))])
+    assert await mapped("resources=VCPU:1&required1=CUSTOM_B&same_subtree=1") == everywhere
+    assert await mapped(f"resources=VCPU:1&required1=CUSTOM_B&in_tree1={other['uuid']}&same_subtree=1") == everywhere
+    assert await mapped(f"resources=VCPU:1&required1=CUSTOM_B&in_tree1={uuid.uuid4()}&same_subtree=1") == []
+    # without required traits or member_of a resourceless group matches nothing
+    for query in (f"resources=VCPU:1&in_tree1={host['uuid']}&same_subtree=1",
+                  "resources=VCPU:1&required1=!CUSTOM_A&same_subtree=1",
+                  f"resources=VCPU:1&member_of1=!{AGG}&same_subtree=1"):
+        assert await mapped(query) == [], query
+
+
+async def test_member_of_narrows_the_sharing_providers_of_the_unsuffixed_group(client):
+    """As upstream 16.0.0 answers (checked side by side): the host passes member_of through its own
+    aggregates, but a sharing provider anchored to it contributes only when it is in them itself."""
+    agg_a, agg_b, agg_c = (str(uuid.uuid4()) for _ in range(3))
+    host = await client.provider("cn", inventory={"VCPU": {"total": 4}}, aggregates=[agg_a, agg_b])
+    shares = {}
+    for name, aggs in (("nfs-a", [agg_a]), ("nfs-bc", [agg_b, agg_c])):
+        shares[name] = (await client.provider(name, inventory={"DISK_GB": {"total": 100}}, aggregates=aggs,
+                                              traits=["MISC_SHARES_VIA_AGGREGATE"]))["uuid"]
+
+    async def disks(member_of):
+        body = (await client.get(f"/allocation_candidates?resources=VCPU:1,DISK_GB:10&member_of={member_of}")).json()
+        assert all(host["uuid"] in p for p in picks(body))
+        return sorted(rp for p in picks(body) for rp, res in p.items() if "DISK_GB" in res)
+    assert await disks(agg_a) == [shares["nfs-a"]]
+    assert await disks(agg_b) == [shares["nfs-bc"]]
+    assert await disks(f"in:{agg_a},{agg_c}") == sorted(shares.values())
+    assert await disks(f"!{agg_c}") == [shares["nfs-a"]]
+    assert await disks(agg_c) == []
+
+
 async def test_groups_summed_on_one_provider_respect_max_unit(client):
     await client.provider("gpus", inventory={"VGPU": {"total": 8, "max_unit": 4}})
     body = (await client.get("/allocation_candidates?resources1=VGPU:3&resources2=VGPU:3"

@@ -572,15 +572,25 @@ class _Finder:
                 return
 
     def _group_options(self, group: dict, root: int, members: list[int]) -> list[dict]:
-        if group["in_tree"] is not None:
-            if group["in_tree"] != root:
+        resources = group["resources"]
+        in_tree = group["in_tree"]
+        if not resources:
+            # As upstream, a resourceless group matches only through required traits or member_of (forbidden
+            # ones alone match nothing), and its in_tree only has to name an existing provider.
+            if in_tree == -1 or not (group["required"] or group["member_of"]):
                 return []
-            # as upstream, in_tree confines the group to the tree: no sharing provider from outside it
+        elif in_tree is not None and group["suffix"]:
+            # a suffixed group's provider must be in in_tree's tree; a sharing provider there still serves
+            # the trees anchored to it
+            members = [rp for rp in members if self.providers[rp].root == in_tree]
+        elif in_tree is not None:
+            if in_tree != root:
+                return []
+            # the unsuffixed group is confined to the tree: no sharing provider from outside it
             members = [rp for rp in members if self.providers[rp].root == root]
         usable = [rp for rp in members if self._provider_ok(group, rp, root)]
         if not usable:
             return []
-        resources = group["resources"]
         if not resources:
             return [{None: rp} for rp in usable]
         if group["suffix"]:
