@@ -214,10 +214,11 @@ class Cluster:
         response.raise_for_status()
         return response.headers["X-Subject-Token"]
 
-    def compute_api(self, version: str = "2.1"):
+    def compute_api(self, version: str = "2.1", port: int | None = None):
+        """A client of the compute API (of the process on ``port``, default the catalog's)."""
         import httpx
 
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.base_port + 1}/v2.1",
+        return httpx.Client(base_url=f"http://127.0.0.1:{port or self.base_port + 1}/v2.1",
                             headers={"X-Auth-Token": self.token(), "OpenStack-API-Version": f"compute {version}"},
                             timeout=30)
 

@@ -98,6 +98,58 @@ def test_servers_in_two_cells_are_listed_merged_and_paged(cluster):
     assert cluster.usage().get("MEMORY_MB", 0) == 0
 
 
+def test_two_compute_api_processes_serve_the_same_cloud(cluster):
+    """Active/active API: a second API process on its own port. Boots sent to both at once are each built
+    once; what one process creates (a flavor, servers) the other sees, lists and deletes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.cloud import free_port_block
+
+    port = free_port_block(1)
+    cluster.start_all([[("api2", ["api"], cluster.variant("api2", {"ports": {"compute": str(port)}}))]])
+    try:
+        with cluster.compute_api("2.37") as one, cluster.compute_api("2.37", port=port) as two:
+            flavor = one.post("/flavors", json={"flavor": {"name": "active-active", "ram": 256, "vcpus": 1,
+                                                           "disk": 1}})
+            assert flavor.status_code == 200, flavor.text
+            image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True)
+                         if i["Name"] == "kilonova-tiny")
+
+            def boot(index: int) -> str:
+                response = (one, two)[index % 2].post("/servers", json={"server": {
+                    "name": f"aa-{index}", "flavorRef": flavor.json()["flavor"]["id"], "imageRef": image,
+                    "networks": "auto"}})
+                assert response.status_code == 202, response.text
+                return response.json()["server"]["id"]
+
+            with ThreadPoolExecutor(6) as pool:
+                ids = list(pool.map(boot, range(6)))
+
+            def all_active(api):
+                rows = {s["id"]: s for s in api.get("/servers/detail").json()["servers"] if s["id"] in ids}
+                return rows if len(rows) == 6 and all(s["status"] == "ACTIVE" for s in rows.values()) else None
+
+            def placed(rows: dict) -> dict:
+                return {u: (s["OS-EXT-SRV-ATTR:host"], s["addresses"], s["flavor"]["id"]) for u, s in rows.items()}
+
+            seen = placed(wait_for(lambda: all_active(two), 60, "six ACTIVE servers", cluster))
+            assert placed(all_active(one)) == seen
+            # Built once each: one claim per server in Placement, one instance per server on the hosts.
+            assert cluster.usage()["MEMORY_MB"] == 6 * 256
+            hypervisors = two.get("/os-hypervisors/host/servers").json()["hypervisors"]
+            on_hosts = [s["uuid"] for h in hypervisors for s in h.get("servers", []) if s["uuid"] in ids]
+            assert sorted(on_hosts) == sorted(ids)
+            # Each server deleted through the process that did not create it.
+            for index, uuid_ in enumerate(ids):
+                assert (two, one)[index % 2].delete(f"/servers/{uuid_}").status_code == 204
+            wait_for(lambda: all(api.get(f"/servers/{u}").status_code == 404 for api in (one, two) for u in ids),
+                     60, "the deletes", cluster)
+            assert one.delete(f"/flavors/{flavor.json()['flavor']['id']}").status_code == 202
+    finally:
+        cluster.processes.pop("api2").kill()
+    assert cluster.usage().get("MEMORY_MB", 0) == 0
+
+
 def test_audit_reports_and_heals_an_orphaned_allocation(cluster):
     with cluster.placement_api() as placement:
         provider = placement.get("/resource_providers", params={"name": "cell1-host1"}).json()["resource_providers"][0]
