@@ -3,8 +3,8 @@
 Services never import each other's internals; they talk HTTP. ``Endpoints``
 knows where each service type lives. In the all-in-one process it can also hold
 the service's ASGI app, in which case requests go straight into the app
-(httpx's ASGI transport: the same HTTP semantics, no socket). In a distributed
-deployment only URLs are known and real connections are used.
+(the same HTTP semantics, no socket: see ``inprocess``). In a distributed deployment
+only URLs are known and real connections are used.
 
 ``ServiceClient`` authenticates as the service user (``[service_user]``) to the
 identity service and re-authenticates once when a token is refused.
@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from kilonova.common import inprocess
+
 
 @dataclass
 class Endpoints:
@@ -25,8 +27,34 @@ class Endpoints:
 
     def http_client(self, service_type: str, *, timeout: float = 60.0) -> httpx.AsyncClient:
         """A client for ``service_type``; it may be made before that service's app exists."""
-        return httpx.AsyncClient(transport=_EndpointTransport(self, service_type),
-                                 base_url=self.urls[service_type], timeout=timeout)
+        return _EndpointClient(self, service_type, base_url=self.urls[service_type], timeout=timeout)
+
+
+class _EndpointClient(httpx.AsyncClient):
+    """An httpx client whose plain requests go straight into the service's in-process app.
+
+    Streams, redirects, cookies, auth and the like, and every request when the service runs
+    elsewhere, go through httpx as usual (``_EndpointTransport``).
+    """
+
+    def __init__(self, endpoints: Endpoints, service_type: str, **kwargs: Any):
+        super().__init__(transport=_EndpointTransport(endpoints, service_type), **kwargs)
+        self._endpoints = endpoints
+        self._service_type = service_type
+        self._target = inprocess.InProcessTarget(self.base_url)
+
+    async def request(self, method: str, url: Any, *, content: Any = None, json: Any = None,
+                      params: Any = None, headers: Any = None, **kwargs: Any) -> httpx.Response:
+        app = self._endpoints.apps.get(self._service_type)
+        if app is not None and not any(value is not None and value is not httpx.USE_CLIENT_DEFAULT
+                                       for value in kwargs.values()):
+            plain = self._target.plain_url(url, params)
+            body = inprocess.encode_body(json, content)
+            if plain is not None and body is not None:
+                return await inprocess.call_app(app, self._target, method.upper(), *plain, self.headers, headers,
+                                                *body)
+        return await super().request(method, url, content=content, json=json, params=params, headers=headers,
+                                     **kwargs)
 
 
 class _EndpointTransport(httpx.AsyncBaseTransport):
