@@ -150,9 +150,13 @@ def negotiate(request: Request) -> tuple[int, int]:
     return version
 
 
+# Views ask about a few dozen fixed versions many times per request: parse each once.
+_parse_known = functools.lru_cache(maxsize=512)(parse)
+
+
 def want(request: Request, version: str) -> bool:
     """True when the request's microversion is at least ``version``."""
-    return request.state.version >= parse(version)
+    return request.state.version >= _parse_known(version)
 
 
 def version_text(version: tuple[int, int]) -> str:
