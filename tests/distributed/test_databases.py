@@ -93,6 +93,10 @@ PREVIOUS_RELEASE_ROWS = {
         "aggregate_hosts": [{"id": 1, "host": "host1", "aggregate_id": 1, "created_at": T0}],
         "aggregate_metadata": [{"id": 1, "aggregate_id": 1, "key": "availability_zone", "value": "zone1",
                                 "created_at": T0}],
+        "build_requests": [{"id": 1, "instance_uuid": "5e7a1b2c-0000-4000-8000-0000000000b2", "project_id": "p1",
+                            "instance": {"uuid": "5e7a1b2c-0000-4000-8000-0000000000b2", "project_id": "p1",
+                                         "flavor": {"name": "m1.kept", "vcpus": 2, "memory_mb": 2048}},
+                            "created_at": T0}],
     },
     "cell": {
         "services": [{"id": 1, "uuid": "5e000000-0000-4000-8000-000000000001", "host": "host1",
@@ -116,12 +120,11 @@ PREVIOUS_RELEASE_ROWS = {
 }
 
 
-def _api_head_has_console_tokens(database: Database) -> None:
-    from kilonova.compute.db import console_tokens
+def _api_head_has_build_request_sizes(database: Database) -> None:
+    from kilonova.compute.db import build_requests
 
-    database.run_sync(console_tokens.create, "t0k", instance_uuid=INSTANCE, console_type="novnc", host="host1",
-                      port=5900, ttl=600)
-    assert database.run_sync(console_tokens.peek, "t0k", write=False).port == 5900
+    # The pending server's flavor size was copied out of its JSON by 0004: quota usage counts it.
+    assert database.run_sync(build_requests.usage, "p1", write=False) == {"instances": 1, "cores": 2, "ram": 2048}
 
 
 def _cell_head_has_flavor_sizes(database: Database) -> None:
@@ -137,7 +140,7 @@ def _placement_head_has_usage_serials(database: Database) -> None:
 
 
 # What each store's head adds, checked on the upgraded database.
-AT_HEAD = {"nova_api": _api_head_has_console_tokens, "cell": _cell_head_has_flavor_sizes,
+AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_has_flavor_sizes,
            "placement": _placement_head_has_usage_serials}
 
 

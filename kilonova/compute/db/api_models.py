@@ -52,6 +52,9 @@ class BuildRequest(APIBase):
     instance_uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
     project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
     instance: Mapped[dict] = mapped_column(sa.JSON)
+    # The flavor's size, for quota usage sums (the instance JSON holds the whole flavor).
+    vcpus: Mapped[int] = mapped_column(default=0, server_default="0")
+    memory_mb: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
