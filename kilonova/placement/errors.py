@@ -51,10 +51,14 @@ EXPLANATIONS = {
 
 
 def detail_text(status: int, message: str) -> str:
+    """webob's text: its explanation, then the message (none, as for a route absent at the requested
+    microversion, leaves the blank line and the spaces around it)."""
     explanation = EXPLANATIONS.get(status, "")
-    if not message or message == explanation:
-        return explanation or message
-    return f"{explanation}\n\n {message}  " if explanation else message
+    if not explanation:
+        return message
+    if message == explanation:
+        message = ""
+    return f"{explanation}\n\n {message}  "
 
 
 def format_error(request: Request, error: HTTPError) -> Response:

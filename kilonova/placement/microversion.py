@@ -114,21 +114,27 @@ def text(version: tuple[int, int]) -> str:
 
 def versioned(min_version: str, max_version: str | None = None, status: int = 404) -> Callable[[Handler], Handler]:
     """Limit a handler to a range of microversions; outside it answer ``status`` (404 or 405)."""
-    low = parse(min_version)
-    high = parse(max_version) if max_version else None
+    versions = (parse(min_version), parse(max_version) if max_version else None, status)
 
     def decorator(handler: Handler) -> Handler:
         async def wrapper(request: Request, **params):
-            version = request.state.version
-            if version < low or (high is not None and version > high):
-                if status == 405:
-                    raise HTTPError(405, "")   # webob's 405 without a detail, as upstream
-                raise HTTPError(404, "The resource could not be found.")
+            require(request, versions)
             return await handler(request, **params)
         wrapper.__name__ = handler.__name__
         wrapper.__doc__ = handler.__doc__
+        wrapper.versions = versions   # checked before the policy as well (app.make_before), as upstream
         for mark in ("public", "policy"):
             if hasattr(handler, mark):
                 setattr(wrapper, mark, getattr(handler, mark))
         return wrapper
     return decorator
+
+
+def require(request: Request, versions: tuple) -> None:
+    """Refuse a request whose microversion is outside ``versions`` (low, high or None, status)."""
+    low, high, status = versions
+    version = request.state.version
+    if version < low or (high is not None and version > high):
+        if status == 405:
+            raise HTTPError(405, "")   # webob's 405 without a detail, as upstream
+        raise HTTPError(404, "")

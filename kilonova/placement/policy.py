@@ -2,7 +2,8 @@
 
 Every rule defaults to ``rule:admin_or_service_api`` (``role:admin or
 role:service``) with project scope, except ``placement:usages`` (GET /usages),
-which a project reader may use for its own project. Operators override any rule
+which a project reader may use for its own project, and
+``placement:reshaper:reshape``, for the service role alone (``rule:service_api``). Operators override any rule
 in ``[oslo_policy] policy_file`` (YAML or JSON, ``name: check string``), as with
 oslo.policy. ``enforce_scope`` refuses system-scoped tokens for these
 project-scoped rules; with ``enforce_new_defaults = false`` a default rule also
@@ -64,6 +65,7 @@ def default_rules() -> dict[str, str]:
     rules = dict(BASE_RULES)
     rules.update({name: ADMIN_OR_SERVICE for name in API_RULES})
     rules["placement:usages"] = "rule:admin_or_project_reader_or_service_api"
+    rules["placement:reshaper:reshape"] = "rule:service_api"
     return rules
 
 

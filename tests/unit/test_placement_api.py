@@ -218,6 +218,7 @@ async def test_provider_trees_and_list_filters(client):
     assert names(await client.get(f"/resource_providers?in_tree={child['uuid']}")) == ["child", "root"]
     assert names(await client.get("/resource_providers?resources=VCPU:4")) == ["root"]
     assert names(await client.get("/resource_providers?name=other")) == ["other"]
+    assert names(await client.get("/resource_providers?name=")) == ["child", "other", "root"]   # as upstream
     assert names(await client.get(f"/resource_providers?uuid={other['uuid']}")) == ["other"]
     response = await client.get("/resource_providers?resources=CUSTOM_NOPE:1")
     assert response.status_code == 400
@@ -403,6 +404,14 @@ async def test_usages_by_project_and_consumer_type(client):
     all_of = (await client.get("/usages?project_id=p1&consumer_type=all")).json()["usages"]
     assert all_of == {"all": {"VCPU": 3, "MEMORY_MB": 128, "consumer_count": 2}}
     assert (await client.get("/usages")).status_code == 400
+    for kind in ("bad type", ""):   # upstream's pattern names both
+        response = await client.get(f"/usages?project_id=p1&consumer_type={kind}")
+        assert response.status_code == 400
+        assert detail_of(response) == ("Invalid query string parameters: "
+                                       f"'{kind}' does not match '^[A-Z0-9_]+$|^all|^unknown$'")
+    # a route absent at the microversion: webob's bare 404 text, as upstream
+    assert error_of(await client.get("/usages?project_id=p1", version="1.8"))["detail"] == (
+        "The resource could not be found.\n\n   ")
 
 
 async def test_fifty_concurrent_claims_never_overcommit(client):
@@ -580,16 +589,32 @@ async def test_reshaper_moves_inventory_and_allocations_to_a_child(client):
             "allocations": {root["uuid"]: {"resources": {"VCPU": 1}}, child["uuid"]: {"resources": {"VGPU": 1}}},
             "project_id": "p1", "user_id": "u1", "consumer_generation": 1, "consumer_type": "INSTANCE"}},
     }
-    assert (await client.post("/reshaper", json=body, version="1.29")).status_code == 404
-    response = await client.post("/reshaper", json=body)
+    assert (await client.post("/reshaper", json=body, version="1.29", token=SERVICE)).status_code == 404
+    # as upstream, the reshaper is for the service role alone: an admin is refused before the body is read
+    response = await client.post("/reshaper", content=b"not json")
+    assert response.status_code == 403, response.text
+    assert detail_of(response) == "Policy does not allow placement:reshaper:reshape to be performed."
+    response = await client.post("/reshaper", json=body, token=SERVICE)
     assert response.status_code == 204, response.text
     allocations = (await client.get(f"/allocations/{consumer}")).json()["allocations"]
     assert allocations[child["uuid"]]["resources"] == {"VGPU": 1}
     # dropping inventory that is still allocated fails as a whole
     gen = (await client.get(f"/resource_providers/{child['uuid']}")).json()["generation"]
     response = await client.post("/reshaper", json={
-        "inventories": {child["uuid"]: {"resource_provider_generation": gen, "inventories": {}}}, "allocations": {}})
+        "inventories": {child["uuid"]: {"resource_provider_generation": gen, "inventories": {}}}, "allocations": {}},
+        token=SERVICE)
     assert response.status_code == 409 and error_of(response)["code"] == "placement.inventory.inuse"
+    # upstream's schema: at least one provider's inventories, keyed by 36 hex digits and dashes
+    for inventories, detail in (({}, "{} should be non-empty"), (
+            {child["uuid"].replace("-", ""): {"resource_provider_generation": gen, "inventories": {}}},
+            f"'{child['uuid'].replace('-', '')}' does not match any of the regexes: '^[0-9a-fA-F-]{{36}}$'")):
+        response = await client.post("/reshaper", json={"inventories": inventories, "allocations": {}}, token=SERVICE)
+        assert response.status_code == 400 and detail_of(response) == f"JSON does not validate: {detail}"
+    # as upstream, the reshaper takes a reserved amount above the total (the inventory routes refuse it)
+    response = await client.post("/reshaper", json={"inventories": {child["uuid"]: {
+        "resource_provider_generation": gen, "inventories": {"VGPU": {"total": 2, "reserved": 3}}}},
+        "allocations": {}}, token=SERVICE)
+    assert response.status_code == 204, response.text
 
 
 async def test_candidates_after_a_restart_summarize_classes_not_asked_for(client):

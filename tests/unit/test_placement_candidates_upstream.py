@@ -144,6 +144,8 @@ BAD = "Invalid query string parameters: "
      "Empty string (unsuffixed group) can not be specified in `same_subtree` "),
     ("resources=VCPU:1&limit=0", "1.16", "placement.undefined_code",
      BAD + "'0' does not match '^[1-9][0-9]*$'"),
+    # before 1.25 a missing 'resources' is named before the unknown key
+    ("resources1=VCPU:1", "1.21", None, BAD + "'resources' is a required property"),
 ])
 async def test_candidate_query_errors_as_upstream(client, query, version, code, detail):
     response = await client.get(f"/allocation_candidates?{query}", version=version)

@@ -36,12 +36,15 @@ def query_schema(request: Request) -> dict:
             ("1.36", "same_subtree", {"type": "string"})):
         if want(request, version):
             keys[key] = spec
-    schema = {"type": "object", "properties": keys, "additionalProperties": False}
+    # keys in upstream's order: jsonschema reports the first failing one (a missing 'resources' before an
+    # unknown key)
+    schema = {"type": "object", "properties": keys}
+    if not want(request, "1.25"):
+        schema["required"] = ["resources"]
+    schema["additionalProperties"] = False
     if want(request, "1.25"):
         allowed = [k for k in GROUP_KEYS if k in keys]
         schema["patternProperties"] = {f"^{k}({_suffix_pattern(request)})?$": {"type": "string"} for k in allowed}
-    else:
-        schema["required"] = ["resources"]
     return schema
 
 

@@ -8,7 +8,7 @@ from kilonova.common.http import HTTPError, Router
 from kilonova.placement import errors
 from kilonova.placement.handlers import util
 from kilonova.placement.handlers.allocation import consumer_request, post_schema
-from kilonova.placement.handlers.inventory import PUT_ALL_SCHEMA, _check_capacity, _values
+from kilonova.placement.handlers.inventory import PUT_ALL_SCHEMA, _values
 from kilonova.placement.handlers.util import UUID_PATTERN, policy
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import exceptions as exc
@@ -18,7 +18,7 @@ from kilonova.placement.objects import reshaper
 def schema(request: Request) -> dict:
     allocations = dict(post_schema(request), minProperties=0)
     return {"type": "object", "additionalProperties": False, "required": ["inventories", "allocations"],
-            "properties": {"inventories": {"type": "object", "additionalProperties": False,
+            "properties": {"inventories": {"type": "object", "additionalProperties": False, "minProperties": 1,
                                            "patternProperties": {UUID_PATTERN: PUT_ALL_SCHEMA}},
                            "allocations": allocations}}
 
@@ -29,8 +29,8 @@ async def reshape(request: Request) -> Response:
     data = await util.body(request, schema(request))
     new_inventories = {}
     for rp_uuid, entry in data["inventories"].items():
+        # as upstream, reserved is not compared with total here (only the inventory routes do)
         records = {name: _values(values) for name, values in entry["inventories"].items()}
-        _check_capacity(request, rp_uuid, records, "update")
         new_inventories[util.normalize_uuid(rp_uuid)] = (entry["resource_provider_generation"], records)
     requests = [consumer_request(request, util.normalize_uuid(c), d) for c, d in data["allocations"].items()]
     try:

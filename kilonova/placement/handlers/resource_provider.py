@@ -124,7 +124,8 @@ async def delete_resource_provider(request: Request, uuid: str) -> Response:
 async def list_resource_providers(request: Request) -> Response:
     util.check_accept(request)
     params = util.query(request, list_query_schema(request))
-    filters = rps.ListFilters(name=params.get("name"), uuid=params.get("uuid"), in_tree=params.get("in_tree"))
+    # as upstream, an empty name filters nothing
+    filters = rps.ListFilters(name=params.get("name") or None, uuid=params.get("uuid"), in_tree=params.get("in_tree"))
     if "member_of" in params:
         filters.member_of, filters.forbidden_aggregates = qs.member_of(
             request.query_params.getlist("member_of"), request)

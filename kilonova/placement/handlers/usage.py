@@ -17,7 +17,9 @@ _ID = {"type": "string", "minLength": 1, "maxLength": 255}
 def query_schema(request: Request) -> dict:
     properties = {"project_id": _ID, "user_id": _ID}
     if want(request, "1.38"):
-        properties["consumer_type"] = {"type": "string", "minLength": 1, "maxLength": 255}
+        # upstream's pattern (checked before the lengths, so an empty value is named by it too)
+        properties["consumer_type"] = {"type": "string", "pattern": "^[A-Z0-9_]+$|^all|^unknown$",
+                                       "minLength": 1, "maxLength": 255}
     return {"type": "object", "properties": properties, "required": ["project_id"],
             "additionalProperties": False}
 

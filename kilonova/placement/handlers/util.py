@@ -18,7 +18,7 @@ from kilonova.common.http import MAX_BODY_BYTES, Handler, HTTPError
 from kilonova.placement import microversion
 from kilonova.placement.objects import capacity
 
-UUID_PATTERN = "^[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}$"
+UUID_PATTERN = "^[0-9a-fA-F-]{36}$"   # upstream's (body keys naming providers and consumers)
 RC_PATTERN = "^[A-Z0-9_]+$"
 CUSTOM_RC_PATTERN = "^CUSTOM_[A-Z0-9_]+$"
 CUSTOM_TRAIT_PATTERN = "^CUSTOM_[A-Z0-9_]+$"
@@ -43,7 +43,12 @@ def is_uuid(value: str) -> bool:
 
 
 def normalize_uuid(value: str) -> str:
-    return str(uuidlib.UUID(value))
+    """The canonical form of a UUID; a value that only looks like one (36 hex digits and dashes, as upstream's
+    pattern lets through) is kept as given, so that it names no provider, as upstream."""
+    try:
+        return str(uuidlib.UUID(value))
+    except ValueError:
+        return value
 
 
 def policy(name: str) -> Callable[[Handler], Handler]:
