@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import re
 
 from starlette.requests import Request
@@ -186,16 +187,25 @@ def render_requests(request: Request, result: cands.SearchResult) -> list[bytes]
         return [(template % uuid).encode() for uuid in result.candidates]
     parts = []
     append = parts.append
-    patterns: dict[tuple, str] = {}
+    shapes: dict[tuple, tuple] = {}
+    uuid_of = result.uuids.__getitem__
     for candidate in result.candidates:
         kind = type(candidate)
-        if kind is tuple:   # the sharing-provider everyday case: thousands of these
-            distinct = list(dict.fromkeys(candidate))
-            shape = tuple(map(distinct.index, candidate))
-            pattern = patterns.get(shape)
-            if pattern is None:
-                pattern = patterns[shape] = _pattern(request, result.single_resources, shape)
-            append((pattern % tuple(distinct + distinct if twice else distinct)).encode())
+        if kind is tuple:   # provider ids: the sharing-provider everyday case, thousands of these
+            # which positions repeat an earlier provider (tuple.index: the first position of each)
+            found = shapes.get(key := tuple(map(candidate.index, candidate)))
+            if found is None:
+                firsts = sorted(set(key))
+                shape = tuple(firsts.index(position) for position in key)
+                found = shapes[key] = (_pattern(request, result.single_resources, shape),
+                                       operator.itemgetter(*firsts), len(firsts))
+            pattern, distinct, count = found
+            if count == 2:   # a host and one sharing provider
+                first, second = distinct(candidate)
+                uuids = (uuid_of(first), uuid_of(second))
+            else:
+                uuids = tuple(map(uuid_of, distinct(candidate))) if count > 1 else (uuid_of(distinct(candidate)),)
+            append((pattern % (uuids + uuids if twice else uuids)).encode())
             continue
         if kind is str:
             text = template % ((candidate, candidate) if twice else candidate)

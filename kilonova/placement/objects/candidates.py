@@ -84,11 +84,12 @@ class Candidate:
 @dataclass
 class SearchResult:
     """``candidates``: a Candidate; or, when the request is one unsuffixed group (``single_resources``),
-    the uuid of the provider that takes it all, or a tuple of the uuids that take each of its classes
-    (in class name order). ``summaries``: providers to summarize, in order."""
+    the uuid of the provider that takes it all, or a tuple of the ids of the providers that take each of
+    its classes (in class name order; ``uuids`` names them). ``summaries``: providers to summarize, in order."""
     candidates: list
     summaries: list[capacity.Provider]
     view: capacity.View | None = None
+    uuids: dict[int, str] = field(default_factory=dict)   # provider id -> uuid
     single_resources: dict[str, int] = field(default_factory=dict)
     class_names: dict[int, str] = field(default_factory=dict)
     trait_names: dict[int, str] = field(default_factory=dict)
@@ -118,9 +119,9 @@ def search(session: Session, request: SearchRequest) -> SearchResult:
             if type(item) is int:
                 used.add(item)
                 candidates.append(providers[item].uuid)
-            elif type(item) is tuple:
+            elif type(item) is tuple:   # kept as ids: the renderer names them (one pass over thousands)
                 used.update(item)
-                candidates.append(tuple([providers[rp].uuid for rp in item]))
+                candidates.append(item)
             else:
                 used.update(rp for _, option in item for rp in option.values())
                 candidates.append(finder.render(item))
@@ -132,9 +133,11 @@ def search(session: Session, request: SearchRequest) -> SearchResult:
             used.update(finder.tree_members(root))
     summaries = [providers[rp] for rp in sorted(used)]
     single = request.groups[0].resources if len(request.groups) == 1 else {}
-    return SearchResult(candidates, summaries, view, single, rcs.names_by_id(session, view.by_class.keys()),
-                        _trait_names(session, view),
-                        class_ids)
+    uuids = view.memo.get("uuids")
+    if uuids is None:
+        uuids = view.memo["uuids"] = {rp: provider.uuid for rp, provider in providers.items()}
+    return SearchResult(candidates, summaries, view, uuids, single,
+                        rcs.names_by_id(session, view.by_class.keys()), _trait_names(session, view), class_ids)
 
 
 _trait_name_cache: dict[str, dict[int, str]] = {}
