@@ -48,6 +48,8 @@ def test_basic_domain():
     assert root.find("devices/serial/log").get("file") == "/i/console.log"
     assert root.find("devices/graphics").get("listen") == "127.0.0.1"
     assert root.find("cpu") is None  # TCG, no topology: QEMU's default model
+    # nothing on USB, so no USB controller (libvirt would add one the firmware probes at each boot)
+    assert [(c.get("type"), c.get("model")) for c in root.findall("devices/controller")] == [("usb", "none")]
 
 
 def test_kvm_defaults_to_host_model_and_qemu_refuses_it():

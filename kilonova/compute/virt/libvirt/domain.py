@@ -299,6 +299,10 @@ def build_xml(spec: DomainSpec) -> str:
     _sub(domain, "on_crash", "destroy")
 
     devices = _sub(domain, "devices")
+    # No device of this guest sits on USB (VNC input is libvirt's implicit PS/2 keyboard and mouse), so no
+    # USB controller: libvirt would otherwise add one that the firmware initialises on every boot. Upstream
+    # Nova disables it the same way when a guest needs no USB device.
+    _sub(devices, "controller", type="usb", model="none")
     for disk in spec.disks:
         element = _sub(devices, "disk", type="file", device="disk")
         _sub(element, "driver", name="qemu", type=disk.format, cache=disk.cache)
