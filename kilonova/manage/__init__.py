@@ -8,6 +8,7 @@
     kilonova manage cell_v2 create_cell --name NAME --database_connection URL [--transport-url URL]
     kilonova manage cell_v2 list_cells [--verbose]
     kilonova manage cell_v2 discover_hosts [--cell_uuid UUID] [--verbose]
+    kilonova manage cell_v2 list_hosts [--cell_uuid UUID]
     kilonova manage status upgrade check
     kilonova manage placement audit [--heal] [--verbose]
 

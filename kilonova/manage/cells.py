@@ -40,6 +40,9 @@ def register(groups) -> None:
     discover.add_argument("--verbose", action="store_true")
     discover.add_argument("--by-service", action="store_true", help="accepted for compatibility (always)")
     discover.set_defaults(func=discover_hosts)
+    hosts = cell_v2.add_parser("list_hosts", help="list the compute hosts mapped to cells")
+    hosts.add_argument("--cell_uuid", "--cell-uuid", dest="cell_uuid")
+    hosts.set_defaults(func=list_hosts)
 
 
 def api_database(conf) -> Database:
@@ -134,6 +137,34 @@ def list_cells(args: argparse.Namespace) -> int:
     print(table(["Name", "UUID", "Transport URL", "Database Connection", "Disabled"],
                 [[c.name, c.uuid, show(c.transport_url), show(c.database_connection), c.disabled]
                  for c in shown]))
+    return 0
+
+
+def _host_mappings(session) -> list[tuple[str, str, str]]:
+    """(cell name, cell uuid, host) of every host mapping."""
+    import sqlalchemy as sa
+
+    from kilonova.compute.db.api_models import CellMapping, HostMapping
+
+    return [tuple(row) for row in session.execute(
+        sa.select(CellMapping.name, CellMapping.uuid, HostMapping.host)
+        .join(CellMapping, HostMapping.cell_id == CellMapping.id))]
+
+
+def list_hosts(args: argparse.Namespace) -> int:
+    """As ``nova-manage cell_v2 list_hosts``: one row per mapped compute host, by cell then host."""
+    conf = load_conf(args)
+    api = api_database(conf)
+    try:
+        rows = api.run_sync(_host_mappings, write=False)
+        known = {cell.uuid for cell in api.run_sync(mappings.list_cells, write=False)}
+    finally:
+        api.close()
+    if args.cell_uuid and args.cell_uuid not in known:
+        print(f"Cell with uuid {args.cell_uuid} was not found.", file=sys.stderr)
+        return 2
+    shown = sorted(row for row in rows if not args.cell_uuid or row[1] == args.cell_uuid)
+    print(table(["Cell Name", "Cell UUID", "Hostname"], [list(row) for row in shown]))
     return 0
 
 

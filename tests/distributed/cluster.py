@@ -274,6 +274,7 @@ def two_cell_deployment(kind: str, *, second_controller: bool = True,
         cluster = Cluster(workdir, transport_url, urls, extra=options)
         cluster.kind = kind
         cluster.databases = databases
+        cluster.cell_connections = {"cell1": urls["database"], "cell2": cell2}
         try:
             cluster.manage("api_db", "sync")
             cluster.manage("cell_v2", "map_cell0")

@@ -23,7 +23,9 @@ from tests.distributed.cluster import two_cell_deployment, wait_for
 
 @pytest.fixture(scope="module", params=["postgresql", "mysql"])
 def cluster(request):
-    with two_cell_deployment(request.param) as deployed:
+    # Periodic host discovery on (off by default): both schedulers run it, on the same databases.
+    with two_cell_deployment(request.param, extra={"scheduler": {"discover_hosts_in_cells_interval": "1"}}) \
+            as deployed:
         yield deployed
 
 
@@ -308,3 +310,31 @@ def test_a_compute_host_of_the_previous_release_boots_and_deletes(cluster):
     assert [(m["method"], m.get("version")) for m in delivered] == [("build_and_run_instance", "1.0"),
                                                                     ("terminate_instance", "1.0")]
     assert "deadline" not in delivered[0]["args"]
+
+
+def test_periodic_discovery_maps_a_host_recorded_in_its_cell(cluster):
+    """``[scheduler] discover_hosts_in_cells_interval``: a compute host whose service record is in cell2's
+    database but that no host mapping names (written there directly, as upstream's nova-compute writes its
+    own; Kilonova's conductors map the hosts they hear from themselves) is mapped to cell2 by the schedulers
+    within seconds, with no ``cell_v2 discover_hosts``, and can then be put in an aggregate."""
+    from kilonova.common.db import Database
+    from kilonova.compute import versions
+    from kilonova.compute.db import services
+
+    cell2 = Database(cluster.cell_connections["cell2"], name="cell2-test", workers=1)
+    try:
+        cell2.run_sync(services.report, "late-host", "nova-compute", "compute", versions.SERVICE_VERSION)
+    finally:
+        cell2.close()
+    rows = wait_for(lambda: [line for line in cluster.manage("cell_v2", "list_hosts").stdout.splitlines()
+                             if " late-host " in line], 20, "late-host mapped", cluster)
+    assert len(rows) == 1 and rows[0].startswith("| cell2 "), rows
+    cluster.openstack("aggregate", "create", "late-hosts")
+    added = cluster.openstack("aggregate", "add", "host", "late-hosts", "late-host", fmt_json=True)
+    assert added["hosts"] == ["late-host"]
+    cluster.openstack("aggregate", "remove", "host", "late-hosts", "late-host")
+    cluster.openstack("aggregate", "delete", "late-hosts")
+    service = next(row for row in cluster.openstack("compute", "service", "list", fmt_json=True)
+                   if row["Host"] == "late-host")
+    cluster.openstack("compute", "service", "delete", str(service["ID"]))
+    assert " late-host " not in cluster.manage("cell_v2", "list_hosts").stdout

@@ -42,6 +42,12 @@ def test_cells_syncs_and_discovery(tmp_path):
     code, found = run(tmp_path, "cell_v2", "discover_hosts", "--verbose")
     assert code == 0 and f"Creating host mapping for compute host 'newhost' in cell {uuid.strip()}" in found
     assert "newhost" not in run(tmp_path, "cell_v2", "discover_hosts", "--verbose")[1]
+    code, hosts = run(tmp_path, "cell_v2", "list_hosts")
+    assert code == 0 and f"| cell2     | {uuid.strip()} | newhost  |" in hosts, hosts
+    assert "newhost" in run(tmp_path, "cell_v2", "list_hosts", "--cell_uuid", uuid.strip())[1]
+    assert "newhost" not in run(tmp_path, "cell_v2", "list_hosts", "--cell_uuid",
+                                "00000000-0000-0000-0000-000000000000")[1]  # cell0
+    assert run(tmp_path, "cell_v2", "list_hosts", "--cell_uuid", "no-such-cell")[0] == 2
 
 
 def test_upgrade_check_names_what_to_run(tmp_path):
