@@ -1,5 +1,6 @@
 """RPC versions on the in-process transport: stamps, caps and backports, refusals, and hosts written for at the
 version their service record announces (a rolling upgrade: new controllers, older compute hosts)."""
+import asyncio
 import time
 
 import pytest
@@ -151,3 +152,56 @@ async def test_a_build_delivered_after_its_deadline_is_left_to_the_conductor(tmp
     await manager.build_and_run_instance(**BUILD, deadline=time.time() - 1)
     assert conductor.calls == []  # not even the "spawning" task state: the reconciler owns it now
 
+
+
+class ConductorOfTheFirstRelease:
+    """A conductor endpoint of conductor RPC 1.0: report_many, and a service_report without ``version``."""
+
+    def __init__(self):
+        self.reports = []
+
+    async def service_report(self, host, binary, topic=None, cell=None):
+        self.reports.append(("service_report", host))
+        return {"host": host}
+
+    async def compute_node_update(self, host, nodename, values, service_id):
+        self.reports.append(("compute_node_update", host))
+        return nodename
+
+    async def report_many(self, reports):
+        replies = []
+        for report in reports:
+            try:
+                replies.append({"result": await getattr(self, report["method"])(**report["args"])})
+            except Exception as exc:  # noqa: BLE001 - each report answers on its own, as the conductor does
+                replies.append({"error": {"type": type(exc).__name__, "message": str(exc)}})
+        return replies
+
+
+@pytest.mark.parametrize("pin", ["1.0", ""])
+async def test_batched_heartbeats_are_written_for_the_conductor_version_the_compute_is_pinned_to(tmp_path, pin):
+    """A compute host upgraded before the conductors (``[upgrade_levels] conductor = 1.0``): its hosts'
+    heartbeats still go as one report_many, each written for 1.0 (no service version), and the old conductor
+    takes them all. Unpinned, the same heartbeats carry the version (a 1.0 conductor would refuse them)."""
+    from kilonova.compute.agent.reports import ReportBatcher
+
+    conf = Config.load(state_dir=tmp_path, overrides={"upgrade_levels": {"conductor": pin}})
+    spy, old = Spy(), ConductorOfTheFirstRelease()
+    try:
+        await spy.serve("conductor", old, version="1.0")
+        batcher = ReportBatcher(versions.conductor_client(spy, conf), window=0.05)
+        results = await asyncio.gather(
+            *(batcher.call("service_report", host=f"h{i}", binary="nova-compute", topic="compute",
+                           version=versions.SERVICE_VERSION) for i in range(3)),
+            batcher.call("compute_node_update", host="h0", nodename="h0", values={"vcpus": 4}, service_id=1),
+            return_exceptions=True)
+    finally:
+        await spy.close()
+    assert [(target, method) for target, method, _v, _a in spy.sent] == [("conductor", "report_many")]
+    if pin:
+        assert results == [{"host": "h0"}, {"host": "h1"}, {"host": "h2"}, "h0"]
+        assert sorted(old.reports) == [("compute_node_update", "h0"), ("service_report", "h0"),
+                                       ("service_report", "h1"), ("service_report", "h2")]
+    else:
+        assert [type(r).__name__ for r in results[:3]] == ["RemoteError"] * 3 and results[3] == "h0"
+        assert all("version" in r.message for r in results[:3])

@@ -7,7 +7,9 @@ reports. ``ReportBatcher`` stands in for the conductor's RPC client: those two
 methods wait up to ``window`` seconds and go together as one ``report_many``
 call (each caller still gets its own result or error); every other method
 passes straight through. A conductor without ``report_many`` (older version)
-gets the reports one by one, as before.
+gets the reports one by one, as before. Under ``[upgrade_levels] conductor``
+each report inside the batch is written down to that version, as it would be
+on its own (an older conductor's ``service_report`` takes no ``version``).
 """
 from __future__ import annotations
 
@@ -65,10 +67,17 @@ class ReportBatcher:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _written(self, method: str, kwargs: dict) -> dict:
+        """The arguments of one batched report as the (maybe older) conductor takes them."""
+        interface = getattr(self.conductor, "interface", None)
+        if interface is None:
+            return kwargs
+        return interface.prepare(method, kwargs, self.conductor.version_cap)[1]
+
     async def _send(self, batch: list[tuple[str, dict, asyncio.Future]]) -> None:
         try:
             self.calls += 1
-            replies = await self.conductor.call("report_many", reports=[{"method": m, "args": a}
+            replies = await self.conductor.call("report_many", reports=[{"method": m, "args": self._written(m, a)}
                                                                         for m, a, _ in batch])
         except RemoteError as exc:
             if exc.exc_type != "NoSuchMethod":
