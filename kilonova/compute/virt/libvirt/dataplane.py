@@ -69,9 +69,9 @@ def namespace_name(network_id: str, scope: str = "") -> str:
     return f"kilonova-dhcp-{network_id}-{scope}" if scope else f"kilonova-dhcp-{network_id}"
 
 
-def _link_exists(name: str, netns: str | None = None) -> bool:
-    args = ["-n", netns] if netns else []
-    return _ip(*args, "link", "show", name, check=False).returncode == 0
+def _link_exists(name: str) -> bool:
+    """Whether the host namespace has interface ``name`` (sysfs: no ``ip`` process on a guest's start path)."""
+    return Path("/sys/class/net", name).exists()
 
 
 def _namespace_exists(name: str) -> bool:
@@ -105,9 +105,14 @@ class Dataplane:
 
     def plug(self, vif: dict, instance_uuid: str | None = None) -> None:
         """Make ``vif``'s network ready on this host and let DHCP hand out its address."""
+        self.plug_bridge(vif, instance_uuid)
+        self.serve(vif)
+
+    def plug_bridge(self, vif: dict, instance_uuid: str | None = None) -> None:
+        """Record ``vif`` on its network and make the network's bridge: all libvirt needs to start the guest
+        (it adds the port's tap to the bridge). ``serve`` does the rest, which the guest needs once booted."""
         network_id = vif["network_id"]
-        subnets = [s for s in vif.get("subnets") or [] if s.get("ip_version", 4) == 4 and s.get("cidr")]
-        with self._lock:
+        with self._lock:  # recorded with the bridge, so that another port's unplug never removes the bridge
             directory = self._dir(network_id)
             directory.mkdir(parents=True, exist_ok=True)
             ports = self._ports(network_id)
@@ -115,12 +120,18 @@ class Dataplane:
                 ip["ip_address"] for ip in vif.get("fixed_ips", []) if ip.get("version", 4) == 4]}
             (directory / "ports.json").write_text(json.dumps(ports))
             self._ensure_bridge(network_id)
+
+    def serve(self, vif: dict) -> None:
+        """The network of a plugged ``vif``: its gateway and metadata API, and DHCP handing out its address."""
+        network_id = vif["network_id"]
+        subnets = [s for s in vif.get("subnets") or [] if s.get("ip_version", 4) == 4 and s.get("cidr")]
+        with self._lock:
             if subnets:
                 self._ensure_gateway(network_id, subnets[0])
             dhcp = [s for s in subnets if s.get("enable_dhcp") is not False]  # enable_dhcp=False: no dnsmasq
             if dhcp:
                 self._ensure_dnsmasq(network_id, dhcp[0])
-                self._write_hosts(network_id, ports)
+                self._write_hosts(network_id, self._ports(network_id))
                 self._reload_dhcp(network_id)
 
     def unplug(self, vif: dict) -> None:

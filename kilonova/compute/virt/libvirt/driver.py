@@ -323,16 +323,20 @@ class LibvirtDriver(ComputeDriver):
         flavor = instance["flavor"]
         wants_drive = configdrive.wanted(instance, self.conf.getbool("compute", "force_config_drive"))
 
-        def plug_all() -> None:
+        def plug_bridges() -> None:
             configdrive.write_tree(instance, network_info, directory / "metadata")  # for the metadata API
             for vif in network_info:
-                self.dataplane.plug(vif, instance["uuid"])
+                self.dataplane.plug_bridge(vif, instance["uuid"])
+
+        def serve_networks() -> None:
+            for vif in network_info:
+                self.dataplane.serve(vif)
 
         disks, drive, _ = await asyncio.gather(
             self._call(self._create_disks, directory, base, flavor, boot_files),
             self._call(configdrive.build, instance, network_info, directory / "disk.config",
                        self.conf.get("compute", "mkisofs_cmd")) if wants_drive else asyncio.sleep(0),
-            self._call(plug_all))
+            self._call(plug_bridges))
         if drive is not None:
             disks.append(Disk(str(drive), f"vd{chr(ord('a') + len(disks))}", "raw", readonly=True,
                               cache=self._disk_cache))
@@ -350,6 +354,9 @@ class LibvirtDriver(ComputeDriver):
             xml = build_xml(spec)
         except Unsupported as exc:
             raise BuildFailure(f"Host {self.host} cannot honour the flavor or image: {exc}") from exc
+        # The guest needs its networks' gateway, DHCP and metadata API only once it has booted: they are set
+        # up while libvirt starts it (spawn still returns only when both are done).
+        serving = asyncio.ensure_future(self._call(serve_networks))
         try:
             await self._call(self._define_and_start, xml)
         except libvirt.libvirtError as exc:
@@ -358,8 +365,13 @@ class LibvirtDriver(ComputeDriver):
                 hint = (f" ({_closed_parent(self.instances_path)} is not searchable by the QEMU user: "
                         "move [libvirt] instances_path or chmod o+x it)")
             raise BuildFailure(f"libvirt could not start the guest: {exc}{hint}") from exc
+        finally:
+            (served,) = await asyncio.gather(serving, return_exceptions=True)
+        if isinstance(served, BaseException):
+            raise served
         done = time.monotonic()
-        LOG.info("spawned %s in %.2fs: image %.2fs, disks/config drive/network %.2fs, libvirt start %.2fs",
+        LOG.info("spawned %s in %.2fs: image %.2fs, disks/config drive/bridges %.2fs, libvirt start and the "
+                 "networks' DHCP/metadata %.2fs",
                  instance["uuid"], done - started, fetched - started, prepared - fetched, done - prepared)
 
     def _create_disks(self, directory: Path, base: Path, flavor: dict, boot_files: dict[str, Path]) -> list[Disk]:
