@@ -32,11 +32,13 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import libvirt
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kilonova.compute.virt.libvirt import host  # noqa: E402
@@ -78,8 +80,8 @@ def plain_command(guest: hostsetup.Guest, virt_type: str, workdir: Path) -> list
             "-kernel", str(guest.kernel), "-initrd", str(guest.initrd), "-append", guest.cmdline]
 
 
-def plain_boot(guest: hostsetup.Guest, virt_type: str, workdir: Path, timeout: float = 60) -> float:
-    """Seconds from starting qemu-system to the first marker on its serial console."""
+def plain_boot(guest: hostsetup.Guest, virt_type: str, workdir: Path, timeout: float = 60) -> tuple[float, float]:
+    """Seconds from starting qemu-system to the first marker on its serial console, and QEMU's CPU seconds."""
     command = plain_command(guest, virt_type, workdir)
     started = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
@@ -92,11 +94,46 @@ def plain_boot(guest: hostsetup.Guest, virt_type: str, workdir: Path, timeout: f
                 break
             buffer += chunk
             if FIRST_MARKER.encode() in buffer:
-                return time.monotonic() - started
+                return time.monotonic() - started, process_cpu(psutil.Process(proc.pid))
         raise RuntimeError(f"plain qemu boot printed no marker:\n{buffer.decode(errors='replace')[-2000:]}")
     finally:
         proc.kill()
         proc.wait()
+
+
+def process_cpu(process: psutil.Process) -> float:
+    """CPU seconds of a process (all its threads) and of its children it has reaped."""
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+class CpuMeter:
+    """CPU seconds a process tree spends between ``start()`` and ``stop()`` (live children included)."""
+
+    def __init__(self, root: psutil.Process):
+        self.root = root
+
+    def _tree(self) -> dict[int, float]:
+        usage = {self.root.pid: process_cpu(self.root)}
+        for child in self.root.children(recursive=True):
+            try:
+                times = child.cpu_times()
+                usage[child.pid] = times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return usage
+
+    def start(self) -> None:
+        self.before = self._tree()
+
+    def stop(self) -> float:
+        after = self._tree()
+        return sum(cpu - self.before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def libvirt_daemons() -> psutil.Process:
+    """libvirtd (QEMU is not its child: libvirt daemonises it)."""
+    return next(p for p in psutil.process_iter(["name"]) if p.info["name"] == "libvirtd")
 
 
 class GuestsRunning:
@@ -141,6 +178,18 @@ def wait_for(predicate, timeout: float, interval: float = 0.02):
     raise TimeoutError
 
 
+@dataclass
+class Boot:
+    """A boot through Kilonova: seconds from POST /servers, and CPU seconds from POST to the first marker."""
+    to_qemu: float       # libvirt launches QEMU (it has virtlogd open the console log)
+    to_running: float    # libvirt has resumed the vCPUs (its lifecycle event)
+    to_active: float     # the server's launched_at
+    to_marker: float     # the guest's first marker in the console log
+    kilonova_cpu: float  # the cloud's processes (API, conductor, scheduler, agent, dataplane helpers)
+    libvirtd_cpu: float
+    qemu_cpu: float
+
+
 class KilonovaBoots:
     """A ``kilonova up`` with the libvirt driver and the guest's images, booting one server at a time."""
 
@@ -173,10 +222,12 @@ class KilonovaBoots:
         self.cloud.stop()
         shutil.rmtree(self.cloud.workdir, ignore_errors=True)
 
-    def boot(self, name: str) -> tuple[float, float, float, float]:
-        """Seconds from POST /servers to QEMU's launch, to the guest running, to ACTIVE and to the first
-        marker; then delete."""
+    def boot(self, name: str) -> Boot:
+        """One server from POST /servers to its first marker, timed (see ``Boot``); then deleted."""
         compute = self.compute
+        kilonova_cpu, libvirtd_cpu = CpuMeter(psutil.Process(self.cloud.proc.pid)), CpuMeter(libvirt_daemons())
+        kilonova_cpu.start()
+        libvirtd_cpu.start()
         posted_at = datetime.now(timezone.utc)
         started = time.monotonic()
         response = compute.post("/servers", json={"server": {
@@ -188,6 +239,8 @@ class KilonovaBoots:
         to_qemu = time.monotonic() - started
         wait_for(lambda: FIRST_MARKER.encode() in log.read_bytes(), 120, 0.01)
         to_marker = time.monotonic() - started
+        cpu = (kilonova_cpu.stop(), libvirtd_cpu.stop(),
+               process_cpu(psutil.Process(int(Path(f"/run/libvirt/qemu/instance-{uuid}.pid").read_text()))))
 
         def launched() -> str | None:
             server = compute.get(f"/servers/{uuid}").json()["server"]
@@ -196,11 +249,11 @@ class KilonovaBoots:
             return server["OS-SRV-USG:launched_at"] if server["status"] == "ACTIVE" else None
 
         launched_at = datetime.fromisoformat(wait_for(launched, 120, 0.1)).replace(tzinfo=timezone.utc)
-        to_active = (launched_at - posted_at).total_seconds()
-        to_running = self.guests.running[uuid] - started
+        boot = Boot(to_qemu, self.guests.running[uuid] - started, (launched_at - posted_at).total_seconds(),
+                    to_marker, *cpu)
         compute.delete(f"/servers/{uuid}").raise_for_status()
         wait_for(lambda: compute.get(f"/servers/{uuid}").status_code == 404, 120, 0.1)
-        return to_qemu, to_running, to_active, to_marker
+        return boot
 
 
 def spread(values: list[float]) -> str:
@@ -215,33 +268,39 @@ def main() -> None:
     guest = hostsetup.prepare()
     virt_type, why = host.choose_virt_type("")
     print(f"guest: {guest.kernel.parent.name}; accelerator: {virt_type} ({why}); load {os.getloadavg()[0]:.1f}")
-    plain: list[float] = []
-    boots: list[tuple[float, float, float, float]] = []
+    plain: list[tuple[float, float]] = []
+    boots: list[Boot] = []
     with KilonovaBoots(guest) as kilonova, tempfile.TemporaryDirectory() as tmp:
         first = kilonova.boot("bench-first")
-        print(f"  first Kilonova boot (image download, verification and conversion): QEMU launched {first[0]:.2f}s, "
-              f"running {first[1]:.2f}s, ACTIVE {first[2]:.2f}s, marker {first[3]:.2f}s", flush=True)
+        print(f"  first Kilonova boot (image download, verification and conversion): QEMU launched "
+              f"{first.to_qemu:.2f}s, running {first.to_running:.2f}s, ACTIVE {first.to_active:.2f}s, "
+              f"marker {first.to_marker:.2f}s", flush=True)
         for run in range(1, args.runs + 1):
             plain.append(plain_boot(guest, virt_type, Path(tmp)))
             boots.append(kilonova.boot(f"bench-{run}"))
-            to_qemu, to_running, to_active, to_marker = boots[-1]
-            print(f"  pair {run}: plain marker {plain[-1]:.2f}s | Kilonova QEMU launched {to_qemu:.2f}s, "
-                  f"running {to_running:.2f}s, ACTIVE {to_active:.2f}s, marker {to_marker:.2f}s "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
-    markers = [b[3] for b in boots]
-    overheads = [ours - theirs for ours, theirs in zip(markers, plain)]
+            b = boots[-1]
+            print(f"  pair {run}: plain marker {plain[-1][0]:.2f}s (QEMU {plain[-1][1]:.2f} CPU s) | Kilonova QEMU "
+                  f"launched {b.to_qemu:.2f}s, running {b.to_running:.2f}s, ACTIVE {b.to_active:.2f}s, marker "
+                  f"{b.to_marker:.2f}s (CPU s: Kilonova {b.kilonova_cpu:.2f}, libvirtd {b.libvirtd_cpu:.2f}, "
+                  f"QEMU {b.qemu_cpu:.2f}) load {os.getloadavg()[0]:.1f}", flush=True)
+    markers = [b.to_marker for b in boots]
+    plain_markers = [p[0] for p in plain]
+    overheads = [ours - theirs for ours, theirs in zip(markers, plain_markers)]
     print(f"Kilonova, warm cache, median (min-max) of {len(boots)}: POST /servers -> QEMU launched "
-          f"{spread([b[0] for b in boots])}, -> guest running {spread([b[1] for b in boots])}, "
-          f"-> ACTIVE {spread([b[2] for b in boots])}, -> first marker {spread(markers)}")
-    print(f"  libvirt's start (QEMU launched -> guest running) {spread([b[1] - b[0] for b in boots])}, "
-          f"guest running -> first marker {spread([b[3] - b[1] for b in boots])}")
-    print(f"plain qemu-system, median (min-max) of {len(plain)}: start -> first marker {spread(plain)}")
-    baseline = statistics.median(plain)
+          f"{spread([b.to_qemu for b in boots])}, -> guest running {spread([b.to_running for b in boots])}, "
+          f"-> ACTIVE {spread([b.to_active for b in boots])}, -> first marker {spread(markers)}")
+    print(f"  libvirt's start (QEMU launched -> guest running) {spread([b.to_running - b.to_qemu for b in boots])}, "
+          f"guest running -> first marker {spread([b.to_marker - b.to_running for b in boots])}")
+    print(f"  CPU seconds, POST -> marker: Kilonova {spread([b.kilonova_cpu for b in boots])}, libvirtd "
+          f"{spread([b.libvirtd_cpu for b in boots])}, QEMU {spread([b.qemu_cpu for b in boots])}")
+    print(f"plain qemu-system, median (min-max) of {len(plain)}: start -> first marker {spread(plain_markers)}, "
+          f"QEMU CPU seconds {spread([p[1] for p in plain])}")
+    baseline = statistics.median(plain_markers)
     print(f"control-plane overhead (Kilonova marker - plain marker): median {statistics.median(overheads):+.2f}s "
           f"(pairs: {min(overheads):+.2f} to {max(overheads):+.2f}); ratio of medians "
           f"{statistics.median(markers) / baseline:.2f}x; of which POST -> QEMU launched "
-          f"{statistics.median(b[0] for b in boots):.2f}s and libvirt's start "
-          f"{statistics.median(b[1] - b[0] for b in boots):.2f}s")
+          f"{statistics.median(b.to_qemu for b in boots):.2f}s and libvirt's start "
+          f"{statistics.median(b.to_running - b.to_qemu for b in boots):.2f}s")
     print(f"load after: {os.getloadavg()[0]:.1f}")
 
 
