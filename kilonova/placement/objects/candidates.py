@@ -24,6 +24,13 @@
    combinations of providers, so that a wide tree asked for by many groups
    cannot hold a worker for minutes.
 5. Provider summaries are JSON fragments cached per provider and generation.
+
+One known difference from upstream 16.0.0: when the unsuffixed group is served by
+sharing providers alone and other groups are requested too, upstream pairs that
+part with only one of the trees the sharing providers are anchored to (equal
+allocation requests of different trees collapse in a set, the first tree met
+wins, in an order that follows Python's set layout); here it is paired with every
+anchored tree.
 """
 from __future__ import annotations
 
