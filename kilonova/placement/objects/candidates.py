@@ -122,16 +122,18 @@ def search(session: Session, request: SearchRequest) -> SearchResult:
     else:
         used = set()
         candidates = []
+        splits = []   # their providers are added to ``used`` at once
         for item in found:
             if type(item) is int:
                 used.add(item)
                 candidates.append(providers[item].uuid)
             elif type(item) is tuple:   # kept as ids: the renderer names them (one pass over thousands)
-                used.update(item)
                 candidates.append(item)
+                splits.append(item)
             else:
                 used.update(rp for _, option in item for rp in option.values())
                 candidates.append(finder.render(item))
+        used.update(itertools.chain.from_iterable(splits))
     # summaries: the providers used and, from 1.29, every provider of their trees; in id order
     nested = used - lone
     if nested and request.nested:
@@ -505,6 +507,10 @@ class _Finder:
         if not self._spend_all(math.prod(map(len, choices))):
             return None
         width = self._compact_width
+        if width > 1 and not set(choices[0]).intersection(*choices[1:]):
+            # no provider can take every class: each candidate is a split (a tuple), built in C
+            self.only_ids = False
+            return list(itertools.product(*choices))
         found = [picked[0] if picked.count(picked[0]) == width else picked
                  for picked in itertools.product(*choices)]
         if self.only_ids and any(type(item) is tuple for item in found):
