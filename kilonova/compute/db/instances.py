@@ -115,12 +115,12 @@ def update(session: Session, uuid: str, values: dict[str, Any], expected_task_st
     if "flavor" in changes:
         flavor = changes["flavor"] or {}
         columns.update(vcpus=int(flavor.get("vcpus") or 0), memory_mb=int(flavor.get("memory_mb") or 0))
-    guards = _guards(expected_task_state, expected_vm_state, expected_host)
-    if not guards:
+    if expected_task_state is None and expected_vm_state is None and expected_host is None:
         session.execute(_UPDATE_BY_ID, {"row_id": current["id"], **columns})
-    elif session.execute(_UPDATE_BY_ID.where(_TABLE.c.deleted == 0, *guards),
-                         {"row_id": current["id"], **columns}).rowcount != 1:
-        raise UnexpectedTaskState(f"Conflict updating instance {uuid}: its state changed during the update")
+    else:
+        statement, expected = _guarded_update(expected_task_state, expected_vm_state, expected_host)
+        if session.execute(statement, {"row_id": current["id"], **expected, **columns}).rowcount != 1:
+            raise UnexpectedTaskState(f"Conflict updating instance {uuid}: its state changed during the update")
     # An ORM copy loaded earlier in this transaction would now be stale.
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Instance) and obj.uuid == uuid:
@@ -129,17 +129,36 @@ def update(session: Session, uuid: str, values: dict[str, Any], expected_task_st
     return _plain(current)
 
 
-def _guards(expected_task_state: list | None, expected_vm_state: list | None,
-            expected_host: str | None) -> list:
-    guards = []
-    for column, expected in ((_TABLE.c.task_state, expected_task_state), (_TABLE.c.vm_state, expected_vm_state)):
-        if expected is not None:
-            values = [value for value in expected if value is not None]
-            guard = column.in_(values)
-            guards.append(sa.or_(guard, column.is_(None)) if None in expected else guard)
+# A guarded UPDATE per shape of expectations, built once (the expected values are bound parameters):
+# two of them run on every boot.
+_GUARDED: dict[tuple, sa.Update] = {}
+
+
+def _guarded_update(expected_task_state: list | None, expected_vm_state: list | None,
+                    expected_host: str | None) -> tuple[sa.Update, dict[str, Any]]:
+    shape, params = [], {}
+    for name, expected in (("task_state", expected_task_state), ("vm_state", expected_vm_state)):
+        if expected is None:
+            shape.append(None)
+        else:
+            shape.append(None in expected)
+            params[f"expected_{name}"] = [value for value in expected if value is not None]
+    shape.append(expected_host is not None)
     if expected_host is not None:
-        guards.append(_TABLE.c.host == expected_host)
-    return guards
+        params["expected_host"] = expected_host
+    key = tuple(shape)
+    statement = _GUARDED.get(key)
+    if statement is None:
+        guards = [_TABLE.c.deleted == 0]
+        for name, nullable in (("task_state", key[0]), ("vm_state", key[1])):
+            if nullable is not None:
+                column = _TABLE.c[name]
+                guard = column.in_(sa.bindparam(f"expected_{name}", expanding=True))
+                guards.append(sa.or_(guard, column.is_(None)) if nullable else guard)
+        if key[2]:
+            guards.append(_TABLE.c.host == sa.bindparam("expected_host"))
+        statement = _GUARDED[key] = _UPDATE_BY_ID.where(*guards)
+    return statement, params
 
 
 def claim_stale(session: Session, uuid: str, task_state: str, older_than: datetime) -> bool:
