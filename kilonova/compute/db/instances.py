@@ -48,6 +48,7 @@ _COLUMN_NAMES = {key: sa.inspect(Instance).column_attrs[key].columns[0].name for
 _LIVE_ROW = sa.select(*_LIST_COLUMNS).where(_TABLE.c.uuid == sa.bindparam("uuid"), _TABLE.c.deleted == 0)
 _UPDATE_BY_ID = _TABLE.update().where(_TABLE.c.id == sa.bindparam("row_id"))  # SET: the execute() params
 _INSERT = _TABLE.insert()
+_INSERT_ACTION = InstanceAction.__table__.insert()
 
 
 def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
@@ -281,8 +282,9 @@ def latest_faults(session: Session, uuids: list[str]) -> dict[str, dict[str, Any
 
 def start_action(session: Session, uuid: str, action: str, request_id: str | None, user_id: str | None,
                  project_id: str | None) -> None:
-    session.add(InstanceAction(action=action, instance_uuid=uuid, request_id=request_id, user_id=user_id,
-                               project_id=project_id))
+    # Table-level insert (every boot starts a "create" action): no ORM session needed for it.
+    session.execute(_INSERT_ACTION, {"action": action, "instance_uuid": uuid, "request_id": request_id,
+                                     "user_id": user_id, "project_id": project_id})
 
 
 def finish_action(session: Session, uuid: str, action: str, message: str | None = None) -> None:
