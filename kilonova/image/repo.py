@@ -156,10 +156,13 @@ def member_to_dict(member: ImageMember) -> dict[str, Any]:
             "created_at": member.created_at, "updated_at": member.updated_at}
 
 
+# Every server boot's image read asks for its members too: a table-level statement built once.
+_MEMBER_ROWS = sa.select(ImageMember.__table__.c.member, ImageMember.__table__.c.status).where(
+    ImageMember.__table__.c.image_id == sa.bindparam("image_id"))
+
+
 def members(session: Session, image_id: str) -> dict[str, str]:
-    rows = session.execute(sa.select(ImageMember.member, ImageMember.status)
-                           .where(ImageMember.image_id == image_id))
-    return {member: status for member, status in rows}
+    return {member: status for member, status in session.execute(_MEMBER_ROWS, {"image_id": image_id})}
 
 
 def list_members(session: Session, image_id: str) -> list[dict[str, Any]]:

@@ -186,9 +186,11 @@ def remove_host_everywhere(session: Session, host: str) -> list[str]:
 # ---------------------------------------------------------------- availability zones
 
 # Built once: the scheduler reads every host's zone for each scheduling pass.
-_HOST_ZONES = (sa.select(AggregateHost.host, AggregateMetadata.value)
-               .join(AggregateMetadata, AggregateMetadata.aggregate_id == AggregateHost.aggregate_id)
-               .where(AggregateMetadata.key == AZ_KEY))
+# Table columns, not ORM attributes: the statement then runs without an ORM session.
+_HOSTS_TABLE, _METADATA_TABLE = AggregateHost.__table__, AggregateMetadata.__table__
+_HOST_ZONES = (sa.select(_HOSTS_TABLE.c.host, _METADATA_TABLE.c.value)
+               .join(_METADATA_TABLE, _METADATA_TABLE.c.aggregate_id == _HOSTS_TABLE.c.aggregate_id)
+               .where(_METADATA_TABLE.c.key == AZ_KEY))
 
 
 def host_zones(session: Session, hosts: list[str] | None = None) -> dict[str, str]:
@@ -196,7 +198,7 @@ def host_zones(session: Session, hosts: list[str] | None = None) -> dict[str, st
     found: dict[str, set[str]] = {}
     stmt = _HOST_ZONES
     if hosts is not None:
-        stmt = stmt.where(AggregateHost.host.in_(hosts))
+        stmt = stmt.where(_HOSTS_TABLE.c.host.in_(hosts))
     for host, zone in session.execute(stmt):
         found.setdefault(host, set()).add(zone)
     # Zones are kept disjoint; should they not be, Nova shows them joined with commas.
