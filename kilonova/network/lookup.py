@@ -20,11 +20,16 @@ def context(request: Request) -> RequestContext:
     return request.state.context
 
 
-async def visible_network(request: Request, network_id: str) -> dict[str, Any]:
-    network = await service(request).db.read(networks.get, network_id)
-    if not policy.can_see_network(context(request), network):
+def network_visible_to(session, ctx: RequestContext, network_id: str) -> dict[str, Any]:
+    """The network, read in ``session``'s transaction; 404 unless ``ctx`` may see it."""
+    network = networks.get(session, network_id)
+    if not policy.can_see_network(ctx, network):
         raise errors.not_found("network", network_id)
     return network
+
+
+async def visible_network(request: Request, network_id: str) -> dict[str, Any]:
+    return await service(request).db.read(network_visible_to, context(request), network_id)
 
 
 def respond_one(request: Request, resource: str, item: dict[str, Any], status: int = 200):

@@ -12,7 +12,7 @@ from kilonova.network import attributes as A
 from kilonova.network import mac, policy, query, views
 from kilonova.network.db import ports
 from kilonova.network.errors import bad_request, not_found, policy_denied
-from kilonova.network.lookup import context, creation_response, respond_list, respond_one, service, visible_network
+from kilonova.network.lookup import context, creation_response, network_visible_to, respond_list, respond_one, service
 
 ATTRS = {
     "name": A.Attr(A.to_string), "network_id": A.Attr(A.to_string, allow_put=False),
@@ -74,11 +74,10 @@ async def _write(request: Request, fn, *args):
                 raise
 
 
-async def _new_port(request: Request, values: dict[str, Any]) -> tuple[dict[str, Any], list | None, str | None]:
-    ctx = context(request)
+def _new_port(ctx, session, values: dict[str, Any]) -> tuple[dict[str, Any], list | None, str | None]:
     if "network_id" not in values:
         raise bad_request("Failed to parse request. Required attribute 'network_id' not specified")
-    network = await visible_network(request, values["network_id"])
+    network = network_visible_to(session, ctx, values["network_id"])
     if network["external"] and not policy.privileged(ctx) and network["project_id"] != ctx.project_id:
         raise policy_denied("rule:create_port:network")
     wanted_mac = _check_values(ctx, "create_port", values, network)
@@ -91,9 +90,11 @@ async def create(request: Request):
     ctx = context(request)
     body = await read_json(request)
     policy.check_can_write(ctx, "rule:create_port")
-    specs = [await _new_port(request, A.parse(item, "port", ATTRS)) for item in A.bulk_items(body, "port", "ports")]
+    items = A.bulk_items(body, "port", "ports")
 
     def create_all(session):
+        # The networks are read in the port's own write transaction (every boot creates a port).
+        specs = [_new_port(ctx, session, A.parse(item, "port", ATTRS)) for item in items]
         return [ports.create(session, dict(row), fixed_ips, wanted) for row, fixed_ips, wanted in specs]
 
     created = await _write(request, create_all)
