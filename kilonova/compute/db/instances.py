@@ -194,6 +194,15 @@ _NOT_NULL = {"created_at", "uuid", "project_id", "user_id", "vm_state", "locked"
 _DATETIMES = {"created_at", "updated_at", "launched_at", "terminated_at"}
 
 
+# Listing is built from table columns, not ORM attributes, so it runs without an ORM session.
+_ATTRIBUTE_COLUMNS = {attribute.key: attribute.columns[0] for attribute in sa.inspect(Instance).column_attrs}
+
+
+def _column(key: str) -> sa.Column:
+    column = _ATTRIBUTE_COLUMNS.get(key)
+    return getattr(Instance, key) if column is None else column
+
+
 def query(session: Session, *, project_id: str | None, filters: dict[str, Any], limit: int | None,
           order: tuple[tuple[str, str], ...] = DEFAULT_ORDER, marker: dict[str, Any] | None = None,
           read_deleted: bool = False) -> list[dict[str, Any]]:
@@ -203,39 +212,38 @@ def query(session: Session, *, project_id: str | None, filters: dict[str, Any], 
     The order is the same in every cell and for build requests, so the API can
     merge cells' pages into one sorted page.
     """
-    stmt = sa.select(Instance)
+    stmt = sa.select(*_LIST_COLUMNS)
     if project_id is not None:
-        stmt = stmt.where(Instance.project_id == project_id)
+        stmt = stmt.where(_TABLE.c.project_id == project_id)
     if not read_deleted:
-        stmt = stmt.where(Instance.deleted == 0)
+        stmt = stmt.where(_TABLE.c.deleted == 0)
     for key, value in filters.items():
         if key == "name":
-            stmt = stmt.where(Instance.display_name.contains(value))
+            stmt = stmt.where(_TABLE.c.display_name.contains(value))
         elif key == "changes-since":
-            stmt = stmt.where(Instance.updated_at >= value)
+            stmt = stmt.where(_TABLE.c.updated_at >= value)
         elif key == "changes-before":
-            stmt = stmt.where(Instance.updated_at <= value)
+            stmt = stmt.where(_TABLE.c.updated_at <= value)
         elif key.startswith("like:"):  # a substring of the column's text
-            stmt = stmt.where(sa.cast(getattr(Instance, key[5:]), sa.String).contains(value))
+            stmt = stmt.where(sa.cast(_column(key[5:]), sa.String).contains(value))
         elif key == "uuid_in":
-            stmt = stmt.where(Instance.uuid.in_(value))
+            stmt = stmt.where(_TABLE.c.uuid.in_(value))
         elif key in ("vm_state", "task_state") and isinstance(value, list):
-            stmt = stmt.where(getattr(Instance, key).in_(value))
+            stmt = stmt.where(_column(key).in_(value))
         else:
-            stmt = stmt.where(getattr(Instance, key) == value)
+            stmt = stmt.where(_column(key) == value)
     if marker is not None:
         stmt = stmt.where(_after(order, marker))
     stmt = stmt.order_by(*_order_by(order))
     if limit is not None:
         stmt = stmt.limit(limit)
-    stmt = stmt.with_only_columns(*_LIST_COLUMNS)
     return [_plain(dict(row)) for row in session.execute(stmt).mappings()]
 
 
 def _order_by(order: tuple[tuple[str, str], ...]) -> list:
     clauses = []
     for key, direction in order:
-        column = getattr(Instance, key)
+        column = _column(key)
         if key not in _NOT_NULL:  # NULL first when ascending, last when descending, in every database
             clauses.append(column.is_not(None).asc() if direction == "asc" else column.is_not(None).desc())
         clauses.append(column.asc() if direction == "asc" else column.desc())
@@ -247,7 +255,7 @@ def _after(order: tuple[tuple[str, str], ...], marker: dict[str, Any]):
     alternatives = []
     equal_so_far: list = []
     for key, direction in order:
-        column, value = getattr(Instance, key), marker.get(key)
+        column, value = _column(key), marker.get(key)
         if key in _DATETIMES and isinstance(value, str):
             value = datetime.fromisoformat(value)
         elif key == "locked":  # a build request marker: not locked yet
