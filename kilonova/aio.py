@@ -45,6 +45,9 @@ SERVICE_CLASSES = {
 }
 
 
+KEEP_ALIVE_SECONDS = 75
+
+
 def load_class(spec: str) -> type[Service]:
     module, name = spec.split(":")
     return getattr(importlib.import_module(module), name)
@@ -103,9 +106,13 @@ class AllInOne:
                 loop.add_signal_handler(sig, stop.set)
         for service in self.services:
             if service.app is not None and service.service_type:
+                # Idle keep-alive connections stay open 75 s, not uvicorn's 5 s: clients that poll every
+                # 5 s (the openstack CLI's --wait) otherwise reuse a connection just as it is closed and
+                # get "Connection reset by peer".
                 config = uvicorn.Config(service.app, host=self.conf.get("DEFAULT", "my_ip"),
                                         port=self.conf.getint("ports", service.service_type),
-                                        log_level="warning", access_log=False, lifespan="off")
+                                        log_level="warning", access_log=False, lifespan="off",
+                                        timeout_keep_alive=KEEP_ALIVE_SECONDS)
                 self._servers.append(_QuietServer(config))
         serving = [asyncio.create_task(server.serve()) for server in self._servers]
         while not all(server.started for server in self._servers):

@@ -78,8 +78,9 @@ class _EndpointTransport(httpx.AsyncBaseTransport):
             return await self._asgi.handle_async_request(request)
         if self._network is None:
             self._network = httpx.AsyncHTTPTransport(
-                # Drop idle connections before uvicorn does (its keep-alive timeout is 5 s): reusing a
-                # connection the server is closing fails with "Server disconnected".
+                # Drop idle connections before the server does (uvicorn's default is 5 s; Kilonova's own
+                # servers wait 75 s): reusing a connection the server is closing fails with "Server
+                # disconnected".
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=3.0))
         return await self._network.handle_async_request(request)
 
