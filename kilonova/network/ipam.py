@@ -5,6 +5,7 @@ Pure functions on ``ipaddress`` objects; errors are Neutron's 400 faults.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from kilonova.network.errors import bad_request, fault, invalid_input
 
@@ -109,12 +110,18 @@ def first_free(pools: list[dict[str, str]], allocated: set[str]) -> str | None:
     # over every address already taken.
     for pool in pools:
         start, end = ipaddress.ip_address(pool["start"]), ipaddress.ip_address(pool["end"])
-        make = type(start)
+        # IPv4 text straight from the integer (the same dotted quad str() gives, ~10x cheaper than an
+        # address object per step); IPv6 keeps the library's canonical compressed form.
+        text_of = _ipv4_text if start.version == 4 else (lambda value: str(ipaddress.IPv6Address(value)))
         for value in range(int(start), int(end) + 1):
-            text = str(make(value))
+            text = text_of(value)
             if text not in allocated:
                 return text
     return None
+
+
+def _ipv4_text(value: int) -> str:
+    return socket.inet_ntoa(value.to_bytes(4, "big"))
 
 
 def overlaps(a: IPNetwork, b: IPNetwork) -> bool:
