@@ -88,6 +88,9 @@ class Router:
     def __init__(self) -> None:
         self._routes: list[_Route] = []
         self._by_template: dict[str, _Route] = {}
+        # Routes that can match a path with a given first segment, in declaration order: those whose
+        # template starts with that literal segment or with a parameter (most of a long table is skipped).
+        self._by_first: dict[str, list[_Route]] = {}
 
     def add(self, method: str, template: str, handler: Handler) -> None:
         route = self._by_template.get(template)
@@ -96,6 +99,7 @@ class Router:
             route = _Route(template, re.compile(regex))
             self._by_template[template] = route
             self._routes.append(route)
+            self._by_first.clear()
         route.handlers[method.upper()] = handler
         if method.upper() == "GET":
             route.handlers.setdefault("HEAD", handler)
@@ -106,10 +110,19 @@ class Router:
             return func
         return decorator
 
+    def _routes_for(self, path: str) -> list[_Route]:
+        if not self._by_first:
+            firsts = {_first_segment(route.template) for route in self._routes}
+            for first in firsts:   # None: a path whose first segment no template starts with
+                self._by_first[first] = [route for route in self._routes
+                                         if _first_segment(route.template) in (first, None)]
+        routes = self._by_first.get(path.lstrip("/").split("/", 1)[0])
+        return self._by_first.get(None, []) if routes is None else routes
+
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         path = path.rstrip("/") or "/"
         allowed: set[str] = set()
-        for route in self._routes:
+        for route in self._routes_for(path):
             found = route.pattern.match(path)
             if not found:
                 continue
@@ -122,6 +135,12 @@ class Router:
             raise HTTPError(405, f"The method {method} is not allowed for this resource.",
                             headers={"Allow": allow})
         raise HTTPError(404, "The resource could not be found.")
+
+
+def _first_segment(template: str) -> str | None:
+    """A template's literal first path segment; None when it starts with a parameter."""
+    first = template.rstrip("/").lstrip("/").split("/", 1)[0]
+    return None if "{" in first else first
 
 
 Middleware = Callable[[Request, Handler, dict[str, str]], Awaitable[Response]]
