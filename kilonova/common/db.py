@@ -237,6 +237,10 @@ class Database:
                 connection.close()
             raise
 
+    def read_now(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+        """``read`` when it can finish without waiting (SQLite, file not locked): (True, result); else (False, None)."""
+        return self._run_on_loop(False, fn, args, kwargs)
+
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         done, result = self._run_on_loop(False, fn, args, kwargs)
         if done:

@@ -103,6 +103,10 @@ class Cell:
         if self.is_down:
             raise CellDown(self, "it failed less than a few seconds ago")
         try:
+            # A read that finishes at once (SQLite on the loop) needs no timeout task around it.
+            done, result = self.db.read_now(fn, *args, **kwargs)
+            if done:
+                return result
             return await asyncio.wait_for(self.db.read(fn, *args, **kwargs), QUERY_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - classified below; others propagate unchanged
             if not _unreachable(exc):
