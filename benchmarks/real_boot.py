@@ -37,7 +37,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
-import libvirt
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -140,6 +139,9 @@ class GuestsRunning:
     """When libvirt reports each domain running (its lifecycle event), without polling libvirt."""
 
     def __init__(self) -> None:
+        import libvirt  # installed by hostsetup.prepare() when missing
+
+        self.libvirt = libvirt
         libvirt.virEventRegisterDefaultImpl()
         self.connection = libvirt.openReadOnly("qemu:///system")
         self.running: dict[str, float] = {}
@@ -147,35 +149,12 @@ class GuestsRunning:
         threading.Thread(target=self._loop, daemon=True).start()
 
     def _event(self, _connection, domain, event: int, _detail: int, _opaque) -> None:
-        if event in (libvirt.VIR_DOMAIN_EVENT_STARTED, libvirt.VIR_DOMAIN_EVENT_RESUMED):
+        if event in (self.libvirt.VIR_DOMAIN_EVENT_STARTED, self.libvirt.VIR_DOMAIN_EVENT_RESUMED):
             self.running.setdefault(domain.UUIDString(), time.monotonic())
 
-    @staticmethod
-    def _loop() -> None:
+    def _loop(self) -> None:
         while True:
-            libvirt.virEventRunDefaultImpl()
-
-
-def upload(images: httpx.Client, name: str, path: Path, disk_format: str, **properties: str) -> str:
-    container = disk_format if disk_format in ("aki", "ari") else "bare"
-    created = images.post("/v2/images", json={"name": name, "disk_format": disk_format,
-                                              "container_format": container, "visibility": "public",
-                                              **properties})
-    created.raise_for_status()
-    image_id = created.json()["id"]
-    images.put(f"/v2/images/{image_id}/file", content=path.read_bytes(),
-               headers={"Content-Type": "application/octet-stream"}).raise_for_status()
-    return image_id
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError
+            self.libvirt.virEventRunDefaultImpl()
 
 
 @dataclass
