@@ -157,6 +157,28 @@ class GuestsRunning:
             self.libvirt.virEventRunDefaultImpl()
 
 
+def upload(images: httpx.Client, name: str, path: Path, disk_format: str, **properties: str) -> str:
+    container = disk_format if disk_format in ("aki", "ari") else "bare"
+    created = images.post("/v2/images", json={"name": name, "disk_format": disk_format,
+                                              "container_format": container, "visibility": "public",
+                                              **properties})
+    created.raise_for_status()
+    image_id = created.json()["id"]
+    images.put(f"/v2/images/{image_id}/file", content=path.read_bytes(),
+               headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+    return image_id
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError
+
+
 @dataclass
 class Boot:
     """A boot through Kilonova: seconds from POST /servers, and CPU seconds from POST to the first marker."""
