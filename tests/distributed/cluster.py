@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from tests.cloud import free_port_block
+from tests.cloud import client_env, free_port_block
 from tests.distributed.infra import Databases, rabbit_vhost
 
 READY = "Kilonova is serving"
@@ -189,7 +189,7 @@ class Cluster:
         write_client_config(Config.load(self.config), self.clouds_yaml)
 
     def env(self, cloud: str = "kilonova") -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env = client_env()
         env["OS_CLIENT_CONFIG_FILE"] = str(self.clouds_yaml)
         env["OS_CLOUD"] = cloud
         return env

@@ -61,7 +61,7 @@ async def test_list_by_member_of(trio):
 @pytest.mark.parametrize("query, below, at", [
     (f"member_of={AGG1}", "1.2", "1.3"),
     ("resources=VCPU:1", "1.3", "1.4"),
-    (f"in_tree={uuid.uuid4()}", "1.13", "1.14"),
+    ("in_tree=3b9f1c2a-1d4e-4f5a-8b6c-7d8e9f0a1b23", "1.13", "1.14"),
     ("required=HW_CPU_X86_AVX2", "1.17", "1.18"),
     ("required=!HW_CPU_X86_AVX2", "1.21", "1.22"),
     (f"member_of={AGG1}&member_of={AGG2}", "1.23", "1.24"),
