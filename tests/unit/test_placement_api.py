@@ -254,6 +254,10 @@ async def test_inventories_roundtrip_and_validation(client):
     bad = await client.put(base, json={"resource_provider_generation": 1, "inventories": {
         "VCPU": {"total": 4, "reserved": 4}}}, version="1.25")
     assert bad.status_code == 400
+    # as upstream, a stale generation is answered before the values are judged
+    stale = await client.put(f"{base}/VCPU", json={"resource_provider_generation": 0, "total": 4, "reserved": 4},
+                             version="1.25")
+    assert stale.status_code == 409 and detail_of(stale) == "resource provider generation conflict"
     ok = await client.put(base, json={"resource_provider_generation": 1, "inventories": {
         "VCPU": {"total": 4, "reserved": 4}}}, version="1.26")
     assert ok.status_code == 200
@@ -264,7 +268,9 @@ async def test_inventories_roundtrip_and_validation(client):
     unknown = await client.put(base, json={"resource_provider_generation": 2, "inventories": {
         "CUSTOM_UNKNOWN": {"total": 1}}})
     assert unknown.status_code == 400
-    created = await client.post(base, json={"resource_class": "DISK_GB", "total": 100})
+    # a generation in the body of a POST is accepted (and ignored), as upstream
+    created = await client.post(base, json={"resource_class": "DISK_GB", "total": 100,
+                                            "resource_provider_generation": 99})
     assert created.status_code == 201 and created.json()["resource_provider_generation"] == 3
     assert created.headers["location"].endswith("/inventories/DISK_GB")
     one = await client.get(f"{base}/DISK_GB")
@@ -323,8 +329,17 @@ async def test_allocations_with_generations(client):
     usages = (await client.get(f"/resource_providers/{rp['uuid']}/usages")).json()
     assert usages["usages"] == {"VCPU": 4, "MEMORY_MB": 0, "DISK_GB": 0}
     assert usages["resource_provider_generation"] == by_rp["resource_provider_generation"]
-    # an allocation on a provider that does not exist is a 400
-    assert (await claim(client, str(uuid.uuid4()), str(uuid.uuid4()), {"VCPU": 1})).status_code == 400
+    # an allocation on a provider that does not exist is a 400, and (as upstream) leaves the new consumer
+    # behind, empty at generation 0: a retry must say 0
+    lost = str(uuid.uuid4())
+    assert (await claim(client, lost, str(uuid.uuid4()), {"VCPU": 1})).status_code == 400
+    retry = await claim(client, lost, rp["uuid"], {"VCPU": 1}, generation=None)
+    assert detail_of(retry) == "consumer generation conflict - expected 0 but got None"
+    assert (await client.get(f"/allocations/{lost}")).json() == {"allocations": {}}
+    response = await client.post("/allocations", json={lost: {
+        "allocations": {rp["uuid"]: {"resources": {"CUSTOM_NOPE": 1}}}, "project_id": "p1", "user_id": "u1",
+        "consumer_generation": 0, "consumer_type": "INSTANCE"}})
+    assert detail_of(response) == "Unable to allocate inventory No such resource class CUSTOM_NOPE."
     assert (await client.delete(f"/allocations/{consumer}")).status_code == 204
     assert (await client.delete(f"/allocations/{consumer}")).status_code == 404
     assert (await client.get(f"/allocations/{consumer}")).json() == {"allocations": {}}
@@ -429,7 +444,13 @@ async def test_fifty_concurrent_claims_never_overcommit(client):
 async def test_traits(client):
     assert (await client.put("/traits/CUSTOM_GOLD")).status_code == 201
     assert (await client.put("/traits/CUSTOM_GOLD")).status_code == 204
-    assert (await client.put("/traits/NOT_CUSTOM")).status_code == 400
+    response = await client.put("/traits/NOT_CUSTOM")   # upstream's text names no schema detail
+    assert detail_of(response) == ('The trait is invalid. A valid trait must be no longer than 255 characters, '
+                                   'start with the prefix "CUSTOM_" and use following characters: "A"-"Z", '
+                                   '"0"-"9" and "_"')
+    assert detail_of(await client.get("/traits?name=bad")) == (
+        "Badly formatted name parameter. Expected name query string parameter in form: "
+        '?name=[in|startswith]:[name1,name2|prefix]. Got: "bad"')
     assert (await client.get("/traits/CUSTOM_GOLD")).status_code == 204
     assert (await client.get("/traits/CUSTOM_NOPE")).status_code == 404
     listed = (await client.get("/traits?name=startswith:CUSTOM_")).json()["traits"]
@@ -479,7 +500,10 @@ async def test_resource_classes(client):
     assert (await client.put("/resource_classes/CUSTOM_FPGA")).status_code == 204
     assert (await client.put("/resource_classes/CUSTOM_NEW")).status_code == 201
     assert (await client.get("/resource_classes/CUSTOM_NEW")).json()["name"] == "CUSTOM_NEW"
-    assert (await client.delete("/resource_classes/VCPU")).status_code == 400
+    response = await client.delete("/resource_classes/VCPU")
+    assert detail_of(response) == "Error in delete resource class: Cannot delete standard resource class VCPU."
+    assert detail_of(await client.put("/resource_classes/VCPU")) == (
+        "JSON does not validate: 'VCPU' does not match '^CUSTOM_[A-Z0-9_]+$'")
     assert (await client.delete("/resource_classes/CUSTOM_NEW")).status_code == 204
     assert (await client.get("/resource_classes/CUSTOM_NEW")).status_code == 404
 

@@ -106,10 +106,13 @@ async def write_allocations(request: Request, requests: list[ConsumerRequest], w
         except IntegrityError:
             raise HTTPError(409, "Inventory and/or allocations changed while attempting to allocate: a consumer "
                                  "was created concurrently", code=errors.CONCURRENT_UPDATE) from None
+        except exc.AllocationProviderMissing as error:
+            await util.db(request).write(allocs.leave_new_consumers, requests)   # as upstream
+            raise HTTPError(400, str(error)) from None
         except exc.Invalid as error:
             raise HTTPError(400, str(error)) from None
         except exc.NotFound as error:
-            raise HTTPError(400, f"Unable to allocate inventory {what}: {error}") from None
+            raise HTTPError(400, f"Unable to allocate inventory {what}{error}") from None
         except exc.InvalidInventory as error:
             raise HTTPError(409, f"Unable to allocate inventory: {error}") from None
 
@@ -140,7 +143,7 @@ async def set_for_consumer(request: Request, consumer_uuid: str) -> Response:
     consumer_uuid = util.normalize_uuid(consumer_uuid)
     data = await util.body(request, put_schema(request))
     await write_allocations(request, [consumer_request(request, consumer_uuid, data)],
-                            f"for consumer {consumer_uuid}")
+                            f"for consumer {consumer_uuid}: ")
     return util.no_content()
 
 

@@ -14,6 +14,7 @@ from kilonova.placement.handlers.util import MAX_INT, RC_PATTERN, SQL_SP_FLOAT_M
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import inventories as inv
+from kilonova.placement.objects import resource_providers as rps
 
 DEFAULTS = {"reserved": 0, "min_unit": 1, "max_unit": MAX_INT, "step_size": 1, "allocation_ratio": 1.0}
 _INT = {"type": "integer", "maximum": MAX_INT}
@@ -29,10 +30,9 @@ BASE_SCHEMA = {
 POST_SCHEMA = copy.deepcopy(BASE_SCHEMA)
 POST_SCHEMA["properties"]["resource_class"] = {"type": "string", "pattern": RC_PATTERN}
 POST_SCHEMA["required"] = ["total", "resource_class"]
-del POST_SCHEMA["properties"]["resource_provider_generation"]
+# upstream accepts (and ignores) resource_provider_generation here
 RECORD_SCHEMA = copy.deepcopy(BASE_SCHEMA)
-RECORD_SCHEMA["required"] = ["total"]
-del RECORD_SCHEMA["properties"]["resource_provider_generation"]
+RECORD_SCHEMA["required"] = ["total"]   # a record of PUT .../inventories may carry the generation too
 PUT_ALL_SCHEMA = {
     "type": "object", "additionalProperties": False, "required": ["resource_provider_generation", "inventories"],
     "properties": {"resource_provider_generation": {"type": "integer"},
@@ -62,6 +62,22 @@ def _check_capacity(request: Request, uuid: str, inventories: dict[str, dict], a
                              f"'{name}' on resource provider '{uuid}'. {detail}")
 
 
+async def _check_capacity_after_generation(request: Request, uuid: str, generation: int,
+                                           inventories: dict[str, dict]) -> None:
+    """_check_capacity for an update, but as upstream a missing provider (404) or a stale generation
+    (409) is answered first (looked up only when the values are refused)."""
+    try:
+        _check_capacity(request, uuid, inventories, "update")
+    except HTTPError:
+        try:
+            provider = await util.db(request).read(rps.get, uuid)
+        except exc.ProviderNotFound:
+            raise provider_not_found(uuid) from None
+        if provider.generation != generation:
+            raise HTTPError(409, "resource provider generation conflict", code=errors.CONCURRENT_UPDATE) from None
+        raise
+
+
 def _serialize_all(provider, records: dict[str, inv.InventoryRecord]) -> dict:
     return {"resource_provider_generation": provider.generation,
             "inventories": {name: record.as_dict() for name, record in records.items()}}
@@ -89,7 +105,7 @@ async def get_inventories(request: Request, uuid: str) -> Response:
 async def set_inventories(request: Request, uuid: str) -> Response:
     data = await util.body(request, PUT_ALL_SCHEMA)
     inventories = {name: _values(values) for name, values in data["inventories"].items()}
-    _check_capacity(request, uuid, inventories, "update")
+    await _check_capacity_after_generation(request, uuid, data["resource_provider_generation"], inventories)
     try:
         provider, records = await util.db(request).write(inv.replace_all, uuid, data["resource_provider_generation"],
                                                          inventories)
@@ -154,7 +170,8 @@ async def get_inventory(request: Request, uuid: str, resource_class: str) -> Res
 async def update_inventory(request: Request, uuid: str, resource_class: str) -> Response:
     data = await util.body(request, BASE_SCHEMA)
     values = _values(data)
-    _check_capacity(request, uuid, {resource_class: values}, "update")
+    await _check_capacity_after_generation(request, uuid, data["resource_provider_generation"],
+                                           {resource_class: values})
     try:
         provider, record = await util.db(request).write(inv.update_one, uuid, resource_class,
                                                         data["resource_provider_generation"], values)

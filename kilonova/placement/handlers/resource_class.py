@@ -55,7 +55,7 @@ async def get_resource_class(request: Request, name: str) -> Response:
 @policy("placement:resource_classes:update")
 async def update_resource_class(request: Request, name: str) -> Response:
     if want(request, "1.7"):
-        util.validate({"name": name}, SCHEMA, "Invalid resource class name")
+        util.validate({"name": name}, SCHEMA, "JSON does not validate")   # upstream checks the name as JSON
         created = await util.db(request).write(rcs.ensure, name)
         response = Response(status_code=201 if created else 204, headers={"location": f"/resource_classes/{name}"})
         util.cache_headers(request, response, None)
@@ -64,7 +64,7 @@ async def update_resource_class(request: Request, name: str) -> Response:
     try:
         row = await util.db(request).write(rcs.rename, name, data["name"])
     except exc.Invalid as error:
-        raise HTTPError(400, str(error)) from None
+        raise HTTPError(400, f"Error in delete resource class: {error}") from None
     except exc.ResourceClassNotFound:
         raise HTTPError(404, f"No such resource class {name}.") from None
     except exc.Duplicate as error:
@@ -78,11 +78,11 @@ async def delete_resource_class(request: Request, name: str) -> Response:
     try:
         await util.db(request).write(rcs.delete, name)
     except exc.Invalid as error:
-        raise HTTPError(400, str(error)) from None
+        raise HTTPError(400, f"Error in delete resource class: {error}") from None
     except exc.ResourceClassNotFound:
         raise HTTPError(404, f"No such resource class {name}.") from None
     except exc.InUse as error:
-        raise HTTPError(409, str(error)) from None
+        raise HTTPError(409, f"Error in delete resource class: {error}") from None
     return util.no_content()
 
 

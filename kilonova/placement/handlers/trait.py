@@ -30,7 +30,7 @@ def _name_filter(value: str) -> dict:
     if value.startswith("startswith:"):
         return {"prefix": value[len("startswith:"):]}
     raise HTTPError(400, "Badly formatted name parameter. Expected name query string parameter in form: "
-                         "?name=startswith:CUSTOM_ or ?name=in:HW_CPU_X86_AVX,HW_CPU_X86_SSE. Got: " + value)
+                         f'?name=[in|startswith]:[name1,name2|prefix]. Got: "{value}"')
 
 
 @versioned("1.6")
@@ -63,9 +63,10 @@ async def get_trait(request: Request, name: str) -> Response:
 @versioned("1.6")
 @policy("placement:traits:update")
 async def put_trait(request: Request, name: str) -> Response:
-    util.validate(name, CUSTOM_SCHEMA, "The trait is invalid. A valid trait must be no longer than 255 characters, "
-                                       "start with the prefix \"CUSTOM_\" and use following characters: \"A\"-\"Z\", "
-                                       "\"0\"-\"9\" and \"_\"")
+    if util.schema_error(name, CUSTOM_SCHEMA) is not None:   # upstream names no detail
+        raise HTTPError(400, "The trait is invalid. A valid trait must be no longer than 255 characters, start "
+                             "with the prefix \"CUSTOM_\" and use following characters: \"A\"-\"Z\", \"0\"-\"9\" "
+                             "and \"_\"")
     created = await util.db(request).write(traits.ensure, name)
     response = Response(status_code=201 if created else 204, headers={"location": f"/traits/{name}"})
     util.cache_headers(request, response, None)

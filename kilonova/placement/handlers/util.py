@@ -128,7 +128,15 @@ _validators: dict[str, jsonschema.protocols.Validator] = {}
 
 
 def validate(data: Any, schema: dict, prefix: str) -> None:
-    """Validate with a cached validator (building one costs far more than using it)."""
+    """A 400 naming ``prefix`` and what is wrong when ``data`` does not match ``schema``."""
+    error = schema_error(data, schema)
+    if error is not None:
+        raise HTTPError(400, f"{prefix}: {error}")
+
+
+def schema_error(data: Any, schema: dict) -> str | None:
+    """What is wrong with ``data`` by ``schema`` (jsonschema's best match), None when nothing is; with a
+    cached validator (building one costs far more than using it)."""
     key = json.dumps(schema, sort_keys=True)
     validator = _validators.get(key)
     if validator is None:
@@ -136,8 +144,7 @@ def validate(data: Any, schema: dict, prefix: str) -> None:
         cls.check_schema(schema)
         validator = _validators[key] = cls(schema, format_checker=_checker)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is not None:
-        raise HTTPError(400, f"{prefix}: {error.message}")
+    return None if error is None else error.message
 
 
 def query(request: Request, schema: dict) -> dict[str, str]:

@@ -122,10 +122,10 @@ def rename(session: Session, name: str, new_name: str) -> ResourceClass:
 
 def delete(session: Session, name: str) -> None:
     if name in STANDARD:
-        raise exc.Invalid(f"Cannot delete standard resource class {name}")
+        raise exc.Invalid(f"Cannot delete standard resource class {name}.")
     row = get(session, name)
     if session.scalar(sa.select(Inventory.id).where(Inventory.resource_class_id == row.id).limit(1)) is not None:
-        raise exc.InUse(f"Unable to delete resource class {name}. The resource class is in use in inventory.")
+        raise exc.InUse(f"Cannot delete resource class {name}. Class is in use in inventory.")
     session.delete(row)
     session.flush()
     forget(session)
