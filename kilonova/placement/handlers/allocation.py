@@ -106,9 +106,6 @@ async def write_allocations(request: Request, requests: list[ConsumerRequest], w
         except IntegrityError:
             raise HTTPError(409, "Inventory and/or allocations changed while attempting to allocate: a consumer "
                                  "was created concurrently", code=errors.CONCURRENT_UPDATE) from None
-        except exc.AllocationProviderMissing as error:
-            await util.db(request).write(allocs.leave_new_consumers, requests)   # as upstream
-            raise HTTPError(400, str(error)) from None
         except exc.Invalid as error:
             raise HTTPError(400, str(error)) from None
         except exc.NotFound as error:

@@ -65,7 +65,7 @@ def replace(session: Session, requests: list[ConsumerRequest]) -> None:
     providers = _providers(session, _PROVIDERS_BY_UUID, wanted) if wanted else {}
     for uuid in wanted:
         if uuid not in providers:
-            raise exc.AllocationProviderMissing(f"Allocation for resource provider '{uuid}' that does not exist.")
+            raise exc.Invalid(f"Allocation for resource provider '{uuid}' that does not exist.")
     class_ids = rcs.ids_by_name(session, {rc for r in requests for res in r.allocations.values() for rc in res})
     for request in requests:
         for resources in request.allocations.values():
@@ -97,17 +97,6 @@ def replace(session: Session, requests: list[ConsumerRequest]) -> None:
     left = old_provider_ids - set(touched)
     if left:
         session.execute(_USAGE_CHANGED, {"keys": list(left)})
-
-
-def leave_new_consumers(session: Session, requests: list[ConsumerRequest]) -> None:
-    """Record the consumers of ``requests`` that do not exist yet, empty and at generation 0: what upstream
-    leaves behind when a claim names a provider that does not exist (its consumers are created before the
-    providers are looked up, and not removed on that error), so that a retry must give generation 0."""
-    uuids = [r.uuid for r in requests]
-    known = {row.uuid for row in session.execute(_CONSUMER_ROWS, {"uuids": uuids})}
-    for request in requests:
-        if request.uuid not in known:
-            consumers_mod.save(session, None, request, generation=0)
 
 
 def _providers(session: Session, statement, keys) -> dict[str, sa.Row]:

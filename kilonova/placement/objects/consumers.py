@@ -61,8 +61,8 @@ def check_generation(existing: Consumer | None, request: ConsumerRequest) -> Non
                                    f"but got {request.generation}")
 
 
-def save(session: Session, existing: Consumer | None, request: ConsumerRequest, generation: int = 1) -> None:
-    """Create the consumer (at ``generation``) or update it, bumping its generation (compare-and-swap)."""
+def save(session: Session, existing: Consumer | None, request: ConsumerRequest) -> None:
+    """Create the consumer or update it, bumping its generation (compare-and-swap)."""
     project = request.project_id or INCOMPLETE_PROJECT
     user = request.user_id or INCOMPLETE_USER
     values = {"project_id": project, "user_id": user}
@@ -70,7 +70,7 @@ def save(session: Session, existing: Consumer | None, request: ConsumerRequest, 
         values["consumer_type_id"] = type_id(session, request.consumer_type)
     # Prebuilt table-level statements: this runs in every claim, the ORM's unit of work is not needed.
     if existing is None:
-        session.execute(_INSERT, {"uuid": request.uuid, "generation": generation, "created_at": now(), **values})
+        session.execute(_INSERT, {"uuid": request.uuid, "generation": 1, "created_at": now(), **values})
         return
     result = session.execute(_UPDATE, {"c_id": existing.id, "c_seen": existing.generation,
                                        "generation": existing.generation + 1, "updated_at": now(), **values})

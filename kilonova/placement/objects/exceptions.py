@@ -44,14 +44,10 @@ class Invalid(DBError):
     """A request the data layer refuses as malformed (answered with 400)."""
 
 
-class AllocationProviderMissing(Invalid):
-    """An allocation names a provider that does not exist."""
-
-
 class InvalidInventory(Conflict):
     """An allocation the inventory cannot take (capacity, min/max unit, step size, missing class)."""
 
 
 __all__ = ["NotFound", "Conflict", "DBError", "ProviderNotFound", "ResourceClassNotFound", "TraitNotFound",
            "InventoryNotFound", "ConcurrentUpdate", "ProviderConcurrentUpdate", "Duplicate", "InUse",
-           "CannotDeleteParent", "Invalid", "AllocationProviderMissing", "InvalidInventory"]
+           "CannotDeleteParent", "Invalid", "InvalidInventory"]
