@@ -45,23 +45,14 @@ def free_port_block(size: int = 5) -> int:
     raise RuntimeError("no block of free ports found")
 
 
-class Cloud:
-    """A running all-in-one Kilonova and the environment that points the CLIs at it."""
+class Clients:
+    """The real CLIs, openstacksdk and httpx pointed at a running Kilonova (all-in-one or distributed).
 
-    def __init__(self, workdir: Path, hosts: int = 4, config: dict[str, dict[str, str]] | None = None):
-        self.workdir = workdir
-        self.state_dir = workdir / "state"
-        self.clouds_yaml = workdir / "clouds.yaml"
-        self.hosts = hosts
-        self.base_port = free_port_block()
-        self.config_file = workdir / "kilonova.conf"
-        lines = []
-        for section, options in (config or {}).items():
-            lines.append(f"[{section}]")
-            lines.extend(f"{k} = {v}" for k, v in options.items())
-        self.config_file.write_text("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen | None = None
-        self.output: list[str] = []
+    Needs ``clouds_yaml`` (written by the cloud) and ``base_port`` (identity; compute, placement, image and
+    network on the next four ports of 127.0.0.1)."""
+
+    clouds_yaml: Path
+    base_port: int
 
     @property
     def urls(self) -> dict[str, str]:
@@ -69,51 +60,6 @@ class Cloud:
         return {"identity": f"http://127.0.0.1:{base}/v3", "compute": f"http://127.0.0.1:{base + 1}/v2.1",
                 "placement": f"http://127.0.0.1:{base + 2}", "image": f"http://127.0.0.1:{base + 3}",
                 "network": f"http://127.0.0.1:{base + 4}"}
-
-    def start(self, timeout: float = 60.0) -> float:
-        started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kilonova.cli", "--config", str(self.config_file),
-             "--state-dir", str(self.state_dir), "up", "--hosts", str(self.hosts),
-             "--base-port", str(self.base_port), "--clouds-yaml", str(self.clouds_yaml)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if READY_LINE in line:
-                elapsed = time.monotonic() - started
-                self._drain()
-                return elapsed
-        self.stop()
-        raise RuntimeError("kilonova up did not become ready:\n" + "".join(self.output))
-
-    def _drain(self) -> None:
-        import threading
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.output.append(line)
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
-        self.proc = None
-        return code
 
     def env(self, cloud: str = "kilonova") -> dict[str, str]:
         env = client_env()
@@ -177,6 +123,70 @@ class Cloud:
         return openstack.connect(auth_url=auth["auth_url"], username=auth["username"], password=auth["password"],
                                  project_name=auth["project_name"], user_domain_name="Default",
                                  project_domain_name="Default", region_name="RegionOne")
+
+
+class Cloud(Clients):
+    """A running all-in-one Kilonova and the environment that points the CLIs at it."""
+
+    def __init__(self, workdir: Path, hosts: int = 4, config: dict[str, dict[str, str]] | None = None):
+        self.workdir = workdir
+        self.state_dir = workdir / "state"
+        self.clouds_yaml = workdir / "clouds.yaml"
+        self.hosts = hosts
+        self.base_port = free_port_block()
+        self.config_file = workdir / "kilonova.conf"
+        lines = []
+        for section, options in (config or {}).items():
+            lines.append(f"[{section}]")
+            lines.extend(f"{k} = {v}" for k, v in options.items())
+        self.config_file.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 60.0) -> float:
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kilonova.cli", "--config", str(self.config_file),
+             "--state-dir", str(self.state_dir), "up", "--hosts", str(self.hosts),
+             "--base-port", str(self.base_port), "--clouds-yaml", str(self.clouds_yaml)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if READY_LINE in line:
+                elapsed = time.monotonic() - started
+                self._drain()
+                return elapsed
+        self.stop()
+        raise RuntimeError("kilonova up did not become ready:\n" + "".join(self.output))
+
+    def _drain(self) -> None:
+        import threading
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
 
 
 def new_cloud(hosts: int = 4, config: dict | None = None) -> Cloud:

@@ -8,7 +8,6 @@ the real ``openstack`` CLI, exactly as the all-in-one tests do.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -19,11 +18,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from tests.cloud import client_env, free_port_block
+from tests.cloud import Clients, free_port_block
 from tests.distributed.infra import Databases, rabbit_vhost
 
 READY = "Kilonova is serving"
-BIN = Path(sys.executable).parent
 
 
 def write_ini(path: Path, sections: dict[str, dict[str, str]]) -> Path:
@@ -80,8 +78,9 @@ class Process:
         self._fh.close()
 
 
-class Cluster:
-    """Services as separate processes; ``openstack(...)`` runs the real CLI against them."""
+class Cluster(Clients):
+    """Services as separate processes; ``openstack(...)`` runs the real CLI against them (the all-in-one's
+    ``Clients``: the functional scenarios run unchanged against a cluster)."""
 
     def __init__(self, workdir: Path, transport_url: str, databases: dict[str, str],
                  extra: dict[str, dict[str, str]] | None = None):
@@ -188,32 +187,6 @@ class Cluster:
 
         write_client_config(Config.load(self.config), self.clouds_yaml)
 
-    def env(self, cloud: str = "kilonova") -> dict[str, str]:
-        env = client_env()
-        env["OS_CLIENT_CONFIG_FILE"] = str(self.clouds_yaml)
-        env["OS_CLOUD"] = cloud
-        return env
-
-    def openstack(self, *args: str, cloud: str = "kilonova", check: bool = True, fmt_json: bool = False,
-                  timeout: float = 120):
-        cmd = [str(BIN / "openstack"), *args] + (["-f", "json"] if fmt_json else [])
-        result = subprocess.run(cmd, env=self.env(cloud), capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        if fmt_json and result.returncode == 0:
-            return json.loads(result.stdout) if result.stdout.strip() else None
-        return result
-
-    def token(self) -> str:
-        import httpx
-
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "password": "admin-secret", "domain": {"id": "default"}}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
-        response = httpx.post(f"http://127.0.0.1:{self.base_port}/v3/auth/tokens", json=body, timeout=30)
-        response.raise_for_status()
-        return response.headers["X-Subject-Token"]
-
     def compute_api(self, version: str = "2.1", port: int | None = None):
         """A client of the compute API (of the process on ``port``, default the catalog's)."""
         import httpx
@@ -275,6 +248,7 @@ def two_cell_deployment(kind: str, *, second_controller: bool = True,
         cluster.kind = kind
         cluster.databases = databases
         cluster.cell_connections = {"cell1": urls["database"], "cell2": cell2}
+        cluster.hosts = 4  # fake compute hosts, as the all-in-one's functional scenarios expect
         try:
             cluster.manage("api_db", "sync")
             cluster.manage("cell_v2", "map_cell0")

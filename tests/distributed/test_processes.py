@@ -29,6 +29,52 @@ def cluster(request):
         yield deployed
 
 
+@pytest.fixture(scope="module")
+def cloud(cluster):
+    """The all-in-one's end-to-end scenarios (imported below) run unchanged against this deployment."""
+    return cluster
+
+
+# The scenarios of the all-in-one tests (openstack and nova CLIs, openstacksdk, bad input), unchanged, against
+# the cluster already running. Each CLI run costs about a second of CPU, so the costlier scenarios run on one
+# database each: server actions on PostgreSQL, the nova CLI on MariaDB; the cheap ones on both. Left out: those
+# naming the all-in-one's hosts (compute1 ...), and what the module's own tests already cover.
+from tests.functional import test_servers_cli as servers_cli  # noqa: E402
+from tests.functional.test_bad_input import (  # noqa: E402,F401
+    compute, test_demo_cannot_touch_admins_server_or_admin_apis, test_duplicate_keypair_is_409,
+    test_malformed_and_invalid_server_requests, test_missing_and_invalid_tokens_are_401,
+    test_revoked_token_is_refused_by_identity, test_unknown_server_and_microversions)
+from tests.functional.test_identity_cli import (  # noqa: E402,F401
+    test_catalog_lists_every_service_with_three_interfaces)
+
+ONLY_ON = {"test_nova_cli_boot_list_show_delete": "mysql", "test_openstacksdk_create_wait_list": "postgresql"}
+test_nova_cli_boot_list_show_delete = servers_cli.test_nova_cli_boot_list_show_delete
+test_openstacksdk_create_wait_list = servers_cli.test_openstacksdk_create_wait_list
+
+
+@pytest.fixture(autouse=True)
+def _scenario_on_its_database(request, cluster):
+    wanted = ONLY_ON.get(request.node.originalname)
+    if wanted and cluster.kind != wanted:
+        pytest.skip(f"this scenario runs on {wanted} only (suite time)")
+
+
+class TestServerActions:
+    """The all-in-one's actions on one server (``vm-cli``), on PostgreSQL; the server is deleted before the
+    module's own tests, which count every server and all usage."""
+
+    @pytest.fixture(scope="class")
+    def server(self, cloud):
+        if cloud.kind != "postgresql":
+            pytest.skip("the server actions run on PostgreSQL only (suite time)")
+        with servers_cli.cli_server(cloud) as created:
+            yield created
+
+    test_stop_start_reboot = staticmethod(servers_cli.test_stop_start_reboot)
+    test_console_log = staticmethod(servers_cli.test_console_log)
+    test_set_name_and_property = staticmethod(servers_cli.test_set_name_and_property)
+
+
 def hosts_of(servers: list[dict]) -> list[str]:
     return [s["OS-EXT-SRV-ATTR:host"] for s in servers]
 

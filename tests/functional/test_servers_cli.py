@@ -1,6 +1,7 @@
 """Servers through the real `openstack` and `nova` CLIs and openstacksdk against `kilonova up`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -27,14 +28,26 @@ def usage(cloud) -> dict[str, int]:
     return totals
 
 
+@contextlib.contextmanager
+def cli_server(cloud):
+    """``vm-cli`` with keypair ``boot-key`` and property role=web, ACTIVE; deleted with its keypair at the end."""
+    cloud.openstack("keypair", "create", "boot-key")
+    try:
+        created = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
+                                  "--network", "private", "--key-name", "boot-key", "--property", "role=web",
+                                  "--wait", "vm-cli", fmt_json=True)
+        try:
+            yield created
+        finally:
+            cloud.openstack("server", "delete", "--wait", created["id"], check=False)
+    finally:
+        cloud.openstack("keypair", "delete", "boot-key", check=False)
+
+
 @pytest.fixture(scope="module")
 def server(cloud):
-    cloud.openstack("keypair", "create", "boot-key")
-    created = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
-                              "--network", "private", "--key-name", "boot-key", "--property", "role=web",
-                              "--wait", "vm-cli", fmt_json=True)
-    yield created
-    cloud.openstack("server", "delete", "--wait", created["id"], check=False)
+    with cli_server(cloud) as created:
+        yield created
 
 
 def test_create_wait_gives_an_active_server_with_an_address(cloud, server):
