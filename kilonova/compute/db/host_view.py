@@ -10,19 +10,23 @@ from sqlalchemy.orm import Session
 from kilonova.compute.db.cell_models import ComputeNode, Service
 
 
+_NODES, _SERVICES = ComputeNode.__table__, Service.__table__
+# Built once from table columns (no ORM session, no cache key per call): the scheduler reads every node
+# of a large cell often.
+_HOSTS = (sa.select(_NODES.c.uuid, _NODES.c.host, _NODES.c.hypervisor_hostname, _NODES.c.hypervisor_type,
+                    _NODES.c.cpu_info, _SERVICES.c.forced_down, _SERVICES.c.disabled, _SERVICES.c.last_seen_up,
+                    _SERVICES.c.updated_at, _SERVICES.c.created_at)
+          .join(_SERVICES, sa.and_(_SERVICES.c.host == _NODES.c.host, _SERVICES.c.binary == "nova-compute",
+                                   _SERVICES.c.deleted == 0))
+          .where(_NODES.c.deleted == 0))
+_HOSTS_OF = _HOSTS.where(_NODES.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
+
+
 def compute_hosts(session: Session, down_time: float, uuids: list[str] | None = None) -> list[dict[str, Any]]:
-    # Plain columns, not ORM objects: the scheduler reads every node of a large cell often.
-    stmt = (sa.select(ComputeNode.uuid, ComputeNode.host, ComputeNode.hypervisor_hostname,
-                      ComputeNode.hypervisor_type, ComputeNode.cpu_info, Service.forced_down, Service.disabled,
-                      Service.last_seen_up, Service.updated_at, Service.created_at)
-            .join(Service, sa.and_(Service.host == ComputeNode.host, Service.binary == "nova-compute",
-                                   Service.deleted == 0))
-            .where(ComputeNode.deleted == 0))
-    if uuids is not None:
-        stmt = stmt.where(ComputeNode.uuid.in_(uuids))
+    rows = session.execute(_HOSTS) if uuids is None else session.execute(_HOSTS_OF, {"uuids": list(uuids)})
     horizon = datetime.utcnow() - timedelta(seconds=down_time)
     hosts = []
-    for row in session.execute(stmt):
+    for row in rows:
         seen = row.last_seen_up or row.updated_at or row.created_at
         hosts.append({
             "uuid": row.uuid, "host": row.host, "nodename": row.hypervisor_hostname,
