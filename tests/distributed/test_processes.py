@@ -21,8 +21,12 @@ import pytest
 from tests.distributed.cluster import two_cell_deployment, wait_for
 
 
-@pytest.fixture(scope="module", params=["postgresql", "mysql"])
+DATABASES = ["postgresql", "mysql"]
+
+
+@pytest.fixture(scope="module")
 def cluster(request):
+    """One deployment per database kind, shared by the module's tests (parametrized in pytest_generate_tests)."""
     # Periodic host discovery on (off by default): both schedulers run it, on the same databases.
     with two_cell_deployment(request.param, extra={"scheduler": {"discover_hosts_in_cells_interval": "1"}}) \
             as deployed:
@@ -47,16 +51,18 @@ from tests.functional.test_bad_input import (  # noqa: E402,F401
 from tests.functional.test_identity_cli import (  # noqa: E402,F401
     test_catalog_lists_every_service_with_three_interfaces)
 
-ONLY_ON = {"test_nova_cli_boot_list_show_delete": "mysql", "test_openstacksdk_create_wait_list": "postgresql"}
+ONLY_ON = {"test_nova_cli_boot_list_show_delete": "mysql", "test_openstacksdk_create_wait_list": "postgresql",
+           "TestServerActions": "postgresql"}
 test_nova_cli_boot_list_show_delete = servers_cli.test_nova_cli_boot_list_show_delete
 test_openstacksdk_create_wait_list = servers_cli.test_openstacksdk_create_wait_list
 
 
-@pytest.fixture(autouse=True)
-def _scenario_on_its_database(request, cluster):
-    wanted = ONLY_ON.get(request.node.originalname)
-    if wanted and cluster.kind != wanted:
-        pytest.skip(f"this scenario runs on {wanted} only (suite time)")
+def pytest_generate_tests(metafunc):
+    """Every test on both databases, but those in ONLY_ON (by function or class) on their one database only."""
+    if "cluster" in metafunc.fixturenames:
+        owner = metafunc.cls.__name__ if metafunc.cls else metafunc.function.__name__
+        kinds = [ONLY_ON[owner]] if owner in ONLY_ON else DATABASES
+        metafunc.parametrize("cluster", kinds, indirect=True, scope="module")
 
 
 class TestServerActions:
@@ -65,8 +71,6 @@ class TestServerActions:
 
     @pytest.fixture(scope="class")
     def server(self, cloud):
-        if cloud.kind != "postgresql":
-            pytest.skip("the server actions run on PostgreSQL only (suite time)")
         with servers_cli.cli_server(cloud) as created:
             yield created
 
