@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kilonova.config import Config
+from kilonova.config import Config, ConfigError
 
 SERVICES_IN_PORT_ORDER = ("identity", "compute", "placement", "image", "network")
 
@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        parser.exit(2, f"kilonova: configuration error: {exc}\n")
 
 
 if __name__ == "__main__":

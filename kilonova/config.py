@@ -268,6 +268,10 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_data_dir("kilonova"))
 
 
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the command line prints it as one line and exits 2."""
+
+
 class Config:
     """Typed read access to the merged defaults + file + overrides."""
 
@@ -286,7 +290,7 @@ class Config:
                 parser.set(section, key, value)
         if path:
             if not Path(path).exists():
-                raise FileNotFoundError(f"configuration file {path} does not exist")
+                raise ConfigError(f"configuration file {path} does not exist")
             parser.read(path)
         for section, options in (overrides or {}).items():
             if section != "DEFAULT" and not parser.has_section(section):

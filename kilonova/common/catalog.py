@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from kilonova.config import Config
+from kilonova.config import Config, ConfigError
 
 # Path each service's catalog URL adds to its root.
 CATALOG_PATHS = {"identity": "/v3", "compute": "/v2.1", "placement": "", "image": "", "network": ""}
@@ -31,6 +31,6 @@ def catalog_urls(conf: Config, interface: str = "public") -> dict[str, str]:
             public = conf.get("endpoints", f"{service}_public_url").rstrip("/")
             if public:
                 if urlsplit(public).scheme not in ("http", "https") or not urlsplit(public).netloc:
-                    raise ValueError(f"[endpoints] {service}_public_url = {public!r} is not an http(s) URL")
+                    raise ConfigError(f"[endpoints] {service}_public_url = {public!r} is not an http(s) URL")
                 urls[service] = public
     return urls

@@ -72,6 +72,17 @@ def test_a_public_url_that_is_not_http_is_refused_by_name(tmp_path, bad):
         catalog_urls(conf)
 
 
+def test_kilonova_up_with_a_bad_public_url_says_which_option_and_exits_2(tmp_path):
+    config = tmp_path / "kilonova.conf"
+    config.write_text("[endpoints]\nidentity_public_url = ftp://cloud.example.com/v3\n")
+    result = subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(config), "--state-dir",
+                             str(tmp_path / "state"), "up", "--clouds-yaml", str(tmp_path / "clouds.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("kilonova: configuration error: [endpoints] identity_public_url = "
+                                     "'ftp://cloud.example.com/v3' is not an http(s) URL")
+
+
 def test_config_sample_lists_the_endpoint_options():
     sample = subprocess.run([sys.executable, "-m", "kilonova.cli", "config-sample"], capture_output=True,
                             text=True, check=True).stdout
