@@ -20,6 +20,8 @@ For each size N (providers), on a fresh database:
 * ``GET /allocation_candidates`` at microversion 1.39, sequentially, p50/p95:
   plain (VCPU:1,MEMORY_MB:512,DISK_GB:10), with limit=50, with a required trait,
   a nested query (a granular SRIOV_NET_VF group), a sharing query (IPV4_ADDRESS);
+  also the server's CPU time per request (from /proc, steadier than wall time
+  when other work shares the machine);
 * allocation writes/s: 10 concurrent clients each PUT new consumers' allocations
   (VCPU 1, MEMORY_MB 64) against random providers for a fixed number of writes.
 
@@ -204,20 +206,42 @@ def populate(url: str, size: int, workers: int = 6) -> tuple[list[str], float]:
     return uuids, time.monotonic() - started
 
 
-def time_queries(url: str, samples: int) -> dict[str, tuple[float, float, int]]:
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of the server process and its descendants so far, from /proc: a measure
+    that other load on the machine distorts far less than wall time."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree = {pid}
+    for _ in range(4):   # children, grandchildren, ...
+        tree |= {p for p, (parent, _) in stats.items() if parent in tree}
+    return sum(stats[p][1] for p in tree if p in stats)
+
+
+def time_queries(url: str, samples: int, pid: int) -> dict[str, tuple[float, float, int, float]]:
+    """Per query: p50 ms, p95 ms, candidates, server CPU ms per request (over the timed requests)."""
     result = {}
     with httpx.Client(base_url=url, timeout=300) as client:
         for label, query in QUERIES.items():
             times = []
             count = 0
-            for _ in range(samples + 2):
+            for attempt in range(samples + 2):
+                if attempt == 2:   # after the two warm-up requests
+                    cpu = server_cpu(pid)
                 started = time.perf_counter()
                 response = call(client, "GET", f"/allocation_candidates?{query}")
                 times.append(time.perf_counter() - started)
                 count = len(response.json()["allocation_requests"])
-            times = sorted(times[2:])   # two warm-up requests
+            cpu_ms = (server_cpu(pid) - cpu) * 1000 / samples
+            times = sorted(times[2:])
             result[label] = (statistics.median(times) * 1000, times[int(len(times) * 0.95) - 1] * 1000
-                             if len(times) > 1 else times[0] * 1000, count)
+                             if len(times) > 1 else times[0] * 1000, count, cpu_ms)
     return result
 
 
@@ -272,7 +296,7 @@ def run_one(name: str, start, size: int, samples: int, writes: int) -> dict:
         print(f"  {name}: {size} providers created in {seconds:.1f}s"
               f" ({SETUP_LOCK_ERRORS['count']} 'database is locked' 500s retried while building them)", flush=True)
         SETUP_LOCK_ERRORS["count"] = 0
-        figures = {"create_per_s": size / seconds, "queries": time_queries(url, samples)}
+        figures = {"create_per_s": size / seconds, "queries": time_queries(url, samples, process.pid)}
         figures["writes_per_s"] = allocation_writes(url, providers, total=writes)
         return figures
     finally:
@@ -302,6 +326,7 @@ def report(size: int, results: dict[str, dict]) -> None:
         count = "/".join(str(results[n]["queries"][label][2]) for n in names)
         row(f"a_c {label} p50 ms [{count}]", [results[n]["queries"][label][0] for n in names])
         row(f"a_c {label} p95 ms", [results[n]["queries"][label][1] for n in names])
+        row(f"a_c {label} server CPU ms/req", [results[n]["queries"][label][3] for n in names])
     row("allocation writes/s (10 clients)", [results[n]["writes_per_s"] for n in names], better_low=False)
     row("providers created/s (6 clients)", [results[n]["create_per_s"] for n in names], better_low=False)
 
