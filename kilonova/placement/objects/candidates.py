@@ -268,13 +268,16 @@ class _Finder:
     def _roots(self) -> set[int]:
         """Roots of the trees where every requested (class, amount) fits some provider of the tree or
         a sharing provider anchored to it: a necessary condition, so other trees need no search."""
-        providers, lone = self.providers, self.view.lone
+        lone = self.view.lone
+        root_of = self.view.memo.get("root_of")   # providers in trees of several -> their root
+        if root_of is None:
+            root_of = self.view.memo["root_of"] = {rp: p.root for rp, p in self.providers.items() if rp not in lone}
         anchored = self._anchored()
         roots: set[int] | None = None
         for rc, amount in {pair for g in self.groups for pair in g["resources"]}:
             able = self.able(rc, amount)
             found = set(able & lone)
-            found.update(providers[rp].root for rp in able - lone)
+            found.update(map(root_of.__getitem__, able - lone))
             for share in anchored.keys() & able:
                 found.update(anchored[share])
             roots = found if roots is None else roots & found
