@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -24,14 +25,23 @@ def client_env() -> dict[str, str]:
     return env
 
 
+def _ephemeral_port_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_block(size: int = 5) -> int:
-    """A base port such that base..base+size-1 are all free on 127.0.0.1."""
+    """A base port such that base..base+size-1 are all free on 127.0.0.1.
+
+    Chosen at random below the kernel's ephemeral range: a port from that range can be taken at any
+    moment by some process's outgoing connection, e.g. while a test restarts a cloud on its ports, and
+    random bases keep parallel test workers apart.
+    """
+    low, high = 10000, max(_ephemeral_port_start(), 10000 + 10 * size) - size
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + size > 65000:
-            continue
+        base = random.randrange(low, high)
         ok = True
         for port in range(base, base + size):
             with socket.socket() as s:

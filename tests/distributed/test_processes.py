@@ -70,7 +70,8 @@ class TestServerActions:
     module's own tests, which count every server and all usage."""
 
     @pytest.fixture(scope="class")
-    def server(self, cloud):
+    @classmethod
+    def server(cls, cloud):
         with servers_cli.cli_server(cloud) as created:
             yield created
 
