@@ -1,35 +1,45 @@
 import shutil
-from pathlib import Path
 
 import pytest
 
 from tests.cloud import new_cloud
 
-TESTS = Path(__file__).parent
-
 # Tests that share one machine-wide resource run on one xdist worker, one after another
-# (scripts/test.sh runs the suite with `-n 2 --dist loadgroup`; without xdist the marks do nothing).
+# (scripts/test.sh runs the suite with `-n 2 --dist loadgroup`).
 # The machine's RabbitMQ: tests/distributed restarts it (test_faults), so nothing else may use it meanwhile.
 # libvirtd and the guest image: the real-guest tests set the host up once and check what is left on it.
 _SHARED_RESOURCE_GROUPS = {
-    "rabbitmq": ["distributed", "unit/test_rpc.py", "unit/test_rpc_rabbit.py", "unit/test_cell_transports.py"],
-    "libvirt": ["libvirt"],
+    "rabbitmq": ["tests/distributed/", "tests/unit/test_rpc.py", "tests/unit/test_rpc_rabbit.py",
+                 "tests/unit/test_cell_transports.py"],
+    "libvirt": ["tests/libvirt/"],
 }
 
 
-def _group_of(path: Path) -> str | None:
-    relative = path.relative_to(TESTS).as_posix()
+def shared_resource_group(nodeid: str) -> str | None:
+    """The group of a test id (``tests/...py::name``), or None for a test that may run anywhere."""
+    path = nodeid.split("::", 1)[0]
     for group, prefixes in _SHARED_RESOURCE_GROUPS.items():
-        if any(relative == prefix or relative.startswith(prefix + "/") for prefix in prefixes):
+        if any(path == prefix or (prefix.endswith("/") and path.startswith(prefix)) for prefix in prefixes):
             return group
     return None
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = _group_of(Path(item.fspath))
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Load balancing where each shared-resource group is one unit of work (one worker runs it all).
+
+    xdist's own ``xdist_group`` marks do not group anything under pytest 9.2 (xdist renames
+    ``item._nodeid``, which pytest no longer reads), so the groups are worked out from the test ids here.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedResourceScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return shared_resource_group(nodeid) or nodeid
+
+    return SharedResourceScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
