@@ -96,9 +96,9 @@ def negotiate(request: Request) -> tuple[int, int]:
     try:
         version = parse(text)
     except ValueError:
-        raise HTTPError(400, f"invalid version string: {text}") from None
+        raise HTTPError(400, f"Invalid microversion: invalid version string: {text}") from None
     if not MIN <= version <= MAX:
-        raise HTTPError(406, f"Unacceptable version header: {text}", min_version=MIN_VERSION,
+        raise HTTPError(406, f"Invalid microversion: Unacceptable version header: {text}", min_version=MIN_VERSION,
                         max_version=MAX_VERSION)
     return version
 

@@ -49,7 +49,9 @@ async def test_noauth2_without_token_is_webob_401_and_root_is_public(noauth):
     response = await noauth.get("/resource_providers", headers={"Accept": "application/json"})
     assert response.status_code == 401
     assert response.json()["code"] == "401 Unauthorized"
-    response = await noauth.get("/resource_providers")
+    response = await noauth.get("/resource_providers")   # */* counts as JSON, as upstream
+    assert response.status_code == 401 and response.json()["code"] == "401 Unauthorized"
+    response = await noauth.get("/resource_providers", headers={"Accept": "text/plain"})
     assert response.status_code == 401 and response.text.startswith("401 Unauthorized")
     assert (await noauth.get("/")).status_code == 200
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import MAX_BODY_BYTES, Handler, HTTPError
-from kilonova.placement import microversion
+from kilonova.placement import accept, errors, microversion
 from kilonova.placement.objects import capacity
 
 UUID_PATTERN = "^[0-9a-fA-F-]{36}$"   # upstream's (body keys naming providers and consumers)
@@ -155,14 +155,9 @@ def query(request: Request, schema: dict) -> dict[str, str]:
 
 
 def check_accept(request: Request) -> None:
-    accept = request.headers.get("accept")
-    if not accept:
-        return
-    for item in accept.split(","):
-        kind = item.split(";")[0].strip().lower()
-        if kind in ("application/json", "application/*", "*/*", "*"):
-            return
-    raise HTTPError(406, "Only application/json is provided")
+    """406 unless the Accept header takes JSON (absent, ``*/*`` or unparsable headers do)."""
+    if not accept.acceptable_offers(errors.effective_accept(request), ("application/json",)):
+        raise HTTPError(406, "Only application/json is provided")
 
 
 def json_response(request: Request, data: Any, status: int = 200, *, modified: datetime | None = None,
