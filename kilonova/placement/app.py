@@ -16,6 +16,7 @@ from kilonova.common.context import RequestContext
 from kilonova.common.http import Handler, HTTPError, Router, ServiceApp
 from kilonova.placement import microversion
 from kilonova.placement.cors import CORS
+from kilonova.placement.handlers import util
 from kilonova.placement.errors import format_error
 from kilonova.placement.policy import Enforcer
 
@@ -90,8 +91,13 @@ def make_before(validator, enforcer: Enforcer, auth_strategy: str):
                 body = await validator.validate(token)
                 request.state.context = RequestContext.from_token(body, token, request.state.request_id)
         request.state.version = microversion.negotiate(request)
+        json_only = getattr(handler, "json_only", None)   # upstream's Accept check: 406 before any 403
+        if json_only == "before version":
+            util.check_accept(request)
         if hasattr(handler, "versions"):   # a route absent at this microversion answers 404 before any 403
             microversion.require(request, handler.versions)
+        if json_only == "after version":
+            util.check_accept(request)
         if getattr(handler, "public", False) or getattr(handler, "no_policy", False):
             return
         rule = getattr(handler, "policy", "placement")

@@ -123,7 +123,7 @@ def versioned(min_version: str, max_version: str | None = None, status: int = 40
         wrapper.__name__ = handler.__name__
         wrapper.__doc__ = handler.__doc__
         wrapper.versions = versions   # checked before the policy as well (app.make_before), as upstream
-        for mark in ("public", "policy"):
+        for mark in ("public", "policy", "json_only"):
             if hasattr(handler, mark):
                 setattr(wrapper, mark, getattr(handler, mark))
         return wrapper

@@ -156,3 +156,14 @@ def test_accept_matching_follows_webob():
     assert acceptable_offers(", ,TEXT/HTML ,", offers) == ["text/html"]
     assert acceptable_offers("text/html;q=2", offers) == list(offers)   # invalid: no preference
     assert acceptable_offers("", offers) == []
+
+
+@pytest.mark.parametrize("path, version, status", [
+    ("/resource_providers", "1.30", 406),                      # the Accept check comes before the policy's 403
+    (MISSING + "/aggregates", "1.0", 406),                     # ... and, here, before the route's version range
+    ("/traits", "1.0", 404),                                   # ... but after it for these, as upstream
+    ("/allocation_candidates?resources=VCPU:1", "1.0", 404),
+])
+async def test_a_refused_accept_is_answered_in_upstreams_order(placement, path, version, status):
+    response = await placement(path, "text/plain", version=version, token="bob")
+    assert (response.status_code, response.headers["content-type"]) == (status, PLAIN)

@@ -29,8 +29,8 @@ def _body(request: Request, provider, uuids: list[str]) -> dict:
 
 @versioned("1.1")
 @policy("placement:resource_providers:aggregates:list")
+@util.json_only_before_version
 async def get_aggregates(request: Request, uuid: str) -> Response:
-    util.check_accept(request)
     try:
         provider, uuids = await util.db(request).read(aggregates.of_provider, uuid)
     except exc.ProviderNotFound:

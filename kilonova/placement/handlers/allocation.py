@@ -115,8 +115,8 @@ async def write_allocations(request: Request, requests: list[ConsumerRequest], w
 
 
 @policy("placement:allocations:list")
+@util.json_only
 async def list_for_consumer(request: Request, consumer_uuid: str) -> Response:
-    util.check_accept(request)
     consumer, allocations, modified, type_name = await util.db(request).read(allocs.for_consumer, consumer_uuid)
     if not want(request, "1.12"):
         body = {"allocations": {rp: {"generation": a["generation"], "resources": a["resources"]}
@@ -164,8 +164,8 @@ async def delete_for_consumer(request: Request, consumer_uuid: str) -> Response:
 
 
 @policy("placement:resource_providers:allocations:list")
+@util.json_only
 async def list_for_provider(request: Request, uuid: str) -> Response:
-    util.check_accept(request)
     try:
         provider, allocations, modified = await util.db(request).read(allocs.for_provider, uuid)
     except exc.ProviderNotFound as error:

@@ -305,8 +305,8 @@ class SlicedResponse(Response):
 
 @versioned("1.10")
 @policy("placement:allocation_candidates:list")
+@util.json_only
 async def list_allocation_candidates(request: Request) -> Response:
-    util.check_accept(request)
     search = search_request(request)
     result = await util.db(request).read(_search, search)
     body = b"".join([b'{"allocation_requests": [', *_separated(render_requests(request, result)),

@@ -91,8 +91,8 @@ def _one(request: Request, provider, record: inv.InventoryRecord, status: int = 
 
 
 @policy("placement:resource_providers:inventories:list")
+@util.json_only
 async def get_inventories(request: Request, uuid: str) -> Response:
-    util.check_accept(request)
     try:
         provider, records = await util.db(request).read(inv.of_provider, uuid)
     except exc.ProviderNotFound:
@@ -155,8 +155,8 @@ async def create_inventory(request: Request, uuid: str) -> Response:
 
 
 @policy("placement:resource_providers:inventories:show")
+@util.json_only
 async def get_inventory(request: Request, uuid: str, resource_class: str) -> Response:
-    util.check_accept(request)
     try:
         provider, records = await util.db(request).read(inv.of_provider, uuid)
     except exc.ProviderNotFound:

@@ -22,8 +22,8 @@ def serialize(name: str) -> dict:
 
 @versioned("1.2")
 @policy("placement:resource_classes:list")
+@util.json_only
 async def list_resource_classes(request: Request) -> Response:
-    util.check_accept(request)
     rows = await util.db(request).read(rcs.list_all)
     modified = util.newest(*(r.updated_at or r.created_at for r in rows))
     return util.json_response(request, {"resource_classes": [serialize(r.name) for r in rows]}, modified=modified)
@@ -42,8 +42,8 @@ async def create_resource_class(request: Request) -> Response:
 
 @versioned("1.2")
 @policy("placement:resource_classes:show")
+@util.json_only
 async def get_resource_class(request: Request, name: str) -> Response:
-    util.check_accept(request)
     try:
         row = await util.db(request).read(rcs.get, name)
     except exc.ResourceClassNotFound:

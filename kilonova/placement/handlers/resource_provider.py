@@ -80,8 +80,8 @@ async def create_resource_provider(request: Request) -> Response:
 
 
 @policy("placement:resource_providers:show")
+@util.json_only
 async def get_resource_provider(request: Request, uuid: str) -> Response:
-    util.check_accept(request)
     try:
         provider = await util.db(request).read(rps.get, uuid)
     except exc.ProviderNotFound:
@@ -121,8 +121,8 @@ async def delete_resource_provider(request: Request, uuid: str) -> Response:
 
 
 @policy("placement:resource_providers:list")
+@util.json_only
 async def list_resource_providers(request: Request) -> Response:
-    util.check_accept(request)
     params = util.query(request, list_query_schema(request))
     # as upstream, an empty name filters nothing
     filters = rps.ListFilters(name=params.get("name") or None, uuid=params.get("uuid"), in_tree=params.get("in_tree"))

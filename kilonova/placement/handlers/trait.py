@@ -35,8 +35,8 @@ def _name_filter(value: str) -> dict:
 
 @versioned("1.6")
 @policy("placement:traits:list")
+@util.json_only
 async def list_traits(request: Request) -> Response:
-    util.check_accept(request)
     params = util.query(request, LIST_QUERY)
     options = _name_filter(params["name"]) if "name" in params else {}
     if "associated" in params:
@@ -93,8 +93,8 @@ def _body(provider, names: list[str]) -> dict:
 
 @versioned("1.6")
 @policy("placement:resource_providers:traits:list")
+@util.json_only
 async def list_provider_traits(request: Request, uuid: str) -> Response:
-    util.check_accept(request)
     try:
         provider, names = await util.db(request).read(traits.of_provider, uuid)
     except exc.ProviderNotFound:

@@ -25,8 +25,8 @@ def query_schema(request: Request) -> dict:
 
 
 @policy("placement:resource_providers:usages")
+@util.json_only
 async def list_usages(request: Request, uuid: str) -> Response:
-    util.check_accept(request)
     try:
         provider, used = await util.db(request).read(usages.of_provider, uuid)
     except exc.ProviderNotFound as error:
@@ -37,8 +37,8 @@ async def list_usages(request: Request, uuid: str) -> Response:
 
 @versioned("1.9")
 @policy("placement:usages")
+@util.json_only
 async def get_total_usages(request: Request) -> Response:
-    util.check_accept(request)
     params = util.query(request, query_schema(request))
     project, user = params["project_id"], params.get("user_id")
     if want(request, "1.38"):

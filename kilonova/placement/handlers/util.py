@@ -59,6 +59,19 @@ def policy(name: str) -> Callable[[Handler], Handler]:
     return decorator
 
 
+def json_only(handler: Handler) -> Handler:
+    """A GET that answers only JSON: 406 for a client refusing it, checked (as upstream's decorator) after
+    the microversion is negotiated and the route's version range, before the policy."""
+    handler.json_only = "after version"  # type: ignore[attr-defined]
+    return handler
+
+
+def json_only_before_version(handler: Handler) -> Handler:
+    """``json_only`` where upstream checks the Accept header before the route's version range too."""
+    handler.json_only = "before version"  # type: ignore[attr-defined]
+    return handler
+
+
 def state(request: Request):
     """The PlacementService behind this app (its database and configuration)."""
     return request.state.app.state["placement"]
