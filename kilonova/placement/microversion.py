@@ -76,27 +76,38 @@ MAX = parse(MAX_VERSION)
 
 
 def requested(request: Request) -> str | None:
-    header = request.headers.get("openstack-api-version")
-    if not header:
-        return None
-    for item in header.split(","):
-        parts = item.strip().split()
+    """The version text asked for, read as upstream's microversion-parse does: repeated headers count as
+    one comma-joined value, the last ``placement <rest>`` entry wins and its rest is taken whole."""
+    header = ",".join(request.headers.getlist("openstack-api-version"))
+    for item in reversed(header.split(",")):
+        parts = item.strip().split(None, 1)
         if len(parts) == 2 and parts[0].lower() == SERVICE:
-            return parts[1]
+            return parts[1].strip()
     return None
 
 
+def _numbers(text: str) -> tuple[int, int]:
+    """Major and minor as Python's int() reads them (signs, underscores, inner spaces), as upstream; a
+    400 whose detail ends with the parse error upstream reports."""
+    try:
+        numbers = [int(piece) for piece in text.split(".", 1)]
+    except ValueError as error:
+        reason = str(error)
+    else:
+        if len(numbers) == 2:
+            return numbers[0], numbers[1]
+        reason = "Version.__new__() missing 1 required positional argument: 'minor'"
+    raise HTTPError(400, f"Invalid microversion: invalid version string: {text}; {reason}")
+
+
 def negotiate(request: Request) -> tuple[int, int]:
-    """The version the request asked for; 400 when malformed, 406 outside [MIN, MAX]."""
+    """The version the request asked for; 400 when not two integers, 406 when not a version served."""
     text = requested(request)
     if text is None:
         return MIN
-    if text.strip().lower() == "latest":
+    if text == "latest":   # only in lower case, as upstream
         return MAX
-    try:
-        version = parse(text)
-    except ValueError:
-        raise HTTPError(400, f"Invalid microversion: invalid version string: {text}") from None
+    version = _numbers(text)
     if not MIN <= version <= MAX:
         raise HTTPError(406, f"Invalid microversion: Unacceptable version header: {text}", min_version=MIN_VERSION,
                         max_version=MAX_VERSION)

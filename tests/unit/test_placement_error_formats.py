@@ -136,6 +136,53 @@ async def test_version_negotiation_errors_follow_accept_too(placement):
     assert (error["min_version"], error["max_version"]) == ("1.0", "1.39")
 
 
+@pytest.mark.parametrize("version, reason", [
+    ("1.x", "invalid literal for int() with base 10: 'x'"),
+    ("abc", "invalid literal for int() with base 10: 'abc'"),
+    ("1.", "invalid literal for int() with base 10: ''"),
+    ("1.2.3", "invalid literal for int() with base 10: '2.3'"),
+    ("1 2", "invalid literal for int() with base 10: '1 2'"),
+    ("Latest", "invalid literal for int() with base 10: 'Latest'"),   # only 'latest' is a keyword
+    ("1", "Version.__new__() missing 1 required positional argument: 'minor'"),
+])
+async def test_a_malformed_version_gets_upstreams_400_with_the_parse_error(placement, version, reason):
+    response = await placement("/resource_providers", None, version=version)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["detail"] == (
+        "The server could not comply with the request since it is either malformed or otherwise incorrect.\n\n "
+        f"Invalid microversion: invalid version string: {version}; {reason}  ")
+
+
+@pytest.mark.parametrize("version, status, served", [
+    ("01.02", 200, "placement 1.2"), ("+1.2", 200, "placement 1.2"), ("1 .2", 200, "placement 1.2"),
+    ("-1.0", 406, None), ("1_0.1", 406, None),   # numbers as int() reads them, as upstream
+])
+async def test_versions_are_read_as_upstreams_int_reads_them(placement, version, status, served):
+    response = await placement("/", None, version=version)
+    assert response.status_code == status
+    assert response.headers.get("openstack-api-version") == served
+
+
+async def test_the_last_placement_version_in_the_header_wins(placement):
+    response = await placement("/", None, version="1.x, placement 1.2")
+    assert (response.status_code, response.headers["openstack-api-version"]) == (200, "placement 1.2")
+    response = await placement("/", None, version="1.2, placement 1.x")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("sub, joint", [("/traits", ": "), ("/inventories", " : "), ("/inventories/VCPU", " : "),
+                                        ("/aggregates", None)])
+async def test_an_unknown_providers_404_repeats_the_message_where_upstream_does(placement, sub, joint):
+    message = "No resource provider with uuid 00000000-0000-0000-0000-000000000000 found"
+    for version, coded in (("1.39", True), ("1.6", False)):
+        response = await placement(MISSING + sub, None, version=version)
+        error = response.json()["errors"][0]
+        assert response.status_code == 404
+        assert error["detail"] == ("The resource could not be found.\n\n "
+                                   + (f"{message}{joint}{message}" if joint else message) + "  ")
+        assert ("code" in error) == coded
+
+
 @pytest.mark.parametrize("accept, content_type, start", [
     (None, "application/json", '{"message": "This server could not verify'),
     ("text/plain", PLAIN, "401 Unauthorized\n\nThis server could not verify"),

@@ -96,7 +96,7 @@ async def get_inventories(request: Request, uuid: str) -> Response:
     try:
         provider, records = await util.db(request).read(inv.of_provider, uuid)
     except exc.ProviderNotFound:
-        raise provider_not_found(uuid) from None
+        raise provider_not_found(uuid, repeated_after=" : ") from None
     modified = util.newest(*(r.updated_at or r.created_at for r in records.values()))
     return util.json_response(request, _serialize_all(provider, records), modified=modified)
 
@@ -160,7 +160,7 @@ async def get_inventory(request: Request, uuid: str, resource_class: str) -> Res
     try:
         provider, records = await util.db(request).read(inv.of_provider, uuid)
     except exc.ProviderNotFound:
-        raise provider_not_found(uuid) from None
+        raise provider_not_found(uuid, repeated_after=" : ") from None
     if resource_class not in records:
         raise HTTPError(404, f"No inventory of class {resource_class} for {uuid}")
     return _one(request, provider, records[resource_class])

@@ -57,8 +57,11 @@ def _modified(provider: rps.Provider):
     return provider.updated_at or provider.created_at
 
 
-def provider_not_found(uuid: str) -> HTTPError:
-    return HTTPError(404, f"No resource provider with uuid {uuid} found")
+def provider_not_found(uuid: str, repeated_after: str = "") -> HTTPError:
+    """The 404 for an unknown provider; a few upstream GETs say the message twice, joined by ``repeated_after``
+    (their own prefix, then the lookup's error)."""
+    message = f"No resource provider with uuid {uuid} found"
+    return HTTPError(404, f"{message}{repeated_after}{message}" if repeated_after else message)
 
 
 @policy("placement:resource_providers:create")

@@ -98,7 +98,7 @@ async def list_provider_traits(request: Request, uuid: str) -> Response:
     try:
         provider, names = await util.db(request).read(traits.of_provider, uuid)
     except exc.ProviderNotFound:
-        raise provider_not_found(uuid) from None
+        raise provider_not_found(uuid, repeated_after=": ") from None
     return util.json_response(request, _body(provider, names))
 
 
