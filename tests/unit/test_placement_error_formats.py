@@ -183,6 +183,20 @@ async def test_an_unknown_providers_404_repeats_the_message_where_upstream_does(
         assert ("code" in error) == coded
 
 
+@pytest.mark.parametrize("method, sub, status", [
+    ("PUT", "", 404), ("PUT", "/inventories", 404), ("POST", "/inventories", 404), ("PUT", "/inventories/VCPU", 404),
+    ("PUT", "/aggregates", 404),
+    ("PUT", "/traits", 400),   # upstream reads the body before the provider here only
+])
+async def test_an_unknown_provider_is_answered_before_a_bad_body_as_upstream(placement, method, sub, status):
+    for content in (b"{nope", b'{"bogus": 1}', b"[]"):
+        response = await placement(MISSING + sub, None, version="1.39", method=method, content=content)
+        assert response.status_code == status
+    response = await placement(MISSING + "/inventories", None, version="1.39", method="POST",
+                               content=b'{"resource_class": "VCPU", "total": 4, "reserved": 5}')
+    assert response.status_code == 404   # the refused capacity comes after the lookup too
+
+
 @pytest.mark.parametrize("accept, content_type, start", [
     (None, "application/json", '{"message": "This server could not verify'),
     ("text/plain", PLAIN, "401 Unauthorized\n\nThis server could not verify"),

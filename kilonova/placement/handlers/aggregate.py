@@ -7,7 +7,7 @@ from starlette.responses import Response
 from kilonova.common.http import HTTPError, Router
 from kilonova.placement import errors
 from kilonova.placement.handlers import util
-from kilonova.placement.handlers.resource_provider import provider_not_found
+from kilonova.placement.handlers.resource_provider import provider_body, provider_not_found
 from kilonova.placement.handlers.util import policy, want
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import aggregates
@@ -42,7 +42,7 @@ async def get_aggregates(request: Request, uuid: str) -> Response:
 @policy("placement:resource_providers:aggregates:update")
 async def set_aggregates(request: Request, uuid: str) -> Response:
     newer = want(request, "1.19")
-    data = await util.body(request, PUT_SCHEMA_1_19 if newer else PUT_SCHEMA_1_1)
+    data = await provider_body(request, uuid, PUT_SCHEMA_1_19 if newer else PUT_SCHEMA_1_1)
     wanted = [util.normalize_uuid(a) for a in (data["aggregates"] if newer else data)]
     generation = data["resource_provider_generation"] if newer else None
     try:

@@ -9,7 +9,8 @@ from starlette.responses import Response
 from kilonova.common.http import HTTPError, Router
 from kilonova.placement import errors
 from kilonova.placement.handlers import util
-from kilonova.placement.handlers.resource_provider import provider_not_found
+from kilonova.placement.handlers.resource_provider import (provider_body, provider_not_found,
+                                                             unknown_provider_first)
 from kilonova.placement.handlers.util import MAX_INT, RC_PATTERN, SQL_SP_FLOAT_MAX, policy, want
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import exceptions as exc
@@ -103,7 +104,7 @@ async def get_inventories(request: Request, uuid: str) -> Response:
 
 @policy("placement:resource_providers:inventories:update")
 async def set_inventories(request: Request, uuid: str) -> Response:
-    data = await util.body(request, PUT_ALL_SCHEMA)
+    data = await provider_body(request, uuid, PUT_ALL_SCHEMA)
     inventories = {name: _values(values) for name, values in data["inventories"].items()}
     await _check_capacity_after_generation(request, uuid, data["resource_provider_generation"], inventories)
     try:
@@ -138,10 +139,13 @@ async def delete_inventories(request: Request, uuid: str) -> Response:
 
 @policy("placement:resource_providers:inventories:create")
 async def create_inventory(request: Request, uuid: str) -> Response:
-    data = await util.body(request, POST_SCHEMA)
+    data = await provider_body(request, uuid, POST_SCHEMA)
     name = data["resource_class"]
     values = _values(data)
-    _check_capacity(request, uuid, {name: values}, "create")
+    try:
+        _check_capacity(request, uuid, {name: values}, "create")
+    except HTTPError as refusal:
+        await unknown_provider_first(request, uuid, refusal)
     try:
         provider, record = await util.db(request).write(inv.create_one, uuid, name, values)
     except exc.ProviderNotFound:
@@ -168,7 +172,7 @@ async def get_inventory(request: Request, uuid: str, resource_class: str) -> Res
 
 @policy("placement:resource_providers:inventories:update")
 async def update_inventory(request: Request, uuid: str, resource_class: str) -> Response:
-    data = await util.body(request, BASE_SCHEMA)
+    data = await provider_body(request, uuid, BASE_SCHEMA)
     values = _values(data)
     await _check_capacity_after_generation(request, uuid, data["resource_provider_generation"],
                                            {resource_class: values})

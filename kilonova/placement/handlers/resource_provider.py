@@ -64,6 +64,27 @@ def provider_not_found(uuid: str, repeated_after: str = "") -> HTTPError:
     return HTTPError(404, f"{message}{repeated_after}{message}" if repeated_after else message)
 
 
+async def unknown_provider_first(request: Request, uuid: str, refusal: HTTPError) -> None:
+    """Raise the 404 when provider ``uuid`` does not exist, ``refusal`` (a 400 for the request's body) otherwise:
+    upstream looks the provider up before reading the body of these writes. Looked up only once the body is
+    refused, so a valid write costs no extra read."""
+    try:
+        await util.db(request).read(rps.get, uuid)
+    except exc.ProviderNotFound:
+        raise provider_not_found(uuid) from None
+    raise refusal
+
+
+async def provider_body(request: Request, uuid: str, schema: dict):
+    """The validated body of a write to provider ``uuid``, an unknown provider's 404 before any 400."""
+    try:
+        return await util.body(request, schema)
+    except HTTPError as error:
+        if error.status != 400:
+            raise
+        await unknown_provider_first(request, uuid, error)
+
+
 @policy("placement:resource_providers:create")
 async def create_resource_provider(request: Request) -> Response:
     data = await util.body(request, POST_SCHEMA_1_14 if want(request, "1.14") else POST_SCHEMA)
@@ -94,7 +115,7 @@ async def get_resource_provider(request: Request, uuid: str) -> Response:
 
 @policy("placement:resource_providers:update")
 async def update_resource_provider(request: Request, uuid: str) -> Response:
-    data = await util.body(request, PUT_SCHEMA_1_14 if want(request, "1.14") else PUT_SCHEMA)
+    data = await provider_body(request, uuid, PUT_SCHEMA_1_14 if want(request, "1.14") else PUT_SCHEMA)
     parent = data.get("parent_provider_uuid", rps.UNSET)
     try:
         provider = await util.db(request).write(rps.update, uuid, data["name"], parent,
