@@ -15,7 +15,6 @@ from kilonova.placement.handlers.util import MAX_INT, RC_PATTERN, SQL_SP_FLOAT_M
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import inventories as inv
-from kilonova.placement.objects import resource_providers as rps
 
 DEFAULTS = {"reserved": 0, "min_unit": 1, "max_unit": MAX_INT, "step_size": 1, "allocation_ratio": 1.0}
 _INT = {"type": "integer", "maximum": MAX_INT}
@@ -69,14 +68,8 @@ async def _check_capacity_after_generation(request: Request, uuid: str, generati
     (409) is answered first (looked up only when the values are refused)."""
     try:
         _check_capacity(request, uuid, inventories, "update")
-    except HTTPError:
-        try:
-            provider = await util.db(request).read(rps.get, uuid)
-        except exc.ProviderNotFound:
-            raise provider_not_found(uuid) from None
-        if provider.generation != generation:
-            raise HTTPError(409, "resource provider generation conflict", code=errors.CONCURRENT_UPDATE) from None
-        raise
+    except HTTPError as refusal:
+        await unknown_provider_first(request, uuid, refusal, generation)
 
 
 def _serialize_all(provider, records: dict[str, inv.InventoryRecord]) -> dict:

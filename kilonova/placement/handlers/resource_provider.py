@@ -64,14 +64,17 @@ def provider_not_found(uuid: str, repeated_after: str = "") -> HTTPError:
     return HTTPError(404, f"{message}{repeated_after}{message}" if repeated_after else message)
 
 
-async def unknown_provider_first(request: Request, uuid: str, refusal: HTTPError) -> None:
-    """Raise the 404 when provider ``uuid`` does not exist, ``refusal`` (a 400 for the request's body) otherwise:
-    upstream looks the provider up before reading the body of these writes. Looked up only once the body is
-    refused, so a valid write costs no extra read."""
+async def unknown_provider_first(request: Request, uuid: str, refusal: HTTPError,
+                                 generation: int | None = None) -> None:
+    """Raise the 404 when provider ``uuid`` does not exist, the 409 when ``generation`` (if given) is stale,
+    ``refusal`` (a 400 for the request's body or values) otherwise: upstream looks the provider up before it
+    judges these writes. Looked up only once the request is refused, so a valid write costs no extra read."""
     try:
-        await util.db(request).read(rps.get, uuid)
+        provider = await util.db(request).read(rps.get, uuid)
     except exc.ProviderNotFound:
         raise provider_not_found(uuid) from None
+    if generation is not None and provider.generation != generation:
+        raise HTTPError(409, "resource provider generation conflict", code=errors.CONCURRENT_UPDATE) from None
     raise refusal
 
 
