@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 import zlib
@@ -64,6 +65,24 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _use_wal(cursor: Any, attempts: int = 200) -> None:
+    """Put the database in WAL mode (a persistent setting: a no-op once any connection has done it).
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without its busy
+    handler, when another connection is switching the same new file at that moment (two processes
+    creating or migrating one database together): try again for up to ~2 s.
+    """
+    for attempt in range(attempts):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01)
+
+
 def _make_engine(url: str, *, busy_timeout_ms: int = 30000) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
@@ -78,7 +97,7 @@ def _make_engine(url: str, *, busy_timeout_ms: int = 30000) -> sa.Engine:
             # Let SQLAlchemy (not pysqlite) decide when transactions begin.
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
