@@ -75,6 +75,96 @@ class ComputeDriver:
         """
         raise NotImplementedError
 
+    # ---------------------------------------------------------------- lifecycle operations
+    # Each raises NotImplementedError on a driver that cannot do it; the agent then fails the
+    # operation with a fault saying so. ``instance`` is the cell's instance dict; during a resize its
+    # ``new_flavor`` / ``old_flavor`` are set and ``flavor`` is the one the guest has now.
+
+    async def migrate_disk_and_power_off(self, instance: dict, dest_host: str, flavor: dict) -> dict:
+        """Source host of a resize or cold migration: stop the guest and make its disks ready to move.
+
+        Returns ``disk_info``, a JSON-able dict the destination's ``finish_migration`` receives
+        (where the disks are, their formats). The source keeps its copy until confirm or revert.
+        """
+        raise NotImplementedError
+
+    async def finish_migration(self, instance: dict, disk_info: dict, network_info: list[dict], image_meta: dict,
+                               resize_instance: bool, power_on: bool) -> None:
+        """Destination of a resize or cold migration: take the disks (growing them to the new flavor when
+        ``resize_instance``), define the guest with ``instance["flavor"]`` (the new one), start it if
+        ``power_on``."""
+        raise NotImplementedError
+
+    async def confirm_migration(self, instance: dict) -> None:
+        """Source host, at confirm: remove what is left of the guest there (disks kept for a revert)."""
+        raise NotImplementedError
+
+    async def finish_revert_migration(self, instance: dict, network_info: list[dict], power_on: bool) -> None:
+        """Source host, at revert: bring the guest back from the copy kept there, with ``instance["flavor"]``
+        (the old one again)."""
+        raise NotImplementedError
+
+    async def rebuild(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
+        """Recreate the guest's root disk from ``image_meta`` (and its config drive) and boot it."""
+        raise NotImplementedError
+
+    async def rescue(self, instance: dict, rescue_image_meta: dict, network_info: list[dict],
+                     admin_password: str | None) -> None:
+        """Boot the guest from a rescue disk made of ``rescue_image_meta``, its own root disk attached second."""
+        raise NotImplementedError
+
+    async def unrescue(self, instance: dict) -> None:
+        """Boot the guest from its own root disk again and remove the rescue disk."""
+        raise NotImplementedError
+
+    async def set_admin_password(self, instance: dict, new_pass: str) -> None:
+        raise NotImplementedError
+
+    async def trigger_crash_dump(self, instance: dict) -> None:
+        """Send the guest an NMI (upstream's trigger_crash_dump)."""
+        raise NotImplementedError
+
+    async def inject_network_info(self, instance: dict, network_info: list[dict]) -> None:
+        """Hand the guest its (possibly changed) network configuration. A no-op where nothing is injected."""
+
+    async def get_diagnostics(self, instance: dict) -> dict:
+        """Diagnostics in the 2.48 format: state, driver, hypervisor, hypervisor_os, uptime, config_drive,
+        num_cpus, num_nics, num_disks, memory_details {maximum, used}, cpu_details [{id, time,
+        utilisation}], nic_details [...], disk_details [...]."""
+        raise NotImplementedError
+
+    async def pre_live_migration(self, instance: dict, network_info: list[dict], migrate_data: dict) -> dict:
+        """Destination of a live migration, before it starts: plug networks, make the disks' files ready
+        (empty ones for a block migration). Returns ``migrate_data`` with what the source needs."""
+        raise NotImplementedError
+
+    async def live_migration(self, instance: dict, dest_host: str, migrate_data: dict, progress=None) -> None:
+        """Source of a live migration: move the running guest to ``dest_host``. Awaits
+        ``progress({"memory_total_bytes", "memory_processed_bytes", "memory_remaining_bytes",
+        "disk_total_bytes", "disk_processed_bytes", "disk_remaining_bytes"})`` from time to time.
+        Raises when the migration fails or is aborted; the guest then still runs on the source."""
+        raise NotImplementedError
+
+    async def live_migration_force_complete(self, instance: dict) -> None:
+        """Make a running live migration finish (pause the guest until it is copied, as upstream)."""
+        raise NotImplementedError
+
+    async def live_migration_abort(self, instance: dict) -> None:
+        """Cancel a running live migration; the guest stays on the source."""
+        raise NotImplementedError
+
+    async def post_live_migration_at_source(self, instance: dict, network_info: list[dict]) -> None:
+        """Source, after the guest runs on the destination: remove what is left of it here."""
+        raise NotImplementedError
+
+    async def post_live_migration_at_destination(self, instance: dict, network_info: list[dict]) -> None:
+        """Destination, after the guest arrived: make it this host's own (persistent definition)."""
+        raise NotImplementedError
+
+    async def rollback_live_migration_at_destination(self, instance: dict, network_info: list[dict]) -> None:
+        """Destination, after a failed or aborted live migration: remove what pre_live_migration made."""
+        raise NotImplementedError
+
     async def resume_state_on_host_boot(self, instance: dict) -> None:
         """Start a guest the host lost (it rebooted): plug its network, define and start its domain."""
         await self.power_on(instance)
