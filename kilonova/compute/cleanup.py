@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from kilonova.common.db import NotFound
-from kilonova.compute.db import instances
+from kilonova.compute.db import instance_actions, instances
 
 LOG = logging.getLogger(__name__)
 
@@ -58,4 +58,4 @@ async def delete_locally(cell, placement, network, instance: dict) -> bool:
 
 def _soft_delete_finished(session, uuid: str) -> None:
     instances.soft_delete(session, uuid)
-    instances.finish_action(session, uuid, "delete")
+    instance_actions.finish(session, uuid, "delete")

@@ -110,6 +110,7 @@ PREVIOUS_RELEASE_ROWS = {
         "instances": [{"id": 1, "uuid": INSTANCE, "project_id": "p1", "user_id": "u1", "host": "host1",
                        "vm_state": "active", "power_state": 1, "locked": False,
                        "flavor": {"name": "m1.kept", "vcpus": 2, "memory_mb": 2048, "root_gb": 20},
+                       "vcpus": 2, "memory_mb": 2048,
                        "metadata": {"k": "v"}, "system_metadata": {}, "network_info": [], "security_groups": [],
                        "tags": [], "created_at": T0, "deleted": 0}],
     },
@@ -127,10 +128,11 @@ def _api_head_has_build_request_sizes(database: Database) -> None:
     assert database.run_sync(build_requests.usage, "p1", write=False) == {"instances": 1, "cores": 2, "ram": 2048}
 
 
-def _cell_head_has_flavor_sizes(database: Database) -> None:
+def _cell_head_has_move_records(database: Database) -> None:
     with database.engine.connect() as connection:
-        sizes = connection.execute(sa.text("SELECT vcpus, memory_mb FROM instances WHERE id = 1")).one()
-    assert tuple(sizes) == (2, 2048)  # copied out of the flavor JSON by 0002
+        flavors = connection.execute(sa.text("SELECT old_flavor, new_flavor FROM instances WHERE id = 1")).one()
+        moves = connection.execute(sa.text("SELECT count(*) FROM migrations")).scalar()
+    assert tuple(flavors) == (None, None) and moves == 0  # 0003: no server of the old release was moving
 
 
 def _placement_head_has_usage_serials(database: Database) -> None:
@@ -140,7 +142,7 @@ def _placement_head_has_usage_serials(database: Database) -> None:
 
 
 # What each store's head adds, checked on the upgraded database.
-AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_has_flavor_sizes,
+AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_has_move_records,
            "placement": _placement_head_has_usage_serials}
 
 

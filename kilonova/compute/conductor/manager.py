@@ -28,7 +28,7 @@ from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, error_payload, redelivered
 from kilonova.compute.cells import Cell, Cells
 from kilonova.compute.cleanup import delete_locally, release_allocations
-from kilonova.compute.db import build_requests, compute_nodes, instances, mappings, services
+from kilonova.compute.db import build_requests, compute_nodes, instance_actions, instances, mappings, services
 from kilonova.compute.db.instances import UnexpectedTaskState
 
 LOG = logging.getLogger(__name__)
@@ -335,7 +335,7 @@ class ConductorManager:
             await cell.db.write(instances.soft_delete, instance_uuid)
         except NotFound:
             pass
-        await cell.db.write(instances.finish_action, instance_uuid, "delete")
+        await cell.db.write(instance_actions.finish, instance_uuid, "delete")
         self._cell_of.pop(instance_uuid, None)
 
     async def add_fault(self, instance_uuid: str, code: int, message: str, details: str | None = None,
@@ -466,7 +466,7 @@ def _promote_build_request(session, uuid: str, cell_uuid: str) -> bool:
 def _create_with_action(session, values: dict, spec: dict) -> dict:
     instance = instances.create(session, values)
     ctx = spec.get("context") or {}
-    instances.start_action(session, values["uuid"], "create", ctx.get("request_id"), ctx.get("user_id"),
+    instance_actions.start(session, values["uuid"], "create", ctx.get("request_id"), ctx.get("user_id"),
                            ctx.get("project_id"))
     return instance
 
@@ -482,5 +482,5 @@ def _set_error(session, uuid: str, code: int, message: str, details: str, host: 
     instances.update(session, uuid, {"vm_state": "error", "task_state": None, "power_state": 0},
                      expected_vm_state=["building"])
     instances.add_fault(session, uuid, code, message, details, host)
-    instances.finish_action(session, uuid, "create", "Error")
+    instance_actions.finish(session, uuid, "create", "Error")
 

@@ -53,6 +53,9 @@ class Instance(CellBase):
     network_info: Mapped[list] = mapped_column(sa.JSON, default=list)
     security_groups: Mapped[list] = mapped_column(sa.JSON, default=list)
     tags: Mapped[list] = mapped_column(sa.JSON, default=list)
+    # During a resize or cold migration: the flavor before and after it (``flavor`` is the one in force).
+    old_flavor: Mapped[dict | None] = mapped_column(sa.JSON)
+    new_flavor: Mapped[dict | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(default=_now)
     updated_at: Mapped[datetime | None] = mapped_column(index=True)
     launched_at: Mapped[datetime | None]
@@ -91,6 +94,61 @@ class InstanceAction(CellBase):
     finish_time: Mapped[datetime | None]
     message: Mapped[str | None] = mapped_column(sa.String(255))
     updated_at: Mapped[datetime | None]
+
+
+class InstanceActionEvent(CellBase):
+    """One step of an instance action (``compute_resize_instance``, ``conductor_migrate_server``, ...)."""
+    __tablename__ = "instance_actions_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(sa.ForeignKey("instance_actions.id"), index=True)
+    event: Mapped[str] = mapped_column(sa.String(255))
+    start_time: Mapped[datetime] = mapped_column(default=_now)
+    finish_time: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(sa.String(255))  # "Success" or "Error" once finished
+    traceback: Mapped[str | None] = mapped_column(sa.Text)
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    details: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime | None]
+
+
+class Migration(CellBase):
+    """A move of an instance between hosts (resize, cold or live migration, evacuation), as upstream records it.
+
+    While a resize or cold migration is under way the migration's uuid is the Placement consumer of the
+    source host's allocation, the instance's uuid that of the destination's.
+    """
+    __tablename__ = "migrations"
+    __table_args__ = (sa.Index("ix_migrations_instance_uuid_status", "instance_uuid", "status"),
+                      sa.Index("ix_migrations_source_compute_status", "source_compute", "status"),
+                      sa.Index("ix_migrations_dest_compute_status", "dest_compute", "status"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36))
+    migration_type: Mapped[str] = mapped_column(sa.String(32))  # migration, resize, live-migration, evacuation
+    status: Mapped[str] = mapped_column(sa.String(255))
+    source_compute: Mapped[str | None] = mapped_column(sa.String(255))
+    source_node: Mapped[str | None] = mapped_column(sa.String(255))
+    dest_compute: Mapped[str | None] = mapped_column(sa.String(255))
+    dest_node: Mapped[str | None] = mapped_column(sa.String(255))
+    dest_host: Mapped[str | None] = mapped_column(sa.String(255))  # the destination's address (live migration)
+    old_instance_type_id: Mapped[int | None]
+    new_instance_type_id: Mapped[int | None]
+    # The step under way, for the reconcile pass that finishes or undoes a move cut short by a crash.
+    step: Mapped[str | None] = mapped_column(sa.String(64))
+    hidden: Mapped[bool] = mapped_column(default=False)
+    cross_cell_move: Mapped[bool] = mapped_column(default=False)
+    memory_total: Mapped[int | None] = mapped_column(sa.BigInteger)
+    memory_processed: Mapped[int | None] = mapped_column(sa.BigInteger)
+    memory_remaining: Mapped[int | None] = mapped_column(sa.BigInteger)
+    disk_total: Mapped[int | None] = mapped_column(sa.BigInteger)
+    disk_processed: Mapped[int | None] = mapped_column(sa.BigInteger)
+    disk_remaining: Mapped[int | None] = mapped_column(sa.BigInteger)
+    user_id: Mapped[str | None] = mapped_column(sa.String(255))
+    project_id: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime | None] = mapped_column(index=True)
+    deleted_at: Mapped[datetime | None]
+    deleted: Mapped[int] = mapped_column(default=0)
 
 
 class Service(CellBase):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
-from kilonova.compute.db.cell_models import Instance, InstanceAction, InstanceFault
+from kilonova.compute.db.cell_models import Instance, InstanceAction, InstanceActionEvent, InstanceFault, Migration
 
 # vcpus/memory_mb only mirror the flavor for quota sums; instance dicts carry the flavor itself.
 _COLUMNS = [c.key for c in sa.inspect(Instance).column_attrs if c.key not in ("vcpus", "memory_mb")]
@@ -48,7 +48,6 @@ _COLUMN_NAMES = {key: sa.inspect(Instance).column_attrs[key].columns[0].name for
 _LIVE_ROW = sa.select(*_LIST_COLUMNS).where(_TABLE.c.uuid == sa.bindparam("uuid"), _TABLE.c.deleted == 0)
 _UPDATE_BY_ID = _TABLE.update().where(_TABLE.c.id == sa.bindparam("row_id"))  # SET: the execute() params
 _INSERT = _TABLE.insert()
-_INSERT_ACTION = InstanceAction.__table__.insert()
 
 
 def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
@@ -288,25 +287,6 @@ def latest_faults(session: Session, uuids: list[str]) -> dict[str, dict[str, Any
     return faults
 
 
-def start_action(session: Session, uuid: str, action: str, request_id: str | None, user_id: str | None,
-                 project_id: str | None) -> None:
-    # Table-level insert (every boot starts a "create" action): no ORM session needed for it.
-    session.execute(_INSERT_ACTION, {"action": action, "instance_uuid": uuid, "request_id": request_id,
-                                     "user_id": user_id, "project_id": project_id})
-
-
-def finish_action(session: Session, uuid: str, action: str, message: str | None = None) -> None:
-    row = session.scalar(sa.select(InstanceAction).where(InstanceAction.instance_uuid == uuid,
-                                                         InstanceAction.action == action,
-                                                         InstanceAction.finish_time.is_(None))
-                         .order_by(InstanceAction.id.desc()).limit(1))
-    if row is not None:
-        row.finish_time = utcnow()
-        row.updated_at = row.finish_time
-        if message:
-            row.message = message[:255]
-
-
 def list_by_host(session: Session, host: str) -> list[dict[str, Any]]:
     return [to_dict(row) for row in session.scalars(
         sa.select(Instance).where(Instance.host == host, Instance.deleted == 0))]
@@ -331,6 +311,8 @@ def assert_exists(session: Session, uuid: str) -> None:
 
 def purge(session: Session, uuid: str) -> int:
     """Remove every row of an instance that was never handed to the user (a build retried from scratch)."""
-    for model in (InstanceFault, InstanceAction):
+    actions = sa.select(InstanceAction.id).where(InstanceAction.instance_uuid == uuid).scalar_subquery()
+    session.execute(sa.delete(InstanceActionEvent).where(InstanceActionEvent.action_id.in_(actions)))
+    for model in (InstanceFault, InstanceAction, Migration):
         session.execute(sa.delete(model).where(model.instance_uuid == uuid))
     return session.execute(sa.delete(Instance).where(Instance.uuid == uuid)).rowcount

@@ -1,0 +1,124 @@
+"""Instance actions and their events (``os-instance-actions``) in a cell database.
+
+An action is one user request on a server (create, resize, reboot, ...), keyed by the request id the
+API answered it with. Its events are the steps the conductor and the compute agents took for it,
+each with a result (``Success`` / ``Error``) and, on error, the reason. An action finishes when its
+operation does; its ``message`` is ``Error`` when that failed, as upstream shows it.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.compute.db.cell_models import InstanceAction, InstanceActionEvent
+
+_INSERT_ACTION = InstanceAction.__table__.insert()
+
+
+def utcnow() -> datetime:
+    return datetime.utcnow()
+
+
+def start(session: Session, uuid: str, action: str, request_id: str | None, user_id: str | None,
+          project_id: str | None) -> None:
+    # Table-level insert (every boot starts a "create" action): no ORM session needed for it.
+    session.execute(_INSERT_ACTION, {"action": action, "instance_uuid": uuid, "request_id": request_id,
+                                     "user_id": user_id, "project_id": project_id, "start_time": utcnow()})
+
+
+def _action_row(session: Session, uuid: str, request_id: str | None = None,
+                action: str | None = None) -> InstanceAction | None:
+    """The action of ``request_id`` (or the newest unfinished ``action``) of an instance."""
+    query = sa.select(InstanceAction).where(InstanceAction.instance_uuid == uuid)
+    if request_id is not None:
+        query = query.where(InstanceAction.request_id == request_id)
+    else:
+        query = query.where(InstanceAction.action == action, InstanceAction.finish_time.is_(None))
+    return session.scalar(query.order_by(InstanceAction.id.desc()).limit(1))
+
+
+def finish(session: Session, uuid: str, action: str, message: str | None = None,
+           request_id: str | None = None) -> None:
+    """Finish the action (by its request id when known, else the newest unfinished one of that name)."""
+    row = _action_row(session, uuid, request_id, action)
+    if row is not None and row.finish_time is None:
+        row.finish_time = utcnow()
+        row.updated_at = row.finish_time
+        if message:
+            row.message = message[:255]
+
+
+def event_start(session: Session, uuid: str, request_id: str | None, event: str, host: str | None = None,
+                action: str | None = None) -> bool:
+    """Record that step ``event`` of the action of ``request_id`` began; False if there is no such action."""
+    row = _action_row(session, uuid, request_id, action)
+    if row is None:
+        return False
+    now = utcnow()
+    session.add(InstanceActionEvent(action_id=row.id, event=event, start_time=now, host=host))
+    row.updated_at = now
+    return True
+
+
+def event_finish(session: Session, uuid: str, request_id: str | None, event: str, result: str,
+                 details: str | None = None, traceback: str | None = None, host: str | None = None,
+                 action: str | None = None) -> bool:
+    """Close step ``event`` with ``result`` ("Success" or "Error"); an Error also marks the action as failed."""
+    row = _action_row(session, uuid, request_id, action)
+    if row is None:
+        return False
+    now = utcnow()
+    event_row = session.scalar(sa.select(InstanceActionEvent).where(
+        InstanceActionEvent.action_id == row.id, InstanceActionEvent.event == event,
+        InstanceActionEvent.finish_time.is_(None)).order_by(InstanceActionEvent.id.desc()).limit(1))
+    if event_row is None:  # a step that failed before its start was recorded
+        event_row = InstanceActionEvent(action_id=row.id, event=event, start_time=now, host=host)
+        session.add(event_row)
+    event_row.finish_time = now
+    event_row.updated_at = now
+    event_row.result = result
+    event_row.details = details
+    event_row.traceback = traceback
+    row.updated_at = now
+    if result == "Error":
+        row.message = "Error"
+    return True
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="microseconds")
+
+
+def _action_dict(row: InstanceAction) -> dict[str, Any]:
+    return {"id": row.id, "action": row.action, "instance_uuid": row.instance_uuid, "request_id": row.request_id,
+            "user_id": row.user_id, "project_id": row.project_id, "start_time": _stamp(row.start_time),
+            "finish_time": _stamp(row.finish_time), "message": row.message, "updated_at": _stamp(row.updated_at)}
+
+
+def _event_dict(row: InstanceActionEvent) -> dict[str, Any]:
+    return {"event": row.event, "start_time": _stamp(row.start_time), "finish_time": _stamp(row.finish_time),
+            "result": row.result, "traceback": row.traceback, "host": row.host, "details": row.details}
+
+
+def list_for(session: Session, uuid: str) -> list[dict[str, Any]]:
+    """The instance's actions, newest first."""
+    rows = session.scalars(sa.select(InstanceAction).where(InstanceAction.instance_uuid == uuid)
+                           .order_by(InstanceAction.start_time.desc(), InstanceAction.id.desc()))
+    return [_action_dict(row) for row in rows]
+
+
+def get(session: Session, uuid: str, request_id: str) -> dict[str, Any] | None:
+    """One action with its ``events`` (oldest first), or None."""
+    row = session.scalar(sa.select(InstanceAction).where(InstanceAction.instance_uuid == uuid,
+                                                         InstanceAction.request_id == request_id)
+                         .order_by(InstanceAction.id.desc()).limit(1))
+    if row is None:
+        return None
+    action = _action_dict(row)
+    action["events"] = [_event_dict(e) for e in session.scalars(
+        sa.select(InstanceActionEvent).where(InstanceActionEvent.action_id == row.id)
+        .order_by(InstanceActionEvent.start_time, InstanceActionEvent.id))]
+    return action
