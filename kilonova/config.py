@@ -244,6 +244,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "destroy_delay": "0.0",
         # Comma-separated host names whose spawns fail (failure injection for tests).
         "fail_spawn_hosts": "",
+        # Seconds a simulated live migration takes (unless force-completed or aborted sooner).
+        "live_migration_delay": "0.5",
     },
 }
 

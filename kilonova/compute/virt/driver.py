@@ -14,6 +14,41 @@ class BuildFailure(Exception):
     """The driver could not spawn the instance on this host (the conductor may retry elsewhere)."""
 
 
+class MigrationError(Exception):
+    """A step of a resize, cold or live migration failed on this host; the message says why."""
+
+
+class ResizeError(MigrationError):
+    """Refused before anything changed (e.g. a smaller root disk): the server can go back to ACTIVE with a
+    fault, as upstream's InstanceFaultRollback(ResizeError)."""
+
+
+class MigrationPreCheckError(MigrationError):
+    """A live migration cannot happen between these hosts (upstream answers 400 for its prechecks)."""
+
+
+class LiveMigrationAborted(MigrationError):
+    """``live_migration`` ended because ``live_migration_abort`` was called; the guest runs on the source."""
+
+
+class NoActiveMigration(MigrationError):
+    """Abort or force-complete of a live migration that is not (or no longer) running on this host."""
+
+
+class InstanceAgentNotEnabled(Exception):
+    """The guest has no agent to do this (upstream's QemuGuestAgentNotEnabled: the API answers 409)."""
+
+    def __init__(self, message: str = "QEMU guest agent is not enabled"):
+        super().__init__(message)
+
+
+class InstancePasswordSetFailed(Exception):
+    """The guest's agent could not set the password (upstream answers 409 with this message)."""
+
+    def __init__(self, uuid: str, reason: str):
+        super().__init__(f"Failed to set admin password on {uuid} because {reason}")
+
+
 class ComputeDriver:
     hypervisor_type = "unknown"
     # Guests can change power state by themselves (a shutdown inside the guest, a crash):
@@ -104,8 +139,10 @@ class ComputeDriver:
         (the old one again)."""
         raise NotImplementedError
 
-    async def rebuild(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
-        """Recreate the guest's root disk from ``image_meta`` (and its config drive) and boot it."""
+    async def rebuild(self, instance: dict, image_meta: dict, network_info: list[dict],
+                      admin_password: str | None = None) -> None:
+        """Recreate the guest's root disk from ``image_meta`` (and its config drive, with ``admin_password``
+        when given) and boot it. ``instance`` already carries the new image_ref, name and metadata."""
         raise NotImplementedError
 
     async def rescue(self, instance: dict, rescue_image_meta: dict, network_info: list[dict],
@@ -118,6 +155,8 @@ class ComputeDriver:
         raise NotImplementedError
 
     async def set_admin_password(self, instance: dict, new_pass: str) -> None:
+        """Set the guest's admin password through its agent; InstanceAgentNotEnabled when it has none,
+        InstancePasswordSetFailed when the agent fails."""
         raise NotImplementedError
 
     async def trigger_crash_dump(self, instance: dict) -> None:
@@ -133,6 +172,19 @@ class ComputeDriver:
         utilisation}], nic_details [...], disk_details [...]."""
         raise NotImplementedError
 
+    async def check_can_live_migrate_destination(self, instance: dict, block_migration: bool | None) -> dict:
+        """Destination of a live migration, before anything changes: can the guest run here?
+
+        ``block_migration`` None means "auto" (2.25): the driver decides from whether both hosts share the
+        instances' storage. Returns the first ``migrate_data`` (JSON-able, at least ``block_migration``
+        as a bool) for the source's ``check_can_live_migrate_source``; raises MigrationPreCheckError."""
+        return {"block_migration": bool(block_migration), "dest_host": getattr(self, "host", None)}
+
+    async def check_can_live_migrate_source(self, instance: dict, migrate_data: dict) -> dict:
+        """Source of a live migration, after the destination's check: refuse (MigrationPreCheckError) or
+        return ``migrate_data`` with what the destination needs, for its ``pre_live_migration``."""
+        return migrate_data
+
     async def pre_live_migration(self, instance: dict, network_info: list[dict], migrate_data: dict) -> dict:
         """Destination of a live migration, before it starts: plug networks, make the disks' files ready
         (empty ones for a block migration). Returns ``migrate_data`` with what the source needs."""
@@ -142,7 +194,8 @@ class ComputeDriver:
         """Source of a live migration: move the running guest to ``dest_host``. Awaits
         ``progress({"memory_total_bytes", "memory_processed_bytes", "memory_remaining_bytes",
         "disk_total_bytes", "disk_processed_bytes", "disk_remaining_bytes"})`` from time to time.
-        Raises when the migration fails or is aborted; the guest then still runs on the source."""
+        Raises when the migration fails (MigrationError) or is aborted (LiveMigrationAborted); the guest
+        then still runs on the source."""
         raise NotImplementedError
 
     async def live_migration_force_complete(self, instance: dict) -> None:

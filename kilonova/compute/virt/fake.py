@@ -2,18 +2,38 @@
 
 Spawning takes ``[fake_driver] spawn_delay`` seconds (destroying ``destroy_delay``) and fails on the hosts
 listed in ``[fake_driver] fail_spawn_hosts`` (failure injection for tests).
-Guests keep a power state and a console log, nothing else.
+Guests keep their flavor, image, power state, admin password and a console log whose lines say what
+happened to them (each boot with the vCPUs and RAM it got, a rescue, a rebuild, an NMI...).
+
+Nothing is shared between two FakeDriver instances, as they may be in different processes: a guest that
+moves to another host travels in the ``disk_info`` / ``migrate_data`` dicts the operations hand over.
 """
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import logging
+import time
 from datetime import datetime
 from typing import Any
 
 from kilonova.compute.virt import driver, fake_vnc
-from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
+from kilonova.compute.virt.driver import (BuildFailure, ComputeDriver, InstancePasswordSetFailed,
+                                          LiveMigrationAborted, MigrationError, NoActiveMigration, ResizeError)
 from kilonova.image import qcow2
+
+LOG = logging.getLogger(__name__)
+
+# Nova's power_state.STATE_MAP: the "state" of diagnostics.
+STATE_NAMES = {driver.NOSTATE: "pending", driver.RUNNING: "running", driver.PAUSED: "paused",
+               driver.SHUTDOWN: "shutdown", driver.CRASHED: "crashed", driver.SUSPENDED: "suspended"}
+LIVE_MIGRATION_STEPS = 10
+
+
+def _flavor_of(instance: dict) -> dict:
+    flavor = instance.get("flavor") or {}
+    return {key: flavor.get(key) for key in ("id", "name", "vcpus", "memory_mb", "root_gb", "ephemeral_gb", "swap")}
 
 
 class _Guest:
@@ -22,10 +42,48 @@ class _Guest:
         self.name = instance.get("hostname") or instance["uuid"]
         self.power_state = driver.NOSTATE
         self.console: list[str] = []
+        self.flavor = _flavor_of(instance)
+        self.image_id = instance.get("image_ref") or None
+        self.config_drive = bool(instance.get("config_drive"))
+        self.admin_password: str | None = None
+        self.nics: list[dict] = []
+        self.booted_at = time.time()
+        self.rescue: dict | None = None  # {"image": rescue image id, "power_state": before the rescue}
 
     def log(self, line: str) -> None:
         stamp = datetime.utcnow().strftime("%H:%M:%S")
         self.console.append(f"[{stamp}] {line}")
+
+    def to_dict(self) -> dict:
+        """What moves with the guest to another host (JSON-able)."""
+        return {"uuid": self.uuid, "name": self.name, "power_state": self.power_state,
+                "console": list(self.console), "flavor": dict(self.flavor), "image_id": self.image_id,
+                "config_drive": self.config_drive, "admin_password": self.admin_password,
+                "nics": copy.deepcopy(self.nics), "booted_at": self.booted_at, "rescue": self.rescue}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "_Guest":
+        guest = cls({"uuid": data["uuid"], "hostname": data["name"]})
+        guest.power_state = data["power_state"]
+        guest.console = list(data["console"])
+        guest.flavor = dict(data["flavor"])
+        guest.image_id = data["image_id"]
+        guest.config_drive = data["config_drive"]
+        guest.admin_password = data["admin_password"]
+        guest.nics = copy.deepcopy(data["nics"])
+        guest.booted_at = data["booted_at"]
+        guest.rescue = data["rescue"]
+        return guest
+
+
+class _LiveMigration:
+    """A live migration under way on its source host: the flags abort and force-complete set."""
+
+    def __init__(self, dest_host: str):
+        self.dest_host = dest_host
+        self.abort = False
+        self.force = False
+        self.paused_by_force = False
 
 
 class FakeDriver(ComputeDriver):
@@ -40,8 +98,13 @@ class FakeDriver(ComputeDriver):
         self.disk_gb = conf.getint("fake_driver", "disk_gb")
         self.spawn_delay = conf.getfloat("fake_driver", "spawn_delay")
         self.destroy_delay = conf.getfloat("fake_driver", "destroy_delay")
+        self.live_migration_delay = conf.getfloat("fake_driver", "live_migration_delay")
         self.failing = host in conf.getlist("fake_driver", "fail_spawn_hosts")
         self.guests: dict[str, _Guest] = {}
+        self.resize_sources: dict[str, _Guest] = {}  # stopped copies kept here until confirm or revert
+        self.incoming: dict[str, _Guest] = {}  # live migrations to this host, from pre_live_migration
+        self.departed: dict[str, _Guest] = {}  # live-migrated away, until post_live_migration_at_source
+        self.migrations: dict[str, _LiveMigration] = {}  # live migrations from this host, running
 
     def _guest(self, instance: dict) -> _Guest:
         guest = self.guests.get(instance["uuid"])
@@ -49,29 +112,46 @@ class FakeDriver(ComputeDriver):
             raise BuildFailure(f"Instance {instance['uuid']} is not running on {self.host}")
         return guest
 
+    def _boot(self, guest: _Guest, how: str, network_info: list[dict] | None = None) -> None:
+        """A boot's console lines; the second says what the guest got (tests read it after a resize)."""
+        flavor = guest.flavor
+        guest.log(f"Kilonova fake hypervisor {self.host}: {how}")
+        guest.log(f"{flavor.get('vcpus')} vCPUs, {flavor.get('memory_mb')} MB RAM, {flavor.get('root_gb')} GB "
+                  f"root disk (flavor {flavor.get('name')})")
+        if network_info is not None:
+            guest.nics = [{"mac_address": vif.get("mac_address"),
+                           "ips": [ip["ip_address"] for ip in vif.get("fixed_ips", [])]} for vif in network_info]
+        for nic in guest.nics:
+            for ip in nic["ips"]:
+                guest.log(f"eth0: leased {ip} (mac {nic['mac_address']})")
+        guest.log(f"{guest.name} login:")
+        guest.booted_at = time.time()
+        guest.power_state = driver.RUNNING
+
     async def spawn(self, instance, image_meta, network_info):
         if self.spawn_delay:
             await asyncio.sleep(self.spawn_delay)
         if self.failing:
             raise BuildFailure(f"Simulated spawn failure on host {self.host}")
         guest = _Guest(instance)
-        guest.log(f"Kilonova fake hypervisor {self.host}: booting {guest.name} from image {image_meta.get('id')}")
-        for vif in network_info:
-            for ip in vif.get("fixed_ips", []):
-                guest.log(f"eth0: leased {ip['ip_address']} (mac {vif.get('mac_address')})")
-        guest.log(f"{guest.name} login:")
-        guest.power_state = driver.RUNNING
+        guest.image_id = image_meta.get("id") or guest.image_id
+        guest.admin_password = instance.get("admin_password") or None
+        self._boot(guest, f"booting {guest.name} from image {image_meta.get('id')}", network_info)
         self.guests[guest.uuid] = guest
 
     async def destroy(self, instance):
         if self.destroy_delay:
             await asyncio.sleep(self.destroy_delay)
+        # A resize's source copy stays: on the same host, revert destroys the new guest, then restores it.
         self.guests.pop(instance["uuid"], None)
+        self.incoming.pop(instance["uuid"], None)
+        self.departed.pop(instance["uuid"], None)
 
     async def reboot(self, instance, reboot_type):
         guest = self._guest(instance)
         guest.log(f"{'Hard' if reboot_type == 'HARD' else 'Soft'} reboot requested")
         guest.log(f"{guest.name} login:")
+        guest.booted_at = time.time()
         guest.power_state = driver.RUNNING
 
     async def power_off(self, instance):
@@ -83,6 +163,7 @@ class FakeDriver(ComputeDriver):
         guest = self.guests.get(instance["uuid"]) or _Guest(instance)
         self.guests[guest.uuid] = guest
         guest.log(f"{guest.name} login:")
+        guest.booted_at = time.time()
         guest.power_state = driver.RUNNING
 
     async def pause(self, instance):
@@ -132,6 +213,237 @@ class FakeDriver(ComputeDriver):
 
     def list_instance_uuids(self):
         return list(self.guests)
+
+    # ------------------------------------------------------------ resize and cold migration
+
+    async def migrate_disk_and_power_off(self, instance, dest_host, flavor):
+        guest = self._guest(instance)
+        if (flavor.get("root_gb") or 0) < (guest.flavor.get("root_gb") or 0):
+            raise ResizeError("Unable to resize disk down.")
+        if guest.power_state != driver.SHUTDOWN:
+            guest.log("Power down.")
+            guest.power_state = driver.SHUTDOWN
+        # The domain goes; its disks stay here (as <uuid>_resize on libvirt) until confirm or revert.
+        self.resize_sources[guest.uuid] = self.guests.pop(guest.uuid)
+        disks = [{"name": "disk", "format": "qcow2", "virtual_size": (guest.flavor.get("root_gb") or 0) << 30}]
+        return {"source_host": self.host, "disks": disks, "guest": guest.to_dict()}
+
+    async def finish_migration(self, instance, disk_info, network_info, image_meta, resize_instance, power_on):
+        if "guest" not in disk_info:
+            raise MigrationError(f"The disks of instance {instance['uuid']} did not come with disk_info")
+        guest = _Guest.from_dict(disk_info["guest"])
+        guest.flavor = _flavor_of(instance)
+        if resize_instance:
+            guest.log(f"Root disk grown to {guest.flavor.get('root_gb')} GB on {self.host}")
+        self.guests[guest.uuid] = guest
+        if power_on:
+            self._boot(guest, f"booting {guest.name} from image {guest.image_id} after a move from "
+                              f"{disk_info.get('source_host')}", network_info)
+        else:
+            guest.power_state = driver.SHUTDOWN
+
+    async def confirm_migration(self, instance):
+        self.resize_sources.pop(instance["uuid"], None)
+
+    async def finish_revert_migration(self, instance, network_info, power_on):
+        guest = self.resize_sources.pop(instance["uuid"], None)
+        if guest is None:
+            raise MigrationError(f"Host {self.host} kept no copy of instance {instance['uuid']} to revert to")
+        guest.flavor = _flavor_of(instance)
+        self.guests[guest.uuid] = guest
+        if power_on:
+            self._boot(guest, f"booting {guest.name} from image {guest.image_id} (resize reverted)", network_info)
+
+    # ------------------------------------------------------------ rebuild, rescue and the guest's agent
+
+    async def rebuild(self, instance, image_meta, network_info, admin_password=None):
+        guest = self._guest(instance)
+        if guest.power_state != driver.SHUTDOWN:
+            guest.log("Power down.")
+        guest.image_id = image_meta.get("id")
+        guest.name = instance.get("hostname") or guest.name
+        guest.flavor = _flavor_of(instance)
+        if admin_password:
+            guest.admin_password = admin_password
+        self._boot(guest, f"rebuilding {guest.name} from image {guest.image_id}", network_info)
+
+    async def rescue(self, instance, rescue_image_meta, network_info, admin_password):
+        guest = self._guest(instance)
+        if guest.rescue is not None:
+            raise BuildFailure(f"Instance {guest.uuid} is already in rescue mode")
+        guest.rescue = {"image": rescue_image_meta.get("id"), "power_state": guest.power_state}
+        if admin_password:
+            guest.admin_password = admin_password
+        if guest.power_state != driver.SHUTDOWN:
+            guest.log("Power down.")
+        self._boot(guest, f"booting {guest.name} in rescue mode from image {rescue_image_meta.get('id')}, "
+                          f"its own disk (image {guest.image_id}) attached second", network_info)
+
+    async def unrescue(self, instance):
+        guest = self._guest(instance)
+        if guest.rescue is None:
+            raise BuildFailure(f"Instance {guest.uuid} is not in rescue mode")
+        guest.rescue = None
+        guest.log("Power down.")
+        self._boot(guest, f"booting {guest.name} from image {guest.image_id} (rescue ended)")
+
+    async def set_admin_password(self, instance, new_pass):
+        guest = self._guest(instance)
+        if guest.power_state != driver.RUNNING:
+            raise InstancePasswordSetFailed(guest.uuid, "the instance is not running")
+        guest.admin_password = new_pass
+        guest.log("guest agent: password of the administrator account changed")
+
+    async def trigger_crash_dump(self, instance):
+        guest = self._guest(instance)
+        if guest.power_state not in (driver.RUNNING, driver.PAUSED):
+            raise BuildFailure(f"Instance {guest.uuid} is not running: no NMI can be injected")
+        guest.log("NMI received for unknown reason 3c on CPU 0 (kernel: crash dump requested)")
+
+    async def inject_network_info(self, instance, network_info):
+        guest = self._guest(instance)
+        guest.nics = [{"mac_address": vif.get("mac_address"),
+                       "ips": [ip["ip_address"] for ip in vif.get("fixed_ips", [])]} for vif in network_info]
+        guest.log(f"network configuration injected: {sum(len(n['ips']) for n in guest.nics)} address(es)")
+
+    async def get_diagnostics(self, instance):
+        """Upstream's 2.48 shape; the counters grow with the guest's uptime (``driver`` is one of upstream's
+        HypervisorDriver values, none of which is "fake": upstream's fake driver says libvirt too)."""
+        guest = self._guest(instance)
+        running = guest.power_state in (driver.RUNNING, driver.PAUSED)
+        uptime = int(time.time() - guest.booted_at) if running else 0
+        vcpus = guest.flavor.get("vcpus") or 1
+        memory = guest.flavor.get("memory_mb") or 0
+        disks = [guest.flavor.get("root_gb")] + [guest.flavor.get(k) for k in ("ephemeral_gb", "swap") if
+                                                 guest.flavor.get(k)] + ([1] if guest.config_drive else [])
+        return {
+            "state": STATE_NAMES.get(guest.power_state, "pending"), "driver": "libvirt", "hypervisor": "fake",
+            "hypervisor_os": "kilonova-fake", "uptime": uptime, "config_drive": guest.config_drive,
+            "num_cpus": vcpus, "num_nics": len(guest.nics), "num_disks": len(disks),
+            "memory_details": {"maximum": memory, "used": min(memory, 32 + memory // 4) if running else 0},
+            "cpu_details": [{"id": i, "time": uptime * 10_000_000 * (i + 1), "utilisation": 1 if running else 0}
+                            for i in range(vcpus)],
+            "nic_details": [{"mac_address": nic["mac_address"], "rx_octets": 1500 * uptime, "rx_errors": 0,
+                             "rx_drop": 0, "rx_packets": 10 * uptime, "rx_rate": None,
+                             "tx_octets": 700 * uptime, "tx_errors": 0, "tx_drop": 0, "tx_packets": 5 * uptime,
+                             "tx_rate": None} for nic in guest.nics],
+            "disk_details": [{"read_bytes": 4096 * uptime, "read_requests": uptime, "write_bytes": 512 * uptime,
+                              "write_requests": uptime // 2, "errors_count": 0} for _ in disks],
+        }
+
+    # ------------------------------------------------------------ live migration
+
+    async def check_can_live_migrate_destination(self, instance, block_migration):
+        if instance["uuid"] in self.guests:
+            raise driver.MigrationPreCheckError(f"Instance {instance['uuid']} already runs on {self.host}")
+        # Fake hosts share no storage: "auto" means a block migration.
+        return {"block_migration": True if block_migration is None else bool(block_migration),
+                "dest_host": self.host}
+
+    async def check_can_live_migrate_source(self, instance, migrate_data):
+        guest = self._guest(instance)
+        if guest.power_state not in (driver.RUNNING, driver.PAUSED):
+            raise driver.MigrationPreCheckError(f"Instance {guest.uuid} is not running on {self.host}")
+        return {**migrate_data, "source_host": self.host, "guest": guest.to_dict()}
+
+    async def pre_live_migration(self, instance, network_info, migrate_data):
+        uuid = instance["uuid"]
+        if uuid in self.guests:
+            raise MigrationError(f"Instance {uuid} already runs on {self.host}")
+        # The guest's state comes with migrate_data when the source's check added it; else from the database.
+        if migrate_data.get("guest"):
+            guest = _Guest.from_dict(migrate_data["guest"])
+        else:
+            guest = _Guest(instance)
+            guest.power_state = driver.PAUSED if instance.get("vm_state") == "paused" else driver.RUNNING
+        guest.flavor = _flavor_of(instance)
+        guest.nics = [{"mac_address": vif.get("mac_address"),
+                       "ips": [ip["ip_address"] for ip in vif.get("fixed_ips", [])]} for vif in network_info]
+        guest.log(f"incoming live migration from {migrate_data.get('source_host') or 'another host'} on {self.host}")
+        self.incoming[uuid] = guest
+        return {**migrate_data, "dest_host": self.host, "block_migration": bool(migrate_data.get("block_migration"))}
+
+    async def live_migration(self, instance, dest_host, migrate_data, progress=None):
+        guest = self._guest(instance)
+        if dest_host == self.host:
+            raise MigrationError(f"Instance {guest.uuid} cannot be live-migrated to its own host {self.host}")
+        if guest.uuid in self.migrations:
+            raise MigrationError(f"Instance {guest.uuid} is already being live-migrated")
+        job = self.migrations[guest.uuid] = _LiveMigration(dest_host)
+        memory_total = (guest.flavor.get("memory_mb") or 0) << 20
+        disk_total = ((guest.flavor.get("root_gb") or 0) + (guest.flavor.get("ephemeral_gb") or 0)) << 30 \
+            if migrate_data.get("block_migration") else 0
+        previous_state = guest.power_state
+        guest.log(f"live migration to {dest_host} started")
+        try:
+            for step in range(1, LIVE_MIGRATION_STEPS + 1):
+                if not job.force:
+                    await asyncio.sleep(self.live_migration_delay / LIVE_MIGRATION_STEPS)
+                if job.abort:
+                    raise LiveMigrationAborted(f"Live migration of instance {guest.uuid} to {dest_host} was "
+                                               f"aborted")
+                done = 1.0 if job.force else step / LIVE_MIGRATION_STEPS
+                await self._report(progress, memory_total, int(memory_total * done), disk_total,
+                                   int(disk_total * done))
+                if job.force:
+                    break
+        except BaseException:
+            if job.paused_by_force:
+                guest.power_state = previous_state
+            guest.log(f"live migration to {dest_host} cancelled: still running on {self.host}")
+            raise
+        finally:
+            self.migrations.pop(guest.uuid, None)
+        # The guest now runs on the destination; this host keeps its leftovers until post_live_migration.
+        guest.log(f"live migration to {dest_host} completed")
+        guest.power_state = previous_state
+        self.departed[guest.uuid] = self.guests.pop(guest.uuid)
+
+    @staticmethod
+    async def _report(progress, memory_total, memory_done, disk_total, disk_done) -> None:
+        if progress is None:
+            return
+        try:
+            await progress({"memory_total_bytes": memory_total, "memory_processed_bytes": memory_done,
+                            "memory_remaining_bytes": memory_total - memory_done,
+                            "disk_total_bytes": disk_total, "disk_processed_bytes": disk_done,
+                            "disk_remaining_bytes": disk_total - disk_done})
+        except Exception:  # noqa: BLE001 - a lost progress report must not fail the migration
+            LOG.warning("live migration progress could not be reported", exc_info=True)
+
+    def _running_migration(self, instance: dict) -> _LiveMigration:
+        job = self.migrations.get(instance["uuid"])
+        if job is None:
+            raise NoActiveMigration(f"No live migration of instance {instance['uuid']} is running on {self.host}")
+        return job
+
+    async def live_migration_force_complete(self, instance):
+        job = self._running_migration(instance)
+        guest = self._guest(instance)
+        if guest.power_state == driver.RUNNING:  # as upstream: pause so the last dirty pages get copied
+            guest.power_state = driver.PAUSED
+            job.paused_by_force = True
+            guest.log("paused to complete the live migration")
+        job.force = True
+
+    async def live_migration_abort(self, instance):
+        self._running_migration(instance).abort = True
+
+    async def post_live_migration_at_source(self, instance, network_info):
+        self.departed.pop(instance["uuid"], None)
+
+    async def post_live_migration_at_destination(self, instance, network_info):
+        uuid = instance["uuid"]
+        guest = self.incoming.pop(uuid, None)
+        if guest is None:
+            raise MigrationError(f"No live migration of instance {uuid} to {self.host} was prepared")
+        # It runs on as it ran on the source before the migration (a force-complete's pause ends here).
+        guest.flavor = _flavor_of(instance)
+        guest.log(f"live migration completed: running on {self.host}")
+        self.guests[uuid] = guest
+
+    async def rollback_live_migration_at_destination(self, instance, network_info):
+        self.incoming.pop(instance["uuid"], None)
 
     def get_available_resource(self) -> dict[str, Any]:
         return {
