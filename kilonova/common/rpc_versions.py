@@ -64,7 +64,8 @@ class Interface:
         limit = self.cap(cap)
         stamp, out = self.oldest, kwargs
         for version, change in self._parsed:
-            touched = method in change.methods or method in change.arguments
+            # A change touches this message when it added the method, or an argument the message carries.
+            touched = method in change.methods or any(name in out for name in change.arguments.get(method, ()))
             if version <= limit:
                 if touched:
                     stamp = change.version

@@ -22,6 +22,26 @@ COMPUTE = Interface("compute", [
                   "reboot_instance, snapshot_instance, get_vnc_console, get_console_output."),
     Change("1.1", "build_and_run_instance takes deadline (epoch seconds): a build delivered after it is left to "
                   "the conductor's stuck-build reconciler.", arguments={"build_and_run_instance": ("deadline",)}),
+    Change("1.2", "The server lifecycle: the power actions and reboot take request_id (their steps are recorded "
+                  "as instance action events); resize and cold migration (prep_resize, resize_instance, "
+                  "finish_resize, confirm_resize, revert_resize, finish_revert_resize), rebuild_instance, "
+                  "shelve/shelve_offload/unshelve_instance, rescue/unrescue_instance, set_admin_password, "
+                  "trigger_crash_dump, inject_network_info, get_diagnostics, backup_instance, "
+                  "restore/soft_delete_instance, live migration (check_can_live_migrate_destination/source, "
+                  "pre_live_migration, live_migration, live_migration_force_complete, live_migration_abort, "
+                  "post_live_migration_at_destination, rollback_live_migration_at_destination), "
+                  "external_instance_event.",
+           arguments={m: ("request_id",) for m in (
+               "stop_instance", "start_instance", "pause_instance", "unpause_instance", "suspend_instance",
+               "resume_instance", "reboot_instance", "snapshot_instance", "terminate_instance")},
+           methods=("prep_resize", "resize_instance", "finish_resize", "confirm_resize", "revert_resize",
+                    "finish_revert_resize", "rebuild_instance", "shelve_instance", "shelve_offload_instance",
+                    "unshelve_instance", "rescue_instance", "unrescue_instance", "set_admin_password",
+                    "trigger_crash_dump", "inject_network_info", "get_diagnostics", "backup_instance",
+                    "restore_instance", "soft_delete_instance", "check_can_live_migrate_destination",
+                    "check_can_live_migrate_source", "pre_live_migration", "live_migration",
+                    "live_migration_force_complete", "live_migration_abort", "post_live_migration_at_destination",
+                    "rollback_live_migration_at_destination", "external_instance_event")),
 ])
 
 CONDUCTOR = Interface("conductor", [
@@ -31,6 +51,12 @@ CONDUCTOR = Interface("conductor", [
            arguments={"service_report": ("version",)}),
     Change("1.2", "instance_update takes expected_vm_state and expected_host (compare-and-set on them too).",
            arguments={"instance_update": ("expected_vm_state", "expected_host")}),
+    Change("1.3", "The server lifecycle: action_event, action_finish (instance action records), migration_get, "
+                  "migration_update, migrations_on_host (migration records) for agents; migrate_server (resize, "
+                  "cold migration), live_migrate_instance, rebuild_instance (rebuild, evacuate), "
+                  "unshelve_instance for the API.",
+           methods=("action_event", "action_finish", "migration_get", "migration_update", "migrations_on_host",
+                    "migrate_server", "live_migrate_instance", "rebuild_instance", "unshelve_instance")),
 ])
 
 SCHEDULER = Interface("scheduler", [
@@ -41,6 +67,7 @@ SCHEDULER = Interface("scheduler", [
 SERVICE_VERSIONS = (
     "1.0",  # 1: the first release (records written before versions were reported say 1)
     "1.1",  # 2: build deadlines
+    "1.2",  # 3: the server lifecycle (resize, migrations, rebuild, shelve, rescue, ...)
 )
 SERVICE_VERSION = len(SERVICE_VERSIONS)
 # The oldest compute service this release's API and conductor still write for (backports reach down to it).

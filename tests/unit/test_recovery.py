@@ -21,7 +21,8 @@ from kilonova.common.testing import FakeValidator
 from kilonova.compute import cells as cells_mod
 from kilonova.compute import versions
 from kilonova.compute.agent.manager import ComputeManager
-from kilonova.compute.conductor.manager import ConductorManager, _create_with_action
+from kilonova.compute.conductor.build import _create_with_action
+from kilonova.compute.conductor.manager import ConductorManager
 from kilonova.compute.db import build_requests, instances, mappings, services
 from kilonova.compute.db.cell_models import CellBase, InstanceFault, Service
 from kilonova.compute.db.instances import UnexpectedTaskState

@@ -1,4 +1,5 @@
-"""The compute agent of one host: builds, powers and deletes the servers placed on it.
+"""The compute agent of one host: its life (start-up recovery, heartbeats, usage, power-state sync) and the
+dispatch of its RPC methods to the operation modules (kilonova/compute/agent/operations).
 
 It never opens a database: state goes through the conductor, capacity to
 Placement, ports to the network service. Operations on one instance are
@@ -9,39 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import time
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from kilonova.common.rpc import RemoteError, RPCClient, RPCError
 from kilonova.compute.agent.network import PortBinder
+from kilonova.compute.agent import operations
+from kilonova.compute.agent.operations.snapshot import SNAPSHOT_TASK_STATES
 from kilonova.compute.agent.resources import ProviderReporter
-from kilonova.compute import versions
+from kilonova.compute import events, versions
 from kilonova.compute.heartbeat import Heartbeat
 from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import ComputeDriver
 
 LOG = logging.getLogger(__name__)
-
-# action -> (driver method, vm_state after, power_state after)
-POWER_OPERATIONS = {
-    "stop_instance": ("power_off", "stopped", power.SHUTDOWN),
-    "start_instance": ("power_on", "active", power.RUNNING),
-    "pause_instance": ("pause", "paused", power.PAUSED),
-    "unpause_instance": ("unpause", "active", power.RUNNING),
-    "suspend_instance": ("suspend", "suspended", power.SUSPENDED),
-    "resume_instance": ("resume", "active", power.RUNNING),
-}
-
-
-SNAPSHOT_TASK_STATES = ("image_snapshot_pending", "image_snapshot", "image_pending_upload", "image_uploading")
-
-
-class SnapshotAborted(Exception):
-    """The snapshot cannot finish: the server changed under it or the image did not become active."""
-
 
 class ComputeManager:
     def __init__(self, host: str, driver: ComputeDriver, conductor: RPCClient, placement, network, conf,
@@ -57,13 +42,20 @@ class ComputeManager:
                                    version=versions.compute_service_version(conf))
         self.node_uuid: str | None = None
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._flavors: dict[str, dict] = {}  # instance uuid -> flavor, for usage reports
         self._usage_dirty = True
         self._task: asyncio.Task | None = None
         self._sync_task: asyncio.Task | None = None
         self._sync_now = asyncio.Event()
         self.started_at = datetime.utcnow().isoformat(timespec="microseconds")
         self._started_builds: set[str] | None = set()  # builds this life took, until start-up is over
+        operations.load()
+
+    def __getattr__(self, name: str):
+        """An RPC method of one of the operation modules, bound to this host."""
+        operation = operations.REMOTE.get(name) if not name.startswith("_") else None
+        if operation is None:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name}")
+        return functools.partial(operation, self)
 
     # ------------------------------------------------------------------ life
 
@@ -79,7 +71,6 @@ class ComputeManager:
             if self._interrupted_build(instance):
                 await self._fail_interrupted_build(instance)
                 continue
-            self._flavors[instance["uuid"]] = instance["flavor"]
             if instance["vm_state"] not in ("active", "stopped", "paused", "suspended"):
                 continue
             if self.driver.syncs_power_state:
@@ -193,12 +184,17 @@ class ComputeManager:
                     await self._report_usage()
 
     async def _report_usage(self) -> None:
+        """The compute node's usage as Placement holds it: every claim on this host's provider counts,
+        so a server being resized counts with both its flavors (the migration's claim here, the
+        instance's on the other side) and a move's claims count where they are."""
         self._usage_dirty = False
-        flavors = list(self._flavors.values())
-        values = {"vcpus_used": sum(f["vcpus"] for f in flavors),
-                  "memory_mb_used": sum(f["memory_mb"] for f in flavors),
-                  "local_gb_used": sum(f["root_gb"] + f.get("ephemeral_gb", 0) for f in flavors),
-                  "running_vms": len(flavors)}
+        if self.node_uuid is None:
+            return
+        used = await self.reporter.usage(self.node_uuid)
+        values = {"vcpus_used": used["resources"].get("VCPU", 0) + used["resources"].get("PCPU", 0),
+                  "memory_mb_used": used["resources"].get("MEMORY_MB", 0),
+                  "local_gb_used": used["resources"].get("DISK_GB", 0),
+                  "running_vms": used["consumers"]}
         await self.conductor.call("compute_node_update", host=self.host, nodename=self.host, values=values,
                                   service_id=None)
 
@@ -266,176 +262,19 @@ class ComputeManager:
                 return None
             raise
 
-    # ------------------------------------------------------------------ RPC: build / delete
-
-    async def build_and_run_instance(self, instance: dict, request_spec: dict, alternates: list,
-                                     attempt: int = 1, deadline: float | None = None) -> None:
-        uuid = instance["uuid"]
-        if deadline is not None and time.time() > deadline:
-            LOG.warning("the build of %s reached %s after its deadline: left to the conductor", uuid, self.host)
-            return
-        async with self._locks[uuid]:
-            # Only a server still waiting for this host is built: a late or repeated message (the server
-            # timed out to ERROR and gave back its claim, is ACTIVE already, was rescheduled elsewhere or
-            # deleted) finds it in another state and is dropped.
-            if await self._update(uuid, {"task_state": "spawning"}, expected_task_state=[None],
-                                  expected_vm_state=["building"], expected_host=self.host) is None:
-                LOG.info("build of %s on %s dropped: the server no longer waits for this build", uuid, self.host)
-                return
-            if self._started_builds is not None:
-                self._started_builds.add(uuid)
-            network_info: list[dict] = []
-            try:
-                network_info = await self.ports.allocate(instance, request_spec.get("requested_networks") or [])
-                await self.driver.spawn(instance, request_spec.get("image") or {}, network_info)
-            except Exception as exc:  # noqa: BLE001 - any failure here is a failed build to report
-                LOG.info("build of %s failed on %s: %s", uuid, self.host, exc)
-                await self.ports.release(uuid, network_info)
-                await self.driver.destroy(instance)
-                await self.conductor.cast("build_failed", instance_uuid=uuid, host=self.host, reason=str(exc),
-                                          request_spec=request_spec, alternates=alternates, attempt=attempt)
-                return
-            done = await self._update(uuid, {
-                "vm_state": "active", "task_state": None, "power_state": await self.driver.get_power_state(instance),
-                "launched_at": datetime.utcnow().isoformat(timespec="microseconds"), "network_info": network_info,
-            }, expected_task_state=["spawning"])
-            if done is None:  # deleted while spawning: undo
-                await self.driver.destroy(instance)
-                await self.ports.release(uuid, network_info)
-                return
-            self._flavors[uuid] = instance["flavor"]
-            self._usage_dirty = True
-
-    async def terminate_instance(self, instance: dict) -> None:
-        uuid = instance["uuid"]
-        async with self._locks[uuid]:
-            await self.driver.destroy(instance)
-            current = await self._current(uuid) or instance
-            await self.ports.release(uuid, current.get("network_info") or [])
-            await self.reporter.release(uuid)
-            await self.conductor.call("instance_destroy", instance_uuid=uuid)
-            self._flavors.pop(uuid, None)
-            self._usage_dirty = True
-        self._locks.pop(uuid, None)
-
     async def _current(self, uuid: str) -> dict | None:
         try:
             return await self.conductor.call("instance_get", instance_uuid=uuid)
         except RemoteError:
             return None
 
-    # ------------------------------------------------------------------ RPC: power
+    def event(self, instance_uuid: str, request_id: str | None, event: str):
+        """``async with agent.event(uuid, request_id, "compute_..."):`` records a step of the instance action."""
+        return events.record(self._write_event, instance_uuid, request_id, event, self.host)
 
-    async def _power(self, method: str, instance: dict) -> None:
-        driver_method, vm_state, power_state = POWER_OPERATIONS[method]
-        uuid = instance["uuid"]
-        async with self._locks[uuid]:
-            try:
-                await getattr(self.driver, driver_method)(instance)
-            except Exception as exc:  # noqa: BLE001 - report and leave the server usable
-                LOG.warning("%s of %s failed on %s: %s", method, uuid, self.host, exc)
-                await self._update(uuid, {"task_state": None})
-                await self.conductor.call("add_fault", instance_uuid=uuid, code=500, message=str(exc)[:255],
-                                          host=self.host)
-                return
-            await self._update(uuid, {"vm_state": vm_state, "power_state": power_state, "task_state": None})
+    async def _write_event(self, phase: str, **fields) -> None:
+        await self.conductor.call("action_event", phase=phase, **fields)
 
-    async def stop_instance(self, instance: dict) -> None:
-        await self._power("stop_instance", instance)
-
-    async def start_instance(self, instance: dict) -> None:
-        await self._power("start_instance", instance)
-
-    async def pause_instance(self, instance: dict) -> None:
-        await self._power("pause_instance", instance)
-
-    async def unpause_instance(self, instance: dict) -> None:
-        await self._power("unpause_instance", instance)
-
-    async def suspend_instance(self, instance: dict) -> None:
-        await self._power("suspend_instance", instance)
-
-    async def resume_instance(self, instance: dict) -> None:
-        await self._power("resume_instance", instance)
-
-    async def reboot_instance(self, instance: dict, reboot_type: str = "SOFT") -> None:
-        uuid = instance["uuid"]
-        async with self._locks[uuid]:
-            try:
-                # A simulated guest lost with its agent is recreated first; a real hypervisor's reboot
-                # rebuilds a missing domain itself.
-                if not self.driver.syncs_power_state and uuid not in self.driver.list_instance_uuids():
-                    await self.driver.power_on(instance)
-                await self.driver.reboot(instance, reboot_type)
-            except Exception as exc:  # noqa: BLE001
-                LOG.warning("reboot of %s failed on %s: %s", uuid, self.host, exc)
-                await self._update(uuid, {"task_state": None})
-                return
-            await self._update(uuid, {"vm_state": "active", "power_state": power.RUNNING, "task_state": None})
-
-    async def get_vnc_console(self, instance: dict) -> dict:
-        """{"host", "port"} of the guest's VNC server, for a console proxy to connect to."""
-        return await self.driver.get_vnc_console(instance)
-
-    async def snapshot_instance(self, instance: dict, image_id: str) -> None:
-        """createImage: the API made image ``image_id`` (queued) and set task_state image_snapshot_pending.
-
-        Task states follow Nova: image_snapshot, image_pending_upload (the disk is copied),
-        image_uploading, then None. A failure (or the server being deleted meanwhile) removes
-        the image unless it became active, clears the task state and records a fault.
-        """
-        uuid = instance["uuid"]
-        async with self._locks[uuid]:
-            if await self._update(uuid, {"task_state": "image_snapshot"},
-                                  expected_task_state=["image_snapshot_pending"]) is None:
-                await self._discard_image(image_id)
-                return
-            current = ["image_snapshot"]
-
-            async def progress(task_state: str) -> None:
-                if await self._update(uuid, {"task_state": task_state}, expected_task_state=current) is None:
-                    raise SnapshotAborted(f"instance {uuid} changed (deleted?) during its snapshot")
-                current[:] = [task_state]
-
-            try:
-                await progress("image_pending_upload")
-                await self.driver.snapshot(instance, image_id, progress)
-                await self._check_image_active(image_id)
-            except Exception as exc:  # noqa: BLE001 - report, and leave the server as it was
-                LOG.warning("event=compute.instance.snapshot.error instance=%s image=%s host=%s: %s",
-                            uuid, image_id, self.host, exc)
-                await self._discard_image(image_id)
-                await self._update(uuid, {"task_state": None}, expected_task_state=current)
-                if not isinstance(exc, SnapshotAborted):
-                    with contextlib.suppress(RemoteError):
-                        await self.conductor.call("add_fault", instance_uuid=uuid, code=500, host=self.host,
-                                                  message=f"Snapshot to image {image_id} failed: {exc}"[:255])
-                return
-            await self._update(uuid, {"task_state": None}, expected_task_state=current)
-            LOG.info("event=compute.instance.snapshot.end instance=%s image=%s host=%s", uuid, image_id, self.host)
-
-    async def _check_image_active(self, image_id: str) -> None:
-        if self.images is None:
-            return
-        response = await self.images.get(f"/v2/images/{image_id}")
-        status = response.json().get("status") if response.status_code == 200 else f"gone ({response.status_code})"
-        if status != "active":
-            raise RuntimeError(f"image {image_id} is {status} after its upload, not active")
-
-    async def _discard_image(self, image_id: str) -> None:
-        """Delete a snapshot image that did not become active (nothing usable is in it)."""
-        if self.images is None:
-            return
-        try:
-            response = await self.images.get(f"/v2/images/{image_id}")
-            if response.status_code == 200 and response.json().get("status") != "active":
-                await self.images.delete(f"/v2/images/{image_id}")
-        except Exception:  # noqa: BLE001 - an orphan queued image is harmless; say so and go on
-            LOG.warning("could not delete the failed snapshot image %s", image_id, exc_info=True)
-
-    async def get_console_output(self, instance: dict, length: int | None = None) -> str:
-        output = await self.driver.get_console_output(instance)
-        if length is not None and length >= 0:
-            lines = output.splitlines(keepends=True)
-            output = "".join(lines[-length:]) if length else ""
-        return output
+    def usage_changed(self) -> None:
+        """A server arrived on or left this host: report the compute node's usage at the next period."""
+        self._usage_dirty = True

@@ -72,5 +72,17 @@ class ProviderReporter:
             return
         raise RuntimeError(f"could not update resource provider {name}: too many concurrent changes")
 
+    async def usage(self, uuid: str) -> dict:
+        """{"resources": {class: amount claimed}, "consumers": how many consumers claim} on provider ``uuid``."""
+        response = await self.placement.get(f"/resource_providers/{uuid}/allocations")
+        if response.status_code != 200:
+            raise RuntimeError(f"allocations of provider {uuid} unreadable: {response.status_code}")
+        allocations = response.json().get("allocations", {})
+        resources: dict[str, int] = {}
+        for claim in allocations.values():
+            for rc, amount in claim.get("resources", {}).items():
+                resources[rc] = resources.get(rc, 0) + amount
+        return {"resources": resources, "consumers": len(allocations)}
+
     async def release(self, consumer_uuid: str) -> None:
         await release_allocations(self.placement, consumer_uuid)

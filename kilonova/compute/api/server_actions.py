@@ -6,76 +6,76 @@ actions cannot both start. Then the compute agent of the server's host is told.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.common.rpc import NoSuchTarget, RPCError
-from kilonova.compute.api import lookup, server_records, validation
+from kilonova.compute.api import lookup, server_action_handlers, server_records, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.remote_consoles import get_vnc_console
 from kilonova.compute.api.create_image import create_image
 from kilonova.compute.api.microversions import want
-from kilonova.compute.db import instances
+from kilonova.compute.actions import ACTIONS, ANY, Action
+from kilonova.compute.db import instance_actions, instances
 from kilonova.compute.db.instances import UnexpectedTaskState
 
 
-@dataclass(frozen=True)
-class PowerAction:
-    name: str            # the word used in error messages ("start", "stop", ...)
-    from_vm_states: tuple
-    task_state: str
-    rpc_method: str
+def _conflict(ref: lookup.ServerRef, action: Action, server: dict) -> HTTPError:
+    return HTTPError(409, action.conflict_message(ref.uuid, server["vm_state"], server.get("task_state")))
 
 
-POWER_ACTIONS = {
-    "os-start": PowerAction("start", ("stopped",), "powering-on", "start_instance"),
-    "os-stop": PowerAction("stop", ("active", "error", "paused", "suspended", "rescued"), "powering-off",
-                           "stop_instance"),
-    "pause": PowerAction("pause", ("active",), "pausing", "pause_instance"),
-    "unpause": PowerAction("unpause", ("paused",), "unpausing", "unpause_instance"),
-    "suspend": PowerAction("suspend", ("active",), "suspending", "suspend_instance"),
-    "resume": PowerAction("resume", ("suspended",), "resuming", "resume_instance"),
-}
+def check_policy(ctx, ref: lookup.ServerRef, action: Action) -> None:
+    """Upstream's default policy for the action (admin-only ones: 403), then the lock (409 for non-admins)."""
+    if action.admin_only and not ctx.is_admin:
+        raise HTTPError(403, f"Policy doesn't allow os_compute_api:servers:{action.name} to be performed.")
+    if ref.server.get("locked") and not ctx.is_admin:
+        raise HTTPError(409, f"Instance {ref.uuid} is locked")
 
 
-def _conflict(uuid: str, action: str, server: dict) -> HTTPError:
-    if server.get("task_state"):
-        return HTTPError(409, f"Cannot '{action}' instance {uuid} while it is in task_state {server['task_state']}")
-    return HTTPError(409, f"Cannot '{action}' instance {uuid} while it is in vm_state {server['vm_state']}")
+def _begin_in_cell(session, uuid: str, action: Action, ctx: dict, values: dict) -> dict:
+    """The state change (compare-and-set on the action's start states) and its instance action, together."""
+    if action.task_state is not None:
+        values = {"task_state": action.task_state, **values}
+    server = instances.update(session, uuid, values,
+                              expected_task_state=None if action.task_states is ANY else list(action.task_states),
+                              expected_vm_state=None if action.vm_states is ANY else list(action.vm_states))
+    if action.instance_action:
+        instance_actions.start(session, uuid, action.instance_action, ctx.get("request_id"), ctx.get("user_id"),
+                               ctx.get("project_id"))
+    return server
 
 
-async def _transition(ref: lookup.ServerRef, action: str, from_vm_states: tuple, task_state: str) -> dict:
-    if ref.cell is None or ref.cell.is_cell0 or not ref.server.get("host"):
-        raise _conflict(ref.uuid, action, ref.server)
-    if ref.server["vm_state"] not in from_vm_states or ref.server.get("task_state"):
-        raise _conflict(ref.uuid, action, ref.server)
+async def begin(request: Request, ref: lookup.ServerRef, key: str, values: dict | None = None,
+                needs_host: bool = True) -> dict:
+    """Start action ``key`` on the server: policy, lock, state rule, then the state change and the record of
+    the action in one transaction. Returns the server as it is now. 409 when the state does not allow it
+    (also when another action won the race), or when the server has no host yet and ``needs_host``."""
+    action = ACTIONS[key]
+    check_policy(request.state.context, ref, action)
+    if ref.cell is None or ref.cell.is_cell0 or (needs_host and not ref.server.get("host")):
+        raise _conflict(ref, action, ref.server)
+    if not action.allows(ref.server["vm_state"], ref.server.get("task_state")):
+        raise _conflict(ref, action, ref.server)
     try:
-        return await ref.cell.db.write(instances.update, ref.uuid, {"task_state": task_state},
-                                       expected_task_state=[None], expected_vm_state=list(from_vm_states))
+        return await ref.cell.db.write(_begin_in_cell, ref.uuid, action, request.state.context.to_dict(),
+                                       values or {})
     except UnexpectedTaskState:
         current = await ref.cell.db.read(instances.get, ref.uuid)
-        raise _conflict(ref.uuid, action, current) from None
+        raise _conflict(ref, action, current) from None
 
 
-async def _tell_host(svc, server: dict, method: str, **kwargs) -> None:
+async def tell_host(svc, server: dict, method: str, **kwargs) -> None:
+    """Cast ``method`` to the server's compute host; 409 when that host cannot be reached."""
     try:
         await svc.compute_rpc(server["host"]).cast(method, instance=server, **kwargs)
     except NoSuchTarget:
         raise HTTPError(409, f"Compute host {server['host']} could not be reached.") from None
 
 
-def _check_lock(ctx, ref: lookup.ServerRef) -> None:
-    if ref.server.get("locked") and not ctx.is_admin:
-        raise HTTPError(409, f"Instance {ref.uuid} is locked")
-
-
 async def power_action(request: Request, ref: lookup.ServerRef, key: str, body: dict):
-    spec = POWER_ACTIONS[key]
-    _check_lock(request.state.context, ref)
-    server = await _transition(ref, spec.name, spec.from_vm_states, spec.task_state)
-    await _tell_host(compute_api(request), server, spec.rpc_method)
+    server = await begin(request, ref, key)
+    await tell_host(compute_api(request), server, ACTIONS[key].rpc_method,
+                    request_id=request.state.context.request_id)
     return empty_response(202)
 
 
@@ -83,11 +83,9 @@ async def reboot(request: Request, ref: lookup.ServerRef, key: str, body: dict):
     kind = (body.get("reboot") or {}).get("type") if isinstance(body.get("reboot"), dict) else None
     if not isinstance(kind, str) or kind.upper() not in ("SOFT", "HARD"):
         raise HTTPError(400, "Invalid input for field/attribute type. Value must be one of 'SOFT', 'HARD'.")
-    _check_lock(request.state.context, ref)
-    hard = kind.upper() == "HARD"
-    allowed = ("active", "stopped", "paused", "suspended", "error") if hard else ("active",)
-    server = await _transition(ref, "reboot", allowed, "rebooting_hard" if hard else "rebooting")
-    await _tell_host(compute_api(request), server, "reboot_instance", reboot_type=kind.upper())
+    server = await begin(request, ref, "reboot-hard" if kind.upper() == "HARD" else "reboot")
+    await tell_host(compute_api(request), server, "reboot_instance", reboot_type=kind.upper(),
+                    request_id=request.state.context.request_id)
     return empty_response(202)
 
 
@@ -136,7 +134,8 @@ async def lock(request: Request, ref: lookup.ServerRef, key: str, body: dict):
     return empty_response(202)
 
 
-ACTIONS = {**{key: power_action for key in POWER_ACTIONS}, "reboot": reboot,
+POWER_KEYS = ("os-start", "os-stop", "pause", "unpause", "suspend", "resume")
+HANDLERS = {**{key: power_action for key in POWER_KEYS}, "reboot": reboot,
            "os-getVNCConsole": get_vnc_console,
            "os-getConsoleOutput": console_output, "lock": lock, "unlock": lock, "createImage": create_image}
 
@@ -146,7 +145,7 @@ async def server_action(request: Request, server_id: str):
     if not isinstance(body, dict) or len(body) != 1:
         raise HTTPError(400, "There is no such action: the body must name exactly one action.")
     key = next(iter(body))
-    handler = ACTIONS.get(key)
+    handler = HANDLERS.get(key) or server_action_handlers.HANDLERS.get(key)
     if handler is None:
         raise HTTPError(400, f"There is no such action: {key}")
     ctx = request.state.context
@@ -157,4 +156,5 @@ async def server_action(request: Request, server_id: str):
 
 
 def register(router: Router) -> None:
+    server_action_handlers.load()
     router.add("POST", "/v2.1/servers/{server_id}/action", server_action)

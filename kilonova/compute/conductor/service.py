@@ -75,7 +75,7 @@ class ConductorService(Service):
 
     async def _reconcile_forever(self) -> None:
         interval = self.conf.getfloat("conductor", "reconcile_interval")
-        steps = (self._refresh_cells, self.manager.reconcile_stuck_builds, self.manager.reconcile_stuck_deletes)
+        steps = (self._refresh_cells, *self.manager.reconcile_passes())
         while True:
             await asyncio.sleep(interval)
             for step in steps:  # one failing step does not hold up the others

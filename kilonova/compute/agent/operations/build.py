@@ -1,0 +1,66 @@
+"""Building a server on this host, and deleting it."""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from kilonova.compute.agent.operations import remote
+
+if TYPE_CHECKING:
+    from kilonova.compute.agent.manager import ComputeManager
+
+LOG = logging.getLogger(__name__)
+
+
+@remote
+async def build_and_run_instance(agent: ComputeManager, instance: dict, request_spec: dict, alternates: list,
+                                 attempt: int = 1, deadline: float | None = None) -> None:
+    uuid = instance["uuid"]
+    if deadline is not None and time.time() > deadline:
+        LOG.warning("the build of %s reached %s after its deadline: left to the conductor", uuid, agent.host)
+        return
+    async with agent._locks[uuid]:
+        # Only a server still waiting for this host is built: a late or repeated message (the server
+        # timed out to ERROR and gave back its claim, is ACTIVE already, was rescheduled elsewhere or
+        # deleted) finds it in another state and is dropped.
+        if await agent._update(uuid, {"task_state": "spawning"}, expected_task_state=[None],
+                              expected_vm_state=["building"], expected_host=agent.host) is None:
+            LOG.info("build of %s on %s dropped: the server no longer waits for this build", uuid, agent.host)
+            return
+        if agent._started_builds is not None:
+            agent._started_builds.add(uuid)
+        network_info: list[dict] = []
+        try:
+            network_info = await agent.ports.allocate(instance, request_spec.get("requested_networks") or [])
+            await agent.driver.spawn(instance, request_spec.get("image") or {}, network_info)
+        except Exception as exc:  # noqa: BLE001 - any failure here is a failed build to report
+            LOG.info("build of %s failed on %s: %s", uuid, agent.host, exc)
+            await agent.ports.release(uuid, network_info)
+            await agent.driver.destroy(instance)
+            await agent.conductor.cast("build_failed", instance_uuid=uuid, host=agent.host, reason=str(exc),
+                                      request_spec=request_spec, alternates=alternates, attempt=attempt)
+            return
+        done = await agent._update(uuid, {
+            "vm_state": "active", "task_state": None, "power_state": await agent.driver.get_power_state(instance),
+            "launched_at": datetime.utcnow().isoformat(timespec="microseconds"), "network_info": network_info,
+        }, expected_task_state=["spawning"])
+        if done is None:  # deleted while spawning: undo
+            await agent.driver.destroy(instance)
+            await agent.ports.release(uuid, network_info)
+            return
+        agent.usage_changed()
+
+
+@remote
+async def terminate_instance(agent: ComputeManager, instance: dict) -> None:
+    uuid = instance["uuid"]
+    async with agent._locks[uuid]:
+        await agent.driver.destroy(instance)
+        current = await agent._current(uuid) or instance
+        await agent.ports.release(uuid, current.get("network_info") or [])
+        await agent.reporter.release(uuid)
+        await agent.conductor.call("instance_destroy", instance_uuid=uuid)
+        agent.usage_changed()
+    agent._locks.pop(uuid, None)
