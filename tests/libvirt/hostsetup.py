@@ -132,6 +132,10 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /etc/modules); do insmod /lib/modules/$m.ko || echo "@MARKER@ insmod $m failed"; done
 echo "@MARKER@ booted kernel $(uname -r)"
+# What the guest was given (a resize shows here) and how it was booted (a rescue image says so).
+memory=$(sed -n 's/^MemTotal: *//p' /proc/meminfo | tr -dc 0-9)
+echo "@MARKER@ hardware cpus=$(grep -c ^processor /proc/cpuinfo) memtotal-kb=$memory"
+echo "@MARKER@ cmdline $(cat /proc/cmdline)"
 # A note at 1 MiB into the root disk says how the previous boot ended: the power button handler writes
 # "acpi <mac>" just before it powers off; each boot writes "unclean <mac>" first (so a destroy leaves that).
 note=$(dd if=/dev/vda bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000' | head -n 1)
@@ -166,7 +170,8 @@ for d in /sys/block/vd*; do
 done
 echo "@MARKER@ label ephemeral0 $(findfs LABEL=ephemeral0 2>/dev/null || echo none)"
 echo "@MARKER@ ready"
-while true; do sleep 3600; done
+# A heartbeat with the time since boot: after a live migration it goes on counting (no reboot).
+while true; do sleep 2; echo "@MARKER@ alive $(cut -d' ' -f1 /proc/uptime)"; done
 """
 
 UDHCPC_SCRIPT = r"""#!/bin/sh

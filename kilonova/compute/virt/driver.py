@@ -35,6 +35,10 @@ class NoActiveMigration(MigrationError):
     """Abort or force-complete of a live migration that is not (or no longer) running on this host."""
 
 
+class InstanceNotRunning(Exception):
+    """The guest must be running for this (upstream's InstanceNotRunning: the API answers 409)."""
+
+
 class InstanceAgentNotEnabled(Exception):
     """The guest has no agent to do this (upstream's QemuGuestAgentNotEnabled: the API answers 409)."""
 

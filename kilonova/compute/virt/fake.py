@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from kilonova.compute.virt import driver, fake_vnc
-from kilonova.compute.virt.driver import (BuildFailure, ComputeDriver, InstancePasswordSetFailed,
+from kilonova.compute.virt.driver import (BuildFailure, ComputeDriver, InstanceNotRunning, InstancePasswordSetFailed,
                                           LiveMigrationAborted, MigrationError, NoActiveMigration, ResizeError)
 from kilonova.image import qcow2
 
@@ -297,7 +297,7 @@ class FakeDriver(ComputeDriver):
     async def trigger_crash_dump(self, instance):
         guest = self._guest(instance)
         if guest.power_state not in (driver.RUNNING, driver.PAUSED):
-            raise BuildFailure(f"Instance {guest.uuid} is not running: no NMI can be injected")
+            raise InstanceNotRunning(f"Instance {guest.uuid} is not running.")
         guest.log("NMI received for unknown reason 3c on CPU 0 (kernel: crash dump requested)")
 
     async def inject_network_info(self, instance, network_info):

@@ -28,7 +28,7 @@ def meta_data(instance: dict) -> dict:
     if instance.get("key_data"):
         key_type = "x509" if instance["key_data"].startswith("-----BEGIN") else "ssh"
         keys.append({"name": instance.get("key_name"), "type": key_type, "data": instance["key_data"]})
-    return {
+    data = {
         "uuid": instance["uuid"],
         "name": instance.get("display_name") or instance.get("hostname") or instance["uuid"],
         "hostname": instance.get("hostname") or instance["uuid"],
@@ -40,6 +40,9 @@ def meta_data(instance: dict) -> dict:
         "keys": keys,
         "devices": [],
     }
+    if instance.get("admin_password"):  # given at rebuild or rescue: the guest's tools set it at boot
+        data["admin_pass"] = instance["admin_password"]
+    return data
 
 
 def network_data(network_info: list[dict]) -> dict:

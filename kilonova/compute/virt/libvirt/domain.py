@@ -332,5 +332,10 @@ def build_xml(spec: DomainSpec) -> str:
     if spec.vnc_listen:
         _sub(devices, "graphics", type="vnc", autoport="yes", listen=spec.vnc_listen)
         _sub(_sub(devices, "video"), "model", type=video)
+    if str(spec.image_properties.get("hw_qemu_guest_agent", "")).strip().lower() in ("yes", "true", "1", "on"):
+        # The image has a QEMU guest agent (set_admin_password needs it); libvirt picks the socket's path.
+        channel = _sub(devices, "channel", type="unix")
+        _sub(channel, "source", mode="bind")
+        _sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
     _sub(devices, "memballoon", model="virtio")
     return ET.tostring(domain, encoding="unicode")

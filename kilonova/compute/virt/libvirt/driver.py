@@ -32,6 +32,7 @@ from kilonova.compute.virt.libvirt import configdrive, cpus, host, imagecache
 from kilonova.compute.virt.libvirt.dataplane import Dataplane, tap_name
 from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml, cpu_policy
 from kilonova.compute.virt.libvirt.imagecache import ImageCache
+from kilonova.compute.virt.libvirt.lifecycle import LifecycleMixin
 
 LOG = logging.getLogger(__name__)
 MAX_CONSOLE_BYTES = 100 * 1024
@@ -109,7 +110,7 @@ def _start_event_loop() -> None:
         _event_loop_started = True
 
 
-class LibvirtDriver(ComputeDriver):
+class LibvirtDriver(LifecycleMixin, ComputeDriver):
     hypervisor_type = "QEMU"
 
     def __init__(self, host_name: str, conf, images):
@@ -258,8 +259,8 @@ class LibvirtDriver(ComputeDriver):
             console_log=str(directory / "console.log"), cpu_mode=self.conf.get("libvirt", "cpu_mode"),
             cpu_model=(self.conf.getlist("libvirt", "cpu_models") or [""])[0],
             machine_type=properties.get("hw_machine_type") or self.conf.get("libvirt", "machine_type"),
-            kernel=str(directory / "kernel") if layout.get("kernel") else None,
-            initrd=str(directory / "ramdisk") if layout.get("initrd") else None,
+            kernel=str(directory / layout.get("kernel_file", "kernel")) if layout.get("kernel") else None,
+            initrd=str(directory / layout.get("initrd_file", "ramdisk")) if layout.get("initrd") else None,
             cmdline=layout.get("cmdline"),
             vnc_listen=self.conf.get("vnc", "server_listen") if self.conf.getbool("vnc", "enabled") else None,
             extra_specs=flavor.get("extra_specs") or {}, image_properties=properties,
