@@ -1,0 +1,257 @@
+"""Lifecycle benchmark: N servers on H fake hosts through resize+confirm, cold migration, live migration,
+evacuation, rebuild and shelve+unshelve, through the compute REST API.
+
+For each operation it prints operations/s (all N servers, from the first request to the last server back
+in its end state), the p50/p95 time of one operation, and the cloud's CPU per operation (less what the
+idle cloud burns). Every server counted is checked in the state the operation promises (ACTIVE, on
+another host after a move, with the new flavor after a resize, ...). At the end the cloud is restarted
+(evacuated hosts clean up then) and `kilonova manage placement audit` must find nothing leaked.
+
+    .venv/bin/python benchmarks/lifecycle.py [--servers 200] [--hosts 10] [--concurrency 16] [--only resize,...]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.boot import cpu_seconds, percentile, token  # noqa: E402
+from tests.cloud import new_cloud  # noqa: E402
+
+MICROVERSION = "2.91"
+OPERATIONS = ("resize", "migrate", "live-migrate", "evacuate", "rebuild", "shelve")
+
+
+class Failed(RuntimeError):
+    pass
+
+
+@dataclass
+class Phase:
+    name: str
+    # Sends the operation's first request for one server (and any follow-up: confirm, unshelve).
+    run_one: Callable[[httpx.AsyncClient, dict], Awaitable[None]]
+    servers: list[dict]
+
+
+async def server(client: httpx.AsyncClient, uuid: str) -> dict:
+    response = await client.get(f"/servers/{uuid}")
+    if response.status_code != 200:
+        raise Failed(f"GET server {uuid}: {response.status_code} {response.text[:200]}")
+    return response.json()["server"]
+
+
+async def wait_until(client: httpx.AsyncClient, uuid: str, check: Callable[[dict], bool], what: str,
+                     timeout: float = 300, interval: float = 0.1) -> dict:
+    """Poll the server until ``check`` holds; ERROR (or the deadline) fails the benchmark."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = await server(client, uuid)
+        if check(shown):
+            return shown
+        if shown["status"] == "ERROR":
+            raise Failed(f"server {uuid} went to ERROR waiting for {what}: {shown.get('fault')}")
+        if time.monotonic() > deadline:
+            raise Failed(f"server {uuid} did not reach {what}: {shown['status']} {shown.get('OS-EXT-STS:task_state')}")
+        await asyncio.sleep(interval)
+
+
+async def action(client: httpx.AsyncClient, uuid: str, body: dict, expect=(202, 200)) -> None:
+    response = await client.post(f"/servers/{uuid}/action", json=body)
+    if response.status_code not in expect:
+        raise Failed(f"{next(iter(body))} of {uuid}: {response.status_code} {response.text[:300]}")
+
+
+def host_of(shown: dict) -> str:
+    return shown["OS-EXT-SRV-ATTR:host"]
+
+
+def active_idle(shown: dict) -> bool:
+    return shown["status"] == "ACTIVE" and shown["OS-EXT-STS:task_state"] is None
+
+
+async def resize_and_confirm(client, srv: dict) -> None:
+    target = "2" if srv["flavor"] == "1" else "1"
+    await action(client, srv["id"], {"resize": {"flavorRef": target}})
+    await wait_until(client, srv["id"], lambda s: s["status"] == "VERIFY_RESIZE", "VERIFY_RESIZE")
+    await action(client, srv["id"], {"confirmResize": None}, expect=(204,))
+    shown = await wait_until(client, srv["id"], active_idle, "ACTIVE after confirm")
+    flavor = await client.get(f"/flavors/{target}")
+    if shown["flavor"]["original_name"] != flavor.json()["flavor"]["name"]:
+        raise Failed(f"server {srv['id']} has flavor {shown['flavor']} after its resize to {target}")
+    srv["flavor"] = target
+
+
+async def migrate_and_confirm(client, srv: dict) -> None:
+    before = srv["host"]
+    await action(client, srv["id"], {"migrate": None})
+    await wait_until(client, srv["id"], lambda s: s["status"] == "VERIFY_RESIZE", "VERIFY_RESIZE")
+    await action(client, srv["id"], {"confirmResize": None}, expect=(204,))
+    shown = await wait_until(client, srv["id"], active_idle, "ACTIVE after confirm")
+    if host_of(shown) == before:
+        raise Failed(f"server {srv['id']} is still on {before} after its cold migration")
+    srv["host"] = host_of(shown)
+
+
+async def live_migrate(client, srv: dict) -> None:
+    before = srv["host"]
+    await action(client, srv["id"], {"os-migrateLive": {"host": None, "block_migration": "auto"}})
+    shown = await wait_until(client, srv["id"], lambda s: active_idle(s) and host_of(s) != before,
+                             "ACTIVE on another host")
+    srv["host"] = host_of(shown)
+
+
+async def evacuate(client, srv: dict) -> None:
+    before = srv["host"]
+    await action(client, srv["id"], {"evacuate": {}})
+    shown = await wait_until(client, srv["id"], lambda s: active_idle(s) and host_of(s) != before,
+                             "ACTIVE on another host after evacuation")
+    srv["host"] = host_of(shown)
+
+
+async def rebuild(client, srv: dict) -> None:
+    await action(client, srv["id"], {"rebuild": {"imageRef": srv["image"], "name": srv["name"] + "-r"}})
+    await wait_until(client, srv["id"], lambda s: active_idle(s) and s["name"] == srv["name"] + "-r",
+                     "ACTIVE after rebuild")
+    srv["name"] += "-r"
+
+
+async def shelve_and_unshelve(client, srv: dict) -> None:
+    await action(client, srv["id"], {"shelve": None})
+    await wait_until(client, srv["id"], lambda s: s["status"] == "SHELVED_OFFLOADED" and
+                     s["OS-EXT-STS:task_state"] is None, "SHELVED_OFFLOADED")
+    await action(client, srv["id"], {"unshelve": None})
+    shown = await wait_until(client, srv["id"], active_idle, "ACTIVE after unshelve")
+    srv["host"] = host_of(shown)
+
+
+async def run_phase(cloud, client, name: str, one, servers: list[dict], concurrency: int) -> dict:
+    idle_from = cpu_seconds(cloud.proc.pid)
+    await asyncio.sleep(1)
+    idle_rate = cpu_seconds(cloud.proc.pid) - idle_from
+    queue = list(servers)
+    durations: list[float] = []
+    cpu_before = cpu_seconds(cloud.proc.pid)
+    started = time.monotonic()
+
+    async def worker() -> None:
+        while queue:
+            srv = queue.pop()
+            t0 = time.monotonic()
+            await one(client, srv)
+            durations.append(time.monotonic() - t0)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.monotonic() - started
+    cpu = cpu_seconds(cloud.proc.pid) - cpu_before - idle_rate * elapsed
+    result = {"ops": len(servers), "per_s": len(servers) / elapsed, "p50": statistics.median(durations),
+              "p95": percentile(durations, 95), "cpu_ms": cpu / len(servers) * 1000}
+    print(f"  {name:<28} {result['per_s']:7.1f} ops/s   p50 {result['p50'] * 1000:6.0f} ms   "
+          f"p95 {result['p95'] * 1000:6.0f} ms   CPU {result['cpu_ms']:6.1f} ms/op", flush=True)
+    return result
+
+
+async def set_forced_down(client, host: str, down: bool) -> None:
+    services = (await client.get("/os-services", params={"binary": "nova-compute", "host": host})).json()
+    service_id = services["services"][0]["id"]
+    response = await client.put(f"/os-services/{service_id}", json={"forced_down": down})
+    if response.status_code != 200:
+        raise Failed(f"forced_down={down} of {host}: {response.status_code} {response.text[:200]}")
+
+
+async def boot(client, image: str, net: str, count: int, concurrency: int) -> list[dict]:
+    ids: list[str] = []
+
+    async def creator(indexes: list[int]) -> None:
+        for i in indexes:
+            response = await client.post("/servers", json={"server": {
+                "name": f"life-{i}", "flavorRef": "1", "imageRef": image, "networks": [{"uuid": net}]}})
+            if response.status_code != 202:
+                raise Failed(f"create: {response.status_code} {response.text[:200]}")
+            ids.append(response.json()["server"]["id"])
+
+    await asyncio.gather(*(creator(list(range(k, count, concurrency))) for k in range(concurrency)))
+    servers = []
+    for uuid in ids:
+        shown = await wait_until(client, uuid, active_idle, "ACTIVE after boot", timeout=600)
+        servers.append({"id": uuid, "host": host_of(shown), "flavor": "1", "image": image, "name": shown["name"]})
+    return servers
+
+
+def audit(cloud) -> str:
+    result = subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(cloud.config_file),
+                             "--state-dir", str(cloud.state_dir), "manage", "placement", "audit"],
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise Failed(f"the allocation audit found problems:\n{result.stdout}\n{result.stderr}")
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "clean"
+
+
+async def run(args) -> None:
+    wanted = args.only.split(",") if args.only else list(OPERATIONS)
+    cloud = new_cloud(hosts=args.hosts, config={
+        "quota": {"instances": "-1", "cores": "-1", "ram": "-1"},
+        "fake_driver": {"spawn_delay": "0", "live_migration_delay": "0"},
+        "DEFAULT": {"shelved_offload_time": "0"}})
+    try:
+        cloud.start()
+        tok, _project = await token(cloud)
+        headers = {"X-Auth-Token": tok, "OpenStack-API-Version": f"compute {MICROVERSION}"}
+        async with httpx.AsyncClient(base_url=cloud.urls["compute"], headers=headers, timeout=120,
+                                     limits=httpx.Limits(max_connections=64)) as client:
+            net = httpx.get(cloud.urls["network"] + "/v2.0/networks?name=private",
+                            headers={"X-Auth-Token": tok}).json()["networks"][0]["id"]
+            image = httpx.get(cloud.urls["image"] + "/v2/images?name=kilonova-tiny",
+                              headers={"X-Auth-Token": tok}).json()["images"][0]["id"]
+            servers = await boot(client, image, net, args.servers, args.concurrency)
+            print(f"kilonova lifecycle benchmark: {args.servers} servers on {args.hosts} fake hosts, "
+                  f"{args.concurrency} concurrent clients, load {os.getloadavg()[0]:.2f}", flush=True)
+            results = {}
+            phases = {"resize": ("resize + confirm", resize_and_confirm), "migrate": ("cold migrate + confirm",
+                      migrate_and_confirm), "live-migrate": ("live migrate", live_migrate),
+                      "rebuild": ("rebuild", rebuild), "shelve": ("shelve(offload) + unshelve", shelve_and_unshelve)}
+            for name in wanted:
+                if name == "evacuate":
+                    # The servers of a fifth of the hosts, whose services are forced down.
+                    down = sorted({s["host"] for s in servers})[: max(1, args.hosts // 5)]
+                    for host in down:
+                        await set_forced_down(client, host, True)
+                    victims = [s for s in servers if s["host"] in down]
+                    results[name] = await run_phase(cloud, client, f"evacuate ({len(victims)} servers)", evacuate,
+                                                    victims, args.concurrency)
+                    for host in down:
+                        await set_forced_down(client, host, False)
+                    continue
+                label, one = phases[name]
+                results[name] = await run_phase(cloud, client, label, one, servers, args.concurrency)
+        # A restart: hosts that were evacuated remove their stale guests and release what they held.
+        cloud.stop()
+        cloud.start()
+        print(f"  allocation audit after a restart: {audit(cloud)}")
+    finally:
+        cloud.stop()
+        shutil.rmtree(cloud.workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", type=int, default=200)
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(OPERATIONS)}")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
