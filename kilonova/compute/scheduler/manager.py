@@ -135,7 +135,13 @@ class SchedulerManager:
             providers = list(request["allocations"])
             root = providers[0]
             by_provider.setdefault(root, request)
-        return await self._host_states(by_provider, summaries), summaries
+        states = await self._host_states(by_provider, summaries)
+        if spec.get("requested_cell"):  # a move: upstream keeps a server in its cell (no cross-cell moves)
+            states = [h for h in states if h.cell_uuid == spec["requested_cell"]]
+            if not states:
+                raise NoValidHost(f"No valid host was found. No host in the server's cell has "
+                                  f"{describe(resources)} available (moves between cells are not allowed).")
+        return states, summaries
 
     async def _destination_provider(self, destination: dict) -> str:
         """The provider of the compute node a request named: its candidates come from that tree alone."""
