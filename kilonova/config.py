@@ -246,6 +246,13 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "fail_spawn_hosts": "",
         # Seconds a simulated live migration takes (unless force-completed or aborted sooner).
         "live_migration_delay": "0.5",
+        # Timing and failure injection for tests, driver method by driver method, on every fake host:
+        # "finish_migration=3,migrate_disk_and_power_off=1" holds those calls that many seconds first;
+        # "finish_migration,rebuild" makes those calls fail (after their delay) on the hosts of
+        # fail_step_hosts (empty: on every host).
+        "step_delays": "",
+        "fail_steps": "",
+        "fail_step_hosts": "",
     },
 }
 

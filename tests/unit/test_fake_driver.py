@@ -257,3 +257,17 @@ async def test_post_live_migration_at_destination_needs_pre_live_migration(hosts
     _, h2 = hosts
     with pytest.raises(Exception, match="was prepared"):
         await h2.post_live_migration_at_destination(server(), NETWORK)
+
+
+async def test_step_delays_and_failures_are_injected_by_configuration(tmp_path):
+    conf = Config.load(state_dir=tmp_path, overrides={"fake_driver": {
+        "step_delays": "get_diagnostics=0.2", "fail_steps": "trigger_crash_dump", "fail_step_hosts": "h1"}})
+    failing, healthy = FakeDriver("h1", conf), FakeDriver("h2", conf)
+    for drv in (failing, healthy):
+        await booted(drv)
+    started = time.monotonic()
+    await failing.get_diagnostics(server())
+    assert time.monotonic() - started >= 0.2
+    with pytest.raises(Exception, match="Simulated failure of trigger_crash_dump on host h1"):
+        await failing.trigger_crash_dump(server())
+    await healthy.trigger_crash_dump(server())  # another host is not affected

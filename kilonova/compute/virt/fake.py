@@ -105,6 +105,30 @@ class FakeDriver(ComputeDriver):
         self.incoming: dict[str, _Guest] = {}  # live migrations to this host, from pre_live_migration
         self.departed: dict[str, _Guest] = {}  # live-migrated away, until post_live_migration_at_source
         self.migrations: dict[str, _LiveMigration] = {}  # live migrations from this host, running
+        self._inject_steps(conf)
+
+    def _inject_steps(self, conf) -> None:
+        """``[fake_driver] step_delays`` / ``fail_steps``: hold or fail the named driver calls (tests)."""
+        delays = {}
+        for item in conf.getlist("fake_driver", "step_delays"):
+            name, _, seconds = item.partition("=")
+            delays[name.strip()] = float(seconds)
+        fail_hosts = conf.getlist("fake_driver", "fail_step_hosts")
+        failing = set(conf.getlist("fake_driver", "fail_steps")) if not fail_hosts or self.host in fail_hosts \
+            else set()
+        for name in set(delays) | failing:
+            original = getattr(self, name)  # an unknown name is a configuration error: say so at start
+            setattr(self, name, self._injected(name, original, delays.get(name, 0.0), name in failing))
+
+    def _injected(self, name: str, original, delay: float, fail: bool):
+        async def step(*args, **kwargs):
+            if delay:
+                await asyncio.sleep(delay)
+            if fail:
+                raise BuildFailure(f"Simulated failure of {name} on host {self.host}")
+            return await original(*args, **kwargs)
+
+        return step
 
     def _guest(self, instance: dict) -> _Guest:
         guest = self.guests.get(instance["uuid"])
