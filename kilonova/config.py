@@ -213,6 +213,14 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "shutdown_timeout": "60",
         "wait_soft_reboot_seconds": "120",
         "machine_type": "pc",
+        # Live migration, read on the destination: how the source's libvirtd reaches this host's libvirtd
+        # (empty = qemu+<live_migration_scheme>://<inbound addr>/system; a %s is replaced by that address),
+        # and the address QEMU's migration stream and the disks' copy connect to (empty = [DEFAULT] my_ip).
+        "live_migration_uri": "",
+        "live_migration_scheme": "tcp",
+        "live_migration_inbound_addr": "",
+        # Read on the source: the migration's maximum bandwidth in MiB/s (0 = unlimited; force-complete lifts it).
+        "live_migration_bandwidth": "0",
     },
     "vnc": {
         "enabled": "true",

@@ -176,6 +176,12 @@ class ComputeDriver:
         utilisation}], nic_details [...], disk_details [...]."""
         raise NotImplementedError
 
+    # A live migration calls, in this order, handing each one's returned migrate_data to the next:
+    # dest.check_can_live_migrate_destination -> source.check_can_live_migrate_source ->
+    # dest.pre_live_migration -> source.live_migration, then source.post_live_migration_at_source and
+    # dest.post_live_migration_at_destination, or dest.rollback_live_migration_at_destination when
+    # live_migration raised (the libvirt driver needs the checks' data; the fake one copes without).
+
     async def check_can_live_migrate_destination(self, instance: dict, block_migration: bool | None) -> dict:
         """Destination of a live migration, before anything changes: can the guest run here?
 

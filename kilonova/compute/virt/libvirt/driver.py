@@ -33,6 +33,7 @@ from kilonova.compute.virt.libvirt.dataplane import Dataplane, tap_name
 from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml, cpu_policy
 from kilonova.compute.virt.libvirt.imagecache import ImageCache
 from kilonova.compute.virt.libvirt.lifecycle import LifecycleMixin
+from kilonova.compute.virt.libvirt.livemigration import LiveMigrationMixin
 
 LOG = logging.getLogger(__name__)
 MAX_CONSOLE_BYTES = 100 * 1024
@@ -110,7 +111,7 @@ def _start_event_loop() -> None:
         _event_loop_started = True
 
 
-class LibvirtDriver(LifecycleMixin, ComputeDriver):
+class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
     hypervisor_type = "QEMU"
 
     def __init__(self, host_name: str, conf, images):
@@ -137,6 +138,7 @@ class LibvirtDriver(LifecycleMixin, ComputeDriver):
         self.dedicated_cpus, self.shared_cpus = cpus.host_sets(
             conf.get("compute", "cpu_dedicated_set"), conf.get("compute", "cpu_shared_set"), self.host_cpus)
         self._pinning_lock = threading.Lock()
+        self._live_jobs: dict = {}  # instance uuid -> its outgoing live migration, while it runs
 
     # ------------------------------------------------------------------ connection and host
 
