@@ -16,7 +16,7 @@ from kilonova.compute.api.errors import format_error
 RESOURCE_MODULES = [
     "versions", "servers", "server_actions", "server_metadata", "flavors", "keypairs",
     "services", "hypervisors", "availability_zones", "limits", "quota_sets", "aggregates",
-    "remote_consoles", "server_topology",
+    "remote_consoles", "server_topology", "instance_actions", "migrations",
 ]
 
 _PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/(?:[0-9a-f]{32}|[0-9a-f-]{36})(?=/|$)")
@@ -52,6 +52,8 @@ def create_app(validator: TokenValidator, compute_api: object) -> ComputeApp:
         response.headers["OpenStack-API-Version"] = f"compute {version}"
         response.headers["X-OpenStack-Nova-API-Version"] = version
         response.headers["Vary"] = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
+        # Upstream's compute_req_id middleware answers the request id under Nova's older name too.
+        response.headers["x-compute-request-id"] = request.state.request_id
 
     app = ComputeApp("compute", build_router(), error_formatter=format_error,
                      before=make_auth_hook(validator, extra=negotiate), after=add_version_headers)

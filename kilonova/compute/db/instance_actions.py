@@ -22,11 +22,40 @@ def utcnow() -> datetime:
     return datetime.utcnow()
 
 
+class MarkerNotFound(Exception):
+    pass
+
+
 def start(session: Session, uuid: str, action: str, request_id: str | None, user_id: str | None,
           project_id: str | None) -> None:
     # Table-level insert (every boot starts a "create" action): no ORM session needed for it.
+    # updated_at starts as start_time, as upstream's does (changes-since sees a new action).
+    now = utcnow()
     session.execute(_INSERT_ACTION, {"action": action, "instance_uuid": uuid, "request_id": request_id,
-                                     "user_id": user_id, "project_id": project_id, "start_time": utcnow()})
+                                     "user_id": user_id, "project_id": project_id, "start_time": now,
+                                     "updated_at": now})
+
+
+def record_done(session: Session, uuid: str, action: str, request_id: str | None, user_id: str | None,
+                project_id: str | None, event: str, host: str | None = None) -> None:
+    """An action done at once by the one who started it (lock, unlock): started, its one event a
+    Success, finished."""
+    start(session, uuid, action, request_id, user_id, project_id)
+    event_start(session, uuid, request_id, event, host, action=action)
+    event_finish(session, uuid, request_id, event, "Success", host=host, action=action)
+    finish(session, uuid, action, request_id=request_id)
+
+
+def record_failed(session: Session, uuid: str, action: str, request_id: str | None, user_id: str | None,
+                  project_id: str | None, event: str, details: str, traceback: str | None = None,
+                  host: str | None = None) -> None:
+    """An action that failed in its first step (a build buried in cell0): started, its event an Error,
+    finished with message Error."""
+    start(session, uuid, action, request_id, user_id, project_id)
+    event_start(session, uuid, request_id, event, host, action=action)
+    event_finish(session, uuid, request_id, event, "Error", details=details, traceback=traceback, host=host,
+                 action=action)
+    finish(session, uuid, action, "Error", request_id=request_id)
 
 
 def _action_row(session: Session, uuid: str, request_id: str | None = None,
@@ -103,22 +132,44 @@ def _event_dict(row: InstanceActionEvent) -> dict[str, Any]:
             "result": row.result, "traceback": row.traceback, "host": row.host, "details": row.details}
 
 
-def list_for(session: Session, uuid: str) -> list[dict[str, Any]]:
-    """The instance's actions, newest first."""
-    rows = session.scalars(sa.select(InstanceAction).where(InstanceAction.instance_uuid == uuid)
-                           .order_by(InstanceAction.start_time.desc(), InstanceAction.id.desc()))
-    return [_action_dict(row) for row in rows]
+def _newest_first(query):
+    return query.order_by(InstanceAction.start_time.desc(), InstanceAction.id.desc())
+
+
+def list_for(session: Session, uuid: str, limit: int | None = None, marker: str | None = None,
+             changes_since: datetime | None = None, changes_before: datetime | None = None) -> list[dict[str, Any]]:
+    """The instance's actions, newest first (start time, then id), as upstream pages them: after the action
+    of request id ``marker`` (MarkerNotFound when the instance has none), at most ``limit``, and with
+    ``changes_since`` / ``changes_before`` only those whose updated_at is within."""
+    if limit == 0:
+        return []
+    query = sa.select(InstanceAction).where(InstanceAction.instance_uuid == uuid)
+    if changes_since is not None:
+        query = query.where(InstanceAction.updated_at >= changes_since)
+    if changes_before is not None:
+        query = query.where(InstanceAction.updated_at <= changes_before)
+    if marker is not None:
+        after = session.scalar(_newest_first(sa.select(InstanceAction).where(
+            InstanceAction.instance_uuid == uuid, InstanceAction.request_id == marker)).limit(1))
+        if after is None:
+            raise MarkerNotFound(marker)
+        query = query.where(sa.or_(
+            InstanceAction.start_time < after.start_time,
+            sa.and_(InstanceAction.start_time == after.start_time, InstanceAction.id < after.id)))
+    query = _newest_first(query)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_action_dict(row) for row in session.scalars(query)]
 
 
 def get(session: Session, uuid: str, request_id: str) -> dict[str, Any] | None:
-    """One action with its ``events`` (oldest first), or None."""
-    row = session.scalar(sa.select(InstanceAction).where(InstanceAction.instance_uuid == uuid,
-                                                         InstanceAction.request_id == request_id)
-                         .order_by(InstanceAction.id.desc()).limit(1))
+    """One action with its ``events`` (newest first, as upstream lists them), or None."""
+    row = session.scalar(_newest_first(sa.select(InstanceAction).where(
+        InstanceAction.instance_uuid == uuid, InstanceAction.request_id == request_id)).limit(1))
     if row is None:
         return None
     action = _action_dict(row)
     action["events"] = [_event_dict(e) for e in session.scalars(
         sa.select(InstanceActionEvent).where(InstanceActionEvent.action_id == row.id)
-        .order_by(InstanceActionEvent.start_time, InstanceActionEvent.id))]
+        .order_by(InstanceActionEvent.start_time.desc(), InstanceActionEvent.id.desc()))]
     return action

@@ -62,7 +62,8 @@ def get(session: Session, migration_uuid: str) -> dict[str, Any]:
 
 
 def get_by_id(session: Session, instance_uuid: str, migration_id: int) -> dict[str, Any] | None:
-    row = session.scalar(sa.select(Migration).where(Migration.id == migration_id,
+    """The instance's (not deleted) record of that id, or None."""
+    row = session.scalar(sa.select(Migration).where(Migration.id == migration_id, Migration.deleted == 0,
                                                     Migration.instance_uuid == instance_uuid))
     return None if row is None else to_dict(row)
 
@@ -121,28 +122,88 @@ def on_host(session: Session, host: str, statuses: tuple[str, ...]) -> list[dict
     return [to_dict(row) for row in session.scalars(query.order_by(Migration.id))]
 
 
-def query(session: Session, filters: dict[str, Any], limit: int | None = None,
-          marker_id: int | None = None, changes_since: datetime | None = None,
-          changes_before: datetime | None = None) -> list[dict[str, Any]]:
-    """For GET /os-migrations: equality ``filters`` on columns (``status``, ``source_compute``,
-    ``migration_type``, ``instance_uuid``, ``user_id``, ``project_id``; ``host`` matches source or
-    destination), newest first (created_at, id), after ``marker_id`` in that order."""
-    stmt = sa.select(Migration)
-    for key, value in filters.items():
-        if key == "host":
-            stmt = stmt.where(sa.or_(Migration.source_compute == value, Migration.dest_compute == value))
-        else:
-            stmt = stmt.where(getattr(Migration, key) == value)
-    if changes_since is not None:
-        stmt = stmt.where(Migration.updated_at >= changes_since)
-    if changes_before is not None:
-        stmt = stmt.where(Migration.updated_at <= changes_before)
-    if marker_id is not None:
-        marker = session.get(Migration, marker_id)
-        if marker is not None:
-            stmt = stmt.where(sa.or_(Migration.created_at < marker.created_at,
-                                     sa.and_(Migration.created_at == marker.created_at, Migration.id < marker.id)))
+class MarkerNotFound(NotFound):
+    pass
+
+
+# Live-migration statuses GET /servers/{id}/migrations shows (upstream's in-progress list for it).
+LIVE_IN_PROGRESS = ("queued", "preparing", "running", "post-migrating")
+
+
+def _hidden_value(text: str) -> bool:
+    """The ``hidden`` filter as upstream's MySQL compares a string to a boolean column: its leading
+    integer, 0 when it has none ("true" is 0)."""
+    digits = ""
+    for char in text.strip():
+        if not (char.isdigit() or (char == "-" and not digits)):
+            break
+        digits += char
+    try:
+        return int(digits) != 0
+    except ValueError:
+        return False
+
+
+def _filtered(filters: dict[str, Any]):
+    """Upstream's migration filters: ``uuid``, ``status``, ``host`` (source or destination; else
+    ``source_compute``), ``node`` (source or destination node), ``migration_type``, ``hidden``,
+    ``instance_uuid``, ``user_id``, ``project_id``, ``changes-since`` / ``changes-before`` (updated_at)."""
+    stmt = sa.select(Migration).where(Migration.deleted == 0)
+    if "uuid" in filters:
+        stmt = stmt.where(Migration.uuid == filters["uuid"])
+    if filters.get("changes-since") is not None:
+        stmt = stmt.where(Migration.updated_at >= filters["changes-since"])
+    if filters.get("changes-before") is not None:
+        stmt = stmt.where(Migration.updated_at <= filters["changes-before"])
+    if "status" in filters:
+        stmt = stmt.where(Migration.status == filters["status"])
+    if "host" in filters:
+        stmt = stmt.where(sa.or_(Migration.source_compute == filters["host"],
+                                 Migration.dest_compute == filters["host"]))
+    elif "source_compute" in filters:
+        stmt = stmt.where(Migration.source_compute == filters["source_compute"])
+    if "node" in filters:
+        stmt = stmt.where(sa.or_(Migration.source_node == filters["node"], Migration.dest_node == filters["node"]))
+    if "hidden" in filters:
+        stmt = stmt.where(Migration.hidden == _hidden_value(str(filters["hidden"])))
+    for key in ("migration_type", "instance_uuid", "user_id", "project_id"):
+        if key in filters:
+            stmt = stmt.where(getattr(Migration, key) == filters[key])
+    return stmt
+
+
+def query(session: Session, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """For GET /os-migrations before 2.59: every record matching ``filters``, in the table's order."""
+    return [to_dict(row) for row in session.scalars(_filtered(filters).order_by(Migration.id))]
+
+
+def marker_position(session: Session, migration_uuid: str) -> tuple[str, int] | None:
+    """(created_at, id) of the record a page starts after, or None when this cell has no such record
+    (upstream finds the marker among deleted records too)."""
+    row = session.scalar(sa.select(Migration).where(Migration.uuid == migration_uuid))
+    return None if row is None else (row.created_at.isoformat(timespec="microseconds"), row.id)
+
+
+def query_page(session: Session, filters: dict[str, Any], limit: int | None = None,
+               after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+    """For GET /os-migrations from 2.59: newest first (created_at, then id), after the position ``after``
+    (see marker_position), at most ``limit``."""
+    if limit == 0:
+        return []
+    stmt = _filtered(filters)
+    if after is not None:
+        created_at = datetime.fromisoformat(after[0])
+        stmt = stmt.where(sa.or_(Migration.created_at < created_at,
+                                 sa.and_(Migration.created_at == created_at, Migration.id < after[1])))
     stmt = stmt.order_by(Migration.created_at.desc(), Migration.id.desc())
     if limit is not None:
         stmt = stmt.limit(limit)
+    return [to_dict(row) for row in session.scalars(stmt)]
+
+
+def live_in_progress(session: Session, instance_uuid: str) -> list[dict[str, Any]]:
+    """The instance's live migrations under way (GET /servers/{id}/migrations)."""
+    stmt = sa.select(Migration).where(Migration.instance_uuid == instance_uuid, Migration.deleted == 0,
+                                      Migration.migration_type == "live-migration",
+                                      Migration.status.in_(LIVE_IN_PROGRESS)).order_by(Migration.id)
     return [to_dict(row) for row in session.scalars(stmt)]
