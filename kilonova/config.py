@@ -221,6 +221,10 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "live_migration_inbound_addr": "",
         # Read on the source: the migration's maximum bandwidth in MiB/s (0 = unlimited; force-complete lifts it).
         "live_migration_bandwidth": "0",
+        # Seconds per GiB of memory and copied disk a live migration may take (0 = no limit), and then what
+        # happens to it: abort, or force_complete (pause the guest so that it finishes).
+        "live_migration_completion_timeout": "800",
+        "live_migration_timeout_action": "abort",
     },
     "vnc": {
         "enabled": "true",

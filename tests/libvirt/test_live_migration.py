@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from kilonova.compute.virt import driver as power
-from kilonova.compute.virt.driver import LiveMigrationAborted, MigrationPreCheckError, NoActiveMigration
+from kilonova.compute.virt.driver import (LiveMigrationAborted, MigrationError, MigrationPreCheckError,
+                                          NoActiveMigration)
 from kilonova.config import Config
 from tests.libvirt import hostsetup
 from tests.libvirt.hostsetup import MARKER
@@ -161,6 +162,14 @@ def test_abort_leaves_the_guest_running_on_the_source(hosts):
         run(b.live_migration_abort(INSTANCE))
     before = uptimes(console(b))[-1]
     assert uptimes(wait_alive_after(b, before + 2))[-1] > before
+
+    b.conf.set("libvirt", "live_migration_completion_timeout", "0.5")  # half a second per GiB: too short
+    try:
+        with pytest.raises(MigrationError, match="did not complete within 1s .* and was aborted"):
+            run(migrate(b, a))
+    finally:
+        b.conf.set("libvirt", "live_migration_completion_timeout", "800")
+    assert run(b.get_power_state(INSTANCE)) == power.RUNNING and a._lookup(UUID) is None
 
 
 def test_force_complete_finishes_at_once_and_the_guest_runs_on(hosts):

@@ -83,6 +83,7 @@ class _Job:
     def __init__(self):
         self.aborted = False
         self.forced = False
+        self.timed_out = False
 
 
 class LiveMigrationMixin:
@@ -236,6 +237,8 @@ class LiveMigrationMixin:
         try:
             incoming = json.loads((directory / INCOMING_FILE).read_text())
         except (OSError, ValueError) as exc:
+            if (directory / "domain.json").exists() and self._lookup(instance["uuid"]) is not None:
+                return  # done already (the agent repeats a step after a restart)
             raise MigrationError(f"No live migration of instance {instance['uuid']} to {self.host} was "
                                  "prepared") from exc
         domain = self._domain(instance)
@@ -289,18 +292,31 @@ class LiveMigrationMixin:
             last = {"memory_total_bytes": memory, "disk_total_bytes": disk}
             outgoing.write_text(json.dumps({"dest_host": dest_host, "shared": migrate_data["is_shared_instance_path"]}))
             migration = asyncio.ensure_future(self._call(self._migrate, instance, domain, migrate_data))
+            # As upstream: [libvirt] live_migration_completion_timeout seconds per GiB of memory and copied disk.
+            gib = max(1.0, (memory + disk) / 2**30)
+            limit = self.conf.getfloat("libvirt", "live_migration_completion_timeout") * gib
+            deadline = asyncio.get_running_loop().time() + limit
             while not migration.done():
                 await asyncio.wait([migration], timeout=MONITOR_INTERVAL)
-                if not migration.done() and progress is not None:
-                    stats = await self._call(self._job_stats, domain)
-                    if stats is not None:  # totals stay the largest seen (memory is 0 while disks are copied)
-                        last = {**stats, **{key: max(stats[key], last.get(key, 0))
-                                            for key in ("memory_total_bytes", "disk_total_bytes")}}
+                if migration.done():
+                    break
+                stats = await self._call(self._job_stats, domain)
+                if stats is not None:  # totals stay the largest seen (memory is 0 while disks are copied)
+                    last = {**stats, **{key: max(stats[key], last.get(key, 0))
+                                        for key in ("memory_total_bytes", "disk_total_bytes")}}
+                    if progress is not None:
                         with contextlib.suppress(Exception):
                             await progress(stats)
+                if limit > 0 and not job.timed_out and asyncio.get_running_loop().time() > deadline:
+                    job.timed_out = True
+                    await self._on_timeout(instance, job, limit)
             try:
                 migration.result()
             except libvirt.libvirtError as exc:
+                if job.timed_out:
+                    raise MigrationError(f"Live migration of instance {uuid} to {dest_host} did not complete within "
+                                         f"{limit:.0f}s ([libvirt] live_migration_completion_timeout) and was "
+                                         "aborted") from exc
                 if job.aborted:
                     raise LiveMigrationAborted(f"Live migration of instance {uuid} to {dest_host} was aborted") \
                         from exc
@@ -347,32 +363,44 @@ class LiveMigrationMixin:
             return None
         return _progress(stats)
 
-    def _running_job(self, instance: dict) -> _Job:
-        job = self._live_jobs.get(instance["uuid"])
-        if job is None:
+    async def _on_timeout(self, instance: dict, job: _Job, limit: float) -> None:
+        action = self.conf.get("libvirt", "live_migration_timeout_action")
+        LOG.warning("live migration of %s has not completed within %.0fs: %s", instance["uuid"], limit, action)
+        if action == "force_complete":
+            job.timed_out = False  # it goes on, and should end soon
+            await self.live_migration_force_complete(instance)
+        else:
+            await self.live_migration_abort(instance)
+
+    def _migrating_domain(self, instance: dict, job: _Job | None):
+        """The domain, when a live migration of it is running here (also one an earlier agent started)."""
+        domain = self._lookup(instance["uuid"])
+        if domain is None or (job is None and self._job_stats(domain) is None):
             raise NoActiveMigration(f"No live migration of instance {instance['uuid']} is running on {self.host}")
-        return job
+        return domain
 
     async def live_migration_abort(self, instance: dict) -> None:
-        job = self._running_job(instance)
-        job.aborted = True
+        job = self._live_jobs.get(instance["uuid"])
+        if job is not None:
+            job.aborted = True
 
         def abort() -> None:
             try:
-                self._domain(instance).abortJob()
+                self._migrating_domain(instance, job).abortJob()
             except libvirt.libvirtError as exc:
                 raise NoActiveMigration(f"The live migration of instance {instance['uuid']} could not be "
                                         f"aborted: {exc}") from exc
         await self._call(abort)
 
     async def live_migration_force_complete(self, instance: dict) -> None:
-        job = self._running_job(instance)
+        job = self._live_jobs.get(instance["uuid"])
 
         def pause() -> None:
-            domain = self._domain(instance)
+            domain = self._migrating_domain(instance, job)
             if domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
                 domain.suspend()  # no page gets dirty any more: the copy converges at once
-                job.forced = True
+                if job is not None:
+                    job.forced = True
             with contextlib.suppress(libvirt.libvirtError):  # and no [libvirt] live_migration_bandwidth cap
                 domain.migrateSetMaxSpeed(UNLIMITED_MIB_S)
         await self._call(pause)
@@ -385,7 +413,7 @@ class LiveMigrationMixin:
         try:
             shared = json.loads((directory / OUTGOING_FILE).read_text())["shared"]
         except (OSError, ValueError, KeyError):
-            shared = False
+            return  # no migration left anything here (or this already ran): files may be the destination's
         domain = self._lookup(instance["uuid"])
         if domain is not None and not domain.isActive():  # kept defined by a migration without UNDEFINE_SOURCE
             domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
