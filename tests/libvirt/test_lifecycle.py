@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import InstanceAgentNotEnabled, MigrationError, ResizeError
 from kilonova.config import Config
 from tests.libvirt import hostsetup
@@ -218,5 +219,28 @@ def test_crash_dump_diagnostics_and_admin_password(hosts):
     assert diagnostics["uptime"] > 0
     with pytest.raises(InstanceAgentNotEnabled, match="QEMU guest agent is not enabled"):
         run(b.driver.set_admin_password(guest, "new-pass"))
-    run(b.driver.destroy(guest))
+
+
+def test_resize_on_the_same_host_revert_then_confirm(hosts):
+    """allow_resize_to_same_host: source and destination are one driver, the kept copy sits beside the new."""
+    _, b = hosts
+    guest = instance(SMALL, image="image-b")
+    resized = instance(LARGE, image="image-b")
+    disk_info = run(b.driver.migrate_disk_and_power_off(guest, "host-b", LARGE))
+    run(b.driver.finish_migration(resized, disk_info, [], {"id": "image-b"}, True, True))
+    log = b.wait_ready(resized)
+    assert hardware(log)["cpus"] == 2 and disks(log)["vda"] == 2 * SECTORS_PER_GB
+    run(b.driver.destroy(resized))
+    run(b.driver.finish_revert_migration(guest, [], power_on=True))
+    log = b.wait_ready(guest)
+    assert hardware(log)["cpus"] == 1 and disks(log)["vda"] == SECTORS_PER_GB
+    disk_info = run(b.driver.migrate_disk_and_power_off(guest, "host-b", LARGE))
+    run(b.driver.finish_migration(resized, disk_info, [], {"id": "image-b"}, True, power_on=False))
+    assert run(b.driver.get_power_state(resized)) == power.SHUTDOWN  # a stopped server stays stopped
+    run(b.driver.confirm_migration(guest))
+    assert not (b.path / f"{UUID}_resize").exists()
+    run(b.driver.power_on(resized))
+    log = b.wait_ready(resized)
+    assert hardware(log)["cpus"] == 2
+    run(b.driver.destroy(resized))
     assert not (b.path / UUID).exists() and b.driver._lookup(UUID) is None
