@@ -226,6 +226,11 @@ def test_resize_on_the_same_host_revert_then_confirm(hosts):
     _, b = hosts
     guest = instance(SMALL, image="image-b")
     resized = instance(LARGE, image="image-b")
+    # A move that failed once the guest was stopped, before its disks were set aside: revert starts it here.
+    run(b.driver.power_off(guest))
+    run(b.driver.finish_revert_migration(guest, [], power_on=True))
+    assert run(b.driver.get_power_state(guest)) == power.RUNNING
+    b.wait_ready(guest)
     disk_info = run(b.driver.migrate_disk_and_power_off(guest, "host-b", LARGE))
     run(b.driver.finish_migration(resized, disk_info, [], {"id": "image-b"}, True, True))
     log = b.wait_ready(resized)

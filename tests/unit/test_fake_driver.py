@@ -271,3 +271,17 @@ async def test_step_delays_and_failures_are_injected_by_configuration(tmp_path):
     with pytest.raises(Exception, match="Simulated failure of trigger_crash_dump on host h1"):
         await failing.trigger_crash_dump(server())
     await healthy.trigger_crash_dump(server())  # another host is not affected
+
+
+async def test_revert_of_a_move_that_failed_before_the_guest_left(tmp_path):
+    conf = Config.load(state_dir=tmp_path, overrides={"fake_driver": {"fail_steps": "migrate_disk_and_power_off"}})
+    h1 = FakeDriver("h1", conf)
+    instance = await booted(h1)
+    with pytest.raises(Exception, match="Simulated failure"):
+        await h1.migrate_disk_and_power_off(instance, "h2", LARGE)
+    await h1.finish_revert_migration(instance, NETWORK, power_on=True)
+    assert await h1.get_power_state(instance) == power.RUNNING
+    await h1.power_off(instance)
+    await h1.finish_revert_migration(instance, NETWORK, power_on=True)
+    assert await h1.get_power_state(instance) == power.RUNNING
+    assert "(move failed)" in (await console(h1, instance))[-4]

@@ -271,6 +271,11 @@ class FakeDriver(ComputeDriver):
 
     async def finish_revert_migration(self, instance, network_info, power_on):
         guest = self.resize_sources.pop(instance["uuid"], None)
+        if guest is None and instance["uuid"] in self.guests:  # the move failed before the guest left: it is here
+            guest = self.guests[instance["uuid"]]
+            if power_on and guest.power_state != driver.RUNNING:
+                self._boot(guest, f"booting {guest.name} from image {guest.image_id} (move failed)", network_info)
+            return
         if guest is None:
             raise MigrationError(f"Host {self.host} kept no copy of instance {instance['uuid']} to revert to")
         guest.flavor = _flavor_of(instance)

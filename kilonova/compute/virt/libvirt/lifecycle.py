@@ -176,6 +176,14 @@ class LifecycleMixin:
 
     def _finish_revert_migration(self, instance: dict, network_info: list[dict], power_on: bool) -> None:
         kept, directory = self._resize_dir(instance), self._dir(instance)
+        if not kept.is_dir() and self._layout(instance) is not None:
+            # The move failed before the disks were set aside: the guest is all here still (maybe stopped).
+            domain = self._lookup(instance["uuid"])
+            if power_on and (domain is None or not domain.isActive()):
+                self._rebuild(instance)
+            elif domain is None:
+                self._define(instance, self._layout(instance), network_info, start=False)
+            return
         if not kept.is_dir():
             raise MigrationError(f"Host {self.host} kept no copy of instance {instance['uuid']} to revert to "
                                  f"({kept} is missing)")
