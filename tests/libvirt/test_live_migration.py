@@ -163,6 +163,21 @@ def test_abort_leaves_the_guest_running_on_the_source(hosts):
     before = uptimes(console(b))[-1]
     assert uptimes(wait_alive_after(b, before + 2))[-1] > before
 
+    async def abort_at_once():  # before libvirt's job exists: it is cancelled once it does
+        data = json.loads(json.dumps(await a.check_can_live_migrate_destination(INSTANCE, None)))
+        data = await a.pre_live_migration(INSTANCE, [], await b.check_can_live_migrate_source(INSTANCE, data))
+        migration = asyncio.ensure_future(b.live_migration(INSTANCE, "host-a", data))
+        await asyncio.sleep(0)
+        await b.live_migration_abort(INSTANCE)
+        try:
+            await migration
+        finally:
+            await a.rollback_live_migration_at_destination(INSTANCE, [])
+
+    with pytest.raises(LiveMigrationAborted):
+        run(abort_at_once())
+    assert run(b.get_power_state(INSTANCE)) == power.RUNNING and a._lookup(UUID) is None
+
     b.conf.set("libvirt", "live_migration_completion_timeout", "0.5")  # half a second per GiB: too short
     try:
         with pytest.raises(MigrationError, match="did not complete within 1s .* and was aborted"):

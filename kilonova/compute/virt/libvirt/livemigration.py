@@ -83,6 +83,7 @@ class _Job:
     def __init__(self):
         self.aborted = False
         self.forced = False
+        self.paused = False
         self.timed_out = False
 
 
@@ -307,6 +308,12 @@ class LiveMigrationMixin:
                     if progress is not None:
                         with contextlib.suppress(Exception):
                             await progress(stats)
+                if job.forced:  # again: libvirt sets the configured bandwidth anew when the memory copy starts
+                    with contextlib.suppress(libvirt.libvirtError):
+                        await self._call(domain.migrateSetMaxSpeed, UNLIMITED_MIB_S, 0)
+                if job.aborted:  # again: an abort that came before libvirt's job started found nothing to cancel
+                    with contextlib.suppress(libvirt.libvirtError):
+                        await self._call(domain.abortJob)
                 if limit > 0 and not job.timed_out and asyncio.get_running_loop().time() > deadline:
                     job.timed_out = True
                     await self._on_timeout(instance, job, limit)
@@ -329,7 +336,7 @@ class LiveMigrationMixin:
             jobs.pop(uuid, None)
             if not succeeded:
                 outgoing.unlink(missing_ok=True)
-            if job.forced and not succeeded:  # paused by force-complete, still here: it runs on
+            if job.paused and not succeeded:  # paused by force-complete, still here: it runs on
                 with contextlib.suppress(Exception):
                     await self._call(lambda: self._domain(instance).resume())
 
@@ -351,6 +358,8 @@ class LiveMigrationMixin:
             params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = [d["target"] for d in migrate_data["disks"]]
         LOG.info("live-migrating %s to %s (%s, data to %s)", instance["uuid"], migrate_data.get("dest_host"),
                  migrate_data["dest_libvirt_uri"], migrate_data["dest_inbound_addr"])
+        if self._live_jobs.get(instance["uuid"], _Job()).aborted:
+            raise libvirt.libvirtError("migration aborted before it started")
         domain.migrateToURI3(migrate_data["dest_libvirt_uri"], params, flags)
 
     @staticmethod
@@ -388,6 +397,8 @@ class LiveMigrationMixin:
             try:
                 self._migrating_domain(instance, job).abortJob()
             except libvirt.libvirtError as exc:
+                if job is not None:
+                    return  # libvirt's job has not started yet: the monitor cancels it once it has
                 raise NoActiveMigration(f"The live migration of instance {instance['uuid']} could not be "
                                         f"aborted: {exc}") from exc
         await self._call(abort)
@@ -400,7 +411,9 @@ class LiveMigrationMixin:
             if domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
                 domain.suspend()  # no page gets dirty any more: the copy converges at once
                 if job is not None:
-                    job.forced = True
+                    job.paused = True
+            if job is not None:
+                job.forced = True
             with contextlib.suppress(libvirt.libvirtError):  # and no [libvirt] live_migration_bandwidth cap
                 domain.migrateSetMaxSpeed(UNLIMITED_MIB_S)
         await self._call(pause)
