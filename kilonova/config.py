@@ -41,6 +41,11 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # When the compute agent starts and a guest the database says is running has no running domain
         # (the host rebooted): start it again (true) or record it as stopped (false, Nova's default).
         "resume_guests_state_on_host_boot": "false",
+        # As upstream: seconds a SHELVED server keeps its guest and claim before it is offloaded
+        # (0: at once, upstream's default; -1: never, only an explicit shelveOffload does it).
+        "shelved_offload_time": "0",
+        # As upstream: how often the servers shelved longer than shelved_offload_time are looked for.
+        "shelved_poll_interval": "3600",
     },
     "ports": {
         "identity": "5000",
@@ -178,6 +183,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Seconds a delete may stay DELETING before a conductor finishes it without the compute host
         # (at once when the host's service is down).
         "delete_timeout": "600",
+        # Seconds a shelve, shelve offload or unshelve may stay under way before a conductor finishes or
+        # undoes it (its compute host died, its message was lost).
+        "shelve_timeout": "600",
         # The cell (name or uuid) a new compute host of this process joins; empty: the first cell.
         "cell": "",
         # fake: simulated hosts ([fake_driver]); libvirt: this machine is one host named [DEFAULT] host.

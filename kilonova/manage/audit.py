@@ -136,6 +136,11 @@ class Auditor:
                     findings.orphaned.append((consumer, provider["uuid"], "no such server"))
                     self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
                              f"{provider['uuid']} can be deleted: no server uses them")
+                elif instance.get("vm_state") == "shelved_offloaded" and not instance.get("task_state"):
+                    # Offloaded and not being unshelved: it holds nothing anywhere.
+                    findings.orphaned.append((consumer, provider["uuid"], "server is shelved offloaded"))
+                    self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
+                             f"{provider['uuid']} can be deleted: the server is shelved offloaded")
                 elif instance.get("node") and instance["node"] != provider["name"]:
                     findings.misplaced.append((consumer, provider["uuid"], instance["node"]))
                     self.say(f"Allocations for server {consumer} are on {provider['name']} but it runs on "

@@ -29,35 +29,46 @@ async def snapshot_instance(agent: ComputeManager, instance: dict, image_id: str
     image_uploading, then None. A failure (or the server being deleted meanwhile) removes
     the image unless it became active, clears the task state and records a fault.
     """
+    async with agent._locks[instance["uuid"]]:
+        await take_snapshot(agent, instance, image_id, "image_snapshot_pending", "image_snapshot")
+
+
+async def take_snapshot(agent: ComputeManager, instance: dict, image_id: str, pending: str,
+                        first: str | None = None) -> bool:
+    """Upload the server's disk into image ``image_id``, from task state ``pending`` (createImage's
+    image_snapshot_pending, createBackup's image_backup) through ``first`` (when it has one),
+    image_pending_upload and image_uploading to None. True when the image is active; on failure
+    the image is discarded, the task state cleared and a fault recorded. The caller holds the lock."""
     uuid = instance["uuid"]
-    async with agent._locks[uuid]:
-        if await agent._update(uuid, {"task_state": "image_snapshot"},
-                              expected_task_state=["image_snapshot_pending"]) is None:
+    current = [pending]
+    if first is not None:
+        if await agent._update(uuid, {"task_state": first}, expected_task_state=[pending]) is None:
             await _discard_image(agent, image_id)
-            return
-        current = ["image_snapshot"]
+            return False
+        current = [first]
 
-        async def progress(task_state: str) -> None:
-            if await agent._update(uuid, {"task_state": task_state}, expected_task_state=current) is None:
-                raise SnapshotAborted(f"instance {uuid} changed (deleted?) during its snapshot")
-            current[:] = [task_state]
+    async def progress(task_state: str) -> None:
+        if await agent._update(uuid, {"task_state": task_state}, expected_task_state=current) is None:
+            raise SnapshotAborted(f"instance {uuid} changed (deleted?) during its snapshot")
+        current[:] = [task_state]
 
-        try:
-            await progress("image_pending_upload")
-            await agent.driver.snapshot(instance, image_id, progress)
-            await _check_image_active(agent, image_id)
-        except Exception as exc:  # noqa: BLE001 - report, and leave the server as it was
-            LOG.warning("event=compute.instance.snapshot.error instance=%s image=%s host=%s: %s",
-                        uuid, image_id, agent.host, exc)
-            await _discard_image(agent, image_id)
-            await agent._update(uuid, {"task_state": None}, expected_task_state=current)
-            if not isinstance(exc, SnapshotAborted):
-                with contextlib.suppress(RemoteError):
-                    await agent.conductor.call("add_fault", instance_uuid=uuid, code=500, host=agent.host,
-                                              message=f"Snapshot to image {image_id} failed: {exc}"[:255])
-            return
+    try:
+        await progress("image_pending_upload")
+        await agent.driver.snapshot(instance, image_id, progress)
+        await _check_image_active(agent, image_id)
+    except Exception as exc:  # noqa: BLE001 - report, and leave the server as it was
+        LOG.warning("event=compute.instance.snapshot.error instance=%s image=%s host=%s: %s",
+                    uuid, image_id, agent.host, exc)
+        await _discard_image(agent, image_id)
         await agent._update(uuid, {"task_state": None}, expected_task_state=current)
-        LOG.info("event=compute.instance.snapshot.end instance=%s image=%s host=%s", uuid, image_id, agent.host)
+        if not isinstance(exc, SnapshotAborted):
+            with contextlib.suppress(RemoteError):
+                await agent.conductor.call("add_fault", instance_uuid=uuid, code=500, host=agent.host,
+                                          message=f"Snapshot to image {image_id} failed: {exc}"[:255])
+        return False
+    await agent._update(uuid, {"task_state": None}, expected_task_state=current)
+    LOG.info("event=compute.instance.snapshot.end instance=%s image=%s host=%s", uuid, image_id, agent.host)
+    return True
 
 
 async def _check_image_active(agent: ComputeManager, image_id: str) -> None:
