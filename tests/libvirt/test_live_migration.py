@@ -9,9 +9,11 @@ counting from where it was, with no boot lines, which is what a user would see o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -52,11 +54,15 @@ def driver_for(name: str, root: Path, images: FakeImages, **libvirt_options):
 
 
 @pytest.fixture(scope="module")
-def hosts():
+def guest():
     try:
-        guest = hostsetup.prepare()
+        return hostsetup.prepare()
     except hostsetup.HostSetupError as exc:
         pytest.skip(f"cannot run real guests here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def hosts(guest):
     from tests.libvirt.second_host import SecondHostError, SecondLibvirtd
 
     images = FakeImages()
@@ -77,7 +83,7 @@ def hosts():
                    live_migration_inbound_addr=second.host_address)
     b = driver_for("host-b", workdir, images, connection_uri=second.uri, live_migration_uri=second.uri,
                    live_migration_inbound_addr=second.address)
-    yield a, b
+    yield a, b, second
     for each in (a, b):
         domain = each._lookup(UUID)
         if domain is not None:
@@ -128,7 +134,7 @@ async def migrate(source, dest, block_migration=None, during=None):
 
 
 def test_a_running_guest_moves_to_the_other_libvirtd_without_rebooting(hosts):
-    a, b = hosts
+    a, b, _ = hosts
     run(a.spawn(INSTANCE, {"id": "image-a"}, []))
     before = uptimes(wait_alive_after(a, 1))[-1]
     with pytest.raises(MigrationPreCheckError, match="not on shared storage"):
@@ -147,7 +153,7 @@ def test_a_running_guest_moves_to_the_other_libvirtd_without_rebooting(hosts):
 
 
 def test_abort_leaves_the_guest_running_on_the_source(hosts):
-    a, b = hosts
+    a, b, _ = hosts
     b.conf.set("libvirt", "live_migration_bandwidth", "2")  # slow enough to abort mid-way
 
     async def abort_once(reports):
@@ -188,7 +194,7 @@ def test_abort_leaves_the_guest_running_on_the_source(hosts):
 
 
 def test_force_complete_finishes_at_once_and_the_guest_runs_on(hosts):
-    a, b = hosts
+    a, b, _ = hosts
     b.conf.set("libvirt", "live_migration_bandwidth", "1")  # would take a minute or more
     started = []
 
@@ -204,3 +210,88 @@ def test_force_complete_finishes_at_once_and_the_guest_runs_on(hosts):
     log = wait_alive_after(a, before + 2)
     assert f"{MARKER} booted kernel" not in log
     run(a.destroy(INSTANCE))
+
+
+UUID2 = "6f1d7c1e-2b7a-4c57-9d0e-000000000c03"
+NETWORK = "5e0c2a51-7d1e-4f0b-9a55-00000000c0de"
+PORT = {"port_id": "c0ffee00-1111-4222-8333-000000000c03", "network_id": NETWORK, "mac_address": "fa:16:3e:0c:03:01",
+        "fixed_ips": [{"ip_address": "10.252.7.10", "version": 4}],
+        "subnets": [{"id": "s", "cidr": "10.252.7.0/24", "gateway_ip": "10.252.7.1", "ip_version": 4,
+                     "enable_dhcp": True}]}
+
+
+def _network_state(*namespaces: str) -> str:
+    """What the namespaces' links, addresses and neighbours are (for a failure's message)."""
+    out = []
+    for namespace in namespaces:
+        for args in (["-d", "link"], ["addr"], ["neigh"]):
+            out.append(subprocess.run(["ip", "-n", namespace, *args], capture_output=True, text=True).stdout)
+    return "\n".join(out)
+
+
+def answers_ping(namespace: str, address: str, attempts: int = 20) -> bool:
+    """Ping from a named network namespace, or from the one at a /proc/<pid>/ns/net path."""
+    enter = ["nsenter", f"--net={namespace}"] if namespace.startswith("/") else ["ip", "netns", "exec", namespace]
+    for _ in range(attempts):
+        if subprocess.run([*enter, "ping", "-c", "1", "-W", "1", address],
+                          capture_output=True, timeout=10).returncode == 0:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_a_guest_with_a_port_moves_into_the_other_hosts_network_namespace(hosts, guest):
+    """Host B's driver runs in B's network namespace (its own process, as a compute agent would): B's bridge,
+    DHCP and gateway live there, and the guest answers from there once it moved, still without a reboot."""
+    from kilonova.compute.virt.libvirt.dataplane import Dataplane
+    from tests.libvirt.driver_host import RemoteDriver
+
+    a, _, second = hosts
+    root = second.root.parent
+    b = RemoteDriver(second.namespace, {
+        "name": "host-b-ns", "state_dir": str(root / "host-b-ns"),
+        "overrides": {"libvirt": {"instances_path": str(root / "host-b-ns" / "instances"), "connection_uri": second.uri,
+                                  "live_migration_uri": second.uri, "live_migration_inbound_addr": second.address,
+                                  "image_cache_manager_interval": "0"}, "vnc": {"enabled": "false"}},
+        "images": {"kernel": {"path": str(guest.kernel), "disk_format": "aki"},
+                   "ramdisk": {"path": str(guest.initrd), "disk_format": "ari"},
+                   "image-a": {"path": str(guest.root), "disk_format": "qcow2", "kernel_id": "kernel",
+                               "ramdisk_id": "ramdisk", "os_command_line": guest.cmdline}}}, root / "host-b-ns.log")
+    server = {**INSTANCE, "uuid": UUID2, "hostname": "networked-vm"}
+    b_namespace = Dataplane(root / "host-b-ns" / "instances" / "_networks").namespace(NETWORK)
+    try:
+        run(a.spawn(server, {"id": "image-a"}, [PORT]))
+        deadline = time.monotonic() + 120
+        while f"{MARKER} ready" not in (log := run(a.get_console_output(server))) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert markers(log, "dhcp") == ["eth0 10.252.7.10/24 router 10.252.7.1"]
+        assert answers_ping(a.dataplane.namespace(NETWORK), "10.252.7.10")
+        before = uptimes(log)[-1] if uptimes(log) else 0.0
+
+        data = b.call("check_can_live_migrate_destination", server, None)
+        data = run(a.check_can_live_migrate_source(server, data))
+        data = b.call("pre_live_migration", server, [PORT], data)
+        run(a.live_migration(server, "host-b-ns", data))
+        run(a.post_live_migration_at_source(server, [PORT]))
+        b.call("post_live_migration_at_destination", server, [PORT])
+
+        assert b.call("get_power_state", server) == power.RUNNING and a._lookup(UUID2) is None
+        assert not Path("/sys/class/net", a.dataplane.bridge(NETWORK)).exists()  # host A's network is gone
+        # B's driver made its DHCP namespace from inside B's (under ``ip netns exec``, whose mounts stay in that
+        # process): reach it through the namespace of B's dnsmasq.
+        dnsmasq = (root / "host-b-ns" / "instances" / "_networks" / NETWORK / "dnsmasq.pid").read_text().strip()
+        assert answers_ping(f"/proc/{dnsmasq}/ns/net", "10.252.7.10"), _network_state(second.namespace)
+        deadline = time.monotonic() + 60
+        log = b.call("get_console_output", server)
+        while not any(value > before + 2 for value in uptimes(log)):
+            assert time.monotonic() < deadline, log
+            time.sleep(0.5)
+            log = b.call("get_console_output", server)
+        assert f"{MARKER} booted kernel" not in log
+    finally:
+        with contextlib.suppress(Exception):
+            b.call("destroy", server)
+        b.close()
+        if a._lookup(UUID2) is not None:
+            run(a.destroy(server))
+    assert not Path("/run/netns", b_namespace).exists()
