@@ -242,7 +242,8 @@ def answers_ping(namespace: str, address: str, attempts: int = 20) -> bool:
 
 def test_a_guest_with_a_port_moves_into_the_other_hosts_network_namespace(hosts, guest):
     """Host B's driver runs in B's network namespace (its own process, as a compute agent would): B's bridge,
-    DHCP and gateway live there, and the guest answers from there once it moved, still without a reboot."""
+    DHCP and gateway live there, and the guest answers from there once it moved, still without a reboot.
+    Then it goes back by cold migration and takes its address on host A's network again."""
     from kilonova.compute.virt.libvirt.dataplane import Dataplane
     from tests.libvirt.driver_host import RemoteDriver
 
@@ -288,6 +289,18 @@ def test_a_guest_with_a_port_moves_into_the_other_hosts_network_namespace(hosts,
             time.sleep(0.5)
             log = b.call("get_console_output", server)
         assert f"{MARKER} booted kernel" not in log
+
+        # And back, cold: B sets the disks aside, A copies them (one machine) and boots the guest on its network.
+        disk_info = b.call("migrate_disk_and_power_off", server, "host-a", FLAVOR)
+        assert not Path("/run/netns", b_namespace).exists()  # the guest's port left B's network
+        run(a.finish_migration(server, disk_info, [PORT], {"id": "image-a"}, False, True))
+        deadline = time.monotonic() + 120
+        while f"{MARKER} ready" not in (log := run(a.get_console_output(server))) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert markers(log, "dhcp") == ["eth0 10.252.7.10/24 router 10.252.7.1"]
+        assert answers_ping(a.dataplane.namespace(NETWORK), "10.252.7.10")
+        b.call("confirm_migration", server)
+        assert not (root / "host-b-ns" / "instances" / f"{UUID2}_resize").exists()
     finally:
         with contextlib.suppress(Exception):
             b.call("destroy", server)
