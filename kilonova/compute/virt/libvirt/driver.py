@@ -439,6 +439,9 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
         """
         removed = []
         mine = str(self.instances_path) + "/"
+        # A guest a live migration is bringing here belongs to the source until it arrives (its rollback or
+        # post step removes incoming.json).
+        known_uuids = known_uuids | {path.parent.name for path in self.instances_path.glob("*/incoming.json")}
         for domain in self._connection().listAllDomains():
             uuid = domain.UUIDString()
             if not domain.name().startswith("instance-") or uuid in known_uuids:

@@ -144,7 +144,7 @@ class LifecycleMixin:
         for disk in disk_info["disks"]:
             src, dst = source / disk["name"], directory / disk["name"]
             if disk["backing"] and disk["name"] == "disk" and root_base is not None:
-                shutil.copyfile(src, dst)  # the overlay, rebased on this host's base of the same image
+                _copy(src, dst)  # the overlay, rebased on this host's base of the same image
                 fmt = imagecache.base_info(root_base)["format"]
                 imagecache._run("qemu-img", "rebase", "-u", "-f", "qcow2", "-F", fmt, "-b", str(root_base), str(dst))
                 bases.append(str(root_base))
@@ -152,7 +152,7 @@ class LifecycleMixin:
                 imagecache._run("qemu-img", "convert", "-f", disk["format"], "-O", disk["format"], str(src),
                                 str(dst))
             else:
-                shutil.copyfile(src, dst)
+                _copy(src, dst)
             if resize_instance and sizes.get(disk["name"], 0) > disk["virtual_size"]:
                 imagecache._run("qemu-img", "resize", "-f", disk["format"], str(dst), str(sizes[disk["name"]]))
         for name in ("kernel", "ramdisk"):
@@ -358,6 +358,11 @@ class LifecycleMixin:
                 "num_cpus": vcpus, "num_nics": len(nic_details), "num_disks": len(disks),
                 "memory_details": {"maximum": max_kib // 1024, "used": used_kib // 1024 if active else 0},
                 "cpu_details": cpu_details, "nic_details": nic_details, "disk_details": disk_details}
+
+
+def _copy(source: Path, target: Path) -> None:
+    """A disk file copied with its holes kept (a raw disk is mostly holes)."""
+    imagecache._run("cp", "--sparse=always", str(source), str(target))
 
 
 def _uptime(instance: dict) -> int | None:
