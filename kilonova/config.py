@@ -168,6 +168,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "conductor": {
         # How often the conductor looks for builds and deletes stuck past [compute] build_timeout / delete_timeout.
         "reconcile_interval": "60",
+        # A live migration whose record nothing has moved for this long is ended by the conductor: the
+        # hosts are asked where the guest runs, and it stays there (the migration ends completed or error).
+        "live_migration_stall_timeout": "600",
     },
     "upgrade_levels": {
         # The compute RPC version written for compute hosts during a rolling upgrade: auto = what each

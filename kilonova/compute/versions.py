@@ -41,7 +41,8 @@ COMPUTE = Interface("compute", [
                     "restore_instance", "soft_delete_instance", "check_can_live_migrate_destination",
                     "check_can_live_migrate_source", "pre_live_migration", "live_migration",
                     "live_migration_force_complete", "live_migration_abort", "post_live_migration_at_destination",
-                    "rollback_live_migration_at_destination", "external_instance_event")),
+                    "rollback_live_migration_at_destination", "external_instance_event",
+                    "live_migration_whereabouts")),
 ])
 
 CONDUCTOR = Interface("conductor", [
