@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sqlite3
 import time
 from datetime import datetime
 
@@ -14,7 +13,7 @@ import pytest
 
 from tests.cloud import new_cloud
 
-DELAY = 20.0  # [fake_driver] live_migration_delay: long enough to catch progress, abort and force-complete
+DELAY = 40.0  # [fake_driver] live_migration_delay: long enough to catch progress, abort and force-complete
 
 
 @pytest.fixture(scope="module")
@@ -73,20 +72,20 @@ def allocations_now(cloud, *consumers: str) -> list[dict[str, dict]]:
 
 
 def migrations(cloud, server: str) -> list[dict]:
-    """The server's live migrations, oldest first: GET /os-migrations (2.80) when the API has it, else the record
-    in the cell database (the read side of the API lands separately)."""
+    """The server's live migrations, oldest first (GET /os-migrations at 2.80, ended ones included)."""
     with cloud.http("compute") as http:
-        response = http.get("/os-migrations", params={"instance_uuid": server},
+        response = http.get("/os-migrations", params={"instance_uuid": server, "migration_type": "live-migration"},
                             headers={"OpenStack-API-Version": "compute 2.80"})
-    if response.status_code == 200:
-        rows = [m for m in response.json()["migrations"] if m["migration_type"] == "live-migration"]
-        return sorted(rows, key=lambda m: m["id"])
-    with sqlite3.connect(cloud.state_dir / "cell1.sqlite") as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute("SELECT * FROM migrations WHERE instance_uuid = ? AND migration_type = 'live-migration' "
-                          "ORDER BY id", (server,)).fetchall()
-    return [{**dict(row), "memory_total_bytes": row["memory_total"], "memory_processed_bytes": row["memory_processed"],
-             "memory_remaining_bytes": row["memory_remaining"], "disk_total_bytes": row["disk_total"]} for row in rows]
+    assert response.status_code == 200, response.text
+    return sorted(response.json()["migrations"], key=lambda m: m["id"])
+
+
+def progress(cloud, server: str, migration_uuid: str) -> dict:
+    """`openstack server migration show` (by uuid: the client finds it in GET /servers/{id}/migrations), with the
+    memory and disk figures the source's driver reports ({} once the migration is no longer under way)."""
+    shown = cloud.openstack("--os-compute-api-version", "2.80", "server", "migration", "show", server,
+                            migration_uuid, fmt_json=True, check=False)
+    return shown if isinstance(shown, dict) else {}
 
 
 def wait_for(what, timeout: float = 30.0, interval: float = 0.3):
@@ -170,11 +169,13 @@ def test_progress_placement_during_the_move_and_force_complete(lm_cloud):
         cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", dest,
                         server["id"])
         assert show(cloud, server["id"])["status"] == "MIGRATING"
-        record = wait_for(lambda: (lambda m: m if m and m[-1]["status"] == "running" and
-                                   (m[-1]["memory_processed_bytes"] or 0) > 0 else None)(migrations(cloud, server["id"])))[-1]
-        assert record["memory_total_bytes"] == 512 << 20
-        assert 0 < record["memory_processed_bytes"] < record["memory_total_bytes"]
-        assert record["disk_total_bytes"] == 1 << 30  # "auto" on hosts that share no storage: a block migration
+        record = wait_migration(cloud, server["id"], ("running",))
+        shown = wait_for(lambda: (lambda p: p if (p.get("Memory Processed Bytes") or 0) > 0 else None)(
+            progress(cloud, server["id"], record["uuid"])))
+        assert shown["Status"] == "running" and shown["Server UUID"] == server["id"]
+        assert shown["Memory Total Bytes"] == 512 << 20
+        assert 0 < shown["Memory Processed Bytes"] < shown["Memory Total Bytes"]
+        assert shown["Disk Total Bytes"] == 1 << 30  # "auto" on hosts that share no storage: a block migration
         # While it runs the migration holds the source's allocation and the instance the destination's.
         flavor = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
         assert allocations_now(cloud, record["uuid"], server["id"]) == [{source: flavor}, {dest: flavor}]
@@ -232,8 +233,10 @@ def test_nova_cli_and_sdk_to_a_named_host_then_force_complete_with_nova(lm_cloud
         try:
             found = conn.compute.get_server(server["id"])
             conn.compute.live_migrate_server(found, host=None, block_migration="auto")
+            running = wait_for(lambda: [m for m in conn.compute.server_migrations(found) if m.status == "running"])
+            conn.compute.force_complete_server_migration(running[0], found)
             conn.compute.wait_for_server(found, status="ACTIVE", wait=60, interval=0.5)
-            wait_migration(cloud, server["id"], ("completed",), timeout=DELAY + 10)
+            wait_migration(cloud, server["id"], ("completed",), timeout=DELAY)
             final = wait_task_done(cloud, server["id"])
         finally:
             conn.close()

@@ -296,8 +296,9 @@ async def live_migration_force_complete(agent: ComputeManager, instance: dict, m
     """Make the running live migration of the instance finish (the driver pauses the guest, as upstream)."""
     async with agent.event(instance["uuid"], request_id, "compute_live_migration_force_complete"):
         job = RUNNING.get((agent.host, instance["uuid"]))
-        if job is None or not job.running:
-            raise NoActiveMigration(f"No live migration of instance {instance['uuid']} is running on {agent.host}")
+        if job is not None and not job.running:
+            raise NoActiveMigration(f"The live migration of instance {instance['uuid']} is not running yet")
+        # No job here: the driver may still run one an earlier life of this agent started (libvirt).
         await agent.driver.live_migration_force_complete(instance)
 
 
@@ -309,9 +310,10 @@ async def live_migration_abort(agent: ComputeManager, instance: dict, migration_
     uuid = instance["uuid"]
     async with agent.event(uuid, request_id, "compute_live_migration_abort"):
         job = RUNNING.get((agent.host, uuid))
-        if job is None or (migration_id is not None and job.migration["id"] != migration_id):
+        if job is not None and migration_id is not None and job.migration["id"] != migration_id:
             raise NoActiveMigration(f"Migration {migration_id} of instance {uuid} is not under way on {agent.host}")
-        if job.running:
-            await agent.driver.live_migration_abort(instance)
-        else:
+        if job is not None and not job.running:
             job.cancelled = True
+            return
+        # Running here, or started by an earlier life of this agent that the driver still runs (libvirt).
+        await agent.driver.live_migration_abort(instance)

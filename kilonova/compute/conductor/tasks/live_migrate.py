@@ -25,7 +25,7 @@ from kilonova.common.db import NotFound
 from kilonova.common.rpc import ExpectedError, NoSuchTarget, RemoteError, RPCError, RPCTimeout
 from kilonova.compute import events, move_claims
 from kilonova.compute.conductor.tasks import reconcile, remote
-from kilonova.compute.db import build_requests, compute_nodes, instances, migrations, services
+from kilonova.compute.db import build_requests, compute_nodes, flavors, instances, migrations, services
 from kilonova.compute.db.instances import UnexpectedTaskState
 
 LOG = logging.getLogger(__name__)
@@ -89,6 +89,18 @@ def _node_of(session, host: str) -> dict | None:
     return None
 
 
+def _flavor_id(session, flavorid: str) -> int:
+    return flavors.get_by_flavorid(session, flavorid).id
+
+
+async def _flavor_row_id(conductor, instance: dict) -> int | None:
+    """The flavor's database id, which migration records keep (old/new_instance_type_id: the same one here)."""
+    try:
+        return await conductor.cells.api_db.read(_flavor_id, (instance.get("flavor") or {}).get("id"))
+    except NotFound:
+        return None  # deleted since the server was created
+
+
 @remote
 async def live_migrate_instance(conductor, instance_uuid: str, migration_uuid: str, host: str | None = None,
                                 block_migration: bool | None = None, force: bool = False,
@@ -108,12 +120,11 @@ async def live_migrate_instance(conductor, instance_uuid: str, migration_uuid: s
         return None  # redelivered: the conductor that took it first (or the reconcile pass) ends it
     except NotFound:
         pass
-    flavor_id = (instance.get("flavor") or {}).get("id")
+    flavor_id = await _flavor_row_id(conductor, instance)
     migration = await cell.db.write(migrations.create, {
         "uuid": migration_uuid, "instance_uuid": instance_uuid, "migration_type": TYPE, "status": "accepted",
         "source_compute": instance["host"], "source_node": instance["node"], "dest_compute": host,
-        "old_instance_type_id": flavor_id if isinstance(flavor_id, int) else None,
-        "new_instance_type_id": flavor_id if isinstance(flavor_id, int) else None,
+        "old_instance_type_id": flavor_id, "new_instance_type_id": flavor_id,
         "user_id": instance["user_id"], "project_id": instance["project_id"]})
     task = _Task(conductor, cell, instance, migration, block_migration, request_id)
     async with events.record(_writer(conductor), instance_uuid, request_id, "conductor_live_migrate_instance") \
@@ -212,6 +223,7 @@ class _Task:
         spec.update(flavor=self.instance["flavor"], project_id=self.instance["project_id"],
                     user_id=self.instance["user_id"])
         spec.pop("requested_destination", None)
+        spec["requested_cell"] = self.cell.uuid  # no cross-cell live migration, as upstream
         if host:
             node = await self.cell.db.read(_node_of, host)
             spec["requested_destination"] = {"host": host, **({"node": node["nodename"]} if node else {})}
