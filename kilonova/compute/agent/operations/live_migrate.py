@@ -211,7 +211,7 @@ async def _migrate(agent: ComputeManager, instance: dict, job: Job, migrate_data
                                   f"{getattr(exc, 'message', None) or exc}")
         await _rollback(agent, instance, job, "error", request_id)
         return
-    if await _status(agent, migration, "running", ["preparing"]) is None or job.cancelled:
+    if job.cancelled or await _status(agent, migration, "running", ["preparing"]) is None or job.cancelled:
         await _rollback(agent, instance, job, "cancelled", request_id)
         return
     job.running = True  # no await since the check above: an abort now goes to the driver

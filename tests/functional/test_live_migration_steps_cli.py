@@ -1,0 +1,120 @@
+"""Live migration steps held or failed by the fake driver ([fake_driver] step_delays / fail_steps): an abort while the
+destination prepares (only from 2.65), a destination whose preparation fails, and the instance action with its
+events, through the real `openstack` CLI against a real `kilonova up`."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.cloud import new_cloud
+from tests.functional.test_live_migration_cli import (allocations, audit, message, migrations, show, wait_for,
+                                                      wait_migration, wait_task_done)
+
+FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
+PREPARE = 10.0  # seconds each destination's pre_live_migration is held
+
+
+@pytest.fixture(scope="module")
+def steps_cloud():
+    instance = new_cloud(hosts=3, config={"fake_driver": {
+        "fail_spawn_hosts": "", "live_migration_delay": "1", "step_delays": f"pre_live_migration={PREPARE}",
+        "fail_steps": "pre_live_migration", "fail_step_hosts": "compute3"}})
+    instance.start()
+    yield instance
+    instance.stop()
+    shutil.rmtree(instance.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def on_compute1(steps_cloud):
+    created = steps_cloud.openstack("--os-compute-api-version", "2.74", "server", "create", "--flavor", "m1.tiny",
+                                    "--image", "kilonova-tiny", "--network", "private", "--host", "compute1", "--wait",
+                                    "lm-steps", fmt_json=True)
+    try:
+        assert created["OS-EXT-SRV-ATTR:host"] == "compute1"
+        yield created
+    finally:
+        steps_cloud.openstack("server", "delete", "--wait", created["id"], check=False)
+
+
+def abort(cloud, server: str, migration_id: int, version: str):
+    with cloud.http("compute") as http:
+        return http.delete(f"/servers/{server}/migrations/{migration_id}",
+                           headers={"OpenStack-API-Version": f"compute {version}"})
+
+
+def events(cloud, server: str, action: str) -> dict[str, str]:
+    """Event name -> result of the server's newest ``action`` (`openstack server event list/show`)."""
+    listed = cloud.openstack("--os-compute-api-version", "2.84", "server", "event", "list", server, fmt_json=True)
+    request_id = next(row["Request ID"] for row in listed if row["Action"] == action)
+    shown = cloud.openstack("--os-compute-api-version", "2.84", "server", "event", "show", server, request_id,
+                            fmt_json=True)
+    return {event["event"]: event["result"] for event in shown["events"]}
+
+
+def test_abort_while_the_destination_prepares_needs_2_65(steps_cloud, on_compute1):
+    cloud, uuid = steps_cloud, on_compute1["id"]
+    cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", "compute2",
+                    uuid)
+    record = wait_migration(cloud, uuid, ("preparing",))
+    too_old = abort(cloud, uuid, record["id"], "2.64")
+    assert (too_old.status_code, message(too_old)) == (
+        400, f"Migration {record['id']} state of instance {uuid} is preparing. Cannot abort live migration while the "
+             f"migration is in this state.")
+    unknown = abort(cloud, uuid, 999999, "2.65")
+    assert (unknown.status_code, message(unknown)) == (404, f"Migration 999999 not found for instance {uuid}")
+    cloud.openstack("--os-compute-api-version", "2.65", "server", "migration", "abort", uuid, str(record["id"]))
+    ended = wait_migration(cloud, uuid, ("cancelled",), timeout=PREPARE + 15)
+    assert ended["id"] == record["id"]
+    after = wait_task_done(cloud, uuid)
+    assert after["status"] == "ACTIVE" and after["OS-EXT-SRV-ATTR:host"] == "compute1"
+    assert allocations(cloud, uuid) == {"compute1": FLAVOR}
+    assert allocations(cloud, ended["uuid"]) == {}
+    steps = events(cloud, uuid, "live-migration")
+    assert steps["conductor_live_migrate_instance"] == "Success"
+    assert steps["compute_check_can_live_migrate_destination"] == "Success"
+    assert steps["compute_pre_live_migration"] == "Success"
+    assert steps["compute_rollback_live_migration_at_destination"] == "Success"
+    assert events(cloud, uuid, "live_migration_cancel") == {"compute_live_migration_abort": "Success"}
+    audit(cloud)
+
+
+def test_a_failed_preparation_rolls_back_to_the_source(steps_cloud, on_compute1):
+    cloud, uuid = steps_cloud, on_compute1["id"]
+    cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", "compute3",
+                    uuid)
+    record = wait_migration(cloud, uuid, ("preparing",))
+    ended = wait_migration(cloud, uuid, ("error",), timeout=PREPARE + 15)
+    assert ended["id"] == record["id"]
+    after = wait_task_done(cloud, uuid)
+    assert after["status"] == "ACTIVE" and after["OS-EXT-SRV-ATTR:host"] == "compute1"
+    assert allocations(cloud, uuid) == {"compute1": FLAVOR}
+    steps = events(cloud, uuid, "live-migration")
+    assert steps["compute_pre_live_migration"] == "Error"
+    assert steps["compute_live_migration"] == "Error"
+    with cloud.http("compute") as http:
+        actions = http.get(f"/servers/{uuid}/os-instance-actions").json()["instanceActions"]
+    assert next(a for a in actions if a["action"] == "live-migration")["message"] == "Error"
+    audit(cloud)
+
+
+def test_a_completed_move_records_every_step(steps_cloud, on_compute1):
+    cloud, uuid = steps_cloud, on_compute1["id"]
+    cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", "compute2",
+                    "--wait", uuid, timeout=PREPARE + 60)
+    done = wait_migration(cloud, uuid, ("completed",))
+    assert (done["source_compute"], done["dest_compute"]) == ("compute1", "compute2")
+    assert show(cloud, uuid)["OS-EXT-SRV-ATTR:host"] == "compute2"
+    assert allocations(cloud, uuid) == {"compute2": FLAVOR}
+    steps = events(cloud, uuid, "live-migration")
+    assert {name: steps.get(name) for name in (
+        "conductor_live_migrate_instance", "compute_check_can_live_migrate_destination",
+        "compute_check_can_live_migrate_source", "compute_pre_live_migration", "compute_live_migration",
+        "compute_post_live_migration_at_destination")} == dict.fromkeys((
+            "conductor_live_migrate_instance", "compute_check_can_live_migrate_destination",
+            "compute_check_can_live_migrate_source", "compute_pre_live_migration", "compute_live_migration",
+            "compute_post_live_migration_at_destination"), "Success")
+    assert [m["status"] for m in migrations(cloud, uuid)] == ["completed"]
+    wait_for(lambda: show(cloud, uuid)["status"] == "ACTIVE")
+    audit(cloud)
