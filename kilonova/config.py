@@ -46,6 +46,11 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "shelved_offload_time": "0",
         # As upstream: how often the servers shelved longer than shelved_offload_time are looked for.
         "shelved_poll_interval": "3600",
+        # A resize may choose the server's own host (a cold migration never does).
+        "allow_resize_to_same_host": "false",
+        # Seconds after which a resize or cold migration left in VERIFY_RESIZE is confirmed automatically
+        # (0 = never, upstream's default); checked every [conductor] reconcile_interval.
+        "resize_confirm_window": "0",
     },
     "ports": {
         "identity": "5000",
@@ -189,6 +194,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Seconds a shelve, shelve offload or unshelve may stay under way before a conductor finishes or
         # undoes it (its compute host died, its message was lost).
         "shelve_timeout": "600",
+        # Seconds a resize or cold migration may stay at one step (its migration record not updated) before
+        # the conductor rolls it back to its source host, or ends it there, with a fault saying what failed.
+        "move_timeout": "600",
         # The cell (name or uuid) a new compute host of this process joins; empty: the first cell.
         "cell": "",
         # fake: simulated hosts ([fake_driver]); libvirt: this machine is one host named [DEFAULT] host.
@@ -267,6 +275,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "destroy_delay": "0.0",
         # Comma-separated host names whose spawns fail (failure injection for tests).
         "fail_spawn_hosts": "",
+        # Comma-separated host names where a resize or cold migration arriving never finishes (a destination
+        # that hangs: failure injection for the stuck-move deadline). fail_spawn_hosts also fail arriving moves.
+        "stall_migration_hosts": "",
         # Seconds a simulated live migration takes (unless force-completed or aborted sooner).
         "live_migration_delay": "0.5",
         # Timing and failure injection for tests, driver method by driver method, on every fake host:

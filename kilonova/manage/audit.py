@@ -6,6 +6,12 @@ Finds (like ``nova-manage placement audit``, plus the reverse direction):
 * allocations of a server on a provider that is not its node;
 * servers on a host that hold no allocation at all.
 
+During a resize or cold migration the migration record is the consumer of the source host's
+allocation (kilonova/compute/move_claims.py): that is no leak while the move is in progress (its
+instance lives and the provider is one of the move's two nodes), and the instance's claim may be on
+either node of the move. An allocation still held by a move that has ended, or whose server is
+gone, is orphaned.
+
 ``--heal`` deletes orphaned allocations and gives servers without allocations
 the ones their flavor needs on their node. A cell whose database cannot be read
 is reported (its servers' allocations are neither judged nor healed) and the
@@ -27,7 +33,8 @@ from kilonova.common.catalog import root_urls
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, NotFound
 from kilonova.compute import cells as cells_mod
-from kilonova.compute.db import build_requests, instances, mappings
+from kilonova.compute.db import build_requests, instances, mappings, migrations
+from kilonova.compute.db.cell_models import Migration
 from kilonova.compute.scheduler.manager import resources_from_spec
 from kilonova.manage import load_conf
 
@@ -115,9 +122,46 @@ class Auditor:
         except NotFound:
             return None
 
+    async def _moves(self, findings: Findings) -> dict[str, dict]:
+        """The moves in progress of every readable cell, by migration uuid."""
+        moves: dict[str, dict] = {}
+        for cell in self.cells.real():
+            try:
+                for move in await _read_cell(cell, _moves_in_progress):
+                    moves[move["uuid"]] = move
+            except CellUnreadable as exc:
+                findings.unaudited.setdefault(exc.cell, exc.reason)
+        return moves
+
+    async def _ended_move(self, uuid: str) -> dict | None:
+        """A migration record that is not in progress (ended, or of a deleted server), or None."""
+        for cell in self.cells.real():
+            try:
+                return await _read_cell(cell, migrations.get, uuid)
+            except (NotFound, CellUnreadable):
+                continue
+        return None
+
+    async def _judge_move_claim(self, findings: Findings, consumer: str, provider: dict, moves: dict) -> bool:
+        """Whether ``consumer`` is a migration record (its claim then judged here)."""
+        move = moves.get(consumer)
+        if move is not None and await self._instance(move["instance_uuid"]) is not None \
+                and provider["name"] in (move["source_node"], move["dest_node"]):
+            return True
+        move = move or await self._ended_move(consumer)
+        if move is None:
+            return False
+        why = f"held by migration {consumer}, which is {move['status']}"
+        findings.orphaned.append((consumer, provider["uuid"], why))
+        self.say(f"Allocations for consumer UUID {consumer} on Resource Provider {provider['uuid']} can be "
+                 f"deleted: {why}")
+        return True
+
     async def audit(self, only_provider: str | None = None) -> Findings:
         self.cells.load()
         findings = Findings()
+        moves = await self._moves(findings)
+        moving = {move["instance_uuid"]: move for move in moves.values()}
         providers = (await self._json("/resource_providers"))["resource_providers"]
         by_name = {p["name"]: p["uuid"] for p in providers}
         seen: set[str] = set()
@@ -132,6 +176,9 @@ class Auditor:
                 except CellUnreadable as exc:  # its server cannot be looked at: leave its claim alone
                     findings.unaudited.setdefault(exc.cell, exc.reason)
                     continue
+                if instance is None and await self._judge_move_claim(findings, consumer, provider, moves):
+                    continue
+                move = moving.get(consumer)
                 if instance is None:
                     findings.orphaned.append((consumer, provider["uuid"], "no such server"))
                     self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
@@ -141,7 +188,8 @@ class Auditor:
                     findings.orphaned.append((consumer, provider["uuid"], "server is shelved offloaded"))
                     self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
                              f"{provider['uuid']} can be deleted: the server is shelved offloaded")
-                elif instance.get("node") and instance["node"] != provider["name"]:
+                elif instance.get("node") and instance["node"] != provider["name"] and not (
+                        move and provider["name"] in (move["source_node"], move["dest_node"])):
                     findings.misplaced.append((consumer, provider["uuid"], instance["node"]))
                     self.say(f"Allocations for server {consumer} are on {provider['name']} but it runs on "
                              f"{instance['node']}")
@@ -155,6 +203,8 @@ class Auditor:
                 for row in rows:
                     if row["uuid"] in seen or not row.get("node") or row["vm_state"] not in HOLDS_RESOURCES:
                         continue
+                    if row["uuid"] in moving and moving[row["uuid"]]["uuid"] in seen:
+                        continue  # being scheduled: its move holds its claim until the destination is chosen
                     findings.missing.append((row["uuid"], {**row, "_provider": by_name.get(row["node"])}))
                     self.say(f"Server {row['uuid']} on {row['node']} holds no allocation")
         return findings
@@ -174,6 +224,12 @@ class Auditor:
             if response.status_code == 204:
                 findings.healed += 1
                 self.say(f"Created allocations for server {uuid} on {row['node']}")
+
+
+def _moves_in_progress(session) -> list[dict]:
+    rows = session.scalars(sa.select(Migration).where(Migration.deleted == 0,
+                                                      Migration.status.in_(migrations.IN_PROGRESS)))
+    return [migrations.to_dict(row) for row in rows]
 
 
 class CellUnreadable(Exception):

@@ -30,8 +30,9 @@ LOG = logging.getLogger(__name__)
 
 class ComputeManager:
     def __init__(self, host: str, driver: ComputeDriver, conductor: RPCClient, placement, network, conf,
-                 images=None):
+                 images=None, transport=None):
         self.host = host
+        self._transport = transport  # this host's cell transport: the other hosts of a move are reached on it
         self.driver = driver
         self.conductor = conductor
         self.images = images  # the image service as the service user: snapshot checks and clean-up
@@ -56,6 +57,11 @@ class ComputeManager:
         if operation is None:
             raise AttributeError(f"{type(self).__name__} has no attribute {name}")
         return functools.partial(operation, self)
+
+    def compute_rpc(self, host: str) -> RPCClient:
+        """Another compute host of this cell (a move's steps go from host to host, as upstream's do)."""
+        return RPCClient(self._transport, f"compute.{host}", self.conf.getfloat("DEFAULT", "rpc_response_timeout"),
+                         interface=versions.COMPUTE, version_cap=versions.compute_pin(self.conf))
 
     # ------------------------------------------------------------------ life
 

@@ -7,7 +7,9 @@ from kilonova.common.context import RequestContext
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget
 from kilonova.compute.api import lookup
+from kilonova.compute.api.server_action_handlers import resize
 from kilonova.compute.cleanup import delete_locally, release_allocations
+from kilonova.compute.move_endings import RESIZE_TASK_STATES
 from kilonova.compute.db import build_requests, instances, mappings, services
 
 LOG = logging.getLogger(__name__)
@@ -25,6 +27,8 @@ class ServerDeleter:
             ref = await lookup.find(self.svc, ctx, ref.uuid)  # the conductor created it meanwhile
         await self.svc.api_db.write(_queue_for_delete, ref.uuid)
         server = ref.server
+        if server.get("vm_state") == "resized" or server.get("task_state") in RESIZE_TASK_STATES:
+            await resize.before_delete(self.svc, ref)  # the migration's claim on the source goes too
         if ref.cell.is_cell0 or not server.get("host"):
             await self.local_delete(ref.cell, server)
             return

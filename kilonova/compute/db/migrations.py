@@ -207,3 +207,13 @@ def live_in_progress(session: Session, instance_uuid: str) -> list[dict[str, Any
                                       Migration.migration_type == "live-migration",
                                       Migration.status.in_(LIVE_IN_PROGRESS)).order_by(Migration.id)
     return [to_dict(row) for row in session.scalars(stmt)]
+
+
+def claim_stale(session: Session, migration_uuid: str, status: str, older_than: datetime) -> bool:
+    """Take over a move nobody has updated since ``older_than`` while it is ``status``: True for the one
+    caller that gets it (its ``updated_at`` is bumped, so a second sweeper leaves it alone)."""
+    stale = sa.func.coalesce(Migration.updated_at, Migration.created_at) < older_than
+    taken = session.execute(sa.update(Migration).where(Migration.uuid == migration_uuid, Migration.status == status,
+                                                       stale).values(updated_at=utcnow())
+                            .execution_options(synchronize_session=False))
+    return taken.rowcount == 1
