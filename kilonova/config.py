@@ -275,9 +275,6 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "destroy_delay": "0.0",
         # Comma-separated host names whose spawns fail (failure injection for tests).
         "fail_spawn_hosts": "",
-        # Comma-separated host names where a resize or cold migration arriving never finishes (a destination
-        # that hangs: failure injection for the stuck-move deadline). fail_spawn_hosts also fail arriving moves.
-        "stall_migration_hosts": "",
         # Seconds a simulated live migration takes (unless force-completed or aborted sooner).
         "live_migration_delay": "0.5",
         # Timing and failure injection for tests, driver method by driver method, on every fake host:

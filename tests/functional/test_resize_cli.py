@@ -138,6 +138,19 @@ def test_resize_then_confirm_with_the_openstack_cli(cloud, server):
                     "the source claim to be dropped", 10)
     assert list(allocations(cloud, server["id"])) == [provider_uuid(cloud, dest)]
     assert_audit_clean(cloud)
+    # The steps as os-instance-actions and os-migrations show them.
+    actions = cloud.openstack("server", "event", "list", server["id"], fmt_json=True)
+    assert [a["Action"] for a in actions][:2] == ["confirmResize", "resize"]
+    resize_request = next(a["Request ID"] for a in actions if a["Action"] == "resize")
+    shown = cloud.openstack("--os-compute-api-version", "2.51", "server", "event", "show", server["id"],
+                            resize_request, fmt_json=True)
+    assert sorted(e["event"] for e in shown["events"]) == ["compute_finish_resize", "compute_prep_resize",
+                                                          "compute_resize_instance", "conductor_migrate_server"]
+    assert all(e["result"] == "Success" for e in shown["events"])
+    moves = cloud.openstack("--os-compute-api-version", "2.59", "server", "migration", "list", "--server",
+                            server["id"], fmt_json=True)
+    assert [(m["Source Compute"], m["Dest Compute"], m["Status"], m["Type"]) for m in moves] == \
+        [(source, dest, "confirmed", "resize")]
     # Confirmed: nothing left to confirm or revert.
     refused = action(cloud, server["id"], "confirmResize", None)
     assert refused.status_code == 409

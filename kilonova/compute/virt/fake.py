@@ -100,7 +100,6 @@ class FakeDriver(ComputeDriver):
         self.destroy_delay = conf.getfloat("fake_driver", "destroy_delay")
         self.live_migration_delay = conf.getfloat("fake_driver", "live_migration_delay")
         self.failing = host in conf.getlist("fake_driver", "fail_spawn_hosts")
-        self.stalling = host in conf.getlist("fake_driver", "stall_migration_hosts")
         self.guests: dict[str, _Guest] = {}
         self.resize_sources: dict[str, _Guest] = {}  # stopped copies kept here until confirm or revert
         self.incoming: dict[str, _Guest] = {}  # live migrations to this host, from pre_live_migration
@@ -254,10 +253,6 @@ class FakeDriver(ComputeDriver):
         return {"source_host": self.host, "disks": disks, "guest": guest.to_dict()}
 
     async def finish_migration(self, instance, disk_info, network_info, image_meta, resize_instance, power_on):
-        if self.stalling:  # failure injection: a destination that hangs mid-move
-            await asyncio.Event().wait()
-        if self.failing:
-            raise MigrationError(f"Simulated failure to finish the move of {instance['uuid']} on host {self.host}")
         if "guest" not in disk_info:
             raise MigrationError(f"The disks of instance {instance['uuid']} did not come with disk_info")
         guest = _Guest.from_dict(disk_info["guest"])

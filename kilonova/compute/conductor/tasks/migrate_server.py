@@ -69,7 +69,7 @@ class MigrateServer(Operation):
         spec = dict(await self.conductor.cells.api_db.read(build_requests.get_spec, self.uuid) or {})
         spec.pop("requested_destination", None)  # where it was created is no rule for where it moves
         spec.update(flavor=self.new_flavor or instance["flavor"], project_id=instance["project_id"],
-                    user_id=instance["user_id"], num_instances=1)
+                    user_id=instance["user_id"], num_instances=1, requested_cell=self.cell.uuid)
         spec.setdefault("image", {"id": instance.get("image_ref"), "properties": {}})
         if self.requested_host:
             spec["requested_destination"] = {"host": self.requested_host}
