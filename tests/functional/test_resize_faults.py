@@ -16,10 +16,10 @@ from tests.functional.test_servers_cli import wait_status
 
 @pytest.fixture(scope="module")
 def failing_cloud():
-    """compute2's finish_migration fails; moves left in VERIFY_RESIZE are confirmed after 3 s."""
+    """compute2's finish_migration fails; moves left in VERIFY_RESIZE are confirmed after 5 s."""
     cloud = new_cloud(hosts=3, config={
         "fake_driver": {"fail_steps": "finish_migration", "fail_step_hosts": "compute2"},
-        "DEFAULT": {"resize_confirm_window": "3", "allow_resize_to_same_host": "true"},
+        "DEFAULT": {"resize_confirm_window": "5", "allow_resize_to_same_host": "true"},
         "conductor": {"reconcile_interval": "1"}})
     cloud.start()
     yield cloud
@@ -80,8 +80,8 @@ def test_verify_resize_is_confirmed_after_the_window(failing_cloud):
     cloud.openstack("compute", "service", "set", "--disable", "compute2", "nova-compute")
     try:
         cloud.openstack("server", "resize", "--flavor", "m1.small", server["id"])
-        wait_status(cloud, server["id"], "VERIFY_RESIZE")
-        move = wait_move_ended(cloud, server["id"], "confirmed", timeout=20)
+        # Nobody confirms it (under load the short VERIFY_RESIZE may pass between two looks: not waited for).
+        move = wait_move_ended(cloud, server["id"], "confirmed", timeout=40)
         assert move["source_compute"] == move["dest_compute"] == "compute1"
         shown = wait_status(cloud, server["id"], "ACTIVE")
         assert shown["flavor"]["name"] == "m1.small"
