@@ -6,7 +6,7 @@ name, "message": ...}``). Everything a driver hands to another host is JSON-able
 tests check that nothing is shared between two hosts' drivers. The image service is the tests' fake one,
 serving the files the config names.
 
-``RemoteDriver`` (the test's side) starts it with ``ip netns exec``.
+``RemoteDriver`` (the test's side) starts it in the host's network namespace with ``nsenter --net``.
 """
 from __future__ import annotations
 
@@ -50,7 +50,10 @@ class RemoteDriver:
         self.host = config["name"]
         self._log = open(log, "w")
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, sys.executable, "-m", "tests.libvirt.driver_host", json.dumps(config)],
+            # nsenter --net, not ip netns exec: the DHCP namespaces the driver names stay visible to everyone
+            # (ip netns exec gives the process a mount namespace of its own, where their mounts would stay).
+            ["nsenter", f"--net=/run/netns/{namespace}", sys.executable, "-m", "tests.libvirt.driver_host",
+             json.dumps(config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         first = self.process.stdout.readline()

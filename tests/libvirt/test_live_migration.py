@@ -278,10 +278,7 @@ def test_a_guest_with_a_port_moves_into_the_other_hosts_network_namespace(hosts,
 
         assert b.call("get_power_state", server) == power.RUNNING and a._lookup(UUID2) is None
         assert not Path("/sys/class/net", a.dataplane.bridge(NETWORK)).exists()  # host A's network is gone
-        # B's driver made its DHCP namespace from inside B's (under ``ip netns exec``, whose mounts stay in that
-        # process): reach it through the namespace of B's dnsmasq.
-        dnsmasq = (root / "host-b-ns" / "instances" / "_networks" / NETWORK / "dnsmasq.pid").read_text().strip()
-        assert answers_ping(f"/proc/{dnsmasq}/ns/net", "10.252.7.10"), _network_state(second.namespace)
+        assert answers_ping(b_namespace, "10.252.7.10"), _network_state(second.namespace, b_namespace)
         deadline = time.monotonic() + 60
         log = b.call("get_console_output", server)
         while not any(value > before + 2 for value in uptimes(log)):

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -70,8 +71,13 @@ def namespace_name(network_id: str, scope: str = "") -> str:
 
 
 def _link_exists(name: str) -> bool:
-    """Whether the host namespace has interface ``name`` (sysfs: no ``ip`` process on a guest's start path)."""
-    return Path("/sys/class/net", name).exists()
+    """Whether this process's network namespace has interface ``name`` (an ioctl: no ``ip`` process on a guest's
+    start path, and right also where /sys shows another namespace, e.g. under ``nsenter --net``)."""
+    try:
+        socket.if_nametoindex(name)
+        return True
+    except OSError:
+        return False
 
 
 def _namespace_exists(name: str) -> bool:
