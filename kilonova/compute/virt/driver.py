@@ -75,7 +75,9 @@ class ComputeDriver:
     async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
         raise NotImplementedError
 
-    async def destroy(self, instance: dict) -> None:
+    async def destroy(self, instance: dict, destroy_disks: bool = True) -> None:
+        """Remove the guest; its disks too unless ``destroy_disks`` is False (upstream's flag: an evacuated
+        guest's old host must keep disks on storage it shares with the guest's new host)."""
         raise NotImplementedError
 
     async def reboot(self, instance: dict, reboot_type: str) -> None:

@@ -163,7 +163,7 @@ class FakeDriver(ComputeDriver):
         self._boot(guest, f"booting {guest.name} from image {image_meta.get('id')}", network_info)
         self.guests[guest.uuid] = guest
 
-    async def destroy(self, instance):
+    async def destroy(self, instance, destroy_disks=True):
         if self.destroy_delay:
             await asyncio.sleep(self.destroy_delay)
         # A resize's source copy stays: on the same host, revert destroys the new guest, then restores it.

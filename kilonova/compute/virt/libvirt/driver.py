@@ -410,10 +410,10 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
 
     # ------------------------------------------------------------------ destroy
 
-    async def destroy(self, instance: dict) -> None:
-        await self._call(self._destroy, instance)
+    async def destroy(self, instance: dict, destroy_disks: bool = True) -> None:
+        await self._call(self._destroy, instance, destroy_disks)
 
-    def _destroy(self, instance: dict) -> None:
+    def _destroy(self, instance: dict, destroy_disks: bool = True) -> None:
         domain = self._lookup(instance["uuid"])
         if domain is not None:
             if domain.isActive():
@@ -426,7 +426,8 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
             domain.undefineFlags(flags)
         for vif in self._network_info(instance):
             self.dataplane.unplug(vif)
-        shutil.rmtree(self._dir(instance), ignore_errors=True)
+        if destroy_disks:
+            shutil.rmtree(self._dir(instance), ignore_errors=True)
 
     async def cleanup_orphans(self, known_uuids: set[str]) -> list[str]:
         return await self._call(self._cleanup_orphans, known_uuids)

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid as uuid_mod
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -49,6 +50,7 @@ INCOMING_FILE = "incoming.json"   # on the destination between pre_live_migratio
 OUTGOING_FILE = "outgoing.json"   # on the source from live_migration to post_live_migration_at_source
 PROBE_PREFIX = ".shared-storage-probe-"
 MONITOR_INTERVAL = 0.5
+STALE_PROBE_SECONDS = 3600
 UNLIMITED_MIB_S = 8 * 1024 * 1024  # libvirt's largest accepted speed: as good as no cap
 
 
@@ -107,6 +109,10 @@ class LiveMigrationMixin:
         return await self._call(self._check_destination, instance, block_migration)
 
     def _check_destination(self, instance: dict, block_migration: bool | None) -> dict:
+        for stale in self.instances_path.glob(f"{PROBE_PREFIX}*"):  # of checks whose migration never came
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > STALE_PROBE_SECONDS:
+                    stale.unlink()
         probe = f"{PROBE_PREFIX}{uuid_mod.uuid4().hex}"
         (self.instances_path / probe).write_text(self.host)
         uri, address = self._migration_uris()
