@@ -375,7 +375,9 @@ async def _end_stalled(conductor, cell, migration: dict) -> bool:
             pass
         return False
     at_dest = await _ask(conductor, dest, instance) if dest and dest != source else None
-    guest_at_dest = bool(at_dest and at_dest.get("guest")) and not (at_source and at_source.get("guest"))
+    # post-migrating: the source's driver said the guest runs on the destination (whose agent may be down).
+    moved = migration["status"] == "post-migrating" or bool(at_dest and at_dest.get("guest"))
+    guest_at_dest = moved and not (at_source and at_source.get("guest"))
     if guest_at_dest and instance["host"] == source:
         await _finish_at_destination(conductor, cell, instance, migration)
     elif instance["host"] == dest and dest != source:
@@ -397,11 +399,25 @@ async def _finish_at_destination(conductor, cell, instance: dict, migration: dic
         await conductor.compute_rpc(dest).prepare(timeout=ASK_TIMEOUT * 3).call(
             "post_live_migration_at_destination", instance=instance, migration=migration)
     except RPCError as exc:
+        # The destination's agent is away: its guest is taken over when it starts (the server is its own then).
         LOG.warning("post_live_migration_at_destination of %s on %s: %s; switching the host here", uuid, dest, exc)
         await _settle_instance(cell, uuid, {"host": dest, "node": migration["dest_node"] or dest, "task_state": None})
+        await _bind_ports(conductor, instance, dest)
     await move_claims.drop(conductor.placement, migration["uuid"])
     await _end(cell, migration, "completed")
     await conductor.action_finish(instance_uuid=uuid, request_id=None, action="live-migration")
+
+
+async def _bind_ports(conductor, instance: dict, host: str) -> None:
+    for vif in instance.get("network_info") or []:
+        try:
+            response = await conductor.network.put(f"/v2.0/ports/{vif['port_id']}",
+                                                   json={"port": {"binding:host_id": host, "binding:profile": {}}})
+            if response.status_code != 200:
+                LOG.warning("port %s of %s not bound to %s: %s", vif["port_id"], instance["uuid"], host,
+                            response.status_code)
+        except Exception:  # noqa: BLE001 - a port left bound to the source is fixed by the next move
+            LOG.warning("port %s of %s not bound to %s", vif["port_id"], instance["uuid"], host, exc_info=True)
 
 
 async def _roll_back(conductor, cell, instance: dict, migration: dict) -> None:
