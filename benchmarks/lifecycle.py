@@ -91,6 +91,7 @@ async def resize_and_confirm(client, srv: dict) -> None:
     if shown["flavor"]["original_name"] != flavor.json()["flavor"]["name"]:
         raise Failed(f"server {srv['id']} has flavor {shown['flavor']} after its resize to {target}")
     srv["flavor"] = target
+    srv["host"] = host_of(shown)  # a resize moves the server too
 
 
 async def migrate_and_confirm(client, srv: dict) -> None:

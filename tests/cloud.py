@@ -146,7 +146,11 @@ class Cloud(Clients):
         self.base_port = free_port_block()
         self.config_file = workdir / "kilonova.conf"
         lines = []
-        for section, options in (config or {}).items():
+        config = dict(config or {})
+        # kilonova up takes --base-port; the file says the same, so `kilonova manage` run on it finds the APIs.
+        config.setdefault("ports", {name: str(self.base_port + i) for i, name in enumerate(
+            ("identity", "compute", "placement", "image", "network"))})
+        for section, options in config.items():
             lines.append(f"[{section}]")
             lines.extend(f"{k} = {v}" for k, v in options.items())
         self.config_file.write_text("\n".join(lines) + "\n")

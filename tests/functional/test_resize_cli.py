@@ -42,13 +42,8 @@ def allocations(cloud, consumer: str) -> dict[str, dict]:
 
 
 def audit(cloud) -> subprocess.CompletedProcess:
-    """``kilonova manage placement audit`` against the running cloud (its configuration, with its ports)."""
-    config = cloud.workdir / "audit.conf"
-    if not config.exists():
-        base = cloud.base_port
-        config.write_text(cloud.config_file.read_text() + f"[ports]\nidentity = {base}\ncompute = {base + 1}\n"
-                          f"placement = {base + 2}\nimage = {base + 3}\nnetwork = {base + 4}\n")
-    return subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(config), "--state-dir",
+    """``kilonova manage placement audit`` against the running cloud."""
+    return subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(cloud.config_file), "--state-dir",
                            str(cloud.state_dir), "manage", "placement", "audit", "--verbose"],
                           capture_output=True, text=True, timeout=120)
 

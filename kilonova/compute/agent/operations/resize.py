@@ -175,11 +175,13 @@ async def finish_resize(agent: ComputeManager, instance: dict, migration: dict, 
                                  request_id, vm_state="error")
             return
         power = await agent.driver.get_power_state(current)
-        if await store.instance_update(uuid, {"vm_state": "resized", "task_state": None, "power_state": power},
-                                       expected_task_state=["resize_finish"]) is None:
+        # The record first: a server the user sees in VERIFY_RESIZE can be confirmed at once. (A crash
+        # between the two is finished by the conductor's reconcile pass.)
+        if await store.migration_update(uuid, migration["uuid"], {"status": "finished", "step": "verify"},
+                                        expected_status=["post-migrating"]) is None:
             return
-        await store.migration_update(uuid, migration["uuid"], {"status": "finished", "step": "verify"},
-                                     expected_status=["post-migrating"])
+        await store.instance_update(uuid, {"vm_state": "resized", "task_state": None, "power_state": power},
+                                    expected_task_state=["resize_finish"])
         agent.usage_changed()
         LOG.info("event=compute.instance.finish_resize.end instance=%s host=%s", uuid, agent.host)
 

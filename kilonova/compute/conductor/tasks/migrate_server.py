@@ -210,8 +210,16 @@ async def reconcile_stuck_moves(conductor) -> int:
 
 
 async def _lost_requests(conductor, cell, horizon: datetime, timeout: float) -> int:
-    """Servers left in RESIZE whose move never began (the message to the conductor was lost)."""
+    """Servers left in RESIZE whose move never began (the message to the conductor was lost), or whose
+    move finished without the server being told (its destination died between the two updates)."""
     healed = 0
+    for instance in await cell.db.read(instances.find_stuck, None, horizon, task_state="resize_finish"):
+        if await cell.db.read(migrations.in_progress_for, instance["uuid"], None, ("finished",)) is None:
+            continue
+        with contextlib.suppress(Exception):  # moved on meanwhile
+            await cell.db.write(instances.update, instance["uuid"], {"vm_state": "resized", "task_state": None},
+                                expected_task_state=["resize_finish"])
+            healed += 1
     for instance in await cell.db.read(instances.find_stuck, None, horizon, task_state="resize_prep"):
         uuid = instance["uuid"]
         if await cell.db.read(migrations.in_progress_for, uuid, None, MOVING) is not None:
