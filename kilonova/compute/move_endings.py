@@ -86,6 +86,9 @@ class AgentStore:
     async def instance_update(self, uuid: str, values: dict, **expected: Any) -> dict | None:
         return await self._call("instance_update", instance_uuid=uuid, values=values, **expected)
 
+    async def migration_get(self, instance_uuid: str, migration_uuid: str) -> dict | None:
+        return await self._call("migration_get", instance_uuid=instance_uuid, migration_uuid=migration_uuid)
+
     async def migration_update(self, instance_uuid: str, migration_uuid: str, values: dict,
                                expected_status: list | None = None) -> dict | None:
         return await self._call("migration_update", instance_uuid=instance_uuid, migration_uuid=migration_uuid,

@@ -107,7 +107,7 @@ def test_a_destination_that_hangs_is_rolled_back_after_the_deadline(hanging_clou
     shown = wait_status(cloud, server["id"], "ACTIVE")
     assert shown["OS-EXT-SRV-ATTR:host"] == "compute1" and shown["flavor"]["name"] == "m1.tiny"
     fault = move_records(cloud, server["id"])[1][-1]
-    assert "did not get past step finish_resize" in fault and "runs on its source host compute1" in fault
+    assert "stuck at finish_resize" in fault and "runs on its source host compute1" in fault
     assert allocations(cloud, server["id"]) == {provider_uuid(cloud, "compute1"): {"DISK_GB": 1, "MEMORY_MB": 512,
                                                                                    "VCPU": 1}}
     assert allocations(cloud, move["uuid"]) == {}

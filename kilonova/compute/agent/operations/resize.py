@@ -239,6 +239,12 @@ async def finish_revert_resize(agent: ComputeManager, instance: dict, migration:
     Also how a move that failed after the guest left ends (``failure``: the fault to record)."""
     uuid, store = instance["uuid"], AgentStore(agent.conductor)
     async with agent._locks[uuid], agent.event(uuid, request_id, "compute_finish_revert_resize") as event:
+        record = await store.migration_get(uuid, migration["uuid"])
+        if record is None or record["status"] != "reverting":
+            # A late message (this host was down): the move was ended without it; the server is left as it is.
+            LOG.info("finish_revert_resize of %s dropped on %s: its move is %s", uuid, agent.host,
+                     record and record["status"])
+            return
         current = await store.instance_get(uuid)
         if current is None:
             await _roll_back(agent, migration, "", request_id)  # deleted: only the claims are left to free

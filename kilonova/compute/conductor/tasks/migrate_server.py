@@ -132,9 +132,10 @@ async def migrate_server(conductor, instance_uuid: str, flavor: dict | None = No
 
 
 def _fault_for(migration: dict, timeout: float, what: str) -> str:
-    kind = "resize" if migration["migration_type"] == "resize" else "cold migration"
-    return (f"The {kind} to {migration.get('dest_compute') or 'a new host'} did not get past step "
-            f"{migration.get('step')} ({migration['status']}) within {timeout:.0f} seconds; {what}")
+    """A fault short enough to be read whole (255 characters): what got stuck, and what now."""
+    kind = "Resize" if migration["migration_type"] == "resize" else "Cold migration"
+    return (f"{kind} to {migration.get('dest_compute') or 'a new host'} stuck at {migration.get('step')} "
+            f"({migration['status']}) for {timeout:.0f}s; {what}")
 
 
 async def _host_up(conductor, cell, host: str | None) -> bool:
@@ -148,8 +149,8 @@ async def _restore_on_source(conductor, cell, migration: dict, timeout: float) -
     store, source = CellStore(cell), migration["source_compute"]
     asked = migration.get("step") == "restore on source"
     if not asked and await _host_up(conductor, cell, source):
-        reason = _fault_for(migration, timeout, f"it was rolled back: the server runs on its source host {source} "
-                                                "again with its old flavor; the resize can be tried again.")
+        reason = _fault_for(migration, timeout, f"rolled back: the server runs on its source host {source} again, "
+                                                "as before. Retry the move.")
         moved = await store.migration_update(migration["instance_uuid"], migration["uuid"],
                                              {"status": "reverting", "step": "restore on source"},
                                              expected_status=[migration["status"]])
@@ -160,10 +161,9 @@ async def _restore_on_source(conductor, cell, migration: dict, timeout: float) -
                 return
             except NoSuchTarget:
                 migration = moved
-    reason = _fault_for(migration, timeout, f"its guest could not be brought back on its source host {source} "
-                                            "(compute service down or the guest's copy lost). The server is in "
-                                            f"ERROR on {source}: once that host's compute service is up, hard "
-                                            "reboot the server, or rebuild it.")
+    reason = _fault_for(migration, timeout, f"its guest could not be brought back on its source host {source}: "
+                                            f"ERROR there. Once {source}'s compute service is up, hard reboot or "
+                                            "rebuild the server.")
     await move_endings.end_on_source(store, conductor.placement, migration, reason, request_id=None,
                                      vm_state="error")
 
@@ -174,9 +174,9 @@ async def _heal(conductor, cell, migration: dict, timeout: float) -> None:
     LOG.warning("move %s of %s is stuck at %s (%s) past %.0fs: ending it", migration["uuid"],
                 migration["instance_uuid"], migration.get("step"), status, timeout)
     if status == "pre-migrating":  # the guest never left its source
-        reason = _fault_for(migration, timeout, f"it was rolled back: the server is on its source host "
-                                                f"{migration['source_compute']} as before; retry the move, and "
-                                                "check the compute service of the destination.")
+        reason = _fault_for(migration, timeout, f"rolled back: the server is on its source host "
+                                                f"{migration['source_compute']} as before. Check the destination's "
+                                                "compute service and retry.")
         await move_endings.end_on_source(store, conductor.placement, migration, reason, request_id=None)
     elif status == "confirming":  # the guest is at its destination already
         await move_endings.confirm(store, conductor.placement, migration, request_id=None)

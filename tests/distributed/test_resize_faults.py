@@ -1,0 +1,130 @@
+"""Cold migrations cut short by a kill -9 of the destination or the source compute process, on a deployment with
+every service in its own OS process (RabbitMQ + PostgreSQL).
+
+Three extra compute processes run one fake host each in cell1: ``rz-a1`` (a source), ``rz-b1`` (a destination
+whose finish_migration is held 30 s: it dies in it) and ``rz-c1`` (a source whose migrate_disk_and_power_off is
+held 30 s). After the kill the migration record stops moving; past ``[compute] move_timeout`` the conductor's
+reconcile pass ends the move on the source: ACTIVE there when the source brings its guest back, ERROR there
+with a fault when the source itself is gone. Either way the allocation is the source's only, the record says
+``error``, and ``kilonova manage placement audit`` is clean once the dead host is back.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.distributed.cluster import two_cell_deployment, wait_for
+
+TIMEOUT = 5
+FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    extra = {"conductor": {"reconcile_interval": "1"}, "compute": {"move_timeout": str(TIMEOUT)}}
+    with two_cell_deployment("postgresql", second_controller=False, extra=extra) as deployed:
+        for name, delays in (("rz-a", ""), ("rz-b", "finish_migration=30"), ("rz-c", "migrate_disk_and_power_off=30")):
+            config = deployed.variant(name, {"compute": {"cell": "cell1"},
+                                             "fake_driver": {"hosts": "1", "host_prefix": name, "step_delays": delays}})
+            deployed.start(name, ["compute"], config).wait_ready()
+        yield deployed
+
+
+@pytest.fixture
+def api(cluster):
+    with cluster.compute_api("2.80") as client:
+        yield client
+
+
+def boot_on(cluster, api, host: str, name: str) -> str:
+    image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
+    flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
+    response = api.post("/servers", json={"server": {"name": name, "flavorRef": flavor, "imageRef": image,
+                                                     "networks": "auto", "host": host}})
+    assert response.status_code == 202, response.text
+    uuid = response.json()["server"]["id"]
+    server = wait_for(lambda: (lambda s: s if s["status"] in ("ACTIVE", "ERROR") else None)(
+        api.get(f"/servers/{uuid}").json()["server"]), 60, f"{name} to boot", cluster)
+    assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", host), server
+    return uuid
+
+
+def migrate(api, uuid: str, host: str) -> None:
+    response = api.post(f"/servers/{uuid}/action", json={"migrate": {"host": host}})
+    assert response.status_code == 202, response.text
+
+
+def newest_migration(api, uuid: str) -> dict:
+    rows = api.get("/os-migrations", params={"instance_uuid": uuid, "migration_type": "migration"}).json()
+    return max(rows["migrations"], key=lambda m: m["id"], default={"status": None})
+
+
+def wait_status(cluster, api, uuid: str, statuses: tuple[str, ...], timeout: float, what: str) -> dict:
+    return wait_for(lambda: (lambda m: m if m["status"] in statuses else None)(newest_migration(api, uuid)),
+                    timeout, what, cluster)
+
+
+def held(cluster, consumer: str) -> dict[str, dict]:
+    with cluster.placement_api() as placement:
+        names = {p["uuid"]: p["name"] for p in placement.get("/resource_providers").json()["resource_providers"]}
+        allocations = placement.get(f"/allocations/{consumer}").json()["allocations"]
+    return {names[rp]: a["resources"] for rp, a in allocations.items()}
+
+
+def settled(cluster, api, uuid: str, timeout: float = 60) -> dict:
+    return wait_for(lambda: (lambda s: s if s["OS-EXT-STS:task_state"] is None else None)(
+        api.get(f"/servers/{uuid}").json()["server"]), timeout, "the server's task to end", cluster)
+
+
+def assert_audit_clean(cluster) -> None:
+    audit = cluster.manage("placement", "audit", "--verbose", check=False)
+    assert audit.returncode == 0, audit.stdout
+
+
+def delete(cluster, api, uuid: str) -> None:
+    api.delete(f"/servers/{uuid}")
+    wait_for(lambda: api.get(f"/servers/{uuid}").status_code == 404, 60, "the server to be deleted", cluster)
+
+
+def test_destination_killed_while_finishing_the_server_is_back_on_its_source(cluster, api):
+    uuid = boot_on(cluster, api, "rz-a1", "rz-kill-dest")
+    migrate(api, uuid, "rz-b1")
+    moving = wait_status(cluster, api, uuid, ("post-migrating",), 30, "the guest to leave its source")
+    assert held(cluster, moving["uuid"]) == {"rz-a1": FLAVOR} and held(cluster, uuid) == {"rz-b1": FLAVOR}
+    cluster.processes["rz-b"].kill()
+    ended = wait_status(cluster, api, uuid, ("error",), TIMEOUT + 60, "the stuck move to be rolled back")
+    assert ended["id"] == moving["id"]
+    server = settled(cluster, api, uuid)
+    assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "rz-a1")
+    assert held(cluster, uuid) == {"rz-a1": FLAVOR} and held(cluster, moving["uuid"]) == {}
+    with cluster.network_api() as network:
+        ports = network.get("/v2.0/ports", params={"device_id": uuid}).json()["ports"]
+    assert [port["binding:host_id"] for port in ports] == ["rz-a1"]
+    # The destination comes back (its finish_resize message again): the server stays where it is.
+    cluster.restart("rz-b")
+    server = api.get(f"/servers/{uuid}").json()["server"]
+    assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "rz-a1")
+    assert newest_migration(api, uuid)["status"] == "error"
+    assert_audit_clean(cluster)
+    delete(cluster, api, uuid)
+    assert_audit_clean(cluster)
+
+
+def test_source_killed_while_sending_the_server_ends_on_its_source(cluster, api):
+    uuid = boot_on(cluster, api, "rz-c1", "rz-kill-source")
+    migrate(api, uuid, "rz-a1")
+    moving = wait_status(cluster, api, uuid, ("migrating",), 30, "the source to start sending the guest")
+    cluster.processes["rz-c"].kill()
+    ended = wait_status(cluster, api, uuid, ("error",), 2 * TIMEOUT + 60, "the stuck move to be ended")
+    assert ended["id"] == moving["id"]
+    server = settled(cluster, api, uuid)
+    # Its source is gone with the guest: ERROR there, saying what the operator can do.
+    assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ERROR", "rz-c1")
+    assert "could not be brought back on its source host rz-c1" in server["fault"]["message"]
+    assert "hard reboot" in server["fault"]["message"]
+    assert held(cluster, uuid) == {"rz-c1": FLAVOR} and held(cluster, moving["uuid"]) == {}
+    cluster.restart("rz-c")  # its late messages change nothing
+    server = api.get(f"/servers/{uuid}").json()["server"]
+    assert server["OS-EXT-SRV-ATTR:host"] == "rz-c1" and newest_migration(api, uuid)["status"] == "error"
+    assert_audit_clean(cluster)
+    delete(cluster, api, uuid)
+    assert_audit_clean(cluster)
