@@ -51,6 +51,14 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Seconds after which a resize or cold migration left in VERIFY_RESIZE is confirmed automatically
         # (0 = never, upstream's default); checked every [conductor] reconcile_interval.
         "resize_confirm_window": "0",
+        # Seconds a deleted server stays SOFT_DELETED (restorable, its resources kept) before it is
+        # reclaimed; 0: a delete is immediate (Nova's default).
+        "reclaim_instance_interval": "0",
+        # How long a compute agent waits for the network service's network-vif-plugged event of each
+        # new port before a guest counts as spawned (drivers that wait: libvirt), and whether a
+        # timeout fails the build (true) or is only logged (false).
+        "vif_plugging_timeout": "300",
+        "vif_plugging_is_fatal": "true",
     },
     "ports": {
         "identity": "5000",
@@ -170,6 +178,15 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Seconds between mappings of new compute hosts to their cells (cell_v2 discover_hosts); -1: never.
         "discover_hosts_in_cells_interval": "-1",
     },
+    "network": {
+        # Send the compute API the events of its servers' ports (network-vif-plugged when a port is bound
+        # and becomes ACTIVE, -unplugged, -deleted, network-changed): Neutron's notify_nova_on_port_* options.
+        "notify_compute_on_port_status_changes": "true",
+    },
+    "api": {
+        # Return the generated or given admin password in create, rebuild, rescue and evacuate responses.
+        "enable_instance_password": "true",
+    },
     "conductor": {
         # How often the conductor looks for builds and deletes stuck past [compute] build_timeout / delete_timeout.
         "reconcile_interval": "60",
@@ -273,6 +290,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "spawn_delay": "0.0",
         # Seconds each guest's destroy takes (to hold a delete mid-way in tests).
         "destroy_delay": "0.0",
+        # Tests: spawns wait for the network service's network-vif-plugged events, as libvirt's do.
+        "wait_for_vif_plugging": "false",
         # Comma-separated host names whose spawns fail (failure injection for tests).
         "fail_spawn_hosts": "",
         # Seconds a simulated live migration takes (unless force-completed or aborted sooner).

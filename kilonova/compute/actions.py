@@ -99,12 +99,15 @@ _TABLE = (
            instance_action="changePassword"),
     Action("trigger_crash_dump", "trigger_crash_dump", ("active", "paused", "rescued", "resized", "error"), None,
            "trigger_crash_dump", instance_action="trigger_crash_dump"),
+    # upstream records no instance action for injectNetworkInfo; resetState records "resetState"
     Action("injectNetworkInfo", "injectNetworkInfo", ANY, None, "inject_network_info", task_states=ANY,
-           instance_action="inject_network_info", admin_only=True),
+           admin_only=True),
+    Action("os-resetState", "os-resetState", ANY, None, None, task_states=ANY, instance_action="resetState",
+           admin_only=True),
     # soft delete
     Action("restore", "restore", ("soft-delete",), "restoring", "restore_instance", instance_action="restore"),
-    Action("forceDelete", "forceDelete", ANY, "deleting", "terminate_instance", task_states=ANY,
-           instance_action="forceDelete"),
+    # a force delete is a delete (upstream records "delete"): the delete path records it
+    Action("forceDelete", "forceDelete", ANY, "deleting", "terminate_instance", task_states=ANY),
 )
 
 ACTIONS: dict[str, Action] = {action.key: action for action in _TABLE}

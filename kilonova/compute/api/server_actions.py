@@ -32,6 +32,15 @@ def check_policy(ctx, ref: lookup.ServerRef, action: Action) -> None:
         raise HTTPError(409, f"Instance {ref.uuid} is locked")
 
 
+def check_startable(request: Request, ref: lookup.ServerRef, key: str) -> None:
+    """What ``begin`` checks before it changes anything (policy, lock, state): for a handler that must
+    refuse a bad state before it looks at other things, as upstream's decorators do."""
+    action = ACTIONS[key]
+    check_policy(request.state.context, ref, action)
+    if ref.cell is None or ref.cell.is_cell0 or not action.allows(ref.server["vm_state"], ref.server.get("task_state")):
+        raise _conflict(ref, action, ref.server)
+
+
 def _begin_in_cell(session, uuid: str, action: Action, ctx: dict, values: dict) -> dict:
     """The state change (compare-and-set on the action's start states) and its instance action, together."""
     if action.task_state is not None:
