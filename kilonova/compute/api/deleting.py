@@ -6,7 +6,7 @@ import logging
 from kilonova.common.context import RequestContext
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget
-from kilonova.compute.api import lookup
+from kilonova.compute.api import lookup, soft_deleting
 from kilonova.compute.api.server_action_handlers import resize
 from kilonova.compute.cleanup import delete_locally, release_allocations
 from kilonova.compute.move_endings import RESIZE_TASK_STATES
@@ -19,7 +19,11 @@ class ServerDeleter:
     def __init__(self, svc):
         self.svc = svc
 
-    async def delete(self, ctx: RequestContext, ref: lookup.ServerRef) -> None:
+    async def delete(self, ctx: RequestContext, ref: lookup.ServerRef, force: bool = False) -> None:
+        """Delete the server; with ``[DEFAULT] reclaim_instance_interval`` > 0 a soft delete when it can be
+        one (``force``: never, as forceDelete)."""
+        if not force and ref.cell is not None and await soft_deleting.soft_delete(self.svc, ctx, ref):
+            return
         if ref.cell is None:
             if await self.svc.api_db.write(_forget_build_request, ref.uuid):
                 await release_allocations(self.svc.placement, ref.uuid)

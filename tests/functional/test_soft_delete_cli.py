@@ -1,0 +1,120 @@
+"""Soft delete (``[DEFAULT] reclaim_instance_interval``), restore and forceDelete, and the reclaim pass."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from tests.cloud import new_cloud
+from tests.functional.test_servers_cli import wait_status
+
+RECLAIM_SECONDS = 30  # long enough for the CLI checks of a soft-deleted server on a busy machine
+
+
+def usage(cloud) -> dict[str, int]:
+    """Total Placement usage by resource class (over HTTP: quicker than the CLI, which the reclaim races)."""
+    totals: dict[str, int] = {}
+    with cloud.http("placement") as placement:
+        for provider in placement.get("/resource_providers").json()["resource_providers"]:
+            for rc, used in placement.get(f"/resource_providers/{provider['uuid']}/usages").json()["usages"].items():
+                totals[rc] = totals.get(rc, 0) + used
+    return totals
+
+
+@pytest.fixture(scope="module")
+def soft_cloud():
+    cloud = new_cloud(hosts=2, config={"DEFAULT": {"reclaim_instance_interval": str(RECLAIM_SECONDS)},
+                                       "conductor": {"reconcile_interval": "1"},
+                                       "fake_driver": {"fail_spawn_hosts": ""}})
+    cloud.start()
+    yield cloud
+    cloud.stop()
+    shutil.rmtree(cloud.workdir, ignore_errors=True)
+
+
+def boot(cloud, name: str, **kw) -> dict:
+    return cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny", "--network",
+                           "private", "--wait", name, fmt_json=True, **kw)
+
+
+def gone(cloud, server_id: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cloud.openstack("server", "show", server_id, check=False).returncode != 0:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_delete_keeps_the_server_soft_deleted_then_restore(soft_cloud):
+    cloud = soft_cloud
+    before = usage(cloud)
+    server = boot(cloud, "soft-1")
+    booted = usage(cloud)
+    assert booted["MEMORY_MB"] - before.get("MEMORY_MB", 0) == 512
+    # the reclaim would take it after a few seconds: restore right away
+    cloud.openstack("server", "delete", server["id"])
+    soft = wait_status(cloud, server["id"], "SOFT_DELETED", timeout=10)
+    assert soft["OS-EXT-STS:vm_state"] == "soft-delete" and soft["OS-EXT-STS:power_state"] in ("Shutdown", 4)
+    assert usage(cloud) == booted  # resources kept while soft-deleted
+    assert cloud.openstack("port", "list", "--device-id", server["id"], fmt_json=True)
+    assert "Power down." in cloud.openstack("console", "log", "show", server["id"]).stdout
+    cloud.openstack("server", "restore", server["id"])
+    restored = wait_status(cloud, server["id"], "ACTIVE", timeout=10)
+    assert restored["OS-EXT-STS:power_state"] in ("Running", 1)
+    time.sleep(3)  # a restored server is no longer due (its deleted_at is gone)
+    assert cloud.openstack("server", "show", server["id"], fmt_json=True)["status"] == "ACTIVE"
+    # restore only from SOFT_DELETED
+    refused = cloud.openstack("server", "restore", server["id"], check=False)
+    assert refused.returncode != 0 and \
+        f"Cannot 'restore' instance {server['id']} while it is in vm_state active" in refused.stderr
+    cloud.openstack("server", "delete", server["id"])
+    wait_status(cloud, server["id"], "SOFT_DELETED", timeout=10)
+    cloud.nova("force-delete", server["id"])
+    assert gone(cloud, server["id"], timeout=20)
+    assert usage(cloud) == before
+
+
+def test_the_reclaim_pass_deletes_for_real_after_the_interval(soft_cloud):
+    cloud = soft_cloud
+    before = usage(cloud)
+    server = boot(cloud, "soft-2")
+    sdk = cloud.sdk()
+    sdk.compute.delete_server(server["id"])
+    wait_status(cloud, server["id"], "SOFT_DELETED", timeout=10)
+    assert usage(cloud).get("MEMORY_MB", 0) - before.get("MEMORY_MB", 0) == 512
+    # deleting again changes nothing
+    cloud.openstack("server", "delete", server["id"])
+    assert cloud.openstack("server", "show", server["id"], fmt_json=True)["status"] == "SOFT_DELETED"
+    assert gone(cloud, server["id"], timeout=RECLAIM_SECONDS + 20)
+    assert usage(cloud) == before
+    assert cloud.openstack("port", "list", "--device-id", server["id"], fmt_json=True) == []
+
+
+def test_force_delete_of_an_active_server_and_restore_over_the_sdk(soft_cloud):
+    cloud = soft_cloud
+    before = usage(cloud)
+    first = boot(cloud, "soft-3")
+    cloud.nova("force-delete", first["id"])  # any state: deleted at once
+    assert gone(cloud, first["id"], timeout=20)
+    second = boot(cloud, "soft-4")
+    cloud.sdk().compute.delete_server(second["id"])
+    wait_status(cloud, second["id"], "SOFT_DELETED", timeout=10)
+    cloud.nova("restore", second["id"])
+    wait_status(cloud, second["id"], "ACTIVE", timeout=10)
+    cloud.openstack("server", "delete", second["id"])
+    wait_status(cloud, second["id"], "SOFT_DELETED", timeout=10)
+    cloud.openstack("server", "delete", "--force", second["id"])  # the openstack CLI's forceDelete
+    assert gone(cloud, second["id"], timeout=20)
+    assert usage(cloud) == before
+
+
+def test_a_server_that_never_ran_is_deleted_at_once(soft_cloud):
+    cloud = soft_cloud
+    cloud.openstack("flavor", "create", "--ram", "512", "--disk", "900000", "--vcpus", "1", "too-big")
+    server = cloud.openstack("server", "create", "--flavor", "too-big", "--image", "kilonova-tiny", "--network",
+                             "private", "never", fmt_json=True)
+    assert wait_status(cloud, server["id"], "ERROR", timeout=30)["OS-SRV-USG:launched_at"] is None
+    cloud.openstack("server", "delete", server["id"])
+    assert gone(cloud, server["id"], timeout=20)
