@@ -98,6 +98,8 @@ async def create(request: Request):
         return [ports.create(session, dict(row), fixed_ips, wanted) for row, fixed_ips, wanted in specs]
 
     created = await _write(request, create_all)
+    for port in created:
+        service(request).notifier.port_changed(None, port)
     shown = [views.port(p, policy.privileged(ctx)) for p in created]
     return creation_response("port", "ports", shown, bulk="ports" in body)
 
@@ -138,6 +140,7 @@ async def update(request: Request, port_id: str):
     _check_port_owner(ctx, port, network, "rule:update_port")
     wanted_mac = _check_values(ctx, "update_port", values, network)
     updated = await _write(request, ports.update, port_id, _columns(values), values.get("fixed_ips"), wanted_mac)
+    service(request).notifier.port_changed(port, updated)
     return respond_one(request, "port", views.port(updated, policy.privileged(ctx)))
 
 
@@ -146,6 +149,7 @@ async def delete(request: Request, port_id: str):
     port, network = await _visible_port(request, port_id)
     _check_port_owner(ctx, port, network, "rule:delete_port")
     await service(request).db.write(ports.delete, port_id)
+    service(request).notifier.port_changed(port, None)
     return empty_response(204)
 
 

@@ -5,11 +5,13 @@ import logging
 from pathlib import Path
 
 from kilonova.common.auth import TokenValidator
+from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
 from kilonova.common.projects import ProjectLookupError, identity_service_client, project_id_by_name
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.network import bootstrap
 from kilonova.network.app import create_app
+from kilonova.network.compute_notifier import ComputeNotifier
 from kilonova.network.models import NetworkBase
 
 LOG = logging.getLogger(__name__)
@@ -27,7 +29,23 @@ class NetworkService(Service):
         self.validator = validator or TokenValidator(
             env.endpoints.http_client("identity"),
             cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))
+        self.notifier = ComputeNotifier(self._compute_client(env))
         self.app = create_app(self.validator, self)
+
+    @staticmethod
+    def _compute_client(env: ServiceEnv):
+        """The compute API as the service user, for the port events it is sent (None: none are sent)."""
+        conf = env.conf
+        if not conf.getbool("network", "notify_compute_on_port_status_changes") or \
+                "compute" not in env.endpoints.urls:
+            return None
+        identity = env.endpoints.http_client("identity")
+        auth = ServiceAuth(identity, conf.get("service_user", "username"), conf.get("service_user", "password"),
+                           conf.get("service_user", "project_name"))
+        return ServiceClient(env.endpoints.http_client("compute"), auth)
+
+    async def stop(self) -> None:
+        await self.notifier.stop()
 
     def prepare(self) -> None:
         migrate(self.db, MIGRATIONS, NetworkBase.metadata)

@@ -58,6 +58,9 @@ class ComputeDriver:
     # Guests can change power state by themselves (a shutdown inside the guest, a crash):
     # the agent then compares the hypervisor with the database every sync interval.
     syncs_power_state = True
+    # A spawn is done once the network service reported each new port plugged (network-vif-plugged):
+    # the compute agent then waits [DEFAULT] vif_plugging_timeout for those events, as Nova does for libvirt.
+    waits_for_vif_plugging = False
 
     async def init_host(self) -> None:
         """Connect to the hypervisor and check the host, before the agent reports anything."""

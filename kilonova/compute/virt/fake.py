@@ -100,6 +100,8 @@ class FakeDriver(ComputeDriver):
         self.destroy_delay = conf.getfloat("fake_driver", "destroy_delay")
         self.live_migration_delay = conf.getfloat("fake_driver", "live_migration_delay")
         self.failing = host in conf.getlist("fake_driver", "fail_spawn_hosts")
+        # Tests only: wait for network-vif-plugged as the libvirt driver does (simulated guests need not).
+        self.waits_for_vif_plugging = conf.getbool("fake_driver", "wait_for_vif_plugging")
         self.guests: dict[str, _Guest] = {}
         self.resize_sources: dict[str, _Guest] = {}  # stopped copies kept here until confirm or revert
         self.incoming: dict[str, _Guest] = {}  # live migrations to this host, from pre_live_migration

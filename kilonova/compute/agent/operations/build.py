@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from kilonova.compute.agent.operations import remote
+from kilonova.compute.agent.operations import events, remote
 
 if TYPE_CHECKING:
     from kilonova.compute.agent.manager import ComputeManager
@@ -33,8 +33,12 @@ async def build_and_run_instance(agent: ComputeManager, instance: dict, request_
             agent._started_builds.add(uuid)
         network_info: list[dict] = []
         try:
-            network_info = await agent.ports.allocate(instance, request_spec.get("requested_networks") or [])
-            await agent.driver.spawn(instance, request_spec.get("image") or {}, network_info)
+            # A driver that waits for its ports to be plugged collects their events from before the binding.
+            with events.instance_events(agent).collecting(uuid) as collector:
+                network_info = await agent.ports.allocate(instance, request_spec.get("requested_networks") or [])
+                await agent.driver.spawn(instance, request_spec.get("image") or {}, network_info)
+                if events.waits_for_vif_plugging(agent):
+                    await events.wait_for_vif_plugged(agent, collector, uuid, network_info)
         except Exception as exc:  # noqa: BLE001 - any failure here is a failed build to report
             LOG.info("build of %s failed on %s: %s", uuid, agent.host, exc)
             await agent.ports.release(uuid, network_info)

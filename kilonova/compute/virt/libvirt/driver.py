@@ -113,6 +113,7 @@ def _start_event_loop() -> None:
 
 class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
     hypervisor_type = "QEMU"
+    waits_for_vif_plugging = True
 
     def __init__(self, host_name: str, conf, images):
         if libvirt is None:
