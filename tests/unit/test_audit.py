@@ -61,3 +61,27 @@ def test_a_healed_claim_is_the_one_a_boot_makes():
     assert resources["PCPU"] == dedicated["vcpus"] and "VCPU" not in resources
     assert resources["VGPU"] == 1
     assert "VCPU" in audit.resources_of(FLAVOR) and "PCPU" not in audit.resources_of(FLAVOR)
+
+
+async def test_a_moving_servers_source_claim_is_its_migrations_until_the_move_ends(stub, placement, provider,  # noqa: F811
+                                                                                  auditor):
+    """During a resize the migration record holds the source's claim (move_claims): no leak while the move is
+    in progress, orphaned once it ended; the server holds nothing while it is being scheduled."""
+    from kilonova.compute import move_claims
+    from kilonova.compute.db import migrations
+
+    instance = await server(stub, placement, provider, vm_state="active", task_state="resize_prep")
+    cell = stub.cells.default
+    move = cell.db.run_sync(migrations.create, {"instance_uuid": instance["uuid"], "migration_type": "resize",
+                                                "status": "pre-migrating", "source_compute": "host1",
+                                                "source_node": instance["node"], "dest_node": instance["node"]})
+    await move_claims.hand_to_migration(placement.http, instance["uuid"], move["uuid"], "demo", "demo")
+    assert list(await claims(placement, move["uuid"])) == [provider]
+    assert audit.report(await auditor.audit(), heal=False) == 0
+
+    cell.db.run_sync(migrations.update, move["uuid"], {"status": "error"})
+    findings = await auditor.audit()
+    assert [(consumer, why) for consumer, _rp, why in findings.orphaned] == [
+        (move["uuid"], f"held by migration {move['uuid']}, which is error")]
+    await auditor.heal(findings)
+    assert await claims(placement, move["uuid"]) == {}
