@@ -112,3 +112,27 @@ def test_a_destination_that_hangs_is_rolled_back_after_the_deadline(hanging_clou
                                                                                    "VCPU": 1}}
     assert allocations(cloud, move["uuid"]) == {}
     assert_audit_clean(cloud)
+
+
+def test_verify_resize_survives_a_restart_of_the_cloud():
+    cloud = new_cloud(hosts=2)
+    try:
+        cloud.start()
+        server = on_host(cloud, "rz-restart", "compute1")
+        cloud.openstack("server", "resize", "--flavor", "m1.small", "--wait", server["id"])
+        wait_status(cloud, server["id"], "VERIFY_RESIZE")
+        cloud.stop()
+        cloud.start()
+        shown = wait_status(cloud, server["id"], "VERIFY_RESIZE")
+        assert shown["OS-EXT-SRV-ATTR:host"] == "compute2"
+        assert "login:" in cloud.openstack("console", "log", "show", server["id"]).stdout  # its guest is back
+        assert_audit_clean(cloud)
+        cloud.openstack("server", "resize", "confirm", server["id"])
+        shown = wait_status(cloud, server["id"], "ACTIVE")
+        assert shown["flavor"]["name"] == "m1.small"
+        assert allocations(cloud, server["id"]) == {provider_uuid(cloud, "compute2"): {
+            "DISK_GB": 20, "MEMORY_MB": 2048, "VCPU": 1}}
+        assert_audit_clean(cloud)
+    finally:
+        cloud.stop()
+        shutil.rmtree(cloud.workdir, ignore_errors=True)

@@ -77,7 +77,7 @@ class ComputeManager:
             if self._interrupted_build(instance):
                 await self._fail_interrupted_build(instance)
                 continue
-            if instance["vm_state"] not in ("active", "stopped", "paused", "suspended"):
+            if instance["vm_state"] not in ("active", "stopped", "paused", "suspended", "resized"):
                 continue
             if self.driver.syncs_power_state:
                 await self._recover_guest(instance)
@@ -177,7 +177,8 @@ class ComputeManager:
         if instance["uuid"] not in self.driver.list_instance_uuids():
             with contextlib.suppress(Exception):
                 await self.driver.power_on(instance)
-                if instance["vm_state"] == "stopped":
+                if instance["vm_state"] == "stopped" or (instance["vm_state"] == "resized"
+                                                         and instance["power_state"] == power.SHUTDOWN):
                     await self.driver.power_off(instance)
 
     async def _periodic(self) -> None:
