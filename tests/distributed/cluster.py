@@ -225,13 +225,15 @@ SECTIONS = ("database", "cell0_database", "api_database", "placement_database", 
 
 @contextlib.contextmanager
 def two_cell_deployment(kind: str, *, second_controller: bool = True,
-                        extra: dict[str, dict[str, str]] | None = None) -> Iterator[Cluster]:
+                        extra: dict[str, dict[str, str]] | None = None,
+                        computes: list[tuple[str, str, dict[str, str]]] | None = None) -> Iterator[Cluster]:
     """The operator's order: ``api_db sync``, ``cell_v2 map_cell0``, ``create_cell`` for cell1 and cell2,
     ``db sync``; then identity, the other APIs, conductor and scheduler, and two compute processes
     (two fake hosts in cell1, two in cell2). ``kind``: "postgresql" or "mysql".
 
     With ``second_controller`` a second conductor and scheduler run on "controller2" (active/active
-    on the same queues). Set KILONOVA_KEEP_DIST_LOGS=1 to keep the processes' logs after the run.
+    on the same queues). ``computes``: other compute processes instead, as (process name, cell, options of
+    its ``[fake_driver]``). Set KILONOVA_KEEP_DIST_LOGS=1 to keep the processes' logs after the run.
     """
     workdir = Path(tempfile.mkdtemp(prefix="kilonova-dist-"))
     databases = Databases(kind)
@@ -265,8 +267,9 @@ def two_cell_deployment(kind: str, *, second_controller: bool = True,
             if second_controller:
                 groups.append([("controller2", ["conductor", "scheduler"],
                                 cluster.variant("controller2", {"DEFAULT": {"host": "controller2"}}))])
-            groups.append([("compute-cell1", ["compute"], cluster.compute_config("compute-cell1", "cell1")),
-                           ("compute-cell2", ["compute"], cluster.compute_config("compute-cell2", "cell2"))])
+            computes = computes or [("compute-cell1", "cell1", {}), ("compute-cell2", "cell2", {})]
+            groups.append([(name, ["compute"], cluster.compute_config(name, cell, **fake_driver))
+                           for name, cell, fake_driver in computes])
             cluster.start_all(groups)
             cluster.write_clouds_yaml()
             yield cluster

@@ -1,0 +1,152 @@
+"""kill -9 during the server lifecycle's long operations, over RabbitMQ and PostgreSQL.
+
+Three compute processes with one fake host each (so a move's source and destination die separately),
+one conductor. Each case holds one driver step of an operation for a few seconds
+(``[fake_driver] step_delays``), kills the conductor, the source's or the destination's compute process
+while the step runs, starts it again, and then requires what the issue promises: within the operations'
+deadline the server is ACTIVE (or SHUTOFF / VERIFY_RESIZE, a state the user can go on from) on exactly one
+host, or in ERROR with a fault that says what failed; its move's record ended (never left ``migrating``);
+Placement holds exactly the server's claim on its host and nothing for the move; and the allocation audit
+finds nothing leaked or missing.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.distributed.cluster import two_cell_deployment
+
+STEP_SECONDS = 4
+# Deadlines short enough for a test: a move stuck this long is ended by the conductor's reconcile pass.
+DEADLINE = 15
+HOSTS = ("fa-host1", "fb-host1", "fc-host1")
+ENDED = ("confirmed", "reverted", "error", "failed", "done", "completed", "cancelled", "finished")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    delays = ",".join(f"{step}={STEP_SECONDS}" for step in (
+        "migrate_disk_and_power_off", "finish_migration", "confirm_migration", "finish_revert_migration",
+        "live_migration", "rebuild"))
+    computes = [(f"compute-{name.split('-')[0]}", "cell1", {"hosts": "1", "host_prefix": name[:-1],
+                                                            "step_delays": delays}) for name in HOSTS]
+    extra = {"conductor": {"reconcile_interval": "2"},
+             "compute": {"move_timeout": str(DEADLINE), "build_timeout": "30"},
+             "DEFAULT": {"service_down_time": "6"}}
+    with two_cell_deployment("postgresql", second_controller=False, extra=extra, computes=computes) as deployed:
+        yield deployed
+
+
+def process_of(host: str) -> str:
+    return f"compute-{host.split('-')[0]}"
+
+
+def server_of(compute, uuid: str) -> dict:
+    response = compute.get(f"/servers/{uuid}")
+    assert response.status_code == 200, response.text
+    return response.json()["server"]
+
+
+def wait(check, timeout: float, what: str, cluster=None):
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}: {value}" + (f"\n{cluster.logs()}" if cluster else ""))
+
+
+def migrations_of(compute, uuid: str) -> list[dict]:
+    response = compute.get("/os-migrations", params={"instance_uuid": uuid})
+    assert response.status_code == 200, response.text
+    return response.json()["migrations"]
+
+
+def event_running(compute, uuid: str, event: str) -> bool:
+    """The instance's newest action has ``event`` started and not finished."""
+    actions = compute.get(f"/servers/{uuid}/os-instance-actions").json()["instanceActions"]
+    if not actions:
+        return False
+    detail = compute.get(f"/servers/{uuid}/os-instance-actions/{actions[0]['request_id']}").json()
+    return any(e["event"] == event and not e.get("finish_time") for e in detail["instanceAction"].get("events", []))
+
+
+def boot(cluster, compute, name: str) -> dict:
+    net = cluster.network_api().get("/v2.0/networks", params={"name": "private"}).json()["networks"][0]["id"]
+    image = cluster.openstack("image", "show", "kilonova-tiny", fmt_json=True)["id"]
+    created = compute.post("/servers", json={"server": {"name": name, "flavorRef": "1", "imageRef": image,
+                                                        "networks": [{"uuid": net}]}})
+    assert created.status_code == 202, created.text
+    uuid = created.json()["server"]["id"]
+    return wait(lambda: (s := server_of(compute, uuid))["status"] == "ACTIVE" and s, 60, f"{name} ACTIVE", cluster)
+
+
+def settled(compute, uuid: str):
+    """The server out of every task, in a state a user can go on from, and its moves ended; else None."""
+    shown = server_of(compute, uuid)
+    if shown["OS-EXT-STS:task_state"] is not None:
+        return None
+    if shown["status"] not in ("ACTIVE", "SHUTOFF", "VERIFY_RESIZE", "ERROR"):
+        return None
+    moves = migrations_of(compute, uuid)
+    if any(m["status"] not in ENDED for m in moves):
+        return None
+    return shown
+
+
+def check_claims(cluster, shown: dict) -> None:
+    """Placement holds the server's claim on its host's provider only, and nothing for its moves."""
+    with cluster.placement_api() as placement:
+        providers = {p["uuid"]: p["name"] for p in placement.get("/resource_providers").json()["resource_providers"]}
+        held = placement.get(f"/allocations/{shown['id']}").json()["allocations"]
+        hosts = sorted(providers[rp] for rp in held)
+        if shown["status"] == "VERIFY_RESIZE":
+            return  # the destination holds the server's claim, the source the migration's: checked after confirm
+        assert hosts == [shown["OS-EXT-SRV-ATTR:host"]], (hosts, shown["OS-EXT-SRV-ATTR:host"])
+    with cluster.compute_api("2.59") as compute:
+        for move in migrations_of(compute, shown["id"]):
+            with cluster.placement_api() as placement:
+                assert placement.get(f"/allocations/{move['uuid']}").json()["allocations"] == {}, move
+
+
+def finish_and_audit(cluster, compute, uuid: str) -> dict:
+    shown = wait(lambda: settled(compute, uuid), DEADLINE * 4, "the operation to end", cluster)
+    if shown["status"] == "ERROR":
+        assert shown.get("fault", {}).get("message"), f"ERROR without a fault: {shown}"
+    if shown["status"] == "VERIFY_RESIZE":
+        assert compute.post(f"/servers/{uuid}/action", json={"confirmResize": None}).status_code == 204
+        shown = wait(lambda: (s := settled(compute, uuid)) and s["status"] != "VERIFY_RESIZE" and s, DEADLINE * 2,
+                     "the confirm to end", cluster)
+    check_claims(cluster, shown)
+    audit = cluster.manage("placement", "audit", "--verbose", check=False)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    return shown
+
+
+# (operation, driver step held, process killed while it runs)
+RESIZE_CASES = [
+    ("source", "migrate_disk_and_power_off", "compute_resize_instance"),
+    ("dest", "finish_migration", "compute_finish_resize"),
+    ("conductor", "finish_migration", "compute_finish_resize"),
+]
+
+
+@pytest.mark.parametrize("victim,step,event", RESIZE_CASES, ids=[f"{v}-{s}" for v, s, _e in RESIZE_CASES])
+def test_resize_survives_a_kill(cluster, victim, step, event):
+    with cluster.compute_api("2.59") as compute:
+        shown = boot(cluster, compute, f"fault-resize-{victim}-{step}")
+        uuid, source = shown["id"], shown["OS-EXT-SRV-ATTR:host"]
+        response = compute.post(f"/servers/{uuid}/action", json={"resize": {"flavorRef": "2"}})
+        assert response.status_code == 202, response.text
+        wait(lambda: event_running(compute, uuid, event), 30, f"{event} to start", cluster)
+        moves = migrations_of(compute, uuid)
+        dest = moves[0]["dest_compute"]
+        name = {"source": process_of(source), "dest": process_of(dest), "conductor": "conductor"}[victim]
+        cluster.restart(name)
+        ended = finish_and_audit(cluster, compute, uuid)
+        assert ended["status"] in ("ACTIVE", "ERROR"), ended
+        compute.delete(f"/servers/{uuid}")
+        wait(lambda: compute.get(f"/servers/{uuid}").status_code == 404, 30, "the delete")
