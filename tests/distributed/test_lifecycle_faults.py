@@ -31,8 +31,8 @@ def cluster():
         "live_migration", "rebuild"))
     computes = [(f"compute-{name.split('-')[0]}", "cell1", {"hosts": "1", "host_prefix": name[:-1],
                                                             "step_delays": delays}) for name in HOSTS]
-    extra = {"conductor": {"reconcile_interval": "2"},
-             "compute": {"move_timeout": str(DEADLINE), "build_timeout": "30"},
+    extra = {"conductor": {"reconcile_interval": "2", "live_migration_stall_timeout": str(DEADLINE)},
+             "compute": {"move_timeout": str(DEADLINE), "shelve_timeout": str(DEADLINE), "build_timeout": "30"},
              "DEFAULT": {"service_down_time": "6"}}
     with two_cell_deployment("postgresql", second_controller=False, extra=extra, computes=computes) as deployed:
         yield deployed
@@ -126,24 +126,51 @@ def finish_and_audit(cluster, compute, uuid: str) -> dict:
     return shown
 
 
-# (operation, driver step held, process killed while it runs)
-RESIZE_CASES = [
-    ("source", "migrate_disk_and_power_off", "compute_resize_instance"),
-    ("dest", "finish_migration", "compute_finish_resize"),
-    ("conductor", "finish_migration", "compute_finish_resize"),
+def start_resize(compute, uuid: str) -> None:
+    response = compute.post(f"/servers/{uuid}/action", json={"resize": {"flavorRef": "2"}})
+    assert response.status_code == 202, response.text
+
+
+def start_resize_then(key: str):
+    """A resize to VERIFY_RESIZE, then ``key`` (confirmResize or revertResize)."""
+    def start(compute, uuid: str) -> None:
+        start_resize(compute, uuid)
+        wait(lambda: server_of(compute, uuid)["status"] == "VERIFY_RESIZE", 60, "VERIFY_RESIZE")
+        response = compute.post(f"/servers/{uuid}/action", json={key: None})
+        assert response.status_code in (202, 204), response.text
+    return start
+
+
+def start_live_migration(compute, uuid: str) -> None:
+    response = compute.post(f"/servers/{uuid}/action", json={"os-migrateLive": {"host": None,
+                                                                                "block_migration": "auto"}})
+    assert response.status_code == 202, response.text
+
+
+OPERATIONS = {"resize": start_resize, "confirm": start_resize_then("confirmResize"),
+              "revert": start_resize_then("revertResize"), "live-migrate": start_live_migration}
+
+# (operation, process killed, the instance-action event during which it is killed: a held driver step)
+CASES = [
+    ("resize", "source", "compute_resize_instance"),
+    ("resize", "dest", "compute_finish_resize"),
+    ("resize", "conductor", "compute_finish_resize"),
+    ("confirm", "source", "compute_confirm_resize"),
+    ("revert", "source", "compute_finish_revert_resize"),
+    ("live-migrate", "source", "compute_live_migration"),
+    ("live-migrate", "dest", "compute_live_migration"),
+    ("live-migrate", "conductor", "compute_live_migration"),
 ]
 
 
-@pytest.mark.parametrize("victim,step,event", RESIZE_CASES, ids=[f"{v}-{s}" for v, s, _e in RESIZE_CASES])
-def test_resize_survives_a_kill(cluster, victim, step, event):
-    with cluster.compute_api("2.59") as compute:
-        shown = boot(cluster, compute, f"fault-resize-{victim}-{step}")
+@pytest.mark.parametrize("operation,victim,event", CASES, ids=[f"{o}-{v}-{e}" for o, v, e in CASES])
+def test_an_operation_survives_a_kill_mid_step(cluster, operation, victim, event):
+    with cluster.compute_api("2.80") as compute:
+        shown = boot(cluster, compute, f"fault-{operation}-{victim}")
         uuid, source = shown["id"], shown["OS-EXT-SRV-ATTR:host"]
-        response = compute.post(f"/servers/{uuid}/action", json={"resize": {"flavorRef": "2"}})
-        assert response.status_code == 202, response.text
-        wait(lambda: event_running(compute, uuid, event), 30, f"{event} to start", cluster)
-        moves = migrations_of(compute, uuid)
-        dest = moves[0]["dest_compute"]
+        OPERATIONS[operation](compute, uuid)
+        wait(lambda: event_running(compute, uuid, event), 40, f"{event} to start", cluster)
+        dest = migrations_of(compute, uuid)[0]["dest_compute"]
         name = {"source": process_of(source), "dest": process_of(dest), "conductor": "conductor"}[victim]
         cluster.restart(name)
         ended = finish_and_audit(cluster, compute, uuid)
