@@ -211,7 +211,9 @@ def test_cold_migration_with_both_clients_and_the_2_56_host(cloud, server):
     cloud.openstack("--os-compute-api-version", "2.56", "server", "migrate", "--host", target, "--wait", server["id"])
     shown = wait_status(cloud, server["id"], "VERIFY_RESIZE")
     assert shown["OS-EXT-SRV-ATTR:host"] == target
-    cloud.nova("migrate", server["id"], check=False)  # refused in VERIFY_RESIZE (409)
+    refused = cloud.nova("migrate", server["id"], check=False)
+    assert refused.returncode != 0 and f"Cannot 'migrate' instance {server['id']} while it is in vm_state resized" \
+        in refused.stderr
     cloud.openstack("server", "migrate", "confirm", server["id"])
     shown = wait_status(cloud, server["id"], "ACTIVE")
     assert shown["OS-EXT-SRV-ATTR:host"] == target
