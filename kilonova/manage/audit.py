@@ -157,6 +157,17 @@ class Auditor:
                  f"deleted: {why}")
         return True
 
+    async def _evacuated_from(self, instance: dict, node: str) -> bool:
+        """Whether ``node`` is the source of an evacuation of ``instance`` that its host has not cleaned up yet
+        (upstream keeps the source's claim until the failed host's agent comes back)."""
+        mapping = await self.api_db.read(mappings.get_instance_mapping, instance["uuid"])
+        cell = self.cells.by_id(mapping.cell_id) if mapping is not None and mapping.cell_id is not None else None
+        if cell is None:
+            return False
+        found = await _read_cell(cell, migrations.list_for_instance, instance["uuid"], "evacuation",
+                                 ("accepted", "pre-migrating", "done"))
+        return any(m["source_node"] == node or m["source_compute"] == node for m in found)
+
     async def audit(self, only_provider: str | None = None) -> Findings:
         self.cells.load()
         findings = Findings()
@@ -189,7 +200,8 @@ class Auditor:
                     self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
                              f"{provider['uuid']} can be deleted: the server is shelved offloaded")
                 elif instance.get("node") and instance["node"] != provider["name"] and not (
-                        move and provider["name"] in (move["source_node"], move["dest_node"])):
+                        move and provider["name"] in (move["source_node"], move["dest_node"])) and \
+                        not await self._evacuated_from(instance, provider["name"]):
                     findings.misplaced.append((consumer, provider["uuid"], instance["node"]))
                     self.say(f"Allocations for server {consumer} are on {provider['name']} but it runs on "
                              f"{instance['node']}")

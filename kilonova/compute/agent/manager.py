@@ -20,6 +20,7 @@ from kilonova.common.rpc import RemoteError, RPCClient, RPCError
 from kilonova.compute.agent.network import PortBinder
 from kilonova.compute.agent import operations
 from kilonova.compute.agent.operations.snapshot import SNAPSHOT_TASK_STATES
+from kilonova.compute.agent.operations import rebuild as rebuild_operations
 from kilonova.compute.agent.resources import ProviderReporter
 from kilonova.compute import events, versions
 from kilonova.compute.heartbeat import Heartbeat
@@ -73,7 +74,11 @@ class ComputeManager:
             "compute_node_update", host=self.host, nodename=self.host,
             values={**resources, "hypervisor_hostname": self.host}, service_id=(service or {}).get("id"))
         await self.reporter.sync(self.node_uuid, self.host, resources, self.driver.get_traits())
+        # Servers evacuated away while this host was down: their guests here go, before anything restores them.
+        evacuated = await rebuild_operations.clean_evacuated(self)
         for instance in await self.conductor.call("instances_on_host", host=self.host):
+            if instance["uuid"] in evacuated:
+                continue
             if self._interrupted_build(instance):
                 await self._fail_interrupted_build(instance)
                 continue

@@ -13,7 +13,7 @@ from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.common import require_admin
 from kilonova.compute.api.microversions import want
 from kilonova.compute.cells import CellDown
-from kilonova.compute.db import aggregates, mappings, services
+from kilonova.compute.db import aggregates, mappings, migrations, services
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 INTERNAL_ZONE = "internal"
@@ -161,9 +161,22 @@ async def _legacy_update(request: Request, action: str):
     found = await all_services(compute_api(request), host=host, binary=binary)
     if not found:
         raise HTTPError(404, f"Could not find binary {binary} on host {host}.")
+    if values.get("forced_down") is False:
+        for cell, _service in found:
+            await _check_for_evacuations(cell, host)
     for cell, service in found:
         await cell.db.write(services.update, service.id, values)
     return json_response({"service": reply})
+
+
+async def _check_for_evacuations(cell, host: str) -> None:
+    """A compute service may not be forced up while evacuations away from its host are ``done`` but not yet
+    ``completed``: its agent has not restarted and cleaned up their guests and claims (upstream's 400)."""
+    done = await cell.db.read(migrations.on_host, host, ("done",))
+    if any(m["migration_type"] == "evacuation" and m["source_compute"] == host for m in done):
+        raise HTTPError(400, f"Unable to force up host {host} as `done` evacuation migration records remain "
+                             "associated with the host. Ensure the compute service has been restarted, allowing "
+                             "these records to move to `completed` before retrying this request.")
 
 
 async def update_service(request: Request, service_id: str):
@@ -187,6 +200,8 @@ async def update_service(request: Request, service_id: str):
         values["forced_down"] = _bool(body["forced_down"])
     if not values:
         raise HTTPError(400, "No updates were requested. Fields 'status' or 'forced_down' should be specified.")
+    if values.get("forced_down") is False:
+        await _check_for_evacuations(cell, service.host)
     service = await cell.db.write(services.update, service.id, values)
     zones = await host_zones(compute_api(request))
     return json_response({"service": view(request, service, forced_down=True, zones=zones)})

@@ -1,0 +1,193 @@
+"""Evacuation through the real `openstack` and `nova` CLIs, openstacksdk and plain HTTP, on its own `kilonova up`
+(its first host is forced down, then the whole cloud restarts: the failed host's agent comes back)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.cloud import new_cloud
+from tests.functional.test_servers_cli import wait_status
+
+# compute4 fails every spawn and is disabled: only a forced evacuation reaches it.
+CONFIG = {"fake_driver": {"fail_spawn_hosts": "compute4"}}
+
+
+@pytest.fixture(scope="module")
+def evac_cloud():
+    cloud = new_cloud(hosts=4, config=CONFIG)
+    cloud.start()
+    yield cloud
+    cloud.stop()
+    shutil.rmtree(cloud.workdir, ignore_errors=True)
+
+
+def api(cloud, version: str, cloud_name: str = "kilonova"):
+    client = cloud.http("compute", cloud_name)
+    client.headers["OpenStack-API-Version"] = f"compute {version}"
+    return client
+
+
+def evacuate(cloud, uuid: str, body: dict, version: str, cloud_name: str = "kilonova"):
+    with api(cloud, version, cloud_name) as client:
+        return client.post(f"/servers/{uuid}/action", json={"evacuate": body})
+
+
+def allocations(cloud) -> dict[str, dict[str, dict]]:
+    """provider name -> {consumer: resources}, straight from Placement."""
+    with cloud.http("placement") as placement:
+        placement.headers["OpenStack-API-Version"] = "placement 1.36"
+        found = {}
+        for provider in placement.get("/resource_providers").json()["resource_providers"]:
+            held = placement.get(f"/resource_providers/{provider['uuid']}/allocations").json()["allocations"]
+            found[provider["name"]] = {consumer: a["resources"] for consumer, a in held.items()}
+        return found
+
+
+def boot(cloud, name: str, host: str) -> dict:
+    return cloud.openstack("--os-compute-api-version", "2.74", "server", "create", "--flavor", "m1.tiny",
+                           "--image", "kilonova-tiny", "--network", "private", "--host", host, "--wait", name,
+                           fmt_json=True)
+
+
+def ports(cloud, uuid: str) -> dict[str, dict]:
+    return {p["id"]: p for p in (cloud.openstack("port", "show", row["ID"], fmt_json=True)
+                                 for row in cloud.openstack("port", "list", "--server", uuid, fmt_json=True))}
+
+
+def audit(cloud) -> subprocess.CompletedProcess:
+    """``kilonova manage placement audit`` on the cloud (its configuration with the ports `up` was given)."""
+    from kilonova.cli import SERVICES_IN_PORT_ORDER
+
+    config = cloud.workdir / "audit.conf"
+    ports = "".join(f"{name} = {cloud.base_port + i}\n" for i, name in enumerate(SERVICES_IN_PORT_ORDER))
+    config.write_text(cloud.config_file.read_text() + "\n[ports]\n" + ports)
+    return subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(config), "--state-dir",
+                           str(cloud.state_dir), "manage", "placement", "audit", "--verbose"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_evacuate_from_a_forced_down_host_then_the_host_comes_back(evac_cloud):
+    cloud = evac_cloud
+    cloud.openstack("compute", "service", "set", "--disable", "compute4", "nova-compute")
+    active = boot(cloud, "ev-active", "compute1")
+    stopped = boot(cloud, "ev-stopped", "compute1")
+    forced = boot(cloud, "ev-forced", "compute1")
+    doomed = boot(cloud, "ev-doomed", "compute1")
+    cloud.openstack("server", "stop", stopped["id"])
+    wait_status(cloud, stopped["id"], "SHUTOFF")
+    before_ports = {s["id"]: ports(cloud, s["id"]) for s in (active, stopped, forced)}
+
+    # While compute1 is up: upstream's 400, nothing recorded.
+    alive = evacuate(cloud, active["id"], {}, "2.68")
+    assert alive.status_code == 400
+    assert alive.json()["badRequest"]["message"] == "Compute service of compute1 is still in use."
+    refused = cloud.nova("evacuate", active["id"], check=False)
+    assert refused.returncode != 0 and "Compute service of compute1 is still in use." in refused.stderr
+
+    cloud.openstack("compute", "service", "set", "--down", "compute1", "nova-compute")
+    with api(cloud, "2.11") as client:
+        service = client.get("/os-services", params={"host": "compute1"}).json()["services"][0]
+    assert service["state"] == "down" and service["forced_down"] is True
+
+    # Microversion boundaries and upstream's refusals.
+    uuid = active["id"]
+    assert evacuate(cloud, uuid, {}, "2.13").status_code == 400  # onSharedStorage required until 2.14
+    assert evacuate(cloud, uuid, {"onSharedStorage": False}, "2.14").status_code == 400
+    assert evacuate(cloud, uuid, {"host": "compute2", "force": True}, "2.28").status_code == 400
+    assert evacuate(cloud, uuid, {"host": "compute2", "force": True}, "2.68").status_code == 400
+    no_host = evacuate(cloud, uuid, {"force": True}, "2.29")
+    assert no_host.status_code == 400
+    assert no_host.json()["badRequest"]["message"] == "Can't force to a non-provided destination"
+    unknown = evacuate(cloud, uuid, {"host": "compute9"}, "2.29")
+    assert unknown.status_code == 404 and unknown.json()["itemNotFound"]["message"] == "Compute host compute9 not found."
+    same = evacuate(cloud, uuid, {"host": "compute1"}, "2.29")
+    assert same.status_code == 400
+    assert same.json()["badRequest"]["message"] == "The target host can't be the same one."
+    shared = evacuate(cloud, uuid, {"onSharedStorage": True, "adminPass": "x"}, "2.13")
+    assert shared.status_code == 400
+    assert shared.json()["badRequest"]["message"] == "admin password can't be changed on existing disk"
+    assert cloud.openstack("server", "show", uuid, fmt_json=True)["status"] == "ACTIVE", "nothing was started"
+
+    # The nova CLI, to a named host (scheduled there: from 2.29 a host is checked by the scheduler).
+    cloud.nova("evacuate", "--password", "n0va-pass", uuid, "compute2")
+    shown = wait_status(cloud, uuid, "ACTIVE")
+    assert shown["OS-EXT-SRV-ATTR:host"] == "compute2"
+    # The openstack CLI, scheduled (a stopped server ends stopped).
+    cloud.openstack("server", "evacuate", stopped["id"])
+    moved = wait_status(cloud, stopped["id"], "SHUTOFF")
+    assert moved["OS-EXT-SRV-ATTR:host"] in ("compute2", "compute3")
+    # Before 2.14, forced to the named host, the password in the answer.
+    legacy = evacuate(cloud, forced["id"], {"host": "compute3", "onSharedStorage": False, "adminPass": "old-way"},
+                      "2.13")
+    assert legacy.status_code == 200 and legacy.json() == {"adminPass": "old-way"}
+    assert wait_status(cloud, forced["id"], "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "compute3"
+
+    for server in (active, stopped, forced):
+        shown = cloud.openstack("server", "show", server["id"], fmt_json=True)
+        assert shown["addresses"] == server["addresses"], "the server keeps its ports and addresses"
+        now = ports(cloud, server["id"])
+        assert set(now) == set(before_ports[server["id"]])
+        assert {p["binding_host_id"] for p in now.values()} == {shown["OS-EXT-SRV-ATTR:host"]}
+        console = cloud.openstack("console", "log", "show", server["id"]).stdout
+        assert f"Kilonova fake hypervisor {shown['OS-EXT-SRV-ATTR:host']}: booting" in console
+
+    # A forced evacuation to a host whose spawn fails: back on compute1 in ERROR, no claim left there.
+    failed = evacuate(cloud, doomed["id"], {"host": "compute4", "force": True}, "2.29")
+    assert failed.status_code == 200 and failed.text == ""
+    errored = wait_status(cloud, doomed["id"], "ERROR")
+    assert errored["OS-EXT-SRV-ATTR:host"] == "compute1"
+    assert "Evacuation to compute4 failed" in errored["fault"]["message"]
+    assert doomed["id"] not in allocations(cloud)["compute4"]
+    # From ERROR it may be evacuated again (scheduled, 2.68: no force any more).
+    assert evacuate(cloud, doomed["id"], {"host": "compute3"}, "2.68").status_code == 200
+    assert wait_status(cloud, doomed["id"], "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "compute3"
+
+    # Until compute1 comes back, every evacuated server holds its claim there too (as upstream).
+    held = allocations(cloud)
+    servers = {s["id"] for s in (active, stopped, forced, doomed)}
+    assert set(held["compute1"]) == servers
+    assert {uuid for name in ("compute2", "compute3") for uuid in held[name]} == servers
+    result = audit(cloud)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # compute1 may not be forced up before its agent cleaned up (upstream's 400).
+    with api(cloud, "2.53") as client:
+        service_id = client.get("/os-services", params={"host": "compute1"}).json()["services"][0]["id"]
+        early = client.put(f"/os-services/{service_id}", json={"forced_down": False})
+    assert early.status_code == 400
+    assert early.json()["badRequest"]["message"].startswith("Unable to force up host compute1 as `done` evacuation")
+
+    # compute1 comes back: its stale guests are destroyed and its claims released; nothing runs twice.
+    assert cloud.stop() == 0
+    cloud.start()
+    held = allocations(cloud)
+    assert held["compute1"] == {}
+    assert {uuid for name in ("compute2", "compute3") for uuid in held[name]} == servers
+    for server in (active, forced, doomed):
+        assert cloud.openstack("server", "show", server["id"], fmt_json=True)["status"] == "ACTIVE"
+    result = audit(cloud)
+    assert result.returncode == 0, result.stdout + result.stderr
+    cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--up", "compute1", "nova-compute")
+    with api(cloud, "2.53") as client:
+        assert client.get("/os-services", params={"host": "compute1"}).json()["services"][0]["state"] == "up"
+
+    for server in (active, stopped, forced, doomed):
+        cloud.openstack("server", "delete", "--wait", server["id"])
+    assert all(held == {} for name, held in allocations(cloud).items())
+
+
+def test_evacuate_with_openstacksdk(evac_cloud):
+    cloud = evac_cloud
+    server = boot(cloud, "ev-sdk", "compute2")
+    conn = cloud.sdk()
+    cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--down", "compute2",
+                    "nova-compute")
+    try:
+        conn.compute.evacuate_server(server["id"], host="compute3", admin_pass="sdk-pass")
+        moved = conn.compute.wait_for_server(conn.compute.get_server(server["id"]), status="ACTIVE", wait=60)
+        assert moved.compute_host == "compute3"
+    finally:
+        cloud.openstack("server", "delete", "--wait", server["id"], check=False)
