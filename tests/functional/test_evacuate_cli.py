@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.cloud import new_cloud
+from tests.functional.test_rebuild_cli import action_events
 from tests.functional.test_servers_cli import wait_status
 
 # compute4 fails every spawn and is disabled: only a forced evacuation reaches it.
@@ -44,6 +45,12 @@ def allocations(cloud) -> dict[str, dict[str, dict]]:
             held = placement.get(f"/resource_providers/{provider['uuid']}/allocations").json()["allocations"]
             found[provider["name"]] = {consumer: a["resources"] for consumer, a in held.items()}
         return found
+
+
+def migrations_of(cloud, uuid: str) -> list[dict]:
+    """The server's migration records, oldest first (os-migrations, 2.59)."""
+    with api(cloud, "2.59") as client:
+        return list(reversed(client.get("/os-migrations", params={"instance_uuid": uuid}).json()["migrations"]))
 
 
 def boot(cloud, name: str, host: str) -> dict:
@@ -134,12 +141,19 @@ def test_evacuate_from_a_forced_down_host_then_the_host_comes_back(evac_cloud):
         console = cloud.openstack("console", "log", "show", server["id"]).stdout
         assert f"Kilonova fake hypervisor {shown['OS-EXT-SRV-ATTR:host']}: booting" in console
 
+    assert action_events(cloud, uuid, "evacuate") == {
+        "conductor_rebuild_instance": "Success", "rebuild_server": "Success", "compute_rebuild_instance": "Success"}
+    assert [(m["migration_type"], m["status"], m["source_compute"], m["dest_compute"])
+            for m in migrations_of(cloud, uuid)] == [("evacuation", "done", "compute1", "compute2")]
+
     # A forced evacuation to a host whose spawn fails: back on compute1 in ERROR, no claim left there.
     failed = evacuate(cloud, doomed["id"], {"host": "compute4", "force": True}, "2.29")
     assert failed.status_code == 200 and failed.text == ""
     errored = wait_status(cloud, doomed["id"], "ERROR")
     assert errored["OS-EXT-SRV-ATTR:host"] == "compute1"
     assert "Evacuation to compute4 failed" in errored["fault"]["message"]
+    assert action_events(cloud, doomed["id"], "evacuate")["compute_rebuild_instance"] == "Error"
+    assert [m["status"] for m in migrations_of(cloud, doomed["id"])] == ["failed"]
     assert doomed["id"] not in allocations(cloud)["compute4"]
     # From ERROR it may be evacuated again (scheduled, 2.68: no force any more).
     assert evacuate(cloud, doomed["id"], {"host": "compute3"}, "2.68").status_code == 200
@@ -170,6 +184,7 @@ def test_evacuate_from_a_forced_down_host_then_the_host_comes_back(evac_cloud):
         assert cloud.openstack("server", "show", server["id"], fmt_json=True)["status"] == "ACTIVE"
     result = audit(cloud)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert {m["status"] for s in servers for m in migrations_of(cloud, s)} == {"completed", "failed"}
     cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--up", "compute1", "nova-compute")
     with api(cloud, "2.53") as client:
         assert client.get("/os-services", params={"host": "compute1"}).json()["services"][0]["state"] == "up"

@@ -27,6 +27,15 @@ def ports(cloud, server_id: str) -> list[tuple[str, str]]:
     return sorted((p["ID"], str(p["Fixed IP Addresses"])) for p in found)
 
 
+def action_events(cloud, uuid: str, action: str) -> dict[str, str]:
+    """event -> result of the newest ``action`` of the server (os-instance-actions, 2.51)."""
+    with compute(cloud, "2.51") as api:
+        actions = api.get(f"/servers/{uuid}/os-instance-actions").json()["instanceActions"]
+        request_id = next(a["request_id"] for a in actions if a["action"] == action)
+        shown = api.get(f"/servers/{uuid}/os-instance-actions/{request_id}").json()["instanceAction"]
+    return {event["event"]: event["result"] for event in shown["events"]}
+
+
 @pytest.fixture(scope="module")
 def second_image(cloud, tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "second.qcow2"
@@ -70,6 +79,10 @@ def test_rebuild_with_openstack_cli_keeps_ports_and_changes_image_name_propertie
     assert usage(cloud) == before_usage, "a rebuild claims nothing more"
     console = cloud.openstack("console", "log", "show", server["id"]).stdout
     assert f"rebuilding rb-vm from image {second_image['id']}" in console
+    listed = cloud.openstack("server", "event", "list", server["id"], fmt_json=True)
+    assert [a["Action"] for a in listed][:2] == ["rebuild", "create"]
+    assert action_events(cloud, server["id"], "rebuild") == {
+        "conductor_rebuild_instance": "Success", "rebuild_server": "Success", "compute_rebuild_instance": "Success"}
 
     # 2.54: --no-key-name removes the key pair (key_name null).
     cloud.openstack("--os-compute-api-version", "2.54", "server", "rebuild", "--image", IMAGE, "--no-key-name",
@@ -205,3 +218,31 @@ def test_rebuild_with_openstacksdk(cloud, server, second_image):
     done = conn.compute.wait_for_server(conn.compute.get_server(server["id"]), status="ACTIVE", wait=60)
     assert done.image.id == second_image["id"] and done.metadata == {"via": "sdk"}
     assert done.addresses == conn.compute.get_server(server["id"]).addresses
+
+
+def test_a_new_image_the_host_cannot_run_puts_the_server_in_error_with_its_old_image(cloud, server, tmp_path):
+    """Upstream schedules a rebuild with a new image to the server's own host: refused there, ERROR."""
+    uuid = server["id"]
+    path = tmp_path / "special.qcow2"
+    path.write_bytes(os.urandom(1000))
+    needs_trait = cloud.openstack("image", "create", "--file", str(path), "--disk-format", "qcow2",
+                                  "--container-format", "bare", "--property", "trait:CUSTOM_NOT_HERE=required",
+                                  "rb-needs-trait", fmt_json=True)
+    other_arch = cloud.openstack("image", "create", "--file", str(path), "--disk-format", "qcow2",
+                                 "--container-format", "bare", "--property", "hw_architecture=s390x",
+                                 "rb-s390x", fmt_json=True)
+    try:
+        assert rebuild(cloud, uuid, {"imageRef": needs_trait["id"]}).status_code == 202
+        failed = wait_status(cloud, uuid, "ERROR")
+        assert failed["fault"]["message"].startswith(
+            "No valid host was found. Image traits cannot be satisfied by the current resource providers.")
+        assert IMAGE_ID(cloud) in failed["image"], "the server keeps its old image"
+        assert action_events(cloud, uuid, "rebuild")["rebuild_server"] == "Error"
+        # From ERROR a rebuild is allowed: the same check refuses an architecture the host cannot run.
+        assert rebuild(cloud, uuid, {"imageRef": other_arch["id"]}).status_code == 202
+        failed = wait_status(cloud, uuid, "ERROR")
+        assert "ImagePropertiesFilter" in failed["fault"]["message"]
+        assert rebuild(cloud, uuid, {"imageRef": IMAGE_ID(cloud)}).status_code == 202
+        assert wait_status(cloud, uuid, "ACTIVE")["OS-EXT-SRV-ATTR:host"] == server["OS-EXT-SRV-ATTR:host"]
+    finally:
+        cloud.openstack("image", "delete", needs_trait["id"], other_arch["id"])

@@ -12,6 +12,7 @@ import functools
 import secrets
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, empty_response, json_response
@@ -21,6 +22,7 @@ from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.api.server_action_handlers.rebuild import _check_state
 from kilonova.compute.db import migrations, services
+from kilonova.compute.db.api_models import Flavor
 
 _TRUE = ("1", "t", "true", "on", "y", "yes")
 
@@ -84,17 +86,24 @@ async def evacuate(request: Request, ref: lookup.ServerRef, key: str, body: dict
         # Guests' disks live on their host here: upstream's compute would fail the evacuation with this.
         raise HTTPError(400, "Invalid state of instance files on shared storage: instance disks are not on "
                              "shared storage on this cloud; evacuate with onSharedStorage false.")
+    flavor_id = await svc.api_db.read(_flavor_row_id, (ref.server.get("flavor") or {}).get("id"))
     server = await server_actions.begin(request, ref, key)
     migration = await ref.cell.db.write(migrations.create, {
         "instance_uuid": ref.uuid, "migration_type": "evacuation", "status": "accepted",
         "source_compute": source, "source_node": server.get("node") or source,
-        "dest_compute": host, "dest_node": host})
+        "dest_compute": host, "dest_node": host, "old_instance_type_id": flavor_id,
+        "new_instance_type_id": flavor_id, "user_id": server["user_id"], "project_id": server["project_id"]})
     await svc.conductor.cast("rebuild_instance", instance_uuid=ref.uuid, evacuate=True, host=host, force=force,
                              migration_uuid=migration["uuid"], admin_password=password,
                              request_id=ctx.request_id)
     if not want(request, "2.14"):
         return json_response({"adminPass": password})
     return empty_response(200)
+
+
+def _flavor_row_id(session, flavorid: str | None) -> int | None:
+    """The flavor's database id, which migration records keep (None once the flavor is deleted)."""
+    return session.scalar(sa.select(Flavor.id).where(Flavor.flavorid == flavorid)) if flavorid else None
 
 
 async def _compute_service_exists(svc, host: str) -> bool:

@@ -148,6 +148,7 @@ async def _evacuate(conductor, cell, instance: dict, host: str | None, force: bo
     spec = {**spec, "flavor": instance["flavor"], "project_id": instance["project_id"],
             "user_id": instance["user_id"], "num_instances": 1}
     spec.pop("requested_destination", None)  # the destination the server was created on is no rule now
+    spec["requested_cell"] = cell.uuid  # no cross-cell evacuation, as upstream
     try:
         if host and force:
             destination = await _claim_forced(conductor, instance, host)
