@@ -219,6 +219,7 @@ async def run(args) -> None:
             print(f"kilonova lifecycle benchmark: {args.servers} servers on {args.hosts} fake hosts, "
                   f"{args.concurrency} concurrent clients, load {os.getloadavg()[0]:.2f}", flush=True)
             results = {}
+            forced_down: list[str] = []
             phases = {"resize": ("resize + confirm", resize_and_confirm), "migrate": ("cold migrate + confirm",
                       migrate_and_confirm), "live-migrate": ("live migrate", live_migrate),
                       "rebuild": ("rebuild", rebuild), "shelve": ("shelve(offload) + unshelve", shelve_and_unshelve)}
@@ -231,8 +232,9 @@ async def run(args) -> None:
                     victims = [s for s in servers if s["host"] in down]
                     results[name] = await run_phase(cloud, client, f"evacuate ({len(victims)} servers)", evacuate,
                                                     victims, args.concurrency)
-                    for host in down:
-                        await set_forced_down(client, host, False)
+                    # They stay forced down: upstream refuses to force a host up before its agent came back
+                    # and cleaned up its evacuated guests (the restart below).
+                    forced_down.extend(down)
                     continue
                 label, one = phases[name]
                 results[name] = await run_phase(cloud, client, label, one, servers, args.concurrency)
@@ -240,6 +242,12 @@ async def run(args) -> None:
         cloud.stop()
         cloud.start()
         print(f"  allocation audit after a restart: {audit(cloud)}")
+        if forced_down:
+            tok, _project = await token(cloud)
+            async with httpx.AsyncClient(base_url=cloud.urls["compute"], timeout=120, headers={
+                    "X-Auth-Token": tok, "OpenStack-API-Version": f"compute {MICROVERSION}"}) as client:
+                for host in forced_down:
+                    await set_forced_down(client, host, False)
     finally:
         cloud.stop()
         shutil.rmtree(cloud.workdir, ignore_errors=True)

@@ -65,13 +65,8 @@ def ports(cloud, uuid: str) -> dict[str, dict]:
 
 
 def audit(cloud) -> subprocess.CompletedProcess:
-    """``kilonova manage placement audit`` on the cloud (its configuration with the ports `up` was given)."""
-    from kilonova.cli import SERVICES_IN_PORT_ORDER
-
-    config = cloud.workdir / "audit.conf"
-    ports = "".join(f"{name} = {cloud.base_port + i}\n" for i, name in enumerate(SERVICES_IN_PORT_ORDER))
-    config.write_text(cloud.config_file.read_text() + "\n[ports]\n" + ports)
-    return subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(config), "--state-dir",
+    """``kilonova manage placement audit`` on the cloud (its configuration file names its ports)."""
+    return subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(cloud.config_file), "--state-dir",
                            str(cloud.state_dir), "manage", "placement", "audit", "--verbose"],
                           capture_output=True, text=True, timeout=120)
 

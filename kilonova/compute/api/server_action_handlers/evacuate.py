@@ -96,7 +96,7 @@ async def evacuate(request: Request, ref: lookup.ServerRef, key: str, body: dict
     await svc.conductor.cast("rebuild_instance", instance_uuid=ref.uuid, evacuate=True, host=host, force=force,
                              migration_uuid=migration["uuid"], admin_password=password,
                              request_id=ctx.request_id)
-    if not want(request, "2.14"):
+    if not want(request, "2.14") and svc.conf.getbool("api", "enable_instance_password"):
         return json_response({"adminPass": password})
     return empty_response(200)
 

@@ -3,7 +3,8 @@
 Everything the request names is checked first (state, key pair, image against the flavor, quotas);
 then, in one compare-and-set with the instance action, the server takes its new image, name,
 metadata, ... and the task state ``rebuilding``; the conductor (tasks/rebuild.py) takes it from there.
-The answer is 202 with the server as it is now, and the admin password (given or generated).
+The answer is 202 with the server as it is now, and the admin password (given or generated) when
+``[api] enable_instance_password`` says so.
 """
 from __future__ import annotations
 
@@ -154,6 +155,7 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
         shown["key_name"] = server.get("key_name")
     if want(request, "2.57"):
         shown["user_data"] = server.get("user_data")
-    shown["adminPass"] = password
+    if svc.conf.getbool("api", "enable_instance_password"):
+        shown["adminPass"] = password
     location = views.links(request, "servers", ref.uuid)[0]["href"]
     return json_response({"server": shown}, status=202, headers={"Location": location})
