@@ -203,6 +203,11 @@ def test_nova_cli_abort_keeps_the_server_on_its_source(lm_cloud):
         flavor = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
         cloud.nova("live-migration", server["id"])
         record = wait_migration(cloud, server["id"], ("running",))
+        # `nova server-migration-list`: the migration under way with the memory the driver has reported.
+        row = wait_for(lambda: next((line for line in cloud.nova(
+            "--os-compute-api-version", "2.24", "server-migration-list", server["id"]).stdout.splitlines()
+            if f"| {record['id']} " in line and str(512 << 20) in line), None))
+        assert "running" in row and source in row
         cloud.nova("--os-compute-api-version", "2.24", "live-migration-abort", server["id"], str(record["id"]))
         ended = wait_migration(cloud, server["id"], ("cancelled",), timeout=DELAY)
         assert ended["id"] == record["id"]

@@ -99,10 +99,18 @@ def test_a_failed_preparation_rolls_back_to_the_source(steps_cloud, on_compute1)
     audit(cloud)
 
 
-def test_a_completed_move_records_every_step(steps_cloud, on_compute1):
+def test_a_completed_move_records_every_step_and_takes_the_destinations_zone(steps_cloud, on_compute1):
     cloud, uuid = steps_cloud, on_compute1["id"]
-    cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", "compute2",
-                    "--wait", uuid, timeout=PREPARE + 60)
+    assert show(cloud, uuid)["OS-EXT-AZ:availability_zone"] == "nova"
+    cloud.openstack("aggregate", "create", "--zone", "zone-b", "agg-b")
+    cloud.openstack("aggregate", "add", "host", "agg-b", "compute2")
+    try:
+        cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host",
+                        "compute2", "--wait", uuid, timeout=PREPARE + 60)
+        assert show(cloud, uuid)["OS-EXT-AZ:availability_zone"] == "zone-b"
+    finally:
+        cloud.openstack("aggregate", "remove", "host", "agg-b", "compute2", check=False)
+        cloud.openstack("aggregate", "delete", "agg-b", check=False)
     done = wait_migration(cloud, uuid, ("completed",))
     assert (done["source_compute"], done["dest_compute"]) == ("compute1", "compute2")
     assert show(cloud, uuid)["OS-EXT-SRV-ATTR:host"] == "compute2"

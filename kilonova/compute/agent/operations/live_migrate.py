@@ -47,6 +47,7 @@ class Job:
     """A live migration under way with this host as its source."""
     migration: dict
     dest: str
+    availability_zone: str | None = None  # the destination's, which the server takes when it lands
     running: bool = False     # driver.live_migration has started: abort and force-complete go to the driver
     cancelled: bool = False   # aborted while queued or preparing (2.65): rolled back at the next step
 
@@ -150,6 +151,7 @@ async def pre_live_migration(agent: ComputeManager, instance: dict, migrate_data
 
 @remote
 async def post_live_migration_at_destination(agent: ComputeManager, instance: dict, migration: dict,
+                                             availability_zone: str | None = None,
                                              request_id: str | None = None) -> dict | None:
     """Destination, once the guest runs here: the driver makes it this host's own, the ports are bound
     here, and the instance's host and node become this host's (its task ends)."""
@@ -158,8 +160,11 @@ async def post_live_migration_at_destination(agent: ComputeManager, instance: di
         await agent.driver.post_live_migration_at_destination(instance, _network_info(instance))
         await _set_ports(agent, instance, {"binding:host_id": agent.host, "binding:profile": {}})
         power_state = await agent.driver.get_power_state(instance)
-        moved = await agent._update(uuid, {"host": agent.host, "node": agent.host, "power_state": power_state,
-                                           "task_state": None, "progress": 0},
+        values = {"host": agent.host, "node": agent.host, "power_state": power_state, "task_state": None,
+                  "progress": 0}
+        if availability_zone:
+            values["availability_zone"] = availability_zone
+        moved = await agent._update(uuid, values,
                                     expected_task_state=["migrating"], expected_host=migration["source_compute"])
         agent.usage_changed()
         return moved
@@ -187,7 +192,7 @@ async def live_migration(agent: ComputeManager, instance: dict, migration: dict,
             return
     if await _status(agent, migration, "queued", ["accepted"]) is None:
         return  # ended meanwhile (the reconcile pass undid it)
-    job = RUNNING[(agent.host, uuid)] = Job(migration, dest)
+    job = RUNNING[(agent.host, uuid)] = Job(migration, dest, migrate_data.get("dest_availability_zone"))
     try:
         async with agent._locks[uuid], agent.event(uuid, request_id, "compute_live_migration") as event:
             await _migrate(agent, instance, job, migrate_data, request_id, event)
@@ -258,7 +263,8 @@ async def _post(agent: ComputeManager, instance: dict, job: Job, request_id: str
         LOG.exception("post_live_migration_at_source of %s failed on %s", uuid, agent.host)
     try:
         await _peer(agent, dest).call("post_live_migration_at_destination", instance=instance,
-                                      migration=migration, request_id=request_id)
+                                      migration=migration, request_id=request_id,
+                                      availability_zone=job.availability_zone)
     except Exception as exc:  # noqa: BLE001 - the record stays post-migrating: the reconcile pass finishes it
         LOG.warning("post_live_migration_at_destination of %s on %s failed: %s; the conductor will finish it",
                     uuid, dest, exc)

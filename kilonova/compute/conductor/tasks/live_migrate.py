@@ -25,7 +25,7 @@ from kilonova.common.db import NotFound
 from kilonova.common.rpc import ExpectedError, NoSuchTarget, RemoteError, RPCError, RPCTimeout
 from kilonova.compute import events, move_claims
 from kilonova.compute.conductor.tasks import reconcile, remote
-from kilonova.compute.db import build_requests, compute_nodes, flavors, instances, migrations, services
+from kilonova.compute.db import aggregates, build_requests, compute_nodes, flavors, instances, migrations, services
 from kilonova.compute.db.instances import UnexpectedTaskState
 
 LOG = logging.getLogger(__name__)
@@ -171,6 +171,9 @@ class _Task:
         else:
             dest, migrate_data = await self._scheduled(host, source_node)
         dest_node = await self.cell.db.read(_node_of, dest)
+        # The server takes the destination's zone when it lands there (upstream sets it for the move).
+        migrate_data["dest_availability_zone"] = await self.conductor.cells.api_db.read(
+            aggregates.host_availability_zone, dest, self.conductor.conf.get("compute", "default_availability_zone"))
         self.migration = await self.cell.db.write(migrations.update, self.migration["uuid"], {
             "dest_compute": dest, "dest_node": dest_node["nodename"], "dest_host": dest_node["host_ip"]},
             ["accepted"])
@@ -395,13 +398,16 @@ async def _finish_at_destination(conductor, cell, instance: dict, migration: dic
     uuid, dest = instance["uuid"], migration["dest_compute"]
     LOG.warning("live migration %s of %s stalled after the guest moved: finishing it on %s", migration["uuid"],
                 uuid, dest)
+    zone = await conductor.cells.api_db.read(aggregates.host_availability_zone, dest,
+                                             conductor.conf.get("compute", "default_availability_zone"))
     try:
         await conductor.compute_rpc(dest).prepare(timeout=ASK_TIMEOUT * 3).call(
-            "post_live_migration_at_destination", instance=instance, migration=migration)
+            "post_live_migration_at_destination", instance=instance, migration=migration, availability_zone=zone)
     except RPCError as exc:
         # The destination's agent is away: its guest is taken over when it starts (the server is its own then).
         LOG.warning("post_live_migration_at_destination of %s on %s: %s; switching the host here", uuid, dest, exc)
-        await _settle_instance(cell, uuid, {"host": dest, "node": migration["dest_node"] or dest, "task_state": None})
+        await _settle_instance(cell, uuid, {"host": dest, "node": migration["dest_node"] or dest, "task_state": None,
+                                            "availability_zone": zone})
         await _bind_ports(conductor, instance, dest)
     await move_claims.drop(conductor.placement, migration["uuid"])
     await _end(cell, migration, "completed")
