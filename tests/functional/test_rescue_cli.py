@@ -228,3 +228,15 @@ def test_diagnostics(cloud, vm, compute):
         f"Cannot 'get_diagnostics' instance {vm['id']} while it is in power state shutdown"
     cloud.openstack("server", "start", vm["id"])
     wait_status(cloud, vm["id"], "ACTIVE")
+
+
+def test_instance_actions_recorded(cloud, vm):
+    listed = cloud.openstack("server", "event", "list", vm["id"], fmt_json=True)
+    actions = [row["Action"] for row in listed]
+    for name in ("rescue", "unrescue", "changePassword", "trigger_crash_dump", "resetState"):
+        assert name in actions, actions
+    assert "inject_network_info" not in actions and "injectNetworkInfo" not in actions  # as upstream
+    rescue = next(row for row in listed if row["Action"] == "rescue")
+    shown = cloud.openstack("server", "event", "show", vm["id"], rescue["Request ID"], fmt_json=True)
+    events = [event["event"] for event in shown["events"]]
+    assert events == ["compute_rescue_instance"] and shown["events"][0]["result"] == "Success"

@@ -33,9 +33,9 @@ def soft_cloud():
     shutil.rmtree(cloud.workdir, ignore_errors=True)
 
 
-def boot(cloud, name: str, **kw) -> dict:
+def boot(cloud, name: str, cloud_name: str = "kilonova") -> dict:
     return cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny", "--network",
-                           "private", "--wait", name, fmt_json=True, **kw)
+                           "private", "--wait", name, fmt_json=True, cloud=cloud_name)
 
 
 def gone(cloud, server_id: str, timeout: float = 30) -> bool:
@@ -118,3 +118,32 @@ def test_a_server_that_never_ran_is_deleted_at_once(soft_cloud):
     assert wait_status(cloud, server["id"], "ERROR", timeout=30)["OS-SRV-USG:launched_at"] is None
     cloud.openstack("server", "delete", server["id"])
     assert gone(cloud, server["id"], timeout=20)
+
+
+def test_soft_deleted_servers_leave_the_quota_and_restore_must_fit(soft_cloud):
+    cloud = soft_cloud
+    cloud.openstack("quota", "set", "--instances", "1", "demo")
+    try:
+        first = boot(cloud, "quota-1", "kilonova-demo")
+        cloud.openstack("server", "delete", first["id"], cloud="kilonova-demo")
+        wait_status(cloud, first["id"], "SOFT_DELETED", timeout=10, cloud_name="kilonova-demo")
+        second = boot(cloud, "quota-2", "kilonova-demo")  # the soft-deleted one does not count
+        refused = cloud.openstack("server", "restore", first["id"], cloud="kilonova-demo", check=False)
+        assert refused.returncode != 0
+        assert "Quota exceeded for instances: Requested 1, but already used 1 of 1 instances" in refused.stderr
+        assert cloud.openstack("server", "show", first["id"], fmt_json=True)["status"] == "SOFT_DELETED"
+        cloud.openstack("server", "delete", "--force", second["id"], cloud="kilonova-demo")
+        assert gone(cloud, second["id"])
+        cloud.openstack("server", "restore", first["id"], cloud="kilonova-demo")
+        wait_status(cloud, first["id"], "ACTIVE", timeout=10)
+        actions = [row["Action"] for row in
+                   cloud.openstack("server", "event", "list", first["id"], fmt_json=True, cloud="kilonova-demo")]
+        assert actions.count("delete") == 1 and "restore" in actions and "create" in actions, actions
+        delete = next(row for row in cloud.openstack("server", "event", "list", first["id"], fmt_json=True)
+                      if row["Action"] == "delete")
+        shown = cloud.openstack("server", "event", "show", first["id"], delete["Request ID"], fmt_json=True)
+        assert [e["event"] for e in shown["events"]] == ["compute_soft_delete_instance"]
+        cloud.openstack("server", "delete", "--force", first["id"])
+        assert gone(cloud, first["id"])
+    finally:
+        cloud.openstack("quota", "set", "--instances", "10", "demo")

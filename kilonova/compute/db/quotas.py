@@ -37,7 +37,8 @@ _OVERRIDES = sa.select(Quota.__table__.c.resource, Quota.__table__.c.hard_limit)
 _INSTANCES = Instance.__table__
 _USAGE = sa.select(sa.func.count(_INSTANCES.c.id), sa.func.coalesce(sa.func.sum(_INSTANCES.c.vcpus), 0),
                    sa.func.coalesce(sa.func.sum(_INSTANCES.c.memory_mb), 0)).where(
-    _INSTANCES.c.project_id == sa.bindparam("project_id"), _INSTANCES.c.deleted == 0)
+    _INSTANCES.c.project_id == sa.bindparam("project_id"), _INSTANCES.c.deleted == 0,
+    _INSTANCES.c.vm_state != "soft-delete")  # as upstream: a restore counts it again (and may be refused)
 
 
 def get_overrides(session: Session, project_id: str) -> dict[str, int]:
@@ -65,6 +66,6 @@ def delete_limits(session: Session, project_id: str) -> None:
 
 
 def count_usage(session: Session, project_id: str) -> dict[str, Any]:
-    """instances, cores and ram used by a project's non-deleted instances in this cell."""
+    """instances, cores and ram used by a project's non-deleted (nor soft-deleted) instances in this cell."""
     row = session.execute(_USAGE, {"project_id": project_id}).one()
     return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
