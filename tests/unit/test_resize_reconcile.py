@@ -84,3 +84,40 @@ async def test_a_finished_move_the_server_was_not_told_of_is_completed(stub, pla
     assert await migrate_server.reconcile_stuck_moves(sweeper) == 1
     current = stub.cells.default.db.run_sync(instances.get, instance["uuid"], write=False)
     assert (current["vm_state"], current["task_state"]) == ("resized", None)
+
+
+class OneHostScheduler:
+    """select_destinations claiming the one provider for the instance, as the real scheduler would."""
+
+    def __init__(self, placement, provider):
+        self.placement, self.provider, self.calls = placement, provider, 0
+
+    async def call(self, method, request_spec, instance_uuids, ignore_hosts=None):
+        self.calls += 1
+        body = {"allocations": {self.provider: {"resources": audit.resources_of(request_spec["flavor"])}},
+                "project_id": "demo", "user_id": "demo", "consumer_generation": None}
+        response = await self.placement.http.put(f"/allocations/{instance_uuids[0]}", json=body)
+        assert response.status_code == 204, response.text
+        return [[{"host": "host2", "nodename": "host2"}]]
+
+
+async def test_a_redelivered_request_takes_over_a_move_its_dead_conductor_was_scheduling(  # noqa: F811
+        stub, placement, provider, sweeper):
+    from kilonova.common.rpc import _redelivered
+
+    instance = await server(stub, placement, provider, vm_state="active", task_state="resize_prep")
+    move = _move(stub, instance, "pre-migrating", "schedule", dest_compute=None, dest_node=None)
+    await move_claims.hand_to_migration(placement.http, instance["uuid"], move["uuid"], "demo", "demo")
+    sweeper.scheduler = OneHostScheduler(placement, provider)
+    hosts = sweeper.compute_rpc = Recorder()
+    token = _redelivered.set(True)
+    try:
+        await migrate_server.migrate_server(sweeper, instance_uuid=instance["uuid"], flavor=None)
+    finally:
+        _redelivered.reset(token)
+    assert sweeper.scheduler.calls == 1
+    assert [(host, method) for host, method, _kw in hosts.casts] == [("host2", "prep_resize")]
+    record = stub.cells.default.db.run_sync(migrations.get, move["uuid"], write=False)
+    assert (record["status"], record["step"], record["dest_compute"]) == ("pre-migrating", "prep_resize", "host2")
+    assert list(await claims(placement, move["uuid"])) == [provider]  # the source claim stayed the migration's
+    assert list(await claims(placement, instance["uuid"])) == [provider]

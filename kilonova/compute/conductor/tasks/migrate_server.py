@@ -14,7 +14,7 @@ import logging
 import uuid as uuidlib
 from datetime import datetime, timedelta
 
-from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
+from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, redelivered
 from kilonova.compute import events, move_claims, move_endings
 from kilonova.compute.conductor.tasks import reconcile, remote
 from kilonova.compute.db import build_requests, instance_actions, instances, migrations, services
@@ -51,11 +51,25 @@ class MigrateServer(Operation):
         if self.instance.get("task_state") != "resize_prep":
             raise PrecheckFailed(f"instance {self.uuid} is no longer waiting for its move "
                                  f"(task_state {self.instance.get('task_state')})")
-        if await self.cell.db.read(migrations.in_progress_for, self.uuid, None, MOVING):
-            raise PrecheckFailed(f"instance {self.uuid} already has a move under way (a repeated message)")
+        under_way = await self.cell.db.read(migrations.in_progress_for, self.uuid, None, MOVING)
+        if under_way is None:
+            return
+        if redelivered() and under_way["status"] == "pre-migrating" and under_way["step"] == "schedule":
+            # The conductor that began it died while scheduling: this one takes the move over from there.
+            LOG.info("taking over move %s of %s from a conductor that died scheduling it", under_way["uuid"],
+                     self.uuid)
+            self.migration = under_way
+            return
+        raise PrecheckFailed(f"instance {self.uuid} already has a move under way (a repeated message)")
 
     async def claim(self) -> None:
         instance, flavor = self.instance, self.new_flavor
+        if self.migration is not None:  # taken over: the source claim may already be the migration's (and the
+            # instance may hold a destination's the scheduler then keeps)
+            if not (await move_claims.held(self.conductor.placement, self.migration["uuid"]))[0]:
+                await move_claims.hand_to_migration(self.conductor.placement, self.uuid, self.migration["uuid"],
+                                                    instance["project_id"], instance["user_id"])
+            return
         kind = "resize" if flavor is not None and flavor.get("id") != instance["flavor"].get("id") else "migration"
         self.migration = await self.cell.db.write(migrations.create, {
             "instance_uuid": self.uuid, "migration_type": kind, "status": "pre-migrating", "step": "schedule",
