@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
 from kilonova.compute import events, evacuation_claims, move_claims
+from kilonova.compute.conductor.agent_reports import _host_cell_uuid
 from kilonova.compute.conductor.tasks import reconcile, remote
 from kilonova.compute.db import build_requests, host_view, instances, migrations
 from kilonova.compute.db.api_models import RequestSpec
@@ -151,6 +152,9 @@ async def _evacuate(conductor, cell, instance: dict, host: str | None, force: bo
     spec["requested_cell"] = cell.uuid  # no cross-cell evacuation, as upstream
     try:
         if host and force:
+            if await conductor.cells.api_db.read(_host_cell_uuid, host) != cell.uuid:
+                raise Refused(f"No valid host was found. Compute host {host} is not in the server's cell "
+                              "(moves between cells are not allowed).")
             destination = await _claim_forced(conductor, instance, host)
         else:
             destination = await _schedule(conductor, instance, spec, host, migration_uuid)
