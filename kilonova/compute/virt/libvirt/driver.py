@@ -314,7 +314,8 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o755)
         (directory / "network_info.json").write_text(json.dumps(network_info))
-        image_id = instance.get("image_ref") or image_meta.get("id")
+        # The image handed over, as upstream: unshelve boots the shelved snapshot, not the server's image_ref.
+        image_id = image_meta.get("id") or instance.get("image_ref")
         meta = await self.cache.image_meta(image_id)
         properties = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}
         await self._call(self._check_honoured, instance, properties, network_info, bool(meta.get("kernel_id")))

@@ -126,7 +126,10 @@ class LifecycleMixin:
                 "source's [libvirt] instances_path (the same machine, or shared storage)")
         root_base = None
         if layout.get("image_id") and any(d["name"] == "disk" and d["backing"] for d in disk_info["disks"]):
-            root_base, _ = await self.cache.fetch(layout["image_id"])  # this host's own copy of the image
+            try:
+                root_base, _ = await self.cache.fetch(layout["image_id"])  # this host's own copy of the image
+            except BuildFailure:  # the image is gone (e.g. an unshelved server's snapshot): copied flattened
+                root_base = None
         wants_drive = any(d.get("readonly") for d in layout["disks"])
         await self._call(self._take_disks, instance, disk_info, network_info, root_base, resize_instance,
                          wants_drive, power_on)

@@ -210,9 +210,12 @@ class LiveMigrationMixin:
                     incremental = incremental and not disk["backing"]
                     imagecache._run("qemu-img", "create", "-q", "-f", disk["format"], str(target),
                                     str(disk["virtual_size"]))
+            source = Path(migrate_data["source_dir"])
             for name in ("kernel", "ramdisk"):
                 if name in bases:
                     shutil.copyfile(bases[name], directory / name)
+                elif (source / name).is_file() and os.access(source / name, os.R_OK):
+                    shutil.copyfile(source / name, directory / name)  # its image is gone; the source's copy
                 elif layout.get("kernel" if name == "kernel" else "initrd"):
                     raise MigrationError(f"Host {self.host} could not get the {name} of instance "
                                          f"{instance['uuid']}'s image {layout.get('image_id')}")
