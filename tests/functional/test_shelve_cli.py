@@ -322,3 +322,152 @@ def test_sdk_backup(cloud):
         conn.compute.delete_server(server)
         for image in conn.image.images(instance_uuid=server.id):
             conn.image.delete_image(image)
+
+
+def event_names(cloud, uuid: str, action_name: str) -> list[tuple[str, str]]:
+    """(event, result) of the newest ``action_name`` instance action of the server."""
+    actions = cloud.openstack("--os-compute-api-version", "2.51", "server", "event", "list", uuid, fmt_json=True)
+    request_id = next(a["Request ID"] for a in actions if a["Action"] == action_name)
+    shown = cloud.openstack("--os-compute-api-version", "2.51", "server", "event", "show", uuid, request_id,
+                            fmt_json=True)
+    return [(e["event"], e["result"]) for e in shown["events"]]
+
+
+def test_instance_actions_and_events(shelf):
+    uuid = boot(shelf, "vm-events")["id"]
+    try:
+        shelf.openstack("server", "shelve", "--wait", uuid)
+        wait_status(shelf, uuid, "SHELVED")
+        shelf.nova("shelve-offload", uuid)
+        wait_status(shelf, uuid, "SHELVED_OFFLOADED")
+        shelf.openstack("server", "unshelve", "--wait", uuid)
+        wait_status(shelf, uuid, "ACTIVE")
+        assert event_names(shelf, uuid, "shelve") == [("compute_shelve_instance", "Success")]
+        assert event_names(shelf, uuid, "shelveOffload") == [("compute_shelve_offload_instance", "Success")]
+        assert sorted(event_names(shelf, uuid, "unshelve")) == [("compute_unshelve_instance", "Success"),
+                                                                ("conductor_unshelve_instance", "Success")]
+        shelf.openstack("server", "backup", "create", "--name", "ev-backup", "--type", "daily", "--rotate", "0",
+                        "--wait", uuid, check=False)
+        wait_status(shelf, uuid, "ACTIVE")
+        assert event_names(shelf, uuid, "createBackup") == [("compute_backup_instance", "Success")]
+    finally:
+        shelf.openstack("server", "delete", "--wait", uuid, check=False)
+
+
+# ------------------------------------------------------------------------------------------ failures
+
+@pytest.fixture(scope="module")
+def faulty():
+    """Three hosts: compute2's snapshots fail, compute3's spawns fail; shelved servers are offloaded after 8 s."""
+    instance = new_cloud(hosts=3, config={
+        "DEFAULT": {"shelved_offload_time": "8", "shelved_poll_interval": "1"},
+        "conductor": {"reconcile_interval": "1"},
+        "fake_driver": {"fail_spawn_hosts": "compute3", "fail_steps": "snapshot", "fail_step_hosts": "compute2"}})
+    instance.start()
+    yield instance
+    instance.stop()
+    shutil.rmtree(instance.workdir, ignore_errors=True)
+
+
+def boot_on(cloud, name: str, host: str) -> dict:
+    return cloud.openstack("--os-compute-api-version", "2.74", "server", "create", "--flavor", "m1.tiny",
+                           "--image", "kilonova-tiny", "--network", "private", "--host", host, "--wait", name,
+                           fmt_json=True)
+
+
+def event_details(cloud, uuid: str, action_name: str) -> list[str]:
+    """The details (2.84) of the events of the newest ``action_name`` instance action of the server."""
+    with cloud.http("compute") as compute:
+        headers = {"OpenStack-API-Version": "compute 2.84"}
+        actions = compute.get(f"/servers/{uuid}/os-instance-actions", headers=headers).json()["instanceActions"]
+        request_id = next(a["request_id"] for a in actions if a["action"] == action_name)
+        shown = compute.get(f"/servers/{uuid}/os-instance-actions/{request_id}", headers=headers).json()
+        return [e.get("details") or "" for e in shown["instanceAction"]["events"]]
+
+
+@pytest.fixture(scope="module")
+def slow():
+    """One host whose spawns take 3 s, beyond a 2 s deadline for shelving states (looked at every second)."""
+    instance = new_cloud(hosts=1, config={
+        "conductor": {"reconcile_interval": "1"}, "compute": {"shelve_timeout": "2"},
+        "fake_driver": {"fail_spawn_hosts": "", "step_delays": "spawn=3"}})
+    instance.start()
+    yield instance
+    instance.stop()
+    shutil.rmtree(instance.workdir, ignore_errors=True)
+
+
+def test_periodic_offload_after_shelved_offload_time(faulty):
+    uuid = boot_on(faulty, "vm-periodic", "compute1")["id"]
+    faulty.openstack("server", "shelve", "--wait", uuid)
+    shown = wait_status(faulty, uuid, "SHELVED")  # kept for shelved_offload_time first
+    assert shown["OS-EXT-SRV-ATTR:host"] == "compute1" and allocations(faulty, uuid)
+    shown = wait_status(faulty, uuid, "SHELVED_OFFLOADED", timeout=30)
+    assert shown["OS-EXT-SRV-ATTR:host"] is None and allocations(faulty, uuid) == {}
+    audit(faulty)
+    faulty.openstack("server", "delete", "--wait", uuid)
+
+
+def test_a_failed_shelve_leaves_the_server_as_it_was(faulty):
+    uuid = boot_on(faulty, "vm-snapfail", "compute2")["id"]
+    try:
+        faulty.openstack("server", "shelve", uuid)
+        deadline = time.monotonic() + 30
+        while True:
+            shown = faulty.openstack("server", "show", uuid, fmt_json=True)
+            if shown["status"] == "ACTIVE" and not shown["OS-EXT-STS:task_state"]:
+                break
+            assert time.monotonic() < deadline and shown["status"] != "SHELVED", shown
+            time.sleep(0.3)
+        assert shown["OS-EXT-STS:power_state"] in ("Running", 1)
+        assert images_named(faulty, "vm-snapfail-shelved") == []  # the image that never filled is gone
+        assert event_names(faulty, uuid, "shelve") == [("compute_shelve_instance", "Error")]
+        assert allocations(faulty, uuid)
+        audit(faulty)
+    finally:
+        faulty.openstack("server", "delete", "--wait", uuid, check=False)
+
+
+def test_a_failed_unshelve_is_offloaded_again_holding_nothing(faulty):
+    uuid = boot_on(faulty, "vm-spawnfail", "compute1")["id"]
+    try:
+        faulty.openstack("server", "shelve", "--offload", "--wait", uuid)
+        wait_status(faulty, uuid, "SHELVED_OFFLOADED")
+        reply = action(faulty, uuid, {"unshelve": {"host": "compute3"}}, "2.91")
+        assert reply.status_code == 202
+        time.sleep(1)
+        shown = wait_status(faulty, uuid, "SHELVED_OFFLOADED", timeout=30)
+        assert shown["OS-EXT-SRV-ATTR:host"] is None and allocations(faulty, uuid) == {}
+        assert ("compute_unshelve_instance", "Error") in event_names(faulty, uuid, "unshelve")
+        assert any("Simulated spawn failure on host compute3" in d for d in event_details(faulty, uuid, "unshelve"))
+        assert all(not p["binding:host_id"] for p in ports_of(faulty, uuid))
+        audit(faulty)
+        # It can be unshelved again, elsewhere.
+        reply = action(faulty, uuid, {"unshelve": {"host": "compute1"}}, "2.91")
+        assert reply.status_code == 202
+        assert wait_status(faulty, uuid, "ACTIVE", timeout=30)["OS-EXT-SRV-ATTR:host"] == "compute1"
+    finally:
+        faulty.openstack("server", "delete", "--wait", uuid, check=False)
+
+
+def test_an_unshelve_past_its_deadline_is_undone(slow):
+    """The spawn (3 s) outlives the 2 s deadline: the conductor puts the server back to SHELVED_OFFLOADED
+    and releases its claim; the host, finishing late, removes the guest it made."""
+    uuid = boot(slow, "vm-slow")["id"]
+    try:
+        slow.openstack("server", "shelve", "--wait", uuid)
+        wait_status(slow, uuid, "SHELVED_OFFLOADED")
+        assert action(slow, uuid, {"unshelve": None}, "2.1").status_code == 202
+        time.sleep(0.5)
+        shown = wait_status(slow, uuid, "SHELVED_OFFLOADED", timeout=30)
+        assert shown["OS-EXT-SRV-ATTR:host"] is None and allocations(slow, uuid) == {}
+        time.sleep(4)  # the late spawn ends, finds the unshelve given up, and removes its guest
+        shown = slow.openstack("server", "show", uuid, fmt_json=True)
+        assert shown["status"] == "SHELVED_OFFLOADED" and allocations(slow, uuid) == {}
+        assert ("compute_unshelve_instance", "Error") in event_names(slow, uuid, "unshelve")
+        assert any("given up" in d for d in event_details(slow, uuid, "unshelve"))
+        actions = slow.openstack("server", "event", "list", "--long", uuid, fmt_json=True)
+        assert next(a for a in actions if a["Action"] == "unshelve")["Message"] == "Error", actions
+        audit(slow)
+    finally:
+        slow.openstack("server", "delete", "--wait", uuid, check=False)

@@ -182,8 +182,11 @@ async def _power_on_shelved(agent: ComputeManager, instance: dict, request_id: s
         done = await agent._update(uuid, {"vm_state": "active", "task_state": None, "power_state": power.RUNNING,
                                           "system_metadata": without_shelved_keys(current.get("system_metadata"))},
                                    expected_task_state=["powering-on"], expected_vm_state=["shelved"])
-        if done is not None:
-            await _delete_shelved_image(agent, image_id)
+        if done is None:  # given up by the conductor (past its deadline) meanwhile: still shelved, so off
+            with contextlib.suppress(Exception):
+                await agent.driver.power_off(current)
+            return
+        await _delete_shelved_image(agent, image_id)
 
 
 async def _spawn_offloaded(agent: ComputeManager, instance: dict, image: dict, request_id: str | None) -> None:
@@ -219,6 +222,8 @@ async def _spawn_offloaded(agent: ComputeManager, instance: dict, image: dict, r
             # The conductor gave up on this unshelve (past its deadline) or the server was deleted
             # meanwhile: whoever did that released its claim and ports; the guest must go too.
             LOG.warning("unshelve of %s on %s finished too late: undoing the guest", uuid, agent.host)
+            event.failed(RuntimeError(f"The unshelve was given up (past its deadline, or the server was deleted) "
+                                      f"while the guest was spawning on {agent.host}; the guest was removed."))
             await agent.driver.destroy(current)
             return
         agent.usage_changed()

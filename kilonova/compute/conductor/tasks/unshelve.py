@@ -43,22 +43,24 @@ def _event(cell: Cell, uuid: str, request_id: str | None, name: str):
 
 
 async def _fail(cell: Cell, uuid: str, expected: list[str], message: str, details: str | None = None,
-                vm_state: str = "shelved_offloaded") -> bool:
+                vm_state: str = "shelved_offloaded", action: str | None = "unshelve") -> bool:
     """Back to ``vm_state`` with no task (and, offloaded, no host), with a fault; False if it changed meanwhile."""
     values = {"task_state": None}
     if vm_state == "shelved_offloaded":
         values.update(host=None, node=None)
     try:
-        await cell.db.write(_update_with_fault, uuid, values, expected, vm_state, message, details)
+        await cell.db.write(_update_with_fault, uuid, values, expected, vm_state, message, details, action)
     except (NotFound, UnexpectedTaskState):
         return False
     return True
 
 
 def _update_with_fault(session, uuid: str, values: dict, expected: list[str], vm_state: str, message: str,
-                       details: str | None) -> None:
+                       details: str | None, action: str | None) -> None:
     instances.update(session, uuid, values, expected_task_state=expected, expected_vm_state=[vm_state])
     instances.add_fault(session, uuid, 500, message, details)
+    if action is not None:  # the user's action failed: os-instance-actions says so
+        instance_actions.finish(session, uuid, action, "Error")
 
 
 @remote
@@ -226,7 +228,7 @@ async def _heal(conductor, cell: Cell, instance: dict, timeout: float, down_time
     if task_state in SHELVING:
         LOG.warning("shelve of %s on %s %s: cleared, the server stays as it was", uuid, host, late)
         return await _fail(cell, uuid, [task_state], f"Shelve {late}; the server was left as it was.",
-                           vm_state=instance["vm_state"])
+                           vm_state=instance["vm_state"], action="shelve")
     if task_state == "powering-on" or (task_state == "unshelving" and instance["vm_state"] == "shelved"):
         return await _fail(cell, uuid, [task_state], f"Unshelve {late}; the server is still shelved.",
                            vm_state="shelved")
