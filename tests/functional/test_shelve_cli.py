@@ -213,6 +213,49 @@ def test_unshelve_microversions_zone_and_host(shelf):
     assert audit(shelf).returncode == 0
 
 
+def test_deleting_a_shelved_server_deletes_its_image_and_claims(shelf):
+    for offload in (False, True):
+        uuid = boot(shelf, "vm-gone")["id"]
+        shelf.openstack("server", "shelve", *(["--offload"] if offload else []), "--wait", uuid)
+        wait_status(shelf, uuid, "SHELVED_OFFLOADED" if offload else "SHELVED")
+        assert len(images_named(shelf, "vm-gone-shelved")) == 1
+        shelf.openstack("server", "delete", "--wait", uuid)
+        assert images_named(shelf, "vm-gone-shelved") == []
+        assert allocations(shelf, uuid) == {} and ports_of(shelf, uuid) == []
+    audit(shelf)
+
+
+def test_a_locked_server_refuses_its_owner(shelf):
+    uuid = boot(shelf, "vm-locked", cloud_name="kilonova-demo")["id"]
+    try:
+        shelf.openstack("server", "lock", uuid)  # by the admin
+        for body in ({"shelve": None}, {"createBackup": {"name": "b", "backup_type": "d", "rotation": 1}}):
+            reply = action(shelf, uuid, body, "2.1", cloud_name="kilonova-demo")
+            if "shelve" in body:
+                assert reply.status_code == 409
+                assert reply.json()["conflictingRequest"]["message"] == f"Instance {uuid} is locked"
+            else:  # upstream's backup does not look at the lock
+                assert reply.status_code == 202
+                wait_status(shelf, uuid, "ACTIVE")
+        shelf.openstack("server", "unlock", uuid)
+        shelf.openstack("server", "shelve", "--offload", "--wait", uuid, cloud="kilonova-demo")
+        wait_status(shelf, uuid, "SHELVED_OFFLOADED")
+        shelf.openstack("server", "lock", uuid)
+        reply = action(shelf, uuid, {"unshelve": None}, "2.1", cloud_name="kilonova-demo")
+        assert reply.status_code == 409
+        assert reply.json()["conflictingRequest"]["message"] == f"Instance {uuid} is locked"
+        # 2.91: a host is the admin's to name.
+        reply = action(shelf, uuid, {"unshelve": {"host": "compute1"}}, "2.91", cloud_name="kilonova-demo")
+        assert reply.status_code == 403
+        assert reply.json()["forbidden"]["message"] == \
+            "Policy doesn't allow os_compute_api:os-shelve:unshelve_to_host to be performed."
+    finally:
+        shelf.openstack("server", "unlock", uuid, check=False)
+        shelf.openstack("server", "delete", "--wait", uuid, check=False)
+        for image in shelf.openstack("image", "list", "--property", f"instance_uuid={uuid}", fmt_json=True):
+            shelf.openstack("image", "delete", image["ID"], check=False)
+
+
 def test_openstacksdk_shelve_offload_unshelve(shelf):
     conn = shelf.sdk()
     server = conn.compute.find_server(boot(shelf, "vm-sdk")["id"])

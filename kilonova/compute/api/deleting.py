@@ -33,6 +33,7 @@ class ServerDeleter:
         server = ref.server
         if server.get("vm_state") == "resized" or server.get("task_state") in RESIZE_TASK_STATES:
             await resize.before_delete(self.svc, ref)  # the migration's claim on the source goes too
+        await self._delete_shelved_image(ctx, server)
         if ref.cell.is_cell0 or not server.get("host"):
             await self.local_delete(ref.cell, server)
             return
@@ -52,6 +53,16 @@ class ServerDeleter:
         except NoSuchTarget:
             LOG.warning("compute host %s is not reachable; deleting %s locally", server["host"], ref.uuid)
             await self.local_delete(ref.cell, server)
+
+    async def _delete_shelved_image(self, ctx: RequestContext, server: dict) -> None:
+        """As upstream, a shelved server's snapshot goes with it (as the caller; best effort)."""
+        image_id = (server.get("system_metadata") or {}).get("shelved_image_id")
+        if server.get("vm_state") not in ("shelved", "shelved_offloaded") or not image_id:
+            return
+        try:
+            await self.svc.image.delete(f"/v2/images/{image_id}", headers={"X-Auth-Token": ctx.token})
+        except Exception:  # noqa: BLE001 - the server is deleted anyway; the image is the user's to remove
+            LOG.warning("could not delete the shelved image %s of %s", image_id, server["uuid"], exc_info=True)
 
     async def local_delete(self, cell, server: dict) -> None:
         """Delete without the compute agent: ports, allocations and the instance record."""
