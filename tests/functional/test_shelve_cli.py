@@ -442,8 +442,15 @@ def slow():
 
 def test_periodic_offload_after_shelved_offload_time(faulty):
     uuid = boot_on(faulty, "vm-periodic", "compute1")["id"]
-    faulty.openstack("server", "shelve", "--wait", uuid)
-    shown = wait_status(faulty, uuid, "SHELVED")  # kept for shelved_offload_time first
+    assert action(faulty, uuid, {"shelve": None}, "2.1").status_code == 202
+    with faulty.http("compute") as compute:  # polled directly: SHELVED lasts shelved_offload_time (8 s)
+        deadline = time.monotonic() + 8
+        while True:
+            shown = compute.get(f"/servers/{uuid}").json()["server"]
+            if shown["status"] == "SHELVED" and not shown["OS-EXT-STS:task_state"]:
+                break
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.1)
     assert shown["OS-EXT-SRV-ATTR:host"] == "compute1" and allocations(faulty, uuid)
     shown = wait_status(faulty, uuid, "SHELVED_OFFLOADED", timeout=30)
     assert shown["OS-EXT-SRV-ATTR:host"] is None and allocations(faulty, uuid) == {}

@@ -46,6 +46,12 @@ async def shelve_instance(agent: ComputeManager, instance: dict, image_id: str,
     """The API set task_state shelving and made image ``image_id`` (queued) named "<name>-shelved"."""
     uuid = instance["uuid"]
     async with agent._locks[uuid], agent.event(uuid, request_id, "compute_shelve_instance") as event:
+        latest = await agent._current(uuid)
+        if latest is None or latest["task_state"] != "shelving" or latest["host"] != agent.host:
+            # A repeated delivery (this agent died during the shelve) or a shelve given up meanwhile.
+            LOG.info("shelve of %s on %s dropped: the server no longer waits for it", uuid, agent.host)
+            await _discard_image(agent, image_id)
+            return
         current = ["shelving"]
 
         async def progress(task_state: str) -> None:
