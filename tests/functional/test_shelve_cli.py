@@ -32,12 +32,8 @@ def allocations(cloud, uuid: str) -> dict:
 
 
 def audit(cloud) -> subprocess.CompletedProcess:
-    """``kilonova manage placement audit`` against the cloud (its config plus the ports ``up`` was given)."""
-    config = cloud.workdir / "manage.conf"
-    names = ("identity", "compute", "placement", "image", "network")
-    config.write_text(cloud.config_file.read_text() + "\n[ports]\n" +
-                      "".join(f"{name} = {cloud.base_port + i}\n" for i, name in enumerate(names)))
-    result = subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(config), "--state-dir",
+    """``kilonova manage placement audit`` against the cloud (its configuration names its ports)."""
+    result = subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(cloud.config_file), "--state-dir",
                              str(cloud.state_dir), "manage", "placement", "audit", "--verbose"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
