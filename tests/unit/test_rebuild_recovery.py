@@ -124,3 +124,38 @@ async def test_the_failed_host_coming_back_destroys_its_stale_guest_and_releases
     assert (after["vm_state"], after["host"]) == ("active", OTHER)
     await second_life.stop()
     await first_life.stop()
+
+
+class KeepingScheduler:
+    """The scheduler's answer when the instance already holds a claim on a host that fits: that host (its
+    claim kept, as SchedulerManager._claim_first does)."""
+
+    def __init__(self, placement, provider: str):
+        self.placement, self.provider, self.asked = placement, provider, []
+
+    async def call(self, method: str, **kwargs):
+        self.asked.append((method, kwargs))
+        return [[{"host": OTHER, "nodename": OTHER, "compute_node_uuid": self.provider}]]
+
+
+async def test_a_redelivered_evacuation_leaves_the_source_claim_with_the_migration(  # noqa: F811
+        stub, placement, network, provider, other_provider, hosts):
+    """The first conductor died after the scheduler claimed the destination: the redelivered request must not
+    hand the destination's claim to the migration (losing the source's)."""
+    instance = await server(stub, placement, provider, vm_state="active", task_state="rebuilding")
+    record = evacuation(stub, instance["uuid"], dest=None)
+    await move_claims.hand_to_migration(placement.http, instance["uuid"], record["uuid"], "demo", "demo")
+    _held, generation, _p, _u = await move_claims.held(placement.http, instance["uuid"])
+    first = await placement.http.put(f"/allocations/{instance['uuid']}", json={
+        "allocations": {other_provider: {"resources": {"MEMORY_MB": 512, "VCPU": 1, "DISK_GB": 1}}},
+        "project_id": "demo", "user_id": "demo", "consumer_generation": generation})
+    assert first.status_code == 204, first.text
+
+    manager = conductor(stub, placement, network, hosts)
+    manager.scheduler = KeepingScheduler(placement.http, other_provider)
+    await manager.rebuild_instance(instance_uuid=instance["uuid"], evacuate=True, migration_uuid=record["uuid"])
+    assert sorted(await claims(placement, instance["uuid"])) == sorted([provider, other_provider])
+    assert await claims(placement, record["uuid"]) == {}
+    assert [(host, method) for host, method, _kw in hosts.casts] == [(OTHER, "rebuild_instance")]
+    assert manager.scheduler.asked[0][1]["ignore_hosts"] == [HOST]
+    assert migration(stub, record["uuid"])["dest_compute"] == OTHER

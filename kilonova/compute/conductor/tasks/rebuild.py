@@ -198,7 +198,10 @@ async def _schedule(conductor, instance: dict, spec: dict, host: str | None, mig
     if host:
         spec["requested_destination"] = {"host": host}
     try:
-        await move_claims.hand_to_migration(conductor.placement, uuid, migration_uuid, project, user)
+        # A redelivered request (its conductor died) finds the source's claim with the migration already:
+        # what the instance holds then is an earlier destination claim, which the scheduler keeps or replaces.
+        if not (await move_claims.held(conductor.placement, migration_uuid))[0]:
+            await move_claims.hand_to_migration(conductor.placement, uuid, migration_uuid, project, user)
     except move_claims.ClaimError as exc:
         raise Refused(str(exc)) from None
     try:
