@@ -214,6 +214,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Seconds a resize or cold migration may stay at one step (its migration record not updated) before
         # the conductor rolls it back to its source host, or ends it there, with a fault saying what failed.
         "move_timeout": "600",
+        # Seconds a rescue, unrescue, restore, soft delete or admin password change may stay under way
+        # before a conductor ends it without its compute host (kilonova/compute/conductor/tasks/rescue_and_friends.py).
+        "action_timeout": "300",
         # The cell (name or uuid) a new compute host of this process joins; empty: the first cell.
         "cell": "",
         # fake: simulated hosts ([fake_driver]); libvirt: this machine is one host named [DEFAULT] host.
