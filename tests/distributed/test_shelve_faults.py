@@ -1,0 +1,135 @@
+"""Shelving when a compute dies (``kill -9``) in the middle, on a deployment with every service in its own
+process (RabbitMQ + PostgreSQL, two cells): within ``[compute] shelve_timeout`` each server ends ACTIVE on
+its host or SHELVED_OFFLOADED holding nothing, can be unshelved again, and the Placement audit is clean.
+
+A compute is caught mid-step by holding the fake hypervisor in that step (``[fake_driver] step_delays`` /
+``spawn_delay`` / ``destroy_delay``, set by restarting it) and waiting for the server's task state.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.distributed.cluster import two_cell_deployment, wait_for
+from tests.distributed.test_faults import boot, claims_match, ports_of, restart_compute_cell1, task_state
+
+SHELVE_TIMEOUT = 12
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with two_cell_deployment("postgresql", second_controller=False, extra={
+            "DEFAULT": {"rpc_response_timeout": "20"}, "conductor": {"reconcile_interval": "2"},
+            "compute": {"shelve_timeout": str(SHELVE_TIMEOUT)}}) as deployed:
+        yield deployed
+
+
+@pytest.fixture
+def api(cluster):
+    with cluster.compute_api("2.91") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def image(cluster):
+    return next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
+
+
+@pytest.fixture(scope="module")
+def zone1(cluster):
+    """cell1's hosts as availability zone "zone1" (the compute process the tests kill)."""
+    with cluster.compute_api("2.60") as api:
+        aggregate = api.post("/os-aggregates", json={"aggregate": {"name": "cell1-shelf", "availability_zone": "zone1"}})
+        assert aggregate.status_code == 200, aggregate.text
+        for host in ("cell1-host1", "cell1-host2"):
+            added = api.post(f"/os-aggregates/{aggregate.json()['aggregate']['id']}/action",
+                             json={"add_host": {"host": host}})
+            assert added.status_code == 200, added.text
+    return "zone1"
+
+
+def server(api, uuid: str) -> dict:
+    return api.get(f"/servers/{uuid}").json()["server"]
+
+
+def reaches(cluster, api, uuid: str, status: str, timeout: float = 60) -> dict:
+    return wait_for(lambda: (lambda s: s if s["status"] == status and not s["OS-EXT-STS:task_state"] else None)(
+        server(api, uuid)), timeout, f"{uuid} {status}", cluster)
+
+
+def act(api, uuid: str, body: dict) -> None:
+    reply = api.post(f"/servers/{uuid}/action", json=body)
+    assert reply.status_code == 202, reply.text
+
+
+def holds_nothing(cluster, uuid: str) -> None:
+    with cluster.placement_api() as placement:
+        assert placement.get(f"/allocations/{uuid}").json()["allocations"] == {}
+
+
+def test_a_compute_killed_mid_unshelve_leaves_the_server_offloaded_holding_nothing(cluster, api, image, zone1):
+    uuid = boot(api, image, "unshelve-killed", zone1)
+    reaches(cluster, api, uuid, "ACTIVE")
+    act(api, uuid, {"shelve": None})
+    reaches(cluster, api, uuid, "SHELVED_OFFLOADED")
+    holds_nothing(cluster, uuid)
+    restart_compute_cell1(cluster, spawn_delay="60")
+    act(api, uuid, {"unshelve": None})
+    wait_for(lambda: task_state(api, uuid) == "spawning", 30, "the unshelve's spawn to start", cluster)
+    cluster.processes["compute-cell1"].kill()
+    shown = reaches(cluster, api, uuid, "SHELVED_OFFLOADED", timeout=SHELVE_TIMEOUT + 30)
+    assert shown["OS-EXT-SRV-ATTR:host"] is None
+    holds_nothing(cluster, uuid)
+    assert all(not p["binding:host_id"] for p in ports_of(cluster, uuid))
+    claims_match(cluster, [])
+    restart_compute_cell1(cluster)  # the unshelve it had in hand comes back, and is dropped
+    act(api, uuid, {"unshelve": None})
+    shown = reaches(cluster, api, uuid, "ACTIVE")
+    assert shown["OS-EXT-SRV-ATTR:host"].startswith("cell1-")
+    claims_match(cluster, [shown])
+    assert api.delete(f"/servers/{uuid}").status_code == 204
+    wait_for(lambda: api.get(f"/servers/{uuid}").status_code == 404, 60, "the delete", cluster)
+    claims_match(cluster, [])
+
+
+def test_a_compute_killed_mid_shelve_leaves_the_server_where_it_was(cluster, api, image, zone1):
+    uuid = boot(api, image, "shelve-killed", zone1)
+    host = reaches(cluster, api, uuid, "ACTIVE")["OS-EXT-SRV-ATTR:host"]
+    restart_compute_cell1(cluster, step_delays="snapshot=60")
+    act(api, uuid, {"shelve": None})
+    wait_for(lambda: task_state(api, uuid) == "shelving_image_pending_upload", 30, "the snapshot to start", cluster)
+    cluster.processes["compute-cell1"].kill()
+    restart_compute_cell1(cluster)
+    shown = reaches(cluster, api, uuid, "ACTIVE", timeout=SHELVE_TIMEOUT + 30)
+    assert shown["OS-EXT-SRV-ATTR:host"] == host
+    claims_match(cluster, [shown])
+    # The guest is still there: the server shelves and unshelves again.
+    act(api, uuid, {"shelve": None})
+    reaches(cluster, api, uuid, "SHELVED_OFFLOADED")
+    holds_nothing(cluster, uuid)
+    act(api, uuid, {"unshelve": None})
+    shown = reaches(cluster, api, uuid, "ACTIVE")
+    claims_match(cluster, [shown])
+    assert api.delete(f"/servers/{uuid}").status_code == 204
+    wait_for(lambda: api.get(f"/servers/{uuid}").status_code == 404, 60, "the delete", cluster)
+    claims_match(cluster, [])
+
+
+def test_an_offload_whose_compute_died_is_finished_by_the_conductor(cluster, api, image, zone1):
+    uuid = boot(api, image, "offload-killed", zone1)
+    reaches(cluster, api, uuid, "ACTIVE")
+    restart_compute_cell1(cluster, destroy_delay="60")
+    act(api, uuid, {"shelve": None})  # offloaded at once ([DEFAULT] shelved_offload_time 0)
+    wait_for(lambda: task_state(api, uuid) == "shelving_offloading", 30, "the offload to start", cluster)
+    cluster.processes["compute-cell1"].kill()
+    shown = reaches(cluster, api, uuid, "SHELVED_OFFLOADED", timeout=SHELVE_TIMEOUT + 30)
+    assert shown["OS-EXT-SRV-ATTR:host"] is None
+    holds_nothing(cluster, uuid)
+    assert all(not p["binding:host_id"] for p in ports_of(cluster, uuid))
+    claims_match(cluster, [])
+    restart_compute_cell1(cluster)
+    act(api, uuid, {"unshelve": None})
+    shown = reaches(cluster, api, uuid, "ACTIVE")
+    claims_match(cluster, [shown])
+    assert api.delete(f"/servers/{uuid}").status_code == 204
+    wait_for(lambda: api.get(f"/servers/{uuid}").status_code == 404, 60, "the delete", cluster)
+    claims_match(cluster, [])
