@@ -30,6 +30,7 @@ class Action:
     task_states: tuple | None = (None,)  # task states it may start from (ANY: every one)
     instance_action: str | None = None   # what os-instance-actions records (None: nothing)
     admin_only: bool = False        # refused to non-admins by upstream's default policy
+    lock_checked: bool = True       # refused to non-admins while the server is locked (upstream's check_instance_lock)
     # Done by one driver call on the agent: the call, and the vm_state / power state afterwards.
     driver_method: str | None = None
     vm_state_after: str | None = None
@@ -68,7 +69,7 @@ _TABLE = (
     Action("reboot-hard", "reboot", ("active", "stopped", "paused", "suspended", "error"), "rebooting_hard",
            "reboot_instance", instance_action="reboot"),
     Action("createImage", "createImage", _RUNNING_LIKE, "image_snapshot_pending", "snapshot_instance",
-           instance_action="createImage"),
+           instance_action="createImage", lock_checked=False),
     Action("createBackup", "createBackup", _RUNNING_LIKE, "image_backup", "backup_instance",
            instance_action="createBackup"),
     # moves

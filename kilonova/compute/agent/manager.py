@@ -287,6 +287,18 @@ class ComputeManager:
     async def _write_event(self, phase: str, **fields) -> None:
         await self.conductor.call("action_event", phase=phase, **fields)
 
+    async def finish_action(self, instance_uuid: str, request_id: str | None, action: str | None,
+                            failed: bool = False) -> None:
+        """The operation of instance action ``action`` is over (message Error when ``failed``). Best effort:
+        a lost record is not worth failing the operation."""
+        if request_id is None or action is None:
+            return
+        try:
+            await self.conductor.call("action_finish", instance_uuid=instance_uuid, request_id=request_id,
+                                      action=action, message="Error" if failed else None)
+        except RPCError:
+            LOG.warning("could not finish action %s of %s", action, instance_uuid, exc_info=True)
+
     def usage_changed(self) -> None:
         """A server arrived on or left this host: report the compute node's usage at the next period."""
         self._usage_dirty = True

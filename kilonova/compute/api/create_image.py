@@ -14,13 +14,10 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, empty_response, json_response
 from kilonova.common.rpc import NoSuchTarget
+from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import lookup, microversions, validation
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.db import instances, quotas
-from kilonova.compute.db.instances import UnexpectedTaskState
-
-SNAPSHOT_FROM_VM_STATES = ("active", "stopped", "paused", "suspended")
-PENDING_TASK_STATE = "image_snapshot_pending"
+from kilonova.compute.db import instance_actions, instances, quotas
 
 BODY = {"type": "object", "properties": {"createImage": {
     "type": "object", "properties": {"name": validation.NAME, "metadata": validation.METADATA},
@@ -68,19 +65,15 @@ def image_values(server: dict, source: dict, name: str, metadata: dict[str, str]
     return values
 
 
-def _conflict(uuid: str, server: dict) -> HTTPError:
-    if server.get("task_state"):
-        return HTTPError(409, f"Cannot 'createImage' instance {uuid} while it is in task_state "
-                              f"{server['task_state']}")
-    return HTTPError(409, f"Cannot 'createImage' instance {uuid} while it is in vm_state {server['vm_state']}")
-
-
 def _check_state(ref: lookup.ServerRef) -> None:
+    """The createImage row's state rule (kilonova/compute/actions.py), checked before the image is made;
+    server_actions.begin checks it again as the compare-and-set that starts the action."""
     server = ref.server
-    if ref.cell is None or ref.cell.is_cell0 or not server.get("host"):
-        raise _conflict(ref.uuid, {**server, "vm_state": server.get("vm_state") or "building"})
-    if server["vm_state"] not in SNAPSHOT_FROM_VM_STATES or server.get("task_state"):
-        raise _conflict(ref.uuid, server)
+    action = ACTIONS["createImage"]
+    vm_state = server.get("vm_state") or "building"
+    if ref.cell is None or ref.cell.is_cell0 or not server.get("host") or \
+            not action.allows(vm_state, server.get("task_state")):
+        raise HTTPError(409, action.conflict_message(ref.uuid, vm_state, server.get("task_state")))
 
 
 async def _source_image(svc, token: str, image_ref: str | None) -> dict:
@@ -109,9 +102,12 @@ async def _delete_image(svc, token: str, image_id: str) -> None:
 
 
 async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: dict):
+    from kilonova.compute.api import server_actions  # it imports this module to route createImage here
+
     name, metadata = parse_body(body)
     ctx = request.state.context
     svc = compute_api(request)
+    server_actions.check_policy(ctx, ref, ACTIONS["createImage"])
     _check_state(ref)
     limits = await svc.api_db.read(quotas.get_limits, ref.server["project_id"], svc.conf)
     limit = limits.get("metadata_items", -1)
@@ -122,17 +118,16 @@ async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: 
     image = await _create_image(svc, ctx.token, image_values(ref.server, source, name, metadata,
                                                              ctx.project_id, ctx.user_id))
     try:
-        server = await ref.cell.db.write(instances.update, ref.uuid, {"task_state": PENDING_TASK_STATE},
-                                         expected_task_state=[None],
-                                         expected_vm_state=list(SNAPSHOT_FROM_VM_STATES))
-    except UnexpectedTaskState:
+        # The task state and the "createImage" action, together; 409 if the server changed meanwhile.
+        server = await server_actions.begin(request, ref, "createImage")
+    except HTTPError:
         await _delete_image(svc, ctx.token, image["id"])
-        raise _conflict(ref.uuid, await ref.cell.db.read(instances.get, ref.uuid)) from None
+        raise
     try:
-        await svc.compute_rpc(server["host"]).cast("snapshot_instance", instance=server, image_id=image["id"])
+        await svc.compute_rpc(server["host"]).cast("snapshot_instance", instance=server, image_id=image["id"],
+                                                   request_id=ctx.request_id)
     except NoSuchTarget:
-        await ref.cell.db.write(instances.update, ref.uuid, {"task_state": None},
-                                expected_task_state=[PENDING_TASK_STATE])
+        await ref.cell.db.write(_undo_begin, ref.uuid, ctx.request_id)
         await _delete_image(svc, ctx.token, image["id"])
         raise HTTPError(409, f"Compute host {server['host']} could not be reached.") from None
 
@@ -140,3 +135,9 @@ async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: 
         return json_response({"image_id": image["id"]}, status=202)
     location = str(svc.image.base_url).rstrip("/") + f"/v2/images/{image['id']}"
     return empty_response(202, headers={"Location": location})
+
+
+def _undo_begin(session, uuid: str, request_id: str | None) -> None:
+    """The host could not be told: the task state back, the action finished as failed."""
+    instances.update(session, uuid, {"task_state": None}, expected_task_state=[ACTIONS["createImage"].task_state])
+    instance_actions.finish(session, uuid, "createImage", "Error", request_id=request_id)

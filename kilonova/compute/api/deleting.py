@@ -10,7 +10,7 @@ from kilonova.compute.api import lookup, soft_deleting
 from kilonova.compute.api.server_action_handlers import resize
 from kilonova.compute.cleanup import delete_locally, release_allocations
 from kilonova.compute.move_endings import RESIZE_TASK_STATES
-from kilonova.compute.db import build_requests, instances, mappings, services
+from kilonova.compute.db import build_requests, instance_actions, instances, mappings, services
 
 LOG = logging.getLogger(__name__)
 
@@ -37,19 +37,24 @@ class ServerDeleter:
         if ref.cell.is_cell0 or not server.get("host"):
             await self.local_delete(ref.cell, server)
             return
+        down_time = self.svc.conf.getfloat("DEFAULT", "service_down_time")
+        host_up = await ref.cell.db.read(services.compute_is_up, server["host"], down_time)
+        # As upstream: the "delete" action is recorded when the compute host is told (not for a delete
+        # finished here without it, nor again for a server already being deleted).
+        record = host_up and server.get("task_state") != "deleting"
         try:
-            server = await ref.cell.db.write(instances.update, ref.uuid, {"task_state": "deleting"})
+            server = await ref.cell.db.write(_start_delete, ref.uuid, ctx.to_dict() if record else None)
         except NotFound:
             return
-        down_time = self.svc.conf.getfloat("DEFAULT", "service_down_time")
-        if not await ref.cell.db.read(services.compute_is_up, server["host"], down_time):
+        if not host_up:
             # As Nova does: a message to a dead host would wait for it; the guest of a host that comes
             # back is removed by its agent's start-up clean-up.
             LOG.warning("compute service of %s is down; deleting %s locally", server["host"], ref.uuid)
             await self.local_delete(ref.cell, server)
             return
         try:
-            await self.svc.compute_rpc(server["host"]).cast("terminate_instance", instance=server)
+            await self.svc.compute_rpc(server["host"]).cast("terminate_instance", instance=server,
+                                                            request_id=ctx.request_id if record else None)
         except NoSuchTarget:
             LOG.warning("compute host %s is not reachable; deleting %s locally", server["host"], ref.uuid)
             await self.local_delete(ref.cell, server)
@@ -67,6 +72,15 @@ class ServerDeleter:
     async def local_delete(self, cell, server: dict) -> None:
         """Delete without the compute agent: ports, allocations and the instance record."""
         await delete_locally(cell, self.svc.placement, self.svc.network_admin, server)
+
+
+def _start_delete(session, uuid: str, ctx: dict | None) -> dict:
+    """task_state deleting, and with the caller's context ``ctx`` the "delete" action, together."""
+    server = instances.update(session, uuid, {"task_state": "deleting"})
+    if ctx is not None:
+        instance_actions.start(session, uuid, "delete", ctx.get("request_id"), ctx.get("user_id"),
+                               ctx.get("project_id"))
+    return server
 
 
 def _forget_build_request(session, uuid: str) -> bool:

@@ -28,7 +28,7 @@ def check_policy(ctx, ref: lookup.ServerRef, action: Action) -> None:
     """Upstream's default policy for the action (admin-only ones: 403), then the lock (409 for non-admins)."""
     if action.admin_only and not ctx.is_admin:
         raise HTTPError(403, f"Policy doesn't allow os_compute_api:servers:{action.name} to be performed.")
-    if ref.server.get("locked") and not ctx.is_admin:
+    if action.lock_checked and ref.server.get("locked") and not ctx.is_admin:
         raise HTTPError(409, f"Instance {ref.uuid} is locked")
 
 
@@ -137,10 +137,19 @@ async def lock(request: Request, ref: lookup.ServerRef, key: str, body: dict):
         raise HTTPError(403, "Policy doesn't allow os_compute_api:os-lock-server:unlock:unlock_override "
                              "to be performed.")
     reason = (body.get("lock") or {}).get("locked_reason") if locked and want(request, "2.73") else None
-    await ref.cell.db.write(instances.update, ref.uuid,
+    host = compute_api(request).conf.get("DEFAULT", "host")
+    await ref.cell.db.write(_lock_in_cell, ref.uuid, key, ctx.to_dict(), host,
                             {"locked": locked, "locked_by": ("admin" if ctx.is_admin else "owner") if locked else None,
                              "system_metadata": server_records.with_locked_reason(ref.server, reason)})
     return empty_response(202)
+
+
+def _lock_in_cell(session, uuid: str, key: str, ctx: dict, host: str, values: dict) -> None:
+    """The lock change and its instance action ("lock"/"unlock", one api_lock/api_unlock step, as upstream
+    records it), together."""
+    instances.update(session, uuid, values)
+    instance_actions.record_done(session, uuid, key, ctx.get("request_id"), ctx.get("user_id"),
+                                 ctx.get("project_id"), f"api_{key}", host)
 
 
 POWER_KEYS = ("os-start", "os-stop", "pause", "unpause", "suspend", "resume")

@@ -122,8 +122,10 @@ class BuildFlow(ConductorPart):
         values = {k: v for k, v in pending.items() if not k.startswith("_")}
         values.update(vm_state="error", task_state=None)
         cell0 = self.cells.cell0
+        ctx = (await self.cells.api_db.read(build_requests.get_spec, uuid) or {}).get("context") or {}
         try:
-            await cell0.db.write(_create_with_fault, values, 500, reason[:255], reason)
+            await cell0.db.write(_create_with_fault, values, 500, reason[:255], reason, ctx,
+                                 self.conf.get("DEFAULT", "host"))
         except sa.exc.IntegrityError:
             pass  # written by another conductor burying it now, or by one that died before the next step
         if await self.cells.api_db.write(_promote_build_request, uuid, cell0.uuid):
@@ -234,9 +236,15 @@ def _create_with_action(session, values: dict, spec: dict) -> dict:
     return instance
 
 
-def _create_with_fault(session, values: dict, code: int, message: str, details: str) -> dict:
+def _create_with_fault(session, values: dict, code: int, message: str, details: str, ctx: dict,
+                       host: str | None) -> dict:
+    """A server buried in cell0: its row, its fault, and (as upstream records it) a failed "create" action
+    whose one event, conductor_schedule_and_build_instances, says why."""
     instance = instances.create(session, values)
     instances.add_fault(session, values["uuid"], code, message, details)
+    instance_actions.record_failed(session, values["uuid"], "create", ctx.get("request_id"), ctx.get("user_id"),
+                                   ctx.get("project_id"), "conductor_schedule_and_build_instances", details[:1000],
+                                   host=host)
     return instance
 
 

@@ -32,13 +32,16 @@ async def build_and_run_instance(agent: ComputeManager, instance: dict, request_
         if agent._started_builds is not None:
             agent._started_builds.add(uuid)
         network_info: list[dict] = []
+        # Upstream's name for the step (its manager method _do_build_and_run_instance).
+        request_id = (request_spec.get("context") or {}).get("request_id")
         try:
-            # A driver that waits for its ports to be plugged collects their events from before the binding.
-            with events.instance_events(agent).collecting(uuid) as collector:
-                network_info = await agent.ports.allocate(instance, request_spec.get("requested_networks") or [])
-                await agent.driver.spawn(instance, request_spec.get("image") or {}, network_info)
-                if events.waits_for_vif_plugging(agent):
-                    await events.wait_for_vif_plugged(agent, collector, uuid, network_info)
+            async with agent.event(uuid, request_id, "compute__do_build_and_run_instance"):
+                # A driver that waits for its ports to be plugged collects their events from before the binding.
+                with events.instance_events(agent).collecting(uuid) as collector:
+                    network_info = await agent.ports.allocate(instance, request_spec.get("requested_networks") or [])
+                    await agent.driver.spawn(instance, request_spec.get("image") or {}, network_info)
+                    if events.waits_for_vif_plugging(agent):
+                        await events.wait_for_vif_plugged(agent, collector, uuid, network_info)
         except Exception as exc:  # noqa: BLE001 - any failure here is a failed build to report
             LOG.info("build of %s failed on %s: %s", uuid, agent.host, exc)
             await agent.ports.release(uuid, network_info)
@@ -55,16 +58,19 @@ async def build_and_run_instance(agent: ComputeManager, instance: dict, request_
             await agent.ports.release(uuid, network_info)
             return
         agent.usage_changed()
+    await agent.finish_action(uuid, request_id, "create")
 
 
 @remote
-async def terminate_instance(agent: ComputeManager, instance: dict) -> None:
+async def terminate_instance(agent: ComputeManager, instance: dict, request_id: str | None = None) -> None:
+    """Delete the server (``request_id``: of its "delete" action; the conductor finishes the action)."""
     uuid = instance["uuid"]
     async with agent._locks[uuid]:
-        await agent.driver.destroy(instance)
-        current = await agent._current(uuid) or instance
-        await agent.ports.release(uuid, current.get("network_info") or [])
-        await agent.reporter.release(uuid)
+        async with agent.event(uuid, request_id, "compute_terminate_instance"):
+            await agent.driver.destroy(instance)
+            current = await agent._current(uuid) or instance
+            await agent.ports.release(uuid, current.get("network_info") or [])
+            await agent.reporter.release(uuid)
         await agent.conductor.call("instance_destroy", instance_uuid=uuid)
         agent.usage_changed()
     agent._locks.pop(uuid, None)

@@ -30,9 +30,10 @@ async def _power(agent: ComputeManager, method: str, instance: dict, request_id:
             await agent._update(uuid, {"task_state": None})
             await agent.conductor.call("add_fault", instance_uuid=uuid, code=500, message=str(exc)[:255],
                                        host=agent.host)
-            return
-        await agent._update(uuid, {"vm_state": action.vm_state_after, "power_state": action.power_state_after,
-                                   "task_state": None})
+        else:
+            await agent._update(uuid, {"vm_state": action.vm_state_after, "power_state": action.power_state_after,
+                                       "task_state": None})
+    await agent.finish_action(uuid, request_id, action.instance_action, failed=event.error is not None)
 
 
 def _power_method(method: str):
@@ -63,5 +64,6 @@ async def reboot_instance(agent: ComputeManager, instance: dict, reboot_type: st
             LOG.warning("reboot of %s failed on %s: %s", uuid, agent.host, exc)
             event.failed(exc)
             await agent._update(uuid, {"task_state": None})
-            return
-        await agent._update(uuid, {"vm_state": "active", "power_state": power.RUNNING, "task_state": None})
+        else:
+            await agent._update(uuid, {"vm_state": "active", "power_state": power.RUNNING, "task_state": None})
+    await agent.finish_action(uuid, request_id, "reboot", failed=event.error is not None)

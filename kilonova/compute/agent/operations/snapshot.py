@@ -22,28 +22,35 @@ class SnapshotAborted(Exception):
 
 
 @remote
-async def snapshot_instance(agent: ComputeManager, instance: dict, image_id: str) -> None:
-    """createImage: the API made image ``image_id`` (queued) and set task_state image_snapshot_pending.
+async def snapshot_instance(agent: ComputeManager, instance: dict, image_id: str, request_id: str | None = None) -> None:
+    """createImage: the API made image ``image_id`` (queued), set task_state image_snapshot_pending and
+    started the "createImage" action of ``request_id``.
 
     Task states follow Nova: image_snapshot, image_pending_upload (the disk is copied),
     image_uploading, then None. A failure (or the server being deleted meanwhile) removes
-    the image unless it became active, clears the task state and records a fault.
+    the image unless it became active, clears the task state and records a fault; the step
+    (compute_snapshot_instance, as upstream names it) records Error and the action ends with it.
     """
-    async with agent._locks[instance["uuid"]]:
-        await take_snapshot(agent, instance, image_id, "image_snapshot_pending", "image_snapshot")
+    uuid = instance["uuid"]
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_snapshot_instance") as event:
+        done = await take_snapshot(agent, instance, image_id, "image_snapshot_pending", "image_snapshot", event)
+    await agent.finish_action(uuid, request_id, "createImage", failed=not done)
 
 
 async def take_snapshot(agent: ComputeManager, instance: dict, image_id: str, pending: str,
-                        first: str | None = None) -> bool:
+                        first: str | None = None, event=None) -> bool:
     """Upload the server's disk into image ``image_id``, from task state ``pending`` (createImage's
     image_snapshot_pending, createBackup's image_backup) through ``first`` (when it has one),
     image_pending_upload and image_uploading to None. True when the image is active; on failure
-    the image is discarded, the task state cleared and a fault recorded. The caller holds the lock."""
+    the image is discarded, the task state cleared, a fault recorded (and ``event``, the instance action's
+    step when given, marked failed). The caller holds the lock."""
     uuid = instance["uuid"]
     current = [pending]
     if first is not None:
         if await agent._update(uuid, {"task_state": first}, expected_task_state=[pending]) is None:
             await _discard_image(agent, image_id)
+            if event is not None:
+                event.failed(SnapshotAborted(f"instance {uuid} is no longer waiting for its snapshot"))
             return False
         current = [first]
 
@@ -59,6 +66,8 @@ async def take_snapshot(agent: ComputeManager, instance: dict, image_id: str, pe
     except Exception as exc:  # noqa: BLE001 - report, and leave the server as it was
         LOG.warning("event=compute.instance.snapshot.error instance=%s image=%s host=%s: %s",
                     uuid, image_id, agent.host, exc)
+        if event is not None:  # the instance action's step (events.Event) records the failure
+            event.failed(exc)
         await _discard_image(agent, image_id)
         await agent._update(uuid, {"task_state": None}, expected_task_state=current)
         if not isinstance(exc, SnapshotAborted):
