@@ -21,9 +21,11 @@ from kilonova.compute.api.microversions import want
 from kilonova.compute.cells import CellDown
 from kilonova.compute.db import migrations
 
-# Fields of a record os-migrations never shows (kept inside, or shown only by the server's migrations).
-_NOT_LISTED = ("deleted", "deleted_at", "hidden", "cross_cell_move", "step", "memory_total", "memory_processed",
-               "memory_remaining", "disk_total", "disk_processed", "disk_remaining")
+# The fields of a record os-migrations shows (upstream's Migration object without deleted, deleted_at, hidden,
+# cross_cell_move and the progress counters), whatever else the table keeps for the operations.
+_LISTED = ("created_at", "updated_at", "id", "uuid", "source_compute", "dest_compute", "source_node", "dest_node",
+           "dest_host", "old_instance_type_id", "new_instance_type_id", "instance_uuid", "status", "migration_type",
+           "user_id", "project_id")
 
 _FILTERS = ("hidden", "host", "instance_uuid", "source_compute", "status", "migration_type")
 _QUERY_2_59 = {**{name: query_params.MULTI_STRING for name in _FILTERS}, "limit": query_params.NON_NEGATIVE_INT,
@@ -35,7 +37,7 @@ _OPEN_FILTERS = _FILTERS + ("uuid", "node", "user_id", "project_id")
 
 
 def _listed(request: Request, record: dict[str, Any]) -> dict[str, Any]:
-    view = {key: value for key, value in record.items() if key not in _NOT_LISTED}
+    view = {key: record.get(key) for key in _LISTED}
     if not want(request, "2.59"):
         view.pop("uuid", None)
     if not want(request, "2.80"):
