@@ -257,3 +257,47 @@ def test_migration_lists_through_the_clients(cloud, server, migration_records):
         conn.close()
     refused = cloud.openstack("server", "migration", "list", cloud="kilonova-demo", check=False)
     assert refused.returncode != 0 and "403" in refused.stderr
+
+
+def test_a_real_resize_as_os_migrations_and_os_instance_actions_show_it(cloud):
+    """A resize and its confirm made by the real operation (not inserted): the record's fields per microversion,
+    its filters, and the two actions with their request ids."""
+    created = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
+                              "--network", "private", "--wait", "vm-moved", fmt_json=True)
+    sid = created["id"]
+    try:
+        with cloud.http("compute") as http:
+            resized = http.post(f"/servers/{sid}/action", json={"resize": {"flavorRef": "2"}})
+            assert resized.status_code == 202, resized.text
+            resize_request = resized.headers["x-compute-request-id"]
+            wait_for(lambda: server_status(cloud, sid) == "VERIFY_RESIZE", 60, "VERIFY_RESIZE")
+            confirmed = http.post(f"/servers/{sid}/action", json={"confirmResize": None})
+            assert confirmed.status_code == 204, confirmed.text
+            wait_for(lambda: server_status(cloud, sid) == "ACTIVE", 60, "ACTIVE")
+
+            def listed(version, **params):
+                response = http.get("/os-migrations", params={"instance_uuid": sid, **params},
+                                    headers={"OpenStack-API-Version": f"compute {version}"})
+                assert response.status_code == 200, response.text
+                return response.json()["migrations"]
+            [old] = listed("2.1")
+            assert "migration_type" not in old and "uuid" not in old and "user_id" not in old
+            assert (old["source_compute"], old["status"]) == (created["OS-EXT-SRV-ATTR:host"], "confirmed")
+            [latest] = listed("2.80")
+            assert latest["migration_type"] == "resize" and "links" not in latest and latest["uuid"]
+            assert latest["user_id"] and latest["project_id"]
+            assert listed("2.80", user_id=latest["user_id"], project_id=latest["project_id"]) == [latest]
+            assert listed("2.59", **{"changes-since": (datetime.utcnow() + timedelta(hours=1)).isoformat()}) == []
+            assert listed("2.23", migration_type="live-migration") == []
+            # Not a live migration: nothing under way for GET /servers/{id}/migrations.
+            assert http.get(f"/servers/{sid}/migrations",
+                            headers={"OpenStack-API-Version": "compute 2.80"}).json() == {"migrations": []}
+        assert latest["uuid"] in cloud.nova("--os-compute-api-version", "2.59", "migration-list", "--instance-uuid",
+                                            sid).stdout
+        actions = cloud.openstack("server", "event", "list", sid, fmt_json=True)
+        assert [a["Action"] for a in actions] == ["confirmResize", "resize", "create"]
+        assert actions[1]["Request ID"] == resize_request
+        steps = events_of(cloud, sid, resize_request)["events"]
+        assert steps and all(e["result"] == "Success" and e["finish_time"] for e in steps)
+    finally:
+        cloud.openstack("server", "delete", "--wait", sid, check=False)
