@@ -22,7 +22,8 @@ class SnapshotAborted(Exception):
 
 
 @remote
-async def snapshot_instance(agent: ComputeManager, instance: dict, image_id: str, request_id: str | None = None) -> None:
+async def snapshot_instance(agent: ComputeManager, instance: dict, image_id: str,
+                            request_id: str | None = None) -> None:
     """createImage: the API made image ``image_id`` (queued), set task_state image_snapshot_pending and
     started the "createImage" action of ``request_id``.
 
