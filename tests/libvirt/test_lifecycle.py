@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from kilonova.compute.virt import driver as power
-from kilonova.compute.virt.driver import InstanceAgentNotEnabled, MigrationError, ResizeError
+from kilonova.compute.virt.driver import (InstanceAgentNotEnabled, MigrationError, MigrationPreCheckError,
+                                          ResizeError)
 from kilonova.config import Config
 from tests.libvirt import hostsetup
 from tests.libvirt.hostsetup import MARKER
@@ -221,6 +222,11 @@ def test_crash_dump_diagnostics_and_admin_password(hosts):
     assert diagnostics["num_disks"] == 2 and diagnostics["config_drive"] is True  # root + config drive
     assert diagnostics["disk_details"][0]["read_bytes"] > 0 and diagnostics["cpu_details"][0]["time"] > 0
     assert diagnostics["uptime"] > 0
+    # Both hosts here share the system libvirtd: a live migration between them is refused up front.
+    a = hosts[0]
+    data = run(a.driver.check_can_live_migrate_destination(guest, None))
+    with pytest.raises(MigrationPreCheckError, match="share one libvirt daemon"):
+        run(b.driver.check_can_live_migrate_source(guest, data))
     # image-b says it has a guest agent: the domain gets its channel, but nothing answers in this guest
     # (upstream answers 501 for that, through NotImplementedError).
     channel = b.xml(guest).find("devices/channel/target[@name='org.qemu.guest_agent.0']")
