@@ -116,11 +116,7 @@ def audit(cloud) -> None:
     import subprocess
     import sys
 
-    conf = cloud.workdir / "audit.conf"
-    base = cloud.base_port
-    conf.write_text(cloud.config_file.read_text() + f"\n[ports]\nidentity = {base}\ncompute = {base + 1}\n"
-                    f"placement = {base + 2}\nimage = {base + 3}\nnetwork = {base + 4}\n")
-    result = subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(conf), "--state-dir",
+    result = subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(cloud.config_file), "--state-dir",
                              str(cloud.state_dir), "manage", "placement", "audit", "--verbose"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -57,3 +57,13 @@ def get_with_service(session: Session, ident: int | str) -> tuple[ComputeNode, S
         if getattr(node, column.key) == ident:
             return node, service
     raise NotFound(f"Hypervisor {ident} could not be found.")
+
+
+def get_by_host(session: Session, host: str) -> tuple[ComputeNode, Service | None] | None:
+    """The live node of ``host`` with its nova-compute service record (None when the host has no node)."""
+    stmt = (sa.select(ComputeNode, Service)
+            .outerjoin(Service, sa.and_(Service.host == ComputeNode.host, Service.binary == "nova-compute",
+                                        Service.deleted == 0))
+            .where(ComputeNode.deleted == 0, ComputeNode.host == host).order_by(ComputeNode.id).limit(1))
+    row = session.execute(stmt).first()
+    return None if row is None else (row[0], row[1])

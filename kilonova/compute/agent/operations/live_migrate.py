@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kilonova.common.rpc import RemoteError, RPCClient, RPCError, redelivered
-from kilonova.compute import move_claims, versions
+from kilonova.common.rpc import RemoteError, RPCError, redelivered
+from kilonova.compute import move_claims
 from kilonova.compute.agent.operations import remote
 from kilonova.compute.virt import driver as virt
 from kilonova.compute.virt.driver import LiveMigrationAborted, NoActiveMigration
@@ -56,12 +56,9 @@ class Job:
 RUNNING: dict[tuple[str, str], Job] = {}
 
 
-def _peer(agent: ComputeManager, host: str, timeout: float | None = None) -> RPCClient:
+def _peer(agent: ComputeManager, host: str):
     """The compute RPC of another host of this cell (live migration stays within a cell)."""
-    transport = agent.conductor.transport
-    return RPCClient(transport, f"compute.{host}",
-                     timeout or agent.conf.getfloat("DEFAULT", "rpc_response_timeout"),
-                     interface=versions.COMPUTE, version_cap=versions.compute_pin(agent.conf))
+    return agent.compute_rpc(host)
 
 
 async def _status(agent: ComputeManager, migration: dict, status: str, expected: list[str] | None = None,

@@ -23,6 +23,7 @@ from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.api.server_actions import begin
 from kilonova.compute.cells import CellDown
+from kilonova.compute.conductor.tasks.live_migrate import REFUSALS
 from kilonova.compute.db import compute_nodes
 
 # Upstream's parameter_types.boolean (oslo's strict bool_from_string reads them).
@@ -65,10 +66,9 @@ def _schema(request: Request) -> dict:
 async def _host_exists(ref: lookup.ServerRef, host: str) -> bool:
     """A compute node of ``host`` in the server's cell (another cell's host cannot take it)."""
     try:
-        rows = await ref.cell.read(compute_nodes.list_with_services)
+        return await ref.cell.read(compute_nodes.get_by_host, host) is not None
     except CellDown:
         raise lookup.cell_unavailable(ref.cell) from None
-    return any(node.host == host for node, _service in rows)
 
 
 @handles("os-migrateLive")
@@ -104,7 +104,6 @@ async def migrate_live(request: Request, ref: lookup.ServerRef, key: str, body: 
     try:
         await conductor.call("live_migrate_instance", wait=True, **kwargs)
     except RemoteError as exc:
-        from kilonova.compute.conductor.tasks.live_migrate import REFUSALS
         if exc.exc_type in REFUSALS:
             raise HTTPError(400, exc.message) from None
         raise HTTPError(500, f"Unexpected API Error: {exc.message}") from None
