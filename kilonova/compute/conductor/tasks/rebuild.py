@@ -161,8 +161,14 @@ async def _evacuate(conductor, cell, instance: dict, host: str | None, force: bo
     except Refused:
         await _migration_status(cell, migration_uuid, "error", EVACUATION_UNDER_WAY)
         raise
-    await cell.db.write(migrations.update, migration_uuid, {"dest_compute": destination, "dest_node": destination})
-    migration = await cell.db.read(migrations.get, migration_uuid)
+    try:
+        migration = await cell.db.write(migrations.update, migration_uuid,
+                                        {"dest_compute": destination, "dest_node": destination}, ["accepted"])
+    except migrations.UnexpectedStatus:
+        # Given up on meanwhile (the reconcile pass, past the deadline): the claim just made is not kept.
+        await _release_destination(conductor, uuid, destination)
+        LOG.warning("evacuation %s of %s ended while its destination was chosen", migration_uuid, uuid)
+        return
     try:
         await conductor.compute_rpc(destination).cast(
             "rebuild_instance", instance=instance, image_meta=spec.get("image") or {"id": instance["image_ref"]},
