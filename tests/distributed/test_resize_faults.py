@@ -128,3 +128,24 @@ def test_source_killed_while_sending_the_server_ends_on_its_source(cluster, api)
     assert_audit_clean(cluster)
     delete(cluster, api, uuid)
     assert_audit_clean(cluster)
+
+
+def test_moves_stay_in_their_cell(cluster, api):
+    """Cross-cell moves are refused as upstream refuses them by default: a host of another cell is not found,
+    and a scheduled migration lands in the server's own cell."""
+    uuid = boot_on(cluster, api, "rz-a1", "rz-cells")
+    refused = api.post(f"/servers/{uuid}/action", json={"migrate": {"host": "cell2-host1"}})
+    assert refused.status_code == 400
+    assert refused.json()["badRequest"]["message"] == "Compute host cell2-host1 could not be found."
+    response = api.post(f"/servers/{uuid}/action", json={"migrate": None})
+    assert response.status_code == 202, response.text
+    moved = wait_for(lambda: (lambda s: s if s["status"] in ("VERIFY_RESIZE", "ACTIVE", "ERROR") and
+                              s["OS-EXT-STS:task_state"] is None else None)(api.get(f"/servers/{uuid}").json()[
+                                  "server"]), 90, "the migration to end", cluster)
+    assert moved["status"] in ("VERIFY_RESIZE", "ACTIVE")  # (ACTIVE: rolled back, if only a slow host was left)
+    assert not moved["OS-EXT-SRV-ATTR:host"].startswith("cell2-")
+    if moved["status"] == "VERIFY_RESIZE":
+        assert api.post(f"/servers/{uuid}/action", json={"confirmResize": None}).status_code == 204
+        settled(cluster, api, uuid)
+    assert_audit_clean(cluster)
+    delete(cluster, api, uuid)

@@ -179,6 +179,12 @@ async def finish_resize(agent: ComputeManager, instance: dict, migration: dict, 
         # between the two is finished by the conductor's reconcile pass.)
         if await store.migration_update(uuid, migration["uuid"], {"status": "finished", "step": "verify"},
                                         expected_status=["post-migrating"]) is None:
+            # Ended without this host meanwhile (rolled back past its deadline, or deleted): the guest just
+            # made here is nobody's.
+            LOG.warning("the move of %s ended while %s finished it: its guest here goes", uuid, agent.host)
+            if migration["source_compute"] != agent.host:
+                with contextlib.suppress(Exception):
+                    await agent.driver.destroy(current)
             return
         await store.instance_update(uuid, {"vm_state": "resized", "task_state": None, "power_state": power},
                                     expected_task_state=["resize_finish"])
