@@ -43,6 +43,7 @@ def cloud(cluster):
 # the cluster already running. Each CLI run costs about a second of CPU, so the costlier scenarios run on one
 # database each: server actions on PostgreSQL, the nova CLI on MariaDB; the cheap ones on both. Left out: those
 # naming the all-in-one's hosts (compute1 ...), and what the module's own tests already cover.
+from tests.functional import test_instance_actions_cli as instance_actions_cli  # noqa: E402
 from tests.functional import test_servers_cli as servers_cli  # noqa: E402
 from tests.functional.test_bad_input import (  # noqa: E402,F401
     compute, test_demo_cannot_touch_admins_server_or_admin_apis, test_duplicate_keypair_is_409,
@@ -78,6 +79,7 @@ class TestServerActions:
     test_stop_start_reboot = staticmethod(servers_cli.test_stop_start_reboot)
     test_console_log = staticmethod(servers_cli.test_console_log)
     test_set_name_and_property = staticmethod(servers_cli.test_set_name_and_property)
+    test_every_action_records_its_steps = staticmethod(instance_actions_cli.test_every_action_records_its_steps)
 
 
 def hosts_of(servers: list[dict]) -> list[str]:
@@ -389,3 +391,50 @@ def test_periodic_discovery_maps_a_host_recorded_in_its_cell(cluster):
                    if row["Host"] == "late-host")
     cluster.openstack("compute", "service", "delete", str(service["ID"]))
     assert " late-host " not in cluster.manage("cell_v2", "list_hosts").stdout
+
+
+def test_os_migrations_lists_and_pages_across_both_cells(cluster):
+    """Migration records in cell1 and cell2 (written through the data layer: no operation here moves a server
+    between hosts yet) come back as one list, newest first, paged with a marker from either cell."""
+    from datetime import datetime, timedelta
+
+    from kilonova.common.db import Database
+    from kilonova.compute.db import migrations
+
+    now = datetime.utcnow()
+    made = {}
+    for offset, cell in enumerate(("cell1", "cell2", "cell1")):
+        db = Database(cluster.cell_connections[cell], name=f"test-{cell}")
+        try:
+            made[offset] = (cell, db.run_sync(migrations.create, {
+                "uuid": str(uuid.uuid4()), "instance_uuid": str(uuid.uuid4()), "migration_type": "migration",
+                "status": "error", "source_compute": f"{cell}-src", "dest_compute": f"{cell}-dst",
+                "created_at": now + timedelta(seconds=offset), "updated_at": now + timedelta(seconds=offset)}))
+        finally:
+            db.close()
+    newest_first = [made[i][1]["uuid"] for i in (2, 1, 0)]
+    try:
+        with cluster.compute_api("2.59") as api:
+            listed = api.get("/os-migrations", params={"status": "error", "migration_type": "migration"}).json()
+            assert [m["uuid"] for m in listed["migrations"] if m["uuid"] in newest_first] == newest_first
+            marker, pages = None, []
+            while True:
+                params = {"limit": "1", **({"marker": marker} if marker else {})}
+                page = api.get("/os-migrations", params={**params, "status": "error"}).json()
+                found = [m["uuid"] for m in page["migrations"]]
+                pages.extend(u for u in found if u in newest_first)
+                if not page.get("migrations_links"):
+                    break
+                marker = found[-1]
+            assert pages == newest_first
+        rows = cluster.openstack("--os-compute-api-version", "2.59", "server", "migration", "list", "--status",
+                                 "error", fmt_json=True)
+        assert [r["UUID"] for r in rows if r["UUID"] in newest_first] == newest_first
+    finally:
+        for cell, record in made.values():
+            db = Database(cluster.cell_connections[cell], name=f"test-{cell}")
+            try:
+                db.run_sync(lambda session, u=record["uuid"]: session.execute(
+                    migrations.Migration.__table__.delete().where(migrations.Migration.uuid == u)))
+            finally:
+                db.close()
