@@ -1,5 +1,7 @@
 """kill -9 during the server lifecycle's long operations, over RabbitMQ and PostgreSQL.
 
+Operations: resize, confirm, revert, live migration, rebuild, unshelve and evacuation.
+
 Three compute processes with one fake host each (so a move's source and destination die separately),
 one conductor. Each case holds one driver step of an operation for a few seconds
 (``[fake_driver] step_delays``), kills the conductor, the source's or the destination's compute process
@@ -28,12 +30,12 @@ ENDED = ("confirmed", "reverted", "error", "failed", "done", "completed", "cance
 def cluster():
     delays = ",".join(f"{step}={STEP_SECONDS}" for step in (
         "migrate_disk_and_power_off", "finish_migration", "confirm_migration", "finish_revert_migration",
-        "live_migration", "rebuild"))
+        "live_migration", "rebuild", "spawn"))
     computes = [(f"compute-{name.split('-')[0]}", "cell1", {"hosts": "1", "host_prefix": name[:-1],
                                                             "step_delays": delays}) for name in HOSTS]
     extra = {"conductor": {"reconcile_interval": "2", "live_migration_stall_timeout": str(DEADLINE)},
              "compute": {"move_timeout": str(DEADLINE), "shelve_timeout": str(DEADLINE), "build_timeout": "30"},
-             "DEFAULT": {"service_down_time": "6"}}
+             "DEFAULT": {"service_down_time": "6"}, "quota": {"instances": "-1", "cores": "-1", "ram": "-1"}}
     with two_cell_deployment("postgresql", second_controller=False, extra=extra, computes=computes) as deployed:
         yield deployed
 
@@ -74,14 +76,18 @@ def event_running(compute, uuid: str, event: str) -> bool:
     return any(e["event"] == event and not e.get("finish_time") for e in detail["instanceAction"].get("events", []))
 
 
-def boot(cluster, compute, name: str) -> dict:
+def boot_all(cluster, compute, names: list[str]) -> dict[str, dict]:
+    """Servers booted together (each spawn is held STEP_SECONDS: they wait once, side by side)."""
     net = cluster.network_api().get("/v2.0/networks", params={"name": "private"}).json()["networks"][0]["id"]
     image = cluster.openstack("image", "show", "kilonova-tiny", fmt_json=True)["id"]
-    created = compute.post("/servers", json={"server": {"name": name, "flavorRef": "1", "imageRef": image,
-                                                        "networks": [{"uuid": net}]}})
-    assert created.status_code == 202, created.text
-    uuid = created.json()["server"]["id"]
-    return wait(lambda: (s := server_of(compute, uuid))["status"] == "ACTIVE" and s, 60, f"{name} ACTIVE", cluster)
+    uuids = {}
+    for name in names:
+        created = compute.post("/servers", json={"server": {"name": name, "flavorRef": "1", "imageRef": image,
+                                                            "networks": [{"uuid": net}]}})
+        assert created.status_code == 202, created.text
+        uuids[name] = created.json()["server"]["id"]
+    return {name: wait(lambda: (s := server_of(compute, uuid))["status"] == "ACTIVE" and s, 120, f"{name} ACTIVE",
+                       cluster) for name, uuid in uuids.items()}
 
 
 def settled(compute, uuid: str):
@@ -89,7 +95,7 @@ def settled(compute, uuid: str):
     shown = server_of(compute, uuid)
     if shown["OS-EXT-STS:task_state"] is not None:
         return None
-    if shown["status"] not in ("ACTIVE", "SHUTOFF", "VERIFY_RESIZE", "ERROR"):
+    if shown["status"] not in ("ACTIVE", "SHUTOFF", "VERIFY_RESIZE", "ERROR", "SHELVED_OFFLOADED"):
         return None
     moves = migrations_of(compute, uuid)
     if any(m["status"] not in ENDED for m in moves):
@@ -105,6 +111,9 @@ def check_claims(cluster, shown: dict) -> None:
         hosts = sorted(providers[rp] for rp in held)
         if shown["status"] == "VERIFY_RESIZE":
             return  # the destination holds the server's claim, the source the migration's: checked after confirm
+        if shown["status"] == "SHELVED_OFFLOADED":  # an unshelve rolled back: on no host, holding nothing
+            assert held == {} and not shown["OS-EXT-SRV-ATTR:host"], (held, shown)
+            return
         assert hosts == [shown["OS-EXT-SRV-ATTR:host"]], (hosts, shown["OS-EXT-SRV-ATTR:host"])
     with cluster.compute_api("2.59") as compute:
         for move in migrations_of(compute, shown["id"]):
@@ -113,7 +122,12 @@ def check_claims(cluster, shown: dict) -> None:
 
 
 def finish_and_audit(cluster, compute, uuid: str) -> dict:
-    shown = wait(lambda: settled(compute, uuid), DEADLINE * 4, "the operation to end", cluster)
+    try:
+        shown = wait(lambda: settled(compute, uuid), DEADLINE * 4, "the operation to end", cluster)
+    except AssertionError as exc:
+        now = server_of(compute, uuid)
+        raise AssertionError(f"server {now['status']} task {now['OS-EXT-STS:task_state']} on "
+                             f"{now['OS-EXT-SRV-ATTR:host']}, moves {migrations_of(compute, uuid)}\n{exc}") from None
     if shown["status"] == "ERROR":
         assert shown.get("fault", {}).get("message"), f"ERROR without a fault: {shown}"
     if shown["status"] == "VERIFY_RESIZE":
@@ -147,8 +161,35 @@ def start_live_migration(compute, uuid: str) -> None:
     assert response.status_code == 202, response.text
 
 
+def start_rebuild(compute, uuid: str) -> None:
+    image = server_of(compute, uuid)["image"]["id"]
+    response = compute.post(f"/servers/{uuid}/action", json={"rebuild": {"imageRef": image, "name": "rebuilt"}})
+    assert response.status_code == 202, response.text
+
+
+def start_unshelve(compute, uuid: str) -> None:
+    assert compute.post(f"/servers/{uuid}/action", json={"shelve": None}).status_code == 202
+    wait(lambda: (s := server_of(compute, uuid))["status"] == "SHELVED_OFFLOADED" and
+         s["OS-EXT-STS:task_state"] is None, 60, "SHELVED_OFFLOADED")
+    response = compute.post(f"/servers/{uuid}/action", json={"unshelve": None})
+    assert response.status_code == 202, response.text
+
+
+def service_id(compute, host: str) -> str:
+    return compute.get("/os-services", params={"binary": "nova-compute", "host": host}).json()["services"][0]["id"]
+
+
+def start_evacuation(compute, uuid: str) -> None:
+    source = server_of(compute, uuid)["OS-EXT-SRV-ATTR:host"]
+    forced = compute.put(f"/os-services/{service_id(compute, source)}", json={"forced_down": True})
+    assert forced.status_code == 200, forced.text
+    response = compute.post(f"/servers/{uuid}/action", json={"evacuate": {}})
+    assert response.status_code in (200, 202), response.text
+
+
 OPERATIONS = {"resize": start_resize, "confirm": start_resize_then("confirmResize"),
-              "revert": start_resize_then("revertResize"), "live-migrate": start_live_migration}
+              "revert": start_resize_then("revertResize"), "live-migrate": start_live_migration,
+              "rebuild": start_rebuild, "unshelve": start_unshelve, "evacuate": start_evacuation}
 
 # (operation, process killed, the instance-action event during which it is killed: a held driver step)
 CASES = [
@@ -160,20 +201,46 @@ CASES = [
     ("live-migrate", "source", "compute_live_migration"),
     ("live-migrate", "dest", "compute_live_migration"),
     ("live-migrate", "conductor", "compute_live_migration"),
+    ("rebuild", "source", "compute_rebuild_instance"),
+    ("rebuild", "conductor", "compute_rebuild_instance"),
+    ("unshelve", "dest", "compute_unshelve_instance"),
+    ("evacuate", "dest", "compute_rebuild_instance"),
 ]
+IDS = [f"{o}-{v}-{e}" for o, v, e in CASES]
 
 
-@pytest.mark.parametrize("operation,victim,event", CASES, ids=[f"{o}-{v}-{e}" for o, v, e in CASES])
-def test_an_operation_survives_a_kill_mid_step(cluster, operation, victim, event):
+@pytest.fixture(scope="module")
+def servers(cluster):
+    """One server per case, booted together up-front."""
     with cluster.compute_api("2.80") as compute:
-        shown = boot(cluster, compute, f"fault-{operation}-{victim}")
-        uuid, source = shown["id"], shown["OS-EXT-SRV-ATTR:host"]
+        return boot_all(cluster, compute, [f"fault-{i}" for i in range(len(CASES))])
+
+
+def victim_process(compute, uuid: str, victim: str, source: str) -> str:
+    if victim == "conductor":
+        return "conductor"
+    if victim == "source":
+        return process_of(source)
+    moves = migrations_of(compute, uuid)
+    host = moves[0]["dest_compute"] if moves else server_of(compute, uuid)["OS-EXT-SRV-ATTR:host"]
+    return process_of(host)
+
+
+@pytest.mark.parametrize("operation,victim,event", CASES, ids=IDS)
+def test_an_operation_survives_a_kill_mid_step(cluster, servers, operation, victim, event):
+    shown = servers[f"fault-{CASES.index((operation, victim, event))}"]
+    uuid, source = shown["id"], shown["OS-EXT-SRV-ATTR:host"]
+    with cluster.compute_api("2.80") as compute:
         OPERATIONS[operation](compute, uuid)
-        wait(lambda: event_running(compute, uuid, event), 40, f"{event} to start", cluster)
-        dest = migrations_of(compute, uuid)[0]["dest_compute"]
-        name = {"source": process_of(source), "dest": process_of(dest), "conductor": "conductor"}[victim]
-        cluster.restart(name)
+        wait(lambda: event_running(compute, uuid, event), 60, f"{event} to start", cluster)
+        cluster.restart(victim_process(compute, uuid, victim, source))
+        if operation == "evacuate":
+            # The failed host comes back: its stale guest and the source's claim go (upstream's start-up check).
+            assert compute.put(f"/os-services/{service_id(compute, source)}",
+                               json={"forced_down": False}).status_code == 200
+            cluster.restart(process_of(source))
         ended = finish_and_audit(cluster, compute, uuid)
-        assert ended["status"] in ("ACTIVE", "ERROR"), ended
+        # Where the operation went on from, or where it was rolled back to (an unshelve: offloaded again).
+        assert ended["status"] in ("ACTIVE", "ERROR", "SHELVED_OFFLOADED" if operation == "unshelve" else ""), ended
         compute.delete(f"/servers/{uuid}")
         wait(lambda: compute.get(f"/servers/{uuid}").status_code == 404, 30, "the delete")
