@@ -198,11 +198,11 @@ async def _power_on_shelved(agent: ComputeManager, instance: dict, request_id: s
 async def _spawn_offloaded(agent: ComputeManager, instance: dict, image: dict, request_id: str | None) -> None:
     uuid = instance["uuid"]
     async with agent._locks[uuid], agent.event(uuid, request_id, "compute_unshelve_instance") as event:
-        if await agent._update(uuid, {"task_state": "spawning"}, expected_task_state=["unshelving"],
-                               expected_vm_state=["shelved_offloaded"], expected_host=agent.host) is None:
+        current = await agent._update(uuid, {"task_state": "spawning"}, expected_task_state=["unshelving"],
+                                      expected_vm_state=["shelved_offloaded"], expected_host=agent.host)
+        if current is None:
             LOG.info("unshelve of %s on %s dropped: the server no longer waits for it", uuid, agent.host)
             return
-        current = await agent._current(uuid) or instance
         network_info = current.get("network_info") or []
         image_id = (current.get("system_metadata") or {}).get("shelved_image_id")
         try:

@@ -6,6 +6,7 @@ from 2.91 with upstream's rules), then the conductor schedules it again (unshelv
 """
 from __future__ import annotations
 
+import sqlalchemy as sa
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, empty_response
@@ -18,6 +19,7 @@ from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.api.services import host_zones
 from kilonova.compute.db import build_requests, instances, mappings
+from kilonova.compute.db.api_models import RequestSpec
 
 UNSHELVE_2_77 = {"type": "object", "properties": {"unshelve": {
     "type": ["object", "null"], "properties": {"availability_zone": validation.NAME},
@@ -132,9 +134,6 @@ async def unshelve(request: Request, ref: lookup.ServerRef, key: str, body: dict
 
 def _pin_zone(session, uuid: str, zone: str | None) -> None:
     """The request spec's zone: where every later scheduling of the server (unshelve, moves) goes."""
-    import sqlalchemy as sa
-    from kilonova.compute.db.api_models import RequestSpec
-
     spec = build_requests.get_spec(session, uuid)
     if spec is not None:
         session.execute(sa.update(RequestSpec).where(RequestSpec.instance_uuid == uuid)
