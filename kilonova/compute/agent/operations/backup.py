@@ -24,14 +24,13 @@ async def backup_instance(agent: ComputeManager, instance: dict, image_id: str, 
     """
     uuid = instance["uuid"]
     async with agent._locks[uuid], agent.event(uuid, request_id, "compute_backup_instance") as event:
-        if not await take_snapshot(agent, instance, image_id, "image_backup"):
-            event.failed(RuntimeError(f"Backup to image {image_id} failed"))
-            return
-        try:
-            await rotate_backups(agent, uuid, backup_type, rotation)
-        except Exception as exc:  # noqa: BLE001 - the backup itself is done; the rotation is retried next time
-            LOG.warning("rotating the %s backups of %s failed: %s", backup_type, uuid, exc)
-            event.failed(exc)
+        if await take_snapshot(agent, instance, image_id, "image_backup", event=event):
+            try:
+                await rotate_backups(agent, uuid, backup_type, rotation)
+            except Exception as exc:  # noqa: BLE001 - the backup itself is done; the rotation is retried next time
+                LOG.warning("rotating the %s backups of %s failed: %s", backup_type, uuid, exc)
+                event.failed(exc)
+    await agent.finish_action(uuid, request_id, "createBackup", failed=event.error is not None)
 
 
 async def rotate_backups(agent: ComputeManager, uuid: str, backup_type: str, rotation: int) -> list[str]:

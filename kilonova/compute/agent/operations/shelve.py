@@ -79,6 +79,7 @@ async def shelve_instance(agent: ComputeManager, instance: dict, image_id: str,
                 instance)}, expected_task_state=current)
             if not isinstance(exc, SnapshotAborted):
                 await _fault(agent, uuid, f"Shelve failed (snapshot to image {image_id}): {exc}")
+            await agent.finish_action(uuid, request_id, "shelve", failed=True)
             return
         offload_now = agent.conf.getint("DEFAULT", "shelved_offload_time") == 0
         latest = await agent._current(uuid) or instance
@@ -94,6 +95,7 @@ async def shelve_instance(agent: ComputeManager, instance: dict, image_id: str,
             return
     if offload_now:  # part of the shelve, as upstream: no event of its own
         await _offload(agent, shelved, None, "compute_shelve_offload_instance")
+    await agent.finish_action(uuid, request_id, "shelve")
 
 
 @remote
@@ -120,11 +122,13 @@ async def _offload(agent: ComputeManager, instance: dict, request_id: str | None
             event.failed(exc)
             await agent._update(uuid, {"task_state": None}, expected_task_state=["shelving_offloading"])
             await _fault(agent, uuid, f"Shelve offload failed: {exc}")
+            await agent.finish_action(uuid, request_id, "shelveOffload", failed=True)
             return
         await agent._update(uuid, {"vm_state": "shelved_offloaded", "task_state": None, "power_state": power.NOSTATE,
                                    "host": None, "node": None},
                             expected_task_state=["shelving_offloading"], expected_host=agent.host)
         agent.usage_changed()
+    await agent.finish_action(uuid, request_id, "shelveOffload")
 
 
 async def unbind_ports(agent: ComputeManager, network_info: list[dict]) -> None:
@@ -183,6 +187,7 @@ async def _power_on_shelved(agent: ComputeManager, instance: dict, request_id: s
             event.failed(exc)
             await agent._update(uuid, {"task_state": None}, expected_task_state=["powering-on"])
             await _fault(agent, uuid, f"Unshelve failed: {exc}")
+            await agent.finish_action(uuid, request_id, "unshelve", failed=True)
             return
         image_id = (current.get("system_metadata") or {}).get("shelved_image_id")
         done = await agent._update(uuid, {"vm_state": "active", "task_state": None, "power_state": power.RUNNING,
@@ -193,6 +198,7 @@ async def _power_on_shelved(agent: ComputeManager, instance: dict, request_id: s
                 await agent.driver.power_off(current)
             return
         await _delete_shelved_image(agent, image_id)
+    await agent.finish_action(uuid, request_id, "unshelve")
 
 
 async def _spawn_offloaded(agent: ComputeManager, instance: dict, image: dict, request_id: str | None) -> None:
@@ -218,6 +224,7 @@ async def _spawn_offloaded(agent: ComputeManager, instance: dict, image: dict, r
             await agent._update(uuid, {"task_state": None, "host": None, "node": None, "power_state": power.NOSTATE},
                                 expected_task_state=["spawning"], expected_host=agent.host)
             await _fault(agent, uuid, f"Unshelve of instance {uuid} failed on host {agent.host}: {exc}")
+            await agent.finish_action(uuid, request_id, "unshelve", failed=True)
             return
         done = await agent._update(uuid, {
             "vm_state": "active", "task_state": None, "power_state": await agent.driver.get_power_state(current),
@@ -231,6 +238,8 @@ async def _spawn_offloaded(agent: ComputeManager, instance: dict, image: dict, r
             event.failed(RuntimeError(f"The unshelve was given up (past its deadline, or the server was deleted) "
                                       f"while the guest was spawning on {agent.host}; the guest was removed."))
             await agent.driver.destroy(current)
+            await agent.finish_action(uuid, request_id, "unshelve", failed=True)
             return
         agent.usage_changed()
     await _delete_shelved_image(agent, image_id)
+    await agent.finish_action(uuid, request_id, "unshelve")
