@@ -70,7 +70,9 @@ class ComputeNotifier:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
                 response = await self.compute.post("/v2.1/os-server-external-events", json={"events": batch})
-                if response.status_code not in (200, 207):
+                if response.status_code == 404:  # the servers are gone (a delete's ports): nothing to tell
+                    LOG.debug("no server of events %s exists any more", batch)
+                elif response.status_code not in (200, 207):
                     LOG.warning("the compute service refused events %s: %s %s", batch, response.status_code,
                                 response.text[:200])
             except Exception as exc:  # noqa: BLE001 - a compute API that is down loses these events, as Neutron's
