@@ -280,9 +280,24 @@ class ComputeManager:
         except RemoteError:
             return None
 
-    def event(self, instance_uuid: str, request_id: str | None, event: str):
-        """``async with agent.event(uuid, request_id, "compute_..."):`` records a step of the instance action."""
-        return events.record(self._write_event, instance_uuid, request_id, event, self.host)
+    @contextlib.asynccontextmanager
+    async def event(self, instance_uuid: str, request_id: str | None, event: str, finishes: str | None = None):
+        """``async with agent.event(uuid, request_id, "compute_..."):`` records a step of the instance action.
+
+        ``finishes``: the step is the operation's last, so its end also finishes instance action ``finishes``
+        (message Error when the step failed, raised or recorded with ``event.failed``).
+        """
+        recording = events.record(self._write_event, instance_uuid, request_id, event, self.host)
+        step = await recording.__aenter__()
+        try:
+            yield step
+        except BaseException as exc:
+            await recording.__aexit__(type(exc), exc, exc.__traceback__)  # the event's Error, then the action's
+            if isinstance(exc, Exception):
+                await self.finish_action(instance_uuid, request_id, finishes, failed=True)
+            raise
+        await recording.__aexit__(None, None, None)
+        await self.finish_action(instance_uuid, request_id, finishes, failed=step.error is not None)
 
     async def _write_event(self, phase: str, **fields) -> None:
         await self.conductor.call("action_event", phase=phase, **fields)

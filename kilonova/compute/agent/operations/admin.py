@@ -25,7 +25,7 @@ LOG = logging.getLogger(__name__)
 async def set_admin_password(agent: ComputeManager, instance: dict, new_pass: str,
                              request_id: str | None = None) -> None:
     uuid = instance["uuid"]
-    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_set_admin_password") as event:
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_set_admin_password", finishes="changePassword") as event:
         try:
             if await agent.driver.get_power_state(instance) != power.RUNNING:
                 raise InstancePasswordSetFailed(uuid, f"instance {uuid} is not running")
@@ -47,7 +47,7 @@ async def trigger_crash_dump(agent: ComputeManager, instance: dict, request_id: 
     """An NMI to the guest; neither its task state nor its power state change (what the guest does with the
     NMI is its own configuration), as upstream. A failure is an Error event and a fault."""
     uuid = instance["uuid"]
-    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_trigger_crash_dump") as event:
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_trigger_crash_dump", finishes="trigger_crash_dump") as event:
         try:
             await agent.driver.trigger_crash_dump(instance)
         except Exception as exc:  # noqa: BLE001

@@ -37,7 +37,7 @@ async def _fail(agent: ComputeManager, uuid: str, values: dict, expected: str, m
 async def rescue_instance(agent: ComputeManager, instance: dict, rescue_password: str | None = None,
                           rescue_image_ref: str | None = None, request_id: str | None = None) -> None:
     uuid = instance["uuid"]
-    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_rescue_instance") as event:
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_rescue_instance", finishes="rescue") as event:
         current = await agent._current(uuid) or instance
         image_id = rescue_image_ref or current.get("image_ref")
         try:
@@ -64,7 +64,7 @@ async def rescue_instance(agent: ComputeManager, instance: dict, rescue_password
 @remote
 async def unrescue_instance(agent: ComputeManager, instance: dict, request_id: str | None = None) -> None:
     uuid = instance["uuid"]
-    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_unrescue_instance") as event:
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_unrescue_instance", finishes="unrescue") as event:
         try:
             await agent.driver.unrescue(instance)
         except Exception as exc:  # noqa: BLE001

@@ -20,7 +20,7 @@ LOG = logging.getLogger(__name__)
 @remote
 async def soft_delete_instance(agent: ComputeManager, instance: dict, request_id: str | None = None) -> None:
     uuid = instance["uuid"]
-    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_soft_delete_instance") as event:
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_soft_delete_instance", finishes="delete") as event:
         try:
             if uuid in agent.driver.list_instance_uuids() or agent.driver.syncs_power_state:
                 await agent.driver.power_off(instance)
@@ -35,7 +35,7 @@ async def soft_delete_instance(agent: ComputeManager, instance: dict, request_id
 @remote
 async def restore_instance(agent: ComputeManager, instance: dict, request_id: str | None = None) -> None:
     uuid = instance["uuid"]
-    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_restore_instance") as event:
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_restore_instance", finishes="restore") as event:
         try:
             await agent.driver.power_on(instance)
         except Exception as exc:  # noqa: BLE001 - stays SOFT_DELETED, restorable again
