@@ -210,3 +210,19 @@ async def test_only_a_host_with_a_dedicated_cpu_set_offers_pinned_guests(conf, p
     assert await hosts_for({"hw:cpu_policy": "dedicated"}, vcpus=2) == {"pinning", "all-dedicated"}
     assert await hosts_for({"hw:cpu_policy": "dedicated"}, vcpus=3) == {"all-dedicated"}
     assert await hosts_for({}) == {"pinning", "shared-only"}  # a host of dedicated CPUs only has no VCPU
+
+
+def test_no_valid_host_says_when_the_only_candidates_are_excluded_hosts():
+    manager = SchedulerManager.__new__(SchedulerManager)
+
+    async def only_the_source(spec, resources):
+        return [type("Host", (), {"host": "compute1"})()], {}
+
+    manager._candidates = only_the_source
+    spec = {"flavor": {"vcpus": 1, "memory_mb": 512, "root_gb": 1}}
+    with pytest.raises(NoValidHost) as raised:
+        import asyncio
+
+        asyncio.run(manager.select_destinations(spec, ["u1"], ignore_hosts=["compute1"]))
+    assert str(raised.value) == ("No valid host was found. Placement found 1 host(s) with DISK_GB:1, MEMORY_MB:512, "
+                                 "VCPU:1, none other than compute1, which the request excludes.")

@@ -98,8 +98,12 @@ class SchedulerManager:
                                   ignore_hosts: list[str] | None = None) -> list[list[dict]]:
         resources = resources_from_spec(request_spec)
         hosts, provider_summaries = await self._candidates(request_spec, resources)
-        hosts = [h for h in hosts if h.host not in set(ignore_hosts or [])]
-        passing = self._filter(hosts, request_spec, resources)
+        kept = [h for h in hosts if h.host not in set(ignore_hosts or [])]
+        if hosts and not kept:
+            raise NoValidHost(f"No valid host was found. Placement found {len(hosts)} host(s) with "
+                              f"{describe(resources)}, none other than {', '.join(sorted(ignore_hosts or []))}, "
+                              "which the request excludes.")
+        passing = self._filter(kept, request_spec, resources)
         results = []
         for uuid in instance_uuids:
             ordered = self._order(passing, request_spec)
@@ -186,7 +190,9 @@ class SchedulerManager:
                 break
         if not remaining:
             found = f"Placement found {len(hosts)} host(s) with {describe(resources)}"
-            raise NoValidHost("No valid host was found. " + found + "; " + "; ".join(removed) + ".")
+            why = "; ".join(removed) if removed else "none is left once the hosts the request excludes (the " \
+                                                     "server's own host for a move) are left out"
+            raise NoValidHost(f"No valid host was found. {found}; {why}.")
         return remaining
 
     def _order(self, hosts: list[HostState], spec: dict) -> list[HostState]:
