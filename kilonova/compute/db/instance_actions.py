@@ -58,15 +58,32 @@ def record_failed(session: Session, uuid: str, action: str, request_id: str | No
     finish(session, uuid, action, "Error", request_id=request_id)
 
 
-def _action_row(session: Session, uuid: str, request_id: str | None = None,
-                action: str | None = None) -> InstanceAction | None:
-    """The action of ``request_id`` (or the newest unfinished ``action``) of an instance."""
-    query = sa.select(InstanceAction).where(InstanceAction.instance_uuid == uuid)
+# Events are written on every step of every operation: table-level statements built once (bound
+# parameters, cached compiled forms), no ORM objects.
+_ACTIONS = InstanceAction.__table__
+_EVENTS = InstanceActionEvent.__table__
+_BY_REQUEST = (sa.select(_ACTIONS.c.id, _ACTIONS.c.finish_time)
+               .where(_ACTIONS.c.instance_uuid == sa.bindparam("uuid"),
+                      _ACTIONS.c.request_id == sa.bindparam("request_id"))
+               .order_by(_ACTIONS.c.id.desc()).limit(1))
+_UNFINISHED_BY_NAME = (sa.select(_ACTIONS.c.id, _ACTIONS.c.finish_time)
+                       .where(_ACTIONS.c.instance_uuid == sa.bindparam("uuid"),
+                              _ACTIONS.c.action == sa.bindparam("action"), _ACTIONS.c.finish_time.is_(None))
+                       .order_by(_ACTIONS.c.id.desc()).limit(1))
+_UPDATE_ACTION = _ACTIONS.update().where(_ACTIONS.c.id == sa.bindparam("action_row_id"))  # SET: the params
+_INSERT_EVENT = _EVENTS.insert()
+_OPEN_EVENT = (sa.select(_EVENTS.c.id)
+               .where(_EVENTS.c.action_id == sa.bindparam("action_row_id"), _EVENTS.c.event == sa.bindparam("event"),
+                      _EVENTS.c.finish_time.is_(None))
+               .order_by(_EVENTS.c.id.desc()).limit(1))
+_UPDATE_EVENT = _EVENTS.update().where(_EVENTS.c.id == sa.bindparam("event_row_id"))  # SET: the params
+
+
+def _action_row(session: Session, uuid: str, request_id: str | None = None, action: str | None = None):
+    """(id, finish_time) of the action of ``request_id`` (or the newest unfinished ``action``) of an instance."""
     if request_id is not None:
-        query = query.where(InstanceAction.request_id == request_id)
-    else:
-        query = query.where(InstanceAction.action == action, InstanceAction.finish_time.is_(None))
-    return session.scalar(query.order_by(InstanceAction.id.desc()).limit(1))
+        return session.execute(_BY_REQUEST, {"uuid": uuid, "request_id": request_id}).first()
+    return session.execute(_UNFINISHED_BY_NAME, {"uuid": uuid, "action": action}).first()
 
 
 def finish(session: Session, uuid: str, action: str, message: str | None = None,
@@ -74,10 +91,11 @@ def finish(session: Session, uuid: str, action: str, message: str | None = None,
     """Finish the action (by its request id when known, else the newest unfinished one of that name)."""
     row = _action_row(session, uuid, request_id, action)
     if row is not None and row.finish_time is None:
-        row.finish_time = utcnow()
-        row.updated_at = row.finish_time
+        now = utcnow()
+        values = {"finish_time": now, "updated_at": now}
         if message:
-            row.message = message[:255]
+            values["message"] = message[:255]
+        session.execute(_UPDATE_ACTION, {"action_row_id": row.id, **values})
 
 
 def event_start(session: Session, uuid: str, request_id: str | None, event: str, host: str | None = None,
@@ -87,8 +105,8 @@ def event_start(session: Session, uuid: str, request_id: str | None, event: str,
     if row is None:
         return False
     now = utcnow()
-    session.add(InstanceActionEvent(action_id=row.id, event=event, start_time=now, host=host))
-    row.updated_at = now
+    session.execute(_INSERT_EVENT, {"action_id": row.id, "event": event, "start_time": now, "host": host})
+    session.execute(_UPDATE_ACTION, {"action_row_id": row.id, "updated_at": now})
     return True
 
 
@@ -100,20 +118,17 @@ def event_finish(session: Session, uuid: str, request_id: str | None, event: str
     if row is None:
         return False
     now = utcnow()
-    event_row = session.scalar(sa.select(InstanceActionEvent).where(
-        InstanceActionEvent.action_id == row.id, InstanceActionEvent.event == event,
-        InstanceActionEvent.finish_time.is_(None)).order_by(InstanceActionEvent.id.desc()).limit(1))
-    if event_row is None:  # a step that failed before its start was recorded
-        event_row = InstanceActionEvent(action_id=row.id, event=event, start_time=now, host=host)
-        session.add(event_row)
-    event_row.finish_time = now
-    event_row.updated_at = now
-    event_row.result = result
-    event_row.details = details
-    event_row.traceback = traceback
-    row.updated_at = now
+    values = {"finish_time": now, "updated_at": now, "result": result, "details": details, "traceback": traceback}
+    event_id = session.execute(_OPEN_EVENT, {"action_row_id": row.id, "event": event}).scalar()
+    if event_id is None:  # a step that failed before its start was recorded
+        session.execute(_INSERT_EVENT, {"action_id": row.id, "event": event, "start_time": now, "host": host,
+                                        **values})
+    else:
+        session.execute(_UPDATE_EVENT, {"event_row_id": event_id, **values})
+    action_values = {"updated_at": now}
     if result == "Error":
-        row.message = "Error"
+        action_values["message"] = "Error"
+    session.execute(_UPDATE_ACTION, {"action_row_id": row.id, **action_values})
     return True
 
 

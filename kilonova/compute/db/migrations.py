@@ -57,8 +57,32 @@ def _row(session: Session, migration_uuid: str) -> Migration:
     return row
 
 
+# Every step of every move reads and changes its record: plain rows and table-level statements built
+# once (bound parameters), no ORM objects.
+_TABLE = Migration.__table__
+_COLUMN_NAMES = {key: sa.inspect(Migration).column_attrs[key].columns[0].name for key in _COLUMNS}
+_BY_UUID = (sa.select(*(_TABLE.c[_COLUMN_NAMES[key]].label(key) for key in _COLUMNS))
+            .where(_TABLE.c.uuid == sa.bindparam("migration_uuid")))
+_UPDATE_BY_ID = _TABLE.update().where(_TABLE.c.id == sa.bindparam("row_id"))  # SET: the execute() params
+_UPDATE_IF_STATUS = _UPDATE_BY_ID.where(_TABLE.c.status.in_(sa.bindparam("expected_status", expanding=True)))
+
+
+def _plain_row(session: Session, migration_uuid: str) -> dict[str, Any]:
+    row = session.execute(_BY_UUID, {"migration_uuid": migration_uuid}).mappings().first()
+    if row is None:
+        raise NotFound(f"Migration {migration_uuid} could not be found.")
+    return dict(row)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    for key, value in values.items():
+        if isinstance(value, datetime):
+            values[key] = value.isoformat(timespec="microseconds")
+    return values
+
+
 def get(session: Session, migration_uuid: str) -> dict[str, Any]:
-    return to_dict(_row(session, migration_uuid))
+    return _plain(_plain_row(session, migration_uuid))
 
 
 def get_by_id(session: Session, instance_uuid: str, migration_id: int) -> dict[str, Any] | None:
@@ -71,16 +95,21 @@ def get_by_id(session: Session, instance_uuid: str, migration_id: int) -> dict[s
 def update(session: Session, migration_uuid: str, values: dict[str, Any],
            expected_status: list[str] | None = None) -> dict[str, Any]:
     """Change a record; with ``expected_status`` only while its status is one of them (UnexpectedStatus if not)."""
-    row = _row(session, migration_uuid)
-    stmt = sa.update(Migration).where(Migration.id == row.id)
-    if expected_status is not None:
-        stmt = stmt.where(Migration.status.in_(expected_status))
+    current = _plain_row(session, migration_uuid)
     changes = {k: v for k, v in values.items() if k in _COLUMNS and k not in ("id", "uuid")}
     changes["updated_at"] = utcnow()
-    if session.execute(stmt.values(**changes).execution_options(synchronize_session=False)).rowcount != 1:
-        raise UnexpectedStatus(f"Migration {migration_uuid} is {row.status}, not {' or '.join(expected_status or [])}")
-    session.expire(row)
-    return to_dict(_row(session, migration_uuid))
+    params = {"row_id": current["id"], **{_COLUMN_NAMES[k]: v for k, v in changes.items()}}
+    if expected_status is None:
+        session.execute(_UPDATE_BY_ID, params)
+    elif session.execute(_UPDATE_IF_STATUS, {**params, "expected_status": list(expected_status)}).rowcount != 1:
+        raise UnexpectedStatus(f"Migration {migration_uuid} is {current['status']}, "
+                               f"not {' or '.join(expected_status or [])}")
+    # An ORM copy loaded earlier in this transaction would now be stale.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Migration) and obj.uuid == migration_uuid:
+            session.expire(obj)
+    current.update(changes)
+    return _plain(current)
 
 
 def in_progress_for(session: Session, instance_uuid: str, migration_type: str | None = None,
