@@ -38,16 +38,23 @@ async def held(placement, consumer: str) -> tuple[dict, int | None, str | None, 
     return allocations, body.get("consumer_generation"), body.get("project_id"), body.get("user_id")
 
 
-async def _swap(placement, source: str, target: str, project_id: str, user_id: str) -> bool:
+async def _swap(placement, source: str, target: str, project_id: str, user_id: str,
+                target_is_new: bool = False) -> dict | None:
     """Move all of ``source``'s allocations to ``target`` (which must then hold nothing else).
 
-    False when ``source`` holds nothing (already moved, or never claimed).
+    Returns the allocations moved (what ``target`` holds now); None when ``source`` holds nothing
+    (already moved, or never claimed). ``target_is_new``: the target most likely has no allocations yet,
+    so the first try does not read them (Placement refuses it as a concurrent update if it has, and the
+    next try reads them).
     """
-    for _ in range(RETRIES):
+    for attempt in range(RETRIES):
         allocations, source_generation, project, user = await held(placement, source)
         if not allocations:
-            return False
-        _target_allocations, target_generation, _p, _u = await held(placement, target)
+            return None
+        if target_is_new and attempt == 0:
+            target_generation = None
+        else:
+            _target_allocations, target_generation, _p, _u = await held(placement, target)
         body = {
             source: {"allocations": {}, "project_id": project or project_id, "user_id": user or user_id,
                      "consumer_generation": source_generation},
@@ -56,7 +63,7 @@ async def _swap(placement, source: str, target: str, project_id: str, user_id: s
         }
         response = await placement.post("/allocations", json=body)
         if response.status_code == 204:
-            return True
+            return allocations
         if response.status_code != 409 or "concurrent_update" not in response.text:
             raise ClaimError(f"moving the allocations of {source} to {target} was refused: "
                              f"{response.status_code} {response.text[:300]}")
@@ -68,7 +75,9 @@ async def hand_to_migration(placement, instance_uuid: str, migration_uuid: str, 
                             user_id: str) -> dict:
     """The instance's allocations (the source host's) become the migration's. Returns what the migration
     holds now (empty when the instance held nothing, e.g. a server whose claim was lost)."""
-    await _swap(placement, instance_uuid, migration_uuid, project_id, user_id)
+    moved = await _swap(placement, instance_uuid, migration_uuid, project_id, user_id, target_is_new=True)
+    if moved is not None:
+        return moved
     return (await held(placement, migration_uuid))[0]
 
 
@@ -76,7 +85,7 @@ async def give_back_to_instance(placement, migration_uuid: str, instance_uuid: s
                                 user_id: str) -> bool:
     """Revert: the instance holds the source allocation again (its destination claim is dropped in the same
     transaction). False when the migration held nothing (already given back, or confirmed)."""
-    return await _swap(placement, migration_uuid, instance_uuid, project_id, user_id)
+    return await _swap(placement, migration_uuid, instance_uuid, project_id, user_id) is not None
 
 
 async def drop(placement, consumer: str) -> None:

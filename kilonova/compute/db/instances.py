@@ -77,8 +77,15 @@ def _get_row(session: Session, uuid: str, read_deleted: bool = False) -> Instanc
     return instance
 
 
+_ANY_ROW = sa.select(*_LIST_COLUMNS).where(_TABLE.c.uuid == sa.bindparam("uuid"))
+
+
 def get(session: Session, uuid: str, read_deleted: bool = False) -> dict[str, Any]:
-    return to_dict(_get_row(session, uuid, read_deleted))
+    # A plain row (every step of every operation reads its instance): no ORM object.
+    row = session.execute(_ANY_ROW if read_deleted else _LIVE_ROW, {"uuid": uuid}).mappings().first()
+    if row is None:
+        raise NotFound(f"Instance {uuid} could not be found.")
+    return _plain(dict(row))
 
 
 def update(session: Session, uuid: str, values: dict[str, Any], expected_task_state: list | None = None,
