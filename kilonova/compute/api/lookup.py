@@ -50,7 +50,7 @@ async def find(svc, ctx: RequestContext, uuid: str, *, allow_down: bool = False)
     When its cell is down: a partial record (``down=True``) if ``allow_down``, else 503.
     """
     for _attempt in range(3):
-        mapping = await svc.api_db.read(mappings.get_instance_mapping, uuid)
+        mapping = await svc.api_db.read(mappings.instance_mapping_row, uuid)
         if mapping is None:
             raise not_found(uuid)
         if not ctx.is_admin and mapping.project_id != ctx.project_id:

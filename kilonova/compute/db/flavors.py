@@ -54,6 +54,17 @@ def get_by_flavorid(session: Session, flavorid: str, *, project_id: str | None =
     return flavor
 
 
+_ROW_ID = sa.select(Flavor.__table__.c.id).where(Flavor.__table__.c.flavorid == sa.bindparam("flavorid"))
+
+
+def row_id(session: Session, flavorid: str) -> int:
+    """The database id of the flavor with this flavorid (NotFound when absent): one column, no ORM object."""
+    found = session.execute(_ROW_ID, {"flavorid": str(flavorid)}).scalar()
+    if found is None:
+        raise NotFound(f"Flavor {flavorid} could not be found.")
+    return found
+
+
 def _public_or_member(project_id: str | None):
     clause = Flavor.is_public.is_(True)
     if project_id is not None:

@@ -54,6 +54,16 @@ def get_instance_mapping(session: Session, instance_uuid: str) -> InstanceMappin
     return session.scalar(sa.select(InstanceMapping).where(InstanceMapping.instance_uuid == instance_uuid))
 
 
+_MAPPING_ROW = sa.select(*InstanceMapping.__table__.c).where(
+    InstanceMapping.__table__.c.instance_uuid == sa.bindparam("instance_uuid"))
+
+
+def instance_mapping_row(session: Session, instance_uuid: str) -> sa.Row | None:
+    """The mapping as a plain read-only row (same attributes as the ORM object): every server request
+    looks its server up by it."""
+    return session.execute(_MAPPING_ROW, {"instance_uuid": instance_uuid}).first()
+
+
 def set_instance_cell(session: Session, instance_uuid: str, cell_uuid: str) -> None:
     cell_id = session.execute(_CELL_ID, {"cell_uuid": cell_uuid}).scalar()
     session.execute(_SET_INSTANCE_CELL, {"mapped_uuid": instance_uuid, "mapped_cell_id": cell_id})

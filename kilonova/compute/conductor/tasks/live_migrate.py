@@ -91,7 +91,7 @@ def _node_of(session, host: str) -> dict | None:
 
 
 def _flavor_id(session, flavorid: str) -> int:
-    return flavors.get_by_flavorid(session, flavorid).id
+    return flavors.row_id(session, flavorid)
 
 
 async def _flavor_row_id(conductor, instance: dict) -> int | None:
