@@ -8,9 +8,9 @@ interface (kilonova/compute/versions.py) says which version brought each method.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Awaitable, Callable
+
+from kilonova.common.submodules import import_all
 
 REMOTE: dict[str, Callable[..., Awaitable]] = {}
 
@@ -22,13 +22,5 @@ def remote(func):
     return func
 
 
-_loaded = False
-
-
 def load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-        importlib.import_module(f"{__name__}.{module}")
-    _loaded = True
+    import_all(__name__, __path__)

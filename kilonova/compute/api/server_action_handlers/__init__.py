@@ -8,8 +8,8 @@ conductor or the server's host. Every module of this package is loaded by ``load
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from kilonova.common.submodules import import_all
+
 
 HANDLERS: dict = {}
 
@@ -23,13 +23,5 @@ def handles(*keys: str):
     return register
 
 
-_loaded = False
-
-
 def load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-        importlib.import_module(f"{__name__}.{module}")
-    _loaded = True
+    import_all(__name__, __path__)

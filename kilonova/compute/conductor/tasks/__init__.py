@@ -12,9 +12,9 @@ event of the instance action), roll back what was done when a step fails.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Awaitable, Callable
+
+from kilonova.common.submodules import import_all
 
 REMOTE: dict[str, Callable[..., Awaitable]] = {}
 RECONCILERS: list[Callable[..., Awaitable]] = []
@@ -33,13 +33,5 @@ def reconcile(func):
     return func
 
 
-_loaded = False
-
-
 def load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-        importlib.import_module(f"{__name__}.{module}")
-    _loaded = True
+    import_all(__name__, __path__)
