@@ -230,13 +230,28 @@ def test_diagnostics(cloud, vm, compute):
     wait_status(cloud, vm["id"], "ACTIVE")
 
 
-def test_instance_actions_recorded(cloud, vm):
-    listed = cloud.openstack("server", "event", "list", vm["id"], fmt_json=True)
-    actions = [row["Action"] for row in listed]
-    for name in ("rescue", "unrescue", "changePassword", "trigger_crash_dump", "resetState"):
-        assert name in actions, actions
-    assert "inject_network_info" not in actions and "injectNetworkInfo" not in actions  # as upstream
-    rescue = next(row for row in listed if row["Action"] == "rescue")
-    shown = cloud.openstack("server", "event", "show", vm["id"], rescue["Request ID"], fmt_json=True)
-    events = [event["event"] for event in shown["events"]]
-    assert events == ["compute_rescue_instance"] and shown["events"][0]["result"] == "Success"
+def test_instance_actions_recorded(cloud, compute):
+    """On a server of its own: the suite runs in two workers, and the module's other tests may not share its
+    ``vm`` (each worker makes its own)."""
+    vm = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny", "--network",
+                         "private", "--wait", "vm-actions", fmt_json=True)
+    try:
+        cloud.openstack("server", "rescue", vm["id"])
+        wait_status(cloud, vm["id"], "RESCUE")
+        cloud.openstack("server", "unrescue", vm["id"])
+        wait_status(cloud, vm["id"], "ACTIVE")
+        cloud.openstack("server", "set", "--password", "n3w-Passw0rd", vm["id"])
+        assert action(compute, vm["id"], {"trigger_crash_dump": None}, version="2.17").status_code == 202
+        assert action(compute, vm["id"], {"injectNetworkInfo": None}).status_code == 202
+        cloud.openstack("server", "set", "--auto-approve", "--state", "active", vm["id"])
+        listed = cloud.openstack("server", "event", "list", vm["id"], fmt_json=True)
+        actions = [row["Action"] for row in listed]
+        for name in ("rescue", "unrescue", "changePassword", "trigger_crash_dump", "resetState"):
+            assert name in actions, actions
+        assert "inject_network_info" not in actions and "injectNetworkInfo" not in actions  # as upstream
+        rescue = next(row for row in listed if row["Action"] == "rescue")
+        shown = cloud.openstack("server", "event", "show", vm["id"], rescue["Request ID"], fmt_json=True)
+        events = [event["event"] for event in shown["events"]]
+        assert events == ["compute_rescue_instance"] and shown["events"][0]["result"] == "Success"
+    finally:
+        cloud.openstack("server", "delete", "--wait", vm["id"], check=False)
