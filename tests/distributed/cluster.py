@@ -78,6 +78,20 @@ class Process:
         self._fh.close()
 
 
+def boot_on(cluster, api, host: str, name: str) -> str:
+    """Boot a server on ``host`` (2.74 host field) through ``api`` and wait for it to be ACTIVE there; its uuid."""
+    image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
+    flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
+    response = api.post("/servers", json={"server": {"name": name, "flavorRef": flavor, "imageRef": image,
+                                                     "networks": "auto", "host": host}})
+    assert response.status_code == 202, response.text
+    uuid = response.json()["server"]["id"]
+    server = wait_for(lambda: (lambda s: s if s["status"] in ("ACTIVE", "ERROR") else None)(
+        api.get(f"/servers/{uuid}").json()["server"]), 60, f"{name} to boot", cluster)
+    assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", host), server
+    return uuid
+
+
 class Cluster(Clients):
     """Services as separate processes; ``openstack(...)`` runs the real CLI against them (the all-in-one's
     ``Clients``: the functional scenarios run unchanged against a cluster)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.distributed.cluster import two_cell_deployment, wait_for
+from tests.distributed.cluster import boot_on, two_cell_deployment, wait_for
 
 TIMEOUT = 5
 FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
@@ -33,19 +33,6 @@ def cluster():
 def api(cluster):
     with cluster.compute_api("2.80") as client:
         yield client
-
-
-def boot_on(cluster, api, host: str, name: str) -> str:
-    image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
-    flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
-    response = api.post("/servers", json={"server": {"name": name, "flavorRef": flavor, "imageRef": image,
-                                                     "networks": "auto", "host": host}})
-    assert response.status_code == 202, response.text
-    uuid = response.json()["server"]["id"]
-    server = wait_for(lambda: (lambda s: s if s["status"] in ("ACTIVE", "ERROR") else None)(
-        api.get(f"/servers/{uuid}").json()["server"]), 60, f"{name} to boot", cluster)
-    assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", host), server
-    return uuid
 
 
 def migrate(api, uuid: str, host: str) -> None:
