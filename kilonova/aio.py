@@ -21,6 +21,7 @@ from pathlib import Path
 import uvicorn
 import yaml
 
+from kilonova.common import private_files
 from kilonova.common.catalog import catalog_urls, root_urls
 from kilonova.common.clients import Endpoints
 from kilonova.common.rpc import get_transport
@@ -59,11 +60,20 @@ def ensure_secrets(state_dir: Path) -> dict[str, str]:
     if path.exists():
         return json.loads(path.read_text())
     values = {name: secrets.token_urlsafe(18) for name in ("admin_password", "demo_password", "service_password")}
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_files.private_dir(state_dir)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(values, fh)
     return values
+
+
+def make_state_private(conf: Config) -> None:
+    """Owner-only state directory, also when an older release made it (see ``private_files``)."""
+    leave_open = []
+    if conf.get("compute", "compute_driver") == "libvirt":
+        leave_open.append(conf.get("libvirt", "instances_path"))   # QEMU opens the guests' disks there
+    private_files.private_dir(conf.state_dir)
+    private_files.tighten(conf.state_dir, leave_open)
 
 
 class AllInOne:
@@ -71,6 +81,7 @@ class AllInOne:
 
     def __init__(self, conf: Config, names: list[str] | None = None):
         self.conf = conf
+        make_state_private(conf)
         values = ensure_secrets(conf.state_dir)
         # Passwords set in the configuration file win; the generated ones fill the gaps.
         for section, option, generated in (("identity", "admin_password", "admin_password"),
@@ -176,18 +187,18 @@ def write_client_config(conf: Config, clouds_yaml: Path) -> tuple[Path, Path]:
     clouds_yaml.write_text(yaml.safe_dump(existing, sort_keys=False))
     os.chmod(clouds_yaml, 0o600)
     openrc = conf.state_dir / "openrc"
-    openrc.write_text(
-        "# Source this file to use the openstack and nova CLIs against Kilonova as admin.\n"
-        f"export OS_AUTH_URL={auth_url}\n"
-        "export OS_IDENTITY_API_VERSION=3\n"
-        "export OS_USERNAME=admin\n"
-        "export OS_PROJECT_NAME=admin\n"
-        "export OS_USER_DOMAIN_NAME=Default\n"
-        "export OS_PROJECT_DOMAIN_NAME=Default\n"
-        f"export OS_PASSWORD='{conf.get('identity', 'admin_password')}'\n"
-        f"export OS_REGION_NAME={region}\n"
-    )
-    os.chmod(openrc, 0o600)
+    with private_files.open_private(openrc, "w") as handle:
+        handle.write(
+            "# Source this file to use the openstack and nova CLIs against Kilonova as admin.\n"
+            f"export OS_AUTH_URL={auth_url}\n"
+            "export OS_IDENTITY_API_VERSION=3\n"
+            "export OS_USERNAME=admin\n"
+            "export OS_PROJECT_NAME=admin\n"
+            "export OS_USER_DOMAIN_NAME=Default\n"
+            "export OS_PROJECT_DOMAIN_NAME=Default\n"
+            f"export OS_PASSWORD='{conf.get('identity', 'admin_password')}'\n"
+            f"export OS_REGION_NAME={region}\n"
+        )
     return clouds_yaml, openrc
 
 

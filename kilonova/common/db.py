@@ -46,6 +46,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from kilonova.common.private_files import open_private, private_file
+
 T = TypeVar("T")
 
 
@@ -87,7 +89,8 @@ def _make_engine(url: str, *, busy_timeout_ms: int = 30000) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only before SQLite creates it: its -wal, -shm and journal files take the database's mode.
+            private_file(path)
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
                                   pool_size=8, max_overflow=8, json_serializer=_json_dumps,
                                   json_deserializer=orjson.loads)
@@ -341,7 +344,7 @@ def migration_lock(connection: sa.Connection, timeout: float = MIGRATION_LOCK_TI
 
 @contextlib.contextmanager
 def _file_lock(path: Path, timeout: float):
-    with open(path, "a") as handle:
+    with open_private(path, "a") as handle:
         deadline = time.monotonic() + timeout
         while True:
             try:

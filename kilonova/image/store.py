@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from kilonova.common.private_files import open_private, private_dir
+
 CHUNK = 64 * 1024
 HASH_ALGO = "sha512"
 
@@ -41,7 +43,7 @@ class _Writer:
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.sha = hashlib.new(HASH_ALGO)
         self.head = b""
-        self.fh = open(self.tmp, "wb")
+        self.fh = open_private(self.tmp)
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -71,7 +73,7 @@ class FilesystemStore:
         self.size_cap = size_cap
 
     def prepare(self) -> None:
-        self.datadir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.datadir)
 
     def path(self, image_id: str) -> Path:
         return self.datadir / image_id
