@@ -148,3 +148,46 @@ def test_soft_deleted_servers_leave_the_quota_and_restore_must_fit(soft_cloud):
             assert gone(cloud, server["id"])
     finally:
         cloud.openstack("quota", "set", "--instances", "10", "demo")
+
+
+def listed(cloud, *args: str, cloud_name: str = "kilonova") -> dict[str, str]:
+    """``openstack server list ARGS`` as {id: status}."""
+    rows = cloud.openstack("server", "list", *args, fmt_json=True, cloud=cloud_name)
+    return {row["ID"]: row["Status"] for row in rows}
+
+
+def test_soft_deleted_servers_list_only_as_deleted_ones_as_upstream(soft_cloud):
+    """Upstream's list leaves soft-deleted servers out unless an administrator asks for the deleted
+    ones (``--deleted``, which gives the deleted and soft-deleted ones only); a user's ``deleted`` is
+    ignored, and ``status=SOFT_DELETED`` alone finds none (its default ``deleted=False`` excludes them)."""
+    cloud = soft_cloud
+    live = boot(cloud, "listed-live", "kilonova-demo")
+    soft = boot(cloud, "listed-soft", "kilonova-demo")
+    gone_for_good = boot(cloud, "listed-gone", "kilonova-demo")
+    try:
+        cloud.openstack("server", "delete", soft["id"], cloud="kilonova-demo")
+        wait_status(cloud, soft["id"], "SOFT_DELETED", timeout=10)
+        cloud.openstack("server", "delete", "--force", gone_for_good["id"], cloud="kilonova-demo")
+        assert gone(cloud, gone_for_good["id"])
+        for args, cloud_name in (((), "kilonova-demo"), (("--all-projects",), "kilonova"),
+                                 (("--deleted",), "kilonova-demo"),
+                                 (("--status", "SOFT_DELETED"), "kilonova-demo"),
+                                 (("--status", "SOFT_DELETED", "--all-projects"), "kilonova")):
+            shown = listed(cloud, *args, cloud_name=cloud_name)
+            assert soft["id"] not in shown and gone_for_good["id"] not in shown, (args, cloud_name)
+        assert live["id"] in listed(cloud, cloud_name="kilonova-demo")
+        deleted = listed(cloud, "--deleted", "--all-projects")
+        assert deleted.get(soft["id"]) == "SOFT_DELETED" and deleted.get(gone_for_good["id"]) == "DELETED"
+        assert live["id"] not in deleted
+        assert set(listed(cloud, "--deleted", "--all-projects", "--status", "SOFT_DELETED")) & \
+            {soft["id"], gone_for_good["id"], live["id"]} == {soft["id"]}
+        assert set(listed(cloud, "--all-projects", "--status", "DELETED")) & \
+            {soft["id"], gone_for_good["id"], live["id"]} == {gone_for_good["id"]}
+        refused = cloud.openstack("server", "list", "--status", "DELETED", cloud="kilonova-demo", check=False)
+        assert refused.returncode != 0 and "Only administrators may list deleted instances" in refused.stderr
+        # a time window without ``deleted`` shows every kind (the openstack CLI sends deleted=False: novaclient)
+        window = cloud.nova("list", "--changes-since", live["created"], "--all-tenants").stdout
+        assert all(server["id"] in window for server in (soft, gone_for_good, live)), window
+    finally:
+        for server in (live, soft):
+            cloud.openstack("server", "delete", "--force", server["id"], check=False)

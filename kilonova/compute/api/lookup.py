@@ -87,7 +87,7 @@ def _partial_from_spec(mapping, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def page(svc, *, project_id: str | None, filters: dict[str, Any], limit: int | None,
-               marker: str | None, ctx: RequestContext, read_deleted: bool = False,
+               marker: str | None, ctx: RequestContext, deleted: bool | None = False,
                include_build_requests: bool = True, include_down: bool = False,
                order: tuple[tuple[str, str], ...] = server_sort.DEFAULT,
                pending_filter=None) -> Page:
@@ -110,7 +110,7 @@ async def page(svc, *, project_id: str | None, filters: dict[str, Any], limit: i
     async def from_cell(cell: Cell) -> list[ServerRef]:
         try:
             rows = await cell.read(instances.query, project_id=project_id, filters=filters, limit=limit,
-                                   order=order, marker=after, read_deleted=read_deleted)
+                                   order=order, marker=after, deleted=deleted)
         except CellDown:
             down.append(cell)
             return []

@@ -74,3 +74,20 @@ def strict_bool(request: Request, name: str) -> bool | None:
         return False
     accepted = ", ".join(f"'{v}'" for v in sorted(_TRUE + _FALSE))
     raise HTTPError(400, f"Invalid input received: Unrecognized value '{raw}', acceptable values are: {accepted}")
+
+
+def deleted(request: Request, *, timed: bool, wants_deleted_status: bool) -> bool | None:
+    """Which servers a list shows by deletion, as upstream's ``deleted`` filter: False (the default),
+    the live ones that are not soft-deleted; True (``?deleted=true``, or ``?status=DELETED``), only the
+    deleted and soft-deleted ones; None, both, for a time window (``changes-since`` / ``changes-before``)
+    without ``deleted``. Only an administrator's ``deleted`` counts: upstream drops it for the others,
+    and refuses them ``status=DELETED``."""
+    admin = request.state.context.is_admin
+    raw = request.query_params.get("deleted") if admin else None
+    if wants_deleted_status:
+        if not admin:
+            raise HTTPError(403, "Only administrators may list deleted instances")
+        return True
+    if raw is None:
+        return None if timed else False
+    return raw.strip().lower() in _TRUE  # upstream's lenient parse: anything else is False

@@ -149,14 +149,16 @@ async def _list(request: Request, detailed: bool):
     db_filters, post = _list_filters(request)
     # A time window also shows the servers deleted in it, as upstream does (the way to see deletions).
     timed = "changes-since" in db_filters or "changes-before" in db_filters
-    read_deleted = (ctx.is_admin and params.get("deleted", "").lower() in ("true", "1")) or timed
+    deleted = server_query.deleted(request, timed=timed,
+                                   wants_deleted_status=db_filters.get("vm_state") == ["deleted"])
     limit = _limit(request)
     # A cell that is down: its servers come as UNKNOWN partial records from 2.69 (when nothing but
     # the project narrows the list, since no other filter can be checked), and are left out before.
-    show_down = want(request, views.CELL_DOWN_VERSION) and not db_filters and not post and not read_deleted
+    show_down = want(request, views.CELL_DOWN_VERSION) and not db_filters and not post and \
+        not (ctx.is_admin and "deleted" in params)
     found = await lookup.page(svc, project_id=project_id, filters=db_filters, limit=None if post else limit,
-                              marker=params.get("marker"), ctx=ctx, read_deleted=read_deleted,
-                              include_build_requests=not read_deleted, include_down=show_down,
+                              marker=params.get("marker"), ctx=ctx, deleted=deleted,
+                              include_build_requests=deleted is False, include_down=show_down,
                               order=order, pending_filter=_pending_filter(db_filters) if db_filters else None)
     refs = [ref for ref in found.refs if ref.down or _post_filter(ref.server, post)]
     if limit is not None:

@@ -211,9 +211,12 @@ def _column(key: str) -> sa.Column:
 
 def query(session: Session, *, project_id: str | None, filters: dict[str, Any], limit: int | None,
           order: tuple[tuple[str, str], ...] = DEFAULT_ORDER, marker: dict[str, Any] | None = None,
-          read_deleted: bool = False) -> list[dict[str, Any]]:
+          deleted: bool | None = False) -> list[dict[str, Any]]:
     """Instances in ``order`` ((column, "asc"|"desc") pairs ending with a unique one), strictly after the
     ``marker`` instance's values when given. NULL sorts first, as the API merges cells' pages in Python.
+
+    ``deleted`` as upstream's filter of that name: False, the live ones that are not soft-deleted;
+    True, only the deleted and the soft-deleted ones; None, all of them.
 
     The order is the same in every cell and for build requests, so the API can
     merge cells' pages into one sorted page.
@@ -221,8 +224,10 @@ def query(session: Session, *, project_id: str | None, filters: dict[str, Any], 
     stmt = sa.select(*_LIST_COLUMNS)
     if project_id is not None:
         stmt = stmt.where(_TABLE.c.project_id == project_id)
-    if not read_deleted:
-        stmt = stmt.where(_TABLE.c.deleted == 0)
+    if deleted is False:
+        stmt = stmt.where(_TABLE.c.deleted == 0, _TABLE.c.vm_state != "soft-delete")
+    elif deleted is True:
+        stmt = stmt.where(sa.or_(_TABLE.c.deleted != 0, _TABLE.c.vm_state == "soft-delete"))
     for key, value in filters.items():
         if key == "name":
             stmt = stmt.where(_TABLE.c.display_name.contains(value))
