@@ -82,8 +82,9 @@ _TABLE = (
            instance_action="revertResize"),
     Action("os-migrateLive", "os-migrateLive", ("active", "paused"), "migrating", "live_migrate_instance",
            target="conductor", instance_action="live-migration", admin_only=True),
+    # no task under way either: upstream's check_instance_state default (task_state None)
     Action("evacuate", "evacuate", ("active", "stopped", "error"), "rebuilding", "rebuild_instance",
-           target="conductor", task_states=ANY, instance_action="evacuate", admin_only=True),
+           target="conductor", instance_action="evacuate", admin_only=True),
     Action("rebuild", "rebuild", ("active", "stopped", "error"), "rebuilding", "rebuild_instance",
            target="conductor", instance_action="rebuild"),
     # shelving

@@ -12,8 +12,10 @@ from tests.cloud import new_cloud
 from tests.functional.test_rebuild_cli import action_events
 from tests.functional.test_servers_cli import wait_status
 
-# compute4 fails every spawn and is disabled: only a forced evacuation reaches it.
-CONFIG = {"fake_driver": {"fail_spawn_hosts": "compute4"}}
+# compute4 fails every spawn and is disabled: only a forced evacuation reaches it. A pause takes
+# seconds: long enough to try an evacuation while it is under way.
+PAUSE_SECONDS = 12
+CONFIG = {"fake_driver": {"fail_spawn_hosts": "compute4", "step_delays": f"pause={PAUSE_SECONDS}"}}
 
 
 @pytest.fixture(scope="module")
@@ -200,4 +202,29 @@ def test_evacuate_with_openstacksdk(evac_cloud):
         moved = conn.compute.wait_for_server(conn.compute.get_server(server["id"]), status="ACTIVE", wait=60)
         assert moved.compute_host == "compute3"
     finally:
+        cloud.openstack("server", "delete", "--wait", server["id"], check=False)
+
+
+def test_evacuate_is_refused_while_a_task_is_under_way_or_from_paused(evac_cloud):
+    """Upstream's evacuate starts from ACTIVE, SHUTOFF or ERROR with no task under way: 409 otherwise."""
+    cloud = evac_cloud
+    server = boot(cloud, "ev-busy", "compute3")
+    try:
+        cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--down", "compute3",
+                        "nova-compute")
+        cloud.openstack("server", "pause", server["id"])  # the fake driver holds the pause a few seconds
+        busy = cloud.nova("evacuate", server["id"], check=False)
+        assert busy.returncode != 0 and "(HTTP 409)" in busy.stderr
+        assert f"Cannot 'evacuate' instance {server['id']} while it is in task_state pausing" in busy.stderr
+        wait_status(cloud, server["id"], "PAUSED", timeout=PAUSE_SECONDS + 30)
+        paused = evacuate(cloud, server["id"], {}, "2.68")
+        assert paused.status_code == 409
+        assert paused.json()["conflictingRequest"]["message"] == \
+            f"Cannot 'evacuate' instance {server['id']} while it is in vm_state paused"
+        actions = [row["Action"] for row in cloud.openstack("server", "event", "list", server["id"], fmt_json=True)]
+        assert "evacuate" not in actions, "nothing was started"
+        assert migrations_of(cloud, server["id"]) == []
+    finally:
+        cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--up", "compute3",
+                        "nova-compute")
         cloud.openstack("server", "delete", "--wait", server["id"], check=False)
