@@ -67,6 +67,16 @@ def _expiry_epoch(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+def request_token(request: Request) -> str:
+    """The request's ``X-Auth-Token``, or a 401 when there is none or it cannot be a token."""
+    token = request.headers.get("x-auth-token")
+    # A token is printable ASCII (Fernet's base64): anything else cannot be one, nor be sent on to identity.
+    if not token or not (token.isascii() and token.isprintable()):
+        raise HTTPError(401, "The request you have made requires authentication.",
+                        headers={"WWW-Authenticate": "Keystone uri=\"\""})
+    return token
+
+
 def make_auth_hook(validator: TokenValidator,
                    extra: Callable[[Request, Handler], Awaitable[None]] | None = None
                    ) -> Callable[[Request, Handler], Awaitable[None]]:
@@ -74,10 +84,7 @@ def make_auth_hook(validator: TokenValidator,
 
     async def before(request: Request, handler: Handler) -> None:
         if not getattr(handler, "public", False):
-            token = request.headers.get("x-auth-token")
-            if not token:
-                raise HTTPError(401, "The request you have made requires authentication.",
-                                headers={"WWW-Authenticate": "Keystone uri=\"\""})
+            token = request_token(request)
             body = await validator.validate(token)
             request.state.context = RequestContext.from_token(body, token, request.state.request_id)
         if extra is not None:

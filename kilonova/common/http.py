@@ -8,7 +8,9 @@ Keystone, Placement, Glance and Neutron all differ). The layer gives:
   with the wrong method;
 * ``HTTPError`` raised anywhere in a handler becomes a formatted response;
 * any other exception becomes a formatted 500 without a traceback in the body;
-* bounded JSON body parsing with clear 400/413 errors.
+* bounded JSON body parsing with clear 400/413 errors;
+* oversized headers (431) and NUL characters in the path (404) or query string (400) refused
+  before any routing, authentication or handler work.
 """
 from __future__ import annotations
 
@@ -26,6 +28,14 @@ from starlette.responses import JSONResponse, Response
 LOG = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+# No OpenStack body nests anywhere near this deep; deeper ones would exhaust the recursion of the
+# parser, of jsonschema or of the JSON encoder that stores them (orjson stops at 254).
+MAX_JSON_DEPTH = 32
+# Upstream's WSGI servers refuse a header line over 16 KiB; the whole block is bounded too. uvicorn reads
+# up to H11_MAX_HEADER_BYTES (kilonova/aio.py) so that these limits are answered in each API's own format.
+MAX_HEADER_LINE_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+H11_MAX_HEADER_BYTES = 1024 * 1024
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -110,6 +120,10 @@ class Router:
             return func
         return decorator
 
+    def endpoints(self) -> list[tuple[str, str]]:
+        """Every (method, path template) routed, in declaration order."""
+        return [(method, route.template) for route in self._routes for method in route.handlers]
+
     def _routes_for(self, path: str) -> list[_Route]:
         if not self._by_first:
             firsts = {_first_segment(route.template) for route in self._routes}
@@ -175,6 +189,7 @@ class ServiceApp:
         request.state.request_id = "req-" + str(uuid.uuid4())
         request.state.app = self
         try:
+            _refuse_malformed_request(scope)
             path = scope["path"]
             if self.prefix and path.startswith(self.prefix):
                 path = path[len(self.prefix):] or "/"
@@ -206,8 +221,21 @@ async def _lifespan(receive: Callable, send: Callable) -> None:
             return
 
 
-async def read_json(request: Request, *, max_bytes: int = MAX_BODY_BYTES, required: bool = True) -> Any:
-    """The request body as JSON, or a 400/413 that says what is wrong with it."""
+def _refuse_malformed_request(scope: dict) -> None:
+    """Headers too large, or a NUL in the path or query string (no database stores one), refused up front."""
+    headers = scope.get("headers") or ()
+    if (sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEADER_BYTES
+            or any(len(name) + len(value) + 2 > MAX_HEADER_LINE_BYTES for name, value in headers)):
+        raise HTTPError(431, "Request header fields too large.")
+    if "\x00" in scope["path"]:
+        raise HTTPError(404, "The resource could not be found.")
+    query = scope.get("query_string") or b""
+    if b"%00" in query or b"\x00" in query:
+        raise bad_request("The query string may not contain NUL characters.")
+
+
+async def read_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, or a 413 as soon as it is known to pass ``max_bytes`` (nothing more is read)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise HTTPError(413, "Request is too large.")
@@ -218,15 +246,80 @@ async def read_json(request: Request, *, max_bytes: int = MAX_BODY_BYTES, requir
         if size > max_bytes:
             raise HTTPError(413, "Request is too large.")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, *, max_bytes: int = MAX_BODY_BYTES, required: bool = True) -> Any:
+    """The request body as JSON, or a 400/413 that says what is wrong with it."""
+    raw = await read_body(request, max_bytes=max_bytes)
     if not raw.strip():
         if required:
             raise bad_request("The request body is empty; a JSON document is required.")
         return None
+    return parse_json(raw)
+
+
+_BIG_NUMBER = re.compile(rb"\d{20}")
+
+
+def parse_json(raw: bytes, malformed: str = "Malformed request body") -> Any:
+    """A JSON document that every layer behind can handle, or a 400 saying why not.
+
+    orjson refuses what no database or encoder takes (lone UTF-16 surrogates, invalid UTF-8, NaN
+    and Infinity); nesting is bounded; NUL characters and integers past 64 bits (which no column or
+    RPC message holds) are refused. orjson reads the latter as floats: a document that may have one is
+    read again by ``json`` to see it.
+    """
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"Malformed request body: {exc}") from None
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"{malformed}: {_json_error(raw, exc)}") from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise bad_request(f"{malformed}: JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+    if b"\\u0000" in raw and _has_nul(value):
+        raise bad_request(f"{malformed}: strings may not contain NUL characters.")
+    if _BIG_NUMBER.search(raw):
+        value = json.loads(raw)
+        if any(isinstance(leaf, int) and not -2 ** 63 <= leaf < 2 ** 63 for leaf in _leaves(value)):
+            raise bad_request(f"{malformed}: integers must fit in 64 bits.")
+    return value
+
+
+def _json_error(raw: bytes, refused: Exception) -> str:
+    """Python's json message for a document neither parser takes (upstream's wording); else orjson's."""
+    try:
+        json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as plain:
+        return str(plain)
+    except RecursionError:
+        pass
+    return str(refused)
+
+
+def _containers(value: Any):
+    """(depth, item) for every list and dict in a parsed document, without recursion."""
+    stack = [(1, value)]
+    while stack:
+        depth, item = stack.pop()
+        if isinstance(item, (list, dict)):
+            yield depth, item
+            stack.extend((depth + 1, child) for child in (item.values() if isinstance(item, dict) else item))
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    return any(depth > limit for depth, _ in _containers(value))
+
+
+def _leaves(value: Any):
+    """Every key and scalar of a parsed document."""
+    if not isinstance(value, (list, dict)):
+        yield value
+    for _, item in _containers(value):
+        yield from (list(item) + list(item.values()) if isinstance(item, dict) else item)
+
+
+def _has_nul(value: Any) -> bool:
+    return any(isinstance(leaf, str) and "\x00" in leaf for leaf in _leaves(value))
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

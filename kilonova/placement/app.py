@@ -12,6 +12,7 @@ import importlib
 from starlette.requests import Request
 from starlette.responses import Response
 
+from kilonova.common.auth import request_token
 from kilonova.common.context import RequestContext
 from kilonova.common.http import Handler, HTTPError, Router, ServiceApp
 from kilonova.placement import microversion
@@ -84,10 +85,7 @@ def make_before(validator, enforcer: Enforcer, auth_strategy: str):
             if auth_strategy == "noauth2":
                 request.state.context = noauth2_context(request)
             else:
-                token = request.headers.get("x-auth-token")
-                if not token:
-                    raise HTTPError(401, "The request you have made requires authentication.",
-                                    headers={"WWW-Authenticate": "Keystone uri=\"\""})
+                token = request_token(request)
                 body = await validator.validate(token)
                 request.state.context = RequestContext.from_token(body, token, request.state.request_id)
         request.state.version = microversion.negotiate(request)

@@ -14,7 +14,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kilonova.common.http import MAX_BODY_BYTES, Handler, HTTPError
+from kilonova.common.http import Handler, HTTPError, parse_json, read_body
 from kilonova.placement import accept, errors, microversion
 from kilonova.placement.objects import capacity
 
@@ -126,13 +126,7 @@ async def body(request: Request, schema: dict) -> Any:
     if content_type != "application/json":
         shown = content_type or "None"
         raise HTTPError(415, f"The media type {shown} is not supported, use application/json")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise HTTPError(413, "Request is too large.")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise HTTPError(400, f"Malformed JSON: {error}") from None
+    data = parse_json(await read_body(request), malformed="Malformed JSON")
     validate(data, schema, "JSON does not validate")
     return data
 
