@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.common.http import HTTPError, Router, bad_request, empty_response, json_response, read_json
-from kilonova.image import patch, policy, repo, validation, views
+from kilonova.image import patch, policy, repo, time_filters, validation, views
 from kilonova.image.errors import image_not_found
 from kilonova.image.lookup import context, service, visible_image
 
@@ -103,7 +103,7 @@ async def index(request: Request):
         repo.list_images, project_id=ctx.project_id, is_admin=ctx.is_admin, visibility=visibility,
         member_status=member_status, filters=_filters(params), tags=params.getlist("tag"),
         properties={k: v for k, v in params.items() if k not in NOT_PROPERTY_FILTERS}, sort=_sort(params))
-    images = _size_filtered(images, params)
+    images = time_filters.filtered(_size_filtered(images, params), params)
     page, more = _page(images, params.get("marker"), limit)
     body: dict[str, Any] = {"images": [views.image(image) for image in page], "first": "/v2/images",
                             "schema": "/v2/schemas/images"}

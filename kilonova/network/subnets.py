@@ -64,9 +64,10 @@ def new_row(ctx, values: dict[str, Any]) -> dict[str, Any]:
         raise bad_request("Subnet pools are not supported by this cloud; give a cidr.")
     if "cidr" not in values:
         raise bad_request("A cidr must be specified in the absence of a subnet pool")
-    if "network_id" not in values:
-        raise bad_request("Failed to parse request. Required attribute 'network_id' not specified")
-    version = values.get("ip_version", 4)
+    for required in ("network_id", "ip_version"):
+        if required not in values:
+            raise bad_request(f"Failed to parse request. Required attribute '{required}' not specified")
+    version = values["ip_version"]
     if version not in (4, 6):
         raise bad_request(f"Invalid input for ip_version. Reason: '{version}' is not in [4, 6].")
     cidr = ipam.parse_cidr(values["cidr"], version)

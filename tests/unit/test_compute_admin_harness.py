@@ -30,6 +30,9 @@ class StubComputeAPI:
         self.cells = cells_mod.Cells(self.api_db)
         self.cells.load()
         self.api_db.run_sync(flavors.ensure_defaults)
+        # An identity service that knows every project (quota updates ask it whether theirs exists).
+        self.identity = httpx.AsyncClient(base_url="http://identity", transport=httpx.MockTransport(
+            lambda request: httpx.Response(200, json={"project": {"id": request.url.path.rsplit("/", 1)[-1]}})))
 
     def close(self):
         for cell in self.cells.all():

@@ -125,7 +125,7 @@ async def test_subnet_ipam(api):
     await post(api, "subnet", status=400, network_id=net["id"], cidr="192.168.30.5/24", ip_version=4)
     await post(api, "subnet", status=400, network_id=net["id"], cidr="192.168.30.0/24", ip_version=6)
     await post(api, "subnet", status=400, network_id=net["id"], cidr="192.168.30.0/24", gateway_ip="10.0.0.1")
-    no_gw = await post(api, "subnet", network_id=net["id"], cidr="192.168.40.0/24", gateway_ip=None)
+    no_gw = await post(api, "subnet", network_id=net["id"], cidr="192.168.40.0/24", gateway_ip=None, ip_version=4)
     assert no_gw["gateway_ip"] is None and no_gw["allocation_pools"][0]["start"] == "192.168.40.1"
     v6 = await post(api, "subnet", network_id=net["id"], cidr="fd00:1::/64", ip_version=6)
     assert v6["gateway_ip"] == "fd00:1::1"
@@ -135,8 +135,9 @@ async def test_subnet_ipam(api):
     readonly = await api.put(f"/v2.0/subnets/{sub['id']}", json={"subnet": {"cidr": "10.9.0.0/24"}}, headers=ALICE)
     assert readonly.status_code == 400
     # subnets go only on one's own networks
-    await post(api, "subnet", BOB, status=404, network_id=net["id"], cidr="192.168.50.0/24")
-    await post(api, "subnet", BOB, status=403, network_id=bootstrap.NETWORK_ID, cidr="192.168.50.0/24")
+    await post(api, "subnet", BOB, status=404, network_id=net["id"], cidr="192.168.50.0/24", ip_version=4)
+    await post(api, "subnet", BOB, status=403, network_id=bootstrap.NETWORK_ID, cidr="192.168.50.0/24",
+               ip_version=4)
 
 
 async def test_port_allocation_and_exhaustion(api):

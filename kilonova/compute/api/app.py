@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.auth import TokenValidator, make_auth_hook
-from kilonova.common.http import Handler, Router, ServiceApp
+from kilonova.common.http import Handler, HTTPError, Router, ServiceApp
 from kilonova.compute.api import microversions
 from kilonova.compute.api.errors import format_error
 
@@ -20,7 +20,8 @@ RESOURCE_MODULES = [
     "server_diagnostics", "server_external_events",
 ]
 
-_PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/(?:[0-9a-f]{32}|[0-9a-f-]{36})(?=/|$)")
+_PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/([0-9a-f]{32}|[0-9a-f-]{36})(?=/|$)")
+URL_PROJECT = "kilonova.url_project_id"
 
 
 def build_router() -> Router:
@@ -37,9 +38,9 @@ class ComputeApp(ServiceApp):
         if scope["type"] == "http":
             path = scope["path"]
             match = _PROJECT_IN_URL.match(path)
-            if match and not path.startswith("/v2.1/os-") :
+            if match and not path.startswith("/v2.1/os-"):
                 prefix = "/v2.1" if path.startswith("/v2.1") else "/v2"
-                scope = dict(scope, path=prefix + path[match.end():])
+                scope = dict(scope, path=prefix + path[match.end():], **{URL_PROJECT: match.group(1)})
         await super().__call__(scope, receive, send)
 
 
@@ -47,6 +48,7 @@ def create_app(validator: TokenValidator, compute_api: object) -> ComputeApp:
     async def negotiate(request: Request, handler: Handler) -> None:
         request.state.version = microversions.MIN
         request.state.version = microversions.negotiate(request)
+        _check_url_project(request)
 
     def add_version_headers(request: Request, response: Response) -> None:
         version = microversions.version_text(getattr(request.state, "version", microversions.MIN))
@@ -60,6 +62,16 @@ def create_app(validator: TokenValidator, compute_api: object) -> ComputeApp:
                      before=make_auth_hook(validator, extra=negotiate), after=add_version_headers)
     app.state["compute_api"] = compute_api
     return app
+
+
+def _check_url_project(request: Request) -> None:
+    """A URL naming a project answers only for the token's own project, as upstream: 400 otherwise,
+    never the caller's servers under another project's URL (administrators included)."""
+    url_project = request.scope.get(URL_PROJECT)
+    context = getattr(request.state, "context", None)
+    if url_project and context is not None and url_project != context.project_id:
+        raise HTTPError(400, f"Malformed request URL: URL's project_id '{url_project}' doesn't match Context's "
+                             f"project_id '{context.project_id}'")
 
 
 def compute_api(request: Request):

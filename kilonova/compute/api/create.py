@@ -25,6 +25,8 @@ from kilonova.compute.db import build_requests, keypairs, quotas
 from kilonova.compute.db.api_models import Flavor, FlavorExtraSpec, FlavorProject
 
 GiB = 1024 ** 3
+# The true values of upstream's boolean parameter type (config_drive), lowered.
+TRUE_STRINGS = ("true", "1", "t", "yes", "y", "on")
 
 
 def _ref_id(ref: str) -> str:
@@ -172,9 +174,13 @@ def _limits_and_pending(session, project_id: str, conf) -> tuple[dict[str, int],
     return quotas.get_limits(session, project_id, conf), build_requests.usage(session, project_id)
 
 
-async def allowed_count(svc, ctx: RequestContext, flavor: dict[str, Any], min_count: int, max_count: int) -> int:
-    """How many of the requested servers fit in the project's quota; 403 when not even min_count do."""
+async def allowed_count(svc, ctx: RequestContext, flavor: dict[str, Any], min_count: int, max_count: int, *,
+                        metadata_items: int = 0) -> int:
+    """How many of the requested servers fit in the project's quota; 403 when not even min_count do, or when
+    each would have more metadata items than the quota allows."""
     limits, used = await svc.api_db.read(_limits_and_pending, ctx.project_id, svc.conf)
+    if 0 <= limits.get("metadata_items", -1) < metadata_items:
+        raise HTTPError(403, f"Maximum number of metadata items exceeds {limits['metadata_items']}")
     for cell in svc.cells.all():
         try:
             usage = await cell.read(quotas.count_usage, ctx.project_id)
@@ -220,7 +226,7 @@ def build_instance(ctx: RequestContext, server: dict[str, Any], flavor: dict[str
         "key_name": keypair["name"] if keypair else None,
         "key_data": keypair["public_key"] if keypair else None,
         "user_data": server.get("user_data"),
-        "config_drive": "True" if server.get("config_drive") in (True, "true", "True") else "",
+        "config_drive": "True" if str(server.get("config_drive")).lower() in TRUE_STRINGS else "",
         "access_ip_v4": server.get("accessIPv4"),
         "access_ip_v6": server.get("accessIPv6"),
         "reservation_id": reservation_id,

@@ -1,4 +1,6 @@
-"""A requested destination at server create (2.74 ``host`` / ``hypervisor_hostname``), checked as upstream does.
+"""A requested destination at server create, checked as upstream does: 2.74's ``host`` /
+``hypervisor_hostname``, or the older forced host in ``availability_zone`` (``zone:host``,
+``zone::node``, ``zone:host:node``).
 
 Only administrators may name one; the host must be mapped to a cell and the node
 must exist, else 400. The scheduler still runs its filters on it.
@@ -19,10 +21,39 @@ async def requested(svc, ctx: RequestContext, server: dict[str, Any]) -> dict[st
         return None
     if not ctx.is_admin:
         raise HTTPError(403, "Policy doesn't allow compute:servers:create:requested_destination to be performed.")
-    forced = (server.get("availability_zone") or "").split(":")[1:]  # the zone:host:node form
-    if any(forced):
+    if any(split_zone(server.get("availability_zone"))[1:]):
         raise HTTPError(400, "One mechanism with host and/or hypervisor_hostname and another mechanism with "
                              "zone:host:node are mutually exclusive.")
+    return await _checked(svc, host, node)
+
+
+def split_zone(value: str | None) -> tuple[str | None, str | None, str | None]:
+    """(zone, forced host, forced node) of a create's ``availability_zone``, parsed as upstream parses it."""
+    if not value or ":" not in value:
+        return value or None, None, None
+    colons = value.count(":")
+    if colons == 1:
+        (zone, host), node = value.split(":"), ""
+    elif colons == 2 and "::" in value:
+        zone, node = value.split("::")
+        host = ""
+    elif colons == 2:
+        zone, host, node = value.split(":")
+    else:
+        raise HTTPError(400, "Invalid input received: Unable to parse availability_zone")
+    return zone or None, host or None, node or None
+
+
+async def forced(svc, ctx: RequestContext, host: str | None, node: str | None) -> dict[str, str] | None:
+    """The destination a forced host/node names, for administrators only (upstream's forced_host policy)."""
+    if not host and not node:
+        return None
+    if not ctx.is_admin:
+        raise HTTPError(403, "Policy doesn't allow os_compute_api:servers:create:forced_host to be performed.")
+    return await _checked(svc, host, node)
+
+
+async def _checked(svc, host: str | None, node: str | None) -> dict[str, str]:
     if host and await svc.api_db.read(mappings.get_host_mapping, host) is None:
         raise HTTPError(400, f"Compute host {host} could not be found.")
     if node and not await _node_exists(svc, host, node):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
@@ -84,6 +86,7 @@ async def update_quotas(request: Request, project_id: str):
     quota_set = body["quota_set"]
     force = parse_bool(quota_set.get("force", False), "force value")
     svc = compute_api(request)
+    await _verify_project(svc, request.state.context, project_id)
     usage = await project_usage(svc, project_id) if not force else {}
     values: dict[str, int] = {}
     for resource, raw in quota_set.items():
@@ -98,6 +101,18 @@ async def update_quotas(request: Request, project_id: str):
     await svc.api_db.write(quotas.set_limits, project_id, values)
     limits = await svc.api_db.read(quotas.get_limits, project_id, svc.conf)
     return json_response(_quota_set(request, limits, None))
+
+
+async def _verify_project(svc, ctx, project_id: str) -> None:
+    """upstream's check that a quota is set for a project identity knows: 400 when identity says there is
+    no such project; when it cannot say (unreachable, not allowed), the project is taken as it is."""
+    try:
+        response = await svc.identity.get(f"/v3/projects/{quote(project_id, safe='')}",
+                                          headers={"X-Auth-Token": ctx.token})
+    except httpx.HTTPError:
+        return
+    if response.status_code == 404:
+        raise HTTPError(400, f"Project ID {project_id} is not a valid project.")
 
 
 async def delete_quotas(request: Request, project_id: str):

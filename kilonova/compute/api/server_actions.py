@@ -98,16 +98,22 @@ async def reboot(request: Request, ref: lookup.ServerRef, key: str, body: dict):
     return empty_response(202)
 
 
+# upstream's schema; -1 (or none) is the whole log. The largest length is what an RPC message carries.
+MAX_CONSOLE_LENGTH = 2 ** 63 - 1
+CONSOLE_OUTPUT = {"type": "object", "properties": {"os-getConsoleOutput": {
+    "type": ["object", "null"], "properties": {"length": {
+        "type": ["integer", "string", "null"], "pattern": "^-?[0-9]+$", "minimum": -1, "maximum": MAX_CONSOLE_LENGTH}},
+    "additionalProperties": False}}, "required": ["os-getConsoleOutput"], "additionalProperties": False}
+
+
 async def console_output(request: Request, ref: lookup.ServerRef, key: str, body: dict):
-    args = body.get(key) or {}
-    length = args.get("length") if isinstance(args, dict) else None
+    validation.validate(CONSOLE_OUTPUT, body)
+    length = (body[key] or {}).get("length")
     if length is not None:
-        try:
-            length = int(length)
-        except (TypeError, ValueError):
-            raise HTTPError(400, "Invalid input for field/attribute length.") from None
-        if length < -1:
-            raise HTTPError(400, "Invalid input for field/attribute length. Value must be >= -1.")
+        length = int(length)   # a string of digits: its range is checked here, as the schema cannot
+        if not -1 <= length <= MAX_CONSOLE_LENGTH:
+            raise HTTPError(400, f"Invalid input for field/attribute length. Value: {length}. "
+                                 f"It must be between -1 and {MAX_CONSOLE_LENGTH}.")
     if ref.cell is None or not ref.server.get("host"):
         raise HTTPError(409, f"Instance {ref.uuid} has not been scheduled to a host yet.")
     try:

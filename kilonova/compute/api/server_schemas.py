@@ -68,7 +68,7 @@ def create(version: tuple[int, int]) -> dict:
     if version >= (2, 37):
         networks = {"oneOf": [networks, {"type": "string", "enum": ["none", "auto"]}]}
     props: dict[str, Any] = {
-        "name": validation.NAME_WITH_SPACES,
+        "name": validation.NAME,
         "imageRef": {"type": "string"},
         "flavorRef": {"type": ["string", "integer"], "minLength": 1},
         "adminPass": {"type": "string"},
@@ -77,15 +77,15 @@ def create(version: tuple[int, int]) -> dict:
         "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]},
         "accessIPv4": {"type": "string", "format": "ipv4"},
         "accessIPv6": {"type": "string", "format": "ipv6"},
-        "key_name": validation.NAME_WITH_SPACES,
-        "availability_zone": {"type": "string"},
+        "key_name": validation.NAME,
+        "availability_zone": validation.NAME,
         "min_count": validation.POSITIVE_INT,
         "max_count": validation.POSITIVE_INT,
         "return_reservation_id": {"type": ["boolean", "string"]},
         "security_groups": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"type": "string"}}, "additionalProperties": False}},
         "user_data": {"type": "string", "maxLength": 65535},
-        "config_drive": {"type": ["boolean", "string"]},
+        "config_drive": _BOOLEAN,
         "block_device_mapping_v2": _bdm_v2(version),
     }
     if version < (2, 57):
@@ -103,14 +103,15 @@ def create(version: tuple[int, int]) -> dict:
         props["hostname"] = FQDN if version >= (2, 94) else HOSTNAME
     required = ["name", "flavorRef"] + (["networks"] if version >= (2, 37) else [])
     server = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
-    return {"type": "object", "properties": {"server": server, "os:scheduler_hints": {"type": "object"},
-                                             "OS-SCH-HNT:scheduler_hints": {"type": "object"}},
+    hints = {"type": "object", "properties": {"group": validation.UUID}}
+    return {"type": "object", "properties": {"server": server, "os:scheduler_hints": hints,
+                                             "OS-SCH-HNT:scheduler_hints": hints},
             "required": ["server"], "additionalProperties": False}
 
 
 @functools.lru_cache(maxsize=None)
 def update(version: tuple[int, int]) -> dict:
-    props: dict[str, Any] = {"name": validation.NAME_WITH_SPACES,
+    props: dict[str, Any] = {"name": validation.NAME,
                              "accessIPv4": {"type": "string", "format": "ipv4"},
                              "accessIPv6": {"type": "string", "format": "ipv6"},
                              "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]}}

@@ -11,7 +11,10 @@ from kilonova.compute.api import create as create_mod
 from kilonova.compute.api import (common, lookup, server_query, server_records, server_schemas, server_sort,
                                   validation, views)
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.create_refusals import refuse_unsupported
+from kilonova.compute.api.destination import forced as forced_destination
 from kilonova.compute.api.destination import requested as requested_destination
+from kilonova.compute.api.destination import split_zone
 from kilonova.compute.api.microversions import want
 from kilonova.compute.cells import CellDown
 from kilonova.compute.db import build_requests, instances
@@ -132,13 +135,22 @@ def _limit(request: Request) -> int | None:
     return min(int(raw), 1000)
 
 
+def _all_tenants(request: Request) -> bool:
+    """``all_tenants`` (or ``all_projects``) as upstream reads it: a strict boolean, 400 for anything else;
+    given without a value it means yes."""
+    name = "all_tenants" if "all_tenants" in request.query_params else "all_projects"
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    return not raw.strip() or bool(server_query.strict_bool(request, name))
+
+
 async def _list(request: Request, detailed: bool):
     svc = compute_api(request)
     ctx = request.state.context
     params = request.query_params
-    all_tenants = params.get("all_tenants", params.get("all_projects"))
     project_id = ctx.project_id
-    if all_tenants is not None and all_tenants.lower() not in ("0", "false", "off", "no"):
+    if _all_tenants(request):
         if not ctx.is_admin:
             raise HTTPError(403, "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed.")
         project_id = params.get("tenant_id") or params.get("project_id")
@@ -235,12 +247,12 @@ async def create_server(request: Request):
         raise HTTPError(400, "Block Device Mapping is Invalid: Boot sequence for the instance and image/block "
                              "device mapping combination is not valid.")
     create_mod.check_user_data(server.get("user_data"))
+    refuse_unsupported(server, hints)
     destination = await requested_destination(svc, ctx, server)
-    az = server.get("availability_zone") or None
-    if az is not None:
-        az = az.split(":", 1)[0] or None
-        if az is not None and az not in await svc_zones(svc):
-            raise HTTPError(400, "The requested availability zone is not available")
+    az, forced_host, forced_node = split_zone(server.get("availability_zone"))
+    if az is not None and az not in await svc_zones(svc):
+        raise HTTPError(400, "The requested availability zone is not available")
+    destination = destination or await forced_destination(svc, ctx, forced_host, forced_node)
     flavor = await create_mod.load_flavor(svc, ctx, server["flavorRef"])
     image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
     keypair = await create_mod.load_keypair(svc, ctx, server.get("key_name"))
@@ -248,7 +260,8 @@ async def create_server(request: Request):
     if len([n for n in networks if "port_id" in n]) and max_count > 1:
         raise HTTPError(400, "Unable to launch multiple instances with a single configured port ID. "
                              "Please launch your instance one by one with different ports.")
-    count = await create_mod.allowed_count(svc, ctx, flavor, min_count, max_count)
+    count = await create_mod.allowed_count(svc, ctx, flavor, min_count, max_count,
+                                           metadata_items=len(server.get("metadata") or {}))
     reservation_id = "r-" + uuidlib.uuid4().hex[:8]
     servers = [create_mod.build_instance(ctx, server, flavor, image, keypair, index=i, count=count,
                                          reservation_id=reservation_id, az=az) for i in range(count)]

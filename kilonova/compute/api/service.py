@@ -28,7 +28,7 @@ class ComputeAPIService(Service):
         conf = env.conf
         self.api_db = Database.shared(conf.get("api_database", "connection"), name="nova_api")
         self.cells = cells_mod.Cells(self.api_db)
-        identity = env.endpoints.http_client("identity")
+        identity = self.identity = env.endpoints.http_client("identity")
         self.validator = TokenValidator(identity, cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))
         auth = ServiceAuth(identity, conf.get("service_user", "username"), conf.get("service_user", "password"),
                            conf.get("service_user", "project_name"))

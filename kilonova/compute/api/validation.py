@@ -1,6 +1,7 @@
 """Request body validation with JSON Schema, answering 400 the way Nova words it."""
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import jsonschema
@@ -18,11 +19,29 @@ def _validator(schema: dict) -> Draft4Validator:
     cached = _CACHE.get(id(schema))
     if cached is not None and cached[0] is schema:
         return cached[1]
-    validator = Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+    validator = Draft4Validator(schema, format_checker=_FORMATS)
     if len(_CACHE) >= _CACHE_SIZE:
         _CACHE.clear()
     _CACHE[id(schema)] = (schema, validator)
     return validator
+
+
+def _printable(char: str) -> bool:
+    """upstream's printable: letters, marks, numbers, punctuation, symbols and spaces; no control,
+    format, private-use or unassigned code point, no line or paragraph separator."""
+    category = unicodedata.category(char)
+    return not category.startswith("C") and (not category.startswith("Z") or category == "Zs")
+
+
+_FORMATS = jsonschema.FormatChecker()
+NAME_RULE = "The name must be: printable characters. Can not start or end with whitespace."
+
+
+@_FORMATS.checks("name")
+def _is_name(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    return not (value[:1].isspace() or value[-1:].isspace()) and all(map(_printable, value))
 
 
 def validate(schema: dict, body: Any) -> None:
@@ -31,14 +50,16 @@ def validate(schema: dict, body: Any) -> None:
     if error is None:
         return
     where = "/".join(str(p) for p in error.path)
+    message = error.message
+    if error.validator == "format" and error.validator_value == "name":
+        message = f"{error.instance!r} is not valid: An invalid 'name' value was provided. {NAME_RULE}"
     if where:
-        raise HTTPError(400, f"Invalid input for field/attribute {where}. Value: {error.instance!r}. {error.message}")
+        raise HTTPError(400, f"Invalid input for field/attribute {where}. Value: {error.instance!r}. {message}")
     raise HTTPError(400, f"Invalid input for request body: {error.message}")
 
 
 # Reusable fragments mirroring Nova's parameter types.
-NAME = {"type": "string", "minLength": 1, "maxLength": 255,
-        "pattern": r"^(?![\s])[\S\s]*(?<![\s])$"}
+NAME = {"type": "string", "minLength": 1, "maxLength": 255, "format": "name"}
 NAME_WITH_SPACES = {"type": "string", "minLength": 1, "maxLength": 255}
 DESCRIPTION = {"type": ["string", "null"], "minLength": 0, "maxLength": 255}
 UUID = {"type": "string", "pattern": r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"}

@@ -1,0 +1,64 @@
+"""What a server create asks for that Kilonova cannot honour, refused with a 400 before anything is
+written, in upstream's words where upstream has them; never silently dropped.
+
+Kilonova has no volume service, no server groups and no security groups yet: a request that needs
+one is told so rather than getting a server without it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from kilonova.common.http import HTTPError
+
+# The hints upstream's own scheduler filters read; the scheduler here reads none of them. Other keys
+# are left alone, as upstream leaves the hints of filters it does not run.
+UPSTREAM_HINTS = ("same_host", "different_host", "query", "target_cell", "different_cell",
+                  "build_near_host_ip", "cidr")
+# The only security group a port has here (no rules: all traffic allowed).
+DEFAULT_SECURITY_GROUP = "default"
+
+
+def refuse_unsupported(server: dict[str, Any], hints: dict[str, Any]) -> None:
+    _refuse_networks(server.get("networks"))
+    _refuse_security_groups(server.get("security_groups") or [])
+    _refuse_block_devices(server.get("block_device_mapping_v2") or [], server.get("imageRef"))
+    _refuse_hints(hints)
+
+
+def _refuse_networks(networks: Any) -> None:
+    if not isinstance(networks, list):
+        return
+    for item in networks:
+        if not item.get("port") and not item.get("uuid"):
+            raise HTTPError(400, "Bad network format: missing 'uuid'")
+
+
+def _refuse_security_groups(groups: list[dict[str, Any]]) -> None:
+    for group in groups:
+        name = group.get("name")
+        if name != DEFAULT_SECURITY_GROUP:
+            raise HTTPError(400, f"Security group {name} not found. Kilonova has no security groups yet: "
+                                 f"only '{DEFAULT_SECURITY_GROUP}' may be named.")
+
+
+def _refuse_block_devices(mappings: list[dict[str, Any]], image_ref: Any) -> None:
+    image_id = str(image_ref or "").rstrip("/").rsplit("/", 1)[-1]
+    for mapping in mappings:
+        source, destination = mapping.get("source_type"), mapping.get("destination_type")
+        if (source in ("volume", "snapshot") or destination == "volume"
+                or mapping.get("volume_id") or mapping.get("snapshot_id")):
+            raise HTTPError(400, "Block Device Mapping is Invalid: this cloud has no volume service, "
+                                 "so no volume can be created or attached.")
+        if source == "image" and (mapping.get("uuid") or mapping.get("image_id")) in (image_id, None):
+            continue   # the server's own image as its local root disk: what imageRef gives anyway
+        raise HTTPError(400, "Block Device Mapping is Invalid: only the server's image as its local root disk "
+                             "is supported; extra local, ephemeral or swap disks are not supported yet.")
+
+
+def _refuse_hints(hints: dict[str, Any]) -> None:
+    if "group" in hints:
+        raise HTTPError(400, "Server groups are not supported yet: the scheduler hint 'group' cannot be "
+                             "honoured (no affinity or anti-affinity is applied).")
+    for name in UPSTREAM_HINTS:
+        if name in hints:
+            raise HTTPError(400, f"The scheduler hint '{name}' is not supported yet.")
