@@ -9,7 +9,7 @@ Keystone, Placement, Glance and Neutron all differ). The layer gives:
 * ``HTTPError`` raised anywhere in a handler becomes a formatted response;
 * any other exception becomes a formatted 500 without a traceback in the body;
 * bounded JSON body parsing with clear 400/413 errors;
-* oversized headers (431) and NUL characters in the path (404) or query string (400) refused
+* oversized headers (431) or URLs (414) and NUL characters in the path (404) or query string (400) refused
   before any routing, authentication or handler work.
 """
 from __future__ import annotations
@@ -31,8 +31,9 @@ MAX_BODY_BYTES = 1024 * 1024
 # No OpenStack body nests anywhere near this deep; deeper ones would exhaust the recursion of the
 # parser, of jsonschema or of the JSON encoder that stores them (orjson stops at 254).
 MAX_JSON_DEPTH = 32
-# Upstream's WSGI servers refuse a header line over 16 KiB; the whole block is bounded too. uvicorn reads
-# up to H11_MAX_HEADER_BYTES (kilonova/aio.py) so that these limits are answered in each API's own format.
+# Upstream's WSGI servers refuse a header line over 16 KiB; the whole block is bounded too, and the URL
+# (414). uvicorn reads up to H11_MAX_HEADER_BYTES (kilonova/aio.py) so that these limits are answered in
+# each API's own format.
 MAX_HEADER_LINE_BYTES = 16 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 H11_MAX_HEADER_BYTES = 1024 * 1024
@@ -222,14 +223,17 @@ async def _lifespan(receive: Callable, send: Callable) -> None:
 
 
 def _refuse_malformed_request(scope: dict) -> None:
-    """Headers too large, or a NUL in the path or query string (no database stores one), refused up front."""
+    """Headers or URL too large, or a NUL in the path or query string (no database stores one), refused
+    up front."""
     headers = scope.get("headers") or ()
     if (sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEADER_BYTES
             or any(len(name) + len(value) + 2 > MAX_HEADER_LINE_BYTES for name, value in headers)):
         raise HTTPError(431, "Request header fields too large.")
+    query = scope.get("query_string") or b""
+    if len(scope.get("raw_path") or scope["path"]) + len(query) > MAX_HEADER_LINE_BYTES:
+        raise HTTPError(414, "The request URL is too long.")
     if "\x00" in scope["path"]:
         raise HTTPError(404, "The resource could not be found.")
-    query = scope.get("query_string") or b""
     if b"%00" in query or b"\x00" in query:
         raise bad_request("The query string may not contain NUL characters.")
 

@@ -15,10 +15,10 @@ from starlette.responses import JSONResponse, Response
 from kilonova.common.http import HTTPError
 
 TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-          405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict",
-          410: "Gone", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
-          416: "Requested Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-          501: "Not Implemented", 503: "Service Unavailable"}
+          405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict", 410: "Gone",
+          413: "Request Entity Too Large", 414: "Request-URI Too Long", 415: "Unsupported Media Type",
+          416: "Requested Range Not Satisfiable", 431: "Request Header Fields Too Large",
+          500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 
 
 def format_error(request: Request, error: HTTPError) -> Response:

@@ -13,7 +13,9 @@ from kilonova.common.http import HTTPError
 
 HTTP_TYPES = {400: "HTTPBadRequest", 401: "HTTPUnauthorized", 403: "HTTPForbidden", 404: "HTTPNotFound",
               405: "HTTPMethodNotAllowed", 409: "HTTPConflict", 413: "HTTPRequestEntityTooLarge",
-              415: "HTTPUnsupportedMediaType", 431: "HTTPRequestHeaderFieldsTooLarge", 500: "HTTPInternalServerError", 503: "HTTPServiceUnavailable"}
+              414: "HTTPRequestURITooLong", 415: "HTTPUnsupportedMediaType",
+              431: "HTTPRequestHeaderFieldsTooLarge", 500: "HTTPInternalServerError",
+              503: "HTTPServiceUnavailable"}
 
 
 def format_error(request: Request, error: HTTPError) -> Response:

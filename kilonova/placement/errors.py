@@ -39,12 +39,10 @@ QUERYPARAM_MISSING_VALUE = "placement.query.missing_value"
 
 ERROR_CODE_VERSION = (1, 23)
 
-TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict", 413: "Request Entity Too Large",
-    415: "Unsupported Media Type", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+          405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict", 413: "Request Entity Too Large",
+          414: "Request-URI Too Long", 415: "Unsupported Media Type", 431: "Request Header Fields Too Large",
+          500: "Internal Server Error", 503: "Service Unavailable"}
 
 # webob's explanations, which upstream's details start with (405, 406 and 415 have templates of their own).
 EXPLANATIONS = {

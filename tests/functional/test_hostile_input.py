@@ -112,6 +112,13 @@ def test_a_200_kb_header_is_answered_431_not_dropped(cloud, service):
 
 
 @pytest.mark.parametrize("service", PATHS)
+def test_a_40_kb_url_is_answered_414(cloud, admin, service):
+    response = httpx.get(cloud.urls[service] + PATHS[service] + "?name=" + "a" * 40_000, headers=admin)
+    assert response.status_code == 414
+    assert "too long" in error_text(service, response)
+
+
+@pytest.mark.parametrize("service", PATHS)
 def test_nul_in_a_query_string_is_a_400_and_in_a_path_a_404(cloud, admin, service):
     response = httpx.get(cloud.urls[service] + PATHS[service] + "?name=a%00b", headers=admin)
     assert response.status_code == 400, response.text
