@@ -8,6 +8,8 @@ from tests.cloud import new_cloud
 # (scripts/test.sh runs the suite with `-n 2 --dist loadgroup`).
 # The machine's RabbitMQ: tests/distributed restarts it (test_faults), so nothing else may use it meanwhile.
 # libvirtd and the guest image: the real-guest tests set the host up once and check what is left on it.
+# (tests/libvirt/test_real_guest_moves.py also has a vhost of RabbitMQ, for its two compute processes; a test
+# module belongs to one group, and Kilonova's transport reconnects through test_faults' broker restart.)
 _SHARED_RESOURCE_GROUPS = {
     "rabbitmq": ["tests/distributed/", "tests/unit/test_rpc.py", "tests/unit/test_rpc_rabbit.py",
                  "tests/unit/test_cell_transports.py"],

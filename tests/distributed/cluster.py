@@ -47,14 +47,15 @@ def wait_for(check, timeout: float, what: str, cluster: "Cluster | None" = None)
 
 
 class Process:
-    def __init__(self, name: str, args: list[str], log: Path):
+    def __init__(self, name: str, args: list[str], log: Path, prefix: tuple[str, ...] = ()):
+        """``prefix``: what runs the service, e.g. ``nsenter --net=...`` (it must exec, not fork)."""
         self.name = name
         self.args = args
         self.log = log
         # Appended to: a process restarted under the same name keeps its earlier life in the log.
         self._start_offset = log.stat().st_size if log.exists() else 0
         self._fh = open(log, "a")
-        self.popen = subprocess.Popen([sys.executable, "-m", "kilonova.cli", *args], stdout=self._fh,
+        self.popen = subprocess.Popen([*prefix, sys.executable, "-m", "kilonova.cli", *args], stdout=self._fh,
                                       stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:

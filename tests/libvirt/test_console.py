@@ -1,6 +1,6 @@
 """The noVNC console of a real QEMU guest: `openstack console url show --novnc`, then the URL's websocket.
 
-Reuses the cloud (libvirt driver) and guest fixtures of ``test_real_guest``. Through the proxy the
+Reuses the cloud (libvirt driver) fixture of ``test_real_guest``. Through the proxy the
 test speaks RFB with QEMU's own VNC server up to its init message, whose desktop name is the
 libvirt domain's, then shows that the URL's token does not open a second connection.
 """
@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.libvirt.test_real_guest import cloud, guest, no_qemu_left, upload_guest  # noqa: F401 - fixtures
+from tests.libvirt.test_real_guest import cloud, no_qemu_left, upload_guest  # noqa: F401 - fixture
 
 
 class RFBStream:

@@ -24,7 +24,6 @@ from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import (LiveMigrationAborted, MigrationError, MigrationPreCheckError,
                                           NoActiveMigration)
 from kilonova.config import Config
-from tests.libvirt import hostsetup
 from tests.libvirt.hostsetup import MARKER
 from tests.libvirt.test_image_cache import FakeImages
 from tests.libvirt.test_lifecycle import markers
@@ -51,14 +50,6 @@ def driver_for(name: str, root: Path, images: FakeImages, **libvirt_options):
     made = LibvirtDriver(name, conf, images.client())
     run(made.init_host())
     return made
-
-
-@pytest.fixture(scope="module")
-def guest():
-    try:
-        return hostsetup.prepare()
-    except hostsetup.HostSetupError as exc:
-        pytest.skip(f"cannot run real guests here: {exc}")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,6 @@ from kilonova.compute.virt.libvirt import cpus, host
 from kilonova.compute.virt.libvirt.dataplane import Dataplane
 from kilonova.image.bootstrap import DEFAULT_IMAGE_ID
 from tests.cloud import new_cloud
-from tests.libvirt import hostsetup
 from tests.libvirt.hostsetup import MARKER
 
 HOST = "kilonova-libvirt-test"
@@ -41,14 +40,6 @@ SHARED_CPUS = cpus.format_set(HOST_CPUS[:-1]) if PINNED_CPU is not None else ""
 # Reserved amounts and allocation ratios unlike the defaults, to see them arrive in Placement.
 CAPACITY = {"reserved_host_memory_mb": "96", "reserved_host_disk_mb": "2048", "cpu_allocation_ratio": "3.0",
             "ram_allocation_ratio": "1.5"}
-
-
-@pytest.fixture(scope="module")
-def guest():
-    try:
-        return hostsetup.prepare()
-    except hostsetup.HostSetupError as exc:
-        pytest.skip(f"cannot run real guests here: {exc}")
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.cloud import new_cloud
-from tests.libvirt import hostsetup
 from tests.libvirt.hostsetup import MARKER
 from tests.libvirt.test_real_guest import console_lines, guest_disks, remove_leftovers, upload_guest, wait_status
 
 HOST = "kilonova-lifecycle-test"
 SERVER: dict = {}  # the lifecycle test's server, which the rebuild test takes on
-
-
-@pytest.fixture(scope="module")
-def guest():
-    try:
-        return hostsetup.prepare()
-    except hostsetup.HostSetupError as exc:
-        pytest.skip(f"cannot run real guests here: {exc}")
 
 
 @pytest.fixture(scope="module")
