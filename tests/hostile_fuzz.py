@@ -116,7 +116,8 @@ def _object(schema: dict, depth: int) -> st.SearchStrategy:
     optional = [name for name in properties if name not in required]
     extra = st.dictionaries(text, json_value, max_size=1) if schema.get("additionalProperties") is not False \
         else st.just({})
-    patterned = [_pattern_keys(pattern, value, depth) for pattern, value in (schema.get("patternProperties") or {}).items()]
+    patterned = [_pattern_keys(pattern, value, depth)
+                 for pattern, value in (schema.get("patternProperties") or {}).items()]
 
     @st.composite
     def build(draw) -> dict:
@@ -142,11 +143,17 @@ _FORMATS = {"uuid": st.uuids().map(str), "ipv4": st.ip_addresses(v=4).map(str),
             "uri": st.just("http://example.invalid/x")}
 
 
+# Ids and names the cloud has (filled by harvest_ids): strings drawn from them reach past the lookups.
+KNOWN: list[str] = []
+
+
 def _string(schema: dict) -> st.SearchStrategy:
     if schema.get("format") in _FORMATS:
         return _FORMATS[schema["format"]]
     low, high = schema.get("minLength", 0), min(schema.get("maxLength", 40), 300)
     strategies = [st.text(min_size=low, max_size=max(low, min(high, 40))), text]
+    if KNOWN:
+        strategies += [st.sampled_from(KNOWN)] * 2
     if "pattern" in schema:
         try:
             strategies.append(st.from_regex(schema["pattern"], fullmatch=True).filter(lambda s: len(s) <= high))
@@ -250,6 +257,7 @@ def harvest_ids(target: Target) -> None:
                 if response.headers.get("content-type", "").startswith("application/json"):
                     _collect(response.json(), seen)
     target.ids = sorted(seen)[:400]
+    KNOWN[:] = target.ids
 
 
 def _collect(value: object, seen: set[str]) -> None:
@@ -271,7 +279,7 @@ def requests(draw, target: Target, service: str, endpoints: list[tuple[str, str]
                                                               errors="surrogatepass"), template)
     query = draw(st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | text, text), max_size=4))
     headers = {}
-    who = draw(st.sampled_from(["admin", "admin", "admin", "member", None, "garbage"]))
+    who = draw(st.sampled_from(["admin"] * 5 + ["member"] * 2 + [None, "garbage"]))
     if who in target.tokens:
         headers["X-Auth-Token"] = target.tokens[who]
     elif who == "garbage":
@@ -285,13 +293,27 @@ def requests(draw, target: Target, service: str, endpoints: list[tuple[str, str]
         if kind == 0:
             body = draw(raw_bodies)
         else:
-            value = draw(from_schema(draw(st.sampled_from(schemas))) if schemas and kind > 2 else json_value)
+            fitting = schemas_for(template, schemas)
+            value = draw(from_schema(draw(st.sampled_from(fitting))) if fitting and kind > 2 else json_value)
             body = json.dumps(value, ensure_ascii=True).encode()
         headers["Content-Type"] = draw(st.sampled_from(
             ["application/json"] * 6 + ["application/openstack-images-v2.1-json-patch", "application/octet-stream",
                                         "text/plain", "application/json; charset=latin-1"]))
     url = target.roots[service] + path + ("?" + urlencode(query, errors="surrogatepass") if query else "")
     return service, method, url, headers, body
+
+
+def schemas_for(template: str, schemas: list[dict]) -> list[dict]:
+    """The schemas likely meant for a route: those whose top-level key the path names (``server`` for
+    ``/servers``), actions' for an ``/action`` path; all of them when none fits."""
+    words = set(re.split(r"[/_-]", template.lower()))
+    if template.endswith("/action"):
+        fitting = [schema for schema in schemas if len(schema.get("properties") or {}) == 1]
+    else:
+        fitting = [schema for schema in schemas if any(
+            key.lower() in words or key.lower() + "s" in words for key in schema.get("properties") or {})]
+    fitting += [schema for schema in schemas if schema.get("type") == "array"]   # a JSON patch fits any
+    return fitting or schemas
 
 
 def send(client: httpx.Client, service: str, method: str, url: str, headers: dict, body: bytes | None) -> Outcome:

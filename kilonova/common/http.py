@@ -263,7 +263,7 @@ async def read_json(request: Request, *, max_bytes: int = MAX_BODY_BYTES, requir
     return parse_json(raw)
 
 
-_BIG_NUMBER = re.compile(rb"\d{20}")
+_BIG_NUMBER = re.compile(rb"\d{19}")   # 2 ** 63 has 19 digits
 
 
 def parse_json(raw: bytes, malformed: str = "Malformed request body") -> Any:

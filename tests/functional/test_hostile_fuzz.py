@@ -13,7 +13,7 @@ import pytest
 from tests import hostile_fuzz
 from tests.cloud import new_cloud
 
-EXAMPLES = 300
+EXAMPLES = 500
 
 
 @pytest.fixture(scope="module")

@@ -239,7 +239,8 @@ def test_image_time_filters_are_checked(cloud, admin):
     for query in ("created_at=gte:garbage", "updated_at=nope:2020-01-01T00:00:00Z", "created_at=garbage"):
         response = httpx.get(f"{images}?{query}", headers=admin)
         assert response.status_code == 400, (query, response.text)
-    names = lambda query: {i["name"] for i in httpx.get(f"{images}?{query}", headers=admin).json()["images"]}  # noqa: E731
+    def names(query: str) -> set[str]:
+        return {i["name"] for i in httpx.get(f"{images}?{query}", headers=admin).json()["images"]}
     assert "kilonova-tiny" in names("created_at=gte:2000-01-01T00:00:00Z")
     assert "kilonova-tiny" not in names("created_at=lt:2000-01-01T00:00:00Z")
 
