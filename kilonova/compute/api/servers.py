@@ -8,8 +8,8 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import create as create_mod
-from kilonova.compute.api import (common, lookup, server_query, server_records, server_schemas, server_sort,
-                                  validation, views)
+from kilonova.compute.api import (common, disk_config, lookup, server_query, server_records, server_schemas,
+                                  server_sort, validation, views)
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.create_refusals import refuse_unsupported
 from kilonova.compute.api.destination import forced as forced_destination
@@ -265,7 +265,8 @@ async def create_server(request: Request):
     reservation_id = "r-" + uuidlib.uuid4().hex[:8]
     servers = [create_mod.build_instance(ctx, server, flavor, image, keypair, index=i, count=count,
                                          reservation_id=reservation_id, az=az) for i in range(count)]
-    recorded = server_records.system_metadata(server, az=az)
+    recorded = disk_config.for_image(server_records.system_metadata(server, az=az), image,
+                                     disk_config.requested(server))
     for built in servers:
         built["system_metadata"] = dict(recorded)
         if server.get("hostname"):  # 2.90: the user's own hostname instead of one made from the name
@@ -280,7 +281,7 @@ async def create_server(request: Request):
         return json_response({"reservation_id": reservation_id}, status=202)
     first = servers[0]
     response = {"id": first["uuid"], "links": views.links(request, "servers", first["uuid"]),
-                "OS-DCF:diskConfig": server.get("OS-DCF:diskConfig", "MANUAL"),
+                "OS-DCF:diskConfig": disk_config.shown(first),
                 "security_groups": [{"name": name} for name in first["security_groups"]]}
     response["adminPass"] = create_mod.admin_password(server)
     return json_response({"server": response}, status=202,

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from kilonova.compute.api import server_records
+from kilonova.compute.api import disk_config, server_records
 from kilonova.compute.api.microversions import want
 
 # vm_state -> (default status, {task_state: status}), as Nova's API reports them.
@@ -136,7 +136,7 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
         "accessIPv4": server.get("access_ip_v4") or "",
         "accessIPv6": server.get("access_ip_v6") or "",
         "links": links(request, "servers", server["uuid"]),
-        "OS-DCF:diskConfig": "MANUAL",
+        "OS-DCF:diskConfig": disk_config.shown(server),
         "key_name": server.get("key_name"),
         "config_drive": server.get("config_drive") or "",
         "OS-EXT-AZ:availability_zone": server.get("availability_zone") or "",

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from kilonova.common.http import HTTPError, json_response
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import create as create_mod
-from kilonova.compute.api import lookup, server_actions, server_records, server_schemas, validation, views
+from kilonova.compute.api import disk_config, lookup, server_actions, server_records, server_schemas, validation, views
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
@@ -137,6 +137,8 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
     if want(request, "2.90") and "hostname" in args:
         values["hostname"] = args["hostname"]
     image = await _image(svc, ctx, args["imageRef"], server["flavor"])
+    values["system_metadata"] = disk_config.for_image(values.get("system_metadata") or server.get("system_metadata")
+                                                      or {}, image, disk_config.requested(args))
     limits = await svc.api_db.read(quotas.get_limits, server["project_id"], svc.conf)
     _check_quotas(limits, args.get("metadata"), args.get("personality"))
     for field, column in (("name", "display_name"), ("description", "display_description"),

@@ -16,7 +16,7 @@ from kilonova.common.http import HTTPError, empty_response
 from kilonova.common.rpc import NoSuchTarget
 from kilonova.compute import move_claims, move_endings
 from kilonova.compute.actions import ACTIONS
-from kilonova.compute.api import create, lookup, server_actions, validation
+from kilonova.compute.api import create, disk_config, lookup, server_actions, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
@@ -83,16 +83,16 @@ async def check_growth_quota(svc, project_id: str, new: dict, current: dict) -> 
                              f"{joined(limits[k] for k in overs)} {joined(overs)}")
 
 
-def _with_old_vm_state(server: dict) -> dict:
-    """What the server was before the move (upstream's system_metadata old_vm_state): a stopped server
-    comes back stopped after a revert or a failure."""
-    return {"system_metadata": {**(server.get("system_metadata") or {}), "old_vm_state": server["vm_state"]}}
+def _move_system_metadata(server: dict, auto_disk_config: bool | None) -> dict:
+    """What the server was before the move (upstream's system_metadata old_vm_state: a stopped server
+    comes back stopped after a revert or a failure), and its disk config for the move."""
+    return {"system_metadata": {**disk_config.for_move(server, auto_disk_config), "old_vm_state": server["vm_state"]}}
 
 
 async def _start_move(request: Request, ref: lookup.ServerRef, key: str, flavor: dict | None,
-                      host: str | None) -> None:
+                      host: str | None, auto_disk_config: bool | None = None) -> None:
     ctx = request.state.context
-    server = await server_actions.begin(request, ref, key, _with_old_vm_state(ref.server))
+    server = await server_actions.begin(request, ref, key, _move_system_metadata(ref.server, auto_disk_config))
     await compute_api(request).conductor.cast(
         "migrate_server", instance_uuid=server["uuid"], flavor=flavor, host=host, request_id=ctx.request_id,
         user_id=ctx.user_id, project_id=ctx.project_id)
@@ -114,7 +114,7 @@ async def resize(request: Request, ref: lookup.ServerRef, key: str, body: dict):
         raise HTTPError(400, "Server disk was unable to be resized because: Resize to zero disk flavor is not "
                              "allowed.")
     await check_growth_quota(svc, ref.server["project_id"], flavor, current)
-    await _start_move(request, ref, key, flavor, None)
+    await _start_move(request, ref, key, flavor, None, disk_config.requested(body["resize"]))
     return empty_response(202)
 
 
