@@ -113,15 +113,22 @@ def test_a_destination_that_hangs_is_rolled_back_after_the_deadline(hanging_clou
     assert_audit_clean(cloud)
 
 
+def resized_then_restarted(cloud, name: str) -> dict:
+    """A server built on compute1, resized to m1.small (on compute2, VERIFY_RESIZE), then the whole cloud
+    stopped and started again on the same state."""
+    cloud.start()
+    server = on_host(cloud, name, "compute1")
+    cloud.openstack("server", "resize", "--flavor", "m1.small", "--wait", server["id"])
+    assert wait_status(cloud, server["id"], "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"] == "compute2"
+    cloud.stop()
+    cloud.start()
+    return server
+
+
 def test_verify_resize_survives_a_restart_of_the_cloud():
     cloud = new_cloud(hosts=2)
     try:
-        cloud.start()
-        server = on_host(cloud, "rz-restart", "compute1")
-        cloud.openstack("server", "resize", "--flavor", "m1.small", "--wait", server["id"])
-        wait_status(cloud, server["id"], "VERIFY_RESIZE")
-        cloud.stop()
-        cloud.start()
+        server = resized_then_restarted(cloud, "rz-restart")
         shown = wait_status(cloud, server["id"], "VERIFY_RESIZE")
         assert shown["OS-EXT-SRV-ATTR:host"] == "compute2"
         assert "login:" in cloud.openstack("console", "log", "show", server["id"]).stdout  # its guest is back
@@ -131,6 +138,25 @@ def test_verify_resize_survives_a_restart_of_the_cloud():
         assert shown["flavor"]["name"] == "m1.small"
         assert allocations(cloud, server["id"]) == {provider_uuid(cloud, "compute2"): {
             "DISK_GB": 20, "MEMORY_MB": 2048, "VCPU": 1}}
+        assert_audit_clean(cloud)
+    finally:
+        cloud.stop()
+        shutil.rmtree(cloud.workdir, ignore_errors=True)
+
+
+def test_a_resize_reverts_after_a_restart_of_the_cloud():
+    """The source keeps what a revert needs across a restart of ``kilonova up`` on the same state."""
+    cloud = new_cloud(hosts=2)
+    try:
+        server = resized_then_restarted(cloud, "rz-revert-restart")
+        cloud.openstack("server", "resize", "revert", server["id"])
+        shown = wait_status(cloud, server["id"], "ACTIVE", timeout=60)
+        assert shown["OS-EXT-SRV-ATTR:host"] == "compute1" and shown["flavor"]["name"] == "m1.tiny"
+        assert shown["OS-EXT-STS:power_state"] in ("Running", 1)
+        assert move_records(cloud, server["id"])[0][-1]["status"] == "reverted"
+        assert allocations(cloud, server["id"]) == {provider_uuid(cloud, "compute1"): {
+            "DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}}
+        assert "resize reverted" in cloud.openstack("console", "log", "show", server["id"]).stdout
         assert_audit_clean(cloud)
     finally:
         cloud.stop()

@@ -104,6 +104,7 @@ class FakeDriver(ComputeDriver):
         self.waits_for_vif_plugging = conf.getbool("fake_driver", "wait_for_vif_plugging")
         self.guests: dict[str, _Guest] = {}
         self.resize_sources: dict[str, _Guest] = {}  # stopped copies kept here until confirm or revert
+        self.confirmed_resizes: set[str] = set()  # their copies are gone for good: nothing to revert to
         self.incoming: dict[str, _Guest] = {}  # live migrations to this host, from pre_live_migration
         self.departed: dict[str, _Guest] = {}  # live-migrated away, until post_live_migration_at_source
         self.migrations: dict[str, _LiveMigration] = {}  # live migrations from this host, running
@@ -270,6 +271,7 @@ class FakeDriver(ComputeDriver):
 
     async def confirm_migration(self, instance):
         self.resize_sources.pop(instance["uuid"], None)
+        self.confirmed_resizes.add(instance["uuid"])
 
     async def finish_revert_migration(self, instance, network_info, power_on):
         guest = self.resize_sources.pop(instance["uuid"], None)
@@ -278,8 +280,12 @@ class FakeDriver(ComputeDriver):
             if power_on and guest.power_state != driver.RUNNING:
                 self._boot(guest, f"booting {guest.name} from image {guest.image_id} (move failed)", network_info)
             return
-        if guest is None:
+        if guest is None and instance["uuid"] in self.confirmed_resizes:
             raise MigrationError(f"Host {self.host} kept no copy of instance {instance['uuid']} to revert to")
+        if guest is None:
+            # Kept in memory only, the copy went with a restart of this agent (a hypervisor's disks would
+            # still be there): made again, as the agent's start-up does for its other simulated guests.
+            guest = _Guest(instance)
         guest.flavor = _flavor_of(instance)
         self.guests[guest.uuid] = guest
         if power_on:
