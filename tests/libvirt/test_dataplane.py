@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -39,3 +40,20 @@ def test_a_subnet_with_dhcp_disabled_gets_a_gateway_but_no_dnsmasq(tmp_path):
         dataplane.unplug(vif)
     assert not _link_exists(bridge) and not _link_exists(dataplane.veth(network)[0])
     assert not Path("/run/netns", namespace).exists()
+
+
+def test_an_exited_process_not_yet_reaped_counts_as_stopped():
+    """dnsmasq daemonizes: once killed it stays a zombie until init reaps it, which here takes seconds; the
+    last port's teardown (a live migration's source clean-up) must not wait for that."""
+    from kilonova.compute.virt.libvirt.dataplane import _running
+
+    child = subprocess.Popen(["sleep", "30"])
+    assert _running(child.pid)
+    child.kill()
+    for _ in range(500):  # until the kernel made it a zombie (nobody reaps it yet)
+        if Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+            break
+        time.sleep(0.01)
+    assert Path(f"/proc/{child.pid}").exists() and not _running(child.pid)
+    child.wait()
+    assert not _running(child.pid)

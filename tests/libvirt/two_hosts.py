@@ -169,9 +169,12 @@ def _wait_hosts_up(deployment: TwoHosts, timeout: float = 60) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # SIGTERM too (a background job ignores SIGINT): the deployment is taken down either way.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with two_libvirt_hosts() as running:
         print(f"two libvirt hosts up; OS_CLIENT_CONFIG_FILE={running.clouds_yaml} OS_CLOUD=kilonova "
               f"(logs in {running.workdir}; Ctrl-C stops)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
+            signal.pause()

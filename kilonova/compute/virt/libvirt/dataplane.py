@@ -70,6 +70,16 @@ def namespace_name(network_id: str, scope: str = "") -> str:
     return f"kilonova-dhcp-{network_id}-{scope}" if scope else f"kilonova-dhcp-{network_id}"
 
 
+def _running(pid: int) -> bool:
+    """Whether the process still runs. An exited one is a zombie until its parent reaps it, and dnsmasq's
+    parent is init (it daemonizes), which may take seconds to: a zombie holds no socket any more."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def _link_exists(name: str) -> bool:
     """Whether this process's network namespace has interface ``name`` (an ioctl: no ``ip`` process on a guest's
     start path, and right also where /sys shows another namespace, e.g. under ``nsenter --net``)."""
@@ -256,18 +266,18 @@ class Dataplane:
             os.kill(pid, signal.SIGHUP)
 
     def _teardown(self, network_id: str) -> None:
-        for pid in (self._dnsmasq_pid(network_id),
-                    self._pid(network_id, "metadata.pid", METADATA_MODULE.encode())):
-            if pid:
-                os.kill(pid, signal.SIGTERM)
-                child = self._children.pop(network_id, None)
-                if child is not None and child.pid == pid:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        child.wait(2)
-                for _ in range(100):
-                    if not Path(f"/proc/{pid}").exists():
-                        break
-                    time.sleep(0.02)
+        pids = [pid for pid in (self._dnsmasq_pid(network_id),
+                                self._pid(network_id, "metadata.pid", METADATA_MODULE.encode())) if pid]
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        child = self._children.pop(network_id, None)
+        if child is not None and child.pid in pids:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(2)
+        for _ in range(100):
+            if not any(_running(pid) for pid in pids):
+                break
+            time.sleep(0.02)
         _ip("link", "del", self.veth(network_id)[0], check=False)
         if _namespace_exists(self.namespace(network_id)):
             _ip("netns", "del", self.namespace(network_id), check=False)
