@@ -49,12 +49,13 @@ def main() -> int:
     if args.seed is not None:
         random.seed(args.seed)   # hypothesis draws from the global random when not derandomized
 
-    cloud = new_cloud(hosts=2)
+    cloud = new_cloud(hosts=2, config=hostile_fuzz.CLOUD_CONFIG)
     cloud.start()
     try:
         target = hostile_fuzz.Target(roots=hostile_fuzz.roots(cloud.urls),
                                      tokens={"admin": cloud.token(), "member": cloud.token("kilonova-demo")})
         hostile_fuzz.harvest_ids(target)
+        hostile_fuzz.add_seeds(target)
         cpu_before, started = cpu_seconds(cloud.proc.pid), time.monotonic()
         outcomes = hostile_fuzz.run(target, args.examples, services=services)
         elapsed, cpu = time.monotonic() - started, cpu_seconds(cloud.proc.pid) - cpu_before

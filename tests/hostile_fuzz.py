@@ -27,6 +27,8 @@ SERVICES = ("identity", "compute", "placement", "image", "network")
 # Writes that would lock the fuzzer itself out (deleting or disabling its users, projects, roles,
 # the service catalog, or changing a password), so that later examples would test nothing.
 _SELF_HARM = re.compile(r"^(DELETE|PATCH|PUT) /v3/|^POST /v3/users/\{user_id\}/password")
+# Unlimited quotas: the seeded creates keep reaching past the quota check however many succeeded.
+CLOUD_CONFIG = {"quota": {"instances": "-1", "cores": "-1", "ram": "-1"}}
 ALLOWED_5XX = {501}   # upstream's answer for what a driver does not implement
 
 _SCHEMA_PACKAGES = {
@@ -231,6 +233,9 @@ class Target:
     roots: dict[str, str]                  # service -> http://host:port
     tokens: dict[str, str]                 # "admin" / "member" -> token
     ids: list[str] = field(default_factory=list)
+    # (service, method, path, body) of requests that succeed: mutated one part at a time, they reach
+    # the checks behind validation and the lookups, where random bodies seldom get.
+    seeds: list[tuple[str, str, str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -260,6 +265,51 @@ def harvest_ids(target: Target) -> None:
     KNOWN[:] = target.ids
 
 
+def add_seeds(target: Target) -> None:
+    """Valid creates on every API, with the ids of the cloud's default image and network."""
+    with httpx.Client(timeout=30, headers={"X-Auth-Token": target.tokens["admin"]}) as client:
+        images = client.get(target.roots["image"] + "/v2/images").json()["images"]
+        networks = client.get(target.roots["network"] + "/v2.0/networks").json()["networks"]
+    image = next(i["id"] for i in images if i["name"] == "kilonova-tiny")
+    network = next(n["id"] for n in networks if n["name"] == "private")
+    target.seeds = [
+        ("compute", "POST", "/v2.1/servers", {"server": {"name": "fz", "flavorRef": "1", "imageRef": image,
+                                                          "networks": [{"uuid": network}], "metadata": {"k": "v"}},
+                                               "os:scheduler_hints": {}}),
+        ("compute", "POST", "/v2.1/flavors", {"flavor": {"name": "fz", "ram": 64, "vcpus": 1, "disk": 0}}),
+        ("compute", "POST", "/v2.1/os-keypairs", {"keypair": {"name": "fz"}}),
+        ("compute", "POST", "/v2.1/os-aggregates", {"aggregate": {"name": "fz", "availability_zone": "fz"}}),
+        ("network", "POST", "/v2.0/networks", {"network": {"name": "fz", "shared": False}}),
+        ("network", "POST", "/v2.0/subnets", {"subnet": {"network_id": network, "cidr": "10.77.0.0/24",
+                                                          "ip_version": 4, "allocation_pools": [
+                                                              {"start": "10.77.0.10", "end": "10.77.0.20"}]}}),
+        ("network", "POST", "/v2.0/ports", {"port": {"network_id": network, "name": "fz", "admin_state_up": True}}),
+        ("image", "POST", "/v2/images", {"name": "fz", "disk_format": "qcow2", "container_format": "bare",
+                                         "visibility": "private", "tags": ["a"], "min_ram": 0}),
+        ("placement", "POST", "/resource_providers", {"name": "fz", "uuid": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa"}),
+        ("identity", "POST", "/v3/projects", {"project": {"name": "fz", "domain_id": "default", "enabled": True}}),
+        ("identity", "POST", "/v3/users", {"user": {"name": "fz", "domain_id": "default", "password": "fz-pass"}}),
+    ]
+
+
+@st.composite
+def mutated(draw, value: object) -> object:
+    """``value`` with one part replaced by a hostile one, removed, or an extra key added."""
+    if not isinstance(value, (dict, list)) or not value or draw(st.integers(0, 5)) == 0:
+        return draw(json_value)
+    keys = list(value) if isinstance(value, dict) else list(range(len(value)))
+    key = draw(st.sampled_from(keys))
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    action = draw(st.integers(0, 9))
+    if action == 0 and isinstance(copy, dict):
+        del copy[key]
+    elif action == 1 and isinstance(copy, dict):
+        copy[draw(text)] = draw(json_value)
+    else:
+        copy[key] = draw(mutated(value[key]))
+    return copy
+
+
 def _collect(value: object, seen: set[str]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -272,7 +322,21 @@ def _collect(value: object, seen: set[str]) -> None:
 
 
 @st.composite
+def seeded_requests(draw, target: Target, service: str):
+    """A seed of ``service`` with one part mutated, as the admin, at a random microversion."""
+    _, method, path, body = draw(st.sampled_from([seed for seed in target.seeds if seed[0] == service]))
+    headers = {"X-Auth-Token": target.tokens["admin"], "Content-Type": "application/json",
+               "Accept": "application/json"}
+    if service in VERSIONS:
+        headers["OpenStack-API-Version"] = f"{service} {draw(st.sampled_from(VERSIONS[service]))}"
+    content = json.dumps(draw(mutated(body)), ensure_ascii=True).encode()
+    return service, method, target.roots[service] + path, headers, content
+
+
+@st.composite
 def requests(draw, target: Target, service: str, endpoints: list[tuple[str, str]], schemas: list[dict]):
+    if any(seed[0] == service for seed in target.seeds) and draw(st.integers(0, 2)) == 0:
+        return draw(seeded_requests(target, service))
     method, template = draw(st.sampled_from(endpoints))
     known = st.sampled_from(target.ids) if target.ids else text
     path = re.sub(r"\{\w+\}", lambda _: quote(str(draw(st.one_of(known, known, known, text))), safe="",

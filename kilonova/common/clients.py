@@ -14,10 +14,18 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from kilonova.common import inprocess
+
+
+def segment(value: object) -> str:
+    """A value as one path segment of a call to another service: an id a user gave may hold '/', '?',
+    '#', a newline or be '..', which would otherwise call another URL or none at all."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
 
 
 @dataclass

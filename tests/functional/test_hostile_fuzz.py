@@ -18,7 +18,7 @@ EXAMPLES = 500
 
 @pytest.fixture(scope="module")
 def fuzzed_cloud():
-    cloud = new_cloud(hosts=1)
+    cloud = new_cloud(hosts=1, config=hostile_fuzz.CLOUD_CONFIG)
     cloud.start()
     yield cloud
     cloud.stop()
@@ -29,6 +29,7 @@ def test_hostile_requests_to_every_api_get_no_5xx_and_leave_no_traceback(fuzzed_
     target = hostile_fuzz.Target(roots=hostile_fuzz.roots(fuzzed_cloud.urls),
                                  tokens={"admin": fuzzed_cloud.token(), "member": fuzzed_cloud.token("kilonova-demo")})
     hostile_fuzz.harvest_ids(target)
+    hostile_fuzz.add_seeds(target)
     outcomes = hostile_fuzz.run(target, EXAMPLES, derandomize=True)
     assert len(outcomes) == EXAMPLES
     failures = [outcome for outcome in outcomes if hostile_fuzz.failed(outcome)]

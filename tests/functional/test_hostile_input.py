@@ -162,6 +162,20 @@ def test_what_cannot_be_honoured_is_refused(boot, fields, hints, words):
     assert words in response.json()["badRequest"]["message"]
 
 
+@pytest.mark.parametrize("fields, words", [
+    ({"imageRef": "a\nb"}, "could not be found"),   # once a 500: the id went unquoted into the image URL
+    ({"imageRef": "../v2/images"}, "could not be found"),
+    ({"imageRef": "x?y#z"}, "could not be found"),
+    ({"networks": [{"uuid": "a\nb"}]}, "network uuid is not in proper format"),
+    ({"max_count": ""}, "max_count"),                  # once a 500: int("")
+    ({"min_count": "0"}, "min_count"),
+])
+def test_ids_and_counts_no_lookup_can_take_are_400(boot, fields, words):
+    response = boot(**fields)
+    assert response.status_code == 400, response.text
+    assert words in response.json()["badRequest"]["message"]
+
+
 def test_metadata_past_the_quota_is_a_403(boot):
     response = boot(metadata={f"k{i}": "v" for i in range(200)})
     assert response.status_code == 403, response.text

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from starlette.requests import Request
 
 from kilonova.common.context import RequestContext
+from kilonova.common.clients import segment
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
 from kilonova.compute.api.microversions import want
@@ -84,8 +85,8 @@ def _flavor_snapshot(session, ctx: RequestContext, flavorid: str) -> dict[str, A
 
 async def load_image(svc, ctx: RequestContext, image_ref: str, flavor: dict[str, Any]) -> dict[str, Any]:
     image_id = _ref_id(str(image_ref))
-    response = await svc.image.get(f"/v2/images/{image_id}", headers={"X-Auth-Token": ctx.token})
-    if response.status_code == 404:
+    response = await svc.image.get(f"/v2/images/{segment(image_id)}", headers={"X-Auth-Token": ctx.token})
+    if response.status_code in (400, 404):
         raise HTTPError(400, f"Image {image_id} could not be found.")
     if response.status_code != 200:
         raise HTTPError(503, f"The image service answered {response.status_code} looking up image {image_id}.")
@@ -112,7 +113,7 @@ async def resolve_networks(svc, ctx: RequestContext, request: Request, networks:
     for item in networks:
         if item.get("port"):
             port_id = item["port"]
-            response = await svc.network.get(f"/v2.0/ports/{port_id}", headers={"X-Auth-Token": ctx.token})
+            response = await svc.network.get(f"/v2.0/ports/{segment(port_id)}", headers={"X-Auth-Token": ctx.token})
             if response.status_code == 404:
                 raise HTTPError(400, f"Port {port_id} could not be found.")
             port = response.json()["port"]
@@ -121,7 +122,7 @@ async def resolve_networks(svc, ctx: RequestContext, request: Request, networks:
             resolved.append({"port_id": port_id, "network_id": port["network_id"]})
             continue
         net_id = item["uuid"]
-        response = await svc.network.get(f"/v2.0/networks/{net_id}", headers={"X-Auth-Token": ctx.token})
+        response = await svc.network.get(f"/v2.0/networks/{segment(net_id)}", headers={"X-Auth-Token": ctx.token})
         if response.status_code == 404:
             raise HTTPError(400, f"Network {net_id} could not be found.")
         entry = {"network_id": net_id}

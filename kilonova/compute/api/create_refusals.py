@@ -6,14 +6,17 @@ one is told so rather than getting a server without it.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kilonova.common.http import HTTPError
+from kilonova.compute.api import validation
 
 # The hints upstream's own scheduler filters read; the scheduler here reads none of them. Other keys
 # are left alone, as upstream leaves the hints of filters it does not run.
 UPSTREAM_HINTS = ("same_host", "different_host", "query", "target_cell", "different_cell",
                   "build_near_host_ip", "cidr")
+_UUID = re.compile(validation.UUID["pattern"])
 # The only security group a port has here (no rules: all traffic allowed).
 DEFAULT_SECURITY_GROUP = "default"
 
@@ -31,6 +34,8 @@ def _refuse_networks(networks: Any) -> None:
     for item in networks:
         if not item.get("port") and not item.get("uuid"):
             raise HTTPError(400, "Bad network format: missing 'uuid'")
+        if item.get("uuid") and not _UUID.match(item["uuid"]):   # before 2.37 the schema takes any string
+            raise HTTPError(400, f"Bad networks format: network uuid is not in proper format ({item['uuid']})")
 
 
 def _refuse_security_groups(groups: list[dict[str, Any]]) -> None:

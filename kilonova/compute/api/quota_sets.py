@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from starlette.requests import Request
 
+from kilonova.common.clients import segment
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import validation
 from kilonova.compute.api.app import compute_api
@@ -107,7 +107,7 @@ async def _verify_project(svc, ctx, project_id: str) -> None:
     """upstream's check that a quota is set for a project identity knows: 400 when identity says there is
     no such project; when it cannot say (unreachable, not allowed), the project is taken as it is."""
     try:
-        response = await svc.identity.get(f"/v3/projects/{quote(project_id, safe='')}",
+        response = await svc.identity.get(f"/v3/projects/{segment(project_id)}",
                                           headers={"X-Auth-Token": ctx.token})
     except httpx.HTTPError:
         return

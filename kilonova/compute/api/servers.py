@@ -239,6 +239,10 @@ async def create_server(request: Request):
     hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
     min_count = int(server.get("min_count", 1))
     max_count = int(server.get("max_count", min_count))
+    for name, count in (("min_count", min_count), ("max_count", max_count)):
+        if count < 1:   # a string of digits: the schema's minimum is for numbers only
+            raise HTTPError(400, f"Invalid input for field/attribute {name}. Value: {count}. "
+                                 f"{count} is less than the minimum of 1")
     if min_count > max_count:
         raise HTTPError(400, "min_count must be <= max_count")
     if server.get("hostname") and max_count > 1:

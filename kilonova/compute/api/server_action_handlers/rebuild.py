@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from kilonova.common.clients import segment
 from kilonova.common.http import HTTPError, json_response
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import create as create_mod
@@ -61,8 +62,8 @@ def schema(version: tuple[int, int]) -> dict:
 
 async def _image(svc, ctx, image_id: str, flavor: dict) -> dict:
     """The new image, checked against the server's flavor with upstream's 400s."""
-    response = await svc.image.get(f"/v2/images/{image_id}", headers={"X-Auth-Token": ctx.token})
-    if response.status_code == 404:
+    response = await svc.image.get(f"/v2/images/{segment(image_id)}", headers={"X-Auth-Token": ctx.token})
+    if response.status_code in (400, 404):
         raise HTTPError(400, "Cannot find image for rebuild")
     if response.status_code != 200:
         raise HTTPError(503, f"The image service answered {response.status_code} looking up image {image_id}.")

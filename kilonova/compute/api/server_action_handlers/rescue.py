@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 
+from kilonova.common.clients import segment
 from kilonova.common.http import HTTPError, empty_response, json_response
 from kilonova.compute.api import lookup, validation
 from kilonova.compute.api.app import compute_api
@@ -47,7 +48,7 @@ def _unsupported(image_id: str) -> HTTPError:
 
 async def _check_rescue_image(request, image_id: str) -> None:
     response = await compute_api(request).image.get(
-        f"/v2/images/{image_id}", headers={"X-Auth-Token": request.state.context.token})
+        f"/v2/images/{segment(image_id)}", headers={"X-Auth-Token": request.state.context.token})
     if response.status_code in (400, 404):
         raise _unsupported(image_id)
     if response.status_code != 200:
