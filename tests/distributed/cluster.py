@@ -93,6 +93,25 @@ def boot_on(cluster, api, host: str, name: str) -> str:
     return uuid
 
 
+def manage(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``kilonova --config F manage ...`` run in this process (saves an interpreter start per command)."""
+    import io
+
+    from kilonova.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["--config", str(config), "manage", *args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    result = subprocess.CompletedProcess(["manage", *args], code, out.getvalue(), err.getvalue())
+    if check and result.returncode != 0:
+        raise AssertionError(f"manage {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
 class Cluster(Clients):
     """Services as separate processes; ``openstack(...)`` runs the real CLI against them (the all-in-one's
     ``Clients``: the functional scenarios run unchanged against a cluster)."""
@@ -160,23 +179,7 @@ class Cluster(Clients):
                 process.wait_ready()
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """``kilonova --config F manage ...`` run in this process (saves an interpreter start per command)."""
-        import contextlib
-        import io
-
-        from kilonova.cli import main
-
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(["--config", str(self.config), "manage", *args])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-        result = subprocess.CompletedProcess(["manage", *args], code, out.getvalue(), err.getvalue())
-        if check and result.returncode != 0:
-            raise AssertionError(f"manage {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
-        return result
+        return manage(self.config, *args, check=check)
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM to every process; whatever has not stopped after ``grace`` seconds is killed."""

@@ -44,7 +44,9 @@ class SecondLibvirtd:
         self.system_uri = f"qemu+unix:///system?socket={root / 'system-run' / 'libvirt-sock'}"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, wait: bool = True) -> None:
+        """Namespaces, veth pair and daemon; with ``wait`` False the daemon is left starting (``wait_ready``):
+        the veth addresses exist already."""
         for name in ("etc", "lib", "cache", "log", "sock", "system-run"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         for conf in Path("/etc/libvirt").glob("*.conf"):
@@ -71,6 +73,11 @@ class SecondLibvirtd:
         self.process = subprocess.Popen(["ip", "netns", "exec", self.namespace, "unshare", "--mount",
                                          "--propagation", "private", "sh", "-c", script], stdout=log,
                                         stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        assert self.process is not None, "start() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tests.cloud import Clients, free_port_block
-from tests.distributed.cluster import Process, write_ini
+from tests.distributed.cluster import Process, manage, write_ini
 from tests.distributed.forwarder import Forwarder
 from tests.distributed.infra import RABBIT, rabbit_vhost
 from tests.libvirt import hostsetup
@@ -62,9 +62,8 @@ class TwoHosts(Clients):
         return [name for name in names if str(self.state_dirs[host]) in subprocess.run(
             [*virsh, "dumpxml", name], capture_output=True, text=True, timeout=30).stdout]
 
-    def manage(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(self.config), "manage", *args],
-                              capture_output=True, text=True, timeout=120)
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return manage(self.config, *args, check=check)
 
     def logs(self, tail: int = 3000) -> str:
         return "\n".join(f"===== {name}\n{p.log.read_text(errors='replace')[-tail:]}"
@@ -109,7 +108,7 @@ def two_libvirt_hosts(guest: hostsetup.Guest | None = None, tag: str = "") -> It
         if not os.environ.get("KILONOVA_KEEP_DIST_LOGS"):
             stack.callback(shutil.rmtree, workdir, True)
         stack.callback(second.stop)
-        second.start()
+        second.start(wait=False)  # its daemon starts while the broker and the control plane do
         transport_url = stack.enter_context(rabbit_vhost("kn-real"))
         broker = stack.enter_context(Forwarder(RABBIT, (second.host_address, 0)))
         sections = _sections(workdir, second, transport_url, free_port_block())
@@ -138,6 +137,7 @@ def two_libvirt_hosts(guest: hostsetup.Guest | None = None, tag: str = "") -> It
                         "live_migration_inbound_addr": second.address}})
         try:
             control.wait_ready(120)
+            second.wait_ready()
             # nsenter --net, not ip netns exec: the DHCP namespaces host B makes must stay visible to all.
             for name, config, prefix in ((HOST_A, a, ()), (HOST_B, b, (
                     "nsenter", f"--net=/run/netns/{second.namespace}"))):
