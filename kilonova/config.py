@@ -94,11 +94,29 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "identity": {
         "token_expiration": "3600",
         "key_repository": "{state_dir}/fernet-keys",
-        # scrypt work factor (2**N); lower only for tests.
-        "password_hash_rounds": "14",
+        # scrypt work factor of new password hashes (N = 2**this, r=8, p=1): 17 is OWASP's recommendation
+        # (~0.6 s of CPU and 128 MiB per hash); lower only for tests. Each hash keeps its own parameters, so
+        # stored ones stay valid, and a successful login re-hashes a password stored with other ones.
+        "password_hash_rounds": "17",
+        # Threads hashing passwords, off the event loop (0: half the CPUs, at least one), and how many
+        # logins may wait for them or be hashed at once; past that, logins are answered 503 at once.
+        "password_hash_workers": "0",
+        "password_hash_queue_limit": "8",
+        # Wrong passwords accepted from one source address within failed_login_window seconds; past that,
+        # its logins are answered 429 without being checked until the window has room again (0: no limit).
+        "failed_login_limit": "10",
+        "failed_login_window": "60",
         # Passwords of the bootstrap users; `kilonova up` generates them into secrets.json.
         "admin_password": "",
         "demo_password": "",
+    },
+    "security_compliance": {
+        # As Keystone: after this many wrong passwords in a row a user's account is locked (every login,
+        # even with the right password, answers 401) for lockout_duration seconds after the last one, or
+        # until an admin sets the user enabled again (empty or 0: never locked; Keystone's default).
+        "lockout_failure_attempts": "",
+        # Empty or 0: locked until an admin sets the user enabled (Keystone's default: 1800).
+        "lockout_duration": "1800",
     },
     "keystone_authtoken": {
         # How long a validated token is trusted by the other services before

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 READY_LINE = "Kilonova is up"
+TEST_HASH_ROUNDS = "12"
 # Loaded by the CLIs the tests run: shortens their status-polling sleeps (see its docstring).
 CLIENT_POLL_DIR = Path(__file__).parent / "client_poll"
 
@@ -147,6 +148,9 @@ class Cloud(Clients):
         self.config_file = workdir / "kilonova.conf"
         lines = []
         config = dict(config or {})
+        # Every CLI run logs in: the production work factor (scrypt N=2^17, ~0.6 s of CPU a login) would
+        # cost the suite minutes; 2^12 unless a test asks for more.
+        config["identity"] = {"password_hash_rounds": TEST_HASH_ROUNDS, **config.get("identity", {})}
         # kilonova up takes --base-port; the file says the same, so `kilonova manage` run on it finds the APIs.
         config.setdefault("ports", {name: str(self.base_port + i) for i, name in enumerate(
             ("identity", "compute", "placement", "image", "network"))})

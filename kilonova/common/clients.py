@@ -12,6 +12,7 @@ identity service and re-authenticates once when a token is refused.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -97,6 +98,18 @@ class _EndpointTransport(httpx.AsyncBaseTransport):
             await self._network.aclose()
 
 
+def _retry_after(response: httpx.Response) -> float:
+    """Seconds ``Retry-After`` asks for, between 0.1 and 5 (1 when it is missing or a date)."""
+    try:
+        return min(5.0, max(0.1, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
+
+
+# How long a service keeps trying to log in while identity answers 429 or 503.
+LOGIN_BUSY_PATIENCE = 60.0
+
+
 class ServiceAuth:
     """Holds a project-scoped token for the service user, shared by all clients of a process."""
 
@@ -114,11 +127,22 @@ class ServiceAuth:
     async def token(self, refresh: bool = False) -> str:
         async with self._lock:
             if self._token is None or refresh:
-                response = await self._identity.post("/v3/auth/tokens", json=self._body)
+                response = await self._login()
                 if response.status_code != 201:
                     raise RuntimeError(f"service user could not authenticate: {response.status_code} {response.text}")
                 self._token = response.headers["X-Subject-Token"]
             return self._token
+
+
+    async def _login(self) -> httpx.Response:
+        """One login, tried again while identity answers it is busy (503) or limits this address (429, which
+        wrong passwords sent by someone else from the same address can bring about)."""
+        deadline = time.monotonic() + LOGIN_BUSY_PATIENCE
+        while True:
+            response = await self._identity.post("/v3/auth/tokens", json=self._body)
+            if response.status_code not in (429, 503) or time.monotonic() >= deadline:
+                return response
+            await asyncio.sleep(_retry_after(response))
 
 
 class ServiceClient:

@@ -1,13 +1,18 @@
 """``POST /v3/auth/tokens`` request bodies: who is asking (password or token) and for what scope."""
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from kilonova.common.cpu_pool import Overloaded
 from kilonova.common.http import HTTPError, bad_request, unauthorized
 from kilonova.identity import passwords
 from kilonova.identity.core import IdentityCore, TokenError, TokenInvalid
+from kilonova.identity.login_limits import SourceLimitExceeded
 from kilonova.identity.models import Domain, Project, User
 from kilonova.identity.store import assignments, domains, projects, users
 from kilonova.identity.tokens import Payload, new_payload
@@ -38,6 +43,10 @@ SCHEMA = {
 SUPPORTED_METHODS = {"password", "token"}
 
 
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
 def _domain(session: Session, ref: dict[str, Any] | None, what: str) -> Domain | None:
     if not isinstance(ref, dict) or not (ref.get("id") or ref.get("name")):
         raise bad_request(f"Expecting to find domain in {what}. The server could not comply with the request "
@@ -46,8 +55,19 @@ def _domain(session: Session, ref: dict[str, Any] | None, what: str) -> Domain |
     return domain if domain is not None and domain.enabled else None
 
 
-def check_password(session: Session, ref: dict[str, Any], dummy_hash: str) -> str:
-    """The id of the user the password method names, if the password is right; else 401."""
+@dataclass(frozen=True)
+class PasswordUser:
+    """What checking a password needs of its user, read in one short transaction."""
+
+    id: str
+    password_hash: str | None
+    enabled: bool
+    failed_auth_count: int
+    failed_auth_at: datetime | None
+
+
+def find_password_user(session: Session, ref: dict[str, Any]) -> PasswordUser | None:
+    """The user the password method names (None: no such user, or its domain is disabled)."""
     if "id" not in ref and "name" not in ref:
         raise bad_request("Expecting to find id or name in user. The server could not comply with the request "
                           "since it is either malformed or otherwise incorrect.")
@@ -59,13 +79,51 @@ def check_password(session: Session, ref: dict[str, Any], dummy_hash: str) -> st
     else:
         domain = _domain(session, ref.get("domain"), "user")
         user = users.find_by_name(session, ref["name"], domain.id) if domain else None
-    stored = user.password_hash if user is not None else dummy_hash
-    if not passwords.verify_password(ref["password"], stored) or user is None or not user.enabled:
-        raise unauthorized()
+    if user is None:
+        return None
     domain = session.get(Domain, user.domain_id)
-    if domain is None or not domain.enabled:
+    return PasswordUser(user.id, user.password_hash, user.enabled and domain is not None and domain.enabled,
+                        user.failed_auth_count or 0, user.failed_auth_at)
+
+
+async def check_password(identity: IdentityCore, ref: dict[str, Any], source: str) -> str:
+    """The id of the user ``ref`` names if ``ref["password"]`` is its password; else 401 (429: ``source`` has
+    sent too many wrong passwords lately; 503: too many passwords are being checked already).
+
+    As Keystone: a locked account is refused before its password is looked at; a wrong password counts
+    towards the lock; a right one clears the count.
+    """
+    try:
+        ticket = identity.failed_logins.begin(source)
+    except SourceLimitExceeded as exc:
+        raise HTTPError(429, "Too many failed logins from this address; try again later.",
+                        headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))}) from None
+    user = await identity.read(find_password_user, ref)
+    now = _now()
+    if user is not None and identity.lockout.locked(user.failed_auth_count, user.failed_auth_at, now):
         raise unauthorized()
+    if not await identity.verify_password(ref["password"], user.password_hash if user else None):
+        if user is not None:
+            restart = identity.lockout.expired(user.failed_auth_count, user.failed_auth_at, now)
+            await identity.write(users.record_failed_login, user.id, now, restart)
+        raise unauthorized()
+    if user is None or not user.enabled:
+        raise unauthorized()
+    identity.failed_logins.succeeded(ticket)
+    if user.failed_auth_count:
+        await identity.write(users.clear_failed_logins, user.id)
+    if passwords.needs_rehash(user.password_hash, identity.hash_rounds):
+        await _rehash(identity, user, ref["password"])
     return user.id
+
+
+async def _rehash(identity: IdentityCore, user: PasswordUser, password: str) -> None:
+    """Store the password with the current parameters (it was hashed with older ones); later, when busy."""
+    try:
+        new_hash = await identity.hashing.run(identity.hash_password, password)
+    except Overloaded:
+        return
+    await identity.write(users.replace_password_hash, user.id, user.password_hash, new_hash)
 
 
 def _no_access(user_id: str, kind: str, target: str) -> HTTPError:
@@ -116,8 +174,9 @@ def resolve_scope(session: Session, user_id: str, scope: Any) -> tuple[str | Non
     return "project", project.id
 
 
-async def authenticate(identity: IdentityCore, document: Any) -> Payload:
-    """The payload of the token to issue for a ``POST /v3/auth/tokens`` body, or 400/401."""
+async def authenticate(identity: IdentityCore, document: Any, source: str) -> Payload:
+    """The payload of the token to issue for a ``POST /v3/auth/tokens`` body from address ``source``, or
+    400/401 (429/503: see ``check_password``)."""
     validate(document, SCHEMA)
     auth = document["auth"]
     methods = auth["identity"]["methods"]
@@ -128,7 +187,7 @@ async def authenticate(identity: IdentityCore, document: Any) -> Payload:
             raise bad_request(f"Expecting to find {method} in identity.")
     scope = auth.get("scope")
     if "password" in methods:
-        user_id = await identity.read(check_password, auth["identity"]["password"]["user"], identity.dummy_hash)
+        user_id = await check_password(identity, auth["identity"]["password"]["user"], source)
         scope_type, scope_id = await identity.read(resolve_scope, user_id, scope)
         return new_payload(user_id, ["password"], scope_type, scope_id, identity.token_lifetime)
     try:

@@ -4,9 +4,12 @@ from __future__ import annotations
 import secrets
 from typing import Any, Callable, TypeVar
 
+from kilonova.common.cpu_pool import CpuPool, Overloaded
 from kilonova.common.db import Database
+from kilonova.common.http import HTTPError
 from kilonova.config import Config
 from kilonova.identity import keys, passwords
+from kilonova.identity.login_limits import FailedLoginsBySource, Lockout
 from kilonova.identity.revocation import RevocationList
 from kilonova.identity.token_data import TokenInvalid, build
 from kilonova.identity.tokens import Payload, TokenError, TokenFormatter
@@ -21,6 +24,11 @@ class IdentityCore:
         self.revocations = RevocationList()
         self._formatter: TokenFormatter | None = None
         self._dummy_hash: str | None = None
+        # Password hashing is the one CPU-heavy thing identity does: off the event loop, bounded.
+        self.hashing = CpuPool("passwords", conf.getint("identity", "password_hash_workers"),
+                               conf.getint("identity", "password_hash_queue_limit"))
+        self.lockout = Lockout.from_conf(conf)
+        self.failed_logins = FailedLoginsBySource.from_conf(conf)
 
     @property
     def token_lifetime(self) -> float:
@@ -38,8 +46,27 @@ class IdentityCore:
         keys.ensure_keys(repository)
         self._formatter = TokenFormatter(keys.load_keys(repository))
 
+    @property
+    def hash_rounds(self) -> int:
+        return self.conf.getint("identity", "password_hash_rounds")
+
     def hash_password(self, password: str) -> str:
-        return passwords.hash_password(password, self.conf.getint("identity", "password_hash_rounds"))
+        return passwords.hash_password(password, self.hash_rounds)
+
+    async def _hashing(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self.hashing.run(fn, *args)
+        except Overloaded:
+            raise HTTPError(503, "The service is busy checking passwords; try again shortly.",
+                            headers={"Retry-After": "1"}) from None
+
+    async def new_hash(self, password: str) -> str:
+        """``hash_password`` off the event loop; 503 when too many hashes are waiting already."""
+        return await self._hashing(self.hash_password, password)
+
+    async def verify_password(self, password: str, stored: str | None) -> bool:
+        """``passwords.verify_password`` off the event loop; 503 when too many hashes are waiting already."""
+        return await self._hashing(passwords.verify_password, password, stored or self.dummy_hash)
 
     @property
     def dummy_hash(self) -> str:

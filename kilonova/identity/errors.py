@@ -9,8 +9,9 @@ from kilonova.common.http import HTTPError
 
 TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
           405: "Method Not Allowed", 409: "Conflict", 413: "Request Entity Too Large",
-          414: "Request-URI Too Long", 415: "Unsupported Media Type", 431: "Request Header Fields Too Large",
-          500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+          414: "Request-URI Too Long", 415: "Unsupported Media Type", 429: "Too Many Requests",
+          431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+          503: "Service Unavailable"}
 
 
 def format_error(request: Request, error: HTTPError) -> Response:

@@ -56,6 +56,9 @@ class User(IdentityBase):
     default_project_id: Mapped[str | None] = mapped_column(sa.String(64))
     extra: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now)
+    # Wrong passwords since the last login or unlock, and when the last one came (account lockout).
+    failed_auth_count: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    failed_auth_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
 
 
 class Role(IdentityBase):

@@ -1,7 +1,9 @@
 """Password hashing with scrypt, stored as a self-describing string.
 
-Format: ``scrypt$<log2 n>$<r>$<p>$<salt b64>$<hash b64>``, so the work factor
-can be raised later without invalidating stored hashes.
+Format: ``scrypt$<log2 n>$<r>$<p>$<salt b64>$<hash b64>``: each hash keeps its own
+parameters, so the work factor can be raised without invalidating stored hashes (a
+successful login re-hashes a password stored with other ones: ``needs_rehash``).
+New hashes use OWASP's recommendation for scrypt by default: N=2^17, r=8, p=1.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import secrets
 PREFIX = "scrypt"
 SALT_BYTES = 16
 KEY_BYTES = 32
+BLOCK_SIZE = 8       # r
+PARALLELISM = 1      # p
 
 
 def _b64(data: bytes) -> str:
@@ -27,8 +31,13 @@ def _scrypt(password: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
 
 def hash_password(password: str, rounds: int) -> str:
     salt = secrets.token_bytes(SALT_BYTES)
-    digest = _scrypt(password, salt, rounds, 8, 1)
-    return f"{PREFIX}${rounds}$8$1${_b64(salt)}${_b64(digest)}"
+    digest = _scrypt(password, salt, rounds, BLOCK_SIZE, PARALLELISM)
+    return f"{PREFIX}${rounds}${BLOCK_SIZE}${PARALLELISM}${_b64(salt)}${_b64(digest)}"
+
+
+def needs_rehash(stored: str | None, rounds: int) -> bool:
+    """True when ``stored`` was made with other parameters than ``hash_password(..., rounds)`` uses."""
+    return not stored or stored.split("$")[:4] != [PREFIX, str(rounds), str(BLOCK_SIZE), str(PARALLELISM)]
 
 
 def verify_password(password: str, stored: str | None) -> bool:

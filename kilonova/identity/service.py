@@ -34,12 +34,14 @@ class IdentityService(Service):
         migrate(self.db, MIGRATIONS, IdentityBase.metadata)
         self.core.load_keys()
         self.db.run_sync(bootstrap.run, self.conf, self.core.hash_password)
+        self.core.dummy_hash   # made now, not on the event loop by the first login of an unknown user
         self.core.revocations.invalidate()
 
     async def start(self) -> None:
         self._pruner = asyncio.create_task(self._prune_revocations())
 
     async def stop(self) -> None:
+        self.core.hashing.close()
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

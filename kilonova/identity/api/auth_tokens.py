@@ -6,7 +6,7 @@ from starlette.requests import Request
 from kilonova.common.auth import public
 from kilonova.common.http import Router, bad_request, empty_response, json_response, not_found, read_json, unauthorized
 from kilonova.identity import revocation
-from kilonova.identity.api.common import core, enforce
+from kilonova.identity.api.common import client_address, core, enforce
 from kilonova.identity.authenticate import authenticate
 from kilonova.identity.core import TokenError, TokenInvalid
 from kilonova.identity.tokens import Payload
@@ -19,7 +19,7 @@ def _wants_catalog(request: Request) -> bool:
 @public
 async def issue(request: Request):
     identity = core(request)
-    payload = await authenticate(identity, await read_json(request))
+    payload = await authenticate(identity, await read_json(request), client_address(request))
     token = identity.formatter.seal(payload)
     try:
         _, body = await identity.validate(token, include_catalog=_wants_catalog(request))

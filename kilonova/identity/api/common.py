@@ -25,6 +25,11 @@ def context(request: Request) -> RequestContext:
     return request.state.context
 
 
+def client_address(request: Request) -> str:
+    """Where a request came from, for limits per source (the peer's address; no proxy header is trusted)."""
+    return request.client.host if request.client else "unknown"
+
+
 def enforce(request: Request, action: str, **target: Any) -> None:
     policy.enforce(context(request), action, target)
 

@@ -1,17 +1,16 @@
 """``/v3/users``, a user's projects and the self-service password change."""
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from kilonova.common.auth import public
-from kilonova.common.http import HTTPError, Router, empty_response, json_response, unauthorized
-from kilonova.identity import passwords, revocation
+from kilonova.common.http import Router, empty_response, json_response
+from kilonova.identity import revocation
 from kilonova.identity.api import projects as project_views
-from kilonova.identity.api.common import (body, collection, context, core, enforce, flag, read, self_link,
-                                          split_extra, write)
+from kilonova.identity.api.common import (body, client_address, collection, context, core, enforce, flag, read,
+                                          self_link, split_extra, write)
+from kilonova.identity.authenticate import check_password
 from kilonova.identity.models import DEFAULT_DOMAIN_ID, User
 from kilonova.identity.store import assignments, users
 from kilonova.identity.store import projects as project_store
@@ -39,7 +38,7 @@ def view(request: Request, user: User) -> dict:
 
 
 async def _hash(request: Request, password: str | None) -> str | None:
-    return await asyncio.to_thread(core(request).hash_password, password) if password else None
+    return await core(request).new_hash(password) if password else None
 
 
 async def list_users(request: Request):
@@ -112,13 +111,9 @@ async def list_projects(request: Request, user_id: str):
 async def change_password(request: Request, user_id: str):
     """Self-service: authenticated by the original password, as Keystone does (no token needed)."""
     document = (await body(request, CHANGE_PASSWORD))["user"]
-    try:
-        user = await read(request, users.get, user_id)
-    except HTTPError:
-        raise unauthorized() from None
-    verified = await asyncio.to_thread(passwords.verify_password, document["original_password"], user.password_hash)
-    if not verified or not user.enabled:
-        raise unauthorized()
+    # As Keystone: the original password is checked as a login is (lockout, failed-login limits).
+    await check_password(core(request), {"id": user_id, "password": document["original_password"]},
+                         client_address(request))
     new_hash = await _hash(request, document["password"])
     await write(request, _update, user_id, {"password_hash": new_hash}, True, revokes=True)
     return empty_response(204)

@@ -1,6 +1,7 @@
 """The users table (passwords are stored hashed; see ``passwords``)."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,8 +66,31 @@ def update(session: Session, user_id: str, values: dict[str, Any]) -> User:
             setattr(user, key, values[key])
     if "password_hash" in values:
         user.password_hash = values["password_hash"]
+    if values.get("enabled") is True:
+        _clear_failures(user)   # as Keystone: enabling a user is how an admin unlocks it
     session.flush()
     return user
+
+
+def _clear_failures(user: User) -> None:
+    user.failed_auth_count = 0
+    user.failed_auth_at = None
+
+
+def record_failed_login(session: Session, user_id: str, at: datetime, restart: bool) -> None:
+    """One more wrong password for the user (``restart``: its lock ran out, count from zero again)."""
+    count = 1 if restart else User.failed_auth_count + 1
+    session.execute(sa.update(User).where(User.id == user_id).values(failed_auth_count=count, failed_auth_at=at))
+
+
+def clear_failed_logins(session: Session, user_id: str) -> None:
+    session.execute(sa.update(User).where(User.id == user_id).values(failed_auth_count=0, failed_auth_at=None))
+
+
+def replace_password_hash(session: Session, user_id: str, old_hash: str | None, new_hash: str) -> None:
+    """The same password hashed anew, unless it was changed meanwhile."""
+    session.execute(sa.update(User).where(User.id == user_id, User.password_hash == old_hash)
+                    .values(password_hash=new_hash))
 
 
 def delete(session: Session, user_id: str) -> None:
