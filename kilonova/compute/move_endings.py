@@ -18,7 +18,7 @@ from typing import Any
 
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import RemoteError
-from kilonova.compute import move_claims
+from kilonova.compute import faults, move_claims
 from kilonova.compute.db import instance_actions, instances, migrations
 from kilonova.compute.db.instances import UnexpectedTaskState
 from kilonova.compute.virt import driver as power
@@ -43,9 +43,10 @@ class CellStore:
         except NotFound:
             return None
 
-    async def instance_update(self, uuid: str, values: dict, **expected: Any) -> dict | None:
+    async def instance_update(self, uuid: str, values: dict, fault: dict | None = None,
+                              **expected: Any) -> dict | None:
         try:
-            return await self.cell.db.write(instances.update, uuid, values, **expected)
+            return await self.cell.db.write(instances.update_with_fault, uuid, values, fault, **expected)
         except (NotFound, UnexpectedTaskState):
             return None
 
@@ -83,8 +84,14 @@ class AgentStore:
     async def instance_get(self, uuid: str) -> dict | None:
         return await self._call("instance_get", instance_uuid=uuid)
 
-    async def instance_update(self, uuid: str, values: dict, **expected: Any) -> dict | None:
-        return await self._call("instance_update", instance_uuid=uuid, values=values, **expected)
+    async def instance_update(self, uuid: str, values: dict, fault: dict | None = None,
+                              **expected: Any) -> dict | None:
+        try:
+            return await faults.update(self.conductor, uuid, values, fault, **expected)
+        except RemoteError as exc:
+            if exc.exc_type in _CHANGED:
+                return None
+            raise
 
     async def migration_get(self, instance_uuid: str, migration_uuid: str) -> dict | None:
         return await self._call("migration_get", instance_uuid=instance_uuid, migration_uuid=migration_uuid)
@@ -148,7 +155,10 @@ async def end_on_source(store, placement, migration: dict, reason: str, *, reque
         values["vm_state"] = vm_state
     if power_state is not None:
         values["power_state"] = power_state
-    if await store.instance_update(uuid, values, expected_task_state=[*RESIZE_TASK_STATES, None]) is None:
+    # An ERROR state comes with its fault, in one write.
+    fault = faults.record(reason, migration["source_compute"]) if reason and vm_state == "error" else None
+    updated = await store.instance_update(uuid, values, fault, expected_task_state=[*RESIZE_TASK_STATES, None])
+    if updated is None:
         # Deleted, or another action started since: only the migration's claim is left to free.
         await move_claims.drop(placement, migration["uuid"])
     else:
@@ -157,7 +167,7 @@ async def end_on_source(store, placement, migration: dict, reason: str, *, reque
                                                 migration.get("user_id") or current.get("user_id"))
     if await _end_record(store, migration, status, "done" if status == "reverted" else "rolled back") is None:
         return False
-    if reason:
+    if reason and (fault is None or updated is None):
         await store.add_fault(uuid, reason, migration["source_compute"])
     await store.action_finish(uuid, request_id, action or action_of(migration),
                               "Error" if status == "error" else None)

@@ -58,6 +58,9 @@ CONDUCTOR = Interface("conductor", [
                   "unshelve_instance for the API.",
            methods=("action_event", "action_finish", "migration_get", "migration_update", "migrations_on_host",
                     "migrate_server", "live_migrate_instance", "rebuild_instance", "unshelve_instance")),
+    Change("1.4", "instance_update takes fault, recorded in the same transaction as the state change (a server "
+                  "is never shown in ERROR without its fault).",
+           arguments={"instance_update": ("fault",)}),
 ])
 
 SCHEDULER = Interface("scheduler", [

@@ -22,7 +22,7 @@ from kilonova.compute.agent import operations
 from kilonova.compute.agent.operations.snapshot import SNAPSHOT_TASK_STATES
 from kilonova.compute.agent.operations import rebuild as rebuild_operations
 from kilonova.compute.agent.resources import ProviderReporter
-from kilonova.compute import events, versions
+from kilonova.compute import events, faults, versions
 from kilonova.compute.heartbeat import Heartbeat
 from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import ComputeDriver
@@ -120,14 +120,13 @@ class ComputeManager:
                 return
             failed = await self._update(uuid, {"vm_state": "error", "task_state": None, "power_state": power.NOSTATE},
                                         expected_task_state=[instance["task_state"]], expected_vm_state=["building"],
-                                        expected_host=self.host)
+                                        expected_host=self.host,
+                                        fault="Build was interrupted by a restart of the compute service.")
             if failed is None:  # finished, moved or deleted meanwhile
                 return
             await self.driver.destroy(instance)
             await self.ports.release(uuid, failed.get("network_info") or [])
             await self.reporter.release(uuid)
-            await self.conductor.call("add_fault", instance_uuid=uuid, code=500, host=self.host,
-                                      message="Build was interrupted by a restart of the compute service.")
 
     async def _recover_guest(self, instance: dict) -> None:
         """After a restart of the agent (or of the whole host), make guest and database agree again.
@@ -139,6 +138,7 @@ class ComputeManager:
         uuid = instance["uuid"]
         async with self._locks[uuid]:
             values: dict[str, Any] = {}
+            fault = None
             if instance["task_state"] in SNAPSHOT_TASK_STATES:
                 LOG.warning("snapshot of %s was interrupted by the restart of %s", uuid, self.host)
                 values["task_state"] = None
@@ -155,17 +155,14 @@ class ComputeManager:
                     except Exception as exc:  # noqa: BLE001 - the guest cannot come back: say so
                         LOG.warning("instance %s could not be started again: %s", uuid, exc)
                         values.update(vm_state="error", power_state=await self.driver.get_power_state(instance))
-                        with contextlib.suppress(RemoteError):
-                            await self.conductor.call("add_fault", instance_uuid=uuid, code=500, host=self.host,
-                                                      message=f"Could not resume the guest after a host "
-                                                              f"restart: {exc}"[:255])
+                        fault = f"Could not resume the guest after a host restart: {exc}"
                 else:
                     LOG.warning("instance %s on %s is no longer running after the restart: stopped", uuid, self.host)
                     values.update(vm_state="stopped", power_state=power.SHUTDOWN)
             elif actual != instance["power_state"]:
                 values["power_state"] = actual
             if values:
-                await self._update(uuid, values)
+                await self._update(uuid, values, fault=fault)
 
     async def _remove_orphans(self) -> None:
         """Guests of instances deleted while this agent was down: destroy them and remove their files."""
@@ -259,15 +256,16 @@ class ComputeManager:
         await self.driver.cleanup_host()
 
     async def _update(self, uuid: str, values: dict, expected_task_state: list | None = None,
-                      **expected: Any) -> dict | None:
+                      fault: str | None = None, **expected: Any) -> dict | None:
         """Report a change through the conductor; None when the instance is not in the expected state.
 
         ``expected``: ``expected_vm_state`` (a list) and ``expected_host``, compare-and-set as
-        ``expected_task_state`` is.
+        ``expected_task_state`` is. ``fault``: a fault message recorded with the change (an ERROR state).
         """
         try:
-            return await self.conductor.call("instance_update", instance_uuid=uuid, values=values,
-                                              expected_task_state=expected_task_state, **expected)
+            return await faults.update(self.conductor, uuid, values,
+                                       faults.record(fault, self.host) if fault else None,
+                                       expected_task_state=expected_task_state, **expected)
         except RemoteError as exc:
             if exc.exc_type in ("NotFound", "UnexpectedTaskState"):
                 LOG.info("instance %s changed under %s: %s", uuid, self.host, exc.message)

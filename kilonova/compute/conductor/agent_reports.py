@@ -18,11 +18,14 @@ LOG = logging.getLogger(__name__)
 
 class AgentReports(ConductorPart):
     async def instance_update(self, instance_uuid: str, values: dict, expected_task_state: list | None = None,
-                              expected_vm_state: list | None = None, expected_host: str | None = None) -> dict:
-        """An agent's state change; with ``expected_*`` an atomic compare-and-set (UnexpectedTaskState if not)."""
+                              expected_vm_state: list | None = None, expected_host: str | None = None,
+                              fault: dict | None = None) -> dict:
+        """An agent's state change; with ``expected_*`` an atomic compare-and-set (UnexpectedTaskState if not);
+        ``fault`` is recorded with it, in the same transaction."""
         cell = await self._cell_for_instance(instance_uuid)
-        return await cell.db.write(instances.update, instance_uuid, values, expected_task_state=expected_task_state,
-                                   expected_vm_state=expected_vm_state, expected_host=expected_host)
+        return await cell.db.write(instances.update_with_fault, instance_uuid, values, fault,
+                                   expected_task_state=expected_task_state, expected_vm_state=expected_vm_state,
+                                   expected_host=expected_host)
 
     async def instance_get(self, instance_uuid: str) -> dict:
         cell = await self._cell_for_instance(instance_uuid)

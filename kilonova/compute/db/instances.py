@@ -287,6 +287,16 @@ def add_fault(session: Session, uuid: str, code: int, message: str, details: str
     session.add(InstanceFault(instance_uuid=uuid, code=code, message=message[:255], details=details, host=host))
 
 
+def update_with_fault(session: Session, uuid: str, values: dict[str, Any], fault: dict[str, Any] | None,
+                      **expected: Any) -> dict[str, Any]:
+    """``update``, and ``fault`` (``kilonova.compute.faults.record``) in the same transaction: a server
+    shown in ERROR has its fault from that moment."""
+    updated = update(session, uuid, values, **expected)
+    if fault is not None:
+        add_fault(session, uuid, fault.get("code", 500), fault["message"], fault.get("details"), fault.get("host"))
+    return updated
+
+
 def latest_faults(session: Session, uuids: list[str]) -> dict[str, dict[str, Any]]:
     if not uuids:
         return {}

@@ -58,12 +58,8 @@ async def _finish_action(agent: ComputeManager, uuid: str, request_id: str | Non
 
 async def _fail(agent: ComputeManager, uuid: str, message: str, values: dict | None = None) -> None:
     """ERROR with a fault (only while the rebuild is still this host's: a reconciled or deleted server is left)."""
-    done = await agent._update(uuid, {"vm_state": "error", "task_state": None, **(values or {})},
-                               expected_task_state=["rebuild_spawning"])
-    if done is not None:
-        with contextlib.suppress(RemoteError):
-            await agent.conductor.call("add_fault", instance_uuid=uuid, code=500, message=message[:255],
-                                       details=message, host=agent.host)
+    await agent._update(uuid, {"vm_state": "error", "task_state": None, **(values or {})},
+                        expected_task_state=["rebuild_spawning"], fault=message)
 
 
 async def _rebuild_here(agent: ComputeManager, instance: dict, image_meta: dict, admin_password: str | None,

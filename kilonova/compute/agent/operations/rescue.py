@@ -29,8 +29,7 @@ async def _image_meta(agent: ComputeManager, image_id: str) -> dict:
 
 
 async def _fail(agent: ComputeManager, uuid: str, values: dict, expected: str, message: str) -> None:
-    await agent._update(uuid, {"task_state": None, **values}, expected_task_state=[expected])
-    await agent.conductor.call("add_fault", instance_uuid=uuid, code=500, message=message[:255], host=agent.host)
+    await agent._update(uuid, {"task_state": None, **values}, expected_task_state=[expected], fault=message)
 
 
 @remote

@@ -287,11 +287,12 @@ class _Task:
         except move_claims.ClaimError:
             LOG.exception("live migration of %s: the source allocation could not be given back", self.uuid)
         values = {"task_state": None, **({"vm_state": "error"} if error else {})}
+        fault = {"code": code, "message": message[:255]}
         try:
-            await self.cell.db.write(instances.update, self.uuid, values, expected_task_state=["migrating"])
+            await self.cell.db.write(instances.update_with_fault, self.uuid, values, fault,
+                                     expected_task_state=["migrating"])
         except (UnexpectedTaskState, NotFound):
-            pass
-        await self.cell.db.write(instances.add_fault, self.uuid, code, message[:255], None, None)
+            await self.cell.db.write(instances.add_fault, self.uuid, code, message[:255], None, None)
         await _end(self.cell, self.migration, "error")
         await self.conductor.action_finish(instance_uuid=self.uuid, request_id=self.request_id,
                                            action="live-migration", message="Error")

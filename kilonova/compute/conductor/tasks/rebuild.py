@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
-from kilonova.compute import events, evacuation_claims, move_claims
+from kilonova.compute import events, evacuation_claims, faults, move_claims
 from kilonova.compute.conductor.agent_reports import _host_cell_uuid
 from kilonova.compute.conductor.tasks import reconcile, remote
 from kilonova.compute.db import build_requests, host_view, instances, migrations
@@ -246,10 +246,10 @@ async def _to_error(cell, uuid: str, message: str, *, host: str | None = None, i
     if image_ref:
         values["image_ref"] = image_ref
     try:
-        await cell.db.write(instances.update, uuid, values, expected_task_state=list(expected))
+        await cell.db.write(instances.update_with_fault, uuid, values, faults.record(message, None),
+                            expected_task_state=list(expected))
     except (UnexpectedTaskState, NotFound):
         return False
-    await cell.db.write(instances.add_fault, uuid, 500, message[:255], message, None)
     return True
 
 
