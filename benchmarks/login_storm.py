@@ -65,14 +65,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--source-limit", type=int, help="[identity] failed_login_limit (default: the cloud's)")
+    parser.add_argument("--source-limit", type=int, default=int(DEFAULTS["identity"]["failed_login_limit"]),
+                        help="[identity] failed_login_limit (default: the cloud's default)")
     parser.add_argument("--hash-rounds", type=int, default=int(DEFAULTS["identity"]["password_hash_rounds"]),
                         help="[identity] password_hash_rounds (default: the cloud's default)")
     args = parser.parse_args()
 
-    identity = {"password_hash_rounds": str(args.hash_rounds)}   # not the tests' cheap one
-    if args.source_limit is not None:
-        identity["failed_login_limit"] = str(args.source_limit)
+    # The production settings, not the test clouds' (cheap hashing, no failed-login limit).
+    identity = {"password_hash_rounds": str(args.hash_rounds), "failed_login_limit": str(args.source_limit)}
     cloud = new_cloud(hosts=1, config={"identity": identity})
     cloud.start()
     try:
@@ -99,9 +99,8 @@ def main() -> int:
         shutil.rmtree(cloud.workdir, ignore_errors=True)
 
     attempts = sum(answers.values())
-    limit = "cloud default" if args.source_limit is None else args.source_limit
     print(f"login storm: {args.clients} clients sending wrong passwords for {args.seconds + 4:.0f}s "
-          f"(scrypt N=2^{args.hash_rounds}, failed_login_limit: {limit})")
+          f"(scrypt N=2^{args.hash_rounds}, failed_login_limit: {args.source_limit})")
     print(f"  GET /v2.1/ idle:   {summary(idle)}")
     print(f"  GET /v2.1/ storm:  {summary(storm)}")
     print(f"  storm/idle p50:    {statistics.median(storm) / statistics.median(idle):.2f}x  (bar: 2x)")
