@@ -16,6 +16,7 @@ import importlib
 import json
 import pkgutil
 import re
+import time
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
@@ -272,7 +273,23 @@ def add_seeds(target: Target) -> None:
         networks = client.get(target.roots["network"] + "/v2.0/networks").json()["networks"]
     image = next(i["id"] for i in images if i["name"] == "kilonova-tiny")
     network = next(n["id"] for n in networks if n["name"] == "private")
-    target.seeds = [
+    server = _active_server(target, image, network)
+    action = f"/v2.1/servers/{server}/action"
+    target.seeds = [(("compute", "POST", action, body)) for body in (
+        {"os-getConsoleOutput": {"length": 10}}, {"reboot": {"type": "SOFT"}}, {"os-stop": None},
+        {"os-start": None}, {"createImage": {"name": "fz", "metadata": {"k": "v"}}}, {"resize": {"flavorRef": "2"}},
+        {"rebuild": {"imageRef": image, "name": "fz"}}, {"rescue": {"rescue_image_ref": image}}, {"lock": None},
+        {"changePassword": {"adminPass": "fz"}}, {"os-getVNCConsole": {"type": "novnc"}},
+        {"os-migrateLive": {"host": None, "block_migration": "auto"}}, {"migrate": None},
+        {"createBackup": {"name": "fz", "backup_type": "daily", "rotation": 1}}, {"shelve": None},
+        {"os-resetState": {"state": "active"}}, {"evacuate": {}})]
+    target.seeds += [
+        ("compute", "PUT", f"/v2.1/servers/{server}/metadata", {"metadata": {"k": "v"}}),
+        ("compute", "PUT", f"/v2.1/servers/{server}", {"server": {"name": "fz", "description": "d"}}),
+        ("compute", "POST", f"/v2.1/servers/{server}/remote-consoles", {"remote_console": {
+            "protocol": "vnc", "type": "novnc"}}),
+        ("compute", "POST", "/v2.1/os-server-external-events", {"events": [
+            {"name": "network-changed", "server_uuid": server}]}),
         ("compute", "POST", "/v2.1/servers", {"server": {"name": "fz", "flavorRef": "1", "imageRef": image,
                                                           "networks": [{"uuid": network}], "metadata": {"k": "v"}},
                                                "os:scheduler_hints": {}}),
@@ -290,6 +307,20 @@ def add_seeds(target: Target) -> None:
         ("identity", "POST", "/v3/projects", {"project": {"name": "fz", "domain_id": "default", "enabled": True}}),
         ("identity", "POST", "/v3/users", {"user": {"name": "fz", "domain_id": "default", "password": "fz-pass"}}),
     ]
+
+
+def _active_server(target: Target, image: str, network: str) -> str:
+    """A server of the fuzzer's own, booted and waited for: the server actions' seeds act on it."""
+    with httpx.Client(timeout=30, headers={"X-Auth-Token": target.tokens["admin"]}) as client:
+        created = client.post(target.roots["compute"] + "/v2.1/servers", json={"server": {
+            "name": "fz-target", "flavorRef": "1", "imageRef": image, "networks": [{"uuid": network}]}})
+        server = created.json()["server"]["id"]
+        for _ in range(120):
+            shown = client.get(f"{target.roots['compute']}/v2.1/servers/{server}").json()["server"]
+            if shown["status"] != "BUILD":
+                break
+            time.sleep(0.25)
+    return server
 
 
 @st.composite
