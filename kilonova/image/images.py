@@ -99,11 +99,12 @@ async def index(request: Request):
     member_status = params.get("member_status", "accepted")
     if member_status not in MEMBER_STATUSES:
         raise bad_request(f"Invalid status value: {member_status}")
+    times = time_filters.from_query(params)
     images = await service(request).db.read(
         repo.list_images, project_id=ctx.project_id, is_admin=ctx.is_admin, visibility=visibility,
         member_status=member_status, filters=_filters(params), tags=params.getlist("tag"),
         properties={k: v for k, v in params.items() if k not in NOT_PROPERTY_FILTERS}, sort=_sort(params))
-    images = time_filters.filtered(_size_filtered(images, params), params)
+    images = time_filters.filtered(_size_filtered(images, params), times)
     page, more = _page(images, params.get("marker"), limit)
     body: dict[str, Any] = {"images": [views.image(image) for image in page], "first": "/v2/images",
                             "schema": "/v2/schemas/images"}

@@ -40,12 +40,14 @@ def parse(key: str, expression: str) -> tuple[Callable[[Any, Any], bool], dateti
     return OPERATORS[op], moment
 
 
-def filtered(images: list[dict], params) -> list[dict]:
-    """The images whose ``created_at`` / ``updated_at`` pass the request's filters on them."""
-    for key in TIME_FILTERS:
-        if params.get(key) is None:
-            continue
-        compare, moment = parse(key, params[key])
+def from_query(params) -> dict[str, tuple[Callable[[Any, Any], bool], datetime]]:
+    """The request's time filters, parsed (400 for a bad one) before anything is read."""
+    return {key: parse(key, params[key]) for key in TIME_FILTERS if params.get(key) is not None}
+
+
+def filtered(images: list[dict], filters: dict[str, tuple[Callable[[Any, Any], bool], datetime]]) -> list[dict]:
+    """The images whose ``created_at`` / ``updated_at`` pass ``filters`` (from ``from_query``)."""
+    for key, (compare, moment) in filters.items():
         images = [image for image in images if image.get(key) is not None
                   and compare(_naive_utc(image[key]), moment)]
     return images
