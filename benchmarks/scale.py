@@ -23,7 +23,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import statistics
 import sys
@@ -37,7 +36,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.distributed.cluster import Cluster  # noqa: E402
 from tests.cloud import free_port_block  # noqa: E402
-from tests.distributed.infra import Databases, rabbit_vhost  # noqa: E402
+from tests.distributed.infra import Databases, private_broker, rabbit_vhost  # noqa: E402
 
 SECTIONS = ("database", "cell0_database", "api_database", "placement_database", "identity_database",
             "image_database", "network_database")
@@ -56,42 +55,6 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-@contextlib.contextmanager
-def private_broker(workdir: Path):
-    """A throw-away RabbitMQ node (run as the rabbitmq user, as the packaged one is); yields its URL."""
-    base = workdir / "rabbitmq"
-    base.mkdir()
-    port = free_port_block(2)
-    node = f"knscale{port}@localhost"
-    (base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{port}\n")
-    (base / "enabled_plugins").write_text("[].\n")
-    (base / "env.conf").write_text("")
-    workdir.chmod(0o755)
-    for path in [base, *base.iterdir()]:
-        shutil.chown(path, "rabbitmq")
-    env = {"RABBITMQ_CONF_ENV_FILE": base / "env.conf", "RABBITMQ_NODENAME": node,
-           "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": port, "RABBITMQ_DIST_PORT": port + 1,
-           "RABBITMQ_CONFIG_FILE": base / "rabbitmq.conf", "RABBITMQ_MNESIA_BASE": base / "mnesia",
-           "RABBITMQ_LOG_BASE": base / "log", "RABBITMQ_ENABLED_PLUGINS_FILE": base / "enabled_plugins",
-           "RABBITMQ_PID_FILE": base / "pid", "ERL_EPMD_ADDRESS": "127.0.0.1"}
-    assignments = " ".join(f"{k}={v}" for k, v in env.items())
-    subprocess.run(["su", "rabbitmq", "-s", "/bin/sh", "-c",
-                    f"{assignments} /usr/lib/rabbitmq/bin/rabbitmq-server -detached"], check=True, timeout=60)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the private RabbitMQ node did not open port {port}")
-            time.sleep(0.5)
-        yield f"rabbit://guest:guest@127.0.0.1:{port}/"
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int((base / "pid").read_text().strip()), 15)
 
 
 @contextlib.contextmanager

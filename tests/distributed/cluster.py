@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tests.cloud import Clients, free_port_block
-from tests.distributed.infra import Databases, rabbit_vhost
+from tests.distributed.infra import Databases, private_broker, rabbit_vhost
 
 READY = "Kilonova is serving"
 
@@ -242,7 +242,7 @@ SECTIONS = ("database", "cell0_database", "api_database", "placement_database", 
 
 
 @contextlib.contextmanager
-def two_cell_deployment(kind: str, *, second_controller: bool = True,
+def two_cell_deployment(kind: str, *, second_controller: bool = True, own_broker: bool = False,
                         extra: dict[str, dict[str, str]] | None = None,
                         computes: list[tuple[str, str, dict[str, str]]] | None = None) -> Iterator[Cluster]:
     """The operator's order: ``api_db sync``, ``cell_v2 map_cell0``, ``create_cell`` for cell1 and cell2,
@@ -251,11 +251,13 @@ def two_cell_deployment(kind: str, *, second_controller: bool = True,
 
     With ``second_controller`` a second conductor and scheduler run on "controller2" (active/active
     on the same queues). ``computes``: other compute processes instead, as (process name, cell, options of
-    its ``[fake_driver]``). Set KILONOVA_KEEP_DIST_LOGS=1 to keep the processes' logs after the run.
+    its ``[fake_driver]``). With ``own_broker`` the deployment gets a RabbitMQ node of its own instead of a vhost
+    on the machine's (for a test that stops its broker). Set KILONOVA_KEEP_DIST_LOGS=1 to keep the processes'
+    logs after the run.
     """
     workdir = Path(tempfile.mkdtemp(prefix="kilonova-dist-"))
     databases = Databases(kind)
-    with rabbit_vhost("kn-dist") as transport_url:
+    with private_broker(workdir) if own_broker else rabbit_vhost("kn-dist") as transport_url:
         names = {section: section.replace("_database", "") if section != "database" else "cell1"
                  for section in SECTIONS}
         created = databases.urls([*names.values(), "cell2"])

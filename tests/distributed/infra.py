@@ -1,4 +1,5 @@
-"""The machine's RabbitMQ, PostgreSQL and MariaDB for tests: started if down, throw-away vhosts and databases.
+"""The machine's RabbitMQ, PostgreSQL and MariaDB for tests: started if down, throw-away vhosts and databases;
+and a RabbitMQ node of one's own, for a test that restarts its broker.
 
 Each helper returns a URL to use and cleans up after itself when used as a
 context manager. Nothing here is needed for the all-in-one tests.
@@ -6,6 +7,7 @@ context manager. Nothing here is needed for the all-in-one tests.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -86,6 +88,67 @@ def rabbit_vhost(prefix: str = "kn-test") -> Iterator[str]:
         yield f"rabbit://guest:guest@127.0.0.1:5672/{name}"
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", name], check=False, capture_output=True, timeout=60)
+
+
+def _private_node(port: int) -> str:
+    return f"kn-test-{port}@localhost"
+
+
+@contextlib.contextmanager
+def private_broker(workdir: Path) -> Iterator[str]:
+    """A throw-away RabbitMQ node (another node of the machine's installation, run as the rabbitmq user as the
+    packaged one is, on free ports, its data under ``workdir``); yields its ``rabbit://`` URL.
+
+    What a test does to it (stop it, drop its connections) touches nobody else's tests.
+    """
+    from tests.cloud import free_port_block
+
+    base = workdir / "rabbitmq"
+    base.mkdir()
+    port = free_port_block(2)  # AMQP, and Erlang distribution on the next one
+    (base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{port}\n")
+    (base / "enabled_plugins").write_text("[].\n")
+    (base / "env.conf").write_text("")
+    workdir.chmod(0o755)
+    for path in [base, *base.iterdir()]:
+        shutil.chown(path, "rabbitmq")
+    env = {"RABBITMQ_CONF_ENV_FILE": base / "env.conf", "RABBITMQ_NODENAME": _private_node(port),
+           "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": port, "RABBITMQ_DIST_PORT": port + 1,
+           "RABBITMQ_CONFIG_FILE": base / "rabbitmq.conf", "RABBITMQ_MNESIA_BASE": base / "mnesia",
+           "RABBITMQ_LOG_BASE": base / "log", "RABBITMQ_ENABLED_PLUGINS_FILE": base / "enabled_plugins",
+           "RABBITMQ_PID_FILE": base / "pid", "ERL_EPMD_ADDRESS": "127.0.0.1"}
+    assignments = " ".join(f"{k}={v}" for k, v in env.items())
+    subprocess.run(["su", "rabbitmq", "-s", "/bin/sh", "-c",
+                    f"{assignments} /usr/lib/rabbitmq/bin/rabbitmq-server -detached"], check=True, timeout=60)
+    try:
+        if not _wait_port(("127.0.0.1", port), 90):
+            raise RuntimeError(f"the private RabbitMQ node did not open port {port}:\n"
+                               + "".join(log.read_text() for log in (base / "log").glob("*.log")))
+        yield f"rabbit://guest:guest@127.0.0.1:{port}/"
+    finally:
+        _stop_pid(base / "pid")
+
+
+def _stop_pid(pid_file: Path, timeout: float = 30) -> None:
+    """SIGTERM to the process in ``pid_file``; returns once it is gone (its files may then be deleted)."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 15)
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def vhost_of(transport_url: str) -> str:
+    return transport_url.rsplit("/", 1)[1] or "/"
+
+
+def rabbitmqctl(transport_url: str, *args: str) -> str:
+    """``rabbitmqctl ARGS`` against the broker of ``transport_url`` (the machine's, or a private node); its output."""
+    port = int(transport_url.rsplit(":", 1)[1].split("/", 1)[0])
+    node = [] if port == RABBIT[1] else ["-n", _private_node(port)]
+    return subprocess.run(["rabbitmqctl", *node, *args], check=True, capture_output=True, text=True,
+                          timeout=60).stdout
 
 
 def _psql(*statements: str) -> None:

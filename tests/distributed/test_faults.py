@@ -14,12 +14,12 @@ waiting until RabbitMQ shows the message in its hands (delivered, not acknowledg
 """
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
 from tests.distributed.cluster import two_cell_deployment, wait_for
+from tests.distributed.infra import rabbitmqctl, vhost_of
 
 TINY_MB = 512
 RPC_TIMEOUT = 20
@@ -29,7 +29,8 @@ CELL1_HOSTS = ("cell1-host1", "cell1-host2")
 @pytest.fixture(scope="module")
 def cluster():
     # RPC calls live 20 s: long enough that a dead conductor's scheduler call outlives the restarts below.
-    with two_cell_deployment("postgresql", second_controller=False,
+    # A RabbitMQ node of its own: a test restarts it.
+    with two_cell_deployment("postgresql", second_controller=False, own_broker=True,
                              extra={"DEFAULT": {"rpc_response_timeout": str(RPC_TIMEOUT)}}) as deployed:
         yield deployed
 
@@ -111,9 +112,8 @@ def delete_all(cluster, api, ids: list[str]) -> None:
 
 def queue_counts(cluster, column: str = "messages") -> dict[str, int]:
     """One column of ``rabbitmqctl list_queues`` for each of the deployment's queues."""
-    vhost = cluster.sections["DEFAULT"]["transport_url"].rsplit("/", 1)[1]
-    listed = subprocess.run(["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name", column],
-                            check=True, capture_output=True, text=True, timeout=60).stdout
+    url = cluster.sections["DEFAULT"]["transport_url"]
+    listed = rabbitmqctl(url, "list_queues", "-q", "-p", vhost_of(url), "name", column)
     rows = (line.split() for line in listed.splitlines() if line.strip())
     return {name: int(count) for name, count in rows if count.isdigit()}  # (-q still prints a header)
 
@@ -170,8 +170,8 @@ def test_a_broker_restart_during_a_burst_of_boots_loses_nothing(cluster, api, im
     for i in range(6):
         ids.append(boot(api, image, f"burst-{i}"))
         if i == 2:
-            subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
-            subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=60)
+            rabbitmqctl(cluster.sections["DEFAULT"]["transport_url"], "stop_app")  # the deployment's own node
+            rabbitmqctl(cluster.sections["DEFAULT"]["transport_url"], "start_app")
     servers = settled(cluster, api, ids)
     active = [s for s in servers if s["status"] == "ACTIVE"]
     assert len(active) >= 3, [(s["name"], s["status"], s.get("fault")) for s in servers]
