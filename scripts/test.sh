@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what is needed and run the full test suite (this is what CI runs).
 # Two pytest-xdist workers (one per core of the reference machine): most tests wait on subprocesses.
-# Tests that share the machine's RabbitMQ or libvirtd stay on one worker (tests/conftest.py).
+# The real-guest tests (libvirtd) stay on one worker, a distributed module on one worker (tests/conftest.py).
 # KILONOVA_TEST_WORKERS=0 runs everything in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,15 +6,15 @@ from tests.cloud import new_cloud
 
 # Tests that share one machine-wide resource run on one xdist worker, one after another
 # (scripts/test.sh runs the suite with `-n 2 --dist loadgroup`).
-# The machine's RabbitMQ: tests/distributed restarts it (test_faults), so nothing else may use it meanwhile.
 # libvirtd and the guest image: the real-guest tests set the host up once and check what is left on it.
-# (tests/libvirt/test_real_guest_moves.py also has a vhost of RabbitMQ, for its two compute processes; a test
-# module belongs to one group, and Kilonova's transport reconnects through test_faults' broker restart.)
+# (Tests on the machine's RabbitMQ each use vhosts of their own, tests/libvirt/test_real_guest_moves.py too;
+# the one that stops its broker has a node of its own: they run anywhere.)
 _SHARED_RESOURCE_GROUPS = {
-    "rabbitmq": ["tests/distributed/", "tests/unit/test_rpc.py", "tests/unit/test_rpc_rabbit.py",
-                 "tests/unit/test_cell_transports.py"],
     "libvirt": ["tests/libvirt/"],
 }
+# Modules whose tests share a deployment started for the module: a module stays on one worker, so that
+# its deployment starts once.
+_WHOLE_MODULES = ("tests/distributed/",)
 
 
 def shared_resource_group(nodeid: str) -> str | None:
@@ -26,9 +26,16 @@ def shared_resource_group(nodeid: str) -> str | None:
     return None
 
 
+def scheduling_unit(nodeid: str) -> str:
+    """What one worker runs together: a shared-resource group, a whole module of ``_WHOLE_MODULES``, or the test."""
+    path = nodeid.split("::", 1)[0]
+    return shared_resource_group(nodeid) or (path if path.startswith(_WHOLE_MODULES) else nodeid)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Load balancing where each shared-resource group is one unit of work (one worker runs it all).
+    """Load balancing where each shared-resource group, and each module of ``_WHOLE_MODULES``, is one unit of
+    work (one worker runs it all).
 
     xdist's own ``xdist_group`` marks do not group anything under pytest 9.2 (xdist renames
     ``item._nodeid``, which pytest no longer reads), so the groups are worked out from the test ids here.
@@ -39,7 +46,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class SharedResourceScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return shared_resource_group(nodeid) or nodeid
+            return scheduling_unit(nodeid)
 
     return SharedResourceScheduling(config, log)
 
