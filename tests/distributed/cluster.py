@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -257,10 +258,13 @@ def two_cell_deployment(kind: str, *, second_controller: bool = True, own_broker
     """
     workdir = Path(tempfile.mkdtemp(prefix="kilonova-dist-"))
     databases = Databases(kind)
+    names = {section: section.replace("_database", "") if section != "database" else "cell1" for section in SECTIONS}
+    # The databases are created while the broker is set up: each side is seconds of waiting on a server.
+    creator = ThreadPoolExecutor(1)
+    creating = creator.submit(databases.urls, [*names.values(), "cell2"])
+    creator.shutdown(wait=False)
     with private_broker(workdir) if own_broker else rabbit_vhost("kn-dist") as transport_url:
-        names = {section: section.replace("_database", "") if section != "database" else "cell1"
-                 for section in SECTIONS}
-        created = databases.urls([*names.values(), "cell2"])
+        created = creating.result()
         urls = {section: created[name] for section, name in names.items()}
         cell2 = created["cell2"]
         options = {"compute": {"build_timeout": "30"}}

@@ -6,6 +6,7 @@ context manager. Nothing here is needed for the all-in-one tests.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -36,19 +37,38 @@ def _wait_port(address: tuple[str, int], timeout: float) -> bool:
     return False
 
 
-def _start(address: tuple[str, int], command: list[str], timeout: float = 60) -> None:
+def _start(address: tuple[str, int], command: list[str], timeout: float = 60) -> bool:
+    """Run ``command`` unless something listens on ``address``; whether it had to."""
     if _port_open(address):
-        return
+        return False
     subprocess.run(command, check=False, capture_output=True, timeout=120)
     if not _wait_port(address, timeout):
         raise RuntimeError(f"{' '.join(command)} did not bring up {address[0]}:{address[1]}")
+    return True
 
 
 def ensure_rabbitmq() -> None:
-    _start(RABBIT, ["rabbitmq-server", "-detached"], timeout=90)
-    # The port opens before the broker accepts vhost commands; wait for the app.
-    subprocess.run(["rabbitmqctl", "await_startup", "--timeout", "60"], check=False, capture_output=True,
-                   timeout=90)
+    if _start(RABBIT, ["rabbitmq-server", "-detached"], timeout=90):
+        # The port opens before the broker accepts vhost commands; wait for the app.
+        subprocess.run(["rabbitmqctl", "await_startup", "--timeout", "60"], check=False, capture_output=True,
+                       timeout=90)
+
+
+_cleanups: list[subprocess.Popen] = []
+
+
+def _in_background(args: list[str]) -> None:
+    """Start a clean-up command (dropping databases, a vhost: seconds each) without waiting for it: no test
+    needs it finished. The process waits for them when it exits."""
+    _cleanups[:] = [cleanup for cleanup in _cleanups if cleanup.poll() is None]
+    _cleanups.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+
+@atexit.register
+def _finish_cleanups() -> None:
+    for cleanup in _cleanups:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            cleanup.wait(120)
 
 
 def ensure_postgres() -> None:
@@ -87,7 +107,7 @@ def rabbit_vhost(prefix: str = "kn-test") -> Iterator[str]:
     try:
         yield f"rabbit://guest:guest@127.0.0.1:5672/{name}"
     finally:
-        subprocess.run(["rabbitmqctl", "delete_vhost", name], check=False, capture_output=True, timeout=60)
+        _in_background(["rabbitmqctl", "delete_vhost", name])
 
 
 def _private_node(port: int) -> str:
@@ -130,13 +150,14 @@ def private_broker(workdir: Path) -> Iterator[str]:
 
 
 def _stop_pid(pid_file: Path, timeout: float = 30) -> None:
-    """SIGTERM to the process in ``pid_file``; returns once it is gone (its files may then be deleted)."""
+    """``kill -9`` of the node in ``pid_file`` (throw-away: nothing in it is worth a clean stop, which takes
+    seconds); returns once it is gone, so that its files can be deleted."""
     with contextlib.suppress(OSError, ValueError):
         pid = int(pid_file.read_text().strip())
-        os.kill(pid, 15)
+        os.kill(pid, 9)
         deadline = time.monotonic() + timeout
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
 
 
 def vhost_of(transport_url: str) -> str:
@@ -151,16 +172,15 @@ def rabbitmqctl(transport_url: str, *args: str) -> str:
                           timeout=60).stdout
 
 
-def _psql(*statements: str) -> None:
+def _psql(*statements: str) -> list[str]:
     args = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
     for sql in statements:
         args += ["-c", sql]  # each -c runs on its own (CREATE/DROP DATABASE refuse transaction blocks)
-    subprocess.run(args, check=True, capture_output=True, timeout=120)
+    return args
 
 
-def _mysql(*statements: str) -> None:
-    subprocess.run(["mysql", "-h", "127.0.0.1", "-uroot", "-e", ";".join(statements)], check=True,
-                   capture_output=True, timeout=120)
+def _mysql(*statements: str) -> list[str]:
+    return ["mysql", "-h", "127.0.0.1", "-uroot", "-e", ";".join(statements)]
 
 
 class Databases:
@@ -183,9 +203,11 @@ class Databases:
         """Create one database per name (in one client run) and return their SQLAlchemy URLs."""
         dbs = {name: f"kn_{self.tag}_{name}" for name in names}
         if self.kind == "postgresql":
-            _psql(*(f'CREATE DATABASE "{db}"' for db in dbs.values()))
+            create = _psql(*(f'CREATE DATABASE "{db}"' for db in dbs.values()))
         else:
-            _mysql(*(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" for db in dbs.values()))
+            create = _mysql(*(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                              for db in dbs.values()))
+        subprocess.run(create, check=True, capture_output=True, timeout=120)
         self.created.extend(dbs.values())
         if self.kind == "postgresql":
             return {name: f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}" for name, db in dbs.items()}
@@ -206,11 +228,11 @@ class Databases:
         return int(result.stdout.strip() or 0)
 
     def drop_all(self) -> None:
+        """Drop the databases, in the background (see ``_in_background``)."""
         if not self.created:
             return
-        with contextlib.suppress(Exception):
-            if self.kind == "postgresql":
-                _psql(*(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)' for db in self.created))
-            else:
-                _mysql(*(f"DROP DATABASE IF EXISTS `{db}`" for db in self.created))
+        if self.kind == "postgresql":
+            _in_background(_psql(*(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)' for db in self.created)))
+        else:
+            _in_background(_mysql(*(f"DROP DATABASE IF EXISTS `{db}`" for db in self.created)))
         self.created.clear()
