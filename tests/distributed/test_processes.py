@@ -114,11 +114,10 @@ def test_boot_list_delete_over_separate_processes(cluster):
     assert cluster.manage("placement", "audit", check=False).returncode == 0
 
 
-def test_servers_in_two_cells_are_listed_merged_and_paged(cluster):
+@pytest.fixture(scope="module")
+def zone2(cluster):
+    """cell2's hosts as availability zone "zone2"; the others stay in "nova"."""
     with cluster.compute_api("2.37") as api:
-        flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
-        image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
-        # cell2's hosts form availability zone "zone2"; the others stay in "nova": two servers in each cell.
         aggregate = api.post("/os-aggregates", json={"aggregate": {"name": "cell2-hosts",
                                                                    "availability_zone": "zone2"}})
         assert aggregate.status_code == 200, aggregate.text
@@ -126,11 +125,19 @@ def test_servers_in_two_cells_are_listed_merged_and_paged(cluster):
             added = api.post(f"/os-aggregates/{aggregate.json()['aggregate']['id']}/action",
                              json={"add_host": {"host": host}})
             assert added.status_code == 200, added.text
+    return "zone2"
+
+
+def test_servers_in_two_cells_are_listed_merged_and_paged(cluster, zone2):
+    with cluster.compute_api("2.37") as api:
+        flavor = next(f["id"] for f in api.get("/flavors").json()["flavors"] if f["name"] == "m1.tiny")
+        image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
+        # two servers in each cell
         ids = []
         for i in range(4):
             response = api.post("/servers", json={"server": {"name": f"cells-{i}", "flavorRef": flavor,
                                                              "imageRef": image, "networks": "auto",
-                                                             "availability_zone": ("nova", "zone2")[i % 2]}})
+                                                             "availability_zone": ("nova", zone2)[i % 2]}})
             assert response.status_code == 202, response.text
             ids.append(response.json()["server"]["id"])
 
@@ -267,7 +274,7 @@ def test_a_boot_sent_while_the_conductor_is_dead_finishes_when_it_restarts(clust
     assert cluster.manage("placement", "audit", check=False).returncode == 0
 
 
-def test_a_killed_compute_shows_down_within_the_service_down_time(cluster):
+def test_a_killed_compute_shows_down_within_the_service_down_time(cluster, zone2):
     def states(api):
         rows = api.get("/os-services", params={"binary": "nova-compute"}).json()["services"]
         return {row["host"]: row["state"] for row in rows}
@@ -287,7 +294,7 @@ def test_a_killed_compute_shows_down_within_the_service_down_time(cluster):
         image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
         response = api.post("/servers", json={"server": {"name": "to-a-dead-zone", "flavorRef": flavor,
                                                          "imageRef": image, "networks": "auto",
-                                                         "availability_zone": "zone2"}})
+                                                         "availability_zone": zone2}})
         assert response.status_code == 202, response.text
         uuid_ = response.json()["server"]["id"]
         shown = wait_for(lambda: (lambda s: s if s["status"] == "ERROR" else None)(
