@@ -12,9 +12,9 @@ from tests.cloud import new_cloud
 _SHARED_RESOURCE_GROUPS = {
     "libvirt": ["tests/libvirt/"],
 }
-# Modules whose tests share a deployment started for the module: a module stays on one worker, so that
-# its deployment starts once.
-_WHOLE_MODULES = ("tests/distributed/",)
+# Modules (and packages of modules) whose tests share a deployment started for them: each stays on one worker,
+# so that its deployment starts once.
+_WHOLE_MODULES = "tests/distributed/"
 
 
 def shared_resource_group(nodeid: str) -> str | None:
@@ -27,15 +27,18 @@ def shared_resource_group(nodeid: str) -> str | None:
 
 
 def scheduling_unit(nodeid: str) -> str:
-    """What one worker runs together: a shared-resource group, a whole module of ``_WHOLE_MODULES``, or the test."""
+    """What one worker runs together: a shared-resource group, a whole module or package right under
+    ``_WHOLE_MODULES``, or the test."""
     path = nodeid.split("::", 1)[0]
-    return shared_resource_group(nodeid) or (path if path.startswith(_WHOLE_MODULES) else nodeid)
+    if path.startswith(_WHOLE_MODULES):
+        return "/".join(path.split("/")[:3])  # tests/distributed/<module or package>
+    return shared_resource_group(nodeid) or nodeid
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Load balancing where each shared-resource group, and each module of ``_WHOLE_MODULES``, is one unit of
-    work (one worker runs it all).
+    """Load balancing where each shared-resource group, and each module or package of ``_WHOLE_MODULES``, is one
+    unit of work (one worker runs it all).
 
     xdist's own ``xdist_group`` marks do not group anything under pytest 9.2 (xdist renames
     ``item._nodeid``, which pytest no longer reads), so the groups are worked out from the test ids here.

@@ -1,5 +1,5 @@
 """Live migrations cut short by a kill -9 of the source or the destination compute process, on a deployment with
-every service in its own OS process (RabbitMQ + PostgreSQL).
+every service in its own OS process (RabbitMQ + PostgreSQL; the package's, conftest.py).
 
 Two extra compute processes run one fake host each in cell1 (``lm-a1``, ``lm-b1``), so one side of a migration
 can die alone. After the kill the migration record stops moving; within ``[conductor]
@@ -9,30 +9,9 @@ migration there: the server is ACTIVE on exactly one host, its allocation on tha
 """
 from __future__ import annotations
 
-import pytest
-
-from tests.distributed.cluster import boot_on, two_cell_deployment, wait_for
-
-STALL = 5
-FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    extra = {"conductor": {"reconcile_interval": "1", "live_migration_stall_timeout": str(STALL)},
-             "fake_driver": {"live_migration_delay": "20"}}
-    with two_cell_deployment("postgresql", second_controller=False, extra=extra) as deployed:
-        for name in ("lm-a", "lm-b"):
-            config = deployed.variant(name, {"compute": {"cell": "cell1"},
-                                             "fake_driver": {"hosts": "1", "host_prefix": name}})
-            deployed.start(name, ["compute"], config).wait_ready()
-        yield deployed
-
-
-@pytest.fixture
-def api(cluster):
-    with cluster.compute_api("2.80") as client:
-        yield client
+from tests.distributed.cluster import boot_on
+from tests.distributed.moves.moves import FLAVOR, STALL, delete, held, newest_migration as newest_of_kind, settled
+from tests.distributed.moves.moves import wait_status as wait_status_of_kind
 
 
 def live_migrate(api, uuid: str, host: str) -> None:
@@ -41,30 +20,11 @@ def live_migrate(api, uuid: str, host: str) -> None:
 
 
 def newest_migration(api, uuid: str) -> dict:
-    rows = api.get("/os-migrations", params={"instance_uuid": uuid, "migration_type": "live-migration"}).json()
-    return max(rows["migrations"], key=lambda m: m["id"], default={"status": None})  # none yet: the conductor's
+    return newest_of_kind(api, uuid, "live-migration")  # none yet: the conductor's
 
 
 def wait_status(cluster, api, uuid: str, statuses: tuple[str, ...], timeout: float, what: str) -> dict:
-    return wait_for(lambda: (lambda m: m if m["status"] in statuses else None)(newest_migration(api, uuid)),
-                    timeout, what, cluster)
-
-
-def held(cluster, consumer: str) -> dict[str, dict]:
-    with cluster.placement_api() as placement:
-        names = {p["uuid"]: p["name"] for p in placement.get("/resource_providers").json()["resource_providers"]}
-        allocations = placement.get(f"/allocations/{consumer}").json()["allocations"]
-    return {names[rp]: a["resources"] for rp, a in allocations.items()}
-
-
-def settled(cluster, api, uuid: str, timeout: float = 60) -> dict:
-    return wait_for(lambda: (lambda s: s if s["OS-EXT-STS:task_state"] is None else None)(
-        api.get(f"/servers/{uuid}").json()["server"]), timeout, "the server's task to end", cluster)
-
-
-def delete(cluster, api, uuid: str) -> None:
-    api.delete(f"/servers/{uuid}")
-    wait_for(lambda: api.get(f"/servers/{uuid}").status_code == 404, 60, "the server to be deleted", cluster)
+    return wait_status_of_kind(cluster, api, uuid, "live-migration", statuses, timeout, what)
 
 
 def test_source_killed_mid_copy_the_server_stays_on_its_source(cluster, api):

@@ -1,5 +1,5 @@
 """Cold migrations cut short by a kill -9 of the destination or the source compute process, on a deployment with
-every service in its own OS process (RabbitMQ + PostgreSQL).
+every service in its own OS process (RabbitMQ + PostgreSQL; the package's, conftest.py).
 
 Three extra compute processes run one fake host each in cell1: ``rz-a1`` (a source), ``rz-b1`` (a destination
 whose finish_migration is held 30 s: it dies in it) and ``rz-c1`` (a source whose migrate_disk_and_power_off is
@@ -10,29 +10,10 @@ with a fault when the source itself is gone. Either way the allocation is the so
 """
 from __future__ import annotations
 
-import pytest
-
-from tests.distributed.cluster import boot_on, two_cell_deployment, wait_for
-
-TIMEOUT = 5
-FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    extra = {"conductor": {"reconcile_interval": "1"}, "compute": {"move_timeout": str(TIMEOUT)}}
-    with two_cell_deployment("postgresql", second_controller=False, extra=extra) as deployed:
-        for name, delays in (("rz-a", ""), ("rz-b", "finish_migration=30"), ("rz-c", "migrate_disk_and_power_off=30")):
-            config = deployed.variant(name, {"compute": {"cell": "cell1"},
-                                             "fake_driver": {"hosts": "1", "host_prefix": name, "step_delays": delays}})
-            deployed.start(name, ["compute"], config).wait_ready()
-        yield deployed
-
-
-@pytest.fixture
-def api(cluster):
-    with cluster.compute_api("2.80") as client:
-        yield client
+from tests.distributed.cluster import boot_on, wait_for
+from tests.distributed.moves.moves import FLAVOR, MOVE_TIMEOUT as TIMEOUT
+from tests.distributed.moves.moves import assert_audit_clean, delete, held, newest_migration as newest_of_kind
+from tests.distributed.moves.moves import settled, wait_status as wait_status_of_kind
 
 
 def migrate(api, uuid: str, host: str) -> None:
@@ -41,35 +22,11 @@ def migrate(api, uuid: str, host: str) -> None:
 
 
 def newest_migration(api, uuid: str) -> dict:
-    rows = api.get("/os-migrations", params={"instance_uuid": uuid, "migration_type": "migration"}).json()
-    return max(rows["migrations"], key=lambda m: m["id"], default={"status": None})
+    return newest_of_kind(api, uuid, "migration")
 
 
 def wait_status(cluster, api, uuid: str, statuses: tuple[str, ...], timeout: float, what: str) -> dict:
-    return wait_for(lambda: (lambda m: m if m["status"] in statuses else None)(newest_migration(api, uuid)),
-                    timeout, what, cluster)
-
-
-def held(cluster, consumer: str) -> dict[str, dict]:
-    with cluster.placement_api() as placement:
-        names = {p["uuid"]: p["name"] for p in placement.get("/resource_providers").json()["resource_providers"]}
-        allocations = placement.get(f"/allocations/{consumer}").json()["allocations"]
-    return {names[rp]: a["resources"] for rp, a in allocations.items()}
-
-
-def settled(cluster, api, uuid: str, timeout: float = 60) -> dict:
-    return wait_for(lambda: (lambda s: s if s["OS-EXT-STS:task_state"] is None else None)(
-        api.get(f"/servers/{uuid}").json()["server"]), timeout, "the server's task to end", cluster)
-
-
-def assert_audit_clean(cluster) -> None:
-    audit = cluster.manage("placement", "audit", "--verbose", check=False)
-    assert audit.returncode == 0, audit.stdout
-
-
-def delete(cluster, api, uuid: str) -> None:
-    api.delete(f"/servers/{uuid}")
-    wait_for(lambda: api.get(f"/servers/{uuid}").status_code == 404, 60, "the server to be deleted", cluster)
+    return wait_status_of_kind(cluster, api, uuid, "migration", statuses, timeout, what)
 
 
 def test_destination_killed_while_finishing_the_server_is_back_on_its_source(cluster, api):
