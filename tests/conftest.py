@@ -15,6 +15,9 @@ _SHARED_RESOURCE_GROUPS = {
 # Modules (and packages of modules) whose tests share a deployment started for them: each stays on one worker,
 # so that its deployment starts once.
 _WHOLE_MODULES = "tests/distributed/"
+# Modules that start one deployment per database kind (test ids end in [postgresql] or [mysql]): one unit
+# of work per kind, so that the two deployments run on both workers at once.
+_ONE_UNIT_PER_DATABASE = ("tests/distributed/test_processes.py",)
 
 
 def shared_resource_group(nodeid: str) -> str | None:
@@ -30,6 +33,8 @@ def scheduling_unit(nodeid: str) -> str:
     """What one worker runs together: a shared-resource group, a whole module or package right under
     ``_WHOLE_MODULES``, or the test."""
     path = nodeid.split("::", 1)[0]
+    if path in _ONE_UNIT_PER_DATABASE:
+        return f"{path}[{'mysql' if nodeid.endswith('[mysql]') else 'postgresql'}]"
     if path.startswith(_WHOLE_MODULES):
         return "/".join(path.split("/")[:3])  # tests/distributed/<module or package>
     return shared_resource_group(nodeid) or nodeid
