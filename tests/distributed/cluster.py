@@ -113,6 +113,18 @@ def manage(config: Path, *args: str, check: bool = True) -> subprocess.Completed
     return result
 
 
+def availability_zone(cluster, aggregate: str, zone: str, hosts) -> str:
+    """Make an aggregate of ``hosts`` that is availability zone ``zone``; returns the zone."""
+    with cluster.compute_api("2.60") as api:
+        made = api.post("/os-aggregates", json={"aggregate": {"name": aggregate, "availability_zone": zone}})
+        assert made.status_code == 200, made.text
+        for host in hosts:
+            added = api.post(f"/os-aggregates/{made.json()['aggregate']['id']}/action",
+                             json={"add_host": {"host": host}})
+            assert added.status_code == 200, added.text
+    return zone
+
+
 class Cluster(Clients):
     """Services as separate processes; ``openstack(...)`` runs the real CLI against them (the all-in-one's
     ``Clients``: the functional scenarios run unchanged against a cluster)."""

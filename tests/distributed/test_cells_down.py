@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.distributed.cluster import Cluster
+from tests.distributed.cluster import Cluster, availability_zone
 from tests.distributed.forwarder import Forwarder
 from tests.distributed.infra import POSTGRES, Databases, rabbit_vhost
 
@@ -107,13 +107,7 @@ def host_of(cluster, server_id: str) -> str:
 @pytest.fixture(scope="module")
 def zone2(cluster):
     """cell2's host as availability zone "zone2"; cell1's stays in "nova"."""
-    with cluster.compute_api() as api:
-        aggregate = api.post("/os-aggregates", json={"aggregate": {"name": "cell2", "availability_zone": "zone2"}})
-        assert aggregate.status_code == 200, aggregate.text
-        added = api.post(f"/os-aggregates/{aggregate.json()['aggregate']['id']}/action",
-                         json={"add_host": {"host": "cell2-host1"}})
-        assert added.status_code == 200, added.text
-    return "zone2"
+    return availability_zone(cluster, "cell2", "zone2", ("cell2-host1",))
 
 
 def test_each_cell_hosts_listen_on_their_vhost_and_boots_land_in_both(cluster, zone2):

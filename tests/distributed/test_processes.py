@@ -5,7 +5,7 @@ Set-up follows an operator's order: ``api_db sync``, ``cell_v2 map_cell0``,
 APIs, conductor and scheduler, and two compute processes (two fake hosts in
 cell1, two in cell2). The scenarios are the all-in-one's, with the real
 ``openstack`` CLI, on each database. Faults of processes and of the broker,
-which do not depend on the database, are in test_faults.py.
+which do not depend on the database, are in faults/test_faults.py.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from tests.distributed.cluster import two_cell_deployment, wait_for
+from tests.distributed.cluster import availability_zone, two_cell_deployment, wait_for
 
 
 DATABASES = ["postgresql", "mysql"]
@@ -117,15 +117,7 @@ def test_boot_list_delete_over_separate_processes(cluster):
 @pytest.fixture(scope="module")
 def zone2(cluster):
     """cell2's hosts as availability zone "zone2"; the others stay in "nova"."""
-    with cluster.compute_api("2.37") as api:
-        aggregate = api.post("/os-aggregates", json={"aggregate": {"name": "cell2-hosts",
-                                                                   "availability_zone": "zone2"}})
-        assert aggregate.status_code == 200, aggregate.text
-        for host in ("cell2-host1", "cell2-host2"):
-            added = api.post(f"/os-aggregates/{aggregate.json()['aggregate']['id']}/action",
-                             json={"add_host": {"host": host}})
-            assert added.status_code == 200, added.text
-    return "zone2"
+    return availability_zone(cluster, "cell2-hosts", "zone2", ("cell2-host1", "cell2-host2"))
 
 
 def test_servers_in_two_cells_are_listed_merged_and_paged(cluster, zone2):

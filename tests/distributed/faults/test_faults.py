@@ -1,7 +1,7 @@
 """Faults of processes and of the broker, on a deployment with every service in its own OS process.
 
-The faults do not depend on the database, so they run once, on PostgreSQL. The
-deployment has one conductor and one scheduler, so a killed one is really gone
+The faults do not depend on the database, so they run once, on PostgreSQL (the package's deployment,
+conftest.py). The deployment has one conductor and one scheduler, so a killed one is really gone
 until the test starts it again. Every test leaves every process running, and
 checks what a user and an operator would see afterwards: each server ACTIVE,
 or ERROR with a fault saying why, within a deadline; Placement holding exactly
@@ -18,46 +18,17 @@ import time
 
 import pytest
 
-from tests.distributed.cluster import two_cell_deployment, wait_for
+from tests.distributed.cluster import wait_for
+from tests.distributed.faults.faults import CELL1_HOSTS, RPC_TIMEOUT
 from tests.distributed.infra import rabbitmqctl, vhost_of
 
 TINY_MB = 512
-RPC_TIMEOUT = 20
-CELL1_HOSTS = ("cell1-host1", "cell1-host2")
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    # RPC calls live 20 s: long enough that a dead conductor's scheduler call outlives the restarts below.
-    # A RabbitMQ node of its own: a test restarts it.
-    with two_cell_deployment("postgresql", second_controller=False, own_broker=True,
-                             extra={"DEFAULT": {"rpc_response_timeout": str(RPC_TIMEOUT)}}) as deployed:
-        yield deployed
 
 
 @pytest.fixture
 def api(cluster):
     with cluster.compute_api("2.60") as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def image(cluster):
-    return next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
-
-
-@pytest.fixture(scope="module")
-def zone1(cluster):
-    """cell1's hosts as availability zone "zone1": a server booted there runs on compute-cell1."""
-    with cluster.compute_api("2.60") as api:
-        aggregate = api.post("/os-aggregates", json={"aggregate": {"name": "cell1-hosts",
-                                                                   "availability_zone": "zone1"}})
-        assert aggregate.status_code == 200, aggregate.text
-        for host in CELL1_HOSTS:
-            added = api.post(f"/os-aggregates/{aggregate.json()['aggregate']['id']}/action",
-                             json={"add_host": {"host": host}})
-            assert added.status_code == 200, added.text
-    return "zone1"
 
 
 def boot(api, image: str, name: str, zone: str | None = None) -> str:

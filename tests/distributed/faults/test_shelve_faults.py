@@ -1,6 +1,7 @@
 """Shelving when a compute dies (``kill -9``) in the middle, on a deployment with every service in its own
-process (RabbitMQ + PostgreSQL, two cells): within ``[compute] shelve_timeout`` each server ends ACTIVE on
-its host or SHELVED_OFFLOADED holding nothing, can be unshelved again, and the Placement audit is clean.
+process (RabbitMQ + PostgreSQL, two cells; the package's, conftest.py): within ``[compute] shelve_timeout``
+each server ends ACTIVE on its host or SHELVED_OFFLOADED holding nothing, can be unshelved again, and the
+Placement audit is clean.
 
 A compute is caught mid-step by holding the fake hypervisor in that step (``[fake_driver] step_delays`` /
 ``spawn_delay`` / ``destroy_delay``, set by restarting it) and waiting for the server's task state.
@@ -9,42 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.distributed.cluster import two_cell_deployment, wait_for
-from tests.distributed.test_faults import boot, claims_match, ports_of, restart_compute_cell1, task_state
-
-SHELVE_TIMEOUT = 12
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with two_cell_deployment("postgresql", second_controller=False, extra={
-            "DEFAULT": {"rpc_response_timeout": "20"}, "conductor": {"reconcile_interval": "2"},
-            "compute": {"shelve_timeout": str(SHELVE_TIMEOUT)}}) as deployed:
-        yield deployed
+from tests.distributed.cluster import wait_for
+from tests.distributed.faults.faults import SHELVE_TIMEOUT
+from tests.distributed.faults.test_faults import boot, claims_match, ports_of, restart_compute_cell1, task_state
 
 
 @pytest.fixture
 def api(cluster):
     with cluster.compute_api("2.91") as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def image(cluster):
-    return next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
-
-
-@pytest.fixture(scope="module")
-def zone1(cluster):
-    """cell1's hosts as availability zone "zone1" (the compute process the tests kill)."""
-    with cluster.compute_api("2.60") as api:
-        aggregate = api.post("/os-aggregates", json={"aggregate": {"name": "cell1-shelf", "availability_zone": "zone1"}})
-        assert aggregate.status_code == 200, aggregate.text
-        for host in ("cell1-host1", "cell1-host2"):
-            added = api.post(f"/os-aggregates/{aggregate.json()['aggregate']['id']}/action",
-                             json={"add_host": {"host": host}})
-            assert added.status_code == 200, added.text
-    return "zone1"
 
 
 def server(api, uuid: str) -> dict:
