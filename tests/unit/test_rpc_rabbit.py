@@ -101,6 +101,21 @@ def connections(url: str, vhost: str) -> set[str]:
     return {row[1] for row in rows if row[:1] == [vhost]}  # (-q still prints a header)
 
 
+def consumers(url: str, vhost: str) -> dict[str, int]:
+    """How many consumers each queue of ``vhost`` has."""
+    rows = (line.split() for line in rabbitmqctl(url, "list_queues", "-q", "-p", vhost, "name", "consumers")
+            .splitlines())
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+
+
+async def _eventually_async(predicate, timeout: float) -> None:
+    """``_eventually`` for a predicate that blocks (runs in a thread: the event loop must go on reconnecting)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await asyncio.to_thread(predicate):
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.2)
+
+
 async def test_calls_work_again_after_the_broker_drops_every_connection(transports, rabbit_url):  # noqa: F811
     server, caller = transports(), transports()
     await server.serve("conductor", Endpoint())
@@ -110,6 +125,10 @@ async def test_calls_work_again_after_the_broker_drops_every_connection(transpor
     dropped = connections(rabbit_url, vhost)
     assert dropped
     rabbitmqctl(rabbit_url, "close_all_connections", "-p", vhost, "test: broker restart")
+    # Once both sides have their queues and consumers back (a call made before that can lose its reply: the
+    # publishing channel comes back before the reply queue does), calls work again.
+    back = (f"{server.prefix}conductor", caller.reply_queue_name)
+    await _eventually_async(lambda: all(consumers(rabbit_url, vhost).get(name) for name in back), timeout=60)
     assert await client.call("add", a=2, b=2) == 4
     now = connections(rabbit_url, vhost)
     assert now and not now & dropped, "the calls went over new connections"
