@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kilonova.common.db import Database, migrate
@@ -33,8 +34,13 @@ class IdentityService(Service):
     def prepare(self) -> None:
         migrate(self.db, MIGRATIONS, IdentityBase.metadata)
         self.core.load_keys()
-        self.db.run_sync(bootstrap.run, self.conf, self.core.hash_password)
-        self.core.dummy_hash   # made now, not on the event loop by the first login of an unknown user
+        stored = self.db.run_sync(bootstrap.stored_hashes, list(bootstrap.wanted_passwords(self.conf)), write=False)
+        with ThreadPoolExecutor(max_workers=4) as pool:   # scrypt releases the GIL: the hashes run side by side
+            # Made now, not on the event loop by the first login of an unknown user.
+            dummy = pool.submit(lambda: self.core.dummy_hash)
+            hashes = bootstrap.new_hashes(self.conf, stored, self.core.hash_password, pool)
+            dummy.result()
+        self.db.run_sync(bootstrap.run, self.conf, hashes)
         self.core.revocations.invalidate()
 
     async def start(self) -> None:
