@@ -71,7 +71,7 @@ _TABLE = (
     Action("createImage", "createImage", _RUNNING_LIKE, "image_snapshot_pending", "snapshot_instance",
            instance_action="createImage", lock_checked=False),
     Action("createBackup", "createBackup", _RUNNING_LIKE, "image_backup", "backup_instance",
-           instance_action="createBackup"),
+           instance_action="createBackup", lock_checked=False),
     # moves
     Action("resize", "resize", ("active", "stopped"), "resize_prep", "migrate_server", target="conductor",
            instance_action="resize"),

@@ -13,11 +13,10 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, empty_response, json_response
-from kilonova.common.rpc import NoSuchTarget
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import lookup, microversions, validation
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.db import instance_actions, instances, quotas
+from kilonova.compute.db import quotas
 
 BODY = {"type": "object", "properties": {"createImage": {
     "type": "object", "properties": {"name": validation.NAME, "metadata": validation.METADATA},
@@ -84,8 +83,15 @@ async def _source_image(svc, token: str, image_ref: str | None) -> dict:
     return response.json() if response.status_code == 200 else {}
 
 
-async def _create_image(svc, token: str, values: dict) -> dict:
-    response = await svc.image.post("/v2/images", json=values, headers={"X-Auth-Token": token})
+async def create_snapshot_image(svc, ctx, server: dict, name: str, metadata: dict[str, str],
+                                **extra: str) -> dict:
+    """The image (queued, no data yet) that a snapshot of ``server`` fills, made in the image service as
+    the caller ``ctx``, from the source image's properties, ``metadata`` and ``extra`` (createImage,
+    createBackup and shelve)."""
+    source = await _source_image(svc, ctx.token, server.get("image_ref"))
+    values = image_values(server, source, name, metadata, ctx.project_id, ctx.user_id)
+    values.update(extra)
+    response = await svc.image.post("/v2/images", json=values, headers={"X-Auth-Token": ctx.token})
     if response.status_code == 201:
         return response.json()
     detail = response.text[:300]
@@ -94,7 +100,8 @@ async def _create_image(svc, token: str, values: dict) -> dict:
     raise HTTPError(503, f"The image service answered {response.status_code} creating the snapshot image.")
 
 
-async def _delete_image(svc, token: str, image_id: str) -> None:
+async def discard_image(svc, token: str, image_id: str) -> None:
+    """Delete a snapshot image whose action did not start (best effort)."""
     try:
         await svc.image.delete(f"/v2/images/{image_id}", headers={"X-Auth-Token": token})
     except Exception:  # noqa: BLE001 - best effort: an orphan queued image is harmless
@@ -114,30 +121,23 @@ async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: 
     if 0 <= limit < len(metadata):
         raise HTTPError(403, "Quota exceeded for metadata_items: too many metadata items")
 
-    source = await _source_image(svc, ctx.token, ref.server.get("image_ref"))
-    image = await _create_image(svc, ctx.token, image_values(ref.server, source, name, metadata,
-                                                             ctx.project_id, ctx.user_id))
+    image = await create_snapshot_image(svc, ctx, ref.server, name, metadata)
     try:
         # The task state and the "createImage" action, together; 409 if the server changed meanwhile.
         server = await server_actions.begin(request, ref, "createImage")
     except HTTPError:
-        await _delete_image(svc, ctx.token, image["id"])
+        await discard_image(svc, ctx.token, image["id"])
         raise
     try:
-        await svc.compute_rpc(server["host"]).cast("snapshot_instance", instance=server, image_id=image["id"],
-                                                   request_id=ctx.request_id)
-    except NoSuchTarget:
-        await ref.cell.db.write(_undo_begin, ref.uuid, ctx.request_id)
-        await _delete_image(svc, ctx.token, image["id"])
-        raise HTTPError(409, f"Compute host {server['host']} could not be reached.") from None
+        await server_actions.tell_host(svc, server, "snapshot_instance", image_id=image["id"],
+                                       request_id=ctx.request_id)
+    except HTTPError:
+        await server_actions.undo_begin(ref, "createImage", ctx.request_id)
+        await discard_image(svc, ctx.token, image["id"])
+        raise
 
     if microversions.want(request, "2.45"):
         return json_response({"image_id": image["id"]}, status=202)
     location = str(svc.image.base_url).rstrip("/") + f"/v2/images/{image['id']}"
     return empty_response(202, headers={"Location": location})
 
-
-def _undo_begin(session, uuid: str, request_id: str | None) -> None:
-    """The host could not be told: the task state back, the action finished as failed."""
-    instances.update(session, uuid, {"task_state": None}, expected_task_state=[ACTIONS["createImage"].task_state])
-    instance_actions.finish(session, uuid, "createImage", "Error", request_id=request_id)

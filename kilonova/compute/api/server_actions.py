@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.common.rpc import NoSuchTarget, RPCError
 from kilonova.compute.api import lookup, server_action_handlers, server_records, validation
@@ -71,6 +72,22 @@ async def begin(request: Request, ref: lookup.ServerRef, key: str, values: dict 
     except UnexpectedTaskState:
         current = await ref.cell.db.read(instances.get, ref.uuid)
         raise _conflict(ref, action, current) from None
+
+
+def _undo_in_cell(session, uuid: str, action: Action, request_id: str | None) -> None:
+    instances.update(session, uuid, {"task_state": None}, expected_task_state=[action.task_state])
+    if action.instance_action:
+        instance_actions.finish(session, uuid, action.instance_action, "Error", request_id=request_id)
+
+
+async def undo_begin(ref: lookup.ServerRef, key: str, request_id: str | None) -> None:
+    """An action begun but not handed over (its host or the conductor unreachable, its image refused): the
+    task state back and its instance action finished as failed. Nothing to undo if the server changed
+    meanwhile (deleted...)."""
+    try:
+        await ref.cell.db.write(_undo_in_cell, ref.uuid, ACTIONS[key], request_id)
+    except (NotFound, UnexpectedTaskState):
+        pass
 
 
 async def tell_host(svc, server: dict, method: str, **kwargs) -> None:

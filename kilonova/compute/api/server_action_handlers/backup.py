@@ -10,13 +10,11 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, empty_response, json_response
-from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import create_image, lookup, server_actions, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
-from kilonova.compute.db import instances, quotas
-from kilonova.compute.db.instances import UnexpectedTaskState
+from kilonova.compute.db import quotas
 
 NON_NEGATIVE_INT = {"type": ["integer", "string"], "pattern": r"^[0-9]*$", "minimum": 0, "minLength": 1}
 
@@ -45,34 +43,20 @@ async def create_backup(request: Request, ref: lookup.ServerRef, key: str, body:
         limit = limits.get("metadata_items", -1)
         if 0 <= limit < len(metadata):
             raise HTTPError(403, "Quota exceeded for metadata_items: too many metadata items")
-    action = ACTIONS["createBackup"]
-    server = ref.server
-    # No lock check: upstream's backup does not refuse a locked server.
-    if ref.cell is None or ref.cell.is_cell0 or not server.get("host") or \
-            not action.allows(server["vm_state"], server.get("task_state")):
-        raise HTTPError(409, action.conflict_message(ref.uuid, server["vm_state"], server.get("task_state")))
-
-    source = await create_image._source_image(svc, ctx.token, server.get("image_ref"))
-    values = create_image.image_values(server, source, name, metadata, ctx.project_id, ctx.user_id)
-    values.update(image_type="backup", backup_type=backup_type)
-    image = await create_image._create_image(svc, ctx.token, values)
+    server_actions.check_startable(request, ref, key)  # before the image is made, as upstream's decorators
+    image = await create_image.create_snapshot_image(svc, ctx, ref.server, name, metadata, image_type="backup",
+                                                     backup_type=backup_type)
     try:
-        server = await ref.cell.db.write(server_actions._begin_in_cell, ref.uuid, action, ctx.to_dict(), {})
-    except UnexpectedTaskState:
-        await create_image._delete_image(svc, ctx.token, image["id"])
-        current = await ref.cell.db.read(instances.get, ref.uuid)
-        raise HTTPError(409, action.conflict_message(ref.uuid, current["vm_state"], current.get("task_state"))) \
-            from None
+        server = await server_actions.begin(request, ref, key)
+    except HTTPError:
+        await create_image.discard_image(svc, ctx.token, image["id"])
+        raise
     try:
         await server_actions.tell_host(svc, server, "backup_instance", image_id=image["id"], backup_type=backup_type,
                                        rotation=rotation, request_id=ctx.request_id)
     except HTTPError:
-        try:
-            await ref.cell.db.write(instances.update, ref.uuid, {"task_state": None},
-                                    expected_task_state=["image_backup"])
-        except Exception:  # noqa: BLE001 - changed meanwhile: nothing of ours to undo
-            pass
-        await create_image._delete_image(svc, ctx.token, image["id"])
+        await server_actions.undo_begin(ref, key, ctx.request_id)
+        await create_image.discard_image(svc, ctx.token, image["id"])
         raise
     if want(request, "2.45"):
         return json_response({"image_id": image["id"]}, status=202)

@@ -18,7 +18,7 @@ from kilonova.compute.api.availability_zones import available_zones
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.api.services import host_zones
-from kilonova.compute.db import build_requests, instances, mappings
+from kilonova.compute.db import build_requests, mappings
 from kilonova.compute.db.api_models import RequestSpec
 
 UNSHELVE_2_77 = {"type": "object", "properties": {"unshelve": {
@@ -42,18 +42,17 @@ async def shelve(request: Request, ref: lookup.ServerRef, key: str, body: dict):
                        "image_base_image_ref": ref.server.get("image_ref") or ""}
     server = await server_actions.begin(request, ref, "shelve", {"system_metadata": system_metadata})
     try:
-        source = await create_image._source_image(svc, ctx.token, server.get("image_ref"))
-        image = await create_image._create_image(svc, ctx.token, create_image.image_values(
-            server, source, f"{server.get('display_name') or ''}-shelved", {}, ctx.project_id, ctx.user_id))
+        image = await create_image.create_snapshot_image(svc, ctx, server,
+                                                         f"{server.get('display_name') or ''}-shelved", {})
     except BaseException:
-        await _undo(ref, "shelving")
+        await server_actions.undo_begin(ref, "shelve", ctx.request_id)
         raise
     try:
         await server_actions.tell_host(svc, server, "shelve_instance", image_id=image["id"],
                                        request_id=ctx.request_id)
     except HTTPError:
-        await _undo(ref, "shelving")
-        await create_image._delete_image(svc, ctx.token, image["id"])
+        await server_actions.undo_begin(ref, "shelve", ctx.request_id)
+        await create_image.discard_image(svc, ctx.token, image["id"])
         raise
     return empty_response(202)
 
@@ -65,17 +64,9 @@ async def shelve_offload(request: Request, ref: lookup.ServerRef, key: str, body
         await server_actions.tell_host(compute_api(request), server, "shelve_offload_instance",
                                        request_id=request.state.context.request_id)
     except HTTPError:
-        await _undo(ref, "shelving_offloading")
+        await server_actions.undo_begin(ref, "shelveOffload", request.state.context.request_id)
         raise
     return empty_response(202)
-
-
-async def _undo(ref: lookup.ServerRef, task_state: str) -> None:
-    """The action could not be handed over: the server is as it was (the action's record stays)."""
-    try:
-        await ref.cell.db.write(instances.update, ref.uuid, {"task_state": None}, expected_task_state=[task_state])
-    except Exception:  # noqa: BLE001 - changed meanwhile (deleted): nothing of ours to undo
-        pass
 
 
 _UNSET = object()
@@ -127,7 +118,7 @@ async def unshelve(request: Request, ref: lookup.ServerRef, key: str, body: dict
         await svc.conductor.cast("unshelve_instance", instance_uuid=ref.uuid, host=host,
                                  request_id=ctx.request_id)
     except NoSuchTarget:
-        await _undo(ref, "unshelving")
+        await server_actions.undo_begin(ref, "unshelve", ctx.request_id)
         raise HTTPError(409, "The conductor could not be reached.") from None
     return empty_response(202)
 
