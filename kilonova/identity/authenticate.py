@@ -98,18 +98,24 @@ async def check_password(identity: IdentityCore, ref: dict[str, Any], source: st
     except SourceLimitExceeded as exc:
         raise HTTPError(429, "Too many failed logins from this address; try again later.",
                         headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))}) from None
-    user = await identity.read(find_password_user, ref)
-    now = _now()
-    if user is not None and identity.lockout.locked(user.failed_auth_count, user.failed_auth_at, now):
-        raise unauthorized()
-    if not await identity.verify_password(ref["password"], user.password_hash if user else None):
+    try:
+        user = await identity.read(find_password_user, ref)
+        now = _now()
+        if user is not None and identity.lockout.locked(user.failed_auth_count, user.failed_auth_at, now):
+            raise unauthorized()
+        right = await identity.verify_password(ref["password"], user.password_hash if user else None)
+    except HTTPError as exc:
+        if exc.status != 401:   # a malformed body, or too busy to check: no failed login
+            identity.failed_logins.take_back(ticket)
+        raise
+    if not right:
         if user is not None:
             restart = identity.lockout.expired(user.failed_auth_count, user.failed_auth_at, now)
             await identity.write(users.record_failed_login, user.id, now, restart)
         raise unauthorized()
     if user is None or not user.enabled:
         raise unauthorized()
-    identity.failed_logins.succeeded(ticket)
+    identity.failed_logins.take_back(ticket)
     if user.failed_auth_count:
         await identity.write(users.clear_failed_logins, user.id)
     if passwords.needs_rehash(user.password_hash, identity.hash_rounds):

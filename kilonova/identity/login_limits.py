@@ -53,7 +53,8 @@ class FailedLoginsBySource:
     """At most ``limit`` failed logins per source address in any ``window`` seconds (0: no limit).
 
     A login counts from the moment it is checked (so a burst of parallel guesses cannot all slip past the
-    count before the first of them fails) until it turns out right, when it is taken back.
+    count before the first of them fails) until it turns out right (or malformed, or too busy to check),
+    when it is taken back.
     """
 
     MAX_SOURCES = 10000   # memory bound: beyond it, the sources seen longest ago are forgotten
@@ -70,7 +71,7 @@ class FailedLoginsBySource:
                    _number(conf, "identity", "failed_login_window"))
 
     def begin(self, source: str) -> object | None:
-        """A token for ``succeeded``; ``SourceLimitExceeded`` when ``source`` has used up its window."""
+        """A ticket for ``take_back``; ``SourceLimitExceeded`` when ``source`` has used up its window."""
         if self.limit <= 0:
             return None
         now = self._clock()
@@ -88,7 +89,8 @@ class FailedLoginsBySource:
         attempts.append(token)
         return (source, token)
 
-    def succeeded(self, ticket: object | None) -> None:
+    def take_back(self, ticket: object | None) -> None:
+        """The login of ``ticket`` (``begin``) was no failure: right, malformed, or never checked."""
         if ticket is None:
             return
         source, token = ticket

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -58,3 +59,22 @@ async def test_hashing_runs_off_the_event_loop_and_a_full_queue_answers_503(serv
     release.set()
     assert not loop_threads & set(await asyncio.gather(*jobs))
     assert (await client.post("/v3/auth/tokens", json=password_auth("demo"))).status_code == 201
+
+
+async def test_only_wrong_passwords_count_against_their_source(tmp_path):
+    service = make_service(make_conf(tmp_path, failed_login_limit="2"))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app),
+                                     base_url="http://identity") as client:
+            malformed = password_auth("demo")
+            del malformed["auth"]["identity"]["password"]["user"]["password"]
+            for _ in range(3):
+                assert (await client.post("/v3/auth/tokens", json=malformed)).status_code == 400
+            for _ in range(3):
+                assert (await client.post("/v3/auth/tokens", json=password_auth("demo"))).status_code == 201
+            for _ in range(2):
+                assert (await client.post("/v3/auth/tokens", json=password_auth("demo", "wrong"))).status_code == 401
+            refused = await client.post("/v3/auth/tokens", json=password_auth("demo"))
+            assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    finally:
+        service.db.close()
