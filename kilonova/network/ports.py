@@ -104,10 +104,14 @@ async def create(request: Request):
     return creation_response("port", "ports", shown, bulk="ports" in body)
 
 
+def _check_visible(ctx, port: dict[str, Any], network: dict[str, Any]) -> None:
+    if not policy.can_see_port(ctx, port, network["project_id"]):
+        raise not_found("port", port["id"])
+
+
 async def _visible_port(request: Request, port_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     port, network = await service(request).db.read(ports.get_with_network, port_id)
-    if not policy.can_see_port(context(request), port, network["project_id"]):
-        raise not_found("port", port_id)
+    _check_visible(context(request), port, network)
     return port, network
 
 
@@ -136,10 +140,16 @@ def _check_port_owner(ctx, port: dict[str, Any], network: dict[str, Any], rule: 
 async def update(request: Request, port_id: str):
     ctx = context(request)
     values = A.parse(await read_json(request), "port", ATTRS, update=True)
-    port, network = await _visible_port(request, port_id)
-    _check_port_owner(ctx, port, network, "rule:update_port")
-    wanted_mac = _check_values(ctx, "update_port", values, network)
-    updated = await _write(request, ports.update, port_id, _columns(values), values.get("fixed_ips"), wanted_mac)
+
+    def change(session) -> tuple[dict[str, Any], dict[str, Any]]:
+        # The checks read the port in the update's own transaction (every move of a server rebinds its ports).
+        port, network = ports.get_with_network(session, port_id)
+        _check_visible(ctx, port, network)
+        _check_port_owner(ctx, port, network, "rule:update_port")
+        wanted_mac = _check_values(ctx, "update_port", values, network)
+        return port, ports.update(session, port, _columns(values), values.get("fixed_ips"), wanted_mac)
+
+    port, updated = await _write(request, change)
     service(request).notifier.port_changed(port, updated)
     return respond_one(request, "port", views.port(updated, policy.privileged(ctx)))
 

@@ -184,6 +184,44 @@ async def test_port_update_fixed_ips_and_mac(api):
     assert other["fixed_ips"][0]["ip_address"] == "192.168.70.2"  # .2 was freed by the move
 
 
+async def test_port_updates_show_what_is_stored(api):
+    """Each update answers the port as a later GET shows it: changed fields, status, revision, MAC."""
+    net, sub = await network_with_subnet(api, cidr="192.168.75.0/24")
+    port = await post(api, "port", SERVICE, network_id=net["id"], project_id="p-alice")
+    assert port["status"] == "DOWN" and port["revision_number"] == 0
+    steps = [(SERVICE, {"binding:host_id": "compute2", "device_id": "server-9", "device_owner": "compute:nova",
+                        "binding:profile": {"migrating_to": "compute3"}}),
+             (ALICE, {"name": "renamed", "description": "d", "admin_state_up": False}),
+             (ALICE, {"mac_address": "fa:16:3e:00:75:01"}),
+             (SERVICE, {"binding:host_id": "", "binding:profile": {}})]
+    for revision, (who, change) in enumerate(steps, start=1):
+        response = await api.put(f"/v2.0/ports/{port['id']}", headers=who, json={"port": change})
+        assert response.status_code == 200, response.text
+        updated = response.json()["port"]
+        shown = (await api.get(f"/v2.0/ports/{port['id']}", headers=who)).json()["port"]
+        assert updated == shown
+        assert updated["revision_number"] == revision
+        assert updated["fixed_ips"] == port["fixed_ips"] and updated["fixed_ips"][0]["subnet_id"] == sub["id"]
+        for key, value in change.items():
+            assert updated[key] == value
+        bound = (await api.get(f"/v2.0/ports/{port['id']}", headers=SERVICE)).json()["port"]["binding:host_id"]
+        assert updated["status"] == ("ACTIVE" if bound else "DOWN")
+    assert updated["name"] == "renamed" and updated["mac_address"] == "fa:16:3e:00:75:01"
+    other = await post(api, "port", network_id=net["id"])
+    taken = await api.put(f"/v2.0/ports/{other['id']}", headers=ALICE,
+                          json={"port": {"mac_address": "FA:16:3E:00:75:01"}})
+    assert taken.status_code == 409 and taken.json()["NeutronError"]["type"] == "MacAddressInUse"
+    hidden = await api.put(f"/v2.0/ports/{port['id']}", headers=BOB, json={"port": {"name": "x"}})
+    assert hidden.status_code == 404 and hidden.json()["NeutronError"]["type"] == "PortNotFound"
+    read_only = await api.put(f"/v2.0/ports/{port['id']}", headers=READER, json={"port": {"name": "x"}})
+    assert read_only.status_code == 403
+    missing = await api.put("/v2.0/ports/00000000-0000-0000-0000-00000000dead", headers=ADMIN,
+                            json={"port": {"name": "x"}})
+    assert missing.status_code == 404
+    unchanged = (await api.get(f"/v2.0/ports/{port['id']}", headers=SERVICE)).json()["port"]
+    assert unchanged["name"] == "renamed" and unchanged["revision_number"] == len(steps)
+
+
 async def test_binding_is_admin_only(api):
     net, _ = await network_with_subnet(api, cidr="192.168.80.0/24")
     denied = await post(api, "port", status=403, network_id=net["id"], **{"binding:host_id": "compute1"})

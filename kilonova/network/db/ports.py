@@ -29,13 +29,30 @@ def load(session: Session, port_id: str) -> Port:
     return port
 
 
+# Every move of a server rebinds its ports (a read and an update each): plain rows from statements built
+# once, not ORM objects with their addresses loaded by a second query.
+_PORTS = Port.__table__
+_IPS = IPAllocation.__table__
+_ROW = sa.select(*(_PORTS.c[column] for column in COLUMNS)).where(_PORTS.c.id == sa.bindparam("port_id"))
+_ADDRESSES = sa.select(_IPS.c.subnet_id, _IPS.c.ip_address).where(
+    _IPS.c.port_id == sa.bindparam("port_id")).order_by(_IPS.c.id)
+# The SET clause comes from the execute() parameters other than the WHERE clause's.
+_UPDATE = _PORTS.update().where(_PORTS.c.id == sa.bindparam("port_id"))
+
+
 def get(session: Session, port_id: str) -> dict[str, Any]:
-    return to_dict(load(session, port_id))
+    row = session.execute(_ROW, {"port_id": port_id}).mappings().first()
+    if row is None:
+        raise errors.not_found("port", port_id)
+    port = dict(row)
+    port["fixed_ips"] = [{"subnet_id": subnet_id, "ip_address": address}
+                         for subnet_id, address in session.execute(_ADDRESSES, {"port_id": port_id})]
+    return port
 
 
 def get_with_network(session: Session, port_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    port = load(session, port_id)
-    return to_dict(port), networks.get(session, port.network_id)
+    port = get(session, port_id)
+    return port, networks.get(session, port["network_id"])
 
 
 def status_for(binding_host_id: str) -> str:
@@ -101,20 +118,37 @@ def create(session: Session, values: dict[str, Any], fixed_ips: list | None, mac
     return created
 
 
-def update(session: Session, port_id: str, values: dict[str, Any], fixed_ips: list | None,
+def update(session: Session, current: dict[str, Any], values: dict[str, Any], fixed_ips: list | None,
            mac_address: str | None) -> dict[str, Any]:
+    """Change port ``current`` (as ``get`` read it in this transaction); the port as it is now."""
+    if fixed_ips is not None:
+        return _update_with_addresses(session, current["id"], values, fixed_ips, mac_address)
+    port = {**current, **values}
+    if mac_address is not None and mac_address != current["mac_address"]:
+        port["mac_address"] = _mac(session, current["network_id"], mac_address)
+    port["status"] = status_for(port["binding_host_id"])
+    port["revision_number"] = current["revision_number"] + 1
+    port["updated_at"] = utcnow()
+    changed = {**values, "mac_address": port["mac_address"], "status": port["status"],
+               "revision_number": port["revision_number"], "updated_at": port["updated_at"]}
+    session.execute(_UPDATE, {"port_id": current["id"], **changed})
+    return port
+
+
+def _update_with_addresses(session: Session, port_id: str, values: dict[str, Any], fixed_ips: list,
+                           mac_address: str | None) -> dict[str, Any]:
+    """An update that also changes the port's addresses (rare: through the ORM's collection handling)."""
     port = load(session, port_id)
     for key, value in values.items():
         setattr(port, key, value)
     if mac_address is not None and mac_address != port.mac_address:
         port.mac_address = _mac(session, port.network_id, mac_address)
-    if fixed_ips is not None:
-        network = networks.load(session, port.network_id)
-        chosen = allocation.choose(session, network.id, list(network.subnets), fixed_ips, port.device_owner,
-                                   current=list(port.fixed_ips))
-        port.fixed_ips.clear()
-        session.flush()
-        port.fixed_ips.extend(IPAllocation(subnet_id=s, network_id=network.id, ip_address=ip) for s, ip in chosen)
+    network = networks.load(session, port.network_id)
+    chosen = allocation.choose(session, network.id, list(network.subnets), fixed_ips, port.device_owner,
+                               current=list(port.fixed_ips))
+    port.fixed_ips.clear()
+    session.flush()
+    port.fixed_ips.extend(IPAllocation(subnet_id=s, network_id=network.id, ip_address=ip) for s, ip in chosen)
     port.status = status_for(port.binding_host_id)
     port.revision_number += 1
     port.updated_at = utcnow()
