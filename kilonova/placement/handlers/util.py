@@ -132,6 +132,11 @@ async def body(request: Request, schema: dict) -> Any:
 
 
 _validators: dict[str, jsonschema.protocols.Validator] = {}
+# The same validators by the identity of the schema object (the handlers' schemas are module constants):
+# serialising the schema into its key cost more than validating a claim's body. Bounded, for schemas
+# built per request.
+_by_schema: dict[int, tuple[dict, jsonschema.protocols.Validator]] = {}
+_BY_SCHEMA_MAX = 256
 
 
 def validate(data: Any, schema: dict, prefix: str) -> None:
@@ -144,12 +149,19 @@ def validate(data: Any, schema: dict, prefix: str) -> None:
 def schema_error(data: Any, schema: dict) -> str | None:
     """What is wrong with ``data`` by ``schema`` (jsonschema's best match), None when nothing is; with a
     cached validator (building one costs far more than using it)."""
-    key = json.dumps(schema, sort_keys=True)
-    validator = _validators.get(key)
-    if validator is None:
-        cls = jsonschema.validators.validator_for(schema)
-        cls.check_schema(schema)
-        validator = _validators[key] = cls(schema, format_checker=_checker)
+    known = _by_schema.get(id(schema))
+    if known is not None and known[0] is schema:
+        validator = known[1]
+    else:
+        key = json.dumps(schema, sort_keys=True)
+        validator = _validators.get(key)
+        if validator is None:
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            validator = _validators[key] = cls(schema, format_checker=_checker)
+        if len(_by_schema) >= _BY_SCHEMA_MAX:
+            _by_schema.clear()
+        _by_schema[id(schema)] = (schema, validator)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     return None if error is None else error.message
 

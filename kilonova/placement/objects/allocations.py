@@ -170,23 +170,27 @@ def _check_capacity(session: Session, requests: list[ConsumerRequest], providers
                                        f"'{by_id[rp_id].uuid}'. The requested amount would exceed the capacity.")
 
 
-def for_consumer(session: Session, uuid: str) -> tuple[Consumer | None, dict, datetime | None, str | None]:
-    """(consumer, {provider uuid: {generation, resources}}, last modified, consumer type name)."""
-    rows = session.execute(
-        sa.select(Allocation.resource_class_id, Allocation.used, Allocation.created_at, Allocation.resource_provider_id)
-        .where(Allocation.consumer_id == uuid)).all()
+# Read before every swap of a move's claims: one statement, built once.
+_CONSUMER_ALLOCATIONS = (
+    sa.select(_ALLOCATIONS.c.resource_class_id, _ALLOCATIONS.c.used, _ALLOCATIONS.c.created_at,
+              _PROVIDERS.c.uuid, _PROVIDERS.c.generation)
+    .join(_PROVIDERS, _PROVIDERS.c.id == _ALLOCATIONS.c.resource_provider_id)
+    .where(_ALLOCATIONS.c.consumer_id == sa.bindparam("uuid")).order_by(_ALLOCATIONS.c.id))
+
+
+def for_consumer(session: Session, uuid: str) -> tuple[sa.Row | None, dict, datetime | None, str | None]:
+    """(consumer as ``consumers.get`` reads it, {provider uuid: {generation, resources}}, last modified,
+    consumer type name)."""
+    rows = session.execute(_CONSUMER_ALLOCATIONS, {"uuid": uuid}).all()
     if not rows:
         return None, {}, None, None
-    providers = rps.by_ids(session, {row.resource_provider_id for row in rows})
+    names = rcs.names_by_id(session, {row.resource_class_id for row in rows})
     result: dict[str, dict] = {}
     for row in rows:
-        provider = providers[row.resource_provider_id]
-        entry = result.setdefault(provider.uuid, {"generation": provider.generation, "resources": {}})
-        entry["resources"][rcs.name_of(session, row.resource_class_id)] = row.used
+        entry = result.setdefault(row.uuid, {"generation": row.generation, "resources": {}})
+        entry["resources"][names[row.resource_class_id]] = row.used
     consumer = consumers_mod.get(session, uuid)
-    type_name = None
-    if consumer is not None and consumer.consumer_type_id is not None:
-        type_name = consumers_mod.type_names(session).get(consumer.consumer_type_id)
+    type_name = consumer.type_name if consumer is not None else None
     return consumer, result, max(row.created_at for row in rows), type_name
 
 

@@ -25,14 +25,23 @@ class ConsumerRequest:
     consumer_type: str | None = None
 
 
-_INSERT = Consumer.__table__.insert()
+_CONSUMERS = Consumer.__table__
+_INSERT = _CONSUMERS.insert()
 # The SET clause comes from the execute() parameters other than the two of the WHERE clause.
-_UPDATE = Consumer.__table__.update().where(Consumer.__table__.c.id == sa.bindparam("c_id"),
-                                            Consumer.__table__.c.generation == sa.bindparam("c_seen"))
+_UPDATE = _CONSUMERS.update().where(_CONSUMERS.c.id == sa.bindparam("c_id"),
+                                    _CONSUMERS.c.generation == sa.bindparam("c_seen"))
+# Every move reads and rewrites its consumers: table-level statements built once.
+_TYPES = ConsumerType.__table__
+_ROW = (sa.select(_CONSUMERS.c.id, _CONSUMERS.c.uuid, _CONSUMERS.c.project_id, _CONSUMERS.c.user_id,
+                  _CONSUMERS.c.generation, _CONSUMERS.c.consumer_type_id, _TYPES.c.name.label("type_name"))
+        .outerjoin(_TYPES, _TYPES.c.id == _CONSUMERS.c.consumer_type_id)
+        .where(_CONSUMERS.c.uuid == sa.bindparam("uuid")))
+_DELETE = _CONSUMERS.delete().where(_CONSUMERS.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
 
 
-def get(session: Session, uuid: str) -> Consumer | None:
-    return session.scalar(sa.select(Consumer).where(Consumer.uuid == uuid))
+def get(session: Session, uuid: str) -> sa.Row | None:
+    """(id, uuid, project_id, user_id, generation, consumer_type_id, type_name) of a consumer, or None."""
+    return session.execute(_ROW, {"uuid": uuid}).first()
 
 
 def type_id(session: Session, name: str | None, create: bool = True) -> int | None:
@@ -79,4 +88,4 @@ def save(session: Session, existing: Consumer | None, request: ConsumerRequest) 
 
 
 def delete(session: Session, uuids) -> None:
-    session.execute(sa.delete(Consumer).where(Consumer.uuid.in_(list(uuids))))
+    session.execute(_DELETE, {"uuids": list(uuids)})
