@@ -59,47 +59,83 @@ def get(session: Session, image_id: str) -> dict[str, Any]:
     return values
 
 
+# Every shelve creates a snapshot image, describes it, uploads its data and, at unshelve, deletes it:
+# table-level statements built once, not ORM objects with their properties and tags loaded and flushed.
+_IMAGES = Image.__table__
+_PROPERTIES = ImageProperty.__table__
+_TAGS = ImageTag.__table__
+_EXISTS = sa.select(_IMAGES.c.id).where(_IMAGES.c.id == sa.bindparam("image_id"))
+_INSERT_IMAGE = _IMAGES.insert()
+_INSERT_PROPERTY = _PROPERTIES.insert()
+_INSERT_TAG = _TAGS.insert()
+# The SET clause comes from the execute() parameters other than the WHERE clause's.
+_UPDATE_IMAGE = _IMAGES.update().where(_IMAGES.c.id == sa.bindparam("image_id"))
+_UPDATE_PROPERTY = _PROPERTIES.update().where(_PROPERTIES.c.image_id == sa.bindparam("of_image"),
+                                              _PROPERTIES.c.name == sa.bindparam("prop_name"))
+_DELETE_PROPERTIES = _PROPERTIES.delete().where(_PROPERTIES.c.image_id == sa.bindparam("image_id"),
+                                                _PROPERTIES.c.name.in_(sa.bindparam("names", expanding=True)))
+_DELETE_TAGS = _TAGS.delete().where(_TAGS.c.image_id == sa.bindparam("image_id"),
+                                    _TAGS.c.value.in_(sa.bindparam("values", expanding=True)))
+_DELETE_ALL = [table.delete().where(table.c.image_id == sa.bindparam("image_id"))
+               for table in (ImageMember.__table__, _PROPERTIES, _TAGS)]
+_DELETE_IMAGE = _IMAGES.delete().where(_IMAGES.c.id == sa.bindparam("image_id"))
+
+
 def create(session: Session, values: dict[str, Any], properties: dict[str, str], tags: list[str]) -> dict:
-    if session.get(Image, values["id"]) is not None:
+    if session.execute(_EXISTS, {"image_id": values["id"]}).first() is not None:
         raise Conflict(values["id"])
-    image = Image(**values)
-    image.properties = [ImageProperty(name=k, value=v) for k, v in properties.items()]
-    image.tags = [ImageTag(value=t) for t in dict.fromkeys(tags)]
-    session.add(image)
-    session.flush()
-    return to_dict(image)
+    # The inserted parameters, column defaults included, are the new image's columns.
+    row = session.execute(_INSERT_IMAGE, values).last_inserted_params()
+    wanted_tags = list(dict.fromkeys(tags))
+    if properties:
+        session.execute(_INSERT_PROPERTY, [{"image_id": row["id"], "name": k, "value": v}
+                                           for k, v in properties.items()])
+    if wanted_tags:
+        session.execute(_INSERT_TAG, [{"image_id": row["id"], "value": t} for t in wanted_tags])
+    created = {column: row.get(column) for column in CORE_COLUMNS}
+    created["properties"] = dict(properties)
+    created["tags"] = wanted_tags
+    return created
 
 
 def update(session: Session, image_id: str, core: dict[str, Any], properties: dict[str, str],
            tags: list[str] | None) -> dict[str, Any]:
     """Set core columns, replace the extra properties with ``properties``, and the tags when given."""
-    image = _load(session, image_id)
-    for key, value in core.items():
-        setattr(image, key, value)
-    current = {prop.name: prop for prop in image.properties}
-    for name, prop in current.items():
-        if name not in properties:
-            image.properties.remove(prop)
-        elif prop.value != properties[name]:
-            prop.value = properties[name]
-    for name, value in properties.items():
-        if name not in current:
-            image.properties.append(ImageProperty(name=name, value=value))
+    image = get(session, image_id)
+    current = image["properties"]
+    params = {"image_id": image_id}
+    gone = [name for name in current if name not in properties]
+    if gone:
+        session.execute(_DELETE_PROPERTIES, {**params, "names": gone})
+    for name, value in current.items():
+        if name in properties and value != properties[name]:
+            session.execute(_UPDATE_PROPERTY, {"of_image": image_id, "prop_name": name, "value": properties[name]})
+    added = [{"image_id": image_id, "name": k, "value": v} for k, v in properties.items() if k not in current]
+    if added:
+        session.execute(_INSERT_PROPERTY, added)
+    # In the order the ORM's collection kept them: the stored ones by name, then the new ones.
+    image["properties"] = {**{k: properties[k] for k in current if k in properties}, **properties}
     if tags is not None:
-        _replace_tags(session, image, tags)
-    image.updated_at = utcnow()
-    session.flush()
-    return to_dict(image)
+        image["tags"] = _replace_tags(session, image_id, image["tags"], tags)
+    return _set_columns(session, image, {**core, "updated_at": utcnow()})
 
 
-def _replace_tags(session: Session, image: Image, tags: list[str]) -> None:
+def _set_columns(session: Session, image: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    session.execute(_UPDATE_IMAGE, {"image_id": image["id"], **values})
+    image.update(values)
+    return image
+
+
+def _replace_tags(session: Session, image_id: str, have: list[str], tags: list[str]) -> list[str]:
     wanted = list(dict.fromkeys(tags))
-    for tag in list(image.tags):
-        if tag.value not in wanted:
-            image.tags.remove(tag)
-    have = {tag.value for tag in image.tags}
-    session.flush()
-    image.tags.extend(ImageTag(value=t) for t in wanted if t not in have)
+    dropped = [tag for tag in have if tag not in wanted]
+    if dropped:
+        session.execute(_DELETE_TAGS, {"image_id": image_id, "values": dropped})
+    kept = [tag for tag in have if tag in wanted]
+    added = [tag for tag in wanted if tag not in kept]
+    if added:
+        session.execute(_INSERT_TAG, [{"image_id": image_id, "value": t} for t in added])
+    return kept + added
 
 
 def add_tag(session: Session, image_id: str, tag: str) -> None:
@@ -120,33 +156,28 @@ def remove_tag(session: Session, image_id: str, tag: str) -> None:
 
 
 def delete(session: Session, image_id: str) -> dict[str, Any]:
-    image = _load(session, image_id)
-    values = to_dict(image)
-    session.execute(sa.delete(ImageMember).where(ImageMember.image_id == image_id))
-    session.delete(image)
+    values = get(session, image_id)
+    params = {"image_id": image_id}
+    for statement in _DELETE_ALL:
+        session.execute(statement, params)
+    session.execute(_DELETE_IMAGE, params)
     return values
 
 
 def set_status(session: Session, image_id: str, expected: tuple[str, ...], status: str) -> dict[str, Any]:
     """Move the image from one of ``expected`` to ``status`` (atomically: the caller holds the write lock)."""
-    image = _load(session, image_id)
-    if image.status not in expected:
-        raise BadStatus(image.status)
-    image.status = status
-    image.updated_at = utcnow()
-    return to_dict(image)
+    image = get(session, image_id)
+    if image["status"] not in expected:
+        raise BadStatus(image["status"])
+    return _set_columns(session, image, {"status": status, "updated_at": utcnow()})
 
 
 def activate(session: Session, image_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """Record uploaded data (size, checksums, virtual size) and make the image active."""
-    image = _load(session, image_id)
-    if image.status != "saving":
-        raise BadStatus(image.status)
-    for key, value in data.items():
-        setattr(image, key, value)
-    image.status = "active"
-    image.updated_at = utcnow()
-    return to_dict(image)
+    image = get(session, image_id)
+    if image["status"] != "saving":
+        raise BadStatus(image["status"])
+    return _set_columns(session, image, {**data, "status": "active", "updated_at": utcnow()})
 
 
 # --- members -------------------------------------------------------------------------------------

@@ -231,6 +231,40 @@ async def test_patch(api):
     assert v20.json()["name"] == "old-dialect"
 
 
+async def test_writes_answer_what_a_get_shows(api):
+    """Create, patch, upload and delete answer the image as it is stored: properties, tags, status."""
+    image = await create(api, name="snap", os_distro="cirros", hw_disk_bus="virtio", tags=["a", "b", "a"])
+    url = f"/v2/images/{image['id']}"
+
+    async def shown():
+        return (await api.get(url, headers=ALICE)).json()
+
+    assert image == await shown() and image["tags"] == ["a", "b"] and image["status"] == "queued"
+    ops = [{"op": "replace", "path": "/os_distro", "value": "debian"}, {"op": "remove", "path": "/hw_disk_bus"},
+           {"op": "add", "path": "/hw_qemu_guest_agent", "value": "yes"},
+           {"op": "replace", "path": "/tags", "value": ["b", "c"]},
+           {"op": "replace", "path": "/disk_format", "value": "qcow2"}]
+    patched = (await api.patch(url, json=ops, headers={**ALICE, "Content-Type": PATCH_TYPE})).json()
+    assert patched == await shown()
+    assert patched["os_distro"] == "debian" and "hw_disk_bus" not in patched
+    assert patched["hw_qemu_guest_agent"] == "yes" and patched["tags"] == ["b", "c"]
+    assert patched["disk_format"] == "qcow2"
+    await api.post(f"{url}/members", json={"member": "p-bob"}, headers=ALICE)
+    uploaded = await api.put(f"{url}/file", content=b"x" * 1000,
+                             headers={**ALICE, "Content-Type": "application/octet-stream"})
+    assert uploaded.status_code == 204
+    active = await shown()
+    assert active["status"] == "active" and active["size"] == 1000 and active["os_distro"] == "debian"
+    again = await api.put(f"{url}/file", content=b"y", headers={**ALICE, "Content-Type": "application/octet-stream"})
+    assert again.status_code == 409
+    assert (await api.delete(url, headers=ALICE)).status_code == 204
+    assert (await api.get(url, headers=ALICE)).status_code == 404
+    assert (await api.get(f"{url}/members", headers=ALICE)).status_code == 404
+    same_id = await create(api, id=image["id"], name="again")
+    assert same_id["tags"] == [] and "os_distro" not in same_id
+    assert (await api.get(f"{url}/members", headers=ALICE)).json()["members"] == []
+
+
 async def test_tags(api):
     image = await create(api, name="tagged")
     url = f"/v2/images/{image['id']}/tags"
