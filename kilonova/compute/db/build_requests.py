@@ -67,8 +67,13 @@ def usage(session: Session, project_id: str) -> dict[str, int]:
     return {"instances": int(count), "cores": int(cores), "ram": int(ram)}
 
 
+# Every move and unshelve reads the server's request spec: a statement built once, no ORM object.
+_SPEC = sa.select(RequestSpec.__table__.c.spec).where(
+    RequestSpec.__table__.c.instance_uuid == sa.bindparam("instance_uuid"))
+
+
 def get_spec(session: Session, instance_uuid: str) -> dict[str, Any] | None:
-    row = session.scalar(sa.select(RequestSpec).where(RequestSpec.instance_uuid == instance_uuid))
+    row = session.execute(_SPEC, {"instance_uuid": instance_uuid}).first()
     return None if row is None else row.spec
 
 

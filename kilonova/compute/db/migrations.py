@@ -43,11 +43,13 @@ def to_dict(row: Migration) -> dict[str, Any]:
 def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     """A new record (``uuid`` generated unless given); ``instance_uuid``, ``migration_type`` and ``status``
     are required."""
-    row = Migration(uuid=values.get("uuid") or str(uuidlib.uuid4()),
-                    **{k: v for k, v in values.items() if k in _COLUMNS and k not in ("id", "uuid")})
-    session.add(row)
-    session.flush()
-    return to_dict(row)
+    given = {_COLUMN_NAMES[k]: v for k, v in values.items() if k in _COLUMNS and k not in ("id", "uuid")}
+    result = session.execute(_INSERT, {"uuid": values.get("uuid") or str(uuidlib.uuid4()), **given})
+    # The inserted parameters (column defaults included) and the new id are the whole record.
+    inserted = result.last_inserted_params()
+    row = {key: inserted.get(_COLUMN_NAMES[key]) for key in _COLUMNS}
+    row["id"] = result.inserted_primary_key[0]
+    return _plain(row)
 
 
 def _row(session: Session, migration_uuid: str) -> Migration:
@@ -65,6 +67,14 @@ _BY_UUID = (sa.select(*(_TABLE.c[_COLUMN_NAMES[key]].label(key) for key in _COLU
             .where(_TABLE.c.uuid == sa.bindparam("migration_uuid")))
 _UPDATE_BY_ID = _TABLE.update().where(_TABLE.c.id == sa.bindparam("row_id"))  # SET: the execute() params
 _UPDATE_IF_STATUS = _UPDATE_BY_ID.where(_TABLE.c.status.in_(sa.bindparam("expected_status", expanding=True)))
+
+
+_INSERT = _TABLE.insert()
+_IN_PROGRESS = (sa.select(*(_TABLE.c[_COLUMN_NAMES[key]].label(key) for key in _COLUMNS))
+                .where(_TABLE.c.instance_uuid == sa.bindparam("instance_uuid"), _TABLE.c.deleted == 0,
+                       _TABLE.c.status.in_(sa.bindparam("statuses", expanding=True)))
+                .order_by(_TABLE.c.id.desc()).limit(1))
+_IN_PROGRESS_OF_TYPE = _IN_PROGRESS.where(_TABLE.c.migration_type == sa.bindparam("migration_type"))
 
 
 def _plain_row(session: Session, migration_uuid: str) -> dict[str, Any]:
@@ -115,12 +125,12 @@ def update(session: Session, migration_uuid: str, values: dict[str, Any],
 def in_progress_for(session: Session, instance_uuid: str, migration_type: str | None = None,
                     statuses: tuple[str, ...] = IN_PROGRESS) -> dict[str, Any] | None:
     """The instance's newest move whose status is in ``statuses`` (of ``migration_type`` when given)."""
-    query = sa.select(Migration).where(Migration.instance_uuid == instance_uuid, Migration.deleted == 0,
-                                       Migration.status.in_(statuses))
-    if migration_type is not None:
-        query = query.where(Migration.migration_type == migration_type)
-    row = session.scalar(query.order_by(Migration.id.desc()).limit(1))
-    return None if row is None else to_dict(row)
+    params = {"instance_uuid": instance_uuid, "statuses": list(statuses)}
+    if migration_type is None:
+        row = session.execute(_IN_PROGRESS, params).mappings().first()
+    else:
+        row = session.execute(_IN_PROGRESS_OF_TYPE, {**params, "migration_type": migration_type}).mappings().first()
+    return None if row is None else _plain(dict(row))
 
 
 def list_for_instance(session: Session, instance_uuid: str, migration_type: str | None = None,

@@ -81,13 +81,11 @@ def _writer(conductor):
 
 def _node_of(session, host: str) -> dict | None:
     """The compute node of ``host`` with its service's state (None when the host has none)."""
-    found = compute_nodes.get_by_host(session, host)
-    if found is None:
+    node = compute_nodes.node_of_host(session, host)
+    if node is None:
         return None
-    node, service = found
     return {"uuid": node.uuid, "nodename": node.hypervisor_hostname, "hypervisor_type": node.hypervisor_type,
-            "hypervisor_version": node.hypervisor_version, "host_ip": node.host_ip,
-            "disabled": bool(service and service.disabled)}
+            "hypervisor_version": node.hypervisor_version, "host_ip": node.host_ip, "disabled": bool(node.disabled)}
 
 
 def _flavor_id(session, flavorid: str) -> int:
