@@ -8,6 +8,7 @@ another host after a move, with the new flavor after a resize, ...). At the end 
 (evacuated hosts clean up then) and `kilonova manage placement audit` must find nothing leaked.
 
     .venv/bin/python benchmarks/lifecycle.py [--servers 200] [--hosts 10] [--concurrency 16] [--only resize,...]
+        [--profile PREFIX]
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Callable
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.boot import cpu_seconds, percentile, token  # noqa: E402
+from benchmarks.boot import cpu_seconds, percentile, start_profiler, stop_profiler, token  # noqa: E402
 from tests.cloud import new_cloud  # noqa: E402
 
 MICROVERSION = "2.91"
@@ -165,10 +166,12 @@ async def shelve_and_unshelve(client, srv: dict) -> None:
     srv["host"] = host_of(shown)
 
 
-async def run_phase(cloud, client, name: str, one, servers: list[dict], concurrency: int) -> dict:
+async def run_phase(cloud, client, name: str, one, servers: list[dict], concurrency: int,
+                    profile: str | None = None) -> dict:
     idle_from = cpu_seconds(cloud.proc.pid)
     await asyncio.sleep(1)
     idle_rate = cpu_seconds(cloud.proc.pid) - idle_from
+    profiler = start_profiler(profile, cloud.proc.pid)
     queue = list(servers)
     durations: list[float] = []
     cpu_before = cpu_seconds(cloud.proc.pid)
@@ -184,6 +187,7 @@ async def run_phase(cloud, client, name: str, one, servers: list[dict], concurre
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(cloud.proc.pid) - cpu_before - idle_rate * elapsed
+    stop_profiler(profiler)
     result = {"ops": len(servers), "per_s": len(servers) / elapsed, "p50": statistics.median(durations),
               "p95": percentile(durations, 95), "cpu_ms": cpu / len(servers) * 1000}
     print(f"  {name:<28} {result['per_s']:7.1f} ops/s   p50 {result['p50'] * 1000:6.0f} ms   "
@@ -216,6 +220,11 @@ async def boot(client, image: str, net: str, count: int, concurrency: int) -> li
         shown = await wait_until(client, uuid, active_idle, "ACTIVE after boot", timeout=600)
         servers.append({"id": uuid, "host": host_of(shown), "flavor": "1", "image": image, "name": shown["name"]})
     return servers
+
+
+def profile_file(args, operation: str) -> str | None:
+    """``--profile PREFIX``: one py-spy file per operation, PREFIX.operation."""
+    return f"{args.profile}.{operation}" if args.profile else None
 
 
 def audit(cloud) -> str:
@@ -262,13 +271,14 @@ async def run(args) -> None:
                         await set_forced_down(client, host, True)
                     victims = [s for s in servers if s["host"] in down]
                     results[name] = await run_phase(cloud, client, f"evacuate ({len(victims)} servers)", evacuate,
-                                                    victims, args.concurrency)
+                                                    victims, args.concurrency, profile_file(args, name))
                     # They stay forced down: upstream refuses to force a host up before its agent came back
                     # and cleaned up its evacuated guests (the restart below).
                     forced_down.extend(down)
                     continue
                 label, one = phases[name]
-                results[name] = await run_phase(cloud, client, label, one, servers, args.concurrency)
+                results[name] = await run_phase(cloud, client, label, one, servers, args.concurrency,
+                                                profile_file(args, name))
             await WATCHER.stop()
         # A restart: hosts that were evacuated remove their stale guests and release what they held.
         cloud.stop()
@@ -292,6 +302,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--poll-interval", type=float, default=0.05,
                         help="seconds between the watcher's polls; each poll costs the cloud CPU too")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="sample the cloud with py-spy (from PATH) during each operation and write its raw "
+                             "stacks to PREFIX.OPERATION")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(OPERATIONS)}")
     asyncio.run(run(parser.parse_args()))
 
