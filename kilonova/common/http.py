@@ -25,6 +25,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from kilonova.common.cpu_pool import CpuPool, Overloaded
+
 LOG = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -260,7 +262,28 @@ async def read_json(request: Request, *, max_bytes: int = MAX_BODY_BYTES, requir
         if required:
             raise bad_request("The request body is empty; a JSON document is required.")
         return None
-    return parse_json(raw)
+    if len(raw) <= OFF_LOOP_JSON_BYTES:
+        return parse_json(raw)
+    # A big document takes milliseconds to parse and check (the checks walk it in Python): on a thread,
+    # so that the event loop, which answers every API of the process, is not held meanwhile.
+    try:
+        return await _json_pool().run(parse_json, raw)
+    except Overloaded:
+        raise HTTPError(503, "The service is busy reading large requests; try again shortly.",
+                        headers={"Retry-After": "1"}) from None
+
+
+# Bodies above this are parsed off the event loop; below it parsing costs well under a millisecond.
+OFF_LOOP_JSON_BYTES = 64 * 1024
+_JSON_POOL: CpuPool | None = None
+
+
+def _json_pool() -> CpuPool:
+    """One small pool per process for large JSON bodies (at most 16 of them waiting or parsed at once)."""
+    global _JSON_POOL
+    if _JSON_POOL is None:
+        _JSON_POOL = CpuPool("json", workers=1, queue_limit=16)
+    return _JSON_POOL
 
 
 _BIG_NUMBER = re.compile(rb"\d{19}")   # 2 ** 63 has 19 digits
