@@ -262,12 +262,17 @@ async def read_json(request: Request, *, max_bytes: int = MAX_BODY_BYTES, requir
         if required:
             raise bad_request("The request body is empty; a JSON document is required.")
         return None
+    return await decode_json(raw)
+
+
+async def decode_json(raw: bytes, malformed: str = "Malformed request body") -> Any:
+    """``parse_json``, on a thread for a large document (503 when too many already wait there)."""
     if len(raw) <= OFF_LOOP_JSON_BYTES:
-        return parse_json(raw)
+        return parse_json(raw, malformed)
     # A big document takes milliseconds to parse and check (the checks walk it in Python): on a thread,
     # so that the event loop, which answers every API of the process, is not held meanwhile.
     try:
-        return await _json_pool().run(parse_json, raw)
+        return await _json_pool().run(parse_json, raw, malformed)
     except Overloaded:
         raise HTTPError(503, "The service is busy reading large requests; try again shortly.",
                         headers={"Retry-After": "1"}) from None

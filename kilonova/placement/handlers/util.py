@@ -14,7 +14,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kilonova.common.http import Handler, HTTPError, parse_json, read_body
+from kilonova.common.http import Handler, HTTPError, decode_json, read_body
 from kilonova.placement import accept, errors, microversion
 from kilonova.placement.objects import capacity
 
@@ -126,7 +126,7 @@ async def body(request: Request, schema: dict) -> Any:
     if content_type != "application/json":
         shown = content_type or "None"
         raise HTTPError(415, f"The media type {shown} is not supported, use application/json")
-    data = parse_json(await read_body(request), malformed="Malformed JSON")
+    data = await decode_json(await read_body(request), malformed="Malformed JSON")
     validate(data, schema, "JSON does not validate")
     return data
 
