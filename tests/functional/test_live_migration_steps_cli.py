@@ -126,3 +126,23 @@ def test_a_completed_move_records_every_step_and_takes_the_destinations_zone(ste
     assert [m["status"] for m in migrations(cloud, uuid)] == ["completed"]
     wait_for(lambda: show(cloud, uuid)["status"] == "ACTIVE")
     audit(cloud)
+
+
+def test_a_server_deleted_while_it_moves_leaves_nothing_on_either_host(steps_cloud, on_compute1):
+    """The delete goes to the source, which no longer has the guest once it moved: the destination removes
+    the guest it got when the server is not switched to it, and the migration ends in error."""
+    cloud, uuid = steps_cloud, on_compute1["id"]
+    sdk = cloud.sdk()  # connected beforehand: the delete must land while the destination prepares
+    sdk.compute.get_server(uuid)
+    cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", "compute2",
+                    uuid)
+    record = wait_migration(cloud, uuid, ("preparing",))
+    sdk.compute.delete_server(uuid)
+    assert migrations(cloud, uuid)[-1]["status"] in ("preparing", "running"), "deleted too late to test this"
+    ended = wait_migration(cloud, uuid, ("error", "completed", "cancelled"), timeout=PREPARE + 30)
+    assert (ended["id"], ended["status"]) == (record["id"], "error")
+    wait_for(lambda: cloud.openstack("server", "show", uuid, check=False).returncode != 0, timeout=30)
+    assert allocations(cloud, uuid) == {} and allocations(cloud, ended["uuid"]) == {}
+    assert f"{uuid} was deleted during its live migration: removing the guest it got on compute2" in \
+        "".join(cloud.output)
+    audit(cloud)

@@ -163,8 +163,20 @@ async def post_live_migration_at_destination(agent: ComputeManager, instance: di
             values["availability_zone"] = availability_zone
         moved = await agent._update(uuid, values,
                                     expected_task_state=["migrating"], expected_host=migration["source_compute"])
+        if moved is None and await _being_deleted(agent, uuid):
+            # Deleted while it moved: its delete went to the source, which no longer has the guest, so
+            # the guest it got here goes now (upstream's delete cuts the migration short instead).
+            LOG.warning("%s was deleted during its live migration: removing the guest it got on %s", uuid,
+                        agent.host)
+            await agent.driver.destroy(instance)
         agent.usage_changed()
         return moved
+
+
+async def _being_deleted(agent: ComputeManager, uuid: str) -> bool:
+    current = await agent._current(uuid)
+    return current is None or current.get("task_state") in ("deleting", "soft-deleting") or \
+        current.get("vm_state") in ("deleted", "soft-delete")
 
 
 @remote
@@ -259,17 +271,19 @@ async def _post(agent: ComputeManager, instance: dict, job: Job, request_id: str
     except Exception:  # noqa: BLE001 - leftovers on the source are untidy, the guest is fine
         LOG.exception("post_live_migration_at_source of %s failed on %s", uuid, agent.host)
     try:
-        await _peer(agent, dest).call("post_live_migration_at_destination", instance=instance,
-                                      migration=migration, request_id=request_id,
-                                      availability_zone=job.availability_zone)
+        moved = await _peer(agent, dest).call("post_live_migration_at_destination", instance=instance,
+                                              migration=migration, request_id=request_id,
+                                              availability_zone=job.availability_zone)
     except Exception as exc:  # noqa: BLE001 - the record stays post-migrating: the reconcile pass finishes it
         LOG.warning("post_live_migration_at_destination of %s on %s failed: %s; the conductor will finish it",
                     uuid, dest, exc)
         return
     await move_claims.drop(agent.reporter.placement, migration["uuid"])
-    await _status(agent, migration, "completed", ["post-migrating"])
+    # Not switched to the destination: the server was deleted (or changed) meanwhile; the move did not
+    # end as asked, as upstream's migration of a server deleted under it ends in error.
+    await _status(agent, migration, "completed" if moved else "error", ["post-migrating"])
     agent.usage_changed()
-    await _finish_action(agent, uuid, request_id, failed=False)
+    await _finish_action(agent, uuid, request_id, failed=not moved)
 
 
 async def _rollback(agent: ComputeManager, instance: dict, job: Job, status: str, request_id: str | None,
