@@ -24,9 +24,11 @@ def usage(cloud) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def soft_cloud():
-    cloud = new_cloud(hosts=2, config={"DEFAULT": {"reclaim_instance_interval": str(RECLAIM_SECONDS)},
+    # Shelved servers stay on their host (never offloaded); a snapshot takes a few seconds.
+    cloud = new_cloud(hosts=2, config={"DEFAULT": {"reclaim_instance_interval": str(RECLAIM_SECONDS),
+                                                   "shelved_offload_time": "-1"},
                                        "conductor": {"reconcile_interval": "1"},
-                                       "fake_driver": {"fail_spawn_hosts": ""}})
+                                       "fake_driver": {"fail_spawn_hosts": "", "step_delays": "snapshot=4"}})
     cloud.start()
     yield cloud
     cloud.stop()
@@ -191,3 +193,35 @@ def test_soft_deleted_servers_list_only_as_deleted_ones_as_upstream(soft_cloud):
     finally:
         for server in (live, soft):
             cloud.openstack("server", "delete", "--force", server["id"], check=False)
+
+
+def snapshots_of(cloud, server_id: str) -> list[dict]:
+    return cloud.openstack("image", "list", "--property", f"instance_uuid={server_id}", fmt_json=True)
+
+
+def test_a_shelved_servers_snapshot_goes_with_its_soft_delete_and_with_a_delete_while_shelving(soft_cloud):
+    """As upstream's delete, soft or not, the snapshot of a SHELVED server is deleted; a server deleted
+    while its shelve snapshot is being taken leaves no image either."""
+    cloud = soft_cloud
+    shelved = boot(cloud, "shelved-soft")
+    cloud.openstack("server", "shelve", "--wait", shelved["id"])
+    wait_status(cloud, shelved["id"], "SHELVED", timeout=30)
+    assert [i["Name"] for i in snapshots_of(cloud, shelved["id"])] == ["shelved-soft-shelved"]
+    cloud.openstack("server", "delete", shelved["id"])
+    wait_status(cloud, shelved["id"], "SOFT_DELETED", timeout=10)
+    assert snapshots_of(cloud, shelved["id"]) == []
+    cloud.openstack("server", "delete", "--force", shelved["id"])
+    assert gone(cloud, shelved["id"])
+
+    shelving = boot(cloud, "shelving-gone")
+    cloud.openstack("server", "shelve", shelving["id"])  # the snapshot takes 4 s
+    deadline = time.monotonic() + 10
+    while not snapshots_of(cloud, shelving["id"]):
+        assert time.monotonic() < deadline, "the shelve made no image"
+        time.sleep(0.3)
+    cloud.openstack("server", "delete", shelving["id"])  # mid-shelve: deleted for real
+    assert gone(cloud, shelving["id"], timeout=90)
+    deadline = time.monotonic() + 30
+    while snapshots_of(cloud, shelving["id"]):
+        assert time.monotonic() < deadline, snapshots_of(cloud, shelving["id"])
+        time.sleep(0.5)

@@ -22,6 +22,9 @@ class ServerDeleter:
     async def delete(self, ctx: RequestContext, ref: lookup.ServerRef, force: bool = False) -> None:
         """Delete the server; with ``[DEFAULT] reclaim_instance_interval`` > 0 a soft delete when it can be
         one (``force``: never, as forceDelete)."""
+        if ref.cell is not None:
+            # As upstream, before the delete (soft or not): a shelved server's snapshot goes.
+            await self._delete_shelved_image(ctx, ref.server)
         if not force and ref.cell is not None and await soft_deleting.soft_delete(self.svc, ctx, ref):
             return
         if ref.cell is None:
@@ -33,7 +36,6 @@ class ServerDeleter:
         server = ref.server
         if server.get("vm_state") == "resized" or server.get("task_state") in RESIZE_TASK_STATES:
             await resize.before_delete(self.svc, ref)  # the migration's claim on the source goes too
-        await self._delete_shelved_image(ctx, server)
         if ref.cell.is_cell0 or not server.get("host"):
             await self.local_delete(ref.cell, server)
             return

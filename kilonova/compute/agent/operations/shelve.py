@@ -90,8 +90,9 @@ async def shelve_instance(agent: ComputeManager, instance: dict, image_id: str,
                                 "shelved_at": datetime.utcnow().isoformat(timespec="microseconds"),
                                 "shelved_image_id": image_id, "shelved_host": agent.host}},
             expected_task_state=current)
-        if shelved is None:
+        if shelved is None:  # deleted meanwhile: nothing will unshelve from the image
             LOG.info("instance %s changed during its shelve on %s", uuid, agent.host)
+            await _delete_shelved_image(agent, image_id)
             return
     if offload_now:  # part of the shelve, as upstream: no event of its own
         await _offload(agent, shelved, None, "compute_shelve_offload_instance")
