@@ -55,8 +55,12 @@ def _check_state(request: Request, ref: lookup.ServerRef, key: str) -> None:
         raise HTTPError(409, action.conflict_message(ref.uuid, ref.server["vm_state"], ref.server.get("task_state")))
 
 
-async def _project_usage(svc, project_id: str) -> tuple[dict, dict]:
+async def _project_usage(svc, project_id: str, limited: list[str]) -> tuple[dict, dict]:
+    """(limits, usage); the cells' usage is not counted when none of ``limited`` has a limit (nothing to
+    compare it with)."""
     limits, used = await svc.api_db.read(create._limits_and_pending, project_id, svc.conf)
+    if all(limits.get(key, -1) < 0 for key in limited):
+        return limits, used
     for cell in svc.cells.all():
         try:
             usage = await cell.read(quotas.count_usage, project_id)
@@ -73,7 +77,7 @@ async def check_growth_quota(svc, project_id: str, new: dict, current: dict) -> 
     deltas = {k: v for k, v in deltas.items() if v > 0}
     if not deltas:
         return
-    limits, used = await _project_usage(svc, project_id)
+    limits, used = await _project_usage(svc, project_id, list(deltas))
     overs = [k for k, v in deltas.items() if limits.get(k, -1) >= 0 and used[k] + v > limits[k]]
     if overs:
         def joined(values) -> str:
