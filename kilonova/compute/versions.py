@@ -61,6 +61,9 @@ CONDUCTOR = Interface("conductor", [
     Change("1.4", "instance_update takes fault, recorded in the same transaction as the state change (a server "
                   "is never shown in ERROR without its fault).",
            arguments={"instance_update": ("fault",)}),
+    Change("1.5", "action_event takes finish_action: the end of an operation's last step also finishes its "
+                  "instance action, in one call where an agent made two.",
+           arguments={"action_event": ("finish_action",)}),
 ])
 
 SCHEDULER = Interface("scheduler", [
@@ -103,6 +106,13 @@ def compute_service_version(conf) -> int:
     """The service version a compute host of this process announces: the newest that speaks no more than its pin."""
     speaks = parse_version(compute_speaks(conf))
     return max(n for n, rpc in enumerate(SERVICE_VERSIONS, 1) if parse_version(rpc) <= speaks)
+
+
+def conductor_speaks(client, version: str) -> bool:
+    """Whether the conductor ``client`` writes for takes messages of ``version`` (its ``[upgrade_levels]
+    conductor`` cap allows them). A client without an interface (a stub) is taken for an old conductor."""
+    interface = getattr(client, "interface", None)
+    return interface is not None and interface.cap(client.version_cap) >= parse_version(version)
 
 
 def conductor_client(transport: Transport, conf) -> RPCClient:

@@ -205,3 +205,57 @@ async def test_batched_heartbeats_are_written_for_the_conductor_version_the_comp
     else:
         assert [type(r).__name__ for r in results[:3]] == ["RemoteError"] * 3 and results[3] == "h0"
         assert all("version" in r.message for r in results[:3])
+
+
+class ActionRecords:
+    """A conductor endpoint's instance action records, as conductor RPC 1.4 (``newer``: 1.5) takes them."""
+
+    def __init__(self, newer: bool):
+        self.writes = []
+        if newer:
+            self.action_event = self._action_event_1_4
+
+    async def action_event(self, phase, instance_uuid, request_id, event, host=None, result=None, details=None,
+                           traceback=None):
+        self.writes.append(("event", phase, result))
+        return True
+
+    async def _action_event_1_4(self, phase, instance_uuid, request_id, event, host=None, result=None,
+                                details=None, traceback=None, finish_action=None):
+        self.writes.append(("event", phase, result) + ((("finishes", finish_action),) if finish_action else ()))
+        return True
+
+    async def action_finish(self, instance_uuid, request_id, action, message=None):
+        self.writes.append(("finish", action, message))
+
+
+@pytest.mark.parametrize("pin, conductor", [("1.4", "1.4"), ("", "1.4"), ("", "1.5")])
+async def test_the_last_step_of_an_operation_finishes_its_action_in_the_call_the_conductor_takes(tmp_path, pin,
+                                                                                               conductor):
+    """A 1.5 conductor gets the end of an operation's last step and the end of its action in one call; a
+    compute host pinned to a 1.4 conductor sends them as two, as before, and so does one that is not pinned
+    once the 1.4 conductor refused the single call."""
+    conf = Config.load(state_dir=tmp_path, overrides={"upgrade_levels": {"conductor": pin}})
+    spy, records = Spy(), ActionRecords(newer=conductor == "1.5")
+    try:
+        await spy.serve("conductor", records, version=conductor)
+        manager = ComputeManager("h1", driver=None, conductor=versions.conductor_client(spy, conf), placement=None,
+                                 network=None, conf=conf)
+        async with manager.event("u1", "req-1", "compute_rebuild_instance", finishes="rebuild"):
+            pass
+        with pytest.raises(RuntimeError):
+            async with manager.event("u1", "req-2", "compute_rebuild_instance", finishes="rebuild"):
+                raise RuntimeError("the step failed")
+    finally:
+        await spy.close()
+    sent = [(method, version) for _t, method, version, _a in spy.sent]
+    if conductor == "1.4":
+        refused = [] if pin else [("action_event", "1.5")]
+        assert sent == ([("action_event", "1.3")] + refused + [("action_event", "1.3"), ("action_finish", "1.3")]) * 2
+        assert records.writes == [("event", "start", None), ("event", "finish", "Success"), ("finish", "rebuild", None),
+                                  ("event", "start", None), ("event", "finish", "Error"),
+                                  ("finish", "rebuild", "Error")]
+    else:
+        assert sent == [("action_event", "1.3"), ("action_event", "1.5")] * 2
+        assert records.writes == [("event", "start", None), ("event", "finish", "Success", ("finishes", "rebuild")),
+                                  ("event", "start", None), ("event", "finish", "Error", ("finishes", "rebuild"))]

@@ -285,19 +285,36 @@ class ComputeManager:
         ``finishes``: the step is the operation's last, so its end also finishes instance action ``finishes``
         (message Error when the step failed, raised or recorded with ``event.failed``).
         """
-        recording = events.record(self._write_event, instance_uuid, request_id, event, self.host)
+        # A conductor of RPC 1.5 finishes the action with the step's end, in the same call and transaction.
+        together = finishes is not None and versions.conductor_speaks(self.conductor, "1.5")
+        write = functools.partial(self._write_event, finish_action=finishes) if together else self._write_event
+        recording = events.record(write, instance_uuid, request_id, event, self.host)
         step = await recording.__aenter__()
         try:
             yield step
         except BaseException as exc:
             await recording.__aexit__(type(exc), exc, exc.__traceback__)  # the event's Error, then the action's
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not together:
                 await self.finish_action(instance_uuid, request_id, finishes, failed=True)
             raise
         await recording.__aexit__(None, None, None)
-        await self.finish_action(instance_uuid, request_id, finishes, failed=step.error is not None)
+        if not together:
+            await self.finish_action(instance_uuid, request_id, finishes, failed=step.error is not None)
 
-    async def _write_event(self, phase: str, **fields) -> None:
+    async def _write_event(self, phase: str, finish_action: str | None = None, **fields) -> None:
+        """``finish_action``: with the end of the step, finish that instance action too (conductor RPC 1.5)."""
+        if phase == "finish" and finish_action is not None:
+            try:
+                await self.conductor.call("action_event", phase=phase, finish_action=finish_action, **fields)
+                return
+            except RemoteError as exc:
+                if exc.exc_type != "UnsupportedVersion":
+                    raise
+            # A conductor older than 1.5 that [upgrade_levels] conductor does not name: two calls, as before.
+            await self.conductor.call("action_event", phase=phase, **fields)
+            await self.finish_action(fields["instance_uuid"], fields["request_id"], finish_action,
+                                     failed=fields.get("result") == "Error")
+            return
         await self.conductor.call("action_event", phase=phase, **fields)
 
     async def finish_action(self, instance_uuid: str, request_id: str | None, action: str | None,

@@ -42,11 +42,18 @@ class AgentReports(ConductorPart):
 
     async def action_event(self, phase: str, instance_uuid: str, request_id: str, event: str,
                            host: str | None = None, result: str | None = None, details: str | None = None,
-                           traceback: str | None = None) -> bool:
-        """A step of an instance action began (``phase`` "start") or ended ("finish", with its result)."""
+                           traceback: str | None = None, finish_action: str | None = None) -> bool:
+        """A step of an instance action began (``phase`` "start") or ended ("finish", with its result).
+
+        ``finish_action`` (RPC 1.5): the step was the operation's last: its end also finishes that action
+        (message Error when the step's result is), as ``action_finish`` would.
+        """
         cell = await self._cell_for_instance(instance_uuid)
         if phase == "start":
             return await cell.db.write(instance_actions.event_start, instance_uuid, request_id, event, host)
+        if finish_action is not None:
+            return await cell.db.write(instance_actions.finish_last_event, instance_uuid, request_id, event,
+                                       result, details, traceback, host, finish_action)
         return await cell.db.write(instance_actions.event_finish, instance_uuid, request_id, event, result,
                                    details, traceback, host)
 

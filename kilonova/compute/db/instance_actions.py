@@ -132,6 +132,14 @@ def event_finish(session: Session, uuid: str, request_id: str | None, event: str
     return True
 
 
+def finish_last_event(session: Session, uuid: str, request_id: str | None, event: str, result: str,
+                      details: str | None, traceback: str | None, host: str | None, action: str) -> bool:
+    """``event_finish`` of an operation's last step, and ``finish`` of its action (Error when the step's is)."""
+    recorded = event_finish(session, uuid, request_id, event, result, details, traceback, host)
+    finish(session, uuid, action, "Error" if result == "Error" else None, request_id)
+    return recorded
+
+
 def _stamp(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds")
 

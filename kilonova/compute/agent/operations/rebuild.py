@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from kilonova.common.rpc import RemoteError, RPCError
+from kilonova.common.rpc import RemoteError
 from kilonova.compute import evacuation_claims
 from kilonova.compute.agent.operations import remote
 
@@ -37,23 +37,13 @@ async def rebuild_instance(agent: ComputeManager, instance: dict, image_meta: di
                            evacuate: bool = False, migration: dict | None = None,
                            request_id: str | None = None) -> None:
     uuid = instance["uuid"]
-    async with agent._locks[uuid]:
-        async with agent.event(uuid, request_id, "compute_rebuild_instance") as event:
-            if evacuate and migration is not None:
-                await _evacuate_here(agent, instance, image_meta, admin_password, migration, event)
-            else:
-                await _rebuild_here(agent, instance, image_meta, admin_password, event)
-        await _finish_action(agent, uuid, request_id, "evacuate" if evacuate else "rebuild", event.error is not None)
-
-
-async def _finish_action(agent: ComputeManager, uuid: str, request_id: str | None, action: str, failed: bool) -> None:
-    if request_id is None:
-        return
-    try:
-        await agent.conductor.call("action_finish", instance_uuid=uuid, request_id=request_id, action=action,
-                                   message="Error" if failed else None)
-    except (RemoteError, RPCError):
-        LOG.warning("could not finish the %s action of %s", action, uuid)
+    # The step's end finishes the action (Error when the step failed), in one conductor call.
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_rebuild_instance",
+                                               finishes="evacuate" if evacuate else "rebuild") as event:
+        if evacuate and migration is not None:
+            await _evacuate_here(agent, instance, image_meta, admin_password, migration, event)
+        else:
+            await _rebuild_here(agent, instance, image_meta, admin_password, event)
 
 
 async def _fail(agent: ComputeManager, uuid: str, message: str, values: dict | None = None) -> None:
