@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from kilonova.common.db import Database, migrate, migration_lock
+from kilonova.identity import passwords
 from tests.distributed.infra import Databases
 
 # store -> (migrations directory, "module:Base")
@@ -75,6 +76,8 @@ T0 = datetime(2026, 11, 23, 10, 0, 0)
 CELL = "0f0e0d0c-0000-4000-8000-00000000c311"
 INSTANCE = "5e7a1b2c-0000-4000-8000-0000000000a1"
 
+OLD_RELEASE_HASH = passwords.hash_password("old-secret", 14)
+
 # What an operator's database holds at the revision before head, table by table in insertion order.
 PREVIOUS_RELEASE_ROWS = {
     "nova_api": {
@@ -118,6 +121,12 @@ PREVIOUS_RELEASE_ROWS = {
         "resource_providers": [{"id": 1, "uuid": "c0000000-0000-4000-8000-000000000001", "name": "host1",
                                 "generation": 3, "root_provider_id": 1, "created_at": T0}],
     },
+    "identity": {
+        "domains": [{"id": "default", "name": "Default", "enabled": True, "extra": {}, "created_at": T0}],
+        # Hashed as the release before 0002 did (scrypt, N=2^14).
+        "users": [{"id": "u1", "name": "alice", "domain_id": "default", "enabled": True,
+                   "password_hash": OLD_RELEASE_HASH, "extra": {}, "created_at": T0}],
+    },
 }
 
 
@@ -141,9 +150,18 @@ def _placement_head_has_usage_serials(database: Database) -> None:
     assert serial == 0
 
 
+def _identity_head_counts_failed_logins(database: Database) -> None:
+    with database.engine.connect() as connection:
+        user = connection.execute(sa.text(
+            "SELECT failed_auth_count, failed_auth_at, password_hash FROM users WHERE id = 'u1'")).one()
+    # 0002: no wrong password counted yet, and the old release's hash still logs alice in.
+    assert (user.failed_auth_count, user.failed_auth_at) == (0, None)
+    assert passwords.verify_password("old-secret", user.password_hash)
+
+
 # What each store's head adds, checked on the upgraded database.
 AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_has_move_records,
-           "placement": _placement_head_has_usage_serials}
+           "placement": _placement_head_has_usage_serials, "identity": _identity_head_counts_failed_logins}
 
 
 def _revisions(migrations: str) -> list[str]:
