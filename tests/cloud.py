@@ -15,8 +15,16 @@ import yaml
 
 READY_LINE = "Kilonova is up"
 TEST_HASH_ROUNDS = "12"
+POLL_SECONDS = 0.2
 # Loaded by the CLIs the tests run: shortens their status-polling sleeps (see its docstring).
 CLIENT_POLL_DIR = Path(__file__).parent / "client_poll"
+
+
+CONSOLE_TOKEN_TTL = 10  # seconds: a console URL is used right after the CLI prints it, even on a busy machine
+# The cloud the functional tests share (one per xdist worker, tests/conftest.py): every option a test counts on
+# that changes nothing for the others. The console proxy on any free port (workers run one each).
+SHARED_CLOUD_CONFIG = {"fake_driver": {"fail_spawn_hosts": ""}, "vnc": {"novncproxy_port": "0"},
+                       "consoleauth": {"token_ttl": str(CONSOLE_TOKEN_TTL)}}
 
 
 def client_env() -> dict[str, str]:
@@ -54,6 +62,19 @@ def free_port_block(size: int = 5) -> int:
         if ok:
             return base
     raise RuntimeError("no block of free ports found")
+
+
+def wait_for(check, what: str = "condition", timeout: float = 30.0, interval: float = POLL_SECONDS):
+    """Call ``check`` until it returns something true, and return that; fail with its last value at the timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last}")
+        time.sleep(interval)
 
 
 class Clients:
@@ -127,6 +148,71 @@ class Clients:
         headers = {"X-Auth-Token": self.token(cloud)} if cloud else {}
         return httpx.Client(base_url=self.urls[service], headers=headers, timeout=30)
 
+    def manage_options(self) -> list[str]:
+        """The ``kilonova`` options that point ``kilonova manage`` at this deployment."""
+        raise NotImplementedError
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """``kilonova ... manage ARGS`` run in this process (saves an interpreter start per command)."""
+        import contextlib
+        import io
+
+        from kilonova.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([*self.manage_options(), "manage", *args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+        result = subprocess.CompletedProcess(["manage", *args], code, out.getvalue(), err.getvalue())
+        if check and result.returncode != 0:
+            raise AssertionError(f"manage {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def audit(self) -> str:
+        """``kilonova manage placement audit --verbose`` finds no leaked, misplaced or missing allocation; its report."""
+        result = self.manage("placement", "audit", "--verbose", check=False)
+        assert result.returncode == 0, f"audit found problems ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def server(self, server: str, cloud: str = "kilonova") -> dict | None:
+        """The server (its id, or its name as the CLIs take it) as the API shows it (2.1), None if there is no such
+        server: cheap to poll."""
+        with self.http("compute", cloud) as compute:
+            reply = compute.get(f"/servers/{server}")
+            if reply.status_code == 404:
+                named = [s for s in compute.get("/servers/detail").json()["servers"] if s["name"] == server]
+                return named[0] if len(named) == 1 else None
+        assert reply.status_code == 200, reply.text
+        return reply.json()["server"]
+
+    def wait_server(self, server: str, check, what: str, timeout: float = 30, cloud: str = "kilonova") -> dict:
+        """``openstack server show`` of the server once ``check`` holds for it.
+
+        Polled over HTTP (an ``openstack`` run costs about a second of CPU), then shown with the CLI: the
+        CLI's view is the one returned, and ``check`` must hold for it too."""
+        last: dict = {}
+
+        def shown_by_the_cli():
+            last["seen"] = self.server(server, cloud)
+            if last["seen"] is None or not check(last["seen"]):
+                return None
+            last["seen"] = self.openstack("server", "show", server, fmt_json=True, cloud=cloud)
+            return last["seen"] if check(last["seen"]) else None
+        try:
+            return wait_for(shown_by_the_cli, f"{server} {what}", timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last seen: {last.get('seen')}") from None
+
+    def wait_status(self, server: str, status: str, timeout: float = 30, cloud: str = "kilonova",
+                    settled: bool = False) -> dict:
+        """``openstack server show`` of the server once it is in ``status`` (``settled``: and has no task)."""
+        return self.wait_server(server, lambda s: s["status"] == status and not (
+            settled and s.get("OS-EXT-STS:task_state")), f"to be {status}{' with no task' if settled else ''}",
+            timeout, cloud)
+
     def sdk(self, cloud: str = "kilonova"):
         import openstack
 
@@ -162,6 +248,9 @@ class Cloud(Clients):
         self.config_file.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
+
+    def manage_options(self) -> list[str]:
+        return ["--config", str(self.config_file), "--state-dir", str(self.state_dir)]
 
     def start(self, timeout: float = 60.0) -> float:
         started = time.monotonic()

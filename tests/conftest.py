@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from tests.cloud import new_cloud
+from tests.cloud import SHARED_CLOUD_CONFIG, new_cloud
 
 # Tests that share one machine-wide resource run on one xdist worker, one after another
 # (scripts/test.sh runs the suite with `-n 2 --dist loadgroup`).
@@ -62,7 +62,7 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture(scope="session")
 def cloud():
     """One all-in-one Kilonova for the functional tests of a session (of each xdist worker)."""
-    instance = new_cloud(hosts=4, config={"fake_driver": {"fail_spawn_hosts": ""}})
+    instance = new_cloud(hosts=4, config=SHARED_CLOUD_CONFIG)
     instance.start()
     yield instance
     instance.stop()

@@ -9,7 +9,7 @@ import time
 import yaml
 
 from tests.cloud import new_cloud
-from tests.functional.test_servers_cli import usage, wait_status
+from tests.functional.test_servers_cli import usage
 
 
 def test_up_writes_client_config_restarts_with_its_state_and_stops_cleanly():
@@ -63,7 +63,7 @@ def test_failed_build_is_rescheduled_then_errors_when_no_host_is_left():
         result = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
                                  "--network", "private", "--wait", "doomed", check=False)
         assert result.returncode != 0
-        shown = wait_status(cloud, "doomed", "ERROR")
+        shown = cloud.wait_status("doomed", "ERROR")
         assert "compute1" in shown["fault"].get("details", "") or "compute1" in shown["fault"]["message"]
         assert usage(cloud)["MEMORY_MB"] == 3 * 512, "the failed build must not keep its claim"
         assert cloud.openstack("port", "list", "--device-id", shown["id"], fmt_json=True) == []

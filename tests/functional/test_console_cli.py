@@ -6,7 +6,6 @@ module has short-lived tokens to show expiry.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,27 +17,24 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.cloud import new_cloud
+from tests.cloud import CONSOLE_TOKEN_TTL
 
-TOKEN_TTL = 10  # long enough for a URL to be used right after the CLI prints it, even on a busy machine
 GREETING = b"RFB 003.008\n"
 
 
 @pytest.fixture(scope="module")
-def console_cloud():
-    # Port 0: any free port (the compute API in the same process builds URLs with the one chosen).
-    instance = new_cloud(hosts=1, config={"vnc": {"novncproxy_port": "0"},
-                                          "consoleauth": {"token_ttl": str(TOKEN_TTL)}})
-    instance.start()
-    yield instance
-    instance.stop()
-    shutil.rmtree(instance.workdir, ignore_errors=True)
+def console_cloud(cloud):
+    """The shared cloud: its proxy on a free port (the compute API in the same process builds URLs with the one
+    chosen), console tokens valid CONSOLE_TOKEN_TTL seconds."""
+    return cloud
 
 
 @pytest.fixture(scope="module")
 def vm(console_cloud):
-    return console_cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
-                                   "--network", "private", "--wait", "vm-console", fmt_json=True)
+    created = console_cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
+                                      "--network", "private", "--wait", "vm-console", fmt_json=True)
+    yield created
+    console_cloud.openstack("server", "delete", "--wait", created["id"], check=False)
 
 
 def websocket_url(console_url: str) -> str:
@@ -82,7 +78,7 @@ def test_each_call_gives_a_new_url_and_nova_cli_works_too(console_cloud, vm):
 
 def test_console_url_expires_after_token_ttl(console_cloud, vm):
     url = console_cloud.openstack("console", "url", "show", "--novnc", vm["id"], fmt_json=True)["url"]
-    time.sleep(TOKEN_TTL + 1)
+    time.sleep(CONSOLE_TOKEN_TTL + 1)
     assert refused_status(url) == 403
     assert httpx.get(url, timeout=15).status_code == 403
 

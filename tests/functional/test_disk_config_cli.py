@@ -9,7 +9,6 @@ from keystoneauth1 import loading, session
 from novaclient import client as nova_client
 from novaclient import exceptions as nova_exceptions
 
-from tests.functional.test_servers_cli import wait_status
 
 IMAGE = "kilonova-tiny"
 
@@ -47,7 +46,7 @@ def test_disk_config_is_kept_and_shown_through_create_rebuild_and_resize(cloud, 
     created = nova.servers.create("dcf-vm", image, flavor, nics=[{"net-id": network}], disk_config="AUTO")
     try:
         assert created.to_dict()["OS-DCF:diskConfig"] == "AUTO"  # the create answer says it too
-        shown = wait_status(cloud, created.id, "ACTIVE")
+        shown = cloud.wait_status(created.id, "ACTIVE")
         assert shown["OS-DCF:diskConfig"] == "AUTO"
         listed = nova.servers.list(search_opts={"name": "dcf-vm"})
         assert [getattr(s, "OS-DCF:diskConfig") for s in listed] == ["AUTO"]
@@ -55,12 +54,12 @@ def test_disk_config_is_kept_and_shown_through_create_rebuild_and_resize(cloud, 
         # rebuild: its answer shows the new setting; without one it takes the image's (none: MANUAL)
         rebuilt = nova.servers.rebuild(created.id, image, disk_config="MANUAL")
         assert getattr(rebuilt, "OS-DCF:diskConfig") == "MANUAL"
-        wait_status(cloud, created.id, "ACTIVE")
+        cloud.wait_status(created.id, "ACTIVE")
         nova.servers.rebuild(created.id, image, disk_config="AUTO")
-        wait_status(cloud, created.id, "ACTIVE")
+        cloud.wait_status(created.id, "ACTIVE")
         assert disk_config(cloud, created.id) == "AUTO"
         nova.servers.rebuild(created.id, image)
-        wait_status(cloud, created.id, "ACTIVE")
+        cloud.wait_status(created.id, "ACTIVE")
         assert disk_config(cloud, created.id) == "MANUAL"
 
         # an image that disables AUTO refuses it (and leaves the server as it was)
@@ -71,15 +70,15 @@ def test_disk_config_is_kept_and_shown_through_create_rebuild_and_resize(cloud, 
 
         # resize: the setting asked for; confirmed, it stays
         nova.servers.resize(created.id, bigger, disk_config="AUTO")
-        resized = wait_status(cloud, created.id, "VERIFY_RESIZE", timeout=60)
+        resized = cloud.wait_status(created.id, "VERIFY_RESIZE", timeout=60)
         assert resized["OS-DCF:diskConfig"] == "AUTO"
         nova.servers.confirm_resize(created.id)
-        assert wait_status(cloud, created.id, "ACTIVE")["OS-DCF:diskConfig"] == "AUTO"
+        assert cloud.wait_status(created.id, "ACTIVE")["OS-DCF:diskConfig"] == "AUTO"
         # a resize without one sets MANUAL, as upstream's resize does
         nova.servers.resize(created.id, nova.flavors.find(name="m1.medium"))
-        assert wait_status(cloud, created.id, "VERIFY_RESIZE", timeout=60)["OS-DCF:diskConfig"] == "MANUAL"
+        assert cloud.wait_status(created.id, "VERIFY_RESIZE", timeout=60)["OS-DCF:diskConfig"] == "MANUAL"
         nova.servers.revert_resize(created.id)
-        wait_status(cloud, created.id, "ACTIVE", timeout=60)
+        cloud.wait_status(created.id, "ACTIVE", timeout=60)
 
         # anything but AUTO or MANUAL is a 400 on each of them
         for call in (lambda: nova.servers.resize(created.id, bigger, disk_config="auto"),

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from tests.cloud import new_cloud
 from tests.functional.test_rebuild_cli import action_events
-from tests.functional.test_servers_cli import wait_status
 
 # compute4 fails every spawn and is disabled: only a forced evacuation reaches it. A pause takes
 # seconds: long enough to try an evacuation while it is under way.
@@ -66,13 +63,6 @@ def ports(cloud, uuid: str) -> dict[str, dict]:
                                  for row in cloud.openstack("port", "list", "--server", uuid, fmt_json=True))}
 
 
-def audit(cloud) -> subprocess.CompletedProcess:
-    """``kilonova manage placement audit`` on the cloud (its configuration file names its ports)."""
-    return subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(cloud.config_file), "--state-dir",
-                           str(cloud.state_dir), "manage", "placement", "audit", "--verbose"],
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_evacuate_from_a_forced_down_host_then_the_host_comes_back(evac_cloud):
     cloud = evac_cloud
     cloud.openstack("compute", "service", "set", "--disable", "compute4", "nova-compute")
@@ -81,7 +71,7 @@ def test_evacuate_from_a_forced_down_host_then_the_host_comes_back(evac_cloud):
     forced = boot(cloud, "ev-forced", "compute1")
     doomed = boot(cloud, "ev-doomed", "compute1")
     cloud.openstack("server", "stop", stopped["id"])
-    wait_status(cloud, stopped["id"], "SHUTOFF")
+    cloud.wait_status(stopped["id"], "SHUTOFF")
     before_ports = {s["id"]: ports(cloud, s["id"]) for s in (active, stopped, forced)}
 
     # While compute1 is up: upstream's 400, nothing recorded.
@@ -117,17 +107,17 @@ def test_evacuate_from_a_forced_down_host_then_the_host_comes_back(evac_cloud):
 
     # The nova CLI, to a named host (scheduled there: from 2.29 a host is checked by the scheduler).
     cloud.nova("evacuate", "--password", "n0va-pass", uuid, "compute2")
-    shown = wait_status(cloud, uuid, "ACTIVE")
+    shown = cloud.wait_status(uuid, "ACTIVE")
     assert shown["OS-EXT-SRV-ATTR:host"] == "compute2"
     # The openstack CLI, scheduled (a stopped server ends stopped).
     cloud.openstack("server", "evacuate", stopped["id"])
-    moved = wait_status(cloud, stopped["id"], "SHUTOFF")
+    moved = cloud.wait_status(stopped["id"], "SHUTOFF")
     assert moved["OS-EXT-SRV-ATTR:host"] in ("compute2", "compute3")
     # Before 2.14, forced to the named host, the password in the answer.
     legacy = evacuate(cloud, forced["id"], {"host": "compute3", "onSharedStorage": False, "adminPass": "old-way"},
                       "2.13")
     assert legacy.status_code == 200 and legacy.json() == {"adminPass": "old-way"}
-    assert wait_status(cloud, forced["id"], "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "compute3"
+    assert cloud.wait_status(forced["id"], "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "compute3"
 
     for server in (active, stopped, forced):
         shown = cloud.openstack("server", "show", server["id"], fmt_json=True)
@@ -146,7 +136,7 @@ def test_evacuate_from_a_forced_down_host_then_the_host_comes_back(evac_cloud):
     # A forced evacuation to a host whose spawn fails: back on compute1 in ERROR, no claim left there.
     failed = evacuate(cloud, doomed["id"], {"host": "compute4", "force": True}, "2.29")
     assert failed.status_code == 200 and failed.text == ""
-    errored = wait_status(cloud, doomed["id"], "ERROR")
+    errored = cloud.wait_status(doomed["id"], "ERROR")
     assert errored["OS-EXT-SRV-ATTR:host"] == "compute1"
     assert "Evacuation to compute4 failed" in errored["fault"]["message"]
     assert action_events(cloud, doomed["id"], "evacuate")["compute_rebuild_instance"] == "Error"
@@ -154,15 +144,14 @@ def test_evacuate_from_a_forced_down_host_then_the_host_comes_back(evac_cloud):
     assert doomed["id"] not in allocations(cloud)["compute4"]
     # From ERROR it may be evacuated again (scheduled, 2.68: no force any more).
     assert evacuate(cloud, doomed["id"], {"host": "compute3"}, "2.68").status_code == 200
-    assert wait_status(cloud, doomed["id"], "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "compute3"
+    assert cloud.wait_status(doomed["id"], "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "compute3"
 
     # Until compute1 comes back, every evacuated server holds its claim there too (as upstream).
     held = allocations(cloud)
     servers = {s["id"] for s in (active, stopped, forced, doomed)}
     assert set(held["compute1"]) == servers
     assert {uuid for name in ("compute2", "compute3") for uuid in held[name]} == servers
-    result = audit(cloud)
-    assert result.returncode == 0, result.stdout + result.stderr
+    cloud.audit()
 
     # compute1 may not be forced up before its agent cleaned up (upstream's 400).
     with api(cloud, "2.53") as client:
@@ -179,8 +168,7 @@ def test_evacuate_from_a_forced_down_host_then_the_host_comes_back(evac_cloud):
     assert {uuid for name in ("compute2", "compute3") for uuid in held[name]} == servers
     for server in (active, forced, doomed):
         assert cloud.openstack("server", "show", server["id"], fmt_json=True)["status"] == "ACTIVE"
-    result = audit(cloud)
-    assert result.returncode == 0, result.stdout + result.stderr
+    cloud.audit()
     assert {m["status"] for s in servers for m in migrations_of(cloud, s)} == {"completed", "failed"}
     cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--up", "compute1", "nova-compute")
     with api(cloud, "2.53") as client:
@@ -216,7 +204,7 @@ def test_evacuate_is_refused_while_a_task_is_under_way_or_from_paused(evac_cloud
         busy = cloud.nova("evacuate", server["id"], check=False)
         assert busy.returncode != 0 and "(HTTP 409)" in busy.stderr
         assert f"Cannot 'evacuate' instance {server['id']} while it is in task_state pausing" in busy.stderr
-        wait_status(cloud, server["id"], "PAUSED", timeout=PAUSE_SECONDS + 30)
+        cloud.wait_status(server["id"], "PAUSED", timeout=PAUSE_SECONDS + 30)
         paused = evacuate(cloud, server["id"], {}, "2.68")
         assert paused.status_code == 409
         assert paused.json()["conflictingRequest"]["message"] == \

@@ -8,7 +8,6 @@ import uuid
 import pytest
 
 from tests.cloud import new_cloud
-from tests.functional.test_servers_cli import wait_status
 
 EVENTS = "/os-server-external-events"
 
@@ -87,13 +86,8 @@ def test_the_network_service_sends_network_changed_and_the_host_refreshes(cloud,
     port = cloud.openstack("port", "list", "--device-id", vm["id"], fmt_json=True)[0]["ID"]
     cloud.openstack("port", "set", "--no-fixed-ip", "--fixed-ip", "subnet=private-subnet,ip-address=10.0.0.200",
                     port)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        addresses = cloud.openstack("server", "show", vm["id"], fmt_json=True)["addresses"]
-        if "10.0.0.200" in str(addresses):
-            break
-        time.sleep(0.5)
-    assert "10.0.0.200" in str(addresses)
+    shown = cloud.wait_server(vm["id"], lambda s: "10.0.0.200" in str(s["addresses"]), "to show 10.0.0.200", 20)
+    assert "10.0.0.200" in str(shown["addresses"])
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +123,7 @@ def test_no_event_fails_the_build_when_fatal_else_it_goes_on(waiting_cloud):
     fatal = waiting_cloud(**silent)
     server = fatal.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny", "--network",
                              "private", "never-plugged", fmt_json=True)
-    failed = wait_status(fatal, server["id"], "ERROR", timeout=60)
+    failed = fatal.wait_status(server["id"], "ERROR", timeout=60)
     assert "Virtual Interface creation failed" in str(failed.get("fault"))
     lenient = waiting_cloud(DEFAULT={"vif_plugging_is_fatal": "false"}, **silent)
     server = lenient.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny", "--network",

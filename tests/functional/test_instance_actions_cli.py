@@ -3,7 +3,6 @@ against `kilonova up`: every action records itself with the request id its respo
 events, and os-migrations lists the records of every cell."""
 from __future__ import annotations
 
-import time
 import uuid as uuidlib
 from datetime import datetime, timedelta
 
@@ -11,24 +10,10 @@ import pytest
 
 from kilonova.common.db import Database
 from kilonova.compute.db import migrations
+from tests.cloud import wait_for
 
 # What test_every_action_records_its_steps does, newest first.
 ADMIN_DONE = ("createImage", "unlock", "lock", "reboot", "resume", "suspend", "unpause", "pause")
-
-
-def wait_for(check, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}: {last}")
-
-
-def server_status(cloud, server_id: str) -> str:
-    return cloud.openstack("server", "show", server_id, fmt_json=True)["status"]
 
 
 def events_of(cloud, server_id: str, request_id: str, version: str = "2.84") -> dict:
@@ -54,14 +39,14 @@ def test_response_request_ids_are_the_recorded_ones(cloud, server):
         assert stopped.headers["x-compute-request-id"] == request_id and request_id.startswith("req-")
         refused = http.post(f"/servers/{server['id']}/action", json={"os-stop": None})
         assert refused.status_code == 409 and refused.headers["x-compute-request-id"].startswith("req-")
-    wait_for(lambda: server_status(cloud, server["id"]) == "SHUTOFF", what="SHUTOFF")
+    cloud.wait_status(server["id"], "SHUTOFF")
     action = wait_for(lambda: (lambda a: a if a["events"] and a["events"][0]["finish_time"] else None)(
         events_of(cloud, server["id"], request_id)), what="the stop event to finish")
     assert action["action"] == "stop" and action["request_id"] == request_id
     assert [(e["event"], e["result"]) for e in action["events"]] == [("compute_stop_instance", "Success")]
     assert action["events"][0]["host"] == server["OS-EXT-SRV-ATTR:host"]
     cloud.openstack("server", "start", server["id"])
-    wait_for(lambda: server_status(cloud, server["id"]) == "ACTIVE", what="ACTIVE")
+    cloud.wait_status(server["id"], "ACTIVE")
 
 
 def test_every_action_records_its_steps(cloud, server):
@@ -69,15 +54,11 @@ def test_every_action_records_its_steps(cloud, server):
     for verb, status in (("pause", "PAUSED"), ("unpause", "ACTIVE"), ("suspend", "SUSPENDED"),
                          ("resume", "ACTIVE"), ("reboot", "ACTIVE")):
         cloud.openstack("server", verb, sid)
-        if verb == "reboot":
-            wait_for(lambda: cloud.openstack("server", "show", sid, fmt_json=True)["OS-EXT-STS:task_state"] is None,
-                     what="the reboot to end")
-        wait_for(lambda: server_status(cloud, sid) == status, what=status)
+        cloud.wait_status(sid, status, settled=verb == "reboot")
     cloud.openstack("server", "lock", sid)
     cloud.openstack("server", "unlock", sid)
     cloud.openstack("server", "image", "create", "--name", "vm-events-snap", "--wait", sid)
-    wait_for(lambda: cloud.openstack("server", "show", sid, fmt_json=True)["OS-EXT-STS:task_state"] is None,
-             what="the snapshot to end")
+    cloud.wait_server(sid, lambda s: s["OS-EXT-STS:task_state"] is None, "the snapshot to end")
     listed = cloud.openstack("server", "event", "list", sid, fmt_json=True)
     names = [row["Action"] for row in listed]
     assert names[:len(ADMIN_DONE)] == list(ADMIN_DONE)
@@ -99,9 +80,9 @@ def test_pages_and_microversion_boundaries_through_the_clients(cloud, server):
     sid = server["id"]
     # Actions of its own to page through: the module's other tests may run on the other xdist worker.
     cloud.openstack("server", "stop", sid)
-    wait_for(lambda: server_status(cloud, sid) == "SHUTOFF", what="SHUTOFF")
+    cloud.wait_status(sid, "SHUTOFF")
     cloud.openstack("server", "start", sid)
-    wait_for(lambda: server_status(cloud, sid) == "ACTIVE", what="ACTIVE")
+    cloud.wait_status(sid, "ACTIVE")
     everything = cloud.openstack("--os-compute-api-version", "2.58", "server", "event", "list", sid, "--long",
                                  fmt_json=True)
     assert len(everything) >= 3 and everything[-1]["Action"] == "create"
@@ -179,7 +160,7 @@ def test_build_that_cannot_be_scheduled_records_the_conductor_step(cloud):
     try:
         created = cloud.openstack("server", "create", "--flavor", flavor, "--image", "kilonova-tiny",
                                   "--network", "private", "vm-no-host", fmt_json=True)
-        wait_for(lambda: server_status(cloud, created["id"]) == "ERROR", what="ERROR")
+        cloud.wait_status(created["id"], "ERROR")
         listed = cloud.openstack("server", "event", "list", created["id"], fmt_json=True)
         assert [row["Action"] for row in listed] == ["create"]
         action = events_of(cloud, created["id"], listed[0]["Request ID"])
@@ -276,10 +257,10 @@ def test_a_real_resize_as_os_migrations_and_os_instance_actions_show_it(cloud):
             resized = http.post(f"/servers/{sid}/action", json={"resize": {"flavorRef": "2"}})
             assert resized.status_code == 202, resized.text
             resize_request = resized.headers["x-compute-request-id"]
-            wait_for(lambda: server_status(cloud, sid) == "VERIFY_RESIZE", 60, "VERIFY_RESIZE")
+            cloud.wait_status(sid, "VERIFY_RESIZE", 60)
             confirmed = http.post(f"/servers/{sid}/action", json={"confirmResize": None})
             assert confirmed.status_code == 204, confirmed.text
-            wait_for(lambda: server_status(cloud, sid) == "ACTIVE", 60, "ACTIVE")
+            cloud.wait_status(sid, "ACTIVE", 60)
 
             def listed(version, **params):
                 response = http.get("/os-migrations", params={"instance_uuid": sid, **params},

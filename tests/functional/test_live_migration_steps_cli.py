@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from tests.cloud import new_cloud
-from tests.functional.test_live_migration_cli import (allocations, audit, message, migrations, show, wait_for,
+from tests.cloud import new_cloud, wait_for
+from tests.functional.test_live_migration_cli import (allocations, message, migrations, show,
                                                       wait_migration, wait_task_done)
 
 FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
@@ -77,7 +77,7 @@ def test_abort_while_the_destination_prepares_needs_2_65(steps_cloud, on_compute
     assert steps["compute_pre_live_migration"] == "Success"
     assert steps["compute_rollback_live_migration_at_destination"] == "Success"
     assert events(cloud, uuid, "live_migration_cancel") == {"compute_live_migration_abort": "Success"}
-    audit(cloud)
+    cloud.audit()
 
 
 def test_a_failed_preparation_rolls_back_to_the_source(steps_cloud, on_compute1):
@@ -96,7 +96,7 @@ def test_a_failed_preparation_rolls_back_to_the_source(steps_cloud, on_compute1)
     with cloud.http("compute") as http:
         actions = http.get(f"/servers/{uuid}/os-instance-actions").json()["instanceActions"]
     assert next(a for a in actions if a["action"] == "live-migration")["message"] == "Error"
-    audit(cloud)
+    cloud.audit()
 
 
 def test_a_completed_move_records_every_step_and_takes_the_destinations_zone(steps_cloud, on_compute1):
@@ -124,8 +124,8 @@ def test_a_completed_move_records_every_step_and_takes_the_destinations_zone(ste
             "compute_check_can_live_migrate_source", "compute_pre_live_migration", "compute_live_migration",
             "compute_post_live_migration_at_destination"), "Success")
     assert [m["status"] for m in migrations(cloud, uuid)] == ["completed"]
-    wait_for(lambda: show(cloud, uuid)["status"] == "ACTIVE")
-    audit(cloud)
+    cloud.wait_status(uuid, "ACTIVE")
+    cloud.audit()
 
 
 def test_a_server_deleted_while_it_moves_leaves_nothing_on_either_host(steps_cloud, on_compute1):
@@ -145,4 +145,4 @@ def test_a_server_deleted_while_it_moves_leaves_nothing_on_either_host(steps_clo
     assert allocations(cloud, uuid) == {} and allocations(cloud, ended["uuid"]) == {}
     assert f"{uuid} was deleted during its live migration: removing the guest it got on compute2" in \
         "".join(cloud.output)
-    audit(cloud)
+    cloud.audit()

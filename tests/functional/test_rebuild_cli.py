@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.functional.test_servers_cli import usage, wait_status
+from tests.functional.test_servers_cli import usage
 
 IMAGE = "kilonova-tiny"
 
@@ -100,12 +100,12 @@ def test_rebuild_answer_states_and_microversions_over_http(cloud, server, second
     assert body["image"]["id"] == second_image["id"]
     assert body["adminPass"] and answer.headers["Location"].endswith(f"/servers/{uuid}")
     assert "key_name" not in body and "OS-EXT-STS:task_state" not in body  # before 2.75: update's shape
-    wait_status(cloud, uuid, "ACTIVE")
+    cloud.wait_status(uuid, "ACTIVE")
 
     given = rebuild(cloud, uuid, {"imageRef": second_image["id"], "adminPass": "s3cret!"}, version="2.75").json()
     assert given["server"]["adminPass"] == "s3cret!" and given["server"]["key_name"] == "rb-first"
     assert given["server"]["OS-EXT-STS:task_state"] == "rebuilding"
-    wait_status(cloud, uuid, "ACTIVE")
+    cloud.wait_status(uuid, "ACTIVE")
 
     boundaries = [("description", "text", "2.18", "2.19"), ("key_name", None, "2.53", "2.54"),
                   ("user_data", base64.b64encode(b"hi").decode(), "2.56", "2.57"),
@@ -116,7 +116,7 @@ def test_rebuild_answer_states_and_microversions_over_http(cloud, server, second
         assert field in refused.json()["badRequest"]["message"]
         taken = rebuild(cloud, uuid, {"imageRef": IMAGE_ID(cloud), field: value}, version=since)
         assert taken.status_code == 202, (field, since, taken.text)
-        wait_status(cloud, uuid, "ACTIVE")
+        cloud.wait_status(uuid, "ACTIVE")
     with compute(cloud, "2.90") as api:
         shown = api.get(f"/servers/{uuid}").json()["server"]
     assert shown["description"] == "text" and shown["key_name"] is None
@@ -126,7 +126,7 @@ def test_rebuild_answer_states_and_microversions_over_http(cloud, server, second
     files = [{"path": "/etc/motd", "contents": base64.b64encode(b"hello").decode()}]
     assert rebuild(cloud, uuid, {"imageRef": IMAGE_ID(cloud), "personality": files}, version="2.57").status_code == 400
     assert rebuild(cloud, uuid, {"imageRef": IMAGE_ID(cloud), "personality": files}, version="2.56").status_code == 202
-    wait_status(cloud, uuid, "ACTIVE")
+    cloud.wait_status(uuid, "ACTIVE")
     too_many = [{"path": f"/f{i}", "contents": ""} for i in range(6)]
     over = rebuild(cloud, uuid, {"imageRef": IMAGE_ID(cloud), "personality": too_many}, version="2.56")
     assert over.status_code == 403 and over.json()["forbidden"]["message"] == "Personality file limit exceeded"
@@ -175,13 +175,13 @@ def test_rebuild_refusals_with_upstream_messages(cloud, server, tmp_path):
     assert cloud.openstack("server", "show", uuid, fmt_json=True)["name"] == "rb-vm"
 
     cloud.openstack("server", "pause", uuid)
-    wait_status(cloud, uuid, "PAUSED")
+    cloud.wait_status(uuid, "PAUSED")
     paused = rebuild(cloud, uuid, {"imageRef": IMAGE_ID(cloud)})
     assert paused.status_code == 409
     assert paused.json()["conflictingRequest"]["message"] == \
         f"Cannot 'rebuild' instance {uuid} while it is in vm_state paused"
     cloud.openstack("server", "unpause", uuid)
-    wait_status(cloud, uuid, "ACTIVE")
+    cloud.wait_status(uuid, "ACTIVE")
 
 
 def test_locked_server_refuses_its_owner_and_stopped_server_stays_stopped(cloud):
@@ -200,10 +200,10 @@ def test_locked_server_refuses_its_owner_and_stopped_server_stays_stopped(cloud)
         assert evacuated.json()["forbidden"]["message"] == \
             "Policy doesn't allow os_compute_api:os-evacuate to be performed."
         cloud.openstack("server", "stop", uuid, cloud="kilonova-demo")
-        wait_status(cloud, uuid, "SHUTOFF")
+        cloud.wait_status(uuid, "SHUTOFF")
         # the nova CLI, as the owner
         cloud.nova("rebuild", "--name", "rb-demo-2", uuid, IMAGE, cloud="kilonova-demo")
-        shown = wait_status(cloud, uuid, "SHUTOFF")
+        shown = cloud.wait_status(uuid, "SHUTOFF")
         assert shown["name"] == "rb-demo-2" and shown["OS-EXT-STS:task_state"] is None
         assert shown["OS-EXT-STS:power_state"] in (4, "Shutdown")
     finally:
@@ -233,16 +233,16 @@ def test_a_new_image_the_host_cannot_run_puts_the_server_in_error_with_its_old_i
                                  "rb-s390x", fmt_json=True)
     try:
         assert rebuild(cloud, uuid, {"imageRef": needs_trait["id"]}).status_code == 202
-        failed = wait_status(cloud, uuid, "ERROR")
+        failed = cloud.wait_status(uuid, "ERROR")
         assert failed["fault"]["message"].startswith(
             "No valid host was found. Image traits cannot be satisfied by the current resource providers.")
         assert IMAGE_ID(cloud) in failed["image"], "the server keeps its old image"
         assert action_events(cloud, uuid, "rebuild")["rebuild_server"] == "Error"
         # From ERROR a rebuild is allowed: the same check refuses an architecture the host cannot run.
         assert rebuild(cloud, uuid, {"imageRef": other_arch["id"]}).status_code == 202
-        failed = wait_status(cloud, uuid, "ERROR")
+        failed = cloud.wait_status(uuid, "ERROR")
         assert "ImagePropertiesFilter" in failed["fault"]["message"]
         assert rebuild(cloud, uuid, {"imageRef": IMAGE_ID(cloud)}).status_code == 202
-        assert wait_status(cloud, uuid, "ACTIVE")["OS-EXT-SRV-ATTR:host"] == server["OS-EXT-SRV-ATTR:host"]
+        assert cloud.wait_status(uuid, "ACTIVE")["OS-EXT-SRV-ATTR:host"] == server["OS-EXT-SRV-ATTR:host"]
     finally:
         cloud.openstack("image", "delete", needs_trait["id"], other_arch["id"])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.functional.test_servers_cli import wait_status
 
 
 def console(cloud, server_id: str) -> str:
@@ -37,7 +36,7 @@ def demo_compute(cloud):
 
 def test_rescue_and_unrescue_with_the_cli(cloud, vm):
     cloud.openstack("server", "rescue", vm["id"])
-    rescued = wait_status(cloud, vm["id"], "RESCUE")
+    rescued = cloud.wait_status(vm["id"], "RESCUE")
     assert rescued["OS-EXT-STS:vm_state"] == "rescued" and rescued["OS-EXT-STS:task_state"] is None
     log = console(cloud, vm["id"])
     image = rescued["image"]["id"] if isinstance(rescued["image"], dict) else rescued["image"].split("(")[-1][:-1]
@@ -47,7 +46,7 @@ def test_rescue_and_unrescue_with_the_cli(cloud, vm):
     assert again.returncode != 0 and f"Cannot 'rescue' instance {vm['id']} while it is in vm_state rescued" in \
         again.stderr
     cloud.openstack("server", "unrescue", vm["id"])
-    active = wait_status(cloud, vm["id"], "ACTIVE")
+    active = cloud.wait_status(vm["id"], "ACTIVE")
     assert active["OS-EXT-STS:task_state"] is None
     assert "(rescue ended)" in console(cloud, vm["id"])
     refused = cloud.openstack("server", "unrescue", vm["id"], check=False)
@@ -58,17 +57,17 @@ def test_rescue_with_an_image_and_a_password_over_http(cloud, vm, compute):
     image = cloud.openstack("image", "show", "kilonova-tiny", fmt_json=True)["id"]
     reply = action(compute, vm["id"], {"rescue": {"rescue_image_ref": image, "adminPass": "s3cret-Rescue"}})
     assert reply.status_code == 200 and reply.json() == {"adminPass": "s3cret-Rescue"}
-    wait_status(cloud, vm["id"], "RESCUE")
+    cloud.wait_status(vm["id"], "RESCUE")
     assert f"in rescue mode from image {image}" in console(cloud, vm["id"])
     cloud.nova("unrescue", vm["id"])
-    wait_status(cloud, vm["id"], "ACTIVE")
+    cloud.wait_status(vm["id"], "ACTIVE")
     # without adminPass one is generated and returned (nova rescue prints it)
     printed = cloud.nova("rescue", vm["id"]).stdout
     assert "adminPass" in printed
-    wait_status(cloud, vm["id"], "RESCUE")
+    cloud.wait_status(vm["id"], "RESCUE")
     sdk = cloud.sdk()
     sdk.compute.unrescue_server(vm["id"])
-    wait_status(cloud, vm["id"], "ACTIVE")
+    cloud.wait_status(vm["id"], "ACTIVE")
 
 
 def test_rescue_refusals(cloud, vm, compute):
@@ -82,50 +81,50 @@ def test_rescue_refusals(cloud, vm, compute):
     assert action(compute, vm["id"], {"rescue": {"adminPass": 5}}).status_code == 400
     # the state comes before the image, as upstream
     cloud.openstack("server", "pause", vm["id"])
-    wait_status(cloud, vm["id"], "PAUSED")
+    cloud.wait_status(vm["id"], "PAUSED")
     reply = action(compute, vm["id"], {"rescue": {"rescue_image_ref": missing}})
     assert reply.status_code == 409
     assert reply.json()["conflictingRequest"]["message"] == \
         f"Cannot 'rescue' instance {vm['id']} while it is in vm_state paused"
     cloud.openstack("server", "unpause", vm["id"])
-    wait_status(cloud, vm["id"], "ACTIVE")
+    cloud.wait_status(vm["id"], "ACTIVE")
     # a stopped server can be rescued, as upstream (and comes back ACTIVE)
     cloud.openstack("server", "stop", vm["id"])
-    wait_status(cloud, vm["id"], "SHUTOFF")
+    cloud.wait_status(vm["id"], "SHUTOFF")
     assert action(compute, vm["id"], {"rescue": None}).status_code == 200
-    wait_status(cloud, vm["id"], "RESCUE")
+    cloud.wait_status(vm["id"], "RESCUE")
     assert action(compute, vm["id"], {"unrescue": None}).status_code == 202
-    wait_status(cloud, vm["id"], "ACTIVE")
+    cloud.wait_status(vm["id"], "ACTIVE")
 
 
 def test_rescue_at_2_87_is_the_same_for_image_backed_servers(cloud, vm, compute):
     reply = action(compute, vm["id"], {"rescue": None}, version="2.87")
     assert reply.status_code == 200 and len(reply.json()["adminPass"]) == 12
-    wait_status(cloud, vm["id"], "RESCUE")
+    cloud.wait_status(vm["id"], "RESCUE")
     assert action(compute, vm["id"], {"unrescue": None}, version="2.87").status_code == 202
-    wait_status(cloud, vm["id"], "ACTIVE")
+    cloud.wait_status(vm["id"], "ACTIVE")
 
 
 def test_change_password(cloud, vm, compute):
     cloud.openstack("server", "set", "--password", "n3w-Passw0rd", vm["id"])
     assert "password of the administrator account changed" in console(cloud, vm["id"])
-    assert wait_status(cloud, vm["id"], "ACTIVE")["OS-EXT-STS:task_state"] is None
+    assert cloud.wait_status(vm["id"], "ACTIVE")["OS-EXT-STS:task_state"] is None
     assert action(compute, vm["id"], {"changePassword": {}}).status_code == 400
     assert action(compute, vm["id"], {"changePassword": {"adminPass": 1}}).status_code == 400
     # only from ACTIVE
     cloud.openstack("server", "stop", vm["id"])
-    wait_status(cloud, vm["id"], "SHUTOFF")
+    cloud.wait_status(vm["id"], "SHUTOFF")
     reply = action(compute, vm["id"], {"changePassword": {"adminPass": "x"}})
     assert reply.status_code == 409 and reply.json()["conflictingRequest"]["message"] == \
         f"Cannot 'changePassword' instance {vm['id']} while it is in vm_state stopped"
     cloud.openstack("server", "start", vm["id"])
-    wait_status(cloud, vm["id"], "ACTIVE")
+    cloud.wait_status(vm["id"], "ACTIVE")
 
 
 def test_change_password_of_a_guest_that_is_not_running(cloud, vm, compute):
     # resetState makes the database say ACTIVE while the guest is off: the host refuses, 409 as upstream
     cloud.openstack("server", "stop", vm["id"])
-    wait_status(cloud, vm["id"], "SHUTOFF")
+    cloud.wait_status(vm["id"], "SHUTOFF")
     cloud.openstack("server", "set", "--auto-approve", "--state", "active", vm["id"])
     reply = action(compute, vm["id"], {"changePassword": {"adminPass": "x"}})
     assert reply.status_code == 409
@@ -133,9 +132,9 @@ def test_change_password_of_a_guest_that_is_not_running(cloud, vm, compute):
         f"Failed to set admin password on {vm['id']} because instance {vm['id']} is not running"
     assert cloud.openstack("server", "show", vm["id"], fmt_json=True)["OS-EXT-STS:task_state"] is None
     cloud.openstack("server", "stop", vm["id"])  # back to a consistent state
-    wait_status(cloud, vm["id"], "SHUTOFF")
+    cloud.wait_status(vm["id"], "SHUTOFF")
     cloud.openstack("server", "start", vm["id"])
-    wait_status(cloud, vm["id"], "ACTIVE")
+    cloud.wait_status(vm["id"], "ACTIVE")
 
 
 def test_trigger_crash_dump(cloud, vm, compute):
@@ -152,12 +151,12 @@ def test_trigger_crash_dump(cloud, vm, compute):
     bad = action(compute, vm["id"], {"trigger_crash_dump": {"now": True}}, version="2.17")
     assert bad.status_code == 400
     cloud.openstack("server", "stop", vm["id"])
-    wait_status(cloud, vm["id"], "SHUTOFF")
+    cloud.wait_status(vm["id"], "SHUTOFF")
     stopped = action(compute, vm["id"], {"trigger_crash_dump": None}, version="2.17")
     assert stopped.status_code == 409 and stopped.json()["conflictingRequest"]["message"] == \
         f"Cannot 'trigger_crash_dump' instance {vm['id']} while it is in vm_state stopped"
     cloud.openstack("server", "start", vm["id"])
-    wait_status(cloud, vm["id"], "ACTIVE")
+    cloud.wait_status(vm["id"], "ACTIVE")
     assert cloud.nova("trigger-crash-dump", vm["id"]).returncode == 0
 
 
@@ -189,9 +188,9 @@ def test_admin_actions_are_for_admins(cloud, demo_compute):
         assert denied.status_code == 403 and "os_compute_api:os-server-diagnostics" in denied.text
         # the owner may rescue, change the password and dump their own server
         assert action(demo_compute, server_id, {"rescue": None}).status_code == 200
-        wait_status(cloud, server_id, "RESCUE", cloud_name="kilonova-demo")
+        cloud.wait_status(server_id, "RESCUE", cloud="kilonova-demo")
         assert action(demo_compute, server_id, {"unrescue": None}).status_code == 202
-        wait_status(cloud, server_id, "ACTIVE", cloud_name="kilonova-demo")
+        cloud.wait_status(server_id, "ACTIVE", cloud="kilonova-demo")
     finally:
         cloud.openstack("server", "delete", "--wait", created["id"], check=False)
 
@@ -222,12 +221,12 @@ def test_diagnostics(cloud, vm, compute):
     printed = cloud.nova("diagnostics", vm["id"]).stdout
     assert "memory_details" in printed  # the nova CLI negotiates the newest version
     cloud.openstack("server", "stop", vm["id"])
-    wait_status(cloud, vm["id"], "SHUTOFF")
+    cloud.wait_status(vm["id"], "SHUTOFF")
     refused = compute.get(f"/servers/{vm['id']}/diagnostics")
     assert refused.status_code == 409 and refused.json()["conflictingRequest"]["message"] == \
         f"Cannot 'get_diagnostics' instance {vm['id']} while it is in power state shutdown"
     cloud.openstack("server", "start", vm["id"])
-    wait_status(cloud, vm["id"], "ACTIVE")
+    cloud.wait_status(vm["id"], "ACTIVE")
 
 
 def test_instance_actions_recorded(cloud, compute):
@@ -237,9 +236,9 @@ def test_instance_actions_recorded(cloud, compute):
                          "private", "--wait", "vm-actions", fmt_json=True)
     try:
         cloud.openstack("server", "rescue", vm["id"])
-        wait_status(cloud, vm["id"], "RESCUE")
+        cloud.wait_status(vm["id"], "RESCUE")
         cloud.openstack("server", "unrescue", vm["id"])
-        wait_status(cloud, vm["id"], "ACTIVE")
+        cloud.wait_status(vm["id"], "ACTIVE")
         cloud.openstack("server", "set", "--password", "n3w-Passw0rd", vm["id"])
         assert action(compute, vm["id"], {"trigger_crash_dump": None}, version="2.17").status_code == 202
         assert action(compute, vm["id"], {"injectNetworkInfo": None}).status_code == 202

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from tests.cloud import new_cloud
-from tests.functional.test_servers_cli import wait_status
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,7 @@ def boot_on(cloud, host: str, name: str) -> str:
             "name": name, "flavorRef": "1", "imageRef": image, "networks": [{"uuid": net}], "host": host}})
         assert created.status_code == 202, created.text
     uuid = created.json()["server"]["id"]
-    wait_status(cloud, uuid, "ACTIVE")
+    cloud.wait_status(uuid, "ACTIVE")
     return uuid
 
 
@@ -45,7 +44,7 @@ def action(cloud, uuid: str, body: dict, version: str = "2.1"):
 def test_a_failed_rescue_leaves_the_server_in_error_with_a_fault(faulty):
     uuid = boot_on(faulty, "compute2", "rescue-fails")
     assert action(faulty, uuid, {"rescue": None}).status_code == 200
-    failed = wait_status(faulty, uuid, "ERROR")
+    failed = faulty.wait_status(uuid, "ERROR")
     assert f"Instance {uuid} cannot be rescued: Driver Error: Simulated failure of rescue" in \
         failed["fault"]["message"]
     assert failed["OS-EXT-STS:task_state"] is None
@@ -62,7 +61,7 @@ def test_a_guest_agent_failure_is_a_409_that_hides_its_details(faulty):
     assert reply.status_code == 409
     assert reply.json()["conflictingRequest"]["message"] == \
         f"Failed to set admin password on {uuid} because error setting admin password"
-    shown = wait_status(faulty, uuid, "ACTIVE")
+    shown = faulty.wait_status(uuid, "ACTIVE")
     assert shown["OS-EXT-STS:task_state"] is None
     # a failed crash dump: accepted (a cast, as upstream), recorded as an Error event, the server unchanged
     assert action(faulty, uuid, {"trigger_crash_dump": None}, "2.17").status_code == 202
@@ -75,16 +74,16 @@ def test_a_guest_agent_failure_is_a_409_that_hides_its_details(faulty):
             break
         time.sleep(0.5)
     assert detail["events"][0]["result"] == "Error"
-    assert wait_status(faulty, uuid, "ACTIVE")["OS-EXT-STS:task_state"] is None
+    assert faulty.wait_status(uuid, "ACTIVE")["OS-EXT-STS:task_state"] is None
     faulty.openstack("server", "delete", "--wait", uuid)
 
 
 def test_an_unrescue_its_host_never_reports_ends_in_error_at_its_deadline(faulty):
     uuid = boot_on(faulty, "compute1", "unrescue-hangs")
     assert action(faulty, uuid, {"rescue": None}).status_code == 200
-    wait_status(faulty, uuid, "RESCUE")
+    faulty.wait_status(uuid, "RESCUE")
     assert action(faulty, uuid, {"unrescue": None}).status_code == 202
-    ended = wait_status(faulty, uuid, "ERROR", timeout=20)
+    ended = faulty.wait_status(uuid, "ERROR", timeout=20)
     assert ended["OS-EXT-STS:task_state"] is None
     assert ended["fault"]["message"].startswith("The unrescue did not finish: its compute host did not report")
     # the late report of the host does not undo that

@@ -8,13 +8,12 @@ audit` finding nothing leaked after every ending.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.functional.test_servers_cli import wait_status
+from tests.cloud import wait_for
+
 
 BOOT = ("--image", "kilonova-tiny", "--network", "private")
 
@@ -39,18 +38,6 @@ def allocations(cloud, consumer: str) -> dict[str, dict]:
         response = http.get(f"/allocations/{consumer}", headers={"OpenStack-API-Version": "placement 1.28"})
     assert response.status_code == 200, response.text
     return {rp: a["resources"] for rp, a in response.json()["allocations"].items()}
-
-
-def audit(cloud) -> subprocess.CompletedProcess:
-    """``kilonova manage placement audit`` against the running cloud."""
-    return subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(cloud.config_file), "--state-dir",
-                           str(cloud.state_dir), "manage", "placement", "audit", "--verbose"],
-                          capture_output=True, text=True, timeout=120)
-
-
-def assert_audit_clean(cloud) -> None:
-    result = audit(cloud)
-    assert result.returncode == 0, f"audit found problems:\n{result.stdout}\n{result.stderr}"
 
 
 def action(cloud, server: str, key: str, body, version: str = "2.1", cloud_name: str = "kilonova"):
@@ -83,25 +70,14 @@ def wait_move_ended(cloud, server: str, status: str, timeout: float = 30) -> dic
     """The server's last move once it ended in ``status``, and the server's task over."""
     def ended():
         moves, _faults = move_records(cloud, server)
-        shown = cloud.openstack("server", "show", server, fmt_json=True)
-        return moves and moves[-1]["status"] == status and not shown["OS-EXT-STS:task_state"] and moves[-1]
+        return moves and moves[-1]["status"] == status and not cloud.server(server)["OS-EXT-STS:task_state"] \
+            and moves[-1]
     return wait_for(ended, f"the move of {server} to end {status}", timeout)
 
 
 def hypervisor_memory_used(cloud, host: str) -> int:
     shown = cloud.openstack("--os-compute-api-version", "2.27", "hypervisor", "show", host, fmt_json=True)
     return int(shown["memory_mb_used"])
-
-
-def wait_for(predicate, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}: {value}")
 
 
 @pytest.fixture
@@ -114,7 +90,7 @@ def server(cloud):
 def test_resize_then_confirm_with_the_openstack_cli(cloud, server):
     source = server["OS-EXT-SRV-ATTR:host"]
     cloud.openstack("server", "resize", "--flavor", "m1.small", "--wait", server["id"])
-    shown = wait_status(cloud, server["id"], "VERIFY_RESIZE")
+    shown = cloud.wait_status(server["id"], "VERIFY_RESIZE")
     dest = shown["OS-EXT-SRV-ATTR:host"]
     assert dest != source  # [DEFAULT] allow_resize_to_same_host is False by default
     assert shown["flavor"]["name"] == "m1.small"
@@ -123,16 +99,16 @@ def test_resize_then_confirm_with_the_openstack_cli(cloud, server):
     assert held == {provider_uuid(cloud, dest): {"DISK_GB": 20, "MEMORY_MB": 2048, "VCPU": 1}}
     assert provider_usage(cloud, source)["MEMORY_MB"] >= 512
     wait_for(lambda: hypervisor_memory_used(cloud, dest) >= 2048, "the destination hypervisor to count the server")
-    assert_audit_clean(cloud)
+    cloud.audit()
 
     before = provider_usage(cloud, source)["MEMORY_MB"]
     cloud.openstack("server", "resize", "confirm", server["id"])
-    shown = wait_status(cloud, server["id"], "ACTIVE")
+    shown = cloud.wait_status(server["id"], "ACTIVE")
     assert shown["OS-EXT-SRV-ATTR:host"] == dest and shown["flavor"]["name"] == "m1.small"
     assert wait_for(lambda: provider_usage(cloud, source)["MEMORY_MB"] == before - 512 or None,
                     "the source claim to be dropped", 10)
     assert list(allocations(cloud, server["id"])) == [provider_uuid(cloud, dest)]
-    assert_audit_clean(cloud)
+    cloud.audit()
     # The steps as os-instance-actions and os-migrations show them.
     actions = cloud.openstack("server", "event", "list", server["id"], fmt_json=True)
     assert [a["Action"] for a in actions][:2] == ["confirmResize", "resize"]
@@ -156,17 +132,17 @@ def test_resize_then_confirm_with_the_openstack_cli(cloud, server):
 def test_resize_then_revert_with_the_nova_cli(cloud, server):
     source = server["OS-EXT-SRV-ATTR:host"]
     cloud.nova("resize", server["id"], "m1.small")
-    shown = wait_status(cloud, server["id"], "VERIFY_RESIZE")
+    shown = cloud.wait_status(server["id"], "VERIFY_RESIZE")
     dest = shown["OS-EXT-SRV-ATTR:host"]
     again = cloud.nova("resize", server["id"], "m1.medium", check=False)
     assert again.returncode != 0 and "while it is in vm_state resized" in again.stderr
     cloud.nova("resize-revert", server["id"])
-    shown = wait_status(cloud, server["id"], "ACTIVE")
+    shown = cloud.wait_status(server["id"], "ACTIVE")
     assert shown["OS-EXT-SRV-ATTR:host"] == source and shown["flavor"]["name"] == "m1.tiny"
     assert allocations(cloud, server["id"]) == {provider_uuid(cloud, source): {"DISK_GB": 1, "MEMORY_MB": 512,
                                                                                "VCPU": 1}}
     assert dest != source
-    assert_audit_clean(cloud)
+    cloud.audit()
     # The guest was booted again on the source with its old flavor.
     console = cloud.openstack("console", "log", "show", server["id"]).stdout
     assert "resize reverted" in console and "512 MB RAM" in console.splitlines()[-3]
@@ -175,31 +151,31 @@ def test_resize_then_revert_with_the_nova_cli(cloud, server):
 def test_resize_confirm_with_the_nova_cli_and_the_sdk_keeps_a_stopped_server_stopped(cloud, server):
     conn = cloud.sdk()
     conn.compute.stop_server(server["id"])
-    wait_status(cloud, server["id"], "SHUTOFF")
+    cloud.wait_status(server["id"], "SHUTOFF")
     flavor = conn.compute.find_flavor("m1.small")
     conn.compute.resize_server(server["id"], flavor.id)
-    shown = wait_status(cloud, server["id"], "VERIFY_RESIZE")
+    shown = cloud.wait_status(server["id"], "VERIFY_RESIZE")
     assert shown["OS-EXT-STS:power_state"] in ("Shutdown", 4)
     cloud.nova("resize-confirm", server["id"])
-    shown = wait_status(cloud, server["id"], "SHUTOFF")
+    shown = cloud.wait_status(server["id"], "SHUTOFF")
     assert shown["flavor"]["name"] == "m1.small"
     # ... and a revert of a stopped server leaves it stopped too.
     conn.compute.resize_server(server["id"], conn.compute.find_flavor("m1.medium").id)
-    wait_status(cloud, server["id"], "VERIFY_RESIZE")
+    cloud.wait_status(server["id"], "VERIFY_RESIZE")
     conn.compute.revert_server_resize(server["id"])
-    shown = wait_status(cloud, server["id"], "SHUTOFF")
+    shown = cloud.wait_status(server["id"], "SHUTOFF")
     assert shown["flavor"]["name"] == "m1.small"
-    assert_audit_clean(cloud)
+    cloud.audit()
 
 
 def test_cold_migration_with_both_clients_and_the_2_56_host(cloud, server):
     source = server["OS-EXT-SRV-ATTR:host"]
     cloud.openstack("server", "migrate", "--wait", server["id"])
-    shown = wait_status(cloud, server["id"], "VERIFY_RESIZE")
+    shown = cloud.wait_status(server["id"], "VERIFY_RESIZE")
     first = shown["OS-EXT-SRV-ATTR:host"]
     assert first != source and shown["flavor"]["name"] == "m1.tiny"
     cloud.nova("resize-confirm", server["id"])
-    wait_status(cloud, server["id"], "ACTIVE")
+    cloud.wait_status(server["id"], "ACTIVE")
 
     target = next(h for h in ("compute1", "compute2", "compute3", "compute4") if h not in (first,))
     too_old = action(cloud, server["id"], "migrate", {"host": target}, version="2.55")
@@ -209,16 +185,16 @@ def test_cold_migration_with_both_clients_and_the_2_56_host(cloud, server):
     unknown = action(cloud, server["id"], "migrate", {"host": "nowhere"}, version="2.56")
     assert unknown.status_code == 400 and fault_message(unknown) == "Compute host nowhere could not be found."
     cloud.openstack("--os-compute-api-version", "2.56", "server", "migrate", "--host", target, "--wait", server["id"])
-    shown = wait_status(cloud, server["id"], "VERIFY_RESIZE")
+    shown = cloud.wait_status(server["id"], "VERIFY_RESIZE")
     assert shown["OS-EXT-SRV-ATTR:host"] == target
     refused = cloud.nova("migrate", server["id"], check=False)
     assert refused.returncode != 0 and f"Cannot 'migrate' instance {server['id']} while it is in vm_state resized" \
         in refused.stderr
     cloud.openstack("server", "migrate", "confirm", server["id"])
-    shown = wait_status(cloud, server["id"], "ACTIVE")
+    shown = cloud.wait_status(server["id"], "ACTIVE")
     assert shown["OS-EXT-SRV-ATTR:host"] == target
     assert list(allocations(cloud, server["id"])) == [provider_uuid(cloud, target)]
-    assert_audit_clean(cloud)
+    cloud.audit()
 
 
 def test_refusals_as_upstream(cloud):
@@ -282,7 +258,7 @@ def test_a_disk_shrink_is_refused_by_the_source_and_rolled_back(cloud):
         assert shown["OS-EXT-SRV-ATTR:host"] == source and shown["flavor"]["name"] == "m1.small"
         assert "Unable to resize disk down." in move_records(cloud, created["id"])[1][-1]
         assert list(allocations(cloud, created["id"])) == [provider_uuid(cloud, source)]
-        assert_audit_clean(cloud)
+        cloud.audit()
     finally:
         cloud.openstack("server", "delete", "--wait", created["id"], check=False)
 
@@ -297,7 +273,7 @@ def test_no_valid_host_leaves_the_server_active_with_a_fault(cloud, server):
         assert shown["status"] == "ACTIVE" and shown["flavor"]["name"] == "m1.tiny"
         assert move_records(cloud, server["id"])[1][-1].startswith("No valid host was found.")
         assert list(allocations(cloud, server["id"])) == [provider_uuid(cloud, server["OS-EXT-SRV-ATTR:host"])]
-        assert_audit_clean(cloud)
+        cloud.audit()
     finally:
         cloud.openstack("flavor", "delete", "rz-huge", check=False)
 
@@ -306,9 +282,9 @@ def test_deleting_a_server_in_verify_resize_frees_both_hosts(cloud):
     created = boot(cloud, "rz-delete")
     source = created["OS-EXT-SRV-ATTR:host"]
     cloud.openstack("server", "resize", "--flavor", "m1.small", "--wait", created["id"])
-    dest = wait_status(cloud, created["id"], "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"]
+    dest = cloud.wait_status(created["id"], "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"]
     before = {host: provider_usage(cloud, host).get("MEMORY_MB", 0) for host in (source, dest)}
     cloud.openstack("server", "delete", "--wait", created["id"])
     after = {host: provider_usage(cloud, host).get("MEMORY_MB", 0) for host in (source, dest)}
     assert after == {source: before[source] - 512, dest: before[dest] - 2048}
-    assert_audit_clean(cloud)
+    cloud.audit()

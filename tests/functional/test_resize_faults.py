@@ -9,9 +9,8 @@ import shutil
 import pytest
 
 from tests.cloud import new_cloud
-from tests.functional.test_resize_cli import (BOOT, allocations, assert_audit_clean, move_records, provider_uuid,
+from tests.functional.test_resize_cli import (BOOT, allocations, move_records, provider_uuid,
                                               wait_move_ended)
-from tests.functional.test_servers_cli import wait_status
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def test_a_failing_destination_rolls_the_move_back_to_the_source(failing_cloud):
     cloud.openstack("--os-compute-api-version", "2.56", "server", "migrate", "--host", "compute2", server["id"])
     move = wait_move_ended(cloud, server["id"], "error")
     assert (move["source_compute"], move["dest_compute"]) == ("compute1", "compute2")
-    shown = wait_status(cloud, server["id"], "ACTIVE")
+    shown = cloud.wait_status(server["id"], "ACTIVE")
     assert shown["OS-EXT-SRV-ATTR:host"] == "compute1"
     fault = move_records(cloud, server["id"])[1][-1]
     assert "failed on compute2" in fault and "rolled back to compute1" in fault
@@ -67,9 +66,9 @@ def test_a_failing_destination_rolls_the_move_back_to_the_source(failing_cloud):
     assert results["compute_finish_revert_resize"] == "Success"
     # The guest runs on compute1 again.
     assert "login:" in cloud.openstack("console", "log", "show", server["id"]).stdout.splitlines()[-1]
-    assert_audit_clean(cloud)
+    cloud.audit()
     cloud.openstack("server", "delete", "--wait", server["id"])
-    assert_audit_clean(cloud)
+    cloud.audit()
 
 
 def test_verify_resize_is_confirmed_after_the_window(failing_cloud):
@@ -83,14 +82,14 @@ def test_verify_resize_is_confirmed_after_the_window(failing_cloud):
         # Nobody confirms it (under load the short VERIFY_RESIZE may pass between two looks: not waited for).
         move = wait_move_ended(cloud, server["id"], "confirmed", timeout=40)
         assert move["source_compute"] == move["dest_compute"] == "compute1"
-        shown = wait_status(cloud, server["id"], "ACTIVE")
+        shown = cloud.wait_status(server["id"], "ACTIVE")
         assert shown["flavor"]["name"] == "m1.small"
         assert allocations(cloud, server["id"]) == {provider_uuid(cloud, "compute1"): {
             "DISK_GB": 20, "MEMORY_MB": 2048, "VCPU": 1}}
         assert allocations(cloud, move["uuid"]) == {}
         assert "confirmResize" in [a["Action"] for a in cloud.openstack("server", "event", "list", server["id"],
                                                                          fmt_json=True)]
-        assert_audit_clean(cloud)
+        cloud.audit()
     finally:
         for host in ("compute2", "compute3"):
             cloud.openstack("compute", "service", "set", "--enable", host, "nova-compute", check=False)
@@ -103,14 +102,14 @@ def test_a_destination_that_hangs_is_rolled_back_after_the_deadline(hanging_clou
     cloud.openstack("server", "resize", "--flavor", "m1.small", server["id"])
     move = wait_move_ended(cloud, server["id"], "error", timeout=60)
     assert move["dest_compute"] == "compute2"
-    shown = wait_status(cloud, server["id"], "ACTIVE")
+    shown = cloud.wait_status(server["id"], "ACTIVE")
     assert shown["OS-EXT-SRV-ATTR:host"] == "compute1" and shown["flavor"]["name"] == "m1.tiny"
     fault = move_records(cloud, server["id"])[1][-1]
     assert "stuck at finish_resize" in fault and "runs on its source host compute1" in fault
     assert allocations(cloud, server["id"]) == {provider_uuid(cloud, "compute1"): {"DISK_GB": 1, "MEMORY_MB": 512,
                                                                                    "VCPU": 1}}
     assert allocations(cloud, move["uuid"]) == {}
-    assert_audit_clean(cloud)
+    cloud.audit()
 
 
 def resized_then_restarted(cloud, name: str) -> dict:
@@ -119,7 +118,7 @@ def resized_then_restarted(cloud, name: str) -> dict:
     cloud.start()
     server = on_host(cloud, name, "compute1")
     cloud.openstack("server", "resize", "--flavor", "m1.small", "--wait", server["id"])
-    assert wait_status(cloud, server["id"], "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"] == "compute2"
+    assert cloud.wait_status(server["id"], "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"] == "compute2"
     cloud.stop()
     cloud.start()
     return server
@@ -129,16 +128,16 @@ def test_verify_resize_survives_a_restart_of_the_cloud():
     cloud = new_cloud(hosts=2)
     try:
         server = resized_then_restarted(cloud, "rz-restart")
-        shown = wait_status(cloud, server["id"], "VERIFY_RESIZE")
+        shown = cloud.wait_status(server["id"], "VERIFY_RESIZE")
         assert shown["OS-EXT-SRV-ATTR:host"] == "compute2"
         assert "login:" in cloud.openstack("console", "log", "show", server["id"]).stdout  # its guest is back
-        assert_audit_clean(cloud)
+        cloud.audit()
         cloud.openstack("server", "resize", "confirm", server["id"])
-        shown = wait_status(cloud, server["id"], "ACTIVE")
+        shown = cloud.wait_status(server["id"], "ACTIVE")
         assert shown["flavor"]["name"] == "m1.small"
         assert allocations(cloud, server["id"]) == {provider_uuid(cloud, "compute2"): {
             "DISK_GB": 20, "MEMORY_MB": 2048, "VCPU": 1}}
-        assert_audit_clean(cloud)
+        cloud.audit()
     finally:
         cloud.stop()
         shutil.rmtree(cloud.workdir, ignore_errors=True)
@@ -150,14 +149,14 @@ def test_a_resize_reverts_after_a_restart_of_the_cloud():
     try:
         server = resized_then_restarted(cloud, "rz-revert-restart")
         cloud.openstack("server", "resize", "revert", server["id"])
-        shown = wait_status(cloud, server["id"], "ACTIVE", timeout=60)
+        shown = cloud.wait_status(server["id"], "ACTIVE", timeout=60)
         assert shown["OS-EXT-SRV-ATTR:host"] == "compute1" and shown["flavor"]["name"] == "m1.tiny"
         assert shown["OS-EXT-STS:power_state"] in ("Running", 1)
         assert move_records(cloud, server["id"])[0][-1]["status"] == "reverted"
         assert allocations(cloud, server["id"]) == {provider_uuid(cloud, "compute1"): {
             "DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}}
         assert "resize reverted" in cloud.openstack("console", "log", "show", server["id"]).stdout
-        assert_audit_clean(cloud)
+        cloud.audit()
     finally:
         cloud.stop()
         shutil.rmtree(cloud.workdir, ignore_errors=True)

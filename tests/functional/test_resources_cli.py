@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import subprocess
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519

@@ -1,7 +1,6 @@
 """createImage (server snapshots) through the real `openstack` CLI, with the fake driver's small real qcow2."""
 from __future__ import annotations
 
-import time
 
 import httpx
 import pytest
@@ -10,14 +9,7 @@ QCOW2_MAGIC = b"QFI\xfb"
 
 
 def wait_active(cloud, server: str, cloud_name: str = "kilonova", timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    shown = None
-    while time.monotonic() < deadline:
-        shown = cloud.openstack("server", "show", server, fmt_json=True, cloud=cloud_name)
-        if shown["status"] == "ACTIVE" and shown["OS-EXT-STS:task_state"] is None:
-            return shown
-        time.sleep(0.3)
-    raise AssertionError(f"{server} did not settle ACTIVE: {shown}")
+    return cloud.wait_status(server, "ACTIVE", timeout, cloud_name, settled=True)
 
 
 def token_for(cloud, username: str, password: str, project: str) -> str:

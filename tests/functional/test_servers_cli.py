@@ -8,17 +8,6 @@ import time
 import pytest
 
 
-def wait_status(cloud, server: str, status: str, timeout: float = 30, cloud_name: str = "kilonova") -> dict:
-    deadline = time.monotonic() + timeout
-    shown = None
-    while time.monotonic() < deadline:
-        shown = cloud.openstack("server", "show", server, fmt_json=True, cloud=cloud_name)
-        if shown["status"] == status:
-            return shown
-        time.sleep(0.3)
-    raise AssertionError(f"{server} did not reach {status}: {shown}")
-
-
 def usage(cloud) -> dict[str, int]:
     """Total Placement usage over every provider, by resource class."""
     totals: dict[str, int] = {}
@@ -75,15 +64,15 @@ def test_list_long_and_show(cloud, server):
 
 def test_stop_start_reboot(cloud, server):
     cloud.openstack("server", "stop", server["id"])
-    stopped = wait_status(cloud, server["id"], "SHUTOFF")
+    stopped = cloud.wait_status(server["id"], "SHUTOFF")
     assert stopped["OS-EXT-STS:power_state"] in ("Shutdown", 4)
     result = cloud.openstack("server", "stop", server["id"], check=False)
     assert result.returncode != 0 and "vm_state stopped" in result.stderr
     cloud.openstack("server", "start", server["id"])
-    wait_status(cloud, server["id"], "ACTIVE")
+    cloud.wait_status(server["id"], "ACTIVE")
     cloud.openstack("server", "reboot", "--wait", server["id"])
     cloud.openstack("server", "reboot", "--hard", "--wait", server["id"])
-    assert wait_status(cloud, server["id"], "ACTIVE")["OS-EXT-STS:task_state"] is None
+    assert cloud.wait_status(server["id"], "ACTIVE")["OS-EXT-STS:task_state"] is None
 
 
 def test_set_name_and_property(cloud, server):
@@ -161,7 +150,7 @@ def test_no_valid_host_fault_says_why(cloud):
         result = cloud.openstack("server", "create", "--flavor", "huge", "--image", "kilonova-tiny",
                                  "--network", "private", "--wait", "too-big", check=False)
         assert result.returncode != 0
-        shown = wait_status(cloud, "too-big", "ERROR")
+        shown = cloud.wait_status("too-big", "ERROR")
         assert "No valid host was found" in shown["fault"]["message"]
         assert "DISK_GB:5000" in shown["fault"]["message"]
         cloud.openstack("server", "delete", "--wait", "too-big")

@@ -4,8 +4,6 @@ while offloaded), the host after unshelve, ports kept, upstream's 409s and micro
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,14 +12,8 @@ from tests.cloud import new_cloud
 
 
 def wait_status(cloud, server: str, status: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    shown = None
-    while time.monotonic() < deadline:
-        shown = cloud.openstack("server", "show", server, fmt_json=True)
-        if shown["status"] == status and not shown.get("OS-EXT-STS:task_state"):
-            return shown
-        time.sleep(0.3)
-    raise AssertionError(f"{server} did not reach {status}: {shown}")
+    """The server in ``status`` with its task over (shelving passes through each status with a task)."""
+    return cloud.wait_status(server, status, timeout, settled=True)
 
 
 def allocations(cloud, uuid: str) -> dict:
@@ -29,15 +21,6 @@ def allocations(cloud, uuid: str) -> dict:
         reply = placement.get(f"/allocations/{uuid}", headers={"OpenStack-API-Version": "placement 1.28"})
         assert reply.status_code == 200, reply.text
         return reply.json()["allocations"]
-
-
-def audit(cloud) -> subprocess.CompletedProcess:
-    """``kilonova manage placement audit`` against the cloud (its configuration names its ports)."""
-    result = subprocess.run([sys.executable, "-m", "kilonova.cli", "--config", str(cloud.config_file), "--state-dir",
-                             str(cloud.state_dir), "manage", "placement", "audit", "--verbose"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def images_named(cloud, name: str) -> list[dict]:
@@ -95,7 +78,7 @@ def test_shelve_offload_unshelve_through_the_openstack_and_nova_clis(shelf):
     offloaded_ports = ports_of(shelf, uuid)
     assert [p["id"] for p in offloaded_ports] == [p["id"] for p in ports]  # ports and addresses kept
     assert all(not p["binding:host_id"] for p in offloaded_ports)
-    assert audit(shelf).returncode == 0
+    shelf.audit()
 
     shelf.openstack("server", "unshelve", "--wait", uuid)
     shown = wait_status(shelf, uuid, "ACTIVE")
@@ -107,7 +90,7 @@ def test_shelve_offload_unshelve_through_the_openstack_and_nova_clis(shelf):
     assert {p["fixed_ips"][0]["ip_address"] for p in after} == {p["fixed_ips"][0]["ip_address"] for p in ports}
     assert all(p["binding:host_id"] == shown["OS-EXT-SRV-ATTR:host"] for p in after)
     assert images_named(shelf, "vm-shelf-shelved") == []  # deleted once unshelved, as upstream
-    assert audit(shelf).returncode == 0
+    shelf.audit()
 
     shelf.nova("shelve", uuid)
     wait_status(shelf, uuid, "SHELVED")
@@ -206,7 +189,7 @@ def test_unshelve_microversions_zone_and_host(shelf):
         shelf.openstack("server", "delete", "--wait", uuid, check=False)
         shelf.openstack("aggregate", "remove", "host", "agg-shelf", other, check=False)
         shelf.openstack("aggregate", "delete", "agg-shelf", check=False)
-    assert audit(shelf).returncode == 0
+    shelf.audit()
 
 
 def test_deleting_a_shelved_server_deletes_its_image_and_claims(shelf):
@@ -218,7 +201,7 @@ def test_deleting_a_shelved_server_deletes_its_image_and_claims(shelf):
         shelf.openstack("server", "delete", "--wait", uuid)
         assert images_named(shelf, "vm-gone-shelved") == []
         assert allocations(shelf, uuid) == {} and ports_of(shelf, uuid) == []
-    audit(shelf)
+    shelf.audit()
 
 
 def test_a_locked_server_refuses_its_owner(shelf):
@@ -450,7 +433,7 @@ def test_periodic_offload_after_shelved_offload_time(faulty):
     assert shown["OS-EXT-SRV-ATTR:host"] == "compute1" and allocations(faulty, uuid)
     shown = wait_status(faulty, uuid, "SHELVED_OFFLOADED", timeout=30)
     assert shown["OS-EXT-SRV-ATTR:host"] is None and allocations(faulty, uuid) == {}
-    audit(faulty)
+    faulty.audit()
     faulty.openstack("server", "delete", "--wait", uuid)
 
 
@@ -459,17 +442,17 @@ def test_a_failed_shelve_leaves_the_server_as_it_was(faulty):
     try:
         faulty.openstack("server", "shelve", uuid)
         deadline = time.monotonic() + 30
-        while True:
-            shown = faulty.openstack("server", "show", uuid, fmt_json=True)
+        while True:  # polled over HTTP: often enough to see it never passes through SHELVED
+            shown = faulty.server(uuid)
             if shown["status"] == "ACTIVE" and not shown["OS-EXT-STS:task_state"]:
                 break
             assert time.monotonic() < deadline and shown["status"] != "SHELVED", shown
-            time.sleep(0.3)
+            time.sleep(0.2)
         assert shown["OS-EXT-STS:power_state"] in ("Running", 1)
         assert images_named(faulty, "vm-snapfail-shelved") == []  # the image that never filled is gone
         assert event_names(faulty, uuid, "shelve") == [("compute_shelve_instance", "Error")]
         assert allocations(faulty, uuid)
-        audit(faulty)
+        faulty.audit()
     finally:
         faulty.openstack("server", "delete", "--wait", uuid, check=False)
 
@@ -487,7 +470,7 @@ def test_a_failed_unshelve_is_offloaded_again_holding_nothing(faulty):
         assert ("compute_unshelve_instance", "Error") in event_names(faulty, uuid, "unshelve")
         assert any("Simulated spawn failure on host compute3" in d for d in event_details(faulty, uuid, "unshelve"))
         assert all(not p["binding:host_id"] for p in ports_of(faulty, uuid))
-        audit(faulty)
+        faulty.audit()
         # It can be unshelved again, elsewhere.
         reply = action(faulty, uuid, {"unshelve": {"host": "compute1"}}, "2.91")
         assert reply.status_code == 202
@@ -514,6 +497,6 @@ def test_an_unshelve_past_its_deadline_is_undone(slow):
         assert any("given up" in d for d in event_details(slow, uuid, "unshelve"))
         actions = slow.openstack("server", "event", "list", "--long", uuid, fmt_json=True)
         assert next(a for a in actions if a["Action"] == "unshelve")["Message"] == "Error", actions
-        audit(slow)
+        slow.audit()
     finally:
         slow.openstack("server", "delete", "--wait", uuid, check=False)

@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from tests.cloud import new_cloud
-from tests.functional.test_servers_cli import wait_status
+from tests.cloud import new_cloud, wait_for
 
 RECLAIM_SECONDS = 60  # long enough for the CLI steps on a soft-deleted server on a busy machine
 
@@ -41,12 +40,9 @@ def boot(cloud, name: str, cloud_name: str = "kilonova") -> dict:
 
 
 def gone(cloud, server_id: str, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cloud.openstack("server", "show", server_id, check=False).returncode != 0:
-            return True
-        time.sleep(0.5)
-    return False
+    """Whether the server is gone within ``timeout`` (polled over HTTP), as `openstack server show` says too."""
+    wait_for(lambda: cloud.server(server_id) is None, f"{server_id} to be gone", timeout)
+    return cloud.openstack("server", "show", server_id, check=False).returncode != 0
 
 
 def test_delete_keeps_the_server_soft_deleted_then_restore(soft_cloud):
@@ -57,13 +53,13 @@ def test_delete_keeps_the_server_soft_deleted_then_restore(soft_cloud):
     assert booted["MEMORY_MB"] - before.get("MEMORY_MB", 0) == 512
     # the reclaim would take it after a few seconds: restore right away
     cloud.openstack("server", "delete", server["id"])
-    soft = wait_status(cloud, server["id"], "SOFT_DELETED", timeout=10)
+    soft = cloud.wait_status(server["id"], "SOFT_DELETED", timeout=10)
     assert soft["OS-EXT-STS:vm_state"] == "soft-delete" and soft["OS-EXT-STS:power_state"] in ("Shutdown", 4)
     assert usage(cloud) == booted  # resources kept while soft-deleted
     assert cloud.openstack("port", "list", "--device-id", server["id"], fmt_json=True)
     assert "Power down." in cloud.openstack("console", "log", "show", server["id"]).stdout
     cloud.openstack("server", "restore", server["id"])
-    restored = wait_status(cloud, server["id"], "ACTIVE", timeout=10)
+    restored = cloud.wait_status(server["id"], "ACTIVE", timeout=10)
     assert restored["OS-EXT-STS:power_state"] in ("Running", 1)
     time.sleep(3)  # a restored server is no longer due (its deleted_at is gone)
     assert cloud.openstack("server", "show", server["id"], fmt_json=True)["status"] == "ACTIVE"
@@ -72,7 +68,7 @@ def test_delete_keeps_the_server_soft_deleted_then_restore(soft_cloud):
     assert refused.returncode != 0 and \
         f"Cannot 'restore' instance {server['id']} while it is in vm_state active" in refused.stderr
     cloud.openstack("server", "delete", server["id"])
-    wait_status(cloud, server["id"], "SOFT_DELETED", timeout=10)
+    cloud.wait_status(server["id"], "SOFT_DELETED", timeout=10)
     cloud.nova("force-delete", server["id"])
     assert gone(cloud, server["id"], timeout=20)
     assert usage(cloud) == before
@@ -84,7 +80,7 @@ def test_the_reclaim_pass_deletes_for_real_after_the_interval(soft_cloud):
     server = boot(cloud, "soft-2")
     sdk = cloud.sdk()
     sdk.compute.delete_server(server["id"])
-    wait_status(cloud, server["id"], "SOFT_DELETED", timeout=10)
+    cloud.wait_status(server["id"], "SOFT_DELETED", timeout=10)
     assert usage(cloud).get("MEMORY_MB", 0) - before.get("MEMORY_MB", 0) == 512
     # deleting again changes nothing
     cloud.openstack("server", "delete", server["id"])
@@ -102,11 +98,11 @@ def test_force_delete_of_an_active_server_and_restore_over_the_sdk(soft_cloud):
     assert gone(cloud, first["id"], timeout=20)
     second = boot(cloud, "soft-4")
     cloud.sdk().compute.delete_server(second["id"])
-    wait_status(cloud, second["id"], "SOFT_DELETED", timeout=10)
+    cloud.wait_status(second["id"], "SOFT_DELETED", timeout=10)
     cloud.nova("restore", second["id"])
-    wait_status(cloud, second["id"], "ACTIVE", timeout=10)
+    cloud.wait_status(second["id"], "ACTIVE", timeout=10)
     cloud.openstack("server", "delete", second["id"])
-    wait_status(cloud, second["id"], "SOFT_DELETED", timeout=10)
+    cloud.wait_status(second["id"], "SOFT_DELETED", timeout=10)
     cloud.openstack("server", "delete", "--force", second["id"])  # the openstack CLI's forceDelete
     assert gone(cloud, second["id"], timeout=20)
     assert usage(cloud) == before
@@ -117,7 +113,7 @@ def test_a_server_that_never_ran_is_deleted_at_once(soft_cloud):
     cloud.openstack("flavor", "create", "--ram", "512", "--disk", "900000", "--vcpus", "1", "too-big")
     server = cloud.openstack("server", "create", "--flavor", "too-big", "--image", "kilonova-tiny", "--network",
                              "private", "never", fmt_json=True)
-    assert wait_status(cloud, server["id"], "ERROR", timeout=30)["OS-SRV-USG:launched_at"] is None
+    assert cloud.wait_status(server["id"], "ERROR", timeout=30)["OS-SRV-USG:launched_at"] is None
     cloud.openstack("server", "delete", server["id"])
     assert gone(cloud, server["id"], timeout=20)
 
@@ -128,16 +124,16 @@ def test_soft_deleted_servers_leave_the_quota_and_restore_must_fit(soft_cloud):
     try:
         first = boot(cloud, "quota-1", "kilonova-demo")
         cloud.openstack("server", "delete", first["id"], cloud="kilonova-demo")
-        wait_status(cloud, first["id"], "SOFT_DELETED", timeout=10, cloud_name="kilonova-demo")
+        cloud.wait_status(first["id"], "SOFT_DELETED", timeout=10, cloud="kilonova-demo")
         second = boot(cloud, "quota-2", "kilonova-demo")  # the soft-deleted one does not count
         refused = cloud.openstack("server", "restore", first["id"], cloud="kilonova-demo", check=False)
         assert refused.returncode != 0
         assert "Quota exceeded for instances: Requested 1, but already used 1 of 1 instances" in refused.stderr
         assert cloud.openstack("server", "show", first["id"], fmt_json=True)["status"] == "SOFT_DELETED"
         cloud.openstack("server", "delete", second["id"], cloud="kilonova-demo")  # soft: no longer counted
-        wait_status(cloud, second["id"], "SOFT_DELETED", timeout=10)
+        cloud.wait_status(second["id"], "SOFT_DELETED", timeout=10)
         cloud.openstack("server", "restore", first["id"], cloud="kilonova-demo")
-        wait_status(cloud, first["id"], "ACTIVE", timeout=10)
+        cloud.wait_status(first["id"], "ACTIVE", timeout=10)
         actions = [row["Action"] for row in
                    cloud.openstack("server", "event", "list", first["id"], fmt_json=True, cloud="kilonova-demo")]
         assert actions.count("delete") == 1 and "restore" in actions and "create" in actions, actions
@@ -168,7 +164,7 @@ def test_soft_deleted_servers_list_only_as_deleted_ones_as_upstream(soft_cloud):
     gone_for_good = boot(cloud, "listed-gone", "kilonova-demo")
     try:
         cloud.openstack("server", "delete", soft["id"], cloud="kilonova-demo")
-        wait_status(cloud, soft["id"], "SOFT_DELETED", timeout=10)
+        cloud.wait_status(soft["id"], "SOFT_DELETED", timeout=10)
         cloud.openstack("server", "delete", "--force", gone_for_good["id"], cloud="kilonova-demo")
         assert gone(cloud, gone_for_good["id"])
         for args, cloud_name in (((), "kilonova-demo"), (("--all-projects",), "kilonova"),
