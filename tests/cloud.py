@@ -177,14 +177,16 @@ class Clients:
         assert result.returncode == 0, f"audit found problems ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
-    def server(self, server: str, cloud: str = "kilonova") -> dict | None:
+    def server(self, server: str, cloud: str = "kilonova", compute=None) -> dict | None:
         """The server (its id, or its name as the CLIs take it) as the API shows it (2.1), None if there is no such
-        server: cheap to poll."""
-        with self.http("compute", cloud) as compute:
-            reply = compute.get(f"/servers/{server}")
-            if reply.status_code == 404:
-                named = [s for s in compute.get("/servers/detail").json()["servers"] if s["name"] == server]
-                return named[0] if len(named) == 1 else None
+        server: cheap to poll (``compute``: a client of ``http("compute", cloud)`` to reuse, and its token)."""
+        if compute is None:
+            with self.http("compute", cloud) as compute:
+                return self.server(server, cloud, compute)
+        reply = compute.get(f"/servers/{server}")
+        if reply.status_code == 404:
+            named = [s for s in compute.get("/servers/detail").json()["servers"] if s["name"] == server]
+            return named[0] if len(named) == 1 else None
         assert reply.status_code == 200, reply.text
         return reply.json()["server"]
 
@@ -195,16 +197,17 @@ class Clients:
         CLI's view is the one returned, and ``check`` must hold for it too."""
         last: dict = {}
 
-        def shown_by_the_cli():
-            last["seen"] = self.server(server, cloud)
+        def shown_by_the_cli(compute):
+            last["seen"] = self.server(server, cloud, compute)
             if last["seen"] is None or not check(last["seen"]):
                 return None
             last["seen"] = self.openstack("server", "show", server, fmt_json=True, cloud=cloud)
             return last["seen"] if check(last["seen"]) else None
-        try:
-            return wait_for(shown_by_the_cli, f"{server} {what}", timeout)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; last seen: {last.get('seen')}") from None
+        with self.http("compute", cloud) as compute:  # one token for the whole wait
+            try:
+                return wait_for(lambda: shown_by_the_cli(compute), f"{server} {what}", timeout)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; last seen: {last.get('seen')}") from None
 
     def wait_status(self, server: str, status: str, timeout: float = 30, cloud: str = "kilonova",
                     settled: bool = False) -> dict:
