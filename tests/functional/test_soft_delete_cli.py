@@ -201,10 +201,10 @@ def test_a_shelved_servers_snapshot_goes_with_its_soft_delete_and_with_a_delete_
     cloud = soft_cloud
     shelved = boot(cloud, "shelved-soft")
     cloud.openstack("server", "shelve", "--wait", shelved["id"])
-    wait_status(cloud, shelved["id"], "SHELVED", timeout=30)
+    cloud.wait_status(shelved["id"], "SHELVED", timeout=30)
     assert [i["Name"] for i in snapshots_of(cloud, shelved["id"])] == ["shelved-soft-shelved"]
     cloud.openstack("server", "delete", shelved["id"])
-    wait_status(cloud, shelved["id"], "SOFT_DELETED", timeout=10)
+    cloud.wait_status(shelved["id"], "SOFT_DELETED", timeout=10)
     assert snapshots_of(cloud, shelved["id"]) == []
     cloud.openstack("server", "delete", "--force", shelved["id"])
     assert gone(cloud, shelved["id"])
