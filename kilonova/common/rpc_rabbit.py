@@ -35,10 +35,14 @@ for, checked against the version the server serves the target at
 (``kilonova.common.rpc.check_version``): a newer sender writes for an older
 server by capping and backporting (``kilonova.common.rpc_versions``).
 
-Connections are aio-pika's robust connections: after the broker restarts they
-reconnect with back-off and re-declare queues, bindings and consumers; a
-publish attempted while disconnected is retried until it succeeds or its
-deadline passes.
+Connections are aio-pika's robust connections: after the broker restarts (or
+drops the connection) they reconnect with back-off and re-declare queues,
+bindings and consumers, one channel after the other. Until every channel is
+back, nothing is published: the publishing channel can be back before the reply
+queue is, and a call published then would have its reply dropped by the broker
+(no such queue). A publish (or a reply) attempted meanwhile waits for the whole
+transport, up to its deadline; a call that waited its whole timeout fails with
+an RPCTimeout that says the broker is unreachable.
 """
 from __future__ import annotations
 
@@ -124,6 +128,9 @@ class RabbitTransport:
         self._connect_lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Future] = {}
         self._reply_ready = False
+        # Set while the connection and every channel, queue and consumer of it are up (cleared when the
+        # connection drops, set again once aio-pika has restored them all).
+        self._restored = asyncio.Event()
         self._consumers: dict[str, list[tuple[aio_pika.abc.AbstractQueue, str]]] = {}
         self._tasks: dict[str, set[asyncio.Task]] = {}
         self._speaks: dict[str, str | None] = {}  # target -> the interface version it is served at
@@ -154,7 +161,22 @@ class RabbitTransport:
                     await asyncio.sleep(wait)
             self._publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             self._serve_channel = await connection.channel(publisher_confirms=False)
+            connection.close_callbacks.add(lambda *_: self._restored.clear())
+            connection.reconnect_callbacks.add(lambda *_: self._restored.set())
+            self._restored.set()
             self._connection = connection
+
+    async def _wait_restored(self, deadline: float) -> None:
+        """Wait for the whole transport to be back after the broker dropped it; RPCTimeout at ``deadline``."""
+        if self._restored.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._restored.wait(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise RPCTimeout(self._unreachable()) from None
+
+    def _unreachable(self) -> str:
+        return f"RabbitMQ at {URL(self.url).with_password(None)} is unreachable (the connection is being restored)"
 
     async def _ensure_reply_queue(self) -> None:
         if self._reply_ready:
@@ -191,6 +213,7 @@ class RabbitTransport:
         await self._connect()
         attempt = 0
         while True:
+            await self._wait_restored(deadline)
             try:
                 assert self._publish_channel is not None
                 target = (self._publish_channel.default_exchange if not exchange
@@ -227,7 +250,8 @@ class RabbitTransport:
             remaining = max(0.0, deadline - time.monotonic())
             return await asyncio.wait_for(future, remaining)
         except asyncio.TimeoutError:
-            raise RPCTimeout(f"no reply from {target}.{method} within {timeout}s") from None
+            why = "" if self._restored.is_set() else f": {self._unreachable()}"
+            raise RPCTimeout(f"no reply from {target}.{method} within {timeout}s{why}") from None
         finally:
             self._pending.pop(correlation_id, None)
 
@@ -346,10 +370,12 @@ class RabbitTransport:
         out = aio_pika.Message(body, content_type="application/json", correlation_id=message.correlation_id,
                                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
         try:
+            # the caller waits no longer than its request's expiration
+            await self._wait_restored(time.monotonic() + (message.expiration or CAST_DEADLINE))
             assert self._serve_channel is not None
             await self._serve_channel.default_exchange.publish(out, routing_key=message.reply_to or "",
                                                                mandatory=False)
-        except _RETRYABLE as exc:
+        except (RPCTimeout, *_RETRYABLE) as exc:
             LOG.warning("reply to %s lost: %r", message.correlation_id, exc)
 
     async def stop_serving(self, target: str) -> None:

@@ -1,6 +1,7 @@
 """What only the RabbitMQ transport has to show: durable queues, competing servers, versions, reconnection."""
 import asyncio
 import json
+import time
 
 import aio_pika
 import pytest
@@ -101,39 +102,64 @@ def connections(url: str, vhost: str) -> set[str]:
     return {row[1] for row in rows if row[:1] == [vhost]}  # (-q still prints a header)
 
 
-def consumers(url: str, vhost: str) -> dict[str, int]:
-    """How many consumers each queue of ``vhost`` has."""
-    rows = (line.split() for line in rabbitmqctl(url, "list_queues", "-q", "-p", vhost, "name", "consumers")
-            .splitlines())
-    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+def _reconnected(url: str, vhost: str, dropped: set[str], count: int, timeout: float) -> None:
+    """Wait until the broker has ``count`` connections to ``vhost`` again, none of them one of ``dropped``."""
+    deadline = time.monotonic() + timeout
+    while not ((now := connections(url, vhost)).isdisjoint(dropped) and len(now) >= count):
+        assert time.monotonic() < deadline, "the transports did not reconnect in time"
+        time.sleep(0.1)
 
 
-async def _eventually_async(predicate, timeout: float) -> None:
-    """``_eventually`` for a predicate that blocks (runs in a thread: the event loop must go on reconnecting)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await asyncio.to_thread(predicate):
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.2)
+async def _calls_while_reconnecting(client, url: str, vhost: str, dropped: set[str], count: int) -> list:
+    """A call every 2 ms (some land between the return of the publishing channel and of the reply queue) from
+    now until the broker sees the new connections, and for a second more (the transports are still restoring
+    their queues and consumers then); every call's outcome, in order."""
+    loop = asyncio.get_running_loop()
+    back = asyncio.ensure_future(asyncio.to_thread(_reconnected, url, vhost, dropped, count, 90))
+    calls, ends = [], None
+    while ends is None or loop.time() < ends:
+        calls.append(asyncio.create_task(client.call("add", a=len(calls), b=1)))
+        await asyncio.sleep(0.002)
+        if ends is None and back.done():
+            await back
+            ends = loop.time() + 1.0
+    return await asyncio.gather(*calls, return_exceptions=True)
 
 
-async def test_calls_work_again_after_the_broker_drops_every_connection(transports, rabbit_url):  # noqa: F811
+async def test_calls_made_while_the_broker_drops_every_connection_all_get_their_replies(transports, rabbit_url):  # noqa: F811
     server, caller = transports(), transports()
     await server.serve("conductor", Endpoint())
-    client = RPCClient(caller, "conductor", timeout=20)
+    client = RPCClient(caller, "conductor", timeout=30)
     assert await client.call("add", a=1, b=1) == 2
     vhost = vhost_of(rabbit_url)  # only this test's connections: other tests use the machine's broker meanwhile
-    dropped = connections(rabbit_url, vhost)
-    assert dropped
-    rabbitmqctl(rabbit_url, "close_all_connections", "-p", vhost, "test: broker restart")
-    # Once both sides have their queues and consumers back (a call made before that can lose its reply: the
-    # publishing channel comes back before the reply queue does), calls work again.
-    back = (f"{server.prefix}conductor", caller.reply_queue_name)
-    await _eventually_async(lambda: all(consumers(rabbit_url, vhost).get(name) for name in back), timeout=60)
-    assert await client.call("add", a=2, b=2) == 4
-    now = connections(rabbit_url, vhost)
-    assert now and not now & dropped, "the calls went over new connections"
+    for _ in range(2):  # each drop loses a reply only sometimes
+        dropped = connections(rabbit_url, vhost)
+        assert len(dropped) == 2
+        rabbitmqctl(rabbit_url, "close_all_connections", "-p", vhost, "test: broker restart")
+        # Calls made from the drop on wait for the whole transport (its reply queue and consumer included) to
+        # be back: none publishes into the gap and loses its reply.
+        results = await _calls_while_reconnecting(client, rabbit_url, vhost, dropped, count=2)
+        assert results == [n + 1 for n in range(len(results))]
     with pytest.raises(RemoteError):
         await client.call("fail")
+
+
+async def test_calls_made_while_only_the_caller_reconnects_all_get_their_replies(transports, rabbit_url):  # noqa: F811
+    # The server stays connected and answers at once: a call published before the caller has declared its
+    # reply queue again would have its reply dropped by the broker.
+    server, caller = transports(), transports()
+    await server.serve("conductor", Endpoint())
+    vhost = vhost_of(rabbit_url)
+    servers = connections(rabbit_url, vhost)
+    client = RPCClient(caller, "conductor", timeout=30)
+    assert await client.call("add", a=1, b=1) == 2
+    for _ in range(2):
+        callers = connections(rabbit_url, vhost) - servers
+        assert len(callers) == 1
+        rabbitmqctl(rabbit_url, "close_connection", *callers, "test: caller dropped")
+        results = await _calls_while_reconnecting(client, rabbit_url, vhost, callers, count=2)
+        assert results == [n + 1 for n in range(len(results))]
+    assert servers <= connections(rabbit_url, vhost), "the server kept its connection"
 
 
 class Interrupted:
@@ -196,3 +222,19 @@ async def test_a_cast_refused_for_a_reason_is_not_run_again(transports):
     await _eventually(lambda: refused.attempts, timeout=5)
     await asyncio.sleep(2)
     assert refused.attempts == 1 and refused.done == []
+
+
+async def test_a_call_while_the_broker_stays_away_fails_at_its_timeout_saying_so(transports, rabbit_url):  # noqa: F811
+    server, caller = transports(), transports()
+    await server.serve("conductor", Endpoint())
+    client = RPCClient(caller, "conductor", timeout=3)
+    assert await client.call("add", a=1, b=1) == 2
+    vhost = vhost_of(rabbit_url)
+    rabbitmqctl(rabbit_url, "clear_permissions", "-p", vhost, "guest")  # reconnecting is refused meanwhile
+    try:
+        rabbitmqctl(rabbit_url, "close_all_connections", "-p", vhost, "test: broker away")
+        with pytest.raises(RPCTimeout, match="no reply from conductor.add within 3s: RabbitMQ at .* is unreachable"):
+            await client.call("add", a=2, b=2)
+    finally:
+        rabbitmqctl(rabbit_url, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    assert await RPCClient(caller, "conductor", timeout=60).call("add", a=3, b=3) == 6
