@@ -31,19 +31,19 @@ def shared_resource_group(nodeid: str) -> str | None:
 
 def scheduling_unit(nodeid: str) -> str:
     """What one worker runs together: a shared-resource group, a whole module or package right under
-    ``_WHOLE_MODULES``, or the test."""
+    ``_WHOLE_MODULES``, or else the test's module (whose module-scoped cloud then starts on one worker only)."""
     path = nodeid.split("::", 1)[0]
     if path in _ONE_UNIT_PER_DATABASE:
         return f"{path}[{'mysql' if nodeid.endswith('[mysql]') else 'postgresql'}]"
     if path.startswith(_WHOLE_MODULES):
         return "/".join(path.split("/")[:3])  # tests/distributed/<module or package>
-    return shared_resource_group(nodeid) or nodeid
+    return shared_resource_group(nodeid) or path
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Load balancing where each shared-resource group, and each module or package of ``_WHOLE_MODULES``, is one
-    unit of work (one worker runs it all).
+    """Load balancing where each shared-resource group, each module or package of ``_WHOLE_MODULES`` and each
+    other module is one unit of work (one worker runs it all).
 
     xdist's own ``xdist_group`` marks do not group anything under pytest 9.2 (xdist renames
     ``item._nodeid``, which pytest no longer reads), so the groups are worked out from the test ids here.
