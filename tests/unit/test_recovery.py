@@ -94,13 +94,14 @@ def conductor(stub, placement, network, hosts) -> ConductorManager:  # noqa: F81
 
 
 async def server(stub, placement, provider, *, vm_state="building", task_state=None,  # noqa: F811
-                 updated_at=None) -> dict:
+                 updated_at=None, system_metadata=None) -> dict:
     """A server placed on HOST in cell1, claimed there."""
     uuid = str(uuidlib.uuid4())
     cell = stub.cells.default
     values = {"uuid": uuid, "display_name": "vm", "project_id": "demo", "user_id": "demo", "flavor": FLAVOR,
               "image_ref": "image", "vm_state": vm_state, "task_state": task_state, "power_state": 0,
-              "host": HOST, "node": HOST, "created_at": LONG_AGO, "updated_at": updated_at or LONG_AGO}
+              "host": HOST, "node": HOST, "created_at": LONG_AGO, "updated_at": updated_at or LONG_AGO,
+              "system_metadata": system_metadata or {}}
     stub.api_db.run_sync(mappings.create_instance_mapping, uuid, "demo", "demo")
     stub.api_db.run_sync(mappings.set_instance_cell, uuid, cell.uuid)
     instance = cell.db.run_sync(_create_with_action, values, {})

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import httpx
 import pytest
 
+from kilonova.common.testing import FakeValidator, service_env
 from kilonova.compute.conductor.tasks import unshelve
+from kilonova.image.service import ImageService
 from tests.unit.test_compute_admin_harness import stub  # noqa: F401 - fixture
 from tests.unit.test_recovery import (HOST, Recorder, claims, conductor, current, faults, heartbeat,  # noqa: F401
                                       network, provider, server)
@@ -19,19 +22,46 @@ def hosts():
     return Recorder()
 
 
+DEMO = {"X-Auth-Token": "demo"}
+
+
 @pytest.fixture
-def sweeper(stub, placement, network, hosts):  # noqa: F811
+async def images(tmp_path):
+    """The image service's app; the conductor talks to it as the service user, the test as the owner."""
+    validator = FakeValidator({"svc": ("nova", "service", ["admin", "member", "reader"]),
+                               "demo": ("demo", "demo", ["member", "reader"])})
+    svc = ImageService(service_env(tmp_path / "image"), validator=validator)
+    svc.prepare()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=svc.app), base_url="http://image",
+                                 headers={"X-Auth-Token": "svc"}) as http:
+        yield http
+    svc.db.close()
+
+
+@pytest.fixture
+def sweeper(stub, placement, network, hosts, images):  # noqa: F811
     stub.conf.set("compute", "shelve_timeout", "60")
-    return conductor(stub, placement, network, hosts)
+    manager = conductor(stub, placement, network, hosts)
+    manager.images = images
+    return manager
 
 
-async def test_a_shelve_nobody_finishes_is_cleared_and_keeps_its_claim(stub, placement, provider, sweeper):  # noqa: F811
-    instance = await server(stub, placement, provider, vm_state="active", task_state="shelving_image_uploading")
+async def test_a_shelve_nobody_finishes_is_cleared_keeps_its_claim_and_drops_its_image(  # noqa: F811
+        stub, placement, provider, sweeper, images):
+    snapshot = await images.post("/v2/images", json={"name": "vm-shelved", "disk_format": "qcow2",
+                                                     "container_format": "bare"}, headers=DEMO)
+    assert snapshot.status_code == 201, snapshot.text
+    image_id = snapshot.json()["id"]
+    instance = await server(stub, placement, provider, vm_state="active", task_state="shelving_image_uploading",
+                            system_metadata={"image_base_image_ref": "image", "shelved_image_id": image_id})
     assert await unshelve.reconcile_shelving(sweeper) == 1
     now = current(stub, instance["uuid"])
     assert (now["vm_state"], now["task_state"], now["host"]) == ("active", None, HOST)
+    assert now["system_metadata"] == {"image_base_image_ref": "image"}
     assert list(await claims(placement, instance["uuid"])) == [provider]
     assert faults(stub, instance["uuid"]) == 1
+    # Only the dead host knew the half-made snapshot: the pass deleted it.
+    assert (await images.get(f"/v2/images/{image_id}", headers=DEMO)).status_code == 404
     assert await unshelve.reconcile_shelving(sweeper) == 0
 
 

@@ -6,11 +6,13 @@ import logging
 from kilonova.common.context import RequestContext
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget
+from kilonova.compute import shelved_images
 from kilonova.compute.api import lookup, soft_deleting
 from kilonova.compute.api.server_action_handlers import resize
 from kilonova.compute.cleanup import delete_locally, release_allocations
 from kilonova.compute.move_endings import RESIZE_TASK_STATES
 from kilonova.compute.db import build_requests, instance_actions, instances, mappings, services
+from kilonova.compute.shelved_images import SHELVING_TASK_STATES, shelved_image_id
 
 LOG = logging.getLogger(__name__)
 
@@ -62,14 +64,11 @@ class ServerDeleter:
             await self.local_delete(ref.cell, server)
 
     async def _delete_shelved_image(self, ctx: RequestContext, server: dict) -> None:
-        """As upstream, a shelved server's snapshot goes with it (as the caller; best effort)."""
-        image_id = (server.get("system_metadata") or {}).get("shelved_image_id")
-        if server.get("vm_state") not in ("shelved", "shelved_offloaded") or not image_id:
-            return
-        try:
-            await self.svc.image.delete(f"/v2/images/{image_id}", headers={"X-Auth-Token": ctx.token})
-        except Exception:  # noqa: BLE001 - the server is deleted anyway; the image is the user's to remove
-            LOG.warning("could not delete the shelved image %s of %s", image_id, server["uuid"], exc_info=True)
+        """As upstream, a shelved server's snapshot goes with it (as the caller; best effort); so does the
+        snapshot of a shelve under way (its host, if alive, fails the shelve and discards it too)."""
+        if server.get("vm_state") in ("shelved", "shelved_offloaded") or \
+                server.get("task_state") in SHELVING_TASK_STATES:
+            await shelved_images.delete(self.svc.image, shelved_image_id(server), headers={"X-Auth-Token": ctx.token})
 
     async def local_delete(self, cell, server: dict) -> None:
         """Delete without the compute agent: ports, allocations and the instance record."""

@@ -30,13 +30,14 @@ LOG = logging.getLogger(__name__)
 
 
 class ConductorManager:
-    def __init__(self, conf, cells: Cells, scheduler, compute_rpc, placement, network=None):
+    def __init__(self, conf, cells: Cells, scheduler, compute_rpc, placement, network=None, images=None):
         self.conf = conf
         self.cells = cells
         self.scheduler = scheduler
         self.compute_rpc = compute_rpc  # host -> RPCClient
         self.placement = placement
         self.network = network  # the network service as the service user: ports of deletes finished here
+        self.images = images  # the image service as the service user: snapshots of shelves cut short
         self._cell_of: dict[str, Cell] = {}
         tasks.load()
         self._parts = (BuildFlow(self), StuckDeletes(self), AgentReports(self))

@@ -34,7 +34,9 @@ class ConductorService(Service):
         self.transports = TransportPool(env.transport, conf.get("DEFAULT", "transport_url"))
         self.router = CellRouter(self.cells, self.transports, timeout, compute_pin=versions.compute_pin(conf))
         network = ServiceClient(env.endpoints.http_client("network"), auth)
-        self.manager = ConductorManager(conf, self.cells, scheduler, self.router.client, placement, network)
+        images = ServiceClient(env.endpoints.http_client("image"), auth)
+        self.manager = ConductorManager(conf, self.cells, scheduler, self.router.client, placement, network,
+                                        images=images)
         self.heartbeat: Heartbeat | None = None
         self._reconciler: asyncio.Task | None = None
         self._cell_transports: set[str] = set()  # cell transport URLs this conductor also serves on

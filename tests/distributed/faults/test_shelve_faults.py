@@ -1,7 +1,7 @@
 """Shelving when a compute dies (``kill -9``) in the middle, on a deployment with every service in its own
 process (RabbitMQ + PostgreSQL, two cells; the package's, conftest.py): within ``[compute] shelve_timeout``
 each server ends ACTIVE on its host or SHELVED_OFFLOADED holding nothing, can be unshelved again, and the
-Placement audit is clean.
+Placement audit is clean; a shelve cut short leaves no snapshot image behind.
 
 A compute is caught mid-step by holding the fake hypervisor in that step (``[fake_driver] step_delays`` /
 ``spawn_delay`` / ``destroy_delay``, set by restarting it) and waiting for the server's task state.
@@ -65,6 +65,11 @@ def test_a_compute_killed_mid_unshelve_leaves_the_server_offloaded_holding_nothi
     claims_match(cluster, [])
 
 
+def snapshots_named(cluster, name: str) -> list[dict]:
+    """The images called ``name`` in the image service, through the openstack CLI."""
+    return cluster.openstack("image", "list", "--name", name, "--long", fmt_json=True) or []
+
+
 def test_a_compute_killed_mid_shelve_leaves_the_server_where_it_was(cluster, api, image, zone1):
     uuid = boot(api, image, "shelve-killed", zone1)
     host = reaches(cluster, api, uuid, "ACTIVE")["OS-EXT-SRV-ATTR:host"]
@@ -72,8 +77,13 @@ def test_a_compute_killed_mid_shelve_leaves_the_server_where_it_was(cluster, api
     act(api, uuid, {"shelve": None})
     wait_for(lambda: task_state(api, uuid) == "shelving_image_pending_upload", 30, "the snapshot to start", cluster)
     cluster.processes["compute-cell1"].kill()
-    restart_compute_cell1(cluster)
+    [snapshot] = snapshots_named(cluster, "shelve-killed-shelved")  # half-made: only the dead compute knew it
+    assert snapshot["Status"] in ("queued", "saving")
+    # The compute stays down (a compute that comes back drops the shelve it had in hand and its image):
+    # the conductor's reconcile pass clears the shelve and deletes the image.
     shown = reaches(cluster, api, uuid, "ACTIVE", timeout=SHELVE_TIMEOUT + 30)
+    assert snapshots_named(cluster, "shelve-killed-shelved") == []
+    restart_compute_cell1(cluster)
     assert shown["OS-EXT-SRV-ATTR:host"] == host
     claims_match(cluster, [shown])
     # The guest is still there: the server shelves and unshelves again.

@@ -15,8 +15,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from kilonova.common.rpc import RemoteError
+from kilonova.compute import shelved_images
 from kilonova.compute.agent.operations import remote
 from kilonova.compute.agent.operations.snapshot import SnapshotAborted, _check_image_active, _discard_image
+from kilonova.compute.shelved_images import shelved_image_id, without_shelved_keys
 from kilonova.compute.virt import driver as power
 
 if TYPE_CHECKING:
@@ -24,15 +26,9 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-SHELVED_KEYS = ("shelved_at", "shelved_image_id", "shelved_host")
-SHELVING_TASK_STATES = ("shelving", "shelving_image_pending_upload", "shelving_image_uploading")
 # The driver reports createImage's task states; a shelve shows its own names for them.
 _SHELVING_NAMES = {"image_pending_upload": "shelving_image_pending_upload",
                    "image_uploading": "shelving_image_uploading"}
-
-
-def without_shelved_keys(system_metadata: dict | None) -> dict:
-    return {k: v for k, v in (system_metadata or {}).items() if k not in SHELVED_KEYS}
 
 
 async def _fault(agent: ComputeManager, uuid: str, message: str) -> None:
@@ -43,7 +39,8 @@ async def _fault(agent: ComputeManager, uuid: str, message: str) -> None:
 @remote
 async def shelve_instance(agent: ComputeManager, instance: dict, image_id: str,
                           request_id: str | None = None) -> None:
-    """The API set task_state shelving and made image ``image_id`` (queued) named "<name>-shelved"."""
+    """The API set task_state shelving and made image ``image_id`` (queued) named "<name>-shelved", recorded
+    as the server's ``shelved_image_id``."""
     uuid = instance["uuid"]
     async with agent._locks[uuid], agent.event(uuid, request_id, "compute_shelve_instance") as event:
         latest = await agent._current(uuid)
@@ -75,8 +72,10 @@ async def shelve_instance(agent: ComputeManager, instance: dict, image_id: str,
             if was_running:
                 with contextlib.suppress(Exception):
                     await agent.driver.power_on(instance)
+            latest = await agent._current(uuid) or latest
             await agent._update(uuid, {"task_state": None, "power_state": await agent.driver.get_power_state(
-                instance)}, expected_task_state=current)
+                instance), "system_metadata": without_shelved_keys(latest.get("system_metadata"))},
+                expected_task_state=current)
             if not isinstance(exc, SnapshotAborted):
                 await _fault(agent, uuid, f"Shelve failed (snapshot to image {image_id}): {exc}")
             await agent.finish_action(uuid, request_id, "shelve", failed=True)
@@ -162,14 +161,7 @@ async def unshelve_instance(agent: ComputeManager, instance: dict, image: dict |
 
 async def _delete_shelved_image(agent: ComputeManager, image_id: str | None) -> None:
     """As upstream, the snapshot of a shelved server is deleted once the server runs again."""
-    if not image_id or agent.images is None:
-        return
-    try:
-        reply = await agent.images.delete(f"/v2/images/{image_id}")
-        if reply.status_code not in (204, 404):
-            LOG.warning("could not delete shelved image %s: %s", image_id, reply.status_code)
-    except Exception:  # noqa: BLE001 - the server runs; a leftover image is the user's to delete
-        LOG.warning("could not delete shelved image %s", image_id, exc_info=True)
+    await shelved_images.delete(agent.images, image_id)
 
 
 async def _power_on_shelved(agent: ComputeManager, instance: dict, request_id: str | None) -> None:
@@ -190,7 +182,7 @@ async def _power_on_shelved(agent: ComputeManager, instance: dict, request_id: s
             await _fault(agent, uuid, f"Unshelve failed: {exc}")
             await agent.finish_action(uuid, request_id, "unshelve", failed=True)
             return
-        image_id = (current.get("system_metadata") or {}).get("shelved_image_id")
+        image_id = shelved_image_id(current)
         done = await agent._update(uuid, {"vm_state": "active", "task_state": None, "power_state": power.RUNNING,
                                           "system_metadata": without_shelved_keys(current.get("system_metadata"))},
                                    expected_task_state=["powering-on"], expected_vm_state=["shelved"])
@@ -211,7 +203,7 @@ async def _spawn_offloaded(agent: ComputeManager, instance: dict, image: dict, r
             LOG.info("unshelve of %s on %s dropped: the server no longer waits for it", uuid, agent.host)
             return
         network_info = current.get("network_info") or []
-        image_id = (current.get("system_metadata") or {}).get("shelved_image_id")
+        image_id = shelved_image_id(current)
         try:
             await bind_ports(agent, network_info)
             await agent.driver.spawn(current, {**image, "id": image.get("id") or image_id}, network_info)

@@ -1,8 +1,9 @@
 """The ``shelve``, ``shelveOffload`` and ``unshelve`` server actions, as upstream's shelve controller.
 
-shelve: the state change first, then the snapshot image "<name>-shelved" (made as the caller), then the
-server's host is told. shelveOffload: the host is told. unshelve: checked here (zone from 2.77, host
-from 2.91 with upstream's rules), then the conductor schedules it again (unshelve_instance).
+shelve: the snapshot image "<name>-shelved" (made as the caller), then the state change recording its
+id (``shelved_image_id``), then the server's host is told. shelveOffload: the host is told. unshelve:
+checked here (zone from 2.77, host from 2.91 with upstream's rules), then the conductor schedules it
+again (unshelve_instance).
 """
 from __future__ import annotations
 
@@ -37,15 +38,17 @@ UNSHELVE_2_91 = {"type": "object", "properties": {"unshelve": {"oneOf": [
 async def shelve(request: Request, ref: lookup.ServerRef, key: str, body: dict):
     ctx = request.state.context
     svc = compute_api(request)
-    # As upstream, the image the server booted from is remembered for the unshelve.
+    server_actions.check_startable(request, ref, "shelve")  # refused before an image is made for it
+    image = await create_image.create_snapshot_image(svc, ctx, ref.server,
+                                                     f"{ref.server.get('display_name') or ''}-shelved", {})
+    # As upstream, the image the server booted from is remembered for the unshelve. The snapshot's id is
+    # recorded with the state change: if the host dies mid-shelve, the conductor deletes the image.
     system_metadata = {**(ref.server.get("system_metadata") or {}),
-                       "image_base_image_ref": ref.server.get("image_ref") or ""}
-    server = await server_actions.begin(request, ref, "shelve", {"system_metadata": system_metadata})
+                       "image_base_image_ref": ref.server.get("image_ref") or "", "shelved_image_id": image["id"]}
     try:
-        image = await create_image.create_snapshot_image(svc, ctx, server,
-                                                         f"{server.get('display_name') or ''}-shelved", {})
+        server = await server_actions.begin(request, ref, "shelve", {"system_metadata": system_metadata})
     except BaseException:
-        await server_actions.undo_begin(ref, "shelve", ctx.request_id)
+        await create_image.discard_image(svc, ctx.token, image["id"])
         raise
     try:
         await server_actions.tell_host(svc, server, "shelve_instance", image_id=image["id"],

@@ -7,9 +7,9 @@ host spawns it from the shelved image. A failure before the host takes over leav
 SHELVED_OFFLOADED holding nothing, with a fault.
 
 The reconcile pass gives every shelving state a deadline (``[compute] shelve_timeout``): a shelve cut
-short is cleared (the guest is where it was), an offload cut short is finished (by its host when that
-is up, else here), an unshelve cut short goes back to SHELVED_OFFLOADED with its claim released; and
-an offloaded server never keeps a claim.
+short is cleared (the guest is where it was) and its snapshot image deleted, an offload cut short is
+finished (by its host when that is up, else here), an unshelve cut short goes back to SHELVED_OFFLOADED
+with its claim released; and an offloaded server never keeps a claim.
 """
 from __future__ import annotations
 
@@ -20,16 +20,15 @@ from datetime import datetime, timedelta
 
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
-from kilonova.compute import events
+from kilonova.compute import events, shelved_images
 from kilonova.compute.cells import Cell
 from kilonova.compute.cleanup import release_allocations
 from kilonova.compute.conductor.tasks import reconcile, remote
 from kilonova.compute.db import build_requests, instance_actions, instances, services
 from kilonova.compute.db.instances import UnexpectedTaskState
+from kilonova.compute.shelved_images import SHELVING_TASK_STATES as SHELVING, shelved_image_id, without_shelved_keys
 
 LOG = logging.getLogger(__name__)
-
-SHELVING = ("shelving", "shelving_image_pending_upload", "shelving_image_uploading")
 
 
 def _event(cell: Cell, uuid: str, request_id: str | None, name: str):
@@ -43,9 +42,10 @@ def _event(cell: Cell, uuid: str, request_id: str | None, name: str):
 
 
 async def _fail(cell: Cell, uuid: str, expected: list[str], message: str, details: str | None = None,
-                vm_state: str = "shelved_offloaded", action: str | None = "unshelve") -> bool:
-    """Back to ``vm_state`` with no task (and, offloaded, no host), with a fault; False if it changed meanwhile."""
-    values = {"task_state": None}
+                vm_state: str = "shelved_offloaded", action: str | None = "unshelve", **values) -> bool:
+    """Back to ``vm_state`` with no task (and, offloaded, no host) and ``values``, with a fault; False if it
+    changed meanwhile."""
+    values["task_state"] = None
     if vm_state == "shelved_offloaded":
         values.update(host=None, node=None)
     try:
@@ -99,7 +99,7 @@ async def _power_on_in_place(conductor, cell: Cell, instance: dict, request_id: 
 
 async def _request_spec(conductor, instance: dict, host: str | None, cell: Cell) -> dict:
     spec = dict(await conductor.cells.api_db.read(build_requests.get_spec, instance["uuid"]) or {})
-    image_id = (instance.get("system_metadata") or {}).get("shelved_image_id")
+    image_id = shelved_image_id(instance)
     image = dict(spec.get("image") or {})
     if image_id:
         image["id"] = image_id
@@ -227,8 +227,13 @@ async def _heal(conductor, cell: Cell, instance: dict, timeout: float, down_time
     late = f"did not finish within {timeout:.0f} seconds"
     if task_state in SHELVING:
         LOG.warning("shelve of %s on %s %s: cleared, the server stays as it was", uuid, host, late)
-        return await _fail(cell, uuid, [task_state], f"Shelve {late}; the server was left as it was.",
-                           vm_state=instance["vm_state"], action="shelve")
+        if not await _fail(cell, uuid, [task_state], f"Shelve {late}; the server was left as it was.",
+                           vm_state=instance["vm_state"], action="shelve",
+                           system_metadata=without_shelved_keys(instance.get("system_metadata"))):
+            return False
+        # Its snapshot was never finished, and only its host (dead, or discarding it too) knew it.
+        await shelved_images.delete(conductor.images, shelved_image_id(instance))
+        return True
     if task_state == "powering-on" or (task_state == "unshelving" and instance["vm_state"] == "shelved"):
         return await _fail(cell, uuid, [task_state], f"Unshelve {late}; the server is still shelved.",
                            vm_state="shelved")
