@@ -89,9 +89,12 @@ def _restart(tmp_path, resume: bool, fail_resume: bool = False):
     original = conductor.call
 
     async def call(method, **kwargs):
+        # The fault comes with the state change (conductor RPC 1.4), or before it for an older conductor.
         if method == "add_fault":
             faults.append(kwargs["message"])
             return None
+        if method == "instance_update" and kwargs.get("fault"):
+            faults.append(kwargs["fault"]["message"])
         return await original(method, **kwargs)
 
     conductor.call = call
