@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${KILONOVA_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# --durations: every run (CI too) lists its slowest tests, where the suite's time goes.
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 -n "${KILONOVA_TEST_WORKERS:-2}" --dist loadgroup "$@"
