@@ -154,22 +154,7 @@ class Clients:
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """``kilonova ... manage ARGS`` run in this process (saves an interpreter start per command)."""
-        import contextlib
-        import io
-
-        from kilonova.cli import main
-
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main([*self.manage_options(), "manage", *args])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-        result = subprocess.CompletedProcess(["manage", *args], code, out.getvalue(), err.getvalue())
-        if check and result.returncode != 0:
-            raise AssertionError(f"manage {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
-        return result
+        return run_manage(self.manage_options(), *args, check=check)
 
     def audit(self) -> str:
         """``kilonova manage placement audit --verbose`` finds no leaked, misplaced or missing allocation; its report."""
@@ -303,3 +288,23 @@ class Cloud(Clients):
 
 def new_cloud(hosts: int = 4, config: dict | None = None) -> Cloud:
     return Cloud(Path(tempfile.mkdtemp(prefix="kilonova-test-")), hosts=hosts, config=config)
+
+
+def run_manage(options: list[str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``kilonova OPTIONS manage ARGS`` run in this process, its output captured as a subprocess's would be."""
+    import contextlib
+    import io
+
+    from kilonova.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([*options, "manage", *args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    result = subprocess.CompletedProcess(["manage", *args], code, out.getvalue(), err.getvalue())
+    if check and result.returncode != 0:
+        raise AssertionError(f"manage {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result

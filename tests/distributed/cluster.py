@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
-from tests.cloud import Clients, free_port_block
+from tests.cloud import Clients, free_port_block, run_manage
 from tests.distributed.infra import Databases, private_broker, rabbit_vhost
 
 READY = "Kilonova is serving"
@@ -96,21 +96,7 @@ def boot_on(cluster, api, host: str, name: str) -> str:
 
 def manage(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """``kilonova --config F manage ...`` run in this process (saves an interpreter start per command)."""
-    import io
-
-    from kilonova.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(["--config", str(config), "manage", *args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    result = subprocess.CompletedProcess(["manage", *args], code, out.getvalue(), err.getvalue())
-    if check and result.returncode != 0:
-        raise AssertionError(f"manage {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
+    return run_manage(["--config", str(config)], *args, check=check)
 
 
 def availability_zone(cluster, aggregate: str, zone: str, hosts) -> str:
