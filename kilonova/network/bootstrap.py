@@ -1,6 +1,9 @@
-"""The default network every Kilonova has: ``private`` (shared) with ``private-subnet`` 10.0.0.0/24.
+"""The networks every Kilonova has, named as DevStack names them: ``private`` (shared) with ``private-subnet``
+10.0.0.0/24; the external network ``public`` with ``public-subnet`` 172.24.4.0/24 (DevStack's floating range,
+no DHCP); and ``router1``, with its gateway on ``public`` and an interface on ``private-subnet``, so that
+floating IPs from ``public`` reach servers on ``private``.
 
-Fixed ids make every start, and every network API process, converge on one network and one subnet.
+Fixed ids make every start, and every network API process, converge on one of each.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from kilonova.network import ipam
-from kilonova.network.db import networks, subnets
+from kilonova.network.db import networks, routers, subnets
+from kilonova.network.l3_models import Router
 from kilonova.network.models import Network, Subnet
 
 NETWORK_NAME = "private"
@@ -19,19 +23,51 @@ SUBNET_NAME = "private-subnet"
 CIDR = "10.0.0.0/24"
 NETWORK_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/networks/private"))
 SUBNET_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/subnets/private-subnet"))
+PUBLIC_NETWORK_NAME = "public"
+PUBLIC_SUBNET_NAME = "public-subnet"
+PUBLIC_CIDR = "172.24.4.0/24"
+PUBLIC_NETWORK_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/networks/public"))
+PUBLIC_SUBNET_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/subnets/public-subnet"))
+ROUTER_NAME = "router1"
+ROUTER_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/routers/router1"))
+
+
+def _ensure_subnet(session: Session, subnet_id: str, network_id: str, owner: str, name: str, cidr_text: str,
+                   enable_dhcp: bool = True) -> None:
+    if session.get(Subnet, subnet_id) is not None:
+        return
+    cidr = ipaddress.ip_network(cidr_text)
+    gateway = ipam.default_gateway(cidr)
+    subnets.create(session, {"id": subnet_id, "network_id": network_id, "project_id": owner, "name": name,
+                             "ip_version": 4, "cidr": cidr_text, "gateway_ip": gateway, "enable_dhcp": enable_dhcp,
+                             "allocation_pools": ipam.default_pools(cidr, gateway),
+                             "dns_nameservers": [], "host_routes": []})
 
 
 def ensure_default_network(session: Session, owner: str) -> dict[str, Any]:
     """Create what is missing of the default network and subnet; returns the network."""
     if session.get(Network, NETWORK_ID) is None:
         networks.create(session, {"id": NETWORK_ID, "name": NETWORK_NAME, "project_id": owner, "shared": True,
-                                  "description": "Kilonova's default network, shared with every project"})
-    if session.get(Subnet, SUBNET_ID) is None:
-        cidr = ipaddress.ip_network(CIDR)
-        gateway = ipam.default_gateway(cidr)
-        subnets.create(session, {"id": SUBNET_ID, "network_id": NETWORK_ID, "project_id": owner,
-                                 "name": SUBNET_NAME, "ip_version": 4, "cidr": CIDR, "gateway_ip": gateway,
-                                 "allocation_pools": ipam.default_pools(cidr, gateway),
-                                 "dns_nameservers": [], "host_routes": []})
+                                   "description": "Kilonova's default network, shared with every project"})
+    _ensure_subnet(session, SUBNET_ID, NETWORK_ID, owner, SUBNET_NAME, CIDR)
     session.expire_all()
     return networks.get(session, NETWORK_ID)
+
+
+def ensure_public_network(session: Session, owner: str) -> dict[str, Any]:
+    """Create what is missing of ``public``, ``public-subnet`` and ``router1``; returns the network.
+
+    The router is made only with the network (an operator may have removed it since)."""
+    new = session.get(Network, PUBLIC_NETWORK_ID) is None
+    if new:
+        networks.create(session, {"id": PUBLIC_NETWORK_ID, "name": PUBLIC_NETWORK_NAME, "project_id": owner,
+                                  "external": True, "description": "Kilonova's external network: floating IPs"})
+    _ensure_subnet(session, PUBLIC_SUBNET_ID, PUBLIC_NETWORK_ID, owner, PUBLIC_SUBNET_NAME, PUBLIC_CIDR,
+                   enable_dhcp=False)
+    session.flush()
+    if new and session.get(Router, ROUTER_ID) is None and session.get(Subnet, SUBNET_ID) is not None:
+        routers.create(session, {"id": ROUTER_ID, "name": ROUTER_NAME, "project_id": owner},
+                       {"network_id": PUBLIC_NETWORK_ID})
+        routers.add_interface_by_subnet(session, ROUTER_ID, subnets.get(session, SUBNET_ID))
+    session.expire_all()
+    return networks.get(session, PUBLIC_NETWORK_ID)

@@ -90,3 +90,7 @@ class IPAllocation(NetworkBase):
     subnet_id: Mapped[str] = mapped_column(sa.ForeignKey("subnets.id", ondelete="CASCADE"), index=True)
     network_id: Mapped[str] = mapped_column(sa.String(36), index=True)
     ip_address: Mapped[str] = mapped_column(sa.String(64))
+
+
+# The L3 tables (routers, floating IPs, quotas) share this metadata.
+from kilonova.network import l3_models  # noqa: E402,F401

@@ -9,8 +9,9 @@ from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, read_json
 from kilonova.network import attributes as A
-from kilonova.network import mac, policy, query, views
+from kilonova.network import l3_errors, mac, policy, query, views
 from kilonova.network.db import ports
+from kilonova.network.db.networks import L3_OWNERS
 from kilonova.network.errors import bad_request, not_found, policy_denied
 from kilonova.network.lookup import context, creation_response, network_visible_to, respond_list, respond_one, service
 
@@ -158,6 +159,8 @@ async def delete(request: Request, port_id: str):
     ctx = context(request)
     port, network = await _visible_port(request, port_id)
     _check_port_owner(ctx, port, network, "rule:delete_port")
+    if port["device_owner"] in L3_OWNERS:
+        raise l3_errors.l3_port_in_use(port_id, port["device_owner"])
     await service(request).db.write(ports.delete, port_id)
     service(request).notifier.port_changed(port, None)
     return empty_response(204)

@@ -57,6 +57,7 @@ class NetworkService(Service):
             LOG.error("the default network %s was not created: %s", bootstrap.NETWORK_NAME, exc)
             return
         await self.ensure_default_network(owner)
+        await self.db.write(bootstrap.ensure_public_network, owner)
 
     async def ensure_default_network(self, owner: str) -> dict:
         return await self.db.write(bootstrap.ensure_default_network, owner)

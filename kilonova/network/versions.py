@@ -33,8 +33,13 @@ EXTENSIONS = {
     "standard-attr-timestamp": ("Resource timestamps", "Adds created_at and updated_at fields to all Neutron "
                                 "resources that have Neutron standard attributes."),
     "l2_adjacency": ("L2 Adjacency", "Display L2 Adjacency for Neutron Networks."),
+    "router": ("Neutron L3 Router", "Routers between subnets and an external network, and floating IPs."),
+    "ext-gw-mode": ("Neutron L3 Configurable external gateway mode", "The enable_snat flag of a router's "
+                    "external gateway."),
+    "extraroute": ("Neutron Extra Route", "Static routes on routers."),
+    "fip-port-details": ("Floating IP Port Details Extension", "The port_details of a floating IP's port."),
 }
-RESOURCES = ("subnet", "network", "port")
+RESOURCES = ("subnet", "network", "port", "router", "floatingip")
 
 
 def _extension(alias: str) -> dict:

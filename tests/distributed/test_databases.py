@@ -75,6 +75,7 @@ def test_migrations_run_and_match_the_models(server, store):
 T0 = datetime(2026, 11, 23, 10, 0, 0)
 CELL = "0f0e0d0c-0000-4000-8000-00000000c311"
 INSTANCE = "5e7a1b2c-0000-4000-8000-0000000000a1"
+NETWORK, SUBNET, PORT = ("4e700000-0000-4000-8000-00000000000" + c for c in "123")
 
 OLD_RELEASE_HASH = passwords.hash_password("old-secret", 14)
 
@@ -127,6 +128,24 @@ PREVIOUS_RELEASE_ROWS = {
         "users": [{"id": "u1", "name": "alice", "domain_id": "default", "enabled": True,
                    "password_hash": OLD_RELEASE_HASH, "extra": {}, "created_at": T0}],
     },
+    "network": {
+        "networks": [{"id": NETWORK, "project_id": "p1", "name": "private", "status": "ACTIVE",
+                      "admin_state_up": True, "shared": True, "external": False, "mtu": 1500,
+                      "port_security_enabled": True, "availability_zone_hints": [], "description": "", "tags": [],
+                      "created_at": T0, "updated_at": T0, "revision_number": 1}],
+        "subnets": [{"id": SUBNET, "network_id": NETWORK, "project_id": "p1", "name": "private-subnet",
+                     "ip_version": 4, "cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "enable_dhcp": True,
+                     "allocation_pools": [{"start": "10.0.0.2", "end": "10.0.0.254"}], "dns_nameservers": [],
+                     "host_routes": [], "description": "", "tags": [], "created_at": T0, "updated_at": T0,
+                     "revision_number": 0}],
+        "ports": [{"id": PORT, "network_id": NETWORK, "project_id": "p1", "name": "", "mac_address": "fa:16:3e:00:00:01",
+                   "admin_state_up": True, "status": "ACTIVE", "device_id": INSTANCE, "device_owner": "compute:nova",
+                   "binding_host_id": "host1", "binding_profile": {}, "binding_vnic_type": "normal",
+                   "port_security_enabled": True, "description": "", "tags": [], "created_at": T0, "updated_at": T0,
+                   "revision_number": 1}],
+        "ip_allocations": [{"id": 1, "port_id": PORT, "subnet_id": SUBNET, "network_id": NETWORK,
+                            "ip_address": "10.0.0.3"}],
+    },
 }
 
 
@@ -159,9 +178,19 @@ def _identity_head_counts_failed_logins(database: Database) -> None:
     assert passwords.verify_password("old-secret", user.password_hash)
 
 
+def _network_head_has_routers_and_floating_ips(database: Database) -> None:
+    from kilonova.network.db import routers, usage
+
+    # 0003: no router or floating IP exists yet; the old release's port counts for its project.
+    assert database.run_sync(routers.list_routers, None, {}, write=False) == []
+    assert database.run_sync(usage.counts, "p1", write=False) == {"network": 1, "subnet": 1, "port": 1, "router": 0,
+                                                                   "floatingip": 0}
+
+
 # What each store's head adds, checked on the upgraded database.
 AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_has_move_records,
-           "placement": _placement_head_has_usage_serials, "identity": _identity_head_counts_failed_logins}
+           "placement": _placement_head_has_usage_serials, "identity": _identity_head_counts_failed_logins,
+           "network": _network_head_has_routers_and_floating_ips}
 
 
 def _revisions(migrations: str) -> list[str]:

@@ -12,7 +12,13 @@ from kilonova.network.models import Network, Port, Subnet, utcnow
 COLUMNS = ("id", "project_id", "name", "status", "admin_state_up", "shared", "external", "mtu",
            "port_security_enabled", "network_type", "physical_network", "segmentation_id",
            "availability_zone_hints", "description", "tags", "created_at", "updated_at", "revision_number")
-AUTO_DELETED_OWNERS = "network:"
+# A router's interfaces and gateway and a floating IP's port hold their network and subnet as a server's
+# port does (NetworkInUse, SubnetInUse); other ``network:*`` ports go with them.
+L3_OWNERS = ("network:router_interface", "network:router_gateway", "network:floatingip")
+
+
+def auto_deleted(device_owner: str) -> bool:
+    return device_owner.startswith("network:") and device_owner not in L3_OWNERS
 
 
 def to_dict(network: Network) -> dict[str, Any]:
@@ -78,7 +84,7 @@ def _check_unshare(session: Session, network: Network) -> None:
     """A network other projects have ports on stays shared (Neutron's InvalidSharedSetting)."""
     others = session.scalars(sa.select(Port.device_owner).where(Port.network_id == network.id,
                                                                 Port.project_id != network.project_id)).all()
-    if any(not owner.startswith(AUTO_DELETED_OWNERS) for owner in others):
+    if any(not auto_deleted(owner) for owner in others):
         raise errors.fault(409, "InvalidSharedSetting", f"Unable to reconfigure sharing settings for network "
                                                         f"{network.id}. Multiple tenants are using it.")
 
@@ -87,7 +93,7 @@ def delete(session: Session, network_id: str) -> None:
     """Delete the network, its subnets and its ``network:*`` ports; NetworkInUse if other ports remain."""
     network = load(session, network_id)
     ports = session.scalars(sa.select(Port).where(Port.network_id == network_id)).all()
-    if any(not port.device_owner.startswith(AUTO_DELETED_OWNERS) for port in ports):
+    if any(not auto_deleted(port.device_owner) for port in ports):
         raise errors.network_in_use(network_id)
     for port in ports:
         session.delete(port)

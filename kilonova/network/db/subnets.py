@@ -75,7 +75,7 @@ def delete(session: Session, subnet_id: str) -> None:
     subnet = load(session, subnet_id)
     owners = session.execute(sa.select(Port.device_owner).join(IPAllocation, IPAllocation.port_id == Port.id)
                              .where(IPAllocation.subnet_id == subnet_id)).scalars().all()
-    if any(not owner.startswith(networks.AUTO_DELETED_OWNERS) for owner in owners):
+    if any(not networks.auto_deleted(owner) for owner in owners):
         raise errors.subnet_in_use(subnet_id)
     session.execute(sa.delete(IPAllocation).where(IPAllocation.subnet_id == subnet_id))
     subnet.network.revision_number += 1

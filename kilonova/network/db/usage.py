@@ -5,9 +5,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.network import errors
+from kilonova.network.l3_models import FloatingIP, Router
 from kilonova.network.models import Network, Port, Subnet, utcnow
 
-MODELS = {"network": Network, "subnet": Subnet, "port": Port}
+MODELS = {"network": Network, "subnet": Subnet, "port": Port, "router": Router, "floatingip": FloatingIP}
 
 
 def counts(session: Session, project_id: str) -> dict[str, int]:
