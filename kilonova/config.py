@@ -324,6 +324,11 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "step_delays": "",
         "fail_steps": "",
         "fail_step_hosts": "",
+        # Tests: the calls named here wait (at most step_gate_timeout seconds) until a file of the same name
+        # appears in step_gate_dir, and take it: each file lets one call through.
+        "step_gates": "",
+        "step_gate_dir": "{state_dir}/step-gates",
+        "step_gate_timeout": "300",
     },
 }
 

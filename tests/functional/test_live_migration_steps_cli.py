@@ -1,6 +1,9 @@
-"""Live migration steps held or failed by the fake driver ([fake_driver] step_delays / fail_steps): an abort while the
-destination prepares (only from 2.65), a destination whose preparation fails, and the instance action with its
-events, through the real `openstack` CLI against a real `kilonova up`."""
+"""Live migration steps held or failed by the fake driver ([fake_driver] step_gates / fail_steps): an abort while the
+destination prepares (only from 2.65), a destination whose preparation fails, a delete while it moves,
+and the instance action with its events, through the real `openstack` CLI against a real `kilonova up`.
+
+Each destination's pre_live_migration waits at a gate the test opens (a file in the cloud's state directory), so
+whatever the test does while the destination prepares happens then, however loaded the machine is."""
 from __future__ import annotations
 
 import shutil
@@ -12,13 +15,13 @@ from tests.functional.test_live_migration_cli import (allocations, message, migr
                                                       wait_migration, wait_task_done)
 
 FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
-PREPARE = 10.0  # seconds each destination's pre_live_migration is held
+PREPARE = "pre_live_migration"  # the gated step
 
 
 @pytest.fixture(scope="module")
 def steps_cloud():
     instance = new_cloud(hosts=3, config={"fake_driver": {
-        "fail_spawn_hosts": "", "live_migration_delay": "1", "step_delays": f"pre_live_migration={PREPARE}",
+        "fail_spawn_hosts": "", "live_migration_delay": "1", "step_gates": PREPARE,
         "fail_steps": "pre_live_migration", "fail_step_hosts": "compute3"}})
     instance.start()
     yield instance
@@ -26,8 +29,20 @@ def steps_cloud():
     shutil.rmtree(instance.workdir, ignore_errors=True)
 
 
+def open_gate(cloud, step: str = PREPARE) -> None:
+    """Let one held (or the next) call of ``step`` through."""
+    gates = cloud.state_dir / "step-gates"
+    gates.mkdir(exist_ok=True)
+    (gates / step).touch()
+
+
+def close_gate(cloud, step: str = PREPARE) -> None:
+    (cloud.state_dir / "step-gates" / step).unlink(missing_ok=True)
+
+
 @pytest.fixture
 def on_compute1(steps_cloud):
+    close_gate(steps_cloud)  # a gate an earlier test opened without a call taking it
     created = steps_cloud.openstack("--os-compute-api-version", "2.74", "server", "create", "--flavor", "m1.tiny",
                                     "--image", "kilonova-tiny", "--network", "private", "--host", "compute1", "--wait",
                                     "lm-steps", fmt_json=True)
@@ -35,6 +50,8 @@ def on_compute1(steps_cloud):
         assert created["OS-EXT-SRV-ATTR:host"] == "compute1"
         yield created
     finally:
+        if any(m["status"] == "preparing" for m in migrations(steps_cloud, created["id"])):
+            open_gate(steps_cloud)  # a test that failed with the destination held
         steps_cloud.openstack("server", "delete", "--wait", created["id"], check=False)
 
 
@@ -65,7 +82,9 @@ def test_abort_while_the_destination_prepares_needs_2_65(steps_cloud, on_compute
     unknown = abort(cloud, uuid, 999999, "2.65")
     assert (unknown.status_code, message(unknown)) == (404, f"Migration 999999 not found for instance {uuid}")
     cloud.openstack("--os-compute-api-version", "2.65", "server", "migration", "abort", uuid, str(record["id"]))
-    ended = wait_migration(cloud, uuid, ("cancelled",), timeout=PREPARE + 15)
+    assert migrations(cloud, uuid)[-1]["status"] == "preparing"  # cancelled at its next step
+    open_gate(cloud)
+    ended = wait_migration(cloud, uuid, ("cancelled",))
     assert ended["id"] == record["id"]
     after = wait_task_done(cloud, uuid)
     assert after["status"] == "ACTIVE" and after["OS-EXT-SRV-ATTR:host"] == "compute1"
@@ -85,7 +104,8 @@ def test_a_failed_preparation_rolls_back_to_the_source(steps_cloud, on_compute1)
     cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", "compute3",
                     uuid)
     record = wait_migration(cloud, uuid, ("preparing",))
-    ended = wait_migration(cloud, uuid, ("error",), timeout=PREPARE + 15)
+    open_gate(cloud)
+    ended = wait_migration(cloud, uuid, ("error",))
     assert ended["id"] == record["id"]
     after = wait_task_done(cloud, uuid)
     assert after["status"] == "ACTIVE" and after["OS-EXT-SRV-ATTR:host"] == "compute1"
@@ -105,8 +125,9 @@ def test_a_completed_move_records_every_step_and_takes_the_destinations_zone(ste
     cloud.openstack("aggregate", "create", "--zone", "zone-b", "agg-b")
     cloud.openstack("aggregate", "add", "host", "agg-b", "compute2")
     try:
+        open_gate(cloud)
         cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host",
-                        "compute2", "--wait", uuid, timeout=PREPARE + 60)
+                        "compute2", "--wait", uuid, timeout=60)
         assert show(cloud, uuid)["OS-EXT-AZ:availability_zone"] == "zone-b"
     finally:
         cloud.openstack("aggregate", "remove", "host", "agg-b", "compute2", check=False)
@@ -132,14 +153,14 @@ def test_a_server_deleted_while_it_moves_leaves_nothing_on_either_host(steps_clo
     """The delete goes to the source, which no longer has the guest once it moved: the destination removes
     the guest it got when the server is not switched to it, and the migration ends in error."""
     cloud, uuid = steps_cloud, on_compute1["id"]
-    sdk = cloud.sdk()  # connected beforehand: the delete must land while the destination prepares
+    sdk = cloud.sdk()
     sdk.compute.get_server(uuid)
     cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", "compute2",
                     uuid)
     record = wait_migration(cloud, uuid, ("preparing",))
     sdk.compute.delete_server(uuid)
-    assert migrations(cloud, uuid)[-1]["status"] in ("preparing", "running"), "deleted too late to test this"
-    ended = wait_migration(cloud, uuid, ("error", "completed", "cancelled"), timeout=PREPARE + 30)
+    open_gate(cloud)
+    ended = wait_migration(cloud, uuid, ("error", "completed", "cancelled"))
     assert (ended["id"], ended["status"]) == (record["id"], "error")
     wait_for(lambda: cloud.openstack("server", "show", uuid, check=False).returncode != 0, timeout=30)
     assert allocations(cloud, uuid) == {} and allocations(cloud, ended["uuid"]) == {}

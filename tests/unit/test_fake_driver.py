@@ -285,3 +285,21 @@ async def test_revert_of_a_move_that_failed_before_the_guest_left(tmp_path):
     await h1.finish_revert_migration(instance, NETWORK, power_on=True)
     assert await h1.get_power_state(instance) == power.RUNNING
     assert "(move failed)" in (await console(h1, instance))[-4]
+
+
+async def test_a_gated_step_waits_for_its_gate_file_and_takes_it(tmp_path):
+    conf = Config.load(state_dir=tmp_path, overrides={"fake_driver": {"step_gates": "get_diagnostics"}})
+    drv = FakeDriver("h1", conf)
+    await booted(drv)
+    held = asyncio.ensure_future(drv.get_diagnostics(server()))
+    await asyncio.sleep(0.3)
+    assert not held.done()
+    gate = tmp_path / "step-gates" / "get_diagnostics"
+    gate.parent.mkdir()
+    gate.touch()
+    await asyncio.wait_for(held, 5)
+    assert not gate.exists()  # taken: the next call waits again
+    again = asyncio.ensure_future(drv.get_diagnostics(server()))
+    await asyncio.sleep(0.3)
+    assert not again.done()
+    again.cancel()

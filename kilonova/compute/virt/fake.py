@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from kilonova.compute.virt import driver, fake_vnc
@@ -119,12 +120,18 @@ class FakeDriver(ComputeDriver):
         fail_hosts = conf.getlist("fake_driver", "fail_step_hosts")
         failing = set(conf.getlist("fake_driver", "fail_steps")) if not fail_hosts or self.host in fail_hosts \
             else set()
-        for name in set(delays) | failing:
+        gates = set(conf.getlist("fake_driver", "step_gates"))
+        self._gate_dir = Path(conf.get("fake_driver", "step_gate_dir"))
+        self._gate_timeout = conf.getfloat("fake_driver", "step_gate_timeout")
+        for name in set(delays) | failing | gates:
             original = getattr(self, name)  # an unknown name is a configuration error: say so at start
-            setattr(self, name, self._injected(name, original, delays.get(name, 0.0), name in failing))
+            setattr(self, name, self._injected(name, original, delays.get(name, 0.0), name in failing,
+                                               name in gates))
 
-    def _injected(self, name: str, original, delay: float, fail: bool):
+    def _injected(self, name: str, original, delay: float, fail: bool, gated: bool = False):
         async def step(*args, **kwargs):
+            if gated:
+                await self._pass_gate(name)
             if delay:
                 await asyncio.sleep(delay)
             if fail:
@@ -132,6 +139,20 @@ class FakeDriver(ComputeDriver):
             return await original(*args, **kwargs)
 
         return step
+
+    async def _pass_gate(self, name: str) -> None:
+        """Wait for the test to open the gate of step ``name`` (a file of that name, taken: one call each)."""
+        gate = self._gate_dir / name
+        LOG.info("fake host %s: %s waits at its gate %s", self.host, name, gate)
+        deadline = time.monotonic() + self._gate_timeout
+        while time.monotonic() < deadline:
+            try:
+                gate.unlink()
+                return
+            except FileNotFoundError:
+                await asyncio.sleep(0.05)
+        LOG.warning("fake host %s: the gate of %s was not opened in %s s: going on", self.host, name,
+                    self._gate_timeout)
 
     def _guest(self, instance: dict) -> _Guest:
         guest = self.guests.get(instance["uuid"])
