@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from datetime import datetime
 
 import pytest
@@ -193,6 +194,28 @@ def test_nova_cli_abort_keeps_the_server_on_its_source(lm_cloud):
         assert again.returncode != 0 and f"Cannot 'abort live migration' instance {server['id']} while it is in " \
                                           f"task_state None" in again.stderr
         cloud.audit()
+
+
+def test_openstack_cli_delete_mid_copy_aborts_the_migration_instead_of_waiting_for_it(lm_cloud):
+    """As upstream: a delete does not wait for the server's live migration; the copy stops, the migration ends in
+    error, the guest is deleted on the source and neither host keeps a claim."""
+    cloud = lm_cloud
+    created = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny", "--network",
+                              "private", "--wait", "lm-delete", fmt_json=True)
+    uuid, source = created["id"], created["OS-EXT-SRV-ATTR:host"]
+    cloud.openstack("server", "migrate", "--live-migration", uuid)
+    record = wait_migration(cloud, uuid, ("running",))
+    started = time.monotonic()
+    cloud.openstack("server", "delete", "--wait", uuid, timeout=DELAY + 30)
+    took = time.monotonic() - started
+    assert took < DELAY / 2, f"the delete waited {took:.0f} s for the live migration"
+    ended = migrations(cloud, uuid)[-1]
+    assert (ended["id"], ended["status"], ended["source_compute"]) == (record["id"], "error", source)
+    assert allocations_now(cloud, uuid, record["uuid"]) == [{}, {}]
+    output = "".join(cloud.output)
+    assert f"{uuid} is being deleted: cutting its live migration to {record['dest_compute']} short" in output
+    assert f"{uuid} was deleted during its live migration: removing the guest it got" not in output
+    cloud.audit()
 
 
 def test_nova_cli_and_sdk_to_a_named_host_then_force_complete_with_nova(lm_cloud):

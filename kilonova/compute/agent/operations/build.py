@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from kilonova.compute.agent.operations import events, remote
+from kilonova.compute.agent.operations import events, live_migrate, remote
 
 if TYPE_CHECKING:
     from kilonova.compute.agent.manager import ComputeManager
@@ -65,6 +65,7 @@ async def build_and_run_instance(agent: ComputeManager, instance: dict, request_
 async def terminate_instance(agent: ComputeManager, instance: dict, request_id: str | None = None) -> None:
     """Delete the server (``request_id``: of its "delete" action; the conductor finishes the action)."""
     uuid = instance["uuid"]
+    await live_migrate.cancel_for_delete(agent, instance)  # a live migration holding the lock stops, as upstream
     async with agent._locks[uuid]:
         async with agent.event(uuid, request_id, "compute_terminate_instance"):
             await agent.driver.destroy(instance)

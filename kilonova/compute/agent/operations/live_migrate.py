@@ -13,6 +13,12 @@ A failure or an abort before the guest left the source rolls back: the destinati
 pre_live_migration made, the instance holds its source allocation again, the record ends error
 (cancelled for an abort) and the server stays ACTIVE (or PAUSED) on the source.
 
+Deleting the server cuts its live migration short (``cancel_for_delete``, called by the delete on the
+source): the migration stops at its next step, a running copy through the driver's abort, rolls back
+(the record ends error, as upstream's does when its delete destroys the guest under the migration),
+and the delete then removes the guest from the source. A guest that had already left the source is
+removed by the destination, which refuses to take over a server being deleted.
+
 Force-complete and abort reach the migration through ``RUNNING``, this process's registry of the live
 migrations under way on each of its hosts (they do not take the instance lock the migration holds).
 A migration whose source agent died is ended by the conductor's reconcile pass, which asks the hosts
@@ -50,6 +56,11 @@ class Job:
     availability_zone: str | None = None  # the destination's, which the server takes when it lands
     running: bool = False     # driver.live_migration has started: abort and force-complete go to the driver
     cancelled: bool = False   # aborted while queued or preparing (2.65): rolled back at the next step
+    deleted: bool = False     # cut short by the server's delete: the record ends error, not cancelled
+
+    @property
+    def cancelled_status(self) -> str:
+        return "error" if self.deleted else "cancelled"
 
 
 # (source host, instance uuid) -> the live migration under way (hosts of one process share this module).
@@ -164,8 +175,8 @@ async def post_live_migration_at_destination(agent: ComputeManager, instance: di
         moved = await agent._update(uuid, values,
                                     expected_task_state=["migrating"], expected_host=migration["source_compute"])
         if moved is None and await _being_deleted(agent, uuid):
-            # Deleted while it moved: its delete went to the source, which no longer has the guest, so
-            # the guest it got here goes now (upstream's delete cuts the migration short instead).
+            # Deleted once the guest had left the source (too late to cut the move short there): the
+            # delete finds no guest on the source, so the one this host got goes now.
             LOG.warning("%s was deleted during its live migration: removing the guest it got on %s", uuid,
                         agent.host)
             await agent.driver.destroy(instance)
@@ -213,7 +224,7 @@ async def _migrate(agent: ComputeManager, instance: dict, job: Job, migrate_data
                    event) -> None:
     migration, dest, uuid = job.migration, job.dest, instance["uuid"]
     if job.cancelled or await _status(agent, migration, "preparing", ["queued"]) is None:
-        await _rollback(agent, instance, job, "cancelled", request_id, prepared=False)
+        await _rollback(agent, instance, job, job.cancelled_status, request_id, prepared=False)
         return
     try:
         migrate_data = await _peer(agent, dest).call("pre_live_migration", instance=instance,
@@ -226,14 +237,14 @@ async def _migrate(agent: ComputeManager, instance: dict, job: Job, migrate_data
         await _rollback(agent, instance, job, "error", request_id)
         return
     if job.cancelled or await _status(agent, migration, "running", ["preparing"]) is None or job.cancelled:
-        await _rollback(agent, instance, job, "cancelled", request_id)
+        await _rollback(agent, instance, job, job.cancelled_status, request_id)
         return
     job.running = True  # no await since the check above: an abort now goes to the driver
     try:
         await agent.driver.live_migration(instance, dest, migrate_data, progress=_progress_writer(agent, migration))
     except LiveMigrationAborted as exc:
         LOG.info("live migration of %s to %s aborted: %s", uuid, dest, exc)
-        await _rollback(agent, instance, job, "cancelled", request_id)
+        await _rollback(agent, instance, job, job.cancelled_status, request_id)
         return
     except Exception as exc:  # noqa: BLE001 - the driver says the guest still runs here
         LOG.warning("live migration of %s to %s failed: %s", uuid, dest, exc)
@@ -299,6 +310,9 @@ async def _rollback(agent: ComputeManager, instance: dict, job: Job, status: str
             LOG.warning("rollback_live_migration_at_destination of %s on %s failed: %s", uuid, job.dest, exc)
     await move_claims.give_back_to_instance(agent.reporter.placement, migration["uuid"], uuid,
                                             instance["project_id"], instance["user_id"])
+    if not job.deleted and await agent._current(uuid) is None:
+        # Deleted before this migration took the instance's lock: what was given back has no one to hold it.
+        await move_claims.drop(agent.reporter.placement, uuid)
     await agent._update(uuid, {"task_state": None, "progress": 0}, expected_task_state=["migrating"])
     await _status(agent, migration, status, list(UNDER_WAY))
     agent.usage_changed()
@@ -306,6 +320,26 @@ async def _rollback(agent: ComputeManager, instance: dict, job: Job, status: str
 
 
 # ---------------------------------------------------------------------------- force-complete and abort
+
+async def cancel_for_delete(agent: ComputeManager, instance: dict) -> None:
+    """The server is being deleted on this host: its live migration from here stops at its next step (a
+    running one through the driver) and rolls back, instead of the delete waiting for the whole move."""
+    uuid = instance["uuid"]
+    job = RUNNING.get((agent.host, uuid))
+    if job is None:
+        return
+    LOG.warning("%s is being deleted: cutting its live migration to %s short", uuid, job.dest)
+    job.deleted = True
+    if not job.running:
+        job.cancelled = True
+        return
+    try:
+        await agent.driver.live_migration_abort(instance)
+    except NoActiveMigration:
+        pass  # the copy has just finished: the destination removes the guest it got
+    except Exception:  # noqa: BLE001 - the delete goes on once the migration ends by itself
+        LOG.warning("the live migration of %s could not be aborted for its delete", uuid, exc_info=True)
+
 
 @remote
 async def live_migration_force_complete(agent: ComputeManager, instance: dict, migration_id: int | None = None,

@@ -68,9 +68,13 @@ class MigrationPreCheckError(Refused):
     pass
 
 
+class NoLongerMigrating(Refused):
+    """The server was deleted (or its state reset) while its live migration was being checked."""
+
+
 REFUSALS = tuple(cls.__name__ for cls in (Refused, NoValidHost, UnableToMigrateToSelf, ComputeServiceUnavailable,
                                           ComputeHostNotFound, InvalidHypervisorType, DestinationHypervisorTooOld,
-                                          MigrationPreCheckError))
+                                          MigrationPreCheckError, NoLongerMigrating))
 
 
 def _writer(conductor):
@@ -86,6 +90,22 @@ def _node_of(session, host: str) -> dict | None:
         return None
     return {"uuid": node.uuid, "nodename": node.hypervisor_hostname, "hypervisor_type": node.hypervisor_type,
             "hypervisor_version": node.hypervisor_version, "host_ip": node.host_ip, "disabled": bool(node.disabled)}
+
+
+def _still_migrating(session, uuid: str) -> dict | None:
+    """The instance, unless it was deleted (or is being deleted, or reset) since its live migration began."""
+    try:
+        instance = instances.get(session, uuid)
+    except NotFound:
+        return None
+    return instance if instance["task_state"] == "migrating" else None
+
+
+def _being_deleted(session, uuid: str) -> bool:
+    try:
+        return instances.get(session, uuid)["task_state"] == "deleting"
+    except NotFound:
+        return True
 
 
 def _flavor_id(session, flavorid: str) -> int:
@@ -176,7 +196,10 @@ class _Task:
         self.migration = await self.cell.db.write(migrations.update, self.migration["uuid"], {
             "dest_compute": dest, "dest_node": dest_node["nodename"], "dest_host": dest_node["host_ip"]},
             ["accepted"])
-        instance = await self.cell.db.read(instances.get, self.uuid)
+        instance = await self.cell.db.read(_still_migrating, self.uuid)
+        if instance is None:
+            raise NoLongerMigrating(f"Instance {self.uuid} is no longer migrating (deleted meanwhile?): its live "
+                                    f"migration is cancelled.")
         try:
             await self.conductor.compute_rpc(self.source).cast(
                 "live_migration", instance=instance, migration=self.migration, dest=dest,
@@ -282,6 +305,9 @@ class _Task:
         try:
             await move_claims.give_back_to_instance(self.conductor.placement, self.migration["uuid"], self.uuid,
                                                     self.instance["project_id"], self.instance["user_id"])
+            if await self.cell.db.read(_being_deleted, self.uuid):
+                # Deleted meanwhile: its delete may have released its claims before they were given back.
+                await move_claims.drop(self.conductor.placement, self.uuid)
         except move_claims.ClaimError:
             LOG.exception("live migration of %s: the source allocation could not be given back", self.uuid)
         values = {"task_state": None, **({"vm_state": "error"} if error else {})}
