@@ -2,10 +2,10 @@
 
 A port of a server (device_owner ``compute:...``) that becomes ACTIVE -- here as soon as it is bound
 to a host, there being no L2 agent to wait for -- gives ``network-vif-plugged``; one that goes DOWN
-(unbound) ``network-vif-unplugged``; a deleted one ``network-vif-deleted``; new addresses
-``network-changed``. Events are sent in the background to ``POST /v2.1/os-server-external-events``
-as the service user, batched while a send is under way, and never hold up or fail the port request
-that caused them: one the compute service cannot take is logged and dropped, as Neutron does.
+(unbound) ``network-vif-unplugged``; a deleted one ``network-vif-deleted``; new addresses, or a
+floating IP associated with or taken off the port, ``network-changed``. Events are sent in the background
+to ``POST /v2.1/os-server-external-events`` as the service user, batched while a send is under way, and
+never hold up or fail the request that caused them: one the compute service cannot take is logged and dropped, as Neutron does.
 """
 from __future__ import annotations
 
@@ -58,7 +58,17 @@ class ComputeNotifier:
     def port_changed(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         if self.compute is None:
             return
-        events = events_for(before, after)
+        self._queue(events_for(before, after))
+
+    def floating_ips_changed(self, ports: list[dict[str, Any]]) -> None:
+        """A floating IP was associated with, or left, these ports: ``network-changed`` for their servers
+        (whose network information then shows it), as Neutron's notifier sends."""
+        if self.compute is None:
+            return
+        self._queue([_event("network-changed", server, port["id"]) for port in ports
+                     for server in [_server_of(port)] if server])
+
+    def _queue(self, events: list[dict[str, str]]) -> None:
         if not events:
             return
         self._pending.extend(events)

@@ -1,4 +1,5 @@
-"""``/v2.0/{networks,subnets,ports}/{id}/tags[/{tag}]``: Neutron's tag API on the standard resources."""
+"""``/v2.0/{networks,subnets,ports,routers,floatingips}/{id}/tags[/{tag}]``: Neutron's tag API on the standard
+resources."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,11 +8,15 @@ from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, json_response, read_json
 from kilonova.network import attributes as A
-from kilonova.network import errors, policy
-from kilonova.network.db import networks, ports, subnets, usage
+from kilonova.network import errors, l3_errors, policy
+from kilonova.network.db import floating_ips, networks, ports, routers, subnets, usage
 from kilonova.network.lookup import context, service
 
-COLLECTIONS = {"networks": "network", "subnets": "subnet", "ports": "port"}
+COLLECTIONS = {"networks": "network", "subnets": "subnet", "ports": "port", "routers": "router",
+               "floatingips": "floatingip"}
+# Resources that only their own project (and admins) see.
+PROJECT_OWNED = {"router": (routers.get, l3_errors.router_not_found),
+                 "floatingip": (floating_ips.get, l3_errors.floatingip_not_found)}
 
 
 async def _resource(request: Request, collection: str, resource_id: str, write: bool) -> tuple[str, dict]:
@@ -27,6 +32,12 @@ async def _resource(request: Request, collection: str, resource_id: str, write: 
     elif resource == "subnet":
         item, network = await db.read(subnets.get_with_network, resource_id)
         visible = policy.can_see_network(ctx, network) or item["project_id"] == ctx.project_id
+    elif resource in PROJECT_OWNED:
+        read, missing = PROJECT_OWNED[resource]
+        item = await db.read(read, resource_id)
+        if not (policy.privileged(ctx) or item["project_id"] == ctx.project_id):
+            raise missing(resource_id)
+        visible = True
     else:
         item, network = await db.read(ports.get_with_network, resource_id)
         visible = policy.can_see_port(ctx, item, network["project_id"])

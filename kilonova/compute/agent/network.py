@@ -47,7 +47,8 @@ class PortBinder:
                     preexisting = False
                 if response.status_code not in (200, 201):
                     raise BuildFailure(f"Port allocation failed: {response.status_code} {response.text[:200]}")
-                network_info.append(await self._vif(response.json()["port"], preexisting))
+                # A port made for this server has no floating IP yet; one handed in may have.
+                network_info.append(await self._vif(response.json()["port"], preexisting, floating=preexisting))
         except Exception:
             await self.release(instance["uuid"], network_info)
             raise
@@ -66,17 +67,33 @@ class PortBinder:
                 "id", "cidr", "gateway_ip", "ip_version", "dns_nameservers", "enable_dhcp")}
         return self._subnets[subnet_id]
 
-    async def _vif(self, port: dict, preexisting: bool) -> dict:
+    async def _floating_ips(self, port_id: str) -> dict[str, list[str]]:
+        """The floating addresses of a port, by the fixed address each is associated with."""
+        response = await self.network.get("/v2.0/floatingips", params={"port_id": port_id})
+        if response.status_code != 200:
+            LOG.warning("the floating IPs of port %s could not be read: %s", port_id, response.status_code)
+            return {}
+        found: dict[str, list[str]] = {}
+        for fip in response.json()["floatingips"]:
+            if fip.get("fixed_ip_address"):
+                found.setdefault(fip["fixed_ip_address"], []).append(fip["floating_ip_address"])
+        return found
+
+    async def _vif(self, port: dict, preexisting: bool, floating: bool = True) -> dict:
+        """A port as the server's network information holds it (``floating``: with its floating IPs, which
+        the server's addresses show, as upstream's network info cache has them)."""
         fixed_ips = port.get("fixed_ips", [])
         subnets = []
         for subnet_id in dict.fromkeys(ip.get("subnet_id") for ip in fixed_ips):
             subnet = await self._subnet(subnet_id)
             if subnet is not None:
                 subnets.append(subnet)
+        floating_ips = await self._floating_ips(port["id"]) if floating else {}
         return {"port_id": port["id"], "network_id": port["network_id"], "mac_address": port["mac_address"],
                 "network_label": await self._network_name(port["network_id"]), "preexisting": preexisting,
                 "fixed_ips": [{"ip_address": ip["ip_address"], "subnet_id": ip.get("subnet_id"),
-                               "version": 6 if ":" in ip["ip_address"] else 4} for ip in fixed_ips],
+                               "version": 6 if ":" in ip["ip_address"] else 4,
+                               "floating_ips": floating_ips.get(ip["ip_address"], [])} for ip in fixed_ips],
                 "subnets": subnets}
 
     async def release(self, instance_uuid: str, network_info: list[dict]) -> None:

@@ -120,7 +120,8 @@ def _post_filter(server: dict[str, Any], post: dict[str, Any]) -> bool:
     if "status" in post and views.status_of(server["vm_state"], server.get("task_state")) != post["status"]:
         return False
     if "ip" in post:
-        ips = [ip["ip_address"] for vif in server.get("network_info") or [] for ip in vif.get("fixed_ips", [])]
+        ips = [address for vif in server.get("network_info") or [] for ip in vif.get("fixed_ips", [])
+               for address in [ip["ip_address"], *ip.get("floating_ips", [])]]
         if not any(post["ip"] in ip for ip in ips):
             return False
     return True

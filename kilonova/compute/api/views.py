@@ -90,6 +90,8 @@ def addresses(network_info: list[dict[str, Any]]) -> dict[str, list[dict[str, An
         for ip in vif.get("fixed_ips", []):
             entries.append({"version": ip.get("version", 4), "addr": ip["ip_address"],
                             "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": vif.get("mac_address")})
+            entries.extend({"version": 4, "addr": address, "OS-EXT-IPS:type": "floating",
+                            "OS-EXT-IPS-MAC:mac_addr": vif.get("mac_address")} for address in ip.get("floating_ips", []))
     return result
 
 

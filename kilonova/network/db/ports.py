@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from kilonova.network import errors, mac
 from kilonova.network.db import allocation, networks
+from kilonova.network.l3_models import FloatingIP
 from kilonova.network.models import IPAllocation, Network, Port, Subnet, utcnow
 
 COLUMNS = ("id", "network_id", "project_id", "name", "mac_address", "admin_state_up", "status", "device_id",
@@ -157,6 +158,10 @@ def _update_with_addresses(session: Session, port_id: str, values: dict[str, Any
 
 
 def delete(session: Session, port_id: str) -> None:
+    """Delete the port; its floating IPs lose their association and stay, DOWN, for reuse (as Neutron's)."""
+    session.execute(sa.update(FloatingIP).where(FloatingIP.fixed_port_id == port_id).values(
+        fixed_port_id=None, fixed_ip_address=None, router_id=None, status="DOWN", updated_at=utcnow(),
+        revision_number=FloatingIP.revision_number + 1))
     session.delete(load(session, port_id))
 
 
