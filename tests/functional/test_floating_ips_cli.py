@@ -101,3 +101,52 @@ def test_floating_ip_errors_and_quota(cloud):
         cloud.openstack("port", "delete", "fip-port", cloud=DEMO)
     finally:
         cloud.openstack("network", "delete", "fip-isolated", cloud=DEMO)
+
+
+def compute_call(cloud, method: str, path: str, version: str, **kwargs):
+    with cloud.http("compute", DEMO) as compute:
+        return compute.request(method, path, headers={"OpenStack-API-Version": f"compute {version}"}, **kwargs)
+
+
+def test_compute_api_floating_ip_proxies_until_2_35(cloud, vm):
+    pools = compute_call(cloud, "GET", "/os-floating-ip-pools", "2.35")
+    assert pools.status_code == 200 and pools.json() == {"floating_ip_pools": [{"name": "public"}]}
+    assert compute_call(cloud, "GET", "/os-floating-ip-pools", "2.36").status_code == 404
+    assert compute_call(cloud, "GET", "/os-floating-ips", "2.36").status_code == 404
+    assert compute_call(cloud, "POST", "/os-floating-ips", "2.1", json={"pool": "nope"}).json() == {
+        "itemNotFound": {"code": 404, "message": "Floating IP pool not found."}}
+    created = compute_call(cloud, "POST", "/os-floating-ips", "2.1", json={"pool": "public"})
+    assert created.status_code == 200, created.text
+    fip = created.json()["floating_ip"]
+    assert fip["pool"] == "public" and fip["fixed_ip"] is None and fip["instance_id"] is None
+    try:
+        listed = compute_call(cloud, "GET", "/os-floating-ips", "2.35").json()["floating_ips"]
+        assert fip in listed
+        # The addFloatingIp / removeFloatingIp server actions (until 2.43: the sdk asks for newer microversions,
+        # where upstream answers 404 as well).
+        added = compute_call(cloud, "POST", f"/servers/{vm['id']}/action", "2.43",
+                             json={"addFloatingIp": {"address": fip["ip"]}})
+        assert added.status_code == 202, added.text
+        cloud.wait_server(vm["id"], lambda s: fip["ip"] in str(s.get("addresses")), "to show its floating IP",
+                          cloud=DEMO)
+        shown = compute_call(cloud, "GET", f"/os-floating-ips/{fip['id']}", "2.35").json()["floating_ip"]
+        assert shown["instance_id"] == vm["id"] and shown["fixed_ip"].startswith("10.0.0.")
+        late = compute_call(cloud, "POST", f"/servers/{vm['id']}/action", "2.44",
+                            json={"removeFloatingIp": {"address": fip["ip"]}})
+        assert late.status_code == 404
+        removed = compute_call(cloud, "POST", f"/servers/{vm['id']}/action", "2.1",
+                               json={"removeFloatingIp": {"address": fip["ip"]}})
+        assert removed.status_code == 202, removed.text
+        cloud.wait_server(vm["id"], lambda s: fip["ip"] not in str(s.get("addresses")), "to lose its floating IP",
+                          cloud=DEMO)
+        again = compute_call(cloud, "POST", f"/servers/{vm['id']}/action", "2.43",
+                             json={"removeFloatingIp": {"address": fip["ip"]}})
+        assert again.status_code == 409
+        assert again.json()["conflictingRequest"]["message"] == (
+            f"Floating IP {fip['ip']} is not associated with instance {vm['id']}.")
+        unknown = compute_call(cloud, "POST", f"/servers/{vm['id']}/action", "2.1",
+                               json={"addFloatingIp": {"address": "172.24.4.254"}})
+        assert unknown.status_code == 404 and unknown.json()["itemNotFound"]["message"] == "floating IP not found"
+    finally:
+        assert compute_call(cloud, "DELETE", f"/os-floating-ips/{fip['id']}", "2.1").status_code == 202
+    assert compute_call(cloud, "GET", f"/os-floating-ips/{fip['id']}", "2.1").status_code == 404

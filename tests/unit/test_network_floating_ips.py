@@ -116,3 +116,49 @@ async def test_floating_ip_quota_and_tags(api):
         assert (await api.put(f"/v2.0/floatingips/{fip['id']}/tags/red", headers=ALICE)).status_code == 404
     finally:
         await api.delete("/v2.0/quotas/p-bob", headers=ADMIN)
+
+
+@pytest.mark.parametrize("method,path,body", [
+    ("POST", "routers", {"router": {"external_gateway_info": {"network_id": 5}}}),
+    ("POST", "routers", {"router": {"external_gateway_info": {"enable_snat": False}}}),
+    ("POST", "routers", {"router": {"external_gateway_info": {"network_id": PUBLIC, "external_fixed_ips": "x"}}}),
+    ("POST", "routers", {"router": {"external_gateway_info": {"network_id": PUBLIC, "colour": 1}}}),
+    ("POST", "routers", {"router": {"external_gateway_info": []}}),
+    ("POST", "routers", {"router": {"distributed": True}}),
+    ("POST", "routers", {"router": {"routes": []}}),
+    ("POST", "routers", {"routers": [{}]}),
+    ("POST", "floatingips", {"floatingip": {}}),
+    ("POST", "floatingips", {"floatingip": {"floating_network_id": PUBLIC, "port_id": 7}}),
+    ("POST", "floatingips", {"floatingip": {"floating_network_id": PUBLIC, "fixed_ip_address": "1.2.3.4"}}),
+    ("POST", "floatingips", {"floatingip": {"floating_network_id": PUBLIC, "subnet_id": bootstrap.SUBNET_ID}}),
+    ("POST", "floatingips", {"floatingip": {"floating_network_id": [PUBLIC]}}),
+    ("POST", "floatingips", {"floatingip": {"floating_network_id": PUBLIC, "dns_name": "x"}}),
+    ("PUT", "quotas/p-alice", {"quota": {"router": "many"}}),
+    ("PUT", "quotas/p-alice", {"quota": {"router": -2}}),
+    ("PUT", "quotas/p-alice", {"quota": {"rooter": 1}}),
+    ("PUT", "quotas/p-alice", [1]),
+])
+async def test_bad_input_is_a_400(api, method, path, body):
+    headers = ADMIN if path.startswith("quotas") else ALICE
+    response = await api.request(method, f"/v2.0/{path}", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["NeutronError"]["message"]
+
+
+async def test_bad_router_calls_are_4xx(api):
+    router = await post(api, "router", name="bad-input")
+    url = f"/v2.0/routers/{router['id']}"
+    for body in ([], {"subnet_id": 5}, {}, {"port_id": "missing"}, {"subnet_id": "missing"}):
+        response = await api.put(f"{url}/add_router_interface", json=body, headers=ALICE)
+        assert 400 <= response.status_code < 500, (body, response.text)
+    for body in ({"routes": [{"destination": "x", "nexthop": "1.2.3.4"}]}, {"routes": "x"},
+                 {"routes": [{"destination": "10.0.0.0/8"}]}, {"external_gateway_info": {"network_id": "missing"}}):
+        response = await api.put(url, json={"router": body}, headers=ALICE)
+        assert 400 <= response.status_code < 500, (body, response.text)
+    fip = await post(api, "floatingip", floating_network_id=PUBLIC)
+    for body in ({"port_id": "missing"}, {"fixed_ip_address": "10.0.0.9"}, {"floating_network_id": PUBLIC},
+                 {"port_id": 3}):
+        response = await api.put(f"/v2.0/floatingips/{fip['id']}", json={"floatingip": body}, headers=ALICE)
+        assert 400 <= response.status_code < 500, (body, response.text)
+    await api.delete(f"/v2.0/floatingips/{fip['id']}", headers=ALICE)
+    assert (await api.delete(url, headers=ALICE)).status_code == 204
