@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from kilonova.common.auth import make_auth_hook
 from kilonova.common.http import Router, ServiceApp
-from kilonova.network import floating_ips, networks, ports, quotas, routers, subnets, tags, versions
+from kilonova.network import (floating_ips, networks, ports, quotas, routers, security_group_rules, security_groups,
+                              subnets, tags, versions)
 from kilonova.network.errors import format_error
 
-RESOURCE_MODULES = (versions, networks, subnets, ports, quotas, tags, routers, floating_ips)
+RESOURCE_MODULES = (versions, networks, subnets, ports, security_groups, security_group_rules, quotas, tags,
+                    routers, floating_ips)
 
 
 class NetworkApp(ServiceApp):

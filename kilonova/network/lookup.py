@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy.exc
 from starlette.requests import Request
 
 from kilonova.common.context import RequestContext
@@ -30,6 +31,17 @@ def network_visible_to(session, ctx: RequestContext, network_id: str) -> dict[st
 
 async def visible_network(request: Request, network_id: str) -> dict[str, Any]:
     return await service(request).db.read(network_visible_to, context(request), network_id)
+
+
+async def write_retrying(request: Request, fn, *args, attempts: int = 3):
+    """A write that may collide with a concurrent one on a unique key (an address, a MAC, a project's
+    default security group): run again, so that it sees what the other wrote."""
+    for attempt in range(attempts):
+        try:
+            return await service(request).db.write(fn, *args)
+        except sqlalchemy.exc.IntegrityError:
+            if attempt + 1 == attempts:
+                raise
 
 
 def respond_one(request: Request, resource: str, item: dict[str, Any], status: int = 200):

@@ -1,4 +1,4 @@
-"""Tables of the network database: networks, subnets, ports and IP allocations."""
+"""Tables of the network database: networks, subnets, ports, IP allocations and security groups."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -90,6 +90,50 @@ class IPAllocation(NetworkBase):
     subnet_id: Mapped[str] = mapped_column(sa.ForeignKey("subnets.id", ondelete="CASCADE"), index=True)
     network_id: Mapped[str] = mapped_column(sa.String(36), index=True)
     ip_address: Mapped[str] = mapped_column(sa.String(64))
+
+
+class SecurityGroup(_StandardAttrs, NetworkBase):
+    __tablename__ = "security_groups"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    name: Mapped[str] = mapped_column(sa.String(255), default="", index=True)
+    stateful: Mapped[bool] = mapped_column(default=True)
+
+
+class DefaultSecurityGroup(NetworkBase):
+    """One row per project: its ``default`` group (the primary key keeps two first uses from making two)."""
+    __tablename__ = "default_security_groups"
+    project_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    security_group_id: Mapped[str] = mapped_column(sa.ForeignKey("security_groups.id", ondelete="CASCADE"),
+                                                   unique=True)
+
+
+class SecurityGroupRule(NetworkBase):
+    __tablename__ = "security_group_rules"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    security_group_id: Mapped[str] = mapped_column(sa.ForeignKey("security_groups.id", ondelete="CASCADE"),
+                                                   index=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    direction: Mapped[str] = mapped_column(sa.String(16))
+    ethertype: Mapped[str] = mapped_column(sa.String(8))
+    protocol: Mapped[str | None] = mapped_column(sa.String(40))
+    port_range_min: Mapped[int | None] = mapped_column()
+    port_range_max: Mapped[int | None] = mapped_column()
+    remote_ip_prefix: Mapped[str | None] = mapped_column(sa.String(64))
+    remote_group_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("security_groups.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revision_number: Mapped[int] = mapped_column(default=0)
+
+
+class SecurityGroupPortBinding(NetworkBase):
+    """A port's membership of a group; a group a port is bound to cannot be deleted."""
+    __tablename__ = "security_group_port_bindings"
+    port_id: Mapped[str] = mapped_column(sa.ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True)
+    security_group_id: Mapped[str] = mapped_column(sa.ForeignKey("security_groups.id"), primary_key=True,
+                                                   index=True)
 
 
 # The L3 tables (routers, floating IPs, quotas) share this metadata.

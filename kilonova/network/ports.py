@@ -4,7 +4,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import sqlalchemy.exc
 from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, read_json
@@ -13,7 +12,13 @@ from kilonova.network import l3_errors, mac, policy, query, views
 from kilonova.network.db import ports
 from kilonova.network.db.networks import L3_OWNERS
 from kilonova.network.errors import bad_request, not_found, policy_denied
-from kilonova.network.lookup import context, creation_response, network_visible_to, respond_list, respond_one, service
+from kilonova.network.lookup import (context, creation_response, network_visible_to, respond_list, respond_one,
+                                    service, write_retrying)
+
+
+def _group_ids(name: str, value):
+    return [] if value is None else A.to_string_list(name, value)
+
 
 ATTRS = {
     "name": A.Attr(A.to_string), "network_id": A.Attr(A.to_string, allow_put=False),
@@ -21,7 +26,7 @@ ATTRS = {
     "device_id": A.Attr(A.to_string), "device_owner": A.Attr(A.to_string), "description": A.Attr(A.to_string),
     "binding:host_id": A.Attr(A.to_string), "binding:profile": A.Attr(A.to_dict),
     "binding:vnic_type": A.Attr(A.to_string), "port_security_enabled": A.Attr(A.to_bool),
-    "security_groups": A.Attr(A.to_string_list), "allowed_address_pairs": A.Attr(),
+    "security_groups": A.Attr(_group_ids), "allowed_address_pairs": A.Attr(),
     "tags": A.Attr(A.to_string_list), "project_id": A.Attr(A.to_string, allow_put=False),
     "tenant_id": A.Attr(A.to_string, allow_put=False),
 }
@@ -32,7 +37,6 @@ RENAMED = {"binding:host_id": "binding_host_id", "binding:profile": "binding_pro
            "binding:vnic_type": "binding_vnic_type"}
 NOT_COLUMNS = ("project_id", "tenant_id", "network_id", "mac_address", "fixed_ips", "security_groups",
                "allowed_address_pairs")
-RETRIES = 3
 
 
 def _columns(values: dict[str, Any]) -> dict[str, Any]:
@@ -50,8 +54,6 @@ def _check_values(ctx, action: str, values: dict[str, Any], network: dict[str, A
     if values.get("binding:vnic_type", "normal") not in VNIC_TYPES:
         raise bad_request(f"Invalid input for binding:vnic_type. Reason: '{values['binding:vnic_type']}' is not "
                           f"in {list(VNIC_TYPES)}.")
-    if values.get("security_groups"):
-        raise bad_request("Security groups are not supported by this cloud; leave security_groups empty.")
     if values.get("allowed_address_pairs"):
         raise bad_request("Allowed address pairs are not supported by this cloud.")
     if "mac_address" not in values:
@@ -65,17 +67,7 @@ def _check_values(ctx, action: str, values: dict[str, Any], network: dict[str, A
     return wanted
 
 
-async def _write(request: Request, fn, *args):
-    """Run an allocating write, retrying when a concurrent writer took the same address or MAC."""
-    for attempt in range(RETRIES):
-        try:
-            return await service(request).db.write(fn, *args)
-        except sqlalchemy.exc.IntegrityError:
-            if attempt + 1 == RETRIES:
-                raise
-
-
-def _new_port(ctx, session, values: dict[str, Any]) -> tuple[dict[str, Any], list | None, str | None]:
+def _new_port(ctx, session, values: dict[str, Any]) -> tuple[dict[str, Any], list | None, str | None, list | None]:
     if "network_id" not in values:
         raise bad_request("Failed to parse request. Required attribute 'network_id' not specified")
     network = network_visible_to(session, ctx, values["network_id"])
@@ -84,7 +76,7 @@ def _new_port(ctx, session, values: dict[str, Any]) -> tuple[dict[str, Any], lis
     wanted_mac = _check_values(ctx, "create_port", values, network)
     row = {"id": str(uuid.uuid4()), "network_id": network["id"], "project_id": policy.project_for(ctx, values),
            **_columns(values)}
-    return row, values.get("fixed_ips"), wanted_mac
+    return row, values.get("fixed_ips"), wanted_mac, values.get("security_groups")
 
 
 async def create(request: Request):
@@ -96,9 +88,10 @@ async def create(request: Request):
     def create_all(session):
         # The networks are read in the port's own write transaction (every boot creates a port).
         specs = [_new_port(ctx, session, A.parse(item, "port", ATTRS)) for item in items]
-        return [ports.create(session, dict(row), fixed_ips, wanted) for row, fixed_ips, wanted in specs]
+        return [ports.create(session, dict(row), fixed_ips, wanted, groups, policy.privileged(ctx))
+                for row, fixed_ips, wanted, groups in specs]
 
-    created = await _write(request, create_all)
+    created = await write_retrying(request, create_all)
     for port in created:
         service(request).notifier.port_changed(None, port)
     shown = [views.port(p, policy.privileged(ctx)) for p in created]
@@ -148,9 +141,10 @@ async def update(request: Request, port_id: str):
         _check_visible(ctx, port, network)
         _check_port_owner(ctx, port, network, "rule:update_port")
         wanted_mac = _check_values(ctx, "update_port", values, network)
-        return port, ports.update(session, port, _columns(values), values.get("fixed_ips"), wanted_mac)
+        return port, ports.update(session, port, _columns(values), values.get("fixed_ips"), wanted_mac,
+                                  values.get("security_groups"), policy.privileged(ctx))
 
-    port, updated = await _write(request, change)
+    port, updated = await write_retrying(request, change)
     service(request).notifier.port_changed(port, updated)
     return respond_one(request, "port", views.port(updated, policy.privileged(ctx)))
 

@@ -1,6 +1,6 @@
 """``/v2.0/quotas``: Neutron's per-project limits (defaults, changed by admins) and what a project uses.
 
-Routers and floating IPs are held to their limits when created (``OverQuota``).
+Routers, floating IPs, security groups and their rules are held to their limits when created (``OverQuota``).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``/v2.0/{networks,subnets,ports,routers,floatingips}/{id}/tags[/{tag}]``: Neutron's tag API on the standard
-resources."""
+"""``/v2.0/{networks,subnets,ports,routers,floatingips,security-groups}/{id}/tags[/{tag}]``: Neutron's tag API on
+the standard resources."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,14 +9,15 @@ from starlette.requests import Request
 from kilonova.common.http import Router, empty_response, json_response, read_json
 from kilonova.network import attributes as A
 from kilonova.network import errors, l3_errors, policy
-from kilonova.network.db import floating_ips, networks, ports, routers, subnets, usage
+from kilonova.network.db import floating_ips, networks, ports, routers, security_groups, subnets, usage
 from kilonova.network.lookup import context, service
 
 COLLECTIONS = {"networks": "network", "subnets": "subnet", "ports": "port", "routers": "router",
-               "floatingips": "floatingip"}
+               "floatingips": "floatingip", "security-groups": "security_group"}
 # Resources that only their own project (and admins) see.
 PROJECT_OWNED = {"router": (routers.get, l3_errors.router_not_found),
-                 "floatingip": (floating_ips.get, l3_errors.floatingip_not_found)}
+                 "floatingip": (floating_ips.get, l3_errors.floatingip_not_found),
+                 "security_group": (security_groups.get_group, security_groups.group_not_found)}
 
 
 async def _resource(request: Request, collection: str, resource_id: str, write: bool) -> tuple[str, dict]:

@@ -1,8 +1,10 @@
-"""Networks, subnets and ports as Neutron shows them; admin-only attributes only to admins."""
+"""Networks, subnets, ports and security groups as Neutron shows them; admin-only attributes only to admins."""
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+
+from kilonova.network.sg_rules import normalized_cidr
 
 AVAILABILITY_ZONE = "nova"
 VIF_DETAILS = {"port_filter": True, "ovs_hybrid_plug": False, "datapath_type": "system",
@@ -57,7 +59,7 @@ def port(values: dict[str, Any], privileged: bool) -> dict[str, Any]:
         "mac_address": values["mac_address"], "admin_state_up": values["admin_state_up"],
         "status": values["status"], "device_id": values["device_id"], "device_owner": values["device_owner"],
         "fixed_ips": [dict(ip) for ip in values["fixed_ips"]], "allowed_address_pairs": [],
-        "security_groups": [], "binding:vnic_type": values["binding_vnic_type"],
+        "security_groups": list(values.get("security_groups") or []), "binding:vnic_type": values["binding_vnic_type"],
         "port_security_enabled": values["port_security_enabled"], **_standard(values),
     }
     if privileged:
@@ -66,3 +68,27 @@ def port(values: dict[str, Any], privileged: bool) -> dict[str, Any]:
         body["binding:vif_type"] = "ovs" if bound else "unbound"
         body["binding:vif_details"] = dict(VIF_DETAILS) if bound else {}
     return body
+
+
+def security_group_rule(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": values["id"], "security_group_id": values["security_group_id"],
+        "tenant_id": values["project_id"], "project_id": values["project_id"],
+        "direction": values["direction"], "ethertype": values["ethertype"], "protocol": values["protocol"],
+        "port_range_min": values["port_range_min"], "port_range_max": values["port_range_max"],
+        "remote_ip_prefix": values["remote_ip_prefix"],
+        "normalized_cidr": normalized_cidr(values["remote_ip_prefix"]),
+        "remote_group_id": values["remote_group_id"], "remote_address_group_id": None,
+        "belongs_to_default_sg": values.get("belongs_to_default_sg", False),
+        "description": values["description"], "created_at": timestamp(values["created_at"]),
+        "updated_at": timestamp(values["updated_at"]), "revision_number": values["revision_number"],
+    }
+
+
+def security_group(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": values["id"], "name": values["name"], "tenant_id": values["project_id"],
+        "project_id": values["project_id"], "stateful": values["stateful"], "shared": False,
+        "security_group_rules": [security_group_rule(rule) for rule in values["security_group_rules"]],
+        **_standard(values),
+    }

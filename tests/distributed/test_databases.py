@@ -178,19 +178,24 @@ def _identity_head_counts_failed_logins(database: Database) -> None:
     assert passwords.verify_password("old-secret", user.password_hash)
 
 
-def _network_head_has_routers_and_floating_ips(database: Database) -> None:
-    from kilonova.network.db import routers, usage
+def _network_head_has_routers_floating_ips_and_security_groups(database: Database) -> None:
+    from kilonova.network.db import ports, routers, security_groups, usage
 
     # 0003: no router or floating IP exists yet; the old release's port counts for its project.
     assert database.run_sync(routers.list_routers, None, {}, write=False) == []
-    assert database.run_sync(usage.counts, "p1", write=False) == {"network": 1, "subnet": 1, "port": 1, "router": 0,
-                                                                   "floatingip": 0}
+    assert database.run_sync(usage.counts, "p1", write=False) == {
+        "network": 1, "subnet": 1, "port": 1, "router": 0, "floatingip": 0, "security_group": 0,
+        "security_group_rule": 0}
+    # 0002: a port of the old release is in no group; its project's default group appears on first use.
+    assert database.run_sync(ports.get, PORT, write=False)["security_groups"] == []
+    default = database.run_sync(security_groups.ensure_default, "p1")
+    assert len(database.run_sync(security_groups.get_group, default, write=False)["security_group_rules"]) == 4
 
 
 # What each store's head adds, checked on the upgraded database.
 AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_has_move_records,
            "placement": _placement_head_has_usage_serials, "identity": _identity_head_counts_failed_logins,
-           "network": _network_head_has_routers_and_floating_ips}
+           "network": _network_head_has_routers_floating_ips_and_security_groups}
 
 
 def _revisions(migrations: str) -> list[str]:

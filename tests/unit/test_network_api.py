@@ -146,7 +146,7 @@ async def test_port_allocation_and_exhaustion(api):
     first = await post(api, "port", network_id=net["id"])
     assert first["fixed_ips"] == [{"subnet_id": sub["id"], "ip_address": "192.168.60.10"}]
     assert first["mac_address"].startswith("fa:16:3e:")
-    assert first["status"] == "DOWN" and first["security_groups"] == []
+    assert first["status"] == "DOWN" and len(first["security_groups"]) == 1  # the project's default group
     assert "binding:host_id" not in first and first["binding:vnic_type"] == "normal"
     chosen = await post(api, "port", network_id=net["id"], fixed_ips=[{"ip_address": "192.168.60.50"}])
     assert chosen["fixed_ips"][0]["ip_address"] == "192.168.60.50"  # outside the pools but in the cidr: fine

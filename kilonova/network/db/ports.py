@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.network import errors, mac
-from kilonova.network.db import allocation, networks
+from kilonova.network.db import allocation, networks, security_groups
 from kilonova.network.l3_models import FloatingIP
 from kilonova.network.models import IPAllocation, Network, Port, Subnet, utcnow
 
@@ -17,9 +17,12 @@ COLUMNS = ("id", "network_id", "project_id", "name", "mac_address", "admin_state
 SQL_FILTERS = ("id", "network_id", "device_id", "device_owner", "project_id", "name", "mac_address", "status")
 
 
-def to_dict(port: Port) -> dict[str, Any]:
+def to_dict(port: Port, groups: list[str] | None = None) -> dict[str, Any]:
     values = {column: getattr(port, column) for column in COLUMNS}
     values["fixed_ips"] = [{"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in port.fixed_ips]
+    if groups is None:
+        groups = security_groups.groups_of_ports(Session.object_session(port), [port.id])[port.id]
+    values["security_groups"] = groups
     return values
 
 
@@ -48,6 +51,7 @@ def get(session: Session, port_id: str) -> dict[str, Any]:
     port = dict(row)
     port["fixed_ips"] = [{"subnet_id": subnet_id, "ip_address": address}
                          for subnet_id, address in session.execute(_ADDRESSES, {"port_id": port_id})]
+    port["security_groups"] = security_groups.groups_of_ports(session, [port_id])[port_id]
     return port
 
 
@@ -101,10 +105,12 @@ def _network_for_port(session: Session, network_id: str) -> tuple[str, bool, lis
     return found.id, found.port_security_enabled, session.execute(_PORT_SUBNETS, params).all()
 
 
-def create(session: Session, values: dict[str, Any], fixed_ips: list | None, mac_address: str | None
-           ) -> dict[str, Any]:
+def create(session: Session, values: dict[str, Any], fixed_ips: list | None, mac_address: str | None,
+           groups: list[str] | None = None, privileged: bool = True) -> dict[str, Any]:
+    """A new port; ``groups`` are its security groups (None: its project's default group)."""
     network_id, port_security, subnets = _network_for_port(session, values["network_id"])
     values.setdefault("port_security_enabled", port_security)
+    groups = security_groups.for_new_port(session, values, groups, privileged)
     row = {**values, "mac_address": _mac(session, network_id, mac_address),
            "status": status_for(values.get("binding_host_id", ""))}
     chosen = allocation.choose(session, network_id, subnets, fixed_ips, values.get("device_owner", ""))
@@ -114,17 +120,25 @@ def create(session: Session, values: dict[str, Any], fixed_ips: list | None, mac
     if chosen:
         session.execute(_INSERT_IP, [{"port_id": port["id"], "subnet_id": s, "network_id": network_id,
                                       "ip_address": ip} for s, ip in chosen])
+    security_groups.bind_port(session, port["id"], groups)
     created = {column: port.get(column) for column in COLUMNS}
     created["fixed_ips"] = [{"subnet_id": s, "ip_address": ip} for s, ip in chosen]
+    created["security_groups"] = groups
     return created
 
 
 def update(session: Session, current: dict[str, Any], values: dict[str, Any], fixed_ips: list | None,
-           mac_address: str | None) -> dict[str, Any]:
-    """Change port ``current`` (as ``get`` read it in this transaction); the port as it is now."""
+           mac_address: str | None, groups: list[str] | None = None, privileged: bool = True) -> dict[str, Any]:
+    """Change port ``current`` (as ``get`` read it in this transaction); the port as it is now.
+    ``groups``: its new security groups (None: unchanged)."""
+    groups = security_groups.for_port_update(session, current, values, groups, privileged)
+    if groups is not None:
+        security_groups.bind_port(session, current["id"], groups)
     if fixed_ips is not None:
         return _update_with_addresses(session, current["id"], values, fixed_ips, mac_address)
     port = {**current, **values}
+    if groups is not None:
+        port["security_groups"] = groups
     if mac_address is not None and mac_address != current["mac_address"]:
         port["mac_address"] = _mac(session, current["network_id"], mac_address)
     port["status"] = status_for(port["binding_host_id"])
@@ -162,7 +176,9 @@ def delete(session: Session, port_id: str) -> None:
     session.execute(sa.update(FloatingIP).where(FloatingIP.fixed_port_id == port_id).values(
         fixed_port_id=None, fixed_ip_address=None, router_id=None, status="DOWN", updated_at=utcnow(),
         revision_number=FloatingIP.revision_number + 1))
-    session.delete(load(session, port_id))
+    port = load(session, port_id)
+    security_groups.bind_port(session, port_id, [])
+    session.delete(port)
 
 
 def list_ports(session: Session, visible_to: str | None, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -180,7 +196,9 @@ def list_ports(session: Session, visible_to: str | None, filters: dict[str, list
             raise errors.bad_request(f"Invalid input for fixed_ips filter: '{spec}'")
         query = query.where(Port.id.in_(sa.select(IPAllocation.port_id)
                                         .where(getattr(IPAllocation, key) == value)))
-    return [to_dict(port) for port in session.scalars(query)]
+    found = list(session.scalars(query))
+    groups = security_groups.groups_of_ports(session, [port.id for port in found])
+    return [to_dict(port, groups[port.id]) for port in found]
 
 
 def network_owner(session: Session, network_id: str) -> str | None:

@@ -6,15 +6,17 @@ from sqlalchemy.orm import Session
 
 from kilonova.network import errors
 from kilonova.network.l3_models import FloatingIP, Router
-from kilonova.network.models import Network, Port, Subnet, utcnow
+from kilonova.network.models import Network, Port, SecurityGroup, SecurityGroupRule, Subnet, utcnow
 
-MODELS = {"network": Network, "subnet": Subnet, "port": Port, "router": Router, "floatingip": FloatingIP}
+MODELS = {"network": Network, "subnet": Subnet, "port": Port, "router": Router, "floatingip": FloatingIP,
+          "security_group": SecurityGroup}
+COUNTED = {**MODELS, "security_group_rule": SecurityGroupRule}
 
 
 def counts(session: Session, project_id: str) -> dict[str, int]:
     return {name: session.scalar(sa.select(sa.func.count()).select_from(model)
                                  .where(model.project_id == project_id)) or 0
-            for name, model in MODELS.items()}
+            for name, model in COUNTED.items()}
 
 
 def set_tags(session: Session, resource: str, resource_id: str, tags: list[str]) -> list[str]:
