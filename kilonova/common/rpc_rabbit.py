@@ -35,6 +35,10 @@ for, checked against the version the server serves the target at
 (``kilonova.common.rpc.check_version``): a newer sender writes for an older
 server by capping and backporting (``kilonova.common.rpc_versions``).
 
+Replies are published as calls and casts are, with publisher confirms and ``mandatory``: one the broker
+did not confirm (the connection dropped as it was sent) or returned (the caller's reply queue was being
+declared again) is published again until the caller's timeout; the caller drops a duplicate.
+
 Connections are aio-pika's robust connections: after the broker restarts (or
 drops the connection) they reconnect with back-off and re-declare queues,
 bindings and consumers, one channel after the other. Until every channel is
@@ -365,18 +369,38 @@ class RabbitTransport:
         return True
 
     async def _reply(self, message: aio_pika.abc.AbstractIncomingMessage, reply: dict) -> None:
-        """Replies go without publisher confirms: a lost reply is the caller's timeout, nothing more."""
+        """Publish the reply until the broker confirms it has it, or the caller has stopped waiting.
+
+        Confirmed and mandatory: a reply written just before the connection dropped is published again
+        once the transport is back (the caller ignores a second copy), and one the broker returns (the
+        caller's reply queue is being declared again after its own reconnection) is tried again.
+        """
         body = dumps(reply)
-        out = aio_pika.Message(body, content_type="application/json", correlation_id=message.correlation_id,
-                               delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
-        try:
-            # the caller waits no longer than its request's expiration
-            await self._wait_restored(time.monotonic() + (message.expiration or CAST_DEADLINE))
-            assert self._serve_channel is not None
-            await self._serve_channel.default_exchange.publish(out, routing_key=message.reply_to or "",
-                                                               mandatory=False)
-        except (RPCTimeout, *_RETRYABLE) as exc:
-            LOG.warning("reply to %s lost: %r", message.correlation_id, exc)
+        # The caller waits no longer than its request's expiration.
+        deadline = time.monotonic() + (message.expiration or CAST_DEADLINE)
+        attempt = 0
+        while True:
+            out = aio_pika.Message(body, content_type="application/json", correlation_id=message.correlation_id,
+                                   delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
+            try:
+                await self._wait_restored(deadline)
+                assert self._publish_channel is not None
+                await self._publish_channel.default_exchange.publish(
+                    out, routing_key=message.reply_to or "", mandatory=True,
+                    timeout=max(0.1, deadline - time.monotonic()))
+                return
+            except RPCTimeout as exc:
+                LOG.warning("reply to %s lost: %s", message.correlation_id, exc)
+                return
+            except (amqp_errors.PublishError, *_RETRYABLE) as exc:
+                if self._closing or time.monotonic() >= deadline:
+                    LOG.warning("reply to %s lost: %r", message.correlation_id, exc)
+                    return
+                wait = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                attempt += 1
+                LOG.info("reply to %s not confirmed (%r); publishing it again in %.1fs", message.correlation_id,
+                         exc, wait)
+                await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
 
     async def stop_serving(self, target: str) -> None:
         consumers = self._consumers.pop(target, [])

@@ -21,6 +21,7 @@ class Forwarder:
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._blackhole = threading.Event()  # set: what clients send is dropped, as by a dead network
         self._thread = threading.Thread(target=self._accept, name=f"fwd-{self.address[1]}", daemon=True)
         self._thread.start()
 
@@ -50,15 +51,17 @@ class Forwarder:
                     upstream.close()
                     return
                 self._sockets.update((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            for src, dst, outbound in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, outbound), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, outbound: bool = False) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if outbound and self._blackhole.is_set():
+                    continue
                 dst.sendall(data)
         except OSError:
             pass
@@ -71,6 +74,21 @@ class Forwarder:
             with self._lock:
                 self._sockets.discard(src)
                 self._sockets.discard(dst)
+
+    def blackhole(self) -> None:
+        """From now on, drop what the clients send (the server's answers still arrive) until ``cut``."""
+        self._blackhole.set()
+
+    def cut(self) -> None:
+        """Cut the open connections (new ones are relayed again, nothing dropped)."""
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), set()
+        self._blackhole.clear()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def stop(self) -> None:
         """Refuse new connections and cut the open ones."""

@@ -5,10 +5,12 @@ import time
 
 import aio_pika
 import pytest
+from yarl import URL
 
 from kilonova.common.rpc import RemoteError, RPCClient, RPCTimeout, get_transport, redelivered
 from kilonova.common.rpc_rabbit import amqp_url
 from kilonova.compute import versions
+from tests.distributed.forwarder import Forwarder
 from tests.distributed.infra import rabbitmqctl, vhost_of
 from tests.unit.test_rpc import Endpoint, _eventually, rabbit_url  # noqa: F401 - fixture reused
 
@@ -160,6 +162,40 @@ async def test_calls_made_while_only_the_caller_reconnects_all_get_their_replies
         results = await _calls_while_reconnecting(client, rabbit_url, vhost, callers, count=2)
         assert results == [n + 1 for n in range(len(results))]
     assert servers <= connections(rabbit_url, vhost), "the server kept its connection"
+
+
+class LosesItsFirstReply:
+    """Answers a call, and the network then loses everything the server sends until the connection is cut a
+    second later: the reply goes out just before the connection drops."""
+
+    def __init__(self, link: Forwarder):
+        self.link = link
+        self.calls = 0
+
+    async def add(self, a, b):
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(0.3)  # the call's acknowledgement reaches the broker first: it is not redelivered
+            self.link.blackhole()
+            asyncio.get_running_loop().call_later(1.0, self.link.cut)
+        return a + b
+
+
+async def test_a_reply_sent_just_before_the_connection_drops_is_published_again(transports, rabbit_url):  # noqa: F811
+    broker = URL(amqp_url(rabbit_url))
+    with Forwarder((broker.host, broker.port)) as link:
+        server = get_transport(rabbit_url.replace(f":{broker.port}/", f":{link.port}/"))
+        try:
+            endpoint = LosesItsFirstReply(link)
+            await server.serve("conductor", endpoint)
+            client = RPCClient(transports(), "conductor", timeout=20)
+            started = time.monotonic()
+            # Unconfirmed, the reply is published again once the server's connection is back.
+            assert await client.call("add", a=2, b=3) == 5
+            assert time.monotonic() - started < 15
+            assert await client.call("add", a=1, b=1) == 2 and endpoint.calls == 2
+        finally:
+            await server.close()
 
 
 class Interrupted:
