@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import sqlalchemy.exc
+
 from kilonova.common.auth import TokenValidator
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
@@ -57,7 +59,10 @@ class NetworkService(Service):
             LOG.error("the default network %s was not created: %s", bootstrap.NETWORK_NAME, exc)
             return
         await self.ensure_default_network(owner)
-        await self.db.write(bootstrap.ensure_public_network, owner)
+        try:
+            await self.db.write(bootstrap.ensure_public_network, owner)
+        except sqlalchemy.exc.IntegrityError:  # another network API process made them at the same moment
+            await self.db.write(bootstrap.ensure_public_network, owner)
 
     async def ensure_default_network(self, owner: str) -> dict:
         return await self.db.write(bootstrap.ensure_default_network, owner)

@@ -14,6 +14,14 @@ def test_public_network_and_router1_as_devstack_makes_them(cloud):
     assert [i["ip_address"] for i in router["interfaces_info"]] == ["10.0.0.1"]
     denied = cloud.openstack("network", "create", "--external", "demo-external", cloud="kilonova-demo", check=False)
     assert denied.returncode != 0 and "403" in denied.stderr
+    # router1 is the admin project's: other projects neither see it nor change it.
+    assert "router1" not in {r["Name"] for r in cloud.openstack("router", "list", fmt_json=True,
+                                                                cloud="kilonova-demo")}
+    hidden = cloud.openstack("router", "show", router["id"], cloud="kilonova-demo", check=False)
+    assert hidden.returncode != 0 and "No Router found" in hidden.stderr
+    # The network that router1's gateway and floating IPs use cannot go, nor can private-subnet under router1.
+    in_use = cloud.openstack("network", "delete", "public", check=False)
+    assert in_use.returncode != 0 and "still in use" in (in_use.stderr + in_use.stdout)
 
 
 def test_router_gateway_interfaces_and_their_errors(cloud):
