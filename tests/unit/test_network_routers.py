@@ -36,9 +36,15 @@ async def test_public_network_is_external_and_visible_to_every_project(api):
     assert (subnet["cidr"], subnet["gateway_ip"], subnet["enable_dhcp"]) == ("172.24.4.0/24", "172.24.4.1", False)
     router1 = (await api.get(f"/v2.0/routers/{bootstrap.ROUTER_ID}", headers=ADMIN)).json()["router"]
     assert router1["external_gateway_info"]["network_id"] == bootstrap.PUBLIC_NETWORK_ID
-    # Only admins make a network external.
+    # Only admins make a network external; one with router gateways stays external.
     denied = await post(api, "network", status=403, name="x", **{"router:external": True})
     assert denied["type"] == "PolicyNotAuthorized"
+    held = await put(api, f"networks/{bootstrap.PUBLIC_NETWORK_ID}", {"network": {"router:external": False}},
+                     headers=ADMIN, status=409)
+    assert held["type"] == "ExternalNetworkInUse"
+    other = await post(api, "network", ADMIN, name="ext2", **{"router:external": True})
+    assert (await put(api, f"networks/{other['id']}", {"network": {"router:external": False}}, headers=ADMIN))[
+        "network"]["router:external"] is False
 
 
 async def test_router_with_gateway_and_interfaces(api):

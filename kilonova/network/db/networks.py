@@ -73,11 +73,22 @@ def update(session: Session, network_id: str, values: dict[str, Any]) -> dict[st
     network = load(session, network_id)
     if values.get("shared") is False and network.shared:
         _check_unshare(session, network)
+    if values.get("external") is False and network.external:
+        _check_unexternal(session, network)
     for key, value in values.items():
         setattr(network, key, value)
     network.revision_number += 1
     network.updated_at = utcnow()
     return to_dict(network)
+
+
+def _check_unexternal(session: Session, network: Network) -> None:
+    """Router gateways and floating IPs keep a network external (Neutron's ExternalNetworkInUse)."""
+    held = session.scalar(sa.select(Port.id).where(Port.network_id == network.id, Port.device_owner.in_(
+        ("network:router_gateway", "network:floatingip"))).limit(1))
+    if held is not None:
+        raise errors.fault(409, "ExternalNetworkInUse", f"External network {network.id} cannot be updated to be "
+                                                        "made non-external, since it has existing gateway ports.")
 
 
 def _check_unshare(session: Session, network: Network) -> None:

@@ -1,7 +1,7 @@
 """routers, floating IPs and per-project quota limits
 
 Revision ID: 0003
-Revises: 0001 (0002 once the security-group migration is on main)
+Revises: 0001 (0002, the security groups, follows it: it landed after this one)
 Create Date: 2026-12-06 18:25:03.094581
 """
 from alembic import op
