@@ -150,3 +150,15 @@ def test_compute_api_floating_ip_proxies_until_2_35(cloud, vm):
     finally:
         assert compute_call(cloud, "DELETE", f"/os-floating-ips/{fip['id']}", "2.1").status_code == 202
     assert compute_call(cloud, "GET", f"/os-floating-ips/{fip['id']}", "2.1").status_code == 404
+
+
+def test_compute_api_floating_ip_bad_input(cloud, vm):
+    for body in ("x", {"pool": 5}, {"pool": "public", "colour": 1}):
+        assert compute_call(cloud, "POST", "/os-floating-ips", "2.1", json=body).status_code == 400, body
+    for body in ({"addFloatingIp": {"address": "not-an-ip"}}, {"addFloatingIp": {}},
+                 {"addFloatingIp": {"address": "172.24.4.9", "fixed_address": "10.9.9.9"}},
+                 {"removeFloatingIp": {"address": ["x"]}}, {"addFloatingIp": None}):
+        reply = compute_call(cloud, "POST", f"/servers/{vm['id']}/action", "2.1", json=body)
+        assert reply.status_code == 400, (body, reply.text)
+    assert compute_call(cloud, "GET", "/os-floating-ips/not-a-floating-ip", "2.1").json() == {
+        "itemNotFound": {"code": 404, "message": "Floating IP not found for ID not-a-floating-ip"}}
