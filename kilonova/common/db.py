@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from kilonova.common import prepared
 from kilonova.common.private_files import open_private, private_file
 
 T = TypeVar("T")
@@ -85,6 +86,9 @@ def _use_wal(cursor: Any, attempts: int = 200) -> None:
             time.sleep(0.01)
 
 
+_BEGIN = {mode: f"BEGIN {mode}" for mode in ("DEFERRED", "IMMEDIATE")}
+
+
 def _make_engine(url: str, *, busy_timeout_ms: int = 30000) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
@@ -106,11 +110,13 @@ def _make_engine(url: str, *, busy_timeout_ms: int = 30000) -> sa.Engine:
             cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             cursor.close()
 
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # pragma: no cover
-            mode = conn.info.get("begin_mode", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+        def _sqlite_begin(dbapi_conn) -> None:  # pragma: no cover
+            # The dialect's own BEGIN step, so that SQLAlchemy wraps its errors ("database is locked") as it
+            # does a statement's; on the driver's connection, not through SQLAlchemy's execution path
+            # (every transaction begins: that path cost as much as a one-row query).
+            dbapi_conn.driver_connection.execute(_BEGIN[dbapi_conn.info.get("begin_mode", "DEFERRED")])
 
+        engine.dialect.do_begin = _sqlite_begin
         return engine
     # READ COMMITTED on every server (PostgreSQL's default; MariaDB's is REPEATABLE READ): a statement
     # after a row lock sees what the previous lock holder committed, on both.
@@ -129,11 +135,12 @@ class _LazySession:
     every statement goes through it, so autoflush and the identity map work as usual.
     """
 
-    __slots__ = ("_connection", "_session")
+    __slots__ = ("_connection", "_session", "_sqlite")
 
-    def __init__(self, connection: sa.Connection):
+    def __init__(self, connection: sa.Connection, sqlite: bool = False):
         self._connection = connection
         self._session: Session | None = None
+        self._sqlite = sqlite
 
     def _orm(self) -> Session:
         if self._session is None:
@@ -149,13 +156,28 @@ class _LazySession:
             return self._connection
         return self._orm()
 
+    def _prepared(self, statement: Any, params: Any, kwargs: dict) -> Any:
+        """A prepared statement's result from SQLite's cursor (kilonova/common/prepared.py), else None."""
+        if self._sqlite and self._session is None and not kwargs and prepared.is_prepared(statement):
+            return prepared.execute(self._connection, statement, params)
+        return None
+
     def execute(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+        result = self._prepared(statement, params, kwargs)
+        if result is not None:
+            return result
         return self._target(statement, kwargs).execute(statement, params, **kwargs)
 
     def scalar(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+        result = self._prepared(statement, params, kwargs)
+        if result is not None:
+            return result.scalar()
         return self._target(statement, kwargs).scalar(statement, params, **kwargs)
 
     def scalars(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+        result = self._prepared(statement, params, kwargs)
+        if result is not None:
+            return result.scalars()
         return self._target(statement, kwargs).scalars(statement, params, **kwargs)
 
     def connection(self, **_kwargs: Any) -> sa.Connection:
@@ -226,7 +248,7 @@ class Database:
         if self.is_sqlite:
             connection.info["begin_mode"] = "IMMEDIATE" if write else "DEFERRED"
         with connection.begin():
-            session = _LazySession(connection)
+            session = _LazySession(connection, self.is_sqlite)
             try:
                 result = fn(session, *args, **kwargs)
                 session.finish()   # ORM changes flushed inside the transaction, as Session.commit() does

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
+from kilonova.common.prepared import prepare
 from kilonova.image.models import Image, ImageMember, ImageProperty, ImageTag, utcnow
 
 CORE_COLUMNS = ("id", "name", "status", "visibility", "owner", "disk_format", "container_format", "size",
@@ -79,6 +80,8 @@ _DELETE_TAGS = _TAGS.delete().where(_TAGS.c.image_id == sa.bindparam("image_id")
 _DELETE_ALL = [table.delete().where(table.c.image_id == sa.bindparam("image_id"))
                for table in (ImageMember.__table__, _PROPERTIES, _TAGS)]
 _DELETE_IMAGE = _IMAGES.delete().where(_IMAGES.c.id == sa.bindparam("image_id"))
+prepare(_IMAGE_ROW, _PROPERTY_ROWS, _TAG_ROWS, _EXISTS, _UPDATE_IMAGE, _UPDATE_PROPERTY, _DELETE_PROPERTIES, _DELETE_TAGS,
+        *_DELETE_ALL, _DELETE_IMAGE)  # on SQLite's cursor: every shelve creates, describes and deletes one
 
 
 def create(session: Session, values: dict[str, Any], properties: dict[str, str], tags: list[str]) -> dict:

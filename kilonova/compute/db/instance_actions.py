@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.cell_models import InstanceAction, InstanceActionEvent
 
 _INSERT_ACTION = InstanceAction.__table__.insert()
@@ -77,6 +78,7 @@ _OPEN_EVENT = (sa.select(_EVENTS.c.id)
                       _EVENTS.c.finish_time.is_(None))
                .order_by(_EVENTS.c.id.desc()).limit(1))
 _UPDATE_EVENT = _EVENTS.update().where(_EVENTS.c.id == sa.bindparam("event_row_id"))  # SET: the params
+prepare(_BY_REQUEST, _UNFINISHED_BY_NAME, _UPDATE_ACTION, _OPEN_EVENT, _UPDATE_EVENT)  # on SQLite's cursor
 
 
 def _action_row(session: Session, uuid: str, request_id: str | None = None, action: str | None = None):

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
+from kilonova.common.prepared import prepare, prepared
 from kilonova.compute.db.cell_models import Instance, InstanceAction, InstanceActionEvent, InstanceFault, Migration
 
 # vcpus/memory_mb only mirror the flavor for quota sums; instance dicts carry the flavor itself.
@@ -78,6 +79,7 @@ def _get_row(session: Session, uuid: str, read_deleted: bool = False) -> Instanc
 
 
 _ANY_ROW = sa.select(*_LIST_COLUMNS).where(_TABLE.c.uuid == sa.bindparam("uuid"))
+prepare(_LIVE_ROW, _ANY_ROW, _UPDATE_BY_ID)  # run on SQLite's cursor: every step of every operation
 
 
 def get(session: Session, uuid: str, read_deleted: bool = False) -> dict[str, Any]:
@@ -164,7 +166,7 @@ def _guarded_update(expected_task_state: list | None, expected_vm_state: list | 
                 guards.append(sa.or_(guard, column.is_(None)) if nullable else guard)
         if key[2]:
             guards.append(_TABLE.c.host == sa.bindparam("expected_host"))
-        statement = _GUARDED[key] = _UPDATE_BY_ID.where(*guards)
+        statement = _GUARDED[key] = prepared(_UPDATE_BY_ID.where(*guards))
     return statement, params
 
 

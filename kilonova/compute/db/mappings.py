@@ -6,6 +6,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.api_models import CellMapping, HostMapping, InstanceMapping
 
 CELL0_UUID = "00000000-0000-0000-0000-000000000000"
@@ -56,6 +57,7 @@ def get_instance_mapping(session: Session, instance_uuid: str) -> InstanceMappin
 
 _MAPPING_ROW = sa.select(*InstanceMapping.__table__.c).where(
     InstanceMapping.__table__.c.instance_uuid == sa.bindparam("instance_uuid"))
+prepare(_CELL_ID, _MAPPING_ROW)  # on SQLite's cursor
 
 
 def instance_mapping_row(session: Session, instance_uuid: str) -> sa.Row | None:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.cell_models import Migration
 
 # Statuses of a move that has not ended yet (upstream's "in progress" set, with evacuation's).
@@ -75,6 +76,7 @@ _IN_PROGRESS = (sa.select(*(_TABLE.c[_COLUMN_NAMES[key]].label(key) for key in _
                        _TABLE.c.status.in_(sa.bindparam("statuses", expanding=True)))
                 .order_by(_TABLE.c.id.desc()).limit(1))
 _IN_PROGRESS_OF_TYPE = _IN_PROGRESS.where(_TABLE.c.migration_type == sa.bindparam("migration_type"))
+prepare(_BY_UUID, _UPDATE_BY_ID, _UPDATE_IF_STATUS, _IN_PROGRESS, _IN_PROGRESS_OF_TYPE)  # on SQLite's cursor
 
 
 def _plain_row(session: Session, migration_uuid: str) -> dict[str, Any]:

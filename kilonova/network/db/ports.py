@@ -6,6 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.network import errors, mac
 from kilonova.network.db import allocation, networks, security_groups
 from kilonova.network.l3_models import FloatingIP
@@ -42,6 +43,7 @@ _ADDRESSES = sa.select(_IPS.c.subnet_id, _IPS.c.ip_address).where(
     _IPS.c.port_id == sa.bindparam("port_id")).order_by(_IPS.c.id)
 # The SET clause comes from the execute() parameters other than the WHERE clause's.
 _UPDATE = _PORTS.update().where(_PORTS.c.id == sa.bindparam("port_id"))
+prepare(_ROW, _ADDRESSES, _UPDATE)  # on SQLite's cursor
 
 
 def get(session: Session, port_id: str) -> dict[str, Any]:

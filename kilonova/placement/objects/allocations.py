@@ -22,6 +22,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.placement.objects import consumers as consumers_mod
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import resource_classes as rcs
@@ -53,6 +54,8 @@ _USAGE_CHANGED = _PROVIDERS.update().where(_PROVIDERS.c.id.in_(sa.bindparam("key
 _BUMP_GENERATION = _PROVIDERS.update().where(
     _PROVIDERS.c.id == sa.bindparam("rp_id"), _PROVIDERS.c.generation == sa.bindparam("seen")
 ).values(generation=sa.bindparam("next"), updated_at=sa.bindparam("now"))
+prepare(_CONSUMER_ROWS, _PROVIDERS_BY_UUID, _PROVIDERS_BY_ID, _DELETE_FOR_CONSUMERS, _PROVIDERS_OF_CONSUMERS,
+        _USAGE_CHANGED, _BUMP_GENERATION)  # on SQLite's cursor: every claim and swap
 
 
 def replace(session: Session, requests: list[ConsumerRequest]) -> None:

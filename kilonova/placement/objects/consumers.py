@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects.models import Consumer, ConsumerType, now
 
@@ -37,6 +38,7 @@ _ROW = (sa.select(_CONSUMERS.c.id, _CONSUMERS.c.uuid, _CONSUMERS.c.project_id, _
         .outerjoin(_TYPES, _TYPES.c.id == _CONSUMERS.c.consumer_type_id)
         .where(_CONSUMERS.c.uuid == sa.bindparam("uuid")))
 _DELETE = _CONSUMERS.delete().where(_CONSUMERS.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
+prepare(_UPDATE, _ROW, _DELETE)  # on SQLite's cursor: every move
 
 
 def get(session: Session, uuid: str) -> sa.Row | None:

@@ -1,0 +1,138 @@
+"""Hot prebuilt statements run straight on SQLite's cursor.
+
+SQLAlchemy's execution path (compile-cache key, parameter and result set-up, events) costs several times
+what SQLite takes for a one-row statement, and every step of every server operation runs dozens of them.
+A statement built once at import time with bound parameters can be marked ``prepared(statement)``: on a
+SQLite connection ``Database`` then compiles it once (per set of parameter names, which for an INSERT or
+UPDATE are its columns), keeps the SQL text, the order of its parameters and their type conversions, and
+runs it on the driver's cursor. The result is an ordinary SQLAlchemy ``Result`` (rows, mappings,
+scalars, ``rowcount``) with the column types converted as SQLAlchemy would, and a driver error is raised
+as SQLAlchemy's own exception class.
+
+Anything SQLAlchemy would have to do more for -- an INSERT (its defaults and new key), Python-side
+column defaults, expanding ``IN`` parameters, ``RETURNING``, several parameter sets -- runs through
+SQLAlchemy as before, as does every statement on PostgreSQL and MariaDB and every statement of a
+transaction that has opened an ORM session (which may have changes to flush first).
+"""
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
+
+# id(statement) -> (statement, names of its expanding parameters, {shape: _Form | None}); the statement is
+# kept so that its id is not reused while it is registered.
+_PREPARED: dict[int, tuple[Any, tuple, dict]] = {}
+_MISSING = object()
+
+
+def prepared(statement: Any) -> Any:
+    """Mark a statement built once (module level, bound parameters only) as run on the driver's cursor."""
+    expanding = tuple(sorted({element.key for element in sa.sql.visitors.iterate(statement)
+                              if isinstance(element, sa.BindParameter) and element.expanding}))
+    _PREPARED[id(statement)] = (statement, expanding, {})
+    return statement
+
+
+def prepare(*statements: Any) -> None:
+    """``prepared`` for several statements."""
+    for statement in statements:
+        prepared(statement)
+
+
+def is_prepared(statement: Any) -> bool:
+    return id(statement) in _PREPARED
+
+
+class _Result(IteratorResult):
+    rowcount = -1
+
+
+class _Form:
+    """One compiled shape of a prepared statement: SQL text, where each positional parameter comes from and
+    its conversion, result keys and conversions."""
+
+    __slots__ = ("sql", "sources", "metadata")
+
+    def __init__(self, compiled: Any, dialect: Any, params: dict, expanding: tuple):
+        # Values the statement itself binds (``deleted == 0``): the same on every run.
+        fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+        # The SQL with each expanding (``IN``) parameter written out for as many values as this shape has.
+        state = compiled.construct_expanded_state({**fixed, **params}, escape_names=False)
+        self.sql = state.statement
+        element_of = {element: (name, index) for name in expanding
+                      for index, element in enumerate(state.parameter_expansion.get(name, ()))}
+        # (parameter name, index in its list or None, fixed value, conversion) per position; an element of a
+        # list has its list's conversion.
+        processors = compiled._bind_processors
+        self.sources = [(source, index, fixed.get(source, _MISSING), processors.get(source))
+                        for source, index in (element_of.get(name, (name, None)) for name in state.positiontup)]
+        columns = compiled._result_columns
+        if columns:
+            processors = [column.type._cached_result_processor(dialect, None) for column in columns]
+            self.metadata = SimpleResultMetaData([column.keyname for column in columns],
+                                                 _processors=processors if any(processors) else None)
+        else:
+            self.metadata = None
+
+
+def _form(statement: Any, expanding: tuple, forms: dict, params: dict, dialect: Any) -> _Form | None:
+    # The shape: the parameter names (an UPDATE's columns among them) and how many values each list has.
+    lists = [params[name] for name in expanding]
+    if not all(isinstance(value, (list, tuple)) for value in lists):
+        return None
+    key = (frozenset(params), tuple(len(value) for value in lists))
+    try:
+        return forms[key]
+    except KeyError:
+        pass
+    compiled = statement.compile(dialect=dialect, column_keys=sorted(params))
+    simple = dialect.paramstyle == "qmark" and not compiled.isinsert and not compiled.update_prefetch \
+        and not compiled.effective_returning \
+        and not compiled.literal_execute_params and compiled.positiontup is not None \
+        and all(bind.callable is None for bind in compiled.binds.values()) \
+        and {bind.key for bind in compiled.post_compile_params} == set(expanding) \
+        and all(bind.expanding and not isinstance(bind.type, sa.TupleType) for bind in compiled.post_compile_params)
+    try:
+        form = _Form(compiled, dialect, params, expanding) if simple else None
+    except sa.exc.InvalidRequestError:
+        form = None  # a parameter is missing: SQLAlchemy says which
+    forms[key] = form
+    return form
+
+
+def execute(connection: sa.Connection, statement: Any, params: Any) -> Any:
+    """Run ``statement`` (known to be prepared) on ``connection``'s SQLite cursor; None when it cannot be."""
+    if params is not None and not isinstance(params, dict):
+        return None  # several parameter sets: SQLAlchemy's executemany
+    params = params or {}
+    _statement, expanding, forms = _PREPARED[id(statement)]
+    dialect = connection.dialect
+    try:
+        form = _form(statement, expanding, forms, params, dialect)
+    except KeyError:
+        return None  # a list parameter is missing: SQLAlchemy says which
+    if form is None:
+        return None
+    values = []
+    for name, index, fixed, processor in form.sources:
+        if name in params:
+            value = params[name] if index is None else params[name][index]
+        elif fixed is _MISSING:
+            return None  # a parameter is missing: SQLAlchemy says which
+        else:
+            value = fixed
+        values.append(value if processor is None else processor(value))
+    try:
+        cursor = connection.connection.driver_connection.execute(form.sql, values)
+    except sqlite3.Error as error:
+        raise sa.exc.DBAPIError.instance(form.sql, values, error, sqlite3.Error, dialect=dialect) from error
+    if form.metadata is None:
+        result = _Result(SimpleResultMetaData([]), iter(()))
+        result.rowcount = cursor.rowcount
+        return result
+    result = _Result(form.metadata, iter(cursor.fetchall()))
+    result.rowcount = cursor.rowcount
+    return result
