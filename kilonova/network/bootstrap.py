@@ -8,11 +8,13 @@ Fixed ids make every start, and every network API process, converge on one of ea
 from __future__ import annotations
 
 import ipaddress
+import logging
 import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from kilonova.common.http import HTTPError
 from kilonova.network import ipam
 from kilonova.network.db import networks, routers, subnets
 from kilonova.network.l3_models import Router
@@ -30,6 +32,7 @@ PUBLIC_NETWORK_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/network
 PUBLIC_SUBNET_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/subnets/public-subnet"))
 ROUTER_NAME = "router1"
 ROUTER_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/routers/router1"))
+LOG = logging.getLogger(__name__)
 
 
 def _ensure_subnet(session: Session, subnet_id: str, network_id: str, owner: str, name: str, cidr_text: str,
@@ -57,7 +60,9 @@ def ensure_default_network(session: Session, owner: str) -> dict[str, Any]:
 def ensure_public_network(session: Session, owner: str) -> dict[str, Any]:
     """Create what is missing of ``public``, ``public-subnet`` and ``router1``; returns the network.
 
-    The router is made only with the network (an operator may have removed it since)."""
+    The router is made only with the network (an operator may have removed it since), and not when
+    ``private-subnet`` cannot take it (its gateway address held by another router): the network is made
+    all the same."""
     new = session.get(Network, PUBLIC_NETWORK_ID) is None
     if new:
         networks.create(session, {"id": PUBLIC_NETWORK_ID, "name": PUBLIC_NETWORK_NAME, "project_id": owner,
@@ -66,8 +71,12 @@ def ensure_public_network(session: Session, owner: str) -> dict[str, Any]:
                    enable_dhcp=False)
     session.flush()
     if new and session.get(Router, ROUTER_ID) is None and session.get(Subnet, SUBNET_ID) is not None:
-        routers.create(session, {"id": ROUTER_ID, "name": ROUTER_NAME, "project_id": owner},
-                       {"network_id": PUBLIC_NETWORK_ID})
-        routers.add_interface_by_subnet(session, ROUTER_ID, subnets.get(session, SUBNET_ID))
+        try:
+            with session.begin_nested():
+                routers.create(session, {"id": ROUTER_ID, "name": ROUTER_NAME, "project_id": owner},
+                               {"network_id": PUBLIC_NETWORK_ID})
+                routers.add_interface_by_subnet(session, ROUTER_ID, subnets.get(session, SUBNET_ID))
+        except HTTPError as exc:
+            LOG.warning("%s was not created: %s", ROUTER_NAME, exc.message)
     session.expire_all()
     return networks.get(session, PUBLIC_NETWORK_ID)

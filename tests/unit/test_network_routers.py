@@ -2,6 +2,8 @@
 import pytest
 
 from kilonova.network import bootstrap
+from kilonova.network.db import routers as routers_db
+from kilonova.network.db import subnets as subnets_db
 from tests.unit.test_network_api import ADMIN, ALICE, BOB, api, svc  # noqa: F401 - the service and its client
 
 
@@ -159,3 +161,24 @@ async def test_quota_check_limit_refuses_a_limit_below_usage(api):
     forced = await put(api, "quotas/p-bob", {"quota": {"router": 0, "force": True}}, headers=ADMIN)
     assert forced["quota"]["router"] == 0
     await api.delete("/v2.0/quotas/p-bob", headers=ADMIN)
+
+
+async def test_public_network_is_made_even_when_router1_cannot_be(tmp_path):
+    from kilonova.common.db import Database, migrate
+    from kilonova.network.models import NetworkBase
+    from kilonova.network.service import MIGRATIONS
+
+    db = Database(f"sqlite:///{tmp_path}/neutron.sqlite", name="neutron-bootstrap")
+    try:
+        migrate(db, MIGRATIONS, NetworkBase.metadata)
+        db.run_sync(bootstrap.ensure_default_network, "p-admin")
+        # An older release's operator gave private-subnet's gateway address to a router of their own.
+        db.run_sync(lambda s: routers_db.add_interface_by_subnet(
+            s, routers_db.create(s, {"id": "r-own", "name": "own", "project_id": "p-admin"}, None)["id"],
+            subnets_db.get(s, bootstrap.SUBNET_ID)))
+        public = db.run_sync(bootstrap.ensure_public_network, "p-admin")
+        assert public["external"] is True
+        assert db.run_sync(routers_db.list_routers, None, {"name": ["router1"]}, write=False) == []
+        assert db.run_sync(subnets_db.get, bootstrap.PUBLIC_SUBNET_ID, write=False)["cidr"] == "172.24.4.0/24"
+    finally:
+        db.close()
