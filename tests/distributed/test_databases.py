@@ -75,6 +75,8 @@ def test_migrations_run_and_match_the_models(server, store):
 T0 = datetime(2026, 11, 23, 10, 0, 0)
 CELL = "0f0e0d0c-0000-4000-8000-00000000c311"
 INSTANCE = "5e7a1b2c-0000-4000-8000-0000000000a1"
+SHELVED = "5e7a1b2c-0000-4000-8000-0000000000a2"
+SHELVED_IMAGE = "1a000000-0000-4000-8000-0000000000e1"
 NETWORK, SUBNET, PORT = ("4e700000-0000-4000-8000-00000000000" + c for c in "123")
 
 OLD_RELEASE_HASH = passwords.hash_password("old-secret", 14)
@@ -116,7 +118,13 @@ PREVIOUS_RELEASE_ROWS = {
                        "flavor": {"name": "m1.kept", "vcpus": 2, "memory_mb": 2048, "root_gb": 20},
                        "vcpus": 2, "memory_mb": 2048,
                        "metadata": {"k": "v"}, "system_metadata": {}, "network_info": [], "security_groups": [],
-                       "tags": [], "created_at": T0, "deleted": 0}],
+                       "tags": [], "created_at": T0, "deleted": 0},
+                      {"id": 2, "uuid": SHELVED, "project_id": "p1", "user_id": "u1", "host": None,
+                       "vm_state": "shelved_offloaded", "power_state": 0, "locked": False,
+                       "flavor": {"name": "m1.kept", "vcpus": 2, "memory_mb": 2048, "root_gb": 20},
+                       "vcpus": 2, "memory_mb": 2048,
+                       "metadata": {}, "system_metadata": {"shelved_image_id": SHELVED_IMAGE}, "network_info": [],
+                       "security_groups": [], "tags": [], "created_at": T0, "deleted": 0}],
     },
     "placement": {
         "resource_providers": [{"id": 1, "uuid": "c0000000-0000-4000-8000-000000000001", "name": "host1",
@@ -156,11 +164,14 @@ def _api_head_has_build_request_sizes(database: Database) -> None:
     assert database.run_sync(build_requests.usage, "p1", write=False) == {"instances": 1, "cores": 2, "ram": 2048}
 
 
-def _cell_head_has_move_records(database: Database) -> None:
+def _cell_head_records_shelved_images(database: Database) -> None:
     with database.engine.connect() as connection:
         flavors = connection.execute(sa.text("SELECT old_flavor, new_flavor FROM instances WHERE id = 1")).one()
         moves = connection.execute(sa.text("SELECT count(*) FROM migrations")).scalar()
+        ledger = connection.execute(sa.text("SELECT image_id, instance_uuid FROM shelved_images")).all()
     assert tuple(flavors) == (None, None) and moves == 0  # 0003: no server of the old release was moving
+    # 0004: the snapshot of the server shelved before the upgrade is in the ledger of shelve snapshots.
+    assert [tuple(row) for row in ledger] == [(SHELVED_IMAGE, SHELVED)]
 
 
 def _placement_head_has_usage_serials(database: Database) -> None:
@@ -193,7 +204,7 @@ def _network_head_has_routers_floating_ips_and_security_groups(database: Databas
 
 
 # What each store's head adds, checked on the upgraded database.
-AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_has_move_records,
+AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_records_shelved_images,
            "placement": _placement_head_has_usage_serials, "identity": _identity_head_counts_failed_logins,
            "network": _network_head_has_routers_floating_ips_and_security_groups}
 

@@ -7,9 +7,12 @@ from datetime import datetime
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from kilonova.common.testing import FakeValidator, service_env
-from kilonova.compute.conductor.tasks import unshelve
+from kilonova.compute.conductor.tasks import shelved_image_sweep, unshelve
+from kilonova.compute.db import instances, shelved_images
+from kilonova.compute.db.cell_models import ShelvedImage
 from kilonova.image.service import ImageService
 from tests.unit.test_compute_admin_harness import stub  # noqa: F401 - fixture
 from tests.unit.test_recovery import (HOST, Recorder, claims, conductor, current, faults, heartbeat,  # noqa: F401
@@ -118,3 +121,74 @@ async def test_an_offloaded_server_never_keeps_a_claim(stub, placement, provider
                               updated_at=datetime.utcnow().isoformat())
     assert await unshelve.reconcile_shelving(sweeper) == 0
     assert list(await claims(placement, unshelving["uuid"])) == [provider]
+
+
+# ------------------------------------------------------------------------------------------------ the image sweep
+
+async def _snapshot(images, name: str = "vm-shelved") -> str:
+    made = await images.post("/v2/images", json={"name": name, "disk_format": "qcow2", "container_format": "bare"},
+                             headers=DEMO)
+    assert made.status_code == 201, made.text
+    return made.json()["id"]
+
+
+def _recorded(stub, image_id: str, instance_uuid: str) -> None:
+    stub.cells.default.db.run_sync(shelved_images.record, image_id, instance_uuid)
+
+
+def _ledger(stub) -> set[str]:
+    return set(stub.cells.default.db.run_sync(lambda s: s.scalars(sa.select(ShelvedImage.image_id)).all(),
+                                              write=False))
+
+
+async def _exists(images, image_id: str) -> bool:
+    return (await images.get(f"/v2/images/{image_id}", headers=DEMO)).status_code == 200
+
+
+async def test_a_shelve_snapshot_whose_deletion_was_cut_short_is_swept(stub, placement, provider,  # noqa: F811
+                                                                      sweeper, images):
+    """The conductor cleared a shelve (or a host unshelved the server) and died before deleting the image: the
+    image is in the ledger, the server no longer names it; the sweep deletes it and forgets it."""
+    leaked = await _snapshot(images)
+    instance = await server(stub, placement, provider, vm_state="active", system_metadata={})
+    _recorded(stub, leaked, instance["uuid"])
+    assert await shelved_image_sweep.sweep_shelved_images(sweeper) == 1
+    assert not await _exists(images, leaked)
+    assert _ledger(stub) == set()
+    assert await shelved_image_sweep.sweep_shelved_images(sweeper) == 0
+
+
+async def test_the_sweep_keeps_every_image_a_server_refers_to_or_kilonova_did_not_make_for_a_shelve(  # noqa: F811
+        stub, placement, provider, sweeper, images):
+    # A shelved server's snapshot, and an older one of the same server while it is still shelved.
+    current_image, older = await _snapshot(images), await _snapshot(images)
+    shelved = await server(stub, placement, provider, vm_state="shelved_offloaded",
+                           system_metadata={"shelved_image_id": current_image})
+    _recorded(stub, current_image, shelved["uuid"])
+    _recorded(stub, older, shelved["uuid"])
+    # A snapshot another server was booted from since.
+    booted_from = await _snapshot(images)
+    unshelved = await server(stub, placement, provider, vm_state="active")
+    _recorded(stub, booted_from, unshelved["uuid"])
+    stub.cells.default.db.run_sync(instances.update, unshelved["uuid"], {"image_ref": booted_from})
+    # A user's own snapshot named like a shelve's: not in the ledger.
+    users = await _snapshot(images, "vm-shelved")
+    assert await shelved_image_sweep.sweep_shelved_images(sweeper) == 0
+    for image_id in (current_image, older, booted_from, users):
+        assert await _exists(images, image_id)
+    assert _ledger(stub) == {current_image, older, booted_from}
+
+
+async def test_a_deleted_servers_snapshot_is_swept_and_a_gone_image_only_forgotten(  # noqa: F811
+        stub, placement, provider, sweeper, images):
+    leaked, gone = await _snapshot(images), await _snapshot(images)
+    deleted = await server(stub, placement, provider, vm_state="shelved_offloaded",
+                           system_metadata={"shelved_image_id": leaked})
+    _recorded(stub, leaked, deleted["uuid"])
+    stub.cells.default.db.run_sync(instances.soft_delete, deleted["uuid"])
+    finished = await server(stub, placement, provider, vm_state="active")
+    _recorded(stub, gone, finished["uuid"])
+    assert (await images.delete(f"/v2/images/{gone}", headers=DEMO)).status_code == 204
+    assert await shelved_image_sweep.sweep_shelved_images(sweeper) == 1
+    assert not await _exists(images, leaked)
+    assert _ledger(stub) == set()

@@ -42,8 +42,9 @@ def check_startable(request: Request, ref: lookup.ServerRef, key: str) -> None:
         raise _conflict(ref, action, ref.server)
 
 
-def _begin_in_cell(session, uuid: str, action: Action, ctx: dict, values: dict) -> dict:
-    """The state change (compare-and-set on the action's start states) and its instance action, together."""
+def _begin_in_cell(session, uuid: str, action: Action, ctx: dict, values: dict, also=None) -> dict:
+    """The state change (compare-and-set on the action's start states) and its instance action, together
+    (and ``also(session)``, another write of the action's own)."""
     if action.task_state is not None:
         values = {"task_state": action.task_state, **values}
     server = instances.update(session, uuid, values,
@@ -52,11 +53,13 @@ def _begin_in_cell(session, uuid: str, action: Action, ctx: dict, values: dict) 
     if action.instance_action:
         instance_actions.start(session, uuid, action.instance_action, ctx.get("request_id"), ctx.get("user_id"),
                                ctx.get("project_id"))
+    if also is not None:
+        also(session)
     return server
 
 
 async def begin(request: Request, ref: lookup.ServerRef, key: str, values: dict | None = None,
-                needs_host: bool = True) -> dict:
+                needs_host: bool = True, also=None) -> dict:
     """Start action ``key`` on the server: policy, lock, state rule, then the state change and the record of
     the action in one transaction. Returns the server as it is now. 409 when the state does not allow it
     (also when another action won the race), or when the server has no host yet and ``needs_host``."""
@@ -68,24 +71,24 @@ async def begin(request: Request, ref: lookup.ServerRef, key: str, values: dict 
         raise _conflict(ref, action, ref.server)
     try:
         return await ref.cell.db.write(_begin_in_cell, ref.uuid, action, request.state.context.to_dict(),
-                                       values or {})
+                                       values or {}, also)
     except UnexpectedTaskState:
         current = await ref.cell.db.read(instances.get, ref.uuid)
         raise _conflict(ref, action, current) from None
 
 
-def _undo_in_cell(session, uuid: str, action: Action, request_id: str | None) -> None:
-    instances.update(session, uuid, {"task_state": None}, expected_task_state=[action.task_state])
+def _undo_in_cell(session, uuid: str, action: Action, request_id: str | None, values: dict) -> None:
+    instances.update(session, uuid, {**values, "task_state": None}, expected_task_state=[action.task_state])
     if action.instance_action:
         instance_actions.finish(session, uuid, action.instance_action, "Error", request_id=request_id)
 
 
-async def undo_begin(ref: lookup.ServerRef, key: str, request_id: str | None) -> None:
+async def undo_begin(ref: lookup.ServerRef, key: str, request_id: str | None, values: dict | None = None) -> None:
     """An action begun but not handed over (its host or the conductor unreachable, its image refused): the
-    task state back and its instance action finished as failed. Nothing to undo if the server changed
-    meanwhile (deleted...)."""
+    task state back (with ``values``: what else the action's start changed, as it was) and its instance
+    action finished as failed. Nothing to undo if the server changed meanwhile (deleted...)."""
     try:
-        await ref.cell.db.write(_undo_in_cell, ref.uuid, ACTIONS[key], request_id)
+        await ref.cell.db.write(_undo_in_cell, ref.uuid, ACTIONS[key], request_id, values or {})
     except (NotFound, UnexpectedTaskState):
         pass
 

@@ -71,6 +71,15 @@ class Instance(CellBase):
         return flavor
 
 
+class ShelvedImage(CellBase):
+    """A snapshot image made for a shelve, from the shelve's start until the image is deleted
+    (kilonova/compute/conductor/tasks/shelved_image_sweep.py)."""
+    __tablename__ = "shelved_images"
+    image_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
 class InstanceFault(CellBase):
     __tablename__ = "instance_faults"
     id: Mapped[int] = mapped_column(primary_key=True)

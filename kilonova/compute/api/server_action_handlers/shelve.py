@@ -7,6 +7,8 @@ again (unshelve_instance).
 """
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from starlette.requests import Request
 
@@ -20,6 +22,8 @@ from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.api.services import host_zones
 from kilonova.compute.db import build_requests, mappings
+from kilonova.compute.db import shelved_images as shelved_image_ledger
+from kilonova.compute.shelved_images import without_shelved_keys
 from kilonova.compute.db.api_models import RequestSpec
 
 UNSHELVE_2_77 = {"type": "object", "properties": {"unshelve": {
@@ -45,8 +49,11 @@ async def shelve(request: Request, ref: lookup.ServerRef, key: str, body: dict):
     # recorded with the state change: if the host dies mid-shelve, the conductor deletes the image.
     system_metadata = {**(ref.server.get("system_metadata") or {}),
                        "image_base_image_ref": ref.server.get("image_ref") or "", "shelved_image_id": image["id"]}
+    # The ledger of shelve snapshots records it in the same write: a deletion cut short is swept later.
     try:
-        server = await server_actions.begin(request, ref, "shelve", {"system_metadata": system_metadata})
+        server = await server_actions.begin(request, ref, "shelve", {"system_metadata": system_metadata},
+                                            also=functools.partial(shelved_image_ledger.record, image_id=image["id"],
+                                                                   instance_uuid=ref.uuid))
     except BaseException:
         await create_image.discard_image(svc, ctx.token, image["id"])
         raise
@@ -54,7 +61,8 @@ async def shelve(request: Request, ref: lookup.ServerRef, key: str, body: dict):
         await server_actions.tell_host(svc, server, "shelve_instance", image_id=image["id"],
                                        request_id=ctx.request_id)
     except HTTPError:
-        await server_actions.undo_begin(ref, "shelve", ctx.request_id)
+        await server_actions.undo_begin(ref, "shelve", ctx.request_id,
+                                        {"system_metadata": without_shelved_keys(server.get("system_metadata"))})
         await create_image.discard_image(svc, ctx.token, image["id"])
         raise
     return empty_response(202)
