@@ -36,6 +36,6 @@ def floating_ip(values: dict[str, Any]) -> dict[str, Any]:
         "floating_ip_address": values["floating_ip_address"],
         "floating_network_id": values["floating_network_id"], "router_id": values["router_id"],
         "port_id": values["fixed_port_id"], "fixed_ip_address": values["fixed_ip_address"],
-        "status": values["status"], "port_details": values.get("port_details"), "port_forwardings": [],
-        "qos_policy_id": None, **_standard(values),
+        "status": values["status"], "port_details": values.get("port_details"),
+        **_standard(values),
     }

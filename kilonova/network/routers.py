@@ -29,7 +29,7 @@ def _gateway(name: str, value: Any) -> dict[str, Any] | None:
         raise bad_request("QoS policies are not supported by this cloud; leave qos_policy_id out.")
     info: dict[str, Any] = {}
     if "network_id" in value:
-        info["network_id"] = A.to_string(f"{name}", value["network_id"])
+        info["network_id"] = A.to_string("network_id", value["network_id"])
     if "enable_snat" in value:
         info["enable_snat"] = A.to_bool("enable_snat", value["enable_snat"])
     if "external_fixed_ips" in value:

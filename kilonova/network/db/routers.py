@@ -199,9 +199,9 @@ def add_interface_by_port(session: Session, router_id: str, port: dict[str, Any]
 
 def _check_not_needed(session: Session, router: Router, port: dict[str, Any]) -> None:
     """An interface stays while a floating IP reaches its subnet through it or a route goes through it."""
+    fixed = session.scalars(sa.select(FloatingIP.fixed_ip_address).where(FloatingIP.router_id == router.id)).all()
     for ip in port["fixed_ips"]:
         cidr = ipaddress.ip_network(subnets.get(session, ip["subnet_id"])["cidr"])
-        fixed = session.scalars(sa.select(FloatingIP.fixed_ip_address).where(FloatingIP.router_id == router.id)).all()
         if any(address and ipaddress.ip_address(address) in cidr for address in fixed):
             raise l3_errors.interface_in_use_by_floating_ip(router.id, ip["subnet_id"])
         if any(ipaddress.ip_address(route["nexthop"]) in cidr for route in router.routes or []):
