@@ -1,9 +1,11 @@
 """Live migration steps held or failed by the fake driver ([fake_driver] step_gates / fail_steps): an abort while the
-destination prepares (only from 2.65), a destination whose preparation fails, a delete while the destination prepares,
-and the instance action with its events, through the real `openstack` CLI against a real `kilonova up`.
+destination prepares (only from 2.65), a destination whose preparation fails, a delete while the destination
+prepares and one once the guest has moved, and the instance action with its events, through the real `openstack`
+CLI against a real `kilonova up`.
 
-Each destination's pre_live_migration waits at a gate the test opens (a file in the cloud's state directory), so
-whatever the test does while the destination prepares happens then, however loaded the machine is."""
+Each destination's pre_live_migration and post_live_migration_at_destination wait at a gate the test opens (a file
+in the cloud's state directory), so whatever the test does while the destination holds happens then, however
+loaded the machine is."""
 from __future__ import annotations
 
 import shutil
@@ -15,13 +17,14 @@ from tests.functional.test_live_migration_cli import (allocations, message, migr
                                                       wait_migration, wait_task_done)
 
 FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
-PREPARE = "pre_live_migration"  # the gated step
+PREPARE = "pre_live_migration"  # the gated steps
+SWITCH = "post_live_migration_at_destination"
 
 
 @pytest.fixture(scope="module")
 def steps_cloud():
     instance = new_cloud(hosts=3, config={"fake_driver": {
-        "fail_spawn_hosts": "", "live_migration_delay": "1", "step_gates": PREPARE,
+        "fail_spawn_hosts": "", "live_migration_delay": "1", "step_gates": f"{PREPARE},{SWITCH}",
         "fail_steps": "pre_live_migration", "fail_step_hosts": "compute3"}})
     instance.start()
     yield instance
@@ -42,7 +45,8 @@ def close_gate(cloud, step: str = PREPARE) -> None:
 
 @pytest.fixture
 def on_compute1(steps_cloud):
-    close_gate(steps_cloud)  # a gate an earlier test opened without a call taking it
+    for step in (PREPARE, SWITCH):
+        close_gate(steps_cloud, step)  # a gate an earlier test opened without a call taking it
     created = steps_cloud.openstack("--os-compute-api-version", "2.74", "server", "create", "--flavor", "m1.tiny",
                                     "--image", "kilonova-tiny", "--network", "private", "--host", "compute1", "--wait",
                                     "lm-steps", fmt_json=True)
@@ -50,8 +54,10 @@ def on_compute1(steps_cloud):
         assert created["OS-EXT-SRV-ATTR:host"] == "compute1"
         yield created
     finally:
-        if any(m["status"] == "preparing" for m in migrations(steps_cloud, created["id"])):
-            open_gate(steps_cloud)  # a test that failed with the destination held
+        under_way = {m["status"] for m in migrations(steps_cloud, created["id"])}
+        for status, step in (("preparing", PREPARE), ("post-migrating", SWITCH)):
+            if status in under_way:
+                open_gate(steps_cloud, step)  # a test that failed with the destination held
         steps_cloud.openstack("server", "delete", "--wait", created["id"], check=False)
 
 
@@ -126,6 +132,7 @@ def test_a_completed_move_records_every_step_and_takes_the_destinations_zone(ste
     cloud.openstack("aggregate", "add", "host", "agg-b", "compute2")
     try:
         open_gate(cloud)
+        open_gate(cloud, SWITCH)
         cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host",
                         "compute2", "--wait", uuid, timeout=60)
         assert show(cloud, uuid)["OS-EXT-AZ:availability_zone"] == "zone-b"
@@ -168,4 +175,27 @@ def test_a_server_deleted_while_the_destination_prepares_cuts_the_move_short(ste
     output = "".join(cloud.output)
     # Never copied: no guest reached the destination to be removed there.
     assert f"{uuid} was deleted during its live migration: removing the guest it got" not in output
+    cloud.audit()
+
+
+def test_a_server_deleted_once_its_guest_moved_is_removed_by_the_destination(steps_cloud, on_compute1):
+    """Too late to cut the move short: the guest runs on the destination, which is about to take the server
+    over. The delete goes to the source, which no longer has the guest; the destination refuses the server being
+    deleted and removes the guest it got, and the migration ends in error."""
+    cloud, uuid = steps_cloud, on_compute1["id"]
+    sdk = cloud.sdk()
+    sdk.compute.get_server(uuid)
+    open_gate(cloud)
+    cloud.openstack("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", "compute2",
+                    uuid)
+    record = wait_migration(cloud, uuid, ("post-migrating",))
+    sdk.compute.delete_server(uuid)
+    wait_for(lambda: f"{uuid} is being deleted: cutting its live migration to compute2 short" in "".join(cloud.output))
+    open_gate(cloud, SWITCH)
+    ended = wait_migration(cloud, uuid, ("error", "completed", "cancelled"))
+    assert (ended["id"], ended["status"]) == (record["id"], "error")
+    wait_for(lambda: cloud.openstack("server", "show", uuid, check=False).returncode != 0, timeout=30)
+    assert allocations(cloud, uuid) == {} and allocations(cloud, ended["uuid"]) == {}
+    assert f"{uuid} was deleted during its live migration: removing the guest it got on compute2" in \
+        "".join(cloud.output)
     cloud.audit()
