@@ -162,3 +162,11 @@ def test_compute_api_floating_ip_bad_input(cloud, vm):
         assert reply.status_code == 400, (body, reply.text)
     assert compute_call(cloud, "GET", "/os-floating-ips/not-a-floating-ip", "2.1").json() == {
         "itemNotFound": {"code": 404, "message": "Floating IP not found for ID not-a-floating-ip"}}
+
+
+def test_nova_network_floating_ip_apis_are_gone(cloud):
+    for method, path in (("GET", "/os-floating-ips-bulk"), ("POST", "/os-floating-ips-bulk"),
+                         ("GET", "/os-floating-ip-dns"), ("PUT", "/os-floating-ip-dns/example.org"),
+                         ("DELETE", "/os-floating-ip-dns/example.org/entries/web")):
+        reply = compute_call(cloud, method, path, "2.1")
+        assert reply.status_code == 410, (method, path, reply.text)
