@@ -154,7 +154,7 @@ def test_server_names_follow_upstreams_rule(boot, name):
     ({"block_device_mapping_v2": [{"boot_index": 0, "uuid": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa",
                                    "source_type": "volume", "destination_type": "volume"}]}, None,
      "no volume service"),
-    ({"security_groups": [{"name": "nope"}]}, None, "Security group nope not found"),
+    ({"security_groups": [{"name": "nope"}]}, None, "Unable to find security_group with name or id 'nope'"),
 ])
 def test_what_cannot_be_honoured_is_refused(boot, fields, hints, words):
     response = boot(hints=hints, **fields)

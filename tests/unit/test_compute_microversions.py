@@ -27,6 +27,7 @@ def add_server(stub, name: str, *, cell=None, minutes: int = 0, **values) -> dic
     server = {"uuid": str(uuidlib.uuid4()), "display_name": name, "project_id": "demo-project",
               "user_id": "demo-user", "flavor": FLAVOR, "image_ref": IMAGE, "vm_state": "active",
               "power_state": 1, "host": "h1", "node": "h1", "availability_zone": "nova",
+              "security_groups": ["default"],  # as every create records them
               "created_at": created.isoformat(timespec="microseconds"), **values}
 
     def record(session):

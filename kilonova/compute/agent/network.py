@@ -43,6 +43,8 @@ class PortBinder:
                                             **self._binding(instance)}
                     if request.get("fixed_ip"):
                         port["fixed_ips"] = [{"ip_address": request["fixed_ip"]}]
+                    if request.get("security_groups") is not None:  # else the project's default group
+                        port["security_groups"] = request["security_groups"]
                     response = await self.network.post("/v2.0/ports", json={"port": port})
                     preexisting = False
                 if response.status_code not in (200, 201):

@@ -1,8 +1,8 @@
 """What a server create asks for that Kilonova cannot honour, refused with a 400 before anything is
 written, in upstream's words where upstream has them; never silently dropped.
 
-Kilonova has no volume service, no server groups and no security groups yet: a request that needs
-one is told so rather than getting a server without it.
+Kilonova has no volume service and no server groups yet: a request that needs one is told so rather
+than getting a server without it. (Security groups are looked up in ``security_group_lookup``.)
 """
 from __future__ import annotations
 
@@ -17,13 +17,10 @@ from kilonova.compute.api import validation
 UPSTREAM_HINTS = ("same_host", "different_host", "query", "target_cell", "different_cell",
                   "build_near_host_ip", "cidr")
 _UUID = re.compile(validation.UUID["pattern"])
-# The only security group a port has here (no rules: all traffic allowed).
-DEFAULT_SECURITY_GROUP = "default"
 
 
 def refuse_unsupported(server: dict[str, Any], hints: dict[str, Any]) -> None:
     _refuse_networks(server.get("networks"))
-    _refuse_security_groups(server.get("security_groups") or [])
     _refuse_block_devices(server.get("block_device_mapping_v2") or [], server.get("imageRef"))
     _refuse_hints(hints)
 
@@ -36,14 +33,6 @@ def _refuse_networks(networks: Any) -> None:
             raise HTTPError(400, "Bad network format: missing 'uuid'")
         if item.get("uuid") and not _UUID.match(item["uuid"]):   # before 2.37 the schema takes any string
             raise HTTPError(400, f"Bad networks format: network uuid is not in proper format ({item['uuid']})")
-
-
-def _refuse_security_groups(groups: list[dict[str, Any]]) -> None:
-    for group in groups:
-        name = group.get("name")
-        if name != DEFAULT_SECURITY_GROUP:
-            raise HTTPError(400, f"Security group {name} not found. Kilonova has no security groups yet: "
-                                 f"only '{DEFAULT_SECURITY_GROUP}' may be named.")
 
 
 def _refuse_block_devices(mappings: list[dict[str, Any]], image_ref: Any) -> None:

@@ -11,6 +11,7 @@ from kilonova.compute.api import create as create_mod
 from kilonova.compute.api import (common, disk_config, lookup, server_query, server_records, server_schemas,
                                   server_sort, validation, views)
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api import security_group_lookup
 from kilonova.compute.api.create_refusals import refuse_unsupported
 from kilonova.compute.api.destination import forced as forced_destination
 from kilonova.compute.api.destination import requested as requested_destination
@@ -262,6 +263,11 @@ async def create_server(request: Request):
     image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
     keypair = await create_mod.load_keypair(svc, ctx, server.get("key_name"))
     networks = await create_mod.resolve_networks(svc, ctx, request, server.get("networks"))
+    answered_groups, shown_groups, group_ids = await security_group_lookup.groups_for_create(
+        request, server.get("security_groups"))
+    if group_ids is not None:  # the ports the server's host creates get them (not ports the user made)
+        networks = [{**entry, "security_groups": group_ids} if "port_id" not in entry else entry
+                    for entry in networks]
     if len([n for n in networks if "port_id" in n]) and max_count > 1:
         raise HTTPError(400, "Unable to launch multiple instances with a single configured port ID. "
                              "Please launch your instance one by one with different ports.")
@@ -274,6 +280,7 @@ async def create_server(request: Request):
                                      disk_config.requested(server))
     for built in servers:
         built["system_metadata"] = dict(recorded)
+        built["security_groups"] = list(shown_groups)
         if server.get("hostname"):  # 2.90: the user's own hostname instead of one made from the name
             built["hostname"] = server["hostname"]
     spec = create_mod.request_spec(ctx, flavor, image, networks, az, count, hints)
@@ -287,7 +294,7 @@ async def create_server(request: Request):
     first = servers[0]
     response = {"id": first["uuid"], "links": views.links(request, "servers", first["uuid"]),
                 "OS-DCF:diskConfig": disk_config.shown(first),
-                "security_groups": [{"name": name} for name in first["security_groups"]]}
+                "security_groups": [{"name": name} for name in answered_groups]}
     response["adminPass"] = create_mod.admin_password(server)
     return json_response({"server": response}, status=202,
                          headers={"Location": views.links(request, "servers", first["uuid"])[0]["href"]})

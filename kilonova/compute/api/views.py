@@ -148,8 +148,10 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
         "OS-SRV-USG:launched_at": _usg(server.get("launched_at")),
         "OS-SRV-USG:terminated_at": _usg(server.get("terminated_at")),
         "os-extended-volumes:volumes_attached": [],
-        "security_groups": [{"name": name} for name in (server.get("security_groups") or ["default"])],
     }
+    groups = server.get("security_groups")
+    if groups is None or groups:  # a server whose groups were all removed shows none, as upstream
+        body["security_groups"] = [{"name": name} for name in groups or ["default"]]
     if status in _PROGRESS_STATUSES:
         body["progress"] = server.get("progress") or 0
     if ctx.is_admin:
