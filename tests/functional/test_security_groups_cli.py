@@ -126,3 +126,28 @@ def test_openstacksdk_groups_rules_and_quota(cloud):
     # Another project does not see the demo project's groups, nor can it use them.
     admin = cloud.sdk()
     assert default.id not in [g.id for g in admin.network.security_groups(project_id=admin.current_project_id)]
+
+
+def test_quota_set_by_an_admin_holds_groups_and_rules(cloud):
+    conn = cloud.sdk(DEMO)
+    project = conn.current_project_id
+    list(conn.network.security_groups(project_id=project))  # the default group exists (and counts) from here
+    used = conn.network.get_quota(project, details=True)
+    groups_used, rules_used = used.security_groups["used"], used.security_group_rules["used"]
+    cloud.openstack("quota", "set", "--secgroups", str(groups_used + 1), "--secgroup-rules", str(rules_used + 3),
+                    project)
+    made = None
+    try:
+        limits = conn.network.get_quota(project)
+        assert (limits.security_groups, limits.security_group_rules) == (groups_used + 1, rules_used + 3)
+        made = conn.network.create_security_group(name=f"quota-{uuid.uuid4().hex[:6]}")  # with its 2 egress rules
+        over = _fails(cloud, "security", "group", "create", f"quota-{uuid.uuid4().hex[:6]}")
+        assert "Quota exceeded for resources: ['security_group']." in over
+        _cli(cloud, "security", "group", "rule", "create", "--proto", "udp", "--dst-port", "53", made.name)
+        over = _fails(cloud, "security", "group", "rule", "create", "--proto", "udp", "--dst-port", "54", made.name)
+        assert "Quota exceeded for resources: ['security_group_rule']." in over
+    finally:
+        if made is not None:
+            conn.network.delete_security_group(made)
+        cloud.openstack("quota", "delete", "--network", project)
+    assert conn.network.get_quota(project).security_groups == 10
