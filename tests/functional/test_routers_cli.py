@@ -59,7 +59,22 @@ def test_router_gateway_interfaces_and_their_errors(cloud):
         assert "rt-router" not in {r["Name"] for r in cloud.openstack("router", "list", fmt_json=True,
                                                                      cloud="kilonova")
                                    if r["Project"] != router["project_id"]}
+        cloud.openstack("router", "set", "--route", "destination=10.30.0.0/16,gateway=192.168.60.9", "rt-router",
+                        cloud=demo)
+        assert cloud.openstack("router", "show", "rt-router", fmt_json=True, cloud=demo)["routes"] == [
+            {"destination": "10.30.0.0/16", "nexthop": "192.168.60.9"}]
+        needed = cloud.openstack("router", "remove", "subnet", "rt-router", "rt-subnet", cloud=demo, check=False)
+        assert needed.returncode != 0 and "required by one or more routes" in needed.stderr
+        cloud.openstack("router", "unset", "--route", "destination=10.30.0.0/16,gateway=192.168.60.9", "rt-router",
+                        cloud=demo)
         cloud.openstack("router", "remove", "subnet", "rt-router", "rt-subnet", cloud=demo)
+        # An interface by port, then taken off by port (the port goes with it, as upstream).
+        port = cloud.openstack("port", "create", "--network", "rt-net", "rt-port", fmt_json=True, cloud=demo)
+        cloud.openstack("router", "add", "port", "rt-router", "rt-port", cloud=demo)
+        attached = cloud.openstack("port", "show", "rt-port", fmt_json=True, cloud=demo)
+        assert attached["device_owner"] == "network:router_interface" and attached["device_id"] == router["id"]
+        cloud.openstack("router", "remove", "port", "rt-router", port["id"], cloud=demo)
+        assert cloud.openstack("port", "list", "--network", "rt-net", fmt_json=True, cloud=demo) == []
         cloud.openstack("router", "unset", "--external-gateway", "rt-router", cloud=demo)
         assert cloud.openstack("router", "show", "rt-router", fmt_json=True, cloud=demo)[
             "external_gateway_info"] is None
