@@ -28,15 +28,15 @@ ATTRS = {
     "ethertype": A.Attr(lambda _n, v: sg_rules.ethertype(v)), "protocol": A.Attr(lambda _n, v: sg_rules.protocol(v)),
     "port_range_min": A.Attr(_port), "port_range_max": A.Attr(_port),
     "remote_ip_prefix": A.Attr(lambda _n, v: sg_rules.remote_ip_prefix(v)),
-    "remote_group_id": A.Attr(A.to_optional_string), "remote_address_group_id": A.Attr(_address_group),
+    "remote_group_id": A.Attr(lambda name, value: A.to_optional_string(name, value) or None), "remote_address_group_id": A.Attr(_address_group),
     "description": A.Attr(A.to_string), "project_id": A.Attr(A.to_string), "tenant_id": A.Attr(A.to_string),
 }
 REQUIRED = ("security_group_id", "direction")
 
 
 def _new_rule(ctx, item: dict[str, Any]) -> dict[str, Any]:
-    given = item.get("security_group_rule", {}).get("remote_ip_prefix") if isinstance(item, dict) else None
     values = A.parse(item, "security_group_rule", ATTRS)
+    given = item["security_group_rule"].get("remote_ip_prefix")  # as written, for Neutron's conflict message
     for name in REQUIRED:
         if name not in values:
             raise errors.bad_request(f"Failed to parse request. Required attribute '{name}' not specified")

@@ -88,6 +88,18 @@ def test_nova_cli_secgroup_errors_are_upstreams(cloud, vm, web):
                          "no-such-group", "vm-refused", cloud=DEMO, check=False)
     assert refused.returncode != 0 and "(HTTP 400)" in refused.stderr
     assert "Unable to find security_group with name or id 'no-such-group'" in refused.stderr
+    # Another project's group is not one the demo project can name, by id or by name.
+    admin = cloud.sdk()
+    admins = admin.network.create_security_group(name=f"admins-{uuid.uuid4().hex[:6]}")
+    try:
+        for name_or_id in (admins.id, admins.name):
+            other_project = cloud.nova("boot", "--flavor", "m1.tiny", "--image", "kilonova-tiny", "--security-groups",
+                                       name_or_id, "vm-refused", cloud=DEMO, check=False)
+            assert f"Unable to find security_group with name or id '{name_or_id}'" in other_project.stderr
+            not_added = cloud.nova("add-secgroup", vm["id"], name_or_id, cloud=DEMO, check=False)
+            assert "(HTTP 404)" in not_added.stderr
+    finally:
+        admin.network.delete_security_group(admins)
 
 
 def test_server_os_security_groups(cloud, vm, web):
@@ -160,3 +172,30 @@ def test_os_security_groups_proxy_until_2_35(cloud):
         finally:
             assert compute.delete(f"/os-security-groups/{group['id']}", headers=PROXY).status_code == 202
         assert compute.get(f"/os-security-groups/{group['id']}", headers=PROXY).status_code == 404
+
+
+def test_bad_input_to_the_proxies_and_actions_is_a_400(cloud, vm):
+    with cloud.http("compute", DEMO) as compute:
+        default = next(g for g in compute.get("/os-security-groups", headers=PROXY).json()["security_groups"]
+                       if g["name"] == "default")["id"]
+        for body in (None, [], {"security_group": "x"}, {"security_group": {"name": 5, "description": "d"}},
+                     {"security_group": {"name": "no-description"}},
+                     {"security_group": {"name": "x" * 300, "description": ""}}):
+            response = compute.post("/os-security-groups", headers=PROXY, json=body)
+            assert response.status_code == 400, (body, response.text)
+        for rule in ({"parent_group_id": 5}, {"ip_protocol": 6, "from_port": 1, "to_port": 2},
+                     {"ip_protocol": "tcp", "from_port": [], "to_port": 2},
+                     {"ip_protocol": "tcp", "from_port": 1, "to_port": 2, "cidr": 5},
+                     {"ip_protocol": "tcp", "from_port": 1, "to_port": 2, "cidr": "10.0.0.0/0"},
+                     {"ip_protocol": "tcp", "from_port": 1, "to_port": 2, "cidr": "300.0.0.0/8"},
+                     {"ip_protocol": "tcp", "group_id": "not-a-uuid"},
+                     {"ip_protocol": "icmp", "from_port": 300, "to_port": 0},
+                     {"ip_protocol": "tcp", "from_port": 0, "to_port": 80}, {}):
+            response = compute.post("/os-security-group-rules", headers=PROXY,
+                                    json={"security_group_rule": {"parent_group_id": default, **rule}})
+            assert response.status_code == 400, (rule, response.text)
+        for body in ({"addSecurityGroup": None}, {"addSecurityGroup": {}}, {"addSecurityGroup": {"name": ""}},
+                     {"addSecurityGroup": {"name": 5}}, {"removeSecurityGroup": []},
+                     {"removeSecurityGroup": {"name": " "}}):
+            response = compute.post(f"/servers/{vm['id']}/action", json=body)
+            assert response.status_code == 400, (body, response.text)

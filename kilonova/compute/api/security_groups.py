@@ -212,6 +212,8 @@ def _cidr(value: Any) -> str:
     if not value:
         return ANY_CIDR
     try:
+        if not isinstance(value, str):
+            raise TypeError(value)
         ipaddress.ip_network(value, strict=False)
     except (TypeError, ValueError):
         raise HTTPError(400, f"{value} is not a valid IP network.") from None
