@@ -1,11 +1,11 @@
 """Live migration steps held or failed by the fake driver ([fake_driver] step_gates / fail_steps): an abort while the
-destination prepares (only from 2.65), a destination whose preparation fails, a delete while the destination
-prepares and one once the guest has moved, and the instance action with its events, through the real `openstack`
-CLI against a real `kilonova up`.
+destination prepares (only from 2.65), a destination whose preparation fails, a delete while the conductor checks
+the move, one while the destination prepares and one once the guest has moved, and the instance action with its
+events, through the real `openstack` CLI against a real `kilonova up`.
 
-Each destination's pre_live_migration and post_live_migration_at_destination wait at a gate the test opens (a file
-in the cloud's state directory), so whatever the test does while the destination holds happens then, however
-loaded the machine is."""
+The destination's check_can_live_migrate_destination, pre_live_migration and post_live_migration_at_destination
+wait at gates the test opens (files in the cloud's state directory), so whatever the test does while the
+destination holds happens then, however loaded the machine is."""
 from __future__ import annotations
 
 import shutil
@@ -19,12 +19,13 @@ from tests.functional.test_live_migration_cli import (allocations, message, migr
 FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
 PREPARE = "pre_live_migration"  # the gated steps
 SWITCH = "post_live_migration_at_destination"
+CHECK = "check_can_live_migrate_destination"  # gated too, its gate opened for each test's migration
 
 
 @pytest.fixture(scope="module")
 def steps_cloud():
     instance = new_cloud(hosts=3, config={"fake_driver": {
-        "fail_spawn_hosts": "", "live_migration_delay": "1", "step_gates": f"{PREPARE},{SWITCH}",
+        "fail_spawn_hosts": "", "live_migration_delay": "1", "step_gates": f"{PREPARE},{SWITCH},{CHECK}",
         "fail_steps": "pre_live_migration", "fail_step_hosts": "compute3"}})
     instance.start()
     yield instance
@@ -47,6 +48,7 @@ def close_gate(cloud, step: str = PREPARE) -> None:
 def on_compute1(steps_cloud):
     for step in (PREPARE, SWITCH):
         close_gate(steps_cloud, step)  # a gate an earlier test opened without a call taking it
+    open_gate(steps_cloud, CHECK)
     created = steps_cloud.openstack("--os-compute-api-version", "2.74", "server", "create", "--flavor", "m1.tiny",
                                     "--image", "kilonova-tiny", "--network", "private", "--host", "compute1", "--wait",
                                     "lm-steps", fmt_json=True)
@@ -55,7 +57,7 @@ def on_compute1(steps_cloud):
         yield created
     finally:
         under_way = {m["status"] for m in migrations(steps_cloud, created["id"])}
-        for status, step in (("preparing", PREPARE), ("post-migrating", SWITCH)):
+        for status, step in (("accepted", CHECK), ("preparing", PREPARE), ("post-migrating", SWITCH)):
             if status in under_way:
                 open_gate(steps_cloud, step)  # a test that failed with the destination held
         steps_cloud.openstack("server", "delete", "--wait", created["id"], check=False)
@@ -198,4 +200,26 @@ def test_a_server_deleted_once_its_guest_moved_is_removed_by_the_destination(ste
     assert allocations(cloud, uuid) == {} and allocations(cloud, ended["uuid"]) == {}
     assert f"{uuid} was deleted during its live migration: removing the guest it got on compute2" in \
         "".join(cloud.output)
+    cloud.audit()
+
+
+def test_a_server_deleted_while_the_conductor_checks_its_move_leaves_no_claim(steps_cloud, on_compute1):
+    """Deleted before the source has the migration (the destination's check held at its gate): the source deletes
+    it at once; the conductor's checks then fail and its undo gives nothing back to a server that is gone."""
+    cloud, uuid = steps_cloud, on_compute1["id"]
+    sdk = cloud.sdk()
+    sdk.compute.get_server(uuid)
+    close_gate(cloud, CHECK)
+    # From 2.34 the API does not wait for the checks.
+    with cloud.http("compute") as http:
+        started = http.post(f"/servers/{uuid}/action", json={"os-migrateLive": {
+            "host": "compute2", "block_migration": "auto"}}, headers={"OpenStack-API-Version": "compute 2.34"})
+    assert started.status_code == 202, started.text
+    record = wait_migration(cloud, uuid, ("accepted",))
+    sdk.compute.delete_server(uuid)
+    wait_for(lambda: cloud.openstack("server", "show", uuid, check=False).returncode != 0, timeout=30)
+    open_gate(cloud, CHECK)
+    ended = wait_migration(cloud, uuid, ("error", "completed", "cancelled"))
+    assert (ended["id"], ended["status"]) == (record["id"], "error")
+    assert allocations(cloud, uuid) == {} and allocations(cloud, ended["uuid"]) == {}
     cloud.audit()
