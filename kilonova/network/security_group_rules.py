@@ -17,18 +17,12 @@ def _port(name: str, value: Any) -> int | None:
     return sg_rules.port(value)
 
 
-def _address_group(name: str, value: Any) -> None:
-    if value is not None:
-        raise errors.bad_request("Address groups are not supported by this cloud: remote_address_group_id must "
-                                 "be null.")
-
-
 ATTRS = {
     "security_group_id": A.Attr(A.to_string), "direction": A.Attr(lambda _n, v: sg_rules.direction(v)),
     "ethertype": A.Attr(lambda _n, v: sg_rules.ethertype(v)), "protocol": A.Attr(lambda _n, v: sg_rules.protocol(v)),
     "port_range_min": A.Attr(_port), "port_range_max": A.Attr(_port),
     "remote_ip_prefix": A.Attr(lambda _n, v: sg_rules.remote_ip_prefix(v)),
-    "remote_group_id": A.Attr(lambda name, value: A.to_optional_string(name, value) or None), "remote_address_group_id": A.Attr(_address_group),
+    "remote_group_id": A.Attr(lambda name, value: A.to_optional_string(name, value) or None),
     "description": A.Attr(A.to_string), "project_id": A.Attr(A.to_string), "tenant_id": A.Attr(A.to_string),
 }
 REQUIRED = ("security_group_id", "direction")
@@ -40,7 +34,6 @@ def _new_rule(ctx, item: dict[str, Any]) -> dict[str, Any]:
     for name in REQUIRED:
         if name not in values:
             raise errors.bad_request(f"Failed to parse request. Required attribute '{name}' not specified")
-    values.pop("remote_address_group_id", None)
     rule = {"ethertype": "IPv4", "protocol": None, **values, "project_id": policy.project_for(ctx, values),
             "_given_prefix": given}
     rule.pop("tenant_id", None)

@@ -24,6 +24,11 @@ EXTENSIONS = {
                       "per project"),
     "security-group": ("security-group", "The security groups extension."),
     "stateful-security-group": ("Stateful security group", "Indicates if the security group is stateful or not"),
+    "security-groups-normalized-cidr": ("Security group rule normalized CIDR",
+                                        "A rule's remote prefix as the network it names (normalized_cidr)"),
+    "security-groups-rules-belongs-to-default-sg": ("Security group rule of a default group",
+                                                    "Whether a rule is in its project's default group"),
+    "security-groups-shared-filtering": ("Security group shared field", "Shows whether a group is shared"),
     "sorting": ("Sorting support", "Extension that indicates that sorting is enabled."),
     "standard-attr-description": ("standard-attr-description", "Extension to add descriptions to standard "
                                   "attributes"),

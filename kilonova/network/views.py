@@ -78,7 +78,7 @@ def security_group_rule(values: dict[str, Any]) -> dict[str, Any]:
         "port_range_min": values["port_range_min"], "port_range_max": values["port_range_max"],
         "remote_ip_prefix": values["remote_ip_prefix"],
         "normalized_cidr": normalized_cidr(values["remote_ip_prefix"]),
-        "remote_group_id": values["remote_group_id"], "remote_address_group_id": None,
+        "remote_group_id": values["remote_group_id"],
         "belongs_to_default_sg": values.get("belongs_to_default_sg", False),
         "description": values["description"], "created_at": timestamp(values["created_at"]),
         "updated_at": timestamp(values["updated_at"]), "revision_number": values["revision_number"],
