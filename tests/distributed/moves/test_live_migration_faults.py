@@ -9,8 +9,11 @@ migration there: the server is ACTIVE on exactly one host, its allocation on tha
 """
 from __future__ import annotations
 
-from tests.distributed.cluster import boot_on
-from tests.distributed.moves.moves import FLAVOR, STALL, delete, held, newest_migration as newest_of_kind, settled
+import time
+
+from tests.distributed.cluster import boot_on, wait_for
+from tests.distributed.moves.moves import FLAVOR, STALL, assert_audit_clean, delete, held, settled
+from tests.distributed.moves.moves import newest_migration as newest_of_kind
 from tests.distributed.moves.moves import wait_status as wait_status_of_kind
 
 
@@ -67,3 +70,39 @@ def test_destination_killed_the_moved_guest_is_the_destinations(cluster, api):
     audit = cluster.manage("placement", "audit", "--verbose", check=False)
     assert audit.returncode == 0, audit.stdout
     delete(cluster, api, uuid)
+
+
+def _gone(cluster, api, uuid: str, timeout: float) -> None:
+    wait_for(lambda: api.get(f"/servers/{uuid}").status_code == 404, timeout, "the server to be deleted", cluster)
+
+
+def test_a_delete_mid_copy_cuts_the_migration_short_across_processes(cluster, api):
+    """The delete reaches the source's process while its migration runs there: the copy (20 s) stops, the
+    server is gone in seconds, neither host keeps a claim."""
+    uuid = boot_on(cluster, api, "lm-a1", "lm-delete")
+    live_migrate(api, uuid, "lm-b1")
+    running = wait_status(cluster, api, uuid, ("running",), 30, "the migration to run")
+    started = time.monotonic()
+    assert api.delete(f"/servers/{uuid}").status_code == 204
+    _gone(cluster, api, uuid, 15)
+    assert time.monotonic() - started < 15
+    ended = newest_migration(api, uuid)
+    assert (ended["id"], ended["status"]) == (running["id"], "error")
+    assert held(cluster, uuid) == {} and held(cluster, running["uuid"]) == {}
+    assert_audit_clean(cluster)
+
+
+def test_a_delete_cutting_a_migration_short_survives_a_kill_of_the_source(cluster, api):
+    """kill -9 of the source right after the delete reached it: the stalled migration ends error, the delete is
+    finished (by the source when it is back, which gets the delete again), and nothing is left in Placement."""
+    uuid = boot_on(cluster, api, "lm-a1", "lm-delete-kill")
+    live_migrate(api, uuid, "lm-b1")
+    running = wait_status(cluster, api, uuid, ("running",), 30, "the migration to run")
+    assert api.delete(f"/servers/{uuid}").status_code == 204
+    cluster.processes["lm-a"].kill()
+    ended = wait_status(cluster, api, uuid, ("error",), STALL + 60, "the migration to end")
+    assert ended["id"] == running["id"]
+    cluster.restart("lm-a")
+    _gone(cluster, api, uuid, 90)
+    assert held(cluster, uuid) == {} and held(cluster, running["uuid"]) == {}
+    assert_audit_clean(cluster)
