@@ -209,6 +209,9 @@ async def test_ports_take_real_groups(api):
                             headers=ALICE)
     assert disable.status_code == 409
     assert disable.json()["NeutronError"]["type"] == "PortSecurityPortHasSecurityGroup"
+    stateless = await api.put(f"/v2.0/security-groups/{web['id']}", json={"security_group": {"stateful": False}},
+                              headers=ALICE)
+    assert stateless.status_code == 409 and stateless.json()["NeutronError"]["type"] == "SecurityGroupInUse"
     in_use = await api.delete(f"/v2.0/security-groups/{web['id']}", headers=ALICE)
     assert in_use.status_code == 409
     assert in_use.json()["NeutronError"] == {"type": "SecurityGroupInUse", "detail": "",

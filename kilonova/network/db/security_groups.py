@@ -190,10 +190,21 @@ def create_group(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     return get_group(session, _insert_group(session, values, default=False))
 
 
+def _in_use(session: Session, group_id: str) -> bool:
+    return session.execute(sa.select(_BINDINGS.c.port_id).where(_BINDINGS.c.security_group_id == group_id)
+                           ).first() is not None
+
+
+def _group_in_use(group_id: str) -> Exception:
+    return errors.fault(409, "SecurityGroupInUse", f"Security Group {group_id} in use.")
+
+
 def update_group(session: Session, group_id: str, values: dict[str, Any]) -> dict[str, Any]:
     group = _group_row(session, group_id)
     if "name" in values and default_group_id(session, group["project_id"]) == group_id:
         raise errors.fault(409, "SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
+    if values.get("stateful", group["stateful"]) != group["stateful"] and _in_use(session, group_id):
+        raise _group_in_use(group_id)  # its ports' filtering would change kind under them
     session.execute(_GROUPS.update().where(_GROUPS.c.id == group_id).values(
         **values, revision_number=group["revision_number"] + 1, updated_at=utcnow()))
     return get_group(session, group_id)
@@ -201,8 +212,8 @@ def update_group(session: Session, group_id: str, values: dict[str, Any]) -> dic
 
 def delete_group(session: Session, group_id: str, privileged: bool) -> None:
     group = _group_row(session, group_id)
-    if session.execute(sa.select(_BINDINGS.c.port_id).where(_BINDINGS.c.security_group_id == group_id)).first():
-        raise errors.fault(409, "SecurityGroupInUse", f"Security Group {group_id} in use.")
+    if _in_use(session, group_id):
+        raise _group_in_use(group_id)
     if default_group_id(session, group["project_id"]) == group_id and not privileged:
         raise errors.fault(409, "SecurityGroupCannotRemoveDefault",
                            "Insufficient rights for removing default security group.")
