@@ -4,46 +4,50 @@ import pytest
 
 from tests.cloud import SHARED_CLOUD_CONFIG, new_cloud
 
-# Tests that share one machine-wide resource run on one xdist worker, one after another
-# (scripts/test.sh runs the suite with `-n 2 --dist loadgroup`).
-# libvirtd and the guest image: the real-guest tests set the host up once and check what is left on it.
-# (Tests on the machine's RabbitMQ each use vhosts of their own, tests/libvirt/test_real_guest_moves.py too;
-# the one that stops its broker has a node of its own: they run anywhere.)
-_SHARED_RESOURCE_GROUPS = {
-    "libvirt": ["tests/libvirt/"],
-}
 # Modules (and packages of modules) whose tests share a deployment started for them: each stays on one worker,
 # so that its deployment starts once.
 _WHOLE_MODULES = "tests/distributed/"
 # Modules that start one deployment per database kind (test ids end in [postgresql] or [mysql]): one unit
 # of work per kind, so that the two deployments run on both workers at once.
 _ONE_UNIT_PER_DATABASE = ("tests/distributed/test_processes.py",)
+# Every other module is a unit of its own, the real-guest ones (tests/libvirt) too: each cloud, driver host and
+# second libvirtd keeps to names, subnets, domains and files of its own, and the machine is set up for real
+# guests by one process at a time (tests/libvirt/conftest.py). Tests on the machine's RabbitMQ each use vhosts
+# of their own; the one that stops its broker has a node of its own.
 
-
-def shared_resource_group(nodeid: str) -> str | None:
-    """The group of a test id (``tests/...py::name``), or None for a test that may run anywhere."""
-    path = nodeid.split("::", 1)[0]
-    for group, prefixes in _SHARED_RESOURCE_GROUPS.items():
-        if any(path == prefix or (prefix.endswith("/") and path.startswith(prefix)) for prefix in prefixes):
-            return group
-    return None
+# The units that take longest (rough seconds at load 2 on the 2-core reference machine, from CI runs' --durations),
+# handed out first: a long unit that starts last would leave one worker running it alone at the end.
+# The rest follow, those with most tests first (xdist's order). Rough figures are enough: only the order counts.
+# The real-guest lifecycle comes first: QEMU without KVM makes it the unit that grows most with the load
+# (92 s of its test at load 2, 515 s at load 10).
+_LONG_UNITS = {
+    "tests/libvirt/test_real_guest.py": 250,
+    "tests/distributed/moves": 200, "tests/functional/test_soft_delete_cli.py": 160,
+    "tests/distributed/faults": 150, "tests/distributed/test_processes.py[postgresql]": 150,
+    "tests/functional/test_shelve_cli.py": 150,
+    "tests/distributed/test_processes.py[mysql]": 120, "tests/functional/test_live_migration_cli.py": 120,
+    "tests/functional/test_evacuate_cli.py": 110, "tests/libvirt/test_lifecycle.py": 90,
+    "tests/libvirt/test_real_guest_moves.py": 90, "tests/distributed/test_evacuate.py": 80,
+    "tests/functional/test_aio.py": 80, "tests/libvirt/test_real_guest_lifecycle.py": 100,
+}
 
 
 def scheduling_unit(nodeid: str) -> str:
-    """What one worker runs together: a shared-resource group, a whole module or package right under
-    ``_WHOLE_MODULES``, or else the test's module (whose module-scoped cloud then starts on one worker only)."""
+    """What one worker runs together: a whole module or package right under ``_WHOLE_MODULES``, one database's
+    half of a module of ``_ONE_UNIT_PER_DATABASE``, or else the test's module (whose module-scoped cloud then
+    starts on one worker only)."""
     path = nodeid.split("::", 1)[0]
     if path in _ONE_UNIT_PER_DATABASE:
         return f"{path}[{'mysql' if nodeid.endswith('[mysql]') else 'postgresql'}]"
     if path.startswith(_WHOLE_MODULES):
         return "/".join(path.split("/")[:3])  # tests/distributed/<module or package>
-    return shared_resource_group(nodeid) or path
+    return path
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Load balancing where each shared-resource group, each module or package of ``_WHOLE_MODULES`` and each
-    other module is one unit of work (one worker runs it all).
+    """Load balancing where each module or package of ``_WHOLE_MODULES`` and each other module is one unit of
+    work (one worker runs it all), the longest units handed out first.
 
     xdist's own ``xdist_group`` marks do not group anything under pytest 9.2 (xdist renames
     ``item._nodeid``, which pytest no longer reads), so the groups are worked out from the test ids here.
@@ -52,11 +56,33 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class SharedResourceScheduling(LoadScopeScheduling):
+    class UnitScheduling(LoadScopeScheduling):
+        _ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             return scheduling_unit(nodeid)
 
-    return SharedResourceScheduling(config, log)
+        def _assign_work_unit(self, node) -> None:
+            if not self._ordered:  # the queue is complete by the first assignment
+                self._ordered = True
+                units = sorted(self.workqueue.items(), key=lambda unit: -_LONG_UNITS.get(unit[0], 0))  # stable
+                self.workqueue.clear()
+                self.workqueue.update(units)
+            super()._assign_work_unit(node)
+
+        def _reschedule(self, node) -> None:
+            """xdist gives a worker its next unit once 2 of its tests are left; here once 1 is: the unit then goes
+            to whichever worker is free first, even after a module whose last test is long. (A worker runs a
+            test once it knows the next one, so its last one waits for this assignment either way.)"""
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) <= 1:
+                self._assign_work_unit(node)
+
+    return UnitScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

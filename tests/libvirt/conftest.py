@@ -1,6 +1,8 @@
 """What every real-guest module shares: the machine prepared for real guests, and the guest built."""
 from __future__ import annotations
 
+import fcntl
+
 import pytest
 
 from tests.libvirt import hostsetup
@@ -8,8 +10,14 @@ from tests.libvirt import hostsetup
 
 @pytest.fixture(scope="module")
 def guest() -> hostsetup.Guest:
-    """hostsetup's tiny guest (the machine set up for it first); skips the module where that cannot be."""
+    """hostsetup's tiny guest (the machine set up for it first); skips the module where that cannot be.
+
+    Real-guest modules run on both xdist workers: one process at a time sets the machine up (two apt-gets,
+    two libvirtds starting, or two guest builds renaming over each other would fail)."""
     try:
-        return hostsetup.prepare()
-    except hostsetup.HostSetupError as exc:
+        hostsetup.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        with open(hostsetup.CACHE_DIR / "setup.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return hostsetup.prepare()
+    except (hostsetup.HostSetupError, OSError) as exc:
         pytest.skip(f"cannot run real guests here: {exc}")

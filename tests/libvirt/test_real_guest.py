@@ -309,8 +309,8 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     assert not Path("/run/netns", namespace).exists()
     assert not Path(cloud.state_dir, "instances", "_networks", network_id).exists()
     assert not any((b"dnsmasq" in p.read_bytes() or b"libvirt.metadata" in p.read_bytes())
-                   and network_id.encode() in p.read_bytes()
-                   for p in Path("/proc").glob("[0-9]*/cmdline") if _readable(p))
+                   and network_id.encode() in p.read_bytes() and str(cloud.state_dir).encode() in p.read_bytes()
+                   for p in Path("/proc").glob("[0-9]*/cmdline") if _readable(p))  # other clouds' have this id too
     allocations = os_("resource", "provider", "allocation", "show", uuid, fmt_json=True)
     assert allocations == []
     listed = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--uuid"], capture_output=True,
