@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.cloud import new_cloud
+from tests.cloud import new_cloud, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,17 @@ def action(cloud, uuid: str, body: dict, version: str = "2.1"):
     with cloud.http("compute") as compute:
         return compute.post(f"/servers/{uuid}/action", json=body,
                             headers={"OpenStack-API-Version": f"compute {version}"})
+
+
+def unrescue_event_finished(cloud, uuid: str) -> bool:
+    """Whether the host's compute_unrescue_instance event of the server's unrescue has ended."""
+    with cloud.http("compute") as compute:
+        headers = {"OpenStack-API-Version": "compute 2.51"}
+        actions = compute.get(f"/servers/{uuid}/os-instance-actions", headers=headers).json()["instanceActions"]
+        request = next(a["request_id"] for a in actions if a["action"] == "unrescue")
+        events = compute.get(f"/servers/{uuid}/os-instance-actions/{request}", headers=headers).json()[
+            "instanceAction"]["events"]
+    return any(e["event"] == "compute_unrescue_instance" and e["finish_time"] for e in events)
 
 
 def test_a_failed_rescue_leaves_the_server_in_error_with_a_fault(faulty):
@@ -86,7 +97,7 @@ def test_an_unrescue_its_host_never_reports_ends_in_error_at_its_deadline(faulty
     ended = faulty.wait_status(uuid, "ERROR", timeout=20)
     assert ended["OS-EXT-STS:task_state"] is None
     assert ended["fault"]["message"].startswith("The unrescue did not finish: its compute host did not report")
-    # the late report of the host does not undo that
-    time.sleep(8)
+    # the late report of the host (its unrescue event finishing, 8 s after it began) does not undo that
+    wait_for(lambda: unrescue_event_finished(faulty, uuid), "the host's late unrescue report", timeout=60)
     assert faulty.openstack("server", "show", uuid, fmt_json=True)["status"] == "ERROR"
     faulty.openstack("server", "delete", "--wait", uuid)
