@@ -108,6 +108,11 @@ _TABLE = (
            admin_only=True),
     # soft delete
     Action("restore", "restore", ("soft-delete",), "restoring", "restore_instance", instance_action="restore"),
+    # port interfaces (os-interface): no task state, as upstream's attach_interface / detach_interface
+    Action("attach_interface", "attach_interface", ("active", "paused", "stopped"), None, "attach_interface",
+           instance_action="attach_interface"),
+    Action("detach_interface", "detach_interface", ("active", "paused", "stopped"), None, "detach_interface",
+           instance_action="detach_interface"),
     # a force delete is a delete (upstream records "delete"): the delete path records it
     Action("forceDelete", "forceDelete", ANY, "deleting", "terminate_instance", task_states=ANY),
 )

@@ -43,6 +43,8 @@ COMPUTE = Interface("compute", [
                     "live_migration_force_complete", "live_migration_abort", "post_live_migration_at_destination",
                     "rollback_live_migration_at_destination", "external_instance_event",
                     "live_migration_whereabouts")),
+    Change("1.3", "attach_interface, detach_interface (os-interface: a port hot-plugged into, or out of, a server).",
+           methods=("attach_interface", "detach_interface")),
 ])
 
 CONDUCTOR = Interface("conductor", [
@@ -75,6 +77,7 @@ SERVICE_VERSIONS = (
     "1.0",  # 1: the first release (records written before versions were reported say 1)
     "1.1",  # 2: build deadlines
     "1.2",  # 3: the server lifecycle (resize, migrations, rebuild, shelve, rescue, ...)
+    "1.3",  # 4: port interfaces (attach_interface, detach_interface)
 )
 SERVICE_VERSION = len(SERVICE_VERSIONS)
 # The oldest compute service this release's API and conductor still write for (backports reach down to it).

@@ -53,6 +53,10 @@ class InstancePasswordSetFailed(Exception):
         super().__init__(f"Failed to set admin password on {uuid} because {reason}")
 
 
+class InterfaceAttachNotSupported(Exception):
+    """The driver cannot hot-plug ports (upstream's AttachInterfaceNotSupported)."""
+
+
 class ComputeDriver:
     hypervisor_type = "unknown"
     # Guests can change power state by themselves (a shutdown inside the guest, a crash):
@@ -174,6 +178,17 @@ class ComputeDriver:
 
     async def inject_network_info(self, instance: dict, network_info: list[dict]) -> None:
         """Hand the guest its (possibly changed) network configuration. A no-op where nothing is injected."""
+
+    # Ports can be hot-plugged into and out of its guests (os-interface); else both calls are refused.
+    supports_attach_interface = False
+
+    async def attach_interface(self, instance: dict, vif: dict) -> None:
+        """Plug the port ``vif`` (a network_info entry) into the guest, running or stopped."""
+        raise InterfaceAttachNotSupported(f"Attaching interfaces is not supported for instance {instance['uuid']}.")
+
+    async def detach_interface(self, instance: dict, vif: dict) -> None:
+        """Unplug the port ``vif`` from the guest."""
+        raise InterfaceAttachNotSupported(f"Detaching interfaces is not supported for instance {instance['uuid']}.")
 
     async def get_diagnostics(self, instance: dict) -> dict:
         """Diagnostics in the 2.48 format: state, driver, hypervisor, hypervisor_os, uptime, config_drive,

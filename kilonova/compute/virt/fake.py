@@ -364,6 +364,22 @@ class FakeDriver(ComputeDriver):
                        "ips": [ip["ip_address"] for ip in vif.get("fixed_ips", [])]} for vif in network_info]
         guest.log(f"network configuration injected: {sum(len(n['ips']) for n in guest.nics)} address(es)")
 
+    supports_attach_interface = True
+
+    async def attach_interface(self, instance, vif):
+        guest = self._guest(instance)
+        ips = [ip["ip_address"] for ip in vif.get("fixed_ips", [])]
+        guest.nics.append({"mac_address": vif.get("mac_address"), "ips": ips})
+        name = f"eth{len(guest.nics) - 1}"
+        guest.log(f"{name}: port {vif['port_id']} hot-plugged (mac {vif.get('mac_address')})")
+        for ip in ips:
+            guest.log(f"{name}: leased {ip} (mac {vif.get('mac_address')})")
+
+    async def detach_interface(self, instance, vif):
+        guest = self._guest(instance)
+        guest.nics = [nic for nic in guest.nics if nic["mac_address"] != vif.get("mac_address")]
+        guest.log(f"port {vif['port_id']} unplugged (mac {vif.get('mac_address')})")
+
     async def get_diagnostics(self, instance):
         """Upstream's 2.48 shape; the counters grow with the guest's uptime (``driver`` is one of upstream's
         HypervisorDriver values, none of which is "fake": upstream's fake driver says libvirt too)."""
