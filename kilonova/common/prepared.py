@@ -26,6 +26,7 @@ from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 # kept so that its id is not reused while it is registered.
 _PREPARED: dict[int, tuple[Any, tuple, dict]] = {}
 _MISSING = object()
+_MAX_FORMS = 64
 
 
 def prepared(statement: Any) -> Any:
@@ -87,7 +88,8 @@ def _form(statement: Any, expanding: tuple, forms: dict, params: dict, dialect: 
     try:
         return forms[key]
     except KeyError:
-        pass
+        if len(forms) >= _MAX_FORMS:
+            return None  # lists of ever new lengths: SQLAlchemy's cache is bounded, so is this
     compiled = statement.compile(dialect=dialect, column_keys=sorted(params))
     simple = dialect.paramstyle == "qmark" and not compiled.isinsert and not compiled.update_prefetch \
         and not compiled.effective_returning \

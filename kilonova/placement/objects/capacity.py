@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.placement.objects.models import (Aggregate, Allocation, Inventory, ProviderAggregate, ProviderTrait,
                                                ResourceProvider)
 
@@ -141,6 +142,21 @@ _FINGERPRINT = sa.select(
     sa.func.max(_rp.updated_at), sa.func.max(_rp.created_at))
 _PROVIDER_ROWS = sa.select(_rp.id, _rp.uuid, _rp.generation, _rp.usage_serial, _rp.parent_provider_id,
                            _rp.root_provider_id)
+# What a provider's record is read from (all providers, or those whose id is in ``ids``): after every
+# claim a search re-reads the providers it changed.
+_INVENTORY_ROWS = sa.select(Inventory.resource_provider_id, Inventory.resource_class_id, Inventory.total,
+                            Inventory.reserved, Inventory.min_unit, Inventory.max_unit, Inventory.step_size,
+                            Inventory.allocation_ratio)
+_USAGE_ROWS = (sa.select(Allocation.resource_provider_id, Allocation.resource_class_id, sa.func.sum(Allocation.used))
+               .group_by(Allocation.resource_provider_id, Allocation.resource_class_id))
+_TRAIT_ROWS = sa.select(ProviderTrait.resource_provider_id, ProviderTrait.trait_id)
+_AGGREGATE_ROWS = (sa.select(ProviderAggregate.resource_provider_id, Aggregate.uuid)
+                   .join(Aggregate, Aggregate.id == ProviderAggregate.aggregate_id))
+_ALL = (_INVENTORY_ROWS, _USAGE_ROWS, _TRAIT_ROWS, _AGGREGATE_ROWS)
+_OF = tuple(query.where(column.in_(sa.bindparam("ids", expanding=True))) for query, column in zip(_ALL, (
+    Inventory.resource_provider_id, Allocation.resource_provider_id, ProviderTrait.resource_provider_id,
+    ProviderAggregate.resource_provider_id)))
+prepare(_FINGERPRINT, _PROVIDER_ROWS, *_ALL, *_OF)  # on SQLite's cursor (kilonova/common/prepared.py)
 
 
 class Index:
@@ -150,14 +166,13 @@ class Index:
         self.view = View()
 
     def refresh(self, session: Session, sharing_trait: int | None) -> View:
-        conn = session.connection()
         local = _writes.get(_key(session.get_bind().engine.url), 0)
-        fingerprint = (local,) + tuple(conn.execute(_FINGERPRINT).one())
+        fingerprint = (local,) + tuple(session.execute(_FINGERPRINT).one())
         with self.lock:
             old = self.view
             if fingerprint == self.fingerprint and sharing_trait == old.sharing_trait:
                 return old
-            rows = conn.execute(_PROVIDER_ROWS).all()
+            rows = session.execute(_PROVIDER_ROWS).all()
             providers: dict[int, Provider] = {}
             changed: list[int] = []
             for rp_id, uuid, generation, serial, parent, root in rows:
@@ -169,7 +184,7 @@ class Index:
                     providers[rp_id] = Provider(rp_id, uuid, parent, root or rp_id, generation, serial)
                     changed.append(rp_id)
             if changed:
-                _load(conn, providers, changed, everything=len(changed) == len(providers))
+                _load(session, providers, changed, everything=len(changed) == len(providers))
             view = View(providers=providers, sharing_trait=sharing_trait)
             for provider in providers.values():
                 for rc in provider.inventory:
@@ -189,41 +204,30 @@ class Index:
             return view
 
 
-def _load(conn, providers: dict[int, Provider], ids: list[int], everything: bool) -> None:
+def _load(session: Session, providers: dict[int, Provider], ids: list[int], everything: bool) -> None:
     """Read inventories, usages, traits and aggregates of ``ids`` into their (new) Provider objects."""
-    inv = sa.select(Inventory.resource_provider_id, Inventory.resource_class_id, Inventory.total,
-                    Inventory.reserved, Inventory.min_unit, Inventory.max_unit, Inventory.step_size,
-                    Inventory.allocation_ratio)
-    used = (sa.select(Allocation.resource_provider_id, Allocation.resource_class_id, sa.func.sum(Allocation.used))
-            .group_by(Allocation.resource_provider_id, Allocation.resource_class_id))
-    traits = sa.select(ProviderTrait.resource_provider_id, ProviderTrait.trait_id)
-    aggs = (sa.select(ProviderAggregate.resource_provider_id, Aggregate.uuid)
-            .join(Aggregate, Aggregate.id == ProviderAggregate.aggregate_id))
     chunks = [None] if everything else list(_chunks(ids, 2000))
     wanted = set(ids)
     for chunk in chunks:
-        queries = [inv, used, traits, aggs]
-        if chunk is not None:
-            queries = [inv.where(Inventory.resource_provider_id.in_(chunk)),
-                       used.where(Allocation.resource_provider_id.in_(chunk)),
-                       traits.where(ProviderTrait.resource_provider_id.in_(chunk)),
-                       aggs.where(ProviderAggregate.resource_provider_id.in_(chunk))]
-        for rp_id, rc_id, total, reserved, min_unit, max_unit, step, ratio in conn.execute(queries[0]):
+        def rows(which: int, chunk=chunk):
+            return session.execute(_ALL[which]) if chunk is None else session.execute(_OF[which], {"ids": chunk})
+
+        for rp_id, rc_id, total, reserved, min_unit, max_unit, step, ratio in rows(0):
             if rp_id in wanted:
                 providers[rp_id].inventory[rc_id] = Record(total, reserved, min_unit, max_unit, step, ratio)
-        for rp_id, rc_id, amount in conn.execute(queries[1]):
+        for rp_id, rc_id, amount in rows(1):
             if rp_id in wanted:
                 record = providers[rp_id].inventory.get(rc_id)
                 if record is not None:
                     record.used = int(amount or 0)
         trait_sets: dict[int, set[int]] = {}
-        for rp_id, trait_id in conn.execute(queries[2]):
+        for rp_id, trait_id in rows(2):
             if rp_id in wanted:
                 trait_sets.setdefault(rp_id, set()).add(trait_id)
         for rp_id, found in trait_sets.items():
             providers[rp_id].traits = frozenset(found)
         agg_sets: dict[int, set[str]] = {}
-        for rp_id, agg in conn.execute(queries[3]):
+        for rp_id, agg in rows(3):
             if rp_id in wanted:
                 agg_sets.setdefault(rp_id, set()).add(agg)
         for rp_id, found in agg_sets.items():
