@@ -91,6 +91,9 @@ async def test_extra_specs(api):
     assert (await api.get("/flavors/1/os-extra_specs", token="demo-token")).json() == {
         "extra_specs": {"hw:cpu_policy": "shared", "n": "2"}}
     assert (await api.get("/flavors/1/os-extra_specs/n")).json() == {"n": "2"}
+    shown = (await api.get("/flavors/1", version="2.61", token="demo-token")).json()["flavor"]
+    assert list(shown["extra_specs"].items()) == [("hw:cpu_policy", "shared"), ("n", "2")]
+    assert "extra_specs" not in (await api.get("/flavors/1", version="2.60")).json()["flavor"]
     assert (await api.put("/flavors/1/os-extra_specs/n", {"n": "3"})).json() == {"n": "3"}
     assert (await api.put("/flavors/1/os-extra_specs/n", {"m": "3"})).status_code == 400
     assert (await api.put("/flavors/1/os-extra_specs/n", {"n": "3", "m": "1"})).status_code == 400

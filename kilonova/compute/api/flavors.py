@@ -136,17 +136,17 @@ async def list_flavors_detail(request: Request):
     return await _list(request, _detail, "flavors/detail")
 
 
-async def _get(request: Request, flavor_id: str):
+async def _get(request: Request, flavor_id: str, read=flavors.get_by_flavorid):
     ctx = request.state.context
     try:
-        return await compute_api(request).api_db.read(flavors.get_by_flavorid, flavor_id,
-                                                      project_id=ctx.project_id, is_admin=ctx.is_admin)
+        return await compute_api(request).api_db.read(read, flavor_id, project_id=ctx.project_id,
+                                                      is_admin=ctx.is_admin)
     except NotFound:
         raise HTTPError(404, f"Flavor {flavor_id} could not be found.") from None
 
 
 async def show_flavor(request: Request, flavor_id: str):
-    return json_response({"flavor": _detail(request, await _get(request, flavor_id))})
+    return json_response({"flavor": _detail(request, await _get(request, flavor_id, flavors.view_by_flavorid))})
 
 
 def _int_field(value: Any, name: str, minimum: int) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.api_models import Flavor, FlavorExtraSpec, FlavorProject
 
 # Upstream's default flavors: (name, flavorid, vcpus, memory_mb, root_gb).
@@ -52,6 +54,35 @@ def get_by_flavorid(session: Session, flavorid: str, *, project_id: str | None =
     if flavor is None:
         raise NotFound(f"Flavor {flavorid} could not be found.")
     return flavor
+
+
+_FLAVORS = Flavor.__table__
+_SPECS = FlavorExtraSpec.__table__
+_BY_FLAVORID = sa.select(*_FLAVORS.c).where(_FLAVORS.c.flavorid == sa.bindparam("flavorid"))
+_PUBLIC_BY_FLAVORID = _BY_FLAVORID.where(_FLAVORS.c.is_public.is_(True))
+_VISIBLE_BY_FLAVORID = _BY_FLAVORID.where(sa.or_(_FLAVORS.c.is_public.is_(True), sa.exists().where(
+    FlavorProject.__table__.c.flavor_id == _FLAVORS.c.id,
+    FlavorProject.__table__.c.project_id == sa.bindparam("project_id"))))
+# As the relationship's loader reads them (same rows, same order).
+_SPECS_OF = sa.select(*_SPECS.c).where(_SPECS.c.flavor_id.in_(sa.bindparam("flavor_ids", expanding=True)))
+prepare(_BY_FLAVORID, _PUBLIC_BY_FLAVORID, _VISIBLE_BY_FLAVORID, _SPECS_OF)
+
+
+def view_by_flavorid(session: Session, flavorid: str, *, project_id: str | None = None,
+                     is_admin: bool = True) -> SimpleNamespace:
+    """``get_by_flavorid`` read-only, for showing it: its columns and ``extra_specs`` (items with key and
+    value) as attributes of plain objects, no ORM unit of work (every client's resize reads its flavor)."""
+    params = {"flavorid": str(flavorid)}
+    statement = _BY_FLAVORID
+    if not is_admin:
+        statement = _PUBLIC_BY_FLAVORID if project_id is None else _VISIBLE_BY_FLAVORID
+        if project_id is not None:
+            params["project_id"] = project_id
+    row = session.execute(statement, params).mappings().first()
+    if row is None:
+        raise NotFound(f"Flavor {flavorid} could not be found.")
+    specs = session.execute(_SPECS_OF, {"flavor_ids": [row["id"]]}).mappings()
+    return SimpleNamespace(**row, extra_specs=[SimpleNamespace(**spec) for spec in specs])
 
 
 _ROW_ID = sa.select(Flavor.__table__.c.id).where(Flavor.__table__.c.flavorid == sa.bindparam("flavorid"))

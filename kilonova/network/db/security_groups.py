@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepared
 from kilonova.network import errors, sg_rules
 from kilonova.network.db import quota_limits
 from kilonova.network.models import (DefaultSecurityGroup, SecurityGroup, SecurityGroupPortBinding,
@@ -253,13 +254,16 @@ def delete_rule(session: Session, rule_id: str) -> None:
 
 # ------------------------------------------------------------------------------------------ ports
 
+# Every read of a port (each move rebinds the server's ports) reads its groups: built once.
+_GROUPS_OF_PORTS = prepared(sa.select(_BINDINGS.c.port_id, _BINDINGS.c.security_group_id).where(
+    _BINDINGS.c.port_id.in_(sa.bindparam("port_ids", expanding=True))).order_by(_BINDINGS.c.security_group_id))
+
+
 def groups_of_ports(session: Session, port_ids: Iterable[str]) -> dict[str, list[str]]:
     ids = list(port_ids)
     found: dict[str, list[str]] = {port_id: [] for port_id in ids}
     if ids:
-        query = sa.select(_BINDINGS.c.port_id, _BINDINGS.c.security_group_id).where(_BINDINGS.c.port_id.in_(ids)) \
-            .order_by(_BINDINGS.c.security_group_id)
-        for port_id, group_id in session.execute(query):
+        for port_id, group_id in session.execute(_GROUPS_OF_PORTS, {"port_ids": ids}):
             found[port_id].append(group_id)
     return found
 
