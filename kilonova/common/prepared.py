@@ -10,7 +10,7 @@ scalars, ``rowcount``) with the column types converted as SQLAlchemy would, and 
 as SQLAlchemy's own exception class.
 
 Anything SQLAlchemy would have to do more for -- an INSERT (its defaults and new key), Python-side
-column defaults, expanding ``IN`` parameters, ``RETURNING``, several parameter sets -- runs through
+column defaults, literal-execute parameters, several parameter sets -- runs through
 SQLAlchemy as before, as does every statement on PostgreSQL and MariaDB and every statement of a
 transaction that has opened an ORM session (which may have changes to flush first).
 """
@@ -92,7 +92,6 @@ def _form(statement: Any, expanding: tuple, forms: dict, params: dict, dialect: 
             return None  # lists of ever new lengths: SQLAlchemy's cache is bounded, so is this
     compiled = statement.compile(dialect=dialect, column_keys=sorted(params))
     simple = dialect.paramstyle == "qmark" and not compiled.isinsert and not compiled.update_prefetch \
-        and not compiled.effective_returning \
         and not compiled.literal_execute_params and compiled.positiontup is not None \
         and all(bind.callable is None for bind in compiled.binds.values()) \
         and {bind.key for bind in compiled.post_compile_params} == set(expanding) \

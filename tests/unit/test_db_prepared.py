@@ -21,7 +21,8 @@ _BY_NAME = sa.select(_T.c.id, _T.c.name.label("label"), _T.c.state, _T.c.flag, _
 _IN_STATES = sa.select(_T.c.name).where(_T.c.state.in_(sa.bindparam("states", expanding=True))).order_by(_T.c.id)
 _UPDATE = _T.update().where(_T.c.id == sa.bindparam("row_id"))  # SET: the params
 _GUARDED = _UPDATE.where(sa.or_(_T.c.state.in_(sa.bindparam("expected", expanding=True)), _T.c.state.is_(None)))
-_STATEMENTS = (_BY_NAME, _IN_STATES, _UPDATE, _GUARDED)
+_DELETE_RETURNING = _T.delete().where(_T.c.state.in_(sa.bindparam("states", expanding=True))).returning(_T.c.at)
+_STATEMENTS = (_BY_NAME, _IN_STATES, _UPDATE, _GUARDED, _DELETE_RETURNING)
 _WHEN = datetime(2026, 12, 6, 18, 30, 1, 123456)
 
 
@@ -80,11 +81,13 @@ def test_updates_convert_their_values_and_count_their_rows(tmp_path):
                   session.execute(_GUARDED, {"row_id": 1, "expected": ["down"], "state": "x"}).rowcount,
                   session.execute(_GUARDED, {"row_id": 1, "expected": ["down", "up"], "state": "x"}).rowcount,
                   session.execute(_GUARDED, {"row_id": 2, "expected": [], "data": None}).rowcount]
-        return counts, [tuple(row) for row in session.execute(sa.select(_T).order_by(_T.c.id))]
+        rows = [tuple(row) for row in session.execute(sa.select(_T).order_by(_T.c.id))]
+        return counts, rows, session.scalars(_DELETE_RETURNING, {"states": ["x", "down"]}).all()
 
     plain, fast = _both(tmp_path, write)
     assert fast == plain
     assert fast[0] == [1, 0, 1, 1]
+    assert fast[2] == [_WHEN, None]
 
 
 def test_errors_are_sqlalchemys_and_missing_parameters_fall_back_to_its_message(db):

@@ -22,7 +22,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from kilonova.common.prepared import prepare
+from kilonova.common.prepared import prepare, prepared
 from kilonova.placement.objects import consumers as consumers_mod
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import resource_classes as rcs
@@ -55,7 +55,7 @@ _BUMP_GENERATION = _PROVIDERS.update().where(
     _PROVIDERS.c.id == sa.bindparam("rp_id"), _PROVIDERS.c.generation == sa.bindparam("seen")
 ).values(generation=sa.bindparam("next"), updated_at=sa.bindparam("now"))
 prepare(_CONSUMER_ROWS, _PROVIDERS_BY_UUID, _PROVIDERS_BY_ID, _DELETE_FOR_CONSUMERS, _PROVIDERS_OF_CONSUMERS,
-        _USAGE_CHANGED, _BUMP_GENERATION)  # on SQLite's cursor: every claim and swap
+        _DELETE_RETURNING, _USAGE_CHANGED, _BUMP_GENERATION)  # on SQLite's cursor: every claim and swap
 
 
 def replace(session: Session, requests: list[ConsumerRequest]) -> None:
@@ -137,7 +137,7 @@ def _inventories_with_usage():
                    inv.resource_class_id.in_(sa.bindparam("rc_ids", expanding=True))))
 
 
-_INVENTORIES_WITH_USAGE = _inventories_with_usage()
+_INVENTORIES_WITH_USAGE = prepared(_inventories_with_usage())
 
 
 def _check_capacity(session: Session, requests: list[ConsumerRequest], providers: dict,
