@@ -193,6 +193,7 @@ def member_to_dict(member: ImageMember) -> dict[str, Any]:
 # Every server boot's image read asks for its members too: a table-level statement built once.
 _MEMBER_ROWS = sa.select(ImageMember.__table__.c.member, ImageMember.__table__.c.status).where(
     ImageMember.__table__.c.image_id == sa.bindparam("image_id"))
+prepare(_MEMBER_ROWS)
 
 
 def members(session: Session, image_id: str) -> dict[str, str]:

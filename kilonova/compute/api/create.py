@@ -13,7 +13,6 @@ import uuid as uuidlib
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.requests import Request
 
 from kilonova.common.context import RequestContext
@@ -22,8 +21,7 @@ from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
 from kilonova.compute.api.microversions import want
 from kilonova.compute.cells import CellDown
-from kilonova.compute.db import build_requests, keypairs, quotas
-from kilonova.compute.db.api_models import Flavor, FlavorExtraSpec, FlavorProject
+from kilonova.compute.db import build_requests, flavors, keypairs, quotas
 
 GiB = 1024 ** 3
 # The true values of upstream's boolean parameter type (config_drive), lowered.
@@ -49,37 +47,16 @@ async def load_flavor(svc, ctx: RequestContext, flavor_ref: str) -> dict[str, An
     return flavor
 
 
-# Every create reads its flavor: plain rows from statements built once (flavors.snapshot's fields,
-# with flavors.get_by_flavorid's visibility rule), not ORM objects with their relationships.
-_FLAVORS = Flavor.__table__
-_FLAVOR_ROW = sa.select(*(_FLAVORS.c[name] for name in (
-    "id", "flavorid", "name", "vcpus", "memory_mb", "root_gb", "ephemeral_gb", "swap", "rxtx_factor",
-    "vcpu_weight", "is_public", "disabled", "description"))).where(_FLAVORS.c.flavorid == sa.bindparam("flavorid"))
-_PUBLIC_FLAVOR_ROW = _FLAVOR_ROW.where(_FLAVORS.c.is_public.is_(True))
-_VISIBLE_FLAVOR_ROW = _FLAVOR_ROW.where(sa.or_(_FLAVORS.c.is_public.is_(True), sa.exists().where(
-    FlavorProject.__table__.c.flavor_id == _FLAVORS.c.id,
-    FlavorProject.__table__.c.project_id == sa.bindparam("project_id"))))
-_EXTRA_SPECS = sa.select(FlavorExtraSpec.__table__.c.key, FlavorExtraSpec.__table__.c.value).where(
-    FlavorExtraSpec.__table__.c.flavor_id == sa.bindparam("flavor_id"))
-
-
 def _flavor_snapshot(session, ctx: RequestContext, flavorid: str) -> dict[str, Any] | None:
     """What the instance records of its flavor (as ``flavors.snapshot``); None when not visible."""
-    params = {"flavorid": flavorid}
-    if ctx.is_admin:
-        statement = _FLAVOR_ROW
-    elif ctx.project_id is None:
-        statement = _PUBLIC_FLAVOR_ROW
-    else:
-        statement, params["project_id"] = _VISIBLE_FLAVOR_ROW, ctx.project_id
-    row = session.execute(statement, params).first()
+    row = flavors.visible_row(session, flavorid, project_id=ctx.project_id, is_admin=ctx.is_admin)
     if row is None:
         return None
     snapshot = {"id": row.flavorid, "name": row.name, "vcpus": row.vcpus, "memory_mb": row.memory_mb,
                 "root_gb": row.root_gb, "ephemeral_gb": row.ephemeral_gb, "swap": row.swap,
                 "rxtx_factor": row.rxtx_factor, "vcpu_weight": row.vcpu_weight, "is_public": row.is_public,
                 "disabled": row.disabled, "description": row.description}
-    snapshot["extra_specs"] = dict(session.execute(_EXTRA_SPECS, {"flavor_id": row.id}).all())
+    snapshot["extra_specs"] = flavors.extra_specs(session, row.id)
     return snapshot
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.compute.db import mappings
 from kilonova.compute.db.api_models import BuildRequest, RequestSpec
 
@@ -70,6 +71,7 @@ def usage(session: Session, project_id: str) -> dict[str, int]:
 # Every move and unshelve reads the server's request spec: a statement built once, no ORM object.
 _SPEC = sa.select(RequestSpec.__table__.c.spec).where(
     RequestSpec.__table__.c.instance_uuid == sa.bindparam("instance_uuid"))
+prepare(_ROW, _DELETE, _OF_PROJECT, _PENDING, _SPEC)  # on SQLite's cursor
 
 
 def get_spec(session: Session, instance_uuid: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.db import NotFound
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.cell_models import ComputeNode, Service
 
 FIELDS = ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "host_ip", "vcpus", "memory_mb",
@@ -68,6 +69,7 @@ _NODE_OF_HOST = (
     .outerjoin(_SERVICES, sa.and_(_SERVICES.c.host == _NODES.c.host, _SERVICES.c.binary == "nova-compute",
                                   _SERVICES.c.deleted == 0))
     .where(_NODES.c.deleted == 0, _NODES.c.host == sa.bindparam("host")).order_by(_NODES.c.id).limit(1))
+prepare(_NODE_OF_HOST)  # on SQLite's cursor
 
 
 def node_of_host(session: Session, host: str) -> sa.Row | None:

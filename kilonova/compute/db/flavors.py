@@ -56,33 +56,47 @@ def get_by_flavorid(session: Session, flavorid: str, *, project_id: str | None =
     return flavor
 
 
+# Every create and every show of a flavor reads it: plain rows from statements built once (the columns
+# ``snapshot`` and the API's view need), with ``get_by_flavorid``'s visibility rule; no ORM unit of work.
 _FLAVORS = Flavor.__table__
-_SPECS = FlavorExtraSpec.__table__
-_BY_FLAVORID = sa.select(*_FLAVORS.c).where(_FLAVORS.c.flavorid == sa.bindparam("flavorid"))
-_PUBLIC_BY_FLAVORID = _BY_FLAVORID.where(_FLAVORS.c.is_public.is_(True))
-_VISIBLE_BY_FLAVORID = _BY_FLAVORID.where(sa.or_(_FLAVORS.c.is_public.is_(True), sa.exists().where(
+_ROW = sa.select(*(_FLAVORS.c[name] for name in (
+    "id", "flavorid", "name", "vcpus", "memory_mb", "root_gb", "ephemeral_gb", "swap", "rxtx_factor",
+    "vcpu_weight", "is_public", "disabled", "description"))).where(_FLAVORS.c.flavorid == sa.bindparam("flavorid"))
+_PUBLIC_ROW = _ROW.where(_FLAVORS.c.is_public.is_(True))
+_VISIBLE_ROW = _ROW.where(sa.or_(_FLAVORS.c.is_public.is_(True), sa.exists().where(
     FlavorProject.__table__.c.flavor_id == _FLAVORS.c.id,
     FlavorProject.__table__.c.project_id == sa.bindparam("project_id"))))
-# As the relationship's loader reads them (same rows, same order).
-_SPECS_OF = sa.select(*_SPECS.c).where(_SPECS.c.flavor_id.in_(sa.bindparam("flavor_ids", expanding=True)))
-prepare(_BY_FLAVORID, _PUBLIC_BY_FLAVORID, _VISIBLE_BY_FLAVORID, _SPECS_OF)
+_EXTRA_SPECS = sa.select(FlavorExtraSpec.__table__.c.key, FlavorExtraSpec.__table__.c.value).where(
+    FlavorExtraSpec.__table__.c.flavor_id == sa.bindparam("flavor_id"))
+prepare(_ROW, _PUBLIC_ROW, _VISIBLE_ROW, _EXTRA_SPECS)
+
+
+def visible_row(session: Session, flavorid: str, *, project_id: str | None = None,
+                is_admin: bool = True) -> sa.Row | None:
+    """The flavor's row (the columns above) when the caller may see it, as ``get_by_flavorid`` decides."""
+    params = {"flavorid": str(flavorid)}
+    if is_admin:
+        statement = _ROW
+    elif project_id is None:
+        statement = _PUBLIC_ROW
+    else:
+        statement, params["project_id"] = _VISIBLE_ROW, project_id
+    return session.execute(statement, params).first()
+
+
+def extra_specs(session: Session, row_id: int) -> dict[str, str]:
+    return dict(session.execute(_EXTRA_SPECS, {"flavor_id": row_id}).all())
 
 
 def view_by_flavorid(session: Session, flavorid: str, *, project_id: str | None = None,
                      is_admin: bool = True) -> SimpleNamespace:
-    """``get_by_flavorid`` read-only, for showing it: its columns and ``extra_specs`` (items with key and
-    value) as attributes of plain objects, no ORM unit of work (every client's resize reads its flavor)."""
-    params = {"flavorid": str(flavorid)}
-    statement = _BY_FLAVORID
-    if not is_admin:
-        statement = _PUBLIC_BY_FLAVORID if project_id is None else _VISIBLE_BY_FLAVORID
-        if project_id is not None:
-            params["project_id"] = project_id
-    row = session.execute(statement, params).mappings().first()
+    """``get_by_flavorid`` read-only, for showing it: the row's columns and ``extra_specs`` (items with key and
+    value) as attributes of plain objects."""
+    row = visible_row(session, flavorid, project_id=project_id, is_admin=is_admin)
     if row is None:
         raise NotFound(f"Flavor {flavorid} could not be found.")
-    specs = session.execute(_SPECS_OF, {"flavor_ids": [row["id"]]}).mappings()
-    return SimpleNamespace(**row, extra_specs=[SimpleNamespace(**spec) for spec in specs])
+    specs = [SimpleNamespace(key=key, value=value) for key, value in extra_specs(session, row.id).items()]
+    return SimpleNamespace(**row._asdict(), extra_specs=specs)
 
 
 _ROW_ID = sa.select(Flavor.__table__.c.id).where(Flavor.__table__.c.flavorid == sa.bindparam("flavorid"))

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.cell_models import ComputeNode, Service
 
 
@@ -20,6 +21,7 @@ _HOSTS = (sa.select(_NODES.c.uuid, _NODES.c.host, _NODES.c.hypervisor_hostname, 
                                    _SERVICES.c.deleted == 0))
           .where(_NODES.c.deleted == 0))
 _HOSTS_OF = _HOSTS.where(_NODES.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
+prepare(_HOSTS, _HOSTS_OF)  # on SQLite's cursor: every scheduling
 
 
 def compute_hosts(session: Session, down_time: float, uuids: list[str] | None = None) -> list[dict[str, Any]]:

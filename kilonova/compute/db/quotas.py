@@ -6,6 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.api_models import Quota
 from kilonova.compute.db.cell_models import Instance
 
@@ -39,6 +40,7 @@ _USAGE = sa.select(sa.func.count(_INSTANCES.c.id), sa.func.coalesce(sa.func.sum(
                    sa.func.coalesce(sa.func.sum(_INSTANCES.c.memory_mb), 0)).where(
     _INSTANCES.c.project_id == sa.bindparam("project_id"), _INSTANCES.c.deleted == 0,
     _INSTANCES.c.vm_state != "soft-delete")  # as upstream: a restore counts it again (and may be refused)
+prepare(_OVERRIDES, _USAGE)  # on SQLite's cursor: every create and upsize
 
 
 def get_overrides(session: Session, project_id: str) -> dict[str, int]:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.cell_models import ComputeNode, Instance, Service
 
 UPDATABLE = ("disabled", "disabled_reason", "forced_down")
@@ -111,6 +112,7 @@ _SERVICES = Service.__table__
 _LIVENESS = sa.select(_SERVICES.c.forced_down, _SERVICES.c.last_seen_up, _SERVICES.c.updated_at,
                       _SERVICES.c.created_at).where(_SERVICES.c.host == sa.bindparam("host"),
                                                     _SERVICES.c.binary == "nova-compute", _SERVICES.c.deleted == 0)
+prepare(_LIVENESS)  # on SQLite's cursor
 
 
 def compute_is_up(session: Session, host: str, down_time: float) -> bool:

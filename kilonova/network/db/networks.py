@@ -6,6 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.network import errors
 from kilonova.network.models import Network, Port, Subnet, utcnow
 
@@ -40,6 +41,7 @@ _ROW = sa.select(*(Network.__table__.c[column] for column in COLUMNS)).where(
     Network.__table__.c.id == sa.bindparam("network_id"))
 _SUBNET_IDS = sa.select(Subnet.__table__.c.id).where(Subnet.__table__.c.network_id == sa.bindparam("network_id")
                                                      ).order_by(Subnet.__table__.c.created_at, Subnet.__table__.c.id)
+prepare(_ROW, _SUBNET_IDS)  # on SQLite's cursor
 
 
 def get(session: Session, network_id: str) -> dict[str, Any]:
