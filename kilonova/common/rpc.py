@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from typing import Any, Protocol
 
@@ -72,6 +73,7 @@ def redelivered() -> bool:
     return _redelivered.get()
 
 
+@functools.lru_cache(maxsize=256)  # every message's version is checked against its receiver's
 def parse_version(text: str) -> tuple[int, int]:
     """ "X.Y" -> (X, Y); ValueError for anything else."""
     major, dot, minor = str(text).strip().partition(".")

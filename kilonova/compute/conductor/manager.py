@@ -43,16 +43,24 @@ class ConductorManager:
         self._parts = (BuildFlow(self), StuckDeletes(self), AgentReports(self))
 
     def __getattr__(self, name: str):
-        """An RPC method (or reconcile pass) of one of the parts, or of a task module."""
+        """An RPC method (or reconcile pass) of one of the parts, or of a task module (found once per name:
+        every RPC message looks its method up)."""
         if name.startswith("_"):
             raise AttributeError(name)
+        found = self.__dict__.setdefault("_remote", {}).get(name)
+        if found is not None:
+            return found
         for part in self.__dict__.get("_parts", ()):
             if asyncio.iscoroutinefunction(getattr(type(part), name, None)):
-                return getattr(part, name)
-        task = tasks.REMOTE.get(name)
-        if task is not None:
-            return functools.partial(task, self)
-        raise AttributeError(f"{type(self).__name__} has no attribute {name}")
+                found = getattr(part, name)
+                break
+        else:
+            task = tasks.REMOTE.get(name)
+            if task is None:
+                raise AttributeError(f"{type(self).__name__} has no attribute {name}")
+            found = functools.partial(task, self)
+        self._remote[name] = found
+        return found
 
     def reconcile_passes(self) -> list:
         """Every periodic pass, in order: builds, deletes, then each task's own."""
