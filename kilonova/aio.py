@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -141,6 +142,11 @@ class AllInOne:
             await service.start()
         for service in self.services:
             await service.after_start()
+        # What start-up made (modules, schemas, engines, compiled statements, caches) lives as long as the
+        # process: out of the garbage collector's full passes, which otherwise walked all of it again every
+        # few seconds under load (a third of a second each with 200 servers).
+        gc.collect()
+        gc.freeze()
         if on_ready is not None:
             on_ready()
         if ready is not None:
