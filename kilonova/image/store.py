@@ -67,6 +67,19 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
+def _write(writer: _Writer | None, path: Path, limit: int, chunks: list[bytes], commit: bool):
+    """In a worker thread: ``chunks`` written (the file opened first when ``writer`` is None), then the
+    writer, or with ``commit`` the stored data; a failure here removes the partial file."""
+    writer = writer or _Writer(path, limit)
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+        return writer.commit() if commit else writer
+    except BaseException:
+        writer.abort()
+        raise
+
+
 class FilesystemStore:
     def __init__(self, datadir: str | os.PathLike, size_cap: int):
         self.datadir = Path(datadir)
@@ -79,15 +92,28 @@ class FilesystemStore:
         return self.datadir / image_id
 
     async def save(self, image_id: str, chunks: AsyncIterator[bytes]) -> StoredData:
-        """Stream ``chunks`` into the store; raises ``SizeLimitExceeded`` past ``size_cap``."""
-        writer = await asyncio.to_thread(_Writer, self.path(image_id), self.size_cap)
+        """Stream ``chunks`` into the store; raises ``SizeLimitExceeded`` past ``size_cap``.
+
+        Chunks are gathered up to ``CHUNK`` bytes before a worker thread writes them: each hand-off to a
+        thread costs more than the write of a small image (every shelve uploads one), which is now one.
+        """
+        path, writer, pending, pending_size, size = self.path(image_id), None, [], 0, 0
         try:
             async for chunk in chunks:
-                if chunk:
-                    await asyncio.to_thread(writer.write, chunk)
-            return await asyncio.to_thread(writer.commit)
+                if not chunk:
+                    continue
+                size += len(chunk)
+                if size > self.size_cap:
+                    raise SizeLimitExceeded(size)
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= CHUNK:
+                    writer = await asyncio.to_thread(_write, writer, path, self.size_cap, pending, False)
+                    pending, pending_size = [], 0
+            return await asyncio.to_thread(_write, writer, path, self.size_cap, pending, True)
         except BaseException:
-            await asyncio.to_thread(writer.abort)
+            if writer is not None:
+                await asyncio.to_thread(writer.abort)
             raise
 
     def save_bytes(self, image_id: str, data: bytes) -> StoredData:
