@@ -35,6 +35,7 @@ class Interface:
         self.name = name
         self.history = history
         self._parsed = [(parse_version(change.version), change) for change in history]
+        self._prepared: dict[tuple, tuple[str, frozenset]] = {}
         assert [v for v, _c in self._parsed] == sorted(v for v, _c in self._parsed), "history is oldest first"
 
     @property
@@ -61,6 +62,18 @@ class Interface:
 
     def prepare(self, method: str, kwargs: dict, cap: str | None = None) -> tuple[str, dict]:
         """(version to stamp, arguments) of ``method`` for a receiver that speaks at most ``cap``."""
+        # Worked out once per method, cap and set of argument names (every message is prepared).
+        key = (method, cap, frozenset(kwargs))
+        known = self._prepared.get(key)
+        if known is None:
+            if len(self._prepared) >= 1024:
+                self._prepared.clear()
+            known = self._prepared[key] = self._stamp(method, kwargs, cap)
+        stamp, dropped = known
+        return stamp, ({k: v for k, v in kwargs.items() if k not in dropped} if dropped else kwargs)
+
+    def _stamp(self, method: str, kwargs: dict, cap: str | None) -> tuple[str, frozenset]:
+        """(version to stamp, names of the arguments to drop) for ``prepare``."""
         limit = self.cap(cap)
         stamp, out = self.oldest, kwargs
         for version, change in self._parsed:
@@ -76,4 +89,4 @@ class Interface:
             dropped = [name for name in change.arguments.get(method, ()) if name in out]
             if dropped:
                 out = {k: v for k, v in out.items() if k not in dropped}
-        return stamp, out
+        return stamp, frozenset(kwargs) - frozenset(out)
