@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.cloud import new_cloud
+from tests.cloud import new_cloud, wait_for
 
 
 def wait_status(cloud, server: str, status: str, timeout: float = 30) -> dict:
@@ -490,7 +490,9 @@ def test_an_unshelve_past_its_deadline_is_undone(slow):
         time.sleep(0.5)
         shown = wait_status(slow, uuid, "SHELVED_OFFLOADED", timeout=30)
         assert shown["OS-EXT-SRV-ATTR:host"] is None and allocations(slow, uuid) == {}
-        time.sleep(4)  # the late spawn ends, finds the unshelve given up, and removes its guest
+        # the late spawn ends, finds the unshelve given up, and removes its guest (its event says so once done)
+        wait_for(lambda: any("given up" in d for d in event_details(slow, uuid, "unshelve")),
+                 "the late spawn's report", timeout=60)
         shown = slow.openstack("server", "show", uuid, fmt_json=True)
         assert shown["status"] == "SHELVED_OFFLOADED" and allocations(slow, uuid) == {}
         assert ("compute_unshelve_instance", "Error") in event_names(slow, uuid, "unshelve")
