@@ -18,6 +18,7 @@ to match, and the record ends ``completed`` or ``error``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -390,6 +391,7 @@ async def _end_stalled(conductor, cell, migration: dict) -> bool:
     except NotFound:
         await _end(cell, migration, "error")
         await move_claims.drop(conductor.placement, migration["uuid"])
+        await _undo_destination_of_deleted(conductor, cell, migration)
         return True
     source, dest = migration["source_compute"], migration["dest_compute"]
     at_source = await _ask(conductor, source, instance)
@@ -417,6 +419,22 @@ async def _end_stalled(conductor, cell, migration: dict) -> bool:
     else:
         await _roll_back(conductor, cell, instance, migration)
     return True
+
+
+async def _undo_destination_of_deleted(conductor, cell, migration: dict) -> None:
+    """A server deleted without its source (down, so the API deleted it there): what its destination prepared,
+    or the guest the destination got before the source died, goes too."""
+    dest = migration["dest_compute"]
+    if not dest or dest == migration["source_compute"]:
+        return
+    try:
+        instance = await cell.db.read(instances.get, migration["instance_uuid"], True)
+    except NotFound:
+        return
+    LOG.warning("live migration %s of deleted server %s: undoing it on %s", migration["uuid"], instance["uuid"],
+                dest)
+    with contextlib.suppress(RPCError):
+        await conductor.compute_rpc(dest).cast("rollback_live_migration_at_destination", instance=instance)
 
 
 async def _finish_at_destination(conductor, cell, instance: dict, migration: dict) -> None:
