@@ -2,8 +2,8 @@
 
 A port of a server (device_owner ``compute:...``) that becomes ACTIVE -- here as soon as it is bound
 to a host, there being no L2 agent to wait for -- gives ``network-vif-plugged``; one that goes DOWN
-(unbound) ``network-vif-unplugged``; a deleted one ``network-vif-deleted``; new addresses, or a
-floating IP associated with or taken off the port, ``network-changed``. Events are sent in the background
+(unbound) ``network-vif-unplugged``; a deleted one ``network-vif-deleted``; new addresses or security
+groups, or a floating IP associated with or taken off the port, ``network-changed``. Events are sent in the background
 to ``POST /v2.1/os-server-external-events`` as the service user, batched while a send is under way, and
 never hold up or fail the request that caused them: one the compute service cannot take is logged and dropped, as Neutron does.
 """
@@ -40,9 +40,14 @@ def events_for(before: dict[str, Any] | None, after: dict[str, Any] | None) -> l
         server = _server_of(before)
         return [_event("network-vif-unplugged", server, after["id"])] if server else []
     server = _server_of(after)
-    if server and before is not None and _addresses(before) != _addresses(after):
+    if server and before is not None and (_addresses(before) != _addresses(after)
+                                          or _groups(before) != _groups(after)):
         return [_event("network-changed", server, after["id"])]
     return []
+
+
+def _groups(port: dict[str, Any]) -> list:
+    return sorted(port.get("security_groups") or [])
 
 
 def _addresses(port: dict[str, Any]) -> list:

@@ -72,6 +72,19 @@ def test_server_remove_and_add_security_group(cloud, vm, web):
     assert web["name"] in listed.stdout and "default" in listed.stdout
 
 
+def test_a_port_changed_in_the_network_service_shows_on_the_server(cloud, vm, web):
+    port = _cli(cloud, "port", "list", "--device-id", vm["id"], fmt_json=True)[0]["ID"]
+    # The network service tells the compute service (network-changed); the server's host re-reads its ports.
+    _cli(cloud, "port", "set", "--no-security-group", "--security-group", "default", port)
+    cloud.wait_server(vm["id"], lambda s: web["name"] not in str(s.get("security_groups")), "to leave its group",
+                      cloud=DEMO)
+    assert _shown_groups(cloud, vm["id"]) == ["default"]
+    _cli(cloud, "port", "set", "--security-group", web["name"], port)
+    cloud.wait_server(vm["id"], lambda s: web["name"] in str(s.get("security_groups")), "to join the group again",
+                      cloud=DEMO)
+    assert _shown_groups(cloud, vm["id"]) == sorted(["default", web["name"]])
+
+
 def test_nova_cli_secgroup_errors_are_upstreams(cloud, vm, web):
     project = cloud.sdk(DEMO).current_project_id
     unknown = cloud.nova("add-secgroup", vm["id"], "no-such-group", cloud=DEMO, check=False)

@@ -98,5 +98,16 @@ class PortBinder:
                                "floating_ips": floating_ips.get(ip["ip_address"], [])} for ip in fixed_ips],
                 "subnets": subnets}
 
+    async def security_group_names(self, ports: list[dict]) -> list[str] | None:
+        """The names of the groups ``ports`` are in (None: the network service could not say)."""
+        ids = list(dict.fromkeys(g for port in ports for g in port.get("security_groups") or []))
+        if not ids:
+            return []
+        response = await self.network.get("/v2.0/security-groups", params={"id": ids, "fields": ["id", "name"]})
+        if response.status_code != 200:
+            return None
+        names = {group["id"]: group["name"] or group["id"] for group in response.json()["security_groups"]}
+        return list(dict.fromkeys(names[g] for g in ids if g in names))
+
     async def release(self, instance_uuid: str, network_info: list[dict]) -> None:
         await release_ports(self.network, instance_uuid, network_info)

@@ -109,10 +109,11 @@ async def _refresh_network_info(agent: ComputeManager, instance: dict, drop_port
     if current is None:
         return
     network_info = current.get("network_info") or []
+    changes: dict = {}
     if drop_port is not None:
         kept = [vif for vif in network_info if vif.get("port_id") != drop_port]
     else:
-        kept = []
+        kept, ports = [], []
         for vif in network_info:
             response = await agent.ports.network.get(f"/v2.0/ports/{vif['port_id']}")
             if response.status_code == 404:
@@ -120,9 +121,15 @@ async def _refresh_network_info(agent: ComputeManager, instance: dict, drop_port
             if response.status_code != 200:
                 kept.append(vif)
                 continue
-            kept.append(await agent.ports._vif(response.json()["port"], vif.get("preexisting", False)))
+            ports.append(response.json()["port"])
+            kept.append(await agent.ports._vif(ports[-1], vif.get("preexisting", False)))
+        names = await agent.ports.security_group_names(ports) if ports and len(ports) == len(network_info) else None
+        if names is not None and names != current.get("security_groups"):
+            changes["security_groups"] = names  # what the server shows, as upstream reads it from its ports
     if kept != network_info:
-        await agent._update(instance["uuid"], {"network_info": kept})
+        changes["network_info"] = kept
+    if changes:
+        await agent._update(instance["uuid"], changes)
 
 
 @remote
