@@ -192,12 +192,12 @@ def _identity_head_counts_failed_logins(database: Database) -> None:
 def _network_head_has_routers_floating_ips_and_security_groups(database: Database) -> None:
     from kilonova.network.db import ports, routers, security_groups, usage
 
-    # 0003: no router or floating IP exists yet; the old release's port counts for its project.
+    # 0002: no router or floating IP exists yet; the old release's port counts for its project.
     assert database.run_sync(routers.list_routers, None, {}, write=False) == []
     assert database.run_sync(usage.counts, "p1", write=False) == {
         "network": 1, "subnet": 1, "port": 1, "router": 0, "floatingip": 0, "security_group": 0,
         "security_group_rule": 0}
-    # 0002: a port of the old release is in no group; its project's default group appears on first use.
+    # 0003: a port of the old release is in no group; its project's default group appears on first use.
     assert database.run_sync(ports.get, PORT, write=False)["security_groups"] == []
     default = database.run_sync(security_groups.ensure_default, "p1")
     assert len(database.run_sync(security_groups.get_group, default, write=False)["security_group_rules"]) == 4

@@ -1,14 +1,14 @@
 """routers, floating IPs and per-project quota limits
 
-Revision ID: 0003
-Revises: 0001 (0002, the security groups, follows it: it landed after this one)
+Revision ID: 0002
+Revises: 0001
 Create Date: 2026-12-06 18:25:03.094581
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003'
+revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None

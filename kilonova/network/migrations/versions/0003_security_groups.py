@@ -1,15 +1,15 @@
 """security groups, their rules, each project's default group and the ports' memberships
 
-Revision ID: 0002
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-06 18:30:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002'
-down_revision = '0003'  # chained after 0003, which landed first
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
