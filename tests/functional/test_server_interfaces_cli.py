@@ -255,3 +255,31 @@ def test_state_rules_and_lock(cloud, net):
         cloud.openstack("server", "unlock", created["id"])
     finally:
         _cli(cloud, "server", "delete", "--wait", created["id"], check=False)
+
+
+def test_add_and_remove_fixed_ip_actions(cloud, vm, net):
+    """addFixedIp / removeFixedIp (until 2.43): one more address on the server's port of a network, one taken off
+    (`openstack server remove fixed ip`)."""
+    _cli(cloud, "server", "add", "network", vm["name"], net["name"])
+    try:
+        first = _addresses(cloud, vm["id"])[net["name"]]
+        with cloud.http("compute", DEMO) as compute:
+            url = f"/servers/{vm['id']}/action"
+            reply = compute.post(url, json={"addFixedIp": {"networkId": net["id"]}})
+            assert reply.status_code == 202, reply.text
+            cloud.wait_server(vm["id"], lambda s: len(s["addresses"].get(net["name"], [])) == 2,
+                              "to show two addresses on the network", cloud=DEMO)
+            second = next(a for a in _addresses(cloud, vm["id"])[net["name"]] if a not in first)
+            gone = compute.post(url, json={"removeFixedIp": {"address": "10.99.99.99"}})
+            assert gone.status_code == 400 and f"doesn't have fixed IP '10.99.99.99'" in gone.text
+            later = {"OpenStack-API-Version": "compute 2.44"}
+            assert compute.post(url, json={"addFixedIp": {"networkId": net["id"]}}, headers=later).status_code == 404
+            no_port = compute.post(url, json={"addFixedIp": {"networkId": str(uuid.uuid4())}})
+            assert no_port.status_code == 400 and "Network could not be found for instance" in no_port.text
+        # The action is gone from 2.44: the CLI (which asks for the latest version) is told 2.43, as with upstream.
+        _cli(cloud, "--os-compute-api-version", "2.43", "server", "remove", "fixed", "ip", vm["name"], second)
+        cloud.wait_server(vm["id"], lambda s: len(s["addresses"].get(net["name"], [])) == 1,
+                          "to show one address on the network", cloud=DEMO)
+        assert _addresses(cloud, vm["id"])[net["name"]] == first
+    finally:
+        _cli(cloud, "server", "remove", "network", vm["name"], net["name"])

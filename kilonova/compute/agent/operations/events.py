@@ -122,7 +122,10 @@ async def _refresh_network_info(agent: ComputeManager, instance: dict, drop_port
                 kept.append(vif)
                 continue
             ports.append(response.json()["port"])
-            kept.append(await agent.ports._vif(ports[-1], vif.get("preexisting", False)))
+            fresh = await agent.ports._vif(ports[-1], vif.get("preexisting", False))
+            if vif.get("tag"):  # an attached interface's tag (os-interface, 2.49) is ours, not the port's
+                fresh["tag"] = vif["tag"]
+            kept.append(fresh)
         names = await agent.ports.security_group_names(ports) if ports and len(ports) == len(network_info) else None
         if names is not None and names != current.get("security_groups"):
             changes["security_groups"] = names  # what the server shows, as upstream reads it from its ports
