@@ -224,6 +224,21 @@ def _vcpus(domain: ET.Element, spec: DomainSpec) -> None:
         domain.append(cputune)
 
 
+def _interface(devices: ET.Element, nic: Nic, spec: DomainSpec) -> ET.Element:
+    element = _sub(devices, "interface", type="bridge")
+    _sub(element, "mac", address=nic.mac)
+    _sub(element, "source", bridge=nic.bridge)
+    _sub(element, "target", dev=nic.tap)
+    _sub(element, "model", type=nic.model)
+    _bandwidth(element, spec)
+    return element
+
+
+def interface_xml(nic: Nic, spec: DomainSpec) -> str:
+    """One port's ``<interface>`` as the domain has it: what a hot-plug attaches or detaches."""
+    return ET.tostring(_interface(ET.Element("devices"), nic, spec), encoding="unicode")
+
+
 def _bandwidth(interface: ET.Element, spec: DomainSpec) -> None:
     """quota:vif_{inbound,outbound}_{average,peak,burst} (KB/s, KB) -> the interface's <bandwidth>."""
     limits: dict[str, dict[str, int]] = {}
@@ -315,12 +330,7 @@ def build_xml(spec: DomainSpec) -> str:
             for tag, value in disk_quota.items():
                 _sub(tune, tag, value)
     for nic in spec.nics:
-        element = _sub(devices, "interface", type="bridge")
-        _sub(element, "mac", address=nic.mac)
-        _sub(element, "source", bridge=nic.bridge)
-        _sub(element, "target", dev=nic.tap)
-        _sub(element, "model", type=nic.model)
-        _bandwidth(element, spec)
+        _interface(devices, nic, spec)
     serial = _sub(devices, "serial", type="pty")
     _sub(serial, "log", file=spec.console_log, append="off")
     _sub(serial, "target", port=0)

@@ -29,6 +29,7 @@ from typing import Any
 from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
 from kilonova.compute.virt.libvirt import configdrive, cpus, host, imagecache
+from kilonova.compute.virt.libvirt import hotplug
 from kilonova.compute.virt.libvirt.dataplane import Dataplane, tap_name
 from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml, cpu_policy
 from kilonova.compute.virt.libvirt.imagecache import ImageCache
@@ -467,6 +468,16 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
             self._destroy({"uuid": name})
             removed.append(name)
         return removed
+
+    # ------------------------------------------------------------------ ports on a running guest
+
+    supports_attach_interface = True
+
+    async def attach_interface(self, instance, vif):
+        await self._call(hotplug.attach, self, instance, vif)
+
+    async def detach_interface(self, instance, vif):
+        await self._call(hotplug.detach, self, instance, vif)
 
     # ------------------------------------------------------------------ power
 
