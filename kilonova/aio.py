@@ -40,6 +40,7 @@ SERVICE_CLASSES = {
     "placement": "kilonova.placement.service:PlacementService",
     "image": "kilonova.image.service:ImageService",
     "network": "kilonova.network.service:NetworkService",
+    "volume": "kilonova.volume.service:VolumeService",
     "api": "kilonova.compute.api.service:ComputeAPIService",
     "conductor": "kilonova.compute.conductor.service:ConductorService",
     "scheduler": "kilonova.compute.scheduler.service:SchedulerService",
@@ -221,8 +222,8 @@ def up(conf: Config, clouds_yaml: Path) -> None:
     def announce() -> None:
         urls = catalog_urls(conf)
         lines = [f"Kilonova is up in {time.monotonic() - started:.1f}s (state in {conf.state_dir})"]
-        for service in ("identity", "compute", "placement", "image", "network"):
-            lines.append(f"  {service:<10} {urls[service]}")
+        for service in ("identity", "compute", "placement", "image", "network", "block-storage"):
+            lines.append(f"  {service:<13} {urls[service]}")
         if conf.get("compute", "compute_driver") == "libvirt":
             lines.append(f"  compute host: {conf.get('DEFAULT', 'host')} (libvirt driver, real guests)")
         else:

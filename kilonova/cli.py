@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kilonova.config import Config, ConfigError
 
-SERVICES_IN_PORT_ORDER = ("identity", "compute", "placement", "image", "network")
+SERVICES_IN_PORT_ORDER = ("identity", "compute", "placement", "image", "network", "block-storage")
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the whole cloud in this process")
     up.add_argument("--hosts", type=int, help="number of fake compute hosts (default 4)")
     up.add_argument("--base-port", type=int,
-                    help="serve identity, compute, placement, image and network on this port and the next four "
-                         "(default 5000, 8774, 8778, 9292, 9696)")
+                    help="serve identity, compute, placement, image, network and block storage on this port and the "
+                         "next five (default 5000, 8774, 8778, 9292, 9696, 8776)")
     up.add_argument("--clouds-yaml", help="clouds.yaml to add the 'kilonova' clouds to "
                     "(default ~/.config/openstack/clouds.yaml)")
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run only the named services in this process "
-                           "(identity, placement, image, network, api, conductor, scheduler, compute, "
+                           "(identity, placement, image, network, volume, api, conductor, scheduler, compute, "
                            "novncproxy)")
     serve.add_argument("services", nargs="+", metavar="SERVICE")
     serve.add_argument("--base-port", type=int, help="as for 'up'")

@@ -66,6 +66,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "placement": "8778",
         "image": "9292",
         "network": "9696",
+        "block-storage": "8776",
     },
     "endpoints": {
         # Services on separate hosts: the host name or address each service's API is reached at by
@@ -76,6 +77,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "placement_host": "",
         "image_host": "",
         "network_host": "",
+        "block-storage_host": "",
         # The full URL users are given in the catalog's public entries (e.g. a TLS proxy in front,
         # ending in /v3 for identity and /v2.1 for compute); empty = the internal URL.
         "identity_public_url": "",
@@ -83,6 +85,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "placement_public_url": "",
         "image_public_url": "",
         "network_public_url": "",
+        "block-storage_public_url": "",
     },
     "database": {"connection": "sqlite:///{state_dir}/cell1.sqlite"},
     "cell0_database": {"connection": "sqlite:///{state_dir}/cell0.sqlite"},
@@ -91,6 +94,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "identity_database": {"connection": "sqlite:///{state_dir}/keystone.sqlite"},
     "image_database": {"connection": "sqlite:///{state_dir}/glance.sqlite"},
     "network_database": {"connection": "sqlite:///{state_dir}/neutron.sqlite"},
+    "volume_database": {"connection": "sqlite:///{state_dir}/cinder.sqlite"},
     "identity": {
         "token_expiration": "3600",
         "key_repository": "{state_dir}/fernet-keys",
@@ -132,6 +136,18 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "filesystem_store_datadir": "{state_dir}/images",
         # Largest image upload accepted, in bytes (Glance's image_size_cap; 1 TiB).
         "image_size_cap": "1099511627776",
+    },
+    "volume": {
+        # Where the file-backed volumes live (one sparse raw file per volume).
+        "volumes_dir": "{state_dir}/volumes",
+        # Cinder's default quotas of a project (-1: unlimited).
+        "quota_volumes": "10",
+        "quota_snapshots": "10",
+        "quota_gigabytes": "1000",
+        "quota_backups": "10",
+        "quota_backup_gigabytes": "1000",
+        "quota_groups": "10",
+        "per_volume_size_limit": "-1",
     },
     "placement": {
         # As upstream: the most allocation requests one GET /allocation_candidates

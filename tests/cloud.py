@@ -41,7 +41,7 @@ def _ephemeral_port_start() -> int:
         return 32768
 
 
-def free_port_block(size: int = 5) -> int:
+def free_port_block(size: int = 6) -> int:
     """A base port such that base..base+size-1 are all free on 127.0.0.1.
 
     Chosen at random below the kernel's ephemeral range: a port from that range can be taken at any
@@ -91,7 +91,7 @@ class Clients:
         base = self.base_port
         return {"identity": f"http://127.0.0.1:{base}/v3", "compute": f"http://127.0.0.1:{base + 1}/v2.1",
                 "placement": f"http://127.0.0.1:{base + 2}", "image": f"http://127.0.0.1:{base + 3}",
-                "network": f"http://127.0.0.1:{base + 4}"}
+                "network": f"http://127.0.0.1:{base + 4}", "block-storage": f"http://127.0.0.1:{base + 5}"}
 
     def env(self, cloud: str = "kilonova") -> dict[str, str]:
         env = client_env()
@@ -229,7 +229,7 @@ class Cloud(Clients):
                               **config.get("identity", {})}
         # kilonova up takes --base-port; the file says the same, so `kilonova manage` run on it finds the APIs.
         config.setdefault("ports", {name: str(self.base_port + i) for i, name in enumerate(
-            ("identity", "compute", "placement", "image", "network"))})
+            ("identity", "compute", "placement", "image", "network", "block-storage"))})
         for section, options in config.items():
             lines.append(f"[{section}]")
             lines.extend(f"{k} = {v}" for k, v in options.items())

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 from kilonova.config import Config, ConfigError
 
 # Path each service's catalog URL adds to its root.
-CATALOG_PATHS = {"identity": "/v3", "compute": "/v2.1", "placement": "", "image": "", "network": ""}
+# Block storage as Cinder's: the project in the path, which the identity service fills in per token.
+CATALOG_PATHS = {"identity": "/v3", "compute": "/v2.1", "placement": "", "image": "", "network": "",
+                 "block-storage": "/v3/$(project_id)s"}
 
 
 def root_urls(conf: Config) -> dict[str, str]:

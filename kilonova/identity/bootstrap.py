@@ -24,7 +24,9 @@ from kilonova.identity.store import assignments, catalog, domains, projects, rol
 IMPLIED = [("admin", "member"), ("member", "reader")]
 ROLES = ["admin", "member", "reader", "service"]
 SERVICES = {"identity": "keystone", "compute": "nova", "placement": "placement", "image": "glance",
-            "network": "neutron"}
+            "network": "neutron", "block-storage": "cinder"}
+# Further catalog types at the same URL, as DevStack registers Cinder under both (older clients ask for volumev3).
+ALIASES = {"block-storage": [("volumev3", "cinderv3")]}
 INTERFACES = ("public", "internal", "admin")
 
 
@@ -110,4 +112,6 @@ def run(session: Session, conf: Config, hashes: dict[str, str | None]) -> None:
     for interface in INTERFACES:
         for service_type, url in catalog_urls(conf, interface).items():
             catalog.ensure_endpoint(session, service_type, SERVICES[service_type], region, interface, url)
+            for alias, name in ALIASES.get(service_type, []):
+                catalog.ensure_endpoint(session, alias, name, region, interface, url)
     revocation.prune(session, time.time() - conf.getfloat("identity", "token_expiration") - 3600)

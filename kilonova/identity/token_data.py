@@ -28,12 +28,25 @@ def _domain_ref(session: Session, domain_id: str) -> dict[str, str]:
     return {"id": domain.id, "name": domain.name}
 
 
-def catalog(session: Session) -> list[dict[str, Any]]:
+def _substituted(url: str, project_id: str | None) -> str | None:
+    """As Keystone: ``$(project_id)s`` / ``$(tenant_id)s`` in an endpoint URL become the token's project;
+    without a project such an endpoint is left out of the catalog."""
+    if "$(" not in url:
+        return url
+    if project_id is None:
+        return None
+    return url.replace("$(project_id)s", project_id).replace("$(tenant_id)s", project_id)
+
+
+def catalog(session: Session, project_id: str | None = None) -> list[dict[str, Any]]:
     endpoints: dict[str, list[dict[str, Any]]] = {}
     for endpoint in session.scalars(sa.select(Endpoint).where(Endpoint.enabled.is_(True)).order_by(Endpoint.id)):
+        url = _substituted(endpoint.url, project_id)
+        if url is None:
+            continue
         endpoints.setdefault(endpoint.service_id, []).append({
             "id": endpoint.id, "interface": endpoint.interface, "region_id": endpoint.region_id,
-            "url": endpoint.url, "region": endpoint.region_id})
+            "url": url, "region": endpoint.region_id})
     services = session.scalars(sa.select(CatalogService).where(CatalogService.enabled.is_(True))
                                .order_by(CatalogService.type))
     return [{"endpoints": endpoints.get(service.id, []), "id": service.id, "type": service.type,
@@ -86,5 +99,5 @@ def build(session: Session, payload: Payload, revocations: RevocationList, *,
             raise TokenInvalid(f"user {user.id} has no role on {payload.scope_type} {payload.scope_id}")
         body["roles"] = _role_refs(session, role_ids)
         if include_catalog:
-            body["catalog"] = catalog(session)
+            body["catalog"] = catalog(session, payload.scope_id if payload.scope_type == "project" else None)
     return {"token": body}

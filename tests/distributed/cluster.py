@@ -121,7 +121,7 @@ class Cluster(Clients):
         self.base_port = free_port_block()
         self.clouds_yaml = workdir / "clouds.yaml"
         self.processes: dict[str, Process] = {}
-        names = ("identity", "compute", "placement", "image", "network")
+        names = ("identity", "compute", "placement", "image", "network", "block-storage")
         sections: dict[str, dict[str, str]] = {
             "DEFAULT": {"state_dir": str(workdir / "state"), "host": "controller", "my_ip": "127.0.0.1",
                         "transport_url": transport_url, "rpc_response_timeout": "10",

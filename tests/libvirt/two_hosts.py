@@ -71,7 +71,7 @@ class TwoHosts(Clients):
 
 
 def _sections(workdir: Path, second: SecondLibvirtd, transport_url: str, base_port: int) -> dict:
-    names = ("identity", "compute", "placement", "image", "network")
+    names = ("identity", "compute", "placement", "image", "network", "block-storage")
     return {
         "DEFAULT": {"state_dir": str(workdir / "control"), "host": "controller", "my_ip": second.host_address,
                     "transport_url": transport_url, "report_interval": "2", "service_down_time": "20"},

@@ -177,16 +177,21 @@ async def test_catalog_contents(client, admin, service):  # noqa: F811
     token, body = await issue(client, "demo", "demo")
     catalog = {entry["type"]: entry for entry in body["catalog"]}
     assert {t: e["name"] for t, e in catalog.items()} == {
-        "identity": "keystone", "compute": "nova", "placement": "placement", "image": "glance", "network": "neutron"}
-    ports = {s: service.conf.getint("ports", s) for s in catalog}
+        "identity": "keystone", "compute": "nova", "placement": "placement", "image": "glance", "network": "neutron",
+        "block-storage": "cinder", "volumev3": "cinderv3"}
+    ports = {s: service.conf.getint("ports", "block-storage" if s == "volumev3" else s) for s in catalog}
     for service_type, entry in catalog.items():
         assert sorted(e["interface"] for e in entry["endpoints"]) == ["admin", "internal", "public"]
         assert all(e["region_id"] == "RegionOne" and e["region"] == "RegionOne" for e in entry["endpoints"])
         assert all(f":{ports[service_type]}" in e["url"] for e in entry["endpoints"])
     assert catalog["identity"]["endpoints"][0]["url"].endswith("/v3")
     assert catalog["compute"]["endpoints"][0]["url"].endswith("/v2.1")
+    # As Keystone fills $(project_id)s in: Cinder's endpoint names the token's project.
+    project_id = body["project"]["id"]
+    for service_type in ("block-storage", "volumev3"):
+        assert all(e["url"].endswith(f"/v3/{project_id}") for e in catalog[service_type]["endpoints"])
     response = await client.get("/v3/auth/catalog", headers=auth(token))
-    assert response.status_code == 200 and len(response.json()["catalog"]) == 5
+    assert response.status_code == 200 and len(response.json()["catalog"]) == 7
     services = (await client.get("/v3/services?type=compute", headers=admin)).json()["services"]
     assert [s["name"] for s in services] == ["nova"]
     endpoints = (await client.get(f"/v3/endpoints?service_id={services[0]['id']}&interface=public",

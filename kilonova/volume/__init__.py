@@ -1,0 +1,1 @@
+"""Block storage: Cinder's v3 API (volumes, volume types, quotas, limits) over file-backed volumes."""

@@ -1,0 +1,19 @@
+"""What every volume handler starts with: the service, the context, and the URL's project."""
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from kilonova.common.context import RequestContext
+from kilonova.common.http import HTTPError
+
+
+def service(request: Request):
+    return request.state.app.state["service"]
+
+
+def context(request: Request, project_id: str) -> RequestContext:
+    """The caller; the project in the URL must be the token's, as Cinder checks (admins: any)."""
+    ctx: RequestContext = request.state.context
+    if project_id != ctx.project_id and not ctx.is_admin:
+        raise HTTPError(400, "Malformed request url")
+    return ctx

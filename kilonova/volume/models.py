@@ -1,0 +1,74 @@
+"""Tables of the volume database: volumes and their metadata, volume types and their extra specs, quotas."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class VolumeBase(DeclarativeBase):
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.utcnow()
+
+
+class VolumeType(VolumeBase):
+    __tablename__ = "volume_types"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(sa.String(255))
+    is_public: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    extra_specs: Mapped[list["VolumeTypeExtraSpec"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="VolumeTypeExtraSpec.key")
+
+
+class VolumeTypeExtraSpec(VolumeBase):
+    __tablename__ = "volume_type_extra_specs"
+    __table_args__ = (sa.UniqueConstraint("volume_type_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volume_type_id: Mapped[str] = mapped_column(sa.ForeignKey("volume_types.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(sa.String(255))
+    value: Mapped[str] = mapped_column(sa.String(255))
+
+
+class Volume(VolumeBase):
+    __tablename__ = "volumes"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    user_id: Mapped[str | None] = mapped_column(sa.String(255))
+    name: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    description: Mapped[str | None] = mapped_column(sa.String(255))
+    size: Mapped[int] = mapped_column()
+    status: Mapped[str] = mapped_column(sa.String(255), index=True)
+    availability_zone: Mapped[str] = mapped_column(sa.String(255))
+    volume_type_id: Mapped[str] = mapped_column(sa.ForeignKey("volume_types.id"), index=True)
+    bootable: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    volume_type: Mapped[VolumeType] = relationship(lazy="joined")
+    metadata_items: Mapped[list["VolumeMetadata"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="VolumeMetadata.key")
+
+
+class VolumeMetadata(VolumeBase):
+    __tablename__ = "volume_metadata"
+    __table_args__ = (sa.UniqueConstraint("volume_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volume_id: Mapped[str] = mapped_column(sa.ForeignKey("volumes.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(sa.String(255))
+    value: Mapped[str] = mapped_column(sa.String(255))
+
+
+class QuotaLimit(VolumeBase):
+    """A project's limit for one resource, where an admin changed it from the default."""
+    __tablename__ = "quotas"
+    __table_args__ = (sa.UniqueConstraint("project_id", "resource"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    resource: Mapped[str] = mapped_column(sa.String(255))
+    hard_limit: Mapped[int] = mapped_column()

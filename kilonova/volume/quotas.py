@@ -1,0 +1,90 @@
+"""``os-quota-sets`` (with ``usage``) and ``limits``: Cinder's per-project limits and what a project uses."""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from kilonova.common.http import Router, empty_response, json_response, read_json
+from kilonova.volume import policy, repo, validation as V
+from kilonova.volume.errors import bad_request, policy_denied
+from kilonova.volume.lookup import context, service
+
+
+def _show_check(request: Request, project_id: str, target: str):
+    ctx = context(request, project_id)
+    if not ctx.is_admin and target != ctx.project_id:
+        raise policy_denied("volume_extension:quotas:show")
+    return ctx
+
+
+async def show(request: Request, project_id: str, target: str):
+    _show_check(request, project_id, target)
+    svc = service(request)
+    limits = await svc.quota_limits(target)
+    body: dict[str, Any] = {"id": target}
+    if V.boolean(request.query_params.get("usage", "false"), "usage"):
+        used = await svc.db.read(repo.usage, target)
+        body.update({name: {"limit": limit, "in_use": used.get(name, 0), "reserved": 0}
+                     for name, limit in limits.items()})
+    else:
+        body.update(limits)
+    return json_response({"quota_set": body})
+
+
+async def defaults(request: Request, project_id: str, target: str):
+    _show_check(request, project_id, target)
+    return json_response({"quota_set": {"id": target, **service(request).default_quotas}})
+
+
+async def update(request: Request, project_id: str, target: str):
+    ctx = context(request, project_id)
+    policy.check_admin(ctx, "volume_extension:quotas:update")
+    body = V.body_part(await read_json(request), "quota_set")
+    known = service(request).default_quotas
+    values = {}
+    for name, value in body.items():
+        if name in ("tenant_id", "id"):
+            continue
+        if name not in known:
+            raise bad_request(f"Bad key(s) in quota set: {name}")
+        if isinstance(value, bool):
+            raise bad_request(f"Invalid input received: Quota limit {name} must be an integer")
+        try:
+            limit = int(value)
+        except (TypeError, ValueError):
+            raise bad_request(f"Invalid input received: Quota limit {name} must be an integer") from None
+        if limit < -1:
+            raise bad_request(f"Invalid input received: Quota limit {name} must be -1 or greater")
+        values[name] = limit
+    await service(request).db.write(repo.set_quotas, target, values)
+    return json_response({"quota_set": await service(request).quota_limits(target)})
+
+
+async def delete(request: Request, project_id: str, target: str):
+    ctx = context(request, project_id)
+    policy.check_admin(ctx, "volume_extension:quotas:delete")
+    await service(request).db.write(repo.reset_quotas, target)
+    return empty_response(200)
+
+
+async def limits(request: Request, project_id: str):
+    ctx = context(request, project_id)
+    svc = service(request)
+    quota = await svc.quota_limits(ctx.project_id or project_id)
+    used = await svc.db.read(repo.usage, ctx.project_id or project_id)
+    absolute = {"maxTotalVolumes": quota["volumes"], "maxTotalSnapshots": quota["snapshots"],
+                "maxTotalVolumeGigabytes": quota["gigabytes"], "maxTotalBackups": quota["backups"],
+                "maxTotalBackupGigabytes": quota["backup_gigabytes"], "totalVolumesUsed": used["volumes"],
+                "totalGigabytesUsed": used["gigabytes"], "totalSnapshotsUsed": used["snapshots"],
+                "totalBackupsUsed": used["backups"], "totalBackupGigabytesUsed": used["backup_gigabytes"]}
+    return json_response({"limits": {"rate": [], "absolute": absolute}})
+
+
+def register(router: Router) -> None:
+    prefix = "/v3/{project_id}/os-quota-sets/{target}"
+    router.add("GET", prefix, show)
+    router.add("PUT", prefix, update)
+    router.add("DELETE", prefix, delete)
+    router.add("GET", f"{prefix}/defaults", defaults)
+    router.add("GET", "/v3/{project_id}/limits", limits)

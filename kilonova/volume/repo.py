@@ -1,0 +1,248 @@
+"""Reads and writes of the volume database, each given a session by ``Database.read`` / ``write``."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.common.http import HTTPError
+from kilonova.volume.errors import type_not_found, volume_not_found
+from kilonova.volume.models import QuotaLimit, Volume, VolumeMetadata, VolumeType, VolumeTypeExtraSpec, utcnow
+
+DEFAULT_TYPE_NAME = "__DEFAULT__"
+DEFAULT_TYPE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/volume-types/__DEFAULT__"))
+
+
+def _time(value) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%f") if value is not None else None
+
+
+def type_dict(vtype: VolumeType) -> dict[str, Any]:
+    return {"id": vtype.id, "name": vtype.name, "description": vtype.description, "is_public": vtype.is_public,
+            "os-volume-type-access:is_public": vtype.is_public, "qos_specs_id": None,
+            "extra_specs": {spec.key: spec.value for spec in vtype.extra_specs}}
+
+
+def volume_dict(volume: Volume) -> dict[str, Any]:
+    return {"id": volume.id, "project_id": volume.project_id, "user_id": volume.user_id, "name": volume.name,
+            "description": volume.description, "size": volume.size, "status": volume.status,
+            "availability_zone": volume.availability_zone, "bootable": volume.bootable,
+            "volume_type": volume.volume_type.name, "volume_type_id": volume.volume_type_id,
+            "created_at": _time(volume.created_at), "updated_at": _time(volume.updated_at),
+            "metadata": {item.key: item.value for item in volume.metadata_items}}
+
+
+# --- volume types
+
+def ensure_default_type(session: Session) -> None:
+    if session.get(VolumeType, DEFAULT_TYPE_ID) is None:
+        session.add(VolumeType(id=DEFAULT_TYPE_ID, name=DEFAULT_TYPE_NAME, description="Default Volume Type"))
+
+
+def find_type(session: Session, name_or_id: str) -> VolumeType:
+    vtype = session.get(VolumeType, name_or_id) or session.scalar(
+        sa.select(VolumeType).where(VolumeType.name == name_or_id))
+    if vtype is None:
+        raise type_not_found(name_or_id)
+    return vtype
+
+
+def get_type(session: Session, type_id: str) -> dict[str, Any]:
+    return type_dict(find_type(session, type_id))
+
+
+def list_types(session: Session, public_only: bool) -> list[dict[str, Any]]:
+    query = sa.select(VolumeType).order_by(VolumeType.created_at, VolumeType.name)
+    if public_only:
+        query = query.where(VolumeType.is_public.is_(True))
+    return [type_dict(vtype) for vtype in session.scalars(query)]
+
+
+def create_type(session: Session, values: dict[str, Any], specs: dict[str, str]) -> dict[str, Any]:
+    if session.scalar(sa.select(VolumeType).where(VolumeType.name == values["name"])) is not None:
+        raise HTTPError(409, f"Volume Type {values['name']} already exists.")
+    vtype = VolumeType(id=str(uuid.uuid4()), **values)
+    vtype.extra_specs = [VolumeTypeExtraSpec(key=k, value=v) for k, v in specs.items()]
+    session.add(vtype)
+    session.flush()
+    return type_dict(vtype)
+
+
+def update_type(session: Session, type_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    vtype = find_type(session, type_id)
+    if "name" in values and values["name"] != vtype.name:
+        if vtype.id == DEFAULT_TYPE_ID:
+            raise HTTPError(400, "The default volume type can not be renamed.")
+        if session.scalar(sa.select(VolumeType).where(VolumeType.name == values["name"])) is not None:
+            raise HTTPError(409, f"Volume Type {values['name']} already exists.")
+    for key, value in values.items():
+        setattr(vtype, key, value)
+    vtype.updated_at = utcnow()
+    session.flush()
+    return type_dict(vtype)
+
+
+def delete_type(session: Session, type_id: str) -> None:
+    vtype = find_type(session, type_id)
+    if vtype.id == DEFAULT_TYPE_ID:
+        raise HTTPError(400, "Default volume type can not be deleted.")
+    if session.scalar(sa.select(sa.func.count()).select_from(Volume).where(Volume.volume_type_id == vtype.id)):
+        raise HTTPError(400, "Target volume type is still in use.")
+    session.delete(vtype)
+
+
+def set_specs(session: Session, type_id: str, specs: dict[str, str]) -> dict[str, str]:
+    vtype = find_type(session, type_id)
+    _merge(vtype.extra_specs, specs, VolumeTypeExtraSpec, replace=False)
+    session.flush()
+    return {spec.key: spec.value for spec in vtype.extra_specs}
+
+
+def delete_spec(session: Session, type_id: str, key: str) -> None:
+    vtype = find_type(session, type_id)
+    _remove(vtype.extra_specs, key, f"Volume Type {vtype.id} has no extra specs with key {key}.")
+
+
+def _merge(rows: list, values: dict[str, str], row_class: type, replace: bool) -> None:
+    """Key/value child rows (extra specs, metadata) set to ``values``; with ``replace`` others go."""
+    current = {row.key: row for row in rows}
+    if replace:
+        for key, row in current.items():
+            if key not in values:
+                rows.remove(row)
+    for key, value in values.items():
+        if key in current:
+            current[key].value = value
+        else:
+            rows.append(row_class(key=key, value=value))
+
+
+def _remove(rows: list, key: str, missing: str) -> None:
+    found = [row for row in rows if row.key == key]
+    if not found:
+        raise HTTPError(404, missing)
+    rows.remove(found[0])
+
+
+# --- volumes
+
+def _volume(session: Session, volume_id: str) -> Volume:
+    volume = session.get(Volume, volume_id)
+    if volume is None:
+        raise volume_not_found(volume_id)
+    return volume
+
+
+def get_volume(session: Session, volume_id: str) -> dict[str, Any]:
+    return volume_dict(_volume(session, volume_id))
+
+
+def list_volumes(session: Session, project_id: str | None) -> list[dict[str, Any]]:
+    query = sa.select(Volume)
+    if project_id is not None:
+        query = query.where(Volume.project_id == project_id)
+    return [volume_dict(volume) for volume in session.scalars(query)]
+
+
+def usage(session: Session, project_id: str) -> dict[str, int]:
+    count, gigabytes = session.execute(
+        sa.select(sa.func.count(Volume.id), sa.func.coalesce(sa.func.sum(Volume.size), 0))
+        .where(Volume.project_id == project_id)).one()
+    return {"volumes": count, "gigabytes": int(gigabytes), "snapshots": 0, "backups": 0, "backup_gigabytes": 0,
+            "groups": 0}
+
+
+def quota_overrides(session: Session, project_id: str) -> dict[str, int]:
+    rows = session.scalars(sa.select(QuotaLimit).where(QuotaLimit.project_id == project_id))
+    return {row.resource: row.hard_limit for row in rows}
+
+
+def set_quotas(session: Session, project_id: str, values: dict[str, int]) -> None:
+    existing = {row.resource: row for row in
+                session.scalars(sa.select(QuotaLimit).where(QuotaLimit.project_id == project_id))}
+    for resource, limit in values.items():
+        if resource in existing:
+            existing[resource].hard_limit = limit
+        else:
+            session.add(QuotaLimit(project_id=project_id, resource=resource, hard_limit=limit))
+
+
+def reset_quotas(session: Session, project_id: str) -> None:
+    session.execute(sa.delete(QuotaLimit).where(QuotaLimit.project_id == project_id))
+
+
+def check_quota(session: Session, project_id: str, limits: dict[str, int], volumes: int, gigabytes: int,
+                volume_size: int) -> None:
+    """413 as Cinder's when ``volumes`` more volumes of ``gigabytes`` more GiB, or one volume of
+    ``volume_size``, would pass a limit."""
+    used = usage(session, project_id)
+    per_volume = limits.get("per_volume_gigabytes", -1)
+    if 0 <= per_volume < volume_size:
+        raise HTTPError(413, f"Requested volume size {volume_size}G is larger than maximum allowed limit "
+                             f"{per_volume}G.")
+    if gigabytes and 0 <= limits["gigabytes"] < used["gigabytes"] + gigabytes:
+        raise HTTPError(413, f"Requested volume or snapshot exceeds allowed gigabytes quota. Requested "
+                             f"{gigabytes}G, quota is {limits['gigabytes']}G and {used['gigabytes']}G has been "
+                             f"consumed.")
+    if volumes and 0 <= limits["volumes"] < used["volumes"] + volumes:
+        raise HTTPError(413, f"Maximum number of volumes allowed ({limits['volumes']}) exceeded for quota "
+                             f"'volumes'.")
+
+
+def create_volume(session: Session, values: dict[str, Any], metadata: dict[str, str], type_ref: str | None,
+                  limits: dict[str, int]) -> dict[str, Any]:
+    vtype = find_type(session, type_ref or DEFAULT_TYPE_ID)
+    check_quota(session, values["project_id"], limits, 1, values["size"], values["size"])
+    volume = Volume(id=str(uuid.uuid4()), volume_type_id=vtype.id, status="creating", **values)
+    volume.metadata_items = [VolumeMetadata(key=k, value=v) for k, v in metadata.items()]
+    session.add(volume)
+    session.flush()
+    session.refresh(volume)
+    return volume_dict(volume)
+
+
+def update_volume(session: Session, volume_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    volume = _volume(session, volume_id)
+    for key, value in values.items():
+        setattr(volume, key, value)
+    volume.updated_at = utcnow()
+    session.flush()
+    return volume_dict(volume)
+
+
+def set_status(session: Session, volume_id: str, status: str, expected: tuple[str, ...] | None = None,
+               **values: Any) -> dict[str, Any] | None:
+    """Move a volume to ``status`` (only from one of ``expected``); None when it is gone or elsewhere."""
+    volume = session.get(Volume, volume_id)
+    if volume is None or (expected is not None and volume.status not in expected):
+        return None
+    volume.status = status
+    for key, value in values.items():
+        setattr(volume, key, value)
+    volume.updated_at = utcnow()
+    session.flush()
+    return volume_dict(volume)
+
+
+def set_metadata(session: Session, volume_id: str, metadata: dict[str, str], replace: bool) -> dict[str, str]:
+    volume = _volume(session, volume_id)
+    _merge(volume.metadata_items, metadata, VolumeMetadata, replace)
+    volume.updated_at = utcnow()
+    session.flush()
+    return {item.key: item.value for item in volume.metadata_items}
+
+
+def delete_metadata(session: Session, volume_id: str, key: str) -> None:
+    _remove(_volume(session, volume_id).metadata_items, key, f"Volume {volume_id} has no metadata with key {key}.")
+
+
+def delete_volume(session: Session, volume_id: str) -> None:
+    volume = session.get(Volume, volume_id)
+    if volume is not None:
+        session.delete(volume)
+
+
+def volumes_in(session: Session, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [volume_dict(v) for v in session.scalars(sa.select(Volume).where(Volume.status.in_(statuses)))]

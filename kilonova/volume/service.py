@@ -1,0 +1,122 @@
+"""The volume service: owns the ``cinder`` database and the volume files, serves Cinder's v3 API.
+
+Volume work (allocating, extending, removing files) runs in tasks of this process after the API has
+answered 202, as Cinder's volume manager does it after its API; a restart finishes what was left.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from kilonova.common.auth import TokenValidator
+from kilonova.common.db import Database, migrate
+from kilonova.common.http import HTTPError
+from kilonova.common.service import Service, ServiceEnv
+from kilonova.volume import repo
+from kilonova.volume.app import create_app
+from kilonova.volume.backend import FileBackend
+from kilonova.volume.models import VolumeBase
+
+LOG = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+QUOTA_OPTIONS = {"volumes": "quota_volumes", "snapshots": "quota_snapshots", "gigabytes": "quota_gigabytes",
+                 "backups": "quota_backups", "backup_gigabytes": "quota_backup_gigabytes",
+                 "groups": "quota_groups", "per_volume_gigabytes": "per_volume_size_limit"}
+EXTENDABLE = ("available",)
+
+
+class VolumeService(Service):
+    name = "volume"
+    service_type = "block-storage"
+
+    def __init__(self, env: ServiceEnv, validator=None):
+        super().__init__(env)
+        conf = env.conf
+        self.db = Database.shared(conf.get("volume_database", "connection"), name="cinder")
+        self.backend = FileBackend(conf.get("volume", "volumes_dir"))
+        self.default_quotas = {name: conf.getint("volume", option) for name, option in QUOTA_OPTIONS.items()}
+        self.validator = validator or TokenValidator(
+            env.endpoints.http_client("identity"),
+            cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))
+        self._tasks: set[asyncio.Task] = set()
+        self.app = create_app(self.validator, self)
+
+    def prepare(self) -> None:
+        migrate(self.db, MIGRATIONS, VolumeBase.metadata)
+        self.db.run_sync(repo.ensure_default_type)
+        self.backend.prepare()
+
+    async def after_start(self) -> None:
+        """Volumes a stopped process left half done: finish them from what is on disk."""
+        for volume in await self.db.read(repo.volumes_in, ("creating", "extending", "deleting")):
+            if volume["status"] == "deleting":
+                self.spawn(self.remove(volume["id"]))
+                continue
+            allocated = await asyncio.to_thread(self.backend.size_gb, volume["id"])
+            if volume["status"] == "creating" and allocated is None:
+                self.spawn(self.allocate(volume["id"], volume["size"]))
+            elif allocated == volume["size"]:
+                await self.db.write(repo.set_status, volume["id"], "available")
+            else:
+                await self.db.write(repo.set_status, volume["id"],
+                                    "error" if volume["status"] == "creating" else "error_extending")
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def quota_limits(self, project_id: str) -> dict[str, int]:
+        return {**self.default_quotas, **await self.db.read(repo.quota_overrides, project_id)}
+
+    async def allocate(self, volume_id: str, size: int) -> None:
+        try:
+            await asyncio.to_thread(self.backend.create, volume_id, size)
+        except OSError as exc:
+            LOG.error("volume %s: allocating %d GiB failed: %s", volume_id, size, exc)
+            await self.db.write(repo.set_status, volume_id, "error", ("creating",))
+            return
+        await self.db.write(repo.set_status, volume_id, "available", ("creating",))
+
+    async def remove(self, volume_id: str) -> None:
+        try:
+            await asyncio.to_thread(self.backend.delete, volume_id)
+        except OSError as exc:
+            LOG.error("volume %s: removing its file failed: %s", volume_id, exc)
+            await self.db.write(repo.set_status, volume_id, "error_deleting", ("deleting",))
+            return
+        await self.db.write(repo.delete_volume, volume_id)
+
+    async def extend(self, volume: dict[str, Any], new_size: int) -> None:
+        """os-extend: checks and quota in the API's answer, the file grown after it."""
+        if volume["status"] not in EXTENDABLE:
+            raise HTTPError(400, f"Invalid volume: Volume status must be 'available' to extend, currently in "
+                                 f"'{volume['status']}'.")
+        if new_size <= volume["size"]:
+            raise HTTPError(400, f"Invalid input received: New size for extend must be greater than current size. "
+                                 f"(current: {volume['size']}, extended: {new_size}).")
+        limits = await self.quota_limits(volume["project_id"])
+
+        def begin(session):
+            repo.check_quota(session, volume["project_id"], limits, 0, new_size - volume["size"], new_size)
+            return repo.set_status(session, volume["id"], "extending", EXTENDABLE)
+
+        if await self.db.write(begin) is None:
+            raise HTTPError(400, "Invalid volume: Volume status must be 'available' to extend.")
+        self.spawn(self._grow(volume["id"], new_size))
+
+    async def _grow(self, volume_id: str, new_size: int) -> None:
+        try:
+            await asyncio.to_thread(self.backend.extend, volume_id, new_size)
+        except OSError as exc:
+            LOG.error("volume %s: extending to %d GiB failed: %s", volume_id, new_size, exc)
+            await self.db.write(repo.set_status, volume_id, "error_extending", ("extending",))
+            return
+        await self.db.write(repo.set_status, volume_id, "available", ("extending",), size=new_size)

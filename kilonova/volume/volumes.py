@@ -1,0 +1,258 @@
+"""``/v3/{project_id}/volumes``: create, list, show, update, delete, metadata and the os-extend action."""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
+from kilonova.volume import policy, repo, validation as V
+from kilonova.volume.errors import bad_request
+from kilonova.volume.lookup import context, service
+from kilonova.volume.paging import page
+
+# Creating from these is issue 14's next step; until then a clear 400 rather than an empty volume.
+NOT_YET = {"snapshot_id": "from a snapshot", "source_volid": "from another volume", "imageRef": "from an image",
+           "backup_id": "from a backup", "source_replica": "from a replica", "consistencygroup_id": "in a group",
+           "group_id": "in a group", "scheduler_hints": "with scheduler hints"}
+DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
+AVAILABILITY_ZONE = "nova"
+
+
+def _links(request: Request, volume: dict) -> list[dict]:
+    base = str(request.base_url).rstrip("/")
+    return [{"rel": "self", "href": f"{base}/v3/{volume['project_id']}/volumes/{volume['id']}"},
+            {"rel": "bookmark", "href": f"{base}/{volume['project_id']}/volumes/{volume['id']}"}]
+
+
+def detail_view(request: Request, volume: dict, admin: bool) -> dict[str, Any]:
+    view = {"id": volume["id"], "name": volume["name"], "description": volume["description"],
+            "size": volume["size"], "status": volume["status"], "availability_zone": volume["availability_zone"],
+            "created_at": volume["created_at"], "updated_at": volume["updated_at"],
+            "volume_type": volume["volume_type"], "snapshot_id": None, "source_volid": None,
+            "metadata": volume["metadata"], "bootable": "true" if volume["bootable"] else "false",
+            "encrypted": False, "multiattach": False, "replication_status": None, "consistencygroup_id": None,
+            "user_id": volume["user_id"], "attachments": [], "links": _links(request, volume),
+            "os-vol-tenant-attr:tenant_id": volume["project_id"]}
+    if admin:
+        view.update({"os-vol-host-attr:host": "kilonova@file#file" if volume["status"] != "creating" else None,
+                     "os-vol-mig-status-attr:migstat": None, "os-vol-mig-status-attr:name_id": None})
+    return view
+
+
+def summary_view(request: Request, volume: dict) -> dict[str, Any]:
+    return {"id": volume["id"], "name": volume["name"], "links": _links(request, volume)}
+
+
+async def _visible(request: Request, ctx, volume_id: str) -> dict[str, Any]:
+    volume = await service(request).db.read(repo.get_volume, volume_id)
+    policy.check_visible(ctx, volume)
+    return volume
+
+
+def _create_values(ctx, body: dict) -> tuple[dict[str, Any], dict[str, str], str | None]:
+    for field, what in NOT_YET.items():
+        if body.get(field) not in (None, {}, ""):
+            raise bad_request(f"Creating a volume {what} ('{field}') is not supported yet.")
+    if body.get("multiattach") not in (None, False, "false", "False"):
+        raise bad_request("Multiattach volumes are not supported yet.")
+    if "size" not in body or body["size"] is None:
+        raise bad_request("Invalid input received: size is required when creating a new volume")
+    zone = V.text(body.get("availability_zone"), "availability_zone") or AVAILABILITY_ZONE
+    if zone != AVAILABILITY_ZONE:
+        raise bad_request(f"Invalid input received: Availability zone '{zone}' is invalid.")
+    values = {"project_id": ctx.project_id, "user_id": ctx.user_id, "size": V.size(body["size"]),
+              "name": V.text(body.get("name", body.get("display_name")), "name"),
+              "description": V.text(body.get("description", body.get("display_description")), "description"),
+              "availability_zone": zone}
+    vtype = V.text(body.get("volume_type"), "volume_type")
+    return values, V.metadata(body.get("metadata")), vtype
+
+
+async def create(request: Request, project_id: str):
+    ctx = context(request, project_id)
+    policy.check_write(ctx, "volume:create")
+    values, metadata, vtype = _create_values(ctx, V.body_part(await read_json(request), "volume"))
+    svc = service(request)
+    limits = await svc.quota_limits(ctx.project_id)
+    volume = await svc.db.write(repo.create_volume, values, metadata, vtype, limits)
+    svc.spawn(svc.allocate(volume["id"], volume["size"]))
+    return json_response({"volume": detail_view(request, volume, ctx.is_admin)}, status=202)
+
+
+def _filters(request: Request, ctx) -> tuple[str | None, dict[str, Any]]:
+    """Whose volumes (None: every project's) and the filters a volume must match."""
+    params = request.query_params
+    scope: str | None = ctx.project_id
+    if ctx.is_admin and V.boolean(params.get("all_tenants", "false"), "all_tenants"):
+        scope = params.get("project_id")
+    filters: dict[str, Any] = {}
+    for name in ("name", "status", "availability_zone"):
+        if name in params:
+            filters[name] = params[name]
+    if "bootable" in params:
+        filters["bootable"] = V.boolean(params["bootable"], "bootable")
+    if "metadata" in params:
+        filters["metadata"] = V.metadata_filter(params["metadata"])
+    return scope, filters
+
+
+def _matches(volume: dict, filters: dict[str, Any]) -> bool:
+    for name, wanted in filters.items():
+        if name == "metadata":
+            if any(volume["metadata"].get(k) != v for k, v in wanted.items()):
+                return False
+        elif volume[name] != wanted:
+            return False
+    return True
+
+
+async def _listed(request: Request, project_id: str) -> tuple[Any, list[dict], list[dict]]:
+    ctx = context(request, project_id)
+    policy.check_read(ctx, "volume:get_all")
+    scope, filters = _filters(request, ctx)
+    volumes = [v for v in await service(request).db.read(repo.list_volumes, scope) if _matches(v, filters)]
+    chunk, links = page(request, volumes, "volumes")
+    return ctx, chunk, links
+
+
+async def index(request: Request, project_id: str):
+    _ctx, chunk, links = await _listed(request, project_id)
+    body: dict[str, Any] = {"volumes": [summary_view(request, v) for v in chunk]}
+    if links:
+        body["volumes_links"] = links
+    return json_response(body)
+
+
+async def detail(request: Request, project_id: str):
+    ctx, chunk, links = await _listed(request, project_id)
+    body: dict[str, Any] = {"volumes": [detail_view(request, v, ctx.is_admin) for v in chunk]}
+    if links:
+        body["volumes_links"] = links
+    return json_response(body)
+
+
+async def show(request: Request, project_id: str, volume_id: str):
+    ctx = context(request, project_id)
+    policy.check_read(ctx, "volume:get")
+    return json_response({"volume": detail_view(request, await _visible(request, ctx, volume_id), ctx.is_admin)})
+
+
+async def update(request: Request, project_id: str, volume_id: str):
+    ctx = context(request, project_id)
+    policy.check_write(ctx, "volume:update")
+    body = V.body_part(await read_json(request), "volume")
+    values: dict[str, Any] = {}
+    for name, legacy in (("name", "display_name"), ("description", "display_description")):
+        for key in (name, legacy):
+            if key in body:
+                values[name] = V.text(body[key], name)
+    metadata = V.metadata(body["metadata"]) if "metadata" in body else None
+    if not values and metadata is None:
+        raise bad_request("Missing required element 'volume' in request body.")
+    await _visible(request, ctx, volume_id)
+    db = service(request).db
+    if metadata is not None:
+        await db.write(repo.set_metadata, volume_id, metadata, True)
+    volume = await db.write(repo.update_volume, volume_id, values)
+    return json_response({"volume": detail_view(request, volume, ctx.is_admin)})
+
+
+async def delete(request: Request, project_id: str, volume_id: str):
+    ctx = context(request, project_id)
+    policy.check_write(ctx, "volume:delete")
+    volume = await _visible(request, ctx, volume_id)
+    svc = service(request)
+    if await svc.db.write(repo.set_status, volume_id, "deleting", DELETABLE) is None:
+        raise HTTPError(400, f"Invalid volume: Volume status must be available or error or error_restoring or "
+                             f"error_extending or error_managing and must not be migrating, attached, belong to "
+                             f"a group, have snapshots or be disassociated from snapshots after volume transfer."
+                             f" (current status: {volume['status']})")
+    svc.spawn(svc.remove(volume_id))
+    return empty_response(202)
+
+
+async def action(request: Request, project_id: str, volume_id: str):
+    ctx = context(request, project_id)
+    body = await read_json(request)
+    if not isinstance(body, dict) or len(body) != 1:
+        raise bad_request("Malformed request body")
+    (name, args), = body.items()
+    if name != "os-extend":
+        raise bad_request(f"There is no such action: {name}")
+    policy.check_write(ctx, "volume:extend")
+    if not isinstance(args, dict) or "new_size" not in args:
+        raise bad_request("Missing required element 'os-extend' in request body.")
+    new_size = V.size(args["new_size"], "new_size")
+    volume = await _visible(request, ctx, volume_id)
+    svc = service(request)
+    await svc.extend(volume, new_size)
+    return empty_response(202)
+
+
+async def metadata_index(request: Request, project_id: str, volume_id: str):
+    ctx = context(request, project_id)
+    policy.check_read(ctx, "volume:get_volume_metadata")
+    return json_response({"metadata": (await _visible(request, ctx, volume_id))["metadata"]})
+
+
+async def _write_metadata(request: Request, project_id: str, volume_id: str, replace: bool):
+    ctx = context(request, project_id)
+    policy.check_write(ctx, "volume:update_volume_metadata")
+    metadata = V.metadata(V.body_part(await read_json(request), "metadata"))
+    await _visible(request, ctx, volume_id)
+    return json_response({"metadata": await service(request).db.write(repo.set_metadata, volume_id, metadata,
+                                                                      replace)})
+
+
+async def metadata_create(request: Request, project_id: str, volume_id: str):
+    return await _write_metadata(request, project_id, volume_id, False)
+
+
+async def metadata_replace(request: Request, project_id: str, volume_id: str):
+    return await _write_metadata(request, project_id, volume_id, True)
+
+
+async def metadata_show(request: Request, project_id: str, volume_id: str, key: str):
+    ctx = context(request, project_id)
+    policy.check_read(ctx, "volume:get_volume_metadata")
+    metadata = (await _visible(request, ctx, volume_id))["metadata"]
+    if key not in metadata:
+        raise HTTPError(404, f"Volume {volume_id} has no metadata with key {key}.")
+    return json_response({"meta": {key: metadata[key]}})
+
+
+async def metadata_update_key(request: Request, project_id: str, volume_id: str, key: str):
+    ctx = context(request, project_id)
+    policy.check_write(ctx, "volume:update_volume_metadata")
+    meta = V.metadata(V.body_part(await read_json(request), "meta"), "meta")
+    if list(meta) != [key]:
+        raise bad_request("Request body and URI mismatch")
+    await _visible(request, ctx, volume_id)
+    await service(request).db.write(repo.set_metadata, volume_id, meta, False)
+    return json_response({"meta": meta})
+
+
+async def metadata_delete(request: Request, project_id: str, volume_id: str, key: str):
+    ctx = context(request, project_id)
+    policy.check_write(ctx, "volume:delete_volume_metadata")
+    await _visible(request, ctx, volume_id)
+    await service(request).db.write(repo.delete_metadata, volume_id, key)
+    return empty_response(200)
+
+
+def register(router: Router) -> None:
+    prefix = "/v3/{project_id}/volumes"
+    router.add("POST", prefix, create)
+    router.add("GET", prefix, index)
+    router.add("GET", f"{prefix}/detail", detail)
+    router.add("GET", f"{prefix}/{{volume_id}}", show)
+    router.add("PUT", f"{prefix}/{{volume_id}}", update)
+    router.add("DELETE", f"{prefix}/{{volume_id}}", delete)
+    router.add("POST", f"{prefix}/{{volume_id}}/action", action)
+    router.add("GET", f"{prefix}/{{volume_id}}/metadata", metadata_index)
+    router.add("POST", f"{prefix}/{{volume_id}}/metadata", metadata_create)
+    router.add("PUT", f"{prefix}/{{volume_id}}/metadata", metadata_replace)
+    router.add("GET", f"{prefix}/{{volume_id}}/metadata/{{key}}", metadata_show)
+    router.add("PUT", f"{prefix}/{{volume_id}}/metadata/{{key}}", metadata_update_key)
+    router.add("DELETE", f"{prefix}/{{volume_id}}/metadata/{{key}}", metadata_delete)

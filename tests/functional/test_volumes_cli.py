@@ -1,0 +1,118 @@
+"""Block storage through the real `openstack` CLI and openstacksdk: volumes, types, quotas, limits."""
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+
+
+def _volume_file(cloud, volume_id: str):
+    return cloud.state_dir / "volumes" / f"volume-{volume_id}"
+
+
+def test_volume_lifecycle_with_cli(cloud):
+    created = cloud.openstack("volume", "create", "--size", "1", "--description", "first",
+                              "--property", "tier=gold", "demo-volume", cloud="kilonova-demo", fmt_json=True)
+    try:
+        assert created["size"] == 1 and created["name"] == "demo-volume"
+        deadline = time.monotonic() + 30
+        while True:
+            shown = cloud.openstack("volume", "show", "demo-volume", cloud="kilonova-demo", fmt_json=True)
+            if shown["status"] == "available" or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert shown["status"] == "available" and shown["bootable"] is False
+        assert shown["type"] == "__DEFAULT__" and shown["availability_zone"] == "nova"
+        assert shown["properties"] == {"tier": "gold"}
+        path = _volume_file(cloud, created["id"])
+        assert os.path.getsize(path) == 1024 ** 3   # a real (sparse) 1 GiB file
+        listed = cloud.openstack("volume", "list", cloud="kilonova-demo", fmt_json=True)
+        assert [v["Name"] for v in listed if v["ID"] == created["id"]] == ["demo-volume"]
+        # another project does not see it; an admin does with --all-projects
+        assert created["id"] not in [v["ID"] for v in cloud.openstack("volume", "list", fmt_json=True)]
+        assert created["id"] in [v["ID"] for v in cloud.openstack("volume", "list", "--all-projects",
+                                                                   fmt_json=True)]
+        cloud.openstack("volume", "set", "--name", "renamed", "--description", "second", "--property", "a=b",
+                        "demo-volume", cloud="kilonova-demo")
+        shown = cloud.openstack("volume", "show", "renamed", cloud="kilonova-demo", fmt_json=True)
+        assert shown["description"] == "second" and shown["properties"] == {"tier": "gold", "a": "b"}
+        cloud.openstack("volume", "set", "--size", "2", "renamed", cloud="kilonova-demo")
+        deadline = time.monotonic() + 30
+        while shown["size"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            shown = cloud.openstack("volume", "show", "renamed", cloud="kilonova-demo", fmt_json=True)
+        assert shown["size"] == 2 and os.path.getsize(path) == 2 * 1024 ** 3
+    finally:
+        cloud.openstack("volume", "delete", created["id"], cloud="kilonova-demo")
+    deadline = time.monotonic() + 30
+    while _volume_file(cloud, created["id"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _volume_file(cloud, created["id"]).exists()
+    gone = cloud.openstack("volume", "show", created["id"], cloud="kilonova-demo", check=False)
+    assert gone.returncode != 0
+
+
+def test_volume_types_quota_and_limits(cloud):
+    created = cloud.openstack("volume", "type", "create", "--property", "volume_backend_name=file", "fast",
+                              fmt_json=True)
+    try:
+        assert created["name"] == "fast"
+        types = {t["Name"] for t in cloud.openstack("volume", "type", "list", fmt_json=True)}
+        assert {"__DEFAULT__", "fast"} <= types
+        denied = cloud.openstack("volume", "type", "create", "mine", cloud="kilonova-demo", check=False)
+        assert denied.returncode != 0 and "403" in denied.stderr
+    finally:
+        cloud.openstack("volume", "type", "delete", "fast")
+    quota = {row["Resource"]: row for row in cloud.openstack("quota", "show", "--usage", "--volume", "demo",
+                                                             fmt_json=True)}
+    assert quota["volumes"]["Limit"] == 10 and quota["gigabytes"]["Limit"] == 1000
+    assert quota["snapshots"]["Limit"] == 10 and quota["volumes"]["In Use"] == 0
+    limits = {row["Name"]: row["Value"] for row in
+              cloud.openstack("limits", "show", "--absolute", cloud="kilonova-demo", fmt_json=True)}
+    assert limits["max_total_volumes"] == 10 and limits["max_total_volume_gigabytes"] == 1000
+    assert limits["total_volumes_used"] == 0
+
+
+def test_bad_input_and_quota_with_sdk(cloud):
+    conn = cloud.sdk("kilonova-demo")
+    admin = cloud.sdk()
+    project_id = conn.current_project_id
+    url = conn.block_storage.get_endpoint()
+    assert url.rstrip("/").endswith(f"/v3/{project_id}")
+    headers = {"X-Auth-Token": conn.auth_token}
+    with httpx.Client(base_url=url.rstrip("/") + "/", headers=headers, timeout=30) as http:
+        for body, words in (({"volume": {"size": 0}}, "size"), ({"volume": {"size": "x"}}, "size"),
+                            ({"volume": {"name": "nosize"}}, "size is required"),
+                            ({"volume": {"size": 1, "imageRef": "abc"}}, "not supported yet"),
+                            ({"volume": {"size": 1, "availability_zone": "elsewhere"}}, "elsewhere"),
+                            ({"nothing": 1}, "volume")):
+            answer = http.post("volumes", json=body)
+            assert answer.status_code == 400, (body, answer.text)
+            assert words in answer.json()["badRequest"]["message"]
+            assert answer.json()["badRequest"]["code"] == 400
+        unknown_type = http.post("volumes", json={"volume": {"size": 1, "volume_type": "nope"}})
+        assert unknown_type.status_code == 404 and "itemNotFound" in unknown_type.json()
+        too_new = http.get("volumes", headers={"OpenStack-API-Version": "volume 3.999"})
+        assert too_new.status_code == 406
+        ok = http.get("volumes", headers={"OpenStack-API-Version": "volume 3.0"})
+        assert ok.headers["OpenStack-API-Version"] == "volume 3.0"
+        big = http.post("volumes", json={"volume": {"size": 1001}})
+        assert big.status_code == 413 and "gigabytes quota" in big.json()["overLimit"]["message"]
+        volume = conn.block_storage.create_volume(size=1, name="sdk-volume")
+        try:
+            volume = conn.block_storage.wait_for_status(volume, "available", wait=30)
+            shrink = http.post(f"volumes/{volume.id}/action", json={"os-extend": {"new_size": 1}})
+            assert shrink.status_code == 400 and "greater than current size" in shrink.text
+            other = admin.block_storage.get_endpoint()
+            theirs = httpx.get(f"{other.rstrip('/')}/volumes/{volume.id}",
+                               headers={"X-Auth-Token": admin.auth_token})
+            assert theirs.status_code == 200   # admins see every project's volume
+            page = http.get("volumes", params={"limit": 0})
+            assert page.status_code == 200 and page.json()["volumes"] == []
+            assert http.get("volumes", params={"marker": "missing"}).status_code == 404
+            assert http.get("volumes", params={"sort": "bogus:asc"}).status_code == 400
+        finally:
+            conn.block_storage.delete_volume(volume)
+    versions = httpx.get(url.split("/v3/")[0] + "/")
+    assert versions.status_code == 300 and versions.json()["versions"][0]["min_version"] == "3.0"
