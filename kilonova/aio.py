@@ -252,7 +252,7 @@ def serve(conf: Config, names: list[str]) -> None:
         lines = [f"Kilonova is serving {', '.join(names)} (ready in {time.monotonic() - started:.1f}s)"]
         for service in cloud.services:
             if service.app is not None and service.service_type:
-                lines.append(f"  {service.service_type:<10} {urls[service.service_type]}")
+                lines.append(f"  {service.service_type:<13} {urls[service.service_type]}")
             elif service.name == "novncproxy":
                 lines.append(f"  {'consoles':<10} {console_base_url(conf)}")
         print("\n".join(lines), flush=True)
