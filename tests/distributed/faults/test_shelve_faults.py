@@ -103,8 +103,9 @@ def test_a_compute_killed_mid_shelve_leaves_the_server_where_it_was(cluster, api
 def test_a_conductor_killed_between_clearing_a_shelve_and_deleting_its_snapshot_leaks_no_image(
         cluster, api, image, zone1):
     """The conductor's reconcile pass clears a shelve whose compute died, then deletes its snapshot: it is
-    killed (kill -9) in between, its image delete held by a frozen image service. The server no longer names
-    the image; the ledger of shelve snapshots does, and the sweep of the restarted conductor deletes it."""
+    killed (kill -9) in between, its image delete held by a frozen image service (killed too, so that the delete
+    is never read). The server no longer names the image; the ledger of shelve snapshots does, and the sweep of the
+    restarted conductor deletes it."""
     uuid = boot(api, image, "sweep-killed", zone1)
     host = reaches(cluster, api, uuid, "ACTIVE")["OS-EXT-SRV-ATTR:host"]
     restart_compute_cell1(cluster, step_delays="snapshot=60")
@@ -112,15 +113,17 @@ def test_a_conductor_killed_between_clearing_a_shelve_and_deleting_its_snapshot_
     wait_for(lambda: task_state(api, uuid) == "shelving_image_pending_upload", 30, "the snapshot to start", cluster)
     cluster.processes["compute-cell1"].kill()
     [snapshot] = snapshots_named(cluster, "sweep-killed-shelved")
-    images = cluster.processes["image"].popen
-    images.send_signal(signal.SIGSTOP)  # the conductor's delete of the snapshot waits for an answer
+    cluster.processes["image"].popen.send_signal(signal.SIGSTOP)  # the conductor's delete of it waits for an answer
     try:
         shown = reaches(cluster, api, uuid, "ACTIVE", timeout=SHELVE_TIMEOUT + 30)  # the shelve is cleared
-        cluster.processes["conductor"].kill()
     finally:
-        images.send_signal(signal.SIGCONT)
-    assert [s["ID"] for s in snapshots_named(cluster, "sweep-killed-shelved")] == [snapshot["ID"]]
-    cluster.restart("conductor")
+        cluster.processes["conductor"].kill()
+        # kill -9 while stopped: the delete the image service had not read yet dies with it; then it starts again.
+        cluster.restart("image")
+    try:
+        assert [s["ID"] for s in snapshots_named(cluster, "sweep-killed-shelved")] == [snapshot["ID"]]
+    finally:
+        cluster.restart("conductor")
     wait_for(lambda: snapshots_named(cluster, "sweep-killed-shelved") == [], 30, "the snapshot to be swept", cluster)
     restart_compute_cell1(cluster)
     assert shown["OS-EXT-SRV-ATTR:host"] == host
