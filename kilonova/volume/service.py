@@ -55,13 +55,17 @@ class VolumeService(Service):
                 self.spawn(self.remove(volume["id"]))
                 continue
             allocated = await asyncio.to_thread(self.backend.size_gb, volume["id"])
-            if volume["status"] == "creating" and allocated is None:
-                self.spawn(self.allocate(volume["id"], volume["size"]))
-            elif allocated == volume["size"]:
-                await self.db.write(repo.set_status, volume["id"], "available")
-            else:
-                await self.db.write(repo.set_status, volume["id"],
-                                    "error" if volume["status"] == "creating" else "error_extending")
+            if volume["status"] == "creating":
+                if allocated is None:
+                    self.spawn(self.allocate(volume["id"], volume["size"]))
+                else:
+                    await self.db.write(repo.set_status, volume["id"],
+                                        "available" if allocated == volume["size"] else "error")
+            elif allocated is None:
+                await self.db.write(repo.set_status, volume["id"], "error_extending")
+            else:   # an extend grew the file, or never got to: the volume is what its file holds
+                await self.db.write(repo.set_status, volume["id"], "available",
+                                    size=max(allocated, volume["size"]))
 
     async def stop(self) -> None:
         for task in list(self._tasks):

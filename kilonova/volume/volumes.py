@@ -35,7 +35,8 @@ def detail_view(request: Request, volume: dict, admin: bool) -> dict[str, Any]:
             "user_id": volume["user_id"], "attachments": [], "links": _links(request, volume),
             "os-vol-tenant-attr:tenant_id": volume["project_id"]}
     if admin:
-        view.update({"migration_status": None, "os-vol-host-attr:host": "kilonova@file#file" if volume["status"] != "creating" else None,
+        host = None if volume["status"] == "creating" else "kilonova@file#file"
+        view.update({"migration_status": None, "os-vol-host-attr:host": host,
                      "os-vol-mig-status-attr:migstat": None, "os-vol-mig-status-attr:name_id": None})
     return view
 

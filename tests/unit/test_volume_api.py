@@ -94,7 +94,8 @@ async def test_lifecycle_isolation_and_extend(api, svc):
     url = f"/v3/p-alice/volumes/{volume['id']}"
     fault(await api.get(f"/v3/p-bob/volumes/{volume['id']}", headers=BOB), 404, "itemNotFound")
     fault(await api.delete(f"/v3/p-bob/volumes/{volume['id']}", headers=BOB), 404, "itemNotFound")
-    assert volume["id"] not in [v["id"] for v in (await api.get("/v3/p-admin/volumes", headers=ADMIN)).json()["volumes"]]
+    own = (await api.get("/v3/p-admin/volumes", headers=ADMIN)).json()["volumes"]
+    assert volume["id"] not in [v["id"] for v in own]
     every = (await api.get("/v3/p-admin/volumes?all_tenants=1", headers=ADMIN)).json()["volumes"]
     assert volume["id"] in [v["id"] for v in every]
     assert "greater than current size" in fault(
@@ -102,7 +103,8 @@ async def test_lifecycle_isolation_and_extend(api, svc):
     fault(await api.post(f"{url}/action", json={"os-frobnicate": {}}, headers=ALICE), 400, "badRequest")
     assert (await api.post(f"{url}/action", json={"os-extend": {"new_size": 3}}, headers=ALICE)).status_code == 202
     await settle(svc)
-    assert (await api.get(url, headers=ALICE)).json()["volume"]["size"] == 3 and os.path.getsize(path) == 3 * 1024 ** 3
+    assert (await api.get(url, headers=ALICE)).json()["volume"]["size"] == 3
+    assert os.path.getsize(path) == 3 * 1024 ** 3
     updated = await api.put(url, json={"volume": {"name": "v2", "metadata": {"b": "2"}}}, headers=ALICE)
     assert updated.json()["volume"]["name"] == "v2" and updated.json()["volume"]["metadata"] == {"b": "2"}
     found = (await api.get("/v3/p-alice/volumes/detail", params={"metadata": '{"b": "2"}'}, headers=ALICE)).json()
@@ -178,3 +180,28 @@ async def test_backend_failure_leaves_error_and_a_deletable_volume(api, svc):
     assert (await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE)).status_code == 202
     await settle(svc)
     fault(await api.get(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE), 404, "itemNotFound")
+
+
+async def test_restart_finishes_volumes_left_half_done(api, svc):
+    """What a stopped process left: a volume still creating (no file yet), one whose extend had grown the
+    file, one whose extend had not, one whose file is gone, one being deleted."""
+    volumes = [await create(api, svc, name=f"r{i}") for i in range(5)]
+    creating, grown, not_grown, lost, deleting = (v["id"] for v in volumes)
+    svc.backend.delete(creating)
+    await svc.db.write(repo.set_status, creating, "creating")
+    svc.backend.extend(grown, 2)
+    svc.backend.delete(lost)
+    for volume_id in (grown, not_grown, lost):
+        await svc.db.write(repo.set_status, volume_id, "extending")
+    await svc.db.write(repo.set_status, deleting, "deleting")
+    await svc.after_start()
+    await settle(svc)
+    shown = {v["id"]: (v["status"], v["size"]) for v in
+             (await api.get("/v3/p-alice/volumes/detail", headers=ALICE)).json()["volumes"]}
+    assert shown[creating] == ("available", 1) and svc.backend.size_gb(creating) == 1
+    assert shown[grown] == ("available", 2) and shown[not_grown] == ("available", 1)
+    assert shown[lost] == ("error_extending", 1)
+    assert deleting not in shown and not svc.backend.path(deleting).exists()
+    for volume_id in (creating, grown, not_grown, lost):
+        assert (await api.delete(f"/v3/p-alice/volumes/{volume_id}", headers=ALICE)).status_code == 202
+    await settle(svc)
