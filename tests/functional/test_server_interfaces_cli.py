@@ -283,3 +283,19 @@ def test_add_and_remove_fixed_ip_actions(cloud, vm, net):
         assert _addresses(cloud, vm["id"])[net["name"]] == first
     finally:
         _cli(cloud, "server", "remove", "network", vm["name"], net["name"])
+
+
+def test_an_attached_ports_groups_show_on_the_server(cloud, vm, net):
+    name = f"ifsg-{uuid.uuid4().hex[:6]}"
+    _cli(cloud, "security", "group", "create", name)
+    port = _cli(cloud, "port", "create", "--network", net["name"], "--security-group", name, f"{name}-port",
+                fmt_json=True)
+    try:
+        _cli(cloud, "server", "add", "port", vm["name"], port["id"])
+        groups = [g["name"] for g in cloud.server(vm["id"], cloud=DEMO)["security_groups"]]
+        assert sorted(groups) == sorted(["default", name])
+        _cli(cloud, "server", "remove", "port", vm["name"], port["id"])
+        assert [g["name"] for g in cloud.server(vm["id"], cloud=DEMO)["security_groups"]] == ["default"]
+    finally:
+        _cli(cloud, "port", "delete", port["id"], check=False)
+        _cli(cloud, "security", "group", "delete", name, check=False)

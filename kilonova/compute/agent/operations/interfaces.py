@@ -35,6 +35,17 @@ async def _unbind(agent: ComputeManager, port_id: str) -> None:
         LOG.error("could not unbind port %s: %s %s", port_id, reply.status_code, reply.text[:200])
 
 
+async def _with_groups(agent: ComputeManager, uuid: str, values: dict) -> dict:
+    """``values`` and the names of the groups the server's ports are in now (what the server shows, as the
+    network-changed refresh keeps them), when the network service can say."""
+    response = await agent.ports.network.get("/v2.0/ports", params={"device_id": uuid})
+    if response.status_code == 200:
+        names = await agent.ports.security_group_names(response.json()["ports"])
+        if names is not None:
+            return {**values, "security_groups": names}
+    return values
+
+
 @remote
 async def attach_interface(agent: ComputeManager, instance: dict, port_id: str, preexisting: bool,
                            tag: str | None = None, request_id: str | None = None) -> dict:
@@ -58,7 +69,7 @@ async def attach_interface(agent: ComputeManager, instance: dict, port_id: str, 
             await _unbind(agent, port_id)
             raise
         network_info = [v for v in current.get("network_info") or [] if v.get("port_id") != port_id] + [vif]
-        await agent._update(uuid, {"network_info": network_info})
+        await agent._update(uuid, await _with_groups(agent, uuid, {"network_info": network_info}))
         LOG.info("port %s attached to %s on %s", port_id, uuid, agent.host)
         return vif
 
@@ -77,11 +88,12 @@ async def detach_interface(agent: ComputeManager, instance: dict, port_id: str,
         if vif is None:
             raise PortNotAttached(f"Port {port_id} is not attached")
         await agent.driver.detach_interface(current, vif)
-        await agent._update(uuid, {"network_info": [v for v in network_info if v.get("port_id") != port_id]})
         if vif.get("preexisting"):
             await _unbind(agent, port_id)
         else:
             reply = await agent.ports.network.delete(f"/v2.0/ports/{port_id}")
             if reply.status_code not in (204, 404):
                 LOG.error("could not delete port %s of %s: %s", port_id, uuid, reply.text[:200])
+        kept = [v for v in network_info if v.get("port_id") != port_id]
+        await agent._update(uuid, await _with_groups(agent, uuid, {"network_info": kept}))
         LOG.info("port %s detached from %s on %s", port_id, uuid, agent.host)
