@@ -1,4 +1,4 @@
-"""Hostile-input fuzzing of all five APIs, for much longer than the test suite does (issue 12).
+"""Hostile-input fuzzing of all six APIs, for much longer than the test suite does (issue 12).
 
     .venv/bin/python benchmarks/fuzz.py [--examples 5000] [--services compute,image] [--seed N]
 

@@ -24,12 +24,14 @@ import httpx
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-SERVICES = ("identity", "compute", "placement", "image", "network")
+SERVICES = ("identity", "compute", "placement", "image", "network", "block-storage")
+PACKAGES = {"block-storage": "volume"}   # catalog type -> package, where they differ
 # Writes that would lock the fuzzer itself out (deleting or disabling its users, projects, roles,
 # the service catalog, or changing a password), so that later examples would test nothing.
 _SELF_HARM = re.compile(r"^(DELETE|PATCH|PUT) /v3/|^POST /v3/users/\{user_id\}/password")
 # Unlimited quotas: the seeded creates keep reaching past the quota check however many succeeded.
-CLOUD_CONFIG = {"quota": {"instances": "-1", "cores": "-1", "ram": "-1"}}
+CLOUD_CONFIG = {"quota": {"instances": "-1", "cores": "-1", "ram": "-1"},
+                "volume": {"quota_volumes": "-1", "quota_gigabytes": "-1"}}
 ALLOWED_5XX = {501}   # upstream's answer for what a driver does not implement
 
 _SCHEMA_PACKAGES = {
@@ -38,12 +40,15 @@ _SCHEMA_PACKAGES = {
     "placement": ["kilonova.placement.handlers"],
     "image": ["kilonova.image"],
     "network": ["kilonova.network"],
+    "block-storage": ["kilonova.volume"],
 }
 VERSIONS = {
     "compute": ["2.1", "2.7", "2.19", "2.37", "2.42", "2.52", "2.60", "2.67", "2.74", "2.90", "2.96",
                 "latest", "2.999", "x.y"],
     "placement": ["1.0", "1.10", "1.14", "1.20", "1.28", "1.36", "1.39", "latest", "1.999", "nope"],
+    "block-storage": ["3.0", "3.1", "3.70", "latest", "4.0", "x.y"],
 }
+HEADER_NAMES = {"block-storage": "volume"}   # OpenStack-API-Version's service name, where not the type
 QUERY_KEYS = ["limit", "marker", "sort_key", "sort_dir", "sort", "name", "status", "all_tenants", "all_projects",
               "changes-since", "changes-before", "fields", "created_at", "updated_at", "visibility", "member_status",
               "tag", "tags", "size_min", "size_max", "resources", "required", "member_of", "in_tree", "uuid",
@@ -181,7 +186,7 @@ def routes(service: str) -> list[tuple[str, str]]:
         from kilonova.placement.app import build_router
         router = build_router()
     else:
-        module = importlib.import_module(f"kilonova.{service}.app")
+        module = importlib.import_module(f"kilonova.{PACKAGES.get(service, service)}.app")
         router = Router()
         for resource in module.RESOURCE_MODULES:
             resource.register(router)
@@ -212,6 +217,13 @@ def body_schemas(service: str) -> list[dict]:
             attrs = importlib.import_module(f"kilonova.network.{resource}s").ATTRS
             schema = {"type": "object", "properties": {resource: {
                 "type": "object", "properties": {name: {} for name in attrs}}}}
+            found[id(schema)] = schema
+    if service == "block-storage":   # Cinder's create and update bodies
+        fields = {"size": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"},
+                  "volume_type": {"type": "string"}, "availability_zone": {"type": "string"},
+                  "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}
+        for wrapper in ("volume", "volume_type", "quota_set", "metadata", "os-extend"):
+            schema = {"type": "object", "properties": {wrapper: {"type": "object", "properties": fields}}}
             found[id(schema)] = schema
     if service == "compute":
         from kilonova.compute.api import server_schemas
@@ -271,6 +283,8 @@ def add_seeds(target: Target) -> None:
     with httpx.Client(timeout=30, headers={"X-Auth-Token": target.tokens["admin"]}) as client:
         images = client.get(target.roots["image"] + "/v2/images").json()["images"]
         networks = client.get(target.roots["network"] + "/v2.0/networks").json()["networks"]
+        project = client.get(target.roots["identity"] + "/v3/auth/tokens",
+                             headers={"X-Subject-Token": target.tokens["admin"]}).json()["token"]["project"]["id"]
     image = next(i["id"] for i in images if i["name"] == "kilonova-tiny")
     network = next(n["id"] for n in networks if n["name"] == "private")
     server = _active_server(target, image, network)
@@ -303,6 +317,10 @@ def add_seeds(target: Target) -> None:
         ("network", "POST", "/v2.0/ports", {"port": {"network_id": network, "name": "fz", "admin_state_up": True}}),
         ("image", "POST", "/v2/images", {"name": "fz", "disk_format": "qcow2", "container_format": "bare",
                                          "visibility": "private", "tags": ["a"], "min_ram": 0}),
+        ("block-storage", "POST", f"/v3/{project}/volumes", {"volume": {"size": 1, "name": "fz",
+                                                                       "metadata": {"k": "v"}}}),
+        ("block-storage", "POST", f"/v3/{project}/types", {"volume_type": {"name": "fz",
+                                                                          "extra_specs": {"k": "v"}}}),
         ("placement", "POST", "/resource_providers", {"name": "fz", "uuid": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa"}),
         ("identity", "POST", "/v3/projects", {"project": {"name": "fz", "domain_id": "default", "enabled": True}}),
         ("identity", "POST", "/v3/users", {"user": {"name": "fz", "domain_id": "default", "password": "fz-pass"}}),
@@ -359,7 +377,8 @@ def seeded_requests(draw, target: Target, service: str):
     headers = {"X-Auth-Token": target.tokens["admin"], "Content-Type": "application/json",
                "Accept": "application/json"}
     if service in VERSIONS:
-        headers["OpenStack-API-Version"] = f"{service} {draw(st.sampled_from(VERSIONS[service]))}"
+        headers["OpenStack-API-Version"] = \
+            f"{HEADER_NAMES.get(service, service)} {draw(st.sampled_from(VERSIONS[service]))}"
     content = json.dumps(draw(mutated(body)), ensure_ascii=True).encode()
     return service, method, target.roots[service] + path, headers, content
 
@@ -380,7 +399,8 @@ def requests(draw, target: Target, service: str, endpoints: list[tuple[str, str]
     elif who == "garbage":
         headers["X-Auth-Token"] = draw(st.sampled_from(["gAAAAAnope", "x" * 5000, "t\u00f6k"]))
     if service in VERSIONS:
-        headers["OpenStack-API-Version"] = f"{service} {draw(st.sampled_from(VERSIONS[service]))}"
+        headers["OpenStack-API-Version"] = \
+            f"{HEADER_NAMES.get(service, service)} {draw(st.sampled_from(VERSIONS[service]))}"
     headers["Accept"] = draw(st.sampled_from(["application/json", "*/*", "text/html", "text/plain", "garbage"]))
     body = None
     if method in ("POST", "PUT", "PATCH"):

@@ -12,8 +12,9 @@ def service(request: Request):
 
 
 def context(request: Request, project_id: str) -> RequestContext:
-    """The caller; the project in the URL must be the token's, as Cinder checks (admins: any)."""
+    """The caller; the project in the URL must be the token's, as Cinder checks (admins too: they reach
+    other projects' volumes with ``all_tenants`` and quotas by the quota set's own id)."""
     ctx: RequestContext = request.state.context
-    if project_id != ctx.project_id and not ctx.is_admin:
+    if project_id != ctx.project_id:
         raise HTTPError(400, "Malformed request url")
     return ctx

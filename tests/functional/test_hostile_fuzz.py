@@ -1,4 +1,4 @@
-"""The hostile-input fuzzer (tests/hostile_fuzz.py) against all five APIs of a cloud of its own, for a
+"""The hostile-input fuzzer (tests/hostile_fuzz.py) against all six APIs of a cloud of its own, for a
 bounded number of examples: no 5xx, every request answered, no traceback in the log.
 
 Its own cloud, because the fuzzer's admin writes (flavors, quotas, services, deletions) would change
