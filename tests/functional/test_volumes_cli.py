@@ -116,3 +116,44 @@ def test_bad_input_and_quota_with_sdk(cloud):
             conn.block_storage.delete_volume(volume)
     versions = httpx.get(url.split("/v3/")[0] + "/")
     assert versions.status_code == 300 and versions.json()["versions"][0]["min_version"] == "3.0"
+
+
+def test_types_properties_listing_and_refusals_with_cli(cloud):
+    cloud.openstack("volume", "type", "create", "--description", "quick", "cli-fast")
+    made = []
+    try:
+        cloud.openstack("volume", "type", "set", "--property", "tier=1", "cli-fast")
+        shown = cloud.openstack("volume", "type", "show", "cli-fast", fmt_json=True)
+        assert shown["properties"] == {"tier": "1"} and shown["description"] == "quick"
+        cloud.openstack("volume", "type", "unset", "--property", "tier", "cli-fast")
+        assert cloud.openstack("volume", "type", "show", "cli-fast", fmt_json=True)["properties"] == {}
+        for name in ("cli-a", "cli-b"):
+            made.append(cloud.openstack("volume", "create", "--size", "1", "--type", "cli-fast",
+                                        "--availability-zone", "nova", name, fmt_json=True)["id"])
+        long = {v["Name"]: v for v in cloud.openstack("volume", "list", "--long", fmt_json=True)}
+        assert long["cli-a"]["Type"] == "cli-fast" and long["cli-b"]["Size"] == 1
+        in_use = cloud.openstack("volume", "type", "delete", "cli-fast", check=False)
+        assert in_use.returncode != 0 and "in use" in in_use.stderr
+        refused = cloud.openstack("volume", "create", "--size", "1", "--image", "kilonova-tiny", "cli-img",
+                                  check=False)
+        assert refused.returncode != 0 and "not supported yet" in refused.stderr
+        cloud.openstack("quota", "set", "--volumes", "0", "demo")
+        try:
+            over = cloud.openstack("volume", "create", "--size", "1", "x", cloud="kilonova-demo", check=False,
+                                   fmt_json=True)
+            if isinstance(over, dict):
+                made.append(over["id"])
+            assert not isinstance(over, dict) and "413" in over.stderr and "'volumes'" in over.stderr
+        finally:
+            cloud.openstack("quota", "set", "--volumes", "10", "demo")
+    finally:
+        for volume_id in made:
+            deadline = time.monotonic() + 30
+            while cloud.openstack("volume", "show", volume_id, fmt_json=True)["status"] == "creating" \
+                    and time.monotonic() < deadline:
+                time.sleep(0.3)
+            cloud.openstack("volume", "delete", volume_id)
+        deadline = time.monotonic() + 30
+        while cloud.openstack("volume", "type", "delete", "cli-fast", check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the type stayed in use"
+            time.sleep(0.3)
