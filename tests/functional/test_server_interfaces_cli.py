@@ -299,3 +299,14 @@ def test_an_attached_ports_groups_show_on_the_server(cloud, vm, net):
     finally:
         _cli(cloud, "port", "delete", port["id"], check=False)
         _cli(cloud, "security", "group", "delete", name, check=False)
+
+
+def test_the_external_network_is_refused(cloud, vm):
+    """A port on the external network is the network service's to refuse to a project member, as Neutron's
+    policy does: a 4xx, and nothing is left attached."""
+    public = cloud.sdk(DEMO).network.find_network("public")
+    before = _ports(cloud, vm["id"])
+    with cloud.http("compute", DEMO) as compute:
+        reply = compute.post(f"/servers/{vm['id']}/os-interface", json={"interfaceAttachment": {"net_id": public.id}})
+        assert reply.status_code in (403, 404), reply.text
+    assert _ports(cloud, vm["id"]).keys() == before.keys()

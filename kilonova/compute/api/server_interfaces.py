@@ -140,8 +140,10 @@ async def _new_port(request: Request, ref: lookup.ServerRef, net_id: str | None,
         raise HTTPError(409, f"Fixed IP address {ip} is already in use on instance {ref.uuid}.")
     if response.status_code == 404:
         raise HTTPError(404, f"Network {net_id} could not be found.")
-    if response.status_code == 403 or kind == "OverQuota":
-        raise HTTPError(403, f"Maximum number of ports exceeded: {error.get('message', '')}".strip())
+    if kind == "OverQuota":
+        raise HTTPError(403, "Maximum number of ports exceeded")
+    if response.status_code == 403:
+        raise HTTPError(403, error.get("message") or f"Port creation on network {net_id} is not allowed.")
     raise HTTPError(400, error.get("message") or f"Port creation failed: {response.text[:200]}")
 
 
