@@ -29,6 +29,7 @@ STORES = {
     "identity": ("kilonova/identity/migrations", "kilonova.identity.models:IdentityBase"),
     "image": ("kilonova/image/migrations", "kilonova.image.models:ImageBase"),
     "network": ("kilonova/network/migrations", "kilonova.network.models:NetworkBase"),
+    "volume": ("kilonova/volume/migrations", "kilonova.volume.models:VolumeBase"),
 }
 ROOT = Path(__file__).resolve().parents[2]
 
