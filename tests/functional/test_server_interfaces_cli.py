@@ -310,3 +310,30 @@ def test_the_external_network_is_refused(cloud, vm):
         reply = compute.post(f"/servers/{vm['id']}/os-interface", json={"interfaceAttachment": {"net_id": public.id}})
         assert reply.status_code in (403, 404), reply.text
     assert _ports(cloud, vm["id"]).keys() == before.keys()
+
+
+HOSTILE_BODIES = [None, [], "x", 1, {}, {"interfaceAttachment": None}, {"interfaceAttachment": []},
+                  {"interfaceAttachment": {"fixed_ips": []}}, {"interfaceAttachment": {"fixed_ips": [{}]}},
+                  {"interfaceAttachment": {"net_id": 1}}, {"interfaceAttachment": {"port_id": "../../x"}},
+                  {"interfaceAttachment": {"net_id": str(uuid.UUID(int=0)), "fixed_ips": [{"ip_address": "::1"}]}},
+                  {"interfaceAttachment": {"tag": "\u0000" * 61}}]
+
+
+def test_hostile_input_is_never_a_5xx(cloud, vm, net):
+    with cloud.http("compute", DEMO) as compute:
+        url = f"/servers/{vm['id']}/os-interface"
+        for version in ("2.1", "2.49", "2.70"):
+            headers = {"OpenStack-API-Version": f"compute {version}"}
+            for body in HOSTILE_BODIES:
+                reply = compute.post(url, json=body, headers=headers)
+                assert 400 <= reply.status_code < 500 or reply.status_code == 200, (body, reply.status_code, reply.text)
+                if reply.status_code == 200:  # {} attaches to the project's only network, as upstream
+                    assert compute.delete(f"{url}/{reply.json()['interfaceAttachment']['port_id']}").status_code == 202
+        for port_id in ("%2E%2E", "x" * 300, "%00", str(uuid.UUID(int=0))):
+            assert compute.get(f"{url}/{port_id}").status_code == 404
+            assert compute.delete(f"{url}/{port_id}").status_code in (400, 404)
+        action = f"/servers/{vm['id']}/action"
+        for body in ({"addFixedIp": None}, {"addFixedIp": {"networkId": ""}}, {"addFixedIp": {"networkId": 0}},
+                     {"removeFixedIp": {"address": "not-an-ip"}}, {"removeFixedIp": {}}):
+            reply = compute.post(action, json=body)
+            assert reply.status_code == 400, (body, reply.status_code, reply.text)
