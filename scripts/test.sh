@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what is needed and run the full test suite (this is what CI runs).
 # Two pytest-xdist workers (one per core of the reference machine): most tests wait on subprocesses.
-# The real-guest tests (libvirtd) stay on one worker, a distributed module on one worker (tests/conftest.py).
+# Each module (a distributed package, one database's half of test_processes.py) runs on one worker, the longest first
+# (tests/conftest.py).
 # KILONOVA_TEST_WORKERS=0 runs everything in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
