@@ -139,6 +139,10 @@ def scale_network(cluster: Cluster, token: str, servers: int) -> str:
     response = httpx.post(f"{network_api}/subnets", headers=headers, json={"subnet": {
         "name": "scale-subnet", "network_id": network["id"], "ip_version": 4, "cidr": f"10.64.0.0/{prefix}"}})
     assert response.status_code == 201, response.text
+    # Every server's port counts against its project's port quota (Neutron's default: 500).
+    response = httpx.put(f"{network_api}/quotas/{network['project_id']}", headers=headers,
+                         json={"quota": {"port": -1}})
+    assert response.status_code == 200, response.text
     return network["id"]
 
 

@@ -10,7 +10,7 @@ from kilonova.common.http import Router, empty_response, read_json
 from kilonova.network import attributes as A
 from kilonova.network import policy, query, views
 from kilonova.network.errors import bad_request
-from kilonova.network.db import networks
+from kilonova.network.db import networks, usage
 from kilonova.network.lookup import context, creation_response, respond_list, respond_one, service, visible_network
 
 ATTRS = {
@@ -47,7 +47,12 @@ async def create(request: Request):
     body = await read_json(request)
     items = A.bulk_items(body, "network", "networks")
     rows = [new_row(ctx, A.parse(item, "network", ATTRS)) for item in items]
-    created = await service(request).db.write(lambda session: [networks.create(session, row) for row in rows])
+
+    def create_all(session):
+        usage.check_quota(session, "network", [row["project_id"] for row in rows])
+        return [networks.create(session, row) for row in rows]
+
+    created = await service(request).db.write(create_all)
     shown = [views.network(n, policy.privileged(ctx)) for n in created]
     return creation_response("network", "networks", shown, bulk="networks" in body)
 

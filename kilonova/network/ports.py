@@ -9,7 +9,7 @@ from starlette.requests import Request
 from kilonova.common.http import Router, empty_response, read_json
 from kilonova.network import attributes as A
 from kilonova.network import l3_errors, mac, policy, query, views
-from kilonova.network.db import ports
+from kilonova.network.db import ports, usage
 from kilonova.network.db.networks import L3_OWNERS
 from kilonova.network.errors import bad_request, not_found, policy_denied
 from kilonova.network.lookup import (context, creation_response, network_visible_to, respond_list, respond_one,
@@ -88,6 +88,7 @@ async def create(request: Request):
     def create_all(session):
         # The networks are read in the port's own write transaction (every boot creates a port).
         specs = [_new_port(ctx, session, A.parse(item, "port", ATTRS)) for item in items]
+        usage.check_quota(session, "port", [row["project_id"] for row, *_ in specs])
         return [ports.create(session, dict(row), fixed_ips, wanted, groups, policy.privileged(ctx))
                 for row, fixed_ips, wanted, groups in specs]
 

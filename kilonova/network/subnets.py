@@ -10,7 +10,7 @@ from starlette.requests import Request
 from kilonova.common.http import Router, empty_response, read_json
 from kilonova.network import attributes as A
 from kilonova.network import ipam, policy, query, views
-from kilonova.network.db import subnets
+from kilonova.network.db import subnets, usage
 from kilonova.network.errors import bad_request, invalid_input, not_found, policy_denied
 from kilonova.network.lookup import context, creation_response, respond_list, respond_one, service, visible_network
 
@@ -102,7 +102,12 @@ async def create(request: Request):
     rows = [new_row(ctx, A.parse(item, "subnet", ATTRS)) for item in A.bulk_items(body, "subnet", "subnets")]
     for network_id in {row["network_id"] for row in rows}:
         await _check_network(request, network_id)
-    created = await service(request).db.write(lambda session: [subnets.create(session, row) for row in rows])
+
+    def create_all(session):
+        usage.check_quota(session, "subnet", [row["project_id"] for row in rows])
+        return [subnets.create(session, row) for row in rows]
+
+    created = await service(request).db.write(create_all)
     return creation_response("subnet", "subnets", [views.subnet(s) for s in created], bulk="subnets" in body)
 
 

@@ -5,6 +5,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.network import errors
+from kilonova.network.db import quota_limits
 from kilonova.network.l3_models import FloatingIP, Router
 from kilonova.network.models import Network, Port, SecurityGroup, SecurityGroupRule, Subnet, utcnow
 
@@ -17,6 +18,15 @@ def counts(session: Session, project_id: str) -> dict[str, int]:
     return {name: session.scalar(sa.select(sa.func.count()).select_from(model)
                                  .where(model.project_id == project_id)) or 0
             for name, model in COUNTED.items()}
+
+
+def check_quota(session: Session, resource: str, project_ids: list[str]) -> None:
+    """OverQuota (409) when creating one ``resource`` for each of ``project_ids`` (a bulk create names a project
+    once per item) would take a project past its limit; checked in the creating transaction."""
+    model = COUNTED[resource]
+    for project_id in sorted(set(project_ids)):
+        used = session.scalar(sa.select(sa.func.count()).select_from(model).where(model.project_id == project_id))
+        quota_limits.check(session, project_id, resource, used or 0, project_ids.count(project_id))
 
 
 def set_tags(session: Session, resource: str, resource_id: str, tags: list[str]) -> list[str]:
