@@ -46,7 +46,7 @@ VERSIONS = {
     "compute": ["2.1", "2.7", "2.19", "2.37", "2.42", "2.52", "2.60", "2.67", "2.74", "2.90", "2.96",
                 "latest", "2.999", "x.y"],
     "placement": ["1.0", "1.10", "1.14", "1.20", "1.28", "1.36", "1.39", "latest", "1.999", "nope"],
-    "block-storage": ["3.0", "3.1", "3.70", "latest", "4.0", "x.y"],
+    "block-storage": ["3.0", "3.0", "latest", "3.1", "x.y"],
 }
 HEADER_NAMES = {"block-storage": "volume"}   # OpenStack-API-Version's service name, where not the type
 QUERY_KEYS = ["limit", "marker", "sort_key", "sort_dir", "sort", "name", "status", "all_tenants", "all_projects",
@@ -222,7 +222,8 @@ def body_schemas(service: str) -> list[dict]:
         fields = {"size": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"},
                   "volume_type": {"type": "string"}, "availability_zone": {"type": "string"},
                   "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}
-        for wrapper in ("volume", "volume_type", "quota_set", "metadata", "os-extend"):
+        fields["volume_id"] = {"type": "string"}
+        for wrapper in ("volume", "snapshot", "volume_type", "quota_set", "metadata", "os-extend"):
             schema = {"type": "object", "properties": {wrapper: {"type": "object", "properties": fields}}}
             found[id(schema)] = schema
     if service == "compute":
@@ -319,6 +320,7 @@ def add_seeds(target: Target) -> None:
                                          "visibility": "private", "tags": ["a"], "min_ram": 0}),
         ("block-storage", "POST", f"/v3/{project}/volumes", {"volume": {"size": 1, "name": "fz",
                                                                        "metadata": {"k": "v"}}}),
+        ("block-storage", "POST", f"/v3/{project}/snapshots", {"snapshot": {"volume_id": "", "name": "fz"}}),
         ("block-storage", "POST", f"/v3/{project}/types", {"volume_type": {"name": "fz",
                                                                           "extra_specs": {"k": "v"}}}),
         ("placement", "POST", "/resource_providers", {"name": "fz", "uuid": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa"}),

@@ -72,3 +72,17 @@ class QuotaLimit(VolumeBase):
     project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
     resource: Mapped[str] = mapped_column(sa.String(255))
     hard_limit: Mapped[int] = mapped_column()
+
+
+class Snapshot(VolumeBase):
+    __tablename__ = "snapshots"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    user_id: Mapped[str | None] = mapped_column(sa.String(255))
+    volume_id: Mapped[str] = mapped_column(sa.ForeignKey("volumes.id"), index=True)
+    name: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    description: Mapped[str | None] = mapped_column(sa.String(255))
+    size: Mapped[int] = mapped_column()
+    status: Mapped[str] = mapped_column(sa.String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.http import HTTPError
 from kilonova.volume.errors import type_not_found, volume_not_found
-from kilonova.volume.models import QuotaLimit, Volume, VolumeMetadata, VolumeType, VolumeTypeExtraSpec, utcnow
+from kilonova.volume.models import (QuotaLimit, Snapshot, Volume, VolumeMetadata, VolumeType, VolumeTypeExtraSpec,
+                                    utcnow)
 
 DEFAULT_TYPE_NAME = "__DEFAULT__"
 DEFAULT_TYPE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/volume-types/__DEFAULT__"))
@@ -150,8 +151,12 @@ def usage(session: Session, project_id: str) -> dict[str, int]:
     count, gigabytes = session.execute(
         sa.select(sa.func.count(Volume.id), sa.func.coalesce(sa.func.sum(Volume.size), 0))
         .where(Volume.project_id == project_id)).one()
-    return {"volumes": count, "gigabytes": int(gigabytes), "snapshots": 0, "backups": 0, "backup_gigabytes": 0,
-            "groups": 0}
+    snapshots, snapshot_gigabytes = session.execute(
+        sa.select(sa.func.count(Snapshot.id), sa.func.coalesce(sa.func.sum(Snapshot.size), 0))
+        .where(Snapshot.project_id == project_id)).one()
+    # As Cinder's, snapshots count against the gigabytes quota too.
+    return {"volumes": count, "gigabytes": int(gigabytes) + int(snapshot_gigabytes), "snapshots": snapshots,
+            "backups": 0, "backup_gigabytes": 0, "groups": 0}
 
 
 def quota_overrides(session: Session, project_id: str) -> dict[str, int]:
@@ -236,6 +241,86 @@ def set_metadata(session: Session, volume_id: str, metadata: dict[str, str], rep
 
 def delete_metadata(session: Session, volume_id: str, key: str) -> None:
     _remove(_volume(session, volume_id).metadata_items, key, f"Volume {volume_id} has no metadata with key {key}.")
+
+
+def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
+    return {"id": snapshot.id, "project_id": snapshot.project_id, "user_id": snapshot.user_id,
+            "volume_id": snapshot.volume_id, "name": snapshot.name, "description": snapshot.description,
+            "size": snapshot.size, "status": snapshot.status, "created_at": _time(snapshot.created_at),
+            "updated_at": _time(snapshot.updated_at)}
+
+
+def has_snapshots(session: Session, volume_id: str) -> bool:
+    return session.scalar(sa.select(sa.func.count()).select_from(Snapshot)
+                          .where(Snapshot.volume_id == volume_id)) > 0
+
+
+def create_snapshot(session: Session, values: dict[str, Any], limits: dict[str, int],
+                    allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A snapshot of a volume in one of ``allowed``, within the snapshots and gigabytes quotas."""
+    volume = _volume(session, values["volume_id"])
+    if volume.status not in allowed:
+        raise HTTPError(400, f"Invalid volume: Volume {volume.id} status must be available, but current status "
+                             f"is: {volume.status}.")
+    used = usage(session, values["project_id"])
+    if 0 <= limits["snapshots"] < used["snapshots"] + 1:
+        raise HTTPError(413, f"Maximum number of snapshots allowed ({limits['snapshots']}) exceeded")
+    if 0 <= limits["gigabytes"] < used["gigabytes"] + volume.size:
+        raise HTTPError(413, f"Requested volume or snapshot exceeds allowed gigabytes quota. Requested "
+                             f"{volume.size}G, quota is {limits['gigabytes']}G and {used['gigabytes']}G has been "
+                             f"consumed.")
+    snapshot = Snapshot(id=str(uuid.uuid4()), size=volume.size, status="creating", **values)
+    session.add(snapshot)
+    session.flush()
+    return snapshot_dict(snapshot)
+
+
+def _snapshot(session: Session, snapshot_id: str) -> Snapshot:
+    snapshot = session.get(Snapshot, snapshot_id)
+    if snapshot is None:
+        raise HTTPError(404, f"Snapshot {snapshot_id} could not be found.")
+    return snapshot
+
+
+def get_snapshot(session: Session, snapshot_id: str) -> dict[str, Any]:
+    return snapshot_dict(_snapshot(session, snapshot_id))
+
+
+def list_snapshots(session: Session, project_id: str | None) -> list[dict[str, Any]]:
+    query = sa.select(Snapshot)
+    if project_id is not None:
+        query = query.where(Snapshot.project_id == project_id)
+    return [snapshot_dict(snapshot) for snapshot in session.scalars(query)]
+
+
+def update_snapshot(session: Session, snapshot_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    snapshot = _snapshot(session, snapshot_id)
+    for key, value in values.items():
+        setattr(snapshot, key, value)
+    snapshot.updated_at = utcnow()
+    session.flush()
+    return snapshot_dict(snapshot)
+
+
+def set_snapshot_status(session: Session, snapshot_id: str, status: str,
+                        expected: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    snapshot = session.get(Snapshot, snapshot_id)
+    if snapshot is None or (expected is not None and snapshot.status not in expected):
+        return None
+    snapshot.status = status
+    snapshot.updated_at = utcnow()
+    session.flush()
+    return snapshot_dict(snapshot)
+
+
+def delete_snapshot(session: Session, snapshot_id: str) -> None:
+    snapshot = session.get(Snapshot, snapshot_id)
+    if snapshot is not None:
+        session.delete(snapshot)
+
+
+def snapshots_in(session: Session, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [snapshot_dict(s) for s in session.scalars(sa.select(Snapshot).where(Snapshot.status.in_(statuses)))]
 
 
 def delete_volume(session: Session, volume_id: str) -> None:

@@ -49,7 +49,14 @@ class VolumeService(Service):
         self.backend.prepare()
 
     async def after_start(self) -> None:
-        """Volumes a stopped process left half done: finish them from what is on disk."""
+        """Volumes and snapshots a stopped process left half done: finish them from what is on disk."""
+        for snapshot in await self.db.read(repo.snapshots_in, ("creating", "deleting")):
+            # A copy cut short cannot be told from a whole one: made again from the volume.
+            await asyncio.to_thread(self.backend.delete_snapshot, snapshot["id"])
+            if snapshot["status"] == "deleting":
+                await self.db.write(repo.delete_snapshot, snapshot["id"])
+            else:
+                self.spawn(self.take_snapshot(snapshot["id"], snapshot["volume_id"]))
         for volume in await self.db.read(repo.volumes_in, ("creating", "extending", "deleting")):
             if volume["status"] == "deleting":
                 self.spawn(self.remove(volume["id"]))
@@ -66,6 +73,24 @@ class VolumeService(Service):
             else:   # an extend grew the file, or never got to: the volume is what its file holds
                 await self.db.write(repo.set_status, volume["id"], "available",
                                     size=max(allocated, volume["size"]))
+
+    async def take_snapshot(self, snapshot_id: str, volume_id: str) -> None:
+        try:
+            await asyncio.to_thread(self.backend.snapshot, volume_id, snapshot_id)
+        except OSError as exc:
+            LOG.error("snapshot %s of volume %s failed: %s", snapshot_id, volume_id, exc)
+            await self.db.write(repo.set_snapshot_status, snapshot_id, "error", ("creating",))
+            return
+        await self.db.write(repo.set_snapshot_status, snapshot_id, "available", ("creating",))
+
+    async def remove_snapshot(self, snapshot_id: str) -> None:
+        try:
+            await asyncio.to_thread(self.backend.delete_snapshot, snapshot_id)
+        except OSError as exc:
+            LOG.error("snapshot %s: removing its file failed: %s", snapshot_id, exc)
+            await self.db.write(repo.set_snapshot_status, snapshot_id, "error_deleting", ("deleting",))
+            return
+        await self.db.write(repo.delete_snapshot, snapshot_id)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -164,7 +164,13 @@ async def delete(request: Request, project_id: str, volume_id: str):
     policy.check_write(ctx, "volume:delete")
     volume = await _visible(request, ctx, volume_id)
     svc = service(request)
-    if await svc.db.write(repo.set_status, volume_id, "deleting", DELETABLE) is None:
+
+    def begin(session):
+        if repo.has_snapshots(session, volume_id):
+            return None
+        return repo.set_status(session, volume_id, "deleting", DELETABLE)
+
+    if await svc.db.write(begin) is None:
         raise HTTPError(400, f"Invalid volume: Volume status must be available or error or error_restoring or "
                              f"error_extending or error_managing and must not be migrating, attached, belong to "
                              f"a group, have snapshots or be disassociated from snapshots after volume transfer."

@@ -157,3 +157,46 @@ def test_types_properties_listing_and_refusals_with_cli(cloud):
         while cloud.openstack("volume", "type", "delete", "cli-fast", check=False).returncode != 0:
             assert time.monotonic() < deadline, "the type stayed in use"
             time.sleep(0.3)
+
+
+def _wait(cloud, kind: list[str], ref: str, status: str, cloud_name: str = "kilonova-demo") -> dict:
+    deadline = time.monotonic() + 30
+    while True:
+        shown = cloud.openstack(*kind, "show", ref, cloud=cloud_name, fmt_json=True)
+        if shown["status"] == status or time.monotonic() > deadline:
+            assert shown["status"] == status, shown
+            return shown
+        time.sleep(0.3)
+
+
+def test_volume_snapshots_with_cli(cloud):
+    volume = cloud.openstack("volume", "create", "--size", "1", "snap-source", cloud="kilonova-demo",
+                             fmt_json=True)
+    try:
+        _wait(cloud, ["volume"], volume["id"], "available")
+        made = cloud.openstack("volume", "snapshot", "create", "--volume", "snap-source", "--description", "d",
+                               "snap1", cloud="kilonova-demo", fmt_json=True)
+        try:
+            shown = _wait(cloud, ["volume", "snapshot"], made["id"], "available")
+            assert shown["volume_id"] == volume["id"] and shown["size"] == 1 and shown["description"] == "d"
+            assert (cloud.state_dir / "volumes" / f"snapshot-{made['id']}").exists()
+            names = [s["Name"] for s in cloud.openstack("volume", "snapshot", "list", cloud="kilonova-demo",
+                                                        fmt_json=True)]
+            assert names == ["snap1"]
+            cloud.openstack("volume", "snapshot", "set", "--name", "snap2", "snap1", cloud="kilonova-demo")
+            refused = cloud.openstack("volume", "delete", "snap-source", cloud="kilonova-demo", check=False)
+            assert refused.returncode != 0 and "snapshots" in refused.stderr
+            quota = {row["Resource"]: row for row in cloud.openstack("quota", "show", "--usage", "--volume",
+                                                                     "demo", fmt_json=True)}
+            assert quota["snapshots"]["In Use"] == 1
+        finally:
+            cloud.openstack("volume", "snapshot", "delete", made["id"], cloud="kilonova-demo")
+        deadline = time.monotonic() + 30
+        while (cloud.state_dir / "volumes" / f"snapshot-{made['id']}").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        deadline = time.monotonic() + 30
+        while cloud.openstack("volume", "delete", volume["id"], cloud="kilonova-demo", check=False).returncode:
+            assert time.monotonic() < deadline, "the volume could not be deleted"
+            time.sleep(0.3)

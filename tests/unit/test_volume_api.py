@@ -205,3 +205,37 @@ async def test_restart_finishes_volumes_left_half_done(api, svc):
     for volume_id in (creating, grown, not_grown, lost):
         assert (await api.delete(f"/v3/p-alice/volumes/{volume_id}", headers=ALICE)).status_code == 202
     await settle(svc)
+
+
+async def test_snapshots(api, svc):
+    volume = await create(api, svc, name="snapped")
+    with open(svc.backend.path(volume["id"]), "r+b") as handle:   # a marker the snapshot must hold
+        handle.seek(4096)
+        handle.write(b"kilonova-marker")
+    url = "/v3/p-alice/snapshots"
+    fault(await api.post(url, json={"snapshot": {"name": "s"}}, headers=ALICE), 400, "badRequest")
+    fault(await api.post(url, json={"snapshot": {"volume_id": "nope"}}, headers=ALICE), 404, "itemNotFound")
+    fault(await api.post("/v3/p-bob/snapshots", json={"snapshot": {"volume_id": volume["id"]}}, headers=BOB),
+          404, "itemNotFound")
+    made = await api.post(url, json={"snapshot": {"volume_id": volume["id"], "name": "s1"}}, headers=ALICE)
+    assert made.status_code == 202, made.text
+    await settle(svc)
+    snapshot = (await api.get(f"{url}/{made.json()['snapshot']['id']}", headers=ALICE)).json()["snapshot"]
+    assert snapshot["status"] == "available" and snapshot["size"] == 1 and snapshot["volume_id"] == volume["id"]
+    with open(svc.backend.snapshot_path(snapshot["id"]), "rb") as handle:
+        handle.seek(4096)
+        assert handle.read(15) == b"kilonova-marker"
+    assert os.stat(svc.backend.snapshot_path(snapshot["id"])).st_blocks * 512 < 1024 ** 2   # still sparse
+    used = (await api.get("/v3/p-alice/os-quota-sets/p-alice?usage=True", headers=ALICE)).json()["quota_set"]
+    assert used["snapshots"]["in_use"] == 1 and used["gigabytes"]["in_use"] == 2
+    listed = (await api.get(f"{url}/detail", headers=ALICE)).json()["snapshots"]
+    assert [s["name"] for s in listed] == ["s1"]
+    fault(await api.get(f"/v3/p-bob/snapshots/{snapshot['id']}", headers=BOB), 404, "itemNotFound")
+    renamed = await api.put(f"{url}/{snapshot['id']}", json={"snapshot": {"name": "s2"}}, headers=ALICE)
+    assert renamed.json()["snapshot"]["name"] == "s2"
+    fault(await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE), 400, "badRequest")
+    assert (await api.delete(f"{url}/{snapshot['id']}", headers=ALICE)).status_code == 202
+    await settle(svc)
+    assert not svc.backend.snapshot_path(snapshot["id"]).exists()
+    assert (await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE)).status_code == 202
+    await settle(svc)
