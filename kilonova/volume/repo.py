@@ -140,13 +140,6 @@ def get_volume(session: Session, volume_id: str) -> dict[str, Any]:
     return volume_dict(_volume(session, volume_id))
 
 
-def list_volumes(session: Session, project_id: str | None) -> list[dict[str, Any]]:
-    query = sa.select(Volume)
-    if project_id is not None:
-        query = query.where(Volume.project_id == project_id)
-    return [volume_dict(volume) for volume in session.scalars(query)]
-
-
 def usage(session: Session, project_id: str) -> dict[str, int]:
     count, gigabytes = session.execute(
         sa.select(sa.func.count(Volume.id), sa.func.coalesce(sa.func.sum(Volume.size), 0))
@@ -208,29 +201,6 @@ def create_volume(session: Session, values: dict[str, Any], metadata: dict[str, 
     return volume_dict(volume)
 
 
-def update_volume(session: Session, volume_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    volume = _volume(session, volume_id)
-    for key, value in values.items():
-        setattr(volume, key, value)
-    volume.updated_at = utcnow()
-    session.flush()
-    return volume_dict(volume)
-
-
-def set_status(session: Session, volume_id: str, status: str, expected: tuple[str, ...] | None = None,
-               **values: Any) -> dict[str, Any] | None:
-    """Move a volume to ``status`` (only from one of ``expected``); None when it is gone or elsewhere."""
-    volume = session.get(Volume, volume_id)
-    if volume is None or (expected is not None and volume.status not in expected):
-        return None
-    volume.status = status
-    for key, value in values.items():
-        setattr(volume, key, value)
-    volume.updated_at = utcnow()
-    session.flush()
-    return volume_dict(volume)
-
-
 def set_metadata(session: Session, volume_id: str, metadata: dict[str, str], replace: bool) -> dict[str, str]:
     volume = _volume(session, volume_id)
     _merge(volume.metadata_items, metadata, VolumeMetadata, replace)
@@ -286,48 +256,88 @@ def get_snapshot(session: Session, snapshot_id: str) -> dict[str, Any]:
     return snapshot_dict(_snapshot(session, snapshot_id))
 
 
+# --- what volumes and snapshots share: listing, status moves, updates, removal
+
+_DICTS = {Volume: volume_dict, Snapshot: snapshot_dict}
+
+
+def _listing(model: type, project_id: str | None) -> list[dict[str, Any]]:
+    def read(session: Session) -> list[dict[str, Any]]:
+        query = sa.select(model)
+        if project_id is not None:
+            query = query.where(model.project_id == project_id)
+        return [_DICTS[model](row) for row in session.scalars(query)]
+    return read
+
+
+def list_volumes(session: Session, project_id: str | None) -> list[dict[str, Any]]:
+    return _listing(Volume, project_id)(session)
+
+
 def list_snapshots(session: Session, project_id: str | None) -> list[dict[str, Any]]:
-    query = sa.select(Snapshot)
-    if project_id is not None:
-        query = query.where(Snapshot.project_id == project_id)
-    return [snapshot_dict(snapshot) for snapshot in session.scalars(query)]
+    return _listing(Snapshot, project_id)(session)
 
 
-def update_snapshot(session: Session, snapshot_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    snapshot = _snapshot(session, snapshot_id)
+def _move(session: Session, model: type, row_id: str, status: str, expected: tuple[str, ...] | None,
+          values: dict[str, Any]) -> dict[str, Any] | None:
+    """Move a row to ``status`` (only from one of ``expected``); None when it is gone or elsewhere."""
+    row = session.get(model, row_id)
+    if row is None or (expected is not None and row.status not in expected):
+        return None
+    row.status = status
     for key, value in values.items():
-        setattr(snapshot, key, value)
-    snapshot.updated_at = utcnow()
+        setattr(row, key, value)
+    row.updated_at = utcnow()
     session.flush()
-    return snapshot_dict(snapshot)
+    return _DICTS[model](row)
+
+
+def set_status(session: Session, volume_id: str, status: str, expected: tuple[str, ...] | None = None,
+               **values: Any) -> dict[str, Any] | None:
+    return _move(session, Volume, volume_id, status, expected, values)
 
 
 def set_snapshot_status(session: Session, snapshot_id: str, status: str,
                         expected: tuple[str, ...] | None = None) -> dict[str, Any] | None:
-    snapshot = session.get(Snapshot, snapshot_id)
-    if snapshot is None or (expected is not None and snapshot.status not in expected):
-        return None
-    snapshot.status = status
-    snapshot.updated_at = utcnow()
+    return _move(session, Snapshot, snapshot_id, status, expected, {})
+
+
+def _update(row, to_dict, values: dict[str, Any]) -> dict[str, Any]:
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.updated_at = utcnow()
+    return to_dict(row)
+
+
+def update_volume(session: Session, volume_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    result = _update(_volume(session, volume_id), volume_dict, values)
     session.flush()
-    return snapshot_dict(snapshot)
+    return result
 
 
-def delete_snapshot(session: Session, snapshot_id: str) -> None:
-    snapshot = session.get(Snapshot, snapshot_id)
-    if snapshot is not None:
-        session.delete(snapshot)
-
-
-def snapshots_in(session: Session, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [snapshot_dict(s) for s in session.scalars(sa.select(Snapshot).where(Snapshot.status.in_(statuses)))]
+def update_snapshot(session: Session, snapshot_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    result = _update(_snapshot(session, snapshot_id), snapshot_dict, values)
+    session.flush()
+    return result
 
 
 def delete_volume(session: Session, volume_id: str) -> None:
-    volume = session.get(Volume, volume_id)
-    if volume is not None:
-        session.delete(volume)
+    _delete(session, Volume, volume_id)
+
+
+def delete_snapshot(session: Session, snapshot_id: str) -> None:
+    _delete(session, Snapshot, snapshot_id)
+
+
+def _delete(session: Session, model: type, row_id: str) -> None:
+    row = session.get(model, row_id)
+    if row is not None:
+        session.delete(row)
 
 
 def volumes_in(session: Session, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
     return [volume_dict(v) for v in session.scalars(sa.select(Volume).where(Volume.status.in_(statuses)))]
+
+
+def snapshots_in(session: Session, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [snapshot_dict(s) for s in session.scalars(sa.select(Snapshot).where(Snapshot.status.in_(statuses)))]
