@@ -32,6 +32,12 @@ class FileBackend:
             raise
         os.close(fd)
 
+    def create_from(self, source: Path, volume_id: str, size_gb: int) -> None:
+        """A new volume holding a copy of ``source`` (a snapshot's or another volume's file), grown to
+        ``size_gb``."""
+        _sparse_copy(source, self.path(volume_id))
+        os.truncate(self.path(volume_id), size_gb * GIB)
+
     def extend(self, volume_id: str, size_gb: int) -> None:
         path = self.path(volume_id)
         if path.stat().st_size > size_gb * GIB:
@@ -52,15 +58,18 @@ class FileBackend:
         return self.directory / f"snapshot-{snapshot_id}"
 
     def snapshot(self, volume_id: str, snapshot_id: str) -> None:
-        """A full copy of the volume's file at this moment, as sparse as the volume (only the blocks written
-        are copied; ``cp`` finds them with SEEK_DATA)."""
-        target = self.snapshot_path(snapshot_id)
-        result = subprocess.run(["cp", "--sparse=always", "--", str(self.path(volume_id)), str(target)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            target.unlink(missing_ok=True)
-            raise OSError(result.stderr.strip() or f"cp exited {result.returncode}")
-        os.chmod(target, 0o600)
+        """A full copy of the volume's file at this moment, as sparse as the volume."""
+        _sparse_copy(self.path(volume_id), self.snapshot_path(snapshot_id))
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         self.snapshot_path(snapshot_id).unlink(missing_ok=True)
+
+
+def _sparse_copy(source: Path, target: Path) -> None:
+    """Copy only the blocks written (``cp`` finds them with SEEK_DATA); the holes stay holes."""
+    result = subprocess.run(["cp", "--sparse=always", "--", str(source), str(target)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        target.unlink(missing_ok=True)
+        raise OSError(result.stderr.strip() or f"cp exited {result.returncode}")
+    os.chmod(target, 0o600)

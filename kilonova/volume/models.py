@@ -48,6 +48,8 @@ class Volume(VolumeBase):
     availability_zone: Mapped[str] = mapped_column(sa.String(255))
     volume_type_id: Mapped[str] = mapped_column(sa.ForeignKey("volume_types.id"), index=True)
     bootable: Mapped[bool] = mapped_column(default=False)
+    snapshot_id: Mapped[str | None] = mapped_column(sa.String(36))
+    source_volid: Mapped[str | None] = mapped_column(sa.String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(default=None)
     volume_type: Mapped[VolumeType] = relationship(lazy="joined")

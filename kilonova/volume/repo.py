@@ -32,6 +32,7 @@ def volume_dict(volume: Volume) -> dict[str, Any]:
             "availability_zone": volume.availability_zone, "bootable": volume.bootable,
             "volume_type": volume.volume_type.name, "volume_type_id": volume.volume_type_id,
             "created_at": _time(volume.created_at), "updated_at": _time(volume.updated_at),
+            "snapshot_id": volume.snapshot_id, "source_volid": volume.source_volid,
             "metadata": {item.key: item.value for item in volume.metadata_items}}
 
 
@@ -189,9 +190,40 @@ def check_quota(session: Session, project_id: str, limits: dict[str, int], volum
                              f"'volumes'.")
 
 
+def _source_size(session: Session, values: dict[str, Any], admin: bool) -> int | None:
+    """The size of the snapshot or volume a new volume is made from (None: made empty); 404 when the
+    caller cannot see it, 400 when it is not ready to be copied."""
+    if values.get("snapshot_id"):
+        snapshot = session.get(Snapshot, values["snapshot_id"])
+        if snapshot is None or (not admin and snapshot.project_id != values["project_id"]):
+            raise HTTPError(404, f"Snapshot {values['snapshot_id']} could not be found.")
+        if snapshot.status != "available":
+            raise HTTPError(400, f"Invalid snapshot: Originating snapshot status must be one of 'available' "
+                                 f"values, not {snapshot.status}.")
+        return snapshot.size
+    if values.get("source_volid"):
+        source = session.get(Volume, values["source_volid"])
+        if source is None or (not admin and source.project_id != values["project_id"]):
+            raise volume_not_found(values["source_volid"])
+        if source.status not in ("available", "in-use"):
+            raise HTTPError(400, f"Invalid volume: Source volume status must be available or in-use, not "
+                                 f"{source.status}.")
+        return source.size
+    return None
+
+
 def create_volume(session: Session, values: dict[str, Any], metadata: dict[str, str], type_ref: str | None,
-                  limits: dict[str, int]) -> dict[str, Any]:
+                  limits: dict[str, int], admin: bool = False) -> dict[str, Any]:
     vtype = find_type(session, type_ref or DEFAULT_TYPE_ID)
+    source_size = _source_size(session, values, admin)
+    if source_size is not None:
+        if values.get("size") is None:
+            values = {**values, "size": source_size}
+        elif values["size"] < source_size:
+            what = "the snapshot size" if values.get("snapshot_id") else "original volume size"
+            raise HTTPError(400, f"Invalid input received: Volume size '{values['size']}'GB cannot be smaller than "
+                                 f"{what} {source_size}GB. They must be >= original "
+                                 f"{'snapshot' if values.get('snapshot_id') else 'volume'} size.")
     check_quota(session, values["project_id"], limits, 1, values["size"], values["size"])
     volume = Volume(id=str(uuid.uuid4()), volume_type_id=vtype.id, status="creating", **values)
     volume.metadata_items = [VolumeMetadata(key=k, value=v) for k, v in metadata.items()]

@@ -64,7 +64,7 @@ class VolumeService(Service):
             allocated = await asyncio.to_thread(self.backend.size_gb, volume["id"])
             if volume["status"] == "creating":
                 if allocated is None:
-                    self.spawn(self.allocate(volume["id"], volume["size"]))
+                    self.spawn(self.allocate(volume["id"], volume["size"], self.source_path(volume)))
                 else:
                     await self.db.write(repo.set_status, volume["id"],
                                         "available" if allocated == volume["size"] else "error")
@@ -105,9 +105,19 @@ class VolumeService(Service):
     async def quota_limits(self, project_id: str) -> dict[str, int]:
         return {**self.default_quotas, **await self.db.read(repo.quota_overrides, project_id)}
 
-    async def allocate(self, volume_id: str, size: int) -> None:
+    def source_path(self, volume: dict[str, Any]) -> Path | None:
+        if volume.get("snapshot_id"):
+            return self.backend.snapshot_path(volume["snapshot_id"])
+        if volume.get("source_volid"):
+            return self.backend.path(volume["source_volid"])
+        return None
+
+    async def allocate(self, volume_id: str, size: int, source: Path | None = None) -> None:
         try:
-            await asyncio.to_thread(self.backend.create, volume_id, size)
+            if source is None:
+                await asyncio.to_thread(self.backend.create, volume_id, size)
+            else:
+                await asyncio.to_thread(self.backend.create_from, source, volume_id, size)
         except OSError as exc:
             LOG.error("volume %s: allocating %d GiB failed: %s", volume_id, size, exc)
             await self.db.write(repo.set_status, volume_id, "error", ("creating",))

@@ -12,7 +12,7 @@ from kilonova.volume.lookup import context, service
 from kilonova.volume.paging import page
 
 # Creating from these is issue 14's next step; until then a clear 400 rather than an empty volume.
-NOT_YET = {"snapshot_id": "from a snapshot", "source_volid": "from another volume", "imageRef": "from an image",
+NOT_YET = {"imageRef": "from an image",
            "backup_id": "from a backup", "source_replica": "from a replica", "consistencygroup_id": "in a group",
            "group_id": "in a group", "scheduler_hints": "with scheduler hints"}
 DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
@@ -29,7 +29,8 @@ def detail_view(request: Request, volume: dict, admin: bool) -> dict[str, Any]:
     view = {"id": volume["id"], "name": volume["name"], "description": volume["description"],
             "size": volume["size"], "status": volume["status"], "availability_zone": volume["availability_zone"],
             "created_at": volume["created_at"], "updated_at": volume["updated_at"],
-            "volume_type": volume["volume_type"], "snapshot_id": None, "source_volid": None,
+            "volume_type": volume["volume_type"], "snapshot_id": volume["snapshot_id"],
+            "source_volid": volume["source_volid"],
             "metadata": volume["metadata"], "bootable": "true" if volume["bootable"] else "false",
             "encrypted": False, "multiattach": False, "replication_status": None, "consistencygroup_id": None,
             "user_id": volume["user_id"], "attachments": [], "links": _links(request, volume),
@@ -57,12 +58,18 @@ def _create_values(ctx, body: dict) -> tuple[dict[str, Any], dict[str, str], str
             raise bad_request(f"Creating a volume {what} ('{field}') is not supported yet.")
     if body.get("multiattach") not in (None, False, "false", "False"):
         raise bad_request("Multiattach volumes are not supported yet.")
-    if "size" not in body or body["size"] is None:
+    snapshot_id = V.text(body.get("snapshot_id"), "snapshot_id")
+    source_volid = V.text(body.get("source_volid"), "source_volid")
+    if snapshot_id and source_volid:
+        raise bad_request("Invalid input received: a volume is made from a snapshot or from a volume, not both")
+    if body.get("size") is None and not (snapshot_id or source_volid):
         raise bad_request("Invalid input received: size is required when creating a new volume")
     zone = V.text(body.get("availability_zone"), "availability_zone") or AVAILABILITY_ZONE
     if zone != AVAILABILITY_ZONE:
         raise bad_request(f"Invalid input received: Availability zone '{zone}' is invalid.")
-    values = {"project_id": ctx.project_id, "user_id": ctx.user_id, "size": V.size(body["size"]),
+    values = {"project_id": ctx.project_id, "user_id": ctx.user_id,
+              "size": None if body.get("size") is None else V.size(body["size"]),
+              "snapshot_id": snapshot_id or None, "source_volid": source_volid or None,
               "name": V.text(body.get("name", body.get("display_name")), "name"),
               "description": V.text(body.get("description", body.get("display_description")), "description"),
               "availability_zone": zone}
@@ -76,8 +83,8 @@ async def create(request: Request, project_id: str):
     values, metadata, vtype = _create_values(ctx, V.body_part(await read_json(request), "volume"))
     svc = service(request)
     limits = await svc.quota_limits(ctx.project_id)
-    volume = await svc.db.write(repo.create_volume, values, metadata, vtype, limits)
-    svc.spawn(svc.allocate(volume["id"], volume["size"]))
+    volume = await svc.db.write(repo.create_volume, values, metadata, vtype, limits, ctx.is_admin)
+    svc.spawn(svc.allocate(volume["id"], volume["size"], svc.source_path(volume)))
     return json_response({"volume": detail_view(request, volume, ctx.is_admin)}, status=202)
 
 

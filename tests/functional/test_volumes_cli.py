@@ -189,6 +189,15 @@ def test_volume_snapshots_with_cli(cloud):
             quota = {row["Resource"]: row for row in cloud.openstack("quota", "show", "--usage", "--volume",
                                                                      "demo", fmt_json=True)}
             assert quota["snapshots"]["In Use"] == 1
+            from_snapshot = cloud.openstack("volume", "create", "--snapshot", "snap2", "--size", "2", "from-snap",
+                                            cloud="kilonova-demo", fmt_json=True)
+            clone = cloud.openstack("volume", "create", "--source", "snap-source", "clone",
+                                    cloud="kilonova-demo", fmt_json=True)
+            for made_volume, size in ((from_snapshot, 2), (clone, 1)):
+                shown = _wait(cloud, ["volume"], made_volume["id"], "available")
+                assert shown["size"] == size
+                assert os.path.getsize(_volume_file(cloud, made_volume["id"])) == size * 1024 ** 3
+                cloud.openstack("volume", "delete", made_volume["id"], cloud="kilonova-demo")
         finally:
             cloud.openstack("volume", "snapshot", "delete", made["id"], cloud="kilonova-demo")
         deadline = time.monotonic() + 30

@@ -73,8 +73,9 @@ async def test_bad_input_is_400_never_500(api):
     url = "/v3/p-alice/volumes"
     for body in ({"volume": {"size": -1}}, {"volume": {"size": True}}, {"volume": {"size": 1.5}},
                  {"volume": {"size": 1, "name": 5}}, {"volume": {"size": 1, "metadata": {"k": 1}}},
-                 {"volume": {"size": 1, "metadata": []}}, {"volume": {"size": 1, "snapshot_id": "x"}},
-                 {"volume": {"size": 1, "source_volid": "x"}}, {"volume": {"size": 1, "multiattach": True}},
+                 {"volume": {"size": 1, "metadata": []}}, {"volume": {"size": 1, "imageRef": "x"}},
+                 {"volume": {"size": 1, "backup_id": "x"}}, {"volume": {"size": 1, "multiattach": True}},
+                 {"volume": {"snapshot_id": "x", "source_volid": "y"}}, {"volume": {"snapshot_id": 5}},
                  {"volume": []}, [], "text"):
         fault(await api.post(url, json=body, headers=ALICE), 400, "badRequest")
     fault(await api.post(url, content=b"{not json", headers=ALICE), 400, "badRequest")
@@ -234,6 +235,25 @@ async def test_snapshots(api, svc):
     renamed = await api.put(f"{url}/{snapshot['id']}", json={"snapshot": {"name": "s2"}}, headers=ALICE)
     assert renamed.json()["snapshot"]["name"] == "s2"
     fault(await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE), 400, "badRequest")
+    # new volumes from the snapshot and from the volume hold the marker
+    fault(await api.post("/v3/p-bob/volumes", json={"volume": {"snapshot_id": snapshot["id"]}}, headers=BOB),
+          404, "itemNotFound")
+    fault(await api.post("/v3/p-bob/volumes", json={"volume": {"source_volid": volume["id"]}}, headers=BOB),
+          404, "itemNotFound")
+    from_snapshot = await create(api, svc, snapshot_id=snapshot["id"], size=2)
+    clone = await create(api, svc, source_volid=volume["id"], size=None)
+    assert from_snapshot["snapshot_id"] == snapshot["id"] and from_snapshot["size"] == 2
+    assert "cannot be smaller" in fault(await api.post("/v3/p-alice/volumes", json={"volume": {
+        "source_volid": from_snapshot["id"], "size": 1}}, headers=ALICE), 400, "badRequest")
+    assert clone["source_volid"] == volume["id"] and clone["size"] == 1
+    for made in (from_snapshot, clone):
+        assert made["status"] == "available"
+        path = svc.backend.path(made["id"])
+        assert os.path.getsize(path) == made["size"] * 1024 ** 3
+        with open(path, "rb") as handle:
+            handle.seek(4096)
+            assert handle.read(15) == b"kilonova-marker"
+        assert (await api.delete(f"/v3/p-alice/volumes/{made['id']}", headers=ALICE)).status_code == 202
     assert (await api.delete(f"{url}/{snapshot['id']}", headers=ALICE)).status_code == 202
     await settle(svc)
     assert not svc.backend.snapshot_path(snapshot["id"]).exists()
