@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from kilonova.common.auth import make_auth_hook
 from kilonova.common.http import Router, ServiceApp
-from kilonova.volume import quotas, snapshots, types, versions, volumes
+from kilonova.volume import quotas, snapshots, types, versions, volumes, zones
 from kilonova.volume.errors import format_error
 
-RESOURCE_MODULES = (versions, volumes, snapshots, types, quotas)
+RESOURCE_MODULES = (versions, volumes, snapshots, types, quotas, zones)
 
 
 def create_app(validator, volume_service) -> ServiceApp:

@@ -64,6 +64,8 @@ def test_volume_types_quota_and_limits(cloud):
         assert denied.returncode != 0 and "403" in denied.stderr
     finally:
         cloud.openstack("volume", "type", "delete", "fast")
+    zones = cloud.openstack("availability", "zone", "list", "--volume", fmt_json=True)
+    assert [(z["Zone Name"], z["Zone Status"]) for z in zones] == [("nova", "available")]
     quota = {row["Resource"]: row for row in cloud.openstack("quota", "show", "--usage", "--volume", "demo",
                                                              fmt_json=True)}
     assert quota["volumes"]["Limit"] == 10 and quota["gigabytes"]["Limit"] == 1000
