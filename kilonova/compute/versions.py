@@ -66,6 +66,9 @@ CONDUCTOR = Interface("conductor", [
     Change("1.5", "action_event takes finish_action: the end of an operation's last step also finishes its "
                   "instance action, in one call where an agent made two.",
            arguments={"action_event": ("finish_action",)}),
+    Change("1.6", "build_failed takes aborted: a build no host can do (its network has no free address) ends in "
+                  "ERROR at once instead of being retried on the alternates.",
+           arguments={"build_failed": ("aborted",)}),
 ])
 
 SCHEDULER = Interface("scheduler", [

@@ -158,6 +158,38 @@ def test_no_valid_host_fault_says_why(cloud):
         cloud.openstack("flavor", "delete", "huge")
 
 
+def test_a_network_without_a_free_address_fails_the_build_at_once_naming_the_network(cloud):
+    # One address in the pool, taken by a port: no host can give the server an address on this network.
+    network = cloud.openstack("network", "create", "one-address", fmt_json=True)
+    try:
+        cloud.openstack("subnet", "create", "--network", "one-address", "--subnet-range", "10.77.0.0/29",
+                        "--allocation-pool", "start=10.77.0.2,end=10.77.0.2", "--no-dhcp", "one-address-subnet")
+        cloud.openstack("port", "create", "--network", "one-address", "address-taker")
+        before = usage(cloud)
+        result = cloud.openstack("server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
+                                 "--network", "one-address", "--wait", "no-address", check=False)
+        assert result.returncode != 0
+        shown = cloud.wait_status("no-address", "ERROR")
+        fault = shown["fault"]["message"]
+        assert "aborted" in fault and "not rescheduling" in fault, fault
+        assert f"No fixed IP addresses available for network: {network['id']}" in fault, fault
+        # Tried on one host only, although four could take it; its claim and its ports are gone.
+        with cloud.http("compute") as compute:
+            headers = {"OpenStack-API-Version": "compute 2.51"}
+            [create] = compute.get(f"/servers/{shown['id']}/os-instance-actions", headers=headers).json()[
+                "instanceActions"]
+            events = compute.get(f"/servers/{shown['id']}/os-instance-actions/{create['request_id']}",
+                                 headers=headers).json()["instanceAction"]["events"]
+        builds = [e for e in events if e["event"] == "compute__do_build_and_run_instance"]
+        assert len(builds) == 1 and builds[0]["result"] == "Error", events
+        assert usage(cloud) == before
+        assert cloud.openstack("port", "list", "--device-id", shown["id"], fmt_json=True) == []
+        cloud.openstack("server", "delete", "--wait", "no-address")
+    finally:
+        cloud.openstack("port", "delete", "address-taker", check=False)
+        cloud.openstack("network", "delete", "one-address", check=False)
+
+
 def test_nova_cli_boot_list_show_delete(cloud):
     booted = cloud.nova("boot", "--flavor", "m1.tiny", "--image", "kilonova-tiny", "--nic", "net-name=private",
                         "--poll", "nova-vm")

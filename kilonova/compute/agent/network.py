@@ -5,7 +5,7 @@ import logging
 from typing import Any
 
 from kilonova.compute.cleanup import release_ports
-from kilonova.compute.virt.driver import BuildFailure
+from kilonova.compute.virt.driver import BuildAbort, BuildFailure
 
 LOG = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ class PortBinder:
                     response = await self.network.post("/v2.0/ports", json={"port": port})
                     preexisting = False
                 if response.status_code not in (200, 201):
+                    if _error_type(response) == "IpAddressGenerationFailure":
+                        # No host can give this server an address on that network: not worth a retry.
+                        raise BuildAbort("Failed to allocate the network(s) with error No fixed IP addresses "
+                                         f"available for network: {request['network_id']}, not rescheduling.")
                     raise BuildFailure(f"Port allocation failed: {response.status_code} {response.text[:200]}")
                 # A port made for this server has no floating IP yet; one handed in may have.
                 network_info.append(await self._vif(response.json()["port"], preexisting, floating=preexisting))
@@ -111,3 +115,11 @@ class PortBinder:
 
     async def release(self, instance_uuid: str, network_info: list[dict]) -> None:
         await release_ports(self.network, instance_uuid, network_info)
+
+
+def _error_type(response) -> str | None:
+    """The ``type`` of a NeutronError body, None for any other answer."""
+    try:
+        return response.json()["NeutronError"]["type"]
+    except (ValueError, KeyError, TypeError):
+        return None

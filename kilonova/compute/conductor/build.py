@@ -137,8 +137,9 @@ class BuildFlow(ConductorPart):
         return False
 
     async def build_failed(self, instance_uuid: str, host: str, reason: str, request_spec: dict,
-                           alternates: list[dict], attempt: int) -> None:
-        """A host could not build the server: retry on an alternate, or ERROR when none is left.
+                           alternates: list[dict], attempt: int, aborted: bool = False) -> None:
+        """A host could not build the server: retry on an alternate, or ERROR when none is left (at once when
+        the host says no host could build it: ``aborted``, with the reason as the fault's message).
 
         A report that no longer matches the server (it was rescheduled, timed out to ERROR, or this
         is a repeated delivery) is ignored: releasing now would take a claim that is not that host's.
@@ -154,7 +155,7 @@ class BuildFlow(ConductorPart):
             return
         await self._release(instance_uuid)
         max_attempts = self.conf.getint("filter_scheduler", "max_attempts")
-        remaining = list(alternates)
+        remaining = [] if aborted else list(alternates)
         while remaining and attempt < max_attempts:
             alternate = remaining.pop(0)
             body = {"allocations": alternate["allocation_request"]["allocations"],
@@ -173,9 +174,13 @@ class BuildFlow(ConductorPart):
             LOG.info("rescheduling %s from %s to %s: %s", instance_uuid, host, alternate["host"], reason)
             await self._send_build(instance, request_spec, remaining, attempt + 1)
             return
-        message = ("Exceeded maximum number of retries. Exhausted all hosts available for retrying build "
-                   f"failures for instance {instance_uuid}.") if attempt > 1 or alternates else \
-            f"Build of instance {instance_uuid} failed on host {host}."
+        if aborted:
+            message = f"Build of instance {instance_uuid} aborted: {reason}"
+        elif attempt > 1 or alternates:
+            message = ("Exceeded maximum number of retries. Exhausted all hosts available for retrying build "
+                       f"failures for instance {instance_uuid}.")
+        else:
+            message = f"Build of instance {instance_uuid} failed on host {host}."
         try:
             await cell.db.write(_set_error, instance_uuid, 500, message, f"Last failure on {host}: {reason}", host)
         except (NotFound, UnexpectedTaskState):

@@ -14,6 +14,11 @@ class BuildFailure(Exception):
     """The driver could not spawn the instance on this host (the conductor may retry elsewhere)."""
 
 
+class BuildAbort(BuildFailure):
+    """The build cannot succeed on any host (a network without a free address): the server goes to ERROR at
+    once instead of being retried on every alternate, as upstream's BuildAbortException."""
+
+
 class MigrationError(Exception):
     """A step of a resize, cold or live migration failed on this host; the message says why."""
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from kilonova.compute.agent.operations import events, live_migrate, remote
+from kilonova.compute.virt.driver import BuildAbort
 
 if TYPE_CHECKING:
     from kilonova.compute.agent.manager import ComputeManager
@@ -46,8 +47,12 @@ async def build_and_run_instance(agent: ComputeManager, instance: dict, request_
             LOG.info("build of %s failed on %s: %s", uuid, agent.host, exc)
             await agent.ports.release(uuid, network_info)
             await agent.driver.destroy(instance)
+            # An abort (conductor RPC 1.6) ends the build in ERROR without trying the alternates; a conductor
+            # of an older release retries them as before.
+            aborted = {"aborted": True} if isinstance(exc, BuildAbort) else {}
             await agent.conductor.cast("build_failed", instance_uuid=uuid, host=agent.host, reason=str(exc),
-                                      request_spec=request_spec, alternates=alternates, attempt=attempt)
+                                      request_spec=request_spec, alternates=alternates, attempt=attempt,
+                                      **aborted)
             return
         done = await agent._update(uuid, {
             "vm_state": "active", "task_state": None, "power_state": await agent.driver.get_power_state(instance),
