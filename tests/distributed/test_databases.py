@@ -137,6 +137,14 @@ PREVIOUS_RELEASE_ROWS = {
         "users": [{"id": "u1", "name": "alice", "domain_id": "default", "enabled": True,
                    "password_hash": OLD_RELEASE_HASH, "extra": {}, "created_at": T0}],
     },
+    "volume": {
+        "volume_types": [{"id": "7e000000-0000-4000-8000-000000000001", "name": "fast", "description": None,
+                          "is_public": True, "created_at": T0, "updated_at": None}],
+        "volumes": [{"id": "7e000000-0000-4000-8000-000000000002", "project_id": "p1", "user_id": "u1",
+                     "name": "kept", "description": None, "size": 3, "status": "available",
+                     "availability_zone": "nova", "volume_type_id": "7e000000-0000-4000-8000-000000000001",
+                     "bootable": False, "created_at": T0, "updated_at": None}],
+    },
     "network": {
         "networks": [{"id": NETWORK, "project_id": "p1", "name": "private", "status": "ACTIVE",
                       "admin_state_up": True, "shared": True, "external": False, "mtu": 1500,
@@ -204,10 +212,18 @@ def _network_head_has_routers_floating_ips_and_security_groups(database: Databas
     assert len(database.run_sync(security_groups.get_group, default, write=False)["security_group_rules"]) == 4
 
 
+def _volume_head_records_volume_sources(database: Database) -> None:
+    # 0003: a volume of the old release was made from nothing: no snapshot, no source volume.
+    with database.engine.connect() as connection:
+        row = connection.execute(sa.text("SELECT snapshot_id, source_volid FROM volumes")).one()
+    assert tuple(row) == (None, None)
+
+
 # What each store's head adds, checked on the upgraded database.
 AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_records_shelved_images,
            "placement": _placement_head_has_usage_serials, "identity": _identity_head_counts_failed_logins,
-           "network": _network_head_has_routers_floating_ips_and_security_groups}
+           "network": _network_head_has_routers_floating_ips_and_security_groups,
+           "volume": _volume_head_records_volume_sources}
 
 
 def _revisions(migrations: str) -> list[str]:

@@ -68,6 +68,7 @@ def test_openstack_cli(served_identity):
     assert {u["Name"] for u in results["users"]} == {"admin", "demo", "kilonova"}
     catalog = {entry["Type"]: entry for entry in results["catalog"]}
     assert {t: e["Name"] for t, e in catalog.items()} == {
-        "identity": "keystone", "compute": "nova", "placement": "placement", "image": "glance", "network": "neutron"}
+        "identity": "keystone", "compute": "nova", "placement": "placement", "image": "glance", "network": "neutron",
+        "block-storage": "cinder", "volumev3": "cinderv3"}
     identity_urls = {e["url"] for e in catalog["identity"]["Endpoints"]}
     assert identity_urls == {served_identity}
