@@ -12,7 +12,7 @@ from starlette.requests import Request
 from kilonova.common.http import Router, empty_response, json_response, read_json
 from kilonova.network import attributes as A
 from kilonova.network import ipam, l3_errors, l3_views, policy, query
-from kilonova.network.db import floating_ips, ports, quota_limits
+from kilonova.network.db import floating_ips, ports, usage
 from kilonova.network.errors import bad_request, not_found, policy_denied
 from kilonova.network.lookup import context, network_visible_to, respond_list, respond_one, service
 
@@ -56,7 +56,7 @@ async def create(request: Request):
            "tags": values.get("tags", [])}
 
     def write(session):
-        quota_limits.check(session, row["project_id"], "floatingip", floating_ips.count(session, row["project_id"]))
+        usage.check_quota(session, "floatingip", [row["project_id"]])
         network_visible_to(session, ctx, row["floating_network_id"])
         port = _port_for(session, ctx, values["port_id"], row["project_id"]) if values.get("port_id") else None
         return floating_ips.create(session, row, values.get("subnet_id"), values.get("floating_ip_address"), port,

@@ -10,7 +10,7 @@ from kilonova.common.http import Router as HTTPRouter
 from kilonova.common.http import empty_response, json_response, read_json
 from kilonova.network import attributes as A
 from kilonova.network import ipam, l3_errors, l3_views, policy, query
-from kilonova.network.db import ports, quota_limits, routers, subnets
+from kilonova.network.db import ports, routers, subnets, usage
 from kilonova.network.errors import bad_request, not_found, policy_denied
 from kilonova.network.lookup import context, network_visible_to, respond_list, respond_one, service
 
@@ -104,7 +104,7 @@ async def create(request: Request):
            **{k: v for k, v in values.items() if k not in NOT_COLUMNS}}
 
     def write(session):
-        quota_limits.check(session, row["project_id"], "router", routers.count(session, row["project_id"]))
+        usage.check_quota(session, "router", [row["project_id"]])
         _check_gateway_network(ctx, session, gateway)
         return routers.create(session, row, gateway)
 

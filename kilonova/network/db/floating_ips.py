@@ -52,11 +52,6 @@ def list_floating_ips(session: Session, visible_to: str | None, filters: dict[st
     return [to_dict(session, fip) for fip in session.scalars(query)]
 
 
-def count(session: Session, project_id: str) -> int:
-    return session.scalar(sa.select(sa.func.count()).select_from(FloatingIP)
-                          .where(FloatingIP.project_id == project_id)) or 0
-
-
 def _address_port(session: Session, fip_id: str, network: dict[str, Any], subnet_id: str | None,
                   address: str | None) -> dict[str, Any]:
     """The floating IP's own port on the external network, holding one IPv4 address."""

@@ -46,10 +46,6 @@ def list_routers(session: Session, visible_to: str | None, filters: dict[str, li
     return [to_dict(session, router) for router in session.scalars(query)]
 
 
-def count(session: Session, project_id: str) -> int:
-    return session.scalar(sa.select(sa.func.count()).select_from(Router).where(Router.project_id == project_id)) or 0
-
-
 def _touch(router: Router) -> None:
     router.revision_number += 1
     router.updated_at = utcnow()

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.prepared import prepared
 from kilonova.network import errors, sg_rules
-from kilonova.network.db import quota_limits
+from kilonova.network.db import usage
 from kilonova.network.models import (DefaultSecurityGroup, SecurityGroup, SecurityGroupPortBinding,
                                      SecurityGroupRule, utcnow)
 
@@ -128,13 +128,8 @@ def find_by_name_or_id(session: Session, project_id: str, name_or_id: str) -> li
 
 # ------------------------------------------------------------------------------------------ quotas
 
-def count(session: Session, resource: str, project_id: str) -> int:
-    table = _GROUPS if resource == "security_group" else _RULES
-    return session.scalar(sa.select(sa.func.count()).select_from(table).where(table.c.project_id == project_id)) or 0
-
-
 def check_quota(session: Session, resource: str, project_id: str, adding: int) -> None:
-    quota_limits.check(session, project_id, resource, count(session, resource, project_id), adding)
+    usage.check_quota(session, resource, [project_id] * adding)
 
 
 # ------------------------------------------------------------------------------------------ writing
