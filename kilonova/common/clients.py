@@ -22,6 +22,15 @@ import httpx
 from kilonova.common import inprocess
 
 
+def neutron_error(response: httpx.Response) -> dict[str, Any]:
+    """The ``NeutronError`` object of a network-service answer (its type and message); {} for any other body."""
+    try:
+        error = response.json().get("NeutronError")
+    except (ValueError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
 def segment(value: object) -> str:
     """A value as one path segment of a call to another service: an id a user gave may hold '/', '?',
     '#', a newline or be '..', which would otherwise call another URL or none at all."""

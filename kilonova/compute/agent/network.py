@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kilonova.common.clients import neutron_error
 from kilonova.compute.cleanup import release_ports
 from kilonova.compute.virt.driver import BuildAbort, BuildFailure
 
@@ -48,7 +49,7 @@ class PortBinder:
                     response = await self.network.post("/v2.0/ports", json={"port": port})
                     preexisting = False
                 if response.status_code not in (200, 201):
-                    if _error_type(response) == "IpAddressGenerationFailure":
+                    if neutron_error(response).get("type") == "IpAddressGenerationFailure":
                         # No host can give this server an address on that network: not worth a retry.
                         raise BuildAbort("Failed to allocate the network(s) with error No fixed IP addresses "
                                          f"available for network: {request['network_id']}, not rescheduling.")
@@ -115,11 +116,3 @@ class PortBinder:
 
     async def release(self, instance_uuid: str, network_info: list[dict]) -> None:
         await release_ports(self.network, instance_uuid, network_info)
-
-
-def _error_type(response) -> str | None:
-    """The ``type`` of a NeutronError body, None for any other answer."""
-    try:
-        return response.json()["NeutronError"]["type"]
-    except (ValueError, KeyError, TypeError):
-        return None

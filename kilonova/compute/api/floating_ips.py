@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from kilonova.common.clients import segment
+from kilonova.common.clients import neutron_error, segment
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import validation
 from kilonova.compute.api.app import compute_api
@@ -82,7 +82,7 @@ async def create(request: Request):
     response = await compute_api(request).network.post(
         "/v2.0/floatingips", json={"floatingip": {"floating_network_id": pool["id"]}}, headers=_headers(request))
     if response.status_code != 201:
-        kind = (response.json().get("NeutronError") or {}).get("type") if response.content else None
+        kind = neutron_error(response).get("type")
         where = f" in pool {wanted}" if wanted else ""
         if kind == "OverQuota":
             raise HTTPError(403, f"IP allocation over quota{where}.")

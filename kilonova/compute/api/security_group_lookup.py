@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from kilonova.common.clients import segment
+from kilonova.common.clients import neutron_error, segment
 from kilonova.common.http import HTTPError
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.floating_ips import network_get
@@ -16,10 +16,7 @@ DEFAULT = "default"
 
 
 def neutron_message(response) -> str:
-    try:
-        return response.json()["NeutronError"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]
+    return neutron_error(response).get("message") or response.text[:200]
 
 
 def unavailable(response) -> HTTPError:

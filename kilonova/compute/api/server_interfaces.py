@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from kilonova.common.clients import segment
+from kilonova.common.clients import neutron_error, segment
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, UnsupportedVersion
@@ -132,7 +132,7 @@ async def _new_port(request: Request, ref: lookup.ServerRef, net_id: str | None,
     response = await _network(request).post("/v2.0/ports", json={"port": port}, headers=_headers(request))
     if response.status_code == 201:
         return response.json()["port"]
-    error = (response.json().get("NeutronError") or {}) if response.content else {}
+    error = neutron_error(response)
     kind = error.get("type")
     if kind == "IpAddressGenerationFailure":
         raise HTTPError(400, f"No fixed IP addresses available for network: {net_id}")

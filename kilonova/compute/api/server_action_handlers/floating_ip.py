@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from kilonova.common.clients import segment
+from kilonova.common.clients import neutron_error, segment
 from kilonova.common.http import HTTPError, empty_response
 from kilonova.compute.api import lookup, validation
 from kilonova.compute.api.app import compute_api
@@ -71,7 +71,7 @@ async def add_floating_ip(request, ref: lookup.ServerRef, key: str, body: dict):
     if response.status_code == 403:
         raise HTTPError(403, "Policy doesn't allow os_compute_api:os-floating-ips:add to be performed.")
     if response.status_code != 200:
-        error = (response.json().get("NeutronError") or {}).get("message") if response.content else response.text
+        error = neutron_error(response).get("message") if response.content else response.text
         raise HTTPError(400, f"Unable to associate floating IP {address} to fixed IP {fixed} for instance "
                              f"{ref.uuid}. Error: {error}")
     return empty_response(202)
