@@ -1,0 +1,152 @@
+"""This host's security-group rules in the kernel: ``nft_rules`` rendered, applied with ``nft -f``.
+
+Each change is one batch on ``nft``'s standard input, which the kernel applies atomically (all of it
+or none): the first apply of a life, and any apply after a failed one, replaces both tables whole
+(so a restarted agent owns exactly what it renders, and a port gone while it was down leaves no
+chain); later ones rewrite only the ports and remote-group sets whose text changed.
+
+The ``nft`` command rather than the Python bindings (``python3-nftables``): the bindings are
+packaged for Debian's own interpreter, not a virtualenv's, and a batch is text either way; one
+short-lived process per change keeps libnftables' cache out of this long-running service, and its
+error message is what an operator would get typing the batch in by hand.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kilonova.compute.virt.libvirt import nft_rules
+from kilonova.compute.virt.libvirt.nft_rules import PortFilter
+
+LOG = logging.getLogger(__name__)
+BRIDGE_SYSCTLS = ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables")
+
+
+class FirewallError(RuntimeError):
+    pass
+
+
+@dataclass
+class _Applied:
+    ports: dict[str, PortFilter] = field(default_factory=dict)
+    sets: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+
+
+def enable_bridge_netfilter() -> None:
+    """Bridged IP must reach nftables' inet hooks (br_netfilter), where connection tracking is."""
+    for name in BRIDGE_SYSCTLS:
+        path = Path("/proc/sys/net/bridge", name)
+        try:
+            if path.read_text().strip() != "1":
+                LOG.warning("setting net.bridge.%s = 1: security groups filter bridged traffic", name)
+                path.write_text("1")
+        except OSError as exc:
+            raise FirewallError(f"net.bridge.{name} cannot be read or set ({exc}): security groups cannot be "
+                                "enforced without br_netfilter") from exc
+
+
+class Firewall:
+    def __init__(self, scope: str, nft: str = "nft", netns: str | None = None):
+        self.scope = scope
+        self.command = (["ip", "netns", "exec", netns] if netns else []) + [nft, "-f", "-"]
+        self._applied: _Applied | None = None  # None: the kernel's tables are not known to be ours
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ what the rules are made of
+
+    def number(self, port_id: str) -> int:
+        """The port's mark on this host (stable while this object lives)."""
+        if port_id not in self._numbers:
+            used = set(self._numbers.values())
+            self._numbers[port_id] = next(n for n in range(1, nft_rules.IN_MASK + 1) if n not in used)
+        return self._numbers[port_id]
+
+    # ------------------------------------------------------------------ applying
+
+    def apply(self, ports: list[PortFilter], members: dict[tuple[str, int], list[str]]) -> int:
+        """Make the kernel hold exactly ``ports``' chains and the remote-group sets they use; returns how many
+        commands went to nft (0: nothing changed)."""
+        with self._lock:
+            wanted = _Applied({port.port_id: port for port in ports},
+                              {key: sorted(members.get(key, [])) for port in ports
+                               for key in nft_rules.remote_groups(port.rules)})
+            for port_id in list(self._numbers):
+                if port_id not in wanted.ports:
+                    del self._numbers[port_id]
+            if self._applied is None:
+                commands = self._replace_all(wanted)
+            else:
+                commands = self._changes(self._applied, wanted)
+            if commands:
+                try:
+                    self._run(commands)
+                except FirewallError:
+                    if self._applied is None:
+                        raise
+                    LOG.warning("an incremental nftables change failed; replacing the tables whole")
+                    self._applied = None
+                    commands = self._replace_all(wanted)
+                    self._run(commands)
+            self._applied = wanted
+            return len(commands)
+
+    def remove_port(self, port_id: str) -> None:
+        """Take one port's chains away now (its guest is gone); the next apply agrees."""
+        with self._lock:
+            if self._applied is None or port_id not in self._applied.ports:
+                return
+            current = _Applied(dict(self._applied.ports), dict(self._applied.sets))
+            current.ports.pop(port_id)
+            commands = self._changes(self._applied, current)
+            try:
+                self._run(commands)
+            except FirewallError:
+                self._applied = None  # the next apply replaces everything
+                raise
+            self._applied = current
+            self._numbers.pop(port_id, None)
+
+    def clear(self) -> None:
+        """Remove both tables (the host's last port went, or the service is uninstalled)."""
+        with self._lock:
+            self._run(nft_rules.drop_tables(self.scope))
+            self._applied = _Applied()
+
+    def _replace_all(self, wanted: _Applied) -> list[str]:
+        commands = [*nft_rules.drop_tables(self.scope), nft_rules.base_tables(self.scope)]
+        for (group_id, version), members in sorted(wanted.sets.items()):
+            commands += nft_rules.add_set(self.scope, group_id, version, members)
+        for port in wanted.ports.values():
+            commands += nft_rules.add_port(self.scope, port)
+        return commands
+
+    def _changes(self, applied: _Applied, wanted: _Applied) -> list[str]:
+        commands: list[str] = []
+        for key, members in sorted(wanted.sets.items()):
+            if applied.sets.get(key) != members:
+                commands += nft_rules.add_set(self.scope, *key, members)
+        for port_id, port in wanted.ports.items():
+            if applied.ports.get(port_id) != port:
+                old = applied.ports.get(port_id)
+                if old is not None and (old.number, old.tap, old.stateful) != (port.number, port.tap, port.stateful):
+                    commands += nft_rules.delete_port(self.scope, old)
+                commands += nft_rules.add_port(self.scope, port)
+        for port_id, port in applied.ports.items():
+            if port_id not in wanted.ports:
+                commands += nft_rules.delete_port(self.scope, port)
+        for key in sorted(applied.sets.keys() - wanted.sets.keys()):
+            commands += nft_rules.delete_set(self.scope, *key)
+        return commands
+
+    def _run(self, commands: list[str]) -> None:
+        batch = "\n".join(commands) + "\n"
+        try:
+            result = subprocess.run(self.command, input=batch, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FirewallError(f"nft could not be run: {exc}") from exc
+        if result.returncode != 0:
+            raise FirewallError(f"nft refused the security group rules: {result.stderr.strip()[:2000]}")
