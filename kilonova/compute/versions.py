@@ -45,6 +45,8 @@ COMPUTE = Interface("compute", [
                     "live_migration_whereabouts")),
     Change("1.3", "attach_interface, detach_interface (os-interface: a port hot-plugged into, or out of, a server).",
            methods=("attach_interface", "detach_interface")),
+    Change("1.4", "security_groups_changed (from the network service: the rules of some port bound to this host, "
+                  "its groups or a remote group's members changed).", methods=("security_groups_changed",)),
 ])
 
 CONDUCTOR = Interface("conductor", [
@@ -81,6 +83,7 @@ SERVICE_VERSIONS = (
     "1.1",  # 2: build deadlines
     "1.2",  # 3: the server lifecycle (resize, migrations, rebuild, shelve, rescue, ...)
     "1.3",  # 4: port interfaces (attach_interface, detach_interface)
+    "1.4",  # 5: security groups enforced on the host (security_groups_changed)
 )
 SERVICE_VERSION = len(SERVICE_VERSIONS)
 # The oldest compute service this release's API and conductor still write for (backports reach down to it).

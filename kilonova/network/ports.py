@@ -95,6 +95,7 @@ async def create(request: Request):
     created = await write_retrying(request, create_all)
     for port in created:
         service(request).notifier.port_changed(None, port)
+        service(request).sg_notifier.port_changed(None, port)
     shown = [views.port(p, policy.privileged(ctx)) for p in created]
     return creation_response("port", "ports", shown, bulk="ports" in body)
 
@@ -147,6 +148,7 @@ async def update(request: Request, port_id: str):
 
     port, updated = await write_retrying(request, change)
     service(request).notifier.port_changed(port, updated)
+    service(request).sg_notifier.port_changed(port, updated)
     return respond_one(request, "port", views.port(updated, policy.privileged(ctx)))
 
 
@@ -158,6 +160,7 @@ async def delete(request: Request, port_id: str):
         raise l3_errors.l3_port_in_use(port_id, port["device_owner"])
     await service(request).db.write(ports.delete, port_id)
     service(request).notifier.port_changed(port, None)
+    service(request).sg_notifier.port_changed(port, None)
     return empty_response(204)
 
 

@@ -64,6 +64,7 @@ async def create(request: Request):
         return groups.create_rules(session, group_id, rules)
 
     created = await write_retrying(request, create_all)
+    service(request).sg_notifier.groups_changed([group_id])
     return creation_response("security_group_rule", "security_group_rules",
                              [views.security_group_rule(r) for r in created], bulk="security_group_rules" in body)
 
@@ -90,6 +91,7 @@ async def delete(request: Request, rule_id: str):
         raise groups.rule_not_found(rule_id)
     policy.check_can_write(ctx, "rule:delete_security_group_rule")
     await service(request).db.write(groups.delete_rule, rule_id)
+    service(request).sg_notifier.groups_changed([rule["security_group_id"]])
     return empty_response(204)
 
 

@@ -103,6 +103,8 @@ async def update(request: Request, group_id: str):
     if "name" in values and not group["is_default"]:
         _check_name(values)
     updated = await service(request).db.write(groups.update_group, group_id, _columns(values))
+    if "stateful" in values:
+        service(request).sg_notifier.groups_changed([group_id])
     return respond_one(request, "security_group", views.security_group(updated))
 
 

@@ -15,6 +15,7 @@ from kilonova.network import bootstrap
 from kilonova.network.app import create_app
 from kilonova.network.compute_notifier import ComputeNotifier
 from kilonova.network.models import NetworkBase
+from kilonova.network.sg_notifier import SecurityGroupNotifier
 
 LOG = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,6 +33,7 @@ class NetworkService(Service):
             env.endpoints.http_client("identity"),
             cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))
         self.notifier = ComputeNotifier(self._compute_client(env))
+        self.sg_notifier = SecurityGroupNotifier(self.db, env.transport)
         self.app = create_app(self.validator, self)
 
     @staticmethod
@@ -48,6 +50,7 @@ class NetworkService(Service):
 
     async def stop(self) -> None:
         await self.notifier.stop()
+        await self.sg_notifier.stop()
 
     def prepare(self) -> None:
         migrate(self.db, MIGRATIONS, NetworkBase.metadata)

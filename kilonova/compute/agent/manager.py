@@ -22,6 +22,7 @@ from kilonova.compute.agent import operations
 from kilonova.compute.agent.operations.snapshot import SNAPSHOT_TASK_STATES
 from kilonova.compute.agent.operations import rebuild as rebuild_operations
 from kilonova.compute.agent.resources import ProviderReporter
+from kilonova.compute.agent.security_groups import security_groups
 from kilonova.compute import events, faults, versions
 from kilonova.compute.heartbeat import Heartbeat
 from kilonova.compute.virt import driver as power
@@ -92,6 +93,7 @@ class ComputeManager:
             await self._remove_orphans()
         self._started_builds = None  # only needed to tell this life's builds from a previous one's
         await self._report_usage()
+        security_groups(self).start()  # every port's rules applied again, then kept current
         self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")
         interval = self.conf.getfloat("compute", "sync_power_state_interval")
         if self.driver.syncs_power_state and interval > 0:
@@ -248,6 +250,7 @@ class ComputeManager:
 
     async def stop(self) -> None:
         self.driver.set_event_handler(None)
+        await security_groups(self).stop()
         for task in (self._task, self._sync_task):
             if task is not None:
                 task.cancel()

@@ -70,6 +70,8 @@ class ComputeDriver:
     # A spawn is done once the network service reported each new port plugged (network-vif-plugged):
     # the compute agent then waits [DEFAULT] vif_plugging_timeout for those events, as Nova does for libvirt.
     waits_for_vif_plugging = False
+    # Security groups become rules on the host (the agent then hands it its ports' groups: update_port_filters).
+    enforces_security_groups = False
 
     async def init_host(self) -> None:
         """Connect to the hypervisor and check the host, before the agent reports anything."""
@@ -86,6 +88,11 @@ class ComputeDriver:
 
     async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
         raise NotImplementedError
+
+    async def update_port_filters(self, ports: list[dict], groups: dict[str, dict],
+                                  members: dict[str, list[str]]) -> None:
+        """Make the host filter exactly ``ports`` (the network service's ports bound here) by their groups
+        (id -> group with its ``security_group_rules``); ``members``: remote group id -> its addresses."""
 
     async def destroy(self, instance: dict, destroy_disks: bool = True) -> None:
         """Remove the guest; its disks too unless ``destroy_disks`` is False (upstream's flag: an evacuated

@@ -314,3 +314,18 @@ def for_port_update(session: Session, port: dict[str, Any], values: dict[str, An
         raise _port_security_required()
     check_usable(session, wanted, port["project_id"], privileged)
     return wanted
+
+
+def hosts_of_groups(session: Session, group_ids: Iterable[str]) -> set[str]:
+    """The hosts whose port rules ``group_ids`` change: those binding a port in one of them, or in a group
+    with a rule naming one of them as its remote group (whose members' addresses the rules hold)."""
+    from kilonova.network.models import Port
+
+    ids = list(group_ids)
+    if not ids:
+        return set()
+    referencing = sa.select(_RULES.c.security_group_id).where(_RULES.c.remote_group_id.in_(ids))
+    in_groups = sa.select(_BINDINGS.c.port_id).where(
+        sa.or_(_BINDINGS.c.security_group_id.in_(ids), _BINDINGS.c.security_group_id.in_(referencing)))
+    query = sa.select(Port.binding_host_id).distinct().where(Port.id.in_(in_groups), Port.binding_host_id != "")
+    return set(session.scalars(query))

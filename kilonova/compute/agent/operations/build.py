@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from kilonova.compute.agent.operations import events, live_migrate, remote
+from kilonova.compute.agent.security_groups import security_groups
 from kilonova.compute.virt.driver import BuildAbort
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ async def build_and_run_instance(agent: ComputeManager, instance: dict, request_
                 # A driver that waits for its ports to be plugged collects their events from before the binding.
                 with events.instance_events(agent).collecting(uuid) as collector:
                     network_info = await agent.ports.allocate(instance, request_spec.get("requested_networks") or [])
+                    await security_groups(agent).refresh()  # the new ports' rules before the guest runs
                     await agent.driver.spawn(instance, request_spec.get("image") or {}, network_info)
                     if events.waits_for_vif_plugging(agent):
                         await events.wait_for_vif_plugged(agent, collector, uuid, network_info)

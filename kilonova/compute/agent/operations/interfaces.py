@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from kilonova.compute.agent.operations import remote
+from kilonova.compute.agent.security_groups import security_groups
 from kilonova.compute.virt.driver import InterfaceAttachNotSupported
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ async def attach_interface(agent: ComputeManager, instance: dict, port_id: str, 
         vif = await agent.ports._vif(response.json()["port"], preexisting, floating=preexisting)
         vif["tag"] = tag
         try:
+            await security_groups(agent).refresh()  # the port's rules before the guest sees it
             await agent.driver.attach_interface(current, vif)
         except Exception:
             await _unbind(agent, port_id)

@@ -102,6 +102,7 @@ class Dataplane:
         self._children: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()       # bridges and host files are changed from worker threads
         self.scope = scope_of(state_dir)
+        self.firewall = None                # the host's security-group rules (firewall.py), when enforced
 
     def bridge(self, network_id: str) -> str:
         return bridge_name(network_id, self.scope)
@@ -157,6 +158,8 @@ class Dataplane:
             ports = self._ports(network_id)
             ports.pop(vif["port_id"], None)
             _ip("link", "del", tap_name(vif["port_id"]), check=False)  # libvirt normally removed it already
+            if self.firewall is not None:
+                self.firewall.remove_port(vif["port_id"])
             if ports:
                 (self._dir(network_id) / "ports.json").write_text(json.dumps(ports))
                 self._write_hosts(network_id, ports)

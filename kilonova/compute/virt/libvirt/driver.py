@@ -31,6 +31,7 @@ from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
 from kilonova.compute.virt.libvirt import configdrive, cpus, host, imagecache
 from kilonova.compute.virt.libvirt import hotplug
 from kilonova.compute.virt.libvirt.dataplane import Dataplane, tap_name
+from kilonova.compute.virt.libvirt.firewall import Firewall, FirewallError, enable_bridge_netfilter
 from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml, cpu_policy
 from kilonova.compute.virt.libvirt.imagecache import ImageCache
 from kilonova.compute.virt.libvirt.lifecycle import LifecycleMixin
@@ -115,6 +116,7 @@ def _start_event_loop() -> None:
 class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
     hypervisor_type = "QEMU"
     waits_for_vif_plugging = True
+    enforces_security_groups = True
 
     def __init__(self, host_name: str, conf, images):
         if libvirt is None:
@@ -130,6 +132,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
         self.virt_type, self.virt_type_reason = host.choose_virt_type(conf.get("libvirt", "virt_type"))
         self.cache = ImageCache(images, self.instances_path, conf.getbool("libvirt", "force_raw_images"))
         self.dataplane = Dataplane(self.instances_path / "_networks")
+        self.firewall = self.dataplane.firewall = Firewall(self.dataplane.scope)
         self._conn = None
         self._event_handler = None
         self._cache_task: asyncio.Task | None = None
@@ -171,6 +174,10 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
         except libvirt.libvirtError as exc:
             raise RuntimeError(f"the libvirt driver cannot reach {self.uri}: {exc}. Is libvirtd running "
                                "(libvirtd -d, with virtlogd -d) and is this user allowed to use it?") from exc
+        try:
+            enable_bridge_netfilter()
+        except FirewallError as exc:
+            LOG.error("%s", exc)
         self._disk_cache = "none" if _direct_io_supported(self.instances_path) else "writeback"
         closed = _closed_parent(self.instances_path)
         if closed is not None:
@@ -412,6 +419,10 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
             raise
 
     # ------------------------------------------------------------------ destroy
+
+    async def update_port_filters(self, ports: list[dict], groups: dict[str, dict],
+                                  members: dict[str, list[str]]) -> None:
+        await self._call(self.firewall.apply_ports, ports, groups, members, self.dataplane.bridge)
 
     async def destroy(self, instance: dict, destroy_disks: bool = True) -> None:
         await self._call(self._destroy, instance, destroy_disks)

@@ -17,8 +17,10 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from kilonova.compute.virt.libvirt import nft_rules
+from kilonova.compute.virt.libvirt.dataplane import tap_name
 from kilonova.compute.virt.libvirt.nft_rules import PortFilter
 
 LOG = logging.getLogger(__name__)
@@ -65,6 +67,30 @@ class Firewall:
             self._numbers[port_id] = next(n for n in range(1, nft_rules.IN_MASK + 1) if n not in used)
         return self._numbers[port_id]
 
+    def filters(self, ports: list[dict], groups: dict[str, dict], bridge_of: Callable[[str], str]) -> list[PortFilter]:
+        """The network service's ports (with port security) as this host filters them."""
+        found = []
+        for port in sorted(ports, key=lambda p: p["id"]):
+            if not port.get("port_security_enabled", True):
+                continue
+            own = [groups[g] for g in port.get("security_groups") or [] if g in groups]
+            found.append(PortFilter(
+                port_id=port["id"], number=self.number(port["id"]), tap=tap_name(port["id"]),
+                bridge=bridge_of(port["network_id"]), mac=port["mac_address"],
+                addresses=[ip["ip_address"] for ip in port.get("fixed_ips") or []],
+                pairs=list(port.get("allowed_address_pairs") or []),
+                # Neutron's rule: a port is stateful unless its groups are all stateless.
+                stateful=not own or any(group.get("stateful", True) for group in own),
+                rules=[rule for group in own for rule in group.get("security_group_rules") or []]))
+        return found
+
+    def apply_ports(self, ports: list[dict], groups: dict[str, dict], members: dict[str, list[str]],
+                    bridge_of: Callable[[str], str]) -> int:
+        """``apply`` for the network service's view: ports, groups by id, remote group id -> addresses."""
+        filters = self.filters(ports, groups, bridge_of)
+        sets = {(group_id, version): addresses for group_id, addresses in members.items() for version in (4, 6)}
+        return self.apply(filters, sets)
+
     # ------------------------------------------------------------------ applying
 
     def apply(self, ports: list[PortFilter], members: dict[tuple[str, int], list[str]]) -> int:
@@ -104,9 +130,10 @@ class Firewall:
             commands = self._changes(self._applied, current)
             try:
                 self._run(commands)
-            except FirewallError:
+            except FirewallError as exc:
+                LOG.warning("the rules of port %s stay until the next apply: %s", port_id, exc)
                 self._applied = None  # the next apply replaces everything
-                raise
+                return
             self._applied = current
             self._numbers.pop(port_id, None)
 

@@ -1,0 +1,119 @@
+"""The security groups of this host's ports, read from the network service and handed to the driver.
+
+The driver is told the whole desired state each time -- every port bound to this host with its groups'
+rules, and the addresses of the groups those rules name as ``remote_group_id`` -- and converges to it (a
+reconcile loop: events only say "look again"). It looks again when the network service casts
+``security_groups_changed`` (a rule, a port's groups or addresses, or a remote group's members
+changed), before a server's guest starts here, once at start-up (so a restarted agent re-applies every
+port, and a port deleted meanwhile loses its rules), and every ``RESYNC_INTERVAL`` seconds in case a
+cast was lost. Three requests a round, whatever the number of ports: this host's ports, their groups,
+the remote groups' members. Only drivers that enforce security groups (libvirt) take part.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kilonova.compute.agent.manager import ComputeManager
+
+LOG = logging.getLogger(__name__)
+RESYNC_INTERVAL = 30.0
+PORT_FIELDS = ("id", "network_id", "mac_address", "fixed_ips", "allowed_address_pairs", "security_groups",
+               "port_security_enabled", "device_owner", "binding:host_id")
+
+
+class NetworkUnavailable(RuntimeError):
+    pass
+
+
+def _addresses(port: dict[str, Any]) -> list[str]:
+    return [ip["ip_address"] for ip in port.get("fixed_ips") or []] + \
+        [pair["ip_address"] for pair in port.get("allowed_address_pairs") or [] if pair.get("ip_address")]
+
+
+class SecurityGroupSync:
+    def __init__(self, agent: ComputeManager):
+        self.agent = agent
+        self._wanted = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(getattr(self.agent.driver, "enforces_security_groups", False))
+
+    def start(self) -> None:
+        if self.enabled and self._task is None:
+            self._wanted.set()  # start-up: every port re-applied
+            self._task = asyncio.create_task(self._loop(), name=f"compute-{self.agent.host}-security-groups")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def changed(self) -> None:
+        """Something of this host's ports changed: look again soon (changes coming together are one round)."""
+        self._wanted.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wanted.wait(), RESYNC_INTERVAL)
+            self._wanted.clear()
+            try:
+                await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                LOG.warning("security groups of %s's ports not applied: %s", self.agent.host, exc)
+                await asyncio.sleep(1)
+                self._wanted.set()
+
+    async def refresh(self) -> None:
+        """Read the desired state and have the driver apply it (now; rounds do not overlap)."""
+        if not self.enabled:
+            return
+        async with self._lock:
+            ports, groups, members = await self.read()
+            await self.agent.driver.update_port_filters(ports, groups, members)
+
+    async def _get(self, path: str, params: list[tuple[str, str]]) -> Any:
+        response = await self.agent.ports.network.get(path, params=params)
+        if response.status_code != 200:
+            raise NetworkUnavailable(f"GET {path}: {response.status_code} {response.text[:200]}")
+        return response.json()
+
+    async def read(self) -> tuple[list[dict], dict[str, dict], dict[str, list[str]]]:
+        """(this host's compute ports, their groups by id with rules, remote group id -> member addresses)."""
+        fields = [("fields", name) for name in PORT_FIELDS]
+        ports = [port for port in (await self._get("/v2.0/ports", [("binding:host_id", self.agent.host),
+                                                                   *fields]))["ports"]
+                 if str(port.get("device_owner") or "").startswith("compute:")
+                 and port.get("binding:host_id") == self.agent.host]
+        group_ids = sorted({g for port in ports if port.get("port_security_enabled", True)
+                            for g in port.get("security_groups") or []})
+        groups: dict[str, dict] = {}
+        if group_ids:
+            found = await self._get("/v2.0/security-groups", [("id", g) for g in group_ids])
+            groups = {group["id"]: group for group in found["security_groups"]}
+        remote_ids = sorted({rule["remote_group_id"] for group in groups.values()
+                             for rule in group.get("security_group_rules") or [] if rule.get("remote_group_id")})
+        members: dict[str, list[str]] = {g: [] for g in remote_ids}
+        if remote_ids:
+            found = await self._get("/v2.0/ports", [*(("security_groups", g) for g in remote_ids),
+                                                    ("fields", "security_groups"), ("fields", "fixed_ips"),
+                                                    ("fields", "allowed_address_pairs")])
+            for port in found["ports"]:
+                for group_id in port.get("security_groups") or []:
+                    if group_id in members:
+                        members[group_id] += _addresses(port)
+        return ports, groups, members
+
+
+def security_groups(agent: ComputeManager) -> SecurityGroupSync:
+    """This host's sync (kept on the agent, made on first use)."""
+    return vars(agent).setdefault("_security_groups", SecurityGroupSync(agent))

@@ -1,0 +1,82 @@
+"""Telling compute hosts that their ports' security-group rules changed (Neutron's securitygroups_rpc).
+
+A rule created or deleted, a group's ``stateful`` changed, or a port whose groups, addresses, binding or
+port security changed: each host that binds a port of an affected group -- or of a group whose rules name
+an affected group as ``remote_group_id`` -- gets the cast ``security_groups_changed`` (compute RPC 1.4),
+and reads its ports' rules again through this API. Casts go in the background, changes arriving together
+go as one round, and none holds up or fails the request that caused it; a host that misses one finds
+the change at its next periodic resync.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kilonova.common.rpc import RPCClient
+from kilonova.compute.versions import COMPUTE
+from kilonova.network.db import security_groups as groups
+
+LOG = logging.getLogger(__name__)
+PORT_KEYS = ("security_groups", "binding_host_id", "port_security_enabled", "mac_address", "device_owner",
+             "allowed_address_pairs")
+
+
+def _addresses(port: dict[str, Any]) -> list[str]:
+    return sorted(ip.get("ip_address") or "" for ip in port.get("fixed_ips") or [])
+
+
+def port_matters(before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:
+    """Whether a port's change can change some host's rules."""
+    if before is None or after is None:
+        return True
+    return any(before.get(k) != after.get(k) for k in PORT_KEYS) or _addresses(before) != _addresses(after)
+
+
+class SecurityGroupNotifier:
+    def __init__(self, db, transport) -> None:
+        self.db = db
+        self.transport = transport  # None: nothing is sent
+        self._groups: set[str] = set()
+        self._hosts: set[str] = set()
+        self._sender: asyncio.Task | None = None
+
+    def port_changed(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+        if not port_matters(before, after):
+            return
+        ports = [p for p in (before, after) if p]
+        self._queue({g for p in ports for g in p.get("security_groups") or []},
+                    {p["binding_host_id"] for p in ports if p.get("binding_host_id")})
+
+    def groups_changed(self, group_ids) -> None:
+        self._queue(set(group_ids), set())
+
+    def _queue(self, group_ids: set[str], hosts: set[str]) -> None:
+        if self.transport is None or not (group_ids or hosts):
+            return
+        self._groups |= group_ids
+        self._hosts |= hosts
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send(), name="network-sg-notifier")
+
+    async def _send(self) -> None:
+        while self._groups or self._hosts:
+            group_ids, hosts = sorted(self._groups), set(self._hosts)
+            self._groups, self._hosts = set(), set()
+            try:
+                hosts |= await self.db.read(groups.hosts_of_groups, group_ids)
+            except Exception as exc:  # noqa: BLE001 - the hosts' periodic resync catches up
+                LOG.warning("the hosts of security groups %s could not be read: %s", group_ids, exc)
+            for host in sorted(hosts):
+                try:
+                    await RPCClient(self.transport, f"compute.{host}", interface=COMPUTE).cast(
+                        "security_groups_changed", security_group_ids=group_ids)
+                except Exception as exc:  # noqa: BLE001 - a host that is down re-reads all at start-up
+                    LOG.info("compute host %s was not told of security group changes: %s", host, exc)
+
+    async def stop(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sender), 5)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down: what is left is dropped
+                self._sender.cancel()
