@@ -94,8 +94,13 @@ class ComputeNotifier:
                 LOG.warning("could not send %d event(s) to the compute service: %s", len(batch), exc)
 
     async def stop(self) -> None:
-        if self._sender is not None and not self._sender.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._sender), 5)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down: what is left is dropped
-                self._sender.cancel()
+        await finish_sending(self._sender)
+
+
+async def finish_sending(sender: asyncio.Task | None) -> None:
+    """Give a notifier's background sender 5 s to finish at shut-down; what is left then is dropped."""
+    if sender is not None and not sender.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(sender), 5)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down: what is left is dropped
+            sender.cancel()

@@ -15,6 +15,7 @@ from typing import Any
 
 from kilonova.common.rpc import RPCClient
 from kilonova.compute.versions import COMPUTE
+from kilonova.network.compute_notifier import finish_sending
 from kilonova.network.db import security_groups as groups
 
 LOG = logging.getLogger(__name__)
@@ -75,8 +76,4 @@ class SecurityGroupNotifier:
                     LOG.info("compute host %s was not told of security group changes: %s", host, exc)
 
     async def stop(self) -> None:
-        if self._sender is not None and not self._sender.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._sender), 5)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down: what is left is dropped
-                self._sender.cancel()
+        await finish_sending(self._sender)
