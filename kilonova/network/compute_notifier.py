@@ -68,6 +68,11 @@ class ComputeNotifier:
     def floating_ips_changed(self, ports: list[dict[str, Any]]) -> None:
         """A floating IP was associated with, or left, these ports: ``network-changed`` for their servers
         (whose network information then shows it), as Neutron's notifier sends."""
+        self.network_changed(ports)
+
+    def network_changed(self, ports: list[dict[str, Any]]) -> None:
+        """These ports' addresses changed without an update of the port (a floating IP, a SLAAC subnet made
+        or deleted on their network): ``network-changed`` for their servers."""
         if self.compute is None:
             return
         self._queue([_event("network-changed", server, port["id"]) for port in ports

@@ -58,9 +58,13 @@ def default_gateway(network: IPNetwork) -> str:
 
 
 def check_gateway(network: IPNetwork, gateway: object) -> str | None:
+    """An IPv6 gateway may also be the subnet-router anycast address or link-local (routers announce
+    themselves from their link-local addresses), as Neutron accepts."""
     if gateway is None:
         return None
     ip = parse_ip(gateway, "gateway_ip")
+    if ip.version == 6 == network.version and (ip in network or ip.is_link_local):
+        return str(ip)
     if ip.version != network.version or not is_usable(network, ip):
         raise invalid_input("Gateway is not valid on subnet")
     return str(ip)
@@ -122,6 +126,28 @@ def first_free(pools: list[dict[str, str]], allocated: set[str]) -> str | None:
 
 def _ipv4_text(value: int) -> str:
     return socket.inet_ntoa(value.to_bytes(4, "big"))
+
+
+AUTO_ADDRESS_MODES = ("slaac", "dhcpv6-stateless")
+# Neutron's ROUTER_INTERFACE_OWNERS_SNAT: the ports that get no automatic (EUI-64) address.
+ROUTER_INTERFACE_OWNERS = ("network:router_interface", "network:router_interface_distributed",
+                           "network:ha_router_replicated_interface", "network:router_centralized_snat")
+
+
+def is_auto_address(subnet) -> bool:
+    """Whether a subnet's ports address themselves (SLAAC, DHCPv6-stateless): their address is the EUI-64
+    of their MAC in the subnet's /64, not one from the pools. ``subnet``: a row or a dict."""
+    get = subnet.get if isinstance(subnet, dict) else lambda key: getattr(subnet, key)
+    return get("ipv6_address_mode") in AUTO_ADDRESS_MODES or get("ipv6_ra_mode") in AUTO_ADDRESS_MODES
+
+
+def eui64(prefix: str, mac: str) -> str:
+    """The modified EUI-64 address (RFC 4291, appendix A) a host with ``mac`` gives itself in ``prefix``:
+    ff:fe in the middle of the MAC, its universal/local bit flipped."""
+    octets = bytes(int(part, 16) for part in mac.split(":"))
+    interface_id = bytes([octets[0] ^ 0x02]) + octets[1:3] + b"\xff\xfe" + octets[3:6]
+    network = ipaddress.IPv6Network(prefix)
+    return str(ipaddress.IPv6Address(int(network.network_address) | int.from_bytes(interface_id, "big")))
 
 
 def overlaps(a: IPNetwork, b: IPNetwork) -> bool:

@@ -20,12 +20,13 @@ ATTRS = {
     "ip_version": A.Attr(A.to_int, allow_put=False), "cidr": A.Attr(allow_put=False),
     "gateway_ip": A.Attr(), "enable_dhcp": A.Attr(A.to_bool), "allocation_pools": A.Attr(),
     "dns_nameservers": A.Attr(), "host_routes": A.Attr(), "description": A.Attr(A.to_string),
-    "ipv6_ra_mode": A.Attr(A.to_optional_string), "ipv6_address_mode": A.Attr(A.to_optional_string),
+    "ipv6_ra_mode": A.Attr(A.to_optional_string, allow_put=False),
+    "ipv6_address_mode": A.Attr(A.to_optional_string, allow_put=False),
     "tags": A.Attr(A.to_string_list), "project_id": A.Attr(A.to_string, allow_put=False),
     "tenant_id": A.Attr(A.to_string, allow_put=False), "subnetpool_id": A.Attr(allow_put=False),
     "service_types": A.Attr(A.to_string_list),
 }
-IPV6_MODES = (None, "slaac", "dhcpv6-stateful", "dhcpv6-stateless")
+IPV6_MODES = ("dhcpv6-stateful", "dhcpv6-stateless", "slaac")  # neutron-lib's order (its messages list them)
 
 
 def _nameservers(value: Any) -> list[str]:
@@ -51,12 +52,28 @@ def _routes(value: Any, version: int) -> list[dict[str, str]]:
     return routes
 
 
-def _ipv6_modes(values: dict[str, Any], version: int) -> None:
+def _ipv6_modes(values: dict[str, Any], version: int, cidr: ipam.IPNetwork) -> None:
+    """Neutron's checks of ``ipv6_ra_mode`` (who sends router advertisements, and with which flags) and
+    ``ipv6_address_mode`` (how ports get their addresses)."""
     for key in ("ipv6_ra_mode", "ipv6_address_mode"):
-        if values.get(key) not in IPV6_MODES:
-            raise bad_request(f"Invalid input for {key}. Reason: '{values[key]}' is not in {list(IPV6_MODES[1:])}.")
-        if values.get(key) and version != 6:
-            raise invalid_input(f"{key} set to '{values[key]}' with ip_version set to '{version}' is not valid")
+        if values.get(key) is not None and values[key] not in IPV6_MODES:
+            raise bad_request(f"Invalid input for {key}. Reason: '{values[key]}' is not in {list(IPV6_MODES)}.")
+    ra_mode, address_mode = values.get("ipv6_ra_mode"), values.get("ipv6_address_mode")
+    if version == 4:
+        for key in ("ipv6_ra_mode", "ipv6_address_mode"):
+            if values.get(key) is not None:
+                raise invalid_input(f"{key} is not valid when ip_version is 4")
+        return
+    if values.get("enable_dhcp", True) and cidr.prefixlen > 126:
+        raise invalid_input("Subnet has a prefix length that is incompatible with DHCP service enabled")
+    if (ra_mode or address_mode) and not values.get("enable_dhcp", True):
+        raise invalid_input("ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False")
+    if ra_mode and address_mode and ra_mode != address_mode:
+        raise invalid_input(f"ipv6_ra_mode set to '{ra_mode}' with ipv6_address_mode set to '{address_mode}' is "
+                            "not valid. If both attributes are set, they must be the same value")
+    if ipam.is_auto_address(values) and cidr.prefixlen != 64:
+        raise invalid_input(f"Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address "
+                            "format, which requires the prefix to be /64")
 
 
 def new_row(ctx, values: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +88,7 @@ def new_row(ctx, values: dict[str, Any]) -> dict[str, Any]:
     if version not in (4, 6):
         raise bad_request(f"Invalid input for ip_version. Reason: '{version}' is not in [4, 6].")
     cidr = ipam.parse_cidr(values["cidr"], version)
-    _ipv6_modes(values, version)
+    _ipv6_modes(values, version, cidr)
     gateway = values.get("gateway_ip", UNSET)
     gateway = ipam.default_gateway(cidr) if gateway is UNSET else ipam.check_gateway(cidr, gateway)
     pools = values.get("allocation_pools")
@@ -105,9 +122,11 @@ async def create(request: Request):
 
     def create_all(session):
         usage.check_quota(session, "subnet", [row["project_id"] for row in rows])
-        return [subnets.create(session, row) for row in rows]
+        made = [subnets.create(session, row) for row in rows]
+        return made, [port for subnet in made for port in subnets.add_automatic_addresses(session, subnet)]
 
-    created = await service(request).db.write(create_all)
+    created, addressed = await service(request).db.write(create_all)
+    service(request).notifier.network_changed(addressed)
     return creation_response("subnet", "subnets", [views.subnet(s) for s in created], bulk="subnets" in body)
 
 
@@ -136,6 +155,8 @@ async def show(request: Request, subnet_id: str):
 def _updated_values(subnet: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     cidr = ipaddress.ip_network(subnet["cidr"])
     changes = {k: v for k, v in values.items() if k in ("name", "enable_dhcp", "description", "tags")}
+    if values.get("enable_dhcp") is False and (subnet["ipv6_ra_mode"] or subnet["ipv6_address_mode"]):
+        raise invalid_input("Cannot disable enable_dhcp with ipv6 attributes set")
     gateway = subnet["gateway_ip"]
     if "gateway_ip" in values:
         gateway = changes["gateway_ip"] = ipam.check_gateway(cidr, values["gateway_ip"])
@@ -163,7 +184,8 @@ async def delete(request: Request, subnet_id: str):
     ctx = context(request)
     subnet, _, visible = await _visible_subnet(request, subnet_id)
     policy.check_owner(ctx, "subnet", subnet, visible, "rule:delete_subnet")
-    await service(request).db.write(subnets.delete, subnet_id)
+    unaddressed = await service(request).db.write(subnets.delete, subnet_id)
+    service(request).notifier.network_changed(unaddressed)
     return empty_response(204)
 
 

@@ -71,7 +71,8 @@ class PortBinder:
                 return None
             subnet = response.json()["subnet"]
             self._subnets[subnet_id] = {key: subnet.get(key) for key in (
-                "id", "cidr", "gateway_ip", "ip_version", "dns_nameservers", "enable_dhcp")}
+                "id", "cidr", "gateway_ip", "ip_version", "dns_nameservers", "enable_dhcp", "ipv6_ra_mode",
+                "ipv6_address_mode")}
         return self._subnets[subnet_id]
 
     async def _floating_ips(self, port_id: str) -> dict[str, list[str]]:

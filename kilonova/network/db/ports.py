@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.prepared import prepare
-from kilonova.network import errors, mac
+from kilonova.network import errors, ipam, mac
 from kilonova.network.db import allocation, networks, security_groups
 from kilonova.network.l3_models import FloatingIP
 from kilonova.network.models import IPAllocation, Network, Port, Subnet, utcnow
@@ -85,7 +85,8 @@ def _mac(session: Session, network_id: str, wanted: str | None) -> str:
                        f"Unable to generate unique mac on network {network_id}.")
 
 
-_SUBNET_COLUMNS = [Subnet.__table__.c[name] for name in ("id", "ip_version", "cidr", "gateway_ip", "allocation_pools")]
+_SUBNET_COLUMNS = [Subnet.__table__.c[name] for name in ("id", "ip_version", "cidr", "gateway_ip", "allocation_pools",
+                                                          "ipv6_ra_mode", "ipv6_address_mode")]
 
 
 _INSERT_PORT = Port.__table__.insert()
@@ -115,7 +116,8 @@ def create(session: Session, values: dict[str, Any], fixed_ips: list | None, mac
     groups = security_groups.for_new_port(session, values, groups, privileged)
     row = {**values, "mac_address": _mac(session, network_id, mac_address),
            "status": status_for(values.get("binding_host_id", ""))}
-    chosen = allocation.choose(session, network_id, subnets, fixed_ips, values.get("device_owner", ""))
+    chosen = allocation.choose(session, network_id, subnets, fixed_ips, values.get("device_owner", ""),
+                               mac=row["mac_address"])
     # Table-level inserts (one per server boot): the inserted parameters, column defaults included,
     # are the new port's columns.
     port = session.execute(_INSERT_PORT, row).last_inserted_params()
@@ -136,7 +138,9 @@ def update(session: Session, current: dict[str, Any], values: dict[str, Any], fi
     groups = security_groups.for_port_update(session, current, values, groups, privileged)
     if groups is not None:
         security_groups.bind_port(session, current["id"], groups)
-    if fixed_ips is not None:
+    new_mac = mac_address is not None and mac_address != current["mac_address"]
+    if fixed_ips is not None or (new_mac and current["fixed_ips"]):
+        # A new MAC gives the port new EUI-64 addresses on its SLAAC / DHCPv6-stateless subnets.
         return _update_with_addresses(session, current["id"], values, fixed_ips, mac_address)
     port = {**current, **values}
     if groups is not None:
@@ -152,17 +156,22 @@ def update(session: Session, current: dict[str, Any], values: dict[str, Any], fi
     return port
 
 
-def _update_with_addresses(session: Session, port_id: str, values: dict[str, Any], fixed_ips: list,
+def _update_with_addresses(session: Session, port_id: str, values: dict[str, Any], fixed_ips: list | None,
                            mac_address: str | None) -> dict[str, Any]:
-    """An update that also changes the port's addresses (rare: through the ORM's collection handling)."""
+    """An update that also changes the port's addresses (rare: through the ORM's collection handling).
+    ``fixed_ips`` None: the same ones (a new MAC changes only the automatic ones)."""
     port = load(session, port_id)
     for key, value in values.items():
         setattr(port, key, value)
     if mac_address is not None and mac_address != port.mac_address:
         port.mac_address = _mac(session, port.network_id, mac_address)
     network = networks.load(session, port.network_id)
+    if fixed_ips is None:
+        automatic = {s.id for s in network.subnets if ipam.is_auto_address(s)}
+        fixed_ips = [{"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in port.fixed_ips
+                     if a.subnet_id not in automatic]
     chosen = allocation.choose(session, network.id, list(network.subnets), fixed_ips, port.device_owner,
-                               current=list(port.fixed_ips))
+                               current=list(port.fixed_ips), mac=port.mac_address)
     port.fixed_ips.clear()
     session.flush()
     port.fixed_ips.extend(IPAllocation(subnet_id=s, network_id=network.id, ip_address=ip) for s, ip in chosen)

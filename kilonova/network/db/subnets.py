@@ -50,6 +50,27 @@ def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     return to_dict(subnet)
 
 
+def add_automatic_addresses(session: Session, subnet: dict[str, Any]) -> list[dict[str, Any]]:
+    """A new SLAAC / DHCPv6-stateless subnet gives each port of its network (router interfaces excepted) its
+    EUI-64 address there, as Neutron does; the ports that got one (id, device_id, device_owner)."""
+    if not ipam.is_auto_address(subnet):
+        return []
+    taken = allocated(session, subnet["id"])
+    rows = session.execute(sa.select(Port.id, Port.mac_address, Port.device_id, Port.device_owner).where(
+        Port.network_id == subnet["network_id"], Port.device_owner.not_in(ipam.ROUTER_INTERFACE_OWNERS))).all()
+    changed = []
+    for row in rows:
+        address = ipam.eui64(subnet["cidr"], row.mac_address)
+        if address in taken:
+            continue
+        taken.add(address)
+        session.add(IPAllocation(port_id=row.id, subnet_id=subnet["id"], network_id=subnet["network_id"],
+                                 ip_address=address))
+        changed.append({"id": row.id, "device_id": row.device_id, "device_owner": row.device_owner})
+    session.flush()
+    return changed
+
+
 def list_subnets(session: Session, visible_to: str | None, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
     query = sa.select(Subnet).order_by(Subnet.created_at, Subnet.id)
     if visible_to is not None:
@@ -70,16 +91,22 @@ def update(session: Session, subnet_id: str, values: dict[str, Any]) -> dict[str
     return to_dict(subnet)
 
 
-def delete(session: Session, subnet_id: str) -> None:
-    """SubnetInUse while a port other than a ``network:*`` one holds an address of it."""
+def delete(session: Session, subnet_id: str) -> list[dict[str, Any]]:
+    """SubnetInUse while a port other than a ``network:*`` one holds an address of it -- except a SLAAC /
+    DHCPv6-stateless subnet, whose automatic addresses go with it (Neutron's ML2); the ports that lost one."""
     subnet = load(session, subnet_id)
-    owners = session.execute(sa.select(Port.device_owner).join(IPAllocation, IPAllocation.port_id == Port.id)
-                             .where(IPAllocation.subnet_id == subnet_id)).scalars().all()
-    if any(not networks.auto_deleted(owner) for owner in owners):
+    holders = session.execute(sa.select(Port.id, Port.device_id, Port.device_owner)
+                              .join(IPAllocation, IPAllocation.port_id == Port.id)
+                              .where(IPAllocation.subnet_id == subnet_id)).all()
+    automatic = ipam.is_auto_address(subnet)
+    blocking = [h for h in holders if not networks.auto_deleted(h.device_owner)
+                and not (automatic and h.device_owner not in ipam.ROUTER_INTERFACE_OWNERS)]
+    if blocking:
         raise errors.subnet_in_use(subnet_id)
     session.execute(sa.delete(IPAllocation).where(IPAllocation.subnet_id == subnet_id))
     subnet.network.revision_number += 1
     session.delete(subnet)
+    return [{"id": h.id, "device_id": h.device_id, "device_owner": h.device_owner} for h in holders]
 
 
 _ALLOCATED = sa.select(IPAllocation.__table__.c.ip_address).where(

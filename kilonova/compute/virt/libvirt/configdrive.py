@@ -45,6 +45,16 @@ def meta_data(instance: dict) -> dict:
     return data
 
 
+def _network_type(ip: dict, subnet: dict) -> str:
+    """As upstream's network metadata: an IPv6 subnet's address mode in the type (``ipv6_slaac``,
+    ``ipv6_dhcpv6-stateful``, ``ipv6_dhcpv6-stateless``), ``ipv6_dhcp`` for one with DHCP and no mode."""
+    if ip.get("version") != 6:
+        return "ipv4"
+    if subnet.get("ipv6_address_mode"):
+        return f"ipv6_{subnet['ipv6_address_mode']}"
+    return "ipv6_dhcp" if subnet.get("enable_dhcp") else "ipv6"
+
+
 def network_data(network_info: list[dict]) -> dict:
     links, networks = [], []
     for index, vif in enumerate(network_info):
@@ -54,15 +64,17 @@ def network_data(network_info: list[dict]) -> dict:
         subnets = {s["id"]: s for s in vif.get("subnets") or []}
         for number, ip in enumerate(vif.get("fixed_ips", [])):
             subnet = subnets.get(ip.get("subnet_id")) or {}
+            kind = _network_type(ip, subnet)
             entry = {"id": f"network{index}-{number}" if number else f"network{index}", "link": link_id,
-                     "network_id": vif["network_id"], "ip_address": ip["ip_address"],
-                     "type": "ipv6" if ip.get("version") == 6 else "ipv4"}
-            if subnet.get("cidr"):
+                     "network_id": vif["network_id"], "type": kind}
+            if kind != "ipv6_dhcp":  # the guest asks DHCPv6 for its address
+                entry["ip_address"] = ip["ip_address"]
+            if subnet.get("cidr") and kind != "ipv6_dhcp":
                 cidr = ipaddress.ip_network(subnet["cidr"])
-                entry["netmask"] = str(cidr.netmask) if cidr.version == 4 else str(cidr.prefixlen)
+                entry["netmask"] = str(cidr.netmask)
                 entry["routes"] = [] if not subnet.get("gateway_ip") else [{
                     "network": "0.0.0.0" if cidr.version == 4 else "::",
-                    "netmask": "0.0.0.0" if cidr.version == 4 else "0", "gateway": subnet["gateway_ip"]}]
+                    "netmask": "0.0.0.0" if cidr.version == 4 else "::", "gateway": subnet["gateway_ip"]}]
                 entry["services"] = [{"type": "dns", "address": dns} for dns in subnet.get("dns_nameservers", [])]
             networks.append(entry)
     services = [{"type": "dns", "address": dns} for vif in network_info for s in vif.get("subnets") or []
