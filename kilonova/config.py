@@ -245,6 +245,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Seconds a shelve, shelve offload or unshelve may stay under way before a conductor finishes or
         # undoes it (its compute host died, its message was lost).
         "shelve_timeout": "600",
+        # Seconds a volume may stay attaching or detaching (its host died, its message was lost) before a
+        # conductor gives the reservation back (available) or keeps the volume attached (in-use).
+        "volume_attach_timeout": "300",
         # Seconds a resize or cold migration may stay at one step (its migration record not updated) before
         # the conductor rolls it back to its source host, or ends it there, with a fault saying what failed.
         "move_timeout": "600",

@@ -131,6 +131,7 @@ class ServiceAuth:
             "scope": {"project": {"name": project_name, "domain": {"id": domain}}},
         }}
         self._token: str | None = None
+        self.project_id: str | None = None  # the project the token is scoped to, once logged in
         self._lock = asyncio.Lock()
 
     async def token(self, refresh: bool = False) -> str:
@@ -140,6 +141,7 @@ class ServiceAuth:
                 if response.status_code != 201:
                     raise RuntimeError(f"service user could not authenticate: {response.status_code} {response.text}")
                 self._token = response.headers["X-Subject-Token"]
+                self.project_id = ((response.json().get("token") or {}).get("project") or {}).get("id")
             return self._token
 
 

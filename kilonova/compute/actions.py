@@ -48,6 +48,8 @@ class Action:
 
 
 _RUNNING_LIKE = ("active", "stopped", "paused", "suspended")
+# Where upstream attaches and detaches volumes (the shelved ones from microversion 2.20).
+_VOLUME_STATES = ("active", "paused", "stopped", "resized", "soft-delete", "shelved", "shelved_offloaded")
 
 _TABLE = (
     # power actions: one driver call on the server's host
@@ -113,6 +115,11 @@ _TABLE = (
            instance_action="attach_interface"),
     Action("detach_interface", "detach_interface", ("active", "paused", "stopped"), None, "detach_interface",
            instance_action="detach_interface"),
+    # volumes (os-volume_attachments): no task state, as upstream's attach_volume / detach_volume / swap_volume
+    Action("attach_volume", "attach_volume", _VOLUME_STATES, None, "attach_volume", instance_action="attach_volume"),
+    Action("detach_volume", "detach_volume", _VOLUME_STATES, None, "detach_volume", instance_action="detach_volume"),
+    Action("swap_volume", "swap_volume", ("active", "paused", "resized"), None, "swap_volume",
+           instance_action="swap_volume"),
     # a force delete is a delete (upstream records "delete"): the delete path records it
     Action("forceDelete", "forceDelete", ANY, "deleting", "terminate_instance", task_states=ANY),
 )

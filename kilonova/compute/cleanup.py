@@ -1,4 +1,4 @@
-"""What a server holds outside its cell database, given back: its ports and its Placement claims.
+"""What a server holds outside its cell database, given back: its ports, its volumes and its Placement claims.
 
 Used by the compute agent when it deletes a server, and by the API and the
 conductor when they have to finish a delete without it (its host is down, or
@@ -7,10 +7,12 @@ already gone is not an error.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from kilonova.common.db import NotFound
-from kilonova.compute.db import instance_actions, instances
+from kilonova.compute.db import block_devices, instance_actions, instances
+from kilonova.compute.volume_api import VolumeError, as_service
 
 LOG = logging.getLogger(__name__)
 
@@ -32,13 +34,41 @@ async def release_ports(network, instance_uuid: str, network_info: list[dict]) -
             LOG.error("could not release port %s of %s: %s", port_id, instance_uuid, reply.text[:200])
 
 
+async def release_volumes(volumes, bdms: list[dict], patience: float = 30.0) -> None:
+    """Detach the server's volumes (their attachments deleted: ``available`` again) and delete those it was
+    to take with it (``delete_on_termination``), once the volume service has let them go."""
+    for bdm in bdms:
+        try:
+            if bdm.get("attachment_id"):
+                await volumes.attachment_delete(bdm["attachment_id"])
+            if bdm.get("delete_on_termination") and bdm.get("volume_id"):
+                await _delete_volume(volumes, bdm["volume_id"], patience)
+        except VolumeError as exc:
+            LOG.error("could not release volume %s of %s: %s", bdm.get("volume_id"), bdm["instance_uuid"],
+                      exc.message)
+
+
+async def _delete_volume(volumes, volume_id: str, patience: float) -> None:
+    """Delete a volume just detached; the volume service may still be finishing the detach (400)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            await volumes.delete(volume_id)
+            return
+        except VolumeError as exc:
+            if exc.status != 400 or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.5)
+
+
 async def release_allocations(placement, consumer: str) -> None:
     response = await placement.delete(f"/allocations/{consumer}")
     if response.status_code not in (204, 404):
         LOG.error("could not release allocations of %s: %s %s", consumer, response.status_code, response.text[:200])
 
 
-async def delete_locally(cell, placement, network, instance: dict) -> bool:
+async def delete_locally(cell, placement, network, instance: dict, volumes=None) -> bool:
     """Finish a delete without the compute agent: ports, claims, then the instance row.
 
     The row goes last, so a crash half-way leaves the server DELETING for the next attempt
@@ -48,6 +78,11 @@ async def delete_locally(cell, placement, network, instance: dict) -> bool:
     uuid = instance["uuid"]
     if network is not None:
         await release_ports(network, uuid, instance.get("network_info") or [])
+    if volumes is not None:
+        bdms = await cell.db.read(block_devices.for_instance, uuid)
+        if bdms:
+            await release_volumes(await as_service(volumes), bdms)
+            await cell.db.write(block_devices.destroy_for_instance, uuid)
     await release_allocations(placement, uuid)
     try:
         await cell.db.write(_soft_delete_finished, uuid)

@@ -47,6 +47,9 @@ COMPUTE = Interface("compute", [
            methods=("attach_interface", "detach_interface")),
     Change("1.4", "security_groups_changed (from the network service: the rules of some port bound to this host, "
                   "its groups or a remote group's members changed).", methods=("security_groups_changed",)),
+    Change("1.5", "attach_volume, detach_volume, swap_volume (os-volume_attachments: a volume connected to, or "
+                  "disconnected from, a server through the volume service's attachments).",
+           methods=("attach_volume", "detach_volume", "swap_volume")),
 ])
 
 CONDUCTOR = Interface("conductor", [
@@ -71,6 +74,8 @@ CONDUCTOR = Interface("conductor", [
     Change("1.6", "build_failed takes aborted: a build no host can do (its network has no free address) ends in "
                   "ERROR at once instead of being retried on the alternates.",
            arguments={"build_failed": ("aborted",)}),
+    Change("1.7", "bdm_list, bdm_update, bdm_destroy: the block device mappings (volumes) of a server, for agents.",
+           methods=("bdm_list", "bdm_update", "bdm_destroy")),
 ])
 
 SCHEDULER = Interface("scheduler", [
@@ -84,6 +89,7 @@ SERVICE_VERSIONS = (
     "1.2",  # 3: the server lifecycle (resize, migrations, rebuild, shelve, rescue, ...)
     "1.3",  # 4: port interfaces (attach_interface, detach_interface)
     "1.4",  # 5: security groups enforced on the host (security_groups_changed)
+    "1.5",  # 6: volumes (attach_volume, detach_volume, swap_volume)
 )
 SERVICE_VERSION = len(SERVICE_VERSIONS)
 # The oldest compute service this release's API and conductor still write for (backports reach down to it).

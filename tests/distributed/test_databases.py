@@ -173,14 +173,13 @@ def _api_head_has_build_request_sizes(database: Database) -> None:
     assert database.run_sync(build_requests.usage, "p1", write=False) == {"instances": 1, "cores": 2, "ram": 2048}
 
 
-def _cell_head_records_shelved_images(database: Database) -> None:
-    with database.engine.connect() as connection:
-        flavors = connection.execute(sa.text("SELECT old_flavor, new_flavor FROM instances WHERE id = 1")).one()
-        moves = connection.execute(sa.text("SELECT count(*) FROM migrations")).scalar()
-        ledger = connection.execute(sa.text("SELECT image_id, instance_uuid FROM shelved_images")).all()
-    assert tuple(flavors) == (None, None) and moves == 0  # 0003: no server of the old release was moving
-    # 0004: the snapshot of the server shelved before the upgrade is in the ledger of shelve snapshots.
-    assert [tuple(row) for row in ledger] == [(SHELVED_IMAGE, SHELVED)]
+def _cell_head_has_block_device_mappings(database: Database) -> None:
+    from kilonova.compute.db import block_devices
+
+    # 0005: the servers of the old release have no volumes, and the table takes a server's first one.
+    assert database.run_sync(block_devices.for_instance, SHELVED, write=False) == []
+    made = database.run_sync(block_devices.reserve, SHELVED, {"volume_id": "0c000000-0000-4000-8000-000000000001"})
+    assert made["device_name"] == "/dev/vdb" and made["status"] == "attaching"
 
 
 def _placement_head_has_usage_serials(database: Database) -> None:
@@ -220,7 +219,7 @@ def _volume_head_records_volume_sources(database: Database) -> None:
 
 
 # What each store's head adds, checked on the upgraded database.
-AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_records_shelved_images,
+AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_has_block_device_mappings,
            "placement": _placement_head_has_usage_serials, "identity": _identity_head_counts_failed_logins,
            "network": _network_head_has_routers_floating_ips_and_security_groups,
            "volume": _volume_head_records_volume_sources}

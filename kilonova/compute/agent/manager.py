@@ -32,12 +32,13 @@ LOG = logging.getLogger(__name__)
 
 class ComputeManager:
     def __init__(self, host: str, driver: ComputeDriver, conductor: RPCClient, placement, network, conf,
-                 images=None, transport=None):
+                 images=None, transport=None, volumes=None):
         self.host = host
         self._transport = transport  # this host's cell transport: the other hosts of a move are reached on it
         self.driver = driver
         self.conductor = conductor
         self.images = images  # the image service as the service user: snapshot checks and clean-up
+        self.volumes = volumes  # the volume service as the service user: attachments of this host's servers
         self.conf = conf
         self.ports = PortBinder(network, host, conf.get("compute", "default_availability_zone"))
         self.reporter = ProviderReporter(placement, conf)

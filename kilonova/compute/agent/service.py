@@ -43,8 +43,9 @@ class ComputeAgentService(Service):
             conductor = ReportBatcher(conductor, window=STARTUP_WINDOW)
         self._report_window = min(1.0, conf.getfloat("DEFAULT", "report_interval") / 4)
         images = ServiceClient(env.endpoints.http_client("image"), auth)
+        volumes = ServiceClient(env.endpoints.http_client("block-storage"), auth)
         self.managers = [ComputeManager(host, driver, conductor, placement, network, conf, images=images,
-                                       transport=env.transport)
+                                       transport=env.transport, volumes=volumes)
                          for host, driver in self._drivers(conf, env, auth)]
 
     @staticmethod

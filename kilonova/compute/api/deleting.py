@@ -72,7 +72,7 @@ class ServerDeleter:
 
     async def local_delete(self, cell, server: dict) -> None:
         """Delete without the compute agent: ports, allocations and the instance record."""
-        await delete_locally(cell, self.svc.placement, self.svc.network_admin, server)
+        await delete_locally(cell, self.svc.placement, self.svc.network_admin, server, self.svc.volume_admin)
 
 
 def _start_delete(session, uuid: str, ctx: dict | None) -> dict:

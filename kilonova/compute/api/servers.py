@@ -18,7 +18,7 @@ from kilonova.compute.api.destination import requested as requested_destination
 from kilonova.compute.api.destination import split_zone
 from kilonova.compute.api.microversions import want
 from kilonova.compute.cells import CellDown
-from kilonova.compute.db import build_requests, instances
+from kilonova.compute.db import block_devices, build_requests, instances
 
 # ---------------------------------------------------------------- list / show
 
@@ -179,8 +179,10 @@ async def _list(request: Request, detailed: bool):
         refs = refs[:limit]
     if detailed:
         faults = await _faults(refs)
+        volumes = await _volumes(refs)
         body = [views.detail_down(request, ref.server) if ref.down
-                else views.detail(request, ref.server, fault=faults.get(ref.uuid)) for ref in refs]
+                else views.detail(request, ref.server, fault=faults.get(ref.uuid), volumes=volumes.get(ref.uuid))
+                for ref in refs]
     else:
         body = [views.minimal_down(request, ref.server) if ref.down
                 else views.minimal(request, ref.server) for ref in refs]
@@ -209,6 +211,23 @@ async def _faults(refs: list[lookup.ServerRef]) -> dict[str, dict]:
     return faults
 
 
+async def _volumes(refs: list[lookup.ServerRef]) -> dict[str, list[dict]]:
+    """The block device mappings of the servers, by server, one query per cell."""
+    cells: dict[str, Any] = {}
+    by_cell: dict[str, list[str]] = {}
+    for ref in refs:
+        if ref.cell is not None and not ref.down and not ref.cell.is_cell0:
+            cells[ref.cell.uuid] = ref.cell
+            by_cell.setdefault(ref.cell.uuid, []).append(ref.uuid)
+    found: dict[str, list[dict]] = {}
+    for cell_uuid, uuids in by_cell.items():
+        try:
+            found.update(await cells[cell_uuid].read(block_devices.for_instances, uuids))
+        except CellDown:
+            continue
+    return found
+
+
 async def list_servers(request: Request):
     return await _list(request, detailed=False)
 
@@ -224,7 +243,9 @@ async def show_server(request: Request, server_id: str):
     if ref.down:
         return json_response({"server": views.detail_down(request, ref.server, full=True)})
     faults = await _faults([ref])
-    return json_response({"server": views.detail(request, ref.server, fault=faults.get(ref.uuid), shape="show")})
+    volumes = await _volumes([ref])
+    return json_response({"server": views.detail(request, ref.server, fault=faults.get(ref.uuid), shape="show",
+                                                 volumes=volumes.get(ref.uuid))})
 
 
 # ---------------------------------------------------------------- create

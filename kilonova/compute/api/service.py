@@ -37,6 +37,8 @@ class ComputeAPIService(Service):
         self.image = env.endpoints.http_client("image")
         self.network = env.endpoints.http_client("network")
         self.network_admin = ServiceClient(env.endpoints.http_client("network"), auth)
+        self.volume = env.endpoints.http_client("block-storage")  # with the caller's token
+        self.volume_admin = ServiceClient(env.endpoints.http_client("block-storage"), auth)
         self.conductor = versions.conductor_client(env.transport, conf)
         # Actions go to a compute host over the transport of its cell.
         self.transports = TransportPool(env.transport, conf.get("DEFAULT", "transport_url"))

@@ -116,8 +116,21 @@ def minimal(request: Request, server: dict[str, Any]) -> dict[str, Any]:
             "links": links(request, "servers", server["uuid"])}
 
 
+def volumes_attached(request: Request, bdms: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """``os-extended-volumes:volumes_attached``: the server's volumes (``delete_on_termination`` from 2.3)."""
+    shown = []
+    for bdm in bdms or []:
+        if bdm.get("volume_id"):
+            item: dict[str, Any] = {"id": bdm["volume_id"]}
+            if want(request, "2.3"):
+                item["delete_on_termination"] = bool(bdm.get("delete_on_termination"))
+            shown.append(item)
+    return shown
+
+
 def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | None = None,
-           host_status: str | None = None, shape: str = "list") -> dict[str, Any]:
+           host_status: str | None = None, shape: str = "list",
+           volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A server as in GET /servers/detail (``shape`` "list"), GET /servers/{id} ("show") or the answer
     to PUT /servers/{id} ("update"), which before 2.75 leaves out the extended attributes."""
     ctx = request.state.context
@@ -147,7 +160,7 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
         "OS-EXT-STS:vm_state": server["vm_state"],
         "OS-SRV-USG:launched_at": _usg(server.get("launched_at")),
         "OS-SRV-USG:terminated_at": _usg(server.get("terminated_at")),
-        "os-extended-volumes:volumes_attached": [],
+        "os-extended-volumes:volumes_attached": volumes_attached(request, volumes),
     }
     groups = server.get("security_groups")
     if groups is None or groups:  # a server whose groups were all removed shows none, as upstream

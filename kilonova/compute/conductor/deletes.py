@@ -48,7 +48,7 @@ class StuckDeletes(ConductorPart):
             if host_up:
                 with contextlib.suppress(RPCError):
                     await self.compute_rpc(host).cast("terminate_instance", instance=instance)
-            if await delete_locally(cell, self.placement, self.network, instance):
+            if await delete_locally(cell, self.placement, self.network, instance, self.volumes):
                 finished += 1
             self._cell_of.pop(uuid, None)
         return finished

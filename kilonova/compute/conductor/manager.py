@@ -30,7 +30,8 @@ LOG = logging.getLogger(__name__)
 
 
 class ConductorManager:
-    def __init__(self, conf, cells: Cells, scheduler, compute_rpc, placement, network=None, images=None):
+    def __init__(self, conf, cells: Cells, scheduler, compute_rpc, placement, network=None, images=None,
+                 volumes=None):
         self.conf = conf
         self.cells = cells
         self.scheduler = scheduler
@@ -38,6 +39,7 @@ class ConductorManager:
         self.placement = placement
         self.network = network  # the network service as the service user: ports of deletes finished here
         self.images = images  # the image service as the service user: snapshots of shelves cut short
+        self.volumes = volumes  # the volume service as the service user: volumes of deletes finished here
         self._cell_of: dict[str, Cell] = {}
         tasks.load()
         self._parts = (BuildFlow(self), StuckDeletes(self), AgentReports(self))

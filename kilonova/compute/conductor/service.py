@@ -35,8 +35,9 @@ class ConductorService(Service):
         self.router = CellRouter(self.cells, self.transports, timeout, compute_pin=versions.compute_pin(conf))
         network = ServiceClient(env.endpoints.http_client("network"), auth)
         images = ServiceClient(env.endpoints.http_client("image"), auth)
+        volumes = ServiceClient(env.endpoints.http_client("block-storage"), auth)
         self.manager = ConductorManager(conf, self.cells, scheduler, self.router.client, placement, network,
-                                        images=images)
+                                        images=images, volumes=volumes)
         self.heartbeat: Heartbeat | None = None
         self._reconciler: asyncio.Task | None = None
         self._cell_transports: set[str] = set()  # cell transport URLs this conductor also serves on

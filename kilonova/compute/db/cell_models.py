@@ -80,6 +80,33 @@ class ShelvedImage(CellBase):
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
+class BlockDeviceMapping(CellBase):
+    """A volume of a server (upstream's block_device_mapping, the fields its API shows): attached with
+    ``os-volume_attachments`` or given at create in ``block_device_mapping_v2``. ``status`` is Kilonova's:
+    ``attaching`` from the reservation until the host has connected it, ``attached``, ``detaching``."""
+    __tablename__ = "block_device_mapping"
+    __table_args__ = (sa.UniqueConstraint("instance_uuid", "volume_id"),
+                      sa.UniqueConstraint("instance_uuid", "device_name"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), index=True)
+    source_type: Mapped[str] = mapped_column(sa.String(255))
+    destination_type: Mapped[str] = mapped_column(sa.String(255))
+    device_name: Mapped[str | None] = mapped_column(sa.String(255))
+    boot_index: Mapped[int | None]
+    volume_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
+    volume_size: Mapped[int | None]
+    image_id: Mapped[str | None] = mapped_column(sa.String(36))
+    snapshot_id: Mapped[str | None] = mapped_column(sa.String(36))
+    attachment_id: Mapped[str | None] = mapped_column(sa.String(36))
+    connection_info: Mapped[dict | None] = mapped_column(sa.JSON)
+    delete_on_termination: Mapped[bool] = mapped_column(default=False)
+    tag: Mapped[str | None] = mapped_column(sa.String(255))
+    status: Mapped[str] = mapped_column(sa.String(32), default="attaching")
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime | None]
+
+
 class InstanceFault(CellBase):
     __tablename__ = "instance_faults"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -62,6 +62,10 @@ class InterfaceAttachNotSupported(Exception):
     """The driver cannot hot-plug ports (upstream's AttachInterfaceNotSupported)."""
 
 
+class VolumeAttachNotSupported(Exception):
+    """This driver cannot connect volumes to its guests."""
+
+
 class ComputeDriver:
     hypervisor_type = "unknown"
     # Guests can change power state by themselves (a shutdown inside the guest, a crash):
@@ -201,6 +205,23 @@ class ComputeDriver:
     async def detach_interface(self, instance: dict, vif: dict) -> None:
         """Unplug the port ``vif`` from the guest."""
         raise InterfaceAttachNotSupported(f"Detaching interfaces is not supported for instance {instance['uuid']}.")
+
+    # Volumes can be connected to its guests (os-volume_attachments, boot from volume); else refused.
+    supports_volumes = False
+
+    async def attach_volume(self, instance: dict, connection_info: dict, device: str) -> str:
+        """Connect the volume of ``connection_info`` to the guest, running or stopped, as ``device``
+        (``/dev/vdX``; the driver may pick another free one): returns the device it used."""
+        raise VolumeAttachNotSupported(f"Attaching volumes is not supported for instance {instance['uuid']}.")
+
+    async def detach_volume(self, instance: dict, connection_info: dict, device: str) -> None:
+        """Disconnect the volume at ``device`` from the guest (a device already gone is not an error)."""
+        raise VolumeAttachNotSupported(f"Detaching volumes is not supported for instance {instance['uuid']}.")
+
+    async def swap_volume(self, instance: dict, old_connection_info: dict, new_connection_info: dict,
+                          device: str) -> None:
+        """Copy the volume at ``device`` to the new volume and put the new one in its place."""
+        raise VolumeAttachNotSupported(f"Swapping volumes is not supported for instance {instance['uuid']}.")
 
     async def get_diagnostics(self, instance: dict) -> dict:
         """Diagnostics in the 2.48 format: state, driver, hypervisor, hypervisor_os, uptime, config_drive,

@@ -50,6 +50,7 @@ class _Guest:
         self.nics: list[dict] = []
         self.booted_at = time.time()
         self.rescue: dict | None = None  # {"image": rescue image id, "power_state": before the rescue}
+        self.volumes: dict[str, dict] = {}  # device -> {"volume_id", "path"}: the volumes connected to it
 
     def log(self, line: str) -> None:
         stamp = datetime.utcnow().strftime("%H:%M:%S")
@@ -60,7 +61,8 @@ class _Guest:
         return {"uuid": self.uuid, "name": self.name, "power_state": self.power_state,
                 "console": list(self.console), "flavor": dict(self.flavor), "image_id": self.image_id,
                 "config_drive": self.config_drive, "admin_password": self.admin_password,
-                "nics": copy.deepcopy(self.nics), "booted_at": self.booted_at, "rescue": self.rescue}
+                "nics": copy.deepcopy(self.nics), "booted_at": self.booted_at, "rescue": self.rescue,
+                "volumes": copy.deepcopy(self.volumes)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "_Guest":
@@ -74,6 +76,7 @@ class _Guest:
         guest.nics = copy.deepcopy(data["nics"])
         guest.booted_at = data["booted_at"]
         guest.rescue = data["rescue"]
+        guest.volumes = copy.deepcopy(data.get("volumes") or {})
         return guest
 
 
@@ -379,6 +382,29 @@ class FakeDriver(ComputeDriver):
         guest = self._guest(instance)
         guest.nics = [nic for nic in guest.nics if nic["mac_address"] != vif.get("mac_address")]
         guest.log(f"port {vif['port_id']} unplugged (mac {vif.get('mac_address')})")
+
+    supports_volumes = True
+
+    async def attach_volume(self, instance, connection_info, device):
+        guest = self._guest(instance)
+        if device in guest.volumes:
+            device = next(f"/dev/vd{c}" for c in "bcdefghijklmnopqrstuvwxyz" if f"/dev/vd{c}" not in guest.volumes)
+        volume_id = connection_info.get("serial")
+        guest.volumes[device] = {"volume_id": volume_id, "connection_info": copy.deepcopy(connection_info)}
+        guest.log(f"{device}: volume {volume_id} attached")
+        return device
+
+    async def detach_volume(self, instance, connection_info, device):
+        guest = self._guest(instance)
+        gone = guest.volumes.pop(device, None)
+        if gone is not None:
+            guest.log(f"{device}: volume {gone['volume_id']} detached")
+
+    async def swap_volume(self, instance, old_connection_info, new_connection_info, device):
+        guest = self._guest(instance)
+        volume_id = new_connection_info.get("serial")
+        guest.volumes[device] = {"volume_id": volume_id, "connection_info": copy.deepcopy(new_connection_info)}
+        guest.log(f"{device}: swapped to volume {volume_id}")
 
     async def get_diagnostics(self, instance):
         """Upstream's 2.48 shape; the counters grow with the guest's uptime (``driver`` is one of upstream's

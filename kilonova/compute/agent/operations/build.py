@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from kilonova.compute.agent.operations import events, live_migrate, remote
+from kilonova.compute.agent.operations import events, live_migrate, remote, volumes
 from kilonova.compute.agent.security_groups import security_groups
 from kilonova.compute.virt.driver import BuildAbort
 
@@ -78,6 +78,7 @@ async def terminate_instance(agent: ComputeManager, instance: dict, request_id: 
             await agent.driver.destroy(instance)
             current = await agent._current(uuid) or instance
             await agent.ports.release(uuid, current.get("network_info") or [])
+            await volumes.release_all(agent, uuid)
             await agent.reporter.release(uuid)
         await agent.conductor.call("instance_destroy", instance_uuid=uuid)
         agent.usage_changed()

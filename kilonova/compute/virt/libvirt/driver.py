@@ -30,6 +30,7 @@ from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import BuildFailure, ComputeDriver
 from kilonova.compute.virt.libvirt import configdrive, cpus, host, imagecache
 from kilonova.compute.virt.libvirt import hotplug
+from kilonova.compute.virt.libvirt import volumes as volume_hotplug
 from kilonova.compute.virt.libvirt.dataplane import Dataplane, tap_name
 from kilonova.compute.virt.libvirt.firewall import Firewall, FirewallError, enable_bridge_netfilter
 from kilonova.compute.virt.libvirt.domain import Disk, DomainSpec, Nic, Unsupported, build_xml, cpu_policy
@@ -489,6 +490,16 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
 
     async def detach_interface(self, instance, vif):
         await self._call(hotplug.detach, self, instance, vif)
+
+    # ------------------------------------------------------------------ volumes
+
+    supports_volumes = True
+
+    async def attach_volume(self, instance, connection_info, device):
+        return await self._call(volume_hotplug.attach, self, instance, connection_info, device)
+
+    async def detach_volume(self, instance, connection_info, device):
+        await self._call(volume_hotplug.detach, self, instance, connection_info, device)
 
     # ------------------------------------------------------------------ power
 

@@ -1,0 +1,158 @@
+"""Volumes on this host's servers (``os-volume_attachments``): connect one, disconnect it, swap it.
+
+The compute API has reserved the volume for the server (a Cinder attachment without a connector, the
+volume ``reserved``) and recorded its block device mapping. Here, as upstream's compute manager does
+with the attachments API: this host's connector goes to the volume service (attachment update), whose
+answer -- the ``connection_info`` -- the driver connects to the guest; then the attachment is completed
+(the volume ``in-use``) and the mapping records the connection. A failure gives the reservation back
+(attachment deleted, mapping removed), so the volume is ``available`` again. A detach disconnects the
+guest, then deletes the attachment. ``release_all`` does that for every volume of a server deleted here.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from typing import TYPE_CHECKING
+
+from kilonova.compute import volume_api
+from kilonova.compute.agent.operations import remote
+from kilonova.compute.cleanup import release_volumes
+
+if TYPE_CHECKING:
+    from kilonova.compute.agent.manager import ComputeManager
+
+LOG = logging.getLogger(__name__)
+
+
+class VolumeNotAttached(Exception):
+    """The volume is not one of the server's (upstream's VolumeBDMNotFound)."""
+
+
+def connector(agent: ComputeManager) -> dict:
+    """This host as the volume service sees it (os-brick's connector properties)."""
+    return {"host": agent.host, "ip": agent.conf.get("DEFAULT", "my_ip"), "initiator": None,
+            "platform": platform.machine(), "os_type": sys.platform, "multipath": False,
+            "do_local_attach": False}
+
+
+async def _volumes(agent: ComputeManager) -> volume_api.VolumeAPI:
+    return await volume_api.as_service(agent.volumes)
+
+
+async def bdms(agent: ComputeManager, uuid: str) -> list[dict]:
+    return await agent.conductor.call("bdm_list", instance_uuid=uuid)
+
+
+async def _bdm(agent: ComputeManager, uuid: str, volume_id: str) -> dict:
+    for bdm in await bdms(agent, uuid):
+        if bdm["volume_id"] == volume_id:
+            return bdm
+    raise VolumeNotAttached(f"Instance {uuid} is not attached to volume {volume_id}")
+
+
+async def _update(agent: ComputeManager, bdm: dict, values: dict) -> dict:
+    return await agent.conductor.call("bdm_update", instance_uuid=bdm["instance_uuid"], bdm_uuid=bdm["uuid"],
+                                      values=values)
+
+
+async def initialize(agent: ComputeManager, volumes: volume_api.VolumeAPI, bdm: dict) -> dict:
+    """This host's connector to the volume service: the connection_info of ``bdm``'s volume, with its
+    ``serial`` (the volume's id), as upstream keeps it."""
+    attachment = await volumes.attachment_update(bdm["attachment_id"], connector(agent))
+    connection_info = dict(attachment.get("connection_info") or {})
+    connection_info["serial"] = bdm["volume_id"]
+    return connection_info
+
+
+async def connect(agent: ComputeManager, instance: dict, bdm: dict) -> dict:
+    """Connect ``bdm``'s reserved volume to the (existing) guest; returns the mapping as recorded."""
+    volumes = await _volumes(agent)
+    connection_info = await initialize(agent, volumes, bdm)
+    device = await agent.driver.attach_volume(instance, connection_info, bdm["device_name"])
+    try:
+        await volumes.attachment_complete(bdm["attachment_id"])
+    except Exception:
+        await agent.driver.detach_volume(instance, connection_info, device)
+        raise
+    return await _update(agent, bdm, {"status": "attached", "connection_info": connection_info,
+                                      "device_name": device or bdm["device_name"]})
+
+
+async def give_back(agent: ComputeManager, bdm: dict) -> None:
+    """The reservation of a volume whose attach failed: attachment deleted (``available``), mapping gone."""
+    try:
+        volumes = await _volumes(agent)
+        if bdm.get("attachment_id"):
+            await volumes.attachment_delete(bdm["attachment_id"])
+    finally:
+        await agent.conductor.call("bdm_destroy", instance_uuid=bdm["instance_uuid"], bdm_uuid=bdm["uuid"])
+
+
+@remote
+async def attach_volume(agent: ComputeManager, instance: dict, volume_id: str, request_id: str | None = None) -> None:
+    uuid = instance["uuid"]
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_attach_volume", finishes="attach_volume"):
+        bdm = await _bdm(agent, uuid, volume_id)
+        current = await agent._current(uuid) or instance
+        try:
+            await connect(agent, current, bdm)
+        except Exception as exc:
+            LOG.warning("attaching volume %s to %s on %s failed: %s", volume_id, uuid, agent.host, exc)
+            await give_back(agent, bdm)
+            raise
+        LOG.info("volume %s attached to %s at %s on %s", volume_id, uuid, bdm["device_name"], agent.host)
+
+
+@remote
+async def detach_volume(agent: ComputeManager, instance: dict, volume_id: str, request_id: str | None = None) -> None:
+    uuid = instance["uuid"]
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_detach_volume", finishes="detach_volume"):
+        bdm = await _bdm(agent, uuid, volume_id)
+        current = await agent._current(uuid) or instance
+        if bdm.get("connection_info") and agent.driver.supports_volumes:
+            try:
+                await agent.driver.detach_volume(current, bdm["connection_info"], bdm["device_name"])
+            except Exception:
+                await _update(agent, bdm, {"status": "attached"})  # still connected: in-use, as upstream
+                raise
+        volumes = await _volumes(agent)
+        if bdm.get("attachment_id"):
+            await volumes.attachment_delete(bdm["attachment_id"])
+        await agent.conductor.call("bdm_destroy", instance_uuid=uuid, bdm_uuid=bdm["uuid"])
+        LOG.info("volume %s detached from %s on %s", volume_id, uuid, agent.host)
+
+
+@remote
+async def swap_volume(agent: ComputeManager, instance: dict, old_volume_id: str, new_volume_id: str,
+                      new_attachment_id: str, request_id: str | None = None) -> None:
+    """Put ``new_volume_id`` (reserved by the API: ``new_attachment_id``) in the place of ``old_volume_id``,
+    its data copied by the driver; the old volume's attachment then goes (``available``)."""
+    uuid = instance["uuid"]
+    async with agent._locks[uuid], agent.event(uuid, request_id, "compute_swap_volume", finishes="swap_volume"):
+        bdm = await _bdm(agent, uuid, old_volume_id)
+        current = await agent._current(uuid) or instance
+        volumes = await _volumes(agent)
+        new = {**bdm, "volume_id": new_volume_id, "attachment_id": new_attachment_id}
+        try:
+            new_info = await initialize(agent, volumes, new)
+            await agent.driver.swap_volume(current, bdm.get("connection_info") or {}, new_info, bdm["device_name"])
+            await volumes.attachment_complete(new_attachment_id)
+        except Exception:
+            await volumes.attachment_delete(new_attachment_id)
+            await _update(agent, bdm, {"status": "attached"})
+            raise
+        await _update(agent, bdm, {"volume_id": new_volume_id, "attachment_id": new_attachment_id,
+                                   "connection_info": new_info, "status": "attached"})
+        if bdm.get("attachment_id"):
+            await volumes.attachment_delete(bdm["attachment_id"])
+        LOG.info("volume %s of %s swapped for %s on %s", old_volume_id, uuid, new_volume_id, agent.host)
+
+
+async def release_all(agent: ComputeManager, uuid: str) -> None:
+    """A server deleted here: its volumes detached (those to go with it deleted), its mappings removed."""
+    mappings = await bdms(agent, uuid)
+    if mappings and agent.volumes is not None:
+        await release_volumes(await _volumes(agent), mappings)
+    for bdm in mappings:
+        await agent.conductor.call("bdm_destroy", instance_uuid=uuid, bdm_uuid=bdm["uuid"])

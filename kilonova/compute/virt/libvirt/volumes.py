@@ -1,0 +1,128 @@
+"""Volumes hot-plugged into and out of a libvirt guest (os-volume_attachments).
+
+The volume service's ``connection_info`` names the volume's raw file (``driver_volume_type: local``,
+``data.device_path``); it becomes a virtio ``<disk type='file'>`` of the guest, attached to the running
+guest and its definition (LIVE|CONFIG) or to the definition only when the guest is off. The target is the
+device the API reserved unless the guest already has a disk there (a config drive, an ephemeral or swap
+disk), then the next free one. The guest's saved layout gains the disk, so a hard reboot, a start or a
+rebuild defines it again. A live detach is a request the guest answers (ACPI hot-unplug): the disk is gone
+only once the live definition no longer has it, which is waited for.
+"""
+from __future__ import annotations
+
+import json
+import string
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict
+
+import libvirt
+
+from kilonova.compute.virt.driver import BuildFailure
+from kilonova.compute.virt.libvirt.domain import Disk
+from kilonova.compute.virt.libvirt.hotplug import _flags
+from kilonova.compute.volume_api import device_path
+
+DETACH_TIMEOUT = 30.0
+
+
+def _targets(domain, flags: int = 0) -> set[str]:
+    tree = ET.fromstring(domain.XMLDesc(flags))
+    return {t.get("dev") for t in tree.findall("./devices/disk/target")}
+
+
+def _target_of(domain, path: str, flags: int = 0) -> str | None:
+    tree = ET.fromstring(domain.XMLDesc(flags))
+    for disk in tree.findall("./devices/disk"):
+        source = disk.find("source")
+        if source is not None and source.get("file") == path:
+            return disk.find("target").get("dev")
+    return None
+
+
+def disk_xml(path: str, target: str, serial: str | None, cache: str, readonly: bool = False) -> str:
+    disk = ET.Element("disk", type="file", device="disk")
+    ET.SubElement(disk, "driver", name="qemu", type="raw", cache=cache)
+    ET.SubElement(disk, "source", file=path)
+    ET.SubElement(disk, "target", dev=target, bus="virtio")
+    if serial:
+        ET.SubElement(disk, "serial").text = serial[:20]
+    if readonly:
+        ET.SubElement(disk, "readonly")
+    return ET.tostring(disk, encoding="unicode")
+
+
+def _path(connection_info: dict) -> str:
+    path = device_path(connection_info)
+    if not path:
+        raise BuildFailure(f"The volume service gave no file for volume {connection_info.get('serial')} "
+                           f"({connection_info.get('driver_volume_type')!r} connections are not supported).")
+    return path
+
+
+def _free_target(taken: set[str], wanted: str) -> str:
+    if wanted not in taken:
+        return wanted
+    for suffix in string.ascii_lowercase[1:]:
+        if f"vd{suffix}" not in taken:
+            return f"vd{suffix}"
+    raise BuildFailure("The guest has no free virtio disk name left.")
+
+
+def _save_layout(driver, instance: dict, change) -> None:
+    layout = driver._layout(instance)
+    if layout is None:
+        return
+    layout["disks"] = change(layout.get("disks") or [])
+    from kilonova.compute.virt.libvirt.driver import LAYOUT_FILE
+
+    (driver._dir(instance) / LAYOUT_FILE).write_text(json.dumps(layout))
+
+
+def attach(driver, instance: dict, connection_info: dict, device: str) -> str:
+    domain = driver._domain(instance)
+    path = _path(connection_info)
+    flags = _flags(domain)
+    taken = _targets(domain, libvirt.VIR_DOMAIN_XML_INACTIVE)
+    if flags & libvirt.VIR_DOMAIN_AFFECT_LIVE:
+        taken |= _targets(domain)
+    target = _free_target(taken, device.rsplit("/", 1)[-1])
+    readonly = (connection_info.get("data") or {}).get("access_mode") == "ro"
+    xml = disk_xml(path, target, connection_info.get("serial"), driver._disk_cache, readonly)
+    try:
+        domain.attachDeviceFlags(xml, flags)
+    except libvirt.libvirtError as exc:
+        raise BuildFailure(f"Failed to attach volume {connection_info.get('serial')} to "
+                           f"{instance['uuid']}: {exc}") from exc
+    disk = asdict(Disk(path, target, "raw", readonly=readonly, cache=driver._disk_cache))
+    _save_layout(driver, instance, lambda disks: [d for d in disks if d["target"] != target] + [disk])
+    return f"/dev/{target}"
+
+
+def detach(driver, instance: dict, connection_info: dict, device: str) -> None:
+    domain = driver._lookup(instance["uuid"])
+    path = _path(connection_info)
+    if domain is not None:
+        flags = _flags(domain)
+        live = bool(flags & libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        target = _target_of(domain, path, libvirt.VIR_DOMAIN_XML_INACTIVE) or (live and _target_of(domain, path))
+        if target:
+            _detach(domain, instance, path, target, flags, live)
+    _save_layout(driver, instance, lambda disks: [d for d in disks if d["path"] != path])
+
+
+def _detach(domain, instance: dict, path: str, target: str, flags: int, live: bool) -> None:
+    xml = disk_xml(path, target, None, "none")
+    try:
+        domain.detachDeviceFlags(xml, flags)
+    except libvirt.libvirtError as exc:
+        still = _target_of(domain, path, libvirt.VIR_DOMAIN_XML_INACTIVE) or (live and _target_of(domain, path))
+        if still:
+            raise BuildFailure(f"Failed to detach volume from {instance['uuid']}: {exc}") from exc
+    if live:
+        deadline = time.monotonic() + DETACH_TIMEOUT
+        while _target_of(domain, path):
+            if time.monotonic() > deadline:
+                raise BuildFailure(f"Failed to detach volume from {instance['uuid']}: the guest did not release "
+                                   f"/dev/{target} within {DETACH_TIMEOUT:g} s")
+            time.sleep(0.2)

@@ -1,0 +1,243 @@
+"""Volumes on servers (os-volume_attachments) through the real `openstack` CLI, openstacksdk and HTTP: attach,
+list, show, detach, the volume service's view (status, attachments), the guest's, instance actions,
+microversions (tag, delete_on_termination, attachment_id), swap and update, a server delete, and the
+bad-input cases (an in-use volume, the wrong server, another project's volume, states, policy)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.cloud import wait_for
+
+DEMO = "kilonova-demo"
+
+
+def _v(version: str) -> dict[str, str]:
+    return {"OpenStack-API-Version": f"compute {version}"}
+
+
+def _cli(cloud, *args, **kwargs):
+    return cloud.openstack(*args, cloud=DEMO, **kwargs)
+
+
+_CONNECTIONS: dict = {}
+
+
+def _sdk(cloud, name: str = DEMO):
+    """One openstacksdk connection per cloud name for the module (each login costs a token)."""
+    if (id(cloud), name) not in _CONNECTIONS:
+        _CONNECTIONS[(id(cloud), name)] = cloud.sdk(name)
+    return _CONNECTIONS[(id(cloud), name)]
+
+
+def _volume(cloud, size: int = 1, cloud_name: str = DEMO):
+    conn = _sdk(cloud, cloud_name)
+    volume = conn.block_storage.create_volume(size=size, name=f"vol-{uuid.uuid4().hex[:6]}")
+    return conn.block_storage.wait_for_status(volume, "available", failures=["error"], interval=0.2, wait=60)
+
+
+def _status(cloud, volume_id: str, wanted: str, cloud_name: str = DEMO):
+    conn = _sdk(cloud, cloud_name)
+    return wait_for(lambda: (v := conn.block_storage.get_volume(volume_id)).status == wanted and v,
+                    f"volume {volume_id} {wanted}", timeout=30)
+
+
+def _server(cloud, name: str) -> dict:
+    conn = _sdk(cloud)
+    server = conn.compute.create_server(name=name, flavor_id="1", image_id=conn.image.find_image("kilonova-tiny").id,
+                                        networks=[{"uuid": conn.network.find_network("private").id}])
+    conn.compute.wait_for_server(server, interval=0.2, wait=60)
+    return {"id": server.id, "name": name}
+
+
+def _console(cloud, server_id: str) -> str:
+    return _sdk(cloud).compute.get_server_console_output(server_id)["output"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def attachments_api(cloud):
+    """The volume service must offer the attachments API with os-complete (3.44) that these calls use."""
+    with cloud.http("block-storage", None) as volume:
+        document = volume.get("/").json()["versions"][0]
+    major, minor = (int(x) for x in document["version"].split("."))
+    if (major, minor) < (3, 44):
+        pytest.skip(f"the volume service offers microversions up to {document['version']}: the attachments "
+                    "API with os-complete (3.44) is missing")
+
+
+@pytest.fixture(scope="module")
+def vm(cloud):
+    server = _server(cloud, f"vm-vol-{uuid.uuid4().hex[:6]}")
+    yield server
+    _sdk(cloud).compute.delete_server(server["id"], ignore_missing=True)
+
+
+@pytest.fixture(scope="module")
+def other_vm(cloud):
+    server = _server(cloud, f"vm-vol2-{uuid.uuid4().hex[:6]}")
+    yield server
+    _sdk(cloud).compute.delete_server(server["id"], ignore_missing=True)
+
+
+def test_add_list_and_remove_volume_with_cli(cloud, vm):
+    volume = _volume(cloud)
+    try:
+        _cli(cloud, "server", "add", "volume", vm["name"], volume.name)
+        in_use = _status(cloud, volume.id, "in-use")
+        assert [a["server_id"] for a in in_use.attachments] == [vm["id"]]
+        listed = _cli(cloud, "server", "volume", "list", vm["name"], fmt_json=True)
+        assert [(v["Volume ID"], v["Device"], v["Server ID"]) for v in listed] == [(volume.id, "/dev/vdb", vm["id"])]
+        shown = _sdk(cloud).compute.get_server(vm["id"])
+        assert [v["id"] for v in shown.attached_volumes] == [volume.id]
+        assert f"/dev/vdb: volume {volume.id} attached" in _console(cloud, vm["id"])
+        _cli(cloud, "server", "remove", "volume", vm["name"], volume.name)
+        available = _status(cloud, volume.id, "available")
+        assert available.attachments == []
+        assert list(_sdk(cloud).compute.volume_attachments(vm["id"])) == []
+        assert f"/dev/vdb: volume {volume.id} detached" in _console(cloud, vm["id"])
+        actions = [a.action for a in _sdk(cloud).compute.server_actions(vm["id"])]
+        assert "attach_volume" in actions and "detach_volume" in actions
+    finally:
+        _sdk(cloud).block_storage.delete_volume(volume.id, ignore_missing=True)
+
+
+def test_microversions_tag_delete_on_termination_and_update(cloud, vm):
+    volume = _volume(cloud)
+    try:
+        with cloud.http("compute", DEMO) as compute:
+            url = f"/servers/{vm['id']}/os-volume_attachments"
+            made = compute.post(url, json={"volumeAttachment": {"volumeId": volume.id, "tag": "data",
+                                                                "delete_on_termination": True}}, headers=_v("2.79"))
+            assert made.status_code == 200, made.text
+            assert made.json()["volumeAttachment"] == {"id": volume.id, "serverId": vm["id"], "volumeId": volume.id,
+                                                       "device": "/dev/vdb", "tag": "data",
+                                                       "delete_on_termination": True}
+            _status(cloud, volume.id, "in-use")
+            old = compute.get(f"{url}/{volume.id}", headers=_v("2.1")).json()["volumeAttachment"]
+            assert old == {"id": volume.id, "serverId": vm["id"], "volumeId": volume.id, "device": "/dev/vdb"}
+            new = compute.get(f"{url}/{volume.id}", headers=_v("2.89")).json()["volumeAttachment"]
+            attachment_id = _sdk(cloud).block_storage.get_volume(volume.id).attachments[0]["attachment_id"]
+            assert new["attachment_id"] == attachment_id and "id" not in new and len(new["bdm_uuid"]) == 36
+            assert (new["tag"], new["delete_on_termination"]) == ("data", True)
+            # The tag needs 2.49, delete_on_termination 2.79: unknown before, a 400.
+            for version, extra in (("2.48", {"tag": "x"}), ("2.78", {"delete_on_termination": True})):
+                refused = compute.post(url, json={"volumeAttachment": {"volumeId": volume.id, **extra}},
+                                       headers=_v(version))
+                assert refused.status_code == 400, refused.text
+            # 2.85: PUT changes delete_on_termination; the device and tag are not mutable.
+            put = compute.put(f"{url}/{volume.id}", json={"volumeAttachment": {
+                "volumeId": volume.id, "delete_on_termination": False}}, headers=_v("2.85"))
+            assert put.status_code == 202, put.text
+            assert compute.get(f"{url}/{volume.id}", headers=_v("2.79")).json()["volumeAttachment"][
+                "delete_on_termination"] is False
+            fixed = compute.put(f"{url}/{volume.id}", json={"volumeAttachment": {
+                "volumeId": volume.id, "device": "/dev/vdq"}}, headers=_v("2.85"))
+            assert fixed.status_code == 400 and "The device property is not mutable" in fixed.text
+            # Before 2.85 a PUT is a swap: an admin's only (403 to the project's member).
+            swap = compute.put(f"{url}/{volume.id}", json={"volumeAttachment": {"volumeId": volume.id}})
+            assert swap.status_code == 403, swap.text
+        _cli(cloud, "server", "remove", "volume", vm["name"], volume.id)
+        _status(cloud, volume.id, "available")
+    finally:
+        _sdk(cloud).block_storage.delete_volume(volume.id, ignore_missing=True)
+
+
+def test_bad_input(cloud, vm, other_vm):
+    volume, admins = _volume(cloud), _volume(cloud, cloud_name="kilonova")
+    try:
+        with cloud.http("compute", DEMO) as compute:
+            url = f"/servers/{vm['id']}/os-volume_attachments"
+            unknown = str(uuid.uuid4())
+            missing = compute.post(url, json={"volumeAttachment": {"volumeId": unknown}})
+            assert missing.status_code == 404 and f"Volume {unknown} could not be found." in missing.text
+            # Another project's volume: the caller cannot see it, a 404 as upstream's.
+            theirs = compute.post(url, json={"volumeAttachment": {"volumeId": admins.id}})
+            assert theirs.status_code == 404, theirs.text
+            bad_device = compute.post(url, json={"volumeAttachment": {"volumeId": volume.id, "device": "vdb"}})
+            assert bad_device.status_code == 400, bad_device.text
+            assert compute.post(url, json={"volumeAttachment": {}}).status_code == 400
+            assert compute.post(url, json={"volumeAttachment": {"volumeId": "not-a-uuid"}}).status_code == 400
+            made = compute.post(url, json={"volumeAttachment": {"volumeId": volume.id, "device": "/dev/vdc"}})
+            assert made.status_code == 200 and made.json()["volumeAttachment"]["device"] == "/dev/vdc"
+            _status(cloud, volume.id, "in-use")
+            # The same volume again: 400; on another server: in use, the volume service's 400.
+            again = compute.post(url, json={"volumeAttachment": {"volumeId": volume.id}})
+            assert again.status_code == 400 and "already attached" in again.text
+            elsewhere = compute.post(f"/servers/{other_vm['id']}/os-volume_attachments",
+                                     json={"volumeAttachment": {"volumeId": volume.id}})
+            assert elsewhere.status_code == 400, elsewhere.text
+            # A device the server already uses: 409.
+            second = _volume(cloud)
+            try:
+                taken = compute.post(url, json={"volumeAttachment": {"volumeId": second.id, "device": "/dev/vdc"}})
+                assert taken.status_code == 409 and "/dev/vdc" in taken.text
+            finally:
+                _sdk(cloud).block_storage.delete_volume(second.id, ignore_missing=True)
+            # Detach from the wrong server, or one that is not attached: 404.
+            wrong = compute.delete(f"/servers/{other_vm['id']}/os-volume_attachments/{volume.id}")
+            assert wrong.status_code == 404
+            assert f"Instance {other_vm['id']} is not attached to volume {volume.id}" in wrong.text
+            assert compute.get(f"/servers/{other_vm['id']}/os-volume_attachments/{volume.id}").status_code == 404
+            assert compute.delete(f"{url}/{unknown}").status_code == 404
+            # Deleting an attached volume is the volume service's 400.
+            in_use = _sdk(cloud).block_storage
+            with pytest.raises(Exception):
+                in_use.delete_volume(volume.id)
+            assert compute.delete(f"{url}/{volume.id}").status_code == 202
+        _status(cloud, volume.id, "available")
+    finally:
+        _sdk(cloud).block_storage.delete_volume(volume.id, ignore_missing=True)
+        _sdk(cloud, "kilonova").block_storage.delete_volume(admins.id, ignore_missing=True)
+
+
+def test_state_rules_and_swap(cloud, vm):
+    volume, replacement = _volume(cloud), _volume(cloud, size=2)
+    conn = _sdk(cloud)
+    try:
+        conn.compute.lock_server(vm["id"])
+        with cloud.http("compute", DEMO) as compute:
+            url = f"/servers/{vm['id']}/os-volume_attachments"
+            locked = compute.post(url, json={"volumeAttachment": {"volumeId": volume.id}})
+            assert locked.status_code == 409 and "is locked" in locked.text
+        conn.compute.unlock_server(vm["id"])
+        conn.compute.pause_server(vm["id"])
+        conn.compute.wait_for_server(conn.compute.get_server(vm["id"]), status="PAUSED", interval=0.2, wait=30)
+        conn.compute.create_volume_attachment(vm["id"], volume_id=volume.id)   # a paused server takes it
+        _status(cloud, volume.id, "in-use")
+        conn.compute.unpause_server(vm["id"])
+        conn.compute.wait_for_server(conn.compute.get_server(vm["id"]), status="ACTIVE", interval=0.2, wait=30)
+        # An admin swaps it for a larger one: the new one in its place, the old one available again.
+        with cloud.http("compute") as admin:
+            swapped = admin.put(f"/servers/{vm['id']}/os-volume_attachments/{volume.id}",
+                                json={"volumeAttachment": {"volumeId": replacement.id}})
+            assert swapped.status_code == 202, swapped.text
+        _status(cloud, volume.id, "available")
+        _status(cloud, replacement.id, "in-use")
+        assert [a.volume_id for a in conn.compute.volume_attachments(vm["id"])] == [replacement.id]
+        assert f"swapped to volume {replacement.id}" in _console(cloud, vm["id"])
+        assert "swap_volume" in [a.action for a in conn.compute.server_actions(vm["id"])]
+        conn.compute.delete_volume_attachment(vm["id"], replacement.id)
+        _status(cloud, replacement.id, "available")
+    finally:
+        for v in (volume, replacement):
+            conn.block_storage.delete_volume(v.id, ignore_missing=True)
+
+
+def test_server_delete_detaches_and_deletes_on_termination(cloud):
+    server = _server(cloud, f"vm-vold-{uuid.uuid4().hex[:6]}")
+    kept, gone = _volume(cloud), _volume(cloud)
+    conn = _sdk(cloud)
+    try:
+        conn.compute.create_volume_attachment(server["id"], volume_id=kept.id)
+        _cli(cloud, "server", "add", "volume", "--enable-delete-on-termination", "--os-compute-api-version", "2.79",
+             server["name"], gone.id)
+        _status(cloud, kept.id, "in-use")
+        _status(cloud, gone.id, "in-use")
+        conn.compute.delete_server(server["id"])
+        conn.compute.wait_for_delete(conn.compute.get_server(server["id"]), interval=0.2, wait=60)
+        _status(cloud, kept.id, "available")
+        wait_for(lambda: conn.block_storage.find_volume(gone.id) is None, "the delete_on_termination volume gone")
+    finally:
+        for v in (kept, gone):
+            conn.block_storage.delete_volume(v.id, ignore_missing=True)
