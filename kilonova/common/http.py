@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from kilonova.common.cpu_pool import CpuPool, Overloaded
@@ -202,6 +202,11 @@ class ServiceApp:
             response = await handler(request, **params)
         except HTTPError as error:
             response = self.error_formatter(request, error)
+        except ClientDisconnect:
+            # The client went away before sending its whole body (an interrupted upload, a dropped
+            # connection): no one is left to answer, and nothing went wrong here.
+            LOG.info("%s: client disconnected during %s %s", self.name, scope["method"], scope["path"])
+            return
         except Exception:  # noqa: BLE001 - the last line of defence: never leak a traceback
             LOG.exception("%s: unexpected error handling %s %s", self.name, scope["method"], scope["path"])
             error = HTTPError(500, "An unexpected error prevented the server from fulfilling your request.")

@@ -1,8 +1,8 @@
 """What a server create asks for that Kilonova cannot honour, refused with a 400 before anything is
 written, in upstream's words where upstream has them; never silently dropped.
 
-Kilonova has no volume service and no server groups yet: a request that needs one is told so rather
-than getting a server without it. (Security groups are looked up in ``security_group_lookup``.)
+Kilonova cannot attach volumes to servers and has no server groups yet: a request that needs either is
+told so rather than getting a server without it. (Security groups are looked up in ``security_group_lookup``.)
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def _refuse_block_devices(mappings: list[dict[str, Any]], image_ref: Any) -> Non
         source, destination = mapping.get("source_type"), mapping.get("destination_type")
         if (source in ("volume", "snapshot") or destination == "volume"
                 or mapping.get("volume_id") or mapping.get("snapshot_id")):
-            raise HTTPError(400, "Block Device Mapping is Invalid: this cloud has no volume service, "
-                                 "so no volume can be created or attached.")
+            raise HTTPError(400, "Block Device Mapping is Invalid: volumes cannot be attached to servers yet, "
+                                 "so a server can neither boot from a volume nor be created with one.")
         if source == "image" and (mapping.get("uuid") or mapping.get("image_id")) in (image_id, None):
             continue   # the server's own image as its local root disk: what imageRef gives anyway
         raise HTTPError(400, "Block Device Mapping is Invalid: only the server's image as its local root disk "

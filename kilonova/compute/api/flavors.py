@@ -16,8 +16,7 @@ from kilonova.compute.db import flavors
 
 MAX_INT = 0x7FFFFFFF
 
-_BOOLEAN = {"type": ["boolean", "string"], "enum": [True, False, "True", "False", "true", "false", "1", "0",
-                                                    "t", "f", "yes", "no", "y", "n", "on", "off", "TRUE", "FALSE"]}
+_BOOLEAN = validation.BOOLEAN
 _POSITIVE = {"type": ["integer", "string"], "pattern": r"^[0-9]*$", "minimum": 1, "maximum": MAX_INT}
 _NON_NEGATIVE = {"type": ["integer", "string"], "pattern": r"^[0-9]*$", "minimum": 0, "maximum": MAX_INT}
 _FLAVOR_PROPS = {

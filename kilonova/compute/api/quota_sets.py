@@ -19,8 +19,7 @@ MAX_INT = 0x7FFFFFFF
 FILTERED_2_36 = ["fixed_ips", "floating_ips", "security_group_rules", "security_groups"]
 FILTERED_2_57 = FILTERED_2_36 + ["injected_files", "injected_file_content_bytes", "injected_file_path_bytes"]
 _VALUE = {"type": ["integer", "string"], "pattern": r"^-?[0-9]+$", "minimum": -1, "maximum": MAX_INT}
-_BOOLEAN = {"type": ["boolean", "string"], "enum": [True, False, "True", "False", "true", "false", "1", "0",
-                                                    "t", "f", "yes", "no", "y", "n", "on", "off"]}
+_BOOLEAN = validation.BOOLEAN
 
 
 def _filtered(request: Request) -> list[str]:
@@ -55,6 +54,7 @@ def _check_reader(request: Request, project_id: str, action: str) -> None:
 async def show_quotas(request: Request, project_id: str):
     _check_reader(request, project_id, "show")
     svc = compute_api(request)
+    await _verify_project(svc, request.state.context, project_id)
     limits = await svc.api_db.read(quotas.get_limits, project_id, svc.conf)
     return json_response(_quota_set(request, limits, project_id))
 
@@ -62,6 +62,7 @@ async def show_quotas(request: Request, project_id: str):
 async def show_quota_detail(request: Request, project_id: str):
     _check_reader(request, project_id, "detail")
     svc = compute_api(request)
+    await _verify_project(svc, request.state.context, project_id)
     limits = await svc.api_db.read(quotas.get_limits, project_id, svc.conf)
     usage = await project_usage(svc, project_id)
     detail = {r: {"in_use": usage.get(r, 0), "limit": limit, "reserved": 0} for r, limit in limits.items()}
@@ -69,7 +70,9 @@ async def show_quota_detail(request: Request, project_id: str):
 
 
 async def show_defaults(request: Request, project_id: str):
-    return json_response(_quota_set(request, quotas.get_defaults(compute_api(request).conf), project_id))
+    svc = compute_api(request)
+    await _verify_project(svc, request.state.context, project_id)
+    return json_response(_quota_set(request, quotas.get_defaults(svc.conf), project_id))
 
 
 def _check_limit(resource: str, limit: int, minimum: int) -> None:
@@ -104,8 +107,9 @@ async def update_quotas(request: Request, project_id: str):
 
 
 async def _verify_project(svc, ctx, project_id: str) -> None:
-    """upstream's check that a quota is set for a project identity knows: 400 when identity says there is
-    no such project; when it cannot say (unreachable, not allowed), the project is taken as it is."""
+    """upstream's check that a quota is shown or set for a project identity knows (not at delete): 400 when
+    identity says there is no such project; when it cannot say (unreachable, not allowed), the project is
+    taken as it is."""
     try:
         response = await svc.identity.get(f"/v3/projects/{segment(project_id)}",
                                           headers={"X-Auth-Token": ctx.token})

@@ -12,8 +12,7 @@ from kilonova.compute.api import validation
 
 MAX_INT = 0x7FFFFFFF
 TAG = {"type": "string", "maxLength": 60, "pattern": "^[^,/]*$"}
-_BOOLEAN = {"type": ["boolean", "string"], "enum": [True, False, "True", "False", "true", "false", "1", "0", "t",
-                                                    "f", "yes", "no", "y", "n", "on", "off", "TRUE", "FALSE"]}
+_BOOLEAN = validation.BOOLEAN
 # At most 50 distinct certificate ids (2.63).
 TRUSTED_CERTS = {"type": ["array", "null"], "minItems": 1, "maxItems": 50, "uniqueItems": True,
                  "items": {"type": "string", "minLength": 1}}

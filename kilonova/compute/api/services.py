@@ -19,8 +19,7 @@ UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA
 INTERNAL_ZONE = "internal"
 # API services do not heartbeat through the service group, so upstream leaves them out of the list.
 API_BINARIES = ("nova-osapi_compute", "nova-metadata")
-_BOOLEAN = {"type": ["boolean", "string"], "enum": [True, False, "True", "False", "true", "false", "1", "0",
-                                                    "t", "f", "yes", "no", "y", "n", "on", "off"]}
+_BOOLEAN = validation.BOOLEAN
 
 
 def _legacy_schema(with_forced_down: bool) -> dict:

@@ -34,6 +34,11 @@ def _printable(char: str) -> bool:
 
 
 _FORMATS = jsonschema.FormatChecker()
+# Upstream's parameter_types.boolean, in its order (its 400 lists them): config_drive, force, is_public,
+# forced_down, delete_on_termination, onSharedStorage, preserve_ephemeral, block_migration...
+BOOLEAN = {"type": ["boolean", "string"],
+           "enum": [True, "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes",
+                    False, "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no"]}
 NAME_RULE = "The name must be: printable characters. Can not start or end with whitespace."
 
 

@@ -26,10 +26,7 @@ from kilonova.compute.cells import CellDown
 from kilonova.compute.conductor.tasks.live_migrate import REFUSALS
 from kilonova.compute.db import compute_nodes
 
-# Upstream's parameter_types.boolean (oslo's strict bool_from_string reads them).
-BOOLEAN = {"type": ["boolean", "string"],
-           "enum": [True, "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes",
-                    False, "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no"]}
+BOOLEAN = validation.BOOLEAN   # oslo's strict bool_from_string reads them
 HOST = {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "pattern": "^[a-zA-Z0-9-._]*$"}
 
 SCHEMA_2_1 = {"type": "object", "properties": {"os-migrateLive": {

@@ -120,7 +120,7 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
     svc, ctx = compute_api(request), request.state.context
     password = args["adminPass"] if "adminPass" in args else secrets.token_urlsafe(9)
     _check_state(request, ref, key)
-    if args.get("preserve_ephemeral") in (True, "True", "true", "1", "t", "yes", "y", "on", "TRUE"):
+    if str(args.get("preserve_ephemeral", False)).lower() in ("true", "1", "on", "yes"):
         # Upstream's drivers without their own rebuild (libvirt) refuse it the same way, only later.
         raise HTTPError(400, "The current driver does not support preserving ephemeral partitions.")
     server = ref.server
