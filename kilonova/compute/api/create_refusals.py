@@ -1,7 +1,7 @@
 """What a server create asks for that Kilonova cannot honour, refused with a 400 before anything is
 written, in upstream's words where upstream has them; never silently dropped.
 
-Kilonova cannot attach volumes to servers and has no server groups yet: a request that needs either is
+Kilonova takes no volumes at server create and has no server groups yet: a request that needs either is
 told so rather than getting a server without it. (Security groups are looked up in ``security_group_lookup``.)
 """
 from __future__ import annotations
@@ -41,8 +41,8 @@ def _refuse_block_devices(mappings: list[dict[str, Any]], image_ref: Any) -> Non
         source, destination = mapping.get("source_type"), mapping.get("destination_type")
         if (source in ("volume", "snapshot") or destination == "volume"
                 or mapping.get("volume_id") or mapping.get("snapshot_id")):
-            raise HTTPError(400, "Block Device Mapping is Invalid: volumes cannot be attached to servers yet, "
-                                 "so a server can neither boot from a volume nor be created with one.")
+            raise HTTPError(400, "Block Device Mapping is Invalid: volumes at server create are not supported "
+                                 "yet (a server can neither boot from a volume nor be created with one).")
         if source == "image" and (mapping.get("uuid") or mapping.get("image_id")) in (image_id, None):
             continue   # the server's own image as its local root disk: what imageRef gives anyway
         raise HTTPError(400, "Block Device Mapping is Invalid: only the server's image as its local root disk "
