@@ -148,6 +148,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "quota_backup_gigabytes": "1000",
         "quota_groups": "10",
         "per_volume_size_limit": "-1",
+        # Seconds an attachment may stay reserved or attaching (never completed) before it is removed
+        # and its volume freed; longer than a server build ([compute] build_timeout).
+        "attachment_timeout": "1800",
     },
     "placement": {
         # As upstream: the most allocation requests one GET /allocation_candidates

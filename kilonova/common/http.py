@@ -127,6 +127,10 @@ class Router:
         """Every (method, path template) routed, in declaration order."""
         return [(method, route.template) for route in self._routes for method in route.handlers]
 
+    def handler(self, method: str, template: str) -> Handler:
+        """The handler routed for ``method`` on ``template`` (as ``add`` was given them)."""
+        return self._by_template[template].handlers[method.upper()]
+
     def _routes_for(self, path: str) -> list[_Route]:
         if not self._by_first:
             firsts = {_first_segment(route.template) for route in self._routes}

@@ -1,4 +1,5 @@
-"""Tables of the volume database: volumes and their metadata, volume types and their extra specs, quotas."""
+"""Tables of the volume database: volumes and their metadata, volume types and their extra specs, quotas,
+snapshots, attachments."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -50,11 +51,15 @@ class Volume(VolumeBase):
     bootable: Mapped[bool] = mapped_column(default=False)
     snapshot_id: Mapped[str | None] = mapped_column(sa.String(36))
     source_volid: Mapped[str | None] = mapped_column(sa.String(36))
+    multiattach: Mapped[bool] = mapped_column(default=False)
+    attach_status: Mapped[str] = mapped_column(sa.String(255), default="detached")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(default=None)
     volume_type: Mapped[VolumeType] = relationship(lazy="joined")
     metadata_items: Mapped[list["VolumeMetadata"]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="VolumeMetadata.key")
+    attachments: Mapped[list["VolumeAttachment"]] = relationship(
+        lazy="selectin", order_by="VolumeAttachment.created_at", viewonly=True)
 
 
 class VolumeMetadata(VolumeBase):
@@ -86,5 +91,23 @@ class Snapshot(VolumeBase):
     description: Mapped[str | None] = mapped_column(sa.String(255))
     size: Mapped[int] = mapped_column()
     status: Mapped[str] = mapped_column(sa.String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class VolumeAttachment(VolumeBase):
+    """One server's (``instance_uuid``) use of a volume, from its reservation to its deletion."""
+    __tablename__ = "volume_attachments"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(sa.ForeignKey("volumes.id"), index=True)
+    instance_uuid: Mapped[str | None] = mapped_column(sa.String(36), index=True)
+    attach_status: Mapped[str] = mapped_column(sa.String(255), index=True)
+    attach_mode: Mapped[str] = mapped_column(sa.String(36), default="null")
+    attached_host: Mapped[str | None] = mapped_column(sa.String(255))
+    mountpoint: Mapped[str | None] = mapped_column(sa.String(255))
+    connector: Mapped[str | None] = mapped_column(sa.Text)         # JSON, as the caller sent it
+    connection_info: Mapped[str | None] = mapped_column(sa.Text)   # JSON, as the API answered it
+    attach_time: Mapped[datetime | None] = mapped_column(default=None)
+    detach_time: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(default=None)

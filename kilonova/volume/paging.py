@@ -13,7 +13,7 @@ SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "availa
 MAX_LIMIT = 1000
 
 
-def _sort(params) -> list[tuple[str, bool]]:
+def _sort(params, sort_keys: tuple[str, ...]) -> list[tuple[str, bool]]:
     """(key, descending) pairs; Cinder's default is newest first."""
     if "sort" in params:
         pairs = []
@@ -28,7 +28,7 @@ def _sort(params) -> list[tuple[str, bool]]:
     for key, direction in pairs:
         if key == "display_name":
             key = "name"
-        if key not in SORT_KEYS:
+        if key not in sort_keys:
             raise bad_request(f"Invalid input received: Invalid sort key {key}")
         if direction.lower() not in ("asc", "desc"):
             raise bad_request(f"Invalid input received: Unknown sort direction, must be 'desc' or 'asc'")
@@ -51,9 +51,10 @@ def _limit(params) -> int:
     return min(limit, MAX_LIMIT)
 
 
-def page(request: Request, items: list[dict[str, Any]], collection: str) -> tuple[list[dict], list[dict]]:
+def page(request: Request, items: list[dict[str, Any]], collection: str,
+         sort_keys: tuple[str, ...] = SORT_KEYS) -> tuple[list[dict], list[dict]]:
     params = request.query_params
-    for key, descending in reversed(_sort(params)):
+    for key, descending in reversed(_sort(params, sort_keys)):
         items = sorted(items, key=lambda item: (item[key] is not None, item[key] or 0)
                        if key == "size" else (item[key] is not None, item[key] or ""), reverse=descending)
     marker = params.get("marker")

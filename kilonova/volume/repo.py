@@ -1,6 +1,7 @@
 """Reads and writes of the volume database, each given a session by ``Database.read`` / ``write``."""
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -9,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.http import HTTPError
 from kilonova.volume.errors import type_not_found, volume_not_found
-from kilonova.volume.models import (QuotaLimit, Snapshot, Volume, VolumeMetadata, VolumeType, VolumeTypeExtraSpec,
-                                    utcnow)
+from kilonova.volume.models import (QuotaLimit, Snapshot, Volume, VolumeAttachment, VolumeMetadata, VolumeType,
+                                    VolumeTypeExtraSpec, utcnow)
 
 DEFAULT_TYPE_NAME = "__DEFAULT__"
 DEFAULT_TYPE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/volume-types/__DEFAULT__"))
@@ -33,7 +34,19 @@ def volume_dict(volume: Volume) -> dict[str, Any]:
             "volume_type": volume.volume_type.name, "volume_type_id": volume.volume_type_id,
             "created_at": _time(volume.created_at), "updated_at": _time(volume.updated_at),
             "snapshot_id": volume.snapshot_id, "source_volid": volume.source_volid,
-            "metadata": {item.key: item.value for item in volume.metadata_items}}
+            "metadata": {item.key: item.value for item in volume.metadata_items},
+            "multiattach": volume.multiattach, "attach_status": volume.attach_status,
+            "attachments": [attachment_dict(a) for a in volume.attachments]}
+
+
+def attachment_dict(attachment: VolumeAttachment) -> dict[str, Any]:
+    return {"id": attachment.id, "volume_id": attachment.volume_id, "instance_uuid": attachment.instance_uuid,
+            "attach_status": attachment.attach_status, "attach_mode": attachment.attach_mode,
+            "attached_host": attachment.attached_host, "mountpoint": attachment.mountpoint,
+            "connector": json.loads(attachment.connector) if attachment.connector else None,
+            "connection_info": json.loads(attachment.connection_info) if attachment.connection_info else None,
+            "attach_time": _time(attachment.attach_time), "detach_time": _time(attachment.detach_time),
+            "created_at": _time(attachment.created_at), "updated_at": _time(attachment.updated_at)}
 
 
 # --- volume types
@@ -41,6 +54,11 @@ def volume_dict(volume: Volume) -> dict[str, Any]:
 def ensure_default_type(session: Session) -> None:
     if session.get(VolumeType, DEFAULT_TYPE_ID) is None:
         session.add(VolumeType(id=DEFAULT_TYPE_ID, name=DEFAULT_TYPE_NAME, description="Default Volume Type"))
+
+
+def is_multiattach(vtype: VolumeType) -> bool:
+    """A type whose volumes may be attached to several servers: extra spec ``multiattach="<is> True"``."""
+    return any(spec.key == "multiattach" and spec.value.strip().lower() == "<is> true" for spec in vtype.extra_specs)
 
 
 def find_type(session: Session, name_or_id: str) -> VolumeType:
@@ -225,6 +243,7 @@ def create_volume(session: Session, values: dict[str, Any], metadata: dict[str, 
                                  f"{what} {source_size}GB. They must be >= original "
                                  f"{'snapshot' if values.get('snapshot_id') else 'volume'} size.")
     check_quota(session, values["project_id"], limits, 1, values["size"], values["size"])
+    values = {**values, "multiattach": values.get("multiattach", False) or is_multiattach(vtype)}
     volume = Volume(id=str(uuid.uuid4()), volume_type_id=vtype.id, status="creating", **values)
     volume.metadata_items = [VolumeMetadata(key=k, value=v) for k, v in metadata.items()]
     session.add(volume)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,10 @@ from kilonova.common.auth import TokenValidator
 from kilonova.common.db import Database, migrate
 from kilonova.common.http import HTTPError
 from kilonova.common.service import Service, ServiceEnv
-from kilonova.volume import repo
+from kilonova.volume import attach_repo, connections, repo
 from kilonova.volume.app import create_app
 from kilonova.volume.backend import FileBackend
-from kilonova.volume.models import VolumeBase
+from kilonova.volume.models import VolumeBase, utcnow
 
 LOG = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,7 +41,10 @@ class VolumeService(Service):
         self.validator = validator or TokenValidator(
             env.endpoints.http_client("identity"),
             cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))
+        self.attachment_timeout = conf.getfloat("volume", "attachment_timeout")
+        self.my_ip = conf.get("DEFAULT", "my_ip")
         self._tasks: set[asyncio.Task] = set()
+        self._reaper: asyncio.Task | None = None
         self.app = create_app(self.validator, self)
 
     def prepare(self) -> None:
@@ -48,8 +52,15 @@ class VolumeService(Service):
         self.db.run_sync(repo.ensure_default_type)
         self.backend.prepare()
 
+    async def start(self) -> None:
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_attachments_forever())
+
     async def after_start(self) -> None:
-        """Volumes and snapshots a stopped process left half done: finish them from what is on disk."""
+        """Volumes, snapshots and attachments a stopped process left half done: finish them from what is
+        on disk (attachments: a detach is finished; reservations and connections past their deadline go)."""
+        for attachment in await self.db.read(attach_repo.stale, ("detaching",), utcnow()):
+            await self.db.write(attach_repo.finish_detach, attachment["id"])
+        await self.reap_attachments()
         for snapshot in await self.db.read(repo.snapshots_in, ("creating", "deleting")):
             # A copy cut short cannot be told from a whole one: made again from the volume.
             await asyncio.to_thread(self.backend.delete_snapshot, snapshot["id"])
@@ -93,6 +104,9 @@ class VolumeService(Service):
         await self.db.write(repo.delete_snapshot, snapshot_id)
 
     async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -159,3 +173,44 @@ class VolumeService(Service):
             await self.db.write(repo.set_status, volume_id, "error_extending", ("extending",))
             return
         await self.db.write(repo.set_status, volume_id, "available", ("extending",), size=new_size)
+
+    # --- attachments: what happens on the volume host when a connection is made or removed
+
+    async def connect_attachment(self, attachment: dict[str, Any], connector: dict[str, Any]) -> dict[str, Any]:
+        """The connection for a host's connector, recorded on the attachment (which answers it)."""
+        self.check_connector(connector)
+        mode = connections.access_mode(attachment["attach_mode"], connector)
+        info = connections.connection_info(self.backend.path(attachment["volume_id"]), attachment["volume_id"],
+                                           attachment["id"], mode)
+        connected = await self.db.write(attach_repo.connect, attachment["id"], connector, info,
+                                        attachment["attach_mode"])
+        if connected is None:
+            raise attach_repo.attachment_not_found(attachment["id"])
+        return connected
+
+    def check_connector(self, connector: dict[str, Any]) -> None:
+        connections.check_reachable(connector, (self.my_ip,))
+
+    async def detach_attachment(self, attachment_id: str, project_id: str | None) -> list[dict[str, Any]]:
+        """Delete an attachment: ``detaching`` while its connection goes (a local one has nothing to tear
+        down), then gone; answers the volume's attachments left."""
+        await self.db.write(attach_repo.begin_detach, attachment_id, project_id)
+        return await self.db.write(attach_repo.finish_detach, attachment_id)
+
+    async def reap_attachments(self) -> None:
+        """Reservations and connections never completed within ``[volume] attachment_timeout``: removed, so
+        that no volume stays ``reserved`` or ``attaching`` for ever after a client or host went away."""
+        before = utcnow() - timedelta(seconds=self.attachment_timeout)
+        for attachment in await self.db.read(attach_repo.stale, ("reserved", "attaching", "detaching"), before):
+            LOG.warning("attachment %s of volume %s still %s after %d s: removed", attachment["id"],
+                        attachment["volume_id"], attachment["attach_status"], self.attachment_timeout)
+            await self.db.write(attach_repo.finish_detach, attachment["id"])
+
+    async def _reap_attachments_forever(self) -> None:
+        interval = max(1.0, min(60.0, self.attachment_timeout / 10))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reap_attachments()
+            except Exception:   # a database hiccup: tried again next round
+                LOG.exception("reaping stale attachments failed")

@@ -10,16 +10,25 @@ from kilonova.volume import policy, repo, validation as V
 from kilonova.volume.errors import bad_request
 from kilonova.volume.lookup import context, service
 from kilonova.volume.paging import page
+from kilonova.volume.versions import at_least
 
 DELETABLE = ("available", "error")
+IN_USE_WITHOUT_FORCE = (3, 66)
 
 
-def view(snapshot: dict[str, Any]) -> dict[str, Any]:
-    return {"id": snapshot["id"], "name": snapshot["name"], "description": snapshot["description"],
+def view(request: Request, snapshot: dict[str, Any]) -> dict[str, Any]:
+    shown = {"id": snapshot["id"], "name": snapshot["name"], "description": snapshot["description"],
             "volume_id": snapshot["volume_id"], "size": snapshot["size"], "status": snapshot["status"],
             "created_at": snapshot["created_at"], "updated_at": snapshot["updated_at"], "metadata": {},
             "os-extended-snapshot-attributes:project_id": snapshot["project_id"],
             "os-extended-snapshot-attributes:progress": "100%" if snapshot["status"] == "available" else "0%"}
+    if at_least(request, (3, 14)):
+        shown["group_snapshot_id"] = None
+    if at_least(request, (3, 41)):
+        shown["user_id"] = snapshot["user_id"]
+    if at_least(request, (3, 65)):
+        shown["consumes_quota"] = True
+    return shown
 
 
 async def _visible(request: Request, ctx, snapshot_id: str) -> dict[str, Any]:
@@ -39,6 +48,12 @@ async def create(request: Request, project_id: str):
     if not volume_id:
         raise bad_request("Invalid input received: 'volume_id' must be specified")
     force = V.boolean(body.get("force", False), "force")
+    if at_least(request, IN_USE_WITHOUT_FORCE):
+        # 3.66: an in-use volume is snapshotted without asking; ``force`` may only still say true.
+        if "force" in body and not force:
+            raise bad_request("Invalid input received: The 'force' flag is not supported from microversion 3.66: "
+                              "snapshots of in-use volumes are made without it (leave it out).")
+        force = True
     volume = await service(request).db.read(repo.get_volume, volume_id)
     policy.check_visible(ctx, volume)
     values = {"project_id": volume["project_id"], "user_id": ctx.user_id, "volume_id": volume_id,
@@ -49,7 +64,7 @@ async def create(request: Request, project_id: str):
     allowed = ("available", "in-use") if force else ("available",)
     snapshot = await svc.db.write(repo.create_snapshot, values, limits, allowed)
     svc.spawn(svc.take_snapshot(snapshot["id"], volume_id))
-    return json_response({"snapshot": view(snapshot)}, status=202)
+    return json_response({"snapshot": view(request, snapshot)}, status=202)
 
 
 async def _listed(request: Request, project_id: str):
@@ -62,7 +77,7 @@ async def _listed(request: Request, project_id: str):
     snapshots = [s for s in await service(request).db.read(repo.list_snapshots, scope)
                  if all(s[name] == params[name] for name in ("name", "status", "volume_id") if name in params)]
     chunk, links = page(request, snapshots, "snapshots")
-    body: dict[str, Any] = {"snapshots": [view(s) for s in chunk]}
+    body: dict[str, Any] = {"snapshots": [view(request, s) for s in chunk]}
     if links:
         body["snapshots_links"] = links
     return json_response(body)
@@ -79,7 +94,7 @@ async def detail(request: Request, project_id: str):
 async def show(request: Request, project_id: str, snapshot_id: str):
     ctx = context(request, project_id)
     policy.check_read(ctx, "volume:get_snapshot")
-    return json_response({"snapshot": view(await _visible(request, ctx, snapshot_id))})
+    return json_response({"snapshot": view(request, await _visible(request, ctx, snapshot_id))})
 
 
 async def update(request: Request, project_id: str, snapshot_id: str):
@@ -94,7 +109,7 @@ async def update(request: Request, project_id: str, snapshot_id: str):
     if not values:
         raise bad_request("Missing required element 'snapshot' in request body.")
     await _visible(request, ctx, snapshot_id)
-    return json_response({"snapshot": view(await service(request).db.write(repo.update_snapshot, snapshot_id,
+    return json_response({"snapshot": view(request, await service(request).db.write(repo.update_snapshot, snapshot_id,
                                                                             values))})
 
 

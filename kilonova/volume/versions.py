@@ -1,8 +1,82 @@
 """Version documents and microversions: ``OpenStack-API-Version: volume 3.x``, 3.0 up to ``MAX_VERSION``.
 
-Only 3.0 is offered: the later microversions each add something (groups, attachments, filters by
-operators, schema validation ...) that this service does not do yet, and a client told a higher maximum
-would count on it.
+Cinder's microversions, one line each; where one changes a request or an answer, the handler branches
+on ``at_least(request, ...)``. Those that add a resource this service does not have (groups, backups,
+messages, clusters, transfers ...) answer that resource's 404 at every version, as a Cinder without the
+backend for it would.
+
+3.0   the v2 API under /v3; this version document
+3.1   image upload: visibility and protected
+3.2   ``bootable`` list filter is strict (true/false/1/0; anything else a 400)
+3.3   user messages
+3.4   ``glance_metadata`` list filter
+3.5   messages paging
+3.6   empty consistency-group name/description
+3.7   clusters
+3.8   manageable volumes and snapshots
+3.9   backup update
+3.10  ``group_id`` list filter
+3.11  group types
+3.12  ``GET volumes/summary``
+3.13  generic groups; ``group_id`` in the volume
+3.14  group snapshots
+3.15  ETag on volume metadata
+3.16  migrate to a cluster
+3.17  manageable lists by cluster
+3.18  backup project attribute
+3.19  group snapshot reset-status
+3.20  group reset-status
+3.21  ``provider_id`` in the volume (admins)
+3.22  snapshot list ``metadata`` filter
+3.23  ``force`` volume delete parameter
+3.24  workers cleanup
+3.25  volumes in group details
+3.26  cluster failover, freeze, thaw
+3.27  the attachments API (``/attachments``)
+3.28  pool filters
+3.29  group snapshot paging
+3.30  snapshots sorted by name
+3.31  configured resource filters
+3.32  log levels
+3.33  ``GET resource_filters``
+3.34  ``name~`` (like) filters
+3.35  pools by volume type
+3.36  metadata in volumes summary
+3.37  backups sorted by name
+3.38  group replication
+3.39  limits for another project (admins)
+3.40  revert to snapshot
+3.41  ``user_id`` in snapshots
+3.42  extend an in-use volume
+3.43  backup metadata
+3.44  ``os-complete`` attachment action
+3.45  ``with_count`` on lists
+3.46  volumes from a Nova (zero-size) image
+3.47  volumes from a backup
+3.48  ``shared_targets`` and ``service_uuid`` in the volume
+3.49  backend state in services
+3.50  multiattach volumes
+3.51  backup availability zone
+3.52  volume type list filtered by ``extra_specs``
+3.53  strict request schemas
+3.54  ``mode`` in attachment create
+3.55  transfers with snapshots
+3.56  backup user_id
+3.57  transfer history
+3.58  project_id in groups
+3.59  transfer paging
+3.60  ``created_at``/``updated_at`` filters with operators
+3.61  ``cluster_name`` in the volume (admins)
+3.62  default volume types per project
+3.63  ``volume_type_id`` in the volume
+3.64  ``encryption_key_id`` in the volume
+3.65  ``consumes_quota`` in volumes and snapshots
+3.66  snapshots of in-use volumes without ``force``
+3.67  URLs without the project id
+3.68  ``os-reimage``
+3.69  ``shared_targets`` may be null
+3.70  transfer of encrypted volumes
+3.71  ``os-extend_volume_completion``
 """
 from __future__ import annotations
 
@@ -15,7 +89,7 @@ from kilonova.common.auth import public
 from kilonova.common.http import HTTPError, Router, json_response
 
 MIN_VERSION = (3, 0)
-MAX_VERSION = (3, 0)
+MAX_VERSION = (3, 71)
 HEADER = "OpenStack-API-Version"
 _VERSION = re.compile(r"^([1-9]\d*)\.(0|[1-9]\d*)$")
 
@@ -43,6 +117,18 @@ async def root(request: Request):
 @public
 async def v3(request: Request):
     return json_response({"versions": [_document(request)]})
+
+
+def at_least(request: Request, version: tuple[int, int]) -> bool:
+    """Whether the request was made at ``version`` or later."""
+    return getattr(request.state, "volume_version", MIN_VERSION) >= version
+
+
+def require(request: Request, version: tuple[int, int]) -> None:
+    """A call that a microversion introduced: 404 below it, as Cinder answers."""
+    if not at_least(request, version):
+        asked = getattr(request.state, "volume_version", MIN_VERSION)
+        raise HTTPError(404, f"API version {text(asked)} is not supported on this method.")
 
 
 def requested(request: Request) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """``/v3/{project_id}/volumes``: create, list, show, update, delete, metadata and the os-extend action."""
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -10,11 +11,14 @@ from kilonova.volume import policy, repo, validation as V
 from kilonova.volume.errors import bad_request
 from kilonova.volume.lookup import context, service
 from kilonova.volume.paging import page
+from kilonova.volume.versions import at_least
 
 # Creating from these is issue 14's next step; until then a clear 400 rather than an empty volume.
 NOT_YET = {"imageRef": "from an image",
            "backup_id": "from a backup", "source_replica": "from a replica", "consistencygroup_id": "in a group",
            "group_id": "in a group", "scheduler_hints": "with scheduler hints"}
+SERVICE_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/volume-service/file"))
+LIKE_FILTERS, WITH_COUNT, TIME_FILTERS = (3, 34), (3, 45), (3, 60)
 DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
 AVAILABILITY_ZONE = "nova"
 
@@ -25,6 +29,14 @@ def _links(request: Request, volume: dict) -> list[dict]:
             {"rel": "bookmark", "href": f"{base}/{volume['project_id']}/volumes/{volume['id']}"}]
 
 
+def attachments_view(volume: dict) -> list[dict[str, Any]]:
+    """The volume's completed attachments, as Cinder lists them in the volume."""
+    return [{"id": volume["id"], "attachment_id": a["id"], "volume_id": volume["id"],
+             "server_id": a["instance_uuid"], "host_name": a["attached_host"], "device": a["mountpoint"],
+             "attached_at": a["attach_time"]}
+            for a in volume["attachments"] if a["attach_status"] == "attached"]
+
+
 def detail_view(request: Request, volume: dict, admin: bool) -> dict[str, Any]:
     view = {"id": volume["id"], "name": volume["name"], "description": volume["description"],
             "size": volume["size"], "status": volume["status"], "availability_zone": volume["availability_zone"],
@@ -32,14 +44,34 @@ def detail_view(request: Request, volume: dict, admin: bool) -> dict[str, Any]:
             "volume_type": volume["volume_type"], "snapshot_id": volume["snapshot_id"],
             "source_volid": volume["source_volid"],
             "metadata": volume["metadata"], "bootable": "true" if volume["bootable"] else "false",
-            "encrypted": False, "multiattach": False, "replication_status": None, "consistencygroup_id": None,
-            "user_id": volume["user_id"], "attachments": [], "links": _links(request, volume),
+            "encrypted": False, "multiattach": volume["multiattach"], "replication_status": None,
+            "consistencygroup_id": None, "user_id": volume["user_id"], "attachments": attachments_view(volume),
+            "links": _links(request, volume),
             "os-vol-tenant-attr:tenant_id": volume["project_id"]}
     if admin:
         host = None if volume["status"] == "creating" else "kilonova@file#file"
         view.update({"migration_status": None, "os-vol-host-attr:host": host,
                      "os-vol-mig-status-attr:migstat": None, "os-vol-mig-status-attr:name_id": None})
+    _microversion_fields(request, view, volume, admin)
     return view
+
+
+def _microversion_fields(request: Request, view: dict[str, Any], volume: dict, admin: bool) -> None:
+    """What later microversions add to a volume's detail."""
+    if at_least(request, (3, 13)):
+        view["group_id"] = None
+    if admin and at_least(request, (3, 21)):
+        view["provider_id"] = None
+    if at_least(request, (3, 48)):
+        # Each attachment has its own connection (no target shared between volumes): nothing to lock.
+        view["shared_targets"] = False
+        view["service_uuid"] = SERVICE_UUID
+    if admin and at_least(request, (3, 61)):
+        view["cluster_name"] = None
+    if at_least(request, (3, 63)):
+        view["volume_type_id"] = volume["volume_type_id"]
+    if at_least(request, (3, 65)):
+        view["consumes_quota"] = True
 
 
 def summary_view(request: Request, volume: dict) -> dict[str, Any]:
@@ -56,8 +88,6 @@ def _create_values(ctx, body: dict) -> tuple[dict[str, Any], dict[str, str], str
     for field, what in NOT_YET.items():
         if body.get(field) not in (None, {}, ""):
             raise bad_request(f"Creating a volume {what} ('{field}') is not supported yet.")
-    if body.get("multiattach") not in (None, False, "false", "False"):
-        raise bad_request("Multiattach volumes are not supported yet.")
     snapshot_id = V.text(body.get("snapshot_id"), "snapshot_id")
     source_volid = V.text(body.get("source_volid"), "source_volid")
     if snapshot_id and source_volid:
@@ -72,7 +102,9 @@ def _create_values(ctx, body: dict) -> tuple[dict[str, Any], dict[str, str], str
               "snapshot_id": snapshot_id or None, "source_volid": source_volid or None,
               "name": V.text(body.get("name", body.get("display_name")), "name"),
               "description": V.text(body.get("description", body.get("display_description")), "description"),
-              "availability_zone": zone}
+              "availability_zone": zone,
+              # Deprecated in Cinder in favour of a multiattach volume type, but still honoured.
+              "multiattach": V.boolean(body.get("multiattach", False), "multiattach")}
     vtype = V.text(body.get("volume_type"), "volume_type")
     return values, V.metadata(body.get("metadata")), vtype
 
@@ -98,10 +130,16 @@ def _filters(request: Request, ctx) -> tuple[str | None, dict[str, Any]]:
     for name in ("name", "status", "availability_zone"):
         if name in params:
             filters[name] = params[name]
+        if f"{name}~" in params and at_least(request, LIKE_FILTERS):
+            filters[f"{name}~"] = params[f"{name}~"]
     if "bootable" in params:
         filters["bootable"] = V.boolean(params["bootable"], "bootable")
     if "metadata" in params:
         filters["metadata"] = V.metadata_filter(params["metadata"])
+    if at_least(request, TIME_FILTERS):
+        for name in ("created_at", "updated_at"):
+            if name in params:
+                filters[name] = V.time_comparison(params[name], name)
     return scope, filters
 
 
@@ -110,34 +148,37 @@ def _matches(volume: dict, filters: dict[str, Any]) -> bool:
         if name == "metadata":
             if any(volume["metadata"].get(k) != v for k, v in wanted.items()):
                 return False
+        elif name.endswith("~"):
+            if wanted.lower() not in (volume[name[:-1]] or "").lower():
+                return False
+        elif name in ("created_at", "updated_at"):
+            if not wanted(volume[name]):
+                return False
         elif volume[name] != wanted:
             return False
     return True
 
 
-async def _listed(request: Request, project_id: str) -> tuple[Any, list[dict], list[dict]]:
+async def _listed(request: Request, project_id: str, view) -> Any:
     ctx = context(request, project_id)
     policy.check_read(ctx, "volume:get_all")
     scope, filters = _filters(request, ctx)
     volumes = [v for v in await service(request).db.read(repo.list_volumes, scope) if _matches(v, filters)]
     chunk, links = page(request, volumes, "volumes")
-    return ctx, chunk, links
+    body: dict[str, Any] = {"volumes": [view(request, v, ctx.is_admin) for v in chunk]}
+    if links:
+        body["volumes_links"] = links
+    if at_least(request, WITH_COUNT) and V.boolean(request.query_params.get("with_count", "false"), "with_count"):
+        body["count"] = len(volumes)
+    return json_response(body)
 
 
 async def index(request: Request, project_id: str):
-    _ctx, chunk, links = await _listed(request, project_id)
-    body: dict[str, Any] = {"volumes": [summary_view(request, v) for v in chunk]}
-    if links:
-        body["volumes_links"] = links
-    return json_response(body)
+    return await _listed(request, project_id, lambda request, volume, _admin: summary_view(request, volume))
 
 
 async def detail(request: Request, project_id: str):
-    ctx, chunk, links = await _listed(request, project_id)
-    body: dict[str, Any] = {"volumes": [detail_view(request, v, ctx.is_admin) for v in chunk]}
-    if links:
-        body["volumes_links"] = links
-    return json_response(body)
+    return await _listed(request, project_id, detail_view)
 
 
 async def show(request: Request, project_id: str, volume_id: str):

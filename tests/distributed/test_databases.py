@@ -214,8 +214,11 @@ def _network_head_has_routers_floating_ips_and_security_groups(database: Databas
 def _volume_head_records_volume_sources(database: Database) -> None:
     # 0003: a volume of the old release was made from nothing: no snapshot, no source volume.
     with database.engine.connect() as connection:
-        row = connection.execute(sa.text("SELECT snapshot_id, source_volid FROM volumes")).one()
-    assert tuple(row) == (None, None)
+        row = connection.execute(sa.text("SELECT snapshot_id, source_volid, multiattach, attach_status "
+                                         "FROM volumes")).one()
+        attachments = connection.execute(sa.text("SELECT count(*) FROM volume_attachments")).scalar()
+    # 0004: nor is it multiattach or attached anywhere.
+    assert tuple(row) == (None, None, False, "detached") and attachments == 0
 
 
 # What each store's head adds, checked on the upgraded database.

@@ -58,14 +58,19 @@ async def create(api, svc, headers=ALICE, project="p-alice", **volume):
 async def test_versions_and_microversions(api):
     root = await api.get("/")
     assert root.status_code == 300
-    assert root.json()["versions"][0]["version"] == "3.0" and root.json()["versions"][0]["min_version"] == "3.0"
+    assert root.json()["versions"][0]["version"] == "3.71" and root.json()["versions"][0]["min_version"] == "3.0"
     assert (await api.get("/v3")).json()["versions"][0]["id"] == "v3.0"
-    fault(await api.get("/v3/p-alice/volumes", headers={**ALICE, "OpenStack-API-Version": "volume 3.1"}),
+    fault(await api.get("/v3/p-alice/volumes", headers={**ALICE, "OpenStack-API-Version": "volume 3.72"}),
           406, "computeFault")
+    at = await api.get("/v3/p-alice/volumes", headers={**ALICE, "OpenStack-API-Version": "volume 3.27"})
+    assert at.headers["OpenStack-API-Version"] == "volume 3.27" and at.headers["Vary"] == "OpenStack-API-Version"
     fault(await api.get("/v3/p-alice/volumes", headers={**ALICE, "OpenStack-API-Version": "volume 3.x"}),
           400, "badRequest")
     latest = await api.get("/v3/p-alice/volumes", headers={**ALICE, "OpenStack-API-Version": "volume latest"})
-    assert latest.headers["OpenStack-API-Version"] == "volume 3.0"
+    assert latest.headers["OpenStack-API-Version"] == "volume 3.71"
+    # 3.67: the project may be left out of the URL (not before)
+    fault(await api.get("/v3/volumes", headers=ALICE), 404, "itemNotFound")
+    assert (await api.get("/v3/volumes", headers={**ALICE, "OpenStack-API-Version": "volume 3.67"})).status_code == 200
     fault(await api.get("/v3/p-alice/volumes"), 401, "unauthorized")
 
 
@@ -74,7 +79,7 @@ async def test_bad_input_is_400_never_500(api):
     for body in ({"volume": {"size": -1}}, {"volume": {"size": True}}, {"volume": {"size": 1.5}},
                  {"volume": {"size": 1, "name": 5}}, {"volume": {"size": 1, "metadata": {"k": 1}}},
                  {"volume": {"size": 1, "metadata": []}}, {"volume": {"size": 1, "imageRef": "x"}},
-                 {"volume": {"size": 1, "backup_id": "x"}}, {"volume": {"size": 1, "multiattach": True}},
+                 {"volume": {"size": 1, "backup_id": "x"}}, {"volume": {"size": 1, "multiattach": "perhaps"}},
                  {"volume": {"snapshot_id": "x", "source_volid": "y"}}, {"volume": {"snapshot_id": 5}},
                  {"volume": []}, [], "text"):
         fault(await api.post(url, json=body, headers=ALICE), 400, "badRequest")

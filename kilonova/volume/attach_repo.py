@@ -1,0 +1,171 @@
+"""The attachments table and the volume states it drives, as Cinder's attachment API moves them.
+
+An attachment is reserved (the volume ``reserved``), connected with a host's connector (both
+``attaching``), completed (``attached``, the volume ``in-use``) and deleted (``detaching`` while its
+connection is torn down, then gone). After each removal the volume takes the state of the furthest
+along of the attachments left (attached > attaching > detaching > reserved), or ``available``.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.common.http import HTTPError
+from kilonova.volume.errors import volume_not_found
+from kilonova.volume.models import Volume, VolumeAttachment, utcnow
+from kilonova.volume.repo import attachment_dict
+
+PRECEDENCE = ("attached", "attaching", "detaching", "reserved")
+VOLUME_STATUS = {"attached": "in-use", "attaching": "attaching", "detaching": "detaching", "reserved": "reserved"}
+
+
+def invalid_volume(reason: str) -> HTTPError:
+    return HTTPError(400, f"Invalid volume: {reason}")
+
+
+def attachment_not_found(attachment_id: str) -> HTTPError:
+    return HTTPError(404, f"Volume attachment could not be found with filter: attachment_id = {attachment_id}.")
+
+
+def _attachment(session: Session, attachment_id: str, project_id: str | None) -> VolumeAttachment:
+    """The attachment, when the caller's project (None: an admin) owns its volume."""
+    attachment = session.get(VolumeAttachment, attachment_id)
+    if attachment is None:
+        raise attachment_not_found(attachment_id)
+    if project_id is not None and session.get(Volume, attachment.volume_id).project_id != project_id:
+        raise attachment_not_found(attachment_id)
+    return attachment
+
+
+def get_attachment(session: Session, attachment_id: str, project_id: str | None) -> dict[str, Any]:
+    return attachment_dict(_attachment(session, attachment_id, project_id))
+
+
+def list_attachments(session: Session, project_id: str | None) -> list[dict[str, Any]]:
+    query = sa.select(VolumeAttachment).join(Volume, Volume.id == VolumeAttachment.volume_id)
+    if project_id is not None:
+        query = query.where(Volume.project_id == project_id)
+    return [attachment_dict(a) for a in session.scalars(query)]
+
+
+def _check_not_error(volume: Volume, verb: str) -> None:
+    if "error" in volume.status:
+        raise invalid_volume(f"Volume attachments can not be {verb} if the volume is in an error state. The "
+                             f"Volume {volume.id} currently has a status of: {volume.status} ")
+
+
+def reserve(session: Session, volume_id: str, instance_uuid: str, mode: str) -> dict[str, Any]:
+    """A new attachment of the volume for ``instance_uuid``: the volume must be free (or multiattach); a
+    server that already has it may reserve it again (a move to another host)."""
+    volume = session.get(Volume, volume_id)
+    if volume is None:
+        raise volume_not_found(volume_id)
+    _check_not_error(volume, "created")
+    allowed = ("available", "in-use", "downloading") if volume.multiattach else ("available", "downloading")
+    if volume.status in allowed:
+        volume.status = "reserved"
+        volume.updated_at = utcnow()
+    elif not (volume.status in ("in-use", "reserved")
+              and any(a.instance_uuid == instance_uuid for a in volume.attachments)):
+        statuses = " or ".join(allowed) if len(allowed) < 3 else f"{allowed[0]}, {allowed[1]} or {allowed[2]}"
+        raise invalid_volume(f"Volume {volume.id} status must be {statuses} to reserve, but the current status is "
+                             f"{volume.status}.")
+    attachment = VolumeAttachment(id=str(uuid.uuid4()), volume_id=volume.id, instance_uuid=instance_uuid,
+                                  attach_status="reserved", attach_mode=mode)
+    session.add(attachment)
+    session.flush()
+    return attachment_dict(attachment)
+
+
+def check_connectable(session: Session, attachment_id: str, project_id: str | None) -> dict[str, Any]:
+    """Before a connector is given: the volume not in error, and a volume that is not multiattach not
+    already connected through another attachment. Answers the attachment."""
+    attachment = _attachment(session, attachment_id, project_id)
+    volume = session.get(Volume, attachment.volume_id)
+    _check_not_error(volume, "updated")
+    others = [a for a in volume.attachments if a.id != attachment.id and a.connection_info]
+    if others and not volume.multiattach:
+        raise invalid_volume(f"duplicate connectors detected on volume {volume.id}")
+    return attachment_dict(attachment)
+
+
+def connect(session: Session, attachment_id: str, connector: dict[str, Any], connection_info: dict[str, Any],
+            mode: str) -> dict[str, Any] | None:
+    """Record the connection made for ``connector``: the attachment and its volume ``attaching``."""
+    attachment = session.get(VolumeAttachment, attachment_id)
+    if attachment is None:
+        return None
+    now = utcnow()
+    attachment.connector = json.dumps(connector)
+    attachment.connection_info = json.dumps(connection_info)
+    attachment.attached_host = connector.get("host") or ""
+    attachment.mountpoint = connector.get("mountpoint") or "na"
+    attachment.attach_mode = mode
+    attachment.attach_time = attachment.attach_time or now
+    attachment.updated_at = now
+    if attachment.attach_status != "attached":
+        attachment.attach_status = "attaching"
+    _settle_volume(session, attachment.volume_id)
+    session.flush()
+    return attachment_dict(attachment)
+
+
+def complete(session: Session, attachment_id: str, project_id: str | None) -> None:
+    """``os-complete``: the attachment attached, its volume ``in-use``."""
+    attachment = _attachment(session, attachment_id, project_id)
+    attachment.attach_status = "attached"
+    attachment.updated_at = utcnow()
+    volume = session.get(Volume, attachment.volume_id)
+    volume.status, volume.attach_status, volume.updated_at = "in-use", "attached", utcnow()
+    session.flush()
+
+
+def begin_detach(session: Session, attachment_id: str, project_id: str | None) -> dict[str, Any]:
+    """The first step of a delete: a connected attachment (and its volume) ``detaching`` until the
+    connection is gone; a reservation has none and is answered as it is."""
+    attachment = _attachment(session, attachment_id, project_id)
+    if attachment.attach_status != "reserved" and attachment.connection_info:
+        attachment.attach_status = "detaching"
+        attachment.updated_at = utcnow()
+        _settle_volume(session, attachment.volume_id)
+        session.flush()
+    return attachment_dict(attachment)
+
+
+def finish_detach(session: Session, attachment_id: str) -> list[dict[str, Any]]:
+    """Remove the attachment; the volume takes the state of those left, which are answered."""
+    attachment = session.get(VolumeAttachment, attachment_id)
+    if attachment is None:
+        return []
+    volume_id = attachment.volume_id
+    session.delete(attachment)
+    session.flush()
+    volume = _settle_volume(session, volume_id)
+    return [attachment_dict(a) for a in volume.attachments if a.id != attachment_id]
+
+
+def _settle_volume(session: Session, volume_id: str) -> Volume:
+    """The volume's status and attach_status from its attachments (Cinder's order of precedence)."""
+    volume = session.get(Volume, volume_id)
+    session.flush()
+    session.refresh(volume, ["attachments"])
+    states = {a.attach_status for a in volume.attachments}
+    leading = next((state for state in PRECEDENCE if state in states), None)
+    if leading is None:
+        volume.status, volume.attach_status = "available", "detached"
+    else:
+        volume.status, volume.attach_status = VOLUME_STATUS[leading], leading
+    volume.updated_at = utcnow()
+    return volume
+
+
+def stale(session: Session, statuses: tuple[str, ...], before: datetime) -> list[dict[str, Any]]:
+    """Attachments in one of ``statuses`` not changed since ``before``."""
+    changed = sa.func.coalesce(VolumeAttachment.updated_at, VolumeAttachment.created_at)
+    query = sa.select(VolumeAttachment).where(VolumeAttachment.attach_status.in_(statuses), changed < before)
+    return [attachment_dict(a) for a in session.scalars(query)]

@@ -1,0 +1,68 @@
+"""The ``connection_info`` a host is given for a volume, chosen from the connector it sends.
+
+A host on this machine (the connector's ``ip`` is one of this machine's addresses, or it sends none)
+opens the volume's file itself: ``driver_volume_type: local`` with the file as ``device_path``, what
+os-brick's local connector takes. Nothing is exported, so nothing needs tearing down.
+
+A host on another machine cannot open the file. The transport for it is NBD: ``qemu-nbd`` serves the
+raw file and QEMU's own NBD client attaches it, with no kernel module, initiator or target daemon on
+either side (iSCSI through LIO needs ``targetcli``, configfs and root on the volume host and iscsid
+and os-brick on every compute host). Until that export is built, a remote connector is refused with a
+400 that says so, rather than answered with a path the host cannot open.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kilonova.volume.errors import bad_request
+
+
+@lru_cache(maxsize=1)
+def local_addresses() -> frozenset[str]:
+    """This machine's addresses, as far as its name resolves (loopback always)."""
+    found = {"127.0.0.1", "::1", "localhost", socket.gethostname()}
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            found.add(info[4][0])
+    except OSError:
+        pass
+    return frozenset(found)
+
+
+def is_local(connector: dict[str, Any], extra: tuple[str, ...] = ()) -> bool:
+    address = connector.get("ip")
+    if not address:
+        return True
+    if address in local_addresses() or address in extra:
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def access_mode(attach_mode: str, connector: dict[str, Any]) -> str:
+    """``rw`` or ``ro``: the attachment's mode (3.54), else the connector's, else read-write."""
+    if attach_mode in ("rw", "ro"):
+        return attach_mode
+    mode = connector.get("mode")
+    return mode if mode in ("rw", "ro") else "rw"
+
+
+def check_reachable(connector: dict[str, Any], local_ips: tuple[str, ...] = ()) -> None:
+    """400 for a connector of a host this service cannot give its volumes to."""
+    if not is_local(connector, local_ips):
+        raise bad_request(f"Invalid input received: Connector doesn't have required information: the host "
+                          f"{connector.get('host')!r} at {connector.get('ip')} is not on the volume host, and "
+                          f"volumes are not exported to other hosts yet (only local attachments).")
+
+
+def connection_info(path: Path, volume_id: str, attachment_id: str, mode: str) -> dict[str, Any]:
+    return {"driver_volume_type": "local",
+            "data": {"device_path": str(path), "volume_id": volume_id, "attachment_id": attachment_id,
+                     "access_mode": mode, "format": "raw", "encrypted": False, "qos_specs": None,
+                     "discard": True, "cacheable": False}}
