@@ -9,7 +9,9 @@ state directory, so that several clouds on one machine keep apart):
   (``ip netns exec kilonova-dhcp-N ping <guest>``) without touching the host's own routes;
 * ``dnsmasq`` in that namespace answering DHCP with static ``dhcp-host`` entries only
   (MAC -> IPAM address); it re-reads them on SIGHUP. A subnet with ``enable_dhcp`` false gets none
-  (its guests configure themselves, e.g. from the config drive's network_data.json);
+  (its guests configure themselves, e.g. from the config drive's network_data.json). For IPv6 subnets
+  it sends router advertisements (SLAAC) and answers DHCPv6 as their modes say (``dhcp6.py``), each
+  subnet's gateway address on the namespace's veth;
 * the metadata API (``metadata.py``) on 169.254.169.254:80 in that namespace.
 
 The bridge, veth, namespace and dnsmasq exist while a port of the network is plugged on this
@@ -31,6 +33,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from kilonova.compute.virt.libvirt import dhcp6
 
 LOG = logging.getLogger(__name__)
 METADATA_ADDRESS = "169.254.169.254"
@@ -134,7 +138,8 @@ class Dataplane:
             directory.mkdir(parents=True, exist_ok=True)
             ports = self._ports(network_id)
             ports[vif["port_id"]] = {"mac": vif["mac_address"], "device_id": instance_uuid, "ips": [
-                ip["ip_address"] for ip in vif.get("fixed_ips", []) if ip.get("version", 4) == 4]}
+                ip["ip_address"] for ip in vif.get("fixed_ips", []) if ip.get("version", 4) == 4],
+                "ips6": dhcp6.host_addresses(vif)}
             (directory / "ports.json").write_text(json.dumps(ports))
             self._ensure_bridge(network_id)
 
@@ -143,11 +148,12 @@ class Dataplane:
         network_id = vif["network_id"]
         subnets = [s for s in vif.get("subnets") or [] if s.get("ip_version", 4) == 4 and s.get("cidr")]
         with self._lock:
-            if subnets:
-                self._ensure_gateway(network_id, subnets[0])
+            subnets6 = self._subnets6(network_id, dhcp6.subnets_of(vif))
+            if subnets or subnets6:
+                self._ensure_gateway(network_id, subnets[0] if subnets else None, subnets6)
             dhcp = [s for s in subnets if s.get("enable_dhcp") is not False]  # enable_dhcp=False: no dnsmasq
-            if dhcp:
-                self._ensure_dnsmasq(network_id, dhcp[0])
+            if dhcp or dhcp6.dnsmasq_arguments(subnets6):
+                self._ensure_dnsmasq(network_id, dhcp[0] if dhcp else None, subnets6)
                 self._write_hosts(network_id, self._ports(network_id))
                 self._reload_dhcp(network_id)
 
@@ -167,6 +173,16 @@ class Dataplane:
             else:
                 self._teardown(network_id)
 
+    def _subnets6(self, network_id: str, seen: list[dict]) -> list[dict]:
+        """The network's IPv6 subnets its ports here have shown so far (kept with the network: a port whose
+        addresses leave one out must not take it from the others)."""
+        path = self._dir(network_id) / "subnets6.json"
+        known = {s["id"]: s for s in (json.loads(path.read_text()) if path.exists() else [])}
+        if any(known.get(s["id"]) != s for s in seen):
+            known.update({s["id"]: s for s in seen})
+            path.write_text(json.dumps(list(known.values())))
+        return list(known.values())
+
     def _ports(self, network_id: str) -> dict:
         path = self._dir(network_id) / "ports.json"
         return json.loads(path.read_text()) if path.exists() else {}
@@ -180,8 +196,8 @@ class Dataplane:
             _ip("link", "set", bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0", check=False)
         _ip("link", "set", bridge, "up")
 
-    def _ensure_gateway(self, network_id: str, subnet: dict) -> None:
-        """The namespace on the bridge holding the subnet's gateway address, and the metadata API in it."""
+    def _ensure_gateway(self, network_id: str, subnet: dict | None, subnets6: list[dict] = ()) -> None:
+        """The namespace on the bridge holding the subnets' gateway addresses, and the metadata API in it."""
         namespace = self.namespace(network_id)
         outside, inside = self.veth(network_id)
         if not _namespace_exists(namespace):
@@ -190,20 +206,30 @@ class Dataplane:
         if not _link_exists(outside):
             _ip("link", "add", outside, "type", "veth", "peer", "name", inside, "netns", namespace)
         _ip("link", "set", outside, "master", self.bridge(network_id), "up")
-        network = ipaddress.ip_network(subnet["cidr"])
-        gateway = subnet.get("gateway_ip") or str(next(network.hosts()))
-        address = f"{gateway}/{network.prefixlen}"
-        if address not in _ip("-n", namespace, "-o", "addr", "show", "dev", inside).stdout:
-            _ip("-n", namespace, "addr", "add", address, "dev", inside)
+        present = _ip("-n", namespace, "-o", "addr", "show", "dev", inside).stdout
+        if subnet is not None:
+            network = ipaddress.ip_network(subnet["cidr"])
+            gateway = subnet.get("gateway_ip") or str(next(network.hosts()))
+            if f"{gateway}/{network.prefixlen}" not in present:
+                _ip("-n", namespace, "addr", "add", f"{gateway}/{network.prefixlen}", "dev", inside)
+        for address in dhcp6.interface_addresses(subnets6):
+            if f"{address} " not in present:  # nodad: usable at once, for dnsmasq to serve its prefix
+                _ip("-n", namespace, "addr", "add", address, "dev", inside, "nodad")
         _ip("-n", namespace, "link", "set", inside, "up")
         if self.metadata and self._pid(network_id, "metadata.pid", METADATA_MODULE.encode()) is None:
             self._start_metadata(network_id)
 
-    def _ensure_dnsmasq(self, network_id: str, subnet: dict) -> None:
-        if self._dnsmasq_pid(network_id) is None:
-            network = ipaddress.ip_network(subnet["cidr"])
-            gateway = subnet.get("gateway_ip") or str(next(network.hosts()))
-            self._start_dnsmasq(network_id, self.veth(network_id)[1], network, gateway, subnet)
+    def _ensure_dnsmasq(self, network_id: str, subnet: dict | None, subnets6: list[dict] = ()) -> None:
+        """dnsmasq for the first IPv4 subnet with DHCP and the IPv6 subnets; restarted when the IPv6 subnets
+        it serves changed (they are command-line ranges)."""
+        pid, ranges = self._dnsmasq_pid(network_id), self._dir(network_id) / "ranges6"
+        wanted = "\n".join(dhcp6.dnsmasq_arguments(subnets6))
+        if pid is not None and (ranges.read_text() if ranges.exists() else "") != wanted:
+            self._stop_dnsmasq(pid)
+            pid = None
+        if pid is None:
+            self._start_dnsmasq(network_id, self.veth(network_id)[1], subnet, subnets6)
+            ranges.write_text(wanted)
 
     def _start_metadata(self, network_id: str) -> None:
         """The metadata API on 169.254.169.254:80 in the namespace (guests reach it via their gateway)."""
@@ -217,13 +243,18 @@ class Dataplane:
         (self._dir(network_id) / "metadata.pid").write_text(str(process.pid))
         self._children[network_id] = process  # reaped on teardown
 
-    def _start_dnsmasq(self, network_id: str, interface: str, network, gateway: str, subnet: dict) -> None:
+    def _start_dnsmasq(self, network_id: str, interface: str, subnet: dict | None, subnets6: list[dict]) -> None:
         directory = self._dir(network_id)
         hosts, opts, pid = directory / "hosts", directory / "opts", directory / "dnsmasq.pid"
         hosts.touch()
-        options = [f"option:router,{gateway}"]
-        if subnet.get("dns_nameservers"):
-            options.append("option:dns-server," + ",".join(subnet["dns_nameservers"]))
+        options, ranges = dhcp6.options(subnets6), dhcp6.dnsmasq_arguments(subnets6)
+        if subnet is not None:
+            network = ipaddress.ip_network(subnet["cidr"])
+            gateway = subnet.get("gateway_ip") or str(next(network.hosts()))
+            options.append(f"option:router,{gateway}")
+            if subnet.get("dns_nameservers"):
+                options.append("option:dns-server," + ",".join(subnet["dns_nameservers"]))
+            ranges.insert(0, f"--dhcp-range={network.network_address},static,{network.netmask},86400s")
         opts.write_text("\n".join(options) + "\n")
         for path in (directory, hosts, opts):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
@@ -232,7 +263,7 @@ class Dataplane:
                    f"--interface={interface}", "--except-interface=lo", f"--pid-file={pid}",
                    f"--dhcp-hostsfile={hosts}", f"--dhcp-optsfile={opts}", "--dhcp-authoritative",
                    "--leasefile-ro", "--dhcp-no-override", "--user=root",  # reads its files under the state dir
-                   f"--dhcp-range={network.network_address},static,{network.netmask},86400s"]
+                   *ranges]
         result = subprocess.run(command, capture_output=True, text=True, timeout=30)
         if result.returncode != 0:
             raise DataplaneError(f"dnsmasq for network {network_id} did not start: {result.stderr.strip()}")
@@ -257,6 +288,7 @@ class Dataplane:
 
     def _write_hosts(self, network_id: str, ports: dict) -> None:
         lines = [f"{port['mac']},{ip}" for port in ports.values() for ip in port["ips"]]
+        lines += [f"{port['mac']},[{ip}]" for port in ports.values() for ip in port.get("ips6", [])]
         path = self._dir(network_id) / "hosts"
         partial = path.with_suffix(".new")
         partial.write_text("\n".join(lines) + "\n")
@@ -267,6 +299,15 @@ class Dataplane:
         pid = self._dnsmasq_pid(network_id)
         if pid:
             os.kill(pid, signal.SIGHUP)
+
+    @staticmethod
+    def _stop_dnsmasq(pid: int) -> None:
+        """Stop a dnsmasq and wait until it let go of its DHCP sockets."""
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not _running(pid):
+                return
+            time.sleep(0.02)
 
     def _teardown(self, network_id: str) -> None:
         pids = [pid for pid in (self._dnsmasq_pid(network_id),
