@@ -171,13 +171,20 @@ done
 echo "@MARKER@ label ephemeral0 $(findfs LABEL=ephemeral0 2>/dev/null || echo none)"
 echo "@MARKER@ ready"
 # A heartbeat with the time since boot: after a live migration it goes on counting (no reboot).
-while true; do sleep 2; echo "@MARKER@ alive $(cut -d' ' -f1 /proc/uptime)"; done
+# Its global IPv6 addresses (SLAAC from router advertisements comes when it comes), each time they change.
+v6=""
+while true; do
+    sleep 2
+    now=$(ip -6 -o addr show dev eth0 scope global 2>/dev/null | awk '{print $4}' | tr '\n' ' ')
+    [ "$now" != "$v6" ] && v6=$now && echo "@MARKER@ ipv6 $now"
+    echo "@MARKER@ alive $(cut -d' ' -f1 /proc/uptime)"
+done
 """
 
 UDHCPC_SCRIPT = r"""#!/bin/sh
 case "$1" in
     bound|renew)
-        ip addr flush dev "$interface"
+        ip -4 addr flush dev "$interface"  # its IPv6 addresses (link-local, SLAAC) stay
         ip addr add "$ip/${mask:-24}" dev "$interface"
         [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
         echo "@MARKER@ dhcp $interface $ip/${mask:-24} router ${router:-none}"
