@@ -71,11 +71,13 @@ class VolumeAPI:
                                     what=f"Volume {volume_id}")
         return response.json()["volume"]
 
-    async def create(self, size: int, name: str = "", image_id: str | None = None,
+    async def create(self, size: int, name: str = "", image_id: str | None = None, snapshot_id: str | None = None,
                      availability_zone: str | None = None, volume_type: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"size": size, "name": name}
         if image_id:
             body["imageRef"] = image_id
+        if snapshot_id:
+            body["snapshot_id"] = snapshot_id
         if availability_zone:
             body["availability_zone"] = availability_zone
         if volume_type:

@@ -177,7 +177,7 @@ def test_server_names_follow_upstreams_rule(boot, name):
     ({}, {"group": "not-a-uuid"}, "group"),
     ({"block_device_mapping_v2": [{"boot_index": 0, "uuid": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa",
                                    "source_type": "volume", "destination_type": "volume"}]}, None,
-     "Block Device Mapping is Invalid: volumes at server create are not supported yet"),
+     "Block Device Mapping is Invalid: failed to get volume 6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa."),
     ({"security_groups": [{"name": "nope"}]}, None, "Unable to find security_group with name or id 'nope'"),
 ])
 def test_what_cannot_be_honoured_is_refused(boot, fields, hints, words):

@@ -241,3 +241,112 @@ def test_server_delete_detaches_and_deletes_on_termination(cloud):
     finally:
         for v in (kept, gone):
             conn.block_storage.delete_volume(v.id, ignore_missing=True)
+
+
+# ---------------------------------------------------------------- block_device_mapping_v2 at create
+
+def _boot(compute, name: str, mappings: list[dict], image_ref: str = "", networks="none", version="2.67"):
+    body = {"server": {"name": name, "flavorRef": "1", "imageRef": image_ref, "networks": networks,
+                       "block_device_mapping_v2": mappings}}
+    return compute.post("/servers", json=body, headers=_v(version))
+
+
+def test_boot_from_an_existing_volume(cloud):
+    conn = _sdk(cloud)
+    volume = _volume(cloud)
+    try:
+        with cloud.http("compute", DEMO) as compute:
+            made = _boot(compute, f"bfv-{uuid.uuid4().hex[:6]}", [{
+                "uuid": volume.id, "source_type": "volume", "destination_type": "volume", "boot_index": 0}])
+            assert made.status_code == 202, made.text
+            server_id = made.json()["server"]["id"]
+            server = conn.compute.wait_for_server(conn.compute.get_server(server_id), interval=0.2, wait=60)
+            # No image, the volume as its root disk, in use by it; no local root disk claimed in Placement.
+            assert not server.image.get("id") and [v["id"] for v in server.attached_volumes] == [volume.id]
+            assert _status(cloud, volume.id, "in-use").attachments[0]["server_id"] == server_id
+            assert f"from volume {volume.id}" in _console(cloud, server_id)
+            attachment = compute.get(f"/servers/{server_id}/os-volume_attachments/{volume.id}").json()
+            assert attachment["volumeAttachment"]["device"] == "/dev/vda"
+            with cloud.http("placement") as placement:
+                claimed = placement.get(f"/allocations/{server_id}").json()["allocations"]
+            assert [sorted(a["resources"]) for a in claimed.values()] == [["MEMORY_MB", "VCPU"]]
+            root = compute.delete(f"/servers/{server_id}/os-volume_attachments/{volume.id}")
+            assert root.status_code == 400 and "Cannot detach a root device volume" in root.text
+        conn.compute.delete_server(server_id)
+        conn.compute.wait_for_delete(server, interval=0.2, wait=60)
+        _status(cloud, volume.id, "available")   # not delete_on_termination: kept
+    finally:
+        conn.block_storage.delete_volume(volume.id, ignore_missing=True)
+
+
+def test_blank_volume_at_create_goes_with_the_server(cloud):
+    conn = _sdk(cloud)
+    image_id = conn.image.find_image("kilonova-tiny").id
+    with cloud.http("compute", DEMO) as compute:
+        made = _boot(compute, f"bdm-{uuid.uuid4().hex[:6]}", [
+            {"uuid": image_id, "source_type": "image", "destination_type": "local", "boot_index": 0},
+            {"source_type": "blank", "destination_type": "volume", "volume_size": 1, "boot_index": -1,
+             "delete_on_termination": True}], image_ref=image_id)
+        assert made.status_code == 202, made.text
+    server = conn.compute.wait_for_server(conn.compute.get_server(made.json()["server"]["id"]), interval=0.2,
+                                          wait=60)
+    (attached,) = server.attached_volumes
+    assert attached["delete_on_termination"] is True and server.image["id"] == image_id
+    assert _status(cloud, attached["id"], "in-use").size == 1
+    assert f"/dev/vdb: volume {attached['id']} attached" in _console(cloud, server.id)
+    conn.compute.delete_server(server.id)
+    conn.compute.wait_for_delete(server, interval=0.2, wait=60)
+    wait_for(lambda: conn.block_storage.find_volume(attached["id"]) is None, "the server's blank volume deleted")
+
+
+def test_bad_block_device_mappings(cloud, vm):
+    conn = _sdk(cloud)
+    image_id = conn.image.find_image("kilonova-tiny").id
+    in_use = _volume(cloud)
+    try:
+        conn.compute.create_volume_attachment(vm["id"], volume_id=in_use.id)
+        _status(cloud, in_use.id, "in-use")
+        unknown = str(uuid.uuid4())
+        cases = [
+            ([{"uuid": unknown, "source_type": "volume", "destination_type": "volume", "boot_index": 0}], "",
+             f"Block Device Mapping is Invalid: failed to get volume {unknown}."),
+            ([{"uuid": in_use.id, "source_type": "volume", "destination_type": "volume", "boot_index": 0}], "",
+             f"volume '{in_use.id}' status must be 'available'"),
+            ([{"uuid": image_id, "source_type": "image", "destination_type": "volume", "boot_index": 0}], "",
+             "Images with destination_type 'volume' need to have a non-zero size specified"),
+            ([{"source_type": "blank", "destination_type": "volume", "volume_size": 1, "boot_index": 1}], image_id,
+             "Boot sequence for the instance and image/block device mapping combination is not valid."),
+            ([], "", "Boot sequence for the instance and image/block device mapping combination is not valid."),
+            ([{"source_type": "blank", "destination_type": "local", "volume_size": 1, "boot_index": -1}], image_id,
+             "extra local, ephemeral or swap disks are not supported yet"),
+        ]
+        with cloud.http("compute", DEMO) as compute:
+            for mappings, image_ref, words in cases:
+                refused = _boot(compute, "bad-bdm", mappings, image_ref=image_ref)
+                assert refused.status_code == 400 and words in refused.json()["badRequest"]["message"], refused.text
+        assert not [s for s in conn.compute.servers() if s.name == "bad-bdm"]
+        conn.compute.delete_volume_attachment(vm["id"], in_use.id)
+        _status(cloud, in_use.id, "available")
+    finally:
+        conn.block_storage.delete_volume(in_use.id, ignore_missing=True)
+
+
+def test_boot_from_volume_with_the_cli(cloud):
+    """``openstack server create --boot-from-volume``: a volume made from the image by the volume service."""
+    conn = _sdk(cloud)
+    try:
+        probe = conn.block_storage.create_volume(size=1, image_id=conn.image.find_image("kilonova-tiny").id)
+    except Exception as exc:  # noqa: BLE001 - the volume service's refusal says what it lacks
+        pytest.skip(f"the volume service cannot make a volume from an image yet: {exc}")
+    conn.block_storage.delete_volume(probe.id, ignore_missing=True)
+    name = f"bfv-cli-{uuid.uuid4().hex[:6]}"
+    created = _cli(cloud, "server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
+                   "--boot-from-volume", "1", "--network", "private", name, fmt_json=True)
+    server = conn.compute.wait_for_server(conn.compute.get_server(created["id"]), interval=0.2, wait=120)
+    (root,) = server.attached_volumes
+    volume = _status(cloud, root["id"], "in-use")
+    assert volume.is_bootable and volume.size == 1
+    conn.compute.delete_server(server.id)
+    conn.compute.wait_for_delete(server, interval=0.2, wait=60)
+    _status(cloud, root["id"], "available")  # the CLI's default: the boot volume is kept
+    conn.block_storage.delete_volume(root["id"], ignore_missing=True)

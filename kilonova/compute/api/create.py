@@ -60,7 +60,10 @@ def _flavor_snapshot(session, ctx: RequestContext, flavorid: str) -> dict[str, A
     return snapshot
 
 
-async def load_image(svc, ctx: RequestContext, image_ref: str, flavor: dict[str, Any]) -> dict[str, Any]:
+async def load_image(svc, ctx: RequestContext, image_ref: str, flavor: dict[str, Any],
+                     volume_size: int | None = None) -> dict[str, Any]:
+    """The image, checked against the flavor (``volume_size``: the boot disk is a volume of that size, made
+    from the image: checked against it instead of the flavor's root disk)."""
     image_id = _ref_id(str(image_ref))
     response = await svc.image.get(f"/v2/images/{segment(image_id)}", headers={"X-Auth-Token": ctx.token})
     if response.status_code in (400, 404):
@@ -72,6 +75,12 @@ async def load_image(svc, ctx: RequestContext, image_ref: str, flavor: dict[str,
         raise HTTPError(400, f"Image {image_id} is not active.")
     if (image.get("min_ram") or 0) > flavor["memory_mb"]:
         raise HTTPError(400, "Flavor's memory is too small for requested image.")
+    if volume_size is not None:
+        if (image.get("min_disk") or 0) > volume_size or (image.get("size") or 0) > volume_size * 1024 ** 3:
+            raise HTTPError(400, f"Volume is smaller than the minimum size specified in image metadata. Volume size "
+                                 f"is {volume_size * 1024 ** 3} bytes, minimum size is "
+                                 f"{max((image.get('min_disk') or 0) * 1024 ** 3, image.get('size') or 0)} bytes.")
+        return image
     root_bytes = flavor["root_gb"] * GiB
     if flavor["root_gb"] and ((image.get("size") or 0) > root_bytes or (image.get("min_disk") or 0) > flavor["root_gb"]):
         raise HTTPError(400, "Flavor's disk is too small for requested image.")

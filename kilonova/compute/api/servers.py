@@ -12,6 +12,8 @@ from kilonova.compute.api import (common, disk_config, lookup, server_query, ser
                                   server_sort, validation, views)
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api import security_group_lookup
+from kilonova.compute import volume_api
+from kilonova.compute.api import boot_volumes
 from kilonova.compute.api.create_refusals import refuse_unsupported
 from kilonova.compute.api.destination import forced as forced_destination
 from kilonova.compute.api.destination import requested as requested_destination
@@ -270,9 +272,8 @@ async def create_server(request: Request):
         raise HTTPError(400, "min_count must be <= max_count")
     if server.get("hostname") and max_count > 1:
         raise HTTPError(400, "Unable to allocate a single hostname to multiple instances")
-    if not server.get("imageRef"):
-        raise HTTPError(400, "Block Device Mapping is Invalid: Boot sequence for the instance and image/block "
-                             "device mapping combination is not valid.")
+    image_ref = str(server.get("imageRef") or "").rstrip("/").rsplit("/", 1)[-1]
+    plan = boot_volumes.parse(server, image_ref)
     create_mod.check_user_data(server.get("user_data"))
     refuse_unsupported(server, hints)
     destination = await requested_destination(svc, ctx, server)
@@ -281,7 +282,14 @@ async def create_server(request: Request):
         raise HTTPError(400, "The requested availability zone is not available")
     destination = destination or await forced_destination(svc, ctx, forced_host, forced_node)
     flavor = await create_mod.load_flavor(svc, ctx, server["flavorRef"])
-    image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
+    volumes = volume_api.for_caller(svc.volume, ctx)
+    if plan.root is None:
+        image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
+    elif plan.image_id:
+        image = {**await create_mod.load_image(svc, ctx, plan.image_id, flavor, plan.root["volume_size"]), "id": ""}
+    else:
+        image = await boot_volumes.root_image(volumes, plan)
+    await boot_volumes.check(volumes, plan, max_count)
     keypair = await create_mod.load_keypair(svc, ctx, server.get("key_name"))
     networks = await create_mod.resolve_networks(svc, ctx, request, server.get("networks"))
     answered_groups, shown_groups, group_ids = await security_group_lookup.groups_for_create(
@@ -307,6 +315,9 @@ async def create_server(request: Request):
     spec = create_mod.request_spec(ctx, flavor, image, networks, az, count, hints)
     if destination:
         spec["requested_destination"] = destination
+    if plan.volumes:
+        spec["is_bfv"] = plan.root is not None
+        spec["block_devices"] = await _prepare_volumes(volumes, plan, servers, flavor)
     await svc.api_db.write(_record_build_requests, servers, spec)
     await svc.conductor.cast("schedule_and_build_instances", instance_uuids=[s["uuid"] for s in servers],
                              request_spec=spec)
@@ -319,6 +330,20 @@ async def create_server(request: Request):
     response["adminPass"] = create_mod.admin_password(server)
     return json_response({"server": response}, status=202,
                          headers={"Location": views.links(request, "servers", first["uuid"])[0]["href"]})
+
+
+async def _prepare_volumes(volumes, plan, servers: list[dict], flavor: dict) -> dict[str, list[dict]]:
+    """Each server's volume mappings, their volumes reserved or made (all given back if one cannot be)."""
+    prepared: dict[str, list[dict]] = {}
+    try:
+        for built in servers:
+            extra = bool(flavor.get("ephemeral_gb")) + bool(flavor.get("swap")) + bool(built.get("config_drive"))
+            prepared[built["uuid"]] = await boot_volumes.prepare(volumes, plan, built, extra)
+    except BaseException:
+        for rows in prepared.values():
+            await boot_volumes.give_back(volumes, rows)
+        raise
+    return prepared
 
 
 def _record_build_requests(session, servers: list[dict], spec: dict) -> None:

@@ -12,8 +12,10 @@ import sqlalchemy as sa
 
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, redelivered
+from kilonova.compute import volume_api
+from kilonova.compute.cleanup import release_volumes
 from kilonova.compute.conductor.part import ConductorPart
-from kilonova.compute.db import build_requests, instance_actions, instances, mappings
+from kilonova.compute.db import block_devices, build_requests, instance_actions, instances, mappings
 from kilonova.compute.db.instances import UnexpectedTaskState
 
 LOG = logging.getLogger(__name__)
@@ -122,7 +124,8 @@ class BuildFlow(ConductorPart):
         values = {k: v for k, v in pending.items() if not k.startswith("_")}
         values.update(vm_state="error", task_state=None)
         cell0 = self.cells.cell0
-        ctx = (await self.cells.api_db.read(build_requests.get_spec, uuid) or {}).get("context") or {}
+        spec = await self.cells.api_db.read(build_requests.get_spec, uuid) or {}
+        ctx = spec.get("context") or {}
         try:
             await cell0.db.write(_create_with_fault, values, 500, reason[:255], reason, ctx,
                                  self.conf.get("DEFAULT", "host"))
@@ -130,11 +133,21 @@ class BuildFlow(ConductorPart):
             pass  # written by another conductor burying it now, or by one that died before the next step
         if await self.cells.api_db.write(_promote_build_request, uuid, cell0.uuid):
             await self._release(uuid)
+            await self._give_back_volumes(uuid, spec)
             return True
         mapping = await self.cells.api_db.read(mappings.get_instance_mapping, uuid)
         if mapping is None or self.cells.by_id(mapping.cell_id) is not cell0:
             await cell0.db.write(instances.purge, uuid)  # scheduled to a host or deleted meanwhile
         return False
+
+    async def _give_back_volumes(self, uuid: str, spec: dict) -> None:
+        """A server that will never run: the volumes the API reserved go back, those it made for it go."""
+        rows = (spec.get("block_devices") or {}).get(uuid) or []
+        if rows and self.volumes is not None:
+            volumes = await volume_api.as_service(self.volumes)
+            await release_volumes(volumes, [{**row, "instance_uuid": uuid, "delete_on_termination":
+                                             row.get("delete_on_termination") or bool(row.get("created"))}
+                                            for row in rows])
 
     async def build_failed(self, instance_uuid: str, host: str, reason: str, request_spec: dict,
                            alternates: list[dict], attempt: int, aborted: bool = False) -> None:
@@ -235,6 +248,8 @@ def _promote_build_request(session, uuid: str, cell_uuid: str) -> bool:
 
 def _create_with_action(session, values: dict, spec: dict) -> dict:
     instance = instances.create(session, values)
+    # Its volumes (block_device_mapping_v2), as the API reserved or made them: connected by its host.
+    block_devices.create_many(session, values["uuid"], (spec.get("block_devices") or {}).get(values["uuid"]) or [])
     ctx = spec.get("context") or {}
     instance_actions.start(session, values["uuid"], "create", ctx.get("request_id"), ctx.get("user_id"),
                            ctx.get("project_id"))

@@ -103,6 +103,16 @@ def reserve(session: Session, instance_uuid: str, values: dict[str, Any], device
     return to_dict(_Row(row))
 
 
+def create_many(session: Session, instance_uuid: str, rows: list[dict[str, Any]]) -> None:
+    """A new server's mappings, as the API prepared them (``block_device_mapping_v2``)."""
+    now = datetime.utcnow()
+    for row in rows:
+        values = {k: v for k, v in row.items() if k in _COLUMNS and k not in ("id", "uuid", "instance_uuid")}
+        session.execute(_TABLE.insert(), {"uuid": str(uuidlib.uuid4()), "instance_uuid": instance_uuid,
+                                          "status": "attaching", "delete_on_termination": False, "created_at": now,
+                                          **values})
+
+
 class _Row:
     def __init__(self, values: dict[str, Any]):
         for key in _COLUMNS:

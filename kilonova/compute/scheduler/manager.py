@@ -42,8 +42,10 @@ def _cpu_class(spec: dict[str, Any]) -> str:
 
 def resources_from_spec(spec: dict[str, Any]) -> dict[str, int]:
     flavor = spec["flavor"]
+    # A server booted from a volume has no local root disk: its root_gb is not claimed (as upstream's is_bfv).
+    root_gb = 0 if spec.get("is_bfv") else flavor["root_gb"]
     resources = {_cpu_class(spec): flavor["vcpus"], "MEMORY_MB": flavor["memory_mb"],
-                 "DISK_GB": flavor["root_gb"] + flavor.get("ephemeral_gb", 0) + math.ceil(flavor.get("swap", 0) / 1024)}
+                 "DISK_GB": root_gb + flavor.get("ephemeral_gb", 0) + math.ceil(flavor.get("swap", 0) / 1024)}
     for key, value in (flavor.get("extra_specs") or {}).items():
         if key.startswith("resources:"):
             try:

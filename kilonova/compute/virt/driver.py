@@ -90,7 +90,10 @@ class ComputeDriver:
         """One line for start-up messages: which driver, and how it runs guests."""
         return self.hypervisor_type
 
-    async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
+    async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict],
+                    block_device_info: list[dict] | None = None) -> None:
+        """Create and start the guest. ``block_device_info``: its volumes (block device mappings with their
+        ``connection_info`` and ``device_name``; the one of ``boot_index`` 0 is its root disk)."""
         raise NotImplementedError
 
     async def update_port_filters(self, ports: list[dict], groups: dict[str, dict],

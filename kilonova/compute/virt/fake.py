@@ -179,7 +179,7 @@ class FakeDriver(ComputeDriver):
         guest.booted_at = time.time()
         guest.power_state = driver.RUNNING
 
-    async def spawn(self, instance, image_meta, network_info):
+    async def spawn(self, instance, image_meta, network_info, block_device_info=None):
         if self.spawn_delay:
             await asyncio.sleep(self.spawn_delay)
         if self.failing:
@@ -187,7 +187,14 @@ class FakeDriver(ComputeDriver):
         guest = _Guest(instance)
         guest.image_id = image_meta.get("id") or guest.image_id
         guest.admin_password = instance.get("admin_password") or None
-        self._boot(guest, f"booting {guest.name} from image {image_meta.get('id')}", network_info)
+        for bdm in block_device_info or []:
+            guest.volumes[bdm["device_name"]] = {"volume_id": bdm["volume_id"],
+                                                 "connection_info": copy.deepcopy(bdm["connection_info"])}
+        root = next((b for b in block_device_info or [] if b.get("boot_index") == 0), None)
+        source = f"volume {root['volume_id']}" if root else f"image {image_meta.get('id')}"
+        self._boot(guest, f"booting {guest.name} from {source}", network_info)
+        for device, volume in sorted(guest.volumes.items()):
+            guest.log(f"{device}: volume {volume['volume_id']} attached")
         self.guests[guest.uuid] = guest
 
     async def destroy(self, instance, destroy_disks=True):

@@ -42,13 +42,20 @@ async def build_and_run_instance(agent: ComputeManager, instance: dict, request_
                 with events.instance_events(agent).collecting(uuid) as collector:
                     network_info = await agent.ports.allocate(instance, request_spec.get("requested_networks") or [])
                     await security_groups(agent).refresh()  # the new ports' rules before the guest runs
-                    await agent.driver.spawn(instance, request_spec.get("image") or {}, network_info)
+                    block_devices = await volumes.connect_for_spawn(agent, uuid)
+                    if block_devices:
+                        await agent.driver.spawn(instance, request_spec.get("image") or {}, network_info,
+                                                 block_device_info=block_devices)
+                    else:
+                        await agent.driver.spawn(instance, request_spec.get("image") or {}, network_info)
                     if events.waits_for_vif_plugging(agent):
                         await events.wait_for_vif_plugged(agent, collector, uuid, network_info)
+                    await volumes.complete_for_spawn(agent, block_devices)
         except Exception as exc:  # noqa: BLE001 - any failure here is a failed build to report
             LOG.info("build of %s failed on %s: %s", uuid, agent.host, exc)
             await agent.ports.release(uuid, network_info)
             await agent.driver.destroy(instance)
+            await volumes.disconnect_after_failed_spawn(agent, uuid)
             # An abort (conductor RPC 1.6) ends the build in ERROR without trying the alternates; a conductor
             # of an older release retries them as before.
             aborted = {"aborted": True} if isinstance(exc, BuildAbort) else {}

@@ -10,14 +10,17 @@ guest, then deletes the attachment. ``release_all`` does that for every volume o
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from kilonova.compute import volume_api
 from kilonova.compute.agent.operations import remote
 from kilonova.compute.cleanup import release_volumes
+from kilonova.compute.virt.driver import BuildFailure
 
 if TYPE_CHECKING:
     from kilonova.compute.agent.manager import ComputeManager
@@ -156,3 +159,64 @@ async def release_all(agent: ComputeManager, uuid: str) -> None:
         await release_volumes(await _volumes(agent), mappings)
     for bdm in mappings:
         await agent.conductor.call("bdm_destroy", instance_uuid=uuid, bdm_uuid=bdm["uuid"])
+
+
+# ---------------------------------------------------------------- a server's volumes at its build
+
+VOLUME_WAIT = 180.0  # seconds a volume made for a build may take to become available (upstream's 60 x 3 s)
+
+
+async def _wait_available(volumes: volume_api.VolumeAPI, volume_id: str) -> None:
+    deadline = time.monotonic() + VOLUME_WAIT
+    while True:
+        volume = await volumes.get(volume_id)
+        status = volume.get("status")
+        if status == "available":
+            return
+        if status in ("error", "error_restoring") or time.monotonic() > deadline:
+            raise BuildFailure(f"Volume {volume_id} did not finish being created after waiting "
+                               f"{VOLUME_WAIT:g} seconds or 60 attempts. And its status is {status}.")
+        await asyncio.sleep(0.5)
+
+
+async def connect_for_spawn(agent: ComputeManager, uuid: str) -> list[dict]:
+    """The server's volumes reserved (once made) and this host's connections to them, for the driver's spawn:
+    the mappings with their ``connection_info``, the boot volume (boot_index 0) first."""
+    mappings = [b for b in await bdms(agent, uuid) if b.get("volume_id")]
+    if not mappings:
+        return []
+    volumes = await _volumes(agent)
+    connected = []
+    for bdm in mappings:
+        if not bdm.get("attachment_id"):
+            await _wait_available(volumes, bdm["volume_id"])
+            attachment = await volumes.attachment_create(bdm["volume_id"], uuid)
+            bdm = await _update(agent, bdm, {"attachment_id": attachment["id"]})
+        connection_info = await initialize(agent, volumes, bdm)
+        connected.append(await _update(agent, bdm, {"connection_info": connection_info}))
+    return connected
+
+
+async def complete_for_spawn(agent: ComputeManager, connected: list[dict]) -> None:
+    """The guest runs with its volumes: their attachments completed (``in-use``)."""
+    if not connected:
+        return
+    volumes = await _volumes(agent)
+    for bdm in connected:
+        await volumes.attachment_complete(bdm["attachment_id"])
+        await _update(agent, bdm, {"status": "attached"})
+
+
+async def disconnect_after_failed_spawn(agent: ComputeManager, uuid: str) -> None:
+    """A build that failed here: the volumes' attachments go (``available``), so that another host (a
+    reschedule) reserves them again; the mappings and the volumes stay the server's."""
+    try:
+        mappings = [b for b in await bdms(agent, uuid) if b.get("attachment_id")]
+        if not mappings:
+            return
+        volumes = await _volumes(agent)
+        for bdm in mappings:
+            await volumes.attachment_delete(bdm["attachment_id"])
+            await _update(agent, bdm, {"attachment_id": None, "connection_info": None, "status": "attaching"})
+    except Exception:  # noqa: BLE001 - the reconcile pass and the server's delete settle what is left
+        LOG.warning("could not disconnect the volumes of failed build %s", uuid, exc_info=True)
