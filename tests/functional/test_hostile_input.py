@@ -179,6 +179,9 @@ def test_server_names_follow_upstreams_rule(boot, name):
                                    "source_type": "volume", "destination_type": "volume"}]}, None,
      "Block Device Mapping is Invalid: failed to get volume 6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa."),
     ({"security_groups": [{"name": "nope"}]}, None, "Unable to find security_group with name or id 'nope'"),
+    ({"personality": [{"path": "/etc/motd", "contents": "aGVsbG8="}]}, None,
+     "Personality (file injection) is not supported yet"),
+    ({"personality": [{"path": "/etc/motd", "contents": "not base64!"}]}, None, "personality"),
 ])
 def test_what_cannot_be_honoured_is_refused(boot, fields, hints, words):
     response = boot(hints=hints, **fields)

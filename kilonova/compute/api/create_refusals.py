@@ -21,8 +21,17 @@ _UUID = re.compile(validation.UUID["pattern"])
 
 
 def refuse_unsupported(server: dict[str, Any], hints: dict[str, Any]) -> None:
+    refuse_personality(server)
     _refuse_networks(server.get("networks"))
     _refuse_hints(hints)
+
+
+def refuse_personality(server: dict[str, Any]) -> None:
+    """Files to inject (``personality``, until 2.56; server create and rebuild): nothing would write them
+    into the guest, so they are refused rather than dropped."""
+    if server.get("personality"):
+        raise HTTPError(400, "Personality (file injection) is not supported yet: the files would not reach "
+                             "the server. Pass them in user_data instead (e.g. cloud-init's write_files).")
 
 
 def _refuse_networks(networks: Any) -> None:

@@ -13,6 +13,10 @@ from kilonova.compute.api import validation
 MAX_INT = 0x7FFFFFFF
 TAG = {"type": "string", "maxLength": 60, "pattern": "^[^,/]*$"}
 _BOOLEAN = validation.BOOLEAN
+# Files to inject (until 2.56): upstream's item schema.
+PERSONALITY = {"type": "array", "items": {"type": "object", "properties": {
+    "path": {"type": "string"}, "contents": {"type": "string", "pattern": r"^[A-Za-z0-9+/]*={0,2}$"}},
+    "additionalProperties": False}}
 # At most 50 distinct certificate ids (2.63).
 TRUSTED_CERTS = {"type": ["array", "null"], "minItems": 1, "maxItems": 50, "uniqueItems": True,
                  "items": {"type": "string", "minLength": 1}}
@@ -88,7 +92,7 @@ def create(version: tuple[int, int]) -> dict:
         "block_device_mapping_v2": _bdm_v2(version),
     }
     if version < (2, 57):
-        props["personality"] = {"type": "array"}
+        props["personality"] = PERSONALITY
     if version >= (2, 19):
         props["description"] = validation.DESCRIPTION
     if version >= (2, 52):

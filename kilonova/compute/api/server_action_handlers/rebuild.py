@@ -18,6 +18,7 @@ from kilonova.common.clients import segment
 from kilonova.common.http import HTTPError, json_response
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import create as create_mod
+from kilonova.compute.api import create_refusals
 from kilonova.compute.api import disk_config, lookup, server_actions, server_records, server_schemas, validation, views
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
@@ -25,9 +26,6 @@ from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.db import quotas
 
 GiB = 1024 ** 3
-_BASE64 = {"type": "string", "pattern": r"^[A-Za-z0-9+/]*={0,2}$"}
-_PERSONALITY = {"type": "array", "items": {"type": "object", "properties": {
-    "path": {"type": "string"}, "contents": _BASE64}, "additionalProperties": False}}
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,7 +42,7 @@ def schema(version: tuple[int, int]) -> dict:
         "accessIPv6": {"type": "string", "format": "ipv6"},
     }
     if version < (2, 57):
-        props["personality"] = _PERSONALITY
+        props["personality"] = server_schemas.PERSONALITY
     if version >= (2, 19):
         props["description"] = validation.DESCRIPTION
     if version >= (2, 54):
@@ -142,6 +140,7 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
                                                       or {}, image, disk_config.requested(args))
     limits = await svc.api_db.read(quotas.get_limits, server["project_id"], svc.conf)
     _check_quotas(limits, args.get("metadata"), args.get("personality"))
+    create_refusals.refuse_personality(args)
     for field, column in (("name", "display_name"), ("description", "display_description"),
                           ("metadata", "metadata"), ("accessIPv4", "access_ip_v4"), ("accessIPv6", "access_ip_v6")):
         if field in args:
