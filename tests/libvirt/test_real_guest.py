@@ -45,17 +45,27 @@ CAPACITY = {"reserved_host_memory_mb": "96", "reserved_host_disk_mb": "2048", "c
 @pytest.fixture(scope="module")
 def cloud(guest):
     pinning = {"cpu_dedicated_set": str(PINNED_CPU), "cpu_shared_set": SHARED_CPUS} if PINNED_CPU is not None else {}
-    instance = new_cloud(hosts=1, config={
+    with libvirt_cloud({
         "DEFAULT": {"host": HOST, **CAPACITY},
         "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120", **pinning},
         "libvirt": {"shutdown_timeout": "20", "wait_soft_reboot_seconds": "20"},
-    })
+    }) as instance:
+        yield instance
+
+
+@contextlib.contextmanager
+def libvirt_cloud(config: dict):
+    """A started one-host cloud on the libvirt driver; afterwards stopped and gone, with what a failed test
+    left of it (``config``: its configuration, sections of options)."""
+    instance = new_cloud(hosts=1, config=config)
     os.chmod(instance.workdir, 0o755)  # qemu runs as libvirt-qemu and must reach the instance files
     instance.start(timeout=120)
-    yield instance
-    instance.stop()
-    remove_leftovers(instance.state_dir)
-    shutil.rmtree(instance.workdir, ignore_errors=True)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        remove_leftovers(instance.state_dir)
+        shutil.rmtree(instance.workdir, ignore_errors=True)
 
 
 def remove_leftovers(state_dir: Path) -> None:

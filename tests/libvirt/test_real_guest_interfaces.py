@@ -3,15 +3,12 @@
 bridge; detached again; attached to a stopped guest's definition only (CONFIG), which it boots with."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import pytest
 
-from tests.cloud import new_cloud
 from tests.libvirt.hostsetup import MARKER
-from tests.libvirt.test_real_guest import remove_leftovers, upload_guest, wait_console, wait_status
+from tests.libvirt.test_real_guest import libvirt_cloud, upload_guest, wait_console, wait_status
 
 HOST = "kilonova-hotplug-test"
 VIRSH = ["virsh", "-c", "qemu:///system"]
@@ -19,17 +16,12 @@ VIRSH = ["virsh", "-c", "qemu:///system"]
 
 @pytest.fixture(scope="module")
 def cloud(guest):
-    instance = new_cloud(hosts=1, config={
+    with libvirt_cloud({
         "DEFAULT": {"host": HOST},
         "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"},
         "libvirt": {"shutdown_timeout": "20"},
-    })
-    os.chmod(instance.workdir, 0o755)  # qemu runs as libvirt-qemu and must reach the instance files
-    instance.start(timeout=120)
-    yield instance
-    instance.stop()
-    remove_leftovers(instance.state_dir)
-    shutil.rmtree(instance.workdir, ignore_errors=True)
+    }) as instance:
+        yield instance
 
 
 def _xml(uuid: str, inactive: bool = False) -> str:

@@ -4,8 +4,6 @@ gave its port (the EUI-64 of its MAC), and answers ping6 there once an IPv6 ICMP
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,25 +11,17 @@ from pathlib import Path
 import pytest
 
 from kilonova.compute.virt.libvirt.dataplane import Dataplane
-from tests.cloud import new_cloud
 from tests.libvirt.hostsetup import MARKER
-from tests.libvirt.test_real_guest import console_lines, remove_leftovers, upload_guest, wait_console
+from tests.libvirt.test_real_guest import console_lines, libvirt_cloud, upload_guest, wait_console
 
 HOST = "kilonova-ipv6-test"
 
 
 @pytest.fixture(scope="module")
 def cloud(guest):
-    instance = new_cloud(hosts=1, config={
-        "DEFAULT": {"host": HOST},
-        "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"},
-    })
-    os.chmod(instance.workdir, 0o755)  # qemu runs as libvirt-qemu and must reach the instance files
-    instance.start(timeout=120)
-    yield instance
-    instance.stop()
-    remove_leftovers(instance.state_dir)
-    shutil.rmtree(instance.workdir, ignore_errors=True)
+    with libvirt_cloud({"DEFAULT": {"host": HOST},
+                        "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"}}) as instance:
+        yield instance
 
 
 def _ping6(namespace: str, address: str, timeout: float = 60) -> subprocess.CompletedProcess:

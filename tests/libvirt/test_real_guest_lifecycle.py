@@ -9,17 +9,14 @@ Moves between two hosts are in test_lifecycle.py and test_live_migration.py (dri
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.cloud import new_cloud
 from tests.libvirt.hostsetup import MARKER
-from tests.libvirt.test_real_guest import console_lines, guest_disks, remove_leftovers, upload_guest, wait_status
+from tests.libvirt.test_real_guest import console_lines, guest_disks, libvirt_cloud, upload_guest, wait_status
 
 HOST = "kilonova-lifecycle-test"
 SERVER: dict = {}  # the lifecycle test's server, which the rebuild test takes on
@@ -27,17 +24,12 @@ SERVER: dict = {}  # the lifecycle test's server, which the rebuild test takes o
 
 @pytest.fixture(scope="module")
 def cloud(guest):
-    instance = new_cloud(hosts=1, config={
+    with libvirt_cloud({
         "DEFAULT": {"host": HOST, "allow_resize_to_same_host": "true"},
         "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"},
         "libvirt": {"shutdown_timeout": "20"},
-    })
-    os.chmod(instance.workdir, 0o755)  # qemu runs as libvirt-qemu and must reach the instance files
-    instance.start(timeout=120)
-    yield instance
-    instance.stop()
-    remove_leftovers(instance.state_dir)
-    shutil.rmtree(instance.workdir, ignore_errors=True)
+    }) as instance:
+        yield instance
 
 
 def fresh_console(cloud, server: str, after: float, timeout: float = 150) -> str:
