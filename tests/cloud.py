@@ -115,19 +115,33 @@ class Clients:
             return json.loads(result.stdout) if result.stdout.strip() else None
         return result
 
-    def nova(self, *args: str, cloud: str = "kilonova", check: bool = True,
-             timeout: float = 120) -> subprocess.CompletedProcess:
+    def _legacy_env(self, cloud: str) -> dict[str, str]:
+        """``OS_*`` variables for the project CLIs that read no clouds.yaml (nova, cinder)."""
         auth = self.auth(cloud)
         env = client_env()
         env.update({"OS_AUTH_URL": auth["auth_url"], "OS_USERNAME": auth["username"],
                     "OS_PASSWORD": auth["password"], "OS_PROJECT_NAME": auth["project_name"],
                     "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
                     "OS_REGION_NAME": "RegionOne"})
-        cmd = [str(Path(sys.executable).parent / "nova"), *args]
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        return env
+
+    def _legacy_cli(self, name: str, args: tuple[str, ...], cloud: str, check: bool,
+                    timeout: float) -> subprocess.CompletedProcess:
+        cmd = [str(Path(sys.executable).parent / name), *args]
+        result = subprocess.run(cmd, env=self._legacy_env(cloud), capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"nova {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(f"{name} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n"
+                                 f"{result.stderr}")
         return result
+
+    def nova(self, *args: str, cloud: str = "kilonova", check: bool = True,
+             timeout: float = 120) -> subprocess.CompletedProcess:
+        return self._legacy_cli("nova", args, cloud, check, timeout)
+
+    def cinder(self, *args: str, cloud: str = "kilonova", check: bool = True,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run the real ``cinder`` CLI (python-cinderclient) as ``cloud``'s user."""
+        return self._legacy_cli("cinder", args, cloud, check, timeout)
 
     def token(self, cloud: str = "kilonova") -> str:
         """A project-scoped token for ``cloud``'s user, straight from the identity API."""

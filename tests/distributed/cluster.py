@@ -120,6 +120,7 @@ class Cluster(Clients):
         self.workdir = workdir
         self.base_port = free_port_block()
         self.clouds_yaml = workdir / "clouds.yaml"
+        self.state_dir = workdir / "state"
         self.processes: dict[str, Process] = {}
         names = ("identity", "compute", "placement", "image", "network", "block-storage")
         sections: dict[str, dict[str, str]] = {
@@ -237,7 +238,7 @@ class Cluster(Clients):
 
 
 SECTIONS = ("database", "cell0_database", "api_database", "placement_database", "identity_database",
-            "image_database", "network_database")
+            "image_database", "network_database", "volume_database")
 
 
 @contextlib.contextmanager
@@ -283,7 +284,8 @@ def two_cell_deployment(kind: str, *, second_controller: bool = True, own_broker
 
             groups = [
                 [("identity", ["identity"], None)],
-                [("placement", ["placement"], None), ("image", ["image"], None), ("network", ["network"], None)],
+                [("placement", ["placement"], None), ("image", ["image"], None), ("network", ["network"], None),
+                 ("volume", ["volume"], None)],
                 [("api", ["api"], None), ("conductor", ["conductor"], None), ("scheduler", ["scheduler"], None)],
             ]
             if second_controller:

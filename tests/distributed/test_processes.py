@@ -51,8 +51,10 @@ from tests.functional.test_bad_input import (  # noqa: E402,F401
     test_revoked_token_is_refused_by_identity, test_unknown_server_and_microversions)
 from tests.functional.test_identity_cli import (  # noqa: E402,F401
     test_catalog_lists_every_service_with_three_interfaces)
+from tests.functional.test_volume_attachments_cli import (  # noqa: E402,F401
+    attach_server, test_attach_complete_detach_with_cli)
 
-ONLY_ON = {"test_nova_cli_boot_list_show_delete": "mysql", "test_openstacksdk_create_wait_list": "postgresql",
+ONLY_ON = {"test_nova_cli_boot_list_show_delete": "mysql", "test_attach_complete_detach_with_cli": "mysql", "test_openstacksdk_create_wait_list": "postgresql",
            "TestServerActions": "postgresql"}
 test_nova_cli_boot_list_show_delete = servers_cli.test_nova_cli_boot_list_show_delete
 test_openstacksdk_create_wait_list = servers_cli.test_openstacksdk_create_wait_list

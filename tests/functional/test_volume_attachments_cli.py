@@ -10,8 +10,9 @@ import pytest
 from openstack import exceptions as sdk_exc
 
 
-@pytest.fixture(scope="module")
-def server(cloud):
+@pytest.fixture
+def attach_server(cloud):
+    """A server of the demo project, gone after the test (the distributed module counts servers)."""
     conn = cloud.sdk("kilonova-demo")
     image = conn.image.find_image("kilonova-tiny")
     flavor = conn.compute.find_flavor("m1.tiny")
@@ -21,6 +22,7 @@ def server(cloud):
     made = conn.compute.wait_for_server(made, wait=60, interval=0.3)
     yield made
     conn.compute.delete_server(made)
+    conn.compute.wait_for_delete(made, wait=60, interval=0.3)
 
 
 def _other_project(cloud, admin):
@@ -48,14 +50,14 @@ def _volume(conn, name: str):
     return conn.block_storage.wait_for_status(volume, "available", wait=30, interval=0.2)
 
 
-def test_attach_complete_detach_with_cli(cloud, server):
+def test_attach_complete_detach_with_cli(cloud, attach_server):
     conn = cloud.sdk("kilonova-demo")
     volume = _volume(conn, "att-cli")
     try:
         made = cloud.openstack("volume", "attachment", "create", "--connect", "--ip", "127.0.0.1", "--host",
-                               "compute1", "--mountpoint", "/dev/vdb", "--mode", "rw", "--server", server.id,
+                               "compute1", "--mountpoint", "/dev/vdb", "--mode", "rw", "--server", attach_server.id,
                                volume.id, cloud="kilonova-demo", fmt_json=True)
-        assert made["Status"] == "attaching" and made["Volume ID"] == volume.id and made["Instance ID"] == server.id
+        assert made["Status"] == "attaching" and made["Volume ID"] == volume.id and made["Instance ID"] == attach_server.id
         assert made["Properties"]["driver_volume_type"] == "local"
         path = cloud.state_dir / "volumes" / f"volume-{volume.id}"
         assert made["Properties"]["data"]["device_path"] == str(path)
@@ -64,10 +66,10 @@ def test_attach_complete_detach_with_cli(cloud, server):
         shown = conn.block_storage.get_volume(volume.id)
         assert shown.status == "in-use"
         assert [(a["server_id"], a["device"], a["attachment_id"]) for a in shown.attachments] == \
-            [(server.id, "/dev/vdb", made["ID"])]
+            [(attach_server.id, "/dev/vdb", made["ID"])]
         listed = cloud.openstack("volume", "attachment", "list", "--volume-id", volume.id, cloud="kilonova-demo",
                                  fmt_json=True)
-        assert [(a["ID"], a["Server ID"], a["Status"]) for a in listed] == [(made["ID"], server.id, "attached")]
+        assert [(a["ID"], a["Server ID"], a["Status"]) for a in listed] == [(made["ID"], attach_server.id, "attached")]
         everyone = cloud.openstack("volume", "attachment", "list", "--all-projects", fmt_json=True)
         assert made["ID"] in [a["ID"] for a in everyone]
         refused = cloud.openstack("volume", "delete", volume.id, cloud="kilonova-demo", check=False)
@@ -80,12 +82,12 @@ def test_attach_complete_detach_with_cli(cloud, server):
         _cleanup(conn, volume)
 
 
-def test_reserve_update_and_refusals_with_sdk(cloud, server):
+def test_reserve_update_and_refusals_with_sdk(cloud, attach_server):
     conn = cloud.sdk("kilonova-demo")
     admin = cloud.sdk()
     volume = _volume(conn, "att-sdk")
     try:
-        reserved = conn.block_storage.create_attachment(volume.id, instance=server.id)
+        reserved = conn.block_storage.create_attachment(volume.id, instance=attach_server.id)
         assert reserved.status == "reserved" and conn.block_storage.get_volume(volume.id).status == "reserved"
         with pytest.raises(sdk_exc.BadRequestException) as taken:
             conn.block_storage.create_attachment(volume.id, instance=str(uuid.uuid4()))
@@ -109,7 +111,7 @@ def test_reserve_update_and_refusals_with_sdk(cloud, server):
         _cleanup(conn, volume)
 
 
-def test_multiattach_type_with_cli(cloud, server):
+def test_multiattach_type_with_cli(cloud, attach_server):
     cloud.openstack("volume", "type", "create", "--property", "multiattach=<is> True", "multiattach")
     conn = cloud.sdk("kilonova-demo")
     volume = None
@@ -117,7 +119,7 @@ def test_multiattach_type_with_cli(cloud, server):
         volume = conn.block_storage.create_volume(size=1, name="shared", volume_type="multiattach")
         volume = conn.block_storage.wait_for_status(volume, "available", wait=30, interval=0.2)
         assert volume.is_multiattach is True
-        first = conn.block_storage.create_attachment(volume.id, instance=server.id,
+        first = conn.block_storage.create_attachment(volume.id, instance=attach_server.id,
                                                      connector={"ip": "127.0.0.1", "host": "compute1"})
         conn.block_storage.complete_attachment(first)
         second = conn.block_storage.create_attachment(volume.id, instance=str(uuid.uuid4()),
