@@ -1,8 +1,10 @@
-"""No other local user can read the state directory: password hashes, keys, key pairs, user data, images.
+"""No other local user can read the state directory: password hashes, keys, key pairs, user data, images,
+volumes.
 
 A real ``kilonova up`` is given some of everything (an uploaded image, a key pair, a server with user
-data), then every file and directory under its state directory must be owner-only: while it runs (SQLite's
--wal and -shm files exist then) and after a restart on a state directory an older release left readable.
+data, a volume and its snapshot), then every file and directory under its state directory must be
+owner-only: while it runs (SQLite's -wal and -shm files exist then) and after a restart on a state
+directory an older release left readable.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import shutil
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.cloud import new_cloud
+from tests.cloud import new_cloud, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +51,30 @@ def test_everything_in_the_state_directory_is_owner_only(private_cloud, tmp_path
                             "--network", "private", "--key-name", "private-key", "--user-data", str(user_data),
                             "--wait", "private-server")
     private_cloud.openstack("console", "log", "show", "private-server")
+    make_volume_and_snapshot(private_cloud)
 
     state = private_cloud.state_dir
     names = {path.name for path in state.rglob("*")}
-    assert {"keystone.sqlite", "keystone.sqlite-wal", "cell1.sqlite", "secrets.json", "openrc",
-            "fernet-keys", "images"} <= names
+    assert {"keystone.sqlite", "keystone.sqlite-wal", "cell1.sqlite", "cinder.sqlite", "secrets.json", "openrc",
+            "fernet-keys", "images", "volumes"} <= names
     assert list((state / "images").iterdir()), "the uploaded image is in the store"
+    assert {path.name.split("-")[0] for path in (state / "volumes").iterdir()} == {"volume", "snapshot"}
     assert readable_by_others(state) == []
+
+
+def make_volume_and_snapshot(cloud) -> None:
+    """A volume (a user's disk) and its snapshot, through the block-storage API; back once available."""
+    token = cloud.token()
+    project_id = httpx.get(cloud.urls["identity"] + "/auth/tokens", headers={
+        "X-Auth-Token": token, "X-Subject-Token": token}).json()["token"]["project"]["id"]
+    with httpx.Client(base_url=f"{cloud.urls['block-storage']}/v3/{project_id}", timeout=30,
+                      headers={"X-Auth-Token": token}) as volumes:
+        volume = volumes.post("/volumes", json={"volume": {"size": 1, "name": "private-volume"}}).json()["volume"]
+        wait_for(lambda: volumes.get(f"/volumes/{volume['id']}").json()["volume"]["status"] == "available",
+                 "the volume to be available")
+        snapshot = volumes.post("/snapshots", json={"snapshot": {"volume_id": volume["id"]}}).json()["snapshot"]
+        wait_for(lambda: volumes.get(f"/snapshots/{snapshot['id']}").json()["snapshot"]["status"] == "available",
+                 "the snapshot to be available")
 
 
 def test_a_state_directory_left_readable_is_made_private_at_start(private_cloud):
