@@ -274,6 +274,9 @@ def test_another_projects_url_does_not_answer_with_the_callers_servers(cloud, ad
     response = httpx.get(cloud.urls["compute"].replace("/v2.1", f"/v2.1/{other}") + "/servers", headers=admin)
     assert response.status_code == 400
     assert "doesn't match Context's project_id" in response.json()["badRequest"]["message"]
+    # The project's own id in the URL is upstream's legacy form, and answers.
+    own = httpx.get(cloud.urls["compute"].replace("/v2.1", f"/v2.1/{other}") + "/servers", headers=member)
+    assert own.status_code == 200 and "servers" in own.json()
 
 
 def test_a_quota_for_a_project_identity_does_not_know_is_a_400(cloud, admin):

@@ -78,3 +78,14 @@ async def test_only_wrong_passwords_count_against_their_source(tmp_path):
             assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     finally:
         service.db.close()
+
+
+def test_new_hashes_use_owasps_scrypt_parameters_by_default(tmp_path):
+    """OWASP's recommendation for scrypt: N=2^17, r=8, p=1 (issue 12: the old default was 2^14)."""
+    from kilonova.config import Config
+
+    rounds = Config.load(state_dir=tmp_path).getint("identity", "password_hash_rounds")
+    assert rounds == 17
+    prefix = passwords.hash_password("secret", 4).split("$")[:4]
+    assert prefix == ["scrypt", "4", "8", "1"]   # r=8, p=1 whatever N
+    assert passwords.needs_rehash("$".join(["scrypt", "14", "8", "1", "c2FsdA", "ZGlnZXN0"]), rounds)
