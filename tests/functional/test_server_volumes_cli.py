@@ -350,3 +350,41 @@ def test_boot_from_volume_with_the_cli(cloud):
     conn.compute.wait_for_delete(server, interval=0.2, wait=60)
     _status(cloud, root["id"], "available")  # the CLI's default: the boot volume is kept
     conn.block_storage.delete_volume(root["id"], ignore_missing=True)
+
+
+def test_os_volumes_and_os_snapshots_proxies_until_2_35(cloud, vm):
+    with cloud.http("compute", DEMO) as compute:
+        made = compute.post("/os-volumes", json={"volume": {"size": 1, "display_name": "proxied",
+                                                             "display_description": "via nova"}})
+        assert made.status_code == 200, made.text
+        volume = made.json()["volume"]
+        assert (volume["size"], volume["displayName"], volume["displayDescription"], volume["attachments"]) == \
+            (1, "proxied", "via nova", [{}])
+        assert made.headers["Location"].endswith(f"/os-volumes/{volume['id']}")
+        _status(cloud, volume["id"], "available")
+        listed = compute.get("/os-volumes/detail").json()["volumes"]
+        assert volume["id"] in [v["id"] for v in listed]
+        assert [v["id"] for v in compute.get("/os-volumes", params={"limit": 1}).json()["volumes"]].__len__() == 1
+        _sdk(cloud).compute.create_volume_attachment(vm["id"], volume_id=volume["id"])
+        _status(cloud, volume["id"], "in-use")
+        shown = compute.get(f"/os-volumes/{volume['id']}").json()["volume"]
+        assert shown["status"] == "in-use" and shown["attachments"] == [
+            {"id": volume["id"], "volumeId": volume["id"], "serverId": vm["id"], "device": "/dev/vdb"}]
+        snap = compute.post("/os-snapshots", json={"snapshot": {"volume_id": volume["id"], "force": True,
+                                                                 "display_name": "snap"}})
+        assert snap.status_code == 200, snap.text
+        snapshot = snap.json()["snapshot"]
+        assert (snapshot["volumeId"], snapshot["displayName"], snapshot["size"]) == (volume["id"], "snap", 1)
+        assert snapshot["id"] in [s["id"] for s in compute.get("/os-snapshots").json()["snapshots"]]
+        wait_for(lambda: compute.get(f"/os-snapshots/{snapshot['id']}").json()["snapshot"]["status"] == "available",
+                 "the snapshot available")
+        assert compute.delete(f"/os-snapshots/{snapshot['id']}").status_code == 202
+        wait_for(lambda: compute.get(f"/os-snapshots/{snapshot['id']}").status_code == 404, "the snapshot gone")
+        # Gone from 2.36, as upstream's proxies; another project's volume is the volume service's 404.
+        assert compute.get("/os-volumes", headers=_v("2.36")).status_code == 404
+        assert compute.get(f"/os-volumes/{uuid.uuid4()}").status_code == 404
+        assert compute.post("/os-volumes", json={"volume": {}}).status_code == 400
+        _sdk(cloud).compute.delete_volume_attachment(vm["id"], volume["id"])
+        _status(cloud, volume["id"], "available")
+        assert compute.delete(f"/os-volumes/{volume['id']}").status_code == 202
+        wait_for(lambda: compute.get(f"/os-volumes/{volume['id']}").status_code == 404, "the volume gone")

@@ -172,9 +172,16 @@ echo "@MARKER@ label ephemeral0 $(findfs LABEL=ephemeral0 2>/dev/null || echo no
 echo "@MARKER@ ready"
 # A heartbeat with the time since boot: after a live migration it goes on counting (no reboot).
 # Its global IPv6 addresses (SLAAC from router advertisements comes when it comes), each time they change.
+# A disk hot-plugged later (a volume) gets its note read or written (/etc/volume.sh).
 v6=""
+disks=$(ls /sys/block | grep '^vd' | tr '\n' ' ')
 while true; do
     sleep 2
+    now_disks=$(ls /sys/block | grep '^vd' | tr '\n' ' ')
+    for n in $now_disks; do
+        case " $disks " in *" $n "*) ;; *) /etc/volume.sh "$n" ;; esac
+    done
+    disks=$now_disks
     now=$(ip -6 -o addr show dev eth0 scope global 2>/dev/null | awk '{print $4}' | tr '\n' ' ')
     [ "$now" != "$v6" ] && v6=$now && echo "@MARKER@ ipv6 $now"
     echo "@MARKER@ alive $(cut -d' ' -f1 /proc/uptime)"
@@ -197,6 +204,19 @@ POWER_BUTTON = """#!/bin/sh
 echo "@MARKER@ power button: shutting down" > /dev/console
 /etc/note.sh acpi
 poweroff -f
+"""
+
+# A disk plugged in after boot (a volume): the note on its first sector is printed, or, on a blank one,
+# "KILONOVA-VOLUME-NOTE from <eth0's MAC>" is written there (and flushed) and printed.
+VOLUME_NOTE = """#!/bin/sh
+note=$(dd if=/dev/$1 bs=512 count=1 2>/dev/null | tr -d '\\000' | head -n 1)
+case "$note" in
+    KILONOVA-VOLUME-NOTE*) echo "@MARKER@ volume $1 holds: $note" ;;
+    *) printf 'KILONOVA-VOLUME-NOTE from %s\\n' "$(cat /sys/class/net/eth0/address 2>/dev/null)" > /tmp/vnote
+       dd if=/tmp/vnote of=/dev/$1 bs=512 conv=notrunc 2>/dev/null
+       sync
+       echo "@MARKER@ volume $1 written: $(head -n 1 /tmp/vnote)" ;;
+esac
 """
 
 # Writes "<word> <eth0's MAC>" as the first line at 1 MiB into the root disk, and flushes it.
@@ -280,6 +300,7 @@ def _build_initrd(busybox: bytes, modules: list[tuple[str, bytes]]) -> bytes:
     entries.append(("bin/sh", link, b"busybox"))
     entries.append(("init", regular, GUEST_INIT.replace("@MARKER@", MARKER).encode()))
     entries.append(("etc/udhcpc.sh", regular, UDHCPC_SCRIPT.replace("@MARKER@", MARKER).encode()))
+    entries.append(("etc/volume.sh", regular, VOLUME_NOTE.replace("@MARKER@", MARKER).encode()))
     entries.append(("etc/note.sh", regular, DISK_NOTE.encode()))
     entries.append(("etc/acpi/PWRF/00000080", regular, POWER_BUTTON.replace("@MARKER@", MARKER).encode()))
     entries.append(("etc/modules", stat.S_IFREG | 0o644, "\n".join(name for name, _ in modules).encode() + b"\n"))

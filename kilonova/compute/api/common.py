@@ -50,3 +50,18 @@ def parse_bool(value: Any, what: str) -> bool:
     if text in _FALSE:
         return False
     raise HTTPError(400, f"Invalid {what} [{value}]")
+
+
+def offset_and_limit(request: Request) -> tuple[int, int]:
+    """Nova's common.limited: ``offset`` and ``limit`` (capped at 1000), non-negative integers or a 400."""
+    values = {}
+    for name in ("offset", "limit"):
+        raw = request.query_params.get(name)
+        try:
+            values[name] = int(raw) if raw is not None else None
+        except ValueError:
+            raise HTTPError(400, f"{name} param must be an integer") from None
+        if values[name] is not None and values[name] < 0:
+            raise HTTPError(400, f"{name} param must be positive")
+    limit = values["limit"] if values["limit"] is not None else 1000
+    return values["offset"] or 0, min(limit, 1000)

@@ -21,7 +21,7 @@ from kilonova.common.http import HTTPError, Router, empty_response, json_respons
 from kilonova.common.rpc import NoSuchTarget
 from kilonova.compute import volume_api
 from kilonova.compute.actions import ACTIONS
-from kilonova.compute.api import lookup, validation
+from kilonova.compute.api import common, lookup, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_actions import begin, check_startable, undo_begin
@@ -107,23 +107,8 @@ async def _volume(request: Request, volume_id: str, status: int = 404) -> dict[s
 async def index(request: Request, server_id: str):
     ref = await _find(request, server_id)
     bdms = await _bdms(ref)
-    offset, limit = _offset_and_limit(request)
+    offset, limit = common.offset_and_limit(request)
     return json_response({"volumeAttachments": [_view(request, b) for b in bdms[offset:offset + limit]]})
-
-
-def _offset_and_limit(request: Request) -> tuple[int, int]:
-    """Nova's common.limited: ``offset`` and ``limit`` (capped at 1000), non-negative integers or a 400."""
-    values = {}
-    for name in ("offset", "limit"):
-        raw = request.query_params.get(name)
-        try:
-            values[name] = int(raw) if raw is not None else None
-        except ValueError:
-            raise HTTPError(400, f"{name} param must be an integer") from None
-        if values[name] is not None and values[name] < 0:
-            raise HTTPError(400, f"{name} param must be positive")
-    limit = values["limit"] if values["limit"] is not None else 1000
-    return values["offset"] or 0, min(limit, 1000)
 
 
 async def show(request: Request, server_id: str, volume_id: str):

@@ -62,7 +62,9 @@ async def _update(agent: ComputeManager, bdm: dict, values: dict) -> dict:
 async def initialize(agent: ComputeManager, volumes: volume_api.VolumeAPI, bdm: dict) -> dict:
     """This host's connector to the volume service: the connection_info of ``bdm``'s volume, with its
     ``serial`` (the volume's id), as upstream keeps it."""
-    attachment = await volumes.attachment_update(bdm["attachment_id"], connector(agent))
+    # As upstream, the device the volume is to be is the connector's mountpoint.
+    attachment = await volumes.attachment_update(bdm["attachment_id"],
+                                                 {**connector(agent), "mountpoint": bdm["device_name"]})
     connection_info = dict(attachment.get("connection_info") or {})
     connection_info["serial"] = bdm["volume_id"]
     return connection_info

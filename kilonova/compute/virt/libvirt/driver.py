@@ -316,8 +316,12 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
 
     # ------------------------------------------------------------------ spawn
 
-    async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict]) -> None:
-        """Image (cached), disks, config drive and ports' dataplane (the last three at once), then start."""
+    async def spawn(self, instance: dict, image_meta: dict, network_info: list[dict],
+                    block_device_info: list[dict] | None = None) -> None:
+        """Image (cached), disks, config drive and ports' dataplane (the last three at once), then start.
+
+        ``block_device_info``: the server's volumes, each a raw file the volume service named; the one of
+        boot_index 0 is the root disk (no image is copied then: its properties come with ``image_meta``)."""
         started = time.monotonic()
         directory = self._dir(instance)
         directory.mkdir(parents=True, exist_ok=True)
@@ -325,10 +329,17 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
         (directory / "network_info.json").write_text(json.dumps(network_info))
         # The image handed over, as upstream: unshelve boots the shelved snapshot, not the server's image_ref.
         image_id = image_meta.get("id") or instance.get("image_ref")
-        meta = await self.cache.image_meta(image_id)
+        root_volume = next((b for b in block_device_info or [] if b.get("boot_index") == 0), None)
+        if root_volume is not None:  # boot from volume: the image's properties only
+            meta = {**(image_meta.get("properties") or {}), "id": ""}
+        else:
+            meta = await self.cache.image_meta(image_id)
         properties = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}
         await self._call(self._check_honoured, instance, properties, network_info, bool(meta.get("kernel_id")))
-        base, meta = await self.cache.fetch(image_id, meta)
+        if root_volume is not None:
+            base = Path(volume_hotplug.path_of(root_volume["connection_info"]))
+        else:
+            base, meta = await self.cache.fetch(image_id, meta)
         boot_files = {}
         for key, name in (("kernel_id", "kernel"), ("ramdisk_id", "ramdisk")):
             if meta.get("kernel_id") and meta.get(key):
@@ -347,13 +358,14 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
                 self.dataplane.serve(vif)
 
         disks, drive, _ = await asyncio.gather(
-            self._call(self._create_disks, directory, base, flavor, boot_files),
+            self._call(self._create_disks, directory, base, flavor, boot_files, root_volume is not None),
             self._call(configdrive.build, instance, network_info, directory / "disk.config",
                        self.conf.get("compute", "mkisofs_cmd")) if wants_drive else asyncio.sleep(0),
             self._call(plug_bridges))
         if drive is not None:
             disks.append(Disk(str(drive), f"vd{chr(ord('a') + len(disks))}", "raw", readonly=True,
                               cache=self._disk_cache))
+        disks += volume_hotplug.disks_of(block_device_info or [], disks, self._disk_cache)
         prepared = time.monotonic()
         # What the domain XML needs beyond the instance and its ports, kept so that a hard reboot or a
         # start after a host restart can regenerate the XML (as Nova does from the instance's image meta).
@@ -388,10 +400,16 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
                  "networks' DHCP/metadata %.2fs",
                  instance["uuid"], done - started, fetched - started, prepared - fetched, done - prepared)
 
-    def _create_disks(self, directory: Path, base: Path, flavor: dict, boot_files: dict[str, Path]) -> list[Disk]:
-        root_format = self.cache.create_root(base, directory / "disk", flavor.get("root_gb") or 0,
-                                             self.images_type)
-        disks = [Disk(str(directory / "disk"), "vda", root_format, cache=self._disk_cache)]
+    def _create_disks(self, directory: Path, base: Path, flavor: dict, boot_files: dict[str, Path],
+                      root_is_volume: bool = False) -> list[Disk]:
+        """The root disk (a copy or overlay of the cached image ``base``, or with ``root_is_volume`` the
+        volume's file ``base`` itself), then the flavor's ephemeral and swap disks."""
+        if root_is_volume:
+            disks = [Disk(str(base), "vda", "raw", cache=self._disk_cache)]
+        else:
+            root_format = self.cache.create_root(base, directory / "disk", flavor.get("root_gb") or 0,
+                                                 self.images_type)
+            disks = [Disk(str(directory / "disk"), "vda", root_format, cache=self._disk_cache)]
         extra = []
         if flavor.get("ephemeral_gb"):
             extra.append(("disk.eph0", self.cache.blank_base("ephemeral", flavor["ephemeral_gb"] * 1024)))
@@ -406,7 +424,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
                 os.link(cached, directory / name)
             except OSError:
                 shutil.copyfile(cached, directory / name)
-        bases = [base, *(b for _, b in extra), *boot_files.values()]
+        bases = [*([] if root_is_volume else [base]), *(b for _, b in extra), *boot_files.values()]
         (directory / "disk.info").write_text(json.dumps({"bases": [str(b) for b in bases]}))
         return disks
 

@@ -52,6 +52,24 @@ def disk_xml(path: str, target: str, serial: str | None, cache: str, readonly: b
     return ET.tostring(disk, encoding="unicode")
 
 
+def path_of(connection_info: dict) -> str:
+    return _path(connection_info)
+
+
+def disks_of(block_device_info: list[dict], disks: list[Disk], cache: str) -> list[Disk]:
+    """The volumes other than the root one as disks of a guest being defined, each at its mapping's device
+    unless one of ``disks`` (or an earlier volume) is there already."""
+    added: list[Disk] = []
+    for bdm in block_device_info:
+        if bdm.get("boot_index") == 0:
+            continue
+        taken = {d.target for d in disks} | {d.target for d in added}
+        target = _free_target(taken, (bdm.get("device_name") or "/dev/vdb").rsplit("/", 1)[-1])
+        readonly = ((bdm["connection_info"].get("data") or {}).get("access_mode") == "ro")
+        added.append(Disk(_path(bdm["connection_info"]), target, "raw", readonly=readonly, cache=cache))
+    return added
+
+
 def _path(connection_info: dict) -> str:
     path = device_path(connection_info)
     if not path:

@@ -1,0 +1,93 @@
+"""A volume on real guests (os-volume_attachments on the libvirt driver) through `kilonova up` and the
+`openstack` CLI: hot-plugged into a running guest as a virtio disk (live and in its definition), which
+writes a note on it; detached cleanly (gone from the guest and its definition, the volume available);
+attached to a second guest, which reads the first guest's note back."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cloud import Cloud
+from tests.libvirt.hostsetup import MARKER
+from tests.libvirt.test_real_guest import remove_leftovers, upload_guest, wait_console
+from tests.libvirt.test_real_guest_interfaces import _xml
+
+HOST = "kilonova-volume-test"
+
+
+@pytest.fixture(scope="module")
+def cloud(guest):
+    workdir = Path(tempfile.mkdtemp(prefix="kilonova-test-"))
+    # QEMU runs as libvirt-qemu: it must reach the volumes' files (libvirt gives it the file itself).
+    volumes = workdir / "volumes"
+    volumes.mkdir()
+    os.chmod(volumes, 0o711)
+    instance = Cloud(workdir, hosts=1, config={
+        "DEFAULT": {"host": HOST},
+        "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"},
+        "libvirt": {"shutdown_timeout": "20"},
+        "volume": {"volumes_dir": str(volumes)},
+    })
+    os.chmod(instance.workdir, 0o755)
+    instance.start(timeout=120)
+    yield instance
+    instance.stop()
+    remove_leftovers(instance.state_dir)
+    shutil.rmtree(instance.workdir, ignore_errors=True)
+
+
+def _volume_status(cloud, volume_id: str, wanted: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    with cloud.http("block-storage") as volumes:
+        project = cloud.sdk().current_project_id
+        while True:
+            shown = volumes.get(f"/v3/{project}/volumes/{volume_id}").json()["volume"]
+            if shown["status"] == wanted or time.monotonic() > deadline:
+                assert shown["status"] == wanted, shown
+                return shown
+            time.sleep(0.25)
+
+
+def test_a_volume_carries_data_from_one_real_guest_to_another(cloud, guest):
+    os_ = cloud.openstack
+    image = upload_guest(cloud, guest, "volumes")
+    os_("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "real.volumes")
+    first, second = (os_("server", "create", "--flavor", "real.volumes", "--image", image["id"], "--network",
+                         "private", "--wait", name, fmt_json=True, timeout=180) for name in ("vol-a", "vol-b"))
+    for server in (first, second):
+        wait_console(cloud, server["id"], f"{MARKER} ready", timeout=180)
+    volume = os_("volume", "create", "--size", "1", "carried", fmt_json=True)
+    _volume_status(cloud, volume["id"], "available")
+    path = str(cloud.workdir / "volumes" / f"volume-{volume['id']}")
+
+    # Hot-plugged into the first guest: a virtio disk of its live domain and its definition; it writes its note.
+    os_("server", "add", "volume", first["id"], volume["id"])
+    attached = _volume_status(cloud, volume["id"], "in-use")
+    assert attached["attachments"][0]["server_id"] == first["id"]
+    assert path in _xml(first["id"]) and path in _xml(first["id"], inactive=True)
+    log = wait_console(cloud, first["id"], f"{MARKER} volume vdb written:")
+    written = re.search(rf"{MARKER} volume vdb written: (KILONOVA-VOLUME-NOTE from \S+)", log).group(1)
+    listed = os_("server", "volume", "list", first["id"], fmt_json=True)
+    assert [(v["Volume ID"], v["Device"]) for v in listed] == [(volume["id"], "/dev/vdb")]
+
+    # Detached cleanly: out of the guest and its definition, the volume available again.
+    os_("server", "remove", "volume", first["id"], volume["id"])
+    _volume_status(cloud, volume["id"], "available")
+    assert path not in _xml(first["id"]) and path not in _xml(first["id"], inactive=True)
+
+    # The second guest finds the first one's note on it.
+    os_("server", "add", "volume", second["id"], volume["id"])
+    _volume_status(cloud, volume["id"], "in-use")
+    log = wait_console(cloud, second["id"], f"{MARKER} volume vdb holds:")
+    assert f"{MARKER} volume vdb holds: {written}" in log
+    # Deleting the server detaches it (not delete_on_termination: the volume stays, available).
+    os_("server", "delete", "--wait", second["id"], timeout=120)
+    _volume_status(cloud, volume["id"], "available")
+    os_("server", "delete", "--wait", first["id"], timeout=120)
+    os_("volume", "delete", volume["id"])
