@@ -9,6 +9,8 @@ import time
 import httpx
 import pytest
 
+from tests.cloud import wait_for
+
 PATHS = {"identity": "/auth/tokens", "compute": "/servers", "placement": "/resource_providers",
          "image": "/v2/images", "network": "/v2.0/networks", "block-storage": "/v3/{project_id}/volumes"}
 NESTED = "[" * 1000 + "]" * 1000   # 2 KB of nested arrays
@@ -211,6 +213,7 @@ def test_booleans_are_upstreams_boolean_parameter_type(cloud, boot, admin):
         "Invalid input for field/attribute server/config_drive. Value: 't'. 't' is not one of [True, 'True', "
         "'TRUE', 'true', '1', 'ON', 'On', 'on', 'YES', 'Yes', 'yes', False, 'False', 'FALSE', 'false', '0', "
         "'OFF', 'Off', 'off', 'NO', 'No', 'no']")
+    assert "return_reservation_id" in boot(return_reservation_id="maybe").json()["badRequest"]["message"]
     created = boot(config_drive="YES", name="config-drive")
     assert created.status_code == 202, created.text
     server = f"{cloud.urls['compute']}/servers/{created.json()['server']['id']}"
@@ -218,6 +221,13 @@ def test_booleans_are_upstreams_boolean_parameter_type(cloud, boot, admin):
         assert httpx.get(server, headers=admin).json()["server"]["config_drive"] == "True"
     finally:
         httpx.delete(server, headers=admin)
+    reserved = boot(return_reservation_id="On", name="reserved")
+    assert reserved.status_code == 202 and set(reserved.json()) == {"reservation_id"}, reserved.text
+    servers = wait_for(lambda: httpx.get(cloud.urls["compute"] + "/servers", headers=admin, params={
+        "reservation_id": reserved.json()["reservation_id"]}).json()["servers"], "the reserved server to be listed")
+    for listed in servers:
+        httpx.delete(f"{cloud.urls['compute']}/servers/{listed['id']}", headers=admin)
+    assert [listed["name"] for listed in servers] == ["reserved"]
 
 
 def test_metadata_past_the_quota_is_a_403(boot):

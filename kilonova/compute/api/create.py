@@ -19,13 +19,11 @@ from kilonova.common.context import RequestContext
 from kilonova.common.clients import segment
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
-from kilonova.compute.api.microversions import want
+from kilonova.compute.api import validation
 from kilonova.compute.cells import CellDown
 from kilonova.compute.db import build_requests, flavors, keypairs, quotas
 
 GiB = 1024 ** 3
-# The true values of upstream's boolean parameter type (config_drive), lowered.
-TRUE_STRINGS = ("true", "1", "t", "yes", "y", "on")
 
 
 def _ref_id(ref: str) -> str:
@@ -213,7 +211,7 @@ def build_instance(ctx: RequestContext, server: dict[str, Any], flavor: dict[str
         "key_name": keypair["name"] if keypair else None,
         "key_data": keypair["public_key"] if keypair else None,
         "user_data": server.get("user_data"),
-        "config_drive": "True" if str(server.get("config_drive")).lower() in TRUE_STRINGS else "",
+        "config_drive": "True" if validation.is_true(server.get("config_drive")) else "",
         "access_ip_v4": server.get("accessIPv4"),
         "access_ip_v6": server.get("accessIPv6"),
         "reservation_id": reservation_id,
@@ -244,6 +242,3 @@ def admin_password(server: dict[str, Any]) -> str:
     return server.get("adminPass") or secrets.token_urlsafe(9)
 
 
-def wants_reservation_id(server: dict[str, Any], request: Request) -> bool:
-    value = server.get("return_reservation_id")
-    return value in (True, "true", "True", "1") and not want(request, "2.1000")

@@ -84,7 +84,7 @@ def create(version: tuple[int, int]) -> dict:
         "availability_zone": validation.NAME,
         "min_count": validation.POSITIVE_INT,
         "max_count": validation.POSITIVE_INT,
-        "return_reservation_id": {"type": ["boolean", "string"]},
+        "return_reservation_id": _BOOLEAN,
         "security_groups": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"type": "string"}}, "additionalProperties": False}},
         "user_data": {"type": "string", "maxLength": 65535},

@@ -321,7 +321,7 @@ async def create_server(request: Request):
     await svc.api_db.write(_record_build_requests, servers, spec)
     await svc.conductor.cast("schedule_and_build_instances", instance_uuids=[s["uuid"] for s in servers],
                              request_spec=spec)
-    if server.get("return_reservation_id") in (True, "true", "True", "1"):
+    if validation.is_true(server.get("return_reservation_id", False)):
         return json_response({"reservation_id": reservation_id}, status=202)
     first = servers[0]
     response = {"id": first["uuid"], "links": views.links(request, "servers", first["uuid"]),

@@ -39,6 +39,11 @@ _FORMATS = jsonschema.FormatChecker()
 BOOLEAN = {"type": ["boolean", "string"],
            "enum": [True, "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes",
                     False, "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no"]}
+
+
+def is_true(value: Any) -> bool:
+    """A ``BOOLEAN`` value read as oslo's bool_from_string reads it."""
+    return value is True or str(value).lower() in ("true", "1", "on", "yes")
 NAME_RULE = "The name must be: printable characters. Can not start or end with whitespace."
 
 

@@ -118,7 +118,7 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
     svc, ctx = compute_api(request), request.state.context
     password = args["adminPass"] if "adminPass" in args else secrets.token_urlsafe(9)
     _check_state(request, ref, key)
-    if str(args.get("preserve_ephemeral", False)).lower() in ("true", "1", "on", "yes"):
+    if validation.is_true(args.get("preserve_ephemeral", False)):
         # Upstream's drivers without their own rebuild (libvirt) refuse it the same way, only later.
         raise HTTPError(400, "The current driver does not support preserving ephemeral partitions.")
     server = ref.server
