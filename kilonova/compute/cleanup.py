@@ -48,6 +48,13 @@ async def release_volumes(volumes, bdms: list[dict], patience: float = 30.0) -> 
                       exc.message)
 
 
+async def release_prepared_volumes(volumes, instance_uuid: str, rows: list[dict]) -> None:
+    """The volumes a create reserved or made for a server that will never run (``rows``: its
+    ``block_devices`` of the request spec): reservations deleted, the volumes made for it deleted."""
+    await release_volumes(volumes, [{**row, "instance_uuid": instance_uuid, "delete_on_termination":
+                                     row.get("delete_on_termination") or bool(row.get("created"))} for row in rows])
+
+
 async def _delete_volume(volumes, volume_id: str, patience: float) -> None:
     """Delete a volume just detached; the volume service may still be finishing the detach (400)."""
     loop = asyncio.get_running_loop()

@@ -388,3 +388,53 @@ def test_os_volumes_and_os_snapshots_proxies_until_2_35(cloud, vm):
         _status(cloud, volume["id"], "available")
         assert compute.delete(f"/os-volumes/{volume['id']}").status_code == 202
         wait_for(lambda: compute.get(f"/os-volumes/{volume['id']}").status_code == 404, "the volume gone")
+
+
+def test_a_server_that_cannot_be_placed_gives_its_volumes_back(cloud):
+    conn, admin = _sdk(cloud), _sdk(cloud, "kilonova")
+    flavor = admin.compute.create_flavor(name=f"nowhere-{uuid.uuid4().hex[:6]}", ram=64, vcpus=1, disk=1)
+    admin.compute.create_flavor_extra_specs(flavor, {"trait:CUSTOM_NO_HOST_HAS_IT": "required"})
+    existing = _volume(cloud)
+    try:
+        with cloud.http("compute", DEMO) as compute:
+            body = {"server": {"name": "unplaceable", "flavorRef": flavor.id, "imageRef": "", "networks": "none",
+                               "block_device_mapping_v2": [
+                                   {"uuid": existing.id, "source_type": "volume", "destination_type": "volume",
+                                    "boot_index": 0},
+                                   {"source_type": "blank", "destination_type": "volume", "volume_size": 1,
+                                    "boot_index": -1}]}}
+            made = compute.post("/servers", json=body, headers=_v("2.67"))
+            assert made.status_code == 202, made.text
+        server = conn.compute.wait_for_server(conn.compute.get_server(made.json()["server"]["id"]), status="ERROR",
+                                              interval=0.2, wait=60)
+        assert "No valid host" in server.fault["message"]
+        # The volume it was given is free again; the blank one made for it is gone.
+        _status(cloud, existing.id, "available")
+        wait_for(lambda: not [v for v in conn.block_storage.volumes() if v.name == "unplaceable-volume"],
+                 "the blank volume made for it deleted")
+        conn.compute.delete_server(server.id)
+    finally:
+        conn.block_storage.delete_volume(existing.id, ignore_missing=True)
+        admin.compute.delete_flavor(flavor.id)
+
+
+def test_a_multiattach_volume_needs_2_60(cloud, vm):
+    admin, conn = _sdk(cloud, "kilonova"), _sdk(cloud)
+    vtype = admin.block_storage.create_type(name=f"multi-{uuid.uuid4().hex[:6]}",
+                                            extra_specs={"multiattach": "<is> True"})
+    volume = conn.block_storage.wait_for_status(conn.block_storage.create_volume(size=1, volume_type=vtype.name),
+                                                "available", interval=0.2, wait=60)
+    try:
+        with cloud.http("compute", DEMO) as compute:
+            url = f"/servers/{vm['id']}/os-volume_attachments"
+            old = compute.post(url, json={"volumeAttachment": {"volumeId": volume.id}}, headers=_v("2.59"))
+            assert old.status_code == 400 and "starting with compute API version 2.60" in old.text
+            new = compute.post(url, json={"volumeAttachment": {"volumeId": volume.id}}, headers=_v("2.60"))
+            assert new.status_code == 200, new.text
+        _status(cloud, volume.id, "in-use")
+        conn.compute.delete_volume_attachment(vm["id"], volume.id)
+        _status(cloud, volume.id, "available")
+    finally:
+        conn.block_storage.delete_volume(volume.id, ignore_missing=True)
+        wait_for(lambda: conn.block_storage.find_volume(volume.id) is None, "the volume gone")
+        admin.block_storage.delete_type(vtype)

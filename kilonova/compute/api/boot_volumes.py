@@ -20,7 +20,7 @@ from typing import Any
 
 from kilonova.common.http import HTTPError
 from kilonova.compute import volume_api
-from kilonova.compute.cleanup import release_volumes
+from kilonova.compute.cleanup import release_prepared_volumes
 
 INVALID = "Block Device Mapping is Invalid: "
 BOOT_SEQUENCE = INVALID + "Boot sequence for the instance and image/block device mapping combination is not valid."
@@ -170,6 +170,4 @@ async def _one(volumes: volume_api.VolumeAPI, entry: dict, instance: dict, devic
 
 async def give_back(volumes, rows: list[dict[str, Any]]) -> None:
     """Undo ``prepare``: reservations deleted, volumes made for the server deleted."""
-    await release_volumes(volumes, [{**row, "instance_uuid": row.get("instance_uuid", ""),
-                                     "delete_on_termination": row.get("delete_on_termination") or
-                                     bool(row.get("created"))} for row in rows])
+    await release_prepared_volumes(volumes, "", rows)

@@ -9,7 +9,8 @@ from kilonova.common.rpc import NoSuchTarget
 from kilonova.compute import shelved_images
 from kilonova.compute.api import lookup, soft_deleting
 from kilonova.compute.api.server_action_handlers import resize
-from kilonova.compute.cleanup import delete_locally, release_allocations
+from kilonova.compute.cleanup import delete_locally, release_allocations, release_prepared_volumes
+from kilonova.compute.volume_api import as_service
 from kilonova.compute.move_endings import RESIZE_TASK_STATES
 from kilonova.compute.db import build_requests, instance_actions, instances, mappings, services
 from kilonova.compute.shelved_images import SHELVING_TASK_STATES, shelved_image_id
@@ -30,8 +31,10 @@ class ServerDeleter:
         if not force and ref.cell is not None and await soft_deleting.soft_delete(self.svc, ctx, ref):
             return
         if ref.cell is None:
-            if await self.svc.api_db.write(_forget_build_request, ref.uuid):
+            spec = await self.svc.api_db.write(_forget_build_request, ref.uuid)
+            if spec is not None:
                 await release_allocations(self.svc.placement, ref.uuid)
+                await self._give_back_volumes(ref.uuid, spec)
                 return
             ref = await lookup.find(self.svc, ctx, ref.uuid)  # the conductor created it meanwhile
         await self.svc.api_db.write(_queue_for_delete, ref.uuid)
@@ -63,6 +66,12 @@ class ServerDeleter:
             LOG.warning("compute host %s is not reachable; deleting %s locally", server["host"], ref.uuid)
             await self.local_delete(ref.cell, server)
 
+    async def _give_back_volumes(self, uuid: str, spec: dict) -> None:
+        """A server deleted before it reached a cell: the volumes reserved or made for it at its create."""
+        rows = (spec.get("block_devices") or {}).get(uuid) or []
+        if rows:
+            await release_prepared_volumes(await as_service(self.svc.volume_admin), uuid, rows)
+
     async def _delete_shelved_image(self, ctx: RequestContext, server: dict) -> None:
         """As upstream, a shelved server's snapshot goes with it (as the caller; best effort); so does the
         snapshot of a shelve under way (its host, if alive, fails the shelve and discards it too)."""
@@ -84,12 +93,14 @@ def _start_delete(session, uuid: str, ctx: dict | None) -> dict:
     return server
 
 
-def _forget_build_request(session, uuid: str) -> bool:
+def _forget_build_request(session, uuid: str) -> dict | None:
+    """The server's request spec once its build request is gone (this call removed it); None if not ours."""
+    spec = build_requests.get_spec(session, uuid) or {}
     if not build_requests.delete(session, uuid):
-        return False
+        return None
     build_requests.delete_spec(session, uuid)
     mappings.delete_instance_mapping(session, uuid)
-    return True
+    return spec
 
 
 def _queue_for_delete(session, uuid: str) -> None:

@@ -134,7 +134,9 @@ async def create(request: Request, server_id: str):
     _check_writer(request, "create")
     _check_shelved(request, ref, "attach_volume")
     check_startable(request, ref, "attach_volume")
-    await _volume(request, volume_id)
+    volume = await _volume(request, volume_id)
+    if volume.get("multiattach") and not want(request, "2.60"):
+        raise HTTPError(400, "Multiattach volumes are only supported starting with compute API version 2.60.")
     if device and not block_devices.valid_device(device):
         raise HTTPError(400, f"The supplied device path ({device}) is invalid.")
     values = {"volume_id": volume_id, "tag": attachment.get("tag"),

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, redelivered
 from kilonova.compute import volume_api
-from kilonova.compute.cleanup import release_volumes
+from kilonova.compute.cleanup import release_prepared_volumes
 from kilonova.compute.conductor.part import ConductorPart
 from kilonova.compute.db import block_devices, build_requests, instance_actions, instances, mappings
 from kilonova.compute.db.instances import UnexpectedTaskState
@@ -145,9 +145,7 @@ class BuildFlow(ConductorPart):
         rows = (spec.get("block_devices") or {}).get(uuid) or []
         if rows and self.volumes is not None:
             volumes = await volume_api.as_service(self.volumes)
-            await release_volumes(volumes, [{**row, "instance_uuid": uuid, "delete_on_termination":
-                                             row.get("delete_on_termination") or bool(row.get("created"))}
-                                            for row in rows])
+            await release_prepared_volumes(volumes, uuid, rows)
 
     async def build_failed(self, instance_uuid: str, host: str, reason: str, request_spec: dict,
                            alternates: list[dict], attempt: int, aborted: bool = False) -> None:
