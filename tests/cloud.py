@@ -13,11 +13,13 @@ from pathlib import Path
 
 import yaml
 
+from tests import forked_cli
+# client_env: the CLIs' environment, with tests/client_poll (shorter status-polling sleeps) on their path.
+from tests.forked_cli import CLIENT_POLL_DIR, client_env  # noqa: F401
+
 READY_LINE = "Kilonova is up"
 TEST_HASH_ROUNDS = "12"
 POLL_SECONDS = 0.2
-# Loaded by the CLIs the tests run: shortens their status-polling sleeps (see its docstring).
-CLIENT_POLL_DIR = Path(__file__).parent / "client_poll"
 
 
 CONSOLE_TOKEN_TTL = 10  # seconds: a console URL is used right after the CLI prints it, even on a busy machine
@@ -25,13 +27,6 @@ CONSOLE_TOKEN_TTL = 10  # seconds: a console URL is used right after the CLI pri
 # that changes nothing for the others. The console proxy on any free port (workers run one each).
 SHARED_CLOUD_CONFIG = {"fake_driver": {"fail_spawn_hosts": ""}, "vnc": {"novncproxy_port": "0"},
                        "consoleauth": {"token_ttl": str(CONSOLE_TOKEN_TTL)}}
-
-
-def client_env() -> dict[str, str]:
-    """The environment for a real OpenStack CLI: this one without OS_* variables, fast status polling."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CLIENT_POLL_DIR), env.get("PYTHONPATH")]))
-    return env
 
 
 def _ephemeral_port_start() -> int:
@@ -104,11 +99,10 @@ class Clients:
 
     def openstack(self, *args: str, cloud: str = "kilonova", check: bool = True, fmt_json: bool = False,
                   timeout: float = 120) -> subprocess.CompletedProcess | object:
-        """Run the real ``openstack`` CLI; with ``fmt_json`` parse ``-f json`` output."""
-        cmd = [str(Path(sys.executable).parent / "openstack"), *args]
-        if fmt_json:
-            cmd += ["-f", "json"]
-        result = subprocess.run(cmd, env=self.env(cloud), capture_output=True, text=True, timeout=timeout)
+        """Run the real ``openstack`` CLI (in a process forked from a warm one: tests/forked_cli.py); with
+        ``fmt_json`` parse ``-f json`` output."""
+        args = (*args, "-f", "json") if fmt_json else args
+        result = forked_cli.run("openstack", list(args), self.env(cloud), timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         if fmt_json and result.returncode == 0:
@@ -127,8 +121,7 @@ class Clients:
 
     def _legacy_cli(self, name: str, args: tuple[str, ...], cloud: str, check: bool,
                     timeout: float) -> subprocess.CompletedProcess:
-        cmd = [str(Path(sys.executable).parent / name), *args]
-        result = subprocess.run(cmd, env=self._legacy_env(cloud), capture_output=True, text=True, timeout=timeout)
+        result = forked_cli.run(name, list(args), self._legacy_env(cloud), timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"{name} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n"
                                  f"{result.stderr}")
