@@ -117,9 +117,16 @@ def test_add_fixed_ip_and_instance_actions(cloud, vm, net):
         assert compute.delete(f"/servers/{vm['id']}/os-interface/{port_id}").status_code == 202
     actions = _cli(cloud, "server", "event", "list", vm["id"], fmt_json=True)
     names = [a["Action"] for a in actions]
-    assert names.count("attach_interface") >= 1 and names.count("detach_interface") >= 1
-    last_attach = next(a for a in actions if a["Action"] == "attach_interface")
-    detail = _cli(cloud, "server", "event", "show", vm["id"], last_attach["Request ID"], fmt_json=True)
+    assert names.count("attach_interface") >= 2 and names.count("detach_interface") >= 1
+    refused, added = [a for a in actions if a["Action"] == "attach_interface"][:2]
+    # The refused attach is a failed action, as upstream's compute manager records it.
+    with cloud.http("compute", DEMO) as compute:
+        shown = compute.get(f"/servers/{vm['id']}/os-instance-actions/{refused['Request ID']}",
+                            headers={"OpenStack-API-Version": "compute 2.84"}).json()["instanceAction"]
+    assert shown["message"] == "Error"
+    assert [(e["event"], e["result"]) for e in shown["events"]] == [("compute_attach_interface", "Error")]
+    assert "Fixed IP address 10.77.0.77 is already in use" in shown["events"][0]["details"]
+    detail = _cli(cloud, "server", "event", "show", vm["id"], added["Request ID"], fmt_json=True)
     assert [e["event"] for e in detail["events"]] == ["compute_attach_interface"]
     assert detail["events"][0]["result"] == "Success" and detail["message"] is None
 

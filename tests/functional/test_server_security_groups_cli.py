@@ -85,6 +85,22 @@ def test_a_port_changed_in_the_network_service_shows_on_the_server(cloud, vm, we
     assert _shown_groups(cloud, vm["id"]) == sorted(["default", web["name"]])
 
 
+def test_a_renamed_group_shows_its_new_name_at_once(cloud, vm, web):
+    """The server's groups are read from the network service when it is shown, as upstream reads them."""
+    conn = cloud.sdk(DEMO)
+    renamed = f"{web['name']}-renamed"
+    conn.network.update_security_group(web["id"], name=renamed)
+    try:
+        assert _shown_groups(cloud, vm["id"]) == sorted(["default", renamed])
+        with cloud.http("compute", DEMO) as compute:
+            listed = compute.get("/servers/detail").json()["servers"]
+        assert sorted(g["name"] for g in next(s for s in listed if s["id"] == vm["id"])["security_groups"]) == \
+            sorted(["default", renamed])
+    finally:
+        conn.network.update_security_group(web["id"], name=web["name"])
+    assert _shown_groups(cloud, vm["id"]) == sorted(["default", web["name"]])
+
+
 def test_nova_cli_secgroup_errors_are_upstreams(cloud, vm, web):
     project = cloud.sdk(DEMO).current_project_id
     unknown = cloud.nova("add-secgroup", vm["id"], "no-such-group", cloud=DEMO, check=False)

@@ -3,9 +3,10 @@
 List and show read the server's ports from the network service with the caller's token. An attach
 finds the caller's port (``port_id``: not in use, of the server's project) or makes one on the network
 named (``net_id``, with ``fixed_ips``), or on the one network the project has, with the caller's token
-too -- so what the caller may not see is a 404 as upstream's -- then records the ``attach_interface``
-instance action and asks the server's host to bind and plug it (``agent/operations/interfaces.py``),
-waiting for the answer, as upstream's RPC call does. A detach records ``detach_interface`` and asks
+too -- so what the caller may not see is a 404 as upstream's -- once the ``attach_interface`` instance
+action is recorded (a refusal then ends it as failed, its ``compute_attach_interface`` event an Error with
+the reason, as upstream's compute manager records it), and asks the server's host to bind and plug it
+(``agent/operations/interfaces.py``), waiting for the answer, as upstream's RPC call does. A detach records ``detach_interface`` and asks
 the host to unplug the port; a port the attach made is deleted then, a user's port only unbound.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kilonova.compute.api import lookup, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_actions import begin, check_startable, undo_begin
-from kilonova.compute.db import instances
+from kilonova.compute.db import instance_actions, instances
 
 _UUID = {"type": "string", "format": "uuid"}
 _TAG = {"type": "string", "minLength": 1, "maxLength": 60, "pattern": "^[^,/]*$"}
@@ -160,12 +161,15 @@ async def create(request: Request, server_id: str):
     if ip and not net_id:
         raise HTTPError(400, "Must input network_id when request IP address")
     check_startable(request, ref, "attach_interface")
-    if port_id:
-        port = await _users_port(request, ref, port_id)
-    else:
-        port = await _new_port(request, ref, net_id, ip)
+    server = await begin(request, ref, "attach_interface")
     try:
-        server = await begin(request, ref, "attach_interface")
+        port = await _users_port(request, ref, port_id) if port_id else await _new_port(request, ref, net_id, ip)
+    except HTTPError as refused:
+        await ref.cell.db.write(instance_actions.finish_last_event, ref.uuid, request.state.context.request_id,
+                                "compute_attach_interface", "Error", refused.message, None, server.get("host"),
+                                "attach_interface")
+        raise
+    try:
         await _call_host(request, ref, server, "attach_interface", port_id=port["id"], preexisting=bool(port_id),
                          tag=attachment.get("tag"))
     except BaseException:

@@ -11,7 +11,7 @@ from kilonova.compute.api import create as create_mod
 from kilonova.compute.api import (common, disk_config, lookup, server_query, server_records, server_schemas,
                                   server_sort, validation, views)
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.api import security_group_lookup
+from kilonova.compute.api import port_quota, security_group_bindings, security_group_lookup
 from kilonova.compute import volume_api
 from kilonova.compute.api import boot_volumes
 from kilonova.compute.api.create_refusals import refuse_unsupported
@@ -182,8 +182,10 @@ async def _list(request: Request, detailed: bool):
     if detailed:
         faults = await _faults(refs)
         volumes = await _volumes(refs)
+        groups = await security_group_bindings.names(svc, ctx, [ref.uuid for ref in refs if not ref.down])
         body = [views.detail_down(request, ref.server) if ref.down
-                else views.detail(request, ref.server, fault=faults.get(ref.uuid), volumes=volumes.get(ref.uuid))
+                else views.detail(request, security_group_bindings.shown(ref.server, groups),
+                                  fault=faults.get(ref.uuid), volumes=volumes.get(ref.uuid))
                 for ref in refs]
     else:
         body = [views.minimal_down(request, ref.server) if ref.down
@@ -246,7 +248,9 @@ async def show_server(request: Request, server_id: str):
         return json_response({"server": views.detail_down(request, ref.server, full=True)})
     faults = await _faults([ref])
     volumes = await _volumes([ref])
-    return json_response({"server": views.detail(request, ref.server, fault=faults.get(ref.uuid), shape="show",
+    groups = await security_group_bindings.names(svc, request.state.context, [ref.uuid])
+    return json_response({"server": views.detail(request, security_group_bindings.shown(ref.server, groups),
+                                                 fault=faults.get(ref.uuid), shape="show",
                                                  volumes=volumes.get(ref.uuid))})
 
 
@@ -300,6 +304,7 @@ async def create_server(request: Request):
     if len([n for n in networks if "port_id" in n]) and max_count > 1:
         raise HTTPError(400, "Unable to launch multiple instances with a single configured port ID. "
                              "Please launch your instance one by one with different ports.")
+    max_count = await port_quota.servers_that_fit(svc, ctx, networks, min_count, max_count)
     count = await create_mod.allowed_count(svc, ctx, flavor, min_count, max_count,
                                            metadata_items=len(server.get("metadata") or {}))
     reservation_id = "r-" + uuidlib.uuid4().hex[:8]
