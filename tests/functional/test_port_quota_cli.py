@@ -8,20 +8,15 @@ import pytest
 
 from tests import forked_cli
 from tests.cloud import client_env, wait_for
+from tests.projects import member_of_new_project
 
-PROJECT, USER, PASSWORD = "portq", "portq-user", "portq-pw"
+PROJECT = "portq"
 
 
 @pytest.fixture(scope="module")
 def member(cloud):
     """A member of a project of its own whose port quota the tests set; its servers deleted afterwards."""
-    admin = cloud.sdk()
-    project = admin.identity.create_project(name=PROJECT, domain_id="default")
-    user = admin.identity.create_user(name=USER, password=PASSWORD, domain_id="default", default_project_id=project.id)
-    admin.identity.assign_project_role_to_user(project, user, admin.identity.find_role("member"))
-    conn = openstack.connect(auth_url=cloud.auth()["auth_url"], username=USER, password=PASSWORD,
-                             project_name=PROJECT, user_domain_name="Default", project_domain_name="Default",
-                             region_name="RegionOne")
+    admin, project, conn = member_of_new_project(cloud, PROJECT)
     yield admin, project, conn
     for server in conn.compute.servers():
         conn.compute.delete_server(server)
@@ -35,7 +30,8 @@ def test_too_few_free_ports_is_a_403_at_the_api(cloud, member):
     private = conn.network.find_network("private")
     admin.network.update_quota(project.id, ports=2)
     conn.network.create_port(network_id=private.id, name="holder")  # one of the two used
-    env = {**client_env(), "OS_AUTH_URL": cloud.auth()["auth_url"], "OS_USERNAME": USER, "OS_PASSWORD": PASSWORD,
+    env = {**client_env(), "OS_AUTH_URL": cloud.auth()["auth_url"], "OS_USERNAME": f"{PROJECT}-user",
+           "OS_PASSWORD": f"{PROJECT}-pw",
            "OS_PROJECT_NAME": PROJECT, "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
            "OS_REGION_NAME": "RegionOne", "OS_IDENTITY_API_VERSION": "3"}
     refused = forked_cli.run("openstack", ["server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",
