@@ -45,6 +45,7 @@ SERVICE_CLASSES = {
     "conductor": "kilonova.compute.conductor.service:ConductorService",
     "scheduler": "kilonova.compute.scheduler.service:SchedulerService",
     "compute": "kilonova.compute.agent.service:ComputeAgentService",
+    "l3": "kilonova.compute.virt.libvirt.l3_agent:L3AgentService",
     "novncproxy": "kilonova.console.service:NoVNCProxyService",
 }
 

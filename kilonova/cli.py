@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="run only the named services in this process "
                            "(identity, placement, image, network, volume, api, conductor, scheduler, compute, "
-                           "novncproxy)")
+                           "l3, novncproxy)")
     serve.add_argument("services", nargs="+", metavar="SERVICE")
     serve.add_argument("--base-port", type=int, help="as for 'up'")
     serve.set_defaults(func=cmd_serve)

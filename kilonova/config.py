@@ -220,6 +220,18 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # and becomes ACTIVE, -unplugged, -deleted, network-changed): Neutron's notify_nova_on_port_* options.
         "notify_compute_on_port_status_changes": "true",
     },
+    "l3": {
+        # The L3 agent: routers as network namespaces that route and NAT (kilonova serve l3). auto: on in a
+        # process that runs the network service and the libvirt driver together (the all-in-one); in a cloud of
+        # several hosts run it (true) on the one network node, as Neutron's legacy L3 agent, whose external
+        # networks' bridges reach the outside and whose tenant networks' bridges reach the guests.
+        "agent": "auto",
+        # The host side of an external network's bridge carries the network's gateway address (DevStack's
+        # br-ex holds 172.24.4.1), so that the host reaches floating IPs and routers' gateways.
+        "host_gateway": "true",
+        # Seconds between full resyncs of every router (changes themselves are applied when announced).
+        "resync_interval": "30",
+    },
     "api": {
         # Return the generated or given admin password in create, rebuild, rescue and evacuate responses.
         "enable_instance_password": "true",

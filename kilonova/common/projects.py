@@ -15,12 +15,17 @@ from kilonova.config import Config
 LOG = logging.getLogger(__name__)
 
 
-def identity_service_client(conf: Config, endpoints) -> ServiceClient:
-    """A client to the identity API authenticated as ``[service_user]``."""
+def service_client(conf: Config, endpoints, service_type: str) -> ServiceClient:
+    """A client to ``service_type``'s API authenticated as ``[service_user]``."""
     identity = endpoints.http_client("identity")
     auth = ServiceAuth(identity, conf.get("service_user", "username"), conf.get("service_user", "password"),
                        conf.get("service_user", "project_name"))
-    return ServiceClient(identity, auth)
+    return ServiceClient(identity if service_type == "identity" else endpoints.http_client(service_type), auth)
+
+
+def identity_service_client(conf: Config, endpoints) -> ServiceClient:
+    """A client to the identity API authenticated as ``[service_user]``."""
+    return service_client(conf, endpoints, "identity")
 
 
 class ProjectLookupError(RuntimeError):

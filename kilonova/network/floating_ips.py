@@ -1,6 +1,7 @@
 """``/v2.0/floatingips``: allocate from an external network, associate with a port, list, disassociate, release.
 
-Floating IPs are addresses in the network service only: the libvirt dataplane does not NAT them yet.
+A floating IP that gains or loses its association, or goes, is news for the router it goes through: the L3
+agents are told (``l3_rpc``), and on the libvirt dataplane that router's namespace DNATs it to its fixed IP.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ async def create(request: Request):
 
     created, changed = await service(request).db.write(write)
     service(request).notifier.floating_ips_changed(changed)
+    service(request).l3.routers_updated([created["router_id"]])
     return json_response({"floatingip": l3_views.floating_ip(created)}, status=201)
 
 
@@ -102,10 +104,11 @@ async def update(request: Request, floatingip_id: str):
     def write(session):
         fip = _owned(session, ctx, floatingip_id, "rule:update_floatingip")
         port = _port_for(session, ctx, port_id, fip["project_id"]) if isinstance(port_id, str) else port_id
-        return floating_ips.update(session, floatingip_id, values, port, fixed_ip_address)
+        return fip["router_id"], *floating_ips.update(session, floatingip_id, values, port, fixed_ip_address)
 
-    updated, changed = await service(request).db.write(write)
+    before, updated, changed = await service(request).db.write(write)
     service(request).notifier.floating_ips_changed(changed)
+    service(request).l3.routers_updated([before, updated["router_id"]])
     return respond_one(request, "floatingip", l3_views.floating_ip(updated))
 
 
@@ -113,11 +116,12 @@ async def delete(request: Request, floatingip_id: str):
     ctx = context(request)
 
     def write(session):
-        _owned(session, ctx, floatingip_id, "rule:delete_floatingip")
-        return floating_ips.delete(session, floatingip_id)
+        fip = _owned(session, ctx, floatingip_id, "rule:delete_floatingip")
+        return fip["router_id"], floating_ips.delete(session, floatingip_id)
 
-    changed = await service(request).db.write(write)
+    before, changed = await service(request).db.write(write)
     service(request).notifier.floating_ips_changed(changed)
+    service(request).l3.routers_updated([before])
     return empty_response(204)
 
 

@@ -158,9 +158,10 @@ async def delete(request: Request, port_id: str):
     _check_port_owner(ctx, port, network, "rule:delete_port")
     if port["device_owner"] in L3_OWNERS:
         raise l3_errors.l3_port_in_use(port_id, port["device_owner"])
-    await service(request).db.write(ports.delete, port_id)
+    routers = await service(request).db.write(ports.delete, port_id)
     service(request).notifier.port_changed(port, None)
     service(request).sg_notifier.port_changed(port, None)
+    service(request).l3.routers_updated(routers)  # their floating IPs left the port
     return empty_response(204)
 
 

@@ -109,6 +109,7 @@ async def create(request: Request):
         return routers.create(session, row, gateway)
 
     created = await service(request).db.write(write)
+    service(request).l3.routers_updated([created["id"]])
     return json_response({"router": _show(ctx, created)}, status=201)
 
 
@@ -156,6 +157,7 @@ async def update(request: Request, router_id: str):
                               gateway)
 
     updated = await service(request).db.write(write)
+    service(request).l3.routers_updated([router_id])
     return respond_one(request, "router", _show(ctx, updated))
 
 
@@ -167,6 +169,7 @@ async def delete(request: Request, router_id: str):
         routers.delete(session, router_id)
 
     await service(request).db.write(write)
+    service(request).l3.routers_updated([router_id])
     return empty_response(204)
 
 
@@ -210,7 +213,9 @@ async def add_interface(request: Request, router_id: str):
             return routers.add_interface_by_port(session, router_id, _usable_port(session, ctx, port_id))
         return routers.add_interface_by_subnet(session, router_id, _visible_subnet(session, ctx, subnet_id))
 
-    return json_response(await service(request).db.write(write))
+    info = await service(request).db.write(write)
+    service(request).l3.routers_updated([router_id])
+    return json_response(info)
 
 
 async def remove_interface(request: Request, router_id: str):
@@ -221,7 +226,9 @@ async def remove_interface(request: Request, router_id: str):
         _owned_router(session, ctx, router_id, "rule:remove_router_interface")
         return routers.remove_interface(session, router_id, subnet_id, port_id)
 
-    return json_response(await service(request).db.write(write))
+    info = await service(request).db.write(write)
+    service(request).l3.routers_updated([router_id])
+    return json_response(info)
 
 
 def register(router: HTTPRouter) -> None:

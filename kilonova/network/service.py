@@ -14,6 +14,7 @@ from kilonova.common.service import Service, ServiceEnv
 from kilonova.network import bootstrap
 from kilonova.network.app import create_app
 from kilonova.network.compute_notifier import ComputeNotifier
+from kilonova.network.l3_rpc import L3Notifier
 from kilonova.network.models import NetworkBase
 from kilonova.network.sg_notifier import SecurityGroupNotifier
 
@@ -34,6 +35,7 @@ class NetworkService(Service):
             cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))
         self.notifier = ComputeNotifier(self._compute_client(env))
         self.sg_notifier = SecurityGroupNotifier(self.db, env.transport)
+        self.l3 = L3Notifier(env.transport)  # routers changed: the L3 agents converge their namespaces
         self.app = create_app(self.validator, self)
 
     @staticmethod
@@ -51,6 +53,7 @@ class NetworkService(Service):
     async def stop(self) -> None:
         await self.notifier.stop()
         await self.sg_notifier.stop()
+        await self.l3.stop()
 
     def prepare(self) -> None:
         migrate(self.db, MIGRATIONS, NetworkBase.metadata)

@@ -43,6 +43,7 @@ REQUIRED = {
     "/usr/bin/genisoimage": "genisoimage",
     "/usr/sbin/ip": "iproute2",
     "/usr/bin/ping": "iputils-ping",
+    "/usr/sbin/nft": "nftables",
     "/usr/include/libvirt/libvirt.h": "libvirt-dev",
     "/usr/bin/pkg-config": "pkg-config",
     "/usr/bin/gcc": "gcc",
@@ -144,7 +145,7 @@ echo "@MARKER@ disk-note ${note:-empty}"
 hostname kilonova-guest
 acpid -c /etc/acpi -l /var/log/acpid.log -p /var/run/acpid.pid || echo "@MARKER@ acpid failed"
 ip link set lo up
-ip link set eth0 up 2>/dev/null && udhcpc -i eth0 -s /etc/udhcpc.sh -q -f -n -t 20 -T 1 \
+ip link set eth0 up 2>/dev/null && udhcpc -i eth0 -s /etc/udhcpc.sh -O staticroutes -q -f -n -t 20 -T 1 \
     || echo "@MARKER@ dhcp failed"
 mkdir -p /mnt/config
 dev=$(findfs LABEL=config-2 2>/dev/null)
@@ -154,6 +155,12 @@ if [ -n "$dev" ] && mount -t iso9660 -o ro "$dev" /mnt/config; then
     [ -f /mnt/config/openstack/latest/user_data ] && \
         echo "@MARKER@ user_data $(cat /mnt/config/openstack/latest/user_data)"
     echo "@MARKER@ network_data $(cat /mnt/config/openstack/latest/network_data.json)"
+    # A user-data script runs, as cloud-init runs one, in the background (its output on the console).
+    if [ "$(head -c 2 /mnt/config/openstack/latest/user_data 2>/dev/null)" = "#!" ]; then
+        cp /mnt/config/openstack/latest/user_data /tmp/user-data && chmod +x /tmp/user-data
+        /tmp/user-data > /dev/console 2>&1 &
+        echo "@MARKER@ user-data script started"
+    fi
 else
     echo "@MARKER@ no config drive"
 fi
@@ -193,7 +200,12 @@ case "$1" in
     bound|renew)
         ip -4 addr flush dev "$interface"  # its IPv6 addresses (link-local, SLAAC) stay
         ip addr add "$ip/${mask:-24}" dev "$interface"
-        [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+        if [ -n "$staticroutes" ]; then  # option 121 (RFC 3442): it replaces the router option when sent
+            set -- $staticroutes
+            while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
+        elif [ -n "$router" ]; then
+            ip route replace default via "${router%% *}" dev "$interface"
+        fi
         echo "@MARKER@ dhcp $interface $ip/${mask:-24} router ${router:-none}"
         ;;
 esac

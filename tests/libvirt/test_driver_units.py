@@ -228,6 +228,11 @@ def test_metadata_api_answers_by_source_address(tmp_path):
         assert b"latest" in get("/openstack").split(b"\n")
         assert get("/latest/meta-data/instance-id") == b"u-3"
         assert get("/latest/meta-data/public-keys/0/openssh-key") == b"ssh-ed25519 AAAA x"
+        assert get("/latest/meta-data/public-ipv4") == b""  # no floating IP
+        (tmp_path / "u-3" / "network_info.json").write_text(json.dumps([{"fixed_ips": [
+            {"ip_address": "127.0.0.1", "floating_ips": ["172.24.4.77"]}]}]))
+        assert get("/latest/meta-data/public-ipv4") == b"172.24.4.77"  # read at each request
+        assert b"public-ipv4" in get("/latest/meta-data/").split(b"\n")
         (tmp_path / "_networks" / "net" / "ports.json").write_text("{}")
         with pytest.raises(urllib.error.HTTPError, match="404"):
             get("/openstack/latest/meta_data.json")

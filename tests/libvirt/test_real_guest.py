@@ -29,6 +29,7 @@ import pytest
 
 from kilonova.compute.virt.libvirt import cpus, host
 from kilonova.compute.virt.libvirt.dataplane import Dataplane
+from kilonova.compute.virt.libvirt.routers import RouterDataplane
 from kilonova.image.bootstrap import DEFAULT_IMAGE_ID
 from tests.cloud import new_cloud
 from tests.libvirt.hostsetup import MARKER
@@ -69,7 +70,7 @@ def libvirt_cloud(config: dict):
 
 
 def remove_leftovers(state_dir: Path) -> None:
-    """What a failed test may leave behind of this cloud: domains, dnsmasq, namespaces, bridges."""
+    """What a failed test may leave behind of this cloud: domains, dnsmasq, namespaces, routers, bridges."""
     virsh = ["virsh", "-c", "qemu:///system"]
     names = subprocess.run([*virsh, "list", "--all", "--name"], capture_output=True, text=True).stdout.split()
     for name in names:
@@ -78,6 +79,9 @@ def remove_leftovers(state_dir: Path) -> None:
             subprocess.run([*virsh, "destroy", name], capture_output=True)
             subprocess.run([*virsh, "undefine", "--managed-save", name], capture_output=True)
     networks = Path(state_dir, "instances", "_networks")
+    routers = RouterDataplane(networks)  # the L3 agent's namespaces (and the bridges only they used)
+    for router_id in routers.routers():
+        routers.remove(router_id)
     dataplane = Dataplane(networks)
     for directory in networks.glob("*") if networks.exists() else []:
         for pid_file in (directory / "dnsmasq.pid", directory / "metadata.pid"):
@@ -314,8 +318,11 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     os_("server", "delete", "--wait", uuid, timeout=120)
     assert no_qemu_left(uuid)
     assert not Path(cloud.state_dir, "instances", uuid).exists()
-    for link in (tap, dataplane.bridge(network_id), dataplane.veth(network_id)[0]):
+    for link in (tap, dataplane.veth(network_id)[0]):
         assert subprocess.run(["ip", "link", "show", link], capture_output=True).returncode != 0, link
+    # The bridge stays for router1's leg on private-subnet (the L3 agent's, krq-*), and holds nothing else.
+    members = Path("/sys/class/net", dataplane.bridge(network_id), "brif")
+    assert [m.name[:4] for m in members.iterdir()] == ["krq-"], list(members.iterdir())
     assert not Path("/run/netns", namespace).exists()
     assert not Path(cloud.state_dir, "instances", "_networks", network_id).exists()
     assert not any((b"dnsmasq" in p.read_bytes() or b"libvirt.metadata" in p.read_bytes())

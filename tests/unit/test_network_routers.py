@@ -182,3 +182,80 @@ async def test_public_network_is_made_even_when_router1_cannot_be(tmp_path):
         assert db.run_sync(subnets_db.get, bootstrap.PUBLIC_SUBNET_ID, write=False)["cidr"] == "172.24.4.0/24"
     finally:
         db.close()
+
+
+class _Recorder:
+    """Stands for the L3 agents on target ``l3_agent``: what the network service tells them."""
+
+    def __init__(self):
+        import asyncio
+        self.updated: list[str] = []
+        self.arrived = asyncio.Event()
+
+    async def routers_updated(self, router_ids):
+        self.updated.extend(router_ids)
+        self.arrived.set()
+
+
+class _ServiceToken:
+    async def token(self, refresh=False):
+        return "nova"
+
+
+async def test_router_changes_reach_the_l3_agents_which_read_them_back(svc, api):  # noqa: F811
+    """Every change of a router (gateway, interface, floating IP association) is fanned out to ``l3_agent``
+    after its commit, and the agent's reading of the router through the API is what its namespace needs."""
+    import asyncio
+
+    from kilonova.common.clients import ServiceClient
+    from kilonova.common.testing import service_env
+    from kilonova.compute.virt.libvirt.l3_agent import L3AgentService
+
+    recorder = _Recorder()
+    await svc.env.transport.serve("l3_agent", recorder)
+
+    async def told(router_id):
+        await asyncio.wait_for(recorder.arrived.wait(), 5)
+        recorder.arrived.clear()
+        assert router_id in recorder.updated
+        recorder.updated.clear()
+
+    agent = L3AgentService(service_env(svc.env.conf.state_dir))
+    agent.network = ServiceClient(api, _ServiceToken())
+    try:
+        router = await post(api, "router", name="told", external_gateway_info={
+            "network_id": bootstrap.PUBLIC_NETWORK_ID})
+        await told(router["id"])
+        subnet = await subnet_of_alice(api, "192.168.77.0/24")
+        await put(api, f"routers/{router['id']}/add_router_interface", {"subnet_id": subnet["id"]})
+        await told(router["id"])
+        port = await post(api, "port", network_id=subnet["network_id"])
+        fip = await post(api, "floatingip", floating_network_id=bootstrap.PUBLIC_NETWORK_ID, port_id=port["id"])
+        await told(router["id"])
+
+        state = await agent.desired(router["id"])
+        gateway_ip = router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+        assert state["gateway"]["addresses"] == [f"{gateway_ip}/24"]
+        assert (state["gateway"]["gateway_ip"], state["gateway"]["prefixlen"]) == ("172.24.4.1", 24)
+        [leg] = state["interfaces"]
+        assert leg["addresses"] == ["192.168.77.1/24"] and leg["network_id"] == subnet["network_id"]
+        assert state["floating_ips"] == [{"floating": fip["floating_ip_address"],
+                                          "fixed": port["fixed_ips"][0]["ip_address"]}]
+        assert state["enable_snat"] is True
+
+        await put(api, f"floatingips/{fip['id']}", {"floatingip": {"port_id": None}})
+        await told(router["id"])
+        assert (await agent.desired(router["id"]))["floating_ips"] == []
+        await put(api, f"floatingips/{fip['id']}", {"floatingip": {"port_id": port["id"]}})
+        await told(router["id"])
+        assert (await api.delete(f"/v2.0/ports/{port['id']}", headers=ALICE)).status_code == 204
+        await told(router["id"])  # the port's floating IP left it
+        await put(api, f"routers/{router['id']}/remove_router_interface", {"subnet_id": subnet["id"]})
+        await told(router["id"])
+        await put(api, f"routers/{router['id']}", {"router": {"external_gateway_info": {}}})
+        await told(router["id"])
+        assert (await api.delete(f"/v2.0/routers/{router['id']}", headers=ALICE)).status_code == 204
+        await told(router["id"])
+        assert await agent.desired(router["id"]) is None  # gone: its namespace goes
+    finally:
+        await svc.env.transport.stop_serving("l3_agent")

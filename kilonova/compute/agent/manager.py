@@ -40,7 +40,8 @@ class ComputeManager:
         self.images = images  # the image service as the service user: snapshot checks and clean-up
         self.volumes = volumes  # the volume service as the service user: attachments of this host's servers
         self.conf = conf
-        self.ports = PortBinder(network, host, conf.get("compute", "default_availability_zone"))
+        self.ports = PortBinder(network, host, conf.get("compute", "default_availability_zone"),
+                                dhcp=bool(getattr(driver, "serves_dhcp", False)))
         self.reporter = ProviderReporter(placement, conf)
         self.heartbeat = Heartbeat(conductor, host, "nova-compute", conf.getfloat("DEFAULT", "report_interval"),
                                    version=versions.compute_service_version(conf))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from kilonova.common.clients import neutron_error
@@ -9,23 +10,58 @@ from kilonova.compute.cleanup import release_ports
 from kilonova.compute.virt.driver import BuildAbort, BuildFailure
 
 LOG = logging.getLogger(__name__)
+DHCP_OWNER = "network:dhcp"
 
 
 class PortBinder:
-    def __init__(self, network, host: str, zone: str):
+    def __init__(self, network, host: str, zone: str, dhcp: bool = False):
         self.network = network
         self.host = host
         self.zone = zone
+        self.dhcp = dhcp  # this host serves DHCP to its guests (the libvirt dataplane): it has a DHCP port per network
         self._network_names: dict[str, str] = {}
+        self._networks: dict[str, dict] = {}
         self._subnets: dict[str, dict] = {}
+        self._dhcp_servers: dict[str, dict[str, str]] = {}
 
     async def _network_name(self, network_id: str) -> str:
         if network_id not in self._network_names:
             response = await self.network.get(f"/v2.0/networks/{network_id}")
             if response.status_code != 200:
                 raise BuildFailure(f"Network {network_id} could not be found.")
+            self._networks[network_id] = response.json()["network"]
             self._network_names[network_id] = response.json()["network"]["name"] or network_id
         return self._network_names[network_id]
+
+    async def _dhcp_server(self, network_id: str) -> dict[str, str]:
+        """This host's DHCP addresses on ``network_id``'s DHCP subnets, by subnet (Nova reads them into a subnet's
+        ``dhcp_server``): the fixed IPs of its ``network:dhcp`` port, made here the first time, as Neutron's DHCP
+        agent makes its port for a network it serves. {} when this host serves none or the port cannot be had."""
+        if not self.dhcp:
+            return {}
+        if network_id not in self._dhcp_servers:
+            device_id = f"dhcp{uuid.uuid5(uuid.NAMESPACE_DNS, self.host)}-{network_id}"
+            response = await self.network.get("/v2.0/ports", params={"network_id": network_id, "device_id": device_id,
+                                                                    "device_owner": DHCP_OWNER})
+            found = response.json()["ports"] if response.status_code == 200 else []
+            if not found:
+                await self._network_name(network_id)
+                network = self._networks.get(network_id) or {}
+                subnets = [s for s in [await self._subnet(i) for i in network.get("subnets") or []]
+                           if s and s.get("enable_dhcp") is not False and s.get("ip_version", 4) == 4]
+                if not subnets:
+                    return {}
+                response = await self.network.post("/v2.0/ports", json={"port": {
+                    "network_id": network_id, "project_id": network.get("project_id"), "device_id": device_id,
+                    "device_owner": DHCP_OWNER, "binding:host_id": self.host, "name": f"dhcp-{self.host}",
+                    "fixed_ips": [{"subnet_id": subnet["id"]} for subnet in subnets]}})
+                if response.status_code != 201:
+                    LOG.warning("no DHCP port on network %s for %s: %s %s", network_id, self.host,
+                                response.status_code, response.text[:200])
+                    return {}
+                found = [response.json()["port"]]
+            self._dhcp_servers[network_id] = {ip["subnet_id"]: ip["ip_address"] for ip in found[0]["fixed_ips"]}
+        return self._dhcp_servers[network_id]
 
     def _binding(self, instance: dict) -> dict[str, Any]:
         return {"device_id": instance["uuid"], "device_owner": f"compute:{self.zone}", "binding:host_id": self.host}
@@ -92,10 +128,11 @@ class PortBinder:
         the server's addresses show, as upstream's network info cache has them)."""
         fixed_ips = port.get("fixed_ips", [])
         subnets = []
+        dhcp = await self._dhcp_server(port["network_id"]) if fixed_ips else {}
         for subnet_id in dict.fromkeys(ip.get("subnet_id") for ip in fixed_ips):
             subnet = await self._subnet(subnet_id)
             if subnet is not None:
-                subnets.append(subnet)
+                subnets.append({**subnet, "dhcp_server": dhcp[subnet_id]} if subnet_id in dhcp else subnet)
         floating_ips = await self._floating_ips(port["id"]) if floating else {}
         return {"port_id": port["id"], "network_id": port["network_id"], "mac_address": port["mac_address"],
                 "network_label": await self._network_name(port["network_id"]), "preexisting": preexisting,

@@ -198,6 +198,10 @@ class ComputeDriver:
     async def inject_network_info(self, instance: dict, network_info: list[dict]) -> None:
         """Hand the guest its (possibly changed) network configuration. A no-op where nothing is injected."""
 
+    async def network_info_changed(self, instance: dict, network_info: list[dict]) -> None:
+        """The network service changed the instance's ports (addresses, floating IPs): the host's copy of its
+        network information is refreshed. A no-op where the driver keeps none."""
+
     # Ports can be hot-plugged into and out of its guests (os-interface); else both calls are refused.
     supports_attach_interface = False
 

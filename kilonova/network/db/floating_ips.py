@@ -46,7 +46,7 @@ def list_floating_ips(session: Session, visible_to: str | None, filters: dict[st
         query = query.where(FloatingIP.project_id == visible_to)
     for key, column in (("id", FloatingIP.id), ("project_id", FloatingIP.project_id),
                         ("port_id", FloatingIP.fixed_port_id), ("floating_network_id", FloatingIP.floating_network_id),
-                        ("floating_ip_address", FloatingIP.floating_ip_address)):
+                        ("floating_ip_address", FloatingIP.floating_ip_address), ("router_id", FloatingIP.router_id)):
         if key in filters:
             query = query.where(column.in_(filters[key]))
     return [to_dict(session, fip) for fip in session.scalars(query)]

@@ -182,14 +182,18 @@ def _update_with_addresses(session: Session, port_id: str, values: dict[str, Any
     return to_dict(port)
 
 
-def delete(session: Session, port_id: str) -> None:
-    """Delete the port; its floating IPs lose their association and stay, DOWN, for reuse (as Neutron's)."""
+def delete(session: Session, port_id: str) -> list[str]:
+    """Delete the port; its floating IPs lose their association and stay, DOWN, for reuse (as Neutron's).
+    Returns the routers those floating IPs went through."""
+    routers = session.scalars(sa.select(FloatingIP.router_id).where(FloatingIP.fixed_port_id == port_id,
+                                                                  FloatingIP.router_id.is_not(None))).all()
     session.execute(sa.update(FloatingIP).where(FloatingIP.fixed_port_id == port_id).values(
         fixed_port_id=None, fixed_ip_address=None, router_id=None, status="DOWN", updated_at=utcnow(),
         revision_number=FloatingIP.revision_number + 1))
     port = load(session, port_id)
     security_groups.bind_port(session, port_id, [])
     session.delete(port)
+    return sorted(set(routers))
 
 
 def list_ports(session: Session, visible_to: str | None, filters: dict[str, list[str]]) -> list[dict[str, Any]]:

@@ -133,6 +133,8 @@ async def _refresh_network_info(agent: ComputeManager, instance: dict, drop_port
         changes["network_info"] = kept
     if changes:
         await agent._update(instance["uuid"], changes)
+    if "network_info" in changes:  # the driver's copy too (the libvirt metadata API shows floating IPs from it)
+        await agent.driver.network_info_changed({**current, **changes}, kept)
 
 
 @remote

@@ -5,21 +5,28 @@ state directory, so that several clouds on one machine keep apart):
 
 * bridge ``kbr-X`` in the host namespace; libvirt adds a tap ``tap<port id[:11]>`` per port to it;
 * network namespace ``kilonova-dhcp-N-S`` holding the veth ``kns-X`` (peer ``kve-X`` on the bridge)
-  with the subnet's gateway address, so the host side reaches guests from there
-  (``ip netns exec kilonova-dhcp-N ping <guest>``) without touching the host's own routes;
+  with the address of this host's DHCP port on the subnet (``network:dhcp``, as Neutron's DHCP agent
+  has one; the subnet's gateway address belongs to the router interface that holds it, see
+  ``routers.py``), so the host side reaches guests from there
+  (``ip netns exec kilonova-dhcp-N ping <guest>``) without touching the host's own routes. A subnet
+  without DHCP has no such port: the namespace then takes the gateway address, as before routers;
 * ``dnsmasq`` in that namespace answering DHCP with static ``dhcp-host`` entries only
-  (MAC -> IPAM address); it re-reads them on SIGHUP. A subnet with ``enable_dhcp`` false gets none
+  (MAC -> IPAM address); it re-reads them on SIGHUP. It hands out the gateway as the default route
+  and, as Neutron's DHCP agent for metadata, a route to 169.254.169.254 via its own address
+  (option 121, which carries the default route too). A subnet with ``enable_dhcp`` false gets none
   (its guests configure themselves, e.g. from the config drive's network_data.json). For IPv6 subnets
   it sends router advertisements (SLAAC) and answers DHCPv6 as their modes say (``dhcp6.py``), each
   subnet's gateway address on the namespace's veth;
 * the metadata API (``metadata.py``) on 169.254.169.254:80 in that namespace.
 
-The bridge, veth, namespace and dnsmasq exist while a port of the network is plugged on this
-host and are removed with its last port. Every name is one this service creates itself.
+The veth, namespace and dnsmasq exist while a port of the network is plugged on this host and are
+removed with its last port; the bridge too, unless a router's leg is still on it (``release_bridge``).
+Every name is one this service creates itself.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -96,6 +103,33 @@ def _link_exists(name: str) -> bool:
 
 def _namespace_exists(name: str) -> bool:
     return Path("/run/netns", name).exists()
+
+
+@contextlib.contextmanager
+def _bridges_locked(state_dir: Path):
+    """Bridges are shared by the ports' dataplane and the routers' (maybe in another process): one of them at
+    a time makes or removes one."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / ".bridges.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_bridge(state_dir: Path, bridge: str) -> None:
+    with _bridges_locked(state_dir):
+        if not _link_exists(bridge):
+            _ip("link", "add", bridge, "type", "bridge")
+            _ip("link", "set", bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0", check=False)
+        _ip("link", "set", bridge, "up")
+
+
+def release_bridge(state_dir: Path, network_id: str, bridge: str) -> None:
+    """Remove ``bridge`` once nothing is on it: no port of the network plugged here, no interface left on it."""
+    with _bridges_locked(state_dir):
+        members = Path("/sys/class/net", bridge, "brif")
+        in_use = (state_dir / network_id / "ports.json").exists() or (members.exists() and any(members.iterdir()))
+        if not in_use:
+            _ip("link", "del", bridge, check=False)
 
 
 class Dataplane:
@@ -190,14 +224,11 @@ class Dataplane:
     # ------------------------------------------------------------------ bridge and namespace
 
     def _ensure_bridge(self, network_id: str) -> None:
-        bridge = self.bridge(network_id)
-        if not _link_exists(bridge):
-            _ip("link", "add", bridge, "type", "bridge")
-            _ip("link", "set", bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0", check=False)
-        _ip("link", "set", bridge, "up")
+        ensure_bridge(self.state_dir, self.bridge(network_id))
 
     def _ensure_gateway(self, network_id: str, subnet: dict | None, subnets6: list[dict] = ()) -> None:
-        """The namespace on the bridge holding the subnets' gateway addresses, and the metadata API in it."""
+        """The namespace on the bridge holding this host's DHCP address on the IPv4 subnet (its gateway address
+        when it has no DHCP port) and the IPv6 subnets' gateway addresses, and the metadata API in it."""
         namespace = self.namespace(network_id)
         outside, inside = self.veth(network_id)
         if not _namespace_exists(namespace):
@@ -209,9 +240,14 @@ class Dataplane:
         present = _ip("-n", namespace, "-o", "addr", "show", "dev", inside).stdout
         if subnet is not None:
             network = ipaddress.ip_network(subnet["cidr"])
-            gateway = subnet.get("gateway_ip") or str(next(network.hosts()))
-            if f"{gateway}/{network.prefixlen}" not in present:
-                _ip("-n", namespace, "addr", "add", f"{gateway}/{network.prefixlen}", "dev", inside)
+            own = subnet.get("dhcp_server") or subnet.get("gateway_ip") or str(next(network.hosts()))
+            address = f"{own}/{network.prefixlen}"
+            held = {word for word in present.split() if "/" in word and word[0].isdigit() and "." in word}
+            for other in sorted(held - {address}):
+                if ipaddress.ip_interface(other).network == network:  # the gateway, taken before routers held it
+                    _ip("-n", namespace, "addr", "del", other, "dev", inside, check=False)
+            if address not in held:
+                _ip("-n", namespace, "addr", "add", address, "dev", inside)
         for address in dhcp6.interface_addresses(subnets6):
             if f"{address} " not in present:  # nodad: usable at once, for dnsmasq to serve its prefix
                 _ip("-n", namespace, "addr", "add", address, "dev", inside, "nodad")
@@ -232,7 +268,7 @@ class Dataplane:
             ranges.write_text(wanted)
 
     def _start_metadata(self, network_id: str) -> None:
-        """The metadata API on 169.254.169.254:80 in the namespace (guests reach it via their gateway)."""
+        """The metadata API on 169.254.169.254:80 in the namespace (guests reach it by DHCP's route to it)."""
         namespace = self.namespace(network_id)
         if METADATA_ADDRESS not in _ip("-n", namespace, "-o", "addr", "show", "dev", "lo").stdout:
             _ip("-n", namespace, "addr", "add", f"{METADATA_ADDRESS}/32", "dev", "lo")
@@ -250,8 +286,13 @@ class Dataplane:
         options, ranges = dhcp6.options(subnets6), dhcp6.dnsmasq_arguments(subnets6)
         if subnet is not None:
             network = ipaddress.ip_network(subnet["cidr"])
-            gateway = subnet.get("gateway_ip") or str(next(network.hosts()))
-            options.append(f"option:router,{gateway}")
+            gateway = subnet.get("gateway_ip")
+            if gateway:
+                options.append(f"option:router,{gateway}")
+            if subnet.get("dhcp_server"):  # the metadata API is here, not behind the router
+                routes = [f"{METADATA_ADDRESS}/32,{subnet['dhcp_server']}"]
+                options.append("option:classless-static-route," + ",".join(
+                    routes + ([f"0.0.0.0/0,{gateway}"] if gateway else [])))
             if subnet.get("dns_nameservers"):
                 options.append("option:dns-server," + ",".join(subnet["dns_nameservers"]))
             ranges.insert(0, f"--dhcp-range={network.network_address},static,{network.netmask},86400s")
@@ -325,5 +366,5 @@ class Dataplane:
         _ip("link", "del", self.veth(network_id)[0], check=False)
         if _namespace_exists(self.namespace(network_id)):
             _ip("netns", "del", self.namespace(network_id), check=False)
-        _ip("link", "del", self.bridge(network_id), check=False)
         shutil.rmtree(self._dir(network_id), ignore_errors=True)
+        release_bridge(self.state_dir, network_id, self.bridge(network_id))  # unless a router's leg is on it

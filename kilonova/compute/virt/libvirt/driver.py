@@ -118,6 +118,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
     hypervisor_type = "QEMU"
     waits_for_vif_plugging = True
     enforces_security_groups = True
+    serves_dhcp = True  # a DHCP namespace per network on this host, with a network:dhcp port of its own
 
     def __init__(self, host_name: str, conf, images):
         if libvirt is None:
@@ -502,6 +503,15 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
     # ------------------------------------------------------------------ ports on a running guest
 
     supports_attach_interface = True
+
+    async def network_info_changed(self, instance: dict, network_info: list[dict]) -> None:
+        """Keep the instance's network information on disk current (the metadata API reads its floating IPs
+        there, and a restart replugs from it)."""
+        directory = self._dir(instance)
+        if directory.is_dir():
+            partial = directory / "network_info.json.new"
+            partial.write_text(json.dumps(network_info))
+            partial.rename(directory / "network_info.json")
 
     async def attach_interface(self, instance, vif):
         await self._call(hotplug.attach, self, instance, vif)

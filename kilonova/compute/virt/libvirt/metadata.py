@@ -11,7 +11,8 @@ same files as its config drive under ``metadata/openstack/<version>/``.
 
 Served: ``/openstack`` (versions), ``/openstack/<version>/{meta_data.json,user_data,
 network_data.json,vendor_data.json,vendor_data2.json}`` and the EC2-style basics under
-``/latest/meta-data/`` and ``/latest/user-data`` that cloud-init falls back to.
+``/latest/meta-data/`` and ``/latest/user-data`` that cloud-init falls back to, ``public-ipv4`` being the
+guest's floating IP (read at each request from the instance's ``network_info.json``).
 """
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ class Handler(BaseHTTPRequestHandler):
         keys = list(meta.get("public_keys", {}).values())
         values = {"instance-id": meta["uuid"], "hostname": meta.get("hostname", ""),
                   "local-hostname": meta.get("hostname", ""), "local-ipv4": self.client_address[0],
+                  "public-ipv4": self._floating_ip(latest.parents[2]),
                   "placement/availability-zone": meta.get("availability_zone") or "",
                   "public-keys/0/openssh-key": keys[0] if keys else ""}
         path = "/".join(parts[1:]) if parts[:1] == ["meta-data"] else None
@@ -104,6 +106,20 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, str(values[path]).encode())
         else:
             self._send(404, b"Not found.\n")
+
+
+    def _floating_ip(self, instance_dir: Path) -> str:
+        """The floating IP of the asking address, from the instance's network information (which its host
+        rewrites when a floating IP is associated or taken off): EC2's ``public-ipv4``, empty without one."""
+        try:
+            network_info = json.loads((instance_dir / "network_info.json").read_text())
+        except (OSError, ValueError):
+            return ""
+        for vif in network_info:
+            for ip in vif.get("fixed_ips") or []:
+                if ip.get("ip_address") == self.client_address[0] and ip.get("floating_ips"):
+                    return ip["floating_ips"][0]
+        return ""
 
 
 def main(argv: list[str]) -> None:

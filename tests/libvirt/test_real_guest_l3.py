@@ -1,0 +1,212 @@
+"""Routers and floating IPs carrying a real guest's traffic (the L3 agent on the libvirt dataplane), through
+`kilonova up` and the `openstack` CLI.
+
+A network namespace stands for the outside world on the external network ``public`` (172.24.4.1, the
+subnet's gateway, as DevStack's br-ex has it); another for a machine on a second tenant network. The guest's
+user-data script serves a line on TCP 7000, connects to the outside on TCP 7001 every second, and prints
+the metadata API's ``public-ipv4`` when it changes. ``router1`` (made by ``kilonova up``) joins ``private``
+to ``public``; the test adds the second network's subnet to it.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kilonova.compute.virt.libvirt.dataplane import Dataplane
+from kilonova.network import bootstrap
+from tests.libvirt.hostsetup import MARKER
+from tests.libvirt.test_real_guest import libvirt_cloud, upload_guest, wait_console
+
+HOST = "kilonova-l3-test"
+OUTSIDE_ADDRESS = "172.24.4.1"
+
+USER_DATA = f"""#!/bin/sh
+printf '#!/bin/sh\\necho kilonova-l3-guest\\n' > /tmp/reply && chmod +x /tmp/reply
+nc -ll -p 7000 -e /tmp/reply &
+last=unset
+while true; do
+    echo from-guest | nc -w 2 {OUTSIDE_ADDRESS} 7001 >/dev/null 2>&1
+    now=$(printf 'GET /latest/meta-data/public-ipv4 HTTP/1.0\\r\\n\\r\\n' | nc -w 2 169.254.169.254 80 \\
+          | sed '1,/^\\r*$/d')
+    if [ "$now" != "$last" ]; then echo "{MARKER} public-ipv4 ${{now:-none}}"; last=$now; fi
+    sleep 1
+done
+"""
+
+# The outside world's TCP 7001: prints the source address of every connection.
+RECORD_PEERS = ("import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                "s.bind(('0.0.0.0', 7001)); s.listen(16)\n"
+                "while True:\n c, a = s.accept(); print(a[0], flush=True); c.close()")
+
+
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=check)
+
+
+class Namespace:
+    """A namespace with one veth onto a bridge of the cloud's dataplane."""
+
+    def __init__(self, bridge: str, address: str, gateway: str | None = None):
+        tag = uuid.uuid4().hex[:8]
+        self.name, self.host_end = f"kilonova-l3t-{tag}", f"kl3{tag}"
+        _run("ip", "netns", "add", self.name)
+        _run("ip", "link", "add", self.host_end, "type", "veth", "peer", "name", "eth0", "netns", self.name)
+        _run("ip", "link", "set", self.host_end, "master", bridge, "up")
+        _run("ip", "-n", self.name, "addr", "add", address, "dev", "eth0")
+        _run("ip", "-n", self.name, "link", "set", "eth0", "up")
+        _run("ip", "-n", self.name, "link", "set", "lo", "up")
+        if gateway:
+            _run("ip", "-n", self.name, "route", "add", "default", "via", gateway)
+
+    def ping(self, address: str) -> bool:
+        return _run("ip", "netns", "exec", self.name, "ping", "-c", "1", "-W", "1", address,
+                    check=False).returncode == 0
+
+    def read_line(self, address: str, port: int) -> str:
+        script = (f"import socket; c=socket.create_connection(('{address}', {port}), timeout=3); "
+                  "print(c.recv(100).decode().strip())")
+        result = _run("ip", "netns", "exec", self.name, sys.executable, "-c", script, check=False)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    def remove(self) -> None:
+        _run("ip", "link", "del", self.host_end, check=False)
+        _run("ip", "netns", "del", self.name, check=False)
+
+
+def _wait(what: str, check, timeout: float = 30) -> float:
+    """Seconds until ``check()`` held (polled); fails saying ``what`` when it never does."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {timeout:.0f} s")
+
+
+def _bridge_exists(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def cloud(guest):
+    # The outside world is a namespace here, not the host.
+    with libvirt_cloud({"DEFAULT": {"host": HOST},
+                        "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"},
+                        "libvirt": {"shutdown_timeout": "20"},
+                        "l3": {"host_gateway": "false"}}) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def outside(cloud):
+    """The outside world: 172.24.4.1 on the external network's bridge (which router1's gateway brings)."""
+    dataplane = Dataplane(Path(cloud.state_dir, "instances", "_networks"))
+    bridge = dataplane.bridge(bootstrap.PUBLIC_NETWORK_ID)
+    _wait(f"the external bridge {bridge} (router1's gateway)", lambda: _bridge_exists(bridge))
+    namespace = Namespace(bridge, f"{OUTSIDE_ADDRESS}/24")
+    peers = subprocess.Popen(["ip", "netns", "exec", namespace.name, sys.executable, "-u", "-c", RECORD_PEERS],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    os.set_blocking(peers.stdout.fileno(), False)
+    namespace.peers = peers
+    namespace.seen = []
+    yield namespace
+    peers.kill()
+    peers.wait()
+    namespace.remove()
+
+
+def _latest_peer(outside: Namespace) -> str | None:
+    while True:
+        line = outside.peers.stdout.readline()
+        if not line:
+            break
+        outside.seen.append(line.strip())
+    return outside.seen[-1] if outside.seen else None
+
+
+def _peer_becomes(outside: Namespace, address: str) -> bool:
+    outside.seen.clear()
+    return _latest_peer(outside) == address
+
+
+def test_a_guest_behind_router1_and_its_floating_ip(cloud, guest, outside, tmp_path):
+    os_ = cloud.openstack
+    image = upload_guest(cloud, guest, "l3")
+    os_("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "real.l3")
+    script = tmp_path / "user-data"
+    script.write_text(USER_DATA)
+    server = os_("server", "create", "--flavor", "real.l3", "--image", image["id"], "--network", "private",
+                 "--config-drive", "True", "--user-data", str(script), "--wait", "l3-vm", fmt_json=True,
+                 timeout=180)
+    uuid_ = server["id"]
+    log = wait_console(cloud, uuid_, f"{MARKER} public-ipv4 none", timeout=120)
+    address = next(line.split()[3].split("/")[0] for line in log.splitlines() if f"{MARKER} dhcp eth0" in line)
+    # The router port holds the gateway address; DHCP (and the metadata API) answer from an address of their own.
+    assert f"{MARKER} dhcp eth0 {address}/24 router 10.0.0.1" in log
+    assert f"{MARKER} metadata-api " in log and f"{MARKER} metadata-api unreachable" not in log
+    [dhcp] = os_("port", "list", "--device-owner", "network:dhcp", "--network", "private", "--long",
+                 fmt_json=True)
+    dhcp_address = dhcp["Fixed IP Addresses"][0]["ip_address"]
+    assert dhcp_address != "10.0.0.1"
+    dataplane = Dataplane(Path(cloud.state_dir, "instances", "_networks"))
+    held = _run("ip", "-n", dataplane.namespace(bootstrap.NETWORK_ID), "-o", "addr", "show").stdout
+    assert f"{dhcp_address}/24" in held and "10.0.0.1/" not in held
+
+    # SNAT: the guest reaches the outside through router1, which the outside sees as the router's gateway.
+    router = os_("router", "show", "router1", fmt_json=True)
+    gateway_address = router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+    _wait(f"the guest's connection from {gateway_address}", lambda: _latest_peer(outside) == gateway_address, 60)
+    assert not outside.ping(address)  # the guest's own address is not routed from outside
+
+    # A floating IP: the real CLI, as a user would; NATed within about a second.
+    fip = os_("floating", "ip", "create", "public", fmt_json=True)["floating_ip_address"]
+    assert not outside.ping(fip)
+    os_("server", "add", "floating", "ip", uuid_, fip)
+    took = _wait(f"ping of {fip}", lambda: outside.ping(fip), 10)
+    print(f"floating IP {fip} answered {took:.2f} s after the association")
+    assert outside.read_line(fip, 7000) == "kilonova-l3-guest"
+    _wait(f"the guest's connection from {fip}", lambda: _peer_becomes(outside, fip), 15)
+    wait_console(cloud, uuid_, f"{MARKER} public-ipv4 {fip}", timeout=30)
+    addresses = os_("server", "show", uuid_, fmt_json=True)["addresses"]
+    assert fip in str(addresses["private"])
+
+    # A second subnet on another network, routed by router1 (no NAT between the two).
+    os_("network", "create", "l3-second")
+    os_("subnet", "create", "--network", "l3-second", "--subnet-range", "10.97.0.0/24", "l3-second-subnet")
+    os_("router", "add", "subnet", "router1", "l3-second-subnet")
+    second_network = os_("network", "show", "l3-second", fmt_json=True)["id"]
+    second_bridge = dataplane.bridge(second_network)
+    _wait(f"router1's leg on {second_bridge}", lambda: _bridge_exists(second_bridge), 10)
+    machine = Namespace(second_bridge, "10.97.0.50/24", "10.97.0.1")
+    try:
+        _wait(f"ping of the guest from {machine.name}", lambda: machine.ping(address), 10)
+        assert machine.read_line(address, 7000) == "kilonova-l3-guest"
+        os_("router", "remove", "subnet", "router1", "l3-second-subnet")
+        _wait("the second network cut off", lambda: not machine.ping(address), 10)
+    finally:
+        machine.remove()
+
+    # Disassociated: the floating IP no longer reaches the guest, whose traffic leaves as the router again.
+    os_("server", "remove", "floating", "ip", uuid_, fip)
+    _wait(f"{fip} unanswered", lambda: not outside.ping(fip), 10)
+    assert outside.read_line(fip, 7000) == ""
+    _wait(f"the guest's connection from {gateway_address} again", lambda: _peer_becomes(outside, gateway_address),
+          15)
+    with cloud.http("compute") as api:
+        def console_after_fip() -> str:
+            output = api.post(f"/servers/{uuid_}/action", json={"os-getConsoleOutput": {}}).json()["output"]
+            return output.rsplit(f"{MARKER} public-ipv4 {fip}", 1)[-1]
+        _wait("public-ipv4 empty again in the metadata API",
+              lambda: f"{MARKER} public-ipv4 none" in console_after_fip(), 30)
+    os_("server", "delete", "--wait", uuid_, timeout=120)
