@@ -3,7 +3,7 @@
 
 A network namespace stands for the outside world on the external network ``public`` (172.24.4.1, the
 subnet's gateway, as DevStack's br-ex has it); another for a machine on a second tenant network. The guest's
-user-data script serves a line on TCP 7000, connects to the outside on TCP 7001 every second, and prints
+user-data script serves a line on TCP 7000 (which its security group lets in, with ping), connects to the outside on TCP 7001 every second, and prints
 the metadata API's ``public-ipv4`` when it changes. ``router1`` (made by ``kilonova up``) joins ``private``
 to ``public``; the test adds the second network's subnet to it.
 """
@@ -146,6 +146,9 @@ def test_a_guest_behind_router1_and_its_floating_ip(cloud, guest, outside, tmp_p
     os_("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "real.l3")
     script = tmp_path / "user-data"
     script.write_text(USER_DATA)
+    # The guest's security group lets ping and its TCP 7000 in (egress is open by default).
+    os_("security", "group", "rule", "create", "--proto", "icmp", "default")
+    os_("security", "group", "rule", "create", "--proto", "tcp", "--dst-port", "7000", "default")
     server = os_("server", "create", "--flavor", "real.l3", "--image", image["id"], "--network", "private",
                  "--config-drive", "True", "--user-data", str(script), "--wait", "l3-vm", fmt_json=True,
                  timeout=180)
