@@ -151,6 +151,12 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Seconds an attachment may stay reserved or attaching (never completed) before it is removed
         # and its volume freed; longer than a server build ([compute] build_timeout).
         "attachment_timeout": "1800",
+        # Cinder's thin provisioning: what the backend gives out may be this many times its size, and a new
+        # volume must fit in this many times its free space less reserved_percentage of its size.
+        "max_over_subscription_ratio": "20.0",
+        "reserved_percentage": "0",
+        # Seconds a user message (GET /messages) is kept, as Cinder's message_ttl.
+        "message_ttl": "2592000",
     },
     "placement": {
         # As upstream: the most allocation requests one GET /allocation_candidates

@@ -169,3 +169,89 @@ def stale(session: Session, statuses: tuple[str, ...], before: datetime) -> list
     changed = sa.func.coalesce(VolumeAttachment.updated_at, VolumeAttachment.created_at)
     query = sa.select(VolumeAttachment).where(VolumeAttachment.attach_status.in_(statuses), changed < before)
     return [attachment_dict(a) for a in session.scalars(query)]
+
+
+# --- the legacy attach calls (volume actions before 3.27), on the same attachments
+
+def _volume_row(session: Session, volume_id: str) -> Volume:
+    volume = session.get(Volume, volume_id)
+    if volume is None:
+        raise volume_not_found(volume_id)
+    return volume
+
+
+def legacy_reserve(session: Session, volume_id: str) -> None:
+    """``os-reserve``: an available (or multiattach in-use) volume ``attaching``."""
+    volume = _volume_row(session, volume_id)
+    allowed = ("available", "in-use") if volume.multiattach else ("available",)
+    if volume.status not in allowed:
+        raise invalid_volume(f"Volume status must be {' or '.join(allowed)} to reserve, but the status is "
+                             f"{volume.status}.")
+    volume.status, volume.updated_at = "attaching", utcnow()
+
+
+def legacy_unreserve(session: Session, volume_id: str) -> None:
+    """``os-unreserve``: an ``attaching`` volume back to what its attachments make it."""
+    if _volume_row(session, volume_id).status == "attaching":
+        _settle_volume(session, volume_id)
+
+
+def begin_detaching(session: Session, volume_id: str) -> None:
+    volume = _volume_row(session, volume_id)
+    if volume.status != "in-use" or volume.attach_status != "attached":
+        raise invalid_volume("Unable to detach volume. Volume status must be 'in-use' and attach_status must be "
+                             "'attached' to detach.")
+    volume.status, volume.updated_at = "detaching", utcnow()
+
+
+def roll_detaching(session: Session, volume_id: str) -> None:
+    volume = _volume_row(session, volume_id)
+    if volume.status == "detaching":
+        volume.status, volume.updated_at = "in-use", utcnow()
+
+
+def legacy_attach(session: Session, volume_id: str, instance_uuid: str | None, host_name: str | None,
+                  mountpoint: str, mode: str) -> dict[str, Any]:
+    """``os-attach``: the attach a host made, recorded as an attached attachment; the volume ``in-use``."""
+    volume = _volume_row(session, volume_id)
+    _check_not_error(volume, "created")
+    if volume.readonly and mode != "ro":
+        raise invalid_volume(f"Volume {volume.id} is read-only: it can only be attached in 'ro' mode.")
+    if volume.status not in ("available", "attaching", "reserved") and not (
+            volume.multiattach and volume.status == "in-use"):
+        raise invalid_volume(f"Volume {volume.id} status must be available or attaching to attach, but the "
+                             f"current status is {volume.status}.")
+    now = utcnow()
+    attachment = VolumeAttachment(id=str(uuid.uuid4()), volume_id=volume.id, instance_uuid=instance_uuid,
+                                  attach_status="attached", attach_mode=mode, attached_host=host_name,
+                                  mountpoint=mountpoint, attach_time=now, updated_at=now)
+    session.add(attachment)
+    _settle_volume(session, volume.id)
+    session.flush()
+    return attachment_dict(attachment)
+
+
+def legacy_detach(session: Session, volume_id: str, attachment_id: str | None) -> None:
+    """``os-detach``: the attachment named (or the volume's only one) gone; the volume settles."""
+    volume = _volume_row(session, volume_id)
+    if attachment_id is None:
+        if len(volume.attachments) != 1:
+            raise invalid_volume(f"Volume {volume.id} has {len(volume.attachments)} attachments: name the one to "
+                                 f"detach with attachment_id.")
+        attachment_id = volume.attachments[0].id
+    attachment = session.get(VolumeAttachment, attachment_id)
+    if attachment is None or attachment.volume_id != volume.id:
+        raise attachment_not_found(attachment_id)
+    finish_detach(session, attachment_id)
+
+
+def reset_status(session: Session, volume_id: str, values: dict[str, str]) -> None:
+    """``os-reset_status``: an admin sets what the volume says; ``attach_status: detached`` also drops its
+    attachments (nothing is connected any more, as the admin asserts)."""
+    volume = _volume_row(session, volume_id)
+    if values.get("attach_status") == "detached":
+        session.execute(sa.delete(VolumeAttachment).where(VolumeAttachment.volume_id == volume_id))
+    for key, value in values.items():
+        setattr(volume, key, value)
+    volume.updated_at = utcnow()
+    session.flush()

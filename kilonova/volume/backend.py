@@ -5,9 +5,12 @@ serve later; sparse, so a 1 GiB volume costs only the blocks a guest writes.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
+
+from kilonova.volume.images import ImageError
 
 GIB = 1024 ** 3
 
@@ -46,6 +49,7 @@ class FileBackend:
 
     def delete(self, volume_id: str) -> None:
         self.path(volume_id).unlink(missing_ok=True)
+        self.image_path(volume_id).unlink(missing_ok=True)
 
     def size_gb(self, volume_id: str) -> int | None:
         """The allocated size, or None when the volume has no file."""
@@ -53,6 +57,36 @@ class FileBackend:
             return self.path(volume_id).stat().st_size // GIB
         except FileNotFoundError:
             return None
+
+    def image_path(self, volume_id: str) -> Path:
+        """Where an image's data is downloaded before it is written into the volume."""
+        return self.directory / f"image-for-{volume_id}"
+
+    def write_image(self, volume_id: str, size_gb: int, declared: str) -> None:
+        """The downloaded image, whatever its format, written raw into a new volume of ``size_gb``; an
+        image with a backing file, of another format than declared, or bigger than the volume is refused."""
+        source, target = self.image_path(volume_id), self.path(volume_id)
+        probe = declared if declared in ("raw", "qcow2") else None   # a raw image is never probed
+        info = json.loads(_qemu_img("info", "--output", "json", *(["-f", probe] if probe else []), str(source)))
+        if info.get("backing-filename"):
+            raise ImageError(f"image for volume {volume_id} has a backing file; refused")
+        virtual_gb = -(-int(info["virtual-size"]) // GIB)
+        if virtual_gb > size_gb:
+            raise ImageError(f"Image virtual size is {virtual_gb}GB and doesn't fit in a volume of size "
+                             f"{size_gb}GB.")
+        partial = target.with_name(target.name + ".part")
+        try:
+            _qemu_img("convert", "-q", "-f", info["format"], "-O", "raw", str(source), str(partial))
+            os.truncate(partial, size_gb * GIB)
+            os.chmod(partial, 0o600)
+            partial.rename(target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def capacity_gb(self) -> tuple[float, float]:
+        """(total, free) GiB of the filesystem holding the volumes."""
+        stats = os.statvfs(self.directory)
+        return stats.f_blocks * stats.f_frsize / GIB, stats.f_bavail * stats.f_frsize / GIB
 
     def snapshot_path(self, snapshot_id: str) -> Path:
         return self.directory / f"snapshot-{snapshot_id}"
@@ -73,3 +107,10 @@ def _sparse_copy(source: Path, target: Path) -> None:
         target.unlink(missing_ok=True)
         raise OSError(result.stderr.strip() or f"cp exited {result.returncode}")
     os.chmod(target, 0o600)
+
+
+def _qemu_img(*args: str) -> str:
+    result = subprocess.run(["qemu-img", *args], capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise ImageError(f"qemu-img {args[0]} failed: {result.stderr.strip()[-400:]}")
+    return result.stdout

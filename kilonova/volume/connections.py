@@ -45,8 +45,11 @@ def is_local(connector: dict[str, Any], extra: tuple[str, ...] = ()) -> bool:
         return False
 
 
-def access_mode(attach_mode: str, connector: dict[str, Any]) -> str:
-    """``rw`` or ``ro``: the attachment's mode (3.54), else the connector's, else read-write."""
+def access_mode(attach_mode: str, connector: dict[str, Any], readonly: bool = False) -> str:
+    """``rw`` or ``ro``: a read-only volume's always ``ro``; else the attachment's mode (3.54), else the
+    connector's, else read-write."""
+    if readonly:
+        return "ro"
     if attach_mode in ("rw", "ro"):
         return attach_mode
     mode = connector.get("mode")
@@ -61,7 +64,7 @@ def check_reachable(connector: dict[str, Any], local_ips: tuple[str, ...] = ()) 
                           f"volumes are not exported to other hosts yet (only local attachments).")
 
 
-def connection_info(path: Path, volume_id: str, attachment_id: str, mode: str) -> dict[str, Any]:
+def connection_info(path: Path, volume_id: str, attachment_id: str | None, mode: str) -> dict[str, Any]:
     return {"driver_volume_type": "local",
             "data": {"device_path": str(path), "volume_id": volume_id, "attachment_id": attachment_id,
                      "access_mode": mode, "format": "raw", "encrypted": False, "qos_specs": None,

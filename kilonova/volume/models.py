@@ -53,6 +53,7 @@ class Volume(VolumeBase):
     source_volid: Mapped[str | None] = mapped_column(sa.String(36))
     multiattach: Mapped[bool] = mapped_column(default=False)
     attach_status: Mapped[str] = mapped_column(sa.String(255), default="detached")
+    readonly: Mapped[bool] = mapped_column(default=False)   # os-update_readonly_flag: attached read-only
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(default=None)
     volume_type: Mapped[VolumeType] = relationship(lazy="joined")
@@ -60,6 +61,8 @@ class Volume(VolumeBase):
         cascade="all, delete-orphan", lazy="selectin", order_by="VolumeMetadata.key")
     attachments: Mapped[list["VolumeAttachment"]] = relationship(
         lazy="selectin", order_by="VolumeAttachment.created_at", viewonly=True)
+    image_items: Mapped[list["VolumeGlanceMetadata"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="VolumeGlanceMetadata.key")
 
 
 class VolumeMetadata(VolumeBase):
@@ -111,3 +114,28 @@ class VolumeAttachment(VolumeBase):
     detach_time: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class VolumeGlanceMetadata(VolumeBase):
+    """What a volume made from an image keeps of it (``volume_image_metadata``)."""
+    __tablename__ = "volume_glance_metadata"
+    __table_args__ = (sa.UniqueConstraint("volume_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volume_id: Mapped[str] = mapped_column(sa.ForeignKey("volumes.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(sa.String(255))
+    value: Mapped[str] = mapped_column(sa.String(255))
+
+
+class Message(VolumeBase):
+    """A user message (3.3): why an operation on a project's resource failed where no API answer could say."""
+    __tablename__ = "messages"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    request_id: Mapped[str | None] = mapped_column(sa.String(255))
+    resource_type: Mapped[str] = mapped_column(sa.String(36))
+    resource_uuid: Mapped[str | None] = mapped_column(sa.String(36))
+    event_id: Mapped[str] = mapped_column(sa.String(255))
+    message_level: Mapped[str] = mapped_column(sa.String(255))
+    detail: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

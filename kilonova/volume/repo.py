@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.http import HTTPError
 from kilonova.volume.errors import type_not_found, volume_not_found
-from kilonova.volume.models import (QuotaLimit, Snapshot, Volume, VolumeAttachment, VolumeMetadata, VolumeType,
-                                    VolumeTypeExtraSpec, utcnow)
+from kilonova.volume.models import (QuotaLimit, Snapshot, Volume, VolumeAttachment, VolumeGlanceMetadata,
+                                    VolumeMetadata, VolumeType, VolumeTypeExtraSpec, utcnow)
 
 DEFAULT_TYPE_NAME = "__DEFAULT__"
 DEFAULT_TYPE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/volume-types/__DEFAULT__"))
@@ -35,8 +35,9 @@ def volume_dict(volume: Volume) -> dict[str, Any]:
             "created_at": _time(volume.created_at), "updated_at": _time(volume.updated_at),
             "snapshot_id": volume.snapshot_id, "source_volid": volume.source_volid,
             "metadata": {item.key: item.value for item in volume.metadata_items},
-            "multiattach": volume.multiattach, "attach_status": volume.attach_status,
-            "attachments": [attachment_dict(a) for a in volume.attachments]}
+            "multiattach": volume.multiattach, "attach_status": volume.attach_status, "readonly": volume.readonly,
+            "attachments": [attachment_dict(a) for a in volume.attachments],
+            "image_metadata": {item.key: item.value for item in volume.image_items}}
 
 
 def attachment_dict(attachment: VolumeAttachment) -> dict[str, Any]:
@@ -171,6 +172,13 @@ def usage(session: Session, project_id: str) -> dict[str, int]:
             "backups": 0, "backup_gigabytes": 0, "groups": 0}
 
 
+def provisioned_gb(session: Session) -> int:
+    """What every volume and snapshot of the backend was given (its files are sparse: not what they use)."""
+    volumes = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(Volume.size), 0)))
+    snapshots = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(Snapshot.size), 0)))
+    return int(volumes) + int(snapshots)
+
+
 def quota_overrides(session: Session, project_id: str) -> dict[str, int]:
     rows = session.scalars(sa.select(QuotaLimit).where(QuotaLimit.project_id == project_id))
     return {row.resource: row.hard_limit for row in rows}
@@ -231,7 +239,8 @@ def _source_size(session: Session, values: dict[str, Any], admin: bool) -> int |
 
 
 def create_volume(session: Session, values: dict[str, Any], metadata: dict[str, str], type_ref: str | None,
-                  limits: dict[str, int], admin: bool = False) -> dict[str, Any]:
+                  limits: dict[str, int], admin: bool = False,
+                  image_metadata: dict[str, str] | None = None) -> dict[str, Any]:
     vtype = find_type(session, type_ref or DEFAULT_TYPE_ID)
     source_size = _source_size(session, values, admin)
     if source_size is not None:
@@ -246,6 +255,7 @@ def create_volume(session: Session, values: dict[str, Any], metadata: dict[str, 
     values = {**values, "multiattach": values.get("multiattach", False) or is_multiattach(vtype)}
     volume = Volume(id=str(uuid.uuid4()), volume_type_id=vtype.id, status="creating", **values)
     volume.metadata_items = [VolumeMetadata(key=k, value=v) for k, v in metadata.items()]
+    volume.image_items = [VolumeGlanceMetadata(key=k, value=v) for k, v in (image_metadata or {}).items()]
     session.add(volume)
     session.flush()
     session.refresh(volume)
@@ -260,6 +270,19 @@ def set_metadata(session: Session, volume_id: str, metadata: dict[str, str], rep
     return {item.key: item.value for item in volume.metadata_items}
 
 
+def set_image_metadata(session: Session, volume_id: str, metadata: dict[str, str]) -> dict[str, str]:
+    volume = _volume(session, volume_id)
+    _merge(volume.image_items, metadata, VolumeGlanceMetadata, replace=False)
+    volume.updated_at = utcnow()
+    session.flush()
+    return {item.key: item.value for item in volume.image_items}
+
+
+def delete_image_metadata(session: Session, volume_id: str, key: str) -> None:
+    _remove(_volume(session, volume_id).image_items, key, f"Glance metadata for volume/snapshot {volume_id} cannot "
+                                                          f"be found.")
+
+
 def delete_metadata(session: Session, volume_id: str, key: str) -> None:
     _remove(_volume(session, volume_id).metadata_items, key, f"Volume {volume_id} has no metadata with key {key}.")
 
@@ -269,11 +292,6 @@ def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
             "volume_id": snapshot.volume_id, "name": snapshot.name, "description": snapshot.description,
             "size": snapshot.size, "status": snapshot.status, "created_at": _time(snapshot.created_at),
             "updated_at": _time(snapshot.updated_at)}
-
-
-def has_snapshots(session: Session, volume_id: str) -> bool:
-    return session.scalar(sa.select(sa.func.count()).select_from(Snapshot)
-                          .where(Snapshot.volume_id == volume_id)) > 0
 
 
 def create_snapshot(session: Session, values: dict[str, Any], limits: dict[str, int],
@@ -373,7 +391,29 @@ def update_snapshot(session: Session, snapshot_id: str, values: dict[str, Any]) 
 
 
 def delete_volume(session: Session, volume_id: str) -> None:
+    """The volume's row, with what is left of its attachments (a forced delete leaves reservations)."""
+    session.execute(sa.delete(VolumeAttachment).where(VolumeAttachment.volume_id == volume_id))
     _delete(session, Volume, volume_id)
+
+
+def begin_delete(session: Session, volume_id: str, deletable: tuple[str, ...] | None,
+                 cascade: bool) -> list[str] | None:
+    """The volume (and with ``cascade`` its snapshots) ``deleting``, as Cinder allows it: never while
+    attached, with snapshots only with ``cascade`` (and only ``available`` or ``error`` ones), in one of
+    ``deletable`` (None: any status, a forced delete). Answers the snapshots to remove, None when refused."""
+    volume = _volume(session, volume_id)
+    if volume.attach_status == "attached" or any(a.attach_status == "attached" for a in volume.attachments):
+        return None
+    if deletable is not None and volume.status not in deletable:
+        return None
+    snapshots = list(session.scalars(sa.select(Snapshot).where(Snapshot.volume_id == volume_id)))
+    if snapshots and (not cascade or any(s.status not in ("available", "error") for s in snapshots)):
+        return None
+    for snapshot in snapshots:
+        snapshot.status, snapshot.updated_at = "deleting", utcnow()
+    volume.status, volume.updated_at = "deleting", utcnow()
+    session.flush()
+    return [snapshot.id for snapshot in snapshots]
 
 
 def delete_snapshot(session: Session, snapshot_id: str) -> None:

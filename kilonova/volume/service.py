@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from kilonova.common.auth import TokenValidator
+from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
 from kilonova.common.http import HTTPError
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.volume import attach_repo, connections, repo
 from kilonova.volume.app import create_app
 from kilonova.volume.backend import FileBackend
+from kilonova.volume.creation import VolumeCreator
+from kilonova.volume.images import ImageSource
 from kilonova.volume.models import VolumeBase, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -25,7 +28,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 QUOTA_OPTIONS = {"volumes": "quota_volumes", "snapshots": "quota_snapshots", "gigabytes": "quota_gigabytes",
                  "backups": "quota_backups", "backup_gigabytes": "quota_backup_gigabytes",
                  "groups": "quota_groups", "per_volume_gigabytes": "per_volume_size_limit"}
-EXTENDABLE = ("available",)
+
+
+def settled_status(volume: dict[str, Any]) -> str:
+    """Where a volume goes back to after an extend: ``in-use`` while a server has it, else ``available``."""
+    return "in-use" if any(a["attach_status"] == "attached" for a in volume["attachments"]) else "available"
 
 
 class VolumeService(Service):
@@ -41,6 +48,13 @@ class VolumeService(Service):
         self.validator = validator or TokenValidator(
             env.endpoints.http_client("identity"),
             cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))
+        auth = ServiceAuth(env.endpoints.http_client("identity"), conf.get("service_user", "username"),
+                           conf.get("service_user", "password"), conf.get("service_user", "project_name"))
+        self.images = ImageSource(env.endpoints.http_client("image"),
+                                  ServiceClient(env.endpoints.http_client("image", timeout=3600.0), auth))
+        self.compute = ServiceClient(env.endpoints.http_client("compute"), auth,
+                                     {"OpenStack-API-Version": "compute 2.51"})
+        self.creator = VolumeCreator(self.db, self.backend, self.images, conf)
         self.attachment_timeout = conf.getfloat("volume", "attachment_timeout")
         self.my_ip = conf.get("DEFAULT", "my_ip")
         self._tasks: set[asyncio.Task] = set()
@@ -68,22 +82,16 @@ class VolumeService(Service):
                 await self.db.write(repo.delete_snapshot, snapshot["id"])
             else:
                 self.spawn(self.take_snapshot(snapshot["id"], snapshot["volume_id"]))
-        for volume in await self.db.read(repo.volumes_in, ("creating", "extending", "deleting")):
+        for volume in await self.db.read(repo.volumes_in, ("creating", "downloading", "extending", "deleting")):
             if volume["status"] == "deleting":
                 self.spawn(self.remove(volume["id"]))
-                continue
-            allocated = await asyncio.to_thread(self.backend.size_gb, volume["id"])
-            if volume["status"] == "creating":
-                if allocated is None:
-                    self.spawn(self.allocate(volume["id"], volume["size"], self.source_path(volume)))
-                else:
-                    await self.db.write(repo.set_status, volume["id"],
-                                        "available" if allocated == volume["size"] else "error")
-            elif allocated is None:
-                await self.db.write(repo.set_status, volume["id"], "error_extending")
+            elif volume["status"] in ("creating", "downloading"):
+                self.spawn(self.creator.resume(volume))
             else:   # an extend grew the file, or never got to: the volume is what its file holds
-                await self.db.write(repo.set_status, volume["id"], "available",
-                                    size=max(allocated, volume["size"]))
+                allocated = await asyncio.to_thread(self.backend.size_gb, volume["id"])
+                await self.db.write(repo.set_status, volume["id"],
+                                    "error_extending" if allocated is None else settled_status(volume),
+                                    size=max(allocated or 0, volume["size"]))
 
     async def take_snapshot(self, snapshot_id: str, volume_id: str) -> None:
         try:
@@ -119,26 +127,12 @@ class VolumeService(Service):
     async def quota_limits(self, project_id: str) -> dict[str, int]:
         return {**self.default_quotas, **await self.db.read(repo.quota_overrides, project_id)}
 
-    def source_path(self, volume: dict[str, Any]) -> Path | None:
-        if volume.get("snapshot_id"):
-            return self.backend.snapshot_path(volume["snapshot_id"])
-        if volume.get("source_volid"):
-            return self.backend.path(volume["source_volid"])
-        return None
+    async def allocate(self, volume: dict[str, Any]) -> None:
+        await self.creator.create(volume)
 
-    async def allocate(self, volume_id: str, size: int, source: Path | None = None) -> None:
-        try:
-            if source is None:
-                await asyncio.to_thread(self.backend.create, volume_id, size)
-            else:
-                await asyncio.to_thread(self.backend.create_from, source, volume_id, size)
-        except OSError as exc:
-            LOG.error("volume %s: allocating %d GiB failed: %s", volume_id, size, exc)
-            await self.db.write(repo.set_status, volume_id, "error", ("creating",))
-            return
-        await self.db.write(repo.set_status, volume_id, "available", ("creating",))
-
-    async def remove(self, volume_id: str) -> None:
+    async def remove(self, volume_id: str, snapshot_ids: list[str] = ()) -> None:
+        for snapshot_id in snapshot_ids:
+            await self.remove_snapshot(snapshot_id)
         try:
             await asyncio.to_thread(self.backend.delete, volume_id)
         except OSError as exc:
@@ -147,11 +141,13 @@ class VolumeService(Service):
             return
         await self.db.write(repo.delete_volume, volume_id)
 
-    async def extend(self, volume: dict[str, Any], new_size: int) -> None:
-        """os-extend: checks and quota in the API's answer, the file grown after it."""
-        if volume["status"] not in EXTENDABLE:
-            raise HTTPError(400, f"Invalid volume: Volume status must be 'available' to extend, currently in "
-                                 f"'{volume['status']}'.")
+    async def extend(self, volume: dict[str, Any], new_size: int, in_use: bool = False) -> None:
+        """os-extend: checks and quota in the API's answer, the file grown after it (3.42: an attached volume
+        too, whose server is then told by a ``volume-extended`` event)."""
+        extendable = ("available", "in-use") if in_use else ("available",)
+        if volume["status"] not in extendable:
+            raise HTTPError(400, f"Invalid volume: Volume status must be {' or '.join(repr(s) for s in extendable)}"
+                                 f" to extend, currently in '{volume['status']}'.")
         if new_size <= volume["size"]:
             raise HTTPError(400, f"Invalid input received: New size for extend must be greater than current size. "
                                  f"(current: {volume['size']}, extended: {new_size}).")
@@ -159,27 +155,45 @@ class VolumeService(Service):
 
         def begin(session):
             repo.check_quota(session, volume["project_id"], limits, 0, new_size - volume["size"], new_size)
-            return repo.set_status(session, volume["id"], "extending", EXTENDABLE)
+            return repo.set_status(session, volume["id"], "extending", extendable)
 
         if await self.db.write(begin) is None:
             raise HTTPError(400, "Invalid volume: Volume status must be 'available' to extend.")
-        self.spawn(self._grow(volume["id"], new_size))
+        self.spawn(self._grow(volume, new_size))
 
-    async def _grow(self, volume_id: str, new_size: int) -> None:
+    async def _grow(self, volume: dict[str, Any], new_size: int) -> None:
         try:
-            await asyncio.to_thread(self.backend.extend, volume_id, new_size)
+            await asyncio.to_thread(self.backend.extend, volume["id"], new_size)
         except OSError as exc:
-            LOG.error("volume %s: extending to %d GiB failed: %s", volume_id, new_size, exc)
-            await self.db.write(repo.set_status, volume_id, "error_extending", ("extending",))
+            LOG.error("volume %s: extending to %d GiB failed: %s", volume["id"], new_size, exc)
+            await self.db.write(repo.set_status, volume["id"], "error_extending", ("extending",))
             return
-        await self.db.write(repo.set_status, volume_id, "available", ("extending",), size=new_size)
+        grown = await self.db.write(lambda session: repo.set_status(
+            session, volume["id"], settled_status(repo.get_volume(session, volume["id"])), ("extending",),
+            size=new_size))
+        servers = {a["instance_uuid"] for a in (grown or {}).get("attachments", [])
+                   if a["attach_status"] == "attached" and a["instance_uuid"]}
+        if servers:
+            await self._tell_compute([{"name": "volume-extended", "server_uuid": server, "tag": volume["id"]}
+                                      for server in sorted(servers)])
+
+    async def _tell_compute(self, events: list[dict[str, Any]]) -> None:
+        """Nova's os-server-external-events, as Cinder sends them; a failure is logged (the volume is grown)."""
+        try:
+            response = await self.compute.post("/v2.1/os-server-external-events", json={"events": events})
+        except Exception as exc:   # the compute API is down or unreachable
+            LOG.warning("could not tell compute %s: %s", events, exc)
+            return
+        if response.status_code not in (200, 207):
+            LOG.warning("compute answered %s to %s: %s", response.status_code, events, response.text[:200])
 
     # --- attachments: what happens on the volume host when a connection is made or removed
 
     async def connect_attachment(self, attachment: dict[str, Any], connector: dict[str, Any]) -> dict[str, Any]:
         """The connection for a host's connector, recorded on the attachment (which answers it)."""
         self.check_connector(connector)
-        mode = connections.access_mode(attachment["attach_mode"], connector)
+        volume = await self.db.read(repo.get_volume, attachment["volume_id"])
+        mode = connections.access_mode(attachment["attach_mode"], connector, volume["readonly"])
         info = connections.connection_info(self.backend.path(attachment["volume_id"]), attachment["volume_id"],
                                            attachment["id"], mode)
         connected = await self.db.write(attach_repo.connect, attachment["id"], connector, info,

@@ -1,4 +1,4 @@
-"""``/v3/{project_id}/volumes``: create, list, show, update, delete, metadata and the os-extend action."""
+"""``/v3/{project_id}/volumes``: create, list, show, update, delete and metadata (actions: volume_actions)."""
 from __future__ import annotations
 
 import uuid
@@ -9,16 +9,16 @@ from starlette.requests import Request
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.volume import policy, repo, validation as V
 from kilonova.volume.errors import bad_request
+from kilonova.volume.images import check_fits, volume_image_metadata
 from kilonova.volume.lookup import context, service
 from kilonova.volume.paging import page
 from kilonova.volume.versions import at_least
 
 # Creating from these is issue 14's next step; until then a clear 400 rather than an empty volume.
-NOT_YET = {"imageRef": "from an image",
-           "backup_id": "from a backup", "source_replica": "from a replica", "consistencygroup_id": "in a group",
+NOT_YET = {"backup_id": "from a backup", "source_replica": "from a replica", "consistencygroup_id": "in a group",
            "group_id": "in a group", "scheduler_hints": "with scheduler hints"}
 SERVICE_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/volume-service/file"))
-LIKE_FILTERS, WITH_COUNT, TIME_FILTERS = (3, 34), (3, 45), (3, 60)
+FORCE_DELETE, LIKE_FILTERS, WITH_COUNT, TIME_FILTERS = (3, 23), (3, 34), (3, 45), (3, 60)
 DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
 AVAILABILITY_ZONE = "nova"
 
@@ -52,6 +52,8 @@ def detail_view(request: Request, volume: dict, admin: bool) -> dict[str, Any]:
         host = None if volume["status"] == "creating" else "kilonova@file#file"
         view.update({"migration_status": None, "os-vol-host-attr:host": host,
                      "os-vol-mig-status-attr:migstat": None, "os-vol-mig-status-attr:name_id": None})
+    if volume["image_metadata"]:
+        view["volume_image_metadata"] = volume["image_metadata"]
     _microversion_fields(request, view, volume, admin)
     return view
 
@@ -90,8 +92,10 @@ def _create_values(ctx, body: dict) -> tuple[dict[str, Any], dict[str, str], str
             raise bad_request(f"Creating a volume {what} ('{field}') is not supported yet.")
     snapshot_id = V.text(body.get("snapshot_id"), "snapshot_id")
     source_volid = V.text(body.get("source_volid"), "source_volid")
-    if snapshot_id and source_volid:
-        raise bad_request("Invalid input received: a volume is made from a snapshot or from a volume, not both")
+    image_ref = V.text(body.get("imageRef", body.get("image_id")), "imageRef")
+    if sum(bool(x) for x in (snapshot_id, source_volid, image_ref)) > 1:
+        raise bad_request("Invalid input received: a volume is made from a snapshot, a volume or an image, only "
+                          "one of them")
     if body.get("size") is None and not (snapshot_id or source_volid):
         raise bad_request("Invalid input received: size is required when creating a new volume")
     zone = V.text(body.get("availability_zone"), "availability_zone") or AVAILABILITY_ZONE
@@ -99,7 +103,7 @@ def _create_values(ctx, body: dict) -> tuple[dict[str, Any], dict[str, str], str
         raise bad_request(f"Invalid input received: Availability zone '{zone}' is invalid.")
     values = {"project_id": ctx.project_id, "user_id": ctx.user_id,
               "size": None if body.get("size") is None else V.size(body["size"]),
-              "snapshot_id": snapshot_id or None, "source_volid": source_volid or None,
+              "snapshot_id": snapshot_id or None, "source_volid": source_volid or None, "image_ref": image_ref,
               "name": V.text(body.get("name", body.get("display_name")), "name"),
               "description": V.text(body.get("description", body.get("display_description")), "description"),
               "availability_zone": zone,
@@ -114,9 +118,15 @@ async def create(request: Request, project_id: str):
     policy.check_write(ctx, "volume:create")
     values, metadata, vtype = _create_values(ctx, V.body_part(await read_json(request), "volume"))
     svc = service(request)
+    image_metadata = None
+    image_ref = values.pop("image_ref")
+    if image_ref:
+        image = await svc.images.lookup(ctx.token, image_ref)
+        check_fits(image, values["size"])
+        image_metadata = volume_image_metadata(image)
     limits = await svc.quota_limits(ctx.project_id)
-    volume = await svc.db.write(repo.create_volume, values, metadata, vtype, limits, ctx.is_admin)
-    svc.spawn(svc.allocate(volume["id"], volume["size"], svc.source_path(volume)))
+    volume = await svc.db.write(repo.create_volume, values, metadata, vtype, limits, ctx.is_admin, image_metadata)
+    svc.spawn(svc.allocate(volume))
     return json_response({"volume": detail_view(request, volume, ctx.is_admin)}, status=202)
 
 
@@ -210,39 +220,25 @@ async def update(request: Request, project_id: str, volume_id: str):
 async def delete(request: Request, project_id: str, volume_id: str):
     ctx = context(request, project_id)
     policy.check_write(ctx, "volume:delete")
-    volume = await _visible(request, ctx, volume_id)
+    params = request.query_params
+    cascade = V.boolean(params.get("cascade", "false"), "cascade")
+    force = at_least(request, FORCE_DELETE) and V.boolean(params.get("force", "false"), "force")
+    if force:
+        policy.check_admin(ctx, "volume:force_delete")
+    await begin_delete(request, await _visible(request, ctx, volume_id), force, cascade)
+    return empty_response(202)
+
+
+async def begin_delete(request: Request, volume: dict, force: bool, cascade: bool) -> None:
+    """Shared by DELETE and ``os-force_delete``: the volume ``deleting`` and its file removed after."""
     svc = service(request)
-
-    def begin(session):
-        if repo.has_snapshots(session, volume_id):
-            return None
-        return repo.set_status(session, volume_id, "deleting", DELETABLE)
-
-    if await svc.db.write(begin) is None:
+    snapshot_ids = await svc.db.write(repo.begin_delete, volume["id"], None if force else DELETABLE, cascade)
+    if snapshot_ids is None:
         raise HTTPError(400, f"Invalid volume: Volume status must be available or error or error_restoring or "
                              f"error_extending or error_managing and must not be migrating, attached, belong to "
-                             f"a group, have snapshots or be disassociated from snapshots after volume transfer."
-                             f" (current status: {volume['status']})")
-    svc.spawn(svc.remove(volume_id))
-    return empty_response(202)
-
-
-async def action(request: Request, project_id: str, volume_id: str):
-    ctx = context(request, project_id)
-    body = await read_json(request)
-    if not isinstance(body, dict) or len(body) != 1:
-        raise bad_request("Malformed request body")
-    (name, args), = body.items()
-    if name != "os-extend":
-        raise bad_request(f"There is no such action: {name}")
-    policy.check_write(ctx, "volume:extend")
-    if not isinstance(args, dict) or "new_size" not in args:
-        raise bad_request("Missing required element 'os-extend' in request body.")
-    new_size = V.size(args["new_size"], "new_size")
-    volume = await _visible(request, ctx, volume_id)
-    svc = service(request)
-    await svc.extend(volume, new_size)
-    return empty_response(202)
+                             f"a group, have snapshots, awaiting a transfer, or be disassociated from snapshots "
+                             f"after volume transfer. (current status: {volume['status']})")
+    svc.spawn(svc.remove(volume["id"], snapshot_ids))
 
 
 async def metadata_index(request: Request, project_id: str, volume_id: str):
@@ -304,7 +300,6 @@ def register(router: Router) -> None:
     router.add("GET", f"{prefix}/{{volume_id}}", show)
     router.add("PUT", f"{prefix}/{{volume_id}}", update)
     router.add("DELETE", f"{prefix}/{{volume_id}}", delete)
-    router.add("POST", f"{prefix}/{{volume_id}}/action", action)
     router.add("GET", f"{prefix}/{{volume_id}}/metadata", metadata_index)
     router.add("POST", f"{prefix}/{{volume_id}}/metadata", metadata_create)
     router.add("PUT", f"{prefix}/{{volume_id}}/metadata", metadata_replace)

@@ -214,11 +214,12 @@ def _network_head_has_routers_floating_ips_and_security_groups(database: Databas
 def _volume_head_records_volume_sources(database: Database) -> None:
     # 0003: a volume of the old release was made from nothing: no snapshot, no source volume.
     with database.engine.connect() as connection:
-        row = connection.execute(sa.text("SELECT snapshot_id, source_volid, multiattach, attach_status "
+        row = connection.execute(sa.text("SELECT snapshot_id, source_volid, multiattach, attach_status, readonly "
                                          "FROM volumes")).one()
         attachments = connection.execute(sa.text("SELECT count(*) FROM volume_attachments")).scalar()
-    # 0004: nor is it multiattach or attached anywhere.
-    assert tuple(row) == (None, None, False, "detached") and attachments == 0
+        image = connection.execute(sa.text("SELECT count(*) FROM volume_glance_metadata")).scalar()
+    # 0004: nor is it multiattach or attached anywhere; 0005: nor read-only, nor made from an image.
+    assert tuple(row) == (None, None, False, "detached", False) and attachments == 0 and image == 0
 
 
 # What each store's head adds, checked on the upgraded database.

@@ -338,6 +338,8 @@ def test_boot_from_volume_with_the_cli(cloud):
         probe = conn.block_storage.create_volume(size=1, image_id=conn.image.find_image("kilonova-tiny").id)
     except Exception as exc:  # noqa: BLE001 - the volume service's refusal says what it lacks
         pytest.skip(f"the volume service cannot make a volume from an image yet: {exc}")
+    # made from the image after the 202 (downloading): deletable once it is available or in error
+    conn.block_storage.wait_for_status(probe, "available", failures=["error"], interval=0.2, wait=60)
     conn.block_storage.delete_volume(probe.id, ignore_missing=True)
     name = f"bfv-cli-{uuid.uuid4().hex[:6]}"
     created = _cli(cloud, "server", "create", "--flavor", "m1.tiny", "--image", "kilonova-tiny",

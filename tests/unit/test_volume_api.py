@@ -78,7 +78,7 @@ async def test_bad_input_is_400_never_500(api):
     url = "/v3/p-alice/volumes"
     for body in ({"volume": {"size": -1}}, {"volume": {"size": True}}, {"volume": {"size": 1.5}},
                  {"volume": {"size": 1, "name": 5}}, {"volume": {"size": 1, "metadata": {"k": 1}}},
-                 {"volume": {"size": 1, "metadata": []}}, {"volume": {"size": 1, "imageRef": "x"}},
+                 {"volume": {"size": 1, "metadata": []}}, {"volume": {"size": 1, "imageRef": "x", "snapshot_id": "y"}},
                  {"volume": {"size": 1, "backup_id": "x"}}, {"volume": {"size": 1, "multiattach": "perhaps"}},
                  {"volume": {"snapshot_id": "x", "source_volid": "y"}}, {"volume": {"snapshot_id": 5}},
                  {"volume": []}, [], "text"):
