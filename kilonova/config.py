@@ -155,6 +155,10 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # volume must fit in this many times its free space less reserved_percentage of its size.
         "max_over_subscription_ratio": "20.0",
         "reserved_percentage": "0",
+        # Where volumes are served over NBD to compute hosts on other machines (empty: [DEFAULT] my_ip), and
+        # the TCP ports their qemu-nbd exports take (one per volume connected remotely).
+        "target_ip_address": "",
+        "nbd_ports": "10809-10999",
         # Seconds a user message (GET /messages) is kept, as Cinder's message_ttl.
         "message_ttl": "2592000",
     },

@@ -46,7 +46,7 @@ VERSIONS = {
     "compute": ["2.1", "2.7", "2.19", "2.37", "2.42", "2.52", "2.60", "2.67", "2.74", "2.90", "2.96",
                 "latest", "2.999", "x.y"],
     "placement": ["1.0", "1.10", "1.14", "1.20", "1.28", "1.36", "1.39", "latest", "1.999", "nope"],
-    "block-storage": ["3.0", "3.0", "latest", "3.1", "x.y"],
+    "block-storage": ["3.0", "3.0", "3.27", "3.44", "3.67", "latest", "3.72", "x.y"],
 }
 HEADER_NAMES = {"block-storage": "volume"}   # OpenStack-API-Version's service name, where not the type
 QUERY_KEYS = ["limit", "marker", "sort_key", "sort_dir", "sort", "name", "status", "all_tenants", "all_projects",
@@ -218,12 +218,17 @@ def body_schemas(service: str) -> list[dict]:
             schema = {"type": "object", "properties": {resource: {
                 "type": "object", "properties": {name: {} for name in attrs}}}}
             found[id(schema)] = schema
-    if service == "block-storage":   # Cinder's create and update bodies
+    if service == "block-storage":   # Cinder's create and update bodies, attachments and volume actions
         fields = {"size": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"},
                   "volume_type": {"type": "string"}, "availability_zone": {"type": "string"},
                   "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}
         fields["volume_id"] = {"type": "string"}
-        for wrapper in ("volume", "snapshot", "volume_type", "quota_set", "metadata", "os-extend"):
+        fields.update({"volume_uuid": {"type": "string"}, "instance_uuid": {"type": "string"},
+                       "connector": {"type": "object", "properties": {"ip": {"type": "string"},
+                                                                      "host": {"type": "string"}}},
+                       "imageRef": {"type": "string"}, "status": {"type": "string"}, "bootable": {}})
+        for wrapper in ("volume", "snapshot", "volume_type", "quota_set", "metadata", "os-extend", "attachment",
+                        "os-reset_status", "os-attach", "os-initialize_connection"):
             schema = {"type": "object", "properties": {wrapper: {"type": "object", "properties": fields}}}
             found[id(schema)] = schema
     if service == "compute":

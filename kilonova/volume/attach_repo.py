@@ -164,6 +164,12 @@ def _settle_volume(session: Session, volume_id: str) -> Volume:
     return volume
 
 
+def exported_volumes(session: Session) -> list[str]:
+    """Volumes with an attachment connected over NBD (their exports must be up)."""
+    query = sa.select(VolumeAttachment.volume_id).where(VolumeAttachment.connection_info.like('%"nbd"%'))
+    return sorted(set(session.scalars(query)))
+
+
 def stale(session: Session, statuses: tuple[str, ...], before: datetime) -> list[dict[str, Any]]:
     """Attachments in one of ``statuses`` not changed since ``before``."""
     changed = sa.func.coalesce(VolumeAttachment.updated_at, VolumeAttachment.created_at)

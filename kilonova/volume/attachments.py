@@ -78,8 +78,6 @@ async def create(request: Request, project_id: str):
     svc = service(request)
     volume = await svc.db.read(repo.get_volume, volume_id)
     policy.check_visible(ctx, volume)
-    if connector is not None:
-        svc.check_connector(connector)
     attachment = await svc.db.write(attach_repo.reserve, volume_id, instance_uuid, mode)
     if connector is None:
         return json_response({"attachment": {**detail(attachment), "connection_info": {}}})
@@ -96,7 +94,6 @@ async def update(request: Request, project_id: str, attachment_id: str):
         raise bad_request("Invalid input for field/attribute attachment. 'connector' is a required property")
     connector = _connector(body["connector"], required=True)
     svc = service(request)
-    svc.check_connector(connector)
     attachment = await svc.db.write(attach_repo.check_connectable, attachment_id, _scope(ctx))
     return json_response({"attachment": detail(await svc.connect_attachment(attachment, connector))})
 

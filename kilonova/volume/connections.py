@@ -4,11 +4,8 @@ A host on this machine (the connector's ``ip`` is one of this machine's addresse
 opens the volume's file itself: ``driver_volume_type: local`` with the file as ``device_path``, what
 os-brick's local connector takes. Nothing is exported, so nothing needs tearing down.
 
-A host on another machine cannot open the file. The transport for it is NBD: ``qemu-nbd`` serves the
-raw file and QEMU's own NBD client attaches it, with no kernel module, initiator or target daemon on
-either side (iSCSI through LIO needs ``targetcli``, configfs and root on the volume host and iscsid
-and os-brick on every compute host). Until that export is built, a remote connector is refused with a
-400 that says so, rather than answered with a path the host cannot open.
+A host on another machine is given the volume over NBD (``driver_volume_type: nbd``: ``host``,
+``port`` and export ``name``, served by ``qemu-nbd``; why NBD rather than iSCSI: see exports.py).
 """
 from __future__ import annotations
 
@@ -17,8 +14,6 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-from kilonova.volume.errors import bad_request
 
 
 @lru_cache(maxsize=1)
@@ -56,6 +51,17 @@ def access_mode(attach_mode: str, connector: dict[str, Any], readonly: bool = Fa
     return mode if mode in ("rw", "ro") else "rw"
 
 
+def access_mode(attach_mode: str, connector: dict[str, Any], readonly: bool = False) -> str:
+    """``rw`` or ``ro``: a read-only volume's always ``ro``; else the attachment's mode (3.54), else the
+    connector's, else read-write."""
+    if readonly:
+        return "ro"
+    if attach_mode in ("rw", "ro"):
+        return attach_mode
+    mode = connector.get("mode")
+    return mode if mode in ("rw", "ro") else "rw"
+
+
 def check_reachable(connector: dict[str, Any], local_ips: tuple[str, ...] = ()) -> None:
     """400 for a connector of a host this service cannot give its volumes to."""
     if not is_local(connector, local_ips):
@@ -64,8 +70,18 @@ def check_reachable(connector: dict[str, Any], local_ips: tuple[str, ...] = ()) 
                           f"volumes are not exported to other hosts yet (only local attachments).")
 
 
-def connection_info(path: Path, volume_id: str, attachment_id: str | None, mode: str) -> dict[str, Any]:
+def _common(volume_id: str, attachment_id: str | None, mode: str) -> dict[str, Any]:
+    return {"volume_id": volume_id, "attachment_id": attachment_id, "access_mode": mode, "format": "raw",
+            "encrypted": False, "qos_specs": None, "discard": True, "cacheable": False}
+
+
+def local_info(path: Path, volume_id: str, attachment_id: str | None, mode: str) -> dict[str, Any]:
     return {"driver_volume_type": "local",
-            "data": {"device_path": str(path), "volume_id": volume_id, "attachment_id": attachment_id,
-                     "access_mode": mode, "format": "raw", "encrypted": False, "qos_specs": None,
-                     "discard": True, "cacheable": False}}
+            "data": {"device_path": str(path), **_common(volume_id, attachment_id, mode)}}
+
+
+def nbd_info(host: str, port: int, volume_id: str, attachment_id: str | None, mode: str) -> dict[str, Any]:
+    address = f"[{host}]" if ":" in host else host
+    return {"driver_volume_type": "nbd",
+            "data": {"host": host, "port": port, "name": volume_id,
+                     "export": f"nbd://{address}:{port}/{volume_id}", **_common(volume_id, attachment_id, mode)}}

@@ -20,6 +20,7 @@ from kilonova.volume import attach_repo, connections, repo
 from kilonova.volume.app import create_app
 from kilonova.volume.backend import FileBackend
 from kilonova.volume.creation import VolumeCreator
+from kilonova.volume.exports import NbdExports
 from kilonova.volume.images import ImageSource
 from kilonova.volume.models import VolumeBase, utcnow
 
@@ -28,6 +29,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 QUOTA_OPTIONS = {"volumes": "quota_volumes", "snapshots": "quota_snapshots", "gigabytes": "quota_gigabytes",
                  "backups": "quota_backups", "backup_gigabytes": "quota_backup_gigabytes",
                  "groups": "quota_groups", "per_volume_gigabytes": "per_volume_size_limit"}
+
+
+def _port_range(text: str) -> range:
+    low, _, high = text.partition("-")
+    return range(int(low), int(high or low) + 1)
 
 
 def settled_status(volume: dict[str, Any]) -> str:
@@ -55,6 +61,8 @@ class VolumeService(Service):
         self.compute = ServiceClient(env.endpoints.http_client("compute"), auth,
                                      {"OpenStack-API-Version": "compute 2.51"})
         self.creator = VolumeCreator(self.db, self.backend, self.images, conf)
+        self.exports = NbdExports(self.backend.directory, conf.get("volume", "target_ip_address") or
+                                  conf.get("DEFAULT", "my_ip"), _port_range(conf.get("volume", "nbd_ports")))
         self.attachment_timeout = conf.getfloat("volume", "attachment_timeout")
         self.my_ip = conf.get("DEFAULT", "my_ip")
         self._tasks: set[asyncio.Task] = set()
@@ -73,8 +81,10 @@ class VolumeService(Service):
         """Volumes, snapshots and attachments a stopped process left half done: finish them from what is
         on disk (attachments: a detach is finished; reservations and connections past their deadline go)."""
         for attachment in await self.db.read(attach_repo.stale, ("detaching",), utcnow()):
-            await self.db.write(attach_repo.finish_detach, attachment["id"])
+            await self._finish_detach(attachment)
         await self.reap_attachments()
+        await self.exports.restore({volume_id: self.backend.path(volume_id)
+                                    for volume_id in await self.db.read(attach_repo.exported_volumes)})
         for snapshot in await self.db.read(repo.snapshots_in, ("creating", "deleting")):
             # A copy cut short cannot be told from a whole one: made again from the volume.
             await asyncio.to_thread(self.backend.delete_snapshot, snapshot["id"])
@@ -189,27 +199,52 @@ class VolumeService(Service):
 
     # --- attachments: what happens on the volume host when a connection is made or removed
 
+    async def connection(self, volume: dict[str, Any], attachment_id: str | None, connector: dict[str, Any],
+                         attach_mode: str = "null") -> dict[str, Any]:
+        """The connection_info for a host's connector: the file itself on this machine, else an NBD export
+        (started for the volume's first remote connection)."""
+        mode = connections.access_mode(attach_mode, connector, volume["readonly"])
+        path = self.backend.path(volume["id"])
+        if connections.is_local(connector, (self.my_ip,)):
+            return connections.local_info(path, volume["id"], attachment_id, mode)
+        try:
+            port = await self.exports.export(volume["id"], path)
+        except OSError as exc:
+            LOG.error("volume %s: NBD export failed: %s", volume["id"], exc)
+            raise HTTPError(500, f"Unable to update attachment.(Bad or unexpected response from the storage "
+                                 f"volume backend API: could not export volume {volume['id']}: {exc}).") from None
+        return connections.nbd_info(self.exports.address, port, volume["id"], attachment_id, mode)
+
     async def connect_attachment(self, attachment: dict[str, Any], connector: dict[str, Any]) -> dict[str, Any]:
         """The connection for a host's connector, recorded on the attachment (which answers it)."""
-        self.check_connector(connector)
         volume = await self.db.read(repo.get_volume, attachment["volume_id"])
-        mode = connections.access_mode(attachment["attach_mode"], connector, volume["readonly"])
-        info = connections.connection_info(self.backend.path(attachment["volume_id"]), attachment["volume_id"],
-                                           attachment["id"], mode)
+        info = await self.connection(volume, attachment["id"], connector, attachment["attach_mode"])
         connected = await self.db.write(attach_repo.connect, attachment["id"], connector, info,
                                         attachment["attach_mode"])
         if connected is None:
+            await self.release_export(attachment["volume_id"])
             raise attach_repo.attachment_not_found(attachment["id"])
         return connected
 
-    def check_connector(self, connector: dict[str, Any]) -> None:
-        connections.check_reachable(connector, (self.my_ip,))
-
     async def detach_attachment(self, attachment_id: str, project_id: str | None) -> list[dict[str, Any]]:
-        """Delete an attachment: ``detaching`` while its connection goes (a local one has nothing to tear
-        down), then gone; answers the volume's attachments left."""
-        await self.db.write(attach_repo.begin_detach, attachment_id, project_id)
-        return await self.db.write(attach_repo.finish_detach, attachment_id)
+        """Delete an attachment: ``detaching`` while its connection goes (an NBD export, when it was the
+        volume's last remote connection), then gone; answers the volume's attachments left."""
+        attachment = await self.db.write(attach_repo.begin_detach, attachment_id, project_id)
+        return await self._finish_detach(attachment)
+
+    async def _finish_detach(self, attachment: dict[str, Any]) -> list[dict[str, Any]]:
+        left = await self.db.write(attach_repo.finish_detach, attachment["id"])
+        await self.release_export(attachment["volume_id"], left)
+        return left
+
+    async def release_export(self, volume_id: str, left: list[dict[str, Any]] | None = None) -> None:
+        """Stop the volume's NBD export once no attachment is connected through it."""
+        if left is None:
+            left = (await self.db.read(repo.get_volume, volume_id))["attachments"]
+        if self.exports.port_of(volume_id) is None:
+            return
+        if not any((a["connection_info"] or {}).get("driver_volume_type") == "nbd" for a in left):
+            await self.exports.unexport(volume_id)
 
     async def reap_attachments(self) -> None:
         """Reservations and connections never completed within ``[volume] attachment_timeout``: removed, so
@@ -218,7 +253,7 @@ class VolumeService(Service):
         for attachment in await self.db.read(attach_repo.stale, ("reserved", "attaching", "detaching"), before):
             LOG.warning("attachment %s of volume %s still %s after %d s: removed", attachment["id"],
                         attachment["volume_id"], attachment["attach_status"], self.attachment_timeout)
-            await self.db.write(attach_repo.finish_detach, attachment["id"])
+            await self._finish_detach(attachment)
 
     async def _reap_attachments_forever(self) -> None:
         interval = max(1.0, min(60.0, self.attachment_timeout / 10))

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, json_response, read_json
-from kilonova.volume import attach_repo, connections, policy, repo, validation as V
+from kilonova.volume import attach_repo, policy, repo, validation as V
 from kilonova.volume.errors import bad_request
 from kilonova.volume.lookup import context, service
 from kilonova.volume.versions import at_least
@@ -102,18 +102,15 @@ def _connector(args: Any, name: str) -> dict[str, Any]:
 async def initialize_connection(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_actions:initialize_connection")
     connector = _connector(args, "os-initialize_connection")
-    svc = service(request)
-    svc.check_connector(connector)
     if "error" in volume["status"]:
         raise attach_repo.invalid_volume(f"Volume {volume['id']} is in an error state ({volume['status']}).")
-    mode = connections.access_mode("null", connector, volume["readonly"])
-    info = connections.connection_info(svc.backend.path(volume["id"]), volume["id"], None, mode)
-    return json_response({"connection_info": info})
+    return json_response({"connection_info": await service(request).connection(volume, None, connector)})
 
 
 async def terminate_connection(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_actions:terminate_connection")
-    _connector(args, "os-terminate_connection")   # a local connection has nothing to tear down
+    _connector(args, "os-terminate_connection")
+    await service(request).release_export(volume["id"])   # a local connection has nothing to tear down
     return empty_response(202)
 
 
