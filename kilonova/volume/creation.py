@@ -70,11 +70,13 @@ class VolumeCreator:
             LOG.error("volume %s: writing image %s failed: %s", volume["id"], image["image_id"], exc)
             detail = M.NOT_ENOUGH_SPACE_FOR_IMAGE if "doesn't fit" in str(exc) else M.UNKNOWN_ERROR
             await asyncio.to_thread(self.backend.delete, volume["id"])
-            await self._fail(volume, ("downloading",), M.COPY_IMAGE_TO_VOLUME, detail)
+            # (Nova may have reserved it for a boot from volume meanwhile: an error all the same)
+            await self._fail(volume, ("downloading", "reserved"), M.COPY_IMAGE_TO_VOLUME, detail)
             return
         finally:
             self.backend.image_path(volume["id"]).unlink(missing_ok=True)
-        await self.db.write(repo.set_status, volume["id"], "available", ("downloading",), bootable=True)
+        if await self.db.write(repo.finish_image, volume["id"]) is None:   # force-deleted meanwhile
+            await asyncio.to_thread(self.backend.delete, volume["id"])
 
     async def _fail(self, volume: dict[str, Any], expected: tuple[str, ...], action, detail) -> None:
         def record(session):

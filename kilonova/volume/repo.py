@@ -378,6 +378,20 @@ def _update(row, to_dict, values: dict[str, Any]) -> dict[str, Any]:
     return to_dict(row)
 
 
+def finish_image(session: Session, volume_id: str) -> dict[str, Any] | None:
+    """An image written into the volume: bootable, and ``available`` unless reserved meanwhile (Cinder lets a
+    ``downloading`` volume be reserved for a boot from volume). None when the volume is gone."""
+    volume = session.get(Volume, volume_id)
+    if volume is None or volume.status == "deleting":
+        return None
+    volume.bootable = True
+    if volume.status == "downloading":
+        volume.status = "available"
+    volume.updated_at = utcnow()
+    session.flush()
+    return volume_dict(volume)
+
+
 def update_volume(session: Session, volume_id: str, values: dict[str, Any]) -> dict[str, Any]:
     result = _update(_volume(session, volume_id), volume_dict, values)
     session.flush()
