@@ -1,6 +1,7 @@
 """``POST /v3/{project_id}/volumes/{id}/action``: one handler per action, as clients send them —
 ``os-extend`` (in-use from 3.42), the admin actions ``os-force_delete`` and ``os-reset_status``,
-``os-set_bootable``, ``os-update_readonly_flag``, ``os-set/unset/show_image_metadata``, and the attach calls before the attachments API
+``os-set_bootable``, ``os-update_readonly_flag``, ``os-set/unset/show_image_metadata``, and the attach calls
+before the attachments API
 (``os-reserve``, ``os-unreserve``, ``os-initialize_connection``, ``os-attach``, ``os-begin_detaching``,
 ``os-roll_detaching``, ``os-terminate_connection``, ``os-detach``)."""
 from __future__ import annotations
@@ -168,7 +169,8 @@ ACTIONS = {"os-extend": extend, "os-force_delete": force_delete, "os-reset_statu
            "os-reserve": _state_action(attach_repo.legacy_reserve, "reserve"),
            "os-unreserve": _state_action(attach_repo.legacy_unreserve, "unreserve"),
            "os-begin_detaching": _state_action(attach_repo.begin_detaching, "begin_detaching"),
-           "os-roll_detaching": _state_action(attach_repo.roll_detaching, "roll_detaching"), "os-initialize_connection": initialize_connection,
+           "os-roll_detaching": _state_action(attach_repo.roll_detaching, "roll_detaching"),
+           "os-initialize_connection": initialize_connection,
            "os-terminate_connection": terminate_connection, "os-attach": attach, "os-detach": detach,
            "os-set_image_metadata": set_image_metadata, "os-unset_image_metadata": unset_image_metadata,
            "os-show_image_metadata": show_image_metadata}

@@ -9,6 +9,8 @@ import uuid
 import pytest
 from openstack import exceptions as sdk_exc
 
+from tests.projects import member_of_new_project
+
 
 @pytest.fixture
 def attach_server(cloud):
@@ -23,20 +25,6 @@ def attach_server(cloud):
     yield made
     conn.compute.delete_server(made)
     conn.compute.wait_for_delete(made, wait=60, interval=0.3)
-
-
-def _other_project(cloud, admin):
-    """A member of another project (made once)."""
-    import openstack
-
-    if admin.identity.find_project("att-other") is None:
-        project = admin.identity.create_project(name="att-other", domain_id="default")
-        user = admin.identity.create_user(name="att-other-user", password="att-other-pw", domain_id="default",
-                                          default_project_id=project.id)
-        admin.identity.assign_project_role_to_user(project, user, admin.identity.find_role("member"))
-    return openstack.connect(auth_url=cloud.auth()["auth_url"], username="att-other-user", password="att-other-pw",
-                             project_name="att-other", user_domain_name="Default", project_domain_name="Default",
-                             region_name="RegionOne")
 
 
 def _cleanup(conn, volume) -> None:
@@ -57,7 +45,8 @@ def test_attach_complete_detach_with_cli(cloud, attach_server):
         made = cloud.openstack("volume", "attachment", "create", "--connect", "--ip", "127.0.0.1", "--host",
                                "compute1", "--mountpoint", "/dev/vdb", "--mode", "rw", "--server", attach_server.id,
                                volume.id, cloud="kilonova-demo", fmt_json=True)
-        assert made["Status"] == "attaching" and made["Volume ID"] == volume.id and made["Instance ID"] == attach_server.id
+        assert made["Status"] == "attaching" and made["Volume ID"] == volume.id
+        assert made["Instance ID"] == attach_server.id
         assert made["Properties"]["driver_volume_type"] == "local"
         path = cloud.state_dir / "volumes" / f"volume-{volume.id}"
         assert made["Properties"]["data"]["device_path"] == str(path)
@@ -100,10 +89,11 @@ def test_reserve_update_and_refusals_with_sdk(cloud, attach_server):
         with pytest.raises(sdk_exc.BadRequestException):
             conn.block_storage.delete_volume(volume, force=False)
         # another project sees neither the attachment nor the volume
+        other = member_of_new_project(cloud, "att-other")[2]
         with pytest.raises(sdk_exc.NotFoundException):
-            _other_project(cloud, admin).block_storage.get_attachment(reserved.id)
+            other.block_storage.get_attachment(reserved.id)
         with pytest.raises(sdk_exc.NotFoundException):
-            _other_project(cloud, admin).block_storage.create_attachment(volume.id, instance=str(uuid.uuid4()))
+            other.block_storage.create_attachment(volume.id, instance=str(uuid.uuid4()))
         assert admin.block_storage.get_attachment(reserved.id).volume_id == volume.id   # admins see all
         conn.block_storage.delete_attachment(reserved)
         assert conn.block_storage.get_volume(volume.id).status == "available"

@@ -28,7 +28,8 @@ def _qcow2(tmp_path, virtual: str = "64M") -> bytes:
 def images(cloud, tmp_path_factory):
     conn = cloud.sdk()
     made = {}
-    for name, virtual, extra in (("vol-src", "64M", {}), ("vol-huge", "3G", {}), ("vol-mindisk", "64M", {"min_disk": 5})):
+    for name, virtual, extra in (("vol-src", "64M", {}), ("vol-huge", "3G", {}),
+                                 ("vol-mindisk", "64M", {"min_disk": 5})):
         made[name] = conn.image.create_image(name=name, data=_qcow2(tmp_path_factory.mktemp(name), virtual),
                                              disk_format="qcow2", container_format="bare", visibility="public",
                                              **extra)
