@@ -1,6 +1,7 @@
 """A real guest on a dual-stack network through `kilonova up` with the libvirt driver: its kernel takes its
 SLAAC address from the router advertisements of the network's namespace, the address the network service
-gave its port (the EUI-64 of its MAC), and answers ping6 there once an IPv6 ICMP rule lets it."""
+gave its port (the EUI-64 of its MAC), and answers ping6 there once an IPv6 ICMP rule lets it; a SLAAC subnet
+added to the network while it runs gives it a second address the same way."""
 from __future__ import annotations
 
 import json
@@ -62,6 +63,16 @@ def test_a_guest_takes_its_slaac_address_and_answers_there(cloud, guest):
     cloud.openstack("security", "group", "rule", "create", "--ethertype", "IPv6", "--protocol", "ipv6-icmp",
                     default.id)
     answered = _ping6(namespace, address)
+    assert answered.returncode == 0, answered.stdout + answered.stderr
+
+    # A SLAAC subnet added to the network later: the port gets its address there (network-changed), the host's
+    # dnsmasq advertises the new prefix, and the guest makes the same address.
+    later = conn.network.create_subnet(network_id=network.id, ip_version=6, cidr="fd00:67::/64",
+                                       ipv6_ra_mode="slaac", ipv6_address_mode="slaac")
+    port = conn.network.get_port(port.id)
+    second = next(ip["ip_address"] for ip in port.fixed_ips if ip["subnet_id"] == later.id)
+    wait_console(cloud, server["id"], f"{second}/64", timeout=90)
+    answered = _ping6(namespace, second)
     assert answered.returncode == 0, answered.stdout + answered.stderr
 
     cloud.openstack("server", "delete", "--wait", server["id"], timeout=120)

@@ -506,12 +506,16 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
 
     async def network_info_changed(self, instance: dict, network_info: list[dict]) -> None:
         """Keep the instance's network information on disk current (the metadata API reads its floating IPs
-        there, and a restart replugs from it)."""
+        there, and a restart replugs from it), and its networks' dataplane serving its addresses and subnets
+        (an address added: DHCP; a SLAAC subnet added: its advertisements) -- unless it is moving."""
         directory = self._dir(instance)
         if directory.is_dir():
             partial = directory / "network_info.json.new"
             partial.write_text(json.dumps(network_info))
             partial.rename(directory / "network_info.json")
+            if instance.get("host") == self.host and instance.get("task_state") is None:
+                for vif in network_info:
+                    await self._call(self.dataplane.plug, vif, instance["uuid"])
 
     async def attach_interface(self, instance, vif):
         await self._call(hotplug.attach, self, instance, vif)
