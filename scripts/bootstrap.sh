@@ -17,10 +17,11 @@ if [ ! -e /usr/share/novnc/vnc_lite.html ] && command -v apt-get >/dev/null && [
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         novnc; } >/dev/null || echo "bootstrap: could not install novnc (console pages will be missing)" >&2
 fi
-# nftables: the libvirt dataplane's routers NAT with it (kilonova serve l3), and security groups filter with it.
-if ! command -v nft >/dev/null && [ ! -x /usr/sbin/nft ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+# nftables: the libvirt dataplane's routers NAT with it (kilonova serve l3), and security groups filter with it;
+# conntrack: a floating IP taken off a router has its connections' state dropped with it.
+if { [ ! -x /usr/sbin/nft ] || [ ! -x /usr/sbin/conntrack ]; } && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        nftables; } >/dev/null || echo "bootstrap: could not install nftables (routers will not NAT)" >&2
+        nftables conntrack; } >/dev/null || echo "bootstrap: could not install nftables and conntrack (routers will not NAT)" >&2
 fi
 if [ -e /usr/include/libvirt/libvirt.h ] && .venv/bin/python -m pip install --quiet -e '.[test,libvirt]'; then
     :

@@ -44,6 +44,7 @@ REQUIRED = {
     "/usr/sbin/ip": "iproute2",
     "/usr/bin/ping": "iputils-ping",
     "/usr/sbin/nft": "nftables",
+    "/usr/sbin/conntrack": "conntrack",
     "/usr/include/libvirt/libvirt.h": "libvirt-dev",
     "/usr/bin/pkg-config": "pkg-config",
     "/usr/bin/gcc": "gcc",

@@ -22,6 +22,16 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None 
 ACCEPT_ONE = ("import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
               "s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(1); s.settimeout(10); c, a = s.accept(); "
               "print(a[0], flush=True)")
+# Echoes what it receives, forever (one connection).
+ECHO = ("import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        "s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(1); c, a = s.accept()\n"
+        "while True:\n d = c.recv(100)\n if not d: break\n c.sendall(d)")
+# Connects, and for each line on stdin sends it and prints the echo (or "no-echo" after 2 s).
+TALK = ("import socket,sys; c=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3); "
+        "c.settimeout(2); print('connected', flush=True)\n"
+        "for line in sys.stdin:\n c.sendall(line.encode())\n"
+        " try: print(c.recv(100).decode().strip() or 'closed', flush=True)\n"
+        " except OSError: print('no-echo', flush=True)")
 CONNECT = ("import socket,sys; c=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3); "
            "print('connected')")
 
@@ -118,6 +128,32 @@ def test_a_router_routes_snats_and_dnats_floating_ips(lab):
     assert outside.ping("172.31.71.50")
     assert outside.peer_seen_by(guest, "172.31.71.50", 7102) == "172.31.71.1"  # the source kept inside
     assert guest.peer_seen_by(outside, "172.31.71.1", 7103) == "172.31.71.50"
+
+    # A connection made through the floating IP, cut when it is taken off (its tracking state dropped).
+    echo = subprocess.Popen(["ip", "netns", "exec", guest.name, sys.executable, "-c", ECHO, "7107"])
+    talk = None
+    try:
+        for _ in range(50):
+            talk = subprocess.Popen(["ip", "netns", "exec", outside.name, sys.executable, "-c", TALK, "172.31.71.50",
+                                     "7107"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            if talk.stdout.readline().strip() == "connected":
+                break
+            talk.wait()
+        talk.stdin.write("one\n")
+        talk.stdin.flush()
+        assert talk.stdout.readline().strip() == "one"
+        router["floating_ips"] = []
+        dataplane.apply(router)
+        talk.stdin.write("two\n")
+        talk.stdin.flush()
+        assert talk.stdout.readline().strip() == "no-echo"
+        router["floating_ips"] = [{"floating": "172.31.71.50", "fixed": "10.71.0.5"}]
+        dataplane.apply(router)
+    finally:
+        for process in (echo, talk):
+            if process is not None:
+                process.kill()
+                process.wait()
 
     # A second subnet on another network, routed through the router (no NAT between them).
     router["interfaces"].append({"port_id": str(uuid.uuid4()), "network_id": second, "mac": "fa:16:3e:71:00:03",

@@ -10,7 +10,8 @@ For router R (``S`` = the dataplane's 4-digit scope, see ``dataplane.scope_of``)
   via the external subnet's gateway;
 * extra routes (``routes``) as ``proto static`` routes;
 * nftables table ``ip kilonova`` (replaced whole, atomically, on each change): each floating IP DNATed to its
-  fixed IP coming in and its fixed IP SNATed to it going out the gateway; with ``enable_snat`` every other
+  fixed IP coming in and its fixed IP SNATed to it going out the gateway (a floating IP taken off has its
+  connections' tracking state dropped, so none goes on through it); with ``enable_snat`` every other
   guest's traffic out the gateway SNATed to the gateway's address; traffic between the router's subnets is
   routed as it is, except a guest reaching another guest's floating IP (hairpin), masqueraded so that the
   answer comes back through the router.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -89,6 +91,12 @@ class RouterDataplane:
                 self._leg(namespace, kind, leg, observed.get(f"{kind}-{leg['port_id'][:11]}"))
             self._routes(namespace, router, gateway)
             _nft(namespace, ruleset(router))
+            wanted_floating = {fip["floating"] for fip in router["floating_ips"]}
+            for name, device in observed.items():
+                if name.startswith("qg-"):
+                    for address in device["addresses"]:
+                        if address.endswith("/32") and address[:-3] not in wanted_floating:
+                            _forget_connections(namespace, address[:-3])
 
     def remove(self, router_id: str) -> None:
         """The router's namespace, its legs and the bridges only it used."""
@@ -175,6 +183,19 @@ class RouterDataplane:
                                      bridge)
                         return
             _ip("addr", "add", gateway_cidr, "dev", bridge)
+
+
+def _forget_connections(namespace: str, address: str) -> None:
+    """Drop the router's connection tracking state of a floating IP it no longer carries (as Neutron's agent
+    does): an established connection through it must not go on being NATed. Needs ``conntrack``
+    (conntrack-tools); without it such connections last until their state times out."""
+    if shutil.which("conntrack") is None:
+        LOG.warning("conntrack is not installed: connections through floating IP %s go on until they time out",
+                    address)
+        return
+    for direction in ("--orig-dst", "--reply-dst"):  # connections to it, and those it SNATed out
+        subprocess.run(["ip", "netns", "exec", namespace, "conntrack", "-D", direction, address],
+                       capture_output=True, timeout=30)
 
 
 def _sysctl(namespace: str, key: str, value: str) -> None:
