@@ -26,7 +26,7 @@ def parse_cidr(cidr: object, ip_version: int | None) -> IPNetwork:
         raise bad_request(f"Invalid input for cidr. Reason: '{cidr}' isn't a recognized IP subnet cidr, "
                           f"'{loose}' is recommended.") from None
     if ip_version is not None and network.version != ip_version:
-        raise invalid_input("Cidr and ip_version mismatch" if ip_version in (4, 6)
+        raise invalid_input(f"cidr '{cidr}' does not match the ip_version '{ip_version}'" if ip_version in (4, 6)
                             else f"ip_version {ip_version} is not supported")
     if network.num_addresses < (4 if network.version == 4 else 2) and network.prefixlen != network.max_prefixlen:
         raise invalid_input(f"Subnet {cidr} is too small")
@@ -63,9 +63,11 @@ def check_gateway(network: IPNetwork, gateway: object) -> str | None:
     if gateway is None:
         return None
     ip = parse_ip(gateway, "gateway_ip")
-    if ip.version == 6 == network.version and (ip in network or ip.is_link_local):
+    if ip.version != network.version:
+        raise invalid_input(f"gateway_ip '{gateway}' does not match the ip_version '{network.version}'")
+    if ip.version == 6 and (ip in network or ip.is_link_local):
         return str(ip)
-    if ip.version != network.version or not is_usable(network, ip):
+    if not is_usable(network, ip):
         raise invalid_input("Gateway is not valid on subnet")
     return str(ip)
 

@@ -29,10 +29,13 @@ ATTRS = {
 IPV6_MODES = ("dhcpv6-stateful", "dhcpv6-stateless", "slaac")  # neutron-lib's order (its messages list them)
 
 
-def _nameservers(value: Any) -> list[str]:
+def _nameservers(value: Any, version: int) -> list[str]:
     if not isinstance(value, list):
         raise bad_request("Invalid input for dns_nameservers. Reason: it is not a list.")
     servers = [str(ipam.parse_ip(v, "dns_nameservers")) for v in value]
+    for server in servers:
+        if ipaddress.ip_address(server).version != version:
+            raise invalid_input(f"dns_nameserver '{server}' does not match the ip_version '{version}'")
     if len(set(servers)) != len(servers):
         raise bad_request(f"Invalid input for dns_nameservers. Reason: Duplicate nameserver in {value}.")
     return servers
@@ -46,8 +49,11 @@ def _routes(value: Any, version: int) -> list[dict[str, str]]:
         if not isinstance(route, dict) or set(route) != {"destination", "nexthop"}:
             raise bad_request(f"Invalid input for host_routes. Reason: Invalid data format for hostroute: "
                               f"'{route}'.")
-        destination = ipam.parse_cidr(route["destination"], version)
+        destination = ipam.parse_cidr(route["destination"], None)
         nexthop = ipam.parse_ip(route["nexthop"], "host_routes")
+        for name, value in (("nexthop", nexthop), ("destination", destination)):
+            if value.version != version:
+                raise invalid_input(f"{name} '{route[name]}' does not match the ip_version '{version}'")
         routes.append({"destination": str(destination), "nexthop": str(nexthop)})
     return routes
 
@@ -97,7 +103,7 @@ def new_row(ctx, values: dict[str, Any]) -> dict[str, Any]:
         "id": str(uuid.uuid4()), "network_id": values["network_id"], "project_id": policy.project_for(ctx, values),
         "name": values.get("name", ""), "ip_version": version, "cidr": str(cidr), "gateway_ip": gateway,
         "enable_dhcp": values.get("enable_dhcp", True), "allocation_pools": pools,
-        "dns_nameservers": _nameservers(values.get("dns_nameservers", [])),
+        "dns_nameservers": _nameservers(values.get("dns_nameservers", []), version),
         "host_routes": _routes(values.get("host_routes", []), version),
         "ipv6_ra_mode": values.get("ipv6_ra_mode"), "ipv6_address_mode": values.get("ipv6_address_mode"),
         "description": values.get("description", ""), "tags": values.get("tags", []),
@@ -165,7 +171,7 @@ def _updated_values(subnet: dict[str, Any], values: dict[str, Any]) -> dict[str,
     elif "gateway_ip" in values:
         ipam.check_pools(cidr, subnet["allocation_pools"], gateway)
     if "dns_nameservers" in values:
-        changes["dns_nameservers"] = _nameservers(values["dns_nameservers"])
+        changes["dns_nameservers"] = _nameservers(values["dns_nameservers"], subnet["ip_version"])
     if "host_routes" in values:
         changes["host_routes"] = _routes(values["host_routes"], subnet["ip_version"])
     return changes

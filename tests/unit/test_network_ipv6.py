@@ -147,3 +147,19 @@ async def test_a_slaac_subnet_added_later_addresses_existing_ports_and_leaves_wi
     assert (await api.delete(f"/v2.0/subnets/{slaac['id']}", headers=ALICE)).status_code == 204
     after = (await api.get(f"/v2.0/ports/{port['id']}", headers=ALICE)).json()["port"]
     assert all(ipaddress.ip_address(ip["ip_address"]).version == 4 for ip in after["fixed_ips"])
+
+
+@pytest.mark.parametrize("fields, error", [
+    ({"ip_version": 4, "cidr": "fd00:5::/64"}, "cidr 'fd00:5::/64' does not match the ip_version '4'"),
+    ({"gateway_ip": "10.0.0.1"}, "gateway_ip '10.0.0.1' does not match the ip_version '6'"),
+    ({"dns_nameservers": ["8.8.8.8"]}, "dns_nameserver '8.8.8.8' does not match the ip_version '6'"),
+    ({"host_routes": [{"destination": "10.1.0.0/16", "nexthop": "fd00:5::9"}]},
+     "destination '10.1.0.0/16' does not match the ip_version '6'"),
+    ({"host_routes": [{"destination": "fd00:9::/64", "nexthop": "10.0.0.9"}]},
+     "nexthop '10.0.0.9' does not match the ip_version '6'"),
+], ids=["cidr", "gateway", "dns", "route-destination", "route-nexthop"])
+async def test_addresses_of_the_other_family_are_refused_as_neutron(api, fields, error):
+    net = await _network(api)
+    refused = await post(api, "subnet", status=400, **{"network_id": net["id"], "ip_version": 6,
+                                                        "cidr": "fd00:5::/64", **fields})
+    assert _message(refused) == ("InvalidInput", f"Invalid input for operation: {error}.")
