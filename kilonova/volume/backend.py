@@ -50,6 +50,7 @@ class FileBackend:
     def delete(self, volume_id: str) -> None:
         self.path(volume_id).unlink(missing_ok=True)
         self.image_path(volume_id).unlink(missing_ok=True)
+        self.upload_path(volume_id).unlink(missing_ok=True)
 
     def size_gb(self, volume_id: str) -> int | None:
         """The allocated size, or None when the volume has no file."""
@@ -82,6 +83,20 @@ class FileBackend:
             partial.rename(target)
         finally:
             partial.unlink(missing_ok=True)
+
+    def upload_path(self, volume_id: str) -> Path:
+        return self.directory / f"upload-of-{volume_id}"
+
+    def export_image(self, volume_id: str, disk_format: str) -> Path:
+        """The volume's data in ``disk_format`` for an image: the file itself when raw, else a converted copy
+        (``upload_path``, removed by the caller)."""
+        if disk_format == "raw":
+            return self.path(volume_id)
+        target = self.upload_path(volume_id)
+        qemu_format = {"vhd": "vpc"}.get(disk_format, disk_format)
+        _qemu_img("convert", "-q", "-f", "raw", "-O", qemu_format, str(self.path(volume_id)), str(target))
+        os.chmod(target, 0o600)
+        return target
 
     def capacity_gb(self) -> tuple[float, float]:
         """(total, free) GiB of the filesystem holding the volumes."""

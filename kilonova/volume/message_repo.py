@@ -15,7 +15,7 @@ from kilonova.volume.models import Message, utcnow
 # Cinder's message catalogue, as far as this service raises them: (action id, action), (detail id, detail).
 SCHEDULE_ALLOCATE_VOLUME = ("001", "schedule allocate volume")
 COPY_IMAGE_TO_VOLUME = ("005", "copy image to volume")
-EXTEND_VOLUME = ("007", "extend volume")
+COPY_VOLUME_TO_IMAGE = ("004", "copy volume to image")
 UNKNOWN_ERROR = ("001", "An unknown error occurred.")
 NO_BACKEND_AVAILABLE = ("003", "Could not find any available weighted backend.")
 NOT_ENOUGH_SPACE_FOR_IMAGE = ("011", "Image used for creating volume exceeds available space.")

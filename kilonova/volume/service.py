@@ -92,8 +92,11 @@ class VolumeService(Service):
                 await self.db.write(repo.delete_snapshot, snapshot["id"])
             else:
                 self.spawn(self.take_snapshot(snapshot["id"], snapshot["volume_id"]))
-        for volume in await self.db.read(repo.volumes_in, ("creating", "downloading", "extending", "deleting")):
-            if volume["status"] == "deleting":
+        for volume in await self.db.read(repo.volumes_in, ("creating", "downloading", "extending", "deleting",
+                                                           "uploading")):
+            if volume["status"] == "uploading":   # the image stays queued: its owner deletes it
+                await self.db.write(repo.set_status, volume["id"], settled_status(volume), ("uploading",))
+            elif volume["status"] == "deleting":
                 self.spawn(self.remove(volume["id"]))
             elif volume["status"] in ("creating", "downloading"):
                 self.spawn(self.creator.resume(volume))

@@ -1,6 +1,6 @@
 """``POST /v3/{project_id}/volumes/{id}/action``: one handler per action, as clients send them —
 ``os-extend`` (in-use from 3.42), the admin actions ``os-force_delete`` and ``os-reset_status``,
-``os-set_bootable``, ``os-update_readonly_flag``, ``os-set/unset/show_image_metadata``, and the attach calls
+``os-set_bootable``, ``os-update_readonly_flag``, ``os-set/unset/show_image_metadata``, ``os-volume_upload_image``, and the attach calls
 before the attachments API
 (``os-reserve``, ``os-unreserve``, ``os-initialize_connection``, ``os-attach``, ``os-begin_detaching``,
 ``os-roll_detaching``, ``os-terminate_connection``, ``os-detach``)."""
@@ -11,13 +11,13 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, json_response, read_json
-from kilonova.volume import attach_repo, policy, repo, validation as V
+from kilonova.volume import attach_repo, policy, repo, uploads, validation as V
 from kilonova.volume.errors import bad_request
 from kilonova.volume.lookup import context, service
 from kilonova.volume.versions import at_least
 from kilonova.volume.volumes import begin_delete
 
-EXTEND_IN_USE = (3, 42)
+UPLOAD_VISIBILITY, EXTEND_IN_USE = (3, 1), (3, 42)
 RESET_STATUSES = ("creating", "available", "deleting", "error", "error_deleting", "error_managing", "managing",
                   "attaching", "in-use", "detaching", "maintenance", "reserved", "error_extending")
 
@@ -164,6 +164,23 @@ async def show_image_metadata(request: Request, ctx, volume: dict, _args_):
     return json_response({"metadata": volume["image_metadata"]})
 
 
+async def upload_image(request: Request, ctx, volume: dict, args: Any):
+    policy.check_write(ctx, "volume_extension:volume_actions:upload_image")
+    args = _args(args, "os-volume_upload_image")
+    force = V.boolean(args.get("force", False), "force")
+    if volume["status"] != "available" and not (force and volume["status"] == "in-use"):
+        raise attach_repo.invalid_volume(f"Volume {volume['id']} status must be available or in-use (with force), "
+                                         f"but current status is: {volume['status']}.")
+    values = uploads.image_values(volume, args, at_least(request, UPLOAD_VISIBILITY))
+    svc = service(request)
+    image = await svc.images.create_image(ctx.token, values)
+    if await svc.db.write(repo.set_status, volume["id"], "uploading", ("available", "in-use")) is None:
+        await svc.images.delete_image(ctx.token, image["id"])
+        raise attach_repo.invalid_volume(f"Volume {volume['id']} changed status while its image was made.")
+    svc.spawn(uploads.upload(svc, volume, ctx.token, image))
+    return json_response(uploads.answer(volume, image), status=202)
+
+
 ACTIONS = {"os-extend": extend, "os-force_delete": force_delete, "os-reset_status": reset_status,
            "os-set_bootable": set_bootable, "os-update_readonly_flag": update_readonly_flag,
            "os-reserve": _state_action(attach_repo.legacy_reserve, "reserve"),
@@ -173,7 +190,7 @@ ACTIONS = {"os-extend": extend, "os-force_delete": force_delete, "os-reset_statu
            "os-initialize_connection": initialize_connection,
            "os-terminate_connection": terminate_connection, "os-attach": attach, "os-detach": detach,
            "os-set_image_metadata": set_image_metadata, "os-unset_image_metadata": unset_image_metadata,
-           "os-show_image_metadata": show_image_metadata}
+           "os-show_image_metadata": show_image_metadata, "os-volume_upload_image": upload_image}
 
 
 async def action(request: Request, project_id: str, volume_id: str):

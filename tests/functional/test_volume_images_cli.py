@@ -49,7 +49,7 @@ def _wait(conn, volume_id, *statuses, timeout=60):
         time.sleep(0.2)
 
 
-def test_volume_from_an_image_with_cli(cloud, images):
+def test_volume_from_an_image_and_back_with_cli(cloud, images, tmp_path):
     made = cloud.openstack("volume", "create", "--image", "vol-src", "--size", "1", "from-image",
                            cloud="kilonova-demo", fmt_json=True)
     conn = cloud.sdk("kilonova-demo")
@@ -68,6 +68,23 @@ def test_volume_from_an_image_with_cli(cloud, images):
         cloud.openstack("volume", "set", "--image-property", "purpose=test", made["id"], cloud="kilonova-demo")
         shown = cloud.openstack("volume", "show", made["id"], cloud="kilonova-demo", fmt_json=True)
         assert shown["volume_image_metadata"]["purpose"] == "test"
+        # and back: the volume's data as a new qcow2 image, with the volume's image properties
+        image = cloud.openstack("image", "create", "--volume", made["id"], "--disk-format", "qcow2",
+                                "image-of-volume", cloud="kilonova-demo", fmt_json=True)
+        uploaded = conn.image.wait_for_status(conn.image.find_image("image-of-volume"), "active", wait=60,
+                                              interval=0.3)
+        try:
+            assert _wait(conn, made["id"], "available").status == "available" and image
+            assert uploaded.disk_format == "qcow2" and uploaded.os_distro == "kilonova"
+            copy = tmp_path / "uploaded.qcow2"
+            copy.write_bytes(conn.image.download_image(uploaded).content)
+            subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(copy), str(copy) + ".raw"],
+                           check=True)
+            with open(str(copy) + ".raw", "rb") as handle:
+                handle.seek(4096)
+                assert handle.read(len(MARKER)) == MARKER
+        finally:
+            conn.image.delete_image(uploaded)
     finally:
         cloud.openstack("volume", "delete", made["id"], cloud="kilonova-demo")
 

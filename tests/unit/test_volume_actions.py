@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from kilonova.volume import repo
 from kilonova.volume.images import ImageError
 from tests.unit.test_volume_api import ADMIN, ALICE, BOB, create, fault, settle, svc  # noqa: F401 (fixture)
 
@@ -183,3 +184,19 @@ def test_images_are_written_raw_and_checked(svc, tmp_path):  # noqa: F811
         backend.write_image(vid, 1, "qcow2")
     backend.delete(vid)
     assert not backend.path(vid).exists() and not backend.image_path(vid).exists()
+
+
+async def test_upload_to_image_refusals_and_a_cut_upload(api, svc):  # noqa: F811
+    volume = await create(api, svc, name="to-image")
+    vid = volume["id"]
+    for bad in ({"os-volume_upload_image": {}}, {"os-volume_upload_image": {"image_name": "x", "disk_format": "iso"}},
+                {"os-volume_upload_image": {"image_name": "x", "disk_format": "ploop"}}):
+        fault(await act(api, vid, bad), 400, "badRequest")
+    await svc.db.write(repo.set_status, vid, "in-use")
+    assert "status must be available" in fault(await act(api, vid, {"os-volume_upload_image": {"image_name": "x"}}),
+                                               400, "badRequest")
+    await svc.db.write(repo.set_status, vid, "uploading")      # what a stopped process left
+    await svc.after_start()
+    assert (await status(api, vid))["status"] == "available"
+    assert (await api.delete(f"/v3/p-alice/volumes/{vid}", headers=ALICE)).status_code == 202
+    await settle(svc)
