@@ -1,9 +1,9 @@
 """``POST /v3/{project_id}/volumes/{id}/action``: one handler per action, as clients send them —
 ``os-extend`` (in-use from 3.42), the admin actions ``os-force_delete`` and ``os-reset_status``,
-``os-set_bootable``, ``os-update_readonly_flag``, ``os-set/unset/show_image_metadata``, ``os-volume_upload_image``, and the attach calls
-before the attachments API
-(``os-reserve``, ``os-unreserve``, ``os-initialize_connection``, ``os-attach``, ``os-begin_detaching``,
-``os-roll_detaching``, ``os-terminate_connection``, ``os-detach``)."""
+``os-set_bootable``, ``os-update_readonly_flag``, ``os-set/unset/show_image_metadata``,
+``os-volume_upload_image``, and the attach calls before the attachments API (``os-reserve``,
+``os-unreserve``, ``os-initialize_connection``, ``os-attach``, ``os-begin_detaching``, ``os-roll_detaching``,
+``os-terminate_connection``, ``os-detach``)."""
 from __future__ import annotations
 
 from typing import Any
