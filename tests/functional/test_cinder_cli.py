@@ -28,6 +28,9 @@ def test_cinder_create_list_show_attach_delete(cloud):
         _wait_status(cloud, volume_id, "available")
         listed = cloud.cinder("list", cloud="kilonova-demo").stdout
         assert volume_id in listed and "cinder-cli" in listed and "available" in listed
+        summary = _rows(cloud.cinder("summary", cloud="kilonova-demo").stdout)
+        assert int(summary["total_count"]) >= 1 and int(summary["total_size"]) >= 1
+        assert "bootable" in cloud.cinder("list-filters", "--resource", "volume", cloud="kilonova-demo").stdout
         shown = _rows(cloud.cinder("show", "cinder-cli", cloud="kilonova-demo").stdout)
         assert shown["size"] == "1" and shown["description"] == "from cinder" and shown["multiattach"] == "False"
         assert shown["volume_type_id"]                       # 3.63: cinderclient shows it

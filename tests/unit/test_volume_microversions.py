@@ -56,3 +56,19 @@ async def test_snapshot_fields_and_in_use_snapshots(api, svc):  # noqa: F811
     await svc.db.write(repo.set_status, volume["id"], "available")
     assert (await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE)).status_code == 202
     await settle(svc)
+
+
+async def test_summary_and_resource_filters(api, svc):  # noqa: F811
+    made = [await create(api, svc, name=f"sum{i}", size=i + 1, metadata={"tier": f"t{i % 2}"}) for i in range(3)]
+    summary = (await api.get("/v3/p-alice/volumes/summary", headers=at("3.36"))).json()["volume-summary"]
+    assert summary["total_count"] == 3 and summary["total_size"] == 6
+    assert sorted(summary["metadata"]["tier"]) == ["t0", "t1"]
+    assert "metadata" not in (await api.get("/v3/p-alice/volumes/summary", headers=at("3.12"))).json()[
+        "volume-summary"]
+    fault(await api.get("/v3/p-alice/volumes/summary", headers=at("3.11")), 404, "itemNotFound")
+    filters = (await api.get("/v3/p-alice/resource_filters?resource=volume", headers=at("3.33"))).json()
+    assert [f["resource"] for f in filters["resource_filters"]] == ["volume"]
+    assert "bootable" in filters["resource_filters"][0]["filters"]
+    for volume in made:
+        assert (await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE)).status_code == 202
+    await settle(svc)
