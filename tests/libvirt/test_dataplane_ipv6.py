@@ -1,6 +1,6 @@
 """IPv6 on the libvirt dataplane, with a network namespace standing for the guest (root): the network's
-dnsmasq sends router advertisements that make the guest's kernel configure its SLAAC address, and answers
-DHCPv6 with a stateful subnet's IPAM address."""
+dnsmasq sends router advertisements that make the guest's kernel configure its SLAAC and DHCPv6-stateless
+addresses (not one of the stateful prefix), and answers DHCPv6 with a stateful subnet's IPAM address."""
 from __future__ import annotations
 
 import ipaddress
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
 
 MAC = "fa:16:3e:21:10:05"
 SLAAC = ipam.eui64("fd00:211::/64", MAC)
+STATELESS = ipam.eui64("fd00:213::/64", MAC)
 
 # A DHCPv6 client's Solicit (RFC 8415) with the MAC's DUID-LL and one IA_NA; prints the address offered.
 SOLICIT = textwrap.dedent("""
@@ -63,7 +64,8 @@ def _vif(network_id: str) -> dict:
     return {"port_id": str(uuid.uuid4()), "network_id": network_id, "mac_address": MAC,
             "fixed_ips": [{"ip_address": "10.211.0.5", "subnet_id": "s4", "version": 4},
                           {"ip_address": SLAAC, "subnet_id": "slaac", "version": 6},
-                          {"ip_address": "fd00:212::5", "subnet_id": "stateful", "version": 6}],
+                          {"ip_address": "fd00:212::5", "subnet_id": "stateful", "version": 6},
+                          {"ip_address": STATELESS, "subnet_id": "stateless", "version": 6}],
             "subnets": [{"id": "s4", "cidr": "10.211.0.0/24", "gateway_ip": "10.211.0.1", "ip_version": 4,
                          "enable_dhcp": True, "dns_nameservers": []},
                         {"id": "slaac", "cidr": "fd00:211::/64", "gateway_ip": "fd00:211::1", "ip_version": 6,
@@ -71,7 +73,10 @@ def _vif(network_id: str) -> dict:
                          "ipv6_address_mode": "slaac"},
                         {"id": "stateful", "cidr": "fd00:212::/64", "gateway_ip": "fd00:212::1", "ip_version": 6,
                          "enable_dhcp": True, "dns_nameservers": ["fd00:212::53"],
-                         "ipv6_ra_mode": "dhcpv6-stateful", "ipv6_address_mode": "dhcpv6-stateful"}]}
+                         "ipv6_ra_mode": "dhcpv6-stateful", "ipv6_address_mode": "dhcpv6-stateful"},
+                        {"id": "stateless", "cidr": "fd00:213::/64", "gateway_ip": "fd00:213::1", "ip_version": 6,
+                         "enable_dhcp": True, "dns_nameservers": [], "ipv6_ra_mode": "dhcpv6-stateless",
+                         "ipv6_address_mode": "dhcpv6-stateless"}]}
 
 
 @pytest.fixture
@@ -111,10 +116,11 @@ def test_slaac_from_router_advertisements_and_a_stateful_dhcpv6_address(tmp_path
         assert hosts == [f"{MAC},10.211.0.5", f"{MAC},[fd00:212::5]"]  # DHCPv6 hands out the stateful one only
         attach(dataplane.bridge(network))
         deadline = time.monotonic() + 30
-        while SLAAC not in _global_addresses(namespace, interface) and time.monotonic() < deadline:
+        while not {SLAAC, STATELESS} <= set(_global_addresses(namespace, interface)) and time.monotonic() < deadline:
             time.sleep(0.2)
         addresses = _global_addresses(namespace, interface)
         assert SLAAC in addresses, f"no SLAAC address from the advertisements: {addresses}"
+        assert STATELESS in addresses, f"no address from the DHCPv6-stateless prefix: {addresses}"
         # the stateful subnet's prefix is advertised as managed, not autonomous: no address of it made here
         assert not [a for a in addresses if ipaddress.ip_address(a) in ipaddress.ip_network("fd00:212::/64")]
         ping = subprocess.run(["ip", "netns", "exec", dataplane.namespace(network), "ping", "-6", "-c", "1", "-W", "3",
