@@ -272,6 +272,10 @@ def test_boot_from_an_existing_volume(cloud):
             assert [sorted(a["resources"]) for a in claimed.values()] == [["MEMORY_MB", "VCPU"]]
             root = compute.delete(f"/servers/{server_id}/os-volume_attachments/{volume.id}")
             assert root.status_code == 400 and "Cannot detach a root device volume" in root.text
+            image_id = conn.image.find_image("kilonova-tiny").id
+            rebuild = compute.post(f"/servers/{server_id}/action", json={"rebuild": {"imageRef": image_id}})
+            assert rebuild.status_code == 400, rebuild.text
+            assert "Unable to rebuild with a different image for a volume-backed server." in rebuild.text
         conn.compute.delete_server(server_id)
         conn.compute.wait_for_delete(server, interval=0.2, wait=60)
         _status(cloud, volume.id, "available")   # not delete_on_termination: kept
@@ -440,3 +444,38 @@ def test_a_multiattach_volume_needs_2_60(cloud, vm):
         conn.block_storage.delete_volume(volume.id, ignore_missing=True)
         wait_for(lambda: conn.block_storage.find_volume(volume.id) is None, "the volume gone")
         admin.block_storage.delete_type(vtype)
+
+
+def test_volumes_follow_a_shelved_server(cloud):
+    conn = _sdk(cloud)
+    server = _server(cloud, f"vm-shelve-{uuid.uuid4().hex[:6]}")
+    first, second = _volume(cloud), _volume(cloud)
+    try:
+        conn.compute.create_volume_attachment(server["id"], volume_id=first.id)
+        _status(cloud, first.id, "in-use")
+        conn.compute.shelve_server(server["id"])   # offloaded at once (shelved_offload_time 0)
+        conn.compute.wait_for_server(conn.compute.get_server(server["id"]), status="SHELVED_OFFLOADED",
+                                     interval=0.2, wait=60)
+        # Off its host the volume stays the server's, connected nowhere (reserved), as upstream.
+        _status(cloud, first.id, "reserved")
+        with cloud.http("compute", DEMO) as compute:
+            url = f"/servers/{server['id']}/os-volume_attachments"
+            before = compute.post(url, json={"volumeAttachment": {"volumeId": second.id}}, headers=_v("2.19"))
+            assert before.status_code == 409 and "vm_state shelved_offloaded" in before.text
+            made = compute.post(url, json={"volumeAttachment": {"volumeId": second.id}}, headers=_v("2.20"))
+            assert made.status_code == 200, made.text
+        assert {a.volume_id for a in conn.compute.volume_attachments(server["id"])} == {first.id, second.id}
+        conn.compute.unshelve_server(server["id"])
+        conn.compute.wait_for_server(conn.compute.get_server(server["id"]), status="ACTIVE", interval=0.2, wait=60)
+        _status(cloud, first.id, "in-use")
+        _status(cloud, second.id, "in-use")
+        console = _console(cloud, server["id"])
+        assert f"volume {first.id} attached" in console and f"volume {second.id} attached" in console
+        for volume in (first, second):
+            conn.compute.delete_volume_attachment(server["id"], volume.id)
+            _status(cloud, volume.id, "available")
+    finally:
+        conn.compute.delete_server(server["id"], ignore_missing=True)
+        for volume in (first, second):
+            wait_for(lambda v=volume: conn.block_storage.get_volume(v.id).status == "available", "detached")
+            conn.block_storage.delete_volume(volume.id, ignore_missing=True)

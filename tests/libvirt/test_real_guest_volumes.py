@@ -1,6 +1,7 @@
 """A volume on real guests (os-volume_attachments on the libvirt driver) through `kilonova up` and the
 `openstack` CLI: hot-plugged into a running guest as a virtio disk (live and in its definition), which
 writes a note on it; detached cleanly (gone from the guest and its definition, the volume available);
+swapped (admin) for another volume while the guest runs (QEMU mirrors the disk, the note with it);
 attached to a second guest, which reads the first guest's note back."""
 from __future__ import annotations
 
@@ -76,6 +77,23 @@ def test_a_volume_carries_data_from_one_real_guest_to_another(cloud, guest):
     listed = os_("server", "volume", "list", first["id"], fmt_json=True)
     assert [(v["Volume ID"], v["Device"]) for v in listed] == [(volume["id"], "/dev/vdb")]
 
+    # An admin swaps it, in the running guest, for another volume: QEMU mirrors the disk, the note with it.
+    other = os_("volume", "create", "--size", "1", "swapped-in", fmt_json=True)
+    _volume_status(cloud, other["id"], "available")
+    with cloud.http("compute") as compute:
+        swapped = compute.put(f"/servers/{first['id']}/os-volume_attachments/{volume['id']}",
+                              json={"volumeAttachment": {"volumeId": other["id"]}})
+        assert swapped.status_code == 202, swapped.text
+    _volume_status(cloud, volume["id"], "available")
+    _volume_status(cloud, other["id"], "in-use")
+    other_path = str(cloud.workdir / "volumes" / f"volume-{other['id']}")
+    with open(other_path, "rb") as disk:
+        assert disk.read(512).split(b"\n")[0].decode() == written
+    assert other_path in _xml(first["id"]) and other_path in _xml(first["id"], inactive=True)
+    assert path not in _xml(first["id"]) and path not in _xml(first["id"], inactive=True)
+    swapped_out, volume = volume, other  # the one the guest has now
+    path = other_path
+
     # Detached cleanly: out of the guest and its definition, the volume available again.
     os_("server", "remove", "volume", first["id"], volume["id"])
     _volume_status(cloud, volume["id"], "available")
@@ -90,4 +108,4 @@ def test_a_volume_carries_data_from_one_real_guest_to_another(cloud, guest):
     os_("server", "delete", "--wait", second["id"], timeout=120)
     _volume_status(cloud, volume["id"], "available")
     os_("server", "delete", "--wait", first["id"], timeout=120)
-    os_("volume", "delete", volume["id"])
+    os_("volume", "delete", volume["id"], swapped_out["id"])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from kilonova.common.rpc import RemoteError
 from kilonova.compute import evacuation_claims
-from kilonova.compute.agent.operations import remote
+from kilonova.compute.agent.operations import remote, volumes
 
 if TYPE_CHECKING:
     from kilonova.compute.agent.manager import ComputeManager
@@ -112,7 +112,10 @@ async def _evacuate_here(agent: ComputeManager, instance: dict, image_meta: dict
     network_info = current.get("network_info") or []
     try:
         await _bind_ports(agent, network_info, agent.host)
-        await agent.driver.spawn({**current, "admin_password": admin_password}, image_meta, network_info)
+        block_devices = await volumes.connect_for_spawn(agent, uuid)  # its volumes, connected to this host now
+        await agent.driver.spawn({**current, "admin_password": admin_password}, image_meta, network_info,
+                                 **({"block_device_info": block_devices} if block_devices else {}))
+        await volumes.complete_for_spawn(agent, block_devices)
         if was_stopped:
             await agent.driver.power_off(current)
     except Exception as exc:  # noqa: BLE001 - undo here, back to the source in ERROR

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from kilonova.common.rpc import RemoteError
 from kilonova.compute import shelved_images
-from kilonova.compute.agent.operations import remote
+from kilonova.compute.agent.operations import remote, volumes
 from kilonova.compute.agent.operations.snapshot import SnapshotAborted, _check_image_active, _discard_image
 from kilonova.compute.shelved_images import shelved_image_id, without_shelved_keys
 from kilonova.compute.virt import driver as power
@@ -116,6 +116,7 @@ async def _offload(agent: ComputeManager, instance: dict, request_id: str | None
             # shelving_offloading, which the conductor's reconcile pass finishes.
             await agent.driver.destroy(current)
             await unbind_ports(agent, current.get("network_info") or [])
+            await volumes.disconnect_for_offload(agent, uuid)
             await agent.reporter.release(uuid)
         except Exception as exc:  # noqa: BLE001 - leave it shelved on this host, say why
             LOG.warning("shelve offload of %s failed on %s: %s", uuid, agent.host, exc)
@@ -206,11 +207,16 @@ async def _spawn_offloaded(agent: ComputeManager, instance: dict, image: dict, r
         image_id = shelved_image_id(current)
         try:
             await bind_ports(agent, network_info)
-            await agent.driver.spawn(current, {**image, "id": image.get("id") or image_id}, network_info)
+            block_devices = await volumes.connect_for_spawn(agent, uuid)
+            await agent.driver.spawn(current, {**image, "id": image.get("id") or image_id}, network_info,
+                                     **({"block_device_info": block_devices} if block_devices else {}))
+            await volumes.complete_for_spawn(agent, block_devices)
         except Exception as exc:  # noqa: BLE001 - back to SHELVED_OFFLOADED, holding nothing
             LOG.warning("unshelve of %s failed on %s: %s", uuid, agent.host, exc)
             event.failed(exc)
             await agent.driver.destroy(current)
+            with contextlib.suppress(Exception):
+                await volumes.disconnect_for_offload(agent, uuid)
             with contextlib.suppress(Exception):
                 await unbind_ports(agent, network_info)
             await agent.reporter.release(uuid)

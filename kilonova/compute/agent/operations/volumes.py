@@ -222,3 +222,20 @@ async def disconnect_after_failed_spawn(agent: ComputeManager, uuid: str) -> Non
             await _update(agent, bdm, {"attachment_id": None, "connection_info": None, "status": "attaching"})
     except Exception:  # noqa: BLE001 - the reconcile pass and the server's delete settle what is left
         LOG.warning("could not disconnect the volumes of failed build %s", uuid, exc_info=True)
+
+
+# ---------------------------------------------------------------- a shelved server's volumes
+
+async def disconnect_for_offload(agent: ComputeManager, uuid: str) -> None:
+    """A server leaving its host (shelve offload, an unshelve that failed): each volume's connection to this
+    host goes, the volume stays the server's (as upstream: a new attachment without a connector replaces the
+    connected one, the volume ``reserved``), to be connected wherever the server is unshelved."""
+    mappings = [b for b in await bdms(agent, uuid) if b.get("volume_id")]
+    if not mappings:
+        return
+    volumes = await _volumes(agent)
+    for bdm in mappings:
+        if bdm.get("attachment_id"):
+            await volumes.attachment_delete(bdm["attachment_id"])
+        reservation = await volumes.attachment_create(bdm["volume_id"], uuid)
+        await _update(agent, bdm, {"attachment_id": reservation["id"], "connection_info": None})

@@ -23,7 +23,7 @@ from kilonova.compute.api import disk_config, lookup, server_actions, server_rec
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
-from kilonova.compute.db import quotas
+from kilonova.compute.db import block_devices, quotas
 
 GiB = 1024 ** 3
 
@@ -111,6 +111,11 @@ def _check_state(request: Request, ref: lookup.ServerRef, key: str) -> None:
         raise HTTPError(409, action.conflict_message(ref.uuid, ref.server["vm_state"], ref.server.get("task_state")))
 
 
+async def _volume_backed(ref: lookup.ServerRef) -> bool:
+    bdms = await ref.cell.db.read(block_devices.for_instance, ref.uuid)
+    return any(b.get("boot_index") == 0 and b.get("volume_id") for b in bdms)
+
+
 @handles("rebuild")
 async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict):
     validation.validate(schema(request.state.version), body)
@@ -136,6 +141,10 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
     if want(request, "2.90") and "hostname" in args:
         values["hostname"] = args["hostname"]
     image = await _image(svc, ctx, args["imageRef"], server["flavor"])
+    if image["id"] != server.get("image_ref") and await _volume_backed(ref):
+        # Upstream (until 2.93): the root volume holds the server's image; another cannot be put on it.
+        raise HTTPError(400, f"Image {image['id']} is unacceptable: Unable to rebuild with a different image for "
+                             f"a volume-backed server.")
     values["system_metadata"] = disk_config.for_image(values.get("system_metadata") or server.get("system_metadata")
                                                       or {}, image, disk_config.requested(args))
     limits = await svc.api_db.read(quotas.get_limits, server["project_id"], svc.conf)

@@ -533,6 +533,9 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
     async def detach_volume(self, instance, connection_info, device):
         await self._call(volume_hotplug.detach, self, instance, connection_info, device)
 
+    async def swap_volume(self, instance, old_connection_info, new_connection_info, device):
+        await self._call(volume_hotplug.swap, self, instance, old_connection_info, new_connection_info, device)
+
     # ------------------------------------------------------------------ power
 
     def _plug_all(self, instance: dict) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import string
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
@@ -24,6 +25,7 @@ from kilonova.compute.virt.libvirt.hotplug import _flags
 from kilonova.compute.volume_api import device_path
 
 DETACH_TIMEOUT = 30.0
+SWAP_TIMEOUT = 600.0  # seconds a running guest's copy to the new volume may take
 
 
 def _targets(domain, flags: int = 0) -> set[str]:
@@ -144,3 +146,47 @@ def _detach(domain, instance: dict, path: str, target: str, flags: int, live: bo
                 raise BuildFailure(f"Failed to detach volume from {instance['uuid']}: the guest did not release "
                                    f"/dev/{target} within {DETACH_TIMEOUT:g} s")
             time.sleep(0.2)
+
+
+def swap(driver, instance: dict, old_info: dict, new_info: dict, device: str) -> None:
+    """The new volume in the old one's place, with its data: a running guest's disk is mirrored to the new
+    file by QEMU (libvirt's block copy, then a pivot: the guest never stops); a stopped guest's file is
+    copied. The definition then names the new file, as upstream's swap_volume leaves it."""
+    domain = driver._domain(instance)
+    old_path, new_path = _path(old_info), _path(new_info)
+    live = bool(domain.isActive())
+    target = _target_of(domain, old_path) if live else _target_of(domain, old_path, libvirt.VIR_DOMAIN_XML_INACTIVE)
+    if not target:
+        raise BuildFailure(f"Volume {old_info.get('serial')} is not a disk of {instance['uuid']}.")
+    new_xml = disk_xml(new_path, target, new_info.get("serial"), driver._disk_cache)
+    if live:
+        _mirror(domain, instance, target, new_xml)
+    else:
+        copied = subprocess.run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", old_path, new_path],
+                                capture_output=True, text=True)
+        if copied.returncode != 0:
+            raise BuildFailure(f"Failed to copy volume {old_info.get('serial')}: {copied.stderr.strip()}")
+    if _target_of(domain, old_path, libvirt.VIR_DOMAIN_XML_INACTIVE):
+        domain.detachDeviceFlags(disk_xml(old_path, target, None, "none"), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        domain.attachDeviceFlags(new_xml, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    disk = asdict(Disk(new_path, target, "raw", cache=driver._disk_cache))
+    _save_layout(driver, instance, lambda disks: [d for d in disks if d["path"] != old_path] + [disk])
+
+
+def _mirror(domain, instance: dict, target: str, new_xml: str) -> None:
+    flags = libvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT | libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB
+    try:
+        domain.blockCopy(target, new_xml, None, flags)
+    except libvirt.libvirtError as exc:
+        raise BuildFailure(f"Failed to swap the volume of {instance['uuid']}: {exc}") from exc
+    deadline = time.monotonic() + SWAP_TIMEOUT
+    while True:
+        info = domain.blockJobInfo(target, 0)
+        if info and info.get("end", 0) > 0 and info.get("cur") == info.get("end"):
+            break
+        if time.monotonic() > deadline:
+            domain.blockJobAbort(target, 0)
+            raise BuildFailure(f"Failed to swap the volume of {instance['uuid']}: the copy did not finish within "
+                               f"{SWAP_TIMEOUT:g} s")
+        time.sleep(0.2)
+    domain.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
