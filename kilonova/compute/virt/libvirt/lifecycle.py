@@ -26,6 +26,7 @@ from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import (BuildFailure, InstanceAgentNotEnabled, InstanceNotRunning,
                                           InstancePasswordSetFailed, MigrationError, ResizeError)
 from kilonova.compute.virt.libvirt import configdrive, imagecache
+from kilonova.compute.virt.libvirt import volumes as volume_hotplug
 from kilonova.compute.virt.libvirt.domain import Disk, Unsupported, build_xml
 
 try:
@@ -107,13 +108,13 @@ class LifecycleMixin:
         disks = []
         for disk in layout["disks"]:
             path = kept / Path(disk["path"]).name
-            if disk.get("readonly"):
-                continue  # the config drive is made again where the guest lands
+            if disk.get("readonly") or volume_hotplug.is_volume(disk, self.instances_path):
+                continue  # the config drive is made again where the guest lands; a volume stays where it is
             info = imagecache.qemu_img_info(path, disk["format"])
             disks.append({"name": path.name, "target": disk["target"], "format": disk["format"],
                           "virtual_size": info["virtual-size"], "backing": info.get("full-backing-filename")})
         return {"source_host": self.host, "source_dir": str(kept), "disks": disks,
-                "layout": {**layout, "disks": [{**d, "path": Path(d["path"]).name} for d in layout["disks"]]}}
+                "layout": {**layout, "disks": volume_hotplug.portable(layout["disks"], self.instances_path)}}
 
     async def finish_migration(self, instance: dict, disk_info: dict, network_info: list[dict], image_meta: dict,
                                resize_instance: bool, power_on: bool) -> None:

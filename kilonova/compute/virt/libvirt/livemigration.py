@@ -38,6 +38,7 @@ from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import (LiveMigrationAborted, MigrationError, MigrationPreCheckError,
                                           NoActiveMigration)
 from kilonova.compute.virt.libvirt import configdrive, cpus, imagecache
+from kilonova.compute.virt.libvirt import volumes as volume_hotplug
 from kilonova.compute.virt.libvirt.lifecycle import RESCUE_FILE
 
 try:
@@ -156,15 +157,15 @@ class LiveMigrationMixin:
         disks = []
         for disk in layout["disks"]:
             path = Path(disk["path"])
-            if disk.get("readonly"):
-                continue
+            if disk.get("readonly") or volume_hotplug.is_volume(disk, self.instances_path):
+                continue  # the config drive is made again; a volume is not copied (the guest keeps its file)
             info = json.loads(imagecache._run("qemu-img", "info", "-U", "--output", "json", "-f", disk["format"],
                                               str(path))) if block else {}  # -U: the guest runs on it
             disks.append({"name": path.name, "target": disk["target"], "format": disk["format"],
                           "virtual_size": info.get("virtual-size"), "backing": info.get("backing-filename")})
         return {**migrate_data, "block_migration": block, "is_shared_instance_path": shared,
                 "source_host": self.host, "source_dir": str(self._dir(instance)), "disks": disks,
-                "layout": {**layout, "disks": [{**d, "path": Path(d["path"]).name} for d in layout["disks"]]},
+                "layout": {**layout, "disks": volume_hotplug.portable(layout["disks"], self.instances_path)},
                 "source_paused": domain.state()[0] == libvirt.VIR_DOMAIN_PAUSED}
 
     # ------------------------------------------------------------------ destination

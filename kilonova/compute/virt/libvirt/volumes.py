@@ -16,6 +16,7 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
+from pathlib import Path
 
 import libvirt
 
@@ -52,6 +53,17 @@ def disk_xml(path: str, target: str, serial: str | None, cache: str, readonly: b
     if readonly:
         ET.SubElement(disk, "readonly")
     return ET.tostring(disk, encoding="unicode")
+
+
+def is_volume(disk: dict, instances_path) -> bool:
+    """A disk of the guest's layout that is a volume: a file of the volume service, not of the instance."""
+    return not Path(disk["path"]).is_relative_to(instances_path)
+
+
+def portable(disks: list[dict], instances_path) -> list[dict]:
+    """The layout's disks as another host (a move's destination) takes them: the instance's own by their name
+    (it copies them into its instance directory), volumes by their path (the volume service's file stays)."""
+    return [d if is_volume(d, instances_path) else {**d, "path": Path(d["path"]).name} for d in disks]
 
 
 def path_of(connection_info: dict) -> str:

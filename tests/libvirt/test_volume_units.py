@@ -1,0 +1,39 @@
+"""The pure parts of volumes on the libvirt driver (virt/libvirt/volumes.py): which of a guest's disks are
+volumes, how a move hands them over, where a volume's disk goes at spawn, and the disk element."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+volumes = pytest.importorskip("kilonova.compute.virt.libvirt.volumes", reason="libvirt-python is not installed")
+from kilonova.compute.virt.libvirt.domain import Disk  # noqa: E402
+
+INSTANCES = Path("/var/lib/kilonova/instances")
+ROOT = {"path": str(INSTANCES / "u1" / "disk"), "target": "vda", "format": "qcow2", "readonly": False,
+        "cache": "none"}
+VOLUME = {"path": "/srv/volumes/volume-v1", "target": "vdb", "format": "raw", "readonly": False, "cache": "none"}
+
+
+def test_a_move_copies_the_instance_disks_by_name_and_leaves_volumes_where_they_are():
+    assert not volumes.is_volume(ROOT, INSTANCES) and volumes.is_volume(VOLUME, INSTANCES)
+    assert volumes.portable([ROOT, VOLUME], INSTANCES) == [{**ROOT, "path": "disk"}, VOLUME]
+
+
+def test_volumes_at_spawn_take_their_device_unless_a_local_disk_has_it():
+    info = {"driver_volume_type": "local", "data": {"device_path": "/srv/volumes/volume-v2"}, "serial": "v2"}
+    local = [Disk("/x/disk", "vda"), Disk("/x/disk.config", "vdb", "raw", readonly=True)]
+    added = volumes.disks_of([{"boot_index": 0, "connection_info": info, "device_name": "/dev/vda"},
+                              {"boot_index": None, "connection_info": info, "device_name": "/dev/vdb"}], local, "none")
+    assert [(d.path, d.target, d.format) for d in added] == [("/srv/volumes/volume-v2", "vdc", "raw")]
+
+
+def test_the_disk_element_names_the_file_raw_virtio_and_the_volume():
+    disk = ET.fromstring(volumes.disk_xml("/srv/volumes/volume-v1", "vdb", "0123456789abcdef0123456789", "none"))
+    assert (disk.get("type"), disk.find("source").get("file"), disk.find("target").get("dev"),
+            disk.find("target").get("bus"), disk.find("driver").get("type")) == \
+        ("file", "/srv/volumes/volume-v1", "vdb", "virtio", "raw")
+    assert disk.find("serial").text == "0123456789abcdef0123"   # QEMU takes 20 characters
+    with pytest.raises(Exception, match="gave no file"):
+        volumes.path_of({"driver_volume_type": "iscsi", "data": {}})
