@@ -11,6 +11,7 @@
     kilonova manage cell_v2 list_hosts [--cell_uuid UUID]
     kilonova manage status upgrade check
     kilonova manage placement audit [--heal] [--verbose]
+    kilonova manage volume_attachment audit
 
 Exit codes follow upstream: 0 success, 1 a warning or "nothing done", 2 failure
 (``status upgrade check``: 0 all checks passed, 1 warnings, 2 failures).
@@ -22,13 +23,14 @@ import argparse
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``manage`` and its commands to the ``kilonova`` parser."""
-    from kilonova.manage import audit, cells, status
+    from kilonova.manage import audit, cells, status, volume_audit
 
     manage = sub.add_parser("manage", help="admin commands (db sync, cells, upgrade checks, allocation audit)")
     groups = manage.add_subparsers(dest="manage_group", required=True)
     cells.register(groups)
     status.register(groups)
     audit.register(groups)
+    volume_audit.register(groups)
 
 
 def load_conf(args: argparse.Namespace):

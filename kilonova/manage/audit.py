@@ -260,12 +260,26 @@ async def _read_cell(cell: cells_mod.Cell, fn, *args, **kwargs):
         raise CellUnreadable(cell.name, reason) from exc
 
 
+def service_auth(conf) -> tuple[httpx.AsyncClient, ServiceAuth]:
+    """The identity client and the service user's login the admin commands call the services with."""
+    identity = httpx.AsyncClient(base_url=root_urls(conf)["identity"], timeout=30)
+    return identity, ServiceAuth(identity, conf.get("service_user", "username"), service_password(conf),
+                                 conf.get("service_user", "project_name"))
+
+
+def run_async(main, args: argparse.Namespace) -> int:
+    """Run an admin command's coroutine; a service or database that fails it is exit code 1, said why."""
+    try:
+        return asyncio.run(main(args))
+    except (RuntimeError, httpx.HTTPError, sa.exc.SQLAlchemyError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+
+
 async def _run(args: argparse.Namespace) -> int:
     conf = load_conf(args)
     urls = root_urls(conf)
-    identity = httpx.AsyncClient(base_url=urls["identity"], timeout=30)
-    auth = ServiceAuth(identity, conf.get("service_user", "username"), service_password(conf),
-                       conf.get("service_user", "project_name"))
+    identity, auth = service_auth(conf)
     placement = ServiceClient(httpx.AsyncClient(base_url=urls["placement"], timeout=30), auth,
                               {"OpenStack-API-Version": "placement 1.36"})
     auditor = Auditor(conf, placement, verbose=args.verbose)
@@ -296,8 +310,4 @@ def report(findings: Findings, heal: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_run(args))
-    except (RuntimeError, httpx.HTTPError, sa.exc.SQLAlchemyError) as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 1
+    return run_async(_run, args)

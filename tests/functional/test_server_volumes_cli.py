@@ -479,3 +479,34 @@ def test_volumes_follow_a_shelved_server(cloud):
         for volume in (first, second):
             wait_for(lambda v=volume: conn.block_storage.get_volume(v.id).status == "available", "detached")
             conn.block_storage.delete_volume(volume.id, ignore_missing=True)
+
+
+def test_the_audit_finds_attachments_nova_and_the_volume_service_disagree_on(cloud, vm):
+    conn = _sdk(cloud)
+    attached, stray_volume = _volume(cloud), _volume(cloud)
+    try:
+        conn.compute.create_volume_attachment(vm["id"], volume_id=attached.id)
+        _status(cloud, attached.id, "in-use")
+        clean = cloud.manage("volume_attachment", "audit", check=False)
+        assert attached.id not in clean.stdout and vm["id"] not in clean.stdout, clean.stdout
+        # An attachment made behind Nova's back, for a server that does not have it.
+        nobody = str(uuid.uuid4())
+        with cloud.http("block-storage", DEMO) as volumes:
+            made = volumes.post(f"/v3/{conn.current_project_id}/attachments",
+                                headers={"OpenStack-API-Version": "volume 3.44"},
+                                json={"attachment": {"volume_uuid": stray_volume.id, "instance_uuid": nobody}})
+            assert made.status_code == 200, made.text
+            stray = made.json()["attachment"]["id"]
+            found = cloud.manage("volume_attachment", "audit", check=False)
+            assert found.returncode == 3, found.stdout
+            assert f"attachment {stray} of volume {stray_volume.id} (reserved) names server {nobody}, which does " \
+                   "not hold it" in found.stdout
+            assert vm["id"] not in found.stdout
+            assert volumes.delete(f"/v3/{conn.current_project_id}/attachments/{stray}",
+                                  headers={"OpenStack-API-Version": "volume 3.44"}).status_code == 200
+        assert stray not in cloud.manage("volume_attachment", "audit", check=False).stdout
+        conn.compute.delete_volume_attachment(vm["id"], attached.id)
+        _status(cloud, attached.id, "available")
+    finally:
+        for volume in (attached, stray_volume):
+            conn.block_storage.delete_volume(volume.id, ignore_missing=True)

@@ -137,6 +137,12 @@ def destroy_for_instance(session: Session, instance_uuid: str) -> int:
     return session.execute(_TABLE.delete().where(_TABLE.c.instance_uuid == instance_uuid)).rowcount
 
 
+def with_volumes(session: Session) -> list[dict[str, Any]]:
+    """Every mapping of a volume in the cell (the volume attachment audit's)."""
+    rows = session.execute(_select().where(_TABLE.c.volume_id.is_not(None)).order_by(_TABLE.c.id)).all()
+    return [to_dict(row) for row in rows]
+
+
 def in_status(session: Session, statuses: tuple[str, ...], older_than: datetime) -> list[dict[str, Any]]:
     """Mappings left in one of ``statuses`` since before ``older_than`` (the reconcile pass's)."""
     stamp = sa.func.coalesce(_TABLE.c.updated_at, _TABLE.c.created_at)
