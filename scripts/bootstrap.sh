@@ -21,7 +21,7 @@ fi
 # conntrack: a floating IP taken off a router has its connections' state dropped with it.
 if { [ ! -x /usr/sbin/nft ] || [ ! -x /usr/sbin/conntrack ]; } && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        nftables conntrack; } >/dev/null || echo "bootstrap: could not install nftables and conntrack (routers will not NAT)" >&2
+        nftables conntrack; } >/dev/null || echo "bootstrap: could not install nftables and conntrack (routers will not NAT, security groups not enforced)" >&2
 fi
 if [ -e /usr/include/libvirt/libvirt.h ] && .venv/bin/python -m pip install --quiet -e '.[test,libvirt]'; then
     :

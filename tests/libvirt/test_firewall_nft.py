@@ -49,35 +49,36 @@ def ping(names, guest: str, address: str, source: str | None = None) -> bool:
     return subprocess.run(command, capture_output=True).returncode == 0
 
 
-def ports(fw: Firewall, a_rules, b_rules, b_stateful=True) -> list[PortFilter]:
-    return [PortFilter("pa", fw.number("pa"), "v1", "br0", "fa:16:3e:00:00:01", ["10.9.0.1"], rules=a_rules),
-            PortFilter("pb", fw.number("pb"), "v2", "br0", "fa:16:3e:00:00:02", ["10.9.0.2"], rules=b_rules,
-                       stateful=b_stateful)]
+def apply(fw: Firewall, a_rules, b_rules, members=None, only_a=False) -> None:
+    """a in group ga, b in group gb, with those rules."""
+    ports = [PortFilter("pa", fw.number("pa"), "v1", "br0", "fa:16:3e:00:00:01", ["10.9.0.1"], groups=["ga"]),
+             PortFilter("pb", fw.number("pb"), "v2", "br0", "fa:16:3e:00:00:02", ["10.9.0.2"], groups=["gb"])]
+    fw.apply(ports[:1] if only_a else ports, {"ga": a_rules, "gb": b_rules}, members or {})
 
 
 def test_ingress_is_denied_until_a_rule_allows_it_and_replies_pass_statefully(host):
     fw = Firewall("t001", netns=host["host"])
-    fw.apply(ports(fw, EGRESS, EGRESS), {})
+    apply(fw, EGRESS, EGRESS)
     assert not ping(host, "a", "10.9.0.2")
-    fw.apply(ports(fw, EGRESS, EGRESS + [ICMP_IN]), {})
+    apply(fw, EGRESS, EGRESS + [ICMP_IN])
     assert ping(host, "a", "10.9.0.2")      # the reply goes back through a's default-deny ingress: established
     assert not ping(host, "b", "10.9.0.1")  # a has no ICMP rule
-    fw.apply(ports(fw, EGRESS, EGRESS), {})
+    apply(fw, EGRESS, EGRESS)
     assert not ping(host, "a", "10.9.0.2")
 
 
 def test_a_remote_group_lets_its_members_in(host):
     fw = Firewall("t002", netns=host["host"])
     member = {"direction": "ingress", "ethertype": "IPv4", "remote_group_id": "g"}
-    fw.apply(ports(fw, EGRESS, EGRESS + [member]), {("g", 4): ["10.9.0.7"]})
+    apply(fw, EGRESS, EGRESS + [member], {("g", 4): ["10.9.0.7"]})
     assert not ping(host, "a", "10.9.0.2")
-    fw.apply(ports(fw, EGRESS, EGRESS + [member]), {("g", 4): ["10.9.0.1", "10.9.0.7"]})
+    apply(fw, EGRESS, EGRESS + [member], {("g", 4): ["10.9.0.1", "10.9.0.7"]})
     assert ping(host, "a", "10.9.0.2")
 
 
 def test_a_spoofed_source_is_dropped_and_a_removed_port_is_unfiltered(host):
     fw = Firewall("t003", netns=host["host"])
-    fw.apply(ports(fw, EGRESS, EGRESS + [ICMP_IN]), {})
+    apply(fw, EGRESS, EGRESS + [ICMP_IN])
     _ip("-n", host["a"], "addr", "add", "10.9.0.9/24", "dev", "eth0")
     assert ping(host, "a", "10.9.0.2") and not ping(host, "a", "10.9.0.2", source="10.9.0.9")
     fw.remove_port("pb")
@@ -90,10 +91,10 @@ def test_a_spoofed_source_is_dropped_and_a_removed_port_is_unfiltered(host):
 
 def test_a_new_firewall_replaces_what_an_earlier_life_left(host):
     old = Firewall("t004", netns=host["host"])
-    old.apply(ports(old, EGRESS, EGRESS), {})
+    apply(old, EGRESS, EGRESS)
     assert not ping(host, "a", "10.9.0.2")
     restarted = Firewall("t004", netns=host["host"])
-    restarted.apply(ports(restarted, EGRESS, EGRESS)[:1], {})  # b's port went while it was down
+    apply(restarted, EGRESS, EGRESS, only_a=True)  # b's port went while it was down
     assert ping(host, "a", "10.9.0.2")
     listing = subprocess.run(["ip", "netns", "exec", host["host"], "nft", "list", "table", "inet", "kilonova-t004"],
                              capture_output=True, text=True).stdout

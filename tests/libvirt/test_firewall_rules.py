@@ -48,7 +48,7 @@ def test_egress_rules_match_the_destination_and_skip_the_other_direction():
 
 def _port(**values) -> PortFilter:
     base = dict(port_id="p1", number=7, tap="tapp1", bridge="kbr-n", mac="fa:16:3e:00:00:01",
-                addresses=["10.0.0.5"], rules=[rule(protocol="icmp"), rule("egress")])
+                addresses=["10.0.0.5"], groups=["g1", "g2"])
     return PortFilter(**{**base, **values})
 
 
@@ -57,12 +57,17 @@ def test_a_port_is_default_deny_stateful_and_marked():
     ingress = chains[("inet", "ingress-p1")]
     assert ingress[0] == 'oifname != "kbr-n" return'
     assert "ct state established,related accept" in ingress
-    assert "meta nfproto ipv4 meta l4proto 1 accept" in ingress
-    assert ingress[-1] == "drop"
+    assert ingress[-3:] == ["jump sg-g1-in", "jump sg-g2-in", "drop"]
     egress = chains[("inet", "egress-p1")]
-    assert "meta nfproto ipv4 return" in egress and egress[-1] == "drop"
+    assert egress[0] == 'iifname != "kbr-n" return' and egress[-3:] == ["jump sg-g1-out", "jump sg-g2-out", "drop"]
     assert chains[("bridge", "from-p1")][0] == "meta mark set 0x7"
     assert chains[("bridge", "to-p1")] == ["meta mark set meta mark and 0xffff or 0x70000"]
+
+
+def test_a_group_is_one_chain_per_direction_of_accepting_rules():
+    chains = nft_rules.group_chains("g1", [rule(protocol="icmp"), rule("egress"), rule(ethertype="IPv6")])
+    assert chains == {("inet", "sg-g1-in"): ["meta nfproto ipv4 meta l4proto 1 accept", "meta nfproto ipv6 accept"],
+                      ("inet", "sg-g1-out"): ["meta nfproto ipv4 accept"]}
 
 
 def test_a_stateless_port_has_no_conntrack_rules_and_is_untracked():

@@ -220,6 +220,10 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     network_id = os_("network", "show", "private", fmt_json=True)["id"]
     dataplane = Dataplane(Path(cloud.state_dir, "instances", "_networks"))
     namespace = dataplane.namespace(network_id)
+    # The default group lets in only its own members (the network's namespace is none) until ICMP is opened.
+    assert subprocess.run(["ip", "netns", "exec", namespace, "ping", "-c", "1", "-W", "1", address],
+                          capture_output=True).returncode != 0
+    os_("security", "group", "rule", "create", "--proto", "icmp", "default")
     ping(namespace, address)
     port = os_("port", "list", "--device-id", uuid, fmt_json=True)[0]
     tap, mac = f"tap{port['ID'][:11]}", port["MAC Address"]

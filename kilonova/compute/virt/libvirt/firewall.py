@@ -34,7 +34,8 @@ class FirewallError(RuntimeError):
 @dataclass
 class _Applied:
     ports: dict[str, PortFilter] = field(default_factory=dict)
-    sets: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    groups: dict[str, list[dict]] = field(default_factory=dict)           # group id -> its rules
+    sets: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (remote group, version) -> addresses
 
 
 def enable_bridge_netfilter() -> None:
@@ -81,25 +82,28 @@ class Firewall:
                 pairs=list(port.get("allowed_address_pairs") or []),
                 # Neutron's rule: a port is stateful unless its groups are all stateless.
                 stateful=not own or any(group.get("stateful", True) for group in own),
-                rules=[rule for group in own for rule in group.get("security_group_rules") or []]))
+                groups=[g for g in port.get("security_groups") or [] if g in groups]))
         return found
 
     def apply_ports(self, ports: list[dict], groups: dict[str, dict], members: dict[str, list[str]],
                     bridge_of: Callable[[str], str]) -> int:
         """``apply`` for the network service's view: ports, groups by id, remote group id -> addresses."""
         filters = self.filters(ports, groups, bridge_of)
+        rules = {group_id: list(group.get("security_group_rules") or []) for group_id, group in groups.items()}
         sets = {(group_id, version): addresses for group_id, addresses in members.items() for version in (4, 6)}
-        return self.apply(filters, sets)
+        return self.apply(filters, rules, sets)
 
     # ------------------------------------------------------------------ applying
 
-    def apply(self, ports: list[PortFilter], members: dict[tuple[str, int], list[str]]) -> int:
-        """Make the kernel hold exactly ``ports``' chains and the remote-group sets they use; returns how many
-        commands went to nft (0: nothing changed)."""
+    def apply(self, ports: list[PortFilter], rules: dict[str, list[dict]],
+              members: dict[tuple[str, int], list[str]]) -> int:
+        """Make the kernel hold exactly ``ports``' chains, their groups' chains (``rules``: group id -> its
+        rules) and the remote-group sets those use; returns how many commands went to nft (0: no change)."""
         with self._lock:
-            wanted = _Applied({port.port_id: port for port in ports},
-                              {key: sorted(members.get(key, [])) for port in ports
-                               for key in nft_rules.remote_groups(port.rules)})
+            groups = {g: list(rules.get(g, [])) for port in ports for g in port.groups}
+            wanted = _Applied({port.port_id: port for port in ports}, groups,
+                              {key: sorted(members.get(key, [])) for group_rules in groups.values()
+                               for key in nft_rules.remote_groups(group_rules)})
             for port_id in list(self._numbers):
                 if port_id not in wanted.ports:
                     del self._numbers[port_id]
@@ -125,7 +129,7 @@ class Firewall:
         with self._lock:
             if self._applied is None or port_id not in self._applied.ports:
                 return
-            current = _Applied(dict(self._applied.ports), dict(self._applied.sets))
+            current = _Applied(dict(self._applied.ports), dict(self._applied.groups), dict(self._applied.sets))
             current.ports.pop(port_id)
             commands = self._changes(self._applied, current)
             try:
@@ -147,24 +151,36 @@ class Firewall:
         commands = [*nft_rules.drop_tables(self.scope), nft_rules.base_tables(self.scope)]
         for (group_id, version), members in sorted(wanted.sets.items()):
             commands += nft_rules.add_set(self.scope, group_id, version, members)
+        for group_id, rules in sorted(wanted.groups.items()):
+            commands += nft_rules.add_group(self.scope, group_id, rules)
         for port in wanted.ports.values():
             commands += nft_rules.add_port(self.scope, port)
         return commands
 
     def _changes(self, applied: _Applied, wanted: _Applied) -> list[str]:
+        """Sets and groups first (what ports jump to and rules look up), removals last."""
         commands: list[str] = []
         for key, members in sorted(wanted.sets.items()):
             if applied.sets.get(key) != members:
                 commands += nft_rules.add_set(self.scope, *key, members)
+        for group_id, rules in sorted(wanted.groups.items()):
+            if applied.groups.get(group_id) != rules:
+                commands += nft_rules.add_group(self.scope, group_id, rules)
         for port_id, port in wanted.ports.items():
-            if applied.ports.get(port_id) != port:
-                old = applied.ports.get(port_id)
-                if old is not None and (old.number, old.tap, old.stateful) != (port.number, port.tap, port.stateful):
-                    commands += nft_rules.delete_port(self.scope, old)
-                commands += nft_rules.add_port(self.scope, port)
+            old = applied.ports.get(port_id)
+            if old == port:
+                continue
+            if old is not None and (old.number, old.tap, old.stateful) == (port.number, port.tap, port.stateful):
+                commands += nft_rules.change_port(self.scope, old, port)  # only the chains that differ
+                continue
+            if old is not None:
+                commands += nft_rules.delete_port(self.scope, old)
+            commands += nft_rules.add_port(self.scope, port)
         for port_id, port in applied.ports.items():
             if port_id not in wanted.ports:
                 commands += nft_rules.delete_port(self.scope, port)
+        for group_id in sorted(applied.groups.keys() - wanted.groups.keys()):
+            commands += nft_rules.delete_group(self.scope, group_id)
         for key in sorted(applied.sets.keys() - wanted.sets.keys()):
             commands += nft_rules.delete_set(self.scope, *key)
         return commands

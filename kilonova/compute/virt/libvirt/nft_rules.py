@@ -8,9 +8,14 @@ kernels (``nf_conntrack_bridge``), so the work is split the way br_netfilter all
   router-advertisement server) and writes the port's number into the packet mark's low 16 bits;
   ``to-<port>`` writes the receiving port's number into the high 16 bits;
 * table ``inet kilonova-S`` sees the same packet in the forward hook (br_netfilter hands bridged IP
-  to it, conntrack included) and dispatches on the mark: ``egress-<port>`` holds the port's egress
-  rules (allowed traffic returns, the rest is dropped), ``ingress-<port>`` its ingress rules
-  (default deny). A group's ``remote_group_id`` is a named set of its members' addresses.
+  to it, conntrack included) and dispatches on the mark, in two base chains: ``egress`` (priority -5)
+  jumps to ``egress-<port>``, ``ingress`` (priority 0) to ``ingress-<port>``. A port's chain holds
+  what every port gets (conntrack, DHCP, neighbour discovery), then jumps to the chains of its groups,
+  ``sg-<group>-out`` / ``sg-<group>-in``, whose rules accept, and drops the rest (default deny). An
+  accept ends only its own base chain, so a packet between two guests of this host passes the
+  sender's egress and then the receiver's ingress. Each group's rules exist once, however many
+  ports use it; a rule change rewrites one chain. A ``remote_group_id`` is a named set of the
+  remote group's member addresses.
 
 A port without port security has no chains: its traffic is not filtered.
 """
@@ -42,7 +47,7 @@ class PortFilter:
     addresses: list[str]             # fixed IPs
     pairs: list[dict] = field(default_factory=list)   # allowed_address_pairs: ip_address (prefix), mac_address
     stateful: bool = True
-    rules: list[dict] = field(default_factory=list)   # its groups' rules (Neutron's attributes)
+    groups: list[str] = field(default_factory=list)   # its security groups' ids
 
 
 def table_name(scope: str) -> str:
@@ -148,11 +153,11 @@ def _spoofing(port: PortFilter) -> list[str]:
 def _egress(port: PortFilter) -> list[str]:
     lines = [f'iifname != "{port.bridge}" return']
     if port.stateful:
-        lines += ["ct state invalid drop", "ct state established,related return"]
-    lines += ["meta nfproto ipv4 udp sport 68 udp dport 67 return",
-              "meta nfproto ipv6 udp sport 546 udp dport 547 return",
-              f"meta nfproto ipv6 icmpv6 type {{ {ND_OUT} }} return"]
-    lines += [f"{match} return" for rule in port.rules for match in [rule_match(rule, "egress")] if match]
+        lines += ["ct state invalid drop", "ct state established,related accept"]
+    lines += ["meta nfproto ipv4 udp sport 68 udp dport 67 accept",
+              "meta nfproto ipv6 udp sport 546 udp dport 547 accept",
+              f"meta nfproto ipv6 icmpv6 type {{ {ND_OUT} }} accept"]
+    lines += [f"jump {group_chain(group_id, 'egress')}" for group_id in port.groups]
     return lines + ["drop"]
 
 
@@ -163,8 +168,19 @@ def _ingress(port: PortFilter) -> list[str]:
     lines += ["meta nfproto ipv4 udp sport 67 udp dport 68 accept",
               "meta nfproto ipv6 udp sport 547 udp dport 546 accept",
               f"meta nfproto ipv6 icmpv6 type {{ {ND_IN} }} accept"]
-    lines += [f"{match} accept" for rule in port.rules for match in [rule_match(rule, "ingress")] if match]
+    lines += [f"jump {group_chain(group_id, 'ingress')}" for group_id in port.groups]
     return lines + ["drop"]
+
+
+def group_chain(group_id: str, direction: str) -> str:
+    return f"sg-{group_id}-{'in' if direction == 'ingress' else 'out'}"
+
+
+def group_chains(group_id: str, rules: list[dict]) -> dict[tuple[str, str], list[str]]:
+    """(family, chain) -> rules of one group: each of its rules accepts what it matches."""
+    return {("inet", group_chain(group_id, direction)):
+            [f"{match} accept" for rule in rules for match in [rule_match(rule, direction)] if match]
+            for direction in ("ingress", "egress")}
 
 
 def port_chains(port: PortFilter) -> dict[tuple[str, str], list[str]]:
@@ -219,9 +235,12 @@ table inet {table} {{
     type filter hook prerouting priority -300; policy accept;
     meta mark and {IN_MASK:#x} vmap @untracked
   }}
-  chain forward {{
-    type filter hook forward priority 0; policy accept;
+  chain egress {{
+    type filter hook forward priority -5; policy accept;
     meta mark and {IN_MASK:#x} vmap @egress
+  }}
+  chain ingress {{
+    type filter hook forward priority 0; policy accept;
     meta mark and {IN_MASK << OUT_SHIFT:#x} vmap @ingress
   }}
 }}
@@ -232,9 +251,12 @@ def add_set(scope: str, group_id: str, version: int, members: list[str]) -> list
     """Commands that make the set of a remote group hold exactly ``members`` (of ``version``)."""
     table, name = table_name(scope), set_name(group_id, version)
     kind = "ipv6_addr" if version == 6 else "ipv4_addr"
-    commands = [f"add set inet {table} {name} {{ type {kind}; flags interval; auto-merge; }}",
+    commands = [f"add set inet {table} {name} {{ type {kind}; flags interval; }}",
                 f"flush set inet {table} {name}"]
-    wanted = sorted({_prefix(m) for m in members if _family(m) == version})
+    # Collapsed here (no overlaps), so nft need not read the set's elements back to merge them.
+    networks = ipaddress.collapse_addresses(ipaddress.ip_network(m, strict=False) for m in members
+                                            if _family(m) == version)
+    wanted = [_prefix(str(network)) for network in networks]
     if wanted:
         commands.append(f"add element inet {table} {name} {_elements(wanted)}")
     return commands
@@ -244,16 +266,38 @@ def delete_set(scope: str, group_id: str, version: int) -> list[str]:
     return [f"delete set inet {table_name(scope)} {set_name(group_id, version)}"]
 
 
+def _fill(table: str, chains: dict[tuple[str, str], list[str]]) -> list[str]:
+    commands = []
+    for (family, chain), rules in chains.items():
+        commands += [f"add chain {family} {table} {chain}", f"flush chain {family} {table} {chain}"]
+        commands += [f"add rule {family} {table} {chain} {rule}" for rule in rules]
+    return commands
+
+
+def add_group(scope: str, group_id: str, rules: list[dict]) -> list[str]:
+    """Commands that make a group's chains hold exactly its rules."""
+    return _fill(table_name(scope), group_chains(group_id, rules))
+
+
+def delete_group(scope: str, group_id: str) -> list[str]:
+    table = table_name(scope)
+    return [command for family, chain in group_chains(group_id, [])
+            for command in (f"flush chain {family} {table} {chain}", f"delete chain {family} {table} {chain}")]
+
+
 def add_port(scope: str, port: PortFilter) -> list[str]:
     """Commands that put ``port``'s chains in place (replacing what they held) and dispatch to them."""
     table = table_name(scope)
-    commands = []
-    for (family, chain), rules in port_chains(port).items():
-        commands += [f"add chain {family} {table} {chain}", f"flush chain {family} {table} {chain}"]
-        commands += [f"add rule {family} {table} {chain} {rule}" for rule in rules]
+    commands = _fill(table, port_chains(port))
     for (family, name), (key, verdict) in port_elements(port).items():
         commands.append(f"add element {family} {table} {name} {{ {key} : {verdict} }}")
     return commands
+
+
+def change_port(scope: str, old: PortFilter, new: PortFilter) -> list[str]:
+    """Commands that rewrite the chains of a port that differ between ``old`` and ``new`` (same dispatch)."""
+    before, after = port_chains(old), port_chains(new)
+    return _fill(table_name(scope), {key: rules for key, rules in after.items() if before.get(key) != rules})
 
 
 def delete_port(scope: str, port: PortFilter) -> list[str]:
