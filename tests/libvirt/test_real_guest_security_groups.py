@@ -5,10 +5,8 @@ say, within seconds of each change."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import uuid as uuidlib
@@ -18,9 +16,8 @@ import pytest
 
 from kilonova.compute.virt.libvirt.dataplane import Dataplane
 from kilonova.compute.virt.libvirt.nft_rules import table_name
-from tests.cloud import new_cloud
 from tests.libvirt.hostsetup import MARKER
-from tests.libvirt.test_real_guest import remove_leftovers, upload_guest, wait_console
+from tests.libvirt.test_real_guest import libvirt_cloud, upload_guest, wait_console
 
 HOST = "kilonova-sg-test"
 pytestmark = pytest.mark.skipif(not shutil.which("nft"), reason="needs nft (Debian's nftables)")
@@ -28,17 +25,10 @@ pytestmark = pytest.mark.skipif(not shutil.which("nft"), reason="needs nft (Debi
 
 @pytest.fixture(scope="module")
 def cloud(guest):
-    instance = new_cloud(hosts=1, config={
-        "DEFAULT": {"host": HOST},
-        "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"},
-        "libvirt": {"shutdown_timeout": "5"},
-    })
-    os.chmod(instance.workdir, 0o755)  # qemu runs as libvirt-qemu and must reach the instance files
-    instance.start(timeout=120)
-    yield instance
-    instance.stop()
-    remove_leftovers(instance.state_dir)
-    shutil.rmtree(instance.workdir, ignore_errors=True)
+    with libvirt_cloud({"DEFAULT": {"host": HOST},
+                        "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"},
+                        "libvirt": {"shutdown_timeout": "5"}}) as instance:
+        yield instance
 
 
 def _pings(namespace: str, address: str) -> bool:
