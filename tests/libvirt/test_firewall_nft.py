@@ -85,7 +85,7 @@ def test_a_spoofed_source_is_dropped_and_a_removed_port_is_unfiltered(host):
     fw.remove_port("pa")
     listing = subprocess.run(["ip", "netns", "exec", host["host"], "nft", "list", "ruleset"], capture_output=True,
                              text=True).stdout
-    assert "from-pa" not in listing and "ingress-pb" not in listing
+    assert "kilonova-t003" not in listing  # the last port took the tables (and their hooks) with it
     assert ping(host, "b", "10.9.0.1")
 
 

@@ -29,6 +29,7 @@ import pytest
 
 from kilonova.compute.virt.libvirt import cpus, host
 from kilonova.compute.virt.libvirt.dataplane import Dataplane
+from kilonova.compute.virt.libvirt.nft_rules import table_name
 from kilonova.compute.virt.libvirt.routers import RouterDataplane
 from kilonova.image.bootstrap import DEFAULT_IMAGE_ID
 from tests.cloud import new_cloud
@@ -70,7 +71,8 @@ def libvirt_cloud(config: dict):
 
 
 def remove_leftovers(state_dir: Path) -> None:
-    """What a failed test may leave behind of this cloud: domains, dnsmasq, namespaces, routers, bridges."""
+    """What a failed test may leave behind of this cloud: domains, dnsmasq, namespaces, routers, bridges, nft
+    tables."""
     virsh = ["virsh", "-c", "qemu:///system"]
     names = subprocess.run([*virsh, "list", "--all", "--name"], capture_output=True, text=True).stdout.split()
     for name in names:
@@ -91,6 +93,8 @@ def remove_leftovers(state_dir: Path) -> None:
         subprocess.run(["ip", "netns", "del", dataplane.namespace(directory.name)], capture_output=True)
         subprocess.run(["ip", "link", "del", dataplane.bridge(directory.name)], capture_output=True)
         subprocess.run(["ip", "link", "del", dataplane.veth(directory.name)[0]], capture_output=True)
+    for family in ("bridge", "inet") if shutil.which("nft") else ():  # the ports' security-group rules
+        subprocess.run(["nft", "delete", "table", family, table_name(dataplane.scope)], capture_output=True)
 
 
 def wait_status(cloud, server: str, status: str, timeout: float = 60) -> dict:
@@ -223,7 +227,10 @@ def test_real_guest_lifecycle(cloud, guest, tmp_path):
     # The default group lets in only its own members (the network's namespace is none) until ICMP is opened.
     assert subprocess.run(["ip", "netns", "exec", namespace, "ping", "-c", "1", "-W", "1", address],
                           capture_output=True).returncode != 0
-    os_("security", "group", "rule", "create", "--proto", "icmp", "default")
+    # (by id: the admin sees every project's `default`, and the CLI refuses a name that is not unique)
+    default = next(g for g in os_("security", "group", "list", "--project", "admin", fmt_json=True)
+                   if g["Name"] == "default")
+    os_("security", "group", "rule", "create", "--proto", "icmp", default["ID"])
     ping(namespace, address)
     port = os_("port", "list", "--device-id", uuid, fmt_json=True)[0]
     tap, mac = f"tap{port['ID'][:11]}", port["MAC Address"]

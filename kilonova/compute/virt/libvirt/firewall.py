@@ -107,7 +107,13 @@ class Firewall:
             for port_id in list(self._numbers):
                 if port_id not in wanted.ports:
                     del self._numbers[port_id]
-            if self._applied is None:
+            if not wanted.ports:  # nothing to filter: no tables (and no hooks every packet would pass)
+                commands = nft_rules.drop_tables(self.scope) if self._applied != _Applied() else []
+                if commands:
+                    self._run(commands)
+                self._applied = _Applied()
+                return len(commands)
+            if self._applied is None or not self._applied.ports:
                 commands = self._replace_all(wanted)
             else:
                 commands = self._changes(self._applied, wanted)
@@ -131,7 +137,11 @@ class Firewall:
                 return
             current = _Applied(dict(self._applied.ports), dict(self._applied.groups), dict(self._applied.sets))
             current.ports.pop(port_id)
-            commands = self._changes(self._applied, current)
+            if not current.ports:
+                current = _Applied()
+                commands = nft_rules.drop_tables(self.scope)
+            else:
+                commands = self._changes(self._applied, current)
             try:
                 self._run(commands)
             except FirewallError as exc:
