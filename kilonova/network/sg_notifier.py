@@ -38,7 +38,8 @@ class SecurityGroupNotifier:
     def __init__(self, db, transport) -> None:
         self.db = db
         self.transport = transport  # None: nothing is sent
-        self._groups: set[str] = set()
+        self._rules_of: set[str] = set()    # groups whose rules changed
+        self._members_of: set[str] = set()  # groups whose members changed
         self._hosts: set[str] = set()
         self._sender: asyncio.Task | None = None
 
@@ -46,26 +47,29 @@ class SecurityGroupNotifier:
         if not port_matters(before, after):
             return
         ports = [p for p in (before, after) if p]
-        self._queue({g for p in ports for g in p.get("security_groups") or []},
+        self._queue(set(), {g for p in ports for g in p.get("security_groups") or []},
                     {p["binding_host_id"] for p in ports if p.get("binding_host_id")})
 
     def groups_changed(self, group_ids) -> None:
-        self._queue(set(group_ids), set())
+        """The rules (or ``stateful``) of these groups changed."""
+        self._queue(set(group_ids), set(), set())
 
-    def _queue(self, group_ids: set[str], hosts: set[str]) -> None:
-        if self.transport is None or not (group_ids or hosts):
+    def _queue(self, rules_of: set[str], members_of: set[str], hosts: set[str]) -> None:
+        if self.transport is None or not (rules_of or members_of or hosts):
             return
-        self._groups |= group_ids
+        self._rules_of |= rules_of
+        self._members_of |= members_of
         self._hosts |= hosts
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send(), name="network-sg-notifier")
 
     async def _send(self) -> None:
-        while self._groups or self._hosts:
-            group_ids, hosts = sorted(self._groups), set(self._hosts)
-            self._groups, self._hosts = set(), set()
+        while self._rules_of or self._members_of or self._hosts:
+            rules_of, members_of, hosts = sorted(self._rules_of), sorted(self._members_of), set(self._hosts)
+            self._rules_of, self._members_of, self._hosts = set(), set(), set()
+            group_ids = sorted({*rules_of, *members_of})
             try:
-                hosts |= await self.db.read(groups.hosts_of_groups, group_ids)
+                hosts |= await self.db.read(groups.hosts_of_groups, rules_of, members_of)
             except Exception as exc:  # noqa: BLE001 - the hosts' periodic resync catches up
                 LOG.warning("the hosts of security groups %s could not be read: %s", group_ids, exc)
             for host in sorted(hosts):

@@ -316,15 +316,17 @@ def for_port_update(session: Session, port: dict[str, Any], values: dict[str, An
     return wanted
 
 
-def hosts_of_groups(session: Session, group_ids: Iterable[str]) -> set[str]:
-    """The hosts whose port rules ``group_ids`` change: those binding a port in one of them, or in a group
-    with a rule naming one of them as its remote group (whose members' addresses the rules hold)."""
+def hosts_of_groups(session: Session, rules_of: Iterable[str], members_of: Iterable[str]) -> set[str]:
+    """The hosts whose port rules change when the rules of groups ``rules_of`` change (those binding a port in
+    one of them) or the members of groups ``members_of`` (those binding a port in one of them, or in a group
+    with a rule naming one of them as its remote group: its rules hold the members' addresses)."""
     from kilonova.network.models import Port
 
-    ids = list(group_ids)
+    members = list(members_of)
+    ids = list(rules_of) + members
     if not ids:
         return set()
-    referencing = sa.select(_RULES.c.security_group_id).where(_RULES.c.remote_group_id.in_(ids))
+    referencing = sa.select(_RULES.c.security_group_id).where(_RULES.c.remote_group_id.in_(members))
     in_groups = sa.select(_BINDINGS.c.port_id).where(
         sa.or_(_BINDINGS.c.security_group_id.in_(ids), _BINDINGS.c.security_group_id.in_(referencing)))
     query = sa.select(Port.binding_host_id).distinct().where(Port.id.in_(in_groups), Port.binding_host_id != "")
