@@ -45,8 +45,6 @@ COMPUTE = Interface("compute", [
                     "live_migration_whereabouts")),
     Change("1.3", "attach_interface, detach_interface (os-interface: a port hot-plugged into, or out of, a server).",
            methods=("attach_interface", "detach_interface")),
-    Change("1.4", "security_groups_changed (from the network service: the rules of some port bound to this host, "
-                  "its groups or a remote group's members changed).", methods=("security_groups_changed",)),
     Change("1.5", "attach_volume, detach_volume, swap_volume (os-volume_attachments: a volume connected to, or "
                   "disconnected from, a server through the volume service's attachments).",
            methods=("attach_volume", "detach_volume", "swap_volume")),
@@ -82,13 +80,19 @@ SCHEDULER = Interface("scheduler", [
     Change("1.0", "select_destinations."),
 ])
 
+# Fanned out by the network service to the compute hosts that enforce security groups (as Neutron's
+# security-group notifications go to its agents); hosts that do not, and older releases, do not listen.
+SECURITY_GROUPS = Interface("security-groups", [
+    Change("1.0", "security_groups_changed(hosts, security_group_ids): the rules of ports bound to these hosts "
+                  "changed (a rule, a group's stateful, a port's groups or addresses, a remote group's members)."),
+])
+
 # Service version N (the list's N-th entry) -> the compute RPC version a compute host of that version speaks.
 SERVICE_VERSIONS = (
     "1.0",  # 1: the first release (records written before versions were reported say 1)
     "1.1",  # 2: build deadlines
     "1.2",  # 3: the server lifecycle (resize, migrations, rebuild, shelve, rescue, ...)
     "1.3",  # 4: port interfaces (attach_interface, detach_interface)
-    "1.4",  # 5: security groups enforced on the host (security_groups_changed)
     "1.5",  # 6: volumes (attach_volume, detach_volume, swap_volume)
 )
 SERVICE_VERSION = len(SERVICE_VERSIONS)

@@ -1,11 +1,13 @@
 """Telling compute hosts that their ports' security-group rules changed (Neutron's securitygroups_rpc).
 
-A rule created or deleted, a group's ``stateful`` changed, or a port whose groups, addresses, binding or
-port security changed: each host that binds a port of an affected group -- or of a group whose rules name
-an affected group as ``remote_group_id`` -- gets the cast ``security_groups_changed`` (compute RPC 1.4),
-and reads its ports' rules again through this API. Casts go in the background, changes arriving together
-go as one round, and none holds up or fails the request that caused it; a host that misses one finds
-the change at its next periodic resync.
+A rule created or deleted or a group's ``stateful`` changed tells the hosts binding a port of the group; a
+port whose groups, addresses, binding or port security changed tells its hosts (before and after) and those
+binding a port of a group whose rules name one of its groups as ``remote_group_id`` (they hold the
+members' addresses). The message, ``security_groups_changed(hosts, security_group_ids)``, is fanned out on
+the ``security-groups`` target, which only compute agents that enforce security groups serve (the libvirt
+driver's); each named host reads its ports' rules again through this API. Messages go in the background,
+changes arriving together go as one, and none holds up or fails the request that caused it; a host that
+misses one finds the change at its next periodic resync.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import logging
 from typing import Any
 
 from kilonova.common.rpc import RPCClient
-from kilonova.compute.versions import COMPUTE
+from kilonova.compute.versions import SECURITY_GROUPS
 from kilonova.network.compute_notifier import finish_sending
 from kilonova.network.db import security_groups as groups
 
@@ -72,12 +74,13 @@ class SecurityGroupNotifier:
                 hosts |= await self.db.read(groups.hosts_of_groups, rules_of, members_of)
             except Exception as exc:  # noqa: BLE001 - the hosts' periodic resync catches up
                 LOG.warning("the hosts of security groups %s could not be read: %s", group_ids, exc)
-            for host in sorted(hosts):
-                try:
-                    await RPCClient(self.transport, f"compute.{host}", interface=COMPUTE).cast(
-                        "security_groups_changed", security_group_ids=group_ids)
-                except Exception as exc:  # noqa: BLE001 - a host that is down re-reads all at start-up
-                    LOG.info("compute host %s was not told of security group changes: %s", host, exc)
+            if not hosts:
+                continue
+            try:
+                await RPCClient(self.transport, "security-groups", interface=SECURITY_GROUPS).fanout_cast(
+                    "security_groups_changed", hosts=sorted(hosts), security_group_ids=group_ids)
+            except Exception as exc:  # noqa: BLE001 - a host that missed it re-reads at its next resync
+                LOG.info("compute hosts %s were not told of security group changes: %s", sorted(hosts), exc)
 
     async def stop(self) -> None:
         await finish_sending(self._sender)

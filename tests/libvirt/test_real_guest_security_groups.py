@@ -108,7 +108,7 @@ def test_security_groups_on_a_real_guest(cloud, guest, outsider):
                                                       port_range_max=22)
         created = time.monotonic()
         chain = ["nft", "list", "chain", "inet", table_name(dataplane.scope), f"sg-{web['id']}-in"]
-        assert _within(lambda: "th dport 22" in subprocess.run(chain, capture_output=True, text=True).stdout)
+        assert _within(lambda: "dport 22" in subprocess.run(chain, capture_output=True, text=True).stdout)
         print(f"rule created -> in the host's nftables after {time.monotonic() - created:.2f} s")
         assert _within(lambda: _tcp(outside, address, 22) == "refused")
         assert _tcp(outside, address, 23) == "filtered"

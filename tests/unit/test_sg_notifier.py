@@ -1,23 +1,24 @@
-"""The network service telling compute hosts their ports' security groups changed (security_groups_changed):
-driven through its API in-process, with recording endpoints served at compute.<host> on the in-process RPC."""
+"""The network service telling compute hosts their ports' security groups changed (security_groups_changed,
+fanned out on the security-groups target): driven through its API in-process, with a recording endpoint
+served there on the in-process RPC, as an enforcing host's agent serves it."""
 import asyncio
 
 import httpx
 import pytest
 
 from kilonova.common.testing import FakeValidator, service_env
-from kilonova.compute.versions import COMPUTE
+from kilonova.compute.versions import SECURITY_GROUPS
 from kilonova.network.service import NetworkService
 
 ADMIN = {"X-Auth-Token": "admin"}
 
 
-class Host:
+class Hosts:
     def __init__(self) -> None:
-        self.told: list[list[str]] = []
+        self.told: set[str] = set()
 
-    async def security_groups_changed(self, security_group_ids=None) -> None:
-        self.told.append(security_group_ids)
+    async def security_groups_changed(self, hosts, security_group_ids=None) -> None:
+        self.told |= set(hosts)
 
 
 @pytest.fixture
@@ -25,9 +26,8 @@ async def cloud(tmp_path):
     validator = FakeValidator({"admin": ("admin", "p-admin", ["admin", "member", "reader"])})
     service = NetworkService(service_env(tmp_path), validator=validator)
     service.prepare()
-    hosts = {name: Host() for name in ("h1", "h2", "h3")}
-    for name, endpoint in hosts.items():
-        await service.env.transport.serve(f"compute.{name}", endpoint, version=COMPUTE.latest)
+    hosts = Hosts()
+    await service.env.transport.serve("security-groups", hosts, version=SECURITY_GROUPS.latest)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://net.test",
                                  headers=ADMIN) as api:
         yield api, hosts
@@ -41,16 +41,14 @@ async def _post(api, resource: str, **body) -> dict:
     return response.json()[resource]
 
 
-async def _told(hosts) -> set[str]:
-    """The hosts told since the last look (the casts go in the background)."""
+async def _told(hosts: Hosts) -> set[str]:
+    """The hosts told since the last look (the messages go in the background)."""
     for _ in range(100):
         await asyncio.sleep(0.02)
-        if any(h.told for h in hosts.values()):
+        if hosts.told:
             await asyncio.sleep(0.1)
             break
-    told = {name for name, h in hosts.items() if h.told}
-    for h in hosts.values():
-        h.told.clear()
+    told, hosts.told = hosts.told, set()
     return told
 
 

@@ -77,6 +77,7 @@ class ComputeManager:
             "compute_node_update", host=self.host, nodename=self.host,
             values={**resources, "hypervisor_hostname": self.host}, service_id=(service or {}).get("id"))
         await self.reporter.sync(self.node_uuid, self.host, resources, self.driver.get_traits())
+        await security_groups(self).start()  # every port's rules again (before guests restart), then kept current
         # Servers evacuated away while this host was down: their guests here go, before anything restores them.
         evacuated = await rebuild_operations.clean_evacuated(self)
         for instance in await self.conductor.call("instances_on_host", host=self.host):
@@ -95,7 +96,6 @@ class ComputeManager:
             await self._remove_orphans()
         self._started_builds = None  # only needed to tell this life's builds from a previous one's
         await self._report_usage()
-        security_groups(self).start()  # every port's rules applied again, then kept current
         self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")
         interval = self.conf.getfloat("compute", "sync_power_state_interval")
         if self.driver.syncs_power_state and interval > 0:

@@ -16,11 +16,15 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from kilonova.common.rpc import RPCError
+from kilonova.compute.versions import SECURITY_GROUPS
+
 if TYPE_CHECKING:
     from kilonova.compute.agent.manager import ComputeManager
 
 LOG = logging.getLogger(__name__)
 RESYNC_INTERVAL = 30.0
+TARGET = "security-groups"
 PORT_FIELDS = ("id", "network_id", "mac_address", "fixed_ips", "allowed_address_pairs", "security_groups",
                "port_security_enabled", "device_owner", "binding:host_id")
 
@@ -40,17 +44,33 @@ class SecurityGroupSync:
         self._wanted = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self._serving = False
 
     @property
     def enabled(self) -> bool:
         return bool(getattr(self.agent.driver, "enforces_security_groups", False))
 
-    def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._wanted.set()  # start-up: every port re-applied
-            self._task = asyncio.create_task(self._loop(), name=f"compute-{self.agent.host}-security-groups")
+    async def start(self) -> None:
+        if not self.enabled or self._task is not None:
+            return
+        transport = self.agent._transport
+        if transport is not None:  # listening first: a change during the first read is heard
+            try:
+                await transport.serve(TARGET, _Endpoint(self), concurrency=1, version=SECURITY_GROUPS.latest)
+                self._serving = True
+            except RPCError as exc:  # another enforcing host of this process listens: the resync catches up
+                LOG.warning("%s does not hear of security group changes at once: %s", self.agent.host, exc)
+        try:
+            await self.refresh()  # start-up: every port re-applied before any guest is started again
+        except Exception as exc:  # noqa: BLE001 - the loop tries again
+            LOG.warning("security groups of %s's ports not applied at start-up: %s", self.agent.host, exc)
+            self._wanted.set()
+        self._task = asyncio.create_task(self._loop(), name=f"compute-{self.agent.host}-security-groups")
 
     async def stop(self) -> None:
+        if self._serving:
+            await self.agent._transport.stop_serving(TARGET)
+            self._serving = False
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -62,15 +82,19 @@ class SecurityGroupSync:
         self._wanted.set()
 
     async def _loop(self) -> None:
+        failures = 0
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wanted.wait(), RESYNC_INTERVAL)
             self._wanted.clear()
             try:
                 await self.refresh()
-            except Exception as exc:  # noqa: BLE001 - the next round tries again
-                LOG.warning("security groups of %s's ports not applied: %s", self.agent.host, exc)
-                await asyncio.sleep(1)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - tried again soon, backing off to the resync interval
+                failures += 1
+                LOG.warning("security groups of %s's ports not applied (attempt %d): %s", self.agent.host,
+                            failures, exc)
+                await asyncio.sleep(min(RESYNC_INTERVAL, 0.5 * 2 ** failures))
                 self._wanted.set()
 
     async def refresh(self) -> None:
@@ -112,6 +136,17 @@ class SecurityGroupSync:
                     if group_id in members:
                         members[group_id] += _addresses(port)
         return ports, groups, members
+
+
+class _Endpoint:
+    """What the ``security-groups`` target serves: the network service's word that some hosts must look again."""
+
+    def __init__(self, sync: SecurityGroupSync):
+        self._sync = sync
+
+    async def security_groups_changed(self, hosts: list[str], security_group_ids: list[str] | None = None) -> None:
+        if self._sync.agent.host in hosts:
+            self._sync.changed()
 
 
 def security_groups(agent: ComputeManager) -> SecurityGroupSync:
