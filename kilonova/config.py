@@ -211,10 +211,15 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "server_group_members": "10",
     },
     "filter_scheduler": {
-        "enabled_filters": "ComputeFilter,AvailabilityZoneFilter,ImagePropertiesFilter",
+        "enabled_filters": "ComputeFilter,AvailabilityZoneFilter,ImagePropertiesFilter,"
+                           "ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter",
         "ram_weight_multiplier": "1.0",
         "cpu_weight_multiplier": "1.0",
         "disk_weight_multiplier": "1.0",
+        # The soft server-group policies: hosts with more (soft-affinity) or fewer (soft-anti-affinity) of
+        # the group's servers weigh more.
+        "soft_affinity_weight_multiplier": "1.0",
+        "soft_anti_affinity_weight_multiplier": "1.0",
         "host_subset_size": "1",
         # Choose at random among the hosts that share the best weight (concurrent requests spread).
         "shuffle_best_same_weighed_hosts": "false",

@@ -175,7 +175,7 @@ def test_server_names_follow_upstreams_rule(boot, name):
     ({"networks": [{}]}, None, "Bad network format: missing 'uuid'"),
     ({"availability_zone": ":::"}, None, "Unable to parse availability_zone"),
     ({"config_drive": "maybe"}, None, "config_drive"),
-    ({}, {"group": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa"}, "Server groups are not supported"),
+    ({}, {"group": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa"}, "Instance group 6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa could not be found."),
     ({}, {"group": "not-a-uuid"}, "group"),
     ({"block_device_mapping_v2": [{"boot_index": 0, "uuid": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa",
                                    "source_type": "volume", "destination_type": "volume"}]}, None,

@@ -18,7 +18,7 @@ RESOURCE_MODULES = [
     "services", "hypervisors", "availability_zones", "limits", "quota_sets", "aggregates",
     "remote_consoles", "server_topology", "instance_actions", "migrations", "server_migrations_actions",
     "server_diagnostics", "server_external_events", "floating_ips", "security_groups",
-    "server_interfaces", "volume_attachments", "volumes_proxy",
+    "server_interfaces", "volume_attachments", "volumes_proxy", "server_groups",
 ]
 
 _PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/([0-9a-f]{32}|[0-9a-f-]{36})(?=/|$)")

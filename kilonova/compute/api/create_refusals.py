@@ -1,8 +1,8 @@
 """What a server create asks for that Kilonova cannot honour, refused with a 400 before anything is
 written, in upstream's words where upstream has them; never silently dropped.
 
-Kilonova has no server groups yet: a request that needs one is told so rather than getting a server
-without it. (Security groups are looked up in ``security_group_lookup``; block devices are checked, and
+Scheduler hints the scheduler does not read yet are refused rather than ignored (the ``group`` hint is
+read: ``server_group_hint``). (Security groups are looked up in ``security_group_lookup``; block devices are checked, and
 their volumes made, in ``boot_volumes``.)
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from kilonova.common.http import HTTPError
 from kilonova.compute.api import validation
 
-# The hints upstream's own scheduler filters read; the scheduler here reads none of them. Other keys
+# The hints upstream's own scheduler filters read that the scheduler here does not read yet. Other keys
 # are left alone, as upstream leaves the hints of filters it does not run.
 UPSTREAM_HINTS = ("same_host", "different_host", "query", "target_cell", "different_cell",
                   "build_near_host_ip", "cidr")
@@ -45,9 +45,6 @@ def _refuse_networks(networks: Any) -> None:
 
 
 def _refuse_hints(hints: dict[str, Any]) -> None:
-    if "group" in hints:
-        raise HTTPError(400, "Server groups are not supported yet: the scheduler hint 'group' cannot be "
-                             "honoured (no affinity or anti-affinity is applied).")
     for name in UPSTREAM_HINTS:
         if name in hints:
             raise HTTPError(400, f"The scheduler hint '{name}' is not supported yet.")

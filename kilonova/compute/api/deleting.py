@@ -12,7 +12,7 @@ from kilonova.compute.api.server_action_handlers import resize
 from kilonova.compute.cleanup import delete_locally, release_allocations, release_prepared_volumes
 from kilonova.compute.volume_api import as_service
 from kilonova.compute.move_endings import RESIZE_TASK_STATES
-from kilonova.compute.db import build_requests, instance_actions, instances, mappings, services
+from kilonova.compute.db import build_requests, instance_actions, instances, mappings, server_groups, services
 from kilonova.compute.shelved_images import SHELVING_TASK_STATES, shelved_image_id
 
 LOG = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ def _forget_build_request(session, uuid: str) -> dict | None:
         return None
     build_requests.delete_spec(session, uuid)
     mappings.delete_instance_mapping(session, uuid)
+    server_groups.remove_member(session, uuid)
     return spec
 
 
@@ -107,3 +108,4 @@ def _queue_for_delete(session, uuid: str) -> None:
     mapping = mappings.get_instance_mapping(session, uuid)
     if mapping is not None:
         mapping.queued_for_delete = True
+    server_groups.remove_member(session, uuid)  # no longer in its server group

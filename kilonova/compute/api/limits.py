@@ -9,7 +9,7 @@ from kilonova.common.http import HTTPError, Router, json_response
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.cells import CellDown
-from kilonova.compute.db import build_requests, quotas
+from kilonova.compute.db import build_requests, quotas, server_groups
 
 # quota resource -> names in the "absolute" limits document.
 LIMIT_NAMES = {
@@ -27,7 +27,8 @@ NETWORK_RESOURCES = ["floating_ips", "security_groups", "security_group_rules"]
 
 
 async def project_usage(svc, project_id: str) -> dict[str, int]:
-    """What a project uses: its instances, cores and RAM in every cell and in pending build requests."""
+    """What a project uses: its instances, cores and RAM in every cell and in pending build requests, and its
+    server groups."""
     usage = dict.fromkeys(quotas.RESOURCES, 0)
     for cell in svc.cells.all():
         try:
@@ -40,6 +41,7 @@ async def project_usage(svc, project_id: str) -> dict[str, int]:
         usage["instances"] += 1
         usage["cores"] += pending["flavor"]["vcpus"]
         usage["ram"] += pending["flavor"]["memory_mb"]
+    usage["server_groups"] = await svc.api_db.read(server_groups.count, project_id)
     return usage
 
 

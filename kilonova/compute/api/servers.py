@@ -14,6 +14,7 @@ from kilonova.compute.api.app import compute_api
 from kilonova.compute.api import port_quota, security_group_bindings, security_group_lookup
 from kilonova.compute import volume_api
 from kilonova.compute.api import boot_volumes
+from kilonova.compute.api import server_group_hint, server_groups
 from kilonova.compute.api.create_refusals import refuse_unsupported
 from kilonova.compute.api.destination import forced as forced_destination
 from kilonova.compute.api.destination import requested as requested_destination
@@ -249,7 +250,8 @@ async def show_server(request: Request, server_id: str):
     faults = await _faults([ref])
     volumes = await _volumes([ref])
     groups = await security_group_bindings.names(svc, request.state.context, [ref.uuid])
-    return json_response({"server": views.detail(request, security_group_bindings.shown(ref.server, groups),
+    server = await server_groups.with_groups(request, ref.server)
+    return json_response({"server": views.detail(request, security_group_bindings.shown(server, groups),
                                                  fault=faults.get(ref.uuid), shape="show",
                                                  volumes=volumes.get(ref.uuid))})
 
@@ -280,6 +282,7 @@ async def create_server(request: Request):
     plan = boot_volumes.parse(server, image_ref)
     create_mod.check_user_data(server.get("user_data"))
     refuse_unsupported(server, hints)
+    group = await server_group_hint.requested_group(svc, ctx, hints)
     destination = await requested_destination(svc, ctx, server)
     az, forced_host, forced_node = split_zone(server.get("availability_zone"))
     if az is not None and az not in await svc_zones(svc):
@@ -307,6 +310,7 @@ async def create_server(request: Request):
     max_count = await port_quota.servers_that_fit(svc, ctx, networks, min_count, max_count)
     count = await create_mod.allowed_count(svc, ctx, flavor, min_count, max_count,
                                            metadata_items=len(server.get("metadata") or {}))
+    server_group_hint.check_members(group, count)
     reservation_id = "r-" + uuidlib.uuid4().hex[:8]
     servers = [create_mod.build_instance(ctx, server, flavor, image, keypair, index=i, count=count,
                                          reservation_id=reservation_id, az=az) for i in range(count)]
@@ -323,7 +327,7 @@ async def create_server(request: Request):
     if plan.volumes:
         spec["is_bfv"] = plan.root is not None
         spec["block_devices"] = await _prepare_volumes(volumes, plan, servers, flavor)
-    await svc.api_db.write(_record_build_requests, servers, spec)
+    await svc.api_db.write(_record_build_requests, servers, spec, group)
     await svc.conductor.cast("schedule_and_build_instances", instance_uuids=[s["uuid"] for s in servers],
                              request_spec=spec)
     if validation.is_true(server.get("return_reservation_id", False)):
@@ -351,9 +355,10 @@ async def _prepare_volumes(volumes, plan, servers: list[dict], flavor: dict) -> 
     return prepared
 
 
-def _record_build_requests(session, servers: list[dict], spec: dict) -> None:
+def _record_build_requests(session, servers: list[dict], spec: dict, group: dict | None = None) -> None:
     for server in servers:
         build_requests.create(session, server, spec)
+    server_group_hint.record_members(session, group, [server["uuid"] for server in servers])
 
 
 async def svc_zones(svc) -> set[str]:
@@ -380,6 +385,7 @@ async def update_server(request: Request, server_id: str):
         if key in body["server"]:
             changes[column] = body["server"][key]
     server = await ref.cell.db.write(instances.update, server_id, changes) if changes else ref.server
+    server = await server_groups.with_groups(request, server)
     return json_response({"server": views.detail(request, server, shape="update")})
 
 

@@ -197,7 +197,7 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
     if want(request, "2.63"):
         body["trusted_image_certificates"] = server_records.trusted_certs(server)
     if shape != "list" and want(request, "2.71"):
-        body["server_groups"] = []  # no server groups exist here
+        body["server_groups"] = server.get("_server_groups", [])  # set by server_groups.with_groups
     if want(request, "2.73"):
         body["locked_reason"] = server_records.locked_reason(server)
     if want(request, "2.90"):  # visible to every user from 2.90

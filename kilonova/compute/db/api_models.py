@@ -1,5 +1,5 @@
 """Tables of the compute API database: flavors, keypairs, cell and instance mappings, build requests, aggregates,
-console tokens."""
+console tokens, server groups."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -173,4 +173,26 @@ class ConsoleAuthToken(APIBase):
     port: Mapped[int]
     expires: Mapped[int] = mapped_column(index=True)  # unix time, as upstream
     used_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class InstanceGroup(APIBase):
+    """A server group: its one policy (2.64's ``policy``; before, a one-item ``policies``) and rules."""
+    __tablename__ = "instance_groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    project_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    user_id: Mapped[str] = mapped_column(sa.String(255))
+    policy: Mapped[str] = mapped_column(sa.String(255))
+    rules: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class InstanceGroupMember(APIBase):
+    """A server in a group (a server is in one group at most); removed when the server is deleted."""
+    __tablename__ = "instance_group_member"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(sa.ForeignKey("instance_groups.id", ondelete="CASCADE"), index=True)
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=_now)

@@ -21,6 +21,7 @@ from kilonova.compute.scheduler import weighers as weighers_mod
 from kilonova.compute.scheduler.filters import all_filters
 from kilonova.compute.scheduler.host_cache import HostCache
 from kilonova.compute.scheduler.host_state import HostState
+from kilonova.compute.scheduler.server_group import GroupView
 
 LOG = logging.getLogger(__name__)
 
@@ -87,12 +88,13 @@ class SchedulerManager:
         enabled = conf.getlist("filter_scheduler", "enabled_filters")
         known = all_filters()
         self.filters = [known[name](conf) for name in enabled if name in known]
-        self.weighers = [cls(conf) for cls in weighers_mod.ALL_WEIGHERS]
+        self.weighers = [cls(conf) for cls in weighers_mod.all_weighers()]
         self.max_attempts = max(1, conf.getint("filter_scheduler", "max_attempts"))
         self.subset_size = max(1, conf.getint("filter_scheduler", "host_subset_size"))
         self.shuffle_best = conf.getbool("filter_scheduler", "shuffle_best_same_weighed_hosts")
         self.down_time = conf.getfloat("DEFAULT", "service_down_time")
         self.host_cache = HostCache(cells, self.down_time)
+        self.groups = GroupView(cells)
 
     # ------------------------------------------------------------------ RPC
 
@@ -105,17 +107,23 @@ class SchedulerManager:
             raise NoValidHost(f"No valid host was found. Placement found {len(hosts)} host(s) with "
                               f"{describe(resources)}, none other than {', '.join(sorted(ignore_hosts or []))}, "
                               "which the request excludes.")
-        passing = self._filter(kept, request_spec, resources)
+        group = await self.groups.load(request_spec, instance_uuids)
+        spec = dict(request_spec, instance_group=group) if group else request_spec
+        passing = self._filter(kept, spec, resources)
         results = []
-        for uuid in instance_uuids:
-            ordered = self._order(passing, request_spec)
-            chosen = await self._claim_first(ordered, uuid, request_spec)
+        for index, uuid in enumerate(instance_uuids):
+            if group and index:  # the group's policy again, with the hosts chosen for this request so far
+                passing = self._filter(kept, spec, resources, chosen_here=index)
+            ordered = self._order(passing, spec)
+            chosen = await self._claim_first(ordered, uuid, spec)
             if chosen is None:
                 raise NoValidHost("No valid host was found. There are not enough hosts available "
                                   f"(every candidate host was claimed by other requests for {describe(resources)}).")
             alternates = [h for h in ordered if h.host != chosen.host][: self.max_attempts - 1]
             results.append([self._selection(chosen)] + [self._selection(h) for h in alternates])
             self._consume(chosen, resources)
+            if group:
+                self.groups.chose(group, uuid, chosen.host)
         return results
 
     # ------------------------------------------------------------------ steps
@@ -179,19 +187,22 @@ class SchedulerManager:
                     allocation_request=by_provider[row["uuid"]]))
         return states
 
-    def _filter(self, hosts: list[HostState], spec: dict, resources: dict[str, int]) -> list[HostState]:
+    def _filter(self, hosts: list[HostState], spec: dict, resources: dict[str, int],
+                chosen_here: int = 0) -> list[HostState]:
         remaining = hosts
         removed: list[str] = []
         for flt in self.filters:
             kept = [h for h in remaining if flt.host_passes(h, spec)]
             if len(kept) < len(remaining):
                 removed.append(f"{type(flt).__name__} removed {len(remaining) - len(kept)} of "
-                               f"{len(remaining)} hosts ({flt.reason})")
+                               f"{len(remaining)} hosts ({flt.explain(spec)})")
             remaining = kept
             if not remaining:
                 break
         if not remaining:
             found = f"Placement found {len(hosts)} host(s) with {describe(resources)}"
+            if chosen_here:
+                found += f" (after {chosen_here} of the request's servers were placed)"
             why = "; ".join(removed) if removed else "none is left once the hosts the request excludes (the " \
                                                      "server's own host for a move) are left out"
             raise NoValidHost(f"No valid host was found. {found}; {why}.")

@@ -19,6 +19,7 @@ from kilonova.common.http import HTTPError, json_response
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import create as create_mod
 from kilonova.compute.api import create_refusals
+from kilonova.compute.api import server_groups
 from kilonova.compute.api import disk_config, lookup, server_actions, server_records, server_schemas, validation, views
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
@@ -161,7 +162,7 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
     await svc.conductor.cast("rebuild_instance", instance_uuid=ref.uuid, image_meta=image_meta,
                              orig_image_ref=orig_image_ref, admin_password=password,
                              request_id=ctx.request_id)
-    shown = views.detail(request, server, shape="update")
+    shown = views.detail(request, await server_groups.with_groups(request, server), shape="update")
     if want(request, "2.54"):
         shown["key_name"] = server.get("key_name")
     if want(request, "2.57"):

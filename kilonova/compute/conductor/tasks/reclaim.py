@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import RPCError
 from kilonova.compute.conductor.tasks import reconcile
-from kilonova.compute.db import instances, mappings
+from kilonova.compute.db import instances, mappings, server_groups
 from kilonova.compute.db.cell_models import Instance
 from kilonova.compute.db.instances import UnexpectedTaskState
 
@@ -35,6 +35,7 @@ def _queue_for_delete(session, uuid: str) -> None:
     mapping = mappings.get_instance_mapping(session, uuid)
     if mapping is not None:
         mapping.queued_for_delete = True
+    server_groups.remove_member(session, uuid)  # no longer in its server group
 
 
 @reconcile

@@ -16,10 +16,17 @@ class BaseFilter:
     def host_passes(self, host: HostState, spec: dict[str, Any]) -> bool:
         raise NotImplementedError
 
+    def explain(self, spec: dict[str, Any]) -> str:
+        """Why the hosts this filter removed for ``spec`` were removed."""
+        return self.reason
+
 
 def all_filters() -> dict[str, type[BaseFilter]]:
     from kilonova.compute.scheduler.filters.availability_zone import AvailabilityZoneFilter
     from kilonova.compute.scheduler.filters.compute import ComputeFilter
     from kilonova.compute.scheduler.filters.image_properties import ImagePropertiesFilter
+    from kilonova.compute.scheduler.filters.server_group import (
+        ServerGroupAffinityFilter, ServerGroupAntiAffinityFilter)
 
-    return {cls.__name__: cls for cls in (ComputeFilter, AvailabilityZoneFilter, ImagePropertiesFilter)}
+    return {cls.__name__: cls for cls in (ComputeFilter, AvailabilityZoneFilter, ImagePropertiesFilter,
+                                          ServerGroupAntiAffinityFilter, ServerGroupAffinityFilter)}

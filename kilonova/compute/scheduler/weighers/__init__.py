@@ -42,7 +42,11 @@ class DiskWeigher(BaseWeigher):
         return host.free("DISK_GB")
 
 
-ALL_WEIGHERS = (RAMWeigher, CPUWeigher, DiskWeigher)
+def all_weighers() -> tuple[type[BaseWeigher], ...]:
+    from kilonova.compute.scheduler.weighers.server_group import (
+        ServerGroupSoftAffinityWeigher, ServerGroupSoftAntiAffinityWeigher)
+    return (RAMWeigher, CPUWeigher, DiskWeigher, ServerGroupSoftAffinityWeigher,
+            ServerGroupSoftAntiAffinityWeigher)
 
 
 def normalise(values: list[float]) -> list[float]:

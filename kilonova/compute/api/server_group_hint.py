@@ -1,0 +1,46 @@
+"""The ``group`` scheduler hint of a server create: the server group its servers join.
+
+The group must be one the caller sees (its project's; any for an administrator), else 400 as upstream's
+InstanceGroupNotFound; its members are recorded with the build requests, in the same transaction, with
+the ``server_group_members`` quota counted there (403 as upstream).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from kilonova.common.db import NotFound
+from kilonova.common.http import HTTPError
+from kilonova.compute.db import quotas, server_groups
+
+
+async def requested_group(svc, ctx, hints: dict[str, Any]) -> dict[str, Any] | None:
+    """The group named by the hint, with the caller's member limit (``member_limit``); None without one."""
+    uuid = hints.get("group")
+    if not uuid:
+        return None
+    try:
+        group = await svc.api_db.read(server_groups.get, uuid)
+    except NotFound:
+        group = None
+    if group is None or (group["project_id"] != ctx.project_id and not ctx.is_admin):
+        raise HTTPError(400, f"Instance group {uuid} could not be found.")
+    limits = await svc.api_db.read(quotas.get_limits, ctx.project_id, svc.conf)
+    return dict(group, member_limit=limits.get("server_group_members", -1))
+
+
+def check_members(group: dict[str, Any] | None, count: int) -> None:
+    """403 when ``count`` more servers would pass the group's member limit (before anything is made)."""
+    if group is not None and 0 <= group["member_limit"] < len(group["members"]) + count:
+        raise HTTPError(403, "Quota exceeded, too many servers in group")
+
+
+def record_members(session, group: dict[str, Any] | None, instance_uuids: list[str]) -> None:
+    """In the transaction that records the build requests; 403 when the group would pass its limit."""
+    if group is None:
+        return
+    try:
+        server_groups.add_members(session, group["uuid"], instance_uuids, group["member_limit"])
+    except server_groups.OverQuota:
+        raise HTTPError(403, "Quota exceeded, too many servers in group") from None
+    except NotFound:  # deleted since it was looked up
+        raise HTTPError(400, f"Instance group {group['uuid']} could not be found.") from None

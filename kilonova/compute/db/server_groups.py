@@ -1,0 +1,101 @@
+"""The instance_groups and instance_group_member tables (API database): server groups and their servers."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kilonova.common.db import NotFound
+from kilonova.compute.db.api_models import InstanceGroup, InstanceGroupMember, InstanceMapping
+
+
+class OverQuota(Exception):
+    pass
+
+
+def as_dict(group: InstanceGroup, members: list[str]) -> dict[str, Any]:
+    return {"uuid": group.uuid, "name": group.name, "project_id": group.project_id, "user_id": group.user_id,
+            "policy": group.policy, "rules": dict(group.rules or {}), "members": members}
+
+
+def _row(session: Session, uuid: str) -> InstanceGroup:
+    group = session.scalar(sa.select(InstanceGroup).where(InstanceGroup.uuid == uuid))
+    if group is None:
+        raise NotFound(f"Instance group {uuid} could not be found.")
+    return group
+
+
+def _members(session: Session, group_ids: list[int]) -> dict[int, list[str]]:
+    """Each group's servers that are not deleted (a mapping not queued for delete), oldest first."""
+    found: dict[int, list[str]] = {gid: [] for gid in group_ids}
+    if not group_ids:
+        return found
+    rows = session.execute(
+        sa.select(InstanceGroupMember.group_id, InstanceGroupMember.instance_uuid)
+        .join(InstanceMapping, InstanceMapping.instance_uuid == InstanceGroupMember.instance_uuid)
+        .where(InstanceGroupMember.group_id.in_(group_ids), InstanceMapping.queued_for_delete.is_(False))
+        .order_by(InstanceGroupMember.id))
+    for group_id, uuid in rows:
+        found[group_id].append(uuid)
+    return found
+
+
+def get(session: Session, uuid: str) -> dict[str, Any]:
+    group = _row(session, uuid)
+    return as_dict(group, _members(session, [group.id])[group.id])
+
+
+def count(session: Session, project_id: str) -> int:
+    return session.scalar(sa.select(sa.func.count(InstanceGroup.id)).where(
+        InstanceGroup.project_id == project_id)) or 0
+
+
+def create(session: Session, values: dict[str, Any], limit: int) -> dict[str, Any]:
+    """values: uuid, name, project_id, user_id, policy, rules. OverQuota past ``limit`` groups (-1: none),
+    counted in the writing transaction."""
+    if 0 <= limit <= count(session, values["project_id"]):
+        raise OverQuota()
+    group = InstanceGroup(**values)
+    session.add(group)
+    session.flush()
+    return as_dict(group, [])
+
+
+def list_groups(session: Session, project_id: str | None) -> list[dict[str, Any]]:
+    """A project's groups (every project's with None), oldest first."""
+    stmt = sa.select(InstanceGroup).order_by(InstanceGroup.id)
+    if project_id is not None:
+        stmt = stmt.where(InstanceGroup.project_id == project_id)
+    groups = list(session.scalars(stmt))
+    members = _members(session, [g.id for g in groups])
+    return [as_dict(g, members[g.id]) for g in groups]
+
+
+def delete(session: Session, uuid: str) -> None:
+    group = _row(session, uuid)
+    session.execute(sa.delete(InstanceGroupMember).where(InstanceGroupMember.group_id == group.id))
+    session.delete(group)
+    session.flush()
+
+
+def add_members(session: Session, uuid: str, instance_uuids: list[str], limit: int) -> None:
+    """Record servers in a group; OverQuota when the group would hold more than ``limit`` (-1: no limit)."""
+    group = _row(session, uuid)
+    held = len(_members(session, [group.id])[group.id])
+    if 0 <= limit < held + len(instance_uuids):
+        raise OverQuota()
+    for instance_uuid in instance_uuids:
+        session.add(InstanceGroupMember(group_id=group.id, instance_uuid=instance_uuid))
+    session.flush()
+
+
+def remove_member(session: Session, instance_uuid: str) -> None:
+    session.execute(sa.delete(InstanceGroupMember).where(InstanceGroupMember.instance_uuid == instance_uuid))
+
+
+def group_of(session: Session, instance_uuid: str) -> str | None:
+    """The uuid of the group a server is in, if any."""
+    return session.scalar(sa.select(InstanceGroup.uuid).join(
+        InstanceGroupMember, InstanceGroupMember.group_id == InstanceGroup.id).where(
+        InstanceGroupMember.instance_uuid == instance_uuid))
