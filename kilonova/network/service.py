@@ -69,6 +69,7 @@ class NetworkService(Service):
             await self.db.write(bootstrap.ensure_public_network, owner)
         except sqlalchemy.exc.IntegrityError:  # another network API process made them at the same moment
             await self.db.write(bootstrap.ensure_public_network, owner)
+        self.l3.routers_updated([bootstrap.ROUTER_ID])  # router1, made just now or before: the agents converge
 
     async def ensure_default_network(self, owner: str) -> dict:
         return await self.db.write(bootstrap.ensure_default_network, owner)

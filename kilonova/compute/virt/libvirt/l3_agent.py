@@ -79,7 +79,12 @@ class L3AgentService(Service):
 
         self.dataplane = RouterDataplane(Path(self.conf.get("libvirt", "instances_path")) / "_networks")
         await self.env.transport.serve(TARGET, _Endpoint(self), concurrency=1, version=L3_AGENT.latest)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="l3-agent")
+
+    async def after_start(self) -> None:
+        """The first full sync once every service of the process runs (the network service makes router1
+        then)."""
+        if self.enabled:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="l3-agent")
 
     async def stop(self) -> None:
         if not self.enabled:

@@ -123,11 +123,9 @@ class RouterDataplane:
             _ip("-n", namespace, "link", "set", inside, "address", leg["mac"])
         _ip("link", "set", outside, "master", bridge, "up")
         wanted = set(leg["addresses"])
-        for address in sorted(observed["addresses"] - wanted):
-            _ip("-n", namespace, "addr", "del", address, "dev", inside, check=False)
-        for address in sorted(wanted - observed["addresses"]):
-            _ip("-n", namespace, "addr", "add", address, "dev", inside)
-        _ip("-n", namespace, "link", "set", inside, "up")
+        commands = [f"addr del {address} dev {inside}" for address in sorted(observed["addresses"] - wanted)]
+        commands += [f"addr add {address} dev {inside}" for address in sorted(wanted - observed["addresses"])]
+        _ip_batch(namespace, [*commands, f"link set {inside} up"])  # one process for 200 floating IPs too
         (self.state_dir / ".router-legs").mkdir(parents=True, exist_ok=True)
         (self.state_dir / ".router-legs" / outside).write_text(leg["network_id"])
 
@@ -196,6 +194,13 @@ def _forget_connections(namespace: str, address: str) -> None:
     for direction in ("--orig-dst", "--reply-dst"):  # connections to it, and those it SNATed out
         subprocess.run(["ip", "netns", "exec", namespace, "conntrack", "-D", direction, address],
                        capture_output=True, timeout=30)
+
+
+def _ip_batch(namespace: str, commands: list[str]) -> None:
+    result = subprocess.run(["ip", "-force", "-n", namespace, "-batch", "-"], input="\n".join(commands) + "\n",
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise DataplaneError(f"ip -n {namespace} -batch: {result.stderr.strip()}")
 
 
 def _sysctl(namespace: str, key: str, value: str) -> None:
