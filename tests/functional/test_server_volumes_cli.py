@@ -510,3 +510,24 @@ def test_the_audit_finds_attachments_nova_and_the_volume_service_disagree_on(clo
     finally:
         for volume in (attached, stray_volume):
             conn.block_storage.delete_volume(volume.id, ignore_missing=True)
+
+
+def test_an_attached_volume_extended_grows_in_the_guest(cloud, vm):
+    """The volume service extends an in-use volume (3.42) and tells Nova (volume-extended); the guest sees it."""
+    conn = _sdk(cloud)
+    volume = _volume(cloud)
+    try:
+        conn.compute.create_volume_attachment(vm["id"], volume_id=volume.id)
+        _status(cloud, volume.id, "in-use")
+        with cloud.http("block-storage", DEMO) as volumes:
+            extended = volumes.post(f"/v3/{conn.current_project_id}/volumes/{volume.id}/action",
+                                    json={"os-extend": {"new_size": 2}},
+                                    headers={"OpenStack-API-Version": "volume 3.42"})
+            assert extended.status_code == 202, extended.text
+        wait_for(lambda: f"volume {volume.id} extended to 2 GiB" in _console(cloud, vm["id"]),
+                 "the guest told of the new size")
+        assert _status(cloud, volume.id, "in-use").size == 2
+        conn.compute.delete_volume_attachment(vm["id"], volume.id)
+        _status(cloud, volume.id, "available")
+    finally:
+        conn.block_storage.delete_volume(volume.id, ignore_missing=True)

@@ -109,3 +109,22 @@ def test_a_volume_carries_data_from_one_real_guest_to_another(cloud, guest):
     _volume_status(cloud, volume["id"], "available")
     os_("server", "delete", "--wait", first["id"], timeout=120)
     os_("volume", "delete", volume["id"], swapped_out["id"])
+
+
+def test_a_real_guest_boots_from_a_volume(cloud, guest):
+    """``--boot-from-volume``: the volume service makes the volume from the image; its file is the guest's vda."""
+    os_ = cloud.openstack
+    image = upload_guest(cloud, guest, "bfv")
+    os_("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "real.bfv")
+    server = os_("server", "create", "--flavor", "real.bfv", "--image", image["id"], "--boot-from-volume", "1",
+                 "--network", "private", "--wait", "bfv-vm", fmt_json=True, timeout=240)
+    shown = os_("server", "show", server["id"], fmt_json=True)
+    (root,) = [v["id"] for v in shown["volumes_attached"]]
+    _volume_status(cloud, root, "in-use")
+    log = wait_console(cloud, server["id"], f"{MARKER} ready", timeout=180)
+    assert f"{MARKER} booted kernel" in log
+    path = str(cloud.workdir / "volumes" / f"volume-{root}")
+    assert f"<source file='{path}'" in _xml(server["id"]) and "dev='vda'" in _xml(server["id"])
+    os_("server", "delete", "--wait", server["id"], timeout=120)
+    _volume_status(cloud, root, "available")   # the CLI's default: the boot volume is kept
+    os_("volume", "delete", root)

@@ -232,7 +232,7 @@ def request_spec(ctx: RequestContext, flavor: dict[str, Any], image: dict[str, A
                   "min_disk": image.get("min_disk"), "size": image.get("size"),
                   "disk_format": image.get("disk_format"), "container_format": image.get("container_format"),
                   "properties": {k: v for k, v in image.items() if k.startswith(("hw_", "img_", "trait:", "os_"))
-                                 or k in ("architecture", "hypervisor_type", "vm_mode")}},
+                                 or k in ("architecture", "hypervisor_type", "vm_mode", "kernel_id", "ramdisk_id")}},
         "requested_networks": networks, "availability_zone": az, "num_instances": count,
         "scheduler_hints": hints, "context": ctx.to_dict(),
     }

@@ -225,6 +225,10 @@ class ComputeDriver:
         """Disconnect the volume at ``device`` from the guest (a device already gone is not an error)."""
         raise VolumeAttachNotSupported(f"Detaching volumes is not supported for instance {instance['uuid']}.")
 
+    async def extend_volume(self, instance: dict, connection_info: dict, new_size: int, device: str) -> None:
+        """The volume at ``device`` has grown to ``new_size`` bytes: let the guest see it."""
+        raise VolumeAttachNotSupported(f"Extending volumes is not supported for instance {instance['uuid']}.")
+
     async def swap_volume(self, instance: dict, old_connection_info: dict, new_connection_info: dict,
                           device: str) -> None:
         """Copy the volume at ``device`` to the new volume and put the new one in its place."""

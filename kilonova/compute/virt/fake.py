@@ -407,6 +407,10 @@ class FakeDriver(ComputeDriver):
         if gone is not None:
             guest.log(f"{device}: volume {gone['volume_id']} detached")
 
+    async def extend_volume(self, instance, connection_info, new_size, device):
+        guest = self._guest(instance)
+        guest.log(f"{device}: volume {connection_info.get('serial')} extended to {new_size // 1024 ** 3} GiB")
+
     async def swap_volume(self, instance, old_connection_info, new_connection_info, device):
         guest = self._guest(instance)
         volume_id = new_connection_info.get("serial")

@@ -19,7 +19,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from kilonova.compute.agent.operations import remote
+from kilonova.compute.agent.operations import remote, volumes
 from kilonova.compute.virt.driver import BuildFailure
 
 if TYPE_CHECKING:
@@ -151,6 +151,8 @@ async def external_instance_event(agent: ComputeManager, instances: list[dict], 
                 await _refresh_network_info(agent, instance)
             elif name == "network-vif-deleted" and tag:
                 await _refresh_network_info(agent, instance, drop_port=tag)
+            elif name == "volume-extended" and tag:
+                await volumes.extend(agent, instance, tag)
             elif not instance_events(agent).deliver(uuid, name, tag, event.get("status", "completed")):
                 LOG.info("unexpected event %s:%s for %s (vm_state %s, task_state %s) on %s", name, tag, uuid,
                          instance.get("vm_state"), instance.get("task_state"), agent.host)

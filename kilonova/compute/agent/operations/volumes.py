@@ -165,6 +165,7 @@ async def release_all(agent: ComputeManager, uuid: str) -> None:
 
 # ---------------------------------------------------------------- a server's volumes at its build
 
+GIB = 1024 ** 3
 VOLUME_WAIT = 180.0  # seconds a volume made for a build may take to become available (upstream's 60 x 3 s)
 
 
@@ -239,3 +240,17 @@ async def disconnect_for_offload(agent: ComputeManager, uuid: str) -> None:
             await volumes.attachment_delete(bdm["attachment_id"])
         reservation = await volumes.attachment_create(bdm["volume_id"], uuid)
         await _update(agent, bdm, {"attachment_id": reservation["id"], "connection_info": None})
+
+
+async def extend(agent: ComputeManager, instance: dict, volume_id: str) -> None:
+    """``volume-extended`` from the volume service: the guest's disk of that volume grows to its new size."""
+    uuid = instance["uuid"]
+    async with agent._locks[uuid]:
+        bdm = next((b for b in await bdms(agent, uuid) if b["volume_id"] == volume_id), None)
+        if bdm is None or bdm["status"] != "attached" or not bdm.get("connection_info"):
+            LOG.info("volume-extended for %s: not connected to %s here", volume_id, uuid)
+            return
+        size = (await (await _volumes(agent)).get(volume_id))["size"]
+        await agent.driver.extend_volume(instance, bdm["connection_info"], size * GIB, bdm["device_name"])
+        await _update(agent, bdm, {"volume_size": size})
+        LOG.info("volume %s of %s extended to %s GiB on %s", volume_id, uuid, size, agent.host)

@@ -533,6 +533,9 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
     async def detach_volume(self, instance, connection_info, device):
         await self._call(volume_hotplug.detach, self, instance, connection_info, device)
 
+    async def extend_volume(self, instance, connection_info, new_size, device):
+        await self._call(volume_hotplug.extend, self, instance, connection_info, new_size)
+
     async def swap_volume(self, instance, old_connection_info, new_connection_info, device):
         await self._call(volume_hotplug.swap, self, instance, old_connection_info, new_connection_info, device)
 

@@ -202,3 +202,13 @@ def _mirror(domain, instance: dict, target: str, new_xml: str) -> None:
                                f"{SWAP_TIMEOUT:g} s")
         time.sleep(0.2)
     domain.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+
+
+def extend(driver, instance: dict, connection_info: dict, new_size: int) -> None:
+    """A running guest's disk of the volume grows to ``new_size`` bytes (its file already has)."""
+    domain = driver._lookup(instance["uuid"])
+    if domain is None or not domain.isActive():
+        return  # a stopped guest sees the file's new size when it starts
+    target = _target_of(domain, _path(connection_info))
+    if target:
+        domain.blockResize(target, new_size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
