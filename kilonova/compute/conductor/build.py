@@ -14,6 +14,7 @@ from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, redelivered
 from kilonova.compute import volume_api
 from kilonova.compute.cleanup import release_prepared_volumes
+from kilonova.compute.conductor import group_check
 from kilonova.compute.conductor.part import ConductorPart
 from kilonova.compute.db import block_devices, build_requests, instance_actions, instances, mappings
 from kilonova.compute.db.instances import UnexpectedTaskState
@@ -103,6 +104,10 @@ class BuildFlow(ConductorPart):
         await self._send_build(instance, spec, alternates, attempt=1)
 
     async def _send_build(self, instance: dict, spec: dict, alternates: list[dict], attempt: int) -> None:
+        broken = await group_check.violation(self.cells, spec, instance["uuid"], instance["host"])
+        if broken:  # a parallel build of the same server group took this host meanwhile
+            await self.build_failed(instance["uuid"], instance["host"], broken, spec, alternates, attempt)
+            return
         try:
             await self.compute_rpc(instance["host"]).cast(
                 "build_and_run_instance", instance=instance, request_spec=spec, alternates=alternates,

@@ -311,6 +311,13 @@ def latest_faults(session: Session, uuids: list[str]) -> dict[str, dict[str, Any
     return faults
 
 
+def hosts_of(session: Session, uuids: list[str]) -> list[tuple[str, str]]:
+    """(uuid, host) of those of ``uuids`` that are not deleted and have a host."""
+    rows = session.execute(sa.select(Instance.uuid, Instance.host).where(
+        Instance.uuid.in_(uuids), Instance.deleted == 0, Instance.host.is_not(None)))
+    return [(row.uuid, row.host) for row in rows]
+
+
 def list_by_host(session: Session, host: str) -> list[dict[str, Any]]:
     return [to_dict(row) for row in session.scalars(
         sa.select(Instance).where(Instance.host == host, Instance.deleted == 0))]

@@ -12,21 +12,12 @@ import logging
 import time
 from typing import Any
 
-import sqlalchemy as sa
-
 from kilonova.common.db import NotFound
 from kilonova.compute.cells import CellDown
-from kilonova.compute.db import server_groups
-from kilonova.compute.db.cell_models import Instance
+from kilonova.compute.db import instances, server_groups
 
 LOG = logging.getLogger(__name__)
 RECENT_TTL = 600.0  # seconds a choice is remembered for a member whose instance has no host yet
-
-
-def _hosts_of(session, uuids: list[str]) -> list[tuple[str, str]]:
-    rows = session.execute(sa.select(Instance.uuid, Instance.host).where(
-        Instance.uuid.in_(uuids), Instance.deleted == 0, Instance.host.is_not(None)))
-    return [(row.uuid, row.host) for row in rows]
 
 
 class GroupView:
@@ -63,7 +54,7 @@ class GroupView:
             return found
         for cell in self.cells.real():
             try:
-                found += await cell.read(_hosts_of, uuids)
+                found += await cell.read(instances.hosts_of, uuids)
             except CellDown:
                 LOG.warning("cell %s is down: its members of a server group are not counted", cell.name)
         return found
