@@ -20,6 +20,7 @@ PROJECT = "sgroups"
 def member(cloud):
     """A member of a project of its own (its quotas set here); its servers and groups removed afterwards."""
     admin, project, conn = member_of_new_project(cloud, PROJECT)
+    admin.compute.update_quota_set(project.id, instances=40, cores=40)  # the module boots about 20 servers
     yield admin, project, conn
     for server in conn.compute.servers():
         conn.compute.delete_server(server)
@@ -222,3 +223,21 @@ def test_quotas_of_groups_and_members(cloud, member):
         assert boot(conn, "another", group["id"]).status_code == 403
     finally:
         admin.compute.update_quota_set(project.id, server_groups=10, server_group_members=10)
+
+
+def test_an_unshelved_member_of_a_full_anti_affinity_group_goes_back_to_the_only_host_left(cloud, member):
+    admin, project, conn = member
+    group = group_call(conn, "POST", "/os-server-groups", "2.64",
+                       {"server_group": {"name": "shelf", "policy": "anti-affinity"}}).json()["server_group"]["id"]
+    made = boot(conn, "shelf", group, min_count=4, max_count=4, return_reservation_id=True)
+    assert made.status_code == 202
+    four = [s.id for s in conn.compute.servers() if s.name.startswith("shelf-")]
+    assert len(four) == 4 and all(settled(conn, sid).status == "ACTIVE" for sid in four)
+    before = hosts_of(admin, four)
+    assert len(set(before)) == 4
+    conn.compute.shelve_server(four[0])  # offloaded at once (shelved_offload_time 0): its host is free
+    wait_for(lambda: conn.compute.get_server(four[0]).status == "SHELVED_OFFLOADED", "the offload", 60)
+    conn.compute.unshelve_server(four[0])
+    wait_for(lambda: conn.compute.get_server(four[0]).status == "ACTIVE", "the unshelve", 60)
+    # Every other host holds a member: the only valid host is the one it left.
+    assert admin.compute.get_server(four[0]).compute_host == before[0]
