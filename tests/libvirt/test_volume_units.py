@@ -30,10 +30,25 @@ def test_volumes_at_spawn_take_their_device_unless_a_local_disk_has_it():
 
 
 def test_the_disk_element_names_the_file_raw_virtio_and_the_volume():
-    disk = ET.fromstring(volumes.disk_xml("/srv/volumes/volume-v1", "vdb", "0123456789abcdef0123456789", "none"))
+    local = {"driver_volume_type": "local", "data": {"device_path": "/srv/volumes/volume-v1", "access_mode": "rw"}}
+    disk = ET.fromstring(volumes.disk_xml(volumes.volume_disk(local, "vdb", "none"), "0123456789abcdef0123456789"))
     assert (disk.get("type"), disk.find("source").get("file"), disk.find("target").get("dev"),
             disk.find("target").get("bus"), disk.find("driver").get("type")) == \
         ("file", "/srv/volumes/volume-v1", "vdb", "virtio", "raw")
     assert disk.find("serial").text == "0123456789abcdef0123"   # QEMU takes 20 characters
     with pytest.raises(Exception, match="gave no file"):
-        volumes.path_of({"driver_volume_type": "iscsi", "data": {}})
+        volumes.volume_disk({"driver_volume_type": "iscsi", "data": {}}, "vdb", "none")
+
+
+def test_a_volume_of_another_machine_is_an_nbd_network_disk():
+    nbd = {"driver_volume_type": "nbd", "data": {"host": "192.0.2.10", "port": 10809, "name": "v9",
+                                                 "export": "nbd://192.0.2.10:10809/v9", "access_mode": "ro"}}
+    disk = volumes.volume_disk(nbd, "vdc", "none")
+    element = ET.fromstring(volumes.disk_xml(disk))
+    source = element.find("source")
+    assert (element.get("type"), source.get("protocol"), source.get("name"), element.find("readonly") is not None) \
+        == ("network", "nbd", "v9", True)
+    assert [(h.get("name"), h.get("port")) for h in source.findall("host")] == [("192.0.2.10", "10809")]
+    # In a domain defined from the guest's layout too, and a move leaves it where it is.
+    from dataclasses import asdict
+    assert volumes.is_volume(asdict(disk), INSTANCES) and volumes._qemu_name(disk) == "nbd://192.0.2.10:10809/v9"

@@ -30,11 +30,13 @@ class Unsupported(Exception):
 
 @dataclass
 class Disk:
-    path: str
+    path: str                   # a file; with ``protocol``, the export's name
     target: str                 # vda, vdb, ...
     format: str = "qcow2"       # qcow2 | raw
     readonly: bool = False
     cache: str = "none"
+    protocol: str = ""          # a network disk (a volume served by another machine): "nbd"
+    hosts: list[dict] = field(default_factory=list)  # its servers: [{"name": address, "port": "10809"}]
 
 
 @dataclass
@@ -319,9 +321,14 @@ def build_xml(spec: DomainSpec) -> str:
     # Nova disables it the same way when a guest needs no USB device.
     _sub(devices, "controller", type="usb", model="none")
     for disk in spec.disks:
-        element = _sub(devices, "disk", type="file", device="disk")
+        element = _sub(devices, "disk", type="network" if disk.protocol else "file", device="disk")
         _sub(element, "driver", name="qemu", type=disk.format, cache=disk.cache)
-        _sub(element, "source", file=disk.path)
+        if disk.protocol:
+            source = _sub(element, "source", protocol=disk.protocol, name=disk.path)
+            for server in disk.hosts:
+                _sub(source, "host", name=str(server["name"]), port=str(server["port"]))
+        else:
+            _sub(element, "source", file=disk.path)
         _sub(element, "target", dev=disk.target, bus="virtio")
         if disk.readonly:
             _sub(element, "readonly")

@@ -337,8 +337,10 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
             meta = await self.cache.image_meta(image_id)
         properties = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}
         await self._call(self._check_honoured, instance, properties, network_info, bool(meta.get("kernel_id")))
+        root_disk = None
         if root_volume is not None:
-            base = Path(volume_hotplug.path_of(root_volume["connection_info"]))
+            base, root_disk = None, volume_hotplug.volume_disk(root_volume["connection_info"], "vda",
+                                                               self._disk_cache)
         else:
             base, meta = await self.cache.fetch(image_id, meta)
         boot_files = {}
@@ -359,7 +361,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
                 self.dataplane.serve(vif)
 
         disks, drive, _ = await asyncio.gather(
-            self._call(self._create_disks, directory, base, flavor, boot_files, root_volume is not None),
+            self._call(self._create_disks, directory, base, flavor, boot_files, root_disk),
             self._call(configdrive.build, instance, network_info, directory / "disk.config",
                        self.conf.get("compute", "mkisofs_cmd")) if wants_drive else asyncio.sleep(0),
             self._call(plug_bridges))
@@ -401,12 +403,12 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
                  "networks' DHCP/metadata %.2fs",
                  instance["uuid"], done - started, fetched - started, prepared - fetched, done - prepared)
 
-    def _create_disks(self, directory: Path, base: Path, flavor: dict, boot_files: dict[str, Path],
-                      root_is_volume: bool = False) -> list[Disk]:
-        """The root disk (a copy or overlay of the cached image ``base``, or with ``root_is_volume`` the
-        volume's file ``base`` itself), then the flavor's ephemeral and swap disks."""
-        if root_is_volume:
-            disks = [Disk(str(base), "vda", "raw", cache=self._disk_cache)]
+    def _create_disks(self, directory: Path, base: Path | None, flavor: dict, boot_files: dict[str, Path],
+                      root_disk: Disk | None = None) -> list[Disk]:
+        """The root disk (a copy or overlay of the cached image ``base``, or ``root_disk``: the boot volume),
+        then the flavor's ephemeral and swap disks."""
+        if root_disk is not None:
+            disks = [root_disk]
         else:
             root_format = self.cache.create_root(base, directory / "disk", flavor.get("root_gb") or 0,
                                                  self.images_type)
@@ -425,7 +427,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
                 os.link(cached, directory / name)
             except OSError:
                 shutil.copyfile(cached, directory / name)
-        bases = [*([] if root_is_volume else [base]), *(b for _, b in extra), *boot_files.values()]
+        bases = [*([] if base is None else [base]), *(b for _, b in extra), *boot_files.values()]
         (directory / "disk.info").write_text(json.dumps({"bases": [str(b) for b in bases]}))
         return disks
 

@@ -1,7 +1,8 @@
 """Volumes hot-plugged into and out of a libvirt guest (os-volume_attachments).
 
-The volume service's ``connection_info`` names the volume's raw file (``driver_volume_type: local``,
-``data.device_path``); it becomes a virtio ``<disk type='file'>`` of the guest, attached to the running
+The volume service's ``connection_info`` names the volume's raw file on this machine (``driver_volume_type:
+local``, ``data.device_path``: a ``<disk type='file'>``) or its NBD export on the volume host's (``nbd``: a
+``<disk type='network'>`` QEMU's own NBD client opens); the virtio disk is attached to the running
 guest and its definition (LIVE|CONFIG) or to the definition only when the guest is off. The target is the
 device the API reserved unless the guest already has a disk there (a config drive, an ephemeral or swap
 disk), then the next free one. The guest's saved layout gains the disk, so a hard reboot, a start or a
@@ -34,40 +35,56 @@ def _targets(domain, flags: int = 0) -> set[str]:
     return {t.get("dev") for t in tree.findall("./devices/disk/target")}
 
 
+def _source_key(source: ET.Element) -> str | None:
+    return source.get("file") or source.get("name")
+
+
 def _target_of(domain, path: str, flags: int = 0) -> str | None:
+    """The target of the guest's disk whose source is ``path`` (a file, or a network disk's export name)."""
     tree = ET.fromstring(domain.XMLDesc(flags))
     for disk in tree.findall("./devices/disk"):
         source = disk.find("source")
-        if source is not None and source.get("file") == path:
+        if source is not None and _source_key(source) == path:
             return disk.find("target").get("dev")
     return None
 
 
-def disk_xml(path: str, target: str, serial: str | None, cache: str, readonly: bool = False) -> str:
-    disk = ET.Element("disk", type="file", device="disk")
-    ET.SubElement(disk, "driver", name="qemu", type="raw", cache=cache)
-    ET.SubElement(disk, "source", file=path)
-    ET.SubElement(disk, "target", dev=target, bus="virtio")
+def volume_disk(connection_info: dict, target: str, cache: str) -> Disk:
+    """The guest's disk of a volume, from the volume service's ``connection_info``."""
+    data = connection_info.get("data") or {}
+    readonly = data.get("access_mode") == "ro"
+    if connection_info.get("driver_volume_type") == "nbd" and data.get("host") and data.get("name"):
+        return Disk(str(data["name"]), target, "raw", readonly=readonly, cache=cache, protocol="nbd",
+                    hosts=[{"name": str(data["host"]), "port": str(data.get("port") or 10809)}])
+    return Disk(_path(connection_info), target, "raw", readonly=readonly, cache=cache)
+
+
+def disk_xml(disk: Disk, serial: str | None = None) -> str:
+    element = ET.Element("disk", type="network" if disk.protocol else "file", device="disk")
+    ET.SubElement(element, "driver", name="qemu", type=disk.format, cache=disk.cache)
+    if disk.protocol:
+        source = ET.SubElement(element, "source", protocol=disk.protocol, name=disk.path)
+        for server in disk.hosts:
+            ET.SubElement(source, "host", name=server["name"], port=server["port"])
+    else:
+        ET.SubElement(element, "source", file=disk.path)
+    ET.SubElement(element, "target", dev=disk.target, bus="virtio")
     if serial:
-        ET.SubElement(disk, "serial").text = serial[:20]
-    if readonly:
-        ET.SubElement(disk, "readonly")
-    return ET.tostring(disk, encoding="unicode")
+        ET.SubElement(element, "serial").text = serial[:20]
+    if disk.readonly:
+        ET.SubElement(element, "readonly")
+    return ET.tostring(element, encoding="unicode")
 
 
 def is_volume(disk: dict, instances_path) -> bool:
-    """A disk of the guest's layout that is a volume: a file of the volume service, not of the instance."""
-    return not Path(disk["path"]).is_relative_to(instances_path)
+    """A disk of the guest's layout that is a volume: a network disk, or a file of the volume service."""
+    return bool(disk.get("protocol")) or not Path(disk["path"]).is_relative_to(instances_path)
 
 
 def portable(disks: list[dict], instances_path) -> list[dict]:
     """The layout's disks as another host (a move's destination) takes them: the instance's own by their name
     (it copies them into its instance directory), volumes by their path (the volume service's file stays)."""
     return [d if is_volume(d, instances_path) else {**d, "path": Path(d["path"]).name} for d in disks]
-
-
-def path_of(connection_info: dict) -> str:
-    return _path(connection_info)
 
 
 def disks_of(block_device_info: list[dict], disks: list[Disk], cache: str) -> list[Disk]:
@@ -79,8 +96,7 @@ def disks_of(block_device_info: list[dict], disks: list[Disk], cache: str) -> li
             continue
         taken = {d.target for d in disks} | {d.target for d in added}
         target = _free_target(taken, (bdm.get("device_name") or "/dev/vdb").rsplit("/", 1)[-1])
-        readonly = ((bdm["connection_info"].get("data") or {}).get("access_mode") == "ro")
-        added.append(Disk(_path(bdm["connection_info"]), target, "raw", readonly=readonly, cache=cache))
+        added.append(volume_disk(bdm["connection_info"], target, cache))
     return added
 
 
@@ -113,76 +129,81 @@ def _save_layout(driver, instance: dict, change) -> None:
 
 def attach(driver, instance: dict, connection_info: dict, device: str) -> str:
     domain = driver._domain(instance)
-    path = _path(connection_info)
     flags = _flags(domain)
     taken = _targets(domain, libvirt.VIR_DOMAIN_XML_INACTIVE)
     if flags & libvirt.VIR_DOMAIN_AFFECT_LIVE:
         taken |= _targets(domain)
-    target = _free_target(taken, device.rsplit("/", 1)[-1])
-    readonly = (connection_info.get("data") or {}).get("access_mode") == "ro"
-    xml = disk_xml(path, target, connection_info.get("serial"), driver._disk_cache, readonly)
+    disk = volume_disk(connection_info, _free_target(taken, device.rsplit("/", 1)[-1]), driver._disk_cache)
     try:
-        domain.attachDeviceFlags(xml, flags)
+        domain.attachDeviceFlags(disk_xml(disk, connection_info.get("serial")), flags)
     except libvirt.libvirtError as exc:
         raise BuildFailure(f"Failed to attach volume {connection_info.get('serial')} to "
                            f"{instance['uuid']}: {exc}") from exc
-    disk = asdict(Disk(path, target, "raw", readonly=readonly, cache=driver._disk_cache))
-    _save_layout(driver, instance, lambda disks: [d for d in disks if d["target"] != target] + [disk])
-    return f"/dev/{target}"
+    _save_layout(driver, instance, lambda disks: [d for d in disks if d["target"] != disk.target] + [asdict(disk)])
+    return f"/dev/{disk.target}"
 
 
 def detach(driver, instance: dict, connection_info: dict, device: str) -> None:
     domain = driver._lookup(instance["uuid"])
-    path = _path(connection_info)
+    disk = volume_disk(connection_info, "", "none")
     if domain is not None:
         flags = _flags(domain)
         live = bool(flags & libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        target = _target_of(domain, path, libvirt.VIR_DOMAIN_XML_INACTIVE) or (live and _target_of(domain, path))
-        if target:
-            _detach(domain, instance, path, target, flags, live)
-    _save_layout(driver, instance, lambda disks: [d for d in disks if d["path"] != path])
+        disk.target = _target_of(domain, disk.path, libvirt.VIR_DOMAIN_XML_INACTIVE) or \
+            (live and _target_of(domain, disk.path)) or ""
+        if disk.target:
+            _detach(domain, instance, disk, flags, live)
+    _save_layout(driver, instance, lambda disks: [d for d in disks if d["path"] != disk.path])
 
 
-def _detach(domain, instance: dict, path: str, target: str, flags: int, live: bool) -> None:
-    xml = disk_xml(path, target, None, "none")
+def _detach(domain, instance: dict, disk: Disk, flags: int, live: bool) -> None:
     try:
-        domain.detachDeviceFlags(xml, flags)
+        domain.detachDeviceFlags(disk_xml(disk), flags)
     except libvirt.libvirtError as exc:
-        still = _target_of(domain, path, libvirt.VIR_DOMAIN_XML_INACTIVE) or (live and _target_of(domain, path))
+        still = _target_of(domain, disk.path, libvirt.VIR_DOMAIN_XML_INACTIVE) or \
+            (live and _target_of(domain, disk.path))
         if still:
             raise BuildFailure(f"Failed to detach volume from {instance['uuid']}: {exc}") from exc
     if live:
         deadline = time.monotonic() + DETACH_TIMEOUT
-        while _target_of(domain, path):
+        while _target_of(domain, disk.path):
             if time.monotonic() > deadline:
                 raise BuildFailure(f"Failed to detach volume from {instance['uuid']}: the guest did not release "
-                                   f"/dev/{target} within {DETACH_TIMEOUT:g} s")
+                                   f"/dev/{disk.target} within {DETACH_TIMEOUT:g} s")
             time.sleep(0.2)
+
+
+def _qemu_name(disk: Disk) -> str:
+    """The volume as qemu-img opens it (a file, or an NBD URL)."""
+    if disk.protocol:
+        server = disk.hosts[0]
+        return f"nbd://{server['name']}:{server['port']}/{disk.path}"
+    return disk.path
 
 
 def swap(driver, instance: dict, old_info: dict, new_info: dict, device: str) -> None:
     """The new volume in the old one's place, with its data: a running guest's disk is mirrored to the new
-    file by QEMU (libvirt's block copy, then a pivot: the guest never stops); a stopped guest's file is
-    copied. The definition then names the new file, as upstream's swap_volume leaves it."""
+    volume by QEMU (libvirt's block copy, then a pivot: the guest never stops); a stopped guest's is copied.
+    The definition then names the new volume, as upstream's swap_volume leaves it."""
     domain = driver._domain(instance)
-    old_path, new_path = _path(old_info), _path(new_info)
+    old, new = volume_disk(old_info, "", "none"), volume_disk(new_info, "", driver._disk_cache)
     live = bool(domain.isActive())
-    target = _target_of(domain, old_path) if live else _target_of(domain, old_path, libvirt.VIR_DOMAIN_XML_INACTIVE)
-    if not target:
+    old.target = new.target = (_target_of(domain, old.path) if live
+                               else _target_of(domain, old.path, libvirt.VIR_DOMAIN_XML_INACTIVE)) or ""
+    if not old.target:
         raise BuildFailure(f"Volume {old_info.get('serial')} is not a disk of {instance['uuid']}.")
-    new_xml = disk_xml(new_path, target, new_info.get("serial"), driver._disk_cache)
+    new_xml = disk_xml(new, new_info.get("serial"))
     if live:
-        _mirror(domain, instance, target, new_xml)
+        _mirror(domain, instance, old.target, new_xml)
     else:
-        copied = subprocess.run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", old_path, new_path],
-                                capture_output=True, text=True)
+        copied = subprocess.run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", _qemu_name(old),
+                                 _qemu_name(new)], capture_output=True, text=True)
         if copied.returncode != 0:
             raise BuildFailure(f"Failed to copy volume {old_info.get('serial')}: {copied.stderr.strip()}")
-    if _target_of(domain, old_path, libvirt.VIR_DOMAIN_XML_INACTIVE):
-        domain.detachDeviceFlags(disk_xml(old_path, target, None, "none"), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    if _target_of(domain, old.path, libvirt.VIR_DOMAIN_XML_INACTIVE):
+        domain.detachDeviceFlags(disk_xml(old), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
         domain.attachDeviceFlags(new_xml, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-    disk = asdict(Disk(new_path, target, "raw", cache=driver._disk_cache))
-    _save_layout(driver, instance, lambda disks: [d for d in disks if d["path"] != old_path] + [disk])
+    _save_layout(driver, instance, lambda disks: [d for d in disks if d["path"] != old.path] + [asdict(new)])
 
 
 def _mirror(domain, instance: dict, target: str, new_xml: str) -> None:
@@ -205,10 +226,10 @@ def _mirror(domain, instance: dict, target: str, new_xml: str) -> None:
 
 
 def extend(driver, instance: dict, connection_info: dict, new_size: int) -> None:
-    """A running guest's disk of the volume grows to ``new_size`` bytes (its file already has)."""
+    """A running guest's disk of the volume grows to ``new_size`` bytes (the volume already has)."""
     domain = driver._lookup(instance["uuid"])
     if domain is None or not domain.isActive():
-        return  # a stopped guest sees the file's new size when it starts
-    target = _target_of(domain, _path(connection_info))
+        return  # a stopped guest sees the volume's new size when it starts
+    target = _target_of(domain, volume_disk(connection_info, "", "none").path)
     if target:
         domain.blockResize(target, new_size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
