@@ -9,24 +9,11 @@ reason when none is left.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from kilonova.common.db import NotFound
-from kilonova.compute.cells import CellDown
-from kilonova.compute.db import instances, server_groups
-
-LOG = logging.getLogger(__name__)
-
-
-async def _member_hosts(cells, uuids: list[str]) -> list[str]:
-    hosts: list[str] = []
-    for cell in cells.real():
-        try:
-            hosts += [host for _, host in await cell.read(instances.hosts_of, uuids)]
-        except CellDown:
-            LOG.warning("cell %s is down: its members of a server group are not counted", cell.name)
-    return hosts
+from kilonova.compute import group_members
+from kilonova.compute.db import server_groups
 
 
 async def violation(cells, spec: dict[str, Any], instance_uuid: str, host: str) -> str | None:
@@ -40,7 +27,8 @@ async def violation(cells, spec: dict[str, Any], instance_uuid: str, host: str) 
         return None
     if group["policy"] not in ("affinity", "anti-affinity"):
         return None
-    others = await _member_hosts(cells, [m for m in group["members"] if m != instance_uuid])
+    members = [m for m in group["members"] if m != instance_uuid]
+    others = [where for _, where in await group_members.placed(cells, members)]
     if group["policy"] == "anti-affinity":
         allowed = int(group["rules"].get("max_server_per_host", 1))
         if others.count(host) >= allowed:

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from kilonova.common.db import NotFound
-from kilonova.compute.cells import CellDown
-from kilonova.compute.db import instances, server_groups
+from kilonova.compute import group_members
+from kilonova.compute.db import server_groups
 
 LOG = logging.getLogger(__name__)
 RECENT_TTL = 600.0  # seconds a choice is remembered for a member whose instance has no host yet
@@ -37,7 +37,7 @@ class GroupView:
             LOG.info("server group %s of the request is gone; scheduling without it", uuid)
             return None
         others = [m for m in group["members"] if m not in set(scheduling)]
-        placed = dict(await self._placed(others))
+        placed = dict(await group_members.placed(self.cells, others))
         now = time.monotonic()
         for member in others:
             chosen = self._recent.get(member)
@@ -47,17 +47,6 @@ class GroupView:
         for member, host in placed.items():
             hosts.setdefault(host, []).append(member)
         return {"uuid": group["uuid"], "policy": group["policy"], "rules": group["rules"], "hosts": hosts}
-
-    async def _placed(self, uuids: list[str]) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        if not uuids:
-            return found
-        for cell in self.cells.real():
-            try:
-                found += await cell.read(instances.hosts_of, uuids)
-            except CellDown:
-                LOG.warning("cell %s is down: its members of a server group are not counted", cell.name)
-        return found
 
     def chose(self, group: dict[str, Any], instance_uuid: str, host: str) -> None:
         """A member was given ``host``: later choices in this request and parallel ones count it."""
