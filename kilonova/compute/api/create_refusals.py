@@ -2,8 +2,8 @@
 written, in upstream's words where upstream has them; never silently dropped.
 
 Scheduler hints the scheduler does not read yet are refused rather than ignored (the ``group`` hint is
-read: ``server_group_hint``). (Security groups are looked up in ``security_group_lookup``; block devices are checked, and
-their volumes made, in ``boot_volumes``.)
+read: ``server_group_hint``). (Security groups are looked up in ``security_group_lookup``; block devices
+are checked, and their volumes made, in ``boot_volumes``.)
 """
 from __future__ import annotations
 
