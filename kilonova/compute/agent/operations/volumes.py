@@ -212,7 +212,8 @@ async def complete_for_spawn(agent: ComputeManager, connected: list[dict]) -> No
 
 async def disconnect_after_failed_spawn(agent: ComputeManager, uuid: str) -> None:
     """A build that failed here: the volumes' attachments go (``available``), so that another host (a
-    reschedule) reserves them again; the mappings and the volumes stay the server's."""
+    reschedule) reserves them again; the mappings (``disconnected``) and the volumes stay the server's, and
+    go with it when it is deleted."""
     try:
         mappings = [b for b in await bdms(agent, uuid) if b.get("attachment_id")]
         if not mappings:
@@ -220,7 +221,7 @@ async def disconnect_after_failed_spawn(agent: ComputeManager, uuid: str) -> Non
         volumes = await _volumes(agent)
         for bdm in mappings:
             await volumes.attachment_delete(bdm["attachment_id"])
-            await _update(agent, bdm, {"attachment_id": None, "connection_info": None, "status": "attaching"})
+            await _update(agent, bdm, {"attachment_id": None, "connection_info": None, "status": "disconnected"})
     except Exception:  # noqa: BLE001 - the reconcile pass and the server's delete settle what is left
         LOG.warning("could not disconnect the volumes of failed build %s", uuid, exc_info=True)
 

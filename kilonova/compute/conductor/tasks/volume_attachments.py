@@ -19,6 +19,8 @@ from kilonova.compute.db import block_devices, instances
 from kilonova.compute.volume_api import VolumeError, VolumeNotFound, as_service
 
 LOG = logging.getLogger(__name__)
+# Operations that connect a server's volumes themselves, with deadlines of their own.
+BUILDING_TASKS = ("spawning", "unshelving", "rebuilding", "rebuild_spawning")
 
 
 @remote
@@ -63,12 +65,14 @@ async def reconcile_volume_attachments(conductor) -> int:
 async def _settle(cell, volumes, bdm: dict) -> None:
     uuid, volume_id = bdm["instance_uuid"], bdm["volume_id"]
     try:
-        await cell.db.read(instances.get, uuid)
+        server = await cell.db.read(instances.get, uuid)
     except NotFound:
         LOG.warning("volume %s of deleted server %s released", volume_id, uuid)
         await release_volumes(volumes, [bdm])
         await cell.db.write(block_devices.destroy, bdm["uuid"])
         return
+    if server["vm_state"] == "building" or server.get("task_state") in BUILDING_TASKS:
+        return  # its build (or unshelve, evacuation) connects it, or fails and gives it back, before its deadline
     if bdm["status"] in ("detaching", "swapping"):
         LOG.warning("detach of volume %s from %s did not finish: it stays attached", volume_id, uuid)
         await cell.db.write(block_devices.update, bdm["uuid"], {"status": "attached"})
