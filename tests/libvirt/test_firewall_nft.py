@@ -99,3 +99,13 @@ def test_a_new_firewall_replaces_what_an_earlier_life_left(host):
     listing = subprocess.run(["ip", "netns", "exec", host["host"], "nft", "list", "table", "inet", "kilonova-t004"],
                              capture_output=True, text=True).stdout
     assert "ingress-pb" not in listing and "ingress-pa" in listing
+
+
+def test_tables_flushed_by_hand_come_back_at_the_next_apply(host):
+    fw = Firewall("t005", netns=host["host"])
+    apply(fw, EGRESS, EGRESS)
+    assert not ping(host, "a", "10.9.0.2")
+    subprocess.run(["ip", "netns", "exec", host["host"], "nft", "flush", "ruleset"], check=True)
+    assert ping(host, "a", "10.9.0.2")
+    apply(fw, EGRESS, EGRESS)  # nothing changed, as the agent's periodic resync finds it
+    assert not ping(host, "a", "10.9.0.2")

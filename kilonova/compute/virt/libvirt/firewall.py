@@ -1,9 +1,11 @@
 """This host's security-group rules in the kernel: ``nft_rules`` rendered, applied with ``nft -f``.
 
 Each change is one batch on ``nft``'s standard input, which the kernel applies atomically (all of it
-or none): the first apply of a life, and any apply after a failed one, replaces both tables whole
-(so a restarted agent owns exactly what it renders, and a port gone while it was down leaves no
-chain); later ones rewrite only the ports and remote-group sets whose text changed.
+or none): the first apply of a life, any apply after a failed one, and one that finds nothing changed
+but the tables gone (flushed by hand) replace both tables whole (so a restarted agent owns exactly
+what it renders, and a port gone while it was down leaves no chain); the others rewrite only the
+group and port chains and remote-group sets whose text changed. A host with no filtered port holds
+no tables.
 
 The ``nft`` command rather than the Python bindings (``python3-nftables``): the bindings are
 packaged for Debian's own interpreter, not a virtualenv's, and a batch is text either way; one
@@ -113,10 +115,9 @@ class Firewall:
                     self._run(commands)
                 self._applied = _Applied()
                 return len(commands)
-            if self._applied is None or not self._applied.ports:
-                commands = self._replace_all(wanted)
-            else:
-                commands = self._changes(self._applied, wanted)
+            commands = [] if self._applied is None or not self._applied.ports else self._changes(self._applied, wanted)
+            if not commands and (self._applied is None or not self._applied.ports or not self._tables_present()):
+                commands = self._replace_all(wanted)  # first of a life, or the tables went (a flush by hand)
             if commands:
                 try:
                     self._run(commands)
@@ -194,6 +195,17 @@ class Firewall:
         for key in sorted(applied.sets.keys() - wanted.sets.keys()):
             commands += nft_rules.delete_set(self.scope, *key)
         return commands
+
+    def _tables_present(self) -> bool:
+        """Whether the kernel still holds our tables (a base chain listed: cheap, whatever the port count)."""
+        table = nft_rules.table_name(self.scope)
+        listing = [*self.command[:-2], "list", "chain", "inet", table, "ingress"]
+        bridge = [*self.command[:-2], "list", "chain", "bridge", table, "prerouting"]
+        try:
+            return all(subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+                       for command in (listing, bridge))
+        except (OSError, subprocess.TimeoutExpired):
+            return False
 
     def _run(self, commands: list[str]) -> None:
         batch = "\n".join(commands) + "\n"
