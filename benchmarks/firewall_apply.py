@@ -71,7 +71,8 @@ def run(ports: int = 200, groups: int = 50, rules: int = 20, rounds: int = 20) -
             tap = f"tap{port_id[:11]}"
             _run("ip", "-n", namespace, "tuntap", "add", tap, "mode", "tap")
             _run("ip", "-n", namespace, "link", "set", tap, "master", "br0", "up")
-            port_list.append({"id": port_id, "network_id": "n", "mac_address": f"fa:16:3e:00:{p >> 8:02x}:{p & 255:02x}",
+            mac = f"fa:16:3e:00:{p >> 8:02x}:{p & 255:02x}"
+            port_list.append({"id": port_id, "network_id": "n", "mac_address": mac,
                               "fixed_ips": [{"ip_address": f"10.{(p >> 8) + 1}.{p & 255}.10"}],
                               "security_groups": [group_ids[(p + k) % groups] for k in range(3)],
                               "port_security_enabled": True})
@@ -96,7 +97,8 @@ def run(ports: int = 200, groups: int = 50, rules: int = 20, rounds: int = 20) -
         listing = subprocess.run(["ip", "netns", "exec", namespace, "nft", "list", "ruleset"], capture_output=True,
                                  text=True, check=True).stdout
         return {"ports": ports, "groups": groups, "rules": rules, "first_ms": first, "first_commands": first_commands,
-                "move_ms": moves, "move_commands": statistics.median(move_commands), "move_cpu_ms": move_cpu, "rule_ms": rule_adds,
+                "move_ms": moves, "move_commands": statistics.median(move_commands), "move_cpu_ms": move_cpu,
+                "rule_ms": rule_adds,
                 "unchanged_ms": unchanged, "ruleset_lines": listing.count("\n")}
     finally:
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
@@ -107,7 +109,8 @@ def report(figures: dict) -> None:
         ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    print(f"kilonova dataplane firewall: {figures['ports']} guest ports (taps on one bridge), {figures['groups']} groups "
+    print(f"kilonova dataplane firewall: {figures['ports']} guest ports (taps on one bridge), "
+          f"{figures['groups']} groups "
           f"of {figures['rules']} rules, 3 groups a port ({figures['ruleset_lines']} lines of ruleset)")
     print(f"  first apply of every port:        {figures['first_ms']:.0f} ms ({figures['first_commands']} commands)")
     print(f"  one port's groups changed p50/p95: {statistics.median(figures['move_ms']):.1f} / "

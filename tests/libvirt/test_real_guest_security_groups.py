@@ -139,6 +139,14 @@ def test_security_groups_on_a_real_guest(cloud, guest, outsider):
         sdk.network.update_port(port_id, port_security_enabled=True, security_group_ids=[web["id"]])
         assert _within(lambda: not _pings(stranger, address))
 
+    # A restarted agent applies every port's rules again, here after the host lost them while it was down.
+    cloud.stop()
+    for family in ("bridge", "inet"):
+        subprocess.run(["nft", "delete", "table", family, table_name(dataplane.scope)], check=True)
+    assert _pings(stranger, address)  # the guest runs on, unfiltered
+    cloud.start(timeout=180)
+    assert _within(lambda: not _pings(stranger, address))
+
     # A deleted server's port leaves no chain behind.
     os_("server", "delete", "--wait", uuid, timeout=120)
     listing = subprocess.run(["nft", "list", "table", "inet", table_name(dataplane.scope)], capture_output=True,
