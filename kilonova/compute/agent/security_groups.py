@@ -26,7 +26,7 @@ LOG = logging.getLogger(__name__)
 RESYNC_INTERVAL = 30.0
 TARGET = "security-groups"
 PORT_FIELDS = ("id", "network_id", "mac_address", "fixed_ips", "allowed_address_pairs", "security_groups",
-               "port_security_enabled", "device_owner", "binding:host_id")
+               "port_security_enabled", "device_owner", "binding:host_id", "binding:profile")
 
 
 class NetworkUnavailable(RuntimeError):
@@ -45,6 +45,7 @@ class SecurityGroupSync:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._serving = False
+        self._incoming: set[str] = set()  # ports of guests live-migrating here (migrating_to this host)
 
     @property
     def enabled(self) -> bool:
@@ -76,6 +77,18 @@ class SecurityGroupSync:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def expect(self, port_ids: list[str]) -> None:
+        """Ports of a guest about to live-migrate here: filtered before it runs here, not once they are bound."""
+        if not self.enabled:
+            return
+        self._incoming |= set(port_ids)
+        try:
+            await self.refresh()
+        except Exception as exc:  # noqa: BLE001 - the loop tries again; the migration goes on
+            LOG.warning("security groups of ports %s coming to %s not applied yet: %s", port_ids, self.agent.host,
+                        exc)
+            self._wanted.set()
 
     def changed(self) -> None:
         """Something of this host's ports changed: look again soon (changes coming together are one round)."""
@@ -118,6 +131,7 @@ class SecurityGroupSync:
                                                                    *fields]))["ports"]
                  if str(port.get("device_owner") or "").startswith("compute:")
                  and port.get("binding:host_id") == self.agent.host]
+        ports += await self._incoming_ports({port["id"] for port in ports})
         group_ids = sorted({g for port in ports if port.get("port_security_enabled", True)
                             for g in port.get("security_groups") or []})
         groups: dict[str, dict] = {}
@@ -136,6 +150,18 @@ class SecurityGroupSync:
                     if group_id in members:
                         members[group_id] += _addresses(port)
         return ports, groups, members
+
+    async def _incoming_ports(self, bound_here: set[str]) -> list[dict]:
+        """The ports still on their way here (a live migration's ``migrating_to``); the others are forgotten."""
+        waiting = sorted(self._incoming - bound_here)
+        if not waiting:
+            self._incoming.clear()
+            return []
+        found = (await self._get("/v2.0/ports", [*(("id", p) for p in waiting),
+                                                 *(("fields", name) for name in PORT_FIELDS)]))["ports"]
+        coming = [port for port in found if (port.get("binding:profile") or {}).get("migrating_to") == self.agent.host]
+        self._incoming = {port["id"] for port in coming}
+        return coming
 
 
 class _Endpoint:

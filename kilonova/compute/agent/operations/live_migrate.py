@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from kilonova.common.rpc import RemoteError, RPCError, redelivered
 from kilonova.compute import move_claims
 from kilonova.compute.agent.operations import remote
+from kilonova.compute.agent.security_groups import security_groups
 from kilonova.compute.virt import driver as virt
 from kilonova.compute.virt.driver import LiveMigrationAborted, NoActiveMigration
 
@@ -154,6 +155,7 @@ async def pre_live_migration(agent: ComputeManager, instance: dict, migrate_data
     ``migrating_to`` profile), the driver plugs networks and prepares disks."""
     async with agent.event(instance["uuid"], request_id, "compute_pre_live_migration"):
         await _set_ports(agent, instance, {"binding:profile": {"migrating_to": agent.host}})
+        await security_groups(agent).expect([vif["port_id"] for vif in _network_info(instance)])
         return await agent.driver.pre_live_migration(instance, _network_info(instance), migrate_data)
 
 
