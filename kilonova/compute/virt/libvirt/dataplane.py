@@ -132,6 +132,21 @@ def release_bridge(state_dir: Path, network_id: str, bridge: str) -> None:
             _ip("link", "del", bridge, check=False)
 
 
+def dhcp_options(subnet: dict | None, subnets6: list[dict]) -> str:
+    """dnsmasq's options file: the IPv4 subnet's default route, metadata route and DNS servers, the IPv6 ones'."""
+    options = dhcp6.options(subnets6)
+    if subnet is not None:
+        gateway = subnet.get("gateway_ip")
+        if gateway:
+            options.append(f"option:router,{gateway}")
+        if subnet.get("dhcp_server"):  # the metadata API is here, not behind the router
+            routes = [f"{METADATA_ADDRESS}/32,{subnet['dhcp_server']}"] + ([f"0.0.0.0/0,{gateway}"] if gateway else [])
+            options.append("option:classless-static-route," + ",".join(routes))
+        if subnet.get("dns_nameservers"):
+            options.append("option:dns-server," + ",".join(subnet["dns_nameservers"]))
+    return "\n".join(options) + "\n"
+
+
 class Dataplane:
     def __init__(self, state_dir: Path, dnsmasq: str = "dnsmasq", metadata: bool = True):
         self.state_dir = state_dir          # <instances_path>/_networks/<network id>/
@@ -188,8 +203,10 @@ class Dataplane:
             dhcp = [s for s in subnets if s.get("enable_dhcp") is not False]  # enable_dhcp=False: no dnsmasq
             if dhcp or dhcp6.dnsmasq_arguments(subnets6):
                 self._ensure_dnsmasq(network_id, dhcp[0] if dhcp else None, subnets6)
+                if dhcp and dhcp[0].get("dhcp_server"):  # a DHCP port known only now (an older host's namespace)
+                    self._write_file(network_id, "opts", dhcp_options(dhcp[0], subnets6))
                 self._write_hosts(network_id, self._ports(network_id))
-                self._reload_dhcp(network_id)
+                self._reload_dhcp(network_id)  # dnsmasq re-reads its hosts and options files
 
     def unplug(self, vif: dict) -> None:
         """Forget ``vif``; the last port of a network takes the network's dataplane with it."""
@@ -283,20 +300,11 @@ class Dataplane:
         directory = self._dir(network_id)
         hosts, opts, pid = directory / "hosts", directory / "opts", directory / "dnsmasq.pid"
         hosts.touch()
-        options, ranges = dhcp6.options(subnets6), dhcp6.dnsmasq_arguments(subnets6)
+        ranges = dhcp6.dnsmasq_arguments(subnets6)
         if subnet is not None:
             network = ipaddress.ip_network(subnet["cidr"])
-            gateway = subnet.get("gateway_ip")
-            if gateway:
-                options.append(f"option:router,{gateway}")
-            if subnet.get("dhcp_server"):  # the metadata API is here, not behind the router
-                routes = [f"{METADATA_ADDRESS}/32,{subnet['dhcp_server']}"]
-                options.append("option:classless-static-route," + ",".join(
-                    routes + ([f"0.0.0.0/0,{gateway}"] if gateway else [])))
-            if subnet.get("dns_nameservers"):
-                options.append("option:dns-server," + ",".join(subnet["dns_nameservers"]))
             ranges.insert(0, f"--dhcp-range={network.network_address},static,{network.netmask},86400s")
-        opts.write_text("\n".join(options) + "\n")
+        opts.write_text(dhcp_options(subnet, subnets6))
         for path in (directory, hosts, opts):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
         command = ["ip", "netns", "exec", self.namespace(network_id), self.dnsmasq,
@@ -330,9 +338,13 @@ class Dataplane:
     def _write_hosts(self, network_id: str, ports: dict) -> None:
         lines = [f"{port['mac']},{ip}" for port in ports.values() for ip in port["ips"]]
         lines += [f"{port['mac']},[{ip}]" for port in ports.values() for ip in port.get("ips6", [])]
-        path = self._dir(network_id) / "hosts"
+        self._write_file(network_id, "hosts", "\n".join(lines) + "\n")
+
+    def _write_file(self, network_id: str, name: str, text: str) -> None:
+        """One of dnsmasq's files, replaced whole (it may be reading it)."""
+        path = self._dir(network_id) / name
         partial = path.with_suffix(".new")
-        partial.write_text("\n".join(lines) + "\n")
+        partial.write_text(text)
         os.chmod(partial, 0o644)
         partial.rename(path)
 
