@@ -259,3 +259,22 @@ async def test_router_changes_reach_the_l3_agents_which_read_them_back(svc, api)
         assert await agent.desired(router["id"]) is None  # gone: its namespace goes
     finally:
         await svc.env.transport.stop_serving("l3_agent")
+
+
+def test_the_l3_agent_runs_where_it_is_asked_to(tmp_path):
+    """auto: only with the libvirt driver and the network service in the same process (the all-in-one); a
+    value that is none of auto, true, false stops the service at start rather than being guessed at."""
+    from kilonova.common.testing import service_env
+    from kilonova.compute.virt.libvirt.l3_agent import L3AgentService
+
+    def agent(**l3):
+        return L3AgentService(service_env(tmp_path, overrides={"l3": l3, "compute": {"compute_driver": "libvirt"}}))
+
+    assert agent()._wanted() is False  # no network service in this process
+    with_network = agent()
+    with_network.env.endpoints.apps["network"] = object()
+    assert with_network._wanted() is True
+    assert agent(agent="true")._wanted() is True and agent(agent="false")._wanted() is False
+    with pytest.raises(SystemExit, match="must be auto, true or false"):
+        agent(agent="sometimes")._wanted()
+    assert agent(resync_interval="0").interval == 1.0

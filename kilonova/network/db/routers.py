@@ -53,7 +53,7 @@ def _touch(router: Router) -> None:
 
 def _new_port(session: Session, router_id: str, owner: str, network_id: str, project_id: str,
               fixed_ips: list | None) -> dict[str, Any]:
-    """A router port, ACTIVE at once (there is no L3 agent to wait for)."""
+    """A router port, ACTIVE at once (the L3 agents converge on it after the commit; nothing waits for them)."""
     port = ports.create(session, {"id": str(uuid.uuid4()), "network_id": network_id, "project_id": project_id,
                                   "device_id": router_id, "device_owner": owner}, fixed_ips, None)
     session.execute(sa.update(Port).where(Port.id == port["id"]).values(status="ACTIVE"))

@@ -53,7 +53,7 @@ class L3AgentService(Service):
         super().__init__(env)
         conf = env.conf
         self.network = service_client(conf, env.endpoints, "network")
-        self.interval = conf.getfloat("l3", "resync_interval")
+        self.interval = max(1.0, conf.getfloat("l3", "resync_interval"))  # a full pass at most every second
         self.host_gateway = conf.getbool("l3", "host_gateway")
         self.dataplane = None
         self.enabled = False
@@ -69,6 +69,8 @@ class L3AgentService(Service):
             return True
         if choice in ("false", "no", "0", "off"):
             return False
+        if choice != "auto":
+            raise SystemExit(f"[l3] agent must be auto, true or false, not {choice!r}")
         return self.conf.get("compute", "compute_driver") == "libvirt" and "network" in self.env.endpoints.apps
 
     async def start(self) -> None:
