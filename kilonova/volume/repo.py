@@ -378,6 +378,26 @@ def _update(row, to_dict, values: dict[str, Any]) -> dict[str, Any]:
     return to_dict(row)
 
 
+def retype(session: Session, volume_id: str, type_ref: str) -> None:
+    """The volume's type changed in place (one backend: nothing to migrate), as Cinder refuses it: only an
+    available or in-use volume, to another type, and no multiattach change while attached."""
+    volume = _volume(session, volume_id)
+    vtype = find_type(session, type_ref)
+    if volume.status not in ("available", "in-use"):
+        raise HTTPError(400, f"Invalid volume: Retype needs volume to be in available or in-use state, not be "
+                             f"part of an active migration or a consistency group, requested type has to be "
+                             f"different that the one from the volume, and for in-use volumes front-end qos "
+                             f"specs cannot change. (current status: {volume.status})")
+    if vtype.id == volume.volume_type_id:
+        raise HTTPError(400, f"Invalid input received: New volume type must be different from the current one "
+                             f"({vtype.name}).")
+    multiattach = is_multiattach(vtype)
+    if volume.status == "in-use" and multiattach != volume.multiattach:
+        raise HTTPError(400, "Invalid volume: Retype is not allowed to change multiattach of an in-use volume: "
+                             "detach it first.")
+    volume.volume_type_id, volume.multiattach, volume.updated_at = vtype.id, multiattach, utcnow()
+
+
 def finish_image(session: Session, volume_id: str) -> dict[str, Any] | None:
     """An image written into the volume: bootable, and ``available`` unless reserved meanwhile (Cinder lets a
     ``downloading`` volume be reserved for a boot from volume). None when the volume is gone."""

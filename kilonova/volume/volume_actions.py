@@ -1,7 +1,7 @@
 """``POST /v3/{project_id}/volumes/{id}/action``: one handler per action, as clients send them —
 ``os-extend`` (in-use from 3.42), the admin actions ``os-force_delete`` and ``os-reset_status``,
 ``os-set_bootable``, ``os-update_readonly_flag``, ``os-set/unset/show_image_metadata``,
-``os-volume_upload_image``, and the attach calls before the attachments API (``os-reserve``,
+``os-volume_upload_image``, ``os-retype``, and the attach calls before the attachments API (``os-reserve``,
 ``os-unreserve``, ``os-initialize_connection``, ``os-attach``, ``os-begin_detaching``, ``os-roll_detaching``,
 ``os-terminate_connection``, ``os-detach``)."""
 from __future__ import annotations
@@ -181,6 +181,22 @@ async def upload_image(request: Request, ctx, volume: dict, args: Any):
     return json_response(uploads.answer(volume, image), status=202)
 
 
+async def retype(request: Request, ctx, volume: dict, args: Any):
+    """``os-retype`` (``openstack volume set --type``): one backend, so never a migration; the type (and
+    what it says of multiattach) changes in place, as Cinder does when the backend stays the same."""
+    policy.check_write(ctx, "volume:retype")
+    args = _args(args, "os-retype")
+    new_type = args.get("new_type")
+    if not isinstance(new_type, str) or not new_type:
+        raise bad_request("New volume type must be specified.")
+    policy_value = args.get("migration_policy", "never")
+    if policy_value not in ("never", "on-demand", None):
+        raise bad_request(f"Invalid input received: migration_policy must be 'never' or 'on-demand', not "
+                          f"{policy_value!r}.")
+    await service(request).db.write(repo.retype, volume["id"], new_type)
+    return empty_response(202)
+
+
 ACTIONS = {"os-extend": extend, "os-force_delete": force_delete, "os-reset_status": reset_status,
            "os-set_bootable": set_bootable, "os-update_readonly_flag": update_readonly_flag,
            "os-reserve": _state_action(attach_repo.legacy_reserve, "reserve"),
@@ -190,7 +206,8 @@ ACTIONS = {"os-extend": extend, "os-force_delete": force_delete, "os-reset_statu
            "os-initialize_connection": initialize_connection,
            "os-terminate_connection": terminate_connection, "os-attach": attach, "os-detach": detach,
            "os-set_image_metadata": set_image_metadata, "os-unset_image_metadata": unset_image_metadata,
-           "os-show_image_metadata": show_image_metadata, "os-volume_upload_image": upload_image}
+           "os-show_image_metadata": show_image_metadata, "os-volume_upload_image": upload_image,
+           "os-retype": retype}
 
 
 async def action(request: Request, project_id: str, volume_id: str):

@@ -1,7 +1,7 @@
 """Volumes from images and the volume actions clients send, through the real `openstack` CLI and
 openstacksdk: an image's data written into a volume (bootable, volume_image_metadata), Cinder's 400s for
 images that cannot be used, a volume that does not fit the image's virtual size going to error with a user
-message; bootable/read-only flags, state reset and forced delete."""
+message; bootable/read-only flags, retype, state reset and forced delete."""
 from __future__ import annotations
 
 import subprocess
@@ -119,6 +119,13 @@ def test_flags_state_and_forced_delete_with_cli(cloud):
     cloud.openstack("volume", "set", "--bootable", "--read-only", made["id"], cloud="kilonova-demo")
     volume = conn.block_storage.get_volume(made["id"])
     assert volume.is_bootable is True
+    cloud.openstack("volume", "type", "create", "retype-target")
+    try:
+        cloud.openstack("volume", "set", "--type", "retype-target", made["id"], cloud="kilonova-demo")
+        assert conn.block_storage.get_volume(made["id"]).volume_type == "retype-target"
+        cloud.openstack("volume", "set", "--type", "__DEFAULT__", made["id"], cloud="kilonova-demo")
+    finally:
+        cloud.openstack("volume", "type", "delete", "retype-target")
     denied = cloud.openstack("volume", "set", "--state", "error", made["id"], cloud="kilonova-demo", check=False)
     assert denied.returncode != 0 and "403" in denied.stderr
     cloud.openstack("volume", "set", "--state", "creating", made["id"])      # admin

@@ -200,3 +200,24 @@ async def test_upload_to_image_refusals_and_a_cut_upload(api, svc):  # noqa: F81
     assert (await status(api, vid))["status"] == "available"
     assert (await api.delete(f"/v3/p-alice/volumes/{vid}", headers=ALICE)).status_code == 202
     await settle(svc)
+
+
+async def test_retype(api, svc):  # noqa: F811
+    made = await api.post("/v3/p-admin/types", json={"volume_type": {
+        "name": "retype-multi", "extra_specs": {"multiattach": "<is> True"}}}, headers=ADMIN)
+    volume = await create(api, svc, name="retyped")
+    vid = volume["id"]
+    fault(await act(api, vid, {"os-retype": {}}), 400, "badRequest")
+    fault(await act(api, vid, {"os-retype": {"new_type": "nope"}}), 404, "itemNotFound")
+    fault(await act(api, vid, {"os-retype": {"new_type": "__DEFAULT__"}}), 400, "badRequest")   # the same type
+    assert (await act(api, vid, {"os-retype": {"new_type": "retype-multi", "migration_policy": "never"}})
+            ).status_code == 202
+    shown = await status(api, vid)
+    assert shown["volume_type"] == "retype-multi" and shown["multiattach"] is True
+    await svc.db.write(repo.set_status, vid, "in-use")
+    fault(await act(api, vid, {"os-retype": {"new_type": "__DEFAULT__"}}), 400, "badRequest")   # multiattach
+    await svc.db.write(repo.set_status, vid, "available")
+    assert (await act(api, vid, {"os-retype": {"new_type": "__DEFAULT__"}})).status_code == 202
+    assert (await api.delete(f"/v3/p-alice/volumes/{vid}", headers=ALICE)).status_code == 202
+    await settle(svc)
+    await api.delete(f"/v3/p-admin/types/{made.json()['volume_type']['id']}", headers=ADMIN)
