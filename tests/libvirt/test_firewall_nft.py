@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from kilonova.compute.virt.libvirt import nft_rules
 from kilonova.compute.virt.libvirt.firewall import Firewall
 from kilonova.compute.virt.libvirt.nft_rules import PortFilter
 
@@ -62,6 +63,10 @@ def test_ingress_is_denied_until_a_rule_allows_it_and_replies_pass_statefully(ho
     assert not ping(host, "a", "10.9.0.2")
     apply(fw, EGRESS, EGRESS + [ICMP_IN])
     assert ping(host, "a", "10.9.0.2")      # the reply goes back through a's default-deny ingress: established
+    if shutil.which("conntrack"):  # tracked in the bridge's own zone
+        tracked = subprocess.run(["ip", "netns", "exec", host["host"], "conntrack", "-L", "-p", "icmp"],
+                                 capture_output=True, text=True).stdout
+        assert f"zone={nft_rules.zone('br0')}" in tracked, tracked
     assert not ping(host, "b", "10.9.0.1")  # a has no ICMP rule
     apply(fw, EGRESS, EGRESS)
     assert not ping(host, "a", "10.9.0.2")

@@ -102,3 +102,11 @@ def test_remote_group_sets_hold_only_their_family():
     assert commands[-1] == "add element inet kilonova-abcd g-g-4 { 10.0.0.5, 10.0.0.6 }"
     assert nft_rules.remote_groups([rule(remote_group_id="g"), rule(ethertype="IPv6", remote_group_id="h"),
                                     rule()]) == {("g", 4), ("h", 6)}
+
+
+def test_each_bridge_has_a_conntrack_zone_of_its_own_in_every_life():
+    zones = {nft_rules.zone(f"kbr-{n:07x}abcd") for n in range(200)}
+    assert len(zones) >= 199 and all(1 <= z <= 0xFFFF for z in zones)
+    assert nft_rules.zone("kbr-1234567abcd") == nft_rules.zone("kbr-1234567abcd")
+    assert nft_rules.add_zone("abcd", "kbr-x") == [
+        f'add element inet kilonova-abcd zones {{ "kbr-x" : {nft_rules.zone("kbr-x")} }}']

@@ -38,6 +38,7 @@ class _Applied:
     ports: dict[str, PortFilter] = field(default_factory=dict)
     groups: dict[str, list[dict]] = field(default_factory=dict)           # group id -> its rules
     sets: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # (remote group, version) -> addresses
+    bridges: set[str] = field(default_factory=set)                        # each with its conntrack zone
 
 
 def enable_bridge_netfilter() -> None:
@@ -105,7 +106,8 @@ class Firewall:
             groups = {g: list(rules.get(g, [])) for port in ports for g in port.groups}
             wanted = _Applied({port.port_id: port for port in ports}, groups,
                               {key: sorted(members.get(key, [])) for group_rules in groups.values()
-                               for key in nft_rules.remote_groups(group_rules)})
+                               for key in nft_rules.remote_groups(group_rules)},
+                              {port.bridge for port in ports})
             for port_id in list(self._numbers):
                 if port_id not in wanted.ports:
                     del self._numbers[port_id]
@@ -136,7 +138,8 @@ class Firewall:
         with self._lock:
             if self._applied is None or port_id not in self._applied.ports:
                 return
-            current = _Applied(dict(self._applied.ports), dict(self._applied.groups), dict(self._applied.sets))
+            current = _Applied(dict(self._applied.ports), dict(self._applied.groups), dict(self._applied.sets),
+                               set(self._applied.bridges))
             current.ports.pop(port_id)
             if not current.ports:
                 current = _Applied()
@@ -160,6 +163,8 @@ class Firewall:
 
     def _replace_all(self, wanted: _Applied) -> list[str]:
         commands = [*nft_rules.drop_tables(self.scope), nft_rules.base_tables(self.scope)]
+        for bridge in sorted(wanted.bridges):
+            commands += nft_rules.add_zone(self.scope, bridge)
         for (group_id, version), members in sorted(wanted.sets.items()):
             commands += nft_rules.add_set(self.scope, group_id, version, members)
         for group_id, rules in sorted(wanted.groups.items()):
@@ -171,6 +176,8 @@ class Firewall:
     def _changes(self, applied: _Applied, wanted: _Applied) -> list[str]:
         """Sets and groups first (what ports jump to and rules look up), removals last."""
         commands: list[str] = []
+        for bridge in sorted(wanted.bridges - applied.bridges):
+            commands += nft_rules.add_zone(self.scope, bridge)
         for key, members in sorted(wanted.sets.items()):
             if applied.sets.get(key) != members:
                 commands += nft_rules.add_set(self.scope, *key, members)
@@ -194,6 +201,8 @@ class Firewall:
             commands += nft_rules.delete_group(self.scope, group_id)
         for key in sorted(applied.sets.keys() - wanted.sets.keys()):
             commands += nft_rules.delete_set(self.scope, *key)
+        for bridge in sorted(applied.bridges - wanted.bridges):
+            commands += nft_rules.delete_zone(self.scope, bridge)
         return commands
 
     def _tables_present(self) -> bool:

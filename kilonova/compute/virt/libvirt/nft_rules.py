@@ -15,12 +15,14 @@ kernels (``nf_conntrack_bridge``), so the work is split the way br_netfilter all
   accept ends only its own base chain, so a packet between two guests of this host passes the
   sender's egress and then the receiver's ingress. Each group's rules exist once, however many
   ports use it; a rule change rewrites one chain. A ``remote_group_id`` is a named set of the
-  remote group's member addresses.
+  remote group's member addresses. Each network's bridge has a connection-tracking zone of its own
+  (set in the ``raw`` prerouting chain, before conntrack), as Neutron gives each network one.
 
 A port without port security has no chains: its traffic is not filtered.
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -228,11 +230,13 @@ table inet {table} {{
   map egress {{ type mark : verdict; }}
   map ingress {{ type mark : verdict; }}
   map untracked {{ type mark : verdict; }}
+  map zones {{ typeof iifname : ct zone; }}
   chain untracked {{
     notrack
   }}
   chain raw {{
     type filter hook prerouting priority -300; policy accept;
+    ct zone set iifname map @zones
     meta mark and {IN_MASK:#x} vmap @untracked
   }}
   chain egress {{
@@ -245,6 +249,20 @@ table inet {table} {{
   }}
 }}
 """
+
+
+def zone(bridge: str) -> int:
+    """The connection-tracking zone of a network's bridge (1..65535, the same in every life of the agent), so
+    that two networks with the same addresses on one host never share a connection's state."""
+    return int(hashlib.sha1(bridge.encode()).hexdigest()[:8], 16) % 0xFFFF + 1
+
+
+def add_zone(scope: str, bridge: str) -> list[str]:
+    return [f'add element inet {table_name(scope)} zones {{ "{bridge}" : {zone(bridge)} }}']
+
+
+def delete_zone(scope: str, bridge: str) -> list[str]:
+    return [f'delete element inet {table_name(scope)} zones {{ "{bridge}" }}']
 
 
 def add_set(scope: str, group_id: str, version: int, members: list[str]) -> list[str]:
