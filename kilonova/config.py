@@ -211,8 +211,16 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "server_group_members": "10",
     },
     "filter_scheduler": {
-        "enabled_filters": "ComputeFilter,AvailabilityZoneFilter,ImagePropertiesFilter,"
-                           "ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter",
+        # Upstream's default list, and the filters of the same_host, different_host and query hints (which
+        # upstream leaves for the operator to enable: a hint whose filter is not enabled is ignored).
+        # Also available: AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation,
+        # AggregateImagePropertiesIsolation.
+        "enabled_filters": "ComputeFilter,AvailabilityZoneFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,"
+                           "ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,"
+                           "SameHostFilter,DifferentHostFilter,JsonFilter",
+        # AggregateImagePropertiesIsolation: only aggregate keys starting with namespace + separator count.
+        "aggregate_image_properties_isolation_namespace": "",
+        "aggregate_image_properties_isolation_separator": ".",
         "ram_weight_multiplier": "1.0",
         "cpu_weight_multiplier": "1.0",
         "disk_weight_multiplier": "1.0",

@@ -1,8 +1,10 @@
 """What a server create asks for that Kilonova cannot honour, refused with a 400 before anything is
 written, in upstream's words where upstream has them; never silently dropped.
 
-Scheduler hints the scheduler does not read yet are refused rather than ignored (the ``group`` hint is
-read: ``server_group_hint``). (Security groups are looked up in ``security_group_lookup``; block devices
+Scheduler hints whose upstream filter does not exist here are refused rather than ignored (``group`` is
+read by the server-group filters, ``same_host``/``different_host``/``query`` by SameHostFilter,
+DifferentHostFilter and JsonFilter; as upstream, those are ignored when the operator has not enabled the
+filter). (Security groups are looked up in ``security_group_lookup``; block devices
 are checked, and their volumes made, in ``boot_volumes``.)
 """
 from __future__ import annotations
@@ -13,10 +15,9 @@ from typing import Any
 from kilonova.common.http import HTTPError
 from kilonova.compute.api import validation
 
-# The hints upstream's own scheduler filters read that the scheduler here does not read yet. Other keys
-# are left alone, as upstream leaves the hints of filters it does not run.
-UPSTREAM_HINTS = ("same_host", "different_host", "query", "target_cell", "different_cell",
-                  "build_near_host_ip", "cidr")
+# The hints upstream's own scheduler filters read that no filter here reads yet. Other keys are left
+# alone, as upstream leaves the hints of filters it does not run.
+UPSTREAM_HINTS = ("target_cell", "different_cell", "build_near_host_ip", "cidr")
 _UUID = re.compile(validation.UUID["pattern"])
 
 

@@ -65,6 +65,19 @@ def _bdm_v2(version: tuple[int, int]) -> dict:
     return {"type": "array", "items": {"type": "object", "properties": props, "additionalProperties": False}}
 
 
+# os:scheduler_hints as upstream validates it; other keys pass (upstream relaxed the hints to any key).
+HINTS = {"type": "object", "additionalProperties": True, "properties": {
+    "group": validation.UUID,
+    "different_host": {"oneOf": [validation.UUID, {"type": "array", "items": validation.UUID}]},
+    "same_host": {"type": ["string", "array"], "items": validation.UUID},
+    "query": {"type": ["string", "object"]},
+    "target_cell": validation.NAME,
+    "different_cell": {"type": ["string", "array"], "items": {"type": "string"}},
+    "build_near_host_ip": {"type": "string", "oneOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+    "cidr": {"type": "string", "pattern": "^/[0-9a-f.:]+$"},
+}}
+
+
 @functools.lru_cache(maxsize=None)
 def create(version: tuple[int, int]) -> dict:
     networks: dict[str, Any] = {"type": "array", "items": _network_item(version)}
@@ -106,9 +119,8 @@ def create(version: tuple[int, int]) -> dict:
         props["hostname"] = FQDN if version >= (2, 94) else HOSTNAME
     required = ["name", "flavorRef"] + (["networks"] if version >= (2, 37) else [])
     server = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
-    hints = {"type": "object", "properties": {"group": validation.UUID}}
-    return {"type": "object", "properties": {"server": server, "os:scheduler_hints": hints,
-                                             "OS-SCH-HNT:scheduler_hints": hints},
+    return {"type": "object", "properties": {"server": server, "os:scheduler_hints": HINTS,
+                                             "OS-SCH-HNT:scheduler_hints": HINTS},
             "required": ["server"], "additionalProperties": False}
 
 

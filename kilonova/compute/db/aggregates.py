@@ -215,3 +215,18 @@ def zone_hosts(session: Session) -> dict[str, list[str]]:
     for host, zone in sorted(host_zones(session).items()):
         zones.setdefault(zone, []).append(host)
     return zones
+
+
+# ---------------------------------------------------------------- metadata, for the scheduler's aggregate filters
+
+_HOST_METADATA = (sa.select(_HOSTS_TABLE.c.host, _METADATA_TABLE.c.key, _METADATA_TABLE.c.value)
+                  .join(_METADATA_TABLE, _METADATA_TABLE.c.aggregate_id == _HOSTS_TABLE.c.aggregate_id))
+
+
+def host_metadata(session: Session) -> dict[str, dict[str, set[str]]]:
+    """host -> key -> values over all the host's aggregates, comma-separated values split (as upstream's
+    aggregate_metadata_get_by_host)."""
+    found: dict[str, dict[str, set[str]]] = {}
+    for host, key, value in session.execute(_HOST_METADATA):
+        found.setdefault(host, {}).setdefault(key, set()).update(v.strip() for v in (value or "").split(","))
+    return found

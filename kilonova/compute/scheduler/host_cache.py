@@ -63,9 +63,14 @@ class HostCache:
         self.down_time = down_time
         self._hosts: dict[str, tuple[Any, FreshRead[list[dict[str, Any]]]]] = {}  # cell uuid -> (db, reader)
         self._zones = FreshRead(lambda: self.cells.api_db.read(aggregates.host_zones))
+        self._metadata = FreshRead(lambda: self.cells.api_db.read(aggregates.host_metadata))
 
     async def zones(self) -> dict[str, str]:
         return await self._zones.get()
+
+    async def aggregate_metadata(self) -> dict[str, dict[str, set[str]]]:
+        """host -> its aggregates' metadata (key -> values), for the filters that read it."""
+        return await self._metadata.get()
 
     async def hosts(self, cell) -> list[dict[str, Any]]:
         """Every compute node of ``cell`` with its service's state (host_view.compute_hosts rows)."""

@@ -1,6 +1,7 @@
 """What the scheduler knows about one candidate host while it decides."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,36 @@ class HostState:
     capacity: dict[str, int] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=dict)
     allocation_request: dict[str, Any] | None = None
+    cpu_info: str = ""        # the compute node's cpu_info (JSON), as the driver reports it
+    # metadata of the host's aggregates: key -> values (comma-separated values split), when a filter reads them
+    aggregates: dict[str, set[str]] = field(default_factory=dict)
 
     def free(self, resource_class: str) -> int:
         return self.capacity.get(resource_class, 0) - self.used.get(resource_class, 0)
+
+    def attribute(self, name: str) -> Any:
+        """One of upstream's host-state attributes by its name (``$free_ram_mb`` in a JsonFilter query,
+        ``capabilities:hypervisor_type`` in a flavor extra spec); None when the host has no such thing."""
+        read = _ATTRIBUTES.get(name)
+        return read(self) if read else None
+
+    @staticmethod
+    def has_attribute(name: str) -> bool:
+        return name in _ATTRIBUTES
+
+
+def _cpu_info(host: HostState) -> Any:
+    try:
+        return json.loads(host.cpu_info) if host.cpu_info else None
+    except ValueError:
+        return None
+
+
+_ATTRIBUTES = {
+    "host": lambda h: h.host, "nodename": lambda h: h.nodename, "hypervisor_hostname": lambda h: h.nodename,
+    "hypervisor_type": lambda h: h.hypervisor_type, "availability_zone": lambda h: h.availability_zone,
+    "cpu_info": _cpu_info,
+    "free_ram_mb": lambda h: h.free("MEMORY_MB"), "total_usable_ram_mb": lambda h: h.capacity.get("MEMORY_MB", 0),
+    "free_disk_mb": lambda h: h.free("DISK_GB") * 1024, "total_usable_disk_gb": lambda h: h.capacity.get("DISK_GB", 0),
+    "vcpus_total": lambda h: h.capacity.get("VCPU", 0), "vcpus_used": lambda h: h.used.get("VCPU", 0),
+}

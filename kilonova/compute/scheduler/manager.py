@@ -21,6 +21,7 @@ from kilonova.compute.scheduler import weighers as weighers_mod
 from kilonova.compute.scheduler.filters import all_filters
 from kilonova.compute.scheduler.host_cache import HostCache
 from kilonova.compute.scheduler.host_state import HostState
+from kilonova.compute.scheduler.hint_hosts import hint_hosts
 from kilonova.compute.scheduler.server_group import GroupView
 
 LOG = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class SchedulerManager:
         enabled = conf.getlist("filter_scheduler", "enabled_filters")
         known = all_filters()
         self.filters = [known[name](conf) for name in enabled if name in known]
+        self.read_aggregates = any(flt.needs_aggregates for flt in self.filters)
         self.weighers = [cls(conf) for cls in weighers_mod.all_weighers()]
         self.max_attempts = max(1, conf.getint("filter_scheduler", "max_attempts"))
         self.subset_size = max(1, conf.getint("filter_scheduler", "host_subset_size"))
@@ -109,6 +111,9 @@ class SchedulerManager:
                               "which the request excludes.")
         group = await self.groups.load(request_spec, instance_uuids)
         spec = dict(request_spec, instance_group=group) if group else request_spec
+        servers_hosts = await hint_hosts(self.cells, spec)
+        if servers_hosts is not None:
+            spec = dict(spec, hint_hosts=servers_hosts)
         passing = self._filter(kept, spec, resources)
         results = []
         for index, uuid in enumerate(instance_uuids):
@@ -171,6 +176,7 @@ class SchedulerManager:
         states = []
         zones = await self.host_cache.zones()
         default_zone = self.conf.get("compute", "default_availability_zone")
+        metadata = await self.host_cache.aggregate_metadata() if self.read_aggregates else {}
         for cell in self.cells.real():
             for row in await self.host_cache.hosts(cell):
                 if row["uuid"] not in by_provider:
@@ -184,7 +190,8 @@ class SchedulerManager:
                     supported_instances=list(_supported(row["cpu_info"])),
                     capacity={rc: v["capacity"] for rc, v in summary.items()},
                     used={rc: v["used"] for rc, v in summary.items()},
-                    allocation_request=by_provider[row["uuid"]]))
+                    allocation_request=by_provider[row["uuid"]], cpu_info=row["cpu_info"] or "",
+                    aggregates=metadata.get(row["host"], {})))
         return states
 
     def _filter(self, hosts: list[HostState], spec: dict, resources: dict[str, int],

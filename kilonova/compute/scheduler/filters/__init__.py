@@ -9,6 +9,8 @@ from kilonova.compute.scheduler.host_state import HostState
 class BaseFilter:
     #: Why a host was removed, for "No valid host" explanations.
     reason = "removed by filter"
+    #: Reads ``HostState.aggregates`` (the scheduler then reads aggregate metadata for each pass).
+    needs_aggregates = False
 
     def __init__(self, conf) -> None:
         self.conf = conf
@@ -22,11 +24,19 @@ class BaseFilter:
 
 
 def all_filters() -> dict[str, type[BaseFilter]]:
+    """Every filter ``[filter_scheduler] enabled_filters`` may name (upstream's ``available_filters``)."""
+    from kilonova.compute.scheduler.filters.affinity import DifferentHostFilter, SameHostFilter
+    from kilonova.compute.scheduler.filters.aggregates import (
+        AggregateImagePropertiesIsolation, AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation)
     from kilonova.compute.scheduler.filters.availability_zone import AvailabilityZoneFilter
     from kilonova.compute.scheduler.filters.compute import ComputeFilter
+    from kilonova.compute.scheduler.filters.compute_capabilities import ComputeCapabilitiesFilter
     from kilonova.compute.scheduler.filters.image_properties import ImagePropertiesFilter
+    from kilonova.compute.scheduler.filters.json_filter import JsonFilter
     from kilonova.compute.scheduler.filters.server_group import (
         ServerGroupAffinityFilter, ServerGroupAntiAffinityFilter)
 
-    return {cls.__name__: cls for cls in (ComputeFilter, AvailabilityZoneFilter, ImagePropertiesFilter,
-                                          ServerGroupAntiAffinityFilter, ServerGroupAffinityFilter)}
+    return {cls.__name__: cls for cls in (
+        ComputeFilter, AvailabilityZoneFilter, ComputeCapabilitiesFilter, ImagePropertiesFilter,
+        ServerGroupAntiAffinityFilter, ServerGroupAffinityFilter, SameHostFilter, DifferentHostFilter, JsonFilter,
+        AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation, AggregateImagePropertiesIsolation)}
