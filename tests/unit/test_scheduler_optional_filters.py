@@ -141,3 +141,9 @@ def test_no_valid_host_names_the_hint_filter_and_its_servers(conf):
     with pytest.raises(NoValidHost) as error:
         manager._filter([host("a"), host("b")], spec, {"MEMORY_MB": 512})
     assert "SameHostFilter removed 2 of 2 hosts (holds none of the servers s1 (same_host hint))" in str(error.value)
+
+
+def test_an_unknown_filter_name_stops_the_scheduler(conf):
+    conf.set("filter_scheduler", "enabled_filters", "ComputeFilter,AggregateMultiTenancyIsolaton")
+    with pytest.raises(ValueError, match="Scheduler Host Filter AggregateMultiTenancyIsolaton could not be found."):
+        SchedulerManager(conf, placement=None, cells=None)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from kilonova.common.rpc import ExpectedError
+from kilonova.config import ConfigError
 from kilonova.compute.scheduler import weighers as weighers_mod
 from kilonova.compute.scheduler.filters import all_filters
 from kilonova.compute.scheduler.host_cache import HostCache
@@ -88,7 +89,11 @@ class SchedulerManager:
         self.cells = cells
         enabled = conf.getlist("filter_scheduler", "enabled_filters")
         known = all_filters()
-        self.filters = [known[name](conf) for name in enabled if name in known]
+        unknown = [name for name in enabled if name not in known]
+        if unknown:  # a misspelt isolation filter must not quietly let every host through (upstream refuses too)
+            raise ConfigError(f"[filter_scheduler] enabled_filters: Scheduler Host Filter {', '.join(unknown)} "
+                              "could not be found.")
+        self.filters = [known[name](conf) for name in enabled]
         self.read_aggregates = any(flt.needs_aggregates for flt in self.filters)
         self.weighers = [cls(conf) for cls in weighers_mod.all_weighers()]
         self.max_attempts = max(1, conf.getint("filter_scheduler", "max_attempts"))
