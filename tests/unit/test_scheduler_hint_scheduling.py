@@ -1,8 +1,11 @@
 """The hint and aggregate filters through the real scheduler manager over the compute harness's databases:
 same_host/different_host read the named servers' hosts from the cell, and the aggregate filters read the
 metadata set through os-aggregates."""
+from types import SimpleNamespace
+
 import pytest
 
+from kilonova.compute.conductor.tasks import rebuild
 from kilonova.compute.db import compute_nodes
 from kilonova.compute.scheduler.manager import NoValidHost, SchedulerManager
 from tests.unit.test_compute_admin_harness import api, stub  # noqa: F401 - fixtures
@@ -48,3 +51,20 @@ async def test_aggregate_filters_read_the_metadata_of_the_hosts_aggregates(api, 
         await scheduler.select_destinations(dict(ssd, project_id="someone-else"), ["y3"])
     assert "AggregateMultiTenancyIsolation removed 1 of 3 hosts" in str(info.value)
     assert "AggregateInstanceExtraSpecsFilter removed 2 of 2 hosts" in str(info.value)
+
+
+async def test_a_rebuild_checks_the_new_image_against_its_hosts_aggregates(api, stub, hosts):
+    """AggregateImagePropertiesIsolation runs on rebuild as upstream's RUN_ON_REBUILD filters do."""
+    stub.conf.set("filter_scheduler", "enabled_filters", "ComputeFilter,AggregateImagePropertiesIsolation")
+    windows = await _create(api, "windows")
+    await _action(api, windows["id"], "add_host", {"host": "compute1"})
+    await _action(api, windows["id"], "set_metadata", {"metadata": {"os_distro": "windows"}})
+    conductor = SimpleNamespace(conf=stub.conf, cells=stub.cells, placement=None)
+    server = {"uuid": "r1", "host": "compute1", "node": "compute1", "flavor": SPEC["flavor"]}
+    await rebuild._check_image_on_host(conductor, stub.cells.default, server,
+                                       {"id": "img", "properties": {"os_distro": "windows"}})
+    with pytest.raises(rebuild.Refused) as info:
+        await rebuild._check_image_on_host(conductor, stub.cells.default, server,
+                                           {"id": "img", "properties": {"os_distro": "ubuntu"}})
+    assert str(info.value) == ("No valid host was found. AggregateImagePropertiesIsolation removed host compute1 "
+                               "(its aggregates' metadata differ from the image's properties).")

@@ -25,7 +25,7 @@ from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
 from kilonova.compute import events, evacuation_claims, faults, move_claims
 from kilonova.compute.conductor.agent_reports import _host_cell_uuid
 from kilonova.compute.conductor.tasks import reconcile, remote
-from kilonova.compute.db import build_requests, host_view, instances, migrations
+from kilonova.compute.db import aggregates, build_requests, host_view, instances, migrations
 from kilonova.compute.db.api_models import RequestSpec
 from kilonova.compute.db.instances import UnexpectedTaskState
 from kilonova.compute.scheduler.filters import all_filters
@@ -111,22 +111,28 @@ async def _check_image_on_host(conductor, cell, instance: dict, image_meta: dict
             raise Refused("No valid host was found. Image traits cannot be satisfied by the current resource "
                           "providers. Either specify a different image during rebuild or create a new server "
                           "with the specified image.")
-    enabled = conductor.conf.getlist("filter_scheduler", "enabled_filters")
-    if "ImagePropertiesFilter" not in enabled:
+    known = all_filters()
+    filters = [known[name](conductor.conf) for name in conductor.conf.getlist("filter_scheduler", "enabled_filters")
+               if name in known and known[name].run_on_rebuild]
+    if not filters:
         return
     down_time = conductor.conf.getfloat("DEFAULT", "service_down_time")
     rows = [r for r in await cell.db.read(host_view.compute_hosts, down_time) if r["host"] == instance["host"]]
     if not rows:
         return
     row = rows[0]
+    metadata = {}
+    if any(flt.needs_aggregates for flt in filters):
+        metadata = (await conductor.cells.api_db.read(aggregates.host_metadata)).get(row["host"], {})
     state = HostState(uuid=row["uuid"], host=row["host"], nodename=row["nodename"], cell_uuid=cell.uuid,
                       availability_zone=instance.get("availability_zone") or "", service_up=row["service_up"],
                       service_disabled=row["service_disabled"], hypervisor_type=row["hypervisor_type"],
-                      supported_instances=list(_supported(row["cpu_info"])))
-    image_filter = all_filters()["ImagePropertiesFilter"](conductor.conf)
-    if not image_filter.host_passes(state, spec):
-        raise Refused(f"No valid host was found. ImagePropertiesFilter removed host {row['host']} "
-                      f"({image_filter.reason}).")
+                      supported_instances=list(_supported(row["cpu_info"])), cpu_info=row["cpu_info"] or "",
+                      aggregates=metadata)
+    for flt in filters:
+        if not flt.host_passes(state, spec):
+            raise Refused(f"No valid host was found. {type(flt).__name__} removed host {row['host']} "
+                          f"({flt.explain(spec)}).")
 
 
 def _set_spec_image(session, instance_uuid: str, image_meta: dict) -> None:

@@ -11,6 +11,8 @@ class BaseFilter:
     reason = "removed by filter"
     #: Reads ``HostState.aggregates`` (the scheduler then reads aggregate metadata for each pass).
     needs_aggregates = False
+    #: Also checked when a server is rebuilt with a new image on its own host (upstream's RUN_ON_REBUILD).
+    run_on_rebuild = False
 
     def __init__(self, conf) -> None:
         self.conf = conf

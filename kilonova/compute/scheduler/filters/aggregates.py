@@ -58,6 +58,7 @@ class AggregateImagePropertiesIsolation(AggregateFilter):
     property has one of the aggregate's values (keys limited to
     ``aggregate_image_properties_isolation_namespace`` + separator when that is set)."""
 
+    run_on_rebuild = True
     reason = "its aggregates' metadata differ from the image's properties"
 
     def host_passes(self, host, spec):

@@ -9,6 +9,7 @@ class ImagePropertiesFilter(BaseFilter):
     and compares them with the (arch, hv_type, vm_mode) triples the host supports.
     """
 
+    run_on_rebuild = True
     reason = "cannot run the image's architecture/hypervisor type/VM mode"
 
     def host_passes(self, host, spec):
