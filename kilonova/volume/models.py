@@ -96,6 +96,17 @@ class Snapshot(VolumeBase):
     status: Mapped[str] = mapped_column(sa.String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    metadata_items: Mapped[list["SnapshotMetadata"]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="SnapshotMetadata.key")
+
+
+class SnapshotMetadata(VolumeBase):
+    __tablename__ = "snapshot_metadata"
+    __table_args__ = (sa.UniqueConstraint("snapshot_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[str] = mapped_column(sa.ForeignKey("snapshots.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(sa.String(255))
+    value: Mapped[str] = mapped_column(sa.String(255))
 
 
 class VolumeAttachment(VolumeBase):

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.http import HTTPError
 from kilonova.volume.errors import type_not_found, volume_not_found
-from kilonova.volume.models import (QuotaLimit, Snapshot, Volume, VolumeAttachment, VolumeGlanceMetadata,
-                                    VolumeMetadata, VolumeType, VolumeTypeExtraSpec, utcnow)
+from kilonova.volume.models import (QuotaLimit, Snapshot, SnapshotMetadata, Volume, VolumeAttachment,
+                                    VolumeGlanceMetadata, VolumeMetadata, VolumeType, VolumeTypeExtraSpec, utcnow)
 
 DEFAULT_TYPE_NAME = "__DEFAULT__"
 DEFAULT_TYPE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://kilonova/volume-types/__DEFAULT__"))
@@ -279,23 +279,25 @@ def set_image_metadata(session: Session, volume_id: str, metadata: dict[str, str
 
 
 def delete_image_metadata(session: Session, volume_id: str, key: str) -> None:
-    _remove(_volume(session, volume_id).image_items, key, f"Glance metadata for volume/snapshot {volume_id} cannot "
-                                                          f"be found.")
+    volume = _volume(session, volume_id)   # held: the collection's parent must outlive the change
+    _remove(volume.image_items, key, f"Glance metadata for volume/snapshot {volume_id} cannot be found.")
 
 
 def delete_metadata(session: Session, volume_id: str, key: str) -> None:
-    _remove(_volume(session, volume_id).metadata_items, key, f"Volume {volume_id} has no metadata with key {key}.")
+    volume = _volume(session, volume_id)   # held: the collection's parent must outlive the change
+    _remove(volume.metadata_items, key, f"Volume {volume_id} has no metadata with key {key}.")
 
 
 def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
     return {"id": snapshot.id, "project_id": snapshot.project_id, "user_id": snapshot.user_id,
             "volume_id": snapshot.volume_id, "name": snapshot.name, "description": snapshot.description,
             "size": snapshot.size, "status": snapshot.status, "created_at": _time(snapshot.created_at),
-            "updated_at": _time(snapshot.updated_at)}
+            "updated_at": _time(snapshot.updated_at),
+            "metadata": {item.key: item.value for item in snapshot.metadata_items}}
 
 
 def create_snapshot(session: Session, values: dict[str, Any], limits: dict[str, int],
-                    allowed: tuple[str, ...]) -> dict[str, Any]:
+                    allowed: tuple[str, ...], metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """A snapshot of a volume in one of ``allowed``, within the snapshots and gigabytes quotas."""
     volume = _volume(session, values["volume_id"])
     if volume.status not in allowed:
@@ -309,9 +311,24 @@ def create_snapshot(session: Session, values: dict[str, Any], limits: dict[str, 
                              f"{volume.size}G, quota is {limits['gigabytes']}G and {used['gigabytes']}G has been "
                              f"consumed.")
     snapshot = Snapshot(id=str(uuid.uuid4()), size=volume.size, status="creating", **values)
+    snapshot.metadata_items = [SnapshotMetadata(key=k, value=v) for k, v in (metadata or {}).items()]
     session.add(snapshot)
     session.flush()
     return snapshot_dict(snapshot)
+
+
+def set_snapshot_metadata(session: Session, snapshot_id: str, metadata: dict[str, str],
+                          replace: bool) -> dict[str, str]:
+    snapshot = _snapshot(session, snapshot_id)
+    _merge(snapshot.metadata_items, metadata, SnapshotMetadata, replace)
+    snapshot.updated_at = utcnow()
+    session.flush()
+    return {item.key: item.value for item in snapshot.metadata_items}
+
+
+def delete_snapshot_metadata(session: Session, snapshot_id: str, key: str) -> None:
+    snapshot = _snapshot(session, snapshot_id)   # held: the collection's parent must outlive the change
+    _remove(snapshot.metadata_items, key, f"Snapshot {snapshot_id} has no metadata with key {key}.")
 
 
 def _snapshot(session: Session, snapshot_id: str) -> Snapshot:

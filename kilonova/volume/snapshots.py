@@ -9,6 +9,7 @@ from kilonova.common.http import HTTPError, Router, empty_response, json_respons
 from kilonova.volume import policy, repo, validation as V
 from kilonova.volume.errors import bad_request
 from kilonova.volume.lookup import context, service
+from kilonova.volume.metadata_routes import MetadataOf
 from kilonova.volume.paging import page
 from kilonova.volume.versions import at_least
 
@@ -19,7 +20,7 @@ IN_USE_WITHOUT_FORCE = (3, 66)
 def view(request: Request, snapshot: dict[str, Any]) -> dict[str, Any]:
     shown = {"id": snapshot["id"], "name": snapshot["name"], "description": snapshot["description"],
             "volume_id": snapshot["volume_id"], "size": snapshot["size"], "status": snapshot["status"],
-            "created_at": snapshot["created_at"], "updated_at": snapshot["updated_at"], "metadata": {},
+            "created_at": snapshot["created_at"], "updated_at": snapshot["updated_at"], "metadata": snapshot["metadata"],
             "os-extended-snapshot-attributes:project_id": snapshot["project_id"],
             "os-extended-snapshot-attributes:progress": "100%" if snapshot["status"] == "available" else "0%"}
     if at_least(request, (3, 14)):
@@ -42,8 +43,7 @@ async def create(request: Request, project_id: str):
     ctx = context(request, project_id)
     policy.check_write(ctx, "volume:create_snapshot")
     body = V.body_part(await read_json(request), "snapshot")
-    if body.get("metadata"):
-        raise bad_request("Snapshot metadata is not supported yet.")
+    metadata = V.metadata(body.get("metadata"))
     volume_id = V.text(body.get("volume_id"), "volume_id")
     if not volume_id:
         raise bad_request("Invalid input received: 'volume_id' must be specified")
@@ -62,7 +62,7 @@ async def create(request: Request, project_id: str):
     svc = service(request)
     limits = await svc.quota_limits(volume["project_id"])
     allowed = ("available", "in-use") if force else ("available",)
-    snapshot = await svc.db.write(repo.create_snapshot, values, limits, allowed)
+    snapshot = await svc.db.write(repo.create_snapshot, values, limits, allowed, metadata)
     svc.spawn(svc.take_snapshot(snapshot["id"], volume_id))
     return json_response({"snapshot": view(request, snapshot)}, status=202)
 
@@ -74,8 +74,10 @@ async def _listed(request: Request, project_id: str):
     scope: str | None = ctx.project_id
     if ctx.is_admin and V.boolean(params.get("all_tenants", "false"), "all_tenants"):
         scope = params.get("project_id")
+    wanted = V.metadata_filter(params["metadata"]) if "metadata" in params and at_least(request, (3, 22)) else {}
     snapshots = [s for s in await service(request).db.read(repo.list_snapshots, scope)
-                 if all(s[name] == params[name] for name in ("name", "status", "volume_id") if name in params)]
+                 if all(s[name] == params[name] for name in ("name", "status", "volume_id") if name in params)
+                 and all(s["metadata"].get(k) == v for k, v in wanted.items())]
     chunk, links = page(request, snapshots, "snapshots")
     body: dict[str, Any] = {"snapshots": [view(request, s) for s in chunk]}
     if links:
@@ -125,6 +127,9 @@ async def delete(request: Request, project_id: str, snapshot_id: str):
     return empty_response(202)
 
 
+METADATA = MetadataOf("snapshot", _visible, repo.set_snapshot_metadata, repo.delete_snapshot_metadata)
+
+
 def register(router: Router) -> None:
     prefix = "/v3/{project_id}/snapshots"
     router.add("POST", prefix, create)
@@ -133,3 +138,4 @@ def register(router: Router) -> None:
     router.add("GET", f"{prefix}/{{snapshot_id}}", show)
     router.add("PUT", f"{prefix}/{{snapshot_id}}", update)
     router.add("DELETE", f"{prefix}/{{snapshot_id}}", delete)
+    METADATA.register(router, prefix)

@@ -11,6 +11,7 @@ from kilonova.volume import policy, repo, validation as V
 from kilonova.volume.errors import bad_request
 from kilonova.volume.images import check_fits, volume_image_metadata
 from kilonova.volume.lookup import context, service
+from kilonova.volume.metadata_routes import MetadataOf
 from kilonova.volume.paging import page
 from kilonova.volume.versions import at_least
 
@@ -241,55 +242,7 @@ async def begin_delete(request: Request, volume: dict, force: bool, cascade: boo
     svc.spawn(svc.remove(volume["id"], snapshot_ids))
 
 
-async def metadata_index(request: Request, project_id: str, volume_id: str):
-    ctx = context(request, project_id)
-    policy.check_read(ctx, "volume:get_volume_metadata")
-    return json_response({"metadata": (await _visible(request, ctx, volume_id))["metadata"]})
-
-
-async def _write_metadata(request: Request, project_id: str, volume_id: str, replace: bool):
-    ctx = context(request, project_id)
-    policy.check_write(ctx, "volume:update_volume_metadata")
-    metadata = V.metadata(V.body_part(await read_json(request), "metadata"))
-    await _visible(request, ctx, volume_id)
-    return json_response({"metadata": await service(request).db.write(repo.set_metadata, volume_id, metadata,
-                                                                      replace)})
-
-
-async def metadata_create(request: Request, project_id: str, volume_id: str):
-    return await _write_metadata(request, project_id, volume_id, False)
-
-
-async def metadata_replace(request: Request, project_id: str, volume_id: str):
-    return await _write_metadata(request, project_id, volume_id, True)
-
-
-async def metadata_show(request: Request, project_id: str, volume_id: str, key: str):
-    ctx = context(request, project_id)
-    policy.check_read(ctx, "volume:get_volume_metadata")
-    metadata = (await _visible(request, ctx, volume_id))["metadata"]
-    if key not in metadata:
-        raise HTTPError(404, f"Volume {volume_id} has no metadata with key {key}.")
-    return json_response({"meta": {key: metadata[key]}})
-
-
-async def metadata_update_key(request: Request, project_id: str, volume_id: str, key: str):
-    ctx = context(request, project_id)
-    policy.check_write(ctx, "volume:update_volume_metadata")
-    meta = V.metadata(V.body_part(await read_json(request), "meta"), "meta")
-    if list(meta) != [key]:
-        raise bad_request("Request body and URI mismatch")
-    await _visible(request, ctx, volume_id)
-    await service(request).db.write(repo.set_metadata, volume_id, meta, False)
-    return json_response({"meta": meta})
-
-
-async def metadata_delete(request: Request, project_id: str, volume_id: str, key: str):
-    ctx = context(request, project_id)
-    policy.check_write(ctx, "volume:delete_volume_metadata")
-    await _visible(request, ctx, volume_id)
-    await service(request).db.write(repo.delete_metadata, volume_id, key)
-    return empty_response(200)
+METADATA = MetadataOf("volume", _visible, repo.set_metadata, repo.delete_metadata)
 
 
 def register(router: Router) -> None:
@@ -300,9 +253,4 @@ def register(router: Router) -> None:
     router.add("GET", f"{prefix}/{{volume_id}}", show)
     router.add("PUT", f"{prefix}/{{volume_id}}", update)
     router.add("DELETE", f"{prefix}/{{volume_id}}", delete)
-    router.add("GET", f"{prefix}/{{volume_id}}/metadata", metadata_index)
-    router.add("POST", f"{prefix}/{{volume_id}}/metadata", metadata_create)
-    router.add("PUT", f"{prefix}/{{volume_id}}/metadata", metadata_replace)
-    router.add("GET", f"{prefix}/{{volume_id}}/metadata/{{key}}", metadata_show)
-    router.add("PUT", f"{prefix}/{{volume_id}}/metadata/{{key}}", metadata_update_key)
-    router.add("DELETE", f"{prefix}/{{volume_id}}/metadata/{{key}}", metadata_delete)
+    METADATA.register(router, prefix)

@@ -218,8 +218,10 @@ def _volume_head_records_volume_sources(database: Database) -> None:
                                          "FROM volumes")).one()
         attachments = connection.execute(sa.text("SELECT count(*) FROM volume_attachments")).scalar()
         image = connection.execute(sa.text("SELECT count(*) FROM volume_glance_metadata")).scalar()
-    # 0004: nor is it multiattach or attached anywhere; 0005: nor read-only, nor made from an image.
-    assert tuple(row) == (None, None, False, "detached", False) and attachments == 0 and image == 0
+        snapshot_metadata = connection.execute(sa.text("SELECT count(*) FROM snapshot_metadata")).scalar()
+    # 0004: nor is it multiattach or attached anywhere; 0005: nor read-only, nor made from an image;
+    # 0006: no snapshot has metadata.
+    assert tuple(row) == (None, None, False, "detached", False) and attachments == image == snapshot_metadata == 0
 
 
 # What each store's head adds, checked on the upgraded database.

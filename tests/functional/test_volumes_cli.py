@@ -175,7 +175,7 @@ def test_volume_snapshots_with_cli(cloud):
     try:
         _wait(cloud, ["volume"], volume["id"], "available")
         made = cloud.openstack("volume", "snapshot", "create", "--volume", "snap-source", "--description", "d",
-                               "snap1", cloud="kilonova-demo", fmt_json=True)
+                               "--property", "k=v", "snap1", cloud="kilonova-demo", fmt_json=True)
         try:
             shown = _wait(cloud, ["volume", "snapshot"], made["id"], "available")
             assert shown["volume_id"] == volume["id"] and shown["size"] == 1 and shown["description"] == "d"
@@ -183,7 +183,11 @@ def test_volume_snapshots_with_cli(cloud):
             names = [s["Name"] for s in cloud.openstack("volume", "snapshot", "list", cloud="kilonova-demo",
                                                         fmt_json=True)]
             assert names == ["snap1"]
-            cloud.openstack("volume", "snapshot", "set", "--name", "snap2", "snap1", cloud="kilonova-demo")
+            cloud.openstack("volume", "snapshot", "set", "--name", "snap2", "--property", "x=y", "snap1",
+                            cloud="kilonova-demo")
+            cloud.openstack("volume", "snapshot", "unset", "--property", "k", "snap2", cloud="kilonova-demo")
+            props = cloud.openstack("volume", "snapshot", "show", "snap2", cloud="kilonova-demo", fmt_json=True)
+            assert props["properties"] == {"x": "y"}
             refused = cloud.openstack("volume", "delete", "snap-source", cloud="kilonova-demo", check=False)
             assert refused.returncode != 0 and "snapshots" in refused.stderr
             quota = {row["Resource"]: row for row in cloud.openstack("quota", "show", "--usage", "--volume",

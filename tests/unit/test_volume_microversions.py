@@ -72,3 +72,30 @@ async def test_summary_and_resource_filters(api, svc):  # noqa: F811
     for volume in made:
         assert (await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE)).status_code == 202
     await settle(svc)
+
+
+async def test_snapshot_metadata(api, svc):  # noqa: F811
+    volume = await create(api, svc, name="snap-meta")
+    url = "/v3/p-alice/snapshots"
+    made = await api.post(url, json={"snapshot": {"volume_id": volume["id"], "metadata": {"a": "1"}}},
+                          headers=ALICE)
+    assert made.status_code == 202 and made.json()["snapshot"]["metadata"] == {"a": "1"}
+    sid = made.json()["snapshot"]["id"]
+    fault(await api.post(url, json={"snapshot": {"volume_id": volume["id"], "metadata": {"a": 1}}},
+                         headers=ALICE), 400, "badRequest")
+    await settle(svc)
+    assert (await api.post(f"{url}/{sid}/metadata", json={"metadata": {"b": "2"}}, headers=ALICE)).json() == {
+        "metadata": {"a": "1", "b": "2"}}
+    assert (await api.get(f"{url}/{sid}/metadata/b", headers=ALICE)).json() == {"meta": {"b": "2"}}
+    found = (await api.get(f"{url}/detail", params={"metadata": '{"b": "2"}'}, headers=at("3.22"))).json()
+    assert [s["id"] for s in found["snapshots"]] == [sid]
+    assert (await api.delete(f"{url}/{sid}/metadata/a", headers=ALICE)).status_code == 200
+    fault(await api.get(f"{url}/{sid}/metadata/a", headers=ALICE), 404, "itemNotFound")
+    fault(await api.get(f"/v3/p-bob/snapshots/{sid}/metadata", headers={"X-Auth-Token": "bob"}), 404,
+          "itemNotFound")
+    assert (await api.put(f"{url}/{sid}/metadata", json={"metadata": {"c": "3"}}, headers=ALICE)).json() == {
+        "metadata": {"c": "3"}}
+    assert (await api.delete(f"{url}/{sid}", headers=ALICE)).status_code == 202
+    await settle(svc)
+    assert (await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE)).status_code == 202
+    await settle(svc)
