@@ -147,3 +147,13 @@ def test_an_unknown_filter_name_stops_the_scheduler(conf):
     conf.set("filter_scheduler", "enabled_filters", "ComputeFilter,AggregateMultiTenancyIsolaton")
     with pytest.raises(ValueError, match="Scheduler Host Filter AggregateMultiTenancyIsolaton could not be found."):
         SchedulerManager(conf, placement=None, cells=None)
+
+
+def test_filters_a_request_asks_nothing_of_are_skipped(conf):
+    plain = {"flavor": {"extra_specs": {"hw:cpu_policy": "shared"}}, "scheduler_hints": {}}
+    for name in ("SameHostFilter", "DifferentHostFilter", "JsonFilter", "ComputeCapabilitiesFilter",
+                 "AggregateInstanceExtraSpecsFilter"):
+        assert not flt(conf, name).applies(plain), name
+    assert flt(conf, "JsonFilter").applies({"scheduler_hints": {"query": '["=", "$host", "a"]'}})
+    assert flt(conf, "ComputeCapabilitiesFilter").applies({"flavor": {"extra_specs": {"capabilities:x": "y"}}})
+    assert flt(conf, "AggregateInstanceExtraSpecsFilter").applies({"flavor": {"extra_specs": {"ssd": "true"}}})

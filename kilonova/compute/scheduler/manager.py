@@ -204,6 +204,8 @@ class SchedulerManager:
         remaining = hosts
         removed: list[str] = []
         for flt in self.filters:
+            if not flt.applies(spec):
+                continue
             kept = [h for h in remaining if flt.host_passes(h, spec)]
             if len(kept) < len(remaining):
                 removed.append(f"{type(flt).__name__} removed {len(remaining) - len(kept)} of "

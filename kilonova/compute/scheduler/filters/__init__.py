@@ -17,6 +17,10 @@ class BaseFilter:
     def __init__(self, conf) -> None:
         self.conf = conf
 
+    def applies(self, spec: dict[str, Any]) -> bool:
+        """Whether ``spec`` asks this filter anything (one that does not passes every host; skipped)."""
+        return True
+
     def host_passes(self, host: HostState, spec: dict[str, Any]) -> bool:
         raise NotImplementedError
 

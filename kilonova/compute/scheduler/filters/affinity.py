@@ -22,6 +22,9 @@ class _ServersHintFilter(BaseFilter):
             return None
         return (spec.get("hint_hosts") or {}).get(self.hint, set())
 
+    def applies(self, spec):
+        return bool((spec.get("scheduler_hints") or {}).get(self.hint))
+
     def explain(self, spec):
         servers = ", ".join(hint_uuids((spec.get("scheduler_hints") or {}).get(self.hint)))
         return f"{self.reason} {servers} ({self.hint} hint)"

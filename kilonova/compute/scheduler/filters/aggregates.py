@@ -19,6 +19,9 @@ class AggregateInstanceExtraSpecsFilter(AggregateFilter):
 
     reason = "its aggregates' metadata do not match the flavor's extra specs"
 
+    def applies(self, spec):
+        return any(True for _ in _scoped_specs(spec))
+
     def host_passes(self, host, spec):
         for key, wanted in _scoped_specs(spec):
             if not any(match(value, wanted) for value in host.aggregates.get(key, ())):

@@ -13,6 +13,9 @@ class ComputeCapabilitiesFilter(BaseFilter):
 
     reason = "its capabilities do not satisfy the flavor's extra specs"
 
+    def applies(self, spec):
+        return any(True for _ in _capability_specs(spec))
+
     def host_passes(self, host, spec):
         for path, wanted in _capability_specs(spec):
             value = host.attribute(path[0])

@@ -75,6 +75,9 @@ class JsonFilter(BaseFilter):
 
     reason = "the query hint is false for it"
 
+    def applies(self, spec):
+        return bool((spec.get("scheduler_hints") or {}).get("query"))
+
     def host_passes(self, host, spec):
         query = (spec.get("scheduler_hints") or {}).get("query")
         if not query:
