@@ -157,3 +157,11 @@ def test_filters_a_request_asks_nothing_of_are_skipped(conf):
     assert flt(conf, "JsonFilter").applies({"scheduler_hints": {"query": '["=", "$host", "a"]'}})
     assert flt(conf, "ComputeCapabilitiesFilter").applies({"flavor": {"extra_specs": {"capabilities:x": "y"}}})
     assert flt(conf, "AggregateInstanceExtraSpecsFilter").applies({"flavor": {"extra_specs": {"ssd": "true"}}})
+
+
+def test_a_query_nested_past_any_sense_removes_every_host_and_says_why(conf):
+    json_filter = flt(conf, "JsonFilter")
+    deep = {"scheduler_hints": {"query": '["not", ' * 5000 + '["=", "$host", "a"]' + "]" * 5000}}
+    assert not json_filter.host_passes(host("a"), deep)
+    assert json_filter.explain(deep) == "the query hint is nested too deeply"
+    assert not json_filter.host_passes(host("a"), {"scheduler_hints": {"query": {"not": "a list"}}})

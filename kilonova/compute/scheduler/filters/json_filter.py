@@ -35,6 +35,8 @@ def parse(query) -> list:
         expression = json.loads(query) if isinstance(query, str) else query
     except ValueError as exc:
         raise QueryError(f"the query hint is not JSON ({exc})") from None
+    except RecursionError:
+        raise QueryError("the query hint is nested too deeply") from None
     if not isinstance(expression, list):
         raise QueryError("the query hint is not a JSON list such as [\">=\", \"$free_ram_mb\", 1024]")
     return expression
@@ -84,7 +86,7 @@ class JsonFilter(BaseFilter):
             return True
         try:
             result = evaluate(parse(query), host)
-        except QueryError:
+        except (QueryError, RecursionError):
             return False
         return any(result) if isinstance(result, list) else bool(result)
 
@@ -95,6 +97,8 @@ class JsonFilter(BaseFilter):
             evaluate(expression, _Nothing())
         except QueryError as exc:
             return str(exc)
+        except RecursionError:
+            return "the query hint is nested too deeply"
         return f"{self.reason}: {json.dumps(expression)}"
 
 
