@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from kilonova.compute.conductor.tasks import rebuild
-from kilonova.compute.db import compute_nodes
+from kilonova.compute.db import compute_nodes, services
 from kilonova.compute.scheduler.manager import NoValidHost, SchedulerManager
 from tests.unit.test_compute_admin_harness import api, stub  # noqa: F401 - fixtures
 from tests.unit.test_compute_aggregates import CandidatePlacement, _action, _create, hosts  # noqa: F401
@@ -68,3 +68,19 @@ async def test_a_rebuild_checks_the_new_image_against_its_hosts_aggregates(api, 
                                            {"id": "img", "properties": {"os_distro": "ubuntu"}})
     assert str(info.value) == ("No valid host was found. AggregateImagePropertiesIsolation removed host compute1 "
                                "(its aggregates' metadata differ from the image's properties).")
+
+
+async def test_compute_capabilities_read_the_compute_nodes_report(stub, hosts):
+    db = stub.cells.default.db
+    service = db.run_sync(services.report, "compute2", "nova-compute", "compute")
+    db.run_sync(compute_nodes.upsert, "compute2", "compute2", {"hypervisor_version": 9000000}, service["id"])
+    scheduler = scheduler_of(stub)   # ComputeCapabilitiesFilter is on by default
+    newer = {**SPEC, "flavor": {**SPEC["flavor"], "extra_specs": {"capabilities:hypervisor_version": ">= 9000000",
+                                                                  "capabilities:hypervisor_type": "s== fake"}}}
+    [chosen] = await scheduler.select_destinations(newer, ["z1"])
+    assert [s["host"] for s in chosen] == ["compute2"]
+    many_cpus = {**SPEC, "flavor": {**SPEC["flavor"], "extra_specs": {"capabilities:vcpus": ">= 16"}}}
+    with pytest.raises(NoValidHost) as info:
+        await scheduler.select_destinations(many_cpus, ["z2"])
+    assert "ComputeCapabilitiesFilter removed 3 of 3 hosts (its capabilities do not satisfy the flavor's extra " \
+           "specs (capabilities:vcpus=>= 16))" in str(info.value)

@@ -22,6 +22,8 @@ class HostState:
     used: dict[str, int] = field(default_factory=dict)
     allocation_request: dict[str, Any] | None = None
     cpu_info: str = ""        # the compute node's cpu_info (JSON), as the driver reports it
+    hypervisor_version: int | None = None
+    host_ip: str | None = None
     # metadata of the host's aggregates: key -> values (comma-separated values split), when a filter reads them
     aggregates: dict[str, set[str]] = field(default_factory=dict)
 
@@ -49,7 +51,13 @@ def _cpu_info(host: HostState) -> Any:
 _ATTRIBUTES = {
     "host": lambda h: h.host, "nodename": lambda h: h.nodename, "hypervisor_hostname": lambda h: h.nodename,
     "hypervisor_type": lambda h: h.hypervisor_type, "availability_zone": lambda h: h.availability_zone,
-    "cpu_info": _cpu_info,
+    "cpu_info": _cpu_info, "uuid": lambda h: h.uuid, "cell_uuid": lambda h: h.cell_uuid,
+    "hypervisor_version": lambda h: h.hypervisor_version, "host_ip": lambda h: h.host_ip,
+    "supported_instances": lambda h: [list(triple) for triple in h.supported_instances],
+    "vcpus": lambda h: h.capacity.get("VCPU", 0), "memory_mb": lambda h: h.capacity.get("MEMORY_MB", 0),
+    "local_gb": lambda h: h.capacity.get("DISK_GB", 0), "memory_mb_used": lambda h: h.used.get("MEMORY_MB", 0),
+    "local_gb_used": lambda h: h.used.get("DISK_GB", 0), "disk_mb_used": lambda h: h.used.get("DISK_GB", 0) * 1024,
+    "free_disk_gb": lambda h: h.free("DISK_GB"),
     "free_ram_mb": lambda h: h.free("MEMORY_MB"), "total_usable_ram_mb": lambda h: h.capacity.get("MEMORY_MB", 0),
     "free_disk_mb": lambda h: h.free("DISK_GB") * 1024, "total_usable_disk_gb": lambda h: h.capacity.get("DISK_GB", 0),
     "vcpus_total": lambda h: h.capacity.get("VCPU", 0), "vcpus_used": lambda h: h.used.get("VCPU", 0),

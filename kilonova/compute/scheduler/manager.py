@@ -196,6 +196,7 @@ class SchedulerManager:
                     capacity={rc: v["capacity"] for rc, v in summary.items()},
                     used={rc: v["used"] for rc, v in summary.items()},
                     allocation_request=by_provider[row["uuid"]], cpu_info=row["cpu_info"] or "",
+                    hypervisor_version=row["hypervisor_version"], host_ip=row["host_ip"],
                     aggregates=metadata.get(row["host"], {})))
         return states
 
