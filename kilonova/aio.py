@@ -22,7 +22,7 @@ from pathlib import Path
 import uvicorn
 import yaml
 
-from kilonova.common import private_files
+from kilonova.common import health_checks, private_files
 from kilonova.common.catalog import catalog_urls, root_urls
 from kilonova.common.clients import Endpoints
 from kilonova.common.http import H11_MAX_HEADER_BYTES
@@ -107,6 +107,7 @@ class AllInOne:
         for service in self.services:
             if service.app is not None and service.service_type:
                 self.endpoints.apps[service.service_type] = service.app
+                service.app.health_checks = health_checks.for_service(service, self.transport)
         self._servers: list[uvicorn.Server] = []
 
     def prepare(self) -> None:

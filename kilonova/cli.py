@@ -22,8 +22,10 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from kilonova import aio
+    from kilonova.common import logs
 
     conf = _config_from_args(args)
+    logs.setup(conf, "kilonova-up", interactive=True, debug=args.debug)
     clouds_yaml = Path(args.clouds_yaml).expanduser() if args.clouds_yaml else \
         Path("~/.config/openstack/clouds.yaml").expanduser()
     aio.up(conf, clouds_yaml)
@@ -33,7 +35,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from kilonova import aio
 
-    aio.serve(_config_from_args(args), args.services)
+    from kilonova.common import logs
+
+    conf = _config_from_args(args)
+    logs.setup(conf, "kilonova-" + "-".join(args.services), interactive=False, debug=args.debug)
+    aio.serve(conf, args.services)
     return 0
 
 

@@ -30,7 +30,14 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "rpc_response_timeout": "60",
         "service_down_time": "60",
         "report_interval": "10",
+        # Log at DEBUG instead of INFO (nova.conf's option; `kilonova --debug` too).
         "debug": "false",
+        # text (default) or json: one JSON object a line. Every line carries its request ids.
+        "log_format": "text",
+        # Where logs go: log_file (relative to log_dir when both are set), or with log_dir alone one file per
+        # process named after its services (kilonova-api.log, kilonova-up.log); neither: stderr.
+        "log_dir": "",
+        "log_file": "",
         # Capacity a compute host reports to Placement (nova.conf's names).
         "cpu_allocation_ratio": "4.0",
         "ram_allocation_ratio": "1.0",

@@ -234,6 +234,9 @@ class Cloud(Clients):
         # its wrong passwords (the hostile-input fuzzer sends many) unless a test sets one.
         config["identity"] = {"password_hash_rounds": TEST_HASH_ROUNDS, "failed_login_limit": "0",
                               **config.get("identity", {})}
+        # Every test cloud logs to a file (INFO: access lines, RPC lines, with their request ids), read by
+        # tests/functional/test_operability.py and kept for a failing test's post-mortem.
+        config["DEFAULT"] = {"log_dir": str(workdir / "logs"), **config.get("DEFAULT", {})}
         # kilonova up takes --base-port; the file says the same, so `kilonova manage` run on it finds the APIs.
         config.setdefault("ports", {name: str(self.base_port + i) for i, name in enumerate(
             ("identity", "compute", "placement", "image", "network", "block-storage"))})
@@ -246,6 +249,11 @@ class Cloud(Clients):
 
     def manage_options(self) -> list[str]:
         return ["--config", str(self.config_file), "--state-dir", str(self.state_dir)]
+
+    def log_lines(self) -> list[str]:
+        """Every line the cloud has logged so far (its log file)."""
+        path = self.workdir / "logs" / "kilonova-up.log"
+        return path.read_text(errors="replace").splitlines() if path.exists() else []
 
     def start(self, timeout: float = 60.0) -> float:
         started = time.monotonic()

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from kilonova.common import inprocess
+from kilonova.common import inprocess, request_ids
 
 
 def neutron_error(response: httpx.Response) -> dict[str, Any]:
@@ -63,6 +63,7 @@ class _EndpointClient(httpx.AsyncClient):
 
     async def request(self, method: str, url: Any, *, content: Any = None, json: Any = None,
                       params: Any = None, headers: Any = None, **kwargs: Any) -> httpx.Response:
+        headers = _with_request_id(headers)
         app = self._endpoints.apps.get(self._service_type)
         if app is not None and not any(value is not None and value is not httpx.USE_CLIENT_DEFAULT
                                        for value in kwargs.values()):
@@ -73,6 +74,19 @@ class _EndpointClient(httpx.AsyncClient):
                                                 *body)
         return await super().request(method, url, content=content, json=json, params=params, headers=headers,
                                      **kwargs)
+
+
+def _with_request_id(headers: Any) -> Any:
+    """``headers`` plus the ``X-OpenStack-Request-ID`` of the work in hand (the global id, else the local
+    one), unless the caller set one."""
+    value = request_ids.outgoing_header()
+    if value is None:
+        return headers
+    if headers is None:
+        return {request_ids.HEADER: value}
+    merged = httpx.Headers(headers)
+    merged.setdefault(request_ids.HEADER, value)
+    return merged
 
 
 class _EndpointTransport(httpx.AsyncBaseTransport):

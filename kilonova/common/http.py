@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -25,6 +25,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from kilonova.common import operations, request_ids
 from kilonova.common.cpu_pool import CpuPool, Overloaded
 
 LOG = logging.getLogger(__name__)
@@ -141,6 +142,11 @@ class Router:
         return self._by_first.get(None, []) if routes is None else routes
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        handler, params, _template = self.match_route(method, path)
+        return handler, params
+
+    def match_route(self, method: str, path: str) -> tuple[Handler, dict[str, str], str]:
+        """(handler, path parameters, the route's template): the template names the route in logs and metrics."""
         path = path.rstrip("/") or "/"
         allowed: set[str] = set()
         for route in self._routes_for(path):
@@ -149,7 +155,7 @@ class Router:
                 continue
             handler = route.handlers.get(method)
             if handler is not None:
-                return handler, found.groupdict()
+                return handler, found.groupdict(), route.template
             allowed.update(route.handlers)
         if allowed:
             allow = ", ".join(sorted(allowed))
@@ -192,35 +198,57 @@ class ServiceApp:
             return
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
-        request.state.request_id = "req-" + str(uuid.uuid4())
-        request.state.app = self
-        try:
-            _refuse_malformed_request(scope)
-            path = scope["path"]
-            if self.prefix and path.startswith(self.prefix):
-                path = path[len(self.prefix):] or "/"
-            handler, params = self.router.match(scope["method"], path)
-            if self.before is not None:
-                await self.before(request, handler)
-            response = await handler(request, **params)
-        except HTTPError as error:
-            response = self.error_formatter(request, error)
-        except ClientDisconnect:
-            # The client went away before sending its whole body (an interrupted upload, a dropped
-            # connection): no one is left to answer, and nothing went wrong here.
-            LOG.info("%s: client disconnected during %s %s", self.name, scope["method"], scope["path"])
+        if scope["path"] in operations.PATHS:
+            await operations.answer(self, scope, receive, send)
             return
-        except Exception:  # noqa: BLE001 - the last line of defence: never leak a traceback
-            LOG.exception("%s: unexpected error handling %s %s", self.name, scope["method"], scope["path"])
-            error = HTTPError(500, "An unexpected error prevented the server from fulfilling your request.")
-            response = self.error_formatter(request, error)
-        response.headers.setdefault("x-openstack-request-id", request.state.request_id)
-        if self.after is not None:
-            self.after(request, response)
-        if scope["method"] == "HEAD":
-            response.body = b""
-        await response(scope, receive, send)
+        started = time.perf_counter()
+        request = Request(scope, receive)
+        ids = request_ids.for_request(_header(scope, b"x-openstack-request-id"))
+        request.state.request_id = ids.request_id
+        request.state.app = self
+        bound = request_ids.bind(ids)
+        template = None
+        try:
+            try:
+                _refuse_malformed_request(scope)
+                path = scope["path"]
+                if self.prefix and path.startswith(self.prefix):
+                    path = path[len(self.prefix):] or "/"
+                handler, params, template = self.router.match_route(scope["method"], path)
+                if self.before is not None:
+                    await self.before(request, handler)
+                    context = getattr(request.state, "context", None)
+                    if context is not None:
+                        ids.user_id, ids.project_id = context.user_id, context.project_id
+                response = await handler(request, **params)
+            except HTTPError as error:
+                response = self.error_formatter(request, error)
+            except ClientDisconnect:
+                # The client went away before sending its whole body (an interrupted upload, a dropped
+                # connection): no one is left to answer, and nothing went wrong here.
+                LOG.info("%s: client disconnected during %s %s", self.name, scope["method"], scope["path"])
+                return
+            except Exception:  # noqa: BLE001 - the last line of defence: never leak a traceback
+                LOG.exception("%s: unexpected error handling %s %s", self.name, scope["method"], scope["path"])
+                error = HTTPError(500, "An unexpected error prevented the server from fulfilling your request.")
+                response = self.error_formatter(request, error)
+            response.headers.setdefault("x-openstack-request-id", ids.request_id)
+            if self.after is not None:
+                self.after(request, response)
+            if scope["method"] == "HEAD":
+                response.body = b""
+            await response(scope, receive, send)
+            operations.finished(self.name, scope, template, response, time.perf_counter() - started)
+        finally:
+            request_ids.reset(bound)
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    """A request header's value (the first one; ``name`` in lower case), without building a Request's Headers."""
+    for key, value in scope.get("headers") or ():
+        if key == name or key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 async def _lifespan(receive: Callable, send: Callable) -> None:

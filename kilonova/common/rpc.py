@@ -22,9 +22,12 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 from typing import Any, Protocol
 
 import orjson
+
+from kilonova.common import metrics, request_ids
 
 LOG = logging.getLogger(__name__)
 
@@ -129,20 +132,44 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-async def dispatch(endpoint: object, method: str, kwargs: dict) -> Any:
-    """Invoke ``endpoint.method(**kwargs)``; shared by every transport's server side."""
+RPC_LOG = logging.getLogger("kilonova.rpc")
+
+
+async def dispatch(endpoint: object, method: str, kwargs: dict, target: str = "") -> Any:
+    """Invoke ``endpoint.method(**kwargs)``; shared by every transport's server side.
+
+    Each message handled is one line of ``kilonova.rpc`` (target, method, outcome, time), under the request
+    ids the message carried: the RPC side of the access log. INFO for the work of a request, DEBUG for
+    periodic work (heartbeats, syncs: no request id), which would otherwise fill the log.
+    """
     if method.startswith("_"):
         raise RemoteError("NoSuchMethod", f"{method} is not a remote method")
     func = getattr(endpoint, method, None)
     if func is None or not asyncio.iscoroutinefunction(func):
         raise RemoteError("NoSuchMethod", f"{type(endpoint).__name__} has no remote method {method}")
-    return await func(**kwargs)
+    level = logging.DEBUG if request_ids.current() is None else logging.INFO
+    if not RPC_LOG.isEnabledFor(level):
+        return await func(**kwargs)
+    started = time.perf_counter()
+    outcome = "failed"
+    try:
+        result = await func(**kwargs)
+        outcome = "done"
+        return result
+    finally:
+        RPC_LOG.log(level, "rpc %s %s %s in %.6fs", target or type(endpoint).__name__, method, outcome,
+                     time.perf_counter() - started)
 
 
 def error_payload(exc: BaseException) -> dict:
     if isinstance(exc, RemoteError):
         return {"type": exc.exc_type, "message": exc.message, "data": exc.data}
     return {"type": type(exc).__name__, "message": str(exc), "data": getattr(exc, "data", {}) or {}}
+
+
+def _sent_ids() -> request_ids.RequestIds | None:
+    """The ids a message carries, as a copy (the receiver may set its own user and project)."""
+    return request_ids.from_rpc(request_ids.rpc_context())
 
 
 class InProcessTransport:
@@ -168,16 +195,17 @@ class InProcessTransport:
         queue = self._queues.pop(target, None)
         if queue is not None:
             while not queue.empty():
-                _method, _kwargs, _version, future = queue.get_nowait()
+                _method, _kwargs, _version, _ids, future = queue.get_nowait()
                 if future is not None and not future.done():
                     future.set_exception(NoSuchTarget(f"{target} stopped serving"))
 
     async def _worker(self, target: str, endpoint: object, queue: asyncio.Queue, speaks: str | None) -> None:
         while True:
-            method, kwargs, version, future = await queue.get()
+            method, kwargs, version, ids, future = await queue.get()
+            bound = request_ids.bind(ids)   # the handler runs under the ids of the work that sent the message
             try:
                 check_version(target, speaks, method, version)
-                result = _roundtrip(await dispatch(endpoint, method, kwargs))
+                result = _roundtrip(await dispatch(endpoint, method, kwargs, target))
             except asyncio.CancelledError:
                 if future is not None and not future.done():
                     future.set_exception(NoSuchTarget(f"{target} stopped serving"))
@@ -189,6 +217,8 @@ class InProcessTransport:
                     payload = error_payload(exc)
                     future.set_exception(RemoteError(payload["type"], payload["message"], payload["data"]))
                 continue
+            finally:
+                request_ids.reset(bound)
             if future is not None and not future.done():
                 future.set_result(result)
 
@@ -201,20 +231,20 @@ class InProcessTransport:
     async def call(self, target: str, method: str, kwargs: dict, timeout: float, *,
                    version: str | None = None) -> Any:
         future = asyncio.get_running_loop().create_future()
-        self._queue(target).put_nowait((method, _roundtrip(kwargs), version, future))
+        self._queue(target).put_nowait((method, _roundtrip(kwargs), version, _sent_ids(), future))
         try:
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             raise RPCTimeout(f"no reply from {target}.{method} within {timeout}s") from None
 
     async def cast(self, target: str, method: str, kwargs: dict, *, version: str | None = None) -> None:
-        self._queue(target).put_nowait((method, _roundtrip(kwargs), version, None))
+        self._queue(target).put_nowait((method, _roundtrip(kwargs), version, _sent_ids(), None))
 
     async def fanout_cast(self, target: str, method: str, kwargs: dict, *, version: str | None = None) -> None:
         """Every server of ``target``: in one process there is at most one; none is not an error."""
         queue = self._queues.get(target)
         if queue is not None:
-            queue.put_nowait((method, _roundtrip(kwargs), version, None))
+            queue.put_nowait((method, _roundtrip(kwargs), version, _sent_ids(), None))
 
     async def close(self) -> None:
         for target in list(self._queues):
@@ -249,15 +279,23 @@ class RPCClient:
 
     async def call(self, method: str, **kwargs: Any) -> Any:
         version, kwargs = self._message(method, kwargs)
-        return await self.transport.call(self.target, method, kwargs, self.timeout, version=version)
+        target = metrics.rpc_target(self.target)
+        metrics.RPC_MESSAGES.labels("call", target, method).inc()
+        try:
+            return await self.transport.call(self.target, method, kwargs, self.timeout, version=version)
+        except RPCError:
+            metrics.RPC_FAILURES.labels(target, method).inc()
+            raise
 
     async def cast(self, method: str, **kwargs: Any) -> None:
         version, kwargs = self._message(method, kwargs)
+        metrics.RPC_MESSAGES.labels("cast", metrics.rpc_target(self.target), method).inc()
         await self.transport.cast(self.target, method, kwargs, version=version)
 
     async def fanout_cast(self, method: str, **kwargs: Any) -> None:
         """A cast to every server of the target (e.g. all schedulers), not just one of them."""
         version, kwargs = self._message(method, kwargs)
+        metrics.RPC_MESSAGES.labels("fanout", metrics.rpc_target(self.target), method).inc()
         await self.transport.fanout_cast(self.target, method, kwargs, version=version)
 
 

@@ -61,6 +61,7 @@ import aio_pika
 from aio_pika import exceptions as amqp_errors
 from yarl import URL
 
+from kilonova.common import request_ids
 from kilonova.common.rpc import (NoSuchTarget, RemoteError, RPCError, RPCTimeout, _redelivered, check_version,
                                  dispatch, dumps, error_payload, loads)
 
@@ -104,20 +105,26 @@ def transient(exc: BaseException) -> bool:
 
 
 def encode(method: str, kwargs: dict, version: str | None = None) -> bytes:
+    """A message's envelope; ``ctx``: the request ids, user and project of the work that sends it."""
     envelope = {"v": ENVELOPE_VERSION, "method": method, "args": kwargs}
     if version is not None:
         envelope["version"] = version
+    context = request_ids.rpc_context()
+    if context is not None:
+        envelope["ctx"] = context
     return dumps(envelope)
 
 
 def decode(body: bytes) -> tuple[str, dict, str | None]:
-    """(method, arguments, interface version) of a message."""
+    """(method, arguments, interface version) of a message; the ids it carried are bound to the handler's
+    context (``kilonova.common.request_ids``)."""
     envelope = loads(body)
     major = str(envelope.get("v", "1.0")).split(".")[0]
     if major != ENVELOPE_VERSION.split(".")[0]:
         raise RemoteError("IncompatibleVersion",
                           f"message envelope version {envelope.get('v')} is not supported "
                           f"(this server speaks {ENVELOPE_VERSION})")
+    request_ids.bind(request_ids.from_rpc(envelope.get("ctx")))
     return envelope["method"], envelope.get("args") or {}, envelope.get("version")
 
 
@@ -169,6 +176,12 @@ class RabbitTransport:
             connection.reconnect_callbacks.add(lambda *_: self._restored.set())
             self._restored.set()
             self._connection = connection
+
+    def broker_problem(self) -> str | None:
+        """Why the broker is not usable now (None: connected; also before the first connection, made on use)."""
+        if self._connection is not None and not self._restored.is_set():
+            return self._unreachable()
+        return None
 
     async def _wait_restored(self, deadline: float) -> None:
         """Wait for the whole transport to be back after the broker dropped it; RPCTimeout at ``deadline``."""
@@ -317,7 +330,7 @@ class RabbitTransport:
                 method, kwargs, version = decode(message.body)
                 check_version(target, self._speaks.get(target), method, version)
                 _redelivered.set(bool(message.redelivered) and not is_call)
-                result = await dispatch(endpoint, method, kwargs)
+                result = await dispatch(endpoint, method, kwargs, target)
                 reply = {"v": ENVELOPE_VERSION, "result": result}
                 dumps(reply)
             except asyncio.CancelledError:

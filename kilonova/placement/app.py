@@ -39,9 +39,9 @@ class PlacementRouter(Router):
         if method.upper() == "GET":
             self._by_template[template].handlers.pop("HEAD", None)
 
-    def match(self, method: str, path: str):
+    def match_route(self, method: str, path: str):
         try:
-            return super().match(method, path)
+            return super().match_route(method, path)
         except HTTPError as caught:
             error = caught
             if error.status == 405:
@@ -52,7 +52,7 @@ class PlacementRouter(Router):
             async def refuse(request: Request) -> Response:
                 raise error
             refuse.no_policy = True  # type: ignore[attr-defined]
-            return refuse, {}
+            return refuse, {}, None
 
 
 def build_router() -> Router:

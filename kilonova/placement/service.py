@@ -4,10 +4,12 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
+from kilonova.common import metrics
 from kilonova.common.auth import TokenValidator
 from kilonova.common.db import Database, migrate
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.placement.app import create_app
+from kilonova.placement import usage_metrics
 from kilonova.placement.objects import resource_classes, traits
 from kilonova.placement.objects.models import PlacementBase
 from kilonova.placement.policy import Enforcer
@@ -65,3 +67,10 @@ class PlacementService(Service):
     def prepare(self) -> None:
         migrate(self.db, MIGRATIONS, PlacementBase.metadata)
         self.db.run_sync(sync_standards)
+
+    async def start(self) -> None:
+        self._metrics = usage_metrics.refresher(self.db)
+        metrics.add_refresher(self._metrics)
+
+    async def stop(self) -> None:
+        metrics.remove_refresher(getattr(self, "_metrics", None))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kilonova.common import metrics
 from kilonova.common.auth import TokenValidator
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
@@ -10,6 +11,7 @@ from kilonova.common.rpc import TransportPool
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.compute import cells as cells_mod
 from kilonova.compute import versions
+from kilonova.compute.api import host_metrics
 from kilonova.compute.api.app import create_app
 from kilonova.compute.api.deleting import ServerDeleter
 from kilonova.compute.cell_rpc import CellRouter, HostClient
@@ -56,5 +58,10 @@ class ComputeAPIService(Service):
         self.cells.load()
         self.api_db.run_sync(flavors.ensure_defaults)
 
+    async def start(self) -> None:
+        self._metrics = host_metrics.refresher(self)
+        metrics.add_refresher(self._metrics)
+
     async def stop(self) -> None:
+        metrics.remove_refresher(getattr(self, "_metrics", None))
         await self.transports.close()

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common import metrics
 from kilonova.common.prepared import prepare
 from kilonova.compute.db.cell_models import InstanceAction, InstanceActionEvent
 
@@ -98,6 +99,7 @@ def finish(session: Session, uuid: str, action: str, message: str | None = None,
         if message:
             values["message"] = message[:255]
         session.execute(_UPDATE_ACTION, {"action_row_id": row.id, **values})
+        metrics.action_finished(action, message == "Error")
 
 
 def event_start(session: Session, uuid: str, request_id: str | None, event: str, host: str | None = None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from kilonova.common import metrics
 from kilonova.common.rpc import ExpectedError
 from kilonova.config import ConfigError
 from kilonova.compute.scheduler import weighers as weighers_mod
@@ -105,6 +106,7 @@ class SchedulerManager:
 
     # ------------------------------------------------------------------ RPC
 
+    @metrics.timed(metrics.SCHEDULER_DECISION)
     async def select_destinations(self, request_spec: dict, instance_uuids: list[str],
                                   ignore_hosts: list[str] | None = None) -> list[list[dict]]:
         resources = resources_from_spec(request_spec)

@@ -8,6 +8,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
+from kilonova.common import metrics
 from kilonova.common.http import HTTPError, Router
 from kilonova.placement import errors
 from kilonova.placement.handlers import query as qs
@@ -306,6 +307,7 @@ class SlicedResponse(Response):
 @versioned("1.10")
 @policy("placement:allocation_candidates:list")
 @util.json_only
+@metrics.timed(metrics.PLACEMENT_CANDIDATES)
 async def list_allocation_candidates(request: Request) -> Response:
     search = search_request(request)
     result = await util.db(request).read(_search, search)

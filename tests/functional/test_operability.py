@@ -1,0 +1,151 @@
+"""What an operator reads: request ids on every answer and in every log line of a boot, /healthcheck, /metrics."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.cloud import wait_for
+
+REQUEST_ID = re.compile(r"^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# A call of each API that any token may make.
+EACH_API = {"identity": "/auth/tokens", "compute": "/servers", "placement": "/resource_providers",
+            "image": "/v2/images", "network": "/v2.0/networks", "block-storage": "/"}
+
+
+def _root(cloud, service: str) -> str:
+    """The API's root on its port (where /healthcheck and /metrics are)."""
+    url = httpx.URL(cloud.urls[service])
+    return f"{url.scheme}://{url.host}:{url.port}"
+
+
+@pytest.fixture(scope="module")
+def token(cloud) -> str:
+    return cloud.token()
+
+
+@pytest.mark.parametrize("service", sorted(EACH_API))
+def test_every_api_answers_a_request_id_and_keeps_a_callers_as_global(cloud, token, service):
+    given = f"req-{uuid.uuid4()}"
+    headers = {"X-Auth-Token": token, "X-Subject-Token": token, "X-OpenStack-Request-ID": given}
+    response = httpx.get(cloud.urls[service] + EACH_API[service], headers=headers, timeout=30)
+    assert response.status_code < 500
+    local = response.headers["x-openstack-request-id"]
+    assert REQUEST_ID.match(local) and local != given
+    if service == "compute":
+        assert response.headers["x-compute-request-id"] == local
+    # The access line of the request names both ids: the caller's as the global one, then the local one.
+    line = wait_for(lambda: next((l for l in cloud.log_lines() if local in l and "kilonova.access" in l), None),
+                    f"the access line of {local}")
+    assert f"[{given} {local} " in line
+    assert re.search(r'"GET [^"]+" status: \d{3} len: \d+ time: \d+\.\d+', line), line
+
+
+def test_a_malformed_callers_request_id_is_ignored(cloud, token):
+    for bad in ("req-not-a-uuid", "abc", "REQ-" + str(uuid.uuid4()), "req-" + str(uuid.uuid4()) + "x"):
+        response = httpx.get(cloud.urls["compute"] + "/flavors", timeout=30,
+                             headers={"X-Auth-Token": token, "X-OpenStack-Request-ID": bad})
+        assert response.status_code == 200
+        local = response.headers["x-openstack-request-id"]
+        assert REQUEST_ID.match(local)
+        line = wait_for(lambda: next((l for l in cloud.log_lines() if local in l and "kilonova.access" in l),
+                                     None), f"the access line of {local}")
+        assert f"[- {local} " in line and bad not in line
+
+
+def test_one_request_id_finds_a_boot_in_every_service_that_worked_on_it(cloud, token):
+    given = f"req-{uuid.uuid4()}"
+    headers = {"X-Auth-Token": token}
+    image = httpx.get(cloud.urls["image"] + "/v2/images?name=kilonova-tiny", headers=headers).json()["images"][0]
+    network = httpx.get(cloud.urls["network"] + "/v2.0/networks?name=private", headers=headers).json()["networks"][0]
+    before = _samples(httpx.get(_root(cloud, "placement") + "/metrics").text)
+    created = httpx.post(cloud.urls["compute"] + "/servers", headers={**headers, "X-OpenStack-Request-ID": given},
+                         json={"server": {"name": "traced", "flavorRef": "1", "imageRef": image["id"],
+                                          "networks": [{"uuid": network["id"]}]}}, timeout=60)
+    assert created.status_code == 202, created.text
+    server = created.json()["server"]["id"]
+    try:
+        wait_for(lambda: httpx.get(f"{cloud.urls['compute']}/servers/{server}", headers=headers)
+                 .json()["server"]["status"] == "ACTIVE", "the server to be ACTIVE")
+        lines = [line for line in cloud.log_lines() if given in line]
+        # The API's own answer, and the calls the API, the scheduler and the compute agent made to the others.
+        for service in ("compute", "image", "network", "placement"):
+            assert any("kilonova.access [" in line and f"] {service} " in line for line in lines), (service, lines)
+        # The RPC messages of the boot, handled by the conductor, the scheduler and the chosen host's agent.
+        for target in ("conductor schedule_and_build_instances", "scheduler select_destinations",
+                       "build_and_run_instance"):
+            assert any(target in line for line in lines), (target, lines)
+        # The boot's messages run under the project that asked for it (messages the network service sends
+        # on the compute agent's calls, made as the service user, carry the service's project).
+        project = httpx.get(cloud.urls["identity"] + "/auth/tokens",
+                            headers={**headers, "X-Subject-Token": token}).json()["token"]["project"]["id"]
+        boot = [line for line in lines if "kilonova.rpc" in line and any(
+            name in line for name in ("schedule_and_build_instances", "select_destinations", "build_and_run"))]
+        assert boot and all(f" {project}] " in line for line in boot), boot
+
+        # The boot moved the counters: one create that succeeded, a scheduling decision, a candidate query,
+        # the conductor's cast; Placement's usage counts the server's VCPU; every host is up.
+        after = _samples(httpx.get(_root(cloud, "placement") + "/metrics").text)
+
+        def moved(name, **labels):
+            return _value(after, name, **labels) - _value(before, name, **labels)
+        assert moved("kilonova_server_actions_total", action="create", outcome="success") >= 1
+        assert moved("kilonova_scheduler_decision_seconds_count", outcome="success") >= 1
+        assert moved("kilonova_placement_allocation_candidates_seconds_count", outcome="success") >= 1
+        assert moved("kilonova_rpc_messages_total", kind="cast", target="conductor",
+                     method="schedule_and_build_instances") >= 1
+        assert _value(after, "kilonova_placement_usage", resource_class="VCPU") >= 1
+        assert _value(after, "kilonova_placement_capacity", resource_class="VCPU") > 0
+        assert _value(after, "kilonova_compute_hosts", state="up") == cloud.hosts
+    finally:
+        httpx.delete(f"{cloud.urls['compute']}/servers/{server}", headers=headers)
+
+
+def _samples(text: str) -> dict[tuple, float]:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def _value(samples: dict, name: str, **labels) -> float:
+    return sum(value for (sample, keys), value in samples.items()
+               if sample == name and all((k, v) in keys for k, v in labels.items()))
+
+
+def test_metrics_count_requests_per_route_template(cloud, token):
+    root = _root(cloud, "compute")
+    before = _samples(httpx.get(root + "/metrics").text)
+    for _ in range(3):
+        assert httpx.get(cloud.urls["compute"] + "/flavors/1", headers={"X-Auth-Token": token}).status_code == 200
+    response = httpx.get(root + "/metrics")   # no token needed
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    after = _samples(response.text)
+    route = dict(service="compute", method="GET", route="/v2.1/flavors/{flavor_id}")
+    moved = _value(after, "kilonova_http_requests_total", status="200", **route) - \
+        _value(before, "kilonova_http_requests_total", status="200", **route)
+    assert moved == 3
+    assert _value(after, "kilonova_http_request_duration_seconds_count", **route) >= 3
+    # No series per raw path: the flavor id is not a label value anywhere.
+    assert not any("/flavors/1" in dict(keys).get("route", "") for _, keys in after)
+
+
+def test_every_api_has_a_healthcheck_that_needs_no_token(cloud):
+    for service in EACH_API:
+        response = httpx.get(_root(cloud, service) + "/healthcheck")
+        assert (response.status_code, response.text.strip()) == (200, "OK"), service
+
+
+def test_healthcheck_answers_503_naming_the_database_that_is_gone(cloud):
+    database = cloud.state_dir / "glance.sqlite"
+    aside = database.with_name("glance.sqlite.aside")
+    database.rename(aside)
+    try:
+        response = httpx.get(_root(cloud, "image") + "/healthcheck")
+        assert response.status_code == 503
+        assert response.text.startswith("database glance: unreachable"), response.text
+        assert httpx.get(_root(cloud, "compute") + "/healthcheck").status_code == 200  # the others are fine
+    finally:
+        aside.rename(database)
+    assert httpx.get(_root(cloud, "image") + "/healthcheck").status_code == 200
