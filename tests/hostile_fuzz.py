@@ -336,6 +336,12 @@ def add_seeds(target: Target) -> None:
             "volume_uuid": "", "instance_uuid": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1ab",
             "connector": {"ip": "127.0.0.1", "host": "fz", "mountpoint": "/dev/vdb"}}}),
         ("placement", "POST", "/resource_providers", {"name": "fz", "uuid": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa"}),
+        # Lists every caller may read (their bodies are ignored): each API answers some of the draws with a
+        # success however its route table grows, so "reached past authentication" does not hang on luck.
+        ("placement", "GET", "/resource_providers", {}), ("placement", "GET", "/traits", {}),
+        ("block-storage", "GET", f"/v3/{project}/volumes/detail", {}), ("network", "GET", "/v2.0/networks", {}),
+        ("compute", "GET", "/v2.1/flavors/detail", {}), ("image", "GET", "/v2/images", {}),
+        ("identity", "GET", "/v3/projects", {}),
         ("identity", "POST", "/v3/projects", {"project": {"name": "fz", "domain_id": "default", "enabled": True}}),
         ("identity", "POST", "/v3/users", {"user": {"name": "fz", "domain_id": "default", "password": "fz-pass"}}),
     ]
