@@ -15,20 +15,26 @@ _ONE_UNIT_PER_DATABASE = ("tests/distributed/test_processes.py",)
 # guests by one process at a time (tests/libvirt/conftest.py). Tests on the machine's RabbitMQ each use vhosts
 # of their own; the one that stops its broker has a node of its own.
 
-# The units that take longest (rough seconds at load 2 on the 2-core reference machine, from CI runs' --durations),
-# handed out first: a long unit that starts last would leave one worker running it alone at the end.
-# The rest follow, those with most tests first (xdist's order). Rough figures are enough: only the order counts.
+# The units that take longest (seconds of wall time, setup included, at load ~9 on the 2-core reference machine
+# with the CLIs forked from a warm process: tests/forked_cli.py; 2026-12-06 22:20-22:50 UTC), handed out first:
+# a long unit that starts last would leave one worker running it alone at the end. Every unit of a minute or
+# more is here; the rest follow, those with most tests first (xdist's order). Only the order counts.
 # The real-guest lifecycle comes first: QEMU without KVM makes it the unit that grows most with the load
 # (92 s of its test at load 2, 515 s at load 10).
 _LONG_UNITS = {
-    "tests/libvirt/test_real_guest.py": 250,
-    "tests/distributed/moves": 200, "tests/functional/test_soft_delete_cli.py": 160,
-    "tests/distributed/faults": 150, "tests/distributed/test_processes.py[postgresql]": 150,
-    "tests/functional/test_shelve_cli.py": 150,
-    "tests/distributed/test_processes.py[mysql]": 120, "tests/functional/test_live_migration_cli.py": 120,
-    "tests/functional/test_evacuate_cli.py": 110, "tests/libvirt/test_lifecycle.py": 90,
-    "tests/libvirt/test_real_guest_moves.py": 90, "tests/distributed/test_evacuate.py": 80,
-    "tests/functional/test_aio.py": 80, "tests/libvirt/test_real_guest_lifecycle.py": 100,
+    "tests/libvirt/test_real_guest.py": 300, "tests/distributed/faults": 280,
+    "tests/functional/test_shelve_cli.py": 240, "tests/libvirt/test_lifecycle.py": 215,
+    "tests/distributed/moves": 195, "tests/distributed/test_lifecycle_faults.py": 190,
+    "tests/functional/test_soft_delete_cli.py": 175, "tests/libvirt/test_real_guest_lifecycle.py": 165,
+    "tests/functional/test_live_migration_cli.py": 155, "tests/distributed/test_processes.py[mysql]": 135,
+    "tests/libvirt/test_live_migration.py": 100, "tests/distributed/test_rescue_events.py": 90,
+    "tests/libvirt/test_real_guest_moves.py": 90, "tests/functional/test_evacuate_cli.py": 90,
+    "tests/distributed/test_cells_down.py": 90, "tests/functional/test_resize_faults.py": 90,
+    "tests/distributed/test_processes.py[postgresql]": 90, "tests/distributed/test_evacuate.py": 85,
+    "tests/distributed/test_multihost.py": 85, "tests/functional/test_external_events.py": 80,
+    "tests/placement_db/test_placement_concurrency.py": 75, "tests/functional/test_resize_cli.py": 75,
+    "tests/libvirt/test_real_guest_volumes.py": 65, "tests/distributed/test_databases.py": 60,
+    "tests/functional/test_rescue_cli.py": 60,
 }
 
 
