@@ -14,6 +14,7 @@ Run as a script, this module is the warm process: ``python forked_cli.py SOCKET`
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -43,22 +44,23 @@ class _WarmProcess:
     def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="kilonova-cli-")
         self.socket_path = os.path.join(self.dir, "cli.sock")
+        log = os.path.join(self.dir, "warm.log")
         # stdin is a pipe it watches: when this process ends, however it ends, the warm process ends too.
-        self.proc = subprocess.Popen([sys.executable, __file__, self.socket_path], env=client_env(),
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(log, "wb") as errors:
+            self.proc = subprocess.Popen([sys.executable, __file__, self.socket_path], env=client_env(),
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + 120
         while not os.path.exists(self.socket_path):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the warm CLI process did not start: {self.proc.stderr.read().decode()}")
+                with open(log, errors="replace") as errors:
+                    raise RuntimeError(f"the warm CLI process did not start: {errors.read()}")
             time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
-        for name in os.listdir(self.dir):
-            os.unlink(os.path.join(self.dir, name))
-        os.rmdir(self.dir)
+        _remove(self.dir)
 
 
 _warm: _WarmProcess | None = None
@@ -173,6 +175,15 @@ def _child(conn: socket.socket, mains: dict, request: dict, fds: list[int]) -> N
             os._exit(code & 0xFF if code >= 0 else 1)
 
 
+def _remove(directory: str) -> None:
+    """The socket directory and what is in it (the warm process removes it too when its caller is gone)."""
+    for name in ("cli.sock", "warm.log"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)
+
+
 def _reap() -> None:
     """Collect the children that ended (their CPU time then counts as this process's children's, as the
     CLIs' would count in the test process's)."""
@@ -197,7 +208,8 @@ def serve(socket_path: str) -> None:
         ready, _, _ = select.select([listener, sys.stdin], [], [], 1.0)
         _reap()
         if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
-            return  # the test process is gone
+            _remove(os.path.dirname(socket_path))
+            return  # the test process is gone (an xdist worker ends without running atexit)
         if listener not in ready:
             continue
         conn, _ = listener.accept()
