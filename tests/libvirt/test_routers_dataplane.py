@@ -202,3 +202,28 @@ def test_the_host_side_of_an_external_bridge_takes_its_gateway(lab):
     dataplane.ensure_external(public, "172.31.71.1/24")  # again: nothing changes
     dataplane.remove(router["id"])  # the bridge (and its address) goes with the last router on it
     assert not Path("/sys/class/net", bridge).exists()
+
+
+def test_the_host_does_not_answer_arp_on_a_bridge_for_its_other_addresses(tmp_path):
+    """Another interface of the host holds 172.31.72.1 (as another cloud's external bridge holds 172.24.4.1): a
+    router on this cloud's bridges must reach the outside namespace with that address, not the host."""
+    state = tmp_path / "_networks"
+    dataplane = RouterDataplane(state)
+    network, elsewhere = str(uuid.uuid4()), f"kt{uuid.uuid4().hex[:10]}"
+    _run("ip", "link", "add", elsewhere, "type", "veth", "peer", "name", f"{elsewhere}p")
+    _run("ip", "addr", "add", "172.31.72.1/24", "dev", elsewhere)
+    _run("ip", "link", "set", elsewhere, "up")
+    ensure_bridge(state, dataplane.bridge(network))
+    asking = Stand(f"kt-asking-{uuid.uuid4().hex[:6]}", dataplane.bridge(network), "172.31.72.9/24", None)
+    outside = Stand(f"kt-outside-{uuid.uuid4().hex[:6]}", dataplane.bridge(network), "172.31.72.1/24", None)
+    try:
+        assert asking.ping("172.31.72.1")
+        shown = _run("ip", "-n", asking.name, "neigh", "show", "172.31.72.1").stdout
+        mac = _run("ip", "-n", outside.name, "-br", "link", "show", "eth0").stdout.split()[2]
+        assert mac in shown, shown
+        assert Path(f"/proc/sys/net/ipv4/conf/{dataplane.bridge(network)}/arp_ignore").read_text().strip() == "1"
+    finally:
+        for stand in (asking, outside):
+            stand.remove()
+        _run("ip", "link", "del", elsewhere, check=False)
+        release_bridge(state, network, dataplane.bridge(network))

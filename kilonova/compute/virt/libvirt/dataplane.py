@@ -120,7 +120,17 @@ def ensure_bridge(state_dir: Path, bridge: str) -> None:
         if not _link_exists(bridge):
             _ip("link", "add", bridge, "type", "bridge")
             _ip("link", "set", bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0", check=False)
+        _host_stays_quiet(bridge)
         _ip("link", "set", bridge, "up")
+
+
+def _host_stays_quiet(bridge: str) -> None:
+    """The host answers ARP on the bridge only for an address the bridge itself holds (arp_ignore 1): by default
+    Linux answers for any of its addresses on any interface, so a guest or router asking for 10.0.0.1 or
+    172.24.4.1 would get the host's MAC whenever another interface of the host (another cloud's external bridge,
+    a VPN) has that address."""
+    with contextlib.suppress(OSError):  # no IPv4 configuration for it (a kernel without it): nothing to quiet
+        Path(f"/proc/sys/net/ipv4/conf/{bridge}/arp_ignore").write_text("1")
 
 
 def release_bridge(state_dir: Path, network_id: str, bridge: str) -> None:
