@@ -10,8 +10,10 @@ to ``public``; the test adds the second network's subnet to it.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -224,4 +226,25 @@ def test_a_guest_behind_router1_and_its_floating_ip(cloud, guest, outside, tmp_p
     _wait(f"the guest's connection from {gateway_address} again", lambda: _peer_becomes(outside, gateway_address),
           15)
     _console_after(cloud, uuid_, f"{MARKER} public-ipv4 {fip}", f"{MARKER} public-ipv4 none")
+
+    # A server of a release before DHCP ports: its network information without one, its network's namespace on
+    # the gateway address. Once the cloud restarts, it learns the port and the namespace leaves the gateway.
+    cloud.stop()
+    with sqlite3.connect(Path(cloud.state_dir) / "cell1.sqlite") as db:
+        info = json.loads(db.execute("SELECT network_info FROM instances WHERE uuid = ?", (uuid_,)).fetchone()[0])
+        for vif in info:
+            for subnet in vif["subnets"]:
+                subnet.pop("dhcp_server", None)
+        db.execute("UPDATE instances SET network_info = ? WHERE uuid = ?", (json.dumps(info), uuid_))
+    Path(cloud.state_dir, "instances", uuid_, "network_info.json").write_text(json.dumps(info))
+    namespace, inside = dataplane.namespace(bootstrap.NETWORK_ID), dataplane.veth(bootstrap.NETWORK_ID)[1]
+    _run("ip", "-n", namespace, "addr", "del", f"{dhcp_address}/24", "dev", inside)
+    _run("ip", "-n", namespace, "addr", "add", "10.0.0.1/24", "dev", inside)
+    cloud.start(timeout=180)
+
+    def namespace_holds() -> str:
+        return _run("ip", "-n", namespace, "-o", "-4", "addr", "show", "dev", inside).stdout
+
+    _wait("the DHCP namespace back on its port's address",
+          lambda: f"{dhcp_address}/24" in namespace_holds() and "10.0.0.1/" not in namespace_holds(), 60)
     os_("server", "delete", "--wait", uuid_, timeout=120)

@@ -20,6 +20,7 @@ from kilonova.common.rpc import RemoteError, RPCClient, RPCError
 from kilonova.compute.agent.network import PortBinder
 from kilonova.compute.agent import operations
 from kilonova.compute.agent.operations.snapshot import SNAPSHOT_TASK_STATES
+from kilonova.compute.agent.operations import events as event_operations
 from kilonova.compute.agent.operations import rebuild as rebuild_operations
 from kilonova.compute.agent.resources import ProviderReporter
 from kilonova.compute.agent.security_groups import security_groups
@@ -80,7 +81,8 @@ class ComputeManager:
         await security_groups(self).start()  # every port's rules again (before guests restart), then kept current
         # Servers evacuated away while this host was down: their guests here go, before anything restores them.
         evacuated = await rebuild_operations.clean_evacuated(self)
-        for instance in await self.conductor.call("instances_on_host", host=self.host):
+        instances = await self.conductor.call("instances_on_host", host=self.host)
+        for instance in instances:
             if instance["uuid"] in evacuated:
                 continue
             if self._interrupted_build(instance):
@@ -94,6 +96,8 @@ class ComputeManager:
                 await self._restore_guest(instance)
         if self.driver.syncs_power_state:  # a real hypervisor: its guests outlive the agent
             await self._remove_orphans()
+        if self.ports.dhcp:  # an older release's servers learn this host's DHCP ports (the gateway is the router's)
+            await event_operations.learn_dhcp_servers(self, [i for i in instances if i["uuid"] not in evacuated])
         self._started_builds = None  # only needed to tell this life's builds from a previous one's
         await self._report_usage()
         self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")

@@ -137,6 +137,24 @@ async def _refresh_network_info(agent: ComputeManager, instance: dict, drop_port
         await agent.driver.network_info_changed({**current, **changes}, kept)
 
 
+def lacks_dhcp_server(instance: dict) -> bool:
+    """Network information written before this host had DHCP ports: a DHCP subnet without its ``dhcp_server``."""
+    return any(subnet.get("ip_version", 4) == 4 and subnet.get("enable_dhcp") is not False
+               and "dhcp_server" not in subnet
+               for vif in instance.get("network_info") or [] for subnet in vif.get("subnets") or [])
+
+
+async def learn_dhcp_servers(agent: ComputeManager, instances: list[dict]) -> None:
+    """At start-up, the servers whose network information predates this host's DHCP ports read theirs again:
+    their networks' namespaces then take the DHCP port's address off the gateway, which routers hold."""
+    for instance in instances:
+        if lacks_dhcp_server(instance) and instance.get("task_state") is None:
+            try:
+                await _refresh_network_info(agent, instance)
+            except Exception as exc:  # noqa: BLE001 - the next network-changed tries again
+                LOG.warning("network information of %s could not be refreshed: %s", instance["uuid"], exc)
+
+
 @remote
 async def external_instance_event(agent: ComputeManager, instances: list[dict], events: list[dict]) -> None:
     by_uuid = {instance["uuid"]: instance for instance in instances}
