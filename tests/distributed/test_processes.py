@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 
+import httpx
 import pytest
 
 from tests.distributed.cluster import availability_zone, two_cell_deployment, wait_for
@@ -114,6 +115,37 @@ def test_boot_list_delete_over_separate_processes(cluster):
     cluster.openstack("server", "delete", "--wait", created["id"], timeout=90)
     assert cluster.usage().get("MEMORY_MB", 0) == 0
     assert cluster.manage("placement", "audit", check=False).returncode == 0
+
+
+def test_one_request_id_finds_a_boot_in_the_log_of_every_process_that_worked_on_it(cluster):
+    """Each process logs to its own file (stderr of `kilonova serve`): a caller's request id is in the lines of
+    the API, the conductor, the scheduler, Placement, the network service and the compute host's agent."""
+    given = f"req-{uuid.uuid4()}"
+    api = cluster.compute_api("2.74")
+    image = next(i["ID"] for i in cluster.openstack("image", "list", fmt_json=True) if i["Name"] == "kilonova-tiny")
+    response = api.post("/servers", headers={"X-OpenStack-Request-ID": given}, json={"server": {
+        "name": "traced", "flavorRef": "1", "imageRef": image, "networks": "auto", "host": "cell1-host1"}})
+    assert response.status_code == 202, response.text
+    assert response.headers["x-openstack-request-id"] != given
+    server = response.json()["server"]["id"]
+    try:
+        wait_for(lambda: api.get(f"/servers/{server}").json()["server"]["status"] == "ACTIVE", 60, "the boot",
+                 cluster)
+        lines = {name: [line for line in process.log.read_text(errors="replace").splitlines() if given in line]
+                 for name, process in cluster.processes.items()}
+        expected = {"api": '] compute 127.0.0.1 "POST /v2.1/servers"', "placement": "] placement ",
+                    "network": "] network ", "compute-cell1": "rpc compute.cell1-host1 build_and_run_instance",
+                    "conductor": "rpc conductor schedule_and_build_instances",
+                    "scheduler": "rpc scheduler select_destinations"}
+        for name, text in expected.items():
+            # Two conductors and two schedulers share their queues: either may have handled the message.
+            candidates = [name, "controller2"] if name in ("conductor", "scheduler") else [name]
+            assert any(text in line for candidate in candidates for line in lines[candidate]), (name, lines)
+        # Every API process answers its health check, the broker's included.
+        for port in range(cluster.base_port, cluster.base_port + 5):
+            assert httpx.get(f"http://127.0.0.1:{port}/healthcheck").text.strip() == "OK"
+    finally:
+        api.delete(f"/servers/{server}")
 
 
 @pytest.fixture(scope="module")
