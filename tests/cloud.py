@@ -185,8 +185,9 @@ class Clients:
     def wait_server(self, server: str, check, what: str, timeout: float = 30, cloud: str = "kilonova") -> dict:
         """``openstack server show`` of the server once ``check`` holds for it.
 
-        Polled over HTTP (an ``openstack`` run costs about a second of CPU), then shown with the CLI: the
-        CLI's view is the one returned, and ``check`` must hold for it too."""
+        Polled over HTTP (an ``openstack`` run costs a tenth of a second of CPU even forked from a warm process,
+        and its log-in a password hash on the cloud), then shown with the CLI: the CLI's view is the one
+        returned, and ``check`` must hold for it too."""
         last: dict = {}
 
         def shown_by_the_cli(compute):

@@ -41,8 +41,8 @@ def cloud(cluster):
 
 
 # The scenarios of the all-in-one tests (openstack and nova CLIs, openstacksdk, bad input), unchanged, against
-# the cluster already running. Each CLI run costs about a second of CPU, so the costlier scenarios run on one
-# database each: server actions on PostgreSQL, the nova CLI on MariaDB; the cheap ones on both. Left out: those
+# the cluster already running. A deployment's scenarios cost seconds of CPU in its processes and databases, so the
+# costlier scenarios run on one database each: server actions on PostgreSQL, the nova CLI on MariaDB; the cheap ones on both. Left out: those
 # naming the all-in-one's hosts (compute1 ...), and what the module's own tests already cover.
 from tests.functional import test_instance_actions_cli as instance_actions_cli  # noqa: E402
 from tests.functional import test_servers_cli as servers_cli  # noqa: E402
