@@ -25,7 +25,7 @@ import yaml
 from kilonova.common import health_checks, private_files
 from kilonova.common.catalog import catalog_urls, root_urls
 from kilonova.common.clients import Endpoints
-from kilonova.common.http import H11_MAX_HEADER_BYTES
+from kilonova.common.http import H11_MAX_HEADER_BYTES, Router, ServiceApp
 from kilonova.common.rpc import get_transport
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.config import Config
@@ -120,19 +120,22 @@ class AllInOne:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        for service in self.services:
-            if service.app is not None and service.service_type:
-                # Idle keep-alive connections stay open 75 s, not uvicorn's 5 s: clients that poll every
-                # 5 s (the openstack CLI's --wait) otherwise reuse a connection just as it is closed and
-                # get "Connection reset by peer".
-                config = uvicorn.Config(service.app, host=self.conf.get("DEFAULT", "my_ip"),
-                                        port=self.conf.getint("ports", service.service_type),
-                                        log_level="warning", access_log=False, lifespan="off",
-                                        timeout_keep_alive=KEEP_ALIVE_SECONDS, http="h11",
-                                        # h11 drops a request whose headers pass 16 KiB with a bare
-                                        # 400; read further so the app answers a 431 in its API's format.
-                                        h11_max_incomplete_event_size=H11_MAX_HEADER_BYTES)
-                self._servers.append(_QuietServer(config))
+        apps = [(service.app, self.conf.getint("ports", service.service_type)) for service in self.services
+                if service.app is not None and service.service_type]
+        metrics_port = self.conf.getint("DEFAULT", "metrics_port")
+        if metrics_port:
+            apps.append((self._operations_app(), metrics_port))
+        for app, port in apps:
+            # Idle keep-alive connections stay open 75 s, not uvicorn's 5 s: clients that poll every
+            # 5 s (the openstack CLI's --wait) otherwise reuse a connection just as it is closed and
+            # get "Connection reset by peer".
+            config = uvicorn.Config(app, host=self.conf.get("DEFAULT", "my_ip"), port=port,
+                                    log_level="warning", access_log=False, lifespan="off",
+                                    timeout_keep_alive=KEEP_ALIVE_SECONDS, http="h11",
+                                    # h11 drops a request whose headers pass 16 KiB with a bare
+                                    # 400; read further so the app answers a 431 in its API's format.
+                                    h11_max_incomplete_event_size=H11_MAX_HEADER_BYTES)
+            self._servers.append(_QuietServer(config))
         serving = [asyncio.create_task(server.serve()) for server in self._servers]
         while not all(server.started for server in self._servers):
             if any(task.done() for task in serving):
@@ -156,6 +159,19 @@ class AllInOne:
             ready.set()
         await stop.wait()
         await self.shutdown(serving)
+
+    def _operations_app(self) -> ServiceApp:
+        """``/metrics`` and ``/healthcheck`` of the whole process (``[DEFAULT] metrics_port``): for processes
+        that serve no API (a conductor, a scheduler, a compute host), or one place to scrape."""
+        app = ServiceApp("process", Router())
+        checks = {}
+        for service in self.services:
+            checks.update(dict(health_checks.for_service(service, self.transport)))
+        broker = health_checks.broker(self.transport)
+        if broker is not None:
+            checks.update(dict([broker]))
+        app.health_checks = list(checks.items())
+        return app
 
     async def shutdown(self, serving: list[asyncio.Task]) -> None:
         for service in reversed(self.services):
@@ -257,6 +273,9 @@ def serve(conf: Config, names: list[str]) -> None:
                 lines.append(f"  {service.service_type:<13} {urls[service.service_type]}")
             elif service.name == "novncproxy":
                 lines.append(f"  {'consoles':<10} {console_base_url(conf)}")
+        if conf.getint("DEFAULT", "metrics_port"):
+            lines.append(f"  {'metrics':<13} http://{conf.get('DEFAULT', 'my_ip')}:{conf.getint('DEFAULT', 'metrics_port')}"
+                         "/metrics (and /healthcheck)")
         print("\n".join(lines), flush=True)
 
     try:

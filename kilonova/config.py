@@ -38,6 +38,10 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # process named after its services (kilonova-api.log, kilonova-up.log); neither: stderr.
         "log_dir": "",
         "log_file": "",
+        # A port (on my_ip) where this process answers /metrics and /healthcheck for all it runs (0: none);
+        # for `kilonova serve` processes without an API (conductor, scheduler, compute). Each API answers both
+        # on its own port anyway.
+        "metrics_port": "0",
         # Capacity a compute host reports to Placement (nova.conf's names).
         "cpu_allocation_ratio": "4.0",
         "ram_allocation_ratio": "1.0",

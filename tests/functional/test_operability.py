@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+import subprocess
+import sys
 import uuid
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cloud import wait_for
+from tests.cloud import free_port_block, run_manage, wait_for
 
 REQUEST_ID = re.compile(r"^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # A call of each API that any token may make.
@@ -156,3 +159,29 @@ def test_healthcheck_answers_503_naming_the_database_that_is_gone(cloud):
     finally:
         aside.rename(database)
     assert httpx.get(_root(cloud, "image") + "/healthcheck").status_code == 200
+
+
+def test_a_process_without_an_api_answers_on_its_metrics_port_and_logs_to_its_own_file(tmp_path):
+    """`kilonova serve scheduler` with [DEFAULT] metrics_port: /metrics and /healthcheck of the process,
+    its lines in log_dir/kilonova-scheduler.log."""
+    port = free_port_block(1)
+    config = tmp_path / "kilonova.conf"
+    config.write_text(f"[DEFAULT]\nmetrics_port = {port}\nlog_dir = {tmp_path / 'logs'}\nlog_format = json\n")
+    options = ["--config", str(config), "--state-dir", str(tmp_path / "state")]
+    run_manage(options, "api_db", "sync")
+    process = subprocess.Popen([sys.executable, "-m", "kilonova.cli", *options, "serve", "scheduler"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "Kilonova is serving scheduler" in process.stdout.readline()
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthcheck").status_code == 200, "the health check")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthcheck").text == "OK\n"
+        families = {family.name for family in text_string_to_metric_families(
+            httpx.get(f"http://127.0.0.1:{port}/metrics").text)}
+        assert {"kilonova_scheduler_decision_seconds", "kilonova_rpc_messages"} <= families
+        # Its heartbeat finds no conductor: a warning, as one JSON object, in the scheduler's own file.
+        log = tmp_path / "logs" / "kilonova-scheduler.log"
+        entry = wait_for(lambda: log.exists() and log.read_text().splitlines(), "a log line")[0]
+        assert json.loads(entry)["level"] in ("INFO", "WARNING") and "request_id" in json.loads(entry)
+    finally:
+        process.terminate()
+        process.wait(20)
