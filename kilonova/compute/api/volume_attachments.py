@@ -18,7 +18,7 @@ from starlette.requests import Request
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.common.rpc import NoSuchTarget
+from kilonova.common.rpc import NoSuchTarget, UnsupportedVersion
 from kilonova.compute import volume_api
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import common, lookup, validation
@@ -201,11 +201,13 @@ async def _hand_over(request: Request, ref: lookup.ServerRef, key: str, bdm: dic
     try:
         await compute_api(request).compute_rpc(server["host"]).cast(
             ACTIONS[key].rpc_method, instance=server, request_id=request.state.context.request_id, **kwargs)
-    except NoSuchTarget:
+    except (NoSuchTarget, UnsupportedVersion) as exc:
         await undo_begin(ref, key, request.state.context.request_id)
         if bdm is not None:
             await _give_back(request, ref, bdm)
-        raise HTTPError(409, f"Compute host {server['host']} could not be reached.") from None
+        why = "could not be reached" if isinstance(exc, NoSuchTarget) else \
+            f"does not support {ACTIONS[key].rpc_method} yet (upgrade it first)"
+        raise HTTPError(409, f"Compute host {server['host']} {why}.") from None
 
 
 async def _record(request: Request, ref: lookup.ServerRef, key: str) -> None:
