@@ -73,7 +73,9 @@ class VolumeAPI:
 
     async def create(self, size: int, name: str = "", image_id: str | None = None, snapshot_id: str | None = None,
                      availability_zone: str | None = None, volume_type: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"size": size, "name": name}
+        body: dict[str, Any] = {"name": name}
+        if size:  # none from a snapshot: the snapshot's size
+            body["size"] = size
         if image_id:
             body["imageRef"] = image_id
         if snapshot_id:
@@ -84,6 +86,11 @@ class VolumeAPI:
             body["volume_type"] = volume_type
         response = await self._call("POST", "/volumes", (200, 202), json={"volume": body})
         return response.json()["volume"]
+
+    async def create_snapshot(self, volume_id: str, name: str, force: bool = True) -> dict[str, Any]:
+        response = await self._call("POST", "/snapshots", (200, 202), json={"snapshot": {
+            "volume_id": volume_id, "name": name, "force": force}}, what=f"Volume {volume_id}")
+        return response.json()["snapshot"]
 
     async def delete(self, volume_id: str) -> None:
         try:

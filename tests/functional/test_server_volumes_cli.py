@@ -4,6 +4,7 @@ microversions (tag, delete_on_termination, attachment_id), swap and update, a se
 bad-input cases (an in-use volume, the wrong server, another project's volume, states, policy)."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -530,4 +531,53 @@ def test_an_attached_volume_extended_grows_in_the_guest(cloud, vm):
         conn.compute.delete_volume_attachment(vm["id"], volume.id)
         _status(cloud, volume.id, "available")
     finally:
+        conn.block_storage.delete_volume(volume.id, ignore_missing=True)
+
+
+def test_an_image_of_a_volume_backed_server_boots_a_copy(cloud):
+    """createImage of a volume-backed server: a snapshot of its volume and an image pointing at it (no data);
+    a server booted from that image gets a volume made from the snapshot as its root disk."""
+    conn = _sdk(cloud)
+    volume = _volume(cloud)
+    made_ids: dict[str, str] = {}
+    try:
+        with cloud.http("compute", DEMO) as compute:
+            made = _boot(compute, f"bfv-img-{uuid.uuid4().hex[:6]}", [{
+                "uuid": volume.id, "source_type": "volume", "destination_type": "volume", "boot_index": 0}])
+            server = conn.compute.wait_for_server(conn.compute.get_server(made.json()["server"]["id"]),
+                                                  interval=0.2, wait=60)
+            snap = compute.post(f"/servers/{server.id}/action", json={"createImage": {"name": "bfv-snap"}},
+                                headers=_v("2.45"))
+            assert snap.status_code == 202, snap.text
+            made_ids["image"] = snap.json()["image_id"]
+            image = conn.image.get_image(made_ids["image"])
+            assert image.status == "active" and image.size == 0
+            (mapping,) = json.loads(image.properties["block_device_mapping"])
+            assert (mapping["source_type"], mapping["boot_index"], mapping["volume_size"]) == ("snapshot", 0, 1)
+            made_ids["snapshot"] = mapping["snapshot_id"]
+            assert conn.block_storage.get_snapshot(mapping["snapshot_id"]).volume_id == volume.id
+            assert [a.action for a in conn.compute.server_actions(server.id)].count("createImage") == 1
+            copy = compute.post("/servers", json={"server": {"name": "bfv-copy", "flavorRef": "1",
+                                                             "imageRef": made_ids["image"], "networks": "none"}},
+                                headers=_v("2.37"))
+            assert copy.status_code == 202, copy.text
+        booted = conn.compute.wait_for_server(conn.compute.get_server(copy.json()["server"]["id"]), interval=0.2,
+                                              wait=60)
+        (root,) = booted.attached_volumes
+        made_ids["copy_volume"] = root["id"]
+        copied = _status(cloud, root["id"], "in-use")
+        assert copied.snapshot_id == made_ids["snapshot"] and root["id"] != volume.id
+        for s in (booted, server):
+            conn.compute.delete_server(s.id)
+            conn.compute.wait_for_delete(s, interval=0.2, wait=60)
+    finally:
+        conn.image.delete_image(made_ids.get("image"), ignore_missing=True) if made_ids.get("image") else None
+        for volume_id in (made_ids.get("copy_volume"),):
+            if volume_id:
+                wait_for(lambda: conn.block_storage.get_volume(volume_id).status != "in-use", "detached")
+                conn.block_storage.delete_volume(volume_id, ignore_missing=True)
+        if made_ids.get("snapshot"):
+            conn.block_storage.delete_snapshot(made_ids["snapshot"], ignore_missing=True)
+            wait_for(lambda: conn.block_storage.find_snapshot(made_ids["snapshot"]) is None, "the snapshot gone")
+        wait_for(lambda: conn.block_storage.get_volume(volume.id).status == "available", "the volume detached")
         conn.block_storage.delete_volume(volume.id, ignore_missing=True)

@@ -37,6 +37,24 @@ class Plan:
         return self.root["uuid"] if self.root and self.root["source_type"] == "image" else None
 
 
+async def with_image_mappings(svc, ctx, server: dict[str, Any], image_ref: str) -> dict[str, Any]:
+    """The create with the block device mapping its image carries (the image of a volume-backed server's
+    snapshot: volumes from snapshots), the user's own mappings taking the devices they name, as upstream."""
+    if not image_ref:
+        return server
+    from kilonova.common.clients import segment
+    from kilonova.compute.api.volume_backed_snapshot import image_mappings
+
+    response = await svc.image.get(f"/v2/images/{segment(image_ref)}", headers={"X-Auth-Token": ctx.token})
+    image_bdms = image_mappings(response.json()) if response.status_code == 200 else []
+    if not image_bdms:
+        return server
+    own = list(server.get("block_device_mapping_v2") or [])
+    named = {m.get("device_name") for m in own if m.get("device_name")}
+    kept = [m for m in image_bdms if m.get("device_name") not in named]
+    return {**server, "block_device_mapping_v2": kept + own}
+
+
 def _boot_index(mapping: dict) -> int | None:
     value = mapping.get("boot_index")
     return None if value in (None, "") else int(value)

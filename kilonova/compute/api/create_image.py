@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, empty_response, json_response
 from kilonova.compute.actions import ACTIONS
-from kilonova.compute.api import lookup, microversions, validation
+from kilonova.compute.api import lookup, microversions, validation, volume_backed_snapshot
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.db import quotas
 
@@ -121,6 +121,10 @@ async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: 
     if 0 <= limit < len(metadata):
         raise HTTPError(403, "Quota exceeded for metadata_items: too many metadata items")
 
+    bdms = await volume_backed_snapshot.root_volume(ref)
+    if bdms is not None:  # volume-backed: the volumes are snapshotted, the image only points at them
+        image = await volume_backed_snapshot.snapshot(request, svc, ctx, ref, bdms, name, metadata)
+        return _answer(request, svc, image)
     image = await create_snapshot_image(svc, ctx, ref.server, name, metadata)
     try:
         # The task state and the "createImage" action, together; 409 if the server changed meanwhile.
@@ -136,6 +140,10 @@ async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: 
         await discard_image(svc, ctx.token, image["id"])
         raise
 
+    return _answer(request, svc, image)
+
+
+def _answer(request: Request, svc, image: dict):
     if microversions.want(request, "2.45"):
         return json_response({"image_id": image["id"]}, status=202)
     location = str(svc.image.base_url).rstrip("/") + f"/v2/images/{image['id']}"

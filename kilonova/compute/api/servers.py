@@ -279,6 +279,7 @@ async def create_server(request: Request):
     if server.get("hostname") and max_count > 1:
         raise HTTPError(400, "Unable to allocate a single hostname to multiple instances")
     image_ref = str(server.get("imageRef") or "").rstrip("/").rsplit("/", 1)[-1]
+    server = await boot_volumes.with_image_mappings(svc, ctx, server, image_ref)
     plan = boot_volumes.parse(server, image_ref)
     create_mod.check_user_data(server.get("user_data"))
     refuse_unsupported(server, hints)
@@ -294,6 +295,8 @@ async def create_server(request: Request):
         image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
     elif plan.image_id:
         image = {**await create_mod.load_image(svc, ctx, plan.image_id, flavor, plan.root["volume_size"]), "id": ""}
+    elif plan.root["source_type"] == "snapshot" and image_ref:  # an image of a volume-backed server's snapshot
+        image = {**await create_mod.load_image(svc, ctx, image_ref, flavor, plan.root["volume_size"] or 0), "id": ""}
     else:
         image = await boot_volumes.root_image(volumes, plan)
     await boot_volumes.check(volumes, plan, max_count)
