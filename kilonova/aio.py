@@ -22,7 +22,7 @@ from pathlib import Path
 import uvicorn
 import yaml
 
-from kilonova.common import health_checks, private_files
+from kilonova.common import health_checks, metrics, private_files
 from kilonova.common.catalog import catalog_urls, root_urls
 from kilonova.common.clients import Endpoints
 from kilonova.common.http import H11_MAX_HEADER_BYTES, Router, ServiceApp
@@ -148,6 +148,8 @@ class AllInOne:
             await service.start()
         for service in self.services:
             await service.after_start()
+        if hasattr(self.transport, "depths"):
+            metrics.add_refresher(metrics.queue_depths(self.transport))
         # What start-up made (modules, schemas, engines, compiled statements, caches) lives as long as the
         # process: out of the garbage collector's full passes, which otherwise walked all of it again every
         # few seconds under load (a third of a second each with 200 servers).

@@ -34,6 +34,8 @@ RPC_MESSAGES = Counter("kilonova_rpc_messages", "RPC messages sent, per kind (ca
                        "(compute hosts as 'compute') and method", ["kind", "target", "method"])
 RPC_FAILURES = Counter("kilonova_rpc_call_failures", "RPC calls that failed or timed out, per target and "
                        "method", ["target", "method"])
+RPC_QUEUE_DEPTH = Gauge("kilonova_rpc_queue_depth", "RPC messages waiting in the queue of each target this "
+                        "process serves (compute hosts as 'compute')", ["target"])
 COMPUTE_HOSTS = Gauge("kilonova_compute_hosts", "Compute services by state (up: heartbeat within "
                       "service_down_time)", ["state"])
 PLACEMENT_USAGE = Gauge("kilonova_placement_usage", "Resources allocated in Placement, per resource class",
@@ -81,6 +83,17 @@ def action_finished(action: str, failed: bool) -> None:
 def rpc_target(target: str) -> str:
     """``compute.<host>`` -> ``compute``: one series per interface, not per host."""
     return target.split(".", 1)[0]
+
+
+def queue_depths(transport) -> Callable[[], Awaitable[None]]:
+    """A refresher of RPC_QUEUE_DEPTH from ``transport.depths()``."""
+    async def refresh() -> None:
+        depths: dict[str, int] = {}
+        for target, depth in (await transport.depths()).items():
+            depths[rpc_target(target)] = depths.get(rpc_target(target), 0) + depth
+        for target, depth in depths.items():
+            RPC_QUEUE_DEPTH.labels(target).set(depth)
+    return refresh
 
 
 def add_refresher(refresh: Callable[[], Awaitable[None]]) -> None:

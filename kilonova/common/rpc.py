@@ -222,6 +222,10 @@ class InProcessTransport:
             if future is not None and not future.done():
                 future.set_result(result)
 
+    async def depths(self) -> dict[str, int]:
+        """Messages waiting for a worker, per target served here."""
+        return {target: queue.qsize() for target, queue in self._queues.items()}
+
     def _queue(self, target: str) -> asyncio.Queue:
         queue = self._queues.get(target)
         if queue is None:

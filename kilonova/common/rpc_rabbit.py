@@ -313,6 +313,15 @@ class RabbitTransport:
                                    (fanout_queue, await fanout_queue.consume(handler))]
         self._consumers[target].append((channel, ""))  # type: ignore[arg-type]
 
+    async def depths(self) -> dict[str, int]:
+        """Messages ready in the broker's queue of each target served here (its declaration again, which
+        answers the count; aio-pika's robust channel would answer a passive one from its cache)."""
+        found = {}
+        for target, consumers in list(self._consumers.items()):
+            result = await consumers[0][0].declare()
+            found[target] = int(result.message_count or 0)
+        return found
+
     def _make_handler(self, target: str, endpoint: object):
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             task = asyncio.create_task(self._handle(target, endpoint, message), name=f"rpc-{target}")

@@ -137,6 +137,9 @@ def test_metrics_count_requests_per_route_template(cloud, token):
         _value(before, "kilonova_http_requests_total", status="200", **route)
     assert moved == 3
     assert _value(after, "kilonova_http_request_duration_seconds_count", **route) >= 3
+    # Each RPC target the process serves has its queue's depth (nothing waits in an idle cloud).
+    assert _value(after, "kilonova_rpc_queue_depth", target="conductor") == 0
+    assert any(sample == "kilonova_rpc_queue_depth" and ("target", "compute") in keys for sample, keys in after)
     # No series per raw path: the flavor id is not a label value anywhere.
     assert not any("/flavors/1" in dict(keys).get("route", "") for _, keys in after)
 
