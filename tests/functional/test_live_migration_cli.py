@@ -13,7 +13,8 @@ import pytest
 
 from tests.cloud import new_cloud, wait_for
 
-DELAY = 40.0  # [fake_driver] live_migration_delay: long enough to catch progress, abort and force-complete
+DELAY = 25.0  # [fake_driver] live_migration_delay: long enough to catch progress, abort and force-complete
+# (each of those tests takes 15 s at load 8, boot and delete included, with the CLIs forked from a warm process)
 
 
 @pytest.fixture(scope="module")
