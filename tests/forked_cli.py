@@ -116,7 +116,6 @@ def _preload() -> dict:
     each, its console script's ``main`` (each reads its arguments from ``sys.argv``)."""
     from importlib.metadata import entry_points
 
-    import cinderclient.shell
     import cliff.command
     import novaclient.shell
     import openstackclient.shell
@@ -129,12 +128,15 @@ def _preload() -> dict:
                     entry.load()
                 except Exception:  # the CLI itself reports a broken plugin when it loads it
                     pass
-    import cinderclient.v3.shell  # noqa: F401
     import novaclient.v2.shell  # noqa: F401
     cliff.command._get_distributions_by_modules()  # the package of each command module (its help epilog)
-    return {"openstack": lambda: openstackclient.shell.main(sys.argv[1:]),
-            "nova": lambda: novaclient.shell.main(sys.argv[1:]),  # its default argv is the one at import
-            "cinder": cinderclient.shell.main}
+    mains = {"openstack": lambda: openstackclient.shell.main(sys.argv[1:]),
+             "nova": lambda: novaclient.shell.main(sys.argv[1:])}  # its default argv is the one at import
+    with contextlib.suppress(ImportError):  # without it, `cinder` runs as its console script (if installed)
+        import cinderclient.shell
+        import cinderclient.v3.shell  # noqa: F401
+        mains["cinder"] = cinderclient.shell.main
+    return mains
 
 
 def _child(conn: socket.socket, mains: dict, request: dict, fds: list[int]) -> None:
@@ -152,7 +154,8 @@ def _child(conn: socket.socket, mains: dict, request: dict, fds: list[int]) -> N
         os.chdir(request["cwd"])
         sys.argv = [str(Path(sys.executable).parent / request["program"]), *request["args"]]
         try:
-            code = mains[request["program"]]()
+            # a program not preloaded: its console script, on the same files
+            code = mains[request["program"]]() if request["program"] in mains else subprocess.call(sys.argv)
         except SystemExit as exc:  # as the interpreter maps sys.exit's argument to a status
             if exc.code is None or isinstance(exc.code, int):
                 code = exc.code
