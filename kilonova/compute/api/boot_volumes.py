@@ -20,6 +20,7 @@ from typing import Any
 
 from kilonova.common.http import HTTPError
 from kilonova.compute import volume_api
+from kilonova.compute.api.volume_backed_snapshot import image_mappings
 from kilonova.compute.cleanup import release_prepared_volumes
 
 INVALID = "Block Device Mapping is Invalid: "
@@ -37,16 +38,10 @@ class Plan:
         return self.root["uuid"] if self.root and self.root["source_type"] == "image" else None
 
 
-async def with_image_mappings(svc, ctx, server: dict[str, Any], image_ref: str) -> dict[str, Any]:
+def with_image_mappings(server: dict[str, Any], image: dict[str, Any] | None) -> dict[str, Any]:
     """The create with the block device mapping its image carries (the image of a volume-backed server's
     snapshot: volumes from snapshots), the user's own mappings taking the devices they name, as upstream."""
-    if not image_ref:
-        return server
-    from kilonova.common.clients import segment
-    from kilonova.compute.api.volume_backed_snapshot import image_mappings
-
-    response = await svc.image.get(f"/v2/images/{segment(image_ref)}", headers={"X-Auth-Token": ctx.token})
-    image_bdms = image_mappings(response.json()) if response.status_code == 200 else []
+    image_bdms = image_mappings(image) if image else []
     if not image_bdms:
         return server
     own = list(server.get("block_device_mapping_v2") or [])

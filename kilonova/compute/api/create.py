@@ -58,17 +58,23 @@ def _flavor_snapshot(session, ctx: RequestContext, flavorid: str) -> dict[str, A
     return snapshot
 
 
-async def load_image(svc, ctx: RequestContext, image_ref: str, flavor: dict[str, Any],
-                     volume_size: int | None = None) -> dict[str, Any]:
-    """The image, checked against the flavor (``volume_size``: the boot disk is a volume of that size, made
-    from the image: checked against it instead of the flavor's root disk)."""
+async def fetch_image(svc, ctx: RequestContext, image_ref: str) -> dict[str, Any]:
+    """The image as the caller sees it; 400 when there is no such image."""
     image_id = _ref_id(str(image_ref))
     response = await svc.image.get(f"/v2/images/{segment(image_id)}", headers={"X-Auth-Token": ctx.token})
     if response.status_code in (400, 404):
         raise HTTPError(400, f"Image {image_id} could not be found.")
     if response.status_code != 200:
         raise HTTPError(503, f"The image service answered {response.status_code} looking up image {image_id}.")
-    image = response.json()
+    return response.json()
+
+
+async def load_image(svc, ctx: RequestContext, image_ref: str, flavor: dict[str, Any],
+                     volume_size: int | None = None, fetched: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The image, checked against the flavor (``volume_size``: the boot disk is a volume of that size, made
+    from the image: checked against it instead of the flavor's root disk). ``fetched``: already looked up."""
+    image = fetched if fetched is not None else await fetch_image(svc, ctx, image_ref)
+    image_id = image.get("id") or _ref_id(str(image_ref))
     if image.get("status") != "active":
         raise HTTPError(400, f"Image {image_id} is not active.")
     if (image.get("min_ram") or 0) > flavor["memory_mb"]:

@@ -279,7 +279,6 @@ async def create_server(request: Request):
     if server.get("hostname") and max_count > 1:
         raise HTTPError(400, "Unable to allocate a single hostname to multiple instances")
     image_ref = str(server.get("imageRef") or "").rstrip("/").rsplit("/", 1)[-1]
-    server = await boot_volumes.with_image_mappings(svc, ctx, server, image_ref)
     plan = boot_volumes.parse(server, image_ref)
     create_mod.check_user_data(server.get("user_data"))
     refuse_unsupported(server, hints)
@@ -290,13 +289,19 @@ async def create_server(request: Request):
         raise HTTPError(400, "The requested availability zone is not available")
     destination = destination or await forced_destination(svc, ctx, forced_host, forced_node)
     flavor = await create_mod.load_flavor(svc, ctx, server["flavorRef"])
+    fetched = await create_mod.fetch_image(svc, ctx, image_ref) if image_ref and plan.root is None else None
+    if fetched is not None and boot_volumes.image_mappings(fetched):
+        # The image of a volume-backed server's snapshot: its block device mapping makes the server's volumes.
+        server = boot_volumes.with_image_mappings(server, fetched)
+        plan = boot_volumes.parse(server, image_ref)
     volumes = volume_api.for_caller(svc.volume, ctx)
     if plan.root is None:
-        image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor)
+        image = await create_mod.load_image(svc, ctx, server["imageRef"], flavor, fetched=fetched)
     elif plan.image_id:
         image = {**await create_mod.load_image(svc, ctx, plan.image_id, flavor, plan.root["volume_size"]), "id": ""}
     elif plan.root["source_type"] == "snapshot" and image_ref:  # an image of a volume-backed server's snapshot
-        image = {**await create_mod.load_image(svc, ctx, image_ref, flavor, plan.root["volume_size"] or 0), "id": ""}
+        image = {**await create_mod.load_image(svc, ctx, image_ref, flavor, plan.root["volume_size"] or 0,
+                                               fetched=fetched), "id": ""}
     else:
         image = await boot_volumes.root_image(volumes, plan)
     await boot_volumes.check(volumes, plan, max_count)
