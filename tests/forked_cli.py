@@ -133,9 +133,21 @@ def _preload() -> dict:
     mains = {"openstack": lambda: openstackclient.shell.main(sys.argv[1:]),
              "nova": lambda: novaclient.shell.main(sys.argv[1:])}  # its default argv is the one at import
     with contextlib.suppress(ImportError):  # without it, `cinder` runs as its console script (if installed)
+        import logging
+
+        before = list(logging.root.handlers)
         import cinderclient.shell
         import cinderclient.v3.shell  # noqa: F401
-        mains["cinder"] = cinderclient.shell.main
+        # Its import calls logging.basicConfig(): the `cinder` command's root handler, not the others'.
+        added = [handler for handler in logging.root.handlers if handler not in before]
+        for handler in added:
+            logging.root.removeHandler(handler)
+
+        def cinder():
+            for handler in added:
+                logging.root.addHandler(handler)
+            return cinderclient.shell.main()
+        mains["cinder"] = cinder
     return mains
 
 
