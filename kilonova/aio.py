@@ -276,8 +276,8 @@ def serve(conf: Config, names: list[str]) -> None:
             elif service.name == "novncproxy":
                 lines.append(f"  {'consoles':<10} {console_base_url(conf)}")
         if conf.getint("DEFAULT", "metrics_port"):
-            lines.append(f"  {'metrics':<13} http://{conf.get('DEFAULT', 'my_ip')}:{conf.getint('DEFAULT', 'metrics_port')}"
-                         "/metrics (and /healthcheck)")
+            where = f"{conf.get('DEFAULT', 'my_ip')}:{conf.getint('DEFAULT', 'metrics_port')}"
+            lines.append(f"  {'metrics':<13} http://{where}/metrics (and /healthcheck)")
         print("\n".join(lines), flush=True)
 
     try:

@@ -251,10 +251,21 @@ class Cloud(Clients):
     def manage_options(self) -> list[str]:
         return ["--config", str(self.config_file), "--state-dir", str(self.state_dir)]
 
-    def log_lines(self) -> list[str]:
-        """Every line the cloud has logged so far (its log file)."""
-        path = self.workdir / "logs" / "kilonova-up.log"
-        return path.read_text(errors="replace").splitlines() if path.exists() else []
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "logs" / "kilonova-up.log"
+
+    def log_offset(self) -> int:
+        """Where the cloud's log file ends now (for ``log_lines(since=)``)."""
+        return self.log_file.stat().st_size if self.log_file.exists() else 0
+
+    def log_lines(self, since: int = 0) -> list[str]:
+        """The lines the cloud has logged (to its log file) after offset ``since``."""
+        if not self.log_file.exists():
+            return []
+        with open(self.log_file, "rb") as handle:
+            handle.seek(since)
+            return handle.read().decode(errors="replace").splitlines()
 
     def start(self, timeout: float = 60.0) -> float:
         started = time.monotonic()
