@@ -5,7 +5,8 @@ instead of INFO, as nova.conf's. ``[DEFAULT] log_file`` (relative to ``log_dir``
 ``log_dir`` alone (one file per process, named after what it runs: ``kilonova-api.log``,
 ``kilonova-conductor-scheduler.log``, ``kilonova-up.log``); files are reopened when logrotate moves them.
 Without a file, lines go to stderr: INFO for ``kilonova serve`` (a service under systemd or a container),
-WARNING for ``kilonova up`` so that the all-in-one's terminal stays quiet (``debug`` shows everything).
+WARNING for ``kilonova up`` so that the all-in-one's terminal stays quiet (``debug`` shows everything); with a
+file, ``kilonova up`` still shows its warnings and errors on stderr.
 
 Each record gets ``request_id``, ``global_request_id``, ``user_id`` and ``project_id`` from
 ``kilonova.common.request_ids`` (a filter on the handlers, so libraries' records have them too).
@@ -150,11 +151,16 @@ def setup(conf, process: str, *, interactive: bool, debug: bool = False) -> Path
     else:
         handler = logging.StreamHandler(sys.stderr)
         level = logging.DEBUG if debug else (logging.WARNING if interactive else logging.INFO)
-    handler.addFilter(RequestIdsFilter())
-    if fmt == "json":
-        handler.setFormatter(JSONFormatter())
-    else:
-        handler.setFormatter(TextFormatter(TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+    handlers = [handler]
+    if path is not None and interactive:
+        # The all-in-one's terminal still shows what went wrong when everything else goes to the file.
+        terminal = logging.StreamHandler(sys.stderr)
+        terminal.setLevel(logging.WARNING)
+        handlers.append(terminal)
+    for each in handlers:
+        each.addFilter(RequestIdsFilter())
+        each.setFormatter(JSONFormatter() if fmt == "json"
+                          else TextFormatter(TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
     # Neither is in any format; each costs a lookup per record.
     logging.logThreads = False
     logging.logMultiprocessing = False
@@ -162,7 +168,8 @@ def setup(conf, process: str, *, interactive: bool, debug: bool = False) -> Path
     for old in list(root.handlers):
         root.removeHandler(old)
         old.close()
-    root.addHandler(handler)
+    for each in handlers:
+        root.addHandler(each)
     # The root's level is the handler's: a record nobody writes is never made (access lines cost nothing
     # in a quiet all-in-one).
     root.setLevel(level)
