@@ -22,7 +22,7 @@ CREATE = {"type": "object", "properties": {"volume": {"type": "object", "propert
     "availability_zone": {"type": "string"}, "display_name": _TEXT, "display_description": _TEXT},
     "required": ["size"], "additionalProperties": False}}, "required": ["volume"], "additionalProperties": False}
 SNAPSHOT_CREATE = {"type": "object", "properties": {"snapshot": {"type": "object", "properties": {
-    "volume_id": {"type": "string"}, "force": {"type": ["boolean", "string"]},
+    "volume_id": {"type": "string"}, "force": validation.BOOLEAN,
     "display_name": _TEXT, "display_description": _TEXT},
     "required": ["volume_id"], "additionalProperties": False}}, "required": ["snapshot"], "additionalProperties": False}
 
@@ -130,11 +130,7 @@ async def create_snapshot(request: Request):
     body = await read_json(request)
     validation.validate(SNAPSHOT_CREATE, body)
     asked = body["snapshot"]
-    force = str(asked.get("force", False)).lower()
-    if force not in ("true", "false", "1", "0", "yes", "no", "on", "off", "t", "f", "y", "n"):
-        raise HTTPError(400, f"Unrecognized value '{asked.get('force')}', acceptable values are: '0', '1', 'f', "
-                             "'false', 'n', 'no', 'off', 'on', 't', 'true', 'y', 'yes'")
-    snapshot = {"volume_id": asked["volume_id"], "force": force in ("true", "1", "yes", "on", "t", "y"),
+    snapshot = {"volume_id": asked["volume_id"], "force": validation.is_true(asked.get("force", False)),
                 "name": asked.get("display_name"), "description": asked.get("display_description")}
     response = await _call(request, "POST", "/snapshots", json={"snapshot": snapshot})
     if response.status_code not in (200, 202):
