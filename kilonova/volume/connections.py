@@ -51,17 +51,6 @@ def access_mode(attach_mode: str, connector: dict[str, Any], readonly: bool = Fa
     return mode if mode in ("rw", "ro") else "rw"
 
 
-def access_mode(attach_mode: str, connector: dict[str, Any], readonly: bool = False) -> str:
-    """``rw`` or ``ro``: a read-only volume's always ``ro``; else the attachment's mode (3.54), else the
-    connector's, else read-write."""
-    if readonly:
-        return "ro"
-    if attach_mode in ("rw", "ro"):
-        return attach_mode
-    mode = connector.get("mode")
-    return mode if mode in ("rw", "ro") else "rw"
-
-
 def check_reachable(connector: dict[str, Any], local_ips: tuple[str, ...] = ()) -> None:
     """400 for a connector of a host this service cannot give its volumes to."""
     if not is_local(connector, local_ips):
