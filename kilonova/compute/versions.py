@@ -45,7 +45,7 @@ COMPUTE = Interface("compute", [
                     "live_migration_whereabouts")),
     Change("1.3", "attach_interface, detach_interface (os-interface: a port hot-plugged into, or out of, a server).",
            methods=("attach_interface", "detach_interface")),
-    Change("1.5", "attach_volume, detach_volume, swap_volume (os-volume_attachments: a volume connected to, or "
+    Change("1.4", "attach_volume, detach_volume, swap_volume (os-volume_attachments: a volume connected to, or "
                   "disconnected from, a server through the volume service's attachments).",
            methods=("attach_volume", "detach_volume", "swap_volume")),
 ])
@@ -93,7 +93,7 @@ SERVICE_VERSIONS = (
     "1.1",  # 2: build deadlines
     "1.2",  # 3: the server lifecycle (resize, migrations, rebuild, shelve, rescue, ...)
     "1.3",  # 4: port interfaces (attach_interface, detach_interface)
-    "1.5",  # 6: volumes (attach_volume, detach_volume, swap_volume)
+    "1.4",  # 5: volumes (attach_volume, detach_volume, swap_volume)
 )
 SERVICE_VERSION = len(SERVICE_VERSIONS)
 # The oldest compute service this release's API and conductor still write for (backports reach down to it).

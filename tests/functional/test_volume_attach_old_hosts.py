@@ -1,4 +1,4 @@
-"""A compute host of a release before volumes (``[upgrade_levels] compute = 1.4``, as a host not yet upgraded):
+"""A compute host of a release before volumes (``[upgrade_levels] compute = 1.3``, as a host not yet upgraded):
 an attach is refused with a 409 saying so, and the volume it had reserved is available again."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.cloud import new_cloud, wait_for
 
 @pytest.fixture(scope="module")
 def cloud():
-    instance = new_cloud(hosts=1, config={"upgrade_levels": {"compute": "1.4"}})
+    instance = new_cloud(hosts=1, config={"upgrade_levels": {"compute": "1.3"}})
     instance.start()
     yield instance
     instance.stop()
