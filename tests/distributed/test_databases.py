@@ -103,7 +103,7 @@ PREVIOUS_RELEASE_ROWS = {
         "build_requests": [{"id": 1, "instance_uuid": "5e7a1b2c-0000-4000-8000-0000000000b2", "project_id": "p1",
                             "instance": {"uuid": "5e7a1b2c-0000-4000-8000-0000000000b2", "project_id": "p1",
                                          "flavor": {"name": "m1.kept", "vcpus": 2, "memory_mb": 2048}},
-                            "created_at": T0}],
+                            "vcpus": 2, "memory_mb": 2048, "created_at": T0}],
     },
     "cell": {
         "services": [{"id": 1, "uuid": "5e000000-0000-4000-8000-000000000001", "host": "host1",
@@ -166,11 +166,17 @@ PREVIOUS_RELEASE_ROWS = {
 }
 
 
-def _api_head_has_build_request_sizes(database: Database) -> None:
-    from kilonova.compute.db import build_requests
+def _api_head_has_server_groups(database: Database) -> None:
+    from kilonova.compute.db import build_requests, server_groups
 
-    # The pending server's flavor size was copied out of its JSON by 0004: quota usage counts it.
+    # The pending server of the old release still counts for its project's quota.
     assert database.run_sync(build_requests.usage, "p1", write=False) == {"instances": 1, "cores": 2, "ram": 2048}
+    # 0005: the old release had no server groups; the project's first one is made and counted.
+    assert database.run_sync(server_groups.count, "p1", write=False) == 0
+    made = database.run_sync(server_groups.create, {
+        "uuid": "6a000000-0000-4000-8000-000000000001", "name": "web", "project_id": "p1", "user_id": "u1",
+        "policy": "anti-affinity", "rules": {}}, 10)
+    assert made["name"] == "web" and database.run_sync(server_groups.count, "p1", write=False) == 1
 
 
 def _cell_head_has_block_device_mappings(database: Database) -> None:
@@ -225,7 +231,7 @@ def _volume_head_records_volume_sources(database: Database) -> None:
 
 
 # What each store's head adds, checked on the upgraded database.
-AT_HEAD = {"nova_api": _api_head_has_build_request_sizes, "cell": _cell_head_has_block_device_mappings,
+AT_HEAD = {"nova_api": _api_head_has_server_groups, "cell": _cell_head_has_block_device_mappings,
            "placement": _placement_head_has_usage_serials, "identity": _identity_head_counts_failed_logins,
            "network": _network_head_has_routers_floating_ips_and_security_groups,
            "volume": _volume_head_records_volume_sources}
