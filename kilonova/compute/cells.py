@@ -102,18 +102,25 @@ class Cell:
         """``db.read`` that raises ``CellDown`` when the cell's database cannot be reached."""
         if self.is_down:
             raise CellDown(self, "it failed less than a few seconds ago")
-        try:
-            # A read that finishes at once (SQLite on the loop) needs no timeout task around it.
-            done, result = self.db.read_now(fn, *args, **kwargs)
-            if done:
-                return result
-            return await asyncio.wait_for(self.db.read(fn, *args, **kwargs), QUERY_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - classified below; others propagate unchanged
-            if not _unreachable(exc):
-                raise
-            reason = str(getattr(exc, "orig", None) or exc or type(exc).__name__).strip().splitlines()[0]
-            self.mark_down(reason)
-            raise CellDown(self, reason) from exc
+        for attempt in (1, 2):
+            try:
+                # A read that finishes at once (SQLite on the loop) needs no timeout task around it.
+                done, result = self.db.read_now(fn, *args, **kwargs)
+                if done:
+                    return result
+                return await asyncio.wait_for(self.db.read(fn, *args, **kwargs), QUERY_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - classified below; others propagate unchanged
+                if not _unreachable(exc):
+                    raise
+                # A connection the server closed (a restart, a proxy, pg_terminate_backend) says nothing of
+                # the next one: the pool has been renewed, so a read (idempotent) is tried once more before
+                # the whole cell counts as down.
+                if attempt == 1 and getattr(exc, "connection_invalidated", False):
+                    continue
+                reason = str(getattr(exc, "orig", None) or exc or type(exc).__name__).strip().splitlines()[0]
+                self.mark_down(reason)
+                raise CellDown(self, reason) from exc
+        raise AssertionError("unreachable")
 
 
 class Cells:

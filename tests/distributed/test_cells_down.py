@@ -191,3 +191,48 @@ def test_a_cell_whose_database_is_down_does_not_fail_the_lists(cluster, zone2):
                  == {"kept-cell1", "kept-cell2", "during-outage"}, 30, "cell2's server listed again", cluster)
         for server in (kept1, kept2, during):
             cluster.openstack("server", "delete", "--wait", server["id"], timeout=120)
+
+
+def test_a_cut_connection_is_not_a_cell_down():
+    """The server closing a cell's pooled connections (a restart, a proxy, ``pg_terminate_backend``) costs the
+    next read one retry on a fresh connection, not ten seconds of "cell is down" for every request; a cell
+    whose server really cannot be reached is still down at once."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from kilonova.common.db import Database
+    from kilonova.compute.cells import Cell, CellDown
+
+    databases = Databases("postgresql")
+    try:
+        database = Database(databases.url("cut_cell"), name="cut-cell", workers=2)
+        cell = Cell("c0ffee00-0000-4000-8000-000000000001", "cut", database)
+
+        def one(session):
+            return session.execute(sa.text("SELECT 1")).scalar()
+
+        def slow(session):
+            return session.execute(sa.text("SELECT 1 FROM pg_sleep(1)")).scalar()
+
+        async def reads() -> list[int]:
+            results = [await cell.read(one)]
+            assert databases.cut_connections() > 0  # the idle pooled connection is closed by the server
+            results.append(await cell.read(one))
+            # Cut again while a read runs: that read fails on its connection and is tried once more.
+            reading = asyncio.ensure_future(cell.read(slow))
+            await asyncio.sleep(0.4)
+            assert await asyncio.to_thread(databases.cut_connections) > 0
+            results.append(await reading)
+            return results
+
+        assert asyncio.run(reads()) == [1, 1, 1] and not cell.is_down
+        database.engine.dispose()
+
+        unreachable = Database("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1", name="gone")
+        gone = Cell("c0ffee00-0000-4000-8000-000000000002", "gone", unreachable)
+        with pytest.raises(CellDown):
+            asyncio.run(gone.read(one))
+        assert gone.is_down
+    finally:
+        databases.drop_all()
