@@ -115,6 +115,11 @@ async def index(request: Request):
     ctx = context(request)
     q = query.parse(request)
     visible_to = None if policy.privileged(ctx) else ctx.project_id
+    if (q.fields and ports.LIGHT_FIELDS.issuperset(q.fields) and set(q.filters) <= {"id", "device_id"}
+            and not (q.tags or q.sort or q.limit or q.marker)):
+        # Only ids, devices and groups asked (the compute API's server views): no port objects to build.
+        rows = await service(request).db.read(ports.list_port_groups, visible_to, q.filters)
+        return respond_list(request, "ports", rows, q)
     rows = await service(request).db.read(ports.list_ports, visible_to, q.filters)
     return respond_list(request, "ports", [views.port(p, policy.privileged(ctx)) for p in rows], q,
                         special={"fixed_ips"})

@@ -251,3 +251,23 @@ async def test_any_value_of_any_attribute_is_a_4xx_or_accepted(api, value):
     updated = await api.put(f"/v2.0/security-groups/{group}", json={"security_group": {"description": value}},
                             headers=ALICE)
     assert updated.status_code < 500, updated.text
+
+
+async def test_port_groups_listed_by_device_answer_as_the_full_listing(api):
+    """The compute API's server views ask ports for just device_id and security_groups (a lighter read):
+    the answer is the full listing's, projected, with the same visibility."""
+    net = await post(api, "networks", "network", {"name": "devnet"})
+    await post(api, "subnets", "subnet", {"network_id": net["id"], "cidr": "192.168.51.0/24", "ip_version": 4})
+    web = await post(api, "security-groups", "security_group", {"name": "dev-web"})
+    devices = ["d0000000-0000-4000-8000-000000000001", "d0000000-0000-4000-8000-000000000002"]
+    await post(api, "ports", "port", {"network_id": net["id"], "device_id": devices[0]})
+    await post(api, "ports", "port", {"network_id": net["id"], "device_id": devices[0],
+                                      "security_groups": [web["id"]]})
+    await post(api, "ports", "port", {"network_id": net["id"], "device_id": devices[1], "security_groups": []})
+    await post(api, "ports", "port", {"network_id": net["id"], "device_id": "someone-else"})
+    for headers in (ALICE, BOB, ADMIN):
+        full = (await api.get("/v2.0/ports", params={"device_id": devices}, headers=headers)).json()["ports"]
+        light = (await api.get("/v2.0/ports", params={"device_id": devices, "fields": ["device_id", "security_groups"]},
+                               headers=headers)).json()["ports"]
+        assert light == [{"device_id": p["device_id"], "security_groups": p["security_groups"]} for p in full]
+        assert len(full) == (0 if headers is BOB else 3)
