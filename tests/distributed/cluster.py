@@ -195,7 +195,13 @@ class Cluster(Clients):
             process.kill()
 
     def logs(self) -> str:
-        return "\n".join(f"===== {name}\n{p.log.read_text()[-3000:]}" for name, p in self.processes.items())
+        """The end of each process's log for a failing test, without the per-request access and RPC lines
+        (they would fill the tail and hide the warnings and errors that explain the failure)."""
+        def tail(text: str) -> str:
+            lines = [line for line in text.splitlines()
+                     if " INFO kilonova.access " not in line and " INFO kilonova.rpc " not in line]
+            return "\n".join(lines)[-3000:]
+        return "\n".join(f"===== {name}\n{tail(p.log.read_text())}" for name, p in self.processes.items())
 
     # ------------------------------------------------------------------ clients
 
