@@ -15,9 +15,11 @@ COUNTED = {**MODELS, "security_group_rule": SecurityGroupRule}
 
 
 def counts(session: Session, project_id: str) -> dict[str, int]:
-    return {name: session.scalar(sa.select(sa.func.count()).select_from(model)
-                                 .where(model.project_id == project_id)) or 0
-            for name, model in COUNTED.items()}
+    """Every counted resource of ``project_id``, in one statement (a server create asks for these)."""
+    row = session.execute(sa.select(*(
+        sa.select(sa.func.count()).select_from(model).where(model.project_id == project_id)
+        .scalar_subquery().label(name) for name, model in COUNTED.items()))).one()
+    return {name: row._mapping[name] or 0 for name in COUNTED}
 
 
 def check_quota(session: Session, resource: str, project_ids: list[str]) -> None:
