@@ -10,7 +10,7 @@ from starlette.requests import Request
 from kilonova.common.http import Router, empty_response, json_response, read_json
 from kilonova.volume import attach_repo, policy, repo, validation as V
 from kilonova.volume.errors import bad_request
-from kilonova.volume.lookup import context, service
+from kilonova.volume.lookup import context, owner_scope, service
 from kilonova.volume.paging import page
 from kilonova.volume.versions import at_least, require
 
@@ -57,10 +57,6 @@ def _connector(value: Any, required: bool) -> dict[str, Any] | None:
     return value
 
 
-def _scope(ctx) -> str | None:
-    return None if ctx.is_admin else ctx.project_id
-
-
 async def create(request: Request, project_id: str):
     ctx = context(request, project_id)
     require(request, NEW_ATTACH)
@@ -94,7 +90,7 @@ async def update(request: Request, project_id: str, attachment_id: str):
         raise bad_request("Invalid input for field/attribute attachment. 'connector' is a required property")
     connector = _connector(body["connector"], required=True)
     svc = service(request)
-    attachment = await svc.db.write(attach_repo.check_connectable, attachment_id, _scope(ctx))
+    attachment = await svc.db.write(attach_repo.check_connectable, attachment_id, owner_scope(ctx))
     return json_response({"attachment": detail(await svc.connect_attachment(attachment, connector))})
 
 
@@ -106,7 +102,7 @@ async def action(request: Request, project_id: str, attachment_id: str):
         raise bad_request("There is no such action: " + (next(iter(body), "") if isinstance(body, dict) and body
                                                           else ""))
     policy.check_write(ctx, "volume:attachment_complete")
-    await service(request).db.write(attach_repo.complete, attachment_id, _scope(ctx))
+    await service(request).db.write(attach_repo.complete, attachment_id, owner_scope(ctx))
     return empty_response(204)
 
 
@@ -114,7 +110,7 @@ async def delete(request: Request, project_id: str, attachment_id: str):
     ctx = context(request, project_id)
     require(request, NEW_ATTACH)
     policy.check_write(ctx, "volume:attachment_delete")
-    left = await service(request).detach_attachment(attachment_id, _scope(ctx))
+    left = await service(request).detach_attachment(attachment_id, owner_scope(ctx))
     return json_response({"attachments": [summary(a) for a in left]})
 
 
@@ -145,7 +141,7 @@ async def show(request: Request, project_id: str, attachment_id: str):
     ctx = context(request, project_id)
     require(request, NEW_ATTACH)
     policy.check_read(ctx, "volume:attachment_get")
-    attachment = await service(request).db.read(attach_repo.get_attachment, attachment_id, _scope(ctx))
+    attachment = await service(request).db.read(attach_repo.get_attachment, attachment_id, owner_scope(ctx))
     return json_response({"attachment": detail(attachment)})
 
 

@@ -18,3 +18,8 @@ def context(request: Request, project_id: str) -> RequestContext:
     if project_id != ctx.project_id:
         raise HTTPError(400, "Malformed request url")
     return ctx
+
+
+def owner_scope(ctx: RequestContext) -> str | None:
+    """The project whose records the caller may reach: none for admins (every project's)."""
+    return None if ctx.is_admin else ctx.project_id

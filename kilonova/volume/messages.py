@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, json_response
 from kilonova.volume import message_repo, policy
-from kilonova.volume.lookup import context, service
+from kilonova.volume.lookup import context, owner_scope, service
 from kilonova.volume.paging import page
 from kilonova.volume.versions import require
 
@@ -23,15 +23,11 @@ def view(request: Request, message: dict) -> dict:
     return shown
 
 
-def _scope(ctx) -> str | None:
-    return None if ctx.is_admin else ctx.project_id
-
-
 async def index(request: Request, project_id: str):
     ctx = context(request, project_id)
     require(request, MESSAGES)
     policy.check_read(ctx, "message:get_all")
-    messages = await service(request).db.read(message_repo.listing, _scope(ctx))
+    messages = await service(request).db.read(message_repo.listing, owner_scope(ctx))
     params = request.query_params
     messages = [m for m in messages if all(m[k] == params[k] for k in ("event_id", "resource_uuid", "resource_type",
                                                                         "message_level") if k in params)]
@@ -46,7 +42,7 @@ async def show(request: Request, project_id: str, message_id: str):
     ctx = context(request, project_id)
     require(request, MESSAGES)
     policy.check_read(ctx, "message:get")
-    message = await service(request).db.read(message_repo.get, message_id, _scope(ctx))
+    message = await service(request).db.read(message_repo.get, message_id, owner_scope(ctx))
     return json_response({"message": view(request, message)})
 
 
@@ -54,7 +50,7 @@ async def delete(request: Request, project_id: str, message_id: str):
     ctx = context(request, project_id)
     require(request, MESSAGES)
     policy.check_write(ctx, "message:delete")
-    await service(request).db.write(message_repo.delete, message_id, _scope(ctx))
+    await service(request).db.write(message_repo.delete, message_id, owner_scope(ctx))
     return empty_response(204)
 
 
