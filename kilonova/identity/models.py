@@ -132,3 +132,31 @@ class RevocationEvent(IdentityBase):
     user_id: Mapped[str | None] = mapped_column(sa.String(64))
     project_id: Mapped[str | None] = mapped_column(sa.String(64))
     revoked_at: Mapped[float] = mapped_column(sa.Float)
+
+
+class RegisteredLimit(IdentityBase):
+    """Keystone's registered limit: a service's default limit of a resource, optionally per region."""
+
+    __tablename__ = "registered_limits"
+
+    internal_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    service_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    region_id: Mapped[str | None] = mapped_column(sa.String(255))
+    resource_name: Mapped[str] = mapped_column(sa.String(255))
+    default_limit: Mapped[int] = mapped_column(sa.Integer)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class ProjectLimit(IdentityBase):
+    """Keystone's limit: a project's (or domain's) own value of a registered limit."""
+
+    __tablename__ = "limits"
+
+    internal_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    project_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    domain_id: Mapped[str | None] = mapped_column(sa.String(64))
+    registered_limit_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("registered_limits.id"), index=True)
+    resource_limit: Mapped[int] = mapped_column(sa.Integer)
+    description: Mapped[str | None] = mapped_column(sa.Text)

@@ -15,7 +15,7 @@ from kilonova.identity.core import IdentityCore, TokenError, TokenInvalid
 from kilonova.identity.errors import format_error
 
 RESOURCE_MODULES = ["versions", "auth_tokens", "auth_scopes", "domains", "projects", "users", "roles",
-                    "implied_roles", "grants", "role_assignments", "regions", "services", "endpoints"]
+                    "implied_roles", "grants", "role_assignments", "regions", "services", "endpoints", "limits"]
 
 
 def build_router() -> Router:
