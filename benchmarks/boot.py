@@ -42,10 +42,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_profiler(output: str | None, pid: int) -> subprocess.Popen | None:
-    """py-spy (from PATH) sampling the cloud while it boots, written to ``output`` in its raw format."""
+    """py-spy sampling the cloud while it boots, written to ``output`` in its raw format.
+
+    py-spy comes with the project's `bench` extra (next to this interpreter) or from PATH.
+    """
     if not output:
         return None
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+    beside = Path(sys.executable).with_name("py-spy")
+    py_spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    if py_spy is None:
+        sys.exit("--profile needs py-spy: pip install -e '.[bench]'")
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
                              "--nonblocking", "--gil", "--output", output], stdout=subprocess.DEVNULL)
 
 

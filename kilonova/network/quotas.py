@@ -51,11 +51,13 @@ async def defaults(request: Request, project_id: str):
 
 async def details(request: Request, project_id: str):
     _check(request, project_id)
-    db = service(request).db
-    limits = await db.read(quota_limits.limits, project_id)
-    used = await db.read(usage.counts, project_id)
+    limits, used = await service(request).db.read(_limits_and_counts, project_id)
     return json_response({"quota": {name: {"limit": limit, "used": used.get(name, 0), "reserved": 0}
                                     for name, limit in limits.items()}})
+
+
+def _limits_and_counts(session, project_id: str) -> tuple[dict[str, int], dict[str, int]]:
+    return quota_limits.limits(session, project_id), usage.counts(session, project_id)
 
 
 def _limits(body: Any) -> tuple[dict[str, int], bool]:

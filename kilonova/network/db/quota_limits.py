@@ -4,6 +4,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepared
 from kilonova.network import errors
 from kilonova.network.l3_models import QuotaLimit
 
@@ -11,9 +12,13 @@ DEFAULTS = {"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingi
             "security_group_rule": 100, "rbac_policy": 10, "subnetpool": -1}
 
 
+# Built once: every port create and every server create's port-quota check reads these.
+_STORED = prepared(sa.select(QuotaLimit.resource, QuotaLimit.limit)
+                   .where(QuotaLimit.project_id == sa.bindparam("project_id")))
+
+
 def limits(session: Session, project_id: str) -> dict[str, int]:
-    stored = session.execute(sa.select(QuotaLimit.resource, QuotaLimit.limit)
-                             .where(QuotaLimit.project_id == project_id)).all()
+    stored = session.execute(_STORED, {"project_id": project_id}).all()
     return {**DEFAULTS, **{resource: limit for resource, limit in stored if resource in DEFAULTS}}
 
 
