@@ -163,8 +163,12 @@ def _insert_group(session: Session, values: dict[str, Any], default: bool) -> st
     return row["id"]
 
 
+_DEFAULT_OF = prepared(sa.select(_DEFAULTS.c.security_group_id)
+                       .where(_DEFAULTS.c.project_id == sa.bindparam("project_id")))
+
+
 def default_group_id(session: Session, project_id: str) -> str | None:
-    return session.scalar(sa.select(_DEFAULTS.c.security_group_id).where(_DEFAULTS.c.project_id == project_id))
+    return session.scalar(_DEFAULT_OF, {"project_id": project_id})
 
 
 def ensure_default(session: Session, project_id: str) -> str:
@@ -316,18 +320,28 @@ def for_port_update(session: Session, port: dict[str, Any], values: dict[str, An
     return wanted
 
 
+def _hosts_of_groups_statement() -> Any:
+    from kilonova.network.models import Port
+
+    referencing = sa.select(_RULES.c.security_group_id).where(
+        _RULES.c.remote_group_id.in_(sa.bindparam("members", expanding=True)))
+    in_groups = sa.select(_BINDINGS.c.port_id).where(sa.or_(
+        _BINDINGS.c.security_group_id.in_(sa.bindparam("ids", expanding=True)),
+        _BINDINGS.c.security_group_id.in_(referencing)))
+    return prepared(sa.select(Port.binding_host_id).distinct()
+                    .where(Port.id.in_(in_groups), Port.binding_host_id != ""))
+
+
+# Built once: the security-group notifier asks this after every batch of port changes.
+_HOSTS_OF_GROUPS = _hosts_of_groups_statement()
+
+
 def hosts_of_groups(session: Session, rules_of: Iterable[str], members_of: Iterable[str]) -> set[str]:
     """The hosts whose port rules change when the rules of groups ``rules_of`` change (those binding a port in
     one of them) or the members of groups ``members_of`` (those binding a port in one of them, or in a group
     with a rule naming one of them as its remote group: its rules hold the members' addresses)."""
-    from kilonova.network.models import Port
-
     members = list(members_of)
     ids = list(rules_of) + members
     if not ids:
         return set()
-    referencing = sa.select(_RULES.c.security_group_id).where(_RULES.c.remote_group_id.in_(members))
-    in_groups = sa.select(_BINDINGS.c.port_id).where(
-        sa.or_(_BINDINGS.c.security_group_id.in_(ids), _BINDINGS.c.security_group_id.in_(referencing)))
-    query = sa.select(Port.binding_host_id).distinct().where(Port.id.in_(in_groups), Port.binding_host_id != "")
-    return set(session.scalars(query))
+    return set(session.scalars(_HOSTS_OF_GROUPS, {"ids": ids, "members": members}))
