@@ -26,6 +26,7 @@ from kilonova.common import health_checks, metrics, private_files
 from kilonova.common.catalog import catalog_urls, root_urls
 from kilonova.common.clients import Endpoints
 from kilonova.common.http import H11_MAX_HEADER_BYTES, Router, ServiceApp
+from kilonova.common.http_protocol import ReadTimeoutH11Protocol
 from kilonova.common.rpc import get_transport
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.config import Config
@@ -131,10 +132,11 @@ class AllInOne:
             # get "Connection reset by peer".
             config = uvicorn.Config(app, host=self.conf.get("DEFAULT", "my_ip"), port=port,
                                     log_level="warning", access_log=False, lifespan="off",
-                                    timeout_keep_alive=KEEP_ALIVE_SECONDS, http="h11",
+                                    timeout_keep_alive=KEEP_ALIVE_SECONDS, http=ReadTimeoutH11Protocol,
                                     # h11 drops a request whose headers pass 16 KiB with a bare
                                     # 400; read further so the app answers a 431 in its API's format.
                                     h11_max_incomplete_event_size=H11_MAX_HEADER_BYTES)
+            config.client_socket_timeout = self.conf.getfloat("wsgi", "client_socket_timeout")
             self._servers.append(_QuietServer(config))
         serving = [asyncio.create_task(server.serve()) for server in self._servers]
         while not all(server.started for server in self._servers):

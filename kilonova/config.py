@@ -266,6 +266,11 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Seconds between full resyncs of every router (changes themselves are applied when announced).
         "resync_interval": "30",
     },
+    "wsgi": {
+        # As nova.conf: seconds an API connection may wait with no request data arriving (a silent new
+        # connection, a request head or body sent slowly) before it is closed; 0 waits forever.
+        "client_socket_timeout": "900",
+    },
     "api": {
         # Return the generated or given admin password in create, rebuild, rescue and evacuate responses.
         "enable_instance_password": "true",
