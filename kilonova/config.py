@@ -196,7 +196,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "auth_strategy": "keystone",
     },
     "oslo_policy": {
-        # A YAML/JSON file overriding Placement's default policy rules (relative: to the state dir).
+        # A YAML/JSON file overriding any service's default policy rules, `rule: check string` as upstream's
+        # (relative: to the state dir); read at start (a malformed one stops it) and again when it changes.
         "policy_file": "policy.yaml",
         "enforce_scope": "true",
         "enforce_new_defaults": "true",

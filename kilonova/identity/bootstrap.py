@@ -1,7 +1,7 @@
 """What must exist in every identity database, created or refreshed on each start (idempotent).
 
-Default domain; admin, demo and service projects; roles admin > member > reader
-and service; users admin, demo and the service user with the configured
+Default domain; admin, demo and service projects; roles admin > manager > member >
+reader (each implying the next, as Keystone's bootstrap since 2024.2) and service; users admin, demo and the service user with the configured
 passwords (re-hashed only when the configured password changed, which also
 revokes that user's earlier tokens); their grants; and the catalog of every
 Kilonova service, re-pointed at the current URLs.
@@ -21,8 +21,8 @@ from kilonova.identity import passwords, revocation
 from kilonova.identity.models import DEFAULT_DOMAIN_ID
 from kilonova.identity.store import assignments, catalog, domains, projects, roles, users
 
-IMPLIED = [("admin", "member"), ("member", "reader")]
-ROLES = ["admin", "member", "reader", "service"]
+IMPLIED = [("admin", "manager"), ("manager", "member"), ("member", "reader")]
+ROLES = ["admin", "manager", "member", "reader", "service"]
 SERVICES = {"identity": "keystone", "compute": "nova", "placement": "placement", "image": "glance",
             "network": "neutron", "block-storage": "cinder"}
 # Further catalog types at the same URL, as DevStack registers Cinder under both (older clients ask for volumev3).

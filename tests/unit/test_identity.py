@@ -74,7 +74,7 @@ async def test_admin_project_token(client):
     assert body["methods"] == ["password"]
     assert body["user"]["name"] == "admin" and body["user"]["domain"] == {"id": "default", "name": "Default"}
     assert body["project"]["name"] == "admin" and body["project"]["domain"]["id"] == "default"
-    assert sorted(r["name"] for r in body["roles"]) == ["admin", "member", "reader"]
+    assert sorted(r["name"] for r in body["roles"]) == ["admin", "manager", "member", "reader"]
     assert body["expires_at"].endswith(".000000Z") and len(body["audit_ids"]) == 1
     assert {entry["type"] for entry in body["catalog"]} >= {"identity", "compute"}
 
@@ -90,7 +90,7 @@ async def test_every_bootstrap_user_gets_a_token(client):
     _, demo = await issue(client, "demo", "demo")
     assert sorted(r["name"] for r in demo["roles"]) == ["member", "reader"]
     _, svc = await issue(client, "kilonova", "service")
-    assert sorted(r["name"] for r in svc["roles"]) == ["admin", "member", "reader", "service"]
+    assert sorted(r["name"] for r in svc["roles"]) == ["admin", "manager", "member", "reader", "service"]
 
 
 async def test_scopes_by_id_domain_system_and_unscoped(client):

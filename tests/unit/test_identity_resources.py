@@ -123,7 +123,7 @@ async def test_grants_and_role_assignments(client, admin):  # noqa: F811
              404, "Not Found")
     response = await client.post("/v3/auth/tokens", json=password_auth("dave", "pw", project="dp"))
     assert response.status_code == 201
-    assert sorted(r["name"] for r in response.json()["token"]["roles"]) == ["admin", "member", "reader"]
+    assert sorted(r["name"] for r in response.json()["token"]["roles"]) == ["admin", "manager", "member", "reader"]
     dave_token = response.headers["X-Subject-Token"]
 
     direct = (await client.get(f"/v3/role_assignments?user.id={user['id']}", headers=admin)).json()
@@ -133,7 +133,7 @@ async def test_grants_and_role_assignments(client, admin):  # noqa: F811
     effective = (await client.get(f"/v3/role_assignments?user.id={user['id']}&effective&include_names",
                                   headers=admin)).json()["role_assignments"]
     by_role = {a["role"]["name"]: a for a in effective}
-    assert set(by_role) == {"admin", "member", "reader"}
+    assert set(by_role) == {"admin", "manager", "member", "reader"}
     assert by_role["reader"]["links"]["prior_role"].endswith(f"/v3/roles/{by_role['member']['role']['id']}")
     assert by_role["reader"]["links"]["assignment"] == f"http://identity{grant}"
     assert by_role["admin"]["scope"]["project"]["name"] == "dp"
@@ -156,7 +156,7 @@ async def test_grants_and_role_assignments(client, admin):  # noqa: F811
 async def test_implied_roles(client, admin):  # noqa: F811
     inferences = (await client.get("/v3/role_inferences", headers=admin)).json()["role_inferences"]
     rules = {r["prior_role"]["name"]: [i["name"] for i in r["implies"]] for r in inferences}
-    assert rules == {"admin": ["member"], "member": ["reader"]}
+    assert rules == {"admin": ["manager"], "manager": ["member"], "member": ["reader"]}
     viewer = (await client.post("/v3/roles", headers=admin, json={"role": {"name": "viewer"}})).json()["role"]
     error_of(await client.post("/v3/roles", headers=admin, json={"role": {"name": "viewer"}}), 409, "Conflict")
     reader = await role_id(client, admin, "reader")

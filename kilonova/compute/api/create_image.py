@@ -114,7 +114,7 @@ async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: 
     name, metadata = parse_body(body)
     ctx = request.state.context
     svc = compute_api(request)
-    server_actions.check_policy(ctx, ref, ACTIONS["createImage"])
+    server_actions.check_policy(request, ref, ACTIONS["createImage"])
     _check_state(ref)
     limits = await svc.api_db.read(quotas.get_limits, ref.server["project_id"], svc.conf)
     limit = limits.get("metadata_items", -1)

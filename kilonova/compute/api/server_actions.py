@@ -13,9 +13,11 @@ from kilonova.common.http import HTTPError, Router, empty_response, json_respons
 from kilonova.common.rpc import NoSuchTarget, RPCError
 from kilonova.compute.api import lookup, server_action_handlers, server_records, validation
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.common import authorize, server_target
 from kilonova.compute.api.remote_consoles import get_vnc_console
 from kilonova.compute.api.create_image import create_image
 from kilonova.compute.api.microversions import want
+from kilonova.compute import policies
 from kilonova.compute.actions import ACTIONS, ANY, Action
 from kilonova.compute.db import instance_actions, instances
 from kilonova.compute.db.instances import UnexpectedTaskState
@@ -25,11 +27,10 @@ def _conflict(ref: lookup.ServerRef, action: Action, server: dict) -> HTTPError:
     return HTTPError(409, action.conflict_message(ref.uuid, server["vm_state"], server.get("task_state")))
 
 
-def check_policy(ctx, ref: lookup.ServerRef, action: Action) -> None:
-    """Upstream's default policy for the action (admin-only ones: 403), then the lock (409 for non-admins)."""
-    if action.admin_only and not ctx.is_admin:
-        raise HTTPError(403, f"Policy doesn't allow os_compute_api:servers:{action.name} to be performed.")
-    if action.lock_checked and ref.server.get("locked") and not ctx.is_admin:
+def check_policy(request: Request, ref: lookup.ServerRef, action: Action) -> None:
+    """The action's upstream policy rule on the server (403), then the lock (409 for non-admins)."""
+    authorize(request, policies.ACTION_RULES[action.key], server_target(ref.server))
+    if action.lock_checked and ref.server.get("locked") and not request.state.context.is_admin:
         raise HTTPError(409, f"Instance {ref.uuid} is locked")
 
 
@@ -37,7 +38,7 @@ def check_startable(request: Request, ref: lookup.ServerRef, key: str) -> None:
     """What ``begin`` checks before it changes anything (policy, lock, state): for a handler that must
     refuse a bad state before it looks at other things, as upstream's decorators do."""
     action = ACTIONS[key]
-    check_policy(request.state.context, ref, action)
+    check_policy(request, ref, action)
     if ref.cell is None or ref.cell.is_cell0 or not action.allows(ref.server["vm_state"], ref.server.get("task_state")):
         raise _conflict(ref, action, ref.server)
 
@@ -64,7 +65,7 @@ async def begin(request: Request, ref: lookup.ServerRef, key: str, values: dict 
     the action in one transaction. Returns the server as it is now. 409 when the state does not allow it
     (also when another action won the race), or when the server has no host yet and ``needs_host``."""
     action = ACTIONS[key]
-    check_policy(request.state.context, ref, action)
+    check_policy(request, ref, action)
     if ref.cell is None or ref.cell.is_cell0 or (needs_host and not ref.server.get("host")):
         raise _conflict(ref, action, ref.server)
     if not action.allows(ref.server["vm_state"], ref.server.get("task_state")):

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kilonova.common import metrics
+from kilonova.common import metrics, policy
 from kilonova.common.auth import TokenValidator
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
 from kilonova.common.rpc import TransportPool
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.compute import cells as cells_mod
-from kilonova.compute import versions
+from kilonova.compute import policies, versions
 from kilonova.compute.api import host_metrics
 from kilonova.compute.api.app import create_app
 from kilonova.compute.api.deleting import ServerDeleter
@@ -47,6 +47,7 @@ class ComputeAPIService(Service):
         self.router = CellRouter(self.cells, self.transports, conf.getfloat("DEFAULT", "rpc_response_timeout"),
                                  compute_pin=versions.compute_pin(conf))
         self.deleter = ServerDeleter(self)
+        self.policy = policy.from_conf(conf, "compute", policies.RULES)   # read at start: a bad file stops it
         self.app = create_app(self.validator, self)
 
     def compute_rpc(self, host: str) -> HostClient:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from kilonova.common.http import HTTPError, empty_response
 from kilonova.compute.api import lookup, validation
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.common import authorize
 from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.api.server_actions import tell_host
 from kilonova.compute.db import instance_actions, instances
@@ -26,8 +27,7 @@ NULL_BODY = {key: {"type": "object", "properties": {key: {"type": "null"}}, "req
 
 
 def _admin_only(request, rule: str) -> None:
-    if not request.state.context.is_admin:
-        raise HTTPError(403, f"Policy doesn't allow os_compute_api:os-admin-actions:{rule} to be performed.")
+    authorize(request, f"os_compute_api:os-admin-actions:{rule}")
 
 
 def _reset_in_cell(session, uuid: str, state: str, ctx: dict) -> None:

@@ -31,6 +31,6 @@ async def restore(request, ref: lookup.ServerRef, key: str, body: dict):
 @handles("forceDelete")
 async def force_delete(request, ref: lookup.ServerRef, key: str, body: dict):
     ctx = request.state.context
-    check_policy(ctx, ref, ACTIONS[key])
+    check_policy(request, ref, ACTIONS[key])
     await compute_api(request).deleter.delete(ctx, ref, force=True)
     return empty_response(202)

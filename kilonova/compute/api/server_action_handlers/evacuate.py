@@ -60,9 +60,7 @@ async def evacuate(request: Request, ref: lookup.ServerRef, key: str, body: dict
     validation.validate(schema(request.state.version), body)
     args = body["evacuate"]
     svc, ctx = compute_api(request), request.state.context
-    if not ctx.is_admin:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-evacuate to be performed.")
-    server_actions.check_policy(ctx, ref, server_actions.ACTIONS[key])
+    server_actions.check_policy(request, ref, server_actions.ACTIONS[key])
     host = args.get("host")
     on_shared_storage = False if want(request, "2.14") else _bool(args["onSharedStorage"])
     force = False

@@ -19,6 +19,7 @@ from kilonova.common.rpc import RemoteError, RPCError
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import lookup, validation
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.common import authorize, server_target
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.api.server_actions import begin
@@ -72,10 +73,11 @@ async def _host_exists(ref: lookup.ServerRef, host: str) -> bool:
 async def migrate_live(request: Request, ref: lookup.ServerRef, key: str, body: dict):
     ctx = request.state.context
     validation.validate(_schema(request), body)
-    if not ctx.is_admin:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-migrate-server:migrate_live to be performed.")
+    authorize(request, "os_compute_api:os-migrate-server:migrate_live", server_target(ref.server))
     args = body[key]
     host = args["host"]
+    if host is not None:
+        authorize(request, "os_compute_api:os-migrate-server:migrate_live:host", server_target(ref.server))
     block_migration = None if args["block_migration"] == "auto" else _bool(args["block_migration"])
     if want(request, "2.30") and not want(request, "2.68"):
         force = _bool(args.get("force", False))

@@ -106,7 +106,7 @@ def _check_state(request: Request, ref: lookup.ServerRef, key: str) -> None:
     """Policy, lock and the state rule, before anything the request names is looked up (as upstream's
     decorators run first). ``server_actions.begin`` checks them again with the compare-and-set."""
     action = ACTIONS[key]
-    server_actions.check_policy(request.state.context, ref, action)
+    server_actions.check_policy(request, ref, action)
     if ref.cell is None or ref.cell.is_cell0 or not ref.server.get("host") or \
             not action.allows(ref.server["vm_state"], ref.server.get("task_state")):
         raise HTTPError(409, action.conflict_message(ref.uuid, ref.server["vm_state"], ref.server.get("task_state")))

@@ -18,6 +18,7 @@ from kilonova.compute import move_claims, move_endings
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import create, disk_config, lookup, server_actions, validation
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.common import authorize, server_target
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.cells import CellDown
@@ -49,7 +50,7 @@ NOT_RESIZED = "Instance has not been resized."
 def _check_state(request: Request, ref: lookup.ServerRef, key: str) -> None:
     """Lock and state rule before anything is looked up, in upstream's order (the compare-and-set comes later)."""
     action = ACTIONS[key]
-    server_actions.check_policy(request.state.context, ref, action)
+    server_actions.check_policy(request, ref, action)
     if ref.cell is None or ref.cell.is_cell0 or not ref.server.get("host") or \
             not action.allows(ref.server["vm_state"], ref.server.get("task_state")):
         raise HTTPError(409, action.conflict_message(ref.uuid, ref.server["vm_state"], ref.server.get("task_state")))
@@ -129,10 +130,11 @@ def _compute_host_in_cell(session, host: str) -> bool:
 
 @handles("migrate")
 async def migrate(request: Request, ref: lookup.ServerRef, key: str, body: dict):
-    if not request.state.context.is_admin:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-migrate-server:migrate to be performed.")
+    authorize(request, "os_compute_api:os-migrate-server:migrate", server_target(ref.server))
     validation.validate(MIGRATE_2_56 if want(request, "2.56") else MIGRATE, body)
     host = (body.get("migrate") or {}).get("host")
+    if host is not None:
+        authorize(request, "os_compute_api:os-migrate-server:migrate:host", server_target(ref.server))
     _check_state(request, ref, key)
     if host is not None:
         if host == ref.server.get("host"):

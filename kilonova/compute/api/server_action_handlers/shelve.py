@@ -17,6 +17,7 @@ from kilonova.common.rpc import NoSuchTarget
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import create_image, lookup, server_actions, validation
 from kilonova.compute.api.app import compute_api
+from kilonova.compute.api.common import authorize, server_target
 from kilonova.compute.api.availability_zones import available_zones
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
@@ -94,10 +95,10 @@ async def unshelve(request: Request, ref: lookup.ServerRef, key: str, body: dict
     args = body.get("unshelve") if isinstance(body.get("unshelve"), dict) else {}
     new_az = args.get("availability_zone", _UNSET) if want(request, "2.77") else _UNSET
     host = args.get("host") if want(request, "2.91") else None
-    if host and not ctx.is_admin:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-shelve:unshelve_to_host to be performed.")
+    if host:
+        authorize(request, "os_compute_api:os-shelve:unshelve_to_host", server_target(ref.server))
     action = ACTIONS["unshelve"]
-    server_actions.check_policy(ctx, ref, action)
+    server_actions.check_policy(request, ref, action)
     server = ref.server
     if ref.cell is None or ref.cell.is_cell0 or not action.allows(server["vm_state"], server.get("task_state")):
         raise HTTPError(409, action.conflict_message(ref.uuid, server["vm_state"], server.get("task_state")))

@@ -1,0 +1,133 @@
+"""The shared policy engine (kilonova/common/policy.py) and the compute rule table: personas, overrides,
+malformed files, scope, and the cost of a check."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kilonova.common import policy
+from kilonova.common.context import RequestContext
+from kilonova.compute import policies
+
+PROJECT, OTHER = "p" * 32, "q" * 32
+# Tokens as Keystone issues them: each role with the ones it implies (admin > manager > member > reader).
+ADMIN = RequestContext(user_id="admin", project_id=OTHER, roles=["admin", "manager", "member", "reader"])
+MANAGER = RequestContext(user_id="boss", project_id=PROJECT, roles=["manager", "member", "reader"])
+MEMBER = RequestContext(user_id="me", project_id=PROJECT, roles=["member", "reader"])
+READER = RequestContext(user_id="eye", project_id=PROJECT, roles=["reader"])
+STRANGER = RequestContext(user_id="them", project_id=OTHER, roles=["member", "reader"])
+TARGET = {"project_id": PROJECT, "user_id": "me"}
+
+
+@pytest.fixture(scope="module")
+def compute():
+    return policy.Enforcer("compute", policies.RULES)
+
+
+def allowed(enforcer, rule):
+    return [enforcer.authorize(rule, TARGET, ctx) for ctx in (ADMIN, MANAGER, MEMBER, READER, STRANGER)]
+
+
+@pytest.mark.parametrize("rule, expected", [
+    ("os_compute_api:servers:show", [True, True, True, True, False]),
+    ("os_compute_api:servers:create", [True, True, True, False, False]),
+    ("os_compute_api:servers:delete", [True, True, True, False, False]),
+    ("os_compute_api:os-migrate-server:migrate", [True, True, False, False, False]),
+    ("os_compute_api:os-migrate-server:migrate:host", [True, False, False, False, False]),
+    ("os_compute_api:os-migrate-server:migrate_live", [True, True, False, False, False]),
+    ("os_compute_api:os-migrations:index", [True, True, False, False, False]),
+    ("os_compute_api:servers:migrations:delete", [True, True, False, False, False]),
+    ("os_compute_api:os-lock-server:lock", [True, True, True, False, False]),
+    ("os_compute_api:os-lock-server:unlock:unlock_override", [True, False, False, False, False]),
+    ("os_compute_api:os-admin-actions:reset_state", [True, False, False, False, False]),
+    ("os_compute_api:os-hypervisors:list", [True, False, False, False, False]),
+    ("os_compute_api:os-flavor-manage:create", [True, False, False, False, False]),
+    ("os_compute_api:os-keypairs:index", [True, False, True, False, False]),   # the keypair's user only
+    ("os_compute_api:limits", [True, True, True, True, True]),
+    ("compute:servers:resize:cross_cell", [False] * 5),
+    ("no:such:rule", [False] * 5),
+])
+def test_personas(compute, rule, expected):
+    assert allowed(compute, rule) == expected
+
+
+def test_every_action_and_handler_rule_is_registered(compute):
+    assert set(policies.ACTION_RULES.values()) <= set(compute.defaults)
+    names = [rule.name for rule in policies.RULES]
+    assert len(names) == len(set(names))
+
+
+def test_system_scope_is_refused_unless_scope_enforcement_is_off():
+    system_admin = RequestContext(user_id="admin", roles=["admin"], system_scope="all")
+    assert not policy.Enforcer("compute", policies.RULES).authorize("os_compute_api:os-services:list", {},
+                                                                      system_admin)
+    assert policy.Enforcer("compute", policies.RULES, enforce_scope=False).authorize(
+        "os_compute_api:os-services:list", {}, system_admin)
+
+
+def test_old_defaults_come_back_with_enforce_new_defaults_off(tmp_path):
+    anyone_in_project = RequestContext(user_id="x", project_id=PROJECT, roles=["custom"])
+    assert not policy.Enforcer("compute", policies.RULES).authorize(
+        "os_compute_api:servers:show", TARGET, anyone_in_project)
+    assert policy.Enforcer("compute", policies.RULES, enforce_new_defaults=False).authorize(
+        "os_compute_api:servers:show", TARGET, anyone_in_project)
+
+
+def test_a_policy_file_overrides_rules_and_base_rules(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text('"os_compute_api:os-hypervisors:list": "role:reader"\n'
+                    '"os_compute_api:servers:create": "!"\n'
+                    '"project_reader_api": "role:reader and project_id:%(project_id)s and not role:auditor"\n')
+    enforcer = policy.Enforcer("compute", policies.RULES, path)
+    assert allowed(enforcer, "os_compute_api:os-hypervisors:list") == [True, True, True, True, True]
+    assert allowed(enforcer, "os_compute_api:servers:create") == [False] * 5
+    auditor = RequestContext(user_id="a", project_id=PROJECT, roles=["reader", "auditor"])
+    assert not enforcer.authorize("os_compute_api:servers:show", TARGET, auditor)
+    rows = {row["name"]: row for row in enforcer.effective()}
+    assert rows["os_compute_api:servers:create"]["check_str"] == "!"
+    assert rows["os_compute_api:servers:create"]["overridden"]
+    assert rows["os_compute_api:servers:delete"]["check_str"] == "rule:project_member_or_admin"
+    assert not rows["os_compute_api:servers:delete"]["overridden"]
+
+
+def test_changes_to_the_file_take_effect_and_broken_edits_keep_the_rules(tmp_path, monkeypatch):
+    monkeypatch.setattr(policy, "RELOAD_INTERVAL", 0.0)
+    path = tmp_path / "policy.yaml"
+    path.write_text('"os_compute_api:os-services:list": "@"\n')
+    enforcer = policy.Enforcer("compute", policies.RULES, path)
+    assert enforcer.authorize("os_compute_api:os-services:list", {}, READER)
+    time.sleep(0.01)
+    path.write_text('"os_compute_api:os-services:list": "role:admin"\n')
+    assert not enforcer.authorize("os_compute_api:os-services:list", {}, READER)
+    path.write_text('"os_compute_api:os-services:list": [nope\n')
+    assert not enforcer.authorize("os_compute_api:os-services:list", {}, READER)
+    assert enforcer.authorize("os_compute_api:os-services:list", {}, ADMIN)
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ("[unclosed", "policy file"),
+    ("- a list\n", "must map rule names to check strings"),
+    ('"os_compute_api:servers:show": 3\n', "must be a check string"),
+    ('"os_compute_api:servers:show": "role:admin or"\n', "cannot parse check string"),
+    ('"os_compute_api:servers:show": "rule:nowhere"\n', "servers:show: refers to a rule that is not defined"),
+])
+def test_a_malformed_file_is_refused_at_start(tmp_path, text, complaint):
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(policy.PolicyFileError, match=complaint):
+        policy.Enforcer("compute", policies.RULES, path)
+
+
+def test_a_check_costs_tens_of_microseconds_at_most(compute):
+    """The hot paths (server create/list/show) make one to three checks a request."""
+    for ctx, rule in ((MEMBER, "os_compute_api:servers:show"), (ADMIN, "os_compute_api:servers:create")):
+        best = min(_per_check(compute, rule, ctx) for _ in range(3))
+        assert best < 60e-6, f"{rule}: {best * 1e6:.1f} us a check"
+
+
+def _per_check(enforcer, rule, ctx, n=2000):
+    start = time.perf_counter()
+    for _ in range(n):
+        enforcer.authorize(rule, TARGET, ctx)
+    return (time.perf_counter() - start) / n
