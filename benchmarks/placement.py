@@ -118,10 +118,13 @@ def start_kilonova(workdir: Path) -> tuple[subprocess.Popen, str]:
             base = free_port()
     # No cap on candidates, as upstream's default (max_allocation_candidates = -1): the same work.
     (workdir / "kilonova.conf").write_text("[placement]\nauth_strategy = noauth2\nmax_allocation_candidates = -1\n")
+    # This checkout's code (a worktree has no .venv of its own), run by the interpreter running this script.
     process = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "kilonova"), "--config", str(workdir / "kilonova.conf"),
-         "--state-dir", str(workdir), "serve", "placement", "--base-port", str(base)],
-        stdout=open(workdir / "server.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+        [sys.executable, "-c", "import sys; from kilonova.cli import main; sys.exit(main())",
+         "--config", str(workdir / "kilonova.conf"), "--state-dir", str(workdir), "serve", "placement",
+         "--base-port", str(base)],
+        stdout=open(workdir / "server.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     return process, f"http://127.0.0.1:{base + 2}"
 
 

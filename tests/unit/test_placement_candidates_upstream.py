@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from tests.unit.test_placement_api import client, compute_inventory, detail_of, error_of, service  # noqa: F401
+from tests.unit.test_placement_api import (client, compute_inventory, detail_of, error_of, message_of,  # noqa: F401
+                                           service)
 
 AGG = "5f1b3c1e-9d4e-4a4f-8f4b-0c2b9a7e6d10"
 
@@ -151,7 +152,7 @@ async def test_candidate_query_errors_as_upstream(client, query, version, code, 
     response = await client.get(f"/allocation_candidates?{query}", version=version)
     assert response.status_code == 400, response.text
     assert error_of(response)["code"] == code if version >= "1.23" else True
-    assert detail_of(response) == detail
+    assert message_of(response) == detail
 
 
 async def test_first_limit_and_group_policy_count(client):

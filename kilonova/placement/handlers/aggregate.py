@@ -5,7 +5,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import HTTPError, Router
-from kilonova.placement import errors
+from kilonova.placement import errors, schemas
 from kilonova.placement.handlers import util
 from kilonova.placement.handlers.resource_provider import provider_body, provider_not_found
 from kilonova.placement.handlers.util import policy, want
@@ -13,11 +13,8 @@ from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import aggregates
 from kilonova.placement.objects import exceptions as exc
 
-_LIST = {"type": "array", "uniqueItems": True, "items": {"type": "string", "format": "uuid"}}
-PUT_SCHEMA_1_1 = _LIST
-PUT_SCHEMA_1_19 = {"type": "object", "additionalProperties": False,
-                   "required": ["aggregates", "resource_provider_generation"],
-                   "properties": {"aggregates": _LIST, "resource_provider_generation": {"type": "integer"}}}
+PUT_SCHEMA_1_1 = schemas.AGGREGATES_1_1
+PUT_SCHEMA_1_19 = schemas.AGGREGATES_1_19
 
 
 def _body(request: Request, provider, uuids: list[str]) -> dict:

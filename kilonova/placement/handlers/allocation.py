@@ -1,82 +1,26 @@
 """/allocations/{consumer_uuid}, POST /allocations and /resource_providers/{uuid}/allocations."""
 from __future__ import annotations
 
-import copy
-
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import HTTPError, Router
-from kilonova.placement import errors
+from kilonova.placement import errors, schemas
 from kilonova.placement.handlers import util
-from kilonova.placement.handlers.util import CONSUMER_TYPE_PATTERN, RC_PATTERN, UUID_PATTERN, policy, want
+from kilonova.placement.handlers.util import policy, want
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import allocations as allocs
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects.consumers import MISSING, ConsumerRequest
 
-_RESOURCES = {"type": "object", "minProperties": 1, "additionalProperties": False,
-              "patternProperties": {RC_PATTERN: {"type": "integer", "minimum": 1}}}
-_ID = {"type": "string", "minLength": 1, "maxLength": 255}
-SCHEMA_1_0 = {
-    "type": "object", "additionalProperties": False, "required": ["allocations"],
-    "properties": {"allocations": {"type": "array", "minItems": 1, "items": {
-        "type": "object", "additionalProperties": False, "required": ["resource_provider", "resources"],
-        "properties": {"resource_provider": {"type": "object", "additionalProperties": False, "required": ["uuid"],
-                                             "properties": {"uuid": {"type": "string", "format": "uuid"}}},
-                       "resources": _RESOURCES}}}},
-}
-SCHEMA_1_8 = copy.deepcopy(SCHEMA_1_0)
-SCHEMA_1_8["properties"].update(project_id=_ID, user_id=_ID)
-SCHEMA_1_8["required"] += ["project_id", "user_id"]
-SCHEMA_1_12 = {
-    "type": "object", "additionalProperties": False, "required": ["allocations", "project_id", "user_id"],
-    "properties": {
-        "allocations": {"type": "object", "minProperties": 1, "additionalProperties": False, "patternProperties": {
-            UUID_PATTERN: {"type": "object", "additionalProperties": False, "required": ["resources"],
-                           "properties": {"generation": {"type": "integer"}, "resources": _RESOURCES}}}},
-        "project_id": _ID, "user_id": _ID,
-    },
-}
-DELETABLE = copy.deepcopy(SCHEMA_1_12)
-DELETABLE["properties"]["allocations"]["minProperties"] = 0
-SCHEMA_1_28 = copy.deepcopy(DELETABLE)
-SCHEMA_1_28["properties"]["consumer_generation"] = {"type": ["integer", "null"]}
-SCHEMA_1_28["required"].append("consumer_generation")
-SCHEMA_1_34 = copy.deepcopy(SCHEMA_1_28)
-SCHEMA_1_34["properties"]["mappings"] = {"type": "object", "patternProperties": {
-    "^([a-zA-Z0-9_-]{1,64})?$": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "uuid"}}}}
-SCHEMA_1_38 = copy.deepcopy(SCHEMA_1_34)
-SCHEMA_1_38["properties"]["consumer_type"] = {"type": "string", "pattern": CONSUMER_TYPE_PATTERN,
-                                              "minLength": 1, "maxLength": 255}
-SCHEMA_1_38["required"].append("consumer_type")
-
-
-def _post_schema(entry: dict) -> dict:
-    return {"type": "object", "minProperties": 1, "additionalProperties": False,
-            "patternProperties": {UUID_PATTERN: entry}}
-
-
-POST_1_13 = _post_schema(DELETABLE)
-POST_1_28 = _post_schema(SCHEMA_1_28)
-POST_1_34 = _post_schema(SCHEMA_1_34)
-POST_1_38 = _post_schema(SCHEMA_1_38)
-
 
 def put_schema(request: Request) -> dict:
-    for version, schema in (("1.38", SCHEMA_1_38), ("1.34", SCHEMA_1_34), ("1.28", SCHEMA_1_28),
-                            ("1.12", SCHEMA_1_12), ("1.8", SCHEMA_1_8)):
-        if want(request, version):
-            return schema
-    return SCHEMA_1_0
+    return schemas.for_version(schemas.ALLOCATION_PUT, request.state.version)
 
 
 def post_schema(request: Request) -> dict:
-    for version, schema in (("1.38", POST_1_38), ("1.34", POST_1_34), ("1.28", POST_1_28)):
-        if want(request, version):
-            return schema
-    return POST_1_13
+    return schemas.for_version(schemas.ALLOCATION_POST, request.state.version)
 
 
 def consumer_request(request: Request, consumer: str, data: dict) -> ConsumerRequest:

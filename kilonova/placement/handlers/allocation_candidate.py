@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from kilonova.common import metrics
 from kilonova.common.http import HTTPError, Router
-from kilonova.placement import errors
+from kilonova.placement import errors, schemas
 from kilonova.placement.handlers import query as qs
 from kilonova.placement.handlers import util
 from kilonova.placement.handlers.util import policy, want
@@ -29,25 +29,7 @@ def _suffix_pattern(request: Request) -> str:
 
 
 def query_schema(request: Request) -> dict:
-    keys = {"resources": {"type": "string"}}
-    for version, key, spec in (
-            ("1.16", "limit", {"type": "string", "pattern": "^[1-9][0-9]*$"}),
-            ("1.17", "required", {"type": "string"}), ("1.21", "member_of", {"type": "string"}),
-            ("1.25", "group_policy", {"type": "string", "enum": ["none", "isolate"]}),
-            ("1.31", "in_tree", {"type": "string"}), ("1.35", "root_required", {"type": "string"}),
-            ("1.36", "same_subtree", {"type": "string"})):
-        if want(request, version):
-            keys[key] = spec
-    # keys in upstream's order: jsonschema reports the first failing one (a missing 'resources' before an
-    # unknown key)
-    schema = {"type": "object", "properties": keys}
-    if not want(request, "1.25"):
-        schema["required"] = ["resources"]
-    schema["additionalProperties"] = False
-    if want(request, "1.25"):
-        allowed = [k for k in GROUP_KEYS if k in keys]
-        schema["patternProperties"] = {f"^{k}({_suffix_pattern(request)})?$": {"type": "string"} for k in allowed}
-    return schema
+    return schemas.for_version(schemas.CANDIDATES_QUERY, request.state.version)
 
 
 def parse_groups(request: Request, same_subtree: list[list[str]]) -> list[cands.RequestGroup]:

@@ -1,44 +1,23 @@
 """/resource_providers/{uuid}/inventories[/{resource_class}]."""
 from __future__ import annotations
 
-import copy
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import HTTPError, Router
-from kilonova.placement import errors
+from kilonova.placement import errors, schemas
 from kilonova.placement.handlers import util
 from kilonova.placement.handlers.resource_provider import (provider_body, provider_not_found,
                                                              unknown_provider_first)
-from kilonova.placement.handlers.util import MAX_INT, RC_PATTERN, SQL_SP_FLOAT_MAX, policy, want
+from kilonova.placement.handlers.util import policy, want
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import inventories as inv
 
-DEFAULTS = {"reserved": 0, "min_unit": 1, "max_unit": MAX_INT, "step_size": 1, "allocation_ratio": 1.0}
-_INT = {"type": "integer", "maximum": MAX_INT}
-BASE_SCHEMA = {
-    "type": "object", "additionalProperties": False, "required": ["total", "resource_provider_generation"],
-    "properties": {
-        "resource_provider_generation": {"type": "integer"},
-        "total": dict(_INT, minimum=1), "reserved": dict(_INT, minimum=0), "min_unit": dict(_INT, minimum=1),
-        "max_unit": dict(_INT, minimum=1), "step_size": dict(_INT, minimum=1),
-        "allocation_ratio": {"type": "number", "maximum": SQL_SP_FLOAT_MAX, "minimum": 0},
-    },
-}
-POST_SCHEMA = copy.deepcopy(BASE_SCHEMA)
-POST_SCHEMA["properties"]["resource_class"] = {"type": "string", "pattern": RC_PATTERN}
-POST_SCHEMA["required"] = ["total", "resource_class"]
-# upstream accepts (and ignores) resource_provider_generation here
-RECORD_SCHEMA = copy.deepcopy(BASE_SCHEMA)
-RECORD_SCHEMA["required"] = ["total"]   # a record of PUT .../inventories may carry the generation too
-PUT_ALL_SCHEMA = {
-    "type": "object", "additionalProperties": False, "required": ["resource_provider_generation", "inventories"],
-    "properties": {"resource_provider_generation": {"type": "integer"},
-                   "inventories": {"type": "object", "patternProperties": {RC_PATTERN: RECORD_SCHEMA},
-                                   "additionalProperties": False}},
-}
+DEFAULTS = {"reserved": 0, "min_unit": 1, "max_unit": schemas.MAX_INT, "step_size": 1, "allocation_ratio": 1.0}
+BASE_SCHEMA = schemas.INVENTORY
+POST_SCHEMA = schemas.INVENTORY_POST
+PUT_ALL_SCHEMA = schemas.INVENTORIES
 
 
 def _values(data: dict) -> dict:

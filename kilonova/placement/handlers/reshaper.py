@@ -5,22 +5,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import HTTPError, Router
-from kilonova.placement import errors
+from kilonova.placement import errors, schemas
 from kilonova.placement.handlers import util
-from kilonova.placement.handlers.allocation import consumer_request, post_schema
-from kilonova.placement.handlers.inventory import PUT_ALL_SCHEMA, _values
-from kilonova.placement.handlers.util import UUID_PATTERN, policy
+from kilonova.placement.handlers.allocation import consumer_request
+from kilonova.placement.handlers.inventory import _values
+from kilonova.placement.handlers.util import policy
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import reshaper
 
 
 def schema(request: Request) -> dict:
-    allocations = dict(post_schema(request), minProperties=0)
-    return {"type": "object", "additionalProperties": False, "required": ["inventories", "allocations"],
-            "properties": {"inventories": {"type": "object", "additionalProperties": False, "minProperties": 1,
-                                           "patternProperties": {UUID_PATTERN: PUT_ALL_SCHEMA}},
-                           "allocations": allocations}}
+    return schemas.for_version(schemas.RESHAPE, request.state.version)
 
 
 @versioned("1.30")

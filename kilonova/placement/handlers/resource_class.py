@@ -5,15 +5,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import HTTPError, Router
-from kilonova.placement import errors
+from kilonova.placement import errors, schemas
 from kilonova.placement.handlers import util
-from kilonova.placement.handlers.util import CUSTOM_RC_PATTERN, policy, want
+from kilonova.placement.handlers.util import policy, want
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import resource_classes as rcs
 
-SCHEMA = {"type": "object", "additionalProperties": False, "required": ["name"],
-          "properties": {"name": {"type": "string", "pattern": CUSTOM_RC_PATTERN, "maxLength": 255}}}
+SCHEMA = schemas.RESOURCE_CLASS
 
 
 def serialize(name: str) -> dict:

@@ -1,14 +1,13 @@
 """/resource_providers and /resource_providers/{uuid}."""
 from __future__ import annotations
 
-import copy
 import uuid as uuidlib
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import HTTPError, Router
-from kilonova.placement import errors
+from kilonova.placement import errors, schemas
 from kilonova.placement.handlers import query as qs
 from kilonova.placement.handlers import util
 from kilonova.placement.handlers.util import policy, want
@@ -17,26 +16,14 @@ from kilonova.placement.objects import resource_classes as rcs
 from kilonova.placement.objects import resource_providers as rps
 from kilonova.placement.objects import traits as traits_mod
 
-_PARENT = {"anyOf": [{"type": "string", "format": "uuid"}, {"type": "null"}]}
-POST_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["name"],
-               "properties": {"name": {"type": "string", "maxLength": 200},
-                              "uuid": {"type": "string", "format": "uuid"}}}
-POST_SCHEMA_1_14 = copy.deepcopy(POST_SCHEMA)
-POST_SCHEMA_1_14["properties"]["parent_provider_uuid"] = _PARENT
-PUT_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["name"],
-              "properties": {"name": {"type": "string", "maxLength": 200}}}
-PUT_SCHEMA_1_14 = copy.deepcopy(PUT_SCHEMA)
-PUT_SCHEMA_1_14["properties"]["parent_provider_uuid"] = _PARENT
+POST_SCHEMA = schemas.PROVIDER_POST
+POST_SCHEMA_1_14 = schemas.PROVIDER_POST_1_14
+PUT_SCHEMA = schemas.PROVIDER_PUT
+PUT_SCHEMA_1_14 = schemas.PROVIDER_PUT_1_14
 
 
 def list_query_schema(request: Request) -> dict:
-    properties = {"name": {"type": "string"}, "uuid": {"type": "string", "format": "uuid"}}
-    for version, key, spec in (("1.3", "member_of", {"type": "string"}), ("1.4", "resources", {"type": "string"}),
-                               ("1.14", "in_tree", {"type": "string", "format": "uuid"}),
-                               ("1.18", "required", {"type": "string"})):
-        if want(request, version):
-            properties[key] = spec
-    return {"type": "object", "properties": properties, "additionalProperties": False}
+    return schemas.for_version(schemas.PROVIDER_LIST_QUERY, request.state.version)
 
 
 def serialize(request: Request, provider: rps.Provider) -> dict:

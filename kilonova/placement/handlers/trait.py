@@ -5,23 +5,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import HTTPError, Router
-from kilonova.placement import errors
+from kilonova.placement import errors, schemas
 from kilonova.placement.handlers import util
 from kilonova.placement.handlers.resource_provider import provider_not_found
-from kilonova.placement.handlers.util import CUSTOM_TRAIT_PATTERN, policy
+from kilonova.placement.handlers.util import policy
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import traits
 
-LIST_QUERY = {"type": "object", "additionalProperties": False,
-              "properties": {"name": {"type": "string"}, "associated": {"type": "string"}}}
-CUSTOM_SCHEMA = {"type": "string", "pattern": CUSTOM_TRAIT_PATTERN, "maxLength": 255}
-PROVIDER_TRAITS_SCHEMA = {
-    "type": "object", "additionalProperties": False, "required": ["traits", "resource_provider_generation"],
-    "properties": {"traits": {"type": "array", "uniqueItems": True,
-                              "items": {"type": "string", "pattern": "^[A-Z0-9_]+$", "maxLength": 255}},
-                   "resource_provider_generation": {"type": "integer"}},
-}
+LIST_QUERY = schemas.TRAIT_LIST_QUERY
+CUSTOM_SCHEMA = schemas.TRAIT_NAME
+PROVIDER_TRAITS_SCHEMA = schemas.PROVIDER_TRAITS
 
 
 def _name_filter(value: str) -> dict:

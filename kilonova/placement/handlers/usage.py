@@ -5,23 +5,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import HTTPError, Router
+from kilonova.placement import schemas
 from kilonova.placement.handlers import util
 from kilonova.placement.handlers.util import policy, want
 from kilonova.placement.microversion import versioned
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import usages
 
-_ID = {"type": "string", "minLength": 1, "maxLength": 255}
-
-
 def query_schema(request: Request) -> dict:
-    properties = {"project_id": _ID, "user_id": _ID}
-    if want(request, "1.38"):
-        # upstream's pattern (checked before the lengths, so an empty value is named by it too)
-        properties["consumer_type"] = {"type": "string", "pattern": "^[A-Z0-9_]+$|^all|^unknown$",
-                                       "minLength": 1, "maxLength": 255}
-    return {"type": "object", "properties": properties, "required": ["project_id"],
-            "additionalProperties": False}
+    return schemas.USAGES_QUERY_1_38 if want(request, "1.38") else schemas.USAGES_QUERY
 
 
 @policy("placement:resource_providers:usages")

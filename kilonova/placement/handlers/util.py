@@ -18,20 +18,22 @@ from kilonova.common.http import Handler, HTTPError, decode_json, read_body
 from kilonova.placement import accept, errors, microversion
 from kilonova.placement.objects import capacity
 
-UUID_PATTERN = "^[0-9a-fA-F-]{36}$"   # upstream's (body keys naming providers and consumers)
-RC_PATTERN = "^[A-Z0-9_]+$"
-CUSTOM_RC_PATTERN = "^CUSTOM_[A-Z0-9_]+$"
-CUSTOM_TRAIT_PATTERN = "^CUSTOM_[A-Z0-9_]+$"
-CONSUMER_TYPE_PATTERN = "^[A-Z0-9_]+$"
-MAX_INT = 2147483647
-SQL_SP_FLOAT_MAX = 3.40282e38
-
-_checker = jsonschema.FormatChecker()
+# Bodies check a uuid's format as oslo.utils' is_uuid_like (any case, braces and urn: prefix allowed);
+# query strings with jsonschema's own check (dashes where a uuid has them), as upstream.
+_body_checker = jsonschema.FormatChecker()
+_query_checker = jsonschema.FormatChecker()
 
 
-@_checker.checks("uuid")
-def _is_uuid(value: object) -> bool:
-    return not isinstance(value, str) or is_uuid(value)
+@_body_checker.checks("uuid")
+def _is_uuid_like(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        canonical = str(uuidlib.UUID(value)).replace("-", "")
+    except ValueError:
+        return False
+    stripped = value.replace("urn:", "").replace("uuid:", "").strip("{}").replace("-", "").lower()
+    return canonical == stripped
 
 
 def is_uuid(value: str) -> bool:
@@ -135,41 +137,43 @@ _validators: dict[str, jsonschema.protocols.Validator] = {}
 # The same validators by the identity of the schema object (the handlers' schemas are module constants):
 # serialising the schema into its key cost more than validating a claim's body. Bounded, for schemas
 # built per request.
-_by_schema: dict[int, tuple[dict, jsonschema.protocols.Validator]] = {}
+_by_schema: dict[tuple[int, bool], tuple[dict, jsonschema.protocols.Validator]] = {}
 _BY_SCHEMA_MAX = 256
 
 
-def validate(data: Any, schema: dict, prefix: str) -> None:
+def validate(data: Any, schema: dict, prefix: str, *, query: bool = False) -> None:
     """A 400 naming ``prefix`` and what is wrong when ``data`` does not match ``schema``."""
-    error = schema_error(data, schema)
+    error = schema_error(data, schema, query=query)
     if error is not None:
         raise HTTPError(400, f"{prefix}: {error}")
 
 
-def schema_error(data: Any, schema: dict) -> str | None:
-    """What is wrong with ``data`` by ``schema`` (jsonschema's best match), None when nothing is; with a
-    cached validator (building one costs far more than using it)."""
-    known = _by_schema.get(id(schema))
+def schema_error(data: Any, schema: dict, *, query: bool = False) -> str | None:
+    """What is wrong with ``data`` by ``schema``, None when nothing is: jsonschema's best match in the
+    library's own words (message, the keyword and schema part that failed, the instance), as upstream
+    reports it. Validators are built once per schema (building one costs far more than using it)."""
+    known = _by_schema.get((id(schema), query))
     if known is not None and known[0] is schema:
         validator = known[1]
     else:
-        key = json.dumps(schema, sort_keys=True)
+        key = json.dumps(schema, sort_keys=True) + str(query)
         validator = _validators.get(key)
         if validator is None:
             cls = jsonschema.validators.validator_for(schema)
             cls.check_schema(schema)
-            validator = _validators[key] = cls(schema, format_checker=_checker)
+            checker = _query_checker if query else _body_checker
+            validator = _validators[key] = cls(schema, format_checker=checker)
         if len(_by_schema) >= _BY_SCHEMA_MAX:
             _by_schema.clear()
-        _by_schema[id(schema)] = (schema, validator)
+        _by_schema[(id(schema), query)] = (schema, validator)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    return None if error is None else error.message
+    return None if error is None else str(error)
 
 
 def query(request: Request, schema: dict) -> dict[str, str]:
     """Query parameters (last value of each) validated against ``schema``."""
     params = dict(request.query_params)
-    validate(params, schema, "Invalid query string parameters")
+    validate(params, schema, "Invalid query string parameters", query=True)
     return params
 
 

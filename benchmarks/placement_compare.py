@@ -1,0 +1,149 @@
+"""Kilonova's Placement and upstream openstack-placement 16.0.0, driven side by side with the same requests.
+
+    .venv/bin/python benchmarks/placement_compare.py [--show N] [--only LABEL-PREFIX] [--json FILE]
+
+Both servers are started as ``benchmarks/placement.py`` starts them (upstream from PyPI into its own
+virtualenv, on waitress with noauth2; Kilonova as ``kilonova serve placement``), each on a fresh SQLite
+database, at the same time. Every request of ``placement_scenario.steps()`` (every route, every
+microversion from 1.0 to 1.39, error paths, reshapes, secure-RBAC tokens; about 1,500) goes to upstream
+and then to Kilonova, and the two answers are compared after normalising what must differ:
+
+* request ids, the servers' base URLs, dates (``last-modified`` is compared by presence only);
+* uuids neither side was given (a provider created without one, upstream's in some errors);
+* list order (Placement orders no list; upstream's order is the database's);
+* transport headers (date, server, content-length, connection).
+
+Compared: the status, ``content-type``, ``location``, ``cache-control``, ``last-modified`` (present or
+not), ``allow``, ``openstack-api-version``, ``vary``, and the body (JSON parsed, text as is).
+Differences documented as deliberate in BENCHMARKS.md are listed in ``DELIBERATE`` and counted apart.
+Exit status 1 when any other difference is found.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import placement as bench  # noqa: E402  (benchmarks/placement.py: server start-up)
+import placement_scenario as scenario  # noqa: E402
+
+HEADERS = ("content-type", "location", "cache-control", "allow", "openstack-api-version", "vary")
+PRESENCE_ONLY = ("last-modified",)
+_REQ_ID = re.compile(r"req-[0-9a-f-]{36}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+# Steps whose difference is deliberate (BENCHMARKS.md, "Placement"): label -> why.
+DELIBERATE = {
+    "alloc-missing-provider-leftover": "upstream leaves an empty consumer at generation 0 behind (not copied)",
+}
+
+
+class Normaliser:
+    """Makes one server's answers comparable with the other's (one instance per server)."""
+
+    def __init__(self, base_url: str, known: set[str]):
+        self.base_url = base_url
+        self.known = known
+
+    def text(self, value: str) -> str:
+        value = value.replace(self.base_url, "<base>")
+        value = _REQ_ID.sub("<request-id>", value)
+        return _UUID.sub(self._uuid, value)
+
+    def _uuid(self, match: re.Match) -> str:
+        value = match.group(0)
+        return value if value in self.known else "<uuid>"
+
+    def value(self, data):
+        if isinstance(data, dict):
+            return {self.text(k): (("<request-id>" if k == "request_id" else self.value(v))) for k, v in data.items()}
+        if isinstance(data, list):
+            items = [self.value(v) for v in data]
+            return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+        if isinstance(data, str):
+            return self.text(data)
+        return data
+
+    def response(self, response: httpx.Response) -> dict:
+        out = {"status": response.status_code}
+        for name in HEADERS:
+            if name in response.headers:
+                out[name] = self.text(response.headers[name])
+        for name in PRESENCE_ONLY:
+            out[name] = name in response.headers
+        try:
+            out["body"] = self.value(response.json()) if response.content else ""
+        except ValueError:
+            out["body"] = self.text(response.text)
+        return out
+
+
+def send(client: httpx.Client, step: scenario.Step) -> httpx.Response:
+    return client.request(step.method, step.path, headers=step.headers, content=step.content)
+
+
+def run(upstream_url: str, kilonova_url: str, steps: list[scenario.Step]) -> list[dict]:
+    known = scenario.known_uuids()
+    norm = {"upstream": Normaliser(upstream_url, known), "kilonova": Normaliser(kilonova_url, known)}
+    results = []
+    with httpx.Client(base_url=upstream_url, timeout=60) as up, httpx.Client(base_url=kilonova_url, timeout=60) as kn:
+        for step in steps:
+            a = norm["upstream"].response(send(up, step))
+            b = norm["kilonova"].response(send(kn, step))
+            fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            results.append({"label": step.label, "request": f"{step.method} {step.path}",
+                            "version": step.headers.get("OpenStack-API-Version", ""),
+                            "body": step.content.decode() if step.content else None,
+                            "fields": fields, "upstream": a, "kilonova": b})
+    return results
+
+
+def summary(results: list[dict], show: int) -> int:
+    differing = [r for r in results if r["fields"]]
+    deliberate = [r for r in differing if r["label"] in DELIBERATE]
+    other = [r for r in differing if r["label"] not in DELIBERATE]
+    for r in other[:show]:
+        print(f"--- {r['label']}: {r['request']} [{r['version']}] {r['body'] or ''}")
+        for field in r["fields"]:
+            print(f"    {field}: upstream {json.dumps(r['upstream'].get(field))[:600]}")
+            print(f"    {' ' * len(field)}  kilonova {json.dumps(r['kilonova'].get(field))[:600]}")
+    print(f"{len(results)} requests; {len(other)} differ ({len(deliberate)} more differ on purpose: "
+          f"{', '.join(sorted({r['label'] for r in deliberate})) or 'none'})")
+    return len(other)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--venv", type=Path, default=Path.home() / ".cache/kilonova-bench/placement-16.0.0")
+    parser.add_argument("--show", type=int, default=50, help="differences printed in full")
+    parser.add_argument("--only", default="", help="run only the steps whose label starts with this")
+    parser.add_argument("--json", type=Path, help="write every result here")
+    args = parser.parse_args()
+    steps = [s for s in scenario.steps() if s.label.startswith(args.only) or s.setup]
+    with tempfile.TemporaryDirectory() as up_dir, tempfile.TemporaryDirectory() as kn_dir:
+        up_proc, up_url = bench.start_upstream(args.venv, Path(up_dir))
+        kn_proc, kn_url = bench.start_kilonova(Path(kn_dir))
+        try:
+            bench.wait_up(up_url, up_proc)
+            bench.wait_up(kn_url, kn_proc)
+            started = time.monotonic()
+            results = run(up_url, kn_url, steps)
+            print(f"({time.monotonic() - started:.1f} s)")
+        finally:
+            for proc in (up_proc, kn_proc):
+                proc.terminate()
+                proc.wait(timeout=30)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 1 if summary(results, args.show) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
