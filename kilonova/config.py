@@ -226,7 +226,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Upstream's default list, and the filters of the same_host, different_host and query hints (which
         # upstream leaves for the operator to enable: a hint whose filter is not enabled is ignored).
         # Also available: AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation,
-        # AggregateImagePropertiesIsolation.
+        # AggregateImagePropertiesIsolation, NUMATopologyFilter, PciPassthroughFilter, and the filters of the
+        # target_cell, different_cell and build_near_host_ip/cidr hints: TargetCellFilter, DifferentCellFilter,
+        # SimpleCIDRAffinityFilter (off, as upstream: their hints are ignored until enabled).
         "enabled_filters": "ComputeFilter,AvailabilityZoneFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,"
                            "ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,"
                            "SameHostFilter,DifferentHostFilter,JsonFilter",
@@ -240,6 +242,21 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # the group's servers weigh more.
         "soft_affinity_weight_multiplier": "1.0",
         "soft_anti_affinity_weight_multiplier": "1.0",
+        # Instances building or in an I/O-heavy task (resize, snapshot, rebuild...): fewer is better.
+        "io_ops_weight_multiplier": "-1.0",
+        # Instances on the host (0: ignored, as upstream; positive: more is better, negative: fewer).
+        "num_instances_weight_multiplier": "0.0",
+        # Hosts whose recent builds failed go last (the count resets on the host's next successful build).
+        "build_failure_weight_multiplier": "1000000.0",
+        # A move prefers its cell (kilonova never moves a server between cells: no effect today).
+        "cross_cell_move_weight_multiplier": "1000000.0",
+        # Newer hypervisor versions are better.
+        "hypervisor_version_weight_multiplier": "1.0",
+        # Hosts whose instances' images share properties with the request's image (0: off, as upstream);
+        # image_props_weight_setting: property=weight pairs (os_distro=10,hw_machine_type=2), only those count.
+        "image_props_weight_multiplier": "0.0",
+        "image_props_weight_setting": "",
+        # Every weigher's multiplier may also be set per aggregate (metadata key = the option's name).
         "host_subset_size": "1",
         # Choose at random among the hosts that share the best weight (concurrent requests spread).
         "shuffle_best_same_weighed_hosts": "false",
@@ -249,6 +266,22 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "scheduler": {
         # Seconds between mappings of new compute hosts to their cells (cell_v2 discover_hosts); -1: never.
         "discover_hosts_in_cells_interval": "-1",
+        # Placement pre-filters (kilonova/compute/scheduler/request_filters.py), upstream's options and defaults:
+        # a project named in aggregates' filter_tenant_id metadata is kept to those aggregates ...
+        "limit_tenants_to_placement_aggregate": "false",
+        # ... and, with this too, a project named in none has nowhere to go.
+        "placement_aggregate_required_for_tenants": "false",
+        # A requested zone defined by aggregates asks Placement for those aggregates' hosts only.
+        "query_placement_for_availability_zone": "true",
+        # The image's disk format as a required COMPUTE_IMAGE_TYPE_* trait of the host.
+        "query_placement_for_image_type_support": "false",
+        # Aggregates whose metadata requires traits (trait:X=required) take only requests requiring them.
+        "enable_isolated_aggregate_filtering": "false",
+    },
+    "pci": {
+        # PCI aliases flavors name in pci_passthrough:alias=NAME:COUNT: one JSON object or a JSON list, each
+        # {"name": ..., "vendor_id": ..., "product_id": ..., "device_type": ...} (upstream's fields).
+        "alias": "",
     },
     "network": {
         # Send the compute API the events of its servers' ports (network-vif-plugged when a port is bound
@@ -382,6 +415,12 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "vcpus": "32",
         "memory_mb": "131072",
         "disk_gb": "2048",
+        # NUMA cells each host reports (vCPUs and memory split evenly over them; 0: no NUMA topology), or
+        # per host: "compute1=2,compute2=1" (hosts not named: none).
+        "numa_nodes": "0",
+        # PCI devices each host reports: "vendor:product:count[:numa_node]" entries, comma-separated; an
+        # entry "host=vendor:product:count" is that host's only.
+        "pci_devices": "",
         "spawn_delay": "0.0",
         # Seconds each guest's destroy takes (to hold a delete mid-way in tests).
         "destroy_delay": "0.0",

@@ -12,6 +12,7 @@
     kilonova manage status upgrade check
     kilonova manage placement audit [--heal] [--verbose]
     kilonova manage volume_attachment audit
+    kilonova manage scheduler explain --flavor F [--image I] [--hint K=V] [--availability-zone AZ] [--json]
 
 Exit codes follow upstream: 0 success, 1 a warning or "nothing done", 2 failure
 (``status upgrade check``: 0 all checks passed, 1 warnings, 2 failures).
@@ -23,7 +24,7 @@ import argparse
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``manage`` and its commands to the ``kilonova`` parser."""
-    from kilonova.manage import audit, cells, status, volume_audit
+    from kilonova.manage import audit, cells, scheduler, status, volume_audit
 
     manage = sub.add_parser("manage", help="admin commands (db sync, cells, upgrade checks, allocation audit)")
     groups = manage.add_subparsers(dest="manage_group", required=True)
@@ -31,6 +32,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     status.register(groups)
     audit.register(groups)
     volume_audit.register(groups)
+    scheduler.register(groups)
 
 
 def load_conf(args: argparse.Namespace):

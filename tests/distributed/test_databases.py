@@ -186,6 +186,10 @@ def _cell_head_has_block_device_mappings(database: Database) -> None:
     assert database.run_sync(block_devices.for_instance, SHELVED, write=False) == []
     made = database.run_sync(block_devices.reserve, SHELVED, {"volume_id": "0c000000-0000-4000-8000-000000000001"})
     assert made["device_name"] == "/dev/vdb" and made["status"] == "attaching"
+    # 0006: the old release's compute node reports no stats, NUMA cells or PCI devices yet.
+    with database.engine.connect() as connection:
+        node = connection.execute(sa.text("SELECT stats, numa_topology, pci_stats FROM compute_nodes")).one()
+    assert tuple(node) == ("{}", None, None)
 
 
 def _placement_head_has_usage_serials(database: Database) -> None:

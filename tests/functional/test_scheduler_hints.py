@@ -92,10 +92,33 @@ def test_query_hint_picks_hosts_by_their_state(member):
     ({"same_host": ["not-a-uuid"]}, "same_host"),
     ({"query": 5}, "query"),
     ({"group": "not-a-uuid"}, "group"),
-    ({"target_cell": "cell1"}, "The scheduler hint 'target_cell' is not supported yet."),
-], ids=["different_host-not-uuid", "same_host-item-not-uuid", "query-number", "group-not-uuid", "target_cell"])
+    ({"build_near_host_ip": "10.0.0.1", "cidr": "24"}, "cidr"),
+    ({"different_cell": 5}, "different_cell"),
+], ids=["different_host-not-uuid", "same_host-item-not-uuid", "query-number", "group-not-uuid", "cidr-no-slash",
+        "different_cell-number"])
 def test_hints_are_validated_as_upstream(member, hints, words):
     _, _, conn = member
     response = boot(conn, "bad-hint", hints)
     assert response.status_code == 400, response.text
     assert words in response.json()["badRequest"]["message"]
+
+
+def test_manage_scheduler_explain_dry_runs_a_request(cloud, member):
+    """`kilonova manage scheduler explain`: the stages and the weighed hosts of a request, nothing claimed;
+    a request no host takes says which stage removed which hosts (exit code 3)."""
+    audit_before = cloud.audit()
+    fits = cloud.manage("scheduler", "explain", "--flavor", "m1.tiny", "--project", PROJECT, "--json")
+    answer = json.loads(fits.stdout)
+    assert answer["error"] is None and answer["chosen"], fits.stdout
+    assert [s["stage"] for s in answer["stages"]][:1] == ["placement"]
+    assert answer["weighed"][0]["host"] == answer["chosen"]
+    away = cloud.manage("scheduler", "explain", "--flavor", "m1.tiny", "--hint", f"query=[\"=\", \"$host\", "
+                        f"\"{answer['chosen']}\"]", "--hint", "target_cell=nowhere", check=False)
+    assert away.returncode == 0, away.stdout + away.stderr   # TargetCellFilter is off by default: hint ignored
+    assert f"Would choose: {answer['chosen']}" in away.stdout
+    nowhere = cloud.manage("scheduler", "explain", "--flavor", "m1.tiny", "--availability-zone", "no-such-zone",
+                           check=False)
+    assert nowhere.returncode == 3, nowhere.stdout + nowhere.stderr
+    assert "AvailabilityZoneFilter" in nowhere.stdout and "not in the requested availability zone" in nowhere.stdout
+    assert "No valid host was found." in nowhere.stdout
+    assert cloud.audit() == audit_before   # the dry runs claimed nothing

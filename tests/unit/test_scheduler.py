@@ -215,8 +215,8 @@ async def test_only_a_host_with_a_dedicated_cpu_set_offers_pinned_guests(conf, p
 def test_no_valid_host_says_when_the_only_candidates_are_excluded_hosts():
     manager = SchedulerManager.__new__(SchedulerManager)
 
-    async def only_the_source(spec, resources):
-        return [type("Host", (), {"host": "compute1"})()], {}
+    async def only_the_source(spec, resources, trace=None):
+        return [type("Host", (), {"host": "compute1"})()]
 
     manager._candidates = only_the_source
     spec = {"flavor": {"vcpus": 1, "memory_mb": 512, "root_gb": 1}}

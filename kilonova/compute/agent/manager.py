@@ -54,6 +54,7 @@ class ComputeManager:
         self._sync_now = asyncio.Event()
         self.started_at = datetime.utcnow().isoformat(timespec="microseconds")
         self._started_builds: set[str] | None = set()  # builds this life took, until start-up is over
+        self.failed_builds = 0  # consecutive build failures on this host (a success resets it), as upstream
         operations.load()
 
     def __getattr__(self, name: str):
@@ -211,7 +212,12 @@ class ComputeManager:
         values = {"vcpus_used": used["resources"].get("VCPU", 0) + used["resources"].get("PCPU", 0),
                   "memory_mb_used": used["resources"].get("MEMORY_MB", 0),
                   "local_gb_used": used["resources"].get("DISK_GB", 0),
-                  "running_vms": used["consumers"]}
+                  "running_vms": used["consumers"],
+                  # consecutive failed builds: the scheduler's BuildFailureWeigher sends the next ones elsewhere
+                  "stats": {"failed_builds": self.failed_builds}}
+        report_topology = getattr(self.driver, "topology_report", None)
+        if report_topology is not None:  # NUMA cells and PCI devices with this host's guests placed
+            values.update(report_topology())
         await self.conductor.call("compute_node_update", host=self.host, nodename=self.host, values=values,
                                   service_id=None)
 

@@ -230,15 +230,19 @@ def build_instance(ctx: RequestContext, server: dict[str, Any], flavor: dict[str
     }
 
 
+def image_spec(image: dict[str, Any]) -> dict[str, Any]:
+    """What the scheduler reads of an image (Glance's v2 body): its formats and the properties filters read."""
+    return {"id": image["id"], "name": image.get("name"), "min_ram": image.get("min_ram"),
+            "min_disk": image.get("min_disk"), "size": image.get("size"),
+            "disk_format": image.get("disk_format"), "container_format": image.get("container_format"),
+            "properties": {k: v for k, v in image.items() if k.startswith(("hw_", "img_", "trait:", "os_"))
+                           or k in ("architecture", "hypervisor_type", "vm_mode", "kernel_id", "ramdisk_id")}}
+
+
 def request_spec(ctx: RequestContext, flavor: dict[str, Any], image: dict[str, Any], networks: list,
                  az: str | None, count: int, hints: dict[str, Any]) -> dict[str, Any]:
     return {
-        "project_id": ctx.project_id, "user_id": ctx.user_id, "flavor": flavor,
-        "image": {"id": image["id"], "name": image.get("name"), "min_ram": image.get("min_ram"),
-                  "min_disk": image.get("min_disk"), "size": image.get("size"),
-                  "disk_format": image.get("disk_format"), "container_format": image.get("container_format"),
-                  "properties": {k: v for k, v in image.items() if k.startswith(("hw_", "img_", "trait:", "os_"))
-                                 or k in ("architecture", "hypervisor_type", "vm_mode", "kernel_id", "ramdisk_id")}},
+        "project_id": ctx.project_id, "user_id": ctx.user_id, "flavor": flavor, "image": image_spec(image),
         "requested_networks": networks, "availability_zone": az, "num_instances": count,
         "scheduler_hints": hints, "context": ctx.to_dict(),
     }

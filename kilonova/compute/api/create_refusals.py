@@ -1,10 +1,11 @@
 """What a server create asks for that Kilonova cannot honour, refused with a 400 before anything is
 written, in upstream's words where upstream has them; never silently dropped.
 
-Scheduler hints whose upstream filter does not exist here are refused rather than ignored (``group`` is
-read by the server-group filters, ``same_host``/``different_host``/``query`` by SameHostFilter,
-DifferentHostFilter and JsonFilter; as upstream, those are ignored when the operator has not enabled the
-filter). (Security groups are looked up in ``security_group_lookup``; block devices
+Every scheduler hint upstream's filters read has its filter here (``group``: the server-group filters;
+``same_host``/``different_host``/``query``: SameHostFilter, DifferentHostFilter, JsonFilter;
+``target_cell``/``different_cell``/``build_near_host_ip``+``cidr``: TargetCellFilter, DifferentCellFilter,
+SimpleCIDRAffinityFilter); as upstream, a hint is ignored when the operator has not enabled its filter.
+(Security groups are looked up in ``security_group_lookup``; block devices
 are checked, and their volumes made, in ``boot_volumes``.)
 """
 from __future__ import annotations
@@ -15,16 +16,12 @@ from typing import Any
 from kilonova.common.http import HTTPError
 from kilonova.compute.api import validation
 
-# The hints upstream's own scheduler filters read that no filter here reads yet. Other keys are left
-# alone, as upstream leaves the hints of filters it does not run.
-UPSTREAM_HINTS = ("target_cell", "different_cell", "build_near_host_ip", "cidr")
 _UUID = re.compile(validation.UUID["pattern"])
 
 
 def refuse_unsupported(server: dict[str, Any], hints: dict[str, Any]) -> None:
     refuse_personality(server)
     _refuse_networks(server.get("networks"))
-    _refuse_hints(hints)
 
 
 def refuse_personality(server: dict[str, Any]) -> None:
@@ -43,9 +40,3 @@ def _refuse_networks(networks: Any) -> None:
             raise HTTPError(400, "Bad network format: missing 'uuid'")
         if item.get("uuid") and not _UUID.match(item["uuid"]):   # before 2.37 the schema takes any string
             raise HTTPError(400, f"Bad networks format: network uuid is not in proper format ({item['uuid']})")
-
-
-def _refuse_hints(hints: dict[str, Any]) -> None:
-    for name in UPSTREAM_HINTS:
-        if name in hints:
-            raise HTTPError(400, f"The scheduler hint '{name}' is not supported yet.")

@@ -224,6 +224,10 @@ class ComputeNode(CellBase):
     local_gb_used: Mapped[int] = mapped_column(default=0)
     running_vms: Mapped[int] = mapped_column(default=0)
     cpu_info: Mapped[str] = mapped_column(sa.Text, default="{}")
+    # JSON, as the compute agent reports them: {"failed_builds": n}; the host's NUMA cells; its PCI device pools.
+    stats: Mapped[str] = mapped_column(sa.Text, default="{}", server_default="{}")
+    numa_topology: Mapped[str | None] = mapped_column(sa.Text)
+    pci_stats: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=_now)
     updated_at: Mapped[datetime | None]
     deleted: Mapped[int] = mapped_column(default=0)

@@ -14,7 +14,8 @@ from kilonova.common.prepared import prepare
 from kilonova.compute.db.cell_models import ComputeNode, Service
 
 FIELDS = ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "host_ip", "vcpus", "memory_mb",
-          "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used", "running_vms", "cpu_info")
+          "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used", "running_vms", "cpu_info",
+          "stats", "numa_topology", "pci_stats")
 # What a first report must carry at least; a partial usage report creates a node with these blanks.
 _BLANKS = {"hypervisor_type": "unknown", "vcpus": 0, "memory_mb": 0, "local_gb": 0}
 
@@ -25,8 +26,9 @@ def upsert(session: Session, host: str, nodename: str, values: dict[str, Any], s
                                                        ComputeNode.hypervisor_hostname == nodename,
                                                        ComputeNode.deleted == 0))
     clean = {k: v for k, v in values.items() if k in FIELDS}
-    if isinstance(clean.get("cpu_info"), (dict, list)):
-        clean["cpu_info"] = json.dumps(clean["cpu_info"])
+    for key in ("cpu_info", "stats", "numa_topology", "pci_stats"):  # JSON text columns
+        if isinstance(clean.get(key), (dict, list)):
+            clean[key] = json.dumps(clean[key])
     if node is None:
         node = ComputeNode(uuid=str(uuidlib.uuid4()), host=host,
                            **{**_BLANKS, **clean, "hypervisor_hostname": nodename})

@@ -8,14 +8,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.prepared import prepare
-from kilonova.compute.db.cell_models import ComputeNode, Service
+from kilonova.compute.db.cell_models import ComputeNode, Instance, Service
 
 
-_NODES, _SERVICES = ComputeNode.__table__, Service.__table__
+_NODES, _SERVICES, _INSTANCES = ComputeNode.__table__, Service.__table__, Instance.__table__
 # Built once from table columns (no ORM session, no cache key per call): the scheduler reads every node
 # of a large cell often.
 _HOSTS = (sa.select(_NODES.c.uuid, _NODES.c.host, _NODES.c.hypervisor_hostname, _NODES.c.hypervisor_type,
-                    _NODES.c.hypervisor_version, _NODES.c.host_ip, _NODES.c.cpu_info, _SERVICES.c.forced_down, _SERVICES.c.disabled, _SERVICES.c.last_seen_up,
+                    _NODES.c.hypervisor_version, _NODES.c.host_ip, _NODES.c.cpu_info,
+                    _NODES.c.stats, _NODES.c.numa_topology, _NODES.c.pci_stats, _SERVICES.c.forced_down, _SERVICES.c.disabled, _SERVICES.c.last_seen_up,
                     _SERVICES.c.updated_at, _SERVICES.c.created_at)
           .join(_SERVICES, sa.and_(_SERVICES.c.host == _NODES.c.host, _SERVICES.c.binary == "nova-compute",
                                    _SERVICES.c.deleted == 0))
@@ -33,8 +34,35 @@ def compute_hosts(session: Session, down_time: float, uuids: list[str] | None = 
         hosts.append({
             "uuid": row.uuid, "host": row.host, "nodename": row.hypervisor_hostname,
             "hypervisor_type": row.hypervisor_type, "hypervisor_version": row.hypervisor_version,
-            "host_ip": row.host_ip, "cpu_info": row.cpu_info,
+            "host_ip": row.host_ip, "cpu_info": row.cpu_info, "stats": row.stats,
+            "numa_topology": row.numa_topology, "pci_stats": row.pci_stats,
             "service_up": (not row.forced_down) and seen is not None and seen >= horizon,
             "service_disabled": bool(row.disabled),
         })
     return hosts
+
+
+# Upstream's io_workload states: an instance building, or in one of these tasks, keeps its host's disks busy.
+IO_TASK_STATES = ("resize_migrating", "rebuilding", "resize_prep", "image_snapshot", "image_backup",
+                  "rescuing", "unshelving")
+_IO = sa.or_(_INSTANCES.c.vm_state == "building", _INSTANCES.c.task_state.in_(IO_TASK_STATES))
+_COUNTS = (sa.select(_INSTANCES.c.host, sa.func.count(), sa.func.sum(sa.case((_IO, 1), else_=0)))
+           .where(_INSTANCES.c.deleted == 0, _INSTANCES.c.host.is_not(None)).group_by(_INSTANCES.c.host))
+_IMAGE_META = (sa.select(_INSTANCES.c.host, _INSTANCES.c.system_metadata)
+               .where(_INSTANCES.c.deleted == 0, _INSTANCES.c.host.is_not(None)))
+prepare(_COUNTS)
+
+
+def instance_counts(session: Session) -> dict[str, tuple[int, int]]:
+    """host -> (instances, instances in an I/O-heavy state), for the IoOps and NumInstances weighers."""
+    return {host: (int(count), int(io or 0)) for host, count, io in session.execute(_COUNTS)}
+
+
+def instance_image_properties(session: Session) -> dict[str, list[dict[str, str]]]:
+    """host -> the image properties of each of its instances (their ``image_*`` system metadata, as upstream
+    records them), for the ImagePropertiesWeigher."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for host, sysmeta in session.execute(_IMAGE_META):
+        props = {key[6:]: str(value) for key, value in (sysmeta or {}).items() if key.startswith("image_")}
+        found.setdefault(host, []).append(props)
+    return found

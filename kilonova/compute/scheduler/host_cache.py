@@ -62,8 +62,10 @@ class HostCache:
         self.cells = cells
         self.down_time = down_time
         self._hosts: dict[str, tuple[Any, FreshRead[list[dict[str, Any]]]]] = {}  # cell uuid -> (db, reader)
+        self._per_cell: dict[tuple[str, str], tuple[Any, FreshRead[Any]]] = {}  # (read, cell uuid) -> (db, reader)
         self._zones = FreshRead(lambda: self.cells.api_db.read(aggregates.host_zones))
         self._metadata = FreshRead(lambda: self.cells.api_db.read(aggregates.host_metadata))
+        self._aggregates = FreshRead(lambda: self.cells.api_db.read(aggregates.list_aggregates))
 
     async def zones(self) -> dict[str, str]:
         return await self._zones.get()
@@ -71,6 +73,10 @@ class HostCache:
     async def aggregate_metadata(self) -> dict[str, dict[str, set[str]]]:
         """host -> its aggregates' metadata (key -> values), for the filters that read it."""
         return await self._metadata.get()
+
+    async def aggregates(self) -> list[dict[str, Any]]:
+        """Every aggregate with its uuid, name, hosts and metadata (the Placement pre-filters read them)."""
+        return await self._aggregates.get()
 
     async def hosts(self, cell) -> list[dict[str, Any]]:
         """Every compute node of ``cell`` with its service's state (host_view.compute_hosts rows)."""
@@ -83,3 +89,21 @@ class HostCache:
             return await known[1].get()
         except CellDown:
             return []  # a cell whose database is down offers no host, as upstream's host manager skips it
+
+    async def instance_counts(self, cell) -> dict[str, tuple[int, int]]:
+        """host -> (instances, I/O-heavy instances) in ``cell`` (IoOps and NumInstances weighers)."""
+        return await self._cell_read(cell, host_view.instance_counts)
+
+    async def image_properties(self, cell) -> dict[str, list[dict[str, str]]]:
+        """host -> its instances' image properties in ``cell`` (ImagePropertiesWeigher)."""
+        return await self._cell_read(cell, host_view.instance_image_properties)
+
+    async def _cell_read(self, cell, read) -> Any:
+        key = (read.__name__, cell.uuid)
+        known = self._per_cell.get(key)
+        if known is None or known[0] is not cell.db:
+            known = self._per_cell[key] = (cell.db, FreshRead(lambda: cell.read(read)))
+        try:
+            return await known[1].get()
+        except CellDown:
+            return {}

@@ -26,6 +26,13 @@ class HostState:
     host_ip: str | None = None
     # metadata of the host's aggregates: key -> values (comma-separated values split), when a filter reads them
     aggregates: dict[str, set[str]] = field(default_factory=dict)
+    cell_name: str = ""
+    num_instances: int = 0
+    num_io_ops: int = 0       # instances building or in an I/O-heavy task (upstream's io_workload)
+    failed_builds: int = 0    # consecutive builds that failed on the host, as its agent reports
+    numa_topology: dict | None = None   # {"cells": [...]} as the agent reports it (see topology.py)
+    pci_stats: list | None = None       # free PCI device pools
+    instance_images: list[dict[str, str]] | None = None   # its instances' image properties, when weighed
 
     def free(self, resource_class: str) -> int:
         return self.capacity.get(resource_class, 0) - self.used.get(resource_class, 0)
@@ -52,6 +59,7 @@ _ATTRIBUTES = {
     "host": lambda h: h.host, "nodename": lambda h: h.nodename, "hypervisor_hostname": lambda h: h.nodename,
     "hypervisor_type": lambda h: h.hypervisor_type, "availability_zone": lambda h: h.availability_zone,
     "cpu_info": _cpu_info, "uuid": lambda h: h.uuid, "cell_uuid": lambda h: h.cell_uuid,
+    "cell_name": lambda h: h.cell_name,
     "hypervisor_version": lambda h: h.hypervisor_version, "host_ip": lambda h: h.host_ip,
     "supported_instances": lambda h: [list(triple) for triple in h.supported_instances],
     "vcpus": lambda h: h.capacity.get("VCPU", 0), "memory_mb": lambda h: h.capacity.get("MEMORY_MB", 0),
@@ -61,4 +69,7 @@ _ATTRIBUTES = {
     "free_ram_mb": lambda h: h.free("MEMORY_MB"), "total_usable_ram_mb": lambda h: h.capacity.get("MEMORY_MB", 0),
     "free_disk_mb": lambda h: h.free("DISK_GB") * 1024, "total_usable_disk_gb": lambda h: h.capacity.get("DISK_GB", 0),
     "vcpus_total": lambda h: h.capacity.get("VCPU", 0), "vcpus_used": lambda h: h.used.get("VCPU", 0),
+    "num_instances": lambda h: h.num_instances, "num_io_ops": lambda h: h.num_io_ops,
+    "failed_builds": lambda h: h.failed_builds, "numa_topology": lambda h: h.numa_topology,
+    "aggregates": lambda h: {k: sorted(v) for k, v in h.aggregates.items()},
 }

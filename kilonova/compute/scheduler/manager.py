@@ -19,12 +19,18 @@ import orjson
 from kilonova.common import metrics
 from kilonova.common.rpc import ExpectedError
 from kilonova.config import ConfigError
+from kilonova.compute.scheduler import explain as explain_mod
+from kilonova.compute.scheduler import request_filters
 from kilonova.compute.scheduler import weighers as weighers_mod
+from kilonova.compute.scheduler.explain import Trace, describe
 from kilonova.compute.scheduler.filters import all_filters
 from kilonova.compute.scheduler.host_cache import HostCache
 from kilonova.compute.scheduler.host_state import HostState
 from kilonova.compute.scheduler.hint_hosts import hint_hosts
+from kilonova.compute.scheduler.request_filters import PlacementQuery
 from kilonova.compute.scheduler.server_group import GroupView
+from kilonova.compute.scheduler.topology import parse_json
+from kilonova.compute.scheduler.weighers.image_properties import ImagePropertiesWeigher
 
 LOG = logging.getLogger(__name__)
 
@@ -61,26 +67,16 @@ def resources_from_spec(spec: dict[str, Any]) -> dict[str, int]:
 
 def traits_from_spec(spec: dict[str, Any]) -> list[str]:
     """required=... entries: TRAIT for required, !TRAIT for forbidden."""
-    wanted: dict[str, str] = {}
-    sources = [(spec["flavor"].get("extra_specs") or {}), ((spec.get("image") or {}).get("properties") or {})]
-    for source in sources:
-        for key, value in source.items():
-            if key.startswith("trait:") and value in ("required", "forbidden"):
-                wanted[key.split(":", 1)[1]] = value
-    return sorted(name if how == "required" else "!" + name for name, how in wanted.items())
+    return request_filters.traits_of(spec)
 
 
 def candidate_query(spec: dict[str, Any], resources: dict[str, int], limit: int) -> dict[str, str]:
-    """The GET /allocation_candidates parameters for a request spec."""
+    """The GET /allocation_candidates parameters for a request spec's flavor and image alone."""
     params = {"resources": ",".join(f"{rc}:{n}" for rc, n in sorted(resources.items())), "limit": str(limit)}
     traits = traits_from_spec(spec)
     if traits:
         params["required"] = ",".join(traits)
     return params
-
-
-def describe(resources: dict[str, int]) -> str:
-    return ", ".join(f"{rc}:{amount}" for rc, amount in sorted(resources.items()))
 
 
 class SchedulerManager:
@@ -95,11 +91,15 @@ class SchedulerManager:
             raise ConfigError(f"[filter_scheduler] enabled_filters: Scheduler Host Filter {', '.join(unknown)} "
                               "could not be found.")
         self.filters = [known[name](conf) for name in enabled]
-        self.read_aggregates = any(flt.needs_aggregates for flt in self.filters)
         self.weighers = [cls(conf) for cls in weighers_mod.all_weighers()]
+        # Aggregate metadata feeds the aggregate filters and the weighers' per-aggregate multipliers.
+        self.read_aggregates = True
+        self.read_counts = any(w.needs_instance_counts and w.multiplier for w in self.weighers)
+        self.read_images = any(isinstance(w, ImagePropertiesWeigher) and w.multiplier for w in self.weighers)
         self.max_attempts = max(1, conf.getint("filter_scheduler", "max_attempts"))
         self.subset_size = max(1, conf.getint("filter_scheduler", "host_subset_size"))
         self.shuffle_best = conf.getbool("filter_scheduler", "shuffle_best_same_weighed_hosts")
+        self.limit = conf.getint("filter_scheduler", "max_placement_results")
         self.down_time = conf.getfloat("DEFAULT", "service_down_time")
         self.host_cache = HostCache(cells, self.down_time)
         self.groups = GroupView(cells)
@@ -109,18 +109,8 @@ class SchedulerManager:
     @metrics.timed(metrics.SCHEDULER_DECISION)
     async def select_destinations(self, request_spec: dict, instance_uuids: list[str],
                                   ignore_hosts: list[str] | None = None) -> list[list[dict]]:
-        resources = resources_from_spec(request_spec)
-        hosts, provider_summaries = await self._candidates(request_spec, resources)
-        kept = [h for h in hosts if h.host not in set(ignore_hosts or [])]
-        if hosts and not kept:
-            raise NoValidHost(f"No valid host was found. Placement found {len(hosts)} host(s) with "
-                              f"{describe(resources)}, none other than {', '.join(sorted(ignore_hosts or []))}, "
-                              "which the request excludes.")
-        group = await self.groups.load(request_spec, instance_uuids)
-        spec = dict(request_spec, instance_group=group) if group else request_spec
-        servers_hosts = await hint_hosts(self.cells, spec)
-        if servers_hosts is not None:
-            spec = dict(spec, hint_hosts=servers_hosts)
+        resources, kept, spec = await self._prepare(request_spec, instance_uuids, ignore_hosts)
+        group = spec.get("instance_group")
         passing = self._filter(kept, spec, resources)
         results = []
         for index, uuid in enumerate(instance_uuids):
@@ -138,36 +128,88 @@ class SchedulerManager:
                 self.groups.chose(group, uuid, chosen.host)
         return results
 
+    async def explain(self, request_spec: dict, instance_uuids: list[str] | None = None,
+                      ignore_hosts: list[str] | None = None, top: int = 10) -> dict[str, Any]:
+        """A dry run: every stage with the hosts it removed and why, and the weighed order; nothing claimed."""
+        trace = Trace()
+        answer: dict[str, Any] = {"stages": trace.stages, "weighed": [], "chosen": None, "error": None}
+        try:
+            resources, kept, spec = await self._prepare(request_spec, instance_uuids or [], ignore_hosts, trace)
+            answer["resources"] = resources
+            passing = self._filter(kept, spec, resources, trace=trace)
+        except NoValidHost as exc:
+            answer["error"] = str(exc)
+            return answer
+        contributions = weighers_mod.weights(self.weighers, passing, spec)
+        for host, total in weighers_mod.weighed(self.weighers, passing, spec)[:top]:
+            index = passing.index(host)
+            answer["weighed"].append({"host": host.host, "node": host.nodename, "weight": round(total, 6),
+                                      "by_weigher": {name: round(values[index], 6)
+                                                     for name, values in contributions.items()}})
+        answer["chosen"] = answer["weighed"][0]["host"] if answer["weighed"] else None
+        return answer
+
     # ------------------------------------------------------------------ steps
 
-    async def _candidates(self, spec: dict, resources: dict[str, int]) -> tuple[list[HostState], dict]:
-        params = candidate_query(spec, resources, self.conf.getint("filter_scheduler", "max_placement_results"))
-        traits = traits_from_spec(spec)
+    async def _prepare(self, request_spec: dict, instance_uuids: list[str], ignore_hosts: list[str] | None,
+                       trace: Trace | None = None) -> tuple[dict[str, int], list[HostState], dict]:
+        """Resources, the candidate hosts the filters will judge, and the spec they read (group, hint hosts)."""
+        resources = resources_from_spec(request_spec)
+        hosts = await self._candidates(request_spec, resources, trace)
+        excluded = set(ignore_hosts or [])
+        kept = [h for h in hosts if h.host not in excluded]
+        if trace is not None and excluded:
+            trace.add("ignore_hosts", "request", len(hosts), len(kept), "excluded by the request (a move's own "
+                      "or already tried hosts)", [h.host for h in hosts if h.host in excluded])
+        if hosts and not kept:
+            raise NoValidHost(f"No valid host was found. Placement found {len(hosts)} host(s) with "
+                              f"{describe(resources)}, none other than {', '.join(sorted(excluded))}, "
+                              "which the request excludes.")
+        group = await self.groups.load(request_spec, instance_uuids)
+        spec = dict(request_spec, instance_group=group) if group else request_spec
+        servers_hosts = await hint_hosts(self.cells, spec)
+        if servers_hosts is not None:
+            spec = dict(spec, hint_hosts=servers_hosts)
+        return resources, kept, spec
+
+    async def _candidates(self, spec: dict, resources: dict[str, int], trace: Trace | None = None) -> list[HostState]:
+        aggregates = await self.host_cache.aggregates()
+        query = PlacementQuery(resources)
+        try:
+            request_filters.apply(self.conf, spec, query, aggregates)
+        except request_filters.NoAggregateForTenant as exc:
+            if trace is not None:
+                trace.add("require_tenant_aggregate", "prefilter", 0, 0, str(exc))
+            raise NoValidHost(f"No valid host was found. Pre-filter require_tenant_aggregate: {exc}.") from None
         if spec.get("requested_destination"):  # a create that named its host/node (API 2.74)
-            params["in_tree"] = await self._destination_provider(spec["requested_destination"])
-        response = await self.placement.get("/allocation_candidates", params=params)
+            query.in_tree = await self._destination_provider(spec["requested_destination"])
+        response = await self.placement.get("/allocation_candidates", params=query.params(self.limit))
         if response.status_code != 200:
             raise NoValidHost(f"No valid host was found. Placement refused the query for {describe(resources)}: "
-                              f"{response.status_code} {response.text[:200]}")
+                              f"{explain_mod.placement_error(response)}")
         body = orjson.loads(response.content)  # up to max_placement_results candidates: parse fast
         requests = body.get("allocation_requests", [])
         if not requests:
-            detail = f" with traits {', '.join(traits)}" if traits else ""
-            raise NoValidHost(f"No valid host was found. Placement has no resource provider with "
-                              f"{describe(resources)}{detail} available.")
+            raise NoValidHost(await explain_mod.empty_placement(self.placement, query, self.limit, trace))
         summaries = body.get("provider_summaries", {})
         by_provider: dict[str, dict] = {}
         for request in requests:
-            providers = list(request["allocations"])
-            root = providers[0]
-            by_provider.setdefault(root, request)
-        states = await self._host_states(by_provider, summaries)
+            by_provider.setdefault(next(iter(request["allocations"])), request)
+        states = await self._host_states(by_provider, summaries, aggregates)
+        if trace is not None:
+            prefilters = "; ".join(f"{stage}: {added['why']}" for stage, added in query.steps) or "none"
+            trace.add("placement", "placement", len(states), len(states),
+                      f"{len(states)} host(s) have {describe(resources)} and pass the pre-filters ({prefilters})")
         if spec.get("requested_cell"):  # a move: upstream keeps a server in its cell (no cross-cell moves)
-            states = [h for h in states if h.cell_uuid == spec["requested_cell"]]
+            inside = [h for h in states if h.cell_uuid == spec["requested_cell"]]
+            if trace is not None:
+                trace.add("requested_cell", "request", len(states), len(inside), "not in the server's cell",
+                          [h.host for h in states if h.cell_uuid != spec["requested_cell"]])
+            states = inside
             if not states:
                 raise NoValidHost(f"No valid host was found. No host in the server's cell has "
                                   f"{describe(resources)} available (moves between cells are not allowed).")
-        return states, summaries
+        return states
 
     async def _destination_provider(self, destination: dict) -> str:
         """The provider of the compute node a request named: its candidates come from that tree alone."""
@@ -179,16 +221,21 @@ class SchedulerManager:
         named = ", ".join(f"{key} {value}" for key, value in sorted(destination.items()))
         raise NoValidHost(f"No valid host was found. The requested destination ({named}) is not a known compute node.")
 
-    async def _host_states(self, by_provider: dict[str, dict], summaries: dict) -> list[HostState]:
+    async def _host_states(self, by_provider: dict[str, dict], summaries: dict,
+                           aggregates: list[dict]) -> list[HostState]:
         states = []
         zones = await self.host_cache.zones()
         default_zone = self.conf.get("compute", "default_availability_zone")
-        metadata = await self.host_cache.aggregate_metadata() if self.read_aggregates else {}
+        metadata = await self.host_cache.aggregate_metadata() if aggregates else {}
         for cell in self.cells.real():
+            counts = await self.host_cache.instance_counts(cell) if self.read_counts else {}
+            images = await self.host_cache.image_properties(cell) if self.read_images else {}
             for row in await self.host_cache.hosts(cell):
                 if row["uuid"] not in by_provider:
                     continue
                 summary = summaries.get(row["uuid"], {}).get("resources", {})
+                num_instances, num_io_ops = counts.get(row["host"], (0, 0))
+                stats = parse_json(row["stats"]) or {}
                 states.append(HostState(
                     uuid=row["uuid"], host=row["host"], nodename=row["nodename"], cell_uuid=cell.uuid,
                     availability_zone=zones.get(row["host"], default_zone),
@@ -199,11 +246,15 @@ class SchedulerManager:
                     used={rc: v["used"] for rc, v in summary.items()},
                     allocation_request=by_provider[row["uuid"]], cpu_info=row["cpu_info"] or "",
                     hypervisor_version=row["hypervisor_version"], host_ip=row["host_ip"],
-                    aggregates=metadata.get(row["host"], {})))
+                    aggregates=metadata.get(row["host"], {}), cell_name=cell.name,
+                    num_instances=num_instances, num_io_ops=num_io_ops,
+                    failed_builds=int(stats.get("failed_builds", 0) or 0) if isinstance(stats, dict) else 0,
+                    numa_topology=parse_json(row["numa_topology"]), pci_stats=parse_json(row["pci_stats"]),
+                    instance_images=images.get(row["host"])))
         return states
 
     def _filter(self, hosts: list[HostState], spec: dict, resources: dict[str, int],
-                chosen_here: int = 0) -> list[HostState]:
+                chosen_here: int = 0, trace: Trace | None = None) -> list[HostState]:
         remaining = hosts
         removed: list[str] = []
         for flt in self.filters:
@@ -213,6 +264,10 @@ class SchedulerManager:
             if len(kept) < len(remaining):
                 removed.append(f"{type(flt).__name__} removed {len(remaining) - len(kept)} of "
                                f"{len(remaining)} hosts ({flt.explain(spec)})")
+            if trace is not None:
+                passed = {id(h) for h in kept}
+                trace.add(type(flt).__name__, "filter", len(remaining), len(kept), flt.explain(spec),
+                          [h.host for h in remaining if id(h) not in passed])
             remaining = kept
             if not remaining:
                 break
@@ -242,11 +297,15 @@ class SchedulerManager:
 
     def _tied_with_first(self, ordered: list[HostState], spec: dict) -> int:
         """How many hosts at the head of ``ordered`` every weigher rates exactly as the first."""
-        active = [w for w in self.weighers if w.multiplier != 0]
-        first = [w.weigh(ordered[0], spec) for w in active]
+        active = weighers_mod.active(self.weighers, ordered)
+
+        def rating(host):
+            return [w.multiplier_for(host) * w.weigh(host, spec) for w in active]
+
+        first = rating(ordered[0])
         count = 1
         for host in ordered[1:]:
-            if [w.weigh(host, spec) for w in active] != first:
+            if rating(host) != first:
                 break
             count += 1
         return count

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kilonova.compute.virt import driver, fake_vnc
+from kilonova.compute.virt import driver, fake_topology, fake_vnc
 from kilonova.compute.virt.driver import (BuildFailure, ComputeDriver, InstanceNotRunning, InstancePasswordSetFailed,
                                           LiveMigrationAborted, MigrationError, NoActiveMigration, ResizeError)
 from kilonova.image import qcow2
@@ -34,7 +34,8 @@ LIVE_MIGRATION_STEPS = 10
 
 def _flavor_of(instance: dict) -> dict:
     flavor = instance.get("flavor") or {}
-    return {key: flavor.get(key) for key in ("id", "name", "vcpus", "memory_mb", "root_gb", "ephemeral_gb", "swap")}
+    return {key: flavor.get(key) for key in ("id", "name", "vcpus", "memory_mb", "root_gb", "ephemeral_gb", "swap",
+                                             "extra_specs")}
 
 
 class _Guest:
@@ -112,6 +113,8 @@ class FakeDriver(ComputeDriver):
         self.incoming: dict[str, _Guest] = {}  # live migrations to this host, from pre_live_migration
         self.departed: dict[str, _Guest] = {}  # live-migrated away, until post_live_migration_at_source
         self.migrations: dict[str, _LiveMigration] = {}  # live migrations from this host, running
+        self.conf = conf
+        self.numa_cells, self.pci_pools = fake_topology.configured(conf, host, self.vcpus, self.memory_mb)
         self._inject_steps(conf)
 
     def _inject_steps(self, conf) -> None:
@@ -564,7 +567,15 @@ class FakeDriver(ComputeDriver):
                                     "topology": {"sockets": 1, "cores": self.vcpus, "threads": 1},
                                     "features": [],
                                     "supported_instances": [["x86_64", "fake", "hvm"], ["i686", "fake", "hvm"]]}),
+            **self.topology_report(),
         }
+
+    def topology_report(self) -> dict[str, Any]:
+        """This host's NUMA cells and free PCI devices with its guests placed (none configured: nothing)."""
+        if not self.numa_cells and not self.pci_pools:
+            return {}
+        return fake_topology.report(self.conf, self.numa_cells, self.pci_pools,
+                                    [g.flavor for g in self.guests.values()])
 
     def get_traits(self) -> list[str]:
         return ["COMPUTE_NODE", "COMPUTE_NET_ATTACH_INTERFACE", "HW_CPU_X86_SSE2"]

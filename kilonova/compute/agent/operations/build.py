@@ -59,6 +59,8 @@ async def build_and_run_instance(agent: ComputeManager, instance: dict, request_
             # An abort (conductor RPC 1.6) ends the build in ERROR without trying the alternates; a conductor
             # of an older release retries them as before.
             aborted = {"aborted": True} if isinstance(exc, BuildAbort) else {}
+            agent.failed_builds += 1
+            agent.usage_changed()
             await agent.conductor.cast("build_failed", instance_uuid=uuid, host=agent.host, reason=str(exc),
                                       request_spec=request_spec, alternates=alternates, attempt=attempt,
                                       **aborted)
@@ -71,6 +73,7 @@ async def build_and_run_instance(agent: ComputeManager, instance: dict, request_
             await agent.driver.destroy(instance)
             await agent.ports.release(uuid, network_info)
             return
+        agent.failed_builds = 0
         agent.usage_changed()
     await agent.finish_action(uuid, request_id, "create")
 

@@ -35,14 +35,18 @@ def all_filters() -> dict[str, type[BaseFilter]]:
     from kilonova.compute.scheduler.filters.aggregates import (
         AggregateImagePropertiesIsolation, AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation)
     from kilonova.compute.scheduler.filters.availability_zone import AvailabilityZoneFilter
+    from kilonova.compute.scheduler.filters.cells_network import (
+        DifferentCellFilter, SimpleCIDRAffinityFilter, TargetCellFilter)
     from kilonova.compute.scheduler.filters.compute import ComputeFilter
     from kilonova.compute.scheduler.filters.compute_capabilities import ComputeCapabilitiesFilter
     from kilonova.compute.scheduler.filters.image_properties import ImagePropertiesFilter
     from kilonova.compute.scheduler.filters.json_filter import JsonFilter
+    from kilonova.compute.scheduler.filters.numa_pci import NUMATopologyFilter, PciPassthroughFilter
     from kilonova.compute.scheduler.filters.server_group import (
         ServerGroupAffinityFilter, ServerGroupAntiAffinityFilter)
 
     return {cls.__name__: cls for cls in (
         ComputeFilter, AvailabilityZoneFilter, ComputeCapabilitiesFilter, ImagePropertiesFilter,
         ServerGroupAntiAffinityFilter, ServerGroupAffinityFilter, SameHostFilter, DifferentHostFilter, JsonFilter,
-        AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation, AggregateImagePropertiesIsolation)}
+        AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation, AggregateImagePropertiesIsolation,
+        NUMATopologyFilter, PciPassthroughFilter, TargetCellFilter, DifferentCellFilter, SimpleCIDRAffinityFilter)}

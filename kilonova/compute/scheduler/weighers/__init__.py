@@ -1,18 +1,39 @@
-"""Scheduler weighers: each gives a host one number; the scheduler normalises and sums them.
+"""Scheduler weighers: each gives a host one number; the scheduler normalises each weigher's numbers over the
+hosts (0..1) and sums them, each times its multiplier.
 
-A weigher's multiplier comes from ``[filter_scheduler] <name>_weight_multiplier``;
-a negative multiplier turns spreading into stacking.
+A weigher's multiplier comes from ``[filter_scheduler] <name>_weight_multiplier``, or for a host in an
+aggregate with that metadata key (``openstack aggregate set --property ram_weight_multiplier=-1``) from
+the aggregate, the smallest value when several of its aggregates set it, as upstream. A negative multiplier
+turns spreading into stacking.
 """
 from __future__ import annotations
 
+import logging
+
 from kilonova.compute.scheduler.host_state import HostState
+
+LOG = logging.getLogger(__name__)
 
 
 class BaseWeigher:
     option = ""
+    #: Reads per-host instance counts (the scheduler then reads them for each decision).
+    needs_instance_counts = False
 
     def __init__(self, conf) -> None:
         self.multiplier = conf.getfloat("filter_scheduler", self.option)
+
+    def multiplier_for(self, host: HostState) -> float:
+        """The host's aggregates' ``<option>`` metadata (smallest valid value), else the configured one."""
+        values = host.aggregates.get(self.option)
+        if not values:
+            return self.multiplier
+        try:
+            return min(float(value) for value in values)
+        except ValueError:
+            LOG.warning("aggregate metadata %s=%s of host %s is not a number; using %s", self.option,
+                        ",".join(sorted(values)), host.host, self.multiplier)
+            return self.multiplier
 
     def weigh(self, host: HostState, spec: dict) -> float:
         raise NotImplementedError
@@ -43,28 +64,52 @@ class DiskWeigher(BaseWeigher):
 
 
 def all_weighers() -> tuple[type[BaseWeigher], ...]:
+    from kilonova.compute.scheduler.weighers.host_load import (
+        BuildFailureWeigher, CrossCellWeigher, HypervisorVersionWeigher, IoOpsWeigher, NumInstancesWeigher)
+    from kilonova.compute.scheduler.weighers.image_properties import ImagePropertiesWeigher
     from kilonova.compute.scheduler.weighers.server_group import (
         ServerGroupSoftAffinityWeigher, ServerGroupSoftAntiAffinityWeigher)
     return (RAMWeigher, CPUWeigher, DiskWeigher, ServerGroupSoftAffinityWeigher,
-            ServerGroupSoftAntiAffinityWeigher)
+            ServerGroupSoftAntiAffinityWeigher, IoOpsWeigher, NumInstancesWeigher, BuildFailureWeigher,
+            CrossCellWeigher, HypervisorVersionWeigher, ImagePropertiesWeigher)
 
 
 def normalise(values: list[float]) -> list[float]:
     low, high = min(values), max(values)
     if high == low:
         return [0.0 for _ in values]
-    return [(value - low) / (high - low) for value in values]
+    span = high - low
+    return [(value - low) / span for value in values]
+
+
+def active(weighers: list[BaseWeigher], hosts: list[HostState]) -> list[BaseWeigher]:
+    """The weighers whose multiplier is not 0 for some host (the others cannot change the order)."""
+    return [w for w in weighers if w.multiplier != 0 or any(w.option in h.aggregates for h in hosts)]
+
+
+def weights(weighers: list[BaseWeigher], hosts: list[HostState], spec: dict) -> dict[str, list[float]]:
+    """weigher name -> each host's contribution (multiplier x normalised weight), in ``hosts`` order."""
+    found = {}
+    for weigher in active(weighers, hosts):
+        values = normalise([weigher.weigh(host, spec) for host in hosts])
+        if any(host.aggregates for host in hosts):
+            found[type(weigher).__name__] = [weigher.multiplier_for(h) * v for h, v in zip(hosts, values)]
+        else:
+            found[type(weigher).__name__] = [weigher.multiplier * v for v in values]
+    return found
 
 
 def weigh_hosts(weighers: list[BaseWeigher], hosts: list[HostState], spec: dict) -> list[HostState]:
     """Hosts ordered best first."""
+    return [host for host, _ in weighed(weighers, hosts, spec)]
+
+
+def weighed(weighers: list[BaseWeigher], hosts: list[HostState], spec: dict) -> list[tuple[HostState, float]]:
+    """(host, total weight), best first."""
     if not hosts:
         return []
     totals = [0.0] * len(hosts)
-    for weigher in weighers:
-        if weigher.multiplier == 0:
-            continue
-        for i, value in enumerate(normalise([weigher.weigh(host, spec) for host in hosts])):
-            totals[i] += weigher.multiplier * value
-    order = sorted(range(len(hosts)), key=lambda i: totals[i], reverse=True)
-    return [hosts[i] for i in order]
+    for contribution in weights(weighers, hosts, spec).values():
+        totals = [t + c for t, c in zip(totals, contribution)]
+    order = sorted(range(len(hosts)), key=totals.__getitem__, reverse=True)
+    return [(hosts[i], totals[i]) for i in order]
