@@ -148,6 +148,12 @@ DEFAULTS: dict[str, dict[str, str]] = {
         # Largest image upload accepted, in bytes (Glance's image_size_cap; 1 TiB).
         "image_size_cap": "1099511627776",
     },
+    "image_format": {
+        # As Glance: an upload whose content is not its disk_format is refused (false: only logged). Data
+        # that fails its format's safety checks (a qcow2 data-file or backing file, a VMDK's flat extent)
+        # is refused either way (kilonova/common/image_safety.py).
+        "require_image_format_match": "true",
+    },
     "volume": {
         # Where the file-backed volumes live (one sparse raw file per volume).
         "volumes_dir": "{state_dir}/volumes",

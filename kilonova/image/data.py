@@ -1,4 +1,8 @@
-"""``/v2/images/{image_id}/file``: streamed upload into the store and streamed download."""
+"""``/v2/images/{image_id}/file``: streamed upload into the store and streamed download.
+
+An upload is inspected as it streams in (kilonova/common/image_safety.py): data that is not its
+``disk_format`` or fails that format's safety checks is refused with a 400 and not kept, as Glance does.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,6 +10,7 @@ import logging
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from kilonova.common import image_safety
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError, Router, empty_response
 from kilonova.image import policy, qcow2, repo
@@ -40,8 +45,14 @@ async def upload(request: Request, image_id: str):
         raise HTTPError(409, f"Image status transition from {exc.args[0]} to saving is not allowed") from None
     except NotFound:
         raise HTTPError(404, f"No image found with ID {image_id}") from None
+    inspector = None
+    if image_safety.inspected(image["disk_format"]):
+        inspector = image_safety.StreamInspector(image["disk_format"], svc.require_image_format_match)
     try:
-        stored = await svc.store.save(image_id, request.stream())
+        stored = await svc.store.save(image_id, request.stream(), inspector)
+    except image_safety.UnsafeImage as exc:
+        await _back_to_queued(svc, image_id)
+        raise HTTPError(400, str(exc)) from None
     except SizeLimitExceeded:
         await _back_to_queued(svc, image_id)
         raise HTTPError(413, "The provided image is too large.") from None

@@ -30,6 +30,7 @@ class ImageService(Service):
         conf = env.conf
         self.db = Database.shared(conf.get("image_database", "connection"), name="glance")
         self.store = FilesystemStore(conf.get("image", "filesystem_store_datadir"), _size_cap(conf))
+        self.require_image_format_match = conf.getbool("image_format", "require_image_format_match")
         self.validator = validator or TokenValidator(
             env.endpoints.http_client("identity"),
             cache_seconds=conf.getfloat("keystone_authtoken", "token_cache_time"))

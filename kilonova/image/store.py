@@ -35,8 +35,9 @@ class StoredData:
 
 
 class _Writer:
-    def __init__(self, path: Path, limit: int):
+    def __init__(self, path: Path, limit: int, inspector=None):
         self.path = path
+        self.inspector = inspector  # an image_safety.StreamInspector: the data is refused before it is kept
         self.tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.part")
         self.limit = limit
         self.size = 0
@@ -53,9 +54,13 @@ class _Writer:
             self.head += chunk[:512 - len(self.head)]
         self.md5.update(chunk)
         self.sha.update(chunk)
+        if self.inspector is not None:
+            self.inspector.feed(chunk)
         self.fh.write(chunk)
 
     def commit(self) -> StoredData:
+        if self.inspector is not None:
+            self.inspector.verdict()  # UnsafeImage: the caller's abort removes the data
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
@@ -67,10 +72,10 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
-def _write(writer: _Writer | None, path: Path, limit: int, chunks: list[bytes], commit: bool):
+def _write(writer: _Writer | None, path: Path, limit: int, chunks: list[bytes], commit: bool, inspector=None):
     """In a worker thread: ``chunks`` written (the file opened first when ``writer`` is None), then the
     writer, or with ``commit`` the stored data; a failure here removes the partial file."""
-    writer = writer or _Writer(path, limit)
+    writer = writer or _Writer(path, limit, inspector)
     try:
         for chunk in chunks:
             writer.write(chunk)
@@ -91,8 +96,9 @@ class FilesystemStore:
     def path(self, image_id: str) -> Path:
         return self.datadir / image_id
 
-    async def save(self, image_id: str, chunks: AsyncIterator[bytes]) -> StoredData:
-        """Stream ``chunks`` into the store; raises ``SizeLimitExceeded`` past ``size_cap``.
+    async def save(self, image_id: str, chunks: AsyncIterator[bytes], inspector=None) -> StoredData:
+        """Stream ``chunks`` into the store; raises ``SizeLimitExceeded`` past ``size_cap``, and the
+        ``inspector``'s ``UnsafeImage`` (kilonova/common/image_safety.py) when it refuses the data.
 
         Chunks are gathered up to ``CHUNK`` bytes before a worker thread writes them: each hand-off to a
         thread costs more than the write of a small image (every shelve uploads one), which is now one.
@@ -108,9 +114,9 @@ class FilesystemStore:
                 pending.append(chunk)
                 pending_size += len(chunk)
                 if pending_size >= CHUNK:
-                    writer = await asyncio.to_thread(_write, writer, path, self.size_cap, pending, False)
+                    writer = await asyncio.to_thread(_write, writer, path, self.size_cap, pending, False, inspector)
                     pending, pending_size = [], 0
-            return await asyncio.to_thread(_write, writer, path, self.size_cap, pending, True)
+            return await asyncio.to_thread(_write, writer, path, self.size_cap, pending, True, inspector)
         except BaseException:
             if writer is not None:
                 await asyncio.to_thread(writer.abort)

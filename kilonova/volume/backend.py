@@ -5,11 +5,11 @@ serve later; sparse, so a 1 GiB volume costs only the blocks a guest writes.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
 
+from kilonova.common import image_safety
 from kilonova.volume.images import ImageError
 
 GIB = 1024 ** 3
@@ -65,12 +65,13 @@ class FileBackend:
 
     def write_image(self, volume_id: str, size_gb: int, declared: str) -> None:
         """The downloaded image, whatever its format, written raw into a new volume of ``size_gb``; an
-        image with a backing file, of another format than declared, or bigger than the volume is refused."""
+        image that fails the safety checks, of another format than declared, or bigger than the volume is
+        refused."""
         source, target = self.image_path(volume_id), self.path(volume_id)
-        probe = declared if declared in ("raw", "qcow2") else None   # a raw image is never probed
-        info = json.loads(_qemu_img("info", "--output", "json", *(["-f", probe] if probe else []), str(source)))
-        if info.get("backing-filename"):
-            raise ImageError(f"image for volume {volume_id} has a backing file; refused")
+        try:  # never probed, never a backing or data file (kilonova/common/image_safety.py)
+            info = image_safety.check_file(source, declared)
+        except image_safety.UnsafeImage as exc:
+            raise ImageError(f"Image for volume {volume_id} is unacceptable: {exc}") from None
         virtual_gb = -(-int(info["virtual-size"]) // GIB)
         if virtual_gb > size_gb:
             raise ImageError(f"Image virtual size is {virtual_gb}GB and doesn't fit in a volume of size "

@@ -9,6 +9,8 @@ from keystoneauth1 import loading, session
 from novaclient import client as nova_client
 from novaclient import exceptions as nova_exceptions
 
+from kilonova.image import qcow2
+
 
 IMAGE = "kilonova-tiny"
 
@@ -30,7 +32,7 @@ def disk_config(cloud, server_id: str) -> str:
 def no_auto_image(cloud, tmp_path_factory):
     """An image whose ``auto_disk_config`` property disables AUTO."""
     path = tmp_path_factory.mktemp("img") / "manual-only.qcow2"
-    path.write_bytes(os.urandom(100_000))
+    path.write_bytes(qcow2.empty_image(64 << 20))
     created = cloud.openstack("image", "create", "--file", str(path), "--disk-format", "qcow2",
                               "--container-format", "bare", "--public", "--property", "auto_disk_config=disabled",
                               "dcf-manual-only", fmt_json=True)
@@ -102,7 +104,7 @@ def test_create_takes_the_images_setting_and_refuses_auto_when_it_is_disabled(cl
                             disk_config="AUTO")
     assert f"Requested image {no_auto_image['id']} has automatic disk resize disabled." in str(refused.value)
     assert cloud.openstack("server", "list", "--name", "dcf-refused", fmt_json=True) == []
-    auto_image = cloud.openstack("image", "create", "--file", os.devnull, "--disk-format", "qcow2",
+    auto_image = cloud.openstack("image", "create", "--file", os.devnull, "--disk-format", "raw",
                                  "--container-format", "bare", "--property", "auto_disk_config=True", "dcf-auto",
                                  fmt_json=True)
     servers = []

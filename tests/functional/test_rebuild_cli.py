@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import base64
-import os
 
 import pytest
 
+from kilonova.image import qcow2
 from tests.functional.test_servers_cli import usage
 
 IMAGE = "kilonova-tiny"
@@ -39,7 +39,7 @@ def action_events(cloud, uuid: str, action: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def second_image(cloud, tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "second.qcow2"
-    path.write_bytes(os.urandom(200_000))
+    path.write_bytes(qcow2.empty_image(64 << 20))
     created = cloud.openstack("image", "create", "--file", str(path), "--disk-format", "qcow2",
                               "--container-format", "bare", "--public", "rebuild-second", fmt_json=True)
     yield created
@@ -148,7 +148,7 @@ def test_rebuild_refusals_with_upstream_messages(cloud, server, tmp_path):
     missing = rebuild(cloud, uuid, {"imageRef": "6b1a5c5e-0000-4000-8000-000000000000"})
     assert missing.status_code == 400 and missing.json()["badRequest"]["message"] == "Cannot find image for rebuild"
     path = tmp_path / "big.qcow2"
-    path.write_bytes(os.urandom(1000))
+    path.write_bytes(qcow2.empty_image(64 << 20))
     big = cloud.openstack("image", "create", "--file", str(path), "--disk-format", "qcow2", "--container-format",
                           "bare", "--min-ram", "100000", "rb-needs-ram", fmt_json=True)
     disk = cloud.openstack("image", "create", "--file", str(path), "--disk-format", "qcow2", "--container-format",
@@ -225,7 +225,7 @@ def test_a_new_image_the_host_cannot_run_puts_the_server_in_error_with_its_old_i
     """Upstream schedules a rebuild with a new image to the server's own host: refused there, ERROR."""
     uuid = server["id"]
     path = tmp_path / "special.qcow2"
-    path.write_bytes(os.urandom(1000))
+    path.write_bytes(qcow2.empty_image(64 << 20))
     needs_trait = cloud.openstack("image", "create", "--file", str(path), "--disk-format", "qcow2",
                                   "--container-format", "bare", "--property", "trait:CUSTOM_NOT_HERE=required",
                                   "rb-needs-trait", fmt_json=True)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from kilonova.image import qcow2
 
 
 def test_default_flavors_are_upstreams(cloud):
@@ -70,7 +71,7 @@ def test_keypairs_generated_and_imported(cloud, tmp_path):
 
 
 def test_image_upload_show_save_delete(cloud, tmp_path):
-    data = os.urandom(300_000)
+    data = qcow2.empty_image(64 << 20)
     source = tmp_path / "disk.qcow2"
     source.write_bytes(data)
     created = cloud.openstack("image", "create", "--file", str(source), "--disk-format", "qcow2",

@@ -95,7 +95,7 @@ def test_fetch_refuses_bad_checksums_and_lying_formats(tmp_path):
     with pytest.raises(BuildFailure, match="failed verification: sha512 does not match os_hash_value"):
         asyncio.run(cache.fetch("bad-hash"))
     images.add("liar", b"plain bytes, not qcow2", "qcow2")
-    with pytest.raises(BuildFailure, match="declared qcow2 but its data is raw"):
+    with pytest.raises(BuildFailure, match="Image liar is unacceptable: Image content does not match disk_format qcow2"):
         asyncio.run(cache.fetch("liar"))
     assert not list((tmp_path / "instances" / "_base").iterdir())  # nothing half-done is kept
 

@@ -250,11 +250,12 @@ async def test_writes_answer_what_a_get_shows(api):
     assert patched["hw_qemu_guest_agent"] == "yes" and patched["tags"] == ["b", "c"]
     assert patched["disk_format"] == "qcow2"
     await api.post(f"{url}/members", json={"member": "p-bob"}, headers=ALICE)
-    uploaded = await api.put(f"{url}/file", content=b"x" * 1000,
-                             headers={**ALICE, "Content-Type": "application/octet-stream"})
+    from kilonova.image import qcow2
+    data = qcow2.empty_image()
+    uploaded = await api.put(f"{url}/file", content=data, headers={**ALICE, "Content-Type": "application/octet-stream"})
     assert uploaded.status_code == 204
     active = await shown()
-    assert active["status"] == "active" and active["size"] == 1000 and active["os_distro"] == "debian"
+    assert active["status"] == "active" and active["size"] == len(data) and active["os_distro"] == "debian"
     again = await api.put(f"{url}/file", content=b"y", headers={**ALICE, "Content-Type": "application/octet-stream"})
     assert again.status_code == 409
     assert (await api.delete(url, headers=ALICE)).status_code == 204

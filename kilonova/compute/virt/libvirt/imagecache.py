@@ -3,8 +3,8 @@
 A base image is downloaded from the image service (as the service user) into
 ``<instances_path>/_base/<sha1 of the image id>``, verified against the
 image's checksums (md5 ``checksum`` and its ``os_hash_algo``/``os_hash_value``),
-checked with ``qemu-img info`` (no backing file may sneak in) and converted to
-raw when ``force_raw_images`` says so. Instance disks are qcow2 overlays on it
+checked as kilonova/common/image_safety.py does (the content is its disk_format; no backing or data
+file may sneak in) and converted to raw when ``force_raw_images`` says so. Instance disks are qcow2 overlays on it
 (or raw copies), grown to the flavor's root disk. Bases no instance has used
 for a while are aged out.
 """
@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from kilonova.common import image_safety
 from kilonova.compute.virt.driver import BuildFailure
 
 LOG = logging.getLogger(__name__)
@@ -134,13 +135,10 @@ class ImageCache:
             partial.rename(path)
             os.chmod(path, 0o644)
             return
-        info = qemu_img_info(partial)
-        if info.get("backing-filename"):
-            raise BuildFailure(f"Image {meta['id']} has a backing file; refused.")
-        actual = info.get("format")
-        declared = {"ami": "raw", "iso": "raw"}.get(disk_format, disk_format)
-        if declared in ("raw", "qcow2") and actual != declared:
-            raise BuildFailure(f"Image {meta['id']} is declared {disk_format} but its data is {actual}.")
+        try:  # as Nova since CVE-2024-32498: inspected, qemu-img told the format, no backing or data file
+            actual = image_safety.check_file(partial, disk_format)["format"]
+        except image_safety.UnsafeImage as exc:
+            raise BuildFailure(f"Image {meta['id']} is unacceptable: {exc}") from None
         if self.force_raw and actual != "raw":
             converted = path.with_suffix(".converted")
             _run("qemu-img", "convert", "-f", actual, "-O", "raw", str(partial), str(converted))
