@@ -19,6 +19,7 @@ RESOURCE_MODULES = [
     "remote_consoles", "server_topology", "instance_actions", "migrations", "server_migrations_actions",
     "server_diagnostics", "server_external_events", "floating_ips", "security_groups",
     "server_interfaces", "volume_attachments", "volumes_proxy", "server_groups",
+    "server_tags", "server_shares", "server_ips", "server_password",
 ]
 
 _PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/([0-9a-f]{32}|[0-9a-f-]{36})(?=/|$)")

@@ -7,7 +7,7 @@ from starlette.requests import Request
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.compute.api import extra_spec_rules, validation
+from kilonova.compute.api import extra_spec_rules, query_params, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.common import limit_and_marker, next_links, parse_bool, require_admin
 from kilonova.compute.api.microversions import want
@@ -33,8 +33,10 @@ _DESCRIPTION = {"type": ["string", "null"], "minLength": 0, "maxLength": 65535,
                 "pattern": r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"}
 
 
-def _create_schema(with_description: bool) -> dict:
+def _create_schema(with_description: bool, with_rxtx: bool = True) -> dict:
     props = dict(_FLAVOR_PROPS, **({"description": _DESCRIPTION} if with_description else {}))
+    if not with_rxtx:  # 2.102 removed rxtx_factor (a nova-network relic)
+        del props["rxtx_factor"]
     return {"type": "object", "required": ["flavor"], "additionalProperties": False,
             "properties": {"flavor": {"type": "object", "properties": props, "additionalProperties": False,
                                       "required": ["name", "ram", "vcpus", "disk"]}}}
@@ -42,6 +44,10 @@ def _create_schema(with_description: bool) -> dict:
 
 _CREATE = _create_schema(False)
 _CREATE_255 = _create_schema(True)
+_CREATE_2102 = _create_schema(True, with_rxtx=False)
+# From 2.102 the list's query schema is closed: another parameter is a 400, not ignored.
+_LIST_QUERY = {name: query_params.STRING for name in ("is_public", "minRam", "minDisk", "sort_key", "sort_dir",
+                                                       "limit", "marker")}
 _UPDATE = {"type": "object", "required": ["flavor"], "additionalProperties": False,
            "properties": {"flavor": {"type": "object", "properties": {"description": _DESCRIPTION},
                                      "required": ["description"], "additionalProperties": False}}}
@@ -71,8 +77,9 @@ def _detail(request: Request, flavor, *, new: bool = False) -> dict[str, Any]:
     body = {"id": flavor.flavorid, "name": flavor.name, "ram": flavor.memory_mb, "disk": flavor.root_gb,
             "swap": swap, "OS-FLV-EXT-DATA:ephemeral": flavor.ephemeral_gb,
             "OS-FLV-DISABLED:disabled": flavor.disabled, "vcpus": flavor.vcpus,
-            "os-flavor-access:is_public": flavor.is_public, "rxtx_factor": flavor.rxtx_factor or "",
-            "links": links(request, "flavors", flavor.flavorid)}
+            "os-flavor-access:is_public": flavor.is_public, "links": links(request, "flavors", flavor.flavorid)}
+    if not want(request, "2.102"):
+        body["rxtx_factor"] = flavor.rxtx_factor or ""
     if want(request, "2.55"):
         body["description"] = flavor.description
     if want(request, "2.61"):
@@ -114,6 +121,8 @@ def _list_filters(request: Request) -> dict[str, Any]:
 
 
 async def _list(request: Request, view, collection: str):
+    if want(request, "2.102"):
+        query_params.validate(request, _LIST_QUERY)
     filters = _list_filters(request)
     limit, marker = limit_and_marker(request)
     try:
@@ -182,7 +191,8 @@ def _flavor_values(request: Request, body: dict) -> dict[str, Any]:
 async def create_flavor(request: Request):
     require_admin(request, "os_compute_api:os-flavor-manage:create")
     body = await read_json(request)
-    validation.validate(_CREATE_255 if want(request, "2.55") else _CREATE, body)
+    validation.validate(_CREATE_2102 if want(request, "2.102") else _CREATE_255 if want(request, "2.55") else _CREATE,
+                        body)
     values = _flavor_values(request, body)
     try:
         flavor = await compute_api(request).api_db.write(flavors.create, values)

@@ -31,6 +31,13 @@ def _create_schema(protocols: list[str], types: list[str]) -> dict:
 
 CREATE_2_6 = _create_schema(_PROTOCOLS_2_6, _TYPES_2_6)
 CREATE_2_8 = _create_schema(_PROTOCOLS_2_6 + ["mks"], _TYPES_2_6 + ["webmks"])  # 2.8 added MKS
+CREATE_2_99 = _create_schema(_PROTOCOLS_2_6 + ["mks"], _TYPES_2_6 + ["webmks", "spice-direct"])  # 2.99
+
+
+def _create_schema_for(request: Request) -> dict:
+    if microversions.want(request, "2.99"):
+        return CREATE_2_99
+    return CREATE_2_8 if microversions.want(request, "2.8") else CREATE_2_6
 GET_VNC_CONSOLE = {"type": "object", "properties": {"os-getVNCConsole": {
     "type": "object", "properties": {"type": {"type": "string", "enum": ["novnc", "xvpvnc"]}},
     "required": ["type"], "additionalProperties": False}},
@@ -83,7 +90,7 @@ async def create_remote_console(request: Request, server_id: str):
     if not microversions.want(request, "2.6"):
         raise HTTPError(404, "The resource could not be found.")
     body = await read_json(request)
-    validation.validate(CREATE_2_8 if microversions.want(request, "2.8") else CREATE_2_6, body)
+    validation.validate(_create_schema_for(request), body)
     ctx = request.state.context
     ref = await lookup.find(compute_api(request), ctx, server_id)
     _check_policy(ctx)

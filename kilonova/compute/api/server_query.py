@@ -1,12 +1,24 @@
 """Query parameters of GET /servers and /servers/detail: which names upstream's schema knows per
-microversion (from 2.75 any other is a 400), time filters and boolean filters as upstream parses them."""
+microversion (from 2.75 any other is a 400), which of them a non-admin may use (upstream drops the
+others silently), and what each filter matches.
+
+As upstream: ``project_id``, ``user_id``, ``image``, ``uuid``, ``host``, ``task_state`` and ``vm_state``
+match exactly; the other string filters (``name``, ``hostname``, ``node``, ``availability_zone``,
+``key_name``, ``config_drive``, ...) are regular expressions searched in the column's text (on
+SQLite Python's ``re.search``, on PostgreSQL ``~``); ``ip``/``ip6`` match part of a fixed address (after
+dropping a leading ``^``, a trailing ``$`` and ``\\.`` escapes, as Nova hands them to Neutron); the tag
+filters take comma-separated tags.
+"""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
+from typing import Any
 
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError
+from kilonova.compute.api import views
 from kilonova.compute.api.microversions import want
 
 _BASE = frozenset({
@@ -91,3 +103,187 @@ def deleted(request: Request, *, timed: bool, wants_deleted_status: bool) -> boo
     if raw is None:
         return None if timed else False
     return raw.strip().lower() in _TRUE  # upstream's lenient parse: anything else is False
+
+
+# ---------------------------------------------------------------- who may use which filter
+
+_NON_ADMIN = ("reservation_id", "name", "status", "image", "flavor", "ip", "changes-since", "all_tenants")
+# 2.83 opened these to every user, 2.90 the hostname.
+_NON_ADMIN_2_83 = ("availability_zone", "config_drive", "key_name", "created_at", "launched_at", "terminated_at",
+                   "power_state", "task_state", "vm_state", "progress", "user_id")
+
+
+def allowed(request: Request) -> frozenset[str] | None:
+    """The filters a non-admin may use at this version (None: an admin, who may use every known one)."""
+    if request.state.context.is_admin:
+        return None
+    names = set(_NON_ADMIN)
+    if want(request, "2.5"):
+        names.add("ip6")
+    if want(request, "2.26"):
+        names |= _TAGS
+    if want(request, "2.66"):
+        names.add("changes-before")
+    if want(request, "2.73"):
+        names.add("locked")
+    if want(request, "2.83"):
+        names |= set(_NON_ADMIN_2_83)
+    if want(request, "2.90"):
+        names.add("hostname")
+    return frozenset(names)
+
+
+def options(request: Request) -> dict[str, str]:
+    """The filters of the request that count: each with its last value (as upstream reads a repeated
+    one), those a non-admin may not use left out, as upstream drops them."""
+    permitted = allowed(request)
+    return {name: value for name, value in request.query_params.items()
+            if permitted is None or name in permitted}
+
+
+# ---------------------------------------------------------------- what each filter matches
+
+# Filters on one column: exact, or a regular expression searched in the column's text.
+_EXACT = {"user_id": "user_id", "uuid": "uuid", "host": "host", "task_state": "task_state"}
+_REGEX = {"name": "display_name", "display_name": "display_name", "hostname": "hostname", "node": "node",
+          "availability_zone": "availability_zone", "config_drive": "config_drive", "key_name": "key_name",
+          "reservation_id": "reservation_id", "launch_index": "launch_index", "power_state": "power_state",
+          "progress": "progress", "description": "display_description",
+          "display_description": "display_description", "access_ip_v4": "access_ip_v4",
+          "access_ip_v6": "access_ip_v6", "created_at": "created_at", "launched_at": "launched_at",
+          "terminated_at": "terminated_at", "locked_by": "locked_by"}
+# Known columns no server here has a value in (shown as "" or not at all): a pattern that does not
+# match the empty text matches no server.
+_EMPTY = ("kernel_id", "ramdisk_id", "root_device_name", "auto_disk_config")
+
+
+def pattern(name: str, value: str) -> str:
+    """A filter's regular expression, checked: 400 when it does not compile (never the database's 500)."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise HTTPError(400, f"Invalid regular expression for filter {name}: {value!r} ({exc})") from None
+    return value
+
+
+def tag_list(value: str) -> list[str]:
+    return [tag for tag in value.split(",") if tag]
+
+
+def ip_text(value: str) -> str:
+    """What Nova hands Neutron for an ``ip``/``ip6`` filter: the regex anchors and escaped dots dropped."""
+    return value.removeprefix("^").removesuffix("$").replace("\\.", ".")
+
+
+def filters(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(filters the database applies, filters applied to the rows in Python)."""
+    opts = options(request)
+    db: dict[str, Any] = {}
+    post: dict[str, Any] = {}
+    for name, column in _EXACT.items():
+        if opts.get(name):
+            db[column] = opts[name]
+    for name, column in _REGEX.items():
+        if opts.get(name):
+            db["regex:" + column] = pattern(name, opts[name])
+    if any(opts.get(name) and not re.search(pattern(name, opts[name]), "") for name in _EMPTY):
+        post["nothing"] = True
+    if opts.get("image"):
+        db["image_ref"] = opts["image"].rstrip("/").rsplit("/", 1)[-1]
+    if opts.get("flavor"):
+        post["flavor"] = opts["flavor"]
+    _status_filters(request, opts, db, post)
+    since = timestamp(request, "changes-since") if "changes-since" in opts else None
+    before = timestamp(request, "changes-before") if want(request, "2.66") and "changes-before" in opts else None
+    if since is not None and before is not None and before < since:
+        raise HTTPError(400, "The value of changes-since must be less than or equal to changes-before.")
+    if since is not None:
+        db["changes-since"] = since
+    if before is not None:
+        db["changes-before"] = before
+    if want(request, "2.73") and "locked" in opts:
+        db["locked"] = strict_bool(request, "locked")
+    for name in ("ip", "ip6"):
+        if opts.get(name):
+            post[name] = ip_text(opts[name])
+    if want(request, "2.26"):
+        for name in _TAGS:
+            if opts.get(name):
+                post[name] = tag_list(opts[name])
+    return db, post
+
+
+def _status_filters(request: Request, opts: dict[str, str], db: dict[str, Any], post: dict[str, Any]) -> None:
+    """``status`` (repeatable: any of them) and ``vm_state``, as vm_state lists the database applies."""
+    statuses = [value.upper() for value in request.query_params.getlist("status") if value] if "status" in opts \
+        else []
+    vm_states: set[str] | None = None
+    if statuses:
+        unknown = [status for status in statuses if status not in views.STATUS_TO_VM_STATES]
+        if unknown:
+            if want(request, "2.38"):
+                raise HTTPError(400, "Invalid status value")
+            post["nothing"] = True  # before 2.38 an unknown status lists nothing
+            return
+        vm_states = {state for status in statuses for state in views.STATUS_TO_VM_STATES[status]}
+        post["status"] = statuses
+    if opts.get("vm_state"):
+        wanted = {opts["vm_state"]}
+        vm_states = wanted if vm_states is None else vm_states & wanted
+    if vm_states is not None:
+        db["vm_state"] = sorted(vm_states)
+
+
+def pending_filter(db_filters: dict[str, Any]):
+    """The database filters applied to a build request (a server not yet in a cell) in Python."""
+    def matches(server: dict[str, Any]) -> bool:
+        for key, value in db_filters.items():
+            if key in ("changes-since", "changes-before", "host"):
+                return False  # never updated, never on a host yet
+            if key.startswith("regex:"):
+                found = server.get(key[6:])
+                if found is None or not re.search(value, str(found)):
+                    return False
+            elif isinstance(value, list):
+                if server.get(key) not in value:
+                    return False
+            elif key == "locked":
+                if bool(server.get("locked")) != value:
+                    return False
+            elif server.get(key) != value:
+                return False
+        return True
+    return matches
+
+
+def post_filter(server: dict[str, Any], post: dict[str, Any]) -> bool:
+    """True when a rendered-from row ``server`` passes the filters the database does not apply."""
+    if post.get("nothing"):
+        return False
+    if "flavor" in post and server["flavor"]["id"] != post["flavor"]:
+        return False
+    if "status" in post and views.status_of(server["vm_state"], server.get("task_state")) not in post["status"]:
+        return False
+    for name, version in (("ip", 4), ("ip6", 6)):
+        if name in post and not any(post[name] in address for address in _fixed_ips(server, version)):
+            return False
+    return _tags_pass(set(server.get("tags") or []), post)
+
+
+def _fixed_ips(server: dict[str, Any], version: int) -> list[str]:
+    return [ip["ip_address"] for vif in server.get("network_info") or [] for ip in vif.get("fixed_ips", [])
+            if ip.get("version", 4) == version]
+
+
+def _tags_pass(tags: set[str], post: dict[str, Any]) -> bool:
+    """``tags``: all of them; ``tags-any``: one of them; ``not-tags``: not all of them; ``not-tags-any``:
+    none of them."""
+    if "tags" in post and not set(post["tags"]) <= tags:
+        return False
+    if "tags-any" in post and not set(post["tags-any"]) & tags:
+        return False
+    if "not-tags" in post and set(post["not-tags"]) <= tags:
+        return False
+    if "not-tags-any" in post and set(post["not-tags-any"]) & tags:
+        return False
+    return True

@@ -12,16 +12,41 @@ LOCKED_REASON = "locked_reason"
 
 
 PINNED_AZ = "pinned_availability_zone"
+IMAGE_PROPERTIES = "image_properties"
+SCHEDULER_HINTS = "scheduler_hints"
 
 
-def system_metadata(server: dict[str, Any], *, az: str | None) -> dict[str, Any]:
-    """The system_metadata of a new instance from the create request: its ``server`` body and the
-    availability zone it asked for."""
+def system_metadata(server: dict[str, Any], *, az: str | None, image_properties: dict[str, Any] | None = None,
+                    hints: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The system_metadata of a new instance from the create request: its ``server`` body, the
+    availability zone it asked for, its image's properties (2.98) and its scheduler hints (2.100)."""
     recorded: dict[str, Any] = {}
     if server.get(TRUSTED_CERTS):
         recorded[TRUSTED_CERTS] = list(server[TRUSTED_CERTS])
     if az:
         recorded[PINNED_AZ] = az
+    if image_properties:
+        recorded[IMAGE_PROPERTIES] = {key: None if value is None else str(value)
+                                      for key, value in image_properties.items()}
+    if hints:
+        recorded[SCHEDULER_HINTS] = dict(hints)
+    return recorded
+
+
+def image_properties(server: dict[str, Any]) -> dict[str, Any]:
+    return (server.get("system_metadata") or {}).get(IMAGE_PROPERTIES) or {}
+
+
+def scheduler_hints(server: dict[str, Any]) -> dict[str, Any]:
+    return (server.get("system_metadata") or {}).get(SCHEDULER_HINTS) or {}
+
+
+def with_pinned_az(server: dict[str, Any], zone: str | None) -> dict[str, Any]:
+    """The server's system_metadata pinned to ``zone`` (2.104), or unpinned when None."""
+    recorded = dict(server.get("system_metadata") or {})
+    recorded.pop(PINNED_AZ, None)
+    if zone is not None:
+        recorded[PINNED_AZ] = zone
     return recorded
 
 

@@ -11,7 +11,8 @@ from typing import Any
 from kilonova.compute.api import validation
 
 MAX_INT = 0x7FFFFFFF
-TAG = {"type": "string", "maxLength": 60, "pattern": "^[^,/]*$"}
+TAG = {"type": "string", "minLength": 1, "maxLength": 60, "pattern": "^[^,/]*$"}
+MAX_TAGS = 50  # per server (2.26)
 _BOOLEAN = validation.BOOLEAN
 # Files to inject (until 2.56): upstream's item schema.
 PERSONALITY = {"type": "array", "items": {"type": "object", "properties": {
@@ -109,7 +110,7 @@ def create(version: tuple[int, int]) -> dict:
     if version >= (2, 19):
         props["description"] = validation.DESCRIPTION
     if version >= (2, 52):
-        props["tags"] = {"type": "array", "items": TAG, "maxItems": 50}
+        props["tags"] = {"type": "array", "items": TAG, "maxItems": MAX_TAGS}
     if version >= (2, 63):
         props["trusted_image_certificates"] = TRUSTED_CERTS
     if version >= (2, 74):
@@ -134,5 +135,7 @@ def update(version: tuple[int, int]) -> dict:
         props["description"] = validation.DESCRIPTION
     if version >= (2, 90):
         props["hostname"] = FQDN if version >= (2, 94) else HOSTNAME
+    if version >= (2, 104):  # pin to the zone the server is in, or unpin with null
+        props["pinned_availability_zone"] = {"oneOf": [validation.NAME, {"type": "null"}]}
     server = {"type": "object", "properties": props, "additionalProperties": False}
     return {"type": "object", "properties": {"server": server}, "required": ["server"], "additionalProperties": False}

@@ -20,115 +20,11 @@ from kilonova.compute.api.destination import forced as forced_destination
 from kilonova.compute.api.destination import requested as requested_destination
 from kilonova.compute.api.destination import split_zone
 from kilonova.compute.api.microversions import want
+from kilonova.compute.api.server_action_handlers.shelve import pin_zone
 from kilonova.compute.cells import CellDown
 from kilonova.compute.db import block_devices, build_requests, instances
 
 # ---------------------------------------------------------------- list / show
-
-
-def _list_filters(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(filters the database applies, filters applied after rendering)."""
-    params = request.query_params
-    db_filters: dict[str, Any] = {}
-    post: dict[str, Any] = {}
-    if params.get("name"):
-        db_filters["name"] = params["name"]
-    if params.get("image"):
-        db_filters["image_ref"] = params["image"].rstrip("/").rsplit("/", 1)[-1]
-    if params.get("flavor"):
-        post["flavor"] = params["flavor"]
-    if params.get("status"):
-        status = params["status"].upper()
-        if status not in views.STATUS_TO_VM_STATES:
-            if want(request, "2.38"):
-                raise HTTPError(400, "Invalid status value")
-            return db_filters, {"nothing": True}
-        db_filters["vm_state"] = views.STATUS_TO_VM_STATES[status]
-        post["status"] = status
-    since, before = server_query.timestamp(request, "changes-since"), None
-    if want(request, "2.66"):
-        before = server_query.timestamp(request, "changes-before")
-    if since is not None and before is not None and before < since:
-        raise HTTPError(400, "The value of changes-since must be less than or equal to changes-before.")
-    if since is not None:
-        db_filters["changes-since"] = since
-    if before is not None:
-        db_filters["changes-before"] = before
-    if want(request, "2.73"):
-        locked = server_query.strict_bool(request, "locked")
-        if locked is not None:
-            db_filters["locked"] = locked
-    if request.state.context.is_admin or want(request, "2.83"):  # from 2.83 not only for admins
-        _add_column_filters(params, db_filters)
-    if params.get("hostname") and (request.state.context.is_admin or want(request, "2.90")):
-        db_filters["like:hostname"] = params["hostname"]
-    if params.get("host") and request.state.context.is_admin:
-        db_filters["host"] = params["host"]
-    if params.get("ip"):
-        post["ip"] = params["ip"]
-    if params.get("uuid"):
-        db_filters["uuid"] = params["uuid"]
-    return db_filters, post
-
-
-# Filters on one column: exact matches, and the ones upstream matches as a pattern (a substring here,
-# as upstream on SQLite).
-_EXACT_FILTERS = ("user_id", "task_state")
-_PATTERN_FILTERS = ("availability_zone", "config_drive", "key_name", "created_at", "launched_at",
-                    "terminated_at", "power_state", "progress")
-
-
-def _add_column_filters(params, db_filters: dict[str, Any]) -> None:
-    for name in _EXACT_FILTERS:
-        if params.get(name):
-            db_filters[name] = params[name]
-    for name in _PATTERN_FILTERS:
-        if params.get(name):
-            db_filters["like:" + name] = params[name]
-    if params.get("vm_state"):
-        wanted = params["vm_state"]
-        by_status = db_filters.get("vm_state")
-        db_filters["vm_state"] = [wanted] if by_status is None or wanted in by_status else []
-
-
-def _pending_filter(db_filters: dict[str, Any]):
-    """The database filters applied to a build request (a server not yet in a cell) in Python."""
-    def matches(server: dict[str, Any]) -> bool:
-        for key, value in db_filters.items():
-            if key == "name":
-                if value.lower() not in (server.get("display_name") or "").lower():
-                    return False
-            elif key in ("changes-since", "changes-before", "host"):
-                return False  # never updated, never on a host yet
-            elif key.startswith("like:"):
-                found = server.get(key[5:])
-                if found is None or str(value) not in str(found):
-                    return False
-            elif isinstance(value, list):
-                if server.get(key) not in value:
-                    return False
-            elif key == "locked":
-                if bool(server.get("locked")) != value:
-                    return False
-            elif server.get(key) != value:
-                return False
-        return True
-    return matches
-
-
-def _post_filter(server: dict[str, Any], post: dict[str, Any]) -> bool:
-    if post.get("nothing"):
-        return False
-    if "flavor" in post and server["flavor"]["id"] != post["flavor"]:
-        return False
-    if "status" in post and views.status_of(server["vm_state"], server.get("task_state")) != post["status"]:
-        return False
-    if "ip" in post:
-        ips = [address for vif in server.get("network_info") or [] for ip in vif.get("fixed_ips", [])
-               for address in [ip["ip_address"], *ip.get("floating_ips", [])]]
-        if not any(post["ip"] in ip for ip in ips):
-            return False
-    return True
 
 
 def _limit(request: Request) -> int | None:
@@ -154,16 +50,17 @@ async def _list(request: Request, detailed: bool):
     svc = compute_api(request)
     ctx = request.state.context
     params = request.query_params
+    # As upstream: without all_tenants, an administrator too lists only the own project's servers.
     project_id = ctx.project_id
     if _all_tenants(request):
         if not ctx.is_admin:
-            raise HTTPError(403, "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed.")
-        project_id = params.get("tenant_id") or params.get("project_id")
-    elif ctx.is_admin and (params.get("tenant_id") or params.get("project_id")):
-        project_id = params.get("tenant_id") or params.get("project_id")
+            rule = "detail" if detailed else "index"
+            raise HTTPError(403, f"Policy doesn't allow os_compute_api:servers:{rule}:get_all_tenants to be "
+                                 "performed.")
+        project_id = params.get("project_id") or params.get("tenant_id")
     server_query.check_unknown(request)
     order = server_sort.parse(request)
-    db_filters, post = _list_filters(request)
+    db_filters, post = server_query.filters(request)
     # A time window also shows the servers deleted in it, as upstream does (the way to see deletions).
     timed = "changes-since" in db_filters or "changes-before" in db_filters
     deleted = server_query.deleted(request, timed=timed,
@@ -176,8 +73,9 @@ async def _list(request: Request, detailed: bool):
     found = await lookup.page(svc, project_id=project_id, filters=db_filters, limit=None if post else limit,
                               marker=params.get("marker"), ctx=ctx, deleted=deleted,
                               include_build_requests=deleted is False, include_down=show_down,
-                              order=order, pending_filter=_pending_filter(db_filters) if db_filters else None)
-    refs = [ref for ref in found.refs if ref.down or _post_filter(ref.server, post)]
+                              order=order,
+                              pending_filter=server_query.pending_filter(db_filters) if db_filters else None)
+    refs = [ref for ref in found.refs if ref.down or server_query.post_filter(ref.server, post)]
     if limit is not None:
         refs = refs[:limit]
     if detailed:
@@ -322,14 +220,15 @@ async def create_server(request: Request):
     reservation_id = "r-" + uuidlib.uuid4().hex[:8]
     servers = [create_mod.build_instance(ctx, server, flavor, image, keypair, index=i, count=count,
                                          reservation_id=reservation_id, az=az) for i in range(count)]
-    recorded = disk_config.for_image(server_records.system_metadata(server, az=az), image,
-                                     disk_config.requested(server))
+    spec = create_mod.request_spec(ctx, flavor, image, networks, az, count, hints)
+    recorded = disk_config.for_image(server_records.system_metadata(
+        server, az=az, image_properties=spec["image"]["properties"] if image.get("id") else None, hints=hints),
+        image, disk_config.requested(server))
     for built in servers:
         built["system_metadata"] = dict(recorded)
         built["security_groups"] = list(shown_groups)
         if server.get("hostname"):  # 2.90: the user's own hostname instead of one made from the name
             built["hostname"] = server["hostname"]
-    spec = create_mod.request_spec(ctx, flavor, image, networks, az, count, hints)
     if destination:
         spec["requested_destination"] = destination
     if plan.volumes:
@@ -392,9 +291,21 @@ async def update_server(request: Request, server_id: str):
     for key, column in fields.items():
         if key in body["server"]:
             changes[column] = body["server"][key]
+    if "pinned_availability_zone" in body["server"]:
+        changes["system_metadata"] = _pinned(ref.server, body["server"]["pinned_availability_zone"])
     server = await ref.cell.db.write(instances.update, server_id, changes) if changes else ref.server
+    if "pinned_availability_zone" in body["server"]:  # where later schedulings (moves, unshelve) go
+        await svc.api_db.write(pin_zone, server_id, body["server"]["pinned_availability_zone"])
     server = await server_groups.with_groups(request, server)
     return json_response({"server": views.detail(request, server, shape="update")})
+
+
+def _pinned(server: dict[str, Any], zone: str | None) -> dict[str, Any]:
+    """2.104: a server is pinned only to the zone it is in (unpinned with null)."""
+    if zone is not None and zone != server.get("availability_zone"):
+        raise HTTPError(400, f"The server is in availability zone {server.get('availability_zone')!r}; it can only "
+                             f"be pinned to the zone it is in, not to {zone!r}.")
+    return server_records.with_pinned_az(server, zone)
 
 
 async def delete_server(request: Request, server_id: str):

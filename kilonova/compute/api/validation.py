@@ -68,6 +68,12 @@ def validate(schema: dict, body: Any) -> None:
     raise HTTPError(400, f"Invalid input for request body: {error.message}")
 
 
+def first_error(schema: dict, value: Any) -> str | None:
+    """jsonschema's message for what ``schema`` refuses in ``value`` (e.g. a path segment), or None."""
+    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
+    return None if error is None else error.message
+
+
 # Reusable fragments mirroring Nova's parameter types.
 NAME = {"type": "string", "minLength": 1, "maxLength": 255, "format": "name"}
 NAME_WITH_SPACES = {"type": "string", "minLength": 1, "maxLength": 255}

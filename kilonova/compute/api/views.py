@@ -104,11 +104,13 @@ def _flavor(request: Request, flavor: dict[str, Any]) -> dict[str, Any]:
                                            "href": base_url(request) + f"/flavors/{flavor['id']}"}]}
 
 
-def _image(request: Request, image_ref: str | None) -> Any:
+def _image(request: Request, image_ref: str | None, properties: dict[str, Any] | None = None) -> Any:
     if not image_ref:
         return ""
-    return {"id": image_ref, "links": [{"rel": "bookmark",
-                                        "href": base_url(request) + f"/images/{image_ref}"}]}
+    shown = {"id": image_ref, "links": [{"rel": "bookmark", "href": base_url(request) + f"/images/{image_ref}"}]}
+    if properties is not None and want(request, "2.98"):  # the image's properties embedded (2.98)
+        shown["properties"] = properties
+    return shown
 
 
 def minimal(request: Request, server: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +145,7 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
         "user_id": server["user_id"],
         "metadata": server.get("metadata") or {},
         "hostId": host_id(server["project_id"], server.get("host")),
-        "image": _image(request, server.get("image_ref")),
+        "image": _image(request, server.get("image_ref"), server_records.image_properties(server)),
         "flavor": _flavor(request, server["flavor"]),
         "created": _iso(server["created_at"]),
         "updated": _iso(server.get("updated_at") or server["created_at"]),
@@ -204,6 +206,8 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
         body["OS-EXT-SRV-ATTR:hostname"] = server.get("hostname")
     if want(request, "2.96"):
         body["pinned_availability_zone"] = server_records.pinned_az(server)
+    if want(request, "2.100"):
+        body["scheduler_hints"] = server_records.scheduler_hints(server)
     if shape == "update" and not want(request, "2.75"):
         _legacy_update(body)
     return body

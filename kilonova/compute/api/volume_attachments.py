@@ -157,7 +157,8 @@ async def create(request: Request, server_id: str):
         view["tag"] = bdm.get("tag")
     if want(request, "2.79"):
         view["delete_on_termination"] = bool(bdm["delete_on_termination"])
-    return json_response({"volumeAttachment": view})
+    # 2.101: the attach is accepted, not done (the host finishes it, as it always did here).
+    return json_response({"volumeAttachment": view}, status=202 if want(request, "2.101") else 200)
 
 
 def _reserve_device(session, uuid: str, server: dict, values: dict, device: str | None) -> dict:

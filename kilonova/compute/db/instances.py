@@ -231,14 +231,12 @@ def query(session: Session, *, project_id: str | None, filters: dict[str, Any], 
     elif deleted is True:
         stmt = stmt.where(sa.or_(_TABLE.c.deleted != 0, _TABLE.c.vm_state == "soft-delete"))
     for key, value in filters.items():
-        if key == "name":
-            stmt = stmt.where(_TABLE.c.display_name.contains(value))
-        elif key == "changes-since":
+        if key == "changes-since":
             stmt = stmt.where(_TABLE.c.updated_at >= value)
         elif key == "changes-before":
             stmt = stmt.where(_TABLE.c.updated_at <= value)
-        elif key.startswith("like:"):  # a substring of the column's text
-            stmt = stmt.where(sa.cast(_column(key[5:]), sa.String).contains(value))
+        elif key.startswith("regex:"):  # a regular expression searched in the column's text
+            stmt = stmt.where(sa.cast(_column(key[6:]), sa.String).regexp_match(value))
         elif key == "uuid_in":
             stmt = stmt.where(_TABLE.c.uuid.in_(value))
         elif key in ("vm_state", "task_state") and isinstance(value, list):

@@ -125,7 +125,7 @@ async def unshelve(request: Request, ref: lookup.ServerRef, key: str, body: dict
         values["availability_zone"] = new_az  # pinned (or unpinned) as upstream; the host's zone after scheduling
     server = await server_actions.begin(request, ref, "unshelve", values, needs_host=False)
     if new_az is not _UNSET and spec:
-        await svc.api_db.write(_pin_zone, ref.uuid, new_az)
+        await svc.api_db.write(pin_zone, ref.uuid, new_az)
     try:
         await svc.conductor.cast("unshelve_instance", instance_uuid=ref.uuid, host=host,
                                  request_id=ctx.request_id)
@@ -135,7 +135,7 @@ async def unshelve(request: Request, ref: lookup.ServerRef, key: str, body: dict
     return empty_response(202)
 
 
-def _pin_zone(session, uuid: str, zone: str | None) -> None:
+def pin_zone(session, uuid: str, zone: str | None) -> None:
     """The request spec's zone: where every later scheduling of the server (unshelve, moves) goes."""
     spec = build_requests.get_spec(session, uuid)
     if spec is not None:
