@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from kilonova.common.http import HTTPError, Router, empty_response, json_response
-from kilonova.compute.api import lookup
+from kilonova.common.http import Router, empty_response, json_response
+from kilonova.compute.api import common, lookup
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.db import instances
 
@@ -18,14 +18,13 @@ PASSWORD = "password"
 
 async def show_password(request: Request, server_id: str):
     ref = await lookup.find(compute_api(request), request.state.context, server_id)
+    common.authorize(request, "os_compute_api:os-server-password:show", common.server_target(ref.server))
     return json_response({"password": (ref.server.get("system_metadata") or {}).get(PASSWORD) or ""})
 
 
 async def clear_password(request: Request, server_id: str):
-    ctx = request.state.context
-    ref = await lookup.find(compute_api(request), ctx, server_id)
-    if not ctx.can_write:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-server-password:clear to be performed.")
+    ref = await lookup.find(compute_api(request), request.state.context, server_id)
+    common.authorize(request, "os_compute_api:os-server-password:clear", common.server_target(ref.server))
     if ref.cell is not None and (ref.server.get("system_metadata") or {}).get(PASSWORD):
         await ref.cell.db.write(_clear, ref.uuid)
     return empty_response(204)

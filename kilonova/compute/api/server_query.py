@@ -18,7 +18,7 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError
-from kilonova.compute.api import views
+from kilonova.compute.api import common, views
 from kilonova.compute.api.microversions import want
 
 _BASE = frozenset({
@@ -94,7 +94,7 @@ def deleted(request: Request, *, timed: bool, wants_deleted_status: bool) -> boo
     deleted and soft-deleted ones; None, both, for a time window (``changes-since`` / ``changes-before``)
     without ``deleted``. Only an administrator's ``deleted`` counts: upstream drops it for the others,
     and refuses them ``status=DELETED``."""
-    admin = request.state.context.is_admin
+    admin = all_filters(request)
     raw = request.query_params.get("deleted") if admin else None
     if wants_deleted_status:
         if not admin:
@@ -113,9 +113,18 @@ _NON_ADMIN_2_83 = ("availability_zone", "config_drive", "key_name", "created_at"
                    "power_state", "task_state", "vm_state", "progress", "user_id")
 
 
+def all_filters(request: Request) -> bool:
+    """Whether the caller may use every filter and admin sort key (upstream's allow_all_filters rule),
+    asked once per request."""
+    cached = getattr(request.state, "all_server_filters", None)
+    if cached is None:
+        cached = request.state.all_server_filters = common.allowed(request, "os_compute_api:servers:allow_all_filters")
+    return cached
+
+
 def allowed(request: Request) -> frozenset[str] | None:
     """The filters a non-admin may use at this version (None: an admin, who may use every known one)."""
-    if request.state.context.is_admin:
+    if all_filters(request):
         return None
     names = set(_NON_ADMIN)
     if want(request, "2.5"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, json_response, read_json
-from kilonova.compute.api import lookup, validation
+from kilonova.compute.api import common, lookup, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 
@@ -19,31 +19,33 @@ _CREATE = {"type": "object", "required": ["share"], "additionalProperties": Fals
                                              "pattern": "^[a-zA-Z0-9-]+$"}}}}}
 
 
-async def _server(request: Request, server_id: str) -> lookup.ServerRef:
+async def _server(request: Request, server_id: str, rule: str) -> lookup.ServerRef:
     if not want(request, "2.97"):
         raise HTTPError(404, "The resource could not be found.")
-    return await lookup.find(compute_api(request), request.state.context, server_id)
+    ref = await lookup.find(compute_api(request), request.state.context, server_id)
+    common.authorize(request, f"os_compute_api:os-shares:{rule}", common.server_target(ref.server))
+    return ref
 
 
 async def list_shares(request: Request, server_id: str):
-    await _server(request, server_id)
+    await _server(request, server_id, "index")
     return json_response({"shares": []})
 
 
 async def attach_share(request: Request, server_id: str):
-    await _server(request, server_id)
+    await _server(request, server_id, "create")
     validation.validate(_CREATE, await read_json(request))
     raise HTTPError(409, "Sharing file systems with servers is not supported by this cloud: it has no Shared "
                          "File Systems service (Manila) and no compute driver mounts shares (virtiofs).")
 
 
-async def show_share(request: Request, server_id: str, share_id: str):
-    await _server(request, server_id)
+async def show_share(request: Request, server_id: str, share_id: str, rule: str = "show"):
+    await _server(request, server_id, rule)
     raise HTTPError(404, f"Share {share_id} for instance {server_id} could not be found.")
 
 
 async def detach_share(request: Request, server_id: str, share_id: str):
-    return await show_share(request, server_id, share_id)
+    return await show_share(request, server_id, share_id, "delete")
 
 
 def register(router: Router) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.compute.api import lookup, validation, views
+from kilonova.compute.api import common, lookup, validation, views
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_schemas import MAX_TAGS, TAG
@@ -24,15 +24,14 @@ _REPLACE = {"type": "object", "required": ["tags"], "additionalProperties": Fals
 _CHANGEABLE = ("active", "paused", "suspended", "stopped")
 
 
-async def _server(request: Request, server_id: str, action: str | None = None) -> lookup.ServerRef:
-    """The server (404 before 2.26, as any unknown resource); for a change (``action``), policy and state."""
+async def _server(request: Request, server_id: str, rule: str, action: str | None = None) -> lookup.ServerRef:
+    """The server (404 before 2.26, as any unknown resource), its ``rule`` checked; for a change
+    (``action``, upstream's name for it in the 409), its state."""
     if not want(request, "2.26"):
         raise HTTPError(404, "The resource could not be found.")
-    ctx = request.state.context
-    ref = await lookup.find(compute_api(request), ctx, server_id)
+    ref = await lookup.find(compute_api(request), request.state.context, server_id)
+    common.authorize(request, _RULE + rule, common.server_target(ref.server))
     if action is not None:
-        if not ctx.can_write:
-            raise HTTPError(403, f"Policy doesn't allow {_RULE}{action.replace(' ', '_')} to be performed.")
         state = ref.server["vm_state"]
         if ref.cell is None or state not in _CHANGEABLE:
             raise HTTPError(409, f"Cannot '{action}' instance {ref.uuid} while it is in vm_state {state}")
@@ -40,19 +39,19 @@ async def _server(request: Request, server_id: str, action: str | None = None) -
 
 
 async def list_tags(request: Request, server_id: str):
-    ref = await _server(request, server_id)
+    ref = await _server(request, server_id, "index")
     return json_response({"tags": list(ref.server.get("tags") or [])})
 
 
 async def check_tag(request: Request, server_id: str, tag: str):
-    ref = await _server(request, server_id)
+    ref = await _server(request, server_id, "show")
     if tag not in (ref.server.get("tags") or []):
         raise HTTPError(404, f"Server {server_id} has no tag '{tag}'")
     return empty_response(204)
 
 
 async def replace_tags(request: Request, server_id: str):
-    ref = await _server(request, server_id, "update tags")
+    ref = await _server(request, server_id, "update_all", "update tags")
     body = await read_json(request)
     validation.validate(_REPLACE, body)
     tags = list(dict.fromkeys(body["tags"]))  # a repeated tag is kept once
@@ -61,13 +60,13 @@ async def replace_tags(request: Request, server_id: str):
 
 
 async def delete_all_tags(request: Request, server_id: str):
-    ref = await _server(request, server_id, "delete tags")
+    ref = await _server(request, server_id, "delete_all", "delete tags")
     await ref.cell.db.write(_change, ref.uuid, lambda _current: [])
     return empty_response(204)
 
 
 async def add_tag(request: Request, server_id: str, tag: str):
-    ref = await _server(request, server_id, "update tag")
+    ref = await _server(request, server_id, "update", "update tag")
     problem = validation.first_error(TAG, tag)
     if problem:
         raise HTTPError(400, f"Tag '{tag}' is invalid. It must be a non empty string without characters '/' "
@@ -87,7 +86,7 @@ async def add_tag(request: Request, server_id: str, tag: str):
 
 
 async def delete_tag(request: Request, server_id: str, tag: str):
-    ref = await _server(request, server_id, "delete tag")
+    ref = await _server(request, server_id, "delete", "delete tag")
 
     def removed(current: list[str]) -> list[str]:
         if tag not in current:

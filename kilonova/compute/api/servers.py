@@ -13,7 +13,7 @@ from kilonova.compute.api import (common, disk_config, lookup, server_query, ser
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api import port_quota, security_group_bindings, security_group_lookup
 from kilonova.compute import volume_api
-from kilonova.compute.api import boot_volumes
+from kilonova.compute.api import boot_volumes, host_status
 from kilonova.compute.api import server_group_hint, server_groups
 from kilonova.compute.api.create_refusals import refuse_unsupported
 from kilonova.compute.api.destination import forced as forced_destination
@@ -50,13 +50,12 @@ async def _list(request: Request, detailed: bool):
     svc = compute_api(request)
     ctx = request.state.context
     params = request.query_params
+    rule = "os_compute_api:servers:" + ("detail" if detailed else "index")
+    common.authorize(request, rule)
     # As upstream: without all_tenants, an administrator too lists only the own project's servers.
     project_id = ctx.project_id
     if _all_tenants(request):
-        if not ctx.is_admin:
-            rule = "detail" if detailed else "index"
-            raise HTTPError(403, f"Policy doesn't allow os_compute_api:servers:{rule}:get_all_tenants to be "
-                                 "performed.")
+        common.authorize(request, rule + ":get_all_tenants")
         project_id = params.get("project_id") or params.get("tenant_id")
     server_query.check_unknown(request)
     order = server_sort.parse(request)
@@ -81,10 +80,12 @@ async def _list(request: Request, detailed: bool):
     if detailed:
         faults = await _faults(refs)
         volumes = await _volumes(refs)
+        hosts = await host_status.statuses(request, refs)
         groups = await security_group_bindings.names(svc, ctx, [ref.uuid for ref in refs if not ref.down])
         body = [views.detail_down(request, ref.server) if ref.down
                 else views.detail(request, security_group_bindings.shown(ref.server, groups),
-                                  fault=faults.get(ref.uuid), volumes=volumes.get(ref.uuid))
+                                  fault=faults.get(ref.uuid), volumes=volumes.get(ref.uuid),
+                                  host_status=hosts.get(ref.uuid))
                 for ref in refs]
     else:
         body = [views.minimal_down(request, ref.server) if ref.down
@@ -143,15 +144,17 @@ async def show_server(request: Request, server_id: str):
     svc = compute_api(request)
     ref = await lookup.find(svc, request.state.context, server_id,
                             allow_down=want(request, views.CELL_DOWN_VERSION))
+    common.authorize(request, "os_compute_api:servers:show", common.server_target(ref.server))
     if ref.down:
         return json_response({"server": views.detail_down(request, ref.server, full=True)})
     faults = await _faults([ref])
     volumes = await _volumes([ref])
+    hosts = await host_status.statuses(request, [ref])
     groups = await security_group_bindings.names(svc, request.state.context, [ref.uuid])
     server = await server_groups.with_groups(request, ref.server)
     return json_response({"server": views.detail(request, security_group_bindings.shown(server, groups),
                                                  fault=faults.get(ref.uuid), shape="show",
-                                                 volumes=volumes.get(ref.uuid))})
+                                                 volumes=volumes.get(ref.uuid), host_status=hosts.get(ref.uuid))})
 
 
 # ---------------------------------------------------------------- create
@@ -160,8 +163,7 @@ async def show_server(request: Request, server_id: str):
 async def create_server(request: Request):
     svc = compute_api(request)
     ctx = request.state.context
-    if not ctx.can_write:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:servers:create to be performed.")
+    common.authorize(request, "os_compute_api:servers:create")
     body = await read_json(request)
     validation.validate(server_schemas.create(request.state.version), body)
     server = body["server"]
@@ -283,6 +285,7 @@ async def update_server(request: Request, server_id: str):
     body = await read_json(request)
     validation.validate(server_schemas.update(request.state.version), body)
     ref = await lookup.find(svc, ctx, server_id)
+    common.authorize(request, "os_compute_api:servers:update", common.server_target(ref.server))
     if ref.cell is None:
         raise HTTPError(409, f"Instance {server_id} is still being scheduled; try again in a moment.")
     changes = {}
@@ -312,6 +315,7 @@ async def delete_server(request: Request, server_id: str):
     svc = compute_api(request)
     ctx = request.state.context
     ref = await lookup.find(svc, ctx, server_id)
+    common.authorize(request, "os_compute_api:servers:delete", common.server_target(ref.server))
     if ref.server.get("locked") and not ctx.is_admin:
         raise HTTPError(409, f"Instance {server_id} is locked")
     await svc.deleter.delete(ctx, ref)

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from kilonova.compute.api import disk_config, server_records
+from kilonova.compute.api import common, disk_config, server_records
 from kilonova.compute.api.microversions import want
 
 # vm_state -> (default status, {task_state: status}), as Nova's API reports them.
@@ -130,6 +130,15 @@ def volumes_attached(request: Request, bdms: list[dict[str, Any]] | None) -> lis
     return shown
 
 
+def _extended(request: Request) -> bool:
+    """Whether the caller sees the OS-EXT-SRV-ATTR fields (upstream's rule), asked once per request."""
+    cached = getattr(request.state, "extended_server_attributes", None)
+    if cached is None:
+        cached = request.state.extended_server_attributes = common.allowed(
+            request, "os_compute_api:os-extended-server-attributes")
+    return cached
+
+
 def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | None = None,
            host_status: str | None = None, shape: str = "list",
            volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -169,7 +178,7 @@ def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | 
         body["security_groups"] = [{"name": name} for name in groups or ["default"]]
     if status in _PROGRESS_STATUSES:
         body["progress"] = server.get("progress") or 0
-    if ctx.is_admin:
+    if _extended(request):
         body["OS-EXT-SRV-ATTR:host"] = server.get("host")
         body["OS-EXT-SRV-ATTR:hypervisor_hostname"] = server.get("node")
         body["OS-EXT-SRV-ATTR:instance_name"] = f"instance-{server.get('id') or 0:08x}"
