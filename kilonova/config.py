@@ -227,6 +227,15 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "metadata_items": "128",
         "server_groups": "10",
         "server_group_members": "10",
+        # nova.quota.DbQuotaDriver (limits above and os-quota-sets), nova.quota.UnifiedLimitsDriver (Keystone's
+        # registered limits and limits; also spelled unified_limits) or nova.quota.NoopQuotaDriver (none).
+        "driver": "nova.quota.DbQuotaDriver",
+        # DbQuotaDriver: instances counted from instance mappings, cores and ram from Placement's usages.
+        "count_usage_from_placement": "false",
+        # UnifiedLimitsDriver: resources with no registered limit are enforced as 0 when in the list (require)
+        # or when not in it (ignore); the others are unlimited.
+        "unified_limits_resource_strategy": "require",
+        "unified_limits_resource_list": "servers",
     },
     "filter_scheduler": {
         # Upstream's default list, and the filters of the same_host, different_host and query hints (which

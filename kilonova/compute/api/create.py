@@ -20,8 +20,9 @@ from kilonova.common.clients import segment
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
 from kilonova.compute.api import validation
-from kilonova.compute.cells import CellDown
-from kilonova.compute.db import build_requests, flavors, keypairs, quotas
+from kilonova.compute import quota
+from kilonova.compute.db import flavors, keypairs
+from kilonova.compute.quota import claims
 
 GiB = 1024 ** 3
 
@@ -160,39 +161,15 @@ def check_user_data(user_data: str | None) -> None:
         raise HTTPError(400, "User data needs to be valid base 64.") from None
 
 
-def _limits_and_pending(session, project_id: str, conf) -> tuple[dict[str, int], dict[str, int]]:
-    """The project's limits and what its build requests (servers not yet in a cell) use, in one read."""
-    return quotas.get_limits(session, project_id, conf), build_requests.usage(session, project_id)
-
-
 async def allowed_count(svc, ctx: RequestContext, flavor: dict[str, Any], min_count: int, max_count: int, *,
-                        metadata_items: int = 0) -> int:
+                        metadata_items: int = 0, is_bfv: bool = False) -> int:
     """How many of the requested servers fit in the project's quota; 403 when not even min_count do, or when
-    each would have more metadata items than the quota allows."""
-    limits, used = await svc.api_db.read(_limits_and_pending, ctx.project_id, svc.conf)
+    each would have more metadata items than the quota allows. (Counted again, atomically, when the build
+    requests are recorded: ``quota.claims.record``.)"""
+    limits = await quota.limits(svc, ctx.project_id)
     if 0 <= limits.get("metadata_items", -1) < metadata_items:
         raise HTTPError(403, f"Maximum number of metadata items exceeds {limits['metadata_items']}")
-    for cell in svc.cells.all():
-        try:
-            usage = await cell.read(quotas.count_usage, ctx.project_id)
-        except CellDown:
-            continue  # as upstream counting from cells: a cell that is down is not counted
-        for key in used:
-            used[key] += usage.get(key, 0)
-    per_server = {"instances": 1, "cores": flavor["vcpus"], "ram": flavor["memory_mb"]}
-    fits = max_count
-    for resource, need in per_server.items():
-        limit = limits.get(resource, -1)
-        if limit < 0 or need == 0:
-            continue
-        fits = min(fits, (limit - used[resource]) // need)
-    if fits < min_count:
-        over = [r for r, need in per_server.items()
-                if limits.get(r, -1) >= 0 and used[r] + need * min_count > limits[r]]
-        resource = over[0] if over else "instances"
-        raise HTTPError(403, f"Quota exceeded for {resource}: Requested {per_server[resource] * min_count}, "
-                             f"but already used {used[resource]} of {limits[resource]} {resource}")
-    return fits
+    return await claims.allowed(svc, ctx.project_id, flavor, is_bfv, min_count, max_count)
 
 
 def build_instance(ctx: RequestContext, server: dict[str, Any], flavor: dict[str, Any], image: dict[str, Any],

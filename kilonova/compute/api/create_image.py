@@ -16,7 +16,7 @@ from kilonova.common.http import HTTPError, empty_response, json_response
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import lookup, microversions, validation, volume_backed_snapshot
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.db import quotas
+from kilonova.compute import quota
 
 BODY = {"type": "object", "properties": {"createImage": {
     "type": "object", "properties": {"name": validation.NAME, "metadata": validation.METADATA},
@@ -116,7 +116,7 @@ async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: 
     svc = compute_api(request)
     server_actions.check_policy(request, ref, ACTIONS["createImage"])
     _check_state(ref)
-    limits = await svc.api_db.read(quotas.get_limits, ref.server["project_id"], svc.conf)
+    limits = await quota.limits(svc, ref.server["project_id"])
     limit = limits.get("metadata_items", -1)
     if 0 <= limit < len(metadata):
         raise HTTPError(403, "Quota exceeded for metadata_items: too many metadata items")

@@ -20,7 +20,8 @@ from kilonova.compute.api import query_params, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.common import limit_and_marker, next_links
 from kilonova.compute.api.microversions import want
-from kilonova.compute.db import keypairs, quotas
+from kilonova.compute import quota
+from kilonova.compute.db import keypairs
 
 _SAFE = set("_- " + string.digits + string.ascii_letters)
 
@@ -158,7 +159,7 @@ async def create_keypair(request: Request):
         private_key, public_key = generate_x509(user_id) if key_type == "x509" else generate_ssh()
         fingerprint = x509_fingerprint(public_key) if key_type == "x509" else ssh_fingerprint(public_key)
     svc = compute_api(request)
-    limit = (await svc.api_db.read(quotas.get_limits, ctx.project_id, svc.conf)).get("key_pairs", -1)
+    limit = (await quota.limits(svc, ctx.project_id)).get("key_pairs", -1)
     values = {"user_id": user_id, "name": name, "public_key": public_key, "fingerprint": fingerprint,
               "type": key_type}
     try:

@@ -1,4 +1,5 @@
-"""/v2.1/limits: the project's absolute limits and what it uses of them (no rate limits)."""
+"""/v2.1/limits: the project's absolute limits and what it uses of them (no rate limits), from the quota
+driver (with unified limits: Keystone's, as upstream converts them)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,7 @@ from starlette.requests import Request
 from kilonova.common.http import HTTPError, Router, json_response
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
-from kilonova.compute.cells import CellDown
-from kilonova.compute.db import build_requests, quotas, server_groups
+from kilonova.compute import quota
 
 # quota resource -> names in the "absolute" limits document.
 LIMIT_NAMES = {
@@ -24,25 +24,6 @@ USED_NAMES = {"totalRAMUsed": "ram", "totalCoresUsed": "cores", "totalInstancesU
               "totalFloatingIpsUsed": "floating_ips", "totalSecurityGroupsUsed": "security_groups",
               "totalServerGroupsUsed": "server_groups"}
 NETWORK_RESOURCES = ["floating_ips", "security_groups", "security_group_rules"]
-
-
-async def project_usage(svc, project_id: str) -> dict[str, int]:
-    """What a project uses: its instances, cores and RAM in every cell and in pending build requests, and its
-    server groups."""
-    usage = dict.fromkeys(quotas.RESOURCES, 0)
-    for cell in svc.cells.all():
-        try:
-            counted = await cell.read(quotas.count_usage, project_id)
-        except CellDown:
-            continue  # a cell that is down is not counted (as upstream when counting from cells)
-        for key in ("instances", "cores", "ram"):
-            usage[key] += counted.get(key, 0)
-    for pending in await svc.api_db.read(build_requests.list_for, project_id):
-        usage["instances"] += 1
-        usage["cores"] += pending["flavor"]["vcpus"]
-        usage["ram"] += pending["flavor"]["memory_mb"]
-    usage["server_groups"] = await svc.api_db.read(server_groups.count, project_id)
-    return usage
 
 
 def _hidden(request: Request) -> tuple[list[str], set[str]]:
@@ -64,8 +45,8 @@ async def show_limits(request: Request):
     if project_id != ctx.project_id and not ctx.is_admin:
         raise HTTPError(403, "Policy doesn't allow os_compute_api:limits:other_project to be performed.")
     svc = compute_api(request)
-    limits = await svc.api_db.read(quotas.get_limits, project_id, svc.conf)
-    usage = await project_usage(svc, project_id)
+    limits = await quota.limits(svc, project_id)
+    usage = await quota.driver(svc).usage(project_id)
     filtered, dropped = _hidden(request)
     absolute: dict[str, Any] = {}
     for resource, names in LIMIT_NAMES.items():

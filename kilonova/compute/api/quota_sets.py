@@ -11,8 +11,8 @@ from kilonova.common.http import HTTPError, Router, empty_response, json_respons
 from kilonova.compute.api import validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.common import parse_bool, require_admin
-from kilonova.compute.api.limits import project_usage
 from kilonova.compute.api.microversions import want
+from kilonova.compute import quota
 from kilonova.compute.db import quotas
 
 MAX_INT = 0x7FFFFFFF
@@ -55,7 +55,7 @@ async def show_quotas(request: Request, project_id: str):
     _check_reader(request, project_id, "show")
     svc = compute_api(request)
     await _verify_project(svc, request.state.context, project_id)
-    limits = await svc.api_db.read(quotas.get_limits, project_id, svc.conf)
+    limits = await quota.limits(svc, project_id)
     return json_response(_quota_set(request, limits, project_id))
 
 
@@ -63,8 +63,8 @@ async def show_quota_detail(request: Request, project_id: str):
     _check_reader(request, project_id, "detail")
     svc = compute_api(request)
     await _verify_project(svc, request.state.context, project_id)
-    limits = await svc.api_db.read(quotas.get_limits, project_id, svc.conf)
-    usage = await project_usage(svc, project_id)
+    limits = await quota.limits(svc, project_id)
+    usage = await quota.driver(svc).usage(project_id)
     detail = {r: {"in_use": usage.get(r, 0), "limit": limit, "reserved": 0} for r, limit in limits.items()}
     return json_response(_quota_set(request, detail, project_id))
 
@@ -72,7 +72,7 @@ async def show_quota_detail(request: Request, project_id: str):
 async def show_defaults(request: Request, project_id: str):
     svc = compute_api(request)
     await _verify_project(svc, request.state.context, project_id)
-    return json_response(_quota_set(request, quotas.get_defaults(svc.conf), project_id))
+    return json_response(_quota_set(request, await quota.driver(svc).defaults(), project_id))
 
 
 def _check_limit(resource: str, limit: int, minimum: int) -> None:
@@ -90,7 +90,11 @@ async def update_quotas(request: Request, project_id: str):
     force = parse_bool(quota_set.get("force", False), "force value")
     svc = compute_api(request)
     await _verify_project(svc, request.state.context, project_id)
-    usage = await project_usage(svc, project_id) if not force else {}
+    if not quota.driver(svc).settable:
+        # As upstream with unified limits (and the no-op driver): the limits are not Nova's to change; the
+        # answer shows them unchanged.
+        return json_response(_quota_set(request, await quota.limits(svc, project_id), None))
+    usage = await quota.driver(svc).usage(project_id) if not force else {}
     values: dict[str, int] = {}
     for resource, raw in quota_set.items():
         if resource == "force" or (not raw and raw != 0):
@@ -102,7 +106,7 @@ async def update_quotas(request: Request, project_id: str):
             _check_limit(resource, limit, usage.get(resource, 0))
         values[resource] = limit
     await svc.api_db.write(quotas.set_limits, project_id, values)
-    limits = await svc.api_db.read(quotas.get_limits, project_id, svc.conf)
+    limits = await quota.limits(svc, project_id)
     return json_response(_quota_set(request, limits, None))
 
 
@@ -121,7 +125,9 @@ async def _verify_project(svc, ctx, project_id: str) -> None:
 
 async def delete_quotas(request: Request, project_id: str):
     require_admin(request, "os_compute_api:os-quota-sets:delete")
-    await compute_api(request).api_db.write(quotas.delete_limits, project_id)
+    svc = compute_api(request)
+    if quota.driver(svc).settable:  # with unified limits nothing is Nova's to delete (upstream)
+        await svc.api_db.write(quotas.delete_limits, project_id)
     return empty_response(202)
 
 

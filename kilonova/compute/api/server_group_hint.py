@@ -2,7 +2,8 @@
 
 The group must be one the caller sees (its project's; any for an administrator), else 400 as upstream's
 InstanceGroupNotFound; its members are recorded with the build requests, in the same transaction, with
-the ``server_group_members`` quota counted there (403 as upstream).
+the ``server_group_members`` quota counted there (403 as upstream): per user with the classic driver, per
+group with unified limits, as upstream counts them.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
-from kilonova.compute.db import quotas, server_groups
+from kilonova.compute import quota
+from kilonova.compute.db import server_groups
 
 
 async def requested_group(svc, ctx, hints: dict[str, Any]) -> dict[str, Any] | None:
@@ -24,13 +26,16 @@ async def requested_group(svc, ctx, hints: dict[str, Any]) -> dict[str, Any] | N
         group = None
     if group is None or (group["project_id"] != ctx.project_id and not ctx.is_admin):
         raise HTTPError(400, f"Instance group {uuid} could not be found.")
-    limits = await svc.api_db.read(quotas.get_limits, ctx.project_id, svc.conf)
-    return dict(group, member_limit=limits.get("server_group_members", -1))
+    limits = await quota.limits(svc, ctx.project_id)
+    # The classic driver counts the caller's own servers in the group, unified limits all of them (upstream).
+    scope = quota.driver(svc).group_member_scope(ctx.user_id)
+    held = len(group["members"]) if scope is None else await svc.api_db.read(server_groups.held, uuid, scope)
+    return dict(group, member_limit=limits.get("server_group_members", -1), member_scope=scope, held=held)
 
 
 def check_members(group: dict[str, Any] | None, count: int) -> None:
     """403 when ``count`` more servers would pass the group's member limit (before anything is made)."""
-    if group is not None and 0 <= group["member_limit"] < len(group["members"]) + count:
+    if group is not None and 0 <= group["member_limit"] < group["held"] + count:
         raise HTTPError(403, "Quota exceeded, too many servers in group")
 
 
@@ -39,7 +44,8 @@ def record_members(session, group: dict[str, Any] | None, instance_uuids: list[s
     if group is None:
         return
     try:
-        server_groups.add_members(session, group["uuid"], instance_uuids, group["member_limit"])
+        server_groups.add_members(session, group["uuid"], instance_uuids, group["member_limit"],
+                                  group["member_scope"])
     except server_groups.OverQuota:
         raise HTTPError(403, "Quota exceeded, too many servers in group") from None
     except NotFound:  # deleted since it was looked up

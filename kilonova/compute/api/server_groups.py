@@ -19,7 +19,8 @@ from kilonova.common.http import HTTPError, Router, empty_response, json_respons
 from kilonova.compute.api import query_params, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
-from kilonova.compute.db import quotas, server_groups
+from kilonova.compute import quota
+from kilonova.compute.db import server_groups
 
 HARD = ["anti-affinity", "affinity"]
 SOFT = ["soft-anti-affinity", "soft-affinity"]
@@ -96,7 +97,7 @@ async def create_group(request: Request):
                         else _CREATE, body)
     params = body["server_group"]
     svc = compute_api(request)
-    limit = (await svc.api_db.read(quotas.get_limits, ctx.project_id, svc.conf)).get("server_groups", -1)
+    limit = (await quota.limits(svc, ctx.project_id)).get("server_groups", -1)
     if 0 <= limit <= await svc.api_db.read(server_groups.count, ctx.project_id):
         raise HTTPError(403, "Quota exceeded, too many server groups.")
     if want(request, "2.64"):

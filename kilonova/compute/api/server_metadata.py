@@ -6,7 +6,8 @@ from starlette.requests import Request
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import lookup, validation
 from kilonova.compute.api.app import compute_api
-from kilonova.compute.db import instances, quotas
+from kilonova.compute import quota
+from kilonova.compute.db import instances
 
 _METADATA_BODY = {"type": "object", "properties": {"metadata": validation.METADATA},
                   "required": ["metadata"], "additionalProperties": False}
@@ -32,7 +33,7 @@ async def _writable(request: Request, server_id: str) -> lookup.ServerRef:
 
 async def _save(request: Request, ref: lookup.ServerRef, metadata: dict) -> dict:
     svc = compute_api(request)
-    limits = await svc.api_db.read(quotas.get_limits, ref.server["project_id"], svc.conf)
+    limits = await quota.limits(svc, ref.server["project_id"])
     limit = limits.get("metadata_items", -1)
     if 0 <= limit < len(metadata):
         raise HTTPError(403, "Quota exceeded for metadata_items: too many metadata items")

@@ -23,6 +23,7 @@ from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers.shelve import pin_zone
 from kilonova.compute.cells import CellDown
 from kilonova.compute.db import block_devices, build_requests, instances
+from kilonova.compute.quota import claims
 
 # ---------------------------------------------------------------- list / show
 
@@ -217,7 +218,8 @@ async def create_server(request: Request):
                              "Please launch your instance one by one with different ports.")
     max_count = await port_quota.servers_that_fit(svc, ctx, networks, min_count, max_count)
     count = await create_mod.allowed_count(svc, ctx, flavor, min_count, max_count,
-                                           metadata_items=len(server.get("metadata") or {}))
+                                           metadata_items=len(server.get("metadata") or {}),
+                                           is_bfv=plan.root is not None)
     server_group_hint.check_members(group, count)
     reservation_id = "r-" + uuidlib.uuid4().hex[:8]
     servers = [create_mod.build_instance(ctx, server, flavor, image, keypair, index=i, count=count,
@@ -236,7 +238,14 @@ async def create_server(request: Request):
     if plan.volumes:
         spec["is_bfv"] = plan.root is not None
         spec["block_devices"] = await _prepare_volumes(volumes, plan, servers, flavor)
-    await svc.api_db.write(_record_build_requests, servers, spec, group)
+    try:  # counted again as they are recorded: racing creates never pass the project's limits
+        await claims.record(svc, ctx.project_id, flavor, plan.root is not None, count, _record_build_requests,
+                            servers, spec, group)
+    except HTTPError:
+        if plan.volumes:
+            for rows in spec["block_devices"].values():
+                await boot_volumes.give_back(volumes, rows)
+        raise
     await svc.conductor.cast("schedule_and_build_instances", instance_uuids=[s["uuid"] for s in servers],
                              request_spec=spec)
     if validation.is_true(server.get("return_reservation_id", False)):

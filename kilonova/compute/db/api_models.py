@@ -196,3 +196,11 @@ class InstanceGroupMember(APIBase):
     group_id: Mapped[int] = mapped_column(sa.ForeignKey("instance_groups.id", ondelete="CASCADE"), index=True)
     instance_uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class QuotaGeneration(APIBase):
+    """A project's count of server creates recorded: a create counts usage, then records its build requests
+    only if no other create of the project recorded since (quota never passed by racing API processes)."""
+    __tablename__ = "quota_generations"
+    project_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    generation: Mapped[int] = mapped_column(default=0)

@@ -79,10 +79,28 @@ def delete(session: Session, uuid: str) -> None:
     session.flush()
 
 
-def add_members(session: Session, uuid: str, instance_uuids: list[str], limit: int) -> None:
-    """Record servers in a group; OverQuota when the group would hold more than ``limit`` (-1: no limit)."""
+def member_count(session: Session, group_id: int, user_id: str | None = None) -> int:
+    """The group's servers that are not deleted; ``user_id``: only those of that user (the classic quota
+    driver's count, as upstream's)."""
+    query = sa.select(sa.func.count()).select_from(InstanceGroupMember).join(
+        InstanceMapping, InstanceMapping.instance_uuid == InstanceGroupMember.instance_uuid).where(
+        InstanceGroupMember.group_id == group_id, InstanceMapping.queued_for_delete.is_(False))
+    if user_id is not None:
+        query = query.where(InstanceMapping.user_id == user_id)
+    return session.scalar(query) or 0
+
+
+def held(session: Session, uuid: str, user_id: str | None = None) -> int:
+    """``member_count`` of the group with this uuid."""
+    return member_count(session, _row(session, uuid).id, user_id)
+
+
+def add_members(session: Session, uuid: str, instance_uuids: list[str], limit: int,
+                user_id: str | None = None) -> None:
+    """Record servers in a group; OverQuota when the group would hold more than ``limit`` (-1: no limit) of
+    its servers (of ``user_id``'s, when given), counted in this writing transaction."""
     group = _row(session, uuid)
-    held = len(_members(session, [group.id])[group.id])
+    held = member_count(session, group.id, user_id)
     if 0 <= limit < held + len(instance_uuids):
         raise OverQuota()
     for instance_uuid in instance_uuids:

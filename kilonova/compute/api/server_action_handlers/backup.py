@@ -14,7 +14,7 @@ from kilonova.compute.api import create_image, lookup, server_actions, validatio
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
-from kilonova.compute.db import quotas
+from kilonova.compute import quota
 
 NON_NEGATIVE_INT = {"type": ["integer", "string"], "pattern": r"^[0-9]*$", "minimum": 0, "minLength": 1}
 
@@ -39,7 +39,7 @@ async def create_backup(request: Request, ref: lookup.ServerRef, key: str, body:
     name, backup_type, rotation = args["name"], args["backup_type"], int(args["rotation"])
     metadata = dict(args.get("metadata") or {})
     if not want(request, "2.39"):  # image metadata quota, checked until the image-proxy APIs went (2.39)
-        limits = await svc.api_db.read(quotas.get_limits, ref.server["project_id"], svc.conf)
+        limits = await quota.limits(svc, ref.server["project_id"])
         limit = limits.get("metadata_items", -1)
         if 0 <= limit < len(metadata):
             raise HTTPError(403, "Quota exceeded for metadata_items: too many metadata items")

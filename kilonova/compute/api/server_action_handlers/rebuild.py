@@ -24,7 +24,8 @@ from kilonova.compute.api import disk_config, lookup, server_actions, server_rec
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
-from kilonova.compute.db import block_devices, quotas
+from kilonova.compute import quota
+from kilonova.compute.db import block_devices
 
 GiB = 1024 ** 3
 
@@ -148,7 +149,7 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
                              f"a volume-backed server.")
     values["system_metadata"] = disk_config.for_image(values.get("system_metadata") or server.get("system_metadata")
                                                       or {}, image, disk_config.requested(args))
-    limits = await svc.api_db.read(quotas.get_limits, server["project_id"], svc.conf)
+    limits = await quota.limits(svc, server["project_id"])
     _check_quotas(limits, args.get("metadata"), args.get("personality"))
     create_refusals.refuse_personality(args)
     for field, column in (("name", "display_name"), ("description", "display_description"),

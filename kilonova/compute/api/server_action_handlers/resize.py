@@ -21,8 +21,8 @@ from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.common import authorize, server_target
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
-from kilonova.compute.cells import CellDown
-from kilonova.compute.db import migrations, quotas
+from kilonova.compute import quota
+from kilonova.compute.db import migrations
 from kilonova.compute.db.cell_models import ComputeNode
 
 LOG = logging.getLogger(__name__)
@@ -56,36 +56,12 @@ def _check_state(request: Request, ref: lookup.ServerRef, key: str) -> None:
         raise HTTPError(409, action.conflict_message(ref.uuid, ref.server["vm_state"], ref.server.get("task_state")))
 
 
-async def _project_usage(svc, project_id: str, limited: list[str]) -> tuple[dict, dict]:
-    """(limits, usage); the cells' usage is not counted when none of ``limited`` has a limit (nothing to
-    compare it with)."""
-    limits, used = await svc.api_db.read(create._limits_and_pending, project_id, svc.conf)
-    if all(limits.get(key, -1) < 0 for key in limited):
-        return limits, used
-    for cell in svc.cells.all():
-        try:
-            usage = await cell.read(quotas.count_usage, project_id)
-        except CellDown:
-            continue
-        for key in used:
-            used[key] += usage.get(key, 0)
-    return limits, used
-
-
 async def check_growth_quota(svc, project_id: str, new: dict, current: dict) -> None:
     """Upstream's upsize check: only the cores and RAM a flavor change adds count against the quota (403)."""
     deltas = {"cores": new["vcpus"] - current["vcpus"], "ram": new["memory_mb"] - current["memory_mb"]}
     deltas = {k: v for k, v in deltas.items() if v > 0}
-    if not deltas:
-        return
-    limits, used = await _project_usage(svc, project_id, list(deltas))
-    overs = [k for k, v in deltas.items() if limits.get(k, -1) >= 0 and used[k] + v > limits[k]]
-    if overs:
-        def joined(values) -> str:
-            return ", ".join(str(v) for v in values)
-        raise HTTPError(403, f"Quota exceeded for {joined(overs)}: Requested {joined(deltas[k] for k in overs)}, "
-                             f"but already used {joined(used[k] for k in overs)} of "
-                             f"{joined(limits[k] for k in overs)} {joined(overs)}")
+    if deltas:
+        await quota.driver(svc).check_growth(project_id, deltas)
 
 
 def _move_system_metadata(server: dict, auto_disk_config: bool | None) -> dict:

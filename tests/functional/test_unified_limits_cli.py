@@ -1,0 +1,108 @@
+"""``[quota] driver = unified_limits``: the compute API enforces Keystone's registered limits and limits, set
+with the real ``openstack`` CLI; 100 racing creates against a servers limit of 10; resource classes from the
+flavor; os-quota-sets and ``openstack limits show --absolute`` showing Keystone's values, as upstream."""
+from __future__ import annotations
+
+import shutil
+
+import openstack
+import pytest
+
+from tests.cloud import new_cloud
+from tests.projects import member_of_new_project
+from tests.quota_race import check_nothing_leaked, delete_all, race
+
+PROJECT = "unified"
+
+
+@pytest.fixture(scope="module")
+def ul_cloud():
+    # upstream's spelling of the driver; the short one is checked in tests/unit/test_quota_engine.py
+    instance = new_cloud(hosts=2, config={"quota": {"driver": "nova.quota.UnifiedLimitsDriver"},
+                                          "vnc": {"novncproxy_port": "0"}})
+    instance.start()
+    yield instance
+    instance.stop()
+    shutil.rmtree(instance.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def member(ul_cloud):
+    admin, project, conn = member_of_new_project(ul_cloud, PROJECT)
+    yield admin, project, conn
+    delete_all(conn)
+
+
+def _create(conn, name: str, flavor: str = "1"):
+    return conn.compute.create_server(name=name, flavor_id=flavor, image_id=conn.image.find_image("kilonova-tiny").id,
+                                      networks="none")
+
+
+def test_no_registered_servers_limit_refuses_as_upstream(member):
+    """[quota] unified_limits_resource_list defaults to servers with the require strategy: no limit is 0."""
+    admin, project, conn = member
+    with pytest.raises(openstack.exceptions.ForbiddenException) as refused:
+        _create(conn, "none-yet")
+    # oslo.limit's words: every resource over its limit (those with none are 0), enforced for servers
+    assert (f"Project {project.id} is over a limit for [Resource class:DISK_GB is over limit of 0 due to "
+            "current usage 0 and delta 1, Resource class:MEMORY_MB is over limit of 0 due to current usage 0 and "
+            "delta 512, Resource class:VCPU is over limit of 0 due to current usage 0 and delta 1, Resource "
+            "servers is over limit of 0 due to current usage 0 and delta 1]") in str(refused.value)
+
+
+def test_limits_from_the_cli_then_100_racing_creates(ul_cloud, member):
+    admin, project, conn = member
+    ul_cloud.openstack("registered", "limit", "create", "--service", "compute", "--default-limit", "20", "servers")
+    ul_cloud.openstack("limit", "create", "--project", PROJECT, "--service", "compute", "--resource-limit", "10",
+                       "servers")
+    shown = conn.compute.get("/os-quota-sets/" + project.id).json()["quota_set"]
+    assert shown["instances"] == 10 and shown["cores"] == 0 and shown["floating_ips"] == -1
+    answers = race(conn, 100, conn.network.find_network("private").id)
+    accepted = {r.json()["server"]["id"] for r in answers if r.status_code == 202}
+    refused = [r for r in answers if r.status_code != 202]
+    assert len(accepted) == 10, [r.text for r in answers][:5]
+    assert {r.status_code for r in refused} == {403}
+    for answer in refused:
+        message = answer.json()["forbidden"]["message"]
+        assert message.startswith(f"Project {project.id} is over a limit for [Resource class:DISK_GB is over ")
+        assert message.endswith("Resource servers is over limit of 10 due to current usage 10 and delta 1]")
+    check_nothing_leaked(admin, conn, project.id, accepted, conn.compute.find_flavor("1"))
+    rows = ul_cloud.openstack(
+        "limits", "show", "--absolute", "--project", project.id, fmt_json=True)
+    absolute = {row["Name"]: row["Value"] for row in rows}   # the SDK's names of maxTotalInstances, ...
+    assert absolute["max_total_instances"] == 10 and absolute["total_instances_used"] == 10
+    assert absolute["total_cores_used"] == 10 and absolute["max_total_cores"] == 0   # no class:VCPU limit
+    delete_all(conn)
+
+
+def test_resource_classes_from_the_flavor(ul_cloud, member):
+    admin, project, conn = member
+    ul_cloud.openstack("registered", "limit", "create", "--service", "compute", "--default-limit", "100",
+                       "class:VCPU")
+    ul_cloud.openstack("limit", "create", "--project", PROJECT, "--service", "compute", "--resource-limit", "3",
+                       "class:VCPU")
+    first = _create(conn, "two-cpus", flavor="3")     # m1.medium: 2 vCPUs
+    conn.compute.wait_for_server(first, wait=60, interval=0.3)
+    with pytest.raises(openstack.exceptions.ForbiddenException) as refused:
+        _create(conn, "two-more", flavor="3")
+    assert str(refused.value).endswith("Resource class:VCPU is over limit of 3 due to current usage 2 and delta 2]")
+    made = _create(conn, "one-more")                  # m1.tiny: 1 vCPU still fits
+    conn.compute.wait_for_server(made, wait=60, interval=0.3)
+    detail = conn.compute.get(f"/os-quota-sets/{project.id}/detail").json()["quota_set"]
+    assert detail["cores"] == {"in_use": 3, "limit": 3, "reserved": 0}
+    assert detail["instances"]["in_use"] == 2
+    delete_all(conn)
+
+
+def test_quota_sets_are_read_only(ul_cloud, member):
+    """Upstream with unified limits: an update answers the limits unchanged, a delete changes nothing."""
+    admin, project, conn = member
+    response = admin.compute.put(f"/os-quota-sets/{project.id}", json={"quota_set": {"instances": 50}})
+    assert response.status_code == 200 and response.json()["quota_set"]["instances"] == 10
+    assert admin.compute.delete(f"/os-quota-sets/{project.id}").status_code == 202
+    assert admin.compute.get(f"/os-quota-sets/{project.id}").json()["quota_set"]["instances"] == 10
+    defaults = admin.compute.get(f"/os-quota-sets/{project.id}/defaults").json()["quota_set"]
+    assert defaults["instances"] == 20 and defaults["cores"] == 100
+    # bad input is refused as before
+    assert admin.compute.put(f"/os-quota-sets/{project.id}",
+                             json={"quota_set": {"instances": -5}}).status_code == 400

@@ -1,0 +1,131 @@
+"""The compute quota engine: the driver names, the atomic record of a create (a create whose room another
+took since its check is refused, also when the other create was recorded by another API process), counting
+each server once, and the unified limits driver's enforcement rules and conversion to quota-sets names."""
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy as sa
+
+from kilonova.common.http import HTTPError
+from kilonova.compute import quota
+from kilonova.compute.db import build_requests, instances, quota_counts, quotas
+from kilonova.compute.db.api_models import BuildRequest
+from kilonova.compute.quota import claims, counting
+from kilonova.compute.quota.unified import Limits, OverLimit, UnifiedLimitsDriver
+from kilonova.config import Config, ConfigError
+from tests.unit.test_compute_admin_harness import stub  # noqa: F401 - fixture
+
+SMALL = {"vcpus": 1, "memory_mb": 512, "root_gb": 1}
+
+
+def _instance(project: str = "p1") -> dict:
+    return {"uuid": str(uuid.uuid4()), "project_id": project, "user_id": "u", "vm_state": "active",
+            "flavor": SMALL, "created_at": "2026-12-07T01:00:00"}
+
+
+def _pending(stub) -> int:  # noqa: F811
+    return stub.api_db.run_sync(lambda s: s.scalar(sa.select(sa.func.count(BuildRequest.id))), write=False)
+
+
+@pytest.mark.parametrize("value, name", [
+    ("nova.quota.DbQuotaDriver", "db"), ("db", "db"), ("nova.quota.UnifiedLimitsDriver", "unified_limits"),
+    ("unified_limits", "unified_limits"), ("nova.quota.NoopQuotaDriver", "noop")])
+def test_driver_names(tmp_path, value, name):
+    assert quota.driver_name(Config.load(state_dir=tmp_path, overrides={"quota": {"driver": value}})) == name
+
+
+def test_an_unknown_driver_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigError, match="nova.quota.UnifiedLimitsDriver"):
+        quota.driver_name(Config.load(state_dir=tmp_path, overrides={"quota": {"driver": "nova.quota.Other"}}))
+
+
+async def test_a_create_whose_room_was_taken_since_its_check_is_refused(stub):  # noqa: F811
+    stub.api_db.run_sync(quotas.set_limits, "p1", {"instances": 1})
+    first, second = _instance(), _instance()
+    # both pass the check before anything is prepared...
+    assert await claims.allowed(stub, "p1", SMALL, False, 1, 1) == 1
+    assert await claims.allowed(stub, "p1", SMALL, False, 1, 1) == 1
+    await claims.record(stub, "p1", SMALL, False, 1, build_requests.create, first, {})
+    # ... only one is recorded
+    with pytest.raises(HTTPError) as refused:
+        await claims.record(stub, "p1", SMALL, False, 1, build_requests.create, second, {})
+    assert refused.value.status == 403
+    assert str(refused.value) == "Quota exceeded for instances: Requested 1, but already used 1 of 1 instances"
+    assert _pending(stub) == 1
+
+
+async def test_a_create_recorded_by_another_process_in_between_is_counted(stub, monkeypatch):  # noqa: F811
+    """The generation read with the count must still be the project's when the build requests are written:
+    another API process's create recorded in between makes the count be done again."""
+    stub.api_db.run_sync(quotas.set_limits, "p1", {"instances": 1})
+    real_snapshot = counting.snapshot
+    calls = []
+
+    async def snapshot_then_another_process_records(svc, project_id):
+        taken = await real_snapshot(svc, project_id)
+        if not calls:   # the other process: its build request and its generation step, after our count
+            other = _instance()
+            svc.api_db.run_sync(lambda s: (build_requests.create(s, other, {}),
+                                           quota_counts.advance(s, project_id, taken.generation)))
+        calls.append(taken.generation)
+        return taken
+
+    monkeypatch.setattr(counting, "snapshot", snapshot_then_another_process_records)
+    with pytest.raises(HTTPError) as refused:
+        await claims.record(stub, "p1", SMALL, False, 1, build_requests.create, _instance(), {})
+    assert refused.value.status == 403 and calls == [0, 1]
+    assert _pending(stub) == 1
+
+
+def test_a_stale_generation_does_not_advance(stub):  # noqa: F811
+    taken = stub.api_db.run_sync(quota_counts.snapshot, "p1", write=False)
+    stub.api_db.run_sync(quota_counts.advance, "p1", taken.generation)
+    with pytest.raises(quota_counts.GenerationMoved):
+        stub.api_db.run_sync(quota_counts.advance, "p1", taken.generation)
+    assert stub.api_db.run_sync(quota_counts.snapshot, "p1", write=False).generation == 1
+
+
+async def test_a_server_moving_to_its_cell_counts_once(stub):  # noqa: F811
+    """Written to its cell before its build request goes: while both exist it is counted as a build request."""
+    moving = _instance()
+    stub.api_db.run_sync(build_requests.create, moving, {})
+    stub.cells.default.db.run_sync(instances.create, moving)
+    stub.cells.default.db.run_sync(instances.create, _instance())
+    snap = await counting.snapshot(stub, "p1")
+    assert snap.servers == 1   # instance mappings: the build request's only (this stub made no other)
+    assert await counting.from_cells(stub, "p1", snap) == {"instances": 2, "cores": 2, "ram": 1024}
+
+
+def _unified(tmp_path, **options) -> UnifiedLimitsDriver:
+    conf = Config.load(state_dir=tmp_path, overrides={"quota": {"driver": "unified_limits", **options}})
+    return UnifiedLimitsDriver(SimpleNamespace(conf=conf, identity=None, placement=SimpleNamespace(auth=None)))
+
+
+def test_unified_enforcement_rules(tmp_path):
+    """Nova's should_enforce: an explicit positive or zero limit always refuses; a resource with no limit
+    at all refuses only as the strategy and list say."""
+    driver = _unified(tmp_path)   # require, [servers]
+    none = Limits(registered={}, project={})
+    assert driver.enforced([OverLimit("servers", 0, 0, 1)], none)
+    assert not driver.enforced([OverLimit("class:VCPU", 0, 0, 1)], none)
+    assert driver.enforced([OverLimit("class:VCPU", 0, 0, 1)], Limits({"class:VCPU": 0}, {}))
+    assert driver.enforced([OverLimit("class:VCPU", 4, 4, 1)], none)
+    assert not driver.enforced([OverLimit("class:VCPU", -1, 4, 1)], none)
+    ignoring = _unified(tmp_path, unified_limits_resource_strategy="ignore",
+                        unified_limits_resource_list="class:DISK_GB")
+    assert ignoring.enforced([OverLimit("class:VCPU", 0, 0, 1)], none)
+    assert not ignoring.enforced([OverLimit("class:DISK_GB", 0, 0, 1)], none)
+
+
+def test_unified_limits_in_quota_sets_names(tmp_path):
+    limits = Limits(registered={"servers": 20, "class:VCPU": 40, "server_key_pairs": 5},
+                    project={"servers": 10})
+    shown = UnifiedLimitsDriver._legacy(limits)
+    assert shown["instances"] == 10 and shown["cores"] == 40 and shown["key_pairs"] == 5
+    assert shown["ram"] == 0 and shown["metadata_items"] == 0      # no limit: 0, as upstream shows it
+    assert shown["floating_ips"] == -1 and shown["security_group_rules"] == -1
+    assert str(OverLimit("servers", 10, 10, 1)) == \
+        "Resource servers is over limit of 10 due to current usage 10 and delta 1"
