@@ -52,3 +52,24 @@ def test_a_volume_of_another_machine_is_an_nbd_network_disk():
     # In a domain defined from the guest's layout too, and a move leaves it where it is.
     from dataclasses import asdict
     assert volumes.is_volume(asdict(disk), INSTANCES) and volumes._qemu_name(disk) == "nbd://192.0.2.10:10809/v9"
+
+
+def test_a_moved_guest_reaches_its_volumes_as_its_new_host_was_told():
+    """At a move's destination (and back on the source at a revert), each volume's disk is the one the volume
+    service gave this host, at the target it had; a disk is found by its serial, or by its source in a layout
+    written before disks had one; the instance's own disks are left alone."""
+    from dataclasses import asdict
+    local = {"driver_volume_type": "local", "data": {"device_path": "/srv/volumes/volume-v1"}, "serial": "v1"}
+    nbd = {"driver_volume_type": "nbd", "data": {"host": "192.0.2.10", "port": 10811, "name": "v1"}, "serial": "v1"}
+    before = [ROOT, asdict(volumes.volume_disk(local, "vdc", "none"))]
+    assert before[1]["serial"] == "v1"
+    moved = volumes.reconnected(before, [{"volume_id": "v1", "connection_info": nbd}], "writeback")
+    assert moved[0] == ROOT
+    assert {k: moved[1][k] for k in ("path", "target", "protocol", "hosts", "serial", "cache")} == {
+        "path": "v1", "target": "vdc", "protocol": "nbd", "hosts": [{"name": "192.0.2.10", "port": "10811"}],
+        "serial": "v1", "cache": "writeback"}
+    back = volumes.reconnected(moved, [{"volume_id": "v1", "connection_info": local}], "none")
+    assert (back[1]["path"], back[1]["target"], back[1]["protocol"]) == ("/srv/volumes/volume-v1", "vdc", "")
+    old_layout = volumes.reconnected([VOLUME], [{"volume_id": "v1", "connection_info": local}], "none")
+    assert (old_layout[0]["path"], old_layout[0]["target"], old_layout[0]["serial"]) == (VOLUME["path"], "vdb", "v1")
+    assert volumes.reconnected([VOLUME], [], "none") == [VOLUME]

@@ -93,9 +93,12 @@ def _variant(sections: dict, path: Path, overrides: dict) -> Path:
 
 
 @contextlib.contextmanager
-def two_libvirt_hosts(guest: hostsetup.Guest | None = None, tag: str = "") -> Iterator[TwoHosts]:
+def two_libvirt_hosts(guest: hostsetup.Guest | None = None, tag: str = "",
+                      volumes: bool = False) -> Iterator[TwoHosts]:
     """The deployment, up and with both hosts' services up; everything removed afterwards (logs kept when
-    KILONOVA_KEEP_DIST_LOGS is set). ``guest``: hostsetup's (prepared here when not given)."""
+    KILONOVA_KEEP_DIST_LOGS is set). ``guest``: hostsetup's (prepared here when not given). ``volumes``: the
+    control plane runs the volume service too, its volumes on the control's machine: host A (the same
+    address) opens their files, host B (another address) reaches them over NBD on the veth pair."""
     from tests.libvirt.test_real_guest import remove_leftovers
 
     guest = guest or hostsetup.prepare()
@@ -112,6 +115,10 @@ def two_libvirt_hosts(guest: hostsetup.Guest | None = None, tag: str = "") -> It
         transport_url = stack.enter_context(rabbit_vhost("kn-real"))
         broker = stack.enter_context(Forwarder(RABBIT, (second.host_address, 0)))
         sections = _sections(workdir, second, transport_url, free_port_block())
+        if volumes:
+            (workdir / "volumes").mkdir(mode=0o711)  # QEMU (libvirt-qemu) on host A opens the files
+            os.chmod(workdir / "volumes", 0o711)
+            sections["volume"] = {"volumes_dir": str(workdir / "volumes"), "target_ip_address": second.host_address}
         deployment = TwoHosts(workdir, second, write_ini(workdir / "control.conf", sections))
         deployment.base_port = int(sections["ports"]["identity"])
         for host in (HOST_A, HOST_B):
@@ -122,7 +129,8 @@ def two_libvirt_hosts(guest: hostsetup.Guest | None = None, tag: str = "") -> It
                 process.kill(15)
 
         stack.callback(stop)
-        control = Process("control", ["--config", str(deployment.config), "serve", *CONTROL],
+        control = Process("control", ["--config", str(deployment.config), "serve", *CONTROL,
+                                      *(["volume"] if volumes else [])],
                           workdir / "control.log")
         deployment.processes["control"] = control
         a = _variant(sections, workdir / f"{HOST_A}.conf", {

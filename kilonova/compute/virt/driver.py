@@ -156,19 +156,22 @@ class ComputeDriver:
         raise NotImplementedError
 
     async def finish_migration(self, instance: dict, disk_info: dict, network_info: list[dict], image_meta: dict,
-                               resize_instance: bool, power_on: bool) -> None:
+                               resize_instance: bool, power_on: bool,
+                               block_device_info: list[dict] | None = None) -> None:
         """Destination of a resize or cold migration: take the disks (growing them to the new flavor when
         ``resize_instance``), define the guest with ``instance["flavor"]`` (the new one), start it if
-        ``power_on``."""
+        ``power_on``. ``block_device_info``: the server's volumes (block device mappings) with their
+        ``connection_info`` for this host, which the guest's volume disks take instead of the source's."""
         raise NotImplementedError
 
     async def confirm_migration(self, instance: dict) -> None:
         """Source host, at confirm: remove what is left of the guest there (disks kept for a revert)."""
         raise NotImplementedError
 
-    async def finish_revert_migration(self, instance: dict, network_info: list[dict], power_on: bool) -> None:
+    async def finish_revert_migration(self, instance: dict, network_info: list[dict], power_on: bool,
+                                      block_device_info: list[dict] | None = None) -> None:
         """Source host, at revert: bring the guest back from the copy kept there, with ``instance["flavor"]``
-        (the old one again)."""
+        (the old one again); its volumes connected as ``block_device_info`` has them (as finish_migration)."""
         raise NotImplementedError
 
     async def rebuild(self, instance: dict, image_meta: dict, network_info: list[dict],

@@ -289,11 +289,22 @@ class FakeDriver(ComputeDriver):
         disks = [{"name": "disk", "format": "qcow2", "virtual_size": (guest.flavor.get("root_gb") or 0) << 30}]
         return {"source_host": self.host, "disks": disks, "guest": guest.to_dict()}
 
-    async def finish_migration(self, instance, disk_info, network_info, image_meta, resize_instance, power_on):
+    def _reconnect(self, guest: _Guest, block_device_info: list[dict] | None) -> None:
+        """A moved guest's volumes, as this host is connected to them now (recorded on the volume's device)."""
+        for bdm in block_device_info or []:
+            for device, volume in guest.volumes.items():
+                if volume["volume_id"] == bdm["volume_id"]:
+                    volume["connection_info"] = copy.deepcopy(bdm["connection_info"])
+                    guest.log(f"{device}: volume {bdm['volume_id']} connected on {self.host} "
+                              f"({(bdm['connection_info'] or {}).get('driver_volume_type')})")
+
+    async def finish_migration(self, instance, disk_info, network_info, image_meta, resize_instance, power_on,
+                               block_device_info=None):
         if "guest" not in disk_info:
             raise MigrationError(f"The disks of instance {instance['uuid']} did not come with disk_info")
         guest = _Guest.from_dict(disk_info["guest"])
         guest.flavor = _flavor_of(instance)
+        self._reconnect(guest, block_device_info)
         if resize_instance:
             guest.log(f"Root disk grown to {guest.flavor.get('root_gb')} GB on {self.host}")
         self.guests[guest.uuid] = guest
@@ -307,7 +318,7 @@ class FakeDriver(ComputeDriver):
         self.resize_sources.pop(instance["uuid"], None)
         self.confirmed_resizes.add(instance["uuid"])
 
-    async def finish_revert_migration(self, instance, network_info, power_on):
+    async def finish_revert_migration(self, instance, network_info, power_on, block_device_info=None):
         guest = self.resize_sources.pop(instance["uuid"], None)
         if guest is None and instance["uuid"] in self.guests:  # the move failed before the guest left: it is here
             guest = self.guests[instance["uuid"]]
@@ -321,6 +332,7 @@ class FakeDriver(ComputeDriver):
             # still be there): made again, as the agent's start-up does for its other simulated guests.
             guest = _Guest(instance)
         guest.flavor = _flavor_of(instance)
+        self._reconnect(guest, block_device_info)
         self.guests[guest.uuid] = guest
         if power_on:
             self._boot(guest, f"booting {guest.name} from image {guest.image_id} (resize reverted)", network_info)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from kilonova.common.rpc import NoSuchTarget
 from kilonova.compute import move_endings
-from kilonova.compute.agent.operations import remote
+from kilonova.compute.agent.operations import remote, volumes
 from kilonova.compute.move_endings import AgentStore
 from kilonova.compute.virt.driver import MigrationError, ResizeError
 
@@ -106,6 +106,13 @@ async def resize_instance(agent: ComputeManager, instance: dict, migration: dict
             await _restore_here(agent, current, moved, f"{_kind(migration)} of the server failed on {agent.host} "
                                                        f"while its guest was being stopped: {exc}", request_id)
             return
+        try:  # the guest is off: its volumes' connections to this host go, the destination makes its own
+            await volumes.disconnect_for_offload(agent, uuid)
+        except Exception as exc:  # noqa: BLE001 - the guest comes back here, connected again
+            event.failed(exc)
+            await _restore_here(agent, current, moved, f"{_kind(migration)} of the server failed on {agent.host}: "
+                                                       f"its volumes could not be handed over: {exc}", request_id)
+            return
         moved = await store.migration_update(uuid, moved["uuid"], {"status": "post-migrating", "step": "finish_resize"},
                                              expected_status=["migrating"])
         current = await store.instance_update(uuid, {"task_state": "resize_migrated"},
@@ -128,7 +135,7 @@ async def _restore_here(agent: ComputeManager, instance: dict, migration: dict, 
     old = {**instance, "flavor": instance.get("old_flavor") or instance["flavor"], "host": agent.host}
     await _bind_ports(agent, instance, agent.host)
     try:
-        await agent.driver.finish_revert_migration(old, instance.get("network_info") or [], _was_running(instance))
+        await _revert_here(agent, old, instance.get("network_info") or [], _was_running(instance))
     except Exception as exc:  # noqa: BLE001 - nothing to come back to: ERROR, with what the operator can do
         LOG.warning("instance %s could not be restored on %s: %s", instance["uuid"], agent.host, exc)
         await _roll_back(agent, migration, f"{reason} Its guest could not be restored on {agent.host} ({exc}): "
@@ -136,6 +143,22 @@ async def _restore_here(agent: ComputeManager, instance: dict, migration: dict, 
                          power_state=await agent.driver.get_power_state(old))
         return
     await _roll_back(agent, migration, reason, request_id, power_state=await agent.driver.get_power_state(old))
+
+
+async def _revert_here(agent: ComputeManager, old: dict, network_info: list[dict], power_on: bool) -> None:
+    """The guest back on this host (the source) from its kept copy, its volumes connected to this host again."""
+    connected = await volumes.connect_for_spawn(agent, old["uuid"])
+    await agent.driver.finish_revert_migration(old, network_info, power_on, block_device_info=connected)
+    await volumes.complete_for_spawn(agent, connected)
+
+
+async def _let_go_of_volumes(agent: ComputeManager, uuid: str) -> None:
+    """A destination whose guest went (a revert, a failed move): its volume connections go too, so that the
+    source can connect them again."""
+    try:
+        await volumes.disconnect_for_offload(agent, uuid)
+    except Exception as exc:  # noqa: BLE001 - the source's reconnect fails then, saying so
+        LOG.warning("the volumes of %s could not be disconnected from %s: %s", uuid, agent.host, exc)
 
 
 @remote
@@ -152,13 +175,16 @@ async def finish_resize(agent: ComputeManager, instance: dict, migration: dict, 
             return
         power_on = _was_running(current)
         try:
+            connected = await volumes.connect_for_spawn(agent, uuid)  # the server's volumes, for this host
             await agent.driver.finish_migration(current, disk_info, current.get("network_info") or [], image or {},
                                                 new_flavor.get("id") != (current.get("old_flavor") or {}).get("id"),
-                                                power_on)
+                                                power_on, block_device_info=connected)
+            await volumes.complete_for_spawn(agent, connected)
         except Exception as exc:  # noqa: BLE001 - the guest goes back to the source, which kept its copy
             event.failed(exc)
             with contextlib.suppress(Exception):
                 await agent.driver.destroy(current)
+            await _let_go_of_volumes(agent, uuid)
             reason = (f"{_kind(migration)} of the server failed on {agent.host}: {exc}. It was rolled back to "
                       f"{migration['source_compute']}, where it runs with its old flavor as before.")
             moved = await store.migration_update(uuid, migration["uuid"], {"status": "reverting",
@@ -228,6 +254,7 @@ async def revert_resize(agent: ComputeManager, instance: dict, migration: dict,
         except Exception as exc:  # noqa: BLE001 - carry on: the source brings its copy back
             event.failed(exc)
             LOG.warning("the guest of %s could not be destroyed on %s during its revert: %s", uuid, agent.host, exc)
+        await _let_go_of_volumes(agent, uuid)
         agent.usage_changed()
         try:
             await agent.compute_rpc(source).cast("finish_revert_resize", instance=current, migration=moved,
@@ -259,7 +286,7 @@ async def finish_revert_resize(agent: ComputeManager, instance: dict, migration:
         power_on = _was_running(current)
         await _bind_ports(agent, current, agent.host)
         try:
-            await agent.driver.finish_revert_migration(old, current.get("network_info") or [], power_on)
+            await _revert_here(agent, old, current.get("network_info") or [], power_on)
         except Exception as exc:  # noqa: BLE001 - nothing to come back to: ERROR here, saying so
             event.failed(exc)
             reason = f"{failure or 'The revert of the resize failed.'} Its guest could not be brought back on " \

@@ -183,8 +183,9 @@ async def _wait_available(volumes: volume_api.VolumeAPI, volume_id: str) -> None
 
 
 async def connect_for_spawn(agent: ComputeManager, uuid: str) -> list[dict]:
-    """The server's volumes reserved (once made) and this host's connections to them, for the driver's spawn:
-    the mappings with their ``connection_info``, the boot volume (boot_index 0) first."""
+    """The server's volumes reserved (once made) and this host's connections to them, for the driver's spawn
+    (or a moved guest's definition here): the mappings with their ``connection_info``, the boot volume
+    (boot_index 0) first."""
     mappings = [b for b in await bdms(agent, uuid) if b.get("volume_id")]
     if not mappings:
         return []
@@ -226,21 +227,34 @@ async def disconnect_after_failed_spawn(agent: ComputeManager, uuid: str) -> Non
         LOG.warning("could not disconnect the volumes of failed build %s", uuid, exc_info=True)
 
 
-# ---------------------------------------------------------------- a shelved server's volumes
+# ---------------------------------------------------------------- a server's volumes when it leaves a host
 
 async def disconnect_for_offload(agent: ComputeManager, uuid: str) -> None:
-    """A server leaving its host (shelve offload, an unshelve that failed): each volume's connection to this
-    host goes, the volume stays the server's (as upstream: a new attachment without a connector replaces the
-    connected one, the volume ``reserved``), to be connected wherever the server is unshelved."""
+    """A server leaving this host (shelve offload, an unshelve that failed; the source of a resize or cold
+    migration once its guest is off, a destination whose guest goes at a revert or a failed move): each
+    volume's connection to this host goes and the volume stays the server's, to be connected wherever the
+    server runs next (``connect_for_spawn``). As upstream's ``_terminate_volume_connections``: a new
+    attachment without a connector is made first, then the connected one deleted, so the volume is
+    ``reserved`` for the server throughout and never free for another one (its NBD export, if this host had
+    one, stops with the old attachment)."""
     mappings = [b for b in await bdms(agent, uuid) if b.get("volume_id")]
     if not mappings:
         return
     volumes = await _volumes(agent)
     for bdm in mappings:
+        try:
+            reservation = await volumes.attachment_create(bdm["volume_id"], uuid)
+        except volume_api.VolumeError as exc:
+            if exc.status != 400 or not bdm.get("attachment_id"):
+                raise
+            # Refused while this host's connection is half made (``attaching``, a move that failed here, as
+            # Cinder refuses it): that connection goes first.
+            await volumes.attachment_delete(bdm["attachment_id"])
+            bdm = await _update(agent, bdm, {"attachment_id": None, "connection_info": None})
+            reservation = await volumes.attachment_create(bdm["volume_id"], uuid)
+        await _update(agent, bdm, {"attachment_id": reservation["id"], "connection_info": None})
         if bdm.get("attachment_id"):
             await volumes.attachment_delete(bdm["attachment_id"])
-        reservation = await volumes.attachment_create(bdm["volume_id"], uuid)
-        await _update(agent, bdm, {"attachment_id": reservation["id"], "connection_info": None})
 
 
 async def extend(agent: ComputeManager, instance: dict, volume_id: str) -> None:

@@ -37,6 +37,26 @@ class Disk:
     cache: str = "none"
     protocol: str = ""          # a network disk (a volume served by another machine): "nbd"
     hosts: list[dict] = field(default_factory=list)  # its servers: [{"name": address, "port": "10809"}]
+    serial: str = ""            # a volume's id: the guest sees it, and a move finds the volume's disk by it
+
+
+def disk_type(disk: Disk) -> str:
+    """libvirt's disk type: ``network`` (an export of another machine), ``block`` (a device of this one: an
+    LVM volume, which QEMU's file driver refuses) or ``file``."""
+    if disk.protocol:
+        return "network"
+    return "block" if disk.path.startswith("/dev/") else "file"
+
+
+def disk_source(element: ET.Element, disk: Disk) -> ET.Element:
+    """The disk's ``<source>``: the export and its servers, the device, or the file."""
+    kind = disk_type(disk)
+    if kind == "network":
+        source = _sub(element, "source", protocol=disk.protocol, name=disk.path)
+        for server in disk.hosts:
+            _sub(source, "host", name=str(server["name"]), port=str(server["port"]))
+        return source
+    return _sub(element, "source", **({"dev": disk.path} if kind == "block" else {"file": disk.path}))
 
 
 @dataclass
@@ -321,15 +341,12 @@ def build_xml(spec: DomainSpec) -> str:
     # Nova disables it the same way when a guest needs no USB device.
     _sub(devices, "controller", type="usb", model="none")
     for disk in spec.disks:
-        element = _sub(devices, "disk", type="network" if disk.protocol else "file", device="disk")
+        element = _sub(devices, "disk", type=disk_type(disk), device="disk")
         _sub(element, "driver", name="qemu", type=disk.format, cache=disk.cache)
-        if disk.protocol:
-            source = _sub(element, "source", protocol=disk.protocol, name=disk.path)
-            for server in disk.hosts:
-                _sub(source, "host", name=str(server["name"]), port=str(server["port"]))
-        else:
-            _sub(element, "source", file=disk.path)
+        disk_source(element, disk)
         _sub(element, "target", dev=disk.target, bus="virtio")
+        if disk.serial:
+            _sub(element, "serial", disk.serial[:20])
         if disk.readonly:
             _sub(element, "readonly")
         if disk_quota and not disk.readonly:

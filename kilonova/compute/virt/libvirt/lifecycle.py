@@ -117,7 +117,8 @@ class LifecycleMixin:
                 "layout": {**layout, "disks": volume_hotplug.portable(layout["disks"], self.instances_path)}}
 
     async def finish_migration(self, instance: dict, disk_info: dict, network_info: list[dict], image_meta: dict,
-                               resize_instance: bool, power_on: bool) -> None:
+                               resize_instance: bool, power_on: bool,
+                               block_device_info: list[dict] | None = None) -> None:
         layout = disk_info["layout"]
         source = Path(disk_info["source_dir"])
         if not os.access(source, os.R_OK | os.X_OK) or not source.is_dir():
@@ -133,10 +134,10 @@ class LifecycleMixin:
                 root_base = None
         wants_drive = any(d.get("readonly") for d in layout["disks"])
         await self._call(self._take_disks, instance, disk_info, network_info, root_base, resize_instance,
-                         wants_drive, power_on)
+                         wants_drive, power_on, block_device_info or [])
 
     def _take_disks(self, instance: dict, disk_info: dict, network_info: list[dict], root_base: Path | None,
-                    resize_instance: bool, wants_drive: bool, power_on: bool) -> None:
+                    resize_instance: bool, wants_drive: bool, power_on: bool, block_device_info: list[dict]) -> None:
         source, directory = Path(disk_info["source_dir"]), self._dir(instance)
         if directory.exists():  # a failed earlier attempt
             shutil.rmtree(directory)
@@ -164,8 +165,12 @@ class LifecycleMixin:
                 shutil.copyfile(source / name, directory / name)
         (directory / "disk.info").write_text(json.dumps({"bases": bases}))
         layout = dict(disk_info["layout"])
-        layout["disks"] = [{**d, "path": str(directory / d["path"]), "cache": self._disk_cache}
-                           for d in layout["disks"]]
+        # The instance's own disks (named by portable()) are in its directory here; a volume (a network disk
+        # or the volume service's file) is where this host reaches it now.
+        layout["disks"] = volume_hotplug.reconnected(
+            [d if d.get("protocol") or Path(d["path"]).is_absolute() else
+             {**d, "path": str(directory / d["path"]), "cache": self._disk_cache} for d in layout["disks"]],
+            block_device_info, self._disk_cache)
         if wants_drive:
             configdrive.build(instance, network_info, directory / "disk.config", self.conf.get("compute",
                                                                                                "mkisofs_cmd"))
@@ -175,10 +180,12 @@ class LifecycleMixin:
     async def confirm_migration(self, instance: dict) -> None:
         await self._call(shutil.rmtree, self._resize_dir(instance), True)
 
-    async def finish_revert_migration(self, instance: dict, network_info: list[dict], power_on: bool) -> None:
-        await self._call(self._finish_revert_migration, instance, network_info, power_on)
+    async def finish_revert_migration(self, instance: dict, network_info: list[dict], power_on: bool,
+                                      block_device_info: list[dict] | None = None) -> None:
+        await self._call(self._finish_revert_migration, instance, network_info, power_on, block_device_info or [])
 
-    def _finish_revert_migration(self, instance: dict, network_info: list[dict], power_on: bool) -> None:
+    def _finish_revert_migration(self, instance: dict, network_info: list[dict], power_on: bool,
+                                 block_device_info: list[dict]) -> None:
         kept, directory = self._resize_dir(instance), self._dir(instance)
         if not kept.is_dir() and self._layout(instance) is not None:
             # The move failed before the disks were set aside: the guest is all here still (maybe stopped).
@@ -198,6 +205,8 @@ class LifecycleMixin:
             shutil.rmtree(directory)
         kept.rename(directory)
         layout = self._layout(instance)
+        if layout is not None:
+            layout["disks"] = volume_hotplug.reconnected(layout["disks"], block_device_info, self._disk_cache)
         self._define(instance, layout, network_info, start=power_on)
 
     # ------------------------------------------------------------------ rebuild

@@ -22,7 +22,7 @@ from pathlib import Path
 import libvirt
 
 from kilonova.compute.virt.driver import BuildFailure
-from kilonova.compute.virt.libvirt.domain import Disk
+from kilonova.compute.virt.libvirt.domain import Disk, disk_source, disk_type
 from kilonova.compute.virt.libvirt.hotplug import _flags
 from kilonova.compute.volume_api import device_path
 
@@ -36,7 +36,7 @@ def _targets(domain, flags: int = 0) -> set[str]:
 
 
 def _source_key(source: ET.Element) -> str | None:
-    return source.get("file") or source.get("name")
+    return source.get("file") or source.get("dev") or source.get("name")
 
 
 def _target_of(domain, path: str, flags: int = 0) -> str | None:
@@ -53,24 +53,39 @@ def volume_disk(connection_info: dict, target: str, cache: str) -> Disk:
     """The guest's disk of a volume, from the volume service's ``connection_info``."""
     data = connection_info.get("data") or {}
     readonly = data.get("access_mode") == "ro"
+    serial = str(connection_info.get("serial") or data.get("volume_id") or "")
     if connection_info.get("driver_volume_type") == "nbd" and data.get("host") and data.get("name"):
         return Disk(str(data["name"]), target, "raw", readonly=readonly, cache=cache, protocol="nbd",
-                    hosts=[{"name": str(data["host"]), "port": str(data.get("port") or 10809)}])
-    return Disk(_path(connection_info), target, "raw", readonly=readonly, cache=cache)
+                    hosts=[{"name": str(data["host"]), "port": str(data.get("port") or 10809)}], serial=serial)
+    return Disk(_path(connection_info), target, "raw", readonly=readonly, cache=cache, serial=serial)
+
+
+def reconnected(disks: list[dict], block_device_info: list[dict], cache: str) -> list[dict]:
+    """A moved guest's layout with each volume's disk as this host reaches the volume now (the volume service
+    answered this host's connector: the file here, or an NBD export), at the target it had. A disk is the
+    volume's by its serial (the volume id), or, in a layout written before disks had one, by its source."""
+    if not block_device_info:
+        return disks
+    result = []
+    for disk in disks:
+        for bdm in block_device_info:
+            info = bdm.get("connection_info") or {}
+            volume_id = str(info.get("serial") or bdm.get("volume_id") or "")
+            if disk.get("serial") == volume_id or (not disk.get("serial") and disk["path"] in (
+                    volume_id, device_path(info))):
+                disk = asdict(volume_disk({**info, "serial": volume_id}, disk["target"], cache))
+                break
+        result.append(disk)
+    return result
 
 
 def disk_xml(disk: Disk, serial: str | None = None) -> str:
-    element = ET.Element("disk", type="network" if disk.protocol else "file", device="disk")
+    element = ET.Element("disk", type=disk_type(disk), device="disk")
     ET.SubElement(element, "driver", name="qemu", type=disk.format, cache=disk.cache)
-    if disk.protocol:
-        source = ET.SubElement(element, "source", protocol=disk.protocol, name=disk.path)
-        for server in disk.hosts:
-            ET.SubElement(source, "host", name=server["name"], port=server["port"])
-    else:
-        ET.SubElement(element, "source", file=disk.path)
+    disk_source(element, disk)
     ET.SubElement(element, "target", dev=disk.target, bus="virtio")
-    if serial:
-        ET.SubElement(element, "serial").text = serial[:20]
+    if serial or disk.serial:
+        ET.SubElement(element, "serial").text = (serial or disk.serial)[:20]
     if disk.readonly:
         ET.SubElement(element, "readonly")
     return ET.tostring(element, encoding="unicode")

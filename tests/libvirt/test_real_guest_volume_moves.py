@@ -1,0 +1,119 @@
+"""A volume-backed real guest cold-migrated between two libvirt hosts, its volumes carried over NBD.
+
+The deployment is ``two_hosts`` with the volume service on the control plane: host A shares the volume
+host's address (it opens the volumes' files: ``local``), host B is on another address, in its own network
+namespace (the volume service exports each volume it connects with ``qemu-nbd`` on the veth pair, and QEMU
+on host B opens it with its own NBD client). The guest boots from a volume on host A; a second volume is
+hot-plugged and the guest writes a note on it. Cold-migrated to host B and confirmed, the guest boots
+there from its volume over NBD: the root volume's note says the guest was shut down cleanly on host A,
+and a user-data script reads the data volume's note back at boot. The data volume is then hot-unplugged
+over NBD (its export stops), and the server's delete stops the root volume's.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from tests.libvirt.hostsetup import MARKER
+from tests.libvirt.test_real_guest import console_lines, upload_guest, wait_status
+from tests.libvirt.test_real_guest_volumes import _volume_status as volume_status
+from tests.libvirt.two_hosts import HOST_A, HOST_B
+
+# Run by the guest's init at each boot (from the config drive): the note of every disk that holds one.
+READ_NOTES = f"""#!/bin/sh
+for d in /sys/block/vd*; do
+    n=${{d##*/}}
+    note=$(dd if=/dev/$n bs=512 count=1 2>/dev/null | tr -d '\\000' | head -n 1)
+    case "$note" in KILONOVA-VOLUME-NOTE*) echo "{MARKER} at-boot $n holds: $note" ;; esac
+done
+"""
+
+
+@pytest.fixture(scope="module")
+def hosts(guest):
+    from tests.libvirt.second_host import SecondHostError
+    from tests.libvirt.two_hosts import two_libvirt_hosts
+
+    try:
+        with two_libvirt_hosts(guest, volumes=True) as deployment:
+            yield deployment
+    except SecondHostError as exc:
+        pytest.skip(f"cannot run a second libvirtd here: {exc}")
+
+
+def console_until(hosts, uuid: str, text: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    with hosts.http("compute") as api:
+        while True:
+            log = api.post(f"/servers/{uuid}/action", json={"os-getConsoleOutput": {}}).json()["output"]
+            if text in log:
+                return log
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared on the console of {uuid}:\n{log[-3000:]}\n"
+                                     f"{hosts.logs()}")
+            time.sleep(0.3)
+
+
+def domain_xml(hosts, host: str) -> str:
+    (name,) = hosts.domains(host)
+    return subprocess.run(["virsh", "-c", hosts.libvirt_uri(host), "dumpxml", name], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+
+
+def exports(hosts) -> set[str]:
+    """The volumes the volume service serves over NBD now (its records of its qemu-nbd processes)."""
+    return {path.name[4:] for path in (hosts.workdir / "volumes").glob("nbd-*")}
+
+
+def test_a_volume_backed_guest_cold_migrates_to_a_host_that_reaches_its_volumes_over_nbd(hosts, guest, tmp_path):
+    os_ = hosts.openstack
+    image = upload_guest(hosts, guest, "bfv-moves")
+    os_("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "bfv.small")
+    script = tmp_path / "read-notes.sh"
+    script.write_text(READ_NOTES)
+    server = os_("--os-compute-api-version", "2.74", "server", "create", "--flavor", "bfv.small", "--image",
+                 image["id"], "--boot-from-volume", "1", "--config-drive", "true", "--user-data", str(script),
+                 "--network", "private", "--host", HOST_A, "--wait", "bfv-mover", fmt_json=True, timeout=240)["id"]
+    console_until(hosts, server, f"{MARKER} ready")
+    (root,) = [v["id"] for v in os_("server", "show", server, fmt_json=True)["volumes_attached"]]
+    assert "protocol='nbd'" not in domain_xml(hosts, HOST_A) and not exports(hosts)  # host A: the file itself
+
+    data = os_("volume", "create", "--size", "1", "bfv-data", fmt_json=True)["id"]
+    volume_status(hosts, data, "available")
+    os_("server", "add", "volume", server, data)
+    volume_status(hosts, data, "in-use")
+    log = console_until(hosts, server, "written: KILONOVA-VOLUME-NOTE")
+    (written,) = re.findall(rf"{MARKER} volume (vd\w) written: (KILONOVA-VOLUME-NOTE from \S+)", log)
+
+    hosts.openstack("server", "migrate", "--wait", server, timeout=240)
+    moved = wait_status(hosts, server, "VERIFY_RESIZE", 60)
+    assert moved["OS-EXT-SRV-ATTR:host"] == HOST_B, moved
+    log = console_until(hosts, server, f"{MARKER} ready")
+    # Booted from its volume over NBD: the note the guest wrote on it while shutting down on host A.
+    assert console_lines(log, "disk-note")[-1].startswith("acpi"), log
+    # The data volume, at the same device, with the note the guest wrote on host A.
+    assert f"{MARKER} at-boot {written[0]} holds: {written[1]}" in log, log
+    xml = domain_xml(hosts, HOST_B)
+    assert xml.count("protocol='nbd'") == 2 and f"name='{root}'" in xml and f"name='{data}'" in xml, xml
+    assert exports(hosts) == {root, data}
+    with hosts.http("block-storage") as api:
+        project = hosts.sdk().current_project_id
+        for volume_id in (root, data):
+            (attachment,) = api.get(f"/v3/{project}/volumes/{volume_id}").json()["volume"]["attachments"]
+            assert attachment["host_name"] == HOST_B, attachment
+
+    os_("server", "migrate", "confirm", server)
+    confirmed = wait_status(hosts, server, "ACTIVE", 60)
+    assert confirmed["OS-EXT-SRV-ATTR:host"] == HOST_B and not hosts.domains(HOST_A)
+
+    # Hot-unplugged over NBD: gone from the guest, the volume available, its export stopped.
+    os_("server", "remove", "volume", server, data)
+    volume_status(hosts, data, "available")
+    assert f"name='{data}'" not in domain_xml(hosts, HOST_B) and exports(hosts) == {root}
+    os_("server", "delete", "--wait", server, timeout=120)
+    volume_status(hosts, root, "available")
+    assert not exports(hosts)
+    os_("volume", "delete", root, data)
