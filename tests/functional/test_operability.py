@@ -194,3 +194,49 @@ def test_a_process_without_an_api_answers_on_its_metrics_port_and_logs_to_its_ow
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_state_changes_decisions_and_faults_are_logged_with_the_request_id(cloud, token):
+    """A boot's every state change and its scheduling decision at INFO; a boot with no host: the reason and the
+    fault. Each line carries the boot's request id, so one grep tells an operator what happened."""
+    headers = {"X-Auth-Token": token}
+    image = httpx.get(cloud.urls["image"] + "/v2/images?name=kilonova-tiny", headers=headers).json()["images"][0]
+    network = httpx.get(cloud.urls["network"] + "/v2.0/networks?name=private", headers=headers).json()["networks"][0]
+    huge = httpx.post(cloud.urls["compute"] + "/flavors", headers=headers, json={"flavor": {
+        "name": "logs-no-host", "ram": 64, "vcpus": 1, "disk": 1}}).json()["flavor"]
+    httpx.post(f"{cloud.urls['compute']}/flavors/{huge['id']}/os-extra_specs", headers=headers,
+               json={"extra_specs": {"trait:CUSTOM_ON_NO_HOST": "required"}}).raise_for_status()
+    offset = cloud.log_offset()
+    servers = {}
+    try:
+        for name, flavor in (("logged", "1"), ("logged-no-host", huge["id"])):
+            given = f"req-{uuid.uuid4()}"
+            created = httpx.post(cloud.urls["compute"] + "/servers", timeout=60,
+                                 headers={**headers, "X-OpenStack-Request-ID": given},
+                                 json={"server": {"name": name, "flavorRef": flavor, "imageRef": image["id"],
+                                                  "networks": [{"uuid": network["id"]}]}})
+            assert created.status_code == 202, created.text
+            servers[name] = (created.json()["server"]["id"], given)
+        for name, status in (("logged", "ACTIVE"), ("logged-no-host", "ERROR")):
+            uuid_ = servers[name][0]
+            wait_for(lambda: httpx.get(f"{cloud.urls['compute']}/servers/{uuid_}", headers=headers)
+                     .json()["server"]["status"] == status, f"{name} to be {status}")
+
+        def lines_of(name: str) -> list[str]:
+            server, given = servers[name]
+            return [line for line in cloud.log_lines(since=offset) if given in line and server in line]
+
+        expected = {"logged": ["created in its cell", "vm_state building -> active", "scheduled "],
+                    "logged-no-host": ["no host for", "created in its cell: vm_state error", "fault (500): No valid host"]}
+
+        def missing():
+            return {name: [text for text in texts if not any(text in line for line in lines_of(name))]
+                    for name, texts in expected.items()}
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not any(missing().values()), "the state and decision lines", timeout=10)
+        assert not any(missing().values()), (missing(), lines_of("logged"), lines_of("logged-no-host"))
+        assert all(" INFO " in line or " WARNING " in line for line in lines_of("logged-no-host"))
+    finally:
+        for server, _ in servers.values():
+            httpx.delete(f"{cloud.urls['compute']}/servers/{server}", headers=headers)
+        httpx.delete(f"{cloud.urls['compute']}/flavors/{huge['id']}", headers=headers)

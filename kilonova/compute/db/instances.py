@@ -5,6 +5,7 @@ and be rendered by the API without an open session.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,8 @@ from sqlalchemy.orm import Session
 from kilonova.common.db import Conflict, NotFound
 from kilonova.common.prepared import prepare, prepared
 from kilonova.compute.db.cell_models import Instance, InstanceAction, InstanceActionEvent, InstanceFault, Migration
+
+LOG = logging.getLogger(__name__)
 
 # vcpus/memory_mb only mirror the flavor for quota sums; instance dicts carry the flavor itself.
 _COLUMNS = [c.key for c in sa.inspect(Instance).column_attrs if c.key not in ("vcpus", "memory_mb")]
@@ -65,6 +68,8 @@ def create(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     result = session.execute(_INSERT, row)
     inserted = result.last_inserted_params()
     inserted["id"] = result.inserted_primary_key[0]
+    LOG.info("instance %s created in its cell: vm_state %s, task_state %s, host %s", values.get("uuid"),
+             inserted.get("vm_state"), inserted.get("task_state"), inserted.get("host"))
     return _plain({key: inserted.get(_COLUMN_NAMES[key]) for key in _COLUMNS})
 
 
@@ -134,8 +139,20 @@ def update(session: Session, uuid: str, values: dict[str, Any], expected_task_st
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Instance) and obj.uuid == uuid:
             session.expire(obj)
+    _log_state_change(uuid, current, changes)
     current.update(changes)
     return _plain(current)
+
+
+_LOGGED_STATES = ("vm_state", "task_state", "power_state", "host")
+
+
+def _log_state_change(uuid: str, before: dict[str, Any], changes: dict[str, Any]) -> None:
+    """One INFO line per state change of a server (with the request ids every line carries)."""
+    moved = [f"{key} {before.get(key)} -> {changes[key]}" for key in _LOGGED_STATES
+             if key in changes and changes[key] != before.get(key)]
+    if moved:
+        LOG.info("instance %s: %s", uuid, ", ".join(moved))
 
 
 # A guarded UPDATE per shape of expectations, built once (the expected values are bound parameters):
@@ -185,6 +202,8 @@ def claim_stale(session: Session, uuid: str, task_state: str, older_than: dateti
 
 def soft_delete(session: Session, uuid: str) -> dict[str, Any]:
     instance = _get_row(session, uuid)
+    LOG.info("instance %s: deleted (was vm_state %s, task_state %s, host %s)", uuid, instance.vm_state,
+             instance.task_state, instance.host)
     now = utcnow()
     instance.deleted = instance.id
     instance.deleted_at = now
@@ -284,6 +303,8 @@ def _after(order: tuple[tuple[str, str], ...], marker: dict[str, Any]):
 
 def add_fault(session: Session, uuid: str, code: int, message: str, details: str | None = None,
               host: str | None = None) -> None:
+    LOG.log(logging.WARNING if code >= 500 else logging.INFO, "instance %s fault (%s%s): %s", uuid, code,
+            f" on {host}" if host else "", message)
     session.add(InstanceFault(instance_uuid=uuid, code=code, message=message[:255], details=details, host=host))
 
 

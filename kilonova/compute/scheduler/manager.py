@@ -122,6 +122,8 @@ class SchedulerManager:
                 raise NoValidHost("No valid host was found. There are not enough hosts available "
                                   f"(every candidate host was claimed by other requests for {describe(resources)}).")
             alternates = [h for h in ordered if h.host != chosen.host][: self.max_attempts - 1]
+            LOG.info("scheduled %s to %s (%d of %d candidate hosts passed the filters; alternates: %s)", uuid,
+                     chosen.host, len(passing), len(kept), ", ".join(h.host for h in alternates) or "none")
             results.append([self._selection(chosen)] + [self._selection(h) for h in alternates])
             self._consume(chosen, resources)
             if group:
