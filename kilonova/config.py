@@ -426,6 +426,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
     },
     "fake_driver": {
         "hosts": "4",
+        # Simulated hosts are named <host_prefix>1, 2, ...; empty: after [DEFAULT] host (itself when hosts = 1).
         "host_prefix": "compute",
         "vcpus": "32",
         "memory_mb": "131072",

@@ -20,8 +20,14 @@ STARTUP_WINDOW = 0.05
 
 
 def fake_host_names(conf) -> list[str]:
-    prefix = conf.get("fake_driver", "host_prefix")
-    return [f"{prefix}{i}" for i in range(1, conf.getint("fake_driver", "hosts") + 1)]
+    """``<host_prefix><n>`` for each simulated host; with an empty ``host_prefix`` they are named after this
+    node (``[DEFAULT] host``): the node itself when it simulates one host, else ``<host>-<n>``. A deployment
+    of one compute process per machine or container then needs no per-process configuration."""
+    prefix, count = conf.get("fake_driver", "host_prefix"), conf.getint("fake_driver", "hosts")
+    if not prefix:
+        node = conf.get("DEFAULT", "host")
+        return [node] if count == 1 else [f"{node}-{i}" for i in range(1, count + 1)]
+    return [f"{prefix}{i}" for i in range(1, count + 1)]
 
 
 class ComputeAgentService(Service):
