@@ -155,7 +155,13 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "require_image_format_match": "true",
     },
     "volume": {
-        # Where the file-backed volumes live (one sparse raw file per volume).
+        # Where the volumes are: "file" (one sparse raw file per volume in volumes_dir) or "lvm" (one LVM thin
+        # volume per volume in volume_group's thin pool "<volume_group>-pool", as Cinder's LVM driver with
+        # lvm_type = thin; the group and the pool are made by the operator).
+        "backend": "file",
+        "volume_group": "cinder-volumes",
+        # Where the file-backed volumes live (one sparse raw file per volume), and with either backend the
+        # volume service's scratch files (images being written into volumes, NBD export records).
         "volumes_dir": "{state_dir}/volumes",
         # Cinder's default quotas of a project (-1: unlimited).
         "quota_volumes": "10",

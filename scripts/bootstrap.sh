@@ -23,6 +23,11 @@ if { [ ! -x /usr/sbin/nft ] || [ ! -x /usr/sbin/conntrack ]; } && command -v apt
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         nftables conntrack; } >/dev/null || echo "bootstrap: could not install nftables and conntrack (routers will not NAT, security groups not enforced)" >&2
 fi
+# lvm2 and thin-provisioning-tools: the volume service's LVM thin backend ([volume] backend = lvm) and its test.
+if [ ! -x /usr/sbin/lvm ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        lvm2 thin-provisioning-tools; } >/dev/null || echo "bootstrap: could not install lvm2 (no LVM volume backend)" >&2
+fi
 if [ -e /usr/include/libvirt/libvirt.h ] && .venv/bin/python -m pip install --quiet -e '.[test,libvirt]'; then
     :
 else

@@ -63,19 +63,24 @@ class FileBackend:
         """Where an image's data is downloaded before it is written into the volume."""
         return self.directory / f"image-for-{volume_id}"
 
-    def write_image(self, volume_id: str, size_gb: int, declared: str) -> None:
-        """The downloaded image, whatever its format, written raw into a new volume of ``size_gb``; an
-        image that fails the safety checks, of another format than declared, or bigger than the volume is
-        refused."""
-        source, target = self.image_path(volume_id), self.path(volume_id)
+    def image_format(self, volume_id: str, size_gb: int, declared: str) -> str:
+        """The format of the image downloaded for a volume of ``size_gb``; an image that fails the safety
+        checks, of another format than declared, or bigger than the volume is refused."""
         try:  # never probed, never a backing or data file (kilonova/common/image_safety.py)
-            info = image_safety.check_file(source, declared)
+            info = image_safety.check_file(self.image_path(volume_id), declared)
         except image_safety.UnsafeImage as exc:
             raise ImageError(f"Image for volume {volume_id} is unacceptable: {exc}") from None
         virtual_gb = -(-int(info["virtual-size"]) // GIB)
         if virtual_gb > size_gb:
             raise ImageError(f"Image virtual size is {virtual_gb}GB and doesn't fit in a volume of size "
                              f"{size_gb}GB.")
+        return info["format"]
+
+    def write_image(self, volume_id: str, size_gb: int, declared: str) -> None:
+        """The downloaded image, whatever its format, written raw into a new volume of ``size_gb``
+        (``image_format`` checks it first)."""
+        source, target = self.image_path(volume_id), self.path(volume_id)
+        info = {"format": self.image_format(volume_id, size_gb, declared)}
         partial = target.with_name(target.name + ".part")
         try:
             _qemu_img("convert", "-q", "-f", info["format"], "-O", "raw", str(source), str(partial))

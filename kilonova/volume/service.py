@@ -16,12 +16,14 @@ from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
 from kilonova.common.http import HTTPError
 from kilonova.common.service import Service, ServiceEnv
+from kilonova.config import ConfigError
 from kilonova.volume import attach_repo, connections, repo
 from kilonova.volume.app import create_app
 from kilonova.volume.backend import FileBackend
 from kilonova.volume.creation import VolumeCreator
 from kilonova.volume.exports import NbdExports
 from kilonova.volume.images import ImageSource
+from kilonova.volume.lvm import LvmThinBackend
 from kilonova.volume.models import VolumeBase, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -34,6 +36,17 @@ QUOTA_OPTIONS = {"volumes": "quota_volumes", "snapshots": "quota_snapshots", "gi
 def _port_range(text: str) -> range:
     low, _, high = text.partition("-")
     return range(int(low), int(high or low) + 1)
+
+
+def make_backend(conf) -> FileBackend:
+    """``[volume] backend``: ``file`` (a sparse raw file per volume in volumes_dir) or ``lvm`` (a thin volume
+    per volume in volume_group's thin pool)."""
+    kind = conf.get("volume", "backend").strip().lower()
+    if kind == "lvm":
+        return LvmThinBackend(conf.get("volume", "volumes_dir"), conf.get("volume", "volume_group"))
+    if kind != "file":
+        raise ConfigError(f"[volume] backend: {kind!r} is not a volume backend (file or lvm)")
+    return FileBackend(conf.get("volume", "volumes_dir"))
 
 
 def settled_status(volume: dict[str, Any]) -> str:
@@ -49,7 +62,7 @@ class VolumeService(Service):
         super().__init__(env)
         conf = env.conf
         self.db = Database.shared(conf.get("volume_database", "connection"), name="cinder")
-        self.backend = FileBackend(conf.get("volume", "volumes_dir"))
+        self.backend = make_backend(conf)
         self.default_quotas = {name: conf.getint("volume", option) for name, option in QUOTA_OPTIONS.items()}
         self.validator = validator or TokenValidator(
             env.endpoints.http_client("identity"),
