@@ -238,7 +238,7 @@ _API = [
     ("os_compute_api:os-floating-ips:remove", MEMBER, "POST /servers/{server_id}/action (removeFloatingIp)",
      "Disassociate a floating IP"),
     ("os_compute_api:os-networks:list", READER, "GET /os-networks", "List networks"),
-    ("os_compute_api:os-networks:view", READER, "GET /os-networks/{network_id}", "Show a network"),
+    ("os_compute_api:os-networks:show", READER, "GET /os-networks/{network_id}", "Show a network"),
     ("os_compute_api:os-tenant-networks:list", READER, "GET /os-tenant-networks", "List project networks"),
     ("os_compute_api:os-tenant-networks:show", READER, "GET /os-tenant-networks/{network_id}", "Show one"),
     ("os_compute_api:os-volumes:list", READER, "GET /os-volumes", "List volumes"),

@@ -48,6 +48,9 @@ COMPUTE = Interface("compute", [
     Change("1.4", "attach_volume, detach_volume, swap_volume (os-volume_attachments: a volume connected to, or "
                   "disconnected from, a server through the volume service's attachments).",
            methods=("attach_volume", "detach_volume", "swap_volume")),
+    Change("1.5", "get_host_uptime, set_host_enabled, host_maintenance_mode, host_power_action (os-hypervisors "
+                  "uptime and os-hosts: what is asked of the host itself, answered by its driver).",
+           methods=("get_host_uptime", "set_host_enabled", "host_maintenance_mode", "host_power_action")),
 ])
 
 CONDUCTOR = Interface("conductor", [
@@ -94,6 +97,7 @@ SERVICE_VERSIONS = (
     "1.2",  # 3: the server lifecycle (resize, migrations, rebuild, shelve, rescue, ...)
     "1.3",  # 4: port interfaces (attach_interface, detach_interface)
     "1.4",  # 5: volumes (attach_volume, detach_volume, swap_volume)
+    "1.5",  # 6: the host calls (get_host_uptime, set_host_enabled, host_maintenance_mode, host_power_action)
 )
 SERVICE_VERSION = len(SERVICE_VERSIONS)
 # The oldest compute service this release's API and conductor still write for (backports reach down to it).

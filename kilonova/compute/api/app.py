@@ -20,6 +20,9 @@ RESOURCE_MODULES = [
     "server_diagnostics", "server_external_events", "floating_ips", "security_groups",
     "server_interfaces", "volume_attachments", "volumes_proxy", "server_groups",
     "server_tags", "server_shares", "server_ips", "server_password",
+    # Upstream's remaining resources: os-hosts, usage, audit log, quota classes, the proxies, extensions, 410s.
+    "hosts", "simple_tenant_usage", "instance_usage_audit_log", "quota_classes", "images", "image_metadata",
+    "network_proxies", "baremetal_nodes", "extensions", "removed",
 ]
 
 _PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/([0-9a-f]{32}|[0-9a-f-]{36})(?=/|$)")

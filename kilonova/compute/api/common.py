@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from kilonova.common import policy
 from kilonova.common.http import HTTPError
+from kilonova.compute.api.microversions import want
 
 MAX_LIMIT = 1000  # Nova's [api] max_limit
 _TRUE = ("1", "t", "true", "on", "y", "yes")
@@ -42,6 +43,12 @@ def server_target(server: dict[str, Any]) -> dict[str, Any]:
 
 # The name every handler has called since before the policy engine: the rule decides, not the admin role.
 require_admin = authorize
+
+
+def gone_from(request: Request, version: str) -> None:
+    """A resource upstream dropped at ``version`` (a proxy at 2.36, os-hosts at 2.43): 404 from there on."""
+    if want(request, version):
+        raise HTTPError(404, "The resource could not be found.")
 
 
 def limit_and_marker(request: Request) -> tuple[int, str | None]:

@@ -109,19 +109,7 @@ async def pools_index(request: Request):
     return json_response({"floating_ip_pools": [{"name": n["name"]} for n in await _pools(request)]})
 
 
-async def gone(request: Request, **_path: str):
-    """os-floating-ips-bulk and os-floating-ip-dns, removed upstream with nova-network: 410 for everybody."""
-    raise HTTPError(410, "This resource is no longer available.  No forwarding address is given.")
-
-
-REMOVED = ("/v2.1/os-floating-ips-bulk", "/v2.1/os-floating-ips-bulk/{item}", "/v2.1/os-floating-ip-dns",
-           "/v2.1/os-floating-ip-dns/{domain}", "/v2.1/os-floating-ip-dns/{domain}/entries/{name}")
-
-
 def register(router: Router) -> None:
-    for path in REMOVED:
-        for method in ("GET", "POST", "PUT", "DELETE"):
-            router.add(method, path, gone)
     router.add("GET", "/v2.1/os-floating-ips", index)
     router.add("POST", "/v2.1/os-floating-ips", create)
     router.add("GET", "/v2.1/os-floating-ips/{floating_ip_id}", show)

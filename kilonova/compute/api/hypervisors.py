@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError, Router, json_response
+from kilonova.compute.api import host_calls
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.common import limit_and_marker, next_links, parse_bool, require_admin
 from kilonova.compute.api.microversions import want
@@ -31,7 +32,8 @@ def _cpu_info(request: Request, text: str | None) -> Any:
         return {}
 
 
-def view(request: Request, node, service, *, detail: bool, servers: list | None = None) -> dict[str, Any]:
+def view(request: Request, node, service, *, detail: bool, servers: list | None = None,
+         uptime: str | None = None) -> dict[str, Any]:
     down_time = compute_api(request).conf.getfloat("DEFAULT", "service_down_time")
     body: dict[str, Any] = {"id": _ident(request, node), "hypervisor_hostname": node.hypervisor_hostname,
                             "state": "up" if services.is_up(service, down_time) else "down",
@@ -42,9 +44,9 @@ def view(request: Request, node, service, *, detail: bool, servers: list | None 
                     service={"id": service.uuid if want(request, "2.53") else service.id, "host": node.host,
                              "disabled_reason": service.disabled_reason})
         if want(request, "2.88"):
-            # The usage fields are gone (Placement has them); uptime would need the host's driver to
-            # answer it, which no driver here does, so it is null as upstream shows it then.
-            body["uptime"] = None
+            # The usage fields are gone (Placement has them); the host's uptime is shown instead (null when its
+            # driver cannot say or it is down, as upstream).
+            body["uptime"] = uptime
         else:
             body.update({field: getattr(node, field) for field in _USAGE_FIELDS})
             free_disk = node.local_gb - node.local_gb_used
@@ -112,7 +114,8 @@ async def _list(request: Request, detail: bool):
     hypervisors = []
     for cell, node, service in found:
         servers = await _servers_of(cell, node) if with_servers else None
-        hypervisors.append(view(request, node, service, detail=detail, servers=servers))
+        uptime = await _uptime_if_shown(request, node, detail)
+        hypervisors.append(view(request, node, service, detail=detail, servers=servers, uptime=uptime))
     body: dict[str, Any] = {"hypervisors": hypervisors}
     if limit is not None:
         page_links = next_links(request, "os-hypervisors/detail" if detail else "os-hypervisors",
@@ -159,16 +162,31 @@ async def show_hypervisor(request: Request, hypervisor_id: str):
                                                         "with_servers")
     cell, node, service = await _find(request, hypervisor_id)
     servers = await _servers_of(cell, node) if with_servers else None
-    return json_response({"hypervisor": view(request, node, service, detail=True, servers=servers)})
+    uptime = await _uptime_if_shown(request, node, True)
+    return json_response({"hypervisor": view(request, node, service, detail=True, servers=servers, uptime=uptime)})
+
+
+async def _uptime_if_shown(request: Request, node, detail: bool) -> str | None:
+    """From 2.88 a detailed hypervisor carries its host's uptime, asked of the host's agent."""
+    if not (detail and want(request, "2.88")):
+        return None
+    return await host_calls.uptime_or_none(compute_api(request), node.host)
 
 
 async def hypervisor_uptime(request: Request, hypervisor_id: str):
-    """The host's uptime needs a call to its compute agent, which no driver here answers: 501 as upstream."""
+    """The host's ``uptime`` as its driver answers it (until 2.87): 400 when its service is down, 501 when the
+    driver cannot say."""
     if want(request, "2.88"):
         raise HTTPError(404, "The resource could not be found.")
     require_admin(request, "os_compute_api:os-hypervisors:uptime")
-    await _find(request, hypervisor_id)
-    raise HTTPError(501, "Feature not supported.")
+    _cell, node, service = await _find(request, hypervisor_id)
+    try:
+        uptime = await host_calls.ask(compute_api(request), node.host, "get_host_uptime")
+    except HTTPError as exc:
+        if exc.status == 404:  # upstream answers a host it cannot map as a missing hypervisor
+            raise HTTPError(404, f"Hypervisor with ID '{hypervisor_id}' could not be found.") from None
+        raise
+    return json_response({"hypervisor": view(request, node, service, detail=False, uptime=uptime) | {"uptime": uptime}})
 
 
 async def search_hypervisors(request: Request, pattern: str):

@@ -1,13 +1,18 @@
-"""Version documents at ``/`` and ``/v2.1``."""
+"""Version documents: ``/`` (every version), ``/v2.1/`` (the current one) and ``/v2.1/versions/{id}``.
+
+As upstream, ``/v2.1`` without its slash is a 302 to ``/v2.1/`` (upstream's route table redirects the empty
+path to ``/``); clients that discover versions (keystoneauth) follow it.
+"""
 from __future__ import annotations
 
 from starlette.requests import Request
+from starlette.responses import RedirectResponse
 
 from kilonova.common.auth import public
-from kilonova.common.http import Router, json_response
+from kilonova.common.http import HTTPError, Router, json_response
 from kilonova.compute.api import microversions
 
-MEDIA_TYPES = [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}]
+_DESCRIBED_BY = {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}
 
 
 def _base(request: Request) -> str:
@@ -25,6 +30,19 @@ def _v20(request: Request) -> dict:
             "updated": "2011-01-21T11:33:21Z", "links": [{"rel": "self", "href": _base(request) + "/v2/"}]}
 
 
+_DOCUMENTS = {"v2.1": (_v21, "2.1"), "v2.0": (_v20, "2")}
+
+
+def _document(request: Request, version_id: str) -> dict:
+    """One version's document as served under /v2.1: its self link is this endpoint's, as upstream's."""
+    build, media_version = _DOCUMENTS[version_id]
+    doc = build(request)
+    doc["links"] = [{"rel": "self", "href": _base(request) + "/v2.1/"}, _DESCRIBED_BY]
+    doc["media-types"] = [{"base": "application/json",
+                           "type": f"application/vnd.openstack.compute+json;version={media_version}"}]
+    return {"version": doc}
+
+
 @public
 async def root(request: Request):
     return json_response({"versions": [_v20(request), _v21(request)]})
@@ -32,12 +50,19 @@ async def root(request: Request):
 
 @public
 async def v21(request: Request):
-    doc = _v21(request)
-    doc["links"].append({"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"})
-    doc["media-types"] = MEDIA_TYPES
-    return json_response({"version": doc})
+    if not request.url.path.endswith("/"):
+        return RedirectResponse(_base(request) + "/v2.1/", status_code=302)
+    return json_response(_document(request, "v2.1"))
+
+
+@public
+async def show_version(request: Request, version_id: str):
+    if version_id not in _DOCUMENTS:
+        raise HTTPError(404, "The resource could not be found.")
+    return json_response(_document(request, version_id))
 
 
 def register(router: Router) -> None:
     router.add("GET", "/", root)
     router.add("GET", "/v2.1", v21)
+    router.add("GET", "/v2.1/versions/{version_id}", show_version)

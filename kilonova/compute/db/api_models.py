@@ -129,6 +129,16 @@ class Quota(APIBase):
     hard_limit: Mapped[int]
 
 
+class QuotaClass(APIBase):
+    """os-quota-class-sets: a named class's limits; the "default" class's stand in for [quota]'s defaults."""
+    __tablename__ = "quota_classes"
+    __table_args__ = (sa.UniqueConstraint("class_name", "resource"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    class_name: Mapped[str] = mapped_column(sa.String(255))
+    resource: Mapped[str] = mapped_column(sa.String(255))
+    hard_limit: Mapped[int]
+
+
 class Aggregate(APIBase):
     """A host aggregate; its ``availability_zone`` metadata makes it an availability zone."""
     __tablename__ = "aggregates"

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.prepared import prepare
-from kilonova.compute.db.api_models import Quota
+from kilonova.compute.db.api_models import Quota, QuotaClass
 from kilonova.compute.db.cell_models import Instance
 
 # Every resource Nova's quota-sets API knows, with upstream's default when [quota] does not name it.
@@ -47,18 +47,49 @@ def get_overrides(session: Session, project_id: str) -> dict[str, int]:
     return {row.resource: row.hard_limit for row in session.execute(_OVERRIDES, {"project_id": project_id})}
 
 
+DEFAULT_CLASS = "default"
+_CLASS_LIMITS = sa.select(QuotaClass.__table__.c.resource, QuotaClass.__table__.c.hard_limit).where(
+    QuotaClass.__table__.c.class_name == sa.bindparam("class_name"))
+prepare(_CLASS_LIMITS)  # read with the overrides on every create
+
+
+def get_class_limits(session: Session, class_name: str) -> dict[str, int]:
+    """The limits a quota class sets (only those set)."""
+    return {row.resource: row.hard_limit for row in session.execute(_CLASS_LIMITS, {"class_name": class_name})}
+
+
+def default_limits(session: Session, conf) -> dict[str, int]:
+    """Every project's defaults: [quota]'s, with the "default" quota class's over them (upstream's
+    use_default_quota_class)."""
+    return {**get_defaults(conf), **get_class_limits(session, DEFAULT_CLASS)}
+
+
+def class_quotas(session: Session, class_name: str, conf) -> dict[str, int]:
+    """A class's quotas as upstream shows them: its own limits over the defaults."""
+    return {**default_limits(session, conf), **get_class_limits(session, class_name)}
+
+
+def set_class_limits(session: Session, class_name: str, limits: dict[str, int]) -> None:
+    _store(session, QuotaClass, {"class_name": class_name}, limits)
+
+
 def get_limits(session: Session, project_id: str, conf) -> dict[str, int]:
     """resource -> limit (-1 = unlimited) for a project: the defaults with its overrides applied."""
-    return {**get_defaults(conf), **get_overrides(session, project_id)}
+    return {**default_limits(session, conf), **get_overrides(session, project_id)}
 
 
 def set_limits(session: Session, project_id: str, limits: dict[str, int]) -> None:
-    existing = {row.resource: row for row in session.scalars(sa.select(Quota).where(Quota.project_id == project_id))}
+    _store(session, Quota, {"project_id": project_id}, limits)
+
+
+def _store(session: Session, model, owner: dict[str, str], limits: dict[str, int]) -> None:
+    """Upsert the hard limits of one owner (a project's overrides, a quota class's limits)."""
+    existing = {row.resource: row for row in session.scalars(sa.select(model).filter_by(**owner))}
     for resource, limit in limits.items():
         if resource in existing:
             existing[resource].hard_limit = limit
         else:
-            session.add(Quota(project_id=project_id, resource=resource, hard_limit=limit))
+            session.add(model(**owner, resource=resource, hard_limit=limit))
     session.flush()
 
 

@@ -24,7 +24,7 @@ class ClassicDriver:
         return await self.svc.api_db.read(quotas.get_limits, project_id, self.svc.conf)
 
     async def defaults(self) -> dict[str, int]:
-        return quotas.get_defaults(self.svc.conf)
+        return await self.svc.api_db.read(quotas.default_limits, self.svc.conf)  # the "default" quota class's too
 
     async def _counted(self, project_id: str, snap: Snapshot, refine: bool = False) -> dict[str, int]:
         if not self.from_placement:

@@ -243,6 +243,25 @@ class ComputeDriver:
         utilisation}], nic_details [...], disk_details [...]."""
         raise NotImplementedError
 
+    # The host itself (os-hosts, os-hypervisors uptime), as upstream's ComputeDriver: a driver that cannot
+    # raises NotImplementedError, which the API answers with a 501.
+
+    async def get_host_uptime(self) -> str:
+        """The output of ``uptime`` on this host."""
+        raise NotImplementedError
+
+    async def set_host_enabled(self, enabled: bool) -> str:
+        """Let the host take new guests or not: "enabled" or "disabled"."""
+        raise NotImplementedError
+
+    async def host_maintenance_mode(self, host: str, mode: bool) -> str:
+        """Start (evacuating the guests) or end a maintenance window: "on_maintenance" or "off_maintenance"."""
+        raise NotImplementedError
+
+    async def host_power_action(self, action: str) -> str:
+        """Reboot, shut down or power up the host: the action done."""
+        raise NotImplementedError
+
     # A live migration calls, in this order, handing each one's returned migrate_data to the next:
     # dest.check_can_live_migrate_destination -> source.check_can_live_migrate_source ->
     # dest.pre_live_migration -> source.live_migration, then source.post_live_migration_at_source and

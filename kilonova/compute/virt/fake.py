@@ -591,3 +591,16 @@ class FakeDriver(ComputeDriver):
 
     def get_traits(self) -> list[str]:
         return ["COMPUTE_NODE", "COMPUTE_NET_ATTACH_INTERFACE", "HW_CPU_X86_SSE2"]
+
+    # The host calls answer as upstream's fake driver does (its uptime is the API samples' fixed line).
+    async def get_host_uptime(self) -> str:
+        return " 08:32:11 up 93 days, 18:25, 12 users,  load average: 0.20, 0.12, 0.14"
+
+    async def set_host_enabled(self, enabled: bool) -> str:
+        return "enabled" if enabled else "disabled"
+
+    async def host_maintenance_mode(self, host: str, mode: bool) -> str:
+        return "on_maintenance" if mode else "off_maintenance"
+
+    async def host_power_action(self, action: str) -> str:
+        return action
