@@ -51,9 +51,11 @@ def broker(transport: Any) -> HealthCheck | None:
 
 
 def for_service(service: Any, transport: Any) -> list[HealthCheck]:
-    """A service's database (``db`` or ``api_db``) and the process's broker."""
+    """A service's database (``db``, ``api_db``, or the API database of its ``cells``: a conductor's or a
+    scheduler's) and the process's broker."""
     checks = []
-    db = getattr(service, "db", None) or getattr(service, "api_db", None)
+    db = getattr(service, "db", None) or getattr(service, "api_db", None) \
+        or getattr(getattr(service, "cells", None), "api_db", None)
     if db is not None and hasattr(db, "engine"):
         checks.append(database(getattr(db, "name", "db"), db))
     rpc = broker(transport)
