@@ -75,8 +75,8 @@ def ensure_secrets(state_dir: Path) -> dict[str, str]:
 def make_state_private(conf: Config) -> None:
     """Owner-only state directory, also when an older release made it (see ``private_files``)."""
     leave_open = []
-    if conf.get("compute", "compute_driver") == "libvirt":
-        leave_open.append(conf.get("libvirt", "instances_path"))   # QEMU opens the guests' disks there
+    if conf.get("DEFAULT", "compute_driver") == "libvirt":
+        leave_open.append(conf.get("DEFAULT", "instances_path"))   # QEMU opens the guests' disks there
     private_files.private_dir(conf.state_dir)
     private_files.tighten(conf.state_dir, leave_open)
 
@@ -246,7 +246,7 @@ def up(conf: Config, clouds_yaml: Path) -> None:
         lines = [f"Kilonova is up in {time.monotonic() - started:.1f}s (state in {conf.state_dir})"]
         for service in ("identity", "compute", "placement", "image", "network", "block-storage"):
             lines.append(f"  {service:<13} {urls[service]}")
-        if conf.get("compute", "compute_driver") == "libvirt":
+        if conf.get("DEFAULT", "compute_driver") == "libvirt":
             lines.append(f"  compute host: {conf.get('DEFAULT', 'host')} (libvirt driver, real guests)")
         else:
             lines.append(f"  compute hosts: {conf.getint('fake_driver', 'hosts')} (fake driver)")

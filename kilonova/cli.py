@@ -44,17 +44,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_sample(args: argparse.Namespace) -> int:
-    """Print every option with its default, as an INI file an operator can start from."""
-    from kilonova.config import DEFAULTS, option_comments
+    """Print every option with its help, type and default, as an INI file an operator can start from."""
+    from kilonova.config.sample import sample
 
-    comments = option_comments()
-    for section, options in DEFAULTS.items():
-        print(f"[{section}]")
-        for key, value in options.items():
-            for line in comments.get((section, key), []):
-                print(f"# {line}")
-            print(f"#{key} = {value}")
-        print()
+    print(sample())
     return 0
 
 

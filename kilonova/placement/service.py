@@ -1,7 +1,6 @@
 """The Placement service: owns the Placement database and serves the Placement API at its root."""
 from __future__ import annotations
 
-import configparser
 from pathlib import Path
 
 from kilonova.common import metrics
@@ -19,11 +18,8 @@ CORS_OPTIONS = ("allowed_origin", "allow_credentials", "expose_headers", "max_ag
 
 
 def auth_strategy(conf) -> str:
-    """[placement] auth_strategy; upstream's own spelling, [api] auth_strategy, wins when present."""
-    try:
-        return conf.get("api", "auth_strategy").strip()
-    except (configparser.NoSectionError, configparser.NoOptionError):
-        return conf.get("placement", "auth_strategy").strip()
+    """[placement] auth_strategy; upstream's own spelling, [api] auth_strategy, wins when set."""
+    return conf.get("api", "auth_strategy").strip() or conf.get("placement", "auth_strategy").strip()
 
 
 def enforcer(conf) -> Enforcer:

@@ -275,6 +275,6 @@ def test_the_l3_agent_runs_where_it_is_asked_to(tmp_path):
     with_network.env.endpoints.apps["network"] = object()
     assert with_network._wanted() is True
     assert agent(agent="true")._wanted() is True and agent(agent="false")._wanted() is False
-    with pytest.raises(SystemExit, match="must be auto, true or false"):
-        agent(agent="sometimes")._wanted()
+    with pytest.raises(ValueError, match=r"\[l3\] agent = 'sometimes': must be one of auto, true, false"):
+        agent(agent="sometimes")
     assert agent(resync_interval="0").interval == 1.0

@@ -171,10 +171,9 @@ async def test_randomized_candidates_sample_every_tree(tmp_path):
 
 
 def test_unknown_generation_strategy_is_refused(tmp_path):
-    conf = Config.load(state_dir=tmp_path, overrides={"placement": {
-        "auth_strategy": "noauth2", "allocation_candidates_generation_strategy": "sideways"}})
-    with pytest.raises(ValueError, match="depth-first or breadth-first"):
-        PlacementService(ServiceEnv(conf=conf, endpoints=Endpoints(), transport=None))
+    with pytest.raises(ValueError, match="generation_strategy = 'sideways': must be one of depth-first, breadth-first"):
+        Config.load(state_dir=tmp_path, overrides={"placement": {
+            "auth_strategy": "noauth2", "allocation_candidates_generation_strategy": "sideways"}})
 
 
 async def test_combination_guard_stops_a_blow_up_and_says_so(tmp_path, caplog):

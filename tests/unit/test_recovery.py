@@ -86,7 +86,7 @@ async def provider(placement):  # noqa: F811
 
 
 def conductor(stub, placement, network, hosts) -> ConductorManager:  # noqa: F811
-    stub.conf.set("compute", "build_timeout", "60")
+    stub.conf.set("DEFAULT", "instance_build_timeout", "60")
     stub.conf.set("compute", "delete_timeout", "60")
     stub.conf.set("DEFAULT", "service_down_time", "30")
     return ConductorManager(stub.conf, stub.cells, scheduler=None, compute_rpc=hosts, placement=placement.http,

@@ -87,4 +87,4 @@ def test_an_unknown_log_format_is_refused_at_start_in_one_line(tmp_path, capsys)
         cli.main(["--config", str(config), "--state-dir", str(tmp_path / "state"), "serve", "placement"])
     assert stopped.value.code == 2
     assert capsys.readouterr().err.strip() == ("kilonova: configuration error: [DEFAULT] log_format = 'xml': "
-                                               "choose one of text, json")
+                                               "must be one of text, json")

@@ -41,7 +41,7 @@ class ComputeManager:
         self.images = images  # the image service as the service user: snapshot checks and clean-up
         self.volumes = volumes  # the volume service as the service user: attachments of this host's servers
         self.conf = conf
-        self.ports = PortBinder(network, host, conf.get("compute", "default_availability_zone"),
+        self.ports = PortBinder(network, host, conf.get("DEFAULT", "default_availability_zone"),
                                 dhcp=bool(getattr(driver, "serves_dhcp", False)))
         self.reporter = ProviderReporter(placement, conf)
         self.heartbeat = Heartbeat(conductor, host, "nova-compute", conf.getfloat("DEFAULT", "report_interval"),
@@ -102,7 +102,7 @@ class ComputeManager:
         self._started_builds = None  # only needed to tell this life's builds from a previous one's
         await self._report_usage()
         self._task = asyncio.create_task(self._periodic(), name=f"compute-{self.host}-periodic")
-        interval = self.conf.getfloat("compute", "sync_power_state_interval")
+        interval = self.conf.getfloat("DEFAULT", "sync_power_state_interval")
         if self.driver.syncs_power_state and interval > 0:
             loop = asyncio.get_running_loop()
             self.driver.set_event_handler(lambda uuid: loop.call_soon_threadsafe(self._sync_now.set))

@@ -1,7 +1,7 @@
 """The compute agent service: one ComputeManager per host, each on RPC target ``compute.<host>``.
 
 With the fake driver one process runs ``[fake_driver] hosts`` simulated hosts; with
-``[compute] compute_driver = libvirt`` it runs one real host named ``[DEFAULT] host``.
+``[DEFAULT] compute_driver = libvirt`` it runs one real host named ``[DEFAULT] host``.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class ComputeAgentService(Service):
                                   {"OpenStack-API-Version": "placement 1.36"})
         network = ServiceClient(env.endpoints.http_client("network"), auth)
         conductor = versions.conductor_client(env.transport, conf)
-        if conf.get("compute", "compute_driver") == "fake" and conf.getint("fake_driver", "hosts") > 1:
+        if conf.get("DEFAULT", "compute_driver") == "fake" and conf.getint("fake_driver", "hosts") > 1:
             # Many hosts in one process: their heartbeats and usage reports go to the conductor together.
             # A short window while the hosts register (start-up waits on each of their reports), a
             # longer one for the periodic reports after that.
@@ -57,7 +57,7 @@ class ComputeAgentService(Service):
     @staticmethod
     def _drivers(conf, env: ServiceEnv, auth: ServiceAuth) -> list[tuple[str, ComputeDriver]]:
         """(host, driver) pairs: many simulated hosts, or this machine as one libvirt host."""
-        choice = conf.get("compute", "compute_driver")
+        choice = conf.get("DEFAULT", "compute_driver")
         images = ServiceClient(env.endpoints.http_client("image", timeout=600.0), auth)
         if choice == "fake":
             return [(host, FakeDriver(host, conf, images)) for host in fake_host_names(conf)]
@@ -66,7 +66,7 @@ class ComputeAgentService(Service):
 
             host = conf.get("DEFAULT", "host")
             return [(host, LibvirtDriver(host, conf, images))]
-        raise SystemExit(f"[compute] compute_driver must be fake or libvirt, not {choice!r}")
+        raise SystemExit(f"[DEFAULT] compute_driver must be fake or libvirt, not {choice!r}")
 
     async def start(self) -> None:
         for manager in self.managers:

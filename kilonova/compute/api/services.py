@@ -45,7 +45,7 @@ def _bool(value: Any) -> bool:
 def zone_of(conf, service, zones: dict[str, str] | None = None) -> str:
     """A compute service is in its host's aggregate zone (``zones``: host -> zone), else the default."""
     if service.binary == "nova-compute":
-        return (zones or {}).get(service.host) or conf.get("compute", "default_availability_zone")
+        return (zones or {}).get(service.host) or conf.get("DEFAULT", "default_availability_zone")
     return INTERNAL_ZONE
 
 

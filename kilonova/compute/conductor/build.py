@@ -94,7 +94,7 @@ class BuildFlow(ConductorPart):
         values = {k: v for k, v in pending.items() if not k.startswith("_")}
         values.update(host=chosen["host"], node=chosen["nodename"], task_state=None)
         values["availability_zone"] = chosen.get("availability_zone") or values.get("availability_zone") or \
-            self.conf.get("compute", "default_availability_zone")
+            self.conf.get("DEFAULT", "default_availability_zone")
         instance = await cell.db.write(_create_with_action, values, spec)
         if not await self.cells.api_db.write(_promote_build_request, uuid, cell.uuid):
             await cell.db.write(instances.soft_delete, uuid)
@@ -111,7 +111,7 @@ class BuildFlow(ConductorPart):
         try:
             await self.compute_rpc(instance["host"]).cast(
                 "build_and_run_instance", instance=instance, request_spec=spec, alternates=alternates,
-                attempt=attempt, deadline=time.time() + self.conf.getfloat("compute", "build_timeout"))
+                attempt=attempt, deadline=time.time() + self.conf.getfloat("DEFAULT", "instance_build_timeout"))
         except NoSuchTarget:
             await self.build_failed(instance["uuid"], instance["host"], f"compute host {instance['host']} "
                                     "is not reachable", spec, alternates, attempt)
@@ -170,7 +170,7 @@ class BuildFlow(ConductorPart):
             LOG.info("ignoring a stale build failure of %s on %s", instance_uuid, host)
             return
         await self._release(instance_uuid)
-        max_attempts = self.conf.getint("filter_scheduler", "max_attempts")
+        max_attempts = self.conf.getint("scheduler", "max_attempts")
         remaining = [] if aborted else list(alternates)
         while remaining and attempt < max_attempts:
             alternate = remaining.pop(0)
@@ -214,8 +214,8 @@ class BuildFlow(ConductorPart):
         return len(pending)
 
     async def reconcile_stuck_builds(self) -> int:
-        """Servers still building past ``[compute] build_timeout`` go to ERROR and give back their claim."""
-        timeout = self.conf.getfloat("compute", "build_timeout")
+        """Servers still building past ``[DEFAULT] instance_build_timeout`` go to ERROR and give back their claim."""
+        timeout = self.conf.getfloat("DEFAULT", "instance_build_timeout")
         horizon = datetime.utcnow() - timedelta(seconds=timeout)
         healed = 0
         for cell in self.cells.real():

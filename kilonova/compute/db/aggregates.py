@@ -2,7 +2,7 @@
 
 An aggregate whose metadata has an ``availability_zone`` key is an availability
 zone: its hosts are in that zone; a host in no such aggregate is in the default
-zone (``[compute] default_availability_zone``). A host may be in many
+zone (``[DEFAULT] default_availability_zone``). A host may be in many
 aggregates but never in two different zones.
 
 Functions return plain dicts (see ``snapshot``), never live rows.

@@ -96,10 +96,10 @@ class SchedulerManager:
         self.read_aggregates = True
         self.read_counts = any(w.needs_instance_counts and w.multiplier for w in self.weighers)
         self.read_images = any(isinstance(w, ImagePropertiesWeigher) and w.multiplier for w in self.weighers)
-        self.max_attempts = max(1, conf.getint("filter_scheduler", "max_attempts"))
+        self.max_attempts = max(1, conf.getint("scheduler", "max_attempts"))
         self.subset_size = max(1, conf.getint("filter_scheduler", "host_subset_size"))
         self.shuffle_best = conf.getbool("filter_scheduler", "shuffle_best_same_weighed_hosts")
-        self.limit = conf.getint("filter_scheduler", "max_placement_results")
+        self.limit = conf.getint("scheduler", "max_placement_results")
         self.down_time = conf.getfloat("DEFAULT", "service_down_time")
         self.host_cache = HostCache(cells, self.down_time)
         self.groups = GroupView(cells)
@@ -227,7 +227,7 @@ class SchedulerManager:
                            aggregates: list[dict]) -> list[HostState]:
         states = []
         zones = await self.host_cache.zones()
-        default_zone = self.conf.get("compute", "default_availability_zone")
+        default_zone = self.conf.get("DEFAULT", "default_availability_zone")
         metadata = await self.host_cache.aggregate_metadata() if aggregates else {}
         for cell in self.cells.real():
             counts = await self.host_cache.instance_counts(cell) if self.read_counts else {}

@@ -111,7 +111,7 @@ async def unshelve(request: Request, ref: lookup.ServerRef, key: str, body: dict
     if host:
         if await svc.api_db.read(mappings.get_host_mapping, host) is None:
             raise HTTPError(400, f"Compute host {host} could not be found.")
-        host_zone = (await host_zones(svc)).get(host) or svc.conf.get("compute", "default_availability_zone")
+        host_zone = (await host_zones(svc)).get(host) or svc.conf.get("DEFAULT", "default_availability_zone")
     if new_az not in (_UNSET, None) and new_az not in await available_zones(svc):
         raise HTTPError(400, "The requested availability zone is not available")
     spec = await svc.api_db.read(build_requests.get_spec, ref.uuid) or {}

@@ -193,7 +193,7 @@ class _Task:
         dest_node = await self.cell.db.read(_node_of, dest)
         # The server takes the destination's zone when it lands there (upstream sets it for the move).
         migrate_data["dest_availability_zone"] = await self.conductor.cells.api_db.read(
-            aggregates.host_availability_zone, dest, self.conductor.conf.get("compute", "default_availability_zone"))
+            aggregates.host_availability_zone, dest, self.conductor.conf.get("DEFAULT", "default_availability_zone"))
         self.migration = await self.cell.db.write(migrations.update, self.migration["uuid"], {
             "dest_compute": dest, "dest_node": dest_node["nodename"], "dest_host": dest_node["host_ip"]},
             ["accepted"])
@@ -443,7 +443,7 @@ async def _finish_at_destination(conductor, cell, instance: dict, migration: dic
     LOG.warning("live migration %s of %s stalled after the guest moved: finishing it on %s", migration["uuid"],
                 uuid, dest)
     zone = await conductor.cells.api_db.read(aggregates.host_availability_zone, dest,
-                                             conductor.conf.get("compute", "default_availability_zone"))
+                                             conductor.conf.get("DEFAULT", "default_availability_zone"))
     try:
         await conductor.compute_rpc(dest).prepare(timeout=ASK_TIMEOUT * 3).call(
             "post_live_migration_at_destination", instance=instance, migration=migration, availability_zone=zone)

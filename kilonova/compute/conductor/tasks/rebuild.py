@@ -9,7 +9,7 @@
   migration record. Either way the instance ends up holding both claims, as upstream: the source's
   is released when the source host's agent comes back (agent/operations/rebuild.py).
 
-``reconcile_stuck_rebuilds``: a rebuild or evacuation not finished within ``[compute] build_timeout``
+``reconcile_stuck_rebuilds``: a rebuild or evacuation not finished within ``[DEFAULT] instance_build_timeout``
 (a lost message, a dead agent or conductor) ends in ERROR with a fault saying what to do; an
 evacuation's destination claim is given back and its migration record says ``error``.
 """
@@ -263,8 +263,8 @@ async def _to_error(cell, uuid: str, message: str, *, host: str | None = None, i
 
 @reconcile
 async def reconcile_stuck_rebuilds(conductor) -> int:
-    """Rebuilds and evacuations past ``[compute] build_timeout``: ERROR with a fault, nothing held twice."""
-    timeout = conductor.conf.getfloat("compute", "build_timeout")
+    """Rebuilds and evacuations past ``[DEFAULT] instance_build_timeout``: ERROR with a fault, nothing held twice."""
+    timeout = conductor.conf.getfloat("DEFAULT", "instance_build_timeout")
     deadline = datetime.utcnow() - timedelta(seconds=timeout)
     ended = 0
     for cell in conductor.cells.real():

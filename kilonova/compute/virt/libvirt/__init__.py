@@ -1,1 +1,1 @@
-"""The libvirt driver: real QEMU/KVM guests (``[compute] compute_driver = libvirt``)."""
+"""The libvirt driver: real QEMU/KVM guests (``[DEFAULT] compute_driver = libvirt``)."""

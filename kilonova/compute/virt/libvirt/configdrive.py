@@ -112,7 +112,7 @@ def build(instance: dict, network_info: list[dict], target: Path, mkisofs: str =
     """Write the ISO for ``instance`` to ``target``."""
     if shutil.which(mkisofs) is None:
         raise BuildFailure(f"A config drive was requested but {mkisofs} is not installed on this host "
-                           "(set [compute] mkisofs_cmd, or install genisoimage).")
+                           "(set [DEFAULT] mkisofs_cmd, or install genisoimage).")
     with tempfile.TemporaryDirectory(prefix="configdrive-") as tmp:
         root = write_tree(instance, network_info, Path(tmp))
         result = subprocess.run([mkisofs, "-o", str(target), "-ldots", "-allow-lowercase", "-allow-multidot",

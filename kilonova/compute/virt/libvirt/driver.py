@@ -122,17 +122,17 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
 
     def __init__(self, host_name: str, conf, images):
         if libvirt is None:
-            raise RuntimeError("[compute] compute_driver = libvirt needs libvirt-python "
+            raise RuntimeError("[DEFAULT] compute_driver = libvirt needs libvirt-python "
                                "(pip install 'kilonova[libvirt]'; it builds against Debian's libvirt-dev)")
         self.host = host_name
         self.conf = conf
         self.uri = conf.get("libvirt", "connection_uri") or "qemu:///system"
-        self.instances_path = Path(conf.get("libvirt", "instances_path"))
+        self.instances_path = Path(conf.get("DEFAULT", "instances_path"))
         self.images_type = conf.get("libvirt", "images_type")
         if self.images_type not in ("qcow2", "raw"):
             raise ValueError(f"[libvirt] images_type must be qcow2 or raw, not {self.images_type!r}")
         self.virt_type, self.virt_type_reason = host.choose_virt_type(conf.get("libvirt", "virt_type"))
-        self.cache = ImageCache(images, self.instances_path, conf.getbool("libvirt", "force_raw_images"))
+        self.cache = ImageCache(images, self.instances_path, conf.getbool("DEFAULT", "force_raw_images"))
         self.dataplane = Dataplane(self.instances_path / "_networks")
         self.firewall = self.dataplane.firewall = Firewall(self.dataplane.scope)
         self._conn = None
@@ -184,11 +184,11 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
         closed = _closed_parent(self.instances_path)
         if closed is not None:
             LOG.warning("QEMU (user libvirt-qemu) cannot reach %s: %s is not searchable by others. Guests "
-                        "will fail to start; set [libvirt] instances_path elsewhere (e.g. /var/lib/kilonova/"
+                        "will fail to start; set [DEFAULT] instances_path elsewhere (e.g. /var/lib/kilonova/"
                         "instances) or chmod o+x %s", self.instances_path, closed, closed)
         LOG.warning("libvirt driver on %s: virt_type=%s (%s), %s, instances in %s", self.host, self.virt_type,
                     self.virt_type_reason, self.uri, self.instances_path)
-        interval = self.conf.getfloat("libvirt", "image_cache_manager_interval")
+        interval = self.conf.getfloat("image_cache", "manager_interval")
         if interval > 0:
             self._cache_task = asyncio.create_task(self._age_cache_periodically(interval),
                                                    name=f"libvirt-image-cache-{self.host}")
@@ -357,7 +357,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
                 boot_files[name] = (await self.cache.fetch(meta[key]))[0]
         fetched = time.monotonic()
         flavor = instance["flavor"]
-        wants_drive = configdrive.wanted(instance, self.conf.getbool("compute", "force_config_drive"))
+        wants_drive = configdrive.wanted(instance, self.conf.getbool("DEFAULT", "force_config_drive"))
 
         def plug_bridges() -> None:
             configdrive.write_tree(instance, network_info, directory / "metadata")  # for the metadata API
@@ -371,7 +371,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
         disks, drive, _ = await asyncio.gather(
             self._call(self._create_disks, directory, base, flavor, boot_files, root_disk),
             self._call(configdrive.build, instance, network_info, directory / "disk.config",
-                       self.conf.get("compute", "mkisofs_cmd")) if wants_drive else asyncio.sleep(0),
+                       self.conf.get("DEFAULT", "mkisofs_cmd")) if wants_drive else asyncio.sleep(0),
             self._call(plug_bridges))
         if drive is not None:
             disks.append(Disk(str(drive), f"vd{chr(ord('a') + len(disks))}", "raw", readonly=True,
@@ -400,7 +400,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
             hint = ""
             if "ermission denied" in str(exc) and _closed_parent(self.instances_path) is not None:
                 hint = (f" ({_closed_parent(self.instances_path)} is not searchable by the QEMU user: "
-                        "move [libvirt] instances_path or chmod o+x it)")
+                        "move [DEFAULT] instances_path or chmod o+x it)")
             raise BuildFailure(f"libvirt could not start the guest: {exc}{hint}") from exc
         finally:
             (served,) = await asyncio.gather(serving, return_exceptions=True)
@@ -620,7 +620,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
         self._connection().defineXML(xml).create()
 
     async def power_off(self, instance: dict) -> None:
-        await self._call(self._power_off, instance, self.conf.getfloat("libvirt", "shutdown_timeout"))
+        await self._call(self._power_off, instance, self.conf.getfloat("DEFAULT", "shutdown_timeout"))
 
     async def power_on(self, instance: dict) -> None:
         """Like Nova's libvirt driver, starting a stopped guest regenerates its domain (a hard reboot)."""
@@ -766,5 +766,5 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
         return used
 
     async def age_image_cache(self) -> list[Path]:
-        min_age = self.conf.getfloat("libvirt", "remove_unused_original_minimum_age_seconds")
+        min_age = self.conf.getfloat("image_cache", "remove_unused_original_minimum_age_seconds")
         return await self._call(lambda: self.cache.age_out(self.in_use_bases(), min_age))

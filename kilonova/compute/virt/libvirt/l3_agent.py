@@ -71,7 +71,7 @@ class L3AgentService(Service):
             return False
         if choice != "auto":
             raise SystemExit(f"[l3] agent must be auto, true or false, not {choice!r}")
-        return self.conf.get("compute", "compute_driver") == "libvirt" and "network" in self.env.endpoints.apps
+        return self.conf.get("DEFAULT", "compute_driver") == "libvirt" and "network" in self.env.endpoints.apps
 
     async def start(self) -> None:
         self.enabled = self._wanted()
@@ -79,7 +79,7 @@ class L3AgentService(Service):
             return
         from kilonova.compute.virt.libvirt.routers import RouterDataplane
 
-        self.dataplane = RouterDataplane(Path(self.conf.get("libvirt", "instances_path")) / "_networks")
+        self.dataplane = RouterDataplane(Path(self.conf.get("DEFAULT", "instances_path")) / "_networks")
         await self.env.transport.serve(TARGET, _Endpoint(self), concurrency=1, version=L3_AGENT.latest)
 
     async def after_start(self) -> None:

@@ -96,7 +96,7 @@ class LifecycleMixin:
             raise MigrationError(f"Instance {instance['uuid']} is in rescue mode; unrescue it first")
         domain = self._lookup(instance["uuid"])
         if domain is not None:
-            if domain.isActive() and not self._shutdown(domain, self.conf.getfloat("libvirt", "shutdown_timeout")):
+            if domain.isActive() and not self._shutdown(domain, self.conf.getfloat("DEFAULT", "shutdown_timeout")):
                 domain.destroy()
             self._undefine(domain)
         for vif in self._network_info(instance):
@@ -125,7 +125,7 @@ class LifecycleMixin:
             raise MigrationError(
                 f"Host {self.host} cannot read the disks of instance {instance['uuid']} at {source} on host "
                 f"{disk_info.get('source_host')}: a cold migration or resize needs the destination to reach the "
-                "source's [libvirt] instances_path (the same machine, or shared storage)")
+                "source's [DEFAULT] instances_path (the same machine, or shared storage)")
         root_base = None
         if layout.get("image_id") and any(d["name"] == "disk" and d["backing"] for d in disk_info["disks"]):
             try:
@@ -172,7 +172,7 @@ class LifecycleMixin:
              {**d, "path": str(directory / d["path"]), "cache": self._disk_cache} for d in layout["disks"]],
             block_device_info, self._disk_cache)
         if wants_drive:
-            configdrive.build(instance, network_info, directory / "disk.config", self.conf.get("compute",
+            configdrive.build(instance, network_info, directory / "disk.config", self.conf.get("DEFAULT",
                                                                                                "mkisofs_cmd"))
         configdrive.write_tree(instance, network_info, directory / "metadata")
         self._define(instance, layout, network_info, start=power_on)
@@ -214,7 +214,7 @@ class LifecycleMixin:
     async def rebuild(self, instance: dict, image_meta: dict, network_info: list[dict],
                       admin_password: str | None = None) -> None:
         """As upstream: stop the guest, remove it and its disks, and spawn it again from the new image."""
-        timeout = self.conf.getfloat("libvirt", "shutdown_timeout")
+        timeout = self.conf.getfloat("DEFAULT", "shutdown_timeout")
         with contextlib.suppress(BuildFailure):
             await self._call(self._power_off, instance, timeout)
         await self._call(self._destroy, instance)
@@ -248,7 +248,7 @@ class LifecycleMixin:
     def _rescue(self, instance: dict, layout: dict, base: Path, boot: dict, properties: dict,
                 network_info: list[dict]) -> None:
         directory = self._dir(instance)
-        self._power_off(instance, self.conf.getfloat("libvirt", "shutdown_timeout"))
+        self._power_off(instance, self.conf.getfloat("DEFAULT", "shutdown_timeout"))
         rescue_disk = directory / "disk.rescue"
         fmt = self.cache.create_root(base, rescue_disk, 0, self.images_type)
         for name, cached in boot.items():
@@ -259,7 +259,7 @@ class LifecycleMixin:
             disks.append({**disk, "target": f"vd{chr(ord('a') + len(disks))}"})
         if any(d.get("readonly") for d in layout["disks"]) or configdrive.wanted(instance, False):
             drive = configdrive.build(instance, network_info, directory / "disk.config.rescue",
-                                      self.conf.get("compute", "mkisofs_cmd"))
+                                      self.conf.get("DEFAULT", "mkisofs_cmd"))
             disks.append(asdict(Disk(str(drive), f"vd{chr(ord('a') + len(disks))}", "raw", readonly=True,
                                      cache=self._disk_cache)))
         rescue = {"image_id": properties.get("id") or "", "properties": properties,

@@ -222,7 +222,7 @@ class LiveMigrationMixin:
                                          f"{instance['uuid']}'s image {layout.get('image_id')}")
             if any(d.get("readonly") for d in layout["disks"]):
                 configdrive.build(instance, network_info, directory / "disk.config",
-                                  self.conf.get("compute", "mkisofs_cmd"))
+                                  self.conf.get("DEFAULT", "mkisofs_cmd"))
             (directory / "disk.info").write_text(json.dumps({"bases": [str(b) for b in bases.values()]}))
         (directory / "network_info.json").write_text(json.dumps(network_info))
         configdrive.write_tree(instance, network_info, directory / "metadata")
