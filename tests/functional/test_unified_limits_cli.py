@@ -106,3 +106,40 @@ def test_quota_sets_are_read_only(ul_cloud, member):
     # bad input is refused as before
     assert admin.compute.put(f"/os-quota-sets/{project.id}",
                              json={"quota_set": {"instances": -5}}).status_code == 400
+
+
+def test_limits_nova_checks_itself(ul_cloud, member):
+    """Key pairs, metadata items, server groups and group members: the registered limits (Nova checks them
+    with no project, so a project's own limit does not count), oslo.limit's words in the 403."""
+    admin, project, conn = member
+    for resource, value in (("server_key_pairs", 1), ("server_metadata_items", 2), ("server_groups", 1),
+                            ("server_group_members", 1)):
+        ul_cloud.openstack("registered", "limit", "create", "--service", "compute", "--default-limit", str(value),
+                           resource)
+    ul_cloud.openstack("limit", "create", "--project", PROJECT, "--service", "compute", "--resource-limit", "5",
+                       "server_key_pairs")
+    conn.compute.create_keypair(name="first")
+    with pytest.raises(openstack.exceptions.ForbiddenException) as refused:
+        conn.compute.create_keypair(name="second")
+    assert ("Project None is over a limit for [Resource server_key_pairs is over limit of 1 due to current usage 1 "
+            "and delta 1]") in str(refused.value)
+    image = conn.image.find_image("kilonova-tiny").id
+    with pytest.raises(openstack.exceptions.ForbiddenException) as refused:
+        conn.compute.create_server(name="meta", flavor_id="1", image_id=image, networks="none",
+                                   metadata={"a": "1", "b": "2", "c": "3"})
+    assert ("Project None is over a limit for [Resource server_metadata_items is over limit of 2 due to current "
+            "usage 0 and delta 3]") in str(refused.value)
+    group = conn.compute.create_server_group(name="g", policy="soft-affinity")
+    with pytest.raises(openstack.exceptions.ForbiddenException) as refused:
+        conn.compute.create_server_group(name="g2", policy="soft-affinity")
+    assert "Resource server_groups is over limit of 1 due to current usage 1 and delta 1]" in str(refused.value)
+    conn.compute.create_server(name="in-group", flavor_id="1", image_id=image, networks="none",
+                               scheduler_hints={"group": group.id})
+    with pytest.raises(openstack.exceptions.ForbiddenException) as refused:   # per group: the admin too
+        admin.compute.create_server(name="in-group-2", flavor_id="1", image_id=image, networks="none",
+                                    scheduler_hints={"group": group.id})
+    assert "Resource server_group_members is over limit of 1 due to current usage 1 and delta 1]" \
+        in str(refused.value)
+    shown = conn.compute.get(f"/os-quota-sets/{project.id}").json()["quota_set"]
+    assert shown["key_pairs"] == 1 and shown["metadata_items"] == 2 and shown["server_group_members"] == 1
+    delete_all(conn)

@@ -166,9 +166,8 @@ async def allowed_count(svc, ctx: RequestContext, flavor: dict[str, Any], min_co
     """How many of the requested servers fit in the project's quota; 403 when not even min_count do, or when
     each would have more metadata items than the quota allows. (Counted again, atomically, when the build
     requests are recorded: ``quota.claims.record``.)"""
-    limits = await quota.limits(svc, ctx.project_id)
-    if 0 <= limits.get("metadata_items", -1) < metadata_items:
-        raise HTTPError(403, f"Maximum number of metadata items exceeds {limits['metadata_items']}")
+    await quota.check_local(svc, ctx.project_id, "metadata_items", 0, metadata_items,
+                            "Maximum number of metadata items exceeds {limit}")
     return await claims.allowed(svc, ctx.project_id, flavor, is_bfv, min_count, max_count)
 
 

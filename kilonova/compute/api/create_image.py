@@ -116,10 +116,8 @@ async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: 
     svc = compute_api(request)
     server_actions.check_policy(request, ref, ACTIONS["createImage"])
     _check_state(ref)
-    limits = await quota.limits(svc, ref.server["project_id"])
-    limit = limits.get("metadata_items", -1)
-    if 0 <= limit < len(metadata):
-        raise HTTPError(403, "Quota exceeded for metadata_items: too many metadata items")
+    await quota.check_local(svc, ref.server["project_id"], "metadata_items", 0, len(metadata),
+                            "Quota exceeded for metadata_items: too many metadata items")
 
     bdms = await volume_backed_snapshot.root_volume(ref)
     if bdms is not None:  # volume-backed: the volumes are snapshotted, the image only points at them

@@ -6,7 +6,7 @@ import binascii
 import hashlib
 import string
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -133,9 +133,11 @@ def _check_name(name: str, safe: set[str] = _SAFE) -> None:
         raise _invalid("Keypair name must be string and between 1 and 255 characters long")
 
 
-def _create_in_db(session, values: dict[str, Any], limit: int):
-    if 0 <= limit <= keypairs.count(session, values["user_id"]):
-        raise HTTPError(403, "Quota exceeded, too many key pairs.")
+def _create_in_db(session, values: dict[str, Any], limit: int, refuse: Callable[[int], HTTPError]):
+    """Counted in the writing transaction: racing creates never pass the limit."""
+    held = keypairs.count(session, values["user_id"])
+    if 0 <= limit <= held:
+        raise refuse(held)
     return keypairs.create(session, values)
 
 
@@ -163,7 +165,8 @@ async def create_keypair(request: Request):
     values = {"user_id": user_id, "name": name, "public_key": public_key, "fingerprint": fingerprint,
               "type": key_type}
     try:
-        row = await svc.api_db.write(_create_in_db, values, limit)
+        row = await svc.api_db.write(_create_in_db, values, limit, lambda held: quota.refusal(
+            svc, "key_pairs", limit, held, 1, "Quota exceeded, too many key pairs."))
     except Conflict:
         raise HTTPError(409, f"Key pair '{name}' already exists.") from None
     keypair = dict(_summary(request, row), user_id=user_id)

@@ -14,6 +14,8 @@ from kilonova.common.http import HTTPError
 from kilonova.compute import quota
 from kilonova.compute.db import server_groups
 
+TOO_MANY = "Quota exceeded, too many servers in group"
+
 
 async def requested_group(svc, ctx, hints: dict[str, Any]) -> dict[str, Any] | None:
     """The group named by the hint, with the caller's member limit (``member_limit``); None without one."""
@@ -30,13 +32,17 @@ async def requested_group(svc, ctx, hints: dict[str, Any]) -> dict[str, Any] | N
     # The classic driver counts the caller's own servers in the group, unified limits all of them (upstream).
     scope = quota.driver(svc).group_member_scope(ctx.user_id)
     held = len(group["members"]) if scope is None else await svc.api_db.read(server_groups.held, uuid, scope)
-    return dict(group, member_limit=limits.get("server_group_members", -1), member_scope=scope, held=held)
+    limit = limits.get("server_group_members", -1)
+
+    def refuse(counted: int, adding: int) -> HTTPError:
+        return quota.refusal(svc, "server_group_members", limit, counted, adding, TOO_MANY)
+    return dict(group, member_limit=limit, member_scope=scope, held=held, refuse=refuse)
 
 
 def check_members(group: dict[str, Any] | None, count: int) -> None:
     """403 when ``count`` more servers would pass the group's member limit (before anything is made)."""
     if group is not None and 0 <= group["member_limit"] < group["held"] + count:
-        raise HTTPError(403, "Quota exceeded, too many servers in group")
+        raise group["refuse"](group["held"], count)
 
 
 def record_members(session, group: dict[str, Any] | None, instance_uuids: list[str]) -> None:
@@ -46,7 +52,7 @@ def record_members(session, group: dict[str, Any] | None, instance_uuids: list[s
     try:
         server_groups.add_members(session, group["uuid"], instance_uuids, group["member_limit"],
                                   group["member_scope"])
-    except server_groups.OverQuota:
-        raise HTTPError(403, "Quota exceeded, too many servers in group") from None
+    except server_groups.OverQuota as over:
+        raise group["refuse"](over.held, len(instance_uuids)) from None
     except NotFound:  # deleted since it was looked up
         raise HTTPError(400, f"Instance group {group['uuid']} could not be found.") from None

@@ -98,8 +98,9 @@ async def create_group(request: Request):
     params = body["server_group"]
     svc = compute_api(request)
     limit = (await quota.limits(svc, ctx.project_id)).get("server_groups", -1)
-    if 0 <= limit <= await svc.api_db.read(server_groups.count, ctx.project_id):
-        raise HTTPError(403, "Quota exceeded, too many server groups.")
+    held = await svc.api_db.read(server_groups.count, ctx.project_id)
+    if 0 <= limit <= held:
+        raise quota.refusal(svc, "server_groups", limit, held, 1, "Quota exceeded, too many server groups.")
     if want(request, "2.64"):
         policy, rules = params["policy"], params.get("rules") or {}
         if policy != "anti-affinity" and rules:
@@ -111,8 +112,9 @@ async def create_group(request: Request):
               "user_id": ctx.user_id, "policy": policy, "rules": rules}
     try:  # counted again where it is written: racing creates never pass the limit
         group = await svc.api_db.write(server_groups.create, values, limit)
-    except server_groups.OverQuota:
-        raise HTTPError(403, "Quota exceeded, too many server groups.") from None
+    except server_groups.OverQuota as over:
+        raise quota.refusal(svc, "server_groups", limit, over.held, 1,
+                            "Quota exceeded, too many server groups.") from None
     return json_response({"server_group": _view(request, group)})
 
 

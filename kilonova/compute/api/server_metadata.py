@@ -33,10 +33,8 @@ async def _writable(request: Request, server_id: str) -> lookup.ServerRef:
 
 async def _save(request: Request, ref: lookup.ServerRef, metadata: dict) -> dict:
     svc = compute_api(request)
-    limits = await quota.limits(svc, ref.server["project_id"])
-    limit = limits.get("metadata_items", -1)
-    if 0 <= limit < len(metadata):
-        raise HTTPError(403, "Quota exceeded for metadata_items: too many metadata items")
+    await quota.check_local(svc, ref.server["project_id"], "metadata_items", 0, len(metadata),
+                            "Quota exceeded for metadata_items: too many metadata items")
     server = await ref.cell.db.write(instances.update, ref.uuid, {"metadata": metadata})
     return server["metadata"]
 

@@ -11,7 +11,11 @@ from kilonova.compute.db.api_models import InstanceGroup, InstanceGroupMember, I
 
 
 class OverQuota(Exception):
-    pass
+    """Past the limit; ``held``: what was counted."""
+
+    def __init__(self, held: int):
+        super().__init__(held)
+        self.held = held
 
 
 def as_dict(group: InstanceGroup, members: list[str]) -> dict[str, Any]:
@@ -54,8 +58,9 @@ def count(session: Session, project_id: str) -> int:
 def create(session: Session, values: dict[str, Any], limit: int) -> dict[str, Any]:
     """values: uuid, name, project_id, user_id, policy, rules. OverQuota past ``limit`` groups (-1: none),
     counted in the writing transaction."""
-    if 0 <= limit <= count(session, values["project_id"]):
-        raise OverQuota()
+    held = count(session, values["project_id"])
+    if 0 <= limit <= held:
+        raise OverQuota(held)
     group = InstanceGroup(**values)
     session.add(group)
     session.flush()
@@ -102,7 +107,7 @@ def add_members(session: Session, uuid: str, instance_uuids: list[str], limit: i
     group = _row(session, uuid)
     held = member_count(session, group.id, user_id)
     if 0 <= limit < held + len(instance_uuids):
-        raise OverQuota()
+        raise OverQuota(held)
     for instance_uuid in instance_uuids:
         session.add(InstanceGroupMember(group_id=group.id, instance_uuid=instance_uuid))
     session.flush()

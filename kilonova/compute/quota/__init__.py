@@ -48,3 +48,23 @@ def driver(svc) -> Any:
 async def limits(svc, project_id: str) -> dict[str, int]:
     """resource -> limit (-1: unlimited) of a project, in the quota-sets API's names."""
     return await driver(svc).limits(project_id)
+
+
+def refusal(svc, resource: str, limit: int, usage: int, delta: int, classic: str):
+    """The 403 for a limit Nova checks itself (metadata items, key pairs, server groups, group members,
+    injected files): the classic driver's words (``classic``, which may name ``{limit}``), or with unified
+    limits oslo.limit's, as Nova words them (checked with no project: the registered limit)."""
+    from kilonova.common.http import HTTPError
+    from kilonova.compute.quota.unified import KEYSTONE_NAMES, OverLimit
+
+    if driver_name(svc.conf) != "unified_limits":
+        return HTTPError(403, classic.format(limit=limit))
+    over = OverLimit(KEYSTONE_NAMES[resource], limit, usage, delta)
+    return HTTPError(403, f"Project None is over a limit for [{over}]")
+
+
+async def check_local(svc, project_id: str, resource: str, usage: int, delta: int, classic: str) -> None:
+    """403 (``refusal``) when ``usage + delta`` passes the project's limit of ``resource`` (-1: none)."""
+    limit = (await limits(svc, project_id)).get(resource, -1)
+    if 0 <= limit < usage + delta:
+        raise refusal(svc, resource, limit, usage, delta, classic)

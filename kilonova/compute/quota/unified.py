@@ -5,7 +5,9 @@ region), read with the service user's token; a resource with neither counts as a
 enforced as oslo.limit and Nova do: always when some limit is explicitly 0, else as ``[quota]
 unified_limits_resource_strategy`` says of ``unified_limits_resource_list``. Usage: servers from instance
 mappings, resource classes (``class:VCPU``, ...) from Placement's allocations plus the build requests that
-have none yet. The quota-sets API shows the limits in its own names, as upstream converts them.
+have none yet. The limits Nova checks itself (metadata items, key pairs, server groups, group members,
+injected files) are the registered limits only, as upstream checks them with no project. The quota-sets API
+shows the limits in its own names, as upstream converts them.
 """
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ LEGACY = {"servers": "instances", "class:VCPU": "cores", "class:MEMORY_MB": "ram
           "server_injected_file_content_bytes": "injected_file_content_bytes",
           "server_injected_file_path_bytes": "injected_file_path_bytes", "server_key_pairs": "key_pairs",
           "server_groups": "server_groups", "server_group_members": "server_group_members"}
+KEYSTONE_NAMES = {legacy: name for name, legacy in LEGACY.items()}
+# What Nova enforces itself with no project (oslo.limit then reads only the registered limit).
+LOCAL = {"server_metadata_items", "server_injected_files", "server_injected_file_content_bytes",
+         "server_injected_file_path_bytes", "server_key_pairs", "server_groups", "server_group_members"}
 
 
 @dataclass
@@ -97,7 +103,7 @@ class UnifiedLimitsDriver:
         resources Keystone does not limit here."""
         shown = dict.fromkeys(quotas.RESOURCES, -1)
         for name, legacy in LEGACY.items():
-            shown[legacy] = limits.value(name)
+            shown[legacy] = limits.registered.get(name, 0) if name in LOCAL else limits.value(name)
         return shown
 
     async def limits(self, project_id: str) -> dict[str, int]:

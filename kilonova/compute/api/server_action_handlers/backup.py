@@ -39,10 +39,8 @@ async def create_backup(request: Request, ref: lookup.ServerRef, key: str, body:
     name, backup_type, rotation = args["name"], args["backup_type"], int(args["rotation"])
     metadata = dict(args.get("metadata") or {})
     if not want(request, "2.39"):  # image metadata quota, checked until the image-proxy APIs went (2.39)
-        limits = await quota.limits(svc, ref.server["project_id"])
-        limit = limits.get("metadata_items", -1)
-        if 0 <= limit < len(metadata):
-            raise HTTPError(403, "Quota exceeded for metadata_items: too many metadata items")
+        await quota.check_local(svc, ref.server["project_id"], "metadata_items", 0, len(metadata),
+                                "Quota exceeded for metadata_items: too many metadata items")
     server_actions.check_startable(request, ref, key)  # before the image is made, as upstream's decorators
     image = await create_image.create_snapshot_image(svc, ctx, ref.server, name, metadata, image_type="backup",
                                                      backup_type=backup_type)

@@ -84,23 +84,19 @@ async def _image(svc, ctx, image_id: str, flavor: dict) -> dict:
     return image
 
 
-def _check_quotas(limits: dict[str, int], metadata: dict | None, personality: list | None) -> None:
+def _check_quotas(svc, limits: dict[str, int], metadata: dict | None, personality: list | None) -> None:
     """Metadata items and injected files within the project's limits (upstream's 403s)."""
-    allowed = limits.get("metadata_items", -1)
-    if metadata is not None and 0 <= allowed < len(metadata):
-        raise HTTPError(403, f"Maximum number of metadata items exceeds {allowed}")
-    if not personality:
-        return
-    allowed = limits.get("injected_files", -1)
-    if 0 <= allowed < len(personality):
-        raise HTTPError(403, "Personality file limit exceeded")
-    for item in personality:
-        path_limit, content_limit = limits.get("injected_file_path_bytes", -1), \
-            limits.get("injected_file_content_bytes", -1)
-        if 0 <= path_limit < len(item.get("path") or ""):
-            raise HTTPError(403, f"Personality file path exceeds maximum {path_limit}")
-        if 0 <= content_limit < len(item.get("contents") or ""):
-            raise HTTPError(403, f"Personality file content exceeds maximum {content_limit}")
+    def check(resource: str, amount: int, classic: str) -> None:
+        if 0 <= limits.get(resource, -1) < amount:
+            raise quota.refusal(svc, resource, limits[resource], 0, amount, classic)
+
+    if metadata is not None:
+        check("metadata_items", len(metadata), "Maximum number of metadata items exceeds {limit}")
+    check("injected_files", len(personality or []), "Personality file limit exceeded")
+    for item in personality or []:
+        check("injected_file_path_bytes", len(item.get("path") or ""), "Personality file path exceeds maximum {limit}")
+        check("injected_file_content_bytes", len(item.get("contents") or ""),
+              "Personality file content exceeds maximum {limit}")
 
 
 def _check_state(request: Request, ref: lookup.ServerRef, key: str) -> None:
@@ -150,7 +146,7 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
     values["system_metadata"] = disk_config.for_image(values.get("system_metadata") or server.get("system_metadata")
                                                       or {}, image, disk_config.requested(args))
     limits = await quota.limits(svc, server["project_id"])
-    _check_quotas(limits, args.get("metadata"), args.get("personality"))
+    _check_quotas(svc, limits, args.get("metadata"), args.get("personality"))
     create_refusals.refuse_personality(args)
     for field, column in (("name", "display_name"), ("description", "display_description"),
                           ("metadata", "metadata"), ("accessIPv4", "access_ip_v4"), ("accessIPv6", "access_ip_v6")):
