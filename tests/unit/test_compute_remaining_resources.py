@@ -147,6 +147,7 @@ async def test_instance_usage_audit_log(api, hosts):
     assert micro["instance_usage_audit_log"]["period_ending"] == "2012-01-01 00:00:00"
     bad = await api.get("/os-instance_usage_audit_log/last-tuesday")
     assert bad.json() == {"badRequest": {"code": 400, "message": "Invalid timestamp for date last-tuesday"}}
+    assert (await api.get("/os-instance_usage_audit_log/0001-01-01 00:00:00")).status_code == 400
     assert (await api.get("/os-instance_usage_audit_log", token="demo-token")).status_code == 403
     # A period ending exactly at the given date is not completed yet.
     assert last_completed_month(datetime(2012, 1, 1)) == (datetime(2011, 11, 1), datetime(2011, 12, 1))
@@ -175,7 +176,8 @@ async def test_quota_class_default_drives_project_defaults(api, stub):
                           ({"quota_class_set": {"injected_files": 1}}, "2.57"),
                           ({"quota_class_set": {"instances": -2}}, "2.1"),
                           ({"quota_class_set": {"instances": "ten"}}, "2.1"),
-                          ({"quota_class_set": {"bogus": 1}}, "2.1"), ({"instances": 1}, "2.1")):
+                          ({"quota_class_set": {"bogus": 1}}, "2.1"), ({"instances": 1}, "2.1"),
+                          ({"quota_class_set": {"instances": "9" * 30}}, "2.1")):
         reply = await api.put("/os-quota-class-sets/default", body, version=version)
         assert reply.status_code == 400 and "badRequest" in reply.json(), (body, version, reply.text)
     long_name = await api.put("/os-quota-class-sets/" + "x" * 256, {"quota_class_set": {}})
@@ -223,3 +225,47 @@ async def test_version_documents(api, path):
     assert (await client.get("/v2.1/versions/v2.0")).json()["version"]["media-types"][0]["type"].endswith(
         "version=2")
     assert (await client.get("/v2.1/versions/v3")).status_code == 404
+
+
+async def test_libvirt_driver_answers_uptime_with_the_uptime_command():
+    from kilonova.compute.virt.libvirt.driver import LibvirtDriver
+
+    line = await LibvirtDriver.get_host_uptime(None)  # reads nothing of the driver: the host's own uptime
+    assert " up " in line and "load average" in line
+    with pytest.raises(NotImplementedError):  # the other host calls are not libvirt's, as upstream
+        await LibvirtDriver.host_power_action(None, "reboot")
+
+
+PERSONAS = {
+    "admin-token": ("admin-user", "admin-project", ["admin", "member", "reader"]),
+    "manager-token": ("boss", "demo-project", ["manager", "member", "reader"]),
+    "member-token": ("demo-user", "demo-project", ["member", "reader"]),
+    "reader-token": ("auditor", "demo-project", ["reader"]),
+    "other-token": ("stranger", "other-project", ["member", "reader"]),
+}
+
+
+@pytest.fixture
+async def personas(stub):
+    from kilonova.common.testing import FakeValidator
+    from kilonova.compute.api.app import create_app
+    from tests.unit.test_compute_admin_harness import Client
+
+    client = Client(create_app(FakeValidator(PERSONAS, id_suffix=""), stub))
+    yield client
+    await client.aclose()
+
+
+@pytest.mark.parametrize("token, usage_own, usage_list, admin_only", [
+    ("admin-token", 200, 200, 200), ("manager-token", 200, 403, 403), ("member-token", 200, 403, 403),
+    ("reader-token", 200, 403, 403), ("other-token", 403, 403, 403)])
+async def test_policy_personas(personas, token, usage_own, usage_list, admin_only):
+    """Upstream's defaults: a project's readers read its usage; lists, hosts, quota classes and the audit log
+    are the admin's; extensions anybody's."""
+    assert (await personas.get("/os-simple-tenant-usage/demo-project", token=token)).status_code == usage_own
+    assert (await personas.get("/os-simple-tenant-usage", token=token)).status_code == usage_list
+    for path in ("/os-hosts", "/os-quota-class-sets/default", "/os-instance_usage_audit_log"):
+        assert (await personas.get(path, token=token)).status_code == admin_only, path
+    assert (await personas.put("/os-quota-class-sets/default", {"quota_class_set": {}}, token=token)).status_code \
+        == admin_only
+    assert (await personas.get("/extensions", token=token)).status_code == 200

@@ -46,6 +46,7 @@ async def show_audit_log(request: Request, before: str):
     require_admin(request, "os_compute_api:os-instance-usage-audit-log:show")
     try:
         date = datetime.strptime(before, "%Y-%m-%d %H:%M:%S.%f" if "." in before else "%Y-%m-%d %H:%M:%S")
+        last_completed_month(date)  # a date in year 1 has no month before it
     except ValueError:
         raise HTTPError(400, f"Invalid timestamp for date {before}") from None
     return json_response({"instance_usage_audit_log": await _report(request, date)})

@@ -70,6 +70,10 @@ async def update_class(request: Request, class_name: str):
         raise HTTPError(400, f"quota_class_name has {len(class_name)} characters, more than 255.")
     svc = compute_api(request)
     limits = {resource: int(value) for resource, value in body["quota_class_set"].items()}
+    for resource, limit in limits.items():
+        if not -1 <= limit <= MAX_INT:  # a string of digits passes the schema's pattern whatever its size
+            raise HTTPError(400, f"Invalid input for field/attribute {resource}. "
+                                 f"Value: {body['quota_class_set'][resource]}.")
     await svc.api_db.write(quotas.set_class_limits, class_name, limits)
     return json_response(_view(request, None, await _class_quotas(svc, class_name)))  # upstream's update answers without the id
 
