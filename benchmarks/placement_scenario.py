@@ -71,6 +71,7 @@ def steps() -> list[Step]:
     traits(s)
     resource_classes(s)
     allocations(s)
+    overcommit(s)
     mappings(s)
     usages(s)
     candidates(s)
@@ -459,8 +460,35 @@ def allocations(s: Script) -> None:
                                                             consumer_generation=None)}, 28)
 
 
+def overcommit(s: Script) -> None:
+    """An inventory shrunk below what is allocated: a consumer may still shrink its claim (upstream only
+    refuses what leaves the provider more used than before)."""
+    oc, owner = U("oc"), {"project_id": U("p1"), "user_id": U("u1")}
+    s.setup("oc-provider", "POST", "/resource_providers", {"name": "oc", "uuid": oc}, v=20)
+    s.setup("oc-inv", "PUT", f"/resource_providers/{oc}/inventories",
+            {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 4}}}, v=20)
+    s.req("oc-claim", "PUT", f"/allocations/{U('oc-c')}", {"allocations": {oc: {"resources": {"VCPU": 4}}},
+                                                           "consumer_generation": None, **owner}, v=28)
+    s.req("oc-shrink", "PUT", f"/resource_providers/{oc}/inventories",
+          {"resource_provider_generation": 2, "inventories": {"VCPU": {"total": 2}}}, v=28)
+    for step, amount, generation in (("less", 3, 1), ("same", 3, 2), ("more", 4, 3)):
+        s.req(f"oc-{step}", "PUT", f"/allocations/{U('oc-c')}", {
+            "allocations": {oc: {"resources": {"VCPU": amount}}}, "consumer_generation": generation, **owner}, v=28)
+    s.req("oc-other", "PUT", f"/allocations/{U('oc-d')}", {"allocations": {oc: {"resources": {"VCPU": 1}}},
+                                                           "consumer_generation": None, **owner}, v=28)
+    s.req("oc-post", "POST", "/allocations", {U("oc-c"): {"allocations": {oc: {"resources": {"VCPU": 2}}},
+                                                          "consumer_generation": 3, **owner}}, v=28)
+    s.req("oc-usages", "GET", f"/resource_providers/{oc}/usages", v=28)
+
+
 def mappings(s: Script) -> None:
-    cn1, numa = U("cn1"), U("cn1-numa0")
+    cn1, numa = U("mp"), U("mp-nic")   # a tree of its own, large enough for every claim below
+    s.setup("map-root", "POST", "/resource_providers", {"name": "mp", "uuid": cn1}, v=20)
+    s.setup("map-nic", "POST", "/resource_providers", {"name": "mp-nic", "uuid": numa, "parent_provider_uuid": cn1}, v=20)
+    s.setup("map-root-inv", "PUT", f"/resource_providers/{cn1}/inventories",
+            {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 1000}}}, v=20)
+    s.setup("map-nic-inv", "PUT", f"/resource_providers/{numa}/inventories",
+            {"resource_provider_generation": 0, "inventories": {"SRIOV_NET_VF": {"total": 1000}}}, v=20)
     owner = {"project_id": U("p1"), "user_id": U("u1"), "consumer_generation": None}
     allocs = {cn1: {"resources": {"VCPU": 1}}, numa: {"resources": {"SRIOV_NET_VF": 1}}}
     cases = {"ok": {"": [cn1], "_NIC": [numa]}, "empty": {}, "empty-list": {"": []}, "bad-uuid": {"": ["nope"]},
@@ -582,9 +610,9 @@ def reshaper(s: Script) -> None:
     look("after-down")
     # child -> parent
     s.req("rs-move-up", "POST", "/reshaper", {
-        "inventories": {host: {"resource_provider_generation": 3, "inventories": {
+        "inventories": {host: {"resource_provider_generation": 5, "inventories": {
             "VCPU": {"total": 8}, "MEMORY_MB": {"total": 1024}}},
-            child: {"resource_provider_generation": 2, "inventories": {}}},
+            child: {"resource_provider_generation": 3, "inventories": {}}},
         "allocations": {U("rs-c"): {"allocations": {host: {"resources": {"VCPU": 2, "MEMORY_MB": 256}}},
                                     "consumer_generation": 2, **owner}}}, v=30, token=SERVICE)
     look("after-up")
@@ -592,8 +620,8 @@ def reshaper(s: Script) -> None:
     s.setup("rs-child2", "POST", "/resource_providers", {"name": "rs-child2", "uuid": child2,
                                                          "parent_provider_uuid": host}, v=30)
     s.req("rs-split", "POST", "/reshaper", {
-        "inventories": {host: {"resource_provider_generation": 4, "inventories": {"MEMORY_MB": {"total": 1024}}},
-                        child: {"resource_provider_generation": 3, "inventories": {"VCPU": {"total": 4}}},
+        "inventories": {host: {"resource_provider_generation": 8, "inventories": {"MEMORY_MB": {"total": 1024}}},
+                        child: {"resource_provider_generation": 4, "inventories": {"VCPU": {"total": 4}}},
                         child2: {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 4}}}},
         "allocations": {U("rs-c"): {"allocations": {host: {"resources": {"MEMORY_MB": 256}},
                                                     child: {"resources": {"VCPU": 1}},
@@ -603,8 +631,8 @@ def reshaper(s: Script) -> None:
     for rp in (child2,):
         s.req("rs-after-split-child2", "GET", f"/resource_providers/{rp}/usages", v=30)
     s.req("rs-consolidate", "POST", "/reshaper", {
-        "inventories": {child: {"resource_provider_generation": 4, "inventories": {"VCPU": {"total": 8}}},
-                        child2: {"resource_provider_generation": 1, "inventories": {}}},
+        "inventories": {child: {"resource_provider_generation": 7, "inventories": {"VCPU": {"total": 8}}},
+                        child2: {"resource_provider_generation": 3, "inventories": {}}},
         "allocations": {U("rs-c"): {"allocations": {host: {"resources": {"MEMORY_MB": 256}},
                                                     child: {"resources": {"VCPU": 2}}},
                                     "consumer_generation": 4, **owner}}}, v=30, token=SERVICE)
@@ -612,24 +640,45 @@ def reshaper(s: Script) -> None:
     s.req("rs-after-consolidate-child2", "GET", f"/resource_providers/{child2}/usages", v=30)
     s.req("rs-after-consolidate-child2-rp", "GET", f"/resource_providers/{child2}", v=30)
     s.req("rs-consolidate-again", "POST", "/reshaper", {
-        "inventories": {child: {"resource_provider_generation": 5, "inventories": {"VCPU": {"total": 8}}},
-                        child2: {"resource_provider_generation": 2, "inventories": {}}},
+        "inventories": {child: {"resource_provider_generation": 10, "inventories": {"VCPU": {"total": 8}}},
+                        child2: {"resource_provider_generation": 4, "inventories": {}}},
         "allocations": {U("rs-c"): {"allocations": {host: {"resources": {"MEMORY_MB": 256}},
                                                     child: {"resources": {"VCPU": 2}}},
                                     "consumer_generation": 5, **owner}}}, v=30, token=SERVICE)
     s.req("rs-consolidate-over", "POST", "/reshaper", {
-        "inventories": {child: {"resource_provider_generation": 6, "inventories": {"VCPU": {"total": 1}}}},
+        "inventories": {child: {"resource_provider_generation": 13, "inventories": {"VCPU": {"total": 1}}}},
         "allocations": {}}, v=30, token=SERVICE)
     s.req("rs-new-consumer", "POST", "/reshaper", {
-        "inventories": {child: {"resource_provider_generation": 6, "inventories": {"VCPU": {"total": 8}}}},
+        "inventories": {child: {"resource_provider_generation": 15, "inventories": {"VCPU": {"total": 8}}}},
         "allocations": {U("rs-new"): {"allocations": {child: {"resources": {"VCPU": 1}}},
                                       "consumer_generation": None, **owner}}}, v=30, token=SERVICE)
     s.req("rs-new-consumer-1.38", "POST", "/reshaper", {
-        "inventories": {child: {"resource_provider_generation": 7, "inventories": {"VCPU": {"total": 8}}}},
+        "inventories": {child: {"resource_provider_generation": 18, "inventories": {"VCPU": {"total": 8}}}},
         "allocations": {U("rs-new2"): {"allocations": {child: {"resources": {"VCPU": 1}}},
                                        "consumer_generation": None, "consumer_type": "INSTANCE", **owner}}},
           v=38, token=SERVICE)
     look("end")
+    # consolidation onto a provider too small even in the interim (the move is refused as a whole), and
+    # one leaving the emptied provider's inventory out of the request
+    s.setup("rs-child2-inv", "PUT", f"/resource_providers/{child2}/inventories", {
+        "resource_provider_generation": 5, "inventories": {"VCPU": {"total": 4}}}, v=30)
+    s.setup("rs-alloc2", "PUT", f"/allocations/{U('rs-c2')}", {
+        "allocations": {child2: {"resources": {"VCPU": 2}}}, "consumer_generation": None, **owner}, v=30)
+    s.req("rs-consolidate-too-small", "POST", "/reshaper", {
+        "inventories": {child2: {"resource_provider_generation": 7, "inventories": {"VCPU": {"total": 1}}}},
+        "allocations": {U("rs-c2"): {"allocations": {child2: {"resources": {"VCPU": 2}}},
+                                     "consumer_generation": 1, **owner}}}, v=30, token=SERVICE)
+    s.req("rs-consolidate-onto-full", "POST", "/reshaper", {
+        "inventories": {child: {"resource_provider_generation": 21, "inventories": {"VCPU": {"total": 2}}}},
+        "allocations": {U("rs-c2"): {"allocations": {child: {"resources": {"VCPU": 2}}},
+                                     "consumer_generation": 1, **owner}}}, v=30, token=SERVICE)
+    s.req("rs-consolidate-leave-inventory", "POST", "/reshaper", {
+        "inventories": {child: {"resource_provider_generation": 21, "inventories": {"VCPU": {"total": 8}}}},
+        "allocations": {U("rs-c2"): {"allocations": {child: {"resources": {"VCPU": 2}}},
+                                     "consumer_generation": 1, **owner}}}, v=30, token=SERVICE)
+    look("consolidated")
+    s.req("rs-consolidated-child2", "GET", f"/resource_providers/{child2}/usages", v=30)
+    s.req("rs-consolidated-child2-rp", "GET", f"/resource_providers/{child2}", v=30)
 
 
 # ------------------------------------------------------------------ HTTP details

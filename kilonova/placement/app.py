@@ -41,13 +41,18 @@ class PlacementRouter(Router):
 
     def match_route(self, method: str, path: str):
         try:
+            if path != "/" and path.endswith("/"):   # upstream's routes take no trailing slash
+                raise HTTPError(404, "")
             return super().match_route(method, path)
         except HTTPError as caught:
             error = caught
+            if error.status == 404:   # raised past upstream's handlers: no Vary (its 405 is an answer)
+                error.extra["bare"] = True
             if error.status == 405:
                 path = path.rstrip("/") or "/"
                 declared = [m for route in self._routes if route.pattern.match(path) for m in route.handlers]
-                error = HTTPError(405, "The method specified is not allowed for this resource.", headers={"Allow": ", ".join(dict.fromkeys(declared))})
+                error = HTTPError(405, "The method specified is not allowed for this resource.",
+                                  headers={"Allow": ", ".join(dict.fromkeys(declared))})
 
             async def refuse(request: Request) -> Response:
                 raise error
@@ -89,6 +94,7 @@ def make_before(validator, enforcer: Enforcer, auth_strategy: str):
                 body = await validator.validate(token)
                 request.state.context = RequestContext.from_token(body, token, request.state.request_id)
         request.state.version = microversion.negotiate(request)
+        _check_content_type(request)
         json_only = getattr(handler, "json_only", None)   # upstream's Accept check: 406 before any 403
         if json_only == "before version":
             util.check_accept(request)
@@ -104,8 +110,27 @@ def make_before(validator, enforcer: Enforcer, auth_strategy: str):
         if rule == "placement:usages":
             target = {"project_id": request.query_params.get("project_id")}
         if not enforcer.authorize(rule, target, context):
-            raise HTTPError(403, f"Policy does not allow {rule} to be performed.")
+            raise HTTPError(403, _refusal(enforcer, rule, context), bare=True)
     return before
+
+
+def _refusal(enforcer: Enforcer, rule: str, context: RequestContext) -> str:
+    """oslo.policy's text: a token of the wrong scope names only the rule."""
+    if enforcer.enforce_scope and rule in enforcer.defaults and context.system_scope and not context.project_id:
+        return rule
+    return f"Policy does not allow {rule} to be performed."
+
+
+def _check_content_type(request: Request) -> None:
+    """As upstream's dispatcher, before routing and policy: a body needs a content type."""
+    length = request.headers.get("content-length")
+    if length is None or "content-type" in request.headers:
+        return
+    try:
+        if int(length) > 0:
+            raise HTTPError(400, "content-type header required when content-length > 0", bare=True)
+    except ValueError:
+        raise HTTPError(400, "content-length header must be an integer", bare=True) from None
 
 
 def add_version_headers(request: Request, response: Response) -> None:
@@ -113,7 +138,10 @@ def add_version_headers(request: Request, response: Response) -> None:
     if version is None:
         return
     response.headers["openstack-api-version"] = f"{microversion.SERVICE} {microversion.text(version)}"
-    response.headers["vary"] = "openstack-api-version"
+    # upstream's microversion middleware adds Vary only to the answers its application returns, not to
+    # the errors raised past the handlers (routing, policy, content type, objects' NotFound)
+    if not getattr(request.state, "bare_error", False):
+        response.headers["vary"] = "openstack-api-version"
 
 
 def create_app(validator, placement: object, *, auth_strategy: str = "keystone", enforcer: Enforcer | None = None,

@@ -67,7 +67,7 @@ def _webob_markup(request: Request, error: HTTPError, escape: Callable[[str], st
         return ("The resource could not be generated that was acceptable to your browser\n"
                 f"(content of type {accepted}. <br /><br />\n{detail}")
     if error.status == 415:
-        content_type = escape(request.headers.get("content-type", ""))
+        content_type = escape(request.headers.get("content-type", "None"))
         return f"The request media type {content_type} is not supported by this server.\n<br /><br />\n{detail}"
     explanation = EXPLANATIONS.get(error.status) or (error.message if error.extra.get("noauth") else "")
     if not explanation:
@@ -105,6 +105,8 @@ def effective_accept(request: Request) -> str:
 def format_error(request: Request, error: HTTPError) -> Response:
     """The error as webob renders it for upstream: HTML or JSON, whichever the Accept header takes first
     (HTML when equal), else plain text. Keystone's own 401 stays JSON."""
+    if error.extra.get("bare"):
+        request.state.bare_error = True
     if error.status == 401 and not error.extra.get("noauth"):
         body = {"error": {"code": 401, "title": "Unauthorized", "message": error.message}}
         return JSONResponse(body, status_code=401, headers=error.headers)

@@ -618,7 +618,7 @@ async def test_reshaper_moves_inventory_and_allocations_to_a_child(client):
     }
     assert (await client.post("/reshaper", json=body, version="1.29", token=SERVICE)).status_code == 404
     # as upstream, the reshaper is for the service role alone: an admin is refused before the body is read
-    response = await client.post("/reshaper", content=b"not json")
+    response = await client.post("/reshaper", content=b"not json", headers={"Content-Type": "application/json"})
     assert response.status_code == 403, response.text
     assert detail_of(response) == "Policy does not allow placement:reshaper:reshape to be performed."
     response = await client.post("/reshaper", json=body, token=SERVICE)

@@ -70,8 +70,16 @@ async def get_inventories(request: Request, uuid: str) -> Response:
         provider, records = await util.db(request).read(inv.of_provider, uuid)
     except exc.ProviderNotFound:
         raise provider_not_found(uuid, repeated_after=" : ") from None
-    modified = util.newest(*(r.updated_at or r.created_at for r in records.values()))
-    return util.json_response(request, _serialize_all(provider, records), modified=modified)
+    return _send_all(request, provider, records)
+
+
+def _send_all(request: Request, provider, records: dict[str, inv.InventoryRecord]) -> Response:
+    """From 1.15 with Cache-Control, and Last-Modified the newest record's (none without records), as upstream
+    answers GET and PUT alike."""
+    response = util.json_response(request, _serialize_all(provider, records), cache=False)
+    modified = util.newest(*(r.updated_at or r.created_at or util.now() for r in records.values()))
+    util.cache_headers(request, response, modified, dated=modified is not None)
+    return response
 
 
 @policy("placement:resource_providers:inventories:update")
@@ -90,7 +98,7 @@ async def set_inventories(request: Request, uuid: str) -> Response:
         raise HTTPError(409, "resource provider generation conflict", code=errors.CONCURRENT_UPDATE) from None
     except exc.InUse as error:
         raise HTTPError(409, f"update conflict: {error}", code=errors.INVENTORY_INUSE) from None
-    return util.json_response(request, _serialize_all(provider, records), modified=provider.updated_at)
+    return _send_all(request, provider, records)
 
 
 @versioned("1.5", status=405)
@@ -126,7 +134,7 @@ async def create_inventory(request: Request, uuid: str) -> Response:
         raise HTTPError(400, f"Unable to create inventory for resource provider {uuid}: {error}") from None
     except exc.ConcurrentUpdate as error:
         raise HTTPError(409, f"Update conflict: {error}", code=errors.CONCURRENT_UPDATE) from None
-    location = {"location": f"/resource_providers/{uuid}/inventories/{name}"}
+    location = util.location(request, f"/resource_providers/{uuid}/inventories/{name}")
     return _one(request, provider, record, 201, headers=location)
 
 
@@ -153,7 +161,9 @@ async def update_inventory(request: Request, uuid: str, resource_class: str) -> 
                                                         data["resource_provider_generation"], values)
     except exc.ProviderNotFound:
         raise provider_not_found(uuid) from None
-    except (exc.ResourceClassNotFound, exc.InventoryNotFound) as error:
+    except exc.ResourceClassNotFound as error:   # upstream's NotFound raised past the handler
+        raise HTTPError(404, str(error), bare=True) from None
+    except exc.InventoryNotFound as error:
         raise HTTPError(400, str(error)) from None
     except exc.ConcurrentUpdate:
         raise HTTPError(409, "resource provider generation conflict", code=errors.CONCURRENT_UPDATE) from None
@@ -166,8 +176,8 @@ async def delete_inventory(request: Request, uuid: str, resource_class: str) -> 
         await util.db(request).write(inv.delete_one, uuid, resource_class)
     except exc.ProviderNotFound:
         raise provider_not_found(uuid) from None
-    except exc.InventoryNotFound as error:
-        raise HTTPError(404, str(error)) from None
+    except exc.InventoryNotFound as error:   # upstream says it twice
+        raise HTTPError(404, f"{error}: {error}") from None
     except (exc.InUse, exc.ConcurrentUpdate) as error:
         raise HTTPError(409, f"Unable to delete inventory of class {resource_class}: {error}",
                         code=errors.CONCURRENT_UPDATE) from None

@@ -36,7 +36,7 @@ async def create_resource_class(request: Request) -> Response:
         await util.db(request).write(rcs.create, data["name"])
     except exc.Duplicate as error:
         raise HTTPError(409, str(error), code=errors.DUPLICATE_NAME) from None
-    return Response(status_code=201, headers={"location": f"/resource_classes/{data['name']}"})
+    return Response(status_code=201, headers=util.location(request, f"/resource_classes/{data['name']}"))
 
 
 @versioned("1.2")
@@ -46,7 +46,7 @@ async def get_resource_class(request: Request, name: str) -> Response:
     try:
         row = await util.db(request).read(rcs.get, name)
     except exc.ResourceClassNotFound:
-        raise HTTPError(404, f"No such resource class {name}.") from None
+        raise HTTPError(404, f"No such resource class {name}.", bare=True) from None
     return util.json_response(request, serialize(row.name), modified=row.updated_at or row.created_at)
 
 
@@ -56,16 +56,16 @@ async def update_resource_class(request: Request, name: str) -> Response:
     if want(request, "1.7"):
         util.validate({"name": name}, SCHEMA, "JSON does not validate")   # upstream checks the name as JSON
         created = await util.db(request).write(rcs.ensure, name)
-        response = Response(status_code=201 if created else 204, headers={"location": f"/resource_classes/{name}"})
-        util.cache_headers(request, response, None)
-        return response
+        # no cache headers here, unlike PUT /traits/{name} (as upstream)
+        return Response(status_code=201 if created else 204,
+                        headers=util.location(request, f"/resource_classes/{name}"))
     data = await util.body(request, SCHEMA)
     try:
         row = await util.db(request).write(rcs.rename, name, data["name"])
     except exc.Invalid as error:
-        raise HTTPError(400, f"Error in delete resource class: {error}") from None
+        raise HTTPError(400, str(error)) from None
     except exc.ResourceClassNotFound:
-        raise HTTPError(404, f"No such resource class {name}.") from None
+        raise HTTPError(404, f"No such resource class {name}.", bare=True) from None
     except exc.Duplicate as error:
         raise HTTPError(409, str(error), code=errors.DUPLICATE_NAME) from None
     return util.json_response(request, serialize(row.name))
@@ -79,7 +79,7 @@ async def delete_resource_class(request: Request, name: str) -> Response:
     except exc.Invalid as error:
         raise HTTPError(400, f"Error in delete resource class: {error}") from None
     except exc.ResourceClassNotFound:
-        raise HTTPError(404, f"No such resource class {name}.") from None
+        raise HTTPError(404, f"No such resource class {name}.", bare=True) from None
     except exc.InUse as error:
         raise HTTPError(409, f"Error in delete resource class: {error}") from None
     return util.no_content()

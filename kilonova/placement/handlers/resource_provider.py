@@ -48,7 +48,9 @@ def provider_not_found(uuid: str, repeated_after: str = "") -> HTTPError:
     """The 404 for an unknown provider; a few upstream GETs say the message twice, joined by ``repeated_after``
     (their own prefix, then the lookup's error)."""
     message = f"No resource provider with uuid {uuid} found"
-    return HTTPError(404, f"{message}{repeated_after}{message}" if repeated_after else message)
+    if repeated_after:
+        return HTTPError(404, f"{message}{repeated_after}{message}")
+    return HTTPError(404, message, bare=True)   # upstream's NotFound raised past its handler: no Vary
 
 
 async def unknown_provider_first(request: Request, uuid: str, refusal: HTTPError,
@@ -86,7 +88,7 @@ async def create_resource_provider(request: Request) -> Response:
     except exc.Invalid as error:
         raise HTTPError(400, f'Unable to create resource provider "{data["name"]}", {uuid}: Object action create '
                              f'failed because: {error}') from None
-    location = {"location": f"/resource_providers/{provider.uuid}"}
+    location = util.location(request, f"/resource_providers/{provider.uuid}")
     if want(request, "1.20"):
         return util.json_response(request, serialize(request, provider), modified=_modified(provider),
                                   headers=location)
@@ -116,9 +118,10 @@ async def update_resource_provider(request: Request, uuid: str) -> Response:
         raise HTTPError(409, f"Conflicting resource provider {data['name']} already exists.",
                         code=errors.DUPLICATE_NAME) from None
     except exc.Invalid as error:
-        raise HTTPError(400, f"Unable to save resource provider {uuid}: Object action update failed because: "
-                             f"{error}") from None
-    return util.json_response(request, serialize(request, provider), modified=_modified(provider))
+        raise HTTPError(400, f"Unable to save resource provider {uuid}: Object action {error.action or 'update'} "
+                             f"failed because: {error}") from None
+    return util.json_response(request, serialize(request, provider), modified=_modified(provider),
+                              cache=True)
 
 
 @policy("placement:resource_providers:delete")

@@ -62,7 +62,7 @@ async def put_trait(request: Request, name: str) -> Response:
                              "with the prefix \"CUSTOM_\" and use following characters: \"A\"-\"Z\", \"0\"-\"9\" "
                              "and \"_\"")
     created = await util.db(request).write(traits.ensure, name)
-    response = Response(status_code=201 if created else 204, headers={"location": f"/traits/{name}"})
+    response = Response(status_code=201 if created else 204, headers=util.location(request, f"/traits/{name}"))
     util.cache_headers(request, response, None)
     return response
 
@@ -105,8 +105,8 @@ async def update_provider_traits(request: Request, uuid: str) -> Response:
                                                        data["resource_provider_generation"], data["traits"])
     except exc.ProviderNotFound:
         raise provider_not_found(uuid) from None
-    except exc.TraitNotFound as error:
-        raise HTTPError(400, str(error)) from None
+    except exc.TraitNotFound as error:   # upstream's own text here, not its exception's
+        raise HTTPError(400, f"No such trait {', '.join(getattr(error, 'names', []))}") from None
     except exc.ConcurrentUpdate as error:
         raise HTTPError(409, str(error), code=errors.CONCURRENT_UPDATE) from None
     return util.json_response(request, _body(provider, names), modified=provider.updated_at)

@@ -124,8 +124,8 @@ def want(request: Request, version: str) -> bool:
 
 async def body(request: Request, schema: dict) -> Any:
     """The validated JSON body: 415 for another media type, 400 for malformed or invalid JSON."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != "application/json":   # case-sensitive, as upstream
         shown = content_type or "None"
         raise HTTPError(415, f"The media type {shown} is not supported, use application/json")
     data = await decode_json(await read_body(request), malformed="Malformed JSON")
@@ -184,20 +184,34 @@ def check_accept(request: Request) -> None:
 
 
 def json_response(request: Request, data: Any, status: int = 200, *, modified: datetime | None = None,
-                  headers: dict[str, str] | None = None) -> Response:
+                  headers: dict[str, str] | None = None, cache: bool | None = None) -> Response:
+    """``cache``: send the 1.15 cache headers (default: for a GET or when ``modified`` is given)."""
     response = Response(json.dumps(data), status_code=status, media_type="application/json", headers=headers)
-    if request.method in ("GET", "HEAD") or modified is not None:
+    if cache or (cache is None and (request.method in ("GET", "HEAD") or modified is not None)):
         cache_headers(request, response, modified)
     return response
 
 
-def cache_headers(request: Request, response: Response, modified: datetime | None) -> None:
-    """From 1.15: Last-Modified (the newest change, else now) and Cache-Control: no-cache."""
+def cache_headers(request: Request, response: Response, modified: datetime | None, *, dated: bool = True) -> None:
+    """From 1.15: Last-Modified (the newest change, else now; none when not ``dated``) and
+    Cache-Control: no-cache."""
     if not want(request, "1.15"):
         return
-    when = modified.replace(tzinfo=timezone.utc) if modified else datetime.now(timezone.utc)
-    response.headers["last-modified"] = format_datetime(when, usegmt=True)
+    if dated:
+        when = modified.replace(tzinfo=timezone.utc) if modified else datetime.now(timezone.utc)
+        response.headers["last-modified"] = format_datetime(when, usegmt=True)
     response.headers["cache-control"] = "no-cache"
+
+
+def now() -> datetime:
+    """UTC, naive as the database's timestamps."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def location(request: Request, path: str) -> dict[str, str]:
+    """A Location header as upstream's webob sends it: an absolute URL."""
+    url = request.url
+    return {"location": f"{url.scheme}://{url.netloc}{request.state.app.prefix}{path}"}
 
 
 def no_content() -> Response:

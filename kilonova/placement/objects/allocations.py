@@ -47,7 +47,11 @@ _DELETE_FOR_CONSUMERS = _ALLOCATIONS.delete().where(
     _ALLOCATIONS.c.consumer_id.in_(sa.bindparam("uuids", expanding=True)))
 _PROVIDERS_OF_CONSUMERS = sa.select(_ALLOCATIONS.c.resource_provider_id).distinct().where(
     _ALLOCATIONS.c.consumer_id.in_(sa.bindparam("uuids", expanding=True)))
-_DELETE_RETURNING = _DELETE_FOR_CONSUMERS.returning(_ALLOCATIONS.c.resource_provider_id)
+_DELETE_RETURNING = _DELETE_FOR_CONSUMERS.returning(_ALLOCATIONS.c.resource_provider_id,
+                                                     _ALLOCATIONS.c.resource_class_id, _ALLOCATIONS.c.used)
+_ALLOCATIONS_OF_CONSUMERS = sa.select(_ALLOCATIONS.c.resource_provider_id, _ALLOCATIONS.c.resource_class_id,
+                                      _ALLOCATIONS.c.used).where(
+    _ALLOCATIONS.c.consumer_id.in_(sa.bindparam("uuids", expanding=True)))
 _INSERT_ALLOCATION = _ALLOCATIONS.insert()
 _USAGE_CHANGED = _PROVIDERS.update().where(_PROVIDERS.c.id.in_(sa.bindparam("keys", expanding=True))).values(
     usage_serial=_PROVIDERS.c.usage_serial + 1)
@@ -55,7 +59,7 @@ _BUMP_GENERATION = _PROVIDERS.update().where(
     _PROVIDERS.c.id == sa.bindparam("rp_id"), _PROVIDERS.c.generation == sa.bindparam("seen")
 ).values(generation=sa.bindparam("next"), updated_at=sa.bindparam("now"))
 prepare(_CONSUMER_ROWS, _PROVIDERS_BY_UUID, _PROVIDERS_BY_ID, _DELETE_FOR_CONSUMERS, _PROVIDERS_OF_CONSUMERS,
-        _DELETE_RETURNING, _USAGE_CHANGED, _BUMP_GENERATION)  # on SQLite's cursor: every claim and swap
+        _DELETE_RETURNING, _ALLOCATIONS_OF_CONSUMERS, _USAGE_CHANGED, _BUMP_GENERATION)  # on SQLite's cursor: every claim and swap
 
 
 def replace(session: Session, requests: list[ConsumerRequest]) -> None:
@@ -78,8 +82,9 @@ def replace(session: Session, requests: list[ConsumerRequest]) -> None:
     # upstream hands an emptied consumer's allocations in again with amount 0: their providers are bumped
     emptied = [r.uuid for r in requests if not r.allocations]
     emptied_on = set(session.scalars(_PROVIDERS_OF_CONSUMERS, {"uuids": emptied})) if emptied else set()
-    old_provider_ids = _delete_allocations(session, uuids)
-    _check_capacity(session, requests, providers, class_ids)
+    freed = _delete_allocations(session, uuids)
+    old_provider_ids = {rp_id for rp_id, _ in freed}
+    _check_capacity(session, requests, providers, class_ids, freed)
     rows = [{"resource_provider_id": providers[rp_uuid].id, "consumer_id": request.uuid,
              "resource_class_id": class_ids[rc], "used": amount, "created_at": now()}
             for request in requests for rp_uuid, resources in request.allocations.items()
@@ -107,14 +112,18 @@ def _providers(session: Session, statement, keys) -> dict[str, sa.Row]:
     return {row.uuid: row for row in session.execute(statement, {"keys": list(keys)})}
 
 
-def _delete_allocations(session: Session, consumer_uuids: list[str]) -> set[int]:
-    """Drop the consumers' allocations; the ids of the providers they were on."""
+def _delete_allocations(session: Session, consumer_uuids: list[str]) -> dict[tuple[int, int], int]:
+    """Drop the consumers' allocations; what they held, by (provider id, class id)."""
     params = {"uuids": consumer_uuids}
     if session.get_bind().dialect.delete_returning:
-        return set(session.scalars(_DELETE_RETURNING, params))
-    provider_ids = set(session.scalars(_PROVIDERS_OF_CONSUMERS, params))
-    session.execute(_DELETE_FOR_CONSUMERS, params)
-    return provider_ids
+        rows = session.execute(_DELETE_RETURNING, params).all()
+    else:
+        rows = session.execute(_ALLOCATIONS_OF_CONSUMERS, params).all()
+        session.execute(_DELETE_FOR_CONSUMERS, params)
+    freed: dict[tuple[int, int], int] = defaultdict(int)
+    for rp_id, rc_id, used in rows:
+        freed[(rp_id, rc_id)] += used
+    return freed
 
 
 def _bump_generation(session: Session, provider) -> None:
@@ -141,7 +150,9 @@ _INVENTORIES_WITH_USAGE = prepared(_inventories_with_usage())
 
 
 def _check_capacity(session: Session, requests: list[ConsumerRequest], providers: dict,
-                    class_ids: dict[str, int]) -> None:
+                    class_ids: dict[str, int], freed: dict[tuple[int, int], int]) -> None:
+    """Refuse what exceeds an inventory's capacity, except (as upstream) an allocation that leaves an
+    over-committed inventory no more used than before the consumers' old allocations were dropped."""
     needed: dict[tuple[int, int], int] = defaultdict(int)
     for request in requests:
         for rp_uuid, resources in request.allocations.items():
@@ -168,7 +179,7 @@ def _check_capacity(session: Session, requests: list[ConsumerRequest], providers
     for (rp_id, rc_id), amount in needed.items():
         inventory = inventories[(rp_id, rc_id)]
         capacity = (inventory.total - inventory.reserved) * inventory.allocation_ratio
-        if inventory.used + amount > capacity:
+        if inventory.used + amount > capacity and not ((rp_id, rc_id) in freed and amount <= freed[(rp_id, rc_id)]):
             raise exc.InvalidInventory(f"Unable to create allocation for '{names[rc_id]}' on resource provider "
                                        f"'{by_id[rp_id].uuid}'. The requested amount would exceed the capacity.")
 
@@ -214,7 +225,7 @@ def for_provider(session: Session, uuid: str) -> tuple[rps.Provider, dict, datet
 
 def delete_consumer(session: Session, uuid: str) -> None:
     """Drop a consumer's allocations; as upstream, no provider generation changes (nor can conflict)."""
-    provider_ids = _delete_allocations(session, [uuid])
+    provider_ids = {rp_id for rp_id, _ in _delete_allocations(session, [uuid])}
     if not provider_ids:
         raise exc.NotFound(f"No allocations for consumer '{uuid}'")
     consumers_mod.delete(session, [uuid])

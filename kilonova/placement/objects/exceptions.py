@@ -41,7 +41,12 @@ class CannotDeleteParent(Conflict):
 
 
 class Invalid(DBError):
-    """A request the data layer refuses as malformed (answered with 400)."""
+    """A request the data layer refuses as malformed (answered with 400); ``action`` is the object action
+    upstream's text names (an update's unknown parent is refused as a 'create')."""
+
+    def __init__(self, message: str = "", *, action: str | None = None):
+        super().__init__(message)
+        self.action = action
 
 
 class InvalidInventory(Conflict):

@@ -64,7 +64,8 @@ def _in_use(session: Session, provider: rps.Provider, class_ids: dict[str, int])
                            .where(Allocation.resource_provider_id == provider.id,
                                   Allocation.resource_class_id.in_(list(class_ids.values())))).scalars().all()
     if rows:
-        used = sorted(name for name, rc_id in class_ids.items() if rc_id in set(rows))
+        # in class id order, as upstream's query returns them
+        used = [name for name, rc_id in sorted(class_ids.items(), key=lambda kv: kv[1]) if rc_id in set(rows)]
         raise exc.InUse(f"Inventory for '{', '.join(used)}' on resource provider '{provider.uuid}' in use.")
 
 
@@ -147,7 +148,8 @@ def update_one(session: Session, uuid: str, name: str, generation: int,
     _check_generation(provider, generation)
     rc_id = rcs.id_of(session, name)
     if name not in _records(session, provider.id):
-        raise exc.InventoryNotFound(f"No inventory record with resource class for resource provider {uuid}")
+        raise exc.InventoryNotFound(f"No inventory record with resource class for resource provider {uuid}: "
+                                    f"No inventory of class {name} found.")
     _write(session, provider, rc_id, values, True)
     _warn_if_overcommitted(session, provider, {name: rc_id})
     provider = rps.bump_generation(session, provider)

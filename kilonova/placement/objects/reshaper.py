@@ -16,7 +16,14 @@ class ProviderMissing(exc.Invalid):
 
 def reshape(session: Session, new_inventories: dict[str, tuple[int, dict[str, dict]]],
             requests: list[ConsumerRequest]) -> None:
-    """Inventories first (use is checked at the end), then the allocations, then generations."""
+    """Upstream's three steps, each a generation of its own (a compute host reads them back):
+
+    1. each provider given a non-empty inventory gets an interim one, its current classes with the new
+       records laid over them (so allocations may move onto or off it in either order);
+    2. the consumers' allocations are replaced, as POST /allocations (providers allocated from are bumped);
+    3. each provider gets exactly its new inventory (an empty one deletes all), refusing to drop a class
+       still allocated (``InUse``).
+    """
     providers = {}
     for uuid, (generation, _) in new_inventories.items():
         try:
@@ -28,9 +35,13 @@ def reshape(session: Session, new_inventories: dict[str, tuple[int, dict[str, di
                                        f"{provider.generation}, given: {generation}")
         providers[uuid] = provider
     for uuid, (_, records) in new_inventories.items():
-        inventories.write_all(session, providers[uuid], records, check_in_use=False)
+        if records:
+            interim = {name: record.as_dict() for name, record in inventories.of_provider(session, uuid)[1].items()}
+            interim.update(records)
+            inventories.write_all(session, providers[uuid], interim, check_in_use=False)
+            rps.bump_generation(session, providers[uuid])
     allocations.replace(session, requests)
-    for uuid in new_inventories:
+    for uuid, (_, records) in new_inventories.items():
         provider = rps.get(session, uuid)
-        inventories.check_allocations_covered(session, provider)
+        inventories.write_all(session, provider, records)
         rps.bump_generation(session, provider)

@@ -87,6 +87,11 @@ def _check_unique(session: Session, name: str | None, uuid: str | None, exclude_
 
 def create(session: Session, name: str, uuid: str | None = None, parent_uuid: str | None = None) -> Provider:
     uuid = uuid or str(uuidlib.uuid4())
+    if not name:   # upstream's object refuses an empty name (the schema lets it through)
+        raise exc.Invalid("name is required")
+    if parent_uuid is not None and parent_uuid == uuid:
+        raise exc.Invalid("parent provider UUID cannot be same as UUID. Please set parent provider UUID to None "
+                          "if there is no parent.")
     _check_unique(session, name, uuid)
     parent = None
     if parent_uuid is not None:
@@ -117,16 +122,18 @@ def update(session: Session, uuid: str, name: str, parent_uuid=UNSET, *, allow_r
 
 
 def _new_place(session: Session, provider: Provider, parent_uuid: str | None, allow_reparent: bool) -> dict:
+    parent = None
+    if parent_uuid is not None:   # looked up first; upstream's text names a create here
+        try:
+            parent = get(session, parent_uuid)
+        except exc.ProviderNotFound:
+            raise exc.Invalid("parent provider UUID does not exist.", action="create") from None
     if provider.parent_uuid is not None and not allow_reparent:
         what = "un-parenting" if parent_uuid is None else "re-parenting"
         raise exc.Invalid(f"{what} a provider is not currently allowed.")
     if parent_uuid is None:
         _move_subtree(session, provider, provider.id)
         return {"parent_provider_id": None, "root_provider_id": provider.id}
-    try:
-        parent = get(session, parent_uuid)
-    except exc.ProviderNotFound:
-        raise exc.Invalid("parent provider UUID does not exist.") from None
     if parent.id == provider.id or parent.id in descendants(session, provider.id):
         raise exc.Invalid("creating loop in the provider tree is not allowed.")
     _move_subtree(session, provider, parent.root_id)

@@ -42,7 +42,9 @@ def require(session: Session, names) -> dict[str, int]:
     found = ids_by_name(session, names)
     unknown = sorted(set(names) - set(found))
     if unknown:
-        raise exc.TraitNotFound(f"No such trait(s): {', '.join(unknown)}.")
+        error = exc.TraitNotFound(f"No such trait(s): {', '.join(unknown)}.")
+        error.names = unknown
+        raise error
     return found
 
 
