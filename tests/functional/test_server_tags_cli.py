@@ -99,3 +99,29 @@ def test_server_password(cloud, server):
         assert compute.delete(f"/servers/{server}/os-server-password").status_code == 204
     shown = cloud.nova("get-password", server, check=False)
     assert shown.returncode == 0
+
+
+def test_access_ips_description_and_disk_config_as_upstream_echoes_them(cloud):
+    body = {"server": {"name": "fields-vm", "flavorRef": "1", "imageRef": _image(cloud), "networks": "none",
+                       "accessIPv4": "192.0.2.10", "accessIPv6": "2001:DB8:0:0::1", "description": "first",
+                       "OS-DCF:diskConfig": "MANUAL"}}
+    with cloud.http("compute") as compute:
+        headers = {"OpenStack-API-Version": "compute 2.37"}
+        made = compute.post("/servers", json=body, headers=headers)
+        assert made.status_code == 202, made.text
+        uuid = made.json()["server"]["id"]
+        assert made.json()["server"]["OS-DCF:diskConfig"] == "MANUAL" and "accessIPv4" not in made.json()["server"]
+        try:
+            cloud.wait_status(uuid, "ACTIVE")
+            shown = compute.get(f"/servers/{uuid}", headers=headers).json()["server"]
+            assert (shown["accessIPv4"], shown["accessIPv6"]) == ("192.0.2.10", "2001:db8::1")
+            assert shown["description"] == "first" and shown["OS-DCF:diskConfig"] == "MANUAL"
+            assert "description" not in compute.get(f"/servers/{uuid}").json()["server"]  # 2.19
+            updated = compute.put(f"/servers/{uuid}", json={"server": {"accessIPv6": "2001:DB8::2",
+                                                                        "description": None}}, headers=headers)
+            assert updated.json()["server"]["accessIPv6"] == "2001:db8::2"
+            assert updated.json()["server"]["description"] is None
+            bad = compute.put(f"/servers/{uuid}", json={"server": {"accessIPv4": "2001:db8::2"}})
+            assert bad.status_code == 400
+        finally:
+            compute.delete(f"/servers/{uuid}")

@@ -140,6 +140,12 @@ def test_microversions_tag_delete_on_termination_and_update(cloud, vm):
             assert swap.status_code == 403, swap.text
         _cli(cloud, "server", "remove", "volume", vm["name"], volume.id)
         _status(cloud, volume.id, "available")
+        with cloud.http("compute", DEMO) as compute:  # 2.101: the attach is accepted (202), then done
+            accepted = compute.post(url, json={"volumeAttachment": {"volumeId": volume.id}}, headers=_v("2.101"))
+            assert accepted.status_code == 202 and accepted.json()["volumeAttachment"]["volumeId"] == volume.id
+        _status(cloud, volume.id, "in-use")
+        _cli(cloud, "server", "remove", "volume", vm["name"], volume.id)
+        _status(cloud, volume.id, "available")
     finally:
         _sdk(cloud).block_storage.delete_volume(volume.id, ignore_missing=True)
 
@@ -277,6 +283,10 @@ def test_boot_from_an_existing_volume(cloud):
             rebuild = compute.post(f"/servers/{server_id}/action", json={"rebuild": {"imageRef": image_id}})
             assert rebuild.status_code == 400, rebuild.text
             assert "Unable to rebuild with a different image for a volume-backed server." in rebuild.text
+            # From 2.93 upstream reimages the root volume: refused here with the reason, whatever the image.
+            reimage = compute.post(f"/servers/{server_id}/action", json={"rebuild": {"imageRef": image_id}},
+                                   headers={"OpenStack-API-Version": "compute 2.93"})
+            assert reimage.status_code == 400 and "microversion 2.93" in reimage.text
         conn.compute.delete_server(server_id)
         conn.compute.wait_for_delete(server, interval=0.2, wait=60)
         _status(cloud, volume.id, "available")   # not delete_on_termination: kept

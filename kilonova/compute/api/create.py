@@ -19,7 +19,7 @@ from kilonova.common.context import RequestContext
 from kilonova.common.clients import segment
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError
-from kilonova.compute.api import validation
+from kilonova.compute.api import server_records, validation
 from kilonova.compute import quota
 from kilonova.compute.db import flavors, keypairs
 from kilonova.compute.quota import claims
@@ -194,8 +194,8 @@ def build_instance(ctx: RequestContext, server: dict[str, Any], flavor: dict[str
         "key_data": keypair["public_key"] if keypair else None,
         "user_data": server.get("user_data"),
         "config_drive": "True" if validation.is_true(server.get("config_drive")) else "",
-        "access_ip_v4": server.get("accessIPv4"),
-        "access_ip_v6": server.get("accessIPv6"),
+        "access_ip_v4": server_records.access_ip(server.get("accessIPv4")),
+        "access_ip_v6": server_records.access_ip(server.get("accessIPv6")),
         "reservation_id": reservation_id,
         "launch_index": index,
         "metadata": server.get("metadata") or {},

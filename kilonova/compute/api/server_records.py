@@ -5,6 +5,7 @@ them never needs another read.
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 TRUSTED_CERTS = "trusted_image_certificates"
@@ -70,3 +71,14 @@ def with_locked_reason(server: dict[str, Any], reason: str | None) -> dict[str, 
     if reason is not None:
         recorded[LOCKED_REASON] = reason
     return recorded
+
+
+def access_ip(value: str | None) -> str | None:
+    """accessIPv4/accessIPv6 as upstream stores (and so echoes) them: the address in its canonical form
+    (an IPv6 address compressed and in lower case), the schema having checked it is one."""
+    if not value:
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value

@@ -302,7 +302,8 @@ async def update_server(request: Request, server_id: str):
               "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6", "hostname": "hostname"}
     for key, column in fields.items():
         if key in body["server"]:
-            changes[column] = body["server"][key]
+            value = body["server"][key]
+            changes[column] = server_records.access_ip(value) if key.startswith("accessIP") else value
     if "pinned_availability_zone" in body["server"]:
         changes["system_metadata"] = _pinned(ref.server, body["server"]["pinned_availability_zone"])
     server = await ref.cell.db.write(instances.update, server_id, changes) if changes else ref.server

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from kilonova.common.rpc import RemoteError
-from kilonova.compute import evacuation_claims
+from kilonova.compute import evacuate_target, evacuation_claims
 from kilonova.compute.agent.operations import remote, volumes
 
 if TYPE_CHECKING:
@@ -108,7 +108,9 @@ async def _evacuate_here(agent: ComputeManager, instance: dict, image_meta: dict
     if current is None:  # deleted, or given up on: nothing of it is here yet
         await _migration(agent, uuid, migration["uuid"], "failed", ["pre-migrating"])
         return
-    was_stopped = current["vm_state"] == "stopped"
+    # Stopped before, or evacuated at microversion 2.95 or later (the API's mark): stopped here too.
+    to_stopped, recorded = evacuate_target.take(current.get("system_metadata"))
+    was_stopped = current["vm_state"] == "stopped" or to_stopped
     network_info = current.get("network_info") or []
     try:
         await _bind_ports(agent, network_info, agent.host)
@@ -128,12 +130,12 @@ async def _evacuate_here(agent: ComputeManager, instance: dict, image_meta: dict
         await evacuation_claims.remove_provider(agent.reporter.placement, uuid, agent.node_uuid)
         await _fail(agent, uuid, f"Evacuation to {agent.host} failed: {exc}. The server is back on {source}; "
                                  "evacuate it again or delete it.", {"host": source, "node": migration.get("source_node")
-                                                                       or source})
+                                                                       or source, "system_metadata": recorded})
         await _migration(agent, uuid, migration["uuid"], "failed", ["pre-migrating"])
         return
     done = await agent._update(uuid, {"vm_state": "stopped" if was_stopped else "active", "task_state": None,
                                       "power_state": await agent.driver.get_power_state(current),
-                                      "launched_at": _now()},
+                                      "launched_at": _now(), "system_metadata": recorded},
                                expected_task_state=["rebuild_spawning"], expected_host=agent.host)
     if done is None:  # deleted, or given up on by the reconcile pass: the guest must not stay here
         with contextlib.suppress(Exception):

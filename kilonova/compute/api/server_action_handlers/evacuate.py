@@ -18,6 +18,7 @@ from starlette.requests import Request
 from kilonova.common.http import HTTPError, empty_response, json_response
 from kilonova.compute.api import lookup, server_actions, server_schemas, validation
 from kilonova.compute.api.app import compute_api
+from kilonova.compute import evacuate_target
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_action_handlers import handles
 from kilonova.compute.api.server_action_handlers.rebuild import _check_state
@@ -85,7 +86,9 @@ async def evacuate(request: Request, ref: lookup.ServerRef, key: str, body: dict
         raise HTTPError(400, "Invalid state of instance files on shared storage: instance disks are not on "
                              "shared storage on this cloud; evacuate with onSharedStorage false.")
     flavor_id = await svc.api_db.read(_flavor_row_id, (ref.server.get("flavor") or {}).get("id"))
-    server = await server_actions.begin(request, ref, key)
+    # 2.95: the server ends STOPPED at its destination, whatever it was; the agent reads the mark.
+    stop = {"system_metadata": evacuate_target.marked(ref.server)} if want(request, "2.95") else None
+    server = await server_actions.begin(request, ref, key, stop)
     migration = await ref.cell.db.write(migrations.create, {
         "instance_uuid": ref.uuid, "migration_type": "evacuation", "status": "accepted",
         "source_compute": source, "source_node": server.get("node") or source,

@@ -139,19 +139,30 @@ async def rebuild(request: Request, ref: lookup.ServerRef, key: str, body: dict)
     if want(request, "2.90") and "hostname" in args:
         values["hostname"] = args["hostname"]
     image = await _image(svc, ctx, args["imageRef"], server["flavor"])
-    if image["id"] != server.get("image_ref") and await _volume_backed(ref):
-        # Upstream (until 2.93): the root volume holds the server's image; another cannot be put on it.
-        raise HTTPError(400, f"Image {image['id']} is unacceptable: Unable to rebuild with a different image for "
-                             f"a volume-backed server.")
-    values["system_metadata"] = disk_config.for_image(values.get("system_metadata") or server.get("system_metadata")
-                                                      or {}, image, disk_config.requested(args))
+    if await _volume_backed(ref):
+        if want(request, "2.93"):
+            # From 2.93 upstream reimages the root volume; nothing here can, so say so rather than respawn on
+            # the old contents.
+            raise HTTPError(400, "Rebuilding a volume-backed server (microversion 2.93 and later reimages its root "
+                                 "volume) is not supported by this cloud; rebuild it with microversion 2.92 or "
+                                 "earlier, which keeps the root volume and its image.")
+        if image["id"] != server.get("image_ref"):
+            # Upstream (until 2.93): the root volume holds the server's image; another cannot be put on it.
+            raise HTTPError(400, f"Image {image['id']} is unacceptable: Unable to rebuild with a different image for "
+                                 f"a volume-backed server.")
+    recorded = dict(values.get("system_metadata") or server.get("system_metadata") or {})
+    recorded.pop(server_records.IMAGE_PROPERTIES, None)  # the new image's, shown from 2.98
+    recorded.update(server_records.system_metadata({}, az=None,
+                                                   image_properties=create_mod.image_spec(image)["properties"]))
+    values["system_metadata"] = disk_config.for_image(recorded, image, disk_config.requested(args))
     limits = await quota.limits(svc, server["project_id"])
     _check_quotas(svc, limits, args.get("metadata"), args.get("personality"))
     create_refusals.refuse_personality(args)
     for field, column in (("name", "display_name"), ("description", "display_description"),
                           ("metadata", "metadata"), ("accessIPv4", "access_ip_v4"), ("accessIPv6", "access_ip_v6")):
         if field in args:
-            values[column] = args[field].strip() if field == "name" else args[field]
+            values[column] = args[field].strip() if field == "name" else \
+                server_records.access_ip(args[field]) if field.startswith("accessIP") else args[field]
     orig_image_ref = server.get("image_ref")
     values["image_ref"] = image["id"]
     server = await server_actions.begin(request, ref, key, values)
