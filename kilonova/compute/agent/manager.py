@@ -29,6 +29,7 @@ from kilonova.compute.heartbeat import Heartbeat
 from kilonova.compute.virt import driver as power
 from kilonova.compute.virt.driver import ComputeDriver
 
+DISABLED_TRAIT = "COMPUTE_STATUS_DISABLED"
 LOG = logging.getLogger(__name__)
 
 class ComputeManager:
@@ -54,7 +55,8 @@ class ComputeManager:
         self._sync_now = asyncio.Event()
         self.started_at = datetime.utcnow().isoformat(timespec="microseconds")
         self._started_builds: set[str] | None = set()  # builds this life took, until start-up is over
-        self.failed_builds = 0  # consecutive build failures on this host (a success resets it), as upstream
+        self.failed_builds = 0
+        self._status_disabled = False  # whether the provider carries COMPUTE_STATUS_DISABLED  # consecutive build failures on this host (a success resets it), as upstream
         operations.load()
 
     def __getattr__(self, name: str):
@@ -78,7 +80,10 @@ class ComputeManager:
         self.node_uuid = await self.conductor.call(
             "compute_node_update", host=self.host, nodename=self.host,
             values={**resources, "hypervisor_hostname": self.host}, service_id=(service or {}).get("id"))
-        await self.reporter.sync(self.node_uuid, self.host, resources, self.driver.get_traits())
+        # A disabled service's provider carries COMPUTE_STATUS_DISABLED: Placement leaves it out of candidates.
+        self._status_disabled = bool((service or {}).get("disabled"))
+        await self.reporter.sync(self.node_uuid, self.host, resources,
+                                 self.driver.get_traits() + ([DISABLED_TRAIT] if self._status_disabled else []))
         await security_groups(self).start()  # every port's rules again (before guests restart), then kept current
         # Servers evacuated away while this host was down: their guests here go, before anything restores them.
         evacuated = await rebuild_operations.clean_evacuated(self)
@@ -196,10 +201,23 @@ class ComputeManager:
         interval = self.conf.getfloat("DEFAULT", "report_interval")
         while True:
             await asyncio.sleep(interval)
-            await self.heartbeat.beat()
+            service = await self.heartbeat.beat()
+            if service is not None and bool(service.get("disabled")) != self._status_disabled:
+                await self._sync_status_trait(bool(service.get("disabled")))
             if self._usage_dirty:
                 with contextlib.suppress(RPCError):
                     await self._report_usage()
+
+    async def _sync_status_trait(self, disabled: bool) -> None:
+        """The service was disabled or enabled (os-services): its provider's COMPUTE_STATUS_DISABLED follows at
+        the next heartbeat, as upstream's compute manager syncs it (the scheduler's ComputeFilter, which reads
+        the service record, already acts on it meanwhile)."""
+        try:
+            await self.reporter.set_trait(self.node_uuid, DISABLED_TRAIT, disabled)
+        except Exception:  # noqa: BLE001 - tried again at the next heartbeat
+            LOG.warning("could not set %s=%s on the provider of %s", DISABLED_TRAIT, disabled, self.host, exc_info=True)
+            return
+        self._status_disabled = disabled
 
     async def _report_usage(self) -> None:
         """The compute node's usage as Placement holds it: every claim on this host's provider counts,

@@ -72,6 +72,25 @@ class ProviderReporter:
             return
         raise RuntimeError(f"could not update resource provider {name}: too many concurrent changes")
 
+    async def set_trait(self, uuid: str, trait: str, present: bool, attempts: int = 5) -> None:
+        """Add or remove one trait of the provider, keeping its others (COMPUTE_STATUS_DISABLED as upstream's
+        compute manager keeps it in step with its service)."""
+        for _ in range(attempts):
+            response = await self.placement.get(f"/resource_providers/{uuid}/traits")
+            if response.status_code != 200:
+                raise RuntimeError(f"traits of provider {uuid} unreadable: {response.status_code}")
+            current = response.json()
+            traits = set(current["traits"]) | {trait} if present else set(current["traits"]) - {trait}
+            if traits == set(current["traits"]):
+                return
+            response = await self.placement.put(f"/resource_providers/{uuid}/traits", json={
+                "resource_provider_generation": current["resource_provider_generation"], "traits": sorted(traits)})
+            if response.status_code == 200:
+                return
+            if response.status_code != 409:
+                raise RuntimeError(f"traits update of provider {uuid} refused: {response.status_code}")
+        raise RuntimeError(f"could not update the traits of provider {uuid}: too many concurrent changes")
+
     async def usage(self, uuid: str) -> dict:
         """{"resources": {class: amount claimed}, "consumers": how many consumers claim} on provider ``uuid``."""
         response = await self.placement.get(f"/resource_providers/{uuid}/allocations")

@@ -14,10 +14,13 @@ from kilonova.compute.db.cell_models import ComputeNode, Instance, Service
 _NODES, _SERVICES, _INSTANCES = ComputeNode.__table__, Service.__table__, Instance.__table__
 # Built once from table columns (no ORM session, no cache key per call): the scheduler reads every node
 # of a large cell often.
+# The service is up when it was seen after the horizon: compared in SQL, so no row's timestamps are parsed.
+_SEEN = sa.func.coalesce(_SERVICES.c.last_seen_up, _SERVICES.c.updated_at, _SERVICES.c.created_at)
+_UP = sa.and_(_SERVICES.c.forced_down.is_(False), _SEEN >= sa.bindparam("horizon", type_=sa.DateTime()))
 _HOSTS = (sa.select(_NODES.c.uuid, _NODES.c.host, _NODES.c.hypervisor_hostname, _NODES.c.hypervisor_type,
                     _NODES.c.hypervisor_version, _NODES.c.host_ip, _NODES.c.cpu_info,
-                    _NODES.c.stats, _NODES.c.numa_topology, _NODES.c.pci_stats, _SERVICES.c.forced_down, _SERVICES.c.disabled, _SERVICES.c.last_seen_up,
-                    _SERVICES.c.updated_at, _SERVICES.c.created_at)
+                    _NODES.c.stats, _NODES.c.numa_topology, _NODES.c.pci_stats,
+                    sa.case((_UP, True), else_=False).label("up"), _SERVICES.c.disabled)
           .join(_SERVICES, sa.and_(_SERVICES.c.host == _NODES.c.host, _SERVICES.c.binary == "nova-compute",
                                    _SERVICES.c.deleted == 0))
           .where(_NODES.c.deleted == 0))
@@ -26,20 +29,14 @@ prepare(_HOSTS, _HOSTS_OF)  # on SQLite's cursor: every scheduling
 
 
 def compute_hosts(session: Session, down_time: float, uuids: list[str] | None = None) -> list[dict[str, Any]]:
-    rows = session.execute(_HOSTS) if uuids is None else session.execute(_HOSTS_OF, {"uuids": list(uuids)})
     horizon = datetime.utcnow() - timedelta(seconds=down_time)
-    hosts = []
-    for row in rows:
-        seen = row.last_seen_up or row.updated_at or row.created_at
-        hosts.append({
-            "uuid": row.uuid, "host": row.host, "nodename": row.hypervisor_hostname,
-            "hypervisor_type": row.hypervisor_type, "hypervisor_version": row.hypervisor_version,
-            "host_ip": row.host_ip, "cpu_info": row.cpu_info, "stats": row.stats,
-            "numa_topology": row.numa_topology, "pci_stats": row.pci_stats,
-            "service_up": (not row.forced_down) and seen is not None and seen >= horizon,
-            "service_disabled": bool(row.disabled),
-        })
-    return hosts
+    rows = session.execute(_HOSTS, {"horizon": horizon}) if uuids is None else \
+        session.execute(_HOSTS_OF, {"uuids": list(uuids), "horizon": horizon})
+    # Unpacked as tuples: a large cell's rows are read for every scheduling.
+    return [{"uuid": uuid, "host": host, "nodename": node, "hypervisor_type": hv_type, "hypervisor_version": version,
+             "host_ip": ip, "cpu_info": cpu_info, "stats": stats, "numa_topology": numa, "pci_stats": pci,
+             "service_up": bool(up), "service_disabled": bool(disabled)}
+            for uuid, host, node, hv_type, version, ip, cpu_info, stats, numa, pci, up, disabled in rows]
 
 
 # Upstream's io_workload states: an instance building, or in one of these tasks, keeps its host's disks busy.

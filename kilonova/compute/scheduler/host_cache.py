@@ -65,7 +65,7 @@ class HostCache:
         self._per_cell: dict[tuple[str, str], tuple[Any, FreshRead[Any]]] = {}  # (read, cell uuid) -> (db, reader)
         self._zones = FreshRead(lambda: self.cells.api_db.read(aggregates.host_zones))
         self._metadata = FreshRead(lambda: self.cells.api_db.read(aggregates.host_metadata))
-        self._aggregates = FreshRead(lambda: self.cells.api_db.read(aggregates.list_aggregates))
+        self._aggregates = FreshRead(lambda: self.cells.api_db.read(aggregates.with_metadata))
 
     async def zones(self) -> dict[str, str]:
         return await self._zones.get()
@@ -75,7 +75,7 @@ class HostCache:
         return await self._metadata.get()
 
     async def aggregates(self) -> list[dict[str, Any]]:
-        """Every aggregate with its uuid, name, hosts and metadata (the Placement pre-filters read them)."""
+        """Every aggregate with metadata: uuid, name, metadata (the Placement pre-filters read them)."""
         return await self._aggregates.get()
 
     async def hosts(self, cell) -> list[dict[str, Any]]:

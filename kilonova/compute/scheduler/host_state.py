@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class HostState:
     uuid: str                 # compute node uuid == resource provider uuid
     host: str
@@ -16,7 +16,7 @@ class HostState:
     service_up: bool
     service_disabled: bool
     hypervisor_type: str = "fake"
-    supported_instances: list[tuple[str, str, str]] = field(default_factory=list)
+    supported_instances: tuple[tuple[str, str, str], ...] | list = ()
     # capacity and usage per resource class, from Placement's provider summaries
     capacity: dict[str, int] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=dict)

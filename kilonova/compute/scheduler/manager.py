@@ -7,6 +7,7 @@ When nothing fits it raises ``NoValidHost`` saying what ruled the hosts out.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -185,19 +186,25 @@ class SchedulerManager:
             raise NoValidHost(f"No valid host was found. Pre-filter require_tenant_aggregate: {exc}.") from None
         if spec.get("requested_destination"):  # a create that named its host/node (API 2.74)
             query.in_tree = await self._destination_provider(spec["requested_destination"])
-        response = await self.placement.get("/allocation_candidates", params=query.params(self.limit))
-        if response.status_code != 200:
-            raise NoValidHost(f"No valid host was found. Placement refused the query for {describe(resources)}: "
-                              f"{explain_mod.placement_error(response)}")
-        body = orjson.loads(response.content)  # up to max_placement_results candidates: parse fast
-        requests = body.get("allocation_requests", [])
-        if not requests:
-            raise NoValidHost(await explain_mod.empty_placement(self.placement, query, self.limit, trace))
+        # The databases are read while Placement answers (their reads run on the databases' threads).
+        fleet = asyncio.ensure_future(self._fleet(bool(aggregates)))
+        try:
+            response = await self.placement.get("/allocation_candidates", params=query.params(self.limit))
+            if response.status_code != 200:
+                raise NoValidHost(f"No valid host was found. Placement refused the query for {describe(resources)}: "
+                                  f"{explain_mod.placement_error(response)}")
+            body = orjson.loads(response.content)  # up to max_placement_results candidates: parse fast
+            requests = body.get("allocation_requests", [])
+            if not requests:
+                raise NoValidHost(await explain_mod.empty_placement(self.placement, query, self.limit, trace))
+        except BaseException:
+            _drop(fleet)
+            raise
         summaries = body.get("provider_summaries", {})
         by_provider: dict[str, dict] = {}
         for request in requests:
             by_provider.setdefault(next(iter(request["allocations"])), request)
-        states = await self._host_states(by_provider, summaries, aggregates)
+        states = self._host_states(by_provider, summaries, await fleet)
         if trace is not None:
             prefilters = "; ".join(f"{stage}: {added['why']}" for stage, added in query.steps) or "none"
             trace.add("placement", "placement", len(states), len(states),
@@ -223,36 +230,40 @@ class SchedulerManager:
         named = ", ".join(f"{key} {value}" for key, value in sorted(destination.items()))
         raise NoValidHost(f"No valid host was found. The requested destination ({named}) is not a known compute node.")
 
-    async def _host_states(self, by_provider: dict[str, dict], summaries: dict,
-                           aggregates: list[dict]) -> list[HostState]:
-        states = []
+    async def _fleet(self, read_metadata: bool) -> tuple:
+        """What the host states are built from: zones, aggregate metadata and, per readable cell, its compute
+        hosts with their instance counts and images (when a weigher reads them)."""
         zones = await self.host_cache.zones()
-        default_zone = self.conf.get("DEFAULT", "default_availability_zone")
-        metadata = await self.host_cache.aggregate_metadata() if aggregates else {}
+        metadata = await self.host_cache.aggregate_metadata() if read_metadata else {}
+        cells = []
         for cell in self.cells.real():
             counts = await self.host_cache.instance_counts(cell) if self.read_counts else {}
             images = await self.host_cache.image_properties(cell) if self.read_images else {}
-            for row in await self.host_cache.hosts(cell):
-                if row["uuid"] not in by_provider:
+            cells.append((cell, await self.host_cache.hosts(cell), counts, images))
+        return zones, metadata, cells
+
+    def _host_states(self, by_provider: dict[str, dict], summaries: dict, fleet: tuple) -> list[HostState]:
+        zones, metadata, cells = fleet
+        states = []
+        default_zone = self.conf.get("DEFAULT", "default_availability_zone")
+        empty: dict = {}
+        for cell, rows, counts, images in cells:
+            for row in rows:
+                request = by_provider.get(row["uuid"])
+                if request is None:
                     continue
-                summary = summaries.get(row["uuid"], {}).get("resources", {})
-                num_instances, num_io_ops = counts.get(row["host"], (0, 0))
-                stats = parse_json(row["stats"]) or {}
-                states.append(HostState(
-                    uuid=row["uuid"], host=row["host"], nodename=row["nodename"], cell_uuid=cell.uuid,
-                    availability_zone=zones.get(row["host"], default_zone),
-                    service_up=row["service_up"], service_disabled=row["service_disabled"],
-                    hypervisor_type=row["hypervisor_type"],
-                    supported_instances=list(_supported(row["cpu_info"])),
-                    capacity={rc: v["capacity"] for rc, v in summary.items()},
-                    used={rc: v["used"] for rc, v in summary.items()},
-                    allocation_request=by_provider[row["uuid"]], cpu_info=row["cpu_info"] or "",
-                    hypervisor_version=row["hypervisor_version"], host_ip=row["host_ip"],
-                    aggregates=metadata.get(row["host"], {}), cell_name=cell.name,
-                    num_instances=num_instances, num_io_ops=num_io_ops,
-                    failed_builds=int(stats.get("failed_builds", 0) or 0) if isinstance(stats, dict) else 0,
-                    numa_topology=parse_json(row["numa_topology"]), pci_stats=parse_json(row["pci_stats"]),
-                    instance_images=images.get(row["host"])))
+                name = row["host"]
+                capacity, used = {}, {}
+                for rc, usage in summaries.get(row["uuid"], empty).get("resources", empty).items():
+                    capacity[rc] = usage["capacity"]
+                    used[rc] = usage["used"]
+                num_instances, num_io_ops = counts.get(name, (0, 0))
+                states.append(HostState(  # positional, in field order: built for each candidate of each request
+                    row["uuid"], name, row["nodename"], cell.uuid, zones.get(name, default_zone),
+                    row["service_up"], row["service_disabled"], row["hypervisor_type"], _supported(row["cpu_info"]),
+                    capacity, used, request, row["cpu_info"] or "", row["hypervisor_version"], row["host_ip"],
+                    metadata.get(name, empty), cell.name, num_instances, num_io_ops, _failed_builds(row["stats"]),
+                    parse_json(row["numa_topology"]), parse_json(row["pci_stats"]), images.get(name)))
         return states
 
     def _filter(self, hosts: list[HostState], spec: dict, resources: dict[str, int],
@@ -299,7 +310,7 @@ class SchedulerManager:
 
     def _tied_with_first(self, ordered: list[HostState], spec: dict) -> int:
         """How many hosts at the head of ``ordered`` every weigher rates exactly as the first."""
-        active = weighers_mod.active(self.weighers, ordered)
+        active = weighers_mod.active(self.weighers, ordered, spec)
 
         def rating(host):
             return [w.multiplier_for(host) * w.weigh(host, spec) for w in active]
@@ -363,6 +374,12 @@ class SchedulerManager:
                 "allocation_request": host.allocation_request}
 
 
+def _drop(task: asyncio.Future) -> None:
+    """A read no longer wanted: cancelled, and its outcome retrieved so that nothing is logged about it."""
+    task.cancel()
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
 def _claims(host: HostState) -> dict:
     return {rp: a["resources"] for rp, a in host.allocation_request["allocations"].items()}
 
@@ -375,6 +392,16 @@ def _consumer_conflict(response) -> bool:
         return any(e.get("code") == "placement.concurrent_update" for e in response.json().get("errors", []))
     except ValueError:
         return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _failed_builds(stats: str | None) -> int:
+    """The consecutive failed builds a compute node's stats report (cached: most hosts report the same)."""
+    parsed = parse_json(stats)
+    try:
+        return int(parsed.get("failed_builds") or 0) if isinstance(parsed, dict) else 0
+    except (TypeError, ValueError):
+        return 0
 
 
 @functools.lru_cache(maxsize=4096)

@@ -590,7 +590,10 @@ class FakeDriver(ComputeDriver):
                                     [g.flavor for g in self.guests.values()])
 
     def get_traits(self) -> list[str]:
-        return ["COMPUTE_NODE", "COMPUTE_NET_ATTACH_INTERFACE", "HW_CPU_X86_SSE2"]
+        # The image types a fake host "runs" (for [scheduler] query_placement_for_image_type_support).
+        return ["COMPUTE_NODE", "COMPUTE_NET_ATTACH_INTERFACE", "HW_CPU_X86_SSE2", "COMPUTE_IMAGE_TYPE_RAW",
+                "COMPUTE_IMAGE_TYPE_QCOW2", "COMPUTE_IMAGE_TYPE_ISO", "COMPUTE_IMAGE_TYPE_AMI",
+                "COMPUTE_IMAGE_TYPE_AKI", "COMPUTE_IMAGE_TYPE_ARI"]
 
     # The host calls answer as upstream's fake driver does (its uptime is the API samples' fixed line).
     async def get_host_uptime(self) -> str:

@@ -6,6 +6,9 @@ class AvailabilityZoneFilter(BaseFilter):
 
     reason = "not in the requested availability zone"
 
+    def applies(self, spec):
+        return bool(spec.get("availability_zone"))
+
     def host_passes(self, host, spec):
         wanted = spec.get("availability_zone")
         return not wanted or host.availability_zone == wanted

@@ -12,11 +12,11 @@ class ImagePropertiesFilter(BaseFilter):
     run_on_rebuild = True
     reason = "cannot run the image's architecture/hypervisor type/VM mode"
 
+    def applies(self, spec):
+        return any(_wanted(spec))
+
     def host_passes(self, host, spec):
-        props = (spec.get("image") or {}).get("properties") or {}
-        arch = props.get("hw_architecture") or props.get("architecture")
-        hv_type = props.get("img_hv_type") or props.get("hypervisor_type")
-        vm_mode = props.get("hw_vm_mode") or props.get("vm_mode")
+        arch, hv_type, vm_mode = _wanted(spec)
         if not (arch or hv_type or vm_mode):
             return True
         if not host.supported_instances:
@@ -26,3 +26,10 @@ class ImagePropertiesFilter(BaseFilter):
                     and (not vm_mode or vm_mode == host_mode)):
                 return True
         return False
+
+
+def _wanted(spec) -> tuple:
+    """(architecture, hypervisor type, VM mode) the image asks for, each None when it does not say."""
+    props = (spec.get("image") or {}).get("properties") or {}
+    return (props.get("hw_architecture") or props.get("architecture"),
+            props.get("img_hv_type") or props.get("hypervisor_type"), props.get("hw_vm_mode") or props.get("vm_mode"))

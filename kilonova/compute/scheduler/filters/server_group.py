@@ -3,6 +3,12 @@ from kilonova.compute.scheduler.filters import BaseFilter
 
 
 class _GroupFilter(BaseFilter):
+    policy = ""
+
+    def applies(self, spec):
+        group = spec.get("instance_group")
+        return bool(group) and group["policy"] == self.policy
+
     def explain(self, spec):
         group = spec.get("instance_group") or {}
         return f"{self.reason} (server group {group.get('uuid')})"
@@ -12,6 +18,7 @@ class ServerGroupAffinityFilter(_GroupFilter):
     """Only the hosts the group's servers are on, once any is placed (a new group may go anywhere)."""
 
     reason = "not the host of the affinity server group's other servers"
+    policy = "affinity"
 
     def host_passes(self, host, spec):
         group = spec.get("instance_group")
@@ -24,6 +31,7 @@ class ServerGroupAntiAffinityFilter(_GroupFilter):
     """Only hosts with fewer than ``max_server_per_host`` (default 1) of the group's servers."""
 
     reason = "already holds as many servers of the anti-affinity server group as its rules allow"
+    policy = "anti-affinity"
 
     def host_passes(self, host, spec):
         group = spec.get("instance_group")

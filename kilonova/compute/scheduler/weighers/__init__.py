@@ -35,6 +35,10 @@ class BaseWeigher:
                         ",".join(sorted(values)), host.host, self.multiplier)
             return self.multiplier
 
+    def applies(self, spec: dict) -> bool:
+        """Whether this request can give hosts different weights here (one that cannot is skipped)."""
+        return True
+
     def weigh(self, host: HostState, spec: dict) -> float:
         raise NotImplementedError
 
@@ -82,17 +86,29 @@ def normalise(values: list[float]) -> list[float]:
     return [(value - low) / span for value in values]
 
 
-def active(weighers: list[BaseWeigher], hosts: list[HostState]) -> list[BaseWeigher]:
-    """The weighers whose multiplier is not 0 for some host (the others cannot change the order)."""
-    return [w for w in weighers if w.multiplier != 0 or any(w.option in h.aggregates for h in hosts)]
+def _aggregate_keys(hosts: list[HostState]) -> set[str]:
+    keys: set[str] = set()
+    for host in hosts:
+        if host.aggregates:
+            keys.update(host.aggregates)
+    return keys
+
+
+def active(weighers: list[BaseWeigher], hosts: list[HostState], spec: dict,
+           keys: set[str] | None = None) -> list[BaseWeigher]:
+    """The weighers that can change the order: the request asks something of them, and their multiplier is not 0
+    (or some host's aggregates set it)."""
+    keys = _aggregate_keys(hosts) if keys is None else keys
+    return [w for w in weighers if (w.multiplier != 0 or w.option in keys) and w.applies(spec)]
 
 
 def weights(weighers: list[BaseWeigher], hosts: list[HostState], spec: dict) -> dict[str, list[float]]:
     """weigher name -> each host's contribution (multiplier x normalised weight), in ``hosts`` order."""
     found = {}
-    for weigher in active(weighers, hosts):
+    keys = _aggregate_keys(hosts)
+    for weigher in active(weighers, hosts, spec, keys):
         values = normalise([weigher.weigh(host, spec) for host in hosts])
-        if any(host.aggregates for host in hosts):
+        if weigher.option in keys:  # some hosts' aggregates set their own multiplier
             found[type(weigher).__name__] = [weigher.multiplier_for(h) * v for h, v in zip(hosts, values)]
         else:
             found[type(weigher).__name__] = [weigher.multiplier * v for v in values]

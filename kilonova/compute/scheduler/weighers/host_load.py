@@ -37,6 +37,9 @@ class CrossCellWeigher(BaseWeigher):
     here so the upstream option and aggregate key work as documented."""
     option = "cross_cell_move_weight_multiplier"
 
+    def applies(self, spec):
+        return bool(spec.get("requested_cell"))
+
     def weigh(self, host, spec):
         source = spec.get("requested_cell")
         return -1 if source and host.cell_uuid != source else 0

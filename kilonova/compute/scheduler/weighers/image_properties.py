@@ -20,6 +20,9 @@ class ImagePropertiesWeigher(BaseWeigher):
         super().__init__(conf)
         self.setting = _setting(conf.get("filter_scheduler", "image_props_weight_setting"))
 
+    def applies(self, spec):
+        return bool((spec.get("image") or {}).get("properties"))
+
     def weigh(self, host, spec):
         wanted = {k: str(v) for k, v in ((spec.get("image") or {}).get("properties") or {}).items()}
         if not wanted or not host.instance_images:

@@ -7,6 +7,9 @@ class ServerGroupSoftAffinityWeigher(BaseWeigher):
     """soft-affinity: the more of the group's servers on a host, the better."""
     option = "soft_affinity_weight_multiplier"
 
+    def applies(self, spec):
+        return (spec.get("instance_group") or {}).get("policy") == "soft-affinity"
+
     def weigh(self, host, spec):
         return members_on(spec, host.host, "soft-affinity") or 0
 
@@ -14,6 +17,9 @@ class ServerGroupSoftAffinityWeigher(BaseWeigher):
 class ServerGroupSoftAntiAffinityWeigher(BaseWeigher):
     """soft-anti-affinity: the fewer of the group's servers on a host, the better."""
     option = "soft_anti_affinity_weight_multiplier"
+
+    def applies(self, spec):
+        return (spec.get("instance_group") or {}).get("policy") == "soft-anti-affinity"
 
     def weigh(self, host, spec):
         return -(members_on(spec, host.host, "soft-anti-affinity") or 0)
