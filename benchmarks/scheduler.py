@@ -155,6 +155,8 @@ async def run_size(n: int, decisions: int, members: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="kn-sched-bench-") as tmp:
         state = Path(tmp)
         conf = Config.load(state_dir=state)
+        # No agent heartbeats here: the fleet's services stay up however long setting it up takes.
+        conf.set("DEFAULT", "service_down_time", "86400")
         started = time.perf_counter()
         api_db, cells, group, nodes = build_databases(conf, n, members)
         svc, http = await build_placement(state, nodes)
