@@ -96,6 +96,8 @@ def test_hypervisor_uptime_before_and_from_2_88(cloud):
         "id", "hypervisor_hostname", "state", "status", "uptime"}
     newest = compute_call(cloud, "GET", f"/os-hypervisors/{node}", "2.88").json()["hypervisor"]
     assert newest["uptime"] == FAKE_UPTIME
+    detail = compute_call(cloud, "GET", "/os-hypervisors/detail", "2.88").json()["hypervisors"]
+    assert len(detail) == cloud.hosts and {h["uptime"] for h in detail} == {FAKE_UPTIME}
     assert compute_call(cloud, "GET", f"/os-hypervisors/{node}/uptime", "2.88").status_code == 404
 
 
