@@ -26,6 +26,14 @@ def test_tags_through_the_cli(cloud, server):
                            fmt_json=True)["tags"] == ["web"]
     before = cloud.openstack("--os-compute-api-version", "2.25", "server", "set", "--tag", "x", server, check=False)
     assert before.returncode != 0 and "2.26" in before.stderr
+    # The nova CLI's tag commands (it negotiates 2.96).
+    cloud.nova("server-tag-add", server, "n1", "n2")
+    assert {"n1", "n2", "web"} <= set(cloud.nova("server-tag-list", server).stdout.split())
+    cloud.nova("server-tag-delete", server, "n1")
+    assert "n1" not in cloud.nova("server-tag-list", server).stdout.split()
+    assert server in cloud.nova("list", "--tags", "n2").stdout
+    cloud.nova("server-tag-delete-all", server)
+    assert cloud.openstack("--os-compute-api-version", "2.26", "server", "show", server, fmt_json=True)["tags"] == []
 
 
 def test_tag_api(cloud, server):
@@ -55,6 +63,7 @@ def test_tag_api(cloud, server):
         assert compute.put(path, json={"tags": [f"t{i}" for i in range(50)]}, headers=V226).status_code == 200
         full = compute.put(f"{path}/one-more", headers=V226)
         assert full.status_code == 400 and "per-server limit 50" in full.json()["badRequest"]["message"]
+        assert compute.put(f"{path}/t0", headers=V226).status_code == 400  # the count first, as upstream
         assert compute.put(path, json={"tags": ["a/b"]}, headers=V226).status_code == 400
         assert compute.put(path, json={}, headers=V226).status_code == 400
         assert compute.delete(path, headers=V226).status_code == 204

@@ -24,11 +24,15 @@ _REPLACE = {"type": "object", "required": ["tags"], "additionalProperties": Fals
 _CHANGEABLE = ("active", "paused", "suspended", "stopped")
 
 
+def _since_2_26(request: Request) -> None:
+    if not want(request, "2.26"):
+        raise HTTPError(404, "The resource could not be found.")
+
+
 async def _server(request: Request, server_id: str, rule: str, action: str | None = None) -> lookup.ServerRef:
     """The server (404 before 2.26, as any unknown resource), its ``rule`` checked; for a change
     (``action``, upstream's name for it in the 409), its state."""
-    if not want(request, "2.26"):
-        raise HTTPError(404, "The resource could not be found.")
+    _since_2_26(request)
     ref = await lookup.find(compute_api(request), request.state.context, server_id)
     common.authorize(request, _RULE + rule, common.server_target(ref.server))
     if action is not None:
@@ -51,9 +55,10 @@ async def check_tag(request: Request, server_id: str, tag: str):
 
 
 async def replace_tags(request: Request, server_id: str):
-    ref = await _server(request, server_id, "update_all", "update tags")
+    _since_2_26(request)
     body = await read_json(request)
-    validation.validate(_REPLACE, body)
+    validation.validate(_REPLACE, body)  # the body first, as upstream's schema decorator
+    ref = await _server(request, server_id, "update_all", "update tags")
     tags = list(dict.fromkeys(body["tags"]))  # a repeated tag is kept once
     await ref.cell.db.write(_change, ref.uuid, lambda _current: tags)
     return json_response({"tags": tags})
@@ -73,11 +78,9 @@ async def add_tag(request: Request, server_id: str, tag: str):
                              f"and ','. Validation error message: {problem}")
 
     def added(current: list[str]) -> list[str]:
-        if tag in current:
-            return current
-        if len(current) >= MAX_TAGS:
+        if len(current) >= MAX_TAGS:  # checked first, as upstream: even for a tag the server has
             raise HTTPError(400, f"The number of tags exceeded the per-server limit {MAX_TAGS}")
-        return current + [tag]
+        return current if tag in current else current + [tag]
     before = await ref.cell.db.write(_change, ref.uuid, added)
     if tag in before:
         return empty_response(204)
