@@ -183,3 +183,30 @@ def test_extensions_and_version_documents(cloud):
     assert redirect.status_code == 302 and redirect.headers["location"] == cloud.urls["compute"] + "/"
     document = httpx.get(cloud.urls["compute"] + "/").json()["version"]
     assert document["id"] == "v2.1" and document["links"][0]["href"] == cloud.urls["compute"] + "/"
+
+
+SERVER = "11111111-2222-3333-4444-555555555555"
+
+
+def test_image_proxy_status_and_delete(cloud):
+    """A queued image is SAVING at 25 %; its owner deletes it through the compute proxy, others may not."""
+    with cloud.http("image", "kilonova-demo") as image:
+        created = image.post("/v2/images", json={"name": "proxy-queued", "disk_format": "qcow2",
+                                                 "container_format": "bare", "instance_uuid": SERVER}).json()
+    shown = compute_call(cloud, "GET", f"/images/{created['id']}", "2.1", "kilonova-demo").json()["image"]
+    assert (shown["status"], shown["progress"], shown["minRam"], shown["OS-EXT-IMG-SIZE:size"]) == (
+        "SAVING", 25, 0, 0)
+    assert shown["server"]["id"] == SERVER and shown["metadata"] == {"instance_uuid": SERVER}
+    assert shown["created"].endswith("Z") and len(shown["created"]) == 20
+    filtered = compute_call(cloud, "GET", "/images/detail", "2.1", "kilonova-demo",
+                            params={"server": f"http://compute/servers/{SERVER}"}).json()["images"]
+    assert [i["id"] for i in filtered] == [created["id"]]
+    # The status filter goes to the image service lowercased, as upstream's: a queued image is not "saving".
+    assert compute_call(cloud, "GET", "/images", "2.1", "kilonova-demo",
+                        params={"server": SERVER, "status": "SAVING"}).json()["images"] == []
+    other = next(i for i in cloud.sdk().compute.images() if i.name == "kilonova-tiny")
+    assert compute_call(cloud, "DELETE", f"/images/{other.id}", "2.1", "kilonova-demo").json() == {
+        "forbidden": {"code": 403, "message": "You are not allowed to delete the image."}}
+    cloud.sdk().compute.delete_image(created["id"])
+    assert compute_call(cloud, "GET", f"/images/{created['id']}", "2.1", "kilonova-demo").status_code == 404
+    assert compute_call(cloud, "DELETE", f"/images/{created['id']}", "2.1").status_code == 404
