@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from kilonova.compute.db import aggregates, compute_nodes
+from kilonova.compute.db import aggregates, compute_nodes, services
 from kilonova.compute.scheduler.manager import NoValidHost, SchedulerManager
 from tests.unit.test_compute_admin_harness import api, stub  # noqa: F401 - fixtures
 from tests.unit.test_compute_aggregates import hosts  # noqa: F401 - fixtures
@@ -188,3 +188,16 @@ async def test_an_unknown_destination_and_a_destination_without_room(cloud):
     message, _ = await failure(scheduler, {**SPEC, "requested_destination": {"host": "compute1"},
                                            "flavor": {**FLAVOR, "memory_mb": 5000}})
     assert "Placement has no resource provider in the requested destination's tree has MEMORY_MB:5000" in message
+
+
+async def test_a_forced_host_skips_the_filters_and_a_2_74_destination_does_not(cloud, stub):
+    nodes, scheduler = cloud
+    db = stub.cells.default.db
+    db.run_sync(lambda s: services.update(s, services.find(s, "compute2", "nova-compute").id, {"disabled": True}))
+    forced = {**SPEC, "requested_destination": {"host": "compute2", "force": True}}
+    [chosen] = await scheduler.select_destinations(forced, [str(uuid.uuid4())])
+    assert [s["host"] for s in chosen] == ["compute2"]
+    dry = await scheduler.explain(forced)
+    assert "forced_destination" in [s["stage"] for s in dry["stages"]]
+    message, _ = await failure(scheduler, {**SPEC, "requested_destination": {"host": "compute2"}})
+    assert "ComputeFilter removed 1 of 1 hosts (compute service disabled or down)" in message

@@ -3,7 +3,8 @@
 ``zone::node``, ``zone:host:node``).
 
 Only administrators may name one; the host must be mapped to a cell and the node
-must exist, else 400. The scheduler still runs its filters on it.
+must exist, else 400. Placement must still have room on it; the scheduler runs its filters on a 2.74
+destination but not on a forced one (``"force": True``), as upstream's force_hosts/force_nodes.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ async def forced(svc, ctx: RequestContext, host: str | None, node: str | None) -
         return None
     if not ctx.is_admin:
         raise HTTPError(403, "Policy doesn't allow os_compute_api:servers:create:forced_host to be performed.")
-    return await _checked(svc, host, node)
+    return {**await _checked(svc, host, node), "force": True}
 
 
 async def _checked(svc, host: str | None, node: str | None) -> dict[str, str]:

@@ -227,7 +227,7 @@ class SchedulerManager:
                 if destination.get("host", row["host"]) == row["host"] and \
                         destination.get("node", row["nodename"]) == row["nodename"]:
                     return row["uuid"]
-        named = ", ".join(f"{key} {value}" for key, value in sorted(destination.items()))
+        named = ", ".join(f"{key} {destination[key]}" for key in ("host", "node") if destination.get(key))
         raise NoValidHost(f"No valid host was found. The requested destination ({named}) is not a known compute node.")
 
     async def _fleet(self, read_metadata: bool) -> tuple:
@@ -268,6 +268,12 @@ class SchedulerManager:
 
     def _filter(self, hosts: list[HostState], spec: dict, resources: dict[str, int],
                 chosen_here: int = 0, trace: Trace | None = None) -> list[HostState]:
+        if (spec.get("requested_destination") or {}).get("force"):
+            # A host forced through availability_zone=zone:host:node skips the filters, as upstream's forced hosts.
+            if trace is not None:
+                trace.add("forced_destination", "request", len(hosts), len(hosts),
+                          "a forced host (availability_zone=zone:host:node): the filters are not run, as upstream")
+            return hosts
         remaining = hosts
         removed: list[str] = []
         for flt in self.filters:
