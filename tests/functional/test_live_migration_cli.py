@@ -150,6 +150,11 @@ def test_progress_placement_during_the_move_and_force_complete(lm_cloud):
         assert shown["Memory Total Bytes"] == 512 << 20
         assert 0 < shown["Memory Processed Bytes"] < shown["Memory Total Bytes"]
         assert shown["Disk Total Bytes"] == 1 << 30  # "auto" on hosts that share no storage: a block migration
+        # The server's progress is the share of its data copied (as upstream's libvirt driver reports it).
+        copied = shown["Memory Processed Bytes"] + shown["Disk Processed Bytes"]
+        moving = show(cloud, server["id"])
+        assert moving["status"] == "MIGRATING"
+        assert 0 < moving["progress"] < 100 and moving["progress"] >= int(copied * 100 / ((512 << 20) + (1 << 30)))
         # While it runs the migration holds the source's allocation and the instance the destination's.
         flavor = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
         assert allocations_now(cloud, record["uuid"], server["id"]) == [{source: flavor}, {dest: flavor}]
@@ -164,7 +169,7 @@ def test_progress_placement_during_the_move_and_force_complete(lm_cloud):
         took = datetime.fromisoformat(done["updated_at"]) - datetime.fromisoformat(done["created_at"])
         assert took.total_seconds() < DELAY - 1, took  # forced: no need to copy the rest at the usual pace
         moved = wait_task_done(cloud, server["id"])
-        assert moved["status"] == "ACTIVE" and moved["OS-EXT-SRV-ATTR:host"] == dest
+        assert moved["status"] == "ACTIVE" and moved["OS-EXT-SRV-ATTR:host"] == dest and moved["progress"] == 0
         assert allocations(cloud, server["id"]) == {dest: flavor}
         assert allocations(cloud, record["uuid"]) == {}
         cloud.audit()

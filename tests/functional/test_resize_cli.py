@@ -89,8 +89,10 @@ def server(cloud):
 
 def test_resize_then_confirm_with_the_openstack_cli(cloud, server):
     source = server["OS-EXT-SRV-ATTR:host"]
+    assert cloud.openstack("server", "show", server["id"], fmt_json=True)["progress"] == 0  # nothing under way
     cloud.openstack("server", "resize", "--flavor", "m1.small", "--wait", server["id"])
     shown = cloud.wait_status(server["id"], "VERIFY_RESIZE")
+    assert shown["progress"] == 0  # the resize's steps are over
     dest = shown["OS-EXT-SRV-ATTR:host"]
     assert dest != source  # [DEFAULT] allow_resize_to_same_host is False by default
     assert shown["flavor"]["name"] == "m1.small"

@@ -31,7 +31,7 @@ _STATE_MAP: dict[str, tuple[str, dict[str, str]]] = {
     "shelved": ("SHELVED", {}),
     "shelved_offloaded": ("SHELVED_OFFLOADED", {}),
 }
-_PROGRESS_STATUSES = {"BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"}
+_PROGRESS_STATUSES = {"ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"}  # as upstream
 
 # Status names accepted by the ?status= filter, mapped back to vm_states.
 STATUS_TO_VM_STATES = {

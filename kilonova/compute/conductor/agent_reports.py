@@ -69,9 +69,19 @@ class AgentReports(ConductorPart):
 
     async def migration_update(self, instance_uuid: str, migration_uuid: str, values: dict,
                                expected_status: list | None = None) -> dict:
-        """Change a migration record (compare-and-set on its status with ``expected_status``)."""
+        """Change a migration record (compare-and-set on its status with ``expected_status``); a live
+        migration's copy figures also move the server's ``progress`` (100 less the share of the data left, as
+        upstream's libvirt driver reports it)."""
         cell = await self._cell_for_instance(instance_uuid)
-        return await cell.db.write(migrations.update, migration_uuid, values, expected_status)
+        progress = _copy_progress(values)
+        if progress is None:
+            return await cell.db.write(migrations.update, migration_uuid, values, expected_status)
+
+        def update_both(session):
+            updated = migrations.update(session, migration_uuid, values, expected_status)
+            instances.update(session, instance_uuid, {"progress": progress})
+            return updated
+        return await cell.db.write(update_both)
 
     async def migrations_on_host(self, host: str, statuses: list) -> list[dict]:
         """The moves this host is source or destination of, in ``statuses`` (an agent's start-up checks)."""
@@ -195,3 +205,11 @@ def _apply_reports(session, reports: list[dict]) -> list:
     return results
 
 
+def _copy_progress(values: dict) -> int | None:
+    """The percentage of a live migration's data (memory and disks) copied, from its progress report."""
+    totals = [values.get(f"{kind}_total") for kind in ("memory", "disk")]
+    if not any(totals):
+        return None
+    total = sum(value or 0 for value in totals)
+    remaining = sum(values.get(f"{kind}_remaining") or 0 for kind in ("memory", "disk"))
+    return max(0, min(100, 100 - int(remaining * 100 / total)))
