@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-FAKE_UPTIME = " 08:32:11 up 93 days, 18:25, 12 users,  load average: 0.20, 0.12, 0.14"
+# The fake hosts answer the machine's own uptime line, as a libvirt host does its own.
+UPTIME = re.compile(r"^ ?\d{2}:\d{2}:\d{2} up .*load average: [0-9.]+, [0-9.]+, [0-9.]+\n?$")
 BOOT = ["--flavor", "m1.tiny", "--image", "kilonova-tiny", "--network", "private"]
 
 
@@ -83,21 +84,20 @@ def test_os_hosts_through_openstack_cli(cloud):
 
 def test_hypervisor_uptime_before_and_from_2_88(cloud):
     shown = cloud.openstack("hypervisor", "show", "compute1", fmt_json=True)
-    assert shown["load_average"] == "0.20, 0.12, 0.14" and shown["users"] == "12"
+    assert re.match(r"^[0-9.]+, [0-9.]+, [0-9.]+$", shown["load_average"]) and shown["uptime"]
     node = next(h["ID"] for h in cloud.openstack("--os-compute-api-version", "2.53", "hypervisor", "list",
                                                  fmt_json=True) if h["Hypervisor Hostname"] == "compute1")
     # The nova CLI takes a name before 2.53 and, as upstream, only the uuid from 2.53.
-    assert "load average: 0.20" in cloud.nova("--os-compute-api-version", "2.1", "hypervisor-uptime",
-                                              "compute1").stdout
-    assert "load average: 0.20" in cloud.nova("hypervisor-uptime", node).stdout
+    assert "load average: " in cloud.nova("--os-compute-api-version", "2.1", "hypervisor-uptime", "compute1").stdout
+    assert "load average: " in cloud.nova("hypervisor-uptime", node).stdout
     assert "Invalid uuid compute1" in cloud.nova("hypervisor-uptime", "compute1", check=False).stderr
     raw = compute_call(cloud, "GET", f"/os-hypervisors/{node}/uptime", "2.53").json()["hypervisor"]
-    assert raw["uptime"] == FAKE_UPTIME and raw["state"] == "up" and set(raw) == {
+    assert UPTIME.match(raw["uptime"]) and raw["state"] == "up" and set(raw) == {
         "id", "hypervisor_hostname", "state", "status", "uptime"}
     newest = compute_call(cloud, "GET", f"/os-hypervisors/{node}", "2.88").json()["hypervisor"]
-    assert newest["uptime"] == FAKE_UPTIME
+    assert UPTIME.match(newest["uptime"])
     detail = compute_call(cloud, "GET", "/os-hypervisors/detail", "2.88").json()["hypervisors"]
-    assert len(detail) == cloud.hosts and {h["uptime"] for h in detail} == {FAKE_UPTIME}
+    assert len(detail) == cloud.hosts and all(UPTIME.match(h["uptime"]) for h in detail)
     assert compute_call(cloud, "GET", f"/os-hypervisors/{node}/uptime", "2.88").status_code == 404
 
 

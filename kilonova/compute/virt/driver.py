@@ -5,6 +5,8 @@ Power states are Nova's integers.
 """
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
 NOSTATE, RUNNING, PAUSED, SHUTDOWN, CRASHED, SUSPENDED = 0, 1, 3, 4, 6, 7
@@ -334,3 +336,11 @@ class ComputeDriver:
 
     def get_traits(self) -> list[str]:
         return []
+
+
+async def uptime_line() -> str:
+    """``uptime``'s line on this machine (``LANG=C``), as upstream's libvirt driver answers a host's uptime."""
+    proc = await asyncio.create_subprocess_exec("uptime", stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "LANG": "C"})
+    out, _ = await proc.communicate()
+    return out.decode(errors="replace")

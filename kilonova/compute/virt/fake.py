@@ -595,9 +595,10 @@ class FakeDriver(ComputeDriver):
                 "COMPUTE_IMAGE_TYPE_QCOW2", "COMPUTE_IMAGE_TYPE_ISO", "COMPUTE_IMAGE_TYPE_AMI",
                 "COMPUTE_IMAGE_TYPE_AKI", "COMPUTE_IMAGE_TYPE_ARI"]
 
-    # The host calls answer as upstream's fake driver does (its uptime is the API samples' fixed line).
+    # The host calls answer as upstream's fake driver does; its uptime (which upstream's fake leaves out, a 501)
+    # is the machine's its fake hosts run on, as a libvirt host answers its own.
     async def get_host_uptime(self) -> str:
-        return " 08:32:11 up 93 days, 18:25, 12 users,  load average: 0.20, 0.12, 0.14"
+        return await driver.uptime_line()
 
     async def set_host_enabled(self, enabled: bool) -> str:
         return "enabled" if enabled else "disabled"

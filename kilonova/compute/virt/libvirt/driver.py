@@ -230,10 +230,7 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
     async def get_host_uptime(self) -> str:
         """``uptime``'s line, as upstream's libvirt driver answers it (the other host calls it leaves unimplemented:
         enabling, maintenance and power actions are os-services' and the operator's)."""
-        proc = await asyncio.create_subprocess_exec("uptime", stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "LANG": "C"})
-        out, _ = await proc.communicate()
-        return out.decode(errors="replace")
+        return await power.uptime_line()
 
     # ------------------------------------------------------------------ helpers
 
