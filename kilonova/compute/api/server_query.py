@@ -175,6 +175,10 @@ def pattern(name: str, value: str) -> str:
     return value
 
 
+# The tag filters as the database applies them (instances.query's "tags:KIND").
+_TAG_FILTERS = {"tags": "all", "tags-any": "any", "not-tags": "not-all", "not-tags-any": "not-any"}
+
+
 def tag_list(value: str) -> list[str]:
     return [tag for tag in value.split(",") if tag]
 
@@ -216,9 +220,9 @@ def filters(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         if opts.get(name):
             post[name] = ip_text(opts[name])
     if want(request, "2.26"):
-        for name in _TAGS:
-            if opts.get(name):
-                post[name] = tag_list(opts[name])
+        for name, kind in _TAG_FILTERS.items():
+            if tag_list(opts.get(name) or ""):
+                db["tags:" + kind] = tag_list(opts[name])
     return db, post
 
 
@@ -249,7 +253,10 @@ def pending_filter(db_filters: dict[str, Any]):
         for key, value in db_filters.items():
             if key in ("changes-since", "changes-before", "host"):
                 return False  # never updated, never on a host yet
-            if key.startswith("regex:"):
+            if key.startswith("tags:"):
+                if not tags_pass(key[5:], value, set(server.get("tags") or [])):
+                    return False
+            elif key.startswith("regex:"):
                 found = server.get(key[6:])
                 if found is None or not re.search(value, str(found)):
                     return False
@@ -276,7 +283,7 @@ def post_filter(server: dict[str, Any], post: dict[str, Any]) -> bool:
     for name, version in (("ip", 4), ("ip6", 6)):
         if name in post and not any(post[name] in address for address in _fixed_ips(server, version)):
             return False
-    return _tags_pass(set(server.get("tags") or []), post)
+    return True
 
 
 def _fixed_ips(server: dict[str, Any], version: int) -> list[str]:
@@ -284,15 +291,13 @@ def _fixed_ips(server: dict[str, Any], version: int) -> list[str]:
             if ip.get("version", 4) == version]
 
 
-def _tags_pass(tags: set[str], post: dict[str, Any]) -> bool:
-    """``tags``: all of them; ``tags-any``: one of them; ``not-tags``: not all of them; ``not-tags-any``:
-    none of them."""
-    if "tags" in post and not set(post["tags"]) <= tags:
-        return False
-    if "tags-any" in post and not set(post["tags-any"]) & tags:
-        return False
-    if "not-tags" in post and set(post["not-tags"]) <= tags:
-        return False
-    if "not-tags-any" in post and set(post["not-tags-any"]) & tags:
-        return False
-    return True
+def tags_pass(kind: str, wanted: list[str], tags: set[str]) -> bool:
+    """A tag filter (see ``_TAG_FILTERS``) on a server's ``tags`` in Python, as instances.query applies it:
+    all of them, one of them, not all of them, none of them."""
+    if kind == "all":
+        return set(wanted) <= tags
+    if kind == "any":
+        return bool(set(wanted) & tags)
+    if kind == "not-all":
+        return not set(wanted) <= tags
+    return not set(wanted) & tags

@@ -10,7 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.common.prepared import prepare, prepared
@@ -278,7 +281,11 @@ def query(session: Session, *, project_id: str | None, filters: dict[str, Any], 
         elif key == "changes-before":
             stmt = stmt.where(_TABLE.c.updated_at <= value)
         elif key.startswith("regex:"):  # a regular expression searched in the column's text
-            stmt = stmt.where(sa.cast(_column(key[6:]), sa.String).regexp_match(value))
+            column = _column(key[6:])
+            text = column if isinstance(column.type, sa.String) else sa.cast(column, sa.String)  # keeps its collation
+            stmt = stmt.where(text.regexp_match(value))
+        elif key.startswith("tags:"):
+            stmt = stmt.where(_tag_filter(key[5:], value))
         elif key == "uuid_in":
             stmt = stmt.where(_TABLE.c.uuid.in_(value))
         elif key in ("vm_state", "task_state") and isinstance(value, list):
@@ -291,6 +298,42 @@ def query(session: Session, *, project_id: str | None, filters: dict[str, Any], 
     if limit is not None:
         stmt = stmt.limit(limit)
     return [_plain(dict(row)) for row in session.execute(stmt).mappings()]
+
+
+class _HasTag(ColumnElement):
+    """True when an instance's ``tags`` (a JSON list) holds ``tag``: each database's own JSON test."""
+    type = sa.Boolean()
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("tag", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column, tag: str):
+        self.column = column
+        self.tag = sa.bindparam(None, tag, type_=sa.String, unique=True)
+
+
+@compiles(_HasTag)
+def _has_tag_sqlite(element, compiler, **kw) -> str:
+    return (f"EXISTS (SELECT 1 FROM json_each({compiler.process(element.column, **kw)}) "
+            f"WHERE json_each.value = {compiler.process(element.tag, **kw)})")
+
+
+@compiles(_HasTag, "postgresql")
+def _has_tag_postgresql(element, compiler, **kw) -> str:
+    return (f"CAST({compiler.process(element.column, **kw)} AS JSONB) @> "
+            f"jsonb_build_array(CAST({compiler.process(element.tag, **kw)} AS TEXT))")
+
+
+@compiles(_HasTag, "mysql")
+@compiles(_HasTag, "mariadb")
+def _has_tag_mysql(element, compiler, **kw) -> str:
+    return f"JSON_CONTAINS({compiler.process(element.column, **kw)}, JSON_QUOTE({compiler.process(element.tag, **kw)}))"
+
+
+def _tag_filter(kind: str, tags: list[str]):
+    """Upstream's tag filters: ``all`` (tags), ``any`` (tags-any), ``not-all`` (not-tags), ``not-any``."""
+    tests = [_HasTag(_TABLE.c.tags, tag) for tag in tags]
+    combined = sa.and_(*tests) if kind in ("all", "not-all") else sa.or_(*tests)
+    return sa.not_(combined) if kind.startswith("not-") else combined
 
 
 def _order_by(order: tuple[tuple[str, str], ...]) -> list:
