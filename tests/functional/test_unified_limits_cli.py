@@ -143,3 +143,23 @@ def test_limits_nova_checks_itself(ul_cloud, member):
     shown = conn.compute.get(f"/os-quota-sets/{project.id}").json()["quota_set"]
     assert shown["key_pairs"] == 1 and shown["metadata_items"] == 2 and shown["server_group_members"] == 1
     delete_all(conn)
+
+
+def test_unshelve_counts_the_resource_classes_again(ul_cloud, member):
+    """An offloaded server holds no allocation: while it is offloaded its vCPUs are free for others, and
+    unshelving it must fit them again (upstream: a servers delta of 0 and the flavor's classes)."""
+    admin, project, conn = member   # class:VCPU: 3 for this project (test_resource_classes_from_the_flavor)
+    shelved = _create(conn, "shelved", flavor="3")     # 2 vCPUs
+    conn.compute.wait_for_server(shelved, wait=60, interval=0.3)
+    conn.compute.shelve_server(shelved)
+    conn.compute.wait_for_server(shelved, status="SHELVED_OFFLOADED", wait=90, interval=0.3)
+    other = _create(conn, "took-the-room", flavor="3")
+    conn.compute.wait_for_server(other, wait=60, interval=0.3)
+    with pytest.raises(openstack.exceptions.ForbiddenException) as refused:
+        conn.compute.unshelve_server(shelved)
+    assert str(refused.value).endswith("Resource class:VCPU is over limit of 3 due to current usage 2 and delta 2]")
+    conn.compute.delete_server(other)
+    conn.compute.wait_for_delete(other, wait=60, interval=0.3)
+    conn.compute.unshelve_server(shelved)
+    conn.compute.wait_for_server(shelved, wait=90, interval=0.3)
+    delete_all(conn)

@@ -129,3 +129,38 @@ def test_unified_limits_in_quota_sets_names(tmp_path):
     assert shown["floating_ips"] == -1 and shown["security_group_rules"] == -1
     assert str(OverLimit("servers", 10, 10, 1)) == \
         "Resource servers is over limit of 10 due to current usage 10 and delta 1"
+
+
+def _placement(usages: dict, allocated: set[str]):
+    import httpx
+
+    def answer(request):
+        if request.url.path == "/usages":
+            return httpx.Response(200, json={"usages": usages})
+        consumer = request.url.path.rsplit("/", 1)[-1]
+        return httpx.Response(200, json={"allocations": {"rp": {"resources": {"VCPU": 1}}}
+                                         if consumer in allocated else {}})
+    return httpx.AsyncClient(base_url="http://placement", transport=httpx.MockTransport(answer))
+
+
+async def test_counting_from_placement_adds_unclaimed_build_requests_once(tmp_path, monkeypatch):
+    """[quota] count_usage_from_placement: cores from Placement's usages plus the build requests that hold no
+    allocation yet; one that has been claimed already is not counted twice."""
+    from tests.unit.test_compute_admin_harness import StubComputeAPI
+
+    svc = StubComputeAPI(tmp_path, {"quota": {"count_usage_from_placement": "true"}})
+    try:
+        svc.api_db.run_sync(quotas.set_limits, "p1", {"cores": 5})
+        claimed = _instance()
+        svc.api_db.run_sync(build_requests.create, claimed, {})
+        svc.placement = _placement({"VCPU": 4, "MEMORY_MB": 2048}, allocated=set())
+        # 4 in Placement + 1 pending unclaimed = 5 of 5: no room
+        with pytest.raises(HTTPError) as refused:
+            await claims.allowed(svc, "p1", SMALL, False, 1, 1)
+        assert "Quota exceeded for cores: Requested 1, but already used 5 of 5 cores" in str(refused.value)
+        # once Placement holds its claim (among the 4), it is not counted again: room for one
+        svc.placement = _placement({"VCPU": 4, "MEMORY_MB": 2048}, allocated={claimed["uuid"]})
+        assert await claims.allowed(svc, "p1", SMALL, False, 1, 1) == 1
+        assert (await quota.driver(svc).usage("p1"))["instances"] == 1   # instance mappings
+    finally:
+        svc.close()

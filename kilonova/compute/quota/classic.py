@@ -74,6 +74,12 @@ class ClassicDriver:
                                  f", but already used {joined(used[k] for k in overs)} of "
                                  f"{joined(limits[k] for k in overs)} {joined(overs)}")
 
+    async def check_unshelve(self, project_id: str, flavor: dict[str, Any], is_bfv: bool) -> None:
+        """An offloaded server has no allocation: counted from Placement (only), its cores and RAM must fit
+        again to unshelve it (upstream's check; its instance still counts, so none is added)."""
+        if self.from_placement:
+            await self.check_growth(project_id, {"cores": int(flavor["vcpus"]), "ram": int(flavor["memory_mb"])})
+
     def group_member_scope(self, user_id: str) -> str | None:
         """Upstream's DbQuotaDriver counts a group's members per user (a user's servers in the group)."""
         return user_id
@@ -107,4 +113,7 @@ class NoopDriver(ClassicDriver):
         return max_count
 
     async def check_growth(self, project_id: str, deltas: dict[str, int]) -> None:
+        return None
+
+    async def check_unshelve(self, project_id: str, flavor: dict[str, Any], is_bfv: bool) -> None:
         return None

@@ -175,10 +175,20 @@ class UnifiedLimitsDriver:
 
     async def check_growth(self, project_id: str, deltas: dict[str, int]) -> None:
         """A resize's added cores and ram (class:VCPU, class:MEMORY_MB) within the limits."""
-        wanted = {{"cores": "class:VCPU", "ram": "class:MEMORY_MB"}[k]: v for k, v in deltas.items()}
+        await self._check_classes(project_id, {{"cores": "class:VCPU", "ram": "class:MEMORY_MB"}[k]: v
+                                               for k, v in deltas.items()})
+
+    async def check_unshelve(self, project_id: str, flavor: dict[str, Any], is_bfv: bool) -> None:
+        """An offloaded server's resource classes fit again (upstream: servers delta 0, the flavor's classes)."""
+        await self._check_classes(project_id, {"servers": 0, **{
+            f"class:{rc}": amount for rc, amount in counting.flavor_resources(flavor, is_bfv).items()}})
+
+    async def _check_classes(self, project_id: str, wanted: dict[str, int]) -> None:
         limits = await self.fetch(project_id)
         placed = await counting.placement_usages(self.svc, project_id)
         usage = {f"class:{rc}": amount for rc, amount in placed.items()}
+        if "servers" in wanted:
+            usage["servers"] = (await counting.snapshot(self.svc, project_id)).servers
         overs = self._overs(limits, usage, wanted)
         if overs and self.enforced(overs, limits):
             raise HTTPError(403, f"Project {project_id} is over a limit for {overs}")

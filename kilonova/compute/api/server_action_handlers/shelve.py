@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, empty_response
 from kilonova.common.rpc import NoSuchTarget
+from kilonova.compute import quota
 from kilonova.compute.actions import ACTIONS
 from kilonova.compute.api import create_image, lookup, server_actions, validation
 from kilonova.compute.api.app import compute_api
@@ -120,6 +121,8 @@ async def unshelve(request: Request, ref: lookup.ServerRef, key: str, body: dict
     if host and zone and host_zone != zone:
         raise HTTPError(409, f"Host \"{host}\" is not in the availability zone \"{zone}\".")
 
+    if server["vm_state"] == "shelved_offloaded":  # counted from Placement, its cores and RAM count again
+        await quota.driver(svc).check_unshelve(server["project_id"], server["flavor"], bool(spec.get("is_bfv")))
     values = {}
     if new_az is not _UNSET:
         values["availability_zone"] = new_az  # pinned (or unpinned) as upstream; the host's zone after scheduling
