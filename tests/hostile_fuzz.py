@@ -43,8 +43,8 @@ _SCHEMA_PACKAGES = {
     "block-storage": ["kilonova.volume"],
 }
 VERSIONS = {
-    "compute": ["2.1", "2.7", "2.19", "2.37", "2.42", "2.52", "2.60", "2.67", "2.74", "2.90", "2.96",
-                "latest", "2.999", "x.y"],
+    "compute": ["2.1", "2.7", "2.19", "2.37", "2.42", "2.52", "2.60", "2.67", "2.74", "2.90", "2.96", "2.102",
+                "2.104", "latest", "2.999", "x.y"],
     "placement": ["1.0", "1.10", "1.14", "1.20", "1.28", "1.36", "1.39", "latest", "1.999", "nope"],
     "block-storage": ["3.0", "3.27", "3.44", "3.60", "3.67", "3.71", "latest", "3.72", "x.y"],
 }
@@ -55,7 +55,8 @@ QUERY_KEYS = ["limit", "marker", "sort_key", "sort_dir", "sort", "name", "status
               "project_id", "tenant_id", "user_id", "host", "ip", "flavor", "image", "deleted", "locked",
               "is_public", "minDisk", "minRam", "domain_id", "enabled", "network_id", "device_id", "shared",
               "router:external", "cidr", "ip_version", "mac_address", "hypervisor_hostname_pattern", "detailed",
-              "with_servers", "start", "end", "type", "binary", "zone", "nocatalog", "scope.system", "group_by"]
+              "with_servers", "start", "end", "type", "binary", "zone", "nocatalog", "scope.system", "group_by",
+              "tags-any", "not-tags", "not-tags-any", "ip6", "node", "hostname", "key_name", "availability_zone"]
 HOSTILE_TEXT = ["", " ", "  lead", "trail  ", "a\nb", "\t", "\ud800", "\x00", "é", "💥", "%", "%00", "../..",
                 "a/b", "?", "#", "'", '"', "\\", ";--", "*", "gte:garbage", "in:", "!", ":::", "nova:compute1",
                 "-1", "0", "1", "99999999999999999999999", "1e999", "NaN", "null", "true", "maybe", "x" * 300,
