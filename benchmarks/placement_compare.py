@@ -1,6 +1,8 @@
 """Kilonova's Placement and upstream openstack-placement 16.0.0, driven side by side with the same requests.
 
-    .venv/bin/python benchmarks/placement_compare.py [--show N] [--only LABEL-PREFIX] [--json FILE]
+    .venv/bin/python benchmarks/placement_compare.py [--show N] [--only PREFIX,...] [--json FILE]
+    .venv/bin/python benchmarks/placement_compare.py --only rs-,oc- --record tests/placement_db/upstream_answers.json.gz
+    .venv/bin/python benchmarks/placement_compare.py --replay tests/placement_db/upstream_answers.json.gz
 
 Both servers are started as ``benchmarks/placement.py`` starts them (upstream from PyPI into its own
 virtualenv, on waitress with noauth2; Kilonova as ``kilonova serve placement``), each on a fresh SQLite
@@ -17,10 +19,14 @@ Compared: the status, ``content-type``, ``location``, ``cache-control``, ``last-
 not), ``allow``, ``openstack-api-version``, ``vary``, and the body (JSON parsed, text as is).
 Differences documented as deliberate in BENCHMARKS.md are listed in ``DELIBERATE`` and counted apart.
 Exit status 1 when any other difference is found.
+
+``--record`` keeps upstream's (normalised) answers; ``--replay`` then runs Kilonova alone against them,
+which is what tests/placement_db/test_placement_upstream_answers.py does (no upstream install needed).
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import sys
@@ -96,13 +102,21 @@ def send(client: httpx.Client, step: scenario.Step) -> httpx.Response:
     return client.request(step.method, step.path, headers=step.headers, content=step.content)
 
 
-def run(upstream_url: str, kilonova_url: str, steps: list[scenario.Step]) -> list[dict]:
+def run(upstream_url: str | None, kilonova_url: str, steps: list[scenario.Step],
+        recorded: list[dict] | None = None) -> list[dict]:
+    """Each step to upstream (or its answer ``recorded`` from an earlier run) and to Kilonova, compared."""
     known = scenario.known_uuids()
-    norm = {"upstream": Normaliser(upstream_url, known), "kilonova": Normaliser(kilonova_url, known)}
+    norm = {"upstream": Normaliser(upstream_url or "", known), "kilonova": Normaliser(kilonova_url, known)}
     results = []
-    with httpx.Client(base_url=upstream_url, timeout=60) as up, httpx.Client(base_url=kilonova_url, timeout=60) as kn:
-        for step in steps:
-            a = norm["upstream"].response(send(up, step))
+    with httpx.Client(base_url=upstream_url or kilonova_url, timeout=60) as up, \
+            httpx.Client(base_url=kilonova_url, timeout=60) as kn:
+        for index, step in enumerate(steps):
+            if recorded is None:
+                a = norm["upstream"].response(send(up, step))
+            else:
+                if recorded[index]["label"] != step.label:
+                    raise RuntimeError(f"step {index}: {step.label}, recorded {recorded[index]['label']}")
+                a = recorded[index]["upstream"]
             b = norm["kilonova"].response(send(kn, step))
             fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             results.append({"label": step.label, "request": f"{step.method} {step.path}",
@@ -110,6 +124,26 @@ def run(upstream_url: str, kilonova_url: str, steps: list[scenario.Step]) -> lis
                             "body": step.content.decode() if step.content else None,
                             "fields": fields, "upstream": a, "kilonova": b})
     return results
+
+
+def selected(only: str) -> list[scenario.Step]:
+    """The steps whose label starts with one of ``only``'s comma-separated prefixes (all when empty), and
+    the setup steps they build on."""
+    prefixes = tuple(p for p in only.split(",") if p) or ("",)
+    return [s for s in scenario.steps() if s.label.startswith(prefixes) or s.setup]
+
+
+def replay(recording: Path, workdir: Path) -> list[dict]:
+    """Kilonova alone against upstream's answers recorded by ``--record`` (no upstream needed)."""
+    data = json.loads(gzip.decompress(recording.read_bytes()) if recording.suffix == ".gz" else recording.read_text())
+    steps = selected(data["only"])
+    proc, url = bench.start_kilonova(workdir)
+    try:
+        bench.wait_up(url, proc)
+        return run(None, url, steps, data["answers"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def summary(results: list[dict], show: int) -> int:
@@ -130,25 +164,40 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--venv", type=Path, default=Path.home() / ".cache/kilonova-bench/placement-16.0.0")
     parser.add_argument("--show", type=int, default=50, help="differences printed in full")
-    parser.add_argument("--only", default="", help="run only the steps whose label starts with this")
+    parser.add_argument("--only", default="", help="comma-separated label prefixes of the steps to run")
     parser.add_argument("--json", type=Path, help="write every result here")
+    parser.add_argument("--record", type=Path, help="write upstream's answers here (for --replay)")
+    parser.add_argument("--replay", type=Path, help="run Kilonova alone against answers recorded earlier")
     args = parser.parse_args()
-    steps = [s for s in scenario.steps() if s.label.startswith(args.only) or s.setup]
-    with tempfile.TemporaryDirectory() as up_dir, tempfile.TemporaryDirectory() as kn_dir:
-        up_proc, up_url = bench.start_upstream(args.venv, Path(up_dir))
-        kn_proc, kn_url = bench.start_kilonova(Path(kn_dir))
-        try:
-            bench.wait_up(up_url, up_proc)
-            bench.wait_up(kn_url, kn_proc)
-            started = time.monotonic()
-            results = run(up_url, kn_url, steps)
-            print(f"({time.monotonic() - started:.1f} s)")
-        finally:
-            for proc in (up_proc, kn_proc):
-                proc.terminate()
-                proc.wait(timeout=30)
+    started = time.monotonic()
+    if args.replay:
+        with tempfile.TemporaryDirectory() as kn_dir:
+            results = replay(args.replay, Path(kn_dir))
+    else:
+        steps = selected(args.only)
+        with tempfile.TemporaryDirectory() as up_dir, tempfile.TemporaryDirectory() as kn_dir:
+            up_proc, up_url = bench.start_upstream(args.venv, Path(up_dir))
+            kn_proc, kn_url = bench.start_kilonova(Path(kn_dir))
+            try:
+                bench.wait_up(up_url, up_proc)
+                bench.wait_up(kn_url, kn_proc)
+                started = time.monotonic()
+                results = run(up_url, kn_url, steps)
+            finally:
+                for proc in (up_proc, kn_proc):
+                    proc.terminate()
+                    proc.wait(timeout=30)
+    print(f"({time.monotonic() - started:.1f} s)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    if args.record:
+        answers = [{"label": r["label"], "upstream": r["upstream"]} for r in results]
+        text = json.dumps({"upstream": "openstack-placement 16.0.0", "only": args.only, "answers": answers},
+                          indent=0, sort_keys=True) + "\n"
+        if args.record.suffix == ".gz":
+            args.record.write_bytes(gzip.compress(text.encode(), mtime=0))
+        else:
+            args.record.write_text(text)
     return 1 if summary(results, args.show) else 0
 
 

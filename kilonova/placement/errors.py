@@ -111,6 +111,8 @@ def format_error(request: Request, error: HTTPError) -> Response:
         body = {"error": {"code": 401, "title": "Unauthorized", "message": error.message}}
         return JSONResponse(body, status_code=401, headers=error.headers)
     status_line = f"{error.status} {TITLES.get(error.status, 'Error')}"
+    if request.method == "HEAD":   # webob answers a HEAD with its bare (HTML) response, body left out
+        return Response(b"", status_code=error.status, headers=error.headers, media_type="text/html; charset=UTF-8")
     offers = accept.acceptable_offers(effective_accept(request), ("text/html", "application/json"))
     if not offers:
         text = f"{status_line}\n\n{_strip_tags(_webob_markup(request, error, _keep))}"

@@ -110,8 +110,8 @@ async def update_resource_provider(request: Request, uuid: str) -> Response:
     data = await provider_body(request, uuid, PUT_SCHEMA_1_14 if want(request, "1.14") else PUT_SCHEMA)
     parent = data.get("parent_provider_uuid", rps.UNSET)
     try:
-        provider = await util.db(request).write(rps.update, uuid, data["name"], parent,
-                                                allow_reparent=want(request, "1.37"))
+        provider, before = await util.db(request).write(rps.update, uuid, data["name"], parent,
+                                                        allow_reparent=want(request, "1.37"))
     except exc.ProviderNotFound:
         raise provider_not_found(uuid) from None
     except exc.Duplicate:
@@ -120,8 +120,10 @@ async def update_resource_provider(request: Request, uuid: str) -> Response:
     except exc.Invalid as error:
         raise HTTPError(400, f"Unable to save resource provider {uuid}: Object action {error.action or 'update'} "
                              f"failed because: {error}") from None
-    return util.json_response(request, serialize(request, provider), modified=_modified(provider),
-                              cache=True)
+    # as upstream: Last-Modified is the provider's update time as read before this one (none if never)
+    response = util.json_response(request, serialize(request, provider), cache=False)
+    util.cache_headers(request, response, before, dated=before is not None)
+    return response
 
 
 @policy("placement:resource_providers:delete")

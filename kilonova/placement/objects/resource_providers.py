@@ -110,15 +110,17 @@ def create(session: Session, name: str, uuid: str | None = None, parent_uuid: st
     return get(session, uuid)
 
 
-def update(session: Session, uuid: str, name: str, parent_uuid=UNSET, *, allow_reparent: bool = False) -> Provider:
-    """Rename and (from 1.14) adopt, or (from 1.37) re-parent or un-parent a provider."""
+def update(session: Session, uuid: str, name: str, parent_uuid=UNSET, *,
+           allow_reparent: bool = False) -> tuple[Provider, datetime | None]:
+    """Rename and (from 1.14) adopt, or (from 1.37) re-parent or un-parent a provider; the provider, and
+    when it was last updated before (upstream's Last-Modified for this write)."""
     provider = get(session, uuid)
     _check_unique(session, name, None, exclude_id=provider.id)
     values = {"name": name, "updated_at": now()}
     if parent_uuid is not UNSET and parent_uuid != provider.parent_uuid:
         values.update(_new_place(session, provider, parent_uuid, allow_reparent))
     session.execute(sa.update(ResourceProvider).where(ResourceProvider.id == provider.id).values(**values))
-    return get(session, uuid)
+    return get(session, uuid), provider.updated_at
 
 
 def _new_place(session: Session, provider: Provider, parent_uuid: str | None, allow_reparent: bool) -> dict:
