@@ -1,4 +1,5 @@
-"""What every API answers for its operators: ``/healthcheck``, ``/metrics`` and an access log line per request.
+"""What every API answers for its operators: ``/healthcheck``, ``/metrics``, ``/openapi.json`` (its routes,
+kilonova/common/openapi.py) and an access log line per request.
 
 ``/healthcheck`` is oslo.middleware's: ``200 OK`` (text) while every check of the service passes, else
 ``503`` with one line per failing check (its name and why). Checks are the service's database and, when
@@ -8,13 +9,14 @@ Neither path needs a token, and neither shows anything secret.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any, Awaitable, Callable
 
 from kilonova.common import metrics
 
 ACCESS_LOG = logging.getLogger("kilonova.access")
-PATHS = frozenset(("/healthcheck", "/metrics"))
+PATHS = frozenset(("/healthcheck", "/metrics", "/openapi.json"))
 # A check answers None when all is well, else a short reason; it is given this long.
 CHECK_TIMEOUT = 3.0
 
@@ -44,12 +46,24 @@ async def answer(app: Any, scope: dict, receive: Callable, send: Callable) -> No
     if scope["path"] == "/metrics":
         body, content_type = await metrics.exposition()
         status = 200
+    elif scope["path"] == "/openapi.json":
+        body, content_type, status = _openapi(app), "application/json", 200
     else:
         failures = await health(getattr(app, "health_checks", []))
         status = 503 if failures else 200
         body = ("\n".join(failures) if failures else "OK").encode() + b"\n"
         content_type = "text/plain; charset=UTF-8"
     await _send(send, status, b"" if method == "HEAD" else body, content_type, [])
+
+
+def _openapi(app: Any) -> bytes:
+    """The app's OpenAPI document (kilonova/common/openapi.py), built on first request."""
+    cached = app.state.get("openapi")
+    if cached is None:
+        from kilonova.common import openapi
+
+        cached = app.state["openapi"] = json.dumps(openapi.document(app), sort_keys=True).encode()
+    return cached
 
 
 async def _send(send: Callable, status: int, body: bytes, content_type: str, extra: list) -> None:

@@ -240,3 +240,30 @@ def test_state_changes_decisions_and_faults_are_logged_with_the_request_id(cloud
         for server, _ in servers.values():
             httpx.delete(f"{cloud.urls['compute']}/servers/{server}", headers=headers)
         httpx.delete(f"{cloud.urls['compute']}/flavors/{huge['id']}", headers=headers)
+
+
+# A route of each API that its OpenAPI document must describe (method, path template).
+KNOWN_ROUTE = {"identity": ("post", "/v3/auth/tokens"), "compute": ("post", "/v2.1/servers"),
+               "placement": ("get", "/resource_providers"), "image": ("post", "/v2/images"),
+               "network": ("post", "/v2.0/networks"), "block-storage": ("post", "/v3/{project_id}/volumes")}
+
+
+@pytest.mark.parametrize("service", sorted(EACH_API))
+def test_every_api_describes_its_routes_in_openapi(cloud, service):
+    from openapi_spec_validator import validate
+
+    response = httpx.get(_root(cloud, service) + "/openapi.json", timeout=30)   # no token needed
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    document = response.json()
+    validate(document)  # a valid OpenAPI 3.1 document
+    method, path = KNOWN_ROUTE[service]
+    assert method in document["paths"][path], sorted(document["paths"])[:20]
+    operations = [op for item in document["paths"].values() for name, op in item.items() if name != "parameters"]
+    assert len(operations) >= 10 and all(op["summary"] for op in operations)
+    if service == "compute":
+        # The body schemas the handler validates with, as it validates: flavor create needs a flavor name.
+        post = document["paths"]["/v2.1/flavors"]["post"]
+        schema = post["requestBody"]["content"]["application/json"]["schema"]
+        assert any("flavor" in s["required"] and "name" in s["properties"]["flavor"]["required"]
+                   for s in schema.get("oneOf", [schema]))
+        assert any(p["name"] == "OpenStack-API-Version" for p in post["parameters"])
