@@ -211,20 +211,26 @@ async def test_extensions_versions_and_gone_routes(api):
         "Command Not supported. Please use Ironic command node-create to perform this action.")
 
 
-@pytest.mark.parametrize("path", ["/v2.1/", "/v2.1/versions/v2.1"])
-async def test_version_documents(api, path):
+async def test_version_documents(api):
+    """/v2.1 is public; /v2.1/ and /v2.1/versions/{id} are the API's, behind the token; a project's URL
+    without its slash redirects to the one with."""
     client = api._client
-    reply = await client.get(path)
-    assert reply.status_code == 200
-    doc = reply.json()["version"]
-    assert doc["id"] == "v2.1" and doc["links"][0] == {"rel": "self", "href": "http://compute/v2.1/"}
-    assert doc["media-types"][0]["type"] == "application/vnd.openstack.compute+json;version=2.1"
-    redirect = await client.get("/v2.1")
-    assert redirect.status_code == 302 and redirect.headers["location"] == "http://compute/v2.1/"
+    for path, headers in (("/v2.1", {}), ("/v2.1/", {"X-Auth-Token": "demo-token"}),
+                          ("/v2.1/versions/v2.1", {"X-Auth-Token": "demo-token"})):
+        reply = await client.get(path, headers=headers)
+        assert reply.status_code == 200, path
+        doc = reply.json()["version"]
+        assert doc["id"] == "v2.1" and doc["links"][0] == {"rel": "self", "href": "http://compute/v2.1/"}
+        assert doc["media-types"][0]["type"] == "application/vnd.openstack.compute+json;version=2.1"
+    assert (await client.get("/v2.1/")).status_code == 401
+    assert (await client.get("/v2.1/versions/v2.1")).status_code == 401
+    project = "0123456789abcdef0123456789abcdef"
+    redirect = await client.get(f"/v2.1/{project}")
+    assert redirect.status_code == 302 and redirect.headers["location"] == f"http://compute/v2.1/{project}/"
     assert (await client.get("/")).json()["versions"][1]["id"] == "v2.1"
-    assert (await client.get("/v2.1/versions/v2.0")).json()["version"]["media-types"][0]["type"].endswith(
-        "version=2")
-    assert (await client.get("/v2.1/versions/v3")).status_code == 404
+    v20 = await client.get("/v2.1/versions/v2.0", headers={"X-Auth-Token": "demo-token"})
+    assert v20.json()["version"]["media-types"][0]["type"].endswith("version=2")
+    assert (await client.get("/v2.1/versions/v3", headers={"X-Auth-Token": "demo-token"})).status_code == 404
 
 
 async def test_libvirt_driver_answers_uptime_with_the_uptime_command():

@@ -66,6 +66,7 @@ def create_app(validator: TokenValidator, compute_api: object) -> ComputeApp:
     app = ComputeApp("compute", build_router(), error_formatter=format_error,
                      before=make_auth_hook(validator, extra=negotiate), after=add_version_headers)
     app.state["compute_api"] = compute_api
+    app.state["validator"] = validator  # the version document at /v2.1/ authenticates itself (versions.py)
     return app
 
 

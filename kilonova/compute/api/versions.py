@@ -1,16 +1,18 @@
-"""Version documents: ``/`` (every version), ``/v2.1/`` (the current one) and ``/v2.1/versions/{id}``.
+"""Version documents: ``/`` (every version), ``/v2.1`` and ``/v2.1/`` (the current one), ``/v2.1/versions/{id}``.
 
-As upstream, ``/v2.1`` without its slash is a 302 to ``/v2.1/`` (upstream's route table redirects the empty
-path to ``/``); clients that discover versions (keystoneauth) follow it.
+As upstream's deployment (api-paste.ini) serves them: ``/v2.1`` is its own unauthenticated application;
+``/v2.1/`` and everything below it is the API, behind authentication, where the version document is the
+route ``/`` and a URL naming a project without its slash (``/v2.1/{project_id}``) is a 302 to the one with.
 """
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
-from kilonova.common.auth import public
+from kilonova.common.auth import public, request_token
 from kilonova.common.http import HTTPError, Router, json_response
 from kilonova.compute.api import microversions
+from kilonova.compute.api.app import URL_PROJECT
 
 _DESCRIBED_BY = {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}
 
@@ -50,13 +52,23 @@ async def root(request: Request):
 
 @public
 async def v21(request: Request):
+    project = request.scope.get(URL_PROJECT)
     if not request.url.path.endswith("/"):
-        return RedirectResponse(_base(request) + "/v2.1/", status_code=302)
+        if project:
+            return RedirectResponse(f"{_base(request)}/v2.1/{project}/", status_code=302)
+        return json_response(_document(request, "v2.1"))
+    await _authenticate(request)
     return json_response(_document(request, "v2.1"))
+
+
+async def _authenticate(request: Request) -> None:
+    """What the API's auth hook does for every other route (this one shares its path with the public one)."""
+    await request.state.app.state["validator"].validate(request_token(request))
 
 
 @public
 async def show_version(request: Request, version_id: str):
+    await _authenticate(request)
     if version_id not in _DOCUMENTS:
         raise HTTPError(404, "The resource could not be found.")
     return json_response(_document(request, version_id))
