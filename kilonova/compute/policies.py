@@ -377,4 +377,10 @@ ACTION_RULES = {
     "attach_volume": "os_compute_api:os-volumes-attachments:create",
     "detach_volume": "os_compute_api:os-volumes-attachments:delete",
     "swap_volume": "os_compute_api:os-volumes-attachments:swap",
+    "lock": "os_compute_api:os-lock-server:lock", "unlock": "os_compute_api:os-lock-server:unlock",
+    "addFixedIp": "os_compute_api:os-multinic:add", "removeFixedIp": "os_compute_api:os-multinic:remove",
+    "addFloatingIp": "os_compute_api:os-floating-ips:add", "removeFloatingIp": "os_compute_api:os-floating-ips:remove",
+    "addSecurityGroup": "os_compute_api:os-security-groups:add",
+    "removeSecurityGroup": "os_compute_api:os-security-groups:remove",
+    "os-getConsoleOutput": "os_compute_api:os-console-output", "os-getVNCConsole": "os_compute_api:os-remote-consoles",
 }

@@ -150,7 +150,7 @@ async def cache_images(request: Request, aggregate_id: str):
     """
     if not want(request, "2.81"):
         raise HTTPError(404, "The resource could not be found.")
-    require_admin(request, POLICY.format("images"))
+    require_admin(request, "compute:aggregates:images")
     body = await read_json(request)
     validation.validate(_CACHE_IMAGES, body)
     ident = _id(aggregate_id)

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from kilonova.common import policy
+from kilonova.common.context import RequestContext
 from kilonova.common.http import HTTPError
 from kilonova.compute.api.microversions import want
 
@@ -15,25 +16,27 @@ _TRUE = ("1", "t", "true", "on", "y", "yes")
 _FALSE = ("0", "f", "false", "off", "n", "no")
 
 
-def enforcer(request: Request) -> policy.Enforcer:
-    """The compute service's policy (its defaults and the operator's policy file)."""
-    api = request.state.app.state.get("compute_api")
-    return getattr(api, "policy", None) or policy.default_enforcer("compute")
+def permits(svc: Any, ctx: RequestContext, rule: str, target: dict[str, Any] | None = None) -> bool:
+    """Whether upstream's rule ``rule`` (as the compute service ``svc``'s policy file may override it) lets
+    ``ctx`` act on ``target``: by default the caller's own project and user, as Nova's; pass the server's
+    ``project_id``/``user_id`` (``server_target``) for a server."""
+    if target is None:
+        target = {"project_id": ctx.project_id, "user_id": ctx.user_id}
+    return (getattr(svc, "policy", None) or policy.default_enforcer("compute")).authorize(rule, target, ctx)
+
+
+def enforce(svc: Any, ctx: RequestContext, rule: str, target: dict[str, Any] | None = None) -> None:
+    """403 with upstream's message unless ``rule`` allows ``ctx`` (see ``permits``)."""
+    if not permits(svc, ctx, rule, target):
+        raise HTTPError(403, f"Policy doesn't allow {rule} to be performed.")
 
 
 def allowed(request: Request, rule: str, target: dict[str, Any] | None = None) -> bool:
-    """Whether upstream's rule ``rule`` (as overridden) lets the caller act on ``target``: by default the
-    caller's own project and user, as Nova's; pass the server's ``project_id``/``user_id`` for a server."""
-    ctx = request.state.context
-    if target is None:
-        target = {"project_id": ctx.project_id, "user_id": ctx.user_id}
-    return enforcer(request).authorize(rule, target, ctx)
+    return permits(request.state.app.state.get("compute_api"), request.state.context, rule, target)
 
 
 def authorize(request: Request, rule: str, target: dict[str, Any] | None = None) -> None:
-    """403 with upstream's message unless ``rule`` allows the caller (see ``allowed``)."""
-    if not allowed(request, rule, target):
-        raise HTTPError(403, f"Policy doesn't allow {rule} to be performed.")
+    enforce(request.state.app.state.get("compute_api"), request.state.context, rule, target)
 
 
 def server_target(server: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from kilonova.common.context import RequestContext
 from kilonova.common.http import HTTPError
+from kilonova.compute.api.common import enforce
 from kilonova.compute.cells import CellDown
 from kilonova.compute.db import compute_nodes, mappings
 
@@ -20,8 +21,7 @@ async def requested(svc, ctx: RequestContext, server: dict[str, Any]) -> dict[st
     host, node = server.get("host"), server.get("hypervisor_hostname")
     if not host and not node:
         return None
-    if not ctx.is_admin:
-        raise HTTPError(403, "Policy doesn't allow compute:servers:create:requested_destination to be performed.")
+    enforce(svc, ctx, "compute:servers:create:requested_destination")
     if any(split_zone(server.get("availability_zone"))[1:]):
         raise HTTPError(400, "One mechanism with host and/or hypervisor_hostname and another mechanism with "
                              "zone:host:node are mutually exclusive.")
@@ -49,8 +49,7 @@ async def forced(svc, ctx: RequestContext, host: str | None, node: str | None) -
     """The destination a forced host/node names, for administrators only (upstream's forced_host policy)."""
     if not host and not node:
         return None
-    if not ctx.is_admin:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:servers:create:forced_host to be performed.")
+    enforce(svc, ctx, "os_compute_api:servers:create:forced_host")
     return {**await _checked(svc, host, node), "force": True}
 
 

@@ -113,10 +113,11 @@ async def show_action(request: Request, server_id: str, request_id: str):
     if action is None:
         raise HTTPError(404, f"Action {request_id} not found")
     view = _action_view(action, ACTION_KEYS_2_58 if want(request, "2.58") else ACTION_KEYS)
-    is_admin = request.state.context.is_admin
-    if is_admin or want(request, "2.51"):
+    target = common.server_target(ref.server)
+    details = common.allowed(request, "os_compute_api:os-instance-actions:events:details", target)
+    if want(request, "2.51") or common.allowed(request, "os_compute_api:os-instance-actions:events", target):
         project_id = action.get("project_id") or ref.server.get("project_id") or ""
-        view["events"] = [_event_view(event, project_id, traceback=is_admin, host=is_admin and want(request, "2.62"),
+        view["events"] = [_event_view(event, project_id, traceback=details, host=details and want(request, "2.62"),
                                       host_id=want(request, "2.62"), details=want(request, "2.84"))
                           for event in action["events"]]
     return json_response({"instanceAction": view})

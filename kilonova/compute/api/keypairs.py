@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.compute.api import query_params, validation
+from kilonova.compute.api import common, query_params, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.common import limit_and_marker, next_links
 from kilonova.compute.api.microversions import want
@@ -110,8 +110,7 @@ def _target_user(request: Request, action: str, requested: str | None) -> str:
     """The user whose keypairs are meant; another user's only for admins (from 2.10)."""
     ctx = request.state.context
     user_id = requested if (requested and want(request, "2.10")) else ctx.user_id
-    if user_id != ctx.user_id and not ctx.is_admin:
-        raise HTTPError(403, f"Policy doesn't allow os_compute_api:os-keypairs:{action} to be performed.")
+    common.authorize(request, f"os_compute_api:os-keypairs:{action}", {"user_id": user_id})
     return user_id
 
 

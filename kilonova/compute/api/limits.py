@@ -6,7 +6,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from kilonova.common.http import HTTPError, Router, json_response
+from kilonova.common.http import Router, json_response
+from kilonova.compute.api import common
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute import quota
@@ -42,8 +43,8 @@ def _hidden(request: Request) -> tuple[list[str], set[str]]:
 async def show_limits(request: Request):
     ctx = request.state.context
     project_id = request.query_params.get("tenant_id") or ctx.project_id
-    if project_id != ctx.project_id and not ctx.is_admin:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:limits:other_project to be performed.")
+    if project_id != ctx.project_id:
+        common.authorize(request, "os_compute_api:limits:other_project", {"project_id": project_id})
     svc = compute_api(request)
     limits = await quota.limits(svc, project_id)
     usage = await quota.driver(svc).usage(project_id)

@@ -1,4 +1,4 @@
-"""GET /v2.1/os-migrations (every cell's migration records, admin only) and GET
+"""GET /v2.1/os-migrations (every cell's migration records) and GET
 /v2.1/servers/{id}/migrations[/{migration_id}] (a server's live migrations under way), as upstream.
 
 os-migrations by microversion: 2.23 adds ``migration_type`` and links to in-progress live migrations;
@@ -6,6 +6,10 @@ os-migrations by microversion: 2.23 adds ``migration_type`` and links to in-prog
 filters by ``changes-since`` and closes the query to the names its schema knows; 2.66 ``changes-before``;
 2.80 ``user_id`` / ``project_id`` as filters and fields. Server migrations exist from 2.23 (2.59: uuid,
 2.80: user and project).
+
+Policy as Nova 2025.1: a project manager lists its own project's migrations (another project named: 403)
+and an administrator every project's; the hosts (``*_compute``, ``*_node``, ``dest_host``) show as null
+unless the ``:host`` rule allows them.
 """
 from __future__ import annotations
 
@@ -34,10 +38,13 @@ _QUERY_2_66 = {**_QUERY_2_59, "changes-before": query_params.DATE_TIME}
 _QUERY_2_80 = {**_QUERY_2_66, "user_id": query_params.MULTI_STRING, "project_id": query_params.MULTI_STRING}
 # Before 2.59 upstream's schema is open and every filter its database layer knows is applied.
 _OPEN_FILTERS = _FILTERS + ("uuid", "node", "user_id", "project_id")
+_HOST_FIELDS = ("source_compute", "dest_compute", "source_node", "dest_node", "dest_host")
 
 
-def _listed(request: Request, record: dict[str, Any]) -> dict[str, Any]:
+def _listed(request: Request, record: dict[str, Any], hosts: bool = True) -> dict[str, Any]:
     view = {key: record.get(key) for key in _LISTED}
+    if not hosts:
+        view.update(dict.fromkeys(_HOST_FIELDS))
     if not want(request, "2.59"):
         view.pop("uuid", None)
     if not want(request, "2.80"):
@@ -91,6 +98,12 @@ async def _page(svc, filters: dict[str, Any], limit: int, marker: str | None) ->
 async def list_migrations(request: Request):
     filters = _query(request)
     common.require_admin(request, "os_compute_api:os-migrations:index")
+    ctx = request.state.context
+    if not common.allowed(request, "os_compute_api:os-migrations:index:all_projects"):
+        if filters.get("project_id") not in (None, ctx.project_id):
+            common.authorize(request, "os_compute_api:os-migrations:index:all_projects")
+        filters["project_id"] = ctx.project_id
+    hosts = common.allowed(request, "os_compute_api:os-migrations:index:host")
     svc = compute_api(request)
     if want(request, "2.59"):
         limit, marker = common.limit_and_marker(request)
@@ -98,7 +111,7 @@ async def list_migrations(request: Request):
     else:
         records = [row for rows in await _every_cell(svc, migrations.query, filters) for row in rows]
     # Hidden records (a cross-cell move's other half) are never listed, even when asked for.
-    shown = [_listed(request, record) for record in records if not record["hidden"]]
+    shown = [_listed(request, record, hosts) for record in records if not record["hidden"]]
     body: dict[str, Any] = {"migrations": shown}
     if want(request, "2.59"):
         links = common.next_links(request, "os-migrations", [m["uuid"] for m in shown], limit)
@@ -107,7 +120,7 @@ async def list_migrations(request: Request):
     return json_response(body)
 
 
-def _server_migration_view(request: Request, record: dict[str, Any]) -> dict[str, Any]:
+def _server_migration_view(request: Request, record: dict[str, Any], hosts: bool = True) -> dict[str, Any]:
     view = {"created_at": record["created_at"], "dest_compute": record["dest_compute"],
             "dest_host": record["dest_host"], "dest_node": record["dest_node"],
             "disk_processed_bytes": record["disk_processed"], "disk_remaining_bytes": record["disk_remaining"],
@@ -116,6 +129,8 @@ def _server_migration_view(request: Request, record: dict[str, Any]) -> dict[str
             "memory_remaining_bytes": record["memory_remaining"], "memory_total_bytes": record["memory_total"],
             "server_uuid": record["instance_uuid"], "source_compute": record["source_compute"],
             "source_node": record["source_node"], "status": record["status"], "updated_at": record["updated_at"]}
+    if not hosts:
+        view.update(dict.fromkeys(_HOST_FIELDS))
     if want(request, "2.59"):
         view["uuid"] = record["uuid"]
     if want(request, "2.80"):
@@ -128,14 +143,15 @@ async def _server(request: Request, server_id: str, rule: str) -> lookup.ServerR
     if not want(request, "2.23"):
         raise HTTPError(404, "The resource could not be found.")
     ref = await lookup.find(compute_api(request), request.state.context, server_id)
-    common.require_admin(request, f"os_compute_api:servers:migrations:{rule}")
+    common.require_admin(request, f"os_compute_api:servers:migrations:{rule}", common.server_target(ref.server))
     return ref
 
 
 async def list_server_migrations(request: Request, server_id: str):
     ref = await _server(request, server_id, "index")
     records = [] if ref.cell is None else await ref.cell.read(migrations.live_in_progress, ref.uuid)
-    return json_response({"migrations": [_server_migration_view(request, record) for record in records]})
+    hosts = common.allowed(request, "os_compute_api:servers:migrations:index:host", common.server_target(ref.server))
+    return json_response({"migrations": [_server_migration_view(request, record, hosts) for record in records]})
 
 
 async def show_server_migration(request: Request, server_id: str, migration_id: str):

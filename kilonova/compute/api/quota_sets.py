@@ -46,9 +46,7 @@ def _quota_set(request: Request, values: dict[str, Any], project_id: str | None)
 
 
 def _check_reader(request: Request, project_id: str, action: str) -> None:
-    ctx = request.state.context
-    if not ctx.is_admin and ctx.project_id != project_id:
-        raise HTTPError(403, f"Policy doesn't allow os_compute_api:os-quota-sets:{action} to be performed.")
+    require_admin(request, f"os_compute_api:os-quota-sets:{action}", {"project_id": project_id})
 
 
 async def show_quotas(request: Request, project_id: str):

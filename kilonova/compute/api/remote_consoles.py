@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, json_response, read_json
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
+from kilonova.compute.api import common
 from kilonova.compute.api import lookup, microversions, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.db import console_tokens
@@ -47,9 +48,8 @@ GET_VNC_CONSOLE = {"type": "object", "properties": {"os-getVNCConsole": {
 _BUSY_TASK_STATES = ("deleting", "migrating")
 
 
-def _check_policy(ctx) -> None:
-    if not ctx.can_write:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-remote-consoles to be performed.")
+def _check_policy(request: Request) -> None:
+    common.authorize(request, "os_compute_api:os-remote-consoles")
 
 
 async def vnc_console_url(request: Request, ref: lookup.ServerRef, console_type: str) -> str:
@@ -93,7 +93,7 @@ async def create_remote_console(request: Request, server_id: str):
     validation.validate(_create_schema_for(request), body)
     ctx = request.state.context
     ref = await lookup.find(compute_api(request), ctx, server_id)
-    _check_policy(ctx)
+    _check_policy(request)
     protocol, console_type = body["remote_console"]["protocol"], body["remote_console"]["type"]
     if protocol != "vnc":
         raise HTTPError(400, f"Unavailable console type {console_type}.")
@@ -106,7 +106,7 @@ async def get_vnc_console(request: Request, ref: lookup.ServerRef, key: str, bod
     if microversions.want(request, "2.6"):
         raise HTTPError(404, "The resource could not be found.")
     validation.validate(GET_VNC_CONSOLE, body)
-    _check_policy(request.state.context)
+    _check_policy(request)
     console_type = body[key]["type"]
     url = await vnc_console_url(request, ref, console_type)
     return json_response({"console": {"type": console_type, "url": url}})

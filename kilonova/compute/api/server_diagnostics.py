@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, json_response
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
+from kilonova.compute.api import common
 from kilonova.compute.api import lookup
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
@@ -67,8 +68,7 @@ async def server_diagnostics(request: Request, server_id: str):
     ctx = request.state.context
     svc = compute_api(request)
     ref = await lookup.find(svc, ctx, server_id)
-    if not ctx.is_admin:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-server-diagnostics to be performed.")
+    common.authorize(request, "os_compute_api:os-server-diagnostics", common.server_target(ref.server))
     server = ref.server
     if ref.cell is None or not server.get("host"):
         raise HTTPError(409, f"Instance {ref.uuid} is not ready")

@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, json_response, read_json
 from kilonova.common.rpc import RPCError
+from kilonova.compute.api import common
 from kilonova.compute.api import lookup, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
@@ -63,8 +64,7 @@ async def _hosts(ref: lookup.ServerRef) -> list[str]:
 
 async def create_events(request: Request):
     ctx = request.state.context
-    if not (ctx.is_admin or "service" in ctx.roles):
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-server-external-events:create to be performed.")
+    common.authorize(request, "os_compute_api:os-server-external-events:create")
     body = await read_json(request)
     validation.validate(_schema_for(request), body)
     svc = compute_api(request)

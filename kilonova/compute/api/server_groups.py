@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
+from kilonova.compute.api import common
 from kilonova.compute.api import query_params, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
@@ -24,6 +25,8 @@ from kilonova.compute.db import server_groups
 
 HARD = ["anti-affinity", "affinity"]
 SOFT = ["soft-anti-affinity", "soft-affinity"]
+
+_ALL_PROJECTS = "os_compute_api:os-server-groups:index:all_projects"
 
 
 def _create_schema(policies: list[str]) -> dict:
@@ -90,8 +93,7 @@ async def with_groups(request: Request, server: dict[str, Any]) -> dict[str, Any
 
 async def create_group(request: Request):
     ctx = request.state.context
-    if not ctx.can_write:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-server-groups:create to be performed.")
+    common.authorize(request, "os_compute_api:os-server-groups:create")
     body = await read_json(request)
     validation.validate(_CREATE_264 if want(request, "2.64") else _CREATE_215 if want(request, "2.15")
                         else _CREATE, body)
@@ -123,21 +125,22 @@ async def list_groups(request: Request):
     query_params.validate(request, _QUERY, closed=want(request, "2.75"))
     offset = int(request.query_params.getlist("offset")[-1] or 0) if "offset" in request.query_params else 0
     limit = int(request.query_params.getlist("limit")[-1] or 0) if "limit" in request.query_params else 1000
-    every = "all_projects" in request.query_params and ctx.is_admin
+    common.authorize(request, "os_compute_api:os-server-groups:index")
+    every = "all_projects" in request.query_params and common.allowed(request, _ALL_PROJECTS)
     groups = await compute_api(request).api_db.read(server_groups.list_groups, None if every else ctx.project_id)
     page = groups[offset:offset + min(limit, 1000)]
     return json_response({"server_groups": [_view(request, g) for g in page]})
 
 
 async def show_group(request: Request, group_id: str):
-    return json_response({"server_group": _view(request, await _lookup(request, group_id))})
+    group = await _lookup(request, group_id)
+    common.authorize(request, "os_compute_api:os-server-groups:show", {"project_id": group["project_id"]})
+    return json_response({"server_group": _view(request, group)})
 
 
 async def delete_group(request: Request, group_id: str):
-    ctx = request.state.context
-    await _lookup(request, group_id)
-    if not ctx.can_write:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-server-groups:delete to be performed.")
+    group = await _lookup(request, group_id)
+    common.authorize(request, "os_compute_api:os-server-groups:delete", {"project_id": group["project_id"]})
     try:
         await compute_api(request).api_db.write(server_groups.delete, group_id)
     except NotFound as exc:

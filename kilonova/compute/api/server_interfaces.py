@@ -19,6 +19,7 @@ from kilonova.common.clients import neutron_error, segment
 from kilonova.common.db import NotFound
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError, UnsupportedVersion
+from kilonova.compute.api import common
 from kilonova.compute.api import lookup, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
@@ -94,8 +95,7 @@ async def show(request: Request, server_id: str, port_id: str):
 
 
 def _check_writer(request: Request, what: str) -> None:
-    if not request.state.context.can_write:
-        raise HTTPError(403, f"Policy doesn't allow os_compute_api:os-attach-interfaces:{what} to be performed.")
+    common.authorize(request, f"os_compute_api:os-attach-interfaces:{what}")
 
 
 async def _users_port(request: Request, ref: lookup.ServerRef, port_id: str) -> dict[str, Any]:

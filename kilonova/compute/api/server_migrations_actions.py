@@ -15,6 +15,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, read_json
+from kilonova.compute.api import common
 from kilonova.compute.api import lookup, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
@@ -23,7 +24,6 @@ from kilonova.compute.db import instance_actions, migrations
 
 FORCE_COMPLETE = {"type": "object", "properties": {"force_complete": {"type": "null"}},
                   "required": ["force_complete"], "additionalProperties": False}
-_POLICY = "Policy doesn't allow os_compute_api:servers:migrations:{} to be performed."
 
 
 def _not_found() -> HTTPError:
@@ -51,8 +51,7 @@ async def _migration(ref: lookup.ServerRef, migration_id: str) -> dict | None:
 async def _server(request: Request, server_id: str, policy: str) -> lookup.ServerRef:
     ctx = request.state.context
     ref = await lookup.find(compute_api(request), ctx, server_id)
-    if not ctx.is_admin:
-        raise HTTPError(403, _POLICY.format(policy))
+    common.authorize(request, f"os_compute_api:servers:migrations:{policy}", common.server_target(ref.server))
     if ref.cell is None or ref.cell.is_cell0:  # still being scheduled, or failed to be
         _check_state(ref, "force_complete" if policy == "force_complete" else "abort live migration")
     return ref

@@ -85,8 +85,7 @@ def _volumes(request: Request) -> volume_api.VolumeAPI:
 
 
 def _check_writer(request: Request, what: str) -> None:
-    if not request.state.context.can_write:
-        raise HTTPError(403, f"Policy doesn't allow os_compute_api:os-volumes-attachments:{what} to be performed.")
+    common.authorize(request, f"os_compute_api:os-volumes-attachments:{what}")
 
 
 def _check_shelved(request: Request, ref: lookup.ServerRef, method: str) -> None:
@@ -262,10 +261,9 @@ async def update(request: Request, server_id: str, volume_id: str):
     validation.validate(UPDATE if only_swap else UPDATE_2_85, body)
     attachment = body["volumeAttachment"]
     ref = await _find(request, server_id)
-    ctx = request.state.context
     swapping = only_swap or attachment["volumeId"] != volume_id
-    if swapping and not ctx.is_admin:
-        raise HTTPError(403, "Policy doesn't allow os_compute_api:os-volumes-attachments:swap to be performed.")
+    if swapping:
+        common.authorize(request, "os_compute_api:os-volumes-attachments:swap", common.server_target(ref.server))
     _check_writer(request, "update")
     if not only_swap:
         await _update_regular(ref, volume_id, attachment)
