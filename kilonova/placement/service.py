@@ -6,6 +6,7 @@ from pathlib import Path
 from kilonova.common import metrics
 from kilonova.common.auth import TokenValidator
 from kilonova.common.db import Database, migrate
+from kilonova.common.policy import policy_path
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.placement.app import create_app
 from kilonova.placement import usage_metrics
@@ -23,10 +24,7 @@ def auth_strategy(conf) -> str:
 
 
 def enforcer(conf) -> Enforcer:
-    path = Path(conf.get("oslo_policy", "policy_file"))
-    if not path.is_absolute():
-        path = Path(conf.state_dir) / path
-    return Enforcer(path, enforce_scope=conf.getbool("oslo_policy", "enforce_scope"),
+    return Enforcer(policy_path(conf), enforce_scope=conf.getbool("oslo_policy", "enforce_scope"),
                     enforce_new_defaults=conf.getbool("oslo_policy", "enforce_new_defaults"))
 
 
