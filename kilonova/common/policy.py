@@ -40,7 +40,8 @@ DeprecatedRule = oslo_policy.DeprecatedRule
 RELOAD_INTERVAL = 1.0
 NO_FILE = "/nonexistent/kilonova-policy.yaml"
 # service -> the module whose RULES are its defaults (``kilonova manage policy list`` lists them all).
-SERVICES = {"compute": "kilonova.compute.policies", "placement": "kilonova.placement.policy"}
+SERVICES = {"compute": "kilonova.compute.policies", "identity": "kilonova.identity.policy",
+            "placement": "kilonova.placement.policy"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,10 +66,11 @@ class PolicyFileError(ConfigError):
 def credentials(ctx: RequestContext) -> dict[str, Any]:
     """What oslo.policy's checks read from a request context (oslo.context's ``to_policy_values``)."""
     domain_scoped = ctx.project_id is None and ctx.system_scope is None and ctx.domain_id is not None
-    return {"user_id": ctx.user_id, "project_id": ctx.project_id, "roles": ctx.roles,
-            "system_scope": ctx.system_scope, "domain_id": ctx.domain_id if domain_scoped else None,
-            "project_domain_id": None if domain_scoped else ctx.domain_id,
-            "is_admin": "admin" in ctx.roles, "service_roles": [r for r in ctx.roles if r == "service"]}
+    creds = {"user_id": ctx.user_id, "project_id": ctx.project_id, "roles": ctx.roles,
+             "system_scope": ctx.system_scope, "domain_id": ctx.domain_id if domain_scoped else None,
+             "project_domain_id": None if domain_scoped else ctx.domain_id, "is_admin": "admin" in ctx.roles}
+    # Absent, not None: oslo.policy compares strings, so "project_id:%(project_id)s" would match None to None.
+    return {key: value for key, value in creds.items() if value is not None}
 
 
 def check_syntax(name: str, text: str) -> None:
@@ -82,10 +84,12 @@ def check_syntax(name: str, text: str) -> None:
     handler = Catch(logging.ERROR)
     parser_log = logging.getLogger(_parser.__name__)
     parser_log.addHandler(handler)
+    parser_log.propagate = False   # the reason goes in our one-line error, not as a traceback in the log
     try:
         _parser.parse_rule(text)
     finally:
         parser_log.removeHandler(handler)
+        parser_log.propagate = True
     if errors:
         raise PolicyFileError(f"rule {name!r}: cannot parse check string {text!r}")
 
@@ -188,8 +192,8 @@ class Enforcer:
         overrides = self.overrides()
         rows = []
         for name, default in self._oslo.registered_rules.items():
-            rows.append({"name": name, "check_str": str(self._oslo.rules[name]) if name in self._oslo.rules
-                         else default.check_str, "default": default.check_str, "overridden": name in overrides,
+            rows.append({"name": name, "check_str": overrides.get(name, default.check_str),
+                         "default": default.check_str, "overridden": name in overrides,
                          "scope_types": default.scope_types or [], "description": default.description})
         return rows
 

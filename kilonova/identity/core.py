@@ -4,11 +4,13 @@ from __future__ import annotations
 import secrets
 from typing import Any, Callable, TypeVar
 
+from kilonova.common import policy as kilonova_policy
 from kilonova.common.cpu_pool import CpuPool, Overloaded
 from kilonova.common.db import Database
 from kilonova.common.http import HTTPError
 from kilonova.config import Config
 from kilonova.identity import keys, passwords
+from kilonova.identity import policy as identity_policy
 from kilonova.identity.login_limits import FailedLoginsBySource, Lockout
 from kilonova.identity.revocation import RevocationList
 from kilonova.identity.token_data import TokenInvalid, build
@@ -19,6 +21,8 @@ T = TypeVar("T")
 
 class IdentityCore:
     def __init__(self, conf: Config, db: Database):
+        # Keystone's rules with the operator's overrides, read at start (a malformed file stops it).
+        self.policy = kilonova_policy.from_conf(conf, "identity", identity_policy.RULES)
         self.conf = conf
         self.db = db
         self.revocations = RevocationList()

@@ -1,105 +1,72 @@
-"""Keystone's default policy, reduced to roles: admin may do everything; others only about themselves.
+"""Keystone's default policy, reduced to roles, on the shared engine (kilonova/common/policy.py).
 
-A rule is a function of the caller's context and the target's attributes.
-``enforce`` raises Keystone's 403 when the rule says no.
+Admin may do everything; others only about themselves (their user, project, domain, token). Any rule
+can be overridden in ``[oslo_policy] policy_file`` with oslo.policy's check strings. ``enforce`` raises
+Keystone's 403 when the rule says no; an action without a rule of its own is admin-only.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Any
 
+from kilonova.common import policy
 from kilonova.common.context import RequestContext
 from kilonova.common.http import forbidden
+from kilonova.common.policy import RuleDefault
 
-Rule = Callable[[RequestContext, dict[str, Any]], bool]
+ADMIN = "role:admin"
+ANYONE = "@"
+ADMIN_OR_OWNER = "role:admin or user_id:%(user_id)s"
+ADMIN_OR_OWN_PROJECT = "role:admin or project_id:%(project_id)s"
+ADMIN_OR_OWN_DOMAIN = "role:admin or domain_id:%(domain_id)s or project_domain_id:%(domain_id)s"
+SERVICE_OR_TOKEN_SUBJECT = "role:admin or role:service or user_id:%(user_id)s"
+
+_TABLE = {
+    # tokens and the /v3/auth/* views of one's own token
+    SERVICE_OR_TOKEN_SUBJECT: ["validate_token", "check_token", "revoke_token"],
+    ANYONE: ["get_auth_catalog", "get_auth_projects", "get_auth_domains", "get_auth_system",
+             "get_region", "list_regions",
+             # unified limits: registered limits and the model are public, a list is narrowed to the caller
+             "get_registered_limit", "list_registered_limits", "get_limit_model", "list_limits"],
+    ADMIN_OR_OWNER: ["get_user", "list_user_projects"],
+    ADMIN_OR_OWN_PROJECT: ["get_project"],
+    ADMIN_OR_OWN_DOMAIN: ["get_domain"],
+    f"{ADMIN_OR_OWN_PROJECT} or domain_id:%(domain_id)s or project_domain_id:%(domain_id)s": ["get_limit"],
+    ADMIN: ["list_users", "create_user", "update_user", "delete_user",
+            "list_projects", "create_project", "update_project", "delete_project",
+            "list_domains", "create_domain", "update_domain", "delete_domain",
+            "get_role", "list_roles", "create_role", "update_role", "delete_role",
+            "get_implied_role", "list_implied_roles", "create_implied_role", "delete_implied_role",
+            "list_role_inference_rules", "check_grant", "list_grants", "create_grant", "revoke_grant",
+            "list_role_assignments", "create_region", "update_region", "delete_region",
+            "get_service", "list_services", "create_service", "update_service", "delete_service",
+            "get_endpoint", "list_endpoints", "create_endpoint", "update_endpoint", "delete_endpoint",
+            "create_registered_limits", "update_registered_limit", "delete_registered_limit",
+            "create_limits", "update_limit", "delete_limit"],
+}
+
+RULES = [RuleDefault("admin_required", ADMIN, "Who is an identity administrator.")] + [
+    RuleDefault(f"identity:{action}", check, f"identity:{action}")
+    for check, actions in _TABLE.items() for action in actions]
+NAMES = {rule.name for rule in RULES}
 
 
-def admin(ctx: RequestContext, target: dict[str, Any]) -> bool:
+def admin(ctx: RequestContext, target: dict[str, Any] | None = None) -> bool:
+    """The caller holds the admin role (for handlers that narrow what they show, as Keystone's)."""
     return "admin" in ctx.roles
 
 
-def anyone(ctx: RequestContext, target: dict[str, Any]) -> bool:
-    return True
+@functools.lru_cache(maxsize=None)
+def _default() -> policy.Enforcer:
+    return policy.Enforcer("identity", RULES)
 
 
-def admin_or_owner(ctx: RequestContext, target: dict[str, Any]) -> bool:
-    return admin(ctx, target) or (ctx.user_id is not None and ctx.user_id == target.get("user_id"))
+def enforcer_of(ctx_holder: Any) -> policy.Enforcer:
+    return getattr(ctx_holder, "policy", None) or _default()
 
 
-def admin_or_own_project(ctx: RequestContext, target: dict[str, Any]) -> bool:
-    return admin(ctx, target) or (ctx.project_id is not None and ctx.project_id == target.get("project_id"))
-
-
-def admin_or_own_domain(ctx: RequestContext, target: dict[str, Any]) -> bool:
-    return admin(ctx, target) or (ctx.domain_id is not None and ctx.domain_id == target.get("domain_id"))
-
-
-def service_or_token_subject(ctx: RequestContext, target: dict[str, Any]) -> bool:
-    return admin(ctx, target) or "service" in ctx.roles or ctx.user_id == target.get("user_id")
-
-
-RULES: dict[str, Rule] = {
-    # tokens and the /v3/auth/* views of one's own token
-    "identity:validate_token": service_or_token_subject,
-    "identity:check_token": service_or_token_subject,
-    "identity:revoke_token": service_or_token_subject,
-    "identity:get_auth_catalog": anyone,
-    "identity:get_auth_projects": anyone,
-    "identity:get_auth_domains": anyone,
-    "identity:get_auth_system": anyone,
-    # users
-    "identity:get_user": admin_or_owner,
-    "identity:list_users": admin,
-    "identity:create_user": admin,
-    "identity:update_user": admin,
-    "identity:delete_user": admin,
-    "identity:list_user_projects": admin_or_owner,
-    # projects and domains
-    "identity:get_project": admin_or_own_project,
-    "identity:list_projects": admin,
-    "identity:create_project": admin,
-    "identity:update_project": admin,
-    "identity:delete_project": admin,
-    "identity:get_domain": admin_or_own_domain,
-    "identity:list_domains": admin,
-    "identity:create_domain": admin,
-    "identity:update_domain": admin,
-    "identity:delete_domain": admin,
-    # roles, implications, grants, assignments
-    "identity:get_role": admin,
-    "identity:list_roles": admin,
-    "identity:create_role": admin,
-    "identity:update_role": admin,
-    "identity:delete_role": admin,
-    "identity:get_implied_role": admin,
-    "identity:list_implied_roles": admin,
-    "identity:create_implied_role": admin,
-    "identity:delete_implied_role": admin,
-    "identity:list_role_inference_rules": admin,
-    "identity:check_grant": admin,
-    "identity:list_grants": admin,
-    "identity:create_grant": admin,
-    "identity:revoke_grant": admin,
-    "identity:list_role_assignments": admin,
-    # catalog
-    "identity:get_region": anyone,
-    "identity:list_regions": anyone,
-    "identity:create_region": admin,
-    "identity:update_region": admin,
-    "identity:delete_region": admin,
-    "identity:get_service": admin,
-    "identity:list_services": admin,
-    "identity:create_service": admin,
-    "identity:update_service": admin,
-    "identity:delete_service": admin,
-    "identity:get_endpoint": admin,
-    "identity:list_endpoints": admin,
-    "identity:create_endpoint": admin,
-    "identity:update_endpoint": admin,
-    "identity:delete_endpoint": admin,
-}
-
-
-def enforce(ctx: RequestContext, action: str, target: dict[str, Any] | None = None) -> None:
-    rule = RULES.get(action, admin)
-    if not rule(ctx, target or {}):
+def enforce(ctx: RequestContext, action: str, target: dict[str, Any] | None = None,
+            enforcer: policy.Enforcer | None = None) -> None:
+    rule = action if action in NAMES else "admin_required"
+    if not (enforcer or _default()).authorize(rule, target or {}, ctx):
         raise forbidden(f"You are not authorized to perform the requested action: {action}.")

@@ -12,6 +12,7 @@
     kilonova manage status upgrade check
     kilonova manage placement audit [--heal] [--verbose]
     kilonova manage volume_attachment audit
+    kilonova manage policy list [--service NAME] [--overridden]
     kilonova manage scheduler explain --flavor F [--image I] [--hint K=V] [--availability-zone AZ] [--json]
 
 Exit codes follow upstream: 0 success, 1 a warning or "nothing done", 2 failure
@@ -24,14 +25,16 @@ import argparse
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``manage`` and its commands to the ``kilonova`` parser."""
-    from kilonova.manage import audit, cells, scheduler, status, volume_audit
+    from kilonova.manage import audit, cells, policy_list, scheduler, status, volume_audit
 
-    manage = sub.add_parser("manage", help="admin commands (db sync, cells, upgrade checks, allocation audit)")
+    manage = sub.add_parser("manage", help="admin commands (db sync, cells, upgrade checks, allocation audit, "
+                                           "policy)")
     groups = manage.add_subparsers(dest="manage_group", required=True)
     cells.register(groups)
     status.register(groups)
     audit.register(groups)
     volume_audit.register(groups)
+    policy_list.register(groups)
     scheduler.register(groups)
 
 

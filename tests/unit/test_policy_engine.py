@@ -131,3 +131,9 @@ def _per_check(enforcer, rule, ctx, n=2000):
     for _ in range(n):
         enforcer.authorize(rule, TARGET, ctx)
     return (time.perf_counter() - start) / n
+
+
+def test_a_missing_attribute_never_matches_a_missing_target(compute):
+    """oslo.policy compares strings: a token without a project must not match a target without one."""
+    unscoped = RequestContext(user_id="u", roles=["reader"])
+    assert not compute.authorize("os_compute_api:servers:show", {"project_id": None}, unscoped)

@@ -31,7 +31,7 @@ def client_address(request: Request) -> str:
 
 
 def enforce(request: Request, action: str, **target: Any) -> None:
-    policy.enforce(context(request), action, target)
+    policy.enforce(context(request), action, target, policy.enforcer_of(core(request)))
 
 
 def _translate(exc: Exception) -> HTTPError:

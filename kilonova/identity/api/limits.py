@@ -13,14 +13,6 @@ from kilonova.identity.api.common import body, collection, context, enforce, rea
 from kilonova.identity.models import RegisteredLimit
 from kilonova.identity.store import limits as store
 
-# Keystone's defaults for the reads (identity/policy.py holds the others; writes fall to its admin rule).
-for _action in ("identity:get_registered_limit", "identity:list_registered_limits", "identity:get_limit_model",
-                "identity:list_limits"):
-    policy.RULES.setdefault(_action, policy.anyone)
-policy.RULES.setdefault("identity:get_limit", lambda ctx, target: policy.admin(ctx, target) or any(
-    target.get(key) is not None and target.get(key) == value
-    for key, value in (("project_id", ctx.project_id), ("domain_id", ctx.domain_id))))
-
 MODEL = {"name": "flat",
          "description": "Limit enforcement and validation does not take project hierarchy into consideration."}
 _ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-zA-Z0-9-_]+$"}
