@@ -136,6 +136,10 @@ class _OsloEnforcer(oslo_policy.Enforcer):
             try:
                 if path and Path(path).is_file():
                     read_file(Path(path))    # a broken edit is refused here, before oslo.policy takes it
+                elif self.policy_path:       # the file was removed: back to the defaults
+                    self.policy_path = None
+                    self._file_cache.clear()
+                    self.set_rules({}, overwrite=True, use_conf=True)
                 super().load_rules(force_reload)
             except (PolicyFileError, ValueError) as error:
                 if force_reload:
@@ -165,12 +169,15 @@ class Enforcer:
         conf.set_override("enforce_new_defaults", enforce_new_defaults, group="oslo_policy")
         self._oslo.suppress_deprecation_warnings = True
         self._oslo.suppress_default_change_warnings = True
+        self._oslo.skip_undefined_check = True   # other services' rules in the shared file: checked below, ours only
         self._oslo.register_defaults([rule if enforce_scope else _without_scope(rule) for rule in defaults])
         if self.policy_file is not None:
             read_file(self.policy_file)
         self._oslo.load_rules(force_reload=True)
         oslo = self._oslo
-        bad = [name for name, check in oslo.rules.items() if oslo._undefined_check(check) or oslo._cycle_check(check)]
+        # Only this service's rules: the one file also holds the other services' (with their own base rules).
+        bad = [name for name in oslo.registered_rules
+               if oslo._undefined_check(oslo.rules[name]) or oslo._cycle_check(oslo.rules[name])]
         if bad:
             where = f"policy file {self.policy_file}" if self.policy_file else f"{service} default policy"
             raise PolicyFileError(f"{where}: {', '.join(bad)}: refers to a rule that is not defined, or to itself")

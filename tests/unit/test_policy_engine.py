@@ -91,6 +91,15 @@ def test_a_policy_file_overrides_rules_and_base_rules(tmp_path):
     assert not rows["os_compute_api:servers:delete"]["overridden"]
 
 
+def test_one_file_holds_every_service_rules(tmp_path):
+    """Placement's overrides name Placement's base rules, which compute does not have: no error for compute."""
+    path = tmp_path / "policy.yaml"
+    path.write_text('"placement:traits:list": "rule:admin_or_service_api or role:reader"\n'
+                    '"os_compute_api:os-services:list": "rule:project_reader_or_admin"\n')
+    assert policy.Enforcer("compute", policies.RULES, path).authorize("os_compute_api:os-services:list", TARGET,
+                                                                      READER)
+
+
 def test_changes_to_the_file_take_effect_and_broken_edits_keep_the_rules(tmp_path, monkeypatch):
     monkeypatch.setattr(policy, "RELOAD_INTERVAL", 0.0)
     path = tmp_path / "policy.yaml"
@@ -103,6 +112,12 @@ def test_changes_to_the_file_take_effect_and_broken_edits_keep_the_rules(tmp_pat
     path.write_text('"os_compute_api:os-services:list": [nope\n')
     assert not enforcer.authorize("os_compute_api:os-services:list", {}, READER)
     assert enforcer.authorize("os_compute_api:os-services:list", {}, ADMIN)
+    path.write_text('"os_compute_api:os-services:list": "@"\n')
+    assert enforcer.authorize("os_compute_api:os-services:list", {}, READER)
+    path.unlink()   # gone: the defaults again
+    assert not enforcer.authorize("os_compute_api:os-services:list", {}, READER)
+    path.write_text('"os_compute_api:os-services:list": "@"\n')   # and back
+    assert enforcer.authorize("os_compute_api:os-services:list", {}, READER)
 
 
 @pytest.mark.parametrize("text, complaint", [
