@@ -62,8 +62,10 @@ class Enforcer:
 
     def __init__(self, policy_file: str | os.PathLike | None = None, *, enforce_scope: bool = True,
                  enforce_new_defaults: bool = True):
+        self.enforce_scope = enforce_scope
         self.engine = policy.Enforcer("placement", RULES, policy_file, enforce_scope=enforce_scope,
                                       enforce_new_defaults=enforce_new_defaults)
+        self.defaults = self.engine.defaults
 
     def authorize(self, action: str, target: dict, context: RequestContext) -> bool:
         """Whether ``context`` may do ``action`` on ``target`` (unknown rules are refused)."""
