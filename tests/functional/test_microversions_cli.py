@@ -155,6 +155,13 @@ def test_2_102_rxtx_factor_and_closed_query_schemas(cloud):
         assert closed.status_code == 400 and "'colour' was unexpected" in closed.text
         assert _at(compute, "GET", "/flavors", "2.102", params={"colour": "blue"}).status_code == 400
         assert _at(compute, "GET", "/flavors", "2.102", params={"minRam": "1"}).status_code == 200
+        # Shows and sub-resources that ignored any parameter refuse it from 2.102.
+        server = _at(compute, "GET", "/servers", "2.1").json()["servers"][0]["id"]
+        for path in (f"/servers/{server}", f"/servers/{server}/ips", f"/servers/{server}/tags",
+                     f"/servers/{server}/os-server-password"):
+            assert _at(compute, "GET", path, "2.101", params={"colour": "blue"}).status_code == 200, path
+            refused = _at(compute, "GET", path, "2.102", params={"colour": "blue"})
+            assert refused.status_code == 400 and "'colour' was unexpected" in refused.text, path
     rxtx = cloud.openstack("--os-compute-api-version", "2.102", "flavor", "create", "--ram", "64", "--disk", "1",
                            "--rxtx-factor", "2", "mv-rxtx", check=False)
     assert rxtx.returncode != 0 and "2.101" in rxtx.stderr

@@ -121,8 +121,7 @@ def _list_filters(request: Request) -> dict[str, Any]:
 
 
 async def _list(request: Request, view, collection: str):
-    if want(request, "2.102"):
-        query_params.validate(request, _LIST_QUERY)
+    query_params.closed_from_2102(request, _LIST_QUERY)
     filters = _list_filters(request)
     limit, marker = limit_and_marker(request)
     try:

@@ -180,8 +180,7 @@ _ONE_QUERY = {"user_id": query_params.STRING}
 
 
 async def list_keypairs(request: Request):
-    if want(request, "2.102"):
-        query_params.validate(request, _LIST_QUERY)
+    query_params.closed_from_2102(request, _LIST_QUERY)
     user_id = _target_user(request, "index", request.query_params.get("user_id"))
     limit, marker = (limit_and_marker(request) if want(request, "2.35") else (None, None))
     try:
@@ -197,8 +196,7 @@ async def list_keypairs(request: Request):
 
 
 async def _get(request: Request, action: str, name: str):
-    if want(request, "2.102"):
-        query_params.validate(request, _ONE_QUERY)
+    query_params.closed_from_2102(request, _ONE_QUERY)
     user_id = _target_user(request, action, request.query_params.get("user_id"))
     try:
         return await compute_api(request).api_db.read(keypairs.get, user_id, name)

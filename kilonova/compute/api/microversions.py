@@ -117,8 +117,8 @@ VERSIONS = {
     "2.99": "spice-direct remote console type (only noVNC consoles here: 400).",
     "2.100": "scheduler_hints of the create in server show, detail list, update and rebuild.",
     "2.101": "Volume attach answers 202 (the attach finishes asynchronously).",
-    "2.102": "rxtx_factor gone from flavors; unknown query parameters refused by os-keypairs and the flavor "
-             "lists.",
+    "2.102": "rxtx_factor gone from flavors; the query schemas left open are closed (server show, ips, tags, "
+             "server password, shares, os-keypairs, flavor lists): another parameter is a 400.",
     "2.103": "No change to any API Kilonova serves.",
     "2.104": "pinned_availability_zone may be set (to the server's zone) or unset (null) with PUT /servers/{id}.",
 }

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError
+from kilonova.compute.api.microversions import want
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,10 @@ def last_values(request: Request, names: tuple[str, ...]) -> dict[str, str]:
         if name in names:
             values[name] = value
     return values
+
+
+def closed_from_2102(request: Request, params: dict[str, Param] | None = None) -> None:
+    """Microversion 2.102 closed the query schemas upstream had left open (a show, a sub-resource list):
+    from it a parameter they do not name (none, for most) is a 400; before it, ignored."""
+    if want(request, "2.102"):
+        validate(request, params or {})

@@ -7,11 +7,12 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, json_response
-from kilonova.compute.api import common, lookup, views
+from kilonova.compute.api import common, lookup, query_params, views
 from kilonova.compute.api.app import compute_api
 
 
 async def _addresses(request: Request, server_id: str, rule: str) -> dict[str, list[dict[str, Any]]]:
+    query_params.closed_from_2102(request)
     ref = await lookup.find(compute_api(request), request.state.context, server_id)
     common.authorize(request, f"os_compute_api:ips:{rule}", common.server_target(ref.server))
     return {network: [{"version": ip["version"], "addr": ip["addr"]} for ip in ips]

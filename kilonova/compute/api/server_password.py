@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, json_response
-from kilonova.compute.api import common, lookup
+from kilonova.compute.api import common, lookup, query_params
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.db import instances
 
@@ -17,6 +17,7 @@ PASSWORD = "password"
 
 
 async def show_password(request: Request, server_id: str):
+    query_params.closed_from_2102(request)
     ref = await lookup.find(compute_api(request), request.state.context, server_id)
     common.authorize(request, "os_compute_api:os-server-password:show", common.server_target(ref.server))
     return json_response({"password": (ref.server.get("system_metadata") or {}).get(PASSWORD) or ""})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, json_response, read_json
-from kilonova.compute.api import common, lookup, validation
+from kilonova.compute.api import common, lookup, query_params, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 
@@ -28,6 +28,7 @@ async def _server(request: Request, server_id: str, rule: str) -> lookup.ServerR
 
 
 async def list_shares(request: Request, server_id: str):
+    query_params.closed_from_2102(request)
     await _server(request, server_id, "index")
     return json_response({"shares": []})
 

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.compute.api import common, lookup, validation, views
+from kilonova.compute.api import common, lookup, query_params, validation, views
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api.microversions import want
 from kilonova.compute.api.server_schemas import MAX_TAGS, TAG
@@ -43,11 +43,13 @@ async def _server(request: Request, server_id: str, rule: str, action: str | Non
 
 
 async def list_tags(request: Request, server_id: str):
+    query_params.closed_from_2102(request)
     ref = await _server(request, server_id, "index")
     return json_response({"tags": list(ref.server.get("tags") or [])})
 
 
 async def check_tag(request: Request, server_id: str, tag: str):
+    query_params.closed_from_2102(request)
     ref = await _server(request, server_id, "show")
     if tag not in (ref.server.get("tags") or []):
         raise HTTPError(404, f"Server {server_id} has no tag '{tag}'")

@@ -8,8 +8,8 @@ from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
 from kilonova.compute.api import create as create_mod
-from kilonova.compute.api import (common, disk_config, lookup, server_query, server_records, server_schemas,
-                                  server_sort, validation, views)
+from kilonova.compute.api import (common, disk_config, lookup, query_params, server_query, server_records,
+                                  server_schemas, server_sort, validation, views)
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api import port_quota, security_group_bindings, security_group_lookup
 from kilonova.compute import volume_api
@@ -142,6 +142,7 @@ async def list_servers_detail(request: Request):
 
 
 async def show_server(request: Request, server_id: str):
+    query_params.closed_from_2102(request)
     svc = compute_api(request)
     ref = await lookup.find(svc, request.state.context, server_id,
                             allow_down=want(request, views.CELL_DOWN_VERSION))
