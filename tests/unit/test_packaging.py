@@ -131,3 +131,37 @@ def test_the_containerfile_builds_from_what_the_repository_has():
     for extra in re.findall(r"'/src\[(\w+)\]'", text):
         assert extra in extras, extra
     assert 'ENTRYPOINT ["kilonova"]' in text
+
+
+def _blocks(markdown: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", markdown, re.S)
+
+
+def test_the_distributed_recipe_is_complete_and_consistent(tmp_path):
+    """docs/distributed.md: its configuration loads, its databases are the ones it creates, its commands
+    start every service a cloud needs with two compute hosts of their own names, and its client variables
+    log in as the configuration's admin. (tests/distributed runs this layout for real.)"""
+    text = (ROOT / "docs" / "distributed.md").read_text()
+    config = tmp_path / "kilonova.conf"
+    config.write_text(_blocks(text, "ini")[0])
+    conf = Config.load(config, state_dir=tmp_path / "state")
+    shell = "\n".join(_blocks(text, "sh"))
+    created = set(re.search(r"for db in ([\w ]+); do", shell).group(1).split())
+    connections = {conf.get(section, "connection").rsplit("/", 1)[1]
+                   for section in ("database", "cell0_database", "api_database", "placement_database",
+                                   "identity_database", "image_database", "network_database", "volume_database")}
+    assert connections == created
+    assert urlsplit(conf.get("DEFAULT", "transport_url")).username in shell  # the RabbitMQ user it adds
+    # The per-host files, made with the recipe's own sed commands.
+    hosts = []
+    for line in re.findall(r"^sed .*$", shell, re.M):
+        made = subprocess.run(line.split(" > ")[0].replace("/etc/kilonova/kilonova.conf", str(config)),
+                              shell=True, capture_output=True, text=True, check=True).stdout
+        (tmp_path / "host.conf").write_text(made)
+        hosts.append(Config.load(tmp_path / "host.conf", state_dir=tmp_path / "state").get("DEFAULT", "host"))
+    assert hosts == ["compute1", "compute2"]
+    served = [line.split(" serve ")[1].split() for line in shell.splitlines() if " serve " in line]
+    assert [names for names in served if names == ["compute"]] == [["compute"], ["compute"]]
+    assert {name for names in served for name in names} == {"identity", "placement", "image", "network", "volume",
+                                                         "api", "conductor", "scheduler", "compute"}
+    assert f"OS_PASSWORD={conf.get('identity', 'admin_password')}" in shell
