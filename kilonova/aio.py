@@ -1,8 +1,8 @@
 """``kilonova up``: the whole cloud in one process.
 
-Builds every service from the configuration, prepares their databases, serves
-each HTTP API on 127.0.0.1 on its own port, writes ``clouds.yaml`` and
-``openrc`` and runs until SIGINT/SIGTERM.
+Builds every service from the configuration, binds every API's port (a busy one stops the start before
+anything is written), prepares their databases, serves each HTTP API on its own port, and once all are
+serving writes ``clouds.yaml`` and ``openrc``; runs until SIGINT/SIGTERM.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -31,25 +32,10 @@ from kilonova.common.rpc import get_transport
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.config import Config
 from kilonova.console.urls import base_url as console_base_url
+from kilonova.runtime import PortInUse, StateLock
+from kilonova.services import SERVICE_CLASSES, SERVICES_IN_PORT_ORDER
 
 LOG = logging.getLogger(__name__)
-
-# Identity prepares first (everyone validates tokens with it); the conductor starts before the
-# services that heartbeat through it.
-SERVICE_CLASSES = {
-    "identity": "kilonova.identity.service:IdentityService",
-    "placement": "kilonova.placement.service:PlacementService",
-    "image": "kilonova.image.service:ImageService",
-    "network": "kilonova.network.service:NetworkService",
-    "volume": "kilonova.volume.service:VolumeService",
-    "api": "kilonova.compute.api.service:ComputeAPIService",
-    "conductor": "kilonova.compute.conductor.service:ConductorService",
-    "scheduler": "kilonova.compute.scheduler.service:SchedulerService",
-    "compute": "kilonova.compute.agent.service:ComputeAgentService",
-    "l3": "kilonova.compute.virt.libvirt.l3_agent:L3AgentService",
-    "novncproxy": "kilonova.console.service:NoVNCProxyService",
-}
-
 
 KEEP_ALIVE_SECONDS = 75
 
@@ -110,6 +96,26 @@ class AllInOne:
                 self.endpoints.apps[service.service_type] = service.app
                 service.app.health_checks = health_checks.for_service(service, self.transport)
         self._servers: list[uvicorn.Server] = []
+        self._listeners: list[tuple[ServiceApp, socket.socket]] | None = None
+
+    def bind(self) -> None:
+        """Listen on every API's port now, before databases or client files are touched: a port another
+        process has stops the start here, named (``PortInUse``)."""
+        host = self.conf.get("DEFAULT", "my_ip")
+        wanted = [(service.app, service.service_type, self.conf.getint("ports", service.service_type))
+                  for service in self.services if service.app is not None and service.service_type]
+        metrics_port = self.conf.getint("DEFAULT", "metrics_port")
+        if metrics_port:
+            wanted.append((self._operations_app(), "metrics", metrics_port))
+        listeners = []
+        try:
+            for app, name, port in wanted:
+                listeners.append((app, _listen(host, port, name)))
+        except PortInUse:
+            for _, sock in listeners:
+                sock.close()
+            raise
+        self._listeners = listeners
 
     def prepare(self) -> None:
         for service in self.services:
@@ -121,12 +127,10 @@ class AllInOne:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        apps = [(service.app, self.conf.getint("ports", service.service_type)) for service in self.services
-                if service.app is not None and service.service_type]
-        metrics_port = self.conf.getint("DEFAULT", "metrics_port")
-        if metrics_port:
-            apps.append((self._operations_app(), metrics_port))
-        for app, port in apps:
+        if self._listeners is None:
+            self.bind()
+        for app, sock in self._listeners:
+            host, port = sock.getsockname()[:2]
             # Idle keep-alive connections stay open 75 s, not uvicorn's 5 s: clients that poll every
             # 5 s (the openstack CLI's --wait) otherwise reuse a connection just as it is closed and
             # get "Connection reset by peer".
@@ -138,13 +142,14 @@ class AllInOne:
                                     h11_max_incomplete_event_size=H11_MAX_HEADER_BYTES)
             config.client_socket_timeout = self.conf.getfloat("wsgi", "client_socket_timeout")
             self._servers.append(_QuietServer(config))
-        serving = [asyncio.create_task(server.serve()) for server in self._servers]
+        serving = [asyncio.create_task(server.serve(sockets=[sock]))
+                   for server, (_, sock) in zip(self._servers, self._listeners)]
         while not all(server.started for server in self._servers):
             if any(task.done() for task in serving):
                 for task in serving:
                     if task.done() and task.exception():
                         raise task.exception()
-                raise SystemExit("an API server failed to start (is its port already in use?)")
+                raise SystemExit("an API server failed to start")
             await asyncio.sleep(0.01)
         for service in self.services:
             await service.start()
@@ -185,6 +190,20 @@ class AllInOne:
             server.should_exit = True
         await asyncio.gather(*serving, return_exceptions=True)
         await self.transport.close()
+
+
+def _listen(host: str, port: int, name: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn: no wait after a restart
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        what = "the /metrics port ([DEFAULT] metrics_port)" if name == "metrics" else f"the {name} API"
+        raise PortInUse(f"port {port} on {host} for {what} cannot be used: {exc.strerror or exc}") from None
+    return sock
 
 
 class _QuietServer(uvicorn.Server):
@@ -235,16 +254,24 @@ def write_client_config(conf: Config, clouds_yaml: Path) -> tuple[Path, Path]:
     return clouds_yaml, openrc
 
 
-def up(conf: Config, clouds_yaml: Path) -> None:
+def up(conf: Config, clouds_yaml: Path, lock: StateLock | None = None) -> None:
     started = time.monotonic()
     cloud = AllInOne(conf)
+    cloud.bind()
     cloud.prepare()
-    clouds_path, openrc = write_client_config(conf, clouds_yaml)
 
     def announce() -> None:
+        # Only now, with every port bound and every service started, do the client files change.
+        clouds_path, openrc = write_client_config(conf, clouds_yaml)
         urls = catalog_urls(conf)
+        if lock is not None:
+            lock.publish(state="running", endpoints={name: urls[name] for name in SERVICES_IN_PORT_ORDER},
+                         ports={name: conf.getint("ports", name) for name in SERVICES_IN_PORT_ORDER},
+                         novncproxy_port=conf.getint("vnc", "novncproxy_port"), consoles=console_base_url(conf),
+                         services=[service.name for service in cloud.services],
+                         clouds_yaml=str(clouds_path), openrc=str(openrc))
         lines = [f"Kilonova is up in {time.monotonic() - started:.1f}s (state in {conf.state_dir})"]
-        for service in ("identity", "compute", "placement", "image", "network", "block-storage"):
+        for service in SERVICES_IN_PORT_ORDER:
             lines.append(f"  {service:<13} {urls[service]}")
         if conf.get("DEFAULT", "compute_driver") == "libvirt":
             lines.append(f"  compute host: {conf.get('DEFAULT', 'host')} (libvirt driver, real guests)")
@@ -267,6 +294,7 @@ def serve(conf: Config, names: list[str]) -> None:
     """``kilonova serve NAME...``: only the named services, each API on its configured port."""
     started = time.monotonic()
     cloud = AllInOne(conf, names)
+    cloud.bind()
     cloud.prepare()
 
     def announce() -> None:

@@ -36,8 +36,9 @@ def _ephemeral_port_start() -> int:
         return 32768
 
 
-def free_port_block(size: int = 6) -> int:
-    """A base port such that base..base+size-1 are all free on 127.0.0.1.
+def free_port_block(size: int = 7) -> int:
+    """A base port such that base..base+size-1 are all free on 127.0.0.1 (by default the six APIs of
+    ``kilonova up --base-port`` and its console proxy).
 
     Chosen at random below the kernel's ephemeral range: a port from that range can be taken at any
     moment by some process's outgoing connection, e.g. while a test restarts a cloud on its ports, and

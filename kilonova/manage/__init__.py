@@ -39,9 +39,18 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def load_conf(args: argparse.Namespace):
+    """The configuration, with the ports of the cloud running on its state directory (`kilonova up
+    --base-port` moves them without a configuration file saying so)."""
+    from kilonova import runtime
     from kilonova.config import Config
 
-    return Config.load(getattr(args, "config", None), state_dir=getattr(args, "state_dir", None))
+    conf = Config.load(getattr(args, "config", None), state_dir=getattr(args, "state_dir", None))
+    info = runtime.running(conf.state_dir) or {}
+    for service, port in info.get("ports", {}).items():
+        conf.set("ports", service, port)
+    if info.get("novncproxy_port"):
+        conf.set("vnc", "novncproxy_port", info["novncproxy_port"])
+    return conf
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:

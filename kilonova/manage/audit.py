@@ -271,7 +271,14 @@ def run_async(main, args: argparse.Namespace) -> int:
     """Run an admin command's coroutine; a service or database that fails it is exit code 1, said why."""
     try:
         return asyncio.run(main(args))
-    except (RuntimeError, httpx.HTTPError, sa.exc.SQLAlchemyError) as exc:
+    except httpx.HTTPError as exc:
+        try:
+            where = f" ({exc.request.method} {exc.request.url})"
+        except RuntimeError:   # an error raised without its request
+            where = ""
+        print(f"ERROR: {exc or type(exc).__name__}{where}", file=sys.stderr)
+        return 1
+    except (RuntimeError, sa.exc.SQLAlchemyError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
 
