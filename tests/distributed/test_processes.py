@@ -56,7 +56,8 @@ from tests.functional.test_volume_attachments_cli import (  # noqa: E402,F401
     attach_server, test_attach_complete_detach_with_cli)
 
 ONLY_ON = {"test_nova_cli_boot_list_show_delete": "mysql", "test_attach_complete_detach_with_cli": "mysql", "test_openstacksdk_create_wait_list": "postgresql",
-           "TestServerActions": "postgresql"}
+           "TestServerActions": "postgresql",
+           "test_racing_creates_on_two_api_processes_never_pass_the_quota": "postgresql"}
 test_nova_cli_boot_list_show_delete = servers_cli.test_nova_cli_boot_list_show_delete
 test_openstacksdk_create_wait_list = servers_cli.test_openstacksdk_create_wait_list
 
@@ -471,3 +472,28 @@ def test_os_migrations_lists_and_pages_across_both_cells(cluster):
                     migrations.Migration.__table__.delete().where(migrations.Migration.uuid == u)))
             finally:
                 db.close()
+
+
+def test_racing_creates_on_two_api_processes_never_pass_the_quota(cluster):
+    """100 server creates of one project at once, sent to two API processes in turn, against an instances
+    quota of 10: exactly 10 accepted (the generation each writes through is the project's, whichever
+    process counted), the others upstream's 403, nothing left of them."""
+    from tests.cloud import free_port_block
+    from tests.projects import member_of_new_project
+    from tests.quota_race import check_nothing_leaked, delete_all, race
+
+    port = free_port_block(1)
+    cluster.start_all([[("api-race", ["api"], cluster.variant("api-race", {"ports": {"compute": str(port)}}))]])
+    admin, project, conn = member_of_new_project(cluster, "dist-race")
+    try:
+        admin.set_compute_quotas(project.id, instances=10)
+        first = conn.compute.get_endpoint().rstrip("/")
+        answers = race(conn, 100, None, endpoints=[first, f"http://127.0.0.1:{port}/v2.1"])
+        accepted = {r.json()["server"]["id"] for r in answers if r.status_code == 202}
+        assert len(accepted) == 10, [r.text for r in answers if r.status_code != 403][:3]
+        assert {r.json()["forbidden"]["message"] for r in answers if r.status_code != 202} == {
+            "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"}
+        check_nothing_leaked(admin, conn, project.id, accepted, conn.compute.find_flavor("1"), ports=False)
+        delete_all(conn)
+    finally:
+        cluster.processes.pop("api-race").kill()
