@@ -212,3 +212,16 @@ def test_image_proxy_status_and_delete(cloud):
     cloud.sdk().compute.delete_image(created["id"])
     assert compute_call(cloud, "GET", f"/images/{created['id']}", "2.1", "kilonova-demo").status_code == 404
     assert compute_call(cloud, "DELETE", f"/images/{created['id']}", "2.1").status_code == 404
+
+
+def test_os_volumes_boot_is_the_servers_api(cloud, demo_server):
+    listed = compute_call(cloud, "GET", "/os-volumes_boot", "2.1", "kilonova-demo").json()["servers"]
+    assert demo_server["id"] in {s["id"] for s in listed}
+    shown = compute_call(cloud, "GET", f"/os-volumes_boot/{demo_server['id']}", "2.1", "kilonova-demo").json()
+    assert shown["server"]["name"] == "usage-vm" and shown["server"]["status"] == "ACTIVE"
+    assert compute_call(cloud, "GET", f"/os-volumes_boot/{demo_server['id']}", "2.1").status_code == 200
+    detail = compute_call(cloud, "GET", "/os-volumes_boot/detail", "2.1", "kilonova-demo").json()["servers"]
+    assert {s["tenant_id"] for s in detail} == {shown["server"]["tenant_id"]}
+    # The same policies as /servers: another project's servers are the admin's to list.
+    assert compute_call(cloud, "GET", "/os-volumes_boot/detail", "2.1", "kilonova-demo",
+                        params={"all_tenants": "1"}).status_code == 403

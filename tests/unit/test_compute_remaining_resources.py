@@ -275,3 +275,31 @@ async def test_policy_personas(personas, token, usage_own, usage_list, admin_onl
     assert (await personas.put("/os-quota-class-sets/default", {"quota_class_set": {}}, token=token)).status_code \
         == admin_only
     assert (await personas.get("/extensions", token=token)).status_code == 200
+
+
+async def test_console_auth_token_show(api, stub):
+    from kilonova.compute.db import console_tokens
+
+    stub.api_db.run_sync(mappings.create_instance_mapping, VM1, "demo-project", "demo-user")
+    stub.api_db.run_sync(lambda s: console_tokens.create(s, "tok-1", instance_uuid=VM1, console_type="novnc",
+                                                         host="192.0.2.7", port=5901, ttl=600))
+    shown = await api.get("/os-console-auth-tokens/tok-1", version="2.31")
+    assert shown.json() == {"console": {"instance_uuid": VM1, "host": "192.0.2.7", "port": 5901,
+                                        "internal_access_path": None}}
+    # Looked up, not used: the proxy can still consume it.
+    assert stub.api_db.run_sync(console_tokens.peek, "tok-1") is not None
+    before = await api.get("/os-console-auth-tokens/tok-1", version="2.30")
+    assert before.json() == {"unauthorized": {"code": 401,
+                                              "message": "The requested console type details are not accessible"}}
+    assert (await api.get("/os-console-auth-tokens/nope", version="2.31")).json() == {
+        "itemNotFound": {"code": 404, "message": "Token not found"}}
+    assert (await api.get("/os-console-auth-tokens/tok-1", token="demo-token")).status_code == 403
+
+
+async def test_os_volumes_boot_routes_to_the_servers_handlers():
+    from kilonova.compute.api.app import build_router
+
+    router = build_router()
+    for method, rest in (("GET", ""), ("POST", ""), ("GET", "/detail"), ("GET", "/{server_id}"),
+                         ("PUT", "/{server_id}"), ("DELETE", "/{server_id}"), ("POST", "/{server_id}/action")):
+        assert router.handler(method, "/v2.1/os-volumes_boot" + rest) is router.handler(method, "/v2.1/servers" + rest)

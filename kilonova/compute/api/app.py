@@ -12,7 +12,7 @@ from kilonova.common.http import Handler, HTTPError, Router, ServiceApp
 from kilonova.compute.api import microversions
 from kilonova.compute.api.errors import format_error
 
-# Each module defines ``register(router)``; order does not matter.
+# Each module defines ``register(router)``; order does not matter but for volumes_boot (after servers).
 RESOURCE_MODULES = [
     "versions", "servers", "server_actions", "server_metadata", "flavors", "keypairs",
     "services", "hypervisors", "availability_zones", "limits", "quota_sets", "aggregates",
@@ -22,7 +22,8 @@ RESOURCE_MODULES = [
     "server_tags", "server_shares", "server_ips", "server_password",
     # Upstream's remaining resources: os-hosts, usage, audit log, quota classes, the proxies, extensions, 410s.
     "hosts", "simple_tenant_usage", "instance_usage_audit_log", "quota_classes", "images", "image_metadata",
-    "network_proxies", "baremetal_nodes", "extensions", "removed",
+    "network_proxies", "baremetal_nodes", "extensions", "removed", "console_auth_tokens",
+    "volumes_boot",  # after servers and server_actions: it routes to their handlers
 ]
 
 _PROJECT_IN_URL = re.compile(r"^/v2(?:\.1)?/([0-9a-f]{32}|[0-9a-f-]{36})(?=/|$)")
