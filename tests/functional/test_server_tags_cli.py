@@ -134,3 +134,18 @@ def test_access_ips_description_and_disk_config_as_upstream_echoes_them(cloud):
             assert bad.status_code == 400
         finally:
             compute.delete(f"/servers/{uuid}")
+
+
+def test_tags_stay_with_a_server_that_moves(cloud):
+    created = cloud.openstack("--os-compute-api-version", "2.52", "server", "create", *BOOT, "--tag", "keep",
+                              "--wait", "tag-mover", fmt_json=True)
+    try:
+        before = cloud.openstack("server", "show", created["id"], fmt_json=True)["OS-EXT-SRV-ATTR:host"]
+        cloud.openstack("server", "migrate", "--wait", created["id"])
+        cloud.openstack("server", "migrate", "confirm", created["id"])
+        shown = cloud.openstack("--os-compute-api-version", "2.26", "server", "show", created["id"], fmt_json=True)
+        assert shown["OS-EXT-SRV-ATTR:host"] != before and shown["tags"] == ["keep"]
+        listed = cloud.openstack("--os-compute-api-version", "2.26", "server", "list", "--tags", "keep", fmt_json=True)
+        assert [s["ID"] for s in listed] == [created["id"]]
+    finally:
+        cloud.openstack("server", "delete", "--wait", created["id"], check=False)

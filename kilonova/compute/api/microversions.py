@@ -119,7 +119,8 @@ VERSIONS = {
     "2.101": "Volume attach answers 202 (the attach finishes asynchronously).",
     "2.102": "rxtx_factor gone from flavors; the query schemas left open are closed (server show, ips, tags, "
              "server password, shares, os-keypairs, flavor lists): another parameter is a 400.",
-    "2.103": "No change to any API Kilonova serves.",
+    "2.103": "Accepted; nothing changes here at this version (its upstream change was not identified when 2.104 "
+             "was added).",
     "2.104": "pinned_availability_zone may be set (to the server's zone) or unset (null) with PUT /servers/{id}.",
 }
 
