@@ -37,6 +37,7 @@ from kilonova.compute.db import build_requests, instances, mappings, migrations
 from kilonova.compute.db.cell_models import Migration
 from kilonova.compute.scheduler.manager import resources_from_spec
 from kilonova.manage import load_conf
+from kilonova.manage.progress import Progress
 
 # States in which a server holds resources on its host.
 HOLDS_RESOURCES = ("active", "stopped", "paused", "suspended", "rescued", "resized", "building")
@@ -176,35 +177,11 @@ class Auditor:
         providers = (await self._json("/resource_providers"))["resource_providers"]
         by_name = {p["name"]: p["uuid"] for p in providers}
         seen: set[str] = set()
-        for provider in providers:
-            if only_provider and provider["uuid"] != only_provider:
-                continue
-            allocations = (await self._json(f"/resource_providers/{provider['uuid']}/allocations"))["allocations"]
-            for consumer in sorted(allocations):
-                seen.add(consumer)
-                try:
-                    instance = await self._instance(consumer)
-                except CellUnreadable as exc:  # its server cannot be looked at: leave its claim alone
-                    findings.unaudited.setdefault(exc.cell, exc.reason)
-                    continue
-                if instance is None and await self._judge_move_claim(findings, consumer, provider, moves):
-                    continue
-                move = moving.get(consumer)
-                if instance is None:
-                    findings.orphaned.append((consumer, provider["uuid"], "no such server"))
-                    self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
-                             f"{provider['uuid']} can be deleted: no server uses them")
-                elif instance.get("vm_state") == "shelved_offloaded" and not instance.get("task_state"):
-                    # Offloaded and not being unshelved: it holds nothing anywhere.
-                    findings.orphaned.append((consumer, provider["uuid"], "server is shelved offloaded"))
-                    self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
-                             f"{provider['uuid']} can be deleted: the server is shelved offloaded")
-                elif instance.get("node") and instance["node"] != provider["name"] and not (
-                        move and provider["name"] in (move["source_node"], move["dest_node"])) and \
-                        not await self._evacuated_from(instance, provider["name"]):
-                    findings.misplaced.append((consumer, provider["uuid"], instance["node"]))
-                    self.say(f"Allocations for server {consumer} are on {provider['name']} but it runs on "
-                             f"{instance['node']}")
+        audited = [p for p in providers if not only_provider or p["uuid"] == only_provider]
+        with Progress("auditing resource providers", len(audited)) as progress:
+            for provider in audited:
+                await self._audit_provider(findings, provider, moves, moving, seen)
+                progress.advance()
         if not only_provider:
             for cell in self.cells.real():
                 try:
@@ -220,6 +197,36 @@ class Auditor:
                     findings.missing.append((row["uuid"], {**row, "_provider": by_name.get(row["node"])}))
                     self.say(f"Server {row['uuid']} on {row['node']} holds no allocation")
         return findings
+
+    async def _audit_provider(self, findings: Findings, provider: dict, moves: dict, moving: dict,
+                              seen: set[str]) -> None:
+        """Each allocation on ``provider``: its consumer's server must exist, hold resources and run there."""
+        allocations = (await self._json(f"/resource_providers/{provider['uuid']}/allocations"))["allocations"]
+        for consumer in sorted(allocations):
+            seen.add(consumer)
+            try:
+                instance = await self._instance(consumer)
+            except CellUnreadable as exc:  # its server cannot be looked at: leave its claim alone
+                findings.unaudited.setdefault(exc.cell, exc.reason)
+                continue
+            if instance is None and await self._judge_move_claim(findings, consumer, provider, moves):
+                continue
+            move = moving.get(consumer)
+            if instance is None:
+                findings.orphaned.append((consumer, provider["uuid"], "no such server"))
+                self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
+                         f"{provider['uuid']} can be deleted: no server uses them")
+            elif instance.get("vm_state") == "shelved_offloaded" and not instance.get("task_state"):
+                # Offloaded and not being unshelved: it holds nothing anywhere.
+                findings.orphaned.append((consumer, provider["uuid"], "server is shelved offloaded"))
+                self.say(f"Allocations for consumer UUID {consumer} on Resource Provider "
+                         f"{provider['uuid']} can be deleted: the server is shelved offloaded")
+            elif instance.get("node") and instance["node"] != provider["name"] and not (
+                    move and provider["name"] in (move["source_node"], move["dest_node"])) and \
+                    not await self._evacuated_from(instance, provider["name"]):
+                findings.misplaced.append((consumer, provider["uuid"], instance["node"]))
+                self.say(f"Allocations for server {consumer} are on {provider['name']} but it runs on "
+                         f"{instance['node']}")
 
     async def heal(self, findings: Findings) -> None:
         for consumer, _provider, _why in findings.orphaned:

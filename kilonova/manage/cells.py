@@ -12,6 +12,7 @@ from kilonova.compute.db import mappings
 from kilonova.compute.db.api_models import APIBase
 from kilonova.compute.db.cell_models import CellBase
 from kilonova.manage import load_conf, table
+from kilonova.manage.progress import Progress
 
 
 def register(groups) -> None:
@@ -73,14 +74,15 @@ def db_sync(args: argparse.Namespace) -> int:
             pass
     finally:
         api.close()
-    for url in dict.fromkeys(urls):
-        if url.startswith("none:"):
-            continue
-        database = Database(url, name="cell", workers=1)
-        try:
-            migrate(database, cells_mod.CELL_MIGRATIONS, CellBase.metadata)
-        finally:
-            database.close()
+    targets = [url for url in dict.fromkeys(urls) if not url.startswith("none:")]
+    with Progress("migrating cell databases", len(targets)) as progress:
+        for url in targets:
+            database = Database(url, name="cell", workers=1)
+            try:
+                migrate(database, cells_mod.CELL_MIGRATIONS, CellBase.metadata)
+            finally:
+                database.close()
+            progress.advance()
     return 0
 
 
