@@ -114,9 +114,16 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
     "image_database": _database("glance"),
     "network_database": _database("neutron"),
     "volume_database": _database("cinder"),
-    "identity": {
-        "token_expiration": Float(3600, "Seconds a token is valid.", min=0.001),
+    "token": {
+        "expiration": Float(3600, "Seconds a token is valid.", min=0.001),
+    },
+    "fernet_tokens": {
         "key_repository": Str("{state_dir}/fernet-keys", "The Fernet token keys."),
+    },
+    "glance_store": {
+        "filesystem_store_datadir": Str("{state_dir}/images", "Where image data is stored."),
+    },
+    "identity": {
         "password_hash_rounds": Int(17, "scrypt work factor of new password hashes (N = 2**this, r=8, p=1): 17 is "
                                     "OWASP's recommendation (~0.6 s of CPU and 128 MiB per hash); lower only for tests. "
                                     "Each hash keeps its own parameters, so stored ones stay valid, and a successful "
@@ -150,7 +157,6 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
         "project_name": Str("service", "Its project."),
     },
     "image": {
-        "filesystem_store_datadir": Str("{state_dir}/images", "Where image data is stored."),
         "image_size_cap": Int(1099511627776, "Largest image upload accepted, in bytes (1 TiB).", min=1),
     },
     "image_format": {
@@ -468,6 +474,10 @@ MOVED: dict[tuple[str, str], tuple[str, str]] = {
                                                                 "remove_unused_original_minimum_age_seconds"),
     ("filter_scheduler", "max_attempts"): ("scheduler", "max_attempts"),
     ("filter_scheduler", "max_placement_results"): ("scheduler", "max_placement_results"),
+    # keystone.conf's and glance-api.conf's places for theirs
+    ("identity", "token_expiration"): ("token", "expiration"),
+    ("identity", "key_repository"): ("fernet_tokens", "key_repository"),
+    ("image", "filesystem_store_datadir"): ("glance_store", "filesystem_store_datadir"),
 }
 
 

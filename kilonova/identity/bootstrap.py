@@ -114,4 +114,4 @@ def run(session: Session, conf: Config, hashes: dict[str, str | None]) -> None:
             catalog.ensure_endpoint(session, service_type, SERVICES[service_type], region, interface, url)
             for alias, name in ALIASES.get(service_type, []):
                 catalog.ensure_endpoint(session, alias, name, region, interface, url)
-    revocation.prune(session, time.time() - conf.getfloat("identity", "token_expiration") - 3600)
+    revocation.prune(session, time.time() - conf.getfloat("token", "expiration") - 3600)

@@ -36,7 +36,7 @@ class IdentityCore:
 
     @property
     def token_lifetime(self) -> float:
-        return self.conf.getfloat("identity", "token_expiration")
+        return self.conf.getfloat("token", "expiration")
 
     @property
     def formatter(self) -> TokenFormatter:
@@ -46,7 +46,7 @@ class IdentityCore:
         return self._formatter
 
     def load_keys(self) -> None:
-        repository = self.conf.get("identity", "key_repository")
+        repository = self.conf.get("fernet_tokens", "key_repository")
         keys.ensure_keys(repository)
         self._formatter = TokenFormatter(keys.load_keys(repository))
 

@@ -29,7 +29,7 @@ class ImageService(Service):
         super().__init__(env)
         conf = env.conf
         self.db = Database.shared(conf.get("image_database", "connection"), name="glance")
-        self.store = FilesystemStore(conf.get("image", "filesystem_store_datadir"), _size_cap(conf))
+        self.store = FilesystemStore(conf.get("glance_store", "filesystem_store_datadir"), _size_cap(conf))
         self.require_image_format_match = conf.getbool("image_format", "require_image_format_match")
         self.validator = validator or TokenValidator(
             env.endpoints.http_client("identity"),
