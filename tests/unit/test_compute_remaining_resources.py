@@ -204,8 +204,13 @@ async def test_extensions_versions_and_gone_routes(api):
                 assert reply.status_code == 410, (method, concrete, version, reply.text)
                 assert reply.json()["computeFault"]["code"] == 410
     # The proxies' reads are 404 from 2.36 (their 410 writes are not).
-    for path in ("/os-networks", "/os-tenant-networks", "/images", "/os-baremetal-nodes"):
+    for path in ("/os-networks", "/os-networks/x", "/os-tenant-networks", "/os-tenant-networks/x", "/images",
+                 "/images/detail", "/images/x", "/images/x/metadata", "/images/x/metadata/k", "/os-baremetal-nodes",
+                 "/os-baremetal-nodes/x"):
         assert (await api.get(path, version="2.36")).status_code == 404, path
+    for method, path in (("POST", "/images/x/metadata"), ("PUT", "/images/x/metadata"),
+                         ("PUT", "/images/x/metadata/k"), ("DELETE", "/images/x/metadata/k"), ("DELETE", "/images/x")):
+        assert (await api.request(method, path, version="2.36", json={})).status_code == 404, (method, path)
     assert (await api.get("/os-baremetal-nodes")).status_code == 501
     assert (await api.post("/os-baremetal-nodes", {"node": {}})).json()["badRequest"]["message"] == (
         "Command Not supported. Please use Ironic command node-create to perform this action.")
