@@ -10,7 +10,6 @@ from kilonova.compute.api.common import gone_from, require_admin
 from kilonova.compute.api.host_calls import NOT_SUPPORTED
 
 
-
 async def list_nodes(request: Request):
     gone_from(request, "2.36")
     require_admin(request, "os_compute_api:os-baremetal-nodes:list")

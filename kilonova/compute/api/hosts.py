@@ -26,7 +26,6 @@ _UPDATE = {"type": "object", "properties": {"status": _SWITCH, "maintenance_mode
            "additionalProperties": False}
 
 
-
 async def list_hosts(request: Request):
     gone_from(request, "2.43")
     require_admin(request, "os_compute_api:os-hosts:list")

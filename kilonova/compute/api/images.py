@@ -30,7 +30,6 @@ _FILTERS = {"name": "name", "status": "status", "changes-since": "changes-since"
 NOT_FOUND = "Image not found."
 
 
-
 def headers(request: Request) -> dict[str, str]:
     return {"X-Auth-Token": request.state.context.token}
 

@@ -23,7 +23,6 @@ _ADMIN_FIELDS = ("created_at", "updated_at", "deleted_at", "deleted", "injected"
                  "share_address")
 
 
-
 def _headers(request: Request) -> dict[str, str]:
     return {"X-Auth-Token": request.state.context.token}
 
