@@ -152,3 +152,16 @@ async def test_limit_bad_input(client, admin, item):  # noqa: F811
     error_of(await client.post("/v3/limits", headers=admin, json={"limits": [item]}), 400, "Bad Request")
     error_of(await client.patch("/v3/limits/whatever", headers=admin,
                                 json={"limit": {"resource_name": "servers"}}), 400, "Bad Request")
+
+
+async def test_a_deleted_projects_limits_go_with_it(client, admin):  # noqa: F811
+    compute = await _compute(client, admin)
+    assert (await client.post("/v3/registered_limits", headers=admin, json={"registered_limits": [
+        {"service_id": compute, "resource_name": "servers", "default_limit": 10}]})).status_code == 201
+    project = (await client.post("/v3/projects", headers=admin, json={"project": {"name": "brief"}})).json()["project"]
+    created = (await client.post("/v3/limits", headers=admin, json={"limits": [
+        {"service_id": compute, "project_id": project["id"], "resource_name": "servers", "resource_limit": 3}]}))
+    limit = created.json()["limits"][0]
+    assert (await client.delete(f"/v3/projects/{project['id']}", headers=admin)).status_code == 204
+    error_of(await client.get(f"/v3/limits/{limit['id']}", headers=admin), 404, "Not Found")
+    assert (await client.get(f"/v3/limits?project_id={project['id']}", headers=admin)).json()["limits"] == []

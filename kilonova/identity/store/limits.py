@@ -173,6 +173,10 @@ def update_limit(session: Session, limit_id: str, values: dict[str, Any]) -> dic
     return as_dict(limit, registered)
 
 
+def delete_for_project(session: Session, project_id: str) -> None:
+    session.execute(sa.delete(ProjectLimit).where(ProjectLimit.project_id == project_id))
+
+
 def delete_limit(session: Session, limit_id: str) -> None:
     limit, _ = _limit_row(session, limit_id)
     session.delete(limit)

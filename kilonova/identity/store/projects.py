@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, NotFound
 from kilonova.identity.models import Assignment, Project
-from kilonova.identity.store import check_immutable, domains, new_id
+from kilonova.identity.store import check_immutable, domains, limits, new_id
 
 FIELDS = ("name", "description", "enabled", "tags", "extra")
 
@@ -87,4 +87,5 @@ def delete(session: Session, project_id: str) -> None:
         raise Conflict(f"Cannot delete project {project_id}: it has child projects.")
     session.execute(sa.delete(Assignment).where(Assignment.target_type == "project",
                                                 Assignment.target_id == project_id))
+    limits.delete_for_project(session, project_id)  # as Keystone: a deleted project's limits go with it
     session.delete(project)
