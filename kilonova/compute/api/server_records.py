@@ -6,6 +6,7 @@ them never needs another read.
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 TRUSTED_CERTS = "trusted_image_certificates"
@@ -38,8 +39,15 @@ def image_properties(server: dict[str, Any]) -> dict[str, Any]:
     return (server.get("system_metadata") or {}).get(IMAGE_PROPERTIES) or {}
 
 
-def scheduler_hints(server: dict[str, Any]) -> dict[str, Any]:
-    return (server.get("system_metadata") or {}).get(SCHEDULER_HINTS) or {}
+def scheduler_hints(server: dict[str, Any]) -> dict[str, list[str]]:
+    """The create's hints as upstream's request spec keeps (and 2.100 shows) them: each a list of strings."""
+    hints = (server.get("system_metadata") or {}).get(SCHEDULER_HINTS) or {}
+    return {name: [_text(item) for item in value] if isinstance(value, list) else [_text(value)]
+            for name, value in hints.items()}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def with_pinned_az(server: dict[str, Any], zone: str | None) -> dict[str, Any]:
