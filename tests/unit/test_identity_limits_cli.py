@@ -42,3 +42,24 @@ def test_limit_commands_unmodified(served_identity):  # noqa: F811
     assert [x["ID"] for x in limit_list] == [limit["id"]] and limit_list[0]["Resource Limit"] == 5
     assert "Conflict occurred attempting to store limit - Duplicate entry." in proc.stderr
     assert "Unable to create a limit that has no corresponding registered limit." in proc.stderr
+
+    # bad input: a limit below -1, an unknown service; and a member writing at all
+    bad = ["registered limit create --service compute --default-limit -5 class:VCPU",
+           "registered limit create --service nosuch --default-limit 5 class:VCPU"]
+    proc = subprocess.run([str(OPENSTACK)], input="".join(f"{c} -f json\n" for c in bad), env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert _documents(proc.stdout) == []
+    assert "-5 is less than the minimum of -1" in proc.stderr and "BadRequestException: 400" in proc.stderr
+    assert "No service with a type, name or ID of 'nosuch' exists." in proc.stderr
+    # a member writing at all: refused by the identity service itself (openstacksdk: the CLI cannot even look
+    # the service up as a member, as with Keystone)
+    import openstack
+    demo = openstack.connect(auth_url=served_identity, username="demo", password=PASSWORDS["demo"],
+                             project_name="demo", user_domain_name="Default", project_domain_name="Default")
+    with pytest.raises(openstack.exceptions.ForbiddenException) as refused:
+        demo.identity.create_limit(service_id=registered["service_id"], project_id=limit["project_id"],
+                                   resource_name="servers", resource_limit=50)
+    assert "You are not authorized to perform the requested action: identity:create_limits." in str(refused.value)
+    with pytest.raises(openstack.exceptions.ForbiddenException):
+        demo.identity.update_registered_limit(registered["id"], default_limit=50)
+    assert [x.id for x in demo.identity.limits()] == [limit["id"]]   # its own project's
