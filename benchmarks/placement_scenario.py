@@ -408,7 +408,8 @@ def allocations(s: Script) -> None:
         for name, allocs in bad.items():
             s.req(f"alloc-put-{name}" if name != "missing-provider" else "alloc-missing-provider-leftover",
                   "PUT", f"/allocations/{U(f'bad-{v}-{name}')}", dict(base, allocations=allocs), v=v)
-        s.req(f"alloc-put-bad-consumer-{v}", "PUT", "/allocations/not-a-uuid", dict(base, allocations=dict_form["allocations"]), v=v)
+        s.req(f"alloc-put-bad-consumer-{v}", "PUT", "/allocations/not-a-uuid",
+              dict(base, allocations=dict_form["allocations"]), v=v)
         s.req(f"alloc-put-bad-project-{v}", "PUT", f"/allocations/{U('bp')}",
               dict(base, project_id="", allocations=dict_form["allocations"]), v=v)
         s.req(f"alloc-put-bad-type-{v}", "PUT", f"/allocations/{U('bp')}",
@@ -450,8 +451,8 @@ def allocations(s: Script) -> None:
         post(f"alloc-post-over-{v}", {U(f"post-{v}-3"): dict(one, allocations={cn2: {"resources": {"VCPU": 99}}},
                                                             **extra)}, v)
         post(f"alloc-post-missing-owner-{v}", {U(f"post-{v}-4"): {"allocations": one["allocations"], **extra}}, v)
-        post(f"alloc-post-clear-{v}", {U(f"post-{v}-1"): dict(one, allocations={},
-                                                               **dict(extra, consumer_generation=1) if v >= 28 else extra)}, v)
+        cleared = dict(extra, consumer_generation=1) if v >= 28 else extra
+        post(f"alloc-post-clear-{v}", {U(f"post-{v}-1"): dict(one, allocations={}, **cleared)}, v)
         post(f"alloc-post-unknown-class-{v}", {U(f"post-{v}-5"): dict(
             one, allocations={cn1: {"resources": {"CUSTOM_NOPE": 1}}}, **extra)}, v)
         post(f"alloc-post-list-{v}", [], v)
@@ -484,7 +485,8 @@ def overcommit(s: Script) -> None:
 def mappings(s: Script) -> None:
     cn1, numa = U("mp"), U("mp-nic")   # a tree of its own, large enough for every claim below
     s.setup("map-root", "POST", "/resource_providers", {"name": "mp", "uuid": cn1}, v=20)
-    s.setup("map-nic", "POST", "/resource_providers", {"name": "mp-nic", "uuid": numa, "parent_provider_uuid": cn1}, v=20)
+    s.setup("map-nic", "POST", "/resource_providers",
+            {"name": "mp-nic", "uuid": numa, "parent_provider_uuid": cn1}, v=20)
     s.setup("map-root-inv", "PUT", f"/resource_providers/{cn1}/inventories",
             {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 1000}}}, v=20)
     s.setup("map-nic-inv", "PUT", f"/resource_providers/{numa}/inventories",
@@ -535,7 +537,8 @@ def candidates(s: Script) -> None:
         "resources1=VCPU:1&resources2=VCPU:1&group_policy=isolate",
         "resources1=VCPU:1&resources2=SRIOV_NET_VF:1", "resources_NIC=SRIOV_NET_VF:1&group_policy=none",
         "resources=VCPU:1&root_required=CUSTOM_GOLD", "resources=VCPU:1&root_required=!CUSTOM_GOLD",
-        "resources=DISK_GB:10&root_required=!CUSTOM_GOLD", "resources=DISK_GB:10&root_required=MISC_SHARES_VIA_AGGREGATE",
+        "resources=DISK_GB:10&root_required=!CUSTOM_GOLD",
+        "resources=DISK_GB:10&root_required=MISC_SHARES_VIA_AGGREGATE",
         "resources=VCPU:1,DISK_GB:10&root_required=!HW_CPU_X86_AVX2",
         "resources1=SRIOV_NET_VF:1&required2=HW_CPU_X86_AVX2&same_subtree=1,2&group_policy=none",
         "resources=VCPU:1&resources1=SRIOV_NET_VF:1&same_subtree=,1&group_policy=none",
@@ -546,6 +549,17 @@ def candidates(s: Script) -> None:
         "resources=VCPU:1&foo=1", "resources=VCPU:1&resources=MEMORY_MB:1", "resources1=VCPU:1&required2=CUSTOM_GOLD",
         "resources=VCPU:1&same_subtree=1", "resources=VCPU:1&root_required=NOPE",
         "resources=VCPU:2147483648", "resources=VCPU:-1",
+        # root_required with a sharing provider in the tree's aggregate
+        "resources=VCPU:1,DISK_GB:10&root_required=MISC_SHARES_VIA_AGGREGATE",
+        "resources=DISK_GB:10&root_required=!MISC_SHARES_VIA_AGGREGATE",
+        "resources=VCPU:1,DISK_GB:10&root_required=!MISC_SHARES_VIA_AGGREGATE",
+        "resources=VCPU:1,DISK_GB:10&root_required=!CUSTOM_GOLD",
+        "resources1=DISK_GB:10&resources2=VCPU:1&root_required=!MISC_SHARES_VIA_AGGREGATE&group_policy=none",
+        "resources=DISK_GB:10&required=MISC_SHARES_VIA_AGGREGATE&root_required=MISC_SHARES_VIA_AGGREGATE",
+        "resources=VCPU:1,DISK_GB:10&root_required=in:HW_CPU_X86_AVX2,CUSTOM_GOLD",
+        "resources=VCPU:1,DISK_GB:10&root_required=!HW_CPU_X86_AVX2&root_required=!CUSTOM_GOLD",
+        "resources=VCPU:1&resources1=DISK_GB:10&root_required=!HW_CPU_X86_AVX2&group_policy=isolate",
+        "resources=DISK_GB:10&member_of=" + U("agg1") + "&root_required=!MISC_SHARES_VIA_AGGREGATE",
     ]
     for v in (10, 12, 16, 17, 21, 24, 25, 28, 29, 31, 32, 33, 34, 35, 36, 38, 39):
         for q in queries:
@@ -701,7 +715,8 @@ def http_details(s: Script) -> None:
     for path in ("/nope", "/resource_providers/", f"/resource_providers/{U('cn1')}/nope", "/traits/", "//"):
         s.req(f"http-path-{path}", "GET", path, v=30)
     s.req("http-accept-bad-get", "GET", "/traits", v=6, headers={"Accept": "text/plain"})
-    s.req("http-accept-bad-post", "POST", "/resource_providers", {"name": "acc"}, v=20, headers={"Accept": "text/plain"})
+    s.req("http-accept-bad-post", "POST", "/resource_providers", {"name": "acc"}, v=20,
+          headers={"Accept": "text/plain"})
     s.req("http-location-rp", "POST", "/resource_providers", {"name": "loc", "uuid": U("loc")}, v=19)
     s.req("http-location-rc", "POST", "/resource_classes", {"name": "CUSTOM_LOC"}, v=15)
     s.req("http-location-trait", "PUT", "/traits/CUSTOM_LOC", v=15)
@@ -740,7 +755,8 @@ def rbac(s: Script) -> None:
 # ------------------------------------------------------------------ every GET at every microversion
 
 def sweep(s: Script) -> None:
-    paths = ["/", "/resource_providers", f"/resource_providers/{U('cn2')}", f"/resource_providers/{U('cn2')}/inventories",
+    paths = ["/", "/resource_providers", f"/resource_providers/{U('cn2')}",
+             f"/resource_providers/{U('cn2')}/inventories",
              f"/resource_providers/{U('cn2')}/inventories/VCPU", f"/resource_providers/{U('cn2')}/usages",
              f"/resource_providers/{U('cn2')}/aggregates", f"/resource_providers/{U('cn2')}/traits",
              f"/resource_providers/{U('cn2')}/allocations", "/traits/HW_CPU_X86_AVX2", "/resource_classes",

@@ -58,8 +58,9 @@ _USAGE_CHANGED = _PROVIDERS.update().where(_PROVIDERS.c.id.in_(sa.bindparam("key
 _BUMP_GENERATION = _PROVIDERS.update().where(
     _PROVIDERS.c.id == sa.bindparam("rp_id"), _PROVIDERS.c.generation == sa.bindparam("seen")
 ).values(generation=sa.bindparam("next"), updated_at=sa.bindparam("now"))
+# on SQLite's cursor: every claim and swap
 prepare(_CONSUMER_ROWS, _PROVIDERS_BY_UUID, _PROVIDERS_BY_ID, _DELETE_FOR_CONSUMERS, _PROVIDERS_OF_CONSUMERS,
-        _DELETE_RETURNING, _ALLOCATIONS_OF_CONSUMERS, _USAGE_CHANGED, _BUMP_GENERATION)  # on SQLite's cursor: every claim and swap
+        _DELETE_RETURNING, _ALLOCATIONS_OF_CONSUMERS, _USAGE_CHANGED, _BUMP_GENERATION)
 
 
 def replace(session: Session, requests: list[ConsumerRequest]) -> None:
