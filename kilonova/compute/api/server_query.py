@@ -94,10 +94,9 @@ def deleted(request: Request, *, timed: bool, wants_deleted_status: bool) -> boo
     deleted and soft-deleted ones; None, both, for a time window (``changes-since`` / ``changes-before``)
     without ``deleted``. Only an administrator's ``deleted`` counts: upstream drops it for the others,
     and refuses them ``status=DELETED``."""
-    admin = all_filters(request)
-    raw = request.query_params.get("deleted") if admin else None
+    raw = request.query_params.get("deleted") if all_filters(request) else None
     if wants_deleted_status:
-        if not admin:
+        if not request.state.context.is_admin:  # upstream asks the context here, not a policy rule
             raise HTTPError(403, "Only administrators may list deleted instances")
         return True
     if raw is None:
@@ -114,8 +113,7 @@ _NON_ADMIN_2_83 = ("availability_zone", "config_drive", "key_name", "created_at"
 
 
 def all_filters(request: Request) -> bool:
-    """Whether the caller may use every filter and admin sort key (upstream's allow_all_filters rule),
-    asked once per request."""
+    """Whether the caller may use every filter (upstream's allow_all_filters rule), asked once per request."""
     cached = getattr(request.state, "all_server_filters", None)
     if cached is None:
         cached = request.state.all_server_filters = common.allowed(request, "os_compute_api:servers:allow_all_filters")
