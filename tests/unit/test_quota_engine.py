@@ -164,3 +164,61 @@ async def test_counting_from_placement_adds_unclaimed_build_requests_once(tmp_pa
         assert (await quota.driver(svc).usage("p1"))["instances"] == 1   # instance mappings
     finally:
         svc.close()
+
+
+class _FakeAuth:
+    async def token(self, refresh: bool = False) -> str:
+        return "service-token"
+
+
+def _keystone(registered: list[dict], limits: list[dict]):
+    import httpx
+
+    def answer(request):
+        if request.url.path == "/v3/services":
+            return httpx.Response(200, json={"services": [{"id": "nova-id", "type": "compute"}]})
+        if request.url.path == "/v3/registered_limits":
+            return httpx.Response(200, json={"registered_limits": registered})
+        assert request.url.params["project_id"] == "p1" and request.url.params["service_id"] == "nova-id"
+        return httpx.Response(200, json={"limits": limits})
+    return httpx.AsyncClient(base_url="http://identity", transport=httpx.MockTransport(answer))
+
+
+def _limit(resource: str, value: int, region: str | None = None, key: str = "default_limit") -> dict:
+    return {"resource_name": resource, key: value, "region_id": region}
+
+
+async def test_unified_limits_from_keystone(tmp_path):  # noqa: F811
+    """The API's region before no region, a project's limit before the registered one; max_count lowered to
+    what fits; a resize's growth and an unshelve checked against the classes."""
+    from tests.unit.test_compute_admin_harness import StubComputeAPI
+
+    svc = StubComputeAPI(tmp_path, {"quota": {"driver": "unified_limits"}})
+    try:
+        svc.identity = _keystone(
+            [_limit("servers", 4), _limit("servers", 6, "RegionOne"), _limit("servers", 9, "Elsewhere"),
+             _limit("class:VCPU", 8), _limit("server_key_pairs", 2)],
+            [_limit("class:VCPU", 5, key="resource_limit"), _limit("server_key_pairs", 50, key="resource_limit")])
+        svc.placement = SimpleNamespace(get=_placement({"VCPU": 3, "MEMORY_MB": 1024}, set()).get, auth=_FakeAuth())
+        driver = quota.driver(svc)
+        shown = await driver.limits("p1")
+        assert shown["instances"] == 6 and shown["cores"] == 5
+        assert shown["key_pairs"] == 2          # Nova checks key pairs with no project: the registered limit
+        snap = await counting.snapshot(svc, "p1")
+        assert await driver.servers_that_fit("p1", SMALL, False, 1, 4, snap) == 2   # 3 of 5 vCPUs used
+        with pytest.raises(HTTPError) as refused:
+            await driver.servers_that_fit("p1", {**SMALL, "vcpus": 3}, False, 1, 1, snap)
+        # oslo.limit lists every resource over its limit, those with none (0) too: class:VCPU refuses
+        assert str(refused.value) == (
+            "Project p1 is over a limit for [Resource class:DISK_GB is over limit of 0 due to current usage 0 and "
+            "delta 1, Resource class:MEMORY_MB is over limit of 0 due to current usage 1024 and delta 512, "
+            "Resource class:VCPU is over limit of 5 due to current usage 3 and delta 3]")
+        await driver.check_growth("p1", {"cores": 2, "ram": 4096})   # class:MEMORY_MB has no limit: not enforced
+        with pytest.raises(HTTPError) as refused:
+            await driver.check_growth("p1", {"cores": 3})
+        assert str(refused.value).endswith("[Resource class:VCPU is over limit of 5 due to current usage 3 and "
+                                           "delta 3]")
+        with pytest.raises(HTTPError):
+            await driver.check_unshelve("p1", {**SMALL, "vcpus": 4}, False)
+    finally:
+        svc.close()
