@@ -51,6 +51,9 @@ COMPUTE = Interface("compute", [
     Change("1.5", "get_host_uptime, set_host_enabled, host_maintenance_mode, host_power_action (os-hypervisors "
                   "uptime and os-hosts: what is asked of the host itself, answered by its driver).",
            methods=("get_host_uptime", "set_host_enabled", "host_maintenance_mode", "host_power_action")),
+    Change("1.6", "volume_snapshot_create, volume_snapshot_delete (os-assisted-volume-snapshots: the guest's disk "
+                  "of a file-backed volume switched onto a new overlay, or a snapshot merged out of its chain).",
+           methods=("volume_snapshot_create", "volume_snapshot_delete")),
 ])
 
 CONDUCTOR = Interface("conductor", [
@@ -98,6 +101,7 @@ SERVICE_VERSIONS = (
     "1.3",  # 4: port interfaces (attach_interface, detach_interface)
     "1.4",  # 5: volumes (attach_volume, detach_volume, swap_volume)
     "1.5",  # 6: the host calls (get_host_uptime, set_host_enabled, host_maintenance_mode, host_power_action)
+    "1.6",  # 7: assisted volume snapshots (volume_snapshot_create, volume_snapshot_delete)
 )
 SERVICE_VERSION = len(SERVICE_VERSIONS)
 # The oldest compute service this release's API and conductor still write for (backports reach down to it).

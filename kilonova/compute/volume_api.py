@@ -92,6 +92,14 @@ class VolumeAPI:
             "volume_id": volume_id, "name": name, "force": force}}, what=f"Volume {volume_id}")
         return response.json()["snapshot"]
 
+    async def update_snapshot_status(self, snapshot_id: str, status: str, progress: str | None = None) -> None:
+        """``os-update_snapshot_status``: how an assisted snapshot went on the host (Nova's report to Cinder)."""
+        body: dict[str, Any] = {"status": status}
+        if progress:
+            body["progress"] = progress
+        await self._call("POST", f"/snapshots/{segment(snapshot_id)}/action", (200, 202, 204),
+                         json={"os-update_snapshot_status": body}, what=f"Snapshot {snapshot_id}")
+
     async def delete(self, volume_id: str) -> None:
         try:
             await self._call("DELETE", f"/volumes/{segment(volume_id)}", (202, 204))

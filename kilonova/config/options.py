@@ -171,6 +171,10 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
                        "LVM driver with lvm_type = thin; the group and the pool are made by the operator).",
                        choices=("file", "lvm")),
         "volume_group": Str("cinder-volumes", "The LVM volume group of the lvm backend."),
+        "volume_format": Str("raw", "The file backend's format of new volumes: raw (sparse files) or qcow2 (a chain "
+                             "of qcow2 files, snapshots as overlays, as Cinder's NFS driver with nfs_qcow2_volumes; "
+                             "a snapshot of a volume a guest has open is taken by its compute host: "
+                             "os-assisted-volume-snapshots).", choices=("raw", "qcow2")),
         "volumes_dir": Str("{state_dir}/volumes", "Where the file-backed volumes live (one sparse raw file per "
                            "volume), and with either backend the volume service's scratch files (images being "
                            "written into volumes, NBD export records)."),

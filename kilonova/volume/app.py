@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from kilonova.common.auth import make_auth_hook
 from kilonova.common.http import HTTPError, Router, ServiceApp
-from kilonova.volume import (attachments, messages, quotas, snapshots, summaries, types, versions, volume_actions,
-                             volumes, zones)
+from kilonova.volume import (attachments, messages, quotas, snapshot_actions, snapshots, summaries, types, versions,
+                             volume_actions, volumes, zones)
 from kilonova.volume.errors import format_error
 
-RESOURCE_MODULES = (versions, summaries, volumes, volume_actions, snapshots, types, quotas, zones, attachments, messages)
+RESOURCE_MODULES = (versions, summaries, volumes, volume_actions, snapshots, snapshot_actions, types, quotas, zones,
+                    attachments, messages)
 PROJECT_PREFIX = "/v3/{project_id}/"
 PROJECTLESS = (3, 67)
 

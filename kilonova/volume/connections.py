@@ -59,14 +59,16 @@ def check_reachable(connector: dict[str, Any], local_ips: tuple[str, ...] = ()) 
                           f"volumes are not exported to other hosts yet (only local attachments).")
 
 
-def _common(volume_id: str, attachment_id: str | None, mode: str) -> dict[str, Any]:
-    return {"volume_id": volume_id, "attachment_id": attachment_id, "access_mode": mode, "format": "raw",
+def _common(volume_id: str, attachment_id: str | None, mode: str, fmt: str = "raw") -> dict[str, Any]:
+    return {"volume_id": volume_id, "attachment_id": attachment_id, "access_mode": mode, "format": fmt,
             "encrypted": False, "qos_specs": None, "discard": True, "cacheable": False}
 
 
-def local_info(path: Path, volume_id: str, attachment_id: str | None, mode: str) -> dict[str, Any]:
+def local_info(path: Path, volume_id: str, attachment_id: str | None, mode: str, fmt: str = "raw") -> dict[str, Any]:
+    """The file itself; ``format`` qcow2 for a qcow2 volume's active file (an export over NBD is always raw:
+    qemu-nbd serves the data, not the file)."""
     return {"driver_volume_type": "local",
-            "data": {"device_path": str(path), **_common(volume_id, attachment_id, mode)}}
+            "data": {"device_path": str(path), **_common(volume_id, attachment_id, mode, fmt)}}
 
 
 def nbd_info(host: str, port: int, volume_id: str, attachment_id: str | None, mode: str) -> dict[str, Any]:

@@ -32,8 +32,9 @@ class ExportError(OSError):
 
 
 class NbdExports:
-    def __init__(self, directory: Path, address: str, ports: range):
+    def __init__(self, directory: Path, address: str, ports: range, format_of=lambda volume_id: "raw"):
         self.directory = directory
+        self.format_of = format_of  # the volume's file format (raw, or qcow2: qemu-nbd serves its data raw)
         self.address = address
         self.ports = ports
         self._procs: dict[str, asyncio.subprocess.Process] = {}
@@ -80,7 +81,8 @@ class NbdExports:
 
     async def _start(self, volume_id: str, path: Path, port: int) -> None:
         proc = await asyncio.create_subprocess_exec(
-            "qemu-nbd", "--persistent", "--shared=0", "--format=raw", "--cache=none", "--aio=threads",
+            "qemu-nbd", "--persistent", "--shared=0", f"--format={self.format_of(volume_id)}", "--cache=none",
+            "--aio=threads",
             f"--bind={self.address}", f"--port={port}", f"--export-name={volume_id}", str(path),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             start_new_session=True)

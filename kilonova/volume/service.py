@@ -20,6 +20,7 @@ from kilonova.config import ConfigError
 from kilonova.volume import attach_repo, connections, repo
 from kilonova.volume.app import create_app
 from kilonova.volume.backend import FileBackend
+from kilonova.volume.assisted import AssistedSnapshots
 from kilonova.volume.creation import VolumeCreator
 from kilonova.volume.exports import NbdExports
 from kilonova.volume.images import ImageSource
@@ -46,7 +47,10 @@ def make_backend(conf) -> FileBackend:
         return LvmThinBackend(conf.get("volume", "volumes_dir"), conf.get("volume", "volume_group"))
     if kind != "file":
         raise ConfigError(f"[volume] backend: {kind!r} is not a volume backend (file or lvm)")
-    return FileBackend(conf.get("volume", "volumes_dir"))
+    try:
+        return FileBackend(conf.get("volume", "volumes_dir"), conf.get("volume", "volume_format").strip().lower())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def settled_status(volume: dict[str, Any]) -> str:
@@ -75,7 +79,10 @@ class VolumeService(Service):
                                      {"OpenStack-API-Version": "compute 2.51"})
         self.creator = VolumeCreator(self.db, self.backend, self.images, conf)
         self.exports = NbdExports(self.backend.directory, conf.get("volume", "target_ip_address") or
-                                  conf.get("DEFAULT", "my_ip"), _port_range(conf.get("volume", "nbd_ports")))
+                                  conf.get("DEFAULT", "my_ip"), _port_range(conf.get("volume", "nbd_ports")),
+                                  self.backend.format_of)
+        self.assisted = AssistedSnapshots(self)
+        self.progress = self.assisted.progress
         self.attachment_timeout = conf.getfloat("volume", "attachment_timeout")
         self.my_ip = conf.get("DEFAULT", "my_ip")
         self._tasks: set[asyncio.Task] = set()
@@ -119,7 +126,13 @@ class VolumeService(Service):
                                     "error_extending" if allocated is None else settled_status(volume),
                                     size=max(allocated or 0, volume["size"]))
 
+    async def snapshot_reported(self, snapshot_id: str, status: str, progress: str | None) -> None:
+        await self.assisted.reported(snapshot_id, status, progress)
+
     async def take_snapshot(self, snapshot_id: str, volume_id: str) -> None:
+        if await self.assisted.wanted(volume_id):   # a guest has the qcow2 volume open: its host switches it
+            await self.assisted.create(snapshot_id, volume_id)
+            return
         try:
             await asyncio.to_thread(self.backend.snapshot, volume_id, snapshot_id)
         except OSError as exc:
@@ -129,6 +142,10 @@ class VolumeService(Service):
         await self.db.write(repo.set_snapshot_status, snapshot_id, "available", ("creating",))
 
     async def remove_snapshot(self, snapshot_id: str) -> None:
+        volume_id = self.backend.chains.volume_of_snapshot(snapshot_id)
+        if volume_id and await self.assisted.wanted(volume_id):
+            await self.assisted.delete(snapshot_id, volume_id)
+            return
         try:
             await asyncio.to_thread(self.backend.delete_snapshot, snapshot_id)
         except OSError as exc:
@@ -174,6 +191,9 @@ class VolumeService(Service):
         if volume["status"] not in extendable:
             raise HTTPError(400, f"Invalid volume: Volume status must be {' or '.join(repr(s) for s in extendable)}"
                                  f" to extend, currently in '{volume['status']}'.")
+        if volume["status"] == "in-use" and self.backend.format_of(volume["id"]) == "qcow2":
+            raise HTTPError(400, "Invalid volume: extending an in-use qcow2 volume is not supported by this "
+                                 "backend (its guest's hypervisor has the file open): detach it first.")
         if new_size <= volume["size"]:
             raise HTTPError(400, f"Invalid input received: New size for extend must be greater than current size. "
                                  f"(current: {volume['size']}, extended: {new_size}).")
@@ -222,7 +242,8 @@ class VolumeService(Service):
         mode = connections.access_mode(attach_mode, connector, volume["readonly"])
         path = self.backend.path(volume["id"])
         if connections.is_local(connector, (self.my_ip,)):
-            return connections.local_info(path, volume["id"], attachment_id, mode)
+            return connections.local_info(path, volume["id"], attachment_id, mode,
+                                          self.backend.format_of(volume["id"]))
         try:
             port = await self.exports.export(volume["id"], path)
         except OSError as exc:

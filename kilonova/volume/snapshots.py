@@ -22,7 +22,8 @@ def view(request: Request, snapshot: dict[str, Any]) -> dict[str, Any]:
             "volume_id": snapshot["volume_id"], "size": snapshot["size"], "status": snapshot["status"],
             "created_at": snapshot["created_at"], "updated_at": snapshot["updated_at"], "metadata": snapshot["metadata"],
             "os-extended-snapshot-attributes:project_id": snapshot["project_id"],
-            "os-extended-snapshot-attributes:progress": "100%" if snapshot["status"] == "available" else "0%"}
+            "os-extended-snapshot-attributes:progress": "100%" if snapshot["status"] == "available" else
+            service(request).progress.get(snapshot["id"], "0%")}
     if at_least(request, (3, 14)):
         shown["group_snapshot_id"] = None
     if at_least(request, (3, 41)):

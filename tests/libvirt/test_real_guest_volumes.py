@@ -5,6 +5,7 @@ swapped (admin) for another volume while the guest runs (QEMU mirrors the disk, 
 attached to a second guest, which reads the first guest's note back."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,33 +15,34 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloud import Cloud
 from tests.libvirt.hostsetup import MARKER
-from tests.libvirt.test_real_guest import remove_leftovers, upload_guest, wait_console
+from tests.libvirt.test_real_guest import libvirt_cloud, upload_guest, wait_console
 from tests.libvirt.test_real_guest_interfaces import _xml
 
 HOST = "kilonova-volume-test"
 
 
+@contextlib.contextmanager
+def real_volume_cloud(host: str, **volume_options: str):
+    """`kilonova up` with the libvirt driver on one host named ``host``; its volumes in ``volumes_dir``, where
+    QEMU (libvirt-qemu) reaches them: libvirt gives it the volume's file itself."""
+    volumes = Path(tempfile.mkdtemp(prefix="kilonova-volumes-"))
+    os.chmod(volumes, 0o711)
+    try:
+        with libvirt_cloud({"DEFAULT": {"host": host},
+                            "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"},
+                            "libvirt": {"shutdown_timeout": "20"},
+                            "volume": {"volumes_dir": str(volumes), **volume_options}}) as instance:
+            instance.volumes_dir = volumes
+            yield instance
+    finally:
+        shutil.rmtree(volumes, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def cloud(guest):
-    workdir = Path(tempfile.mkdtemp(prefix="kilonova-test-"))
-    # QEMU runs as libvirt-qemu: it must reach the volumes' files (libvirt gives it the file itself).
-    volumes = workdir / "volumes"
-    volumes.mkdir()
-    os.chmod(volumes, 0o711)
-    instance = Cloud(workdir, hosts=1, config={
-        "DEFAULT": {"host": HOST},
-        "compute": {"compute_driver": "libvirt", "sync_power_state_interval": "120"},
-        "libvirt": {"shutdown_timeout": "20"},
-        "volume": {"volumes_dir": str(volumes)},
-    })
-    os.chmod(instance.workdir, 0o755)
-    instance.start(timeout=120)
-    yield instance
-    instance.stop()
-    remove_leftovers(instance.state_dir)
-    shutil.rmtree(instance.workdir, ignore_errors=True)
+    with real_volume_cloud(HOST) as instance:
+        yield instance
 
 
 def _volume_status(cloud, volume_id: str, wanted: str, timeout: float = 60) -> dict:
@@ -65,7 +67,7 @@ def test_a_volume_carries_data_from_one_real_guest_to_another(cloud, guest):
         wait_console(cloud, server["id"], f"{MARKER} ready", timeout=180)
     volume = os_("volume", "create", "--size", "1", "carried", fmt_json=True)
     _volume_status(cloud, volume["id"], "available")
-    path = str(cloud.workdir / "volumes" / f"volume-{volume['id']}")
+    path = str(cloud.volumes_dir / f"volume-{volume['id']}")
 
     # Hot-plugged into the first guest: a virtio disk of its live domain and its definition; it writes its note.
     os_("server", "add", "volume", first["id"], volume["id"])
@@ -86,7 +88,7 @@ def test_a_volume_carries_data_from_one_real_guest_to_another(cloud, guest):
         assert swapped.status_code == 202, swapped.text
     _volume_status(cloud, volume["id"], "available")
     _volume_status(cloud, other["id"], "in-use")
-    other_path = str(cloud.workdir / "volumes" / f"volume-{other['id']}")
+    other_path = str(cloud.volumes_dir / f"volume-{other['id']}")
     with open(other_path, "rb") as disk:
         assert disk.read(512).split(b"\n")[0].decode() == written
     assert other_path in _xml(first["id"]) and other_path in _xml(first["id"], inactive=True)
@@ -123,7 +125,7 @@ def test_a_real_guest_boots_from_a_volume(cloud, guest):
     _volume_status(cloud, root, "in-use")
     log = wait_console(cloud, server["id"], f"{MARKER} ready", timeout=180)
     assert f"{MARKER} booted kernel" in log
-    path = str(cloud.workdir / "volumes" / f"volume-{root}")
+    path = str(cloud.volumes_dir / f"volume-{root}")
     assert f"<source file='{path}'" in _xml(server["id"]) and "dev='vda'" in _xml(server["id"])
     os_("server", "delete", "--wait", server["id"], timeout=120)
     _volume_status(cloud, root, "available")   # the CLI's default: the boot volume is kept

@@ -109,7 +109,8 @@ def test_the_service_refuses_a_group_without_its_thin_pool_and_an_unknown_backen
 
     class Conf:
         def __init__(self, backend):
-            self.values = {"backend": backend, "volumes_dir": str(tmp_path), "volume_group": "vg"}
+            self.values = {"backend": backend, "volumes_dir": str(tmp_path), "volume_group": "vg",
+                           "volume_format": "raw"}
 
         def get(self, section, option):
             return self.values[option]

@@ -19,7 +19,7 @@ RESOURCE_MODULES = [
     "remote_consoles", "server_topology", "instance_actions", "migrations", "server_migrations_actions",
     "server_diagnostics", "server_external_events", "floating_ips", "security_groups",
     "server_interfaces", "volume_attachments", "volumes_proxy", "server_groups",
-    "server_tags", "server_shares", "server_ips", "server_password",
+    "server_tags", "server_shares", "server_ips", "server_password", "assisted_volume_snapshots",
     # Upstream's remaining resources: os-hosts, usage, audit log, quota classes, the proxies, extensions, 410s.
     "hosts", "simple_tenant_usage", "instance_usage_audit_log", "quota_classes", "images", "image_metadata",
     "network_proxies", "baremetal_nodes", "extensions", "removed", "console_auth_tokens",

@@ -170,6 +170,18 @@ class ComputeDriver:
         """Source host, at confirm: remove what is left of the guest there (disks kept for a revert)."""
         raise NotImplementedError
 
+    async def volume_snapshot_create(self, instance: dict, volume_id: str, create_info: dict) -> None:
+        """os-assisted-volume-snapshots: the guest's disk of the (qcow2, file-backed) volume switched onto
+        ``create_info["new_file"]``, an overlay the volume service made next to the volume's active file."""
+        raise NotImplementedError
+
+    async def volume_snapshot_delete(self, instance: dict, volume_id: str, snapshot_id: str,
+                                     delete_info: dict) -> None:
+        """os-assisted-volume-snapshots: a snapshot's file merged out of the chain of the guest's disk
+        (``merge_target_file`` None: the active file pulls down to ``file_to_merge``; else ``file_to_merge``
+        is committed into ``merge_target_file``)."""
+        raise NotImplementedError
+
     async def finish_revert_migration(self, instance: dict, network_info: list[dict], power_on: bool,
                                       block_device_info: list[dict] | None = None) -> None:
         """Source host, at revert: bring the guest back from the copy kept there, with ``instance["flavor"]``

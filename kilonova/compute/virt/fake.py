@@ -110,6 +110,7 @@ class FakeDriver(ComputeDriver):
         self.guests: dict[str, _Guest] = {}
         self.resize_sources: dict[str, _Guest] = {}  # stopped copies kept here until confirm or revert
         self.confirmed_resizes: set[str] = set()  # their copies are gone for good: nothing to revert to
+        self.assisted_snapshots: list[dict] = []  # os-assisted-volume-snapshots asked of this host, in order
         self.incoming: dict[str, _Guest] = {}  # live migrations to this host, from pre_live_migration
         self.departed: dict[str, _Guest] = {}  # live-migrated away, until post_live_migration_at_source
         self.migrations: dict[str, _LiveMigration] = {}  # live migrations from this host, running
@@ -425,6 +426,26 @@ class FakeDriver(ComputeDriver):
     async def extend_volume(self, instance, connection_info, new_size, device):
         guest = self._guest(instance)
         guest.log(f"{device}: volume {connection_info.get('serial')} extended to {new_size // 1024 ** 3} GiB")
+
+    async def volume_snapshot_create(self, instance, volume_id, create_info):
+        guest = self._guest(instance)
+        device = next((d for d, v in guest.volumes.items() if v["volume_id"] == volume_id), None)
+        if device is None:
+            raise BuildFailure(f"Volume {volume_id} is not a disk of {instance['uuid']}")
+        self.assisted_snapshots.append({"op": "create", "instance": instance["uuid"], "volume_id": volume_id,
+                                        **create_info})
+        guest.log(f"{device}: volume {volume_id} snapshot {create_info['snapshot_id']}: disk switched to "
+                  f"{create_info['new_file']}")
+
+    async def volume_snapshot_delete(self, instance, volume_id, snapshot_id, delete_info):
+        guest = self._guest(instance)
+        device = next((d for d, v in guest.volumes.items() if v["volume_id"] == volume_id), None)
+        if device is None:
+            raise BuildFailure(f"Volume {volume_id} is not a disk of {instance['uuid']}")
+        self.assisted_snapshots.append({"op": "delete", "instance": instance["uuid"], "volume_id": volume_id,
+                                        "snapshot_id": snapshot_id, **delete_info})
+        guest.log(f"{device}: volume {volume_id} snapshot {snapshot_id}: {delete_info.get('file_to_merge')} "
+                  f"merged into {delete_info.get('merge_target_file') or 'the active file'}")
 
     async def swap_volume(self, instance, old_connection_info, new_connection_info, device):
         guest = self._guest(instance)

@@ -543,6 +543,12 @@ class LibvirtDriver(LifecycleMixin, LiveMigrationMixin, ComputeDriver):
     async def extend_volume(self, instance, connection_info, new_size, device):
         await self._call(volume_hotplug.extend, self, instance, connection_info, new_size)
 
+    async def volume_snapshot_create(self, instance, volume_id, create_info):
+        await self._call(volume_hotplug.snapshot_create, self, instance, volume_id, create_info)
+
+    async def volume_snapshot_delete(self, instance, volume_id, snapshot_id, delete_info):
+        await self._call(volume_hotplug.snapshot_delete, self, instance, volume_id, snapshot_id, delete_info)
+
     async def swap_volume(self, instance, old_connection_info, new_connection_info, device):
         await self._call(volume_hotplug.swap, self, instance, old_connection_info, new_connection_info, device)
 

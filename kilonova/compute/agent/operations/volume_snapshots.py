@@ -1,0 +1,71 @@
+"""Assisted volume snapshots on this host (``os-assisted-volume-snapshots``), as upstream's libvirt driver
+does them for Cinder's file-based drivers: the driver switches the guest's disk of the volume onto the new
+overlay file the volume service made (or merges a snapshot's file out of the chain), then the volume service
+is told with ``os-update_snapshot_status`` -- ``creating`` / ``deleting`` at 90% when done (the volume
+service finishes the snapshot), ``error`` / ``error_deleting`` when the driver failed -- and the mapping's
+``connection_info`` is read again from the volume service (it names the volume's new active file)."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from kilonova.compute.agent.operations import remote
+from kilonova.compute.agent.operations.volumes import _bdm, _update, _volumes, initialize
+
+if TYPE_CHECKING:
+    from kilonova.compute.agent.manager import ComputeManager
+
+LOG = logging.getLogger(__name__)
+
+
+async def _report(agent: ComputeManager, snapshot_id: str, status: str) -> None:
+    volumes = await _volumes(agent)
+    try:
+        await volumes.update_snapshot_status(snapshot_id, status, "90%")
+    except Exception as exc:  # noqa: BLE001 - the volume service times the snapshot out then
+        LOG.warning("could not tell the volume service snapshot %s is %s: %s", snapshot_id, status, exc)
+
+
+async def _refresh(agent: ComputeManager, uuid: str, volume_id: str) -> None:
+    """The mapping's connection_info as the volume service has it now (its active file changed)."""
+    try:
+        bdm = await _bdm(agent, uuid, volume_id)
+        if bdm.get("attachment_id"):
+            await _update(agent, bdm, {"connection_info": await initialize(agent, await _volumes(agent), bdm)})
+    except Exception as exc:  # noqa: BLE001 - the next connection reads it anyway
+        LOG.warning("connection_info of volume %s of %s not refreshed: %s", volume_id, uuid, exc)
+
+
+@remote
+async def volume_snapshot_create(agent: ComputeManager, instance: dict, volume_id: str, create_info: dict,
+                                 request_id: str | None = None) -> None:
+    uuid, snapshot_id = instance["uuid"], create_info["snapshot_id"]
+    async with agent._locks[uuid]:
+        try:
+            await agent.driver.volume_snapshot_create(instance, volume_id, create_info)
+        except Exception as exc:  # noqa: BLE001 - reported to the volume service, which fails the snapshot
+            LOG.warning("assisted snapshot %s of volume %s of %s failed on %s: %s", snapshot_id, volume_id, uuid,
+                        agent.host, exc)
+            await _report(agent, snapshot_id, "error")
+            return
+        await _report(agent, snapshot_id, "creating")
+        await _refresh(agent, uuid, volume_id)
+        LOG.info("assisted snapshot %s of volume %s of %s taken on %s", snapshot_id, volume_id, uuid, agent.host)
+
+
+@remote
+async def volume_snapshot_delete(agent: ComputeManager, instance: dict, volume_id: str, snapshot_id: str,
+                                 delete_info: dict, request_id: str | None = None) -> None:
+    uuid = instance["uuid"]
+    async with agent._locks[uuid]:
+        try:
+            await agent.driver.volume_snapshot_delete(instance, volume_id, snapshot_id, delete_info)
+        except Exception as exc:  # noqa: BLE001
+            LOG.warning("assisted delete of snapshot %s of volume %s of %s failed on %s: %s", snapshot_id,
+                        volume_id, uuid, agent.host, exc)
+            await _report(agent, snapshot_id, "error_deleting")
+            return
+        await _report(agent, snapshot_id, "deleting")
+        await _refresh(agent, uuid, volume_id)
+        LOG.info("assisted delete of snapshot %s of volume %s of %s done on %s", snapshot_id, volume_id, uuid,
+                 agent.host)
