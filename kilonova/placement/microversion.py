@@ -5,12 +5,11 @@ default is 1.0. Handlers branch with ``want(request, "1.20")``.
 """
 from __future__ import annotations
 
-import functools
-import re
 from typing import Callable
 
 from starlette.requests import Request
 
+from kilonova.common import microversion as common_microversion
 from kilonova.common.http import Handler, HTTPError
 
 VERSIONS = [
@@ -59,16 +58,15 @@ VERSIONS = [
 # Highest version implemented faithfully (advertised in GET / and used for "latest").
 MAX_VERSION = "1.39"
 MIN_VERSION = VERSIONS[0]
-_FORMAT = re.compile(r"^([1-9]\d*|0)\.([1-9]\d*|0)$")
 SERVICE = "placement"
 
 
-@functools.lru_cache(maxsize=256)
 def parse(text: str) -> tuple[int, int]:
-    match = _FORMAT.match(text.strip())
-    if not match:
+    """A version of this module's own tables (``"1.39"``); ValueError for anything else."""
+    version = common_microversion.parse(text)
+    if version is None:
         raise ValueError(text)
-    return int(match.group(1)), int(match.group(2))
+    return version
 
 
 MIN = parse(MIN_VERSION)
@@ -76,14 +74,10 @@ MAX = parse(MAX_VERSION)
 
 
 def requested(request: Request) -> str | None:
-    """The version text asked for, read as upstream's microversion-parse does: repeated headers count as
-    one comma-joined value, the last ``placement <rest>`` entry wins and its rest is taken whole."""
-    header = ",".join(request.headers.getlist("openstack-api-version"))
-    for item in reversed(header.split(",")):
-        parts = item.strip().split(None, 1)
-        if len(parts) == 2 and parts[0].lower() == SERVICE:
-            return parts[1].strip()
-    return None
+    """The version text asked for, read by upstream's microversion-parse (kilonova/common/microversion.py):
+    repeated headers count as one comma-joined value, the last ``placement <rest>`` entry wins and its rest
+    is taken whole."""
+    return common_microversion.requested(request, SERVICE)
 
 
 def _numbers(text: str) -> tuple[int, int]:

@@ -80,18 +80,16 @@ backend for it would.
 """
 from __future__ import annotations
 
-import re
-
 from starlette.requests import Request
 from starlette.responses import Response
 
+from kilonova.common import microversion as common_microversion
 from kilonova.common.auth import public
 from kilonova.common.http import HTTPError, Router, json_response
 
 MIN_VERSION = (3, 0)
 MAX_VERSION = (3, 71)
 HEADER = "OpenStack-API-Version"
-_VERSION = re.compile(r"^([1-9]\d*)\.(0|[1-9]\d*)$")
 
 
 def text(version: tuple[int, int]) -> str:
@@ -133,19 +131,14 @@ def require(request: Request, version: tuple[int, int]) -> None:
 
 def requested(request: Request) -> tuple[int, int]:
     """The microversion a v3 request asks for (3.0 without a header); 400 malformed, 406 out of range."""
-    value = request.headers.get(HEADER, "").strip()
-    if not value:
+    version = common_microversion.requested(request, "volume")
+    if version is None:
         return MIN_VERSION
-    service, _, version = value.partition(" ")
-    if service.lower() != "volume":
-        return MIN_VERSION
-    version = version.strip()
     if version.lower() == "latest":
         return MAX_VERSION
-    match = _VERSION.match(version)
-    if not match:
+    asked = common_microversion.parse(version)
+    if asked is None or asked[0] == 0:
         raise HTTPError(400, f"Invalid API version format: {version!r}. Expected 'volume X.Y'.")
-    asked = (int(match.group(1)), int(match.group(2)))
     if not MIN_VERSION <= asked <= MAX_VERSION:
         raise HTTPError(406, f"Version {version} is not supported by the API. Minimum is {text(MIN_VERSION)} "
                              f"and maximum is {text(MAX_VERSION)}.")

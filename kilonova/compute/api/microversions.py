@@ -1,4 +1,5 @@
-"""Compute API microversions: negotiation, and the list that doubles as a changelog.
+"""Compute API microversions: negotiation (the header read by kilonova/common/microversion.py, as every
+versioned API reads it), and the list that doubles as a changelog.
 
 Every version up to MAX is implemented with upstream Nova's request and
 response shapes; a handler branches with ``want(request, "2.47")``.
@@ -7,10 +8,9 @@ from __future__ import annotations
 
 import functools
 
-import re
-
 from starlette.requests import Request
 
+from kilonova.common import microversion as common_microversion
 from kilonova.common.http import HTTPError
 
 VERSIONS = {
@@ -129,15 +129,14 @@ VERSIONS = {
 # as upstream (openstack keypair create generates the key on the client side instead).
 MIN_VERSION = "2.1"
 MAX_VERSION = "2.104"
-_FORMAT = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
 
 
 @functools.lru_cache(maxsize=256)
 def parse(text: str) -> tuple[int, int]:
-    match = _FORMAT.match(text.strip())
-    if not match:
+    version = common_microversion.parse(text)
+    if version is None or version[0] == 0:
         raise HTTPError(400, f"Invalid format for the microversion '{text}'.")
-    return int(match.group(1)), int(match.group(2))
+    return version
 
 
 MIN = parse(MIN_VERSION)
@@ -146,15 +145,7 @@ MAX = parse(MAX_VERSION)
 
 def negotiate(request: Request) -> tuple[int, int]:
     """The version a request asked for; 406 outside [MIN, MAX], 400 when malformed."""
-    requested = None
-    header = request.headers.get("openstack-api-version")
-    if header:
-        for item in header.split(","):
-            parts = item.strip().split()
-            if len(parts) == 2 and parts[0].lower() == "compute":
-                requested = parts[1]
-    if requested is None:
-        requested = request.headers.get("x-openstack-nova-api-version")
+    requested = common_microversion.requested(request, "compute", ("x-openstack-nova-api-version",))
     if requested is None:
         return MIN
     if requested.strip().lower() == "latest":
