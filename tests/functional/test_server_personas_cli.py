@@ -2,6 +2,9 @@
 member and manager write, an admin sees the extended fields (another project's member: test_server_tags_cli)."""
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import pytest
 
@@ -68,3 +71,31 @@ def test_an_admin_sees_the_extended_fields_and_lists_its_own_project(cloud, pers
         assert shown["OS-EXT-SRV-ATTR:host"] and shown["tags"] == []
         assert server not in [s["id"] for s in admin.get("/servers").json()["servers"]]  # not without all_tenants
         assert server in [s["id"] for s in admin.get("/servers", params={"all_tenants": "1"}).json()["servers"]]
+
+
+def test_policy_overrides_of_the_server_views_and_filters(cloud, personas):
+    """One user at a time, so nothing else on this cloud changes while the file is in force."""
+    server, clients = personas
+    reader_id = cloud.openstack("user", "show", "persona-reader", fmt_json=True)["id"]
+    manager_id = cloud.openstack("user", "show", "persona-manager", fmt_json=True)["id"]
+    v247 = {"OpenStack-API-Version": "compute 2.47"}
+    assert "extra_specs" in clients["reader"].get(f"/servers/{server}", headers=v247).json()["server"]["flavor"]
+    path = cloud.state_dir / "policy.yaml"
+    path.write_text(json.dumps({
+        "os_compute_api:servers:show:flavor-extra-specs": f"rule:project_reader_or_admin and not user_id:{reader_id}",
+        "os_compute_api:servers:allow_all_filters": f"rule:context_is_admin or user_id:{manager_id}",
+    }))
+    try:
+        deadline = time.monotonic() + 10
+        while "extra_specs" in clients["reader"].get(f"/servers/{server}", headers=v247).json()["server"]["flavor"]:
+            assert time.monotonic() < deadline, "the override was not read"
+            time.sleep(0.2)
+        # allow_all_filters: the manager's host filter now counts (no server of theirs is on no-such-host).
+        assert clients["manager"].get("/servers", params={"host": "no-such-host"}).json()["servers"] == []
+        assert clients["reader"].get("/servers", params={"host": "no-such-host"}).json()["servers"] != []
+    finally:
+        path.unlink()
+    deadline = time.monotonic() + 10
+    while "extra_specs" not in clients["reader"].get(f"/servers/{server}", headers=v247).json()["server"]["flavor"]:
+        assert time.monotonic() < deadline, "the defaults did not come back"
+        time.sleep(0.2)

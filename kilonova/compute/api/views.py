@@ -96,10 +96,13 @@ def addresses(network_info: list[dict[str, Any]]) -> dict[str, list[dict[str, An
 
 
 def _flavor(request: Request, flavor: dict[str, Any]) -> dict[str, Any]:
-    if want(request, "2.47"):
-        return {"vcpus": flavor["vcpus"], "ram": flavor["memory_mb"], "disk": flavor["root_gb"],
-                "ephemeral": flavor.get("ephemeral_gb", 0), "swap": flavor.get("swap", 0),
-                "original_name": flavor["name"], "extra_specs": flavor.get("extra_specs", {})}
+    if want(request, "2.47"):  # embedded; its extra specs for those the policy lets see them
+        shown = {"vcpus": flavor["vcpus"], "ram": flavor["memory_mb"], "disk": flavor["root_gb"],
+                 "ephemeral": flavor.get("ephemeral_gb", 0), "swap": flavor.get("swap", 0),
+                 "original_name": flavor["name"]}
+        if _may(request, "os_compute_api:servers:show:flavor-extra-specs"):
+            shown["extra_specs"] = flavor.get("extra_specs", {})
+        return shown
     return {"id": flavor["id"], "links": [{"rel": "bookmark",
                                            "href": base_url(request) + f"/flavors/{flavor['id']}"}]}
 
@@ -130,13 +133,20 @@ def volumes_attached(request: Request, bdms: list[dict[str, Any]] | None) -> lis
     return shown
 
 
+def _may(request: Request, rule: str) -> bool:
+    """Whether ``rule`` lets the caller see a part of every server of the request, asked once per request
+    (a list renders a thousand servers)."""
+    answers = getattr(request.state, "view_rules", None)
+    if answers is None:
+        answers = request.state.view_rules = {}
+    if rule not in answers:
+        answers[rule] = common.allowed(request, rule)
+    return answers[rule]
+
+
 def _extended(request: Request) -> bool:
-    """Whether the caller sees the OS-EXT-SRV-ATTR fields (upstream's rule), asked once per request."""
-    cached = getattr(request.state, "extended_server_attributes", None)
-    if cached is None:
-        cached = request.state.extended_server_attributes = common.allowed(
-            request, "os_compute_api:os-extended-server-attributes")
-    return cached
+    """Whether the caller sees the OS-EXT-SRV-ATTR fields (upstream's rule)."""
+    return _may(request, "os_compute_api:os-extended-server-attributes")
 
 
 def detail(request: Request, server: dict[str, Any], *, fault: dict[str, Any] | None = None,
