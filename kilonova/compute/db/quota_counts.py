@@ -26,27 +26,37 @@ class GenerationMoved(Exception):
 @dataclass
 class Snapshot:
     generation: int
-    pending: dict[str, dict[str, Any]] = field(default_factory=dict)   # build request uuid -> its flavor
+    pending: dict[str, dict[str, int]] = field(default_factory=dict)   # build request uuid -> vcpus, memory_mb
     servers: int = 0    # instance mappings not queued for delete (upstream's count from the API database)
 
-    def pending_usage(self, uuids: Any = None) -> dict[str, int]:
-        """instances, cores and ram of the build requests (of ``uuids`` only, when given)."""
-        flavors = [f for u, f in self.pending.items() if uuids is None or u in uuids]
-        return {"instances": len(flavors), "cores": sum(int(f.get("vcpus") or 0) for f in flavors),
-                "ram": sum(int(f.get("memory_mb") or 0) for f in flavors)}
+    def pending_usage(self) -> dict[str, int]:
+        """instances, cores and ram of the build requests."""
+        sizes = list(self.pending.values())
+        return {"instances": len(sizes), "cores": sum(int(f["vcpus"] or 0) for f in sizes),
+                "ram": sum(int(f["memory_mb"] or 0) for f in sizes)}
 
 
 def snapshot(session: Session, project_id: str) -> Snapshot:
     generation = session.scalar(sa.select(QuotaGeneration.generation).where(
         QuotaGeneration.project_id == project_id)) or 0
-    rows = session.execute(sa.select(BuildRequest.instance_uuid, BuildRequest.instance, RequestSpec.spec).outerjoin(
-        RequestSpec, RequestSpec.instance_uuid == BuildRequest.instance_uuid).where(
+    # The size columns, not the build requests' JSON: every create reads them, however long the queue.
+    rows = session.execute(sa.select(BuildRequest.instance_uuid, BuildRequest.vcpus, BuildRequest.memory_mb).where(
         BuildRequest.project_id == project_id))
-    pending = {uuid: dict((instance or {}).get("flavor") or {}, is_bfv=bool((spec or {}).get("is_bfv")))
-               for uuid, instance, spec in rows}
+    pending = {uuid: {"vcpus": vcpus, "memory_mb": memory_mb} for uuid, vcpus, memory_mb in rows}
     servers = session.scalar(sa.select(sa.func.count()).select_from(InstanceMapping).where(
         InstanceMapping.project_id == project_id, InstanceMapping.queued_for_delete.is_(False))) or 0
     return Snapshot(generation, pending, int(servers))
+
+
+def pending_flavors(session: Session, uuids: list[str]) -> dict[str, dict[str, Any]]:
+    """Build request uuid -> its flavor, with ``is_bfv`` from its request spec (what it will claim)."""
+    if not uuids:
+        return {}
+    rows = session.execute(sa.select(BuildRequest.instance_uuid, BuildRequest.instance, RequestSpec.spec).outerjoin(
+        RequestSpec, RequestSpec.instance_uuid == BuildRequest.instance_uuid).where(
+        BuildRequest.instance_uuid.in_(uuids)))
+    return {uuid: dict((instance or {}).get("flavor") or {}, is_bfv=bool((spec or {}).get("is_bfv")))
+            for uuid, instance, spec in rows}
 
 
 def advance(session: Session, project_id: str, generation: int) -> None:

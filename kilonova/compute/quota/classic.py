@@ -30,7 +30,8 @@ class ClassicDriver:
         if not self.from_placement:
             return await counting.from_cells(self.svc, project_id, snap)
         placed = await counting.placement_usages(self.svc, project_id)
-        pending = counting.pending_resources(snap, await counting.unallocated(self.svc, snap) if refine else None)
+        pending = await counting.pending_resources(
+            self.svc, snap, await counting.unallocated(self.svc, snap) if refine else None)
         used = counting.add(placed, pending)
         return {"instances": snap.servers, "cores": used.get("VCPU", 0) + used.get("PCPU", 0),
                 "ram": used.get("MEMORY_MB", 0)}

@@ -61,13 +61,13 @@ async def unallocated(svc, snap: Snapshot) -> set[str]:
     return found
 
 
-def pending_resources(snap: Snapshot, uuids: Any = None) -> dict[str, int]:
+async def pending_resources(svc, snap: Snapshot, uuids: Any = None) -> dict[str, int]:
     """Resource class -> amount the snapshot's build requests (of ``uuids`` only, when given) will claim."""
+    wanted = [uuid for uuid in snap.pending if uuids is None or uuid in uuids]
     total: dict[str, int] = {}
-    for uuid, flavor in snap.pending.items():
-        if uuids is None or uuid in uuids:
-            for rc, amount in flavor_resources(flavor, flavor.get("is_bfv", False)).items():
-                total[rc] = total.get(rc, 0) + amount
+    for flavor in (await svc.api_db.read(quota_counts.pending_flavors, wanted)).values():
+        for rc, amount in flavor_resources(flavor, flavor["is_bfv"]).items():
+            total[rc] = total.get(rc, 0) + amount
     return total
 
 

@@ -144,8 +144,8 @@ class UnifiedLimitsDriver:
     async def _usage(self, project_id: str, snap: Snapshot, names: list[str], refine: bool) -> dict[str, int]:
         usage = {"servers": snap.servers}
         if any(n.startswith("class:") for n in names):
-            pending = counting.pending_resources(
-                snap, await counting.unallocated(self.svc, snap) if refine else None)
+            pending = await counting.pending_resources(
+                self.svc, snap, await counting.unallocated(self.svc, snap) if refine else None)
             placed = counting.add(await counting.placement_usages(self.svc, project_id), pending)
             usage.update({f"class:{rc}": amount for rc, amount in placed.items()})
         return usage
