@@ -40,6 +40,8 @@ def test_name_is_a_regular_expression(cloud, servers):
     listed = cloud.openstack("server", "list", "--name", "^lf-web", fmt_json=True)
     assert sorted(s["Name"] for s in listed) == ["lf-web-1", "lf-web-2"]
     assert names(cloud, name="web-2$") == ["lf-web-2"]
+    listed = cloud.nova("list", "--name", "^lf-web-[2]").stdout  # the nova CLI hands the pattern on too
+    assert "lf-web-2" in listed and "lf-web-1" not in listed
     assert names(cloud, name="^lf-w.b-[0-9]$") == ["lf-web-1", "lf-web-2"]
     assert names(cloud, name="^web") == []  # anchored: no lf- server starts with web
     assert names(cloud, user="kilonova-demo", name="^lf-db$") == ["lf-db"]
