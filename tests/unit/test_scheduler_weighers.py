@@ -92,3 +92,22 @@ def test_host_subset_size_picks_among_the_best_few(conf):
     hosts = [host("best", free_ram=9000), host("second", free_ram=8000), host("worst", free_ram=10)]
     firsts = Counter(manager._order(hosts, {})[0].host for _ in range(200))
     assert set(firsts) == {"best", "second"}
+
+
+def test_the_image_properties_of_a_hosts_instances_are_read_from_what_a_create_records(tmp_path):
+    from kilonova.compute.db import host_view, instances
+    from tests.unit.test_compute_admin_harness import StubComputeAPI
+
+    stub = StubComputeAPI(tmp_path)
+    try:
+        def servers(session):
+            for number, sysmeta in enumerate([{"image_properties": {"os_distro": "ubuntu", "hw_rng": None}},
+                                              {"image_os_distro": "debian"}, {}]):
+                instances.create(session, {"uuid": f"00000000-0000-4000-8000-00000000000{number}",
+                                           "project_id": "p", "user_id": "u", "flavor": {}, "vm_state": "active",
+                                           "host": "h1", "node": "h1", "system_metadata": sysmeta})
+        stub.cells.default.db.run_sync(servers)
+        found = stub.cells.default.db.run_sync(host_view.instance_image_properties)
+        assert found == {"h1": [{"os_distro": "ubuntu"}, {"os_distro": "debian"}, {}]}
+    finally:
+        stub.close()

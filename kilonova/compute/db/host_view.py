@@ -56,10 +56,15 @@ def instance_counts(session: Session) -> dict[str, tuple[int, int]]:
 
 
 def instance_image_properties(session: Session) -> dict[str, list[dict[str, str]]]:
-    """host -> the image properties of each of its instances (their ``image_*`` system metadata, as upstream
-    records them), for the ImagePropertiesWeigher."""
+    """host -> the image properties of each of its instances, for the ImagePropertiesWeigher: those a create
+    records (system_metadata ``image_properties``), else upstream's ``image_<property>`` keys."""
     found: dict[str, list[dict[str, str]]] = {}
     for host, sysmeta in session.execute(_IMAGE_META):
-        props = {key[6:]: str(value) for key, value in (sysmeta or {}).items() if key.startswith("image_")}
+        sysmeta = sysmeta or {}
+        recorded = sysmeta.get("image_properties")
+        if isinstance(recorded, dict):
+            props = {key: str(value) for key, value in recorded.items() if value is not None}
+        else:
+            props = {key[6:]: str(value) for key, value in sysmeta.items() if key.startswith("image_")}
         found.setdefault(host, []).append(props)
     return found
