@@ -201,3 +201,20 @@ async def test_a_forced_host_skips_the_filters_and_a_2_74_destination_does_not(c
     assert "forced_destination" in [s["stage"] for s in dry["stages"]]
     message, _ = await failure(scheduler, {**SPEC, "requested_destination": {"host": "compute2"}})
     assert "ComputeFilter removed 1 of 1 hosts (compute service disabled or down)" in message
+
+
+async def test_a_cell_much_larger_than_the_candidates_is_read_for_its_candidates_alone(cloud, stub):
+    nodes, scheduler = cloud
+    stub.conf.set("filter_scheduler", "max_placement_results", "1")
+    scheduler = SchedulerManager(stub.conf, scheduler.placement, stub.cells)
+    [first] = await scheduler.select_destinations(SPEC, [str(uuid.uuid4())])   # the whole cell read: 3 hosts
+    assert scheduler.host_cache.sizes[stub.cells.default.uuid] == 3
+    reads = []
+    original = scheduler.host_cache.some_hosts
+
+    async def some_hosts(cell, uuids, counts):
+        reads.append(uuids)
+        return await original(cell, uuids, counts)
+    scheduler.host_cache.some_hosts = some_hosts
+    [second] = await scheduler.select_destinations(SPEC, [str(uuid.uuid4())])
+    assert len(reads) == 1 and len(reads[0]) == 1 and nodes[second[0]["host"]] == reads[0][0]

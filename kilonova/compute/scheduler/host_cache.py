@@ -63,20 +63,15 @@ class HostCache:
         self.down_time = down_time
         self._hosts: dict[str, tuple[Any, FreshRead[list[dict[str, Any]]]]] = {}  # cell uuid -> (db, reader)
         self._per_cell: dict[tuple[str, str], tuple[Any, FreshRead[Any]]] = {}  # (read, cell uuid) -> (db, reader)
-        self._zones = FreshRead(lambda: self.cells.api_db.read(aggregates.host_zones))
-        self._metadata = FreshRead(lambda: self.cells.api_db.read(aggregates.host_metadata))
-        self._aggregates = FreshRead(lambda: self.cells.api_db.read(aggregates.with_metadata))
+        self.sizes: dict[str, int] = {}  # cell uuid -> how many compute nodes its last full read found
+        # The API database's part of a decision, in one transaction.
+        self._api = FreshRead(lambda: self.cells.api_db.read(_api_view))
 
-    async def zones(self) -> dict[str, str]:
-        return await self._zones.get()
-
-    async def aggregate_metadata(self) -> dict[str, dict[str, set[str]]]:
-        """host -> its aggregates' metadata (key -> values), for the filters that read it."""
-        return await self._metadata.get()
-
-    async def aggregates(self) -> list[dict[str, Any]]:
-        """Every aggregate with metadata: uuid, name, metadata (the Placement pre-filters read them)."""
-        return await self._aggregates.get()
+    async def api_view(self) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, set[str]]]]:
+        """(every aggregate with metadata: uuid, name, metadata -- the Placement pre-filters read them;
+        host -> its zone; host -> its aggregates' metadata, key -> values -- the aggregate filters and the
+        weighers' per-aggregate multipliers read it)."""
+        return await self._api.get()
 
     async def hosts(self, cell) -> list[dict[str, Any]]:
         """Every compute node of ``cell`` with its service's state (host_view.compute_hosts rows)."""
@@ -86,19 +81,41 @@ class HostCache:
             known = self._hosts[cell.uuid] = (db, FreshRead(lambda: cell.read(host_view.compute_hosts,
                                                                               self.down_time)))
         try:
-            return await known[1].get()
+            found = await known[1].get()
         except CellDown:
             return []  # a cell whose database is down offers no host, as upstream's host manager skips it
+        self.sizes[cell.uuid] = len(found)
+        return found
 
-    async def instance_counts(self, cell) -> dict[str, tuple[int, int]]:
-        """host -> (instances, I/O-heavy instances) in ``cell`` (IoOps and NumInstances weighers)."""
-        return await self._cell_read(cell, host_view.instance_counts)
+    async def hosts_and_counts(self, cell) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
+        """``hosts`` and, in the same transaction, host -> (instances, I/O-heavy instances) (IoOps and
+        NumInstances weighers)."""
+        down_time = self.down_time
+
+        def read(session):
+            return host_view.compute_hosts(session, down_time), host_view.instance_counts(session)
+        read.__name__ = "hosts_and_counts"
+        found = await self._cell_read(cell, read, default=([], {}))
+        self.sizes[cell.uuid] = len(found[0])
+        return found
+
+    async def some_hosts(self, cell, uuids: list[str], counts: bool) -> tuple[list[dict[str, Any]], dict]:
+        """Only the compute nodes ``uuids`` of ``cell`` (and its instance counts when ``counts``): for a cell
+        with many more hosts than a request's candidates (not shared between requests: each has its own)."""
+        def read(session):
+            return (host_view.compute_hosts(session, self.down_time, uuids),
+                    host_view.instance_counts(session) if counts else {})
+        try:
+            return await cell.read(read)
+        except CellDown:
+            return [], {}
 
     async def image_properties(self, cell) -> dict[str, list[dict[str, str]]]:
         """host -> its instances' image properties in ``cell`` (ImagePropertiesWeigher)."""
         return await self._cell_read(cell, host_view.instance_image_properties)
 
-    async def _cell_read(self, cell, read) -> Any:
+    async def _cell_read(self, cell, read, default: Any = None) -> Any:
+        """A read of ``cell`` shared by the requests that ask at once; ``default`` ({}) when the cell is down."""
         key = (read.__name__, cell.uuid)
         known = self._per_cell.get(key)
         if known is None or known[0] is not cell.db:
@@ -106,4 +123,8 @@ class HostCache:
         try:
             return await known[1].get()
         except CellDown:
-            return {}
+            return {} if default is None else default
+
+
+def _api_view(session) -> tuple:
+    return aggregates.with_metadata(session), aggregates.host_zones(session), aggregates.host_metadata(session)

@@ -176,7 +176,7 @@ class SchedulerManager:
         return resources, kept, spec
 
     async def _candidates(self, spec: dict, resources: dict[str, int], trace: Trace | None = None) -> list[HostState]:
-        aggregates = await self.host_cache.aggregates()
+        aggregates, zones, metadata = await self.host_cache.api_view()
         query = PlacementQuery(resources)
         try:
             request_filters.apply(self.conf, spec, query, aggregates)
@@ -187,7 +187,9 @@ class SchedulerManager:
         if spec.get("requested_destination"):  # a create that named its host/node (API 2.74)
             query.in_tree = await self._destination_provider(spec["requested_destination"])
         # The databases are read while Placement answers (their reads run on the databases' threads).
-        fleet = asyncio.ensure_future(self._fleet(bool(aggregates)))
+        # A cell with many more hosts than Placement returns candidates is read for its candidates alone, after.
+        large = {c.uuid for c in self.cells.real() if self.host_cache.sizes.get(c.uuid, 0) > 2 * self.limit}
+        fleet = asyncio.ensure_future(self._fleet(zones, metadata, large))
         try:
             response = await self.placement.get("/allocation_candidates", params=query.params(self.limit))
             if response.status_code != 200:
@@ -204,7 +206,12 @@ class SchedulerManager:
         by_provider: dict[str, dict] = {}
         for request in requests:
             by_provider.setdefault(next(iter(request["allocations"])), request)
-        states = self._host_states(by_provider, summaries, await fleet)
+        zones, metadata, cells = await fleet
+        for cell in self.cells.real():
+            if cell.uuid in large:
+                cells.append((cell, *await self.host_cache.some_hosts(cell, list(by_provider), self.read_counts),
+                              await self.host_cache.image_properties(cell) if self.read_images else {}))
+        states = self._host_states(by_provider, summaries, (zones, metadata, cells))
         if trace is not None:
             prefilters = "; ".join(f"{stage}: {added['why']}" for stage, added in query.steps) or "none"
             trace.add("placement", "placement", len(states), len(states),
@@ -230,16 +237,19 @@ class SchedulerManager:
         named = ", ".join(f"{key} {destination[key]}" for key in ("host", "node") if destination.get(key))
         raise NoValidHost(f"No valid host was found. The requested destination ({named}) is not a known compute node.")
 
-    async def _fleet(self, read_metadata: bool) -> tuple:
-        """What the host states are built from: zones, aggregate metadata and, per readable cell, its compute
-        hosts with their instance counts and images (when a weigher reads them)."""
-        zones = await self.host_cache.zones()
-        metadata = await self.host_cache.aggregate_metadata() if read_metadata else {}
+    async def _fleet(self, zones: dict, metadata: dict, skip: set[str]) -> tuple:
+        """What the host states are built from: zones, aggregate metadata and, per readable cell (but those of
+        ``skip``), its compute hosts with their instance counts and images (when a weigher reads them)."""
         cells = []
         for cell in self.cells.real():
-            counts = await self.host_cache.instance_counts(cell) if self.read_counts else {}
+            if cell.uuid in skip:
+                continue
+            if self.read_counts:
+                rows, counts = await self.host_cache.hosts_and_counts(cell)
+            else:
+                rows, counts = await self.host_cache.hosts(cell), {}
             images = await self.host_cache.image_properties(cell) if self.read_images else {}
-            cells.append((cell, await self.host_cache.hosts(cell), counts, images))
+            cells.append((cell, rows, counts, images))
         return zones, metadata, cells
 
     def _host_states(self, by_provider: dict[str, dict], summaries: dict, fleet: tuple) -> list[HostState]:
