@@ -217,3 +217,15 @@ def test_2_16_host_status_for_those_the_policy_lets_see_it(cloud, pair):
                 "MAINTENANCE"
     finally:
         cloud.openstack("compute", "service", "set", "--enable", host, "nova-compute")
+
+
+def test_2_94_fqdn_hostnames_and_2_96_pinned_zone_shown(cloud, pair):
+    server = pair[1]["id"]
+    with cloud.http("compute") as compute:
+        single = _at(compute, "PUT", f"/servers/{server}", "2.93", json={"server": {"hostname": "vm.example.org"}})
+        assert single.status_code == 400  # one DNS label until 2.94
+        fqdn = _at(compute, "PUT", f"/servers/{server}", "2.94", json={"server": {"hostname": "vm.example.org"}})
+        assert fqdn.status_code == 200 and fqdn.json()["server"]["OS-EXT-SRV-ATTR:hostname"] == "vm.example.org"
+        assert "pinned_availability_zone" not in _at(compute, "GET", f"/servers/{server}", "2.95").json()["server"]
+        assert "pinned_availability_zone" in _at(compute, "GET", f"/servers/{server}", "2.96").json()["server"]
+        _at(compute, "PUT", f"/servers/{server}", "2.90", json={"server": {"hostname": "custom-host"}})
