@@ -130,6 +130,9 @@ def test_access_ips_description_and_disk_config_as_upstream_echoes_them(cloud):
                                                                         "description": None}}, headers=headers)
             assert updated.json()["server"]["accessIPv6"] == "2001:db8::2"
             assert updated.json()["server"]["description"] is None
+            auto = compute.put(f"/servers/{uuid}", json={"server": {"OS-DCF:diskConfig": "AUTO"}})
+            assert auto.json()["server"]["OS-DCF:diskConfig"] == "AUTO"
+            assert compute.get(f"/servers/{uuid}").json()["server"]["OS-DCF:diskConfig"] == "AUTO"
             bad = compute.put(f"/servers/{uuid}", json={"server": {"accessIPv4": "2001:db8::2"}})
             assert bad.status_code == 400
         finally:

@@ -52,5 +52,11 @@ def for_move(server: dict[str, Any], auto: bool | None) -> dict[str, Any]:
     return system_metadata
 
 
+def updated(server: dict[str, Any], value: str) -> dict[str, Any]:
+    """The server's system_metadata after PUT /servers/{id} set OS-DCF:diskConfig (no image check there,
+    as upstream)."""
+    return {**(server.get("system_metadata") or {}), AUTO_KEY: value == "AUTO"}
+
+
 def shown(server: dict[str, Any]) -> str:
     return "AUTO" if (server.get("system_metadata") or {}).get(AUTO_KEY) else "MANUAL"

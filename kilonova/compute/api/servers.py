@@ -305,8 +305,12 @@ async def update_server(request: Request, server_id: str):
         if key in body["server"]:
             value = body["server"][key]
             changes[column] = server_records.access_ip(value) if key.startswith("accessIP") else value
+    server = ref.server
+    if "OS-DCF:diskConfig" in body["server"]:
+        server = dict(server, system_metadata=disk_config.updated(server, body["server"]["OS-DCF:diskConfig"]))
+        changes["system_metadata"] = server["system_metadata"]
     if "pinned_availability_zone" in body["server"]:
-        changes["system_metadata"] = _pinned(ref.server, body["server"]["pinned_availability_zone"])
+        changes["system_metadata"] = _pinned(server, body["server"]["pinned_availability_zone"])
     server = await ref.cell.db.write(instances.update, server_id, changes) if changes else ref.server
     if "pinned_availability_zone" in body["server"]:  # where later schedulings (moves, unshelve) go
         await svc.api_db.write(pin_zone, server_id, body["server"]["pinned_availability_zone"])
