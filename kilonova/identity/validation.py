@@ -1,10 +1,12 @@
-"""Request body validation with JSON Schema, answering 400 the way Keystone words it."""
+"""Request body validation with JSON Schema (kilonova/common/validation.py), answering 400 the way Keystone
+words it."""
 from __future__ import annotations
 
 from typing import Any
 
 import jsonschema
 
+from kilonova.common import validation as common_validation
 from kilonova.common.http import bad_request
 
 NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"\S"}
@@ -16,14 +18,8 @@ ENABLED = {"type": "boolean"}
 TAGS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^,/]*$"},
         "maxItems": 80, "uniqueItems": True}
 
-_validators: dict[int, jsonschema.Draft7Validator] = {}
-
-
 def validate(body: Any, schema: dict) -> None:
-    validator = _validators.get(id(schema))
-    if validator is None:
-        validator = _validators[id(schema)] = jsonschema.Draft7Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+    error = common_validation.best_error(schema, body, dialect=jsonschema.Draft7Validator)
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path)
         field = f"Invalid input for field '{where}': " if where else "Invalid input: "

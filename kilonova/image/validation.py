@@ -5,10 +5,11 @@ from typing import Any
 
 import jsonschema
 
+from kilonova.common import validation as common_validation
 from kilonova.common.http import HTTPError, bad_request
 from kilonova.image import schemas
 
-_VALIDATOR = jsonschema.Draft4Validator(schemas.image_schema())
+_IMAGE_SCHEMA = schemas.image_schema()
 
 
 def check_attribute_writable(name: str) -> None:
@@ -19,7 +20,7 @@ def check_attribute_writable(name: str) -> None:
 
 
 def check_schema(document: dict[str, Any]) -> None:
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(document))
+    error = common_validation.best_error(_IMAGE_SCHEMA, document, dialect=jsonschema.Draft4Validator)
     if error is not None:
         raise bad_request(f"Provided object does not match schema 'image': {error.message}")
     for key in document:

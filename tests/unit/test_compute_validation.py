@@ -12,4 +12,5 @@ def test_schemas_built_per_request_neither_leak_nor_get_each_others_validator():
         with pytest.raises(HTTPError) as raised:
             validation.validate(schema, {"n": i + 1})
         assert raised.value.status == 400
-    assert len(validation._CACHE) <= validation._CACHE_SIZE
+    from kilonova.common import validation as common_validation
+    assert len(common_validation._CACHE) <= common_validation._CACHE_SIZE

@@ -1,4 +1,5 @@
-"""Request body validation with JSON Schema, answering 400 the way Nova words it."""
+"""Request body validation with JSON Schema (kilonova/common/validation.py, draft 4 as Nova's schemas), answering
+400 the way Nova words it."""
 from __future__ import annotations
 
 import unicodedata
@@ -7,24 +8,8 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft4Validator
 
+from kilonova.common import validation as common_validation
 from kilonova.common.http import HTTPError
-
-# Validators of the schemas seen, by identity. Bounded: a handler that builds its schema per request
-# must not make the cache (and the schemas it keeps alive) grow with every request.
-_CACHE: dict[int, tuple[dict, Draft4Validator]] = {}
-_CACHE_SIZE = 256
-
-
-def _validator(schema: dict) -> Draft4Validator:
-    cached = _CACHE.get(id(schema))
-    if cached is not None and cached[0] is schema:
-        return cached[1]
-    validator = Draft4Validator(schema, format_checker=_FORMATS)
-    if len(_CACHE) >= _CACHE_SIZE:
-        _CACHE.clear()
-    _CACHE[id(schema)] = (schema, validator)
-    return validator
-
 
 def _printable(char: str) -> bool:
     """upstream's printable: letters, marks, numbers, punctuation, symbols and spaces; no control,
@@ -55,8 +40,7 @@ def _is_name(value: object) -> bool:
 
 
 def validate(schema: dict, body: Any) -> None:
-    validator = _validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+    error = common_validation.best_error(schema, body, dialect=Draft4Validator, format_checker=_FORMATS)
     if error is None:
         return
     where = "/".join(str(p) for p in error.path)
@@ -70,7 +54,7 @@ def validate(schema: dict, body: Any) -> None:
 
 def first_error(schema: dict, value: Any) -> str | None:
     """jsonschema's message for what ``schema`` refuses in ``value`` (e.g. a path segment), or None."""
-    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
+    error = common_validation.best_error(schema, value, dialect=Draft4Validator, format_checker=_FORMATS)
     return None if error is None else error.message
 
 

@@ -1,0 +1,40 @@
+"""Checking request bodies against JSON Schemas, for every API: one cache of compiled validators and the
+error jsonschema judges the most relevant (its ``best_match``).
+
+Each API words its 400 as its upstream does (Nova's "Invalid input for field/attribute ...", Keystone's
+"Invalid input for field ...", Glance's "Provided object does not match schema ..."), so each keeps a
+small function that turns the error into its message; what a schema accepts is decided here, the same
+way everywhere.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+
+# Compiled validators by the identity of their schema (and format checker). Bounded: a caller that builds
+# its schema per request must not make the cache, and the schemas it keeps alive, grow with every request.
+_CACHE: dict[tuple[int, int, int], tuple[dict, Any]] = {}
+_CACHE_SIZE = 512
+
+
+def validator(schema: dict, *, dialect: type | None = None, format_checker: Any = None) -> Any:
+    """The compiled validator of ``schema`` (draft of ``dialect``, else the schema's ``$schema``, else the
+    latest), built once."""
+    key = (id(schema), id(dialect), id(format_checker))
+    cached = _CACHE.get(key)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    cls = dialect or jsonschema.validators.validator_for(schema)
+    compiled = cls(schema, format_checker=format_checker)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[key] = (schema, compiled)
+    return compiled
+
+
+def best_error(schema: dict, instance: Any, *, dialect: type | None = None,
+               format_checker: Any = None) -> jsonschema.ValidationError | None:
+    """What ``schema`` refuses in ``instance`` (the most relevant error), or None when it accepts it."""
+    compiled = validator(schema, dialect=dialect, format_checker=format_checker)
+    return jsonschema.exceptions.best_match(compiled.iter_errors(instance))
