@@ -41,7 +41,8 @@ RELOAD_INTERVAL = 1.0
 NO_FILE = "/nonexistent/kilonova-policy.yaml"
 # service -> the module whose RULES are its defaults (``kilonova manage policy list`` lists them all).
 SERVICES = {"compute": "kilonova.compute.policies", "identity": "kilonova.identity.policy",
-            "placement": "kilonova.placement.policy"}
+            "image": "kilonova.image.policy", "network": "kilonova.network.policy",
+            "placement": "kilonova.placement.policy", "volume": "kilonova.volume.policy"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -215,6 +216,22 @@ def from_conf(conf, service: str, defaults: Iterable[RuleDefault]) -> Enforcer:
     return Enforcer(service, defaults, policy_path(conf),
                     enforce_scope=conf.getbool("oslo_policy", "enforce_scope"),
                     enforce_new_defaults=conf.getbool("oslo_policy", "enforce_new_defaults"))
+
+
+# The enforcer each service of this process configured at start (services whose checks get a context, not
+# the service object); one process runs one cloud, and code that runs without a configured service (unit
+# tests of a module) gets the defaults.
+_CONFIGURED: dict[str, Enforcer] = {}
+
+
+def configure(conf, service: str) -> Enforcer:
+    """Read ``service``'s rules and the policy file at the service's start (a malformed file stops it)."""
+    _CONFIGURED[service] = enforcer = from_conf(conf, service, defaults(service))
+    return enforcer
+
+
+def service_enforcer(service: str) -> Enforcer:
+    return _CONFIGURED.get(service) or default_enforcer(service)
 
 
 @functools.lru_cache(maxsize=None)

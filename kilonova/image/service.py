@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from kilonova.common import policy
 from kilonova.common.auth import TokenValidator
 from kilonova.common.db import Database, migrate
 from kilonova.common.projects import ProjectLookupError, identity_service_client, project_id_by_name
@@ -28,6 +29,7 @@ class ImageService(Service):
     def __init__(self, env: ServiceEnv, validator=None):
         super().__init__(env)
         conf = env.conf
+        self.policy = policy.configure(conf, "image")   # read at start: a bad policy file stops it
         self.db = Database.shared(conf.get("image_database", "connection"), name="glance")
         self.store = FilesystemStore(conf.get("glance_store", "filesystem_store_datadir"), _size_cap(conf))
         self.require_image_format_match = conf.getbool("image_format", "require_image_format_match")

@@ -1,21 +1,54 @@
-"""Neutron's default policy, in the few rules this service needs.
+"""Neutron's default policy on the shared engine (kilonova/common/policy.py).
 
-Admins (and the ``service`` role the compute agents' service user may carry)
-see and manage everything. A project sees its own resources and shared or
-external networks; it changes only its own. Readers only read. Binding
-attributes, ``shared``, ``router:external`` and ``provider:*`` are admin-only.
-Resources a caller may not see are "not found", not "forbidden".
+Admins (and the ``service`` role the compute agents' service user may carry) see and manage everything.
+A project sees its own resources and shared or external networks; it changes only its own. Readers only
+read. Binding attributes, ``shared``, ``router:external`` and ``provider:*`` are admin-only. Resources a
+caller may not see are "not found", not "forbidden". The create/update/delete rules and the admin-only
+attribute rules below are Neutron's names and can be overridden in the policy file; what a caller sees
+(``privileged``) is the ``context_is_admin or service_api`` decision, asked once per request.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from kilonova.common import policy
 from kilonova.common.context import RequestContext
+from kilonova.common.policy import RuleDefault
 from kilonova.network.errors import bad_request, not_found, policy_denied
+
+ADMIN_OR_SERVICE = "rule:context_is_admin or rule:service_api"
+MEMBER = "rule:admin_or_service or rule:project_member"
+
+BASE = [
+    RuleDefault("context_is_admin", "role:admin", "Decides what is required for the 'is_admin:True' check."),
+    RuleDefault("service_api", "role:service", "The service role (the compute agents' service user)."),
+    RuleDefault("admin_or_service", ADMIN_OR_SERVICE, "Sees and manages every project's resources."),
+    RuleDefault("project_member", "role:member and project_id:%(project_id)s", "A member of the project."),
+]
+_WRITES = [f"{verb}_{kind}" for kind in ("network", "subnet", "port", "router", "floatingip", "security_group")
+           for verb in ("create", "update", "delete")] + [
+    "create_security_group_rule", "delete_security_group_rule", "add_router_interface", "remove_router_interface"
+] + [f"update_{kind}:tags" for kind in ("network", "subnet", "port", "router", "floatingip", "security_group")]
+_ADMIN_ATTRIBUTES = [f"{verb}_network:{name}" for verb in ("create", "update") for name in (
+    "shared", "router:external", "provider:network_type", "provider:physical_network",
+    "provider:segmentation_id")] + [f"{verb}_port:{name}" for verb in ("create", "update")
+                                    for name in ("binding:host_id", "binding:profile")]
+
+RULES = BASE + [RuleDefault(name, MEMBER, name, scope_types=["project"]) for name in _WRITES] + [
+    RuleDefault(name, "rule:admin_or_service", name, scope_types=["project"]) for name in _ADMIN_ATTRIBUTES]
+
+
+def _allowed(ctx: RequestContext, rule: str, target: dict[str, Any] | None = None) -> bool:
+    name = rule.removeprefix("rule:")
+    return policy.service_enforcer("network").authorize(name, target or {"project_id": ctx.project_id}, ctx)
 
 
 def privileged(ctx: RequestContext) -> bool:
-    return ctx.is_admin or "service" in ctx.roles
+    """Sees and changes everything; asked once per request (lists ask it for every item)."""
+    known = ctx.__dict__.get("_network_privileged")
+    if known is None:
+        known = ctx.__dict__["_network_privileged"] = _allowed(ctx, "admin_or_service")
+    return known
 
 
 def can_see_network(ctx: RequestContext, network: dict[str, Any]) -> bool:
@@ -24,7 +57,7 @@ def can_see_network(ctx: RequestContext, network: dict[str, Any]) -> bool:
 
 
 def check_can_write(ctx: RequestContext, rule: str) -> None:
-    if not (privileged(ctx) or ctx.can_write):
+    if not (privileged(ctx) or _allowed(ctx, rule)):
         raise policy_denied(rule)
 
 
@@ -34,7 +67,7 @@ def check_owner(ctx: RequestContext, resource: str, item: dict[str, Any], visibl
         return
     if not visible:
         raise not_found(resource, item["id"])
-    if item["project_id"] != ctx.project_id or not ctx.can_write:
+    if not _allowed(ctx, rule, {"project_id": item["project_id"]}):
         raise policy_denied(rule)
 
 
@@ -42,7 +75,7 @@ def check_admin_attributes(ctx: RequestContext, action: str, body: dict[str, Any
     if privileged(ctx):
         return
     for name in names:
-        if name in body:
+        if name in body and not _allowed(ctx, f"{action}:{name}"):
             raise policy_denied(f"rule:{action}:{name}")
 
 

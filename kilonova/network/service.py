@@ -6,6 +6,7 @@ from pathlib import Path
 
 import sqlalchemy.exc
 
+from kilonova.common import policy
 from kilonova.common.auth import TokenValidator
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
@@ -29,6 +30,7 @@ class NetworkService(Service):
     def __init__(self, env: ServiceEnv, validator=None):
         super().__init__(env)
         conf = env.conf
+        self.policy = policy.configure(conf, "network")   # read at start: a bad policy file stops it
         self.db = Database.shared(conf.get("network_database", "connection"), name="neutron")
         self.validator = validator or TokenValidator(
             env.endpoints.http_client("identity"),

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from kilonova.common import policy
 from kilonova.common.auth import TokenValidator
 from kilonova.common.clients import ServiceAuth, ServiceClient
 from kilonova.common.db import Database, migrate
@@ -65,6 +66,7 @@ class VolumeService(Service):
     def __init__(self, env: ServiceEnv, validator=None):
         super().__init__(env)
         conf = env.conf
+        self.policy = policy.configure(conf, "volume")   # read at start: a bad policy file stops it
         self.db = Database.shared(conf.get("volume_database", "connection"), name="cinder")
         self.backend = make_backend(conf)
         self.default_quotas = {name: conf.getint("volume", option) for name, option in QUOTA_OPTIONS.items()}

@@ -152,3 +152,41 @@ def test_a_missing_attribute_never_matches_a_missing_target(compute):
     """oslo.policy compares strings: a token without a project must not match a target without one."""
     unscoped = RequestContext(user_id="u", roles=["reader"])
     assert not compute.authorize("os_compute_api:servers:show", {"project_id": None}, unscoped)
+
+
+def test_every_service_registers_its_rules_on_the_one_engine():
+    for service in policy.SERVICES:
+        enforcer = policy.Enforcer(service, policy.defaults(service))
+        assert len(enforcer.defaults) >= 8, service
+
+
+def test_volume_image_and_network_checks_follow_overrides(tmp_path, monkeypatch):
+    from kilonova.common.http import HTTPError
+    from kilonova.image import policy as image_policy
+    from kilonova.network import policy as network_policy
+    from kilonova.volume import policy as volume_policy
+
+    volume_policy.check_write(MEMBER, "volume:create")
+    image_policy.check_owner(MEMBER, {"owner": PROJECT}, "modify_image")
+    network_policy.check_can_write(MEMBER, "rule:create_network")
+    for check in (lambda: volume_policy.check_write(READER, "volume:create"),
+                  lambda: volume_policy.check_admin(MEMBER, "volume_extension:types_manage"),
+                  lambda: image_policy.check_owner(STRANGER, {"owner": PROJECT}, "modify_image"),
+                  lambda: image_policy.check_visibility_change(MEMBER, "public"),
+                  lambda: network_policy.check_can_write(READER, "rule:create_network"),
+                  lambda: network_policy.check_admin_attributes(MEMBER, "create_network", {"shared": True},
+                                                                ("shared",))):
+        with pytest.raises(HTTPError) as refused:
+            check()
+        assert refused.value.status == 403
+    path = tmp_path / "policy.yaml"
+    path.write_text('"volume:create": "!"\n"publicize_image": "role:member"\n"create_network:shared": "role:member"\n')
+    conf = type("Conf", (), {"state_dir": tmp_path, "get": lambda self, s, k: str(path),
+                             "getbool": lambda self, s, k: True})()
+    for service in ("volume", "image", "network"):
+        monkeypatch.setitem(policy._CONFIGURED, service, policy.configure(conf, service))
+    with pytest.raises(HTTPError):
+        volume_policy.check_write(MEMBER, "volume:create")
+    image_policy.check_visibility_change(MEMBER, "public")
+    network_policy.check_admin_attributes(RequestContext(user_id="n", project_id=PROJECT, roles=["member"]),
+                                          "create_network", {"shared": True}, ("shared",))
