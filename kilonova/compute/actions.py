@@ -29,7 +29,7 @@ class Action:
     target: str = "compute"         # "compute" (the server's host) or "conductor"
     task_states: tuple | None = (None,)  # task states it may start from (ANY: every one)
     instance_action: str | None = None   # what os-instance-actions records (None: nothing)
-    admin_only: bool = False        # refused to non-admins by upstream's default policy
+    # (who may start it: its upstream rule in kilonova/compute/policies.py ACTION_RULES)
     lock_checked: bool = True       # refused to non-admins while the server is locked (upstream's check_instance_lock)
     # Done by one driver call on the agent: the call, and the vm_state / power state afterwards.
     driver_method: str | None = None
@@ -78,15 +78,15 @@ _TABLE = (
     Action("resize", "resize", ("active", "stopped"), "resize_prep", "migrate_server", target="conductor",
            instance_action="resize"),
     Action("migrate", "migrate", ("active", "stopped"), "resize_prep", "migrate_server", target="conductor",
-           instance_action="migrate", admin_only=True),
+           instance_action="migrate"),
     Action("confirmResize", "confirmResize", ("resized",), None, "confirm_resize", instance_action="confirmResize"),
     Action("revertResize", "revertResize", ("resized",), "resize_reverting", "revert_resize",
            instance_action="revertResize"),
     Action("os-migrateLive", "os-migrateLive", ("active", "paused"), "migrating", "live_migrate_instance",
-           target="conductor", instance_action="live-migration", admin_only=True),
+           target="conductor", instance_action="live-migration"),
     # no task under way either: upstream's check_instance_state default (task_state None)
     Action("evacuate", "evacuate", ("active", "stopped", "error"), "rebuilding", "rebuild_instance",
-           target="conductor", instance_action="evacuate", admin_only=True),
+           target="conductor", instance_action="evacuate"),
     Action("rebuild", "rebuild", ("active", "stopped", "error"), "rebuilding", "rebuild_instance",
            target="conductor", instance_action="rebuild"),
     # shelving
@@ -104,10 +104,8 @@ _TABLE = (
     Action("trigger_crash_dump", "trigger_crash_dump", ("active", "paused", "rescued", "resized", "error"), None,
            "trigger_crash_dump", instance_action="trigger_crash_dump"),
     # upstream records no instance action for injectNetworkInfo; resetState records "resetState"
-    Action("injectNetworkInfo", "injectNetworkInfo", ANY, None, "inject_network_info", task_states=ANY,
-           admin_only=True),
-    Action("os-resetState", "os-resetState", ANY, None, None, task_states=ANY, instance_action="resetState",
-           admin_only=True),
+    Action("injectNetworkInfo", "injectNetworkInfo", ANY, None, "inject_network_info", task_states=ANY),
+    Action("os-resetState", "os-resetState", ANY, None, None, task_states=ANY, instance_action="resetState"),
     # soft delete
     Action("restore", "restore", ("soft-delete",), "restoring", "restore_instance", instance_action="restore"),
     # port interfaces (os-interface): no task state, as upstream's attach_interface / detach_interface
