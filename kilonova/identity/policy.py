@@ -2,7 +2,8 @@
 
 Admin may do everything; others only about themselves (their user, project, domain, token). Any rule
 can be overridden in ``[oslo_policy] policy_file`` with oslo.policy's check strings. ``enforce`` raises
-Keystone's 403 when the rule says no; an action without a rule of its own is admin-only.
+Keystone's 403 when the rule says no; an action without a rule of its own is admin-only (the engine's
+fallback).
 """
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ _TABLE = {
 RULES = [RuleDefault("admin_required", ADMIN, "Who is an identity administrator.")] + [
     RuleDefault(f"identity:{action}", check, f"identity:{action}")
     for check, actions in _TABLE.items() for action in actions]
-NAMES = {rule.name for rule in RULES}
 
 
 def admin(ctx: RequestContext, target: dict[str, Any] | None = None) -> bool:
@@ -67,6 +67,5 @@ def enforcer_of(ctx_holder: Any) -> policy.Enforcer:
 
 def enforce(ctx: RequestContext, action: str, target: dict[str, Any] | None = None,
             enforcer: policy.Enforcer | None = None) -> None:
-    rule = action if action in NAMES else "admin_required"
-    if not (enforcer or _default()).authorize(rule, target or {}, ctx):
+    if not (enforcer or _default()).authorize(action, target or {}, ctx):
         raise forbidden(f"You are not authorized to perform the requested action: {action}.")
