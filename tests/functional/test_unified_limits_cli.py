@@ -4,6 +4,7 @@ flavor; os-quota-sets and ``openstack limits show --absolute`` showing Keystone'
 from __future__ import annotations
 
 import shutil
+import time
 
 import openstack
 import pytest
@@ -57,7 +58,9 @@ def test_limits_from_the_cli_then_100_racing_creates(ul_cloud, member):
                        "servers")
     shown = conn.compute.get("/os-quota-sets/" + project.id).json()["quota_set"]
     assert shown["instances"] == 10 and shown["cores"] == 0 and shown["floating_ips"] == -1
+    started = time.monotonic()
     answers = race(conn, 100, conn.network.find_network("private").id)
+    print(f"100 racing creates answered in {time.monotonic() - started:.1f} s")
     accepted = {r.json()["server"]["id"] for r in answers if r.status_code == 202}
     refused = [r for r in answers if r.status_code != 202]
     assert len(accepted) == 10, [r.text for r in answers][:5]

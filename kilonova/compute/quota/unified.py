@@ -11,6 +11,7 @@ shows the limits in its own names, as upstream converts them.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,10 +93,13 @@ class UnifiedLimitsDriver:
 
     async def fetch(self, project_id: str | None) -> Limits:
         service = segment(await self.service_id())
-        registered = (await self._get(f"/v3/registered_limits?service_id={service}"))["registered_limits"]
-        own = [] if project_id is None else (await self._get(
-            f"/v3/limits?service_id={service}&project_id={segment(project_id)}"))["limits"]
-        return Limits(self._by_resource(registered, "default_limit"), self._by_resource(own, "resource_limit"))
+        reads = [self._get(f"/v3/registered_limits?service_id={service}")]
+        if project_id is not None:
+            reads.append(self._get(f"/v3/limits?service_id={service}&project_id={segment(project_id)}"))
+        answers = await asyncio.gather(*reads)   # side by side: every create reads them twice
+        own = answers[1]["limits"] if project_id is not None else []
+        return Limits(self._by_resource(answers[0]["registered_limits"], "default_limit"),
+                      self._by_resource(own, "resource_limit"))
 
     @staticmethod
     def _legacy(limits: Limits) -> dict[str, int]:
