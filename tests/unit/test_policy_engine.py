@@ -134,18 +134,21 @@ def test_a_malformed_file_is_refused_at_start(tmp_path, text, complaint):
         policy.Enforcer("compute", policies.RULES, path)
 
 
-def test_a_check_costs_tens_of_microseconds_at_most(compute):
-    """The hot paths (server create/list/show) make one to three checks a request."""
+def test_checks_do_not_inspect_signatures_on_every_evaluation(compute, monkeypatch):
+    """oslo.policy inspects each check's signature on every evaluation (70-130 us a rule, measured when the
+    engine was written); kilonova/common/policy.py answers that once per check class. Counted, not timed:
+    the hot paths (server create/list/show) make one to three checks a request."""
+    import inspect
+
     for ctx, rule in ((MEMBER, "os_compute_api:servers:show"), (ADMIN, "os_compute_api:servers:create")):
-        best = min(_per_check(compute, rule, ctx) for _ in range(3))
-        assert best < 60e-6, f"{rule}: {best * 1e6:.1f} us a check"
-
-
-def _per_check(enforcer, rule, ctx, n=2000):
-    start = time.perf_counter()
-    for _ in range(n):
-        enforcer.authorize(rule, TARGET, ctx)
-    return (time.perf_counter() - start) / n
+        compute.authorize(rule, TARGET, ctx)  # every check class seen once
+    calls = []
+    real = inspect.getfullargspec
+    monkeypatch.setattr(inspect, "getfullargspec", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for _ in range(50):
+        for ctx, rule in ((MEMBER, "os_compute_api:servers:show"), (ADMIN, "os_compute_api:servers:create")):
+            compute.authorize(rule, TARGET, ctx)
+    assert calls == []
 
 
 def test_a_missing_attribute_never_matches_a_missing_target(compute):
