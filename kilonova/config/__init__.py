@@ -47,8 +47,9 @@ def option(section: str, key: str) -> Opt:
 
 
 def _suggest(word: str, candidates) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
+    by_lower = {candidate.lower(): candidate for candidate in candidates}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.75)
+    return f" (did you mean {by_lower[close[0]]}?)" if close else ""
 
 
 class Config:

@@ -35,6 +35,7 @@ def load(tmp_path, text: str) -> Config:
     ("[comptue]\nforce_config_drive = true\n", "[comptue]: unknown section (did you mean compute?)"),
     ("[quota]\ninstance = 5\n", "[quota] instance: unknown option (did you mean instances?)"),
     ("[quota]\nwidgets = 5\n", "[quota] widgets: unknown option"),
+    ("[default]\ndebug = true\n", "[default]: unknown section (did you mean DEFAULT?)"),
     ("[compute]\nforce_config_drive = sometimes\n",
      "[compute] force_config_drive = 'sometimes': must be true or false"),   # an old location names itself
     ("[DEFAULT]\nrpc_response_timeout = 1\nrpc_response_timeout = 2\n", "option 'rpc_response_timeout' in section "
