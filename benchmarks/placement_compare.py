@@ -7,7 +7,7 @@
 Both servers are started as ``benchmarks/placement.py`` starts them (upstream from PyPI into its own
 virtualenv, on waitress with noauth2; Kilonova as ``kilonova serve placement``), each on a fresh SQLite
 database, at the same time. Every request of ``placement_scenario.steps()`` (every route, every
-microversion from 1.0 to 1.39, error paths, reshapes, secure-RBAC tokens; about 1,500) goes to upstream
+microversion from 1.0 to 1.39, error paths, reshapes, secure-RBAC tokens; 3,066) goes to upstream
 and then to Kilonova, and the two answers are compared after normalising what must differ:
 
 * request ids, the servers' base URLs, dates (``last-modified`` is compared by presence only);
@@ -51,6 +51,8 @@ DELIBERATE = {
         lambda step, up: "UNIQUE constraint failed: inventories" in json.dumps(up.get("body")),
     "a claim naming a missing provider leaves an empty consumer at generation 0 upstream (not copied)":
         lambda step, up: step["label"] == "alloc-missing-provider-leftover",
+    "NaN and Infinity are malformed JSON here (upstream's json reads them; as an allocation ratio they pass its "
+    "schema)": lambda step, up: step["body"] is not None and ("NaN" in step["body"] or "Infinity" in step["body"]),
     "which candidates a limit keeps: upstream's order is a Python set's, which the hash seed changes per process":
         lambda step, up: "limit=" in step["request"] and _same_count(up, step["kilonova"]),
 }
@@ -130,7 +132,7 @@ def run(upstream_url: str | None, kilonova_url: str, steps: list[scenario.Step],
             fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             results.append({"label": step.label, "request": f"{step.method} {step.path}",
                             "version": step.headers.get("OpenStack-API-Version", ""),
-                            "body": step.content.decode() if step.content else None,
+                            "body": step.content.decode(errors="replace") if step.content else None,
                             "fields": fields, "upstream": a, "kilonova": b})
     return results
 

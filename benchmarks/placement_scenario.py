@@ -78,6 +78,7 @@ def steps() -> list[Step]:
     reshaper(s)
     http_details(s)
     rbac(s)
+    odd(s)
     sweep(s)
     return s.steps
 
@@ -750,6 +751,81 @@ def rbac(s: Script) -> None:
         s.req(f"rbac-{name}-ac", "GET", "/allocation_candidates?resources=VCPU:1", v=30, token=token)
         s.req(f"rbac-{name}-traits", "GET", "/traits", v=30, token=token)
         s.req(f"rbac-{name}-reshaper", "POST", "/reshaper", {}, v=30, token=token)
+
+
+# ------------------------------------------------------------------ odd values and combinations
+
+def odd(s: Script) -> None:
+    """Numbers given as floats or booleans, unicode names, repeated query keys, trees and aggregates
+    changed under their providers, several consumers in one POST with one refused."""
+    root, kid = U("odd-root"), U("odd-kid")
+    s.req("odd-unicode", "POST", "/resource_providers", {"name": "h\u00f4te \u2603", "uuid": root}, v=20)
+    s.req("odd-unicode-filter", "GET", "/resource_providers?name=h%C3%B4te%20%E2%98%83", v=20)
+    s.req("odd-name-200", "POST", "/resource_providers", {"name": "n" * 200, "uuid": U("odd-200")}, v=20)
+    s.req("odd-kid", "POST", "/resource_providers", {"name": "odd-kid", "uuid": kid, "parent_provider_uuid": root},
+          v=20)
+    base = f"/resource_providers/{root}/inventories"
+    for name, record in {"float-total": {"total": 8.0}, "bool-total": {"total": True}, "float-ratio": {
+            "total": 8, "allocation_ratio": 1}, "str-gen": {"total": 8}, "null-total": {"total": None},
+            "big-float": {"total": 1e10}, "exp-int": {"total": 8, "max_unit": 4.0}}.items():
+        gen = "0" if name == "str-gen" else 0
+        s.req(f"odd-inv-{name}", "PUT", base, {"resource_provider_generation": gen, "inventories": {"VCPU": record}},
+              v=26)
+    s.req("odd-inv-get", "GET", base, v=26)
+    s.req("odd-dup-keys", "PUT", base, raw=b'{"resource_provider_generation": 1, "resource_provider_generation": 0,'
+          b' "inventories": {}}', v=26)
+    s.req("odd-not-utf8", "PUT", base, raw=b'{"resource_provider_generation": 1, "inventories": {"\xff": 1}}', v=26)
+    s.req("odd-nan", "PUT", base, raw=b'{"resource_provider_generation": 1, "inventories": {"VCPU": {"total": NaN}}}',
+          v=26)
+    s.setup("odd-kid-inv", "PUT", f"/resource_providers/{kid}/inventories",
+            {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 4}, "MEMORY_MB": {"total": 512}}}, v=26)
+    for q in ("in_tree=" + kid, "in_tree=" + root + "&resources=VCPU:1", "resources=VCPU:1&resources=MEMORY_MB:1",
+              "name=odd-kid&name=nope", "uuid=" + kid.upper(), "uuid=" + kid.replace("-", ""), "in_tree=" + kid.upper(),
+              "member_of=in:" + U("agg1") + "&member_of=!" + U("agg2"), "required=in:HW_CPU_X86_AVX2,!CUSTOM_GOLD",
+              "required=HW_CPU_X86_AVX2,!CUSTOM_GOLD", "required=in:", "resources=VCPU:1,VCPU:2",
+              "resources=VCPU:1%2CMEMORY_MB:1", "member_of=in:", "member_of=!in:" + U("agg1")):
+        for v in (18, 39):
+            s.req(f"odd-rp-list-{q}", "GET", f"/resource_providers?{q}", v=v)
+    for q in ("resources=VCPU:1&resources=VCPU:2", "resources=VCPU:1&limit=1&limit=2", "resources=VCPU:1,VCPU:1",
+              "resources=VCPU:1&in_tree=" + kid.upper(), "resources=VCPU:1&required=in:",
+              "resources=VCPU:1&member_of=in:" + U("agg1") + ",bad", "resources_=VCPU:1", "resources1=VCPU:1&required1=",
+              "resources=VCPU:1&root_required=in:HW_CPU_X86_AVX2", "resources=VCPU:1&same_subtree=",
+              "resources1=VCPU:1&same_subtree=1,1", "resources=VCPU: 1", "resources=VCPU:1.5", "resources= VCPU:1",
+              "resources=VCPU:1&required=HW_CPU_X86_AVX2&required=!HW_CPU_X86_AVX2"):
+        for v in (25, 39):
+            s.req(f"odd-ac-{q}", "GET", f"/allocation_candidates?{q}", v=v)
+    owner = {"project_id": U("p1"), "user_id": U("u1"), "consumer_generation": None}
+    s.req("odd-post-one-bad", "POST", "/allocations", {
+        U("odd-c1"): dict(owner, allocations={kid: {"resources": {"VCPU": 1}}}),
+        U("odd-c2"): dict(owner, allocations={kid: {"resources": {"VCPU": 100}}})}, v=28)
+    s.req("odd-post-one-bad-get", "GET", f"/allocations/{U('odd-c1')}", v=28)
+    s.req("odd-post-two", "POST", "/allocations", {
+        U("odd-c1"): dict(owner, allocations={kid: {"resources": {"VCPU": 1}}}),
+        U("odd-c2"): dict(owner, allocations={kid: {"resources": {"VCPU": 3, "MEMORY_MB": 512}}})}, v=28)
+    s.req("odd-post-same-rp-over", "POST", "/allocations", {
+        U("odd-c3"): dict(owner, allocations={kid: {"resources": {"MEMORY_MB": 1}}})}, v=28)
+    s.req("odd-gen-string", "PUT", f"/allocations/{U('odd-c1')}", dict(
+        owner, consumer_generation="1", allocations={kid: {"resources": {"VCPU": 1}}}), v=28)
+    s.req("odd-gen-float", "PUT", f"/allocations/{U('odd-c1')}", dict(
+        owner, consumer_generation=1.0, allocations={kid: {"resources": {"VCPU": 1}}}), v=28)
+    s.req("odd-amount-float", "PUT", f"/allocations/{U('odd-c1')}", dict(
+        owner, consumer_generation=1, allocations={kid: {"resources": {"VCPU": 1.0}}}), v=28)
+    s.req("odd-get-c1", "GET", f"/allocations/{U('odd-c1')}", v=28)
+    s.req("odd-rp-allocs", "GET", f"/resource_providers/{kid}/allocations", v=28)
+    s.req("odd-delete-root", "DELETE", f"/resource_providers/{root}", v=28)
+    s.req("odd-delete-kid-in-use", "DELETE", f"/resource_providers/{kid}", v=28)
+    s.req("odd-agg-then-gen", "PUT", f"/resource_providers/{kid}/aggregates",
+          {"aggregates": [U("agg3")], "resource_provider_generation": 2}, v=19)
+    s.req("odd-agg-gen-after", "GET", f"/resource_providers/{kid}", v=19)
+    s.req("odd-traits-then-gen", "PUT", f"/resource_providers/{kid}/traits",
+          {"traits": ["HW_CPU_X86_AVX2"], "resource_provider_generation": 3}, v=19)
+    s.req("odd-agg-list-after", "GET", f"/resource_providers?member_of={U('agg3')}", v=19)
+    s.req("odd-traits-associated", "GET", "/traits?associated=true", v=19)
+    s.req("odd-rc-lower-url", "GET", "/resource_classes/vcpu", v=19)
+    s.req("odd-trait-url-encoded", "GET", "/traits/CUSTOM%5FGOLD", v=19)
+    s.req("odd-usages-types", "GET", f"/usages?project_id={U('p1')}&consumer_type=INSTANCE", v=38)
+    s.req("odd-alloc-type-1.37", "GET", f"/allocations/{U('c1')}", v=37)
+    s.req("odd-alloc-type-1.38", "GET", f"/allocations/{U('c1')}", v=38)
 
 
 # ------------------------------------------------------------------ every GET at every microversion

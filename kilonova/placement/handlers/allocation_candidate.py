@@ -53,7 +53,7 @@ def parse_groups(request: Request, same_subtree: list[list[str]]) -> list[cands.
             if not util.is_uuid(value.strip()):
                 raise HTTPError(400, f"Invalid query string parameters: Expected 'in_tree' parameter to be a "
                                      f"format of uuid. Got: {value}")
-            group.in_tree = util.normalize_uuid(value.strip())
+            group.in_tree = value.strip()   # as given: upstream finds no provider by an upper-case uuid
     if want(request, "1.36"):
         _check_subtree_groups(groups, same_subtree)
     else:
