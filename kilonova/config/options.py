@@ -16,6 +16,24 @@ SQL_URL = {"pattern": r"[A-Za-z0-9+_]+://.*", "pattern_help": "an SQLAlchemy URL
 URL = {"pattern": r"https?://[^/\s]+(/\S*)?", "pattern_help": "an http:// or https:// URL, or empty"}
 
 
+def _pci_aliases(text: str) -> None:
+    import json
+
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"JSON: a {{...}} alias or a list of them ({exc})") from None
+    for alias in parsed if isinstance(parsed, list) else [parsed]:
+        if not isinstance(alias, dict) or not isinstance(alias.get("name"), str):
+            raise ValueError('JSON: a {"name": ..., "vendor_id": ..., "product_id": ...} alias or a list of them')
+
+
+def _port_range(text: str) -> None:
+    low, _, high = text.partition("-")
+    if not 0 < int(low) <= int(high or low) <= 65535:
+        raise ValueError("a port or a range LOW-HIGH of ports (1-65535, LOW <= HIGH)")
+
+
 def _database(name: str) -> dict[str, Opt]:
     return {"connection": Str(f"sqlite:///{{state_dir}}/{name}.sqlite", "Where this database lives.", **SQL_URL)}
 
@@ -194,7 +212,7 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
         "target_ip_address": Str("", "Where volumes are served over NBD to compute hosts on other machines "
                                  "(empty: [DEFAULT] my_ip)."),
         "nbd_ports": Str("10809-10999", "The TCP ports qemu-nbd exports take (one per volume connected remotely).",
-                         pattern=r"\d+(-\d+)?", pattern_help="a port or a range LOW-HIGH"),
+                         pattern=r"\d+(-\d+)?", pattern_help="a port or a range LOW-HIGH", check=_port_range),
         "message_ttl": Int(2592000, "Seconds a user message (GET /messages) is kept.", min=1),
     },
     "placement": {
@@ -315,7 +333,8 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
     },
     "pci": {
         "alias": Str("", "PCI aliases flavors name in pci_passthrough:alias=NAME:COUNT: one JSON object or a JSON "
-                     "list, each {\"name\": ..., \"vendor_id\": ..., \"product_id\": ..., \"device_type\": ...}."),
+                     "list, each {\"name\": ..., \"vendor_id\": ..., \"product_id\": ..., \"device_type\": ...}.",
+                     check=_pci_aliases),
     },
     "network": {
         "notify_compute_on_port_status_changes": Bool(True, "Send the compute API the events of its servers' ports "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -23,6 +24,7 @@ class Opt:
     pattern: str | None = None           # a regular expression the whole value must match
     pattern_help: str = ""               # what the pattern means, for errors and config-sample
     secret: bool = False                 # never printed (config-sample, errors)
+    check: Callable[[str], None] | None = None   # more than a pattern can say: raises ValueError(what is allowed)
     kind: str = field(default="string", init=False)
 
     def parse(self, text: str) -> object:
@@ -31,6 +33,8 @@ class Opt:
             raise ValueError(self.allowed())
         if self.pattern and text and not re.fullmatch(self.pattern, text):
             raise ValueError(self.allowed())
+        if self.check is not None and text:
+            self.check(text)
         return text
 
     def allowed(self) -> str:

@@ -35,6 +35,8 @@ def load(tmp_path, text: str) -> Config:
     ("[comptue]\nforce_config_drive = true\n", "[comptue]: unknown section (did you mean compute?)"),
     ("[quota]\ninstance = 5\n", "[quota] instance: unknown option (did you mean instances?)"),
     ("[quota]\nwidgets = 5\n", "[quota] widgets: unknown option"),
+    ("[pci]\nalias = {name: gpu}\n", "[pci] alias = '{name: gpu}': must be JSON: a {...} alias or a list of them"),
+    ("[volume]\nnbd_ports = 11000-10000\n", "[volume] nbd_ports = '11000-10000': must be a port or a range LOW-HIGH"),
     ("[default]\ndebug = true\n", "[default]: unknown section (did you mean DEFAULT?)"),
     ("[compute]\nforce_config_drive = sometimes\n",
      "[compute] force_config_drive = 'sometimes': must be true or false"),   # an old location names itself
