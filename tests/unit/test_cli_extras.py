@@ -85,3 +85,21 @@ def test_up_sh_starts_the_install_there_is_when_installing_fails(tmp_path):
     started = subprocess.run([checkout / "scripts" / "up.sh"], capture_output=True, text=True)
     assert (started.returncode, started.stdout) == (0, "kilonova up\n")
     assert "could not update the install (offline?)" in started.stderr
+
+
+def test_a_busy_port_is_named_with_its_service():
+    import socket
+
+    from kilonova.aio import _listen
+    from kilonova.runtime import PortInUse
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUse) as refused:
+            _listen("127.0.0.1", port, "compute")
+        assert str(refused.value) == f"port {port} on 127.0.0.1 for the compute API cannot be used: " \
+                                     "Address already in use"
+        with pytest.raises(PortInUse, match=r"for the /metrics port \(\[DEFAULT\] metrics_port\)"):
+            _listen("127.0.0.1", port, "metrics")
