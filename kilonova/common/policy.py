@@ -9,7 +9,9 @@ change), and a broken edit keeps the rules in force rather than failing requests
 
 Cost: oslo.policy inspects every check's signature on each evaluation (``inspect.getfullargspec``,
 ~10 us a node, 70-130 us for a typical rule); ``_check`` below caches that answer per check class, which
-brings a nested rule (``rule:project_reader_or_admin``) to ~15 us (see tests/unit/test_policy_engine.py).
+brings a nested rule (``rule:project_reader_or_admin``) to ~15 us on a quiet machine (~35 us at a load of
+10 on 2 cores); and a decision, a function of the rules, the token and the target, is remembered until the
+rules change: ~1 us for a rule, token and target seen before (tests/unit/test_policy_engine.py).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ LOG = logging.getLogger(__name__)
 RuleDefault = oslo_policy.RuleDefault
 DeprecatedRule = oslo_policy.DeprecatedRule
 RELOAD_INTERVAL = 1.0
+DECISIONS = 20000   # remembered decisions per service (all forgotten at once when full or the rules change)
 NO_FILE = "/nonexistent/kilonova-policy.yaml"
 # The rule a service checks a name it has no rule for against (a handler newer than the table): the admin
 # rule that guarded it before the engine. Placement refuses such names, as upstream.
@@ -124,12 +127,23 @@ def read_file(path: Path) -> dict[str, str]:
     return rules
 
 
+def _stamp(path) -> tuple | None:
+    try:
+        stat = os.stat(path)
+    except (OSError, TypeError):
+        return None
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
 class _OsloEnforcer(oslo_policy.Enforcer):
-    """oslo.policy's Enforcer with the file looked at once a second instead of on every check."""
+    """oslo.policy's Enforcer with the file looked at once a second (and read again only when it changed)
+    instead of on every check; ``generation`` moves whenever the rules may have changed."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._checked = 0.0
+        self._seen: tuple | None = None
+        self.generation = 0
         self._lock = threading.Lock()
 
     def load_rules(self, force_reload: bool = False) -> None:
@@ -139,6 +153,11 @@ class _OsloEnforcer(oslo_policy.Enforcer):
         with self._lock:
             self._checked = now
             path = self.policy_path or self.policy_file
+            seen = _stamp(path)
+            if not force_reload and seen == self._seen:
+                return
+            self._seen = seen
+            self.generation += 1
             try:
                 if path and Path(path).is_file():
                     read_file(Path(path))    # a broken edit is refused here, before oslo.policy takes it
@@ -167,6 +186,8 @@ class Enforcer:
                  *, enforce_scope: bool = True, enforce_new_defaults: bool = True):
         self.service = service
         self.fallback = FALLBACK.get(service)
+        self._decisions: dict[tuple, bool] = {}
+        self._generation = -1
         self.policy_file = Path(policy_file) if policy_file else None
         conf = cfg.ConfigOpts()
         conf([], project=f"kilonova-{service}", default_config_files=[], default_config_dirs=[],
@@ -195,13 +216,36 @@ class Enforcer:
 
     def authorize(self, rule: str, target: dict[str, Any], ctx: RequestContext) -> bool:
         """Whether ``ctx`` may do ``rule`` on ``target``; wrong token scopes are refused, and so is a rule this
-        service does not have, unless the service names a fallback (its admin rule, as before the engine)."""
-        if self.fallback and rule not in self._oslo.registered_rules and rule not in self._oslo.rules:
+        service does not have, unless the service names a fallback (its admin rule, as before the engine).
+
+        A decision depends only on the rules, the token's attributes and the target's: it is remembered
+        (until the rules change), so a request's checks after the first of their kind cost a dictionary
+        lookup instead of an evaluation (~2 us instead of 15-35 us)."""
+        oslo = self._oslo
+        oslo.load_rules()
+        if oslo.generation != self._generation:
+            self._decisions.clear()
+            self._generation = oslo.generation
+        try:
+            key = (rule, ctx.user_id, ctx.project_id, ctx.domain_id, ctx.system_scope, tuple(ctx.roles),
+                   tuple(target.items()))
+            known = self._decisions.get(key)
+        except TypeError:   # an unhashable target value: evaluated every time
+            key, known = None, None
+        if known is not None:
+            return known
+        if self.fallback and rule not in oslo.registered_rules and rule not in oslo.rules:
             if rule not in _WARNED:
                 _WARNED.add(rule)
                 LOG.warning("%s policy has no rule %s: checked as %s", self.service, rule, self.fallback)
-            rule = self.fallback
-        return self._oslo.enforce(rule, target, credentials(ctx))
+            decision = oslo.enforce(self.fallback, target, credentials(ctx))
+        else:
+            decision = oslo.enforce(rule, target, credentials(ctx))
+        if key is not None:
+            if len(self._decisions) >= DECISIONS:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
 
     def overrides(self) -> dict[str, str]:
         return read_file(self.policy_file) if self.policy_file else {}
