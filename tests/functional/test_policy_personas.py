@@ -7,13 +7,14 @@ through the implied roles the bootstrap creates, as Keystone's).
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 
 import openstack
 import pytest
 
 from tests import forked_cli
-from tests.cloud import wait_for
+from tests.cloud import new_cloud, wait_for
 
 V = "2.90"
 PERSONAS = ("manager", "member", "reader")
@@ -233,3 +234,17 @@ def test_a_policy_file_changes_rules_of_the_running_cloud(cloud, people):
         path.unlink()
     wait_for(lambda: reader.call("GET", "/os-hypervisors").status_code == 403, "the defaults back", timeout=10)
     assert reader.openstack("resource", "provider", "list").returncode != 0
+
+
+def test_a_malformed_policy_file_stops_the_cloud_at_start_with_one_line():
+    broken = new_cloud(hosts=1)
+    broken.state_dir.mkdir(parents=True, exist_ok=True)
+    (broken.state_dir / "policy.yaml").write_text('"os_compute_api:servers:create": "role:member and"\n')
+    try:
+        with pytest.raises(RuntimeError) as failed:
+            broken.start(timeout=60)
+        output = str(failed.value).split("\n", 1)[1].strip()
+        assert output == ("kilonova: configuration error: rule 'os_compute_api:servers:create': cannot parse "
+                          "check string 'role:member and'"), output
+    finally:
+        shutil.rmtree(broken.workdir, ignore_errors=True)
