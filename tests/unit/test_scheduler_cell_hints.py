@@ -54,6 +54,9 @@ def test_build_near_host_ip_with_upstreams_default_cidr(conf):
     assert not flt.host_passes(host("a", ip=None), hints(build_near_host_ip="10.0.0.1"))
     assert flt.host_passes(host("a", ip="fd00::5"), hints(build_near_host_ip="fd00::1", cidr="/64"))
     assert "10.0.0.0/24" in flt.explain(hints(build_near_host_ip="10.0.0.1"))
+    nonsense = hints(build_near_host_ip="10.0.0.1", cidr="/99")
+    assert not flt.host_passes(host("a"), nonsense)
+    assert flt.explain(nonsense).startswith("the build_near_host_ip and cidr hints make no network")
 
 
 def test_no_valid_host_names_the_cell_filter(conf):

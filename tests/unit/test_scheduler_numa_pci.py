@@ -11,7 +11,7 @@ from kilonova.compute.scheduler.filters.numa_pci import NUMATopologyFilter, PciP
 from kilonova.compute.scheduler.host_state import HostState
 from kilonova.compute.scheduler.manager import NoValidHost, SchedulerManager
 from kilonova.compute.virt import fake_topology
-from kilonova.config import Config
+from kilonova.config import Config, ConfigError
 from tests.unit.test_compute_admin_harness import api, stub  # noqa: F401 - fixtures
 from tests.unit.test_compute_aggregates import CandidatePlacement, hosts  # noqa: F401 - fixtures
 
@@ -82,6 +82,10 @@ def test_pci_filter(conf):
     assert not flt.host_passes(host(pci=pools), spec(**{"pci_passthrough:alias": "nic:4"}))
     assert not flt.host_passes(host(pci=pools), spec(**{"pci_passthrough:alias": "nic:1,gpu:1"}))
     assert not flt.host_passes(host(), spec(**{"pci_passthrough:alias": "nic:1"}))
+    conf.set("pci", "alias", '{"vendor_id": "8086"}')
+    with pytest.raises(ConfigError):
+        PciPassthroughFilter(conf)
+    conf.set("pci", "alias", ALIAS)
     unknown = spec(**{"pci_passthrough:alias": "fpga:1"})
     assert not flt.host_passes(host(pci=pools), unknown)
     assert flt.explain(unknown) == "PCI alias fpga is not defined ([pci] alias)"

@@ -57,7 +57,10 @@ class SimpleCIDRAffinityFilter(BaseFilter):
         return bool(_hint(spec, "build_near_host_ip"))
 
     def host_passes(self, host, spec):
-        network = _network(spec)
+        try:
+            network = _network(spec)
+        except ValueError:  # e.g. cidr=/99: no host is near a network that does not exist
+            return False
         if network is None:
             return True
         try:
@@ -66,7 +69,10 @@ class SimpleCIDRAffinityFilter(BaseFilter):
             return False
 
     def explain(self, spec):
-        return f"{self.reason} ({_network(spec)})"
+        try:
+            return f"{self.reason} ({_network(spec)})"
+        except ValueError as exc:
+            return f"the build_near_host_ip and cidr hints make no network ({exc})"
 
 
 def _network(spec):

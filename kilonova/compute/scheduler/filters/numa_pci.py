@@ -1,6 +1,7 @@
 """NUMATopologyFilter and PciPassthroughFilter: the guest's NUMA cells and PCI devices against the host's
 NUMA cells and free PCI device pools, as the compute agent reports them (see ``topology``)."""
 from kilonova.compute.scheduler import topology
+from kilonova.config import ConfigError
 from kilonova.compute.scheduler.filters import BaseFilter
 
 
@@ -46,6 +47,13 @@ class PciPassthroughFilter(BaseFilter):
     """Only hosts with free PCI devices for the flavor's ``pci_passthrough:alias`` ([pci] alias)."""
 
     reason = "has not enough free PCI devices"
+
+    def __init__(self, conf) -> None:
+        super().__init__(conf)
+        try:  # a broken alias list stops the scheduler at start, as any wrong option does
+            topology.aliases(conf)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"[pci] alias: not a JSON object or list of objects with a name ({exc})") from None
 
     def applies(self, spec):
         return bool(((spec.get("flavor") or {}).get("extra_specs") or {}).get("pci_passthrough:alias"))
