@@ -289,7 +289,7 @@ class SchedulerManager:
         for flt in self.filters:
             if not flt.applies(spec):
                 continue
-            kept = [h for h in remaining if flt.host_passes(h, spec)]
+            kept = flt.filter_all(remaining, spec)
             if len(kept) < len(remaining):
                 removed.append(f"{type(flt).__name__} removed {len(remaining) - len(kept)} of "
                                f"{len(remaining)} hosts ({flt.explain(spec)})")

@@ -24,6 +24,10 @@ class BaseFilter:
     def host_passes(self, host: HostState, spec: dict[str, Any]) -> bool:
         raise NotImplementedError
 
+    def filter_all(self, hosts: list[HostState], spec: dict[str, Any]) -> list[HostState]:
+        """The hosts that pass (a filter on the hot path reads the request once here instead of per host)."""
+        return [host for host in hosts if self.host_passes(host, spec)]
+
     def explain(self, spec: dict[str, Any]) -> str:
         """Why the hosts this filter removed for ``spec`` were removed."""
         return self.reason

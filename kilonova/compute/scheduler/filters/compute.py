@@ -8,3 +8,6 @@ class ComputeFilter(BaseFilter):
 
     def host_passes(self, host, spec):
         return host.service_up and not host.service_disabled
+
+    def filter_all(self, hosts, spec):
+        return [host for host in hosts if host.service_up and not host.service_disabled]

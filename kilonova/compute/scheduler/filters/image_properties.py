@@ -16,16 +16,22 @@ class ImagePropertiesFilter(BaseFilter):
         return any(_wanted(spec))
 
     def host_passes(self, host, spec):
+        return _runs(host.supported_instances, *_wanted(spec))
+
+    def filter_all(self, hosts, spec):
         arch, hv_type, vm_mode = _wanted(spec)
-        if not (arch or hv_type or vm_mode):
+        return [host for host in hosts if _runs(host.supported_instances, arch, hv_type, vm_mode)]
+
+
+def _runs(supported, arch, hv_type, vm_mode) -> bool:
+    """Whether one of the host's (arch, hv type, vm mode) triples runs what the image asks for."""
+    if not (arch or hv_type or vm_mode):
+        return True
+    for host_arch, host_hv, host_mode in supported:
+        if ((not arch or arch == host_arch) and (not hv_type or hv_type == host_hv)
+                and (not vm_mode or vm_mode == host_mode)):
             return True
-        if not host.supported_instances:
-            return False
-        for host_arch, host_hv, host_mode in host.supported_instances:
-            if ((not arch or arch == host_arch) and (not hv_type or hv_type == host_hv)
-                    and (not vm_mode or vm_mode == host_mode)):
-                return True
-        return False
+    return False
 
 
 def _wanted(spec) -> tuple:

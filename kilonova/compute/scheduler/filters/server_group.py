@@ -39,3 +39,11 @@ class ServerGroupAntiAffinityFilter(_GroupFilter):
             return True
         allowed = int((group.get("rules") or {}).get("max_server_per_host", 1))
         return len(group["hosts"].get(host.host, [])) < allowed
+
+    def filter_all(self, hosts, spec):
+        group = spec.get("instance_group")
+        if not group or group["policy"] != "anti-affinity":
+            return hosts
+        allowed = int((group.get("rules") or {}).get("max_server_per_host", 1))
+        full = {name for name, members in group["hosts"].items() if len(members) >= allowed}
+        return [host for host in hosts if host.host not in full] if full else list(hosts)

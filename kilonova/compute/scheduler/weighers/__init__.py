@@ -42,29 +42,38 @@ class BaseWeigher:
     def weigh(self, host: HostState, spec: dict) -> float:
         raise NotImplementedError
 
+    def weigh_all(self, hosts: list[HostState], spec: dict) -> list[float]:
+        return [self.weigh(host, spec) for host in hosts]
 
-class RAMWeigher(BaseWeigher):
+
+class _FreeWeigher(BaseWeigher):
+    """More free of a resource class is better (spread)."""
+    resource_class = ""
+
+    def weigh(self, host, spec):
+        return host.free(self.resource_class)
+
+    def weigh_all(self, hosts, spec):
+        rc = self.resource_class
+        return [h.capacity.get(rc, 0) - h.used.get(rc, 0) for h in hosts]
+
+
+class RAMWeigher(_FreeWeigher):
     """More free RAM is better (spread)."""
     option = "ram_weight_multiplier"
-
-    def weigh(self, host, spec):
-        return host.free("MEMORY_MB")
+    resource_class = "MEMORY_MB"
 
 
-class CPUWeigher(BaseWeigher):
+class CPUWeigher(_FreeWeigher):
     """More free vCPUs is better (spread)."""
     option = "cpu_weight_multiplier"
-
-    def weigh(self, host, spec):
-        return host.free("VCPU")
+    resource_class = "VCPU"
 
 
-class DiskWeigher(BaseWeigher):
+class DiskWeigher(_FreeWeigher):
     """More free disk is better (spread)."""
     option = "disk_weight_multiplier"
-
-    def weigh(self, host, spec):
-        return host.free("DISK_GB")
+    resource_class = "DISK_GB"
 
 
 def all_weighers() -> tuple[type[BaseWeigher], ...]:
@@ -107,7 +116,7 @@ def weights(weighers: list[BaseWeigher], hosts: list[HostState], spec: dict) -> 
     found = {}
     keys = _aggregate_keys(hosts)
     for weigher in active(weighers, hosts, spec, keys):
-        values = normalise([weigher.weigh(host, spec) for host in hosts])
+        values = normalise(weigher.weigh_all(hosts, spec))
         if weigher.option in keys:  # some hosts' aggregates set their own multiplier
             found[type(weigher).__name__] = [weigher.multiplier_for(h) * v for h, v in zip(hosts, values)]
         else:
