@@ -82,8 +82,8 @@ def test_pci_filter(conf):
     assert not flt.host_passes(host(pci=pools), spec(**{"pci_passthrough:alias": "nic:4"}))
     assert not flt.host_passes(host(pci=pools), spec(**{"pci_passthrough:alias": "nic:1,gpu:1"}))
     assert not flt.host_passes(host(), spec(**{"pci_passthrough:alias": "nic:1"}))
-    conf.set("pci", "alias", '{"vendor_id": "8086"}')
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError):  # refused when set (typed options), else when the filter starts
+        conf.set("pci", "alias", '{"vendor_id": "8086"}')
         PciPassthroughFilter(conf)
     conf.set("pci", "alias", ALIAS)
     unknown = spec(**{"pci_passthrough:alias": "fpga:1"})
