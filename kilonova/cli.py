@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from kilonova.config import Config, ConfigError
-from kilonova.runtime import PortInUse, StateDirBusy
+from kilonova.runtime import PortInUse, StateDirBusy, StateLock
 from kilonova.services import SERVICE_CLASSES, SERVICES_IN_PORT_ORDER
 
 # Options of the command itself, accepted after the subcommand too (`kilonova up --state-dir X`).
@@ -29,18 +29,15 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from kilonova import aio
-    from kilonova.common import logs
-
-    from kilonova.common import private_files
-    from kilonova.runtime import StateLock
+    from kilonova.common import logs, private_files
 
     conf = _config_from_args(args)
-    logs.setup(conf, "kilonova-up", interactive=True, debug=args.debug)
     clouds_yaml = Path(args.clouds_yaml).expanduser() if args.clouds_yaml else \
         Path("~/.config/openstack/clouds.yaml").expanduser()
     private_files.private_dir(conf.state_dir)
     lock = StateLock(conf.state_dir, "kilonova up")   # before anything in the state directory is touched
     try:
+        logs.setup(conf, "kilonova-up", interactive=True, debug=args.debug)
         aio.up(conf, clouds_yaml, lock)
     finally:
         lock.release()
@@ -49,7 +46,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from kilonova import aio
-
     from kilonova.common import logs
 
     conf = _config_from_args(args)
