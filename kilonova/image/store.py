@@ -1,4 +1,4 @@
-"""The filesystem store: image data lives in ``[image] filesystem_store_datadir/<image id>``.
+"""The filesystem store: image data lives in ``[glance_store] filesystem_store_datadir/<image id>``.
 
 Writes go to a temporary file beside the final one, hashing as they go (md5 for
 ``checksum``, sha512 for ``os_hash_value``), and are renamed into place only
