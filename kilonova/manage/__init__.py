@@ -13,6 +13,7 @@
     kilonova manage placement audit [--heal] [--verbose]
     kilonova manage volume_attachment audit
     kilonova manage policy list [--service NAME] [--overridden]
+    kilonova manage limits migrate_to_unified_limits [--project-id P] [--region-id R] [--verbose] [--dry-run]
     kilonova manage scheduler explain --flavor F [--image I] [--hint K=V] [--availability-zone AZ] [--json]
 
 Exit codes follow upstream: 0 success, 1 a warning or "nothing done", 2 failure
@@ -25,7 +26,7 @@ import argparse
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add ``manage`` and its commands to the ``kilonova`` parser."""
-    from kilonova.manage import audit, cells, policy_list, scheduler, status, volume_audit
+    from kilonova.manage import audit, cells, limits, policy_list, scheduler, status, volume_audit
 
     manage = sub.add_parser("manage", help="admin commands (db sync, cells, upgrade checks, allocation audit, "
                                            "policy)")
@@ -36,6 +37,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     volume_audit.register(groups)
     policy_list.register(groups)
     scheduler.register(groups)
+    limits.register(groups)
 
 
 def load_conf(args: argparse.Namespace):
