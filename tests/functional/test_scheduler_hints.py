@@ -122,3 +122,25 @@ def test_manage_scheduler_explain_dry_runs_a_request(cloud, member):
     assert "AvailabilityZoneFilter" in nowhere.stdout and "not in the requested availability zone" in nowhere.stdout
     assert "No valid host was found." in nowhere.stdout
     assert cloud.audit() == audit_before   # the dry runs claimed nothing
+
+
+def test_a_disabled_compute_service_is_left_out_by_placement_and_explained(cloud):
+    """`openstack compute service set --disable`: at its next heartbeat the host's provider carries
+    COMPUTE_STATUS_DISABLED (the compute_status_filter pre-filter leaves it out), and enabled again loses it."""
+    host = "compute4"
+
+    def traits():
+        with cloud.http("placement") as placement:
+            placement.headers["OpenStack-API-Version"] = "placement 1.36"
+            [provider] = placement.get("/resource_providers", params={"name": host}).json()["resource_providers"]
+            return set(placement.get(f"/resource_providers/{provider['uuid']}/traits").json()["traits"])
+
+    cloud.openstack("compute", "service", "set", "--disable", host, "nova-compute")
+    try:
+        wait_for(lambda: "COMPUTE_STATUS_DISABLED" in traits(), "the disabled trait", timeout=60)
+        there = cloud.manage("scheduler", "explain", "--flavor", "m1.tiny", "--host", host, check=False)
+        assert there.returncode == 3, there.stdout + there.stderr
+        assert "pre-filter compute_status_filter left none" in there.stdout
+    finally:
+        cloud.openstack("compute", "service", "set", "--enable", host, "nova-compute")
+    wait_for(lambda: "COMPUTE_STATUS_DISABLED" not in traits(), "the disabled trait to go", timeout=60)
