@@ -7,31 +7,17 @@ stays ``queued`` with no data, and the store holds no file for it.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import pytest
 
-from kilonova.image import qcow2
+from tests import image_files
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (apt-get install qemu-utils)")
-
-
-def _qemu_img(*args: str) -> None:
-    subprocess.run(["qemu-img", "create", "-q", *args], check=True)
+pytestmark = image_files.needs_qemu_img
 
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     """name -> (path, disk_format, what the error must say)."""
-    d = tmp_path_factory.mktemp("hostile")
-    _qemu_img("-f", "raw", str(d / "target.raw"), "1M")
-    _qemu_img("-f", "qcow2", "-o", f"data_file={d / 'target.raw'}", str(d / "data-file.qcow2"), "1M")
-    _qemu_img("-f", "qcow2", "-b", "/etc/hostname", "-F", "raw", str(d / "backing.qcow2"), "1M")
-    _qemu_img("-f", "vmdk", "-o", "subformat=monolithicFlat", str(d / "flat.vmdk"), "1M")
-    (d / "random.bin").write_bytes(os.urandom(100_000))
-    (d / "real.qcow2").write_bytes(qcow2.empty_image(64 << 20))
+    d = image_files.make(tmp_path_factory.mktemp("hostile"))
     return {
         "data-file": (d / "data-file.qcow2", "qcow2", "safety check"),
         "backing": (d / "backing.qcow2", "qcow2", "safety check"),

@@ -7,33 +7,21 @@ its disk_format; qemu-img is told the format and runs under resource limits.
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 
 from kilonova.common import image_safety
 from kilonova.compute.virt.driver import BuildFailure
 from kilonova.compute.virt.libvirt.imagecache import ImageCache
-from kilonova.image import qcow2
 from kilonova.volume.images import ImageError
+from tests import image_files
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (apt-get install qemu-utils)")
-
-
-def _create(*args: str) -> None:
-    subprocess.run(["qemu-img", "create", "-q", *args], check=True)
+pytestmark = image_files.needs_qemu_img
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("images")
-    _create("-f", "raw", str(d / "target.raw"), "1M")
-    _create("-f", "qcow2", "-o", f"data_file={d / 'target.raw'}", str(d / "data-file.qcow2"), "1M")
-    _create("-f", "qcow2", "-b", "/etc/hostname", "-F", "raw", str(d / "backing.qcow2"), "1M")
-    _create("-f", "vmdk", "-o", "subformat=monolithicFlat", str(d / "flat.vmdk"), "1M")
-    _create("-f", "vmdk", str(d / "sparse.vmdk"), "1M")
-    (d / "real.qcow2").write_bytes(qcow2.empty_image(64 << 20))
-    return d
+    return image_files.make(tmp_path_factory.mktemp("images"))
 
 
 @pytest.mark.parametrize("name, disk_format, reason", [
