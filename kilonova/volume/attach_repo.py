@@ -19,6 +19,7 @@ from kilonova.common.http import HTTPError
 from kilonova.volume.errors import volume_not_found
 from kilonova.volume.models import Volume, VolumeAttachment, utcnow
 from kilonova.volume.repo import attachment_dict
+from kilonova.volume.volume_reads import volume_row
 
 PRECEDENCE = ("attached", "attaching", "detaching", "reserved")
 VOLUME_STATUS = {"attached": "in-use", "attaching": "attaching", "detaching": "detaching", "reserved": "reserved"}
@@ -86,7 +87,7 @@ def check_connectable(session: Session, attachment_id: str, project_id: str | No
     """Before a connector is given: the volume not in error, and a volume that is not multiattach not
     already connected through another attachment. Answers the attachment."""
     attachment = _attachment(session, attachment_id, project_id)
-    volume = session.get(Volume, attachment.volume_id)
+    volume = volume_row(session, attachment.volume_id)
     _check_not_error(volume, "updated")
     others = [a for a in volume.attachments if a.id != attachment.id and a.connection_info]
     if others and not volume.multiattach:
@@ -120,9 +121,8 @@ def complete(session: Session, attachment_id: str, project_id: str | None) -> No
     attachment = _attachment(session, attachment_id, project_id)
     attachment.attach_status = "attached"
     attachment.updated_at = utcnow()
-    volume = session.get(Volume, attachment.volume_id)
-    volume.status, volume.attach_status, volume.updated_at = "in-use", "attached", utcnow()
     session.flush()
+    _set_state(session, attachment.volume_id, "in-use", "attached")
 
 
 def begin_detach(session: Session, attachment_id: str, project_id: str | None) -> dict[str, Any]:
@@ -144,24 +144,36 @@ def finish_detach(session: Session, attachment_id: str) -> list[dict[str, Any]]:
         return []
     volume_id = attachment.volume_id
     session.delete(attachment)
-    session.flush()
-    volume = _settle_volume(session, volume_id)
-    return [attachment_dict(a) for a in volume.attachments if a.id != attachment_id]
+    left = _settle_volume(session, volume_id)
+    return [attachment_dict(a) for a in left if a.id != attachment_id]
 
 
-def _settle_volume(session: Session, volume_id: str) -> Volume:
-    """The volume's status and attach_status from its attachments (Cinder's order of precedence)."""
-    volume = session.get(Volume, volume_id)
+_ATTACHMENTS_OF = sa.select(*VolumeAttachment.__table__.columns).where(
+    VolumeAttachment.volume_id == sa.bindparam("volume_id")).order_by(VolumeAttachment.created_at)
+
+
+def _settle_volume(session: Session, volume_id: str) -> list:
+    """The volume's status and attach_status from its attachments (Cinder's order of precedence); answers
+    the attachments (rows). Read and written as plain statements (every attach and detach step settles the
+    volume: loading it and its relationships through the ORM was most of their cost); a Volume the session
+    holds has those attributes expired, so that it reads them again."""
     session.flush()
-    session.refresh(volume, ["attachments"])
-    states = {a.attach_status for a in volume.attachments}
+    left = list(session.execute(_ATTACHMENTS_OF, {"volume_id": volume_id}))
+    states = {a.attach_status for a in left}
     leading = next((state for state in PRECEDENCE if state in states), None)
-    if leading is None:
-        volume.status, volume.attach_status = "available", "detached"
-    else:
-        volume.status, volume.attach_status = VOLUME_STATUS[leading], leading
-    volume.updated_at = utcnow()
-    return volume
+    status, attach_status = ("available", "detached") if leading is None else (VOLUME_STATUS[leading], leading)
+    _set_state(session, volume_id, status, attach_status)
+    return left
+
+
+def _set_state(session: Session, volume_id: str, status: str, attach_status: str) -> None:
+    """The volume's status, written as a plain UPDATE (no load of the volume and its relationships); a Volume
+    the session holds reads them again."""
+    session.execute(sa.update(Volume.__table__).where(Volume.id == volume_id).values(
+        status=status, attach_status=attach_status, updated_at=utcnow()))
+    for held in list(session.identity_map.values()):
+        if isinstance(held, Volume) and held.id == volume_id:
+            session.expire(held, ["status", "attach_status", "updated_at"])
 
 
 def exported_volumes(session: Session) -> list[str]:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from kilonova.common.http import HTTPError
 from kilonova.volume.errors import type_not_found, volume_not_found
+from kilonova.volume.volume_reads import volume_row
 from kilonova.volume.models import (QuotaLimit, Snapshot, SnapshotMetadata, Volume, VolumeAttachment,
                                     VolumeGlanceMetadata, VolumeMetadata, VolumeType, VolumeTypeExtraSpec, utcnow)
 
@@ -157,7 +158,10 @@ def _volume(session: Session, volume_id: str) -> Volume:
 
 
 def get_volume(session: Session, volume_id: str) -> dict[str, Any]:
-    return volume_dict(_volume(session, volume_id))
+    volume = volume_row(session, volume_id)   # plain rows, not the ORM: the service's hottest read
+    if volume is None:
+        raise volume_not_found(volume_id)
+    return volume_dict(volume)
 
 
 def usage(session: Session, project_id: str) -> dict[str, int]:
