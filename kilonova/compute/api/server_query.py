@@ -231,6 +231,8 @@ def filters(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         db["changes-since"] = since
     if before is not None:
         db["changes-before"] = before
+    if "soft_deleted" in opts:  # an admin's; upstream reads the text's truth, so "false" counts as true too
+        db["soft_deleted"] = bool(opts["soft_deleted"])
     if want(request, "2.73") and "locked" in opts:
         db["locked"] = strict_bool(request, "locked")
     for name in ("ip", "ip6"):
@@ -268,6 +270,8 @@ def pending_filter(db_filters: dict[str, Any]):
     """The database filters applied to a build request (a server not yet in a cell) in Python."""
     def matches(server: dict[str, Any]) -> bool:
         for key, value in db_filters.items():
+            if key == "soft_deleted":
+                continue  # a build request is never deleted
             if key in ("changes-since", "changes-before", "host"):
                 return False  # never updated, never on a host yet
             if key.startswith("tags:"):

@@ -271,11 +271,18 @@ def query(session: Session, *, project_id: str | None, filters: dict[str, Any], 
     stmt = sa.select(*_LIST_COLUMNS)
     if project_id is not None:
         stmt = stmt.where(_TABLE.c.project_id == project_id)
+    # upstream's soft_deleted: the live list with the soft-deleted ones too, or the deleted without them.
+    soft = filters.get("soft_deleted")
     if deleted is False:
-        stmt = stmt.where(_TABLE.c.deleted == 0, _TABLE.c.vm_state != "soft-delete")
+        stmt = stmt.where(_TABLE.c.deleted == 0)
+        if not soft:
+            stmt = stmt.where(_TABLE.c.vm_state != "soft-delete")
     elif deleted is True:
-        stmt = stmt.where(sa.or_(_TABLE.c.deleted != 0, _TABLE.c.vm_state == "soft-delete"))
+        stmt = stmt.where(_TABLE.c.deleted != 0 if soft is False else
+                          sa.or_(_TABLE.c.deleted != 0, _TABLE.c.vm_state == "soft-delete"))
     for key, value in filters.items():
+        if key == "soft_deleted":
+            continue
         if key == "changes-since":
             stmt = stmt.where(_TABLE.c.updated_at >= value)
         elif key == "changes-before":
