@@ -15,9 +15,14 @@ class RequestContext:
     token: str | None = None
     request_id: str | None = None
     system_scope: str | None = None
+    # Set by a service from its policy's context_is_admin rule, as oslo.context's is_admin is (None: the
+    # admin role decides). Not sent along with the context: each service asks its own policy.
+    admin_by_policy: bool | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_admin(self) -> bool:
+        if self.admin_by_policy is not None:
+            return self.admin_by_policy
         return "admin" in self.roles
 
     @property
@@ -60,4 +65,4 @@ class RequestContext:
 
     @classmethod
     def from_dict(cls, values: dict) -> "RequestContext":
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__ and k != "admin_by_policy"})

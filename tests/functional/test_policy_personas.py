@@ -208,18 +208,22 @@ def test_a_manager_migrates_without_naming_a_host_and_sees_its_migrations_withou
         admin.call("DELETE", f"/servers/{server}")
 
 
-def test_a_policy_file_changes_rules_of_the_running_cloud(cloud, people):
+def test_a_policy_file_changes_rules_of_the_running_cloud(cloud, people, server):
     """A rule for one user at a time, so that nothing else on this cloud changes while it is in force."""
-    reader, member = people["reader"], people["member"]
+    reader, member, other = people["reader"], people["member"], people["other"]
     path = cloud.state_dir / "policy.yaml"
     path.write_text(json.dumps({
         "os_compute_api:os-hypervisors:list": f"rule:context_is_admin or user_id:{reader.user.id}",
         "os_compute_api:servers:create": f"rule:project_member_or_admin and not user_id:{member.user.id}",
         "placement:resource_providers:list": f"rule:admin_or_service_api or user_id:{reader.user.id}",
+        # Nova's is_admin is this rule: the other project's member then sees every project's servers
+        "context_is_admin": f"role:admin or user_id:{other.user.id}",
     }))
     try:
         wait_for(lambda: reader.call("GET", "/os-hypervisors").status_code == 200,
                  "the override to let the reader list hypervisors", timeout=10)
+        assert other.call("GET", f"/servers/{server}").status_code == 200
+        assert other.call("GET", "/os-services").status_code == 200
         result = reader.openstack("resource", "provider", "list", "-f", "json")
         assert result.returncode == 0, result.stderr
         assert len(json.loads(result.stdout)) >= 1
@@ -233,6 +237,7 @@ def test_a_policy_file_changes_rules_of_the_running_cloud(cloud, people):
     finally:
         path.unlink()
     wait_for(lambda: reader.call("GET", "/os-hypervisors").status_code == 403, "the defaults back", timeout=10)
+    assert other.call("GET", f"/servers/{server}").status_code == 404
     assert reader.openstack("resource", "provider", "list").returncode != 0
 
 

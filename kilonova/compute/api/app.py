@@ -10,6 +10,7 @@ from starlette.responses import Response
 from kilonova.common.auth import TokenValidator, make_auth_hook
 from kilonova.common.http import Handler, HTTPError, Router, ServiceApp
 from kilonova.compute.api import microversions
+from kilonova.compute.api.common import permits
 from kilonova.compute.api.errors import format_error
 
 # Each module defines ``register(router)``; order does not matter but for volumes_boot (after servers).
@@ -55,6 +56,9 @@ def create_app(validator: TokenValidator, compute_api: object) -> ComputeApp:
         request.state.version = microversions.MIN
         request.state.version = microversions.negotiate(request)
         _check_url_project(request)
+        context = getattr(request.state, "context", None)
+        if context is not None:   # Nova's context.is_admin: the context_is_admin rule (as overridden), not the role
+            context.admin_by_policy = permits(compute_api, context, "context_is_admin")
 
     def add_version_headers(request: Request, response: Response) -> None:
         version = microversions.version_text(getattr(request.state, "version", microversions.MIN))
