@@ -9,9 +9,11 @@ runs it on the driver's cursor. The result is an ordinary SQLAlchemy ``Result`` 
 scalars, ``rowcount``) with the column types converted as SQLAlchemy would, and a driver error is raised
 as SQLAlchemy's own exception class.
 
-Anything SQLAlchemy would have to do more for -- an INSERT (its defaults and new key), Python-side
-column defaults, literal-execute parameters, several parameter sets -- runs through
-SQLAlchemy as before, as does every statement on PostgreSQL and MariaDB and every statement of a
+An INSERT given a value for every column that has a Python-side default runs there too (its new
+key is the cursor's ``lastrowid``), alone or with several parameter sets of the same names (the
+cursor's ``executemany``). Anything SQLAlchemy would have to do more for -- an INSERT's Python-side
+defaults or RETURNING, Python-side defaults of an UPDATE, literal-execute parameters, several parameter
+sets of anything else -- runs through SQLAlchemy as before, as does every statement on PostgreSQL and MariaDB and every statement of a
 transaction that has opened an ORM session (which may have changes to flush first).
 """
 from __future__ import annotations
@@ -49,13 +51,14 @@ def is_prepared(statement: Any) -> bool:
 
 class _Result(IteratorResult):
     rowcount = -1
+    inserted_primary_key: tuple | None = None
 
 
 class _Form:
     """One compiled shape of a prepared statement: SQL text, where each positional parameter comes from and
     its conversion, result keys and conversions."""
 
-    __slots__ = ("sql", "sources", "metadata")
+    __slots__ = ("sql", "sources", "metadata", "primary_key")
 
     def __init__(self, compiled: Any, dialect: Any, params: dict, expanding: tuple):
         # Values the statement itself binds (``deleted == 0``): the same on every run.
@@ -70,6 +73,10 @@ class _Form:
         processors = compiled._bind_processors
         self.sources = [(source, index, fixed.get(source, _MISSING), processors.get(source))
                         for source, index in (element_of.get(name, (name, None)) for name in state.positiontup)]
+        # an INSERT's primary key columns: their values come from the parameters, or (the one left out, an
+        # autoincrement key) from the cursor's lastrowid
+        self.primary_key = tuple(column.key for column in compiled.statement.table.primary_key) \
+            if compiled.isinsert else None
         columns = compiled._result_columns
         if columns:
             processors = [column.type._cached_result_processor(dialect, None) for column in columns]
@@ -91,7 +98,10 @@ def _form(statement: Any, expanding: tuple, forms: dict, params: dict, dialect: 
         if len(forms) >= _MAX_FORMS:
             return None  # lists of ever new lengths: SQLAlchemy's cache is bounded, so is this
     compiled = statement.compile(dialect=dialect, column_keys=sorted(params))
-    simple = dialect.paramstyle == "qmark" and not compiled.isinsert and not compiled.update_prefetch \
+    # An INSERT only when the parameters give every column SQLAlchemy would compute or fetch itself.
+    insert_ok = not compiled.isinsert or not (compiled.insert_prefetch or getattr(compiled, "postfetch", None)
+                                              or compiled.returning or compiled.effective_returning)
+    simple = dialect.paramstyle == "qmark" and insert_ok and not compiled.update_prefetch \
         and not compiled.literal_execute_params and compiled.positiontup is not None \
         and all(bind.callable is None for bind in compiled.binds.values()) \
         and {bind.key for bind in compiled.post_compile_params} == set(expanding) \
@@ -104,19 +114,8 @@ def _form(statement: Any, expanding: tuple, forms: dict, params: dict, dialect: 
     return form
 
 
-def execute(connection: sa.Connection, statement: Any, params: Any) -> Any:
-    """Run ``statement`` (known to be prepared) on ``connection``'s SQLite cursor; None when it cannot be."""
-    if params is not None and not isinstance(params, dict):
-        return None  # several parameter sets: SQLAlchemy's executemany
-    params = params or {}
-    _statement, expanding, forms = _PREPARED[id(statement)]
-    dialect = connection.dialect
-    try:
-        form = _form(statement, expanding, forms, params, dialect)
-    except KeyError:
-        return None  # a list parameter is missing: SQLAlchemy says which
-    if form is None:
-        return None
+def _values(form: _Form, params: dict) -> list | None:
+    """The positional values of one parameter set, converted; None when one is missing."""
     values = []
     for name, index, fixed, processor in form.sources:
         if name in params:
@@ -126,6 +125,50 @@ def execute(connection: sa.Connection, statement: Any, params: Any) -> Any:
         else:
             value = fixed
         values.append(value if processor is None else processor(value))
+    return values
+
+
+def _execute_many(connection: sa.Connection, statement: Any, sets: Any) -> Any:
+    """Several parameter sets, each with the same names, of a statement without lists or RETURNING."""
+    if not sets or not all(isinstance(params, dict) for params in sets):
+        return None
+    _statement, expanding, forms = _PREPARED[id(statement)]
+    names = sets[0].keys()
+    if expanding or any(params.keys() != names for params in sets):
+        return None
+    form = _form(statement, expanding, forms, sets[0], connection.dialect)
+    if form is None or form.metadata is not None:
+        return None
+    rows = [_values(form, params) for params in sets]
+    if any(values is None for values in rows):
+        return None
+    try:
+        cursor = connection.connection.driver_connection.executemany(form.sql, rows)
+    except sqlite3.Error as error:
+        raise sa.exc.DBAPIError.instance(form.sql, rows, error, sqlite3.Error, dialect=connection.dialect) \
+            from error
+    result = _Result(SimpleResultMetaData([]), iter(()))
+    result.rowcount = cursor.rowcount
+    return result
+
+
+def execute(connection: sa.Connection, statement: Any, params: Any) -> Any:
+    """Run ``statement`` (known to be prepared) on ``connection``'s SQLite cursor; None when it cannot be."""
+    if params is not None and not isinstance(params, dict):
+        # several parameter sets: the cursor's executemany when they are alike, else SQLAlchemy's
+        return _execute_many(connection, statement, params) if isinstance(params, (list, tuple)) else None
+    params = params or {}
+    _statement, expanding, forms = _PREPARED[id(statement)]
+    dialect = connection.dialect
+    try:
+        form = _form(statement, expanding, forms, params, dialect)
+    except KeyError:
+        return None  # a list parameter is missing: SQLAlchemy says which
+    if form is None:
+        return None
+    values = _values(form, params)
+    if values is None:
+        return None
     try:
         cursor = connection.connection.driver_connection.execute(form.sql, values)
     except sqlite3.Error as error:
@@ -133,6 +176,8 @@ def execute(connection: sa.Connection, statement: Any, params: Any) -> Any:
     if form.metadata is None:
         result = _Result(SimpleResultMetaData([]), iter(()))
         result.rowcount = cursor.rowcount
+        if form.primary_key is not None:
+            result.inserted_primary_key = tuple(params.get(key, cursor.lastrowid) for key in form.primary_key)
         return result
     result = _Result(form.metadata, iter(cursor.fetchall()))
     result.rowcount = cursor.rowcount

@@ -42,11 +42,11 @@ def db(tmp_path):
     database.close()
 
 
-def _both(tmp_path, fn):
+def _both(tmp_path, fn, statements=_STATEMENTS):
     """fn's answer through SQLAlchemy, then with the statements prepared, each on a database of its own."""
     answers = []
     for fast in (False, True):
-        for statement in _STATEMENTS:
+        for statement in statements:
             prepared._PREPARED.pop(id(statement), None)
             if fast:
                 prepared.prepared(statement)
@@ -55,7 +55,7 @@ def _both(tmp_path, fn):
             answers.append(database.run_sync(fn))
         finally:
             database.close()
-            for statement in _STATEMENTS:
+            for statement in statements:
                 prepared._PREPARED.pop(id(statement), None)
     return answers
 
@@ -88,6 +88,38 @@ def test_updates_convert_their_values_and_count_their_rows(tmp_path):
     assert fast == plain
     assert fast[0] == [1, 0, 1, 1]
     assert fast[2] == [_WHEN, None]
+
+
+_INSERT = _T.insert()
+
+
+def test_inserts_with_every_default_given_run_alone_or_many_and_give_their_new_key(tmp_path, monkeypatch):
+    full = {"state": "new", "flag": True, "data": {"a": 1}, "at": _WHEN, "deleted": 0}
+
+    def write(session):
+        keys = [session.execute(_INSERT, {"name": "d", **full}).inserted_primary_key[0],
+                session.execute(_INSERT, {"id": 40, "name": "e", **full}).inserted_primary_key[0]]
+        many = session.execute(_INSERT, [{"name": n, **full, "state": n} for n in ("f", "g")]).rowcount
+        short = session.execute(_INSERT, {"name": "h"}).inserted_primary_key[0]   # defaults: SQLAlchemy's
+        return keys, many, short, [tuple(row) for row in session.execute(sa.select(_T).order_by(_T.c.id))]
+
+    ran = []
+    real = prepared.execute
+    monkeypatch.setattr(prepared, "execute", lambda *args: ran.append(real(*args)) or ran[-1])
+    plain, fast = _both(tmp_path, write, _STATEMENTS + (_INSERT,))
+    assert fast == plain
+    assert fast[:3] == ([4, 40], 2, 43)
+    assert fast[3][-1][1:4] == ("h", None, False) and fast[3][-1][-1] == 0   # the columns' own defaults
+    # on the cursor: the two inserts given every default, the two-row one (one executemany); not "h"
+    assert [result is not None for result in ran] == [True, True, True, False]
+    database = _database(tmp_path / "dup.sqlite")
+    prepared.prepared(_INSERT)
+    try:
+        with pytest.raises(sa.exc.IntegrityError):
+            database.run_sync(lambda s: s.execute(_INSERT, [{"name": "a", **full}, {"name": "z", **full}]))
+    finally:
+        prepared._PREPARED.pop(id(_INSERT), None)
+        database.close()
 
 
 def test_errors_are_sqlalchemys_and_missing_parameters_fall_back_to_its_message(db):

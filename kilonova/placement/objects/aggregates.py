@@ -4,15 +4,27 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import resource_providers as rps
 from kilonova.placement.objects.models import Aggregate, ProviderAggregate
 
+# Statements built once, run on SQLite's cursor (kilonova/common/prepared.py).
+_AGG = Aggregate.__table__
+_PA = ProviderAggregate.__table__
+_UUIDS_OF = (sa.select(_AGG.c.uuid).join(_PA, _PA.c.aggregate_id == _AGG.c.id)
+             .where(_PA.c.resource_provider_id == sa.bindparam("rp_id")))
+_KNOWN = sa.select(_AGG.c.uuid, _AGG.c.id).where(_AGG.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
+_INSERT_AGGREGATE = _AGG.insert()
+_MEMBER_OF = sa.select(_PA.c.aggregate_id).where(_PA.c.resource_provider_id == sa.bindparam("rp_id"))
+_LEAVE = _PA.delete().where(_PA.c.resource_provider_id == sa.bindparam("rp_id"),
+                            _PA.c.aggregate_id.in_(sa.bindparam("agg_ids", expanding=True)))
+_JOIN = _PA.insert()
+prepare(_UUIDS_OF, _KNOWN, _INSERT_AGGREGATE, _MEMBER_OF, _LEAVE, _JOIN)
+
 
 def _uuids(session: Session, provider_id: int) -> list[str]:
-    return sorted(session.scalars(sa.select(Aggregate.uuid)
-                                  .join(ProviderAggregate, ProviderAggregate.aggregate_id == Aggregate.id)
-                                  .where(ProviderAggregate.resource_provider_id == provider_id)))
+    return sorted(session.scalars(_UUIDS_OF, {"rp_id": provider_id}))
 
 
 def of_provider(session: Session, uuid: str) -> tuple[rps.Provider, list[str]]:
@@ -28,23 +40,16 @@ def set_for_provider(session: Session, uuid: str, aggregates: list[str], generat
         raise exc.ConcurrentUpdate("Resource provider's generation already changed. Please update the "
                                    "generation and try again.")
     wanted = set(aggregates)
-    known = dict(session.execute(sa.select(Aggregate.uuid, Aggregate.id)
-                                 .where(Aggregate.uuid.in_(list(wanted)))).all())
+    known = dict(session.execute(_KNOWN, {"uuids": sorted(wanted)}).all()) if wanted else {}
     for agg in sorted(wanted - set(known)):
-        row = Aggregate(uuid=agg)
-        session.add(row)
-        session.flush()
-        known[agg] = row.id
-    current = set(session.scalars(sa.select(ProviderAggregate.aggregate_id)
-                                  .where(ProviderAggregate.resource_provider_id == provider.id)))
+        known[agg] = session.execute(_INSERT_AGGREGATE, {"uuid": agg}).inserted_primary_key[0]
+    current = set(session.scalars(_MEMBER_OF, {"rp_id": provider.id}))
     target = {known[agg] for agg in wanted}
     if current - target:
-        session.execute(sa.delete(ProviderAggregate).where(
-            ProviderAggregate.resource_provider_id == provider.id,
-            ProviderAggregate.aggregate_id.in_(list(current - target))))
-    for agg_id in target - current:
-        session.add(ProviderAggregate(resource_provider_id=provider.id, aggregate_id=agg_id))
-    session.flush()
+        session.execute(_LEAVE, {"rp_id": provider.id, "agg_ids": sorted(current - target)})
+    if target - current:
+        session.execute(_JOIN, [{"resource_provider_id": provider.id, "aggregate_id": agg_id}
+                                for agg_id in sorted(target - current)])
     if bump:
         provider = rps.bump_generation(session, provider)
     return provider, _uuids(session, provider.id)

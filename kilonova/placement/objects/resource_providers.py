@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
+from kilonova.common.prepared import prepared
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects.models import (Aggregate, Allocation, Inventory, ProviderAggregate, ProviderTrait,
                                                ResourceProvider, now)
@@ -57,20 +58,41 @@ def _provider(row) -> Provider:
     return Provider(*row)
 
 
+# Every write to a provider starts by reading it: table-level statements built once (the ORM select
+# above cost more than the rest of a write), run on SQLite's cursor (kilonova/common/prepared.py).
+_RP = ResourceProvider.__table__
+_PARENT = _RP.alias("parent_rp")
+_ROOT = _RP.alias("root_rp")
+_ROW = (sa.select(_RP.c.id, _RP.c.uuid, _RP.c.name, _RP.c.generation, _RP.c.parent_provider_id,
+                  _RP.c.root_provider_id, _PARENT.c.uuid, _ROOT.c.uuid, _RP.c.created_at, _RP.c.updated_at)
+        .select_from(_RP.outerjoin(_PARENT, _PARENT.c.id == _RP.c.parent_provider_id)
+                     .outerjoin(_ROOT, _ROOT.c.id == _RP.c.root_provider_id)))
+_BY_UUID = prepared(_ROW.where(_RP.c.uuid == sa.bindparam("uuid")))
+_BY_UUIDS = prepared(_ROW.where(_RP.c.uuid.in_(sa.bindparam("uuids", expanding=True))))
+_BY_IDS = prepared(_ROW.where(_RP.c.id.in_(sa.bindparam("ids", expanding=True))))
+# Is either key of a new provider taken? (which one is asked only when one is)
+_TAKEN = prepared(sa.select(_RP.c.id).where(sa.or_(_RP.c.uuid == sa.bindparam("uuid"),
+                                                   _RP.c.name == sa.bindparam("name"))).limit(1))
+_INSERT = prepared(_RP.insert())
+_OWN_ROOT = prepared(_RP.update().where(_RP.c.id == sa.bindparam("rp_id")).values(root_provider_id=_RP.c.id))
+_BUMP = prepared(_RP.update().where(_RP.c.id == sa.bindparam("rp_id"), _RP.c.generation == sa.bindparam("seen"))
+                 .values(generation=sa.bindparam("next"), updated_at=sa.bindparam("now")))
+
+
 def get(session: Session, uuid: str) -> Provider:
-    row = session.execute(_select().where(ResourceProvider.uuid == uuid)).first()
+    row = session.execute(_BY_UUID, {"uuid": uuid}).first()
     if row is None:
         raise exc.ProviderNotFound(f"No resource provider with uuid {uuid} found")
     return _provider(row)
 
 
 def get_many(session: Session, uuids) -> dict[str, Provider]:
-    rows = session.execute(_select().where(ResourceProvider.uuid.in_(list(uuids))))
+    rows = session.execute(_BY_UUIDS, {"uuids": list(uuids)})
     return {row[1]: _provider(row) for row in rows}
 
 
 def by_ids(session: Session, ids) -> dict[int, Provider]:
-    rows = session.execute(_select().where(ResourceProvider.id.in_(list(ids))))
+    rows = session.execute(_BY_IDS, {"ids": list(ids)})
     return {row[0]: _provider(row) for row in rows}
 
 
@@ -92,22 +114,24 @@ def create(session: Session, name: str, uuid: str | None = None, parent_uuid: st
     if parent_uuid is not None and parent_uuid == uuid:
         raise exc.Invalid("parent provider UUID cannot be same as UUID. Please set parent provider UUID to None "
                           "if there is no parent.")
-    _check_unique(session, name, uuid)
+    if session.execute(_TAKEN, {"uuid": uuid, "name": name}).first() is not None:
+        _check_unique(session, name, uuid)   # which key is taken, in upstream's order
     parent = None
     if parent_uuid is not None:
         try:
             parent = get(session, parent_uuid)
         except exc.ProviderNotFound:
             raise exc.Invalid("parent provider UUID does not exist.") from None
-    row = ResourceProvider(uuid=uuid, name=name, generation=0,
-                           parent_provider_id=parent.id if parent else None,
-                           root_provider_id=parent.root_id if parent else None)
-    session.add(row)
-    session.flush()
+    created = now()
+    # every column given (no ORM unit of work): the new row is known without reading it back
+    result = session.execute(_INSERT, {
+        "uuid": uuid, "name": name, "generation": 0, "usage_serial": 0, "created_at": created, "updated_at": None,
+        "parent_provider_id": parent.id if parent else None, "root_provider_id": parent.root_id if parent else None})
+    rp_id = result.inserted_primary_key[0]
     if parent is None:
-        row.root_provider_id = row.id
-        session.flush()
-    return get(session, uuid)
+        session.execute(_OWN_ROOT, {"rp_id": rp_id})
+        return Provider(rp_id, uuid, name, 0, None, rp_id, None, uuid, created, None)
+    return Provider(rp_id, uuid, name, 0, parent.id, parent.root_id, parent.uuid, parent.root_uuid, created, None)
 
 
 def update(session: Session, uuid: str, name: str, parent_uuid=UNSET, *,
@@ -176,10 +200,8 @@ def delete(session: Session, uuid: str) -> None:
 
 def bump_generation(session: Session, provider: Provider) -> Provider:
     """Compare-and-swap the generation: ``ConcurrentUpdate`` when someone else changed it first."""
-    result = session.execute(sa.update(ResourceProvider)
-                             .where(ResourceProvider.id == provider.id,
-                                    ResourceProvider.generation == provider.generation)
-                             .values(generation=provider.generation + 1, updated_at=now()))
+    result = session.execute(_BUMP, {"rp_id": provider.id, "seen": provider.generation,
+                                     "next": provider.generation + 1, "now": now()})
     if result.rowcount != 1:
         raise exc.ProviderConcurrentUpdate(f"resource provider generation conflict for provider {provider.uuid}")
     return replace(provider, generation=provider.generation + 1)

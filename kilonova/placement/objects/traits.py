@@ -5,6 +5,7 @@ import os_traits
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepare
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import resource_providers as rps
 from kilonova.placement.objects.models import ProviderTrait, Trait
@@ -12,6 +13,19 @@ from kilonova.placement.objects.models import ProviderTrait, Trait
 STANDARD = frozenset(os_traits.get_traits())
 
 _caches: dict[str, dict[str, int]] = {}
+
+# A compute host sets its provider's traits at every start and on every change: statements built once,
+# run on SQLite's cursor (kilonova/common/prepared.py).
+_PT = ProviderTrait.__table__
+_TRAITS = Trait.__table__
+_TRAIT_IDS = sa.select(_PT.c.trait_id).where(_PT.c.resource_provider_id == sa.bindparam("rp_id"))
+_DELETE = _PT.delete().where(_PT.c.resource_provider_id == sa.bindparam("rp_id"),
+                             _PT.c.trait_id.in_(sa.bindparam("trait_ids", expanding=True)))
+_INSERT = _PT.insert()
+_NAMES_OF = (sa.select(_PT.c.resource_provider_id, _TRAITS.c.name)
+             .join(_TRAITS, _TRAITS.c.id == _PT.c.trait_id)
+             .where(_PT.c.resource_provider_id.in_(sa.bindparam("rp_ids", expanding=True))).order_by(_TRAITS.c.name))
+prepare(_TRAIT_IDS, _DELETE, _INSERT, _NAMES_OF)
 
 
 def _cache(session: Session) -> dict[str, int]:
@@ -98,10 +112,7 @@ def of_provider(session: Session, uuid: str) -> tuple[rps.Provider, list[str]]:
 def names_of(session: Session, provider_ids) -> dict[int, list[str]]:
     """Sorted trait names of each provider id."""
     result: dict[int, list[str]] = {}
-    query = (sa.select(ProviderTrait.resource_provider_id, Trait.name)
-             .join(Trait, Trait.id == ProviderTrait.trait_id)
-             .where(ProviderTrait.resource_provider_id.in_(list(provider_ids))).order_by(Trait.name))
-    for rp_id, name in session.execute(query):
+    for rp_id, name in session.execute(_NAMES_OF, {"rp_ids": list(provider_ids)}):
         result.setdefault(rp_id, []).append(name)
     return result
 
@@ -119,14 +130,12 @@ def set_for_provider(session: Session, uuid: str, generation: int, names: list[s
 
 
 def _replace(session: Session, provider_id: int, trait_ids: set[int]) -> None:
-    current = set(session.scalars(sa.select(ProviderTrait.trait_id)
-                                  .where(ProviderTrait.resource_provider_id == provider_id)))
+    current = set(session.scalars(_TRAIT_IDS, {"rp_id": provider_id}))
     if current - trait_ids:
-        session.execute(sa.delete(ProviderTrait).where(ProviderTrait.resource_provider_id == provider_id,
-                                                       ProviderTrait.trait_id.in_(current - trait_ids)))
-    for trait_id in trait_ids - current:
-        session.add(ProviderTrait(resource_provider_id=provider_id, trait_id=trait_id))
-    session.flush()
+        session.execute(_DELETE, {"rp_id": provider_id, "trait_ids": sorted(current - trait_ids)})
+    if trait_ids - current:
+        session.execute(_INSERT, [{"resource_provider_id": provider_id, "trait_id": trait_id}
+                                  for trait_id in sorted(trait_ids - current)])
 
 
 def clear_for_provider(session: Session, uuid: str) -> None:
