@@ -14,7 +14,7 @@ from kilonova.common.http import Router, empty_response, json_response, read_jso
 from kilonova.network import attributes as A
 from kilonova.network import ipam, l3_errors, l3_views, policy, query
 from kilonova.network.db import floating_ips, ports, usage
-from kilonova.network.errors import bad_request, not_found, policy_denied
+from kilonova.network.errors import bad_request, not_found
 from kilonova.network.lookup import context, network_visible_to, respond_list, respond_one, service
 
 
@@ -48,8 +48,8 @@ async def create(request: Request):
     values = A.parse(await read_json(request), "floatingip", ATTRS)
     if "floating_network_id" not in values:
         raise bad_request("Failed to parse request. Required attribute 'floating_network_id' not specified")
-    if "floating_ip_address" in values and not policy.privileged(ctx):
-        raise policy_denied("rule:create_floatingip:floating_ip_address")
+    if "floating_ip_address" in values:
+        policy.check_attribute(ctx, "rule:create_floatingip:floating_ip_address")
     if values.get("fixed_ip_address") and not values.get("port_id"):
         raise l3_errors.bad_floatingip_request("fixed_ip_address cannot be specified without a port_id")
     row = {"id": str(uuid.uuid4()), "project_id": policy.project_for(ctx, values),

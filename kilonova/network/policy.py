@@ -24,6 +24,7 @@ BASE = [
     RuleDefault("service_api", "role:service", "The service role (the compute agents' service user)."),
     RuleDefault("admin_or_service", ADMIN_OR_SERVICE, "Sees and manages every project's resources."),
     RuleDefault("project_member", "role:member and project_id:%(project_id)s", "A member of the project."),
+    RuleDefault("network_owner", "project_id:%(network:project_id)s", "The project that owns the port's network."),
 ]
 _WRITES = [f"{verb}_{kind}" for kind in ("network", "subnet", "port", "router", "floatingip", "security_group")
            for verb in ("create", "update", "delete")] + [
@@ -34,8 +35,17 @@ _ADMIN_ATTRIBUTES = [f"{verb}_network:{name}" for verb in ("create", "update") f
     "provider:segmentation_id")] + [f"{verb}_port:{name}" for verb in ("create", "update")
                                     for name in ("binding:host_id", "binding:profile")]
 
+# A port's attributes that only the network's owner (or an admin) sets (asked with the network's project).
+_OWNER_ATTRIBUTES = [f"{verb}_port:{name}" for verb in ("create", "update")
+                     for name in ("device_owner", "fixed_ips:ip_address", "mac_address")] + ["create_port:network"]
+_ADMIN_ATTRIBUTES += ["create_floatingip:floating_ip_address"] + [
+    f"{verb}_router:external_gateway_info:{key}" for verb in ("create", "update")
+    for key in ("enable_snat", "external_fixed_ips")]
+
 RULES = BASE + [RuleDefault(name, MEMBER, name, scope_types=["project"]) for name in _WRITES] + [
-    RuleDefault(name, "rule:admin_or_service", name, scope_types=["project"]) for name in _ADMIN_ATTRIBUTES]
+    RuleDefault(name, "rule:admin_or_service", name, scope_types=["project"]) for name in _ADMIN_ATTRIBUTES] + [
+    RuleDefault(name, "rule:admin_or_service or rule:network_owner", name, scope_types=["project"])
+    for name in _OWNER_ATTRIBUTES]
 
 
 def _allowed(ctx: RequestContext, rule: str, target: dict[str, Any] | None = None) -> bool:
@@ -68,6 +78,15 @@ def check_owner(ctx: RequestContext, resource: str, item: dict[str, Any], visibl
     if not visible:
         raise not_found(resource, item["id"])
     if not _allowed(ctx, rule, {"project_id": item["project_id"]}):
+        raise policy_denied(rule)
+
+
+def check_attribute(ctx: RequestContext, rule: str, network_project: str | None = None) -> None:
+    """An attribute only some may set (``create_port:mac_address``, ...): 403 with Neutron's text unless its
+    rule allows it (on the network's project where the rule looks at the network's owner)."""
+    if privileged(ctx):
+        return
+    if not _allowed(ctx, rule, {"project_id": ctx.project_id, "network:project_id": network_project}):
         raise policy_denied(rule)
 
 

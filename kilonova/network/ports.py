@@ -46,11 +46,10 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
 def _check_values(ctx, action: str, values: dict[str, Any], network: dict[str, Any]) -> str | None:
     """Policy and format checks shared by create and update; returns the wanted MAC, if any."""
     policy.check_admin_attributes(ctx, action, values, ADMIN_ONLY)
-    owns_network = policy.privileged(ctx) or network["project_id"] == ctx.project_id
-    if values.get("device_owner", "").startswith("network:") and not owns_network:
-        raise policy_denied(f"rule:{action}:device_owner")
-    if any(isinstance(ip, dict) and "ip_address" in ip for ip in values.get("fixed_ips") or []) and not owns_network:
-        raise policy_denied(f"rule:{action}:fixed_ips:ip_address")
+    if values.get("device_owner", "").startswith("network:"):
+        policy.check_attribute(ctx, f"rule:{action}:device_owner", network["project_id"])
+    if any(isinstance(ip, dict) and "ip_address" in ip for ip in values.get("fixed_ips") or []):
+        policy.check_attribute(ctx, f"rule:{action}:fixed_ips:ip_address", network["project_id"])
     if values.get("binding:vnic_type", "normal") not in VNIC_TYPES:
         raise bad_request(f"Invalid input for binding:vnic_type. Reason: '{values['binding:vnic_type']}' is not "
                           f"in {list(VNIC_TYPES)}.")
@@ -58,8 +57,7 @@ def _check_values(ctx, action: str, values: dict[str, Any], network: dict[str, A
         raise bad_request("Allowed address pairs are not supported by this cloud.")
     if "mac_address" not in values:
         return None
-    if not owns_network:
-        raise policy_denied(f"rule:{action}:mac_address")
+    policy.check_attribute(ctx, f"rule:{action}:mac_address", network["project_id"])
     wanted = mac.normalize(values["mac_address"])
     if wanted is None:
         raise bad_request(f"Invalid input for mac_address. Reason: '{values['mac_address']}' is not a valid MAC "
@@ -71,8 +69,8 @@ def _new_port(ctx, session, values: dict[str, Any]) -> tuple[dict[str, Any], lis
     if "network_id" not in values:
         raise bad_request("Failed to parse request. Required attribute 'network_id' not specified")
     network = network_visible_to(session, ctx, values["network_id"])
-    if network["external"] and not policy.privileged(ctx) and network["project_id"] != ctx.project_id:
-        raise policy_denied("rule:create_port:network")
+    if network["external"]:
+        policy.check_attribute(ctx, "rule:create_port:network", network["project_id"])
     wanted_mac = _check_values(ctx, "create_port", values, network)
     row = {"id": str(uuid.uuid4()), "network_id": network["id"], "project_id": policy.project_for(ctx, values),
            **_columns(values)}

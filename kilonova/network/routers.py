@@ -76,10 +76,9 @@ NOT_COLUMNS = ("project_id", "tenant_id", "external_gateway_info", "distributed"
 
 
 def _check_gateway_policy(ctx, action: str, info: dict[str, Any] | None) -> None:
-    if info and not policy.privileged(ctx):
-        for key in ("enable_snat", "external_fixed_ips"):
-            if key in info:
-                raise policy_denied(f"rule:{action}:external_gateway_info:{key}")
+    for key in ("enable_snat", "external_fixed_ips"):
+        if info and key in info:
+            policy.check_attribute(ctx, f"rule:{action}:external_gateway_info:{key}")
 
 
 def _check_gateway_network(ctx, session, info: dict[str, Any] | None) -> None:

@@ -209,3 +209,15 @@ def test_volume_image_and_network_checks_follow_overrides(tmp_path, monkeypatch)
     image_policy.check_visibility_change(MEMBER, "public")
     network_policy.check_admin_attributes(RequestContext(user_id="n", project_id=PROJECT, roles=["member"]),
                                           "create_network", {"shared": True}, ("shared",))
+
+
+def test_network_attribute_rules_look_at_the_network_owner():
+    from kilonova.common.http import HTTPError
+    from kilonova.network import policy as network_policy
+
+    network_policy.check_attribute(MEMBER, "rule:create_port:mac_address", PROJECT)   # its own network
+    for rule, owner in (("rule:create_port:mac_address", OTHER), ("rule:create_floatingip:floating_ip_address", None)):
+        with pytest.raises(HTTPError) as refused:
+            network_policy.check_attribute(MEMBER, rule, owner)
+        assert refused.value.status == 403
+    network_policy.check_attribute(ADMIN, "rule:create_floatingip:floating_ip_address")
