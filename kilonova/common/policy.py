@@ -65,6 +65,7 @@ def _check(rule, target, creds, enforcer, current_rule):
     return rule(target, creds, enforcer)
 
 
+_original_check = _checks._check   # (benchmarks/policy_checks.py compares the two)
 _checks._check = _check
 
 
