@@ -55,9 +55,77 @@ DELIBERATE = {
         lambda step, up: step["label"] == "alloc-missing-provider-leftover",
     "NaN and Infinity are malformed JSON here (upstream's json reads them; as an allocation ratio they pass its "
     "schema)": lambda step, up: step["body"] is not None and ("NaN" in step["body"] or "Infinity" in step["body"]),
+    "upstream counts an amount twice when a group is split over a tree and a sharing provider or over two "
+    "providers (a candidate asking more than the query, not copied)":
+        lambda step, up: _inflated(step["request"], up),
+    "when the unsuffixed group is served by sharing providers alone with other groups, upstream pairs it "
+    "with one anchored tree (Python's set order); Kilonova with every anchored tree":
+        lambda step, up: _more_with_sharing(up, step["kilonova"]),
+    "upstream lists a message's groups in set order": lambda step, up: _same_but_list_order(up, step["kilonova"]),
     "which candidates a limit keeps: upstream's order is a Python set's, which the hash seed changes per process":
         lambda step, up: "limit=" in step["request"] and _same_count(up, step["kilonova"]),
 }
+
+
+def _requested(request: str) -> dict[str, int]:
+    """What a candidates query asks for in all, by class (its groups summed)."""
+    totals: dict[str, int] = {}
+    for pair in request.split("?", 1)[-1].split("&"):
+        key, _, value = pair.partition("=")
+        if key.startswith("resources"):
+            for item in filter(None, value.split(",")):
+                rc, _, amount = item.partition(":")
+                if amount.isdigit():
+                    totals[rc] = totals.get(rc, 0) + int(amount)
+    return totals
+
+
+def _candidates(answer: dict) -> list[dict] | None:
+    body = answer.get("body")
+    if answer["status"] != 200 or not isinstance(body, dict) or "allocation_requests" not in body:
+        return None
+    return body["allocation_requests"]
+
+
+def _inflated(request: str, up: dict) -> bool:
+    """An upstream candidate allocating more of a class than the whole query asks for."""
+    candidates = _candidates(up)
+    if not candidates or "/allocation_candidates" not in request:
+        return False
+    wanted = _requested(request)
+    for candidate in candidates:
+        allocations = candidate["allocations"]
+        rows = allocations.values() if isinstance(allocations, dict) else allocations
+        given: dict[str, int] = {}
+        for row in rows:
+            for rc, amount in row["resources"].items():
+                given[rc] = given.get(rc, 0) + amount
+        if any(amount > wanted.get(rc, 0) for rc, amount in given.items()):
+            return True
+    return False
+
+
+def _more_with_sharing(up: dict, kn: dict) -> bool:
+    """Kilonova's candidates are upstream's and more, each extra one using a sharing provider."""
+    ours, theirs = _candidates(kn), _candidates(up)
+    if ours is None or theirs is None:
+        return False
+    sharing = {rp for rp, summary in kn["body"]["provider_summaries"].items()
+               if "MISC_SHARES_VIA_AGGREGATE" in summary.get("traits", [])}
+    extra = [c for c in ours if c not in theirs]
+    return bool(extra) and all(c in ours for c in theirs) and all(
+        sharing & set(c["allocations"]) for c in extra)
+
+
+_LIST = re.compile(r"\[('[^'\]]*'(?:, '[^'\]]*')*)\]")   # a Python list of strings in a message
+
+
+def _same_but_list_order(a: dict, b: dict) -> bool:
+    """Two texts the same but for the order of a bracketed list."""
+    def key(text):
+        return _LIST.sub(lambda m: "[" + ", ".join(sorted(m.group(1).split(", "))) + "]", text)
+    ta, tb = json.dumps(a.get("body")), json.dumps(b.get("body"))
+    return ta != tb and key(ta) == key(tb) and a["status"] == b["status"]
 
 
 def _same_count(a: dict, b: dict) -> bool:

@@ -79,6 +79,7 @@ def steps() -> list[Step]:
     http_details(s)
     rbac(s)
     odd(s)
+    random_candidates(s)
     sweep(s)
     return s.steps
 
@@ -718,6 +719,16 @@ def http_details(s: Script) -> None:
     s.req("http-accept-bad-get", "GET", "/traits", v=6, headers={"Accept": "text/plain"})
     s.req("http-accept-bad-post", "POST", "/resource_providers", {"name": "acc"}, v=20,
           headers={"Accept": "text/plain"})
+    for accept in ("text/html", "text/plain", "application/json", "text/html;q=0.5, application/json"):
+        s.req(f"http-accept-schema-{accept}", "POST", "/resource_providers", {"name": 1, "x": "<b>&"}, v=20,
+              headers={"Accept": accept})
+        s.req(f"http-accept-malformed-{accept}", "POST", "/resource_providers", raw=b"{<b>", v=20,
+              headers={"Accept": accept})
+        s.req(f"http-accept-conflict-{accept}", "POST", "/resource_providers", {"name": "cn1"}, v=20,
+              headers={"Accept": accept})
+        s.req(f"http-accept-policy-{accept}", "GET", "/resource_providers", v=20,
+              token={"X-Auth-Token": "nobody"}, headers={"Accept": accept})
+        s.req(f"http-accept-query-{accept}", "GET", "/resource_providers?foo=<i>", v=20, headers={"Accept": accept})
     s.req("http-location-rp", "POST", "/resource_providers", {"name": "loc", "uuid": U("loc")}, v=19)
     s.req("http-location-rc", "POST", "/resource_classes", {"name": "CUSTOM_LOC"}, v=15)
     s.req("http-location-trait", "PUT", "/traits/CUSTOM_LOC", v=15)
@@ -826,6 +837,92 @@ def odd(s: Script) -> None:
     s.req("odd-usages-types", "GET", f"/usages?project_id={U('p1')}&consumer_type=INSTANCE", v=38)
     s.req("odd-alloc-type-1.37", "GET", f"/allocations/{U('c1')}", v=37)
     s.req("odd-alloc-type-1.38", "GET", f"/allocations/{U('c1')}", v=38)
+
+
+# ------------------------------------------------------------------ random worlds and candidate queries
+
+def random_candidates(s: Script, seed: int = 17, queries: int = 200) -> None:
+    """A seeded random world (trees of one to three levels, sharing providers in aggregates, traits) and
+    random candidate queries over it: groups, traits (required, forbidden, any-of), aggregates, in_tree,
+    root_required, same_subtree, group policies, limits left out (upstream's order is a set's)."""
+    import random
+    rng = random.Random(seed)
+    classes = ["VCPU", "MEMORY_MB", "DISK_GB", "SRIOV_NET_VF", "VGPU"]
+    traits = ["HW_CPU_X86_AVX2", "HW_CPU_X86_SSE", "CUSTOM_RA", "CUSTOM_RB", "STORAGE_DISK_SSD"]
+    aggs = [U(f"rnd-agg{i}") for i in range(3)]
+    for t in traits:
+        if t.startswith("CUSTOM_"):
+            s.setup(f"rnd-trait-{t}", "PUT", f"/traits/{t}", v=6)
+    providers = []
+
+    def make(name, parent=None, inventory=None, own_traits=(), own_aggs=()):
+        uuid_ = U(f"rnd-{name}")
+        body = {"name": f"rnd-{name}", "uuid": uuid_}
+        if parent:
+            body["parent_provider_uuid"] = parent
+        s.setup(f"rnd-rp-{name}", "POST", "/resource_providers", body, v=20)
+        gen = 0
+        if inventory:
+            s.setup(f"rnd-inv-{name}", "PUT", f"/resource_providers/{uuid_}/inventories",
+                    {"resource_provider_generation": gen, "inventories": inventory}, v=20)
+            gen += 1
+        if own_traits:
+            s.setup(f"rnd-traits-{name}", "PUT", f"/resource_providers/{uuid_}/traits",
+                    {"resource_provider_generation": gen, "traits": list(own_traits)}, v=20)
+            gen += 1
+        if own_aggs:
+            s.setup(f"rnd-aggs-{name}", "PUT", f"/resource_providers/{uuid_}/aggregates",
+                    {"resource_provider_generation": gen, "aggregates": list(own_aggs)}, v=20)
+        providers.append(uuid_)
+        return uuid_
+
+    def inventory(pool):
+        picked = rng.sample(pool, rng.randint(1, min(3, len(pool))))
+        return {rc: {"total": rng.choice([2, 4, 8, 16]), "max_unit": rng.choice([2, 4, 16])} for rc in picked}
+
+    for i in range(6):
+        root = make(f"cn{i}", inventory=inventory(["VCPU", "MEMORY_MB", "DISK_GB"]),
+                    own_traits=rng.sample(traits, rng.randint(0, 2)), own_aggs=rng.sample(aggs, rng.randint(0, 2)))
+        for j in range(rng.randint(0, 2)):
+            child = make(f"cn{i}-c{j}", parent=root, inventory=inventory(["VCPU", "SRIOV_NET_VF", "VGPU"]),
+                         own_traits=rng.sample(traits, rng.randint(0, 2)))
+            if rng.random() < 0.4:
+                make(f"cn{i}-c{j}-g", parent=child, inventory=inventory(["VGPU", "SRIOV_NET_VF"]),
+                     own_traits=rng.sample(traits, rng.randint(0, 1)))
+    for i in range(2):
+        make(f"share{i}", inventory={"DISK_GB": {"total": 100}}, own_traits=["MISC_SHARES_VIA_AGGREGATE"],
+             own_aggs=[aggs[i]])
+
+    def amounts():
+        return ",".join(f"{rc}:{rng.choice([1, 2, 4])}" for rc in rng.sample(classes, rng.randint(1, 2)))
+
+    def trait_filter():
+        picked = rng.sample(traits, rng.randint(1, 2))
+        if rng.random() < 0.3:
+            return "in:" + ",".join(picked)
+        return ",".join(("!" if rng.random() < 0.4 else "") + t for t in picked)
+
+    for n in range(queries):
+        parts = []
+        groups = [""] + [f"_G{k}" for k in range(rng.randint(0, 2))]
+        for suffix in groups:
+            if suffix == "" and rng.random() < 0.2 and len(groups) > 1:
+                continue
+            if rng.random() < 0.9:
+                parts.append(f"resources{suffix}={amounts()}")
+            if rng.random() < 0.3:
+                parts.append(f"required{suffix}={trait_filter()}")
+            if rng.random() < 0.2:
+                parts.append(f"member_of{suffix}=" + ("!" if rng.random() < 0.3 else "") + rng.choice(aggs))
+            if rng.random() < 0.1:
+                parts.append(f"in_tree{suffix}={rng.choice(providers)}")
+        if len(groups) > 1:
+            parts.append(f"group_policy={rng.choice(['none', 'isolate'])}")
+            if rng.random() < 0.3:
+                parts.append("same_subtree=" + ",".join(rng.sample(groups[1:], len(groups) - 1)))
+        if rng.random() < 0.2:
+            parts.append(f"root_required={trait_filter()}")
+        s.req(f"rnd-ac-{n}", "GET", "/allocation_candidates?" + "&".join(parts), v=39)
 
 
 # ------------------------------------------------------------------ every GET at every microversion
