@@ -1,6 +1,6 @@
 """Kilonova's Placement against upstream openstack-placement 16.0.0's own answers.
 
-``upstream_answers.json.gz`` holds what upstream answered (status, headers, bodies, normalised) to 1,149
+``upstream_answers.json.gz`` holds what upstream answered (status, headers, bodies, normalised) to 1,223
 requests of ``benchmarks/placement_scenario.py`` -- the reshaper's moves, over-committed inventories,
 allocation mappings, HTTP details, schema errors, secure-RBAC tokens, every write's refusals --,
 recorded from a side-by-side run with ``benchmarks/placement_compare.py --record``. The first test
