@@ -1,6 +1,7 @@
 """/v2.1/os-services: the services of every cell, their state and scheduling status (admin only)."""
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -20,6 +21,7 @@ INTERNAL_ZONE = "internal"
 # API services do not heartbeat through the service group, so upstream leaves them out of the list.
 API_BINARIES = ("nova-osapi_compute", "nova-metadata")
 _BOOLEAN = validation.BOOLEAN
+LOG = logging.getLogger(__name__)
 
 
 def _legacy_schema(with_forced_down: bool) -> dict:
@@ -165,7 +167,26 @@ async def _legacy_update(request: Request, action: str):
             await _check_for_evacuations(cell, host)
     for cell, service in found:
         await cell.db.write(services.update, service.id, values)
+        await _tell_host(compute_api(request), service, values)
     return json_response({"service": reply})
+
+
+async def _tell_host(svc, service, values: dict[str, Any]) -> None:
+    """A compute service disabled or enabled: its host is told at once (upstream's HostAPI.service_update calls the
+    compute's ``set_host_enabled``), so its provider's COMPUTE_STATUS_DISABLED changes now and the scheduler's
+    Placement pre-filter agrees with the service record. A host that is down or fails is left to sync the trait
+    itself when it next reports, as upstream logs and goes on."""
+    if "disabled" not in values or bool(values["disabled"]) == bool(service.disabled):
+        return
+    if not services.is_up(service, svc.conf.getfloat("DEFAULT", "service_down_time")):
+        LOG.info("compute service of %s is down: its COMPUTE_STATUS_DISABLED trait follows when it restarts",
+                 service.host)
+        return
+    try:
+        await svc.compute_rpc(service.host).call("set_host_enabled", enabled=not values["disabled"])
+    except Exception:  # noqa: BLE001 - the service record is written; the host syncs the trait itself later
+        LOG.warning("could not tell %s it is %s; its provider's trait follows at its next report", service.host,
+                    "disabled" if values["disabled"] else "enabled", exc_info=True)
 
 
 async def _check_for_evacuations(cell, host: str) -> None:
@@ -201,7 +222,8 @@ async def update_service(request: Request, service_id: str):
         raise HTTPError(400, "No updates were requested. Fields 'status' or 'forced_down' should be specified.")
     if values.get("forced_down") is False:
         await _check_for_evacuations(cell, service.host)
-    service = await cell.db.write(services.update, service.id, values)
+    before, service = service, await cell.db.write(services.update, service.id, values)
+    await _tell_host(compute_api(request), before, values)
     zones = await host_zones(compute_api(request))
     return json_response({"service": view(request, service, forced_down=True, zones=zones)})
 

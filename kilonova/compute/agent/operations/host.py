@@ -17,6 +17,11 @@ async def get_host_uptime(agent: ComputeManager) -> str:
 
 @remote
 async def set_host_enabled(agent: ComputeManager, enabled: bool) -> str:
+    """os-services and os-hosts tell the host at once, as upstream's API does: its provider's
+    COMPUTE_STATUS_DISABLED follows now (Placement stops offering it) rather than at the next heartbeat; then the
+    driver answers (libvirt's NotImplementedError is os-hosts' 501, the trait changed all the same)."""
+    if agent.node_uuid is not None:
+        await agent._sync_status_trait(not enabled)
     return await agent.driver.set_host_enabled(bool(enabled))
 
 

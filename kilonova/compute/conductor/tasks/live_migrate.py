@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import ExpectedError, NoSuchTarget, RemoteError, RPCError, RPCTimeout
 from kilonova.compute import events, move_claims
+from kilonova.compute.conductor import group_check
 from kilonova.compute.conductor.tasks import reconcile, remote
 from kilonova.compute.db import aggregates, build_requests, compute_nodes, flavors, instances, migrations, services
 from kilonova.compute.db.instances import UnexpectedTaskState
@@ -271,6 +272,15 @@ class _Task:
                 await move_claims.drop(self.conductor.placement, self.uuid)
                 ignored.append(dest)
 
+    async def _group_check(self, dest: str) -> None:
+        """Upstream's destination validates the server group's hard policy in its pre-check: a forced host
+        skips the scheduler's group filters, and a scheduled one may have been taken by a racing member."""
+        spec = await self.conductor.cells.api_db.read(build_requests.get_spec, self.uuid) or {}
+        broken = await group_check.violation(self.conductor.cells, spec, self.uuid, dest)
+        if broken:
+            raise MigrationPreCheckError(f"Migration pre-check error: Failed to validate instance group policy due "
+                                         f"to: Build of instance {self.uuid} was re-scheduled: {broken}")
+
     @staticmethod
     def _compatible(source_node: dict | None, node: dict | None) -> None:
         if source_node is None or node is None:
@@ -283,6 +293,7 @@ class _Task:
 
     async def _host_checks(self, dest: str) -> dict:
         """The destination's then the source's driver check (MigrationPreCheckError when either refuses)."""
+        await self._group_check(dest)
         timeout = self.conductor.conf.getfloat("DEFAULT", "rpc_response_timeout")
         try:
             migrate_data = await self.conductor.compute_rpc(dest).prepare(timeout=timeout).call(
