@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import Handler, HTTPError, decode_json, read_body
-from kilonova.placement import accept, errors, microversion
+from kilonova.placement import accept, errors, fastcheck, microversion
 from kilonova.placement.objects import capacity
 
 # Bodies check a uuid's format as oslo.utils' is_uuid_like (any case, braces and urn: prefix allowed);
@@ -133,11 +133,12 @@ async def body(request: Request, schema: dict) -> Any:
     return data
 
 
-_validators: dict[str, jsonschema.protocols.Validator] = {}
+# (validator, quick check of valid documents (fastcheck.py) or None) per schema.
+_validators: dict[str, tuple[jsonschema.protocols.Validator, Any]] = {}
 # The same validators by the identity of the schema object (the handlers' schemas are module constants):
 # serialising the schema into its key cost more than validating a claim's body. Bounded, for schemas
 # built per request.
-_by_schema: dict[tuple[int, bool], tuple[dict, jsonschema.protocols.Validator]] = {}
+_by_schema: dict[tuple[int, bool], tuple[dict, tuple[jsonschema.protocols.Validator, Any]]] = {}
 _BY_SCHEMA_MAX = 256
 
 
@@ -154,18 +155,22 @@ def schema_error(data: Any, schema: dict, *, query: bool = False) -> str | None:
     reports it. Validators are built once per schema (building one costs far more than using it)."""
     known = _by_schema.get((id(schema), query))
     if known is not None and known[0] is schema:
-        validator = known[1]
+        validator, quick = known[1]
     else:
         key = json.dumps(schema, sort_keys=True) + str(query)
-        validator = _validators.get(key)
-        if validator is None:
+        compiled = _validators.get(key)
+        if compiled is None:
             cls = jsonschema.validators.validator_for(schema)
             cls.check_schema(schema)
             checker = _query_checker if query else _body_checker
-            validator = _validators[key] = cls(schema, format_checker=checker)
+            compiled = _validators[key] = (cls(schema, format_checker=checker),
+                                           fastcheck.compile_check(schema, checker))
         if len(_by_schema) >= _BY_SCHEMA_MAX:
             _by_schema.clear()
-        _by_schema[(id(schema), query)] = (schema, validator)
+        _by_schema[(id(schema), query)] = (schema, compiled)
+        validator, quick = compiled
+    if quick is not None and quick(data):   # valid for sure: jsonschema's walk is only needed to say why not
+        return None
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     return None if error is None else str(error)
 
