@@ -80,6 +80,26 @@ async def test_a_create_recorded_by_another_process_in_between_is_counted(stub, 
     assert _pending(stub) == 1
 
 
+async def test_servers_no_limit_bounds_are_not_counted(stub, monkeypatch):  # noqa: F811
+    """Unlimited instances, cores and ram: nothing is counted (nothing could refuse), the build requests are
+    written all the same; one bounded resource and the count is back."""
+    stub.api_db.run_sync(quotas.set_limits, "p1", {"instances": -1, "cores": -1, "ram": -1})
+    counted = []
+    real_snapshot = counting.snapshot
+
+    async def counting_snapshot(svc, project_id):
+        counted.append(project_id)
+        return await real_snapshot(svc, project_id)
+
+    monkeypatch.setattr(counting, "snapshot", counting_snapshot)
+    assert await claims.allowed(stub, "p1", SMALL, False, 1, 5) == 5
+    await claims.record(stub, "p1", SMALL, False, 1, build_requests.create, _instance(), {})
+    assert counted == [] and _pending(stub) == 1
+    stub.api_db.run_sync(quotas.set_limits, "p1", {"ram": 100_000})
+    assert await claims.allowed(stub, "p1", SMALL, False, 1, 5) == 5
+    assert counted == ["p1"]
+
+
 def test_a_stale_generation_does_not_advance(stub):  # noqa: F811
     taken = stub.api_db.run_sync(quota_counts.snapshot, "p1", write=False)
     stub.api_db.run_sync(quota_counts.advance, "p1", taken.generation)

@@ -3,7 +3,8 @@
 ``allowed`` answers how many of the requested servers fit (the check before anything is prepared).
 ``record`` counts again and writes the build requests in one step per project: creates of a project take
 turns in this process (a lock per project), and across processes the write goes through only if the
-project's generation is still the one read before counting (else the count is done again).
+project's generation is still the one read before counting (else the count is done again). Servers no
+limit bounds (every limit of their resources unlimited) are neither counted nor take turns.
 """
 from __future__ import annotations
 
@@ -30,8 +31,11 @@ def _lock(project_id: str) -> asyncio.Lock:
 
 async def allowed(svc, project_id: str, flavor: dict[str, Any], is_bfv: bool, min_count: int,
                   max_count: int) -> int:
+    quota = driver(svc)
+    if not await quota.could_refuse(project_id, flavor, is_bfv):
+        return max_count
     snap = await counting.snapshot(svc, project_id)
-    return await driver(svc).servers_that_fit(project_id, flavor, is_bfv, min_count, max_count, snap)
+    return await quota.servers_that_fit(project_id, flavor, is_bfv, min_count, max_count, snap)
 
 
 def _advance_and(session, project_id: str, generation: int, write: Callable[..., Any], args: tuple) -> Any:
@@ -44,6 +48,9 @@ async def record(svc, project_id: str, flavor: dict[str, Any], is_bfv: bool, cou
     """``write(session, *args)`` in the API database, once ``count`` more servers are counted to fit
     (upstream's 403 when they no longer do: another create took the room since ``allowed``)."""
     quota = driver(svc)
+    if not await quota.could_refuse(project_id, flavor, is_bfv):
+        # No limit bounds these servers: nothing to count, nothing another create could take from them.
+        return await svc.api_db.write(write, *args)
     async with _lock(project_id):
         for _ in range(ATTEMPTS):
             snap = await counting.snapshot(svc, project_id)

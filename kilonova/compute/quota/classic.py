@@ -43,6 +43,13 @@ class ClassicDriver:
         usage["server_groups"] = await self.svc.api_db.read(server_groups.count, project_id)
         return usage
 
+    async def could_refuse(self, project_id: str, flavor: dict[str, Any], is_bfv: bool) -> bool:
+        """Whether a limit bounds what servers of ``flavor`` use (when none does, nothing needs counting:
+        upstream counts anyway, and can only ever find that they fit)."""
+        limits = await self.limits(project_id)
+        per_server = {"instances": 1, "cores": int(flavor["vcpus"]), "ram": int(flavor["memory_mb"])}
+        return any(limits.get(resource, -1) >= 0 for resource, need in per_server.items() if need)
+
     async def servers_that_fit(self, project_id: str, flavor: dict[str, Any], is_bfv: bool, min_count: int,
                                max_count: int, snap: Snapshot) -> int:
         """How many of max_count servers fit (at least min_count, else upstream's 403)."""
@@ -109,6 +116,9 @@ class NoopDriver(ClassicDriver):
 
     async def usage(self, project_id: str) -> dict[str, int]:
         return dict.fromkeys(quotas.RESOURCES, -1)
+
+    async def could_refuse(self, project_id: str, flavor: dict[str, Any], is_bfv: bool) -> bool:
+        return False
 
     async def servers_that_fit(self, project_id, flavor, is_bfv, min_count, max_count, snap) -> int:
         return max_count

@@ -154,6 +154,9 @@ class UnifiedLimitsDriver:
             usage.update({f"class:{rc}": amount for rc, amount in placed.items()})
         return usage
 
+    async def could_refuse(self, project_id: str, flavor: dict[str, Any], is_bfv: bool) -> bool:
+        return True  # which resources Keystone limits, and how strictly, is known only by counting
+
     async def servers_that_fit(self, project_id: str, flavor: dict[str, Any], is_bfv: bool, min_count: int,
                                max_count: int, snap: Snapshot) -> int:
         """The most servers, from max_count down to min_count, within the limits (upstream's 403 otherwise,
