@@ -458,3 +458,29 @@ async def test_2_92_to_2_96_at_their_boundaries(api, stub):
     assert generated.status_code == 400 and "public_key" in generated.text
     with_at = await api.post("/os-keypairs", {"keypair": {"name": "me@host.k"}}, token="demo-token", version="2.91")
     assert with_at.status_code == 400
+
+
+async def test_2_98_and_2_100_of_a_server_created_before_they_were_recorded(api, stub):
+    """A server whose system_metadata lacks its image's properties and its hints (made by an earlier
+    release) shows them from its request spec, as upstream reads them."""
+    import sqlalchemy as sa
+
+    from kilonova.compute.db.api_models import RequestSpec
+
+    server = add_server(stub, "old-vm")
+    spec = {"flavor": FLAVOR, "image": {"id": IMAGE, "properties": {"os_distro": "old"}},
+            "scheduler_hints": {"same_host": "6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa"}}
+
+    def record(session):
+        if session.execute(sa.select(RequestSpec.id).where(RequestSpec.instance_uuid == server["uuid"])).first():
+            session.execute(sa.update(RequestSpec).where(RequestSpec.instance_uuid == server["uuid"]).values(spec=spec))
+        else:
+            session.add(RequestSpec(instance_uuid=server["uuid"], spec=spec))
+    stub.api_db.run_sync(record)
+    shown = (await api.get(f"/servers/{server['uuid']}", token="demo-token", version="2.100")).json()["server"]
+    assert shown["image"]["properties"] == {"os_distro": "old"}
+    assert shown["scheduler_hints"] == {"same_host": ["6b1e3a44-9d0a-4bde-8a55-0d3cb2e4f1aa"]}
+    listed = (await api.get("/servers/detail", token="demo-token", version="2.100")).json()["servers"]
+    assert [s["scheduler_hints"] for s in listed if s["id"] == server["uuid"]] == [shown["scheduler_hints"]]
+    assert "properties" not in (await api.get(f"/servers/{server['uuid']}", token="demo-token",
+                                              version="2.97")).json()["server"]["image"]

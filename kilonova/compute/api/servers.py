@@ -13,7 +13,7 @@ from kilonova.compute.api import (common, disk_config, lookup, query_params, ser
 from kilonova.compute.api.app import compute_api
 from kilonova.compute.api import port_quota, security_group_bindings, security_group_lookup
 from kilonova.compute import volume_api
-from kilonova.compute.api import boot_volumes, host_status
+from kilonova.compute.api import boot_volumes, host_status, spec_fields
 from kilonova.compute.api import server_group_hint, server_groups
 from kilonova.compute.api.create_refusals import refuse_unsupported
 from kilonova.compute.api.destination import forced as forced_destination
@@ -82,9 +82,10 @@ async def _list(request: Request, detailed: bool):
         faults = await _faults(refs)
         volumes = await _volumes(refs)
         hosts = await host_status.statuses(request, refs)
+        filled = await spec_fields.completed(request, [ref.server for ref in refs if not ref.down])
         groups = await security_group_bindings.names(svc, ctx, [ref.uuid for ref in refs if not ref.down])
         body = [views.detail_down(request, ref.server) if ref.down
-                else views.detail(request, security_group_bindings.shown(ref.server, groups),
+                else views.detail(request, security_group_bindings.shown(filled.get(ref.uuid, ref.server), groups),
                                   fault=faults.get(ref.uuid), volumes=volumes.get(ref.uuid),
                                   host_status=hosts.get(ref.uuid))
                 for ref in refs]
@@ -153,7 +154,8 @@ async def show_server(request: Request, server_id: str):
     volumes = await _volumes([ref])
     hosts = await host_status.statuses(request, [ref])
     groups = await security_group_bindings.names(svc, request.state.context, [ref.uuid])
-    server = await server_groups.with_groups(request, ref.server)
+    server = (await spec_fields.completed(request, [ref.server])).get(ref.uuid, ref.server)
+    server = await server_groups.with_groups(request, server)
     return json_response({"server": views.detail(request, security_group_bindings.shown(server, groups),
                                                  fault=faults.get(ref.uuid), shape="show",
                                                  volumes=volumes.get(ref.uuid), host_status=hosts.get(ref.uuid))})
@@ -314,6 +316,7 @@ async def update_server(request: Request, server_id: str):
     server = await ref.cell.db.write(instances.update, server_id, changes) if changes else ref.server
     if "pinned_availability_zone" in body["server"]:  # where later schedulings (moves, unshelve) go
         await svc.api_db.write(pin_zone, server_id, body["server"]["pinned_availability_zone"])
+    server = (await spec_fields.completed(request, [server])).get(server_id, server)
     server = await server_groups.with_groups(request, server)
     return json_response({"server": views.detail(request, server, shape="update")})
 

@@ -79,5 +79,13 @@ def get_spec(session: Session, instance_uuid: str) -> dict[str, Any] | None:
     return None if row is None else row.spec
 
 
+def specs_for(session: Session, instance_uuids: list[str]) -> dict[str, dict[str, Any]]:
+    """The request specs of these servers (those that have one), in one read."""
+    table = RequestSpec.__table__
+    rows = session.execute(sa.select(table.c.instance_uuid, table.c.spec)
+                           .where(table.c.instance_uuid.in_(instance_uuids)))
+    return {row.instance_uuid: row.spec for row in rows if row.spec}
+
+
 def delete_spec(session: Session, instance_uuid: str) -> None:
     session.execute(sa.delete(RequestSpec).where(RequestSpec.instance_uuid == instance_uuid))
