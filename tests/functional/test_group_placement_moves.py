@@ -113,7 +113,8 @@ def failed_event_says(conn, uuid: str, text: str) -> bool:
     latest = actions["instanceActions"][0]
     events = conn.compute.get(f"/servers/{uuid}/os-instance-actions/{latest['request_id']}",
                               microversion="2.84").json()["instanceAction"]["events"]
-    return any(e["result"] == "Error" and text in (e.get("traceback") or "") for e in events)
+    return any(e["result"] == "Error" and text in (e.get("traceback") or "") + (e.get("details") or "")
+               for e in events)
 
 
 def test_soft_policies_spread_then_share_and_pack(conn, made):
@@ -261,9 +262,25 @@ def test_evacuation_picks_a_host_without_members(three_hosts):
         boot(conn, made, f"busy-{i}", None, "compute3")
     cloud.openstack("--os-compute-api-version", "2.11", "compute", "service", "set", "--down", "compute1",
                     "nova-compute")
-    answer = conn.compute.post(f"/servers/{a}/action", json={"evacuate": {}}, microversion="2.68")
+    # A forced host skips the scheduler; the destination's late check aborts it (migration "failed") and the
+    # server keeps its state and host, its claim there given back.
+    answer = conn.compute.post(f"/servers/{a}/action", json={"evacuate": {"host": "compute2", "force": True}},
+                               microversion="2.29")
     assert answer.status_code == 200, answer.text
     wait_for(lambda: migrations(conn, a) and migrations(conn, a)[-1]["status"] in ("done", "error", "failed"),
+             "the forced evacuation to end", 60)
+    assert migrations(conn, a)[-1]["status"] == "failed"
+    assert (settled(conn, a).status, host_of(conn, a)) == ("ACTIVE", "compute1")
+    assert failed_event_says(conn, a, "Anti-affinity instance group policy was violated.")
+    with cloud.http("placement") as placement:
+        placement.headers["OpenStack-API-Version"] = "placement 1.36"
+        held = placement.get(f"/allocations/{a}").json()["allocations"]
+        names = {p["uuid"]: p["name"] for p in placement.get("/resource_providers").json()["resource_providers"]}
+    assert [names[uuid] for uuid in held] == ["compute1"]
+
+    answer = conn.compute.post(f"/servers/{a}/action", json={"evacuate": {}}, microversion="2.68")
+    assert answer.status_code == 200, answer.text
+    wait_for(lambda: len(migrations(conn, a)) == 2 and migrations(conn, a)[-1]["status"] in ("done", "error"),
              "the evacuation to end", 60)
     assert migrations(conn, a)[-1]["status"] == "done"
     assert (settled(conn, a).status, host_of(conn, a)) == ("ACTIVE", "compute3")  # compute2 holds b

@@ -15,6 +15,7 @@ evacuation's destination claim is given back and its migration record says ``err
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from kilonova.common.db import NotFound
 from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
 from kilonova.compute import events, evacuation_claims, faults, move_claims
+from kilonova.compute.conductor import group_check
 from kilonova.compute.conductor.agent_reports import _host_cell_uuid
 from kilonova.compute.conductor.tasks import reconcile, remote
 from kilonova.compute.db import aggregates, build_requests, host_view, instances, migrations
@@ -41,6 +43,11 @@ EVACUATION_UNDER_WAY = ("accepted", "pre-migrating")
 
 class Refused(Exception):
     """The rebuild or evacuation cannot go on (no valid host, a claim refused): the message says why."""
+
+
+class Aborted(Refused):
+    """The forced destination of an evacuation breaks the server group's hard policy: upstream's destination
+    aborts the rebuild (migration ``failed``) and rolls the server back to its state, not to ERROR."""
 
 
 @remote
@@ -69,6 +76,14 @@ async def rebuild_instance(conductor, instance_uuid: str, request_id: str | None
             else:
                 await _rebuild(conductor, cell, instance, image_meta or {}, orig_image_ref, admin_password,
                                request_id)
+        except Aborted as exc:
+            step.failed(exc)
+            outer.failed(exc)
+            LOG.warning("evacuation of %s aborted: %s", instance_uuid, exc)
+            with contextlib.suppress(UnexpectedTaskState, NotFound):
+                await cell.db.write(instances.update_with_fault, instance_uuid, {"task_state": None},
+                                    faults.record(str(exc), None), expected_task_state=["rebuilding"])
+            await conductor.action_finish(instance_uuid, request_id, "evacuate", "Error")
         except Refused as exc:
             step.failed(exc)
             outer.failed(exc)
@@ -162,6 +177,7 @@ async def _evacuate(conductor, cell, instance: dict, host: str | None, force: bo
                 raise Refused(f"No valid host was found. Compute host {host} is not in the server's cell "
                               "(moves between cells are not allowed).")
             destination = await _claim_forced(conductor, instance, host)
+            await _check_group(conductor, cell, spec, uuid, host, migration_uuid)
         else:
             destination = await _schedule(conductor, instance, spec, host, migration_uuid)
     except Refused:
@@ -196,6 +212,16 @@ async def _claim_forced(conductor, instance: dict, host: str) -> str:
     except move_claims.ClaimError as exc:
         raise Refused(str(exc)) from None
     return host
+
+
+async def _check_group(conductor, cell, spec: dict, uuid: str, host: str, migration_uuid: str) -> None:
+    """A forced host skipped the scheduler's group filters; upstream's destination checks the hard policy before
+    rebuilding there (the late check of builds) and, failing it, releases its claim and fails the migration."""
+    broken = await group_check.violation(conductor.cells, spec, uuid, host)
+    if broken:
+        await _release_destination(conductor, uuid, host)
+        await _migration_status(cell, migration_uuid, "failed", EVACUATION_UNDER_WAY)
+        raise Aborted(f"Build of instance {uuid} aborted: Build of instance {uuid} was re-scheduled: {broken}")
 
 
 def _resources(instance: dict) -> dict[str, int]:
