@@ -23,6 +23,7 @@ from kilonova.config import ConfigError
 from kilonova.compute.scheduler import explain as explain_mod
 from kilonova.compute.scheduler import request_filters
 from kilonova.compute.scheduler import weighers as weighers_mod
+from kilonova.compute.scheduler.candidate_answer import CandidateAnswers
 from kilonova.compute.scheduler.explain import Trace, describe
 from kilonova.compute.scheduler.filters import all_filters
 from kilonova.compute.scheduler.host_cache import HostCache
@@ -104,6 +105,8 @@ class SchedulerManager:
         self.down_time = conf.getfloat("DEFAULT", "service_down_time")
         self.host_cache = HostCache(cells, self.down_time)
         self.groups = GroupView(cells)
+        self.answers = CandidateAnswers()
+        self._usage: dict[int, tuple[dict, dict, dict]] = {}  # id(provider summary) -> (it, capacity, used)
 
     # ------------------------------------------------------------------ RPC
 
@@ -195,17 +198,13 @@ class SchedulerManager:
             if response.status_code != 200:
                 raise NoValidHost(f"No valid host was found. Placement refused the query for {describe(resources)}: "
                                   f"{explain_mod.placement_error(response)}")
-            body = orjson.loads(response.content)  # up to max_placement_results candidates: parse fast
-            requests = body.get("allocation_requests", [])
-            if not requests:
+            # up to max_placement_results candidates; the allocation requests part kept while unchanged
+            by_provider, count, summaries = self.answers.parse(response.content)
+            if not count:
                 raise NoValidHost(await explain_mod.empty_placement(self.placement, query, self.limit, trace))
         except BaseException:
             _drop(fleet)
             raise
-        summaries = body.get("provider_summaries", {})
-        by_provider: dict[str, dict] = {}
-        for request in requests:
-            by_provider.setdefault(next(iter(request["allocations"])), request)
         zones, metadata, cells = await fleet
         for cell in self.cells.real():
             if cell.uuid in large:
@@ -257,16 +256,25 @@ class SchedulerManager:
         states = []
         default_zone = self.conf.get("DEFAULT", "default_availability_zone")
         empty: dict = {}
+        # A provider summary kept from the last answer (candidate_answer.py) gives the same capacity and
+        # usage: read once, copied for each decision (usage grows as a request places its servers).
+        kept, self._usage = self._usage, {}
         for cell, rows, counts, images in cells:
             for row in rows:
                 request = by_provider.get(row["uuid"])
                 if request is None:
                     continue
                 name = row["host"]
-                capacity, used = {}, {}
-                for rc, usage in summaries.get(row["uuid"], empty).get("resources", empty).items():
-                    capacity[rc] = usage["capacity"]
-                    used[rc] = usage["used"]
+                summary = summaries.get(row["uuid"], empty)
+                known = kept.get(id(summary))
+                if known is None or known[0] is not summary:
+                    capacity, used = {}, {}
+                    for rc, usage in summary.get("resources", empty).items():
+                        capacity[rc] = usage["capacity"]
+                        used[rc] = usage["used"]
+                    known = (summary, capacity, used)
+                self._usage[id(summary)] = known
+                capacity, used = known[1].copy(), known[2].copy()
                 num_instances, num_io_ops = counts.get(name, (0, 0))
                 states.append(HostState(  # positional, in field order: built for each candidate of each request
                     row["uuid"], name, row["nodename"], cell.uuid, zones.get(name, default_zone),
@@ -387,7 +395,8 @@ class SchedulerManager:
     def _selection(host: HostState) -> dict:
         return {"host": host.host, "nodename": host.nodename, "compute_node_uuid": host.uuid,
                 "cell_uuid": host.cell_uuid, "availability_zone": host.availability_zone,
-                "allocation_request": host.allocation_request}
+                # a copy: the parsed answer is shared with later decisions (candidate_answer.py)
+                "allocation_request": orjson.loads(orjson.dumps(host.allocation_request))}
 
 
 def _drop(task: asyncio.Future) -> None:
