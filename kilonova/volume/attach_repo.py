@@ -89,7 +89,9 @@ def check_connectable(session: Session, attachment_id: str, project_id: str | No
     attachment = _attachment(session, attachment_id, project_id)
     volume = volume_row(session, attachment.volume_id)
     _check_not_error(volume, "updated")
-    others = [a for a in volume.attachments if a.id != attachment.id and a.connection_info]
+    # The same server connected from a second host is a live migration (as Cinder, which allows it).
+    others = [a for a in volume.attachments if a.id != attachment.id and a.connection_info
+              and a.instance_uuid != attachment.instance_uuid]
     if others and not volume.multiattach:
         raise invalid_volume(f"duplicate connectors detected on volume {volume.id}")
     return attachment_dict(attachment)

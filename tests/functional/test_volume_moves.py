@@ -1,7 +1,8 @@
-"""A volume-backed server with a second volume, cold-migrated (confirmed, then reverted) on the fake driver
-through openstacksdk: the volumes follow the server. What is checked is what the volume service and the
-guest's host say: after the move each volume has one attachment, ``attached``, on the server's new host
-(the source's connection handed over as upstream does it: a new attachment first, the old one deleted),
+"""A volume-backed server with a second volume, cold-migrated (confirmed, then reverted) and live-migrated on the
+fake driver through openstacksdk: the volumes follow the server. What is checked is what the volume service
+and the guest's host say: after each move each volume has one attachment, ``attached``, on the server's new
+host (a cold move's source hands its connection over as upstream does it: a new attachment first, the old one
+deleted; a live migration's destination connects its own before the guest comes, the source's goes after),
 the destination's guest was given the connections it made, and after a revert they are the source's again.
 """
 from __future__ import annotations
@@ -72,6 +73,12 @@ def test_a_volume_backed_server_cold_migrates_with_its_volumes(cloud):
         _settled(conn, server.id, volumes, reverted.compute_host)
         console = conn.compute.get_server_console_output(server.id)["output"]
         assert console.rstrip().count(f"connected on {dest} (local)") >= 2, console
+
+        # Live-migrated: the destination's own attachments replace the source's once the guest moved.
+        conn.compute.live_migrate_server(server, host=None, block_migration="auto")
+        live = wait_for(lambda: (s := conn.compute.get_server(server.id)).status == "ACTIVE"
+                        and s.compute_host != dest and s, "the live migration", timeout=60)
+        _settled(conn, server.id, volumes, live.compute_host)
     finally:
         conn.compute.delete_server(server.id, ignore_missing=True)
         conn.compute.wait_for_delete(server, interval=0.2, wait=60)

@@ -7,7 +7,8 @@ on host B opens it with its own NBD client). The guest boots from a volume on ho
 hot-plugged and the guest writes a note on it. Cold-migrated to host B and confirmed, the guest boots
 there from its volume over NBD: the root volume's note says the guest was shut down cleanly on host A,
 and a user-data script reads the data volume's note back at boot. The data volume is then hot-unplugged
-over NBD (its export stops), and the server's delete stops the root volume's.
+over NBD (its export stops); live-migrated back to host A the guest runs on from the root volume's file (the
+last export stops), and the server is deleted.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def exports(hosts) -> set[str]:
     return {path.name[4:] for path in (hosts.workdir / "volumes").glob("nbd-*")}
 
 
-def test_a_volume_backed_guest_cold_migrates_to_a_host_that_reaches_its_volumes_over_nbd(hosts, guest, tmp_path):
+def test_a_volume_backed_guest_moves_to_a_host_that_reaches_its_volumes_over_nbd_and_back(hosts, guest, tmp_path):
     os_ = hosts.openstack
     image = upload_guest(hosts, guest, "bfv-moves")
     os_("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "bfv.small")
@@ -113,6 +114,21 @@ def test_a_volume_backed_guest_cold_migrates_to_a_host_that_reaches_its_volumes_
     os_("server", "remove", "volume", server, data)
     volume_status(hosts, data, "available")
     assert f"name='{data}'" not in domain_xml(hosts, HOST_B) and exports(hosts) == {root}
+
+    # Live-migrated back to host A, which opens the root volume's file: the guest runs on (no boot), its
+    # disk is the file there, the NBD export stops and the volume's one attachment is host A's.
+    os_("--os-compute-api-version", "2.30", "server", "migrate", "--live-migration", "--host", HOST_A, "--wait",
+        server, timeout=180)
+    back = wait_status(hosts, server, "ACTIVE", 60)
+    assert back["OS-EXT-SRV-ATTR:host"] == HOST_A and not hosts.domains(HOST_B), back
+    xml = domain_xml(hosts, HOST_A)
+    assert "protocol='nbd'" not in xml and f"volume-{root}" in xml, xml
+    assert not exports(hosts)
+    with hosts.http("block-storage") as api:
+        (attachment,) = api.get(f"/v3/{project}/volumes/{root}").json()["volume"]["attachments"]
+        assert attachment["host_name"] == HOST_A, attachment
+    log = console_until(hosts, server, f"{MARKER} alive")
+    assert f"{MARKER} booted kernel" not in log, log   # host A's console never saw a boot: it kept running
     os_("server", "delete", "--wait", server, timeout=120)
     volume_status(hosts, root, "available")
     assert not exports(hosts)

@@ -73,3 +73,20 @@ def test_a_moved_guest_reaches_its_volumes_as_its_new_host_was_told():
     old_layout = volumes.reconnected([VOLUME], [{"volume_id": "v1", "connection_info": local}], "none")
     assert (old_layout[0]["path"], old_layout[0]["target"], old_layout[0]["serial"]) == (VOLUME["path"], "vdb", "v1")
     assert volumes.reconnected([VOLUME], [], "none") == [VOLUME]
+
+
+def test_a_live_migration_destination_xml_names_its_own_connection_at_the_same_device():
+    """The migratable XML's volume disk (by serial) becomes the destination's, alias and PCI address kept."""
+    xml = ("<domain><devices><disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+           "<source file='/srv/volumes/volume-v1'/><target dev='vdb' bus='virtio'/><serial>v1</serial>"
+           "<alias name='virtio-disk1'/><address type='pci' slot='0x07'/></disk>"
+           "<disk type='file' device='disk'><source file='/x/disk'/><target dev='vda' bus='virtio'/></disk>"
+           "</devices></domain>")
+    nbd = {"driver_volume_type": "nbd", "data": {"host": "192.0.2.10", "port": 10812, "name": "v1"}, "serial": "v1"}
+    root = ET.fromstring(volumes.retarget_xml(xml, [{"volume_id": "v1", "connection_info": nbd}], "none"))
+    first, second = root.findall("devices/disk")
+    assert (first.get("type"), first.find("source").get("name"), first.find("target").get("dev"),
+            first.find("address").get("slot"), first.find("alias").get("name"), first.findtext("serial")) == \
+        ("network", "v1", "vdb", "0x07", "virtio-disk1", "v1")
+    assert second.find("source").get("file") == "/x/disk"
+    assert volumes.retarget_xml(xml, [], "none") == xml

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kilonova.common.rpc import RemoteError, RPCError, redelivered
 from kilonova.compute import move_claims
-from kilonova.compute.agent.operations import remote
+from kilonova.compute.agent.operations import remote, volumes
 from kilonova.compute.agent.security_groups import security_groups
 from kilonova.compute.virt import driver as virt
 from kilonova.compute.virt.driver import LiveMigrationAborted, NoActiveMigration
@@ -58,6 +58,7 @@ class Job:
     running: bool = False     # driver.live_migration has started: abort and force-complete go to the driver
     cancelled: bool = False   # aborted while queued or preparing (2.65): rolled back at the next step
     deleted: bool = False     # cut short by the server's delete: the record ends error, not cancelled
+    volumes: dict = field(default_factory=dict)  # the destination's attachments (connect_for_live_migration)
 
     @property
     def cancelled_status(self) -> str:
@@ -156,7 +157,14 @@ async def pre_live_migration(agent: ComputeManager, instance: dict, migrate_data
     async with agent.event(instance["uuid"], request_id, "compute_pre_live_migration"):
         await _set_ports(agent, instance, {"binding:profile": {"migrating_to": agent.host}})
         await security_groups(agent).expect([vif["port_id"] for vif in _network_info(instance)])
-        return await agent.driver.pre_live_migration(instance, _network_info(instance), migrate_data)
+        made = await volumes.connect_for_live_migration(agent, instance["uuid"])
+        try:
+            prepared = await agent.driver.pre_live_migration(instance, _network_info(instance),
+                                                             {**migrate_data, "volumes": made})
+        except Exception:
+            await volumes.drop_live_migration_attachments(agent, made)
+            raise
+        return {**prepared, "volumes": made}
 
 
 @remote
@@ -238,6 +246,7 @@ async def _migrate(agent: ComputeManager, instance: dict, job: Job, migrate_data
                                   f"{getattr(exc, 'message', None) or exc}")
         await _rollback(agent, instance, job, "error", request_id)
         return
+    job.volumes = migrate_data.get("volumes") or {}
     if job.cancelled or await _status(agent, migration, "running", ["preparing"]) is None or job.cancelled:
         await _rollback(agent, instance, job, job.cancelled_status, request_id)
         return
@@ -279,6 +288,10 @@ async def _post(agent: ComputeManager, instance: dict, job: Job, request_id: str
     """The guest runs on the destination: clean up here, switch the instance there, drop the source claim."""
     migration, dest, uuid = job.migration, job.dest, instance["uuid"]
     await _status(agent, migration, "post-migrating", ["running"])
+    try:  # the guest uses the destination's volume connections now
+        await volumes.switch_after_live_migration(agent, uuid, job.volumes)
+    except Exception:  # noqa: BLE001 - the audit finds what the volume service and the mappings disagree on
+        LOG.exception("the volumes of %s could not be switched to %s", uuid, dest)
     try:
         await agent.driver.post_live_migration_at_source(instance, _network_info(instance))
     except Exception:  # noqa: BLE001 - leftovers on the source are untidy, the guest is fine
@@ -304,6 +317,7 @@ async def _rollback(agent: ComputeManager, instance: dict, job: Job, status: str
     """The guest still runs here: the destination undoes its preparation, the instance holds its source
     allocation again (the destination's goes in the same Placement call), the task ends."""
     migration, uuid = job.migration, instance["uuid"]
+    await volumes.drop_live_migration_attachments(agent, job.volumes)
     if prepared:
         try:
             await _peer(agent, job.dest).call("rollback_live_migration_at_destination", instance=instance,

@@ -269,3 +269,56 @@ async def extend(agent: ComputeManager, instance: dict, volume_id: str) -> None:
         await agent.driver.extend_volume(instance, bdm["connection_info"], size * GIB, bdm["device_name"])
         await _update(agent, bdm, {"volume_size": size})
         LOG.info("volume %s of %s extended to %s GiB on %s", volume_id, uuid, size, agent.host)
+
+
+# ---------------------------------------------------------------- a live-migrating server's volumes
+
+async def connect_for_live_migration(agent: ComputeManager, uuid: str) -> dict[str, dict]:
+    """Destination, before the guest comes: a second attachment of each of the server's volumes, connected
+    with this host's connector (the source keeps its own until the guest has moved), as upstream's
+    pre_live_migration: {volume id: {attachment_id, old_attachment_id, connection_info}}."""
+    mappings = [b for b in await bdms(agent, uuid) if b.get("volume_id")]
+    if not mappings:
+        return {}
+    volumes = await _volumes(agent)
+    made: dict[str, dict] = {}
+    try:
+        for bdm in mappings:
+            attachment = await volumes.attachment_create(bdm["volume_id"], uuid)
+            made[bdm["volume_id"]] = {"attachment_id": attachment["id"], "old_attachment_id": bdm.get("attachment_id"),
+                                      "connection_info": None}
+            made[bdm["volume_id"]]["connection_info"] = await initialize(
+                agent, volumes, {**bdm, "attachment_id": attachment["id"]})
+    except Exception:
+        await drop_live_migration_attachments(agent, made)
+        raise
+    return made
+
+
+async def drop_live_migration_attachments(agent: ComputeManager, made: dict[str, dict]) -> None:
+    """A live migration that did not happen: the destination's attachments go (the source's stay)."""
+    if not made:
+        return
+    volumes = await _volumes(agent)
+    for entry in made.values():
+        try:
+            await volumes.attachment_delete(entry["attachment_id"])
+        except Exception as exc:  # noqa: BLE001 - the volume service's reaper removes what stays reserved
+            LOG.warning("attachment %s of a cancelled live migration not deleted: %s", entry["attachment_id"], exc)
+
+
+async def switch_after_live_migration(agent: ComputeManager, uuid: str, made: dict[str, dict]) -> None:
+    """Source, once the guest runs on the destination: the mappings take the destination's attachments and
+    connections, the source's attachments go, and the new ones are completed (``in-use`` again)."""
+    if not made:
+        return
+    volumes = await _volumes(agent)
+    for bdm in await bdms(agent, uuid):
+        entry = made.get(bdm.get("volume_id"))
+        if entry is None:
+            continue
+        await _update(agent, bdm, {"attachment_id": entry["attachment_id"],
+                                   "connection_info": entry["connection_info"], "status": "attached"})
+        if entry.get("old_attachment_id"):
+            await volumes.attachment_delete(entry["old_attachment_id"])
+        await volumes.attachment_complete(entry["attachment_id"])

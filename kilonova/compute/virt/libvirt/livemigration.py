@@ -82,6 +82,12 @@ def rewrite_xml(xml: str, source_dir: str, dest_dir: str, bridges: dict[str, str
     return ET.tostring(root, encoding="unicode")
 
 
+def _volume_connections(migrate_data: dict) -> list[dict]:
+    """The destination's connections to the guest's volumes (its pre_live_migration made them), as mappings."""
+    return [{"volume_id": volume_id, "connection_info": entry["connection_info"]}
+            for volume_id, entry in (migrate_data.get("volumes") or {}).items() if entry.get("connection_info")]
+
+
 class _Job:
     def __init__(self):
         self.aborted = False
@@ -228,8 +234,11 @@ class LiveMigrationMixin:
         configdrive.write_tree(instance, network_info, directory / "metadata")
         for vif in network_info:
             self.dataplane.plug(vif, instance["uuid"])
-        dest_layout = {**layout, "disks": [{**d, "path": str(directory / d["path"]), "cache": self._disk_cache}
-                                           for d in layout["disks"]]}
+        # The instance's own disks in its directory here; its volumes as this host was connected to them.
+        dest_layout = {**layout, "disks": volume_hotplug.reconnected(
+            [d if d.get("protocol") or Path(d["path"]).is_absolute() else
+             {**d, "path": str(directory / d["path"]), "cache": self._disk_cache} for d in layout["disks"]],
+            _volume_connections(migrate_data), self._disk_cache)}
         (directory / INCOMING_FILE).write_text(json.dumps({
             "shared": shared, "resume": not migrate_data.get("source_paused"), "layout": dest_layout}))
         uri, address = self._migration_uris()
@@ -359,9 +368,10 @@ class LiveMigrationMixin:
         if bandwidth > 0:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = bandwidth
         bridges = {self.dataplane.bridge(net): bridge for net, bridge in migrate_data.get("dest_bridges", {}).items()}
-        params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = rewrite_xml(
+        params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = volume_hotplug.retarget_xml(rewrite_xml(
             domain.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), str(self._dir(instance)), migrate_data["dest_dir"],
-            bridges, migrate_data.get("graphics_listen"), migrate_data.get("dest_shared_cpus") or "")
+            bridges, migrate_data.get("graphics_listen"), migrate_data.get("dest_shared_cpus") or ""),
+            _volume_connections(migrate_data), self._disk_cache)
         if migrate_data["block_migration"]:
             flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC if migrate_data.get("incremental") \
                 else libvirt.VIR_MIGRATE_NON_SHARED_DISK

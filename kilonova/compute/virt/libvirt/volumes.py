@@ -104,6 +104,32 @@ def portable(disks: list[dict], instances_path) -> list[dict]:
     return [d if is_volume(d, instances_path) else {**d, "path": Path(d["path"]).name} for d in disks]
 
 
+def retarget_xml(xml: str, block_device_info: list[dict], cache: str) -> str:
+    """A domain's XML with each volume's disk (found by its serial) as ``block_device_info``'s connection gives
+    it (a live migration's destination reaches its volumes its own way: the file, or an NBD export)."""
+    if not block_device_info:
+        return xml
+    root = ET.fromstring(xml)
+    devices = root.find("devices")
+    for index, element in enumerate(list(devices)):
+        if element.tag != "disk" or not element.findtext("serial"):
+            continue
+        for bdm in block_device_info:
+            info = bdm["connection_info"]
+            volume_id = str(info.get("serial") or bdm.get("volume_id") or "")
+            if element.findtext("serial") != volume_id[:20]:
+                continue
+            target = element.find("target").get("dev")
+            new = ET.fromstring(disk_xml(volume_disk({**info, "serial": volume_id}, target, cache)))
+            for kept in ("alias", "address"):   # the guest's ABI: the same device at the same place
+                if element.find(kept) is not None:
+                    new.append(element.find(kept))
+            devices.remove(element)
+            devices.insert(index, new)
+            break
+    return ET.tostring(root, encoding="unicode")
+
+
 def disks_of(block_device_info: list[dict], disks: list[Disk], cache: str) -> list[Disk]:
     """The volumes other than the root one as disks of a guest being defined, each at its mapping's device
     unless one of ``disks`` (or an earlier volume) is there already."""
