@@ -15,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.common.prepared import prepared
+
 from kilonova.compute.db.api_models import BuildRequest, InstanceMapping, QuotaGeneration, RequestSpec
 from kilonova.compute.db.cell_models import Instance
 
@@ -36,16 +38,23 @@ class Snapshot:
                 "ram": sum(int(f["memory_mb"] or 0) for f in sizes)}
 
 
+# Built once, run on SQLite's cursor (kilonova/common/prepared.py): every create with a bounded quota reads
+# these twice.
+_PROJECT = sa.bindparam("project_id")
+_GENERATION = prepared(sa.select(QuotaGeneration.generation).where(QuotaGeneration.project_id == _PROJECT))
+# The size columns, not the build requests' JSON: every create reads them, however long the queue.
+_PENDING = prepared(sa.select(BuildRequest.instance_uuid, BuildRequest.vcpus, BuildRequest.memory_mb)
+                    .where(BuildRequest.project_id == _PROJECT))
+_SERVERS = prepared(sa.select(sa.func.count()).select_from(InstanceMapping).where(
+    InstanceMapping.project_id == _PROJECT, InstanceMapping.queued_for_delete.is_(False)))
+
+
 def snapshot(session: Session, project_id: str) -> Snapshot:
-    generation = session.scalar(sa.select(QuotaGeneration.generation).where(
-        QuotaGeneration.project_id == project_id)) or 0
-    # The size columns, not the build requests' JSON: every create reads them, however long the queue.
-    rows = session.execute(sa.select(BuildRequest.instance_uuid, BuildRequest.vcpus, BuildRequest.memory_mb).where(
-        BuildRequest.project_id == project_id))
-    pending = {uuid: {"vcpus": vcpus, "memory_mb": memory_mb} for uuid, vcpus, memory_mb in rows}
-    servers = session.scalar(sa.select(sa.func.count()).select_from(InstanceMapping).where(
-        InstanceMapping.project_id == project_id, InstanceMapping.queued_for_delete.is_(False))) or 0
-    return Snapshot(generation, pending, int(servers))
+    params = {"project_id": project_id}
+    generation = session.scalar(_GENERATION, params) or 0
+    pending = {uuid: {"vcpus": vcpus, "memory_mb": memory_mb}
+               for uuid, vcpus, memory_mb in session.execute(_PENDING, params)}
+    return Snapshot(generation, pending, int(session.scalar(_SERVERS, params) or 0))
 
 
 def pending_flavors(session: Session, uuids: list[str]) -> dict[str, dict[str, Any]]:
@@ -77,13 +86,19 @@ def advance(session: Session, project_id: str, generation: int) -> None:
 _INSTANCES = Instance.__table__
 
 
+_CELL_USAGE = sa.select(sa.func.count(_INSTANCES.c.id), sa.func.coalesce(sa.func.sum(_INSTANCES.c.vcpus), 0),
+                        sa.func.coalesce(sa.func.sum(_INSTANCES.c.memory_mb), 0)).where(
+    _INSTANCES.c.project_id == sa.bindparam("project_id"), _INSTANCES.c.deleted == 0,
+    _INSTANCES.c.vm_state != "soft-delete")
+_CELL_USAGE_EXCLUDING = prepared(_CELL_USAGE.where(_INSTANCES.c.uuid.not_in(sa.bindparam("excluding", expanding=True))))
+prepared(_CELL_USAGE)
+
+
 def cell_usage(session: Session, project_id: str, excluding: list[str]) -> dict[str, int]:
     """instances, cores and ram of a project's live (not soft-deleted) instances in this cell, leaving out
     ``excluding`` (servers counted as build requests)."""
-    query = sa.select(sa.func.count(_INSTANCES.c.id), sa.func.coalesce(sa.func.sum(_INSTANCES.c.vcpus), 0),
-                      sa.func.coalesce(sa.func.sum(_INSTANCES.c.memory_mb), 0)).where(
-        _INSTANCES.c.project_id == project_id, _INSTANCES.c.deleted == 0, _INSTANCES.c.vm_state != "soft-delete")
     if excluding:
-        query = query.where(_INSTANCES.c.uuid.not_in(excluding))
-    row = session.execute(query).one()
+        row = session.execute(_CELL_USAGE_EXCLUDING, {"project_id": project_id, "excluding": list(excluding)}).one()
+    else:
+        row = session.execute(_CELL_USAGE, {"project_id": project_id}).one()
     return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
