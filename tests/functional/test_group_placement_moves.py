@@ -183,6 +183,11 @@ def test_a_pinned_affinity_member_cannot_be_moved_away(conn, made):
     assert cold_migrate(conn, second, host=elsewhere)["status"] == "error"
     assert (conn.compute.get_server(second).status, host_of(conn, second)) == ("ACTIVE", home)
     assert failed_event_says(conn, second, "No valid host was found")
+    forced = conn.compute.post(f"/servers/{second}/action", json={"os-migrateLive": {
+        "host": elsewhere, "block_migration": "auto", "force": True}}, microversion="2.30")
+    assert forced.status_code == 400
+    assert forced.json()["badRequest"]["message"].endswith("Affinity instance group policy was violated.")
+    assert (settled(conn, second).status, host_of(conn, second)) == ("ACTIVE", home)
 
 
 def test_live_migration_to_a_host_that_breaks_a_hard_policy_is_refused(conn, made):
