@@ -79,12 +79,13 @@ def test_a_volume_backed_guest_moves_to_a_host_that_reaches_its_volumes_over_nbd
                  image["id"], "--boot-from-volume", "1", "--config-drive", "true", "--user-data", str(script),
                  "--network", "private", "--host", HOST_A, "--wait", "bfv-mover", fmt_json=True, timeout=240)["id"]
     console_until(hosts, server, f"{MARKER} ready")
-    (root,) = [v["id"] for v in os_("server", "show", server, fmt_json=True)["volumes_attached"]]
+    conn = hosts.sdk()   # the rest through openstacksdk (a forked CLI costs seconds a call here), moves by the CLI
+    (root,) = [v["id"] for v in conn.compute.get_server(server).attached_volumes]
     assert "protocol='nbd'" not in domain_xml(hosts, HOST_A) and not exports(hosts)  # host A: the file itself
 
-    data = os_("volume", "create", "--size", "1", "bfv-data", fmt_json=True)["id"]
+    data = conn.block_storage.create_volume(size=1, name="bfv-data").id
     volume_status(hosts, data, "available")
-    os_("server", "add", "volume", server, data)
+    conn.compute.create_volume_attachment(server, volume_id=data)
     volume_status(hosts, data, "in-use")
     log = console_until(hosts, server, "written: KILONOVA-VOLUME-NOTE")
     (written,) = re.findall(rf"{MARKER} volume (vd\w) written: (KILONOVA-VOLUME-NOTE from \S+)", log)
@@ -101,17 +102,17 @@ def test_a_volume_backed_guest_moves_to_a_host_that_reaches_its_volumes_over_nbd
     assert xml.count("protocol='nbd'") == 2 and f"name='{root}'" in xml and f"name='{data}'" in xml, xml
     assert exports(hosts) == {root, data}
     with hosts.http("block-storage") as api:
-        project = hosts.sdk().current_project_id
+        project = conn.current_project_id
         for volume_id in (root, data):
             (attachment,) = api.get(f"/v3/{project}/volumes/{volume_id}").json()["volume"]["attachments"]
             assert attachment["host_name"] == HOST_B, attachment
 
-    os_("server", "migrate", "confirm", server)
+    conn.compute.confirm_server_resize(server)
     confirmed = wait_status(hosts, server, "ACTIVE", 60)
     assert confirmed["OS-EXT-SRV-ATTR:host"] == HOST_B and not hosts.domains(HOST_A)
 
     # Hot-unplugged over NBD: gone from the guest, the volume available, its export stopped.
-    os_("server", "remove", "volume", server, data)
+    conn.compute.delete_volume_attachment(data, server)
     volume_status(hosts, data, "available")
     assert f"name='{data}'" not in domain_xml(hosts, HOST_B) and exports(hosts) == {root}
 
@@ -129,7 +130,9 @@ def test_a_volume_backed_guest_moves_to_a_host_that_reaches_its_volumes_over_nbd
         assert attachment["host_name"] == HOST_A, attachment
     log = console_until(hosts, server, f"{MARKER} alive")
     assert f"{MARKER} booted kernel" not in log, log   # host A's console never saw a boot: it kept running
-    os_("server", "delete", "--wait", server, timeout=120)
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(conn.compute.get_server(server), interval=0.3, wait=120)
     volume_status(hosts, root, "available")
     assert not exports(hosts)
-    os_("volume", "delete", root, data)
+    for volume_id in (root, data):
+        conn.block_storage.delete_volume(volume_id)
