@@ -122,6 +122,20 @@ def test_readers_read_members_write_and_another_project_sees_nothing(people, ser
     assert result.returncode != 0 and "Policy doesn't allow os_compute_api:servers:delete" in result.stderr
 
 
+def test_a_zero_disk_flavor_boots_volume_backed_servers_only_for_members(people):
+    admin, member = people["admin"], people["member"]
+    name = f"policy-nodisk-{uuid.uuid4().hex[:6]}"
+    flavor = admin.call("POST", "/flavors", {"flavor": {"name": name, "ram": 64, "vcpus": 1, "disk": 0}}).json()
+    try:
+        reply = member.call("POST", "/servers", {"server": {"name": name, "flavorRef": flavor["flavor"]["id"],
+                                                            "networks": "none", "imageRef": _image(member)}})
+        assert reply.status_code == 403, reply.text
+        assert reply.json()["forbidden"]["message"] == "Only volume-backed servers are allowed for flavors with " \
+            "zero disk."
+    finally:
+        admin.call("DELETE", f"/flavors/{flavor['flavor']['id']}")
+
+
 def test_members_lock_and_only_admins_override_an_admin_lock(people, server):
     member, admin = people["member"], people["admin"]
     assert member.call("POST", f"/servers/{server}/action", {"lock": None}).status_code == 202

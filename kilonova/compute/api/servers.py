@@ -164,6 +164,16 @@ async def show_server(request: Request, server_id: str):
 # ---------------------------------------------------------------- create
 
 
+def _check_create_rules(request: Request, server: dict[str, Any]) -> None:
+    """Upstream's rules for what a create asks for besides a server: networks, volumes, trusted certificates."""
+    if isinstance(server.get("networks"), list) and server["networks"]:
+        common.authorize(request, "os_compute_api:servers:create:attach_network")
+    if server.get("block_device_mapping_v2") or server.get("block_device_mapping"):
+        common.authorize(request, "os_compute_api:servers:create:attach_volume")
+    if server.get("trusted_image_certificates"):
+        common.authorize(request, "os_compute_api:servers:create:trusted_certs")
+
+
 async def create_server(request: Request):
     svc = compute_api(request)
     ctx = request.state.context
@@ -171,6 +181,7 @@ async def create_server(request: Request):
     body = await read_json(request)
     validation.validate(server_schemas.create(request.state.version), body)
     server = body["server"]
+    _check_create_rules(request, server)
     hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
     min_count = int(server.get("min_count", 1))
     max_count = int(server.get("max_count", min_count))
@@ -193,6 +204,9 @@ async def create_server(request: Request):
         raise HTTPError(400, "The requested availability zone is not available")
     destination = destination or await forced_destination(svc, ctx, forced_host, forced_node)
     flavor = await create_mod.load_flavor(svc, ctx, server["flavorRef"])
+    if not flavor["root_gb"] and plan.root is None and \
+            not common.allowed(request, "os_compute_api:servers:create:zero_disk_flavor"):
+        raise HTTPError(403, "Only volume-backed servers are allowed for flavors with zero disk.")
     fetched = await create_mod.fetch_image(svc, ctx, image_ref) if image_ref and plan.root is None else None
     if fetched is not None and boot_volumes.image_mappings(fetched):
         # The image of a volume-backed server's snapshot: its block device mapping makes the server's volumes.
