@@ -121,6 +121,8 @@ async def create_image(request: Request, ref: lookup.ServerRef, key: str, body: 
 
     bdms = await volume_backed_snapshot.root_volume(ref)
     if bdms is not None:  # volume-backed: the volumes are snapshotted, the image only points at them
+        server_actions.authorize(request, "os_compute_api:servers:create_image:allow_volume_backed",
+                                 server_actions.server_target(ref.server))
         image = await volume_backed_snapshot.snapshot(request, svc, ctx, ref, bdms, name, metadata)
         return _answer(request, svc, image)
     image = await create_snapshot_image(svc, ctx, ref.server, name, metadata)
