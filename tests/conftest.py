@@ -34,7 +34,7 @@ _LONG_UNITS = {
     "tests/distributed/test_multihost.py": 85, "tests/functional/test_external_events.py": 80,
     "tests/placement_db/test_placement_concurrency.py": 75, "tests/functional/test_resize_cli.py": 75,
     "tests/libvirt/test_real_guest_volumes.py": 65, "tests/distributed/test_databases.py": 60,
-    "tests/functional/test_rescue_cli.py": 60,
+    "tests/functional/test_rescue_cli.py": 60, "tests/functional/test_group_placement_moves.py": 65,
 }
 
 
