@@ -263,6 +263,10 @@ class VolumeService(Service):
         if connected is None:
             await self.release_export(attachment["volume_id"])
             raise attach_repo.attachment_not_found(attachment["id"])
+        if info["driver_volume_type"] != "nbd":
+            # Connected again from this machine (an evacuated server's new host, say): an export the old
+            # remote connection had goes unless another attachment still uses it.
+            await self.release_export(attachment["volume_id"])
         return connected
 
     async def detach_attachment(self, attachment_id: str, project_id: str | None) -> list[dict[str, Any]]:

@@ -82,3 +82,20 @@ async def test_legacy_initialize_connection_exports_too(api, svc, tmp_path):  # 
     assert volume["id"] not in svc.exports.recorded()
     assert (await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE)).status_code == 202
     await settle(svc)
+
+
+async def test_an_attachment_connected_again_from_the_volume_host_stops_its_export(api, svc, tmp_path):  # noqa: F811
+    """An evacuated server's attachment updated with its new host's connector (this machine): the NBD
+    export its old remote host had stops."""
+    volume = await create(api, svc, name="evacuated")
+    first = await attach(api, volume["id"])
+    assert volume["id"] in svc.exports.recorded()
+    local = {"host": "near-compute", "ip": "127.0.0.1", "mountpoint": "/dev/vdc"}
+    updated = await api.put(f"/v3/p-alice/attachments/{first['id']}", json={"attachment": {"connector": local}},
+                            headers=MV)
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["attachment"]["connection_info"]["driver_volume_type"] == "local"
+    assert volume["id"] not in svc.exports.recorded()
+    assert (await api.delete(f"/v3/p-alice/attachments/{first['id']}", headers=MV)).status_code == 200
+    assert (await api.delete(f"/v3/p-alice/volumes/{volume['id']}", headers=ALICE)).status_code == 202
+    await settle(svc)
