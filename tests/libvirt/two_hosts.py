@@ -127,6 +127,8 @@ def two_libvirt_hosts(guest: hostsetup.Guest | None = None, tag: str = "",
         def stop() -> None:
             for process in deployment.processes.values():
                 process.kill(15)
+            if volumes:   # the volume service leaves its exports up when it stops (guests keep their disks)
+                stop_exports(workdir)
 
         stack.callback(stop)
         control = Process("control", ["--config", str(deployment.config), "serve", *CONTROL,
@@ -162,6 +164,18 @@ def two_libvirt_hosts(guest: hostsetup.Guest | None = None, tag: str = "",
         except BaseException:
             print(deployment.logs())
             raise
+
+
+def stop_exports(workdir: Path) -> None:
+    """The qemu-nbd processes serving volumes of this deployment (a test that failed with volumes attached)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"qemu-nbd") and any(str(workdir).encode() in arg for arg in args):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(cmdline.parent.name), 15)
 
 
 def _wait_hosts_up(deployment: TwoHosts, timeout: float = 60) -> None:
