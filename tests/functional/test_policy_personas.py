@@ -117,6 +117,11 @@ def test_readers_read_members_write_and_another_project_sees_nothing(people, ser
              "os_compute_api:servers:update")
     _refused(reader.call("POST", f"/servers/{server}/action", {"lock": None}), "os_compute_api:os-lock-server:lock")
     _refused(reader.call("POST", f"/servers/{server}/action", {"os-stop": None}), "os_compute_api:servers:stop")
+    assert reader.call("GET", f"/servers/{server}/metadata").status_code == 200
+    _refused(reader.call("PUT", f"/servers/{server}/metadata/k", {"meta": {"k": "v"}}),
+             "os_compute_api:server-metadata:update")
+    assert people["member"].call("PUT", f"/servers/{server}/metadata/k", {"meta": {"k": "v"}}).status_code == 200
+    assert other.call("GET", f"/servers/{server}/metadata").status_code == 404
     # the CLI says the same
     result = reader.openstack("server", "delete", server)
     assert result.returncode != 0 and "Policy doesn't allow os_compute_api:servers:delete" in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.compute.api import lookup, validation
+from kilonova.compute.api import common, lookup, validation
 from kilonova.compute.api.app import compute_api
 from kilonova.compute import quota
 from kilonova.compute.db import instances
@@ -17,13 +17,15 @@ _META_ITEM_BODY = {"type": "object", "properties": {"meta": {
     "required": ["meta"], "additionalProperties": False}
 
 
-async def _server(request: Request, server_id: str) -> lookup.ServerRef:
+async def _server(request: Request, server_id: str, rule: str) -> lookup.ServerRef:
+    """The server, then upstream's ``os_compute_api:server-metadata:<rule>`` on it (404 before 403)."""
     ref = await lookup.find(compute_api(request), request.state.context, server_id)
+    common.authorize(request, f"os_compute_api:server-metadata:{rule}", common.server_target(ref.server))
     return ref
 
 
-async def _writable(request: Request, server_id: str) -> lookup.ServerRef:
-    ref = await _server(request, server_id)
+async def _writable(request: Request, server_id: str, rule: str) -> lookup.ServerRef:
+    ref = await _server(request, server_id, rule)
     if ref.cell is None:
         raise HTTPError(409, f"Cannot update metadata of instance {server_id} while it is being scheduled")
     if ref.server.get("locked") and not request.state.context.is_admin:
@@ -40,14 +42,14 @@ async def _save(request: Request, ref: lookup.ServerRef, metadata: dict) -> dict
 
 
 async def list_metadata(request: Request, server_id: str):
-    ref = await _server(request, server_id)
+    ref = await _server(request, server_id, "index")
     return json_response({"metadata": ref.server.get("metadata") or {}})
 
 
 async def update_metadata(request: Request, server_id: str):
     body = await read_json(request)
     validation.validate(_METADATA_BODY, body)
-    ref = await _writable(request, server_id)
+    ref = await _writable(request, server_id, "create")
     merged = {**(ref.server.get("metadata") or {}), **body["metadata"]}
     return json_response({"metadata": await _save(request, ref, merged)})
 
@@ -55,12 +57,12 @@ async def update_metadata(request: Request, server_id: str):
 async def replace_metadata(request: Request, server_id: str):
     body = await read_json(request)
     validation.validate(_METADATA_BODY, body)
-    ref = await _writable(request, server_id)
+    ref = await _writable(request, server_id, "update_all")
     return json_response({"metadata": await _save(request, ref, body["metadata"])})
 
 
 async def show_item(request: Request, server_id: str, key: str):
-    ref = await _server(request, server_id)
+    ref = await _server(request, server_id, "show")
     metadata = ref.server.get("metadata") or {}
     if key not in metadata:
         raise HTTPError(404, "Metadata item was not found")
@@ -72,14 +74,14 @@ async def set_item(request: Request, server_id: str, key: str):
     validation.validate(_META_ITEM_BODY, body)
     if key not in body["meta"]:
         raise HTTPError(400, "Request body and URI mismatch")
-    ref = await _writable(request, server_id)
+    ref = await _writable(request, server_id, "update")
     metadata = {**(ref.server.get("metadata") or {}), key: body["meta"][key]}
     await _save(request, ref, metadata)
     return json_response({"meta": {key: body["meta"][key]}})
 
 
 async def delete_item(request: Request, server_id: str, key: str):
-    ref = await _writable(request, server_id)
+    ref = await _writable(request, server_id, "delete")
     metadata = dict(ref.server.get("metadata") or {})
     if key not in metadata:
         raise HTTPError(404, "Metadata item was not found")
