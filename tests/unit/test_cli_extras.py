@@ -103,3 +103,28 @@ def test_a_busy_port_is_named_with_its_service():
                                      "Address already in use"
         with pytest.raises(PortInUse, match=r"for the /metrics port \(\[DEFAULT\] metrics_port\)"):
             _listen("127.0.0.1", port, "metrics")
+
+
+async def test_api_connections_send_each_write_at_once():
+    """A response goes out in two writes (head, body): with Nagle's algorithm on, the body waited for the
+    client's delayed ACK, 40 ms on every request. asyncio turns it off only on sockets made for TCP."""
+    import asyncio
+    import socket
+
+    from kilonova.aio import _listen
+
+    listener = _listen("127.0.0.1", 0, "placement")
+    accepted = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport):
+            accepted.set_result(transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+    try:
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        assert await asyncio.wait_for(accepted, 10) != 0
+        writer.close()
+    finally:
+        server.close()
