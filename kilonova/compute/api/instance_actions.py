@@ -78,6 +78,7 @@ async def list_actions(request: Request, server_id: str):
     if paged:
         query_params.validate(request, _QUERY_2_66 if want(request, "2.66") else _QUERY_2_58)
     ref = await find_server(request, server_id)
+    common.authorize(request, "os_compute_api:os-instance-actions:list", common.server_target(ref.server))
     kwargs: dict[str, Any] = {}
     if paged:
         since, before = query_params.time_range(request, with_before=want(request, "2.66"))
@@ -104,6 +105,7 @@ async def list_actions(request: Request, server_id: str):
 
 async def show_action(request: Request, server_id: str, request_id: str):
     ref = await find_server(request, server_id)
+    common.authorize(request, "os_compute_api:os-instance-actions:show", common.server_target(ref.server))
     action = None
     if ref.cell is not None:
         try:
