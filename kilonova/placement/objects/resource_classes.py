@@ -10,6 +10,7 @@ import os_resource_classes as orc
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kilonova.placement.objects import capacity
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects.models import Inventory, ResourceClass, now
 
@@ -20,7 +21,7 @@ _caches: dict[str, dict[str, int]] = {}
 
 
 def _cache(session: Session) -> dict[str, int]:
-    return _caches.setdefault(str(session.get_bind().engine.url), {})
+    return _caches.setdefault(capacity.key(session), {})   # the URL rendered once per engine, not per call
 
 
 def forget(session: Session) -> None:

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.prepared import prepare
+from kilonova.placement.objects import capacity
 from kilonova.placement.objects import exceptions as exc
 from kilonova.placement.objects import resource_providers as rps
 from kilonova.placement.objects.models import ProviderTrait, Trait
@@ -29,7 +30,7 @@ prepare(_TRAIT_IDS, _DELETE, _INSERT, _NAMES_OF)
 
 
 def _cache(session: Session) -> dict[str, int]:
-    return _caches.setdefault(str(session.get_bind().engine.url), {})
+    return _caches.setdefault(capacity.key(session), {})   # the URL rendered once per engine, not per call
 
 
 def sync_standard(session: Session) -> None:
