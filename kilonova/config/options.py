@@ -424,8 +424,9 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
                                            "(empty: [DEFAULT] my_ip)."),
         "live_migration_bandwidth": Int(0, "Read on the source: the migration's maximum bandwidth in MiB/s "
                                         "(0: unlimited; force-complete lifts it).", min=0),
-        "live_migration_completion_timeout": Int(800, "Seconds per GiB of memory and copied disk a live migration "
-                                                 "may take (0: no limit).", min=0),
+        "live_migration_completion_timeout": Float(800.0, "Seconds per GiB of memory and copied disk a live "
+                                                   "migration may take (0: no limit; nova.conf takes whole seconds, "
+                                                   "fractions are accepted here).", min=0.0),
         "live_migration_timeout_action": Str("abort", "What happens to a live migration past its completion timeout: "
                                              "abort, or force_complete (pause the guest so that it finishes).",
                                              choices=("abort", "force_complete")),

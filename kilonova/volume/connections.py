@@ -51,14 +51,6 @@ def access_mode(attach_mode: str, connector: dict[str, Any], readonly: bool = Fa
     return mode if mode in ("rw", "ro") else "rw"
 
 
-def check_reachable(connector: dict[str, Any], local_ips: tuple[str, ...] = ()) -> None:
-    """400 for a connector of a host this service cannot give its volumes to."""
-    if not is_local(connector, local_ips):
-        raise bad_request(f"Invalid input received: Connector doesn't have required information: the host "
-                          f"{connector.get('host')!r} at {connector.get('ip')} is not on the volume host, and "
-                          f"volumes are not exported to other hosts yet (only local attachments).")
-
-
 def _common(volume_id: str, attachment_id: str | None, mode: str, fmt: str = "raw") -> dict[str, Any]:
     return {"volume_id": volume_id, "attachment_id": attachment_id, "access_mode": mode, "format": fmt,
             "encrypted": False, "qos_specs": None, "discard": True, "cacheable": False}

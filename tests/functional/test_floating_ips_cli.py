@@ -38,8 +38,10 @@ def test_server_add_and_remove_floating_ip(cloud, vm):
         port = cloud.openstack("port", "list", "--device-id", vm["id"], fmt_json=True, cloud=DEMO)[0]["ID"]
         by_port = cloud.openstack("floating", "ip", "list", "--port", port, fmt_json=True, cloud=DEMO)
         assert [r["Floating IP Address"] for r in by_port] == [address]
-        servers = cloud.openstack("server", "list", "--ip", address, fmt_json=True, cloud=DEMO)
+        # The ip filter matches fixed addresses only, as upstream's (a floating address finds no server).
+        servers = cloud.openstack("server", "list", "--ip", fixed["addr"], fmt_json=True, cloud=DEMO)
         assert [s["Name"] for s in servers] == ["vm-floating"]
+        assert cloud.openstack("server", "list", "--ip", address, fmt_json=True, cloud=DEMO) == []
 
         cloud.openstack("server", "remove", "floating", "ip", "vm-floating", address, cloud=DEMO)
         cloud.wait_server("vm-floating", lambda s: address not in str(s.get("addresses")), "to lose its floating IP",
