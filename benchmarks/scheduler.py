@@ -2,6 +2,7 @@
 server group in play.
 
     .venv/bin/python benchmarks/scheduler.py [--sizes 1000,10000] [--decisions 200] [--group-members 50]
+                                             [--keep-claims]
 
 For each size N, on fresh SQLite databases in a temporary directory (one cell):
 
@@ -13,7 +14,8 @@ For each size N, on fresh SQLite databases in a temporary directory (one cell):
 * ``SchedulerManager.select_destinations`` for one new server at a time with the group hint, claiming in
   Placement as a build does: the full decision (pre-filters, the Placement query, host states, every
   default filter, every weigher, the claim). Each decision's claim is deleted afterwards so the fleet
-  stays the same size.
+  stays the same size (Placement's answer is then the same each time); ``--keep-claims`` keeps them, as
+  builds do (each answer differs from the last in the usage of the host chosen last).
 
 Reported per size: decision p50 / p95 (ms), decisions/s sequentially, CPU per decision (process time: the
 scheduler's and the in-process Placement's, and the scheduler's alone: outside the Placement calls, which a
@@ -172,7 +174,7 @@ async def build_placement(state_dir: Path, nodes: dict[str, str]):
     return svc, http
 
 
-async def run_size(n: int, decisions: int, members: int) -> dict:
+async def run_size(n: int, decisions: int, members: int, keep_claims: bool = False) -> dict:
     from kilonova.compute.scheduler.manager import SchedulerManager
 
     with tempfile.TemporaryDirectory(prefix="kn-sched-bench-") as tmp:
@@ -205,7 +207,8 @@ async def run_size(n: int, decisions: int, members: int) -> dict:
             times.append(time.perf_counter() - start)
             cpu += time.process_time() - cpu0
             assert selection[0]["host"]
-            await http.delete(f"/allocations/{uuid_}")
+            if not keep_claims:
+                await http.delete(f"/allocations/{uuid_}")
         wall = time.perf_counter() - wall0
         await http.aclose()
         svc.db.close()
@@ -228,10 +231,13 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--decisions", type=int, default=200)
     parser.add_argument("--group-members", type=int, default=50)
+    parser.add_argument("--keep-claims", action="store_true",
+                        help="keep each decision's claim, as builds do: every answer then differs from the last "
+                             "in one provider's usage (by default each claim is deleted: the same answer each time)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
     for n in (int(s) for s in args.sizes.split(",")):
-        result = asyncio.run(run_size(n, args.decisions, args.group_members))
+        result = asyncio.run(run_size(n, args.decisions, args.group_members, args.keep_claims))
         print(f"{n} hosts: decision p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, {result['per_s']} "
               f"decisions/s, CPU {result['cpu_ms']} ms/decision ({result['scheduler_cpu_ms']} ms outside the Placement "
               f"calls); Placement candidates "
