@@ -60,7 +60,8 @@ _BUMP_GENERATION = _PROVIDERS.update().where(
 ).values(generation=sa.bindparam("next"), updated_at=sa.bindparam("now"))
 # on SQLite's cursor: every claim and swap
 prepare(_CONSUMER_ROWS, _PROVIDERS_BY_UUID, _PROVIDERS_BY_ID, _DELETE_FOR_CONSUMERS, _PROVIDERS_OF_CONSUMERS,
-        _DELETE_RETURNING, _ALLOCATIONS_OF_CONSUMERS, _USAGE_CHANGED, _BUMP_GENERATION)
+        _DELETE_RETURNING, _ALLOCATIONS_OF_CONSUMERS, _USAGE_CHANGED, _BUMP_GENERATION,
+        _INSERT_ALLOCATION)   # the rows give every column a default would: one executemany
 
 
 def replace(session: Session, requests: list[ConsumerRequest]) -> None:
@@ -87,7 +88,7 @@ def replace(session: Session, requests: list[ConsumerRequest]) -> None:
     old_provider_ids = {rp_id for rp_id, _ in freed}
     _check_capacity(session, requests, providers, class_ids, freed)
     rows = [{"resource_provider_id": providers[rp_uuid].id, "consumer_id": request.uuid,
-             "resource_class_id": class_ids[rc], "used": amount, "created_at": now()}
+             "resource_class_id": class_ids[rc], "used": amount, "created_at": now(), "updated_at": None}
             for request in requests for rp_uuid, resources in request.allocations.items()
             for rc, amount in resources.items()]
     if rows:

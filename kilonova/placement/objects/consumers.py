@@ -38,7 +38,7 @@ _ROW = (sa.select(_CONSUMERS.c.id, _CONSUMERS.c.uuid, _CONSUMERS.c.project_id, _
         .outerjoin(_TYPES, _TYPES.c.id == _CONSUMERS.c.consumer_type_id)
         .where(_CONSUMERS.c.uuid == sa.bindparam("uuid")))
 _DELETE = _CONSUMERS.delete().where(_CONSUMERS.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
-prepare(_UPDATE, _ROW, _DELETE)  # on SQLite's cursor: every move
+prepare(_UPDATE, _ROW, _DELETE, _INSERT)  # on SQLite's cursor: every move and claim
 
 
 def get(session: Session, uuid: str) -> sa.Row | None:
@@ -81,7 +81,8 @@ def save(session: Session, existing: Consumer | None, request: ConsumerRequest) 
         values["consumer_type_id"] = type_id(session, request.consumer_type)
     # Prebuilt table-level statements: this runs in every claim, the ORM's unit of work is not needed.
     if existing is None:
-        session.execute(_INSERT, {"uuid": request.uuid, "generation": 1, "created_at": now(), **values})
+        session.execute(_INSERT, {"uuid": request.uuid, "generation": 1, "created_at": now(), "updated_at": None,
+                                  **values})
         return
     result = session.execute(_UPDATE, {"c_id": existing.id, "c_seen": existing.generation,
                                        "generation": existing.generation + 1, "updated_at": now(), **values})
