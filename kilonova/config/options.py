@@ -413,8 +413,8 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
         "connection_uri": Str("", "The libvirt URI; empty: qemu:///system."),
         "images_type": Str("qcow2", "qcow2: a copy-on-write overlay per instance on the cached base; raw: a full "
                            "copy.", choices=("qcow2", "raw")),
-        "wait_soft_reboot_seconds": Int(120, "Seconds a soft reboot waits for the guest before it reboots hard.",
-                                        min=0),
+        "wait_soft_reboot_seconds": Float(120.0, "Seconds a soft reboot waits for the guest before it reboots hard "
+                                          "(nova.conf takes whole seconds; fractions are accepted here).", min=0.0),
         "machine_type": Str("pc", "The QEMU machine type of guests whose image sets no hw_machine_type."),
         "live_migration_uri": Str("", "Read on the destination: how the source's libvirtd reaches this host's "
                                   "(empty: qemu+<live_migration_scheme>://<inbound addr>/system; a %s is replaced by "
