@@ -86,7 +86,7 @@ def test_a_volume_carries_data_from_one_real_guest_to_another(cloud, guest):
         swapped = compute.put(f"/servers/{first['id']}/os-volume_attachments/{volume['id']}",
                               json={"volumeAttachment": {"volumeId": other["id"]}})
         assert swapped.status_code == 202, swapped.text
-    _volume_status(cloud, volume["id"], "available")
+    _volume_status(cloud, volume["id"], "available", timeout=180)  # the mirror copies the whole disk first
     _volume_status(cloud, other["id"], "in-use")
     other_path = str(cloud.volumes_dir / f"volume-{other['id']}")
     with open(other_path, "rb") as disk:
