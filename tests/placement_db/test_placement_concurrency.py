@@ -5,7 +5,8 @@ Each client claims 1 VCPU of a provider that has 10 as a new consumer, all at on
 through each process. Claims race on the provider's generation inside each process and across the
 two; whatever the interleaving, at most 10 succeed, every other answer is a 409, and the usage and
 the allocations in the database are exactly the successful claims. Topping the provider up one claim
-at a time then reaches exactly 10.
+at a time then reaches exactly 10. Inventory and trait writes racing on one provider's generation through
+both processes: one wins, every other answer is a 409.
 """
 from __future__ import annotations
 
@@ -82,6 +83,43 @@ async def _race(urls: list[str], provider: str) -> list[httpx.Response]:
     return await asyncio.gather(*tasks)
 
 
+async def _write_race(urls: list[str], path: str, bodies: list[dict]) -> list[int]:
+    """Each body PUT to ``path`` by a client of its own, all at once, alternately through each process."""
+    start = asyncio.Event()
+
+    async def put(url: str, body: dict) -> int:
+        async with httpx.AsyncClient(base_url=url, headers=H, timeout=120) as http:
+            await http.get("/")
+            await start.wait()
+            return (await http.put(path, json=body)).status_code
+
+    tasks = [asyncio.create_task(put(urls[i % len(urls)], body)) for i, body in enumerate(bodies)]
+    await asyncio.sleep(1.0)
+    start.set()
+    return await asyncio.gather(*tasks)
+
+
+def _writes_race_on_generations(urls: list[str]) -> None:
+    """Inventory and trait writes racing on one provider with the same generation: one wins, the others
+    are told of the conflict (409), and the provider keeps the winner's write."""
+    with httpx.Client(base_url=urls[0], headers=H, timeout=60) as http:
+        rp = http.post("/resource_providers", json={"name": "raced"}).json()
+        path = f"/resource_providers/{rp['uuid']}"
+        totals = list(range(1, 13))
+        statuses = asyncio.run(_write_race(urls, path + "/inventories", [
+            {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": t}, "DISK_GB": {"total": t}}}
+            for t in totals]))
+        assert sorted(statuses) == [200] + [409] * (len(totals) - 1), statuses
+        inventories = http.get(path + "/inventories").json()
+        assert inventories["resource_provider_generation"] == 1
+        assert inventories["inventories"]["VCPU"]["total"] == inventories["inventories"]["DISK_GB"]["total"]
+        traits = [["HW_CPU_X86_AVX2"], ["HW_CPU_X86_SSE"], ["HW_CPU_X86_AVX2", "HW_CPU_X86_SSE"]] * 4
+        statuses = asyncio.run(_write_race(urls, path + "/traits", [
+            {"resource_provider_generation": 1, "traits": names} for names in traits]))
+        assert sorted(statuses) == [200] + [409] * (len(traits) - 1), statuses
+        assert http.get(path + "/traits").json()["resource_provider_generation"] == 2
+
+
 def test_fifty_clients_through_two_processes_never_overcommit(tmp_path, shared_database):
     first, url_a = _serve(tmp_path / "a", shared_database)    # the first one creates the schema
     try:
@@ -122,6 +160,7 @@ def test_fifty_clients_through_two_processes_never_overcommit(tmp_path, shared_d
             assert usages == {"VCPU": CAPACITY}
             candidates = http.get(f"{url_a}/allocation_candidates?resources=VCPU:1").json()
             assert candidates["allocation_requests"] == []
+        _writes_race_on_generations([url_a, url_b])
     finally:
         _stop(second)
         _stop(first)

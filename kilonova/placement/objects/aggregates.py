@@ -39,6 +39,8 @@ def set_for_provider(session: Session, uuid: str, aggregates: list[str], generat
     if generation is not None and generation != provider.generation:
         raise exc.ConcurrentUpdate("Resource provider's generation already changed. Please update the "
                                    "generation and try again.")
+    if bump:   # swapped first: a racing write waits for this row lock and conflicts, not on the rows below
+        provider = rps.bump_generation(session, provider)
     wanted = set(aggregates)
     known = dict(session.execute(_KNOWN, {"uuids": sorted(wanted)}).all()) if wanted else {}
     for agg in sorted(wanted - set(known)):
@@ -50,6 +52,4 @@ def set_for_provider(session: Session, uuid: str, aggregates: list[str], generat
     if target - current:
         session.execute(_JOIN, [{"resource_provider_id": provider.id, "aggregate_id": agg_id}
                                 for agg_id in sorted(target - current)])
-    if bump:
-        provider = rps.bump_generation(session, provider)
     return provider, _uuids(session, provider.id)

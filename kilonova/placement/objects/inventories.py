@@ -109,9 +109,10 @@ def replace_all(session: Session, uuid: str, generation: int | None,
     """Make the provider's inventory exactly ``inventories``; refuses to drop classes in use."""
     provider = rps.get(session, uuid)
     _check_generation(provider, generation)
-    records = _write_all(session, provider, inventories)
-    provider = rps.bump_generation(session, provider)
-    return provider, records
+    # The generation is swapped first: a write racing on it waits for this one's row lock and is told of
+    # the conflict (PostgreSQL, MariaDB) rather than colliding with the inventory rows inserted here.
+    bumped = rps.bump_generation(session, provider)
+    return bumped, _write_all(session, provider, inventories)
 
 
 def write_all(session: Session, provider: rps.Provider, inventories: dict[str, dict], *,
@@ -168,11 +169,10 @@ def _warn_if_overcommitted(session: Session, provider: rps.Provider, ids: dict[s
 def create_one(session: Session, uuid: str, name: str, values: dict) -> tuple[rps.Provider, InventoryRecord]:
     provider = rps.get(session, uuid)
     rc_id = rcs.id_of(session, name)
+    bumped = rps.bump_generation(session, provider)   # first, as replace_all
     if name in _records(session, provider.id):
         raise exc.ConcurrentUpdate(f"Inventory for {name} on resource provider {uuid} already exists.")
-    record = _write(session, provider, name, rc_id, values, None)
-    provider = rps.bump_generation(session, provider)
-    return provider, record
+    return bumped, _write(session, provider, name, rc_id, values, None)
 
 
 def update_one(session: Session, uuid: str, name: str, generation: int,

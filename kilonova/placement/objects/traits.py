@@ -125,9 +125,10 @@ def set_for_provider(session: Session, uuid: str, generation: int, names: list[s
         raise exc.ConcurrentUpdate("Resource provider's generation already changed. Please update the "
                                    "generation and try again.")
     ids = require(session, names)
+    # swapped first: a racing write waits for this row lock and conflicts, not on the rows inserted here
+    bumped = rps.bump_generation(session, provider)
     _replace(session, provider.id, set(ids.values()))
-    provider = rps.bump_generation(session, provider)
-    return provider, sorted(ids)
+    return bumped, sorted(ids)
 
 
 def _replace(session: Session, provider_id: int, trait_ids: set[int]) -> None:
