@@ -1,5 +1,6 @@
-"""Checking request bodies against JSON Schemas, for every API: one cache of compiled validators and the
-error jsonschema judges the most relevant (its ``best_match``).
+"""Checking request bodies against JSON Schemas, for every API: one cache of compiled validators, a quick
+yes for documents plain compiled checks can see are valid (kilonova/common/fastcheck.py, also Placement's),
+and otherwise the error jsonschema judges the most relevant (its ``best_match``).
 
 Each API words its 400 as its upstream does (Nova's "Invalid input for field/attribute ...", Keystone's
 "Invalid input for field ...", Glance's "Provided object does not match schema ..."), so each keeps a
@@ -12,29 +13,40 @@ from typing import Any
 
 import jsonschema
 
-# Compiled validators by the identity of their schema (and format checker). Bounded: a caller that builds
-# its schema per request must not make the cache, and the schemas it keeps alive, grow with every request.
-_CACHE: dict[tuple[int, int, int], tuple[dict, Any]] = {}
+from kilonova.common import fastcheck
+
+# Compiled validators (and quick checks, kilonova/common/fastcheck.py) by the identity of their schema and
+# format checker. Bounded: a caller that builds its schema per request must not make the cache, and the
+# schemas it keeps alive, grow with every request.
+_CACHE: dict[tuple[int, int, int], tuple[dict, Any, Any]] = {}
 _CACHE_SIZE = 512
+
+
+def _compiled(schema: dict, dialect: type | None, format_checker: Any) -> tuple[Any, Any]:
+    key = (id(schema), id(dialect), id(format_checker))
+    cached = _CACHE.get(key)
+    if cached is not None and cached[0] is schema:
+        return cached[1], cached[2]
+    cls = dialect or jsonschema.validators.validator_for(schema)
+    compiled = cls(schema, format_checker=format_checker)
+    quick = fastcheck.compile_check(schema, format_checker)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[key] = (schema, compiled, quick)
+    return compiled, quick
 
 
 def validator(schema: dict, *, dialect: type | None = None, format_checker: Any = None) -> Any:
     """The compiled validator of ``schema`` (draft of ``dialect``, else the schema's ``$schema``, else the
     latest), built once."""
-    key = (id(schema), id(dialect), id(format_checker))
-    cached = _CACHE.get(key)
-    if cached is not None and cached[0] is schema:
-        return cached[1]
-    cls = dialect or jsonschema.validators.validator_for(schema)
-    compiled = cls(schema, format_checker=format_checker)
-    if len(_CACHE) >= _CACHE_SIZE:
-        _CACHE.clear()
-    _CACHE[key] = (schema, compiled)
-    return compiled
+    return _compiled(schema, dialect, format_checker)[0]
 
 
 def best_error(schema: dict, instance: Any, *, dialect: type | None = None,
                format_checker: Any = None) -> jsonschema.ValidationError | None:
-    """What ``schema`` refuses in ``instance`` (the most relevant error), or None when it accepts it."""
-    compiled = validator(schema, dialect=dialect, format_checker=format_checker)
+    """What ``schema`` refuses in ``instance`` (the most relevant error), or None when it accepts it. A
+    document the quick checks can see is valid skips jsonschema's walk; jsonschema judges the rest."""
+    compiled, quick = _compiled(schema, dialect, format_checker)
+    if quick is not None and quick(instance):
+        return None
     return jsonschema.exceptions.best_match(compiled.iter_errors(instance))

@@ -1,4 +1,4 @@
-"""The quick check of valid documents (kilonova/placement/fastcheck.py) never says yes where jsonschema says no.
+"""The quick check of valid documents (kilonova/common/fastcheck.py) never says yes where jsonschema says no.
 
 Documents are drawn near each of Placement's schemas (the keys and values they name, plus wrong types,
 bounds, lengths, patterns, duplicates, extra keys, 1.0 and booleans for integers), so that about half
@@ -16,7 +16,8 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kilonova.placement import fastcheck, schemas
+from kilonova.common import fastcheck
+from kilonova.placement import schemas
 from kilonova.placement.handlers import util
 
 

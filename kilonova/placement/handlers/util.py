@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilonova.common.http import Handler, HTTPError, decode_json, read_body
-from kilonova.placement import accept, errors, fastcheck, microversion
+from kilonova.common import fastcheck
+from kilonova.placement import accept, errors, microversion
 from kilonova.placement.objects import capacity
 
 # Bodies check a uuid's format as oslo.utils' is_uuid_like (any case, braces and urn: prefix allowed);

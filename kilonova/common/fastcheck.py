@@ -2,7 +2,8 @@
 
 ``jsonschema`` walks a schema anew for every document, making a validator object per subschema it
 descends into: a few hundred microseconds for an inventory PUT, more than the write itself. Here a
-schema made of the keywords Placement's schemas use is compiled once into nested closures that answer
+schema made of the common keywords (those Placement's and most compute schemas use) is compiled once into
+nested closures that answer
 True for a document they can see is valid. They are conservative: whatever they are not sure of (a
 keyword they do not know, ``1.0`` for an integer, a boolean where a number is wanted, items of mixed
 types) answers False, and the caller then asks ``jsonschema``, which stays the judge and writes the
