@@ -94,6 +94,14 @@ def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, gue
     conn.compute.delete_volume_attachment(volume.id, server)
     wait_for(lambda: storage.get_volume(volume.id).status == "available", "the detach", timeout=60)
     assert _first_line(overlay, "qcow2").decode() == written   # (read once QEMU has let go of the file)
+    # The guest looks for new disks every 2 s: let it see this one gone (two heartbeats) before it comes back,
+    # or it never notices that the disk it sees again is a new one.
+    with cloud.http("compute") as api:
+        def heartbeats() -> int:
+            return api.post(f"/servers/{server}/action", json={"os-getConsoleOutput": {}}).json()["output"] \
+                .count(f"{MARKER} alive")
+        seen = heartbeats()
+        wait_for(lambda: heartbeats() >= seen + 2, "two heartbeats of the guest without the disk", timeout=30)
     conn.compute.create_volume_attachment(server, volume_id=volume.id)
     log = wait_console(cloud, server, f"{MARKER} volume {device} holds:")
     assert f"{MARKER} volume {device} holds: {written}" in log, log
