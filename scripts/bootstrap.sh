@@ -18,10 +18,12 @@ if [ ! -e /usr/share/novnc/vnc_lite.html ] && command -v apt-get >/dev/null && [
         novnc; } >/dev/null || echo "bootstrap: could not install novnc (console pages will be missing)" >&2
 fi
 # nftables: the libvirt dataplane's routers NAT with it (kilonova serve l3), and security groups filter with it;
-# conntrack: a floating IP taken off a router has its connections' state dropped with it.
-if { [ ! -x /usr/sbin/nft ] || [ ! -x /usr/sbin/conntrack ]; } && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+# conntrack: a floating IP taken off a router has its connections' state dropped with it;
+# arping: a router announces the addresses it takes on (gratuitous ARP), as Neutron's L3 agent does.
+if { [ ! -x /usr/sbin/nft ] || [ ! -x /usr/sbin/conntrack ] || [ ! -x /usr/bin/arping ]; } \
+        && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        nftables conntrack; } >/dev/null || echo "bootstrap: could not install nftables and conntrack (routers will not NAT, security groups not enforced)" >&2
+        nftables conntrack iputils-arping; } >/dev/null || echo "bootstrap: could not install nftables, conntrack and arping (routers will not NAT or announce addresses, security groups not enforced)" >&2
 fi
 # lvm2 and thin-provisioning-tools: the volume service's LVM thin backend ([volume] backend = lvm) and its test.
 if [ ! -x /usr/sbin/lvm ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -43,6 +43,7 @@ REQUIRED = {
     "/usr/bin/genisoimage": "genisoimage",
     "/usr/sbin/ip": "iproute2",
     "/usr/bin/ping": "iputils-ping",
+    "/usr/bin/arping": "iputils-arping",
     "/usr/sbin/nft": "nftables",
     "/usr/sbin/conntrack": "conntrack",
     "/usr/include/libvirt/libvirt.h": "libvirt-dev",

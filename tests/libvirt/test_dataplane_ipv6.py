@@ -80,7 +80,7 @@ def _vif(network_id: str) -> dict:
 
 
 @pytest.fixture
-def guest_namespace():
+def guest_namespace(host_packages):
     """A namespace with one interface (the port's MAC) whose other end joins a bridge: a guest's NIC."""
     suffix = uuid.uuid4().hex[:6]
     namespace, outside, inside = f"kntest-guest-{suffix}", f"ktgo-{suffix}", f"ktgi-{suffix}"

@@ -24,7 +24,7 @@ def _ip(*args: str) -> None:
 
 
 @pytest.fixture
-def host():
+def host(host_packages):
     """Namespaces: the host (bridge br0, ports v1 v2) and guests a (10.9.0.1) and b (10.9.0.2)."""
     tag = uuid.uuid4().hex[:6]
     names = {"host": f"kfw-{tag}-h", "a": f"kfw-{tag}-a", "b": f"kfw-{tag}-b"}

@@ -8,6 +8,7 @@ For router R (``S`` = the dataplane's 4-digit scope, see ``dataplane.scope_of``)
 * the external gateway port G: ``qg-<G[:11]>`` in the namespace with its external address and, as /32, every
   floating IP the router carries; peer ``krg-<G[:7]>S`` on the external network's bridge; the default route
   via the external subnet's gateway;
+* each IPv4 address a leg takes on (a floating IP too) announced by gratuitous ARP (``arping``);
 * extra routes (``routes``) as ``proto static`` routes;
 * nftables table ``ip kilonova`` (replaced whole, atomically, on each change): each floating IP DNATed to its
   fixed IP coming in and its fixed IP SNATed to it going out the gateway (a floating IP taken off has its
@@ -126,6 +127,7 @@ class RouterDataplane:
         commands = [f"addr del {address} dev {inside}" for address in sorted(observed["addresses"] - wanted)]
         commands += [f"addr add {address} dev {inside}" for address in sorted(wanted - observed["addresses"])]
         _ip_batch(namespace, [*commands, f"link set {inside} up"])  # one process for 200 floating IPs too
+        _announce(namespace, inside, sorted(wanted - observed["addresses"]))
         (self.state_dir / ".router-legs").mkdir(parents=True, exist_ok=True)
         (self.state_dir / ".router-legs" / outside).write_text(leg["network_id"])
 
@@ -194,6 +196,26 @@ def _forget_connections(namespace: str, address: str) -> None:
     for direction in ("--orig-dst", "--reply-dst"):  # connections to it, and those it SNATed out
         subprocess.run(["ip", "netns", "exec", namespace, "conntrack", "-D", direction, address],
                        capture_output=True, timeout=30)
+
+
+def _announce(namespace: str, device: str, addresses: list[str]) -> None:
+    """Gratuitous ARP for the IPv4 addresses a router leg just took on, as Neutron's L3 agent sends: a
+    neighbour that cached another MAC for the address (a floating IP moved here from another router) or
+    asked for it before it existed (a failed entry) reaches it at once instead of after its cache times
+    out. In the background, a few at a time: arping spends a second per announcement."""
+    ipv4 = [address.split("/")[0] for address in addresses if ":" not in address]
+    if not ipv4 or shutil.which("arping") is None:
+        return
+
+    def send() -> None:
+        for start in range(0, len(ipv4), 16):
+            senders = [subprocess.Popen(["ip", "netns", "exec", namespace, "arping", "-U", "-c", "2", "-I", device,
+                                         address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       for address in ipv4[start:start + 16]]
+            for sender in senders:
+                sender.wait()
+
+    threading.Thread(target=send, name=f"garp-{device}", daemon=True).start()
 
 
 def _ip_batch(namespace: str, commands: list[str]) -> None:
