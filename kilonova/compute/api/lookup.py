@@ -105,6 +105,15 @@ async def page(svc, *, project_id: str | None, filters: dict[str, Any], limit: i
             raise HTTPError(400, f"marker [{marker}] not found") from None
         after = ref.server
 
+    # Build requests first, then the cells: the conductor writes a server into its cell before it drops its
+    # build request, so a server that moves between the two reads is in the second one. Read the other way
+    # round, it is in neither (a multi-created set could vanish from a list right after its 202).
+    results: list[ServerRef] = []
+    if include_build_requests:
+        for server in await svc.api_db.read(build_requests.list_for, project_id):
+            if (after is None or server_sort.is_after(order, server, after)) and \
+                    (pending_filter is None or pending_filter(server)):
+                results.append(ServerRef(server, None))
     down: list[Cell] = []
 
     async def from_cell(cell: Cell) -> list[ServerRef]:
@@ -116,18 +125,11 @@ async def page(svc, *, project_id: str | None, filters: dict[str, Any], limit: i
             return []
         return [ServerRef(row, cell) for row in rows]
 
-    results: list[ServerRef] = []
     for chunk in await asyncio.gather(*(from_cell(cell) for cell in svc.cells.all())):
         results.extend(chunk)
     if down and include_down:
         results.extend(await _down_records(svc, down, project_id, order, after, limit))
-    if include_build_requests:
-        pending = await svc.api_db.read(build_requests.list_for, project_id)
-        for server in pending:
-            if (after is None or server_sort.is_after(order, server, after)) and \
-                    (pending_filter is None or pending_filter(server)):
-                results.append(ServerRef(server, None))
-    # A server can briefly appear both as build request and cell row; keep the cell row.
+    # A server that moved meanwhile is in both: keep its cell row, the newer.
     unique: dict[str, ServerRef] = {}
     for ref in results:
         if ref.uuid not in unique or unique[ref.uuid].cell is None:
