@@ -16,7 +16,7 @@ from tests.unit.test_compute_admin_harness import api, stub  # noqa: F401 - fixt
 FLAVOR = {"id": "1", "name": "m1.tiny", "vcpus": 1, "memory_mb": 512, "root_gb": 1, "ephemeral_gb": 0,
           "swap": 0, "extra_specs": {}}
 IMAGE = "0b6f3c55-2d4e-4a7b-9c1d-5e8f7a6b4c3d"
-TURNS = 120  # more turns of the loop than one list takes (checked: the last move comes after the answer)
+TURNS = 16  # more turns of the loop than one list takes (3 here; checked: the last move comes after the answer)
 
 
 def _build_request(stub, name: str, reservation: str) -> str:
