@@ -3,9 +3,11 @@ yes for documents plain compiled checks can see are valid (kilonova/common/fastc
 and otherwise the error jsonschema judges the most relevant (its ``best_match``).
 
 Each API words its 400 as its upstream does (Nova's "Invalid input for field/attribute ...", Keystone's
-"Invalid input for field ...", Glance's "Provided object does not match schema ..."), so each keeps a
-small function that turns the error into its message; what a schema accepts is decided here, the same
-way everywhere.
+"Invalid input for field ...", Glance's "Provided object does not match schema ...", Cinder's "Invalid
+input for field/attribute ..."), so each keeps a small function that turns the error into its message;
+what a schema accepts is decided here, the same way everywhere. Most answer jsonschema's most relevant
+error; Cinder answers the first one met in the schema's order (its validator raises it), hence
+``first_error``.
 """
 from __future__ import annotations
 
@@ -29,11 +31,19 @@ def _compiled(schema: dict, dialect: type | None, format_checker: Any) -> tuple[
         return cached[1], cached[2]
     cls = dialect or jsonschema.validators.validator_for(schema)
     compiled = cls(schema, format_checker=format_checker)
-    quick = fastcheck.compile_check(schema, format_checker)
+    # The quick checks know the standard keywords only: a dialect that gives one another meaning (Cinder's
+    # and Nova's bounds also read numbers written as strings) is judged by jsonschema alone.
+    quick = fastcheck.compile_check(schema, format_checker) if _standard(cls) else None
     if len(_CACHE) >= _CACHE_SIZE:
         _CACHE.clear()
     _CACHE[key] = (schema, compiled, quick)
     return compiled, quick
+
+
+def _standard(cls: type) -> bool:
+    stock = jsonschema.validators.validator_for(cls.META_SCHEMA, default=None)
+    return stock is not None and all(stock.VALIDATORS.get(keyword) is check
+                                     for keyword, check in cls.VALIDATORS.items())
 
 
 def validator(schema: dict, *, dialect: type | None = None, format_checker: Any = None) -> Any:
@@ -50,3 +60,13 @@ def best_error(schema: dict, instance: Any, *, dialect: type | None = None,
     if quick is not None and quick(instance):
         return None
     return jsonschema.exceptions.best_match(compiled.iter_errors(instance))
+
+
+def first_error(schema: dict, instance: Any, *, dialect: type | None = None,
+                format_checker: Any = None) -> jsonschema.ValidationError | None:
+    """The first error jsonschema meets in ``instance`` (keywords in the schema's order), or None: the
+    one an API that raises on the first error (Cinder's) words."""
+    compiled, quick = _compiled(schema, dialect, format_checker)
+    if quick is not None and quick(instance):
+        return None
+    return next(iter(compiled.iter_errors(instance)), None)

@@ -2,21 +2,21 @@
 connector, complete (3.44+), delete, list and show, as Nova drives Cinder's new attach flow."""
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, json_response, read_json
-from kilonova.volume import attach_repo, policy, repo, validation as V
+from kilonova.volume import attach_repo, policy, repo
 from kilonova.volume.errors import bad_request
+from kilonova.volume.schemas import attachments as schemas
+from kilonova.volume.validation import validate
 from kilonova.volume.lookup import context, owner_scope, service
 from kilonova.volume.paging import page
-from kilonova.volume.versions import at_least, require
+from kilonova.volume.versions import require
 
 NEW_ATTACH = (3, 27)
 COMPLETION = (3, 44)
-MODE_ARGUMENT = (3, 54)
 SORT_KEYS = ("id", "created_at", "updated_at")
 FILTERS = {"volume_id": "volume_id", "status": "attach_status", "attach_status": "attach_status",
            "instance_id": "instance_uuid"}
@@ -33,44 +33,15 @@ def detail(attachment: dict[str, Any]) -> dict[str, Any]:
             "connection_info": attachment["connection_info"]}
 
 
-def _uuid(value: Any, name: str) -> str:
-    if value is None:
-        raise bad_request(f"Invalid input for field/attribute attachment. '{name}' is a required property")
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        raise bad_request(f"Invalid input for field/attribute {name}. Value: {value}. '{value}' is not a "
-                          f"'uuid'") from None
-    if not isinstance(value, str):
-        raise bad_request(f"Invalid input for field/attribute {name}. Value: {value}. {value!r} is not of type "
-                          f"'string'")
-    return value
-
-
-def _connector(value: Any, required: bool) -> dict[str, Any] | None:
-    """The host's connector; at create, none (or an empty one) only reserves the volume."""
-    if value in (None, {}) and not required:
-        return None
-    if not isinstance(value, dict) or (required and not value):
-        raise bad_request(f"Invalid input for field/attribute connector. Value: {value}. {value!r} is not of type "
-                          f"'object'")
-    return value
-
-
 async def create(request: Request, project_id: str):
     ctx = context(request, project_id)
     require(request, NEW_ATTACH)
     policy.check_write(ctx, "volume:attachment_create")
-    body = V.body_part(await read_json(request), "attachment")
-    volume_id = _uuid(body.get("volume_uuid"), "volume_uuid")
-    instance_uuid = _uuid(body.get("instance_uuid"), "instance_uuid")
-    connector = _connector(body.get("connector"), required=False)
-    mode = "null"
-    if at_least(request, MODE_ARGUMENT) and body.get("mode") is not None:
-        if body["mode"] not in ("rw", "ro"):
-            raise bad_request(f"Invalid input for field/attribute mode. Value: {body['mode']}. "
-                              f"'{body['mode']}' is not one of ['rw', 'ro']")
-        mode = body["mode"]
+    body = validate(request, await read_json(request), schemas.CREATE_BY_VERSION)["attachment"]
+    volume_id, instance_uuid = body["volume_uuid"], body.get("instance_uuid")
+    connector = body.get("connector") or None     # none (or an empty one): only a reservation
+    # "null" when not given: the connector's own mode, if any, decides (as upstream)
+    mode = body.get("mode", "null")
     svc = service(request)
     volume = await svc.db.read(repo.get_volume, volume_id)
     policy.check_visible(ctx, volume)
@@ -85,10 +56,7 @@ async def update(request: Request, project_id: str, attachment_id: str):
     ctx = context(request, project_id)
     require(request, NEW_ATTACH)
     policy.check_write(ctx, "volume:attachment_update")
-    body = V.body_part(await read_json(request), "attachment")
-    if "connector" not in body:
-        raise bad_request("Invalid input for field/attribute attachment. 'connector' is a required property")
-    connector = _connector(body["connector"], required=True)
+    connector = validate(request, await read_json(request), schemas.UPDATE)["attachment"]["connector"]
     svc = service(request)
     attachment = await svc.db.write(attach_repo.check_connectable, attachment_id, owner_scope(ctx))
     return json_response({"attachment": detail(await svc.connect_attachment(attachment, connector))})

@@ -8,9 +8,10 @@ from typing import Any, Awaitable, Callable
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.volume import policy, validation as V
+from kilonova.volume import policy
 from kilonova.volume.errors import bad_request
 from kilonova.volume.lookup import context, service
+from kilonova.volume.validation import validate
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class MetadataOf:
     visible: Callable[[Request, Any, str], Awaitable[dict]]    # the owner, 404 when the caller cannot see it
     write: Callable                                            # repo fn(session, id, metadata, replace)
     delete: Callable                                           # repo fn(session, id, key)
+    all_schema: dict                                           # the body of POST/PUT .../metadata
+    one_schema: dict                                           # the body of PUT .../metadata/{key}
 
     def _rule(self, verb: str) -> str:
         return f"volume:{verb}_{self.kind}_metadata"
@@ -31,7 +34,7 @@ class MetadataOf:
     async def _write(self, request: Request, project_id: str, owner_id: str, replace: bool):
         ctx = context(request, project_id)
         policy.check_write(ctx, self._rule("update"))
-        metadata = V.metadata(V.body_part(await read_json(request), "metadata"))
+        metadata = validate(request, await read_json(request), self.all_schema)["metadata"]
         await self.visible(request, ctx, owner_id)
         return json_response({"metadata": await service(request).db.write(self.write, owner_id, metadata,
                                                                           replace)})
@@ -53,7 +56,7 @@ class MetadataOf:
     async def update_key(self, request: Request, project_id: str, owner_id: str, key: str):
         ctx = context(request, project_id)
         policy.check_write(ctx, self._rule("update"))
-        meta = V.metadata(V.body_part(await read_json(request), "meta"), "meta")
+        meta = validate(request, await read_json(request), self.one_schema)["meta"]
         if list(meta) != [key]:
             raise bad_request("Request body and URI mismatch")
         await self.visible(request, ctx, owner_id)

@@ -6,8 +6,10 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, json_response, read_json
-from kilonova.volume import policy, repo, validation as V
-from kilonova.volume.errors import bad_request, policy_denied
+from kilonova.volume import policy, query as Q, repo
+from kilonova.volume.schemas import quotas as schemas
+from kilonova.volume.validation import validate
+from kilonova.volume.errors import policy_denied
 from kilonova.volume.lookup import context, service
 
 
@@ -23,7 +25,7 @@ async def show(request: Request, project_id: str, target: str):
     svc = service(request)
     limits = await svc.quota_limits(target)
     body: dict[str, Any] = {"id": target}
-    if V.boolean(request.query_params.get("usage", "false"), "usage"):
+    if Q.boolean(request.query_params.get("usage", "false"), "usage"):
         used = await svc.db.read(repo.usage, target)
         body.update({name: {"limit": limit, "in_use": used.get(name, 0), "reserved": 0}
                      for name, limit in limits.items()})
@@ -40,23 +42,9 @@ async def defaults(request: Request, project_id: str, target: str):
 async def update(request: Request, project_id: str, target: str):
     ctx = context(request, project_id)
     policy.check_admin(ctx, "volume_extension:quotas:update")
-    body = V.body_part(await read_json(request), "quota_set")
-    known = service(request).default_quotas
-    values = {}
-    for name, value in body.items():
-        if name in ("tenant_id", "id"):
-            continue
-        if name not in known:
-            raise bad_request(f"Bad key(s) in quota set: {name}")
-        if isinstance(value, bool):
-            raise bad_request(f"Invalid input received: Quota limit {name} must be an integer")
-        try:
-            limit = int(value)
-        except (TypeError, ValueError):
-            raise bad_request(f"Invalid input received: Quota limit {name} must be an integer") from None
-        if limit < -1:
-            raise bad_request(f"Invalid input received: Quota limit {name} must be -1 or greater")
-        values[name] = limit
+    body = validate(request, await read_json(request), schemas.UPDATE)["quota_set"]
+    # the schema's quota_set format has checked the keys and that each limit is a whole number from -1
+    values = {name: int(str(value)) for name, value in body.items() if name not in schemas.NOT_QUOTAS}
     await service(request).db.write(repo.set_quotas, target, values)
     return json_response({"quota_set": await service(request).quota_limits(target)})
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, read_json
-from kilonova.volume import policy, repo, validation as V
+from kilonova.volume import policy, repo
+from kilonova.volume.schemas import snapshots as schemas
+from kilonova.volume.validation import validate
 from kilonova.volume.errors import bad_request
 from kilonova.volume.lookup import context, service
 
@@ -22,11 +24,8 @@ async def action(request: Request, project_id: str, snapshot_id: str):
     if not isinstance(body, dict) or len(body) != 1 or "os-update_snapshot_status" not in body:
         raise bad_request("Invalid request body: the snapshot actions are os-update_snapshot_status only.")
     policy.check_admin(ctx, "snapshot_extension:snapshot_actions:update_snapshot_status")
-    args = V.body_part(body, "os-update_snapshot_status")
-    status = V.text(args.get("status"), "status")
-    if not status:
-        raise bad_request("Invalid input received: 'status' must be specified.")
-    progress = V.text(args.get("progress"), "progress")
+    args = validate(request, body, schemas.UPDATE_STATUS)["os-update_snapshot_status"]
+    status, progress = args["status"], args.get("progress")
     svc = service(request)
     snapshot = await svc.db.read(repo.get_snapshot, snapshot_id)
     current = snapshot["status"]

@@ -6,7 +6,9 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.volume import policy, repo, validation as V
+from kilonova.volume import policy, query as Q, repo
+from kilonova.volume.schemas import metadata as metadata_schemas, snapshots as schemas
+from kilonova.volume.validation import is_true, validate
 from kilonova.volume.errors import bad_request
 from kilonova.volume.lookup import context, service
 from kilonova.volume.metadata_routes import MetadataOf
@@ -43,12 +45,12 @@ async def _visible(request: Request, ctx, snapshot_id: str) -> dict[str, Any]:
 async def create(request: Request, project_id: str):
     ctx = context(request, project_id)
     policy.check_write(ctx, "volume:create_snapshot")
-    body = V.body_part(await read_json(request), "snapshot")
-    metadata = V.metadata(body.get("metadata"))
-    volume_id = V.text(body.get("volume_id"), "volume_id")
+    body = validate(request, await read_json(request), schemas.CREATE)["snapshot"]
+    metadata = body.get("metadata") or {}
+    volume_id = body["volume_id"]
     if not volume_id:
         raise bad_request("Invalid input received: 'volume_id' must be specified")
-    force = V.boolean(body.get("force", False), "force")
+    force = is_true(body.get("force", False))
     if at_least(request, IN_USE_WITHOUT_FORCE):
         # 3.66: an in-use volume is snapshotted without asking; ``force`` may only still say true.
         if "force" in body and not force:
@@ -58,8 +60,7 @@ async def create(request: Request, project_id: str):
     volume = await service(request).db.read(repo.get_volume, volume_id)
     policy.check_visible(ctx, volume)
     values = {"project_id": volume["project_id"], "user_id": ctx.user_id, "volume_id": volume_id,
-              "name": V.text(body.get("name", body.get("display_name")), "name"),
-              "description": V.text(body.get("description", body.get("display_description")), "description")}
+              "name": body.get("name", body.get("display_name")), "description": body.get("description")}
     svc = service(request)
     limits = await svc.quota_limits(volume["project_id"])
     allowed = ("available", "in-use") if force else ("available",)
@@ -73,9 +74,9 @@ async def _listed(request: Request, project_id: str):
     policy.check_read(ctx, "volume:get_all_snapshots")
     params = request.query_params
     scope: str | None = ctx.project_id
-    if ctx.is_admin and V.boolean(params.get("all_tenants", "false"), "all_tenants"):
+    if ctx.is_admin and Q.boolean(params.get("all_tenants", "false"), "all_tenants"):
         scope = params.get("project_id")
-    wanted = V.metadata_filter(params["metadata"]) if "metadata" in params and at_least(request, (3, 22)) else {}
+    wanted = Q.metadata_filter(params["metadata"]) if "metadata" in params and at_least(request, (3, 22)) else {}
     snapshots = [s for s in await service(request).db.read(repo.list_snapshots, scope)
                  if all(s[name] == params[name] for name in ("name", "status", "volume_id") if name in params)
                  and all(s["metadata"].get(k) == v for k, v in wanted.items())]
@@ -103,14 +104,12 @@ async def show(request: Request, project_id: str, snapshot_id: str):
 async def update(request: Request, project_id: str, snapshot_id: str):
     ctx = context(request, project_id)
     policy.check_write(ctx, "volume:update_snapshot")
-    body = V.body_part(await read_json(request), "snapshot")
+    body = validate(request, await read_json(request), schemas.UPDATE)["snapshot"]
     values = {}
     for name, legacy in (("name", "display_name"), ("description", "display_description")):
         for key in (name, legacy):
             if key in body:
-                values[name] = V.text(body[key], name)
-    if not values:
-        raise bad_request("Missing required element 'snapshot' in request body.")
+                values[name] = body[key]
     await _visible(request, ctx, snapshot_id)
     return json_response({"snapshot": view(request, await service(request).db.write(repo.update_snapshot, snapshot_id,
                                                                             values))})
@@ -128,7 +127,8 @@ async def delete(request: Request, project_id: str, snapshot_id: str):
     return empty_response(202)
 
 
-METADATA = MetadataOf("snapshot", _visible, repo.set_snapshot_metadata, repo.delete_snapshot_metadata)
+METADATA = MetadataOf("snapshot", _visible, repo.set_snapshot_metadata, repo.delete_snapshot_metadata,
+                      metadata_schemas.SNAPSHOT_ALL, metadata_schemas.SNAPSHOT_ONE)
 
 
 def register(router: Router) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from kilonova.common.http import Router, json_response
-from kilonova.volume import policy, repo, validation as V
+from kilonova.volume import policy, query as Q, repo
 from kilonova.volume.lookup import context, service
 from kilonova.volume.versions import at_least, require
 
@@ -22,7 +22,7 @@ async def summary(request: Request, project_id: str):
     require(request, SUMMARY)
     policy.check_read(ctx, "volume:get_volume_summary")
     scope = ctx.project_id
-    if ctx.is_admin and V.boolean(request.query_params.get("all_tenants", "false"), "all_tenants"):
+    if ctx.is_admin and Q.boolean(request.query_params.get("all_tenants", "false"), "all_tenants"):
         scope = None
     volumes = await service(request).db.read(repo.list_volumes, scope)
     body = {"total_size": sum(v["size"] for v in volumes), "total_count": len(volumes)}

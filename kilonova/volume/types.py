@@ -6,13 +6,16 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.volume import policy, repo, validation as V
-from kilonova.volume.errors import type_not_found
+from kilonova.volume import policy, query as Q, repo
+from kilonova.volume.errors import bad_request, type_not_found
+from kilonova.volume.schemas import volume_types as schemas
+from kilonova.volume.validation import is_true, validate
 from kilonova.volume.lookup import context, service
 
 
-def _specs(value: Any) -> dict[str, str]:
-    return V.metadata(value, "extra_specs")
+def _specs(value: dict | None) -> dict[str, str]:
+    # Cinder keeps a null value; the column here holds text, so an empty one
+    return {key: "" if item is None else item for key, item in (value or {}).items()}
 
 
 async def index(request: Request, project_id: str):
@@ -22,7 +25,7 @@ async def index(request: Request, project_id: str):
         wanted = request.query_params["is_public"]
         types = await service(request).db.read(repo.list_types, False)
         if wanted.lower() != "none":
-            flag = V.boolean(wanted, "is_public")
+            flag = Q.boolean(wanted, "is_public")
             types = [t for t in types if t["is_public"] == flag]
         return json_response({"volume_types": types})
     return json_response({"volume_types": await service(request).db.read(repo.list_types, public_only)})
@@ -42,26 +45,27 @@ async def show(request: Request, project_id: str, type_id: str):
     return json_response({"volume_type": await _visible(request, ctx, type_id)})
 
 
-def _values(body: dict, creating: bool) -> dict[str, Any]:
+def _values(body: dict) -> dict[str, Any]:
+    """A schema-checked ``volume_type``'s fields (create names its flag ``os-volume-type-access:is_public``,
+    update ``is_public``)."""
     values: dict[str, Any] = {}
-    if creating or "name" in body:
-        name = V.text(body.get("name"), "name")
-        if not name or not name.strip():
-            raise V.bad_request("Volume type name can not be empty.")
-        values["name"] = name.strip()
-    if "description" in body:
-        values["description"] = V.text(body["description"], "description")
+    if body.get("name") is not None:
+        if not body["name"].strip():
+            raise bad_request("Volume type name can not be empty.")
+        values["name"] = body["name"].strip()
+    if body.get("description") is not None:
+        values["description"] = body["description"]
     for key in ("os-volume-type-access:is_public", "is_public"):
-        if key in body:
-            values["is_public"] = V.boolean(body[key], key)
+        if body.get(key) is not None:
+            values["is_public"] = is_true(body[key])
     return values
 
 
 async def create(request: Request, project_id: str):
     ctx = context(request, project_id)
     policy.check_admin(ctx, "volume_extension:types_manage")
-    body = V.body_part(await read_json(request), "volume_type")
-    values = _values(body, creating=True)
+    body = validate(request, await read_json(request), schemas.CREATE)["volume_type"]
+    values = _values(body)
     vtype = await service(request).db.write(repo.create_type, values, _specs(body.get("extra_specs")))
     return json_response({"volume_type": vtype})
 
@@ -69,9 +73,9 @@ async def create(request: Request, project_id: str):
 async def update(request: Request, project_id: str, type_id: str):
     ctx = context(request, project_id)
     policy.check_admin(ctx, "volume_extension:types_manage")
-    values = _values(V.body_part(await read_json(request), "volume_type"), creating=False)
+    values = _values(validate(request, await read_json(request), schemas.UPDATE)["volume_type"])
     if not values:
-        raise V.bad_request("Specify volume type name, description, is_public or a combination thereof.")
+        raise bad_request("Specify volume type name, description, is_public or a combination thereof.")
     return json_response({"volume_type": await service(request).db.write(repo.update_type, type_id, values)})
 
 
@@ -90,7 +94,7 @@ async def specs_index(request: Request, project_id: str, type_id: str):
 async def specs_create(request: Request, project_id: str, type_id: str):
     ctx = context(request, project_id)
     policy.check_admin(ctx, "volume_extension:types_extra_specs:create")
-    specs = _specs(V.body_part(await read_json(request), "extra_specs"))
+    specs = _specs(validate(request, await read_json(request), schemas.SPECS_CREATE)["extra_specs"])
     await service(request).db.write(repo.set_specs, type_id, specs)
     return json_response({"extra_specs": specs})
 
@@ -106,9 +110,9 @@ async def specs_show(request: Request, project_id: str, type_id: str, key: str):
 async def specs_update(request: Request, project_id: str, type_id: str, key: str):
     ctx = context(request, project_id)
     policy.check_admin(ctx, "volume_extension:types_extra_specs:update")
-    body = _specs(await read_json(request))
+    body = _specs(validate(request, await read_json(request), schemas.SPECS_UPDATE))
     if list(body) != [key]:
-        raise V.bad_request("Request body and URI mismatch")
+        raise bad_request("Request body and URI mismatch")
     await service(request).db.write(repo.set_specs, type_id, body)
     return json_response(body)
 

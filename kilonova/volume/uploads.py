@@ -12,35 +12,29 @@ from typing import Any
 
 from kilonova.volume import message_repo as M, repo
 from kilonova.volume.errors import bad_request
+from kilonova.volume.validation import is_true
 
 LOG = logging.getLogger(__name__)
-DISK_FORMATS = ("raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop")
 CONVERTIBLE = ("raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx")
 CORE = ("image_id", "image_name", "checksum", "size", "container_format", "disk_format", "min_disk", "min_ram")
 
 
-def image_values(volume: dict[str, Any], args: dict[str, Any], visibility_allowed: bool) -> dict[str, Any]:
-    """The new image's fields from the action's arguments (400 as Cinder for what it refuses)."""
-    name = args.get("image_name")
-    if not isinstance(name, str) or not name:
-        raise bad_request("No image_name was specified in request.")
+def image_values(volume: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+    """The new image's fields from the action's schema-checked arguments (``visibility`` and ``protected``
+    only from 3.1, which the schema of each version says)."""
     disk_format = args.get("disk_format", "raw")
-    if disk_format not in DISK_FORMATS:
-        raise bad_request(f"Invalid disk-format '{disk_format}' is specified. Allowed disk-formats are "
-                          f"{', '.join(DISK_FORMATS)}.")
     if disk_format not in CONVERTIBLE:
         raise bad_request(f"Disk format {disk_format} is not supported: the volume cannot be converted to it.")
     values = {key: value for key, value in volume["image_metadata"].items() if key not in CORE}
-    values.update({"name": name, "disk_format": disk_format,
-                   "container_format": args.get("container_format", "bare")})
+    values.update({"name": args["image_name"], "disk_format": disk_format,
+                   "container_format": args.get("container_format") or "bare"})
     for key in ("min_disk", "min_ram"):
         if key in volume["image_metadata"]:
             values[key] = int(volume["image_metadata"][key])
-    if visibility_allowed:
-        if "visibility" in args:
-            values["visibility"] = args["visibility"]
-        if "protected" in args:
-            values["protected"] = args["protected"]
+    if "visibility" in args:
+        values["visibility"] = args["visibility"]
+    if "protected" in args:
+        values["protected"] = is_true(args["protected"])
     return values
 
 

@@ -11,29 +11,20 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, json_response, read_json
-from kilonova.volume import attach_repo, policy, repo, uploads, validation as V
+from kilonova.volume import attach_repo, policy, repo, uploads
+from kilonova.volume.schemas import volume_actions as schemas
+from kilonova.volume.validation import is_true, validate
 from kilonova.volume.errors import bad_request
 from kilonova.volume.lookup import context, service
 from kilonova.volume.versions import at_least
 from kilonova.volume.volumes import begin_delete
 
-UPLOAD_VISIBILITY, EXTEND_IN_USE = (3, 1), (3, 42)
-RESET_STATUSES = ("creating", "available", "deleting", "error", "error_deleting", "error_managing", "managing",
-                  "attaching", "in-use", "detaching", "maintenance", "reserved", "error_extending")
-
-
-def _args(body: Any, name: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise bad_request(f"Missing required element '{name}' in request body.")
-    return body
+EXTEND_IN_USE = (3, 42)
 
 
 async def extend(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume:extend")
-    args = _args(args, "os-extend")
-    if "new_size" not in args:
-        raise bad_request("Missing required element 'os-extend' in request body.")
-    new_size = V.size(args["new_size"], "new_size")
+    new_size = int(args["new_size"])
     await service(request).extend(volume, new_size, in_use=at_least(request, EXTEND_IN_USE))
     return empty_response(202)
 
@@ -46,41 +37,22 @@ async def force_delete(request: Request, ctx, volume: dict, _args_):
 
 async def reset_status(request: Request, ctx, volume: dict, args: Any):
     policy.check_admin(ctx, "volume_extension:volume_admin_actions:reset_status")
-    args = _args(args, "os-reset_status")
-    values = {}
-    if args.get("status") is not None:
-        if str(args["status"]).lower() not in RESET_STATUSES:
-            raise bad_request("Must specify a valid status")
-        values["status"] = str(args["status"]).lower()
-    if args.get("attach_status") is not None:
-        if args["attach_status"] not in ("attached", "detached"):
-            raise bad_request("Must specify a valid attach status")
-        values["attach_status"] = args["attach_status"]
-    if args.get("migration_status") is not None:
+    if args.get("migration_status"):
         raise bad_request("Volume migration is not supported: there is one backend.")
-    if not values:
-        raise bad_request("Must specify 'status', 'attach_status' or 'migration_status' for update.")
+    values = {key: args[key].lower() for key in ("status", "attach_status") if args.get(key)}
     await service(request).db.write(attach_repo.reset_status, volume["id"], values)
     return empty_response(202)
 
 
 async def set_bootable(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_actions:set_bootable")
-    args = _args(args, "os-set_bootable")
-    if "bootable" not in args:
-        raise bad_request("Must specify bootable in request.")
-    bootable = V.boolean(args["bootable"], "bootable")
-    await service(request).db.write(repo.update_volume, volume["id"], {"bootable": bootable})
+    await service(request).db.write(repo.update_volume, volume["id"], {"bootable": is_true(args["bootable"])})
     return empty_response(200)
 
 
 async def update_readonly_flag(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume:update_readonly_flag")
-    args = _args(args, "os-update_readonly_flag")
-    if "readonly" not in args:
-        raise bad_request("Must specify readonly in request.")
-    readonly = V.boolean(args["readonly"], "readonly")
-    await service(request).db.write(repo.update_volume, volume["id"], {"readonly": readonly})
+    await service(request).db.write(repo.update_volume, volume["id"], {"readonly": is_true(args["readonly"])})
     return empty_response(202)
 
 
@@ -93,16 +65,11 @@ def _state_action(change, rule: str):
     return handler
 
 
-def _connector(args: Any, name: str) -> dict[str, Any]:
-    connector = _args(args, name).get("connector")
-    if not isinstance(connector, dict) or not connector:
-        raise bad_request("Must specify 'connector'")
-    return connector
-
-
 async def initialize_connection(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_actions:initialize_connection")
-    connector = _connector(args, "os-initialize_connection")
+    connector = args["connector"]
+    if not isinstance(connector, dict) or not connector:   # the schema lets a string through; nothing reads it
+        raise bad_request("Must specify 'connector'")
     if "error" in volume["status"]:
         raise attach_repo.invalid_volume(f"Volume {volume['id']} is in an error state ({volume['status']}).")
     return json_response({"connection_info": await service(request).connection(volume, None, connector)})
@@ -110,52 +77,32 @@ async def initialize_connection(request: Request, ctx, volume: dict, args: Any):
 
 async def terminate_connection(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_actions:terminate_connection")
-    _connector(args, "os-terminate_connection")
     await service(request).release_export(volume["id"])   # a local connection has nothing to tear down
     return empty_response(202)
 
 
 async def attach(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_actions:attach")
-    args = _args(args, "os-attach")
-    instance_uuid, host_name = args.get("instance_uuid"), args.get("host_name")
-    if not instance_uuid and not host_name:
-        raise bad_request("Invalid request to attach volume to an invalid target")
-    if "mountpoint" not in args:
-        raise bad_request("Must specify 'mountpoint'")
-    mode = args.get("mode") or "rw"
-    if mode not in ("rw", "ro"):
-        raise bad_request("Invalid request to attach volume with an invalid mode. Attaching mode should be 'rw' "
-                          "or 'ro'")
-    await service(request).db.write(attach_repo.legacy_attach, volume["id"],
-                                    V.text(instance_uuid, "instance_uuid"), V.text(host_name, "host_name"),
-                                    V.text(args["mountpoint"], "mountpoint"), mode)
+    await service(request).db.write(attach_repo.legacy_attach, volume["id"], args.get("instance_uuid"),
+                                    args.get("host_name"), args["mountpoint"], args.get("mode") or "rw")
     return empty_response(202)
 
 
 async def detach(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_actions:detach")
-    attachment_id = V.text((args or {}).get("attachment_id") if isinstance(args, dict) else None,
-                           "attachment_id")
-    await service(request).db.write(attach_repo.legacy_detach, volume["id"], attachment_id)
+    await service(request).db.write(attach_repo.legacy_detach, volume["id"], (args or {}).get("attachment_id"))
     return empty_response(202)
 
 
 async def set_image_metadata(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_image_metadata:set")
-    metadata = V.metadata(_args(args, "os-set_image_metadata").get("metadata"))
-    if not metadata:
-        raise bad_request("Malformed request body. 'metadata' must be a non-empty dictionary.")
-    shown = await service(request).db.write(repo.set_image_metadata, volume["id"], metadata)
+    shown = await service(request).db.write(repo.set_image_metadata, volume["id"], args["metadata"])
     return json_response({"metadata": shown})
 
 
 async def unset_image_metadata(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_image_metadata:remove")
-    key = _args(args, "os-unset_image_metadata").get("key")
-    if not isinstance(key, str) or not key:
-        raise bad_request("Malformed request body. 'key' must be a string.")
-    await service(request).db.write(repo.delete_image_metadata, volume["id"], key)
+    await service(request).db.write(repo.delete_image_metadata, volume["id"], args["key"])
     return empty_response(200)
 
 
@@ -166,12 +113,11 @@ async def show_image_metadata(request: Request, ctx, volume: dict, _args_):
 
 async def upload_image(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume_extension:volume_actions:upload_image")
-    args = _args(args, "os-volume_upload_image")
-    force = V.boolean(args.get("force", False), "force")
+    force = is_true(args.get("force", False))
     if volume["status"] != "available" and not (force and volume["status"] == "in-use"):
         raise attach_repo.invalid_volume(f"Volume {volume['id']} status must be available or in-use (with force), "
                                          f"but current status is: {volume['status']}.")
-    values = uploads.image_values(volume, args, at_least(request, UPLOAD_VISIBILITY))
+    values = uploads.image_values(volume, args)
     svc = service(request)
     image = await svc.images.create_image(ctx.token, values)
     if await svc.db.write(repo.set_status, volume["id"], "uploading", ("available", "in-use")) is None:
@@ -185,18 +131,21 @@ async def retype(request: Request, ctx, volume: dict, args: Any):
     """``os-retype`` (``openstack volume set --type``): one backend, so never a migration; the type (and
     what it says of multiattach) changes in place, as Cinder does when the backend stays the same."""
     policy.check_write(ctx, "volume:retype")
-    args = _args(args, "os-retype")
-    new_type = args.get("new_type")
-    if not isinstance(new_type, str) or not new_type:
+    if not args["new_type"]:
         raise bad_request("New volume type must be specified.")
-    policy_value = args.get("migration_policy", "never")
-    if policy_value not in ("never", "on-demand", None):
-        raise bad_request(f"Invalid input received: migration_policy must be 'never' or 'on-demand', not "
-                          f"{policy_value!r}.")
-    await service(request).db.write(repo.retype, volume["id"], new_type)
+    await service(request).db.write(repo.retype, volume["id"], args["new_type"])
     return empty_response(202)
 
 
+# Each action's schema (the whole body), as upstream's; the others take anything.
+SCHEMAS = {"os-extend": schemas.EXTEND, "os-attach": schemas.ATTACH, "os-detach": schemas.DETACH,
+           "os-retype": schemas.RETYPE, "os-set_bootable": schemas.SET_BOOTABLE,
+           "os-update_readonly_flag": schemas.READONLY, "os-volume_upload_image": schemas.UPLOAD_IMAGE_BY_VERSION,
+           "os-initialize_connection": schemas.INITIALIZE_CONNECTION,
+           "os-terminate_connection": schemas.TERMINATE_CONNECTION, "os-reset_status": schemas.RESET_STATUS,
+           "os-set_image_metadata": schemas.SET_IMAGE_METADATA,
+           "os-unset_image_metadata": schemas.UNSET_IMAGE_METADATA,
+           "os-show_image_metadata": schemas.SHOW_IMAGE_METADATA}
 ACTIONS = {"os-extend": extend, "os-force_delete": force_delete, "os-reset_status": reset_status,
            "os-set_bootable": set_bootable, "os-update_readonly_flag": update_readonly_flag,
            "os-reserve": _state_action(attach_repo.legacy_reserve, "reserve"),
@@ -219,6 +168,8 @@ async def action(request: Request, project_id: str, volume_id: str):
     handler = ACTIONS.get(name)
     if handler is None:
         raise bad_request(f"There is no such action: {name}")
+    if name in SCHEMAS:
+        validate(request, body, SCHEMAS[name])
     volume = await service(request).db.read(repo.get_volume, volume_id)
     policy.check_visible(ctx, volume)
     return await handler(request, ctx, volume, args)

@@ -7,7 +7,9 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import HTTPError, Router, empty_response, json_response, read_json
-from kilonova.volume import policy, repo, validation as V
+from kilonova.volume import policy, query as Q, repo
+from kilonova.volume.schemas import metadata as metadata_schemas, volumes as schemas
+from kilonova.volume.validation import is_true, stripped, validate
 from kilonova.volume.errors import bad_request
 from kilonova.volume.images import check_fits, volume_image_metadata
 from kilonova.volume.lookup import context, service
@@ -88,36 +90,36 @@ async def _visible(request: Request, ctx, volume_id: str) -> dict[str, Any]:
 
 
 def _create_values(ctx, body: dict) -> tuple[dict[str, Any], dict[str, str], str | None]:
+    """The new volume's fields from a schema-checked ``volume``; 400 for what the schema cannot say."""
     for field, what in NOT_YET.items():
         if body.get(field) not in (None, {}, ""):
             raise bad_request(f"Creating a volume {what} ('{field}') is not supported yet.")
-    snapshot_id = V.text(body.get("snapshot_id"), "snapshot_id")
-    source_volid = V.text(body.get("source_volid"), "source_volid")
-    image_ref = V.text(body.get("imageRef", body.get("image_id")), "imageRef")
+    snapshot_id, source_volid = body.get("snapshot_id"), body.get("source_volid")
+    image_ref = body.get("imageRef", body.get("image_id"))
     if sum(bool(x) for x in (snapshot_id, source_volid, image_ref)) > 1:
         raise bad_request("Invalid input received: a volume is made from a snapshot, a volume or an image, only "
                           "one of them")
     if body.get("size") is None and not (snapshot_id or source_volid):
         raise bad_request("Invalid input received: size is required when creating a new volume")
-    zone = V.text(body.get("availability_zone"), "availability_zone") or AVAILABILITY_ZONE
+    zone = body.get("availability_zone") or AVAILABILITY_ZONE
     if zone != AVAILABILITY_ZONE:
         raise bad_request(f"Invalid input received: Availability zone '{zone}' is invalid.")
     values = {"project_id": ctx.project_id, "user_id": ctx.user_id,
-              "size": None if body.get("size") is None else V.size(body["size"]),
+              "size": None if body.get("size") is None else int(body["size"]),
               "snapshot_id": snapshot_id or None, "source_volid": source_volid or None, "image_ref": image_ref,
-              "name": V.text(body.get("name", body.get("display_name")), "name"),
-              "description": V.text(body.get("description", body.get("display_description")), "description"),
+              "name": stripped(body.get("name", body.get("display_name"))),
+              "description": stripped(body.get("description", body.get("display_description"))),
               "availability_zone": zone,
               # Deprecated in Cinder in favour of a multiattach volume type, but still honoured.
-              "multiattach": V.boolean(body.get("multiattach", False), "multiattach")}
-    vtype = V.text(body.get("volume_type"), "volume_type")
-    return values, V.metadata(body.get("metadata")), vtype
+              "multiattach": is_true(body.get("multiattach"))}
+    return values, body.get("metadata") or {}, body.get("volume_type")
 
 
 async def create(request: Request, project_id: str):
     ctx = context(request, project_id)
     policy.check_write(ctx, "volume:create")
-    values, metadata, vtype = _create_values(ctx, V.body_part(await read_json(request), "volume"))
+    body = validate(request, await read_json(request), schemas.CREATE_BY_VERSION)
+    values, metadata, vtype = _create_values(ctx, body["volume"])
     svc = service(request)
     image_metadata = None
     image_ref = values.pop("image_ref")
@@ -135,7 +137,7 @@ def _filters(request: Request, ctx) -> tuple[str | None, dict[str, Any]]:
     """Whose volumes (None: every project's) and the filters a volume must match."""
     params = request.query_params
     scope: str | None = ctx.project_id
-    if ctx.is_admin and V.boolean(params.get("all_tenants", "false"), "all_tenants"):
+    if ctx.is_admin and Q.boolean(params.get("all_tenants", "false"), "all_tenants"):
         scope = params.get("project_id")
     filters: dict[str, Any] = {}
     for name in ("name", "status", "availability_zone"):
@@ -144,13 +146,13 @@ def _filters(request: Request, ctx) -> tuple[str | None, dict[str, Any]]:
         if f"{name}~" in params and at_least(request, LIKE_FILTERS):
             filters[f"{name}~"] = params[f"{name}~"]
     if "bootable" in params:
-        filters["bootable"] = V.boolean(params["bootable"], "bootable")
+        filters["bootable"] = Q.boolean(params["bootable"], "bootable")
     if "metadata" in params:
-        filters["metadata"] = V.metadata_filter(params["metadata"])
+        filters["metadata"] = Q.metadata_filter(params["metadata"])
     if at_least(request, TIME_FILTERS):
         for name in ("created_at", "updated_at"):
             if name in params:
-                filters[name] = V.time_comparison(params[name], name)
+                filters[name] = Q.time_comparison(params[name], name)
     return scope, filters
 
 
@@ -179,7 +181,7 @@ async def _listed(request: Request, project_id: str, view) -> Any:
     body: dict[str, Any] = {"volumes": [view(request, v, ctx.is_admin) for v in chunk]}
     if links:
         body["volumes_links"] = links
-    if at_least(request, WITH_COUNT) and V.boolean(request.query_params.get("with_count", "false"), "with_count"):
+    if at_least(request, WITH_COUNT) and Q.boolean(request.query_params.get("with_count", "false"), "with_count"):
         body["count"] = len(volumes)
     return json_response(body)
 
@@ -201,15 +203,13 @@ async def show(request: Request, project_id: str, volume_id: str):
 async def update(request: Request, project_id: str, volume_id: str):
     ctx = context(request, project_id)
     policy.check_write(ctx, "volume:update")
-    body = V.body_part(await read_json(request), "volume")
+    body = validate(request, await read_json(request), schemas.UPDATE_BY_VERSION)["volume"]
     values: dict[str, Any] = {}
     for name, legacy in (("name", "display_name"), ("description", "display_description")):
         for key in (name, legacy):
             if key in body:
-                values[name] = V.text(body[key], name)
-    metadata = V.metadata(body["metadata"]) if "metadata" in body else None
-    if not values and metadata is None:
-        raise bad_request("Missing required element 'volume' in request body.")
+                values[name] = stripped(body[key])
+    metadata = body.get("metadata")
     await _visible(request, ctx, volume_id)
     db = service(request).db
     if metadata is not None:
@@ -222,8 +222,8 @@ async def delete(request: Request, project_id: str, volume_id: str):
     ctx = context(request, project_id)
     policy.check_write(ctx, "volume:delete")
     params = request.query_params
-    cascade = V.boolean(params.get("cascade", "false"), "cascade")
-    force = at_least(request, FORCE_DELETE) and V.boolean(params.get("force", "false"), "force")
+    cascade = Q.boolean(params.get("cascade", "false"), "cascade")
+    force = at_least(request, FORCE_DELETE) and Q.boolean(params.get("force", "false"), "force")
     if force:
         policy.check_admin(ctx, "volume:force_delete")
     await begin_delete(request, await _visible(request, ctx, volume_id), force, cascade)
@@ -242,7 +242,8 @@ async def begin_delete(request: Request, volume: dict, force: bool, cascade: boo
     svc.spawn(svc.remove(volume["id"], snapshot_ids))
 
 
-METADATA = MetadataOf("volume", _visible, repo.set_metadata, repo.delete_metadata)
+METADATA = MetadataOf("volume", _visible, repo.set_metadata, repo.delete_metadata, metadata_schemas.VOLUME_ALL,
+                      metadata_schemas.VOLUME_ONE)
 
 
 def register(router: Router) -> None:

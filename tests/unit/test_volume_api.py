@@ -220,7 +220,10 @@ async def test_snapshots(api, svc):
         handle.write(b"kilonova-marker")
     url = "/v3/p-alice/snapshots"
     fault(await api.post(url, json={"snapshot": {"name": "s"}}, headers=ALICE), 400, "badRequest")
-    fault(await api.post(url, json={"snapshot": {"volume_id": "nope"}}, headers=ALICE), 404, "itemNotFound")
+    assert "'nope' is not valid under any of the given schemas" in fault(
+        await api.post(url, json={"snapshot": {"volume_id": "nope"}}, headers=ALICE), 400, "badRequest")
+    fault(await api.post(url, json={"snapshot": {"volume_id": "0e7a1f0e-0000-4000-8000-00000000000f"}},
+                         headers=ALICE), 404, "itemNotFound")
     fault(await api.post("/v3/p-bob/snapshots", json={"snapshot": {"volume_id": volume["id"]}}, headers=BOB),
           404, "itemNotFound")
     made = await api.post(url, json={"snapshot": {"volume_id": volume["id"], "name": "s1"}}, headers=ALICE)

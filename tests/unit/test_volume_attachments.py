@@ -125,7 +125,8 @@ async def test_bad_requests_and_microversion_gates(api, svc):  # noqa: F811
     body = {"attachment": {"volume_uuid": volume["id"], "instance_uuid": server()}}
     fault(await api.post(url, json=body, headers=old), 404, "itemNotFound")
     fault(await api.get(url, headers=ALICE), 404, "itemNotFound")      # no header: 3.0
-    for bad in ({"attachment": {"volume_uuid": volume["id"]}}, {"attachment": {"instance_uuid": server()}},
+    # (no instance_uuid is a reservation for another service, e.g. an image store, as upstream since 3.54's schema)
+    for bad in ({"attachment": {"instance_uuid": server()}},
                 {"attachment": {"volume_uuid": "nope", "instance_uuid": server()}},
                 {"attachment": {"volume_uuid": volume["id"], "instance_uuid": server(), "connector": "x"}},
                 {"attachment": {"volume_uuid": volume["id"], "instance_uuid": server(), "mode": "rx"}},
