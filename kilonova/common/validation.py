@@ -11,6 +11,7 @@ error; Cinder answers the first one met in the schema's order (its validator rai
 """
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import jsonschema
@@ -22,6 +23,14 @@ from kilonova.common import fastcheck
 # schemas it keeps alive, grow with every request.
 _CACHE: dict[tuple[int, int, int], tuple[dict, Any, Any]] = {}
 _CACHE_SIZE = 512
+
+
+def printable(char: str) -> bool:
+    """What Nova's and Cinder's name and description checks call printable: letters, marks, numbers,
+    punctuation, symbols and spaces; no control, format, private-use or unassigned code point, no line or
+    paragraph separator."""
+    category = unicodedata.category(char)
+    return not category.startswith("C") and (not category.startswith("Z") or category == "Zs")
 
 
 def _compiled(schema: dict, dialect: type | None, format_checker: Any) -> tuple[Any, Any]:

@@ -2,7 +2,6 @@
 400 the way Nova words it."""
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 import jsonschema
@@ -10,13 +9,6 @@ from jsonschema import Draft4Validator
 
 from kilonova.common import validation as common_validation
 from kilonova.common.http import HTTPError
-
-def _printable(char: str) -> bool:
-    """upstream's printable: letters, marks, numbers, punctuation, symbols and spaces; no control,
-    format, private-use or unassigned code point, no line or paragraph separator."""
-    category = unicodedata.category(char)
-    return not category.startswith("C") and (not category.startswith("Z") or category == "Zs")
-
 
 _FORMATS = jsonschema.FormatChecker()
 # Upstream's parameter_types.boolean, in its order (its 400 lists them): config_drive, force, is_public,
@@ -29,6 +21,8 @@ BOOLEAN = {"type": ["boolean", "string"],
 def is_true(value: Any) -> bool:
     """A ``BOOLEAN`` value read as oslo's bool_from_string reads it."""
     return value is True or str(value).lower() in ("true", "1", "on", "yes")
+
+
 NAME_RULE = "The name must be: printable characters. Can not start or end with whitespace."
 
 
@@ -36,7 +30,7 @@ NAME_RULE = "The name must be: printable characters. Can not start or end with w
 def _is_name(value: object) -> bool:
     if not isinstance(value, str):
         return True
-    return not (value[:1].isspace() or value[-1:].isspace()) and all(map(_printable, value))
+    return not (value[:1].isspace() or value[-1:].isspace()) and all(map(common_validation.printable, value))
 
 
 def validate(schema: dict, body: Any) -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import copy
 import re
-import unicodedata
+
+from kilonova.common.validation import printable
 
 MAX_INT = 2 ** 31 - 1     # the database's integer columns
 
@@ -24,18 +25,12 @@ VOLUME_NAME = {"type": ["string", "null"], "format": "name_non_mandatory_remove_
 VOLUME_DESCRIPTION = {"type": ["string", "null"], "format": "description_non_mandatory_remove_white_spaces"}
 
 
-def _printable(char: str) -> bool:
-    """Letters, marks, numbers, punctuation, symbols and horizontal spaces."""
-    category = unicodedata.category(char)
-    return not category.startswith("C") and (not category.startswith("Z") or category == "Zs")
-
-
 def _printable_ranges() -> str:
     """A character class of the printable characters of the basic plane, as ranges (upstream's
     description pattern has the same set; its 400 quotes the pattern)."""
     parts, start, previous = [], None, None
     for code in range(0xFFFF):
-        if _printable(chr(code)):
+        if printable(chr(code)):
             if start is None:
                 start = code
             previous = code
