@@ -52,9 +52,12 @@ class VolumeAPI:
         self._headers = headers or {}
 
     async def _call(self, method: str, path: str, ok: tuple[int, ...], json: Any = None,
-                    version: dict[str, str] | None = None, what: str = "") -> httpx.Response:
+                    version: dict[str, str] | None = None, what: str = "",
+                    params: dict[str, str] | None = None) -> httpx.Response:
         headers = {**self._headers, **(version or {})}
-        kwargs = {"json": json} if json is not None else {}
+        kwargs: dict[str, Any] = {"json": json} if json is not None else {}
+        if params:
+            kwargs["params"] = params
         try:
             response = await self._client.request(method, self._base + path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
@@ -114,6 +117,13 @@ class VolumeAPI:
         response = await self._call("POST", "/attachments", (200, 202), json={"attachment": body},
                                     version=ATTACHMENTS_VERSION, what=f"Volume {volume_id}")
         return response.json()["attachment"]
+
+    async def attachments_of(self, volume_id: str, instance_uuid: str) -> list[dict[str, Any]]:
+        """A server's attachments of a volume, whatever their state (all projects: the service's view)."""
+        response = await self._call("GET", "/attachments", (200,), version=ATTACHMENTS_VERSION,
+                                    params={"all_tenants": "1", "volume_id": volume_id, "instance_id": instance_uuid},
+                                    what=f"Volume {volume_id}")
+        return response.json()["attachments"]
 
     async def attachment_get(self, attachment_id: str) -> dict[str, Any]:
         response = await self._call("GET", f"/attachments/{segment(attachment_id)}", (200,),

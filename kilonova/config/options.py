@@ -205,6 +205,10 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
         "per_volume_size_limit": Int(-1, "Largest volume in GiB (-1: unlimited).", **QUOTA),
         "attachment_timeout": Int(1800, "Seconds an attachment may stay reserved or attaching (never completed) "
                                   "before it is removed and its volume freed; longer than a server build.", min=1),
+        "assisted_snapshot_timeout": Int(120, "Seconds the volume service waits for a compute host's report on an "
+                                         "assisted snapshot (os-assisted-volume-snapshots) of an in-use qcow2 "
+                                         "volume, also across its own restarts; past it the snapshot is ended "
+                                         "(error / error_deleting, as Cinder's remotefs driver gives up).", min=1),
         "max_over_subscription_ratio": Float(20.0, "Thin provisioning: what the backend gives out may be this many "
                                              "times its size, and a new volume must fit in this many times its "
                                              "free space less reserved_percentage of its size.", min=1.0),

@@ -129,6 +129,41 @@ class Chains:
         os.chmod(overlay, 0o600)
         return overlay
 
+    def overlay_path(self, volume_id: str, snapshot_id: str) -> Path:
+        return self.directory / self.overlay_name(volume_id, snapshot_id)
+
+    def adopted(self, volume_id: str, snapshot_id: str) -> bool:
+        """Whether the snapshot is in the volume's chain (its overlay was made the active file)."""
+        return self.has(volume_id) and snapshot_id in self.info(volume_id)
+
+    def in_use(self, path: Path) -> bool:
+        """Whether a running QEMU holds the file open for writing (qemu-img cannot take its lock): a guest's disk
+        was switched onto it, whatever the host managed to report."""
+        result = subprocess.run(["qemu-img", "info", "-f", "qcow2", "--output", "json", str(path)],
+                                capture_output=True, text=True, timeout=60)
+        return result.returncode != 0 and "lock" in result.stderr
+
+    def plan_path(self, volume_id: str, snapshot_id: str) -> Path:
+        return self.directory / f"{self.overlay_name(volume_id, snapshot_id)}.delete"
+
+    def save_plan(self, volume_id: str, snapshot_id: str, stale: Path, after: dict[str, str]) -> None:
+        """An online delete's outcome, written before the host is asked: a volume service restarted while the
+        host merges finishes it from this, as the chain's headers may have changed under it already."""
+        path = self.plan_path(volume_id, snapshot_id)
+        partial = path.with_suffix(".part")
+        partial.write_text(json.dumps({"stale": stale.name, "after": after}))
+        partial.rename(path)
+
+    def load_plan(self, volume_id: str, snapshot_id: str) -> tuple[Path, dict[str, str]] | None:
+        try:
+            plan = json.loads(self.plan_path(volume_id, snapshot_id).read_text())
+        except FileNotFoundError:
+            return None
+        return self.directory / Path(plan["stale"]).name, plan["after"]
+
+    def drop_plan(self, volume_id: str, snapshot_id: str) -> None:
+        self.plan_path(volume_id, snapshot_id).unlink(missing_ok=True)
+
     def snapshot_taken(self, volume_id: str, snapshot_id: str) -> None:
         info = self.info(volume_id)
         info[snapshot_id] = info["active"] = self.overlay_name(volume_id, snapshot_id)

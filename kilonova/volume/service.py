@@ -83,7 +83,7 @@ class VolumeService(Service):
         self.exports = NbdExports(self.backend.directory, conf.get("volume", "target_ip_address") or
                                   conf.get("DEFAULT", "my_ip"), _port_range(conf.get("volume", "nbd_ports")),
                                   self.backend.format_of)
-        self.assisted = AssistedSnapshots(self)
+        self.assisted = AssistedSnapshots(self, conf.getfloat("volume", "assisted_snapshot_timeout"))
         self.progress = self.assisted.progress
         self.attachment_timeout = conf.getfloat("volume", "attachment_timeout")
         self.my_ip = conf.get("DEFAULT", "my_ip")
@@ -108,12 +108,7 @@ class VolumeService(Service):
         await self.exports.restore({volume_id: self.backend.path(volume_id)
                                     for volume_id in await self.db.read(attach_repo.exported_volumes)})
         for snapshot in await self.db.read(repo.snapshots_in, ("creating", "deleting")):
-            # A copy cut short cannot be told from a whole one: made again from the volume.
-            await asyncio.to_thread(self.backend.delete_snapshot, snapshot["id"])
-            if snapshot["status"] == "deleting":
-                await self.db.write(repo.delete_snapshot, snapshot["id"])
-            else:
-                self.spawn(self.take_snapshot(snapshot["id"], snapshot["volume_id"]))
+            self.spawn(self._resume_snapshot(snapshot))
         for volume in await self.db.read(repo.volumes_in, ("creating", "downloading", "extending", "deleting",
                                                            "uploading")):
             if volume["status"] == "uploading":   # the image stays queued: its owner deletes it
@@ -127,6 +122,31 @@ class VolumeService(Service):
                 await self.db.write(repo.set_status, volume["id"],
                                     "error_extending" if allocated is None else settled_status(volume),
                                     size=max(allocated or 0, volume["size"]))
+
+    async def _resume_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """A snapshot being taken or deleted when this process stopped: one in a compute host's hands is waited
+        for again (assisted.py); the others are finished or made again from what is on disk."""
+        snapshot_id, volume_id = snapshot["id"], snapshot["volume_id"]
+        if self.backend.format_of(volume_id) == "qcow2":
+            if await self.assisted.resume(snapshot):
+                return
+            chains = self.backend.chains
+            if snapshot["status"] == "creating" and await asyncio.to_thread(chains.adopted, volume_id, snapshot_id):
+                await self.db.write(repo.set_snapshot_status, snapshot_id, "available", ("creating",))
+                return
+            await asyncio.to_thread(chains.drop_plan, volume_id, snapshot_id)
+            if snapshot["status"] == "creating":   # its overlay, never made active: made again
+                await asyncio.to_thread(chains.drop_overlay, volume_id, snapshot_id)
+                await self.take_snapshot(snapshot_id, volume_id)
+            else:
+                await self.remove_snapshot(snapshot_id)
+            return
+        # A copy cut short cannot be told from a whole one: made again from the volume.
+        await asyncio.to_thread(self.backend.delete_snapshot, snapshot_id)
+        if snapshot["status"] == "deleting":
+            await self.db.write(repo.delete_snapshot, snapshot_id)
+        else:
+            await self.take_snapshot(snapshot_id, volume_id)
 
     async def snapshot_reported(self, snapshot_id: str, status: str, progress: str | None) -> None:
         await self.assisted.reported(snapshot_id, status, progress)

@@ -5,6 +5,7 @@ from tests.distributed.cluster import wait_for
 
 MOVE_TIMEOUT = 5  # [compute] move_timeout: a cold migration stuck this long is ended
 STALL = 5  # [conductor] live_migration_stall_timeout: a live one nothing moves for this long is ended
+ASSIST_TIMEOUT = 30  # [volume] assisted_snapshot_timeout: a host's report on a snapshot is waited for this long
 FLAVOR = {"DISK_GB": 1, "MEMORY_MB": 512, "VCPU": 1}
 
 

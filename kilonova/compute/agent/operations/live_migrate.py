@@ -207,6 +207,7 @@ async def rollback_live_migration_at_destination(agent: ComputeManager, instance
     async with agent.event(instance["uuid"], request_id, "compute_rollback_live_migration_at_destination"):
         await agent.driver.rollback_live_migration_at_destination(instance, _network_info(instance))
         await _set_ports(agent, instance, {"binding:profile": {}})
+        await volumes.drop_unmapped_attachments(agent, instance["uuid"])
 
 
 # ---------------------------------------------------------------------------- source

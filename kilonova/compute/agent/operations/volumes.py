@@ -307,6 +307,25 @@ async def drop_live_migration_attachments(agent: ComputeManager, made: dict[str,
             LOG.warning("attachment %s of a cancelled live migration not deleted: %s", entry["attachment_id"], exc)
 
 
+async def drop_unmapped_attachments(agent: ComputeManager, uuid: str) -> None:
+    """Destination, rolling back a live migration its source could not undo (it died: the attachments
+    pre_live_migration made here were known to it only): every attachment of the server's volumes that its
+    mappings do not name goes -- the mappings still name the source's, as the guest never moved."""
+    volumes = await _volumes(agent)
+    for bdm in await bdms(agent, uuid):
+        if not bdm.get("volume_id") or not bdm.get("attachment_id"):
+            continue
+        try:
+            for attachment in await volumes.attachments_of(bdm["volume_id"], uuid):
+                if attachment["id"] != bdm["attachment_id"]:
+                    LOG.info("attachment %s of volume %s of %s, made for a live migration that did not happen: "
+                             "deleted", attachment["id"], bdm["volume_id"], uuid)
+                    await volumes.attachment_delete(attachment["id"])
+        except Exception as exc:  # noqa: BLE001 - the volume service's reaper removes what stays unconnected
+            LOG.warning("the attachments of volume %s of %s left by a live migration: %s", bdm["volume_id"], uuid,
+                        exc)
+
+
 async def switch_after_live_migration(agent: ComputeManager, uuid: str, made: dict[str, dict]) -> None:
     """Source, once the guest runs on the destination: the mappings take the destination's attachments and
     connections, the source's attachments go, and the new ones are completed (``in-use`` again)."""
