@@ -64,16 +64,16 @@ class AssistedSnapshots:
                                                                     else None)
         if ok is None:
             return
-        waiting = self._reports.get(snapshot_id)
-        if waiting is not None and not waiting.done():
-            waiting.set_result(ok)
-            return
-        # Nothing waits here (asked before a restart, or the wait gave up): the report is acted on still.
+        # Ended here, before the host is answered: the host reads the volume's connection next, which must name
+        # the new active file. Whether or not a task still waits (none after a restart, or past its deadline).
         snapshot = await self.svc.db.read(repo.get_snapshot, snapshot_id)
         if status in ("creating", "error"):
             await self._end_create(snapshot_id, snapshot["volume_id"], ok)
         else:
             await self._end_delete(snapshot_id, snapshot["volume_id"], ok)
+        waiting = self._reports.get(snapshot_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(ok)
 
     async def _ask(self, snapshot_id: str, method: str, path: str, ok: int, **kwargs) -> bool | None:
         """Ask the compute service; None once it took the request (the host reports later), False if it did not."""
@@ -127,9 +127,10 @@ class AssistedSnapshots:
         overlay = await asyncio.to_thread(chains.make_overlay, volume_id, snapshot_id)
         body = {"snapshot": {"volume_id": volume_id, "create_info": {
             "snapshot_id": snapshot_id, "type": "qcow2", "new_file": overlay.name, "id": snapshot_id}}}
-        asked = await self._ask(snapshot_id, "POST", "/v2.1/os-assisted-volume-snapshots", 200, json=body)
-        await self._end_create(snapshot_id, volume_id, asked if asked is not None else
-                               await self._wait(snapshot_id, self._deadline()))
+        if await self._ask(snapshot_id, "POST", "/v2.1/os-assisted-volume-snapshots", 200, json=body) is False:
+            await self._end_create(snapshot_id, volume_id, False)
+        elif await self._wait(snapshot_id, self._deadline()) is None:   # else the report ended it
+            await self._end_create(snapshot_id, volume_id, None)
 
     async def _end_create(self, snapshot_id: str, volume_id: str, ok: bool | None) -> None:
         """The host switched the guest (True), could not (False) or never said (None: its overlay's lock tells)."""
@@ -167,10 +168,11 @@ class AssistedSnapshots:
             return
         delete_info, stale, after = await asyncio.to_thread(chains.plan_online_delete, volume_id, snapshot_id)
         await asyncio.to_thread(chains.save_plan, volume_id, snapshot_id, stale, after)
-        asked = await self._ask(snapshot_id, "DELETE", f"/v2.1/os-assisted-volume-snapshots/{snapshot_id}", 204,
-                                params={"delete_info": json.dumps(delete_info)})
-        await self._end_delete(snapshot_id, volume_id, asked if asked is not None else
-                               await self._wait(snapshot_id, self._deadline()))
+        if await self._ask(snapshot_id, "DELETE", f"/v2.1/os-assisted-volume-snapshots/{snapshot_id}", 204,
+                           params={"delete_info": json.dumps(delete_info)}) is False:
+            await self._end_delete(snapshot_id, volume_id, False)
+        elif await self._wait(snapshot_id, self._deadline()) is None:
+            await self._end_delete(snapshot_id, volume_id, None)
 
     async def _end_delete(self, snapshot_id: str, volume_id: str, ok: bool | None) -> None:
         chains, db = self.svc.backend.chains, self.svc.db
@@ -206,12 +208,14 @@ class AssistedSnapshots:
                 return True
             if not chains.overlay_path(volume_id, snapshot_id).exists():
                 return False
-            await self._end_create(snapshot_id, volume_id, await self._wait(snapshot_id, self._deadline(snapshot)))
+            if await self._wait(snapshot_id, self._deadline(snapshot)) is None:
+                await self._end_create(snapshot_id, volume_id, None)
             return True
         if not adopted or await asyncio.to_thread(chains.load_plan, volume_id, snapshot_id) is None:
             if adopted:
                 return False   # the host was never asked
             await self._end_delete(snapshot_id, volume_id, True)
             return True
-        await self._end_delete(snapshot_id, volume_id, await self._wait(snapshot_id, self._deadline(snapshot)))
+        if await self._wait(snapshot_id, self._deadline(snapshot)) is None:
+            await self._end_delete(snapshot_id, volume_id, None)
         return True
