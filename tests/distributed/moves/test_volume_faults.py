@@ -18,6 +18,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.distributed.cluster import boot_on, wait_for
 from tests.distributed.moves.moves import ASSIST_TIMEOUT, MOVE_TIMEOUT, STALL, assert_audit_clean, delete, settled
 from tests.distributed.moves.moves import wait_status
@@ -188,55 +190,28 @@ def finish_with_the_volume(cluster, api, uuid_: str, volume_id: str, host: str) 
     cluster.openstack("volume", "delete", volume_id)
 
 
-def test_a_cold_migration_whose_destination_dies_leaves_the_volume_with_its_source(cluster, api):
-    uuid_ = boot_on(cluster, api, "rz-a1", f"vm-dest-{uuid.uuid4().hex[:4]}")
-    volume_id = attach_new_volume(cluster, api, uuid_, "vm-dest-vol")
-    migrate(api, uuid_, "rz-b1")
-    wait_status(cluster, api, uuid_, "migration", ("post-migrating",), 30, "the guest to leave its source")
-    cluster.processes["rz-b"].kill()   # in finish_migration: the volume was handed over to it
-    wait_status(cluster, api, uuid_, "migration", ("error",), MOVE_TIMEOUT + 60, "the move to be rolled back")
-    server = settled(cluster, api, uuid_)
-    assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "rz-a1")
-    cluster.restart("rz-b")
-    finish_with_the_volume(cluster, api, uuid_, volume_id, "rz-a1")
+# (source, destination, live, the record's status when the process is killed, the killed process, the record's
+# end, how long that may take, where the server and its volume end).
+MOVES = {
+    # in finish_migration: the volume was handed over to the destination
+    "cold-destination-dies": ("rz-a1", "rz-b1", False, "post-migrating", "rz-b", "error", MOVE_TIMEOUT + 60, "rz-a1"),
+    "cold-source-dies": ("rz-c1", "rz-a1", False, "migrating", "rz-c", "error", 2 * MOVE_TIMEOUT + 60, "rz-c1"),
+    # the destination's attachment, made before the guest moves, is known to the dead source only
+    "live-source-dies": ("lm-a1", "lm-b1", True, "running", "lm-a", "error", STALL + 60, "lm-a1"),
+    "live-destination-dies": ("lm-a1", "lm-b1", True, "running", "lm-b", "completed", 20 + STALL + 60, "lm-b1"),
+}
 
 
-def test_a_cold_migration_whose_source_dies_keeps_the_volume_on_the_source(cluster, api):
-    uuid_ = boot_on(cluster, api, "rz-c1", f"vm-src-{uuid.uuid4().hex[:4]}")
-    volume_id = attach_new_volume(cluster, api, uuid_, "vm-src-vol")
-    migrate(api, uuid_, "rz-a1")
-    wait_status(cluster, api, uuid_, "migration", ("migrating",), 30, "the source to start sending the guest")
-    cluster.processes["rz-c"].kill()
-    wait_status(cluster, api, uuid_, "migration", ("error",), 2 * MOVE_TIMEOUT + 60, "the move to be ended")
-    server = settled(cluster, api, uuid_)
-    assert server["OS-EXT-SRV-ATTR:host"] == "rz-c1"
-    cluster.restart("rz-c")
-    finish_with_the_volume(cluster, api, uuid_, volume_id, "rz-c1")
-
-
-def test_a_live_migration_whose_source_dies_gives_back_the_destinations_attachment(cluster, api):
-    uuid_ = boot_on(cluster, api, "lm-a1", f"vl-src-{uuid.uuid4().hex[:4]}")
-    volume_id = attach_new_volume(cluster, api, uuid_, "vl-src-vol")
-    migrate(api, uuid_, "lm-b1", live=True)
-    wait_status(cluster, api, uuid_, "live-migration", ("running",), 30, "the migration to run")
-    assert len(attachments(cluster, volume_id)) == 2   # the destination's, made before the guest moves
-    cluster.processes["lm-a"].kill()
-    wait_status(cluster, api, uuid_, "live-migration", ("error",), STALL + 60, "the migration to be rolled back")
-    server = settled(cluster, api, uuid_)
-    assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "lm-a1")
-    cluster.restart("lm-a")
-    finish_with_the_volume(cluster, api, uuid_, volume_id, "lm-a1")
-
-
-def test_a_live_migration_whose_destination_dies_hands_the_volume_over(cluster, api):
-    uuid_ = boot_on(cluster, api, "lm-a1", f"vl-dest-{uuid.uuid4().hex[:4]}")
-    volume_id = attach_new_volume(cluster, api, uuid_, "vl-dest-vol")
-    migrate(api, uuid_, "lm-b1", live=True)
-    wait_status(cluster, api, uuid_, "live-migration", ("running",), 30, "the migration to run")
-    cluster.processes["lm-b"].kill()
-    wait_status(cluster, api, uuid_, "live-migration", ("completed",), 20 + STALL + 60,
-                "the migration to be finished")
-    server = settled(cluster, api, uuid_)
-    assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "lm-b1")
-    cluster.restart("lm-b")
-    finish_with_the_volume(cluster, api, uuid_, volume_id, "lm-b1")
+@pytest.mark.parametrize("case", list(MOVES))
+def test_a_move_cut_by_a_kill_leaves_the_volume_attached_once_where_the_server_is(cluster, api, case):
+    source, dest, live, running, killed, ended, timeout, host = MOVES[case]
+    kind = "live-migration" if live else "migration"
+    uuid_ = boot_on(cluster, api, source, f"{case}-{uuid.uuid4().hex[:4]}")
+    volume_id = attach_new_volume(cluster, api, uuid_, f"{case}-vol")
+    migrate(api, uuid_, dest, live)
+    wait_status(cluster, api, uuid_, kind, (running,), 30, f"the move to be {running}")
+    cluster.processes[killed].kill()
+    wait_status(cluster, api, uuid_, kind, (ended,), timeout, f"the move to end {ended}")
+    assert settled(cluster, api, uuid_)["OS-EXT-SRV-ATTR:host"] == host
+    cluster.restart(killed)
+    finish_with_the_volume(cluster, api, uuid_, volume_id, host)
