@@ -25,7 +25,18 @@ _HOSTS = (sa.select(_NODES.c.uuid, _NODES.c.host, _NODES.c.hypervisor_hostname, 
                                    _SERVICES.c.deleted == 0))
           .where(_NODES.c.deleted == 0))
 _HOSTS_OF = _HOSTS.where(_NODES.c.uuid.in_(sa.bindparam("uuids", expanding=True)))
-prepare(_HOSTS, _HOSTS_OF)  # on SQLite's cursor: every scheduling
+# Node id order, stated (SQLite's plan scans the nodes in it anyway): the order host states are weighed in
+# breaks ties, so the scheduler's kept rows (node_stamps) must come in the order of a full read.
+_HOSTS = _HOSTS.order_by(_NODES.c.id)
+# Per node: what says whether its row changed since it was last read -- its updated_at, which every report
+# writes (compared for equality only, never parsed: type_coerce keeps the driver's value) -- and its
+# service's state, which changes with time and heartbeats without the node's row changing.
+_STAMPS = (sa.select(_NODES.c.uuid, sa.type_coerce(_NODES.c.updated_at, sa.String),
+                     sa.case((_UP, True), else_=False).label("up"), _SERVICES.c.disabled)
+           .join(_SERVICES, sa.and_(_SERVICES.c.host == _NODES.c.host, _SERVICES.c.binary == "nova-compute",
+                                    _SERVICES.c.deleted == 0))
+           .where(_NODES.c.deleted == 0).order_by(_NODES.c.id))
+prepare(_HOSTS, _HOSTS_OF, _STAMPS)  # on SQLite's cursor: every scheduling
 
 
 def compute_hosts(session: Session, down_time: float, uuids: list[str] | None = None) -> list[dict[str, Any]]:
@@ -37,6 +48,14 @@ def compute_hosts(session: Session, down_time: float, uuids: list[str] | None = 
              "host_ip": ip, "cpu_info": cpu_info, "stats": stats, "numa_topology": numa, "pci_stats": pci,
              "service_up": bool(up), "service_disabled": bool(disabled)}
             for uuid, host, node, hv_type, version, ip, cpu_info, stats, numa, pci, up, disabled in rows]
+
+
+def node_stamps(session: Session, down_time: float) -> list[tuple[str, Any, bool, bool]]:
+    """(uuid, updated_at as the driver gives it, service up, service disabled) of every compute node that
+    ``compute_hosts`` returns, in the same order."""
+    horizon = datetime.utcnow() - timedelta(seconds=down_time)
+    return [(uuid, stamp, bool(up), bool(disabled))
+            for uuid, stamp, up, disabled in session.execute(_STAMPS, {"horizon": horizon})]
 
 
 # Upstream's io_workload states: an instance building, or in one of these tasks, keeps its host's disks busy.

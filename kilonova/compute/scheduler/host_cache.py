@@ -10,10 +10,13 @@ one ends and serves every request that arrived in the meantime.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+import functools
+import json
+from typing import Any, Awaitable, Callable, Generic, NamedTuple, TypeVar
 
 from kilonova.compute.cells import CellDown
 from kilonova.compute.db import aggregates, host_view
+from kilonova.compute.scheduler.topology import parse_json
 
 T = TypeVar("T")
 
@@ -55,13 +58,80 @@ class FreshRead(Generic[T]):
         return await self._start()
 
 
+class Node(NamedTuple):
+    """One compute node as the scheduler reads it, with what host states need already parsed."""
+    uuid: str
+    stamp: Any                # its updated_at, as the driver gives it (None: not read by stamps)
+    host: str
+    nodename: str
+    hypervisor_type: str
+    hypervisor_version: int | None
+    host_ip: str | None
+    cpu_info: str
+    supported_instances: tuple
+    failed_builds: int
+    numa_topology: Any
+    pci_stats: Any
+    service_up: bool
+    service_disabled: bool
+
+    @classmethod
+    def of(cls, row: dict[str, Any], stamp: Any = None) -> "Node":
+        return cls(row["uuid"], stamp, row["host"], row["nodename"], row["hypervisor_type"],
+                   row["hypervisor_version"], row["host_ip"], row["cpu_info"] or "", supported_instances(row["cpu_info"]),
+                   failed_builds(row["stats"]), parse_json(row["numa_topology"]), parse_json(row["pci_stats"]),
+                   row["service_up"], row["service_disabled"])
+
+
+# Above this many changed nodes a read takes every row (an IN list this long costs more than it saves).
+_MAX_CHANGED = 500
+
+
+class KeptNodes:
+    """A cell's compute nodes kept between reads, as upstream's HostManager keeps its host states: each read
+    takes every node's updated_at and service state (a light statement) and reads again in full only the
+    nodes that are new or whose updated_at changed; nodes gone from the database are gone from the answer.
+    Each read returns a new list: one handed out earlier never changes."""
+
+    def __init__(self, down_time: float) -> None:
+        self.down_time = down_time
+        self._nodes: dict[str, Node] = {}
+        self.reread = 0   # nodes read in full (for tests and stats)
+
+    def read(self, session) -> list[Node]:
+        stamps = host_view.node_stamps(session, self.down_time)
+        kept = self._nodes
+        changed = [uuid for uuid, stamp, _, _ in stamps if (known := kept.get(uuid)) is None or known.stamp != stamp]
+        fresh: dict[str, dict] = {}
+        changed_set = set(changed)
+        if changed:
+            rows = host_view.compute_hosts(session, self.down_time, changed if len(changed) <= _MAX_CHANGED else None)
+            fresh = {row["uuid"]: row for row in rows}
+            self.reread += len(rows)
+        nodes = []
+        for uuid, stamp, up, disabled in stamps:
+            row = fresh.get(uuid)
+            if row is not None:
+                node = Node.of(row, stamp)
+            elif uuid in kept and uuid not in changed_set:
+                node = kept[uuid]
+            else:  # deleted between the two statements (read committed): gone
+                continue
+            if node.service_up is not up or node.service_disabled is not disabled:
+                node = node._replace(service_up=up, service_disabled=disabled)
+            nodes.append(node)
+        if changed or len(nodes) != len(kept):
+            self._nodes = {node.uuid: node for node in nodes}
+        return nodes
+
+
 class HostCache:
     """The scheduler's view of compute hosts (per cell) and of host zones, read fresh but shared."""
 
     def __init__(self, cells, down_time: float):
         self.cells = cells
         self.down_time = down_time
-        self._hosts: dict[str, tuple[Any, FreshRead[list[dict[str, Any]]]]] = {}  # cell uuid -> (db, reader)
+        self._hosts: dict[str, tuple[Any, KeptNodes]] = {}  # cell uuid -> (db, its nodes kept)
         self._per_cell: dict[tuple[str, str], tuple[Any, FreshRead[Any]]] = {}  # (read, cell uuid) -> (db, reader)
         self.sizes: dict[str, int] = {}  # cell uuid -> how many compute nodes its last full read found
         # The API database's part of a decision, in one transaction.
@@ -73,37 +143,40 @@ class HostCache:
         weighers' per-aggregate multipliers read it)."""
         return await self._api.get()
 
-    async def hosts(self, cell) -> list[dict[str, Any]]:
-        """Every compute node of ``cell`` with its service's state (host_view.compute_hosts rows)."""
-        db = cell.db
+    def _kept(self, cell) -> KeptNodes:
         known = self._hosts.get(cell.uuid)
-        if known is None or known[0] is not db:
-            known = self._hosts[cell.uuid] = (db, FreshRead(lambda: cell.read(host_view.compute_hosts,
-                                                                              self.down_time)))
-        try:
-            found = await known[1].get()
-        except CellDown:
-            return []  # a cell whose database is down offers no host, as upstream's host manager skips it
+        if known is None or known[0] is not cell.db:
+            known = self._hosts[cell.uuid] = (cell.db, KeptNodes(self.down_time))
+        return known[1]
+
+    async def hosts(self, cell) -> list[Node]:
+        """Every compute node of ``cell`` with its service's state, in node id order."""
+        kept = self._kept(cell)
+
+        def read(session):
+            return kept.read(session)
+        read.__name__ = "hosts"
+        found = await self._cell_read(cell, read, default=[])
         self.sizes[cell.uuid] = len(found)
         return found
 
-    async def hosts_and_counts(self, cell) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
+    async def hosts_and_counts(self, cell) -> tuple[list[Node], dict[str, tuple[int, int]]]:
         """``hosts`` and, in the same transaction, host -> (instances, I/O-heavy instances) (IoOps and
         NumInstances weighers)."""
-        down_time = self.down_time
+        kept = self._kept(cell)
 
         def read(session):
-            return host_view.compute_hosts(session, down_time), host_view.instance_counts(session)
+            return kept.read(session), host_view.instance_counts(session)
         read.__name__ = "hosts_and_counts"
         found = await self._cell_read(cell, read, default=([], {}))
         self.sizes[cell.uuid] = len(found[0])
         return found
 
-    async def some_hosts(self, cell, uuids: list[str], counts: bool) -> tuple[list[dict[str, Any]], dict]:
+    async def some_hosts(self, cell, uuids: list[str], counts: bool) -> tuple[list[Node], dict]:
         """Only the compute nodes ``uuids`` of ``cell`` (and its instance counts when ``counts``): for a cell
         with many more hosts than a request's candidates (not shared between requests: each has its own)."""
         def read(session):
-            return (host_view.compute_hosts(session, self.down_time, uuids),
+            return ([Node.of(row) for row in host_view.compute_hosts(session, self.down_time, uuids)],
                     host_view.instance_counts(session) if counts else {})
         try:
             return await cell.read(read)
@@ -128,3 +201,22 @@ class HostCache:
 
 def _api_view(session) -> tuple:
     return aggregates.with_metadata(session), aggregates.host_zones(session), aggregates.host_metadata(session)
+
+
+@functools.lru_cache(maxsize=4096)
+def failed_builds(stats: str | None) -> int:
+    """The consecutive failed builds a compute node's stats report (cached: most hosts report the same)."""
+    parsed = parse_json(stats)
+    try:
+        return int(parsed.get("failed_builds") or 0) if isinstance(parsed, dict) else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+@functools.lru_cache(maxsize=4096)
+def supported_instances(cpu_info: str | None) -> tuple:
+    """(arch, hypervisor type, vm mode) triples; cached: a fleet's hosts report few distinct cpu_info."""
+    try:
+        return tuple(tuple(x) for x in json.loads(cpu_info or "{}").get("supported_instances", []))
+    except (ValueError, TypeError, AttributeError):
+        return ()

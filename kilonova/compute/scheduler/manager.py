@@ -8,8 +8,6 @@ When nothing fits it raises ``NoValidHost`` saying what ruled the hosts out.
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 import math
 import random
@@ -31,7 +29,6 @@ from kilonova.compute.scheduler.host_state import HostState
 from kilonova.compute.scheduler.hint_hosts import hint_hosts
 from kilonova.compute.scheduler.request_filters import PlacementQuery
 from kilonova.compute.scheduler.server_group import GroupView
-from kilonova.compute.scheduler.topology import parse_json
 from kilonova.compute.scheduler.weighers.image_properties import ImagePropertiesWeigher
 
 LOG = logging.getLogger(__name__)
@@ -229,10 +226,10 @@ class SchedulerManager:
     async def _destination_provider(self, destination: dict) -> str:
         """The provider of the compute node a request named: its candidates come from that tree alone."""
         for cell in self.cells.real():
-            for row in await self.host_cache.hosts(cell):
-                if destination.get("host", row["host"]) == row["host"] and \
-                        destination.get("node", row["nodename"]) == row["nodename"]:
-                    return row["uuid"]
+            for node in await self.host_cache.hosts(cell):
+                if destination.get("host", node.host) == node.host and \
+                        destination.get("node", node.nodename) == node.nodename:
+                    return node.uuid
         named = ", ".join(f"{key} {destination[key]}" for key in ("host", "node") if destination.get(key))
         raise NoValidHost(f"No valid host was found. The requested destination ({named}) is not a known compute node.")
 
@@ -254,34 +251,36 @@ class SchedulerManager:
     def _host_states(self, by_provider: dict[str, dict], summaries: dict, fleet: tuple) -> list[HostState]:
         zones, metadata, cells = fleet
         states = []
+        append = states.append
         default_zone = self.conf.get("DEFAULT", "default_availability_zone")
         empty: dict = {}
+        no_counts = (0, 0)
         # A provider summary kept from the last answer (candidate_answer.py) gives the same capacity and
         # usage: read once, copied for each decision (usage grows as a request places its servers).
-        kept, self._usage = self._usage, {}
-        for cell, rows, counts, images in cells:
-            for row in rows:
-                request = by_provider.get(row["uuid"])
+        kept, usage = self._usage, {}
+        self._usage = usage
+        for cell, nodes, counts, images in cells:
+            cell_uuid, cell_name = cell.uuid, cell.name
+            # the nodes in node id order (host_cache.Node), unpacked whole: built for each candidate of each request
+            for (uuid, _, name, nodename, hv_type, hv_version, host_ip, cpu_info, supported, failed, numa, pci,
+                 up, disabled) in nodes:
+                request = by_provider.get(uuid)
                 if request is None:
                     continue
-                name = row["host"]
-                summary = summaries.get(row["uuid"], empty)
+                summary = summaries.get(uuid, empty)
                 known = kept.get(id(summary))
                 if known is None or known[0] is not summary:
                     capacity, used = {}, {}
-                    for rc, usage in summary.get("resources", empty).items():
-                        capacity[rc] = usage["capacity"]
-                        used[rc] = usage["used"]
+                    for rc, amounts in summary.get("resources", empty).items():
+                        capacity[rc] = amounts["capacity"]
+                        used[rc] = amounts["used"]
                     known = (summary, capacity, used)
-                self._usage[id(summary)] = known
-                capacity, used = known[1].copy(), known[2].copy()
-                num_instances, num_io_ops = counts.get(name, (0, 0))
-                states.append(HostState(  # positional, in field order: built for each candidate of each request
-                    row["uuid"], name, row["nodename"], cell.uuid, zones.get(name, default_zone),
-                    row["service_up"], row["service_disabled"], row["hypervisor_type"], _supported(row["cpu_info"]),
-                    capacity, used, request, row["cpu_info"] or "", row["hypervisor_version"], row["host_ip"],
-                    metadata.get(name, empty), cell.name, num_instances, num_io_ops, _failed_builds(row["stats"]),
-                    parse_json(row["numa_topology"]), parse_json(row["pci_stats"]), images.get(name)))
+                usage[id(summary)] = known
+                num_instances, num_io_ops = counts.get(name, no_counts)
+                append(HostState(  # positional, in field order
+                    uuid, name, nodename, cell_uuid, zones.get(name, default_zone), up, disabled, hv_type, supported,
+                    known[1].copy(), known[2].copy(), request, cpu_info, hv_version, host_ip, metadata.get(name, empty),
+                    cell_name, num_instances, num_io_ops, failed, numa, pci, images.get(name)))
         return states
 
     def _filter(self, hosts: list[HostState], spec: dict, resources: dict[str, int],
@@ -417,22 +416,3 @@ def _consumer_conflict(response) -> bool:
         return any(e.get("code") == "placement.concurrent_update" for e in response.json().get("errors", []))
     except ValueError:
         return False
-
-
-@functools.lru_cache(maxsize=4096)
-def _failed_builds(stats: str | None) -> int:
-    """The consecutive failed builds a compute node's stats report (cached: most hosts report the same)."""
-    parsed = parse_json(stats)
-    try:
-        return int(parsed.get("failed_builds") or 0) if isinstance(parsed, dict) else 0
-    except (TypeError, ValueError):
-        return 0
-
-
-@functools.lru_cache(maxsize=4096)
-def _supported(cpu_info: str) -> tuple:
-    """(arch, hypervisor type, vm mode) triples; cached: a fleet's hosts report few distinct cpu_info."""
-    try:
-        return tuple(tuple(x) for x in json.loads(cpu_info or "{}").get("supported_instances", []))
-    except (ValueError, TypeError, AttributeError):
-        return ()

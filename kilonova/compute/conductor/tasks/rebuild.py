@@ -32,7 +32,8 @@ from kilonova.compute.db.api_models import RequestSpec
 from kilonova.compute.db.instances import UnexpectedTaskState
 from kilonova.compute.scheduler.filters import all_filters
 from kilonova.compute.scheduler.host_state import HostState
-from kilonova.compute.scheduler.manager import _supported, traits_from_spec
+from kilonova.compute.scheduler.host_cache import supported_instances
+from kilonova.compute.scheduler.manager import traits_from_spec
 
 LOG = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ async def _check_image_on_host(conductor, cell, instance: dict, image_meta: dict
     state = HostState(uuid=row["uuid"], host=row["host"], nodename=row["nodename"], cell_uuid=cell.uuid,
                       availability_zone=instance.get("availability_zone") or "", service_up=row["service_up"],
                       service_disabled=row["service_disabled"], hypervisor_type=row["hypervisor_type"],
-                      supported_instances=list(_supported(row["cpu_info"])), cpu_info=row["cpu_info"] or "",
+                      supported_instances=list(supported_instances(row["cpu_info"])), cpu_info=row["cpu_info"] or "",
                       aggregates=metadata)
     for flt in filters:
         if not flt.host_passes(state, spec):
