@@ -52,13 +52,14 @@ def is_prepared(statement: Any) -> bool:
 class _Result(IteratorResult):
     rowcount = -1
     inserted_primary_key: tuple | None = None
+    plain_rows: list | None = None
 
 
 class _Form:
     """One compiled shape of a prepared statement: SQL text, where each positional parameter comes from and
     its conversion, result keys and conversions."""
 
-    __slots__ = ("sql", "sources", "metadata", "primary_key")
+    __slots__ = ("sql", "sources", "metadata", "primary_key", "plain")
 
     def __init__(self, compiled: Any, dialect: Any, params: dict, expanding: tuple):
         # Values the statement itself binds (``deleted == 0``): the same on every run.
@@ -78,8 +79,10 @@ class _Form:
         self.primary_key = tuple(column.key for column in compiled.statement.table.primary_key) \
             if compiled.isinsert else None
         columns = compiled._result_columns
+        self.plain = False   # rows as SQLite gives them are the values (no column needs converting)
         if columns:
             processors = [column.type._cached_result_processor(dialect, None) for column in columns]
+            self.plain = not any(processors)
             self.metadata = SimpleResultMetaData([column.keyname for column in columns],
                                                  _processors=processors if any(processors) else None)
         else:
@@ -179,6 +182,16 @@ def execute(connection: sa.Connection, statement: Any, params: Any) -> Any:
         if form.primary_key is not None:
             result.inserted_primary_key = tuple(params.get(key, cursor.lastrowid) for key in form.primary_key)
         return result
-    result = _Result(form.metadata, iter(cursor.fetchall()))
+    rows = cursor.fetchall()
+    result = _Result(form.metadata, iter(rows))
     result.rowcount = cursor.rowcount
+    if form.plain:
+        result.plain_rows = rows
     return result
+
+
+def plain_rows(result: Any) -> list[tuple]:
+    """A result's rows as plain tuples: SQLite's own list when the statement ran here and no column needed
+    converting (no Row object made per row: for reads of thousands of rows), else each row made a tuple."""
+    rows = getattr(result, "plain_rows", None)
+    return rows if rows is not None else [tuple(row) for row in result]

@@ -463,7 +463,7 @@ class _Finder:
                         or group["forbidden_aggregates"] or group["in_tree"] is not None or self.root_required
                         or self.root_forbidden)
         if filtered:
-            good = {rp for rp in good if self._lone_ok(group, self.providers[rp])}
+            good = good & self._lone_passing(group)
         self._shared_fast = not filtered
         return decided, good
 
@@ -518,6 +518,23 @@ class _Finder:
                  for picked in itertools.product(*choices)]
         if self.only_ids and any(type(item) is tuple for item in found):
             self.only_ids = False
+        return found
+
+    def _lone_passing(self, group: dict) -> frozenset[int]:
+        """The lone providers ``_lone_ok`` passes for this group: it reads trees, traits and aggregates only,
+        so the answer is memoized on the view and kept by the next views while those stay the same
+        (capacity.STRUCTURAL_MEMOS)."""
+        key = (tuple(map(frozenset, group["required"])), frozenset(group["forbidden"]),
+               tuple(map(frozenset, group["member_of"])), frozenset(group["forbidden_aggregates"]), group["in_tree"],
+               tuple(map(frozenset, self.root_required)), frozenset(self.root_forbidden))
+        cache = self.view.memo.setdefault("lone_ok", {})
+        found = cache.get(key)
+        if found is None:
+            providers = self.providers
+            found = frozenset(rp for rp in self.view.lone if self._lone_ok(group, providers[rp]))
+            if len(cache) >= 64:
+                cache.clear()
+            cache[key] = found
         return found
 
     def _lone_ok(self, group: dict, provider: capacity.Provider) -> bool:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from kilonova.common.prepared import prepare
+from kilonova.common.prepared import plain_rows, prepare
 from kilonova.placement.objects.models import (Aggregate, Allocation, Inventory, ProviderAggregate, ProviderTrait,
                                                ResourceProvider)
 
@@ -164,6 +164,7 @@ class Index:
         self.lock = threading.Lock()
         self.fingerprint: tuple | None = None
         self.view = View()
+        self.sigs: dict[int, tuple] = {}   # provider id -> its row as last read (see refresh)
 
     def refresh(self, session: Session, sharing_trait: int | None) -> View:
         local = _writes.get(_key(session.get_bind().engine.url), 0)
@@ -172,19 +173,40 @@ class Index:
             old = self.view
             if fingerprint == self.fingerprint and sharing_trait == old.sharing_trait:
                 return old
-            rows = session.execute(_PROVIDER_ROWS).all()
-            providers: dict[int, Provider] = {}
+            rows = plain_rows(session.execute(_PROVIDER_ROWS))
+            # (id, uuid, generation, usage serial, parent, root) as last read: a row read the same describes
+            # the same provider (the usual case: a claim changed one of thousands)
+            sigs = self.sigs
+            differ = [row for row in rows if sigs.get(row[0]) != row]
             changed: list[int] = []
-            for rp_id, uuid, generation, serial, parent, root in rows:
-                known = old.providers.get(rp_id)
-                if known is not None and (known.generation, known.serial, known.parent, known.root, known.uuid) == (
-                        generation, serial, parent, root or rp_id, uuid):
-                    providers[rp_id] = known
-                else:
+            if len(rows) == len(old.providers) and all(row[0] in old.providers for row in differ):
+                providers = dict(old.providers)   # the same providers (and order): only the differing replaced
+                for rp_id, uuid, generation, serial, parent, root in differ:
                     providers[rp_id] = Provider(rp_id, uuid, parent, root or rp_id, generation, serial)
                     changed.append(rp_id)
+                new_sigs = None   # those of ``differ`` are set once the view is made
+            else:
+                providers = {}
+                for rp_id, uuid, generation, serial, parent, root in rows:
+                    known = old.providers.get(rp_id)
+                    if known is not None and (known.generation, known.serial, known.parent, known.root,
+                                              known.uuid) == (generation, serial, parent, root or rp_id, uuid):
+                        providers[rp_id] = known
+                    else:
+                        providers[rp_id] = Provider(rp_id, uuid, parent, root or rp_id, generation, serial)
+                        changed.append(rp_id)
+                new_sigs = {row[0]: tuple(row) for row in rows}
             if changed:
                 _load(session, providers, changed, everything=len(changed) == len(providers))
+            # From here nothing fails: what was read is recorded with the view made of it.
+            if new_sigs is None:
+                sigs.update((row[0], tuple(row)) for row in differ)
+            else:
+                self.sigs = new_sigs
+            if sharing_trait == old.sharing_trait and _usage_only(old.providers, providers, changed):
+                self.view = _with_usage(old, providers, changed)
+                self.fingerprint = fingerprint
+                return self.view
             view = View(providers=providers, sharing_trait=sharing_trait)
             for provider in providers.values():
                 for rc in provider.inventory:
@@ -202,6 +224,61 @@ class Index:
                 gc.collect()
                 gc.freeze()
             return view
+
+
+# What a search derives from the trees, traits and aggregates alone (objects.candidates): kept by a view that
+# differs from the last only in usage. The "able" sets (providers that can take an amount) are patched instead.
+STRUCTURAL_MEMOS = ("anchors", "anchored", "root_of", "members", "sharing_ids", "uuids", "lone_ok")
+
+
+def _usage_only(before: dict[int, Provider], now: dict[int, Provider], changed: list[int]) -> bool:
+    """Whether ``now`` has the providers of ``before``, each in the same tree with the same traits, aggregates
+    and classes of inventory: then only capacity and usage differ (a claim, a deleted allocation, a new total)."""
+    if len(before) != len(now) or len(changed) > 64:
+        return False
+    for rp_id in changed:
+        old, new = before.get(rp_id), now[rp_id]
+        if old is None or old.uuid != new.uuid or old.parent != new.parent or old.root != new.root or \
+                old.traits != new.traits or old.aggregates != new.aggregates or \
+                old.inventory.keys() != new.inventory.keys():
+            return False
+    return True
+
+
+def _with_usage(old: View, providers: dict[int, Provider], changed: list[int]) -> View:
+    """``old`` with the changed providers' capacity and usage (see _usage_only): its structure and structural
+    memos are shared (a view never changes once published), its rows and "able" sets patched."""
+    view = View(providers=providers, by_class=old.by_class, children=old.children, tree_size=old.tree_size,
+                lone=old.lone, trait_ids=old.trait_ids, sharing_trait=old.sharing_trait)
+    view.memo = {key: old.memo[key] for key in STRUCTURAL_MEMOS if key in old.memo}
+    ids = set(changed)
+    positions = old.memo.get("positions")   # class id -> provider id -> index in rows(class): structural too
+    if positions is None:
+        positions = {}
+    view.memo["positions"] = positions
+    for rc, rows in old._rows.items():
+        where = positions.get(rc)
+        if where is None:
+            where = positions[rc] = {row[0]: index for index, row in enumerate(rows)}
+        patched = rows.copy()
+        for rp_id in ids:
+            index = where.get(rp_id)
+            if index is not None:
+                record = providers[rp_id].inventory[rc]
+                patched[index] = (rp_id, record.free, record.min_unit, record.max_unit, record.step_size)
+        view._rows[rc] = patched
+    able = old.memo.get("able")
+    if able:   # (class id, amount) -> providers that can take it: the changed ones judged again
+        patched_able = {}
+        for (rc, amount), found in able.items():
+            rows, where = view._rows.get(rc), positions.get(rc)
+            if rows is None or where is None:
+                continue   # computed again when asked
+            fits = {rp_id for rp_id, free, low, high, step in (rows[where[i]] for i in ids if i in where)
+                    if free >= amount and low <= amount <= high and not amount % step}
+            patched_able[(rc, amount)] = (found - ids) | fits
+        view.memo["able"] = patched_able
+    return view
 
 
 def _load(session: Session, providers: dict[int, Provider], ids: list[int], everything: bool) -> None:
