@@ -111,3 +111,42 @@ def test_the_image_properties_of_a_hosts_instances_are_read_from_what_a_create_r
         assert found == {"h1": [{"os_distro": "ubuntu"}, {"os_distro": "debian"}, {}]}
     finally:
         stub.close()
+
+
+# ---------------------------------------------------------------- the one-pass totals are the sum of the parts
+
+def _reference(weighers, hosts, spec):
+    """Upstream's composition written out plainly: each weigher's contributions (``weights``) summed in
+    weigher order, hosts sorted by total (stable: ties keep the hosts' order)."""
+    totals = [0.0] * len(hosts)
+    for contribution in weights(weighers, hosts, spec).values():
+        totals = [t + c for t, c in zip(totals, contribution)]
+    order = sorted(range(len(hosts)), key=totals.__getitem__, reverse=True)
+    return [(hosts[i].host, totals[i]) for i in order]
+
+
+def test_weighed_totals_are_exactly_the_summed_contributions(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    multipliers = st.sampled_from(["0", "1.0", "-1.0", "2.5", "1000000", "-0.3", "inf", "nonsense"])
+    a_host = st.fixed_dictionaries({
+        "free_ram": st.integers(0, 4), "io": st.integers(0, 2), "instances": st.integers(0, 3),
+        "failed": st.integers(0, 1), "version": st.sampled_from([1000, 1001, 2000]),
+        "aggregates": st.dictionaries(st.sampled_from(["ram_weight_multiplier", "io_ops_weight_multiplier",
+                                                        "num_instances_weight_multiplier"]),
+                                      st.sets(multipliers, min_size=1, max_size=2), max_size=2)})
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(a_host, min_size=1, max_size=12), st.sampled_from(["0", "1.0", "-1.0", "inf"]))
+    def check(described, ram_multiplier):
+        conf = Config.load(state_dir=tmp_path)
+        conf.set("filter_scheduler", "ram_weight_multiplier", ram_multiplier)
+        weighers = every(conf)
+        hosts = [host(f"h{i}", **{**d, "free_ram": d["free_ram"] * 100}) for i, d in enumerate(described)]
+        got = [(h.host, total) for h, total in weighers_mod.weighed(weighers, hosts, {})]
+        want = _reference(weighers, hosts, {})
+        assert [name for name, _ in got] == [name for name, _ in want]
+        assert [repr(total) for _, total in got] == [repr(total) for _, total in want]   # nan and -0.0 too
+
+    check()

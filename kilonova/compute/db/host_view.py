@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from kilonova.common.prepared import prepare
+from kilonova.common.prepared import plain_rows, prepare
 from kilonova.compute.db.cell_models import ComputeNode, Instance, Service
 
 
@@ -31,8 +31,10 @@ _HOSTS = _HOSTS.order_by(_NODES.c.id)
 # Per node: what says whether its row changed since it was last read -- its updated_at, which every report
 # writes (compared for equality only, never parsed: type_coerce keeps the driver's value) -- and its
 # service's state, which changes with time and heartbeats without the node's row changing.
+# (The flags as integers too: no column to convert, so SQLite's rows are used as they come.)
 _STAMPS = (sa.select(_NODES.c.uuid, sa.type_coerce(_NODES.c.updated_at, sa.String),
-                     sa.case((_UP, True), else_=False).label("up"), _SERVICES.c.disabled)
+                     sa.type_coerce(sa.case((_UP, 1), else_=0), sa.Integer),
+                     sa.type_coerce(_SERVICES.c.disabled, sa.Integer))
            .join(_SERVICES, sa.and_(_SERVICES.c.host == _NODES.c.host, _SERVICES.c.binary == "nova-compute",
                                     _SERVICES.c.deleted == 0))
            .where(_NODES.c.deleted == 0).order_by(_NODES.c.id))
@@ -55,7 +57,7 @@ def node_stamps(session: Session, down_time: float) -> list[tuple[str, Any, bool
     ``compute_hosts`` returns, in the same order."""
     horizon = datetime.utcnow() - timedelta(seconds=down_time)
     return [(uuid, stamp, bool(up), bool(disabled))
-            for uuid, stamp, up, disabled in session.execute(_STAMPS, {"horizon": horizon})]
+            for uuid, stamp, up, disabled in plain_rows(session.execute(_STAMPS, {"horizon": horizon}))]
 
 
 # Upstream's io_workload states: an instance building, or in one of these tasks, keeps its host's disks busy.

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.db import NotFound
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.api_models import InstanceGroup, InstanceGroupMember, InstanceMapping
 
 
@@ -45,9 +46,21 @@ def _members(session: Session, group_ids: list[int]) -> dict[int, list[str]]:
     return found
 
 
+# Every scheduling with the group hint reads its group: plain columns from statements built once.
+_GROUPS, _GROUP_MEMBERS, _MAPPINGS = InstanceGroup.__table__, InstanceGroupMember.__table__, InstanceMapping.__table__
+_GROUP = sa.select(_GROUPS).where(_GROUPS.c.uuid == sa.bindparam("uuid"))
+_MEMBERS_OF = (sa.select(_GROUP_MEMBERS.c.instance_uuid)
+               .join(_MAPPINGS, _MAPPINGS.c.instance_uuid == _GROUP_MEMBERS.c.instance_uuid)
+               .where(_GROUP_MEMBERS.c.group_id == sa.bindparam("group_id"), _MAPPINGS.c.queued_for_delete.is_(False))
+               .order_by(_GROUP_MEMBERS.c.id))
+prepare(_GROUP, _MEMBERS_OF)  # on SQLite's cursor
+
+
 def get(session: Session, uuid: str) -> dict[str, Any]:
-    group = _row(session, uuid)
-    return as_dict(group, _members(session, [group.id])[group.id])
+    group = session.execute(_GROUP, {"uuid": uuid}).first()
+    if group is None:
+        raise NotFound(f"Instance group {uuid} could not be found.")
+    return as_dict(group, list(session.scalars(_MEMBERS_OF, {"group_id": group.id})))
 
 
 def count(session: Session, project_id: str) -> int:

@@ -17,7 +17,8 @@ class HostState:
     service_disabled: bool
     hypervisor_type: str = "fake"
     supported_instances: tuple[tuple[str, str, str], ...] | list = ()
-    # capacity and usage per resource class, from Placement's provider summaries
+    # capacity and usage per resource class, from Placement's provider summaries (shared between the host
+    # states of several decisions: replaced, never changed in place)
     capacity: dict[str, int] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=dict)
     allocation_request: dict[str, Any] | None = None

@@ -256,7 +256,7 @@ class SchedulerManager:
         empty: dict = {}
         no_counts = (0, 0)
         # A provider summary kept from the last answer (candidate_answer.py) gives the same capacity and
-        # usage: read once, copied for each decision (usage grows as a request places its servers).
+        # usage: read once, shared by the decisions' host states (never changed: _consume replaces a host's).
         kept, usage = self._usage, {}
         self._usage = usage
         for cell, nodes, counts, images in cells:
@@ -279,7 +279,7 @@ class SchedulerManager:
                 num_instances, num_io_ops = counts.get(name, no_counts)
                 append(HostState(  # positional, in field order
                     uuid, name, nodename, cell_uuid, zones.get(name, default_zone), up, disabled, hv_type, supported,
-                    known[1].copy(), known[2].copy(), request, cpu_info, hv_version, host_ip, metadata.get(name, empty),
+                    known[1], known[2], request, cpu_info, hv_version, host_ip, metadata.get(name, empty),
                     cell_name, num_instances, num_io_ops, failed, numa, pci, images.get(name)))
         return states
 
@@ -387,8 +387,11 @@ class SchedulerManager:
 
     @staticmethod
     def _consume(host: HostState, resources: dict[str, int]) -> None:
+        # a new dict: the one a host state starts with is shared with later decisions (_host_states)
+        used = dict(host.used)
         for rc, amount in resources.items():
-            host.used[rc] = host.used.get(rc, 0) + amount
+            used[rc] = used.get(rc, 0) + amount
+        host.used = used
 
     @staticmethod
     def _selection(host: HostState) -> dict:

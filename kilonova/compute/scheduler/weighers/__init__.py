@@ -9,6 +9,7 @@ turns spreading into stacking.
 from __future__ import annotations
 
 import logging
+import math
 
 from kilonova.compute.scheduler.host_state import HostState
 
@@ -130,11 +131,52 @@ def weigh_hosts(weighers: list[BaseWeigher], hosts: list[HostState], spec: dict)
 
 
 def weighed(weighers: list[BaseWeigher], hosts: list[HostState], spec: dict) -> list[tuple[HostState, float]]:
-    """(host, total weight), best first."""
+    """(host, total weight), best first.
+
+    The totals of ``weights`` summed in weigher order, computed in one pass per weigher (the same float
+    operations in the same order, so the same totals to the last bit). A weigher that rates every host the
+    same adds 0.0 (or -0.0) to each total, which changes none, and is skipped -- unless some multiplier is
+    not finite (inf x 0 is nan)."""
     if not hosts:
         return []
+    keys = _aggregate_keys(hosts)
     totals = [0.0] * len(hosts)
-    for contribution in weights(weighers, hosts, spec).values():
-        totals = [t + c for t, c in zip(totals, contribution)]
+    for weigher in active(weighers, hosts, spec, keys):
+        values = weigher.weigh_all(hosts, spec)
+        low, high = min(values), max(values)
+        if weigher.option in keys:  # some hosts' aggregates set their own multiplier
+            multipliers = _multipliers(weigher, hosts)
+            if high == low and all(map(math.isfinite, multipliers)):
+                continue
+            if high == low:
+                totals = [t + m * 0.0 for t, m in zip(totals, multipliers)]
+                continue
+            span = high - low
+            totals = [t + m * ((v - low) / span) for t, m, v in zip(totals, multipliers, values)]
+        else:
+            m = weigher.multiplier
+            if high == low:
+                if not math.isfinite(m):
+                    totals = [t + m * 0.0 for t in totals]
+                continue
+            span = high - low
+            totals = [t + m * ((v - low) / span) for t, v in zip(totals, values)]
     order = sorted(range(len(hosts)), key=totals.__getitem__, reverse=True)
     return [(hosts[i], totals[i]) for i in order]
+
+
+def _multipliers(weigher: BaseWeigher, hosts: list[HostState]) -> list[float]:
+    """Each host's multiplier for ``weigher`` (multiplier_for), worked out once per distinct aggregate value set."""
+    option, default = weigher.option, weigher.multiplier
+    known: dict[int, float] = {}
+    found = []
+    for host in hosts:
+        values = host.aggregates.get(option)
+        if not values:
+            found.append(default)
+            continue
+        multiplier = known.get(id(values))
+        if multiplier is None:
+            multiplier = known[id(values)] = weigher.multiplier_for(host)
+        found.append(multiplier)
+    return found

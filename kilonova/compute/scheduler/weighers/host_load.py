@@ -12,6 +12,9 @@ class IoOpsWeigher(BaseWeigher):
     def weigh(self, host, spec):
         return host.num_io_ops
 
+    def weigh_all(self, hosts, spec):
+        return [host.num_io_ops for host in hosts]
+
 
 class NumInstancesWeigher(BaseWeigher):
     """The number of instances on the host (multiplier 0.0 by default, as upstream: off)."""
@@ -21,6 +24,9 @@ class NumInstancesWeigher(BaseWeigher):
     def weigh(self, host, spec):
         return host.num_instances
 
+    def weigh_all(self, hosts, spec):
+        return [host.num_instances for host in hosts]
+
 
 class BuildFailureWeigher(BaseWeigher):
     """Hosts whose recent builds failed weigh less (the agent counts consecutive failures, a success resets
@@ -29,6 +35,9 @@ class BuildFailureWeigher(BaseWeigher):
 
     def weigh(self, host, spec):
         return -host.failed_builds
+
+    def weigh_all(self, hosts, spec):
+        return [-host.failed_builds for host in hosts]
 
 
 class CrossCellWeigher(BaseWeigher):
@@ -51,3 +60,6 @@ class HypervisorVersionWeigher(BaseWeigher):
 
     def weigh(self, host, spec):
         return host.hypervisor_version or 0
+
+    def weigh_all(self, hosts, spec):
+        return [host.hypervisor_version or 0 for host in hosts]
