@@ -51,7 +51,7 @@ from kilonova.common.testing import FakeValidator  # noqa: E402
 from kilonova.compute import cells as cells_mod  # noqa: E402
 from kilonova.compute.api.service import API_MIGRATIONS  # noqa: E402
 from kilonova.compute.db import aggregates, instances, server_groups  # noqa: E402
-from kilonova.compute.db.api_models import AggregateHost, APIBase  # noqa: E402
+from kilonova.compute.db.api_models import AggregateHost, APIBase, InstanceMapping  # noqa: E402
 from kilonova.compute.db.cell_models import ComputeNode, Service  # noqa: E402
 from kilonova.placement.objects.models import Inventory, ResourceClass, ResourceProvider  # noqa: E402
 from kilonova.config import Config  # noqa: E402
@@ -131,6 +131,11 @@ def build_databases(conf, n: int, members: int) -> tuple[Database, cells_mod.Cel
                                        "user_id": "bench", "policy": "anti-affinity",
                                        "rules": {"max_server_per_host": 2}}, -1)
         server_groups.add_members(session, group_uuid, member_uuids, -1)
+        # The members' instance mappings, as a create writes them: a group's members are the mapped ones.
+        now = datetime.utcnow()
+        session.execute(sa.insert(InstanceMapping), [
+            {"instance_uuid": member, "cell_id": None, "project_id": "bench", "user_id": "bench",
+             "queued_for_delete": False, "created_at": now} for member in member_uuids])
         made = aggregates.create(session, "az1", "az1")
         aggregates.set_metadata(session, made["id"], {"cpu_weight_multiplier": "2.0"})
         now = datetime.utcnow()
