@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kilonova.common.db import Conflict, DBError, NotFound
+from kilonova.common.prepared import prepare
 from kilonova.compute.db.api_models import Aggregate, AggregateHost, AggregateMetadata
 
 AZ_KEY = "availability_zone"
@@ -235,6 +236,7 @@ def host_metadata(session: Session) -> dict[str, dict[str, set[str]]]:
 _AGGREGATE_METADATA = (sa.select(Aggregate.__table__.c.uuid, Aggregate.__table__.c.name, _METADATA_TABLE.c.key,
                                  _METADATA_TABLE.c.value)
                        .join(_METADATA_TABLE, _METADATA_TABLE.c.aggregate_id == Aggregate.__table__.c.id))
+prepare(_HOST_ZONES, _HOST_METADATA, _AGGREGATE_METADATA)  # on SQLite's cursor: read for every scheduling
 
 
 def with_metadata(session: Session) -> list[dict[str, Any]]:

@@ -403,11 +403,16 @@ def latest_faults(session: Session, uuids: list[str]) -> dict[str, dict[str, Any
     return faults
 
 
+_INSTANCES = Instance.__table__
+# Every scheduling with a group reads where its members are: built once, on SQLite's cursor.
+_HOSTS_OF = prepared(sa.select(_INSTANCES.c.uuid, _INSTANCES.c.host).where(
+    _INSTANCES.c.uuid.in_(sa.bindparam("uuids", expanding=True)), _INSTANCES.c.deleted == 0,
+    _INSTANCES.c.host.is_not(None)))
+
+
 def hosts_of(session: Session, uuids: list[str]) -> list[tuple[str, str]]:
     """(uuid, host) of those of ``uuids`` that are not deleted and have a host."""
-    rows = session.execute(sa.select(Instance.uuid, Instance.host).where(
-        Instance.uuid.in_(uuids), Instance.deleted == 0, Instance.host.is_not(None)))
-    return [(row.uuid, row.host) for row in rows]
+    return [(uuid, host) for uuid, host in session.execute(_HOSTS_OF, {"uuids": list(uuids)})]
 
 
 def list_by_host(session: Session, host: str) -> list[dict[str, Any]]:
