@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.cloud import new_cloud
+from tests.cloud import new_cloud, wait_for
 from tests.functional.test_rebuild_cli import action_events
 
 # compute4 fails every spawn and is disabled: only a forced evacuation reaches it. A pause takes
@@ -219,3 +219,88 @@ def test_evacuate_is_refused_while_a_task_is_under_way_or_from_paused(evac_cloud
         cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--up", "compute3",
                         "nova-compute")
         cloud.openstack("server", "delete", "--wait", server["id"], check=False)
+
+
+def _volume(cloud, volume_id: str) -> dict:
+    return cloud.openstack("volume", "show", volume_id, fmt_json=True)
+
+
+def _attached_on(cloud, server_id: str, volume_ids: list[str], host: str) -> dict[str, str]:
+    """Once every volume is ``in-use`` with one attachment, to the server on ``host``: {volume: attachment id}."""
+    def check():
+        shown = {v: _volume(cloud, v) for v in volume_ids}
+        if all(s["status"] == "in-use" and [(a["server_id"], a["host_name"]) for a in s["attachments"]]
+               == [(server_id, host)] for s in shown.values()):
+            return {v: s["attachments"][0]["attachment_id"] for v, s in shown.items()}
+        return None
+    return wait_for(check, f"the volumes of {server_id} in-use on {host}", timeout=30)
+
+
+def _gone(cloud, attachment_id: str) -> bool:
+    shown = cloud.openstack("--os-volume-api-version", "3.27", "volume", "attachment", "show", attachment_id,
+                            check=False)
+    return shown.returncode != 0 and "could not be found" in shown.stderr
+
+
+def test_evacuate_a_volume_backed_server_with_a_data_volume(evac_cloud):
+    """As upstream: the destination makes new attachments of the server's volumes with its own connector and
+    completes them; the failed source's are deleted (nothing is disconnected on it: it is down) and its clean-up
+    when it comes back leaves them alone. A destination whose spawn fails deletes its new attachments: the
+    server is back on its source in ERROR, its volumes still its own (reserved for it), and evacuates again."""
+    cloud = evac_cloud
+    data = cloud.openstack("volume", "create", "--size", "1", "ev-data", fmt_json=True)
+    wait_for(lambda: _volume(cloud, data["id"])["status"] == "available", "ev-data available", timeout=30)
+    server = cloud.openstack("--os-compute-api-version", "2.74", "server", "create", "--flavor", "m1.tiny",
+                             "--image", "kilonova-tiny", "--boot-from-volume", "1", "--network", "private",
+                             "--host", "compute3", "--wait", "ev-bfv", fmt_json=True)
+    uuid = server["id"]
+    try:
+        cloud.openstack("server", "add", "volume", uuid, data["id"])
+        volume_ids = [v["id"] for v in cloud.openstack("server", "show", uuid, fmt_json=True)["volumes_attached"]]
+        assert data["id"] in volume_ids and len(volume_ids) == 2
+        first = _attached_on(cloud, uuid, volume_ids, "compute3")
+        cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--down", "compute3",
+                        "nova-compute")
+
+        # Forced to compute4, whose spawn fails: its new attachments go; the source's went before the spawn.
+        assert evacuate(cloud, uuid, {"host": "compute4", "force": True}, "2.29").status_code == 200
+        errored = cloud.wait_status(uuid, "ERROR")
+        assert errored["OS-EXT-SRV-ATTR:host"] == "compute3"
+        assert "Evacuation to compute4 failed" in errored["fault"]["message"]
+        assert sorted(v["id"] for v in errored["volumes_attached"]) == sorted(volume_ids)
+        for volume_id in volume_ids:
+            shown = _volume(cloud, volume_id)
+            assert (shown["status"], shown["attachments"]) == ("reserved", []), "reserved for the server, no host's"
+        assert all(_gone(cloud, a) for a in first.values())
+
+        # Evacuated again, to compute1: new attachments, connected there, in-use.
+        assert evacuate(cloud, uuid, {"host": "compute1"}, "2.68").status_code == 200
+        assert cloud.wait_status(uuid, "ACTIVE")["OS-EXT-SRV-ATTR:host"] == "compute1"
+        second = _attached_on(cloud, uuid, volume_ids, "compute1")
+        assert not set(second.values()) & set(first.values())
+        console = cloud.openstack("console", "log", "show", uuid).stdout
+        booted = console[console.index("compute1: booting ev-bfv from volume "):]
+        assert all(f"volume {v} attached" in booted for v in volume_ids), console
+
+        # compute3 comes back (the whole cloud restarts): it destroys its stale guest, the attachments stay.
+        assert cloud.stop() == 0
+        cloud.start()
+        wait_for(lambda: [m["status"] for m in migrations_of(cloud, uuid)] == ["failed", "completed"],
+                 "compute3's clean-up", timeout=30)
+        assert _attached_on(cloud, uuid, volume_ids, "compute1") == second
+        cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--up", "compute3",
+                        "nova-compute")
+
+        # A second evacuation, compute1 to compute3: the attachments change again.
+        cloud.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--down", "compute1",
+                        "nova-compute")
+        cloud.openstack("server", "evacuate", "--host", "compute3", uuid)
+        assert cloud.wait_status(uuid, "SHUTOFF")["OS-EXT-SRV-ATTR:host"] == "compute3"  # 2.95+: stopped
+        third = _attached_on(cloud, uuid, volume_ids, "compute3")
+        assert not set(third.values()) & set(second.values())
+        assert all(_gone(cloud, a) for a in second.values())
+        cloud.audit()
+    finally:
+        cloud.openstack("server", "delete", "--wait", uuid, check=False)
+    wait_for(lambda: _volume(cloud, data["id"])["status"] == "available", "ev-data detached", timeout=30)
+    cloud.openstack("volume", "delete", data["id"])

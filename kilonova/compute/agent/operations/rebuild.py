@@ -3,10 +3,13 @@
 * ``rebuild_instance`` (same host): the guest gets a new root disk from the image and boots it; its
   ports and addresses stay. A server that was stopped is stopped again afterwards, as upstream.
 * ``rebuild_instance`` with ``evacuate`` (on the destination): the server moves here (its host and
-  node), its existing ports are bound to this host and the guest is spawned from its image. A
-  failure puts it back on its source host in ERROR, without this host's claim.
+  node), its existing ports are bound to this host, its volumes get new attachments connected here (the
+  failed source's are deleted, as upstream) and the guest is spawned from its image or boot volume. A
+  failure puts it back on its source host in ERROR, without this host's claim or connections: its
+  volumes stay reserved for it, to be evacuated again.
 * ``clean_evacuated`` (agent start-up): guests evacuated away from this host while it was down are
-  destroyed here, the instance's claim on this host is released and the migration says ``completed``.
+  destroyed here (their volumes disconnected locally only: their attachments are the destination's now),
+  the instance's claim on this host is released and the migration says ``completed``.
 """
 from __future__ import annotations
 
@@ -114,7 +117,11 @@ async def _evacuate_here(agent: ComputeManager, instance: dict, image_meta: dict
     network_info = current.get("network_info") or []
     try:
         await _bind_ports(agent, network_info, agent.host)
-        block_devices = await volumes.connect_for_spawn(agent, uuid)  # its volumes, connected to this host now
+        # As upstream's evacuation: each volume's attachment of the failed source is replaced by a new one
+        # (the source, down, disconnects nothing; it forgets its side when it comes back), which this host
+        # then connects with its own connector and completes once the guest runs.
+        await volumes.disconnect_for_offload(agent, uuid)
+        block_devices = await volumes.connect_for_spawn(agent, uuid)
         await agent.driver.spawn({**current, "admin_password": admin_password}, image_meta, network_info,
                                  **({"block_device_info": block_devices} if block_devices else {}))
         await volumes.complete_for_spawn(agent, block_devices)
@@ -127,6 +134,10 @@ async def _evacuate_here(agent: ComputeManager, instance: dict, image_meta: dict
             await agent.driver.destroy(current)
         with contextlib.suppress(Exception):
             await _bind_ports(agent, network_info, source)
+        try:  # this host's connections go; the volumes stay reserved for the server, to evacuate it again
+            await volumes.disconnect_for_offload(agent, uuid)
+        except Exception:  # noqa: BLE001 - the conductor's and the volume service's reconcile passes settle it
+            LOG.warning("volumes of %s not handed back after its failed evacuation", uuid, exc_info=True)
         await evacuation_claims.remove_provider(agent.reporter.placement, uuid, agent.node_uuid)
         await _fail(agent, uuid, f"Evacuation to {agent.host} failed: {exc}. The server is back on {source}; "
                                  "evacuate it again or delete it.", {"host": source, "node": migration.get("source_node")

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from kilonova.compute import volume_api
+from kilonova.compute import volume_api, volume_reservations
 from kilonova.compute.agent.operations import remote
 from kilonova.compute.cleanup import release_volumes
 from kilonova.compute.virt.driver import BuildFailure
@@ -231,30 +231,16 @@ async def disconnect_after_failed_spawn(agent: ComputeManager, uuid: str) -> Non
 
 async def disconnect_for_offload(agent: ComputeManager, uuid: str) -> None:
     """A server leaving this host (shelve offload, an unshelve that failed; the source of a resize or cold
-    migration once its guest is off, a destination whose guest goes at a revert or a failed move): each
-    volume's connection to this host goes and the volume stays the server's, to be connected wherever the
-    server runs next (``connect_for_spawn``). As upstream's ``_terminate_volume_connections``: a new
-    attachment without a connector is made first, then the connected one deleted, so the volume is
-    ``reserved`` for the server throughout and never free for another one (its NBD export, if this host had
-    one, stops with the old attachment)."""
+    migration once its guest is off, a destination whose guest goes at a revert or a failed move), or taken
+    over from a failed host by an evacuation (run on the destination: nothing is disconnected on the failed
+    host, which is down): each volume's connection goes and the volume stays the server's, reserved for it
+    (``volume_reservations``), to be connected wherever the server runs next (``connect_for_spawn``)."""
     mappings = [b for b in await bdms(agent, uuid) if b.get("volume_id")]
     if not mappings:
         return
     volumes = await _volumes(agent)
     for bdm in mappings:
-        try:
-            reservation = await volumes.attachment_create(bdm["volume_id"], uuid)
-        except volume_api.VolumeError as exc:
-            if exc.status != 400 or not bdm.get("attachment_id"):
-                raise
-            # Refused while this host's connection is half made (``attaching``, a move that failed here, as
-            # Cinder refuses it): that connection goes first.
-            await volumes.attachment_delete(bdm["attachment_id"])
-            bdm = await _update(agent, bdm, {"attachment_id": None, "connection_info": None})
-            reservation = await volumes.attachment_create(bdm["volume_id"], uuid)
-        await _update(agent, bdm, {"attachment_id": reservation["id"], "connection_info": None})
-        if bdm.get("attachment_id"):
-            await volumes.attachment_delete(bdm["attachment_id"])
+        await volume_reservations.reserve_again(volumes, bdm, lambda b, values: _update(agent, b, values))
 
 
 async def extend(agent: ComputeManager, instance: dict, volume_id: str) -> None:

@@ -11,7 +11,8 @@
 
 ``reconcile_stuck_rebuilds``: a rebuild or evacuation not finished within ``[DEFAULT] instance_build_timeout``
 (a lost message, a dead agent or conductor) ends in ERROR with a fault saying what to do; an
-evacuation's destination claim is given back and its migration record says ``error``.
+evacuation's destination claim is given back, its migration record says ``error`` and, when the
+destination had started, its volume connections are replaced by reservations for the server.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from kilonova.common.rpc import NoSuchTarget, RemoteError, RPCError
 from kilonova.compute import events, evacuation_claims, faults, move_claims
 from kilonova.compute.conductor import group_check
 from kilonova.compute.conductor.agent_reports import _host_cell_uuid
-from kilonova.compute.conductor.tasks import reconcile, remote
+from kilonova.compute.conductor.tasks import reconcile, remote, volume_attachments
 from kilonova.compute.db import aggregates, build_requests, host_view, instances, migrations
 from kilonova.compute.db.api_models import RequestSpec
 from kilonova.compute.db.instances import UnexpectedTaskState
@@ -343,7 +344,13 @@ async def _give_up(conductor, cell, instance: dict, state: str, timeout: float) 
     message = (f"Evacuation from {source} to {migration.get('dest_compute') or 'a new host'} did not finish within "
                f"{timeout:.0f} seconds (stuck in task state {state}); its destination claim was released and the "
                f"server is back on {source} in ERROR. Evacuate it again, or delete it.")
-    await _to_error(cell, uuid, message, host=source, expected=(None, state))
+    back = await _to_error(cell, uuid, message, host=source, expected=(None, state))
+    if back and migration["status"] == "pre-migrating":
+        # The destination had started: its volume connections (half made perhaps) go, the volumes stay reserved.
+        try:
+            await volume_attachments.reserve_again(conductor, cell, uuid)
+        except Exception:  # noqa: BLE001 - the volume service's reaper removes what stays half made
+            LOG.warning("volumes of %s not reserved again after its evacuation gave up", uuid, exc_info=True)
     LOG.warning("evacuation of %s gave up: %s", uuid, message)
     await conductor.action_finish(uuid, None, "evacuate", "Error")
     return True

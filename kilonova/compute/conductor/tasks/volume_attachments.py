@@ -13,6 +13,7 @@ import logging
 from datetime import datetime, timedelta
 
 from kilonova.common.db import NotFound
+from kilonova.compute import volume_reservations
 from kilonova.compute.cleanup import release_volumes
 from kilonova.compute.conductor.tasks import reconcile, remote
 from kilonova.compute.db import block_devices, instances
@@ -94,3 +95,21 @@ async def _settle(cell, volumes, bdm: dict) -> None:
     if bdm.get("attachment_id"):
         await volumes.attachment_delete(bdm["attachment_id"])
     await cell.db.write(block_devices.destroy, bdm["uuid"])
+
+
+async def reserve_again(conductor, cell, instance_uuid: str) -> None:
+    """A server whose move was given up on with its destination gone (an evacuation past its deadline): each
+    volume's connection, which may be the dead destination's (half made, ``attaching``), is replaced by a
+    reservation for the server, so that no volume stays ``attaching`` for it and it can be moved again."""
+    if conductor.volumes is None:
+        return
+    mappings = [b for b in await cell.db.read(block_devices.for_instance, instance_uuid) if b.get("volume_id")]
+    if not mappings:
+        return
+    volumes = await as_service(conductor.volumes)
+
+    async def update(bdm: dict, values: dict) -> dict:
+        return await cell.db.write(block_devices.update, bdm["uuid"], values)
+
+    for bdm in mappings:
+        await volume_reservations.reserve_again(volumes, bdm, update)
