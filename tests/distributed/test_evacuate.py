@@ -87,33 +87,59 @@ def test_evacuate_from_a_killed_compute_and_its_clean_up_when_it_comes_back(clus
         assert held(cluster, uuid) == []
 
 
+def volume(cluster, volume_id: str) -> dict:
+    return cluster.openstack("volume", "show", volume_id, fmt_json=True)
+
+
 def test_a_destination_killed_during_the_evacuation_is_given_up_after_the_deadline(cluster):
+    """The destination dies after it connected the server's volume and before the guest ran: past the deadline
+    the server is back on its source in ERROR, its volume reserved for it (not left ``attaching`` to the dead
+    host), and once the destination is back the server is evacuated there again."""
     with cluster.compute_api("2.74") as api:
         uuid = boot_on(cluster, api, "cell1-host2", "ev-dist-cut")
+        data = cluster.openstack("volume", "create", "--size", "1", "ev-dist-data", fmt_json=True)["id"]
         wait_for(lambda: server(api, uuid)["status"] == "ACTIVE", 60, "ACTIVE", cluster)
+        wait_for(lambda: volume(cluster, data)["status"] == "available", 30, "the volume available", cluster)
+        cluster.openstack("server", "add", "volume", uuid, data)
+        wait_for(lambda: volume(cluster, data)["status"] == "in-use", 30, "the volume in-use", cluster)
         start_spare(cluster, spawn_delay="30")  # the destination holds the guest in spawn
         cluster.processes["compute-cell1"].kill()
         wait_for(lambda: states(api).get("cell1-host2") == "down", 30, "cell1-host2 down", cluster)
 
         assert api.post(f"/servers/{uuid}/action", json={"evacuate": {}}).status_code == 200
         wait_for(lambda: server(api, uuid)["OS-EXT-STS:task_state"] == "rebuild_spawning", 30, "spawning", cluster)
+        wait_for(lambda: volume(cluster, data)["status"] == "attaching", 30, "connected to the destination", cluster)
         cluster.processes["compute-cell1b"].kill()  # kill -9 of the destination mid-spawn
 
         failed = wait_for(lambda: (lambda s: s if s["status"] == "ERROR" else None)(server(api, uuid)),
                           DEADLINE + 30, "ERROR after the deadline", cluster)
         assert failed["OS-EXT-SRV-ATTR:host"] == "cell1-host2"
         assert "did not finish within" in failed["fault"]["message"]
+        assert [v["id"] for v in failed["os-extended-volumes:volumes_attached"]] == [data]
+        shown = volume(cluster, data)
+        assert (shown["status"], shown["attachments"]) == ("reserved", []), shown
         assert held(cluster, uuid) == ["cell1-host2"], "the destination's claim is released"
         with cluster.compute_api("2.59") as newer:
             assert migration_statuses(newer, uuid) == ["error"]
 
         start_spare(cluster)  # its unacknowledged message comes back and is dropped
-        cluster.restart("compute-cell1")
-        wait_for(lambda: states(api).get("cell1-host2") == "up", 30, "cell1-host2 up", cluster)
         assert server(api, uuid)["status"] == "ERROR"
-        assert held(cluster, uuid) == ["cell1-host2"]
+        assert api.post(f"/servers/{uuid}/action", json={"evacuate": {}}).status_code == 200
+        moved = wait_for(lambda: (lambda s: s if s["status"] == "ACTIVE" else None)(server(api, uuid)), 60,
+                         "ACTIVE after the second evacuation", cluster)
+        assert moved["OS-EXT-SRV-ATTR:host"] == "cell1b-host1"
+        shown = volume(cluster, data)
+        assert shown["status"] == "in-use" and [(a["server_id"], a["host_name"]) for a in shown["attachments"]] \
+            == [(uuid, "cell1b-host1")], shown
+
+        cluster.restart("compute-cell1")
+        wait_for(lambda: held(cluster, uuid) == ["cell1b-host1"], 30, "the source's claim released", cluster)
+        with cluster.compute_api("2.59") as newer:
+            assert migration_statuses(newer, uuid) == ["error", "completed"]
         audit = cluster.manage("placement", "audit", "--verbose", check=False)
         assert audit.returncode == 0, audit.stdout
         assert api.delete(f"/servers/{uuid}").status_code == 204
         wait_for(lambda: api.get(f"/servers/{uuid}").status_code == 404, 60, "deleted", cluster)
+        wait_for(lambda: volume(cluster, data)["status"] == "available", 30, "the volume detached", cluster)
+        cluster.openstack("volume", "delete", data)
         assert cluster.usage().get("MEMORY_MB", 0) == 0

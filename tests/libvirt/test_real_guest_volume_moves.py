@@ -8,19 +8,25 @@ hot-plugged and the guest writes a note on it. Cold-migrated to host B and confi
 there from its volume over NBD: the root volume's note says the guest was shut down cleanly on host A,
 and a user-data script reads the data volume's note back at boot. The data volume is then hot-unplugged
 over NBD (its export stops); live-migrated back to host A the guest runs on from the root volume's file (the
-last export stops), and the server is deleted.
+last export stops). The data volume is hot-plugged again and host A fails: its compute service is killed,
+its guest destroyed, the service forced down, and the server evacuated to host B, which makes new attachments
+of both volumes (the old ones deleted) and boots the guest from its root volume over NBD: the guest says its
+previous boot ended uncleanly (the same disk) and reads the data volume's note. Host A's compute service comes
+back and cleans up without touching the attachments; the server is deleted.
 """
 from __future__ import annotations
 
 import re
 import subprocess
 import time
+from xml.etree import ElementTree
 
 import pytest
 
 from tests.libvirt.hostsetup import MARKER
 from tests.libvirt.test_real_guest import console_lines, upload_guest, wait_status
 from tests.libvirt.test_real_guest_volumes import _volume_status as volume_status
+from tests.distributed.cluster import Process
 from tests.libvirt.two_hosts import HOST_A, HOST_B
 
 # Run by the guest's init at each boot (from the config drive): the note of every disk that holds one.
@@ -130,9 +136,66 @@ def test_a_volume_backed_guest_moves_to_a_host_that_reaches_its_volumes_over_nbd
         assert attachment["host_name"] == HOST_A, attachment
     log = console_until(hosts, server, f"{MARKER} alive")
     assert f"{MARKER} booted kernel" not in log, log   # host A's console never saw a boot: it kept running
+
+    _evacuate_to_host_b(hosts, conn, server, root, data, written)
     conn.compute.delete_server(server)
     conn.compute.wait_for_delete(conn.compute.get_server(server), interval=0.3, wait=120)
     volume_status(hosts, root, "available")
     assert not exports(hosts)
     for volume_id in (root, data):
         conn.block_storage.delete_volume(volume_id)
+
+
+def _attachments(hosts, project: str, volume_ids: tuple[str, ...]) -> dict[str, dict]:
+    with hosts.http("block-storage") as api:
+        return {v: api.get(f"/v3/{project}/volumes/{v}").json()["volume"]["attachments"] for v in volume_ids}
+
+
+def _evacuate_to_host_b(hosts, conn, server: str, root: str, data: str, written: tuple[str, str]) -> None:
+    os_ = hosts.openstack
+    conn.compute.create_volume_attachment(server, volume_id=data)
+    volume_status(hosts, data, "in-use")
+    console_until(hosts, server, f"holds: {written[1]}")
+    project = conn.current_project_id
+    before = {v: a["attachment_id"] for v, (a,) in _attachments(hosts, project, (root, data)).items()}
+
+    # Host A fails: its compute service dies, and its guest with it (fenced, as upstream requires).
+    hosts.processes[HOST_A].kill()
+    (domain,) = hosts.domains(HOST_A)
+    subprocess.run(["virsh", "-c", hosts.libvirt_uri(HOST_A), "destroy", domain], check=True, capture_output=True)
+    os_("--os-compute-api-version", "2.53", "compute", "service", "set", "--down", HOST_A, "nova-compute")
+    os_("--os-compute-api-version", "2.94", "server", "evacuate", server)  # before 2.95: it runs there
+    moved = wait_status(hosts, server, "ACTIVE", 120)
+    assert moved["OS-EXT-SRV-ATTR:host"] == HOST_B, moved
+
+    # Booted on host B from the very root volume: its last boot, on host A, never ended cleanly; the data
+    # volume holds the note written on host A.
+    log = console_until(hosts, server, f"{MARKER} disk-note unclean")
+    log = console_until(hosts, server, f"{MARKER} ready")[log.rindex(f"{MARKER} disk-note unclean"):]
+    assert re.search(rf"{MARKER} at-boot vd\w holds: {written[1]}", log), log
+    xml = domain_xml(hosts, HOST_B)
+    sources = {d.find("target").get("dev"): d.find("source") for d in ElementTree.fromstring(xml).iter("disk")}
+    assert (sources["vda"].get("protocol"), sources["vda"].get("name")) == ("nbd", root), xml  # its root disk
+    assert f"name='{data}'" in xml and exports(hosts) == {root, data}
+    after = _attachments(hosts, project, (root, data))
+    assert all([a["host_name"] for a in held] == [HOST_B] for held in after.values()), after
+    assert not {a["attachment_id"] for held in after.values() for a in held} & set(before.values())
+    with hosts.http("block-storage") as api:
+        for attachment_id in before.values():  # the failed host's attachments are gone
+            shown = api.get(f"/v3/{project}/attachments/{attachment_id}",
+                            headers={"OpenStack-API-Version": "volume 3.27"})
+            assert shown.status_code == 404, shown.text
+
+    # Host A comes back: its stale domain goes, the attachments (host B's) stay.
+    hosts.processes[HOST_A] = Process(HOST_A, ["--config", str(hosts.workdir / f"{HOST_A}.conf"), "serve",
+                                               "compute"], hosts.workdir / f"{HOST_A}.log")
+    hosts.processes[HOST_A].wait_ready(120)
+    with hosts.http("compute") as api:
+        api.headers["OpenStack-API-Version"] = "compute 2.59"
+        deadline = time.monotonic() + 60
+        while [m["status"] for m in api.get("/os-migrations", params={"instance_uuid": server, "migration_type":
+                                                                     "evacuation"}).json()["migrations"]] \
+                != ["completed"]:
+            assert time.monotonic() < deadline, f"host A never cleaned up the evacuated guest\n{hosts.logs()}"
+            time.sleep(0.5)
+    assert _attachments(hosts, project, (root, data)) == after and exports(hosts) == {root, data}
