@@ -102,13 +102,13 @@ def test_a_destination_killed_during_the_evacuation_is_given_up_after_the_deadli
         wait_for(lambda: volume(cluster, data)["status"] == "available", 30, "the volume available", cluster)
         cluster.openstack("server", "add", "volume", uuid, data)
         wait_for(lambda: volume(cluster, data)["status"] == "in-use", 30, "the volume in-use", cluster)
-        start_spare(cluster, spawn_delay="30")  # the destination holds the guest in spawn
+        start_spare(cluster, spawn_delay="90")  # the destination holds the guest in spawn (until it is killed)
         cluster.processes["compute-cell1"].kill()
         wait_for(lambda: states(api).get("cell1-host2") == "down", 30, "cell1-host2 down", cluster)
 
         assert api.post(f"/servers/{uuid}/action", json={"evacuate": {}}).status_code == 200
-        wait_for(lambda: server(api, uuid)["OS-EXT-STS:task_state"] == "rebuild_spawning", 30, "spawning", cluster)
-        wait_for(lambda: volume(cluster, data)["status"] == "attaching", 30, "connected to the destination", cluster)
+        wait_for(lambda: server(api, uuid)["OS-EXT-STS:task_state"] == "rebuild_spawning", 60, "spawning", cluster)
+        wait_for(lambda: volume(cluster, data)["status"] == "attaching", 60, "connected to the destination", cluster)
         cluster.processes["compute-cell1b"].kill()  # kill -9 of the destination mid-spawn
 
         failed = wait_for(lambda: (lambda s: s if s["status"] == "ERROR" else None)(server(api, uuid)),
