@@ -94,7 +94,8 @@ def volume(cluster, volume_id: str) -> dict:
 def test_a_destination_killed_during_the_evacuation_is_given_up_after_the_deadline(cluster):
     """The destination dies after it connected the server's volume and before the guest ran: past the deadline
     the server is back on its source in ERROR, its volume reserved for it (not left ``attaching`` to the dead
-    host), and once the destination is back the server is evacuated there again."""
+    host), and once the destination is back the server is evacuated there again; the source, back, leaves the
+    new attachment alone."""
     with cluster.compute_api("2.74") as api:
         uuid = boot_on(cluster, api, "cell1-host2", "ev-dist-cut")
         data = cluster.openstack("volume", "create", "--size", "1", "ev-dist-data", fmt_json=True)["id"]
@@ -132,10 +133,12 @@ def test_a_destination_killed_during_the_evacuation_is_given_up_after_the_deadli
         assert shown["status"] == "in-use" and [(a["server_id"], a["host_name"]) for a in shown["attachments"]] \
             == [(uuid, "cell1b-host1")], shown
 
+        # The source comes back: it cleans up its stale guest and leaves the destination's attachment alone.
         cluster.restart("compute-cell1")
         wait_for(lambda: held(cluster, uuid) == ["cell1b-host1"], 30, "the source's claim released", cluster)
         with cluster.compute_api("2.59") as newer:
             assert migration_statuses(newer, uuid) == ["error", "completed"]
+        assert volume(cluster, data)["attachments"] == shown["attachments"]
         audit = cluster.manage("placement", "audit", "--verbose", check=False)
         assert audit.returncode == 0, audit.stdout
         assert api.delete(f"/servers/{uuid}").status_code == 204
