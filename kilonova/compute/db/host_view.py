@@ -52,12 +52,12 @@ def compute_hosts(session: Session, down_time: float, uuids: list[str] | None = 
             for uuid, host, node, hv_type, version, ip, cpu_info, stats, numa, pci, up, disabled in rows]
 
 
-def node_stamps(session: Session, down_time: float) -> list[tuple[str, Any, bool, bool]]:
-    """(uuid, updated_at as the driver gives it, service up, service disabled) of every compute node that
-    ``compute_hosts`` returns, in the same order."""
+def node_stamps(session: Session, down_time: float) -> list[tuple[str, Any, Any, Any]]:
+    """(uuid, updated_at as the driver gives it, service up, service disabled -- the flags as the driver gives
+    them: 0/1 or booleans) of every compute node that ``compute_hosts`` returns, in the same order; plain tuples,
+    compared whole by the scheduler's kept nodes."""
     horizon = datetime.utcnow() - timedelta(seconds=down_time)
-    return [(uuid, stamp, bool(up), bool(disabled))
-            for uuid, stamp, up, disabled in plain_rows(session.execute(_STAMPS, {"horizon": horizon}))]
+    return plain_rows(session.execute(_STAMPS, {"horizon": horizon}))
 
 
 # Upstream's io_workload states: an instance building, or in one of these tasks, keeps its host's disks busy.

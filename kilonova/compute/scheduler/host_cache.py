@@ -96,12 +96,13 @@ class KeptNodes:
     def __init__(self, down_time: float) -> None:
         self.down_time = down_time
         self._nodes: dict[str, Node] = {}
+        self._stamps: dict[str, tuple] = {}   # node uuid -> its node_stamps row, as last read
         self.reread = 0   # nodes read in full (for tests and stats)
 
     def read(self, session) -> list[Node]:
         stamps = host_view.node_stamps(session, self.down_time)
-        kept = self._nodes
-        changed = [uuid for uuid, stamp, _, _ in stamps if (known := kept.get(uuid)) is None or known.stamp != stamp]
+        kept, last = self._nodes, self._stamps
+        changed = [row[0] for row in stamps if (before := last.get(row[0])) is None or before[1] != row[1]]
         fresh: dict[str, dict] = {}
         changed_set = set(changed)
         if changed:
@@ -109,19 +110,27 @@ class KeptNodes:
             fresh = {row["uuid"]: row for row in rows}
             self.reread += len(rows)
         nodes = []
-        for uuid, stamp, up, disabled in stamps:
-            row = fresh.get(uuid)
-            if row is not None:
-                node = Node.of(row, stamp)
+        moved = bool(changed) or len(stamps) != len(last)
+        for row in stamps:
+            uuid = row[0]
+            if last.get(uuid) == row and uuid not in changed_set:
+                nodes.append(kept[uuid])   # the usual case: the same row, the same node
+                continue
+            moved = True
+            full = fresh.get(uuid)
+            if full is not None:
+                node = Node.of(full, row[1])
             elif uuid in kept and uuid not in changed_set:
                 node = kept[uuid]
             else:  # deleted between the two statements (read committed): gone
                 continue
+            up, disabled = bool(row[2]), bool(row[3])
             if node.service_up is not up or node.service_disabled is not disabled:
                 node = node._replace(service_up=up, service_disabled=disabled)
             nodes.append(node)
-        if changed or len(nodes) != len(kept):
+        if moved:
             self._nodes = {node.uuid: node for node in nodes}
+            self._stamps = {row[0]: row for row in stamps if row[0] in self._nodes}
         return nodes
 
 
