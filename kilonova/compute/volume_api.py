@@ -103,6 +103,12 @@ class VolumeAPI:
         await self._call("POST", f"/snapshots/{segment(snapshot_id)}/action", (200, 202, 204),
                          json={"os-update_snapshot_status": body}, what=f"Snapshot {snapshot_id}")
 
+    async def extend_volume_completion(self, volume_id: str, error: bool) -> None:
+        """3.71 ``os-extend_volume_completion``: how the extend of an attached volume went on its host."""
+        await self._call("POST", f"/volumes/{segment(volume_id)}/action", (202,),
+                         json={"os-extend_volume_completion": {"error": error}},
+                         version={"OpenStack-API-Version": "volume 3.71"}, what=f"Volume {volume_id}")
+
     async def delete(self, volume_id: str) -> None:
         try:
             await self._call("DELETE", f"/volumes/{segment(volume_id)}", (202, 204))

@@ -207,8 +207,10 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
                                   "before it is removed and its volume freed; longer than a server build.", min=1),
         "assisted_snapshot_timeout": Int(120, "Seconds the volume service waits for a compute host's report on an "
                                          "assisted snapshot (os-assisted-volume-snapshots) of an in-use qcow2 "
-                                         "volume, also across its own restarts; past it the snapshot is ended "
-                                         "(error / error_deleting, as Cinder's remotefs driver gives up).", min=1),
+                                         "volume, or its os-extend_volume_completion of an extend, also across its "
+                                         "own restarts; past it the snapshot is ended (error / error_deleting, as "
+                                         "Cinder's remotefs driver gives up) and the extend decided by the file's "
+                                         "size.", min=1),
         "max_over_subscription_ratio": Float(20.0, "Thin provisioning: what the backend gives out may be this many "
                                              "times its size, and a new volume must fit in this many times its "
                                              "free space less reserved_percentage of its size.", min=1.0),

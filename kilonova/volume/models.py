@@ -54,6 +54,9 @@ class Volume(VolumeBase):
     multiattach: Mapped[bool] = mapped_column(default=False)
     attach_status: Mapped[str] = mapped_column(sa.String(255), default="detached")
     readonly: Mapped[bool] = mapped_column(default=False)   # os-update_readonly_flag: attached read-only
+    # An extend of an attached qcow2 volume the compute service does (Cinder's admin metadata key
+    # ``extend_new_size``, shown in the metadata): the size asked, until os-extend_volume_completion.
+    extend_new_size: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(default=None)
     volume_type: Mapped[VolumeType] = relationship(lazy="joined")

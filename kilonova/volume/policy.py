@@ -36,7 +36,8 @@ _WRITES = ["volume:create", "volume:update", "volume:delete", "volume:extend", "
     f"volume_extension:volume_actions:{name}" for name in (
         "set_bootable", "initialize_connection", "terminate_connection", "attach", "detach", "upload_image",
         "reserve", "unreserve", "begin_detaching", "roll_detaching")]
-_ADMIN = ["volume:force_delete", "snapshot_extension:snapshot_actions:update_snapshot_status", "volume_extension:quotas:update", "volume_extension:quotas:delete",
+_ADMIN = ["volume:force_delete", "volume:extend_volume_completion",
+          "snapshot_extension:snapshot_actions:update_snapshot_status", "volume_extension:quotas:update", "volume_extension:quotas:delete",
           "volume_extension:volume_admin_actions:force_delete", "volume_extension:volume_admin_actions:reset_status",
           "volume_extension:types_manage", "volume_extension:types_extra_specs:create",
           "volume_extension:types_extra_specs:update", "volume_extension:types_extra_specs:delete"]

@@ -36,6 +36,7 @@ def volume_dict(volume: Volume) -> dict[str, Any]:
             "created_at": _time(volume.created_at), "updated_at": _time(volume.updated_at),
             "snapshot_id": volume.snapshot_id, "source_volid": volume.source_volid,
             "metadata": {item.key: item.value for item in volume.metadata_items},
+            "extend_new_size": volume.extend_new_size,
             "multiattach": volume.multiattach, "attach_status": volume.attach_status, "readonly": volume.readonly,
             "attachments": [attachment_dict(a) for a in volume.attachments],
             "image_metadata": {item.key: item.value for item in volume.image_items}}

@@ -18,7 +18,7 @@ from kilonova.common.db import Database, migrate
 from kilonova.common.http import HTTPError
 from kilonova.common.service import Service, ServiceEnv
 from kilonova.config import ConfigError
-from kilonova.volume import attach_repo, connections, repo
+from kilonova.volume import attach_repo, connections, online_extend, repo
 from kilonova.volume.app import create_app
 from kilonova.volume.backend import FileBackend
 from kilonova.volume.assisted import AssistedSnapshots
@@ -111,6 +111,8 @@ class VolumeService(Service):
             self.spawn(self._resume_snapshot(snapshot))
         for volume in await self.db.read(repo.volumes_in, ("creating", "downloading", "extending", "deleting",
                                                            "uploading")):
+            if volume["extend_new_size"] is not None:   # the compute host's to finish (online_extend.reap)
+                continue
             if volume["status"] == "uploading":   # the image stays queued: its owner deletes it
                 await self.db.write(repo.set_status, volume["id"], settled_status(volume), ("uploading",))
             elif volume["status"] == "deleting":
@@ -213,21 +215,20 @@ class VolumeService(Service):
         if volume["status"] not in extendable:
             raise HTTPError(400, f"Invalid volume: Volume status must be {' or '.join(repr(s) for s in extendable)}"
                                  f" to extend, currently in '{volume['status']}'.")
-        if volume["status"] == "in-use" and self.backend.format_of(volume["id"]) == "qcow2":
-            raise HTTPError(400, "Invalid volume: extending an in-use qcow2 volume is not supported by this "
-                                 "backend (its guest's hypervisor has the file open): detach it first.")
         if new_size <= volume["size"]:
             raise HTTPError(400, f"Invalid input received: New size for extend must be greater than current size. "
                                  f"(current: {volume['size']}, extended: {new_size}).")
         limits = await self.quota_limits(volume["project_id"])
+        by_host = online_extend.wanted(self, volume)   # an attached qcow2 file: its guest's hypervisor grows it
 
         def begin(session):
             repo.check_quota(session, volume["project_id"], limits, 0, new_size - volume["size"], new_size)
-            return repo.set_status(session, volume["id"], "extending", extendable)
+            return repo.set_status(session, volume["id"], "extending", extendable,
+                                   **({"extend_new_size": new_size} if by_host else {}))
 
         if await self.db.write(begin) is None:
             raise HTTPError(400, "Invalid volume: Volume status must be 'available' to extend.")
-        self.spawn(self._grow(volume, new_size))
+        self.spawn(online_extend.ask(self, volume["id"], new_size) if by_host else self._grow(volume, new_size))
 
     async def _grow(self, volume: dict[str, Any], new_size: int) -> None:
         try:
@@ -319,10 +320,11 @@ class VolumeService(Service):
             await self._finish_detach(attachment)
 
     async def _reap_attachments_forever(self) -> None:
-        interval = max(1.0, min(60.0, self.attachment_timeout / 10))
+        interval = max(1.0, min(60.0, self.attachment_timeout / 10, self.assisted.timeout / 10))
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.reap_attachments()
+                await online_extend.reap(self, self.assisted.timeout)
             except Exception:   # a database hiccup: tried again next round
                 LOG.exception("reaping stale attachments failed")

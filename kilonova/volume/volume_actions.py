@@ -1,7 +1,7 @@
 """``POST /v3/{project_id}/volumes/{id}/action``: one handler per action, as clients send them —
-``os-extend`` (in-use from 3.42), the admin actions ``os-force_delete`` and ``os-reset_status``,
-``os-set_bootable``, ``os-update_readonly_flag``, ``os-set/unset/show_image_metadata``,
-``os-volume_upload_image``, ``os-retype``, and the attach calls before the attachments API (``os-reserve``,
+``os-extend`` (in-use from 3.42), ``os-extend_volume_completion`` (3.71, the compute service's), the admin
+actions ``os-force_delete`` and ``os-reset_status``, ``os-set_bootable``, ``os-update_readonly_flag``,
+``os-set/unset/show_image_metadata``, ``os-volume_upload_image``, ``os-retype``, and the attach calls before the attachments API (``os-reserve``,
 ``os-unreserve``, ``os-initialize_connection``, ``os-attach``, ``os-begin_detaching``, ``os-roll_detaching``,
 ``os-terminate_connection``, ``os-detach``)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from kilonova.common.http import Router, empty_response, json_response, read_json
-from kilonova.volume import attach_repo, policy, repo, uploads
+from kilonova.volume import attach_repo, online_extend, policy, repo, uploads
 from kilonova.volume.schemas import volume_actions as schemas
 from kilonova.volume.validation import is_true, validate
 from kilonova.volume.errors import bad_request
@@ -19,13 +19,22 @@ from kilonova.volume.lookup import context, service
 from kilonova.volume.versions import at_least
 from kilonova.volume.volumes import begin_delete
 
-EXTEND_IN_USE = (3, 42)
+EXTEND_IN_USE, EXTEND_COMPLETION = (3, 42), (3, 71)
 
 
 async def extend(request: Request, ctx, volume: dict, args: Any):
     policy.check_write(ctx, "volume:extend")
     new_size = int(args["new_size"])
     await service(request).extend(volume, new_size, in_use=at_least(request, EXTEND_IN_USE))
+    return empty_response(202)
+
+
+async def extend_completion(request: Request, ctx, volume: dict, args: Any):
+    """3.71: the compute service's answer to an extend of an attached qcow2 volume (online_extend.py)."""
+    if not at_least(request, EXTEND_COMPLETION):
+        raise bad_request("There is no such action: os-extend_volume_completion")
+    policy.check_admin(ctx, "volume:extend_volume_completion")
+    await online_extend.complete(service(request), volume, is_true(args["error"]))
     return empty_response(202)
 
 
@@ -138,7 +147,8 @@ async def retype(request: Request, ctx, volume: dict, args: Any):
 
 
 # Each action's schema (the whole body), as upstream's; the others take anything.
-SCHEMAS = {"os-extend": schemas.EXTEND, "os-attach": schemas.ATTACH, "os-detach": schemas.DETACH,
+SCHEMAS = {"os-extend": schemas.EXTEND, "os-extend_volume_completion": schemas.EXTEND_COMPLETION,
+           "os-attach": schemas.ATTACH, "os-detach": schemas.DETACH,
            "os-retype": schemas.RETYPE, "os-set_bootable": schemas.SET_BOOTABLE,
            "os-update_readonly_flag": schemas.READONLY, "os-volume_upload_image": schemas.UPLOAD_IMAGE_BY_VERSION,
            "os-initialize_connection": schemas.INITIALIZE_CONNECTION,
@@ -146,7 +156,8 @@ SCHEMAS = {"os-extend": schemas.EXTEND, "os-attach": schemas.ATTACH, "os-detach"
            "os-set_image_metadata": schemas.SET_IMAGE_METADATA,
            "os-unset_image_metadata": schemas.UNSET_IMAGE_METADATA,
            "os-show_image_metadata": schemas.SHOW_IMAGE_METADATA}
-ACTIONS = {"os-extend": extend, "os-force_delete": force_delete, "os-reset_status": reset_status,
+ACTIONS = {"os-extend": extend, "os-extend_volume_completion": extend_completion, "os-force_delete": force_delete,
+           "os-reset_status": reset_status,
            "os-set_bootable": set_bootable, "os-update_readonly_flag": update_readonly_flag,
            "os-reserve": _state_action(attach_repo.legacy_reserve, "reserve"),
            "os-unreserve": _state_action(attach_repo.legacy_unreserve, "unreserve"),

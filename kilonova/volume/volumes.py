@@ -40,13 +40,21 @@ def attachments_view(volume: dict) -> list[dict[str, Any]]:
             for a in volume["attachments"] if a["attach_status"] == "attached"]
 
 
+def _metadata(volume: dict) -> dict[str, str]:
+    """The user's metadata, and while the compute service grows the volume the size it is to have (Cinder's
+    admin metadata key ``extend_new_size``, which shadows a user's key of that name)."""
+    if volume.get("extend_new_size") is None:
+        return volume["metadata"]
+    return {**volume["metadata"], "extend_new_size": str(volume["extend_new_size"])}
+
+
 def detail_view(request: Request, volume: dict, admin: bool) -> dict[str, Any]:
     view = {"id": volume["id"], "name": volume["name"], "description": volume["description"],
             "size": volume["size"], "status": volume["status"], "availability_zone": volume["availability_zone"],
             "created_at": volume["created_at"], "updated_at": volume["updated_at"],
             "volume_type": volume["volume_type"], "snapshot_id": volume["snapshot_id"],
             "source_volid": volume["source_volid"],
-            "metadata": volume["metadata"], "bootable": "true" if volume["bootable"] else "false",
+            "metadata": _metadata(volume), "bootable": "true" if volume["bootable"] else "false",
             "encrypted": False, "multiattach": volume["multiattach"], "replication_status": None,
             "consistencygroup_id": None, "user_id": volume["user_id"], "attachments": attachments_view(volume),
             "links": _links(request, volume),

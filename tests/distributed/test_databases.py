@@ -224,14 +224,15 @@ def _network_head_has_routers_floating_ips_and_security_groups(database: Databas
 def _volume_head_records_volume_sources(database: Database) -> None:
     # 0003: a volume of the old release was made from nothing: no snapshot, no source volume.
     with database.engine.connect() as connection:
-        row = connection.execute(sa.text("SELECT snapshot_id, source_volid, multiattach, attach_status, readonly "
-                                         "FROM volumes")).one()
+        row = connection.execute(sa.text("SELECT snapshot_id, source_volid, multiattach, attach_status, readonly, "
+                                         "extend_new_size FROM volumes")).one()
         attachments = connection.execute(sa.text("SELECT count(*) FROM volume_attachments")).scalar()
         image = connection.execute(sa.text("SELECT count(*) FROM volume_glance_metadata")).scalar()
         snapshot_metadata = connection.execute(sa.text("SELECT count(*) FROM snapshot_metadata")).scalar()
     # 0004: nor is it multiattach or attached anywhere; 0005: nor read-only, nor made from an image;
-    # 0006: no snapshot has metadata.
-    assert tuple(row) == (None, None, False, "detached", False) and attachments == image == snapshot_metadata == 0
+    # 0006: no snapshot has metadata; 0007: no extend waits for a compute host.
+    assert tuple(row) == (None, None, False, "detached", False, None)
+    assert attachments == image == snapshot_metadata == 0
 
 
 # What each store's head adds, checked on the upgraded database.

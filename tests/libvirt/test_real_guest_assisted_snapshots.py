@@ -1,4 +1,4 @@
-"""Snapshots of a qcow2 volume a running real guest has open, through the volume service and the compute
+"""Snapshots and extends of a qcow2 volume a running real guest has open, through the volume service and the compute
 service's os-assisted-volume-snapshots, as Cinder's file-based drivers take them with Nova (`kilonova up`
 with ``[volume] volume_format = qcow2`` and the libvirt driver; openstacksdk).
 
@@ -11,6 +11,7 @@ the old file is gone and the domain's disk has no backing file. The volume then 
 again, the guest reads its note back."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import xml.etree.ElementTree as ET
@@ -21,10 +22,11 @@ import pytest
 from tests.cloud import wait_for
 from tests.libvirt.hostsetup import MARKER
 from tests.libvirt.test_real_guest import upload_guest, wait_console
-from tests.libvirt.test_real_guest_interfaces import _xml
+from tests.libvirt.test_real_guest_interfaces import VIRSH, _xml
 from tests.libvirt.test_real_guest_volumes import real_volume_cloud
 
 HOST = "kilonova-assisted-test"
+GIB = 1024 ** 3
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +112,37 @@ def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, gue
     storage.delete_volume(volume)
     storage.delete_volume(copy)
     wait_for(lambda: not list(volumes.glob(f"volume-{volume.id}*")), "the volume's files gone", timeout=60)
+
+
+def test_a_running_guest_volume_is_extended_by_its_host(cloud, guest):
+    """An attached qcow2 volume extended (cinder extend, 3.42): the host's QEMU grows the file (block resize,
+    os-extend_volume_completion), the guest's disk has the new capacity, the volume its new size."""
+    image = upload_guest(cloud, guest, "extend")
+    cloud.openstack("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "real.extend")
+    server = cloud.openstack("server", "create", "--flavor", "real.extend", "--image", image["id"], "--network",
+                             "private", "--wait", "extend-vm", fmt_json=True, timeout=180)["id"]
+    volume = cloud.openstack("volume", "create", "--size", "1", "extend-vol", fmt_json=True)["id"]
+    wait_for(lambda: cloud.openstack("volume", "show", volume, fmt_json=True)["status"] == "available",
+             "the volume", timeout=60)
+    wait_console(cloud, server, f"{MARKER} ready")   # a disk there at its boot is not a hot-plugged one
+    cloud.openstack("server", "add", "volume", server, volume)
+    wait_console(cloud, server, "written: KILONOVA-VOLUME-NOTE")
+    target = _disk(server, volume).find("target").get("dev")
+
+    def capacity() -> int:
+        shown = subprocess.run([*VIRSH, "domblkinfo", f"instance-{server}", target], capture_output=True,
+                               text=True, check=True).stdout
+        return int(re.search(r"Capacity:\s+(\d+)", shown).group(1))
+
+    assert capacity() == GIB
+    cloud.cinder("--os-volume-api-version", "3.42", "extend", volume, "2")
+    wait_for(lambda: (v := cloud.openstack("volume", "show", volume, fmt_json=True))["status"] == "in-use"
+             and v["size"] == 2, "the host's completion", timeout=90)
+    assert capacity() == 2 * GIB
+    info = subprocess.run(["qemu-img", "info", "-U", "-f", "qcow2", "--output", "json",
+                           str(cloud.volumes_dir / f"volume-{volume}")], capture_output=True, text=True, check=True)
+    assert json.loads(info.stdout)["virtual-size"] == 2 * GIB
+    cloud.openstack("server", "delete", "--wait", server, timeout=120)
+    wait_for(lambda: cloud.openstack("volume", "show", volume, fmt_json=True)["status"] == "available",
+             "the detach at delete", timeout=60)
+    cloud.openstack("volume", "delete", volume)

@@ -14,6 +14,7 @@ import asyncio
 import copy
 import json
 import logging
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -425,6 +426,14 @@ class FakeDriver(ComputeDriver):
 
     async def extend_volume(self, instance, connection_info, new_size, device):
         guest = self._guest(instance)
+        data = connection_info.get("data") or {}
+        if connection_info.get("driver_volume_type") == "local" and data.get("format") == "qcow2":
+            # An attached qcow2 file is the hypervisor's to grow (qemu-img here: no QEMU holds it).
+            result = await asyncio.to_thread(subprocess.run, ["qemu-img", "resize", "-q", "-f", "qcow2",
+                                                              data["device_path"], str(new_size)],
+                                             capture_output=True, text=True)
+            if result.returncode != 0:
+                raise BuildFailure(f"qemu-img resize failed: {result.stderr.strip()}")
         guest.log(f"{device}: volume {connection_info.get('serial')} extended to {new_size // 1024 ** 3} GiB")
 
     async def volume_snapshot_create(self, instance, volume_id, create_info):

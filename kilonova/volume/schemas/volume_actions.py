@@ -14,6 +14,7 @@ def _action(name: str, properties: dict, required: tuple = (), **extra) -> dict:
 
 
 EXTEND = _action("os-extend", {"new_size": P.VOLUME_SIZE}, ("new_size",))
+EXTEND_COMPLETION = _action("os-extend_volume_completion", {"error": P.BOOLEAN}, ("error",))
 ATTACH = _action("os-attach", {"instance_uuid": P.UUID,
                                "mountpoint": {"type": "string", "minLength": 1, "maxLength": 255},
                                "host_name": {"type": "string", "maxLength": 255},

@@ -7,8 +7,8 @@ on its own hosts and deletes them, and restarts whatever it killed.
 
 Extra compute processes, one fake host each in cell1:
 ``rz-a1`` (a source), ``rz-b1`` (finish_migration held 30 s), ``rz-c1`` (migrate_disk_and_power_off held
-30 s), ``lm-a1`` and ``lm-b1`` (live migrations take 20 s everywhere), ``vs-a1`` (its assisted volume snapshots
-wait at a gate the test opens). Volumes are qcow2 files (snapshots of attached ones are the host's work).
+30 s), ``lm-a1`` and ``lm-b1`` (live migrations take 20 s everywhere), ``vs-a1`` (its assisted volume snapshots and
+volume extends wait at a gate the test opens). Volumes are qcow2 files (snapshots of attached ones are the host's work).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def cluster():
              "volume": {"volume_format": "qcow2", "assisted_snapshot_timeout": str(ASSIST_TIMEOUT)}}
     extra_computes = (("rz-a", ""), ("rz-b", "finish_migration=30"), ("rz-c", "migrate_disk_and_power_off=30"),
                       ("lm-a", ""), ("lm-b", ""))
-    gated = {"step_gates": "volume_snapshot_create,volume_snapshot_delete", "step_gate_timeout": "20"}
+    gated = {"step_gates": "volume_snapshot_create,volume_snapshot_delete,extend_volume", "step_gate_timeout": "20"}
     with two_cell_deployment("postgresql", second_controller=False, extra=extra) as deployed:
         started = [deployed.start(name, ["compute"], deployed.variant(name, {
             "compute": {"cell": "cell1"}, "fake_driver": {"hosts": "1", "host_prefix": name, "step_delays": delays}}))

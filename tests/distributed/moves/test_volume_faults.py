@@ -172,6 +172,27 @@ def test_a_compute_killed_while_it_snapshots_ends_the_snapshot_in_error_at_the_d
     cluster.openstack("volume", "delete", volume_id)
 
 
+def test_a_compute_killed_while_it_extends_an_attached_volume_ends_the_extend_at_the_deadline(cluster, api):
+    """An attached qcow2 volume is grown by its host (os-extend_volume_completion): a host killed before it did
+    never answers; at the deadline the file's size says it was not grown: error_extending, the old size."""
+    uuid_ = boot_on(cluster, api, "vs-a1", "vs-extend")
+    volume_id = attach_new_volume(cluster, api, uuid_, "vs-extend-vol")
+    hold_at_gate(cluster, "extend_volume",
+                 lambda: cluster.cinder("--os-volume-api-version", "3.42", "extend", volume_id, "2"))
+    shown = volume_state(cluster, volume_id)
+    assert (shown["status"], shown["properties"].get("extend_new_size")) == ("extending", "2")
+    cluster.processes["vs-a"].kill()
+    shown = wait_for(lambda: (v := volume_state(cluster, volume_id))["status"] == "error_extending" and v,
+                     ASSIST_TIMEOUT + 30, "the extend to be ended", cluster)
+    assert shown["size"] == 1 and "extend_new_size" not in shown["properties"]
+    cluster.restart("vs-a")
+    cluster.cinder("reset-state", "--state", "in-use", volume_id)   # the operator's way back, as Cinder's
+    assert_one_attachment(cluster, api, uuid_, volume_id, "vs-a1")
+    delete(cluster, api, uuid_)
+    wait_for(lambda: volume_state(cluster, volume_id)["status"] == "available", 60, "the volume freed", cluster)
+    cluster.openstack("volume", "delete", volume_id)
+
+
 # ---------------------------------------------------------------- moves with a volume
 
 def migrate(api, uuid_: str, host: str, live: bool = False) -> None:

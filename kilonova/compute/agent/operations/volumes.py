@@ -244,17 +244,32 @@ async def disconnect_for_offload(agent: ComputeManager, uuid: str) -> None:
 
 
 async def extend(agent: ComputeManager, instance: dict, volume_id: str) -> None:
-    """``volume-extended`` from the volume service: the guest's disk of that volume grows to its new size."""
+    """``volume-extended`` from the volume service: the guest's disk of that volume grows to its new size.
+    A volume still ``extending`` is one only the guest's hypervisor can grow (an attached qcow2 file): it grows
+    it to the size in the volume's ``extend_new_size`` and tells the volume service how it went
+    (``os-extend_volume_completion``, as the Cinder spec asks of Nova)."""
     uuid = instance["uuid"]
-    async with agent._locks[uuid]:
-        bdm = next((b for b in await bdms(agent, uuid) if b["volume_id"] == volume_id), None)
-        if bdm is None or bdm["status"] != "attached" or not bdm.get("connection_info"):
-            LOG.info("volume-extended for %s: not connected to %s here", volume_id, uuid)
-            return
-        size = (await (await _volumes(agent)).get(volume_id))["size"]
-        await agent.driver.extend_volume(instance, bdm["connection_info"], size * GIB, bdm["device_name"])
-        await _update(agent, bdm, {"volume_size": size})
-        LOG.info("volume %s of %s extended to %s GiB on %s", volume_id, uuid, size, agent.host)
+    volumes = await _volumes(agent)
+    volume = await volumes.get(volume_id)
+    waits = volume["status"] == "extending"
+    try:
+        async with agent._locks[uuid]:
+            bdm = next((b for b in await bdms(agent, uuid) if b["volume_id"] == volume_id), None)
+            if bdm is None or bdm["status"] != "attached" or not bdm.get("connection_info"):
+                raise BuildFailure(f"volume-extended for {volume_id}: not connected to {uuid} here")
+            size = int(volume["metadata"]["extend_new_size"]) if waits else volume["size"]
+            if size < volume["size"]:
+                raise BuildFailure(f"volume {volume_id}: extend_new_size {size} is below its size")
+            await agent.driver.extend_volume(instance, bdm["connection_info"], size * GIB, bdm["device_name"])
+            await _update(agent, bdm, {"volume_size": size})
+            LOG.info("volume %s of %s extended to %s GiB on %s", volume_id, uuid, size, agent.host)
+    except Exception as exc:  # noqa: BLE001 - the volume service is told, or it is an old-style event
+        LOG.warning("volume %s of %s not extended on %s: %s", volume_id, uuid, agent.host, exc)
+        if waits:
+            await volumes.extend_volume_completion(volume_id, error=True)
+        return
+    if waits:
+        await volumes.extend_volume_completion(volume_id, error=False)
 
 
 # ---------------------------------------------------------------- a live-migrating server's volumes

@@ -269,13 +269,23 @@ def _mirror(domain, instance: dict, target: str, new_xml: str) -> None:
 
 
 def extend(driver, instance: dict, connection_info: dict, new_size: int) -> None:
-    """A running guest's disk of the volume grows to ``new_size`` bytes (the volume already has)."""
+    """A running guest's disk of the volume grows to ``new_size`` bytes: a raw volume has grown already, an
+    attached qcow2 file is grown by QEMU itself (block resize: qemu-img cannot resize a file QEMU holds). A
+    stopped guest's qcow2 file is free: resized here; any other volume is seen at its new size at the start."""
     domain = driver._lookup(instance["uuid"])
     if domain is None or not domain.isActive():
-        return  # a stopped guest sees the volume's new size when it starts
+        data = connection_info.get("data") or {}
+        if connection_info.get("driver_volume_type") == "local" and data.get("format") == "qcow2":
+            result = subprocess.run(["qemu-img", "resize", "-q", "-f", "qcow2", data["device_path"], str(new_size)],
+                                    capture_output=True, text=True, timeout=300)
+            if result.returncode != 0:
+                raise BuildFailure(f"qemu-img resize of {data['device_path']} failed: {result.stderr.strip()}")
+        return
     target = _target_of(domain, volume_disk(connection_info, "", "none").path)
     if target:
         domain.blockResize(target, new_size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+    elif (connection_info.get("data") or {}).get("format") == "qcow2":   # only this guest could have grown it
+        raise BuildFailure(f"Volume {connection_info.get('serial')} is not a disk of {instance['uuid']}")
 
 
 # ---------------------------------------------------------------- assisted snapshots (os-assisted-volume-snapshots)
