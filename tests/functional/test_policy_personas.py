@@ -239,8 +239,12 @@ def test_a_policy_file_changes_rules_of_the_running_cloud(cloud, people, server)
         "context_is_admin": f"role:admin or user_id:{other.user.id}",
     }))
     try:
+        # Each service reads the file again on its own (at most a second after a change): wait for compute's
+        # and Placement's.
         wait_for(lambda: reader.call("GET", "/os-hypervisors").status_code == 200,
-                 "the override to let the reader list hypervisors", timeout=10)
+                 "the override to let the reader list hypervisors", timeout=30)
+        wait_for(lambda: reader.openstack("resource", "provider", "list").returncode == 0,
+                 "Placement's override to let the reader list providers", timeout=30)
         assert other.call("GET", f"/servers/{server}").status_code == 200
         assert other.call("GET", "/os-services").status_code == 200
         result = reader.openstack("resource", "provider", "list", "-f", "json")
@@ -255,9 +259,10 @@ def test_a_policy_file_changes_rules_of_the_running_cloud(cloud, people, server)
             in listing
     finally:
         path.unlink()
-    wait_for(lambda: reader.call("GET", "/os-hypervisors").status_code == 403, "the defaults back", timeout=10)
+    wait_for(lambda: reader.call("GET", "/os-hypervisors").status_code == 403, "the defaults back", timeout=30)
     assert other.call("GET", f"/servers/{server}").status_code == 404
-    assert reader.openstack("resource", "provider", "list").returncode != 0
+    wait_for(lambda: reader.openstack("resource", "provider", "list").returncode != 0,
+             "Placement's defaults back", timeout=30)
 
 
 def test_a_malformed_policy_file_stops_the_cloud_at_start_with_one_line():
