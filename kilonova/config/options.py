@@ -203,8 +203,10 @@ DEFAULTS: dict[str, dict[str, Opt]] = {
         "quota_backup_gigabytes": Int(1000, "Default quota of GiB of backups.", **QUOTA),
         "quota_groups": Int(10, "Default group quota.", **QUOTA),
         "per_volume_size_limit": Int(-1, "Largest volume in GiB (-1: unlimited).", **QUOTA),
-        "attachment_timeout": Int(1800, "Seconds an attachment may stay reserved or attaching (never completed) "
-                                  "before it is removed and its volume freed; longer than a server build.", min=1),
+        "attachment_timeout": Int(1800, "Seconds an attachment may stay attaching or detaching (connected to a "
+                                  "host but never completed) before it is removed and its volume freed; longer "
+                                  "than a server build. Reservations (no connector) are kept, as Cinder keeps "
+                                  "them.", min=1),
         "assisted_snapshot_timeout": Int(120, "Seconds the volume service waits for a compute host's report on an "
                                          "assisted snapshot (os-assisted-volume-snapshots) of an in-use qcow2 "
                                          "volume, or its os-extend_volume_completion of an extend, also across its "

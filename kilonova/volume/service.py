@@ -311,10 +311,13 @@ class VolumeService(Service):
             await self.exports.unexport(volume_id)
 
     async def reap_attachments(self) -> None:
-        """Reservations and connections never completed within ``[volume] attachment_timeout``: removed, so
-        that no volume stays ``reserved`` or ``attaching`` for ever after a client or host went away."""
+        """Connections never completed within ``[volume] attachment_timeout``: removed, so that no volume stays
+        ``attaching`` or ``detaching`` for ever after a client or host went away. A reservation (an attachment
+        without a connector, the volume ``reserved``) is not: as in Cinder it holds the volume for its server
+        for as long as that needs (a shelved-offloaded server, one whose evacuation failed) until it is
+        deleted or connected."""
         before = utcnow() - timedelta(seconds=self.attachment_timeout)
-        for attachment in await self.db.read(attach_repo.stale, ("reserved", "attaching", "detaching"), before):
+        for attachment in await self.db.read(attach_repo.stale, ("attaching", "detaching"), before):
             LOG.warning("attachment %s of volume %s still %s after %d s: removed", attachment["id"],
                         attachment["volume_id"], attachment["attach_status"], self.attachment_timeout)
             await self._finish_detach(attachment)

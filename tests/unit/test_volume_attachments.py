@@ -171,8 +171,8 @@ async def test_project_less_urls_and_volume_fields(api, svc):  # noqa: F811
 
 async def test_stuck_attachments_are_finished_or_removed(api, svc):  # noqa: F811
     """What a stopped process or a vanished client left: a detach cut short is finished at start; a
-    reservation or connection never completed goes once ``attachment_timeout`` has passed; a completed
-    attachment stays."""
+    connection never completed goes once ``attachment_timeout`` has passed; a reservation (no connector) and a
+    completed attachment stay."""
     volumes = [await create(api, svc, name=f"stuck{i}") for i in range(4)]
     detaching, reserved, attaching, attached = (v["id"] for v in volumes)
     ids = {}
@@ -195,8 +195,9 @@ async def test_stuck_attachments_are_finished_or_removed(api, svc):  # noqa: F81
     await svc.db.write(age)
     await svc.reap_attachments()
     assert [(await volume_of(api, v))["status"] for v in (reserved, attaching, attached)] == \
-        ["available", "available", "in-use"]
-    await api.delete(f"/v3/p-alice/attachments/{ids[attached]}", headers={**ALICE, **MV})
+        ["reserved", "available", "in-use"]
+    for volume_id in (reserved, attached):
+        await api.delete(f"/v3/p-alice/attachments/{ids[volume_id]}", headers={**ALICE, **MV})
     for volume_id in ids:
         assert (await api.delete(f"/v3/p-alice/volumes/{volume_id}", headers=ALICE)).status_code == 202
     await settle(svc)
