@@ -95,13 +95,14 @@ class KeptNodes:
 
     def __init__(self, down_time: float) -> None:
         self.down_time = down_time
-        self._nodes: dict[str, Node] = {}
-        self._stamps: dict[str, tuple] = {}   # node uuid -> its node_stamps row, as last read
+        # (node uuid -> node, node uuid -> its node_stamps row) as last read: one attribute, replaced whole, so
+        # that reads on several database threads at once each see one consistent pair
+        self._kept: tuple[dict[str, Node], dict[str, tuple]] = ({}, {})
         self.reread = 0   # nodes read in full (for tests and stats)
 
     def read(self, session) -> list[Node]:
         stamps = host_view.node_stamps(session, self.down_time)
-        kept, last = self._nodes, self._stamps
+        kept, last = self._kept
         changed = [row[0] for row in stamps if (before := last.get(row[0])) is None or before[1] != row[1]]
         fresh: dict[str, dict] = {}
         changed_set = set(changed)
@@ -129,8 +130,8 @@ class KeptNodes:
                 node = node._replace(service_up=up, service_disabled=disabled)
             nodes.append(node)
         if moved:
-            self._nodes = {node.uuid: node for node in nodes}
-            self._stamps = {row[0]: row for row in stamps if row[0] in self._nodes}
+            by_uuid = {node.uuid: node for node in nodes}
+            self._kept = (by_uuid, {row[0]: row for row in stamps if row[0] in by_uuid})
         return nodes
 
 

@@ -256,7 +256,8 @@ def _with_usage(old: View, providers: dict[int, Provider], changed: list[int]) -
     if positions is None:
         positions = {}
     view.memo["positions"] = positions
-    for rc, rows in old._rows.items():
+    # (searches on other threads may be adding to the old view's lazily built parts: copied in one step)
+    for rc, rows in tuple(old._rows.items()):
         where = positions.get(rc)
         if where is None:
             where = positions[rc] = {row[0]: index for index, row in enumerate(rows)}
@@ -270,7 +271,7 @@ def _with_usage(old: View, providers: dict[int, Provider], changed: list[int]) -
     able = old.memo.get("able")
     if able:   # (class id, amount) -> providers that can take it: the changed ones judged again
         patched_able = {}
-        for (rc, amount), found in able.items():
+        for (rc, amount), found in tuple(able.items()):
             rows, where = view._rows.get(rc), positions.get(rc)
             if rows is None or where is None:
                 continue   # computed again when asked
