@@ -443,6 +443,10 @@ class FakeDriver(ComputeDriver):
             raise BuildFailure(f"Volume {volume_id} is not a disk of {instance['uuid']}")
         self.assisted_snapshots.append({"op": "create", "instance": instance["uuid"], "volume_id": volume_id,
                                         **create_info})
+        active = _qcow2_file(guest.volumes[device])
+        if active is not None:   # the disk is the new overlay from now on, as a hypervisor's would be
+            guest.volumes[device]["connection_info"]["data"]["device_path"] = str(active.parent /
+                                                                               create_info["new_file"])
         guest.log(f"{device}: volume {volume_id} snapshot {create_info['snapshot_id']}: disk switched to "
                   f"{create_info['new_file']}")
 
@@ -453,6 +457,10 @@ class FakeDriver(ComputeDriver):
             raise BuildFailure(f"Volume {volume_id} is not a disk of {instance['uuid']}")
         self.assisted_snapshots.append({"op": "delete", "instance": instance["uuid"], "volume_id": volume_id,
                                         "snapshot_id": snapshot_id, **delete_info})
+        active = _qcow2_file(guest.volumes[device])
+        if active is not None:
+            await asyncio.to_thread(_merge, active, delete_info.get("file_to_merge"),
+                                    delete_info.get("merge_target_file"))
         guest.log(f"{device}: volume {volume_id} snapshot {snapshot_id}: {delete_info.get('file_to_merge')} "
                   f"merged into {delete_info.get('merge_target_file') or 'the active file'}")
 
@@ -638,3 +646,36 @@ class FakeDriver(ComputeDriver):
 
     async def host_power_action(self, action: str) -> str:
         return action
+
+
+def _qcow2_file(volume: dict) -> Path | None:
+    """The qcow2 file a guest's volume disk is, when it is one on this machine (its chain the host's to change)."""
+    info = volume.get("connection_info") or {}
+    data = info.get("data") or {}
+    if info.get("driver_volume_type") == "local" and data.get("format") == "qcow2" and data.get("device_path"):
+        return Path(data["device_path"])
+    return None
+
+
+def _merge(active: Path, file_to_merge: str | None, merge_target: str | None) -> None:
+    """What libvirt's block rebase or commit does to the files of a qcow2 chain (no QEMU holds them here): with
+    no target the active file pulls in what lies above ``file_to_merge`` (its new backing file, or none); else
+    ``file_to_merge`` is committed into ``merge_target`` and the file above it is rebased onto that."""
+    def qemu_img(*args: str) -> None:
+        result = subprocess.run(["qemu-img", *args], capture_output=True, text=True, cwd=active.parent)
+        if result.returncode != 0:
+            raise BuildFailure(f"qemu-img {args[0]} failed: {result.stderr.strip()[-300:]}")
+
+    if merge_target is None:
+        qemu_img("rebase", "-q", "-f", "qcow2", "-b", file_to_merge or "", *(["-F", "qcow2"] if file_to_merge
+                                                                                else []), active.name)
+        return
+    above, current = None, active.name
+    while current and current != file_to_merge:   # the file whose backing file is the one merged away
+        shown = subprocess.run(["qemu-img", "info", "-f", "qcow2", "--output", "json", current], capture_output=True,
+                               text=True, cwd=active.parent)
+        below = json.loads(shown.stdout).get("backing-filename") if shown.returncode == 0 else None
+        above, current = current, below
+    qemu_img("commit", "-q", "-f", "qcow2", "-d", file_to_merge)
+    if above is not None and current == file_to_merge:
+        qemu_img("rebase", "-u", "-f", "qcow2", "-b", merge_target, "-F", "qcow2", above)

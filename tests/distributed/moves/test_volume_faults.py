@@ -138,9 +138,9 @@ def test_a_volume_service_killed_while_the_host_snapshots_finishes_the_snapshot(
     cluster.restart("volume")
     wait_for(lambda: snapshot_status(cluster, snapshot["id"]) is None, ASSIST_TIMEOUT + 30,
              "the snapshot to be deleted", cluster)
-    # The overlay was the active file: it pulled the base's data and the base went (the fake host rewrites no
-    # header, so the files are counted rather than followed).
+    # The overlay was the active file: it pulled the base's data and the base went.
     assert chain(cluster, volume_id) == {"active": overlay}
+    assert_only_the_chain(cluster, volume_id)
     assert volume_files(cluster, volume_id) == {overlay, f"volume-{volume_id}.info"}
     assert_one_attachment(cluster, api, uuid_, volume_id, "vs-a1")
     delete(cluster, api, uuid_)
