@@ -99,3 +99,35 @@ def cloud():
     yield instance
     instance.stop()
     shutil.rmtree(instance.workdir, ignore_errors=True)
+
+
+# Where each worker's time went, printed at the end of a run with xdist workers: when each worker ran out of work,
+# and each long unit's worker, start and length (setup and teardown included) -- the figures ``_LONG_UNITS`` and
+# the balance of the workers at the end of the suite are judged by.
+_UNIT_SPANS: dict[str, list] = {}  # unit -> [worker, first start, last stop] (epoch seconds)
+
+
+def pytest_runtest_logreport(report):
+    node = getattr(report, "node", None)  # set on the xdist controller only
+    start, stop = getattr(report, "start", None), getattr(report, "stop", None)
+    if node is None or start is None or stop is None:
+        return
+    span = _UNIT_SPANS.setdefault(scheduling_unit(report.nodeid), [node.gateway.id, start, stop])
+    span[1], span[2] = min(span[1], start), max(span[2], stop)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _UNIT_SPANS:
+        return
+    began = min(span[1] for span in _UNIT_SPANS.values())
+    clock = lambda seconds: f"{int(seconds - began) // 60}:{int(seconds - began) % 60:02d}"  # noqa: E731
+    write = terminalreporter.write_line
+    terminalreporter.section("time per worker and unit")
+    for worker in sorted({span[0] for span in _UNIT_SPANS.values()}):
+        units = sorted((span[1], span[2], unit) for unit, span in _UNIT_SPANS.items() if span[0] == worker)
+        write(f"{worker}: {len(units)} units, busy {sum(b - a for a, b, _ in units):.0f} s, last one ended at "
+              f"{clock(units[-1][1])} ({units[-1][2]})")
+    for unit, (worker, start, stop) in sorted(_UNIT_SPANS.items(), key=lambda item: item[1][1] - item[1][2]):
+        if stop - start < 45:
+            break
+        write(f"{stop - start:5.0f} s  {worker} {clock(start)}-{clock(stop)}  {unit}")
