@@ -37,15 +37,27 @@ class Unsupported(Exception):
     """The schema has something compiled checks do not cover: jsonschema alone judges it."""
 
 
-def compile_check(schema: Any, format_checker: Any = None) -> Check | None:
-    """True-means-valid checks for ``schema``; None when the schema cannot be compiled."""
+class _Options:
+    """What a compilation carries down the schema: the format checker (None: formats unchecked, as
+    jsonschema) and whether ``minimum``/``maximum`` also judge numbers written as strings."""
+    __slots__ = ("formats", "numeric_strings")
+
+    def __init__(self, formats: Any, numeric_strings: bool) -> None:
+        self.formats = formats
+        self.numeric_strings = numeric_strings
+
+
+def compile_check(schema: Any, format_checker: Any = None, *, numeric_strings: bool = False) -> Check | None:
+    """True-means-valid checks for ``schema``; None when the schema cannot be compiled. With
+    ``numeric_strings`` the bounds are those of a dialect that reads "0" as 0 (Nova's and Cinder's): a
+    string under a bound is then left to jsonschema."""
     try:
-        return _compile(schema, format_checker)
+        return _compile(schema, _Options(format_checker, numeric_strings))
     except Unsupported:
         return None
 
 
-def _compile(schema: Any, checker: Any) -> Check:
+def _compile(schema: Any, checker: _Options) -> Check:
     if schema is True or schema == {}:
         return lambda value: True
     if not isinstance(schema, dict):
@@ -134,12 +146,16 @@ def _unique_items(argument, _schema, _checker) -> Check:
 
 
 def _bound(compare: Callable[[Any, Any], bool]) -> Callable:
-    def make(argument, _schema, _checker) -> Check:
+    def make(argument, _schema, options) -> Check:
         if type(argument) not in (int, float):
             raise Unsupported("a bound that is not a number")
+        strings_unsure = options.numeric_strings
+
         def check(value) -> bool:
             if type(value) in (int, float):
                 return compare(value, argument)
+            if strings_unsure and type(value) is str:
+                return False   # a number written as a string, maybe: jsonschema reads it
             # not a number: the bound does not apply; a boolean (an int to Python, no number to jsonschema)
             # or another kind of number is left to jsonschema
             return not isinstance(value, numbers.Number)
@@ -158,10 +174,11 @@ def _pattern(argument, _schema, _checker) -> Check:
     return lambda value: not isinstance(value, str) or pattern.search(value) is not None
 
 
-def _format(argument, _schema, checker) -> Check:
-    if checker is None:
+def _format(argument, _schema, options) -> Check:
+    formats = options.formats
+    if formats is None:
         return lambda value: True   # as jsonschema: formats are checked only with a checker
-    return lambda value: checker.conforms(value, argument)
+    return lambda value: formats.conforms(value, argument)
 
 
 def _any_of(argument, _schema, checker) -> Check:

@@ -40,13 +40,44 @@ def _compiled(schema: dict, dialect: type | None, format_checker: Any) -> tuple[
         return cached[1], cached[2]
     cls = dialect or jsonschema.validators.validator_for(schema)
     compiled = cls(schema, format_checker=format_checker)
-    # The quick checks know the standard keywords only: a dialect that gives one another meaning (Cinder's
-    # and Nova's bounds also read numbers written as strings) is judged by jsonschema alone.
-    quick = fastcheck.compile_check(schema, format_checker) if _standard(cls) else None
+    # The quick checks know the standard keywords, and the bounds of ``reading_numeric_strings``; a dialect
+    # that gives a keyword another meaning is judged by jsonschema alone.
+    numeric_strings = getattr(cls, "READS_NUMERIC_STRINGS", False)
+    quick = fastcheck.compile_check(schema, format_checker, numeric_strings=numeric_strings) \
+        if numeric_strings or _standard(cls) else None
     if len(_CACHE) >= _CACHE_SIZE:
         _CACHE.clear()
     _CACHE[key] = (schema, compiled, quick)
     return compiled, quick
+
+
+def _as_number(value: Any) -> Any:
+    """``value`` as Nova's and Cinder's validators hand it to a bound: int() of it if that works ("0" -> 0,
+    1.5 -> 1), else float() ("1.5" -> 1.5), else None (no bound applies: a word, null, an object)."""
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return None
+
+
+def reading_numeric_strings(dialect: type) -> type:
+    """``dialect`` whose ``minimum`` and ``maximum`` also judge numbers written as strings, as Nova's and
+    Cinder's validators do: their integer parameters take "5" as well as 5, and "0" is less than the minimum
+    of 1 (jsonschema alone lets any string past a bound)."""
+    def bound(keyword: str):
+        stock = dialect.VALIDATORS[keyword]
+
+        def check(validator, limit, instance, schema):
+            number = _as_number(instance)
+            if number is not None:
+                yield from stock(validator, limit, number, schema)
+        return check
+
+    cls = jsonschema.validators.extend(dialect, {"minimum": bound("minimum"), "maximum": bound("maximum")})
+    cls.READS_NUMERIC_STRINGS = True
+    return cls
 
 
 def _standard(cls: type) -> bool:

@@ -26,31 +26,7 @@ class Refusal(Exception):
     """A format's own 400 text."""
 
 
-def _as_number(value: Any) -> Any:
-    if isinstance(value, str):
-        for convert in (int, float):
-            try:
-                return convert(value)
-            except ValueError:
-                continue
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _bound(keyword: str):
-    stock = Draft4Validator.VALIDATORS[keyword]
-
-    def check(validator, bound, instance, schema):
-        number = _as_number(instance)
-        if number is not None:
-            yield from stock(validator, bound, number, schema)
-    return check
-
-
-_DIALECT = jsonschema.validators.extend(Draft4Validator, {"minimum": _bound("minimum"),
-                                                          "maximum": _bound("maximum")})
+_DIALECT = common_validation.reading_numeric_strings(Draft4Validator)
 FORMATS = jsonschema.FormatChecker(formats=())
 
 

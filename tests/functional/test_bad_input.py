@@ -51,6 +51,10 @@ def test_malformed_and_invalid_server_requests(cloud, compute):
     assert "badRequest" in long_name.json()
     wrong_type = compute.post("/servers", json=_server_body(cloud, min_count="many"))
     assert wrong_type.status_code == 400
+    # a number written as a string is held to the bounds, as Nova's validator holds it
+    zero = compute.post("/servers", json=_server_body(cloud, min_count="0"))
+    assert zero.status_code == 400
+    assert "0 is less than the minimum of 1" in zero.json()["badRequest"]["message"]
     unknown_flavor = compute.post("/servers", json=_server_body(cloud, flavorRef="no-such-flavor"))
     assert unknown_flavor.status_code == 400
     assert "Flavor no-such-flavor could not be found" in unknown_flavor.json()["badRequest"]["message"]

@@ -11,6 +11,8 @@ from kilonova.common import validation as common_validation
 from kilonova.common.http import HTTPError
 
 _FORMATS = jsonschema.FormatChecker()
+# Draft 4 with Nova's bounds: integer parameters written as strings are held to them too ("0" < 1).
+_DIALECT = common_validation.reading_numeric_strings(Draft4Validator)
 # Upstream's parameter_types.boolean, in its order (its 400 lists them): config_drive, force, is_public,
 # forced_down, delete_on_termination, onSharedStorage, preserve_ephemeral, block_migration...
 BOOLEAN = {"type": ["boolean", "string"],
@@ -34,7 +36,7 @@ def _is_name(value: object) -> bool:
 
 
 def validate(schema: dict, body: Any) -> None:
-    error = common_validation.best_error(schema, body, dialect=Draft4Validator, format_checker=_FORMATS)
+    error = common_validation.best_error(schema, body, dialect=_DIALECT, format_checker=_FORMATS)
     if error is None:
         return
     where = "/".join(str(p) for p in error.path)
@@ -48,7 +50,7 @@ def validate(schema: dict, body: Any) -> None:
 
 def first_error(schema: dict, value: Any) -> str | None:
     """jsonschema's message for what ``schema`` refuses in ``value`` (e.g. a path segment), or None."""
-    error = common_validation.best_error(schema, value, dialect=Draft4Validator, format_checker=_FORMATS)
+    error = common_validation.best_error(schema, value, dialect=_DIALECT, format_checker=_FORMATS)
     return None if error is None else error.message
 
 
