@@ -5,18 +5,23 @@ with ``[volume] volume_format = qcow2`` and the libvirt driver; openstacksdk).
 The guest writes its note on the hot-plugged volume. A snapshot (``force``: in-use) makes the volume service
 put an overlay on the volume's file and the compute host switch the guest's disk onto it (an external
 disk-only snapshot): the live domain then writes the overlay, over the frozen file that holds the snapshot,
-and the host's connection names the overlay. A volume made from the snapshot holds the note. Deleting the
-snapshot while the guest runs makes the host pull the frozen file's data into the overlay (a block rebase):
-the old file is gone and the domain's disk has no backing file. The volume then detaches cleanly and, attached
-again, the guest reads its note back."""
+and the host's connection names the overlay. A volume made from the snapshot holds the note. The guest writes
+a second note (typed on its serial console) and a second snapshot puts a second overlay on top. The older
+snapshot deleted while the guest writes on makes the host commit its overlay into the file below (a block
+commit): the live chain skips it, the file is gone, the guest reads both notes and what it wrote meanwhile, and
+a volume made from the remaining snapshot holds both notes. That one deleted makes the host pull the frozen
+file's data into the active overlay (a block rebase): the old file is gone and the domain's disk has no backing
+file. The volume then detaches cleanly and, attached again, the guest reads its notes back."""
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import libvirt
 import pytest
 
 from tests.cloud import wait_for
@@ -27,6 +32,38 @@ from tests.libvirt.test_real_guest_volumes import real_volume_cloud
 
 HOST = "kilonova-assisted-test"
 GIB = 1024 ** 3
+SECOND_SECTOR, TICK_SECTOR = 8, 64   # where on the volume the guest writes its second note and its ticks
+
+# The guest's user-data script: lines typed on its serial console are the test's hands inside it.
+#   note DISK SECTOR TEXT   TEXT written there and flushed
+#   read DISK SECTOR...     each sector's first line (" | " between them), read from the disk, its caches dropped
+#   churn DISK SECTOR       "TICK <n>" written there and flushed, n counting up, until "halt" (which says the last)
+CONSOLE_COMMANDS = r"""#!/bin/sh
+stty -F /dev/ttyS0 -echo 2>/dev/null
+while read -r verb dev sector text; do
+    case "$verb" in
+        note) printf '%s\n' "$text" > /tmp/typed
+              dd if=/tmp/typed of=/dev/$dev bs=512 seek=$sector conv=notrunc 2>/dev/null; sync
+              echo "@MARKER@ noted $dev $sector: $text" ;;
+        read) sync; echo 3 > /proc/sys/vm/drop_caches; got=""
+              for n in $sector $text; do
+                  line=$(dd if=/dev/$dev bs=512 skip=$n count=1 2>/dev/null | tr -d '\000' | head -n 1)
+                  got="${got:+$got | }$line"
+              done
+              echo "@MARKER@ read $dev $sector${text:+ $text}: $got" ;;
+        churn) rm -f /tmp/halt /tmp/ticks
+               (n=0; while [ ! -e /tmp/halt ]; do
+                    n=$((n + 1)); printf 'TICK %s\n' $n > /tmp/tick
+                    dd if=/tmp/tick of=/dev/$dev bs=512 seek=$sector conv=notrunc 2>/dev/null; sync
+                    echo $n > /tmp/ticks; usleep 20000
+                done) &
+               churner=$!
+               echo "@MARKER@ churning $dev" ;;
+        halt) touch /tmp/halt; wait $churner
+              echo "@MARKER@ halted at TICK $(cat /tmp/ticks)" ;;
+    esac
+done < /dev/ttyS0
+""".replace("@MARKER@", MARKER)
 
 
 @pytest.fixture(scope="module")
@@ -41,23 +78,70 @@ def _disk(server_id: str, volume_id: str) -> ET.Element:
     return next(d for d in tree.findall("./devices/disk") if d.findtext("serial") == volume_id[:20])
 
 
-def _first_line(path: Path, fmt: str) -> bytes:
+def _chain(server_id: str, volume_id: str) -> list[str]:
+    """The files of the live disk of the volume, the active one first, as the domain's XML names them."""
+    chain, node = [], _disk(server_id, volume_id)
+    while node is not None and node.find("source") is not None:
+        chain.append(node.find("source").get("file"))
+        node = node.find("backingStore")
+    return chain
+
+
+def _lines(path: Path, fmt: str, *sectors: int) -> list[str]:
+    """The first line of each of these 512-byte sectors of the disk a file holds (read as ``fmt``; only the
+    sectors up to the last one asked are read)."""
     out = path.with_name(path.name + ".read")
-    subprocess.run(["qemu-img", "convert", "-U", "-f", fmt, "-O", "raw", str(path), str(out)], check=True,
-                   capture_output=True)
+    subprocess.run(["qemu-img", "dd", "-U", "-f", fmt, "-O", "raw", "bs=512", f"count={max(sectors) + 1}",
+                    f"if={path}", f"of={out}"], check=True, capture_output=True)
     try:
-        return out.read_bytes()[:512].split(b"\n")[0]
+        data = out.read_bytes()
     finally:
         out.unlink()
+    return [data[512 * s:512 * (s + 1)].split(b"\n")[0].rstrip(b"\0").decode() for s in sectors]
 
 
-def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, guest):
+def _type(cloud, server: str, line: str, answer: str, timeout: float = 60) -> str:
+    """``line`` typed on the guest's serial console (libvirt's console stream), and its answer: the first group
+    of ``answer`` (a regex after the marker) on the next such whole line the guest prints."""
+    pattern = re.compile(rf"{MARKER} {answer}\r*\n")
+    host = libvirt.open("qemu:///system")
+    stream = host.newStream(0)
+    try:
+        with cloud.http("compute") as api:
+            def console() -> str:
+                return api.post(f"/servers/{server}/action", json={"os-getConsoleOutput": {}}).json()["output"]
+            before = len(pattern.findall(console()))
+            host.lookupByName(f"instance-{server}").openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+            stream.send(f"{line}\n".encode())
+            deadline = time.monotonic() + timeout
+            while len(found := pattern.findall(output := console())) <= before:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no answer to {line!r} on the console of {server}:\n{output[-3000:]}")
+                time.sleep(0.2)
+            return found[before] if pattern.groups else line
+    finally:
+        try:
+            stream.abort()
+        finally:
+            host.close()
+
+
+def _read(cloud, server: str, device: str, *sectors: int) -> list[str]:
+    """What the guest reads from these sectors of its disk (each one's first line)."""
+    at = " ".join(map(str, sectors))
+    return _type(cloud, server, f"read {device} {at}", rf"read {device} {at}: ([^\r]*)").split(" | ")
+
+
+def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, guest, tmp_path):
     conn = cloud.sdk()
     storage, volumes = conn.block_storage, cloud.volumes_dir
     image = upload_guest(cloud, guest, "assisted")
     cloud.openstack("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "real.assisted")
+    script = tmp_path / "user-data"
+    script.write_text(CONSOLE_COMMANDS)
     server = cloud.openstack("server", "create", "--flavor", "real.assisted", "--image", image["id"], "--network",
-                             "private", "--wait", "assisted-vm", fmt_json=True, timeout=180)["id"]
+                             "private", "--config-drive", "true", "--user-data", str(script), "--wait",
+                             "assisted-vm", fmt_json=True, timeout=180)["id"]
     wait_console(cloud, server, f"{MARKER} ready", timeout=180)
     volume = storage.wait_for_status(storage.create_volume(size=1, name="assisted"), "available",
                                      failures=["error"], interval=0.2, wait=60)
@@ -68,9 +152,9 @@ def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, gue
     assert _disk(server, volume.id).find("driver").get("type") == "qcow2"
 
     # Taken with the host's help: the guest's disk is the overlay now, over the frozen file.
-    snapshot = storage.create_snapshot(volume_id=volume.id, name="assisted-snap", force=True)
-    snapshot = storage.wait_for_status(snapshot, "available", failures=["error"], interval=0.2, wait=90)
-    overlay = volumes / f"volume-{volume.id}.{snapshot.id}"
+    older = storage.create_snapshot(volume_id=volume.id, name="assisted-snap", force=True)
+    older = storage.wait_for_status(older, "available", failures=["error"], interval=0.2, wait=90)
+    overlay = volumes / f"volume-{volume.id}.{older.id}"
     disk = _disk(server, volume.id)
     assert disk.find("source").get("file") == str(overlay), ET.tostring(disk)
     assert disk.find("backingStore/source").get("file") == str(base), ET.tostring(disk)
@@ -81,21 +165,46 @@ def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, gue
     assert shown["connection_info"]["data"]["device_path"] == str(overlay), shown
 
     # A volume from the snapshot holds what the guest wrote before it.
-    copy = storage.wait_for_status(storage.create_volume(snapshot_id=snapshot.id, name="from-assisted"),
+    copy = storage.wait_for_status(storage.create_volume(snapshot_id=older.id, name="from-assisted"),
                                    "available", failures=["error"], interval=0.2, wait=60)
-    assert _first_line(volumes / f"volume-{copy.id}", "qcow2").decode() == written
+    assert _lines(volumes / f"volume-{copy.id}", "qcow2", 0) == [written]
 
-    # Deleted while the guest runs: the overlay pulls the frozen file in, which goes.
-    storage.delete_snapshot(snapshot)
-    storage.wait_for_delete(snapshot, interval=0.2, wait=90)
-    disk = _disk(server, volume.id)
-    assert disk.find("source").get("file") == str(overlay) and disk.find("backingStore/source") is None
+    # A second note, then a second snapshot: base <- overlay <- newest overlay (the guest's disk).
+    second = f"KILONOVA-SECOND-NOTE {volume.id[:8]}"
+    _type(cloud, server, f"note {device} {SECOND_SECTOR} {second}", rf"noted {device} {SECOND_SECTOR}: {second}")
+    newer = storage.create_snapshot(volume_id=volume.id, name="assisted-snap-2", force=True)
+    newer = storage.wait_for_status(newer, "available", failures=["error"], interval=0.2, wait=90)
+    newest = volumes / f"volume-{volume.id}.{newer.id}"
+    assert _chain(server, volume.id) == [str(newest), str(overlay), str(base)]
+
+    # The older snapshot deleted while the guest writes on: its overlay is committed into the file below it
+    # (a block commit under the live disk), the chain skips it and it goes.
+    _type(cloud, server, f"churn {device} {TICK_SECTOR}", f"churning {device}")
+    storage.delete_snapshot(older)
+    storage.wait_for_delete(older, interval=0.2, wait=90)
+    ticks = _type(cloud, server, "halt", r"halted at (TICK \d+)")
+    assert _chain(server, volume.id) == [str(newest), str(base)]
+    assert not overlay.exists() and base.exists()
+    header = subprocess.run(["qemu-img", "info", "-U", "-f", "qcow2", "--output", "json", str(newest)],
+                            capture_output=True, text=True, check=True).stdout
+    assert json.loads(header)["backing-filename"] == base.name   # still relative: the directory may move
+    assert _read(cloud, server, device, 0, SECOND_SECTOR, TICK_SECTOR) == [written, second, ticks]
+    # The remaining snapshot still holds both notes (its data is now the file the older one went into).
+    again = storage.wait_for_status(storage.create_volume(snapshot_id=newer.id, name="from-assisted-2"),
+                                    "available", failures=["error"], interval=0.2, wait=60)
+    assert _lines(volumes / f"volume-{again.id}", "qcow2", 0, SECOND_SECTOR) == [written, second]
+
+    # The newest deleted while the guest runs: the active file pulls the frozen file in, which goes.
+    storage.delete_snapshot(newer)
+    storage.wait_for_delete(newer, interval=0.2, wait=90)
+    assert _chain(server, volume.id) == [str(newest)]
     assert not base.exists()
 
-    # It detaches cleanly (the host's connection names the overlay) and, back, the guest reads its note.
+    # It detaches cleanly (the host's connection names the newest overlay) and, back, the guest reads its notes.
     conn.compute.delete_volume_attachment(volume.id, server)
     wait_for(lambda: storage.get_volume(volume.id).status == "available", "the detach", timeout=60)
-    assert _first_line(overlay, "qcow2").decode() == written   # (read once QEMU has let go of the file)
+    # (read once QEMU has let go of the file)
+    assert _lines(newest, "qcow2", 0, SECOND_SECTOR) == [written, second]
     # The guest looks for new disks every 2 s: let it see this one gone (two heartbeats) before it comes back,
     # or it never notices that the disk it sees again is a new one.
     with cloud.http("compute") as api:
@@ -107,10 +216,11 @@ def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, gue
     conn.compute.create_volume_attachment(server, volume_id=volume.id)
     log = wait_console(cloud, server, f"{MARKER} volume {device} holds:")
     assert f"{MARKER} volume {device} holds: {written}" in log, log
+    assert _read(cloud, server, device, SECOND_SECTOR) == [second]
     cloud.openstack("server", "delete", "--wait", server, timeout=120)
     wait_for(lambda: storage.get_volume(volume.id).status == "available", "the detach at delete", timeout=60)
-    storage.delete_volume(volume)
-    storage.delete_volume(copy)
+    for made in (volume, copy, again):
+        storage.delete_volume(made)
     wait_for(lambda: not list(volumes.glob(f"volume-{volume.id}*")), "the volume's files gone", timeout=60)
 
 
