@@ -181,7 +181,8 @@ def test_server_names_follow_upstreams_rule(boot, name):
     ({"security_groups": [{"name": "nope"}]}, None, "Unable to find security_group with name or id 'nope'"),
     ({"personality": [{"path": "/etc/motd", "contents": "aGVsbG8="}]}, None,
      "Personality (file injection) is not supported yet"),
-    ({"personality": [{"path": "/etc/motd", "contents": "not base64!"}]}, None, "personality"),
+    ({"personality": [{"path": "/etc/motd", "contents": "not base64!"}]}, None,
+     "Invalid input for field/attribute contents. Value: not base64!."),
 ])
 def test_what_cannot_be_honoured_is_refused(boot, fields, hints, words):
     response = boot(hints=hints, **fields)
@@ -208,7 +209,7 @@ def test_booleans_are_upstreams_boolean_parameter_type(cloud, boot, admin):
     refused = boot(config_drive="t")
     assert refused.status_code == 400, refused.text
     assert refused.json()["badRequest"]["message"] == (
-        "Invalid input for field/attribute server/config_drive. Value: 't'. 't' is not one of [True, 'True', "
+        "Invalid input for field/attribute config_drive. Value: t. 't' is not one of [True, 'True', "
         "'TRUE', 'true', '1', 'ON', 'On', 'on', 'YES', 'Yes', 'yes', False, 'False', 'FALSE', 'false', '0', "
         "'OFF', 'Off', 'off', 'NO', 'No', 'no']")
     assert "return_reservation_id" in boot(return_reservation_id="maybe").json()["badRequest"]["message"]

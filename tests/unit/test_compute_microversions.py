@@ -90,12 +90,14 @@ async def test_create_refuses_a_field_before_its_microversion(api, field, value,
 
 
 async def test_trusted_certificates_are_checked_as_upstream(api):
-    for certs in ([], ["a", "a"], ["x"] * 51, [""]):
+    # Nova names the innermost field: the list, or for a bad item its index
+    for certs, field in (([], "trusted_image_certificates"), (["a", "a"], "trusted_image_certificates"),
+                         (["x"] * 51, "trusted_image_certificates"), ([""], "0")):
         body = {"server": {"name": "vm", "flavorRef": "1", "imageRef": IMAGE, "networks": "none",
                            "trusted_image_certificates": certs}}
         refused = await api.post("/servers", body, token="demo-token", version="2.63")
         assert refused.status_code == 400, refused.text
-        assert "trusted_image_certificates" in refused.json()["badRequest"]["message"]
+        assert f"Invalid input for field/attribute {field}. " in refused.json()["badRequest"]["message"]
 
 
 async def test_2_63_trusted_certificates_show_in_show_and_detail(api, stub):

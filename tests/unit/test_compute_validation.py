@@ -17,9 +17,9 @@ def test_schemas_built_per_request_neither_leak_nor_get_each_others_validator():
 
 
 @pytest.mark.parametrize("value, refusal", [
-    ("0", "Invalid input for field/attribute min_count. Value: '0'. 0 is less than the minimum of 1"),
+    ("0", "Invalid input for field/attribute min_count. Value: 0. 0 is less than the minimum of 1"),
     (0, "Invalid input for field/attribute min_count. Value: 0. 0 is less than the minimum of 1"),
-    ("2147483648", "Invalid input for field/attribute min_count. Value: '2147483648'. 2147483648 is greater than "
+    ("2147483648", "Invalid input for field/attribute min_count. Value: 2147483648. 2147483648 is greater than "
                    "the maximum of 2147483647"),
     ("3", None), (3, None),
 ])
@@ -41,3 +41,21 @@ def test_the_quick_check_of_a_numeric_string_dialect_leaves_strings_under_a_boun
     assert fastcheck.compile_check(schema)("0") is True              # standard draft 4: a string has no bound
     assert fastcheck.compile_check(schema, numeric_strings=True)("0") is False   # jsonschema decides
     assert fastcheck.compile_check(schema, numeric_strings=True)(5) is True
+
+
+def test_refusals_are_worded_as_novas():
+    """The innermost field and the value as Python prints it; a bad name in Nova's own words; the body's own
+    problems in jsonschema's words alone."""
+    schema = {"type": "object", "required": ["server"], "additionalProperties": False, "properties": {
+        "server": {"type": "object", "properties": {
+            "name": {"type": "string", "format": "name"}, "config_drive": {"type": "boolean"}}}}}
+    for body, text in (
+            ({"server": {"config_drive": "t"}},
+             "Invalid input for field/attribute config_drive. Value: t. 't' is not of type 'boolean'"),
+            ({"server": {"name": " padded"}},
+             "An invalid 'name' value was provided. The name must be: printable characters. "
+             "Can not start or end with whitespace."),
+            ({}, "'server' is a required property")):
+        with pytest.raises(HTTPError) as raised:
+            validation.validate(schema, body)
+        assert (raised.value.status, str(raised.value)) == (400, text)

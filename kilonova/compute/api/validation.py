@@ -39,13 +39,14 @@ def validate(schema: dict, body: Any) -> None:
     error = common_validation.best_error(schema, body, dialect=_DIALECT, format_checker=_FORMATS)
     if error is None:
         return
-    where = "/".join(str(p) for p in error.path)
     message = error.message
     if error.validator == "format" and error.validator_value == "name":
-        message = f"{error.instance!r} is not valid: An invalid 'name' value was provided. {NAME_RULE}"
-    if where:
-        raise HTTPError(400, f"Invalid input for field/attribute {where}. Value: {error.instance!r}. {message}")
-    raise HTTPError(400, f"Invalid input for request body: {error.message}")
+        # Nova's name check raises its own error, whose text is the whole answer
+        raise HTTPError(400, f"An invalid 'name' value was provided. {NAME_RULE}")
+    if error.path:
+        # as Nova words it: the innermost field's name and the value as Python prints it (``Value: t``)
+        raise HTTPError(400, f"Invalid input for field/attribute {error.path[-1]}. Value: {error.instance}. {message}")
+    raise HTTPError(400, message)   # about the body itself (a required key missing): jsonschema's words alone
 
 
 def first_error(schema: dict, value: Any) -> str | None:
