@@ -11,7 +11,8 @@ snapshot deleted while the guest writes on makes the host commit its overlay int
 commit): the live chain skips it, the file is gone, the guest reads both notes and what it wrote meanwhile, and
 a volume made from the remaining snapshot holds both notes. That one deleted makes the host pull the frozen
 file's data into the active overlay (a block rebase): the old file is gone and the domain's disk has no backing
-file. The volume then detaches cleanly and, attached again, the guest reads its notes back."""
+file. The volume then detaches cleanly and, attached again, the guest reads its notes back. Both tests
+hot-plug their volumes into the module's one guest."""
 from __future__ import annotations
 
 import json
@@ -70,6 +71,46 @@ done < /dev/ttyS0
 def cloud(guest):
     with real_volume_cloud(HOST, volume_format="qcow2") as instance:
         yield instance
+
+
+@pytest.fixture(scope="module")
+def server(cloud, guest, tmp_path_factory):
+    """The module's one guest (a real guest's boot is the dearest step): each test hot-plugs its own volume and
+    leaves it detached."""
+    image = upload_guest(cloud, guest, "assisted")
+    cloud.openstack("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "real.assisted")
+    script = tmp_path_factory.mktemp("assisted") / "user-data"
+    script.write_text(CONSOLE_COMMANDS)
+    uuid = cloud.openstack("server", "create", "--flavor", "real.assisted", "--image", image["id"], "--network",
+                           "private", "--config-drive", "true", "--user-data", str(script), "--wait",
+                           "assisted-vm", fmt_json=True, timeout=180)["id"]
+    wait_console(cloud, uuid, f"{MARKER} ready", timeout=180)   # a disk there at its boot is not hot-plugged
+    yield uuid
+    cloud.sdk().compute.delete_server(uuid, ignore_missing=True)
+
+
+def _disks_gone_seen(cloud, server: str) -> None:
+    """The guest looks for new disks every 2 s: let it see a detached one gone (two heartbeats) before another
+    comes, or it never notices that the disk it sees under the same name is a new one."""
+    with cloud.http("compute") as api:
+        def heartbeats() -> int:
+            return api.post(f"/servers/{server}/action", json={"os-getConsoleOutput": {}}).json()["output"] \
+                .count(f"{MARKER} alive")
+        seen = heartbeats()
+        wait_for(lambda: heartbeats() >= seen + 2, "two heartbeats of the guest without the disk", timeout=30)
+
+
+def _attached_note(cloud, server: str, attach) -> tuple[str, str]:
+    """(device, note) of the volume ``attach()`` hot-plugs: the guest writes its note on a blank disk."""
+    pattern = re.compile(rf"{MARKER} volume (vd\w) written: (KILONOVA-VOLUME-NOTE from \S+)\r*\n")
+    with cloud.http("compute") as api:
+        def written() -> list:
+            return pattern.findall(api.post(f"/servers/{server}/action",
+                                            json={"os-getConsoleOutput": {}}).json()["output"])
+        before = len(written())
+        attach()
+        wait_for(lambda: len(written()) > before, "the guest's note on the new disk", timeout=90)
+        return written()[before]
 
 
 def _disk(server_id: str, volume_id: str) -> ET.Element:
@@ -132,22 +173,13 @@ def _read(cloud, server: str, device: str, *sectors: int) -> list[str]:
     return _type(cloud, server, f"read {device} {at}", rf"read {device} {at}: ([^\r]*)").split(" | ")
 
 
-def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, guest, tmp_path):
+def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, server):
     conn = cloud.sdk()
     storage, volumes = conn.block_storage, cloud.volumes_dir
-    image = upload_guest(cloud, guest, "assisted")
-    cloud.openstack("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "real.assisted")
-    script = tmp_path / "user-data"
-    script.write_text(CONSOLE_COMMANDS)
-    server = cloud.openstack("server", "create", "--flavor", "real.assisted", "--image", image["id"], "--network",
-                             "private", "--config-drive", "true", "--user-data", str(script), "--wait",
-                             "assisted-vm", fmt_json=True, timeout=180)["id"]
-    wait_console(cloud, server, f"{MARKER} ready", timeout=180)
     volume = storage.wait_for_status(storage.create_volume(size=1, name="assisted"), "available",
                                      failures=["error"], interval=0.2, wait=60)
-    conn.compute.create_volume_attachment(server, volume_id=volume.id)
-    log = wait_console(cloud, server, "written: KILONOVA-VOLUME-NOTE")
-    (device, written) = re.findall(rf"{MARKER} volume (vd\w) written: (KILONOVA-VOLUME-NOTE from \S+)", log)[0]
+    device, written = _attached_note(cloud, server,
+                                     lambda: conn.compute.create_volume_attachment(server, volume_id=volume.id))
     base = volumes / f"volume-{volume.id}"
     assert _disk(server, volume.id).find("driver").get("type") == "qcow2"
 
@@ -205,38 +237,26 @@ def test_a_running_guest_volume_is_snapshotted_and_merged_by_its_host(cloud, gue
     wait_for(lambda: storage.get_volume(volume.id).status == "available", "the detach", timeout=60)
     # (read once QEMU has let go of the file)
     assert _lines(newest, "qcow2", 0, SECOND_SECTOR) == [written, second]
-    # The guest looks for new disks every 2 s: let it see this one gone (two heartbeats) before it comes back,
-    # or it never notices that the disk it sees again is a new one.
-    with cloud.http("compute") as api:
-        def heartbeats() -> int:
-            return api.post(f"/servers/{server}/action", json={"os-getConsoleOutput": {}}).json()["output"] \
-                .count(f"{MARKER} alive")
-        seen = heartbeats()
-        wait_for(lambda: heartbeats() >= seen + 2, "two heartbeats of the guest without the disk", timeout=30)
+    _disks_gone_seen(cloud, server)
     conn.compute.create_volume_attachment(server, volume_id=volume.id)
     log = wait_console(cloud, server, f"{MARKER} volume {device} holds:")
     assert f"{MARKER} volume {device} holds: {written}" in log, log
     assert _read(cloud, server, device, SECOND_SECTOR) == [second]
-    cloud.openstack("server", "delete", "--wait", server, timeout=120)
-    wait_for(lambda: storage.get_volume(volume.id).status == "available", "the detach at delete", timeout=60)
+    conn.compute.delete_volume_attachment(volume.id, server)
+    wait_for(lambda: storage.get_volume(volume.id).status == "available", "the second detach", timeout=60)
     for made in (volume, copy, again):
         storage.delete_volume(made)
     wait_for(lambda: not list(volumes.glob(f"volume-{volume.id}*")), "the volume's files gone", timeout=60)
 
 
-def test_a_running_guest_volume_is_extended_by_its_host(cloud, guest):
+def test_a_running_guest_volume_is_extended_by_its_host(cloud, server):
     """An attached qcow2 volume extended (cinder extend, 3.42): the host's QEMU grows the file (block resize,
     os-extend_volume_completion), the guest's disk has the new capacity, the volume its new size."""
-    image = upload_guest(cloud, guest, "extend")
-    cloud.openstack("flavor", "create", "--ram", "128", "--disk", "1", "--vcpus", "1", "real.extend")
-    server = cloud.openstack("server", "create", "--flavor", "real.extend", "--image", image["id"], "--network",
-                             "private", "--wait", "extend-vm", fmt_json=True, timeout=180)["id"]
     volume = cloud.openstack("volume", "create", "--size", "1", "extend-vol", fmt_json=True)["id"]
     wait_for(lambda: cloud.openstack("volume", "show", volume, fmt_json=True)["status"] == "available",
              "the volume", timeout=60)
-    wait_console(cloud, server, f"{MARKER} ready")   # a disk there at its boot is not a hot-plugged one
-    cloud.openstack("server", "add", "volume", server, volume)
-    wait_console(cloud, server, "written: KILONOVA-VOLUME-NOTE")
+    _disks_gone_seen(cloud, server)   # (the other test's volume, if it ran)
+    _attached_note(cloud, server, lambda: cloud.openstack("server", "add", "volume", server, volume))
     target = _disk(server, volume).find("target").get("dev")
 
     def capacity() -> int:
