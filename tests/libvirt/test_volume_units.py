@@ -90,3 +90,28 @@ def test_a_live_migration_destination_xml_names_its_own_connection_at_the_same_d
         ("network", "v1", "vdb", "0x07", "virtio-disk1", "v1")
     assert second.find("source").get("file") == "/x/disk"
     assert volumes.retarget_xml(xml, [], "none") == xml
+
+
+def _chain_xml(*files: str) -> str:
+    """A domain whose vdb is a chain of these files (the active one first), as libvirt's live XML nests them."""
+    inner = ""
+    for name in reversed(files[1:]):
+        inner = f"<backingStore type='file'><format type='qcow2'/><source file='{name}'/>{inner}</backingStore>"
+    return (f"<domain><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+            f"<source file='{files[0]}'/>{inner}<target dev='vdb' bus='virtio'/></disk></devices></domain>")
+
+
+def test_a_snapshot_merge_is_done_only_when_the_live_chain_skips_what_it_merged():
+    """A block job that failed leaves blockJobInfo as a finished one does: the chain tells them apart, so that
+    the volume service never removes a file the guest's disk still reads."""
+    base, older, newer = "/v/volume-1", "/v/volume-1.s1", "/v/volume-1.s2"
+    before = volumes.disk_chain(_chain_xml(newer, older, base), "vdb")
+    assert before == [newer, older, base]
+    # Commit of the older snapshot's overlay into the base: done when the chain skips it.
+    assert volumes.merge_left(volumes.disk_chain(_chain_xml(newer, base), "vdb"), older, base) is None
+    assert "volume-1.s1 is still in the chain" in volumes.merge_left(before, older, base)
+    # Pull into the active file: done when the active file's backing is the new base (or nothing at all).
+    assert volumes.merge_left([newer, base], base, None) is None
+    assert volumes.merge_left([newer], None, None) is None
+    assert volumes.merge_left(before, base, None) == f"the active file is backed by {older}, not {base}"
+    assert volumes.merge_left([newer, base], None, None) == f"the active file is backed by {base}, not nothing"

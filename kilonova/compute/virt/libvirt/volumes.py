@@ -354,6 +354,29 @@ def _wait_job(domain, target: str, what: str) -> None:
         time.sleep(0.1)
 
 
+def disk_chain(xml: str, target: str) -> list[str]:
+    """The files of a domain's disk (by its target), its active file first, as its XML names them."""
+    node = next((d for d in ET.fromstring(xml).findall("./devices/disk") if d.find("target").get("dev") == target),
+                None)
+    chain = []
+    while node is not None and node.find("source") is not None and node.find("source").get("file"):
+        chain.append(node.find("source").get("file"))
+        node = node.find("backingStore")
+    return chain
+
+
+def merge_left(chain: list[str], top: str | None, base: str | None) -> str | None:
+    """What is wrong with a disk's chain after a block job that merged ``top`` (into ``base``; no base: the active
+    file pulled everything above ``top``, none: the whole chain), or None when the chain is as the merge leaves
+    it. A failed job ends like a finished one (it leaves blockJobInfo), but leaves the chain as it was: the
+    volume service must not remove a file the guest's disk still reads."""
+    if base is not None:
+        return None if top not in chain and base in chain else f"{Path(top).name} is still in the chain"
+    if chain[1:2] != ([top] if top else []):
+        return f"the active file is backed by {chain[1] if len(chain) > 1 else 'nothing'}, not {top or 'nothing'}"
+    return None
+
+
 def _backing_child(active: str, top: str) -> str | None:
     """The file of the chain from ``active`` whose backing file is ``top`` (None when there is none)."""
     info = subprocess.run(["qemu-img", "info", "--backing-chain", "--output", "json", "-U", active],
@@ -362,6 +385,13 @@ def _backing_child(active: str, top: str) -> str | None:
         if image.get("full-backing-filename") == top or image.get("backing-filename") in (top, Path(top).name):
             return image["filename"]
     return None
+
+
+def _merged(domain, target: str, top: str | None, base: str | None, what: str) -> None:
+    """After the job left (libvirt updated the live definition before letting it go): the chain it left."""
+    wrong = merge_left(disk_chain(domain.XMLDesc(0), target), top, base)
+    if wrong:
+        raise BuildFailure(f"{what} failed: the block job ended but {wrong}")
 
 
 def snapshot_delete(driver, instance: dict, volume_id: str, snapshot_id: str, delete_info: dict) -> None:
@@ -386,6 +416,7 @@ def snapshot_delete(driver, instance: dict, volume_id: str, snapshot_id: str, de
                 flags = libvirt.VIR_DOMAIN_BLOCK_REBASE_RELATIVE if top else 0
                 domain.blockRebase(target, Path(top).name if top else None, 0, flags)
                 _wait_job(domain, target, what)
+                _merged(domain, target, top, None, what)
             else:
                 args = ["-b", Path(top).name, "-F", "qcow2"] if top else ["-b", ""]
                 subprocess.run(["qemu-img", "rebase", "-f", "qcow2", *args, active], capture_output=True,
@@ -395,6 +426,7 @@ def snapshot_delete(driver, instance: dict, volume_id: str, snapshot_id: str, de
                 domain.blockCommit(target, Path(base).name, Path(top).name, 0,
                                    libvirt.VIR_DOMAIN_BLOCK_COMMIT_RELATIVE)
                 _wait_job(domain, target, what)
+                _merged(domain, target, top, base, what)
             else:
                 child = _backing_child(active, top)
                 subprocess.run(["qemu-img", "commit", "-f", "qcow2", top], capture_output=True, text=True,
