@@ -402,7 +402,7 @@ async def test_legacy_action_before_2_6_and_not_after(api):
     ("rc", {"remote_console": {"protocol": "vnc"}}, "2.6", 400, "Invalid input"),
     ("rc", {"remote_console": {"protocol": "vnc", "type": "novnc", "x": 1}}, "2.6", 400, "Invalid input"),
     ("rc", {"remote_console": "vnc"}, "2.6", 400, "Invalid input"),
-    ("rc", {}, "2.6", 400, "Invalid input"),
+    ("rc", {}, "2.6", 400, "'remote_console' is a required property"),
     ("action", {"os-getVNCConsole": {}}, "2.1", 400, "Invalid input"),
     ("action", {"os-getVNCConsole": {"type": "spice-html5"}}, "2.1", 400, "Invalid input"),
     ("action", {"os-getVNCConsole": {"type": "xvpvnc"}}, "2.1", 400, "Invalid console type"),
