@@ -75,13 +75,23 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
 
 
 def _response(sock: socket.socket) -> bytes:
+    """One whole response: its head, then as many body bytes as its content-length says (the server may send
+    them in a packet of their own)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)
         if not chunk:
-            break
+            return data
         data += chunk
-    return data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def test_a_silent_new_connection_is_closed(server):
