@@ -89,7 +89,7 @@ def test_query_hint_picks_hosts_by_their_state(member):
 
 @pytest.mark.parametrize("hints, words", [
     ({"different_host": "not-a-uuid"}, "'not-a-uuid' does not match"),   # a oneOf: the branch's own error
-    ({"same_host": ["not-a-uuid"]}, "same_host"),
+    ({"same_host": ["not-a-uuid"]}, "Value: not-a-uuid."),    # Nova names the innermost field: the item
     ({"query": 5}, "query"),
     ({"group": "not-a-uuid"}, "group"),
     ({"build_near_host_ip": "10.0.0.1", "cidr": "24"}, "cidr"),

@@ -85,9 +85,9 @@ def test_microversions_location_header_then_image_id_body(cloud, server):
 @pytest.mark.parametrize("body, field", [
     ({"createImage": {}}, "'name' is a required property"),
     ({"createImage": {"name": "x" * 256}}, "is too long"),
-    ({"createImage": {"name": " padded "}}, "createImage/name"),
-    ({"createImage": {"name": "ok", "metadata": ["not", "a", "dict"]}}, "createImage/metadata"),
-    ({"createImage": {"name": "ok", "metadata": {"k": 5}}}, "createImage/metadata/k"),
+    ({"createImage": {"name": " padded "}}, "An invalid 'name' value was provided."),
+    ({"createImage": {"name": "ok", "metadata": ["not", "a", "dict"]}}, "Invalid input for field/attribute metadata."),
+    ({"createImage": {"name": "ok", "metadata": {"k": 5}}}, "Invalid input for field/attribute k. Value: 5."),
     ({"createImage": {"name": "ok", "bogus": 1}}, "Additional properties"),
     ({"createImage": "snap"}, "createImage"),
 ])
