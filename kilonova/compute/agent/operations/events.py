@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from kilonova.compute.agent.operations import remote, volumes
 from kilonova.compute.virt.driver import BuildFailure
+from kilonova.compute.volume_api import VolumeNotFound
 
 if TYPE_CHECKING:
     from kilonova.compute.agent.manager import ComputeManager
@@ -170,7 +171,10 @@ async def external_instance_event(agent: ComputeManager, instances: list[dict], 
             elif name == "network-vif-deleted" and tag:
                 await _refresh_network_info(agent, instance, drop_port=tag)
             elif name == "volume-extended" and tag:
-                await volumes.extend(agent, instance, tag)
+                try:
+                    await volumes.extend(agent, instance, tag)
+                except VolumeNotFound:   # as upstream: a warning, the other events go on
+                    LOG.warning("volume-extended for %s: no such volume, nothing extended on %s", tag, uuid)
             elif not instance_events(agent).deliver(uuid, name, tag, event.get("status", "completed")):
                 LOG.info("unexpected event %s:%s for %s (vm_state %s, task_state %s) on %s", name, tag, uuid,
                          instance.get("vm_state"), instance.get("task_state"), agent.host)
