@@ -19,12 +19,12 @@ _ONE_UNIT_PER_DATABASE = ("tests/distributed/test_processes.py",)
 # with the CLIs forked from a warm process: tests/forked_cli.py; 2026-12-06 22:20-22:50 UTC), handed out first:
 # a long unit that starts last would leave one worker running it alone at the end. Every unit of a minute or
 # more is here; the rest follow, those with most tests first (xdist's order). Only the order counts.
-# The distributed moves package and the real-guest lifecycle come first (one on each worker): QEMU without KVM
-# makes the latter the unit that grows most with the load (92 s of its test at load 2, 515 s at load 10).
+# The real-guest lifecycle comes first: QEMU without KVM makes it the unit that grows most with the load
+# (92 s of its test at load 2, 515 s at load 10).
 _LONG_UNITS = {
     "tests/libvirt/test_real_guest.py": 300, "tests/distributed/faults": 280,
     "tests/functional/test_shelve_cli.py": 240, "tests/libvirt/test_lifecycle.py": 215,
-    "tests/distributed/moves": 430, "tests/distributed/test_lifecycle_faults.py": 190,
+    "tests/distributed/moves": 195, "tests/distributed/test_lifecycle_faults.py": 190,
     "tests/functional/test_soft_delete_cli.py": 175, "tests/libvirt/test_real_guest_lifecycle.py": 165,
     "tests/functional/test_live_migration_cli.py": 155, "tests/distributed/test_processes.py[mysql]": 135,
     "tests/libvirt/test_live_migration.py": 100, "tests/distributed/test_rescue_events.py": 90,
@@ -35,9 +35,8 @@ _LONG_UNITS = {
     "tests/placement_db/test_placement_concurrency.py": 75, "tests/functional/test_resize_cli.py": 75,
     "tests/libvirt/test_real_guest_volumes.py": 65, "tests/distributed/test_databases.py": 60,
     "tests/functional/test_rescue_cli.py": 60, "tests/functional/test_group_placement_moves.py": 65,
-    # The moves package holds the volume-fault module too since 2026-12-07 04:30 (its 7 tests and the deployment
-    # took 4-5 min alone at load 5). Real-guest modules of one or two tests (xdist's order, most tests first, put
-    # them last of all: one worker then booted guests alone for minutes at the end; 2026-12-07, load 4-5).
+    # Real-guest modules of one or two tests (xdist's order, most tests first, put them last of all: one worker
+    # then booted guests alone for minutes at the end; 2026-12-07 05:00 UTC, load 4-5, and earlier runs).
     "tests/libvirt/test_real_guest_volume_moves.py": 150, "tests/libvirt/test_real_guest_assisted_snapshots.py": 100,
     "tests/libvirt/test_real_guest_ipv6.py": 70, "tests/libvirt/test_real_guest_l3.py": 60,
     "tests/libvirt/test_real_guest_security_groups.py": 60, "tests/libvirt/test_real_guest_interfaces.py": 60,
