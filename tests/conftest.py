@@ -35,22 +35,7 @@ _LONG_UNITS = {
     "tests/placement_db/test_placement_concurrency.py": 75, "tests/functional/test_resize_cli.py": 75,
     "tests/libvirt/test_real_guest_volumes.py": 65, "tests/distributed/test_databases.py": 60,
     "tests/functional/test_rescue_cli.py": 60, "tests/functional/test_group_placement_moves.py": 65,
-    # Real-guest modules of one or two tests (xdist's order, most tests first, put them last of all: one worker
-    # then booted guests alone for minutes at the end; 2026-12-07 05:00 UTC, load 4-5, and earlier runs).
-    "tests/libvirt/test_real_guest_volume_moves.py": 150, "tests/libvirt/test_real_guest_assisted_snapshots.py": 100,
-    "tests/libvirt/test_real_guest_ipv6.py": 70, "tests/libvirt/test_real_guest_l3.py": 60,
-    "tests/libvirt/test_real_guest_security_groups.py": 60, "tests/libvirt/test_real_guest_interfaces.py": 60,
-    "tests/libvirt/test_console.py": 60,
 }
-# A real-guest module not listed yet is handed out among the long units all the same.
-_REAL_GUEST_DEFAULT = 60
-
-
-def unit_weight(unit: str) -> int:
-    """How long ``unit`` is taken to be, for the order the units are handed out in."""
-    if unit in _LONG_UNITS:
-        return _LONG_UNITS[unit]
-    return _REAL_GUEST_DEFAULT if unit.startswith("tests/libvirt/test_real_guest") else 0
 
 
 def scheduling_unit(nodeid: str) -> str:
@@ -86,7 +71,7 @@ def pytest_xdist_make_scheduler(config, log):
         def _assign_work_unit(self, node) -> None:
             if not self._ordered:  # the queue is complete by the first assignment
                 self._ordered = True
-                units = sorted(self.workqueue.items(), key=lambda unit: -unit_weight(unit[0]))  # stable
+                units = sorted(self.workqueue.items(), key=lambda unit: -_LONG_UNITS.get(unit[0], 0))  # stable
                 self.workqueue.clear()
                 self.workqueue.update(units)
             super()._assign_work_unit(node)
