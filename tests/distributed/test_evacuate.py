@@ -65,7 +65,9 @@ def test_evacuate_from_a_killed_compute_and_its_clean_up_when_it_comes_back(clus
         uuid = boot_on(cluster, api, "cell1-host1", "ev-dist")
         wait_for(lambda: server(api, uuid)["status"] == "ACTIVE", 60, "ACTIVE", cluster)
         cluster.processes["compute-cell1"].kill()
-        wait_for(lambda: states(api).get("cell1-host1") == "down", 30, "cell1-host1 down", cluster)
+        # both hosts of the killed process: one not yet seen down could be chosen as the destination
+        wait_for(lambda: states(api).get("cell1-host1") == states(api).get("cell1-host2") == "down", 60,
+                 "cell1-host1 and cell1-host2 down", cluster)
 
         response = api.post(f"/servers/{uuid}/action", json={"evacuate": {}})
         assert response.status_code == 200, response.text
@@ -105,7 +107,9 @@ def test_a_destination_killed_during_the_evacuation_is_given_up_after_the_deadli
         wait_for(lambda: volume(cluster, data)["status"] == "in-use", 30, "the volume in-use", cluster)
         start_spare(cluster, spawn_delay="90")  # the destination holds the guest in spawn (until it is killed)
         cluster.processes["compute-cell1"].kill()
-        wait_for(lambda: states(api).get("cell1-host2") == "down", 30, "cell1-host2 down", cluster)
+        # both hosts of the killed process: one not yet seen down could be chosen as the destination
+        wait_for(lambda: states(api).get("cell1-host1") == states(api).get("cell1-host2") == "down", 60,
+                 "cell1-host1 and cell1-host2 down", cluster)
 
         assert api.post(f"/servers/{uuid}/action", json={"evacuate": {}}).status_code == 200
         wait_for(lambda: server(api, uuid)["OS-EXT-STS:task_state"] == "rebuild_spawning", 60, "spawning", cluster)

@@ -136,7 +136,13 @@ def finish_and_audit(cluster, compute, uuid: str) -> dict:
     if shown["status"] == "ERROR":
         assert shown.get("fault", {}).get("message"), f"ERROR without a fault: {shown}"
     if shown["status"] == "VERIFY_RESIZE":
-        assert compute.post(f"/servers/{uuid}/action", json={"confirmResize": None}).status_code == 204
+        # The user confirms; a 409 is a confirm the restarted services took up again meanwhile (a task under
+        # way): then that one must end the resize.
+        def confirmed():
+            answer = compute.post(f"/servers/{uuid}/action", json={"confirmResize": None})
+            assert answer.status_code in (204, 400, 409), answer.text
+            return answer.status_code == 204 or server_of(compute, uuid)["status"] != "VERIFY_RESIZE"
+        wait(confirmed, DEADLINE, "the confirm to be taken", cluster)
         shown = wait(lambda: (s := settled(compute, uuid)) and s["status"] != "VERIFY_RESIZE" and s, DEADLINE * 2,
                      "the confirm to end", cluster)
     # The claims follow the state by a moment (a rollback releases right after it records the state; a
