@@ -66,6 +66,13 @@ FORMATS.checks("name_non_mandatory_remove_white_spaces", raises=Refusal)(_length
 FORMATS.checks("description_non_mandatory_remove_white_spaces", raises=Refusal)(_length("description"))
 
 
+@_checks("printable")
+def _printable(value: Any) -> bool:
+    """Upstream's description pattern (``parameters.printable_pattern()``), without building it; ``validate``
+    words a refusal with it."""
+    return not isinstance(value, str) or parameters.is_printable_text(value)
+
+
 @_checks("progress")
 def _progress(value: Any) -> bool:
     if not value:
@@ -143,10 +150,13 @@ def validate(request: Request, body: Any, schema: dict | tuple) -> Any:
         return body
     if isinstance(error.cause, Refusal):
         raise HTTPError(400, str(error.cause))
+    message = error.message
+    if error.validator == "format" and error.validator_value == "printable":
+        message = f"{error.instance!r} does not match {parameters.printable_pattern()!r}"   # the pattern's words
     if error.path:
         raise HTTPError(400, f"Invalid input for field/attribute {error.path[-1]}. Value: {error.instance}. "
-                             f"{error.message}")
-    raise HTTPError(400, error.message)
+                             f"{message}")
+    raise HTTPError(400, message)
 
 
 def is_true(value: Any) -> bool:

@@ -1,5 +1,8 @@
 """The volume API's request schemas (kilonova/volume/schemas/) and Cinder's wording of their 400s
 (kilonova/volume/validation.py): what each refuses and the exact message a client sees."""
+import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -7,8 +10,8 @@ import pytest
 from kilonova.common import validation as common_validation
 from kilonova.common.http import HTTPError
 from kilonova.volume import validation
-from kilonova.volume.schemas import (attachments, metadata, quotas, snapshots, volume_actions, volume_types,
-                                     volumes)
+from kilonova.volume.schemas import (attachments, metadata, parameters, quotas, snapshots, volume_actions,
+                                     volume_types, volumes)
 from kilonova.volume.service import QUOTA_OPTIONS
 
 UUID = "0e7a1f0e-0000-4000-8000-000000000001"
@@ -156,3 +159,44 @@ def test_bounds_on_strings_are_left_to_jsonschema_by_the_quick_check():
         assert quick({"os-extend": {"new_size": "3"}}) is False
     assert common_validation.first_error(volume_actions.EXTEND, {"os-extend": {"new_size": "0"}},
                                          dialect=validation._DIALECT, format_checker=validation.FORMATS)
+
+
+def test_description_refusal_quotes_upstreams_pattern():
+    """Descriptions are held to Cinder's pattern of printable characters, and a refusal quotes it; the
+    length is judged first, as in upstream's schema."""
+    pattern = parameters.printable_pattern()
+    assert pattern.startswith("^[\\ -\\~\xa0-") and pattern.endswith("]*$")
+    for schema, body, field, value in [
+            (volume_types.CREATE, {"volume_type": {"name": "t", "description": "a\x01"}}, "description", "a\x01"),
+            (snapshots.UPDATE, {"snapshot": {"display_description": "\u2028"}}, "display_description", "\u2028"),
+            (volume_actions.UPLOAD_IMAGE_BY_VERSION,
+             {"os-volume_upload_image": {"image_name": "i", "container_format": "💥"}}, "container_format", "💥")]:
+        assert refusal(schema, body, "3.1") == (
+            f"Invalid input for field/attribute {field}. Value: {value}. {value!r} does not match {pattern!r}")
+    assert refusal(volume_types.UPDATE, {"volume_type": {"description": "\x00" * 256}}).endswith(" is too long")
+    for accepted in ("", None, "caf\u00e9\u00a0\u3000ok", "\ufffd", "line\n"):
+        validation.validate(at("3.0"), {"volume_type": {"name": "t", "description": accepted}}, volume_types.CREATE)
+
+
+def test_printable_format_accepts_what_the_pattern_matches():
+    """The format that stands for the pattern (so that it need not be built) says yes to exactly the strings
+    ``re.search`` of the pattern matches: every character of the basic plane, a few beyond, a last newline."""
+    pattern = re.compile(parameters.printable_pattern())
+    for char in [*map(chr, range(0x10000)), "\U0001F4A5", "\U00010000", "\U000E0001", "\U0010FFFF"]:
+        for text in (f"a{char}b", f"{char}\n", f"{char}{char}"):
+            assert validation._printable(text) == bool(pattern.search(text)), ascii(text)
+    for text in ("\n", "\n\n", "a\n\n", "a\nb", "a\r\n"):
+        assert validation._printable(text) == bool(pattern.search(text)), ascii(text)
+
+
+def test_importing_the_volume_service_builds_no_pattern():
+    """The description pattern is some 65,000 Unicode look-ups: importing the volume API does none of them
+    (they are done at the first refusal that quotes it)."""
+    code = ("from kilonova.common import validation\n"
+            "looked_up = []\n"
+            "real = validation.printable\n"
+            "validation.printable = lambda char: looked_up.append(char) or real(char)\n"
+            "import kilonova.volume.app\n"
+            "print(len(looked_up))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "0"
