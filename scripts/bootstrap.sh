@@ -30,6 +30,22 @@ if [ ! -x /usr/sbin/lvm ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         lvm2 thin-provisioning-tools; } >/dev/null || echo "bootstrap: could not install lvm2 (no LVM volume backend)" >&2
 fi
+# PostgreSQL's default of 100 connections is too few for the tests: two xdist workers each run a distributed
+# deployment (a dozen services, each with its own pool, reconnecting after a fault), and "too many clients"
+# then fails a start or a query at random. Raise it on the machine's own server (a restart, only when needed).
+if command -v psql >/dev/null && command -v pg_ctlcluster >/dev/null && [ "$(id -u)" = 0 ]; then
+    connections=$(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SHOW max_connections" 2>/dev/null || true)
+    if [ -n "$connections" ] && [ "$connections" -lt 500 ]; then
+        { psql -h 127.0.0.1 -U postgres -d postgres -qc "ALTER SYSTEM SET max_connections = 500" \
+            && pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main restart; } \
+            >/dev/null || echo "bootstrap: could not raise PostgreSQL's max_connections" >&2
+    fi
+fi
+# MariaDB's default (151) likewise; its limit changes without a restart (and is set again on every bootstrap).
+if command -v mysql >/dev/null; then
+    mysql -h 127.0.0.1 -u root -e "SET GLOBAL max_connections = GREATEST(@@max_connections, 500)" 2>/dev/null \
+        || echo "bootstrap: could not raise MariaDB's max_connections" >&2
+fi
 if [ -e /usr/include/libvirt/libvirt.h ] && .venv/bin/python -m pip install --quiet -e '.[test,libvirt]'; then
     :
 else
