@@ -58,6 +58,23 @@ def ensure_secrets(state_dir: Path) -> dict[str, str]:
     return values
 
 
+def service_locks(conf: Config, names: list[str] | None, command: str) -> list[StateLock]:
+    """The locks of the services in ``names`` (all: None) that own files in the state directory
+    (``Service.lock_name``), to take before anything there is touched: ``StateDirBusy`` names the process
+    that runs one of them already."""
+    locks: list[StateLock] = []
+    try:
+        for name, spec in SERVICE_CLASSES.items():
+            lock_name = load_class(spec).lock_name(conf) if names is None or name in names else None
+            if lock_name:
+                locks.append(StateLock(conf.state_dir, command, lock_name))
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return locks
+
+
 def make_state_private(conf: Config) -> None:
     """Owner-only state directory, also when an older release made it (see ``private_files``)."""
     leave_open = []

@@ -36,21 +36,31 @@ def cmd_up(args: argparse.Namespace) -> int:
         Path("~/.config/openstack/clouds.yaml").expanduser()
     private_files.private_dir(conf.state_dir)
     lock = StateLock(conf.state_dir, "kilonova up")   # before anything in the state directory is touched
+    held = [lock]
     try:
+        held += aio.service_locks(conf, None, "kilonova up")   # no `kilonova serve volume` ... beside it
         logs.setup(conf, "kilonova-up", interactive=True, debug=args.debug)
         aio.up(conf, clouds_yaml, lock)
     finally:
-        lock.release()
+        for each in held:
+            each.release()
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from kilonova import aio
-    from kilonova.common import logs
+    from kilonova.common import logs, private_files
 
     conf = _config_from_args(args)
-    logs.setup(conf, "kilonova-" + "-".join(args.services), interactive=False, debug=args.debug)
-    aio.serve(conf, args.services)
+    private_files.private_dir(conf.state_dir)
+    # The services that own files in the state directory, one process each: before anything there is touched.
+    held = aio.service_locks(conf, args.services, "kilonova serve " + " ".join(args.services))
+    try:
+        logs.setup(conf, "kilonova-" + "-".join(args.services), interactive=False, debug=args.debug)
+        aio.serve(conf, args.services)
+    finally:
+        for each in held:
+            each.release()
     return 0
 
 

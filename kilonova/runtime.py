@@ -4,6 +4,13 @@
 kernel drops it when the process ends, however it ends), so a second ``up`` on the same directory is
 refused before it touches anything. The file holds JSON: the holder's pid, and once every port is bound
 and every service started, its endpoints and ports.
+
+A service that owns files in the state directory (``Service.lock_name``: the volume service's volumes, a
+compute host's guests, the L3 agent's routers) is run by one process at a time: ``kilonova serve`` and
+``up`` also hold ``<state dir>/kilonova-<lock name>.lock`` for each such service they run, taken the same
+way. The other services take none, so that several ``kilonova serve`` processes share a state directory:
+an API is held to its port by the port itself, and conductors and schedulers run as many as wanted on a
+host, as upstream's workers.
 """
 from __future__ import annotations
 
@@ -54,24 +61,31 @@ def running(state_dir: Path) -> dict | None:
     return None
 
 
-def describe(state_dir: Path, info: dict) -> str:
+def _holder(info: dict) -> str:
     pid = info.get("pid")
-    who = f"process {pid} ({info.get('command', 'kilonova')}, started {info.get('started', '?')})" if pid \
+    return f"process {pid} ({info.get('command', 'kilonova')}, started {info.get('started', '?')})" if pid \
         else "another process"
-    return f"state directory {state_dir} is in use by {who}; `kilonova --state-dir {state_dir} stop` stops it"
+
+
+def describe(state_dir: Path, info: dict) -> str:
+    return (f"state directory {state_dir} is in use by {_holder(info)}; "
+            f"`kilonova --state-dir {state_dir} stop` stops it")
 
 
 class StateLock:
-    """The exclusive lock of ``kilonova up`` on its state directory, and the file it publishes itself in."""
+    """The exclusive lock of ``kilonova up`` on its state directory, and the file it publishes itself in; with
+    ``service``, the lock of a service that owns files there (``Service.lock_name``)."""
 
-    def __init__(self, state_dir: Path, command: str):
-        self.path = Path(state_dir) / LOCK_FILE
+    def __init__(self, state_dir: Path, command: str, service: str | None = None):
+        self.path = Path(state_dir) / (LOCK_FILE if service is None else f"kilonova-{service.replace('/', '_')}.lock")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StateDirBusy(describe(state_dir, _read(self.path))) from None
+            holder = _read(self.path)
+            raise StateDirBusy(describe(state_dir, holder) if service is None else
+                               f"state directory {state_dir}: {service} is already run by {_holder(holder)}") from None
         self._fd = fd
         self.info = {"pid": os.getpid(), "command": command, "state": "starting",
                      "started": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")}

@@ -39,6 +39,13 @@ class Service:
         self.env = env
         self.conf = env.conf
 
+    @classmethod
+    def lock_name(cls, conf: Config) -> str | None:
+        """This service's lock in the state directory (kilonova/runtime.py), held by the process that runs it,
+        when it owns files there that a second process running it would change too; None (most services)
+        when several processes may run it on one state directory."""
+        return None
+
     def prepare(self) -> None:
         """Migrate and bootstrap (synchronous, idempotent)."""
 

@@ -63,6 +63,10 @@ class VolumeService(Service):
     name = "volume"
     service_type = "block-storage"
 
+    @classmethod
+    def lock_name(cls, conf) -> str:
+        return "volume"   # its volumes' files and their exports: one volume service per state directory
+
     def __init__(self, env: ServiceEnv, validator=None):
         super().__init__(env)
         conf = env.conf

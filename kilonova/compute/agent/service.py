@@ -33,6 +33,14 @@ def fake_host_names(conf) -> list[str]:
 class ComputeAgentService(Service):
     name = "compute"
 
+    @classmethod
+    def lock_name(cls, conf) -> str:
+        """One process per set of host names (``fake_host_names``: their prefix, or the node's name), so that
+        compute processes of other hosts share the state directory; a lock per host would be a thousand files
+        for a large fake fleet."""
+        fake = conf.get("DEFAULT", "compute_driver") == "fake"
+        return "compute@" + ((fake and conf.get("fake_driver", "host_prefix")) or conf.get("DEFAULT", "host"))
+
     def __init__(self, env: ServiceEnv):
         super().__init__(env)
         conf = env.conf

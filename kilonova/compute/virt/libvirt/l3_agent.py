@@ -49,6 +49,10 @@ class _Endpoint:
 class L3AgentService(Service):
     name = "l3"
 
+    @classmethod
+    def lock_name(cls, conf) -> str:
+        return "l3"   # the routers' legs and bridges under the instances' directory
+
     def __init__(self, env: ServiceEnv):
         super().__init__(env)
         conf = env.conf
