@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -50,6 +51,14 @@ from kilonova.common import prepared
 from kilonova.common.private_files import open_private, private_file
 
 T = TypeVar("T")
+
+LOG = logging.getLogger(__name__)
+
+# A transaction whose connection the server dropped before the commit (a database restart, a proxy
+# or an administrator cutting connections) is run again on a fresh connection, this many times: the
+# server rolled it back, so nothing of it happened. A drop during the commit itself is not retried
+# (whether it committed is unknown) and reaches the caller, as do all other errors.
+DISCONNECT_RETRIES = 2
 
 
 class DBError(Exception):
@@ -240,11 +249,20 @@ class Database:
         self._loop_connections = threading.local()
 
     def _run(self, write: bool, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
-        with self.engine.connect() as connection:
-            return self._transaction(connection, write, fn, args, kwargs)
+        for attempt in range(DISCONNECT_RETRIES + 1):
+            committing: list[bool] = []
+            try:
+                with self.engine.connect() as connection:
+                    return self._transaction(connection, write, fn, args, kwargs, committing)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated or committing or attempt == DISCONNECT_RETRIES:
+                    raise
+                LOG.warning("%s: the database dropped the connection of a transaction (%s); running it again",
+                            self.name, str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+        raise AssertionError("unreachable")
 
     def _transaction(self, connection: sa.Connection, write: bool, fn: Callable[..., T], args: tuple,
-                     kwargs: dict) -> T:
+                     kwargs: dict, committing: list[bool] | None = None) -> T:
         if self.is_sqlite:
             connection.info["begin_mode"] = "IMMEDIATE" if write else "DEFERRED"
         with connection.begin():
@@ -252,6 +270,8 @@ class Database:
             try:
                 result = fn(session, *args, **kwargs)
                 session.finish()   # ORM changes flushed inside the transaction, as Session.commit() does
+                if committing is not None:
+                    committing.append(True)  # leaving the block commits
                 return result
             finally:
                 session.close()

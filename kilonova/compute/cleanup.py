@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import httpx
+
 from kilonova.common.db import NotFound
 from kilonova.compute.db import block_devices, instance_actions, instances
 from kilonova.compute.volume_api import VolumeError, as_service
@@ -69,10 +71,32 @@ async def _delete_volume(volumes, volume_id: str, patience: float) -> None:
         await asyncio.sleep(0.5)
 
 
-async def release_allocations(placement, consumer: str) -> None:
-    response = await placement.delete(f"/allocations/{consumer}")
-    if response.status_code not in (204, 404):
-        LOG.error("could not release allocations of %s: %s %s", consumer, response.status_code, response.text[:200])
+# How long a release of claims keeps trying while Placement fails (5xx) or cannot be reached: a release
+# given up is capacity lost until an operator's audit, so it outlasts a restart of Placement or of
+# what Placement depends on (its database, identity for tokens).
+RELEASE_PATIENCE = 30.0
+
+
+async def release_allocations(placement, consumer: str, patience: float = RELEASE_PATIENCE) -> bool:
+    """Delete the consumer's claims; True when they are gone (or never were)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    wait = 0.25
+    while True:
+        try:
+            response = await placement.delete(f"/allocations/{consumer}")
+        except httpx.TransportError as exc:
+            status, text = None, repr(exc)
+        else:
+            if response.status_code in (204, 404):
+                return True
+            status, text = response.status_code, response.text[:200]
+        if (status is not None and status < 500) or loop.time() + wait > deadline:
+            LOG.error("could not release allocations of %s: %s %s", consumer, status, text)
+            return False
+        LOG.warning("releasing allocations of %s failed (%s %s); trying again in %.2fs", consumer, status, text, wait)
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, 4.0)
 
 
 async def delete_locally(cell, placement, network, instance: dict, volumes=None) -> bool:

@@ -339,3 +339,51 @@ def test_a_migration_waits_while_another_process_holds_the_lock(new_url):
         pool.shutdown()
         holder.close()
         waiter.close()
+
+
+def _cut_own_connection(server, session) -> None:
+    """Have the database server drop the connection this session runs on (another connection asks it)."""
+    if server.kind == "postgresql":
+        pid = session.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        kill = f"SELECT pg_terminate_backend({pid})"
+    else:
+        pid = session.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+        kill = f"KILL {pid}"
+    admin = sa.create_engine(session.bind.engine.url, poolclass=sa.pool.NullPool)
+    with admin.connect() as other:
+        other.execute(sa.text(kill))
+    admin.dispose()
+
+
+def test_a_transaction_whose_connection_the_server_drops_runs_again(server):
+    """A database restart or an administrator cutting connections mid-transaction is not an error for the
+    caller: the transaction (rolled back by the server) runs again on a fresh connection, once, and its
+    write is there exactly once. Other errors are not retried."""
+    database = Database(server.url(f"cut{uuid.uuid4().hex[:6]}"), name="cut")
+    try:
+        database.run_sync(lambda s: s.execute(sa.text("CREATE TABLE notes (id INTEGER PRIMARY KEY, text VARCHAR(20))")))
+        runs = []
+
+        def add_note(session):
+            runs.append(1)
+            if len(runs) == 1:
+                _cut_own_connection(server, session)
+            session.execute(sa.text("INSERT INTO notes (id, text) VALUES (1, 'kept')"))
+            return len(runs)
+
+        assert database.run_sync(add_note) == 2
+        assert database.run_sync(lambda s: s.execute(sa.text("SELECT id, text FROM notes")).all(),
+                                 write=False) == [(1, "kept")]
+
+        duplicates = []
+
+        def add_again(session):
+            duplicates.append(1)
+            session.execute(sa.text("INSERT INTO notes (id, text) VALUES (1, 'twice')"))
+
+        with pytest.raises(sa.exc.IntegrityError):
+            database.run_sync(add_again)
+        assert len(duplicates) == 1
+    finally:
+        database.close()
+        database.engine.dispose()
