@@ -217,14 +217,28 @@ def main(argv: list[str] | None = None) -> int:
     register_manage(sub)
 
     args = parser.parse_args(hoist_global_options(sys.argv[1:] if argv is None else list(argv)))
+    handlers = None
+    if args.func in (cmd_up, cmd_serve):
+        # They set up logging from the configuration they read: what that reading logs (deprecated options)
+        # waits for it, to reach the log file in its format.
+        from kilonova.common import logs
+        handlers = [logs.EarlyRecords()]
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
     try:
         return args.func(args)
     except ConfigError as exc:
+        _flush_logs()
         parser.exit(2, f"kilonova: configuration error: {exc}\n")
     except (StateDirBusy, PortInUse) as exc:
+        _flush_logs()
         parser.exit(1, f"kilonova: {exc}\n")
+
+
+def _flush_logs() -> None:
+    """What waits for logging's setup (``logs.EarlyRecords``) goes to stderr before the error that stops it."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 if __name__ == "__main__":

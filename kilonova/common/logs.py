@@ -6,7 +6,9 @@ instead of INFO, as nova.conf's. ``[DEFAULT] log_file`` (relative to ``log_dir``
 ``kilonova-conductor-scheduler.log``, ``kilonova-up.log``); files are reopened when logrotate moves them.
 Without a file, lines go to stderr: INFO for ``kilonova serve`` (a service under systemd or a container),
 WARNING for ``kilonova up`` so that the all-in-one's terminal stays quiet (``debug`` shows everything); with a
-file, ``kilonova up`` still shows its warnings and errors on stderr.
+file, ``kilonova up`` still shows its warnings and errors on stderr. What ``up`` and ``serve`` log before this
+is set up (reading the configuration: its deprecation warnings) is held and then written here too
+(``EarlyRecords``).
 
 Each record gets ``request_id``, ``global_request_id``, ``user_id`` and ``project_id`` from
 ``kilonova.common.request_ids`` (a filter on the handlers, so libraries' records have them too).
@@ -122,6 +124,24 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class EarlyRecords(logging.handlers.MemoryHandler):
+    """What a process logs before ``setup`` (the configuration's deprecation warnings: the file is read before
+    its logging options can apply), held for the handlers ``setup`` makes, which write it in their format and
+    file; written to stderr as before when none are made (a start refused, a bad configuration)."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=10_000, flushLevel=logging.CRITICAL + 1, target=logging.StreamHandler(sys.stderr))
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
+        super().setFormatter(fmt)
+        self.target.setFormatter(fmt)   # logging.basicConfig's format, for stderr
+
+    def take(self) -> list[logging.LogRecord]:
+        with self.lock:
+            held, self.buffer = self.buffer, []
+        return held
+
+
 def log_path(log_dir: str, log_file: str, process: str) -> Path | None:
     """Where this process logs (None: stderr)."""
     if log_file:
@@ -165,14 +185,20 @@ def setup(conf, process: str, *, interactive: bool, debug: bool = False) -> Path
     logging.logThreads = False
     logging.logMultiprocessing = False
     root = logging.getLogger()
+    early: list[logging.LogRecord] = []
     for old in list(root.handlers):
         root.removeHandler(old)
+        if isinstance(old, EarlyRecords):
+            early += old.take()
         old.close()
     for each in handlers:
         root.addHandler(each)
     # The root's level is the handler's: a record nobody writes is never made (access lines cost nothing
     # in a quiet all-in-one).
     root.setLevel(level)
+    for record in early:
+        if record.levelno >= level:
+            root.handle(record)
     for name in QUIET:
         # With debug, the HTTP and AMQP libraries may speak; SQLAlchemy's INFO is every statement.
         logging.getLogger(name).setLevel(logging.NOTSET if debug and not name.startswith(("sqlalchemy", "alembic"))
