@@ -225,6 +225,34 @@ async def test_a_restarted_agent_fails_the_build_it_was_running_and_frees_its_cl
         await agent.stop()
 
 
+async def test_a_restarted_agent_does_not_wait_for_the_spawn_of_a_build_its_new_life_took(stub, placement,  # noqa: F811
+                                                                                         new_agent):
+    """A build message delivered to the dead agent but not yet started comes back to the new life, which serves
+    RPC before its start-up looks for interrupted builds: it sets the server spawning and holds its lock for the
+    whole spawn. Start-up must go on (heartbeats, periodic tasks) and leave that build alone, not wait for it."""
+    stub.conf.set("DEFAULT", "transport_url", "rabbit://guest:guest@127.0.0.1:5672/")  # queues outlive the agent
+    first_life = new_agent()
+    await first_life.init_host()
+    await first_life.stop()
+    waiting = await server(stub, placement, first_life.node_uuid)  # its message is still queued
+    stub.conf.set("fake_driver", "spawn_delay", "20")
+    agent = new_agent()
+    build = asyncio.create_task(agent.build_and_run_instance(waiting, SPEC, alternates=[]))
+    while current(stub, waiting["uuid"])["task_state"] != "spawning":
+        await asyncio.sleep(0.01)
+    start_up = asyncio.create_task(agent.init_host())
+    try:
+        done, _ = await asyncio.wait({build, start_up}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {start_up}, "start-up waited for the spawn of the build this life took"
+        start_up.result()
+        assert (current(stub, waiting["uuid"])["vm_state"], current(stub, waiting["uuid"])["task_state"]) == \
+            ("building", "spawning")
+        build.cancel()
+    finally:
+        await asyncio.gather(build, start_up, return_exceptions=True)
+        await agent.stop()
+
+
 @pytest.mark.parametrize("kind", ["postgresql", "mysql"])
 def test_a_compare_and_set_loses_to_a_change_committed_after_its_read(kind):
     """The agent reads the server building, the conductor times it out before the agent's UPDATE runs:

@@ -129,6 +129,10 @@ class ComputeManager:
         spawning: it is dropped. A build this agent's new life has started meanwhile is left alone.
         """
         uuid = instance["uuid"]
+        if uuid in (self._started_builds or ()):
+            # This life's build of it (its message came back before start-up got here) set it spawning and holds
+            # its lock until the spawn ends: start-up does not wait for that (its heartbeats would stop meanwhile).
+            return
         async with self._locks[uuid]:
             if uuid in (self._started_builds or ()):
                 return
