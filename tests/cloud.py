@@ -6,7 +6,6 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -246,7 +245,7 @@ class Cloud(Clients):
             lines.append(f"[{section}]")
             lines.extend(f"{k} = {v}" for k, v in options.items())
         self.config_file.write_text("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | forked_cli.ForkedProcess | None = None
         self.output: list[str] = []
 
     def manage_options(self) -> list[str]:
@@ -270,12 +269,19 @@ class Cloud(Clients):
 
     def start(self, timeout: float = 60.0) -> float:
         started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kilonova.cli", "--config", str(self.config_file),
-             "--state-dir", str(self.state_dir), "up", "--hosts", str(self.hosts),
-             "--base-port", str(self.base_port), "--clouds-yaml", str(self.clouds_yaml)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert self.proc.stdout is not None
+        # `python -m kilonova.cli ... up`, forked from a process that has imported Kilonova (tests/forked_cli.py).
+        read, write = os.pipe()
+        try:
+            self.proc = forked_cli.kilonova(
+                ["--config", str(self.config_file), "--state-dir", str(self.state_dir), "up", "--hosts",
+                 str(self.hosts), "--base-port", str(self.base_port), "--clouds-yaml", str(self.clouds_yaml)],
+                stdout=write, stderr=write)
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        self.proc.stdout = open(read, encoding="utf-8", errors="replace")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()

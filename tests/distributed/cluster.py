@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
+from tests import forked_cli
 from tests.cloud import Clients, free_port_block, run_manage
 from tests.distributed.infra import Databases, private_broker, rabbit_vhost
 
@@ -56,8 +57,11 @@ class Process:
         # Appended to: a process restarted under the same name keeps its earlier life in the log.
         self._start_offset = log.stat().st_size if log.exists() else 0
         self._fh = open(log, "a")
-        self.popen = subprocess.Popen([*prefix, sys.executable, "-m", "kilonova.cli", *args], stdout=self._fh,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        if prefix:
+            self.popen = subprocess.Popen([*prefix, sys.executable, "-m", "kilonova.cli", *args], stdout=self._fh,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+        else:  # forked from a process that has imported Kilonova (tests/forked_cli.py)
+            self.popen = forked_cli.kilonova(args, stdout=self._fh.fileno(), stderr=self._fh.fileno())
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
