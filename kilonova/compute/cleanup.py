@@ -22,16 +22,20 @@ LOG = logging.getLogger(__name__)
 async def release_ports(network, instance_uuid: str, network_info: list[dict]) -> None:
     """Delete the ports the server created, unbind the ones the user brought; find strays by device_id."""
     preexisting = {vif["port_id"] for vif in network_info if vif.get("preexisting")}
-    response = await network.get("/v2.0/ports", params={"device_id": instance_uuid})
+    listed = await _answered(lambda: network.get("/v2.0/ports", params={"device_id": instance_uuid}),
+                             f"the ports of {instance_uuid}")
     port_ids = {vif["port_id"] for vif in network_info}
-    if response.status_code == 200:
-        port_ids |= {port["id"] for port in response.json().get("ports", [])}
+    if listed.status_code == 200:
+        port_ids |= {port["id"] for port in listed.json().get("ports", [])}
     for port_id in port_ids:
         if port_id in preexisting:
-            reply = await network.put(f"/v2.0/ports/{port_id}", json={"port": {
-                "device_id": "", "device_owner": "", "binding:host_id": ""}})
+            def send(port_id=port_id):
+                return network.put(f"/v2.0/ports/{port_id}", json={"port": {
+                    "device_id": "", "device_owner": "", "binding:host_id": ""}})
         else:
-            reply = await network.delete(f"/v2.0/ports/{port_id}")
+            def send(port_id=port_id):
+                return network.delete(f"/v2.0/ports/{port_id}")
+        reply = await _answered(send, f"port {port_id} of {instance_uuid}")
         if reply.status_code not in (200, 204, 404):
             LOG.error("could not release port %s of %s: %s", port_id, instance_uuid, reply.text[:200])
 
@@ -71,32 +75,43 @@ async def _delete_volume(volumes, volume_id: str, patience: float) -> None:
         await asyncio.sleep(0.5)
 
 
-# How long a release of claims keeps trying while Placement fails (5xx) or cannot be reached: a release
-# given up is capacity lost until an operator's audit, so it outlasts a restart of Placement or of
-# what Placement depends on (its database, identity for tokens).
+# How long a release keeps trying while the service fails (5xx) or cannot be reached: a claim or a port
+# given up is capacity lost until an operator's audit, so a release outlasts a restart of the service
+# or of what it depends on (its database, identity for tokens).
 RELEASE_PATIENCE = 30.0
 
 
-async def release_allocations(placement, consumer: str, patience: float = RELEASE_PATIENCE) -> bool:
-    """Delete the consumer's claims; True when they are gone (or never were)."""
+async def _answered(send, what: str, patience: float = RELEASE_PATIENCE) -> httpx.Response:
+    """``await send()`` again while it fails with a 5xx or cannot reach the service, for ``patience`` seconds:
+    the last answer. A service still unreachable then raises, as a single try did (the callers' callers keep
+    the operation for a later attempt)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience
     wait = 0.25
     while True:
         try:
-            response = await placement.delete(f"/allocations/{consumer}")
+            response = await send()
         except httpx.TransportError as exc:
-            status, text = None, repr(exc)
+            if loop.time() + wait > deadline:
+                raise
+            failure = repr(exc)
         else:
-            if response.status_code in (204, 404):
-                return True
-            status, text = response.status_code, response.text[:200]
-        if (status is not None and status < 500) or loop.time() + wait > deadline:
-            LOG.error("could not release allocations of %s: %s %s", consumer, status, text)
-            return False
-        LOG.warning("releasing allocations of %s failed (%s %s); trying again in %.2fs", consumer, status, text, wait)
+            if response.status_code < 500 or loop.time() + wait > deadline:
+                return response
+            failure = f"{response.status_code} {response.text[:200]}"
+        LOG.warning("releasing %s failed (%s); trying again in %.2fs", what, failure, wait)
         await asyncio.sleep(wait)
         wait = min(wait * 2, 4.0)
+
+
+async def release_allocations(placement, consumer: str, patience: float = RELEASE_PATIENCE) -> bool:
+    """Delete the consumer's claims; True when they are gone (or never were)."""
+    response = await _answered(lambda: placement.delete(f"/allocations/{consumer}"),
+                               f"the allocations of {consumer}", patience)
+    if response.status_code in (204, 404):
+        return True
+    LOG.error("could not release allocations of %s: %s %s", consumer, response.status_code, response.text[:200])
+    return False
 
 
 async def delete_locally(cell, placement, network, instance: dict, volumes=None) -> bool:

@@ -1,16 +1,19 @@
-"""Giving back a server's claims outlasts a Placement that fails for a moment (a leaked claim is capacity
-lost until an operator's audit), and stops at once on an answer that will not change."""
+"""Giving back a server's claims and ports outlasts a Placement or network service that fails for a moment (a
+leaked claim or port is capacity lost until an operator's audit), and stops at once on an answer that will not
+change."""
 from __future__ import annotations
 
 import asyncio
 
 import httpx
+import pytest
 
-from kilonova.compute.cleanup import release_allocations
+from kilonova.compute.cleanup import release_allocations, release_ports
 
 
 def _placement(answers: list) -> tuple[httpx.AsyncClient, list[str]]:
-    """A client whose Placement answers DELETEs with ``answers`` in turn (an exception is raised)."""
+    """A client whose service answers requests with ``answers`` in turn (an exception is raised; a dict is a
+    200 with that body)."""
     seen: list[str] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -18,6 +21,8 @@ def _placement(answers: list) -> tuple[httpx.AsyncClient, list[str]]:
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
+        if isinstance(answer, dict):
+            return httpx.Response(200, json=answer)
         return httpx.Response(answer, json={"errors": [{"status": answer, "title": "x", "detail": "x"}]})
 
     return httpx.AsyncClient(transport=httpx.MockTransport(handle), base_url="http://placement"), seen
@@ -44,3 +49,19 @@ def test_a_release_gives_up_after_its_patience():
 def test_claims_already_gone_count_as_released():
     client, _ = _placement([404])
     assert asyncio.run(release_allocations(client, "c4")) is True
+
+
+def test_a_placement_still_unreachable_after_the_patience_raises():
+    """As a single try did: the delete that called it stays for the stuck-delete sweep."""
+    client, seen = _placement([httpx.ConnectError("refused")] * 50)
+    with pytest.raises(httpx.ConnectError):
+        asyncio.run(release_allocations(client, "c5", patience=1))
+    assert len(seen) >= 2
+
+
+def test_ports_are_released_through_a_failing_network_service():
+    network, seen = _placement([503, {"ports": [{"id": "p2"}]}, 500, 204, 204])
+    asyncio.run(release_ports(network, "s1", [{"port_id": "p1"}]))
+    assert seen[:2] == ["GET /v2.0/ports", "GET /v2.0/ports"]
+    assert sorted(seen[2:]) == ["DELETE /v2.0/ports/p1", "DELETE /v2.0/ports/p1", "DELETE /v2.0/ports/p2"] or \
+        sorted(seen[2:]) == ["DELETE /v2.0/ports/p1", "DELETE /v2.0/ports/p2", "DELETE /v2.0/ports/p2"]
