@@ -37,6 +37,16 @@ _LONG_UNITS = {
     "tests/functional/test_rescue_cli.py": 60, "tests/functional/test_group_placement_moves.py": 65,
 }
 
+# Units that never run at the same time on two workers (one worker may run them one after the other): the
+# distributed fault package cuts the machine's PostgreSQL connections and kills processes while the moves
+# package's deployment, on the same PostgreSQL, waits on deadlines of a few seconds (7 failures when they overlapped).
+_APART = ({"tests/distributed/faults", "tests/distributed/moves"},)
+
+
+def _apart(unit: str, running: set[str]) -> bool:
+    """Whether ``unit`` may start while ``running`` run on other workers."""
+    return not any(unit in group and running & (group - {unit}) for group in _APART)
+
 
 def scheduling_unit(nodeid: str) -> str:
     """What one worker runs together: a whole module or package right under ``_WHOLE_MODULES``, one database's
@@ -69,12 +79,27 @@ def pytest_xdist_make_scheduler(config, log):
             return scheduling_unit(nodeid)
 
         def _assign_work_unit(self, node) -> None:
+            """The first unit of the queue that may run beside the other workers' units (``_APART``); none
+            while every unit left must wait for one of those to end (``mark_test_complete`` asks again)."""
             if not self._ordered:  # the queue is complete by the first assignment
                 self._ordered = True
                 units = sorted(self.workqueue.items(), key=lambda unit: -_LONG_UNITS.get(unit[0], 0))  # stable
                 self.workqueue.clear()
                 self.workqueue.update(units)
-            super()._assign_work_unit(node)
+            running = {unit for other, work in self.assigned_work.items() if other is not node
+                       for unit, tests in work.items() if not all(tests.values())}
+            chosen = next((unit for unit in self.workqueue if _apart(unit, running)), None)
+            if chosen is not None:
+                self.workqueue.move_to_end(chosen, last=False)
+                super()._assign_work_unit(node)
+
+        def mark_test_complete(self, node, item_index: int, duration: float = 0) -> None:
+            """Also give work to (or shut down) the workers waiting for a unit: the test that ended may have
+            ended a unit that kept theirs waiting (``_APART``)."""
+            super().mark_test_complete(node, item_index, duration)
+            for other in self.nodes:
+                if other is not node and self._pending_of(self.assigned_work[other]) <= 1:
+                    self._reschedule(other)
 
         def _reschedule(self, node) -> None:
             """xdist gives a worker its next unit once 2 of its tests are left; here once 1 is: the unit then goes
