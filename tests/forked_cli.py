@@ -333,8 +333,13 @@ def serve(socket_path: str, kind: str) -> None:
             os.read(wake_r, 4096)
         _report_ended(waiting)
         if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
+            # The test process is gone (an xdist worker ends without running atexit, a killed one without its
+            # fixtures' teardown): so are the clouds and commands it started, as the stop it missed would do.
+            for pid in waiting:
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGTERM)
             _remove(os.path.dirname(socket_path))
-            return  # the test process is gone (an xdist worker ends without running atexit)
+            return
         if listener not in ready:
             continue
         conn, _ = listener.accept()
