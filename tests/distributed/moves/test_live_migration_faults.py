@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 
 from tests.distributed.cluster import boot_on, wait_for
-from tests.distributed.moves.moves import FLAVOR, STALL, assert_audit_clean, delete, held, settled
+from tests.distributed.moves.moves import (FLAVOR, LIVE_DESTINATION_DEAD, STALL, assert_audit_clean, delete, held,
+                                         settled)
 from tests.distributed.moves.moves import newest_migration as newest_of_kind
 from tests.distributed.moves.moves import wait_status as wait_status_of_kind
 
@@ -56,7 +57,8 @@ def test_destination_killed_the_moved_guest_is_the_destinations(cluster, api):
     running = wait_status(cluster, api, uuid, ("running",), 30, "the migration to run")
     cluster.processes["lm-b"].kill()
     # The copy ends on the source; the destination cannot take the guest over: the conductor finishes the move.
-    ended = wait_status(cluster, api, uuid, ("completed",), 20 + STALL + 60, "the stalled migration to be finished")
+    ended = wait_status(cluster, api, uuid, ("completed",), LIVE_DESTINATION_DEAD + 60,
+                        "the stalled migration to be finished")
     assert ended["id"] == running["id"]
     server = settled(cluster, api, uuid)
     assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "lm-b1")

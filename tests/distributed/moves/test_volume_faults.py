@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.distributed.cluster import boot_on, wait_for
-from tests.distributed.moves.moves import ASSIST_TIMEOUT, MOVE_TIMEOUT, STALL, assert_audit_clean, delete, settled
+from tests.distributed.moves.moves import (ASSIST_TIMEOUT, LIVE_DESTINATION_DEAD, MOVE_TIMEOUT, STALL,
+                                         assert_audit_clean, delete, settled)
 from tests.distributed.moves.moves import wait_status
 
 
@@ -219,7 +220,8 @@ MOVES = {
     "cold-source-dies": ("rz-c1", "rz-a1", False, "migrating", "rz-c", "error", 2 * MOVE_TIMEOUT + 60, "rz-c1"),
     # the destination's attachment, made before the guest moves, is known to the dead source only
     "live-source-dies": ("lm-a1", "lm-b1", True, "running", "lm-a", "error", STALL + 60, "lm-a1"),
-    "live-destination-dies": ("lm-a1", "lm-b1", True, "running", "lm-b", "completed", 20 + STALL + 60, "lm-b1"),
+    "live-destination-dies": ("lm-a1", "lm-b1", True, "running", "lm-b", "completed", LIVE_DESTINATION_DEAD + 60,
+                              "lm-b1"),
 }
 
 
