@@ -125,10 +125,12 @@ def test_a_conductor_killed_mid_boot_is_replaced_and_the_boot_completes(cluster,
     """
     cluster.processes["scheduler"].kill()  # the conductor's select_destinations call will wait
     uuid = boot(api, image, "conductor-dies")
-    wait_for(lambda: queued(cluster, "kilonova.scheduler") == 1, 10, "the conductor's call to the scheduler")
+    # Both waits stay under RPC_TIMEOUT (a call's message expires then); rabbitmqctl takes seconds under load.
+    wait_for(lambda: queued(cluster, "kilonova.scheduler") == 1, RPC_TIMEOUT - 2, "the conductor's call to the scheduler")
     cluster.processes["conductor"].kill()
     cluster.restart("conductor")
-    wait_for(lambda: queued(cluster, "kilonova.scheduler") == 2, 15, "the new conductor's call behind the old one")
+    wait_for(lambda: queued(cluster, "kilonova.scheduler") == 2, RPC_TIMEOUT - 2,
+             "the new conductor's call behind the old one")
     cluster.restart("scheduler")
     [server] = settled(cluster, api, [uuid], timeout=60)
     assert server["status"] == "ACTIVE", (server, cluster.logs())
