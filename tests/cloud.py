@@ -35,15 +35,34 @@ def _ephemeral_port_start() -> int:
         return 32768
 
 
+# Test ports start above qemu-nbd's default export range ([volume] nbd_ports, 10809-10999).
+FIRST_TEST_PORT = 11000
+
+
+def _worker_port_range(size: int) -> tuple[int, int]:
+    """This test worker's share of the ports below the kernel's ephemeral range: [low, high) for a block's base.
+
+    Each pytest-xdist worker draws from its own slice, so a port that another worker's cloud leaves free for a
+    moment (a restart on the same ports, a process not yet listening) cannot be handed to this one.
+    """
+    low, high = FIRST_TEST_PORT, max(_ephemeral_port_start(), FIRST_TEST_PORT + 10 * size)
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and workers.isdigit() and int(workers) > 1:
+        share = (high - low) // int(workers)
+        low += share * (int(worker[2:]) % int(workers))
+        high = low + share
+    return low, high - size
+
+
 def free_port_block(size: int = 7) -> int:
     """A base port such that base..base+size-1 are all free on 127.0.0.1 (by default the six APIs of
     ``kilonova up --base-port`` and its console proxy).
 
-    Chosen at random below the kernel's ephemeral range: a port from that range can be taken at any
-    moment by some process's outgoing connection, e.g. while a test restarts a cloud on its ports, and
-    random bases keep parallel test workers apart.
+    Chosen at random below the kernel's ephemeral range (a port from that range can be taken at any
+    moment by some process's outgoing connection, e.g. while a test restarts a cloud on its ports), in
+    this test worker's own slice of it (``_worker_port_range``).
     """
-    low, high = 10000, max(_ephemeral_port_start(), 10000 + 10 * size) - size
+    low, high = _worker_port_range(size)
     for _ in range(200):
         base = random.randrange(low, high)
         ok = True

@@ -257,15 +257,32 @@ def _mirror(domain, instance: dict, target: str, new_xml: str) -> None:
         raise BuildFailure(f"Failed to swap the volume of {instance['uuid']}: {exc}") from exc
     deadline = time.monotonic() + SWAP_TIMEOUT
     while True:
-        info = domain.blockJobInfo(target, 0)
-        if info and info.get("end", 0) > 0 and info.get("cur") == info.get("end"):
-            break
+        # Pivot once QEMU says the mirror is ready: the copy's counters can meet (cur == end) a moment before
+        # it does, and a pivot then is refused ("not ready for pivot yet"), which a busy host makes likely.
+        if _mirror_ready(domain, target):
+            try:
+                domain.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+                return
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in (libvirt.VIR_ERR_BLOCK_COPY_ACTIVE, libvirt.VIR_ERR_OPERATION_INVALID):
+                    raise BuildFailure(f"Failed to swap the volume of {instance['uuid']}: {exc}") from exc
         if time.monotonic() > deadline:
             domain.blockJobAbort(target, 0)
             raise BuildFailure(f"Failed to swap the volume of {instance['uuid']}: the copy did not finish within "
                                f"{SWAP_TIMEOUT:g} s")
         time.sleep(0.2)
-    domain.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+
+
+def _mirror_ready(domain, target: str) -> bool:
+    """Whether the block copy of the disk ``target`` has reached its mirroring phase (ready to pivot)."""
+    info = domain.blockJobInfo(target, 0)
+    if not info or info.get("end", 0) <= 0 or info.get("cur") != info.get("end"):
+        return False
+    for disk in ET.fromstring(domain.XMLDesc(0)).findall("./devices/disk"):
+        if (disk.find("target") is not None and disk.find("target").get("dev") == target):
+            mirror = disk.find("mirror")
+            return mirror is not None and mirror.get("ready") == "yes"
+    return False
 
 
 def extend(driver, instance: dict, connection_info: dict, new_size: int) -> None:
