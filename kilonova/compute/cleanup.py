@@ -27,15 +27,11 @@ async def release_ports(network, instance_uuid: str, network_info: list[dict]) -
     port_ids = {vif["port_id"] for vif in network_info}
     if listed.status_code == 200:
         port_ids |= {port["id"] for port in listed.json().get("ports", [])}
+    unbind = {"json": {"port": {"device_id": "", "device_owner": "", "binding:host_id": ""}}}
     for port_id in port_ids:
-        if port_id in preexisting:
-            def send(port_id=port_id):
-                return network.put(f"/v2.0/ports/{port_id}", json={"port": {
-                    "device_id": "", "device_owner": "", "binding:host_id": ""}})
-        else:
-            def send(port_id=port_id):
-                return network.delete(f"/v2.0/ports/{port_id}")
-        reply = await _answered(send, f"port {port_id} of {instance_uuid}")
+        method, body = ("PUT", unbind) if port_id in preexisting else ("DELETE", {})
+        reply = await _answered(lambda: network.request(method, f"/v2.0/ports/{port_id}", **body),
+                                f"port {port_id} of {instance_uuid}")
         if reply.status_code not in (200, 204, 404):
             LOG.error("could not release port %s of %s: %s", port_id, instance_uuid, reply.text[:200])
 
